@@ -1,0 +1,36 @@
+"""deepglass: the statistical physics of deep neural networks.
+
+The main objects are imported lazily so that ``import deepglass`` stays cheap:
+
+- :class:`deepglass.graph.SignedGraph` -- the neuron-level signed DAG of a network;
+- :func:`deepglass.frustration` -- its frustration (Ising ground state);
+- :mod:`deepglass.rap` -- the random active path model;
+- :mod:`deepglass.criticality` -- mean-field theory and power-law searches.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "SignedGraph": "deepglass.graph",
+    "frustration": "deepglass.solve",
+    "FrustrationResult": "deepglass.solve",
+    "null_model": "deepglass.experiments.nulls",
+    "active_subgraph": "deepglass.experiments.active",
+    "near_monotonicity": "deepglass.experiments.monotonicity",
+    "DeepglassError": "deepglass.errors",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'deepglass' has no attribute {name!r}")

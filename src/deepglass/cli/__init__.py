@@ -1,0 +1,5 @@
+"""The ``deepglass`` command line."""
+
+from .app import app, main
+
+__all__ = ["app", "main"]
