@@ -1,0 +1,594 @@
+"""Edge blocks: the linear operators between node blocks of a :class:`SignedGraph`.
+
+An edge block carries all edges of one layer (or one branch of an addition)
+from its source neurons to its destination node block.  With the convention of
+SPEC §1, ``A[i, j]`` is the weight of the edge ``i -> j``, so propagating a
+vector along the edges is ``y = A^T x`` (what the layer computes, bias and
+nonlinearity removed) and the adjoint is ``x = A y``.
+
+A block knows how to
+
+- :meth:`EdgeBlock.apply` ``A_b^T x`` and :meth:`EdgeBlock.adjoint` ``A_b y``,
+  batched over a leading replica dimension, optionally with ``|A_b|``;
+- :meth:`EdgeBlock.n_edges`: count its edges by formula, without enumerating;
+- :meth:`EdgeBlock.coo`: list its edges explicitly (small graphs only).
+
+Adding a layer kind is one subclass implementing ``_apply``, ``_adjoint``,
+``n_edges`` and ``_coo``, plus one entry in the op table of
+:mod:`deepglass.graph.trace`.  Source scales (batch norm folded onto a value
+that is not the output of a weight layer) and destination scales (folded batch
+norm, scalar multiplication) are handled here, once, for every kind.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import ClassVar, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["EdgeBlock", "DenseBlock", "ConvBlock", "PoolBlock", "IdentityBlock",
+           "LocallyConnectedBlock", "EDGE_BLOCK_KINDS"]
+
+
+class EdgeBlock:
+    """Base class of edge blocks.
+
+    Attributes
+    ----------
+    in_shape, out_shape : tuple of int
+        Per-sample shapes of the source value and of the destination block.
+    src_index : torch.LongTensor or None
+        Global node ids of the source value (shape ``in_shape``); ``None`` when
+        the source is the contiguous range ``src_range``.
+    src_range : (int, int) or None
+        ``[start, stop)`` global ids of a contiguous source (the common case).
+    dst : int
+        Index of the destination node block in the graph.
+    in_scale : torch.Tensor or None
+        Per-source-element multiplier (shape ``in_shape``).
+    out_scale : torch.Tensor or None
+        Multiplier broadcast over ``out_shape``.
+    module : str
+        The module path (or fx node name) the block came from.
+    """
+
+    kind: ClassVar[str] = "abstract"
+
+    def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], module: str = ""):
+        self.in_shape = tuple(int(s) for s in in_shape)
+        self.out_shape = tuple(int(s) for s in out_shape)
+        self.module = module
+        self.src_index: torch.Tensor | None = None
+        self.src_range: tuple[int, int] | None = None
+        self.src_blocks: tuple[int, ...] = ()
+        self.dst: int = -1
+        self.in_scale: torch.Tensor | None = None
+        self.out_scale: torch.Tensor | None = None
+
+    # ---- to implement in subclasses ----------------------------------------
+    def _apply(self, x: torch.Tensor, absolute: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _adjoint(self, y: torch.Tensor, absolute: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    def n_edges(self) -> int:
+        """Exact number of edges, by formula."""
+        raise NotImplementedError
+
+    def _coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(source flat index, destination flat index, weight), local to the block."""
+        raise NotImplementedError
+
+    def _tensors(self) -> list[str]:
+        """Names of tensor attributes moved by :meth:`to`."""
+        return []
+
+    # ---- shared ---------------------------------------------------------------
+    @property
+    def in_size(self) -> int:
+        return math.prod(self.in_shape)
+
+    @property
+    def out_size(self) -> int:
+        return math.prod(self.out_shape)
+
+    def scale_output(self, scale: torch.Tensor | float) -> None:
+        """Multiply every edge by ``scale`` of its destination (broadcast over
+        ``out_shape``): batch-norm folding, scalar multiplication."""
+        s = torch.as_tensor(scale, dtype=torch.float64)
+        self.out_scale = s if self.out_scale is None else self.out_scale * s
+
+    def apply(self, x: torch.Tensor, absolute: bool = False) -> torch.Tensor:
+        """``A_b^T x``: propagate ``x`` (R, *in_shape) along the edges -> (R, *out_shape)."""
+        if self.in_scale is not None:
+            x = x * (self.in_scale.abs() if absolute else self.in_scale)
+        y = self._apply(x, absolute)
+        if self.out_scale is not None:
+            y = y * (self.out_scale.abs() if absolute else self.out_scale)
+        return y
+
+    def adjoint(self, y: torch.Tensor, absolute: bool = False) -> torch.Tensor:
+        """``A_b y``: pull ``y`` (R, *out_shape) back to the sources -> (R, *in_shape)."""
+        if self.out_scale is not None:
+            y = y * (self.out_scale.abs() if absolute else self.out_scale)
+        x = self._adjoint(y, absolute)
+        if self.in_scale is not None:
+            x = x * (self.in_scale.abs() if absolute else self.in_scale)
+        return x
+
+    def coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Explicit edges with local indices, all scales applied."""
+        i, j, w = self._coo()
+        w = w.astype(np.float64, copy=True)
+        if self.in_scale is not None:
+            w *= self.in_scale.detach().double().cpu().numpy().reshape(-1)[i]
+        if self.out_scale is not None:
+            full = torch.broadcast_to(self.out_scale.double().cpu(), self.out_shape)
+            w *= full.reshape(-1).numpy()[j]
+        return i, j, w
+
+    def abs_sum(self) -> float:
+        """``sum |A_b|``, one matrix-free pass."""
+        ones = torch.ones((1,) + self.in_shape, dtype=torch.float64)
+        return float(self.to(dtype=torch.float64).apply(ones, absolute=True).sum())
+
+    def n_params(self) -> int:
+        """Number of distinct weights the block is built from."""
+        return 0
+
+    def to(self, device=None, dtype=None) -> "EdgeBlock":
+        """A copy with float tensors moved / cast (index tensors keep int64)."""
+        new = copy.copy(self)
+        for name in self._tensors() + ["in_scale", "out_scale"]:
+            t = getattr(self, name)
+            if t is not None:
+                setattr(new, name, t.to(device=device, dtype=dtype))
+        if self.src_index is not None and device is not None:
+            new.src_index = self.src_index.to(device)
+        new._abs_cache = {}
+        return new
+
+    def _abs(self, name: str) -> torch.Tensor:
+        """|tensor| cached per block (weights do not change after construction)."""
+        cache = self.__dict__.setdefault("_abs_cache", {})
+        t = getattr(self, name)
+        key = (name, t.dtype, t.device, t.data_ptr())
+        if key not in cache:
+            cache.clear()
+            cache[key] = t.abs()
+        return cache[key]
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.in_shape} -> {self.out_shape}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.module!r}, {self.in_shape} -> {self.out_shape})"
+
+
+class DenseBlock(EdgeBlock):
+    """A dense (fully connected) layer: ``y = W x``, ``A_b = W^T``.
+
+    Edges: ``in * out``.  ``weight`` has shape (out, in) as in ``nn.Linear``.
+    """
+
+    kind = "dense"
+
+    def __init__(self, weight: torch.Tensor, module: str = ""):
+        out_f, in_f = weight.shape
+        super().__init__((in_f,), (out_f,), module)
+        self.weight = weight.detach()
+
+    def _tensors(self):
+        return ["weight"]
+
+    def _apply(self, x, absolute):
+        w = self._abs("weight") if absolute else self.weight
+        return x @ w.T
+
+    def _adjoint(self, y, absolute):
+        w = self._abs("weight") if absolute else self.weight
+        return y @ w
+
+    def scale_output(self, scale):
+        s = torch.as_tensor(scale, dtype=self.weight.dtype)
+        self.weight = self.weight * s.reshape(-1, 1) if s.ndim else self.weight * s
+
+    def n_edges(self):
+        return self.in_size * self.out_size
+
+    def n_params(self):
+        return self.weight.numel()
+
+    def _coo(self):
+        out_f, in_f = self.weight.shape
+        j, i = np.meshgrid(np.arange(out_f), np.arange(in_f), indexing="ij")
+        return i.ravel(), j.ravel(), self.weight.detach().double().cpu().numpy().ravel()
+
+
+def _window_triples(L: int, O: int, k: int, stride: int, pad_lo: int, dilation: int):
+    """For one spatial dimension: all (output pos, tap, input pos) with the input in bounds."""
+    o = np.arange(O)[:, None]
+    t = np.arange(k)[None, :]
+    i = o * stride - pad_lo + t * dilation
+    ok = (i >= 0) & (i < L)
+    oo, tt = np.broadcast_to(o, ok.shape)[ok], np.broadcast_to(t, ok.shape)[ok]
+    return oo, tt, i[ok]
+
+
+class ConvBlock(EdgeBlock):
+    """An N-d convolution (N = 1, 2, 3) with stride, zero padding (per side),
+    dilation and groups; bias ignored (SPEC §1).
+
+    ``A_b^T x`` is the convolution itself, ``A_b y`` the transposed convolution.
+    Edges: one per in-bounds tap of each output element's receptive field, so
+    ``n_edges = C_out * C_in/groups * prod_d #{(o, t): 0 <= o s - p + t d < L}``.
+    """
+
+    kind = "conv"
+    _conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+    _convT = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+    def __init__(self, weight, in_shape, out_shape, stride, padding, dilation, groups,
+                 module: str = ""):
+        super().__init__(in_shape, out_shape, module)
+        self.weight = weight.detach()
+        self.nd = weight.ndim - 2
+        self.stride = tuple(stride)
+        self.padding = tuple((int(lo), int(hi)) for lo, hi in padding)  # per dim (lo, hi)
+        self.dilation = tuple(dilation)
+        self.groups = int(groups)
+
+    def _tensors(self):
+        return ["weight"]
+
+    def _pad_arg(self):
+        pads = []
+        for lo, hi in reversed(self.padding):  # F.pad wants the last dim first
+            pads += [lo, hi]
+        return pads
+
+    def _apply(self, x, absolute):
+        w = self._abs("weight") if absolute else self.weight
+        if any(self._pad_arg()):
+            x = F.pad(x, self._pad_arg())
+        return self._conv[self.nd](x, w, None, self.stride, 0, self.dilation, self.groups)
+
+    def _adjoint(self, y, absolute):
+        w = self._abs("weight") if absolute else self.weight
+        k = w.shape[2:]
+        spatial = self.in_shape[1:]
+        padded = [L + lo + hi for L, (lo, hi) in zip(spatial, self.padding)]
+        out_pad = [P - ((O - 1) * s + d * (kk - 1) + 1)
+                   for P, O, s, d, kk in zip(padded, self.out_shape[1:], self.stride,
+                                             self.dilation, k)]
+        x = self._convT[self.nd](y, w, None, self.stride, 0, out_pad, self.groups,
+                                 self.dilation)
+        if any(self._pad_arg()):
+            sl = [slice(None), slice(None)] + [slice(lo, lo + L) for (lo, _), L in
+                                               zip(self.padding, spatial)]
+            x = x[tuple(sl)]
+        return x
+
+    def scale_output(self, scale):
+        s = torch.as_tensor(scale, dtype=self.weight.dtype)
+        self.weight = self.weight * (s.reshape((-1,) + (1,) * (self.nd + 1)) if s.ndim else s)
+
+    def _triples(self):
+        k = self.weight.shape[2:]
+        return [_window_triples(L, O, kk, s, lo, d) for L, O, kk, s, (lo, _), d in
+                zip(self.in_shape[1:], self.out_shape[1:], k, self.stride, self.padding,
+                    self.dilation)]
+
+    def n_edges(self):
+        taps = math.prod(len(t[0]) for t in self._triples())
+        return self.out_shape[0] * (self.in_shape[0] // self.groups) * taps
+
+    def n_params(self):
+        return self.weight.numel()
+
+    def _coo(self):
+        c_out, c_in_g = self.weight.shape[:2]
+        k = tuple(self.weight.shape[2:])
+        trip = self._triples()
+        # spatial cartesian product of the per-dimension (o, t, i) triples
+        grids = np.meshgrid(*[np.arange(len(t[0])) for t in trip], indexing="ij")
+        o_flat = np.zeros(grids[0].size, dtype=np.int64)
+        i_flat = np.zeros_like(o_flat)
+        t_flat = np.zeros_like(o_flat)
+        for d, (g, (oo, tt, ii)) in enumerate(zip(grids, trip)):
+            g = g.ravel()
+            o_flat = o_flat * self.out_shape[1 + d] + oo[g]
+            i_flat = i_flat * self.in_shape[1 + d] + ii[g]
+            t_flat = t_flat * k[d] + tt[g]
+        n_sp_out = math.prod(self.out_shape[1:])
+        n_sp_in = math.prod(self.in_shape[1:])
+        n_taps = math.prod(k)
+        co = np.repeat(np.arange(c_out), c_in_g)
+        cl = np.tile(np.arange(c_in_g), c_out)
+        ci = (co // (c_out // self.groups)) * c_in_g + cl
+        w = self.weight.detach().double().cpu().numpy().reshape(c_out * c_in_g, n_taps)
+        src = (ci[:, None] * n_sp_in + i_flat[None, :]).ravel()
+        dst = (co[:, None] * n_sp_out + o_flat[None, :]).ravel()
+        return src, dst, w[:, t_flat].ravel()
+
+    def describe(self):
+        k = "x".join(str(s) for s in self.weight.shape[2:])
+        g = f" g{self.groups}" if self.groups > 1 else ""
+        return f"conv{self.nd}d {k}/s{self.stride[0]}{g}"
+
+
+def pool_windows(L: int, kernel: int, stride: int, padding: int, dilation: int,
+                 ceil_mode: bool) -> list[np.ndarray]:
+    """In-bounds input positions of each window of a (max or average) pool,
+    with PyTorch's output-size rule (incl. ``ceil_mode``)."""
+    eff = dilation * (kernel - 1) + 1
+    num = L + 2 * padding - eff
+    O = (-(-num // stride) if ceil_mode else num // stride) + 1
+    if ceil_mode and (O - 1) * stride >= L + padding:
+        O -= 1
+    wins = []
+    for o in range(O):
+        i = o * stride - padding + dilation * np.arange(kernel)
+        wins.append(i[(i >= 0) & (i < L)])
+    return wins
+
+
+def adaptive_windows(L: int, O: int) -> list[np.ndarray]:
+    """Windows of PyTorch's adaptive pooling: ``[floor(o L / O), ceil((o+1) L / O))``."""
+    return [np.arange((o * L) // O, -(-((o + 1) * L) // O)) for o in range(O)]
+
+
+class PoolBlock(EdgeBlock):
+    """Max or average pooling (incl. adaptive, ``ceil_mode``, global means):
+    one edge from every in-bounds element of a window to its output, with a
+    fixed positive weight (SPEC §1: default ``1/|window|``).
+
+    Windows are separable, so the operator is a product of one small matrix
+    ``P_d`` (outputs x inputs) per spatial dimension, applied per channel.
+    Edges: ``C * prod_d nnz(P_d)``.
+    """
+
+    kind = "pool"
+
+    def __init__(self, in_shape, out_shape, windows: Sequence[Sequence[np.ndarray]],
+                 pool_type: str, weight: float | None = None, kernel_area: int | None = None,
+                 module: str = ""):
+        super().__init__(in_shape, out_shape, module)
+        self.pool_type = pool_type  # "max" or "avg": same graph, differs for active subgraphs
+        self.windows = [list(w) for w in windows]
+        mats = []
+        for d, (wins, L) in enumerate(zip(self.windows, self.in_shape[1:])):
+            P = torch.zeros(len(wins), L, dtype=torch.float64)
+            for o, w in enumerate(wins):
+                if weight is not None:
+                    val = weight if d == 0 else 1.0
+                elif kernel_area is not None:   # regular pool: 1/|kernel window|
+                    val = kernel_area ** (-1.0 / len(self.windows))
+                else:                           # adaptive pool: 1/|this window|
+                    val = 1.0 / len(w)
+                P[o, torch.as_tensor(w, dtype=torch.long)] = val
+            mats.append(P)
+        self.mats = mats
+        self.spatial_out = tuple(len(w) for w in self.windows)
+
+    def _tensors(self):
+        return []
+
+    def to(self, device=None, dtype=None):
+        new = super().to(device, dtype)
+        new.mats = [m.to(device=device, dtype=dtype) for m in self.mats]
+        return new
+
+    def _mats(self, like):
+        if self.mats[0].dtype != like.dtype or self.mats[0].device != like.device:
+            self.mats = [m.to(like) for m in self.mats]
+        return self.mats
+
+    def _apply(self, x, absolute):
+        R = x.shape[0]
+        C = self.in_shape[0]
+        for d, P in enumerate(self._mats(x)):
+            # contract spatial dim d (axis 2 + d) with P (O_d x L_d)
+            x = torch.movedim(torch.tensordot(x, P, dims=([2 + d], [1])), -1, 2 + d)
+        return x.reshape((R,) + self.out_shape) if x.shape[1:] != self.out_shape else x
+
+    def _adjoint(self, y, absolute):
+        R = y.shape[0]
+        y = y.reshape((R, self.in_shape[0]) + self.spatial_out)
+        for d, P in enumerate(self._mats(y)):
+            y = torch.movedim(torch.tensordot(y, P, dims=([2 + d], [0])), -1, 2 + d)
+        return y
+
+    def n_edges(self):
+        return self.in_shape[0] * math.prod(sum(len(w) for w in wins) for wins in self.windows)
+
+    def _coo(self):
+        C = self.in_shape[0]
+        per_dim = []
+        for wins, P in zip(self.windows, self.mats):
+            o = np.concatenate([np.full(len(w), k) for k, w in enumerate(wins)]).astype(np.int64)
+            i = np.concatenate(wins).astype(np.int64)
+            per_dim.append((o, i, P.numpy()[o, i]))
+        grids = np.meshgrid(*[np.arange(len(p[0])) for p in per_dim], indexing="ij")
+        o_flat = np.zeros(grids[0].size, dtype=np.int64)
+        i_flat = np.zeros_like(o_flat)
+        w = np.ones(grids[0].size)
+        for d, (g, (oo, ii, ww)) in enumerate(zip(grids, per_dim)):
+            g = g.ravel()
+            o_flat = o_flat * self.spatial_out[d] + oo[g]
+            i_flat = i_flat * self.in_shape[1 + d] + ii[g]
+            w = w * ww[g]
+        n_in, n_out = len(i_flat), 0
+        n_sp_in = math.prod(self.in_shape[1:])
+        n_sp_out = math.prod(self.spatial_out)
+        c = np.arange(C)[:, None]
+        return ((c * n_sp_in + i_flat).ravel(), (c * n_sp_out + o_flat).ravel(),
+                np.tile(w, C))
+
+    def describe(self):
+        return f"{self.pool_type}pool -> {'x'.join(map(str, self.spatial_out))}"
+
+
+class IdentityBlock(EdgeBlock):
+    """Weight-1 edges ``i -> i``: an identity shortcut of a residual addition."""
+
+    kind = "identity"
+
+    def __init__(self, shape, module: str = ""):
+        super().__init__(shape, shape, module)
+
+    def _apply(self, x, absolute):
+        return x
+
+    def _adjoint(self, y, absolute):
+        return y
+
+    def n_edges(self):
+        return self.in_size
+
+    def _coo(self):
+        i = np.arange(self.in_size, dtype=np.int64)
+        return i, i, np.ones(self.in_size)
+
+
+class LocallyConnectedBlock(EdgeBlock):
+    """A convolution's topology with one weight per edge (no sharing).
+
+    Built from a :class:`ConvBlock` and a per-edge weight tensor of shape
+    ``(C_out, C_in/groups, *k, *out_spatial)`` (weights of out-of-bounds taps
+    are ignored).  Used by the N2 null model, which reassigns edge weights at
+    random and so destroys weight sharing.  ``A_b^T x`` is an unfold followed by
+    a per-position contraction, chunked over output channels to bound memory.
+    Only 1-d and 2-d convolutions.
+    """
+
+    kind = "locally_connected"
+
+    def __init__(self, conv: ConvBlock, edge_weight: torch.Tensor, chunk: int = 16):
+        super().__init__(conv.in_shape, conv.out_shape, conv.module)
+        if conv.nd not in (1, 2):
+            raise ValueError("locally connected blocks support 1-d and 2-d convolutions")
+        self.conv = conv
+        self.edge_weight = edge_weight
+        self.chunk = chunk
+        self.src_index, self.src_range, self.dst = conv.src_index, conv.src_range, conv.dst
+        self.src_blocks = conv.src_blocks
+        self.in_scale, self.out_scale = conv.in_scale, conv.out_scale
+
+    def _tensors(self):
+        return ["edge_weight"]
+
+    def _geometry(self):
+        c = self.conv
+        k = tuple(c.weight.shape[2:])
+        if c.nd == 1:
+            k, stride, dil = (1,) + k, (1,) + c.stride, (1,) + c.dilation
+        else:
+            stride, dil = c.stride, c.dilation
+        return k, stride, dil
+
+    def _unfold(self, x):
+        c = self.conv
+        x = F.pad(x, c._pad_arg()) if any(c._pad_arg()) else x
+        if c.nd == 1:
+            x = x.unsqueeze(2)
+        k, stride, dil = self._geometry()
+        return F.unfold(x, k, dilation=dil, stride=stride)  # (R, C_in*prod k, L_out)
+
+    def _apply(self, x, absolute):
+        c = self.conv
+        R = x.shape[0]
+        cols = self._unfold(x)
+        c_out, c_in_g = c.weight.shape[:2]
+        g = c.groups
+        n_k = math.prod(c.weight.shape[2:])
+        L_out = cols.shape[-1]
+        cols = cols.view(R, g, c_in_g * n_k, L_out)
+        W = self.edge_weight.reshape(c_out, c_in_g * n_k, L_out)
+        if absolute:
+            W = W.abs()
+        out = x.new_empty((R, c_out, L_out))
+        per_g = c_out // g
+        for s in range(0, c_out, self.chunk):
+            e = min(c_out, s + self.chunk)
+            grp = torch.arange(s, e, device=x.device) // per_g
+            out[:, s:e] = torch.einsum("rokl,okl->rol", cols[:, grp], W[s:e])
+        return out.view((R,) + self.out_shape)
+
+    def _adjoint(self, y, absolute):
+        c = self.conv
+        R = y.shape[0]
+        c_out, c_in_g = c.weight.shape[:2]
+        g = c.groups
+        n_k = math.prod(c.weight.shape[2:])
+        yf = y.reshape(R, c_out, -1)
+        L_out = yf.shape[-1]
+        W = self.edge_weight.reshape(c_out, c_in_g * n_k, L_out)
+        if absolute:
+            W = W.abs()
+        cols = y.new_zeros((R, g, c_in_g * n_k, L_out))
+        per_g = c_out // g
+        for s in range(0, c_out, self.chunk):
+            e = min(c_out, s + self.chunk)
+            contrib = torch.einsum("rol,okl->rokl", yf[:, s:e], W[s:e])
+            grp = torch.arange(s, e, device=y.device) // per_g
+            cols.index_add_(1, grp, contrib)
+        cols = cols.view(R, g * c_in_g * n_k, L_out)
+        k, stride, dil = self._geometry()
+        spatial = self.in_shape[1:]
+        padded = [L + lo + hi for L, (lo, hi) in zip(spatial, c.padding)]
+        size = ([1] + padded) if c.nd == 1 else padded
+        x = F.fold(cols, size, k, dilation=dil, stride=stride)
+        if c.nd == 1:
+            x = x.squeeze(2)
+        if any(c._pad_arg()):
+            sl = [slice(None), slice(None)] + [slice(lo, lo + L) for (lo, _), L in
+                                               zip(c.padding, spatial)]
+            x = x[tuple(sl)]
+        return x
+
+    def n_edges(self):
+        return self.conv.n_edges()
+
+    def n_params(self):
+        return self.n_edges()
+
+    def _coo(self):
+        src, dst, _ = self.conv._coo()
+        c = self.conv
+        c_out, c_in_g = c.weight.shape[:2]
+        n_k = math.prod(c.weight.shape[2:])
+        n_sp_in = math.prod(self.in_shape[1:])
+        n_sp_out = math.prod(self.out_shape[1:])
+        # recover (co, ci_local, tap, out position) of every edge
+        co, o = dst // n_sp_out, dst % n_sp_out
+        ci = src // n_sp_in
+        cl = ci - (co // (c_out // c.groups)) * c_in_g
+        k = tuple(c.weight.shape[2:])
+        taps = self._taps_of(src % n_sp_in, o, k)
+        W = self.edge_weight.detach().double().cpu().numpy().reshape(c_out, c_in_g, n_k, -1)
+        return src, dst, W[co, cl, taps, o]
+
+    def _taps_of(self, i_sp, o_sp, k):
+        c = self.conv
+        tap = np.zeros_like(i_sp)
+        i_rest, o_rest = i_sp.copy(), o_sp.copy()
+        coords = []
+        for d in reversed(range(c.nd)):
+            L, O = self.in_shape[1 + d], self.out_shape[1 + d]
+            coords.append((i_rest % L, o_rest % O, d))
+            i_rest //= L
+            o_rest //= O
+        for i_d, o_d, d in reversed(coords):
+            t = (i_d - o_d * c.stride[d] + c.padding[d][0]) // c.dilation[d]
+            tap = tap * k[d] + t
+        return tap
+
+
+EDGE_BLOCK_KINDS = {cls.kind: cls for cls in
+                    (DenseBlock, ConvBlock, PoolBlock, IdentityBlock, LocallyConnectedBlock)}

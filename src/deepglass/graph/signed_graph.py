@@ -1,0 +1,396 @@
+"""The neuron-level signed DAG of a network, as data (SPEC §1).
+
+A :class:`SignedGraph` is a list of *node blocks* (the input and the output of
+each linear-operator layer, in topological order) and a list of *edge blocks*
+(:mod:`deepglass.graph.blocks`).  Node ``i`` of the whole graph is element
+``i - offset`` (C order) of its block.  The weighted adjacency ``A`` is never
+materialized: every product goes through the edge blocks, batched over a
+leading replica dimension.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import DeepglassError, TooLargeError
+from .blocks import EdgeBlock
+
+__all__ = ["NodeBlock", "SignedGraph", "EXPLICIT_EDGE_LIMIT"]
+
+#: Largest number of edges :meth:`SignedGraph.to_scipy` builds without ``force``.
+EXPLICIT_EDGE_LIMIT = 50_000_000
+
+
+@dataclass
+class NodeBlock:
+    """A block of neurons: the input, or the output of one linear-operator layer.
+
+    Attributes
+    ----------
+    name : str
+        The module path (or fx node name) the block came from; ``"input"``.
+    shape : tuple of int
+        Per-sample shape, e.g. ``(C, H, W)``.
+    offset : int
+        Global index of the block's first node.
+    op : str
+        ``"input"``, ``"conv"``, ``"dense"``, ``"pool"``, ``"add"``, ...
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+    op: str
+    index: int = 0
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def stop(self) -> int:
+        return self.offset + self.size
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.offset, self.stop)
+
+
+class SignedGraph:
+    """The signed DAG of a neural network (SPEC §1), matrix-free.
+
+    Build one with :meth:`from_module`; the algebra works on flat tensors of
+    shape ``(n_nodes,)`` or ``(R, n_nodes)`` (``R`` replicas).
+
+    Edge blocks may overlap only in the corner case of a residual addition whose
+    shortcut starts at the very block its other branch reads (``y = f(x) + x``
+    with ``f`` a single layer): the two edges ``i -> j`` are then parallel.  The
+    products and the energy are unaffected (their weights add), but
+    :meth:`to_scipy` sums them into one entry, so ``|A|`` and the edge count of
+    the explicit matrix differ from the matrix-free ones there.
+
+    Attributes
+    ----------
+    node_blocks : list of NodeBlock
+    edge_blocks : list of EdgeBlock
+    input_shape : tuple of int
+    output_index : np.ndarray
+        Global ids of the network's output neurons (in the output's C order).
+    dtype, device
+        Of the edge blocks' tensors (float32 on the CPU by default).
+
+    Examples
+    --------
+    >>> import torch.nn as nn
+    >>> from deepglass.graph import SignedGraph
+    >>> g = SignedGraph.from_module(nn.Sequential(nn.Linear(3, 2)), (3,))
+    >>> g.n_nodes, g.n_edges
+    (5, 6)
+    """
+
+    def __init__(self, node_blocks: list[NodeBlock], edge_blocks: list[EdgeBlock],
+                 input_shape: Sequence[int], output_index: np.ndarray,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+                 meta: dict | None = None):
+        self.node_blocks = node_blocks
+        self.edge_blocks = edge_blocks
+        self.input_shape = tuple(input_shape)
+        self.output_index = np.asarray(output_index, dtype=np.int64)
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.meta = dict(meta or {})
+        self._abs_total = None
+        self._abs_rows = None
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def from_module(cls, model: torch.nn.Module, input_shape: Sequence[int],
+                    batchnorm: str = "fold", pool_weight: float | None = None,
+                    dtype: torch.dtype = torch.float32, device: str = "cpu") -> "SignedGraph":
+        """Trace ``model`` (torch.fx) into its signed graph.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            Any fx-traceable network of supported layers (see
+            :data:`deepglass.graph.trace.SUPPORTED`).
+        input_shape : sequence of int
+            Per-sample input shape, e.g. ``(3, 224, 224)``.
+        batchnorm : {"fold", "ignore"}
+            ``fold`` (default) multiplies each channel's incoming edges by
+            ``gamma / sqrt(var + eps)``, sign included; ``ignore`` treats batch
+            norm as a positive rescaling, as the paper did.
+        pool_weight : float, optional
+            Weight of pooling edges; default ``1/|window|`` (SPEC §1).
+        dtype, device
+            Of the operator's tensors.
+
+        Raises
+        ------
+        DeepglassError
+            For an untraceable model, a wrong input shape, NaN weights or an
+            unsupported layer (the message names the module and op).
+        """
+        from .trace import trace
+
+        return trace(model, input_shape, batchnorm=batchnorm, pool_weight=pool_weight,
+                     dtype=dtype, device=device)
+
+    def to(self, device=None, dtype=None) -> "SignedGraph":
+        """A graph whose operator tensors live on ``device`` with ``dtype``."""
+        dtype = dtype or self.dtype
+        device = torch.device(device) if device is not None else self.device
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise DeepglassError("device 'cuda' requested but torch sees no CUDA device")
+        blocks = [b.to(device=device, dtype=dtype) for b in self.edge_blocks]
+        return SignedGraph(self.node_blocks, blocks, self.input_shape, self.output_index,
+                           dtype=dtype, device=device, meta=self.meta)
+
+    def replace_edge_blocks(self, blocks: list[EdgeBlock]) -> "SignedGraph":
+        """The same nodes with other edge blocks (null models)."""
+        return SignedGraph(self.node_blocks, blocks, self.input_shape, self.output_index,
+                           dtype=self.dtype, device=self.device, meta=self.meta)
+
+    # -- sizes ----------------------------------------------------------------------
+    @property
+    def n_nodes(self) -> int:
+        return self.node_blocks[-1].stop if self.node_blocks else 0
+
+    @property
+    def n_edges(self) -> int:
+        """Exact edge count, by formula per block (nothing enumerated)."""
+        return sum(b.n_edges() for b in self.edge_blocks)
+
+    @property
+    def n_params(self) -> int:
+        return sum(b.n_params() for b in self.edge_blocks)
+
+    @property
+    def input_block(self) -> NodeBlock:
+        return self.node_blocks[0]
+
+    @property
+    def input_index(self) -> np.ndarray:
+        return np.arange(self.input_block.offset, self.input_block.stop)
+
+    def block_of(self, node: int) -> NodeBlock:
+        offs = [b.offset for b in self.node_blocks]
+        return self.node_blocks[int(np.searchsorted(offs, node, side="right")) - 1]
+
+    # -- matrix-free algebra ------------------------------------------------------
+    def _flat(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        x = torch.as_tensor(x)
+        single = x.ndim == 1
+        if single:
+            x = x.unsqueeze(0)
+        if x.ndim != 2 or x.shape[1] != self.n_nodes:
+            raise DeepglassError(f"expected a vector of {self.n_nodes} nodes (or R x n), "
+                                 f"got shape {tuple(x.shape)}")
+        return x.to(device=self.device, dtype=self.dtype), single
+
+    def gather_source(self, b: EdgeBlock, x: torch.Tensor) -> torch.Tensor:
+        """The source values of block ``b`` from a flat (R, n) tensor, shaped (R, *in_shape)."""
+        R = x.shape[0]
+        if b.src_range is not None:
+            return x[:, b.src_range[0]:b.src_range[1]].reshape((R,) + b.in_shape)
+        return x[:, b.src_index.reshape(-1)].reshape((R,) + b.in_shape)
+
+    def scatter_source(self, b: EdgeBlock, out: torch.Tensor, v: torch.Tensor) -> None:
+        """``out[:, sources of b] += v`` for a (R, *in_shape) tensor ``v``."""
+        R = out.shape[0]
+        if b.src_range is not None:
+            out[:, b.src_range[0]:b.src_range[1]] += v.reshape(R, -1)
+        else:
+            out.index_add_(1, b.src_index.reshape(-1), v.reshape(R, -1))
+
+    def block_forward(self, b: EdgeBlock, x: torch.Tensor, absolute: bool = False):
+        """``(A_b^T x)`` for one block, on the flat vector ``x`` -> (R, dst size)."""
+        return b.apply(self.gather_source(b, x), absolute).reshape(x.shape[0], -1)
+
+    def rmatvec(self, x: torch.Tensor, absolute: bool = False) -> torch.Tensor:
+        """``A^T x``: propagate along the edges (what the layers compute, linearized)."""
+        x, single = self._flat(x)
+        y = torch.zeros_like(x)
+        for b in self.edge_blocks:
+            dst = self.node_blocks[b.dst]
+            y[:, dst.offset:dst.stop] += self.block_forward(b, x, absolute)
+        return y[0] if single else y
+
+    def matvec(self, y: torch.Tensor, absolute: bool = False) -> torch.Tensor:
+        """``A y``: pull back against the edges (``(A y)_i = sum_j A_ij y_j``)."""
+        y, single = self._flat(y)
+        x = torch.zeros_like(y)
+        R = y.shape[0]
+        for b in self.edge_blocks:
+            dst = self.node_blocks[b.dst]
+            v = b.adjoint(y[:, dst.offset:dst.stop].reshape((R,) + b.out_shape), absolute)
+            self.scatter_source(b, x, v)
+        return x[0] if single else x
+
+    def sym_matvec(self, x: torch.Tensor, absolute: bool = False) -> torch.Tensor:
+        """``As x = (A + A^T) x`` (``|As| x`` with ``absolute``)."""
+        x, single = self._flat(x)
+        out = self.matvec(x, absolute) + self.rmatvec(x, absolute)
+        return out[0] if single else out
+
+    def local_fields(self, sigma: torch.Tensor) -> torch.Tensor:
+        """``h = sigma * (As sigma)`` (SPEC §2): flipping node i changes
+        ``sigma^T As sigma`` by ``-4 h_i``."""
+        s, single = self._flat(sigma)
+        h = s * self.sym_matvec(s)
+        return h[0] if single else h
+
+    def abs_row_sums(self) -> torch.Tensor:
+        """Per-node ``sum_j |As|_ij`` (cached)."""
+        if self._abs_rows is None:
+            ones = torch.ones(self.n_nodes, dtype=self.dtype, device=self.device)
+            self._abs_rows = self.sym_matvec(ones, absolute=True)
+        return self._abs_rows
+
+    def abs_total(self) -> float:
+        """The normalizer ``1^T |As| 1 = 2 sum |A_ij|`` (float64 accumulation)."""
+        if self._abs_total is None:
+            self._abs_total = 2.0 * sum(b.abs_sum() for b in self.edge_blocks)
+        return self._abs_total
+
+    def energy(self, sigma: torch.Tensor) -> torch.Tensor:
+        """``eps(sigma) = (1 - sigma^T As sigma / 1^T|As|1) / 2`` per replica (SPEC §2)."""
+        s, single = self._flat(sigma)
+        quad = (s.double() * self.sym_matvec(s).double()).sum(1)
+        e = 0.5 * (1.0 - quad / self.abs_total())
+        return e[0] if single else e
+
+    def block_abs_sums(self) -> np.ndarray:
+        """``sum |A_b|`` per edge block."""
+        return np.array([b.abs_sum() for b in self.edge_blocks])
+
+    # -- structure ------------------------------------------------------------------
+    def block_adjacency(self) -> list[set[int]]:
+        """For each node block, the node blocks it shares an edge with."""
+        adj = [set() for _ in self.node_blocks]
+        for b in self.edge_blocks:
+            for s in b.src_blocks:
+                adj[s].add(b.dst)
+                adj[b.dst].add(s)
+        return adj
+
+    def coloring(self) -> list[list[int]]:
+        """Colour classes of node blocks: blocks of one class share no edge.
+
+        Greedy colouring (largest-first, networkx) of the block adjacency graph;
+        a plain feed-forward chain needs two colours.  All nodes of one class can
+        be updated at once in parallel (SPEC §2).
+        """
+        import networkx as nx
+
+        G = nx.Graph()
+        G.add_nodes_from(range(len(self.node_blocks)))
+        for i, nb in enumerate(self.block_adjacency()):
+            G.add_edges_from((i, j) for j in nb)
+        col = nx.coloring.greedy_color(G, strategy="largest_first")
+        classes: dict[int, list[int]] = {}
+        for blk, c in sorted(col.items()):
+            classes.setdefault(c, []).append(blk)
+        return [classes[c] for c in sorted(classes)]
+
+    def in_blocks(self, dst: int) -> list[EdgeBlock]:
+        return [b for b in self.edge_blocks if b.dst == dst]
+
+    def out_blocks(self, src: int) -> list[EdgeBlock]:
+        return [b for b in self.edge_blocks if src in b.src_blocks]
+
+    # -- explicit forms (small graphs) ---------------------------------------------
+    def explicit_bytes(self) -> int:
+        """Memory an explicit COO/CSR build needs (int64 indices + float64 weights)."""
+        return 24 * self.n_edges + 8 * (self.n_nodes + 1)
+
+    def _check_explicit(self, limit: int | None) -> None:
+        limit = EXPLICIT_EDGE_LIMIT if limit is None else limit
+        if self.n_edges > limit:
+            raise TooLargeError(
+                f"the graph has {self.n_edges:,} edges; an explicit matrix would need about "
+                f"{self.explicit_bytes() / 2**30:.1f} GiB (limit {limit:,} edges); use the "
+                "matrix-free operator or pass a larger limit")
+
+    def edge_list(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All edges as global (source, destination, weight) arrays."""
+        self._check_explicit(limit)
+        srcs, dsts, ws = [], [], []
+        for b in self.edge_blocks:
+            i, j, w = b.coo()
+            if b.src_range is not None:
+                gi = b.src_range[0] + i
+            else:
+                gi = b.src_index.reshape(-1).cpu().numpy()[i]
+            srcs.append(gi)
+            dsts.append(self.node_blocks[b.dst].offset + j)
+            ws.append(w)
+        if not srcs:
+            z = np.zeros(0, dtype=np.int64)
+            return z, z, np.zeros(0)
+        return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(ws)
+
+    def to_scipy(self, limit: int | None = None):
+        """The n x n CSR matrix of ``A`` (``A[i, j]`` = weight of edge i -> j).
+
+        Refuses graphs above ``limit`` edges (default
+        :data:`EXPLICIT_EDGE_LIMIT`) with the memory it would need.
+        """
+        import scipy.sparse as sp
+
+        i, j, w = self.edge_list(limit)
+        n = self.n_nodes
+        A = sp.coo_matrix((w, (i, j)), shape=(n, n)).tocsr()
+        A.sum_duplicates()
+        return A
+
+    def to_scipy_sym(self, limit: int | None = None):
+        """The symmetric CSR ``As = A + A^T``."""
+        A = self.to_scipy(limit)
+        return (A + A.T).tocsr()
+
+    def to_networkx(self, limit: int = 1_000_000):
+        """A ``networkx.DiGraph`` with ``weight`` and ``sign`` edge attributes and
+        each node's ``block`` (small graphs only)."""
+        import networkx as nx
+
+        i, j, w = self.edge_list(limit)
+        G = nx.DiGraph()
+        for b in self.node_blocks:
+            G.add_nodes_from(range(b.offset, b.stop), block=b.name)
+        G.add_weighted_edges_from(zip(i.tolist(), j.tolist(), w.tolist()))
+        for u, v, d in G.edges(data=True):
+            d["sign"] = 1 if d["weight"] > 0 else (-1 if d["weight"] < 0 else 0)
+        return G
+
+    # -- description ----------------------------------------------------------------
+    def summary(self) -> list[dict]:
+        """One row per node block: nodes, incoming edges, parameters."""
+        rows = []
+        for nb in self.node_blocks:
+            ins = self.in_blocks(nb.index)
+            rows.append({
+                "block": nb.name,
+                "op": nb.op,
+                "shape": "x".join(map(str, nb.shape)),
+                "nodes": nb.size,
+                "edges": sum(b.n_edges() for b in ins),
+                "params": sum(b.n_params() for b in ins),
+                "kinds": "+".join(b.describe() for b in ins),
+            })
+        return rows
+
+    def describe(self) -> dict:
+        """Counts as a JSON-friendly dict: ``nodes``, ``edges``, ``params``, ``blocks``."""
+        return {"nodes": self.n_nodes, "edges": self.n_edges, "params": self.n_params,
+                "input_shape": list(self.input_shape), "blocks": self.summary(),
+                **({"model": self.meta["model"]} if "model" in self.meta else {})}
+
+    def __repr__(self) -> str:
+        return (f"SignedGraph({len(self.node_blocks)} node blocks, {self.n_nodes:,} nodes, "
+                f"{self.n_edges:,} edges)")

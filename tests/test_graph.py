@@ -1,0 +1,349 @@
+"""SignedGraph: matrix-free algebra == explicit CSR == the network's own linearization."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deepglass.errors import DeepglassError, TooLargeError, UnsupportedLayerError
+from deepglass.graph import NonMonotoneActivationWarning, SignedGraph
+
+
+# ---------------------------------------------------------------------------------
+# networks covering every edge-block kind.  ``linear=True`` builds the same network
+# with every elementwise layer removed, max pools replaced by average pools (the
+# same graph, SPEC §1) and biases zeroed: its input-output map must then be exactly
+# the graph's linear propagation v = x_in + A^T v.
+class Shuffle(nn.Module):
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        x = x.view(n, self.groups, c // self.groups, h, w)
+        return torch.transpose(x, 1, 2).contiguous().view(n, c, h, w)
+
+
+class Zoo(nn.Module):
+    """Conv (groups, dilation, stride, 'same', asymmetric F.pad), pools (ceil_mode,
+    adaptive), BN with negative scale, residual identity and projection shortcuts,
+    concatenation, chunk, channel shuffle, flatten, dense, a conv1d branch."""
+
+    def __init__(self, linear=False, c=4):
+        super().__init__()
+        self.linear = linear
+        self.conv1 = nn.Conv2d(2, c, 3, padding="same", dilation=1)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2a = nn.Conv2d(c, c, 1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=2, dilation=2, groups=2)
+        self.proj = nn.Conv2d(c, 2 * c, 1, stride=2)
+        self.conv3 = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
+        self.conv4 = nn.Conv2d(2 * c, 2 * c, (2, 3))      # after an asymmetric pad
+        self.shuffle = Shuffle(2)
+        self.pool = (nn.AvgPool2d(2, ceil_mode=False) if linear
+                     else nn.MaxPool2d(2, ceil_mode=False))
+        self.apool = nn.AdaptiveAvgPool2d((2, 3))
+        self.conv1d = nn.Conv1d(2 * c, 3, 2, stride=1)
+        self.fc = nn.Linear(4 * c * 6 + 3 * 3, 5)
+        with torch.no_grad():
+            self.bn1.running_mean.zero_()
+            self.bn1.running_var.uniform_(0.5, 2.0)
+            self.bn1.weight.copy_(torch.tensor([1.0, -2.0, 0.5, -0.7] * (c // 4)))
+            self.bn1.bias.zero_()
+        if linear:
+            for m in self.modules():
+                if getattr(m, "bias", None) is not None and not isinstance(m, nn.BatchNorm2d):
+                    nn.init.zeros_(m.bias)
+
+    def act(self, x):
+        return x if self.linear else F.relu(x)
+
+    def forward(self, x):
+        x = self.act(self.bn1(self.conv1(x)))
+        y = self.act(self.conv2(self.act(self.conv2a(x))) + x)   # identity shortcut
+        z = self.conv3(y) + self.proj(x)                  # projection shortcut
+        z = self.shuffle(self.act(z))
+        a, b = torch.chunk(z, 2, dim=1)
+        z = torch.cat([b, a], dim=1)
+        w = self.conv4(F.pad(z, (1, 1, 0, 1)))            # asymmetric zero padding
+        p = self.apool(self.pool(torch.cat([w, z], 1)[:, :, :4, :4]))
+        s = self.conv1d(z.mean(3))
+        h = torch.cat([torch.flatten(p, 1), torch.flatten(s, 1)], 1)
+        return self.fc(self.act(h))
+
+
+def _propagate(g: SignedGraph, x_in: torch.Tensor) -> torch.Tensor:
+    """Node values of the linear network: v = x_in + A^T v, iterated over the DAG."""
+    v = torch.zeros(g.n_nodes, dtype=torch.float64)
+    inj = torch.zeros_like(v)
+    inj[g.input_block.slice] = x_in.reshape(-1)
+    for _ in range(len(g.node_blocks)):
+        v = inj + g.rmatvec(v)
+    return v
+
+
+def _state_copy(src, dst):
+    dst.load_state_dict(src.state_dict())
+    for m in dst.modules():
+        if getattr(m, "bias", None) is not None and not isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.bias.zero_()
+
+
+@pytest.fixture(scope="module")
+def zoo_graph():
+    torch.manual_seed(0)
+    net = Zoo().double().eval()
+    g = SignedGraph.from_module(net, (2, 8, 8), dtype=torch.float64)
+    return net, g
+
+
+def test_graph_matches_linearized_network(zoo_graph):
+    net, g = zoo_graph
+    lin = Zoo(linear=True).double().eval()
+    _state_copy(net, lin)
+    x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+    y = lin(x)[0]
+    v = _propagate(g, x)
+    np.testing.assert_allclose(v[g.output_index].numpy(), y.detach().numpy(), rtol=1e-9,
+                               atol=1e-9)
+
+
+def test_csr_matches_jacobian(zoo_graph):
+    """The explicit A reproduces the Jacobian of the linearized network:
+    J = E_out^T (I - A^T)^{-1} E_in."""
+    net, g = zoo_graph
+    lin = Zoo(linear=True).double().eval()
+    _state_copy(net, lin)
+    x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(lambda t: lin(t)[0], x).reshape(5, -1).numpy()
+    A = g.to_scipy()
+    n = g.n_nodes
+    M = sp.identity(n, format="csc") - A.T.tocsc()
+    E_in = np.zeros((n, g.input_block.size))
+    E_in[np.arange(g.input_block.size), np.arange(g.input_block.size)] = 1
+    V = sp.linalg.spsolve(M, E_in)
+    np.testing.assert_allclose(V[g.output_index], J, rtol=1e-8, atol=1e-10)
+
+
+def test_matrix_free_equals_csr(zoo_graph):
+    _, g = zoo_graph
+    A = g.to_scipy()
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((3, g.n_nodes))
+    Xt = torch.from_numpy(X)
+    np.testing.assert_allclose(g.matvec(Xt).numpy(), (A @ X.T).T, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(g.rmatvec(Xt).numpy(), (A.T @ X.T).T, rtol=1e-10, atol=1e-10)
+    As = (A + A.T).tocsr()
+    np.testing.assert_allclose(g.sym_matvec(Xt).numpy(), (As @ X.T).T, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(g.sym_matvec(Xt, absolute=True).numpy(),
+                               (abs(As) @ X.T).T, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(g.abs_row_sums().numpy(), np.asarray(abs(As).sum(1)).ravel(),
+                               rtol=1e-10)
+    assert g.abs_total() == pytest.approx(abs(As).sum(), rel=1e-12)
+    s = torch.from_numpy(rng.choice([-1.0, 1.0], size=(4, g.n_nodes)))
+    eps = 0.5 * (1 - np.einsum("ri,ij,rj->r", s.numpy(), As.toarray(), s.numpy()) / abs(As).sum())
+    np.testing.assert_allclose(g.energy(s).numpy(), eps, rtol=1e-10)
+
+
+def test_edge_counts_by_formula(zoo_graph):
+    _, g = zoo_graph
+    A = g.to_scipy()
+    assert g.n_edges == A.nnz == sum(len(b.coo()[0]) for b in g.edge_blocks)
+    # each block's formula matches its explicit listing
+    for b in g.edge_blocks:
+        assert b.n_edges() == len(b.coo()[0])
+
+
+def test_coloring_separates_adjacent_blocks(zoo_graph):
+    _, g = zoo_graph
+    colour = {blk: c for c, cls in enumerate(g.coloring()) for blk in cls}
+    assert set(colour) == set(range(len(g.node_blocks)))
+    for b in g.edge_blocks:
+        for s in b.src_blocks:
+            assert colour[s] != colour[b.dst]
+
+
+def test_batchnorm_modes_and_sign(zoo_graph):
+    net, g = zoo_graph
+    g_ign = SignedGraph.from_module(net, (2, 8, 8), batchnorm="ignore", dtype=torch.float64)
+    conv1 = g.edge_blocks[0]
+    w_fold = conv1.weight
+    w_ign = g_ign.edge_blocks[0].weight
+    scale = net.bn1.weight / torch.sqrt(net.bn1.running_var + net.bn1.eps)
+    torch.testing.assert_close(w_fold, w_ign * scale.reshape(-1, 1, 1, 1))
+    assert (torch.sign(w_fold[1]) == -torch.sign(w_ign[1])).all()   # negative gamma flips signs
+
+
+# ---------------------------------------------------------------------------------
+# random small nets of every block kind (hypothesis)
+@st.composite
+def conv_nets(draw):
+    nd = draw(st.sampled_from([1, 2]))
+    c_in = draw(st.integers(1, 3))
+    groups = draw(st.sampled_from([1, 2]))
+    c_in *= groups
+    c_out = groups * draw(st.integers(1, 3))
+    k = draw(st.integers(1, 3))
+    stride = draw(st.integers(1, 3))
+    dilation = draw(st.integers(1, 2))
+    padding = draw(st.sampled_from([0, 1, 2, "same"]))
+    if padding == "same":
+        stride = 1
+    L = draw(st.integers(max(4, dilation * (k - 1) + 1), 7))
+    pool = draw(st.sampled_from(["max", "avg", "adaptive", "none"]))
+    pk = draw(st.integers(1, 3))
+    ceil = draw(st.booleans())
+    return nd, c_in, c_out, k, stride, dilation, padding, groups, L, pool, pk, ceil
+
+
+def _build(spec):
+    nd, c_in, c_out, k, stride, dilation, padding, groups, L, pool, pk, ceil = spec
+    Conv = nn.Conv1d if nd == 1 else nn.Conv2d
+    layers = [Conv(c_in, c_out, k, stride=stride, padding=padding, dilation=dilation,
+                   groups=groups, bias=False), nn.ReLU()]
+    conv_out = layers[0](torch.zeros((1, c_in) + (L,) * nd))
+    if min(conv_out.shape[2:]) < max(pk, 2):
+        pool = "none"
+    if pool == "max":
+        layers.append((nn.MaxPool1d if nd == 1 else nn.MaxPool2d)(pk, stride=pk, ceil_mode=ceil))
+    elif pool == "avg":
+        layers.append((nn.AvgPool1d if nd == 1 else nn.AvgPool2d)(pk, ceil_mode=False))
+    elif pool == "adaptive":
+        layers.append((nn.AdaptiveAvgPool1d if nd == 1 else nn.AdaptiveAvgPool2d)(2))
+    layers += [nn.Flatten()]
+    net = nn.Sequential(*layers).double()
+    shape = (c_in,) + (L,) * nd
+    out = net(torch.zeros((1,) + shape, dtype=torch.float64))
+    net.append(nn.Linear(out.shape[1], 3, bias=False).double())
+    return net, shape
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_nets())
+def test_random_nets_matrix_free_vs_csr_vs_jacobian(spec):
+    torch.manual_seed(0)
+    net, shape = _build(spec)
+    g = SignedGraph.from_module(net, shape, dtype=torch.float64)
+    A = g.to_scipy()
+    assert g.n_edges == A.nnz
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, g.n_nodes))
+    np.testing.assert_allclose(g.matvec(torch.from_numpy(X)).numpy(), (A @ X.T).T, atol=1e-10)
+    np.testing.assert_allclose(g.rmatvec(torch.from_numpy(X)).numpy(), (A.T @ X.T).T,
+                               atol=1e-10)
+    # block by block: each conv block's CSR block equals the Jacobian of the layer itself
+    conv = net[0]
+    b = g.edge_blocks[0]
+    x = torch.randn((1,) + shape, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(lambda t: conv(t), x)
+    J = J.reshape(b.out_size, b.in_size).numpy()
+    dst = g.node_blocks[b.dst]
+    blockA = A[g.input_block.offset:g.input_block.stop, dst.offset:dst.stop].toarray()
+    np.testing.assert_allclose(blockA, J.T, atol=1e-12)
+    # pools: same pattern as the layer's Jacobian (max pool: that of an avg pool)
+    if spec[9] in ("max", "avg", "adaptive") and len(g.edge_blocks) == 3:
+        pb = g.edge_blocks[1]
+        pool = net[2]
+        nd = spec[0]
+        if isinstance(pool, (nn.MaxPool1d, nn.MaxPool2d)):
+            pool = (nn.AvgPool1d if nd == 1 else nn.AvgPool2d)(pool.kernel_size, pool.stride,
+                                                                ceil_mode=pool.ceil_mode)
+        y = torch.randn((1,) + pb.in_shape, dtype=torch.float64)
+        Jp = torch.autograd.functional.jacobian(lambda t: pool(t), y).reshape(pb.out_size, -1)
+        src = g.node_blocks[pb.src_blocks[0]]
+        d2 = g.node_blocks[pb.dst]
+        P = A[src.offset:src.stop, d2.offset:d2.stop].toarray()
+        assert ((P != 0) == (Jp.numpy().T != 0)).all()
+        assert (P >= 0).all()
+
+
+def test_table_alexnet_counts():
+    """torchvision AlexNet at 3x224x224: exactly 733,032 nodes and 658,713,600 edges."""
+    from deepglass.zoo import get
+
+    g = SignedGraph.from_module(get("alexnet"), (3, 224, 224))
+    assert g.n_nodes == 733_032
+    assert g.n_edges == 658_713_600
+
+
+# ---------------------------------------------------------------------------------
+# error paths
+def test_unsupported_layer_names_module_and_op():
+    net = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    with pytest.raises(UnsupportedLayerError, match=r"'1'.*LayerNorm.*supports"):
+        SignedGraph.from_module(net, (4,))
+
+
+def test_gating_is_unsupported():
+    class Gate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.fc(x) * torch.sigmoid(x)
+
+    with pytest.raises(UnsupportedLayerError, match="product of two network values"):
+        SignedGraph.from_module(Gate(), (3,))
+
+
+def test_wrong_input_shape():
+    with pytest.raises(DeepglassError, match="does not accept input of shape"):
+        SignedGraph.from_module(nn.Sequential(nn.Linear(4, 2)), (5,))
+
+
+def test_nan_weights():
+    net = nn.Sequential(nn.Linear(4, 2))
+    with torch.no_grad():
+        net[0].weight[0, 0] = float("nan")
+    with pytest.raises(DeepglassError, match=r"'0.weight' has NaN"):
+        SignedGraph.from_module(net, (4,))
+
+
+def test_untraceable_model():
+    class Dyn(nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:
+                return x
+            return -x
+
+    with pytest.raises(DeepglassError, match="cannot trace"):
+        SignedGraph.from_module(Dyn(), (3,))
+
+
+def test_nonmonotone_activation_warns_once():
+    net = nn.Sequential(nn.Linear(3, 3), nn.GELU(), nn.Linear(3, 3), nn.GELU(), nn.Linear(3, 1))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        SignedGraph.from_module(net, (3,))
+    msgs = [x for x in w if issubclass(x.category, NonMonotoneActivationWarning)]
+    assert len(msgs) == 1 and "non-decreasing" in str(msgs[0].message)
+
+
+def test_explicit_refuses_large_graph_with_memory():
+    g = SignedGraph.from_module(nn.Sequential(nn.Linear(100, 100)), (100,))
+    with pytest.raises(TooLargeError, match=r"GiB"):
+        g.to_scipy(limit=1000)
+
+
+def test_dense_identity_counts_and_networkx():
+    net = nn.Sequential(nn.Linear(3, 2, bias=False))
+    g = SignedGraph.from_module(net, (3,))
+    assert (g.n_nodes, g.n_edges) == (5, 6)
+    G = g.to_networkx()
+    w = net[0].weight.detach().numpy()
+    for i in range(3):
+        for j in range(2):
+            assert G[i][3 + j]["weight"] == pytest.approx(w[j, i])
+            assert G[i][3 + j]["sign"] == np.sign(w[j, i])
