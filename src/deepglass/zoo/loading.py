@@ -1,0 +1,268 @@
+"""Load a network from the zoo or from a file, ready for tracing.
+
+:func:`load_model` accepts
+
+- a zoo name (:func:`deepglass.zoo.names`);
+- an ``nn.Module`` instance (e.g. a torchvision model), returned as is;
+- a state dict (``.pt`` / ``.pth`` / ``.bin`` read with
+  ``torch.load(weights_only=True)``, or ``.safetensors``) for a zoo
+  architecture named by ``arch``;
+- a TorchScript archive (``torch.jit.save``);
+- an ONNX file, converted to an equivalent fx ``GraphModule``
+  (:mod:`deepglass.zoo.onnx_import`);
+- a whole pickled module (``torch.save(model)``) only with ``trust_pickle=True``,
+  because unpickling runs arbitrary code.
+
+Every model comes back in eval mode with finite parameters (checked) and a
+``default_input_shape`` attribute when one is known.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import DeepglassError
+from . import registry
+
+__all__ = ["load_model", "load_state_dict_file", "check_finite", "fit_state_dict"]
+
+_CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+
+
+def _shape_arg(input_shape) -> tuple[int, ...] | None:
+    if input_shape is None:
+        return None
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        raise DeepglassError(f"input_shape must be a sequence of positive integers (C, H, W), got {input_shape!r}") from None
+    if not shape or any(s <= 0 for s in shape) or any(float(s) != float(t) for s, t in zip(shape, input_shape)):
+        raise DeepglassError(f"input_shape must be a sequence of positive integers (C, H, W), got {input_shape!r}")
+    return shape
+
+
+def check_finite(model: nn.Module) -> None:
+    """Raise a DeepglassError naming the first parameter or buffer with NaN or inf entries."""
+    for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, t in items:
+            if t.is_floating_point() or t.is_complex():
+                if not bool(torch.isfinite(t).all()):
+                    bad = int((~torch.isfinite(t)).sum())
+                    raise DeepglassError(f"{kind} {name!r} has {bad} NaN/inf entries of {t.numel()}")
+
+
+def _is_state_dict(obj) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def _extract_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
+    if _is_state_dict(obj):
+        sd = dict(obj)
+    elif isinstance(obj, Mapping) and any(_is_state_dict(obj.get(k)) for k in _CHECKPOINT_KEYS):
+        sd = dict(next(obj[k] for k in _CHECKPOINT_KEYS if _is_state_dict(obj.get(k))))
+    else:
+        raise DeepglassError(
+            f"{path} holds a {type(obj).__name__}, not a state dict (a mapping of parameter names to tensors)"
+        )
+    if all(k.startswith("module.") for k in sd):  # saved from nn.DataParallel
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
+
+
+def _first(items, n: int = 3) -> str:
+    items = list(items)
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], arch: str, ignore_prefixes=()) -> None:
+    """Load ``state`` into ``model`` strictly, or raise one line naming the offending keys."""
+    own = model.state_dict()
+    state = {
+        k: v for k, v in state.items() if k in own or not any(k.startswith(p) for p in ignore_prefixes)
+    }
+    # num_batches_tracked is bookkeeping that older checkpoints lack
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} (file {list(state[k].shape)} vs model {list(own[k].shape)})"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_first(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_first(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatches: {_first(shapes)}")
+        raise DeepglassError(f"the state dict does not fit architecture {arch!r}: " + "; ".join(parts))
+    for k in own:
+        if k not in state:
+            state[k] = own[k]
+    model.load_state_dict(state, strict=True)
+
+
+def _sniff(path: Path) -> str:
+    """File kind from the extension and magic bytes: onnx, safetensors, torchscript or torch."""
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if suffix == ".safetensors" or (len(head) > 9 and head[8:9] == b"{" and not head.startswith(b"PK")):
+        return "safetensors"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            for n in zf.namelist():
+                tail = n.split("/", 1)[-1]
+                if tail.startswith("code/") or tail == "constants.pkl":
+                    return "torchscript"
+    return "torch"
+
+
+def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
+    """Read ``path`` as a state dict, or (with ``trust_pickle``) a pickled object.
+
+    Returns a ``dict[str, Tensor]`` for state dicts and checkpoints; with
+    ``trust_pickle=True`` a pickled ``nn.Module`` is returned as such.
+    """
+    path = Path(path)
+    kind = _sniff(path)
+    if kind == "safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:
+            raise DeepglassError(f"cannot read safetensors file {path}: {_line(exc)}") from None
+    try:
+        return _extract_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
+    except pickle.UnpicklingError as exc:
+        if not trust_pickle:
+            raise DeepglassError(
+                f"{path} holds pickled Python objects (not only tensors), and unpickling can run arbitrary code; "
+                "pass --trust-pickle (trust_pickle=True) only if you trust this file"
+            ) from None
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+        if isinstance(obj, nn.Module):
+            return obj
+        return _extract_state_dict(obj, path)
+    except DeepglassError:
+        raise
+    except Exception as exc:
+        raise DeepglassError(f"cannot read {path} as a PyTorch file: {_line(exc)}") from None
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _attach_shape(model: nn.Module, shape: tuple[int, ...] | None) -> None:
+    if shape is None:
+        return
+    try:
+        model.default_input_shape = tuple(shape)
+    except (AttributeError, RuntimeError, TypeError):  # e.g. a frozen ScriptModule
+        pass
+
+
+def load_model(
+    name_or_path,
+    *,
+    arch: str | None = None,
+    trust_pickle: bool = False,
+    input_shape=None,
+    pretrained: bool | None = None,
+    seed: int = 0,
+) -> nn.Module:
+    """Load a network (see the module docstring for the accepted sources).
+
+    Parameters
+    ----------
+    name_or_path : str, os.PathLike or nn.Module
+        A zoo name, a file, or a module.
+    arch : str, optional
+        Zoo architecture that a state dict is loaded into (required for state dicts).
+    trust_pickle : bool
+        Allow unpickling arbitrary Python objects (a whole saved module).
+    input_shape : sequence of int, optional
+        Input shape without the batch dimension; overrides the known default,
+        and is required for ONNX graphs with symbolic non-batch dimensions.
+    pretrained : bool, optional
+        For a zoo name: trained weights (only for :func:`deepglass.zoo.registry.trainable`
+        networks).  Default: trained where the zoo can train, else random.
+    seed : int
+        Seed of the zoo network's initialization or training.
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode, with finite parameters and ``default_input_shape`` when known.
+    """
+    shape = _shape_arg(input_shape)
+    if isinstance(name_or_path, nn.Module):
+        model = name_or_path
+        default = getattr(model, "default_input_shape", None)
+    else:
+        if not isinstance(name_or_path, (str, os.PathLike)):
+            raise DeepglassError(f"expected a zoo name, a file path or an nn.Module, got {type(name_or_path).__name__}")
+        path = Path(name_or_path).expanduser()
+        if isinstance(name_or_path, str) and name_or_path in registry.ENTRIES and not path.exists():
+            if arch is not None and arch != name_or_path:
+                raise DeepglassError(f"arch={arch!r} conflicts with zoo network {name_or_path!r}")
+            e = registry.entry(name_or_path)
+            want = (e.train_spec is not None) if pretrained is None else pretrained
+            model = registry.get(name_or_path, pretrained=want, seed=seed)
+            default = e.input_shape
+        elif not path.exists():
+            raise DeepglassError(f"no such file or zoo network: {str(name_or_path)!r} (zoo: {', '.join(registry.names())})")
+        elif path.is_dir():
+            raise DeepglassError(f"{path} is a directory, not a model file")
+        else:
+            model, default = _load_file(path, arch, trust_pickle, shape, seed)
+    if not isinstance(model, nn.Module):  # pragma: no cover - defensive
+        raise DeepglassError(f"{name_or_path!r} did not give an nn.Module")
+    model.eval()
+    check_finite(model)
+    _attach_shape(model, shape if shape is not None else default)
+    return model
+
+
+def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: int):
+    kind = _sniff(path)
+    if kind == "onnx":
+        from .onnx_import import load_onnx
+
+        model = load_onnx(path, input_shape=shape)
+        return model, model.default_input_shape
+    if kind == "torchscript":
+        try:
+            model = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise DeepglassError(f"cannot read TorchScript file {path}: {_line(exc)}") from None
+        return model, None
+    obj = load_state_dict_file(path, trust_pickle=trust_pickle)
+    if isinstance(obj, nn.Module):
+        if arch is not None:
+            raise DeepglassError(f"{path} holds a whole module; arch={arch!r} applies to state dicts only")
+        return obj, getattr(obj, "default_input_shape", None)
+    if arch is None:
+        raise DeepglassError(
+            f"{path} is a state dict: name its architecture with arch= (--arch), one of {', '.join(registry.names())}"
+        )
+    e = registry.entry(arch)
+    model = registry.get(arch, seed=seed)
+    fit_state_dict(model, obj, arch, e.ignore_prefixes)
+    return model, e.input_shape
