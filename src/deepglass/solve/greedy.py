@@ -80,7 +80,7 @@ def as_couplings(As, *, check_symmetric: bool = True) -> sp.csr_matrix:
     Returns
     -------
     scipy.sparse.csr_matrix
-        float64, duplicates summed, sorted indices, ``int64`` ``indptr``.
+        float64, duplicates summed, sorted indices (scipy's index dtype).
 
     Raises
     ------
@@ -111,7 +111,6 @@ def as_couplings(As, *, check_symmetric: bool = True) -> sp.csr_matrix:
             raise DeepglassError(
                 "couplings must be symmetric (pass As = A + A.T of the signed DAG)"
             )
-    M.indptr = M.indptr.astype(np.int64, copy=False)
     return M
 
 
@@ -206,8 +205,9 @@ def available_memory_bytes() -> int:
 def greedy_memory_bytes(n: int, nnz: int, n_replicas: int = 1, n_threads: int | None = None) -> int:
     """Peak memory (bytes) of :func:`greedy` on an explicit graph.
 
-    Counts the CSR couplings (``8 (n+1)`` indptr, ``8 nnz`` float64 data and
-    4 or 8 bytes per column index, as scipy chooses), the per-replica workspace
+    Counts the CSR couplings (row pointers and 4 or 8 bytes per column index,
+    as scipy chooses, ``8 nnz`` float64 data, and the kernel's int64 copy of
+    the row pointers), the per-replica workspace
     of the replicas running at once (fields, heap and heap positions: ``24 n``
     each) and the ``R`` int8 gauges.
 
@@ -227,7 +227,7 @@ def greedy_memory_bytes(n: int, nnz: int, n_replicas: int = 1, n_threads: int | 
         raise DeepglassError("greedy_memory_bytes needs n >= 0, nnz >= 0 and n_replicas >= 1")
     idx = 4 if max(n, nnz) < 2**31 else 8
     threads = numba.get_num_threads() if n_threads is None else int(n_threads)
-    matrix = 8 * (n + 1) + nnz * (8 + idx)
+    matrix = (idx + 8) * (n + 1) + nnz * (8 + idx)
     workspace = min(R, max(threads, 1)) * 24 * n
     gauges = R * n
     return matrix + workspace + gauges
@@ -617,7 +617,8 @@ def greedy(
     if not np.isfinite(tol) or tol < 0:
         raise DeepglassError(f"tol must be a finite number >= 0, got {tol}")
 
-    indptr, indices, data = M.indptr, M.indices, M.data
+    # int64 row pointers for the kernel (n+1 entries); indices stay int32 when they fit
+    indptr, indices, data = M.indptr.astype(np.int64), M.indices, M.data
     flips = np.zeros(R, dtype=np.int64)
     local = np.zeros(R, dtype=np.bool_)
     quad = np.zeros(R, dtype=np.float64)
