@@ -1,0 +1,408 @@
+"""``deepglass rap``: the random active path model (SPEC section 6, paper 001).
+
+Sub-commands:
+
+- ``bp``: belief propagation on one instance (Bethe free energy, energy, entropy, q);
+- ``mc``: a Monte Carlo quench on one instance (+ thermodynamic integration);
+- ``phase``: the phase diagram under dilution of one population (Figs. 3-4);
+- ``anneal``: BP stability against beta and annealing against cooling rate (Fig. 5);
+- ``student``: activation probabilities of a trained ReLU student (Fig. 2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import List, Optional
+
+import numpy as np
+import pandas as pd
+import typer
+
+from ..errors import DeepglassError
+from .common import print_json, progress
+
+rap_app = typer.Typer(name="rap", help="Random active path model: BP, Monte Carlo, phase diagram.",
+                      no_args_is_help=True, add_completion=False)
+
+# -- shared options ---------------------------------------------------------
+_N = typer.Option(100, "--N", "-N", help="Width of input and hidden layers.")
+_A1 = typer.Option(0.5, "--a1", help="Activation probability of hidden layer 1.")
+_P1 = typer.Option(0.0, "--p1", help="Dilution probability of W1.")
+_P2 = typer.Option(0.0, "--p2", help="Dilution probability of W2.")
+_P3 = typer.Option(0.0, "--p3", help="Dilution probability of W3.")
+_CONS = typer.Option("independent", "--construction",
+                     help="independent (paper: paths active independently) or correlated "
+                          "(one mask per weight and unit).")
+_SEED = typer.Option(0, "--seed", help="Seed of the instance (and of the solver).")
+_MEM = typer.Option(4.0, "--max-memory-gb", help="Refuse instances needing more memory.")
+_JSON = typer.Option(False, "--json", help="Print one JSON object.")
+
+
+def _model(N, a1, a2, p1, p2, p3, construction, seed, max_memory_gb):
+    from ..rap import RAPModel
+
+    return RAPModel(N, a=(a1, a2), p=(p1, p2, p3), construction=construction, seed=seed,
+                    max_memory_gb=max_memory_gb)
+
+
+def _print_kv(title: str, d: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    t.add_column("key")
+    t.add_column("value", justify="right")
+    for k, v in d.items():
+        t.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
+    Console().print(t)
+
+
+def _md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            cells.append(format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- bp ----------------------------------------------------------------------
+@rap_app.command("bp")
+def bp_cmd(
+    N: int = _N, a1: float = _A1,
+    a2: float = typer.Option(0.5, "--a2", help="Activation probability of hidden layer 2."),
+    p1: float = _P1, p2: float = _P2, p3: float = _P3,
+    beta: float = typer.Option(1.0, "--beta", help="Inverse temperature (> 0)."),
+    start: str = typer.Option("best", "--start", help="random, polarized, zero, or best: run "
+                              "random and polarized and report the converged one of lower f."),
+    damping: float = typer.Option(0.5, "--damping", help="Damping of factor messages in [0, 1)."),
+    tol: float = typer.Option(1e-6, "--tol", help="Convergence threshold on max |dm|."),
+    max_iter: int = typer.Option(3000, "--max-iter", help="Maximum iterations."),
+    init_scale: Optional[float] = typer.Option(
+        None, "--init-scale", help="Amplitude of the start messages (default: 0.1 for a "
+        "random start, 1 for a polarized one)."),
+    construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
+    as_json: bool = _JSON,
+):
+    """Belief propagation on one instance: Bethe f, e, s, q per weight (SPEC section 6).
+
+    With ``--start best`` (default) BP runs from a small random start (paramagnetic
+    branch) and from the polarized start (spin-glass branch) and reports the
+    converged fixed point of lower Bethe free energy (``start`` names it).
+    """
+    from ..rap import run_bp
+    from ..rap.bp import check_beta
+
+    check_beta(beta)
+    if start not in ("random", "polarized", "zero", "best"):
+        raise DeepglassError(f"--start must be random, polarized, zero or best, got {start!r}")
+    model = _model(N, a1, a2, p1, p2, p3, construction, seed, max_memory_gb)
+    if model.n_factors == 0:
+        raise DeepglassError("the instance has no active path (increase N or the probabilities)")
+
+    def solve(st):
+        scale = init_scale if init_scale is not None else (1.0 if st == "polarized" else 0.1)
+        return run_bp(model, beta, start=st, damping=damping, tol=tol, max_iter=max_iter,
+                      seed=seed, init_scale=scale)
+
+    if start == "best":
+        runs = {st: solve(st) for st in ("random", "polarized")}
+        ok = [r for r in runs.values() if r.converged] or list(runs.values())
+        r = min(ok, key=lambda r: r.free_energy if math.isfinite(r.free_energy) else math.inf)
+        extra = {f"free_energy_{k}": v.free_energy for k, v in runs.items()}
+        extra.update({f"converged_{k}": v.converged for k, v in runs.items()})
+    else:
+        r, extra = solve(start), {}
+    out = {**model.summary(), **r.to_dict(), **extra}
+    if as_json:
+        print_json(out)
+    else:
+        _print_kv(f"RAP belief propagation, beta = {beta:g}", out)
+
+
+# -- mc ----------------------------------------------------------------------
+@rap_app.command("mc")
+def mc_cmd(
+    N: int = _N, a1: float = _A1,
+    a2: float = typer.Option(0.5, "--a2", help="Activation probability of hidden layer 2."),
+    p1: float = _P1, p2: float = _P2, p3: float = _P3,
+    beta: float = typer.Option(1.0, "--beta", help="Inverse temperature (> 0)."),
+    sweeps: int = typer.Option(2000, "--sweeps", help="Total sweeps (N_w proposals each)."),
+    equilibration: Optional[int] = typer.Option(None, "--equilibration",
+                                                help="Discarded sweeps (default: half)."),
+    method: str = typer.Option("metropolis", "--method", help="metropolis or heatbath."),
+    ti_points: int = typer.Option(20, "--ti-points",
+                                  help="Thermodynamic-integration grid for f and s (0: skip)."),
+    ti_sweeps: int = typer.Option(100, "--ti-sweeps", help="Sweeps per integration point."),
+    construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
+    as_json: bool = _JSON,
+):
+    """Monte Carlo quench from a random start to beta: e, q per weight (SPEC section 6)."""
+    from ..rap import run_mc
+    from ..rap.bp import check_beta
+
+    check_beta(beta)
+    if ti_points < 0:
+        raise DeepglassError(f"--ti-points must be >= 0, got {ti_points}")
+    model = _model(N, a1, a2, p1, p2, p3, construction, seed, max_memory_gb)
+    r = run_mc(model, beta, sweeps=sweeps, equilibration=equilibration, method=method,
+               seed=seed, ti_points=ti_points, ti_sweeps=ti_sweeps)
+    out = {**model.summary(), **r.to_dict(),
+           "free_energy_method": "thermodynamic integration" if ti_points else "none"}
+    if as_json:
+        print_json(out)
+    else:
+        _print_kv(f"RAP Monte Carlo, beta = {beta:g}", out)
+
+
+# -- phase -------------------------------------------------------------------
+def _phase_report(cfg, res, fig_names) -> str:
+    t = res.transitions
+    lines = [
+        "# RAP model: phase diagram under dilution",
+        "",
+        f"Network {cfg.N}-{cfg.N}-{cfg.N}-1, diluted population W{cfg.population}, "
+        f"p in [{min(cfg.p_values):g}, {max(cfg.p_values):g}] ({len(cfg.p_values)} values), "
+        f"a1 = {cfg.a1:g}, a2 in {cfg.a2s}, beta in {cfg.betas}, other dilutions "
+        f"{[v for i, v in enumerate(cfg.p_fixed) if i != cfg.population - 1]}, "
+        f"{cfg.samples} disorder sample(s) per point, {cfg.construction} construction, seed {cfg.seed}.",
+        "",
+        "BP (replica symmetric) from a random start of amplitude "
+        f"{cfg.init_scale:g} (paramagnetic branch) and from the polarized start (spin-glass "
+        f"branch); damping {cfg.damping:g}, tol {cfg.tol:g}, at most {cfg.max_iter} iterations. "
+        + (f"Monte Carlo: {cfg.mc_method}, quench from a random start, {cfg.mc_sweeps} sweeps "
+           "(half discarded); error bars are standard errors over disorder samples."
+           if cfg.mc_sweeps else "No Monte Carlo."),
+        "",
+        "## Transition points",
+        "",
+        "p_c: free energies of the two BP branches cross (method `crossing`) or the "
+        "ordered branch ends between p_c_lo and p_c_hi (`branch-end`); p_spinodal: end of "
+        "the ordered branch; hysteresis: where the two branches are different fixed points "
+        "(`low_censored`: down to the scan minimum).",
+        "",
+        _md_table(t) if len(t) else "(no transition table)",
+        "",
+        "## Figures",
+        "",
+    ] + [f"![{n}](figures/{n})" for n in fig_names] + [
+        "",
+        "Tables: `points.parquet` (one row per instance and solver), `summary.parquet` "
+        "(sample means), `transitions.parquet`, `degrees.parquet`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@rap_app.command("phase")
+def phase_cmd(
+    N: int = _N,
+    population: int = typer.Option(1, "--population", help="Diluted population: 1, 2 or 3."),
+    p_min: float = typer.Option(0.5, "--p-min", help="Smallest dilution."),
+    p_max: float = typer.Option(0.98, "--p-max", help="Largest dilution."),
+    n_points: int = typer.Option(25, "--n-points", help="Number of dilution values."),
+    beta: List[float] = typer.Option([1.0], "--beta", help="Inverse temperature(s); repeat."),
+    a1: float = _A1,
+    a2: List[float] = typer.Option([0.5], "--a2", help="Activation probability of hidden "
+                                   "layer 2; repeat for Fig. 4."),
+    p_fixed: float = typer.Option(0.0, "--p-other", help="Dilution of the other populations."),
+    samples: int = typer.Option(2, "--samples", help="Disorder samples per point."),
+    mc_sweeps: int = typer.Option(1000, "--mc-sweeps", help="MC sweeps per point (0: no MC)."),
+    mc_method: str = typer.Option("metropolis", "--mc-method", help="metropolis or heatbath."),
+    damping: float = typer.Option(0.5, "--damping", help="BP damping."),
+    max_iter: int = typer.Option(1000, "--max-iter", help="BP iteration limit."),
+    init_scale: float = typer.Option(0.1, "--init-scale", help="Random-start amplitude."),
+    construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
+    out: str = typer.Option(..., "--out", help="Run directory (resumable)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a different run in --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout."),
+):
+    """Phase diagram: scan the dilution of one population (paper Figs. 3-4)."""
+    from ..rap.figures import plot_pc, plot_phase
+    from ..rap.phase import PhaseConfig, scan_phase
+    from ..store import RunDir
+
+    if n_points < 2:
+        raise DeepglassError(f"--n-points must be >= 2, got {n_points}")
+    for name, v in (("--p-min", p_min), ("--p-max", p_max), ("--p-other", p_fixed)):
+        if not 0.0 <= v <= 1.0:
+            raise DeepglassError(f"{name} must be a probability in [0, 1], got {v}")
+    if p_max <= p_min:
+        raise DeepglassError(f"--p-max ({p_max}) must exceed --p-min ({p_min})")
+    cfg = PhaseConfig(N=N, population=population,
+                      p_values=[round(float(v), 6) for v in np.linspace(p_min, p_max, n_points)],
+                      betas=list(beta), a1=a1, a2s=list(a2), p_fixed=[p_fixed] * 3,
+                      samples=samples, construction=construction, seed=seed, damping=damping,
+                      max_iter=max_iter, init_scale=init_scale, mc_sweeps=mc_sweeps,
+                      mc_method=mc_method, max_memory_gb=max_memory_gb)
+    cfg.validate()
+    run = RunDir(out, cfg.to_dict(), kind="rap-phase", force=force)
+    total = len(cfg.betas) * len(cfg.a2s) * len(cfg.p_values) * cfg.samples
+    with progress("RAP phase diagram", total, enabled=not as_json) as advance:
+        res = scan_phase(cfg, run=run, advance=advance)
+    run.write_table("points", res.points)
+    run.write_table("summary", res.summary)
+    run.write_table("transitions", res.transitions)
+    if len(res.degrees):
+        run.write_table("degrees", res.degrees)
+    import matplotlib.pyplot as plt
+
+    figs = []
+    trans = {(r["beta"], r["a2"]): r for r in res.transitions.to_dict("records")}
+    for b in cfg.betas:
+        for av in cfg.a2s:
+            fig = plot_phase(res.summary, trans.get((b, av)), res.degrees, b, av,
+                             cfg.population, cfg.q_threshold)
+            name = f"phase_beta{b:g}_a2{av:g}.png"
+            run.save_figure(fig, name)
+            plt.close(fig)
+            figs.append(name)
+    if len(res.transitions) and "p_c" in res.transitions:
+        fig = plot_pc(res.transitions, cfg.population)
+        run.save_figure(fig, "pc.png")
+        plt.close(fig)
+        figs.append("pc.png")
+    run.write_text("report.md", _phase_report(cfg, res, figs))
+    summary = {"kind": "rap-phase", "N": cfg.N, "population": cfg.population,
+               "points": int(len(res.points)), "seconds": res.seconds,
+               "transitions": res.transitions.replace({np.nan: None}).to_dict("records")}
+    run.write_json("summary.json", summary)
+    if as_json:
+        print_json(json.loads(json.dumps(summary, default=str)))
+    else:
+        typer.echo(res.transitions.to_string(index=False))
+        typer.echo(f"wrote {run.path}")
+
+
+# -- anneal (Fig. 5) ---------------------------------------------------------
+@rap_app.command("anneal")
+def anneal_cmd(
+    N: int = _N, a1: float = _A1,
+    a2: float = typer.Option(0.5, "--a2", help="Activation probability of hidden layer 2."),
+    p1: float = _P1, p2: float = _P2, p3: float = _P3,
+    sweeps: List[int] = typer.Option([1, 3, 10, 30, 100], "--sweeps",
+                                     help="Sweeps per temperature; repeat for several rates."),
+    beta_start: float = typer.Option(0.1, "--beta-start"),
+    beta_end: float = typer.Option(3.0, "--beta-end"),
+    n_temps: int = typer.Option(30, "--n-temps", help="Temperatures in the schedule."),
+    schedule: str = typer.Option("geometric", "--schedule", help="geometric or linear in beta."),
+    repeats: int = typer.Option(3, "--repeats", help="Annealing runs per rate."),
+    scan_points: int = typer.Option(15, "--scan-points", help="BP temperature grid size."),
+    mc_sweeps: int = typer.Option(500, "--mc-sweeps", help="MC quench sweeps per grid beta (0: none)."),
+    method: str = typer.Option("metropolis", "--method", help="metropolis or heatbath."),
+    construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
+    out: str = typer.Option(..., "--out", help="Run directory."),
+    force: bool = typer.Option(False, "--force"),
+    as_json: bool = _JSON,
+):
+    """Annealing energy against cooling rate and BP stability against beta (Fig. 5)."""
+    import matplotlib.pyplot as plt
+
+    from ..rap.figures import plot_stability
+    from ..rap.mc import beta_schedule
+    from ..rap.stability import bp_temperature_scan, cooling_study
+    from ..store import RunDir
+
+    betas_grid = beta_schedule(beta_start, beta_end, max(scan_points, 1), "linear")
+    beta_schedule(beta_start, beta_end, n_temps, schedule)      # validate
+    if min(sweeps) < 1 or repeats < 1:
+        raise DeepglassError("--sweeps and --repeats must be >= 1")
+    model = _model(N, a1, a2, p1, p2, p3, construction, seed, max_memory_gb)
+    if model.n_factors == 0:
+        raise DeepglassError("the instance has no active path (increase N or the probabilities)")
+    cfg = {"N": N, "a1": a1, "a2": a2, "p": [p1, p2, p3], "sweeps": list(sweeps),
+           "beta_start": beta_start, "beta_end": beta_end, "n_temps": n_temps,
+           "schedule": schedule, "repeats": repeats, "scan_points": scan_points,
+           "mc_sweeps": mc_sweeps, "method": method, "construction": construction,
+           "seed": seed}
+    run = RunDir(out, cfg, kind="rap-anneal", force=force)
+    total = len(sweeps) * repeats + len(betas_grid)
+    with progress("RAP annealing", total, enabled=not as_json) as advance:
+        finals, traces = cooling_study(model, sweeps, beta_start=beta_start, beta_end=beta_end,
+                                       n_temps=n_temps, schedule=schedule, repeats=repeats,
+                                       method=method, seed=seed, advance=advance)
+        scan = bp_temperature_scan(model, betas_grid, mc_sweeps=mc_sweeps, mc_method=method,
+                                   seed=seed, advance=advance)
+    run.write_table("annealing", finals)
+    run.write_table("annealing_traces", traces)
+    run.write_table("temperature_scan", scan)
+    fig = plot_stability(scan, finals, traces)
+    run.save_figure(fig, "stability.png")
+    plt.close(fig)
+    g = finals.groupby("sweeps_per_temp")["final_energy"].agg(["mean", "std"]).reset_index()
+    bp = scan[scan.solver == "bp"]
+    unstable = bp[~bp.converged.astype(bool)]
+    summary = {"kind": "rap-anneal", **model.summary(), "ground_energy": -model.alpha,
+               "final_energy_by_sweeps": g.to_dict("records"),
+               "bp_first_unconverged_beta": float(unstable.beta.min()) if len(unstable) else None}
+    run.write_json("summary.json", summary)
+    run.write_text("report.md", "\n".join([
+        "# RAP model: annealing and BP stability", "",
+        f"Instance: {json.dumps(model.summary())}", "",
+        f"Annealing: {schedule} schedule, beta {beta_start:g} -> {beta_end:g}, {n_temps} "
+        f"temperatures, {repeats} runs per rate ({method}).", "",
+        _md_table(g.rename(columns={"mean": "final_energy_mean", "std": "final_energy_std"})), "",
+        "BP against beta (polarized start):", "",
+        _md_table(bp[["beta", "energy", "entropy", "free_energy", "q", "converged",
+                      "oscillating", "iterations"]]), "",
+        "![stability](figures/stability.png)", ""]))
+    if as_json:
+        print_json(json.loads(json.dumps(summary, default=str)))
+    else:
+        typer.echo(g.to_string(index=False))
+        typer.echo(f"wrote {run.path}")
+
+
+# -- student (Fig. 2) ----------------------------------------------------------
+@rap_app.command("student")
+def student_cmd(
+    N: int = _N,
+    trials: int = typer.Option(10, "--trials", help="Independent trainings."),
+    epochs: int = typer.Option(30, "--epochs"),
+    n_train: int = typer.Option(2000, "--n-train"),
+    n_test: int = typer.Option(2000, "--n-test"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    loss: str = typer.Option("abs", "--loss", help="abs (paper), hinge or mse."),
+    seed: int = _SEED,
+    out: Optional[str] = typer.Option(None, "--out", help="Run directory (optional)."),
+    force: bool = typer.Option(False, "--force"),
+    as_json: bool = _JSON,
+):
+    """Activation probabilities of a ReLU student trained on a teacher's labels (Fig. 2)."""
+    from ..rap.student import student_activations
+
+    df = student_activations(N=N, n_train=n_train, n_test=n_test, epochs=epochs,
+                             trials=trials, lr=lr, loss=loss, seed=seed)
+    summary = {"N": N, "trials": trials, "a1_median": float(df.a1.median()),
+               "a2_median": float(df.a2.median()), "a1_std": float(df.a1.std(ddof=1)) if trials > 1 else 0.0,
+               "a2_std": float(df.a2.std(ddof=1)) if trials > 1 else 0.0,
+               "test_error_mean": float(df.test_error.mean())}
+    if out is not None:
+        import matplotlib.pyplot as plt
+
+        from ..rap.figures import plot_student
+        from ..store import RunDir
+
+        run = RunDir(out, {"N": N, "trials": trials, "epochs": epochs, "n_train": n_train,
+                           "n_test": n_test, "lr": lr, "loss": loss, "seed": seed},
+                     kind="rap-student", force=force)
+        run.write_table("activations", df)
+        fig = plot_student(df)
+        run.save_figure(fig, "activations.png")
+        plt.close(fig)
+        run.write_json("summary.json", summary)
+        run.write_text("report.md", "# Activation probabilities of a trained ReLU student\n\n"
+                       + _md_table(df) + "\n\n![activations](figures/activations.png)\n")
+    if as_json:
+        print_json(summary)
+    else:
+        typer.echo(df.to_string(index=False))
+        typer.echo(f"median a1 = {summary['a1_median']:.3f}, a2 = {summary['a2_median']:.3f}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(rap_app, name="rap")

@@ -1,0 +1,182 @@
+"""Figures in the style of paper 001 (Figs. 2-5), drawn with matplotlib (Agg)."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+__all__ = ["plot_phase", "plot_pc", "plot_student", "plot_stability", "plot_degrees"]
+
+_POP_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
+
+
+def plot_degrees(ax, degrees: pd.DataFrame, title: str = "") -> None:
+    """Degree distribution per weight population (paper Fig. 3a), log-x."""
+    for pop, d in degrees.groupby("population"):
+        d = d.groupby("degree", as_index=False)["count"].sum().sort_values("degree")
+        frac = d["count"] / d["count"].sum()
+        ax.plot(d["degree"], frac, "o-", ms=2, lw=0.8, color=_POP_COLORS.get(int(pop)),
+                label=f"W{int(pop)}")
+    ax.set_xscale("log")
+    ax.set_xlabel("degree (active paths through a weight)")
+    ax.set_ylabel("fraction within population")
+    ax.set_title(title or "degree distribution")
+    ax.legend(fontsize=8)
+
+
+def plot_phase(summary: pd.DataFrame, transition: dict | None, degrees: pd.DataFrame | None,
+               beta: float, a2: float, population: int, q_threshold: float = 0.05):
+    """Energy, entropy, free-energy difference and overlap against dilution (Figs. 3a-c)."""
+    s = summary[(summary.beta == beta) & (summary.a2 == a2)]
+    r = s[(s.solver == "bp") & (s.branch == "random")].sort_values("p")
+    o = s[(s.solver == "bp") & (s.branch == "polarized")].sort_values("p")
+    mc = s[s.solver == "mc"].sort_values("p")
+    oo = o[o.q > q_threshold]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    ax = axes[0, 0]
+    if degrees is not None and len(degrees):
+        d = degrees[(degrees.a2 == a2)]
+        p0 = d.p.min()
+        plot_degrees(ax, d[(d.p == p0) & (d["sample"] == d["sample"].min())],
+                     f"(a) degree distribution, p{population} = {p0:g}")
+    else:
+        ax.set_axis_off()
+    pc = transition.get("p_c", math.nan) if transition else math.nan
+    # (b) energy + entropy inset
+    ax = axes[0, 1]
+    ax.plot(r.p, r.energy, "--", color="gray", label="BP random start (paramagnet)")
+    ax.plot(oo.p, oo.energy, "-", color="tab:red", label="BP polarized start (spin glass)")
+    if len(mc):
+        ax.errorbar(mc.p, mc.energy, yerr=mc.energy_sem, fmt="o", ms=3, color="k",
+                    capsize=2, label="MC quench")
+    if math.isfinite(pc):
+        ax.axvline(pc, color="tab:purple", lw=0.8, ls=":", label=f"p_c = {pc:.3f}")
+    ax.set_xlabel(f"dilution p{population}")
+    ax.set_ylabel("energy per weight")
+    ax.set_title(f"(b) energy, beta = {beta:g}, a2 = {a2:g}")
+    ax.legend(fontsize=7, loc="lower right")
+    ins = ax.inset_axes([0.08, 0.55, 0.35, 0.38])
+    ins.plot(r.p, r.entropy, "--", color="gray")
+    ins.plot(oo.p, oo.entropy, "-", color="tab:red")
+    ins.set_title("entropy", fontsize=7)
+    ins.tick_params(labelsize=6)
+    # (c) free energy difference
+    ax = axes[1, 0]
+    j = pd.merge(o[["p", "free_energy", "q"]], r[["p", "free_energy"]], on="p",
+                 suffixes=("_pol", "_rand"))
+    ax.plot(j.p, j.free_energy_pol - j.free_energy_rand, "o-", ms=3, color="tab:red")
+    ax.axhline(0, color="k", lw=0.6)
+    if transition:
+        lo, hi = transition.get("hysteresis_low", math.nan), transition.get("hysteresis_high", math.nan)
+        if math.isfinite(lo) and math.isfinite(hi):
+            ax.axvspan(lo, hi, color="tab:orange", alpha=0.15, label="coexistence (hysteresis)")
+        if math.isfinite(pc):
+            ax.axvline(pc, color="tab:purple", lw=0.8, ls=":", label="p_c")
+        sp = transition.get("p_spinodal", math.nan)
+        if math.isfinite(sp):
+            ax.axvline(sp, color="tab:orange", lw=0.8, ls="--", label="spinodal")
+        ax.legend(fontsize=7)
+    ax.set_xlabel(f"dilution p{population}")
+    ax.set_ylabel("f(polarized) - f(random)")
+    ax.set_title("(c) free-energy difference of the BP branches")
+    # (d) overlap
+    ax = axes[1, 1]
+    ax.plot(r.p, r.q, "--", color="gray", label="BP random start")
+    ax.plot(o.p, o.q, "-", color="tab:red", label="BP polarized start")
+    if len(mc):
+        ax.errorbar(mc.p, mc.q, yerr=mc.q_sem, fmt="o", ms=3, color="k", capsize=2,
+                    label="MC (time-average overlap)")
+    ax.set_xlabel(f"dilution p{population}")
+    ax.set_ylabel("q")
+    ax.set_title("(d) overlap")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pc(transitions: pd.DataFrame, population: int):
+    """Transition point against inverse temperature, one curve per ``a2`` (Fig. 4)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for a2, t in transitions.groupby("a2"):
+        t = t.sort_values("beta")
+        pc = t["p_c"].to_numpy(dtype=float)
+        lo = pc - t["p_c_lo"].to_numpy(dtype=float)
+        hi = t["p_c_hi"].to_numpy(dtype=float) - pc
+        ax.errorbar(t.beta, pc, yerr=[np.nan_to_num(lo), np.nan_to_num(hi)], fmt="o-",
+                    ms=4, capsize=2, label=f"a2 = {a2:g}")
+        if "p_spinodal" in t:
+            ax.plot(t.beta, t.p_spinodal, "x:", color=ax.lines[-1].get_color(), lw=0.8)
+    ax.set_xlabel("inverse temperature beta")
+    ax.set_ylabel(f"p{population}_c  (x: spinodal)")
+    ax.set_title("transition point")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_student(df: pd.DataFrame):
+    """Activation probabilities of the hidden layers over training trials (Fig. 2)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.plot(df.trial, df.a1, "o-", label="hidden layer 1 (a1)")
+    ax.plot(df.trial, df.a2, "s-", label="hidden layer 2 (a2)")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("activation probability")
+    ax.set_title(f"trained ReLU student: median a1 = {df.a1.median():.2f}, a2 = {df.a2.median():.2f}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_stability(scan: pd.DataFrame, finals: pd.DataFrame | None = None,
+                   traces: pd.DataFrame | None = None):
+    """Annealing energy against cooling rate and BP stability against beta (Fig. 5)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    if finals is not None and len(finals):
+        g = finals.groupby("sweeps_per_temp")["final_energy"].agg(["mean", "std"]).reset_index()
+        ax.errorbar(g.sweeps_per_temp, g["mean"], yerr=g["std"].fillna(0), fmt="o-", capsize=2,
+                    label="annealing, final energy")
+        ax.axhline(finals.ground_energy.iloc[0], color="k", lw=0.6, ls="--",
+                   label="ground state (-alpha)")
+        ax.set_xscale("log")
+        ax.set_xlabel("sweeps per temperature (1 / cooling rate)")
+        ax.set_ylabel("energy per weight")
+        ax.legend(fontsize=8)
+        if traces is not None and len(traces):
+            ins = ax.inset_axes([0.55, 0.45, 0.4, 0.35])
+            for spt, t in traces[traces.repeat == 0].groupby("sweeps_per_temp"):
+                ins.plot(t.beta, t.e_mean, lw=0.8, label=str(spt))
+            ins.set_xlabel("beta", fontsize=6)
+            ins.tick_params(labelsize=6)
+    else:
+        ax.set_axis_off()
+    ax.set_title("(a) simulated annealing")
+    ax = axes[1]
+    bp = scan[scan.solver == "bp"].sort_values("beta")
+    conv = bp[bp.converged.astype(bool)]
+    bad = bp[~bp.converged.astype(bool)]
+    ax.plot(bp.beta, bp.energy, "-", color="tab:red", lw=0.8)
+    ax.plot(conv.beta, conv.energy, "o", ms=3, color="tab:red", label="BP energy (converged)")
+    if len(bad):
+        osc = bad[bad.oscillating.astype(bool)]
+        ax.plot(bad.beta, bad.energy, "x", color="k", label="BP not converged")
+        if len(osc):
+            ax.plot(osc.beta, osc.energy, "s", mfc="none", color="k", label="BP oscillating")
+    ax.plot(bp.beta, bp.entropy, "--", color="tab:blue", label="BP entropy")
+    mc = scan[scan.solver == "mc"]
+    if len(mc):
+        ax.errorbar(mc.beta, mc.energy, yerr=mc.energy_err, fmt="^", ms=3, color="k",
+                    label="MC quench energy")
+    ax.axhline(0, color="k", lw=0.4)
+    ax.set_xlabel("inverse temperature beta")
+    ax.set_title("(b) BP against temperature")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
