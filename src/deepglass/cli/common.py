@@ -44,3 +44,43 @@ def progress(description: str, total: int | None, enabled: bool = True) -> Itera
     with bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """``"3,224,224"`` -> ``(3, 224, 224)``; a one-line error for anything else."""
+    from ..errors import DeepglassError
+
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
+    except ValueError:
+        raise DeepglassError(f"--input-shape must look like C,H,W (integers), got {text!r}")
+    if not shape or any(s <= 0 for s in shape):
+        raise DeepglassError(f"--input-shape must be positive integers, got {text!r}")
+    return shape
+
+
+def load_network(name_or_file: str, input_shape: str | None = None, arch: str | None = None,
+                 trust_pickle: bool = False):
+    """A model (zoo name or file) and its input shape, for the commands."""
+    from ..errors import DeepglassError
+    from ..zoo import load_model
+
+    model = load_model(name_or_file, arch=arch, trust_pickle=trust_pickle,
+                       input_shape=parse_shape(input_shape))
+    shape = parse_shape(input_shape) or getattr(model, "default_input_shape", None)
+    if shape is None:
+        raise DeepglassError(f"{name_or_file}: the input shape is unknown; pass --input-shape C,H,W")
+    return model, tuple(shape)
+
+
+def load_graph(name_or_file: str, input_shape: str | None = None, batchnorm: str = "fold",
+               arch: str | None = None, trust_pickle: bool = False, device: str = "cpu"):
+    """Model, input shape and :class:`SignedGraph` for a zoo name or model file."""
+    from ..graph import SignedGraph
+
+    model, shape = load_network(name_or_file, input_shape, arch, trust_pickle)
+    graph = SignedGraph.from_module(model, shape, batchnorm=batchnorm, device=device)
+    graph.meta["model"] = name_or_file
+    return model, shape, graph

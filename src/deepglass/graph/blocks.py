@@ -132,6 +132,54 @@ class EdgeBlock:
             w *= full.reshape(-1).numpy()[j]
         return i, j, w
 
+    # ---- sparse updates (a few flipped nodes) ----------------------------------
+    #: blocks with more edges than this have no explicit fallback for sparse updates
+    SPARSE_EXPLICIT_LIMIT = 5_000_000
+
+    def _explicit(self, transpose: bool):
+        cache = self.__dict__.setdefault("_csr_cache", {})
+        if transpose not in cache:
+            import scipy.sparse as sp
+
+            i, j, w = self.coo()
+            M = sp.csr_matrix((w, (j, i) if transpose else (i, j)),
+                              shape=(self.out_size, self.in_size) if transpose
+                              else (self.in_size, self.out_size))
+            cache[transpose] = (torch.from_numpy(M.indptr.astype(np.int64)),
+                                torch.from_numpy(M.indices.astype(np.int64)),
+                                torch.from_numpy(M.data))
+        return cache[transpose]
+
+    def sparse_apply(self, src: torch.Tensor, vals: torch.Tensor):
+        """Propagate a sparse source vector: ``A_b^T x`` for ``x`` nonzero only at
+        local source indices ``src`` (values ``vals``).
+
+        Returns ``(entry, dst, contrib)``: for each contribution, the position in
+        ``src`` it came from, the local destination index and the value; the
+        caller adds them up.  Cost O(#src x out-degree).
+        """
+        return self._sparse(src, vals, transpose=False)
+
+    def sparse_adjoint(self, dst: torch.Tensor, vals: torch.Tensor):
+        """``A_b y`` for ``y`` nonzero only at local destinations ``dst``;
+        returns ``(entry, src, contrib)`` like :meth:`sparse_apply`."""
+        return self._sparse(dst, vals, transpose=True)
+
+    def supports_sparse(self) -> bool:
+        return self.n_edges() <= self.SPARSE_EXPLICIT_LIMIT
+
+    def _sparse(self, idx, vals, transpose):
+        indptr, indices, data = self._explicit(transpose)
+        idx = idx.cpu()
+        counts = indptr[idx + 1] - indptr[idx]
+        entry = torch.repeat_interleave(torch.arange(len(idx)), counts)
+        starts = torch.repeat_interleave(indptr[idx], counts)
+        pos = starts + torch.arange(int(counts.sum())) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts)
+        dev = vals.device
+        entry, pos = entry.to(dev), pos.to(dev)
+        return entry, indices.to(dev)[pos], vals[entry] * data.to(dev, vals.dtype)[pos]
+
     def abs_sum(self) -> float:
         """``sum |A_b|``, one matrix-free pass."""
         ones = torch.ones((1,) + self.in_shape, dtype=torch.float64)
@@ -200,6 +248,18 @@ class DenseBlock(EdgeBlock):
 
     def n_edges(self):
         return self.in_size * self.out_size
+
+    def supports_sparse(self):
+        return self.in_scale is None and self.out_scale is None
+
+    def _sparse(self, idx, vals, transpose):
+        # column i of A_b^T is row i of W^T: all outputs; transpose: row j of W
+        W = self.weight
+        rows = W[idx] if transpose else W[:, idx].T           # (K, in) or (K, out)
+        K, m = rows.shape
+        entry = torch.arange(K, device=W.device).repeat_interleave(m)
+        other = torch.arange(m, device=W.device).repeat(K)
+        return entry, other, (rows * vals[:, None].to(W.dtype)).reshape(-1)
 
     def n_params(self):
         return self.weight.numel()
@@ -290,6 +350,79 @@ class ConvBlock(EdgeBlock):
 
     def n_params(self):
         return self.weight.numel()
+
+    def supports_sparse(self):
+        return self.out_scale is None
+
+    def _tap_grid(self, device):
+        k = self.weight.shape[2:]
+        grids = torch.meshgrid(*[torch.arange(kk, device=device) for kk in k], indexing="ij")
+        return torch.stack([g.reshape(-1) for g in grids], 1)          # (T, nd)
+
+    @staticmethod
+    def _unravel(flat, shape):
+        out = []
+        for L in reversed(shape):
+            out.append(flat % L)
+            flat = flat // L
+        return torch.stack(out[::-1], -1), flat
+
+    @staticmethod
+    def _ravel(coords, shape):
+        flat = torch.zeros(coords.shape[:-1], dtype=torch.long, device=coords.device)
+        for d, L in enumerate(shape):
+            flat = flat * L + coords[..., d]
+        return flat
+
+    def _edge_weight(self, co, cl, t, o_sp):
+        """Weights of edges (co, ci_local, tap, output position): shared here."""
+        W = self.weight.reshape(self.weight.shape[0], self.weight.shape[1], -1)
+        return W[co, cl, t]
+
+    def _sparse(self, idx, vals, transpose):
+        dev = self.weight.device
+        idx = idx.to(dev)
+        c_out, c_in_g = self.weight.shape[:2]
+        c_out_g = c_out // self.groups
+        sp_in, sp_out = self.in_shape[1:], self.out_shape[1:]
+        n_sp_in, n_sp_out = math.prod(sp_in), math.prod(sp_out)
+        taps = self._tap_grid(dev)                                       # (T, nd)
+        lo = torch.tensor([p[0] for p in self.padding], device=dev)
+        st = torch.tensor(self.stride, device=dev)
+        dl = torch.tensor(self.dilation, device=dev)
+        if not transpose:   # flipped sources (ci, pos) -> outputs (co, (pos + lo - t d) / s)
+            if self.in_scale is not None:
+                vals = vals * self.in_scale.reshape(-1)[idx].to(vals.dtype)
+            ci, sp = idx // n_sp_in, idx % n_sp_in
+            pos, _ = self._unravel(sp, sp_in)                            # (K, nd)
+            num = pos[:, None, :] + lo - taps[None] * dl                 # (K, T, nd)
+            o = torch.div(num, st, rounding_mode="floor")
+            ok = ((num - o * st) == 0).all(-1) & (o >= 0).all(-1) & \
+                (o < torch.tensor(sp_out, device=dev)).all(-1)
+            k_i, t_i = torch.nonzero(ok, as_tuple=True)
+            o_sp = self._ravel(o[k_i, t_i], sp_out)                      # (M,)
+            g = ci[k_i] // c_in_g
+            cl = (ci[k_i] % c_in_g)[:, None]
+            co = g[:, None] * c_out_g + torch.arange(c_out_g, device=dev)[None]   # (M, c_out_g)
+            w = self._edge_weight(co, cl, t_i[:, None], o_sp[:, None])
+            other = co * n_sp_out + o_sp[:, None]
+        else:               # flipped outputs (co, o) -> sources (ci, o s - lo + t d)
+            co, sp = idx // n_sp_out, idx % n_sp_out
+            o, _ = self._unravel(sp, sp_out)
+            i = o[:, None, :] * st - lo + taps[None] * dl                # (K, T, nd)
+            ok = (i >= 0).all(-1) & (i < torch.tensor(sp_in, device=dev)).all(-1)
+            k_i, t_i = torch.nonzero(ok, as_tuple=True)
+            i_sp = self._ravel(i[k_i, t_i], sp_in)
+            g = co[k_i] // c_out_g
+            cl = torch.arange(c_in_g, device=dev)[None]
+            ci = g[:, None] * c_in_g + cl                                 # (M, c_in_g)
+            w = self._edge_weight(co[k_i][:, None], cl, t_i[:, None], sp[k_i][:, None])
+            other = ci * n_sp_in + i_sp[:, None]
+            if self.in_scale is not None:
+                w = w * self.in_scale.reshape(-1)[other].to(w.dtype)
+        entry = k_i[:, None].expand_as(other)
+        contrib = w * vals[k_i][:, None].to(w.dtype)
+        return entry.reshape(-1), other.reshape(-1), contrib.reshape(-1)
 
     def _coo(self):
         c_out, c_in_g = self.weight.shape[:2]
@@ -554,6 +687,17 @@ class LocallyConnectedBlock(EdgeBlock):
 
     def n_edges(self):
         return self.conv.n_edges()
+
+    def supports_sparse(self):
+        return self.out_scale is None
+
+    def _sparse(self, idx, vals, transpose):
+        c_out, c_in_g = self.conv.weight.shape[:2]
+        EW = self.edge_weight.reshape(c_out, c_in_g, math.prod(self.conv.weight.shape[2:]), -1)
+        view = copy.copy(self.conv)
+        view.in_scale = self.in_scale
+        view._edge_weight = lambda co, cl, t, o_sp: EW[co, cl, t, o_sp]
+        return ConvBlock._sparse(view, idx, vals, transpose)
 
     def n_params(self):
         return self.n_edges()

@@ -1,0 +1,314 @@
+"""Frustration of a signed graph: ground-state solvers (SPEC §2).
+
+:func:`frustration` is the front end; ``method`` picks a solver from
+:data:`METHODS` (NetworkX's ``method=`` style):
+
+===========  =====================================================================
+``descent``  matrix-free layer-parallel steepest-first descent, batched replicas
+             (default; :mod:`deepglass.solve.descent`)
+``anneal``   matrix-free heat-bath annealing by colour class, then descent
+``greedy``   the paper's Algorithm 1 on the explicit graph (numba, indexed heap)
+``exact``    certified optimum: brute force (<= 25 nodes) or a HiGHS MILP
+===========  =====================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import DeepglassError
+from ..graph import SignedGraph
+from .greedy import paper_gauges, random_gauges
+
+__all__ = ["frustration", "FrustrationResult", "METHODS", "start_gauges", "frustrated_weight"]
+
+
+@dataclass
+class FrustrationResult:
+    """Result of :func:`frustration`.
+
+    Attributes
+    ----------
+    frustration : float
+        Least energy over replicas: the estimate of ``delta`` (SPEC §2).
+    sigma : ndarray int8 (n,)
+        Best gauge (graph node order).
+    sigmas : ndarray int8 (R, n)
+        Final gauge of every replica.
+    energies : ndarray (R,)
+        ``eps`` of every replica.
+    local_min : ndarray bool (R,)
+        Whether each replica ended at a single-flip local minimum.
+    sigma_in, sigma_out : ndarray int8
+        The best gauge on the input and output nodes: the partial order (SPEC §5).
+    frustrated : DataFrame
+        Per edge block: module, kind, edges, ``|weight|`` and the frustrated
+        (residual negative) ``|weight|`` under the best gauge.
+    seconds : float
+    sweeps : int or ndarray
+    method, init : str
+    seed : int
+    info : dict
+        Solver specifics (e.g. ``lower_bound`` and ``optimal`` for ``exact``).
+    """
+
+    frustration: float
+    sigma: np.ndarray
+    sigmas: np.ndarray
+    energies: np.ndarray
+    local_min: np.ndarray
+    sigma_in: np.ndarray
+    sigma_out: np.ndarray
+    frustrated: pd.DataFrame
+    seconds: float
+    sweeps: Any
+    method: str
+    init: str
+    seed: int
+    info: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> int:
+        return int(np.argmin(self.energies))
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per replica: replica, energy, local_min, method, init, seed."""
+        R = len(self.energies)
+        sweeps = np.broadcast_to(np.asarray(self.sweeps), (R,))
+        return pd.DataFrame({"replica": np.arange(R), "energy": self.energies,
+                             "local_min": self.local_min, "sweeps": sweeps,
+                             "method": self.method, "init": self.init, "seed": self.seed,
+                             "seconds": self.seconds / max(R, 1)})
+
+    def summary(self) -> dict:
+        """Headline numbers (JSON-friendly)."""
+        return {"frustration": float(self.frustration), "energies": self.energies.tolist(),
+                "method": self.method, "init": self.init, "seed": self.seed,
+                "replicas": len(self.energies), "local_min": bool(self.local_min.all()),
+                "seconds": self.seconds,
+                "sweeps": np.asarray(self.sweeps).tolist(), **self.info}
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``PATH.npz`` (gauges, energies) and ``PATH.json`` (the rest); a
+        ``.parquet`` path writes the per-replica table instead."""
+        path = Path(path)
+        if path.suffix == ".parquet":
+            self.to_frame().to_parquet(path, index=False)
+            return path
+        stem = path.with_suffix("")
+        np.savez_compressed(stem.with_suffix(".npz"), sigma=self.sigma, sigmas=self.sigmas,
+                            energies=self.energies, local_min=self.local_min,
+                            sigma_in=self.sigma_in, sigma_out=self.sigma_out)
+        meta = {k: v for k, v in self.summary().items() if k != "energies"}
+        meta["frustrated"] = self.frustrated.to_dict(orient="list")
+        stem.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=float))
+        return stem.with_suffix(".npz")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FrustrationResult":
+        """Read a result written by :meth:`save` (``.npz`` + ``.json``)."""
+        stem = Path(path).with_suffix("")
+        npz, js = stem.with_suffix(".npz"), stem.with_suffix(".json")
+        if not npz.exists() or not js.exists():
+            raise DeepglassError(f"no saved frustration result at {stem} (.npz and .json)")
+        meta = json.loads(js.read_text())
+        with np.load(npz) as z:
+            arrays = {k: z[k] for k in z.files}
+        info = {k: v for k, v in meta.items() if k not in (
+            "frustration", "method", "init", "seed", "replicas", "local_min", "seconds",
+            "sweeps", "frustrated")}
+        return cls(frustration=meta["frustration"], sigma=arrays["sigma"],
+                   sigmas=arrays["sigmas"], energies=arrays["energies"],
+                   local_min=arrays["local_min"], sigma_in=arrays["sigma_in"],
+                   sigma_out=arrays["sigma_out"],
+                   frustrated=pd.DataFrame(meta["frustrated"]), seconds=meta["seconds"],
+                   sweeps=meta["sweeps"], method=meta["method"], init=meta["init"],
+                   seed=meta["seed"], info=info)
+
+
+def start_gauges(n: int, replicas: int, seed: int = 0, init="random") -> np.ndarray:
+    """Start gauges (R, n) int8: ``"random"`` (uniform), ``"paper"`` (10^6 random
+    single-node flips of the identity gauge, SPEC §2) or an explicit array."""
+    if isinstance(init, str):
+        if init == "random":
+            return random_gauges(n, replicas, seed)
+        if init == "paper":
+            return paper_gauges(n, replicas, seed)
+        raise DeepglassError(f"init must be 'random', 'paper' or an array, not {init!r}")
+    s = np.asarray(init)
+    if s.ndim == 1:
+        s = s[None]
+    if s.shape[1] != n or not np.isin(s, (-1, 1)).all():
+        raise DeepglassError(f"start gauges must be +-1 with {n} columns, got shape {s.shape}")
+    return s.astype(np.int8)
+
+
+def frustrated_weight(graph: SignedGraph, sigma: np.ndarray) -> pd.DataFrame:
+    """Per edge block, the |weight| of edges frustrated under ``sigma``.
+
+    An edge i -> j is frustrated when ``A_ij sigma_i sigma_j < 0``; per block
+    the frustrated weight is ``(sum|A_b| - sigma_dst . A_b^T sigma_src) / 2``,
+    one matrix-free pass (the residual negative edges of ``S As S``, SPEC §2).
+    """
+    s = torch.as_tensor(sigma, dtype=torch.float64, device=graph.device)[None]
+    g64 = graph.to(dtype=torch.float64)
+    rows = []
+    for b in g64.edge_blocks:
+        dst = g64.node_blocks[b.dst]
+        agree = float((g64.block_forward(b, s) * s[:, dst.offset:dst.stop]).sum())
+        total = b.abs_sum()
+        rows.append({"module": b.module, "kind": b.kind, "edges": b.n_edges(),
+                     "abs_weight": total, "frustrated_weight": 0.5 * (total - agree)})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------
+@contextmanager
+def _threads_for(graph: SignedGraph, small_edges: int = 50_000_000):
+    """One intra-op thread for small graphs: their many tiny kernels lose far
+    more to thread synchronization (badly so on a busy machine) than they gain."""
+    before = torch.get_num_threads()
+    if graph.device.type == "cpu" and graph.n_edges < small_edges:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _matrix_free(solver: Callable):
+    def run(graph, s0, seed, options, callback):
+        s = torch.as_tensor(s0, dtype=graph.dtype, device=graph.device)
+        if solver.__name__ == "anneal":
+            options = {"seed": seed, **options}
+        st = solver(graph, s, callback=callback, **options)
+        sig = st.sigma.to(torch.int8).cpu().numpy()
+        e = graph.energy(st.sigma).cpu().numpy()
+        h = (st.sigma * st.fields).cpu()
+        tol = options.get("tol", 1e-5) * graph.abs_row_sums().cpu()
+        local = ~((h + tol) < 0).any(1).numpy()
+        return sig, e, local, st.sweeps, {}
+    return run
+
+
+def _greedy(graph, s0, seed, options, callback):
+    from .greedy import greedy
+
+    As = graph.to_scipy_sym(options.pop("limit", None))
+    res = greedy(As, s0, **options)
+    return res.sigma, res.energies, res.local_min, res.flips, {}
+
+
+def _exact(graph, s0, seed, options, callback):
+    from .exact import exact
+
+    As = graph.to_scipy_sym(options.pop("limit", None))
+    res = exact(As, **options)
+    sig = np.asarray(res.sigma, dtype=np.int8)[None]
+    return sig, np.array([res.energy]), np.array([True]), 0, {
+        "lower_bound": float(res.lower_bound), "optimal": bool(res.optimal),
+        "exact_method": res.method}
+
+
+def _descent(*a):
+    from .descent import descent
+
+    return _matrix_free(descent)(*a)
+
+
+def _anneal(*a):
+    from .anneal import anneal
+
+    return _matrix_free(anneal)(*a)
+
+
+#: method name -> runner(graph, start gauges, seed, options, callback)
+METHODS: dict[str, Callable] = {"descent": _descent, "anneal": _anneal, "greedy": _greedy,
+                                "exact": _exact}
+
+
+def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, seed: int = 0,
+                init="random", device: str = "cpu", dtype: torch.dtype | None = None,
+                input_shape=None, callback=None, **options) -> FrustrationResult:
+    """Frustration ``delta = min_sigma eps(sigma)`` of a network's signed graph (SPEC §2).
+
+    Parameters
+    ----------
+    graph_or_model : SignedGraph or torch.nn.Module
+        A module is traced with ``input_shape`` (default: its ``default_input_shape``).
+    method : {"descent", "anneal", "greedy", "exact"}
+        See :data:`METHODS`.
+    replicas : int
+        Number of start gauges (the paper used 80); ignored by ``exact``.
+    seed : int
+        Seed of the start gauges (and of annealing).
+    init : {"random", "paper"} or array
+        Start gauges: uniform, the paper's 10^6 random single flips, or given (R, n).
+    device : {"cpu", "cuda"}
+    dtype : torch.dtype, optional
+        Operator precision (float32 default, float64 on request).
+    **options
+        Passed to the solver (e.g. ``gamma`` for descent, ``sweeps`` for anneal,
+        ``time_limit`` for exact, ``max_flips`` for greedy).
+
+    Returns
+    -------
+    FrustrationResult
+
+    References
+    ----------
+    Paper 000, Methods and SI B (Algorithm 1).
+
+    Examples
+    --------
+    >>> import deepglass, torch.nn as nn
+    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> res = deepglass.frustration(net, input_shape=(4,), replicas=4)
+    >>> 0 <= res.frustration <= 0.5
+    True
+    """
+    if method not in METHODS:
+        raise DeepglassError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if int(replicas) < 1:
+        raise DeepglassError(f"replicas must be >= 1, got {replicas}")
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise DeepglassError(f"device must be 'cpu' or 'cuda', not {device!r}")
+    if isinstance(graph_or_model, SignedGraph):
+        graph = graph_or_model
+    elif isinstance(graph_or_model, torch.nn.Module):
+        shape = input_shape or getattr(graph_or_model, "default_input_shape", None)
+        if shape is None:
+            raise DeepglassError("input_shape is needed to trace this model")
+        graph = SignedGraph.from_module(graph_or_model, shape)
+    else:
+        raise DeepglassError(f"expected a SignedGraph or nn.Module, got {type(graph_or_model).__name__}")
+    graph = graph.to(device=device, dtype=dtype or graph.dtype)
+    if graph.n_edges == 0:
+        raise DeepglassError("the graph has no edges")
+    s0 = start_gauges(graph.n_nodes, 1 if method == "exact" else int(replicas), seed, init)
+    t0 = time.perf_counter()
+    with _threads_for(graph):
+        sig, energies, local, sweeps, info = METHODS[method](graph, s0, seed, dict(options),
+                                                             callback)
+    seconds = time.perf_counter() - t0
+    best = int(np.argmin(energies))
+    sigma = np.asarray(sig[best], dtype=np.int8)
+    if isinstance(init, str):
+        init_name = init
+    else:
+        init_name = "given"
+    return FrustrationResult(
+        frustration=float(energies[best]), sigma=sigma, sigmas=np.asarray(sig, dtype=np.int8),
+        energies=np.asarray(energies, dtype=np.float64), local_min=np.asarray(local, bool),
+        sigma_in=sigma[graph.input_index], sigma_out=sigma[graph.output_index],
+        frustrated=frustrated_weight(graph, sigma), seconds=seconds, sweeps=sweeps,
+        method=method, init=init_name, seed=int(seed), info=info)

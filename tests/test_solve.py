@@ -1,0 +1,172 @@
+"""deepglass.frustration: every method against brute force and explicit evaluation."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.nn as nn
+
+import deepglass
+from deepglass.errors import DeepglassError
+from deepglass.graph import ConvBlock, LocallyConnectedBlock, SignedGraph
+from deepglass.solve import FrustrationResult
+from deepglass.solve.descent import descent
+
+
+def _tiny_conv(seed):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(1, 2, 2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(2, 2))
+    return SignedGraph.from_module(net, (1, 3, 3), dtype=torch.float64)
+
+
+def _tiny_dag(seed, n=12):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 2))
+    return SignedGraph.from_module(net, (4,), dtype=torch.float64)
+
+
+def _brute(As):
+    n = As.shape[0]
+    D = As.toarray()
+    tot = np.abs(D).sum()
+    codes = np.arange(2 ** (n - 1))[:, None]
+    S = np.where((codes >> np.arange(n - 1)) & 1, -1.0, 1.0)      # all gauges, spin 0 fixed
+    S = np.hstack([np.ones((len(S), 1)), S])
+    return float((0.5 * (1 - np.einsum("ri,ri->r", S @ D, S) / tot)).min())
+
+
+def _explicit_energy(As, s):
+    s = s.astype(float)
+    return 0.5 * (1 - np.einsum("ri,ij,rj->r", np.atleast_2d(s), As.toarray(),
+                                np.atleast_2d(s)) / abs(As).sum())
+
+
+@pytest.mark.parametrize("make,seed", [(_tiny_conv, 0), (_tiny_conv, 1), (_tiny_dag, 2),
+                                       (_tiny_dag, 3)])
+def test_methods_against_brute_force(make, seed):
+    g = make(seed)
+    As = g.to_scipy_sym()
+    assert g.n_nodes <= 21
+    delta = _brute(As)
+    ex = deepglass.frustration(g, method="exact")
+    assert ex.frustration == pytest.approx(delta, abs=1e-9)
+    assert ex.info["optimal"]
+    for method in ("greedy", "descent", "anneal"):
+        r = deepglass.frustration(g, method=method, replicas=6, seed=seed)
+        assert r.frustration >= delta - 1e-9
+        assert r.local_min.all()
+        # explicit evaluation of every replica's gauge, and no negative field
+        np.testing.assert_allclose(r.energies, _explicit_energy(As, r.sigmas), atol=1e-9)
+        h = r.sigmas * (As @ r.sigmas.T).T
+        assert (h >= -1e-9).all()
+
+
+def test_descent_never_raises_energy_and_beats_nothing_worse_than_start():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(64, 10))
+    g = SignedGraph.from_module(net, (1, 8, 8), dtype=torch.float64)
+    s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 3, seed=5)).double()
+    energies = [g.energy(s0).numpy()]
+    for k in range(1, 30):
+        st = descent(g, s0, max_sweeps=k)
+        energies.append(g.energy(st.sigma).numpy())
+    E = np.array(energies)
+    assert (np.diff(E, axis=0) <= 1e-12).all()
+    assert (E[-1] < E[0]).all()
+
+
+def test_descent_same_seed_same_result_and_sparse_equals_dense():
+    g = _tiny_conv(3)
+    a = deepglass.frustration(g, replicas=5, seed=11)
+    b = deepglass.frustration(g, replicas=5, seed=11)
+    np.testing.assert_array_equal(a.sigmas, b.sigmas)
+    np.testing.assert_array_equal(a.energies, b.energies)
+    s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 5, seed=11)).double()
+    dense = descent(g, s0, sparse_ratio=0.0)
+    sparse = descent(g, s0, sparse_ratio=1.0)
+    torch.testing.assert_close(dense.sigma, sparse.sigma)
+
+
+def test_descent_no_worse_than_greedy_on_average_from_same_starts():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(6 * 9, 10))
+    g = SignedGraph.from_module(net, (1, 8, 8), dtype=torch.float64)
+    gr = deepglass.frustration(g, method="greedy", replicas=16, seed=4)
+    de = deepglass.frustration(g, method="descent", replicas=16, seed=4, gamma=0.9)
+    assert de.frustration <= gr.frustration + 0.01
+    assert de.energies.mean() <= gr.energies.mean() + 0.01
+
+
+def test_paper_init_and_given_gauges():
+    g = _tiny_dag(0)
+    s = np.ones((2, g.n_nodes), dtype=np.int8)
+    r = deepglass.frustration(g, replicas=2, init=s)
+    assert r.init == "given"
+    p = deepglass.frustration(g, replicas=3, init="paper", seed=1)
+    assert p.local_min.all()
+    with pytest.raises(DeepglassError, match="init"):
+        deepglass.frustration(g, init="bogus")
+    with pytest.raises(DeepglassError, match="unknown method"):
+        deepglass.frustration(g, method="magic")
+
+
+def test_result_partial_order_frustrated_weight_and_roundtrip(tmp_path):
+    g = _tiny_conv(5)
+    r = deepglass.frustration(g, replicas=4, seed=2)
+    np.testing.assert_array_equal(r.sigma_in, r.sigma[g.input_index])
+    np.testing.assert_array_equal(r.sigma_out, r.sigma[g.output_index])
+    # frustrated weight over blocks == explicit residual negative weight of S A S
+    A = g.to_scipy().tocoo()
+    neg = A.data * r.sigma[A.row] * r.sigma[A.col] < 0
+    assert r.frustrated.frustrated_weight.sum() == pytest.approx(np.abs(A.data[neg]).sum())
+    assert r.frustrated.frustrated_weight.sum() / r.frustrated.abs_weight.sum() == \
+        pytest.approx(r.frustration)
+    path = r.save(tmp_path / "res")
+    back = FrustrationResult.load(path)
+    np.testing.assert_array_equal(back.sigmas, r.sigmas)
+    assert back.frustration == r.frustration
+    df = r.to_frame()
+    assert list(df.replica) == [0, 1, 2, 3] and np.allclose(df.energy, r.energies)
+    r.save(tmp_path / "res.parquet")
+
+
+def test_sparse_block_updates_match_explicit():
+    """Sparse column updates (long tail) of every block kind equal the explicit block."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1, groups=2), nn.ReLU(),
+                        nn.AvgPool2d(2, ceil_mode=True), nn.Conv2d(4, 3, 2, dilation=2),
+                        nn.Flatten(), nn.Linear(3, 2))
+    g = SignedGraph.from_module(net, (2, 9, 9), dtype=torch.float64)
+    blocks = list(g.edge_blocks)
+    blocks += [LocallyConnectedBlock(b, torch.randn(*b.weight.shape, *b.out_shape[1:],
+                                                   dtype=torch.float64))
+               for b in g.edge_blocks if isinstance(b, ConvBlock)]
+    for b in blocks:
+        i, j, w = b.coo()
+        M = sp.coo_matrix((w, (i, j)), shape=(b.in_size, b.out_size)).toarray()
+        idx = torch.randperm(b.in_size)[:4]
+        v = torch.randn(len(idx), dtype=torch.float64)
+        e, o, c = b.sparse_apply(idx, v)
+        y = torch.zeros(b.out_size, dtype=torch.float64).index_add_(0, o, c)
+        x = np.zeros(b.in_size)
+        x[idx.numpy()] = v.numpy()
+        np.testing.assert_allclose(y.numpy(), x @ M, atol=1e-12)
+        idx = torch.randperm(b.out_size)[:4]
+        v = torch.randn(len(idx), dtype=torch.float64)
+        e, o, c = b.sparse_adjoint(idx, v)
+        xx = torch.zeros(b.in_size, dtype=torch.float64).index_add_(0, o, c)
+        y = np.zeros(b.out_size)
+        y[idx.numpy()] = v.numpy()
+        np.testing.assert_allclose(xx.numpy(), M @ y, atol=1e-12)
+        X = torch.randn(2, *b.in_shape, dtype=torch.float64)
+        np.testing.assert_allclose(b.apply(X).reshape(2, -1).numpy(),
+                                   X.reshape(2, -1).numpy() @ M, atol=1e-12)
