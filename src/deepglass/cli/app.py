@@ -24,6 +24,7 @@ app = typer.Typer(
 
 COMMAND_MODULES = [
     "graph",
+    "frustration",
     "rap",
 ]
 
