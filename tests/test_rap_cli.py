@@ -1,0 +1,130 @@
+"""``deepglass rap``: JSON output, run directories, errors; the phase scan end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepglass.cli.app import main
+from deepglass.rap import PhaseConfig, RAPModel, paramagnetic, scan_phase
+
+REQUIRED = {"alpha", "energy", "entropy", "free_energy", "q", "converged"}
+
+
+def _run(capsys, argv):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_bp_json(capsys):
+    code, out, _ = _run(capsys, ["rap", "bp", "--N", "12", "--a1", "0.5", "--a2", "0.5",
+                                 "--p1", "0.2", "--beta", "0.7", "--seed", "3", "--start",
+                                 "random", "--json"])
+    assert code == 0
+    d = json.loads(out)
+    assert REQUIRED <= set(d)
+    m = RAPModel(12, a=(0.5, 0.5), p=(0.2, 0, 0), seed=3)
+    assert d["alpha"] == pytest.approx(m.alpha) and d["n_factors"] == m.n_factors
+    # a small random start converges to the paramagnet: closed forms
+    pm = paramagnetic(m.alpha, 0.7)
+    assert d["converged"] and d["energy"] == pytest.approx(pm["energy"], abs=1e-6)
+    code, out, _ = _run(capsys, ["rap", "bp", "--N", "12", "--beta", "2", "--json"])
+    d = json.loads(out)
+    assert d["start"] == "polarized" and d["free_energy"] <= d["free_energy_random"]
+
+
+def test_mc_json_and_seed(capsys):
+    argv = ["rap", "mc", "--N", "10", "--beta", "0.8", "--sweeps", "60", "--ti-points", "4",
+            "--ti-sweeps", "10", "--seed", "5", "--json"]
+    code, out, _ = _run(capsys, argv)
+    assert code == 0
+    d = json.loads(out)
+    assert REQUIRED <= set(d)
+    assert math.isfinite(d["free_energy"]) and math.isfinite(d["entropy"])
+    code, out2, _ = _run(capsys, argv)
+    d2 = json.loads(out2)
+    for k in ("energy", "q", "free_energy"):
+        assert d[k] == d2[k]
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["rap", "bp", "--N", "10", "--p1", "1.5"], "p1 must be a probability"),
+    (["rap", "bp", "--N", "10", "--beta", "0"], "beta must be finite and > 0"),
+    (["rap", "mc", "--N", "10", "--beta", "-1"], "beta must be finite and > 0"),
+    (["rap", "mc", "--N", "10", "--a2", "2"], "a2 must be a probability"),
+    (["rap", "bp", "--N", "3000", "--a1", "1", "--a2", "1"], "instance too large"),
+    (["rap", "phase", "--N", "10", "--p-min", "-0.1", "--out", "never"], "--p-min must be"),
+])
+def test_bad_parameters_exit_2_with_one_line(capsys, argv, msg, tmp_path):
+    code, out, err = _run(capsys, argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and msg in lines[0]
+
+
+def test_phase_cli_writes_a_resumable_run(capsys, tmp_path):
+    out_dir = tmp_path / "run"
+    argv = ["rap", "phase", "--N", "14", "--population", "1", "--p-min", "0.0", "--p-max",
+            "0.9", "--n-points", "4", "--beta", "1.0", "--a2", "0.5", "--samples", "2",
+            "--mc-sweeps", "20", "--out", str(out_dir), "--json"]
+    code, out, _ = _run(capsys, argv)
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["points"] == 4 * 2 * 3
+    for name in ("points.parquet", "summary.parquet", "transitions.parquet",
+                 "degrees.parquet", "report.md", "summary.json", "config.toml",
+                 "figures/phase_beta1_a20.5.png", "figures/pc.png"):
+        assert (out_dir / name).exists(), name
+    pts = pd.read_parquet(out_dir / "points.parquet")
+    assert set(pts.solver) == {"bp", "mc"} and set(pts.branch) == {"random", "polarized", "quench"}
+    # resuming recomputes nothing: delete a table, run again, same numbers
+    (out_dir / "points.parquet").unlink()
+    mtimes = {p: p.stat().st_mtime_ns for p in (out_dir / "units" / "points").glob("*.parquet")}
+    code, _, _ = _run(capsys, argv)
+    assert code == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    pts2 = pd.read_parquet(out_dir / "points.parquet")
+    pd.testing.assert_frame_equal(pts.reset_index(drop=True), pts2.reset_index(drop=True))
+    # another configuration in the same directory is refused
+    code, _, err = _run(capsys, argv[:-3] + ["--samples", "3", "--out", str(out_dir)])
+    assert code == 2 and "configuration differs" in err
+
+
+def test_phase_scan_finds_the_transition_of_a_small_network():
+    cfg = PhaseConfig(N=30, population=1, p_values=list(np.round(np.linspace(0.3, 0.95, 14), 4)),
+                      betas=[1.0], a1=0.5, a2s=[0.5], samples=1, mc_sweeps=60, seed=1)
+    res = scan_phase(cfg)
+    t = res.transitions.iloc[0]
+    assert t.method in ("crossing", "branch-end")
+    assert 0.3 < t.p_c < 0.95 and t.p_c <= t.p_spinodal + 1e-12
+    s = res.summary
+    pol = s[(s.branch == "polarized") & (s.p < t.p_c_lo)]
+    rnd = s[(s.branch == "random") & (s.p < t.p_c_lo)]
+    # below p_c the ordered branch has the lower free energy and q > 0; the random
+    # start stays paramagnetic (q = 0, closed-form energy)
+    assert np.all(pol.free_energy.to_numpy() < rnd.free_energy.to_numpy())
+    assert np.all(pol.q > 0.05) and np.all(rnd.q < 1e-8)
+    for _, r in rnd.iterrows():
+        assert r.energy == pytest.approx(-r.alpha * math.tanh(1.0), abs=1e-5)
+    # MC quenches land on the BP ordered branch well below p_c
+    mc = s[(s.solver == "mc") & (s.p < t.p_c_lo - 0.1)].set_index("p").energy
+    assert np.allclose(mc.to_numpy(), pol.set_index("p").loc[mc.index].energy.to_numpy(), atol=0.05)
+
+
+def test_student_activations_small():
+    from deepglass.rap.student import student_activations
+
+    df = student_activations(N=8, n_train=64, n_test=64, epochs=2, trials=2, seed=0)
+    assert list(df.trial) == [0, 1]
+    assert df[["a1", "a2", "a1_teacher", "a2_teacher"]].apply(lambda c: c.between(0, 1)).all().all()
+    df2 = student_activations(N=8, n_train=64, n_test=64, epochs=2, trials=2, seed=0)
+    pd.testing.assert_frame_equal(df.drop(columns="seconds"), df2.drop(columns="seconds"))
