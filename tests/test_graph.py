@@ -347,3 +347,29 @@ def test_dense_identity_counts_and_networkx():
         for j in range(2):
             assert G[i][3 + j]["weight"] == pytest.approx(w[j, i])
             assert G[i][3 + j]["sign"] == np.sign(w[j, i])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,shape,nodes_m,edges_b", [
+    ("alexnet_caffe", (3, 227, 227), 0.94, 0.67),
+    ("googlenet", (3, 224, 224), 4.80, 1.45),
+    ("googlenet_bvlc", (3, 224, 224), 4.80, 1.52),
+    ("squeezenet1_1", (3, 227, 227), 3.27, 0.38),
+])
+def test_table1_within_one_percent(name, shape, nodes_m, edges_b):
+    """Paper 000 Table 1 under the rules of SPEC §1."""
+    from deepglass.zoo import get
+
+    g = SignedGraph.from_module(get(name), shape)
+    assert g.n_nodes / 1e6 == pytest.approx(nodes_m, rel=0.01)
+    assert g.n_edges / 1e9 == pytest.approx(edges_b, rel=0.01)
+
+
+def test_resnet18_counts_under_spec_rules():
+    """ResNet-18 does not match the paper's 3.01 M / 2.80 B under SPEC §1 (see
+    README, "Table 1"): these are the counts the rules give."""
+    from deepglass.zoo import get
+
+    g = SignedGraph.from_module(get("resnet18"), (3, 224, 224))
+    assert round(g.n_nodes / 1e6, 2) == 2.66
+    assert round(g.n_edges / 1e9, 2) == 1.68
