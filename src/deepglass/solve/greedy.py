@@ -388,8 +388,35 @@ def _fields(indptr, indices, data, sigma, h):
 
 
 @njit(cache=True)
+def _heap_fix(heap, pos, h, p, size):
+    """Restore the heap order around position p after its key changed."""
+    if _sift_up(heap, pos, h, p) == p:
+        _sift_down(heap, pos, h, p, size)
+
+
+@njit(cache=True)
+def _heap_remove(heap, pos, h, p, size):
+    """Remove the element at position p; returns the new size."""
+    size -= 1
+    pos[heap[p]] = -1
+    if p < size:
+        last = heap[size]
+        heap[p] = last
+        pos[last] = p
+        _heap_fix(heap, pos, h, p, size)
+    return size
+
+
+@njit(cache=True)
 def _descend(indptr, indices, data, sigma, max_flips, tol, record):
     """Algorithm 1 on one replica; ``sigma`` (int8) is flipped in place.
+
+    The min-heap holds exactly the candidate nodes, those with ``h < -tol``
+    (``pos[i] = -1`` for the others), keyed by ``(h_i, i)``: its root is the
+    most negative field, lowest index first.  A neighbour update is a
+    decrease/increase-key, an insertion (field became negative) or a removal
+    (field became non-negative), each O(log n); neighbours that stay
+    non-negative cost O(1).
 
     Returns (flips, at_local_min, quad = sigma^T As sigma, trace_nodes,
     trace_fields); the traces are empty unless ``record``.
@@ -407,23 +434,25 @@ def _descend(indptr, indices, data, sigma, max_flips, tol, record):
         # fresh fields and heap (the outer loop only repeats when the
         # incrementally updated fields drifted across the tolerance)
         _fields(indptr, indices, data, sigma, h)
+        size = 0
         for k in range(n):
-            heap[k] = k
-            pos[k] = k
-        for k in range(n // 2 - 1, -1, -1):
-            _sift_down(heap, pos, h, k, n)
+            if h[k] < -tol:
+                heap[size] = k
+                pos[k] = size
+                size += 1
+            else:
+                pos[k] = -1
+        for k in range(size // 2 - 1, -1, -1):
+            _sift_down(heap, pos, h, k, size)
         while True:
-            if n == 0:
-                local = True
-                break
-            i = heap[0]
-            hi = h[i]
-            if hi >= -tol:
+            if size == 0:
                 local = True
                 break
             if flips >= max_flips:
                 local = False
                 break
+            i = heap[0]
+            hi = h[i]
             if record:
                 if flips >= cap:
                     cap *= 2
@@ -437,15 +466,24 @@ def _descend(indptr, indices, data, sigma, max_flips, tol, record):
                 tr_fields[flips] = hi
             s_old = sigma[i]
             sigma[i] = -s_old
-            h[i] = -hi
-            _sift_down(heap, pos, h, 0, n)
+            h[i] = -hi  # > tol: leaves the candidates
+            size = _heap_remove(heap, pos, h, 0, size)
             # h_j = sigma_j sum_l As_jl sigma_l; sigma_i changed by -2 s_old
             for k in range(indptr[i], indptr[i + 1]):
                 j = indices[k]
-                h[j] -= 2.0 * data[k] * sigma[j] * s_old
+                hj = h[j] - 2.0 * data[k] * sigma[j] * s_old
+                h[j] = hj
                 p = pos[j]
-                if _sift_up(heap, pos, h, p) == p:
-                    _sift_down(heap, pos, h, p, n)
+                if p >= 0:
+                    if hj < -tol:
+                        _heap_fix(heap, pos, h, p, size)
+                    else:
+                        size = _heap_remove(heap, pos, h, p, size)
+                elif hj < -tol:
+                    heap[size] = j
+                    pos[j] = size
+                    size += 1
+                    _sift_up(heap, pos, h, size - 1)
             flips += 1
         if not local:
             break
@@ -458,14 +496,11 @@ def _descend(indptr, indices, data, sigma, max_flips, tol, record):
         if hmin >= -tol:
             break
         local = False
+    if not local:
+        _fields(indptr, indices, data, sigma, h)
     quad = 0.0
     for k in range(n):
         quad += h[k]
-    if not local:
-        _fields(indptr, indices, data, sigma, h)
-        quad = 0.0
-        for k in range(n):
-            quad += h[k]
     return flips, local, quad, tr_nodes[:flips].copy(), tr_fields[:flips].copy()
 
 
