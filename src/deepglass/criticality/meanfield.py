@@ -1,0 +1,665 @@
+"""Naive mean-field theory of a weighted net (SPEC §7, paper 002).
+
+Binary units ``s in {-1,+1}^N`` with symmetric couplings ``W`` and a uniform
+field ``h``::
+
+    H(s) = -(1/(2N)) s^T W s - h sum_i s_i
+
+The saddle point of the Hubbard-Stratonovich representation (paper 002,
+"More magic") gives the naive mean-field equations
+
+    V_i = tanh( beta (sum_j W_ij V_j / N + h) )                      (MF)
+
+with free energy per unit (the constant ``-T ln 2`` dropped)
+
+    f = (1/(2N^2)) V^T W V - (T/N) sum_i ln cosh( beta (sum_j W_ij V_j/N + h) ),
+
+magnetization ``m = mean(V)``, overlap ``q = mean(V^2)`` and susceptibility
+``chi = dm/dh`` from the linear-response system
+
+    (I - beta D W / N) dV/dh = beta D 1,      D = diag(1 - V^2).
+
+At ``h = 0`` the paramagnetic solution ``V = 0`` loses stability at
+``beta_c = N / lambda_max(W)``, so ``T_c = lambda_max(W) / N``.
+
+``W`` may be a dense array, a SciPy sparse matrix, a SciPy ``LinearOperator``
+(assumed symmetric), a torch tensor, the bipartite block of one layer
+(:func:`bipartite_coupling`) or a whole network's
+:class:`deepglass.graph.SignedGraph` (couplings ``As = A + A^T``, applied
+matrix-free through ``sym_matvec``).  Everything here uses only products
+``W x``: Lanczos (ARPACK ``eigsh``) for ``lambda_max``, a damped fixed-point
+iteration followed by Newton steps whose linear systems GMRES solves, and
+MINRES on the symmetrized linear-response system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+import scipy.sparse
+import scipy.sparse.linalg as spla
+import scipy.stats
+
+from ..errors import DeepglassError
+
+__all__ = [
+    "Couplings", "coupling_operator", "bipartite_coupling", "layer_coupling",
+    "lambda_max", "critical_temperature", "free_energy", "MeanFieldSolution",
+    "solve_mean_field", "susceptibility", "mean_field_curves", "default_grid",
+    "critical_exponents", "curie_weiss",
+]
+
+DENSE_EIG_LIMIT = 12  # below this size ARPACK cannot run; use the explicit matrix
+
+
+# ----------------------------------------------------------------------------------
+# Coupling operators
+# ----------------------------------------------------------------------------------
+def _is_signed_graph(obj: Any) -> bool:
+    return hasattr(obj, "sym_matvec") and hasattr(obj, "n_nodes")
+
+
+class Couplings:
+    """A symmetric coupling matrix ``W`` seen only through products ``W x``.
+
+    Build one with :func:`coupling_operator`.  ``matvec`` takes a float64 array
+    of shape ``(n,)`` or ``(n, R)`` and returns ``W x`` in float64.
+
+    Attributes
+    ----------
+    n : int
+        Number of units ``N``.
+    kind : str
+        ``"dense"``, ``"sparse"``, ``"operator"`` or ``"graph"``.
+    eps : float
+        Relative precision of the products (float32 graphs give ~1e-7).
+    """
+
+    def __init__(self, n: int, matvec, kind: str, eps: float = np.finfo(float).eps,
+                 explicit=None, source: Any = None):
+        self.n = int(n)
+        self._matvec = matvec
+        self.kind = kind
+        self.eps = float(eps)
+        self._explicit = explicit
+        self.source = source
+        self.n_matvec = 0
+        self._eig: tuple[float, np.ndarray] | None = None
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        self.n_matvec += 1 if x.ndim == 1 else x.shape[1]
+        return np.asarray(self._matvec(x), dtype=np.float64)
+
+    def linear_operator(self) -> spla.LinearOperator:
+        """``W`` as a SciPy ``LinearOperator`` (symmetric, float64)."""
+        return spla.LinearOperator((self.n, self.n), matvec=self.matvec, matmat=self.matvec,
+                                   rmatvec=self.matvec, dtype=np.float64)
+
+    def explicit(self) -> np.ndarray:
+        """The dense matrix (small ``n`` only: built column by column otherwise)."""
+        if self._explicit is not None:
+            e = self._explicit
+            return e.toarray() if scipy.sparse.issparse(e) else np.asarray(e, dtype=np.float64)
+        if self.n > 4096:
+            raise DeepglassError(f"refusing to build a dense {self.n} x {self.n} coupling matrix")
+        return self.matvec(np.eye(self.n))
+
+    def __repr__(self) -> str:
+        return f"Couplings(n={self.n}, kind={self.kind!r})"
+
+
+def _check_square_symmetric(W, what: str) -> None:
+    if W.ndim != 2 or W.shape[0] != W.shape[1]:
+        raise DeepglassError(f"{what} must be a square matrix, got shape {tuple(W.shape)}")
+    if W.shape[0] == 0:
+        raise DeepglassError(f"{what} is empty")
+
+
+def coupling_operator(W: Any, *, check_symmetric: bool = True) -> Couplings:
+    """Wrap couplings ``W`` (SPEC §7) as a :class:`Couplings` operator.
+
+    Parameters
+    ----------
+    W : array_like, scipy.sparse matrix, LinearOperator, torch.Tensor, SignedGraph or Couplings
+        Symmetric couplings.  A ``SignedGraph`` (anything with ``n_nodes`` and
+        ``sym_matvec``) gives ``W = As = A + A^T`` of the whole network.
+    check_symmetric : bool
+        Verify ``W == W^T`` for explicit matrices (to 1e-8 relative).
+
+    Raises
+    ------
+    DeepglassError
+        For a non-square, empty, non-finite or asymmetric matrix.
+    """
+    if isinstance(W, Couplings):
+        return W
+    if _is_signed_graph(W):
+        return _graph_couplings(W)
+    if isinstance(W, spla.LinearOperator):
+        if W.shape[0] != W.shape[1]:
+            raise DeepglassError(f"couplings must be square, got shape {W.shape}")
+        op = W
+        return Couplings(W.shape[0], lambda x: op @ x, "operator", source=W)
+    if scipy.sparse.issparse(W):
+        W = scipy.sparse.csr_matrix(W, dtype=np.float64)
+        _check_square_symmetric(W, "couplings")
+        if not np.all(np.isfinite(W.data)):
+            raise DeepglassError("couplings contain NaN or infinite entries")
+        if check_symmetric:
+            diff = abs(W - W.T).max() if W.nnz else 0.0
+            scale = abs(W).max() if W.nnz else 1.0
+            if diff > 1e-8 * max(scale, 1e-300):
+                raise DeepglassError(f"couplings must be symmetric (max |W - W^T| = {diff:.3g}); "
+                                     "for a directed adjacency A use A + A.T")
+        return Couplings(W.shape[0], lambda x: W @ x, "sparse", explicit=W, source=W)
+    if type(W).__module__.startswith("torch"):
+        W = W.detach().cpu().double().numpy()
+    try:
+        W = np.asarray(W, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DeepglassError(f"cannot read couplings of type {type(W).__name__}: {exc}") from None
+    _check_square_symmetric(W, "couplings")
+    if not np.all(np.isfinite(W)):
+        raise DeepglassError("couplings contain NaN or infinite entries")
+    if check_symmetric:
+        diff = float(np.max(np.abs(W - W.T)))
+        if diff > 1e-8 * max(float(np.max(np.abs(W))), 1e-300):
+            raise DeepglassError(f"couplings must be symmetric (max |W - W^T| = {diff:.3g}); "
+                                 "for a directed adjacency A use A + A.T")
+    return Couplings(W.shape[0], lambda x: W @ x, "dense", explicit=W, source=W)
+
+
+def _graph_couplings(g) -> Couplings:
+    import torch
+
+    n = int(g.n_nodes)
+    dtype = getattr(g, "dtype", torch.float32)
+    device = getattr(g, "device", "cpu")
+    eps = float(torch.finfo(dtype).eps) if dtype.is_floating_point else np.finfo(float).eps
+
+    def mv(x: np.ndarray) -> np.ndarray:
+        t = torch.as_tensor(np.ascontiguousarray(x.T), dtype=dtype, device=device)
+        with torch.no_grad():
+            out = g.sym_matvec(t)
+        return out.detach().cpu().double().numpy().T
+
+    explicit = None
+    return Couplings(n, mv, "graph", eps=eps, explicit=explicit, source=g)
+
+
+def bipartite_coupling(w: Any) -> spla.LinearOperator:
+    """The symmetric coupling ``[[0, w], [w^T, 0]]`` of one layer (SPEC §7).
+
+    Parameters
+    ----------
+    w : array_like or torch.Tensor, shape (n_in, n_out)
+        ``w[i, j]`` is the weight of the edge from input unit ``i`` to output
+        unit ``j`` (for ``torch.nn.Linear`` pass ``layer.weight.T``).
+
+    Returns
+    -------
+    scipy.sparse.linalg.LinearOperator
+        Of size ``n_in + n_out``; units ``0..n_in-1`` are the inputs.  Each
+        product costs two matrix-vector products with ``w`` (O(n_in n_out)).
+    """
+    if type(w).__module__.startswith("torch"):
+        w = w.detach().cpu().double().numpy()
+    if not scipy.sparse.issparse(w):
+        w = np.asarray(w, dtype=np.float64)
+    if w.ndim != 2 or 0 in w.shape:
+        raise DeepglassError(f"a layer block needs a 2-d weight matrix, got shape {tuple(w.shape)}")
+    a, b = w.shape
+    wt = w.T
+
+    def mv(x):
+        x = np.asarray(x, dtype=np.float64)
+        top = w @ x[a:]
+        bottom = wt @ x[:a]
+        return np.concatenate([top, bottom], axis=0)
+
+    return spla.LinearOperator((a + b, a + b), matvec=mv, matmat=mv, rmatvec=mv,
+                               dtype=np.float64)
+
+
+def layer_coupling(module: Any) -> spla.LinearOperator:
+    """:func:`bipartite_coupling` of a ``torch.nn.Linear`` layer's weight."""
+    w = getattr(module, "weight", None)
+    if w is None or w.ndim != 2:
+        raise DeepglassError(
+            f"layer {type(module).__name__} has no 2-d weight; the bipartite block is defined "
+            "for dense layers (use the whole network's SignedGraph for convolutions)")
+    return bipartite_coupling(w.detach().T)
+
+
+# ----------------------------------------------------------------------------------
+# Spectrum and critical temperature
+# ----------------------------------------------------------------------------------
+def _top_eig(C: Couplings, tol: float | None, seed: int, maxiter: int | None,
+             method: str) -> tuple[float, np.ndarray]:
+    if C._eig is not None and method == "auto":
+        return C._eig
+    if method not in ("auto", "lanczos", "dense"):
+        raise DeepglassError(f"method must be 'auto', 'lanczos' or 'dense', got {method!r}")
+    if method == "dense" or C.n <= DENSE_EIG_LIMIT:
+        M = C.explicit()
+        vals, vecs = scipy.linalg.eigh(M)
+        lam, u = float(vals[-1]), vecs[:, -1]
+    else:
+        rtol = tol if tol is not None else max(1e-10, 10 * C.eps)
+        v0 = np.random.default_rng(seed).standard_normal(C.n)
+        try:
+            vals, vecs = spla.eigsh(C.linear_operator(), k=1, which="LA", v0=v0, tol=rtol,
+                                    maxiter=maxiter, ncv=min(C.n - 1, 24))
+        except spla.ArpackNoConvergence as exc:
+            raise DeepglassError(f"Lanczos did not converge for lambda_max (n = {C.n}); "
+                                 "raise maxiter or tol") from None
+        lam, u = float(vals[0]), vecs[:, 0]
+    if np.sum(u) < 0:  # fix the sign: eigenvector with non-negative sum
+        u = -u
+    C._eig = (lam, u)
+    return lam, u
+
+
+def lambda_max(W: Any, *, tol: float | None = None, seed: int = 0, maxiter: int | None = None,
+               method: str = "auto") -> float:
+    """Largest (algebraic) eigenvalue of the symmetric couplings ``W``.
+
+    Implicitly restarted Lanczos (ARPACK ``eigsh``, ``which="LA"``) on the
+    matrix-free operator: cost per iteration one product ``W x`` (O(edges) for
+    a network graph) plus O(n * ncv) memory.  ``method="dense"`` uses
+    ``scipy.linalg.eigh`` on the explicit matrix (O(n^3), small ``n``).
+
+    Parameters
+    ----------
+    W : see :func:`coupling_operator`
+    tol : float, optional
+        Relative accuracy of the eigenvalue (default 1e-10, or ~10 eps of the
+        operator's dtype for float32 graphs).
+    seed : int
+        Seed of the Lanczos start vector.
+    maxiter : int, optional
+        ARPACK iteration limit.
+    method : {"auto", "lanczos", "dense"}
+    """
+    return _top_eig(coupling_operator(W), tol, seed, maxiter, method)[0]
+
+
+def critical_temperature(W: Any, **kwargs) -> float:
+    """Mean-field critical temperature ``T_c = lambda_max(W) / N`` (SPEC §7).
+
+    ``W`` is a dense array, a sparse matrix, a LinearOperator or a
+    :class:`deepglass.graph.SignedGraph` (whole network, ``W = As``);
+    ``kwargs`` go to :func:`lambda_max`.  A non-positive value means the
+    paramagnet is stable at every temperature (no transition at ``h = 0``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> round(critical_temperature(2.0 * np.ones((50, 50))), 9)   # Curie-Weiss, J = 2
+    2.0
+    """
+    C = coupling_operator(W)
+    return lambda_max(C, **kwargs) / C.n
+
+
+def curie_weiss(n: int, J: float = 1.0) -> np.ndarray:
+    """Curie-Weiss couplings ``W = J 1 1^T`` (``T_c = J``)."""
+    if n < 1:
+        raise DeepglassError(f"n must be positive, got {n}")
+    return np.full((n, n), float(J))
+
+
+# ----------------------------------------------------------------------------------
+# Mean-field equations
+# ----------------------------------------------------------------------------------
+def _logcosh(x: np.ndarray) -> np.ndarray:
+    ax = np.abs(x)
+    return ax + np.log1p(np.exp(-2.0 * ax)) - np.log(2.0)
+
+
+def free_energy(W: Any, V: np.ndarray, T: float, h: float = 0.0) -> np.ndarray | float:
+    """Mean-field free energy per unit (SPEC §7), for ``V`` of shape (n,) or (n, R).
+
+    ``f = V^T W V / (2N^2) - (T/N) sum_i ln cosh(beta (W V / N + h)_i)``; one
+    product ``W V``.
+    """
+    C = coupling_operator(W)
+    V = np.asarray(V, dtype=np.float64)
+    WV = C.matvec(V)
+    return _free_energy(C.n, V, WV, T, h)
+
+
+def _free_energy(n, V, WV, T, h):
+    field_ = WV / n + h
+    quad = np.sum(V * WV, axis=0) / (2.0 * n * n)
+    return quad - (T / n) * np.sum(_logcosh(field_ / T), axis=0)
+
+
+@dataclass
+class MeanFieldSolution:
+    """The lowest-free-energy solution of the mean-field equations at (T, h).
+
+    Attributes
+    ----------
+    T, h : float
+    V : ndarray, shape (n,)
+        Local magnetizations.
+    m, q, f : float
+        ``mean(V)``, ``mean(V^2)``, free energy per unit.
+    residual : float
+        ``max |V - tanh(beta (W V/N + h))|``.
+    converged : bool
+    iterations : int
+        Fixed-point iterations plus Newton steps of the kept solution.
+    start : str
+        The start that led to it.
+    candidates : pandas.DataFrame
+        One row per start: start, m, q, f, residual, converged, iterations.
+    """
+
+    T: float
+    h: float
+    V: np.ndarray
+    m: float
+    q: float
+    f: float
+    residual: float
+    converged: bool
+    iterations: int
+    start: str
+    candidates: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+
+
+def _residual(C: Couplings, V: np.ndarray, beta: float, h: float):
+    WV = C.matvec(V)
+    return V - np.tanh(beta * (WV / C.n + h)), WV
+
+
+def _newton(C: Couplings, V: np.ndarray, beta: float, h: float, tol: float,
+            max_steps: int) -> tuple[np.ndarray, float, int]:
+    """Newton on ``F(V) = V - tanh(beta(WV/N + h))`` with backtracking.
+
+    Jacobian ``J = I - beta D W / N`` with ``D = diag(1 - tanh^2)`` applied
+    matrix-free; each step solves ``J dV = -F`` with GMRES.
+    """
+    n = C.n
+    F, WV = _residual(C, V, beta, h)
+    res = float(np.max(np.abs(F)))
+    steps = 0
+    while res > tol and steps < max_steps:
+        t = np.tanh(beta * (WV / n + h))
+        D = 1.0 - t * t
+        J = spla.LinearOperator((n, n), matvec=lambda x: x - beta * D * C.matvec(x) / n,
+                                dtype=np.float64)
+        dV, info = spla.gmres(J, -F, rtol=1e-12, atol=0.0, restart=min(n, 50),
+                              maxiter=20)
+        step = 1.0
+        improved = False
+        for _ in range(30):
+            Vn = np.clip(V + step * dV, -1.0, 1.0)
+            Fn, WVn = _residual(C, Vn, beta, h)
+            rn = float(np.max(np.abs(Fn)))
+            if rn < res:
+                improved = True
+                break
+            step *= 0.5
+        steps += 1
+        if not improved:
+            break
+        V, F, WV, res = Vn, Fn, WVn, rn
+    return V, res, steps
+
+
+def _starts(C: Couplings, names: Sequence[str], rng: np.random.Generator,
+            V0: np.ndarray | None, eig: bool) -> tuple[list[str], np.ndarray]:
+    n = C.n
+    cols, labels = [], []
+    u = None
+    for name in names:
+        if name == "up":
+            cols.append(np.ones(n))
+        elif name == "down":
+            cols.append(-np.ones(n))
+        elif name == "random":
+            cols.append(rng.uniform(-1.0, 1.0, n))
+        elif name == "zero":
+            cols.append(np.full(n, 1e-3))
+        elif name in ("eig+", "eig-"):
+            if not eig:
+                continue
+            if u is None:
+                u = _top_eig(C, None, 0, None, "auto")[1]
+                u = np.sign(u) * np.maximum(np.abs(u) / np.max(np.abs(u)), 0.05)
+            cols.append(u if name == "eig+" else -u)
+        else:
+            raise DeepglassError(f"unknown start {name!r}; use up, down, random, zero, eig+, eig-")
+        labels.append(name)
+    if V0 is not None:
+        V0 = np.asarray(V0, dtype=np.float64)
+        if V0.shape != (n,):
+            raise DeepglassError(f"V0 must have shape ({n},), got {V0.shape}")
+        cols.append(np.clip(V0, -1.0, 1.0))
+        labels.append("given")
+    if not cols:
+        raise DeepglassError("no start configurations")
+    return labels, np.stack(cols, axis=1)
+
+
+def solve_mean_field(W: Any, T: float, h: float = 0.0, *,
+                     starts: Sequence[str] = ("up", "down", "eig+", "eig-", "random"),
+                     V0: np.ndarray | None = None, damping: float = 0.5, tol: float | None = None,
+                     max_iter: int = 100, newton_steps: int = 50, seed: int = 0) -> MeanFieldSolution:
+    """Solve the naive mean-field equations (MF) at temperature ``T`` and field ``h``.
+
+    Algorithm: all starts advance together (one product ``W X`` per step for an
+    ``n x R`` block) by the damped fixed-point iteration
+    ``V <- (1 - d) V + d tanh(beta (W V / N + h))`` until the residual
+    ``max |F|`` is below ``tol`` or ``max_iter`` steps; unconverged starts are
+    then polished by Newton steps (GMRES on the Jacobian
+    ``I - beta D W / N``, backtracking on ``max |F|``), which removes critical
+    slowing down near ``T_c``.  Among converged solutions the one with the
+    lowest free energy is kept (ties: first start).  Cost: O((max_iter +
+    newton_steps * gmres_iters) * cost(W x)).
+
+    Parameters
+    ----------
+    W : couplings, see :func:`coupling_operator`
+    T : float
+        Temperature, > 0.
+    h : float
+        Uniform external field.
+    starts : sequence of str
+        ``up`` (all +1), ``down`` (all -1), ``random`` (uniform in [-1, 1]),
+        ``zero`` (near the paramagnet), ``eig+``/``eig-`` (the sign pattern of
+        the top eigenvector of ``W``: the ordered state of a signed network).
+    V0 : ndarray, optional
+        An extra start (e.g. the solution at a neighbouring temperature).
+    damping : float in (0, 1]
+    tol : float, optional
+        Residual tolerance; default 1e-12 (float64 couplings) or ~100 eps of a
+        float32 graph.
+    max_iter, newton_steps : int
+    seed : int
+        Seed of the random start.
+
+    Returns
+    -------
+    MeanFieldSolution
+    """
+    C = coupling_operator(W)
+    T = float(T)
+    if not np.isfinite(T) or T <= 0:
+        raise DeepglassError(f"temperature must be positive and finite, got {T}")
+    if not np.isfinite(h):
+        raise DeepglassError(f"field must be finite, got {h}")
+    if not 0 < damping <= 1:
+        raise DeepglassError(f"damping must be in (0, 1], got {damping}")
+    tol = tol if tol is not None else max(1e-12, 100.0 * C.eps)
+    beta = 1.0 / T
+    rng = np.random.default_rng(seed)
+    labels, V = _starts(C, list(starts), rng, V0, eig=True)
+    R = V.shape[1]
+    n = C.n
+    iters = np.zeros(R, dtype=int)
+    active = np.ones(R, dtype=bool)
+    res = np.full(R, np.inf)
+    for it in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        Va = V[:, idx]
+        target = np.tanh(beta * (C.matvec(Va) / n + h))
+        r = np.max(np.abs(Va - target), axis=0)
+        res[idx] = r
+        done = r <= tol
+        upd = idx[~done]
+        V[:, upd] = (1.0 - damping) * Va[:, ~done] + damping * target[:, ~done]
+        iters[upd] += 1
+        active[idx[done]] = False
+    for j in np.flatnonzero(active):
+        V[:, j], res[j], k = _newton(C, V[:, j], beta, h, tol, newton_steps)
+        iters[j] += k
+    WV = C.matvec(V)
+    res = np.max(np.abs(V - np.tanh(beta * (WV / n + h))), axis=0)
+    f = _free_energy(n, V, WV, T, h)
+    conv = res <= max(tol, 10.0 * tol)
+    cand = pd.DataFrame({"start": labels, "m": V.mean(0), "q": (V * V).mean(0), "f": f,
+                         "residual": res, "converged": conv, "iterations": iters})
+    pool = np.flatnonzero(conv) if conv.any() else np.arange(R)
+    # lowest free energy; a relative margin keeps the first of degenerate states
+    fmin = f[pool].min()
+    best = int(pool[np.flatnonzero(f[pool] <= fmin + 1e-12 * max(1.0, abs(fmin)))[0]])
+    Vb = V[:, best].copy()
+    return MeanFieldSolution(T=T, h=float(h), V=Vb, m=float(Vb.mean()), q=float(np.mean(Vb * Vb)),
+                             f=float(f[best]), residual=float(res[best]),
+                             converged=bool(conv[best]), iterations=int(iters[best]),
+                             start=labels[best], candidates=cand)
+
+
+def susceptibility(W: Any, sol: MeanFieldSolution, *, tol: float = 1e-12,
+                   maxiter: int | None = None) -> float:
+    """Uniform susceptibility ``chi = dm/dh`` at a mean-field solution (SPEC §7).
+
+    Solves ``(I - beta D W / N) x = beta D 1`` with ``D = diag(1 - V^2)``
+    through its symmetric form: with ``x = D^{1/2} y``,
+    ``(I - beta D^{1/2} W D^{1/2} / N) y = beta D^{1/2} 1``, solved by MINRES
+    (one product ``W x`` per iteration); ``chi = mean(x)``.  The matrix is
+    positive definite at a stable solution; its smallest eigenvalue
+    ``~ |T - T_c|`` is what makes ``chi`` diverge.
+    """
+    C = coupling_operator(W)
+    n = C.n
+    beta = 1.0 / sol.T
+    d = np.sqrt(np.clip(1.0 - sol.V * sol.V, 0.0, 1.0))
+    if not np.any(d > 0):
+        return 0.0
+    M = spla.LinearOperator((n, n), matvec=lambda y: y - beta * d * C.matvec(d * y) / n,
+                            dtype=np.float64)
+    b = beta * d
+    y, info = spla.minres(M, b, rtol=max(tol, C.eps), maxiter=maxiter or 10 * n + 100)
+    if info != 0:
+        # fall back to GMRES on the same system (indefinite near an unstable state)
+        y, info = spla.gmres(M, b, rtol=max(tol, C.eps), atol=0.0, maxiter=200)
+    return float(np.mean(d * y))
+
+
+# ----------------------------------------------------------------------------------
+# Curves and exponents
+# ----------------------------------------------------------------------------------
+def default_grid(T_c: float, n_t: int = 12, t_min: float = 1e-3, t_max: float = 0.3,
+                 n_broad: int = 12) -> np.ndarray:
+    """Temperatures for a scan: ``T_c (1 +/- t)`` with ``t`` log-spaced in
+    ``[t_min, t_max]`` (for exponent fits) plus a broad linear grid on
+    ``[0.1 T_c, 2 T_c]``; sorted, positive, without ``T_c`` itself."""
+    if not T_c > 0:
+        raise DeepglassError(f"no mean-field transition: T_c = {T_c:.4g} <= 0")
+    t = np.logspace(np.log10(t_min), np.log10(t_max), n_t)
+    T = np.concatenate([T_c * (1 - t), T_c * (1 + t), np.linspace(0.1, 2.0, n_broad) * T_c])
+    T = np.unique(np.round(T[T > 0], 15))
+    return T[np.abs(T / T_c - 1) > 1e-12]
+
+
+def mean_field_curves(W: Any, temperatures: Iterable[float], fields: Iterable[float] = (0.0,), *,
+                      with_chi: bool = True, progress=None, **solve_kw) -> pd.DataFrame:
+    """Magnetization, overlap, free energy and susceptibility over (T, h).
+
+    For every field the temperatures are visited from low to high with the
+    previous solution as an extra start (continuation) besides the usual
+    starts of :func:`solve_mean_field`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (T, h): ``T, h, m, abs_m, q, f, chi, residual, converged,
+        iterations, start``.
+    """
+    C = coupling_operator(W)
+    temps = np.sort(np.asarray(list(temperatures), dtype=np.float64))
+    rows = []
+    for h in fields:
+        prev = None
+        for T in temps:
+            sol = solve_mean_field(C, T, h, V0=prev, **solve_kw)
+            prev = sol.V
+            chi = susceptibility(C, sol) if with_chi else np.nan
+            rows.append({"T": T, "h": float(h), "m": sol.m, "abs_m": abs(sol.m), "q": sol.q,
+                         "f": sol.f, "chi": chi, "residual": sol.residual,
+                         "converged": sol.converged, "iterations": sol.iterations,
+                         "start": sol.start})
+            if progress is not None:
+                progress()
+    return pd.DataFrame(rows)
+
+
+def critical_exponents(curves: pd.DataFrame, T_c: float, *, t_min: float = 1e-3,
+                       t_max: float = 0.03) -> pd.DataFrame:
+    """Fit the critical exponents near ``T_c`` by least squares on log-log data.
+
+    At ``h = 0`` with reduced temperature ``t = T/T_c - 1`` and
+    ``t_min <= |t| <= t_max``:
+
+    - ``beta``: slope of ``log |m|`` against ``log |t|`` below ``T_c``
+      (mean field: 1/2);
+    - ``beta_q``: the same for the order parameter ``sqrt(q)``, which does not
+      depend on the sign pattern of the ordered state (1/2);
+    - ``gamma``: minus the slope of ``log chi`` against ``log t`` above ``T_c``
+      (mean field: 1, i.e. ``chi ~ |t|^-1``);
+    - ``gamma_below``: the same below ``T_c`` (1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``exponent, value, slope, stderr, n_points, t_min, t_max, mean_field``;
+        ``value`` is NaN where fewer than 3 usable points lie in the window.
+    """
+    if not T_c > 0:
+        raise DeepglassError(f"no mean-field transition: T_c = {T_c:.4g} <= 0")
+    df = curves[np.isclose(curves["h"], 0.0)].copy()
+    df["t"] = df["T"] / T_c - 1.0
+    win = df[(df["t"].abs() >= t_min) & (df["t"].abs() <= t_max)]
+    below, above = win[win["t"] < 0], win[win["t"] > 0]
+    specs = [("beta", below, below["abs_m"] if len(below) else None, 1.0, 0.5),
+             ("beta_q", below, np.sqrt(below["q"]) if len(below) else None, 1.0, 0.5),
+             ("gamma", above, above["chi"] if len(above) else None, -1.0, 1.0),
+             ("gamma_below", below, below["chi"] if len(below) else None, -1.0, 1.0)]
+    rows = []
+    for name, part, y, sign, mf in specs:
+        slope = stderr = value = np.nan
+        npts = 0
+        if y is not None:
+            y = np.asarray(y, dtype=float)
+            x = np.abs(part["t"].to_numpy())
+            ok = np.isfinite(y) & (y > 0)
+            npts = int(ok.sum())
+            if npts >= 3:
+                fit = scipy.stats.linregress(np.log(x[ok]), np.log(y[ok]))
+                slope, stderr = float(fit.slope), float(fit.stderr)
+                value = sign * slope
+        rows.append({"exponent": name, "value": value, "slope": slope, "stderr": stderr,
+                     "n_points": npts, "t_min": t_min, "t_max": t_max, "mean_field": mf})
+    return pd.DataFrame(rows)

@@ -1,0 +1,418 @@
+"""Power-law verdicts by the Clauset-Shalizi-Newman method (SPEC §7, paper 002).
+
+Every fit and likelihood comparison is done by the ``powerlaw`` package
+(Alstott, Bullmore & Plenz 2014); this module chooses what to ask it and turns
+the answers into one verdict per sample.
+
+Method, for positive samples ``x`` (zeros and negatives are dropped):
+
+1. **x_min by KS distance over a restricted range.**  Candidate ``x_min`` are
+   the sample values whose tails hold ``k`` points, ``k`` log-spaced between
+   ``min_tail`` and ``n`` (``n_xmin`` candidates; every distinct value for
+   discrete data with few of them).  For each candidate ``powerlaw.Power_Law``
+   fits the MLE exponent on the tail and reports the Kolmogorov-Smirnov
+   distance ``D``; the candidate with the least ``D`` wins.  Searching a
+   log-spaced grid instead of every distinct value (what ``powerlaw.Fit``
+   does) is what keeps 10^6 samples in seconds: cost ``O(n_xmin * n)``.
+2. **Goodness of fit (bootstrap).**  ``n_boot`` synthetic sets: each point is
+   drawn, with probability ``n_tail / n``, from the fitted power law above
+   ``x_min`` (inverse-CDF sampling; exact for discrete data through the
+   Hurwitz zeta function), otherwise uniformly from the observed samples
+   below ``x_min``.  Each set is refitted with step 1 and its statistic
+   ``sqrt(n_tail) * D`` compared with the data's; ``p`` is the fraction of sets
+   at least as far from their fit.  For ``n > boot_max_samples`` the sets have
+   ``boot_max_samples`` points; comparing the scale-free statistic
+   ``sqrt(n_tail) D`` (whose null distribution does not depend on the sample
+   size for large samples) is what makes that valid.  With the default 50 sets
+   the p-value has a standard error of about 0.04 near the 0.1 threshold.
+3. **Likelihood ratios** ``R`` (positive: power law preferred) and their
+   p-values against the lognormal and exponential (Vuong's normalized test)
+   and the truncated power law (nested: chi-squared with one degree of
+   freedom), from ``powerlaw.Fit.distribution_compare`` on the tail above
+   ``x_min`` (a uniform random subsample of ``lr_max_samples`` tail points when
+   the tail is longer; only the truncated power law needs numerical fits that
+   grow with the tail).
+
+Verdict rule (in this order):
+
+- ``inconclusive`` if fewer than ``min_samples`` positive samples, fewer than
+  two distinct values, or no candidate fit converged;
+- ``rejected`` if the goodness-of-fit ``p < p_threshold`` (CSN: 0.1), or the
+  exponential or the lognormal is significantly better (``R < 0`` and
+  ``p_R < lr_threshold``);
+- ``inconclusive`` if the fitted tail holds fewer than ``min_tail`` points or
+  spans fewer than ``min_decades`` decades (Stumpf & Porter 2012: a power law
+  over less than two orders of magnitude says little), or the truncated power
+  law is significantly better (a cutoff);
+- ``plausible`` otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.special
+
+from ..errors import DeepglassError
+
+__all__ = ["PowerLawVerdict", "power_law_verdict", "verdict_table", "plot_power_law",
+           "ALTERNATIVES", "sample_power_law"]
+
+ALTERNATIVES = ("lognormal", "exponential", "truncated_power_law")
+ALPHA_RANGE = (1.0, 12.0)
+
+
+@dataclass
+class PowerLawVerdict:
+    """The power-law fit and verdict of one sample (see module docstring).
+
+    Attributes
+    ----------
+    verdict : str
+        ``"plausible"``, ``"rejected"`` or ``"inconclusive"``.
+    reason : str
+        One line explaining the verdict.
+    alpha, sigma : float
+        MLE exponent of ``p(x) ~ x^-alpha`` above ``xmin`` and its standard error.
+    xmin : float
+    n, n_tail : int
+        Positive samples used, and those at or above ``xmin``.
+    decades : float
+        ``log10(max / xmin)``: how far the tail reaches.
+    ks : float
+        KS distance of the fit.
+    p_value : float
+        Bootstrap goodness-of-fit p-value (NaN when ``n_boot = 0``).
+    n_boot : int
+    R_lognormal, p_lognormal, R_exponential, p_exponential, R_truncated_power_law, p_truncated_power_law : float
+        Log-likelihood ratios (power law vs alternative; positive favours the
+        power law) and their p-values.
+    discrete : bool
+    """
+
+    verdict: str
+    reason: str
+    alpha: float = math.nan
+    sigma: float = math.nan
+    xmin: float = math.nan
+    n: int = 0
+    n_tail: int = 0
+    decades: float = math.nan
+    ks: float = math.nan
+    p_value: float = math.nan
+    n_boot: int = 0
+    R_lognormal: float = math.nan
+    p_lognormal: float = math.nan
+    R_exponential: float = math.nan
+    p_exponential: float = math.nan
+    R_truncated_power_law: float = math.nan
+    p_truncated_power_law: float = math.nan
+    discrete: bool = False
+
+    @property
+    def likelihood_ratios(self) -> dict[str, tuple[float, float]]:
+        """``{alternative: (R, p)}``."""
+        return {a: (getattr(self, f"R_{a}"), getattr(self, f"p_{a}")) for a in ALTERNATIVES}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------
+def _clean(samples: Any, discrete: bool | None) -> tuple[np.ndarray, bool, int]:
+    x = np.asarray(samples, dtype=np.float64) if not hasattr(samples, "detach") else \
+        samples.detach().cpu().double().numpy()
+    if x.ndim != 1:
+        x = x.ravel()
+    n_all = x.size
+    x = x[np.isfinite(x) & (x > 0)]
+    if discrete is None:
+        discrete = bool(x.size) and bool(np.all(x == np.round(x)))
+    elif discrete and x.size and not np.all(x == np.round(x)):
+        raise DeepglassError("discrete=True but the samples are not integers")
+    return np.sort(x), bool(discrete), n_all
+
+
+def _power_law(tail: np.ndarray, xmin: float, discrete: bool):
+    import powerlaw
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            return powerlaw.Power_Law(data=tail, xmin=xmin, discrete=discrete, verbose=0,
+                                      parameter_ranges={"alpha": list(ALPHA_RANGE)})
+
+
+def _candidates(xs: np.ndarray, min_tail: int, n_xmin: int) -> np.ndarray:
+    n = xs.size
+    if n < min_tail:
+        return np.array([])
+    uniq = np.unique(xs)
+    # largest admissible xmin: its tail must still hold min_tail points
+    limit = xs[n - min_tail]
+    uniq = uniq[uniq <= limit]
+    if uniq.size <= n_xmin:
+        return uniq
+    k = np.unique(np.round(np.geomspace(n, min_tail, n_xmin)).astype(np.int64))
+    return np.unique(xs[n - k])
+
+
+def _best_fit(xs: np.ndarray, discrete: bool, min_tail: int, n_xmin: int):
+    """Step 1: the candidate x_min with the least KS distance."""
+    best = None
+    for c in _candidates(xs, min_tail, n_xmin):
+        i = int(np.searchsorted(xs, c, side="left"))
+        tail = xs[i:]
+        if tail.size < 2 or tail[-1] == tail[0]:
+            continue
+        pl = _power_law(tail, float(c), discrete)
+        D = float(getattr(pl, "D", np.nan))
+        alpha = float(getattr(pl, "alpha", np.nan))
+        if not (np.isfinite(D) and np.isfinite(alpha)) or pl.noise_flag or alpha <= 1.0:
+            continue
+        if best is None or D < best[0]:
+            best = (D, float(c), alpha, pl, tail.size)
+    return best
+
+
+def sample_power_law(rng: np.random.Generator, size: int, alpha: float, xmin: float,
+                     discrete: bool) -> np.ndarray:
+    """Draw from ``p(x) ~ x^-alpha`` on ``x >= xmin`` by inverse-CDF sampling.
+
+    Continuous: ``x = xmin (1 - u)^(-1/(alpha - 1))``.  Discrete: the exact
+    law ``P(X >= k) = zeta(alpha, k) / zeta(alpha, xmin)`` (Hurwitz zeta),
+    inverted by vectorized bisection from the continuous approximation.
+    """
+    u = rng.random(size)
+    if not discrete:
+        return xmin * (1.0 - u) ** (-1.0 / (alpha - 1.0))
+    xmin = int(round(xmin))
+    z0 = scipy.special.zeta(alpha, xmin)
+    surv = lambda k: scipy.special.zeta(alpha, k) / z0  # noqa: E731  P(X >= k)
+    # X = the largest k with surv(k) >= u  (surv(xmin) = 1)
+    guess = np.floor((xmin - 0.5) * (1.0 - u) ** (-1.0 / (alpha - 1.0)) + 0.5)
+    lo = np.full(size, float(xmin))
+    hi = np.maximum(guess, xmin) + 1.0
+    # grow hi until surv(hi) < u
+    for _ in range(200):
+        bad = surv(hi) >= u
+        if not bad.any():
+            break
+        lo[bad] = hi[bad]
+        hi[bad] = np.minimum(hi[bad] * 2.0, 1e300)
+    # invariant: surv(lo) >= u > surv(hi)
+    ok = surv(np.maximum(guess, xmin)) >= u
+    lo = np.where(ok & (guess >= lo) & (guess < hi), guess, lo)
+    while True:
+        gap = hi - lo > 1
+        if not gap.any():
+            break
+        mid = np.floor((lo + hi) / 2.0)
+        up = gap & (surv(mid) >= u)
+        down = gap & ~up
+        lo[up] = mid[up]
+        hi[down] = mid[down]
+    return lo
+
+
+def _gof_pvalue(xs, fit, discrete, n_boot, boot_max, min_tail, n_xmin, rng) -> float:
+    D, xmin, alpha, _, n_tail = fit
+    n = xs.size
+    stat = math.sqrt(n_tail) * D
+    body = xs[xs < xmin]
+    m = min(n, boot_max)
+    p_tail = n_tail / n
+    hits = 0
+    done = 0
+    for _ in range(n_boot):
+        nt = int(rng.binomial(m, p_tail)) if body.size else m
+        syn = np.concatenate([sample_power_law(rng, nt, alpha, xmin, discrete),
+                              rng.choice(body, m - nt, replace=True) if m - nt > 0 else body[:0]])
+        b = _best_fit(np.sort(syn), discrete, min_tail, n_xmin)
+        if b is None:
+            continue
+        done += 1
+        hits += math.sqrt(b[4]) * b[0] >= stat
+    return hits / done if done else math.nan
+
+
+def _likelihood_ratios(tail: np.ndarray, xmin: float, discrete: bool, max_samples: int,
+                       rng) -> dict[str, tuple[float, float]]:
+    import powerlaw
+
+    if tail.size > max_samples:
+        tail = np.sort(rng.choice(tail, max_samples, replace=False))
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            fit = powerlaw.Fit(tail, xmin=xmin, discrete=discrete, verbose=0,
+                               parameter_ranges={"alpha": list(ALPHA_RANGE)})
+            for alt in ALTERNATIVES:
+                try:
+                    R, p = fit.distribution_compare("power_law", alt)
+                    out[alt] = (float(R), float(p))
+                except Exception:  # a numerical failure of one alternative's fit
+                    out[alt] = (math.nan, math.nan)
+    return out
+
+
+def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int = 50,
+                      boot_max_samples: int = 10_000, n_xmin: int = 30, min_tail: int = 50,
+                      min_samples: int = 50, min_decades: float = 2.0, p_threshold: float = 0.1,
+                      lr_threshold: float = 0.1, lr_max_samples: int = 10_000,
+                      seed: int = 0) -> PowerLawVerdict:
+    """Is a power law ``p(x) ~ x^-alpha`` (above some ``x_min``) plausible for ``samples``?
+
+    The Clauset-Shalizi-Newman procedure with the ``powerlaw`` package; see
+    the module docstring for the steps, their costs and the verdict rule.
+
+    Parameters
+    ----------
+    samples : array_like
+        Positive samples (non-positive and non-finite values are dropped).
+    discrete : bool, optional
+        Integer data (counts); default: detected (all values integers).
+    n_boot : int
+        Synthetic sets of the goodness-of-fit bootstrap (0: skip it).
+    boot_max_samples : int
+        Size cap of one synthetic set.
+    n_xmin : int
+        Number of candidate ``x_min`` values.
+    min_tail, min_samples : int
+    min_decades : float
+        Least ``log10(max/x_min)`` for a "plausible" verdict.
+    p_threshold, lr_threshold : float
+        Significance levels of the goodness-of-fit and likelihood-ratio tests.
+    lr_max_samples : int
+        Tail points used by the likelihood-ratio tests.
+    seed : int
+        Seed of the bootstrap and subsampling (the verdict is deterministic).
+
+    Returns
+    -------
+    PowerLawVerdict
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).pareto(1.5, 5000) + 1      # alpha = 2.5
+    >>> v = power_law_verdict(x, n_boot=20)
+    >>> v.verdict, round(v.alpha, 1)                              # doctest: +SKIP
+    ('plausible', 2.5)
+    """
+    for name, v in [("n_boot", n_boot), ("boot_max_samples", boot_max_samples),
+                    ("n_xmin", n_xmin), ("min_tail", min_tail), ("min_samples", min_samples),
+                    ("lr_max_samples", lr_max_samples)]:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise DeepglassError(f"{name} must be a non-negative integer, got {v!r}")
+    if min_tail < 2 or n_xmin < 1 or lr_max_samples < 10 or boot_max_samples < 10:
+        raise DeepglassError("min_tail >= 2, n_xmin >= 1, lr_max_samples >= 10 and "
+                             "boot_max_samples >= 10 are required")
+    if not (0 < p_threshold < 1 and 0 < lr_threshold < 1):
+        raise DeepglassError("p_threshold and lr_threshold must lie in (0, 1)")
+    xs, discrete, n_all = _clean(samples, discrete)
+    n = xs.size
+    base = dict(n=n, discrete=discrete, n_boot=0)
+    if n < min_samples:
+        return PowerLawVerdict("inconclusive", f"only {n} positive samples "
+                               f"(of {n_all}); need {min_samples}", **base)
+    if xs[0] == xs[-1]:
+        return PowerLawVerdict("inconclusive", "all samples are equal", **base)
+    rng = np.random.default_rng(seed)
+    fit = _best_fit(xs, discrete, min_tail, n_xmin)
+    if fit is None:
+        return PowerLawVerdict("inconclusive", "no power-law fit converged for any x_min "
+                               f"(tail of at least {min_tail} points)", **base)
+    D, xmin, alpha, pl, n_tail = fit
+    sigma = float(getattr(pl, "sigma", math.nan))
+    decades = float(np.log10(xs[-1] / xmin))
+    p = _gof_pvalue(xs, fit, discrete, n_boot, boot_max_samples, min_tail, n_xmin,
+                    rng) if n_boot else math.nan
+    lr = _likelihood_ratios(xs[xs >= xmin], xmin, discrete, lr_max_samples, rng)
+    res = PowerLawVerdict("inconclusive", "", alpha=alpha, sigma=sigma, xmin=xmin, n=n,
+                          n_tail=n_tail, decades=decades, ks=D, p_value=p, n_boot=n_boot,
+                          discrete=discrete)
+    for alt, (R, pr) in lr.items():
+        setattr(res, f"R_{alt}", R)
+        setattr(res, f"p_{alt}", pr)
+
+    def better(alt):
+        R, pr = lr[alt]
+        return np.isfinite(R) and R < 0 and pr < lr_threshold
+
+    if np.isfinite(p) and p < p_threshold:
+        res.verdict, res.reason = "rejected", f"goodness of fit p = {p:.3f} < {p_threshold}"
+    elif better("exponential"):
+        res.verdict = "rejected"
+        res.reason = (f"exponential fits the tail better (R = {lr['exponential'][0]:.3g}, "
+                      f"p = {lr['exponential'][1]:.3g})")
+    elif better("lognormal"):
+        res.verdict = "rejected"
+        res.reason = (f"lognormal fits the tail better (R = {lr['lognormal'][0]:.3g}, "
+                      f"p = {lr['lognormal'][1]:.3g})")
+    elif n_tail < min_tail:
+        res.reason = f"tail holds only {n_tail} points (< {min_tail})"
+    elif decades < min_decades:
+        res.reason = f"tail spans only {decades:.2f} decades (< {min_decades:g})"
+    elif better("truncated_power_law"):
+        res.reason = (f"a cutoff: truncated power law fits better "
+                      f"(R = {lr['truncated_power_law'][0]:.3g}, p = {lr['truncated_power_law'][1]:.3g})")
+    else:
+        res.verdict = "plausible"
+        gof = f"p = {p:.2f}" if np.isfinite(p) else "no goodness-of-fit test"
+        res.reason = (f"{gof}, no alternative significantly better, tail of {n_tail} points "
+                      f"over {decades:.1f} decades")
+    return res
+
+
+def verdict_table(items: dict[Any, PowerLawVerdict] | list[tuple[dict, PowerLawVerdict]]
+                  ) -> pd.DataFrame:
+    """Tidy table of verdicts: one row each, keys as leading columns."""
+    rows = []
+    it = items.items() if isinstance(items, dict) else items
+    for key, v in it:
+        keys = key if isinstance(key, dict) else {"name": key}
+        rows.append({**keys, **v.as_dict()})
+    return pd.DataFrame(rows)
+
+
+def plot_power_law(samples: Any, verdict: PowerLawVerdict, ax=None, title: str | None = None):
+    """Log-log CCDF of the samples with the fitted power law overlaid.
+
+    The empirical CCDF of all positive samples (grey), of the tail above
+    ``x_min`` (dots) and the fitted power law's CCDF scaled to the tail
+    fraction (dashed), drawn with ``powerlaw``'s plotting functions.
+    """
+    import matplotlib.pyplot as plt
+    import powerlaw
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 3.4))
+    xs, discrete, _ = _clean(samples, verdict.discrete)
+    if xs.size < 2 or xs[0] == xs[-1]:
+        ax.text(0.5, 0.5, "too few samples", ha="center", va="center", transform=ax.transAxes)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with np.errstate(all="ignore"):
+                powerlaw.plot_ccdf(xs, ax=ax, color="0.6", lw=1, label="all samples")
+                if np.isfinite(verdict.xmin) and verdict.n_tail >= 2:
+                    frac = verdict.n_tail / xs.size
+                    tail = xs[xs >= verdict.xmin]
+                    grid = np.unique(np.geomspace(verdict.xmin, tail[-1], 200))
+                    pl = powerlaw.Power_Law(xmin=verdict.xmin, parameters=[verdict.alpha],
+                                            discrete=discrete, verbose=0)
+                    ax.loglog(grid, frac * pl.ccdf(grid), "r--", lw=1.5,
+                              label=f"power law, alpha = {verdict.alpha:.2f}")
+                    ax.axvline(verdict.xmin, color="r", lw=0.6, ls=":")
+        ax.legend(fontsize=7, loc="lower left")
+    ax.set_xlabel("x")
+    ax.set_ylabel("P(X >= x)")
+    ax.set_title((title + "\n" if title else "") + f"{verdict.verdict}", fontsize=8)
+    return ax
