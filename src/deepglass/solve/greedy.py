@@ -16,9 +16,11 @@ changes ``eps`` by ``2 h_i / 1^T|As|1``.
 
 Algorithm 1 of the paper's SI B repeatedly flips the node with the most negative
 field until no field is negative.  :func:`greedy` implements it exactly, per
-replica, with an indexed binary min-heap over the fields: the minimum is read in
-O(1) and each flip updates the flipped node and its ``deg(i)`` neighbours with
-O(log n) decrease/increase-key operations, so one flip costs
+replica, with an indexed binary min-heap over the nodes whose field is
+negative, keyed by ``(h_i, i)``: the most negative field (lowest index on ties)
+is read in O(1) and each flip updates the flipped node and its ``deg(i)``
+neighbours with O(log n) decrease/increase-key, insert or remove operations
+(neighbours whose field stays non-negative cost O(1)), so one flip costs
 O(deg(i) log n) and the initial fields and heap cost O(nnz + n).  Replicas run
 in parallel (numba ``prange``).
 
@@ -595,7 +597,7 @@ def greedy(
     by ``4 |h_i|``, so ``eps`` drops by ``2 |h_i| / 1^T|As|1``.
 
     Complexity: O(nnz + n) to start, O(deg(i) log n) per flip (indexed binary
-    min-heap with decrease/increase-key), O(n) memory per replica beyond the
+    min-heap of the negative-field nodes), O(n) memory per replica beyond the
     matrix.  Replicas run in parallel (numba ``prange``).  The fields are
     updated incrementally; at the end they are recomputed exactly, the descent
     resumes if rounding hid a negative field, and energies come from the exact
