@@ -465,6 +465,23 @@ def test_onnx_export_of_shufflenet_v2_block(tmp_path):
     torch.fx.symbolic_trace(loaded)
 
 
+def test_onnx_import_gives_the_same_signed_graph(tmp_path):
+    pytest.importorskip("onnx")
+    from deepglass.graph import SignedGraph
+    from deepglass.zoo.shufflenet import ShuffleUnit
+
+    torch.manual_seed(0)
+    block = nn.Sequential(ShuffleUnit(6, 24, 3, stride=2), ShuffleUnit(24, 24, 3, stride=1)).eval()
+    block.default_input_shape = (6, 8, 8)
+    for model in (zoo.get("digits_cnn", seed=0), block):
+        shape = model.default_input_shape
+        path = tmp_path / "m.onnx"
+        _export(model, torch.zeros(1, *shape), path)
+        native = SignedGraph.from_module(model, shape)
+        imported = SignedGraph.from_module(zoo.load_model(path), shape)
+        assert (imported.n_nodes, imported.n_edges) == (native.n_nodes, native.n_edges)
+
+
 def _helper_model(batch_dim="N", extra_node=None):
     """An ONNX graph written with onnx.helper: Conv-BN-Relu-LRN-MaxPool | AveragePool, Concat,
     Reshape, MatMul+Add, Clip, Gemm(transB, alpha, beta), Dropout, Softmax."""

@@ -242,7 +242,9 @@ class _Builder:
             except DeepglassError:
                 raise
             except Exception as exc:
-                raise DeepglassError(f"cannot convert ONNX node {node.name!r} ({op}): {exc}") from None
+                lines = str(exc).strip().splitlines()
+                why = lines[0] if lines else type(exc).__name__
+                raise DeepglassError(f"cannot convert ONNX node {node.name!r} ({op}): {why}") from None
         outs = []
         for o in self.model.graph.output:
             if o.name not in self.values:
@@ -605,6 +607,9 @@ class _Builder:
             hi = float(self.need_const(node, 2, "max")) if hi_v is not None else None
         lo = None if lo is None or lo == -math.inf else float(lo)
         hi = None if hi is None or hi == math.inf else float(hi)
+        if lo is None and hi is None:
+            self.set(node, x)
+            return
         if lo == 0.0 and hi is None:
             mod = nn.ReLU()
         elif lo == 0.0 and hi == 6.0:
