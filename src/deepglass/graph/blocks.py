@@ -135,6 +135,8 @@ class EdgeBlock:
     # ---- sparse updates (a few flipped nodes) ----------------------------------
     #: blocks with more edges than this have no explicit fallback for sparse updates
     SPARSE_EXPLICIT_LIMIT = 5_000_000
+    #: how much cheaper per edge a sparse update is than for a convolution
+    sparse_advantage: ClassVar[float] = 1.0
 
     def _explicit(self, transpose: bool):
         cache = self.__dict__.setdefault("_csr_cache", {})
@@ -225,6 +227,7 @@ class DenseBlock(EdgeBlock):
     """
 
     kind = "dense"
+    sparse_advantage = 20.0   # a column of W is one contiguous slice
 
     def __init__(self, weight: torch.Tensor, module: str = ""):
         out_f, in_f = weight.shape
