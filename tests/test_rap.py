@@ -321,3 +321,8 @@ def test_transition_finder_crossing_spinodal_and_hysteresis():
     f2 = np.where(q2 > 0, f_rand + (ps - 0.5), f_rand)
     t2 = find_transitions(_synthetic(ps, f2, q2, f_rand)).iloc[0]
     assert t2.method == "branch-end" and (t2.p_c_lo, t2.p_c_hi) == pytest.approx((0.3, 0.4))
+    assert t2.q_ordered_end == pytest.approx(0.8) and math.isnan(t2.entropy_jump)
+    # the ordered branch joins the paramagnet (Delta f -> 0) before it ends
+    f3 = f_rand + np.minimum(ps - 0.45, 0.0)
+    t3 = find_transitions(_synthetic(ps, f3, q_pol, f_rand)).iloc[0]
+    assert t3.method == "merge" and (t3.p_c_lo, t3.p_c_hi) == pytest.approx((0.4, 0.5))

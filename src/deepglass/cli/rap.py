@@ -46,6 +46,15 @@ def _model(N, a1, a2, p1, p2, p3, construction, seed, max_memory_gb):
                     max_memory_gb=max_memory_gb)
 
 
+def _damping(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise DeepglassError(f"--damping must be a number in [0, 1) or auto, got {text!r}") from None
+
+
 def _print_kv(title: str, d: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -79,7 +88,8 @@ def bp_cmd(
     beta: float = typer.Option(1.0, "--beta", help="Inverse temperature (> 0)."),
     start: str = typer.Option("best", "--start", help="random, polarized, zero, or best: run "
                               "random and polarized and report the converged one of lower f."),
-    damping: float = typer.Option(0.5, "--damping", help="Damping of factor messages in [0, 1)."),
+    damping: str = typer.Option("auto", "--damping", help="Damping of factor messages in "
+                                "[0, 1), or auto (raised only when BP oscillates)."),
     tol: float = typer.Option(1e-6, "--tol", help="Convergence threshold on max |dm|."),
     max_iter: int = typer.Option(3000, "--max-iter", help="Maximum iterations."),
     init_scale: Optional[float] = typer.Option(
@@ -106,7 +116,7 @@ def bp_cmd(
 
     def solve(st):
         scale = init_scale if init_scale is not None else (1.0 if st == "polarized" else 0.1)
-        return run_bp(model, beta, start=st, damping=damping, tol=tol, max_iter=max_iter,
+        return run_bp(model, beta, start=st, damping=_damping(damping), tol=tol, max_iter=max_iter,
                       seed=seed, init_scale=scale)
 
     if start == "best":
@@ -173,7 +183,7 @@ def _phase_report(cfg, res, fig_names) -> str:
         "",
         "BP (replica symmetric) from a random start of amplitude "
         f"{cfg.init_scale:g} (paramagnetic branch) and from the polarized start (spin-glass "
-        f"branch); damping {cfg.damping:g}, tol {cfg.tol:g}, at most {cfg.max_iter} iterations. "
+        f"branch); damping {cfg.damping}, tol {cfg.tol:g}, at most {cfg.max_iter} iterations. "
         + (f"Monte Carlo: {cfg.mc_method}, quench from a random start, {cfg.mc_sweeps} sweeps "
            "(half discarded); error bars are standard errors over disorder samples."
            if cfg.mc_sweeps else "No Monte Carlo."),
@@ -213,8 +223,8 @@ def phase_cmd(
     samples: int = typer.Option(2, "--samples", help="Disorder samples per point."),
     mc_sweeps: int = typer.Option(1000, "--mc-sweeps", help="MC sweeps per point (0: no MC)."),
     mc_method: str = typer.Option("metropolis", "--mc-method", help="metropolis or heatbath."),
-    damping: float = typer.Option(0.5, "--damping", help="BP damping."),
-    max_iter: int = typer.Option(1000, "--max-iter", help="BP iteration limit."),
+    damping: str = typer.Option("auto", "--damping", help="BP damping in [0, 1) or auto."),
+    max_iter: int = typer.Option(3000, "--max-iter", help="BP iteration limit."),
     init_scale: float = typer.Option(0.1, "--init-scale", help="Random-start amplitude."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
     out: str = typer.Option(..., "--out", help="Run directory (resumable)."),
@@ -236,7 +246,7 @@ def phase_cmd(
     cfg = PhaseConfig(N=N, population=population,
                       p_values=[round(float(v), 6) for v in np.linspace(p_min, p_max, n_points)],
                       betas=list(beta), a1=a1, a2s=list(a2), p_fixed=[p_fixed] * 3,
-                      samples=samples, construction=construction, seed=seed, damping=damping,
+                      samples=samples, construction=construction, seed=seed, damping=_damping(damping),
                       max_iter=max_iter, init_scale=init_scale, mc_sweeps=mc_sweeps,
                       mc_method=mc_method, max_memory_gb=max_memory_gb)
     cfg.validate()

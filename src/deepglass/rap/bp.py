@@ -98,6 +98,7 @@ class BPResult:
     alpha: float
     n_weights: int
     n_factors: int
+    damping: float = 0.0
     q_by_population: dict = field(default_factory=dict)
     m: np.ndarray = field(default=None, repr=False)
     messages: np.ndarray = field(default=None, repr=False)
@@ -108,7 +109,7 @@ class BPResult:
         d = {k: getattr(self, k) for k in (
             "beta", "start", "alpha", "n_weights", "n_factors", "energy", "entropy",
             "free_energy", "q", "magnetization", "m_planted", "converged", "oscillating",
-            "iterations", "residual")}
+            "iterations", "residual", "damping")}
         for l, v in self.q_by_population.items():
             d[f"q_w{l}"] = v
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in d.items()}
@@ -208,7 +209,7 @@ def _is_oscillating(res: np.ndarray, d1: float, d2: float) -> bool:
     return bool(period2 or rises >= 0.2)
 
 
-def run_bp(model: RAPModel, beta: float, *, start="random", damping: float = 0.5,
+def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str = "auto",
            tol: float = 1e-6, max_iter: int = 3000, seed: int | None = 0,
            init_scale: float = 1.0) -> BPResult:
     """Iterate the RS cavity equations to a fixed point (SPEC section 6, paper Eq. 9).
@@ -223,8 +224,11 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float = 0.5
         ``[-init_scale, init_scale]`` ("random"), ``init_scale`` times the planted
         ground state ("polarized", the spin-glass branch), all zero (the
         paramagnetic fixed point), or given.
-    damping : float in [0, 1)
-        ``u <- damping u_old + (1 - damping) u_new``.
+    damping : float in [0, 1) or "auto"
+        ``u <- damping u_old + (1 - damping) u_new``.  ``"auto"`` starts undamped
+        and, whenever the residual stops decaying over a 50-iteration window while
+        rising in >= 20% of its steps (an oscillation), raises the damping
+        (0 -> 0.5 -> 0.75 -> ... <= 0.95); the final value is ``BPResult.damping``.
     tol : float
         Convergence threshold on ``max |Delta m_{i->a}|``.
     max_iter : int
@@ -243,8 +247,14 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float = 0.5
     O(M) per iteration in time and memory (``~200 B`` per factor).
     """
     beta = check_beta(beta)
-    if not (0.0 <= damping < 1.0):
+    auto = isinstance(damping, str)
+    if auto and damping != "auto":
+        raise DeepglassError(f"damping must be a number in [0, 1) or 'auto', got {damping!r}")
+    if auto:
+        damping = 0.0
+    elif not (0.0 <= float(damping) < 1.0):
         raise DeepglassError(f"damping must be in [0, 1), got {damping!r}")
+    damping = float(damping)
     if not (tol > 0):
         raise DeepglassError(f"tol must be > 0, got {tol!r}")
     if int(max_iter) < 1:
@@ -281,6 +291,11 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float = 0.5
         if res < tol:
             converged = True
             break
+        if auto and it % 50 == 0 and it >= 100:
+            win, prev = residuals[-50:], residuals[-100:-50]
+            rises = float(np.mean(np.diff(win) > 0))
+            if min(win) > 0.9 * min(prev) and rises >= 0.2 and damping < 0.95:
+                damping = 0.5 if damping == 0.0 else min(0.95, damping + 0.5 * (1.0 - damping))
     residuals = np.asarray(residuals)
     if finite and not converged and m.size:
         d1 = residuals[-1]
@@ -303,7 +318,8 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float = 0.5
         free_energy=obs["free_energy"], energy=obs["energy"], entropy=obs["entropy"],
         q=float(np.sum(mi ** 2) / nw), magnetization=float(np.sum(mi) / nw),
         m_planted=float(np.sum(mi * model.planted) / nw), alpha=model.alpha,
-        n_weights=model.n_weights, n_factors=model.n_factors, q_by_population=q_pop,
+        n_weights=model.n_weights, n_factors=model.n_factors, damping=damping,
+        q_by_population=q_pop,
         m=mi, messages=m, residuals=residuals)
 
 

@@ -13,13 +13,18 @@ From the sample means of the two BP branches :func:`find_transitions` locates
 
 - the first-order transition ``p_c`` where their Bethe free energies cross (linear
   interpolation of ``Delta f = f_polarized - f_random``); when the ordered branch
-  ends before ``Delta f`` changes sign, ``p_c`` is bracketed by its last ordered
-  point and the next grid point (``method = "branch-end"``);
+  joins the paramagnetic one (``"merge"``) or ends (``"branch-end"``) before
+  ``Delta f`` changes sign, ``p_c`` is the midpoint of the bracketing grid points;
 - the spinodal ``p_sp`` where the polarized branch stops being ordered;
 - the hysteresis (coexistence) window ``[p_lo, p_sp]`` where the two branches are
   different fixed points; ``p_lo`` equals the scan minimum (``low_censored``)
   when the paramagnetic branch stays locally stable over the whole scan, as it
   does for a 3-body model.
+
+In the independent (paper) construction only the product
+``(1-p1)(1-p2)(1-p3)`` enters the law of an instance, so diluting any of the
+three populations gives the same phase diagram; which population is diluted
+matters in the correlated construction (one mask per weight).
 
 Every grid point is one unit of a :class:`deepglass.store.RunDir`, so a run
 resumes where it stopped.  Cost per point: two BP runs (O(M) per iteration) and
@@ -64,9 +69,9 @@ class PhaseConfig:
     samples: int = 2
     construction: str = "independent"
     seed: int = 0
-    damping: float = 0.5
+    damping: float | str = "auto"
     tol: float = 1e-6
-    max_iter: int = 1000
+    max_iter: int = 3000
     init_scale: float = 0.1
     mc_sweeps: int = 1000
     mc_method: str = "metropolis"
@@ -97,8 +102,9 @@ class PhaseConfig:
             raise DeepglassError(f"mc_sweeps must be 0 (no Monte Carlo) or >= 4, got {self.mc_sweeps}")
         if self.mc_method not in METHODS:
             raise DeepglassError(f"mc_method must be one of {', '.join(METHODS)}")
-        if not (0.0 <= self.damping < 1.0):
-            raise DeepglassError(f"damping must be in [0, 1), got {self.damping}")
+        if self.damping != "auto" and not (isinstance(self.damping, (int, float))
+                                           and 0.0 <= self.damping < 1.0):
+            raise DeepglassError(f"damping must be 'auto' or in [0, 1), got {self.damping!r}")
         if not (0.0 < self.init_scale <= 1.0):
             raise DeepglassError(f"init_scale must be in (0, 1], got {self.init_scale}")
         # parameters and memory of the largest instance, before any work
@@ -235,15 +241,20 @@ def find_transitions(points: pd.DataFrame, q_threshold: float = 0.05,
         idx = np.arange(first, last + 1)
         lower = df[idx] < -f_tol
         if lower.any():
-            k0 = idx[int(np.argmax(lower))]
-            k = k0
+            k = idx[int(np.argmax(lower))]
             while k + 1 <= last and df[k + 1] < -f_tol:
                 k += 1
-            if k < last:                       # crosses while the branch exists
-                x0, x1, y0, y1 = ps[k], ps[k + 1], df[k], df[k + 1]
+            j = k + 1                              # next point with a clear sign
+            while j <= last and abs(df[j]) <= f_tol:
+                j += 1
+            if j <= last and df[j] > f_tol:        # crosses while both branches exist
+                x0, x1, y0, y1 = ps[k], ps[j], df[k], df[j]
                 p_c = x0 - y0 * (x1 - x0) / (y1 - y0)
                 p_c_lo, p_c_hi, method = x0, x1, "crossing"
-            elif last + 1 < ps.size:           # branch ends before crossing
+            elif k < last:                         # the branches merge (same f)
+                p_c_lo, p_c_hi = ps[k], ps[k + 1]
+                p_c, method = _bracket_mid(p_c_lo, p_c_hi), "merge"
+            elif last + 1 < ps.size:               # ordered branch ends before crossing
                 p_c_lo, p_c_hi = ps[k], ps[k + 1]
                 p_c, method = _bracket_mid(p_c_lo, p_c_hi), "branch-end"
             else:
@@ -254,21 +265,24 @@ def find_transitions(points: pd.DataFrame, q_threshold: float = 0.05,
             lo -= 1
         h_lo = ps[lo] if differ[lo] else math.nan
         h_hi = p_sp if math.isfinite(p_sp) else ps[last]
-        # jumps at p_c: paramagnetic branch minus ordered branch, each linearly
-        # interpolated on its own points (the ordered one clamped to its last point)
+        # jumps at a crossing: paramagnetic minus ordered branch, both linearly
+        # interpolated at p_c (both exist there); q_ordered_end: q of the ordered
+        # branch at its last point below p_c (the size of the jump otherwise)
         e_jump = s_jump = math.nan
-        if math.isfinite(p_c):
+        if method == "crossing":
             po = ps[first:last + 1]
             s_jump = (float(np.interp(p_c, ps, r.loc[ps, "entropy"].to_numpy()))
                       - float(np.interp(p_c, po, s.loc[po, "entropy"].to_numpy())))
             e_jump = (float(np.interp(p_c, ps, r.loc[ps, "energy"].to_numpy()))
                       - float(np.interp(p_c, po, s.loc[po, "energy"].to_numpy())))
+        q_end = float(qs[ps <= p_c_lo][-1]) if math.isfinite(p_c_lo) else math.nan
         out.append({**row, "p_c": p_c, "p_c_lo": p_c_lo, "p_c_hi": p_c_hi, "method": method,
                     "p_spinodal": p_sp, "p_sp_lo": sp_lo, "p_sp_hi": sp_hi,
                     "hysteresis_low": h_lo, "hysteresis_high": h_hi,
                     "hysteresis_width": h_hi - h_lo if math.isfinite(h_lo) else math.nan,
                     "low_censored": bool(math.isfinite(h_lo) and h_lo <= ps[0]),
-                    "entropy_jump": s_jump, "energy_jump": e_jump})
+                    "entropy_jump": s_jump, "energy_jump": e_jump,
+                    "q_ordered_end": q_end})
     return pd.DataFrame(out)
 
 

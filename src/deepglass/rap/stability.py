@@ -24,7 +24,7 @@ __all__ = ["bp_temperature_scan", "cooling_study"]
 
 
 def bp_temperature_scan(model: RAPModel, betas: Sequence[float], *, start: str = "polarized",
-                        damping: float = 0.5, tol: float = 1e-6, max_iter: int = 1000,
+                        damping: float | str = "auto", tol: float = 1e-6, max_iter: int = 3000,
                         mc_sweeps: int = 0, mc_method: str = "metropolis", seed: int = 0,
                         advance: Callable[[int], None] | None = None) -> pd.DataFrame:
     """BP at every ``beta`` (each run from ``start``), plus MC quenches if ``mc_sweeps``.
