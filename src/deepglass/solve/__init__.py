@@ -201,8 +201,11 @@ def _matrix_free(solver: Callable):
 
 
 def _greedy(graph, s0, seed, options, callback):
-    from .greedy import greedy
+    from .greedy import check_greedy_memory, greedy
 
+    # refuse before building anything: As has 2 entries per edge
+    check_greedy_memory(graph.n_nodes, 2 * graph.n_edges, len(s0),
+                        max_bytes=options.get("max_bytes"))
     As = graph.to_scipy_sym(options.pop("limit", None))
     res = greedy(As, s0, **options)
     return res.sigma, res.energies, res.local_min, res.flips, {}
