@@ -4,7 +4,7 @@ A run is a directory::
 
     RUN/
       config.toml         everything needed to reproduce the run (seeds included)
-      units/<table>/<id>.parquet   one finished unit (replica, null instance, ...)
+      units/<kind>/<table>/<id>.parquet   one finished unit (replica, null instance, ...)
       <table>.parquet     tidy tables assembled from the units
       arrays/<name>.npz   arrays such as best gauges
       figures/*.png
@@ -16,6 +16,14 @@ Every file is written to a temporary name and renamed into place
 half-written file behind and :meth:`RunDir.has_unit` tells exactly which units
 are finished.  Re-opening a run with the same configuration resumes it; a
 different configuration or package version is refused unless ``force=True``.
+
+One directory may hold several experiments on the same network (``deepglass
+demo`` writes frustration, active subnetworks and near-monotonicity into one
+run): ``config.toml`` has one table per run *kind*, and each kind checks only
+its own table (and the version).  Opening a new kind in an existing run adds
+its table; ``force=True`` on a changed configuration clears only that kind's
+units (they live under ``units/<kind>/``).  Assembled tables, arrays and
+figures are the caller's to name apart where two kinds could clash.
 """
 
 from __future__ import annotations
@@ -127,51 +135,70 @@ class RunDir:
         self.path = Path(path)
         self.kind = kind
         self.config = _plain(dict(config))
-        header = {"deepglass": {"version": _version(), "kind": kind}}
-        wanted = {**header, "config": self.config}
         cfg = self.path / CONFIG_NAME
         if self.path.exists() and not self.path.is_dir():
             raise DeepglassError(f"{self.path} exists and is not a directory")
+        found: dict | None = None
         if cfg.exists():
             try:
                 found = tomllib.loads(cfg.read_text())
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 found = {"unreadable": str(exc)}
-            if found != wanted:
+            version = found.get("deepglass", {}).get("version")
+            runs = found.get("runs")
+            if version != _version() or not isinstance(runs, dict):
                 if not force:
-                    raise DeepglassError(self._mismatch_message(found, wanted))
+                    why = (f"it was made by deepglass {version}, this is {_version()}"
+                           if version else "its config.toml is not a deepglass run")
+                    raise DeepglassError(f"run directory {self.path}: {why}; "
+                                         "use another --out or pass --force")
                 shutil.rmtree(self.path)
+                found = None
+            elif kind in runs and runs[kind] != self.config:
+                if not force:
+                    raise DeepglassError(self._mismatch_message(runs[kind]))
+                self._clear_kind()
         elif self.path.is_dir() and any(self.path.iterdir()) and not force:
             raise DeepglassError(
                 f"{self.path} is not empty and is not a deepglass run; "
                 "choose another --out or pass --force to overwrite it")
         self.path.mkdir(parents=True, exist_ok=True)
-        if not cfg.exists():
-            atomic_write_text(cfg, tomli_w.dumps(wanted))
-        self.resumed = any((self.path / "units").glob("*/*.parquet"))
+        runs = dict(found["runs"]) if found else {}
+        if runs.get(kind) != self.config:
+            runs[kind] = self.config
+            atomic_write_text(cfg, tomli_w.dumps({"deepglass": {"version": _version()},
+                                                  "runs": runs}))
+        self.resumed = any((self.path / "units" / kind).glob("*/*.parquet"))
 
-    def _mismatch_message(self, found: dict, wanted: dict) -> str:
-        fv = found.get("deepglass", {}).get("version")
-        fk = found.get("deepglass", {}).get("kind")
-        if fk != wanted["deepglass"]["kind"]:
-            why = f"it holds a '{fk}' run, not '{self.kind}'"
-        elif fv != wanted["deepglass"]["version"]:
-            why = f"it was made by deepglass {fv}, this is {_version()}"
-        else:
-            keys = sorted(k for k in set(found.get("config", {})) | set(self.config)
-                          if found.get("config", {}).get(k) != self.config.get(k))
-            why = "its configuration differs (" + ", ".join(keys) + ")"
-        return f"run directory {self.path}: {why}; use another --out or pass --force"
+    @property
+    def kinds(self) -> list[str]:
+        """The run kinds recorded in this directory's ``config.toml``."""
+        return sorted(tomllib.loads((self.path / CONFIG_NAME).read_text()).get("runs", {}))
+
+    def run_config(self, kind: str) -> dict | None:
+        """The configuration another kind of run recorded here (``None`` if absent)."""
+        return tomllib.loads((self.path / CONFIG_NAME).read_text()).get("runs", {}).get(kind)
+
+    def _clear_kind(self) -> None:
+        """Forget this kind's finished units (``force`` on a changed config)."""
+        shutil.rmtree(self.path / "units" / self.kind, ignore_errors=True)
+        shutil.rmtree(self.path / "arrays" / self.kind, ignore_errors=True)
+
+    def _mismatch_message(self, found: dict) -> str:
+        keys = sorted(k for k in set(found) | set(self.config)
+                      if found.get(k) != self.config.get(k))
+        return (f"run directory {self.path}: its '{self.kind}' configuration differs ("
+                + ", ".join(keys) + "); use another --out or pass --force")
 
     # -- units -------------------------------------------------------------
     def unit_path(self, table: str, unit: str) -> Path:
-        return self.path / "units" / table / f"{unit}.parquet"
+        return self.path / "units" / self.kind / table / f"{unit}.parquet"
 
     def has_unit(self, table: str, unit: str) -> bool:
         return self.unit_path(table, unit).exists()
 
     def finished_units(self, table: str) -> set[str]:
-        d = self.path / "units" / table
+        d = self.path / "units" / self.kind / table
         return {p.stem for p in d.glob("*.parquet")} if d.exists() else set()
 
     def write_unit(self, table: str, unit: str, df: pd.DataFrame,
@@ -179,7 +206,7 @@ class RunDir:
         """Store one finished unit atomically (arrays first, so a unit is
         complete once its table row exists)."""
         if arrays:
-            self.save_arrays(f"{table}/{unit}", **arrays)
+            self.save_arrays(f"{self.kind}/{table}/{unit}", **arrays)
         tmp = _atomic_path(self.unit_path(table, unit))
         try:
             df.to_parquet(tmp, index=False)
@@ -190,7 +217,7 @@ class RunDir:
 
     def read_units(self, table: str) -> pd.DataFrame:
         """All finished units of ``table``, concatenated in unit-id order."""
-        d = self.path / "units" / table
+        d = self.path / "units" / self.kind / table
         files = sorted(d.glob("*.parquet")) if d.exists() else []
         if not files:
             return pd.DataFrame()
