@@ -56,3 +56,18 @@ def test_other_version_and_foreign_directories(tmp_path):
     (other / "notes.txt").write_text("mine")
     with pytest.raises(DeepglassError, match="not a deepglass run"):
         RunDir(other, {}, kind="frustration")
+
+
+def test_summary_and_report_sections_merge(tmp_path):
+    a = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+    a.update_summary({"frustration": {"real": 0.1}})
+    a.write_report_section("## Frustration\n\nreal 0.1")
+    b = RunDir(tmp_path / "r", {"n": 5}, kind="active")
+    b.update_summary({"active": {"mean_delta_x": 0.05}})
+    b.write_report_section("## Active subnetworks\n\nmean 0.05")
+    a.write_report_section("## Frustration\n\nreal 0.09")      # rewritten in place
+    import json
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary == {"frustration": {"real": 0.1}, "active": {"mean_delta_x": 0.05}}
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert report.index("real 0.09") < report.index("mean 0.05") and "real 0.1\n" not in report

@@ -273,6 +273,28 @@ class RunDir:
         atomic_write_text(path, text)
         return path
 
+    def update_summary(self, headline: Mapping[str, Any]) -> Path:
+        """Merge ``headline`` into ``summary.json`` (top-level keys; each kind of
+        run owns its keys, so several kinds share one summary)."""
+        path = self.path / "summary.json"
+        current = json.loads(path.read_text()) if path.exists() else {}
+        current.update(_plain(dict(headline)))
+        return self.write_json("summary.json", current)
+
+    def write_report_section(self, markdown: str, title: str | None = None) -> Path:
+        """Write this kind's section of the report (``reports/<kind>.md``) and
+        rebuild ``report.md`` from every kind's section, in the order the kinds
+        were first opened here."""
+        atomic_write_text(self.path / "reports" / f"{self.kind}.md", markdown.rstrip() + "\n")
+        order = list(tomllib.loads((self.path / CONFIG_NAME).read_text()).get("runs", {}))
+        parts = [f"# {title or 'deepglass run'}: {self.path.name}\n",
+                 f"deepglass {_version()}; configuration in `config.toml`.\n"]
+        for kind in order:
+            sec = self.path / "reports" / f"{kind}.md"
+            if sec.exists():
+                parts.append(sec.read_text())
+        return self.write_text("report.md", "\n".join(parts))
+
     def figure_path(self, name: str) -> Path:
         """Path for ``figures/<name>``; callers save through :func:`save_figure`."""
         d = self.path / "figures"
