@@ -1,0 +1,260 @@
+"""The reference nets of paper 002 and their training (SPEC §7).
+
+- ``feedforward``: dense ReLU net with hidden widths 500-400-200-200;
+- ``cnn``: three 3x3 convolutions (32, 64, 64 channels, ReLU, 2x2 max-pool
+  with ``ceil_mode``) and three dense layers (256, 128, classes);
+- ``autoencoder``: one hidden ReLU layer of 500 units, linear decoder, trained
+  to reconstruct its input (mean squared error).
+
+All are trained with Adam and cross entropy (the autoencoder: MSE), as in the
+paper.  Training is deterministic for a seed: the initialization is seeded,
+epoch ``e`` shuffles with a generator seeded by ``(seed, e)``, and a checkpoint
+stores the model and the optimizer state, so a run resumed from a checkpoint
+continues exactly as an uninterrupted one (on the same machine and thread count).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from ..errors import DeepglassError
+
+__all__ = ["REFERENCE_NETS", "ALIASES", "canonical_name", "build_reference_net",
+           "train_reference_net", "save_checkpoint", "load_checkpoint", "checkpoint_epochs"]
+
+REFERENCE_NETS = ("feedforward", "cnn", "autoencoder")
+ALIASES = {"ff": "feedforward", "ffn": "feedforward", "fnn": "feedforward", "mlp": "feedforward",
+           "conv": "cnn", "ae": "autoencoder"}
+
+
+def canonical_name(name: str) -> str | None:
+    """The reference-net name for ``name`` (or an alias), else ``None``."""
+    key = str(name).lower()
+    key = ALIASES.get(key, key)
+    return key if key in REFERENCE_NETS else None
+
+
+def _feedforward(shape, n_classes, widths=(500, 400, 200, 200)) -> nn.Module:
+    layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
+    prev = int(np.prod(shape))
+    for i, w in enumerate(widths, 1):
+        layers += [(f"fc{i}", nn.Linear(prev, w)), (f"relu{i}", nn.ReLU())]
+        prev = w
+    layers.append(("out", nn.Linear(prev, n_classes)))
+    net = nn.Sequential(OrderedDict(layers))
+    net.observed_layers = [f"relu{i}" for i in range(1, len(widths) + 1)]
+    net.task = "classify"
+    return net
+
+
+def _cnn(shape, n_classes, channels=(32, 64, 64), dense=(256, 128)) -> nn.Module:
+    if len(shape) != 3:
+        raise DeepglassError(f"the cnn needs C x H x W images, got input shape {tuple(shape)}")
+    c, h, w = shape
+    layers: list[tuple[str, nn.Module]] = []
+    for i, ch in enumerate(channels, 1):
+        layers += [(f"conv{i}", nn.Conv2d(c, ch, 3, padding=1)), (f"relu{i}", nn.ReLU()),
+                   (f"pool{i}", nn.MaxPool2d(2, ceil_mode=True))]
+        c, h, w = ch, math.ceil(h / 2), math.ceil(w / 2)
+    layers.append(("flatten", nn.Flatten()))
+    prev = c * h * w
+    k = len(channels)
+    for j, d in enumerate(dense, 1):
+        layers += [(f"fc{j}", nn.Linear(prev, d)), (f"relu{k + j}", nn.ReLU())]
+        prev = d
+    layers.append(("out", nn.Linear(prev, n_classes)))
+    net = nn.Sequential(OrderedDict(layers))
+    net.observed_layers = [f"relu{i}" for i in range(1, k + len(dense) + 1)]
+    net.task = "classify"
+    return net
+
+
+class AutoEncoder(nn.Module):
+    """One hidden ReLU layer (``code``) between a dense encoder and decoder."""
+
+    def __init__(self, shape, hidden: int = 500):
+        super().__init__()
+        d = int(np.prod(shape))
+        self.shape = tuple(shape)
+        self.flatten = nn.Flatten()
+        self.encoder = nn.Linear(d, hidden)
+        self.code = nn.ReLU()
+        self.decoder = nn.Linear(hidden, d)
+        self.observed_layers = ["code"]
+        self.task = "reconstruct"
+
+    def forward(self, x):
+        return self.decoder(self.code(self.encoder(self.flatten(x)))).view(x.shape)
+
+
+def build_reference_net(name: str, input_shape: Sequence[int], n_classes: int = 10,
+                        seed: int = 0) -> nn.Module:
+    """Build reference net ``name`` with a seeded PyTorch default initialization.
+
+    The module has ``default_input_shape``, ``observed_layers`` (module paths
+    of its hidden ReLUs) and ``task`` (``"classify"`` or ``"reconstruct"``).
+    """
+    key = canonical_name(name)
+    if key is None:
+        raise DeepglassError(f"unknown reference net {name!r}; choose from {', '.join(REFERENCE_NETS)}")
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise DeepglassError(f"invalid input shape {shape}")
+    if n_classes < 2:
+        raise DeepglassError(f"need at least 2 classes, got {n_classes}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if key == "feedforward":
+            net = _feedforward(shape, n_classes)
+        elif key == "cnn":
+            net = _cnn(shape, n_classes)
+        else:
+            net = AutoEncoder(shape)
+    net.default_input_shape = shape
+    net.reference_name = key
+    return net.eval()
+
+
+def checkpoint_epochs(epochs: int, every: int) -> list[int]:
+    """Epochs at which a checkpoint is kept: 0 (initialization), every ``every``-th, last."""
+    if epochs < 0 or every < 1:
+        raise DeepglassError(f"epochs must be >= 0 and checkpoint_every >= 1 (got {epochs}, {every})")
+    return sorted(set([0, epochs] + list(range(every, epochs + 1, every))))
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer, epoch: int, metrics: dict) -> None:
+    """Atomically write model + optimizer state (``torch.save``) to ``path``."""
+    from ..store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
+                "epoch": int(epoch), "metrics": {k: float(v) for k, v in metrics.items()}}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DeepglassError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+
+
+def _loss_fn(model):
+    return nn.MSELoss() if getattr(model, "task", "classify") == "reconstruct" else nn.CrossEntropyLoss()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray, batch_size: int = 512) -> dict:
+    """Mean loss (and accuracy for classifiers) on ``X, y``."""
+    was = model.training
+    model.eval()
+    loss_fn = _loss_fn(model)
+    tot, correct, n = 0.0, 0, len(X)
+    for i in range(0, n, batch_size):
+        xb = torch.from_numpy(X[i:i + batch_size])
+        out = model(xb)
+        if getattr(model, "task", "classify") == "reconstruct":
+            tot += float(loss_fn(out, xb)) * len(xb)
+        else:
+            yb = torch.from_numpy(y[i:i + batch_size])
+            tot += float(loss_fn(out, yb)) * len(xb)
+            correct += int((out.argmax(1) == yb).sum())
+    model.train(was)
+    res = {"loss": tot / max(n, 1)}
+    if getattr(model, "task", "classify") != "reconstruct":
+        res["accuracy"] = correct / max(n, 1)
+    return res
+
+
+def train_reference_net(model: nn.Module, data, *, epochs: int = 20, batch_size: int = 128,
+                        lr: float = 1e-3, seed: int = 0, checkpoint_every: int = 5,
+                        start: dict | None = None,
+                        on_checkpoint: Callable[[int, nn.Module, object, dict], None] | None = None,
+                        progress: Callable[[], None] | None = None) -> pd.DataFrame:
+    """Train ``model`` on ``data`` (an :class:`~deepglass.criticality.data.ImageData`) with Adam.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A reference net (or any module with ``task``); trained in place.
+    epochs, batch_size, lr, seed : training settings.
+    checkpoint_every : int
+        ``on_checkpoint(epoch, model, optimizer, metrics)`` is called at the
+        epochs of :func:`checkpoint_epochs` (epoch 0 = the initialization).
+    start : dict, optional
+        A checkpoint (from :func:`load_checkpoint`) to resume from.
+    progress : callable, optional
+        Called once per finished epoch.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per epoch trained here: ``epoch, train_loss, test_loss,
+        test_accuracy, seconds``.
+    """
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "epochs" else 1):
+            raise DeepglassError(f"{name} must be a {'non-negative' if name == 'epochs' else 'positive'} "
+                                 f"integer, got {v!r}")
+    if not lr > 0:
+        raise DeepglassError(f"learning rate must be positive, got {lr}")
+    marks = set(checkpoint_epochs(epochs, checkpoint_every))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    first = 0
+    if start is not None:
+        model.load_state_dict(start["model"])
+        if start.get("optimizer"):
+            opt.load_state_dict(start["optimizer"])
+        first = int(start["epoch"])
+    loss_fn = _loss_fn(model)
+    recon = getattr(model, "task", "classify") == "reconstruct"
+    X = torch.from_numpy(data.X_train)
+    y = torch.from_numpy(data.y_train)
+    rows = []
+    if first == 0 and 0 in marks and on_checkpoint is not None:
+        on_checkpoint(0, model, opt, evaluate(model, data.X_test, data.y_test))
+    was_det = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        for epoch in range(first + 1, epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
+            perm = torch.randperm(len(X), generator=gen)
+            tot = 0.0
+            for i in range(0, len(X), batch_size):
+                idx = perm[i:i + batch_size]
+                xb = X[idx]
+                out = model(xb)
+                loss = loss_fn(out, xb if recon else y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tot += float(loss.detach()) * len(idx)
+            model.eval()
+            ev = evaluate(model, data.X_test, data.y_test)
+            row = {"epoch": epoch, "train_loss": tot / len(X), "test_loss": ev["loss"],
+                   "test_accuracy": ev.get("accuracy", np.nan),
+                   "seconds": time.perf_counter() - t0}
+            if not np.isfinite(row["train_loss"]):
+                raise DeepglassError(f"training diverged at epoch {epoch} (loss {row['train_loss']}); "
+                                     "lower the learning rate")
+            rows.append(row)
+            if epoch in marks and on_checkpoint is not None:
+                on_checkpoint(epoch, model, opt, ev)
+            if progress is not None:
+                progress()
+    finally:
+        torch.use_deterministic_algorithms(was_det)
+    model.eval()
+    return pd.DataFrame(rows, columns=["epoch", "train_loss", "test_loss", "test_accuracy", "seconds"])

@@ -1,0 +1,309 @@
+"""The four observables of paper 002 over inference passes (SPEC §7).
+
+For chosen layers of any ``torch.nn.Module`` (module paths such as
+``"features.1"`` or ``"relu2"``; forward hooks record their outputs):
+
+1. **weights**: the weights of every dense / convolution layer;
+2. **activation patterns**: a unit is *active* when its output exceeds a
+   threshold (0: the ReLU fired); a sample's binary vector over the layer is its
+   pattern; the count of each distinct pattern, sorted by rank;
+3. **single-neuron activation frequency**: for each unit, the number of
+   (sample, pass) events in which it is active, sorted by rank;
+4. **mean layer activation**: for each (sample, pass), the mean of the layer's
+   output.
+
+Patterns are packed to bytes (``numpy.packbits``) and counted per batch with
+``numpy.unique`` on the packed rows, merged across batches in a dictionary:
+O(samples * units / 8) memory per batch and O(distinct patterns) overall.
+A module called several times in one forward pass (a shared ReLU) is recorded
+per call, as ``path#2``, ``path#3``, ...
+
+Repeated passes matter only for stochastic models (dropout in training mode,
+noisy layers); in eval mode they multiply every count by ``n_passes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from ..errors import DeepglassError
+
+__all__ = ["Observables", "resolve_layers", "collect_observables", "activation_patterns",
+           "weight_samples", "observable_samples", "OBSERVABLES", "ACTIVATIONS"]
+
+OBSERVABLES = ("weight", "pattern_frequency", "neuron_activation", "mean_activation")
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+               nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardtanh, nn.Hardswish)
+WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+            nn.ConvTranspose3d, nn.Bilinear)
+
+
+def resolve_layers(model: nn.Module, layers: Sequence[str] | None = None) -> list[str]:
+    """Module paths to observe: ``layers`` (checked) or the model's defaults.
+
+    Defaults: ``model.observed_layers`` if set, else every activation module
+    (ReLU, ...), else every dense / convolution module.
+
+    Raises
+    ------
+    DeepglassError
+        Naming a missing layer (one line, with the available names).
+    """
+    mods = dict(model.named_modules())
+    if layers:
+        missing = [l for l in layers if l not in mods or l == ""]
+        if missing:
+            avail = [n for n, m in mods.items() if n and isinstance(m, ACTIVATIONS + WEIGHTED)]
+            avail = avail or [n for n in mods if n]
+            shown = ", ".join(avail[:12]) + (", ..." if len(avail) > 12 else "")
+            raise DeepglassError(f"model has no layer {', '.join(map(repr, missing))}; "
+                                 f"layers: {shown}")
+        return list(layers)
+    default = getattr(model, "observed_layers", None)
+    if default:
+        return resolve_layers(model, list(default))
+    acts = [n for n, m in mods.items() if n and isinstance(m, ACTIVATIONS)]
+    if acts:
+        return acts
+    weighted = [n for n, m in mods.items() if n and isinstance(m, WEIGHTED)]
+    if weighted:
+        return weighted
+    raise DeepglassError("the model has no activation, dense or convolution layer to observe; "
+                         "name layers explicitly")
+
+
+def activation_patterns(bits: np.ndarray) -> np.ndarray:
+    """Counts of the distinct rows of a boolean matrix, largest first.
+
+    ``bits`` is ``(samples, units)``; rows are packed to bytes and counted with
+    ``numpy.unique`` (O(S log S * U / 8)).
+    """
+    bits = np.asarray(bits, dtype=bool)
+    if bits.ndim != 2:
+        raise DeepglassError(f"activation bits must be 2-d (samples x units), got {bits.shape}")
+    if bits.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    packed = np.packbits(bits, axis=1)
+    if packed.shape[1] == 0:
+        return np.array([bits.shape[0]], dtype=np.int64)
+    _, counts = np.unique(packed, axis=0, return_counts=True)
+    return np.sort(counts.astype(np.int64))[::-1]
+
+
+@dataclass
+class LayerStats:
+    """Accumulated statistics of one observed layer."""
+
+    name: str
+    n_units: int = 0
+    n_events: int = 0
+    unit_counts: np.ndarray | None = None
+    pattern_counts: dict = field(default_factory=dict)
+    mean_activation: list = field(default_factory=list)
+
+    def add(self, out: torch.Tensor, threshold: float) -> None:
+        flat = out.detach().reshape(out.shape[0], -1).float().cpu()
+        if self.unit_counts is None:
+            self.n_units = flat.shape[1]
+            self.unit_counts = np.zeros(self.n_units, dtype=np.int64)
+        elif flat.shape[1] != self.n_units:
+            raise DeepglassError(f"layer {self.name!r} changed size between batches "
+                                 f"({self.n_units} -> {flat.shape[1]} units)")
+        bits = (flat > threshold).numpy()
+        self.unit_counts += bits.sum(0)
+        self.mean_activation.append(flat.mean(1).double().numpy())
+        self.n_events += flat.shape[0]
+        packed = np.packbits(bits, axis=1)
+        rows, counts = np.unique(packed, axis=0, return_counts=True)
+        d = self.pattern_counts
+        for r, c in zip(rows, counts):
+            k = r.tobytes()
+            d[k] = d.get(k, 0) + int(c)
+
+
+@dataclass
+class Observables:
+    """The four observables of one model (see the module docstring).
+
+    Attributes
+    ----------
+    layers : list of str
+        Observed module paths (with ``#k`` for repeated calls).
+    n_events : int
+        Samples times passes.
+    pattern_counts : dict str -> ndarray
+        Per layer, counts of distinct activation patterns, largest first.
+    unit_counts : dict str -> ndarray
+        Per layer, per unit, number of events in which it was active.
+    mean_activation : dict str -> ndarray
+        Per layer, the mean output per event.
+    weights : dict str -> ndarray
+        Per dense / convolution module, its flattened weights.
+    n_units : dict str -> int
+    """
+
+    layers: list
+    n_events: int
+    pattern_counts: dict
+    unit_counts: dict
+    mean_activation: dict
+    weights: dict
+    n_units: dict
+
+    def summary(self) -> pd.DataFrame:
+        """One row per observed layer: units, events, distinct patterns, top
+        pattern share, mean active fraction, mean activation."""
+        rows = []
+        for l in self.layers:
+            pc = self.pattern_counts[l]
+            rows.append({"layer": l, "n_units": self.n_units[l], "n_events": self.n_events,
+                         "distinct_patterns": len(pc),
+                         "top_pattern_share": float(pc[0] / self.n_events) if len(pc) else np.nan,
+                         "active_fraction": float(self.unit_counts[l].sum()
+                                                  / max(self.n_units[l] * self.n_events, 1)),
+                         "dead_units": int(np.sum(self.unit_counts[l] == 0)),
+                         "mean_activation": float(np.mean(self.mean_activation[l]))})
+        return pd.DataFrame(rows)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Flat dictionary of arrays for storage (``<observable>|<layer>`` keys)."""
+        out = {}
+        for l in self.layers:
+            out[f"pattern_counts|{l}"] = self.pattern_counts[l]
+            out[f"unit_counts|{l}"] = self.unit_counts[l]
+            out[f"mean_activation|{l}"] = self.mean_activation[l]
+        for l, w in self.weights.items():
+            out[f"weights|{l}"] = w
+        out["n_events|"] = np.array([self.n_events])
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "Observables":
+        pc, uc, ma, wt = {}, {}, {}, {}
+        for key, a in arrays.items():
+            kind, _, layer = key.partition("|")
+            {"pattern_counts": pc, "unit_counts": uc, "mean_activation": ma,
+             "weights": wt}.get(kind, {})[layer] = a
+        layers = list(pc)
+        return cls(layers, int(arrays["n_events|"][0]), pc, uc, ma, wt,
+                   {l: int(len(uc[l])) for l in layers})
+
+
+def weight_samples(model: nn.Module) -> dict[str, np.ndarray]:
+    """Flattened weights of every dense / convolution module, by module path."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, WEIGHTED) and getattr(m, "weight", None) is not None:
+            out[name] = m.weight.detach().cpu().double().numpy().ravel()
+    return out
+
+
+@torch.no_grad()
+def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None, *,
+                        batch_size: int = 256, threshold: float = 0.0, n_passes: int = 1,
+                        train_mode: bool = False) -> Observables:
+    """Run ``model`` over ``X`` ``n_passes`` times and collect the four observables.
+
+    Parameters
+    ----------
+    model : nn.Module
+    X : ndarray or torch.Tensor, shape (samples, *input_shape)
+        Held-out inputs.
+    layers : sequence of str, optional
+        Module paths to observe (default: :func:`resolve_layers`).
+    batch_size : int
+    threshold : float
+        A unit is active when its output is ``> threshold``.
+    n_passes : int
+        Inference passes over ``X`` (the paper ran 100 epochs of inference).
+    train_mode : bool
+        Run in training mode (stochastic layers active); default eval mode.
+
+    Raises
+    ------
+    DeepglassError
+        For a missing layer, empty data, or a model that fails on ``X``.
+    """
+    if n_passes < 1 or batch_size < 1:
+        raise DeepglassError("n_passes and batch_size must be positive")
+    names = resolve_layers(model, layers)
+    X = torch.as_tensor(X)
+    if X.ndim < 2 or len(X) == 0:
+        raise DeepglassError(f"need a non-empty batch of inputs, got shape {tuple(X.shape)}")
+    X = X.float()
+    mods = dict(model.named_modules())
+    stats: dict[str, LayerStats] = {}
+    calls: dict[str, int] = {}
+    order: list[str] = []
+
+    def hook_for(name):
+        def hook(_m, _inp, out):
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            if not torch.is_tensor(out):
+                return
+            k = calls.get(name, 0) + 1
+            calls[name] = k
+            key = name if k == 1 else f"{name}#{k}"
+            if key not in stats:
+                stats[key] = LayerStats(key)
+                order.append(key)
+            stats[key].add(out, threshold)
+        return hook
+
+    handles = [mods[n].register_forward_hook(hook_for(n)) for n in names]
+    was = model.training
+    model.train(train_mode)
+    try:
+        for _ in range(n_passes):
+            for i in range(0, len(X), batch_size):
+                calls.clear()
+                try:
+                    model(X[i:i + batch_size])
+                except DeepglassError:
+                    raise
+                except Exception as exc:
+                    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise DeepglassError(f"the model failed on inputs of shape "
+                                         f"{tuple(X.shape[1:])}: {msg}") from None
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    never = [n for n in names if n not in stats]
+    if never:
+        raise DeepglassError(f"layer(s) {', '.join(map(repr, never))} never ran in the forward pass")
+    n_events = len(X) * n_passes
+    pc = {k: np.sort(np.fromiter(s.pattern_counts.values(), dtype=np.int64))[::-1] for k, s in stats.items()}
+    return Observables(layers=order, n_events=n_events, pattern_counts=pc,
+                       unit_counts={k: s.unit_counts for k, s in stats.items()},
+                       mean_activation={k: np.concatenate(s.mean_activation) for k, s in stats.items()},
+                       weights=weight_samples(model), n_units={k: s.n_units for k, s in stats.items()})
+
+
+def observable_samples(obs: Observables) -> list[tuple[dict, np.ndarray, bool]]:
+    """The samples each power-law candidate is judged on.
+
+    Returns ``(keys, samples, discrete)`` triples with keys ``observable`` and
+    ``layer``:
+
+    - ``weight``: ``|w|`` of each dense / convolution layer (continuous);
+    - ``pattern_frequency``: counts of the distinct activation patterns
+      (discrete; a power law here is Zipf's law of the rank/frequency plot);
+    - ``neuron_activation``: per unit, its number of active events (discrete);
+    - ``mean_activation``: per event, the layer's mean output (continuous).
+    """
+    out = []
+    for l, w in obs.weights.items():
+        out.append(({"observable": "weight", "layer": l}, np.abs(w), False))
+    for l in obs.layers:
+        out.append(({"observable": "pattern_frequency", "layer": l}, obs.pattern_counts[l], True))
+        out.append(({"observable": "neuron_activation", "layer": l}, obs.unit_counts[l], True))
+        out.append(({"observable": "mean_activation", "layer": l}, obs.mean_activation[l], False))
+    return out

@@ -1,0 +1,237 @@
+"""Criticality data, reference nets and observables (SPEC §7): brute-force counts,
+user modules, data loaders on files written by the tests, one-line errors."""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from deepglass.criticality.data import load_dataset
+from deepglass.criticality.nets import (REFERENCE_NETS, build_reference_net, canonical_name,
+                                        checkpoint_epochs, train_reference_net)
+from deepglass.criticality.observables import (Observables, activation_patterns,
+                                               collect_observables, observable_samples,
+                                               resolve_layers)
+from deepglass.errors import DeepglassError
+
+
+def _one_line(exc) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg and msg
+    return msg
+
+
+# -- activation patterns -------------------------------------------------------------
+def test_activation_patterns_equal_brute_force_count():
+    rng = np.random.default_rng(0)
+    for units in (1, 3, 8, 11):
+        bits = rng.random((400, units)) < 0.3
+        brute = sorted(Counter(map(tuple, bits)).values(), reverse=True)
+        got = activation_patterns(bits)
+        assert got.tolist() == brute
+        assert got.sum() == 400
+
+
+def _user_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 9), nn.ReLU(), nn.Linear(9, 6), nn.Tanh(), nn.Linear(6, 2))
+
+
+def test_observables_on_user_module_equal_brute_force():
+    net = _user_net()
+    X = torch.randn(53, 5)
+    obs = collect_observables(net, X, layers=["1", "3"], batch_size=7, n_passes=2)
+    assert obs.layers == ["1", "3"] and obs.n_events == 106
+    with torch.no_grad():
+        h1 = net[1](net[0](X))
+        h3 = net[3](net[2](h1))
+    for name, h in (("1", h1), ("3", h3)):
+        bits = (h > 0).numpy()
+        brute = sorted((2 * c for c in Counter(map(tuple, bits)).values()), reverse=True)
+        assert obs.pattern_counts[name].tolist() == brute
+        np.testing.assert_array_equal(obs.unit_counts[name], 2 * bits.sum(0))
+        ref = np.concatenate([h.mean(1).double().numpy()] * 2)
+        np.testing.assert_allclose(obs.mean_activation[name], ref, rtol=1e-6, atol=1e-7)
+        assert obs.n_units[name] == h.shape[1]
+    # weights of every dense layer, and the round trip through flat arrays
+    assert set(obs.weights) == {"0", "2", "4"}
+    np.testing.assert_array_equal(obs.weights["2"], net[2].weight.detach().double().numpy().ravel())
+    back = Observables.from_arrays(obs.arrays())
+    assert back.layers == obs.layers and back.n_events == obs.n_events
+    np.testing.assert_array_equal(back.pattern_counts["3"], obs.pattern_counts["3"])
+    kinds = Counter(k["observable"] for k, _, _ in observable_samples(obs))
+    assert kinds == {"weight": 3, "pattern_frequency": 2, "neuron_activation": 2,
+                     "mean_activation": 2}
+    s = obs.summary()
+    assert s["distinct_patterns"].tolist() == [len(obs.pattern_counts[l]) for l in obs.layers]
+
+
+def test_default_layers_and_shared_module_calls():
+    net = _user_net()
+    assert resolve_layers(net) == ["1", "3"]          # activation modules
+
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.act = nn.Linear(4, 4), nn.Linear(4, 3), nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.b(self.act(self.a(x))))
+
+    obs = collect_observables(Shared(), torch.randn(10, 4), layers=["act"])
+    assert obs.layers == ["act", "act#2"]
+    assert obs.n_units == {"act": 4, "act#2": 3}
+
+
+def test_missing_layer_is_a_one_line_error():
+    with pytest.raises(DeepglassError) as exc:
+        collect_observables(_user_net(), torch.randn(4, 5), layers=["1", "encoder.relu"])
+    msg = _one_line(exc)
+    assert "encoder.relu" in msg and "layers:" in msg
+    with pytest.raises(DeepglassError) as exc:
+        collect_observables(_user_net(), torch.randn(4, 7), layers=["1"])   # wrong input size
+    _one_line(exc)
+
+
+# -- data ------------------------------------------------------------------------------
+def _write_cifar(root, n=4, protocol=2):
+    rng = np.random.default_rng(0)
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        d = {b"batch_label": name.encode(), b"labels": [int(v) for v in rng.integers(0, 10, n)],
+             b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+             b"filenames": [f"img{i}_{j}.png".encode() for j in range(n)]}
+        with open(root / name, "wb") as fh:
+            pickle.dump(d, fh, protocol=protocol)
+    with open(root / "batches.meta", "wb") as fh:
+        pickle.dump({b"label_names": [f"c{k}".encode() for k in range(10)]}, fh, protocol=protocol)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_cifar10_pickle_layout(tmp_path, protocol):
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    _write_cifar(root, protocol=protocol)
+    for path in (tmp_path, root):               # the parent or the batch directory itself
+        d = load_dataset(path)
+        assert d.X_train.shape == (20, 3, 32, 32) and d.X_test.shape == (4, 3, 32, 32)
+        assert d.classes == [f"c{k}" for k in range(10)] and d.n_classes == 10
+        # standardized per channel with the training split's statistics
+        np.testing.assert_allclose(d.X_train.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+        np.testing.assert_allclose(d.X_train.std(axis=(0, 2, 3)), 1, atol=1e-4)
+    with open(root / "data_batch_1", "rb") as fh:
+        raw = pickle.load(fh)
+    # pixel layout: row-major 3 x 32 x 32 (red plane first)
+    d = load_dataset(root)
+    x0 = raw[b"data"][0].reshape(3, 32, 32).astype(np.float32) / 255.0
+    ratio = np.corrcoef(x0.ravel(), d.X_train[0].ravel())[0, 1]
+    assert ratio > 0.99
+    assert d.y_train[:4].tolist() == raw[b"labels"]
+
+
+def test_malformed_cifar_and_missing_paths(tmp_path):
+    root = tmp_path / "cifar"
+    root.mkdir()
+    _write_cifar(root)
+    (root / "data_batch_3").write_bytes(b"not a pickle at all")
+    with pytest.raises(DeepglassError) as exc:
+        load_dataset(root)
+    assert "data_batch_3" in _one_line(exc)
+    # a pickle that would run code is refused, not executed
+    with open(root / "data_batch_3", "wb") as fh:
+        pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"labels": [print]}, fh)
+    with pytest.raises(DeepglassError) as exc:
+        load_dataset(root)
+    assert "forbidden" in _one_line(exc)
+    (root / "data_batch_3").unlink()
+    with pytest.raises(DeepglassError) as exc:
+        load_dataset(root)
+    assert "data_batch_3" in _one_line(exc)
+    with pytest.raises(DeepglassError) as exc:
+        load_dataset(tmp_path / "nowhere")
+    assert "not found" in _one_line(exc)
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(DeepglassError) as exc:
+        load_dataset(f)
+    _one_line(exc)
+    empty = tmp_path / "empty"
+    (empty / "cls").mkdir(parents=True)
+    with pytest.raises(DeepglassError) as exc:
+        load_dataset(empty)
+    assert "neither" in _one_line(exc)
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for j in range(5):
+            size = (6, 5) if j else (12, 10)                # one odd size: resized
+            Image.fromarray(rng.integers(0, 256, size[::-1], dtype=np.uint8), "L").save(
+                tmp_path / c / f"{j}.png")
+    (tmp_path / "dog" / "notes.txt").write_text("ignored")
+    d = load_dataset(tmp_path, test_fraction=0.2)
+    assert d.input_shape == (1, 5, 6) and d.classes == ["cat", "dog"]
+    assert len(d.X_train) + len(d.X_test) == 10 and len(d.X_test) == 2
+    assert sorted(d.y_test.tolist()) == [0, 1]       # stratified split
+    (tmp_path / "dog" / "broken.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(DeepglassError) as exc:
+        load_dataset(tmp_path)
+    assert "broken.png" in _one_line(exc)
+
+
+def test_packaged_digits_and_subsampling():
+    d = load_dataset("digits", max_train=100, max_test=30, seed=3)
+    assert d.input_shape == (1, 8, 8) and len(d.X_train) == 100 and len(d.X_test) == 30
+    assert d.X_train.dtype == np.float32 and d.n_classes == 10
+    with pytest.raises(DeepglassError):
+        load_dataset("digits", max_train=0)
+
+
+# -- reference nets ----------------------------------------------------------------------
+def test_reference_nets_shapes_and_layers():
+    assert canonical_name("ffn") == "feedforward" and canonical_name("AE") == "autoencoder"
+    assert canonical_name("resnet") is None
+    x = torch.randn(3, 1, 8, 8)
+    widths = {"feedforward": [500, 400, 200, 200], "cnn": [32 * 64, 64 * 16, 64 * 4, 256, 128],
+              "autoencoder": [500]}
+    for name in REFERENCE_NETS:
+        net = build_reference_net(name, (1, 8, 8), 10, seed=1)
+        out = net(x)
+        assert out.shape == ((3, 10) if name != "autoencoder" else x.shape)
+        obs = collect_observables(net, x)
+        assert [obs.n_units[l] for l in obs.layers] == widths[name]
+    convs = [m for m in build_reference_net("cnn", (3, 32, 32)).modules() if isinstance(m, nn.Conv2d)]
+    dense = [m for m in build_reference_net("cnn", (3, 32, 32)).modules() if isinstance(m, nn.Linear)]
+    assert len(convs) == 3 and len(dense) == 3
+    with pytest.raises(DeepglassError):
+        build_reference_net("resnet", (1, 8, 8))
+
+
+def test_training_resumes_exactly_from_a_checkpoint():
+    d = load_dataset("digits", max_train=200, max_test=50)
+    assert checkpoint_epochs(5, 2) == [0, 2, 4, 5]
+    full = build_reference_net("feedforward", d.input_shape, seed=2)
+    marks = []
+    saved = {}
+
+    def keep(epoch, model, opt, metrics):
+        marks.append(epoch)
+        saved[epoch] = {"model": {k: v.clone() for k, v in model.state_dict().items()},
+                        "optimizer": __import__("copy").deepcopy(opt.state_dict()), "epoch": epoch}
+
+    hist = train_reference_net(full, d, epochs=3, batch_size=64, checkpoint_every=2,
+                               on_checkpoint=keep, seed=5)
+    assert marks == [0, 2, 3] and hist["epoch"].tolist() == [1, 2, 3]
+    resumed = build_reference_net("feedforward", d.input_shape, seed=99)
+    train_reference_net(resumed, d, epochs=3, batch_size=64, checkpoint_every=2,
+                        start=saved[2], seed=5)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
