@@ -1,0 +1,159 @@
+"""Input loaders: zoo preprocessing reproduced, ImageNet preprocessing checked
+against explicit arithmetic, bad images skipped and reported, one-line errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from deepglass.errors import DeepglassError
+from deepglass.inputs import IMAGENET_MEAN, IMAGENET_STD, load_inputs, preprocess_image
+
+Image = pytest.importorskip("PIL.Image")
+
+
+def test_digits_match_zoo_preprocessing():
+    from deepglass.zoo.small import load_digits_data
+
+    data = load_digits_data()
+    b = load_inputs("digits", (1, 8, 8))
+    assert b.x.shape == (1797, 1, 8, 8) and b.x.dtype == torch.float32
+    assert len(b.ids) == 1797 and b.skipped == []
+    # held-out images first, then training images, in the zoo's split order
+    assert torch.equal(b.x[:360], data.X_test) and torch.equal(b.x[360:], data.X_train)
+    assert torch.equal(b.labels[:360], data.y_test)
+    assert float(b.x.min()) == 0.0 and float(b.x.max()) == 1.0
+
+
+def test_subset_prefers_held_out_and_is_seeded():
+    a = load_inputs("digits", (1, 8, 8), n=50, seed=3)
+    b = load_inputs("digits", (1, 8, 8), n=50, seed=3)
+    c = load_inputs("digits", (1, 8, 8), n=50, seed=4)
+    assert a.ids == b.ids and torch.equal(a.x, b.x) and a.ids != c.ids
+    assert all(i.startswith("digits:test:") for i in a.ids) and len(set(a.ids)) == 50
+    big = load_inputs("digits", (1, 8, 8), n=400)
+    assert sum(i.startswith("digits:test:") for i in big.ids) == 360
+    flat = load_inputs("digits", (64,), n=4, seed=3)
+    assert torch.equal(flat.x, load_inputs("digits", (1, 8, 8), n=4, seed=3).x.reshape(4, 64))
+
+
+def test_mnist_shape_and_range():
+    b = load_inputs("mnist", (1, 28, 28), n=7)
+    assert b.x.shape == (7, 1, 28, 28) and b.labels.shape == (7,)
+    assert 0.0 <= float(b.x.min()) and float(b.x.max()) <= 1.0
+
+
+@pytest.mark.parametrize("spec,shape", [("digits", (3, 224, 224)), ("mnist", (1, 8, 8)),
+                                        ("skimage", (64,)), ("sklearn-images", (2, 32, 32))])
+def test_shape_the_source_cannot_serve(spec, shape):
+    with pytest.raises(DeepglassError) as e:
+        load_inputs(spec, shape)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_name_and_missing_path(tmp_path):
+    for spec in ("imagenet-please", str(tmp_path / "nothing_here")):
+        with pytest.raises(DeepglassError) as e:
+            load_inputs(spec, (3, 224, 224))
+        assert "\n" not in str(e.value) and "no such file" in str(e.value)
+    with pytest.raises(DeepglassError):
+        load_inputs("digits", (1, 8, 8), n=0)
+
+
+def test_preprocess_constant_colour_and_centre_crop():
+    # a constant image: every output pixel is (c/255 - mean) / std exactly
+    rgb = (200, 30, 90)
+    out = preprocess_image(Image.new("RGB", (400, 300), rgb), (3, 224, 224))
+    want = (np.array(rgb) / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    assert out.shape == (3, 224, 224)
+    np.testing.assert_allclose(out.mean((1, 2)), want, atol=1e-5)
+    np.testing.assert_allclose(out.std((1, 2)), 0.0, atol=1e-5)
+    # a 256x256 image needs no resize: the crop is the central 224x224 block
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, size=(256, 256, 3), dtype=np.uint8)
+    out = preprocess_image(Image.fromarray(a), (3, 224, 224), mean=(0, 0, 0), std=(1, 1, 1))
+    np.testing.assert_allclose(out, a[16:240, 16:240].transpose(2, 0, 1) / 255.0, atol=1e-6)
+    # the shorter side becomes 256 (then the crop), whatever the aspect ratio
+    tall = np.zeros((512, 256, 3), np.uint8)
+    tall[:256] = 255  # top half white: the central crop straddles the edge at row 128 of 256
+    out = preprocess_image(Image.fromarray(tall), (3, 224, 224), mean=(0, 0, 0), std=(1, 1, 1))
+    assert out[0, :100].min() == 1.0 and out[0, 125:].max() == 0.0
+
+
+def test_colour_conversions():
+    grey = Image.fromarray(np.full((300, 300), 77, np.uint8))
+    out = preprocess_image(grey, (3, 227, 227), mean=(0, 0, 0), std=(1, 1, 1))
+    np.testing.assert_allclose(out, 77 / 255.0, atol=1e-6)  # grey replicated
+    colour = Image.new("RGB", (300, 300), (255, 0, 0))
+    out = preprocess_image(colour, (1, 28, 28))  # 1-channel: luma, no normalization
+    np.testing.assert_allclose(out, round(0.299 * 255) / 255.0, atol=1e-6)
+    with pytest.raises(ValueError, match="mode F"):
+        preprocess_image(Image.new("F", (300, 300), 0.5), (3, 224, 224))
+
+
+def _imagenette(tmp_path):
+    root = tmp_path / "imgs"
+    (root / "n02_dog").mkdir(parents=True)
+    (root / "n01_fish").mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(root / "n01_fish" / "a.JPEG")
+    Image.fromarray(rng.integers(0, 256, (260, 260), dtype=np.uint8)).save(root / "n01_fish" / "grey.png")
+    Image.new("CMYK", (280, 300), (10, 200, 30, 0)).save(root / "n02_dog" / "cmyk.jpg")
+    (root / "n02_dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.new("F", (256, 256), 0.25).save(root / "n02_dog" / "float.tif")
+    (root / "n02_dog" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_image_folder_skips_bad_files(tmp_path):
+    root = _imagenette(tmp_path)
+    with pytest.warns(UserWarning, match="skipped 2"):
+        b = load_inputs(root, (3, 224, 224))
+    assert b.ids == ["n01_fish/a.JPEG", "n01_fish/grey.png", "n02_dog/cmyk.jpg"]
+    assert b.classes == ["n01_fish", "n02_dog"] and b.labels.tolist() == [0, 0, 1]
+    assert {s[0] for s in b.skipped} == {"n02_dog/broken.jpg", "n02_dog/float.tif"}
+    assert b.x.shape == (3, 3, 224, 224) and torch.isfinite(b.x).all()
+    # n=1 with a seed: a readable image is found even if a bad one is drawn first
+    for seed in range(4):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            one = load_inputs(root, (3, 224, 224), n=1, seed=seed)
+        assert len(one) == 1 and one.ids[0] in b.ids
+
+
+def test_flat_folder_has_no_labels(tmp_path):
+    Image.new("RGB", (300, 300), (1, 2, 3)).save(tmp_path / "x.png")
+    b = load_inputs(tmp_path, (3, 224, 224))
+    assert b.labels is None and b.classes is None and b.ids == ["x.png"]
+    with pytest.raises(DeepglassError, match="no readable image"), pytest.warns(UserWarning):
+        (tmp_path / "x.png").write_bytes(b"garbage")
+        load_inputs(tmp_path, (3, 224, 224))
+
+
+def test_tensor_files(tmp_path):
+    x = torch.randn(6, 1, 8, 8)
+    np.save(tmp_path / "x.npy", x.numpy())
+    torch.save({"x": x, "labels": torch.arange(6)}, tmp_path / "x.pt")
+    a = load_inputs(tmp_path / "x.npy", (1, 8, 8))
+    b = load_inputs(str(tmp_path / "x.pt"), (1, 8, 8), n=3, seed=1)
+    assert torch.equal(a.x, x) and a.labels is None and a.ids[2] == "x.npy:2"
+    assert len(b) == 3 and torch.equal(b.x, x[b.labels])
+    assert torch.equal(load_inputs(x[0], (1, 8, 8)).x, x[:1])  # one sample gains a batch dim
+    with pytest.raises(DeepglassError, match="does not match"):
+        load_inputs(tmp_path / "x.npy", (1, 28, 28))
+    (tmp_path / "bad.npy").write_bytes(b"nope")
+    with pytest.raises(DeepglassError, match="cannot read"):
+        load_inputs(tmp_path / "bad.npy", (1, 8, 8))
+
+
+def test_packaged_photographs():
+    pytest.importorskip("skimage")
+    s = load_inputs("skimage", (3, 224, 224), n=4, seed=0)
+    assert s.x.shape == (4, 3, 224, 224) and all(i.startswith("skimage:") for i in s.ids)
+    k = load_inputs("sklearn-images", (3, 227, 227))
+    assert k.ids == ["sklearn:china.jpg", "sklearn:flower.jpg"] and k.x.shape == (2, 3, 227, 227)
+    # normalized ImageNet statistics: natural photographs land around 0 with unit scale
+    assert abs(float(k.x.mean())) < 1.0 and 0.3 < float(k.x.std()) < 2.0
