@@ -1,0 +1,194 @@
+"""Mean field of a weighted net (SPEC §7): Curie-Weiss closed forms, matrix-free
+spectra against explicit eigensolvers, the fixed-point equation, linear response
+against finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.optimize
+import scipy.sparse
+import scipy.sparse.linalg as spla
+import torch
+import torch.nn as nn
+
+from deepglass.criticality import meanfield as mf
+from deepglass.errors import DeepglassError
+from deepglass.graph import SignedGraph
+
+
+def _ferro_random(n=40, seed=0, bias=1.0):
+    """Symmetric Gaussian couplings with a positive mean (a ferromagnet with disorder)."""
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((n, n))
+    return bias + (G + G.T) / np.sqrt(2)
+
+
+def _tiny_graph(dtype=torch.float64):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 3))
+    return SignedGraph.from_module(net, (1, 6, 6), dtype=dtype)
+
+
+# -- T_c --------------------------------------------------------------------------------
+@pytest.mark.parametrize("J", [0.5, 1.0, 2.7])
+def test_curie_weiss_critical_temperature(J):
+    W = mf.curie_weiss(80, J)
+    assert abs(mf.critical_temperature(W) - J) < 1e-6
+    assert abs(mf.critical_temperature(scipy.sparse.csr_matrix(W)) - J) < 1e-6
+    op = spla.aslinearoperator(W)
+    assert abs(mf.critical_temperature(op) - J) < 1e-6
+    assert abs(mf.critical_temperature(torch.tensor(W)) - J) < 1e-6
+    assert abs(mf.critical_temperature(mf.curie_weiss(5, J)) - J) < 1e-12   # dense path
+
+
+def test_matrix_free_lambda_max_on_signed_graph_equals_eigvalsh():
+    g = _tiny_graph(torch.float64)
+    As = g.to_scipy_sym().toarray()
+    ref = scipy.linalg.eigvalsh(As)[-1]
+    assert g.n_nodes > mf.DENSE_EIG_LIMIT            # Lanczos, not the dense fallback
+    C = mf.coupling_operator(g)
+    assert C.kind == "graph"
+    lam = mf.lambda_max(C)
+    assert abs(lam - ref) <= 1e-9 * abs(ref)
+    assert C.n_matvec > 0
+    assert abs(mf.critical_temperature(g) - ref / g.n_nodes) <= 1e-9 * abs(ref)
+    # the operator is As, column for column
+    np.testing.assert_allclose(C.explicit(), As, atol=1e-12)
+    # float32 graphs: ~10 eps relative accuracy
+    g32 = _tiny_graph(torch.float32)
+    ref32 = scipy.linalg.eigvalsh(g32.to_scipy_sym().toarray().astype(np.float64))[-1]
+    assert abs(mf.lambda_max(g32) - ref32) <= 1e-5 * abs(ref32)
+
+
+def test_bipartite_layer_block():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((17, 9))
+    B = mf.bipartite_coupling(w)
+    dense = np.block([[np.zeros((17, 17)), w], [w.T, np.zeros((9, 9))]])
+    np.testing.assert_allclose(B @ np.eye(26), dense, atol=1e-12)
+    lam = mf.lambda_max(B)
+    np.testing.assert_allclose(lam, scipy.linalg.eigvalsh(dense)[-1], rtol=1e-10)
+    np.testing.assert_allclose(lam, np.linalg.svd(w, compute_uv=False)[0], rtol=1e-10)
+    lin = nn.Linear(9, 4)
+    Bl = mf.layer_coupling(lin)
+    wt = lin.weight.detach().double().numpy().T
+    np.testing.assert_allclose(mf.lambda_max(Bl, method="dense"),
+                               np.linalg.svd(wt, compute_uv=False)[0], rtol=1e-10)
+    with pytest.raises(DeepglassError):
+        mf.layer_coupling(nn.Conv2d(1, 1, 3))
+    with pytest.raises(DeepglassError):
+        mf.bipartite_coupling(np.zeros(5))
+
+
+def test_dense_and_lanczos_agree_and_bad_couplings_are_refused():
+    W = _ferro_random(50, seed=3)
+    assert abs(mf.lambda_max(W, method="dense") - mf.lambda_max(W, method="lanczos")) < 1e-9
+    with pytest.raises(DeepglassError, match="symmetric"):
+        mf.coupling_operator(np.triu(W))
+    with pytest.raises(DeepglassError, match="square"):
+        mf.coupling_operator(np.ones((3, 4)))
+    with pytest.raises(DeepglassError, match="NaN"):
+        mf.coupling_operator(np.full((3, 3), np.nan))
+    with pytest.raises(DeepglassError, match="positive"):
+        mf.solve_mean_field(W, T=0.0)
+
+
+# -- the mean-field equations -----------------------------------------------------------
+def test_curie_weiss_magnetization_equals_scalar_equation():
+    J, n = 1.0, 30
+    W = mf.curie_weiss(n, J)
+    for T, h in [(0.5, 0.0), (0.9, 0.0), (0.8, 0.05), (1.3, 0.1), (1.3, 0.0)]:
+        sol = mf.solve_mean_field(W, T, h)
+        # m = tanh((J m + h)/T): the largest root (the stable, lowest-f one for h >= 0)
+        g = lambda m: m - np.tanh((J * m + h) / T)  # noqa: E731
+        ordered = T < J or h > 0
+        ref = scipy.optimize.brentq(g, 1e-9, 1.0) if ordered else 0.0
+        assert sol.converged
+        assert abs((sol.m if h > 0 else abs(sol.m)) - ref) < 1e-9
+        np.testing.assert_allclose(sol.V, sol.V[0], atol=1e-9)   # uniform state
+
+
+def test_fixed_point_satisfies_its_equation_and_free_energy():
+    W = _ferro_random(40, seed=2, bias=0.3)
+    n = W.shape[0]
+    Tc = mf.critical_temperature(W)
+    for T, h in [(0.6 * Tc, 0.0), (0.95 * Tc, 0.02), (1.5 * Tc, 0.1)]:
+        sol = mf.solve_mean_field(W, T, h)
+        resid = sol.V - np.tanh((W @ sol.V / n + h) / T)
+        assert sol.converged and np.max(np.abs(resid)) < 1e-10
+        assert abs(sol.residual - np.max(np.abs(resid))) < 1e-12
+        # free energy by its formula (SPEC §7)
+        u = (W @ sol.V / n + h) / T
+        f = sol.V @ W @ sol.V / (2 * n * n) - (T / n) * np.sum(np.log(np.cosh(u)))
+        assert abs(sol.f - f) < 1e-12
+        assert abs(mf.free_energy(W, sol.V, T, h) - f) < 1e-12
+        # the kept solution has the least free energy among converged candidates
+        c = sol.candidates[sol.candidates.converged]
+        assert sol.f <= c.f.min() + 1e-12
+        # stationarity: df/dV = (W/N^2)(V - tanh(u)) = 0 at the fixed point
+        eps = 1e-6
+        e = np.random.default_rng(0).standard_normal(n)
+        df = (mf.free_energy(W, sol.V + eps * e, T, h) - mf.free_energy(W, sol.V - eps * e, T, h)) / (2 * eps)
+        assert abs(df) < 1e-7
+    # below T_c at h = 0 the ordered state beats the paramagnet
+    sol = mf.solve_mean_field(W, 0.6 * Tc, 0.0)
+    assert sol.q > 0.1 and sol.f < mf.free_energy(W, np.zeros(n), 0.6 * Tc, 0.0)
+
+
+def test_susceptibility_equals_finite_difference():
+    W = _ferro_random(40, seed=5, bias=0.5)
+    Tc = mf.critical_temperature(W)
+    for T, h in [(0.7 * Tc, 0.05), (1.2 * Tc, 0.0), (1.05 * Tc, 0.01)]:
+        sol = mf.solve_mean_field(W, T, h)
+        chi = mf.susceptibility(W, sol)
+        dh = 1e-6
+        mp = mf.solve_mean_field(W, T, h + dh, starts=(), V0=sol.V).m
+        mm = mf.solve_mean_field(W, T, h - dh, starts=(), V0=sol.V).m
+        fd = (mp - mm) / (2 * dh)
+        assert chi > 0
+        assert abs(chi - fd) <= 1e-5 * abs(fd)
+
+
+def test_graph_couplings_solve_like_the_explicit_matrix():
+    g = _tiny_graph(torch.float64)
+    As = g.to_scipy_sym()
+    T = 0.5 * mf.critical_temperature(As)
+    a = mf.solve_mean_field(g, T, 0.01)
+    b = mf.solve_mean_field(As, T, 0.01)
+    assert a.converged and b.converged
+    assert abs(a.f - b.f) < 1e-10
+    np.testing.assert_allclose(a.V, b.V, atol=1e-8)
+    assert abs(mf.susceptibility(g, a) - mf.susceptibility(As, b)) < 1e-6 * abs(mf.susceptibility(As, b))
+
+
+# -- curves and exponents ---------------------------------------------------------------
+def test_curie_weiss_critical_exponents():
+    J = 1.5
+    W = mf.curie_weiss(60, J)
+    Tc = mf.critical_temperature(W)
+    T = mf.default_grid(Tc, n_t=10, t_min=1e-3, t_max=3e-2, n_broad=4)
+    curves = mf.mean_field_curves(W, T, fields=(0.0, 0.1))
+    assert curves.converged.all() and set(curves.h) == {0.0, 0.1}
+    ex = mf.critical_exponents(curves, Tc).set_index("exponent")
+    assert abs(ex.loc["beta", "value"] - 0.5) < 0.05 * 0.5
+    assert abs(ex.loc["beta_q", "value"] - 0.5) < 0.05 * 0.5
+    assert abs(-ex.loc["gamma", "slope"] - 1.0) < 0.05           # chi ~ |t|^-1 above T_c
+    assert abs(ex.loc["gamma_below", "value"] - 1.0) < 0.05
+    # above T_c, chi = 1 / (T - J) exactly (Curie-Weiss law)
+    above = curves[(curves.h == 0) & (curves["T"] > Tc)]
+    np.testing.assert_allclose(above.chi, 1.0 / (above["T"] - J), rtol=1e-8)
+    # below T_c, |m| grows as T falls; a field aligns it
+    below = curves[(curves.h == 0) & (curves["T"] < Tc)].sort_values("T")
+    assert np.all(np.diff(below.abs_m) < 0)
+    assert (curves[curves.h == 0.1].m > 0).all()
+
+
+def test_exponent_window_without_points_gives_nan():
+    curves = mf.mean_field_curves(mf.curie_weiss(20), [0.5, 1.5], with_chi=False)
+    ex = mf.critical_exponents(curves, 1.0)
+    assert ex["value"].isna().all() and (ex["n_points"] == 0).all()
+    with pytest.raises(DeepglassError):
+        mf.default_grid(-1.0)
