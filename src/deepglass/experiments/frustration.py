@@ -1,0 +1,613 @@
+"""Frustration of the real weights against null models (SPEC §3; paper 000, Fig. 2).
+
+The experiment: the frustration ``delta`` of a network's signed graph from
+``replicas`` start gauges, and the frustration of ``null_instances`` draws of
+each null model (N1, N2, N3-xavier, N3-he; :func:`deepglass.experiments.nulls.null_model`),
+each from ``starts_per_null`` start gauges.  The real sample is the energy of
+every real replica; a null sample is, per instance, the least energy over its
+starts (that instance's frustration).  Real vs each null: Welch's t-test
+(unequal variances, :func:`scipy.stats.ttest_ind`), as in the paper.
+
+Work is split into *units*: one per null instance (all its starts in one
+batch) and one per chunk of real replicas.  Every seed is derived from the run
+seed and the unit's identity (:func:`unit_seed`, a :class:`numpy.random.SeedSequence`
+spawn key), never from call order, so every executor
+(:mod:`deepglass.executors`) and every resumed run gives the same numbers.
+With a run directory (:class:`deepglass.store.RunDir`, kind ``"frustration"``)
+each unit is written as it finishes and finished units are skipped on re-run.
+
+Files of a frustration run (besides ``config.toml``)::
+
+    units/frustration/runs/<unit>.parquet     rows of one unit
+    arrays/frustration/runs/<unit>.npz        its best gauge
+    frustration_runs.parquet                  one row per (kind, instance, start)
+    frustration_stats.parquet                 mean, std, min, n, Welch t and p per kind
+    arrays/gauge_real.npz                     best real gauge: sigma, sigma_in, sigma_out, energy
+    figures/frustration.png                   histograms, real vs each null
+    report.md, summary.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import DeepglassError
+from ..graph import SignedGraph
+
+__all__ = ["frustration_vs_nulls", "NullComparison", "Unit", "parse_nulls", "plan_units",
+           "unit_seed", "run_unit", "frustration_config", "frustration_samples",
+           "frustration_stats", "frustration_verdict", "write_frustration_run",
+           "ALL_NULLS", "KIND", "UNIT_TABLE", "GAUGE_ARRAYS"]
+
+#: every null model, in the paper's order (see :mod:`deepglass.experiments.nulls`)
+ALL_NULLS = ("N1", "N2", "N3-xavier", "N3-he")
+#: the run kind in a run directory
+KIND = "frustration"
+#: the unit table (``units/frustration/runs/``)
+UNIT_TABLE = "runs"
+#: the best real gauge, read by the active-subnetwork and monotonicity runs
+GAUGE_ARRAYS = "gauge_real"
+#: solver methods usable in the experiment
+METHODS = ("descent", "anneal", "greedy", "exact")
+
+
+# ---------------------------------------------------------------------------------
+# units and seeds
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: ``kind`` ("real" or a null), its instance, its starts."""
+
+    kind: str
+    instance: int
+    starts: tuple[int, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}-{self.instance:05d}-{self.starts[0]:05d}"
+
+
+def unit_seed(seed: int, kind: str, instance: int, role: int = 0) -> int:
+    """A 63-bit seed for (``seed``, ``kind``, ``instance``, ``role``).
+
+    ``role`` 0 seeds a null model's weights, ``1 + s`` the start gauge ``s``.
+    A :class:`numpy.random.SeedSequence` with spawn key ``(crc32(kind),
+    instance, role)``: independent streams that depend on the unit's identity
+    only, not on which other units run or in what order.
+    """
+    ss = np.random.SeedSequence(int(seed), spawn_key=(zlib.crc32(kind.encode()), int(instance),
+                                                      int(role)))
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def parse_nulls(nulls: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Normalize null-model names: a comma list or a sequence; ``"N3"`` means
+    both ``N3-xavier`` and ``N3-he``; ``"all"`` means every null; duplicates dropped."""
+    if nulls is None:
+        return ()
+    items = nulls.split(",") if isinstance(nulls, str) else list(nulls)
+    out: list[str] = []
+    for raw in items:
+        name = str(raw).strip()
+        if not name or name.lower() == "none":
+            continue
+        lookup = {k.lower(): k for k in ALL_NULLS}
+        if name.lower() == "all":
+            names = list(ALL_NULLS)
+        elif name.lower() == "n3":
+            names = ["N3-xavier", "N3-he"]
+        elif name.lower() in lookup:
+            names = [lookup[name.lower()]]
+        else:
+            raise DeepglassError(f"unknown null model {name!r}; choose from N1, N2, N3 "
+                                 f"(= N3-xavier and N3-he), {', '.join(ALL_NULLS)}")
+        out.extend(n for n in names if n not in out)
+    return tuple(out)
+
+
+def plan_units(replicas: int, nulls: Sequence[str], null_instances: int, starts_per_null: int,
+               replicas_per_unit: int | None = None) -> list[Unit]:
+    """The units of an experiment: real replicas in chunks, then one unit per
+    null instance (all its starts)."""
+    rpu = int(replicas_per_unit or replicas)
+    units = [Unit("real", 0, tuple(range(a, min(a + rpu, replicas))))
+             for a in range(0, int(replicas), rpu)]
+    for kind in nulls:
+        units += [Unit(kind, i, tuple(range(int(starts_per_null))))
+                  for i in range(int(null_instances))]
+    return units
+
+
+# ---------------------------------------------------------------------------------
+# one unit
+@dataclass
+class _Context:
+    """What every unit shares (shipped once to remote workers)."""
+
+    graph: SignedGraph
+    model: torch.nn.Module | None
+    input_shape: tuple | None
+    batchnorm: str
+    method: str
+    init: str
+    seed: int
+    device: str
+    options: dict
+
+
+def _unit_graph(ctx: _Context, unit: Unit) -> SignedGraph:
+    if unit.kind == "real":
+        return ctx.graph
+    from .nulls import null_model
+
+    nseed = unit_seed(ctx.seed, unit.kind, unit.instance, 0)
+    if ctx.model is not None and unit.kind != "N2":
+        # N1 / N3 act on parameter tensors (SPEC §3): draw the module, then trace
+        # it like the real one (same batch-norm treatment)
+        null = null_model(ctx.model, unit.kind, seed=nseed, input_shape=ctx.input_shape)
+        return SignedGraph.from_module(null, ctx.input_shape, batchnorm=ctx.batchnorm)
+    # N2 acts on the edge weights of the signed graph
+    return null_model(ctx.graph, unit.kind, seed=nseed)
+
+
+def run_unit(ctx: _Context, unit: Unit) -> dict:
+    """Compute one unit: its graph (real or a null draw), its start gauges, the
+    solver.  Returns the unit's rows, its best gauge and its compute time."""
+    from ..solve import frustration, start_gauges
+
+    t0 = time.perf_counter()
+    graph = _unit_graph(ctx, unit)
+    build = time.perf_counter() - t0
+    seeds = [unit_seed(ctx.seed, unit.kind, unit.instance, 1 + s) for s in unit.starts]
+    s0 = np.concatenate([start_gauges(graph.n_nodes, 1, seed=sd, init=ctx.init) for sd in seeds])
+    res = frustration(graph, method=ctx.method, replicas=len(s0), init=s0, device=ctx.device,
+                      seed=unit_seed(ctx.seed, unit.kind, unit.instance, 1 + unit.starts[0]),
+                      **ctx.options)
+    m = len(res.energies)  # "exact" returns one optimum whatever the starts
+    sweeps = np.broadcast_to(np.asarray(res.sweeps), (m,)).astype(np.int64)
+    rows = pd.DataFrame({
+        "kind": unit.kind, "instance": np.int64(unit.instance),
+        "start": np.asarray(unit.starts[:m], dtype=np.int64),
+        "energy": res.energies.astype(np.float64), "local_min": res.local_min.astype(bool),
+        "sweeps": sweeps, "seconds": res.seconds / m, "build_seconds": build / m,
+        "start_seed": np.asarray(seeds[:m], dtype=np.uint64).astype(np.int64),
+        "unit": unit.id})
+    return {"rows": rows, "sigma": res.sigma, "sigma_in": res.sigma_in,
+            "sigma_out": res.sigma_out, "energy": float(res.frustration),
+            "compute_seconds": time.perf_counter() - t0}
+
+
+# ---------------------------------------------------------------------------------
+# statistics
+def _kind_order(kinds: Iterable[str]) -> list[str]:
+    order = ("real",) + ALL_NULLS
+    ks = set(kinds)
+    return [k for k in order if k in ks] + sorted(ks - set(order))
+
+
+def frustration_samples(runs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The compared samples: every real replica's energy; per null instance,
+    its frustration (least energy over its starts)."""
+    out = {}
+    for kind in _kind_order(runs["kind"].unique()):
+        sub = runs[runs["kind"] == kind]
+        if kind == "real":
+            out[kind] = sub.sort_values("start")["energy"].to_numpy(np.float64)
+        else:
+            out[kind] = sub.groupby("instance")["energy"].min().sort_index().to_numpy(np.float64)
+    return out
+
+
+def frustration_stats(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per kind: ``n``, ``mean``, ``std`` (ddof 1), ``min``, ``max`` of the
+    compared sample (:func:`frustration_samples`) and Welch's ``t`` and
+    two-sided ``p`` of real vs that kind (NaN for the real row, or where a
+    sample has fewer than 2 values).
+
+    References
+    ----------
+    B. L. Welch, "The generalization of Student's problem when several
+    different population variances are involved", Biometrika 34 (1947);
+    :func:`scipy.stats.ttest_ind` with ``equal_var=False``.
+    """
+    from scipy.stats import ttest_ind
+
+    samples = frustration_samples(runs)
+    real = samples.get("real")
+    rows = []
+    for kind, x in samples.items():
+        t = p = math.nan
+        if kind != "real" and real is not None and len(real) > 1 and len(x) > 1:
+            with warnings.catch_warnings():  # identical samples: nan, said in the table
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res = ttest_ind(real, x, equal_var=False)
+            t, p = float(res.statistic), float(res.pvalue)
+        rows.append({"kind": kind, "n": len(x), "mean": float(x.mean()),
+                     "std": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
+                     "min": float(x.min()), "max": float(x.max()), "t": t, "p": p})
+    return pd.DataFrame(rows, columns=["kind", "n", "mean", "std", "min", "max", "t", "p"])
+
+
+def frustration_verdict(stats: pd.DataFrame, alpha: float = 0.05) -> str:
+    """One sentence: is the real network below every null at level ``alpha``?"""
+    real = stats[stats["kind"] == "real"]
+    nulls = stats[stats["kind"] != "real"]
+    if real.empty:
+        return "No real-weight replicas were run."
+    r = real.iloc[0]
+    if nulls.empty:
+        return f"Only the real weights were run: frustration delta = {r['min']:.6f}."
+    below = (r["mean"] < nulls["mean"]) & (nulls["p"] < alpha)
+    names = ", ".join(nulls["kind"])
+    if bool(below.all()):
+        return (f"The real weights are less frustrated than every null model ({names}) "
+                f"at p < {alpha:g} (Welch's t-test): real mean {r['mean']:.4f} vs "
+                + ", ".join(f"{k} {m:.4f}" for k, m in zip(nulls["kind"], nulls["mean"])) + ".")
+    fails = nulls[~below.to_numpy()]
+    return ("The real weights are NOT below every null model at p < "
+            f"{alpha:g} (Welch's t-test): "
+            + "; ".join(f"{row.kind}: real mean {r['mean']:.4f} vs {row.mean:.4f}, p = {row.p:.3g}"
+                        for row in fails.itertuples()) + ".")
+
+
+# ---------------------------------------------------------------------------------
+# the experiment
+@dataclass
+class NullComparison:
+    """Result of :func:`frustration_vs_nulls`.
+
+    Attributes
+    ----------
+    runs : DataFrame
+        One row per (kind, instance, start): ``energy``, ``local_min``,
+        ``sweeps``, ``seconds`` (solver time per start), ``build_seconds``
+        (null draw and tracing per start), ``start_seed``, ``unit``.
+    stats : DataFrame
+        :func:`frustration_stats` of ``runs``.
+    gauge : dict
+        The best real gauge: ``sigma``, ``sigma_in``, ``sigma_out``, ``energy``.
+    verdict : str
+    config : dict
+        The run configuration (everything to reproduce it).
+    info : dict
+        ``units``, ``computed``, ``resumed`` and timings: ``compute_seconds``
+        (inside the units), ``store_seconds`` (writing units), ``wall_seconds``.
+    run : RunDir or None
+    """
+
+    runs: pd.DataFrame
+    stats: pd.DataFrame
+    gauge: dict
+    verdict: str
+    config: dict
+    info: dict = field(default_factory=dict)
+    run: Any = None
+
+    def summary(self) -> dict:
+        """Headline numbers: per kind the mean of the compared sample
+        (``frustration``), its ``min`` and ``std``; Welch ``t`` and ``p`` of
+        real vs each null; ``delta`` (best real energy); the verdict."""
+        s = self.stats.set_index("kind")
+        nulls = [k for k in s.index if k != "real"]
+        return {"frustration": {k: float(s.loc[k, "mean"]) for k in s.index},
+                "frustration_min": {k: float(s.loc[k, "min"]) for k in s.index},
+                "frustration_std": {k: float(s.loc[k, "std"]) for k in s.index},
+                "welch_t": {k: float(s.loc[k, "t"]) for k in nulls},
+                "welch_p": {k: float(s.loc[k, "p"]) for k in nulls},
+                "delta": float(self.gauge["energy"]),
+                "frustration_verdict": self.verdict}
+
+
+def _weights_digest(model: torch.nn.Module | None, graph: SignedGraph) -> str:
+    """sha256 (16 hex digits) of the weights: a resumed run must see the same net."""
+    h = hashlib.sha256()
+    if model is not None:
+        tensors = [(k, v) for k, v in model.state_dict().items()]
+    else:
+        tensors = [(f"{i}.{k}", v) for i, b in enumerate(graph.edge_blocks)
+                   for k, v in sorted(vars(b).items()) if isinstance(v, torch.Tensor)]
+    for k, v in tensors:
+        h.update(k.encode())
+        if isinstance(v, torch.Tensor):
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def frustration_config(*, model: str, input_shape, batchnorm: str, weights: str, nodes: int,
+                       edges: int, method: str, init: str, replicas: int,
+                       replicas_per_unit: int, nulls: Sequence[str], null_instances: int,
+                       starts_per_null: int, seed: int, device: str,
+                       options: dict) -> dict:
+    """The ``[runs.frustration]`` table of ``config.toml``: everything that
+    determines the numbers (a resumed run must match it exactly)."""
+    return {"model": model, "input_shape": list(input_shape) if input_shape else None,
+            "batchnorm": batchnorm, "weights_sha256": weights, "nodes": int(nodes),
+            "edges": int(edges), "method": method, "init": init, "replicas": int(replicas),
+            "replicas_per_unit": int(replicas_per_unit), "nulls": list(nulls),
+            "null_instances": int(null_instances), "starts_per_null": int(starts_per_null),
+            "seed": int(seed), "device": device, "options": dict(options)}
+
+
+def _prepare(model, input_shape, batchnorm):
+    if isinstance(model, SignedGraph):
+        return model, None, tuple(input_shape) if input_shape else None
+    if not isinstance(model, torch.nn.Module):
+        raise DeepglassError(f"expected an nn.Module or SignedGraph, got {type(model).__name__}")
+    shape = input_shape or getattr(model, "default_input_shape", None)
+    if shape is None:
+        raise DeepglassError("input_shape is needed to trace this model")
+    shape = tuple(int(s) for s in shape)
+    return SignedGraph.from_module(model, shape, batchnorm=batchnorm), model, shape
+
+
+def _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, nulls, method):
+    for name, v in (("replicas", replicas), ("null_instances", null_instances),
+                    ("starts_per_null", starts_per_null)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise DeepglassError(f"{name} must be an integer >= 1, got {v!r}")
+    if replicas_per_unit is not None and (not isinstance(replicas_per_unit, (int, np.integer))
+                                          or replicas_per_unit < 1):
+        raise DeepglassError(f"replicas_per_unit must be an integer >= 1, got {replicas_per_unit!r}")
+    if method not in METHODS:
+        raise DeepglassError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _open_run(run, config: dict, force: bool):
+    from ..store import RunDir
+
+    if run is None:
+        return None
+    if isinstance(run, RunDir):
+        if run.kind != KIND:
+            raise DeepglassError(f"run directory {run.path} was opened as kind {run.kind!r}, "
+                                 f"not {KIND!r}")
+        if run.config != _plain(config):
+            raise DeepglassError(f"run directory {run.path} was opened with another "
+                                 "frustration configuration than this call's")
+        return run
+    return RunDir(Path(run), config, kind=KIND, force=force)
+
+
+def _plain(config: dict) -> dict:
+    from ..store import _plain as plain
+
+    return plain(dict(config))
+
+
+def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
+                         starts_per_null: int = 2, nulls: str | Sequence[str] = ALL_NULLS,
+                         method: str = "descent", seed: int = 0, executor=None, run=None,
+                         progress: Callable[[int, int], None] | None = None, *,
+                         input_shape=None, batchnorm: str = "fold", init: str = "random",
+                         replicas_per_unit: int | None = None, device: str = "cpu",
+                         model_name: str | None = None, force: bool = False,
+                         alpha: float = 0.05, **options) -> NullComparison:
+    """Frustration of the real weights vs null models (SPEC §3; paper 000, Fig. 2).
+
+    Parameters
+    ----------
+    model : torch.nn.Module or SignedGraph
+        The network.  A module's N1/N3 draws act on its parameters and are
+        traced like it; N2 acts on the signed graph's edge weights.  A bare
+        graph gets every null from :func:`null_model` on the graph.
+    replicas : int
+        Start gauges of the real network (the paper: 80).
+    null_instances : int
+        Draws of each null model (the paper: 80).
+    starts_per_null : int
+        Start gauges per null draw (the paper: 2); the draw's frustration is
+        the least of their energies.
+    nulls : str or sequence of str
+        Null models: ``"N1"``, ``"N2"``, ``"N3"`` (both initializations),
+        ``"N3-xavier"``, ``"N3-he"``, or a comma list; empty for the real
+        network only.
+    method : {"descent", "anneal", "greedy", "exact"}
+        Solver (:func:`deepglass.frustration`); ``**options`` go to it.
+    seed : int
+        Run seed; each unit's seeds derive from it and the unit (:func:`unit_seed`).
+    executor : Executor, {"inprocess", "ray"} or None
+        Where units run (:mod:`deepglass.executors`); default in this process.
+        An executor passed in is left open; one made here is closed.
+    run : str, Path or RunDir, optional
+        Run directory: finished units are written as they finish and skipped
+        when the same call is repeated; at the end the tables, the best real
+        gauge, the figure, the report section and the summary are written
+        (:func:`write_frustration_run`).  A directory of another configuration
+        is refused unless ``force``.
+    progress : callable, optional
+        ``progress(done, total)`` over the units computed in this call (first
+        called with ``done=0``).
+    input_shape : sequence of int, optional
+        Input shape (default: the model's ``default_input_shape``).
+    batchnorm : {"fold", "ignore"}
+    init : {"random", "paper"}
+        Start gauges (see :func:`deepglass.solve.start_gauges`).
+    replicas_per_unit : int, optional
+        Real replicas per unit (default: all in one unit).  Smaller units
+        resume at a finer grain on large networks.
+    device : {"cpu", "cuda"}
+    model_name : str, optional
+        Recorded in the configuration (default: the class name).
+    alpha : float
+        Level of the one-sentence verdict.
+
+    Returns
+    -------
+    NullComparison
+
+    References
+    ----------
+    Paper 000, Results "Frustration" and Fig. 2; SPEC §3 (null models, protocol).
+
+    Examples
+    --------
+    >>> import torch.nn as nn
+    >>> net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    >>> res = frustration_vs_nulls(net, replicas=4, null_instances=3, nulls="N1,N2",
+    ...                            input_shape=(6,))                      # doctest: +SKIP
+    >>> list(res.stats["kind"])                                           # doctest: +SKIP
+    ['real', 'N1', 'N2']
+    """
+    from ..executors import Executor, get_executor
+
+    t_start = time.perf_counter()
+    nulls = parse_nulls(nulls)
+    _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, nulls, method)
+    if not 0 < alpha < 1:
+        raise DeepglassError(f"alpha must be in (0, 1), got {alpha}")
+    if init not in ("random", "paper"):
+        raise DeepglassError(f"init must be 'random' or 'paper', not {init!r}")
+    graph, module, shape = _prepare(model, input_shape, batchnorm)
+    if graph.n_edges == 0:
+        raise DeepglassError("the graph has no edges")
+    rpu = min(int(replicas_per_unit or replicas), int(replicas))
+    config = frustration_config(
+        model=model_name or graph.meta.get("model") or type(model).__name__,
+        input_shape=shape, batchnorm=batchnorm, weights=_weights_digest(module, graph),
+        nodes=graph.n_nodes, edges=graph.n_edges, method=method, init=init,
+        replicas=replicas, replicas_per_unit=rpu, nulls=nulls, null_instances=null_instances,
+        starts_per_null=starts_per_null, seed=seed, device=device, options=options)
+    rd = _open_run(run, config, force)
+    units = plan_units(replicas, nulls, null_instances, starts_per_null, rpu)
+    done = rd.finished_units(UNIT_TABLE) if rd is not None else set()
+    todo = [u for u in units if u.id not in done]
+    ctx = _Context(graph=graph, model=module, input_shape=shape, batchnorm=batchnorm,
+                   method=method, init=init, seed=int(seed), device=device, options=dict(options))
+    ex = get_executor(executor)
+    results: dict[str, dict] = {}
+    compute = store = 0.0
+    if progress:
+        progress(0, len(todo))
+    try:
+        for k, (unit, res) in enumerate(ex.map(run_unit, todo, shared=ctx), 1):
+            compute += res["compute_seconds"]
+            if rd is not None:
+                t0 = time.perf_counter()
+                rd.write_unit(UNIT_TABLE, unit.id, res["rows"], arrays=_gauge_arrays(res))
+                store += time.perf_counter() - t0
+            results[unit.id] = res
+            if progress:
+                progress(k, len(todo))
+    finally:
+        if not isinstance(executor, Executor):
+            ex.close()
+    t_units = time.perf_counter() - t_start
+    frames = []
+    for u in units:
+        if u.id in results:
+            frames.append(results[u.id]["rows"])
+        else:
+            frames.append(pd.read_parquet(rd.unit_path(UNIT_TABLE, u.id)))
+    runs = _tidy(pd.concat(frames, ignore_index=True), nulls)
+    stats = frustration_stats(runs)
+    gauge = _best_real_gauge(runs, results, rd)
+    out = NullComparison(runs=runs, stats=stats, gauge=gauge,
+                         verdict=frustration_verdict(stats, alpha), config=config, run=rd,
+                         info={"units": len(units), "computed": len(todo),
+                               "resumed": len(units) - len(todo), "nodes": graph.n_nodes,
+                               "edges": graph.n_edges, "compute_seconds": compute,
+                               "store_seconds": store, "units_wall_seconds": t_units})
+    if rd is not None:
+        write_frustration_run(rd, out)
+    out.info["wall_seconds"] = time.perf_counter() - t_start
+    return out
+
+
+def _gauge_arrays(res: dict) -> dict:
+    return {"sigma": res["sigma"], "sigma_in": res["sigma_in"], "sigma_out": res["sigma_out"],
+            "energy": np.float64(res["energy"])}
+
+
+def _tidy(runs: pd.DataFrame, nulls: Sequence[str]) -> pd.DataFrame:
+    """Stable row order (real, then the nulls as given; instance; start) and dtypes."""
+    order = {k: i for i, k in enumerate(("real",) + tuple(nulls))}
+    runs = runs.assign(_o=runs["kind"].map(order)).sort_values(["_o", "instance", "start"],
+                                                                kind="stable")
+    runs = runs.drop(columns="_o").reset_index(drop=True)
+    return runs.astype({"kind": object, "unit": object, "instance": np.int64, "start": np.int64,
+                        "energy": np.float64, "local_min": bool, "sweeps": np.int64,
+                        "seconds": np.float64, "build_seconds": np.float64,
+                        "start_seed": np.int64})
+
+
+def _best_real_gauge(runs: pd.DataFrame, results: dict, rd) -> dict:
+    real = runs[runs["kind"] == "real"]
+    uid = real.loc[real["energy"].idxmin(), "unit"]
+    if uid in results:
+        return _gauge_arrays(results[uid])
+    return rd.load_arrays(f"{KIND}/{UNIT_TABLE}/{uid}")
+
+
+# ---------------------------------------------------------------------------------
+# run directory: tables, gauge, figure, report, summary
+def _fmt(x: float, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if abs(x) != 0 and abs(x) < 10 ** -digits:
+        return f"{x:.2e}"
+    return f"{x:.{digits}f}"
+
+
+def stats_markdown(stats: pd.DataFrame) -> str:
+    """The statistics table in Markdown."""
+    lines = ["| kind | n | mean | std | min | max | Welch t | p |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in stats.itertuples():
+        p = "-" if math.isnan(r.p) else f"{r.p:.3g}"
+        t = "-" if math.isnan(r.t) else f"{r.t:.2f}"
+        lines.append(f"| {r.kind} | {r.n} | {_fmt(r.mean)} | {_fmt(r.std)} | {_fmt(r.min)} | "
+                     f"{_fmt(r.max)} | {t} | {p} |")
+    return "\n".join(lines)
+
+
+def write_frustration_run(run, result: NullComparison) -> None:
+    """Write the assembled tables, ``arrays/gauge_real.npz``,
+    ``figures/frustration.png``, the report section and the summary."""
+    from .figures import frustration_histograms
+
+    run.write_table("frustration_runs", result.runs)
+    run.write_table("frustration_stats", result.stats)
+    g = result.gauge
+    run.save_arrays(GAUGE_ARRAYS, sigma=np.asarray(g["sigma"], np.int8),
+                    sigma_in=np.asarray(g["sigma_in"], np.int8),
+                    sigma_out=np.asarray(g["sigma_out"], np.int8),
+                    energy=np.float64(g["energy"]))
+    fig = frustration_histograms(result.runs, result.stats, title=str(result.config["model"]))
+    run.save_figure(fig, "frustration.png")
+    c = result.config
+    nulls = ", ".join(c["nulls"]) or "none"
+    opts = ", ".join(f"{k}={v}" for k, v in c["options"].items())
+    text = [
+        "## Frustration vs null models",
+        "",
+        f"Network `{c['model']}` ({c['nodes']:,} nodes, {c['edges']:,} edges, batch norm "
+        f"{c['batchnorm']}); solver `{c['method']}`{f' ({opts})' if opts else ''}, "
+        f"{c['init']} start gauges, seed {c['seed']}. Real weights: {c['replicas']} replicas. "
+        f"Null models: {nulls}"
+        + (f", {c['null_instances']} instances x {c['starts_per_null']} starts each."
+           if c["nulls"] else "."),
+        "Real sample: the energy of every replica; null sample: per instance, the least "
+        "energy over its starts. Welch's t-test (unequal variances), two-sided.",
+        "",
+        stats_markdown(result.stats),
+        "",
+        f"Best real energy (delta): {result.gauge['energy']:.6f}; its gauge is in "
+        f"`arrays/{GAUGE_ARRAYS}.npz`. All replicas at local minima: "
+        f"{bool(result.runs['local_min'].all())}.",
+        "",
+        f"**Verdict.** {result.verdict}",
+        "",
+        "![frustration](figures/frustration.png)",
+    ]
+    run.write_report_section("\n".join(text))
+    run.update_summary(result.summary())
