@@ -330,7 +330,8 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
         return PowerLawVerdict("inconclusive", "no power-law fit converged for any x_min "
                                f"(tail of at least {min_tail} points)", **base)
     D, xmin, alpha, pl, n_tail = fit
-    sigma = float(getattr(pl, "sigma", math.nan))
+    # powerlaw >= 2 names the MLE's standard error ``standard_err`` (``sigma`` is deprecated)
+    sigma = float(pl.standard_err if hasattr(type(pl), "standard_err") else pl.sigma)
     decades = float(np.log10(xs[-1] / xmin))
     p = _gof_pvalue(xs, fit, discrete, n_boot, boot_max_samples, min_tail, n_xmin,
                     rng) if n_boot else math.nan

@@ -1,0 +1,123 @@
+"""Power-law verdicts (SPEC §7, Clauset-Shalizi-Newman through ``powerlaw``) on
+synthetic samples with known laws; fixed seeds, a few thousand samples each."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.special
+
+from deepglass.criticality.powerlaws import (ALTERNATIVES, PowerLawVerdict, plot_power_law,
+                                             power_law_verdict, sample_power_law, verdict_table)
+from deepglass.errors import DeepglassError
+
+N = 2500
+BOOT = 20
+
+
+def test_pareto_is_plausible_with_the_right_exponent():
+    rng = np.random.default_rng(0)
+    x = (rng.pareto(1.5, N) + 1.0) * 3.0          # alpha = 2.5 above x_min = 3
+    v = power_law_verdict(x, n_boot=BOOT)
+    assert v.verdict == "plausible", v.reason
+    assert abs(v.alpha - 2.5) < 0.1 and abs(v.alpha - 2.5) < 4 * v.sigma + 0.02
+    assert v.xmin >= 3.0 and v.xmin < 4.0
+    assert v.p_value >= 0.1 and not v.discrete and v.n == N
+    assert set(v.likelihood_ratios) == set(ALTERNATIVES)
+    assert v.R_exponential > 0                     # the power law beats the exponential
+
+
+def test_alpha_is_the_powerlaw_package_mle_at_the_chosen_xmin():
+    import powerlaw
+
+    x = np.random.default_rng(1).pareto(2.0, N) + 1.0
+    v = power_law_verdict(x, n_boot=0)
+    fit = powerlaw.Fit(x, xmin=v.xmin, verbose=False, parameter_ranges={"alpha": [1.0, 12.0]})
+    assert abs(fit.power_law.alpha - v.alpha) < 1e-9
+    # continuous MLE in closed form: 1 + n / sum ln(x / x_min)
+    tail = x[x >= v.xmin]
+    assert abs(v.alpha - (1 + tail.size / np.sum(np.log(tail / v.xmin)))) < 1e-9
+    assert np.isnan(v.p_value) and v.n_boot == 0
+
+
+@pytest.mark.parametrize("law", ["exponential", "lognormal", "geometric"])
+def test_non_power_laws_are_not_plausible(law):
+    rng = np.random.default_rng(2)
+    x = {"exponential": lambda: rng.exponential(1.0, N),
+         "lognormal": lambda: rng.lognormal(0.0, 1.0, N),
+         "geometric": lambda: rng.geometric(0.05, N).astype(float)}[law]()
+    v = power_law_verdict(x, n_boot=BOOT)
+    assert v.verdict in ("rejected", "inconclusive"), v.reason
+    assert v.reason
+
+
+def test_discrete_power_law():
+    rng = np.random.default_rng(3)
+    x = sample_power_law(rng, N, 2.2, 1, discrete=True)
+    assert np.all(x == np.round(x)) and x.min() >= 1
+    v = power_law_verdict(x, n_boot=BOOT)
+    assert v.discrete                             # detected from integer samples
+    assert v.verdict == "plausible", v.reason
+    assert abs(v.alpha - 2.2) < 0.1
+    with pytest.raises(DeepglassError, match="not integers"):
+        power_law_verdict(x + 0.5, discrete=True)
+
+
+def test_discrete_sampler_matches_the_zeta_law():
+    rng = np.random.default_rng(4)
+    alpha, xmin, n = 2.5, 2, 20000
+    x = sample_power_law(rng, n, alpha, xmin, discrete=True)
+    z = scipy.special.zeta(alpha, xmin)
+    for k in (2, 3, 4, 7):
+        p = k ** -alpha / z
+        got = np.mean(x == k)
+        assert abs(got - p) < 5 * np.sqrt(p * (1 - p) / n), k
+    # continuous sampler: P(X >= x) = (x / x_min)^(1 - alpha)
+    y = sample_power_law(rng, n, alpha, 1.5, discrete=False)
+    for q in (2.0, 5.0):
+        p = (q / 1.5) ** (1 - alpha)
+        assert abs(np.mean(y >= q) - p) < 5 * np.sqrt(p * (1 - p) / n)
+
+
+def test_too_few_samples_is_inconclusive_with_a_reason():
+    v = power_law_verdict(np.arange(1.0, 20.0))
+    assert v.verdict == "inconclusive" and "19 positive samples" in v.reason
+    v = power_law_verdict(np.r_[np.zeros(500), -np.ones(10), [np.nan]])
+    assert v.verdict == "inconclusive" and "0 positive samples (of 511)" in v.reason
+    v = power_law_verdict(np.full(200, 3.0))
+    assert v.verdict == "inconclusive" and "equal" in v.reason
+    v = power_law_verdict([])
+    assert v.verdict == "inconclusive"
+    with pytest.raises(DeepglassError):
+        power_law_verdict(np.ones(10), n_boot=-1)
+    with pytest.raises(DeepglassError):
+        power_law_verdict(np.ones(10), p_threshold=2.0)
+
+
+def test_short_tail_is_inconclusive():
+    # a power law over less than two decades says little
+    rng = np.random.default_rng(5)
+    x = (rng.pareto(1.5, N) + 1.0)
+    x = x[x < 30.0]
+    v = power_law_verdict(x, n_boot=0)
+    assert v.verdict in ("inconclusive", "rejected")
+    assert v.verdict == "rejected" or "decades" in v.reason or "cutoff" in v.reason
+
+
+def test_table_and_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(6)
+    x = rng.pareto(1.5, 500) + 1
+    v = power_law_verdict(x, n_boot=0)
+    t = verdict_table([({"observable": "w", "layer": "fc1"}, v),
+                       ({"observable": "w", "layer": "fc2"}, PowerLawVerdict("inconclusive", "r"))])
+    assert list(t.columns[:4]) == ["observable", "layer", "verdict", "reason"]
+    assert len(t) == 2
+    ax = plot_power_law(x, v, title="pareto")
+    assert len(ax.lines) >= 2                      # data and the fit
+    plot_power_law(np.ones(3), PowerLawVerdict("inconclusive", "r"))
+    plt.close("all")
