@@ -1,0 +1,241 @@
+"""Unshared (locally connected) convolution blocks: a convolution's edges, one
+weight per edge.
+
+The N2 null model (SPEC §3) reassigns the edge weights of every convolution at
+random over the same edge positions, so weight sharing is gone and a kernel no
+longer describes the layer.  :class:`UnsharedConvBlock` stores the per-edge
+weights in the layout of the unfolded convolution,
+
+    ``edge_weight[l, o, k]``,  shape ``(L, C_out, K)``,
+
+with ``l`` the output position (C order over the output's spatial shape), ``o``
+the output channel and ``k = c * prod(kernel) + t`` the input channel within
+the group and the kernel tap, exactly the rows of ``F.unfold``.  Slots whose
+input falls into the zero padding are not edges; they hold 0 and are never
+read as edges (the unfolded input is zero there).
+
+``A_b^T x`` is then one batched matrix product per output position,
+``y[:, o, l] = sum_k W[l, o, k] cols[l, k]``, and ``A_b y`` the transposed
+product followed by a fold (scatter-add of the patches): both cost one pass
+over the ``L * C_out * K`` stored weights, done in chunks of positions so that
+absolute values and dtype casts never copy the whole tensor.
+
+Storage and compute precision are separate: :meth:`UnsharedConvBlock.to` with a
+wider dtype (e.g. float64 for exact sums) keeps the stored weights and casts
+each chunk, so AlexNet's 0.6 B conv edges stay at 4 bytes each (2.6 GB).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .blocks import ConvBlock, EdgeBlock
+
+__all__ = ["UnsharedConvBlock"]
+
+#: stored weights per chunk of output positions (elements) in apply / adjoint
+CHUNK_ELEMENTS = 1 << 22
+
+
+class UnsharedConvBlock(EdgeBlock):
+    """The edges of a convolution with one independent weight per edge.
+
+    Parameters
+    ----------
+    conv : ConvBlock
+        Gives the geometry (shapes, kernel, stride, padding, dilation, groups)
+        and the graph wiring (sources, destination); its weights are not kept.
+    edge_weight : torch.Tensor
+        Shape ``(L, C_out, C_in/groups * prod(kernel))``, see the module
+        docstring.  Padding slots should be 0.
+    dtype : torch.dtype, optional
+        Compute dtype (default: that of ``edge_weight``).
+
+    Notes
+    -----
+    Any N-d convolution works: patches are strided views of the padded input
+    (``Tensor.unfold`` per spatial dimension), the adjoint adds each kernel
+    tap's slice back.  Memory: the stored weights plus the unfolded input
+    (``R * L * C_in * prod(kernel)`` values) per call.
+    """
+
+    kind = "unshared_conv"
+    sparse_advantage = 0.5   # per-edge gathers from a large tensor
+
+    def __init__(self, conv: ConvBlock, edge_weight: torch.Tensor,
+                 dtype: torch.dtype | None = None):
+        super().__init__(conv.in_shape, conv.out_shape, conv.module)
+        self.kernel = tuple(int(k) for k in conv.weight.shape[2:])
+        self.nd = conv.nd
+        self.stride, self.padding = conv.stride, conv.padding
+        self.dilation, self.groups = conv.dilation, conv.groups
+        self.c_out, self.c_in_g = int(conv.weight.shape[0]), int(conv.weight.shape[1])
+        shape = (self.n_positions, self.c_out, self.k_group)
+        if tuple(edge_weight.shape) != shape:
+            raise ValueError(f"edge_weight of {conv.module!r} must have shape {shape}, "
+                             f"got {tuple(edge_weight.shape)}")
+        self.edge_weight = edge_weight.detach()
+        self.dtype = dtype or edge_weight.dtype
+        self.src_index, self.src_range, self.dst = conv.src_index, conv.src_range, conv.dst
+        self.src_blocks = conv.src_blocks
+
+    # ---- geometry -----------------------------------------------------------------
+    @property
+    def n_positions(self) -> int:
+        return math.prod(self.out_shape[1:])
+
+    @property
+    def k_group(self) -> int:
+        """Stored weights per (position, output channel): ``C_in/groups * prod(kernel)``."""
+        return self.c_in_g * math.prod(self.kernel)
+
+    def geometry(self, weight: torch.Tensor | None = None) -> ConvBlock:
+        """A :class:`ConvBlock` with this block's geometry and wiring (and ``weight``,
+        by default a zero-stride placeholder that takes no memory)."""
+        if weight is None:
+            weight = torch.zeros((), device=self.edge_weight.device).expand(
+                (self.c_out, self.c_in_g) + self.kernel)
+        g = ConvBlock(weight, self.in_shape, self.out_shape, self.stride, self.padding,
+                      self.dilation, self.groups, self.module)
+        g.src_index, g.src_range, g.dst, g.src_blocks = (self.src_index, self.src_range,
+                                                         self.dst, self.src_blocks)
+        return g
+
+    def patches(self, x: torch.Tensor) -> torch.Tensor:
+        """Unfold ``x`` (R, C_in, *in_spatial) -> (L, C_in * prod(kernel), R), zero
+        where a tap falls into the padding."""
+        R = x.shape[0]
+        pads = []
+        for lo, hi in reversed(self.padding):
+            pads += [lo, hi]
+        if any(pads):
+            x = F.pad(x, pads)
+        for d, (k, s, dl) in enumerate(zip(self.kernel, self.stride, self.dilation)):
+            x = x.unfold(2 + d, dl * (k - 1) + 1, s)
+        if any(dl > 1 for dl in self.dilation):
+            x = x[(Ellipsis,) + tuple(slice(None, None, dl) for dl in self.dilation)]
+        nd = self.nd
+        # (R, C, O_1..O_nd, k_1..k_nd) -> (O_1..O_nd, C, k_1..k_nd, R)
+        perm = list(range(2, 2 + nd)) + [1] + list(range(2 + nd, 2 + 2 * nd)) + [0]
+        return x.permute(perm).reshape(self.n_positions, -1, R)
+
+    def fold(self, cols: torch.Tensor) -> torch.Tensor:
+        """Adjoint of :meth:`patches`: (L, C_in * prod(kernel), R) -> (R, C_in, *in_spatial)."""
+        R = cols.shape[-1]
+        C = self.in_shape[0]
+        sp_out = self.out_shape[1:]
+        padded = [L + lo + hi for L, (lo, hi) in zip(self.in_shape[1:], self.padding)]
+        x = cols.new_zeros((R, C, *padded))
+        c = cols.reshape(*sp_out, C, *self.kernel, R)
+        nd = self.nd
+        # (O.., C, k.., R) -> (k.., R, C, O..): one (R, C, O..) slab per tap
+        c = c.permute(list(range(nd + 1, 2 * nd + 1)) + [2 * nd + 1, nd] + list(range(nd)))
+        for tap in np.ndindex(*self.kernel):
+            sl = tuple(slice(t * dl, t * dl + (O - 1) * s + 1, s) for t, dl, O, s in
+                       zip(tap, self.dilation, sp_out, self.stride))
+            x[(slice(None), slice(None)) + sl] += c[tap]
+        crop = tuple(slice(lo, lo + L) for (lo, _), L in zip(self.padding, self.in_shape[1:]))
+        return x[(slice(None), slice(None)) + crop]
+
+    def valid_mask(self) -> torch.Tensor:
+        """Bool (L, K): which stored slots are edges (input in bounds); the same for
+        every output channel."""
+        ones = torch.ones((1, self.c_in_g) + self.in_shape[1:], device=self.edge_weight.device)
+        return self.patches(ones)[:, :, 0] != 0
+
+    def _chunks(self):
+        step = max(1, CHUNK_ELEMENTS // max(1, self.c_out * self.k_group))
+        for l0 in range(0, self.n_positions, step):
+            yield l0, min(self.n_positions, l0 + step)
+
+    def _weights(self, l0: int, l1: int, absolute: bool, dtype) -> torch.Tensor:
+        w = self.edge_weight[l0:l1]
+        if w.dtype != dtype:
+            w = w.to(dtype)
+        return w.abs() if absolute else w
+
+    # ---- EdgeBlock interface -----------------------------------------------------
+    def _apply(self, x, absolute):
+        R = x.shape[0]
+        cols = self.patches(x.to(self.dtype))                              # (L, G*K, R)
+        out = cols.new_empty((self.n_positions, self.c_out, R))
+        G, Kg, Og = self.groups, self.k_group, self.c_out // self.groups
+        for l0, l1 in self._chunks():
+            w = self._weights(l0, l1, absolute, cols.dtype)
+            for g in range(G):
+                out[l0:l1, g * Og:(g + 1) * Og] = torch.bmm(
+                    w[:, g * Og:(g + 1) * Og], cols[l0:l1, g * Kg:(g + 1) * Kg])
+        return out.permute(2, 1, 0).reshape((R,) + self.out_shape)
+
+    def _adjoint(self, y, absolute):
+        R = y.shape[0]
+        yl = y.to(self.dtype).reshape(R, self.c_out, -1).permute(2, 1, 0).contiguous()
+        G, Kg, Og = self.groups, self.k_group, self.c_out // self.groups
+        cols = yl.new_empty((self.n_positions, G * Kg, R))
+        for l0, l1 in self._chunks():
+            w = self._weights(l0, l1, absolute, yl.dtype)
+            for g in range(G):
+                cols[l0:l1, g * Kg:(g + 1) * Kg] = torch.bmm(
+                    w[:, g * Og:(g + 1) * Og].transpose(1, 2), yl[l0:l1, g * Og:(g + 1) * Og])
+        return self.fold(cols)
+
+    def n_edges(self):
+        return self.geometry().n_edges()
+
+    def n_params(self):
+        return self.n_edges()
+
+    def abs_sum(self) -> float:
+        """``sum |A_b|`` in float64, chunk by chunk (padding slots hold 0)."""
+        if self.in_scale is not None or self.out_scale is not None:
+            return super().abs_sum()
+        return float(sum(self.edge_weight[l0:l1].abs().sum(dtype=torch.float64)
+                         for l0, l1 in self._chunks()))
+
+    def supports_sparse(self):
+        return self.out_scale is None
+
+    def _sparse(self, idx, vals, transpose):
+        # ConvBlock's sparse column updates with the weight looked up per edge
+        view = self.geometry()
+        view.in_scale = self.in_scale
+        W, kk, dtype = self.edge_weight, math.prod(self.kernel), self.dtype
+        view._edge_weight = lambda co, cl, t, o_sp: W[o_sp, co, cl * kk + t].to(dtype)
+        return ConvBlock._sparse(view, idx, vals, transpose)
+
+    def _coo(self):
+        # ConvBlock's enumeration with slot ids as weights gives (co, c, tap) per edge
+        ids = torch.arange(self.c_out * self.k_group, dtype=torch.float64)
+        src, dst, w = self.geometry(ids.reshape((self.c_out, self.c_in_g) + self.kernel))._coo()
+        ids = w.astype(np.int64)
+        l = dst % self.n_positions
+        W = self.edge_weight.detach().double().cpu().numpy()
+        return src, dst, W[l, ids // self.k_group, ids % self.k_group]
+
+    def to(self, device=None, dtype=None) -> "UnsharedConvBlock":
+        """A copy on ``device`` computing in ``dtype``; the stored weights are cast
+        only to a narrower dtype (a wider one is applied chunk by chunk)."""
+        new = copy.copy(self)
+        store = None
+        if dtype is not None and (torch.finfo(dtype).bits < torch.finfo(self.edge_weight.dtype).bits):
+            store = dtype
+        new.edge_weight = self.edge_weight.to(device=device, dtype=store)
+        new.dtype = dtype or self.dtype
+        for name in ("in_scale", "out_scale"):
+            t = getattr(self, name)
+            if t is not None:
+                setattr(new, name, t.to(device=device, dtype=dtype))
+        if self.src_index is not None and device is not None:
+            new.src_index = self.src_index.to(device)
+        new.__dict__.pop("_csr_cache", None)
+        return new
+
+    def describe(self):
+        k = "x".join(str(s) for s in self.kernel)
+        g = f" g{self.groups}" if self.groups > 1 else ""
+        return f"unshared conv{self.nd}d {k}/s{self.stride[0]}{g}"
