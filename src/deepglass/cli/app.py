@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "graph",
     "frustration",
     "rap",
+    "monotonicity",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,104 @@
+"""``deepglass monotonicity``: the near-monotonicity test of SPEC §5 (paper 000,
+Figs. 3-5), in memory or as a resumable run directory."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .common import load_network, print_json, progress
+
+
+def _range(text: str) -> tuple[float, float]:
+    from ..errors import DeepglassError
+
+    try:
+        lo, hi = (float(t) for t in text.split(","))
+    except ValueError:
+        raise DeepglassError(f"--amplitude-range must look like LOW,HIGH, got {text!r}") from None
+    return lo, hi
+
+
+def print_gamma_table(gamma, title: str, console: Console | None = None) -> None:
+    """The per-model summary (gamma, mean rho, consistency, class kept) as a table."""
+    t = Table(title=title)
+    for c in ("model", "gamma", "median |2rho-1|", "mean rho", "increasing", "consistent inputs",
+              "class kept", "gauge frustration"):
+        t.add_column(c, justify="left" if c == "model" else "right")
+    for r in gamma.itertuples():
+        t.add_row(r.model, f"{r.gamma:.3f}", f"{r.gamma_median:.3f}", f"{r.rho_mean:.3f}",
+                  f"{r.increasing:.3f}", f"{r.consistent:.3f}", f"{r.class_kept:.3f}",
+                  "-" if r.frustration != r.frustration else f"{r.frustration:.4f}")
+    (console or Console()).print(t)
+
+
+def monotonicity_cmd(
+    model: str = typer.Argument(..., help="A zoo name or a model file (see `deepglass graph`)."),
+    inputs: str = typer.Option(..., "--inputs", help="digits, mnist, skimage, sklearn-images, "
+                               "a folder of images or a .npy/.npz/.pt tensor file."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of inputs (default: all)."),
+    amplitudes: int = typer.Option(100, "--amplitudes", help="Amplitudes per input."),
+    amplitude_range: str = typer.Option("1e-3,1", "--amplitude-range",
+                                        help="Geometric grid LOW,HIGH in units of each input's std."),
+    nulls: str = typer.Option("random-order,N3", "--nulls",
+                              help="Comma-separated: random-order, N3 (He), N3-xavier; '' for none."),
+    seed: int = typer.Option(0, "--seed", help="Seed of inputs subset, noise, nulls and gauges."),
+    replicas: int = typer.Option(80, "--replicas", help="Start gauges of each frustration run."),
+    alpha: float = typer.Option(0.05, "--alpha", help="gamma at level 1 - alpha."),
+    unit_size: int = typer.Option(100, "--unit-size", help="Inputs per resumable unit."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Forward batch size."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle"),
+    out: Optional[str] = typer.Option(None, "--out", help="Run directory (resumable); "
+                                      "its arrays/gauge_real.npz is reused when present."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Push inputs along the frustration gauge's partial order and measure how
+    consistently the outputs follow (rho, gamma), against null models."""
+    from ..experiments.monotonicity import (_check_nulls, monotonicity_experiment,
+                                            run_monotonicity)
+    from ..inputs import load_inputs
+
+    net, shape = load_network(model, input_shape, arch, trust_pickle)
+    null_list = _check_nulls(nulls)
+    batch = load_inputs(inputs, shape, n=n, seed=seed)
+    rng = _range(amplitude_range)
+    total = len(batch) * amplitudes * (1 + len(null_list))
+    opts = dict(nulls=null_list, amplitudes=amplitudes, amplitude_range=rng, seed=seed,
+                replicas=replicas, alpha=alpha, batch_size=batch_size, device=device)
+    with progress("trials", total, enabled=not as_json) as advance:
+        if out:
+            config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape),
+                      "ids_first": batch.ids[0], "ids_last": batch.ids[-1]}
+            exp = run_monotonicity(out, net, batch.x, batch.ids, unit_size=unit_size,
+                                   config=config, force=force, progress=advance, **opts)
+        else:
+            exp = monotonicity_experiment(net, batch, **opts)
+            advance(total)
+    if as_json:
+        print_json({"model": model, "inputs": inputs, "n_inputs": len(batch),
+                    "amplitudes": amplitudes, "alpha": alpha, "gamma": exp.gammas(),
+                    "table": [{k: None if isinstance(v, float) and v != v else v
+                               for k, v in row.items()}  # JSON has no NaN
+                              for row in exp.gamma.to_dict(orient="records")],
+                    "skipped": batch.skipped,
+                    "out": out, "seconds": exp.seconds})
+        return
+    print_gamma_table(exp.gamma, f"{model}: near-monotonicity, {len(batch)} inputs x "
+                                 f"{amplitudes} amplitudes ({exp.seconds:.1f} s)")
+    if batch.skipped:
+        Console(stderr=True).print(f"skipped {len(batch.skipped)} input(s): "
+                                   + "; ".join(f"{i} ({why})" for i, why in batch.skipped[:5]))
+    if out:
+        Console().print(f"run directory: {out} (report.md, figures/rho_hist.png, "
+                        "figures/rho_vs_amplitude.png, figures/gamma.png)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("monotonicity")(monotonicity_cmd)
