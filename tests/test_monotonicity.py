@@ -1,0 +1,223 @@
+"""Near-monotonicity (SPEC §5): monotone-by-construction nets give rho = 1 and
+gamma = 1, a random order gives rho near 1/2, gamma against brute force,
+seeds and batching, the resumable run and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import deepglass
+from deepglass.errors import DeepglassError
+from deepglass.experiments import monotonicity as mono
+from deepglass.experiments.monotonicity import (alignment_gamma, amplitude_grid,
+                                                monotonicity_experiment, near_monotonicity,
+                                                null_gauge, run_monotonicity)
+
+
+def _monotone_cnn(seed: int = 0, d_in=None, d_out=None) -> nn.Module:
+    """A CNN with S A S >= 0 for S = (d_in per input channel, +1 hidden, d_out):
+    non-negative weights and positive biases, then the first layer's input
+    channels and the last layer's outputs flipped by the gauge."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 5))
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.abs_().add_(0.01)
+                m.bias.fill_(0.05)
+        if d_in is not None:
+            net[0].weight.mul_(torch.as_tensor(d_in, dtype=torch.float32).view(1, -1, 1, 1))
+        if d_out is not None:
+            s = torch.as_tensor(d_out, dtype=torch.float32)
+            net[-1].weight.mul_(s.view(-1, 1))
+            net[-1].bias.mul_(s)
+    return net.eval()
+
+
+SHAPE = (3, 6, 6)
+
+
+def _inputs(d_in, B=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u = 1.0 + torch.rand((B, *SHAPE), generator=g)
+    return u * torch.as_tensor(d_in, dtype=torch.float32).view(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize("d_in,d_out", [((1, 1, 1), (1, 1, 1, 1, 1)),
+                                        ((1, -1, -1), (-1, 1, 1, -1, 1))])
+def test_monotone_net_rho_one_and_balanced(d_in, d_out):
+    net = _monotone_cnn(0, d_in, d_out)
+    sigma_in = np.repeat(np.asarray(d_in), 36)  # input nodes in C, H, W order
+    x = _inputs(d_in)
+    res = near_monotonicity(net, sigma_in, np.asarray(d_out), x, amplitudes=12)
+    assert (res.trials["rho"] == 1.0).all() and res.gamma == 1.0
+    assert res.inputs["consistent"].all() and (res.inputs["direction"] == 1).all()
+    assert (res.inputs["gamma"] == 1.0).all()
+    # the frustration solver finds the balanced gauge (delta = 0), up to a global
+    # flip; pushing along it moves every output along its sigma_out too
+    fr = deepglass.frustration(net, input_shape=SHAPE, replicas=4, seed=1)
+    assert fr.frustration == pytest.approx(0.0, abs=1e-7)
+    flip = int(fr.sigma_in[0]) * d_in[0]  # the connected balanced graph: ground states +-S
+    assert (fr.sigma_in == flip * sigma_in).all() and (fr.sigma_out == flip * np.asarray(d_out)).all()
+    res2 = near_monotonicity(net, fr.sigma_in, fr.sigma_out, x, amplitudes=12, seed=5)
+    assert (res2.trials["rho"] == 1.0).all() and res2.gamma == 1.0
+
+
+def test_random_order_on_monotone_net_is_near_half():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 64))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_()
+    x = torch.rand(10, 20)
+    assert near_monotonicity(net, np.ones(20), np.ones(64), x, amplitudes=5).gamma == 1.0
+    means = []
+    for s in range(16):
+        g = null_gauge(net, "random-order", input_shape=(20,), n_outputs=64, seed=s)
+        means.append(near_monotonicity(net, g.sigma_in, g.sigma_out, x, amplitudes=5,
+                                       seed=s).trials["rho"].mean())
+    # each order: rho ~ Binomial(64, 1/2)/64 over outputs (sd 0.0625); 16 orders: sd 0.016
+    assert abs(np.mean(means) - 0.5) < 0.08
+
+
+def test_orthant_direction_on_identity():
+    net = nn.Linear(4, 4, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.eye(4))
+    s = np.array([1, -1, -1, 1])
+    x = torch.randn(3, 4)
+    up = near_monotonicity(net, s, s, x, amplitudes=7)
+    down = near_monotonicity(net, s, -s, x, amplitudes=7)
+    assert (up.trials["rho"] == 1).all() and (up.trials["rho_down"] == 0).all()
+    assert (down.trials["rho"] == 0).all() and (down.trials["rho_down"] == 1).all()
+    assert up.gamma == down.gamma == 1.0
+    assert (down.inputs["direction"] == -1).all() and down.inputs["consistent"].all()
+
+
+def _brute_gamma(rho, alpha):
+    d = np.round(np.abs(2 * rho - 1), 12)
+    grid = np.unique(np.r_[np.linspace(0, 1, 2001), d])
+    ok = [g for g in grid if np.mean(d >= g) >= 1 - alpha - 1e-12]
+    return max(ok)
+
+
+@pytest.mark.parametrize("m", [3, 7, 10])
+def test_gamma_against_brute_force(m):
+    rng = np.random.default_rng(m)
+    for _ in range(25):
+        T = int(rng.integers(1, 60))
+        rho = rng.integers(0, m + 1, T) / m
+        for alpha in (0.0, 0.05, 0.3, 0.9):
+            g = alignment_gamma(rho, alpha)
+            assert g == pytest.approx(_brute_gamma(rho, alpha), abs=1e-12)
+            d = np.abs(2 * rho - 1)
+            assert np.mean(d >= g - 1e-12) >= 1 - alpha
+            assert np.mean(d > g + 1e-12) < 1 - alpha or g == pytest.approx(1.0)
+    assert alignment_gamma([1.0, 0.9, 0.1, 0.6], alpha=0.25) == pytest.approx(0.8)
+    with pytest.raises(DeepglassError):
+        alignment_gamma([0.5], alpha=1.0)
+
+
+def test_amplitude_grid():
+    x = torch.stack([torch.zeros(5), torch.tensor([0.0, 0, 0, 0, 5.0])])
+    a = amplitude_grid(x, 4, (1e-2, 1.0))
+    np.testing.assert_allclose(a[0], np.geomspace(1e-2, 1, 4))  # constant input: scale 1
+    np.testing.assert_allclose(a[1], 2.0 * np.geomspace(1e-2, 1, 4))  # std of (0,0,0,0,5) = 2
+    np.testing.assert_allclose(amplitude_grid(x, 3, (1, 2), "absolute")[1], [1, math.sqrt(2), 2])
+    np.testing.assert_allclose(amplitude_grid(x, [0.1, 0.2]), [[0.1, 0.2], [0.1, 0.2]])
+    with pytest.raises(DeepglassError):
+        amplitude_grid(x, 0)
+
+
+def _small_cnn():
+    from deepglass import zoo
+
+    return zoo.get("digits_cnn", seed=3)  # random init: no training in the tests
+
+
+def test_seeds_batching_and_units_are_reproducible():
+    net = _small_cnn().double()
+    x = torch.rand(9, 1, 8, 8)
+    g = null_gauge(net, "random-order", input_shape=(1, 8, 8), n_outputs=10, seed=2)
+    run = lambda **kw: near_monotonicity(net, g.sigma_in, g.sigma_out, x, amplitudes=6, **kw)
+    a, b = run(seed=4), run(seed=4, batch_size=5)
+    pd.testing.assert_frame_equal(a.trials, b.trials)
+    assert not a.trials["rho"].equals(run(seed=5).trials["rho"])
+    halves = [near_monotonicity(net, g.sigma_in, g.sigma_out, x[lo:hi], amplitudes=6, seed=4,
+                                first_index=lo) for lo, hi in ((0, 4), (4, 9))]
+    joined = pd.concat([h.trials for h in halves], ignore_index=True)
+    pd.testing.assert_frame_equal(joined.drop(columns="input_id"),
+                                  a.trials.drop(columns="input_id"))
+    with pytest.raises(DeepglassError, match="sigma_in"):
+        near_monotonicity(net, g.sigma_in[:5], g.sigma_out, x)
+    with pytest.raises(DeepglassError, match="sigma_out"):
+        near_monotonicity(net, g.sigma_in, g.sigma_out[:3], x)
+
+
+def test_experiment_has_every_null():
+    net = _small_cnn()
+    x = torch.rand(4, 1, 8, 8)
+    e = monotonicity_experiment(net, x, nulls="random-order,N3", amplitudes=3, replicas=2)
+    assert list(e.gamma["model"]) == ["real", "random-order", "N3"]
+    assert len(e.trials) == 3 * 4 * 3 and set(e.inputs["model"]) == set(e.gamma["model"])
+    assert 0 <= e.gamma["frustration"].iloc[0] <= 0.5
+    with pytest.raises(DeepglassError, match="unknown null"):
+        monotonicity_experiment(net, x, nulls=("N9",))
+
+
+def test_run_resumes_and_reuses_the_runs_gauge(tmp_path, monkeypatch):
+    net = _small_cnn()
+    x = torch.rand(7, 1, 8, 8)
+    fr = deepglass.frustration(net, replicas=2, seed=9)
+    from deepglass.store import RunDir
+
+    run = RunDir(tmp_path / "run", {"seed": 0}, kind="frustration")
+    run.save_arrays("gauge_real", sigma=fr.sigma, sigma_in=fr.sigma_in, sigma_out=fr.sigma_out,
+                    energy=np.float64(fr.frustration))
+    kw = dict(amplitudes=4, replicas=2, unit_size=3, seed=1)
+    e = run_monotonicity(tmp_path / "run", net, x, **kw)
+    real = near_monotonicity(net, fr.sigma_in, fr.sigma_out, x, amplitudes=4, seed=1)
+    pd.testing.assert_frame_equal(e.trials[e.trials["model"] == "real"].reset_index(drop=True),
+                                  real.trials)
+    assert e.gamma.set_index("model").loc["real", "frustration"] == pytest.approx(fr.frustration)
+    d = tmp_path / "run"
+    assert len(list((d / "units" / "monotonicity" / "trials").glob("*.parquet"))) == 3 * 3
+    for f in ("monotonicity_trials", "monotonicity_inputs", "monotonicity_gamma"):
+        assert (d / f"{f}.parquet").exists()
+    for f in ("rho_hist.png", "rho_vs_amplitude.png", "gamma.png"):
+        assert (d / "figures" / f).stat().st_size > 1000
+    summary = json.loads((d / "summary.json").read_text())
+    assert set(summary["monotonicity"]["gamma"]) == {"real", "random-order", "N3"}
+    assert "Near-monotonicity" in (d / "report.md").read_text()
+    # resume: nothing is recomputed (no perturbation test, no null gauge)
+    monkeypatch.setattr(mono, "near_monotonicity", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(mono, "_frustration_gauge", lambda *a, **k: pytest.fail("recomputed"))
+    e2 = run_monotonicity(d, net, x, **kw)
+    pd.testing.assert_frame_equal(e2.trials, e.trials)
+    with pytest.raises(DeepglassError, match="differs"):
+        run_monotonicity(d, net, x, **{**kw, "amplitudes": 5})
+
+
+def test_cli_json(capsys):
+    from deepglass.cli.app import main
+
+    try:
+        main(["monotonicity", "digits_cnn", "--inputs", "digits", "--n", "6", "--amplitudes",
+              "4", "--replicas", "2", "--nulls", "random-order", "--json"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["n_inputs"] == 6 and set(d["gamma"]) == {"real", "random-order"}
+    assert all(0.0 <= g <= 1.0 for g in d["gamma"].values())
+    assert d["table"][0]["trials"] == 24
+    with pytest.raises(SystemExit) as exc:
+        main(["monotonicity", "digits_cnn", "--inputs", "/no/such/folder"])
+    assert exc.value.code == 2 and "error: inputs" in capsys.readouterr().err
