@@ -105,8 +105,8 @@ def test_orthant_direction_on_identity():
 def _brute_gamma(rho, alpha):
     d = np.round(np.abs(2 * rho - 1), 12)
     grid = np.unique(np.r_[np.linspace(0, 1, 2001), d])
-    ok = [g for g in grid if np.mean(d >= g) >= 1 - alpha - 1e-12]
-    return max(ok)
+    ok = (d[None, :] >= grid[:, None]).mean(1) >= 1 - alpha - 1e-12
+    return grid[ok].max()
 
 
 @pytest.mark.parametrize("m", [3, 7, 10])
@@ -124,6 +124,25 @@ def test_gamma_against_brute_force(m):
     assert alignment_gamma([1.0, 0.9, 0.1, 0.6], alpha=0.25) == pytest.approx(0.8)
     with pytest.raises(DeepglassError):
         alignment_gamma([0.5], alpha=1.0)
+
+
+def test_per_input_table_against_a_loop():
+    rng = np.random.default_rng(0)
+    n = 300
+    trials = pd.DataFrame({"model": rng.choice(["real", "N3"], n), "input": rng.integers(0, 9, n),
+                           "rho": rng.integers(0, 11, n) / 10, "predicted": 1,
+                           "class_kept": rng.random(n) < 0.8})
+    trials["input_id"] = trials["input"].astype(str)
+    trials["direction"] = np.sign(np.round(2 * trials["rho"] - 1, 12)).astype(np.int8)
+    for alpha in (0.05, 0.5):
+        table = mono.per_input_table(trials, alpha).set_index(["model", "input"])
+        for (kind, i), t in trials.groupby(["model", "input"]):
+            row = table.loc[(kind, i)]
+            d = t["direction"].to_numpy()
+            assert row["gamma"] == pytest.approx(alignment_gamma(t["rho"], alpha))
+            assert row["consistent"] == (d[0] != 0 and (d == d[0]).all())
+            assert row["direction"] == np.sign(d.sum()) and row["trials"] == len(t)
+            assert row["class_kept"] == pytest.approx(t["class_kept"].mean())
 
 
 def test_amplitude_grid():
