@@ -27,6 +27,9 @@ COMMAND_MODULES = [
     "frustration",
     "rap",
     "monotonicity",
+    "active",
+    "demo",
+    "criticality",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,14 +1,18 @@
-"""``deepglass frustration``: the frustration of a network (SPEC §2)."""
+"""``deepglass frustration``: the frustration of a network (SPEC §2), and with
+``--nulls`` / ``--out`` the experiment real weights vs null models (SPEC §3)
+in a resumable run directory."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import load_graph, print_json, progress
+from ..errors import DeepglassError
+from .common import load_graph, load_network, print_json, progress
 
 
 def frustration_cmd(
@@ -25,10 +29,36 @@ def frustration_cmd(
     trust_pickle: bool = typer.Option(False, "--trust-pickle"),
     save: Optional[str] = typer.Option(None, "--save", help="Write the result (PATH.npz + PATH.json)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    nulls: Optional[str] = typer.Option(
+        None, "--nulls", help="Compare with null models: N1,N2,N3 (N3 = N3-xavier and N3-he), "
+                              "the explicit names, or all."),
+    null_instances: int = typer.Option(80, "--null-instances", help="Draws of each null model."),
+    starts_per_null: int = typer.Option(2, "--starts-per-null", help="Start gauges per draw."),
+    replicas_per_unit: Optional[int] = typer.Option(
+        None, "--replicas-per-unit", help="Real replicas per stored unit (default: all)."),
+    out: Optional[str] = typer.Option(
+        None, "--out", help="Run directory (written as units finish; re-run to resume)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
+    executor: str = typer.Option("inprocess", "--executor", help="inprocess or ray."),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray cluster address (default: a local Ray on loopback)."),
 ):
-    """Compute the frustration of a network's signed graph."""
+    """Compute the frustration of a network's signed graph; with --nulls or
+    --out, compare it with null models in a run directory."""
     import deepglass
 
+    if nulls is not None or out is not None:
+        if save:
+            raise DeepglassError("--save is for a single computation; with --nulls/--out the "
+                                 "results go to the run directory (--out)")
+        return experiment(model, nulls=nulls or "", replicas=replicas,
+                          null_instances=null_instances, starts_per_null=starts_per_null,
+                          replicas_per_unit=replicas_per_unit, method=method, seed=seed,
+                          init=init, device=device, input_shape=input_shape,
+                          batchnorm=batchnorm, arch=arch, trust_pickle=trust_pickle, out=out,
+                          force=force, executor=executor, address=address, as_json=as_json)
+    if executor != "inprocess" or address:
+        raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
     _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu")
     with progress(f"{method} sweeps", None, enabled=not as_json) as advance:
         res = deepglass.frustration(g, method=method, replicas=replicas, seed=seed, init=init,
@@ -49,6 +79,68 @@ def frustration_cmd(
     for k, v in res.info.items():
         t.add_row(k, str(v))
     Console().print(t)
+
+
+def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
+               starts_per_null: int, replicas_per_unit: int | None, method: str, seed: int,
+               init: str, device: str, input_shape: str | None, batchnorm: str,
+               arch: str | None, trust_pickle: bool, out: str | None, force: bool,
+               executor: str, address: str | None, as_json: bool):
+    """Real weights vs null models; prints the statistics and the verdict."""
+    from ..executors import get_executor
+    from ..experiments.frustration import frustration_vs_nulls, stats_records
+
+    net, shape = load_network(model, input_shape, arch, trust_pickle)
+    ex = get_executor(executor, address)
+    with ExitStack() as stack:
+        stack.callback(ex.close)
+        res = frustration_vs_nulls(
+            net, replicas=replicas, null_instances=null_instances,
+            starts_per_null=starts_per_null, nulls=nulls, method=method, seed=seed,
+            executor=ex, run=out, force=force, input_shape=shape, batchnorm=batchnorm,
+            init=init, replicas_per_unit=replicas_per_unit, device=device, model_name=model,
+            progress=unit_progress(stack, "units", enabled=not as_json))
+    if as_json:
+        print_json({"model": model, "nodes": res.info["nodes"], "edges": res.info["edges"],
+                    "out": out, "resumed_units": res.info["resumed"],
+                    "stats": stats_records(res.stats), **res.summary()})
+        return
+    print_stats(res, model, out)
+
+
+def unit_progress(stack: ExitStack, description: str, enabled: bool = True):
+    """A ``progress(done, total)`` callback that opens a progress bar (units
+    done, ETA) on its first call, when the total is known; ``stack`` closes it."""
+    state: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if "advance" not in state:
+            state["advance"] = stack.enter_context(progress(description, total, enabled))
+            state["done"] = 0
+        if done > state["done"]:
+            state["advance"](done - state["done"])
+            state["done"] = done
+
+    return update
+
+
+def print_stats(res, model: str, out: str | None) -> None:
+    """The statistics table and the verdict of a frustration experiment."""
+    c = res.config
+    t = Table(title=f"{model}: frustration, real ({c['replicas']} replicas) vs null models "
+                    f"({c['null_instances']} x {c['starts_per_null']} starts); {c['method']}")
+    for col in ("kind", "n", "mean", "std", "min", "Welch t", "p"):
+        t.add_column(col, justify="left" if col == "kind" else "right")
+    for r in res.stats.itertuples():
+        t.add_row(r.kind, str(r.n), f"{r.mean:.6f}", "-" if r.std != r.std else f"{r.std:.6f}",
+                  f"{r.min:.6f}", "-" if r.t != r.t else f"{r.t:.2f}",
+                  "-" if r.p != r.p else f"{r.p:.3g}")
+    con = Console()
+    con.print(t)
+    con.print(res.verdict)
+    if out:
+        extra = f" ({res.info['resumed']} units resumed)" if res.info["resumed"] else ""
+        con.print(f"run directory: {out}{extra}; report: {out}/report.md")
 
 
 def register(app: typer.Typer) -> None:

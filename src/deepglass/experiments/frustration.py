@@ -299,13 +299,26 @@ class NullComparison:
         real vs each null; ``delta`` (best real energy); the verdict."""
         s = self.stats.set_index("kind")
         nulls = [k for k in s.index if k != "real"]
-        return {"frustration": {k: float(s.loc[k, "mean"]) for k in s.index},
-                "frustration_min": {k: float(s.loc[k, "min"]) for k in s.index},
-                "frustration_std": {k: float(s.loc[k, "std"]) for k in s.index},
-                "welch_t": {k: float(s.loc[k, "t"]) for k in nulls},
-                "welch_p": {k: float(s.loc[k, "p"]) for k in nulls},
+
+        def col(name, kinds):  # NaN (a sample of one) -> None: valid JSON
+            return {k: _finite(s.loc[k, name]) for k in kinds}
+
+        return {"frustration": col("mean", s.index), "frustration_min": col("min", s.index),
+                "frustration_std": col("std", s.index), "welch_t": col("t", nulls),
+                "welch_p": col("p", nulls),
                 "delta": float(self.gauge["energy"]),
                 "frustration_verdict": self.verdict}
+
+
+def _finite(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def stats_records(stats: pd.DataFrame) -> list[dict]:
+    """The statistics table as JSON-friendly records (NaN -> None)."""
+    return [{k: (_finite(v) if isinstance(v, float) else v) for k, v in r.items()}
+            for r in stats.to_dict(orient="records")]
 
 
 def _weights_digest(model: torch.nn.Module | None, graph: SignedGraph) -> str:
@@ -534,7 +547,7 @@ def _tidy(runs: pd.DataFrame, nulls: Sequence[str]) -> pd.DataFrame:
     runs = runs.assign(_o=runs["kind"].map(order)).sort_values(["_o", "instance", "start"],
                                                                 kind="stable")
     runs = runs.drop(columns="_o").reset_index(drop=True)
-    return runs.astype({"kind": object, "unit": object, "instance": np.int64, "start": np.int64,
+    return runs.astype({"kind": str, "unit": str, "instance": np.int64, "start": np.int64,
                         "energy": np.float64, "local_min": bool, "sweeps": np.int64,
                         "seconds": np.float64, "build_seconds": np.float64,
                         "start_seed": np.int64})

@@ -1,0 +1,109 @@
+"""``deepglass demo``: the paper's experiments on the digits CNN, in one run directory.
+
+The demo trains (or loads from the cache) ``digits_cnn`` and runs each step of
+:data:`DEMO_STEPS` into the same run directory (default ``runs/demo``); every
+step is a resumable run kind of its own, so re-running the demo resumes it.
+Each step prints its headline numbers, whatever they turn out to be.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Callable
+
+import typer
+from rich.console import Console
+
+from .common import print_json
+
+#: the demo network and the frustration protocol (modest counts: about a minute
+#: on two CPU cores; the paper's protocol is 80 replicas, 80 draws x 2 starts)
+DEMO_MODEL = "digits_cnn"
+DEMO_FRUSTRATION = {"replicas": 32, "null_instances": 16, "starts_per_null": 2,
+                    "nulls": ("N1", "N2", "N3-xavier", "N3-he"), "seed": 0}
+
+
+@dataclass
+class DemoContext:
+    """What the steps share: the run directory, the network, the output switches."""
+
+    out: str
+    force: bool
+    model_name: str
+    model: object
+    input_shape: tuple
+    as_json: bool
+    console: Console
+    results: dict = field(default_factory=dict)
+
+
+@dataclass
+class DemoStep:
+    """One step: ``run(ctx)`` writes its run kind into ``ctx.out`` and returns
+    its headline numbers (JSON-friendly), also kept in ``ctx.results[name]``."""
+
+    name: str
+    title: str
+    run: Callable[[DemoContext], dict]
+
+
+def frustration_step(ctx: DemoContext) -> dict:
+    """Frustration of the real weights vs every null model (paper 000, Fig. 2)."""
+    from ..experiments.frustration import frustration_vs_nulls
+    from .frustration import print_stats, unit_progress
+
+    with ExitStack() as bar:  # closed before the table is printed
+        res = frustration_vs_nulls(ctx.model, input_shape=ctx.input_shape, run=ctx.out,
+                                   force=ctx.force, model_name=ctx.model_name,
+                                   progress=unit_progress(bar, "frustration units",
+                                                          enabled=not ctx.as_json),
+                                   **DEMO_FRUSTRATION)
+    if not ctx.as_json:
+        print_stats(res, ctx.model_name, None)
+    return res.summary()
+
+
+#: the demo, in order.  Steps still to come here: the active subnetworks of
+#: single inputs (run kind "active", SPEC §4) and the near-monotonicity test
+#: with the gauge the frustration step stored in ``arrays/gauge_real.npz``
+#: (run kind "monotonicity", SPEC §5): append a DemoStep for each.
+DEMO_STEPS: list[DemoStep] = [
+    DemoStep("frustration", "frustration vs null models", frustration_step),
+]
+
+
+def demo_cmd(
+    out: str = typer.Option("runs/demo", "--out", help="Run directory."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
+):
+    """Train (or load) the digits CNN and run the paper's experiments on it into
+    one run directory with a report (a minute or two on a laptop CPU)."""
+    from ..zoo import load_model
+
+    con = Console(stderr=as_json)
+    t0 = time.perf_counter()
+    con.print(f"[bold]deepglass demo[/bold]: {DEMO_MODEL} -> {out}")
+    model = load_model(DEMO_MODEL, pretrained=True)
+    info = getattr(model, "training_info", {}) or {}
+    if "test_accuracy" in info:
+        con.print(f"{DEMO_MODEL}: test accuracy {info['test_accuracy']:.3f}"
+                  f"{' (cached)' if info.get('cached') else ' (trained now)'}")
+    ctx = DemoContext(out=out, force=force, model_name=DEMO_MODEL, model=model,
+                      input_shape=tuple(model.default_input_shape), as_json=as_json,
+                      console=con)
+    for i, step in enumerate(DEMO_STEPS, 1):
+        con.print(f"\n[bold]step {i}/{len(DEMO_STEPS)}[/bold]: {step.title}")
+        ctx.results[step.name] = step.run(ctx)
+    seconds = time.perf_counter() - t0
+    if as_json:
+        print_json({"out": out, "model": DEMO_MODEL, "seconds": seconds, **ctx.results})
+        return
+    con.print(f"\nrun directory: {out} (report: {out}/report.md, "
+              f"figures in {out}/figures/); {seconds:.0f} s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_cmd)

@@ -1,0 +1,56 @@
+"""Executors: the in-process default, name lookup, and Ray == in-process."""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from deepglass.errors import DeepglassError
+from deepglass.executors import InProcessExecutor, RayExecutor, get_executor
+from deepglass.experiments.frustration import frustration_vs_nulls
+
+
+def _square_plus(shared, unit):
+    return unit * unit + shared
+
+
+def test_in_process_map_and_lookup():
+    ex = get_executor()
+    assert isinstance(ex, InProcessExecutor) and get_executor(ex) is ex
+    assert list(ex.map(_square_plus, [1, 2, 3], shared=10)) == [(1, 11), (2, 14), (3, 19)]
+    assert list(ex.map(_square_plus, [], shared=0)) == []
+    with pytest.raises(DeepglassError, match="unknown executor 'spark'"):
+        get_executor("spark")
+    with pytest.raises(DeepglassError, match="ray executor only"):
+        get_executor("inprocess", address="127.0.0.1:6379")
+
+
+def test_ray_gives_the_same_numbers_as_in_process(tmp_path):
+    ray = pytest.importorskip("ray")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(27, 4)).eval()
+    kw = dict(replicas=4, replicas_per_unit=2, null_instances=2, starts_per_null=2,
+              nulls="N1,N2,N3-he", seed=3, input_shape=(1, 6, 6))
+    local = frustration_vs_nulls(net, **kw)
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False)
+    try:
+        ex = RayExecutor()
+        # the generic map: every unit comes back once, with its own result (the
+        # function must be importable on the workers: not one of this test file)
+        assert sorted(ex.map(operator.add, range(5), shared=10)) == [(u, u + 10) for u in range(5)]
+        remote = frustration_vs_nulls(net, executor=ex, run=tmp_path / "ray", **kw)
+        assert ray.is_initialized()  # an executor passed in (and a Ray it did not start) stays up
+    finally:
+        ray.shutdown()
+    cols = [c for c in local.runs.columns if c not in ("seconds", "build_seconds")]
+    pd.testing.assert_frame_equal(local.runs[cols], remote.runs[cols])
+    pd.testing.assert_frame_equal(local.stats, remote.stats)
+    for k in ("sigma", "sigma_in", "sigma_out", "energy"):
+        np.testing.assert_array_equal(local.gauge[k], remote.gauge[k])

@@ -1,0 +1,234 @@
+"""Frustration vs null models: statistics, seeds, run directories, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import ttest_ind
+from torch import nn
+
+from deepglass.cli.app import main
+from deepglass.errors import DeepglassError
+from deepglass.executors import InProcessExecutor
+from deepglass.experiments.frustration import (frustration_vs_nulls, parse_nulls, plan_units,
+                                               unit_seed)
+from deepglass.graph import SignedGraph
+from deepglass.store import RunDir
+
+#: columns that are timings (differ between runs); everything else must be identical
+TIMING = ["seconds", "build_seconds"]
+SMALL = dict(replicas=6, null_instances=3, starts_per_null=2, seed=5)
+
+
+def tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(27, 4))
+    net.default_input_shape = (1, 6, 6)
+    return net.eval()
+
+
+class InterruptAfter(InProcessExecutor):
+    """An executor that is interrupted (Ctrl-C) after ``k`` finished units."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def map(self, fn, units, shared=None):
+        for i, item in enumerate(super().map(fn, units, shared)):
+            if i == self.k:
+                raise KeyboardInterrupt
+            yield item
+
+
+def _values(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=TIMING)
+
+
+def test_parse_nulls_and_plan():
+    assert parse_nulls("N1,N3") == ("N1", "N3-xavier", "N3-he")
+    assert parse_nulls(["n2", "N3-he", "N2"]) == ("N2", "N3-he")
+    assert parse_nulls("all") == ("N1", "N2", "N3-xavier", "N3-he")
+    assert parse_nulls("") == () and parse_nulls(None) == ()
+    with pytest.raises(DeepglassError, match="unknown null model 'N4'"):
+        parse_nulls("N1,N4")
+    units = plan_units(10, ("N1", "N2"), 3, 2, replicas_per_unit=4)
+    assert [u.starts for u in units[:3]] == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
+    assert len(units) == 3 + 2 * 3 and len({u.id for u in units}) == len(units)
+    # seeds: a function of the unit's identity only, distinct across units and starts
+    seeds = {unit_seed(0, k, i, r) for k in ("real", "N1", "N2") for i in range(5) for r in range(3)}
+    assert len(seeds) == 45 and unit_seed(0, "N1", 2, 1) == unit_seed(0, "N1", 2, 1)
+    assert unit_seed(1, "N1", 2, 1) != unit_seed(0, "N1", 2, 1)
+
+
+def test_welch_stats_match_scipy_and_table_shape():
+    res = frustration_vs_nulls(tiny_net(), nulls="all", **SMALL)
+    runs, stats = res.runs, res.stats
+    assert list(stats["kind"]) == ["real", "N1", "N2", "N3-xavier", "N3-he"]
+    assert len(runs) == 6 + 4 * 3 * 2
+    assert set(runs.groupby("kind").size()) == {6}
+    real = runs[runs.kind == "real"]["energy"].to_numpy()
+    for kind in ("N1", "N2", "N3-xavier", "N3-he"):
+        # a null draw's frustration: the least energy over its starts
+        x = runs[runs.kind == kind].groupby("instance")["energy"].min().to_numpy()
+        row = stats.set_index("kind").loc[kind]
+        ref = ttest_ind(real, x, equal_var=False)
+        assert row["t"] == pytest.approx(ref.statistic, rel=1e-12)
+        assert row["p"] == pytest.approx(ref.pvalue, rel=1e-12)
+        assert row["n"] == 3 and row["mean"] == pytest.approx(x.mean())
+        assert row["std"] == pytest.approx(x.std(ddof=1)) and row["min"] == x.min()
+    r = stats.set_index("kind").loc["real"]
+    assert r["n"] == 6 and r["min"] == real.min() and np.isnan(r["p"])
+    # every energy is that of a local minimum in [0, 1/2] (SPEC §2)
+    assert runs["local_min"].all() and runs["energy"].between(0, 0.5).all()
+    s = res.summary()
+    assert s["welch_p"]["N2"] == stats.set_index("kind").loc["N2", "p"]
+    assert s["delta"] == real.min() == res.gauge["energy"]
+
+
+def test_units_do_not_depend_on_the_rest_of_the_run():
+    net = tiny_net()
+    both = frustration_vs_nulls(net, nulls="N1,N2", **SMALL).runs
+    only = frustration_vs_nulls(net, nulls="N2", **SMALL).runs
+    pd.testing.assert_frame_equal(_values(both[both.kind != "N1"]).reset_index(drop=True),
+                                  _values(only))
+    # real replicas chunked into units: each chunk is its own batch, same seeds per start
+    chunked = frustration_vs_nulls(net, nulls="", replicas_per_unit=2, **SMALL).runs
+    assert list(chunked["start_seed"]) == list(only[only.kind == "real"]["start_seed"])
+
+
+def test_run_directory_files(tmp_path):
+    net = tiny_net()
+    res = frustration_vs_nulls(net, nulls="N1,N3", run=tmp_path / "run", model_name="tiny",
+                               **SMALL)
+    run = tmp_path / "run"
+    rd = RunDir(run, res.config, kind="frustration")  # same config: opens without refusal
+    pd.testing.assert_frame_equal(rd.read_table("frustration_runs"), res.runs)
+    pd.testing.assert_frame_equal(rd.read_table("frustration_stats"), res.stats)
+    g = rd.load_arrays("gauge_real")
+    assert set(g) == {"sigma", "sigma_in", "sigma_out", "energy"}
+    graph = SignedGraph.from_module(net, (1, 6, 6))
+    # the stored gauge has the stored energy (recomputed from the graph)
+    e = float(graph.energy(torch.as_tensor(g["sigma"], dtype=torch.float32)[None])[0])
+    assert e == pytest.approx(float(g["energy"]), abs=1e-6)
+    assert float(g["energy"]) == res.runs.query("kind == 'real'")["energy"].min()
+    np.testing.assert_array_equal(g["sigma_in"], g["sigma"][graph.input_index])
+    np.testing.assert_array_equal(g["sigma_out"], g["sigma"][graph.output_index])
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["frustration"]) == {"real", "N1", "N3-xavier", "N3-he"}
+    assert set(summary["welch_p"]) == {"N1", "N3-xavier", "N3-he"}
+    report = (run / "report.md").read_text()
+    assert "Frustration vs null models" in report and res.verdict in report
+    assert (run / "figures" / "frustration.png").stat().st_size > 5000
+    cfg = rd.run_config("frustration")
+    assert cfg["model"] == "tiny" and cfg["nulls"] == ["N1", "N3-xavier", "N3-he"]
+    assert cfg["seed"] == 5 and cfg["input_shape"] == [1, 6, 6]
+
+
+def test_interrupted_run_resumes_to_the_same_tables(tmp_path):
+    net = tiny_net()
+    kw = dict(nulls="N1,N2", replicas_per_unit=3, **SMALL)
+    full = frustration_vs_nulls(net, run=tmp_path / "full", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        frustration_vs_nulls(net, run=tmp_path / "cut", executor=InterruptAfter(4), **kw)
+    rd = RunDir(tmp_path / "cut", full.config, kind="frustration")
+    assert len(rd.finished_units("runs")) == 4
+    assert not (tmp_path / "cut" / "frustration_runs.parquet").exists()
+    assert not list((tmp_path / "cut").rglob("*.tmp"))
+    seen = []
+    resumed = frustration_vs_nulls(net, run=tmp_path / "cut",
+                                   progress=lambda d, t: seen.append((d, t)), **kw)
+    assert resumed.info["resumed"] == 4 and resumed.info["computed"] == 2 + 6 - 4
+    assert seen[0] == (0, 4) and seen[-1] == (4, 4)
+    for name in ("frustration_runs", "frustration_stats"):
+        a = pd.read_parquet(tmp_path / "full" / f"{name}.parquet")
+        b = pd.read_parquet(tmp_path / "cut" / f"{name}.parquet")
+        if name == "frustration_runs":
+            a, b = _values(a), _values(b)
+        pd.testing.assert_frame_equal(a, b)
+    ga = np.load(tmp_path / "full" / "arrays" / "gauge_real.npz")
+    gb = np.load(tmp_path / "cut" / "arrays" / "gauge_real.npz")
+    for k in ("sigma", "sigma_in", "sigma_out", "energy"):
+        np.testing.assert_array_equal(ga[k], gb[k])
+
+
+def test_changed_config_refused_then_forced(tmp_path):
+    net = tiny_net()
+    frustration_vs_nulls(net, nulls="N1", run=tmp_path / "r", **SMALL)
+    with pytest.raises(DeepglassError, match=r"configuration differs \(nulls\)"):
+        frustration_vs_nulls(net, nulls="N2", run=tmp_path / "r", **SMALL)
+    res = frustration_vs_nulls(net, nulls="N2", run=tmp_path / "r", force=True, **SMALL)
+    assert res.info["resumed"] == 0
+    assert set(pd.read_parquet(tmp_path / "r" / "frustration_runs.parquet")["kind"]) == {"real", "N2"}
+    # other weights are another configuration too
+    other = tiny_net()
+    with torch.no_grad():
+        other[0].weight.mul_(-1)
+    with pytest.raises(DeepglassError, match="weights_sha256"):
+        frustration_vs_nulls(other, nulls="N2", run=tmp_path / "r", **SMALL)
+
+
+def test_bad_parameters():
+    net = tiny_net()
+    with pytest.raises(DeepglassError, match="replicas must be an integer >= 1"):
+        frustration_vs_nulls(net, replicas=0)
+    with pytest.raises(DeepglassError, match="unknown method"):
+        frustration_vs_nulls(net, method="magic")
+    with pytest.raises(DeepglassError, match="unknown executor"):
+        frustration_vs_nulls(net, replicas=2, nulls="", executor="dask")
+
+
+def _cli(capsys, argv):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_json_out_resume_and_refusal(capsys, tmp_path):
+    out = str(tmp_path / "run")
+    argv = ["frustration", "digits_cnn", "--nulls", "N1,N3-he", "--replicas", "4",
+            "--null-instances", "2", "--starts-per-null", "2", "--seed", "1", "--out", out,
+            "--json"]
+    code, text, _ = _cli(capsys, argv)
+    assert code == 0
+    d = json.loads(text)
+    assert d["resumed_units"] == 0 and [s["kind"] for s in d["stats"]] == ["real", "N1", "N3-he"]
+    assert set(d["welch_p"]) == {"N1", "N3-he"} and d["stats"][0]["p"] is None
+    runs = pd.read_parquet(f"{out}/frustration_runs.parquet")
+    assert d["delta"] == runs.query("kind == 'real'")["energy"].min()
+    code, text, _ = _cli(capsys, argv)  # the same command: everything resumed
+    assert code == 0 and json.loads(text)["resumed_units"] == 1 + 2 * 2
+    assert json.loads(text)["welch_p"] == d["welch_p"]
+    code, _, err = _cli(capsys, argv[:-1] + ["--seed", "2"])
+    assert code == 2 and err.startswith("error: ") and "(seed)" in err and len(err.splitlines()) == 1
+    code, text, _ = _cli(capsys, argv + ["--seed", "2", "--force"])
+    assert code == 0 and json.loads(text)["resumed_units"] == 0
+    code, _, err = _cli(capsys, ["frustration", "digits_cnn", "--nulls", "N5"])
+    assert code == 2 and "unknown null model 'N5'" in err
+    # without --nulls / --out: the single computation, as before
+    code, text, _ = _cli(capsys, ["frustration", "digits_cnn", "--replicas", "3", "--json"])
+    assert code == 0 and len(json.loads(text)["energies"]) == 3
+
+
+def test_demo_writes_one_run_directory(capsys, tmp_path, monkeypatch):
+    from deepglass.cli import demo
+
+    monkeypatch.setitem(demo.DEMO_FRUSTRATION, "replicas", 4)
+    monkeypatch.setitem(demo.DEMO_FRUSTRATION, "null_instances", 2)
+    out = str(tmp_path / "demo")
+    code, text, _ = _cli(capsys, ["demo", "--out", out, "--json"])
+    assert code == 0
+    d = json.loads(text)
+    assert set(d["frustration"]["welch_p"]) == {"N1", "N2", "N3-xavier", "N3-he"}
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["welch_p"] == d["frustration"]["welch_p"]
+    assert (tmp_path / "demo" / "arrays" / "gauge_real.npz").exists()
+    assert RunDir(out, {}, kind="other").kinds == ["frustration", "other"]
