@@ -25,8 +25,9 @@ def _range(text: str) -> tuple[float, float]:
 def print_gamma_table(gamma, title: str, console: Console | None = None) -> None:
     """The per-model summary (gamma, mean rho, consistency, class kept) as a table."""
     t = Table(title=title)
-    for c in ("model", "gamma", "median |2rho-1|", "mean rho", "increasing", "consistent inputs",
-              "class kept", "gauge frustration"):
+    # median |2 rho - 1|, fraction of trials with rho > 1/2, of inputs with one
+    # direction at all amplitudes, of trials keeping the class; the gauge's delta
+    for c in ("model", "gamma", "med d", "rho", "incr", "consist", "kept", "delta"):
         t.add_column(c, justify="left" if c == "model" else "right")
     for r in gamma.itertuples():
         t.add_row(r.model, f"{r.gamma:.3f}", f"{r.gamma_median:.3f}", f"{r.rho_mean:.3f}",
@@ -74,8 +75,7 @@ def monotonicity_cmd(
                 replicas=replicas, alpha=alpha, batch_size=batch_size, device=device)
     with progress("trials", total, enabled=not as_json) as advance:
         if out:
-            config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape),
-                      "ids_first": batch.ids[0], "ids_last": batch.ids[-1]}
+            config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape)}
             exp = run_monotonicity(out, net, batch.x, batch.ids, unit_size=unit_size,
                                    config=config, force=force, progress=advance, **opts)
         else:
@@ -98,6 +98,36 @@ def monotonicity_cmd(
     if out:
         Console().print(f"run directory: {out} (report.md, figures/rho_hist.png, "
                         "figures/rho_vs_amplitude.png, figures/gamma.png)")
+
+
+#: the demo's near-monotonicity protocol (about 10 s on two CPU cores)
+DEMO_MONOTONICITY = {"n": 300, "amplitudes": 100, "nulls": ("random-order", "N3"),
+                     "replicas": 32, "seed": 0}
+
+
+def demo_step(ctx) -> dict:
+    """``deepglass demo`` step: near-monotonicity of the demo net (Figs. 3-5) with
+    the gauge the frustration step stored in the run (``arrays/gauge_real.npz``;
+    computed here when absent).  ``ctx`` is a ``cli.demo.DemoContext``."""
+    from ..experiments.monotonicity import run_monotonicity
+    from ..inputs import load_inputs
+
+    p = DEMO_MONOTONICITY
+    batch = load_inputs("digits", ctx.input_shape, n=p["n"], seed=p["seed"])
+    total = len(batch) * p["amplitudes"] * (1 + len(p["nulls"]))
+    with progress("monotonicity trials", total, enabled=not ctx.as_json) as advance:
+        exp = run_monotonicity(ctx.out, ctx.model, batch.x, batch.ids, nulls=p["nulls"],
+                               amplitudes=p["amplitudes"], seed=p["seed"],
+                               replicas=p["replicas"], force=ctx.force, progress=advance,
+                               config={"model": ctx.model_name, "inputs": "digits",
+                                       "n": p["n"]})
+    if not ctx.as_json:
+        print_gamma_table(exp.gamma, f"{ctx.model_name}: near-monotonicity, {len(batch)} "
+                                     f"inputs x {p['amplitudes']} amplitudes", ctx.console)
+    return {"gamma": exp.gammas(), "consistent": dict(zip(exp.gamma["model"],
+                                                           exp.gamma["consistent"])),
+            "rho_mean": dict(zip(exp.gamma["model"], exp.gamma["rho_mean"])),
+            "seconds": exp.seconds}
 
 
 def register(app: typer.Typer) -> None:

@@ -43,6 +43,7 @@ report section.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -595,7 +596,9 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
     if int(unit_size) < 1:
         raise DeepglassError(f"unit_size must be >= 1, got {unit_size}")
     if not isinstance(run, RunDir):
-        cfg = {**dict(config or {}), "inputs_count": B, "amplitudes": int(amplitudes),
+        digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
+        cfg = {**dict(config or {}), "inputs_count": B, "inputs_digest": digest,
+               "amplitudes": int(amplitudes),
                "amplitude_range": [float(v) for v in amplitude_range],
                "amplitude_scale": amplitude_scale, "nulls": nulls, "seed": int(seed),
                "replicas": int(replicas), "method": method, "alpha": float(alpha),
