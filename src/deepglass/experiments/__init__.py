@@ -1,0 +1,34 @@
+"""The papers' experiments on a network; each returns tidy tables.
+
+Imported lazily (each experiment pulls in only what it needs):
+
+- :func:`null_model` -- null models N1, N2, N3 of the weights (SPEC §3);
+- :func:`frustration_vs_nulls` -- frustration of the real weights vs the nulls
+  (paper 000, Fig. 2), resumable in a run directory;
+- :func:`active_subgraph` -- active subnetworks of single inputs (SPEC §4);
+- :func:`near_monotonicity` -- the perturbation test along the gauge (SPEC §5).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> submodule that defines it
+_LAZY = {
+    "null_model": "nulls",
+    "NULL_KINDS": "nulls",
+    "frustration_vs_nulls": "frustration",
+    "NullComparison": "frustration",
+    "active_subgraph": "active",
+    "near_monotonicity": "monotonicity",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
