@@ -595,6 +595,9 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
     ids = ids or [str(i) for i in range(B)]
     if int(unit_size) < 1:
         raise DeepglassError(f"unit_size must be >= 1, got {unit_size}")
+    if isinstance(amplitudes, bool) or not isinstance(amplitudes, (int, np.integer)) \
+            or amplitudes < 1:
+        raise DeepglassError(f"a run needs a number of amplitudes >= 1, got {amplitudes!r}")
     if not isinstance(run, RunDir):
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
         cfg = {**dict(config or {}), "inputs_count": B, "inputs_digest": digest,
