@@ -113,7 +113,33 @@ class MaskedBlock(EdgeBlock):
     def n_params(self):
         return self.inner.n_params()
 
+    # Sparse updates and explicit edges go through the wrapped block's own sparse
+    # operator, restricted to kept nodes: the base-class fallback would list every
+    # edge of the inner block (10^8 for an AlexNet layer) to keep a few of them.
+    def supports_sparse(self):
+        return self.inner.supports_sparse()
+
+    def _sparse(self, idx, vals, transpose):
+        first, second = ((self.dst_mask, self.src_mask) if transpose
+                         else (self.src_mask, self.dst_mask))
+        pos = torch.nonzero(first.reshape(-1)[idx] > 0, as_tuple=True)[0]
+        op = self.inner.sparse_adjoint if transpose else self.inner.sparse_apply
+        entry, other, contrib = op(idx[pos], vals[pos])
+        ok = second.reshape(-1).to(other.device)[other] > 0
+        return pos.to(entry.device)[entry[ok]], other[ok], contrib[ok]
+
     def _coo(self):
+        src = torch.nonzero(self.src_mask.reshape(-1) > 0, as_tuple=True)[0]
+        if self.inner.supports_sparse():
+            # in float64, so that scaled weights (folded batch norm) come out exactly
+            # as the inner block's coo() lists them
+            wide = MaskedBlock(self.inner.to(dtype=torch.float64), self.src_mask,
+                               self.dst_mask, n_edges=self._n_edges)
+            vals = torch.ones(len(src), dtype=torch.float64, device=src.device)
+            entry, j, w = wide._sparse(src, vals, False)
+            i = src[entry]
+            return (i.cpu().numpy().astype(np.int64), j.cpu().numpy().astype(np.int64),
+                    w.detach().double().cpu().numpy())
         i, j, w = self.inner.coo()
         s = self.src_mask.detach().cpu().numpy().reshape(-1) > 0
         d = self.dst_mask.detach().cpu().numpy().reshape(-1) > 0
@@ -199,7 +225,9 @@ def pattern_block(b: EdgeBlock) -> EdgeBlock:
     Blocks of unknown kinds fall back to ``|A_b|`` (edges of weight exactly 0
     then do not count).
     """
-    if isinstance(b, (ConvBlock, DenseBlock)):
+    if isinstance(b, DenseBlock):
+        p = _DensePattern(b)
+    elif isinstance(b, ConvBlock):
         p = copy.copy(b)
         p.weight = torch.ones_like(b.weight)
     elif isinstance(b, LocallyConnectedBlock):
@@ -223,6 +251,27 @@ def pattern_block(b: EdgeBlock) -> EdgeBlock:
     for key in ("_abs_cache", "_csr_cache"):
         p.__dict__.pop(key, None)
     return p
+
+
+class _DensePattern(DenseBlock):
+    """The all-ones pattern of a dense block without its (out x in) matrix of ones:
+    ``apply(x)`` repeats the sum of ``x`` over the inputs, ``adjoint(y)`` the sum
+    of ``y`` over the outputs, O(in + out) instead of O(in x out)."""
+
+    def __init__(self, b: DenseBlock):
+        EdgeBlock.__init__(self, b.in_shape, b.out_shape, b.module)
+        self.src_index, self.src_range = b.src_index, b.src_range
+        self.src_blocks, self.dst = b.src_blocks, b.dst
+        self.weight = torch.ones((1, 1), dtype=b.weight.dtype, device=b.weight.device)
+
+    def _apply(self, x, absolute):
+        return x.sum(-1, keepdim=True).expand(x.shape[:-1] + self.out_shape)
+
+    def _adjoint(self, y, absolute):
+        return y.sum(-1, keepdim=True).expand(y.shape[:-1] + self.in_shape)
+
+    def n_params(self):
+        return 0
 
 
 class _AbsView:
@@ -654,41 +703,70 @@ def active_frustration(sub: SignedGraph, method: str = "auto", replicas: int = 8
         From :meth:`ActiveSubgraphs.subgraph`.
     method : {"auto", "descent", "anneal", "greedy", "exact"}
         ``auto``: the paper's Algorithm 1 (``greedy``) when the subgraph has at
-        most ``explicit_limit`` edges, else matrix-free ``descent``.
+        most ``explicit_limit`` edges, else matrix-free ``descent``.  ``exact``
+        runs :func:`deepglass.solve.exact.exact` on the nodes that keep an edge
+        only (removed nodes are isolated and would only enlarge the search:
+        brute force up to 25 kept nodes, else the certified MILP).
     replicas, seed
         Start gauges (uniform random, seeded).
     warm_start : ndarray (n,), optional
         A gauge of the whole network (e.g. its best one); used as the first
         start gauge, so ``delta_x`` is at most the energy of that gauge on the
         subgraph.
+    **options
+        Passed to the solver (``time_limit`` for ``exact``, ``gamma`` for
+        ``descent``, ...).
 
     Returns
     -------
     dict
         ``delta_x``, ``delta_x_mean`` (mean over replicas), ``local_min``,
-        ``method``, ``seconds``; ``delta_x`` is NaN for a subgraph without edges.
+        ``method``, ``solve_seconds``; ``delta_x`` is NaN for a subgraph without
+        edges.  ``exact`` adds ``lower_bound`` and ``optimal``.
     """
     import deepglass
-    from ..solve import start_gauges
+    from ..solve import METHODS, _threads_for, start_gauges
 
+    if method != "auto" and method not in METHODS:
+        raise DeepglassError(f"unknown method {method!r}; choose auto or one of "
+                             f"{', '.join(METHODS)}")
     if sub.n_edges == 0:
         return {"delta_x": np.nan, "delta_x_mean": np.nan, "local_min": True,
                 "method": "none", "solve_seconds": 0.0}
     if method == "auto":
         method = "greedy" if sub.n_edges <= explicit_limit else "descent"
+    if method == "exact":
+        return _exact_on_kept(sub, **options)
     init: Any = "random"
-    if warm_start is not None and method != "exact":
+    if warm_start is not None:
         ws = np.asarray(warm_start, dtype=np.int8).reshape(-1)
         if ws.shape[0] != sub.n_nodes:
             raise DeepglassError(f"warm_start has {ws.shape[0]} entries, the graph "
                                  f"{sub.n_nodes} nodes")
         init = start_gauges(sub.n_nodes, int(replicas), seed, "random")
         init[0] = ws
-    res = deepglass.frustration(sub, method=method, replicas=replicas, seed=seed, init=init,
-                                device=str(sub.device), **options)
+    # small subgraphs: one thread for the whole call (its bookkeeping passes
+    # included), which many tiny kernels run far faster on than on several
+    with _threads_for(sub):
+        res = deepglass.frustration(sub, method=method, replicas=replicas, seed=seed,
+                                    init=init, device=str(sub.device), **options)
     return {"delta_x": res.frustration, "delta_x_mean": float(np.mean(res.energies)),
             "local_min": bool(res.local_min.all()), "method": method,
             "solve_seconds": res.seconds}
+
+
+def _exact_on_kept(sub: SignedGraph, **options) -> dict:
+    """Certified ``delta_x``: :func:`deepglass.solve.exact.exact` on the couplings
+    restricted to the nodes with at least one kept edge."""
+    from ..solve.exact import exact
+
+    t0 = time.perf_counter()
+    As = sub.to_scipy_sym(options.pop("limit", None))
+    nodes = np.flatnonzero(np.diff(As.indptr) > 0)
+    res = exact(As[nodes][:, nodes], **options)
+    return {"delta_x": float(res.energy), "delta_x_mean": float(res.energy),
+            "local_min": True, "method": "exact", "solve_seconds": time.perf_counter() - t0,
+            "lower_bound": float(res.lower_bound), "optimal": bool(res.optimal)}
 
 
 def active_summary_stats(table: pd.DataFrame, delta: float | None = None) -> dict:

@@ -1,0 +1,113 @@
+"""``deepglass active``: the active subnetwork of each input and its frustration
+``delta_x`` against the whole network's ``delta`` (SPEC §4; paper 000, Fig. 2
+inset), in memory or as a resumable run directory."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .common import load_graph, print_json, progress
+
+#: rows of the per-input table printed on the terminal (all are in active.parquet)
+SHOWN_ROWS = 20
+
+
+def _json_rows(table) -> list[dict]:
+    cols = [c for c in ("index", "input", "pred", "nodes", "edges", "abs_weight", "frac_nodes",
+                        "frac_edges", "delta_x", "method") if c in table.columns]
+    rows = table[cols].to_dict(orient="records")
+    return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+            for r in rows]
+
+
+def active_cmd(
+    model: str = typer.Argument(..., help="A zoo name or a model file (see `deepglass graph`)."),
+    inputs: str = typer.Option(..., "--inputs", help="digits, mnist, skimage, sklearn-images, "
+                               "a folder of images or a .npy/.npz/.pt tensor file."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of inputs (default: all)."),
+    method: str = typer.Option("auto", "--method", help="Solver of each active subgraph: auto "
+                               "(greedy up to 2M edges, else descent), descent, anneal, greedy "
+                               "or exact."),
+    replicas: int = typer.Option(8, "--replicas", help="Start gauges per input (and for the "
+                                 "whole network when its delta is computed here)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the input subset and start gauges."),
+    unit_size: int = typer.Option(50, "--unit-size", help="Inputs per resumable unit."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
+    batchnorm: str = typer.Option("fold", "--batchnorm", help="fold or ignore."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle"),
+    out: Optional[str] = typer.Option(None, "--out", help="Run directory (resumable); its "
+                                      "arrays/gauge_real.npz gives delta when present."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Extract the active subnetwork of each input and compare its frustration
+    delta_x with the frustration delta of the whole network."""
+    import time
+
+    from ..errors import DeepglassError
+    from ..experiments.active import active_summary_stats
+    from ..experiments.active_run import active_table, run_active, verdict, whole_delta
+    from ..inputs import load_inputs
+    from ..solve import METHODS
+
+    if method != "auto" and method not in METHODS:
+        raise DeepglassError(f"unknown method {method!r}; choose auto or one of {', '.join(METHODS)}")
+    t0 = time.perf_counter()
+    net, shape, graph = load_graph(model, input_shape, batchnorm, arch, trust_pickle)
+    batch = load_inputs(inputs, shape, n=n, seed=seed)
+    with progress("inputs", len(batch), enabled=not as_json) as advance:
+        if out:
+            config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape),
+                      "batchnorm": batchnorm, "ids_first": batch.ids[0],
+                      "ids_last": batch.ids[-1]}
+            table = run_active(out, net, graph, batch.x, batch.ids, method=method,
+                               replicas=replicas, seed=seed, unit_size=unit_size,
+                               config=config, force=force, progress=advance)
+            delta = float(table["delta"].iloc[0])
+        else:
+            whole = whole_delta(graph, "auto", replicas=replicas, seed=seed)
+            delta = whole.frustration
+            table = active_table(graph, net, batch.x, batch.ids, delta=delta, method=method,
+                                 replicas=replicas, seed=seed, warm_start=whole.sigma,
+                                 progress=advance)
+    stats = active_summary_stats(table, delta)
+    seconds = time.perf_counter() - t0
+    if as_json:
+        print_json({"model": model, "inputs": inputs, "nodes": graph.n_nodes,
+                    "edges": graph.n_edges, "delta": delta, "summary": stats,
+                    "verdict": verdict(stats), "table": _json_rows(table),
+                    "skipped": batch.skipped, "out": out, "seconds": seconds})
+        return
+    t = Table(title=f"{model}: active subnetworks of {len(table)} inputs ({seconds:.1f} s); "
+                    f"whole network: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges, "
+                    f"delta = {delta:.4f}")
+    for c in ("input", "pred", "nodes", "edges", "|weight| kept", "delta_x"):
+        t.add_column(c, justify="left" if c == "input" else "right")
+    for r in table.head(SHOWN_ROWS).itertuples():
+        t.add_row(str(r.input), str(r.pred), f"{r.nodes:,}", f"{r.edges:,}",
+                  f"{r.frac_abs_weight:.3f}",
+                  "-" if r.delta_x != r.delta_x else f"{r.delta_x:.4f}")
+    con = Console()
+    con.print(t)
+    if len(table) > SHOWN_ROWS:
+        con.print(f"... {len(table) - SHOWN_ROWS} more inputs"
+                  + (f" in {out}/active.parquet" if out else " (use --out or --json)"))
+    mean = stats["delta_x_mean"]
+    con.print(f"mean delta_x {mean:.4f}, median {stats['delta_x_median']:.4f}, delta "
+              f"{delta:.4f}" if mean is not None else "no active subnetwork had an edge")
+    con.print(verdict(stats))
+    if batch.skipped:
+        Console(stderr=True).print(f"skipped {len(batch.skipped)} input(s): "
+                                   + "; ".join(f"{i} ({why})" for i, why in batch.skipped[:5]))
+    if out:
+        con.print(f"run directory: {out} (report.md, active.parquet, figures/active_delta_x.png)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("active")(active_cmd)

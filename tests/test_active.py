@@ -1,0 +1,412 @@
+"""Active subnetworks (SPEC §4): the mask-based construction against an explicit
+reference built here from the CSR of the whole graph, forward hooks and graph
+search; monotone networks; batching; exact frustration against enumeration;
+runs and the command line."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import networkx as nx
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.sparse.csgraph import breadth_first_order
+
+import deepglass
+from deepglass.errors import DeepglassError
+from deepglass.experiments.active import active_frustration, active_subgraph
+from deepglass.experiments.active_run import active_table, run_active
+from deepglass.graph import PoolBlock, SignedGraph
+
+
+# --------------------------------------------------------------------------------------
+# tiny networks; FLOWS names, per node block after the input, the module whose output
+# is the value that block passes on (after its ReLU, if one follows)
+def conv_relu_pool():
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 5))
+    return net, (1, 8, 8), ["1", "2", "4", "6"]
+
+
+def pool_first_with_ties():
+    # the first max pool reads the integer-valued input directly: many tied maxima;
+    # the second pool comes before its ReLU and reads raw convolution outputs
+    net = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(1, 4, 2), nn.MaxPool2d(2, stride=1),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(16, 3))
+    return net, (1, 8, 8), ["0", "1", "3", "5"]
+
+
+def relu_batchnorm_avgpool():
+    # batch norm after the ReLU: a zero stays an inactive node although the next
+    # convolution reads bn(0) != 0; adaptive average pool
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(3),
+                        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                        nn.Linear(16, 5))
+    bn = net[2]
+    g = torch.Generator().manual_seed(5)
+    bn.running_mean.copy_(torch.randn(3, generator=g))
+    bn.running_var.copy_(torch.rand(3, generator=g) + 0.5)
+    bn.weight.data.copy_(torch.randn(3, generator=g))
+    bn.bias.data.copy_(torch.randn(3, generator=g))
+    return net, (1, 6, 6), ["1", "4", "5", "7"]
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.relu1 = nn.Conv2d(1, 3, 3, padding=1), nn.ReLU()
+        self.conv2, self.relu2 = nn.Conv2d(3, 3, 3, padding=1), nn.ReLU()
+        self.conv3, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+        self.relu3 = nn.ReLU()
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, x):
+        a = self.relu1(self.conv1(x))
+        y = self.relu3(self.bn(self.conv3(self.relu2(self.conv2(a)))) + a)
+        return self.fc(torch.flatten(self.pool(y), 1))
+
+
+def residual():
+    return Residual(), (1, 4, 4), ["relu1", "relu2", "relu3", "pool", "fc"]
+
+
+NETS = {"conv_relu_pool": conv_relu_pool, "pool_ties": pool_first_with_ties,
+        "relu_bn_avgpool": relu_batchnorm_avgpool, "residual": residual}
+
+
+def make(name, seed=0):
+    torch.manual_seed(seed)
+    net, shape, flows = NETS[name]()
+    return net.eval(), shape, flows
+
+
+def inputs_for(name, shape, B, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    if name == "pool_ties":
+        return torch.randint(0, 3, (B,) + shape, generator=g).float()
+    return torch.randn((B,) + shape, generator=g)
+
+
+# --------------------------------------------------------------------------------------
+# the explicit reference (SPEC §4 step by step)
+def flowing_values(net, x, flows):
+    """Per node, the value it passes on, recorded with forward hooks: (B, n)."""
+    rec = {}
+    hooks = [net.get_submodule(m).register_forward_hook(
+        lambda mod, inp, out, m=m: rec.__setitem__(m, out.detach().clone())) for m in flows]
+    with torch.no_grad():
+        logits = net(x)
+    for h in hooks:
+        h.remove()
+    B = x.shape[0]
+    vals = [x.reshape(B, -1)] + [rec[m].reshape(B, -1) for m in flows]
+    return torch.cat(vals, 1).double().numpy(), logits.argmax(1).numpy()
+
+
+def reference(graph, net, x, flows):
+    """Kept nodes and kept-edge CSR of every input, from ``graph.to_scipy()``."""
+    flow, pred = flowing_values(net, x, flows)
+    assert flow.shape[1] == graph.n_nodes
+    A = graph.to_scipy().tocoo()
+    i, j, w = A.row, A.col, A.data
+    n = graph.n_nodes
+    max_dst = np.zeros(n, dtype=bool)
+    for b in graph.edge_blocks:
+        if isinstance(b, PoolBlock) and b.pool_type == "max":
+            max_dst[graph.node_blocks[b.dst].slice] = True
+    pool_edge = max_dst[j]
+    inp = graph.input_block.slice
+    out = []
+    for k in range(x.shape[0]):
+        v = flow[k]
+        active = v != 0
+        active[inp] = True                     # inputs are never set to zero by a ReLU
+        active[graph.output_index] = False
+        target = int(graph.output_index[pred[k]])
+        active[target] = True
+        # max pools: only edges from a window maximum (all maxima on ties)
+        wmax = np.full(n, -np.inf)
+        np.maximum.at(wmax, j[pool_edge], v[i[pool_edge]])
+        ok = ~pool_edge | (v[i] == wmax[j])
+        ok &= active[i] & active[j]
+        # nodes that still reach the predicted output: search on the reversed edges
+        R = sp.csr_matrix((np.ones(ok.sum()), (j[ok], i[ok])), shape=(n, n))
+        keep = np.zeros(n, dtype=bool)
+        keep[breadth_first_order(R, target, directed=True, return_predecessors=False)] = True
+        e = ok & keep[i] & keep[j]
+        out.append((keep, sp.csr_matrix((w[e], (i[e], j[e])), shape=(n, n)), pred[k]))
+    return out
+
+
+def same_csr(S, R):
+    S, R = S.tocsr(), R.tocsr()
+    S.sort_indices()
+    R.sort_indices()
+    return (np.array_equal(S.indptr, R.indptr) and np.array_equal(S.indices, R.indices)
+            and np.array_equal(S.data, R.data))
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_masks_equal_explicit_construction(name):
+    net, shape, flows = make(name)
+    g = SignedGraph.from_module(net, shape)
+    x = inputs_for(name, shape, 4)
+    subs = active_subgraph(g, net, x)
+    ref = reference(g, net, x, flows)
+    for k, (keep, Aref, pred) in enumerate(ref):
+        assert subs.pred[k] == pred
+        np.testing.assert_array_equal(subs.keep[k], keep)
+        sub = subs.subgraph(k)
+        assert same_csr(sub.to_scipy(), Aref)
+        assert subs.edges[k].sum() == Aref.nnz == sub.n_edges
+        assert subs.abs_weight[k].sum() == pytest.approx(abs(Aref).sum(), rel=1e-6)
+        # the masked operator is the explicit one
+        s = torch.randn(2, g.n_nodes, dtype=torch.float64)
+        np.testing.assert_allclose(sub.to(dtype=torch.float64).rmatvec(s).numpy(),
+                                   (Aref.T @ s.numpy().T).T, rtol=1e-9, atol=1e-9)
+    assert 0 < subs.keep.sum(1).min() and subs.keep.sum(1).max() < g.n_nodes
+
+
+def test_ties_keep_every_maximal_tap():
+    net, shape, flows = make("pool_ties")
+    g = SignedGraph.from_module(net, shape)
+    x = inputs_for("pool_ties", shape, 3)
+    subs = active_subgraph(g, net, x)
+    first_pool = next(k for k, b in enumerate(g.edge_blocks) if b.module == "0")
+    taps = subs.pool_max[first_pool].sum(2)          # maximal taps per window
+    assert taps.max() > 1                             # ties happened
+    # every window of the input pool has at least one maximum; 4 taps where constant
+    assert taps.min() >= 1
+
+
+# --------------------------------------------------------------------------------------
+def monotone_net(gauge: bool):
+    """conv + ReLU + max pool + dense with ``S A S >= 0``: non-negative weights, or
+    weights whose signs are ``s_out * s_in`` of per-channel gauges (pools keep
+    channels, and their edges are positive, so the gauge is consistent)."""
+    net, shape, flows = make("conv_relu_pool", seed=3)
+    rng = np.random.default_rng(4)
+    s_in = np.ones(1)
+    s1 = rng.choice([-1.0, 1.0], 3) if gauge else np.ones(3)
+    s2 = rng.choice([-1.0, 1.0], 4) if gauge else np.ones(4)
+    s3 = rng.choice([-1.0, 1.0], 5) if gauge else np.ones(5)
+    with torch.no_grad():
+        c1, c2, fc = net[0], net[3], net[6]
+        c1.weight.copy_(c1.weight.abs() * torch.tensor(np.outer(s1, s_in))[:, :, None, None])
+        c2.weight.copy_(c2.weight.abs() * torch.tensor(np.outer(s2, s1))[:, :, None, None])
+        s_flat = np.repeat(s2, 4)                       # flatten of (4, 2, 2)
+        fc.weight.copy_(fc.weight.abs() * torch.tensor(np.outer(s3, s_flat)))
+        for m in (c1, c2):   # positive biases keep many nodes active
+            m.bias.copy_(m.bias.abs())
+    g = SignedGraph.from_module(net, shape)
+    sigma = np.concatenate([np.repeat(s, nb.size // len(s)) for s, nb in
+                            zip([s_in, s1, s1, s2, s3], g.node_blocks)])
+    assert len(sigma) == g.n_nodes
+    return net, shape, g, sigma
+
+
+@pytest.mark.parametrize("gauge", [False, True])
+def test_monotone_network_has_zero_frustration(gauge):
+    net, shape, g, sigma = monotone_net(gauge)
+    assert float(g.energy(torch.tensor(sigma))) == pytest.approx(0.0, abs=1e-7)
+    assert deepglass.frustration(g, method="exact").frustration == pytest.approx(0, abs=1e-9)
+    subs = active_subgraph(g, net, inputs_for("conv_relu_pool", shape, 3))
+    ex = subs.frustration(method="exact")
+    np.testing.assert_allclose(ex["delta_x"], 0.0, atol=1e-9)
+    assert ex["optimal"].all()
+    warm = subs.frustration(method="greedy", replicas=2, warm_start=sigma)
+    np.testing.assert_allclose(warm["delta_x"], 0.0, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), widths=st.lists(st.integers(2, 7), min_size=1, max_size=3),
+       shift=st.floats(-1.0, 0.5))
+def test_pruning_keeps_exactly_the_nodes_on_paths_to_the_output(seed, widths, shift):
+    torch.manual_seed(seed)
+    layers, d = [], 5
+    for w in widths:
+        lin = nn.Linear(d, w)
+        with torch.no_grad():
+            lin.bias.add_(shift)          # negative shifts silence many ReLUs
+        layers += [lin, nn.ReLU()]
+        d = w
+    net = nn.Sequential(*layers, nn.Linear(d, 3)).eval()
+    g = SignedGraph.from_module(net, (5,))
+    x = torch.randn(3, 5, generator=torch.Generator().manual_seed(seed))
+    subs = active_subgraph(g, net, x)
+    flows = [str(2 * k + 1) for k in range(len(widths))] + [str(2 * len(widths))]
+    flow, pred = flowing_values(net, x, flows)
+    for k in range(3):
+        active = flow[k] != 0
+        active[g.input_block.slice] = True
+        active[g.output_index] = False
+        target = int(g.output_index[pred[k]])
+        active[target] = True
+        G = g.to_networkx().subgraph(np.flatnonzero(active).tolist())
+        on_path = nx.ancestors(G, target) | {target}
+        assert set(np.flatnonzero(subs.keep[k]).tolist()) == on_path
+
+
+def test_batched_equals_one_at_a_time():
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    x = inputs_for("conv_relu_pool", shape, 5)
+    batched = active_subgraph(g, net, x, batch_size=2)
+    table = batched.frustration(method="greedy", replicas=3, seed=7)
+    for k in range(5):
+        one = active_subgraph(g, net, x[k])
+        np.testing.assert_array_equal(batched.keep[k], one.keep[0])
+        np.testing.assert_array_equal(batched.active[k], one.active[0])
+        np.testing.assert_array_equal(batched.edges[k], one.edges[0])
+        # float32 operator: the batch changes only the summation order
+        np.testing.assert_allclose(batched.abs_weight[k], one.abs_weight[0], rtol=1e-6)
+        for b in batched.pool_max:
+            np.testing.assert_array_equal(batched.pool_max[b][k], one.pool_max[b][0])
+        r = one.frustration(method="greedy", replicas=3, seed=7)
+        assert r["delta_x"].iloc[0] == table["delta_x"].iloc[k]
+
+
+def brute_force_delta(A: sp.csr_matrix) -> float:
+    """min over all gauges of the kept nodes of the |weight| fraction of
+    frustrated edges (SPEC §2), by enumeration."""
+    A = A.tocoo()
+    nodes = np.unique(np.concatenate([A.row, A.col]))
+    pos = {v: p for p, v in enumerate(nodes)}
+    i = np.array([pos[v] for v in A.row])
+    j = np.array([pos[v] for v in A.col])
+    n = len(nodes)
+    assert n <= 18
+    S = np.array(list(itertools.product([-1, 1], repeat=n - 1)))
+    S = np.hstack([np.ones((len(S), 1)), S])
+    frustrated = (np.sign(A.data)[None] * S[:, i] * S[:, j] < 0) * np.abs(A.data)[None]
+    return float(frustrated.sum(1).min() / np.abs(A.data).sum())
+
+
+def test_exact_delta_x_equals_brute_force_on_explicit_subgraph():
+    torch.manual_seed(11)
+    net = nn.Sequential(nn.Conv2d(1, 2, 2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(2, 3)).eval()
+    g = SignedGraph.from_module(net, (1, 3, 3))
+    x = torch.randn(4, 1, 3, 3, generator=torch.Generator().manual_seed(2))
+    subs = active_subgraph(g, net, x)
+    ex = subs.frustration(method="exact")
+    ref = reference(g, net, x, ["1", "2", "4"])
+    checked = 0
+    for k, (keep, Aref, _) in enumerate(ref):
+        if Aref.nnz == 0:
+            assert np.isnan(ex["delta_x"].iloc[k])
+            continue
+        assert ex["delta_x"].iloc[k] == pytest.approx(brute_force_delta(Aref), abs=1e-7)
+        checked += 1
+    assert checked >= 2
+
+
+def test_descent_and_greedy_upper_bound_exact():
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    sub = active_subgraph(g, net, inputs_for("conv_relu_pool", shape, 1)).subgraph(0)
+    ex = active_frustration(sub, method="exact")
+    for m in ("greedy", "descent", "anneal"):
+        r = active_frustration(sub, method=m, replicas=4, seed=0)
+        assert r["delta_x"] >= ex["lower_bound"] - 1e-6
+        assert 0.0 <= r["delta_x"] <= 0.5
+
+
+# --------------------------------------------------------------------------------------
+def test_bad_inputs_give_one_line_errors():
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    cases = [lambda: active_subgraph(g, net, torch.zeros(2, 1, 7, 7)),
+             lambda: active_subgraph(g, net, torch.zeros(2, 64)),
+             lambda: active_subgraph(g, net, torch.zeros(2, 1, 8, 8), ids=["a"]),
+             lambda: active_subgraph(g, nn.Sequential(nn.Flatten(), nn.Linear(64, 5)),
+                                     torch.zeros(1, 1, 8, 8)),
+             lambda: active_subgraph(g, net, torch.zeros(1, 1, 8, 8), batch_size=0),
+             lambda: active_frustration(g, method="magic")]
+    for case in cases:
+        with pytest.raises(DeepglassError) as info:
+            case()
+        assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------------------
+def test_run_writes_tables_figure_report_and_resumes(tmp_path, monkeypatch):
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    x = inputs_for("conv_relu_pool", shape, 5)
+    ids = [f"img{k}" for k in range(5)]
+    table = run_active(tmp_path / "run", net, g, x, ids, method="greedy", replicas=2,
+                       unit_size=2)
+    assert list(table["input"]) == ids and list(table["index"]) == list(range(5))
+    for f in ("active.parquet", "figures/active_delta_x.png", "report.md", "summary.json",
+              "arrays/gauge_real.npz"):
+        assert (tmp_path / "run" / f).exists(), f
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())["active"]
+    delta = summary["delta"]
+    assert summary["frac_below_delta"] == pytest.approx(float((table["delta_x"] < delta).mean()))
+    assert "Active subnetworks" in (tmp_path / "run" / "report.md").read_text()
+    # the same rows as computed in memory
+    mem = active_table(g, net, x, ids, method="greedy", replicas=2,
+                       warm_start=np.load(tmp_path / "run/arrays/gauge_real.npz")["sigma"])
+    np.testing.assert_array_equal(mem["delta_x"], table["delta_x"])
+    # resume: finished units are not recomputed
+    import deepglass.experiments.active_run as ar
+
+    monkeypatch.setattr(ar, "active_table", lambda *a, **k: pytest.fail("recomputed"))
+    again = run_active(tmp_path / "run", net, g, x, ids, method="greedy", replicas=2,
+                       unit_size=2)
+    np.testing.assert_array_equal(again["delta_x"], table["delta_x"])
+
+
+def test_run_takes_delta_from_a_frustration_run(tmp_path):
+    from deepglass.store import RunDir
+
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    other = RunDir(tmp_path / "run", {"replicas": 1}, kind="frustration")
+    other.save_arrays("gauge_real", sigma=np.ones(g.n_nodes, np.int8),
+                      sigma_in=np.ones(64, np.int8), sigma_out=np.ones(5, np.int8),
+                      energy=np.float64(0.123))
+    table = run_active(tmp_path / "run", net, g, inputs_for("conv_relu_pool", shape, 2),
+                       method="greedy", replicas=2)
+    assert (table["delta"] == 0.123).all()
+    assert "gauge_real" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_cli_active(tmp_path):
+    from typer.testing import CliRunner
+
+    from deepglass.cli.app import app
+
+    x = np.random.default_rng(0).random((6, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    runner = CliRunner()
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["active", "digits_cnn", "--inputs", str(tmp_path / "x.npy"),
+                              "--replicas", "2", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout.strip().splitlines()[-1])
+    assert len(data["table"]) == 6 and 0 < data["delta"] < 0.5
+    assert (out / "active.parquet").exists()
+    res = runner.invoke(app, ["active", "digits_cnn", "--inputs", str(tmp_path / "x.npy"),
+                              "--method", "magic"])
+    assert res.exit_code != 0
+
+
+def test_cli_bad_input_shape_is_one_line_error(tmp_path, capsys):
+    from deepglass.cli.app import main
+
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 7, 7), np.float32))
+    with pytest.raises(SystemExit) as info:
+        main(["active", "digits_cnn", "--inputs", str(tmp_path / "x.npy")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
