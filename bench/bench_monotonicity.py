@@ -5,8 +5,8 @@
   (random order, N3 He with its own 80-replica gauge): seconds, trials per
   second, gamma (level 0.95), median |2 rho - 1|, mean rho, consistent inputs
   and class kept per model;
-- AlexNet (random init, 3x224x224): 100 perturbations of one input (skimage
-  astronaut, ImageNet preprocessing) along a random gauge (the cost of the test
+- AlexNet (random init, 3x224x224): 100 perturbations of one input (a skimage
+  photograph, ImageNet preprocessing) along a random gauge (the cost of the test
   does not depend on the gauge; AlexNet's own gauge is a separate frustration
   run of minutes): seconds.
 
