@@ -40,6 +40,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from numba import njit
 from torch import nn
 
 from ..errors import DeepglassError
@@ -53,8 +54,8 @@ NULL_KINDS = ("N1", "N2", "N3-xavier", "N3-he")
 _WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
 #: weights per piece when pooling edge weights (bounds the per-piece label sort)
 _PIECE = 1 << 22
-#: target bucket size of the Rao-Sandelius shuffle (fits in cache)
-_BUCKET = 1 << 21
+#: target bucket size of the Rao-Sandelius shuffle (fits in L2 cache)
+_BUCKET = 1 << 16
 
 
 def _canonical_kind(kind) -> str:
@@ -199,7 +200,7 @@ class _ConvEdges:
         else:
             w = b.weight.detach().cpu().reshape(1, t.c_out, t.k_group).expand(l1 - l0, -1, -1)
         if b.in_scale is not None:   # per source element: unfold it like the input
-            s = t.patches(b.in_scale.cpu()[None].to(w.dtype))[l0:l1, :, 0]    # (l, G*K)
+            s = t.patches(b.in_scale.cpu()[None].to(w.dtype))[l0:l1, 0, :]    # (l, G*K)
             grp = torch.arange(t.c_out) // (t.c_out // t.groups)
             w = w * s.reshape(l1 - l0, t.groups, t.k_group)[:, grp]
         if b.out_scale is not None:
@@ -208,31 +209,60 @@ class _ConvEdges:
         return w
 
     def pieces(self) -> Iterator[np.ndarray]:
-        for l0, l1 in self.chunks:
-            m = self.mask[l0:l1, None, :].expand(-1, self.target.c_out, -1)
-            yield self._effective(l0, l1)[m].numpy()
+        mask = self.mask.numpy()
+        for (l0, l1), m in zip(self.chunks, self.sizes()):
+            w = self._effective(l0, l1)
+            out = np.empty(m, dtype=torch.empty(0, dtype=w.dtype).numpy().dtype)
+            _take_valid(w.numpy(), mask[l0:l1], out)
+            yield out
 
     def build(self, values: np.ndarray) -> EdgeBlock:
         t = self.target
         store = torch.zeros((t.n_positions, t.c_out, t.k_group),
                             dtype=torch.from_numpy(values[:0]).dtype)
-        p = 0
-        for l0, l1 in self.chunks:
-            m = self.mask[l0:l1, None, :].expand(-1, t.c_out, -1)
-            k = int(self.per_pos[l0:l1].sum())
-            store[l0:l1][m] = torch.from_numpy(values[p:p + k])
-            p += k
-        new = UnsharedConvBlock(t.geometry(), store)
-        new.module = self.block.module
-        return new
+        _put_valid(store.numpy(), self.mask.numpy(), values)
+        return UnsharedConvBlock(t.geometry(), store)
+
+
+@njit(cache=True)
+def _take_valid(w, mask, out):
+    """``out = w[mask broadcast over axis 1]`` in C order (``w`` may be a broadcast view)."""
+    p = 0
+    for l in range(w.shape[0]):
+        for o in range(w.shape[1]):
+            for k in range(w.shape[2]):
+                if mask[l, k]:
+                    out[p] = w[l, o, k]
+                    p += 1
+
+
+@njit(cache=True)
+def _put_valid(store, mask, values):
+    """The inverse of :func:`_take_valid`: ``store[mask broadcast] = values``."""
+    p = 0
+    for l in range(store.shape[0]):
+        for o in range(store.shape[1]):
+            for k in range(store.shape[2]):
+                if mask[l, k]:
+                    store[l, o, k] = values[p]
+                    p += 1
+
+
+@njit(cache=True)
+def _scatter_by_label(values, labels, at, out):
+    """Counting-sort scatter: ``values[j]`` goes to ``out[at[labels[j]]++]``."""
+    for j in range(len(values)):
+        b = labels[j]
+        out[at[b]] = values[j]
+        at[b] += 1
 
 
 def _shuffled_pool(sources, dtype, seed: int) -> np.ndarray:
     """All edge weights of ``sources`` in one flat array, uniformly permuted.
 
     Rao-Sandelius: label each weight with an independent uniform bucket, write
-    the buckets one after another (stable within a bucket), then shuffle every
-    bucket (Fisher-Yates).  Labels of a piece are redrawn from the piece's own
+    the buckets one after another (a counting-sort scatter), then shuffle every
+    bucket (Fisher-Yates, in cache).  Labels of a piece are redrawn from the piece's own
     seed in the second pass, so no per-edge array but the output is kept.
     """
     sizes = [s for src in sources for s in src.sizes()]
@@ -262,11 +292,7 @@ def _shuffled_pool(sources, dtype, seed: int) -> np.ndarray:
     i = 0
     for src in sources:
         for v in src.pieces():
-            lab = labels(i, len(v))
-            order = np.argsort(lab, kind="stable")
-            first = np.cumsum(counts[i]) - counts[i]                      # in the sorted piece
-            dest = np.repeat(at[i] - first, counts[i]) + np.arange(len(v))
-            out[dest] = v[order]
+            _scatter_by_label(v, labels(i, len(v)), at[i].copy(), out)
             i += 1
     for b in range(n_buckets):
         bucket_rng.shuffle(out[starts[b]:starts[b + 1]])

@@ -29,14 +29,71 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import njit, prange
 
 from .blocks import ConvBlock, EdgeBlock
 
 __all__ = ["UnsharedConvBlock"]
+
+_NUMBA_TYPES = (torch.float32, torch.float64)
+
+
+@contextmanager
+def _numba_threads():
+    """Run the numba kernels on as many threads as torch uses (the descent drops
+    to one thread in its sparse tail)."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _forward_kernel(W, cols, out, per_group, absolute):
+    """``out[l, o, r] = sum_k W[l, o, k] cols[l, r, g(o) K + k]``: one streaming
+    pass over ``W`` (a batched matrix-vector product; BLAS's batched GEMM is
+    several times slower for so few right-hand sides)."""
+    L, O, K = W.shape
+    R = cols.shape[1]
+    for l in prange(L):
+        for o in range(O):
+            base = (o // per_group) * K
+            for r in range(R):
+                s = cols[l, r, base] * 0
+                if absolute:
+                    for k in range(K):
+                        s += abs(W[l, o, k]) * cols[l, r, base + k]
+                else:
+                    for k in range(K):
+                        s += W[l, o, k] * cols[l, r, base + k]
+                out[l, o, r] = s
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _adjoint_kernel(W, y, cols, per_group, absolute):
+    """``cols[l, r, g(o) K + k] = sum_o W[l, o, k] y[l, o, r]``."""
+    L, O, K = W.shape
+    R = y.shape[2]
+    for l in prange(L):
+        cols[l] = 0
+        for o in range(O):
+            base = (o // per_group) * K
+            for r in range(R):
+                a = y[l, o, r]
+                if absolute:
+                    for k in range(K):
+                        cols[l, r, base + k] += a * abs(W[l, o, k])
+                else:
+                    for k in range(K):
+                        cols[l, r, base + k] += a * W[l, o, k]
 
 #: stored weights per chunk of output positions (elements) in apply / adjoint
 CHUNK_ELEMENTS = 1 << 22
@@ -107,7 +164,7 @@ class UnsharedConvBlock(EdgeBlock):
         return g
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
-        """Unfold ``x`` (R, C_in, *in_spatial) -> (L, C_in * prod(kernel), R), zero
+        """Unfold ``x`` (R, C_in, *in_spatial) -> (L, R, C_in * prod(kernel)), zero
         where a tap falls into the padding."""
         R = x.shape[0]
         pads = []
@@ -120,21 +177,21 @@ class UnsharedConvBlock(EdgeBlock):
         if any(dl > 1 for dl in self.dilation):
             x = x[(Ellipsis,) + tuple(slice(None, None, dl) for dl in self.dilation)]
         nd = self.nd
-        # (R, C, O_1..O_nd, k_1..k_nd) -> (O_1..O_nd, C, k_1..k_nd, R)
-        perm = list(range(2, 2 + nd)) + [1] + list(range(2 + nd, 2 + 2 * nd)) + [0]
-        return x.permute(perm).reshape(self.n_positions, -1, R)
+        # (R, C, O_1..O_nd, k_1..k_nd) -> (O_1..O_nd, R, C, k_1..k_nd)
+        perm = list(range(2, 2 + nd)) + [0, 1] + list(range(2 + nd, 2 + 2 * nd))
+        return x.permute(perm).reshape(self.n_positions, R, -1)
 
     def fold(self, cols: torch.Tensor) -> torch.Tensor:
-        """Adjoint of :meth:`patches`: (L, C_in * prod(kernel), R) -> (R, C_in, *in_spatial)."""
-        R = cols.shape[-1]
+        """Adjoint of :meth:`patches`: (L, R, C_in * prod(kernel)) -> (R, C_in, *in_spatial)."""
+        R = cols.shape[1]
         C = self.in_shape[0]
         sp_out = self.out_shape[1:]
         padded = [L + lo + hi for L, (lo, hi) in zip(self.in_shape[1:], self.padding)]
         x = cols.new_zeros((R, C, *padded))
-        c = cols.reshape(*sp_out, C, *self.kernel, R)
+        c = cols.reshape(*sp_out, R, C, *self.kernel)
         nd = self.nd
-        # (O.., C, k.., R) -> (k.., R, C, O..): one (R, C, O..) slab per tap
-        c = c.permute(list(range(nd + 1, 2 * nd + 1)) + [2 * nd + 1, nd] + list(range(nd)))
+        # (O.., R, C, k..) -> (k.., R, C, O..): one (R, C, O..) slab per tap
+        c = c.permute(list(range(nd + 2, 2 * nd + 2)) + [nd, nd + 1] + list(range(nd)))
         for tap in np.ndindex(*self.kernel):
             sl = tuple(slice(t * dl, t * dl + (O - 1) * s + 1, s) for t, dl, O, s in
                        zip(tap, self.dilation, sp_out, self.stride))
@@ -146,7 +203,7 @@ class UnsharedConvBlock(EdgeBlock):
         """Bool (L, K): which stored slots are edges (input in bounds); the same for
         every output channel."""
         ones = torch.ones((1, self.c_in_g) + self.in_shape[1:], device=self.edge_weight.device)
-        return self.patches(ones)[:, :, 0] != 0
+        return self.patches(ones)[:, 0, :] != 0
 
     def _chunks(self):
         step = max(1, CHUNK_ELEMENTS // max(1, self.c_out * self.k_group))
@@ -159,29 +216,43 @@ class UnsharedConvBlock(EdgeBlock):
             w = w.to(dtype)
         return w.abs() if absolute else w
 
+    def _use_kernels(self, t: torch.Tensor) -> bool:
+        return (t.device.type == "cpu" and self.edge_weight.dtype in _NUMBA_TYPES
+                and t.dtype in _NUMBA_TYPES)
+
     # ---- EdgeBlock interface -----------------------------------------------------
     def _apply(self, x, absolute):
         R = x.shape[0]
-        cols = self.patches(x.to(self.dtype))                              # (L, G*K, R)
+        cols = self.patches(x.to(self.dtype)).contiguous()                 # (L, R, G*K)
         out = cols.new_empty((self.n_positions, self.c_out, R))
-        G, Kg, Og = self.groups, self.k_group, self.c_out // self.groups
-        for l0, l1 in self._chunks():
-            w = self._weights(l0, l1, absolute, cols.dtype)
-            for g in range(G):
-                out[l0:l1, g * Og:(g + 1) * Og] = torch.bmm(
-                    w[:, g * Og:(g + 1) * Og], cols[l0:l1, g * Kg:(g + 1) * Kg])
+        Kg, Og = self.k_group, self.c_out // self.groups
+        if self._use_kernels(cols):
+            with _numba_threads():
+                _forward_kernel(self.edge_weight.contiguous().numpy(), cols.numpy(), out.numpy(), Og,
+                                absolute)
+        else:
+            for l0, l1 in self._chunks():
+                w = self._weights(l0, l1, absolute, cols.dtype)
+                for g in range(self.groups):
+                    out[l0:l1, g * Og:(g + 1) * Og] = torch.bmm(
+                        w[:, g * Og:(g + 1) * Og], cols[l0:l1, :, g * Kg:(g + 1) * Kg].mT)
         return out.permute(2, 1, 0).reshape((R,) + self.out_shape)
 
     def _adjoint(self, y, absolute):
         R = y.shape[0]
         yl = y.to(self.dtype).reshape(R, self.c_out, -1).permute(2, 1, 0).contiguous()
-        G, Kg, Og = self.groups, self.k_group, self.c_out // self.groups
-        cols = yl.new_empty((self.n_positions, G * Kg, R))
-        for l0, l1 in self._chunks():
-            w = self._weights(l0, l1, absolute, yl.dtype)
-            for g in range(G):
-                cols[l0:l1, g * Kg:(g + 1) * Kg] = torch.bmm(
-                    w[:, g * Og:(g + 1) * Og].transpose(1, 2), yl[l0:l1, g * Og:(g + 1) * Og])
+        Kg, Og = self.k_group, self.c_out // self.groups
+        cols = yl.new_empty((self.n_positions, R, self.groups * Kg))
+        if self._use_kernels(yl):
+            with _numba_threads():
+                _adjoint_kernel(self.edge_weight.contiguous().numpy(), yl.numpy(), cols.numpy(), Og,
+                                absolute)
+        else:
+            for l0, l1 in self._chunks():
+                w = self._weights(l0, l1, absolute, yl.dtype)
+                for g in range(self.groups):
+                    cols[l0:l1, :, g * Kg:(g + 1) * Kg] = torch.bmm(
+                        w[:, g * Og:(g + 1) * Og].mT, yl[l0:l1, g * Og:(g + 1) * Og]).mT
         return self.fold(cols)
 
     def n_edges(self):

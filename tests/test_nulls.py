@@ -1,0 +1,332 @@
+"""Null models (SPEC §3): invariants of N1 / N2 / N3, the unshared conv block
+against its explicit matrix, the bucket shuffle's uniformity, solvers on nulls."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.stats as st
+import torch
+import torch.nn as nn
+
+import deepglass
+from deepglass import zoo
+from deepglass.errors import DeepglassError
+from deepglass.experiments import nulls
+from deepglass.experiments.nulls import NULL_KINDS, null_model
+from deepglass.graph import ConvBlock, DenseBlock, PoolBlock, SignedGraph
+from deepglass.graph.unshared import UnsharedConvBlock
+
+
+def _net(seed=0, bn=False):
+    """Padding, stride, groups, dilation, pooling and dense: every N2 case."""
+    torch.manual_seed(seed)
+    layers = [nn.Conv2d(2, 4, 3, stride=2, padding=1, groups=2)]
+    layers += [nn.BatchNorm2d(4)] if bn else []
+    layers += [nn.ReLU(), nn.AvgPool2d(2, ceil_mode=True), nn.Conv2d(4, 3, 2, dilation=2,
+                                                                     padding=(1, 2)),
+               nn.Flatten(), nn.Linear(45, 2)]
+    net = nn.Sequential(*layers).eval()
+    if bn:   # non-trivial statistics, some negative scales
+        with torch.no_grad():
+            net[1].weight.copy_(torch.tensor([1.5, -0.5, 2.0, 0.7]))
+            net[1].running_var.copy_(torch.tensor([0.5, 2.0, 1.0, 3.0]))
+    net.default_input_shape = (2, 9, 9)
+    return net
+
+
+def _graph(net, dtype=torch.float64):
+    return SignedGraph.from_module(net, net.default_input_shape, dtype=dtype)
+
+
+def _weight_modules(net):
+    return [(n, m) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def _block_coo(b):
+    i, j, w = b.coo()
+    return sp.coo_matrix((w, (i, j)), shape=(b.in_size, b.out_size)).tocsr()
+
+
+# ---- the front end -----------------------------------------------------------------------
+def test_kinds_names_and_errors():
+    net = _net()
+    assert NULL_KINDS == ("N1", "N2", "N3-xavier", "N3-he")
+    assert deepglass.null_model is null_model
+    for name in ("n1", "N3-XAVIER", "n3-He"):
+        assert isinstance(null_model(net, name), nn.Module)
+    with pytest.raises(DeepglassError, match="N1, N2, N3-xavier, N3-he"):
+        null_model(net, "N3")
+    with pytest.raises(DeepglassError, match="seed"):
+        null_model(net, "N1", seed=-1)
+    with pytest.raises(DeepglassError, match="nn.Module or a SignedGraph"):
+        null_model("alexnet", "N1")
+    bare = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(DeepglassError, match="input_shape"):
+        null_model(bare, "N2")
+    assert null_model(bare, "N2", input_shape=(3,)).n_edges == 6
+
+
+def test_doctests():
+    assert doctest.testmod(nulls, raise_on_error=True).attempted >= 2
+
+
+def test_same_seed_same_null_other_seed_other_null():
+    net = _net(bn=True)
+    g = _graph(net)
+    for kind in ("N1", "N3-xavier", "N3-he"):
+        a, b, c = (null_model(net, kind, seed=s) for s in (4, 4, 5))
+        for (n, ma), (_, mb), (_, mc) in zip(*map(_weight_modules, (a, b, c))):
+            assert torch.equal(ma.weight, mb.weight), (kind, n)
+            assert not torch.equal(ma.weight, mc.weight), (kind, n)
+    for kind in NULL_KINDS:
+        A, B, C = (null_model(g, kind, seed=s).to_scipy() for s in (4, 4, 5))
+        assert (A != B).nnz == 0 and (A != C).nnz > 0, kind
+
+
+# ---- N1 ----------------------------------------------------------------------------------
+def test_n1_module_permutes_each_layer_and_keeps_the_rest():
+    net = zoo.get("digits_cnn")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    n1 = null_model(net, "N1", seed=2)
+    assert n1 is not net and n1.default_input_shape == net.default_input_shape
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k])                                 # original untouched
+    for (name, m), (_, m1) in zip(_weight_modules(net), _weight_modules(n1)):
+        assert torch.equal(m.weight.flatten().sort().values, m1.weight.flatten().sort().values)
+        assert not torch.equal(m.weight, m1.weight), name
+        assert torch.equal(m.bias, m1.bias)
+
+
+def test_n1_keeps_weight_sharing():
+    """The explicit graph of the N1 module is the Toeplitz matrix of the permuted
+    kernels: identical to the graph-level N1 (same keyed permutation per layer)."""
+    net = _net()
+    g = _graph(net)
+    A_module = _graph(null_model(net, "N1", seed=7)).to_scipy()
+    g1 = null_model(g, "N1", seed=7)
+    A_graph = g1.to_scipy()
+    assert (A_module != A_graph).nnz == 0
+    for b, b1 in zip(g.edge_blocks, g1.edge_blocks):
+        M, M1 = _block_coo(b), _block_coo(b1)
+        assert np.array_equal(M.indptr, M1.indptr) and np.array_equal(M.indices, M1.indices)
+        if isinstance(b, ConvBlock):   # every edge carries an entry of the permuted kernel
+            assert type(b1) is ConvBlock
+            assert np.isin(M1.data, b1.weight.numpy()).all()
+            assert np.array_equal(np.sort(b1.weight.numpy().ravel()),
+                                  np.sort(b.weight.numpy().ravel()))
+        if isinstance(b, PoolBlock):
+            assert b1 is b
+
+
+def test_n1_of_a_graph_permutes_folded_batchnorm_weights():
+    g = _graph(_net(bn=True))
+    g1 = null_model(g, "N1", seed=0)
+    for b, b1 in zip(g.edge_blocks, g1.edge_blocks):
+        if isinstance(b, (ConvBlock, DenseBlock)):
+            assert torch.equal(b.weight.flatten().sort().values, b1.weight.flatten().sort().values)
+
+
+# ---- N2 ----------------------------------------------------------------------------------
+def _n2_checks(g, g2):
+    A, A2 = g.to_scipy(), g2.to_scipy()
+    # same topology
+    assert np.array_equal(A.indptr, A2.indptr) and np.array_equal(A.indices, A2.indices)
+    weighted, moved = [], 0
+    for b, b2 in zip(g.edge_blocks, g2.edge_blocks):
+        M, M2 = _block_coo(b), _block_coo(b2)
+        assert np.array_equal(M.indptr, M2.indptr) and np.array_equal(M.indices, M2.indices)
+        if isinstance(b, (ConvBlock, DenseBlock)):
+            assert isinstance(b2, UnsharedConvBlock if isinstance(b, ConvBlock) else DenseBlock)
+            assert b2.n_edges() == b.n_edges() and b2.in_scale is None
+            weighted.append((M.data, M2.data))
+            moved += int((M.data != M2.data).sum())
+        else:                                    # pooling edges untouched
+            assert (M != M2).nnz == 0
+    # the multiset of conv + dense edge weights (scales folded in) is kept exactly
+    real = np.sort(np.concatenate([w for w, _ in weighted]))
+    null = np.sort(np.concatenate([w for _, w in weighted]))
+    assert np.array_equal(real, null)
+    assert moved > 0.9 * len(real)
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_n2_keeps_topology_and_edge_weight_multiset(bn):
+    g = _graph(_net(bn=bn))
+    _n2_checks(g, null_model(g, "N2", seed=1))
+
+
+def test_n2_with_source_scales_and_bucket_shuffle(monkeypatch):
+    """Batch norm on the input gives the conv block source scales: N2 pools the
+    scaled edge weights.  A small bucket size forces the Rao-Sandelius path."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.BatchNorm2d(2), nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(48, 4)).eval()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([2.0, -0.5]))
+    g = SignedGraph.from_module(net, (2, 8, 8), dtype=torch.float64)
+    assert any(b.in_scale is not None for b in g.edge_blocks)
+    monkeypatch.setattr(nulls, "_BUCKET", 32)
+    monkeypatch.setattr(nulls, "_PIECE", 100)
+    assert g.n_edges > 2 * 32
+    _n2_checks(g, null_model(g, "N2", seed=0))
+
+
+def test_n2_of_digits_cnn_module():
+    net = zoo.get("digits_cnn")
+    g2 = null_model(net, "N2", seed=0)
+    assert isinstance(g2, SignedGraph) and g2.meta["null"] == "N2"
+    _n2_checks(SignedGraph.from_module(net, net.default_input_shape), g2)
+
+
+class _Counting:
+    """An edge source whose weights are ids ``start, start + 1, ...``, in pieces of 7."""
+
+    def __init__(self, n, start=0):
+        self.n, self.start = n, start
+
+    def sizes(self):
+        return [min(7, self.n - s) for s in range(0, self.n, 7)]
+
+    def pieces(self):
+        for s in range(0, self.n, 7):
+            yield self.start + np.arange(s, min(self.n, s + 7), dtype=np.float64)
+
+
+def test_bucket_shuffle_is_a_uniform_permutation(monkeypatch):
+    monkeypatch.setattr(nulls, "_BUCKET", 4)
+    n, draws = 20, 2000
+    pos = np.zeros((n, n))
+    pairs = np.zeros(n)
+    for seed in range(draws):
+        out = nulls._shuffled_pool([_Counting(8), _Counting(12, start=8)], np.float64, seed)
+        assert np.array_equal(np.sort(out), np.arange(n))
+        pos[out.astype(int), np.arange(n)] += 1
+        pairs[int(np.nonzero(out == 0)[0][0] - np.nonzero(out == 1)[0][0]) % n] += 1
+    # every element is equally likely at every position, and the relative offset
+    # of two elements is uniform over the n - 1 nonzero values
+    assert st.chisquare(pos.ravel()).pvalue > 1e-4
+    assert pairs[0] == 0 and st.chisquare(pairs[1:]).pvalue > 1e-4
+
+
+# ---- the unshared conv block -------------------------------------------------------------
+GEOMETRIES = [  # (nd, C_in, C_out, size, kernel, stride, padding, dilation, groups)
+    (1, 2, 4, (11,), (3,), (2,), [(1, 2)], (1,), 2),
+    (2, 2, 3, (7, 6), (3, 2), (1, 2), [(1, 1), (0, 1)], (2, 1), 1),
+    (2, 4, 4, (5, 5), (3, 3), (2, 2), [(1, 1), (1, 1)], (1, 1), 4),
+    (3, 2, 2, (4, 5, 3), (2, 3, 2), (1, 2, 1), [(1, 0), (1, 1), (0, 1)], (1, 1, 2), 1),
+]
+
+
+@pytest.mark.parametrize("geom", GEOMETRIES)
+@pytest.mark.parametrize("device_kernels", [True, False])
+def test_unshared_block_matches_its_explicit_matrix(geom, device_kernels, monkeypatch):
+    nd, c_in, c_out, size, k, s, pad, dil, groups = geom
+    torch.manual_seed(len(size) + groups)
+    out = [(L + lo + hi - d * (kk - 1) - 1) // ss + 1
+           for L, (lo, hi), d, kk, ss in zip(size, pad, dil, k, s)]
+    conv = ConvBlock(torch.randn(c_out, c_in // groups, *k, dtype=torch.float64),
+                     (c_in, *size), (c_out, *out), s, pad, dil, groups)
+    L, K = int(np.prod(out)), c_in // groups * int(np.prod(k))
+    b = UnsharedConvBlock(conv, torch.randn(L, c_out, K, dtype=torch.float64))
+    if not device_kernels:   # the chunked batched-matmul path (GPU), on the CPU
+        monkeypatch.setattr(UnsharedConvBlock, "_use_kernels", lambda self, t: False)
+        monkeypatch.setattr("deepglass.graph.unshared.CHUNK_ELEMENTS", 2 * c_out * K)
+    M = _block_coo(b).toarray()                                         # (in, out)
+    assert b.n_edges() == conv.n_edges() == _block_coo(b).nnz
+    x = torch.randn(3, *b.in_shape, dtype=torch.float64)
+    y = torch.randn(3, *b.out_shape, dtype=torch.float64)
+    for absolute, Mx in ((False, M), (True, np.abs(M))):
+        got = b.apply(x, absolute).reshape(3, -1).numpy()
+        assert np.allclose(got, x.reshape(3, -1).numpy() @ Mx)
+        got = b.adjoint(y, absolute).reshape(3, -1).numpy()
+        assert np.allclose(got, y.reshape(3, -1).numpy() @ Mx.T)
+    # the valid slots are exactly the edges; the operator ignores padding slots
+    mask = b.valid_mask()
+    assert int(mask.sum()) * c_out == b.n_edges()
+    b0 = UnsharedConvBlock(conv, b.edge_weight * mask[:, None, :])
+    assert np.isclose(b0.abs_sum(), np.abs(M).sum())
+    assert np.allclose(b0.apply(x).numpy(), b.apply(x).numpy())
+    # sparse column updates (the descent's tail)
+    idx = torch.randperm(b.in_size)[:5]
+    v = torch.randn(5, dtype=torch.float64)
+    e, o, c = b.sparse_apply(idx, v)
+    got = torch.zeros(b.out_size, dtype=torch.float64).index_add_(0, o, c).numpy()
+    assert np.allclose(got, v.numpy() @ M[idx.numpy()])
+    idx = torch.randperm(b.out_size)[:5]
+    e, i, c = b.sparse_adjoint(idx, v)
+    got = torch.zeros(b.in_size, dtype=torch.float64).index_add_(0, i, c).numpy()
+    assert np.allclose(got, M[:, idx.numpy()] @ v.numpy())
+
+
+def test_unshared_block_keeps_narrow_storage_when_computing_wide():
+    conv = ConvBlock(torch.randn(3, 2, 3, 3), (2, 6, 6), (3, 4, 4), (1, 1), [(0, 0)] * 2,
+                     (1, 1), 1)
+    b = UnsharedConvBlock(conv, torch.randn(16, 3, 18))
+    b64 = b.to(dtype=torch.float64)
+    assert b64.edge_weight.dtype == torch.float32 and b64.dtype == torch.float64
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64)
+    ref = UnsharedConvBlock(conv, b.edge_weight.double())
+    assert b64.apply(x).dtype == torch.float64
+    assert torch.allclose(b64.apply(x), ref.apply(x)) and torch.allclose(
+        b64.adjoint(ref.apply(x)), ref.adjoint(ref.apply(x)))
+    assert b.to(dtype=torch.float16).edge_weight.dtype == torch.float16
+    assert "unshared" in b.describe() and b.kind == "unshared_conv"
+
+
+# ---- N3 ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["N3-xavier", "N3-he"])
+def test_n3_draws_have_the_standard_variance(kind):
+    net = nn.Sequential(nn.Conv2d(48, 64, 3, groups=2), nn.BatchNorm2d(64), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(64 * 4 * 4, 300))
+    nn.init.constant_(net[1].weight, 3.0)
+    net.default_input_shape = (48, 6, 6)
+    n3 = null_model(net, kind, seed=0)
+    for m in (n3[0], n3[4]):
+        w = m.weight.detach().double()
+        rf = w[0, 0].numel()
+        fan_in, fan_out = w.shape[1] * rf, w.shape[0] * rf
+        var = 2.0 / (fan_in + fan_out) if kind == "N3-xavier" else 2.0 / fan_in
+        n = w.numel()
+        # sample variance: relative sd sqrt(2/n) (normal), sqrt(0.8/n) (uniform)
+        assert abs(w.var().item() / var - 1) < 6 * np.sqrt(2.0 / n)
+        assert abs(w.mean().item()) < 6 * np.sqrt(var / n)
+        if kind == "N3-xavier":
+            assert w.abs().max() <= np.sqrt(3 * var)
+        else:
+            assert st.kstest(w.numpy().ravel() / np.sqrt(var), "norm").pvalue > 1e-4
+        assert torch.count_nonzero(m.bias) == 0
+    assert torch.equal(n3[1].weight, torch.ones(64)) and torch.equal(n3[1].running_var,
+                                                                      torch.ones(64))
+    # the graph-level N3 draws the same weights (keyed by layer name), without batch norm
+    g3 = null_model(_graph(net, torch.float32), kind, seed=0)
+    assert torch.equal(g3.edge_blocks[0].weight, n3[0].weight.detach())
+
+
+# ---- solvers on the nulls ----------------------------------------------------------------
+def _brute(As):
+    n = As.shape[0]
+    D = As.toarray()
+    codes = np.arange(2 ** (n - 1))[:, None]
+    S = np.hstack([np.ones((len(codes), 1)), np.where((codes >> np.arange(n - 1)) & 1, -1.0, 1.0)])
+    return float((0.5 * (1 - ((S @ D) * S).sum(1) / np.abs(D).sum())).min())
+
+
+@pytest.mark.parametrize("kind", NULL_KINDS)
+def test_solvers_run_on_every_null_and_exact_is_brute_force(kind):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 2, padding=(1, 0)), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(2, 1))
+    g = SignedGraph.from_module(net, (1, 2, 3), dtype=torch.float64)
+    assert g.n_nodes <= 25
+    h = null_model(g, kind, seed=1)
+    delta = _brute(h.to_scipy_sym())
+    ex = deepglass.frustration(h, method="exact")
+    assert ex.frustration == pytest.approx(delta, abs=1e-9)
+    for method in ("descent", "anneal", "greedy"):
+        r = deepglass.frustration(h, method=method, replicas=3, seed=0)
+        assert r.local_min.all() and r.frustration >= delta - 1e-9
+        assert r.energies == pytest.approx(h.energy(torch.as_tensor(r.sigmas).double()).numpy())
