@@ -27,6 +27,12 @@ normalized by the remaining ``|weight|``; removed nodes are isolated and do not
 contribute.  The paper finds ``delta_x < delta`` of the whole network nearly
 always.
 
+Activity is a property of a node, not of an edge: a node that one layer reads
+through a ReLU and another reads raw (the identity shortcut of a pre-activation
+residual block, ``y = conv(relu(x)) + x``) is active when the raw value is
+nonzero, and then keeps its edges into both layers.  Post-activation networks
+(every zoo network) read each node one way only.
+
 Everything is matrix-free and batched over inputs: the masks of a batch are
 (B, n) booleans, and the reachability pass costs one pattern adjoint per edge
 block, about one backward pass of the network.  :meth:`ActiveSubgraphs.subgraph`
@@ -120,13 +126,14 @@ class MaskedBlock(EdgeBlock):
         return self.inner.supports_sparse()
 
     def _sparse(self, idx, vals, transpose):
+        # removed nodes contribute and receive zeros (masks as factors, not as
+        # filters: no compaction of the possibly long contribution lists)
         first, second = ((self.dst_mask, self.src_mask) if transpose
                          else (self.src_mask, self.dst_mask))
-        pos = torch.nonzero(first.reshape(-1)[idx] > 0, as_tuple=True)[0]
+        vals = vals * first.reshape(-1)[idx].to(vals.dtype)
         op = self.inner.sparse_adjoint if transpose else self.inner.sparse_apply
-        entry, other, contrib = op(idx[pos], vals[pos])
-        ok = second.reshape(-1).to(other.device)[other] > 0
-        return pos.to(entry.device)[entry[ok]], other[ok], contrib[ok]
+        entry, other, contrib = op(idx, vals)
+        return entry, other, contrib * second.reshape(-1)[other].to(contrib.dtype)
 
     def _coo(self):
         src = torch.nonzero(self.src_mask.reshape(-1) > 0, as_tuple=True)[0]
@@ -137,7 +144,8 @@ class MaskedBlock(EdgeBlock):
                                self.dst_mask, n_edges=self._n_edges)
             vals = torch.ones(len(src), dtype=torch.float64, device=src.device)
             entry, j, w = wide._sparse(src, vals, False)
-            i = src[entry]
+            kept = torch.nonzero(self.dst_mask.reshape(-1)[j] > 0, as_tuple=True)[0]
+            i, j, w = src[entry[kept]], j[kept], w[kept]
             return (i.cpu().numpy().astype(np.int64), j.cpu().numpy().astype(np.int64),
                     w.detach().double().cpu().numpy())
         i, j, w = self.inner.coo()
