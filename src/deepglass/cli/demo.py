@@ -18,10 +18,11 @@ from rich.console import Console
 
 from .common import print_json
 
-#: the demo network and the frustration protocol (modest counts: about a minute
-#: on two CPU cores; the paper's protocol is 80 replicas, 80 draws x 2 starts)
+#: the demo network and the frustration protocol: the paper's 80 real replicas
+#: (one batch: cheap) and half its 80 draws x 2 starts per null, 15-20 s on two
+#: CPU cores (``bench/bench_experiment.py`` runs the full protocol)
 DEMO_MODEL = "digits_cnn"
-DEMO_FRUSTRATION = {"replicas": 32, "null_instances": 16, "starts_per_null": 2,
+DEMO_FRUSTRATION = {"replicas": 80, "null_instances": 40, "starts_per_null": 2,
                     "nulls": ("N1", "N2", "N3-xavier", "N3-he"), "seed": 0}
 
 

@@ -44,22 +44,22 @@ import torch
 
 from ..errors import DeepglassError
 from ..graph import SignedGraph
+from .nulls import NULL_KINDS
 
 __all__ = ["frustration_vs_nulls", "NullComparison", "Unit", "parse_nulls", "plan_units",
            "unit_seed", "run_unit", "frustration_config", "frustration_samples",
-           "frustration_stats", "frustration_verdict", "write_frustration_run",
+           "frustration_stats", "frustration_verdict", "stats_markdown", "stats_records",
+           "write_frustration_run",
            "ALL_NULLS", "KIND", "UNIT_TABLE", "GAUGE_ARRAYS"]
 
-#: every null model, in the paper's order (see :mod:`deepglass.experiments.nulls`)
-ALL_NULLS = ("N1", "N2", "N3-xavier", "N3-he")
+#: every null model, in the paper's order
+ALL_NULLS = NULL_KINDS
 #: the run kind in a run directory
 KIND = "frustration"
 #: the unit table (``units/frustration/runs/``)
 UNIT_TABLE = "runs"
 #: the best real gauge, read by the active-subnetwork and monotonicity runs
 GAUGE_ARRAYS = "gauge_real"
-#: solver methods usable in the experiment
-METHODS = ("descent", "anneal", "greedy", "exact")
 
 
 # ---------------------------------------------------------------------------------
@@ -280,8 +280,10 @@ class NullComparison:
     config : dict
         The run configuration (everything to reproduce it).
     info : dict
-        ``units``, ``computed``, ``resumed`` and timings: ``compute_seconds``
-        (inside the units), ``store_seconds`` (writing units), ``wall_seconds``.
+        ``units``, ``computed``, ``resumed`` and timings: ``setup_seconds``
+        (tracing, opening the run), ``loop_seconds`` (the units), of which
+        ``compute_seconds`` inside the units and ``store_seconds`` writing
+        them (on a background thread, overlapping the next unit), and ``wall_seconds`` (all, with the tables, figure and report).
     run : RunDir or None
     """
 
@@ -363,7 +365,7 @@ def _prepare(model, input_shape, batchnorm):
     return SignedGraph.from_module(model, shape, batchnorm=batchnorm), model, shape
 
 
-def _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, nulls, method):
+def _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, method):
     for name, v in (("replicas", replicas), ("null_instances", null_instances),
                     ("starts_per_null", starts_per_null)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -371,6 +373,8 @@ def _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, 
     if replicas_per_unit is not None and (not isinstance(replicas_per_unit, (int, np.integer))
                                           or replicas_per_unit < 1):
         raise DeepglassError(f"replicas_per_unit must be an integer >= 1, got {replicas_per_unit!r}")
+    from ..solve import METHODS
+
     if method not in METHODS:
         raise DeepglassError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
@@ -475,7 +479,7 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
 
     t_start = time.perf_counter()
     nulls = parse_nulls(nulls)
-    _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, nulls, method)
+    _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, method)
     if not 0 < alpha < 1:
         raise DeepglassError(f"alpha must be in (0, 1), got {alpha}")
     if init not in ("random", "paper"):
@@ -498,23 +502,24 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
                    method=method, init=init, seed=int(seed), device=device, options=dict(options))
     ex = get_executor(executor)
     results: dict[str, dict] = {}
-    compute = store = 0.0
+    compute = 0.0
     if progress:
         progress(0, len(todo))
+    t_loop = time.perf_counter()
+    writer = _UnitWriter(rd)
     try:
         for k, (unit, res) in enumerate(ex.map(run_unit, todo, shared=ctx), 1):
             compute += res["compute_seconds"]
-            if rd is not None:
-                t0 = time.perf_counter()
-                rd.write_unit(UNIT_TABLE, unit.id, res["rows"], arrays=_gauge_arrays(res))
-                store += time.perf_counter() - t0
+            writer.write(unit.id, res)
             results[unit.id] = res
             if progress:
                 progress(k, len(todo))
     finally:
+        writer.close()  # waits for the units handed over: an interrupted run keeps them
         if not isinstance(executor, Executor):
             ex.close()
-    t_units = time.perf_counter() - t_start
+    t_units = time.perf_counter()
+    store = writer.seconds
     frames = []
     for u in units:
         if u.id in results:
@@ -529,11 +534,49 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
                          info={"units": len(units), "computed": len(todo),
                                "resumed": len(units) - len(todo), "nodes": graph.n_nodes,
                                "edges": graph.n_edges, "compute_seconds": compute,
-                               "store_seconds": store, "units_wall_seconds": t_units})
+                               "store_seconds": store, "setup_seconds": t_loop - t_start,
+                               "loop_seconds": t_units - t_loop})
     if rd is not None:
         write_frustration_run(rd, out)
     out.info["wall_seconds"] = time.perf_counter() - t_start
     return out
+
+
+class _UnitWriter:
+    """Writes finished units to the run directory on one background thread, so
+    the next unit computes while the last one is stored (the in-process
+    executor keeps a core busy with the solver).  :meth:`close` waits for
+    every unit handed over; a failed write is raised at the next call."""
+
+    def __init__(self, run):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.run = run
+        self.seconds = 0.0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="deepglass-store") if run else None
+        self._pending: list = []
+
+    def _write(self, uid: str, res: dict) -> None:
+        t0 = time.perf_counter()
+        self.run.write_unit(UNIT_TABLE, uid, res["rows"], arrays=_gauge_arrays(res))
+        self.seconds += time.perf_counter() - t0
+
+    def _check(self) -> None:
+        for f in [f for f in self._pending if f.done()]:
+            self._pending.remove(f)
+            f.result()  # re-raises a failed write
+
+    def write(self, uid: str, res: dict) -> None:
+        if self._pool is None:
+            return
+        self._check()
+        self._pending.append(self._pool.submit(self._write, uid, res))
+
+    def close(self) -> None:
+        if self._pool is None:
+            return
+        self._pool.shutdown(wait=True)
+        self._check()
 
 
 def _gauge_arrays(res: dict) -> dict:
