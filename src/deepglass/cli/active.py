@@ -87,7 +87,7 @@ def active_cmd(
     t = Table(title=f"{model}: active subnetworks of {len(table)} inputs ({seconds:.1f} s); "
                     f"whole network: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges, "
                     f"delta = {delta:.4f}")
-    for c in ("input", "pred", "nodes", "edges", "|weight| kept", "delta_x"):
+    for c in ("input", "pred", "nodes", "edges", "|weight| kept (fraction)", "delta_x"):
         t.add_column(c, justify="left" if c == "input" else "right")
     for r in table.head(SHOWN_ROWS).itertuples():
         t.add_row(str(r.input), str(r.pred), f"{r.nodes:,}", f"{r.edges:,}",

@@ -649,7 +649,7 @@ class ActiveSubgraphs:
         """One row per input: predicted class, kept nodes / edges / ``|weight|``
         and their fractions of the whole graph."""
         g = self.graph
-        tot_w = g.block_abs_sums().sum()
+        tot_w = g.abs_total() / 2.0   # sum |A_ij|, cached on the graph
         n_nodes = self.keep.sum(1)
         edges = self.edges.sum(1)
         absw = self.abs_weight.sum(1)
