@@ -36,7 +36,6 @@ def main() -> None:
     from deepglass.executors import get_executor
     from deepglass.experiments.frustration import frustration_vs_nulls
 
-    torch.set_num_threads(1)  # the units are small: one thread each (as the solver does)
     t0 = time.perf_counter()
     net = zoo.get("digits_cnn", pretrained=True)
     print(f"digits_cnn loaded in {time.perf_counter() - t0:.1f} s; "

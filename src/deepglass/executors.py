@@ -146,8 +146,11 @@ class RayExecutor(Executor):
     def map(self, fn, units, shared=None):
         ray = self._ensure()
         remote = ray.remote(num_cpus=1)(_call)
-        ref = ray.put(shared)
-        fn_ref = ray.put(fn)
+        try:
+            ref, fn_ref = ray.put(shared), ray.put(fn)
+        except Exception as exc:  # e.g. a network object that does not pickle
+            raise DeepglassError(f"cannot ship the work to Ray: {type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
         window = self.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
         todo = iter(units)
         pending: dict = {}

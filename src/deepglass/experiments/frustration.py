@@ -163,16 +163,22 @@ def _unit_graph(ctx: _Context, unit: Unit) -> SignedGraph:
 def run_unit(ctx: _Context, unit: Unit) -> dict:
     """Compute one unit: its graph (real or a null draw), its start gauges, the
     solver.  Returns the unit's rows, its best gauge and its compute time."""
-    from ..solve import frustration, start_gauges
+    from ..solve import _threads_for, frustration, start_gauges
 
     t0 = time.perf_counter()
-    graph = _unit_graph(ctx, unit)
-    build = time.perf_counter() - t0
-    seeds = [unit_seed(ctx.seed, unit.kind, unit.instance, 1 + s) for s in unit.starts]
-    s0 = np.concatenate([start_gauges(graph.n_nodes, 1, seed=sd, init=ctx.init) for sd in seeds])
-    res = frustration(graph, method=ctx.method, replicas=len(s0), init=s0, device=ctx.device,
-                      seed=unit_seed(ctx.seed, unit.kind, unit.instance, 1 + unit.starts[0]),
-                      **ctx.options)
+    # the whole unit (null draw, tracing, solver, frustrated weights) on one
+    # thread for small graphs, as the solver does: many tiny kernels lose far
+    # more to thread synchronization than they gain (5-10x on a busy 2-core CPU)
+    with _threads_for(ctx.graph):
+        graph = _unit_graph(ctx, unit)
+        build = time.perf_counter() - t0
+        seeds = [unit_seed(ctx.seed, unit.kind, unit.instance, 1 + s) for s in unit.starts]
+        s0 = np.concatenate([start_gauges(graph.n_nodes, 1, seed=sd, init=ctx.init)
+                             for sd in seeds])
+        res = frustration(graph, method=ctx.method, replicas=len(s0), init=s0,
+                          device=ctx.device, seed=unit_seed(ctx.seed, unit.kind, unit.instance,
+                                                            1 + unit.starts[0]),
+                          **ctx.options)
     m = len(res.energies)  # "exact" returns one optimum whatever the starts
     sweeps = np.broadcast_to(np.asarray(res.sweeps), (m,)).astype(np.int64)
     rows = pd.DataFrame({
