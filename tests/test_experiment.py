@@ -232,3 +232,13 @@ def test_demo_writes_one_run_directory(capsys, tmp_path, monkeypatch):
     assert summary["welch_p"] == d["frustration"]["welch_p"]
     assert (tmp_path / "demo" / "arrays" / "gauge_real.npz").exists()
     assert RunDir(out, {}, kind="other").kinds == ["frustration", "other"]
+
+
+def test_graph_input_gives_the_same_nulls_as_the_module():
+    # without batch norm, N1 / N3 of a module and of its graph draw the same
+    # weights layer by layer (keyed by layer name), and N2 always acts on the graph
+    net = tiny_net()
+    graph = SignedGraph.from_module(net, (1, 6, 6))
+    a = frustration_vs_nulls(net, nulls="all", **SMALL).runs
+    b = frustration_vs_nulls(graph, nulls="all", **SMALL).runs
+    pd.testing.assert_frame_equal(_values(a), _values(b))

@@ -96,12 +96,12 @@ def parse_nulls(nulls: str | Iterable[str] | None) -> tuple[str, ...]:
     if nulls is None:
         return ()
     items = nulls.split(",") if isinstance(nulls, str) else list(nulls)
+    lookup = {k.lower(): k for k in ALL_NULLS}
     out: list[str] = []
     for raw in items:
         name = str(raw).strip()
         if not name or name.lower() == "none":
             continue
-        lookup = {k.lower(): k for k in ALL_NULLS}
         if name.lower() == "all":
             names = list(ALL_NULLS)
         elif name.lower() == "n3":
