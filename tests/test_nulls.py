@@ -196,9 +196,12 @@ class _Counting:
             yield self.start + np.arange(s, min(self.n, s + 7), dtype=np.float64)
 
 
-def test_bucket_shuffle_is_a_uniform_permutation(monkeypatch):
-    monkeypatch.setattr(nulls, "_BUCKET", 4)
-    n, draws = 20, 2000
+@pytest.mark.parametrize("bucket,sub", [(4, 4096), (8, 2)])
+def test_bucket_shuffle_is_a_uniform_permutation(monkeypatch, bucket, sub):
+    """Both Rao-Sandelius levels (buckets, then sub-buckets) and Fisher-Yates."""
+    monkeypatch.setattr(nulls, "_BUCKET", bucket)
+    monkeypatch.setattr(nulls, "_SUB_BUCKET", sub)
+    n, draws = 20, 1000
     pos = np.zeros((n, n))
     pairs = np.zeros(n)
     for seed in range(draws):

@@ -40,7 +40,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from numba import njit
+from numba import njit, prange
 from torch import nn
 
 from ..errors import DeepglassError
@@ -54,8 +54,9 @@ NULL_KINDS = ("N1", "N2", "N3-xavier", "N3-he")
 _WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
 #: weights per piece when pooling edge weights (bounds the per-piece label sort)
 _PIECE = 1 << 22
-#: target bucket size of the Rao-Sandelius shuffle (fits in L2 cache)
-_BUCKET = 1 << 16
+#: target bucket sizes of the two-level Rao-Sandelius shuffle (L2 and L1 sized)
+_BUCKET = 1 << 20
+_SUB_BUCKET = 1 << 12
 
 
 def _canonical_kind(kind) -> str:
@@ -248,22 +249,99 @@ def _put_valid(store, mask, values):
                     p += 1
 
 
+_U32 = np.uint64(0xFFFFFFFF)
+
+
+@njit(cache=True, inline="always")
+def _next(state):
+    """SplitMix64 (Steele, Lea, Flood 2014): the next 64 random bits of ``state[0]``."""
+    state[0] += np.uint64(0x9E3779B97F4A7C15)
+    z = state[0]
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def _below(state, bound):
+    """Uniform integer in ``[0, bound)``, ``bound < 2**32``: Lemire's multiply-shift
+    with rejection (exactly uniform)."""
+    m = (_next(state) >> np.uint64(32)) * bound
+    if (m & _U32) < bound:
+        t = (np.uint64(1 << 32) - bound) % bound
+        while (m & _U32) < t:
+            m = (_next(state) >> np.uint64(32)) * bound
+    return np.int64(m >> np.uint64(32))
+
+
 @njit(cache=True)
-def _scatter_by_label(values, labels, at, out):
-    """Counting-sort scatter: ``values[j]`` goes to ``out[at[labels[j]]++]``."""
+def _count_labels(seed, m, n_buckets, counts):
+    """Bucket sizes of ``m`` labels drawn from ``seed`` (the same draws as
+    :func:`_scatter_labelled`)."""
+    state = np.full(1, seed, np.uint64)
+    bound = np.uint64(n_buckets)
+    for _ in range(m):
+        counts[_below(state, bound)] += 1
+
+
+@njit(cache=True)
+def _scatter_labelled(values, seed, n_buckets, at, out):
+    """Counting-sort scatter: ``values[j]`` goes to ``out[at[label_j]++]`` with
+    uniform labels drawn from ``seed``."""
+    state = np.full(1, seed, np.uint64)
+    bound = np.uint64(n_buckets)
     for j in range(len(values)):
-        b = labels[j]
+        b = _below(state, bound)
         out[at[b]] = values[j]
         at[b] += 1
+
+
+@njit(cache=True)
+def _fisher_yates(x, state):
+    for i in range(len(x) - 1, 0, -1):
+        j = _below(state, np.uint64(i + 1))
+        x[i], x[j] = x[j], x[i]
+
+
+@njit(cache=True, parallel=True)
+def _shuffle_buckets(out, starts, seeds, sub):
+    """Shuffle every ``out[starts[b]:starts[b+1]]`` uniformly: one more
+    Rao-Sandelius level into sub-buckets of about ``sub`` (L1-sized), then
+    Fisher-Yates.  Each bucket has its own generator, so the result does not
+    depend on the thread count."""
+    for b in prange(len(starts) - 1):
+        x = out[starts[b]:starts[b + 1]]
+        state = np.full(1, seeds[b], np.uint64)
+        n = len(x)
+        if n <= 2 * sub:
+            _fisher_yates(x, state)
+            continue
+        nb = (n + sub - 1) // sub
+        lab = np.empty(n, np.int64)
+        at = np.zeros(nb + 1, np.int64)
+        for j in range(n):
+            lab[j] = _below(state, np.uint64(nb))
+            at[lab[j] + 1] += 1
+        for k in range(nb):
+            at[k + 1] += at[k]
+        first = at.copy()
+        tmp = np.empty_like(x)
+        for j in range(n):
+            tmp[at[lab[j]]] = x[j]
+            at[lab[j]] += 1
+        for k in range(nb):
+            _fisher_yates(tmp[first[k]:first[k + 1]], state)
+        x[:] = tmp
 
 
 def _shuffled_pool(sources, dtype, seed: int) -> np.ndarray:
     """All edge weights of ``sources`` in one flat array, uniformly permuted.
 
-    Rao-Sandelius: label each weight with an independent uniform bucket, write
-    the buckets one after another (a counting-sort scatter), then shuffle every
-    bucket (Fisher-Yates, in cache).  Labels of a piece are redrawn from the piece's own
-    seed in the second pass, so no per-edge array but the output is kept.
+    Rao-Sandelius (two levels): give each weight an independent uniform bucket
+    label, write the buckets one after another (a counting-sort scatter), then
+    shuffle every bucket the same way into L1-sized sub-buckets and those by
+    Fisher-Yates.  A piece's labels are redrawn from its own seed in the second
+    pass, so the only per-edge array is the output.
     """
     sizes = [s for src in sources for s in src.sizes()]
     n = sum(sizes)
@@ -278,24 +356,18 @@ def _shuffled_pool(sources, dtype, seed: int) -> np.ndarray:
         np.random.default_rng(root).shuffle(out)
         return out
     n_buckets = -(-n // _BUCKET)
-    label_type = np.uint16 if n_buckets < 2**16 else np.uint32
-    piece_seeds = root.spawn(len(sizes) + 1)
-    bucket_rng = np.random.default_rng(piece_seeds[-1])
-
-    def labels(i, m):
-        return np.random.default_rng(piece_seeds[i]).integers(0, n_buckets, m, dtype=label_type)
-
-    counts = np.stack([np.bincount(labels(i, m), minlength=n_buckets)
-                       for i, m in enumerate(sizes)])                     # (pieces, buckets)
+    seeds = root.generate_state(len(sizes) + n_buckets, np.uint64)   # per piece, bucket
+    counts = np.zeros((len(sizes), n_buckets), dtype=np.int64)
+    for i, m in enumerate(sizes):
+        _count_labels(seeds[i], m, n_buckets, counts[i])
     starts = np.concatenate([[0], np.cumsum(counts.sum(0))])
     at = starts[:-1] + np.cumsum(counts, 0) - counts                      # write offsets
     i = 0
     for src in sources:
         for v in src.pieces():
-            _scatter_by_label(v, labels(i, len(v)), at[i].copy(), out)
+            _scatter_labelled(v, seeds[i], n_buckets, at[i].copy(), out)
             i += 1
-    for b in range(n_buckets):
-        bucket_rng.shuffle(out[starts[b]:starts[b + 1]])
+    _shuffle_buckets(out, starts, seeds[len(sizes):], _SUB_BUCKET)
     return out
 
 

@@ -1,0 +1,124 @@
+"""Null model figures (issue: frustration vs null models).  Prints:
+
+- the digits CNN: build time of every null kind (module and graph level);
+- AlexNet (random init stands in for pretrained weights, 0.66 B edges): build
+  time and memory of every null kind, then one replica of ``descent`` to a
+  single-flip local minimum on the real weights and on one N2 instance: seconds,
+  sweeps, the ratio (target <= 2) and the peak resident memory (target <= 8 GB).
+
+Memory figures are the process's resident set (VmRSS) and its peak (VmHWM,
+reset before each step).
+
+Run::
+
+    python bench/bench_nulls.py                  # everything (AlexNet: minutes)
+    python bench/bench_nulls.py --skip-alexnet   # the digits CNN only (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+
+import torch
+
+import deepglass
+from deepglass.experiments.nulls import NULL_KINDS, null_model
+from deepglass.graph import SignedGraph
+from deepglass.zoo import get
+
+
+def reset_peak() -> None:
+    """Reset the process's peak resident set (Linux: VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _status(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def peak_gb() -> float:
+    return _status("VmHWM:")
+
+
+def rss_gb() -> float:
+    return _status("VmRSS:")
+
+
+def timed(fn, *args, **kwargs):
+    reset_peak()
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def build_table(name: str, model, graph: SignedGraph, seed: int) -> None:
+    print(f"\n== {name}: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges ==")
+    print(f"{'null':>10} {'level':>6} {'seconds':>9} {'peak GB':>8} {'RSS GB':>7}  result")
+    for kind in NULL_KINDS:
+        levels = [("graph", graph)] + ([] if kind == "N2" else [("module", model)])
+        for level, obj in levels:
+            null, sec = timed(null_model, obj, kind, seed)
+            what = repr(null) if isinstance(null, SignedGraph) else type(null).__name__
+            print(f"{kind:>10} {level:>6} {sec:9.2f} {peak_gb():8.2f} {rss_gb():7.2f}  {what}")
+            del null
+            gc.collect()
+
+
+def descent_once(graph: SignedGraph, seed: int):
+    res, sec = timed(deepglass.frustration, graph, method="descent", replicas=1, seed=seed)
+    return res, sec, peak_gb()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip-alexnet", action="store_true", help="digits CNN only")
+    ap.add_argument("--skip-builds", action="store_true",
+                    help="AlexNet: no build table, only the N2 descent comparison")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch threads: {torch.get_num_threads()}")
+
+    digits = get("digits_cnn", pretrained=True)
+    build_table("digits_cnn (trained)", digits,
+                SignedGraph.from_module(digits, digits.default_input_shape), args.seed)
+    if args.skip_alexnet:
+        return
+
+    alexnet = get("alexnet")
+    g, sec = timed(SignedGraph.from_module, alexnet, alexnet.default_input_shape)
+    print(f"\nAlexNet traced in {sec:.1f} s; RSS {rss_gb():.2f} GB")
+    if not args.skip_builds:
+        build_table("AlexNet (random init)", alexnet, g, args.seed)
+
+    real, t_real, p_real = descent_once(g, args.seed)
+    print(f"\nreal weights: 1 replica descent {t_real:.1f} s (solver {real.seconds:.1f} s, "
+          f"{int(real.sweeps)} sweeps), eps = {real.frustration:.4f}, local min "
+          f"{bool(real.local_min.all())}, peak {p_real:.2f} GB")
+    g2, t_build = timed(null_model, g, "N2", args.seed)
+    p_build = peak_gb()
+    null, t_null, p_null = descent_once(g2, args.seed)
+    print(f"N2 instance: build {t_build:.1f} s (peak {p_build:.2f} GB), 1 replica descent "
+          f"{t_null:.1f} s (solver {null.seconds:.1f} s, {int(null.sweeps)} sweeps), "
+          f"eps = {null.frustration:.4f}, local min {bool(null.local_min.all())}, "
+          f"peak {p_null:.2f} GB")
+    print(f"ratio N2 / real, descent: {t_null / t_real:.2f}   build + descent: "
+          f"{(t_build + t_null) / t_real:.2f}   (target <= 2)")
+    print(f"peak resident memory of the N2 instance: {max(p_build, p_null):.2f} GB "
+          "(target <= 8 GB)")
+
+
+if __name__ == "__main__":
+    main()
