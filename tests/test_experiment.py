@@ -242,3 +242,39 @@ def test_graph_input_gives_the_same_nulls_as_the_module():
     a = frustration_vs_nulls(net, nulls="all", **SMALL).runs
     b = frustration_vs_nulls(graph, nulls="all", **SMALL).runs
     pd.testing.assert_frame_equal(_values(a), _values(b))
+
+
+def test_ctrl_c_leaves_a_run_that_resumes_to_the_uninterrupted_tables(tmp_path):
+    """The real thing: SIGINT to ``deepglass frustration ... --out``, then resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from deepglass.zoo import load_model
+
+    out = tmp_path / "cut"
+    kw = dict(replicas=4, nulls="N1", null_instances=30, starts_per_null=1, seed=0)
+    argv = [sys.executable, "-m", "deepglass", "frustration", "digits_cnn", "--nulls", "N1",
+            "--replicas", "4", "--null-instances", "30", "--starts-per-null", "1",
+            "--out", str(out), "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    units = out / "units" / "frustration" / "runs"
+    deadline = time.monotonic() + 180
+    while len(list(units.glob("*.parquet"))) < 3:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run the same command to resume" in err
+    done = len(list(units.glob("*.parquet")))
+    assert 3 <= done < 31 and not list(out.rglob("*.tmp"))
+    assert not (out / "frustration_runs.parquet").exists()
+    net = load_model("digits_cnn")
+    resumed = frustration_vs_nulls(net, run=out, model_name="digits_cnn", **kw)
+    assert resumed.info["resumed"] == done
+    full = frustration_vs_nulls(net, run=tmp_path / "full", model_name="digits_cnn", **kw)
+    pd.testing.assert_frame_equal(_values(resumed.runs), _values(full.runs))
+    pd.testing.assert_frame_equal(resumed.stats, full.stats)

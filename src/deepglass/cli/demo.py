@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from .common import print_json
+from .frustration import resume_hint
 
 #: the demo network and the frustration protocol: the paper's 80 real replicas
 #: (one batch: cheap) and half its 80 draws x 2 starts per null, 15-20 s on two
@@ -95,9 +96,10 @@ def demo_cmd(
     ctx = DemoContext(out=out, force=force, model_name=DEMO_MODEL, model=model,
                       input_shape=tuple(model.default_input_shape), as_json=as_json,
                       console=con)
-    for i, step in enumerate(DEMO_STEPS, 1):
-        con.print(f"\n[bold]step {i}/{len(DEMO_STEPS)}[/bold]: {step.title}")
-        ctx.results[step.name] = step.run(ctx)
+    with resume_hint(out):
+        for i, step in enumerate(DEMO_STEPS, 1):
+            con.print(f"\n[bold]step {i}/{len(DEMO_STEPS)}[/bold]: {step.title}")
+            ctx.results[step.name] = step.run(ctx)
     seconds = time.perf_counter() - t0
     if as_json:
         print_json({"out": out, "model": DEMO_MODEL, "seconds": seconds, **ctx.results})

@@ -4,7 +4,7 @@ in a resumable run directory."""
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import Optional
 
 import typer
@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import DeepglassError
-from .common import load_graph, load_network, print_json, progress
+from .common import console, load_graph, load_network, print_json, progress
 
 
 def frustration_cmd(
@@ -92,7 +92,7 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
 
     net, shape = load_network(model, input_shape, arch, trust_pickle)
     ex = get_executor(executor, address)
-    with ExitStack() as stack:
+    with resume_hint(out), ExitStack() as stack:
         stack.callback(ex.close)
         res = frustration_vs_nulls(
             net, replicas=replicas, null_instances=null_instances,
@@ -106,6 +106,18 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
                     "stats": stats_records(res.stats), **res.summary()})
         return
     print_stats(res, model, out)
+
+
+@contextmanager
+def resume_hint(out: str | None):
+    """On Ctrl-C, say that the finished units are kept (typer exits 130 silently)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if out:
+            console.print(f"interrupted: the finished units are saved in {out}; "
+                          "run the same command to resume", soft_wrap=True)
+        raise
 
 
 def unit_progress(stack: ExitStack, description: str, enabled: bool = True):
