@@ -17,12 +17,13 @@ read as edges (the unfolded input is zero there).
 ``A_b^T x`` is then one batched matrix product per output position,
 ``y[:, o, l] = sum_k W[l, o, k] cols[l, k]``, and ``A_b y`` the transposed
 product followed by a fold (scatter-add of the patches): both cost one pass
-over the ``L * C_out * K`` stored weights, done in chunks of positions so that
-absolute values and dtype casts never copy the whole tensor.
+over the ``L * C_out * K`` stored weights.  Absolute values and dtype casts
+are taken per element (numba kernels, CPU) or per chunk of positions
+(``torch.bmm``, other devices), never for the whole tensor at once.
 
 Storage and compute precision are separate: :meth:`UnsharedConvBlock.to` with a
-wider dtype (e.g. float64 for exact sums) keeps the stored weights and casts
-each chunk, so AlexNet's 0.6 B conv edges stay at 4 bytes each (2.6 GB).
+wider dtype (e.g. float64 for exact sums) keeps the stored weights, so
+AlexNet's 0.6 B conv edges stay at 4 bytes each (2.6 GB).
 """
 
 from __future__ import annotations
@@ -115,14 +116,19 @@ class UnsharedConvBlock(EdgeBlock):
 
     Notes
     -----
-    Any N-d convolution works: patches are strided views of the padded input
-    (``Tensor.unfold`` per spatial dimension), the adjoint adds each kernel
-    tap's slice back.  Memory: the stored weights plus the unfolded input
+    Any N-d convolution works: patches come from ``F.unfold`` / ``F.fold``
+    (1-d and 2-d) or from strided views of the padded input with one slice-add
+    per kernel tap for the adjoint (3-d).  On the CPU the per-position products
+    are numba kernels (one streaming pass over the weights; BLAS's batched GEMM
+    is several times slower for a few right-hand sides), elsewhere chunked
+    ``torch.bmm``.  Memory: the stored weights plus the unfolded input
     (``R * L * C_in * prod(kernel)`` values) per call.
     """
 
     kind = "unshared_conv"
-    sparse_advantage = 0.5   # per-edge gathers from a large tensor
+    # a full pass streams every stored weight (several times a convolution's
+    # cost), so sparse column updates pay off at higher flip fractions
+    sparse_advantage = 2.0
 
     def __init__(self, conv: ConvBlock, edge_weight: torch.Tensor,
                  dtype: torch.dtype | None = None):
@@ -172,6 +178,11 @@ class UnsharedConvBlock(EdgeBlock):
             pads += [lo, hi]
         if any(pads):
             x = F.pad(x, pads)
+        if self.nd <= 2:   # torch's im2col
+            k2, s2, d2 = self._as_2d()
+            cols = F.unfold(x.reshape((R, -1) + (1,) * (2 - self.nd) + x.shape[2:]), k2,
+                            dilation=d2, stride=s2)                       # (R, C*kk, L)
+            return cols.permute(2, 0, 1)
         for d, (k, s, dl) in enumerate(zip(self.kernel, self.stride, self.dilation)):
             x = x.unfold(2 + d, dl * (k - 1) + 1, s)
         if any(dl > 1 for dl in self.dilation):
@@ -187,6 +198,12 @@ class UnsharedConvBlock(EdgeBlock):
         C = self.in_shape[0]
         sp_out = self.out_shape[1:]
         padded = [L + lo + hi for L, (lo, hi) in zip(self.in_shape[1:], self.padding)]
+        crop = tuple(slice(lo, lo + L) for (lo, _), L in zip(self.padding, self.in_shape[1:]))
+        if self.nd <= 2:   # torch's col2im
+            k2, s2, d2 = self._as_2d()
+            x = F.fold(cols.permute(1, 2, 0), [1] * (2 - self.nd) + padded, k2,
+                       dilation=d2, stride=s2).reshape(R, C, *padded)
+            return x[(slice(None), slice(None)) + crop]
         x = cols.new_zeros((R, C, *padded))
         c = cols.reshape(*sp_out, R, C, *self.kernel)
         nd = self.nd
@@ -196,8 +213,12 @@ class UnsharedConvBlock(EdgeBlock):
             sl = tuple(slice(t * dl, t * dl + (O - 1) * s + 1, s) for t, dl, O, s in
                        zip(tap, self.dilation, sp_out, self.stride))
             x[(slice(None), slice(None)) + sl] += c[tap]
-        crop = tuple(slice(lo, lo + L) for (lo, _), L in zip(self.padding, self.in_shape[1:]))
         return x[(slice(None), slice(None)) + crop]
+
+    def _as_2d(self):
+        """Kernel, stride, dilation as 2-d tuples (a 1-d conv is 1 x k)."""
+        pad = (1,) * (2 - self.nd)
+        return pad + self.kernel, pad + self.stride, pad + self.dilation
 
     def valid_mask(self) -> torch.Tensor:
         """Bool (L, K): which stored slots are edges (input in bounds); the same for
