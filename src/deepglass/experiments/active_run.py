@@ -168,6 +168,9 @@ def delta_x_histogram(table: pd.DataFrame, delta: float | None, title: str | Non
 
 def _report(table: pd.DataFrame, stats: dict, cfg: dict) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    used = sorted(set(table["method"]) - {"none"})
+    if used and used != [cfg["method"]]:
+        cfg = dict(cfg, method=f"{cfg['method']}: {', '.join(used)}")
     lines = ["## Active subnetworks (SPEC §4)", "",
              f"For each of {stats['inputs']} inputs, the active subnetwork (ReLU-inactive "
              "nodes dropped, only max-pool edges from window maxima, only the predicted "
