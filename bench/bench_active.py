@@ -18,7 +18,6 @@ import argparse
 import resource
 import time
 
-import numpy as np
 import torch
 
 from deepglass.experiments.active import (active_frustration, active_subgraph,
