@@ -20,7 +20,8 @@ from scipy.sparse.csgraph import breadth_first_order
 
 import deepglass
 from deepglass.errors import DeepglassError
-from deepglass.experiments.active import active_frustration, active_subgraph
+from deepglass.experiments.active import (active_frustration, active_subgraph,
+                                          explicit_active_nodes)
 from deepglass.experiments.active_run import active_table, run_active
 from deepglass.graph import PoolBlock, SignedGraph
 
@@ -172,6 +173,18 @@ def test_masks_equal_explicit_construction(name):
         np.testing.assert_allclose(sub.to(dtype=torch.float64).rmatvec(s).numpy(),
                                    (Aref.T @ s.numpy().T).T, rtol=1e-9, atol=1e-9)
     assert 0 < subs.keep.sum(1).min() and subs.keep.sum(1).max() < g.n_nodes
+    # the per-block table and the node masks add up to the per-input summary
+    summary, blocks = subs.summary(), subs.block_table()
+    np.testing.assert_array_equal(blocks.groupby("input", sort=False)["edges"].sum().to_numpy(),
+                                  summary["edges"].to_numpy())
+    masks = subs.node_masks(0)
+    assert sum(int(m.sum()) for m in masks.values()) == summary["nodes"].iloc[0]
+    assert {k: m.shape for k, m in masks.items()} == {nb.name: nb.shape for nb in g.node_blocks}
+    # the library's own explicit helper agrees with the masks it is given
+    reach, A = explicit_active_nodes(g, subs.active[0], int(g.output_index[subs.pred[0]]),
+                                     {b: v[0] for b, v in subs.pool_max.items()}, subs.windows)
+    np.testing.assert_array_equal(reach, subs.keep[0])
+    assert same_csr(A, ref[0][1])
 
 
 def test_ties_keep_every_maximal_tap():
