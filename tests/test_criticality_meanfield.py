@@ -49,18 +49,18 @@ def test_matrix_free_lambda_max_on_signed_graph_equals_eigvalsh():
     As = g.to_scipy_sym().toarray()
     ref = scipy.linalg.eigvalsh(As)[-1]
     assert g.n_nodes > mf.DENSE_EIG_LIMIT            # Lanczos, not the dense fallback
-    C = mf.coupling_operator(g)
-    assert C.kind == "graph"
+    C = mf.coupling_operator(g, explicit_edges=0)     # matrix-free: sym_matvec
+    assert C.kind == "graph" and C._explicit is None
     lam = mf.lambda_max(C)
     assert abs(lam - ref) <= 1e-9 * abs(ref)
     assert C.n_matvec > 0
-    assert abs(mf.critical_temperature(g) - ref / g.n_nodes) <= 1e-9 * abs(ref)
+    assert abs(mf.critical_temperature(g) - ref / g.n_nodes) <= 1e-9 * abs(ref)   # explicit CSR
     # the operator is As, column for column
     np.testing.assert_allclose(C.explicit(), As, atol=1e-12)
     # float32 graphs: ~10 eps relative accuracy
     g32 = _tiny_graph(torch.float32)
     ref32 = scipy.linalg.eigvalsh(g32.to_scipy_sym().toarray().astype(np.float64))[-1]
-    assert abs(mf.lambda_max(g32) - ref32) <= 1e-5 * abs(ref32)
+    assert abs(mf.lambda_max(mf.coupling_operator(g32, explicit_edges=0)) - ref32) <= 1e-5 * abs(ref32)
 
 
 def test_bipartite_layer_block():
@@ -156,12 +156,12 @@ def test_graph_couplings_solve_like_the_explicit_matrix():
     g = _tiny_graph(torch.float64)
     As = g.to_scipy_sym()
     T = 0.5 * mf.critical_temperature(As)
-    a = mf.solve_mean_field(g, T, 0.01)
+    a = mf.solve_mean_field(mf.coupling_operator(g, explicit_edges=0), T, 0.01)
     b = mf.solve_mean_field(As, T, 0.01)
     assert a.converged and b.converged
     assert abs(a.f - b.f) < 1e-10
     np.testing.assert_allclose(a.V, b.V, atol=1e-8)
-    assert abs(mf.susceptibility(g, a) - mf.susceptibility(As, b)) < 1e-6 * abs(mf.susceptibility(As, b))
+    assert abs(mf.susceptibility(mf.coupling_operator(g, explicit_edges=0), a) - mf.susceptibility(As, b)) < 1e-6 * abs(mf.susceptibility(As, b))
 
 
 # -- curves and exponents ---------------------------------------------------------------

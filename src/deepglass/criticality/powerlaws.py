@@ -244,6 +244,7 @@ def _gof_pvalue(xs, fit, discrete, n_boot, boot_max, min_tail, n_xmin, rng) -> f
 def _likelihood_ratios(tail: np.ndarray, xmin: float, discrete: bool, max_samples: int,
                        rng) -> dict[str, tuple[float, float]]:
     import powerlaw
+    from powerlaw.statistics import loglikelihood_ratio
 
     if tail.size > max_samples:
         tail = np.sort(rng.choice(tail, max_samples, replace=False))
@@ -255,11 +256,37 @@ def _likelihood_ratios(tail: np.ndarray, xmin: float, discrete: bool, max_sample
                                parameter_ranges={"alpha": list(ALPHA_RANGE)})
             for alt in ALTERNATIVES:
                 try:
-                    R, p = fit.distribution_compare("power_law", alt)
+                    if alt == "truncated_power_law":
+                        # the same comparison as distribution_compare, without the
+                        # KS distance of the truncated fit (mpmath per point: minutes)
+                        tpl = _TruncatedPowerLaw(data=fit.data, xmin=xmin, discrete=discrete,
+                                                 verbose=0)
+                        R, p = loglikelihood_ratio(fit.power_law.loglikelihoods(fit.data),
+                                                   tpl.loglikelihoods(fit.data), nested=True)
+                    else:
+                        R, p = fit.distribution_compare("power_law", alt)
                     out[alt] = (float(R), float(p))
                 except Exception:  # a numerical failure of one alternative's fit
                     out[alt] = (math.nan, math.nan)
     return out
+
+
+def _truncated_power_law_class():
+    import powerlaw
+
+    class TruncatedPowerLawNoDistance(powerlaw.Truncated_Power_Law):
+        """``powerlaw.Truncated_Power_Law`` whose fit skips the distance metrics
+        (KS etc.): they evaluate an incomplete gamma function in mpmath for every
+        tail point, and a likelihood-ratio test does not use them."""
+
+        def compute_distance_metrics(self, data=None):
+            self.D = math.nan
+
+    return TruncatedPowerLawNoDistance
+
+
+def _TruncatedPowerLaw(**kw):
+    return _truncated_power_law_class()(**kw)
 
 
 def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int = 50,

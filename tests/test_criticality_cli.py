@@ -1,0 +1,153 @@
+"""``deepglass criticality`` and the Python API: JSON headline numbers, run
+directories that resume, one-line errors (tiny settings, seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse
+import torch
+import torch.nn as nn
+
+import deepglass.criticality as crit
+from deepglass.cli.app import main
+
+
+def _run(capsys, argv):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_lazy_names_all_exist():
+    for name in crit.__all__:
+        assert getattr(crit, name) is not None, name
+
+
+def test_python_api():
+    W = np.full((30, 30), 0.7)
+    assert abs(crit.critical_temperature(W) - 0.7) < 1e-9
+    assert abs(crit.critical_temperature(scipy.sparse.csr_matrix(W)) - 0.7) < 1e-9
+    x = np.random.default_rng(0).pareto(1.5, 800) + 1
+    v = crit.power_law_verdict(x, discrete=False, n_boot=5)
+    assert v.verdict in ("plausible", "rejected", "inconclusive")
+    assert np.isfinite(v.alpha) and np.isfinite(v.xmin) and np.isfinite(v.p_value)
+    assert set(v.likelihood_ratios) == {"lognormal", "exponential", "truncated_power_law"}
+
+
+def test_meanfield_matrix_json_and_run(tmp_path, capsys):
+    J = 1.3
+    np.save(tmp_path / "cw.npy", np.full((25, 25), J))
+    code, out, _ = _run(capsys, ["criticality", "meanfield", str(tmp_path / "cw.npy"), "--json"])
+    assert code == 0
+    d = json.loads(out)
+    assert d["N"] == 25 and abs(d["T_c"] - J) < 1e-9 and abs(d["lambda_max"] - 25 * J) < 1e-7
+    run = tmp_path / "run"
+    argv = ["criticality", "meanfield", str(tmp_path / "cw.npy"), "--out", str(run), "--n-t", "8",
+            "--t-max", "0.03", "--n-broad", "3", "--n-h", "5", "--fields", "0", "--json"]
+    code, out, err = _run(capsys, argv)
+    assert code == 0, err
+    d = json.loads(out)
+    assert abs(d["exponents"]["beta"] - 0.5) < 0.025 and abs(d["exponents"]["gamma"] - 1) < 0.05
+    curves = pd.read_parquet(run / "meanfield_curves_T.parquet")
+    assert curves.converged.all() and (run / "figures" / "meanfield_T.png").exists()
+    assert (run / "figures" / "meanfield_h.png").exists()
+    assert "T_c = lambda_max / N = 1.3" in (run / "report.md").read_text()
+    assert json.loads((run / "summary.json").read_text())["meanfield"]["N"] == 25
+    # resuming reads the stored units back (same numbers, no new Lanczos run)
+    stamp = (run / "units" / "criticality-meanfield" / "spectrum" / "spectrum.parquet").stat().st_mtime_ns
+    code, out2, _ = _run(capsys, argv)
+    assert code == 0 and json.loads(out2)["T_c"] == d["T_c"]
+    assert (run / "units" / "criticality-meanfield" / "spectrum" / "spectrum.parquet").stat().st_mtime_ns == stamp
+    # another configuration in the same directory is refused
+    code, _, err = _run(capsys, argv[:-1] + ["--n-h", "7"])
+    assert code == 2 and err.startswith("error:") and "--force" in err
+
+
+def test_meanfield_sparse_npz_and_model(tmp_path, capsys):
+    A = scipy.sparse.random(40, 40, density=0.2, random_state=1, format="csr")
+    scipy.sparse.save_npz(tmp_path / "A.npz", A)
+    code, _, err = _run(capsys, ["criticality", "meanfield", str(tmp_path / "A.npz")])
+    assert code == 2 and "symmetric" in err and "\n" not in err.strip()
+    code, out, _ = _run(capsys, ["criticality", "meanfield", str(tmp_path / "A.npz"),
+                                 "--symmetrize", "--json"])
+    ref = np.linalg.eigvalsh((A + A.T).toarray())[-1]
+    assert code == 0 and abs(json.loads(out)["lambda_max"] - ref) < 1e-8 * ref
+    # a model file: its signed graph's As, matrix-free
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    path = tmp_path / "net.pt"
+    torch.save(net, path)
+    code, out, err = _run(capsys, ["criticality", "meanfield", str(path), "--input-shape", "6",
+                                   "--trust-pickle", "--json"])
+    assert code == 0, err
+    from deepglass.graph import SignedGraph
+
+    g = SignedGraph.from_module(net, (6,))
+    ref = np.linalg.eigvalsh(g.to_scipy_sym().toarray().astype(np.float64))[-1]
+    d = json.loads(out)
+    assert d["kind"] == "graph" and d["N"] == 14 and abs(d["lambda_max"] - ref) < 1e-5 * ref
+    for bad, msg in ((tmp_path / "none.npy", "not found"), (tmp_path / "bad.npy", "cannot read")):
+        if bad.name == "bad.npy":
+            bad.write_bytes(b"garbage")
+        code, _, err = _run(capsys, ["criticality", "meanfield", str(bad)])
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_powerlaw_reference_net_run_resumes(tmp_path, capsys):
+    run = tmp_path / "pl"
+    argv = ["criticality", "powerlaw", "ae", "--data", "digits", "--epochs", "2",
+            "--checkpoint-every", "1", "--max-train", "200", "--max-test", "120", "--n-boot", "0",
+            "--out", str(run), "--json"]
+    code, out, err = _run(capsys, argv)
+    assert code == 0, err
+    d = json.loads(out)
+    v = pd.read_parquet(run / "powerlaw_verdicts.parquet")
+    # observables x layers: weights of encoder and decoder, three per hidden layer
+    assert sorted(v.epoch.unique()) == [0, 1, 2] and len(v) == 3 * 5
+    assert set(v.observable) == {"weight", "pattern_frequency", "neuron_activation", "mean_activation"}
+    assert set(v.verdict) <= {"plausible", "rejected", "inconclusive"} and v.reason.str.len().min() > 0
+    assert d["n_verdicts"] == 15 and sum(d["final_verdicts"]["autoencoder"].values()) == 5
+    for f in ("powerlaw_autoencoder_weight.png", "rank_autoencoder.png",
+              "checkpoints_autoencoder.png"):
+        assert (run / "figures" / f).exists(), f
+    assert "Verdicts at the last checkpoint" in (run / "report.md").read_text()
+    assert (run / "checkpoints" / "autoencoder_e0002.pt").exists()
+    # lose the last unit: the resumed run retrains from the epoch-1 checkpoint and
+    # reproduces it exactly
+    last = run / "units" / "criticality-powerlaw" / "verdicts" / "autoencoder_e0002.parquet"
+    before = pd.read_parquet(last)
+    last.unlink()
+    (run / "checkpoints" / "autoencoder_e0002.pt").unlink()
+    code, out, err = _run(capsys, argv)
+    assert code == 0, err
+    after = pd.read_parquet(last)
+    pd.testing.assert_frame_equal(before.drop(columns="unit_seconds"),
+                                  after.drop(columns="unit_seconds"))
+
+
+def test_powerlaw_user_model_with_layers(tmp_path, capsys):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 30), nn.ReLU(), nn.Linear(30, 10))
+    path = tmp_path / "user.pt"
+    torch.save(net, path)
+    code, out, err = _run(capsys, ["criticality", "powerlaw", str(path), "--data", "digits",
+                                   "--layers", "2", "--input-shape", "1,8,8", "--max-test", "100",
+                                   "--trust-pickle",
+                                   "--n-boot", "0", "--json"])
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["n_verdicts"] == 2 + 3 and d["data"]["n_test"] == 100
+    code, _, err = _run(capsys, ["criticality", "powerlaw", str(path), "--data", "digits",
+                                 "--layers", "encoder.relu", "--input-shape", "1,8,8",
+                                 "--trust-pickle"])
+    assert code == 2 and "no layer 'encoder.relu'" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, ["criticality", "powerlaw", "cnn", "--data", str(tmp_path / "nope")])
+    assert code == 2 and "not found" in err and len(err.strip().splitlines()) == 1
