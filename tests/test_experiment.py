@@ -219,10 +219,13 @@ def test_cli_json_out_resume_and_refusal(capsys, tmp_path):
 
 
 def test_demo_writes_one_run_directory(capsys, tmp_path, monkeypatch):
-    from deepglass.cli import demo
+    from deepglass.cli import active, demo, monotonicity
 
     monkeypatch.setitem(demo.DEMO_FRUSTRATION, "replicas", 4)
     monkeypatch.setitem(demo.DEMO_FRUSTRATION, "null_instances", 2)
+    monkeypatch.setitem(active.DEMO_ACTIVE, "n", 6)
+    monkeypatch.setitem(monotonicity.DEMO_MONOTONICITY, "n", 6)
+    monkeypatch.setitem(monotonicity.DEMO_MONOTONICITY, "amplitudes", 5)
     out = str(tmp_path / "demo")
     code, text, _ = _cli(capsys, ["demo", "--out", out, "--json"])
     assert code == 0
@@ -231,7 +234,15 @@ def test_demo_writes_one_run_directory(capsys, tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["welch_p"] == d["frustration"]["welch_p"]
     assert (tmp_path / "demo" / "arrays" / "gauge_real.npz").exists()
-    assert RunDir(out, {}, kind="other").kinds == ["frustration", "other"]
+    # the later steps read the frustration step's gauge and delta
+    assert summary["active"]["inputs"] == 6
+    assert summary["active"]["delta"] == pytest.approx(summary["delta"])
+    assert set(summary["monotonicity"]["gamma"]) == {"real", "random-order", "N3"}
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert report.index("## Frustration") < report.index("## Active") < report.index(
+        "## Near-monotonicity")
+    assert RunDir(out, {}, kind="other").kinds == ["active", "frustration", "monotonicity",
+                                                   "other"]
 
 
 def test_graph_input_gives_the_same_nulls_as_the_module():

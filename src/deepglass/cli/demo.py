@@ -67,12 +67,26 @@ def frustration_step(ctx: DemoContext) -> dict:
     return res.summary()
 
 
-#: the demo, in order.  Steps still to come here: the active subnetworks of
-#: single inputs (run kind "active", SPEC §4) and the near-monotonicity test
-#: with the gauge the frustration step stored in ``arrays/gauge_real.npz``
-#: (run kind "monotonicity", SPEC §5): append a DemoStep for each.
+def _active_step(ctx: DemoContext) -> dict:
+    from .active import demo_step
+
+    return demo_step(ctx)
+
+
+def _monotonicity_step(ctx: DemoContext) -> dict:
+    from .monotonicity import demo_step
+
+    return demo_step(ctx)
+
+
+#: the demo, in order: frustration first, because the other two steps use the
+#: gauge it stores in ``arrays/gauge_real.npz`` (the partial order of SPEC §5)
+#: and its ``delta``
 DEMO_STEPS: list[DemoStep] = [
     DemoStep("frustration", "frustration vs null models", frustration_step),
+    DemoStep("active", "active subnetworks of single inputs (delta_x vs delta)", _active_step),
+    DemoStep("monotonicity", "near-monotonicity along the frustration gauge",
+             _monotonicity_step),
 ]
 
 
