@@ -333,3 +333,26 @@ def test_solvers_run_on_every_null_and_exact_is_brute_force(kind):
         r = deepglass.frustration(h, method=method, replicas=3, seed=0)
         assert r.local_min.all() and r.frustration >= delta - 1e-9
         assert r.energies == pytest.approx(h.energy(torch.as_tensor(r.sigmas).double()).numpy())
+
+
+def test_n2_refuses_what_does_not_fit(monkeypatch):
+    import deepglass.solve.greedy as greedy
+
+    monkeypatch.setattr(greedy, "available_memory_bytes", lambda: 10_000)
+    with pytest.raises(DeepglassError, match="N2 null of this graph needs about"):
+        null_model(_graph(_net()), "N2")
+
+
+def test_module_without_weight_layers_is_refused():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(2, 3))
+
+        def forward(self, x):
+            return torch.nn.functional.linear(x, self.w)
+
+    with pytest.raises(DeepglassError, match="has none; pass its SignedGraph"):
+        null_model(Functional(), "N1")
+    g = SignedGraph.from_module(Functional(), (3,))
+    assert null_model(g, "N1", seed=0).n_edges == 6

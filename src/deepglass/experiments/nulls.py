@@ -43,7 +43,7 @@ import torch
 from numba import njit, prange
 from torch import nn
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, TooLargeError
 from ..graph import ConvBlock, DenseBlock, EdgeBlock, SignedGraph
 from ..graph.unshared import UnsharedConvBlock
 
@@ -92,6 +92,10 @@ def _redrawn(w: torch.Tensor, kind: str, g: torch.Generator) -> torch.Tensor:
 
 # ---- nulls of a module -----------------------------------------------------------------
 def _module_null(model: nn.Module, kind: str, seed: int) -> nn.Module:
+    if not any(isinstance(m, _WEIGHT_LAYERS) for m in model.modules()):
+        raise DeepglassError(f"null model {kind} of a module redraws its nn.Conv*/nn.Linear "
+                             f"weights and {type(model).__name__} has none; pass its "
+                             "SignedGraph instead")
     new = copy.deepcopy(model)
     with torch.no_grad():
         for name, m in new.named_modules():
@@ -371,11 +375,27 @@ def _shuffled_pool(sources, dtype, seed: int) -> np.ndarray:
     return out
 
 
+def _check_n2_memory(sources, itemsize: int) -> None:
+    """Refuse an N2 build that would not fit: the pooled weights plus the new
+    blocks (unshared convolutions also store their padding slots)."""
+    from ..solve.greedy import available_memory_bytes
+
+    slots = sum(s.n if isinstance(s, _DenseEdges) else
+                s.target.n_positions * s.target.c_out * s.target.k_group for s in sources)
+    need = itemsize * (sum(s.n for s in sources) + slots)
+    have = available_memory_bytes()
+    if need > 0.9 * have:
+        raise TooLargeError(f"the N2 null of this graph needs about {need / 1e9:.1f} GB "
+                            f"(pooled edge weights + per-edge blocks); {have / 1e9:.1f} GB "
+                            "are available")
+
+
 def _n2_blocks(graph: SignedGraph, weighted: list[bool], seed: int) -> list[EdgeBlock]:
     sources = {k: (_DenseEdges(b) if isinstance(b, DenseBlock) else _ConvEdges(b))
                for k, (b, w) in enumerate(zip(graph.edge_blocks, weighted)) if w}
     order = sorted(sources)
     dtype = torch.empty(0, dtype=graph.dtype).numpy().dtype
+    _check_n2_memory(sources.values(), dtype.itemsize)
     pool = _shuffled_pool([sources[k] for k in order], dtype, seed)
     blocks, p = list(graph.edge_blocks), 0
     for k in order:
@@ -397,8 +417,8 @@ def null_model(model_or_graph, kind: str, seed: int = 0, *, input_shape=None):
         Case-insensitive.
 
         - ``N1``: each conv / dense weight tensor's entries permuted at random
-          (shared weights stay shared).  Of a module: biases and batch norm are
-          kept.  Of a graph: the block's weights, folded batch norm included,
+          (shared weights stay shared).  Of a module: the weights of its
+          ``nn.Conv*`` / ``nn.Linear`` modules; biases and batch norm are kept.  Of a graph: the block's weights, folded batch norm included,
           are permuted; source scales are kept.
         - ``N2``: the conv and dense edge weights of the whole graph (folded
           batch norm and scales included) pooled and dealt out uniformly at
@@ -432,7 +452,8 @@ def null_model(model_or_graph, kind: str, seed: int = 0, *, input_shape=None):
     ------
     DeepglassError
         Unknown ``kind``; N2 of a module without an input shape; a graph with
-        blocks other than conv, dense, pooling and identity.
+        blocks other than conv, dense, pooling and identity; an N2 build that
+        would not fit in the available memory (``TooLargeError``).
 
     Notes
     -----
