@@ -4,7 +4,8 @@
 - AlexNet (random init stands in for pretrained weights, 0.66 B edges): build
   time and memory of every null kind, then one replica of ``descent`` to a
   single-flip local minimum on the real weights and on one N2 instance: seconds,
-  sweeps, the ratio (target <= 2) and the peak resident memory (target <= 8 GB).
+  sweeps, the ratio (target <= 2) and the peak resident memory (target <= 8 GB);
+  and the cost of one full ``As sigma`` on each, measured alternately.
 
 Memory figures are the process's resident set (VmRSS) and its peak (VmHWM,
 reset before each step).
@@ -21,6 +22,7 @@ import argparse
 import gc
 import time
 
+import numpy as np
 import torch
 
 import deepglass
@@ -79,6 +81,20 @@ def descent_once(graph: SignedGraph, seed: int):
     return res, sec, peak_gb()
 
 
+def operator_seconds(g: SignedGraph, g2: SignedGraph, reps: int = 3) -> tuple[float, float]:
+    """Median seconds of ``As sigma`` on each graph, alternating (the machine's load
+    drifts, so back-to-back pairs compare better than two separate runs)."""
+    sigma = torch.ones(1, g.n_nodes)
+    sigma[:, ::3] = -1
+    times = {0: [], 1: []}
+    for _ in range(reps):
+        for k, graph in enumerate((g, g2)):
+            t0 = time.perf_counter()
+            graph.sym_matvec(sigma)
+            times[k].append(time.perf_counter() - t0)
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-alexnet", action="store_true", help="digits CNN only")
@@ -109,6 +125,9 @@ def main() -> None:
           f"{bool(real.local_min.all())}, peak {p_real:.2f} GB")
     g2, t_build = timed(null_model, g, "N2", args.seed)
     p_build = peak_gb()
+    op_real, op_null = operator_seconds(g, g2)
+    print(f"one full As.sigma (median of 3, interleaved): real {op_real:.2f} s, N2 "
+          f"{op_null:.2f} s, ratio {op_null / op_real:.2f}")
     null, t_null, p_null = descent_once(g2, args.seed)
     print(f"N2 instance: build {t_build:.1f} s (peak {p_build:.2f} GB), 1 replica descent "
           f"{t_null:.1f} s (solver {null.seconds:.1f} s, {int(null.sweeps)} sweeps), "

@@ -225,8 +225,8 @@ GEOMETRIES = [  # (nd, C_in, C_out, size, kernel, stride, padding, dilation, gro
 
 
 @pytest.mark.parametrize("geom", GEOMETRIES)
-@pytest.mark.parametrize("device_kernels", [True, False])
-def test_unshared_block_matches_its_explicit_matrix(geom, device_kernels, monkeypatch):
+@pytest.mark.parametrize("mode", ["stream", "gather", "bmm"])
+def test_unshared_block_matches_its_explicit_matrix(geom, mode, monkeypatch):
     nd, c_in, c_out, size, k, s, pad, dil, groups = geom
     torch.manual_seed(len(size) + groups)
     out = [(L + lo + hi - d * (kk - 1) - 1) // ss + 1
@@ -235,13 +235,17 @@ def test_unshared_block_matches_its_explicit_matrix(geom, device_kernels, monkey
                      (c_in, *size), (c_out, *out), s, pad, dil, groups)
     L, K = int(np.prod(out)), c_in // groups * int(np.prod(k))
     b = UnsharedConvBlock(conv, torch.randn(L, c_out, K, dtype=torch.float64))
-    if not device_kernels:   # the chunked batched-matmul path (GPU), on the CPU
+    if mode == "gather":     # the kernel reads only the weights of nonzero inputs
+        monkeypatch.setattr("deepglass.graph.unshared.SPARSE_INPUT_FRACTION", 2.0)
+    if mode == "bmm":        # the chunked batched-matmul path (GPU), on the CPU
         monkeypatch.setattr(UnsharedConvBlock, "_use_kernels", lambda self, t: False)
         monkeypatch.setattr("deepglass.graph.unshared.CHUNK_ELEMENTS", 2 * c_out * K)
     M = _block_coo(b).toarray()                                         # (in, out)
     assert b.n_edges() == conv.n_edges() == _block_coo(b).nnz
     x = torch.randn(3, *b.in_shape, dtype=torch.float64)
     y = torch.randn(3, *b.out_shape, dtype=torch.float64)
+    x[torch.rand(x.shape) < 0.5] = 0     # zero rows are skipped by the kernels
+    y[torch.rand(y.shape) < 0.5] = 0
     for absolute, Mx in ((False, M), (True, np.abs(M))):
         got = b.apply(x, absolute).reshape(3, -1).numpy()
         assert np.allclose(got, x.reshape(3, -1).numpy() @ Mx)

@@ -57,19 +57,41 @@ def _numba_threads():
         numba.set_num_threads(before)
 
 
+#: a position whose nonzero inputs are fewer than this fraction of its slots
+#: gathers those weights instead of streaming the whole row (the descent's
+#: field updates propagate the few flipped spins)
+SPARSE_INPUT_FRACTION = 1 / 16
+
+
 @njit(cache=True, parallel=True, fastmath=True)
-def _forward_kernel(W, cols, out, per_group, absolute):
+def _forward_kernel(W, cols, out, per_group, absolute, sparse_fraction):
     """``out[l, o, r] = sum_k W[l, o, k] cols[l, r, g(o) K + k]``: one streaming
     pass over ``W`` (a batched matrix-vector product; BLAS's batched GEMM is
-    several times slower for so few right-hand sides)."""
+    several times slower for so few right-hand sides).  Where a position's
+    inputs are mostly zero, only the weights of the nonzero slots are read."""
     L, O, K = W.shape
-    R = cols.shape[1]
+    R, KF = cols.shape[1], cols.shape[2]
     for l in prange(L):
+        nz = np.empty(KF, np.int64)
+        cnt = 0
+        for k in range(KF):
+            for r in range(R):
+                if cols[l, r, k] != 0:
+                    nz[cnt] = k
+                    cnt += 1
+                    break
+        gathered = cnt < sparse_fraction * KF
         for o in range(O):
             base = (o // per_group) * K
             for r in range(R):
-                s = cols[l, r, base] * 0
-                if absolute:
+                s = cols[l, r, 0] * 0
+                if gathered:
+                    for q in range(cnt):
+                        k = nz[q] - base
+                        if 0 <= k < K:
+                            w = abs(W[l, o, k]) if absolute else W[l, o, k]
+                            s += w * cols[l, r, base + k]
+                elif absolute:
                     for k in range(K):
                         s += abs(W[l, o, k]) * cols[l, r, base + k]
                 else:
@@ -80,7 +102,8 @@ def _forward_kernel(W, cols, out, per_group, absolute):
 
 @njit(cache=True, parallel=True, fastmath=True)
 def _adjoint_kernel(W, y, cols, per_group, absolute):
-    """``cols[l, r, g(o) K + k] = sum_o W[l, o, k] y[l, o, r]``."""
+    """``cols[l, r, g(o) K + k] = sum_o W[l, o, k] y[l, o, r]``; rows of ``W`` whose
+    ``y`` is zero in every replica are not read."""
     L, O, K = W.shape
     R = y.shape[2]
     for l in prange(L):
@@ -89,12 +112,15 @@ def _adjoint_kernel(W, y, cols, per_group, absolute):
             base = (o // per_group) * K
             for r in range(R):
                 a = y[l, o, r]
+                if a == 0:
+                    continue
                 if absolute:
                     for k in range(K):
                         cols[l, r, base + k] += a * abs(W[l, o, k])
                 else:
                     for k in range(K):
                         cols[l, r, base + k] += a * W[l, o, k]
+
 
 #: stored weights per chunk of output positions (elements) in apply / adjoint
 CHUNK_ELEMENTS = 1 << 22
@@ -250,7 +276,7 @@ class UnsharedConvBlock(EdgeBlock):
         if self._use_kernels(cols):
             with _numba_threads():
                 _forward_kernel(self.edge_weight.contiguous().numpy(), cols.numpy(), out.numpy(), Og,
-                                absolute)
+                                absolute, SPARSE_INPUT_FRACTION)
         else:
             for l0, l1 in self._chunks():
                 w = self._weights(l0, l1, absolute, cols.dtype)
