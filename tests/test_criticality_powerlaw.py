@@ -25,6 +25,10 @@ def test_pareto_is_plausible_with_the_right_exponent():
     assert v.p_value >= 0.1 and not v.discrete and v.n == N
     assert set(v.likelihood_ratios) == set(ALTERNATIVES)
     assert v.R_exponential > 0                     # the power law beats the exponential
+    assert np.isfinite(v.R_truncated_power_law)    # tested: it could change the verdict
+    w = power_law_verdict(np.random.default_rng(9).exponential(1.0, 500), n_boot=0,
+                          all_alternatives=True)
+    assert all(np.isfinite(r) for r, _ in w.likelihood_ratios.values())
 
 
 def test_alpha_is_the_powerlaw_package_mle_at_the_chosen_xmin():

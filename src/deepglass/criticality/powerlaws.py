@@ -30,8 +30,10 @@ Method, for positive samples ``x`` (zeros and negatives are dropped):
    and the truncated power law (nested: chi-squared with one degree of
    freedom), from ``powerlaw.Fit.distribution_compare`` on the tail above
    ``x_min`` (a uniform random subsample of ``lr_max_samples`` tail points when
-   the tail is longer; only the truncated power law needs numerical fits that
-   grow with the tail).
+   the tail is longer).  The truncated power law is fitted only where it can
+   change the verdict (``all_alternatives=False``), and without the package's
+   KS distance of that fit (an mpmath incomplete gamma per tail point), which
+   the ratio does not use.
 
 Verdict rule (in this order):
 
@@ -241,20 +243,18 @@ def _gof_pvalue(xs, fit, discrete, n_boot, boot_max, min_tail, n_xmin, rng) -> f
     return hits / done if done else math.nan
 
 
-def _likelihood_ratios(tail: np.ndarray, xmin: float, discrete: bool, max_samples: int,
-                       rng) -> dict[str, tuple[float, float]]:
+def _likelihood_ratios(tail: np.ndarray, xmin: float, discrete: bool,
+                       alternatives: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     import powerlaw
     from powerlaw.statistics import loglikelihood_ratio
 
-    if tail.size > max_samples:
-        tail = np.sort(rng.choice(tail, max_samples, replace=False))
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with np.errstate(all="ignore"):
             fit = powerlaw.Fit(tail, xmin=xmin, discrete=discrete, verbose=0,
                                parameter_ranges={"alpha": list(ALPHA_RANGE)})
-            for alt in ALTERNATIVES:
+            for alt in alternatives:
                 try:
                     if alt == "truncated_power_law":
                         # the same comparison as distribution_compare, without the
@@ -293,6 +293,7 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
                       boot_max_samples: int = 10_000, n_xmin: int = 30, min_tail: int = 50,
                       min_samples: int = 50, min_decades: float = 2.0, p_threshold: float = 0.1,
                       lr_threshold: float = 0.1, lr_max_samples: int = 10_000,
+                      all_alternatives: bool = False,
                       seed: int = 0) -> PowerLawVerdict:
     """Is a power law ``p(x) ~ x^-alpha`` (above some ``x_min``) plausible for ``samples``?
 
@@ -318,6 +319,12 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
         Significance levels of the goodness-of-fit and likelihood-ratio tests.
     lr_max_samples : int
         Tail points used by the likelihood-ratio tests.
+    all_alternatives : bool
+        Always test the truncated power law.  By default it is tested only
+        where it can change the verdict (a candidate not already rejected,
+        with a long enough tail); elsewhere ``R_truncated_power_law`` is NaN.
+        Its discrete fit evaluates a Lerch transcendent in mpmath at every
+        optimizer step (seconds per sample).
     seed : int
         Seed of the bootstrap and subsampling (the verdict is deterministic).
 
@@ -362,15 +369,18 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
     decades = float(np.log10(xs[-1] / xmin))
     p = _gof_pvalue(xs, fit, discrete, n_boot, boot_max_samples, min_tail, n_xmin,
                     rng) if n_boot else math.nan
-    lr = _likelihood_ratios(xs[xs >= xmin], xmin, discrete, lr_max_samples, rng)
+    tail = xs[xs >= xmin]
+    if tail.size > lr_max_samples:
+        tail = np.sort(rng.choice(tail, lr_max_samples, replace=False))
+    lr = _likelihood_ratios(tail, xmin, discrete, ALTERNATIVES if all_alternatives
+                            else ("lognormal", "exponential"))
     res = PowerLawVerdict("inconclusive", "", alpha=alpha, sigma=sigma, xmin=xmin, n=n,
                           n_tail=n_tail, decades=decades, ks=D, p_value=p, n_boot=n_boot,
                           discrete=discrete)
-    for alt, (R, pr) in lr.items():
-        setattr(res, f"R_{alt}", R)
-        setattr(res, f"p_{alt}", pr)
 
     def better(alt):
+        if alt not in lr:
+            lr.update(_likelihood_ratios(tail, xmin, discrete, (alt,)))
         R, pr = lr[alt]
         return np.isfinite(R) and R < 0 and pr < lr_threshold
 
@@ -396,6 +406,9 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
         gof = f"p = {p:.2f}" if np.isfinite(p) else "no goodness-of-fit test"
         res.reason = (f"{gof}, no alternative significantly better, tail of {n_tail} points "
                       f"over {decades:.1f} decades")
+    for alt, (R, pr) in lr.items():
+        setattr(res, f"R_{alt}", R)
+        setattr(res, f"p_{alt}", pr)
     return res
 
 
