@@ -30,30 +30,7 @@ from deepglass.experiments.nulls import NULL_KINDS, null_model
 from deepglass.graph import SignedGraph
 from deepglass.zoo import get
 
-
-def reset_peak() -> None:
-    """Reset the process's peak resident set (Linux: VmHWM)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _status(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
-
-
-def peak_gb() -> float:
-    return _status("VmHWM:")
-
-
-def rss_gb() -> float:
-    return _status("VmRSS:")
+from bench_frustration import peak_gb, reset_peak, rss_gb   # same folder: run as a script
 
 
 def timed(fn, *args, **kwargs):

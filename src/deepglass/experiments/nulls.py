@@ -123,7 +123,9 @@ def _with_weight(b: EdgeBlock, weight: torch.Tensor, keep_scales: bool) -> EdgeB
 
 def _check_block(b: EdgeBlock, kind: str) -> bool:
     """Whether ``b`` carries layer weights the null changes (else it is kept)."""
-    if isinstance(b, (ConvBlock, DenseBlock)) or (kind == "N2" and isinstance(b, UnsharedConvBlock)):
+    if isinstance(b, (ConvBlock, DenseBlock)):
+        return True
+    if kind == "N2" and isinstance(b, UnsharedConvBlock):
         return True
     if b.kind in ("pool", "identity"):
         return False
@@ -418,7 +420,8 @@ def null_model(model_or_graph, kind: str, seed: int = 0, *, input_shape=None):
 
         - ``N1``: each conv / dense weight tensor's entries permuted at random
           (shared weights stay shared).  Of a module: the weights of its
-          ``nn.Conv*`` / ``nn.Linear`` modules; biases and batch norm are kept.  Of a graph: the block's weights, folded batch norm included,
+          ``nn.Conv*`` / ``nn.Linear`` modules; biases and batch norm are kept.
+          Of a graph: the block's weights, folded batch norm included,
           are permuted; source scales are kept.
         - ``N2``: the conv and dense edge weights of the whole graph (folded
           batch norm and scales included) pooled and dealt out uniformly at

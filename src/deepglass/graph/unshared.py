@@ -275,8 +275,8 @@ class UnsharedConvBlock(EdgeBlock):
         Kg, Og = self.k_group, self.c_out // self.groups
         if self._use_kernels(cols):
             with _numba_threads():
-                _forward_kernel(self.edge_weight.contiguous().numpy(), cols.numpy(), out.numpy(), Og,
-                                absolute, SPARSE_INPUT_FRACTION)
+                _forward_kernel(self.edge_weight.contiguous().numpy(), cols.numpy(),
+                                out.numpy(), Og, absolute, SPARSE_INPUT_FRACTION)
         else:
             for l0, l1 in self._chunks():
                 w = self._weights(l0, l1, absolute, cols.dtype)
@@ -292,8 +292,8 @@ class UnsharedConvBlock(EdgeBlock):
         cols = yl.new_empty((self.n_positions, R, self.groups * Kg))
         if self._use_kernels(yl):
             with _numba_threads():
-                _adjoint_kernel(self.edge_weight.contiguous().numpy(), yl.numpy(), cols.numpy(), Og,
-                                absolute)
+                _adjoint_kernel(self.edge_weight.contiguous().numpy(), yl.numpy(),
+                                cols.numpy(), Og, absolute)
         else:
             for l0, l1 in self._chunks():
                 w = self._weights(l0, l1, absolute, yl.dtype)
@@ -339,9 +339,9 @@ class UnsharedConvBlock(EdgeBlock):
         """A copy on ``device`` computing in ``dtype``; the stored weights are cast
         only to a narrower dtype (a wider one is applied chunk by chunk)."""
         new = copy.copy(self)
-        store = None
-        if dtype is not None and (torch.finfo(dtype).bits < torch.finfo(self.edge_weight.dtype).bits):
-            store = dtype
+        narrower = dtype is not None and (torch.finfo(dtype).bits
+                                          < torch.finfo(self.edge_weight.dtype).bits)
+        store = dtype if narrower else None
         new.edge_weight = self.edge_weight.to(device=device, dtype=store)
         new.dtype = dtype or self.dtype
         for name in ("in_scale", "out_scale"):
