@@ -67,7 +67,8 @@ def test_methods_against_brute_force(make, seed):
         assert (h >= -1e-9).all()
 
 
-def test_descent_never_raises_energy_and_beats_nothing_worse_than_start():
+@pytest.mark.parametrize("threshold", ["block", "global"])
+def test_descent_never_raises_energy_and_beats_nothing_worse_than_start(threshold):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
@@ -76,11 +77,32 @@ def test_descent_never_raises_energy_and_beats_nothing_worse_than_start():
     s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 3, seed=5)).double()
     energies = [g.energy(s0).numpy()]
     for k in range(1, 30):
-        st = descent(g, s0, max_sweeps=k)
+        st = descent(g, s0, max_sweeps=k, threshold=threshold)
         energies.append(g.energy(st.sigma).numpy())
     E = np.array(energies)
     assert (np.diff(E, axis=0) <= 1e-12).all()
     assert (E[-1] < E[0]).all()
+    # the end is a single-flip local minimum (fields recomputed from scratch)
+    assert ((st.sigma * g.sym_matvec(st.sigma)) >= -1e-9).all()
+
+
+def test_block_threshold_flips_each_blocks_steepest_nodes_first():
+    # one sweep of the per-block schedule flips, in every block, exactly the
+    # nodes whose field is below gamma times that block's most negative field
+    g = _tiny_dag(7)
+    s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 4, seed=2)).double()
+    h0 = s0 * g.sym_matvec(s0)
+    st = descent(g, s0, max_sweeps=1, gamma=0.9, decay=1.0, threshold="block")
+    flipped = st.sigma != s0
+    # blocks of the first colour class see the start fields
+    first = g.coloring()[0]
+    for b in first:
+        nb = g.node_blocks[b]
+        hb = h0[:, nb.offset:nb.stop]
+        expect = (hb < 0.9 * hb.min(1, keepdim=True).values) & (hb < 0)
+        assert torch.equal(flipped[:, nb.offset:nb.stop], expect)
+    with pytest.raises(ValueError, match="threshold"):
+        descent(g, s0, threshold="layer")
 
 
 def test_descent_same_seed_same_result_and_sparse_equals_dense():

@@ -80,6 +80,6 @@ def anneal(graph: SignedGraph, sigma0: torch.Tensor, *, sweeps: int = 100,
             _update_fields(graph, inc, cls, F, delta, flipped, sparse_ratio=0.02)
         if callback is not None:
             callback(k + 1, 0)
-    final = descent(graph, sigma, gamma=gamma)
+    final = descent(graph, sigma, gamma=gamma, decay=0.85, threshold="global")
     final.sweeps += sweeps
     return final
