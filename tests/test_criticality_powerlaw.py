@@ -27,7 +27,7 @@ def test_pareto_is_plausible_with_the_right_exponent():
     assert v.R_exponential > 0                     # the power law beats the exponential
     assert np.isfinite(v.R_truncated_power_law)    # tested: it could change the verdict
     w = power_law_verdict(np.random.default_rng(9).exponential(1.0, 500), n_boot=0,
-                          all_alternatives=True)
+                          exhaustive=True)
     assert all(np.isfinite(r) for r, _ in w.likelihood_ratios.values())
 
 

@@ -35,6 +35,9 @@ _LAZY = {
     "collect_observables": "observables", "Observables": "observables",
     "activation_patterns": "observables", "resolve_layers": "observables",
     "observable_samples": "observables",
+    # runs
+    "MeanFieldConfig": "experiment", "run_meanfield": "experiment", "load_matrix": "experiment",
+    "PowerLawConfig": "experiment", "run_powerlaw": "experiment",
 }
 
 __all__ = sorted(_LAZY)

@@ -31,7 +31,7 @@ Method, for positive samples ``x`` (zeros and negatives are dropped):
    freedom), from ``powerlaw.Fit.distribution_compare`` on the tail above
    ``x_min`` (a uniform random subsample of ``lr_max_samples`` tail points when
    the tail is longer).  The truncated power law is fitted only where it can
-   change the verdict (``all_alternatives=False``), and without the package's
+   change the verdict (``exhaustive=False``), and without the package's
    KS distance of that fit (an mpmath incomplete gamma per tail point), which
    the ratio does not use.
 
@@ -39,9 +39,10 @@ Verdict rule (in this order):
 
 - ``inconclusive`` if fewer than ``min_samples`` positive samples, fewer than
   two distinct values, or no candidate fit converged;
-- ``rejected`` if the goodness-of-fit ``p < p_threshold`` (CSN: 0.1), or the
-  exponential or the lognormal is significantly better (``R < 0`` and
-  ``p_R < lr_threshold``);
+- ``rejected`` if the exponential or the lognormal is significantly better
+  (``R < 0`` and ``p_R < lr_threshold``), or the goodness-of-fit
+  ``p < p_threshold`` (CSN: 0.1; the bootstrap runs only when the
+  alternatives did not already reject, unless ``exhaustive``);
 - ``inconclusive`` if the fitted tail holds fewer than ``min_tail`` points or
   spans fewer than ``min_decades`` decades (Stumpf & Porter 2012: a power law
   over less than two orders of magnitude says little), or the truncated power
@@ -293,7 +294,7 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
                       boot_max_samples: int = 10_000, n_xmin: int = 30, min_tail: int = 50,
                       min_samples: int = 50, min_decades: float = 2.0, p_threshold: float = 0.1,
                       lr_threshold: float = 0.1, lr_max_samples: int = 10_000,
-                      all_alternatives: bool = False,
+                      exhaustive: bool = False,
                       seed: int = 0) -> PowerLawVerdict:
     """Is a power law ``p(x) ~ x^-alpha`` (above some ``x_min``) plausible for ``samples``?
 
@@ -319,12 +320,14 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
         Significance levels of the goodness-of-fit and likelihood-ratio tests.
     lr_max_samples : int
         Tail points used by the likelihood-ratio tests.
-    all_alternatives : bool
-        Always test the truncated power law.  By default it is tested only
-        where it can change the verdict (a candidate not already rejected,
-        with a long enough tail); elsewhere ``R_truncated_power_law`` is NaN.
-        Its discrete fit evaluates a Lerch transcendent in mpmath at every
-        optimizer step (seconds per sample).
+    exhaustive : bool
+        Run every test on every sample.  By default the costly ones run only
+        where they can change the verdict: the goodness-of-fit bootstrap is
+        skipped (``p_value`` NaN, ``n_boot`` 0) when the exponential or the
+        lognormal already fits significantly better, and the truncated power
+        law (whose discrete fit evaluates a Lerch transcendent in mpmath at
+        every optimizer step) is fitted only for a candidate not rejected,
+        with a long enough tail (else ``R_truncated_power_law`` is NaN).
     seed : int
         Seed of the bootstrap and subsampling (the verdict is deterministic).
 
@@ -367,16 +370,13 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
     # powerlaw >= 2 names the MLE's standard error ``standard_err`` (``sigma`` is deprecated)
     sigma = float(pl.standard_err if hasattr(type(pl), "standard_err") else pl.sigma)
     decades = float(np.log10(xs[-1] / xmin))
-    p = _gof_pvalue(xs, fit, discrete, n_boot, boot_max_samples, min_tail, n_xmin,
-                    rng) if n_boot else math.nan
     tail = xs[xs >= xmin]
     if tail.size > lr_max_samples:
         tail = np.sort(rng.choice(tail, lr_max_samples, replace=False))
-    lr = _likelihood_ratios(tail, xmin, discrete, ALTERNATIVES if all_alternatives
+    lr = _likelihood_ratios(tail, xmin, discrete, ALTERNATIVES if exhaustive
                             else ("lognormal", "exponential"))
     res = PowerLawVerdict("inconclusive", "", alpha=alpha, sigma=sigma, xmin=xmin, n=n,
-                          n_tail=n_tail, decades=decades, ks=D, p_value=p, n_boot=n_boot,
-                          discrete=discrete)
+                          n_tail=n_tail, decades=decades, ks=D, discrete=discrete)
 
     def better(alt):
         if alt not in lr:
@@ -384,9 +384,18 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
         R, pr = lr[alt]
         return np.isfinite(R) and R < 0 and pr < lr_threshold
 
-    if np.isfinite(p) and p < p_threshold:
-        res.verdict, res.reason = "rejected", f"goodness of fit p = {p:.3f} < {p_threshold}"
-    elif better("exponential"):
+    def gof():
+        # the bootstrap is the costly step: skipped (p = NaN) once an
+        # alternative has already rejected the power law, unless exhaustive
+        if n_boot and res.n_boot == 0:
+            res.p_value = _gof_pvalue(xs, fit, discrete, n_boot, boot_max_samples, min_tail,
+                                      n_xmin, rng)
+            res.n_boot = n_boot
+        return res.p_value
+
+    if exhaustive:
+        gof()
+    if better("exponential"):
         res.verdict = "rejected"
         res.reason = (f"exponential fits the tail better (R = {lr['exponential'][0]:.3g}, "
                       f"p = {lr['exponential'][1]:.3g})")
@@ -394,6 +403,9 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
         res.verdict = "rejected"
         res.reason = (f"lognormal fits the tail better (R = {lr['lognormal'][0]:.3g}, "
                       f"p = {lr['lognormal'][1]:.3g})")
+    elif np.isfinite(gof()) and res.p_value < p_threshold:
+        res.verdict = "rejected"
+        res.reason = f"goodness of fit p = {res.p_value:.3f} < {p_threshold}"
     elif n_tail < min_tail:
         res.reason = f"tail holds only {n_tail} points (< {min_tail})"
     elif decades < min_decades:
@@ -403,8 +415,9 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
                       f"(R = {lr['truncated_power_law'][0]:.3g}, p = {lr['truncated_power_law'][1]:.3g})")
     else:
         res.verdict = "plausible"
-        gof = f"p = {p:.2f}" if np.isfinite(p) else "no goodness-of-fit test"
-        res.reason = (f"{gof}, no alternative significantly better, tail of {n_tail} points "
+        p = res.p_value
+        gof_text = f"p = {p:.2f}" if np.isfinite(p) else "no goodness-of-fit test"
+        res.reason = (f"{gof_text}, no alternative significantly better, tail of {n_tail} points "
                       f"over {decades:.1f} decades")
     for alt, (R, pr) in lr.items():
         setattr(res, f"R_{alt}", R)
