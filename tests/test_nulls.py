@@ -7,6 +7,8 @@ import doctest
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st_h
 import scipy.sparse as sp
 import scipy.stats as st
 import torch
@@ -224,33 +226,27 @@ GEOMETRIES = [  # (nd, C_in, C_out, size, kernel, stride, padding, dilation, gro
 ]
 
 
-@pytest.mark.parametrize("geom", GEOMETRIES)
-@pytest.mark.parametrize("mode", ["stream", "gather", "bmm"])
-def test_unshared_block_matches_its_explicit_matrix(geom, mode, monkeypatch):
+def _check_unshared(geom, seed, R=3):
+    """Every operation of a random UnsharedConvBlock against its explicit matrix."""
     nd, c_in, c_out, size, k, s, pad, dil, groups = geom
-    torch.manual_seed(len(size) + groups)
+    torch.manual_seed(seed)
     out = [(L + lo + hi - d * (kk - 1) - 1) // ss + 1
            for L, (lo, hi), d, kk, ss in zip(size, pad, dil, k, s)]
     conv = ConvBlock(torch.randn(c_out, c_in // groups, *k, dtype=torch.float64),
                      (c_in, *size), (c_out, *out), s, pad, dil, groups)
     L, K = int(np.prod(out)), c_in // groups * int(np.prod(k))
     b = UnsharedConvBlock(conv, torch.randn(L, c_out, K, dtype=torch.float64))
-    if mode == "gather":     # the kernel reads only the weights of nonzero inputs
-        monkeypatch.setattr("deepglass.graph.unshared.SPARSE_INPUT_FRACTION", 2.0)
-    if mode == "bmm":        # the chunked batched-matmul path (GPU), on the CPU
-        monkeypatch.setattr(UnsharedConvBlock, "_use_kernels", lambda self, t: False)
-        monkeypatch.setattr("deepglass.graph.unshared.CHUNK_ELEMENTS", 2 * c_out * K)
     M = _block_coo(b).toarray()                                         # (in, out)
     assert b.n_edges() == conv.n_edges() == _block_coo(b).nnz
-    x = torch.randn(3, *b.in_shape, dtype=torch.float64)
-    y = torch.randn(3, *b.out_shape, dtype=torch.float64)
+    x = torch.randn(R, *b.in_shape, dtype=torch.float64)
+    y = torch.randn(R, *b.out_shape, dtype=torch.float64)
     x[torch.rand(x.shape) < 0.5] = 0     # zero rows are skipped by the kernels
     y[torch.rand(y.shape) < 0.5] = 0
     for absolute, Mx in ((False, M), (True, np.abs(M))):
-        got = b.apply(x, absolute).reshape(3, -1).numpy()
-        assert np.allclose(got, x.reshape(3, -1).numpy() @ Mx)
-        got = b.adjoint(y, absolute).reshape(3, -1).numpy()
-        assert np.allclose(got, y.reshape(3, -1).numpy() @ Mx.T)
+        got = b.apply(x, absolute).reshape(R, -1).numpy()
+        assert np.allclose(got, x.reshape(R, -1).numpy() @ Mx)
+        got = b.adjoint(y, absolute).reshape(R, -1).numpy()
+        assert np.allclose(got, y.reshape(R, -1).numpy() @ Mx.T)
     # the valid slots are exactly the edges; the operator ignores padding slots
     mask = b.valid_mask()
     assert int(mask.sum()) * c_out == b.n_edges()
@@ -259,14 +255,47 @@ def test_unshared_block_matches_its_explicit_matrix(geom, mode, monkeypatch):
     assert np.allclose(b0.apply(x).numpy(), b.apply(x).numpy())
     # sparse column updates (the descent's tail)
     idx = torch.randperm(b.in_size)[:5]
-    v = torch.randn(5, dtype=torch.float64)
+    v = torch.randn(len(idx), dtype=torch.float64)
     e, o, c = b.sparse_apply(idx, v)
     got = torch.zeros(b.out_size, dtype=torch.float64).index_add_(0, o, c).numpy()
     assert np.allclose(got, v.numpy() @ M[idx.numpy()])
     idx = torch.randperm(b.out_size)[:5]
+    v = torch.randn(len(idx), dtype=torch.float64)
     e, i, c = b.sparse_adjoint(idx, v)
     got = torch.zeros(b.in_size, dtype=torch.float64).index_add_(0, i, c).numpy()
     assert np.allclose(got, M[:, idx.numpy()] @ v.numpy())
+
+
+@pytest.mark.parametrize("geom", GEOMETRIES)
+@pytest.mark.parametrize("mode", ["stream", "gather", "bmm"])
+def test_unshared_block_matches_its_explicit_matrix(geom, mode, monkeypatch):
+    if mode == "gather":     # the kernel reads only the weights of nonzero inputs
+        monkeypatch.setattr("deepglass.graph.unshared.SPARSE_INPUT_FRACTION", 2.0)
+    if mode == "bmm":        # the chunked batched-matmul path (GPU), on the CPU
+        monkeypatch.setattr(UnsharedConvBlock, "_use_kernels", lambda self, t: False)
+        monkeypatch.setattr("deepglass.graph.unshared.CHUNK_ELEMENTS", 64)
+    _check_unshared(geom, seed=len(geom[3]) + geom[-1])
+
+
+@st_h.composite
+def conv_geometries(draw):
+    nd = draw(st_h.integers(1, 2))
+    groups = draw(st_h.sampled_from([1, 2]))
+    c_in, c_out = groups * draw(st_h.integers(1, 2)), groups * draw(st_h.integers(1, 3))
+    k = tuple(draw(st_h.integers(1, 3)) for _ in range(nd))
+    s = tuple(draw(st_h.integers(1, 3)) for _ in range(nd))
+    dil = tuple(draw(st_h.integers(1, 2)) for _ in range(nd))
+    pad = [(draw(st_h.integers(0, 2)), draw(st_h.integers(0, 2))) for _ in range(nd)]
+    # big enough for one output position in every dimension
+    size = tuple(draw(st_h.integers(max(1, d * (kk - 1) + 1 - lo - hi), 7))
+                 for d, kk, (lo, hi) in zip(dil, k, pad))
+    return nd, c_in, c_out, size, k, s, pad, dil, groups
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_geometries(), st_h.integers(0, 100), st_h.integers(1, 3))
+def test_random_unshared_blocks_match_their_explicit_matrix(geom, seed, R):
+    _check_unshared(geom, seed, R)
 
 
 def test_unshared_block_keeps_narrow_storage_when_computing_wide():
