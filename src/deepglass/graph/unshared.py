@@ -133,7 +133,8 @@ class UnsharedConvBlock(EdgeBlock):
     ----------
     conv : ConvBlock
         Gives the geometry (shapes, kernel, stride, padding, dilation, groups)
-        and the graph wiring (sources, destination); its weights are not kept.
+        and the graph wiring (sources, destination); its weights and scales
+        are not kept (fold scales into ``edge_weight``, as N2 does).
     edge_weight : torch.Tensor
         Shape ``(L, C_out, C_in/groups * prod(kernel))``, see the module
         docstring.  Padding slots should be 0.
