@@ -117,6 +117,25 @@ def test_descent_same_seed_same_result_and_sparse_equals_dense():
     torch.testing.assert_close(dense.sigma, sparse.sigma)
 
 
+def test_chunked_sparse_updates_equal_dense_and_leave_start_untouched(monkeypatch):
+    import deepglass.solve.descent as descent_module
+
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                        nn.Flatten(), nn.Linear(48, 5))
+    g = SignedGraph.from_module(net, (1, 8, 8), dtype=torch.float64)
+    s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 4, seed=3)).double()
+    keep = s0.clone()
+    dense = descent(g, s0, sparse_ratio=0.0)
+    monkeypatch.setattr(descent_module, "SPARSE_CHUNK", 7)   # many tiny chunks
+    sparse = descent(g, s0, sparse_ratio=1.0)
+    torch.testing.assert_close(dense.sigma, sparse.sigma)
+    torch.testing.assert_close(dense.fields, sparse.fields)
+    assert torch.equal(s0, keep)
+    int8 = descent(g, s0.to(torch.int8), sparse_ratio=0.0)
+    torch.testing.assert_close(int8.sigma, dense.sigma)
+
+
 def test_descent_no_worse_than_greedy_on_average_from_same_starts():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),

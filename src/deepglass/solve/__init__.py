@@ -187,7 +187,7 @@ def _threads_for(graph: SignedGraph, small_edges: int = 50_000_000):
 
 def _matrix_free(solver: Callable):
     def run(graph, s0, seed, options, callback):
-        s = torch.as_tensor(s0, dtype=graph.dtype, device=graph.device)
+        s = torch.as_tensor(s0)          # int8: the solver makes its own float copy
         if solver.__name__ == "anneal":
             options = {"seed": seed, **options}
         st = solver(graph, s, callback=callback, **options)

@@ -59,10 +59,24 @@ class _Incidence:
         self.classes = graph.coloring()
         self.src_of: dict[int, list] = {}
         self.dst_of: dict[int, list] = {}
+        self.degree: dict[int, tuple[float, float]] = {}   # id -> (out-, in-degree)
         for b in graph.edge_blocks:
             self.dst_of.setdefault(b.dst, []).append(b)
             for s in b.src_blocks:
                 self.src_of.setdefault(s, []).append(b)
+            e = b.n_edges()
+            self.degree[id(b)] = (e / max(b.in_size, 1), e / max(b.out_size, 1))
+
+
+#: most edge contributions one sparse update materializes at once (~40 bytes
+#: each with their indices): bounds memory when many replicas flip many nodes
+SPARSE_CHUNK = 1 << 22
+
+
+def _chunks(k: int, degree: float):
+    step = max(1, int(SPARSE_CHUNK // max(degree, 1.0)))
+    for start in range(0, k, step):
+        yield slice(start, min(k, start + step))
 
 
 def _update_fields(graph: SignedGraph, inc: _Incidence, cls: list[int], F: torch.Tensor,
@@ -82,11 +96,13 @@ def _update_fields(graph: SignedGraph, inc: _Incidence, cls: list[int], F: torch
         # edges ending in this block: F[sources] += A_b delta[dst]
         for b in inc.dst_of.get(blk_id, []):
             if frac < sparse_ratio * b.sparse_advantage and b.supports_sparse():
-                vals = delta[r_idx, nb.offset + loc]
-                entry, src, contrib = b.sparse_adjoint(loc, vals)
-                gsrc = (b.src_range[0] + src if b.src_range is not None
-                        else b.src_index.reshape(-1)[src])
-                F.view(-1).index_add_(0, r_idx[entry] * n + gsrc, contrib.to(F.dtype))
+                for c in _chunks(k, inc.degree[id(b)][1]):
+                    r_c, loc_c = r_idx[c], loc[c]
+                    vals = delta[r_c, nb.offset + loc_c]
+                    entry, src, contrib = b.sparse_adjoint(loc_c, vals)
+                    gsrc = (b.src_range[0] + src if b.src_range is not None
+                            else b.src_index.reshape(-1)[src])
+                    F.view(-1).index_add_(0, r_c[entry] * n + gsrc, contrib.to(F.dtype))
             else:
                 v = b.adjoint(delta[:, nb.offset:nb.stop].reshape((R,) + b.out_shape))
                 graph.scatter_source(b, F, v)
@@ -98,10 +114,13 @@ def _update_fields(graph: SignedGraph, inc: _Incidence, cls: list[int], F: torch
             dst = graph.node_blocks[b.dst]
             if (frac < sparse_ratio * b.sparse_advantage and b.supports_sparse()
                     and b.src_range is not None and len(b.src_blocks) == 1):
-                vals = delta[r_idx, nb.offset + loc]
-                src_loc = nb.offset + loc - b.src_range[0]
-                entry, d, contrib = b.sparse_apply(src_loc, vals)
-                F.view(-1).index_add_(0, r_idx[entry] * n + dst.offset + d, contrib.to(F.dtype))
+                for c in _chunks(k, inc.degree[id(b)][0]):
+                    r_c, loc_c = r_idx[c], loc[c]
+                    vals = delta[r_c, nb.offset + loc_c]
+                    src_loc = nb.offset + loc_c - b.src_range[0]
+                    entry, d, contrib = b.sparse_apply(src_loc, vals)
+                    F.view(-1).index_add_(0, r_c[entry] * n + dst.offset + d,
+                                          contrib.to(F.dtype))
             else:
                 F[:, dst.offset:dst.stop] += graph.block_forward(b, delta)
 
@@ -149,7 +168,9 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
     -----
     Each sweep costs about one evaluation of ``As sigma`` while many nodes flip
     (every edge block once from each end), and O(flips x degree) in the tail.
-    Memory: two (R, n) tensors beyond the operator.
+    Memory: three (R, n) tensors beyond the operator (gauges, fields, one
+    class's flips), plus sparse updates of at most ``SPARSE_CHUNK`` edges at a
+    time and the operator's own temporaries.
     """
     if not 0.0 <= gamma < 1.0:
         raise ValueError("gamma must be in [0, 1)")
@@ -158,7 +179,9 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
     if threshold not in ("global", "block"):
         raise ValueError("threshold must be 'global' or 'block'")
     per_block = threshold == "block"
-    sigma = sigma0.to(device=graph.device, dtype=graph.dtype).clone()
+    sigma = sigma0.to(device=graph.device, dtype=graph.dtype)
+    if sigma.data_ptr() == sigma0.data_ptr():
+        sigma = sigma.clone()          # never flip the caller's tensor
     R = sigma.shape[0]
     inc = _Incidence(graph)
     F = graph.sym_matvec(sigma)
@@ -181,6 +204,7 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
                         break
                     theta = torch.where(hmin < 0, factor * h.min(dim=1).values,
                                         torch.zeros_like(hmin))[:, None]
+                    del h                      # one (R, n) tensor less during the sweep
                 else:
                     theta = torch.zeros((R, 1), dtype=F.dtype, device=F.device)
                 n_flip = _sweep(graph, inc, sigma, F, theta, thr, flips, sparse_ratio,
