@@ -1,68 +1,239 @@
 """Frustration solver figures (issue: solvers).  Prints, in one run:
 
-- AlexNet (random He init, 0.66 B edges): descent, 1 replica and R replicas, to a
-  single-flip local minimum: seconds, sweeps, peak memory;
-- small nets that the explicit greedy solver can hold: descent vs greedy
-  (Algorithm 1) from the same start gauges: frustration and time ratio;
-  anneal vs descent.
+- graphs that the explicit greedy solver (and dwave-samplers) can hold: the
+  trained digits CNN, a LeNet on 1x28x28 and a scaled-down ResNet-18 (the
+  zoo's ResNet-18 on a 3x32x32 input), all from the same start gauges:
+  ``greedy`` (the paper's Algorithm 1), ``descent`` and ``anneal``: best and
+  mean frustration, seconds and the descent speed-up over greedy;
+- optionally (``dwave-samplers`` installed; it is not a dependency of
+  deepglass) the same explicit couplings as an Ising model
+  (``h = 0, J_ij = -As_ij`` for ``i < j``, so ``E = -sigma^T As sigma / 2`` and
+  ``eps = 1/2 + E / 1^T|As|1``; checked below): dwave's SteepestDescentSolver
+  from the same starts and SimulatedAnnealingSampler at the wall time of our
+  ``anneal``;
+- AlexNet (random He init, 0.66 B edges), 1 replica to a single-flip local
+  minimum: ``descent`` and, with the same schedule, a baseline that re-evaluates
+  every layer (the full ``As sigma``) after each colour class; then
+  ``--alexnet-replicas`` replicas: seconds, sweeps, peak memory.
 
-Run:  python bench/bench_frustration.py [--replicas 8] [--skip-alexnet]
+Run::
+
+    python bench/bench_frustration.py                       # everything, R = 80 on AlexNet
+    python bench/bench_frustration.py --skip-alexnet        # small graphs only (~1 min)
+    python bench/bench_frustration.py --skip-small --alexnet-replicas 8 --skip-baseline
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 import deepglass
+import deepglass.solve.descent as descent_module
 from deepglass.graph import SignedGraph
+from deepglass.solve import start_gauges
 from deepglass.zoo import get
 
 
-def rss_gb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+def reset_peak() -> None:
+    """Reset the process's peak resident set (Linux: VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
-def alexnet(replicas):
-    g = SignedGraph.from_module(get("alexnet"), (3, 224, 224))
-    print(f"AlexNet: {g.n_nodes:,} nodes, {g.n_edges:,} edges, "
-          f"{torch.get_num_threads()} threads")
-    for R in (1, replicas):
+def peak_gb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def rss_gb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+# --------------------------------------------------------------------------- small graphs
+def small_graphs(resnet_side: int) -> dict[str, SignedGraph]:
+    return {
+        "digits_cnn (trained)": SignedGraph.from_module(get("digits_cnn", pretrained=True),
+                                                        (1, 8, 8)),
+        "lenet 1x28x28 (random)": SignedGraph.from_module(get("mnist_lenet"), (1, 28, 28)),
+        f"resnet18 3x{resnet_side}x{resnet_side}": SignedGraph.from_module(
+            get("resnet18"), (3, resnet_side, resnet_side)),
+    }
+
+
+def to_bqm(g: SignedGraph):
+    """The explicit couplings as a dimod Ising model: h = 0, J_ij = -As_ij (i < j)."""
+    import dimod
+    import scipy.sparse as sp
+
+    U = sp.triu(g.to_scipy_sym(), k=1).tocoo()
+    return dimod.BinaryQuadraticModel.from_numpy_vectors(
+        np.zeros(g.n_nodes), (U.row, U.col, -U.data), 0.0, dimod.SPIN)
+
+
+def dwave_eps(g: SignedGraph, sampleset) -> tuple[np.ndarray, np.ndarray]:
+    """Our eps of dwave's samples, from dwave's energies and re-evaluated by us."""
+    s = sampleset.record.sample.astype(np.float32)
+    order = np.argsort(sampleset.variables)             # columns back to node order
+    s = s[:, order]
+    e_dwave = 0.5 + sampleset.record.energy / g.abs_total()
+    e_ours = g.energy(torch.from_numpy(s)).numpy()
+    return e_dwave, e_ours
+
+
+def compare_small(replicas: int, resnet_replicas: int, resnet_side: int, use_dwave: bool,
+                  steep: bool, seed: int = 1) -> None:
+    try:
+        import dwave.samplers as dws
+    except ImportError:
+        dws = None
+        if use_dwave:
+            print("(dwave-samplers not installed: `pip install dwave-samplers` for the "
+                  "SteepestDescentSolver / SimulatedAnnealingSampler comparison; skipped)")
+    use_dwave = use_dwave and dws is not None
+    print(f"\n== explicit-size graphs: {replicas} replicas ({resnet_replicas} on ResNet-18) from "
+          f"the same start gauges (seed {seed}), {torch.get_num_threads()} torch threads ==")
+    graphs = small_graphs(resnet_side)
+    # compile / load the numba kernels outside the timings
+    deepglass.frustration(next(iter(graphs.values())), method="greedy", replicas=2)
+    for name, g in graphs.items():
+        R = resnet_replicas if name.startswith("resnet") else replicas
+        s0 = start_gauges(g.n_nodes, R, seed)
+        runs = {m: deepglass.frustration(g, method=m, init=s0, seed=seed)
+                for m in ("greedy", "descent", "anneal")}
+        if steep and g.n_edges < 10**6:
+            # the threshold schedule close to Algorithm 1's order (many more sweeps)
+            runs["descent gamma=0.99 decay=1"] = deepglass.frustration(
+                g, init=s0, seed=seed, gamma=0.99, decay=1.0)
+        gr, de, an = runs["greedy"], runs["descent"], runs["anneal"]
+        print(f"\n{name}: {g.n_nodes:,} nodes, {g.n_edges:,} edges")
+        print(f"  {'solver':34s} {'best eps':>9s} {'mean eps':>9s} {'seconds':>8s} "
+              f"{'local min':>9s}")
+        for m, r in runs.items():
+            print(f"  {m:34s} {r.frustration:9.5f} {r.energies.mean():9.5f} {r.seconds:8.2f} "
+                  f"{str(bool(r.local_min.all())):>9s}")
+        d = de.energies - gr.energies
+        print(f"  descent - greedy: best {de.frustration - gr.frustration:+.5f}, mean "
+              f"{d.mean():+.5f} +- {d.std(ddof=1) / np.sqrt(len(d)):.5f} (paired, 1 s.e.), "
+              f"per-replica <= in {100 * np.mean(d <= 1e-7):.0f}%; speed-up "
+              f"{gr.seconds / de.seconds:.1f}x; anneal costs {an.seconds / de.seconds:.1f}x descent")
+        if not use_dwave:
+            continue
         t = time.perf_counter()
-        r = deepglass.frustration(g, replicas=R, seed=0)
-        dt = time.perf_counter() - t
-        print(f"  descent R={R}: {dt:.1f} s, sweeps {r.sweeps}, delta {r.frustration:.5f}, "
-              f"local minima {r.local_min.all()}, peak RSS {rss_gb():.2f} GB")
+        bqm = to_bqm(g)
+        t_bqm = time.perf_counter() - t
+        states = (s0.astype(np.int8), list(range(g.n_nodes)))
+        t = time.perf_counter()
+        ss = dws.SteepestDescentSolver().sample(bqm, initial_states=states)
+        t_sd = time.perf_counter() - t
+        e_dw, e_us = dwave_eps(g, ss)
+        assert np.allclose(e_dw, e_us, atol=1e-5), "sign convention: dwave energy != our eps"
+        print(f"  {'dwave SteepestDescentSolver':34s} {e_dw.min():9.5f} {e_dw.mean():9.5f} "
+              f"{t_sd:8.2f}   (BQM built in {t_bqm:.2f} s; energies checked against ours)")
+        print(f"  descent vs dwave steepest: best {de.frustration - e_dw.min():+.5f}, "
+              f"mean {de.energies.mean() - e_dw.mean():+.5f}; time ratio dwave/descent "
+              f"{t_sd / de.seconds:.1f}x")
+        # SA at our anneal's wall time: calibrate the sweep count on a short run
+        sa = dws.SimulatedAnnealingSampler()
+        cost = {}
+        for cal in (10, 40):
+            t = time.perf_counter()
+            sa.sample(bqm, num_reads=R, num_sweeps=cal, seed=seed)
+            cost[cal] = time.perf_counter() - t
+        per_sweep = max((cost[40] - cost[10]) / 30, 1e-9)
+        sweeps = max(1, int((an.seconds - (cost[10] - 10 * per_sweep)) / per_sweep))
+        t = time.perf_counter()
+        ss = sa.sample(bqm, num_reads=R, num_sweeps=sweeps, seed=seed)
+        t_sa = time.perf_counter() - t
+        e_sa, _ = dwave_eps(g, ss)
+        print(f"  {'dwave SimulatedAnnealing (' + str(sweeps) + ' sw)':34s} {e_sa.min():9.5f} "
+              f"{e_sa.mean():9.5f} {t_sa:8.2f}   (anneal's wall time {an.seconds:.2f} s)")
+        print(f"  anneal vs dwave SA at equal time: best {an.frustration - e_sa.min():+.5f}, "
+              f"mean {an.energies.mean() - e_sa.mean():+.5f}")
 
 
-def small_nets():
-    nets = {"digits_cnn": (get("digits_cnn", pretrained=True), (1, 8, 8)),
-            "lenet 1x28x28 (random)": (get("mnist_lenet"), (1, 28, 28))}
-    print("\ndescent vs greedy (Algorithm 1) from the same 16 start gauges")
-    print(f"{'net':26s} {'edges':>10s} {'greedy':>9s} {'descent':>9s} {'anneal':>9s} "
-          f"{'t_greedy':>9s} {'t_descent':>9s} {'speed-up':>9s} {'t_anneal':>9s}")
-    for name, (m, shape) in nets.items():
-        g = SignedGraph.from_module(m, shape)
-        gr = deepglass.frustration(g, method="greedy", replicas=16, seed=1)
-        de = deepglass.frustration(g, method="descent", replicas=16, seed=1)
-        an = deepglass.frustration(g, method="anneal", replicas=16, seed=1)
-        print(f"{name:26s} {g.n_edges:10,d} {gr.frustration:9.5f} {de.frustration:9.5f} "
-              f"{an.frustration:9.5f} {gr.seconds:9.2f} {de.seconds:9.2f} "
-              f"{gr.seconds / de.seconds:8.1f}x {an.seconds:9.2f}")
-        print(f"{'':26s} {'mean':>10s} {gr.energies.mean():9.5f} {de.energies.mean():9.5f} "
-              f"{an.energies.mean():9.5f}")
+# --------------------------------------------------------------------------- AlexNet
+def _full_reevaluation(graph, inc, cls, F, delta, flipped, sparse_ratio):
+    """Baseline field update: re-evaluate every layer (the whole ``As sigma``)."""
+    sigma_now = _full_reevaluation.sigma
+    F.copy_(graph.sym_matvec(sigma_now))
+
+
+def alexnet(replicas: int, baseline: bool) -> None:
+    t = time.perf_counter()
+    g = SignedGraph.from_module(get("alexnet"), (3, 224, 224))
+    print(f"\n== AlexNet (random He init): {g.n_nodes:,} nodes, {g.n_edges:,} edges, "
+          f"described in {time.perf_counter() - t:.2f} s; {torch.get_num_threads()} threads ==")
+    s1 = start_gauges(g.n_nodes, 1, 0)
+    reset_peak()
+    c = time.process_time()
+    r = deepglass.frustration(g, init=s1)
+    c = time.process_time() - c
+    print(f"  descent R=1: {r.seconds:.1f} s ({c:.1f} CPU s), {r.sweeps} sweeps, "
+          f"eps {r.frustration:.5f}, local minimum {bool(r.local_min.all())}, "
+          f"peak RSS {peak_gb():.2f} GB")
+    if baseline:
+        # same schedule, but every class update recomputes the full As sigma
+        orig_update, orig_sweep = descent_module._update_fields, descent_module._sweep
+
+        def sweep(graph, inc, sigma, *a):
+            _full_reevaluation.sigma = sigma
+            return orig_sweep(graph, inc, sigma, *a)
+
+        descent_module._update_fields, descent_module._sweep = _full_reevaluation, sweep
+        cb = time.process_time()
+        try:
+            b = deepglass.frustration(g, init=s1)
+        finally:
+            descent_module._update_fields, descent_module._sweep = orig_update, orig_sweep
+        cb = time.process_time() - cb
+        print(f"  baseline (re-evaluate every layer after each class) R=1: {b.seconds:.1f} s "
+              f"({cb:.1f} CPU s), {b.sweeps} sweeps, eps {b.frustration:.5f}; descent is "
+              f"{b.seconds / r.seconds:.1f}x faster ({cb / c:.1f}x in CPU time)")
+    if replicas > 1:
+        s = start_gauges(g.n_nodes, replicas, 0)
+        reset_peak()
+        base = rss_gb()
+        c = time.process_time()
+        r = deepglass.frustration(g, init=s)
+        c = time.process_time() - c
+        print(f"  descent R={replicas}: {r.seconds:.1f} s ({c:.1f} CPU s; "
+              f"{r.seconds / replicas:.2f} s/replica), "
+              f"{r.sweeps} sweeps, best eps {r.frustration:.5f}, mean {r.energies.mean():.5f}, "
+              f"all local minima {bool(r.local_min.all())}, peak RSS {peak_gb():.2f} GB "
+              f"({base:.2f} GB before)")
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--replicas", type=int, default=8)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--replicas", type=int, default=48,
+                    help="replicas on the digits CNN and LeNet (enough to resolve ~0.001 in eps)")
+    ap.add_argument("--resnet-replicas", type=int, default=16)
+    ap.add_argument("--resnet-side", type=int, default=32,
+                    help="input side of the scaled-down ResNet-18 (3xSxS)")
+    ap.add_argument("--no-dwave", action="store_true", help="skip the dwave-samplers comparison")
+    ap.add_argument("--steep", action="store_true",
+                    help="also run descent with gamma=0.99, decay=1 on graphs < 10^6 edges")
+    ap.add_argument("--skip-small", action="store_true")
     ap.add_argument("--skip-alexnet", action="store_true")
+    ap.add_argument("--skip-baseline", action="store_true",
+                    help="skip the re-evaluate-every-layer AlexNet baseline (~30 s+)")
+    ap.add_argument("--alexnet-replicas", type=int, default=80)
     a = ap.parse_args()
-    small_nets()
+    if not a.skip_small:
+        compare_small(a.replicas, a.resnet_replicas, a.resnet_side, not a.no_dwave, a.steep)
     if not a.skip_alexnet:
-        alexnet(a.replicas)
+        alexnet(a.alexnet_replicas, not a.skip_baseline)
