@@ -83,6 +83,17 @@ def test_discrete_sampler_matches_the_zeta_law():
         assert abs(np.mean(y >= q) - p) < 5 * np.sqrt(p * (1 - p) / n)
 
 
+def test_heavy_discrete_tails_terminate():
+    # alpha near 1 puts the inverse CDF beyond float resolution: the sampler
+    # (and the bootstrap built on it) must still stop, with values >= x_min
+    rng = np.random.default_rng(7)
+    for alpha in (1.001, 1.01, 1.2):
+        x = sample_power_law(rng, 300, alpha, 1, discrete=True)
+        assert np.all(np.isfinite(x)) and x.min() >= 1
+    v = power_law_verdict(sample_power_law(rng, 300, 1.05, 1, True), n_boot=5, exhaustive=True)
+    assert v.verdict in ("plausible", "rejected", "inconclusive") and v.reason
+
+
 def test_too_few_samples_is_inconclusive_with_a_reason():
     v = power_law_verdict(np.arange(1.0, 20.0))
     assert v.verdict == "inconclusive" and "19 positive samples" in v.reason

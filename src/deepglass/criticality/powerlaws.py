@@ -33,7 +33,10 @@ Method, for positive samples ``x`` (zeros and negatives are dropped):
    the tail is longer).  The truncated power law is fitted only where it can
    change the verdict (``exhaustive=False``), and without the package's
    KS distance of that fit (an mpmath incomplete gamma per tail point), which
-   the ratio does not use.
+   the ratio does not use.  For discrete data this nested test compares the
+   continuous forms of both laws on the tail: the package's discrete truncated
+   power law normalizes by an mpmath Lerch transcendent at every optimizer
+   step and can run for many minutes (e.g. x_min = 1).
 
 Verdict rule (in this order):
 
@@ -198,7 +201,9 @@ def sample_power_law(rng: np.random.Generator, size: int, alpha: float, xmin: fl
     z0 = scipy.special.zeta(alpha, xmin)
     surv = lambda k: scipy.special.zeta(alpha, k) / z0  # noqa: E731  P(X >= k)
     # X = the largest k with surv(k) >= u  (surv(xmin) = 1)
-    guess = np.floor((xmin - 0.5) * (1.0 - u) ** (-1.0 / (alpha - 1.0)) + 0.5)
+    with np.errstate(over="ignore"):
+        guess = np.minimum(np.floor((xmin - 0.5) * (1.0 - u) ** (-1.0 / (alpha - 1.0)) + 0.5),
+                           1e300)
     lo = np.full(size, float(xmin))
     hi = np.maximum(guess, xmin) + 1.0
     # grow hi until surv(hi) < u
@@ -211,11 +216,14 @@ def sample_power_law(rng: np.random.Generator, size: int, alpha: float, xmin: fl
     # invariant: surv(lo) >= u > surv(hi)
     ok = surv(np.maximum(guess, xmin)) >= u
     lo = np.where(ok & (guess >= lo) & (guess < hi), guess, lo)
-    while True:
-        gap = hi - lo > 1
+    # bisection; the mask stops where floats can no longer split [lo, hi]
+    # (alpha near 1 puts the inverse beyond 2^53, and beyond 1e300 the search
+    # is capped), and 1100 steps halve any interval below 1e300 to width 1
+    for _ in range(1100):
+        mid = np.floor((lo + hi) / 2.0)
+        gap = (hi - lo > 1) & (mid > lo) & (mid < hi)
         if not gap.any():
             break
-        mid = np.floor((lo + hi) / 2.0)
         up = gap & (surv(mid) >= u)
         down = gap & ~up
         lo[up] = mid[up]
@@ -259,10 +267,16 @@ def _likelihood_ratios(tail: np.ndarray, xmin: float, discrete: bool,
                 try:
                     if alt == "truncated_power_law":
                         # the same comparison as distribution_compare, without the
-                        # KS distance of the truncated fit (mpmath per point: minutes)
-                        tpl = _TruncatedPowerLaw(data=fit.data, xmin=xmin, discrete=discrete,
+                        # KS distance of the truncated fit (mpmath per point: minutes);
+                        # discrete data use the continuous forms of both laws: the
+                        # discrete truncated law's normalization (an mpmath Lerch
+                        # transcendent per optimizer step) can take many minutes
+                        base = fit.power_law if not discrete else powerlaw.Power_Law(
+                            data=fit.data, xmin=xmin, discrete=False, verbose=0,
+                            parameter_ranges={"alpha": list(ALPHA_RANGE)})
+                        tpl = _TruncatedPowerLaw(data=fit.data, xmin=xmin, discrete=False,
                                                  verbose=0)
-                        R, p = loglikelihood_ratio(fit.power_law.loglikelihoods(fit.data),
+                        R, p = loglikelihood_ratio(base.loglikelihoods(fit.data),
                                                    tpl.loglikelihoods(fit.data), nested=True)
                     else:
                         R, p = fit.distribution_compare("power_law", alt)
@@ -325,9 +339,8 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
         where they can change the verdict: the goodness-of-fit bootstrap is
         skipped (``p_value`` NaN, ``n_boot`` 0) when the exponential or the
         lognormal already fits significantly better, and the truncated power
-        law (whose discrete fit evaluates a Lerch transcendent in mpmath at
-        every optimizer step) is fitted only for a candidate not rejected,
-        with a long enough tail (else ``R_truncated_power_law`` is NaN).
+        law is fitted only for a candidate not rejected, with a long enough
+        tail (else ``R_truncated_power_law`` is NaN).
     seed : int
         Seed of the bootstrap and subsampling (the verdict is deterministic).
 
