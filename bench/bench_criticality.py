@@ -77,7 +77,7 @@ def bench_nets() -> None:
     per = v.groupby(["net", "epoch"])[["unit_seconds", "test_accuracy", "test_loss"]].first()
     print(per.to_string(float_format=lambda x: f"{x:.3g}"))
     print(f"verdicts: {len(v)} rows; last checkpoint: "
-          + ", ".join(f"{net}: {dict(g['verdict'].value_counts())}"
+          + ", ".join(f"{net}: {({k: int(c) for k, c in g['verdict'].value_counts().items()})}"
                       for net, g in res.final().groupby("net")))
     print(f"figures + report: {t_fig:.1f} s; TOTAL (load, train, observe, judge, report): "
           f"{total:.1f} s = {total / 60:.1f} min")
