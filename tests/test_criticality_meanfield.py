@@ -192,3 +192,25 @@ def test_exponent_window_without_points_gives_nan():
     assert ex["value"].isna().all() and (ex["n_points"] == 0).all()
     with pytest.raises(DeepglassError):
         mf.default_grid(-1.0)
+
+
+def test_staggered_susceptibility_is_gauge_invariant():
+    # W = S W0 S with S = diag(e) (a gauge transform): same T_c, the ordered
+    # pattern is e, and chi_u of W equals the uniform chi of W0, while the
+    # uniform chi of W no longer diverges at T_c (SPEC §7 on a signed network)
+    J, n = 1.0, 40
+    W0 = mf.curie_weiss(n, J)
+    e = np.where(np.random.default_rng(3).random(n) < 0.5, -1.0, 1.0)
+    W = e[:, None] * W0 * e[None, :]
+    assert abs(mf.critical_temperature(W) - J) < 1e-9
+    np.testing.assert_array_equal(mf.ordered_pattern(W) * mf.ordered_pattern(W)[0], e * e[0])
+    T = [0.7, 0.99, 1.01, 1.3]
+    a = mf.mean_field_curves(W0, T, fields=(0.0,))
+    b = mf.mean_field_curves(W, T, fields=(0.0,))
+    np.testing.assert_allclose(b.chi_u, a.chi, rtol=1e-8)
+    np.testing.assert_allclose(a.chi_u, a.chi, rtol=1e-12)          # ferromagnet: e = 1
+    np.testing.assert_allclose(np.abs(b.m_u), a.abs_m, atol=1e-9)
+    assert b.chi.max() < 0.1 * a.chi.max()
+    sol = mf.solve_mean_field(W, 0.8, 0.0)
+    with pytest.raises(DeepglassError):
+        mf.susceptibility(W, sol, direction=np.ones(3))

@@ -26,6 +26,7 @@ _LAZY = {
     "solve_mean_field": "meanfield", "susceptibility": "meanfield",
     "mean_field_curves": "meanfield", "default_grid": "meanfield",
     "critical_exponents": "meanfield", "curie_weiss": "meanfield",
+    "ordered_pattern": "meanfield",
     # power laws
     "PowerLawVerdict": "powerlaws", "power_law_verdict": "powerlaws",
     "verdict_table": "powerlaws", "plot_power_law": "powerlaws",

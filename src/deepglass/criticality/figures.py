@@ -48,7 +48,9 @@ def plot_meanfield(curves_T: pd.DataFrame, exponents: pd.DataFrame, T_c: float):
         x = g["T"] / T_c
         ax[0, 0].plot(x, g["abs_m"], ".-", ms=3, label=f"|m|, h/T_c = {h_rel:g}")
         ax[0, 0].plot(x, np.sqrt(g["q"]), ":", label=f"sqrt(q), h/T_c = {h_rel:g}")
-        ax[0, 1].semilogy(x, g["chi"], ".-", ms=3, label=f"h/T_c = {h_rel:g}")
+        ax[0, 1].semilogy(x, g["chi"], ".-", ms=3, label=f"chi, h/T_c = {h_rel:g}")
+        if "chi_u" in g:
+            ax[0, 1].semilogy(x, g["chi_u"], ":", label=f"chi_u (staggered), h/T_c = {h_rel:g}")
     for a in (ax[0, 0], ax[0, 1]):
         a.axvline(1.0, color="r", lw=0.8, ls="--", label="T_c")
         a.set_xlabel("T / T_c")
@@ -63,12 +65,17 @@ def plot_meanfield(curves_T: pd.DataFrame, exponents: pd.DataFrame, T_c: float):
         for part, y, lab, a in ((below, np.sqrt(below["q"]), "sqrt(q), T < T_c", ax[1, 0]),
                                 (below, below["abs_m"], "|m|, T < T_c", ax[1, 0]),
                                 (above, above["chi"], "chi, T > T_c", ax[1, 1]),
-                                (below, below["chi"], "chi, T < T_c", ax[1, 1])):
+                                (below, below["chi"], "chi, T < T_c", ax[1, 1])) + (
+                                ((above, above["chi_u"], "chi_u, T > T_c", ax[1, 1]),)
+                                if "chi_u" in zero else ()):
             ok = y > 0
             a.loglog(np.abs(part["t"])[ok], y[ok], ".", label=lab)
         if ex is not None:
-            for name, a, part, y in (("beta_q", ax[1, 0], below, np.sqrt(below["q"])),
-                                     ("gamma", ax[1, 1], above, above["chi"])):
+            fits = [("beta_q", ax[1, 0], below, np.sqrt(below["q"])),
+                    ("gamma", ax[1, 1], above, above["chi"])]
+            if "gamma_u" in ex.index:
+                fits.append(("gamma_u", ax[1, 1], above, above["chi_u"]))
+            for name, a, part, y in fits:
                 r = ex.loc[name]
                 if np.isfinite(r["slope"]):
                     t = np.geomspace(r["t_min"], r["t_max"], 20)

@@ -50,7 +50,7 @@ __all__ = [
     "Couplings", "coupling_operator", "bipartite_coupling", "layer_coupling",
     "lambda_max", "critical_temperature", "free_energy", "MeanFieldSolution",
     "solve_mean_field", "susceptibility", "mean_field_curves", "default_grid",
-    "critical_exponents", "curie_weiss",
+    "critical_exponents", "curie_weiss", "ordered_pattern",
 ]
 
 GRAPH_EXPLICIT_EDGES = 2_000_000  # graphs up to this size are multiplied as explicit CSR
@@ -572,30 +572,49 @@ def solve_mean_field(W: Any, T: float, h: float = 0.0, *,
 
 
 def susceptibility(W: Any, sol: MeanFieldSolution, *, tol: float = 1e-12,
-                   maxiter: int | None = None) -> float:
-    """Uniform susceptibility ``chi = dm/dh`` at a mean-field solution (SPEC §7).
+                   maxiter: int | None = None, direction: np.ndarray | None = None) -> float:
+    """Susceptibility ``chi = dm/dh`` at a mean-field solution (SPEC §7).
 
-    Solves ``(I - beta D W / N) x = beta D 1`` with ``D = diag(1 - V^2)``
+    Solves ``(I - beta D W / N) x = beta D e`` with ``D = diag(1 - V^2)``
     through its symmetric form: with ``x = D^{1/2} y``,
-    ``(I - beta D^{1/2} W D^{1/2} / N) y = beta D^{1/2} 1``, solved by MINRES
-    (one product ``W x`` per iteration); ``chi = mean(x)``.  The matrix is
+    ``(I - beta D^{1/2} W D^{1/2} / N) y = beta D^{1/2} e``, solved by MINRES
+    (one product ``W x`` per iteration); ``chi = mean(e * x)``.  The matrix is
     positive definite at a stable solution; its smallest eigenvalue
     ``~ |T - T_c|`` is what makes ``chi`` diverge.
+
+    ``direction`` ``e`` is the pattern of the probing field (``h_i = h e_i``)
+    and of the measured magnetization ``mean(e * V)``; default all ones (the
+    uniform ``chi`` of SPEC §7).  On a signed network the top eigenvector of
+    ``W`` has mixed signs and is nearly orthogonal to ``1``, so the uniform
+    ``chi`` barely sees ``T_c``; ``e = sign(u)`` (the gauge of the ordered
+    state, :func:`ordered_pattern`) gives the staggered susceptibility that
+    diverges there (for ``W = S W0 S``, ``S = diag(e)``, it equals the uniform
+    ``chi`` of ``W0``).
     """
     C = coupling_operator(W)
     n = C.n
+    e = np.ones(n) if direction is None else np.asarray(direction, dtype=np.float64)
+    if e.shape != (n,):
+        raise DeepglassError(f"direction must have shape ({n},), got {e.shape}")
     beta = 1.0 / sol.T
     d = np.sqrt(np.clip(1.0 - sol.V * sol.V, 0.0, 1.0))
     if not np.any(d > 0):
         return 0.0
     M = spla.LinearOperator((n, n), matvec=lambda y: y - beta * d * C.matvec(d * y) / n,
                             dtype=np.float64)
-    b = beta * d
+    b = beta * d * e
     y, info = spla.minres(M, b, rtol=max(tol, C.eps), maxiter=maxiter or 10 * n + 100)
     if info != 0:
         # fall back to GMRES on the same system (indefinite near an unstable state)
         y, info = spla.gmres(M, b, rtol=max(tol, C.eps), atol=0.0, maxiter=200)
-    return float(np.mean(d * y))
+    return float(np.mean(e * d * y))
+
+
+def ordered_pattern(W: Any) -> np.ndarray:
+    """``sign(u)`` of the top eigenvector ``u`` of ``W`` (zeros as +1): the
+    gauge in which the state that orders at ``T_c`` is uniform."""
+    u = _top_eig(coupling_operator(W), None, 0, None, "auto")[1]
+    return np.where(u < 0, -1.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------
@@ -625,10 +644,14 @@ def mean_field_curves(W: Any, temperatures: Iterable[float], fields: Iterable[fl
     Returns
     -------
     pandas.DataFrame
-        One row per (T, h): ``T, h, m, abs_m, q, f, chi, residual, converged,
-        iterations, start``.
+        One row per (T, h): ``T, h, m, abs_m, q, m_u, f, chi, chi_u, residual,
+        converged, iterations, start``; ``m_u`` and ``chi_u`` are the
+        magnetization and susceptibility in the gauge of the ordered state
+        (``e = sign(u)``, :func:`ordered_pattern`; equal to ``m``, ``chi`` for a
+        ferromagnet).
     """
     C = coupling_operator(W)
+    pattern = ordered_pattern(C)
     temps = np.sort(np.asarray(list(temperatures), dtype=np.float64))
     rows = []
     for h in fields:
@@ -637,8 +660,10 @@ def mean_field_curves(W: Any, temperatures: Iterable[float], fields: Iterable[fl
             sol = solve_mean_field(C, T, h, V0=prev, **solve_kw)
             prev = sol.V
             chi = susceptibility(C, sol) if with_chi else np.nan
+            chi_u = susceptibility(C, sol, direction=pattern) if with_chi else np.nan
             rows.append({"T": T, "h": float(h), "m": sol.m, "abs_m": abs(sol.m), "q": sol.q,
-                         "f": sol.f, "chi": chi, "residual": sol.residual,
+                         "m_u": float(np.mean(pattern * sol.V)),
+                         "f": sol.f, "chi": chi, "chi_u": chi_u, "residual": sol.residual,
                          "converged": sol.converged, "iterations": sol.iterations,
                          "start": sol.start})
             if progress is not None:
@@ -659,7 +684,10 @@ def critical_exponents(curves: pd.DataFrame, T_c: float, *, t_min: float = 1e-3,
       depend on the sign pattern of the ordered state (1/2);
     - ``gamma``: minus the slope of ``log chi`` against ``log t`` above ``T_c``
       (mean field: 1, i.e. ``chi ~ |t|^-1``);
-    - ``gamma_below``: the same below ``T_c`` (1).
+    - ``gamma_below``: the same below ``T_c`` (1);
+    - ``gamma_u``: the same as ``gamma`` for the staggered susceptibility
+      ``chi_u`` (the one that diverges on a signed network, see
+      :func:`susceptibility`).
 
     Returns
     -------
@@ -680,6 +708,8 @@ def critical_exponents(curves: pd.DataFrame, T_c: float, *, t_min: float = 1e-3,
              ("beta_q", below, np.sqrt(below["q"]) if len(below) else None, 1.0, 0.5),
              ("gamma", above, above["chi"] if len(above) else None, -1.0, 1.0),
              ("gamma_below", below, below["chi"] if len(below) else None, -1.0, 1.0)]
+    if "chi_u" in df:
+        specs.append(("gamma_u", above, above["chi_u"] if len(above) else None, -1.0, 1.0))
     rows = []
     for name, part, y, sign, mf in specs:
         slope = stderr = value = np.nan
