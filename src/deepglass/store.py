@@ -47,7 +47,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 import tomli_w
 
-__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_text", "markdown_table"]
 
 CONFIG_NAME = "config.toml"
 
@@ -313,6 +313,20 @@ class RunDir:
             if tmp.exists():
                 tmp.unlink()
         return path
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    """A GitHub-Markdown table of ``df`` for reports (floats with ``floatfmt``,
+    NaN as an empty cell, ``|`` escaped)."""
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else format(v, floatfmt)
+        return str(v).replace("|", "\\|")
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule] + body)
 
 
 def iter_missing(run: RunDir, table: str, units: Iterable[str]) -> list[str]:

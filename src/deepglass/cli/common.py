@@ -46,6 +46,18 @@ def progress(description: str, total: int | None, enabled: bool = True) -> Itera
         yield lambda n=1: bar.advance(task, n)
 
 
+def print_kv(title: str, values: dict, floatfmt: str = ".6g") -> None:
+    """Print a two-column (key, value) rich table of headline numbers."""
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    t.add_column("key")
+    t.add_column("value", justify="right")
+    for k, v in values.items():
+        t.add_row(str(k), format(v, floatfmt) if isinstance(v, float) else str(v))
+    Console().print(t)
+
+
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
     """``"3,224,224"`` -> ``(3, 224, 224)``; a one-line error for anything else."""
     from ..errors import DeepglassError

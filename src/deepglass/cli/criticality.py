@@ -20,7 +20,7 @@ from typing import Optional
 import typer
 
 from ..errors import DeepglassError
-from .common import load_graph, load_network, print_json, progress
+from .common import load_graph, load_network, print_json, print_kv, progress
 
 crit_app = typer.Typer(name="criticality", no_args_is_help=True, add_completion=False,
                        help="Mean-field critical temperature and power-law verdicts (SPEC §7).")
@@ -40,18 +40,6 @@ def _floats(text: str, what: str) -> list[float]:
     if not vals:
         raise DeepglassError(f"{what} is empty")
     return vals
-
-
-def _print_table(title: str, rows: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=title, show_header=False)
-    t.add_column("key")
-    t.add_column("value", justify="right")
-    for k, v in rows.items():
-        t.add_row(k, f"{v:.8g}" if isinstance(v, float) else str(v))
-    Console().print(t)
 
 
 # -- meanfield ---------------------------------------------------------------------------
@@ -132,7 +120,7 @@ def meanfield_cmd(
     rows = {k: head[k] for k in ("N", "n_edges", "lambda_max", "T_c", "matvecs", "lanczos_seconds")}
     for k, v in head.get("exponents", {}).items():
         rows[f"exponent {k}"] = float("nan") if v is None else v
-    _print_table(f"mean field of {source}", rows)
+    print_kv(f"mean field of {source}", rows, floatfmt=".8g")
     if run is not None:
         typer.echo(f"wrote {run.path}")
 

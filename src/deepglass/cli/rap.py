@@ -16,11 +16,11 @@ import math
 from typing import List, Optional
 
 import numpy as np
-import pandas as pd
 import typer
 
 from ..errors import DeepglassError
-from .common import print_json, progress
+from ..store import markdown_table
+from .common import print_json, print_kv, progress
 
 rap_app = typer.Typer(name="rap", help="Random active path model: BP, Monte Carlo, phase diagram.",
                       no_args_is_help=True, add_completion=False)
@@ -53,30 +53,6 @@ def _damping(text: str):
         return float(text)
     except ValueError:
         raise DeepglassError(f"--damping must be a number in [0, 1) or auto, got {text!r}") from None
-
-
-def _print_kv(title: str, d: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=title, show_header=False)
-    t.add_column("key")
-    t.add_column("value", justify="right")
-    for k, v in d.items():
-        t.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
-    Console().print(t)
-
-
-def _md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        cells = []
-        for c in cols:
-            v = row[c]
-            cells.append(format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 # -- bp ----------------------------------------------------------------------
@@ -131,7 +107,7 @@ def bp_cmd(
     if as_json:
         print_json(out)
     else:
-        _print_kv(f"RAP belief propagation, beta = {beta:g}", out)
+        print_kv(f"RAP belief propagation, beta = {beta:g}", out)
 
 
 # -- mc ----------------------------------------------------------------------
@@ -166,7 +142,7 @@ def mc_cmd(
     if as_json:
         print_json(out)
     else:
-        _print_kv(f"RAP Monte Carlo, beta = {beta:g}", out)
+        print_kv(f"RAP Monte Carlo, beta = {beta:g}", out)
 
 
 # -- phase -------------------------------------------------------------------
@@ -195,7 +171,7 @@ def _phase_report(cfg, res, fig_names) -> str:
         "the ordered branch; hysteresis: where the two branches are different fixed points "
         "(`low_censored`: down to the scan minimum).",
         "",
-        _md_table(t) if len(t) else "(no transition table)",
+        markdown_table(t) if len(t) else "(no transition table)",
         "",
         "## Figures",
         "",
@@ -355,9 +331,9 @@ def anneal_cmd(
         f"Instance: {json.dumps(model.summary())}", "",
         f"Annealing: {schedule} schedule, beta {beta_start:g} -> {beta_end:g}, {n_temps} "
         f"temperatures, {repeats} runs per rate ({method}).", "",
-        _md_table(g.rename(columns={"mean": "final_energy_mean", "std": "final_energy_std"})), "",
+        markdown_table(g.rename(columns={"mean": "final_energy_mean", "std": "final_energy_std"})), "",
         "BP against beta (polarized start):", "",
-        _md_table(bp[["beta", "energy", "entropy", "free_energy", "q", "converged",
+        markdown_table(bp[["beta", "energy", "entropy", "free_energy", "q", "converged",
                       "oscillating", "iterations"]]), "",
         "![stability](figures/stability.png)", ""]))
     if as_json:
@@ -406,7 +382,7 @@ def student_cmd(
         plt.close(fig)
         run.write_json("summary.json", summary)
         run.write_text("report.md", "# Activation probabilities of a trained ReLU student\n\n"
-                       + _md_table(df) + "\n\n![activations](figures/activations.png)\n")
+                       + markdown_table(df) + "\n\n![activations](figures/activations.png)\n")
     if as_json:
         print_json(summary)
     else:

@@ -285,7 +285,7 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None,
 
 def meanfield_report(cfg: MeanFieldConfig, res: MeanFieldResult, figures: Sequence[str]) -> str:
     """The ``criticality-meanfield`` section of ``report.md``."""
-    from .figures import md_table
+    from ..store import markdown_table as md_table
 
     s = res.spectrum
     lines = ["## Mean field (SPEC §7)", "",
@@ -566,7 +566,7 @@ def final_observables(res: PowerLawResult, run, net: str):
 
 def powerlaw_report(cfg: PowerLawConfig, res: PowerLawResult, figures: Sequence[str]) -> str:
     """The ``criticality-powerlaw`` section of ``report.md``."""
-    from .figures import md_table
+    from ..store import markdown_table as md_table
 
     fin = res.final()
     d = res.data

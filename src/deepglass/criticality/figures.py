@@ -9,23 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["md_table", "plot_meanfield", "plot_field_curves", "plot_verdict_grid",
+__all__ = ["plot_meanfield", "plot_field_curves", "plot_verdict_grid",
            "plot_rank_frequency", "plot_across_checkpoints"]
 
 VERDICT_MARKERS = {"plausible": "o", "inconclusive": "s", "rejected": "x"}
-
-
-def md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A GitHub-Markdown table of ``df`` (floats with ``floatfmt``)."""
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            return "" if np.isnan(v) else format(v, floatfmt)
-        return str(v).replace("|", "\\|")
-
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "---|" * len(df.columns)
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, rule] + body)
 
 
 def _figure(nrows, ncols, w=4.2, h=3.3):
