@@ -47,20 +47,23 @@ def reset_peak() -> None:
         pass
 
 
-def peak_gb() -> float:
+def _status_gb(key: str) -> float:
+    """A memory line of /proc/self/status, in GiB (NaN where there is none)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 2**20
     return float("nan")
+
+
+def peak_gb() -> float:
+    """Peak resident set since the last :func:`reset_peak` (VmHWM), GiB."""
+    return _status_gb("VmHWM")
 
 
 def rss_gb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
+    """Current resident set (VmRSS), GiB."""
+    return _status_gb("VmRSS")
 
 
 # --------------------------------------------------------------------------- small graphs
