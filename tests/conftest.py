@@ -2,9 +2,27 @@
 
 import os
 
+import pytest
 import torch
 
 # One intra-op thread: the tests run many tiny kernels, which lose far more to
 # thread synchronization than they gain (badly so on a busy 2-core machine).
 torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the ``deepglass`` command in-process: ``cli(argv) -> (exit code, stdout, stderr)``."""
+    from deepglass.cli.app import main
+
+    def run(argv):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -13,17 +13,6 @@ import torch
 import torch.nn as nn
 
 import deepglass.criticality as crit
-from deepglass.cli.app import main
-
-
-def _run(capsys, argv):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_lazy_names_all_exist():
@@ -42,17 +31,17 @@ def test_python_api():
     assert set(v.likelihood_ratios) == {"lognormal", "exponential", "truncated_power_law"}
 
 
-def test_meanfield_matrix_json_and_run(tmp_path, capsys):
+def test_meanfield_matrix_json_and_run(tmp_path, cli):
     J = 1.3
     np.save(tmp_path / "cw.npy", np.full((25, 25), J))
-    code, out, _ = _run(capsys, ["criticality", "meanfield", str(tmp_path / "cw.npy"), "--json"])
+    code, out, _ = cli(["criticality", "meanfield", str(tmp_path / "cw.npy"), "--json"])
     assert code == 0
     d = json.loads(out)
     assert d["N"] == 25 and abs(d["T_c"] - J) < 1e-9 and abs(d["lambda_max"] - 25 * J) < 1e-7
     run = tmp_path / "run"
     argv = ["criticality", "meanfield", str(tmp_path / "cw.npy"), "--out", str(run), "--n-t", "8",
             "--t-max", "0.03", "--n-broad", "3", "--n-h", "5", "--fields", "0", "--json"]
-    code, out, err = _run(capsys, argv)
+    code, out, err = cli(argv)
     assert code == 0, err
     d = json.loads(out)
     assert abs(d["exponents"]["beta"] - 0.5) < 0.025 and abs(d["exponents"]["gamma"] - 1) < 0.05
@@ -63,20 +52,20 @@ def test_meanfield_matrix_json_and_run(tmp_path, capsys):
     assert json.loads((run / "summary.json").read_text())["meanfield"]["N"] == 25
     # resuming reads the stored units back (same numbers, no new Lanczos run)
     stamp = (run / "units" / "criticality-meanfield" / "spectrum" / "spectrum.parquet").stat().st_mtime_ns
-    code, out2, _ = _run(capsys, argv)
+    code, out2, _ = cli(argv)
     assert code == 0 and json.loads(out2)["T_c"] == d["T_c"]
     assert (run / "units" / "criticality-meanfield" / "spectrum" / "spectrum.parquet").stat().st_mtime_ns == stamp
     # another configuration in the same directory is refused
-    code, _, err = _run(capsys, argv[:-1] + ["--n-h", "7"])
+    code, _, err = cli(argv[:-1] + ["--n-h", "7"])
     assert code == 2 and err.startswith("error:") and "--force" in err
 
 
-def test_meanfield_sparse_npz_and_model(tmp_path, capsys):
+def test_meanfield_sparse_npz_and_model(tmp_path, cli):
     A = scipy.sparse.random(40, 40, density=0.2, random_state=1, format="csr")
     scipy.sparse.save_npz(tmp_path / "A.npz", A)
-    code, _, err = _run(capsys, ["criticality", "meanfield", str(tmp_path / "A.npz")])
+    code, _, err = cli(["criticality", "meanfield", str(tmp_path / "A.npz")])
     assert code == 2 and "symmetric" in err and "\n" not in err.strip()
-    code, out, _ = _run(capsys, ["criticality", "meanfield", str(tmp_path / "A.npz"),
+    code, out, _ = cli(["criticality", "meanfield", str(tmp_path / "A.npz"),
                                  "--symmetrize", "--json"])
     ref = np.linalg.eigvalsh((A + A.T).toarray())[-1]
     assert code == 0 and abs(json.loads(out)["lambda_max"] - ref) < 1e-8 * ref
@@ -85,7 +74,7 @@ def test_meanfield_sparse_npz_and_model(tmp_path, capsys):
     net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
     path = tmp_path / "net.pt"
     torch.save(net, path)
-    code, out, err = _run(capsys, ["criticality", "meanfield", str(path), "--input-shape", "6",
+    code, out, err = cli(["criticality", "meanfield", str(path), "--input-shape", "6",
                                    "--trust-pickle", "--json"])
     assert code == 0, err
     from deepglass.graph import SignedGraph
@@ -97,16 +86,16 @@ def test_meanfield_sparse_npz_and_model(tmp_path, capsys):
     for bad, msg in ((tmp_path / "none.npy", "not found"), (tmp_path / "bad.npy", "cannot read")):
         if bad.name == "bad.npy":
             bad.write_bytes(b"garbage")
-        code, _, err = _run(capsys, ["criticality", "meanfield", str(bad)])
+        code, _, err = cli(["criticality", "meanfield", str(bad)])
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1
 
 
-def test_powerlaw_reference_net_run_resumes(tmp_path, capsys):
+def test_powerlaw_reference_net_run_resumes(tmp_path, cli):
     run = tmp_path / "pl"
     argv = ["criticality", "powerlaw", "ae", "--data", "digits", "--epochs", "2",
             "--checkpoint-every", "1", "--max-train", "200", "--max-test", "120", "--n-boot", "0",
             "--out", str(run), "--json"]
-    code, out, err = _run(capsys, argv)
+    code, out, err = cli(argv)
     assert code == 0, err
     d = json.loads(out)
     v = pd.read_parquet(run / "powerlaw_verdicts.parquet")
@@ -126,28 +115,28 @@ def test_powerlaw_reference_net_run_resumes(tmp_path, capsys):
     before = pd.read_parquet(last)
     last.unlink()
     (run / "checkpoints" / "autoencoder_e0002.pt").unlink()
-    code, out, err = _run(capsys, argv)
+    code, out, err = cli(argv)
     assert code == 0, err
     after = pd.read_parquet(last)
     pd.testing.assert_frame_equal(before.drop(columns="unit_seconds"),
                                   after.drop(columns="unit_seconds"))
 
 
-def test_powerlaw_user_model_with_layers(tmp_path, capsys):
+def test_powerlaw_user_model_with_layers(tmp_path, cli):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 30), nn.ReLU(), nn.Linear(30, 10))
     path = tmp_path / "user.pt"
     torch.save(net, path)
-    code, out, err = _run(capsys, ["criticality", "powerlaw", str(path), "--data", "digits",
+    code, out, err = cli(["criticality", "powerlaw", str(path), "--data", "digits",
                                    "--layers", "2", "--input-shape", "1,8,8", "--max-test", "100",
                                    "--trust-pickle",
                                    "--n-boot", "0", "--json"])
     assert code == 0, err
     d = json.loads(out)
     assert d["n_verdicts"] == 2 + 3 and d["data"]["n_test"] == 100
-    code, _, err = _run(capsys, ["criticality", "powerlaw", str(path), "--data", "digits",
+    code, _, err = cli(["criticality", "powerlaw", str(path), "--data", "digits",
                                  "--layers", "encoder.relu", "--input-shape", "1,8,8",
                                  "--trust-pickle"])
     assert code == 2 and "no layer 'encoder.relu'" in err and len(err.strip().splitlines()) == 1
-    code, _, err = _run(capsys, ["criticality", "powerlaw", "cnn", "--data", str(tmp_path / "nope")])
+    code, _, err = cli(["criticality", "powerlaw", "cnn", "--data", str(tmp_path / "nope")])
     assert code == 2 and "not found" in err and len(err.strip().splitlines()) == 1

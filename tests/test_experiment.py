@@ -11,7 +11,6 @@ import torch
 from scipy.stats import ttest_ind
 from torch import nn
 
-from deepglass.cli.app import main
 from deepglass.errors import DeepglassError
 from deepglass.executors import InProcessExecutor
 from deepglass.experiments.frustration import (frustration_vs_nulls, parse_nulls, plan_units,
@@ -182,43 +181,33 @@ def test_bad_parameters():
         frustration_vs_nulls(net, replicas=2, nulls="", executor="dask")
 
 
-def _cli(capsys, argv):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_cli_json_out_resume_and_refusal(capsys, tmp_path):
+def test_cli_json_out_resume_and_refusal(cli, tmp_path):
     out = str(tmp_path / "run")
     argv = ["frustration", "digits_cnn", "--nulls", "N1,N3-he", "--replicas", "4",
             "--null-instances", "2", "--starts-per-null", "2", "--seed", "1", "--out", out,
             "--json"]
-    code, text, _ = _cli(capsys, argv)
+    code, text, _ = cli(argv)
     assert code == 0
     d = json.loads(text)
     assert d["resumed_units"] == 0 and [s["kind"] for s in d["stats"]] == ["real", "N1", "N3-he"]
     assert set(d["welch_p"]) == {"N1", "N3-he"} and d["stats"][0]["p"] is None
     runs = pd.read_parquet(f"{out}/frustration_runs.parquet")
     assert d["delta"] == runs.query("kind == 'real'")["energy"].min()
-    code, text, _ = _cli(capsys, argv)  # the same command: everything resumed
+    code, text, _ = cli(argv)  # the same command: everything resumed
     assert code == 0 and json.loads(text)["resumed_units"] == 1 + 2 * 2
     assert json.loads(text)["welch_p"] == d["welch_p"]
-    code, _, err = _cli(capsys, argv[:-1] + ["--seed", "2"])
+    code, _, err = cli(argv[:-1] + ["--seed", "2"])
     assert code == 2 and err.startswith("error: ") and "(seed)" in err and len(err.splitlines()) == 1
-    code, text, _ = _cli(capsys, argv + ["--seed", "2", "--force"])
+    code, text, _ = cli(argv + ["--seed", "2", "--force"])
     assert code == 0 and json.loads(text)["resumed_units"] == 0
-    code, _, err = _cli(capsys, ["frustration", "digits_cnn", "--nulls", "N5"])
+    code, _, err = cli(["frustration", "digits_cnn", "--nulls", "N5"])
     assert code == 2 and "unknown null model 'N5'" in err
     # without --nulls / --out: the single computation, as before
-    code, text, _ = _cli(capsys, ["frustration", "digits_cnn", "--replicas", "3", "--json"])
+    code, text, _ = cli(["frustration", "digits_cnn", "--replicas", "3", "--json"])
     assert code == 0 and len(json.loads(text)["energies"]) == 3
 
 
-def test_demo_writes_one_run_directory(capsys, tmp_path, monkeypatch):
+def test_demo_writes_one_run_directory(cli, tmp_path, monkeypatch):
     from deepglass.cli import active, demo, monotonicity
 
     monkeypatch.setitem(demo.DEMO_FRUSTRATION, "replicas", 4)
@@ -227,7 +216,7 @@ def test_demo_writes_one_run_directory(capsys, tmp_path, monkeypatch):
     monkeypatch.setitem(monotonicity.DEMO_MONOTONICITY, "n", 6)
     monkeypatch.setitem(monotonicity.DEMO_MONOTONICITY, "amplitudes", 5)
     out = str(tmp_path / "demo")
-    code, text, _ = _cli(capsys, ["demo", "--out", out, "--json"])
+    code, text, _ = cli(["demo", "--out", out, "--json"])
     assert code == 0
     d = json.loads(text)
     assert set(d["frustration"]["welch_p"]) == {"N1", "N2", "N3-xavier", "N3-he"}

@@ -9,24 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepglass.cli.app import main
 from deepglass.rap import PhaseConfig, RAPModel, paramagnetic, scan_phase
 
 REQUIRED = {"alpha", "energy", "entropy", "free_energy", "q", "converged"}
 
 
-def _run(capsys, argv):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_bp_json(capsys):
-    code, out, _ = _run(capsys, ["rap", "bp", "--N", "12", "--a1", "0.5", "--a2", "0.5",
+def test_bp_json(cli):
+    code, out, _ = cli(["rap", "bp", "--N", "12", "--a1", "0.5", "--a2", "0.5",
                                  "--p1", "0.2", "--beta", "0.7", "--seed", "3", "--start",
                                  "random", "--json"])
     assert code == 0
@@ -37,20 +26,20 @@ def test_bp_json(capsys):
     # a small random start converges to the paramagnet: closed forms
     pm = paramagnetic(m.alpha, 0.7)
     assert d["converged"] and d["energy"] == pytest.approx(pm["energy"], abs=1e-6)
-    code, out, _ = _run(capsys, ["rap", "bp", "--N", "12", "--beta", "2", "--json"])
+    code, out, _ = cli(["rap", "bp", "--N", "12", "--beta", "2", "--json"])
     d = json.loads(out)
     assert d["start"] == "polarized" and d["free_energy"] <= d["free_energy_random"]
 
 
-def test_mc_json_and_seed(capsys):
+def test_mc_json_and_seed(cli):
     argv = ["rap", "mc", "--N", "10", "--beta", "0.8", "--sweeps", "60", "--ti-points", "4",
             "--ti-sweeps", "10", "--seed", "5", "--json"]
-    code, out, _ = _run(capsys, argv)
+    code, out, _ = cli(argv)
     assert code == 0
     d = json.loads(out)
     assert REQUIRED <= set(d)
     assert math.isfinite(d["free_energy"]) and math.isfinite(d["entropy"])
-    code, out2, _ = _run(capsys, argv)
+    code, out2, _ = cli(argv)
     d2 = json.loads(out2)
     for k in ("energy", "q", "free_energy"):
         assert d[k] == d2[k]
@@ -64,19 +53,19 @@ def test_mc_json_and_seed(capsys):
     (["rap", "bp", "--N", "3000", "--a1", "1", "--a2", "1"], "instance too large"),
     (["rap", "phase", "--N", "10", "--p-min", "-0.1", "--out", "never"], "--p-min must be"),
 ])
-def test_bad_parameters_exit_2_with_one_line(capsys, argv, msg, tmp_path):
-    code, out, err = _run(capsys, argv)
+def test_bad_parameters_exit_2_with_one_line(cli, argv, msg, tmp_path):
+    code, out, err = cli(argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and msg in lines[0]
 
 
-def test_phase_cli_writes_a_resumable_run(capsys, tmp_path):
+def test_phase_cli_writes_a_resumable_run(cli, tmp_path):
     out_dir = tmp_path / "run"
     argv = ["rap", "phase", "--N", "14", "--population", "1", "--p-min", "0.0", "--p-max",
             "0.9", "--n-points", "4", "--beta", "1.0", "--a2", "0.5", "--samples", "2",
             "--mc-sweeps", "20", "--out", str(out_dir), "--json"]
-    code, out, _ = _run(capsys, argv)
+    code, out, _ = cli(argv)
     assert code == 0
     summary = json.loads(out)
     assert summary["points"] == 4 * 2 * 3
@@ -88,14 +77,16 @@ def test_phase_cli_writes_a_resumable_run(capsys, tmp_path):
     assert set(pts.solver) == {"bp", "mc"} and set(pts.branch) == {"random", "polarized", "quench"}
     # resuming recomputes nothing: delete a table, run again, same numbers
     (out_dir / "points.parquet").unlink()
-    mtimes = {p: p.stat().st_mtime_ns for p in (out_dir / "units" / "points").glob("*.parquet")}
-    code, _, _ = _run(capsys, argv)
+    mtimes = {p: p.stat().st_mtime_ns
+              for p in (out_dir / "units" / "rap-phase" / "points").glob("*.parquet")}
+    assert len(mtimes) == 4 * 2                 # one unit per (p, sample)
+    code, _, _ = cli(argv)
     assert code == 0
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     pts2 = pd.read_parquet(out_dir / "points.parquet")
     pd.testing.assert_frame_equal(pts.reset_index(drop=True), pts2.reset_index(drop=True))
     # another configuration in the same directory is refused
-    code, _, err = _run(capsys, argv[:-3] + ["--samples", "3", "--out", str(out_dir)])
+    code, _, err = cli(argv[:-3] + ["--samples", "3", "--out", str(out_dir)])
     assert code == 2 and "configuration differs" in err
 
 
