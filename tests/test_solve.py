@@ -136,6 +136,18 @@ def test_chunked_sparse_updates_equal_dense_and_leave_start_untouched(monkeypatc
     torch.testing.assert_close(int8.sigma, dense.sigma)
 
 
+def test_sparse_limit_falls_with_replicas_for_dense_layers_only():
+    from deepglass.graph import DenseBlock
+    from deepglass.solve.descent import _sparse_limit
+
+    dense = DenseBlock(torch.randn(3, 4))
+    conv = _tiny_conv(0).edge_blocks[0]
+    assert isinstance(conv, ConvBlock)
+    assert _sparse_limit(dense, 1, 0.01) == pytest.approx(0.0105)
+    assert _sparse_limit(dense, 80, 0.01) == pytest.approx(0.01 * 5 / 80)
+    assert _sparse_limit(conv, 1, 0.01) == _sparse_limit(conv, 80, 0.01) == 0.01
+
+
 def test_descent_no_worse_than_greedy_on_average_from_same_starts():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),

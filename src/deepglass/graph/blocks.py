@@ -227,7 +227,10 @@ class DenseBlock(EdgeBlock):
     """
 
     kind = "dense"
-    sparse_advantage = 20.0   # a column of W is one contiguous slice
+    sparse_advantage = 1.0
+    #: a full evaluation reads every weight once: its cost grows slowly with the
+    #: number of replicas, so sparse updates pay only for few flips at large R
+    weight_bound = True
 
     def __init__(self, weight: torch.Tensor, module: str = ""):
         out_f, in_f = weight.shape
