@@ -143,9 +143,9 @@ def test_sparse_limit_falls_with_replicas_for_dense_layers_only():
     dense = DenseBlock(torch.randn(3, 4))
     conv = _tiny_conv(0).edge_blocks[0]
     assert isinstance(conv, ConvBlock)
-    assert _sparse_limit(dense, 1, 0.01) == pytest.approx(0.0105)
-    assert _sparse_limit(dense, 80, 0.01) == pytest.approx(0.01 * 5 / 80)
-    assert _sparse_limit(conv, 1, 0.01) == _sparse_limit(conv, 80, 0.01) == 0.01
+    assert _sparse_limit(dense, 1, 0.0005) == pytest.approx(0.0105)
+    assert _sparse_limit(dense, 80, 0.0005) == pytest.approx(0.01 * 5 / 80)
+    assert _sparse_limit(conv, 1, 0.0005) == _sparse_limit(conv, 80, 0.0005) == 0.0005
 
 
 def test_descent_no_worse_than_greedy_on_average_from_same_starts():
