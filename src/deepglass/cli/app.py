@@ -8,7 +8,6 @@ Each sub-command lives in its own module of this package, which defines a
 from __future__ import annotations
 
 import importlib
-import sys
 
 import typer
 

@@ -35,7 +35,6 @@ field, so the result is a verified single-flip local minimum.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,7 +98,6 @@ def _update_fields(graph: SignedGraph, inc: _Incidence, cls: list[int], F: torch
     """``F += As delta`` for ``delta`` supported on the blocks of one class."""
     R = F.shape[0]
     n = graph.n_nodes
-    cls_set = set(cls)
     done_src = set()
     for blk_id in cls:
         nb = graph.node_blocks[blk_id]
