@@ -262,17 +262,17 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
     elif run.kind != "active":
         raise DeepglassError(f"run_active needs a run opened with kind='active', not {run.kind!r}")
 
+    from .frustration import load_gauge, save_gauge
+
+    stored = None if delta is not None else load_gauge(run)
     if delta is not None:
         source = "given"
-    elif run.has_arrays("gauge_real"):
-        g = run.load_arrays("gauge_real")
-        delta = float(np.min(np.asarray(g["energy"], dtype=float)))
-        gauge = g.get("sigma")
+    elif stored is not None:
+        delta, gauge = stored["energy"], stored["sigma"]
         source = "from arrays/gauge_real.npz of this run"
     else:
         res = whole_delta(graph, whole_method, replicas=replicas, seed=seed)
-        run.save_arrays("gauge_real", sigma=res.sigma, sigma_in=res.sigma_in,
-                        sigma_out=res.sigma_out, energy=np.float64(res.frustration))
+        save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration)
         delta, gauge = res.frustration, res.sigma
         source = f"{res.method}, {len(res.energies)} start gauges, seed {seed}"
     if gauge is not None and np.asarray(gauge).size != graph.n_nodes:

@@ -44,13 +44,15 @@ import torch
 
 from ..errors import DeepglassError
 from ..graph import SignedGraph
+from ..store import RunDir
 from .nulls import NULL_KINDS
 
 __all__ = ["frustration_vs_nulls", "NullComparison", "Unit", "parse_nulls", "plan_units",
            "unit_seed", "run_unit", "frustration_config", "frustration_samples",
            "frustration_stats", "frustration_verdict", "stats_markdown", "stats_records",
            "write_frustration_run",
-           "ALL_NULLS", "KIND", "UNIT_TABLE", "GAUGE_ARRAYS"]
+           "ALL_NULLS", "KIND", "UNIT_TABLE", "GAUGE_ARRAYS",
+           "save_gauge", "load_gauge"]
 
 #: every null model, in the paper's order
 ALL_NULLS = NULL_KINDS
@@ -60,6 +62,25 @@ KIND = "frustration"
 UNIT_TABLE = "runs"
 #: the best real gauge, read by the active-subnetwork and monotonicity runs
 GAUGE_ARRAYS = "gauge_real"
+
+
+def save_gauge(run: RunDir, sigma, sigma_in, sigma_out, energy: float) -> None:
+    """Store the real network's gauge in ``run`` (``arrays/gauge_real.npz``: ``sigma``,
+    ``sigma_in``, ``sigma_out`` as int8 and its ``energy``): the partial order
+    (SPEC §2, §5) that the active-subnetwork and near-monotonicity runs of the same
+    directory reuse."""
+    run.save_arrays(GAUGE_ARRAYS, sigma=np.asarray(sigma, np.int8),
+                    sigma_in=np.asarray(sigma_in, np.int8),
+                    sigma_out=np.asarray(sigma_out, np.int8), energy=np.float64(energy))
+
+
+def load_gauge(run: RunDir) -> dict | None:
+    """The gauge :func:`save_gauge` stored in ``run`` (``energy`` as a float), or ``None``."""
+    if not run.has_arrays(GAUGE_ARRAYS):
+        return None
+    g = run.load_arrays(GAUGE_ARRAYS)
+    g["energy"] = float(np.asarray(g["energy"], dtype=float).ravel()[0])
+    return g
 
 
 # ---------------------------------------------------------------------------------
@@ -386,8 +407,6 @@ def _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, 
 
 
 def _open_run(run, config: dict, force: bool):
-    from ..store import RunDir
-
     if run is None:
         return None
     if isinstance(run, RunDir):
@@ -640,10 +659,7 @@ def write_frustration_run(run, result: NullComparison) -> None:
     run.write_table("frustration_runs", result.runs)
     run.write_table("frustration_stats", result.stats)
     g = result.gauge
-    run.save_arrays(GAUGE_ARRAYS, sigma=np.asarray(g["sigma"], np.int8),
-                    sigma_in=np.asarray(g["sigma_in"], np.int8),
-                    sigma_out=np.asarray(g["sigma_out"], np.int8),
-                    energy=np.float64(g["energy"]))
+    save_gauge(run, g["sigma"], g["sigma_in"], g["sigma_out"], g["energy"])
     fig = frustration_histograms(result.runs, result.stats, title=str(result.config["model"]))
     run.save_figure(fig, "frustration.png")
     c = result.config

@@ -612,15 +612,15 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
                              f"not {run.kind!r}")
     real_delta = float("nan")
     if sigma_in is None and sigma_out is None:
-        if run.has_arrays("gauge_real"):
-            g = run.load_arrays("gauge_real")
-            sigma_in, sigma_out = g["sigma_in"], g["sigma_out"]
-            real_delta = float(np.asarray(g.get("energy", np.nan)).ravel()[0])
+        from .frustration import load_gauge, save_gauge
+
+        g = load_gauge(run)
+        if g is not None:
+            sigma_in, sigma_out, real_delta = g["sigma_in"], g["sigma_out"], g["energy"]
         else:
             res = _frustration_gauge(model, shape, replicas=replicas, seed=seed, method=method,
                                      device=device)
-            run.save_arrays("gauge_real", sigma=res.sigma, sigma_in=res.sigma_in,
-                            sigma_out=res.sigma_out, energy=np.float64(res.frustration))
+            save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration)
             sigma_in, sigma_out, real_delta = res.sigma_in, res.sigma_out, res.frustration
 
     def cached(name):
