@@ -10,7 +10,7 @@ The main objects are imported lazily so that ``import deepglass`` stays cheap:
 
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -28,9 +28,4 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'deepglass' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

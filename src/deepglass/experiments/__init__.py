@@ -11,7 +11,7 @@ Imported lazily (each experiment pulls in only what it needs):
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_getattr
 
 # public name -> submodule that defines it
 _LAZY = {
@@ -26,9 +26,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

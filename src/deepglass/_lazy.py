@@ -1,0 +1,25 @@
+"""Lazy package attributes (PEP 562): ``import deepglass`` stays cheap, and a
+name's module (torch, numba kernels, ...) is imported on first use."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Mapping
+
+
+def lazy_getattr(package: str, table: Mapping[str, str]) -> Callable[[str], object]:
+    """A module-level ``__getattr__`` for ``package`` that imports ``table[name]``
+    (a module name relative to ``package``, or absolute when it starts with
+    ``deepglass``) on first access and caches the value in the package."""
+
+    def __getattr__(name: str):
+        if name not in table:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        where = table[name]
+        module = where if where.startswith("deepglass") else f"{package}.{where}"
+        value = getattr(importlib.import_module(module), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__
