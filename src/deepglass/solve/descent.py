@@ -184,7 +184,7 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
     Each sweep costs about one evaluation of ``As sigma`` while many nodes flip
     (every edge block once from each end), and O(flips x degree) in the tail.
     Memory: three (R, n) tensors beyond the operator (gauges, fields, one
-    class's flips), plus sparse updates of at most ``SPARSE_CHUNK`` edges at a
+    class's flips; minima and checks go ``chunk`` replicas at a time), plus sparse updates of at most ``SPARSE_CHUNK`` edges at a
     time and the operator's own temporaries.
     """
     if not 0.0 <= gamma < 1.0:
@@ -213,13 +213,11 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
                     torch.set_num_threads(threads if n_flip > 0.01 * R * graph.n_nodes else 1)
                 factor = gamma * decay ** sweeps
                 if factor > 1e-3:
-                    h = sigma * F
-                    hmin = (h + thr).min(dim=1).values
-                    if not bool((hmin < 0).any()):
+                    hmin, hlow = _field_minima(sigma, F, thr)
+                    if not bool((hlow < 0).any()):
                         break
-                    theta = torch.where(hmin < 0, factor * h.min(dim=1).values,
+                    theta = torch.where(hlow < 0, factor * hmin,
                                         torch.zeros_like(hmin))[:, None]
-                    del h                      # one (R, n) tensor less during the sweep
                 else:
                     theta = torch.zeros((R, 1), dtype=F.dtype, device=F.device)
                 n_flip = _sweep(graph, inc, sigma, F, theta, thr, flips, sparse_ratio,
@@ -231,13 +229,25 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
                     break
             # verify against fields recomputed from scratch (rounding in the updates)
             torch.set_num_threads(threads)
+            del F                              # the old fields go before the new ones come
             F = graph.sym_matvec(sigma)
             n_flip = R * graph.n_nodes
-            if not bool(((sigma * F + thr) < 0).any()) or sweeps >= max_sweeps:
+            if not bool((_field_minima(sigma, F, thr)[1] < 0).any()) or sweeps >= max_sweeps:
                 break
     finally:
         torch.set_num_threads(threads)
     return DescentState(sigma=sigma, fields=F, sweeps=sweeps, flips=flips.cpu().numpy())
+
+
+def _field_minima(sigma, F, thr, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per replica ``min_i h_i`` and ``min_i (h_i + thr_i)`` for ``h = sigma * F``,
+    ``chunk`` replicas at a time (no (R, n) temporary)."""
+    lo, low = [], []
+    for i in range(0, sigma.shape[0], chunk):
+        h = sigma[i:i + chunk] * F[i:i + chunk]
+        lo.append(h.min(dim=1).values)
+        low.append((h.add_(thr)).min(dim=1).values)
+    return torch.cat(lo), torch.cat(low)
 
 
 def _sweep(graph, inc, sigma, F, theta, thr, flips, sparse_ratio, block_factor=None) -> int:
