@@ -65,8 +65,12 @@ def test_methods_against_brute_force(make, seed):
         assert (h >= -1e-9).all()
 
 
+ENGINES = ["matrix-free", "explicit"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("threshold", ["block", "global"])
-def test_descent_never_raises_energy_and_beats_nothing_worse_than_start(threshold):
+def test_descent_never_raises_energy_and_beats_nothing_worse_than_start(threshold, engine):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
@@ -75,22 +79,28 @@ def test_descent_never_raises_energy_and_beats_nothing_worse_than_start(threshol
     s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 3, seed=5)).double()
     energies = [g.energy(s0).numpy()]
     for k in range(1, 30):
-        st = descent(g, s0, max_sweeps=k, threshold=threshold)
+        st = descent(g, s0, max_sweeps=k, threshold=threshold, engine=engine)
         energies.append(g.energy(st.sigma).numpy())
     E = np.array(energies)
     assert (np.diff(E, axis=0) <= 1e-12).all()
     assert (E[-1] < E[0]).all()
-    # the end is a single-flip local minimum (fields recomputed from scratch)
+    # run to the end (the same path, continued): a single-flip local minimum
+    # (fields recomputed from scratch), no higher than any sweep before it
+    st = descent(g, s0, threshold=threshold, engine=engine)
+    assert (g.energy(st.sigma).numpy() <= E[-1] + 1e-12).all()
     assert ((st.sigma * g.sym_matvec(st.sigma)) >= -1e-9).all()
 
 
-def test_block_threshold_flips_each_blocks_steepest_nodes_first():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_block_threshold_flips_each_blocks_steepest_nodes_first(engine):
     # one sweep of the per-block schedule flips, in every block, exactly the
     # nodes whose field is below gamma times that block's most negative field
     g = _tiny_dag(7)
     s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 4, seed=2)).double()
     h0 = s0 * g.sym_matvec(s0)
-    st = descent(g, s0, max_sweeps=1, gamma=0.9, decay=1.0, threshold="block")
+    keep = s0.clone()
+    st = descent(g, s0, max_sweeps=1, gamma=0.9, decay=1.0, threshold="block", engine=engine)
+    assert torch.equal(s0, keep)                  # the caller's gauges are not touched
     flipped = st.sigma != s0
     # blocks of the first colour class see the start fields
     first = g.coloring()[0]
@@ -110,8 +120,8 @@ def test_descent_same_seed_same_result_and_sparse_equals_dense():
     np.testing.assert_array_equal(a.sigmas, b.sigmas)
     np.testing.assert_array_equal(a.energies, b.energies)
     s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 5, seed=11)).double()
-    dense = descent(g, s0, sparse_ratio=0.0)
-    sparse = descent(g, s0, sparse_ratio=1.0)
+    dense = descent(g, s0, sparse_ratio=0.0, engine="matrix-free")
+    sparse = descent(g, s0, sparse_ratio=1.0, engine="matrix-free")
     torch.testing.assert_close(dense.sigma, sparse.sigma)
 
 
@@ -124,13 +134,13 @@ def test_chunked_sparse_updates_equal_dense_and_leave_start_untouched(monkeypatc
     g = SignedGraph.from_module(net, (1, 8, 8), dtype=torch.float64)
     s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 4, seed=3)).double()
     keep = s0.clone()
-    dense = descent(g, s0, sparse_ratio=0.0)
+    dense = descent(g, s0, sparse_ratio=0.0, engine="matrix-free")
     monkeypatch.setattr(descent_module, "SPARSE_CHUNK", 7)   # many tiny chunks
-    sparse = descent(g, s0, sparse_ratio=1.0)
+    sparse = descent(g, s0, sparse_ratio=1.0, engine="matrix-free")
     torch.testing.assert_close(dense.sigma, sparse.sigma)
     torch.testing.assert_close(dense.fields, sparse.fields)
     assert torch.equal(s0, keep)
-    int8 = descent(g, s0.to(torch.int8), sparse_ratio=0.0)
+    int8 = descent(g, s0.to(torch.int8), sparse_ratio=0.0, engine="matrix-free")
     torch.testing.assert_close(int8.sigma, dense.sigma)
 
 
@@ -144,6 +154,48 @@ def test_sparse_limit_falls_with_replicas_for_dense_layers_only():
     assert _sparse_limit(dense, 1, 0.0005) == pytest.approx(0.0105)
     assert _sparse_limit(dense, 80, 0.0005) == pytest.approx(0.01 * 5 / 80)
     assert _sparse_limit(conv, 1, 0.0005) == _sparse_limit(conv, 80, 0.0005) == 0.0005
+
+
+def _integer_conv_net(seed):
+    """A conv net with small integer weights: every field sum is exact in float64,
+    so two engines that make the same choices end at identical gauges."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(64, 6), nn.ReLU(), nn.Linear(6, 3))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randint(-4, 5, p.shape).double())
+    return SignedGraph.from_module(net.double(), (1, 8, 8), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("threshold,gamma,decay", [("block", 0.9, 1.0), ("block", 0.9, 0.97),
+                                                   ("global", 0.8, 0.85), ("block", 0.0, 1.0)])
+def test_explicit_and_matrix_free_engines_take_the_same_steps(threshold, gamma, decay):
+    # the explicit engine is the same schedule on the CSR couplings: with exact
+    # arithmetic (integer weights, tol = 0) it must end at the very same gauges
+    g = _integer_conv_net(3)
+    s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 6, seed=9)).double()
+    kw = dict(gamma=gamma, decay=decay, threshold=threshold, tol=0.0)
+    mf = descent(g, s0, engine="matrix-free", **kw)
+    ex = descent(g, s0, engine="explicit", **kw)
+    # (with gamma = 0 the matrix-free engine also counts the empty sweep that ends it)
+    assert abs(mf.sweeps - ex.sweeps) <= 1 and ex.sweeps > 1
+    torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
+    torch.testing.assert_close(ex.fields, mf.fields.double(), rtol=0, atol=0)
+    np.testing.assert_array_equal(ex.flips, mf.flips.astype(np.int64))
+    # and fields are As sigma of the final gauges
+    torch.testing.assert_close(ex.fields, g.sym_matvec(ex.sigma))
+
+
+def test_engine_choice():
+    from deepglass.solve.descent import choose_engine
+
+    g = _tiny_conv(0)
+    assert choose_engine(g, 4) == "explicit"
+    assert choose_engine(g, 4, "matrix-free") == "matrix-free"
+    with pytest.raises(ValueError, match="engine"):
+        choose_engine(g, 4, "gpu")
 
 
 def test_descent_no_worse_than_greedy_on_average_from_same_starts():

@@ -138,9 +138,40 @@ def _update_fields(graph: SignedGraph, inc: _Incidence, cls: list[int], F: torch
                 F[:, dst.offset:dst.stop] += graph.block_forward(b, delta)
 
 
+#: ``engine="auto"`` holds the couplings explicitly up to this many edges (on CPU)
+EXPLICIT_ENGINE_EDGES = 30_000_000
+
+#: default ``decay`` per engine (see the module docstring and :mod:`.explicit_descent`)
+DEFAULT_DECAY = {"explicit": 1.0, "matrix-free": 0.97}
+
+
+def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto") -> str:
+    """``"explicit"`` (numba, CSR couplings) for CPU graphs of at most
+    :data:`EXPLICIT_ENGINE_EDGES` edges whose CSR fits in memory, else
+    ``"matrix-free"``; an explicit choice is returned as given (and checked)."""
+    from .greedy import check_greedy_memory
+    from ..errors import TooLargeError
+
+    if engine not in ("auto", "explicit", "matrix-free"):
+        raise ValueError("engine must be 'auto', 'explicit' or 'matrix-free'")
+    if engine == "matrix-free":
+        return engine
+    if engine == "auto" and (graph.device.type != "cpu" or graph.n_edges > EXPLICIT_ENGINE_EDGES):
+        return "matrix-free"
+    try:
+        # same footprint as Algorithm 1's: CSR + ~24 bytes per node and running replica
+        check_greedy_memory(graph.n_nodes, 2 * graph.n_edges, replicas)
+    except TooLargeError:
+        if engine == "explicit":
+            raise
+        return "matrix-free"
+    return "explicit"
+
+
 def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
-            decay: float = 0.97, threshold: str = "block", max_sweeps: int = 100_000,
-            sparse_ratio: float = 0.0005, tol: float = 1e-5, callback=None) -> DescentState:
+            decay: float | None = None, threshold: str = "block", engine: str = "auto",
+            max_sweeps: int = 100_000, sparse_ratio: float = 0.0005, tol: float = 1e-5,
+            callback=None) -> DescentState:
     """Layer-parallel steepest-first descent of ``eps(sigma)`` to a local minimum.
 
     Parameters
@@ -150,14 +181,23 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
         Start gauges, shape (R, n), entries +-1.
     gamma : float in [0, 1)
         Threshold factor of the steepest-first schedule (module docstring).
-    decay : float in [0, 1]
+    decay : float in [0, 1], optional
         The threshold factor of sweep ``k`` is ``gamma * decay**k``: steepest
         first while fields are large, every negative field once they are small
         (which ends the long tail in few sweeps).  ``decay=1`` keeps ``gamma``.
+        Default per engine (:data:`DEFAULT_DECAY`): 1 for ``"explicit"``, whose
+        tail sweeps cost only their flips, 0.97 for ``"matrix-free"``.
     threshold : {"global", "block"}
         What the threshold is relative to: the most negative field of the
         replica (``"global"``), or of each node block separately (``"block"``:
         every layer flips its own steepest nodes in every sweep).
+    engine : {"auto", "explicit", "matrix-free"}
+        ``"matrix-free"``: the batched layer operators (any size, CPU or GPU).
+        ``"explicit"``: the same schedule on the CSR couplings, compiled, one
+        replica per thread (:mod:`deepglass.solve.explicit_descent`); cheaper
+        per flip, but it holds ``As`` (12 bytes per stored entry).
+        ``"auto"`` (default): explicit on CPU up to
+        :data:`EXPLICIT_ENGINE_EDGES` edges when the CSR fits in memory.
     max_sweeps : int
         Upper bound on sweeps (one sweep visits every colour class once).
     sparse_ratio : float
@@ -189,11 +229,16 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
     """
     if not 0.0 <= gamma < 1.0:
         raise ValueError("gamma must be in [0, 1)")
-    if not 0.0 <= decay <= 1.0:
+    if decay is not None and not 0.0 <= decay <= 1.0:
         raise ValueError("decay must be in [0, 1]")
     if threshold not in ("global", "block"):
         raise ValueError("threshold must be 'global' or 'block'")
     per_block = threshold == "block"
+    engine = choose_engine(graph, sigma0.shape[0], engine)
+    if decay is None:
+        decay = DEFAULT_DECAY[engine]
+    if engine == "explicit":
+        return _explicit(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback)
     sigma = sigma0.to(device=graph.device, dtype=graph.dtype)
     if sigma.data_ptr() == sigma0.data_ptr():
         sigma = sigma.clone()          # never flip the caller's tensor
@@ -237,6 +282,21 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
     finally:
         torch.set_num_threads(threads)
     return DescentState(sigma=sigma, fields=F, sweeps=sweeps, flips=flips.cpu().numpy())
+
+
+def _explicit(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback):
+    from .explicit_descent import explicit_descent
+
+    As = graph.to_scipy_sym(max(graph.n_edges, 1))
+    thr = tol * graph.abs_row_sums().double().cpu().numpy()
+    blocks = np.array([[nb.offset, nb.stop] for nb in graph.node_blocks], dtype=np.int64)
+    sigma, F, sweeps, flips = explicit_descent(
+        As, torch.as_tensor(sigma0).cpu().numpy(), blocks, graph.coloring(), thr, gamma=gamma,
+        decay=decay, per_block=per_block, max_sweeps=max_sweeps)
+    if callback is not None:
+        callback(int(sweeps.max()), int(flips.sum()))
+    return DescentState(sigma=torch.from_numpy(sigma).to(graph.dtype),
+                        fields=torch.from_numpy(F), sweeps=int(sweeps.max()), flips=flips)
 
 
 def _field_minima(sigma, F, thr, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
