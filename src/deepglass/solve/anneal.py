@@ -54,7 +54,6 @@ def anneal(graph: SignedGraph, sigma0: torch.Tensor, *, sweeps: int = 100,
     if not 0 < t_end <= t_start:
         raise ValueError("need 0 < t_end <= t_start")
     sigma = sigma0.to(device=graph.device, dtype=graph.dtype).clone()
-    R = sigma.shape[0]
     inc = _Incidence(graph)
     F = graph.sym_matvec(sigma)
     scale = float(torch.median(graph.abs_row_sums()[graph.abs_row_sums() > 0]))
