@@ -273,3 +273,18 @@ def test_sparse_block_updates_match_explicit():
         X = torch.randn(2, *b.in_shape, dtype=torch.float64)
         np.testing.assert_allclose(b.apply(X).reshape(2, -1).numpy(),
                                    X.reshape(2, -1).numpy() @ M, atol=1e-12)
+
+
+def test_cli_engine_option(cli):
+    import json
+
+    code, text, _ = cli(["frustration", "digits_cnn", "--replicas", "3", "--json"])
+    assert code == 0 and json.loads(text)["engine"] == "explicit"
+    code, text, _ = cli(["frustration", "digits_cnn", "--replicas", "3", "--json",
+                         "--engine", "matrix-free"])
+    out = json.loads(text)
+    assert code == 0 and out["engine"] == "matrix-free" and out["local_min"]
+    code, _, err = cli(["frustration", "digits_cnn", "--engine", "gpu"])
+    assert code == 2 and "--engine" in err and len(err.splitlines()) == 1
+    code, _, err = cli(["frustration", "digits_cnn", "--method", "greedy", "--engine", "explicit"])
+    assert code == 2 and "--method descent" in err

@@ -23,6 +23,9 @@ def frustration_cmd(
     seed: int = typer.Option(0, "--seed"),
     init: str = typer.Option("random", "--init", help="random or paper (10^6 random flips)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    engine: str = typer.Option(
+        "auto", "--engine", help="descent's engine: auto, explicit (CSR, compiled; CPU graphs "
+                                 "<= 3e7 edges) or matrix-free."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
     batchnorm: str = typer.Option("fold", "--batchnorm", help="fold or ignore."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
@@ -59,10 +62,15 @@ def frustration_cmd(
                           force=force, executor=executor, address=address, as_json=as_json)
     if executor != "inprocess" or address:
         raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
+    if engine not in ("auto", "explicit", "matrix-free"):
+        raise DeepglassError(f"--engine must be auto, explicit or matrix-free, not {engine!r}")
+    if engine != "auto" and method != "descent":
+        raise DeepglassError("--engine applies to --method descent")
+    options = {"engine": engine} if method == "descent" else {}
     _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu")
     with progress(f"{method} sweeps", None, enabled=not as_json) as advance:
         res = deepglass.frustration(g, method=method, replicas=replicas, seed=seed, init=init,
-                                    device=device, callback=lambda k, n: advance())
+                                    device=device, callback=lambda k, n: advance(), **options)
     if save:
         res.save(save)
     if as_json:

@@ -4,8 +4,9 @@
 :data:`METHODS` (NetworkX's ``method=`` style):
 
 ===========  =====================================================================
-``descent``  matrix-free layer-parallel steepest-first descent, batched replicas
-             (default; :mod:`deepglass.solve.descent`)
+``descent``  layer-parallel steepest-first descent (default;
+             :mod:`deepglass.solve.descent`): matrix-free with batched replicas,
+             or compiled on the explicit couplings for CPU graphs <= 3e7 edges
 ``anneal``   matrix-free heat-bath annealing by colour class, then descent
 ``greedy``   the paper's Algorithm 1 on the explicit graph (numba, indexed heap)
 ``exact``    certified optimum: brute force (<= 25 nodes) or a HiGHS MILP
@@ -198,7 +199,7 @@ def _matrix_free(solver: Callable):
         local = np.concatenate([
             (~((st.sigma[i:i + 8] * st.fields[i:i + 8] + tol) < 0).any(1)).cpu().numpy()
             for i in range(0, len(sig), 8)])
-        return sig, e, local, st.sweeps, {}
+        return sig, e, local, st.sweeps, {"engine": st.engine}
     return run
 
 

@@ -1,4 +1,4 @@
-"""Matrix-free, layer-parallel descent to a single-flip local minimum (SPEC §2).
+"""Layer-parallel steepest-first descent to a single-flip local minimum (SPEC §2).
 
 The nodes of one node block share no edge, and neither do the blocks of one
 colour class of :meth:`SignedGraph.coloring`.  Flipping any set of nodes of one
@@ -14,18 +14,24 @@ paper's Algorithm 1, one steepest flip at a time).  ``gamma = 0`` flips every
 negative field.  The threshold shrinks with the fields and with ``decay^k``,
 so the run ends where no field is negative.
 
-Measured from the same start gauges as Algorithm 1 (``bench/bench_frustration.py``,
-paired differences in eps over 48 replicas, two seeds): the default
-``threshold="block", gamma=0.9, decay=0.97`` ends level with Algorithm 1 on
-the trained digits CNN and a random LeNet (means within -0.002..+0.001, about
-one standard error, the sign depending on the seed) and lower on ResNet-18 at
-3x32x32 (-0.00006 +- 0.00003).  Slower schedules end lower: ``decay=1``
-(block; ~5x the sweeps) by 0.0013 +- 0.0002 on LeNet for both seeds and level
-on digits; ``gamma=0.99, decay=1, threshold="global"`` (~20x the sweeps) level
-or lower on both.  The former default (``"global"``, ``gamma=0.8,
-decay=0.85``) ends ~0.001 higher than Algorithm 1 on the small nets.
+Two engines run this schedule (``engine=``).  The matrix-free one (below)
+works on any graph, on CPU or GPU.  On CPU graphs of up to
+:data:`EXPLICIT_ENGINE_EDGES` edges ``"auto"`` picks the explicit engine
+(:mod:`deepglass.solve.explicit_descent`): the couplings as CSR, compiled,
+one replica per thread, each sweep costing only its flips.  With exact
+arithmetic both take identical steps (tested).  Their default ``decay``
+differs because their tails cost differently: the explicit engine keeps the
+threshold (``decay=1``), the matrix-free one decays it (``0.97``) to end the
+tail in few operator sweeps.
 
-Fields are kept up to date incrementally: after a class flips, only the edge
+Measured from the same start gauges as Algorithm 1 (``bench/bench_frustration.py``,
+paired differences in eps, seeds 1 and 7): ``decay=1`` ends lower than
+Algorithm 1 on the trained digits CNN (-0.0008 +- 0.0006, 96 replicas), a
+random LeNet (-0.0013 +- 0.0002) and ResNet-18 at 3x32x32 (-0.00012 +-
+0.00003, 16 replicas); ``decay=0.97`` ends level on the small nets (within
+one standard error) and lower on ResNet-18 (-0.00007 +- 0.00003).
+
+Matrix-free engine: fields are kept up to date incrementally; after a class flips, only the edge
 blocks incident to it are evaluated, with the matrix-free operator while many
 nodes flip and with sparse column updates (:meth:`EdgeBlock.sparse_apply`)
 once few do, so the long tail costs little.  At the end the fields are
@@ -42,7 +48,7 @@ import torch
 
 from ..graph import SignedGraph
 
-__all__ = ["descent", "DescentState"]
+__all__ = ["descent", "DescentState", "choose_engine", "EXPLICIT_ENGINE_EDGES"]
 
 
 @dataclass
@@ -51,6 +57,7 @@ class DescentState:
     fields: torch.Tensor     # (R, n) = As sigma
     sweeps: int = 0
     flips: np.ndarray | None = None
+    engine: str = "matrix-free"
 
 
 class _Incidence:
@@ -296,7 +303,8 @@ def _explicit(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback)
     if callback is not None:
         callback(int(sweeps.max()), int(flips.sum()))
     return DescentState(sigma=torch.from_numpy(sigma).to(graph.dtype),
-                        fields=torch.from_numpy(F), sweeps=int(sweeps.max()), flips=flips)
+                        fields=torch.from_numpy(F), sweeps=int(sweeps.max()), flips=flips,
+                        engine="explicit")
 
 
 def _field_minima(sigma, F, thr, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
