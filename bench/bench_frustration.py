@@ -4,7 +4,7 @@
   trained digits CNN, a LeNet on 1x28x28 and a scaled-down ResNet-18 (the
   zoo's ResNet-18 on a 3x32x32 input), all from the same start gauges:
   ``greedy`` (the paper's Algorithm 1), ``descent`` (``engine="auto"``: the
-  explicit engine here), ``descent`` with ``engine="matrix-free"`` and
+  compiled engine here), ``descent`` with ``engine="matrix-free"`` and
   ``anneal``: best and mean frustration, seconds, paired differences to
   greedy and the speed-up over greedy (all timings through
   ``deepglass.frustration``, building the CSR where the method needs it);
@@ -15,9 +15,11 @@
   from the same starts and SimulatedAnnealingSampler at the wall time of our
   ``anneal``;
 - AlexNet (random He init, 0.66 B edges), 1 replica to a single-flip local
-  minimum: ``descent`` and, with the same schedule, a baseline that re-evaluates
-  every layer (the full ``As sigma``) after each colour class; then
-  ``--alexnet-replicas`` replicas: seconds, sweeps, peak memory.
+  minimum: ``descent`` with each engine and, with the matrix-free schedule, a
+  baseline that re-evaluates every layer (the full ``As sigma``) after each
+  colour class; then ``--alexnet-replicas`` replicas (``engine="auto"``, and
+  with ``--alexnet-matrix-free`` the matrix-free engine too): seconds,
+  sweeps, peak memory.
 
 Run::
 
@@ -110,7 +112,7 @@ def compare_small(replicas: int, resnet_replicas: int, resnet_side: int, use_dwa
             print("(dwave-samplers not installed: `pip install dwave-samplers` for the "
                   "SteepestDescentSolver / SimulatedAnnealingSampler comparison; skipped)")
     use_dwave = use_dwave and dws is not None
-    print(f"\n== explicit-size graphs: {replicas} replicas ({resnet_replicas} on ResNet-18) from "
+    print(f"\n== graphs greedy can hold: {replicas} replicas ({resnet_replicas} on ResNet-18) from "
           f"the same start gauges (seed {seed}), {torch.get_num_threads()} torch threads ==")
     graphs = small_graphs(resnet_side)
     # compile / load the numba kernels outside the timings
@@ -121,7 +123,7 @@ def compare_small(replicas: int, resnet_replicas: int, resnet_side: int, use_dwa
         runs = {m: deepglass.frustration(g, method=m, init=s0, seed=seed)
                 for m in ("greedy", "descent", "anneal")}
         # the same schedule's other engine (the one that scales to AlexNet), with
-        # its own default decay, and with the explicit engine's decay = 1
+        # its own default decay, and (--steep) with the compiled engine's decay = 1
         runs["descent matrix-free"] = deepglass.frustration(g, init=s0, seed=seed,
                                                             engine="matrix-free")
         if steep:
@@ -185,21 +187,29 @@ def _full_reevaluation(graph, inc, cls, F, delta, flipped, sparse_ratio):
     F.copy_(graph.sym_matvec(sigma_now))
 
 
-def alexnet(replicas: int, baseline: bool) -> None:
+def _timed(g, s, **kw):
+    """``deepglass.frustration`` from start gauges ``s``: result, CPU seconds, peak RSS."""
+    reset_peak()
+    c = time.process_time()
+    r = deepglass.frustration(g, init=s, **kw)
+    return r, time.process_time() - c, peak_gb()
+
+
+def alexnet(replicas: int, baseline: bool, matrix_free_replicas: bool) -> None:
     t = time.perf_counter()
     g = SignedGraph.from_module(get("alexnet"), (3, 224, 224))
     print(f"\n== AlexNet (random He init): {g.n_nodes:,} nodes, {g.n_edges:,} edges, "
           f"described in {time.perf_counter() - t:.2f} s; {torch.get_num_threads()} threads ==")
     s1 = start_gauges(g.n_nodes, 1, 0)
-    reset_peak()
-    c = time.process_time()
-    r = deepglass.frustration(g, init=s1)
-    c = time.process_time() - c
-    print(f"  descent R=1: {r.seconds:.1f} s ({c:.1f} CPU s), {r.sweeps} sweeps, "
-          f"eps {r.frustration:.5f}, local minimum {bool(r.local_min.all())}, "
-          f"peak RSS {peak_gb():.2f} GB")
+    runs = {}
+    for engine in ("auto", "matrix-free"):
+        r, c, peak = _timed(g, s1, engine=engine)
+        runs[engine] = r
+        print(f"  descent R=1 engine={engine} ({r.info.get('engine')}): {r.seconds:.1f} s ({c:.1f} CPU s), "
+              f"{r.sweeps} sweeps, eps {r.frustration:.5f}, local minimum "
+              f"{bool(r.local_min.all())}, peak RSS {peak:.2f} GB")
     if baseline:
-        # same schedule, but every class update recomputes the full As sigma
+        # the matrix-free schedule, but every class update recomputes the full As sigma
         orig_update, orig_sweep = descent_module._update_fields, descent_module._sweep
 
         def sweep(graph, inc, sigma, *a):
@@ -207,27 +217,24 @@ def alexnet(replicas: int, baseline: bool) -> None:
             return orig_sweep(graph, inc, sigma, *a)
 
         descent_module._update_fields, descent_module._sweep = _full_reevaluation, sweep
-        cb = time.process_time()
         try:
-            b = deepglass.frustration(g, init=s1)
+            b, cb, _ = _timed(g, s1, engine="matrix-free")
         finally:
             descent_module._update_fields, descent_module._sweep = orig_update, orig_sweep
-        cb = time.process_time() - cb
         print(f"  baseline (re-evaluate every layer after each class) R=1: {b.seconds:.1f} s "
               f"({cb:.1f} CPU s), {b.sweeps} sweeps, eps {b.frustration:.5f}; descent is "
-              f"{b.seconds / r.seconds:.1f}x faster ({cb / c:.1f}x in CPU time)")
+              + ", ".join(f"{b.seconds / r.seconds:.1f}x ({r.info.get('engine')})" for r in runs.values())
+              + " faster")
     if replicas > 1:
         s = start_gauges(g.n_nodes, replicas, 0)
-        reset_peak()
-        base = rss_gb()
-        c = time.process_time()
-        r = deepglass.frustration(g, init=s)
-        c = time.process_time() - c
-        print(f"  descent R={replicas}: {r.seconds:.1f} s ({c:.1f} CPU s; "
-              f"{r.seconds / replicas:.2f} s/replica), "
-              f"{r.sweeps} sweeps, best eps {r.frustration:.5f}, mean {r.energies.mean():.5f}, "
-              f"all local minima {bool(r.local_min.all())}, peak RSS {peak_gb():.2f} GB "
-              f"({base:.2f} GB before)")
+        for engine in ("auto", "matrix-free") if matrix_free_replicas else ("auto",):
+            base = rss_gb()
+            r, c, peak = _timed(g, s, engine=engine)
+            print(f"  descent R={replicas} engine={engine} ({r.info.get('engine')}): {r.seconds:.1f} s "
+                  f"({c:.1f} CPU s; {r.seconds / replicas:.2f} s/replica), {r.sweeps} sweeps, "
+                  f"best eps {r.frustration:.5f}, mean {r.energies.mean():.5f}, all local "
+                  f"minima {bool(r.local_min.all())}, peak RSS {peak:.2f} GB "
+                  f"({base:.2f} GB before)")
 
 
 if __name__ == "__main__":
@@ -246,9 +253,11 @@ if __name__ == "__main__":
     ap.add_argument("--skip-baseline", action="store_true",
                     help="skip the re-evaluate-every-layer AlexNet baseline (~30 s+)")
     ap.add_argument("--alexnet-replicas", type=int, default=80)
+    ap.add_argument("--alexnet-matrix-free", action="store_true",
+                    help="also run the AlexNet replicas on the matrix-free engine (~10 min)")
     a = ap.parse_args()
     if not a.skip_small:
         compare_small(a.replicas, a.resnet_replicas, a.resnet_side, not a.no_dwave, a.steep,
                       a.seed)
     if not a.skip_alexnet:
-        alexnet(a.alexnet_replicas, not a.skip_baseline)
+        alexnet(a.alexnet_replicas, not a.skip_baseline, a.alexnet_matrix_free)

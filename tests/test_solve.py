@@ -65,7 +65,7 @@ def test_methods_against_brute_force(make, seed):
         assert (h >= -1e-9).all()
 
 
-ENGINES = ["matrix-free", "explicit"]
+ENGINES = ["matrix-free", "compiled"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -156,29 +156,39 @@ def test_sparse_limit_falls_with_replicas_for_dense_layers_only():
     assert _sparse_limit(conv, 1, 0.0005) == _sparse_limit(conv, 80, 0.0005) == 0.0005
 
 
-def _integer_conv_net(seed):
-    """A conv net with small integer weights: every field sum is exact in float64,
+def _integer_graph(net, input_shape, seed):
+    """``net`` with small integer weights: every field sum is exact in float64,
     so two engines that make the same choices end at identical gauges."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randint(-4, 5, p.shape).double())
+    return SignedGraph.from_module(net.double(), input_shape, dtype=torch.float64)
+
+
+def _integer_conv_net(seed):
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
                         nn.Linear(64, 6), nn.ReLU(), nn.Linear(6, 3))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randint(-4, 5, p.shape).double())
-    return SignedGraph.from_module(net.double(), (1, 8, 8), dtype=torch.float64)
+    return _integer_graph(net, (1, 8, 8), seed)
 
 
+@pytest.mark.parametrize("net", ["conv", "geometries"])
 @pytest.mark.parametrize("threshold,gamma,decay", [("block", 0.9, 1.0), ("block", 0.9, 0.97),
                                                    ("global", 0.8, 0.85), ("block", 0.0, 1.0)])
-def test_explicit_and_matrix_free_engines_take_the_same_steps(threshold, gamma, decay):
-    # the explicit engine is the same schedule on the CSR couplings: with exact
-    # arithmetic (integer weights, tol = 0) it must end at the very same gauges
-    g = _integer_conv_net(3)
+def test_compiled_and_matrix_free_engines_take_the_same_steps(net, threshold, gamma, decay):
+    # the compiled engine is the same schedule with in-place updates through
+    # stencils and a CSR rest: with exact arithmetic (integer weights, tol = 0)
+    # it must end at the very same gauges
+    if net == "conv":
+        g = _integer_conv_net(3)
+    else:
+        g = _integer_graph(_Geometries(), (2, 9, 7), 5)
     s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 6, seed=9)).double()
     kw = dict(gamma=gamma, decay=decay, threshold=threshold, tol=0.0)
     mf = descent(g, s0, engine="matrix-free", **kw)
-    ex = descent(g, s0, engine="explicit", **kw)
+    ex = descent(g, s0, engine="compiled", **kw)
     # (with gamma = 0 the matrix-free engine also counts the empty sweep that ends it)
     assert abs(mf.sweeps - ex.sweeps) <= 1 and ex.sweeps > 1
     torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
@@ -188,11 +198,40 @@ def test_explicit_and_matrix_free_engines_take_the_same_steps(threshold, gamma, 
     torch.testing.assert_close(ex.fields, g.sym_matvec(ex.sigma))
 
 
+@pytest.mark.parametrize("net", ["conv", "geometries"])
+def test_compiled_kernel_updates_fields_in_place(net):
+    # after the kernel, the fields it kept up to date flip by flip must equal
+    # As sigma of its gauges, with As the explicit matrix permuted to the
+    # kernel's channels-last order; and its stencils cover every edge
+    from deepglass.solve.compiled_descent import compiled_descent, stencils
+
+    if net == "conv":
+        g = _integer_conv_net(1)
+    else:
+        g = _integer_graph(_Geometries(), (2, 9, 7), 2)
+    st = stencils(g)
+    As = g.to_scipy_sym()
+    assert st.n_stencil_edges + st.rest.nnz // 2 == g.n_edges
+    Ap = As[st.perm][:, st.perm]
+    sigma = deepglass.solve.start_gauges(g.n_nodes, 3, seed=0).astype(np.float64)[:, st.perm]
+    sigma = np.ascontiguousarray(sigma)
+    fields = np.ascontiguousarray((Ap @ sigma.T).T)
+    sweeps, flips = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    compiled_descent(st, sigma, fields, g.coloring(), np.zeros(g.n_nodes), gamma=0.5, decay=1.0,
+                     per_block=True, sweeps=sweeps, max_sweeps=3, flips=flips)
+    assert (flips > 0).all() and (sweeps == 3).all()
+    np.testing.assert_array_equal(fields, (Ap @ sigma.T).T)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        compiled_descent(st, np.asfortranarray(sigma), fields, g.coloring(), np.zeros(g.n_nodes),
+                         gamma=0.5, decay=1.0, per_block=True, sweeps=sweeps, max_sweeps=3,
+                         flips=flips)
+
+
 def test_engine_choice():
     from deepglass.solve.descent import choose_engine
 
     g = _tiny_conv(0)
-    assert choose_engine(g, 4) == "explicit"
+    assert choose_engine(g, 4) == "compiled"
     assert choose_engine(g, 4, "matrix-free") == "matrix-free"
     with pytest.raises(ValueError, match="engine"):
         choose_engine(g, 4, "gpu")
@@ -279,12 +318,34 @@ def test_cli_engine_option(cli):
     import json
 
     code, text, _ = cli(["frustration", "digits_cnn", "--replicas", "3", "--json"])
-    assert code == 0 and json.loads(text)["engine"] == "explicit"
+    assert code == 0 and json.loads(text)["engine"] == "compiled"
     code, text, _ = cli(["frustration", "digits_cnn", "--replicas", "3", "--json",
                          "--engine", "matrix-free"])
     out = json.loads(text)
     assert code == 0 and out["engine"] == "matrix-free" and out["local_min"]
     code, _, err = cli(["frustration", "digits_cnn", "--engine", "gpu"])
     assert code == 2 and "--engine" in err and len(err.splitlines()) == 1
-    code, _, err = cli(["frustration", "digits_cnn", "--method", "greedy", "--engine", "explicit"])
+    code, _, err = cli(["frustration", "digits_cnn", "--method", "greedy", "--engine", "compiled"])
     assert code == 2 and "--method descent" in err
+
+
+class _Geometries(nn.Module):
+    """Stride, padding, dilation, groups, 1-d convolutions, a residual sum,
+    pooling and flattened dense layers: every stencil geometry and the CSR rest."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 4, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2)
+        self.conv3 = nn.Conv1d(4, 2, 2, stride=2)
+        self.conv4 = nn.Conv1d(2, 2, 3, padding=1)
+        self.pool = nn.AvgPool2d(2)
+        self.fc1 = nn.Linear(2 * 10, 3)
+        self.fc2 = nn.Linear(4 * 2 * 2, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.conv1(x))                      # 4 x 5 x 4
+        y = torch.relu(self.conv2(y) + y)
+        z = torch.relu(self.conv3(y.flatten(2)))           # 4 x 20 -> 2 x 10
+        z = self.conv4(z)
+        return self.fc1(z.flatten(1)) + self.fc2(self.pool(y).flatten(1))

@@ -24,8 +24,8 @@ def frustration_cmd(
     init: str = typer.Option("random", "--init", help="random or paper (10^6 random flips)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     engine: str = typer.Option(
-        "auto", "--engine", help="descent's engine: auto, explicit (CSR, compiled; CPU graphs "
-                                 "<= 3e7 edges) or matrix-free."),
+        "auto", "--engine", help="descent's engine: auto, compiled (numba, CPU; one replica "
+                                 "per thread) or matrix-free (batched; CPU or GPU)."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
     batchnorm: str = typer.Option("fold", "--batchnorm", help="fold or ignore."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
@@ -62,8 +62,10 @@ def frustration_cmd(
                           force=force, executor=executor, address=address, as_json=as_json)
     if executor != "inprocess" or address:
         raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
-    if engine not in ("auto", "explicit", "matrix-free"):
-        raise DeepglassError(f"--engine must be auto, explicit or matrix-free, not {engine!r}")
+    from ..solve.descent import ENGINES
+
+    if engine not in ENGINES:
+        raise DeepglassError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if engine != "auto" and method != "descent":
         raise DeepglassError("--engine applies to --method descent")
     options = {"engine": engine} if method == "descent" else {}

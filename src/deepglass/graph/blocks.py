@@ -183,9 +183,17 @@ class EdgeBlock:
         return entry, indices.to(dev)[pos], vals[entry] * data.to(dev, vals.dtype)[pos]
 
     def abs_sum(self) -> float:
-        """``sum |A_b|``, one matrix-free pass."""
-        ones = torch.ones((1,) + self.in_shape, dtype=torch.float64)
-        return float(self.to(dtype=torch.float64).apply(ones, absolute=True).sum())
+        """``sum |A_b|``, one matrix-free pass in float64 (cached while the
+        block's tensors stay the same)."""
+        key = tuple((t.dtype, t.device, t.data_ptr()) for t in
+                    (getattr(self, n) for n in self._tensors() + ["in_scale", "out_scale"])
+                    if t is not None)
+        cached = self.__dict__.get("_abs_sum")
+        if cached is None or cached[0] != key:
+            ones = torch.ones((1,) + self.in_shape, dtype=torch.float64)
+            cached = (key, float(self.to(dtype=torch.float64).apply(ones, absolute=True).sum()))
+            self._abs_sum = cached
+        return cached[1]
 
     def n_params(self) -> int:
         """Number of distinct weights the block is built from."""

@@ -5,8 +5,8 @@
 
 ===========  =====================================================================
 ``descent``  layer-parallel steepest-first descent (default;
-             :mod:`deepglass.solve.descent`): matrix-free with batched replicas,
-             or compiled on the explicit couplings for CPU graphs <= 3e7 edges
+             :mod:`deepglass.solve.descent`): matrix-free with batched replicas
+             (CPU or GPU), or compiled, one replica per thread (CPU)
 ``anneal``   matrix-free heat-bath annealing by colour class, then descent
 ``greedy``   the paper's Algorithm 1 on the explicit graph (numba, indexed heap)
 ``exact``    certified optimum: brute force (<= 25 nodes) or a HiGHS MILP
@@ -163,10 +163,10 @@ def frustrated_weight(graph: SignedGraph, sigma: np.ndarray) -> pd.DataFrame:
     s = torch.as_tensor(sigma, dtype=torch.float64, device=graph.device)[None]
     g64 = graph.to(dtype=torch.float64)
     rows = []
-    for b in g64.edge_blocks:
+    for b, b64 in zip(graph.edge_blocks, g64.edge_blocks):
         dst = g64.node_blocks[b.dst]
-        agree = float((g64.block_forward(b, s) * s[:, dst.offset:dst.stop]).sum())
-        total = b.abs_sum()
+        agree = float((g64.block_forward(b64, s) * s[:, dst.offset:dst.stop]).sum())
+        total = b.abs_sum()             # float64 and cached on the caller's graph
         rows.append({"module": b.module, "kind": b.kind, "edges": b.n_edges(),
                      "abs_weight": total, "frustrated_weight": 0.5 * (total - agree)})
     return pd.DataFrame(rows)

@@ -15,21 +15,23 @@ negative field.  The threshold shrinks with the fields and with ``decay^k``,
 so the run ends where no field is negative.
 
 Two engines run this schedule (``engine=``).  The matrix-free one (below)
-works on any graph, on CPU or GPU.  On CPU graphs of up to
-:data:`EXPLICIT_ENGINE_EDGES` edges ``"auto"`` picks the explicit engine
-(:mod:`deepglass.solve.explicit_descent`): the couplings as CSR, compiled,
-one replica per thread, each sweep costing only its flips.  With exact
-arithmetic both take identical steps (tested).  Their default ``decay``
-differs because their tails cost differently: the explicit engine keeps the
-threshold (``decay=1``), the matrix-free one decays it (``0.97``) to end the
-tail in few operator sweeps.
+batches all replicas through the layer operators, on CPU or GPU.  The compiled
+one (:mod:`deepglass.solve.compiled_descent`, ``"auto"``'s choice on CPU when
+its working set fits in memory) runs one replica per thread and updates the
+neighbours of each flipped node in place, reading convolution and dense
+weights as stencils, so a sweep costs only its flips.  With exact arithmetic
+both take identical steps (tested).  Their default ``decay`` differs because
+their tails cost differently: the compiled engine keeps the threshold
+(``decay=1``), the matrix-free one decays it (``0.97``) to end the tail in few
+operator sweeps.
 
 Measured from the same start gauges as Algorithm 1 (``bench/bench_frustration.py``,
 paired differences in eps, seeds 1 and 7): ``decay=1`` ends lower than
-Algorithm 1 on the trained digits CNN (-0.0008 +- 0.0006, 96 replicas), a
-random LeNet (-0.0013 +- 0.0002) and ResNet-18 at 3x32x32 (-0.00012 +-
-0.00003, 16 replicas); ``decay=0.97`` ends level on the small nets (within
-one standard error) and lower on ResNet-18 (-0.00007 +- 0.00003).
+Algorithm 1 on the trained digits CNN (-0.0010 +- 0.0007 and -0.0017 +-
+0.0007, 96 replicas), a random LeNet (-0.0012 +- 0.0002) and ResNet-18 at
+3x32x32 (-0.00011 +- 0.00003 and -0.00017 +- 0.00002, 16 replicas);
+``decay=0.97`` ends level on the small nets (within one standard error) and
+lower on ResNet-18 (-0.00007 +- 0.00003).
 
 Matrix-free engine: fields are kept up to date incrementally; after a class flips, only the edge
 blocks incident to it are evaluated, with the matrix-free operator while many
@@ -48,7 +50,7 @@ import torch
 
 from ..graph import SignedGraph
 
-__all__ = ["descent", "DescentState", "choose_engine", "EXPLICIT_ENGINE_EDGES"]
+__all__ = ["descent", "DescentState", "choose_engine", "ENGINES"]
 
 
 @dataclass
@@ -145,34 +147,43 @@ def _update_fields(graph: SignedGraph, inc: _Incidence, cls: list[int], F: torch
                 F[:, dst.offset:dst.stop] += graph.block_forward(b, delta)
 
 
-#: ``engine="auto"`` holds the couplings explicitly up to this many edges (on CPU)
-EXPLICIT_ENGINE_EDGES = 30_000_000
+#: default ``decay`` per engine (see the module docstring and :mod:`.compiled_descent`)
+DEFAULT_DECAY = {"compiled": 1.0, "matrix-free": 0.97}
 
-#: default ``decay`` per engine (see the module docstring and :mod:`.explicit_descent`)
-DEFAULT_DECAY = {"explicit": 1.0, "matrix-free": 0.97}
+ENGINES = ("auto", "compiled", "matrix-free")
 
 
 def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto") -> str:
-    """``"explicit"`` (numba, CSR couplings) for CPU graphs of at most
-    :data:`EXPLICIT_ENGINE_EDGES` edges whose CSR fits in memory, else
-    ``"matrix-free"``; an explicit choice is returned as given (and checked)."""
-    from .greedy import check_greedy_memory
+    """``"compiled"`` (numba, one replica per thread) for graphs on the CPU whose
+    working set fits in memory, else ``"matrix-free"``; a named engine is
+    returned as given (and checked)."""
+    from .compiled_descent import stencil_kind
+    from .greedy import available_memory_bytes, numba
     from ..errors import TooLargeError
 
-    if engine not in ("auto", "explicit", "matrix-free"):
-        raise ValueError("engine must be 'auto', 'explicit' or 'matrix-free'")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
     if engine == "matrix-free":
         return engine
-    if engine == "auto" and (graph.device.type != "cpu" or graph.n_edges > EXPLICIT_ENGINE_EDGES):
+    if graph.device.type != "cpu":
+        if engine == "compiled":
+            raise ValueError("the compiled engine runs on the CPU: move the graph there "
+                             "or use engine='matrix-free'")
         return "matrix-free"
-    try:
-        # same footprint as Algorithm 1's: CSR + ~24 bytes per node and running replica
-        check_greedy_memory(graph.n_nodes, 2 * graph.n_edges, replicas)
-    except TooLargeError:
-        if engine == "explicit":
-            raise
+    # weights twice + the CSR of non-stencil blocks (12 bytes per stored entry, two
+    # per edge, twice while it is built) + gauges and fields (float64, twice during
+    # the hand-over) + buckets and bounds of the running replicas (40 bytes per node)
+    n = graph.n_nodes
+    other = sum(b.n_edges() for b in graph.edge_blocks if stencil_kind(graph, b) is None)
+    itemsize = torch.empty(0, dtype=graph.dtype).element_size()
+    need = (2 * itemsize * graph.n_params + 24 * 2 * other + 4 * 8 * replicas * n
+            + 40 * n * numba.get_num_threads())
+    if need > 0.8 * available_memory_bytes():
+        if engine == "compiled":
+            raise TooLargeError(f"the compiled engine needs ~{need / 1e9:.1f} GB for "
+                                f"{replicas} replicas; use engine='matrix-free' or fewer replicas")
         return "matrix-free"
-    return "explicit"
+    return "compiled"
 
 
 def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
@@ -192,19 +203,19 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
         The threshold factor of sweep ``k`` is ``gamma * decay**k``: steepest
         first while fields are large, every negative field once they are small
         (which ends the long tail in few sweeps).  ``decay=1`` keeps ``gamma``.
-        Default per engine (:data:`DEFAULT_DECAY`): 1 for ``"explicit"``, whose
+        Default per engine (:data:`DEFAULT_DECAY`): 1 for ``"compiled"``, whose
         tail sweeps cost only their flips, 0.97 for ``"matrix-free"``.
     threshold : {"global", "block"}
         What the threshold is relative to: the most negative field of the
         replica (``"global"``), or of each node block separately (``"block"``:
         every layer flips its own steepest nodes in every sweep).
-    engine : {"auto", "explicit", "matrix-free"}
+    engine : {"auto", "compiled", "matrix-free"}
         ``"matrix-free"``: the batched layer operators (any size, CPU or GPU).
-        ``"explicit"``: the same schedule on the CSR couplings, compiled, one
-        replica per thread (:mod:`deepglass.solve.explicit_descent`); cheaper
-        per flip, but it holds ``As`` (12 bytes per stored entry).
-        ``"auto"`` (default): explicit on CPU up to
-        :data:`EXPLICIT_ENGINE_EDGES` edges when the CSR fits in memory.
+        ``"compiled"``: the same schedule in numba, one replica per thread,
+        fields updated in place per flip (:mod:`deepglass.solve.compiled_descent`;
+        CPU only; holds the stencil weights twice and the couplings of other
+        blocks as CSR).  ``"auto"`` (default): compiled on CPU when that fits
+        in memory (:func:`choose_engine`), else matrix-free.
     max_sweeps : int
         Upper bound on sweeps (one sweep visits every colour class once).
     sparse_ratio : float
@@ -244,8 +255,8 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
     engine = choose_engine(graph, sigma0.shape[0], engine)
     if decay is None:
         decay = DEFAULT_DECAY[engine]
-    if engine == "explicit":
-        return _explicit(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback)
+    if engine == "compiled":
+        return _compiled(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback)
     sigma = sigma0.to(device=graph.device, dtype=graph.dtype)
     if sigma.data_ptr() == sigma0.data_ptr():
         sigma = sigma.clone()          # never flip the caller's tensor
@@ -291,20 +302,52 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
     return DescentState(sigma=sigma, fields=F, sweeps=sweeps, flips=flips.cpu().numpy())
 
 
-def _explicit(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback):
-    from .explicit_descent import explicit_descent
+def _compiled(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback):
+    from .compiled_descent import compiled_descent, stencils
 
-    As = graph.to_scipy_sym(max(graph.n_edges, 1))
-    thr = tol * graph.abs_row_sums().double().cpu().numpy()
-    blocks = np.array([[nb.offset, nb.stop] for nb in graph.node_blocks], dtype=np.int64)
-    sigma, F, sweeps, flips = explicit_descent(
-        As, torch.as_tensor(sigma0).cpu().numpy(), blocks, graph.coloring(), thr, gamma=gamma,
-        decay=decay, per_block=per_block, max_sweeps=max_sweeps)
-    if callback is not None:
-        callback(int(sweeps.max()), int(flips.sum()))
-    return DescentState(sigma=torch.from_numpy(sigma).to(graph.dtype),
-                        fields=torch.from_numpy(F), sweeps=int(sweeps.max()), flips=flips,
-                        engine="explicit")
+    classes = graph.coloring()
+    thr = tol * graph.abs_row_sums()
+    sigma = torch.as_tensor(sigma0).to(device=graph.device, dtype=graph.dtype)
+    if sigma.data_ptr() == torch.as_tensor(sigma0).data_ptr():
+        sigma = sigma.clone()          # never flip the caller's tensor
+    R = sigma.shape[0]
+    sweeps = np.zeros(R, dtype=np.int64)
+    flips = np.zeros(R, dtype=np.int64)
+    for _check in range(6):
+        # fields from scratch (batched layer operators): the start, then the check
+        F = graph.sym_matvec(sigma)
+        if not bool((_field_minima(sigma, F, thr)[1] < 0).any()) or sweeps.max() >= max_sweeps:
+            break
+        # the stencils live only while the kernel runs (the check rarely needs them
+        # again), and the torch tensors go as their copies in the kernel's order
+        # (gauges float32, fields float64) are made: at most one (R, n) tensor more
+        st = stencils(graph)
+        perm, inverse = torch.from_numpy(st.perm), torch.from_numpy(st.inverse)
+        s_int = _permuted(sigma, perm, torch.float32).numpy()
+        sigma = None
+        f_int = _permuted(F, perm, torch.float64).numpy()
+        F = None
+        compiled_descent(st, s_int, f_int, classes, thr.double().cpu().numpy()[st.perm],
+                         gamma=gamma, decay=decay, per_block=per_block, sweeps=sweeps,
+                         max_sweeps=max_sweeps, flips=flips)
+        del f_int, st
+        sigma = _permuted(torch.from_numpy(s_int), inverse, graph.dtype).to(graph.device)
+        del s_int
+        if callback is not None:
+            callback(int(sweeps.max()), int(flips.sum()))
+    if F is None:
+        F = graph.sym_matvec(sigma)
+    return DescentState(sigma=sigma, fields=F, sweeps=int(sweeps.max()), flips=flips,
+                        engine="compiled")
+
+
+def _permuted(x: torch.Tensor, columns: torch.Tensor, dtype, chunk: int = 8) -> torch.Tensor:
+    """``x[:, columns]`` as a new C-contiguous CPU tensor of ``dtype``, ``chunk``
+    rows at a time (no full-size temporary beside the result)."""
+    out = torch.empty((x.shape[0], len(columns)), dtype=dtype)
+    for i in range(0, x.shape[0], chunk):
+        out[i:i + chunk] = x[i:i + chunk].cpu()[:, columns]
+    return out
 
 
 def _field_minima(sigma, F, thr, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
