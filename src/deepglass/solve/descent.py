@@ -307,9 +307,8 @@ def _compiled(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback)
 
     classes = graph.coloring()
     thr = tol * graph.abs_row_sums()
+    # only read here (the kernel flips its own copies), so no clone of the caller's
     sigma = torch.as_tensor(sigma0).to(device=graph.device, dtype=graph.dtype)
-    if sigma.data_ptr() == torch.as_tensor(sigma0).data_ptr():
-        sigma = sigma.clone()          # never flip the caller's tensor
     R = sigma.shape[0]
     sweeps = np.zeros(R, dtype=np.int64)
     flips = np.zeros(R, dtype=np.int64)
