@@ -48,6 +48,8 @@ import scipy.sparse as sp
 import torch
 from numba import njit, prange
 
+from .._numba import njit_borrowing
+
 from ..graph import SignedGraph
 from ..graph.blocks import ConvBlock, DenseBlock
 
@@ -264,7 +266,7 @@ def _bucket_of(a):
     return (e - _EMIN) * _NSUB + int((m - 0.5) * (2 * _NSUB))
 
 
-@njit(cache=True, inline="always")
+@njit_borrowing(inline="always")
 def _unlink(j, hb, head, nxt, prv, bkt):
     p = prv[j]
     q = nxt[j]
@@ -277,7 +279,7 @@ def _unlink(j, hb, head, nxt, prv, bkt):
     bkt[j] = -1
 
 
-@njit(cache=True)
+@njit_borrowing
 def _place(j, h, blk_of, head, nxt, prv, bkt, top, bound, up):
     """Put node ``j`` (field ``h < 0``) into the bucket of ``|h|``."""
     kk = _bucket_of(-h)
@@ -300,7 +302,7 @@ def _place(j, h, blk_of, head, nxt, prv, bkt, top, bound, up):
         top[b] = kk
 
 
-@njit(cache=True)
+@njit_borrowing
 def _drop(j, blk_of, head, nxt, prv, bkt, bound, thr):
     """Take node ``j`` out of its bucket (its field is no longer negative)."""
     if bkt[j] >= 0:
@@ -308,7 +310,18 @@ def _drop(j, blk_of, head, nxt, prv, bkt, bound, thr):
     bound[j] = -thr[j]
 
 
-@njit(cache=True, inline="always")
+@njit_borrowing
+def _run(base, cnt, wb, d, s, f, Wt, blk_of, head, nxt, prv, bkt, top, bound, up):
+    """``f[base:base + cnt] += d Wt[wb:wb + cnt]``: one kernel tap's run of
+    neighbours, each moved up a bucket when its ``|h|`` grew past the edge."""
+    for j in range(base, base + cnt):
+        f[j] += d * Wt[wb + j - base]
+        h = s[j] * f[j]
+        if h < bound[j]:
+            _place(j, h, blk_of, head, nxt, prv, bkt, top, bound, up)
+
+
+@njit_borrowing
 def _flip(i, s, f, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data,
           blk_of, head, nxt, prv, bkt, top, bound, up):
     """Flip node ``i`` and update its neighbours' fields (the CSR, then stencils).
@@ -356,13 +369,7 @@ def _flip(i, s, f, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
                     continue
                 base = P[k, _DST] + (oy * wout + ox) * cout + grp * cout_g
                 wb = P[k, _WF] + ((c * kh + ky) * kw + kx) * cout_g
-                # (written out in both loops: as an inlined helper this
-                # run cost 1.3x on ResNet-18 and 2.2x on LeNet, measured)
-                for j in range(base, base + cout_g):
-                    f[j] += d * Wt[wb + j - base]
-                    h = s[j] * f[j]
-                    if h < bound[j]:
-                        _place(j, h, blk_of, head, nxt, prv, bkt, top, bound, up)
+                _run(base, cout_g, wb, d, s, f, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
     # i is a destination: the inputs of its group under every tap
     for u in range(adj_ptr[b], adj_ptr[b + 1]):
         k = adj[u]
@@ -387,16 +394,10 @@ def _flip(i, s, f, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
                     continue
                 base = P[k, _SRC] + (y * win + x) * cin + grp * cin_g
                 wb = P[k, _WA] + ((co * kh + ky) * kw + kx) * cin_g
-                # (written out in both loops: as an inlined helper this
-                # run cost 1.3x on ResNet-18 and 2.2x on LeNet, measured)
-                for j in range(base, base + cin_g):
-                    f[j] += d * Wt[wb + j - base]
-                    h = s[j] * f[j]
-                    if h < bound[j]:
-                        _place(j, h, blk_of, head, nxt, prv, bkt, top, bound, up)
+                _run(base, cin_g, wb, d, s, f, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
 
 
-@njit(cache=True)
+@njit_borrowing
 def _collect(b, lo_mag, theta, s, f, thr, blk_of, head, nxt, prv, bkt, top, bound, up, buf,
              stop_at_first):
     """Read block ``b``'s buckets from the top down while their upper edge

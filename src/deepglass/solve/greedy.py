@@ -40,6 +40,8 @@ import pandas as pd
 import scipy.sparse as sp
 from numba import njit, prange
 
+from .._numba import njit_borrowing
+
 from ..errors import DeepglassError, TooLargeError
 
 __all__ = [
@@ -334,13 +336,13 @@ def _check_nR(n, R):
 # --------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always")
+@njit_borrowing(inline="always")
 def _less(h, a, b):
     # strict order on nodes: by field, ties by lowest index
     return h[a] < h[b] or (h[a] == h[b] and a < b)
 
 
-@njit(cache=True)
+@njit_borrowing
 def _sift_up(heap, pos, h, k):
     node = heap[k]
     while k > 0:
@@ -357,7 +359,7 @@ def _sift_up(heap, pos, h, k):
     return k
 
 
-@njit(cache=True)
+@njit_borrowing
 def _sift_down(heap, pos, h, k, size):
     node = heap[k]
     while True:
@@ -379,7 +381,7 @@ def _sift_down(heap, pos, h, k, size):
     return k
 
 
-@njit(cache=True)
+@njit_borrowing
 def _fields(indptr, indices, data, sigma, h):
     n = sigma.shape[0]
     for i in range(n):
@@ -389,14 +391,14 @@ def _fields(indptr, indices, data, sigma, h):
         h[i] = sigma[i] * s
 
 
-@njit(cache=True)
+@njit_borrowing
 def _heap_fix(heap, pos, h, p, size):
     """Restore the heap order around position p after its key changed."""
     if _sift_up(heap, pos, h, p) == p:
         _sift_down(heap, pos, h, p, size)
 
 
-@njit(cache=True)
+@njit_borrowing
 def _heap_remove(heap, pos, h, p, size):
     """Remove the element at position p; returns the new size."""
     size -= 1
