@@ -115,8 +115,9 @@ def compare_small(replicas: int, resnet_replicas: int, resnet_side: int, use_dwa
     print(f"\n== graphs greedy can hold: {replicas} replicas ({resnet_replicas} on ResNet-18) from "
           f"the same start gauges (seed {seed}), {torch.get_num_threads()} torch threads ==")
     graphs = small_graphs(resnet_side)
-    # compile / load the numba kernels outside the timings
-    deepglass.frustration(next(iter(graphs.values())), method="greedy", replicas=2)
+    # compile / load the numba kernels (and torch's first-call setup) outside the timings
+    for m in ("greedy", "descent", "anneal"):
+        deepglass.frustration(next(iter(graphs.values())), method=m, replicas=2)
     for name, g in graphs.items():
         R = resnet_replicas if name.startswith("resnet") else replicas
         s0 = start_gauges(g.n_nodes, R, seed)

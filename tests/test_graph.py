@@ -372,3 +372,26 @@ def test_resnet18_counts_under_spec_rules():
     g = SignedGraph.from_module(get("resnet18"), (3, 224, 224))
     assert round(g.n_nodes / 1e6, 2) == 2.66
     assert round(g.n_edges / 1e9, 2) == 1.68
+
+
+def test_to_keeps_or_casts_every_block_tensor():
+    """Traced graphs hold one dtype throughout (pooling and scale tensors
+    included); ``to`` returns the graph itself when nothing changes (its caches
+    stay) and a cast copy otherwise."""
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                        nn.Linear(3, 2))
+    g = SignedGraph.from_module(net, (2, 4, 4))
+
+    def dtypes(graph):
+        return {getattr(b, n).dtype for b in graph.edge_blocks
+                for n in b._tensors() + ["in_scale", "out_scale"]
+                if getattr(b, n) is not None and getattr(b, n).is_floating_point()}
+
+    assert dtypes(g) == {torch.float32}
+    total = g.abs_total()
+    assert g.to(dtype=torch.float32, device="cpu") is g
+    assert g.to().abs_total() == total
+    g64 = g.to(dtype=torch.float64)
+    assert g64 is not g and g64.dtype == torch.float64 and dtypes(g64) == {torch.float64}
+    s = torch.ones(g.n_nodes)
+    torch.testing.assert_close(g64.sym_matvec(s.double()).float(), g.sym_matvec(s))

@@ -142,9 +142,13 @@ class SignedGraph:
                      dtype=dtype, device=device)
 
     def to(self, device=None, dtype=None) -> "SignedGraph":
-        """A graph whose operator tensors live on ``device`` with ``dtype``."""
+        """A graph whose operator tensors live on ``device`` with ``dtype``
+        (``self`` where both already match, as ``torch.Tensor.to`` does, so its
+        caches, such as the abs sums and the colouring, are kept)."""
         dtype = dtype or self.dtype
         device = torch.device(device) if device is not None else self.device
+        if dtype == self.dtype and device == self.device:
+            return self
         if device.type == "cuda" and not torch.cuda.is_available():
             raise DeepglassError("device 'cuda' requested but torch sees no CUDA device")
         blocks = [b.to(device=device, dtype=dtype) for b in self.edge_blocks]

@@ -695,8 +695,11 @@ def trace(model: nn.Module, input_shape: Sequence[int], batchnorm: str = "fold",
             raise UnsupportedLayerError("the model's output contains zero padding")
     finally:
         model.train(was_training)
-    graph = SignedGraph(builder.node_blocks, builder.edge_blocks, input_shape,
-                        out.index.reshape(-1).numpy(), meta={"model": type(model).__name__,
-                                                             "batchnorm": batchnorm,
-                                                             "pool_weight": pool_weight})
-    return graph.to(device=device, dtype=dtype)
+    # every block's tensors cast here: the builder mixes float32 weights with
+    # float64 pooling and scale tensors
+    device = torch.device(device)
+    blocks = [b.to(device=device, dtype=dtype) for b in builder.edge_blocks]
+    return SignedGraph(builder.node_blocks, blocks, input_shape, out.index.reshape(-1).numpy(),
+                       dtype=dtype, device=device,
+                       meta={"model": type(model).__name__, "batchnorm": batchnorm,
+                             "pool_weight": pool_weight})
