@@ -34,8 +34,11 @@ fields (float64) plus 40 bytes per node for each running thread (buckets,
 bounds, the flip buffer).
 
 Measured (``bench/bench_frustration.py``, 2 cores): ResNet-18 on 3x32x32, 16
-replicas, ~80 ms per replica and thread (29k flips, ~1.6 ns per field
-update); AlexNet, one replica, 3.1 s in the kernel (17k sweeps).
+replicas, 0.43 s in the kernel (29k flips per replica, ~2.5 ns per field
+update and thread); LeNet, 48 replicas, 41 ms; AlexNet, one replica, 3.3-4.2 s
+in all (17k sweeps).  The per-update helpers are compiled without numba's
+reference counting (:mod:`deepglass._numba`); with the counts they took more
+than twice as long.
 """
 
 from __future__ import annotations
