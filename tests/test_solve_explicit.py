@@ -371,3 +371,38 @@ def test_borrowing_helpers_compile_without_refcounts_and_agree():
     numba.njit(axpy)(2.0, x, y2)
     np.testing.assert_array_equal(y1, 1.0 + 2.0 * x)
     np.testing.assert_array_equal(y1, y2)
+
+
+def test_bucket_of_reads_frexp_from_the_bits():
+    """The compiled descent's bucket index (exponent and leading mantissa bits
+    read from the float's bits) equals the ``frexp`` definition, on random
+    magnitudes, powers of two, bucket edges and values outside the range."""
+    from numba import njit
+
+    from deepglass._numba import float_bits
+    from deepglass.solve.compiled_descent import (_EMAX, _EMIN, _NBK, _NSUB, _bucket_edges,
+                                                  _bucket_of)
+
+    @njit
+    def bits(a):
+        return float_bits(a)
+
+    def reference(a):
+        m, e = np.frexp(a)
+        if e < _EMIN:
+            return 0
+        if e > _EMAX:
+            return _NBK - 1
+        return (e - _EMIN) * _NSUB + int((m - 0.5) * (2 * _NSUB))
+
+    rng = np.random.default_rng(0)
+    up = _bucket_edges()
+    values = np.concatenate([
+        np.exp(rng.uniform(-50, 30, 2000)), np.ldexp(1.0, np.arange(-80, 50)),
+        up[:-1], np.nextafter(up[:-1], 0), [1e-300, 5e-324, 1e300]])
+    for a in values:
+        assert bits(a) == np.float64(a).view(np.int64)
+        k = _bucket_of(a)
+        assert k == reference(a), a
+        assert a <= up[k]                       # a node's |h| is below its bucket's edge
+    assert _bucket_of(np.inf) == _NBK - 1

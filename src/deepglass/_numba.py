@@ -14,10 +14,13 @@ the helpers compile as plain ``njit`` (correct, only slower).
 
 from __future__ import annotations
 
+from llvmlite import ir
 from numba import njit
+from numba.core import types
 from numba.core.cpu import CPUTargetOptions
+from numba.extending import intrinsic
 
-__all__ = ["njit_borrowing"]
+__all__ = ["njit_borrowing", "float_bits"]
 
 _NO_REFCOUNT = {"_nrt": False} if hasattr(CPUTargetOptions, "_nrt") else {}
 
@@ -30,3 +33,16 @@ def njit_borrowing(fn=None, **options):
     def wrap(f):
         return njit(cache=True, **_NO_REFCOUNT, **options)(f)
     return wrap if fn is None else wrap(fn)
+
+
+@intrinsic
+def float_bits(typingctx, x):
+    """The IEEE-754 bits of a float64 as an int64 (a bit cast, no call): the
+    binary exponent and leading mantissa bits of a field without ``frexp``,
+    which numba compiles to a call into its helper library."""
+    if not isinstance(x, types.Float) or x.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
