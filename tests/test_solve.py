@@ -237,6 +237,32 @@ def test_engine_choice():
         choose_engine(g, 4, "gpu")
 
 
+def test_numba_kernels_leave_torch_threads_as_they_found_them():
+    """numba's OpenMP layer shares libgomp with torch: a parallel launch would
+    set torch's intra-op threads to numba's.  The compiled descent (whose full
+    fields use numba's thread count on >= 10^7 edge evaluations) and greedy
+    hand the caller's count back; runs are reproducible."""
+    from deepglass.solve.greedy import greedy
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 16, 5), nn.ReLU(), nn.Conv2d(16, 32, 5), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(32 * 12 * 12, 64))
+    g = SignedGraph.from_module(net, (1, 20, 20))
+    R = 10**7 // g.n_edges + 1
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = descent(g, torch.ones(R, g.n_nodes), engine="compiled")
+        assert torch.get_num_threads() == 1
+        again = descent(g, torch.ones(R, g.n_nodes), engine="compiled")
+        assert torch.get_num_threads() == 1
+        greedy(g.to_scipy_sym(), np.ones((2, g.n_nodes), dtype=np.int8))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one.sigma, again.sigma) and one.sweeps == again.sweeps
+
+
 def test_descent_no_worse_than_greedy_on_average_from_same_starts():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),

@@ -44,6 +44,7 @@ import torch
 from numba import njit, prange
 from torch import nn
 
+from .._numba import njit_parallel
 from ..errors import DeepglassError, TooLargeError
 from ..graph import ConvBlock, DenseBlock, EdgeBlock, SignedGraph
 from ..graph.unshared import UnsharedConvBlock
@@ -310,7 +311,7 @@ def _fisher_yates(x, state):
         x[i], x[j] = x[j], x[i]
 
 
-@njit(cache=True, parallel=True)
+@njit_parallel
 def _shuffle_buckets(out, starts, seeds, sub):
     """Shuffle every ``out[starts[b]:starts[b+1]]`` uniformly: one more
     Rao-Sandelius level into sub-buckets of about ``sub`` (L1-sized), then

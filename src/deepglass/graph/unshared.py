@@ -36,8 +36,9 @@ import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numba import njit, prange
+from numba import prange
 
+from .._numba import njit_parallel
 from .blocks import ConvBlock, EdgeBlock
 
 __all__ = ["UnsharedConvBlock"]
@@ -63,7 +64,7 @@ def _numba_threads():
 SPARSE_INPUT_FRACTION = 1 / 16
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit_parallel(fastmath=True)
 def _forward_kernel(W, cols, out, per_group, absolute, sparse_fraction):
     """``out[l, o, r] = sum_k W[l, o, k] cols[l, r, g(o) K + k]``: one streaming
     pass over ``W`` (a batched matrix-vector product; BLAS's batched GEMM is
@@ -100,7 +101,7 @@ def _forward_kernel(W, cols, out, per_group, absolute, sparse_fraction):
                 out[l, o, r] = s
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit_parallel(fastmath=True)
 def _adjoint_kernel(W, y, cols, per_group, absolute):
     """``cols[l, r, g(o) K + k] = sum_o W[l, o, k] y[l, o, r]``; rows of ``W`` whose
     ``y`` is zero in every replica are not read."""

@@ -51,8 +51,7 @@ import scipy.sparse as sp
 import torch
 from numba import njit, prange
 
-from .._numba import float_bits, njit_borrowing
-
+from .._numba import float_bits, njit_borrowing, njit_parallel
 from ..graph import SignedGraph
 from ..graph.blocks import ConvBlock, DenseBlock
 
@@ -515,7 +514,7 @@ def _descend_one(P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data, blk_s
     return sweeps, flips
 
 
-@njit(cache=True, parallel=True)
+@njit_parallel
 def _descend_batch(P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data, blk_start, blk_of,
                    cls_ptr, cls_blk, thr, sigma, F, up, gamma, decay, per_block, sweeps,
                    max_sweeps, flips):

@@ -303,7 +303,22 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
 
 
 def _compiled(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback):
+    import numba
+
     from .compiled_descent import compiled_descent, stencils
+
+    def fields(sigma):
+        # the full evaluations are whole-layer convolutions: as many torch threads
+        # as the kernel's numba threads (callers cap small graphs' torch threads at
+        # one for the matrix-free engine's many tiny kernels); below ~10^7 edge
+        # evaluations (~1 ms on one thread) threads cost more than they save
+        before = torch.get_num_threads()
+        if graph.n_edges * sigma.shape[0] >= 10**7:
+            torch.set_num_threads(max(before, numba.get_num_threads()))
+        try:
+            return graph.sym_matvec(sigma)
+        finally:
+            torch.set_num_threads(before)
 
     classes = graph.coloring()
     thr = tol * graph.abs_row_sums()
@@ -314,7 +329,7 @@ def _compiled(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback)
     flips = np.zeros(R, dtype=np.int64)
     for _check in range(6):
         # fields from scratch (batched layer operators): the start, then the check
-        F = graph.sym_matvec(sigma)
+        F = fields(sigma)
         if not bool((_field_minima(sigma, F, thr)[1] < 0).any()) or sweeps.max() >= max_sweeps:
             break
         # the stencils live only while the kernel runs (the check rarely needs them
@@ -335,7 +350,7 @@ def _compiled(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback)
         if callback is not None:
             callback(int(sweeps.max()), int(flips.sum()))
     if F is None:
-        F = graph.sym_matvec(sigma)
+        F = fields(sigma)
     return DescentState(sigma=sigma, fields=F, sweeps=int(sweeps.max()), flips=flips,
                         engine="compiled")
 

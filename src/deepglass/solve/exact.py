@@ -29,6 +29,7 @@ from numba import njit, prange
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse.csgraph import connected_components, dijkstra
 
+from .._numba import njit_parallel
 from ..errors import DeepglassError, TooLargeError
 from .greedy import as_couplings, available_memory_bytes, energy, greedy, random_gauges
 
@@ -113,7 +114,7 @@ def _load_gauge(g, s, J, f):
     return q
 
 
-@njit(cache=True, parallel=True)
+@njit_parallel
 def _gray_search(J, n_chunks, resync):
     n = J.shape[0]
     total = np.int64(1) << (n - 1)

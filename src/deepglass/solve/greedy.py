@@ -40,7 +40,7 @@ import pandas as pd
 import scipy.sparse as sp
 from numba import njit, prange
 
-from .._numba import njit_borrowing
+from .._numba import njit_borrowing, njit_parallel
 
 from ..errors import DeepglassError, TooLargeError
 
@@ -508,7 +508,7 @@ def _descend(indptr, indices, data, sigma, max_flips, tol, record):
     return flips, local, quad, tr_nodes[:flips].copy(), tr_fields[:flips].copy()
 
 
-@njit(cache=True, parallel=True)
+@njit_parallel
 def _descend_batch(indptr, indices, data, sigma, max_flips, tol, flips, local, quad):
     R = sigma.shape[0]
     for r in prange(R):
