@@ -174,17 +174,28 @@ def _integer_conv_net(seed):
     return _integer_graph(net, (1, 8, 8), seed)
 
 
-@pytest.mark.parametrize("net", ["conv", "geometries"])
+def _integer_wide_net(seed):
+    # kernels wider than the image, padded on both sides (the compiled engine's
+    # one-run-per-kernel-row path clipped at both ends), and a row kernel
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(2, 3, (2, 5), padding=(1, 3)), nn.ReLU(),
+                        nn.Conv2d(3, 2, (1, 3), padding=(0, 1)), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(2 * 5 * 5, 3))
+    return _integer_graph(net, (2, 4, 3), seed)
+
+
+_NETS = {"conv": _integer_conv_net, "wide": _integer_wide_net,
+         "geometries": lambda seed: _integer_graph(_Geometries(), (2, 9, 7), seed)}
+
+
+@pytest.mark.parametrize("net", list(_NETS))
 @pytest.mark.parametrize("threshold,gamma,decay", [("block", 0.9, 1.0), ("block", 0.9, 0.97),
                                                    ("global", 0.8, 0.85), ("block", 0.0, 1.0)])
 def test_compiled_and_matrix_free_engines_take_the_same_steps(net, threshold, gamma, decay):
     # the compiled engine is the same schedule with in-place updates through
     # stencils and a CSR rest: with exact arithmetic (integer weights, tol = 0)
     # it must end at the very same gauges
-    if net == "conv":
-        g = _integer_conv_net(3)
-    else:
-        g = _integer_graph(_Geometries(), (2, 9, 7), 5)
+    g = _NETS[net](3 if net != "geometries" else 5)
     s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 6, seed=9)).double()
     kw = dict(gamma=gamma, decay=decay, threshold=threshold, tol=0.0)
     mf = descent(g, s0, engine="matrix-free", **kw)
@@ -198,17 +209,14 @@ def test_compiled_and_matrix_free_engines_take_the_same_steps(net, threshold, ga
     torch.testing.assert_close(ex.fields, g.sym_matvec(ex.sigma))
 
 
-@pytest.mark.parametrize("net", ["conv", "geometries"])
+@pytest.mark.parametrize("net", list(_NETS))
 def test_compiled_kernel_updates_fields_in_place(net):
     # after the kernel, the fields it kept up to date flip by flip must equal
     # As sigma of its gauges, with As the explicit matrix permuted to the
     # kernel's channels-last order; and its stencils cover every edge
     from deepglass.solve.compiled_descent import compiled_descent, stencils
 
-    if net == "conv":
-        g = _integer_conv_net(1)
-    else:
-        g = _integer_graph(_Geometries(), (2, 9, 7), 2)
+    g = _NETS[net](1 if net != "geometries" else 2)
     st = stencils(g)
     As = g.to_scipy_sym()
     assert st.n_stencil_edges + st.rest.nnz // 2 == g.n_edges

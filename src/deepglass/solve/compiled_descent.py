@@ -23,7 +23,11 @@ padding, dilation and groups) and dense layers are *stencils*: the weights of
 one input channel to all output channels of its group, laid out so that the
 neighbours of a node are contiguous.  For that every node block is stored
 channels-last internally (node ``(c, p)`` of a block with ``C`` channels at
-``p C + c``), so a flip updates ``C_out`` consecutive fields per kernel tap.
+``p C + c``), so a flip updates ``C_out`` consecutive fields per kernel tap;
+without groups and with unit dilation along a row, a whole kernel row is one
+run (``kw C`` fields: adjacent columns are adjacent in channels-last order,
+and the forward weights are stored with the kernel's columns reversed so
+that theirs are too), which is what makes small-channel layers cheap.
 Edge blocks of other kinds (pooling, identity shortcuts, locally connected
 layers, scaled sources) are small; their couplings are held as one symmetric
 CSR matrix in the internal order.
@@ -34,14 +38,14 @@ fields (float64) plus 40 bytes per node for each running thread (buckets,
 bounds, the flip buffer).
 
 Measured (``bench/bench_frustration.py``, 2 cores): ResNet-18 on 3x32x32, 16
-replicas, 0.38 s in the kernel (29k flips per replica, ~2 ns per field
-update and thread); LeNet, 48 replicas, 37 ms; AlexNet, one replica, 1.9-2.3 s
-in the kernel, 4.2-4.4 s in all (17k sweeps).  The inner loop of a stencil run
-is about eleven instructions per field update: its slices are indexed from 0
+replicas, 0.28-0.30 s in the kernel (29k flips per replica, ~1.6 ns per
+field update and thread); LeNet, 48 replicas, 30 ms; AlexNet, one replica,
+1.5-1.75 s in the kernel (17k sweeps).  The inner loop of a stencil run is
+about eleven instructions per field update: its slices are indexed from 0
 (numba then drops the negative-index wraparound of every load), the bucket
 index comes from the float's bits, and the per-update helpers are compiled
-without numba's reference counting (:mod:`deepglass._numba`); each of these
-sped the kernel up 1.1-2.3x.
+without numba's reference counting (:mod:`deepglass._numba`); each of these,
+and the row runs, sped the kernel up 1.1-2.3x.
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ class Stencils:
         sizes, kernel, stride, lo padding, dilation, groups and the offsets of
         its forward and adjoint weights in ``weights``.
     weights : ndarray (the graph's float dtype)
-        Forward weights ``[C_in, kh, kw, C_out/groups]`` and adjoint weights
+        Forward weights ``[C_in, kh, kw (reversed), C_out/groups]`` and adjoint weights
         ``[C_out, kh, kw, C_in/groups]`` of every stencil.
     fwd_ptr, fwd, adj_ptr, adj : ndarray int64
         Per node block, the stencils it is the source of (``fwd``) and the
@@ -197,12 +201,15 @@ def stencils(graph: SignedGraph) -> Stencils:
             cout, cin_g = W.shape[:2]
             g = b.groups
             W = W.reshape(cout, cin_g, kh, kw)
-            # forward [C_in, kh, kw, C_out/g], adjoint [C_out, kh, kw, C_in/g]
+            # forward [C_in, kh, kw reversed, C_out/g], adjoint [C_out, kh, kw, C_in/g]
+            # the forward stencil reads kernel columns in reverse (see _flip)
+            Wr = W.flip(3) if kw > 1 else W
             if g == 1:      # a plain matrix transpose: torch copies it ~2x faster
-                wf.view(cin_g * kh * kw, cout).copy_(W.view(cout, -1).t())
+                wf.view(cin_g * kh * kw, cout).copy_(Wr.view(cout, -1).t())
             else:
                 wf.view(g, cin_g, kh, kw, cout // g).copy_(
-                    W.view(g, cout // g, cin_g, kh, kw).permute(0, 2, 3, 4, 1))
+                    Wr.view(g, cout // g, cin_g, kh, kw).permute(0, 2, 3, 4, 1))
+            del Wr
             wa.view(cout, kh, kw, cin_g).copy_(W.permute(0, 2, 3, 1))
             geom = (b.in_shape[0], hin, win, cout, hout, wout, kh, kw, sh, sw, ph, pw, dh, dw, g)
         else:
@@ -381,6 +388,18 @@ def _flip(i, s, f, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
             oy = t // sh
             if oy >= hout:
                 continue
+            row = P[k, _DST] + oy * wout * cout
+            wrow = P[k, _WF] + (c * kh + ky) * kw * cout_g
+            if sw == 1 and dw == 1 and cout_g == cout:
+                # one run per kernel row: outputs ox = x + pw - kx are adjacent,
+                # and so are their weights, stored with kx reversed (kr = kw-1-kx)
+                ox_lo = max(0, x + pw - kw + 1)
+                ox_hi = min(wout - 1, x + pw)
+                if ox_lo <= ox_hi:
+                    _run(row + ox_lo * cout, (ox_hi - ox_lo + 1) * cout,
+                         wrow + (kw - 1 - x - pw + ox_lo) * cout, d, s, f, Wt, blk_of, head,
+                         nxt, prv, bkt, top, bound, up)
+                continue
             for kx in range(kw):
                 t2 = x + pw - kx * dw
                 if t2 < 0 or t2 % sw != 0:
@@ -388,9 +407,8 @@ def _flip(i, s, f, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
                 ox = t2 // sw
                 if ox >= wout:
                     continue
-                base = P[k, _DST] + (oy * wout + ox) * cout + grp * cout_g
-                wb = P[k, _WF] + ((c * kh + ky) * kw + kx) * cout_g
-                _run(base, cout_g, wb, d, s, f, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
+                _run(row + ox * cout + grp * cout_g, cout_g, wrow + (kw - 1 - kx) * cout_g, d, s,
+                     f, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
     # i is a destination: the inputs of its group under every tap
     for u in range(adj_ptr[b], adj_ptr[b + 1]):
         k = adj[u]
@@ -409,13 +427,24 @@ def _flip(i, s, f, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
             y = oy * sh - ph + ky * dh
             if y < 0 or y >= hin:
                 continue
+            row = P[k, _SRC] + y * win * cin
+            wrow = P[k, _WA] + (co * kh + ky) * kw * cin_g
+            x0 = ox * sw - pw
+            if dw == 1 and cin_g == cin:
+                # one run per kernel row: inputs x = x0 + kx are adjacent, and so
+                # are their weights
+                x_lo = max(0, x0)
+                x_hi = min(win - 1, x0 + kw - 1)
+                if x_lo <= x_hi:
+                    _run(row + x_lo * cin, (x_hi - x_lo + 1) * cin, wrow + (x_lo - x0) * cin,
+                         d, s, f, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
+                continue
             for kx in range(kw):
-                x = ox * sw - pw + kx * dw
+                x = x0 + kx * dw
                 if x < 0 or x >= win:
                     continue
-                base = P[k, _SRC] + (y * win + x) * cin + grp * cin_g
-                wb = P[k, _WA] + ((co * kh + ky) * kw + kx) * cin_g
-                _run(base, cin_g, wb, d, s, f, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
+                _run(row + x * cin + grp * cin_g, cin_g, wrow + kx * cin_g, d, s, f, Wt, blk_of,
+                     head, nxt, prv, bkt, top, bound, up)
 
 
 @njit_borrowing
