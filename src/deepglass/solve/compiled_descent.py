@@ -40,7 +40,7 @@ bounds, the flip buffer).
 Measured (``bench/bench_frustration.py``, 2 cores): ResNet-18 on 3x32x32, 16
 replicas, 0.28-0.30 s in the kernel (29k flips per replica, ~1.6 ns per
 field update and thread); LeNet, 48 replicas, 30 ms; AlexNet, one replica,
-1.5-1.75 s in the kernel (17k sweeps).  The inner loop of a stencil run is
+1.5-1.75 s in the kernel (17k sweeps), 4.1-4.4 s in all.  The inner loop of a stencil run is
 about eleven instructions per field update: its slices are indexed from 0
 (numba then drops the negative-index wraparound of every load), the bucket
 index comes from the float's bits, and the per-update helpers are compiled
