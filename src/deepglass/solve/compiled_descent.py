@@ -40,12 +40,13 @@ bounds, the flip buffer).
 Measured (``bench/bench_frustration.py``, 2 cores): ResNet-18 on 3x32x32, 16
 replicas, 0.28-0.30 s in the kernel (29k flips per replica, ~1.6 ns per
 field update and thread); LeNet, 48 replicas, 30 ms; AlexNet, one replica,
-1.5-1.75 s in the kernel (17k sweeps), 4.1-4.4 s in all.  The inner loop of a stencil run is
-about eleven instructions per field update: its slices are indexed from 0
-(numba then drops the negative-index wraparound of every load), the bucket
-index comes from the float's bits, and the per-update helpers are compiled
-without numba's reference counting (:mod:`deepglass._numba`); each of these,
-and the row runs, sped the kernel up 1.1-2.3x.
+1.5-1.75 s in the kernel (17k sweeps), 4.1-4.4 s in all.  The inner loop of
+a stencil run is about eleven instructions per field update: its slices are
+indexed from 0 (numba then drops the negative-index wraparound of every
+load), the bucket index comes from the float's bits, and the per-update
+helpers are compiled without numba's reference counting
+(:mod:`deepglass._numba`); each of these, and the row runs, sped the kernel
+up 1.1-2.3x.
 """
 
 from __future__ import annotations
@@ -334,8 +335,9 @@ def _drop(j, blk_of, head, nxt, prv, bkt, bound, thr):
 
 @njit_borrowing
 def _run(base, cnt, wb, d, s, f, Wt, blk_of, head, nxt, prv, bkt, top, bound, up):
-    """``f[base:base + cnt] += d Wt[wb:wb + cnt]``: one kernel tap's run of
-    neighbours, each moved up a bucket when its ``|h|`` grew past the edge."""
+    """``f[base:base + cnt] += d Wt[wb:wb + cnt]``: one run of neighbours (a
+    kernel tap's, or a whole kernel row's), each moved up a bucket when its
+    ``|h|`` grew past the edge."""
     # views indexed from 0: numba proves the index non-negative and drops the
     # wraparound test of each load (ResNet-18: 1.35x the whole kernel)
     fv = f[base:base + cnt]
