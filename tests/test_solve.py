@@ -156,46 +156,50 @@ def test_sparse_limit_falls_with_replicas_for_dense_layers_only():
     assert _sparse_limit(conv, 1, 0.0005) == _sparse_limit(conv, 80, 0.0005) == 0.0005
 
 
-def _integer_graph(net, input_shape, seed):
-    """``net`` with small integer weights: every field sum is exact in float64,
-    so two engines that make the same choices end at identical gauges."""
+def _integer_graph(net, input_shape, seed, dtype=torch.float64):
+    """``net`` with small integer weights: every field sum is exact (in float32
+    too), so two engines that make the same choices end at identical gauges."""
     torch.manual_seed(seed)
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randint(-4, 5, p.shape).double())
-    return SignedGraph.from_module(net.double(), input_shape, dtype=torch.float64)
+    return SignedGraph.from_module(net.double(), input_shape, dtype=dtype)
 
 
-def _integer_conv_net(seed):
+def _integer_conv_net(seed, dtype=torch.float64):
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
                         nn.Linear(64, 6), nn.ReLU(), nn.Linear(6, 3))
-    return _integer_graph(net, (1, 8, 8), seed)
+    return _integer_graph(net, (1, 8, 8), seed, dtype)
 
 
-def _integer_wide_net(seed):
+def _integer_wide_net(seed, dtype=torch.float64):
     # kernels wider than the image, padded on both sides (the compiled engine's
     # one-run-per-kernel-row path clipped at both ends), and a row kernel
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Conv2d(2, 3, (2, 5), padding=(1, 3)), nn.ReLU(),
                         nn.Conv2d(3, 2, (1, 3), padding=(0, 1)), nn.ReLU(), nn.Flatten(),
                         nn.Linear(2 * 5 * 5, 3))
-    return _integer_graph(net, (2, 4, 3), seed)
+    return _integer_graph(net, (2, 4, 3), seed, dtype)
 
 
 _NETS = {"conv": _integer_conv_net, "wide": _integer_wide_net,
-         "geometries": lambda seed: _integer_graph(_Geometries(), (2, 9, 7), seed)}
+         "geometries": lambda seed, dtype: _integer_graph(_Geometries(), (2, 9, 7), seed, dtype)}
+# the compiled engine keeps its margins in the graph's dtype (float32: the vector path)
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @pytest.mark.parametrize("net", list(_NETS))
+@pytest.mark.parametrize("dtype", list(_DTYPES))
 @pytest.mark.parametrize("threshold,gamma,decay", [("block", 0.9, 1.0), ("block", 0.9, 0.97),
                                                    ("global", 0.8, 0.85), ("block", 0.0, 1.0)])
-def test_compiled_and_matrix_free_engines_take_the_same_steps(net, threshold, gamma, decay):
+def test_compiled_and_matrix_free_engines_take_the_same_steps(net, dtype, threshold, gamma,
+                                                              decay):
     # the compiled engine is the same schedule with in-place updates through
     # stencils and a CSR rest: with exact arithmetic (integer weights, tol = 0)
     # it must end at the very same gauges
-    g = _NETS[net](3 if net != "geometries" else 5)
+    g = _NETS[net](3 if net != "geometries" else 5, _DTYPES[dtype])
     s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 6, seed=9)).double()
     kw = dict(gamma=gamma, decay=decay, threshold=threshold, tol=0.0)
     mf = descent(g, s0, engine="matrix-free", **kw)
@@ -203,25 +207,26 @@ def test_compiled_and_matrix_free_engines_take_the_same_steps(net, threshold, ga
     # (with gamma = 0 the matrix-free engine also counts the empty sweep that ends it)
     assert abs(mf.sweeps - ex.sweeps) <= 1 and ex.sweeps > 1
     torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
-    torch.testing.assert_close(ex.fields, mf.fields.double(), rtol=0, atol=0)
+    torch.testing.assert_close(ex.fields, mf.fields, rtol=0, atol=0)
     np.testing.assert_array_equal(ex.flips, mf.flips.astype(np.int64))
     # and fields are As sigma of the final gauges
     torch.testing.assert_close(ex.fields, g.sym_matvec(ex.sigma))
 
 
 @pytest.mark.parametrize("net", list(_NETS))
-def test_compiled_kernel_updates_fields_in_place(net):
+@pytest.mark.parametrize("dtype", list(_DTYPES))
+def test_compiled_kernel_updates_fields_in_place(net, dtype):
     # after the kernel, the fields it kept up to date flip by flip must equal
     # As sigma of its gauges, with As the explicit matrix permuted to the
     # kernel's channels-last order; and its stencils cover every edge
     from deepglass.solve.compiled_descent import compiled_descent, stencils
 
-    g = _NETS[net](1 if net != "geometries" else 2)
+    g = _NETS[net](1 if net != "geometries" else 2, _DTYPES[dtype])
     st = stencils(g)
     As = g.to_scipy_sym()
     assert st.n_stencil_edges + st.rest.nnz // 2 == g.n_edges
     Ap = As[st.perm][:, st.perm]
-    sigma = deepglass.solve.start_gauges(g.n_nodes, 3, seed=0).astype(np.float64)[:, st.perm]
+    sigma = deepglass.solve.start_gauges(g.n_nodes, 3, seed=0).astype(np.float32)[:, st.perm]
     sigma = np.ascontiguousarray(sigma)
     fields = np.ascontiguousarray((Ap @ sigma.T).T)
     sweeps, flips = np.zeros(3, np.int64), np.zeros(3, np.int64)

@@ -358,6 +358,7 @@ def test_borrowing_helpers_compile_without_refcounts_and_agree():
 
     if hasattr(CPUTargetOptions, "_nrt"):
         for fn in (compiled_descent._place, compiled_descent._flip, compiled_descent._collect,
+                   compiled_descent._run,
                    greedy_mod._sift_down, greedy_mod._heap_fix):
             assert fn.targetoptions.get("_nrt") is False, fn.__name__
 
@@ -406,3 +407,32 @@ def test_bucket_of_reads_frexp_from_the_bits():
         assert k == reference(a), a
         assert a <= up[k]                       # a node's |h| is below its bucket's edge
     assert _bucket_of(np.inf) == _NBK - 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_add_scaled_lanes_is_the_scalar_update(dtype):
+    """The compiled descent's vector update equals the scalar loop lane by lane
+    (float32 ``d * s`` first, as numba rounds ``d * s[j] * w[k]``), leaves the
+    lanes past ``count`` as they were and flags exactly the live lanes that
+    went negative."""
+    from numba import njit
+
+    from deepglass._numba import LANES, add_scaled_lanes
+
+    @njit
+    def lanes(m, s, base, w, wbase, d, count):
+        return add_scaled_lanes(m, s, base, w, wbase, d, count)
+
+    rng = np.random.default_rng(1)
+    for count in range(LANES + 1):
+        m = rng.uniform(-0.5, 2.0, 3 * LANES).astype(dtype)
+        s = rng.choice([-1.0, 1.0], 3 * LANES).astype(np.float32)
+        w = rng.standard_normal(3 * LANES).astype(dtype)
+        d = np.float32(rng.choice([-2.0, 2.0]))
+        base, wbase = int(rng.integers(0, LANES)), int(rng.integers(0, 2 * LANES))
+        expect = m.copy()
+        live = slice(base, base + count)
+        expect[live] += (d * s[live]).astype(dtype) * w[wbase:wbase + count]
+        neg = lanes(m, s, base, w, wbase, d, count)
+        np.testing.assert_array_equal(m, expect)
+        assert neg == sum(1 << k for k in range(count) if expect[base + k] < 0)

@@ -32,21 +32,33 @@ Edge blocks of other kinds (pooling, identity shortcuts, locally connected
 layers, scaled sources) are small; their couplings are held as one symmetric
 CSR matrix in the internal order.
 
+A field is kept as its *margin* ``m_j = h_j - bound_j`` in the weights'
+dtype, ``bound_j`` being minus the upper edge of its bucket (or ``-thr_j``
+outside the buckets), so a neighbour's update is ``m_j += 2 s_i s_j As_ij``
+and the only test is ``m_j < 0``.  A run updates 16 margins per vector
+operation (:func:`deepglass._numba.add_scaled_lanes`; ``m``, ``s`` and the
+weights are padded for the last, partial one) and visits lanes one by one
+only where a margin went negative: about one update in a hundred on
+ResNet-18, one in thirty on LeNet.  With exact arithmetic the steps are those
+of the batched engine (tested in float64 and float32).
+
 Memory: the weights twice (the graph's dtype, both directions), the CSR of
-the remaining blocks (12 bytes per stored entry), and per replica gauges and
-fields (float64) plus 40 bytes per node for each running thread (buckets,
-bounds, the flip buffer).
+the remaining blocks (12 bytes per stored entry), per replica the gauges
+(float32) and fields (float64), and per running thread and node 24 bytes
+for float32 graphs (margins, bounds, gauges, three int32 bucket links) plus
+the flip buffer (int64).
 
 Measured (``bench/bench_frustration.py``, 2 cores): ResNet-18 on 3x32x32, 16
-replicas, 0.28-0.30 s in the kernel (29k flips per replica, ~1.6 ns per
-field update and thread); LeNet, 48 replicas, 30 ms; AlexNet, one replica,
-1.5-1.75 s in the kernel (17k sweeps), 4.1-4.4 s in all.  The inner loop of
-a stencil run is about eleven instructions per field update: its slices are
-indexed from 0 (numba then drops the negative-index wraparound of every
-load), the bucket index comes from the float's bits, and the per-update
-helpers are compiled without numba's reference counting
-(:mod:`deepglass._numba`); each of these, and the row runs, sped the kernel
-up 1.1-2.3x.
+replicas, 0.20-0.29 s in the kernel (29k flips per replica, 24M field
+updates, ~1 ns per update and thread, mostly waiting for weights that are
+not in the cache: the same runs take ~0.2 ns with cached weights); LeNet, 48
+replicas, 28-30 ms, where the per-flip bookkeeping (stencil geometry, bucket
+moves) costs more than the updates.  Earlier steps that each sped the
+kernel up 1.1-2.3x: views indexed from 0 (numba drops the negative-index
+wraparound of every load), the bucket index read from the float's bits,
+per-update helpers compiled without numba's reference counting
+(:mod:`deepglass._numba`), one run per kernel row; the margins in vectors
+then 1.4-1.5x on ResNet-18 (level on LeNet).
 """
 
 from __future__ import annotations
@@ -59,7 +71,7 @@ import scipy.sparse as sp
 import torch
 from numba import njit, prange
 
-from .._numba import float_bits, njit_borrowing, njit_parallel
+from .._numba import LANES, add_scaled_lanes, float_bits, njit_borrowing, njit_parallel
 from ..graph import SignedGraph
 from ..graph.blocks import ConvBlock, DenseBlock
 
@@ -175,9 +187,12 @@ def stencils(graph: SignedGraph) -> Stencils:
     # copies and gathers are threaded; AlexNet's are 0.5 GB in float32).  NumPy
     # allocates it: it asks Linux for transparent huge pages, whose first touch
     # faults once per 2 MB instead of per 4 kB (ResNet-18: 88 MB in ~6 ms, not ~28)
-    weights = torch.from_numpy(np.empty(
-        sum(2 * b.weight.numel() for b, k in zip(graph.edge_blocks, kinds) if k is not None),
-        dtype=torch.empty(0, dtype=graph.dtype).numpy().dtype))
+    # (LANES zeros at the end: the kernel's vector updates read up to LANES - 1
+    # weights past a run)
+    n_w = sum(2 * b.weight.numel() for b, k in zip(graph.edge_blocks, kinds) if k is not None)
+    weights = torch.from_numpy(np.empty(n_w + LANES,
+                                        dtype=torch.empty(0, dtype=graph.dtype).numpy().dtype))
+    weights[n_w:] = 0
     params, at = [], 0
     fwd = [[] for _ in nbs]
     adj = [[] for _ in nbs]
@@ -290,6 +305,12 @@ def _bucket_of(a):
 
 
 @njit_borrowing(inline="always")
+def _field(j, m, bound):
+    """``h_j = s_j (As sigma)_j`` of node ``j``, in float64, from its margin."""
+    return np.float64(m[j]) + np.float64(bound[j])
+
+
+@njit_borrowing(inline="always")
 def _unlink(j, hb, head, nxt, prv, bkt):
     p = prv[j]
     q = nxt[j]
@@ -303,8 +324,9 @@ def _unlink(j, hb, head, nxt, prv, bkt):
 
 
 @njit_borrowing
-def _place(j, h, blk_of, head, nxt, prv, bkt, top, bound, up):
-    """Put node ``j`` (field ``h < 0``) into the bucket of ``|h|``."""
+def _place(j, h, blk_of, head, nxt, prv, bkt, top, bound, m, up):
+    """Put node ``j`` (field ``h < 0``) into the bucket of ``|h|``; its bound
+    becomes minus the bucket's upper edge (0 for the last, unbounded one)."""
     kk = _bucket_of(-h)
     b = blk_of[j]
     old = bkt[j]
@@ -320,54 +342,57 @@ def _place(j, h, blk_of, head, nxt, prv, bkt, top, bound, up):
         prv[q] = j
     head[hb] = j
     bkt[j] = kk
-    bound[j] = -up[kk]
     if kk > top[b]:
         top[b] = kk
+    lim = -up[kk] if kk < _NBK - 1 else 0.0
+    bound[j] = lim
+    m[j] = h - lim
 
 
 @njit_borrowing
-def _drop(j, blk_of, head, nxt, prv, bkt, bound, thr):
-    """Take node ``j`` out of its bucket (its field is no longer negative)."""
+def _drop(j, h, blk_of, head, nxt, prv, bkt, bound, m, thr):
+    """Take node ``j`` (field ``h``, no longer negative) out of its bucket."""
     if bkt[j] >= 0:
         _unlink(j, blk_of[j] * _NBK + bkt[j], head, nxt, prv, bkt)
     bound[j] = -thr[j]
+    m[j] = h + thr[j]
 
 
 @njit_borrowing
-def _run(base, cnt, wb, d, s, f, Wt, blk_of, head, nxt, prv, bkt, top, bound, up):
-    """``f[base:base + cnt] += d Wt[wb:wb + cnt]``: one run of neighbours (a
-    kernel tap's, or a whole kernel row's), each moved up a bucket when its
-    ``|h|`` grew past the edge."""
-    # views indexed from 0: numba proves the index non-negative and drops the
-    # wraparound test of each load (ResNet-18: 1.35x the whole kernel)
-    fv = f[base:base + cnt]
-    sv = s[base:base + cnt]
-    bv = bound[base:base + cnt]
-    wv = Wt[wb:wb + cnt]
-    for t in range(cnt):
-        fv[t] += d * wv[t]
-        h = sv[t] * fv[t]
-        if h < bv[t]:
-            _place(base + t, h, blk_of, head, nxt, prv, bkt, top, bound, up)
+def _run(base, cnt, wb, d, s, m, Wt, blk_of, head, nxt, prv, bkt, top, bound, up):
+    """``h[base:base + cnt] += d s Wt[wb:wb + cnt]`` on the margins: one run of
+    neighbours (a kernel tap's, or a whole kernel row's), each moved up a
+    bucket when its ``|h|`` grew past the edge (its margin went negative)."""
+    # LANES margins per vector operation (the last one partial: ``m``, ``s``
+    # and ``Wt`` are padded); the rare lanes that went negative (one update in
+    # a hundred on ResNet-18) are moved one by one
+    for t in range(0, cnt, LANES):
+        neg = add_scaled_lanes(m, s, base + t, Wt, wb + t, d, cnt - t)
+        if neg != 0:
+            for u in range(LANES):
+                if (neg >> u) & 1:
+                    j = base + t + u
+                    _place(j, _field(j, m, bound), blk_of, head, nxt, prv, bkt, top, bound, m, up)
 
 
 @njit_borrowing
-def _flip(i, s, f, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data,
+def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data,
           blk_of, head, nxt, prv, bkt, top, bound, up):
-    """Flip node ``i`` and update its neighbours' fields (the CSR, then stencils).
+    """Flip node ``i`` and update its neighbours' margins (the CSR, then stencils).
 
-    After each update the neighbour's new ``h`` is compared with its bound
-    (minus its bucket's upper edge, or ``-thr`` outside the buckets): the
-    only bucket work on this path is the rare move up."""
+    A neighbour's update changes its ``h_j = s_j (As sigma)_j`` by
+    ``2 s_i s_j As_ij``; its margin over its bound (minus its bucket's upper
+    edge, or ``-thr`` outside the buckets) going negative is the only, rare,
+    bucket work on this path."""
+    h = _field(i, m, bound)
     s[i] = -s[i]
-    _drop(i, blk_of, head, nxt, prv, bkt, bound, thr)
-    d = 2.0 * s[i]
+    _drop(i, -h, blk_of, head, nxt, prv, bkt, bound, m, thr)
+    d = s[i] + s[i]
     for p in range(indptr[i], indptr[i + 1]):
         j = indices[p]
-        f[j] += data[p] * d
-        h = s[j] * f[j]
-        if h < bound[j]:
-            _place(j, h, blk_of, head, nxt, prv, bkt, top, bound, up)
+        m[j] += data[p] * d * s[j]
+        if m[j] < 0:
+            _place(j, _field(j, m, bound), blk_of, head, nxt, prv, bkt, top, bound, m, up)
     b = blk_of[i]
     # i is a source: the outputs of its group in every tap whose window holds it
     for u in range(fwd_ptr[b], fwd_ptr[b + 1]):
@@ -399,7 +424,7 @@ def _flip(i, s, f, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
                 ox_hi = min(wout - 1, x + pw)
                 if ox_lo <= ox_hi:
                     _run(row + ox_lo * cout, (ox_hi - ox_lo + 1) * cout,
-                         wrow + (kw - 1 - x - pw + ox_lo) * cout, d, s, f, Wt, blk_of, head,
+                         wrow + (kw - 1 - x - pw + ox_lo) * cout, d, s, m, Wt, blk_of, head,
                          nxt, prv, bkt, top, bound, up)
                 continue
             for kx in range(kw):
@@ -410,7 +435,7 @@ def _flip(i, s, f, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
                 if ox >= wout:
                     continue
                 _run(row + ox * cout + grp * cout_g, cout_g, wrow + (kw - 1 - kx) * cout_g, d, s,
-                     f, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
+                     m, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
     # i is a destination: the inputs of its group under every tap
     for u in range(adj_ptr[b], adj_ptr[b + 1]):
         k = adj[u]
@@ -439,18 +464,18 @@ def _flip(i, s, f, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
                 x_hi = min(win - 1, x0 + kw - 1)
                 if x_lo <= x_hi:
                     _run(row + x_lo * cin, (x_hi - x_lo + 1) * cin, wrow + (x_lo - x0) * cin,
-                         d, s, f, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
+                         d, s, m, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
                 continue
             for kx in range(kw):
                 x = x0 + kx * dw
                 if x < 0 or x >= win:
                     continue
-                _run(row + x * cin + grp * cin_g, cin_g, wrow + kx * cin_g, d, s, f, Wt, blk_of,
+                _run(row + x * cin + grp * cin_g, cin_g, wrow + kx * cin_g, d, s, m, Wt, blk_of,
                      head, nxt, prv, bkt, top, bound, up)
 
 
 @njit_borrowing
-def _collect(b, lo_mag, theta, s, f, thr, blk_of, head, nxt, prv, bkt, top, bound, up, buf,
+def _collect(b, lo_mag, theta, m, thr, blk_of, head, nxt, prv, bkt, top, bound, up, buf,
              stop_at_first):
     """Read block ``b``'s buckets from the top down while their upper edge
     exceeds ``lo_mag``, moving stale nodes down (or out) on the way; append
@@ -466,14 +491,14 @@ def _collect(b, lo_mag, theta, s, f, thr, blk_of, head, nxt, prv, bkt, top, boun
         j = head[b * _NBK + k]
         while j >= 0:
             nx = nxt[j]
-            h = s[j] * f[j]
+            h = _field(j, m, bound)
             if h >= -thr[j]:
-                _drop(j, blk_of, head, nxt, prv, bkt, bound, thr)
+                _drop(j, h, blk_of, head, nxt, prv, bkt, bound, m, thr)
             else:
                 if k > 0 and h > -up[k - 1]:
                     # stale: it moves down and is read there if that is in range
                     # (below the range |h| <= lo_mag, so it is no candidate)
-                    _place(j, h, blk_of, head, nxt, prv, bkt, top, bound, up)
+                    _place(j, h, blk_of, head, nxt, prv, bkt, top, bound, m, up)
                 else:
                     if h < hmin:
                         hmin = h
@@ -494,18 +519,26 @@ def _descend_one(P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data, blk_s
                  cls_ptr, cls_blk, thr, s, f, up, gamma, decay, per_block, sweep0, max_sweeps):
     n = s.shape[0]
     nb = blk_start.shape[0]
-    head = np.full(nb * _NBK, -1, np.int64)
+    head = np.full(nb * _NBK, -1, np.int32)
     top = np.full(nb, -1, np.int64)
-    nxt = np.empty(n, np.int64)
-    prv = np.empty(n, np.int64)
-    bkt = np.full(n, -1, np.int64)
-    bound = np.empty(n, np.float64)
+    nxt = np.empty(n, np.int32)
+    prv = np.empty(n, np.int32)
+    bkt = np.full(n, -1, np.int32)
+    bound = np.empty(n, Wt.dtype)
+    # the fields are kept as margins m = h - bound (h = s f) in the weights'
+    # dtype: an update reads a gauge, a weight and a margin, and the margins
+    # and gauges of a replica stay in a core's cache (ResNet-18 on 3x32x32:
+    # 8 bytes a node, not the 20 of float64 fields beside float64 bounds)
+    m = np.zeros(n + LANES, Wt.dtype)
+    sp = np.zeros(n + LANES, np.float32)
+    sp[:n] = s
     buf = np.empty(n, np.int64)
     for i in range(n):
+        h = sp[i] * f[i]
         bound[i] = -thr[i]
-        h = s[i] * f[i]
+        m[i] = h + thr[i]
         if h < bound[i]:
-            _place(i, h, blk_of, head, nxt, prv, bkt, top, bound, up)
+            _place(i, h, blk_of, head, nxt, prv, bkt, top, bound, m, up)
     sweeps = sweep0
     flips = 0
     while sweeps < max_sweeps:
@@ -516,8 +549,8 @@ def _descend_one(P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data, blk_s
         if not per_block and factor > 0.0:
             # the replica's most negative field: each block's top bucket, cleaned
             for b in range(nb):
-                _, hm = _collect(b, 0.0, -np.inf, s, f, thr, blk_of, head, nxt, prv, bkt,
-                                    top, bound, up, buf, True)
+                _, hm = _collect(b, 0.0, -np.inf, m, thr, blk_of, head, nxt, prv, bkt,
+                                 top, bound, up, buf, True)
                 hmin_all = min(hmin_all, hm)
         n_sweep = 0
         for c in range(cls_ptr.shape[0] - 1):
@@ -530,15 +563,15 @@ def _descend_one(P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data, blk_s
                     theta = 0.0
                 elif per_block:
                     # the block's minimum now (earlier classes moved its fields)
-                    _, hm = _collect(b, 0.0, -np.inf, s, f, thr, blk_of, head, nxt, prv,
-                                        bkt, top, bound, up, buf, True)
+                    _, hm = _collect(b, 0.0, -np.inf, m, thr, blk_of, head, nxt, prv,
+                                     bkt, top, bound, up, buf, True)
                     theta = factor * hm
                 else:
                     theta = factor * hmin_all
-                nsel, _ = _collect(b, -theta, theta, s, f, thr, blk_of, head, nxt, prv,
-                                      bkt, top, bound, up, buf, False)
+                nsel, _ = _collect(b, -theta, theta, m, thr, blk_of, head, nxt, prv,
+                                   bkt, top, bound, up, buf, False)
                 for t in range(nsel):
-                    _flip(buf[t], s, f, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr,
+                    _flip(buf[t], sp, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr,
                           indices, data, blk_of, head, nxt, prv, bkt, top, bound, up)
                 n_sweep += nsel
         # a sweep without flips found no negative field: every block holding
@@ -547,6 +580,9 @@ def _descend_one(P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data, blk_s
             break
         flips += n_sweep
         sweeps += 1
+    for i in range(n):
+        s[i] = sp[i]
+        f[i] = sp[i] * _field(i, m, bound)
     return sweeps, flips
 
 
@@ -572,8 +608,9 @@ def compiled_descent(st: Stencils, sigma: np.ndarray, fields: np.ndarray, classe
     st : Stencils
         From :func:`stencils`.
     sigma, fields : ndarray (R, n), C-contiguous, internal order
-        Gauges (+-1, float32 or float64) and their fields ``As sigma``
-        (float64); both are updated in place.
+        Gauges (+-1, float32) and their fields ``As sigma`` (float64); both
+        are updated in place (the fields from the margins, which the kernel
+        keeps in the weights' dtype).
     classes : list of lists of int
         Colour classes of node blocks (no edge inside a class).
     thr : ndarray float64 (n,), internal order
@@ -591,10 +628,12 @@ def compiled_descent(st: Stencils, sigma: np.ndarray, fields: np.ndarray, classe
     The fields are updated incrementally: the caller verifies them against
     ``As sigma`` recomputed from scratch.
     """
+    if sigma.dtype != np.float32:
+        raise ValueError(f"compiled_descent: sigma must be float32, got {sigma.dtype}")
     if not (sigma.flags.c_contiguous and fields.flags.c_contiguous):
         raise ValueError("compiled_descent: sigma and fields must be C-contiguous (R, n)")
     blk_start = np.ascontiguousarray(st.blocks[:, 0])
-    blk_of = np.repeat(np.arange(len(blk_start), dtype=np.int64), st.blocks[:, 1] - blk_start)
+    blk_of = np.repeat(np.arange(len(blk_start), dtype=np.int32), st.blocks[:, 1] - blk_start)
     cls_ptr = np.cumsum([0] + [len(c) for c in classes]).astype(np.int64)
     cls_blk = np.array([b for c in classes for b in c], dtype=np.int64)
     r = st.rest

@@ -172,7 +172,8 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto") -> st
         return "matrix-free"
     # weights twice + the CSR of non-stencil blocks (12 bytes per stored entry, two
     # per edge, twice while it is built) + gauges and fields (float64, twice during
-    # the hand-over) + buckets and bounds of the running replicas (40 bytes per node)
+    # the hand-over) + per running replica margins and bounds (the graph's dtype),
+    # a gauge copy, bucket links and the flip buffer (at most 40 bytes per node)
     n = graph.n_nodes
     other = sum(b.n_edges() for b in graph.edge_blocks if stencil_kind(graph, b) is None)
     itemsize = torch.empty(0, dtype=graph.dtype).element_size()
