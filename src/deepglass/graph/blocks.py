@@ -23,6 +23,7 @@ norm, scalar multiplication) are handled here, once, for every kind.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import ClassVar, Sequence
 
@@ -284,14 +285,18 @@ class DenseBlock(EdgeBlock):
         return i.ravel(), j.ravel(), self.weight.detach().double().cpu().numpy().ravel()
 
 
+@functools.lru_cache(maxsize=4096)
 def _window_triples(L: int, O: int, k: int, stride: int, pad_lo: int, dilation: int):
-    """For one spatial dimension: all (output pos, tap, input pos) with the input in bounds."""
+    """For one spatial dimension: all (output pos, tap, input pos) with the input
+    in bounds (read-only arrays, cached: edge counts ask for them often)."""
     o = np.arange(O)[:, None]
     t = np.arange(k)[None, :]
     i = o * stride - pad_lo + t * dilation
     ok = (i >= 0) & (i < L)
-    oo, tt = np.broadcast_to(o, ok.shape)[ok], np.broadcast_to(t, ok.shape)[ok]
-    return oo, tt, i[ok]
+    out = np.broadcast_to(o, ok.shape)[ok], np.broadcast_to(t, ok.shape)[ok], i[ok]
+    for x in out:
+        x.setflags(write=False)
+    return out
 
 
 class ConvBlock(EdgeBlock):
@@ -538,7 +543,6 @@ class PoolBlock(EdgeBlock):
 
     def _apply(self, x, absolute):
         R = x.shape[0]
-        C = self.in_shape[0]
         for d, P in enumerate(self._mats(x)):
             # contract spatial dim d (axis 2 + d) with P (O_d x L_d)
             x = torch.movedim(torch.tensordot(x, P, dims=([2 + d], [1])), -1, 2 + d)
@@ -570,7 +574,6 @@ class PoolBlock(EdgeBlock):
             o_flat = o_flat * self.spatial_out[d] + oo[g]
             i_flat = i_flat * self.in_shape[1 + d] + ii[g]
             w = w * ww[g]
-        n_in, n_out = len(i_flat), 0
         n_sp_in = math.prod(self.in_shape[1:])
         n_sp_out = math.prod(self.spatial_out)
         c = np.arange(C)[:, None]

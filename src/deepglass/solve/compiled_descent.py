@@ -49,7 +49,7 @@ for float32 graphs (margins, bounds, gauges, three int32 bucket links) plus
 the flip buffer (int64).
 
 Measured (``bench/bench_frustration.py``, 2 cores): ResNet-18 on 3x32x32, 16
-replicas, 0.20-0.29 s in the kernel (29k flips per replica, 24M field
+replicas, 0.19-0.29 s in the kernel (29k flips per replica, 24M field
 updates, ~1 ns per update and thread, mostly waiting for weights that are
 not in the cache: the same runs take ~0.2 ns with cached weights); LeNet, 48
 replicas, 28-30 ms, where the per-flip bookkeeping (stencil geometry, bucket
