@@ -240,6 +240,29 @@ def test_compiled_kernel_updates_fields_in_place(net, dtype):
                          flips=flips)
 
 
+def test_compiled_launches_in_batches_of_replicas(monkeypatch):
+    # a long run goes to the kernel in batches of replicas with a progress
+    # callback between them; each replica's descent is its own, so the result
+    # is that of one launch
+    import deepglass.solve.descent as descent_module
+
+    g = _integer_conv_net(2)
+    s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 7, seed=4)).double()
+    whole = descent(g, s0, engine="compiled")
+    assert descent_module._launches(7, g.n_edges, 2) == [slice(0, 7)]
+    assert descent_module._launches(7, g.n_edges, 2, work=0, most=3) == [
+        slice(0, 4), slice(4, 7)]
+    assert descent_module._launches(80, 10**9, 2) == [slice(k, k + 10) for k in range(0, 80, 10)]
+    monkeypatch.setattr(descent_module, "_launches",
+                        lambda R, n_edges, threads: [slice(0, 3), slice(3, 4), slice(4, 7)])
+    calls = []
+    parts = descent(g, s0, engine="compiled", callback=lambda k, n: calls.append(n))
+    torch.testing.assert_close(parts.sigma, whole.sigma, rtol=0, atol=0)
+    np.testing.assert_array_equal(parts.flips, whole.flips)
+    assert parts.sweeps == whole.sweeps
+    assert len(calls) == 3 and calls == sorted(calls) and calls[-1] == whole.flips.sum()
+
+
 def test_engine_choice():
     from deepglass.solve.descent import choose_engine
 

@@ -70,7 +70,7 @@ def frustration_cmd(
         raise DeepglassError("--engine applies to --method descent")
     options = {"engine": engine} if method == "descent" else {}
     _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu")
-    with progress(f"{method} sweeps", None, enabled=not as_json) as advance:
+    with progress(f"{method} progress", None, enabled=not as_json) as advance:
         res = deepglass.frustration(g, method=method, replicas=replicas, seed=seed, init=init,
                                     device=device, callback=lambda k, n: advance(), **options)
     if save:

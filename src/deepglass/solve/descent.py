@@ -231,7 +231,10 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
         A field counts as negative when ``h_i < -tol * sum_j |As_ij|`` (guards
         float32 rounding; 0 with float64 graphs is exact up to rounding).
     callback : callable, optional
-        Called as ``callback(sweep, n_flipped)`` after each sweep.
+        Called as ``callback(sweep, n_flipped)`` after each sweep (the
+        matrix-free engine) or after each launch of the compiled kernel (a
+        batch of replicas run to their end: ``sweep`` is the most any has
+        done, ``n_flipped`` the flips so far).
 
     Returns
     -------
@@ -342,18 +345,32 @@ def _compiled(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback)
         sigma = None
         f_int = _permuted(F, perm, torch.float64).numpy()
         F = None
-        compiled_descent(st, s_int, f_int, classes, thr.double().cpu().numpy()[st.perm],
-                         gamma=gamma, decay=decay, per_block=per_block, sweeps=sweeps,
-                         max_sweeps=max_sweeps, flips=flips)
+        thr_int = thr.double().cpu().numpy()[st.perm]
+        for rows in _launches(R, graph.n_edges, numba.get_num_threads()):
+            compiled_descent(st, s_int[rows], f_int[rows], classes, thr_int, gamma=gamma,
+                             decay=decay, per_block=per_block, sweeps=sweeps[rows],
+                             max_sweeps=max_sweeps, flips=flips[rows])
+            if callback is not None:
+                callback(int(sweeps.max()), int(flips.sum()))
         del f_int, st
         sigma = _permuted(torch.from_numpy(s_int), inverse, graph.dtype).to(graph.device)
         del s_int
-        if callback is not None:
-            callback(int(sweeps.max()), int(flips.sum()))
     if F is None:
         F = fields(sigma)
     return DescentState(sigma=sigma, fields=F, sweeps=int(sweeps.max()), flips=flips,
                         engine="compiled")
+
+
+def _launches(R: int, n_edges: int, threads: int, work: float = 1e10, most: int = 8):
+    """Row slices of the compiled kernel's launches: one for small runs; where
+    ``R`` replicas of ``n_edges`` exceed ``work`` edge-replicas (AlexNet: 15
+    replicas; about a second of kernel), up to ``most`` launches of whole
+    multiples of ``threads`` replicas, so that a progress callback runs between
+    them (each launch waits for its slowest thread: a few per cent)."""
+    if R * n_edges <= work:
+        return [slice(0, R)]
+    step = threads * -(-R // (threads * most))
+    return [slice(lo, min(lo + step, R)) for lo in range(0, R, step)]
 
 
 def _permuted(x: torch.Tensor, columns: torch.Tensor, dtype, chunk: int = 8) -> torch.Tensor:
