@@ -238,6 +238,10 @@ def test_compiled_kernel_updates_fields_in_place(net, dtype):
         compiled_descent(st, np.asfortranarray(sigma), fields, g.coloring(), np.zeros(g.n_nodes),
                          gamma=0.5, decay=1.0, per_block=True, sweeps=sweeps, max_sweeps=3,
                          flips=flips)
+    with pytest.raises(ValueError, match="float32"):
+        compiled_descent(st, sigma.astype(np.float64), fields, g.coloring(), np.zeros(g.n_nodes),
+                         gamma=0.5, decay=1.0, per_block=True, sweeps=sweeps, max_sweeps=3,
+                         flips=flips)
 
 
 def test_compiled_launches_in_batches_of_replicas(monkeypatch):
