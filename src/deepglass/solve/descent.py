@@ -364,9 +364,10 @@ def _compiled(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback)
 def _launches(R: int, n_edges: int, threads: int, work: float = 1e10, most: int = 8):
     """Row slices of the compiled kernel's launches: one for small runs; where
     ``R`` replicas of ``n_edges`` exceed ``work`` edge-replicas (AlexNet: 15
-    replicas; about a second of kernel), up to ``most`` launches of whole
+    replicas, ~10 s of kernel on two cores), up to ``most`` launches of whole
     multiples of ``threads`` replicas, so that a progress callback runs between
-    them (each launch waits for its slowest thread: a few per cent)."""
+    them (each launch waits for its slowest thread; AlexNet at 80 replicas in 8
+    launches took the time of one launch)."""
     if R * n_edges <= work:
         return [slice(0, R)]
     step = threads * -(-R // (threads * most))
