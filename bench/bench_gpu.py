@@ -1,12 +1,10 @@
-"""Frustration on a CUDA device (issue: solvers, GPU target).  Prints, in one run:
-
-- the device checks of ``tests/test_cuda.py`` in brief: the fields
-  ``As sigma`` of ResNet-18 on 3x32x32 on the device against the CPU (float64);
-- ResNet-18 at 3x224x224 (the zoo's, random init; 2.8 B edges in the paper's
-  count) with ``--replicas`` (default 80, the paper's) start gauges to
-  single-flip local minima with the matrix-free descent on the device:
-  seconds, sweeps, best and mean eps, whether all replicas ended at local
-  minima, peak device memory.  Target: under 2 minutes.
+"""Frustration on a CUDA device (issue: solvers, GPU target).  Prints the time of
+ResNet-18 at 3x224x224 (the zoo's, random init; 2.8 B edges in the paper's
+count) with ``--replicas`` (default 80, the paper's) start gauges to
+single-flip local minima with the matrix-free descent on the device:
+seconds, sweeps, best and mean eps, whether all replicas ended at local
+minima, peak device memory.  Target: under 2 minutes.  Whether the device
+computes what the CPU does is ``tests/test_cuda.py``'s job.
 
 Where torch sees no CUDA device it says so and exits 0.  ``--device cpu``
 runs the same steps on the CPU (a check of this script; slow at 224).
@@ -27,41 +25,27 @@ import torch
 
 import deepglass
 from deepglass.graph import SignedGraph
-from deepglass.solve import start_gauges
 from deepglass.zoo import get
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def check_fields(device: str) -> None:
-    g = SignedGraph.from_module(get("resnet18"), (3, 32, 32), dtype=torch.float64)
-    s = torch.from_numpy(start_gauges(g.n_nodes, 4, seed=1)).to(torch.float64)
-    F = g.sym_matvec(s)
-    Fd = g.to(device).sym_matvec(s.to(device)).cpu()
-    err = float((F - Fd).abs().max() / g.abs_row_sums().max())
-    print(f"fields of ResNet-18 3x32x32 (float64, 4 replicas) on {device} vs CPU: "
-          f"largest difference {err:.1e} of the largest row |As| sum")
-
-
 def resnet_target(device: str, replicas: int, side: int, seed: int) -> None:
+    cuda = device.startswith("cuda")
     t = time.perf_counter()
     g = SignedGraph.from_module(get("resnet18"), (3, side, side))
     print(f"\nResNet-18 3x{side}x{side}: {g.n_nodes:,} nodes, {g.n_edges:,} edges "
           f"(described in {time.perf_counter() - t:.1f} s)")
     # a short run first: CUDA context, kernels and allocator warmed up outside the timing
     deepglass.frustration(g, replicas=1, seed=seed, device=device)
-    if device.startswith("cuda"):
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
-    _sync(device)
+        torch.cuda.synchronize()
     t = time.perf_counter()
     r = deepglass.frustration(g, replicas=replicas, seed=seed, device=device)
-    _sync(device)
+    if cuda:
+        torch.cuda.synchronize()
     wall = time.perf_counter() - t
     peak = (f", peak device memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
-            if device.startswith("cuda") else "")
+            if cuda else "")
     print(f"  descent ({r.info.get('engine')}) R={replicas} on {device}: {wall:.1f} s wall "
           f"({r.seconds:.1f} s in the solver, {wall / replicas:.2f} s per replica), "
           f"{r.sweeps} sweeps, best eps {r.frustration:.5f}, mean {r.energies.mean():.5f}, "
@@ -81,5 +65,4 @@ if __name__ == "__main__":
         raise SystemExit(0)
     if a.device.startswith("cuda"):
         print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    check_fields(a.device)
     resnet_target(a.device, a.replicas, a.side, a.seed)

@@ -2,8 +2,9 @@
 
 Skipped where torch sees no CUDA device (CI); run on a machine with one as
 ``python -m pytest -q tests/test_cuda.py``.  Every check compares the device
-with the CPU on the same graph and start gauges, in float64 so that rounding
-cannot change a step.
+with the CPU on the same graph and start gauges, in float64: the two sides
+may still round differently (cuDNN, atomic index_add_), but only a field
+within ~1e-15 of a threshold could then take another step.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def _graph(name):
                             nn.Conv2d(8, 6, 3, dilation=2), nn.AvgPool2d(2), nn.Flatten(),
                             nn.Linear(24, 5))
         return SignedGraph.from_module(net, (4, 17, 17), dtype=torch.float64)
-    # max pooling and dense layers; residual adds and projection shortcuts
+    # LeNet: max pooling and dense layers; ResNet-18: residual adds, projection
+    # shortcuts, folded batch norm
     shape = (1, 28, 28) if name == "mnist_lenet" else (3, 32, 32)
     return SignedGraph.from_module(get(name), shape, dtype=torch.float64)
 
@@ -52,8 +54,8 @@ def test_operator_on_device_equals_cpu(name):
 @pytest.mark.parametrize("name", GRAPHS)
 def test_descent_on_device_takes_the_cpu_steps(name):
     g = _graph(name)
-    # the matrix-free engine is the one a device runs; float64 keeps every
-    # comparison of fields identical on both sides, so the steps are too
+    # the matrix-free engine is the one a device runs; in float64 the fields
+    # agree to rounding, so both sides flip the same nodes in the same sweeps
     s0 = torch.from_numpy(start_gauges(g.n_nodes, 4, seed=2))
     cpu = descent(g, s0, engine="matrix-free")
     dev = descent(g.to("cuda"), s0, engine="matrix-free")
