@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EdgeBlock", "DenseBlock", "ConvBlock", "PoolBlock", "IdentityBlock",
-           "LocallyConnectedBlock", "EDGE_BLOCK_KINDS"]
+__all__ = ["EdgeBlock", "DenseBlock", "ConvBlock", "ConvTransposeBlock", "PoolBlock",
+           "ResampleBlock", "IdentityBlock", "LocallyConnectedBlock", "EDGE_BLOCK_KINDS"]
 
 
 class EdgeBlock:
@@ -584,6 +584,78 @@ class PoolBlock(EdgeBlock):
         return f"{self.pool_type}pool -> {'x'.join(map(str, self.spatial_out))}"
 
 
+class ResampleBlock(PoolBlock):
+    """Upsampling / interpolation (nearest, (bi/tri)linear): a linear operator
+    with fixed positive weights (SPEC §1b), one edge per nonzero interpolation
+    weight.
+
+    The interpolation is separable, so, as for pooling, the operator is one
+    matrix ``M_d`` (outputs x inputs) per spatial dimension applied per channel;
+    ``M_d`` is read off the framework's own interpolation (see
+    :func:`deepglass.graph.aten.interpolation_matrices`), so every mode and
+    ``align_corners`` convention is PyTorch's.  Nearest: weight 1 per edge.
+    """
+
+    kind = "resample"
+
+    def __init__(self, in_shape, out_shape, mats: Sequence[torch.Tensor], mode: str = "",
+                 module: str = ""):
+        windows = [[np.flatnonzero(row) for row in M.double().cpu().numpy()] for M in mats]
+        super().__init__(in_shape, out_shape, windows, "resample", weight=1.0, module=module)
+        self.mode = mode
+        self.mats = [M.detach().double().cpu() for M in mats]
+
+    def describe(self):
+        return f"{self.mode or 'resample'} -> {'x'.join(map(str, self.spatial_out))}"
+
+
+class ConvTransposeBlock(EdgeBlock):
+    """A transposed convolution: the adjoint of the convolution that maps the
+    block's output back to its input (SPEC §1b), so its edges are that
+    convolution's edges reversed.
+
+    ``weight`` has PyTorch's transposed layout ``(C_in, C_out/groups, *k)``,
+    which is the layout of the forward convolution ``C_out -> C_in``.
+    """
+
+    kind = "conv_transpose"
+
+    def __init__(self, weight, in_shape, out_shape, stride, padding, dilation, groups,
+                 module: str = ""):
+        super().__init__(in_shape, out_shape, module)
+        self.conv = ConvBlock(weight, out_shape, in_shape, stride, padding, dilation, groups,
+                              module)
+
+    @property
+    def weight(self):
+        return self.conv.weight
+
+    def to(self, device=None, dtype=None):
+        new = super().to(device, dtype)
+        new.conv = self.conv.to(device, dtype)
+        return new
+
+    def _apply(self, x, absolute):
+        return self.conv._adjoint(x, absolute)
+
+    def _adjoint(self, y, absolute):
+        return self.conv._apply(y, absolute)
+
+    def n_edges(self):
+        return self.conv.n_edges()
+
+    def n_params(self):
+        return self.conv.n_params()
+
+    def _coo(self):
+        i, j, w = self.conv._coo()
+        return j, i, w
+
+    def describe(self):
+        k = "x".join(map(str, self.conv.weight.shape[2:]))
+        return f"conv_transpose {k}/{self.conv.stride} -> {self.out_shape}"
+
+
 class IdentityBlock(EdgeBlock):
     """Weight-1 edges ``i -> i``: an identity shortcut of a residual addition."""
 
@@ -752,4 +824,5 @@ class LocallyConnectedBlock(EdgeBlock):
 
 
 EDGE_BLOCK_KINDS = {cls.kind: cls for cls in
-                    (DenseBlock, ConvBlock, PoolBlock, IdentityBlock, LocallyConnectedBlock)}
+                    (DenseBlock, ConvBlock, ConvTransposeBlock, PoolBlock, ResampleBlock,
+                     IdentityBlock, LocallyConnectedBlock)}

@@ -79,8 +79,15 @@ class SignedGraph:
     node_blocks : list of NodeBlock
     edge_blocks : list of EdgeBlock
     input_shape : tuple of int
+    outputs : dict of str to np.ndarray
+        Every output of the network (SPEC §1b): name -> global ids of its
+        neurons (C order).  One tensor output is named ``"output"``; a tuple's
+        are ``"0"``, ``"1"``, ...; a dict's keep their keys.
+    output_name : str
+        The output that active subnetworks and near-monotonicity read (the
+        first unless :meth:`select_output` chose another).
     output_index : np.ndarray
-        Global ids of the network's output neurons (in the output's C order).
+        Global ids of that output's neurons.
     dtype, device
         Of the edge blocks' tensors (float32 on the CPU by default).
 
@@ -94,13 +101,20 @@ class SignedGraph:
     """
 
     def __init__(self, node_blocks: list[NodeBlock], edge_blocks: list[EdgeBlock],
-                 input_shape: Sequence[int], output_index: np.ndarray,
+                 input_shape: Sequence[int], output_index: np.ndarray | None = None,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-                 meta: dict | None = None):
+                 meta: dict | None = None, outputs: dict[str, np.ndarray] | None = None,
+                 output: str | None = None):
         self.node_blocks = node_blocks
         self.edge_blocks = edge_blocks
         self.input_shape = tuple(input_shape)
-        self.output_index = np.asarray(output_index, dtype=np.int64)
+        if outputs is None:
+            if output_index is None:
+                raise DeepglassError("a SignedGraph needs its output nodes")
+            outputs = {"output": output_index}
+        self.outputs = {str(k): np.asarray(v, dtype=np.int64) for k, v in outputs.items()}
+        self.output_name = next(iter(self.outputs)) if output is None else str(output)
+        self.output_index = self.outputs[self.output_name]
         self.dtype = dtype
         self.device = torch.device(device)
         self.meta = dict(meta or {})
@@ -109,18 +123,26 @@ class SignedGraph:
 
     # -- construction -------------------------------------------------------------
     @classmethod
-    def from_module(cls, model: torch.nn.Module, input_shape: Sequence[int],
-                    batchnorm: str = "fold", pool_weight: float | None = None,
-                    dtype: torch.dtype = torch.float32, device: str = "cpu") -> "SignedGraph":
-        """Trace ``model`` (torch.fx) into its signed graph.
+    def from_module(cls, model: torch.nn.Module, input_shape, batchnorm: str = "fold",
+                    pool_weight: float | None = None, dtype: torch.dtype = torch.float32,
+                    device: str = "cpu", *, norm: str = "fold", gates: str = "scale",
+                    capture: str = "auto", forward_kwargs: dict | None = None,
+                    output: str | int | None = None) -> "SignedGraph":
+        """Capture ``model`` into its signed graph (SPEC §1, §1b).
+
+        The network is what it computes at inference: ``torch.export`` lowers
+        it to core ATen ops, so a module, a functional call or a library's fused
+        layer that compute the same thing give the same graph; the ``torch.fx``
+        tracer is the fallback (``capture``).  The rules applied are recorded
+        in ``meta["rules"]``.
 
         Parameters
         ----------
         model : torch.nn.Module
-            Any fx-traceable network of supported layers (see
-            :data:`deepglass.graph.trace.SUPPORTED`).
-        input_shape : sequence of int
-            Per-sample input shape, e.g. ``(3, 224, 224)``.
+            A network of supported layers (see :data:`deepglass.graph.trace.SUPPORTED`).
+        input_shape : sequence of int, or a list of them
+            Per-sample input shape, e.g. ``(3, 224, 224)``; one shape per input
+            for a network with several inputs (one input node block each).
         batchnorm : {"fold", "ignore"}
             ``fold`` (default) multiplies each channel's incoming edges by
             ``gamma / sqrt(var + eps)``, sign included; ``ignore`` treats batch
@@ -129,17 +151,36 @@ class SignedGraph:
             Weight of pooling edges; default ``1/|window|`` (SPEC §1).
         dtype, device
             Of the operator's tensors.
+        norm : {"fold", "ignore"}
+            Per-sample norms (LayerNorm, GroupNorm, InstanceNorm): the division
+            by the sample's statistics is a positive rescaling; ``fold`` folds
+            the affine gain into the incoming edges, sign included.
+        gates : {"scale", "error"}
+            ``x * g`` with ``g >= 0`` (sigmoid / hard-sigmoid / softmax of
+            another value: squeeze-excitation): ``scale`` treats the gate as a
+            positive rescaling of ``x`` and leaves the gate branch out (listed in
+            ``meta["left_out"]``); ``error`` refuses such networks.
+        capture : {"auto", "export", "fx"}
+            ``torch.export`` with the fx tracer as fallback, or one of them.
+        forward_kwargs : dict, optional
+            Non-tensor arguments of ``forward`` (their defaults otherwise);
+            Python control flow on them is resolved at capture time.
+        output : str or int, optional
+            The output that active subnetworks and near-monotonicity read
+            (default: the first); every output is an output block regardless.
 
         Raises
         ------
         DeepglassError
-            For an untraceable model, a wrong input shape, NaN weights or an
-            unsupported layer (the message names the module and op).
+            For an uncapturable model, a wrong input shape, NaN weights or an
+            unsupported layer (the message names the module and op, and why).
         """
         from .trace import trace
 
-        return trace(model, input_shape, batchnorm=batchnorm, pool_weight=pool_weight,
-                     dtype=dtype, device=device)
+        g = trace(model, input_shape, batchnorm=batchnorm, pool_weight=pool_weight,
+                  dtype=dtype, device=device, norm=norm, gates=gates, capture=capture,
+                  forward_kwargs=forward_kwargs)
+        return g if output is None else g.select_output(output)
 
     def to(self, device=None, dtype=None) -> "SignedGraph":
         """A graph whose operator tensors live on ``device`` with ``dtype``
@@ -152,13 +193,32 @@ class SignedGraph:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise DeepglassError("device 'cuda' requested but torch sees no CUDA device")
         blocks = [b.to(device=device, dtype=dtype) for b in self.edge_blocks]
-        return SignedGraph(self.node_blocks, blocks, self.input_shape, self.output_index,
-                           dtype=dtype, device=device, meta=self.meta)
+        return SignedGraph(self.node_blocks, blocks, self.input_shape, dtype=dtype,
+                           device=device, meta=self.meta, outputs=self.outputs,
+                           output=self.output_name)
 
     def replace_edge_blocks(self, blocks: list[EdgeBlock]) -> "SignedGraph":
         """The same nodes with other edge blocks (null models)."""
-        return SignedGraph(self.node_blocks, blocks, self.input_shape, self.output_index,
-                           dtype=self.dtype, device=self.device, meta=self.meta)
+        return SignedGraph(self.node_blocks, blocks, self.input_shape, dtype=self.dtype,
+                           device=self.device, meta=self.meta, outputs=self.outputs,
+                           output=self.output_name)
+
+    def select_output(self, output: str | int) -> "SignedGraph":
+        """The same graph with ``output`` (a name, or a position among
+        :attr:`outputs`) as the output that active subnetworks and
+        near-monotonicity read (SPEC §1b)."""
+        names = list(self.outputs)
+        key = str(output)
+        if key not in self.outputs:
+            try:
+                key = names[int(output)]
+            except (ValueError, IndexError):
+                raise DeepglassError(f"no output {output!r}: the network's outputs are "
+                                     f"{', '.join(names)} (or their positions 0-{len(names) - 1})")
+        g = SignedGraph(self.node_blocks, self.edge_blocks, self.input_shape, dtype=self.dtype,
+                        device=self.device, meta=self.meta, outputs=self.outputs, output=key)
+        g._abs_total, g._abs_rows = self._abs_total, self._abs_rows
+        return g
 
     # -- sizes ----------------------------------------------------------------------
     @property
@@ -179,8 +239,14 @@ class SignedGraph:
         return self.node_blocks[0]
 
     @property
+    def input_blocks(self) -> list[NodeBlock]:
+        """One node block per input tensor (SPEC §1b), the first being :attr:`input_block`."""
+        return [nb for nb in self.node_blocks if nb.op == "input"]
+
+    @property
     def input_index(self) -> np.ndarray:
-        return np.arange(self.input_block.offset, self.input_block.stop)
+        """Global ids of every input neuron, input by input."""
+        return np.concatenate([np.arange(nb.offset, nb.stop) for nb in self.input_blocks])
 
     def block_of(self, node: int) -> NodeBlock:
         offs = [b.offset for b in self.node_blocks]
@@ -408,10 +474,16 @@ class SignedGraph:
         return rows
 
     def describe(self) -> dict:
-        """Counts as a JSON-friendly dict: ``nodes``, ``edges``, ``params``, ``blocks``."""
-        return {"nodes": self.n_nodes, "edges": self.n_edges, "params": self.n_params,
-                "input_shape": list(self.input_shape), "blocks": self.summary(),
-                **({"model": self.meta["model"]} if "model" in self.meta else {})}
+        """Counts as a JSON-friendly dict: ``nodes``, ``edges``, ``params``, ``blocks``,
+        the inputs and outputs, and the capture rules applied (SPEC §1b)."""
+        d = {"nodes": self.n_nodes, "edges": self.n_edges, "params": self.n_params,
+             "input_shape": list(self.input_shape), "blocks": self.summary(),
+             "outputs": {k: int(len(v)) for k, v in self.outputs.items()},
+             "output": self.output_name}
+        for key in ("model", "rules", "inputs", "gates", "left_out"):
+            if key in self.meta:
+                d[key] = self.meta[key]
+        return d
 
     def __repr__(self) -> str:
         return (f"SignedGraph({len(self.node_blocks)} node blocks, {self.n_nodes:,} nodes, "

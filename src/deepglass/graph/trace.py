@@ -53,6 +53,8 @@ class NonMonotoneActivationWarning(UserWarning):
 class Ref:
     index: torch.Tensor            # int64, shape (1, *value_shape): global node ids, -1 = zero pad
     scale: torch.Tensor | None = None  # float64, same shape, or None (all ones)
+    nonneg: bool = False           # the value is >= 0 whatever the input (a gate: sigmoid, ...)
+    fn: str | None = None          # last elementwise function applied (names x * f(x) products)
 
 
 @dataclass
@@ -477,6 +479,10 @@ class _Interpreter(torch.fx.Interpreter):
         if isinstance(m, MONOTONE_MODULES):
             if isinstance(m, (nn.LeakyReLU,)) and m.negative_slope < 0:
                 self._warn_nonmonotone(type(m).__name__)
+            if isinstance(m, nn.PReLU) and bool((m.weight < 0).any()):
+                neg = int((m.weight < 0).sum())
+                self._warn_nonmonotone(f"PReLU at {str(n.target)!r} ({neg} of "
+                                       f"{m.weight.numel()} learned slopes are negative)")
             return self.b.materialize(args[0])
         if isinstance(m, NONMONOTONE_MODULES):
             self._warn_nonmonotone(type(m).__name__)
@@ -504,23 +510,8 @@ class _Interpreter(torch.fx.Interpreter):
         coef = (-1.0 if sub else 1.0) * float(alpha)
         if coef != 1.0:
             b = _scale_value(self.b, b, coef)
-        shape = tuple(self._cur.shape[1:])
-        terms = []
-        for v in (a, b):
-            if isinstance(v, Pending):
-                terms += v.terms
-            else:
-                if tuple(v.index.shape[1:]) != shape:
-                    self._unsupported(n, "broadcasting addition")
-                blk = IdentityBlock(shape, module=self._where(n))
-                terms.append((blk, v))
-        for blk, _ in terms:
-            if blk.out_shape != terms[0][0].out_shape:
-                # different block shapes of the same size (e.g. a flattened value): go through views
-                if blk.out_size != terms[0][0].out_size:
-                    self._unsupported(n, "addition of values of different sizes")
-        name = next((v.name for v in (a, b) if isinstance(v, Pending)), self._where(n))
-        return Pending(terms, shape, op="add" if len(terms) > 1 else "conv", name=name)
+        return _add_values(self.b, a, b, tuple(self._cur.shape[1:]), self._where(n),
+                           lambda what: self._unsupported(n, what))
 
     def _mul(self, n, args, target):
         a, b = args[0], args[1]
@@ -588,6 +579,25 @@ class _Interpreter(torch.fx.Interpreter):
         return self.b.materialize(a) if isinstance(a, Pending) else a
 
 
+
+def _add_values(builder, a, b, shape, where, unsupported) -> Pending:
+    """A residual addition of two symbolic values (SPEC §1): no nodes; the terms
+    of both operands end on one block (a ``Ref`` operand is an identity shortcut)."""
+    terms = []
+    for v in (a, b):
+        if isinstance(v, Pending):
+            terms += v.terms
+        else:
+            if tuple(v.index.shape[1:]) != shape:
+                unsupported("broadcasting addition")
+            terms.append((IdentityBlock(shape, module=where), v))
+    for blk, _ in terms:
+        # different block shapes of the same size (e.g. a flattened value) go through views
+        if blk.out_size != terms[0][0].out_size:
+            unsupported("addition of values of different sizes")
+    name = next((v.name for v in (a, b) if isinstance(v, Pending)), where)
+    return Pending(terms, shape, op="add" if len(terms) > 1 else "conv", name=name)
+
 def _has_sym(a) -> bool:
     if isinstance(a, (Ref, Pending)):
         return True
@@ -636,70 +646,289 @@ def _check_weights(model: nn.Module) -> None:
             raise DeepglassError(f"parameter {name!r} has NaN or infinite values")
 
 
-def trace(model: nn.Module, input_shape: Sequence[int], batchnorm: str = "fold",
-          pool_weight: float | None = None, dtype=torch.float32, device="cpu") -> SignedGraph:
-    """Build the :class:`SignedGraph` of ``model`` at ``input_shape`` (SPEC §1).
 
-    See :meth:`SignedGraph.from_module`.  Complexity: one forward pass of the
-    model at batch 1 plus O(size of each layer's output) bookkeeping; no edge
-    is enumerated.
+#: the capture conventions of SPEC §1 / §1b, each a named option: value choices,
+#: the first being the default
+RULES = {
+    "batchnorm": ("fold", "ignore"),   # batch norm: fold gamma/sqrt(var+eps), or ignore
+    "norm": ("fold", "ignore"),        # per-sample norms (Layer/Group/Instance): fold the gain
+    "gates": ("scale", "error"),       # x * g with g >= 0 a gate: positive rescaling, or refuse
+    "capture": ("auto", "export", "fx"),
+}
+
+#: modules for which the signed graph is not defined, with why (SPEC §1b)
+_REFUSED_MODULES = (
+    (nn.RNNBase, "a recurrent cell has no fixed feed-forward signed graph; unroll it or "
+                 "analyse the convolutional part"),
+    (nn.RNNCellBase, "a recurrent cell has no fixed feed-forward signed graph; unroll it or "
+                     "analyse the convolutional part"),
+    (nn.MultiheadAttention, "attention multiplies two values computed from the input, so "
+                            "the signed graph is not defined for it"),
+)
+
+
+def _refuse_modules(model: nn.Module) -> None:
+    """One clear line for layers whose signed graph is not defined, before any capture."""
+    for name, m in model.named_modules():
+        for cls, why in _REFUSED_MODULES:
+            if isinstance(m, cls):
+                raise UnsupportedLayerError(
+                    f"unsupported layer {name or type(m).__name__!r} ({type(m).__name__}): {why}")
+        mod = type(m).__module__
+        if ".quantized" in mod or any(getattr(t, "is_quantized", False)
+                                      for t in list(m.parameters(recurse=False))
+                                      + list(m.buffers(recurse=False))):
+            raise UnsupportedLayerError(
+                f"unsupported layer {name or type(m).__name__!r} ({type(m).__name__}): a "
+                "quantized model's integer arithmetic has no real-valued signed graph; "
+                "load the float model instead")
+    for name, p in list(model.named_parameters()) + list(model.named_buffers()):
+        if getattr(p, "is_quantized", False):
+            raise UnsupportedLayerError(f"parameter {name!r} is quantized: a quantized model has "
+                                        "no real-valued signed graph; load the float model")
+
+
+def _input_shapes(input_shape) -> list[tuple[int, ...]]:
+    """One shape ``(3, 224, 224)`` or several ``[(3, 32, 32), (10,)]``."""
+    shapes = input_shape
+    if not isinstance(shapes, (list, tuple)) or not shapes \
+            or not isinstance(shapes[0], (list, tuple, torch.Size)):
+        shapes = [shapes]
+    out = []
+    for sh in shapes:
+        try:
+            sh = tuple(int(s) for s in sh)
+        except (TypeError, ValueError):
+            raise DeepglassError(f"input shape must be a sequence of integers, got {sh!r}")
+        if not sh or any(s <= 0 for s in sh):
+            raise DeepglassError(f"input shape must be positive integers, got {sh}")
+        out.append(sh)
+    return out
+
+
+def _output_names(n: int, spec) -> list[str]:
+    """Names of the flattened outputs: ``output`` for one tensor, else the
+    container keys (``0``, ``1``, ... or a dict's keys)."""
+    import torch.utils._pytree as pytree
+
+    if spec is not None:
+        try:
+            tree = pytree.tree_unflatten(list(range(n)), spec)
+            if not isinstance(tree, int):
+                leaves, _ = pytree.tree_flatten_with_path(tree)
+                names = [pytree.keystr(path).strip("[]'\".") or str(i)
+                         for i, (path, _) in enumerate(leaves)]
+                names = [nm.replace("][", ".").replace("'", "") for nm in names]
+                if len(names) == n and len(set(names)) == n:
+                    return names
+        except Exception:  # a spec we cannot read: fall back to positions
+            pass
+    return ["output"] if n == 1 else [str(i) for i in range(n)]
+
+
+def _flatten(v) -> list:
+    if isinstance(v, (list, tuple)):
+        return [x for u in v for x in _flatten(u)]
+    if isinstance(v, dict):
+        return [x for u in v.values() for x in _flatten(u)]
+    return [v]
+
+
+def _prune(builder: _Builder, outputs: dict[str, np.ndarray]):
+    """Drop node blocks from which no output is reached (the branch of a gate
+    taken as a positive rescaling, values computed but never used).  Input
+    blocks stay.  Returns the renumbered outputs and the blocks left out.
+
+    Complexity: one reverse pass over the blocks (they are in topological
+    order) plus one O(n) id remapping when anything is dropped.
     """
-    if batchnorm not in ("fold", "ignore"):
-        raise DeepglassError(f"batchnorm must be 'fold' or 'ignore', not {batchnorm!r}")
+    nbs, ebs = builder.node_blocks, builder.edge_blocks
+    starts = np.array([nb.offset for nb in nbs])
+    keep = np.array([nb.op == "input" for nb in nbs])
+    for ids in outputs.values():
+        keep[np.unique(np.searchsorted(starts, ids, side="right") - 1)] = True
+    into: dict[int, list[EdgeBlock]] = {}
+    for b in ebs:
+        into.setdefault(b.dst, []).append(b)
+    for k in range(len(nbs) - 1, -1, -1):
+        if keep[k]:
+            for b in into.get(k, []):
+                keep[list(b.src_blocks)] = True
+    if keep.all():
+        return outputs, []
+    left_out = [{"block": nb.name, "op": nb.op, "nodes": nb.size,
+                 "params": int(sum(b.n_params() for b in into.get(k, [])))}
+                for k, nb in enumerate(nbs) if not keep[k]]
+    newid = np.full(builder.n, -1, dtype=np.int64)
+    new_blocks, new_index, off = [], {}, 0
+    for k, nb in enumerate(nbs):
+        if keep[k]:
+            newid[nb.offset:nb.stop] = np.arange(off, off + nb.size)
+            new_index[k] = len(new_blocks)
+            new_blocks.append(NodeBlock(name=nb.name, shape=nb.shape, offset=off, op=nb.op,
+                                        index=len(new_blocks)))
+            off += nb.size
+    lookup = torch.from_numpy(newid)
+    kept_edges = []
+    for b in ebs:
+        if not keep[b.dst]:
+            continue
+        b.dst = new_index[b.dst]
+        b.src_blocks = tuple(new_index[s] for s in b.src_blocks)
+        if b.src_range is not None:
+            b.src_range = (int(newid[b.src_range[0]]), int(newid[b.src_range[1] - 1]) + 1)
+        else:
+            b.src_index = lookup[b.src_index]
+        kept_edges.append(b)
+    builder.node_blocks, builder.edge_blocks, builder.n = new_blocks, kept_edges, off
+    return {k: newid[v] for k, v in outputs.items()}, left_out
+
+
+def _capture_export(model, inputs, forward_kwargs, builder, rules):
+    from .aten import AtenInterpreter, export_module
+
+    gm = export_module(model, inputs, forward_kwargs)
+    interp = AtenInterpreter(gm, builder, rules)
+    interp.run(*inputs)
+    out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
+    leaves = _flatten(out)
+    return leaves, _output_names(len(leaves), getattr(gm, "_out_spec", None)), interp.gated
+
+
+def _capture_fx(model, inputs, forward_kwargs, builder):
+    if len(inputs) > 1:
+        raise DeepglassError("the torch.fx fallback takes one input; several inputs need "
+                             "torch.export")
+    try:
+        gm = torch.fx.symbolic_trace(model, concrete_args=forward_kwargs or None)
+    except Exception as exc:  # fx raises many kinds of errors
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeepglassError(msg)
+    interp = _Interpreter(gm, builder, tuple(inputs[0].shape[1:]), model)
+    interp.run(inputs[0])
+    out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
+    leaves = _flatten(out)
+    real = model(*inputs, **(forward_kwargs or {}))
+    import torch.utils._pytree as pytree
+    spec = pytree.tree_flatten(real)[1]
+    return leaves, _output_names(len(leaves), spec), []
+
+
+def trace(model: nn.Module, input_shape, batchnorm: str = "fold",
+          pool_weight: float | None = None, dtype=torch.float32, device="cpu", *,
+          norm: str = "fold", gates: str = "scale", capture: str = "auto",
+          forward_kwargs: dict | None = None) -> SignedGraph:
+    """Build the :class:`SignedGraph` of ``model`` (SPEC §1, §1b).
+
+    See :meth:`SignedGraph.from_module`.  The model is captured with
+    ``torch.export`` (core ATen ops, :mod:`deepglass.graph.aten`); where the
+    exporter fails and ``capture="auto"``, the ``torch.fx`` tracer is tried.
+    Complexity: one capture plus one forward pass at batch 1, and O(size of
+    each layer's output) bookkeeping; no edge is enumerated.
+    """
+    for key, value in (("batchnorm", batchnorm), ("norm", norm), ("gates", gates),
+                       ("capture", capture)):
+        if value not in RULES[key]:
+            raise DeepglassError(f"{key} must be one of {', '.join(map(repr, RULES[key]))}, "
+                                 f"not {value!r}")
     if pool_weight is not None and not pool_weight > 0:
         raise DeepglassError(f"pool_weight must be positive, got {pool_weight}")
-    try:
-        input_shape = tuple(int(s) for s in input_shape)
-    except (TypeError, ValueError):
-        raise DeepglassError(f"input shape must be a sequence of integers, got {input_shape!r}")
-    if not input_shape or any(s <= 0 for s in input_shape):
-        raise DeepglassError(f"input shape must be positive integers, got {input_shape}")
+    shapes = _input_shapes(input_shape)
     if not isinstance(model, nn.Module):
         raise DeepglassError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, torch.jit.ScriptModule):
-        raise DeepglassError("TorchScript modules cannot be traced with torch.fx; load the "
-                             "weights into a Python module (e.g. a zoo architecture) instead")
+        raise DeepglassError("TorchScript modules cannot be captured; load the weights into a "
+                             "Python module (e.g. a zoo architecture) instead")
+    _refuse_modules(model)
     _check_weights(model)
+    rules = {"batchnorm": batchnorm, "norm": norm, "gates": gates}
+    p = next(model.parameters(), None)
+    inputs = tuple(torch.zeros((1,) + sh, dtype=p.dtype if p is not None else torch.float32,
+                               device=p.device if p is not None else "cpu") for sh in shapes)
     was_training = model.training
     model.eval()
+    how = capture
     try:
-        try:
-            gm = torch.fx.symbolic_trace(model)
-        except Exception as exc:  # fx raises many kinds of errors
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DeepglassError(f"cannot trace {type(model).__name__} with torch.fx: {msg}")
-        builder = _Builder(pool_weight, batchnorm)
-        interp = _Interpreter(gm, builder, input_shape, model)
-        p = next(model.parameters(), None)
-        x = torch.zeros((1,) + input_shape, dtype=p.dtype if p is not None else torch.float32)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("always", NonMonotoneActivationWarning)
+            builder = _Builder(pool_weight, batchnorm)
             try:
-                interp.run(x)
+                if capture == "fx":
+                    raise _SkipExport
+                from .aten import ExportFailed
+                try:
+                    leaves, names, gated = _capture_export(model, inputs, forward_kwargs,
+                                                           builder, rules)
+                    how = "torch.export"
+                except ExportFailed as exc:
+                    if capture == "export":
+                        raise DeepglassError(f"cannot capture {type(model).__name__} with "
+                                             f"torch.export: {exc}")
+                    export_msg = str(exc)
+                    builder = _Builder(pool_weight, batchnorm)
+                    try:
+                        leaves, names, gated = _capture_fx(model, inputs, forward_kwargs,
+                                                           builder)
+                    except DeepglassError as exc2:
+                        if isinstance(exc2, UnsupportedLayerError):
+                            raise
+                        raise DeepglassError(
+                            f"cannot capture {type(model).__name__}: torch.export: {export_msg}"
+                            f"; torch.fx: {str(exc2).strip().splitlines()[0]}. If forward() "
+                            "branches on the input's values, wrap the model in a module whose "
+                            "forward calls it with fixed arguments (non-tensor arguments can "
+                            "also be given as forward_kwargs)") from None
+                    how = "torch.fx"
+            except _SkipExport:
+                try:
+                    leaves, names, gated = _capture_fx(model, inputs, forward_kwargs, builder)
+                except DeepglassError as exc:
+                    if isinstance(exc, UnsupportedLayerError):
+                        raise
+                    raise DeepglassError(f"cannot trace {type(model).__name__} with torch.fx: "
+                                         f"{exc}") from None
+                how = "torch.fx"
             except DeepglassError as exc:  # keep the message on one line
                 raise type(exc)(str(exc).strip().splitlines()[0]) from None
             except _ForwardError as exc:
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                shape_txt = shapes[0] if len(shapes) == 1 else shapes
                 raise DeepglassError(f"{type(model).__name__} does not accept input of shape "
-                                     f"{input_shape}: {msg}")
-        out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
-        if isinstance(out, (list, tuple)):
-            out = next((o for o in out if isinstance(o, (Ref, Pending))), None)
-        if isinstance(out, dict):
-            out = next((o for o in out.values() if isinstance(o, (Ref, Pending))), None)
-        if out is None:
-            raise DeepglassError("the model's output does not depend on its input")
-        out = builder.materialize(out)
-        if (out.index < 0).any():
-            raise UnsupportedLayerError("the model's output contains zero padding")
+                                     f"{shape_txt}: {msg}")
     finally:
         model.train(was_training)
+    outputs: dict[str, np.ndarray] = {}
+    for name, v in zip(names, leaves):
+        if not isinstance(v, (Ref, Pending)):
+            continue   # a constant output (a shape, a buffer) is not part of the graph
+        ref = builder.materialize(v)
+        if (ref.index < 0).any():
+            raise UnsupportedLayerError(f"the model's output {name!r} contains zero padding")
+        outputs[name] = ref.index.reshape(-1).numpy().copy()
+    if not outputs:
+        raise DeepglassError("the model's output does not depend on its input")
+    outputs, left_out = _prune(builder, outputs)
     # every block's tensors cast here: the builder mixes float32 weights with
     # float64 pooling and scale tensors
     device = torch.device(device)
     blocks = [b.to(device=device, dtype=dtype) for b in builder.edge_blocks]
-    return SignedGraph(builder.node_blocks, blocks, input_shape, out.index.reshape(-1).numpy(),
-                       dtype=dtype, device=device,
-                       meta={"model": type(model).__name__, "batchnorm": batchnorm,
-                             "pool_weight": pool_weight})
+    meta = {"model": type(model).__name__, "batchnorm": batchnorm, "pool_weight": pool_weight,
+            "rules": {"capture": how, "batchnorm": batchnorm, "norm": norm, "gates": gates,
+                      "products": "x * f(x) elementwise", "upsampling": "interpolation weights",
+                      "pool_weight": "1/|window|" if pool_weight is None else pool_weight,
+                      **({"forward_kwargs": {k: repr(v) for k, v in forward_kwargs.items()}}
+                         if forward_kwargs else {})},
+            "inputs": [{"name": nb.name, "shape": list(nb.shape)}
+                       for nb in builder.node_blocks if nb.op == "input"]}
+    if gated:
+        meta["gates"] = sorted(set(gated))
+    if left_out:
+        meta["left_out"] = left_out
+    return SignedGraph(builder.node_blocks, blocks, shapes[0], outputs=outputs,
+                       dtype=dtype, device=device, meta=meta)
+
+
+class _SkipExport(Exception):
+    pass

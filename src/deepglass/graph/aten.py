@@ -1,0 +1,724 @@
+"""Capture by ``torch.export``: the network as core ATen ops (SPEC §1, §1b).
+
+:func:`export_module` runs ``torch.export.export`` (non-strict) and lowers the
+program to PyTorch's core ATen op set, keeping a few named activations
+(PReLU, SiLU, hard-swish, hard-sigmoid, Mish) whole so that they are
+recognised and reported by name.  Whatever module or function computes a layer
+(``nn.BatchNorm2d``, ``F.batch_norm``, a library's fused norm + activation
+module, an ONNX ``BatchNormalization`` rebuilt by :mod:`deepglass.zoo.onnx_import`)
+arrives as the same op, so one table of rules serves every source.  Python
+control flow on non-tensor arguments and on static shapes is resolved at
+capture time.
+
+:class:`AtenInterpreter` then runs the captured graph on a real sample (every
+shape) and symbolically (node ids), with the values of :mod:`.trace`
+(``Ref``, ``Pending``).  :data:`ATEN_OPS` maps each op to its rule; a new op
+is one entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from typing import Any, Callable
+
+import torch
+import torch.fx
+
+from ..errors import DeepglassError, UnsupportedLayerError
+from .blocks import ConvTransposeBlock, ResampleBlock
+from .trace import (Pending, Ref, _adaptive_pool, _conv, _dense, _global_mean, _has_sym,
+                    _pool, _strip_zero_padding, _tup, _wrap, _zip_map)
+
+__all__ = ["export_module", "AtenInterpreter", "ATEN_OPS", "interpolation_matrices"]
+
+aten = torch.ops.aten
+
+#: activations kept whole when lowering to core ATen (their decompositions
+#: would hide their names: SiLU -> x * sigmoid(x), PReLU -> where(x > 0, ...))
+KEEP_WHOLE = ("prelu", "silu", "hardswish", "hardsigmoid", "mish")
+
+
+@dataclasses.dataclass
+class Stat:
+    """A non-negative per-sample statistic of network values (``x ** 2``, its
+    means and pools, their roots): what normalizations divide by (local
+    response norm, RMSNorm, a layer norm written out).  It may only rescale a
+    value (SPEC §1b: a positive rescaling); it never becomes graph nodes."""
+
+    shape: tuple
+
+
+class ExportFailed(Exception):
+    """``torch.export`` could not capture the model (the fx tracer may)."""
+
+
+def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = None):
+    """Capture ``model(*inputs, **kwargs)`` as a graph of core ATen ops.
+
+    Returns the program's ``GraphModule`` (parameters as ``get_attr`` nodes,
+    one placeholder per tensor input).  Complexity: one traced forward pass
+    plus the decomposition pass, ~0.3-3 s for ImageNet CNNs on 2 cores.
+
+    Raises
+    ------
+    ExportFailed
+        With the exporter's first message line.
+    """
+    try:
+        ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
+        table = torch.export.default_decompositions()
+        for name in KEEP_WHOLE:
+            table.pop(getattr(aten, name).default, None)
+        ep = ep.run_decompositions(table)
+    except Exception as exc:  # the exporter raises many kinds of errors
+        text = str(exc).strip()
+        raise ExportFailed(text.splitlines()[0] if text else type(exc).__name__) from None
+    return ep.module()
+
+
+# ----------------------------------------------------------------------------------
+class AtenInterpreter(torch.fx.Interpreter):
+    """Runs a core-ATen ``GraphModule`` on real inputs and symbolically.
+
+    ``sym[node]`` is the node's symbolic value: a ``Ref`` / ``Pending`` (or a
+    tuple of them), or ``None`` for values that do not depend on the input
+    (weights, shapes, constants).
+    """
+
+    def __init__(self, gm, builder, rules: dict):
+        # values stay alive: a rule may read an earlier node's real value (batch 1)
+        super().__init__(gm, garbage_collect_values=False)
+        self.b = builder
+        self.rules = rules
+        self.sym: dict[torch.fx.Node, Any] = {}
+        self.n_inputs = 0
+        self.gated: list[str] = []
+
+    def run_node(self, n):
+        from .trace import _ForwardError
+
+        if n.op == "call_module":    # the exporter's input guards
+            self.sym[n] = None
+            return None
+        try:
+            real = super().run_node(n)
+        except DeepglassError:
+            raise
+        except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as exc:
+            raise _ForwardError(str(exc)) from exc
+        self.cur = real
+        sym = self._symbolic(n, real)
+        # a pending value used more than once gets its node block now, so that
+        # every user sees the same nodes
+        if isinstance(sym, Pending) and len(n.users) > 1:
+            sym = self.b.materialize(sym)
+        self.sym[n] = sym
+        return real
+
+    # -- helpers used by the rules ------------------------------------------------------
+    def real(self, a):
+        return torch.fx.node.map_arg(a, lambda nd: self.env[nd])
+
+    def where(self, n) -> str:
+        """The module path of a node (``features.0``), or ``path:node`` for an op
+        that a module computes among others."""
+        stack = n.meta.get("nn_module_stack")
+        if not stack:
+            return n.name
+        path, cls = list(stack.values())[-1]
+        cls = getattr(cls, "__module__", "") + "." + getattr(cls, "__name__", str(cls)) \
+            if not isinstance(cls, str) else cls
+        leaf = cls.startswith("torch.nn.modules.") or cls.startswith("torch.ao.nn")
+        return path if (leaf and path) else f"{path}:{n.name}" if path else n.name
+
+    def unsupported(self, n, what: str, why: str | None = None):
+        from .trace import SUPPORTED
+
+        if why:
+            raise UnsupportedLayerError(f"unsupported layer {self.where(n)!r} ({what}): {why}")
+        raise UnsupportedLayerError(f"unsupported layer {self.where(n)!r} (op {what}): "
+                                    f"deepglass supports {SUPPORTED}")
+
+    def warn_nonmonotone(self, name: str, detail: str = "") -> None:
+        self.b.warn_once(name, f"activation {name}{detail} is not non-decreasing: the "
+                               "monotonicity theorems (and near-monotonicity tests) assume "
+                               "non-decreasing activations")
+
+    # -- dispatch ---------------------------------------------------------------------
+    def _symbolic(self, n, real):
+        if n.op == "placeholder":
+            if not isinstance(real, torch.Tensor):
+                return None
+            shape = tuple(real.shape[1:])
+            nb = self.b.new_block("input" if self.n_inputs == 0 else f"input{self.n_inputs}",
+                                  shape, "input")
+            self.n_inputs += 1
+            return Ref(torch.arange(nb.offset, nb.stop).reshape((1,) + shape))
+        if n.op == "get_attr":
+            return None
+        if n.op == "output":
+            return torch.fx.node.map_arg(n.args[0], lambda nd: self.sym[nd])
+        args = torch.fx.node.map_arg(n.args, lambda nd: self.sym[nd])
+        kwargs = torch.fx.node.map_arg(n.kwargs, lambda nd: self.sym[nd])
+        stats = [v for v in _leaves(list(args) + list(kwargs.values())) if isinstance(v, Stat)]
+        if stats:
+            return self._with_stat(n, args, real)
+        if not (_has_sym(args) or _has_sym(kwargs)):
+            return None
+        if n.target is operator.getitem:
+            seq = args[0]
+            if isinstance(seq, (list, tuple)):
+                return seq[args[1]]
+            return _shape_rule(self, n, args, kwargs, real)
+        rule = ATEN_OPS.get(n.target) or ATEN_OPS.get(getattr(n.target, "overloadpacket", None))
+        if rule is None:
+            self.unsupported(n, _opname(n.target))
+        return rule(self, n, args, kwargs, real)
+
+
+    def _with_stat(self, n, args, real):
+        """Rules for ops that read a :class:`Stat`."""
+        packet = getattr(n.target, "overloadpacket", None)
+        if packet in (aten.mul, aten.div) and len(args) > 1:
+            a, b = args[0], args[1]
+            if isinstance(b, Stat) and _is_sym(a):
+                return a            # x * s or x / s: a positive rescaling of x
+            if isinstance(a, Stat) and _is_sym(b) and packet is aten.mul:
+                return b
+        if packet in STAT_OPS or n.target is operator.getitem:
+            if any(_is_sym(v) for v in _leaves(list(args))):
+                self.unsupported(n, _opname(n.target), "it mixes a network value with a "
+                                 "statistic of the input (x ** p, a root or a mean of one)")
+            out = real[0] if isinstance(real, tuple) else real
+            return Stat(tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ())
+        self.unsupported(n, _opname(n.target), "it uses a statistic of the input (x ** p, a "
+                         "root or a mean of one) as a network value; only a normalization "
+                         "(a division by such a statistic) is supported")
+
+
+def _opname(target) -> str:
+    name = getattr(target, "__name__", None) or str(target)
+    return name.replace("aten.", "").split(".default")[0]
+
+
+def _arg(n, args, i, key, default=None):
+    return args[i] if len(args) > i else n.kwargs.get(key, default)
+
+
+def _is_sym(v) -> bool:
+    return isinstance(v, (Ref, Pending))
+
+
+def _flag(v, **kw):
+    """A materialized value with attributes (non-negativity, elementwise function)."""
+    return dataclasses.replace(v, **kw) if isinstance(v, Ref) else v
+
+
+# ----------------------------------------------------------------------------------
+# linear-operator layers
+def _convolution(ip, n, args, kwargs, real):
+    if _is_sym(args[1]):
+        ip.unsupported(n, "convolution", "its weight is computed from the input (a dynamic "
+                       "convolution); the signed graph needs fixed weights")
+    weight = ip.real(n.args[1])
+    stride, padding, dilation, transposed, out_pad, groups = ip.real(n.args[3:9])
+    x = ip.b.materialize(args[0])
+    if not transposed:
+        return _conv(ip.b, ip.where(n), x, ip.real(n.args[0]), real, weight, stride, padding,
+                     dilation, groups)
+    nd = weight.ndim - 2
+    x, extra = _strip_zero_padding(x, nd)
+    if any(extra[d] != (0, 0) for d in range(nd)):
+        ip.unsupported(n, "conv_transpose", "explicit padding before a transposed "
+                       "convolution is not supported")
+    pads = [(p, p) for p in _tup(padding, nd)]
+    blk = ConvTransposeBlock(weight.detach(), tuple(x.index.shape[1:]), tuple(real.shape[1:]),
+                             _tup(stride, nd), pads, _tup(dilation, nd), groups,
+                             module=ip.where(n))
+    return Pending([(blk, x)], tuple(real.shape[1:]), op="conv_transpose", name=ip.where(n))
+
+
+def _matmul(ip, n, args, kwargs, real):
+    """``addmm(bias, x, W^T)`` / ``mm(x, W^T)``: a dense layer."""
+    off = 1 if n.target is aten.addmm.default else 0
+    x, w = args[off], args[off + 1]
+    if _is_sym(x) and _is_sym(w):
+        ip.unsupported(n, "matrix product of two network values", "a product of two values "
+                       "computed from the input (self-attention, bilinear pooling) has no "
+                       "fixed weights, so the signed graph is not defined for it")
+    if not _is_sym(x):
+        ip.unsupported(n, _opname(n.target), "the input enters a matrix product from the "
+                       "right; only x @ W with fixed W is a dense layer")
+    weight = ip.real(n.args[off + 1]).T
+    alpha = n.kwargs.get("alpha", 1)
+    if alpha != 1:
+        weight = weight * alpha
+    real_in = ip.real(n.args[off])
+    return _dense(ip.b, ip.where(n), ip.b.materialize(x), real_in, real, weight)
+
+
+def _linear(ip, n, args, kwargs, real):
+    if _is_sym(args[1]):
+        return _matmul(ip, n, (args[0], args[1]), kwargs, real)
+    return _dense(ip.b, ip.where(n), ip.b.materialize(args[0]), ip.real(n.args[0]), real,
+                  ip.real(n.args[1]))
+
+
+def _bmm(ip, n, args, kwargs, real):
+    ip.unsupported(n, "batched matrix product", "a batched product of network values "
+                   "(self-attention) has no fixed weights, so the signed graph is not "
+                   "defined for it")
+
+
+def _attention(ip, n, args, kwargs, real):
+    ip.unsupported(n, "scaled dot-product attention", "attention multiplies two values "
+                   "computed from the input, so the signed graph is not defined for it")
+
+
+def _from_1d(ip, n, args, r, real):
+    """Core ATen writes a 1-d pool as ``unsqueeze(x, 2)`` -> 2-d pool with a unit
+    first window -> ``squeeze``: read it back as the 1-d pool of ``x`` (same
+    edges, and the node block keeps the layer's own 1-d shape)."""
+    src = n.args[0]
+    if not (isinstance(src, torch.fx.Node) and src.target is aten.unsqueeze.default
+            and r[0].ndim == 4 and r[0].shape[2] == 1 and src.args[1] in (2, -2)):
+        return None
+    k = _tup(r[1], 2)
+    st = _tup(r[2] if len(r) > 2 and r[2] not in (None, []) else r[1], 2)
+    pd = _tup(r[3] if len(r) > 3 else 0, 2)
+    dl = _tup(r[4] if len(r) > 4 and not isinstance(r[4], bool) else 1, 2)
+    if (k[0], st[0], pd[0], dl[0]) != (1, 1, 0, 1):
+        return None
+    x = ip.sym[src.args[0]]
+    return x, ip.real(src.args[0]), real.squeeze(2), (k[1], st[1], pd[1], dl[1])
+
+
+def _max_pool(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    out_real = real[0] if isinstance(real, tuple) else real
+    one = _from_1d(ip, n, args, r, out_real)
+    if one is not None:
+        x, real_in, out1, (k, st, pd, dl) = one
+        val = _pool(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, "max", k, st, pd, dl,
+                    r[5] if len(r) > 5 else False)
+        val = Pending(val.terms, tuple(out_real.shape[1:]), val.op, val.name)
+    else:
+        stride = r[2] if len(r) > 2 else None
+        val = _pool(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], out_real, "max", r[1],
+                    stride if stride not in (None, []) else None, r[3] if len(r) > 3 else 0,
+                    r[4] if len(r) > 4 else 1, r[5] if len(r) > 5 else False)
+    return (val, None) if isinstance(real, tuple) else val
+
+
+def _avg_pool(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    if len(r) > 6 and r[6] is not None:
+        ip.unsupported(n, "avg_pool with divisor_override")
+    ceil = r[4] if len(r) > 4 else False
+    one = _from_1d(ip, n, args, r, real)
+    if one is not None:
+        x, real_in, out1, (k, st, pd, _) = one
+        val = _pool(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, "avg", k, st, pd, 1,
+                    ceil)
+        return Pending(val.terms, tuple(real.shape[1:]), val.op, val.name)
+    stride = r[2] if len(r) > 2 else None
+    return _pool(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, "avg", r[1],
+                 stride if stride not in (None, []) else None, r[3] if len(r) > 3 else 0, 1, ceil)
+
+
+def _adaptive(kind):
+    def rule(ip, n, args, kwargs, real):
+        out = real[0] if isinstance(real, tuple) else real
+        src = n.args[0]
+        x, real_in, out1 = args[0], ip.real(n.args[0]), out
+        if isinstance(src, torch.fx.Node) and src.target is aten.unsqueeze.default \
+                and real_in.ndim == 4 and real_in.shape[2] == 1 and out.shape[2] == 1:
+            # core ATen's 1-d adaptive pool: unsqueeze -> 2-d pool -> squeeze
+            x, real_in, out1 = ip.sym[src.args[0]], ip.real(src.args[0]), out.squeeze(2)
+        val = _adaptive_pool(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, kind)
+        if isinstance(val, Pending):
+            val = Pending(val.terms, tuple(out.shape[1:]), val.op, val.name)
+        elif out1 is not out:   # the identity at this size
+            val = ip.b.materialize(args[0])
+        return (val, None) if isinstance(real, tuple) else val
+    return rule
+
+
+def _mean(ip, n, args, kwargs, real):
+    dims = _arg(n, ip.real(n.args), 1, "dim")
+    x = ip.b.materialize(args[0])
+    return _global_mean(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dims)
+
+
+def interpolation_matrices(op: Callable, real_in: torch.Tensor, real_out: torch.Tensor,
+                           rest: tuple) -> list[torch.Tensor]:
+    """The 1-d matrices ``M_d`` (outputs x inputs) of a separable interpolation op,
+    read off the op itself: channel ``c`` of the probe is the unit vector ``e_c``
+    along dimension ``d`` (constant along the others, where interpolation weights
+    sum to one), so ``op(probe)`` holds column ``c`` of ``M_d``.  Cost: one call
+    of ``op`` per spatial dimension on ``L_d`` channels."""
+    spatial = tuple(real_in.shape[2:])
+    mats = []
+    for d, L in enumerate(spatial):
+        shape = [1, L] + [1] * len(spatial)
+        shape[2 + d] = L
+        probe = torch.eye(L, dtype=torch.float64).reshape(shape).expand(
+            (1, L) + spatial).contiguous()
+        out = op(probe, *rest)
+        idx = [0, slice(None)] + [0] * len(spatial)
+        idx[2 + d] = slice(None)
+        mats.append(out[tuple(idx)].T.contiguous())       # (O_d, L_d)
+    if tuple(real_out.shape[2:]) != tuple(len(M) for M in mats):
+        raise DeepglassError("interpolation: probe and network disagree on the output size")
+    return mats
+
+
+def _upsample(mode):
+    def rule(ip, n, args, kwargs, real):
+        x = ip.b.materialize(args[0])
+        r = ip.real(n.args)
+        mats = interpolation_matrices(n.target, r[0], real, tuple(r[1:]))
+        blk = ResampleBlock(tuple(r[0].shape[1:]), tuple(real.shape[1:]), mats, mode=mode,
+                            module=ip.where(n))
+        return Pending([(blk, x)], tuple(real.shape[1:]), op="resample", name=ip.where(n))
+    return rule
+
+
+# ----------------------------------------------------------------------------------
+# normalizations and scalings
+def _scale(ip, val, s: torch.Tensor):
+    """Multiply a symbolic value by ``s`` (broadcastable to ``(1, *shape)``): a
+    scalar or per-channel factor folds into a pending layer's weights; any other
+    pattern becomes a per-element scale of the materialized value."""
+    s = torch.as_tensor(s, dtype=torch.float64).detach()
+    if isinstance(val, Pending):
+        nd = len(val.shape) + 1
+        full = s.reshape((1,) * (nd - s.ndim) + tuple(s.shape)) if s.ndim < nd else s
+        sizes = [full.shape[i] for i in range(full.ndim)]
+        if all(sz == 1 for sz in sizes):
+            for blk, _ in val.terms:
+                blk.scale_output(full.reshape(()))
+            return val
+        if full.ndim >= 2 and all(sz == 1 for i, sz in enumerate(sizes) if i != 1):
+            ch = full.reshape(-1)
+            for blk, _ in val.terms:
+                blk.scale_output(ch.reshape((-1,) + (1,) * (len(blk.out_shape) - 1)))
+            return val
+        val = ip.b.materialize(val)
+    if isinstance(val, Ref):
+        cur = val.scale if val.scale is not None else torch.ones(val.index.shape,
+                                                                 dtype=torch.float64)
+        return Ref(val.index, torch.broadcast_to(cur * s, val.index.shape).clone())
+    return val
+
+
+def _batch_norm(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    weight, var, eps = r[1], r[4], r[6]
+    out = args[0]
+    if ip.rules["batchnorm"] == "fold":
+        s = 1.0 / torch.sqrt(var.double() + eps)
+        if weight is not None:
+            s = s * weight.double()
+        out = _scale(ip, out, s.reshape((-1,) + (1,) * (r[0].ndim - 2)))
+    return (out, None, None)
+
+
+def _layer_norm(ip, n, args, kwargs, real):
+    """SPEC §1b: division by the sample's statistics is a positive rescaling and
+    the mean subtraction is ignored; the gain folds in, sign included."""
+    r = ip.real(n.args)
+    weight = r[2] if len(r) > 2 else None
+    out = args[0]
+    if weight is not None and ip.rules["norm"] == "fold":
+        out = _scale(ip, out, weight.double())
+    return (out, None, None)
+
+
+def _group_norm(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    weight = r[1]
+    out = args[0]
+    if weight is not None and ip.rules["norm"] == "fold":
+        out = _scale(ip, out, weight.double().reshape((-1,) + (1,) * (r[0].ndim - 2)))
+    return (out, None, None)
+
+
+def _const_factor(ip, n, i):
+    c = ip.real(n.args[i]) if i < len(n.args) else None
+    if isinstance(c, torch.Tensor):
+        return c.detach().double()
+    return torch.tensor(float(c), dtype=torch.float64)
+
+
+def _mul(ip, n, args, kwargs, real):
+    a, b = args[0], args[1]
+    if _is_sym(a) and _is_sym(b):
+        return _product(ip, n, a, b)
+    if not _is_sym(a):
+        a, c = b, _const_factor(ip, n, 0)
+    else:
+        c = _const_factor(ip, n, 1)
+    out = _scale(ip, a, c)
+    if isinstance(out, Ref) and isinstance(a, Ref) and bool((c > 0).all()):
+        out = _flag(out, nonneg=a.nonneg, fn=a.fn)
+    return out
+
+
+def _div(ip, n, args, kwargs, real):
+    a, b = args[0], args[1]
+    if _is_sym(b):
+        if _is_sym(a) and isinstance(b, Ref) and b.nonneg and not _same(a, b):
+            # division by a positive value computed from the input: a per-sample
+            # normalization, i.e. a positive rescaling (SPEC §1b)
+            return a
+        ip.unsupported(n, "division by a network value", "only division by a non-negative "
+                       "statistic (a normalization) is a positive rescaling")
+    c = _const_factor(ip, n, 1)
+    out = _scale(ip, a, 1.0 / c)
+    if isinstance(out, Ref) and isinstance(a, Ref) and bool((c > 0).all()):
+        out = _flag(out, nonneg=a.nonneg, fn=a.fn)
+    return out
+
+
+def _neg(ip, n, args, kwargs, real):
+    return _scale(ip, args[0], torch.tensor(-1.0, dtype=torch.float64))
+
+
+def _same(a, b) -> bool:
+    return (isinstance(a, Ref) and isinstance(b, Ref) and a.index.shape == b.index.shape
+            and (a.index is b.index or bool(torch.equal(a.index, b.index))))
+
+
+_PRODUCT_NAMES = {"sigmoid": "SiLU (x * sigmoid(x))", "hardsigmoid": "hard-swish "
+                  "(x * hardsigmoid(x))", "tanh": "x * tanh(x)"}
+
+
+def _product(ip, n, a, b):
+    """SPEC §1b: ``x * f(x)`` is an elementwise activation; ``x * g`` with a
+    non-negative gate ``g`` of another value is a positive rescaling of ``x``
+    (``gates="scale"``); any other product of two network values is refused."""
+    a, b = ip.b.materialize(a), ip.b.materialize(b)
+    if _same(a, b):
+        f = b.fn if b.fn else a.fn
+        ip.warn_nonmonotone(_PRODUCT_NAMES.get(f, f"x * {f or 'x'}"))
+        return _flag(a, nonneg=False, fn=None)
+    for x, g in ((a, b), (b, a)):
+        if g.nonneg and g.index.numel() <= x.index.numel():
+            if ip.rules["gates"] == "error":
+                ip.unsupported(n, "gate", "a non-negative gate multiplies the value "
+                               "(squeeze-excitation / attention gate) and gates='error'")
+            ip.gated.append(ip.where(n))
+            return _flag(x, nonneg=False, fn=None)
+    ip.unsupported(n, "product of two network values", "neither factor is a non-negative "
+                   "gate (sigmoid / hard-sigmoid / softmax of another value): a product of "
+                   "two values computed from the input (self-attention, bilinear pooling) "
+                   "has no fixed weights, so the signed graph is not defined for it")
+
+
+def _add(ip, n, args, kwargs, real):
+    from .trace import _add_values
+
+    sub = n.target.overloadpacket in (aten.sub, aten.rsub)
+    a, b = args[0], args[1]
+    alpha = n.kwargs.get("alpha", args[2] if len(args) > 2 and not _is_sym(args[2]) else 1)
+    if n.target.overloadpacket is aten.rsub:   # rsub(x, c) = c - alpha * x
+        a, b = b, a
+    if not _is_sym(b):
+        if not _is_sym(a):
+            return None
+        c = b if not isinstance(b, torch.Tensor) else None
+        keep = isinstance(a, Ref) and a.nonneg and c is not None and \
+            (-c if sub else c) >= 0
+        if n.target.overloadpacket is aten.rsub:
+            return _scale(ip, a, torch.tensor(-float(alpha), dtype=torch.float64))
+        return _flag(a, nonneg=keep) if isinstance(a, Ref) else a
+    if not _is_sym(a):
+        return _scale(ip, b, torch.tensor(-float(alpha) if sub else float(alpha),
+                                          dtype=torch.float64))
+    coef = (-1.0 if sub else 1.0) * float(alpha)
+    if coef != 1.0:
+        b = _scale(ip, b, torch.tensor(coef, dtype=torch.float64))
+    return _add_values(ip.b, a, b, tuple(real.shape[1:]), ip.where(n),
+                       lambda what: ip.unsupported(n, what))
+
+
+# ----------------------------------------------------------------------------------
+# elementwise activations
+def _monotone(nonneg: bool | Callable = False):
+    def rule(ip, n, args, kwargs, real):
+        x = ip.b.materialize(args[0])
+        nn_ = nonneg(ip, n) if callable(nonneg) else nonneg
+        return _flag(x, nonneg=bool(nn_), fn=_opname(n.target))
+    return rule
+
+
+def _clamp_nonneg(ip, n):
+    r = ip.real(n.args)
+    name = _opname(n.target)
+    if name.startswith("hardtanh"):
+        lo = r[1] if len(r) > 1 else -1.0
+    elif name.startswith("clamp_max"):
+        return False
+    else:
+        lo = r[1] if len(r) > 1 else n.kwargs.get("min")
+    return lo is not None and not isinstance(lo, torch.Tensor) and lo >= 0
+
+
+def _nonmonotone(name):
+    def rule(ip, n, args, kwargs, real):
+        ip.warn_nonmonotone(name)
+        return _flag(ip.b.materialize(args[0]), nonneg=False, fn=_opname(n.target))
+    return rule
+
+
+def _leaky_relu(ip, n, args, kwargs, real):
+    slope = ip.real(n.args[1]) if len(n.args) > 1 else 0.01
+    if slope < 0:
+        ip.warn_nonmonotone(f"LeakyReLU at {ip.where(n)!r}", f" (negative slope {slope:g})")
+    return _flag(ip.b.materialize(args[0]), nonneg=False, fn="leaky_relu")
+
+
+def _prelu(ip, n, args, kwargs, real):
+    """SPEC §1b: a learned PReLU is non-monotone iff some slope is negative."""
+    if _is_sym(args[1]):
+        ip.unsupported(n, "prelu", "its slope is computed from the input")
+    w = ip.real(n.args[1]).detach()
+    neg = int((w < 0).sum())
+    if neg:
+        ip.warn_nonmonotone(f"PReLU at {ip.where(n)!r}",
+                            f" ({neg} of {w.numel()} learned slopes are negative)")
+    return _flag(ip.b.materialize(args[0]), nonneg=False, fn="prelu")
+
+
+def _statistic(ip, n, args, kwargs, real):
+    """``x ** p``, ``sqrt(x)``, ``rsqrt(x)`` of a network value: the start of a
+    normalization's statistic (local response norm, RMSNorm)."""
+    return Stat(tuple(real.shape[1:]))
+
+
+def _identity(ip, n, args, kwargs, real):
+    """Copies, aliases, eval-mode dropout: the value itself (a copy is made
+    contiguous, as the op makes it, so that later views see the same layout)."""
+    v = args[0]
+    if isinstance(v, Ref):
+        return dataclasses.replace(v, index=v.index.contiguous(),
+                                   scale=None if v.scale is None else v.scale.contiguous())
+    return v
+
+
+# ----------------------------------------------------------------------------------
+# re-indexings: applied to the node-id tensor itself (and to the scale)
+def _shape_rule(ip, n, args, kwargs, real):
+    a = [ip.b.materialize(v) if isinstance(v, Pending) else v for v in args]
+    a = [type(v)(ip.b.materialize(u) if isinstance(u, Pending) else u for u in v)
+         if isinstance(v, (list, tuple)) else v for v in a]
+    real_args = ip.real(n.args)
+    has_scale = any(isinstance(v, Ref) and v.scale is not None for v in _leaves(a))
+    pad = n.target is aten.constant_pad_nd.default
+
+    def run(kind):
+        def conv(s, r):
+            if kind == "index":
+                return s.index
+            return (s.scale if s.scale is not None
+                    else torch.ones(s.index.shape, dtype=torch.float64))
+        vals = _zip_map(list(a), list(real_args), conv)
+        if pad:
+            if len(vals) > 2 and vals[2] not in (0, 0.0, None):
+                ip.unsupported(n, f"padding with value {vals[2]}")
+            return torch.constant_pad_nd(vals[0], vals[1], -1 if kind == "index" else 0)
+        return n.target(*vals, **ip.real(n.kwargs))
+
+    idx = run("index")
+    scl = run("scale") if has_scale else None
+    return _wrap(idx, scl)
+
+
+def _leaves(a):
+    for v in a:
+        if isinstance(v, (list, tuple)):
+            yield from _leaves(v)
+        else:
+            yield v
+
+
+def _refuse(what, why):
+    def rule(ip, n, args, kwargs, real):
+        ip.unsupported(n, what, why)
+    return rule
+
+
+# ----------------------------------------------------------------------------------
+def _ops(names: str, rule) -> dict:
+    table = {}
+    for name in names.split():
+        packet = getattr(aten, name, None)
+        if packet is not None:
+            table[packet] = rule
+    return table
+
+
+_nonneg_true = True
+ATEN_OPS: dict = {
+    aten.convolution.default: _convolution,
+    aten.addmm.default: _matmul,
+    aten.mm.default: _matmul,
+    aten.linear.default: _linear,
+    aten.mean.dim: _mean,
+    aten.mul.Tensor: _mul,
+    aten.mul.Scalar: _mul,
+    aten.div.Tensor: _div,
+    aten.div.Scalar: _div,
+    aten.neg.default: _neg,
+    aten.add.Tensor: _add,
+    aten.add.Scalar: _add,
+    aten.sub.Tensor: _add,
+    aten.sub.Scalar: _add,
+    aten.rsub.Scalar: _add,
+    aten.leaky_relu.default: _leaky_relu,
+    aten.prelu.default: _prelu,
+    aten._native_batch_norm_legit_no_training.default: _batch_norm,
+    aten.native_layer_norm.default: _layer_norm,
+    aten.native_group_norm.default: _group_norm,
+    **_ops("max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices",
+           _max_pool),
+    **_ops("avg_pool1d avg_pool2d avg_pool3d", _avg_pool),
+    **_ops("_adaptive_avg_pool2d _adaptive_avg_pool3d adaptive_avg_pool1d", _adaptive("avg")),
+    **_ops("adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d", _adaptive("max")),
+    **_ops("upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d "
+           "_upsample_nearest_exact2d _upsample_nearest_exact3d", _upsample("nearest")),
+    **_ops("upsample_linear1d upsample_bilinear2d upsample_trilinear3d", _upsample("linear")),
+    **_ops("relu sigmoid hardsigmoid _softmax exp", _monotone(True)),
+    **_ops("tanh elu celu selu softplus expm1 log1p erf _log_softmax log_sigmoid_forward "
+           "logit", _monotone(False)),
+    **_ops("hardtanh clamp clamp_min clamp_max", _monotone(_clamp_nonneg)),
+    **_ops("gelu", _nonmonotone("GELU")),
+    **_ops("silu", _nonmonotone("SiLU")),
+    **_ops("hardswish", _nonmonotone("Hardswish")),
+    **_ops("mish", _nonmonotone("Mish")),
+    **_ops("abs", _nonmonotone("abs")),
+    **_ops("clone alias detach _to_copy lift_fresh_copy contiguous dropout native_dropout",
+           _identity),
+    **_ops("view _unsafe_view reshape permute transpose t unsqueeze squeeze expand slice "
+           "select cat concat split split_with_sizes unbind constant_pad_nd as_strided "
+           "flatten narrow pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
+           "movedim stack repeat index_select unflatten", _shape_rule),
+    **_ops("pow sqrt rsqrt", _statistic),
+    **_ops("bmm baddbmm matmul", _bmm),
+    **_ops("_scaled_dot_product_flash_attention _scaled_dot_product_efficient_attention "
+           "_scaled_dot_product_flash_attention_for_cpu scaled_dot_product_attention",
+           _attention),
+    **_ops("lstm gru rnn_tanh rnn_relu lstm_cell gru_cell", _refuse(
+        "recurrent cell", "a recurrent cell has no fixed feed-forward signed graph; unroll "
+        "it or analyse the convolutional part")),
+}
+#: ops that map statistics to statistics (SPEC §1b normalizations)
+STAT_OPS = {getattr(aten, name) for name in (
+    "pow sqrt rsqrt reciprocal add sub mul div mean sum avg_pool1d avg_pool2d avg_pool3d "
+    "unsqueeze squeeze view _unsafe_view reshape expand permute clone alias constant_pad_nd "
+    "slice select cat _to_copy exp log clamp clamp_min abs neg var var_mean").split()
+    if hasattr(aten, name)}
+# dropout returns (value, mask)
+ATEN_OPS[aten.native_dropout.default] = lambda ip, n, args, kwargs, real: (args[0], None)
