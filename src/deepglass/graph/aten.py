@@ -26,7 +26,7 @@ import torch
 import torch.fx
 
 from ..errors import DeepglassError, UnsupportedLayerError
-from .blocks import ConvTransposeBlock, ResampleBlock
+from .blocks import ConvBlock, ConvTransposeBlock, ResampleBlock
 from .trace import (Pending, Ref, _adaptive_pool, _conv, _dense, _global_mean, _has_sym,
                     _pool, _strip_zero_padding, _tup, _wrap, _zip_map)
 
@@ -255,7 +255,27 @@ def _matmul(ip, n, args, kwargs, real):
     if alpha != 1:
         weight = weight * alpha
     real_in = ip.real(n.args[off])
-    return _dense(ip.b, ip.where(n), ip.b.materialize(x), real_in, real, weight)
+    x = ip.b.materialize(x)
+    if real_in.shape[0] > 1:
+        return _positionwise(ip, n, x, weight)
+    return _dense(ip.b, ip.where(n), x, real_in, real, weight)
+
+
+def _positionwise(ip, n, x, weight):
+    """A dense layer applied at every position (``(positions, C_in) @ W^T``, the
+    batch folded into the rows: a channels-last MLP).  Its edges are those of a
+    1x1 convolution over the positions; its node block is ``(C_out, positions)``
+    and the value keeps the rows-by-channels layout of the real tensor.  The
+    block is made at once, so a residual addition after it gets a block of its
+    own (identity edges)."""
+    N, c_in = x.index.shape
+    c_out = weight.shape[0]
+    src = Ref(x.index.T.reshape(1, c_in, N).contiguous(),
+              None if x.scale is None else x.scale.T.reshape(1, c_in, N).contiguous())
+    blk = ConvBlock(weight.detach().reshape(c_out, c_in, 1), (c_in, N), (c_out, N), (1,),
+                    [(0, 0)], (1,), 1, module=ip.where(n))
+    ref = ip.b.materialize(Pending([(blk, src)], (c_out, N), op="dense", name=ip.where(n)))
+    return Ref(ref.index.reshape(c_out, N).T.contiguous())
 
 
 def _linear(ip, n, args, kwargs, real):
@@ -500,6 +520,8 @@ def _product(ip, n, a, b):
     non-negative gate ``g`` of another value is a positive rescaling of ``x``
     (``gates="scale"``); any other product of two network values is refused."""
     a, b = ip.b.materialize(a), ip.b.materialize(b)
+    if _same(a, b) and a.fn == b.fn:
+        return Stat(tuple(ip.cur.shape[1:]))   # x * x: a square, the start of a statistic
     if _same(a, b):
         f = b.fn if b.fn else a.fn
         ip.warn_nonmonotone(_PRODUCT_NAMES.get(f, f"x * {f or 'x'}"))

@@ -274,6 +274,11 @@ def _global_mean(builder, name, x, real_in, real_out, dims):
     if not dims or dims[0] < 2:
         raise UnsupportedLayerError(f"mean over dims {dims} at {name!r}: only means over "
                                     "spatial dimensions (not batch or channels) are supported")
+    if all(real_in.shape[d] == 1 for d in dims):
+        # a mean over dimensions of size 1 (global pooling of a 1x1 map) is the
+        # identity, which adds nothing (SPEC §1)
+        out = (1,) + tuple(real_out.shape[1:])
+        return Ref(x.index.reshape(out), None if x.scale is None else x.scale.reshape(out))
     in_shape = tuple(real_in.shape[1:])
     wins = [adaptive_windows(L, 1) if d + 1 in dims else [np.array([i]) for i in range(L)]
             for d, L in enumerate(in_shape[1:], start=1)]
@@ -787,9 +792,12 @@ def _prune(builder: _Builder, outputs: dict[str, np.ndarray]):
 def _capture_export(model, inputs, forward_kwargs, builder, rules):
     from .aten import AtenInterpreter, export_module
 
+    import torch.utils._pytree as pytree
+
     gm = export_module(model, inputs, forward_kwargs)
     interp = AtenInterpreter(gm, builder, rules)
-    interp.run(*inputs)
+    # the program's placeholders are the flattened (args, kwargs)
+    interp.run(*pytree.tree_flatten((tuple(inputs), dict(forward_kwargs or {})))[0])
     out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
     leaves = _flatten(out)
     return leaves, _output_names(len(leaves), getattr(gm, "_out_spec", None)), interp.gated

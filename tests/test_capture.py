@@ -1,0 +1,309 @@
+"""The capture rules of SPEC §1b, each on a tiny net whose graph is known.
+
+Every test builds a network whose signed graph can be written by hand (or read
+off an exact Jacobian of a linear layer) and compares it with what
+:meth:`SignedGraph.from_module` captures through ``torch.export``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from deepglass.errors import DeepglassError, UnsupportedLayerError
+from deepglass.graph import NonMonotoneActivationWarning, SignedGraph
+
+
+def _dense(g: SignedGraph) -> np.ndarray:
+    return g.to(dtype=torch.float64).to_scipy().toarray()
+
+
+def _graph(net, shape, **kw):
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        g = SignedGraph.from_module(net.eval(), shape, dtype=torch.float64, **kw)
+    return g, [str(x.message) for x in w if issubclass(x.category, NonMonotoneActivationWarning)]
+
+
+class _SE(nn.Module):
+    """Squeeze-excitation: x * sigmoid(fc2(relu(fc1(mean(x)))))."""
+
+    def __init__(self, c, gate=torch.sigmoid):
+        super().__init__()
+        self.fc1 = nn.Conv2d(c, 2, 1)
+        self.fc2 = nn.Conv2d(2, c, 1)
+        self.gate = gate
+
+    def forward(self, x):
+        s = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.fc2(F.relu(self.fc1(s))))
+
+
+def _body(se: bool):
+    torch.manual_seed(1)
+    layers = [nn.Conv2d(2, 3, 3, padding=1), nn.ReLU()]
+    if se:
+        layers.append(_SE(3))
+    layers += [nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(8, 3)]
+    return nn.Sequential(*layers).double()
+
+
+def test_gate_is_a_positive_rescaling_and_its_branch_is_left_out():
+    plain, gated = _body(False), _body(True)
+    gated[3].load_state_dict(plain[2].state_dict())
+    gated[5].load_state_dict(plain[4].state_dict())
+    gated[0].load_state_dict(plain[0].state_dict())
+    g0, _ = _graph(plain, (2, 4, 4))
+    g1, _ = _graph(gated, (2, 4, 4))
+    assert (g1.n_nodes, g1.n_edges) == (g0.n_nodes, g0.n_edges)
+    np.testing.assert_allclose(_dense(g1), _dense(g0))
+    left = g1.meta["left_out"]
+    assert sum(r["params"] for r in left) == 3 * 2 + 2 * 3     # the gate's two 1x1 convs
+    assert g1.meta["gates"] and g1.meta["rules"]["gates"] == "scale"
+    with pytest.raises(UnsupportedLayerError, match="gate.*gates='error'"):
+        SignedGraph.from_module(gated, (2, 4, 4), gates="error")
+
+
+def test_hard_sigmoid_gate_written_out_is_a_gate():
+    """timm / MobileNet-V3 write hard-sigmoid as relu6(x + 3) / 6: non-negative."""
+    plain, gated = _body(False), _body(True)
+    gated[2].gate = lambda t: F.relu6(t + 3.0) / 6.0
+    gated[3].load_state_dict(plain[2].state_dict())
+    gated[5].load_state_dict(plain[4].state_dict())
+    gated[0].load_state_dict(plain[0].state_dict())
+    np.testing.assert_allclose(_dense(_graph(gated, (2, 4, 4))[0]), _dense(_graph(plain, (2, 4, 4))[0]))
+
+
+@pytest.mark.parametrize("act,name", [(lambda x: x * torch.sigmoid(x), "SiLU"),
+                                      (lambda x: x * F.hardsigmoid(x), "hard-swish"),
+                                      (F.silu, "SiLU"), (F.hardswish, "Hardswish"),
+                                      (F.gelu, "GELU")])
+def test_activation_written_as_product_is_elementwise_and_warns(act, name):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.b(act(self.a(x)))
+
+    net = Net().double()
+    g, warns = _graph(net, (3,))
+    ref, none = _graph(nn.Sequential(net.a, nn.ReLU(), net.b), (3,))
+    assert not none
+    np.testing.assert_allclose(_dense(g), _dense(ref))
+    assert len(warns) == 1 and name in warns[0]
+
+
+def test_prelu_warns_with_layer_and_count_only_for_negative_slopes():
+    net = nn.Sequential(nn.Conv2d(1, 4, 1), nn.PReLU(4), nn.Flatten(), nn.Linear(16, 2)).double()
+    assert not _graph(net, (1, 2, 2))[1]
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([0.2, -0.1, 0.3, -0.5]))
+    warns = _graph(net, (1, 2, 2))[1]
+    assert len(warns) == 1 and "'1'" in warns[0] and "2 of 4" in warns[0]
+    assert len(_graph(net, (1, 2, 2), capture="fx")[1]) == 1
+
+
+def test_layer_and_group_norm_fold_their_gain_sign_included():
+    torch.manual_seed(2)
+    a, b = nn.Linear(3, 4, bias=False), nn.Linear(4, 2, bias=False)
+    ln = nn.LayerNorm(4)
+    with torch.no_grad():
+        ln.weight.copy_(torch.tensor([1.5, -2.0, 0.5, -0.25]))
+    net = nn.Sequential(a, ln, b).double()
+    A = _dense(_graph(net, (3,))[0])
+    w = a.weight.detach().double().numpy() * ln.weight.detach().double().numpy()[:, None]
+    np.testing.assert_allclose(A[:3, 3:7], w.T)
+    np.testing.assert_allclose(A[3:7, 7:], b.weight.detach().double().numpy().T)
+    A0 = _dense(_graph(net, (3,), norm="ignore")[0])
+    np.testing.assert_allclose(A0[:3, 3:7], a.weight.detach().double().numpy().T)
+
+    conv, gn = nn.Conv2d(2, 4, 1, bias=False), nn.GroupNorm(2, 4)
+    with torch.no_grad():
+        gn.weight.copy_(torch.tensor([1.0, -1.0, 2.0, -3.0]))
+    g, _ = _graph(nn.Sequential(conv, gn, nn.Flatten(), nn.Linear(4, 1)).double(), (2, 1, 1))
+    A = _dense(g)
+    np.testing.assert_allclose(A[:2, 2:6], (conv.weight.detach().double().reshape(4, 2)
+                                            * gn.weight.detach().double()[:, None]).numpy().T)
+    assert g.meta["rules"]["norm"] == "fold"
+
+
+def test_functional_batch_norm_equals_the_module():
+    torch.manual_seed(3)
+    conv, bn = nn.Conv2d(2, 3, 3, bias=False).double(), nn.BatchNorm2d(3).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, -2.0, 0.5]))
+        bn.running_var.copy_(torch.tensor([0.5, 2.0, 1.0]))
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = conv, bn
+
+        def forward(self, x):
+            y = self.conv(x)
+            return F.relu(F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                                       False, 0.1, bn.eps)).flatten(1)
+
+    a = _dense(_graph(nn.Sequential(conv, bn, nn.ReLU(), nn.Flatten()).double(), (2, 4, 4))[0])
+    b = _dense(_graph(Functional().double(), (2, 4, 4))[0])
+    np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.parametrize("layer", [
+    nn.Upsample(scale_factor=2, mode="nearest"),
+    nn.Upsample(scale_factor=2, mode="bilinear"),
+    nn.Upsample(size=(5, 7), mode="bilinear", align_corners=True),
+    nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1),
+    nn.ConvTranspose2d(4, 2, (2, 3), stride=(2, 1), groups=2, dilation=(1, 2)),
+    nn.ConvTranspose1d(4, 3, 3, stride=2),
+])
+def test_upsampling_and_transposed_conv_blocks_equal_the_layer_jacobian(layer):
+    """Linear layers: the edge block's matrix is exactly the layer's Jacobian."""
+    torch.manual_seed(4)
+    nd = 1 if isinstance(layer, nn.ConvTranspose1d) else 2
+    c = getattr(layer, "in_channels", 3)
+    shape = (c,) + (3,) * nd
+    net = nn.Sequential(layer).double()
+    g, _ = _graph(net, shape)
+    assert len(g.edge_blocks) == 1
+    x = torch.randn((1,) + shape, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(lambda t: net(t), x)
+    n_in = int(np.prod(shape))
+    J = J.reshape(-1, n_in).numpy()
+    A = _dense(g)[:n_in, n_in:]
+    np.testing.assert_allclose(A, J.T, atol=1e-12)
+    assert g.n_edges == int((J != 0).sum()) or isinstance(layer, nn.ConvTranspose2d)
+    b = g.edge_blocks[0]
+    y = torch.randn((2, b.out_size), dtype=torch.float64)
+    np.testing.assert_allclose(g.matvec(torch.cat([torch.zeros(2, n_in, dtype=torch.float64),
+                                                   y], 1))[:, :n_in].numpy(),
+                               (A @ y.numpy().T).T, atol=1e-12)
+
+
+def test_non_tensor_forward_arguments_are_resolved_at_capture():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = nn.Linear(4, 3), nn.Linear(3, 2)
+
+        def forward(self, x, embed=False):
+            h = F.relu(self.body(x))
+            if embed:
+                return h
+            return self.head(h)
+
+    net = Net()
+    g = SignedGraph.from_module(net, (4,))
+    assert g.n_nodes == 4 + 3 + 2 and g.meta["rules"]["capture"] == "torch.export"
+    g = SignedGraph.from_module(net, (4,), forward_kwargs={"embed": True})
+    assert g.n_nodes == 4 + 3 and g.meta["rules"]["forward_kwargs"] == {"embed": "True"}
+
+
+def test_several_inputs_and_outputs():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.fc = nn.Linear(2 * 4 + 5, 3)
+            self.box = nn.Linear(3, 4)
+
+        def forward(self, img, meta):
+            h = torch.cat([self.conv(img).flatten(1), meta], 1)
+            logits = self.fc(F.relu(h))
+            return {"logits": logits, "box": self.box(logits)}   # a raw regression head
+
+    g = SignedGraph.from_module(Net(), [(1, 4, 4), (5,)])
+    assert [nb.shape for nb in g.input_blocks] == [(1, 4, 4), (5,)]
+    assert len(g.input_index) == 16 + 5
+    assert list(g.outputs) == ["logits", "box"]
+    assert g.output_name == "logits" and len(g.output_index) == 3
+    assert g.n_nodes == 16 + 5 + 8 + 3 + 4
+    assert g.n_edges == 2 * 9 * 4 + 13 * 3 + 5 * 0 + 3 * 4 - 0
+    box = g.select_output("box")
+    assert box.output_name == "box" and len(box.output_index) == 4 and box.n_edges == g.n_edges
+    assert g.select_output(1).output_name == "box"
+    with pytest.raises(DeepglassError, match="no output 'boxes'.*logits, box"):
+        g.select_output("boxes")
+
+
+def test_unused_values_add_nothing():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.unused = nn.Linear(3, 3), nn.Linear(3, 2), nn.Linear(3, 5)
+
+        def forward(self, x):
+            h = F.relu(self.a(x))
+            self.unused(h)
+            return self.b(h)
+
+    g = SignedGraph.from_module(Net(), (3,))
+    assert g.n_nodes == 3 + 3 + 2 and g.n_edges == 9 + 6
+
+
+@pytest.mark.parametrize("net,match", [
+    (nn.LSTM(4, 3), r"'LSTM' \(LSTM\): a recurrent cell"),
+    (nn.Sequential(nn.Linear(4, 4), nn.GRU(4, 3)), r"'1' \(GRU\): a recurrent cell"),
+])
+def test_recurrent_cells_are_refused_with_why(net, match):
+    with pytest.raises(UnsupportedLayerError, match=match):
+        SignedGraph.from_module(net, (2, 4))
+
+
+def test_attention_is_refused_with_why():
+    class Attn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.softmax(self.q(x) @ self.k(x).transpose(1, 2), -1)
+
+    with pytest.raises(UnsupportedLayerError, match="self-attention.*not defined"):
+        SignedGraph.from_module(Attn(), (3, 4))
+    mha = nn.MultiheadAttention(4, 2)
+    with pytest.raises(UnsupportedLayerError, match="MultiheadAttention.*attention"):
+        SignedGraph.from_module(mha, (3, 4))
+
+
+def test_normalization_by_a_statistic_is_a_rescaling():
+    """Local response norm and RMSNorm divide by statistics of x: no edges."""
+    ref = nn.Sequential(nn.Conv2d(2, 6, 1), nn.ReLU(), nn.Flatten(), nn.Linear(6, 2)).double()
+    lrn = nn.Sequential(ref[0], ref[1], nn.LocalResponseNorm(3), ref[2], ref[3]).double()
+    np.testing.assert_allclose(_dense(_graph(lrn, (2, 1, 1))[0]), _dense(_graph(ref, (2, 1, 1))[0]))
+    assert "left_out" not in _graph(lrn, (2, 1, 1))[0].meta
+
+    class RMS(nn.Module):
+        def forward(self, x):
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+    a = nn.Sequential(nn.Linear(3, 4), RMS(), nn.Linear(4, 2)).double()
+    b = nn.Sequential(a[0], a[2]).double()
+    np.testing.assert_allclose(_dense(_graph(a, (3,))[0]), _dense(_graph(b, (3,))[0]))
+
+
+@pytest.mark.parametrize("name,shape", [("digits_cnn", (1, 8, 8)), ("resnet18", (3, 32, 32)),
+                                        ("shufflenet_v2_x1_0", (3, 32, 32)),
+                                        ("googlenet", (3, 64, 64)),
+                                        ("squeezenet1_1", (3, 64, 64))])
+def test_export_and_fx_give_the_same_graph(name, shape):
+    from deepglass.zoo import get
+
+    m = get(name)
+    a = SignedGraph.from_module(m, shape)
+    b = SignedGraph.from_module(m, shape, capture="fx")
+    assert a.meta["rules"]["capture"] == "torch.export"
+    assert b.meta["rules"]["capture"] == "torch.fx"
+    assert [(nb.shape, nb.offset) for nb in a.node_blocks] == \
+        [(nb.shape, nb.offset) for nb in b.node_blocks]
+    assert a.n_edges == b.n_edges
+    x = torch.randn(2, a.n_nodes, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a.sym_matvec(x), b.sym_matvec(x), rtol=1e-4, atol=1e-4)
