@@ -116,9 +116,11 @@ class _Builder:
                                           side="right") - 1
             blk.src_blocks = tuple(range(int(first), int(last) + 1))
         else:
-            ids = np.unique(flat.numpy())
+            # the blocks touched: one vectorized search per id and a bincount
+            # (no sort of the ids: a concatenation of many blocks has millions)
+            which = np.searchsorted(starts, flat.numpy(), side="right") - 1
             blk.src_blocks = tuple(int(b) for b in
-                                   np.unique(np.searchsorted(starts, ids, side="right") - 1))
+                                   np.flatnonzero(np.bincount(which, minlength=len(starts))))
         if ref.scale is not None:
             s = ref.scale.reshape(blk.in_shape)
             if not bool((s == 1).all()):

@@ -1,0 +1,75 @@
+"""timm's CNN families through the capture path (SPEC §1b), against the real library.
+
+timm imports torchvision at import time; the torchvision wheel on CPU-only
+machines may not import, so ``timm_shim`` installs placeholder modules first
+(test-only: the package itself never imports torchvision or timm).  Models are
+randomly initialized and captured at a small input size to keep the suite fast;
+``bench/bench_frontend.py`` measures them at their default sizes.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import timm_shim
+
+timm_shim.install()
+timm = pytest.importorskip("timm")
+
+from deepglass.graph import SignedGraph  # noqa: E402
+
+FAMILIES = ["vgg11", "resnet18", "resnext26ts", "densenet121", "inception_v3",
+            "mobilenetv2_050", "mobilenetv3_small_050", "efficientnet_b0", "regnetx_002",
+            "mnasnet_small", "ghostnet_050", "convnext_atto", "dla34"]
+
+
+def _model(name):
+    torch.manual_seed(0)
+    return timm.create_model(name, pretrained=False).eval()
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_timm_family_builds_and_solves_to_local_minima(name):
+    import deepglass
+
+    m = _model(name)
+    shape = (3, 75, 75) if name == "inception_v3" else (3, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = SignedGraph.from_module(m, shape)
+    assert g.meta["rules"]["capture"] == "torch.export"
+    assert len(g.output_index) == m.num_classes
+    # the graph is the network's Jacobian pattern on the identity gauge: every
+    # node but the input's has an incoming edge
+    assert g.n_edges > g.n_nodes - g.input_block.size
+    res = deepglass.frustration(g, method="descent", replicas=2, seed=0)
+    sigma = torch.as_tensor(res.sigma, dtype=g.dtype)
+    h = g.local_fields(sigma)
+    assert bool((h >= -1e-4 * g.abs_row_sums().max()).all())   # single-flip local minima
+    assert 0.0 < res.frustration < 0.5
+
+
+def test_squeeze_excitation_gates_are_rescalings_with_their_branch_listed():
+    m = _model("efficientnet_b0")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        g = SignedGraph.from_module(m, (3, 64, 64))
+    assert len(g.meta["gates"]) == 16                 # one SE gate per MBConv block
+    se = [r for r in g.meta["left_out"] if r["params"]]
+    n_se = sum(p.numel() for k, p in m.named_parameters() if ".se." in k and "weight" in k)
+    assert sum(r["params"] for r in se) == n_se
+    assert any("SiLU" in str(x.message) for x in w)   # non-monotone, named once
+
+
+def test_timm_resnet_equals_fx_capture():
+    m = _model("resnet18")
+    a = SignedGraph.from_module(m, (3, 32, 32))
+    b = SignedGraph.from_module(m, (3, 32, 32), capture="fx")
+    assert (a.n_nodes, a.n_edges) == (b.n_nodes, b.n_edges)
+    x = torch.randn(1, a.n_nodes, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_allclose(a.sym_matvec(x).numpy(), b.sym_matvec(x).numpy(), rtol=1e-4,
+                               atol=1e-4)
