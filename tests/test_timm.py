@@ -73,3 +73,20 @@ def test_timm_resnet_equals_fx_capture():
     x = torch.randn(1, a.n_nodes, generator=torch.Generator().manual_seed(1))
     np.testing.assert_allclose(a.sym_matvec(x).numpy(), b.sym_matvec(x).numpy(), rtol=1e-4,
                                atol=1e-4)
+
+
+def test_timm_model_spec_and_weights_file(tmp_path):
+    from deepglass.errors import DeepglassError
+    from deepglass.zoo import load_model
+
+    m = load_model("timm:regnetx_002")
+    assert m.default_input_shape == (3, 224, 224)
+    with pytest.raises(DeepglassError, match="timm has no model 'no_such_net'"):
+        load_model("timm:no_such_net")
+    path = tmp_path / "w.pth"
+    torch.save(m.state_dict(), path)
+    again = load_model(path, arch="timm:regnetx_002")
+    for (k, a), b in zip(m.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(DeepglassError, match="from_module.*--trust-pickle"):
+        load_model(path)

@@ -88,11 +88,14 @@ def load_network(name_or_file: str, input_shape: str | None = None, arch: str | 
 
 
 def load_graph(name_or_file: str, input_shape: str | None = None, batchnorm: str = "fold",
-               arch: str | None = None, trust_pickle: bool = False, device: str = "cpu"):
-    """Model, input shape and :class:`SignedGraph` for a zoo name or model file."""
+               arch: str | None = None, trust_pickle: bool = False, device: str = "cpu",
+               gates: str = "scale", norm: str = "fold", output: str | None = None):
+    """Model, input shape and :class:`SignedGraph` for a zoo name, ``timm:NAME`` or
+    model file, under the capture rules given (SPEC §1b)."""
     from ..graph import SignedGraph
 
     model, shape = load_network(name_or_file, input_shape, arch, trust_pickle)
-    graph = SignedGraph.from_module(model, shape, batchnorm=batchnorm, device=device)
+    graph = SignedGraph.from_module(model, shape, batchnorm=batchnorm, device=device,
+                                    gates=gates, norm=norm, output=output)
     graph.meta["model"] = name_or_file
     return model, shape, graph

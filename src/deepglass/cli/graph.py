@@ -12,17 +12,25 @@ from .common import load_graph, print_json
 
 
 def graph(
-    model: str = typer.Argument(..., help="A zoo name (e.g. digits_cnn, alexnet) or a model "
-                                "file (.pt/.pth/.safetensors with --arch, .onnx, TorchScript)."),
+    model: str = typer.Argument(..., help="A zoo name (e.g. digits_cnn, alexnet), timm:NAME "
+                                "(random init; timm installed), or a model file "
+                                "(.pt/.pth/.safetensors with --arch, .onnx, TorchScript)."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
     batchnorm: str = typer.Option("fold", "--batchnorm", help="fold (sign included) or ignore."),
+    gates: str = typer.Option("scale", "--gates", help="Non-negative gates (squeeze-excitation): "
+                              "scale (a positive rescaling; the gate branch is left out) or error."),
+    norm: str = typer.Option("fold", "--norm", help="Per-sample norms (Layer/Group/Instance): "
+                             "fold their gain (sign included) or ignore it."),
+    output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
+                                         "that active subnetworks and near-monotonicity read."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle",
                                       help="Allow loading a pickled module (runs its code)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Print nodes, edges and parameters per block and in total (SPEC §1)."""
-    _, shape, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle)
+    _, shape, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, gates=gates,
+                             norm=norm, output=output)
     info = g.describe()
     if as_json:
         print_json(info)
@@ -36,7 +44,17 @@ def graph(
     table.add_section()
     table.add_row("total", "", "", f"{info['nodes']:,}", f"{info['edges']:,}",
                   f"{info['params']:,}", f"{len(g.edge_blocks)} edge blocks")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    rules = ", ".join(f"{k}={v}" for k, v in info.get("rules", {}).items())
+    console.print(f"rules (SPEC §1b): {rules}")
+    outs = ", ".join(f"{k} ({n:,} nodes)" for k, n in info["outputs"].items())
+    console.print(f"outputs: {outs}; read by active subnetworks / near-monotonicity: "
+                  f"{info['output']}")
+    if info.get("left_out"):
+        n_par = sum(r["params"] for r in info["left_out"])
+        console.print(f"left out ({len(info.get('gates', []))} gates as positive rescalings): "
+                      f"{len(info['left_out'])} blocks, {n_par:,} parameters")
 
 
 def register(app: typer.Typer) -> None:

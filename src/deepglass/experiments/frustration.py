@@ -369,7 +369,7 @@ def frustration_config(*, model: str, input_shape, batchnorm: str, weights: str,
                        edges: int, method: str, init: str, replicas: int,
                        replicas_per_unit: int, nulls: Sequence[str], null_instances: int,
                        starts_per_null: int, seed: int, device: str,
-                       options: dict) -> dict:
+                       options: dict, rules: dict | None = None) -> dict:
     """The ``[runs.frustration]`` table of ``config.toml``: everything that
     determines the numbers (a resumed run must match it exactly)."""
     return {"model": model, "input_shape": list(input_shape) if input_shape else None,
@@ -377,7 +377,8 @@ def frustration_config(*, model: str, input_shape, batchnorm: str, weights: str,
             "edges": int(edges), "method": method, "init": init, "replicas": int(replicas),
             "replicas_per_unit": int(replicas_per_unit), "nulls": list(nulls),
             "null_instances": int(null_instances), "starts_per_null": int(starts_per_null),
-            "seed": int(seed), "device": device, "options": dict(options)}
+            "seed": int(seed), "device": device, "options": dict(options),
+            "rules": dict(rules or {})}
 
 
 def _prepare(model, input_shape, batchnorm):
@@ -518,7 +519,8 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
         input_shape=shape, batchnorm=batchnorm, weights=_weights_digest(module, graph),
         nodes=graph.n_nodes, edges=graph.n_edges, method=method, init=init,
         replicas=replicas, replicas_per_unit=rpu, nulls=nulls, null_instances=null_instances,
-        starts_per_null=starts_per_null, seed=seed, device=device, options=options)
+        starts_per_null=starts_per_null, seed=seed, device=device, options=options,
+        rules=graph.meta.get("rules"))
     rd = _open_run(run, config, force)
     units = plan_units(replicas, nulls, null_instances, starts_per_null, rpu)
     done = rd.finished_units(UNIT_TABLE) if rd is not None else set()
@@ -674,6 +676,8 @@ def write_frustration_run(run, result: NullComparison) -> None:
         f"Null models: {nulls}"
         + (f", {c['null_instances']} instances x {c['starts_per_null']} starts each."
            if c["nulls"] else "."),
+        "Capture rules (SPEC §1b): " + (", ".join(f"{k}={v}" for k, v in
+                                                  c.get("rules", {}).items()) or "default") + ".",
         "Real sample: the energy of every replica; null sample: per instance, the least "
         "energy over its starts. Welch's t-test (unequal variances), two-sided.",
         "",

@@ -238,7 +238,13 @@ def load_model(
         if not isinstance(name_or_path, (str, os.PathLike)):
             raise DeepglassError(f"expected a zoo name, a file path or an nn.Module, got {type(name_or_path).__name__}")
         path = Path(name_or_path).expanduser()
-        if isinstance(name_or_path, str) and name_or_path in registry.ENTRIES and not path.exists():
+        if isinstance(name_or_path, str) and name_or_path.startswith("timm:") \
+                and not path.exists():
+            if arch is not None:
+                raise DeepglassError(f"arch={arch!r} conflicts with {name_or_path!r}; give a "
+                                     "weights file with arch='timm:NAME' instead")
+            model, default = timm_model(name_or_path[5:], None, seed)
+        elif isinstance(name_or_path, str) and name_or_path in registry.ENTRIES and not path.exists():
             if arch is not None and arch != name_or_path:
                 raise DeepglassError(f"arch={arch!r} conflicts with zoo network {name_or_path!r}")
             e = registry.entry(name_or_path)
@@ -284,9 +290,41 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: in
         return obj, getattr(obj, "default_input_shape", None)
     if arch is None:
         raise DeepglassError(
-            f"{path} is a state dict: name its architecture with arch= (--arch), one of {', '.join(registry.names())}"
+            f"{path} is a state dict: name its architecture with arch= (--arch): one of "
+            f"{', '.join(registry.names())}, or timm:NAME; for a class of your own, build the "
+            "model in Python and call SignedGraph.from_module(model, shape), or save the whole "
+            "module (torch.save(model)) and load it with --trust-pickle"
         )
+    if arch.startswith("timm:"):
+        return timm_model(arch[5:], obj, seed)
     return _into_arch(obj, arch, seed)
+
+
+def timm_model(name: str, state: dict | None = None, seed: int = 0):
+    """``timm.create_model(name)`` with random initialization (nothing is
+    downloaded), holding ``state`` when given (a local weights file); returns the
+    model and its default input shape (timm's ``pretrained_cfg``)."""
+    try:
+        import timm
+    except Exception as exc:  # not installed, or its torchvision import fails
+        raise DeepglassError(f"timm:{name} needs the timm package, which does not import "
+                             f"here: {_line(exc)}") from None
+    if name not in timm.list_models():
+        raise DeepglassError(f"timm has no model {name!r} (see timm.list_models())")
+    torch.manual_seed(seed)
+    kwargs = {}
+    if state is not None:
+        heads = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
+        if heads:
+            kwargs["num_classes"] = int(heads[-1].shape[0])
+    model = timm.create_model(name, pretrained=False, **kwargs)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise DeepglassError(f"the weights do not fit timm:{name}: {_line(exc)}") from None
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return model, tuple(cfg.get("input_size", ())) or None
 
 
 def _into_arch(state: dict[str, torch.Tensor], arch: str, seed: int):
