@@ -232,7 +232,7 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None,
         return run is not None and run.has_unit(table, unit)
 
     def read(table, unit):
-        return pd.read_parquet(run.unit_path(table, unit))
+        return run.read_unit(table, unit)
 
     if done("spectrum", "spectrum"):
         spectrum = read("spectrum", "spectrum").iloc[0].to_dict()

@@ -550,7 +550,7 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
         if u.id in results:
             frames.append(results[u.id]["rows"])
         else:
-            frames.append(pd.read_parquet(rd.unit_path(UNIT_TABLE, u.id)))
+            frames.append(rd.read_unit(UNIT_TABLE, u.id))
     runs = _tidy(pd.concat(frames, ignore_index=True), nulls)
     stats = frustration_stats(runs)
     gauge = _best_real_gauge(runs, results, rd)
