@@ -149,7 +149,10 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
         except Exception as exc:
             raise DeepglassError(f"cannot read safetensors file {path}: {_line(exc)}") from None
     try:
-        return _extract_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        return _extract_state_dict(obj, path)
     except pickle.UnpicklingError as exc:
         message = str(exc)
         if "Unsupported operand" in message and _starts_with(path, b"\x80"):
