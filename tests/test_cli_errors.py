@@ -75,3 +75,8 @@ def test_bad_input_is_one_line(cli, scene, argv, fragment):
     assert out == ""
     # refused before any work: nothing written (no run directory, no --save files)
     assert sorted(p.relative_to(scene).as_posix() for p in scene.rglob("*")) == before
+
+
+def test_inputs_batch_memory_is_checked_first(cli):
+    code, _, err = cli(["active", "digits_cnn", "--inputs", "digits", "--n", str(10**12)])
+    assert code == 2 and err.count("\n") == 1 and "lower --n or --input-shape" in err

@@ -290,3 +290,31 @@ def test_unwritable_out_is_one_line(tmp_path):
             RunDir(ro / "run", {}, kind="k")
     finally:
         ro.chmod(0o755)
+
+
+def test_weight_cache_mode_and_stale_temporaries(tmp_path, monkeypatch):
+    import time
+
+    import torch
+
+    from deepglass.zoo import cache
+
+    monkeypatch.setenv("DEEPGLASS_CACHE", str(tmp_path))
+    path = cache.weights_path("net", 0, 1)
+    path.parent.mkdir(parents=True)
+    old_tmp = path.parent / f".{path.name}.abc123.tmp"
+    new_tmp = path.parent / f".{path.name}.def456.tmp"      # a writer still running
+    other = path.parent / ".other.safetensors.abc123.tmp"
+    for p in (old_tmp, new_tmp, other):
+        p.write_bytes(b"partial")
+    hour_ago = time.time() - 2 * cache.STALE_SECONDS
+    os.utime(old_tmp, (hour_ago, hour_ago))
+    os.utime(other, (hour_ago, hour_ago))
+    old = os.umask(0o022)
+    try:
+        assert cache.save_weights(path, {"w": torch.ones(2)}, {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert not old_tmp.exists() and new_tmp.exists() and other.exists()
+    assert cache.load_weights(path)[1] == {"a": 1}

@@ -481,10 +481,11 @@ class RunDir:
         self._verified.add(key)
         return None
 
-    def _report_damage(self, rel: str, why: str, action: str = "recomputing it") -> None:
+    def _report_damage(self, rel: str, why: str, action: str = "recomputing it",
+                       what: str = "unit") -> None:
         if rel not in self._reported:
             self._reported.add(rel)
-            log.warning("damaged unit %s in %s (%s); %s", rel, self.path, why, action)
+            log.warning("damaged %s %s in %s (%s); %s", what, rel, self.path, why, action)
 
     # -- configuration ------------------------------------------------------
     @property
@@ -642,7 +643,23 @@ class RunDir:
             return False
         why = self._damage(rel)
         if why is not None:
-            self._report_damage(rel, why, "ignoring it")
+            self._report_damage(rel, why, "ignoring it", what="file")
+            return False
+        return True
+
+    def write_file(self, name: str, data: bytes) -> Path:
+        """Write ``data`` to ``RUN/<name>`` (a relative path), owned and recorded
+        like every run file (e.g. training checkpoints)."""
+        return self._write_bytes(self.path / name, data)
+
+    def has_file(self, name: str) -> bool:
+        """Whether ``RUN/<name>`` exists and matches its record (a damaged or
+        unrecorded file is reported once and counts as absent)."""
+        if not os.path.lexists(self.path / name):
+            return False
+        why = self._damage(name)
+        if why is not None:
+            self._report_damage(name, why, "ignoring it", what="file")
             return False
         return True
 

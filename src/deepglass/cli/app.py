@@ -76,8 +76,23 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _warnings_on_stderr() -> None:
+    """Library warnings (e.g. a damaged unit being recomputed) as ``warning: ...`` lines."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("deepglass")
+    if not any(getattr(h, "_deepglass_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler._deepglass_cli = True
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``deepglass`` console script."""
+    _warnings_on_stderr()
     try:
         code = app(args=argv, standalone_mode=False)
     except DeepglassError as exc:

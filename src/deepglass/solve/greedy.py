@@ -242,8 +242,11 @@ def check_greedy_memory(
         The memory needed, in bytes.
     """
     need = greedy_memory_bytes(n, nnz, n_replicas)
-    if max_bytes is None:
-        max_bytes = int(MEMORY_FRACTION * available_memory_bytes()) + int(already_held)
+    if max_bytes is None:  # the shared budget: --max-memory-gb, else a share of what is free
+        from ..memory import budget_bytes, get_limit
+
+        max_bytes = (budget_bytes()[0] if get_limit() is not None
+                     else int(MEMORY_FRACTION * available_memory_bytes())) + int(already_held)
     if need > max_bytes:
         raise TooLargeError(
             f"the explicit greedy solver needs {need / 1e9:.2f} GB for {n:,} nodes, "
