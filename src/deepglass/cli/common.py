@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
 import numpy as np
@@ -38,6 +38,25 @@ def progress(description: str, total: int | None, enabled: bool = True) -> Itera
     if not enabled:
         yield lambda n=1: None
         return
+    if total is None:
+        # no total (e.g. solver sweeps): start at the first step, so that an error
+        # raised before any work is the only line on stderr
+        with ExitStack() as stack:
+            state: dict = {}
+
+            def advance(n=1):
+                if "advance" not in state:
+                    state["advance"] = stack.enter_context(_bar(description, None))
+                state["advance"](n)
+
+            yield advance
+        return
+    with _bar(description, total) as advance:
+        yield advance
+
+
+@contextmanager
+def _bar(description: str, total: int | None) -> Iterator:
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                    transient=False)

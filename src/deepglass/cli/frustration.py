@@ -81,9 +81,6 @@ def frustration_cmd(
     if init not in ("random", "paper"):
         raise DeepglassError(f"--init must be random or paper, not {init!r}")
     _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu")
-    from ..solve import check_replica_memory
-
-    check_replica_memory(g, 1 if method == "exact" else replicas)   # before the progress bar
     with progress(f"{method} progress", None, enabled=not as_json) as advance:
         res = deepglass.frustration(g, method=method, replicas=replicas, seed=seed, init=init,
                                     device=device, callback=lambda k, n: advance(), **options)

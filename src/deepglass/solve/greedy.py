@@ -251,7 +251,7 @@ def check_greedy_memory(
         raise TooLargeError(
             f"the explicit greedy solver needs {need / 1e9:.2f} GB for {n:,} nodes, "
             f"{nnz:,} stored couplings and {n_replicas} replicas, but only "
-            f"{max_bytes / 1e9:.2f} GB are allowed (max_bytes); use the matrix-free "
+            f"{max_bytes / 1e9:.2f} GB are allowed (max_bytes, --max-memory-gb); use the matrix-free "
             f"solver or fewer replicas"
         )
     return need
