@@ -318,3 +318,21 @@ def test_weight_cache_mode_and_stale_temporaries(tmp_path, monkeypatch):
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert not old_tmp.exists() and new_tmp.exists() and other.exists()
     assert cache.load_weights(path)[1] == {"a": 1}
+
+
+def test_read_only_location_refused_before_work(cli, tmp_path, monkeypatch):
+    """A read-only file system (simulated: access(2) says EROFS) is one line
+    before the network is even loaded; --save likewise."""
+    real = os.access
+    ro = str(tmp_path / "ro")
+    os.mkdir(ro)
+    monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if str(p).startswith(ro)
+                        else real(p, m, *a, **k))
+    import deepglass.zoo as zoo
+
+    monkeypatch.setattr(zoo, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
+    for argv, frag in ((["--out", f"{ro}/run", "--nulls", "N1"], "is not writable"),
+                       (["--save", f"{ro}/x"], "is not writable")):
+        code, out, err = cli(["frustration", "digits_cnn", *argv])
+        assert code == 2 and err.count("\n") == 1 and frag in err, err
+    assert os.listdir(ro) == []
