@@ -1,5 +1,7 @@
 """Run directories: atomic units, resume, several kinds in one directory, refusals."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,3 +73,266 @@ def test_summary_and_report_sections_merge(tmp_path):
     assert summary == {"frustration": {"real": 0.1}, "active": {"mean_delta_x": 0.05}}
     report = (tmp_path / "r" / "report.md").read_text()
     assert report.index("real 0.09") < report.index("mean 0.05") and "real 0.1\n" not in report
+
+
+# -- ownership: --force never removes or overwrites a file deepglass did not write ----
+import json
+import os
+import stat
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+#: paths a user might leave in a run directory, many where deepglass writes
+_TEMPTING = ["notes.txt", "report.md", "summary.json", "manifest.jsonl.tmp", "data/x.csv",
+             "units/frustration/t/u0.parquet", "units/frustration/t/u7.parquet",
+             "units/frustration/mine.txt", "arrays/frustration/t/u0.npz", "arrays/own.npz",
+             "figures/own.png", "reports/frustration.md", "reports/frustration.summary.json",
+             ".report.md.abcd1234.tmp", "units/frustration/t/.u1.parquet.x1y2z3w4.tmp",
+             "stats.parquet", "t.parquet"]
+_NAME = st.from_regex(r"[a-z_.]{1,8}(/[a-z_]{1,6}){0,2}\.(txt|md|parquet|npz|json|tmp)",
+                      fullmatch=True).filter(lambda p: ".." not in p and not p.startswith("."))
+_FOREIGN = st.dictionaries(st.one_of(st.sampled_from(_TEMPTING), _NAME), st.binary(max_size=40),
+                           max_size=8)
+
+
+def _place(root, files):
+    """Write ``files`` (rel -> bytes) under ``root``; skip names a placed file blocks."""
+    placed = {}
+    for rel, data in files.items():
+        p = root / rel
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if p.exists():
+                continue
+            p.write_bytes(data)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            continue
+        placed[rel] = data
+    return placed
+
+
+def _use(run):
+    """Everything a run writes: units with arrays, a table, a summary, a report."""
+    for u in ("u0", "u1"):
+        run.write_unit("t", u, pd.DataFrame({"x": [1.0, 2.0]}), arrays={"s": np.arange(3)})
+    run.write_table("stats", pd.DataFrame({"y": [3]}))
+    run.update_summary({"frustration": {"d": 0.25}})
+    run.write_report_section("## section")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(foreign=_FOREIGN, case=st.sampled_from(["version", "config", "plain-dir"]))
+def test_force_keeps_every_foreign_file(tmp_path_factory, foreign, case):
+    d = tmp_path_factory.mktemp("r")
+    old_units = []
+    if case != "plain-dir":
+        run = RunDir(d, {"seed": 0}, kind="frustration")
+        _use(run)
+        run.write_unit("t", "u5", pd.DataFrame({"x": [9.0]}))
+        old_units = [p for p in run.owned_files() if "u5" in p]
+        if case == "version":
+            cfg = d / "config.toml"
+            cfg.write_text(cfg.read_text().replace('version = "', 'version = "0.0.0-'))
+        owned = set(run.owned_files())
+        foreign = {k: v for k, v in foreign.items() if k not in owned}
+    placed = _place(d, foreign)
+    try:
+        forced = RunDir(d, {"seed": 1}, kind="frustration", force=True)
+        _use(forced)
+        refused = False
+    except DeepglassError as exc:  # a foreign file where deepglass writes: one line, refused
+        assert "\n" not in str(exc)
+        refused = True
+    for rel, data in placed.items():
+        assert (d / rel).read_bytes() == data, rel
+    if not refused:
+        # what the old run wrote and the new one did not is gone: force did remove
+        assert not any((d / p).exists() for p in old_units)
+        assert forced.read_units("t")["x"].tolist() == [1.0, 2.0, 1.0, 2.0]
+
+
+def test_foreign_config_refused_even_with_force(tmp_path):
+    d = tmp_path / "GC"
+    (d / "mydata").mkdir(parents=True)
+    (d / "config.toml").write_text("junk\n")
+    (d / "precious.txt").write_text("p\n")
+    (d / "mydata" / "a.csv").write_text("1,2\n")
+    for cfg in ("junk\n", "[tool]\nname = 'other'\n", "[deepglass]\nversion = 1\n"):
+        (d / "config.toml").write_text(cfg)
+        with pytest.raises(DeepglassError, match="config.toml is not a deepglass run's"):
+            RunDir(d, {"seed": 0}, kind="frustration", force=True)
+        assert sorted(p.relative_to(d).as_posix() for p in d.rglob("*")) == \
+            ["config.toml", "mydata", "mydata/a.csv", "precious.txt"]
+
+
+def test_force_into_a_plain_directory_writes_beside_its_files(tmp_path):
+    (tmp_path / "keep.txt").write_text("k")
+    with pytest.raises(DeepglassError, match="not empty and is not a deepglass run"):
+        RunDir(tmp_path, {"seed": 0}, kind="frustration")
+    (tmp_path / "summary.json").write_text("{\"mine\": 1}")
+    run = RunDir(tmp_path, {"seed": 0}, kind="frustration", force=True)
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+    with pytest.raises(DeepglassError, match="summary.json exists and was not written by deepglass"):
+        run.update_summary({"a": 1})
+    assert (tmp_path / "summary.json").read_text() == "{\"mine\": 1}"
+    assert (tmp_path / "keep.txt").read_text() == "k"
+
+
+# -- damaged units are reported and recomputed ---------------------------------
+def _damage(path, how):
+    data = path.read_bytes()
+    if how == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "flip":  # same size, one byte changed
+        path.write_bytes(data[:-9] + bytes([data[-9] ^ 0xFF]) + data[-8:])
+    elif how == "garbage":
+        path.write_bytes(b"\x00garbage{")
+
+
+@pytest.mark.parametrize("target,how", [("parquet", "truncate"), ("parquet", "empty"),
+                                        ("parquet", "flip"), ("npz", "truncate"),
+                                        ("npz", "garbage"), ("parquet", "delete")])
+def test_damaged_unit_is_reported_and_recomputed(tmp_path, caplog, target, how):
+    run = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+    for u in ("u0", "u1", "u2"):
+        run.write_unit("t", u, pd.DataFrame({"x": [float(u[1])] * 3}), arrays={"s": np.arange(4)})
+    path = (tmp_path / "r" / ("units/frustration/t/u1.parquet" if target == "parquet"
+                              else "arrays/frustration/t/u1.npz"))
+    if how == "delete":
+        path.unlink()
+    else:
+        _damage(path, how)
+    again = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+    with caplog.at_level("WARNING", logger="deepglass.store"):
+        assert again.finished_units("t") == {"u0", "u2"}
+        assert iter_missing(again, "t", ["u0", "u1", "u2"]) == ["u1"]
+        assert again.read_units("t")["x"].tolist() == [0.0] * 3 + [2.0] * 3
+    if how != "delete":
+        msgs = [r.getMessage() for r in caplog.records if "u1" in r.getMessage()]
+        assert len(msgs) == 1 and "damaged unit" in msgs[0] and "\n" not in msgs[0]
+    with pytest.raises(DeepglassError, match="damaged unit"):
+        again.read_unit("t", "u1")
+    again.write_unit("t", "u1", pd.DataFrame({"x": [1.0] * 3}), arrays={"s": np.arange(4)})
+    fresh = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+    assert fresh.finished_units("t") == {"u0", "u1", "u2"}
+    assert fresh.read_unit("t", "u1")["x"].tolist() == [1.0] * 3
+    assert fresh.load_arrays("frustration/t/u1")["s"].tolist() == [0, 1, 2, 3]
+
+
+def test_garbage_summary_and_parts_are_rebuilt(tmp_path, caplog):
+    a = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+    a.update_summary({"frustration": {"real": 0.1}})
+    b = RunDir(tmp_path / "r", {"n": 5}, kind="active")
+    b.update_summary({"active": {"x": 1}})
+    (tmp_path / "r" / "summary.json").write_text("{not json")
+    (tmp_path / "r" / "reports" / "active.summary.json").write_text("\x00\x01")
+    with caplog.at_level("WARNING", logger="deepglass.store"):
+        a.update_summary({"frustration": {"real": 0.2}})
+    assert json.loads((tmp_path / "r" / "summary.json").read_text()) == {"frustration": {"real": 0.2}}
+    b.update_summary({"active": {"x": 2}})
+    assert json.loads((tmp_path / "r" / "summary.json").read_text()) == \
+        {"frustration": {"real": 0.2}, "active": {"x": 2}}
+
+
+# -- modes and temporaries ------------------------------------------------------
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_files_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        run = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+        run.write_unit("t", "u0", pd.DataFrame({"x": [1]}), arrays={"s": np.ones(2)})
+        run.write_report_section("## s")
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "r").rglob("*") if p.is_file()]
+    assert len(files) >= 6
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, p
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path, monkeypatch):
+    run = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+
+    def killed(*a, **k):  # the process dies between the write and the rename
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(os, "replace", killed)
+    monkeypatch.setattr(Path, "unlink", lambda *a, **k: None)   # no cleanup either
+    with pytest.raises(SystemExit):
+        run.write_unit("t", "u1", pd.DataFrame({"x": [2]}))
+    monkeypatch.undo()
+    tmps = list((tmp_path / "r").rglob("*.tmp"))
+    assert len(tmps) == 1 and tmps[0].name.startswith(".u1.parquet.")
+    (tmp_path / "r" / "units" / "frustration" / "t" / ".u9.parquet.user.tmp").write_text("mine")
+    again = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+    assert [p.name for p in (tmp_path / "r").rglob("*.tmp")] == [".u9.parquet.user.tmp"]
+    assert again.finished_units("t") == {"u0"}
+
+
+def test_unwritable_out_is_one_line(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(DeepglassError, match="exists and is not a directory"):
+        RunDir(f, {}, kind="k")
+    with pytest.raises(DeepglassError, match="is a file, not a directory"):
+        RunDir(f / "sub", {}, kind="k")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that ignores permissions")
+        with pytest.raises(DeepglassError, match="is not writable"):
+            RunDir(ro / "run", {}, kind="k")
+    finally:
+        ro.chmod(0o755)
+
+
+def test_weight_cache_mode_and_stale_temporaries(tmp_path, monkeypatch):
+    import time
+
+    import torch
+
+    from deepglass.zoo import cache
+
+    monkeypatch.setenv("DEEPGLASS_CACHE", str(tmp_path))
+    path = cache.weights_path("net", 0, 1)
+    path.parent.mkdir(parents=True)
+    old_tmp = path.parent / f".{path.name}.abc123.tmp"
+    new_tmp = path.parent / f".{path.name}.def456.tmp"      # a writer still running
+    other = path.parent / ".other.safetensors.abc123.tmp"
+    for p in (old_tmp, new_tmp, other):
+        p.write_bytes(b"partial")
+    hour_ago = time.time() - 2 * cache.STALE_SECONDS
+    os.utime(old_tmp, (hour_ago, hour_ago))
+    os.utime(other, (hour_ago, hour_ago))
+    old = os.umask(0o022)
+    try:
+        assert cache.save_weights(path, {"w": torch.ones(2)}, {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert not old_tmp.exists() and new_tmp.exists() and other.exists()
+    assert cache.load_weights(path)[1] == {"a": 1}
+
+
+def test_read_only_location_refused_before_work(cli, tmp_path, monkeypatch):
+    """A read-only file system (simulated: access(2) says EROFS) is one line
+    before the network is even loaded; --save likewise."""
+    real = os.access
+    ro = str(tmp_path / "ro")
+    os.mkdir(ro)
+    monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if str(p).startswith(ro)
+                        else real(p, m, *a, **k))
+    import deepglass.zoo as zoo
+
+    monkeypatch.setattr(zoo, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
+    for argv, frag in ((["--out", f"{ro}/run", "--nulls", "N1"], "is not writable"),
+                       (["--save", f"{ro}/x"], "is not writable")):
+        code, out, err = cli(["frustration", "digits_cnn", *argv])
+        assert code == 2 and err.count("\n") == 1 and frag in err, err
+    assert os.listdir(ro) == []

@@ -422,6 +422,8 @@ def load_inputs(spec, input_shape: Sequence[int], n: int | None = None, seed: in
         raise DeepglassError(f"input_shape must be a sequence of integers, got {input_shape!r}") from None
     if not shape or min(shape) < 1:
         raise DeepglassError(f"input_shape must be positive integers, got {shape}")
+    if n is not None:
+        _check_batch_memory(int(n), shape)
     if isinstance(spec, (torch.Tensor, np.ndarray)):
         return _tensor_batch(spec, shape, n, seed, "tensor")
     if not isinstance(spec, (str, Path)):
@@ -442,7 +444,23 @@ def load_inputs(spec, input_shape: Sequence[int], n: int | None = None, seed: in
     if path.is_dir():
         _image_shape(shape, f"the images in {path}")
         loaders, labels, classes = _folder_loaders(path)
+        _check_batch_memory(len(loaders) if n is None else min(int(n), len(loaders)), shape)
         x, ids, lab, skipped = _load_images(loaders, labels, shape, n, seed, source=str(path),
                                             **opts)
         return InputBatch(x, ids, lab, skipped, classes, str(path))
+    from .memory import check_fits
+
+    # the file is read whole, then converted to float32 (at most 8x a uint8 file)
+    check_fits(9 * path.stat().st_size, f"reading the inputs file {path}",
+               "use a smaller file (or raise --max-memory-gb)")
     return _load_file(path, shape, n, seed)
+
+
+def _check_batch_memory(count: int, shape: Sequence[int]) -> None:
+    """Refuse a batch of ``count`` float32 inputs of ``shape`` that would not fit
+    (:func:`deepglass.memory.check_fits`; twice the batch: it is built, then normalized)."""
+    from .memory import check_fits
+
+    check_fits(2 * 4 * count * int(np.prod(shape, dtype=np.float64)),
+               f"{count:,} inputs of shape {'x'.join(map(str, shape))}",
+               "lower --n or --input-shape")

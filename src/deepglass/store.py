@@ -4,37 +4,56 @@ A run is a directory::
 
     RUN/
       config.toml         everything needed to reproduce the run (seeds included)
+      manifest.jsonl      every file deepglass wrote here, with its size and sha256
       units/<kind>/<table>/<id>.parquet   one finished unit (replica, null instance, ...)
       <table>.parquet     tidy tables assembled from the units
       arrays/<name>.npz   arrays such as best gauges
       figures/*.png
+      reports/<kind>.md, reports/<kind>.summary.json   each kind's report and headline
       report.md
-      summary.json        headline numbers
+      summary.json        headline numbers (rebuilt from every kind's part)
 
 Every file is written to a temporary name and renamed into place
 (:func:`os.replace` is atomic on POSIX), so an interrupted run never leaves a
-half-written file behind and :meth:`RunDir.has_unit` tells exactly which units
-are finished.  Re-opening a run with the same configuration resumes it; a
-different configuration or package version is refused unless ``force=True``.
+half-written file behind.  Re-opening a run with the same configuration
+resumes it; a different configuration or package version is refused unless
+``force=True``.
+
+**Ownership.**  The manifest records each file *before* it is renamed into
+place (path, size, sha256, and a unit's rows and columns), and each temporary
+name as it is made.  A run directory owns exactly the files its manifest
+names: ``force`` removes only those (never a whole directory), deepglass
+refuses to overwrite a file it did not write, and a directory whose
+``config.toml`` is not a deepglass run's is refused outright.  Temporary files
+left by a killed run are removed when the run is opened again.
+
+**Verification.**  A unit counts as finished only when its file (and its
+arrays) match the size and checksum recorded at write time; a damaged unit
+(truncated, emptied, rewritten) is reported in one line and recomputed.
+Derived files (assembled tables, figures, ``summary.json``, ``report.md``) are
+rebuilt from the units at the end of every run.
 
 One directory may hold several experiments on the same network (``deepglass
 demo`` writes frustration, active subnetworks and near-monotonicity into one
 run): ``config.toml`` has one table per run *kind*, and each kind checks only
 its own table (and the version).  Opening a new kind in an existing run adds
-its table; ``force=True`` on a changed configuration clears only that kind's
-units (they live under ``units/<kind>/``).  Assembled tables, arrays and
-figures are the caller's to name apart where two kinds could clash.
+its table; ``force=True`` on a changed configuration removes only that kind's
+units and unit arrays (they live under ``units/<kind>/`` and ``arrays/<kind>/``).
+Assembled tables, arrays and figures are the caller's to name apart where two
+kinds could clash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
-import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -47,9 +66,15 @@ else:  # pragma: no cover
     import tomli as tomllib
 import tomli_w
 
-__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_text", "markdown_table"]
+__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_text", "markdown_table",
+           "check_out_dir", "check_save_path", "file_mode"]
 
 CONFIG_NAME = "config.toml"
+MANIFEST_NAME = "manifest.jsonl"
+#: directories deepglass creates in a run; removed by ``force`` only when empty
+_OWN_DIRS = ("units", "arrays", "figures", "reports")
+
+log = logging.getLogger("deepglass.store")
 
 
 def _version() -> str:
@@ -58,14 +83,32 @@ def _version() -> str:
     return __version__
 
 
+def file_mode() -> int:
+    """The mode a new file gets under this process's umask (``0o666 & ~umask``).
+
+    :func:`tempfile.mkstemp` creates files with mode 0600 whatever the umask;
+    deepglass files are then ``chmod``-ed to this mode, so a run directory is
+    as readable to colleagues as any file the user writes.
+    """
+    mask = os.umask(0o022)  # the only portable way to read the umask is to set it
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _os_error(path: Path, exc: OSError, verb: str = "write") -> DeepglassError:
+    return DeepglassError(f"cannot {verb} {path}: {exc.strerror or exc}")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename
+    (mode from the umask, :func:`file_mode`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -75,14 +118,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _atomic_path(path: Path):
-    """Context-free helper: a temporary sibling path to write, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
 
 
 def _plain(obj: Any) -> Any:
@@ -100,8 +135,150 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def _digest(path: Path) -> tuple[str, int]:
+    """sha256 and size of a file (read in 1 MiB blocks: O(size) time, O(1) memory)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Refuse, in one line and before any computation, a run directory that
+    cannot be written: a file, a path under a file, a read-only or
+    permission-denied location."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DeepglassError(f"{option} {path} exists and is not a directory")
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise DeepglassError(f"{option} {path}: {base} is a file, not a directory")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise DeepglassError(f"{option} {path}: {base} is not writable")
+    return path
+
+
+def check_save_path(prefix: str | os.PathLike, suffixes: Iterable[str] = (".npz", ".json"),
+                    option: str = "--save") -> Path:
+    """Refuse, before any computation, a ``--save PREFIX`` whose files
+    (``PREFIX`` + each suffix) cannot be written."""
+    prefix = Path(prefix)
+    parent = prefix.parent if str(prefix.parent) else Path(".")
+    if not parent.is_dir():
+        raise DeepglassError(f"{option} {prefix}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DeepglassError(f"{option} {prefix}: the directory {parent} is not writable")
+    for suf in suffixes:
+        target = Path(str(prefix) + suf) if not str(prefix).endswith(suf) else prefix
+        if target.is_dir():
+            raise DeepglassError(f"{option} {prefix}: {target} is a directory")
+    return prefix
+
+
+class _Manifest:
+    """The files a run directory owns: an append-only JSON-lines log.
+
+    Each line is ``{"path": rel, "sha256", "bytes", ...}`` (a file, recorded
+    before it is renamed into place), ``{"tmp": rel}`` (a temporary name, recorded
+    as it is made) or ``{"removed": rel}``.  The last line about a path wins;
+    a torn last line (a kill mid-append) is ignored.  Appends are O(1); the log
+    is compacted when the run is opened.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.path = root / MANIFEST_NAME
+        self.files: dict[str, dict] = {}
+        self.tmps: set[str] = set()
+        self.lock = threading.Lock()
+
+    def load(self) -> None:
+        self.files, self.tmps = {}, set()
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _os_error(self.path, exc, "read")
+        for line in text.splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(e, dict):
+                continue
+            if isinstance(e.get("path"), str):
+                self.files[e["path"]] = e
+            elif isinstance(e.get("tmp"), str):
+                self.tmps.add(e["tmp"])
+            elif isinstance(e.get("removed"), str):
+                self.files.pop(e["removed"], None)
+                self.tmps.discard(e["removed"])
+
+    def append(self, entry: dict) -> None:
+        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        with self.lock:
+            try:
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(line)
+            except OSError as exc:
+                raise _os_error(self.path, exc)
+            if "path" in entry:
+                self.files[entry["path"]] = entry
+            elif "tmp" in entry:
+                self.tmps.add(entry["tmp"])
+            elif "removed" in entry:
+                self.files.pop(entry["removed"], None)
+                self.tmps.discard(entry["removed"])
+
+    def compact(self) -> None:
+        """Rewrite the log with one line per existing file (after a kill or many rewrites)."""
+        with self.lock:
+            self.files = {k: e for k, e in self.files.items() if (self.root / k).exists()}
+            text = "".join(json.dumps(e, separators=(",", ":")) + "\n"
+                           for _, e in sorted(self.files.items()))
+            # a fresh random name: never clobbers a file, and a kill here leaves
+            # only an unrecorded empty-or-partial temporary behind
+            try:
+                fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{MANIFEST_NAME}.",
+                                           suffix=".tmp")
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.chmod(tmp, file_mode())
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                raise _os_error(self.path, exc)
+            self.tmps = set()
+
+
+def _read_config(cfg: Path) -> dict | None:
+    """``config.toml`` as a dict if it is a deepglass run's (a ``[deepglass]``
+    version and a ``[runs]`` table), else ``None``."""
+    try:
+        found = tomllib.loads(cfg.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    except OSError as exc:
+        raise _os_error(cfg, exc, "read")
+    dg = found.get("deepglass")
+    if not isinstance(dg, dict) or not isinstance(dg.get("version"), str) \
+            or not isinstance(found.get("runs"), dict):
+        return None
+    return found
+
+
 class RunDir:
-    """A resumable run directory.
+    """A resumable run directory that owns only the files it wrote.
 
     Parameters
     ----------
@@ -114,14 +291,18 @@ class RunDir:
     kind : str
         What the run computes (``"frustration"``, ``"rap-phase"``, ...).
     force : bool
-        Overwrite a run directory made with another configuration or version
-        instead of refusing it.
+        Reuse a run directory made with another configuration or version: the
+        files its manifest lists (for a changed configuration, only this kind's
+        units) are removed first, every other file is left in place.  A
+        non-empty directory that is not a run is used as it is (its files are
+        never overwritten).
 
     Raises
     ------
     DeepglassError
-        When ``path`` holds a run of another kind, configuration or version and
-        ``force`` is false.
+        When ``path`` cannot be written, its ``config.toml`` is not a deepglass
+        run's (even with ``force``), or it holds a run of another configuration
+        or version, or other files, and ``force`` is false.
 
     Examples
     --------
@@ -135,41 +316,178 @@ class RunDir:
         self.path = Path(path)
         self.kind = kind
         self.config = _plain(dict(config))
+        self._manifest = _Manifest(self.path)
+        self._verified: set[tuple[str, str]] = set()
+        self._reported: set[str] = set()
+        check_out_dir(self.path)
         cfg = self.path / CONFIG_NAME
-        if self.path.exists() and not self.path.is_dir():
-            raise DeepglassError(f"{self.path} exists and is not a directory")
         found: dict | None = None
         if cfg.exists():
-            try:
-                found = tomllib.loads(cfg.read_text())
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                found = {"unreadable": str(exc)}
-            version = found.get("deepglass", {}).get("version")
-            runs = found.get("runs")
-            if version != _version() or not isinstance(runs, dict):
+            found = _read_config(cfg)
+            if found is None:
+                raise DeepglassError(
+                    f"run directory {self.path}: its config.toml is not a deepglass run's; "
+                    "deepglass will not touch it (choose another --out)")
+            self._manifest.load()
+            self._remove_stale_tmps()
+            version = found["deepglass"]["version"]
+            runs = found["runs"]
+            if version != _version():
                 if not force:
-                    why = (f"it was made by deepglass {version}, this is {_version()}"
-                           if version else "its config.toml is not a deepglass run")
-                    raise DeepglassError(f"run directory {self.path}: {why}; "
-                                         "use another --out or pass --force")
-                shutil.rmtree(self.path)
+                    raise DeepglassError(f"run directory {self.path}: it was made by deepglass "
+                                         f"{version}, this is {_version()}; use another --out "
+                                         "or pass --force")
+                self._remove_owned(lambda rel: rel != CONFIG_NAME)
                 found = None
             elif kind in runs and runs[kind] != self.config:
                 if not force:
                     raise DeepglassError(self._mismatch_message(runs[kind]))
                 self._clear_kind()
-        elif self.path.is_dir() and any(self.path.iterdir()) and not force:
-            raise DeepglassError(
-                f"{self.path} is not empty and is not a deepglass run; "
-                "choose another --out or pass --force to overwrite it")
-        self.path.mkdir(parents=True, exist_ok=True)
+        elif self.path.is_dir() and any(self.path.iterdir()):
+            if not force:
+                raise DeepglassError(
+                    f"{self.path} is not empty and is not a deepglass run; choose another "
+                    "--out (or pass --force to add a run beside its files, left alone)")
+            if os.path.lexists(self.path / MANIFEST_NAME):
+                raise DeepglassError(f"{self.path} holds a {MANIFEST_NAME} that deepglass "
+                                     "did not write; choose another --out")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(self.path, exc, "create")
+        self._manifest.compact()
         runs = dict(found["runs"]) if found else {}
-        if runs.get(kind) != self.config:
+        if runs.get(kind) != self.config or found is None:
             runs[kind] = self.config
-            atomic_write_text(cfg, tomli_w.dumps({"deepglass": {"version": _version()},
-                                                  "runs": runs}))
-        self.resumed = any((self.path / "units" / kind).glob("*/*.parquet"))
+            self._write_bytes(cfg, tomli_w.dumps({"deepglass": {"version": _version()},
+                                                  "runs": runs}).encode("utf-8"), adopt=True)
+        self.resumed = bool(self._unit_entries(prefix=f"units/{kind}/"))
 
+    # -- ownership ---------------------------------------------------------
+    def _rel(self, path: Path) -> str:
+        return Path(os.path.relpath(Path(path), self.path)).as_posix()
+
+    def owned_files(self) -> list[str]:
+        """Paths (relative, POSIX) of the files this run wrote and still has."""
+        return sorted(k for k in self._manifest.files if (self.path / k).exists())
+
+    def _remove_stale_tmps(self) -> None:
+        """Delete temporary files a killed run left (only names it recorded)."""
+        for rel in sorted(self._manifest.tmps):
+            p = self.path / rel
+            if p.is_file():
+                p.unlink()
+
+    def _remove_owned(self, keep_if: Callable[[str], bool] | None = None,
+                      prefixes: tuple[str, ...] = ("",)) -> None:
+        """Delete the owned files under ``prefixes`` (manifest entries only, one
+        file at a time, never a directory tree), then the directories that held
+        them while they are empty."""
+        emptied: set[Path] = set()
+        for rel in list(self._manifest.files):
+            if not rel.startswith(prefixes) or (keep_if is not None and not keep_if(rel)):
+                continue
+            p = self.path / rel
+            try:
+                if p.is_file() or p.is_symlink():
+                    p.unlink()
+            except OSError as exc:
+                raise _os_error(p, exc, "remove")
+            self._manifest.append({"removed": rel})
+            emptied.add(p.parent)
+        for d in sorted(emptied, key=lambda d: -len(d.parts)):
+            self._rmdir_up(d)
+
+    def _rmdir_up(self, d: Path) -> None:
+        """Remove ``d`` and its parents up to the run root while they are empty
+        (``os.rmdir`` fails on a non-empty directory: foreign files stay)."""
+        while d != self.path and self.path in d.parents:
+            try:
+                d.rmdir()
+            except OSError:
+                return
+            d = d.parent
+
+    def _check_writable(self, path: Path, rel: str, adopt: bool) -> None:
+        if adopt or not os.path.lexists(path) or rel in self._manifest.files:
+            return
+        self._manifest.load()  # another RunDir on this directory may have written it
+        if rel not in self._manifest.files:
+            raise DeepglassError(f"{path} exists and was not written by deepglass; "
+                                 "move it away or choose another --out")
+
+    def _commit(self, path: Path, write: Callable[[Path], None], adopt: bool = False,
+                **meta) -> Path:
+        """Write ``path`` through ``write(tmp)``: a recorded temporary sibling,
+        the umask's mode, a manifest entry (size, sha256, ``meta``), then an
+        atomic rename.  Refuses to replace a file the run does not own."""
+        path = Path(path)
+        rel = self._rel(path)
+        self._check_writable(path, rel, adopt)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                            suffix=".tmp")
+            os.close(fd)
+        except OSError as exc:
+            raise _os_error(path, exc)
+        tmp = Path(tmp_name)
+        try:
+            self._manifest.append({"tmp": self._rel(tmp)})
+            write(tmp)
+            os.chmod(tmp, file_mode())
+            sha, size = _digest(tmp)
+            self._manifest.append({"path": rel, "sha256": sha, "bytes": size, **meta})
+            os.replace(tmp, path)
+            self._verified.add((rel, sha))
+        except OSError as exc:
+            raise _os_error(path, exc) from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    def _write_bytes(self, path: Path, data: bytes, adopt: bool = False) -> Path:
+        def write(tmp: Path) -> None:
+            tmp.write_bytes(data)
+
+        return self._commit(path, write, adopt=adopt)
+
+    def _damage(self, rel: str) -> str | None:
+        """Why the owned file ``rel`` no longer matches its record (None: it does).
+        O(size) for the checksum, once per file and process."""
+        why = self._check_record(rel)
+        if why is not None:
+            # another RunDir on this directory (one per kind) may have rewritten it
+            self._manifest.load()
+            why = self._check_record(rel)
+        return why
+
+    def _check_record(self, rel: str) -> str | None:
+        e = self._manifest.files.get(rel)
+        if e is None:
+            return "not recorded in the manifest"
+        p = self.path / rel
+        if not p.is_file():
+            return "missing"
+        key = (rel, e.get("sha256"))
+        if key in self._verified:
+            return None
+        size = p.stat().st_size
+        if size != e.get("bytes"):
+            return f"{size} bytes, {e.get('bytes')} written"
+        if _digest(p)[0] != e.get("sha256"):
+            return "checksum differs from the one written"
+        self._verified.add(key)
+        return None
+
+    def _report_damage(self, rel: str, why: str, action: str = "recomputing it",
+                       what: str = "unit") -> None:
+        if rel not in self._reported:
+            self._reported.add(rel)
+            log.warning("damaged %s %s in %s (%s); %s", what, rel, self.path, why, action)
+
+    # -- configuration ------------------------------------------------------
     @property
     def kinds(self) -> list[str]:
         """The run kinds recorded in this directory's ``config.toml``."""
@@ -180,9 +498,9 @@ class RunDir:
         return tomllib.loads((self.path / CONFIG_NAME).read_text()).get("runs", {}).get(kind)
 
     def _clear_kind(self) -> None:
-        """Forget this kind's finished units (``force`` on a changed config)."""
-        shutil.rmtree(self.path / "units" / self.kind, ignore_errors=True)
-        shutil.rmtree(self.path / "arrays" / self.kind, ignore_errors=True)
+        """Forget this kind's finished units (``force`` on a changed config):
+        its owned unit files and unit arrays only."""
+        self._remove_owned(prefixes=(f"units/{self.kind}/", f"arrays/{self.kind}/"))
 
     def _mismatch_message(self, found: dict) -> str:
         keys = sorted(k for k in set(found) | set(self.config)
@@ -194,125 +512,222 @@ class RunDir:
     def unit_path(self, table: str, unit: str) -> Path:
         return self.path / "units" / self.kind / table / f"{unit}.parquet"
 
+    def _unit_rel(self, table: str, unit: str) -> str:
+        return f"units/{self.kind}/{table}/{unit}.parquet"
+
+    def _unit_entries(self, prefix: str) -> list[str]:
+        return [k for k in self._manifest.files if k.startswith(prefix) and k.endswith(".parquet")]
+
+    def _unit_damage(self, table: str, unit: str) -> str | None:
+        rel = self._unit_rel(table, unit)
+        why = self._damage(rel)
+        if why is None:
+            arr = f"arrays/{self.kind}/{table}/{unit}.npz"
+            if arr in self._manifest.files:
+                why = self._damage(arr)
+                if why is not None:
+                    why = f"its arrays: {why}"
+        return why
+
     def has_unit(self, table: str, unit: str) -> bool:
-        return self.unit_path(table, unit).exists()
+        """Whether the unit is finished: its file (and arrays) match their record.
+        A damaged unit is reported once (a warning) and counts as not finished."""
+        rel = self._unit_rel(table, unit)
+        if rel not in self._manifest.files and not (self.path / rel).exists():
+            return False
+        why = self._unit_damage(table, unit)
+        if why is not None:
+            self._report_damage(rel, why)
+            return False
+        return True
 
     def finished_units(self, table: str) -> set[str]:
+        """Ids of the finished, undamaged units of ``table``."""
         d = self.path / "units" / self.kind / table
-        return {p.stem for p in d.glob("*.parquet")} if d.exists() else set()
+        ids = {Path(k).stem for k in self._unit_entries(f"units/{self.kind}/{table}/")}
+        if d.is_dir():  # files with no record are reported (and recomputed) too
+            ids |= {p.stem for p in d.glob("*.parquet")}
+        return {u for u in ids if self.has_unit(table, u)}
 
     def write_unit(self, table: str, unit: str, df: pd.DataFrame,
                    arrays: Mapping[str, np.ndarray] | None = None) -> None:
         """Store one finished unit atomically (arrays first, so a unit is
-        complete once its table row exists)."""
+        complete once its table file is recorded), with its row count and
+        columns in the manifest."""
         if arrays:
             self.save_arrays(f"{self.kind}/{table}/{unit}", **arrays)
-        tmp = _atomic_path(self.unit_path(table, unit))
+        self._commit(self.unit_path(table, unit), lambda tmp: df.to_parquet(tmp, index=False),
+                     rows=int(len(df)), columns=[str(c) for c in df.columns])
+
+    def read_unit(self, table: str, unit: str) -> pd.DataFrame:
+        """One finished unit's rows, checked against its record (a damaged
+        unit is a :class:`DeepglassError`: rerun the command to recompute it)."""
+        rel = self._unit_rel(table, unit)
+        why = self._unit_damage(table, unit)
+        if why is None:
+            df, why = self._read_checked(rel)
+            if why is None:
+                return df
+        raise DeepglassError(f"damaged unit {rel} in {self.path} ({why}); "
+                             "run the same command again to recompute it")
+
+    def _read_checked(self, rel: str) -> tuple[pd.DataFrame | None, str | None]:
+        e = self._manifest.files[rel]
         try:
-            df.to_parquet(tmp, index=False)
-            os.replace(tmp, self.unit_path(table, unit))
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+            df = pd.read_parquet(self.path / rel)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is damage, said in one line
+            return None, f"unreadable: {type(exc).__name__}"
+        if "rows" in e and (len(df) != e["rows"] or [str(c) for c in df.columns] != e["columns"]):
+            return None, "rows or columns differ from the ones written"
+        return df, None
 
     def read_units(self, table: str) -> pd.DataFrame:
-        """All finished units of ``table``, concatenated in unit-id order."""
-        d = self.path / "units" / self.kind / table
-        files = sorted(d.glob("*.parquet")) if d.exists() else []
-        if not files:
+        """All finished units of ``table``, concatenated in unit-id order
+        (damaged units are reported and left out)."""
+        frames = []
+        for u in sorted(self.finished_units(table)):
+            rel = self._unit_rel(table, u)
+            df, why = self._read_checked(rel)
+            if why is not None:
+                self._report_damage(rel, why, "leaving it out")
+                continue
+            frames.append(df)
+        if not frames:
             return pd.DataFrame()
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        return pd.concat(frames, ignore_index=True)
 
     # -- tables, arrays, text ---------------------------------------------
     def write_table(self, name: str, df: pd.DataFrame) -> Path:
-        path = self.path / f"{name}.parquet"
-        tmp = _atomic_path(path)
-        try:
-            df.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+        return self._commit(self.path / f"{name}.parquet",
+                            lambda tmp: df.to_parquet(tmp, index=False),
+                            rows=int(len(df)), columns=[str(c) for c in df.columns])
 
     def read_table(self, name: str) -> pd.DataFrame:
         path = self.path / f"{name}.parquet"
         if not path.exists():
             raise DeepglassError(f"run directory {self.path} has no table '{name}'")
-        return pd.read_parquet(path)
+        why = self._damage(self._rel(path))
+        if why is None:
+            df, why = self._read_checked(self._rel(path))
+            if why is None:
+                return df
+        raise DeepglassError(f"table {path} is damaged ({why}); run the command that "
+                             "made it again")
 
     def save_arrays(self, name: str, **arrays: np.ndarray) -> Path:
-        path = self.path / "arrays" / f"{name}.npz"
-        tmp = _atomic_path(path)
-        try:
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+
+        return self._commit(self.path / "arrays" / f"{name}.npz", write,
+                            arrays=sorted(arrays))
 
     def load_arrays(self, name: str) -> dict[str, np.ndarray]:
         path = self.path / "arrays" / f"{name}.npz"
         if not path.exists():
             raise DeepglassError(f"run directory {self.path} has no arrays '{name}'")
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
+        why = self._damage(self._rel(path))
+        if why is None:
+            try:
+                with np.load(path) as z:
+                    return {k: z[k] for k in z.files}
+            except Exception as exc:  # noqa: BLE001 - a bad zip / header is damage
+                why = f"unreadable: {type(exc).__name__}"
+        raise DeepglassError(f"arrays {path} are damaged ({why}); run the command that "
+                             "made them again")
 
     def has_arrays(self, name: str) -> bool:
-        return (self.path / "arrays" / f"{name}.npz").exists()
+        """Whether ``arrays/<name>.npz`` exists and matches its record."""
+        rel = f"arrays/{name}.npz"
+        if not (self.path / rel).exists():
+            return False
+        why = self._damage(rel)
+        if why is not None:
+            self._report_damage(rel, why, "ignoring it", what="file")
+            return False
+        return True
+
+    def write_file(self, name: str, data: bytes) -> Path:
+        """Write ``data`` to ``RUN/<name>`` (a relative path), owned and recorded
+        like every run file (e.g. training checkpoints)."""
+        return self._write_bytes(self.path / name, data)
+
+    def has_file(self, name: str) -> bool:
+        """Whether ``RUN/<name>`` exists and matches its record (a damaged or
+        unrecorded file is reported once and counts as absent)."""
+        if not os.path.lexists(self.path / name):
+            return False
+        why = self._damage(name)
+        if why is not None:
+            self._report_damage(name, why, "ignoring it", what="file")
+            return False
+        return True
 
     def write_json(self, name: str, obj: Any) -> Path:
-        path = self.path / name
-        atomic_write_text(path, json.dumps(_plain(obj), indent=2, default=str) + "\n")
-        return path
+        text = json.dumps(_plain(obj), indent=2, default=str) + "\n"
+        return self._write_bytes(self.path / name, text.encode("utf-8"))
 
     def write_text(self, name: str, text: str) -> Path:
-        path = self.path / name
-        atomic_write_text(path, text)
-        return path
+        return self._write_bytes(self.path / name, text.encode("utf-8"))
+
+    def _read_json(self, path: Path) -> dict:
+        """A JSON object file, or {} (with a warning) when missing or damaged."""
+        if not path.exists():
+            return {}
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError, OSError) as exc:
+            log.warning("ignoring damaged %s (%s); rebuilding it", path, type(exc).__name__)
+            return {}
+        return obj if isinstance(obj, dict) else {}
 
     def update_summary(self, headline: Mapping[str, Any]) -> Path:
-        """Merge ``headline`` into ``summary.json`` (top-level keys; each kind of
-        run owns its keys, so several kinds share one summary)."""
-        path = self.path / "summary.json"
-        current = json.loads(path.read_text()) if path.exists() else {}
+        """Merge ``headline`` into this kind's part (``reports/<kind>.summary.json``)
+        and rebuild ``summary.json`` from every kind's part (top-level keys;
+        each kind owns its keys).  A damaged part or summary is rebuilt, never
+        fatal."""
+        part = self.path / "reports" / f"{self.kind}.summary.json"
+        current = self._read_json(part)
         current.update(_plain(dict(headline)))
-        return self.write_json("summary.json", current)
+        self._write_bytes(part, (json.dumps(current, indent=2, default=str) + "\n").encode())
+        merged: dict = {}
+        for kind in self._config_order():
+            merged.update(current if kind == self.kind else
+                          self._read_json(self.path / "reports" / f"{kind}.summary.json"))
+        return self.write_json("summary.json", merged)
+
+    def _config_order(self) -> list[str]:
+        order = list(tomllib.loads((self.path / CONFIG_NAME).read_text()).get("runs", {}))
+        return order if self.kind in order else order + [self.kind]
 
     def write_report_section(self, markdown: str, title: str | None = None) -> Path:
         """Write this kind's section of the report (``reports/<kind>.md``) and
         rebuild ``report.md`` from every kind's section, in the order the kinds
         were first opened here."""
-        atomic_write_text(self.path / "reports" / f"{self.kind}.md", markdown.rstrip() + "\n")
-        order = list(tomllib.loads((self.path / CONFIG_NAME).read_text()).get("runs", {}))
+        self._write_bytes(self.path / "reports" / f"{self.kind}.md",
+                          (markdown.rstrip() + "\n").encode("utf-8"))
         parts = [f"# {title or 'deepglass run'}: {self.path.name}\n",
                  f"deepglass {_version()}; configuration in `config.toml`.\n"]
-        for kind in order:
+        for kind in self._config_order():
             sec = self.path / "reports" / f"{kind}.md"
             if sec.exists():
-                parts.append(sec.read_text())
+                parts.append(sec.read_text(encoding="utf-8", errors="replace"))
         return self.write_text("report.md", "\n".join(parts))
 
     def figure_path(self, name: str) -> Path:
         """Path for ``figures/<name>``; callers save through :func:`save_figure`."""
         d = self.path / "figures"
-        d.mkdir(parents=True, exist_ok=True)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(d, exc, "create")
         return d / name
 
     def save_figure(self, fig, name: str) -> Path:
         """Save a matplotlib figure atomically under ``figures/``."""
         path = self.figure_path(name)
-        tmp = _atomic_path(path)
-        try:
-            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120,
-                        bbox_inches="tight")
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+        return self._commit(path, lambda tmp: fig.savefig(
+            tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight"))
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:

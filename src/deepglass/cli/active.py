@@ -56,6 +56,10 @@ def active_cmd(
     from ..inputs import load_inputs
     from ..solve import METHODS
 
+    if out:
+        from ..store import check_out_dir
+
+        check_out_dir(out)
     if method != "auto" and method not in METHODS:
         raise DeepglassError(f"unknown method {method!r}; choose auto or one of {', '.join(METHODS)}")
     t0 = time.perf_counter()

@@ -1,8 +1,11 @@
 """The ``deepglass`` typer application and its error handling.
 
 Each sub-command lives in its own module of this package, which defines a
-``register(app)`` function; :data:`COMMAND_MODULES` lists them.  User errors
-(:class:`deepglass.errors.DeepglassError`) print one line and exit with status 2.
+``register(app)`` function; :data:`COMMAND_MODULES` lists them.  Every
+command's numeric options are checked first (:func:`deepglass.cli.checks.strict`).
+User errors (:class:`deepglass.errors.DeepglassError`, and command-line usage
+errors such as an unparsable number or an unknown option) print one line
+``error: ...`` on stderr and exit with status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -35,13 +38,32 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"{__package__}.{_name}").register(app)
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
-    if version:
+def _strict_commands(t: typer.Typer) -> None:
+    """Check every command's numeric options before its body runs (sub-apps too)."""
+    from .checks import strict
+
+    for info in t.registered_commands:
+        info.callback = strict(info.callback)
+    for group in t.registered_groups:
+        _strict_commands(group.typer_instance)
+
+
+_strict_commands(app)
+
+
+def _print_version(value: bool) -> None:
+    if value:
         from .. import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True,
+                                       callback=_print_version,
+                                       help="Print the version and exit.")):
+    pass
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -50,13 +72,44 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _warnings_on_stderr() -> None:
+    """Library warnings (e.g. a damaged unit being recomputed) as ``warning: ...`` lines."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("deepglass")
+    if not any(getattr(h, "_deepglass_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler._deepglass_cli = True
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``deepglass`` console script."""
+    _warnings_on_stderr()
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, standalone_mode=False)
     except DeepglassError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
+        fail(_one_line(exc))
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted; finished work is saved, run the same command to resume",
                    err=True)
         raise SystemExit(130)
+    except typer.TyperException as exc:  # click usage errors (bad number, unknown option)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed
+            raise SystemExit(getattr(exc, "exit_code", 2))
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        fail(_one_line(message) + _help_hint(exc), getattr(exc, "exit_code", 2) or 2)
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
+
+
+def _help_hint(exc) -> str:
+    ctx = getattr(exc, "ctx", None)
+    return f" (see '{ctx.command_path} --help')" if ctx is not None else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
 import numpy as np
@@ -38,6 +38,25 @@ def progress(description: str, total: int | None, enabled: bool = True) -> Itera
     if not enabled:
         yield lambda n=1: None
         return
+    if total is None:
+        # no total (e.g. solver sweeps): start at the first step, so that an error
+        # raised before any work is the only line on stderr
+        with ExitStack() as stack:
+            state: dict = {}
+
+            def advance(n=1):
+                if "advance" not in state:
+                    state["advance"] = stack.enter_context(_bar(description, None))
+                state["advance"](n)
+
+            yield advance
+        return
+    with _bar(description, total) as advance:
+        yield advance
+
+
+@contextmanager
+def _bar(description: str, total: int | None) -> Iterator:
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                    transient=False)
@@ -59,31 +78,76 @@ def print_kv(title: str, values: dict, floatfmt: str = ".6g") -> None:
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
-    """``"3,224,224"`` -> ``(3, 224, 224)``; a one-line error for anything else."""
+    """``"3,224,224"`` (or ``3x224x224``) -> ``(3, 224, 224)``; every item must be
+    a positive integer (``"1,x,8,8"`` or ``"3,,2"`` are errors, not 1x8x8)."""
+    import re
+
     from ..errors import DeepglassError
 
     if text is None:
         return None
-    try:
-        shape = tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
-    except ValueError:
-        raise DeepglassError(f"--input-shape must look like C,H,W (integers), got {text!r}")
-    if not shape or any(s <= 0 for s in shape):
+    items = re.split(r"[,x]", text.strip())
+    if not all(re.fullmatch(r"\s*\d+\s*", t) for t in items):
+        raise DeepglassError(f"--input-shape must look like C,H,W (positive integers), got {text!r}")
+    shape = tuple(int(t) for t in items)
+    if any(s <= 0 for s in shape):
         raise DeepglassError(f"--input-shape must be positive integers, got {text!r}")
     return shape
 
 
-def load_network(name_or_file: str, input_shape: str | None = None, arch: str | None = None,
-                 trust_pickle: bool = False):
-    """A model (zoo name or file) and its input shape, for the commands."""
-    from ..errors import DeepglassError
-    from ..zoo import load_model
+def check_input_shape(model, shape: tuple[int, ...], name: str,
+                      max_memory_gb: float | None = None,
+                      default: tuple[int, ...] | None = None) -> None:
+    """Refuse, in one line, an input shape the model cannot take: a number of
+    dimensions other than its known default's, a sample that does not fit in
+    memory (:func:`deepglass.memory.check_fits`), or one its forward pass
+    rejects (one sample, no gradient: O(one forward) time)."""
+    import torch
 
+    from ..errors import DeepglassError
+    from ..memory import check_fits
+
+    if default is not None and len(default) != len(shape):
+        raise DeepglassError(
+            f"--input-shape {','.join(map(str, shape))} has {len(shape)} dimension(s); "
+            f"{name} takes {len(default)} (like {','.join(map(str, default))})")
+    n = 1
+    for s in shape:
+        n *= int(s)
+    check_fits(n * 4 * 4, f"one input sample of shape {'x'.join(map(str, shape))} and its "
+               "first activations", "lower --input-shape", max_memory_gb)
+    param = next(iter(model.parameters()), None)
+    x = torch.zeros((1, *shape), dtype=param.dtype if param is not None and
+                    param.is_floating_point() else torch.float32,
+                    device=param.device if param is not None else "cpu")
+    try:
+        with torch.no_grad():
+            model(x)
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DeepglassError(f"{name} cannot take inputs of shape "
+                             f"{','.join(map(str, shape))} ({first[:200]}); "
+                             "check --input-shape") from None
+
+
+def load_network(name_or_file: str, input_shape: str | None = None, arch: str | None = None,
+                 trust_pickle: bool = False, max_memory_gb: float | None = None):
+    """A model (zoo name or file) and its input shape, for the commands; an
+    ``--input-shape`` the model cannot take is a one-line error here."""
+    from ..errors import DeepglassError
+    from ..zoo import load_model, registry
+
+    user_shape = parse_shape(input_shape)
+    ref = arch or name_or_file
+    default = registry.entry(ref).input_shape if ref in registry.ENTRIES else None
     model = load_model(name_or_file, arch=arch, trust_pickle=trust_pickle,
-                       input_shape=parse_shape(input_shape))
-    shape = parse_shape(input_shape) or getattr(model, "default_input_shape", None)
+                       input_shape=user_shape)
+    shape = user_shape or getattr(model, "default_input_shape", None)
     if shape is None:
         raise DeepglassError(f"{name_or_file}: the input shape is unknown; pass --input-shape C,H,W")
+    if user_shape is not None:
+        check_input_shape(model, tuple(user_shape), name_or_file, max_memory_gb,
+                          default=default)
     return model, tuple(shape)
 
 

@@ -77,6 +77,10 @@ def meanfield_cmd(
                                           meanfield_report, n_meanfield_units, run_meanfield)
     from ..criticality.meanfield import coupling_operator
 
+    if out:
+        from ..store import check_out_dir
+
+        check_out_dir(out)
     if Path(source).suffix.lower() in MATRIX_SUFFIXES:
         W = load_matrix(source, symmetrize=symmetrize)
     else:
@@ -158,6 +162,10 @@ def powerlaw_cmd(
     from ..criticality.experiment import KIND_PL, PowerLawConfig, run_powerlaw
     from ..criticality.nets import REFERENCE_NETS, canonical_name
 
+    if out is not None:
+        from ..store import check_out_dir
+
+        check_out_dir(out)
     layer_list = [l.strip() for l in layers.split(",") if l.strip()] if layers else None
     user = None
     if model.lower() == "all":

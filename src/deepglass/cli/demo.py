@@ -97,8 +97,10 @@ def demo_cmd(
 ):
     """Train (or load) the digits CNN and run the paper's experiments on it into
     one run directory with a report (a minute or two on a laptop CPU)."""
+    from ..store import check_out_dir
     from ..zoo import load_model
 
+    check_out_dir(out)
     con = Console(stderr=as_json)
     t0 = time.perf_counter()
     con.print(f"[bold]deepglass demo[/bold]: {DEMO_MODEL} -> {out}")

@@ -49,7 +49,12 @@ def frustration_cmd(
     """Compute the frustration of a network's signed graph; with --nulls or
     --out, compare it with null models in a run directory."""
     import deepglass
+    from ..store import check_out_dir, check_save_path
 
+    if out is not None:
+        check_out_dir(out)           # before loading or computing anything
+    if save:
+        check_save_path(save)
     if nulls is not None or out is not None:
         if save:
             raise DeepglassError("--save is for a single computation; with --nulls/--out the "
@@ -69,6 +74,12 @@ def frustration_cmd(
     if engine != "auto" and method != "descent":
         raise DeepglassError("--engine applies to --method descent")
     options = {"engine": engine} if method == "descent" else {}
+    from ..solve import METHODS
+
+    if method not in METHODS:
+        raise DeepglassError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if init not in ("random", "paper"):
+        raise DeepglassError(f"--init must be random or paper, not {init!r}")
     _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu")
     with progress(f"{method} progress", None, enabled=not as_json) as advance:
         res = deepglass.frustration(g, method=method, replicas=replicas, seed=seed, init=init,

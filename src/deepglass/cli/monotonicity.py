@@ -66,6 +66,10 @@ def monotonicity_cmd(
                                             run_monotonicity)
     from ..inputs import load_inputs
 
+    if out:
+        from ..store import check_out_dir
+
+        check_out_dir(out)
     net, shape = load_network(model, input_shape, arch, trust_pickle)
     null_list = _check_nulls(nulls)
     batch = load_inputs(inputs, shape, n=n, seed=seed)

@@ -212,6 +212,9 @@ def phase_cmd(
     from ..rap.phase import PhaseConfig, scan_phase
     from ..store import RunDir
 
+    from ..store import check_out_dir
+
+    check_out_dir(out)
     if n_points < 2:
         raise DeepglassError(f"--n-points must be >= 2, got {n_points}")
     for name, v in (("--p-min", p_min), ("--p-max", p_max), ("--p-other", p_fixed)):
@@ -293,6 +296,9 @@ def anneal_cmd(
     from ..rap.stability import bp_temperature_scan, cooling_study
     from ..store import RunDir
 
+    from ..store import check_out_dir
+
+    check_out_dir(out)
     betas_grid = beta_schedule(beta_start, beta_end, max(scan_points, 1), "linear")
     beta_schedule(beta_start, beta_end, n_temps, schedule)      # validate
     if min(sweeps) < 1 or repeats < 1:
@@ -361,6 +367,10 @@ def student_cmd(
     """Activation probabilities of a ReLU student trained on a teacher's labels (Fig. 2)."""
     from ..rap.student import student_activations
 
+    if out is not None:
+        from ..store import check_out_dir
+
+        check_out_dir(out)
     df = student_activations(N=N, n_train=n_train, n_test=n_test, epochs=epochs,
                              trials=trials, lr=lr, loss=loss, seed=seed)
     summary = {"N": N, "trials": trials, "a1_median": float(df.a1.median()),

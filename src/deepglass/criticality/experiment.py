@@ -232,7 +232,7 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None,
         return run is not None and run.has_unit(table, unit)
 
     def read(table, unit):
-        return pd.read_parquet(run.unit_path(table, unit))
+        return run.read_unit(table, unit)
 
     if done("spectrum", "spectrum"):
         spectrum = read("spectrum", "spectrum").iloc[0].to_dict()
@@ -460,7 +460,7 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None,
     import torch
 
     from .data import load_dataset
-    from .nets import build_reference_net, load_checkpoint, save_checkpoint, train_reference_net
+    from .nets import build_reference_net, checkpoint_bytes, load_checkpoint, train_reference_net
     from .observables import collect_observables
 
     cfg.validate()
@@ -511,7 +511,8 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None,
         ck_dir = run.path / "checkpoints" if run is not None else None
         start = None
         if ck_dir is not None:
-            saved = [e for e in epochs if (ck_dir / f"{unit_id(net, e)}.pt").is_file()
+            # a checkpoint counts when it matches the manifest (a damaged one is retrained)
+            saved = [e for e in epochs if run.has_file(f"checkpoints/{unit_id(net, e)}.pt")
                      and has(unit_id(net, e))]
             if saved:
                 start = load_checkpoint(ck_dir / f"{unit_id(net, max(saved))}.pt")
@@ -524,9 +525,9 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None,
         def on_checkpoint(epoch, m, opt, metrics, net=net):
             analyse(net, epoch, m, metrics)
             if ck_dir is not None:
-                path = ck_dir / f"{unit_id(net, epoch)}.pt"
-                if not path.is_file():
-                    save_checkpoint(path, m, opt, epoch, metrics)
+                rel = f"checkpoints/{unit_id(net, epoch)}.pt"
+                if not run.has_file(rel):
+                    run.write_file(rel, checkpoint_bytes(m, opt, epoch, metrics))
 
         with torch.random.fork_rng(devices=[]):
             hist = train_reference_net(mdl, data, epochs=cfg.epochs, batch_size=cfg.batch_size,

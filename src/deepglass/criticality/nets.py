@@ -132,14 +132,19 @@ def checkpoint_epochs(epochs: int, every: int) -> list[int]:
     return sorted(set([0, epochs] + list(range(every, epochs + 1, every))))
 
 
+def checkpoint_bytes(model: nn.Module, optimizer, epoch: int, metrics: dict) -> bytes:
+    """Model + optimizer state serialized by ``torch.save``."""
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
+                "epoch": int(epoch), "metrics": {k: float(v) for k, v in metrics.items()}}, buf)
+    return buf.getvalue()
+
+
 def save_checkpoint(path: Path, model: nn.Module, optimizer, epoch: int, metrics: dict) -> None:
     """Atomically write model + optimizer state (``torch.save``) to ``path``."""
     from ..store import atomic_write_bytes
 
-    buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
-                "epoch": int(epoch), "metrics": {k: float(v) for k, v in metrics.items()}}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, checkpoint_bytes(model, optimizer, epoch, metrics))
 
 
 def load_checkpoint(path: Path) -> dict:

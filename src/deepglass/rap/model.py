@@ -77,13 +77,13 @@ def check_parameters(N: int, a: Sequence[float], p: Sequence[float],
     if float(N) ** 3 >= 2.0 ** 62:
         raise TooLargeError(f"N = {N} is too large: N^3 path ids overflow 64-bit integers")
     if max_memory_gb is not None:
+        from ..memory import check_fits
+
         mean = expected_factors(N, a, p)
         worst = mean + 6.0 * math.sqrt(max(mean, 1.0)) + 10
-        need = worst * bp_bytes_per_factor / 1e9
-        if need > max_memory_gb:
-            raise TooLargeError(
-                f"instance too large: N = {N} gives ~{mean:.3g} active paths whose messages "
-                f"need ~{need:.3g} GB (limit {max_memory_gb:g} GB, --max-memory-gb)")
+        check_fits(worst * bp_bytes_per_factor,
+                   f"instance too large: N = {N} gives ~{mean:.3g} active paths whose messages",
+                   "lower N or the activation probabilities", max_memory_gb)
 
 
 def _sample_distinct(rng: np.random.Generator, n: int, m: int) -> np.ndarray:

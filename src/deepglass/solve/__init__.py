@@ -242,6 +242,26 @@ METHODS: dict[str, Callable] = {"descent": _descent, "anneal": _anneal, "greedy"
                                 "exact": _exact}
 
 
+def replica_bytes(n_nodes: int, replicas: int, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of ``replicas`` gauges of ``n_nodes`` nodes held at once: the int8
+    start gauges and a solver's float state per replica (a float copy of sigma
+    and its fields ``As sigma``): ``R n (1 + 2 itemsize)``.  A lower bound of
+    every engine's working set (the engines add their own buffers)."""
+    item = torch.tensor([], dtype=dtype).element_size()
+    return int(replicas) * int(n_nodes) * (1 + 2 * item)
+
+
+def check_replica_memory(graph: SignedGraph, replicas: int, hint: str = "lower --replicas",
+                         max_memory_gb: float | None = None) -> None:
+    """Refuse (one line, :func:`deepglass.memory.check_fits`) ``replicas`` start
+    gauges of ``graph`` that would not fit, before any is drawn."""
+    from ..memory import check_fits
+
+    check_fits(replica_bytes(graph.n_nodes, replicas, graph.dtype),
+               f"{replicas:,} replicas of {graph.n_nodes:,} nodes (start gauges and solver "
+               "state)", hint, max_memory_gb)
+
+
 def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, seed: int = 0,
                 init="random", device: str = "cpu", dtype: torch.dtype | None = None,
                 input_shape=None, callback=None, **options) -> FrustrationResult:
@@ -300,6 +320,7 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     graph = graph.to(device=device, dtype=dtype or graph.dtype)
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")
+    check_replica_memory(graph, 1 if method == "exact" else int(replicas))
     s0 = start_gauges(graph.n_nodes, 1 if method == "exact" else int(replicas), seed, init)
     t0 = time.perf_counter()
     with _threads_for(graph):

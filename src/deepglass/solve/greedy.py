@@ -179,31 +179,10 @@ def local_fields(As, sigma) -> np.ndarray:
 
 
 def available_memory_bytes() -> int:
-    """Memory available to this process: ``MemAvailable`` capped by a cgroup limit."""
-    avail = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):  # pragma: no cover
-            avail = 8 * 1024**3
-    try:  # cgroup v2 limit
-        with open("/sys/fs/cgroup/memory.max") as fh:
-            lim = fh.read().strip()
-        if lim != "max":
-            with open("/sys/fs/cgroup/memory.current") as fh:
-                cur = int(fh.read().strip())
-            avail = min(avail, max(int(lim) - cur, 0))
-    except (OSError, ValueError):
-        pass
-    return int(avail)
+    """Memory available to this process (:func:`deepglass.memory.available_bytes`)."""
+    from ..memory import available_bytes
+
+    return available_bytes()
 
 
 def greedy_memory_bytes(n: int, nnz: int, n_replicas: int = 1, n_threads: int | None = None) -> int:
@@ -263,13 +242,16 @@ def check_greedy_memory(
         The memory needed, in bytes.
     """
     need = greedy_memory_bytes(n, nnz, n_replicas)
-    if max_bytes is None:
-        max_bytes = int(MEMORY_FRACTION * available_memory_bytes()) + int(already_held)
+    if max_bytes is None:  # the shared budget: --max-memory-gb, else a share of what is free
+        from ..memory import budget_bytes, get_limit
+
+        max_bytes = (budget_bytes()[0] if get_limit() is not None
+                     else int(MEMORY_FRACTION * available_memory_bytes())) + int(already_held)
     if need > max_bytes:
         raise TooLargeError(
             f"the explicit greedy solver needs {need / 1e9:.2f} GB for {n:,} nodes, "
             f"{nnz:,} stored couplings and {n_replicas} replicas, but only "
-            f"{max_bytes / 1e9:.2f} GB are allowed (max_bytes); use the matrix-free "
+            f"{max_bytes / 1e9:.2f} GB are allowed (max_bytes, --max-memory-gb); use the matrix-free "
             f"solver or fewer replicas"
         )
     return need

@@ -43,6 +43,7 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], info: dict) ->
     """Atomically write ``state_dict`` with ``info`` as metadata; False (and a warning) if not writable."""
     from safetensors.torch import save
 
+    _remove_stale_temporaries(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     data = save(tensors, metadata={"deepglass": json.dumps(info, sort_keys=True)})
     try:
@@ -51,6 +52,25 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], info: dict) ->
         warnings.warn(f"could not cache trained weights at {path}: {exc}", RuntimeWarning, stacklevel=3)
         return False
     return True
+
+
+#: a temporary of the cache older than this is a killed writer's, not a running one's
+STALE_SECONDS = 3600
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete ``.<name>.*.tmp`` files an interrupted save of ``path`` left
+    (this exact cache entry's names only, and only if older than an hour)."""
+    import time
+
+    if not path.parent.is_dir():
+        return
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > STALE_SECONDS:
+                tmp.unlink()
+        except OSError:
+            pass
 
 
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict] | None:

@@ -149,9 +149,17 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
         except Exception as exc:
             raise DeepglassError(f"cannot read safetensors file {path}: {_line(exc)}") from None
     try:
-        return _extract_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        return _extract_state_dict(obj, path)
     except pickle.UnpicklingError as exc:
         message = str(exc)
+        if "Unsupported operand" in message and _starts_with(path, b"\x80"):
+            # a pickle stream (PROTO opcode first) that torch.save did not frame
+            raise DeepglassError(
+                f"{path} is a plain Python pickle, not a file written by torch.save or safetensors; "
+                "save the weights with torch.save(model.state_dict(), PATH)") from None
         if "Unsupported global" not in message and "GLOBAL" not in message:
             raise DeepglassError(f"cannot read {path} as a PyTorch file: {_unpickler_reason(message)}") from None
         if not trust_pickle:
@@ -169,7 +177,10 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
     except DeepglassError:
         raise
     except Exception as exc:
-        raise DeepglassError(f"cannot read {path} as a PyTorch file: {_line(exc)}") from None
+        why = _line(exc)
+        if len(why) < 8:  # e.g. KeyError(101) from a stray first byte: not informative
+            why = "not a PyTorch checkpoint, safetensors, TorchScript or ONNX file"
+        raise DeepglassError(f"cannot read {path} as a PyTorch file: {why}") from None
 
 
 def _unpickler_reason(message: str) -> str:
@@ -179,6 +190,11 @@ def _unpickler_reason(message: str) -> str:
         if line.strip():
             return line.strip()
     return "not a PyTorch file"
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(magic)) == magic
 
 
 def _line(exc: BaseException) -> str:
@@ -255,6 +271,8 @@ def load_model(
             raise DeepglassError(f"no such file or zoo network: {str(name_or_path)!r} (zoo: {', '.join(registry.names())})")
         elif path.is_dir():
             raise DeepglassError(f"{path} is a directory, not a model file")
+        elif path.stat().st_size == 0:
+            raise DeepglassError(f"{path} is an empty file, not a model")
         else:
             model, default = _load_file(path, arch, trust_pickle, shape, seed)
     if not isinstance(model, nn.Module):  # pragma: no cover - defensive

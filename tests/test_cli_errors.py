@@ -1,0 +1,82 @@
+"""Bad command lines: exit status 2, exactly one line on stderr (``error: ...``),
+no traceback, nothing computed and nothing written."""
+
+import pickle
+
+import pytest
+
+#: (argv, a fragment of the message); "{tmp}" is the test's temporary directory
+BAD = [
+    (["frustration", "digits_cnn", "--seed", "-1"], "--seed must be an integer"),
+    (["frustration", "digits_cnn", "--seed", str(2**63)], "--seed must be an integer"),
+    (["rap", "bp", "--N", "10", "--seed", "-1"], "--seed must be an integer"),
+    (["rap", "phase", "--out", "{tmp}/p", "--seed", "-3"], "--seed must be an integer"),
+    (["frustration", "digits_cnn", "--replicas", "0"], "--replicas must be an integer >= 1"),
+    (["frustration", "digits_cnn", "--replicas", "abc"], "Invalid value for '--replicas'"),
+    (["frustration", "digits_cnn", "--replicas", "2.5"], "Invalid value for '--replicas'"),
+    (["frustration", "digits_cnn", "--null-instances", "-2", "--nulls", "N1"],
+     "--null-instances must be an integer >= 1"),
+    (["frustration", "digits_cnn", "--input-shape", "3,x,2"], "--input-shape must look like"),
+    (["frustration", "digits_cnn", "--input-shape", "1,x,8,8"], "--input-shape must look like"),
+    (["frustration", "digits_cnn", "--input-shape", "1,,8"], "--input-shape must look like"),
+    (["frustration", "digits_cnn", "--input-shape", "8,8"], "has 2 dimension(s); digits_cnn takes 3"),
+    (["frustration", "digits_cnn", "--input-shape", "1,0,8"], "positive integers"),
+    (["frustration", "digits_cnn", "--input-shape", "1,2,2"], "cannot take inputs of shape 1,2,2"),
+    (["graph", "digits_cnn", "--input-shape", "1,100000,100000", "--max-memory-gb", "16"],
+     "lower --input-shape"),
+    (["criticality", "meanfield", "digits_cnn", "--lanczos-tol", "-1"], "--lanczos-tol must be > 0"),
+    (["criticality", "meanfield", "digits_cnn", "--lanczos-tol", "nan"], "must be a finite number"),
+    (["frustration", "digits_cnn", "--max-memory-gb", "0"], "--max-memory-gb must be > 0"),
+    (["rap", "bp", "--N", "10", "--beta", "inf"], "--beta must be a finite number"),
+    (["monotonicity", "digits_cnn", "--inputs", "digits", "--alpha", "1.5"], "--alpha must be in (0, 1)"),
+    (["active", "digits_cnn", "--inputs", "digits", "--n", "0"], "--n must be an integer >= 1"),
+    (["frustration", "digits_cnn", "--replicas", "1000000000"], "lower --replicas"),
+    (["frustration", "digits_cnn", "--nulls", "N1", "--replicas", "1000000000", "--out", "{tmp}/r"],
+     "lower --replicas"),
+    (["frustration", "digits_cnn", "--nulls", "N1", "--null-instances", "1000000000",
+      "--out", "{tmp}/r"], "lower --null-instances"),
+    (["frustration", "digits_cnn", "--replicas", "3", "--max-memory-gb", "1e-7"], "limit of 1e-07 GB"),
+    (["rap", "bp", "--N", "3000", "--a1", "1"], "instance too large"),
+    (["frustration", "digits_cnn", "--out", "{tmp}/afile"], "exists and is not a directory"),
+    (["frustration", "digits_cnn", "--out", "{tmp}/afile/sub"], "is a file, not a directory"),
+    (["frustration", "digits_cnn", "--save", "{tmp}/nonexistent/x"], "does not exist"),
+    (["frustration", "digits_cnn", "--nulls", "N1", "--out", "{tmp}/foreign", "--force"],
+     "config.toml is not a deepglass run's"),
+    (["frustration", "digits_cnn", "--method", "magic"], "unknown method 'magic'"),
+    (["frustration", "digits_cnn", "--init", "sideways"], "--init must be random or paper"),
+    (["frustration", "digits_cnn", "--bogus"], "No such option"),
+    (["frustration"], "Missing argument"),
+    (["graph", "{tmp}/empty.onnx"], "is an empty file"),
+    (["graph", "{tmp}/raw.pkl"], "plain Python pickle"),
+    (["graph", "{tmp}/nope.pt"], "no such file"),
+]
+
+
+@pytest.fixture
+def scene(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    (tmp_path / "raw.pkl").write_bytes(pickle.dumps({"w": [1.0, 2.0]}))
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "config.toml").write_text("[tool]\nname = 'other'\n")
+    (tmp_path / "foreign" / "precious.txt").write_text("p")
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv,fragment", BAD, ids=[" ".join(a[:1] + a[2:])[:60] for a, _ in BAD])
+def test_bad_input_is_one_line(cli, scene, argv, fragment):
+    before = sorted(p.relative_to(scene).as_posix() for p in scene.rglob("*"))
+    code, out, err = cli([a.replace("{tmp}", str(scene)) for a in argv])
+    assert code == 2, err
+    assert "Traceback" not in err + out
+    lines = err.strip("\n").splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert fragment in lines[0]
+    assert out == ""
+    # refused before any work: nothing written (no run directory, no --save files)
+    assert sorted(p.relative_to(scene).as_posix() for p in scene.rglob("*")) == before
+
+
+def test_inputs_batch_memory_is_checked_first(cli):
+    code, _, err = cli(["active", "digits_cnn", "--inputs", "digits", "--n", str(10**12)])
+    assert code == 2 and err.count("\n") == 1 and "lower --n or --input-shape" in err
