@@ -68,18 +68,20 @@ def test_phase_cli_writes_a_resumable_run(cli, tmp_path):
     code, out, _ = cli(argv)
     assert code == 0
     summary = json.loads(out)
-    assert summary["points"] == 4 * 2 * 3
+    pts = pd.read_parquet(out_dir / "points.parquet")
+    assert summary["points"] == len(pts)
+    grid = pts[pts.kind == "grid"]
+    assert len(grid[grid.solver == "mc"]) == 4 * 2 and len(grid[grid.branch == "random"]) == 4 * 2
     for name in ("points.parquet", "summary.parquet", "transitions.parquet",
                  "degrees.parquet", "report.md", "summary.json", "config.toml",
                  "figures/phase_beta1_a20.5.png", "figures/pc.png"):
         assert (out_dir / name).exists(), name
-    pts = pd.read_parquet(out_dir / "points.parquet")
     assert set(pts.solver) == {"bp", "mc"} and set(pts.branch) == {"random", "polarized", "quench"}
     # resuming recomputes nothing: delete a table, run again, same numbers
     (out_dir / "points.parquet").unlink()
     mtimes = {p: p.stat().st_mtime_ns
               for p in (out_dir / "units" / "rap-phase" / "points").glob("*.parquet")}
-    assert len(mtimes) == 4 * 2                 # one unit per (p, sample)
+    assert len(mtimes) == 1                     # one unit per (beta, a2)
     code, _, _ = cli(argv)
     assert code == 0
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
@@ -92,11 +94,12 @@ def test_phase_cli_writes_a_resumable_run(cli, tmp_path):
 
 def test_phase_scan_finds_the_transition_of_a_small_network():
     cfg = PhaseConfig(N=30, population=1, p_values=list(np.round(np.linspace(0.3, 0.95, 14), 4)),
-                      betas=[1.0], a1=0.5, a2s=[0.5], samples=1, mc_sweeps=60, seed=1)
+                      betas=[1.0], a1=0.5, a2s=[0.5], samples=2, mc_sweeps=60, seed=1,
+                      construction="independent")
     res = scan_phase(cfg)
     t = res.transitions.iloc[0]
-    assert t.method in ("crossing", "branch-end")
-    assert 0.3 < t.p_c < 0.95 and t.p_c <= t.p_spinodal + 1e-12
+    assert t.method == "crossing" and t.bracket_width <= cfg.bracket_tol
+    assert 0.3 < t.p_c_lo <= t.p_c <= t.p_c_hi < t.p_spinodal
     s = res.summary
     pol = s[(s.branch == "polarized") & (s.p < t.p_c_lo)]
     rnd = s[(s.branch == "random") & (s.p < t.p_c_lo)]

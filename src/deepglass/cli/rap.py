@@ -31,9 +31,10 @@ _A1 = typer.Option(0.5, "--a1", help="Activation probability of hidden layer 1."
 _P1 = typer.Option(0.0, "--p1", help="Dilution probability of W1.")
 _P2 = typer.Option(0.0, "--p2", help="Dilution probability of W2.")
 _P3 = typer.Option(0.0, "--p3", help="Dilution probability of W3.")
-_CONS = typer.Option("independent", "--construction",
-                     help="independent (paper: paths active independently) or correlated "
-                          "(one mask per weight and unit).")
+_CONS = typer.Option("units", "--construction",
+                     help="units (paper: hidden units active and synapses present "
+                          "independently, every path they allow active) or independent "
+                          "(each path active independently).")
 _SEED = typer.Option(0, "--seed", help="Seed of the instance (and of the solver).")
 _MEM = typer.Option(4.0, "--max-memory-gb", help="Refuse instances needing more memory.")
 _JSON = typer.Option(False, "--json", help="Print one JSON object.")
@@ -157,19 +158,24 @@ def _phase_report(cfg, res, fig_names) -> str:
         f"{[v for i, v in enumerate(cfg.p_fixed) if i != cfg.population - 1]}, "
         f"{cfg.samples} disorder sample(s) per point, {cfg.construction} construction, seed {cfg.seed}.",
         "",
-        "BP (replica symmetric) from a random start of amplitude "
-        f"{cfg.init_scale:g} (paramagnetic branch) and from the polarized start (spin-glass "
-        f"branch); damping {cfg.damping}, tol {cfg.tol:g}, at most {cfg.max_iter} iterations. "
+        "BP (replica symmetric), each branch followed by continuation along one disorder "
+        "realization per sample (coupled instances; each point starts from its neighbour's "
+        f"fixed point): from a random start of amplitude {cfg.init_scale:g} at the largest p "
+        "downwards (paramagnetic branch) and from the polarized start at the smallest p upwards "
+        f"(spin-glass branch); damping {cfg.damping}, tol {cfg.tol:g}, at most {cfg.max_iter} "
+        f"iterations; grid {cfg.scale} in {'log(1 - p)' if cfg.scale == 'log1m' else 'p'}, "
+        f"bisection to a bracket of {cfg.bracket_tol:g}. "
         + (f"Monte Carlo: {cfg.mc_method}, quench from a random start, {cfg.mc_sweeps} sweeps "
            "(half discarded); error bars are standard errors over disorder samples."
            if cfg.mc_sweeps else "No Monte Carlo."),
         "",
         "## Transition points",
         "",
-        "p_c: free energies of the two BP branches cross (method `crossing`) or the "
-        "ordered branch ends between p_c_lo and p_c_hi (`branch-end`); p_spinodal: end of "
-        "the ordered branch; hysteresis: where the two branches are different fixed points "
-        "(`low_censored`: down to the scan minimum).",
+        "p_c: the sample-mean free energies of the two BP branches cross between p_c_lo and "
+        "p_c_hi (method `crossing`, located by bisection between converged points), or the "
+        "ordered branch is the lower one until it ends there (`branch-end`); p_spinodal: end "
+        "of the ordered branch (bisected too); hysteresis: where the two branches are "
+        "different fixed points (`low_censored`: down to the scan minimum).",
         "",
         markdown_table(t) if len(t) else "(no transition table)",
         "",
@@ -191,6 +197,10 @@ def phase_cmd(
     p_min: float = typer.Option(0.5, "--p-min", help="Smallest dilution."),
     p_max: float = typer.Option(0.98, "--p-max", help="Largest dilution."),
     n_points: int = typer.Option(25, "--n-points", help="Number of dilution values."),
+    scale: str = typer.Option("linear", "--scale", help="Grid and bisection in p (linear) or "
+                              "in log(1 - p) (log1m: transitions close to p = 1)."),
+    bracket_tol: float = typer.Option(0.002, "--bracket-tol", help="Bisect p_c and the "
+                                      "spinodal to brackets narrower than this."),
     beta: List[float] = typer.Option([1.0], "--beta", help="Inverse temperature(s); repeat."),
     a1: float = _A1,
     a2: List[float] = typer.Option([0.5], "--a2", help="Activation probability of hidden "
@@ -200,7 +210,8 @@ def phase_cmd(
     mc_sweeps: int = typer.Option(1000, "--mc-sweeps", help="MC sweeps per point (0: no MC)."),
     mc_method: str = typer.Option("metropolis", "--mc-method", help="metropolis or heatbath."),
     damping: str = typer.Option("auto", "--damping", help="BP damping in [0, 1) or auto."),
-    max_iter: int = typer.Option(3000, "--max-iter", help="BP iteration limit."),
+    max_iter: int = typer.Option(20000, "--max-iter", help="BP iteration limit (runs that "
+                                 "stall stop earlier)."),
     init_scale: float = typer.Option(0.1, "--init-scale", help="Random-start amplitude."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
     out: str = typer.Option(..., "--out", help="Run directory (resumable)."),
@@ -219,15 +230,17 @@ def phase_cmd(
             raise DeepglassError(f"{name} must be a probability in [0, 1], got {v}")
     if p_max <= p_min:
         raise DeepglassError(f"--p-max ({p_max}) must exceed --p-min ({p_min})")
-    cfg = PhaseConfig(N=N, population=population,
-                      p_values=[round(float(v), 6) for v in np.linspace(p_min, p_max, n_points)],
+    from ..rap.phase import p_grid
+
+    cfg = PhaseConfig(N=N, population=population, scale=scale, bracket_tol=bracket_tol,
+                      p_values=p_grid(p_min, p_max, n_points, scale),
                       betas=list(beta), a1=a1, a2s=list(a2), p_fixed=[p_fixed] * 3,
                       samples=samples, construction=construction, seed=seed, damping=_damping(damping),
                       max_iter=max_iter, init_scale=init_scale, mc_sweeps=mc_sweeps,
                       mc_method=mc_method, max_memory_gb=max_memory_gb)
     cfg.validate()
     run = RunDir(out, cfg.to_dict(), kind="rap-phase", force=force)
-    total = len(cfg.betas) * len(cfg.a2s) * len(cfg.p_values) * cfg.samples
+    total = len(cfg.betas) * len(cfg.a2s)
     with progress("RAP phase diagram", total, enabled=not as_json) as advance:
         res = scan_phase(cfg, run=run, advance=advance)
     run.write_table("points", res.points)
@@ -242,13 +255,13 @@ def phase_cmd(
     for b in cfg.betas:
         for av in cfg.a2s:
             fig = plot_phase(res.summary, trans.get((b, av)), res.degrees, b, av,
-                             cfg.population, cfg.q_threshold)
+                             cfg.population, cfg.q_threshold, cfg.scale)
             name = f"phase_beta{b:g}_a2{av:g}.png"
             run.save_figure(fig, name)
             plt.close(fig)
             figs.append(name)
     if len(res.transitions) and "p_c" in res.transitions:
-        fig = plot_pc(res.transitions, cfg.population)
+        fig = plot_pc(res.transitions, cfg.population, cfg.scale)
         run.save_figure(fig, "pc.png")
         plt.close(fig)
         figs.append("pc.png")

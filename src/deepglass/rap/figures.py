@@ -16,6 +16,21 @@ __all__ = ["plot_phase", "plot_pc", "plot_student", "plot_stability", "plot_degr
 _POP_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
 
 
+def _log1m_axis(ax, lo: float, hi: float, axis: str = "x") -> None:
+    """Axis in ``-log(1 - p)`` over ``[lo, hi]`` (labels stay ``p``, ticks at
+    ``1 - 10^-k`` and halves): dilutions close to 1 spread out."""
+    fwd = lambda p: -np.log1p(-np.clip(p, 0.0, 1.0 - 1e-12))   # noqa: E731
+    inv = lambda y: -np.expm1(-y)                               # noqa: E731
+    set_scale, set_lim, set_ticks = ((ax.set_xscale, ax.set_xlim, ax.set_xticks) if axis == "x"
+                                     else (ax.set_yscale, ax.set_ylim, ax.set_yticks))
+    set_scale("function", functions=(fwd, inv))
+    set_lim(lo, hi)
+    ticks = [t for k in range(0, 7) for t in (1 - 10.0 ** -k, 1 - 0.5 * 10.0 ** -k)
+             if lo <= t <= hi]
+    if len(ticks) >= 2:
+        set_ticks(ticks, [f"{t:.6g}" for t in ticks])
+
+
 def plot_degrees(ax, degrees: pd.DataFrame, title: str = "") -> None:
     """Degree distribution per weight population (paper Fig. 3a).
 
@@ -42,8 +57,12 @@ def plot_degrees(ax, degrees: pd.DataFrame, title: str = "") -> None:
 
 
 def plot_phase(summary: pd.DataFrame, transition: dict | None, degrees: pd.DataFrame | None,
-               beta: float, a2: float, population: int, q_threshold: float = 0.05):
-    """Energy, entropy, free-energy difference and overlap against dilution (Figs. 3a-c)."""
+               beta: float, a2: float, population: int, q_threshold: float = 0.05,
+               scale: str = "linear"):
+    """Energy, entropy, free-energy difference and overlap against dilution (Figs. 3a-c).
+
+    ``scale="log1m"`` draws the dilution axes in ``-log(1 - p)``.
+    """
     s = summary[(summary.beta == beta) & (summary.a2 == a2)]
     r = s[(s.solver == "bp") & (s.branch == "random")].sort_values("p")
     o = s[(s.solver == "bp") & (s.branch == "polarized")].sort_values("p")
@@ -107,13 +126,23 @@ def plot_phase(summary: pd.DataFrame, transition: dict | None, degrees: pd.DataF
     ax.set_ylabel("q")
     ax.set_title("(d) overlap")
     ax.legend(fontsize=7)
+    if scale == "log1m" and len(s):
+        for ax in (axes[0, 1], axes[1, 0], axes[1, 1]):
+            _log1m_axis(ax, float(s.p.min()), float(s.p.max()))
     fig.tight_layout()
     return fig
 
 
-def plot_pc(transitions: pd.DataFrame, population: int):
-    """Transition point against inverse temperature, one curve per ``a2`` (Fig. 4)."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+def plot_pc(transitions: pd.DataFrame, population: int, scale: str = "linear", ax=None):
+    """Transition point against inverse temperature, one curve per ``a2`` (Fig. 4).
+
+    Error bars are the bisection brackets; crosses the spinodal; open markers
+    a ``branch-end`` (the ordered branch is lower until it ends).
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+    else:
+        fig = ax.figure
     for a2, t in transitions.groupby("a2"):
         t = t.sort_values("beta")
         pc = t["p_c"].to_numpy(dtype=float)
@@ -121,11 +150,21 @@ def plot_pc(transitions: pd.DataFrame, population: int):
         hi = t["p_c_hi"].to_numpy(dtype=float) - pc
         ax.errorbar(t.beta, pc, yerr=[np.nan_to_num(lo), np.nan_to_num(hi)], fmt="o-",
                     ms=4, capsize=2, label=f"a2 = {a2:g}")
+        color = ax.lines[-1].get_color()
         if "p_spinodal" in t:
-            ax.plot(t.beta, t.p_spinodal, "x:", color=ax.lines[-1].get_color(), lw=0.8)
+            ax.plot(t.beta, t.p_spinodal, "x:", color=color, lw=0.8)
+        if "method" in t:
+            be = t[t.method == "branch-end"]
+            ax.plot(be.beta, be.p_c, "o", mfc="white", color=color, ms=6)
     ax.set_xlabel("inverse temperature beta")
-    ax.set_ylabel(f"p{population}_c  (x: spinodal)")
-    ax.set_title("transition point")
+    ax.set_ylabel(f"p{population}_c  (x: spinodal, open: branch end)")
+    ax.set_title(f"transition point, W{population} diluted")
+    if scale == "log1m":
+        vals = transitions[["p_c_lo", "p_c_hi", "p_spinodal"]].to_numpy(dtype=float)
+        vals = vals[np.isfinite(vals)]
+        if vals.size:
+            _log1m_axis(ax, float(vals.min()) - 0.2 * (1 - float(vals.min())),
+                        float(vals.max()) + 0.5 * (1 - float(vals.max())), "y")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
