@@ -286,6 +286,45 @@ def test_oscillation_detector():
     assert _is_oscillating(0.1 + 0.05 * rng.random(400), 0.1, 0.1)  # chaotic, no decay
 
 
+def test_a_residual_that_does_not_fall_is_not_converged():
+    from deepglass.rap.bp import WINDOW, _falling
+
+    n = np.arange(400)
+    assert not _falling(list(np.full(400, 2.0)), WINDOW)              # constant: stalled
+    assert not _falling(list(0.3 + 0.1 * (-1.0) ** n), WINDOW)        # period 2
+    assert _falling(list(np.exp(-n / 500.0)), WINDOW)                  # slow but decaying
+    # an instance whose undamped BP from a random start sits at residual 2.0 (the
+    # saturated messages flip every step) without a detectable oscillation
+    m = RAPModel(100, a=(0.5, 0.3), p=(0.0, 0.99, 0.0), seed=0)
+    r = run_bp(m, 1.0, start="random", init_scale=1.0, damping=0.0, max_iter=3000)
+    assert not r.converged and r.status == "stalled" and r.residual > 1.0
+    assert r.iterations <= 3 * WINDOW                                 # stopped, not run out
+    a = run_bp(m, 1.0, start="random", init_scale=1.0, damping="auto", max_iter=3000)
+    assert a.converged and a.status == "converged" and a.damping > 0
+    # damping leaves the fixed points alone: the paramagnet (closed form)
+    assert a.free_energy == pytest.approx(paramagnetic(m.alpha, 1.0)["free_energy"], abs=1e-6)
+
+
+def test_fig5_temperature_scan_and_cooling_table():
+    from deepglass.rap.stability import bp_temperature_scan, cooling_study, cooling_table
+
+    m = RAPModel(40, a=(0.5, 0.5), p=(0.9, 0.0, 0.0), seed=1)
+    scan = bp_temperature_scan(m, [0.3, 1.0, 3.0], mc_sweeps=40, max_iter=600)
+    bp = scan[scan.solver == "bp"]
+    assert sorted(set(bp.start)) == ["polarized", "random"] and len(bp) == 6
+    assert set(bp.status) <= {"converged", "stalled", "slow"}
+    assert (bp.converged == (bp.status == "converged")).all()
+    hot = bp[(bp.beta == 0.3) & (bp.start == "random")].iloc[0]   # reaches the paramagnet
+    assert hot.converged and hot.free_energy == pytest.approx(
+        paramagnetic(m.alpha, 0.3)["free_energy"], abs=1e-6)
+    finals, traces = cooling_study(m, [1, 4], beta_end=3.0, n_temps=8, repeats=2)
+    t = cooling_table(finals)
+    assert list(t.sweeps_per_temp) == [1, 4] and (t.runs == 2).all()
+    # the planted configuration is a ground state: no run goes below it
+    assert np.allclose(t.ground_energy, -m.alpha) and (t.final_energy_min >= -m.alpha - 1e-12).all()
+    assert np.allclose(t.excess, t.final_energy_mean + m.alpha)
+
+
 # -- Monte Carlo -------------------------------------------------------------------
 def _chi2(observed_levels: np.ndarray, levels: np.ndarray, probs: np.ndarray):
     """Chi-square statistic and dof with tail bins merged until expected >= 5."""

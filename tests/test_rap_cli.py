@@ -122,3 +122,23 @@ def test_student_activations_small():
     assert df[["a1", "a2", "a1_teacher", "a2_teacher"]].apply(lambda c: c.between(0, 1)).all().all()
     df2 = student_activations(N=8, n_train=64, n_test=64, epochs=2, trials=2, seed=0)
     pd.testing.assert_frame_equal(df.drop(columns="seconds"), df2.drop(columns="seconds"))
+
+
+def test_anneal_cli_fig5(cli, tmp_path):
+    out_dir = tmp_path / "fig5"
+    code, out, _ = cli(["rap", "anneal", "--N", "30", "--p1", "0.9", "--sweeps", "1", "--sweeps",
+                        "5", "--repeats", "2", "--n-temps", "6", "--scan-points", "3",
+                        "--mc-sweeps", "20", "--max-iter", "300", "--out", str(out_dir), "--json"])
+    assert code == 0
+    d = json.loads(out)
+    assert set(d["bp_first_unconverged_beta"]) == {"polarized", "random"}
+    assert [r["sweeps_per_temp"] for r in d["final_energy_by_sweeps"]] == [1, 5]
+    assert all(r["excess"] >= -1e-12 for r in d["final_energy_by_sweeps"])
+    scan = pd.read_parquet(out_dir / "temperature_scan.parquet")
+    assert set(scan[scan.solver == "bp"].start) == {"polarized", "random"}
+    for name in ("annealing.parquet", "annealing_summary.parquet", "figures/stability.png",
+                 "report.md"):
+        assert (out_dir / name).exists(), name
+    code, _, err = cli(["rap", "anneal", "--N", "10", "--start", "sideways", "--out",
+                        str(tmp_path / "x")])
+    assert code == 2 and err.strip().startswith("error:") and "--start" in err

@@ -291,6 +291,12 @@ def anneal_cmd(
     schedule: str = typer.Option("geometric", "--schedule", help="geometric or linear in beta."),
     repeats: int = typer.Option(3, "--repeats", help="Annealing runs per rate."),
     scan_points: int = typer.Option(15, "--scan-points", help="BP temperature grid size."),
+    scan_beta_max: Optional[float] = typer.Option(
+        None, "--scan-beta-max", help="Largest beta of the BP scan (default: --beta-end)."),
+    starts: List[str] = typer.Option(["polarized", "random"], "--start",
+                                     help="BP starts of the temperature scan; repeat."),
+    max_iter: int = typer.Option(5000, "--max-iter", help="BP iteration limit (runs that "
+                                 "stall stop earlier)."),
     mc_sweeps: int = typer.Option(500, "--mc-sweeps", help="MC quench sweeps per grid beta (0: none)."),
     method: str = typer.Option("metropolis", "--method", help="metropolis or heatbath."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
@@ -298,15 +304,21 @@ def anneal_cmd(
     force: bool = typer.Option(False, "--force"),
     as_json: bool = _JSON,
 ):
-    """Annealing energy against cooling rate and BP stability against beta (Fig. 5)."""
+    """Fig. 5: annealing energy against cooling rate (vs the ground state) and BP
+    stability against beta from the polarized and a random start."""
     import matplotlib.pyplot as plt
 
     from ..rap.figures import plot_stability
     from ..rap.mc import beta_schedule
-    from ..rap.stability import bp_temperature_scan, cooling_study
+    from ..rap.stability import STARTS, bp_temperature_scan, cooling_study, cooling_table
     from ..store import RunDir
 
-    betas_grid = beta_schedule(beta_start, beta_end, max(scan_points, 1), "linear")
+    if any(s not in STARTS for s in starts):
+        raise DeepglassError(f"--start must be polarized or random, got {starts}")
+    if scan_points < 2:
+        raise DeepglassError(f"--scan-points must be >= 2, got {scan_points}")
+    betas_grid = beta_schedule(beta_start, scan_beta_max if scan_beta_max is not None
+                               else beta_end, scan_points, "linear")
     beta_schedule(beta_start, beta_end, n_temps, schedule)      # validate
     if min(sweeps) < 1 or repeats < 1:
         raise DeepglassError("--sweeps and --repeats must be >= 1")
@@ -317,37 +329,45 @@ def anneal_cmd(
            "beta_start": beta_start, "beta_end": beta_end, "n_temps": n_temps,
            "schedule": schedule, "repeats": repeats, "scan_points": scan_points,
            "mc_sweeps": mc_sweeps, "method": method, "construction": construction,
-           "seed": seed}
+           "seed": seed, "scan_beta_max": scan_beta_max, "starts": list(starts),
+           "max_iter": max_iter}
     run = RunDir(out, cfg, kind="rap-anneal", force=force)
     total = len(sweeps) * repeats + len(betas_grid)
     with progress("RAP annealing", total, enabled=not as_json) as advance:
         finals, traces = cooling_study(model, sweeps, beta_start=beta_start, beta_end=beta_end,
                                        n_temps=n_temps, schedule=schedule, repeats=repeats,
                                        method=method, seed=seed, advance=advance)
-        scan = bp_temperature_scan(model, betas_grid, mc_sweeps=mc_sweeps, mc_method=method,
-                                   seed=seed, advance=advance)
+        scan = bp_temperature_scan(model, betas_grid, starts=starts, max_iter=max_iter,
+                                   mc_sweeps=mc_sweeps, mc_method=method, seed=seed,
+                                   advance=advance)
     run.write_table("annealing", finals)
     run.write_table("annealing_traces", traces)
     run.write_table("temperature_scan", scan)
     fig = plot_stability(scan, finals, traces)
     run.save_figure(fig, "stability.png")
     plt.close(fig)
-    g = finals.groupby("sweeps_per_temp")["final_energy"].agg(["mean", "std"]).reset_index()
+    g = cooling_table(finals)
+    run.write_table("annealing_summary", g)
     bp = scan[scan.solver == "bp"]
-    unstable = bp[~bp.converged.astype(bool)]
+    first_bad = {}
+    for st, d in bp.groupby("start"):
+        bad = d[~d.converged.astype(bool)]
+        first_bad[st] = float(bad.beta.min()) if len(bad) else None
     summary = {"kind": "rap-anneal", **model.summary(), "ground_energy": -model.alpha,
                "final_energy_by_sweeps": g.to_dict("records"),
-               "bp_first_unconverged_beta": float(unstable.beta.min()) if len(unstable) else None}
+               "bp_first_unconverged_beta": first_bad}
     run.write_json("summary.json", summary)
     run.write_text("report.md", "\n".join([
         "# RAP model: annealing and BP stability", "",
         f"Instance: {json.dumps(model.summary())}", "",
         f"Annealing: {schedule} schedule, beta {beta_start:g} -> {beta_end:g}, {n_temps} "
         f"temperatures, {repeats} runs per rate ({method}).", "",
-        markdown_table(g.rename(columns={"mean": "final_energy_mean", "std": "final_energy_std"})), "",
-        "BP against beta (polarized start):", "",
-        markdown_table(bp[["beta", "energy", "entropy", "free_energy", "q", "converged",
-                      "oscillating", "iterations"]]), "",
+        markdown_table(g), "",
+        "BP against beta from each start (status: converged; stalled = the residual does not "
+        "fall, oscillating or not, even at the largest damping; slow = still falling at the "
+        f"iteration limit {max_iter}):", "",
+        markdown_table(bp[["start", "beta", "energy", "entropy", "free_energy", "q", "status",
+                      "oscillating", "iterations", "residual", "damping"]]), "",
         "![stability](figures/stability.png)", ""]))
     if as_json:
         print_json(json.loads(json.dumps(summary, default=str)))

@@ -184,10 +184,16 @@ def plot_student(df: pd.DataFrame):
     return fig
 
 
+_START_STYLE = {"polarized": ("tab:red", "o"), "random": ("tab:blue", "s")}
+
+
 def plot_stability(scan: pd.DataFrame, finals: pd.DataFrame | None = None,
                    traces: pd.DataFrame | None = None):
-    """Annealing energy against cooling rate and BP stability against beta (Fig. 5)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    """Fig. 5: (a) annealing energy against cooling rate, with the ground state;
+    (b) BP energy and entropy against ``beta`` from each start (filled: converged,
+    crosses: not converged) with MC quenches; (c) BP's last residual against
+    ``beta`` (where the iteration loses stability)."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
     if finals is not None and len(finals):
         g = finals.groupby("sweeps_per_temp")["final_energy"].agg(["mean", "std"]).reset_index()
@@ -198,9 +204,9 @@ def plot_stability(scan: pd.DataFrame, finals: pd.DataFrame | None = None,
         ax.set_xscale("log")
         ax.set_xlabel("sweeps per temperature (1 / cooling rate)")
         ax.set_ylabel("energy per weight")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")
         if traces is not None and len(traces):
-            ins = ax.inset_axes([0.55, 0.45, 0.4, 0.35])
+            ins = ax.inset_axes([0.5, 0.3, 0.45, 0.35])
             for spt, t in traces[traces.repeat == 0].groupby("sweeps_per_temp"):
                 ins.plot(t.beta, t.e_mean, lw=0.8, label=str(spt))
             ins.set_xlabel("beta", fontsize=6)
@@ -208,25 +214,36 @@ def plot_stability(scan: pd.DataFrame, finals: pd.DataFrame | None = None,
     else:
         ax.set_axis_off()
     ax.set_title("(a) simulated annealing")
-    ax = axes[1]
     bp = scan[scan.solver == "bp"].sort_values("beta")
-    conv = bp[bp.converged.astype(bool)]
-    bad = bp[~bp.converged.astype(bool)]
-    ax.plot(bp.beta, bp.energy, "-", color="tab:red", lw=0.8)
-    ax.plot(conv.beta, conv.energy, "o", ms=3, color="tab:red", label="BP energy (converged)")
-    if len(bad):
-        osc = bad[bad.oscillating.astype(bool)]
-        ax.plot(bad.beta, bad.energy, "x", color="k", label="BP not converged")
-        if len(osc):
-            ax.plot(osc.beta, osc.energy, "s", mfc="none", color="k", label="BP oscillating")
-    ax.plot(bp.beta, bp.entropy, "--", color="tab:blue", label="BP entropy")
+    if "start" not in bp:
+        bp = bp.assign(start="polarized")
+    ax, axr = axes[1], axes[2]
+    for start, d in bp.groupby("start"):
+        color, marker = _START_STYLE.get(start, ("k", "^"))
+        ok = d.converged.astype(bool)
+        ax.plot(d.beta, d.energy, "-", color=color, lw=0.6)
+        ax.plot(d.beta[ok], d.energy[ok], marker, ms=4, color=color,
+                label=f"BP energy, {start} start")
+        ax.plot(d.beta[~ok], d.energy[~ok], "x", ms=6, color=color)
+        ax.plot(d.beta[ok], d.entropy[ok], marker, ms=3, mfc="none", color=color, ls="--",
+                lw=0.6, label=f"BP entropy, {start} start")
+        axr.semilogy(d.beta, np.maximum(d.residual.to_numpy(dtype=float), 1e-17), marker + "-",
+                     ms=4, color=color, label=f"{start} start")
+        bad = d[~ok]
+        for _, r in bad.iterrows():
+            axr.annotate(str(r.status), (r.beta, max(r.residual, 1e-17)), fontsize=6,
+                         xytext=(2, 3), textcoords="offset points")
     mc = scan[scan.solver == "mc"]
     if len(mc):
         ax.errorbar(mc.beta, mc.energy, yerr=mc.energy_err, fmt="^", ms=3, color="k",
                     label="MC quench energy")
     ax.axhline(0, color="k", lw=0.4)
     ax.set_xlabel("inverse temperature beta")
-    ax.set_title("(b) BP against temperature")
-    ax.legend(fontsize=7)
+    ax.set_title("(b) BP against temperature (x: not converged)")
+    ax.legend(fontsize=6)
+    axr.set_xlabel("inverse temperature beta")
+    axr.set_ylabel("last residual max |dm|")
+    axr.set_title("(c) BP stability")
+    axr.legend(fontsize=7)
     fig.tight_layout()
     return fig
