@@ -52,6 +52,10 @@ def test_mc_json_and_seed(cli):
     (["rap", "mc", "--N", "10", "--a2", "2"], "a2 must be a probability"),
     (["rap", "bp", "--N", "3000", "--a1", "1", "--a2", "1"], "instance too large"),
     (["rap", "phase", "--N", "10", "--p-min", "-0.1", "--out", "never"], "--p-min must be"),
+    (["rap", "phase", "--N", "10", "--p-max", "1", "--scale", "log1m", "--out", "never"],
+     "needs p_max < 1"),
+    (["rap", "phase", "--N", "10", "--scale", "cubic", "--out", "never"], "scale must be one of"),
+    (["rap", "bp", "--N", "10", "--construction", "paths"], "construction must be one of"),
 ])
 def test_bad_parameters_exit_2_with_one_line(cli, argv, msg, tmp_path):
     code, out, err = cli(argv)
