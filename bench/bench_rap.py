@@ -6,8 +6,9 @@ Prints:
    set a1, a2 of the phase diagram below;
 2. BP on instances with >= 10^6 factors (independent construction, whose
    alpha is set by the path probability alone): one in the spin-glass phase
-   (N = 200, p1 = 0.5, alpha ~ 12: the polarized start converges, the random
-   start stalls and is stopped), and one in the paramagnetic phase (N = 1000,
+   (N = 200, p1 = 0.5, alpha ~ 12: the polarized start converges at once, the
+   random start only once auto damping switches on, to a glassy fixed point
+   of negative entropy), and one in the paramagnetic phase (N = 1000,
    p1 = 0.996, alpha ~ 0.8: random start);
 3. the full phase diagram of W1 in the units (paper) construction (25 dilution
    values on a log(1 - p) grid, both BP branches by continuation, bisection, a
@@ -115,7 +116,8 @@ def bp_big(args):
         r = run_bp(big, 1.0, start=start, max_iter=args.bp_max_iter)
         dt = time.perf_counter() - t0
         print(f"    {start:9s} start: {r.status} (oscillating = {r.oscillating}) in "
-              f"{r.iterations} iterations, {dt:.2f} s ({dt / r.iterations * 1e3:.1f} ms/iteration); "
+              f"{r.iterations} iterations (damping {r.damping:g}), {dt:.2f} s "
+              f"({dt / r.iterations * 1e3:.1f} ms/iteration); "
               f"f = {r.free_energy:.6f}, e = {r.energy:.6f}, s = {r.entropy:.6f}, q = {r.q:.4f}")
     # the same size in the paramagnetic phase (alpha ~ 1): the random start's fixed point
     Np = 1000 if not args.quick else 150
@@ -271,7 +273,7 @@ def mc_rate(args, a1, a2):
     N = 100 if not args.quick else 30
     # 4. MC flip attempts per second
     print("\n[4] Monte Carlo, one core (numba)")
-    m = RAPModel(N, a=(a1, a2), p=(0.85, 0, 0), seed=2)
+    m = RAPModel(N, a=(a1, a2), p=(0.85, 0, 0), seed=2, construction="independent")
     for method in ("metropolis", "heatbath"):
         for beta in (0.5, 1.0):
             c0 = time.process_time()
