@@ -249,9 +249,10 @@ def fig5(args):
               f"{t1 - t0:.1f} s, annealing {t2 - t1:.1f} s")
         bp = scan[scan.solver == "bp"]
         for st, d in bp.groupby("start"):
-            cells = ", ".join(f"{b:.2f}:{s_[0]}{'' if s_ == 'converged' else '(' + f'{r:.0e}' + ')'}"
+            cells = ", ".join(f"{b:.2f}:{'c' if s_ == 'converged' else s_ + f'({r:.0e})'}"
                               for b, s_, r in zip(d.beta, d.status, d.residual))
-            print(f"    BP {st:9s} start (beta:status, c = converged): {cells}")
+            print(f"    BP {st:9s} start (beta:status, c = converged, else status(residual)): "
+                  f"{cells}")
             bad = d[d.status != "converged"]
             print(f"      first unconverged beta: {bad.beta.min() if len(bad) else 'none'}; "
                   f"energies at beta = 5: {d.energy.iloc[-1]:.4f}, entropy {d.entropy.iloc[-1]:.4f}")
