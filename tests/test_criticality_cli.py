@@ -25,7 +25,7 @@ def test_python_api():
     assert abs(crit.critical_temperature(scipy.sparse.csr_matrix(W)) - 0.7) < 1e-9
     x = np.random.default_rng(0).pareto(1.5, 800) + 1
     v = crit.power_law_verdict(x, discrete=False, n_boot=5)
-    assert v.verdict in ("plausible", "rejected", "inconclusive")
+    assert v.verdict in ("plausible", "rejected", "inconclusive", "too little data")
     assert np.isfinite(v.alpha) and np.isfinite(v.xmin) and np.isfinite(v.p_value)
     assert set(v.likelihood_ratios) == {"lognormal", "exponential", "truncated_power_law"}
 
@@ -101,7 +101,7 @@ def test_powerlaw_reference_net_run_resumes(tmp_path, cli):
     # observables x layers: weights of encoder and decoder, three per hidden layer
     assert sorted(v.epoch.unique()) == [0, 1, 2] and len(v) == 3 * 5
     assert set(v.observable) == {"weight", "pattern_frequency", "neuron_activation", "mean_activation"}
-    assert set(v.verdict) <= {"plausible", "rejected", "inconclusive"} and v.reason.str.len().min() > 0
+    assert set(v.verdict) <= {"plausible", "rejected", "inconclusive", "too little data"} and v.reason.str.len().min() > 0
     assert d["n_verdicts"] == 15 and sum(d["final_verdicts"]["autoencoder"].values()) == 5
     for f in ("powerlaw_autoencoder_weight.png", "rank_autoencoder.png",
               "checkpoints_autoencoder.png"):

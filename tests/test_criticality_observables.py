@@ -235,3 +235,87 @@ def test_training_resumes_exactly_from_a_checkpoint():
                         start=saved[2], seed=5)
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+# -- the pattern observable: words of random unit subsets ---------------------------------
+def test_subset_words_equal_brute_force_count():
+    net = _user_net()
+    X = torch.randn(300, 5)
+    obs = collect_observables(net, X, layers=["1"], batch_size=64, subset_size=4, n_subsets=5,
+                              seed=3)
+    with torch.no_grad():
+        bits = (net[1](net[0](X)) > 0).numpy()
+    subs = obs.subset_units["1"]
+    assert subs.shape == (5, 4) and all(len(set(r)) == 4 for r in subs.tolist())
+    brute = Counter()
+    for s, units in enumerate(subs):
+        brute.update((s, tuple(row)) for row in bits[:, units])
+    assert obs.subset_counts["1"].tolist() == sorted(brute.values(), reverse=True)
+    assert obs.subset_counts["1"].sum() == 5 * 300
+    back = Observables.from_arrays(obs.arrays())
+    np.testing.assert_array_equal(back.subset_counts["1"], obs.subset_counts["1"])
+    np.testing.assert_array_equal(back.subset_units["1"], subs)
+    # a layer narrower than the subset size is one subset of all its units
+    small = collect_observables(net, X, layers=["3"], subset_size=10)
+    assert small.subset_units["3"].shape == (1, 6)
+    assert small.subset_counts["3"].tolist() == small.pattern_counts["3"].tolist()
+
+
+class _Prototypes(nn.Module):
+    """Inputs are one-hot prototype ids; a fixed random ReLU layer of 200 units maps
+    each prototype to its own pattern: patterns recur exactly as prototypes do."""
+
+    def __init__(self, n_proto=40, width=200):
+        super().__init__()
+        torch.manual_seed(1)
+        self.fc, self.relu = nn.Linear(n_proto, width), nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.fc(x))
+
+
+def test_pattern_observable_on_a_net_whose_patterns_recur():
+    from deepglass.criticality.experiment import PowerLawConfig, judge_observables
+
+    rng = np.random.default_rng(0)
+    n_proto, n_events = 40, 4000
+    # Zipf frequencies of the prototypes: the rank/frequency law of the patterns
+    p = 1.0 / np.arange(1, n_proto + 1)
+    ids = rng.choice(n_proto, size=n_events, p=p / p.sum())
+    X = torch.eye(n_proto)[ids]
+    net = _Prototypes(n_proto)
+    obs = collect_observables(net, X, layers=["relu"], subset_size=10, n_subsets=16)
+    # whole-layer patterns: exactly the prototype counts (distinct prototypes,
+    # distinct patterns of 200 units)
+    proto_counts = np.sort(np.bincount(ids, minlength=n_proto))[::-1]
+    np.testing.assert_array_equal(obs.pattern_counts["relu"], proto_counts[proto_counts > 0])
+    # subset words: each word's count is the sum of the counts of the prototypes it
+    # comes from (brute force over the prototypes' patterns)
+    with torch.no_grad():
+        proto_bits = (net(torch.eye(n_proto)) > 0).numpy()
+    words = Counter()
+    for s, units in enumerate(obs.subset_units["relu"]):
+        for r in range(n_proto):
+            words[(s, tuple(proto_bits[r, units]))] += int(np.sum(ids == r))
+    expect = sorted((c for c in words.values() if c), reverse=True)
+    assert obs.subset_counts["relu"].tolist() == expect
+    cfg = PowerLawConfig(nets=["feedforward"], n_boot=0, n_xmin=10)
+    v = judge_observables(obs, cfg, {"net": "proto"}).set_index("observable")
+    pat = v.loc["pattern_frequency"]
+    assert pat.verdict != "too little data" and pat.n_values == len(expect)
+    # too few events: too little data, with a reason instead of a verdict
+    few = collect_observables(net, X[:6], layers=["relu"], subset_size=10, n_subsets=1)
+    vf = judge_observables(few, cfg, {"net": "proto"}).set_index("observable")
+    assert vf.loc["pattern_frequency", "verdict"] == "too little data"
+    assert "occur more than once" in vf.loc["pattern_frequency", "reason"]
+
+
+def test_subset_words_recur_where_whole_layer_patterns_do_not():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(20, 300), nn.ReLU())
+    obs = collect_observables(net, torch.randn(1000, 20), layers=["1"])
+    assert obs.pattern_counts["1"].max() == 1            # every whole-layer pattern is unique
+    s = obs.summary().iloc[0]
+    assert s.recurring_words >= 100 and s.recurring_share > 0.5
+    with pytest.raises(DeepglassError, match="subset_size"):
+        collect_observables(net, torch.randn(10, 20), layers=["1"], subset_size=40)

@@ -91,18 +91,18 @@ def test_heavy_discrete_tails_terminate():
         x = sample_power_law(rng, 300, alpha, 1, discrete=True)
         assert np.all(np.isfinite(x)) and x.min() >= 1
     v = power_law_verdict(sample_power_law(rng, 300, 1.05, 1, True), n_boot=5, exhaustive=True)
-    assert v.verdict in ("plausible", "rejected", "inconclusive") and v.reason
+    assert v.verdict in ("plausible", "rejected", "inconclusive", "too little data") and v.reason
 
 
-def test_too_few_samples_is_inconclusive_with_a_reason():
+def test_too_few_samples_is_too_little_data_with_a_reason():
     v = power_law_verdict(np.arange(1.0, 20.0))
-    assert v.verdict == "inconclusive" and "19 positive samples" in v.reason
+    assert v.verdict == "too little data" and "19 positive samples" in v.reason
     v = power_law_verdict(np.r_[np.zeros(500), -np.ones(10), [np.nan]])
-    assert v.verdict == "inconclusive" and "0 positive samples (of 511)" in v.reason
+    assert v.verdict == "too little data" and "0 positive samples (of 511)" in v.reason
     v = power_law_verdict(np.full(200, 3.0))
-    assert v.verdict == "inconclusive" and "equal" in v.reason
+    assert v.verdict == "too little data" and "equal" in v.reason
     v = power_law_verdict([])
-    assert v.verdict == "inconclusive"
+    assert v.verdict == "too little data"
     with pytest.raises(DeepglassError):
         power_law_verdict(np.ones(10), n_boot=-1)
     with pytest.raises(DeepglassError):

@@ -13,27 +13,29 @@ from deepglass.errors import DeepglassError, TooLargeError
 from deepglass.rap import (RAPModel, anneal, beta_schedule, exact_enumeration, paramagnetic,
                            run_bp, run_mc, thermodynamic_integration)
 from deepglass.rap.bp import _is_oscillating, bethe_observables
-from deepglass.rap.model import _sample_distinct, path_probability
+from deepglass.rap.model import _first_distinct, degree_law, path_probability
 from deepglass.rap.phase import find_transitions
 
 
 # -- construction ------------------------------------------------------------
-def test_sample_distinct_is_a_uniform_subset():
+def test_first_distinct_is_a_uniform_nested_subset():
     rng = np.random.default_rng(1)
     counts = np.zeros(12)
     for _ in range(3000):
-        s = _sample_distinct(rng, 12, 4)
+        s = _first_distinct(rng, 12, 4)
         assert s.size == 4 and np.all(np.diff(s) > 0)
         counts[s] += 1
     # every element is in a uniform 4-subset of 12 with probability 1/3
     assert stats.chisquare(counts).pvalue > 1e-3
-    big = _sample_distinct(rng, 100, 90)              # complement branch
+    big = _first_distinct(np.random.default_rng(2), 100, 90)
     assert big.size == 90 and np.unique(big).size == 90 and big.max() < 100
+    small = _first_distinct(np.random.default_rng(2), 100, 40)     # same stream: a subset
+    assert np.isin(small, big).all()
 
 
 def test_independent_construction_counts_and_arrays():
     N, a, p = 30, (0.5, 0.4), (0.2, 0.1, 0.0)
-    m = RAPModel(N, a=a, p=p, seed=3)
+    m = RAPModel(N, a=a, p=p, seed=3, construction="independent")
     P = path_probability(a, p)
     mean, sd = N ** 3 * P, math.sqrt(N ** 3 * P * (1 - P))
     assert abs(m.n_factors - mean) < 5 * sd
@@ -57,11 +59,11 @@ def test_independent_construction_counts_and_arrays():
     assert deg["count"].sum() == m.n_weights
 
 
-def test_correlated_construction_is_a_product_of_masks():
-    m = RAPModel(12, a=(1.0, 1.0), p=(0.0, 0.0, 0.0), construction="correlated", seed=0)
-    assert m.n_factors == 12 ** 3
-    assert RAPModel(12, a=(1, 1), p=(0, 1, 0), construction="correlated").n_factors == 0
-    m = RAPModel(15, a=(0.6, 0.5), p=(0.3, 0.2, 0.1), construction="correlated", seed=4)
+def test_units_construction_is_a_product_of_masks():
+    m = RAPModel(12, a=(1.0, 1.0), p=(0.0, 0.0, 0.0), seed=0)
+    assert m.construction == "units" and m.n_factors == 12 ** 3
+    assert RAPModel(12, a=(1, 1), p=(0, 1, 0)).n_factors == 0
+    m = RAPModel(15, a=(0.6, 0.5), p=(0.3, 0.2, 0.1), seed=4)
     N = m.N
     i, j, k = m.paths // N ** 2, (m.paths // N) % N, m.paths % N
     inputs = {}
@@ -71,10 +73,87 @@ def test_correlated_construction_is_a_product_of_masks():
     by_j = {}
     for (jj, kk), s in inputs.items():
         assert by_j.setdefault(jj, s) == s
-    # and the (j, k) pairs form h1_j * [present2_jk h2_k present3_k]: ks of j subset of a
-    # common set of usable k (columns with h2 & present3)
-    ks = set(k)
-    assert all(kk in ks for kk in k)
+    # so the active paths are exactly the product {(i, j, k): (i, j) in W1, (j, k) in W2}
+    w1 = {(ii, jj) for ii, jj in zip(i, j)}
+    w2 = {(jj, kk) for jj, kk in zip(j, k)}
+    prod = {(ii, jj, kk) for (ii, jj) in w1 for (j2, kk) in w2 if j2 == jj}
+    assert prod == set(zip(i.tolist(), j.tolist(), k.tolist()))
+
+
+def test_correlated_is_a_deprecated_name_of_units():
+    with pytest.warns(DeprecationWarning, match="now called 'units'"):
+        old = RAPModel(15, a=(0.6, 0.5), p=(0.3, 0.2, 0.1), construction="correlated", seed=4)
+    new = RAPModel(15, a=(0.6, 0.5), p=(0.3, 0.2, 0.1), seed=4)
+    assert old.construction == "units" and np.array_equal(old.paths, new.paths)
+
+
+@pytest.mark.parametrize("construction", ["units", "independent"])
+def test_instances_are_coupled_across_dilutions(construction):
+    """Larger p (smaller a) with the same seed: a subset of the active paths."""
+    base = RAPModel(14, a=(0.7, 0.6), p=(0.2, 0.1, 0.0), construction=construction, seed=9)
+    for p, a in [((0.5, 0.1, 0.0), (0.7, 0.6)), ((0.2, 0.4, 0.3), (0.7, 0.6)),
+                 ((0.2, 0.1, 0.0), (0.7, 0.3))]:
+        sub = RAPModel(14, a=a, p=p, construction=construction, seed=9)
+        assert 0 < sub.n_factors < base.n_factors
+        found, idx = sub.message_map(base)
+        assert found.all() and np.array_equal(base.paths[idx], sub.paths)
+        back, _ = base.message_map(sub)
+        assert back.sum() == sub.n_factors
+
+
+@pytest.mark.parametrize("population", [1, 2, 3])
+def test_units_degrees_follow_their_exact_binomial_laws(population):
+    """Mean number of weights per degree over 300 instances against degree_law.
+
+    The law is exact (linearity of expectation); instances are i.i.d., so the
+    mean count per degree has a standard error estimated across instances.
+    """
+    N, a, p, R = 9, (0.6, 0.5), (0.2, 0.1, 0.15), 300
+    d, law = degree_law(N, a, p, population)
+    counts = np.zeros((R, d.size))
+    for s in range(R):
+        m = RAPModel(N, a=a, p=p, seed=s)
+        deg = m.degree[m.population == population]
+        counts[s] = np.bincount(deg, minlength=d.size + 1)[1:d.size + 1]
+    # degrees are shared by clusters of weights (all w1_.j of one unit j have one
+    # degree), so single rare degrees are judged poorly: compare 6 bins of
+    # consecutive degrees holding about equal expected counts
+    cum = np.cumsum(law) / law.sum()
+    bins = np.minimum((cum * 6).astype(int), 5)
+    law_b = np.bincount(bins, weights=law, minlength=6)
+    counts_b = np.stack([np.bincount(bins, weights=c, minlength=6) for c in counts])
+    mean, sem = counts_b.mean(0), counts_b.std(0, ddof=1) / math.sqrt(R)
+    ok = law_b > 0.05
+    z = (mean[ok] - law_b[ok]) / sem[ok]
+    assert np.max(np.abs(z)) < 5, (population, z)
+    assert mean.sum() == pytest.approx(law.sum(), rel=0.1)
+    # the law is informative: the independent construction's law is far off
+    _, wrong = degree_law(N, a, p, population, "independent")
+    wrong_b = np.bincount(bins, weights=wrong[:law.size], minlength=6)
+    zw = (mean[ok] - wrong_b[ok]) / sem[ok]
+    assert np.max(np.abs(zw)) > 10
+
+
+def test_units_construction_has_three_separate_degree_peaks():
+    """Paper Fig. 3a: one peak per population; mean degrees >= 25% apart."""
+    N, a, p = 100, (0.5, 0.3), (0.2, 0.0, 0.0)
+    m = RAPModel(N, a=a, p=p, seed=0)
+    means = []
+    for l in (1, 2, 3):
+        d, law = degree_law(N, a, p, l)
+        got = m.degree[m.population == l]
+        means.append(got.mean())
+        assert got.mean() == pytest.approx((d * law).sum() / law.sum(), rel=0.1)
+        # the empirical mode sits at the law's peak (within its spread)
+        vals, cnt = np.unique(got, return_counts=True)
+        mode = d[np.argmax(law)]
+        sd = math.sqrt((((d - mode) ** 2) * law).sum() / law.sum())
+        assert abs(vals[np.argmax(cnt)] - mode) <= 2 * sd
+    means = np.sort(means)
+    assert np.all(means[1:] / means[:-1] >= 1.25), means
+    ind = RAPModel(N, a=a, p=p, seed=0, construction="independent")
+    m1, m2 = (ind.degree[ind.population == l].mean() for l in (1, 2))
+    assert m1 == pytest.approx(m2, rel=0.05)         # the independent one merges W1, W2
 
 
 def test_planted_configuration_is_a_ground_state():
@@ -207,6 +286,45 @@ def test_oscillation_detector():
     assert _is_oscillating(0.1 + 0.05 * rng.random(400), 0.1, 0.1)  # chaotic, no decay
 
 
+def test_a_residual_that_does_not_fall_is_not_converged():
+    from deepglass.rap.bp import WINDOW, _falling
+
+    n = np.arange(400)
+    assert not _falling(list(np.full(400, 2.0)), WINDOW)              # constant: stalled
+    assert not _falling(list(0.3 + 0.1 * (-1.0) ** n), WINDOW)        # period 2
+    assert _falling(list(np.exp(-n / 500.0)), WINDOW)                  # slow but decaying
+    # an instance whose undamped BP from a random start sits at residual 2.0 (the
+    # saturated messages flip every step) without a detectable oscillation
+    m = RAPModel(100, a=(0.5, 0.3), p=(0.0, 0.99, 0.0), seed=0)
+    r = run_bp(m, 1.0, start="random", init_scale=1.0, damping=0.0, max_iter=3000)
+    assert not r.converged and r.status == "stalled" and r.residual > 1.0
+    assert r.iterations <= 3 * WINDOW                                 # stopped, not run out
+    a = run_bp(m, 1.0, start="random", init_scale=1.0, damping="auto", max_iter=3000)
+    assert a.converged and a.status == "converged" and a.damping > 0
+    # damping leaves the fixed points alone: the paramagnet (closed form)
+    assert a.free_energy == pytest.approx(paramagnetic(m.alpha, 1.0)["free_energy"], abs=1e-6)
+
+
+def test_fig5_temperature_scan_and_cooling_table():
+    from deepglass.rap.stability import bp_temperature_scan, cooling_study, cooling_table
+
+    m = RAPModel(40, a=(0.5, 0.5), p=(0.9, 0.0, 0.0), seed=1)
+    scan = bp_temperature_scan(m, [0.3, 1.0, 3.0], mc_sweeps=40, max_iter=600)
+    bp = scan[scan.solver == "bp"]
+    assert sorted(set(bp.start)) == ["polarized", "random"] and len(bp) == 6
+    assert set(bp.status) <= {"converged", "stalled", "slow"}
+    assert (bp.converged == (bp.status == "converged")).all()
+    hot = bp[(bp.beta == 0.3) & (bp.start == "random")].iloc[0]   # reaches the paramagnet
+    assert hot.converged and hot.free_energy == pytest.approx(
+        paramagnetic(m.alpha, 0.3)["free_energy"], abs=1e-6)
+    finals, traces = cooling_study(m, [1, 4], beta_end=3.0, n_temps=8, repeats=2)
+    t = cooling_table(finals)
+    assert list(t.sweeps_per_temp) == [1, 4] and (t.runs == 2).all()
+    # the planted configuration is a ground state: no run goes below it
+    assert np.allclose(t.ground_energy, -m.alpha) and (t.final_energy_min >= -m.alpha - 1e-12).all()
+    assert np.allclose(t.excess, t.final_energy_mean + m.alpha)
+
+
 # -- Monte Carlo -------------------------------------------------------------------
 def _chi2(observed_levels: np.ndarray, levels: np.ndarray, probs: np.ndarray):
     """Chi-square statistic and dof with tail bins merged until expected >= 5."""
@@ -255,7 +373,7 @@ def test_mc_energy_bookkeeping_and_seed():
     assert m.energy(r1.w) / m.n_weights == pytest.approx(r1.e_trace[-1], abs=1e-12)
     assert np.array_equal(r1.e_trace, r2.e_trace) and r1.q == r2.q and np.array_equal(r1.w, r2.w)
     assert not np.array_equal(r1.e_trace, r3.e_trace)
-    assert -m.alpha <= r1.energy <= m.alpha
+    assert -m.alpha - 1e-12 <= r1.energy <= m.alpha + 1e-12   # round-off: a ground state
     # a quench from the planted ground state at low temperature stays there
     r = run_mc(m, 5.0, sweeps=20, start="planted", seed=0)
     assert r.energy == pytest.approx(-m.alpha, abs=0.02)
@@ -291,6 +409,44 @@ def test_thermodynamic_integration_matches_exact_free_energy():
     ex = exact_enumeration(m, beta)
     ti = thermodynamic_integration(m, beta, n_points=25, sweeps_per_point=3000, seed=1)
     assert ti["free_energy"] == pytest.approx(ex["free_energy"], abs=0.01)
+
+
+# -- transition finder: continuation and bisection against a brute fine grid ---------------
+def test_continuation_finds_the_crossing_of_a_brute_fine_grid():
+    """A 9-point scan with continuation + bisection locates the free-energy
+    crossing that a fine grid of independent BP runs (polarized and zero starts on
+    the same coupled instances, 0.002 apart) finds."""
+    from deepglass.rap.phase import PhaseConfig, _instance_seed, scan_phase
+
+    cfg = PhaseConfig(N=24, population=1, p_values=list(np.round(np.linspace(0.5, 0.98, 9), 4)),
+                      betas=[1.0], a1=0.6, a2s=[0.6], samples=1, mc_sweeps=0,
+                      construction="independent", bracket_tol=0.001)
+    t = scan_phase(cfg).transitions.iloc[0]
+    assert t.method == "crossing" and t.bracket_width <= 0.001
+    assert t.p_c_lo <= t.p_c <= t.p_c_hi < t.p_spinodal
+    seed = _instance_seed(cfg, 0)
+    fine = np.round(np.arange(0.74, 0.86, 0.002), 4)
+    df = []
+    for p in fine:
+        m = RAPModel(24, a=(0.6, 0.6), p=(p, 0, 0), construction="independent", seed=seed)
+        o = run_bp(m, 1.0, start="polarized", max_iter=20000)
+        df.append(o.free_energy - paramagnetic(m.alpha, 1.0)["free_energy"]
+                  if o.converged and o.q > 0.05 else np.nan)
+    df = np.array(df)
+    k = int(np.flatnonzero((df[:-1] < 0) & (df[1:] > 0))[0])     # brute sign change
+    assert fine[k] - 1e-9 <= t.p_c <= fine[k + 1] + 1e-9, (t.p_c, fine[k], fine[k + 1])
+
+
+def test_log_grid_and_bad_scan_parameters():
+    from deepglass.rap.phase import PhaseConfig, p_grid
+
+    g = p_grid(0.5, 0.999, 5, "log1m")
+    assert g[0] == pytest.approx(0.5) and g[-1] == pytest.approx(0.999)
+    assert np.allclose(np.diff(np.log1p(-np.array(g))), math.log(0.002) / 4)
+    with pytest.raises(DeepglassError, match="needs p_max < 1"):
+        p_grid(0.5, 1.0, 5, "log1m")
+    with pytest.raises(DeepglassError, match="scale must be one of"):
+        PhaseConfig(N=10, scale="cubic").validate()
 
 
 # -- transition finder on synthetic branches ---------------------------------------------

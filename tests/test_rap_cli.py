@@ -52,6 +52,10 @@ def test_mc_json_and_seed(cli):
     (["rap", "mc", "--N", "10", "--a2", "2"], "a2 must be a probability"),
     (["rap", "bp", "--N", "3000", "--a1", "1", "--a2", "1"], "instance too large"),
     (["rap", "phase", "--N", "10", "--p-min", "-0.1", "--out", "never"], "--p-min must be"),
+    (["rap", "phase", "--N", "10", "--p-max", "1", "--scale", "log1m", "--out", "never"],
+     "needs p_max < 1"),
+    (["rap", "phase", "--N", "10", "--scale", "cubic", "--out", "never"], "scale must be one of"),
+    (["rap", "bp", "--N", "10", "--construction", "paths"], "construction must be one of"),
 ])
 def test_bad_parameters_exit_2_with_one_line(cli, argv, msg, tmp_path):
     code, out, err = cli(argv)
@@ -68,18 +72,20 @@ def test_phase_cli_writes_a_resumable_run(cli, tmp_path):
     code, out, _ = cli(argv)
     assert code == 0
     summary = json.loads(out)
-    assert summary["points"] == 4 * 2 * 3
+    pts = pd.read_parquet(out_dir / "points.parquet")
+    assert summary["points"] == len(pts)
+    grid = pts[pts.kind == "grid"]
+    assert len(grid[grid.solver == "mc"]) == 4 * 2 and len(grid[grid.branch == "random"]) == 4 * 2
     for name in ("points.parquet", "summary.parquet", "transitions.parquet",
                  "degrees.parquet", "report.md", "summary.json", "config.toml",
                  "figures/phase_beta1_a20.5.png", "figures/pc.png"):
         assert (out_dir / name).exists(), name
-    pts = pd.read_parquet(out_dir / "points.parquet")
     assert set(pts.solver) == {"bp", "mc"} and set(pts.branch) == {"random", "polarized", "quench"}
     # resuming recomputes nothing: delete a table, run again, same numbers
     (out_dir / "points.parquet").unlink()
     mtimes = {p: p.stat().st_mtime_ns
               for p in (out_dir / "units" / "rap-phase" / "points").glob("*.parquet")}
-    assert len(mtimes) == 4 * 2                 # one unit per (p, sample)
+    assert len(mtimes) == 1                     # one unit per (beta, a2)
     code, _, _ = cli(argv)
     assert code == 0
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
@@ -92,11 +98,12 @@ def test_phase_cli_writes_a_resumable_run(cli, tmp_path):
 
 def test_phase_scan_finds_the_transition_of_a_small_network():
     cfg = PhaseConfig(N=30, population=1, p_values=list(np.round(np.linspace(0.3, 0.95, 14), 4)),
-                      betas=[1.0], a1=0.5, a2s=[0.5], samples=1, mc_sweeps=60, seed=1)
+                      betas=[1.0], a1=0.5, a2s=[0.5], samples=2, mc_sweeps=60, seed=1,
+                      construction="independent")
     res = scan_phase(cfg)
     t = res.transitions.iloc[0]
-    assert t.method in ("crossing", "branch-end")
-    assert 0.3 < t.p_c < 0.95 and t.p_c <= t.p_spinodal + 1e-12
+    assert t.method == "crossing" and t.bracket_width <= cfg.bracket_tol
+    assert 0.3 < t.p_c_lo <= t.p_c <= t.p_c_hi < t.p_spinodal
     s = res.summary
     pol = s[(s.branch == "polarized") & (s.p < t.p_c_lo)]
     rnd = s[(s.branch == "random") & (s.p < t.p_c_lo)]
@@ -119,3 +126,23 @@ def test_student_activations_small():
     assert df[["a1", "a2", "a1_teacher", "a2_teacher"]].apply(lambda c: c.between(0, 1)).all().all()
     df2 = student_activations(N=8, n_train=64, n_test=64, epochs=2, trials=2, seed=0)
     pd.testing.assert_frame_equal(df.drop(columns="seconds"), df2.drop(columns="seconds"))
+
+
+def test_anneal_cli_fig5(cli, tmp_path):
+    out_dir = tmp_path / "fig5"
+    code, out, _ = cli(["rap", "anneal", "--N", "30", "--p1", "0.9", "--sweeps", "1", "--sweeps",
+                        "5", "--repeats", "2", "--n-temps", "6", "--scan-points", "3",
+                        "--mc-sweeps", "20", "--max-iter", "300", "--out", str(out_dir), "--json"])
+    assert code == 0
+    d = json.loads(out)
+    assert set(d["bp_first_unconverged_beta"]) == {"polarized", "random"}
+    assert [r["sweeps_per_temp"] for r in d["final_energy_by_sweeps"]] == [1, 5]
+    assert all(r["excess"] >= -1e-12 for r in d["final_energy_by_sweeps"])
+    scan = pd.read_parquet(out_dir / "temperature_scan.parquet")
+    assert set(scan[scan.solver == "bp"].start) == {"polarized", "random"}
+    for name in ("annealing.parquet", "annealing_summary.parquet", "figures/stability.png",
+                 "report.md"):
+        assert (out_dir / name).exists(), name
+    code, _, err = cli(["rap", "anneal", "--N", "10", "--start", "sideways", "--out",
+                        str(tmp_path / "x")])
+    assert code == 2 and err.strip().startswith("error:") and "--start" in err

@@ -153,6 +153,9 @@ def powerlaw_cmd(
     n_xmin: int = typer.Option(30, "--n-xmin", help="Candidate x_min values per fit."),
     max_samples: int = typer.Option(1_000_000, "--max-samples",
                                     help="Judge larger samples on a seeded subsample."),
+    subset_size: int = typer.Option(10, "--subset-size", help="Units per random subset whose "
+                                    "binary words make the pattern observable (1-20)."),
+    n_subsets: int = typer.Option(16, "--n-subsets", help="Random unit subsets per layer."),
     seed: int = typer.Option(0, "--seed"),
     input_shape: Optional[str] = _SHAPE, arch: Optional[str] = _ARCH,
     trust_pickle: bool = _TRUST, force: bool = _FORCE, as_json: bool = _JSON,
@@ -179,7 +182,8 @@ def powerlaw_cmd(
                          checkpoint_every=checkpoint_every, batch_size=batch_size, lr=lr,
                          max_train=max_train, max_test=max_test, layers=layer_list,
                          n_passes=n_passes, threshold=threshold, n_boot=n_boot, n_xmin=n_xmin,
-                         max_samples=max_samples, seed=seed)
+                         max_samples=max_samples, subset_size=subset_size,
+                         n_subsets=n_subsets, seed=seed)
     cfg.validate()
     dataset = load_dataset(data, seed=seed, max_train=max_train, max_test=max_test)
     if user is not None:

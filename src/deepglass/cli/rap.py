@@ -31,9 +31,10 @@ _A1 = typer.Option(0.5, "--a1", help="Activation probability of hidden layer 1."
 _P1 = typer.Option(0.0, "--p1", help="Dilution probability of W1.")
 _P2 = typer.Option(0.0, "--p2", help="Dilution probability of W2.")
 _P3 = typer.Option(0.0, "--p3", help="Dilution probability of W3.")
-_CONS = typer.Option("independent", "--construction",
-                     help="independent (paper: paths active independently) or correlated "
-                          "(one mask per weight and unit).")
+_CONS = typer.Option("units", "--construction",
+                     help="units (paper: hidden units active and synapses present "
+                          "independently, every path they allow active) or independent "
+                          "(each path active independently).")
 _SEED = typer.Option(0, "--seed", help="Seed of the instance (and of the solver).")
 _MEM = typer.Option(4.0, "--max-memory-gb", help="Refuse instances needing more memory.")
 _JSON = typer.Option(False, "--json", help="Print one JSON object.")
@@ -157,19 +158,24 @@ def _phase_report(cfg, res, fig_names) -> str:
         f"{[v for i, v in enumerate(cfg.p_fixed) if i != cfg.population - 1]}, "
         f"{cfg.samples} disorder sample(s) per point, {cfg.construction} construction, seed {cfg.seed}.",
         "",
-        "BP (replica symmetric) from a random start of amplitude "
-        f"{cfg.init_scale:g} (paramagnetic branch) and from the polarized start (spin-glass "
-        f"branch); damping {cfg.damping}, tol {cfg.tol:g}, at most {cfg.max_iter} iterations. "
+        "BP (replica symmetric), each branch followed by continuation along one disorder "
+        "realization per sample (coupled instances; each point starts from its neighbour's "
+        f"fixed point): from a random start of amplitude {cfg.init_scale:g} at the largest p "
+        "downwards (paramagnetic branch) and from the polarized start at the smallest p upwards "
+        f"(spin-glass branch); damping {cfg.damping}, tol {cfg.tol:g}, at most {cfg.max_iter} "
+        f"iterations; grid {cfg.scale} in {'log(1 - p)' if cfg.scale == 'log1m' else 'p'}, "
+        f"bisection to a bracket of {cfg.bracket_tol:g}. "
         + (f"Monte Carlo: {cfg.mc_method}, quench from a random start, {cfg.mc_sweeps} sweeps "
            "(half discarded); error bars are standard errors over disorder samples."
            if cfg.mc_sweeps else "No Monte Carlo."),
         "",
         "## Transition points",
         "",
-        "p_c: free energies of the two BP branches cross (method `crossing`) or the "
-        "ordered branch ends between p_c_lo and p_c_hi (`branch-end`); p_spinodal: end of "
-        "the ordered branch; hysteresis: where the two branches are different fixed points "
-        "(`low_censored`: down to the scan minimum).",
+        "p_c: the sample-mean free energies of the two BP branches cross between p_c_lo and "
+        "p_c_hi (method `crossing`, located by bisection between converged points), or the "
+        "ordered branch is the lower one until it ends there (`branch-end`); p_spinodal: end "
+        "of the ordered branch (bisected too); hysteresis: where the two branches are "
+        "different fixed points (`low_censored`: down to the scan minimum).",
         "",
         markdown_table(t) if len(t) else "(no transition table)",
         "",
@@ -191,6 +197,10 @@ def phase_cmd(
     p_min: float = typer.Option(0.5, "--p-min", help="Smallest dilution."),
     p_max: float = typer.Option(0.98, "--p-max", help="Largest dilution."),
     n_points: int = typer.Option(25, "--n-points", help="Number of dilution values."),
+    scale: str = typer.Option("linear", "--scale", help="Grid and bisection in p (linear) or "
+                              "in log(1 - p) (log1m: transitions close to p = 1)."),
+    bracket_tol: float = typer.Option(0.002, "--bracket-tol", help="Bisect p_c and the "
+                                      "spinodal to brackets narrower than this."),
     beta: List[float] = typer.Option([1.0], "--beta", help="Inverse temperature(s); repeat."),
     a1: float = _A1,
     a2: List[float] = typer.Option([0.5], "--a2", help="Activation probability of hidden "
@@ -200,7 +210,8 @@ def phase_cmd(
     mc_sweeps: int = typer.Option(1000, "--mc-sweeps", help="MC sweeps per point (0: no MC)."),
     mc_method: str = typer.Option("metropolis", "--mc-method", help="metropolis or heatbath."),
     damping: str = typer.Option("auto", "--damping", help="BP damping in [0, 1) or auto."),
-    max_iter: int = typer.Option(3000, "--max-iter", help="BP iteration limit."),
+    max_iter: int = typer.Option(20000, "--max-iter", help="BP iteration limit (runs that "
+                                 "stall stop earlier)."),
     init_scale: float = typer.Option(0.1, "--init-scale", help="Random-start amplitude."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
     out: str = typer.Option(..., "--out", help="Run directory (resumable)."),
@@ -222,15 +233,17 @@ def phase_cmd(
             raise DeepglassError(f"{name} must be a probability in [0, 1], got {v}")
     if p_max <= p_min:
         raise DeepglassError(f"--p-max ({p_max}) must exceed --p-min ({p_min})")
-    cfg = PhaseConfig(N=N, population=population,
-                      p_values=[round(float(v), 6) for v in np.linspace(p_min, p_max, n_points)],
+    from ..rap.phase import p_grid
+
+    cfg = PhaseConfig(N=N, population=population, scale=scale, bracket_tol=bracket_tol,
+                      p_values=p_grid(p_min, p_max, n_points, scale),
                       betas=list(beta), a1=a1, a2s=list(a2), p_fixed=[p_fixed] * 3,
                       samples=samples, construction=construction, seed=seed, damping=_damping(damping),
                       max_iter=max_iter, init_scale=init_scale, mc_sweeps=mc_sweeps,
                       mc_method=mc_method, max_memory_gb=max_memory_gb)
     cfg.validate()
     run = RunDir(out, cfg.to_dict(), kind="rap-phase", force=force)
-    total = len(cfg.betas) * len(cfg.a2s) * len(cfg.p_values) * cfg.samples
+    total = len(cfg.betas) * len(cfg.a2s)
     with progress("RAP phase diagram", total, enabled=not as_json) as advance:
         res = scan_phase(cfg, run=run, advance=advance)
     run.write_table("points", res.points)
@@ -245,13 +258,13 @@ def phase_cmd(
     for b in cfg.betas:
         for av in cfg.a2s:
             fig = plot_phase(res.summary, trans.get((b, av)), res.degrees, b, av,
-                             cfg.population, cfg.q_threshold)
+                             cfg.population, cfg.q_threshold, cfg.scale)
             name = f"phase_beta{b:g}_a2{av:g}.png"
             run.save_figure(fig, name)
             plt.close(fig)
             figs.append(name)
     if len(res.transitions) and "p_c" in res.transitions:
-        fig = plot_pc(res.transitions, cfg.population)
+        fig = plot_pc(res.transitions, cfg.population, cfg.scale)
         run.save_figure(fig, "pc.png")
         plt.close(fig)
         figs.append("pc.png")
@@ -281,6 +294,12 @@ def anneal_cmd(
     schedule: str = typer.Option("geometric", "--schedule", help="geometric or linear in beta."),
     repeats: int = typer.Option(3, "--repeats", help="Annealing runs per rate."),
     scan_points: int = typer.Option(15, "--scan-points", help="BP temperature grid size."),
+    scan_beta_max: Optional[float] = typer.Option(
+        None, "--scan-beta-max", help="Largest beta of the BP scan (default: --beta-end)."),
+    starts: List[str] = typer.Option(["polarized", "random"], "--start",
+                                     help="BP starts of the temperature scan; repeat."),
+    max_iter: int = typer.Option(5000, "--max-iter", help="BP iteration limit (runs that "
+                                 "stall stop earlier)."),
     mc_sweeps: int = typer.Option(500, "--mc-sweeps", help="MC quench sweeps per grid beta (0: none)."),
     method: str = typer.Option("metropolis", "--method", help="metropolis or heatbath."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
@@ -288,18 +307,24 @@ def anneal_cmd(
     force: bool = typer.Option(False, "--force"),
     as_json: bool = _JSON,
 ):
-    """Annealing energy against cooling rate and BP stability against beta (Fig. 5)."""
+    """Fig. 5: annealing energy against cooling rate (vs the ground state) and BP
+    stability against beta from the polarized and a random start."""
     import matplotlib.pyplot as plt
 
     from ..rap.figures import plot_stability
     from ..rap.mc import beta_schedule
-    from ..rap.stability import bp_temperature_scan, cooling_study
+    from ..rap.stability import STARTS, bp_temperature_scan, cooling_study, cooling_table
     from ..store import RunDir
 
     from ..store import check_out_dir
 
     check_out_dir(out)
-    betas_grid = beta_schedule(beta_start, beta_end, max(scan_points, 1), "linear")
+    if any(s not in STARTS for s in starts):
+        raise DeepglassError(f"--start must be polarized or random, got {starts}")
+    if scan_points < 2:
+        raise DeepglassError(f"--scan-points must be >= 2, got {scan_points}")
+    betas_grid = beta_schedule(beta_start, scan_beta_max if scan_beta_max is not None
+                               else beta_end, scan_points, "linear")
     beta_schedule(beta_start, beta_end, n_temps, schedule)      # validate
     if min(sweeps) < 1 or repeats < 1:
         raise DeepglassError("--sweeps and --repeats must be >= 1")
@@ -310,37 +335,45 @@ def anneal_cmd(
            "beta_start": beta_start, "beta_end": beta_end, "n_temps": n_temps,
            "schedule": schedule, "repeats": repeats, "scan_points": scan_points,
            "mc_sweeps": mc_sweeps, "method": method, "construction": construction,
-           "seed": seed}
+           "seed": seed, "scan_beta_max": scan_beta_max, "starts": list(starts),
+           "max_iter": max_iter}
     run = RunDir(out, cfg, kind="rap-anneal", force=force)
     total = len(sweeps) * repeats + len(betas_grid)
     with progress("RAP annealing", total, enabled=not as_json) as advance:
         finals, traces = cooling_study(model, sweeps, beta_start=beta_start, beta_end=beta_end,
                                        n_temps=n_temps, schedule=schedule, repeats=repeats,
                                        method=method, seed=seed, advance=advance)
-        scan = bp_temperature_scan(model, betas_grid, mc_sweeps=mc_sweeps, mc_method=method,
-                                   seed=seed, advance=advance)
+        scan = bp_temperature_scan(model, betas_grid, starts=starts, max_iter=max_iter,
+                                   mc_sweeps=mc_sweeps, mc_method=method, seed=seed,
+                                   advance=advance)
     run.write_table("annealing", finals)
     run.write_table("annealing_traces", traces)
     run.write_table("temperature_scan", scan)
     fig = plot_stability(scan, finals, traces)
     run.save_figure(fig, "stability.png")
     plt.close(fig)
-    g = finals.groupby("sweeps_per_temp")["final_energy"].agg(["mean", "std"]).reset_index()
+    g = cooling_table(finals)
+    run.write_table("annealing_summary", g)
     bp = scan[scan.solver == "bp"]
-    unstable = bp[~bp.converged.astype(bool)]
+    first_bad = {}
+    for st, d in bp.groupby("start"):
+        bad = d[~d.converged.astype(bool)]
+        first_bad[st] = float(bad.beta.min()) if len(bad) else None
     summary = {"kind": "rap-anneal", **model.summary(), "ground_energy": -model.alpha,
                "final_energy_by_sweeps": g.to_dict("records"),
-               "bp_first_unconverged_beta": float(unstable.beta.min()) if len(unstable) else None}
+               "bp_first_unconverged_beta": first_bad}
     run.write_json("summary.json", summary)
     run.write_text("report.md", "\n".join([
         "# RAP model: annealing and BP stability", "",
         f"Instance: {json.dumps(model.summary())}", "",
         f"Annealing: {schedule} schedule, beta {beta_start:g} -> {beta_end:g}, {n_temps} "
         f"temperatures, {repeats} runs per rate ({method}).", "",
-        markdown_table(g.rename(columns={"mean": "final_energy_mean", "std": "final_energy_std"})), "",
-        "BP against beta (polarized start):", "",
-        markdown_table(bp[["beta", "energy", "entropy", "free_energy", "q", "converged",
-                      "oscillating", "iterations"]]), "",
+        markdown_table(g), "",
+        "BP against beta from each start (status: converged; stalled = the residual does not "
+        "fall, oscillating or not, even at the largest damping; slow = still falling at the "
+        f"iteration limit {max_iter}):", "",
+        markdown_table(bp[["start", "beta", "energy", "entropy", "free_energy", "q", "status",
+                      "oscillating", "iterations", "residual", "damping"]]), "",
         "![stability](figures/stability.png)", ""]))
     if as_json:
         print_json(json.loads(json.dumps(summary, default=str)))

@@ -336,6 +336,9 @@ class PowerLawConfig:
     max_samples : int
         Larger samples (the weights of a big layer) are judged on a seeded
         uniform subsample of this size.
+    subset_size, n_subsets : int
+        The random unit subsets whose binary words make the pattern observable
+        (:func:`deepglass.criticality.observables.choose_subsets`).
     seed : int
     """
 
@@ -354,11 +357,15 @@ class PowerLawConfig:
     n_boot: int = 50
     n_xmin: int = 30
     max_samples: int = 1_000_000
+    subset_size: int = 10
+    n_subsets: int = 16
     seed: int = 0
 
     def validate(self) -> None:
         from .nets import canonical_name, checkpoint_epochs
+        from .observables import choose_subsets
 
+        choose_subsets(1, self.subset_size, self.n_subsets)
         if not self.nets:
             raise DeepglassError("no network to study")
         if not self.user_model:
@@ -423,16 +430,28 @@ def _subsample(x: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def judge_observables(obs, cfg: PowerLawConfig, keys: dict) -> pd.DataFrame:
-    """One verdict row per (observable, layer) of ``obs`` (an :class:`Observables`)."""
-    from .observables import observable_samples
-    from .powerlaws import power_law_verdict
+    """One verdict row per (observable, layer) of ``obs`` (an :class:`Observables`).
+
+    A frequency observable where fewer than :data:`MIN_RECURRING` patterns occur
+    more than once gets ``"too little data"`` (a rank/frequency law of words seen
+    once says nothing), as does any sample :func:`power_law_verdict` finds too
+    small or constant.
+    """
+    from .observables import MIN_RECURRING, observable_samples
+    from .powerlaws import TOO_LITTLE, PowerLawVerdict, power_law_verdict
 
     rows = []
     for k, samples, discrete in observable_samples(obs):
         n_all = int(np.size(samples))
         x = _subsample(np.asarray(samples), cfg.max_samples, cfg.seed)
-        v = power_law_verdict(x, discrete=discrete, n_boot=cfg.n_boot, n_xmin=cfg.n_xmin,
-                              seed=cfg.seed)
+        recurring = int(np.sum(np.asarray(samples) >= 2))
+        if k["observable"] == "pattern_frequency" and recurring < MIN_RECURRING:
+            v = PowerLawVerdict(TOO_LITTLE, f"only {recurring} of {n_all} patterns occur more "
+                                f"than once (need {MIN_RECURRING})", n=n_all, discrete=True,
+                                n_boot=0)
+        else:
+            v = power_law_verdict(x, discrete=discrete, n_boot=cfg.n_boot, n_xmin=cfg.n_xmin,
+                                  seed=cfg.seed)
         rows.append({**keys, **k, "n_values": n_all, **v.as_dict()})
     return pd.DataFrame(rows)
 
@@ -482,7 +501,8 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None,
             return
         ts = time.perf_counter()
         obs = collect_observables(mdl, data.X_test, cfg.layers, n_passes=cfg.n_passes,
-                                  threshold=cfg.threshold)
+                                  threshold=cfg.threshold, subset_size=cfg.subset_size,
+                                  n_subsets=cfg.n_subsets, seed=cfg.seed)
         keys = {"net": net, "epoch": int(epoch), "test_loss": float(metrics.get("loss", np.nan)),
                 "test_accuracy": float(metrics.get("accuracy", np.nan))}
         df = judge_observables(obs, cfg, keys)
@@ -579,8 +599,12 @@ def powerlaw_report(cfg: PowerLawConfig, res: PowerLawResult, figures: Sequence[
              f"Data: {d['name']} ({d['n_train']} training / {d['n_test']} held-out images of shape "
              f"{tuple(d['input_shape'])}). Networks: {what}.", "",
              f"Observables over {cfg.n_passes} inference pass(es) on the held-out images: |weights| "
-             "per dense / conv layer; counts of binary activation patterns (unit active when its "
-             f"output > {cfg.threshold:g}); active counts per unit; mean layer activation per image. "
+             "per dense / conv layer; counts of the binary activation words of "
+             f"{cfg.n_subsets} random subsets of {cfg.subset_size} units per layer (unit active "
+             f"when its output > {cfg.threshold:g}; whole-layer patterns almost never recur), "
+             "pooled; active counts per unit; mean layer activation per image. "
+             "`too little data`: fewer than 10 recurring patterns, or a sample too small or "
+             "constant to judge. "
              f"Verdicts: Clauset-Shalizi-Newman with the `powerlaw` package, {cfg.n_boot} bootstrap "
              f"sets, {cfg.n_xmin} x_min candidates; samples above {cfg.max_samples} values are "
              "subsampled.", "",

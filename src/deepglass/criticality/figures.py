@@ -12,7 +12,7 @@ import pandas as pd
 __all__ = ["plot_meanfield", "plot_field_curves", "plot_verdict_grid",
            "plot_rank_frequency", "plot_across_checkpoints"]
 
-VERDICT_MARKERS = {"plausible": "o", "inconclusive": "s", "rejected": "x"}
+VERDICT_MARKERS = {"plausible": "o", "inconclusive": "s", "rejected": "x", "too little data": "."}
 
 
 def _figure(nrows, ncols, w=4.2, h=3.3):
@@ -111,11 +111,20 @@ def plot_verdict_grid(items, title: str):
 
 
 def plot_rank_frequency(obs, title: str):
-    """Activation patterns and single neurons by rank (log-log), one line per layer."""
+    """Activation patterns and single neurons by rank (log-log), one line per layer.
+
+    Solid: patterns of the random unit subsets (the judged observable, pooled
+    over subsets, frequency per subset and event); dotted: whole-layer patterns.
+    """
     fig, ax = _figure(1, 2)
     for l in obs.layers:
+        sc = obs.subset_counts.get(l, np.zeros(0))
+        n_sub = max(len(obs.subset_units.get(l, [])), 1)
+        line, = ax[0, 0].loglog(np.arange(1, sc.size + 1), sc / obs.n_events, ".-", ms=2,
+                                lw=0.8, label=f"{l} ({n_sub} subsets)")
         pc = obs.pattern_counts[l]
-        ax[0, 0].loglog(np.arange(1, pc.size + 1), pc / obs.n_events, ".-", ms=2, lw=0.8, label=l)
+        ax[0, 0].loglog(np.arange(1, pc.size + 1), pc / obs.n_events, ":", lw=0.8,
+                        color=line.get_color())
         uc = np.sort(obs.unit_counts[l])[::-1]
         uc = uc[uc > 0]
         ax[0, 1].loglog(np.arange(1, uc.size + 1), uc / obs.n_events, ".-", ms=2, lw=0.8, label=l)
@@ -129,7 +138,7 @@ def plot_rank_frequency(obs, title: str):
 
 def plot_across_checkpoints(verdicts: pd.DataFrame, net: str):
     """Fitted exponent of every (observable, layer) against the epoch; the
-    marker shows the verdict (o plausible, s inconclusive, x rejected)."""
+    marker shows the verdict (o plausible, s inconclusive, x rejected, . too little data)."""
     v = verdicts[verdicts["net"] == net]
     obs_names = list(dict.fromkeys(v["observable"]))
     fig, ax = _figure(1, max(len(obs_names), 1), 3.4, 2.9)
@@ -143,6 +152,7 @@ def plot_across_checkpoints(verdicts: pd.DataFrame, net: str):
                        mfc=line.get_color() if verdict == "plausible" else "none")
         a.set(xlabel="epoch", ylabel="alpha", title=name)
         a.legend(fontsize=6)
-    fig.suptitle(f"{net}: exponents across checkpoints (o plausible, s inconclusive, x rejected)",
+    fig.suptitle(f"{net}: exponents across checkpoints (o plausible, s inconclusive, x rejected, "
+                 ". too little data)",
                  fontsize=9)
     return fig

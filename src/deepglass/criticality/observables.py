@@ -4,17 +4,28 @@ For chosen layers of any ``torch.nn.Module`` (module paths such as
 ``"features.1"`` or ``"relu2"``; forward hooks record their outputs):
 
 1. **weights**: the weights of every dense / convolution layer;
-2. **activation patterns**: a unit is *active* when its output exceeds a
-   threshold (0: the ReLU fired); a sample's binary vector over the layer is its
-   pattern; the count of each distinct pattern, sorted by rank;
+2. **activation patterns** (SPEC §7 observable (2), the frequencies of binary
+   activation patterns by rank): a unit is *active* when its output exceeds a
+   threshold (0: the ReLU fired).  The pattern of the *whole* layer almost never
+   recurs (hundreds of units, thousands of inputs: every pattern is seen once),
+   so, as in the neural-code literature (Zipf's law of codewords, Tkacik et
+   al.), the judged observable is the pattern of **small random subsets of
+   units**: ``n_subsets`` subsets of ``subset_size`` units (10 by default, 1,024
+   possible words), drawn once per layer from ``seed`` and the layer's name;
+   for each subset the count of each of its binary words over the events; the
+   counts of all subsets pooled and sorted by rank.  The whole-layer pattern
+   counts are kept for the summary and the rank plot;
 3. **single-neuron activation frequency**: for each unit, the number of
    (sample, pass) events in which it is active, sorted by rank;
 4. **mean layer activation**: for each (sample, pass), the mean of the layer's
    output.
 
-Patterns are packed to bytes (``numpy.packbits``) and counted per batch with
-``numpy.unique`` on the packed rows, merged across batches in a dictionary:
-O(samples * units / 8) memory per batch and O(distinct patterns) overall.
+Whole-layer patterns are packed to bytes (``numpy.packbits``) and counted per
+batch with ``numpy.unique`` on the packed rows, merged across batches in a
+dictionary: O(samples * units / 8) memory per batch and O(distinct patterns)
+overall.  Subset words are integer codes counted by ``numpy.bincount`` into an
+``n_subsets x 2^subset_size`` table: O(samples * n_subsets * subset_size) per
+batch.
 A module called several times in one forward pass (a shared ReLU) is recorded
 per call, as ``path#2``, ``path#3``, ...
 
@@ -35,7 +46,16 @@ import torch.nn as nn
 from ..errors import DeepglassError
 
 __all__ = ["Observables", "resolve_layers", "collect_observables", "activation_patterns",
-           "weight_samples", "observable_samples", "OBSERVABLES", "ACTIVATIONS"]
+           "weight_samples", "observable_samples", "OBSERVABLES", "ACTIVATIONS",
+           "choose_subsets", "subset_pattern_counts", "SUBSET_SIZE", "N_SUBSETS",
+           "MIN_RECURRING"]
+
+#: units per random subset whose binary words are counted (2^10 = 1,024 words)
+SUBSET_SIZE = 10
+#: random subsets per layer
+N_SUBSETS = 16
+#: fewer recurring words (count >= 2) than this: too little data to judge
+MIN_RECURRING = 10
 
 OBSERVABLES = ("weight", "pattern_frequency", "neuron_activation", "mean_activation")
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
@@ -96,6 +116,37 @@ def activation_patterns(bits: np.ndarray) -> np.ndarray:
     return np.sort(counts.astype(np.int64))[::-1]
 
 
+def choose_subsets(n_units: int, subset_size: int = SUBSET_SIZE, n_subsets: int = N_SUBSETS,
+                   seed: int = 0, name: str = "") -> np.ndarray:
+    """``(n_subsets, k)`` unit indices: random ``k``-subsets (without repetition
+    inside a subset), ``k = min(subset_size, n_units)``; a single subset of all
+    units when the layer has at most ``subset_size`` units.  Deterministic in
+    ``seed`` and the layer ``name``."""
+    import zlib
+
+    if subset_size < 1 or subset_size > 20 or n_subsets < 1:
+        raise DeepglassError(f"subset_size must lie in [1, 20] and n_subsets be >= 1, got "
+                             f"{subset_size}, {n_subsets}")
+    if n_units <= subset_size:
+        return np.arange(n_units, dtype=np.int64)[None, :]
+    rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
+    return np.stack([np.sort(rng.choice(n_units, subset_size, replace=False))
+                     for _ in range(n_subsets)]).astype(np.int64)
+
+
+def subset_pattern_counts(bits: np.ndarray, subsets: np.ndarray) -> np.ndarray:
+    """``(n_subsets, 2^k)`` table: for each subset, the count of each binary word.
+
+    Word of subset ``s`` for event ``e``: ``sum_b bits[e, subsets[s, b]] 2^b``.
+    O(events * n_subsets * k).
+    """
+    bits = np.asarray(bits, dtype=bool)
+    n_sub, k = subsets.shape
+    codes = (bits[:, subsets].astype(np.int64) << np.arange(k)).sum(axis=2)   # (E, n_sub)
+    codes += np.arange(n_sub) * (1 << k)
+    return np.bincount(codes.ravel(), minlength=n_sub << k).reshape(n_sub, 1 << k)
+
+
 @dataclass
 class LayerStats:
     """Accumulated statistics of one observed layer."""
@@ -106,17 +157,27 @@ class LayerStats:
     unit_counts: np.ndarray | None = None
     pattern_counts: dict = field(default_factory=dict)
     mean_activation: list = field(default_factory=list)
+    subset_size: int = SUBSET_SIZE
+    n_subsets: int = N_SUBSETS
+    seed: int = 0
+    subsets: np.ndarray | None = None
+    subset_table: np.ndarray | None = None
 
     def add(self, out: torch.Tensor, threshold: float) -> None:
         flat = out.detach().reshape(out.shape[0], -1).float().cpu()
         if self.unit_counts is None:
             self.n_units = flat.shape[1]
             self.unit_counts = np.zeros(self.n_units, dtype=np.int64)
+            self.subsets = choose_subsets(self.n_units, self.subset_size, self.n_subsets,
+                                          self.seed, self.name)
+            self.subset_table = np.zeros((self.subsets.shape[0], 1 << self.subsets.shape[1]),
+                                         dtype=np.int64)
         elif flat.shape[1] != self.n_units:
             raise DeepglassError(f"layer {self.name!r} changed size between batches "
                                  f"({self.n_units} -> {flat.shape[1]} units)")
         bits = (flat > threshold).numpy()
         self.unit_counts += bits.sum(0)
+        self.subset_table += subset_pattern_counts(bits, self.subsets)
         self.mean_activation.append(flat.mean(1).double().numpy())
         self.n_events += flat.shape[0]
         packed = np.packbits(bits, axis=1)
@@ -138,7 +199,12 @@ class Observables:
     n_events : int
         Samples times passes.
     pattern_counts : dict str -> ndarray
-        Per layer, counts of distinct activation patterns, largest first.
+        Per layer, counts of distinct whole-layer activation patterns, largest first.
+    subset_counts : dict str -> ndarray
+        Per layer, counts of the binary words of its random unit subsets that
+        occur (all subsets pooled), largest first: the judged pattern observable.
+    subset_units : dict str -> ndarray
+        Per layer, the ``(n_subsets, k)`` unit indices of the subsets.
     unit_counts : dict str -> ndarray
         Per layer, per unit, number of events in which it was active.
     mean_activation : dict str -> ndarray
@@ -155,15 +221,23 @@ class Observables:
     mean_activation: dict
     weights: dict
     n_units: dict
+    subset_counts: dict = field(default_factory=dict)
+    subset_units: dict = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
-        """One row per observed layer: units, events, distinct patterns, top
-        pattern share, mean active fraction, mean activation."""
+        """One row per observed layer: units, events, distinct (whole-layer)
+        patterns, top pattern share, subset words seen and the share of subset
+        events on recurring words, mean active fraction, mean activation."""
         rows = []
         for l in self.layers:
             pc = self.pattern_counts[l]
+            sc = self.subset_counts.get(l, np.zeros(0, dtype=np.int64))
             rows.append({"layer": l, "n_units": self.n_units[l], "n_events": self.n_events,
                          "distinct_patterns": len(pc),
+                         "subset_words": int(len(sc)),
+                         "recurring_words": int(np.sum(sc >= 2)),
+                         "recurring_share": float(sc[sc >= 2].sum() / sc.sum()) if sc.sum()
+                         else np.nan,
                          "top_pattern_share": float(pc[0] / self.n_events) if len(pc) else np.nan,
                          "active_fraction": float(self.unit_counts[l].sum()
                                                   / max(self.n_units[l] * self.n_events, 1)),
@@ -176,6 +250,9 @@ class Observables:
         out = {}
         for l in self.layers:
             out[f"pattern_counts|{l}"] = self.pattern_counts[l]
+            if l in self.subset_counts:
+                out[f"subset_counts|{l}"] = self.subset_counts[l]
+                out[f"subset_units|{l}"] = self.subset_units[l]
             out[f"unit_counts|{l}"] = self.unit_counts[l]
             out[f"mean_activation|{l}"] = self.mean_activation[l]
         for l, w in self.weights.items():
@@ -185,14 +262,14 @@ class Observables:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "Observables":
-        pc, uc, ma, wt = {}, {}, {}, {}
+        pc, uc, ma, wt, sc, su = {}, {}, {}, {}, {}, {}
         for key, a in arrays.items():
             kind, _, layer = key.partition("|")
             {"pattern_counts": pc, "unit_counts": uc, "mean_activation": ma,
-             "weights": wt}.get(kind, {})[layer] = a
+             "weights": wt, "subset_counts": sc, "subset_units": su}.get(kind, {})[layer] = a
         layers = list(pc)
         return cls(layers, int(arrays["n_events|"][0]), pc, uc, ma, wt,
-                   {l: int(len(uc[l])) for l in layers})
+                   {l: int(len(uc[l])) for l in layers}, sc, su)
 
 
 def weight_samples(model: nn.Module) -> dict[str, np.ndarray]:
@@ -207,7 +284,8 @@ def weight_samples(model: nn.Module) -> dict[str, np.ndarray]:
 @torch.no_grad()
 def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None, *,
                         batch_size: int = 256, threshold: float = 0.0, n_passes: int = 1,
-                        train_mode: bool = False) -> Observables:
+                        train_mode: bool = False, subset_size: int = SUBSET_SIZE,
+                        n_subsets: int = N_SUBSETS, seed: int = 0) -> Observables:
     """Run ``model`` over ``X`` ``n_passes`` times and collect the four observables.
 
     Parameters
@@ -224,6 +302,9 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
         Inference passes over ``X`` (the paper ran 100 epochs of inference).
     train_mode : bool
         Run in training mode (stochastic layers active); default eval mode.
+    subset_size, n_subsets, seed : int
+        The random unit subsets whose binary words are counted (see the module
+        docstring, :func:`choose_subsets`).
 
     Raises
     ------
@@ -232,6 +313,7 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
     """
     if n_passes < 1 or batch_size < 1:
         raise DeepglassError("n_passes and batch_size must be positive")
+    choose_subsets(1, subset_size, n_subsets)            # validates the subset parameters
     names = resolve_layers(model, layers)
     X = torch.as_tensor(X)
     if X.ndim < 2 or len(X) == 0:
@@ -252,7 +334,8 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
             calls[name] = k
             key = name if k == 1 else f"{name}#{k}"
             if key not in stats:
-                stats[key] = LayerStats(key)
+                stats[key] = LayerStats(key, subset_size=subset_size, n_subsets=n_subsets,
+                                        seed=seed)
                 order.append(key)
             stats[key].add(out, threshold)
         return hook
@@ -281,10 +364,15 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
         raise DeepglassError(f"layer(s) {', '.join(map(repr, never))} never ran in the forward pass")
     n_events = len(X) * n_passes
     pc = {k: np.sort(np.fromiter(s.pattern_counts.values(), dtype=np.int64))[::-1] for k, s in stats.items()}
+    sc = {}
+    for k, st in stats.items():
+        t = st.subset_table.ravel()
+        sc[k] = np.sort(t[t > 0])[::-1]
     return Observables(layers=order, n_events=n_events, pattern_counts=pc,
                        unit_counts={k: s.unit_counts for k, s in stats.items()},
                        mean_activation={k: np.concatenate(s.mean_activation) for k, s in stats.items()},
-                       weights=weight_samples(model), n_units={k: s.n_units for k, s in stats.items()})
+                       weights=weight_samples(model), n_units={k: s.n_units for k, s in stats.items()},
+                       subset_counts=sc, subset_units={k: s.subsets for k, s in stats.items()})
 
 
 def observable_samples(obs: Observables) -> list[tuple[dict, np.ndarray, bool]]:
@@ -294,8 +382,10 @@ def observable_samples(obs: Observables) -> list[tuple[dict, np.ndarray, bool]]:
     ``layer``:
 
     - ``weight``: ``|w|`` of each dense / convolution layer (continuous);
-    - ``pattern_frequency``: counts of the distinct activation patterns
-      (discrete; a power law here is Zipf's law of the rank/frequency plot);
+    - ``pattern_frequency``: counts of the binary words of random unit subsets
+      (pooled over the subsets; discrete; a power law here is Zipf's law of the
+      rank/frequency plot); whole-layer patterns where the subsets were not
+      recorded (old runs);
     - ``neuron_activation``: per unit, its number of active events (discrete);
     - ``mean_activation``: per event, the layer's mean output (continuous).
     """
@@ -303,7 +393,8 @@ def observable_samples(obs: Observables) -> list[tuple[dict, np.ndarray, bool]]:
     for l, w in obs.weights.items():
         out.append(({"observable": "weight", "layer": l}, np.abs(w), False))
     for l in obs.layers:
-        out.append(({"observable": "pattern_frequency", "layer": l}, obs.pattern_counts[l], True))
+        pat = obs.subset_counts.get(l, obs.pattern_counts[l])
+        out.append(({"observable": "pattern_frequency", "layer": l}, pat, True))
         out.append(({"observable": "neuron_activation", "layer": l}, obs.unit_counts[l], True))
         out.append(({"observable": "mean_activation", "layer": l}, obs.mean_activation[l], False))
     return out

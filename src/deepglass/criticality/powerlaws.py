@@ -40,8 +40,9 @@ Method, for positive samples ``x`` (zeros and negatives are dropped):
 
 Verdict rule (in this order):
 
-- ``inconclusive`` if fewer than ``min_samples`` positive samples, fewer than
-  two distinct values, or no candidate fit converged;
+- ``too little data`` if fewer than ``min_samples`` positive samples or fewer
+  than two distinct values (no verdict can be drawn from such a sample);
+- ``inconclusive`` if no candidate fit converged;
 - ``rejected`` if the exponential or the lognormal is significantly better
   (``R < 0`` and ``p_R < lr_threshold``), or the goodness-of-fit
   ``p < p_threshold`` (CSN: 0.1; the bootstrap runs only when the
@@ -64,6 +65,9 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
+#: the verdict of a sample too small (or too uniform) to judge
+TOO_LITTLE = "too little data"
+
 from ..errors import DeepglassError
 
 __all__ = ["PowerLawVerdict", "power_law_verdict", "verdict_table", "plot_power_law",
@@ -80,7 +84,7 @@ class PowerLawVerdict:
     Attributes
     ----------
     verdict : str
-        ``"plausible"``, ``"rejected"`` or ``"inconclusive"``.
+        ``"plausible"``, ``"rejected"``, ``"inconclusive"`` or ``"too little data"``.
     reason : str
         One line explaining the verdict.
     alpha, sigma : float
@@ -370,10 +374,10 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
     n = xs.size
     base = dict(n=n, discrete=discrete, n_boot=0)
     if n < min_samples:
-        return PowerLawVerdict("inconclusive", f"only {n} positive samples "
+        return PowerLawVerdict(TOO_LITTLE, f"only {n} positive samples "
                                f"(of {n_all}); need {min_samples}", **base)
     if xs[0] == xs[-1]:
-        return PowerLawVerdict("inconclusive", "all samples are equal", **base)
+        return PowerLawVerdict(TOO_LITTLE, "all samples are equal", **base)
     rng = np.random.default_rng(seed)
     fit = _best_fit(xs, discrete, min_tail, n_xmin)
     if fit is None:

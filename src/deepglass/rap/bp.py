@@ -30,7 +30,13 @@ import pandas as pd
 from ..errors import DeepglassError
 from .model import RAPModel
 
-__all__ = ["BPResult", "run_bp", "bethe_observables", "check_beta", "paramagnetic", "bp_table"]
+__all__ = ["BPResult", "run_bp", "bethe_observables", "check_beta", "paramagnetic", "bp_table",
+           "WINDOW"]
+
+#: iterations per window of the convergence monitor of :func:`run_bp`
+WINDOW = 50
+#: largest damping "auto" reaches
+MAX_DAMPING = 0.95
 
 _ONE_MINUS = float(np.nextafter(1.0, 0.0))
 _LN2 = math.log(2.0)
@@ -55,6 +61,12 @@ class BPResult:
     ----------
     converged : bool
         ``max |m_{i->a}(t) - m_{i->a}(t-1)| < tol`` reached within ``max_iter``.
+    status : str
+        ``"converged"``; ``"stalled"`` (the residual does not fall: its maximum
+        over the last window of :data:`WINDOW` iterations is not below the one of
+        the window before, oscillating or not -- not a fixed point, whatever the
+        iteration count); ``"slow"`` (still falling when ``max_iter`` ran out:
+        critical slowing down near a spinodal); ``"non-finite"``.
     oscillating : bool
         Not converged and the residual does not decay (its minimum over the last
         half of the final 200-step window is not below half its minimum over the
@@ -99,6 +111,7 @@ class BPResult:
     n_weights: int
     n_factors: int
     damping: float = 0.0
+    status: str = ""
     q_by_population: dict = field(default_factory=dict)
     m: np.ndarray = field(default=None, repr=False)
     messages: np.ndarray = field(default=None, repr=False)
@@ -108,8 +121,8 @@ class BPResult:
         """Scalar results (JSON-ready)."""
         d = {k: getattr(self, k) for k in (
             "beta", "start", "alpha", "n_weights", "n_factors", "energy", "entropy",
-            "free_energy", "q", "magnetization", "m_planted", "converged", "oscillating",
-            "iterations", "residual", "damping")}
+            "free_energy", "q", "magnetization", "m_planted", "converged", "status",
+            "oscillating", "iterations", "residual", "damping")}
         for l, v in self.q_by_population.items():
             d[f"q_w{l}"] = v
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in d.items()}
@@ -209,6 +222,17 @@ def _is_oscillating(res: np.ndarray, d1: float, d2: float) -> bool:
     return bool(period2 or rises >= 0.2)
 
 
+def _falling(res: list, w: int) -> bool:
+    """Whether the residual fell over the last window of ``w`` iterations.
+
+    Compares the maxima of the last two windows (a geometric decay lowers both
+    the maximum and the minimum; an oscillation or a chaotic residual keeps its
+    maximum), requiring a relative drop of 1e-3 so round-off does not count.
+    """
+    last, prev = max(res[-w:]), max(res[-2 * w:-w])
+    return last < (1.0 - 1e-3) * prev
+
+
 def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str = "auto",
            tol: float = 1e-6, max_iter: int = 3000, seed: int | None = 0,
            init_scale: float = 1.0) -> BPResult:
@@ -225,13 +249,18 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str
         ground state ("polarized", the spin-glass branch), all zero (the
         paramagnetic fixed point), or given.
     damping : float in [0, 1) or "auto"
-        ``u <- damping u_old + (1 - damping) u_new``.  ``"auto"`` starts undamped
-        and, whenever the residual stops decaying over a 50-iteration window while
-        rising in >= 20% of its steps (an oscillation), raises the damping
-        (0 -> 0.5 -> 0.75 -> ... <= 0.95); the final value is ``BPResult.damping``.
+        ``u <- damping u_old + (1 - damping) u_new`` (damping does not move the
+        fixed points).  ``"auto"`` starts undamped and, whenever the residual
+        has not fallen over a window of :data:`WINDOW` iterations (oscillating or
+        not), raises the damping (0 -> 0.5 -> 0.75 -> ... <= 0.95) and waits two
+        windows before judging again; the final value is ``BPResult.damping``.
     tol : float
         Convergence threshold on ``max |Delta m_{i->a}|``.
     max_iter : int
+        Iteration cap.  The run stops earlier, as ``"stalled"``, once the residual
+        has not fallen over a window at the largest damping (fixed damping: at
+        once): it will not converge.  A residual still falling at the cap is
+        ``"slow"``.
     seed : int or None
         Seed of the random start.
     init_scale : float in [0, 1]
@@ -270,6 +299,8 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str
     converged = False
     it = 0
     finite = True
+    stalled = False
+    judge_from = 2 * WINDOW  # first iteration at which the residual is judged
     for it in range(1, int(max_iter) + 1):
         if it > 1:
             u_new = _factor_messages(m, t)
@@ -291,11 +322,14 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str
         if res < tol:
             converged = True
             break
-        if auto and it % 50 == 0 and it >= 100:
-            win, prev = residuals[-50:], residuals[-100:-50]
-            rises = float(np.mean(np.diff(win) > 0))
-            if min(win) > 0.9 * min(prev) and rises >= 0.2 and damping < 0.95:
-                damping = 0.5 if damping == 0.0 else min(0.95, damping + 0.5 * (1.0 - damping))
+        if it % WINDOW == 0 and it >= judge_from and not _falling(residuals, WINDOW):
+            if auto and damping < MAX_DAMPING:
+                damping = 0.5 if damping == 0.0 else min(MAX_DAMPING,
+                                                         damping + 0.5 * (1.0 - damping))
+                judge_from = it + 2 * WINDOW
+            else:
+                stalled = True
+                break
     residuals = np.asarray(residuals)
     if finite and not converged and m.size:
         d1 = residuals[-1]
@@ -309,6 +343,15 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str
     else:
         obs = {"free_energy": math.nan, "energy": math.nan, "entropy": math.nan}
         mi = np.full(model.n_weights, math.nan)
+    if converged:
+        status = "converged"
+    elif not finite:
+        status = "non-finite"
+    elif stalled or (len(residuals) >= 4 and not _falling(
+            list(residuals), min(WINDOW, len(residuals) // 2))):
+        status = "stalled"
+    else:
+        status = "slow"
     q_pop = {l: float(np.mean(mi[model.population == l] ** 2))
              for l in (1, 2, 3) if np.any(model.population == l)}
     nw = max(model.n_weights, 1)
@@ -319,7 +362,7 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str
         q=float(np.sum(mi ** 2) / nw), magnetization=float(np.sum(mi) / nw),
         m_planted=float(np.sum(mi * model.planted) / nw), alpha=model.alpha,
         n_weights=model.n_weights, n_factors=model.n_factors, damping=damping,
-        q_by_population=q_pop,
+        status=status, q_by_population=q_pop,
         m=mi, messages=m, residuals=residuals)
 
 

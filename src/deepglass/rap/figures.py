@@ -16,6 +16,21 @@ __all__ = ["plot_phase", "plot_pc", "plot_student", "plot_stability", "plot_degr
 _POP_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
 
 
+def _log1m_axis(ax, lo: float, hi: float, axis: str = "x") -> None:
+    """Axis in ``-log(1 - p)`` over ``[lo, hi]`` (labels stay ``p``, ticks at
+    ``1 - 10^-k`` and halves): dilutions close to 1 spread out."""
+    fwd = lambda p: -np.log1p(-np.clip(p, 0.0, 1.0 - 1e-12))   # noqa: E731
+    inv = lambda y: -np.expm1(-y)                               # noqa: E731
+    set_scale, set_lim, set_ticks = ((ax.set_xscale, ax.set_xlim, ax.set_xticks) if axis == "x"
+                                     else (ax.set_yscale, ax.set_ylim, ax.set_yticks))
+    set_scale("function", functions=(fwd, inv))
+    set_lim(lo, hi)
+    ticks = [t for k in range(0, 7) for t in (1 - 10.0 ** -k, 1 - 0.5 * 10.0 ** -k)
+             if lo <= t <= hi]
+    if len(ticks) >= 2:
+        set_ticks(ticks, [f"{t:.6g}" for t in ticks])
+
+
 def plot_degrees(ax, degrees: pd.DataFrame, title: str = "") -> None:
     """Degree distribution per weight population (paper Fig. 3a).
 
@@ -42,8 +57,12 @@ def plot_degrees(ax, degrees: pd.DataFrame, title: str = "") -> None:
 
 
 def plot_phase(summary: pd.DataFrame, transition: dict | None, degrees: pd.DataFrame | None,
-               beta: float, a2: float, population: int, q_threshold: float = 0.05):
-    """Energy, entropy, free-energy difference and overlap against dilution (Figs. 3a-c)."""
+               beta: float, a2: float, population: int, q_threshold: float = 0.05,
+               scale: str = "linear"):
+    """Energy, entropy, free-energy difference and overlap against dilution (Figs. 3a-c).
+
+    ``scale="log1m"`` draws the dilution axes in ``-log(1 - p)``.
+    """
     s = summary[(summary.beta == beta) & (summary.a2 == a2)]
     r = s[(s.solver == "bp") & (s.branch == "random")].sort_values("p")
     o = s[(s.solver == "bp") & (s.branch == "polarized")].sort_values("p")
@@ -107,13 +126,23 @@ def plot_phase(summary: pd.DataFrame, transition: dict | None, degrees: pd.DataF
     ax.set_ylabel("q")
     ax.set_title("(d) overlap")
     ax.legend(fontsize=7)
+    if scale == "log1m" and len(s):
+        for ax in (axes[0, 1], axes[1, 0], axes[1, 1]):
+            _log1m_axis(ax, float(s.p.min()), float(s.p.max()))
     fig.tight_layout()
     return fig
 
 
-def plot_pc(transitions: pd.DataFrame, population: int):
-    """Transition point against inverse temperature, one curve per ``a2`` (Fig. 4)."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+def plot_pc(transitions: pd.DataFrame, population: int, scale: str = "linear", ax=None):
+    """Transition point against inverse temperature, one curve per ``a2`` (Fig. 4).
+
+    Error bars are the bisection brackets; crosses the spinodal; open markers
+    a ``branch-end`` (the ordered branch is lower until it ends).
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+    else:
+        fig = ax.figure
     for a2, t in transitions.groupby("a2"):
         t = t.sort_values("beta")
         pc = t["p_c"].to_numpy(dtype=float)
@@ -121,11 +150,21 @@ def plot_pc(transitions: pd.DataFrame, population: int):
         hi = t["p_c_hi"].to_numpy(dtype=float) - pc
         ax.errorbar(t.beta, pc, yerr=[np.nan_to_num(lo), np.nan_to_num(hi)], fmt="o-",
                     ms=4, capsize=2, label=f"a2 = {a2:g}")
+        color = ax.lines[-1].get_color()
         if "p_spinodal" in t:
-            ax.plot(t.beta, t.p_spinodal, "x:", color=ax.lines[-1].get_color(), lw=0.8)
+            ax.plot(t.beta, t.p_spinodal, "x:", color=color, lw=0.8)
+        if "method" in t:
+            be = t[t.method == "branch-end"]
+            ax.plot(be.beta, be.p_c, "o", mfc="white", color=color, ms=6)
     ax.set_xlabel("inverse temperature beta")
-    ax.set_ylabel(f"p{population}_c  (x: spinodal)")
-    ax.set_title("transition point")
+    ax.set_ylabel(f"p{population}_c  (x: spinodal, open: branch end)")
+    ax.set_title(f"transition point, W{population} diluted")
+    if scale == "log1m":
+        vals = transitions[["p_c_lo", "p_c_hi", "p_spinodal"]].to_numpy(dtype=float)
+        vals = vals[np.isfinite(vals)]
+        if vals.size:
+            _log1m_axis(ax, float(vals.min()) - 0.2 * (1 - float(vals.min())),
+                        float(vals.max()) + 0.5 * (1 - float(vals.max())), "y")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -145,10 +184,16 @@ def plot_student(df: pd.DataFrame):
     return fig
 
 
+_START_STYLE = {"polarized": ("tab:red", "o"), "random": ("tab:blue", "s")}
+
+
 def plot_stability(scan: pd.DataFrame, finals: pd.DataFrame | None = None,
                    traces: pd.DataFrame | None = None):
-    """Annealing energy against cooling rate and BP stability against beta (Fig. 5)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    """Fig. 5: (a) annealing energy against cooling rate, with the ground state;
+    (b) BP energy and entropy against ``beta`` from each start (filled: converged,
+    crosses: not converged) with MC quenches; (c) BP's last residual against
+    ``beta`` (where the iteration loses stability)."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
     if finals is not None and len(finals):
         g = finals.groupby("sweeps_per_temp")["final_energy"].agg(["mean", "std"]).reset_index()
@@ -159,9 +204,9 @@ def plot_stability(scan: pd.DataFrame, finals: pd.DataFrame | None = None,
         ax.set_xscale("log")
         ax.set_xlabel("sweeps per temperature (1 / cooling rate)")
         ax.set_ylabel("energy per weight")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")
         if traces is not None and len(traces):
-            ins = ax.inset_axes([0.55, 0.45, 0.4, 0.35])
+            ins = ax.inset_axes([0.5, 0.3, 0.45, 0.35])
             for spt, t in traces[traces.repeat == 0].groupby("sweeps_per_temp"):
                 ins.plot(t.beta, t.e_mean, lw=0.8, label=str(spt))
             ins.set_xlabel("beta", fontsize=6)
@@ -169,25 +214,36 @@ def plot_stability(scan: pd.DataFrame, finals: pd.DataFrame | None = None,
     else:
         ax.set_axis_off()
     ax.set_title("(a) simulated annealing")
-    ax = axes[1]
     bp = scan[scan.solver == "bp"].sort_values("beta")
-    conv = bp[bp.converged.astype(bool)]
-    bad = bp[~bp.converged.astype(bool)]
-    ax.plot(bp.beta, bp.energy, "-", color="tab:red", lw=0.8)
-    ax.plot(conv.beta, conv.energy, "o", ms=3, color="tab:red", label="BP energy (converged)")
-    if len(bad):
-        osc = bad[bad.oscillating.astype(bool)]
-        ax.plot(bad.beta, bad.energy, "x", color="k", label="BP not converged")
-        if len(osc):
-            ax.plot(osc.beta, osc.energy, "s", mfc="none", color="k", label="BP oscillating")
-    ax.plot(bp.beta, bp.entropy, "--", color="tab:blue", label="BP entropy")
+    if "start" not in bp:
+        bp = bp.assign(start="polarized")
+    ax, axr = axes[1], axes[2]
+    for start, d in bp.groupby("start"):
+        color, marker = _START_STYLE.get(start, ("k", "^"))
+        ok = d.converged.astype(bool)
+        ax.plot(d.beta, d.energy, "-", color=color, lw=0.6)
+        ax.plot(d.beta[ok], d.energy[ok], marker, ms=4, color=color,
+                label=f"BP energy, {start} start")
+        ax.plot(d.beta[~ok], d.energy[~ok], "x", ms=6, color=color)
+        ax.plot(d.beta[ok], d.entropy[ok], marker, ms=3, mfc="none", color=color, ls="--",
+                lw=0.6, label=f"BP entropy, {start} start")
+        axr.semilogy(d.beta, np.maximum(d.residual.to_numpy(dtype=float), 1e-17), marker + "-",
+                     ms=4, color=color, label=f"{start} start")
+        bad = d[~ok]
+        for _, r in bad.iterrows():
+            axr.annotate(str(r.status), (r.beta, max(r.residual, 1e-17)), fontsize=6,
+                         xytext=(2, 3), textcoords="offset points")
     mc = scan[scan.solver == "mc"]
     if len(mc):
         ax.errorbar(mc.beta, mc.energy, yerr=mc.energy_err, fmt="^", ms=3, color="k",
                     label="MC quench energy")
     ax.axhline(0, color="k", lw=0.4)
     ax.set_xlabel("inverse temperature beta")
-    ax.set_title("(b) BP against temperature")
-    ax.legend(fontsize=7)
+    ax.set_title("(b) BP against temperature (x: not converged)")
+    ax.legend(fontsize=6)
+    axr.set_xlabel("inverse temperature beta")
+    axr.set_ylabel("last residual max |dm|")
+    axr.set_title("(c) BP stability")
+    axr.legend(fontsize=7)
     fig.tight_layout()
     return fig

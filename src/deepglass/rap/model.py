@@ -33,9 +33,36 @@ import pandas as pd
 from ..errors import DeepglassError, TooLargeError
 
 __all__ = ["RAPModel", "expected_factors", "path_probability", "check_parameters",
-           "bp_bytes_per_factor"]
+           "bp_bytes_per_factor", "degree_law", "normalize_construction", "CONSTRUCTIONS"]
 
-CONSTRUCTIONS = ("independent", "correlated")
+#: "units" (paper 001, the default): hidden units active and synapses present
+#: independently, every path the masks allow is active; "independent": each path
+#: active independently.
+CONSTRUCTIONS = ("units", "independent")
+#: former names, accepted with a DeprecationWarning
+_ALIASES = {"correlated": "units"}
+
+
+def normalize_construction(construction: str) -> str:
+    """The canonical construction name; ``"correlated"`` (former name of
+    ``"units"``) is accepted with a :class:`DeprecationWarning`.
+
+    Raises
+    ------
+    DeepglassError
+        For an unknown name (one line).
+    """
+    if construction in _ALIASES:
+        import warnings
+
+        new = _ALIASES[construction]
+        warnings.warn(f"construction {construction!r} is now called {new!r}; the old name "
+                      "will be removed", DeprecationWarning, stacklevel=3)
+        return new
+    if construction not in CONSTRUCTIONS:
+        raise DeepglassError(
+            f"construction must be one of {', '.join(CONSTRUCTIONS)}, got {construction!r}")
+    return construction
 
 #: bytes of working memory per factor for belief propagation (messages, fields,
 #: temporaries, index arrays); used to refuse instances that would not fit.
@@ -50,6 +77,71 @@ def path_probability(a: Sequence[float], p: Sequence[float]) -> float:
 def expected_factors(N: int, a: Sequence[float], p: Sequence[float]) -> float:
     """Expected number of active paths, ``N^3 a1 a2 (1-p1)(1-p2)(1-p3)`` (both constructions)."""
     return float(N) ** 3 * path_probability(a, p)
+
+
+def _factors_upper(N: int, a: Sequence[float], p: Sequence[float]) -> float:
+    """A high quantile of the number of active paths (mean + 6 standard deviations).
+
+    In the units construction ``M`` is a product of unit and synapse counts, so
+    its relative spread is dominated by the ``N`` hidden units of each layer and
+    the ``N`` output synapses: ``Var M / E[M]^2 ~ (1-a1)/(N a1) + (1-a2)/(N a2)
+    + p3/(N (1-p3))``; the Poisson term ``sqrt(E M)`` covers the independent
+    construction.
+    """
+    mean = expected_factors(N, a, p)
+    if mean <= 0:
+        return 10.0
+    rel2 = 0.0
+    for q in (a[0], a[1], 1.0 - p[2]):
+        rel2 += (1.0 - q) / (N * q)
+    return mean * (1.0 + 6.0 * math.sqrt(rel2)) + 6.0 * math.sqrt(max(mean, 1.0)) + 10
+
+
+def degree_law(N: int, a: Sequence[float], p: Sequence[float], population: int,
+               construction: str = "units") -> tuple[np.ndarray, np.ndarray]:
+    """Exact expected number of weights of one population per degree (paper Fig. 3a).
+
+    Returns ``(degrees, expected_counts)`` for degrees ``1..d_max`` (a weight is a
+    variable of the model only when its degree is >= 1).  By linearity of
+    expectation, in the units construction (``b(n, q)`` = binomial law):
+
+    - ``W1`` (``w1_ij``): ``N^2 a1 (1-p1)`` candidates, degree = number of usable
+      ``k`` (unit active, ``w2_jk`` and ``w3_k`` present): ``b(N, a2 (1-p2)(1-p3))``;
+    - ``W2`` (``w2_jk``): ``N^2 a1 a2 (1-p2)(1-p3)`` candidates, degree = present
+      ``w1_.j``: ``b(N, 1-p1)``;
+    - ``W3`` (``w3_k``): ``N a2 (1-p3)`` candidates, degree = sum over the
+      ``J ~ b(N, a1 (1-p2))`` usable ``j`` of ``b(N, 1-p1)``, i.e. ``b(J N, 1-p1)``
+      mixed over ``J``.
+
+    In the independent construction (path probability ``P``) ``W1``, ``W2`` have
+    ``N^2`` candidates of degree ``b(N, P)`` and ``W3`` ``N`` of degree ``b(N^2, P)``.
+    Cost O(d_max) (O(N d_max) for ``W3`` of the units construction).
+    """
+    from scipy.stats import binom
+
+    construction = normalize_construction(construction)
+    if population not in (1, 2, 3):
+        raise DeepglassError(f"population must be 1, 2 or 3, got {population!r}")
+    a1, a2 = (float(v) for v in a)
+    p1, p2, p3 = (float(v) for v in p)
+    if construction == "independent":
+        P = path_probability(a, p)
+        n, cand = (N, N * N) if population < 3 else (N * N, N)
+        d = np.arange(1, n + 1)
+        return d, cand * binom.pmf(d, n, P)
+    if population == 1:
+        d = np.arange(1, N + 1)
+        return d, N * N * a1 * (1 - p1) * binom.pmf(d, N, a2 * (1 - p2) * (1 - p3))
+    if population == 2:
+        d = np.arange(1, N + 1)
+        return d, N * N * a1 * a2 * (1 - p2) * (1 - p3) * binom.pmf(d, N, 1 - p1)
+    d = np.arange(1, N * N + 1)
+    law = np.zeros(d.size)
+    pj = binom.pmf(np.arange(N + 1), N, a1 * (1 - p2))
+    for J in range(1, N + 1):
+        if pj[J] > 0:
+            law += pj[J] * binom.pmf(d, J * N, 1 - p1)
+    return d, N * a2 * (1 - p3) * law
 
 
 def check_parameters(N: int, a: Sequence[float], p: Sequence[float],
@@ -71,43 +163,39 @@ def check_parameters(N: int, a: Sequence[float], p: Sequence[float],
     for name, v in (("a1", a[0]), ("a2", a[1]), ("p1", p[0]), ("p2", p[1]), ("p3", p[2])):
         if not (isinstance(v, (int, float, np.floating, np.integer)) and 0.0 <= float(v) <= 1.0):
             raise DeepglassError(f"{name} must be a probability in [0, 1], got {v!r}")
-    if construction not in CONSTRUCTIONS:
-        raise DeepglassError(
-            f"construction must be one of {', '.join(CONSTRUCTIONS)}, got {construction!r}")
+    normalize_construction(construction)
     if float(N) ** 3 >= 2.0 ** 62:
         raise TooLargeError(f"N = {N} is too large: N^3 path ids overflow 64-bit integers")
     if max_memory_gb is not None:
         from ..memory import check_fits
 
         mean = expected_factors(N, a, p)
-        worst = mean + 6.0 * math.sqrt(max(mean, 1.0)) + 10
+        worst = _factors_upper(N, a, p)
         check_fits(worst * bp_bytes_per_factor,
                    f"instance too large: N = {N} gives ~{mean:.3g} active paths whose messages",
                    "lower N or the activation probabilities", max_memory_gb)
 
 
-def _sample_distinct(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
-    """A uniformly random ``m``-subset of ``range(n)``, sorted, in O(m log m) memory/time.
+def _first_distinct(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
+    """The first ``m`` distinct values of an i.i.d. uniform stream on ``range(n)``, sorted.
 
-    Draws with replacement and takes the union until it holds at least ``m`` ids,
-    then keeps a uniform ``m``-subset of the union.  Every decision depends only on
-    set sizes, so the law is invariant under permutations of ``range(n)``: the
-    result is a uniform ``m``-subset.  For ``m > n/2`` the complement is drawn.
+    The stream is drawn in chunks of fixed, growing sizes (``2^16, 2^17, ...``),
+    which do not depend on ``m``: the result for ``m' < m`` is a subset of the
+    result for ``m`` (the coupling the phase scan's continuation needs).  The
+    first ``m`` distinct values of an exchangeable stream are a uniform
+    ``m``-subset.  O(m log m) time and memory while ``m << n``; near ``m = n`` it
+    is the coupon collector's O(n log n).
     """
     if m <= 0:
         return np.empty(0, dtype=np.int64)
-    if m > n // 2:
-        out = np.ones(n, dtype=bool)
-        out[_sample_distinct(rng, n, n - m)] = False
-        return np.flatnonzero(out).astype(np.int64)
-    chosen = np.unique(rng.integers(0, n, size=m, dtype=np.int64))
-    while chosen.size < m:
-        need = m - chosen.size
-        extra = rng.integers(0, n, size=int(need * 1.25) + 16, dtype=np.int64)
-        chosen = np.union1d(chosen, extra)
-    if chosen.size > m:
-        chosen = np.sort(rng.choice(chosen, size=m, replace=False))
-    return chosen
+    chunks, size = [], 1 << 16
+    while True:
+        chunks.append(rng.integers(0, n, size=size, dtype=np.int64))
+        stream = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        uniq, first = np.unique(stream, return_index=True)
+        if uniq.size >= m:
+            return np.sort(stream[np.sort(first)[:m]])
+        size *= 2
 
 
 def _compact(global_ids: np.ndarray, n_global: int) -> tuple[np.ndarray, np.ndarray]:
@@ -137,14 +225,23 @@ class RAPModel:
         Activation probabilities ``(a1, a2)`` of the hidden units of layers 1, 2.
     p : (float, float, float)
         Dilution probabilities ``(p1, p2, p3)`` of the populations ``W1, W2, W3``.
-    construction : {"independent", "correlated"}
-        ``"independent"`` (paper): each of the ``N^3`` candidate paths is active
+    construction : {"units", "independent"}
+        ``"units"`` (paper 001, default): each hidden unit of layer ``l`` is active
+        with probability ``a_l`` and each synapse of ``W_l`` present with ``1 - p_l``,
+        independently; every path these masks allow is active (O(N^2 + M)).  The
+        three populations then have separate degree laws (:func:`degree_law`):
+        three peaks, and results that depend on which population is diluted.
+        ``"independent"``: each of the ``N^3`` candidate paths is active
         independently with probability ``a1 a2 (1-p1)(1-p2)(1-p3)``; the number of
-        active paths is drawn from the binomial law and that many distinct path ids
-        are sampled uniformly, without enumerating the ``N^3`` candidates
-        (O(M log M)).  ``"correlated"``: one Bernoulli mask per weight (present
-        with ``1 - p_l``) and per hidden unit (active with ``a_l``); every path they
-        allow is active (O(N^2 + M)).
+        active paths is the binomial quantile of one uniform and the paths the
+        first that many distinct ids of a uniform stream, without enumerating
+        the ``N^3`` candidates (O(M log M)); ``W1`` and ``W2`` then share one degree
+        law.  ``"correlated"`` is the former name of ``"units"`` (deprecated).
+
+        Both constructions are *coupled* in ``a`` and ``p``: for one seed, an
+        instance with larger dilutions (or smaller activations) has a subset of
+        the active paths of one with smaller dilutions, so a scan in ``p`` follows
+        one disorder realization (:meth:`message_map` carries messages along).
     seed : int
         Seed of the instance (masks, input ``x``).
     max_memory_gb : float or None
@@ -172,7 +269,7 @@ class RAPModel:
     N: int
     a: tuple[float, float] = (0.5, 0.3)
     p: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    construction: str = "independent"
+    construction: str = "units"
     seed: int = 0
     max_memory_gb: float | None = 4.0
     x: np.ndarray = field(init=False, repr=False)
@@ -186,21 +283,28 @@ class RAPModel:
     def __post_init__(self):
         self.a = tuple(float(v) for v in self.a)
         self.p = tuple(float(v) for v in self.p)
+        self.construction = normalize_construction(self.construction)
         check_parameters(self.N, self.a, self.p, self.construction, self.max_memory_gb)
         self.N = int(self.N)
         rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), 0x524150]))
         N = self.N
         self.x = (2 * rng.integers(0, 2, size=N) - 1).astype(np.int8)
         if self.construction == "independent":
+            from scipy.stats import binom
+
             n_total = N ** 3
-            m = int(rng.binomial(n_total, path_probability(self.a, self.p)))
-            paths = _sample_distinct(rng, n_total, m)
+            P = path_probability(self.a, self.p)
+            # the binomial quantile of one uniform: monotone in P for this seed
+            u = rng.random()
+            m = n_total if P >= 1.0 else (0 if P <= 0.0 else int(binom.ppf(u, n_total, P)))
+            paths = _first_distinct(rng, n_total, min(m, n_total))
         else:
-            paths = self._correlated_paths(rng)
+            paths = self._unit_paths(rng)
         self._build(paths)
 
     # -- construction ------------------------------------------------------
-    def _correlated_paths(self, rng: np.random.Generator) -> np.ndarray:
+    def _unit_paths(self, rng: np.random.Generator) -> np.ndarray:
+        # thresholds of fixed uniforms: the masks are monotone in a and p (coupling)
         N = self.N
         a1, a2 = self.a
         p1, p2, p3 = self.p
@@ -269,6 +373,23 @@ class RAPModel:
         obj._build(ids)
         return obj
 
+    def message_map(self, other: "RAPModel") -> tuple[np.ndarray, np.ndarray]:
+        """Where this instance's factors sit in ``other`` (a coupled instance).
+
+        Returns ``(found, index)``: ``found[a]`` tells whether path ``a`` of this
+        instance is active in ``other`` too, and ``other``'s factor ``index[a]`` is
+        the same path (where found).  Messages ``m_{i->a}`` of ``other`` carry
+        over as ``msgs[index[found]]`` (columns are the populations in both).
+        O(M log M') by binary search in the sorted path ids.
+        """
+        if other.N != self.N:
+            raise DeepglassError(f"instances of different N ({self.N}, {other.N})")
+        idx = np.searchsorted(other.paths, self.paths)
+        idx = np.minimum(idx, max(other.paths.size - 1, 0))
+        found = (other.paths[idx] == self.paths) if other.paths.size else \
+            np.zeros(self.paths.size, dtype=bool)
+        return found, idx
+
     # -- sizes -------------------------------------------------------------
     @property
     def n_factors(self) -> int:
@@ -329,11 +450,12 @@ class RAPModel:
     def degree_table(self) -> pd.DataFrame:
         """Degree distribution per population: columns ``population, degree, count, fraction``.
 
-        ``fraction`` is the share of all ``N_w`` weights.  In the independent
-        construction ``W1`` and ``W2`` degrees are both ``Binomial(N, P)`` (conditioned
-        on >= 1) and ``W3`` is ``Binomial(N^2, P)``; in the correlated construction the
-        three populations peak near ``N a2 (1-p2)(1-p3)``, ``N (1-p1)`` and
-        ``N^2 a1 (1-p1)(1-p2)``: three separate peaks (paper Fig. 3a).
+        ``fraction`` is the share of all ``N_w`` weights.  In the units construction
+        the three populations peak near ``N a2 (1-p2)(1-p3)``, ``N (1-p1)`` and
+        ``N^2 a1 (1-p1)(1-p2)``: three separate peaks (paper Fig. 3a); in the
+        independent construction ``W1`` and ``W2`` degrees are both
+        ``Binomial(N, P)`` (conditioned on >= 1) and ``W3`` is ``Binomial(N^2, P)``.
+        The exact expected counts are :func:`degree_law`.
         """
         rows = []
         for l in (1, 2, 3):

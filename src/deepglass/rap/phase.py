@@ -1,34 +1,49 @@
 """Phase diagram of the RAP model under dilution (SPEC section 6; paper 001 Figs. 3-4).
 
 For one diluted population ``l`` and each ``(beta, a2)``, the dilution ``p_l`` is
-scanned over a grid.  At every grid point and disorder sample one instance is
-built and solved by
+scanned over a grid, linear in ``p`` or in ``log(1 - p)`` (``scale="log1m"``,
+for transitions close to ``p = 1``).  Each disorder sample is one realization
+of the *coupled* family of instances (:class:`RAPModel`: the same seed for every
+``p``, so a larger ``p`` keeps a subset of the active paths), and BP follows two
+branches along it by **continuation**, each point started from its neighbour's
+fixed point (messages of the surviving factors carried over,
+:meth:`RAPModel.message_map`):
 
-- BP from a small random start (the paramagnetic-like branch, ``q = 0`` where the
-  paramagnet is locally stable) and from the polarized start (messages aligned
-  with the planted ground state: the spin-glass branch, ``q > 0`` while it exists);
-- a Monte Carlo quench from a random configuration to ``beta`` (paper Appendix B).
+- the *random* branch, from a small random start at the largest ``p`` and
+  continued downwards (new factors get small random messages): the
+  paramagnet ``q = 0`` where it is locally stable -- for this 3-body model at
+  every ``p``, since ``u = atanh(t m m)`` has zero Jacobian at ``m = 0``;
+- the *ordered* (polarized) branch, from the planted polarized start at the
+  smallest ``p`` and continued upwards, while it stays ordered (``q >
+  q_threshold``).
 
-From the sample means of the two BP branches :func:`find_transitions` locates
+BP at each point runs until converged or provably not (:func:`run_bp`: a
+residual that does not fall even at the largest damping is ``stalled``; one
+still falling at ``max_iter`` is ``slow``).  Between converged grid points,
+:func:`scan_phase` then **bisects** (in ``p`` or ``log(1 - p)``), carrying the
+ordered messages from the lower end of the bracket:
 
-- the first-order transition ``p_c`` where their Bethe free energies cross (linear
-  interpolation of ``Delta f = f_polarized - f_random``); when the ordered branch
-  joins the paramagnetic one (``"merge"``) or ends (``"branch-end"``) before
-  ``Delta f`` changes sign, ``p_c`` is the midpoint of the bracketing grid points;
-- the spinodal ``p_sp`` where the polarized branch stops being ordered;
-- the hysteresis (coexistence) window ``[p_lo, p_sp]`` where the two branches are
-  different fixed points; ``p_lo`` equals the scan minimum (``low_censored``)
-  when the paramagnetic branch stays locally stable over the whole scan, as it
-  does for a 3-body model.
+- the first-order transition ``p_c`` where the sample-mean free-energy
+  difference ``Delta f = f_ordered - f_random`` changes sign, to a bracket of
+  width ``bracket_tol`` (``p_c`` interpolated inside it, method ``"crossing"``);
+- the spinodal ``p_sp`` where the ordered branch ends.  If it ends while still
+  the lower free energy, the transition is at the spinodal (``"branch-end"``,
+  bracketed the same way); ``"above-scan"`` / ``"none"`` when the ordered branch
+  is lower over the whole scan / never ordered;
+- the hysteresis (coexistence) window ``[p_lo, p_sp]`` where the two branches
+  are different fixed points (``low_censored`` when ``p_lo`` is the scan
+  minimum, as for this 3-body model).
 
-In the independent (paper) construction only the product
-``(1-p1)(1-p2)(1-p3)`` enters the law of an instance, so diluting any of the
-three populations gives the same phase diagram; which population is diluted
-matters in the correlated construction (one mask per weight).
+In the units construction (the paper's) the three populations have different
+degree laws, so which population is diluted matters; in the independent one
+only the product ``(1-p1)(1-p2)(1-p3)`` enters.
 
-Every grid point is one unit of a :class:`deepglass.store.RunDir`, so a run
-resumes where it stopped.  Cost per point: two BP runs (O(M) per iteration) and
-``mc_sweeps N_w`` Monte Carlo proposals.
+Each ``(beta, a2)`` (all its samples, grid points and bisection steps) is one
+unit of a :class:`deepglass.store.RunDir`, so a run resumes where it stopped.
+Cost per grid point and sample: two BP runs (O(M) per iteration, few
+iterations thanks to continuation, many only next to the spinodal), plus
+``mc_sweeps N_w`` Monte Carlo proposals; a bisection step costs two BP runs per
+sample.
 """
 
 from __future__ import annotations
@@ -44,10 +59,32 @@ import pandas as pd
 from ..errors import DeepglassError
 from .bp import check_beta, run_bp
 from .mc import METHODS, run_mc
-from .model import CONSTRUCTIONS, RAPModel, check_parameters
+from .model import RAPModel, check_parameters, normalize_construction
 
 __all__ = ["PhaseConfig", "PhaseResult", "scan_phase", "find_transitions",
-           "aggregate_points", "unit_id"]
+           "aggregate_points", "unit_id", "p_grid", "SCALES"]
+
+SCALES = ("linear", "log1m")
+
+
+def p_grid(p_min: float, p_max: float, n: int, scale: str = "linear") -> list[float]:
+    """``n`` dilutions from ``p_min`` to ``p_max``, equally spaced in ``p``
+    (``"linear"``) or in ``log(1 - p)`` (``"log1m"``, needs ``p_max < 1``)."""
+    if scale not in SCALES:
+        raise DeepglassError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    if n < 2 or not (0.0 <= p_min < p_max <= 1.0):
+        raise DeepglassError(f"need n >= 2 and 0 <= p_min < p_max <= 1, got {n}, {p_min}, {p_max}")
+    if scale == "linear":
+        return [round(float(v), 6) for v in np.linspace(p_min, p_max, n)]
+    if p_max >= 1.0:
+        raise DeepglassError("a log(1 - p) grid needs p_max < 1")
+    return [float(1.0 - v) for v in np.geomspace(1.0 - p_min, 1.0 - p_max, n)]
+
+
+def _midpoint(lo: float, hi: float, scale: str) -> float:
+    if scale == "log1m":
+        return float(1.0 - math.sqrt((1.0 - lo) * (1.0 - hi)))
+    return 0.5 * (lo + hi)
 
 
 @dataclass
@@ -56,7 +93,10 @@ class PhaseConfig:
 
     ``p_values`` are the dilutions of population ``population``; the other two
     populations keep ``p_fixed``.  ``betas`` and ``a2s`` are scanned as outer
-    loops (Fig. 4).  ``mc_sweeps = 0`` skips Monte Carlo.
+    loops (Fig. 4).  ``mc_sweeps = 0`` skips Monte Carlo.  ``scale`` is how
+    bisection splits a bracket (``"log1m"``: in ``log(1 - p)``); bisection stops at
+    a bracket narrower than ``bracket_tol`` (in ``p``) or after ``max_bisect``
+    steps.  ``max_iter`` caps each BP run (continuation keeps most runs short).
     """
 
     N: int = 100
@@ -67,11 +107,14 @@ class PhaseConfig:
     a2s: list = field(default_factory=lambda: [0.5])
     p_fixed: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
     samples: int = 2
-    construction: str = "independent"
+    construction: str = "units"
+    scale: str = "linear"
+    bracket_tol: float = 0.002
+    max_bisect: int = 12
     seed: int = 0
     damping: float | str = "auto"
     tol: float = 1e-6
-    max_iter: int = 3000
+    max_iter: int = 20000
     init_scale: float = 0.1
     mc_sweeps: int = 1000
     mc_method: str = "metropolis"
@@ -96,8 +139,15 @@ class PhaseConfig:
             raise DeepglassError("p_fixed must hold three probabilities")
         if self.samples < 1:
             raise DeepglassError(f"samples must be >= 1, got {self.samples}")
-        if self.construction not in CONSTRUCTIONS:
-            raise DeepglassError(f"construction must be one of {', '.join(CONSTRUCTIONS)}")
+        self.construction = normalize_construction(self.construction)
+        if self.scale not in SCALES:
+            raise DeepglassError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        if self.scale == "log1m" and max(pv) >= 1.0:
+            raise DeepglassError("a log(1 - p) scan needs dilutions < 1")
+        if not (self.bracket_tol > 0) or int(self.max_bisect) < 0:
+            raise DeepglassError("bracket_tol must be > 0 and max_bisect >= 0")
+        if int(self.max_iter) < 1:
+            raise DeepglassError(f"max_iter must be >= 1, got {self.max_iter}")
         if self.mc_sweeps != 0 and self.mc_sweeps < 4:
             raise DeepglassError(f"mc_sweeps must be 0 (no Monte Carlo) or >= 4, got {self.mc_sweeps}")
         if self.mc_method not in METHODS:
@@ -124,51 +174,311 @@ class PhaseConfig:
         return asdict(self)
 
 
-def unit_id(ib: int, ia: int, ip: int, s: int) -> str:
-    return f"b{ib:02d}_a{ia:02d}_p{ip:03d}_s{s:03d}"
+def unit_id(ib: int, ia: int) -> str:
+    return f"b{ib:02d}_a{ia:02d}"
 
 
-def _instance_seed(cfg: PhaseConfig, ib: int, ia: int, ip: int, s: int) -> int:
-    # independent instances per (a2, p, sample); the same instances for every beta
-    return int(np.random.SeedSequence([cfg.seed, ia, ip, s]).generate_state(1)[0])
+def _instance_seed(cfg: PhaseConfig, s: int) -> int:
+    # one disorder realization per sample, shared by every p, a2 and beta: the
+    # instances along a scan are coupled (continuation, bisection)
+    return int(np.random.SeedSequence([cfg.seed, s]).generate_state(1)[0])
 
 
-def scan_point(cfg: PhaseConfig, ib: int, ia: int, ip: int, s: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Solve one grid point: BP (two starts) and MC on one instance.
+class _Family:
+    """The coupled instances of one disorder sample at fixed ``a2`` (cached by ``p``)."""
 
-    Returns ``(points, degrees)``: tidy rows (one per solver/branch) and the
-    degree distribution of the instance.
-    """
-    beta, a2, p = cfg.betas[ib], cfg.a2s[ia], cfg.p_values[ip]
-    seed = _instance_seed(cfg, ib, ia, ip, s)
-    model = RAPModel(cfg.N, a=(cfg.a1, a2), p=cfg.p_point(p), construction=cfg.construction,
-                     seed=seed, max_memory_gb=cfg.max_memory_gb)
-    base = {"beta": beta, "a1": cfg.a1, "a2": a2, "population": cfg.population, "p": p,
+    def __init__(self, cfg: PhaseConfig, a2: float, s: int):
+        self.cfg, self.a2, self.s = cfg, a2, s
+        self.seed = _instance_seed(cfg, s)
+        self._cache: dict[float, RAPModel] = {}
+
+    def model(self, p: float) -> RAPModel:
+        m = self._cache.get(p)
+        if m is None:
+            m = RAPModel(self.cfg.N, a=(self.cfg.a1, self.a2), p=self.cfg.p_point(p),
+                         construction=self.cfg.construction, seed=self.seed,
+                         max_memory_gb=self.cfg.max_memory_gb)
+            self._cache[p] = m
+        return m
+
+    def drop(self, keep: set) -> None:
+        for p in [p for p in self._cache if p not in keep]:
+            del self._cache[p]
+
+
+def _carry(model: RAPModel, prev: RAPModel | None, msgs: np.ndarray | None,
+           rng: np.random.Generator, scale: float) -> np.ndarray | str:
+    """Start messages on ``model`` from ``prev``'s fixed point ``msgs``: surviving
+    factors keep theirs, new ones get uniform messages in ``[-scale, scale]``."""
+    if prev is None or msgs is None or prev.n_factors == 0:
+        return "random" if scale < 1.0 else "polarized"
+    found, idx = model.message_map(prev)
+    start = rng.uniform(-scale, scale, size=(model.n_factors, 3))
+    start[found] = msgs[idx[found]]
+    return start
+
+
+def _solve(cfg: PhaseConfig, model: RAPModel, beta: float, start, seed: int,
+           init_scale: float = 1.0):
+    t0 = time.perf_counter()
+    r = run_bp(model, beta, start=start, damping=cfg.damping, tol=cfg.tol,
+               max_iter=cfg.max_iter, seed=seed, init_scale=init_scale)
+    return r, time.perf_counter() - t0
+
+
+def _row(base: dict, branch: str, r, seconds: float, kind: str) -> dict:
+    return {**base, "solver": "bp", "branch": branch, "kind": kind, "energy": r.energy,
+            "energy_err": 0.0, "entropy": r.entropy, "free_energy": r.free_energy,
+            "q": r.q, "m_planted": r.m_planted, "converged": r.converged,
+            "status": r.status, "oscillating": r.oscillating, "iterations": r.iterations,
+            "damping": r.damping, "seconds": seconds,
+            **{f"q_w{l}": v for l, v in r.q_by_population.items()}}
+
+
+def _base(cfg, beta, a2, p, s, model, seed) -> dict:
+    return {"beta": beta, "a1": cfg.a1, "a2": a2, "population": cfg.population, "p": p,
             "sample": s, "instance_seed": seed, "alpha": model.alpha,
             "n_factors": model.n_factors, "n_weights": model.n_weights}
+
+
+class _Case:
+    """Continuation and bisection for one ``(beta, a2)``, all samples together."""
+
+    def __init__(self, cfg: PhaseConfig, ib: int, ia: int):
+        self.cfg, self.beta, self.a2 = cfg, cfg.betas[ib], cfg.a2s[ia]
+        self.fams = [_Family(cfg, self.a2, s) for s in range(cfg.samples)]
+        self.rows: list[dict] = []
+        self.rng = np.random.default_rng([cfg.seed, ib, ia])
+
+    def alive(self, r) -> bool:
+        return bool(r.converged and r.q > self.cfg.q_threshold)
+
+    # -- the random (paramagnetic-like) branch, downwards -------------------
+    def random_branch(self) -> dict:
+        cfg, out = self.cfg, {}
+        for fam in self.fams:
+            prev = msgs = None
+            for p in reversed(cfg.p_values):
+                m = fam.model(p)
+                base = _base(cfg, self.beta, self.a2, p, fam.s, m, fam.seed)
+                if m.n_factors == 0:
+                    self.rows.append({**base, "solver": "bp", "branch": "random", "kind": "grid",
+                                      "converged": False, "status": "empty"})
+                    out[(fam.s, p)] = None
+                    continue
+                start = _carry(m, prev, msgs, self.rng, cfg.init_scale)
+                r, dt = _solve(cfg, m, self.beta, start, fam.seed, cfg.init_scale)
+                self.rows.append(_row(base, "random", r, dt, "grid"))
+                out[(fam.s, p)] = r
+                if r.converged:
+                    prev, msgs = m, r.messages
+            fam.drop(set())
+        return out
+
+    def random_at(self, fam: _Family, p: float):
+        m = fam.model(p)
+        r, dt = _solve(self.cfg, m, self.beta, "random", fam.seed, self.cfg.init_scale)
+        self.rows.append(_row(_base(self.cfg, self.beta, self.a2, p, fam.s, m, fam.seed),
+                              "random", r, dt, "bisection"))
+        return r
+
+    def ordered_at(self, fam: _Family, p: float, prev_p: float, msgs, kind: str):
+        m = fam.model(p)
+        start = _carry(m, fam.model(prev_p), msgs, self.rng, 1.0) if msgs is not None \
+            else "polarized"
+        r, dt = _solve(self.cfg, m, self.beta, start, fam.seed)
+        self.rows.append(_row(_base(self.cfg, self.beta, self.a2, p, fam.s, m, fam.seed),
+                              "polarized", r, dt, kind))
+        return r
+
+    # -- bisection ---------------------------------------------------------
+    def _ordered_mid(self, lo: float, mid: float, msgs_lo: list):
+        res = [self.ordered_at(f, mid, lo, msgs_lo[f.s], "bisection") for f in self.fams]
+        return res, all(self.alive(r) for r in res)
+
+    def _delta_f(self, mid: float, res: list) -> float:
+        rnd = [self.random_at(f, mid) for f in self.fams]
+        if not all(r.converged for r in rnd):
+            return math.nan
+        return float(np.mean([a.free_energy - b.free_energy for a, b in zip(res, rnd)]))
+
+    def _done(self, lo: float, hi: float, steps: int) -> bool:
+        return steps >= self.cfg.max_bisect or hi - lo <= self.cfg.bracket_tol
+
+    def bisect_crossing(self, lo, hi, msgs_lo, df_lo, df_hi):
+        """Shrink ``[lo, hi]`` with ``Delta f(lo) < 0 < Delta f(hi)``, the ordered
+        branch alive at both ends; stops early where a midpoint is not a
+        converged ordered point (its sign is then unknown)."""
+        steps = 0
+        while not self._done(lo, hi, steps):
+            mid = _midpoint(lo, hi, self.cfg.scale)
+            steps += 1
+            res, alive = self._ordered_mid(lo, mid, msgs_lo)
+            df = self._delta_f(mid, res) if alive else math.nan
+            for f in self.fams:
+                f.drop({lo, hi})
+            if not math.isfinite(df):
+                break
+            if df < 0:
+                lo, df_lo, msgs_lo = mid, df, [r.messages for r in res]
+            else:
+                hi, df_hi = mid, df
+        return lo, hi, df_lo, df_hi, steps
+
+    def bisect_spinodal(self, lo, hi, msgs_lo, df_lo, track: bool):
+        """Shrink ``[lo, hi]``, ordered branch alive at ``lo`` and not at ``hi``.
+
+        With ``track`` (``Delta f(lo) < 0``), the first alive midpoint with
+        ``Delta f > 0`` is returned as a crossing bracket ``(lo, mid, msgs_lo,
+        df_lo, df_mid)``; the search then goes on for the spinodal above it.
+        """
+        steps, crossing = 0, None
+        while not self._done(lo, hi, steps):
+            mid = _midpoint(lo, hi, self.cfg.scale)
+            steps += 1
+            res, alive = self._ordered_mid(lo, mid, msgs_lo)
+            if alive and track:
+                df = self._delta_f(mid, res)
+                if math.isfinite(df) and df > 0:
+                    crossing, track = (lo, mid, msgs_lo, df_lo, df), False
+                elif math.isfinite(df):
+                    df_lo = df
+            for f in self.fams:
+                f.drop({lo, hi})
+            if alive:
+                lo, msgs_lo = mid, [r.messages for r in res]
+            else:
+                hi = mid
+        return lo, hi, steps, crossing
+
+    # -- the ordered branch, upwards, with both bisections -----------------
+    def run(self) -> dict:
+        cfg = self.cfg
+        rand = self.random_branch()
+        trans = {"beta": self.beta, "a2": self.a2, "method": "none", "p_c": math.nan,
+                 "p_c_lo": math.nan, "p_c_hi": math.nan, "p_spinodal": math.nan,
+                 "p_sp_lo": math.nan, "p_sp_hi": math.nan, "n_bisections": 0,
+                 "n_unconverged": 0}
+        last = None            # (p, messages per sample, mean Delta f) of the last alive point
+        msgs, prev_p = [None] * cfg.samples, [None] * cfg.samples
+        crossing = ended = False
+        for p in cfg.p_values:
+            if ended:          # past the spinodal: only the random branch remains
+                break
+            res = [self.ordered_at(f, p, prev_p[f.s] if prev_p[f.s] is not None else p,
+                                   msgs[f.s], "grid") for f in self.fams]
+            rnd = [rand[(f.s, p)] for f in self.fams]
+            conv = all(r.converged for r in res) and all(r is not None and r.converged
+                                                           for r in rnd)
+            alive = conv and all(self.alive(r) for r in res)
+            if not conv:
+                trans["n_unconverged"] += 1
+                for f in self.fams:
+                    f.drop(set())
+                continue
+            df = float(np.mean([a.free_energy - b.free_energy for a, b in zip(res, rnd)])) \
+                if alive else math.nan
+            if last is None and alive and df > 0:
+                trans["method"] = "below-scan"    # the ordered branch is never the lower
+            if last is not None:
+                p0, m0, df0 = last
+                if alive and df > 0 and df0 < 0 and not crossing:
+                    lo, hi, dlo, dhi, k = self.bisect_crossing(p0, p, m0, df0, df)
+                    trans["n_bisections"] += k
+                    self._set_crossing(trans, lo, hi, dlo, dhi)
+                    crossing = True
+                elif not alive:                    # the ordered branch ended in (p0, p]
+                    lo, hi, k, cb = self.bisect_spinodal(p0, p, m0, df0,
+                                                         track=not crossing and df0 < 0)
+                    trans["n_bisections"] += k
+                    if cb is not None:
+                        clo, chi, dlo, dhi, k = self.bisect_crossing(*cb)
+                        trans["n_bisections"] += k
+                        self._set_crossing(trans, clo, chi, dlo, dhi)
+                        crossing = True
+                    trans.update(p_sp_lo=lo, p_sp_hi=hi, p_spinodal=0.5 * (lo + hi))
+                    if not crossing and df0 < 0:
+                        # lower until it ends: the transition is at the spinodal
+                        trans.update(method="branch-end", p_c_lo=lo, p_c_hi=hi,
+                                     p_c=0.5 * (lo + hi))
+                    ended = True
+            if alive:
+                for f, r in zip(self.fams, res):
+                    msgs[f.s], prev_p[f.s] = r.messages, p
+                last = (p, list(msgs), df)
+            for f in self.fams:
+                f.drop({p})
+        if crossing:
+            trans["method"] = "crossing"
+        elif last is not None and not ended and last[2] < 0:
+            trans.update(method="above-scan", p_c_lo=last[0])
+        for f in self.fams:
+            f.drop(set())
+        self._finish(trans)
+        return trans
+
+    def _set_crossing(self, trans, lo, hi, dlo, dhi):
+        pc = lo - dlo * (hi - lo) / (dhi - dlo) if dhi != dlo else 0.5 * (lo + hi)
+        trans.update(p_c=float(pc), p_c_lo=float(lo), p_c_hi=float(hi), method="crossing")
+
+    def _finish(self, trans):
+        pts = pd.DataFrame(self.rows)
+        trans["bracket_width"] = trans["p_c_hi"] - trans["p_c_lo"]
+        grid = find_transitions(pts[pts.kind == "grid"], self.cfg.q_threshold)
+        g = grid.iloc[0].to_dict() if len(grid) else {}
+        h_lo = g.get("hysteresis_low", math.nan)
+        h_hi = trans["p_spinodal"] if math.isfinite(trans["p_spinodal"]) else \
+            g.get("hysteresis_high", math.nan)
+        trans.update(hysteresis_low=h_lo, hysteresis_high=h_hi,
+                     hysteresis_width=h_hi - h_lo if math.isfinite(h_lo) else math.nan,
+                     low_censored=bool(g.get("low_censored", False)),
+                     q_ordered_end=g.get("q_ordered_end", math.nan))
+        e_jump = s_jump = math.nan
+        if trans["method"] == "crossing":
+            s = aggregate_points(pts[pts.solver == "bp"])
+            r = s[s.branch == "random"].sort_values("p")
+            o = s[(s.branch == "polarized") & (s.q > self.cfg.q_threshold)].sort_values("p")
+            pc = trans["p_c"]
+            s_jump = float(np.interp(pc, r.p, r.entropy) - np.interp(pc, o.p, o.entropy))
+            e_jump = float(np.interp(pc, r.p, r.energy) - np.interp(pc, o.p, o.energy))
+        trans.update(entropy_jump=s_jump, energy_jump=e_jump)
+
+
+def _mc_rows(cfg: PhaseConfig, ib: int, ia: int) -> list[dict]:
     rows = []
-    if model.n_factors == 0:
-        for branch in ("random", "polarized"):
-            rows.append({**base, "solver": "bp", "branch": branch, "converged": False})
-        return pd.DataFrame(rows), model.degree_table().assign(p=p, a2=a2, sample=s)
-    for branch in ("random", "polarized"):
-        t0 = time.perf_counter()
-        r = run_bp(model, beta, start=branch, damping=cfg.damping, tol=cfg.tol,
-                   max_iter=cfg.max_iter, seed=seed, init_scale=cfg.init_scale if branch == "random" else 1.0)
-        rows.append({**base, "solver": "bp", "branch": branch, "energy": r.energy,
-                     "energy_err": 0.0, "entropy": r.entropy, "free_energy": r.free_energy,
-                     "q": r.q, "m_planted": r.m_planted, "converged": r.converged,
-                     "oscillating": r.oscillating, "iterations": r.iterations,
-                     "seconds": time.perf_counter() - t0,
-                     **{f"q_w{l}": v for l, v in r.q_by_population.items()}})
-    if cfg.mc_sweeps:
-        r = run_mc(model, beta, sweeps=cfg.mc_sweeps, method=cfg.mc_method, seed=seed)
-        rows.append({**base, "solver": "mc", "branch": "quench", "energy": r.energy,
-                     "energy_err": r.energy_err, "entropy": math.nan, "free_energy": math.nan,
-                     "q": r.q, "m_planted": r.m_planted, "converged": r.converged,
-                     "oscillating": False, "iterations": r.sweeps, "seconds": r.seconds})
-    deg = model.degree_table().assign(p=p, a2=a2, sample=s)
-    return pd.DataFrame(rows), deg
+    beta, a2 = cfg.betas[ib], cfg.a2s[ia]
+    for s in range(cfg.samples):
+        fam = _Family(cfg, a2, s)
+        for p in cfg.p_values:
+            m = fam.model(p)
+            if m.n_factors:
+                r = run_mc(m, beta, sweeps=cfg.mc_sweeps, method=cfg.mc_method, seed=fam.seed)
+                rows.append({**_base(cfg, beta, a2, p, s, m, fam.seed), "solver": "mc",
+                             "branch": "quench", "kind": "grid", "energy": r.energy,
+                             "energy_err": r.energy_err, "entropy": math.nan,
+                             "free_energy": math.nan, "q": r.q, "m_planted": r.m_planted,
+                             "converged": r.converged, "status": "", "oscillating": False,
+                             "iterations": r.sweeps, "seconds": r.seconds})
+            fam.drop(set())
+    return rows
+
+
+def scan_case(cfg: PhaseConfig, ib: int, ia: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One ``(beta, a2)``: both BP branches by continuation, bisections, MC.
+
+    Returns ``(points, transition, degrees)``: tidy rows (one per sample,
+    dilution, solver and branch; ``kind`` is ``"grid"`` or ``"bisection"``), the
+    one-row transition table and the degree distributions at the smallest
+    dilution.
+    """
+    case = _Case(cfg, ib, ia)
+    trans = case.run()
+    rows = case.rows + (_mc_rows(cfg, ib, ia) if cfg.mc_sweeps else [])
+    degs = []
+    for s in range(cfg.samples):
+        m = _Family(cfg, cfg.a2s[ia], s).model(cfg.p_values[0])
+        degs.append(m.degree_table().assign(p=cfg.p_values[0], a2=cfg.a2s[ia], sample=s))
+    return pd.DataFrame(rows), pd.DataFrame([trans]), pd.concat(degs, ignore_index=True)
 
 
 def aggregate_points(points: pd.DataFrame) -> pd.DataFrame:
@@ -189,7 +499,11 @@ def _bracket_mid(lo: float, hi: float) -> float:
 
 def find_transitions(points: pd.DataFrame, q_threshold: float = 0.05,
                      f_tol: float = 1e-7) -> pd.DataFrame:
-    """Transition point, spinodal and hysteresis window per (beta, a2).
+    """Transition point, spinodal and hysteresis window per (beta, a2), from grid tables.
+
+    Resolution is the grid's: :func:`scan_phase` refines these by bisection on
+    the instances themselves; this function serves tables read from elsewhere
+    and the grid-level quantities (hysteresis window) of a scan.
 
     Uses the sample means of the two BP branches (see module docstring), at the
     grid points where BP converged on every sample of both branches
@@ -308,40 +622,43 @@ def scan_phase(cfg: PhaseConfig, run=None,
     ----------
     cfg : PhaseConfig
     run : deepglass.store.RunDir, optional
-        Finished grid points are read back, new ones written as units
-        (tables ``points`` and ``degrees``), so an interrupted scan resumes.
+        Finished ``(beta, a2)`` cases are read back, new ones written as units
+        (tables ``points``, ``transitions``, ``degrees``), so an interrupted scan
+        resumes.
     advance : callable, optional
-        Called with 1 after each grid point (progress bars).
+        Called with 1 after each ``(beta, a2)`` case (progress bars).
     """
     cfg.validate()
     t0 = time.perf_counter()
-    units = [(ib, ia, ip, s) for ib in range(len(cfg.betas)) for ia in range(len(cfg.a2s))
-             for ip in range(len(cfg.p_values)) for s in range(cfg.samples)]
-    pts, degs = [], []
-    for key in units:
-        uid = unit_id(*key)
+    cases = [(ib, ia) for ib in range(len(cfg.betas)) for ia in range(len(cfg.a2s))]
+    pts, trs, degs = [], [], []
+    for ib, ia in cases:
+        uid = unit_id(ib, ia)
         if run is not None and run.has_unit("points", uid):
             if advance:
                 advance(1)
             continue
-        p_df, d_df = scan_point(cfg, *key)
+        p_df, t_df, d_df = scan_case(cfg, ib, ia)
         if run is not None:
-            if key[0] == 0:
+            if ib == 0:
                 run.write_unit("degrees", uid, d_df)
-            run.write_unit("points", uid, p_df)
+            run.write_unit("transitions", uid, t_df)
+            run.write_unit("points", uid, p_df)      # last: marks the unit finished
         else:
             pts.append(p_df)
-            if key[0] == 0:
+            trs.append(t_df)
+            if ib == 0:
                 degs.append(d_df)
         if advance:
             advance(1)
     if run is not None:
         points = run.read_units("points")
+        transitions = run.read_units("transitions")
         degrees = run.read_units("degrees")
     else:
         points = pd.concat(pts, ignore_index=True)
+        transitions = pd.concat(trs, ignore_index=True)
         degrees = pd.concat(degs, ignore_index=True) if degs else pd.DataFrame()
     summary = aggregate_points(points)
-    transitions = find_transitions(points, cfg.q_threshold)
-    return PhaseResult(cfg, points, summary, transitions, degrees,
+    return PhaseResult(cfg, points, summary, transitions.reset_index(drop=True), degrees,
                        seconds=time.perf_counter() - t0)
