@@ -44,6 +44,7 @@ Reshapes that keep the batch dimension are written batch-generically
 
 from __future__ import annotations
 
+import keyword
 import math
 import operator
 import os
@@ -129,13 +130,14 @@ def _to_tensor(proto) -> torch.Tensor:
 
     arr = numpy_helper.to_array(proto)
     if not arr.flags.writeable or not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr).copy()
+        arr = np.array(arr, order="C", copy=True)  # (np.ascontiguousarray would make a 0-d array 1-d)
     return torch.from_numpy(arr)
 
 
 def _safe(name: str) -> str:
     s = re.sub(r"\W", "_", name).strip("_").lower()
-    return s if s and not s[0].isdigit() else f"n_{s}"
+    s = s if s and not s[0].isdigit() else f"n_{s}"
+    return f"{s}_" if keyword.iskeyword(s) else s  # fx writes module names into Python code
 
 
 def _label(node) -> str:
@@ -975,8 +977,9 @@ class _Builder:
         """ONNX pads (b, e) and output_padding op -> torch padding b, output_padding op + b - e.
 
         Both crop the full transposed convolution (length ``s (n - 1) + d (k - 1) + 1``,
-        extended by ``op``) by ``b`` at the start; a negative output_padding is an
-        extra crop at the end.
+        extended by ``op``) by ``b`` at the start.  Where that output_padding is
+        outside ``[0, max(stride, dilation))``, the layer pads less and a slice
+        crops the rest.
         """
         x = self.inp(node, 0)
         w = self.need_const(node, 1, "weight")
@@ -1007,22 +1010,22 @@ class _Builder:
             pads = list(a.get("pads", [0] * (2 * spatial)))
             begin, end = pads[:spatial], pads[spatial:]
         torch_op = [op + lo - hi for op, lo, hi in zip(out_pad, begin, end)]
-        if any(q >= max(s, d) for q, s, d in zip(torch_op, strides, dil)):
-            self.refuse(node, f"pads {begin}/{end} with output_padding {out_pad} exceed what "
-                              "nn.ConvTranspose can express (output_padding < max(stride, dilation))")
-        crop = [max(-q, 0) for q in torch_op]
+        if all(0 <= q < max(s, d) for q, s, d in zip(torch_op, strides, dil)):
+            padding, crop = begin, None
+        else:  # pad less in the layer, then crop: full indices [b, full + op - e) of [p, full + q - p)
+            padding = [min(lo, max(hi - op, 0)) for lo, hi, op in zip(begin, end, out_pad)]
+            torch_op = [max(op - hi + p, 0) for op, hi, p in zip(out_pad, end, padding)]
+            out = [f + op - lo - hi for f, op, lo, hi in zip(full, out_pad, begin, end)]
+            crop = [slice(lo - p, lo - p + n) for lo, p, n in zip(begin, padding, out)]
         cls = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[spatial]
-        conv = cls(w.shape[0], w.shape[1] * groups, kernel, stride=strides, padding=begin,
-                   output_padding=[max(q, 0) for q in torch_op], groups=groups, bias=b is not None,
-                   dilation=dil, device="meta")
+        conv = cls(w.shape[0], w.shape[1] * groups, kernel, stride=strides, padding=padding,
+                   output_padding=torch_op, groups=groups, bias=b is not None, dilation=dil, device="meta")
         conv.weight = _param(w)
         if b is not None:
             conv.bias = _param(b)
         y = self.emit_module(node, conv, x)
-        if any(crop):
-            sizes = y.tensor.shape[2:]
-            index = (slice(None), slice(None), *(slice(0, n - c) for n, c in zip(sizes, crop)))
-            y = self.emit_function(operator.getitem, [y, index])
+        if crop is not None:
+            y = self.emit_function(operator.getitem, [y, (slice(None), slice(None), *crop)])
         self.set(node, y)
 
     def _pool(self, node, a, kind: str):
@@ -1298,12 +1301,12 @@ class _Builder:
             axes = list(range(rank)) if ax is None else [int(i) + rank if int(i) < 0 else int(i) for i in ax.tolist()]
         n = len(axes)
         per_axis = {ax: (pads[i], pads[i + n]) for i, ax in enumerate(axes)}
-        last = max((ax for ax, p in per_axis.items() if p != (0, 0)), default=None)
-        if last is None:
+        first = min((ax for ax, p in per_axis.items() if p != (0, 0)), default=None)
+        if first is None:
             self.set(node, x)
             return
         torch_pad: list[int] = []
-        for ax in range(rank - 1, last - 1, -1):  # F.pad lists the last axis first
+        for ax in range(rank - 1, first - 1, -1):  # F.pad lists the last axis first, down to the first padded one
             torch_pad += list(per_axis.get(ax, (0, 0)))
         self.set(node, self.emit_function(F.pad, [x, torch_pad], {"mode": "constant", "value": value}))
 
@@ -1329,7 +1332,9 @@ class _Builder:
 
         Nearest: the ONNX source index of every output position (coordinate
         transformation + rounding rule) is compared with what ``nearest`` and
-        ``nearest-exact`` pick, and the one that agrees everywhere is used.
+        ``nearest-exact`` pick, and the one that agrees everywhere is used;
+        where neither does (rounding of exact ties), the rows and columns are
+        gathered with ``index_select`` of those source indices, which is exact.
         Linear: ``align_corners`` -> ``align_corners=True``; ``half_pixel`` and
         ``pytorch_half_pixel`` -> ``align_corners=False`` (PyTorch's own mapping).
         """
@@ -1362,8 +1367,16 @@ class _Builder:
             scale_arg = sc
         kw = {"scale_factor": scale_arg} if scale_arg is not None else {"size": out}
         if mode == "nearest":
-            torch_mode = self._nearest_mode(node, in_sizes, out, sc, kw, ctm, nearest_mode)
-            self.set(node, self.emit_function(F.interpolate, [x], {**kw, "mode": torch_mode}))
+            want = [self._onnx_nearest(n, o, s, ctm, nearest_mode, node) for n, o, s in zip(in_sizes, out, sc)]
+            torch_mode = self._nearest_mode(in_sizes, kw, want)
+            if torch_mode is not None:
+                self.set(node, self.emit_function(F.interpolate, [x], {**kw, "mode": torch_mode}))
+                return
+            for ax, (n, index) in enumerate(zip(in_sizes, want)):  # ties PyTorch rounds otherwise: gather rows
+                if not np.array_equal(index, np.arange(n)):
+                    x = self.emit_function(torch.index_select, [x, 2 + ax, _Value(const=torch.from_numpy(index))],
+                                           hint=f"{node.output[0]}_index{ax}")
+            self.set(node, x)
             return
         if mode != "linear":
             self.refuse(node, f"mode {mode!r} is not supported (nearest and linear are)")
@@ -1379,14 +1392,13 @@ class _Builder:
         torch_mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[spatial]
         self.set(node, self.emit_function(F.interpolate, [x], {**kw, "mode": torch_mode, "align_corners": align}))
 
-    def _nearest_mode(self, node, in_sizes, out, sc, kw, ctm, nearest_mode) -> str:
-        want = [self._onnx_nearest(n, o, s, ctm, nearest_mode, node) for n, o, s in zip(in_sizes, out, sc)]
+    def _nearest_mode(self, in_sizes, kw, want) -> str | None:
+        """The F.interpolate mode that picks the ONNX source pixels ``want`` on every axis, if any."""
         for torch_mode in ("nearest", "nearest-exact"):
             got = self._torch_nearest(in_sizes, kw, torch_mode)
             if got is not None and all(np.array_equal(g, w) for g, w in zip(got, want)):
                 return torch_mode
-        self.refuse(node, f"nearest resize with coordinate_transformation_mode {ctm!r} and nearest_mode "
-                          f"{nearest_mode!r} picks pixels that neither 'nearest' nor 'nearest-exact' picks")
+        return None
 
     def _onnx_nearest(self, n: int, o: int, s: float, ctm: str, nearest_mode: str, node) -> np.ndarray:
         """Source index of each output position, from the ONNX Resize definition."""
