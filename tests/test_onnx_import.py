@@ -322,7 +322,7 @@ def _resize_model(mode, ctm, out_hw, scales=None, sizes=None, nearest_mode="roun
         inits["sizes"] = np.array(sizes, np.int64)
     node = helper.make_node("Resize", names, ["Y"], name="resize", mode=mode, coordinate_transformation_mode=ctm,
                             nearest_mode=nearest_mode)
-    return _model([node], {"X": [1, 2, *in_hw]}, {"Y": [1, 2, *out_hw]}, inits, opset=13)
+    return _model([node], {"X": [1, 2, *in_hw]}, {"Y": [1, 2, *out_hw]}, inits, opset=19)
 
 
 RESIZES = [  # (..., the torch function that computes it)
@@ -334,6 +334,8 @@ RESIZES = [  # (..., the torch function that computes it)
     ("linear", "half_pixel", (8, 10), [1, 1, 2, 2], None, "floor", "interpolate"),
     ("linear", "half_pixel", (2, 3), [1, 1, 0.5, 0.6], None, "floor", "interpolate"),
     ("linear", "pytorch_half_pixel", (6, 3), None, [1, 2, 6, 3], "floor", "interpolate"),
+    ("linear", "asymmetric", (8, 7), None, [1, 2, 8, 7], "floor", "linear"),  # tf2onnx's bilinear
+    ("linear", "half_pixel_symmetric", (3, 8), [1, 1, 0.8, 1.7], None, "floor", "linear"),
 ]
 
 
@@ -347,17 +349,24 @@ def test_resize_matches_the_onnx_reference(mode, ctm, out_hw, scales, sizes, nea
     assert got.shape == want.shape == (2, 2, *out_hw)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert fn in _fx_ops(module)
+    if fn != "interpolate":  # the exact fallbacks are capturable too
+        _exportable(module, x)
 
 
-def test_upsample_nearest_and_refused_resize_modes():
+def test_upsample_and_refused_resize_modes():
+    scales = {"scales": np.array([1, 1, 2, 3], np.float32)}
     model = _model([helper.make_node("Upsample", ["X", "scales"], ["Y"], name="up", mode="nearest")],
-                   {"X": [1, 2, 3, 3]}, {"Y": [1, 2, 6, 9]}, {"scales": np.array([1, 1, 2, 3], np.float32)}, opset=9)
+                   {"X": [1, 2, 3, 3]}, {"Y": [1, 2, 6, 9]}, scales, opset=9)
     x = _rand(2, 2, 3, 3)
     np.testing.assert_array_equal(_run(onnx_to_module(model), x), x.repeat(2, axis=2).repeat(3, axis=3))
+    model = _model([helper.make_node("Upsample", ["X", "scales"], ["Y"], name="up", mode="linear")],
+                   {"X": [1, 2, 3, 3]}, {"Y": [1, 2, 6, 9]}, scales, opset=9)
+    want = _reference(_resize_model("linear", "asymmetric", (6, 9), [1, 1, 2, 3], in_hw=(3, 3)), X=x)[0]
+    np.testing.assert_allclose(_run(onnx_to_module(model), x), want, rtol=1e-5, atol=1e-6)  # Upsample: asymmetric
     with pytest.raises(UnsupportedLayerError, match=r"^ONNX node 'resize' \(Resize\): mode 'cubic' is not supported"):
         onnx_to_module(_resize_model("cubic", "half_pixel", (8, 10), [1, 1, 2, 2]))
-    with pytest.raises(UnsupportedLayerError, match=r"'resize' \(Resize\): linear mode with coordinate_transformation_mode 'asymmetric'"):
-        onnx_to_module(_resize_model("linear", "asymmetric", (8, 10), [1, 1, 2, 2]))
+    with pytest.raises(UnsupportedLayerError, match=r"'resize' \(Resize\): coordinate_transformation_mode 'tf_crop_and_resize'"):
+        onnx_to_module(_resize_model("linear", "tf_crop_and_resize", (8, 10), [1, 1, 2, 2]))
 
 
 def _conv_transpose_ref(x, w, b, strides, dil, begin, end, out_pad, group):
@@ -518,3 +527,29 @@ def test_timm_model_through_onnx_equals_timm(name, opset, size, export):
         assert "aten.convolution.default" in ops
         if name == "convnext_atto":
             assert {"aten.native_layer_norm.default", "aten.gelu.default"} <= ops and "aten.sqrt.default" not in ops
+
+
+def test_shape_arithmetic_folds_and_selection_on_activations_is_refused():
+    """Dynamic-shape exports compute shapes with Shape/Equal/Where/ConstantOfShape/Range: folded;
+    Expand of an activation broadcasts it; Where on an activation is a selection and refused."""
+    nodes = [helper.make_node("Shape", ["B"], ["s"], name="shape"),
+             helper.make_node("Equal", ["s", "minus1"], ["eq"], name="eq"),
+             helper.make_node("Where", ["eq", "ones", "s"], ["target"], name="where_shape"),
+             helper.make_node("Expand", ["A", "target"], ["e"], name="expand"),
+             helper.make_node("Range", ["r0", "r1", "r2"], ["r"], name="range"),
+             helper.make_node("ConstantOfShape", ["rlen"], ["zeros"], name="const_of_shape",
+                              value=numpy_helper.from_array(np.array([0.5], np.float32))),
+             helper.make_node("Add", ["zeros", "r"], ["w"], name="weights"),
+             helper.make_node("Mul", ["e", "B"], ["m"], name="gate"),
+             helper.make_node("Mul", ["m", "w"], ["Y"], name="scale")]
+    inits = {"minus1": np.array([-1, -1, -1, -1], np.int64), "ones": np.array([1, 1, 1, 1], np.int64),
+             "r0": np.array(0, np.float32), "r1": np.array(4, np.float32), "r2": np.array(1, np.float32),
+             "rlen": np.array([4], np.int64)}
+    model = _model(nodes, {"A": [1, 3, 1, 1], "B": [1, 3, 2, 4]}, {"Y": [1, 3, 2, 4]}, inits)
+    module = onnx_to_module(model)
+    a, b = _rand(2, 3, 1, 1), _rand(2, 3, 2, 4)
+    np.testing.assert_allclose(_run(module, a, b), a * b * (0.5 + np.arange(4, dtype=np.float32)), rtol=1e-6)
+    _exportable(module, a, b)
+    sel = _model([helper.make_node("Where", ["c", "X", "z"], ["Y"], name="select")], {"X": [1, 3]}, {"Y": [1, 3]},
+                 {"c": np.array([True, False, True]), "z": np.zeros(3, np.float32)})
+    _one_line_error(lambda: onnx_to_module(sel), r"^ONNX node 'select' \(Where\): data-dependent control flow or selection")

@@ -44,6 +44,7 @@ Reshapes that keep the batch dimension are written batch-generically
 
 from __future__ import annotations
 
+import functools
 import keyword
 import math
 import operator
@@ -64,7 +65,7 @@ __all__ = ["load_onnx", "onnx_to_module", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = (
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "ConvTranspose", "Div",
-    "Dropout", "Elu", "Exp", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
+    "Dropout", "Elu", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
     "GroupNormalization", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
     "LayerNormalization", "LeakyRelu", "LRN", "MatMul", "MaxPool", "Mish", "Mul", "Neg", "Pad", "Pow",
     "PRelu", "Reciprocal", "ReduceMean", "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax",
@@ -72,7 +73,8 @@ SUPPORTED_OPS = (
 )
 #: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor);
 #: Erf only inside GELU (x * 0.5 * (1 + erf(x / sqrt 2))), which becomes nn.GELU
-FOLDED_OPS = ("Cast", "Erf", "Shape")
+FOLDED_OPS = ("Abs", "Cast", "Ceil", "ConstantOfShape", "Equal", "Erf", "Floor", "Greater", "Less",
+              "Max", "Min", "Not", "Range", "Shape", "Tile", "Where")
 
 _RECURRENT = {"LSTM", "GRU", "RNN"}
 _QUANTIZED = {
@@ -82,7 +84,9 @@ _QUANTIZED = {
     "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLSTM", "QAttention", "QOrderedMatMul",
 }
 _ATTENTION = {"Attention", "MultiHeadAttention", "GroupQueryAttention", "Einsum"}
-_CONTROL = {"If", "Loop", "Scan", "Where", "NonZero", "TopK", "NonMaxSuppression"}
+_CONTROL = {"If", "Loop", "Scan", "NonZero", "TopK", "NonMaxSuppression"}
+#: folded on constants (dynamic-shape arithmetic), a selection when an activation is involved
+_SELECTION = {"Where", "Equal", "Less", "Greater", "Not", "Min", "Max"}
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -300,9 +304,9 @@ class _Builder:
         if op in _ATTENTION:
             return ("an attention product of activations; its sign depends on the input, so it has no fixed "
                     "signed edges: export the convolutional part")
-        if op in _CONTROL:
+        if op in _CONTROL or op in _SELECTION and not all(i in const for i in node.input if i):
             return ("data-dependent control flow or selection; the signed graph needs one fixed "
-                    "feed-forward computation: export the network without it")
+                    "feed-forward computation: export the network without it (e.g. without box post-processing)")
         if op in ("MatMul", "Gemm") and len(node.input) >= 2 and not {node.input[0], node.input[1]} & const:
             return ("a product of two activations (attention-like, e.g. queries times keys) has no fixed "
                     "sign: its weights are computed from the input, so the signed graph is not defined for it; "
@@ -494,6 +498,64 @@ class _Builder:
             self.set(node, _Value(const=x.const.to(dtype)))
         else:
             self.refuse(node, f"a cast of a {x.tensor.dtype} activation to {dtype} changes the arithmetic")
+
+    def _fold(self, node, fn: Callable) -> None:
+        """An op evaluated at conversion time on constant inputs (shape arithmetic of dynamic exports)."""
+        vals = [self.inp(node, i) for i in range(len(node.input))]
+        if any(v is not None and not v.is_const for v in vals):
+            self.refuse(node, "on an activation; only shape arithmetic on constants is folded")
+        self.set(node, _Value(const=fn(*[None if v is None else v.const for v in vals])))
+
+    def op_Where(self, node, a):
+        self._fold(node, torch.where)
+
+    def op_Equal(self, node, a):
+        self._fold(node, torch.eq)
+
+    def op_Less(self, node, a):
+        self._fold(node, torch.lt)
+
+    def op_Greater(self, node, a):
+        self._fold(node, torch.gt)
+
+    def op_Not(self, node, a):
+        self._fold(node, torch.logical_not)
+
+    def op_Abs(self, node, a):
+        self._fold(node, torch.abs)
+
+    def op_Floor(self, node, a):
+        self._fold(node, torch.floor)
+
+    def op_Ceil(self, node, a):
+        self._fold(node, torch.ceil)
+
+    def op_Min(self, node, a):
+        self._fold(node, lambda *ts: functools.reduce(torch.minimum, ts))
+
+    def op_Max(self, node, a):
+        self._fold(node, lambda *ts: functools.reduce(torch.maximum, ts))
+
+    def op_Range(self, node, a):
+        self._fold(node, lambda start, limit, delta: torch.arange(start.item(), limit.item(), delta.item(),
+                                                                  dtype=start.dtype))
+
+    def op_ConstantOfShape(self, node, a):
+        value = _to_tensor(a["value"]).reshape(-1) if "value" in a else torch.zeros(1)
+        self._fold(node, lambda shape: torch.full(shape.tolist(), value[0].item(), dtype=value.dtype))
+
+    def op_Expand(self, node, a):
+        x = self.inp(node, 0)
+        if x.is_const:
+            self._fold(node, lambda t, shape: t.expand(torch.broadcast_shapes(t.shape, tuple(shape.tolist()))).clone())
+            return
+        target = torch.broadcast_shapes(x.tensor.shape, tuple(self.need_const(node, 1, "shape").tolist()))
+        if len(target) != x.tensor.dim() or target[0] != x.tensor.shape[0]:
+            self.refuse(node, f"broadcasting {list(x.tensor.shape)} to {list(target)} changes the batch axis")
+        self.set(node, self.emit_method("expand", x, (-1, *target[1:])))
+
+    def op_Tile(self, node, a):
+        self._fold(node, lambda t, reps: t.repeat(*reps.tolist()))
 
     def _axes(self, node, a) -> list[int] | None:
         axes = a.get("axes")
@@ -1336,7 +1398,10 @@ class _Builder:
         where neither does (rounding of exact ties), the rows and columns are
         gathered with ``index_select`` of those source indices, which is exact.
         Linear: ``align_corners`` -> ``align_corners=True``; ``half_pixel`` and
-        ``pytorch_half_pixel`` -> ``align_corners=False`` (PyTorch's own mapping).
+        ``pytorch_half_pixel`` -> ``align_corners=False`` (PyTorch's own mapping);
+        the other mappings (``asymmetric``: TensorFlow's and ``Upsample``'s) are
+        ``F.linear`` by each axis's interpolation matrix (non-negative weights
+        summing to 1), which is exact.
         """
         mode = a.get("mode", "nearest")
         rank = x.tensor.dim()
@@ -1382,15 +1447,36 @@ class _Builder:
             self.refuse(node, f"mode {mode!r} is not supported (nearest and linear are)")
         if ctm == "align_corners":
             kw, align = {"size": out}, True
-        elif ctm in ("half_pixel", "pytorch_half_pixel"):
-            if ctm == "pytorch_half_pixel" and any(o == 1 and n > 1 for o, n in zip(out, in_sizes)):
-                self.refuse(node, "pytorch_half_pixel to an output of length 1")
+        elif ctm == "half_pixel" or ctm == "pytorch_half_pixel" and all(o > 1 for o in out):
             align = False
-        else:
-            self.refuse(node, f"linear mode with coordinate_transformation_mode {ctm!r}: PyTorch's linear "
-                              "interpolation is half_pixel or align_corners")
+        else:  # a mapping F.interpolate does not have: the interpolation matrix of each axis
+            for ax, (n, o, s_) in enumerate(zip(in_sizes, out, sc)):
+                weights = torch.from_numpy(self._linear_weights(n, o, s_, ctm, node)).to(x.tensor.dtype)
+                x = self._along_axis(x, 2 + ax, weights, f"{node.output[0]}_interp{ax}")
+            self.set(node, x)
+            return
         torch_mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[spatial]
         self.set(node, self.emit_function(F.interpolate, [x], {**kw, "mode": torch_mode, "align_corners": align}))
+
+    def _along_axis(self, x: _Value, axis: int, weights: torch.Tensor, hint: str) -> _Value:
+        """``F.linear`` of the (out, in) matrix ``weights`` over ``axis`` (moved last and back)."""
+        last = x.tensor.dim() - 1
+        if axis != last:
+            x = self.emit_function(torch.movedim, [x, axis, last])
+        y = self.emit_function(F.linear, [x, _Value(const=weights)], hint=hint)
+        return self.emit_function(torch.movedim, [y, last, axis]) if axis != last else y
+
+    def _linear_weights(self, n: int, o: int, s: float, ctm: str, node) -> np.ndarray:
+        """(o, n) matrix of ONNX linear resampling along one axis: the source coordinate,
+        clamped to [0, n - 1] (the reference's edge padding), splits 1 between its two neighbours."""
+        src = np.clip(self._onnx_source(n, o, s, ctm, node), 0, n - 1)
+        lo = np.floor(src).astype(np.int64)
+        hi = np.minimum(lo + 1, n - 1)
+        frac = src - lo
+        w = np.zeros((o, n))
+        np.add.at(w, (np.arange(o), lo), 1 - frac)
+        np.add.at(w, (np.arange(o), hi), frac)
+        return w
 
     def _nearest_mode(self, in_sizes, kw, want) -> str | None:
         """The F.interpolate mode that picks the ONNX source pixels ``want`` on every axis, if any."""
@@ -1400,8 +1486,8 @@ class _Builder:
                 return torch_mode
         return None
 
-    def _onnx_nearest(self, n: int, o: int, s: float, ctm: str, nearest_mode: str, node) -> np.ndarray:
-        """Source index of each output position, from the ONNX Resize definition."""
+    def _onnx_source(self, n: int, o: int, s: float, ctm: str, node) -> np.ndarray:
+        """Source coordinate of each output position along an axis of length n -> o (scale s), per ONNX Resize."""
         i = np.arange(o, dtype=np.float64)
         if ctm == "half_pixel":
             src = (i + 0.5) / s - 0.5
@@ -1413,8 +1499,15 @@ class _Builder:
             src = i / s
         elif ctm == "tf_half_pixel_for_nn":
             src = (i + 0.5) / s
+        elif ctm == "half_pixel_symmetric":  # half_pixel about the centre of the rounded output
+            src = n / 2 * (1 - o / (s * n)) + (i + 0.5) / s - 0.5
         else:
             self.refuse(node, f"coordinate_transformation_mode {ctm!r}")
+        return src
+
+    def _onnx_nearest(self, n: int, o: int, s: float, ctm: str, nearest_mode: str, node) -> np.ndarray:
+        """Source index of each output position, from the ONNX Resize definition."""
+        src = self._onnx_source(n, o, s, ctm, node)
         frac = src - np.floor(src)
         if nearest_mode == "round_prefer_floor":
             idx = np.where(frac == 0.5, np.floor(src), np.round(src))
