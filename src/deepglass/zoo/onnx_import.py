@@ -296,7 +296,7 @@ class _Builder:
     def _category(node, const) -> str | None:
         op = node.op_type
         if op in _RECURRENT:
-            return (f"a recurrent cell has no fixed feed-forward signed graph (its state feeds back over time "
+            return ("a recurrent cell has no fixed feed-forward signed graph (its state feeds back over time "
                     "steps); unroll it or export the CNN part")
         if op in _QUANTIZED:
             return ("a quantized operation (integer tensors with scales and zero points); the signed graph is "
@@ -319,7 +319,8 @@ class _Builder:
         if node.op_type == "Erf":  # only inside GELU: Erf -> Add -> Mul
             adds = self.consumers.get(node.output[0], [])
             return bool(adds) and all(
-                a.op_type == "Add" and all(m.op_type == "Mul" for m in self.consumers.get(a.output[0], [])) for a in adds
+                a.op_type == "Add" and all(m.op_type == "Mul" for m in self.consumers.get(a.output[0], []))
+                for a in adds
             )
         return True
 
@@ -375,12 +376,12 @@ class _Builder:
         self.values[node.output[index]] = value
 
     def emit_module(self, node, module: nn.Module, x: _Value) -> _Value:
-        name = self._name(node, node.op_type)
         module.eval()
-        self.root.add_module(name, module)
-        if x.is_const:
+        if x.is_const:  # folded; the module is not kept
             with torch.no_grad():
                 return _Value(const=module(x.const))
+        name = self._name(node, node.op_type)
+        self.root.add_module(name, module)
         return _Value(node=self.graph.call_module(name, (x.node,)), example=_meta_call(module, x.example))
 
     def emit_function(self, fn: Callable, args: list, kwargs: dict | None = None, hint: str = "c") -> _Value:
@@ -449,8 +450,8 @@ class _Builder:
         self.graph.output(outs[0] if len(outs) == 1 else tuple(outs))
         gm = fx.GraphModule(self.root, self.graph, class_name="OnnxModule")
         if gm.graph.eliminate_dead_code():  # the subgraphs a fusion replaced
-            _drop_unused(gm)
             gm.recompile()
+        _drop_unused(gm)
         gm.onnx_node_names = {k: v for k, v in self.onnx_names.items() if hasattr(gm, k)}
         gm.input_names = list(self.input_names)
         gm.default_input_shapes = tuple(tuple(s) for s in self.input_shapes)
@@ -814,16 +815,16 @@ class _Builder:
         return True
 
     def _emit_norm(self, node, norm: _Norm) -> None:
+        affine = norm.weight is not None or norm.bias is not None
         if norm.kind == "layer":
-            mod = nn.LayerNorm(norm.shape, eps=norm.eps, elementwise_affine=norm.weight is not None or norm.bias is not None,
-                               bias=norm.bias is not None, device="meta")
+            mod = nn.LayerNorm(norm.shape, eps=norm.eps, elementwise_affine=affine, bias=norm.bias is not None,
+                               device="meta")
             affine_shape = norm.shape
         else:
             groups, channels = norm.shape
-            mod = nn.GroupNorm(groups, channels, eps=norm.eps, affine=norm.weight is not None or norm.bias is not None,
-                               device="meta")
+            mod = nn.GroupNorm(groups, channels, eps=norm.eps, affine=affine, device="meta")
             affine_shape = (channels,)
-        if norm.weight is not None or norm.bias is not None:
+        if affine:
             w = norm.weight if norm.weight is not None else torch.ones(affine_shape)
             mod.weight = _param(w.reshape(affine_shape))
             if norm.bias is not None:
