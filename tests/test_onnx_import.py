@@ -22,14 +22,15 @@ def _vi(name, shape, elem=TensorProto.FLOAT):
     return helper.make_tensor_value_info(name, elem, shape)
 
 
-def _model(nodes, inputs, outputs, inits=None, opset=17):
+def _model(nodes, inputs, outputs, inits=None, opset=17, check=True):
     """A checked ONNX model from nodes; ``inputs`` / ``outputs``: {name: shape}."""
     graph = helper.make_graph(
         nodes, "g", [_vi(k, v) for k, v in inputs.items()], [_vi(k, v) for k, v in outputs.items()],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    onnx.checker.check_model(model)
+    if check:
+        onnx.checker.check_model(model)
     return model
 
 
@@ -246,6 +247,12 @@ def test_group_and_instance_normalization():
     module = onnx_to_module(model)
     assert any(isinstance(m, nn.GroupNorm) and m.num_groups == 3 for m in module.modules())
     np.testing.assert_allclose(_run(module, x), ref_group, rtol=1e-5, atol=1e-5)
+    per_group = {"s": _rand(3), "b": _rand(3)}  # opset 18: one scale and bias per group
+    model = _model([helper.make_node("GroupNormalization", ["X", "s", "b"], ["Y"], name="gn", num_groups=3)],
+                   {"X": [1, 6, 3, 3]}, {"Y": [1, 6, 3, 3]}, per_group, opset=18, check=False)  # deprecated op
+    per_channel = {k: v.repeat(2)[:, None, None] for k, v in per_group.items()}
+    want = ((grouped - mu) / np.sqrt(var + 1e-5)).reshape(x.shape) * per_channel["s"] + per_channel["b"]
+    np.testing.assert_allclose(_run(onnx_to_module(model), x), want, rtol=1e-5, atol=1e-5)
     model = _model([helper.make_node("InstanceNormalization", ["X", "s", "b"], ["Y"], name="in", epsilon=1e-3)],
                    {"X": [1, 6, 3, 3]}, {"Y": [1, 6, 3, 3]}, {"s": scale, "b": bias})
     mu, var = x.mean((2, 3), keepdims=True), x.var((2, 3), keepdims=True)
@@ -553,3 +560,27 @@ def test_shape_arithmetic_folds_and_selection_on_activations_is_refused():
     sel = _model([helper.make_node("Where", ["c", "X", "z"], ["Y"], name="select")], {"X": [1, 3]}, {"Y": [1, 3]},
                  {"c": np.array([True, False, True]), "z": np.zeros(3, np.float32)})
     _one_line_error(lambda: onnx_to_module(sel), r"^ONNX node 'select' \(Where\): data-dependent control flow or selection")
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_depth_to_space_and_back_sum_and_log_softmax(mode):
+    """DepthToSpace / SpaceToDepth by the spec's reshape-transpose-reshape; Sum; LogSoftmax over channels."""
+    nodes = [helper.make_node("DepthToSpace", ["X"], ["d"], name="d2s", blocksize=2, mode=mode),
+             helper.make_node("SpaceToDepth", ["d"], ["s"], name="s2d", blocksize=2),
+             helper.make_node("Sum", ["X", "s", "X"], ["t"], name="sum"),
+             helper.make_node("LogSoftmax", ["t"], ["Y2"], name="logsoftmax", axis=1),
+             helper.make_node("Identity", ["d"], ["Y1"], name="id")]
+    model = _model(nodes, {"X": [1, 8, 2, 3]}, {"Y1": [1, 2, 4, 6], "Y2": [1, 8, 2, 3]}, opset=13)
+    module = onnx_to_module(model)
+    x = _rand(2, 8, 2, 3)
+    b, c, h, w = x.shape
+    if mode == "DCR":
+        d = x.reshape(b, 2, 2, c // 4, h, w).transpose(0, 3, 4, 1, 5, 2).reshape(b, c // 4, h * 2, w * 2)
+    else:
+        d = x.reshape(b, c // 4, 2, 2, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(b, c // 4, h * 2, w * 2)
+    s = d.reshape(b, c // 4, h, 2, w, 2).transpose(0, 3, 5, 1, 2, 4).reshape(b, c, h, w)
+    t = 2 * x + s
+    y1, y2 = _run(module, x)
+    np.testing.assert_array_equal(y1, d)
+    np.testing.assert_allclose(y2, t - np.log(np.exp(t).sum(1, keepdims=True)), rtol=1e-5, atol=1e-6)
+    _exportable(module, x)

@@ -65,11 +65,11 @@ __all__ = ["load_onnx", "onnx_to_module", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = (
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "ConvTranspose", "Div",
-    "Dropout", "Elu", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
+    "DepthToSpace", "Dropout", "Elu", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
     "GroupNormalization", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
-    "LayerNormalization", "LeakyRelu", "LRN", "MatMul", "MaxPool", "Mish", "Mul", "Neg", "Pad", "Pow",
+    "LayerNormalization", "LeakyRelu", "LogSoftmax", "LRN", "MatMul", "MaxPool", "Mish", "Mul", "Neg", "Pad", "Pow",
     "PRelu", "Reciprocal", "ReduceMean", "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax",
-    "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Upsample",
+    "Softplus", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose", "Unsqueeze", "Upsample",
 )
 #: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor);
 #: Erf only inside GELU (x * 0.5 * (1 + erf(x / sqrt 2))), which becomes nn.GELU
@@ -639,6 +639,13 @@ class _Builder:
             xs, ys = ys, xs
         self.set(node, self.emit_function(operator.add, [xs, ys], hint=node.output[0]))
 
+    def op_Sum(self, node, a):
+        parts = [self.inp(node, i) for i in range(len(node.input))]
+        total = parts[0]
+        for v in parts[1:]:
+            total = self.emit_function(operator.add, [total, v], hint=node.output[0])
+        self.set(node, total)
+
     def op_Sub(self, node, a):
         self._binary(node, torch.sub, operator.sub)
 
@@ -926,6 +933,26 @@ class _Builder:
             index = tuple([slice(None)] * axis + [slice(start, start + s)])
             self.set(node, self.emit_function(operator.getitem, [x, index]), i)
             start += s
+
+    def op_DepthToSpace(self, node, a):
+        """CRD -> ``nn.PixelShuffle``; DCR (the default) -> the spec's reshape / transpose / reshape."""
+        x = self.inp(node, 0)
+        bs, mode = int(a["blocksize"]), a.get("mode", "DCR")
+        _, c, h, w = x.tensor.shape
+        if mode == "CRD":
+            self._act(node, nn.PixelShuffle(bs))
+            return
+        t = self.emit_method("reshape", x, (-1, bs, bs, c // (bs * bs), h, w))
+        t = self.emit_method("permute", t, (0, 3, 4, 1, 5, 2))
+        self.set(node, self.emit_method("reshape", t, (-1, c // (bs * bs), h * bs, w * bs)))
+
+    def op_SpaceToDepth(self, node, a):
+        x = self.inp(node, 0)
+        bs = int(a["blocksize"])
+        _, c, h, w = x.tensor.shape
+        t = self.emit_method("reshape", x, (-1, c, h // bs, bs, w // bs, bs))
+        t = self.emit_method("permute", t, (0, 3, 5, 1, 2, 4))
+        self.set(node, self.emit_method("reshape", t, (-1, c * bs * bs, h // bs, w // bs)))
 
     def op_Concat(self, node, a):
         parts = [self.inp(node, i) for i in range(len(node.input))]
@@ -1280,6 +1307,15 @@ class _Builder:
             self.refuse(node, f"softmax (opset {self.opset}) over the flattened axes {axis}.. is not a "
                               "single-dimension softmax")
         self._act(node, nn.Softmax(dim=axis))
+
+    def op_LogSoftmax(self, node, a):
+        x = self.inp(node, 0)
+        rank = x.tensor.dim()
+        axis = int(a.get("axis", -1 if self.opset >= 13 else 1))
+        axis = axis + rank if axis < 0 else axis
+        if self.opset < 13 and axis != rank - 1 and any(d != 1 for d in x.tensor.shape[axis + 1:]):
+            self.refuse(node, f"log-softmax (opset {self.opset}) over the flattened axes {axis}..")
+        self._act(node, nn.LogSoftmax(dim=axis))
 
     # -- normalizations -------------------------------------------------------------
     def op_BatchNormalization(self, node, a):
