@@ -1,0 +1,586 @@
+"""ONNX importer (deepglass.zoo.onnx_import): every op against its closed form or the ONNX
+reference evaluator, timm's CNNs exported to ONNX against timm itself, refusals that name the node."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from deepglass.errors import DeepglassError, UnsupportedLayerError  # noqa: E402
+from deepglass.zoo.onnx_import import load_onnx, onnx_to_module  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def _vi(name, shape, elem=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def _model(nodes, inputs, outputs, inits=None, opset=17, check=True):
+    """A checked ONNX model from nodes; ``inputs`` / ``outputs``: {name: shape}."""
+    graph = helper.make_graph(
+        nodes, "g", [_vi(k, v) for k, v in inputs.items()], [_vi(k, v) for k, v in outputs.items()],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    if check:
+        onnx.checker.check_model(model)
+    return model
+
+
+def _run(module, *xs):
+    with torch.no_grad():
+        out = module(*[torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in xs])
+    return tuple(o.numpy() for o in out) if isinstance(out, tuple) else out.numpy()
+
+
+def _exportable(module, *xs):
+    """torch.export + core-ATen decomposition (what the capture path runs) agrees with the module."""
+    args = tuple(torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in xs)
+    ep = torch.export.export(module, args, strict=False).run_decompositions()
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(*args), module(*args))
+    return {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+
+
+def _reference(model, **feeds):
+    from onnx.reference import ReferenceEvaluator
+
+    return ReferenceEvaluator(model).run(None, {k: np.asarray(v, np.float32) for k, v in feeds.items()})
+
+
+def _fx_ops(module):
+    return {getattr(n.target, "__name__", str(n.target)) for n in module.graph.nodes if n.op == "call_function"}
+
+
+def _rand(*shape):
+    return RNG.normal(size=shape).astype(np.float32)
+
+
+# -- elementwise arithmetic, several inputs and outputs --------------------------------------
+
+def _two_input_model():
+    nodes = [
+        helper.make_node("Mul", ["A", "B"], ["ab"], name="mul"),
+        helper.make_node("Div", ["A", "B"], ["adb"], name="div"),
+        helper.make_node("Sub", ["ab", "adb"], ["s"], name="sub"),
+        helper.make_node("Add", ["s", "B"], ["Y"], name="add"),
+        helper.make_node("Sub", ["one", "A"], ["Z"], name="rsub"),
+    ]
+    return _model(nodes, {"A": ["N", 2, 3, 3], "B": ["N", 2, 3, 3]}, {"Y": ["N", 2, 3, 3], "Z": ["N", 2, 3, 3]},
+                  {"one": np.array(1.0, np.float32)})
+
+
+def test_arithmetic_of_two_inputs_and_two_outputs():
+    module = onnx_to_module(_two_input_model())
+    a, b = _rand(4, 2, 3, 3), RNG.uniform(0.5, 2.0, (4, 2, 3, 3)).astype(np.float32)
+    y, z = _run(module, a, b)
+    np.testing.assert_allclose(y, a * b - a / b + b, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(z, 1.0 - a, rtol=1e-6)
+    assert module.input_names == ["A", "B"]
+    assert module.default_input_shape == ((2, 3, 3), (2, 3, 3)) == module.default_input_shapes
+    assert {"mul", "div", "sub"} <= _fx_ops(module)
+    ops = _exportable(module, a, b)
+    assert {"aten.mul.Tensor", "aten.div.Tensor", "aten.sub.Tensor", "aten.add.Tensor"} <= ops
+
+
+def test_input_shapes_per_input(tmp_path):
+    model = _two_input_model()
+    for dim in (model.graph.input[0].type.tensor_type.shape.dim[2], model.graph.input[1].type.tensor_type.shape.dim[2]):
+        dim.dim_param = "H"
+    path = tmp_path / "two.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(DeepglassError, match="input .A. has shape \\[\\?, 2, \\?, 3\\]: pass input_shape"):
+        load_onnx(path)
+    assert load_onnx(path, input_shape=[(2, 5, 3), (2, 5, 3)]).default_input_shapes == ((2, 5, 3), (2, 5, 3))
+    assert load_onnx(path, input_shape={"A": (2, 4, 3), "B": (2, 4, 3)}).default_input_shape == ((2, 4, 3),) * 2
+    with pytest.raises(DeepglassError, match="2 inputs \\(A, B\\): give one shape per input"):
+        load_onnx(path, input_shape=(2, 4, 3))
+    with pytest.raises(DeepglassError, match="not ONNX inputs"):
+        load_onnx(path, input_shape={"C": (2, 4, 3)})
+
+
+# -- activations ---------------------------------------------------------------------------
+
+def _erf(x):
+    from scipy.special import erf
+
+    return erf(x)
+
+
+UNARY = {
+    "HardSwish": ({}, lambda x: x * np.clip(x + 3, 0, 6) / 6),
+    "Sigmoid": ({}, lambda x: 1 / (1 + np.exp(-x))),
+    "Tanh": ({}, np.tanh),
+    "Exp": ({}, np.exp),
+    "Softplus": ({}, lambda x: np.log1p(np.exp(x))),
+    "Mish": ({}, lambda x: x * np.tanh(np.log1p(np.exp(x)))),
+    "Gelu": ({}, lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2)))),
+    "Elu": ({"alpha": 0.7}, lambda x: np.where(x > 0, x, 0.7 * (np.exp(x) - 1))),
+    "Neg": ({}, np.negative),
+    "HardSigmoid": ({}, lambda x: np.clip(0.2 * x + 0.5, 0, 1)),
+}
+
+
+@pytest.mark.parametrize("op", sorted(UNARY))
+def test_activation_closed_form(op):
+    attrs, ref = UNARY[op]
+    model = _model([helper.make_node(op, ["X"], ["Y"], name="act", **attrs)], {"X": [1, 3, 4, 4]},
+                   {"Y": [1, 3, 4, 4]}, opset=20)
+    x = _rand(2, 3, 4, 4) * 3
+    np.testing.assert_allclose(_run(onnx_to_module(model), x), ref(x), rtol=2e-6, atol=2e-6)
+
+
+def test_sqrt_pow_reciprocal_chain():
+    nodes = [helper.make_node("Pow", ["X", "three"], ["p"], name="pow"),
+             helper.make_node("Sqrt", ["p"], ["s"], name="sqrt"),
+             helper.make_node("Reciprocal", ["s"], ["Y"], name="recip")]
+    model = _model(nodes, {"X": [1, 5]}, {"Y": [1, 5]}, {"three": np.array(3.0, np.float32)})
+    x = RNG.uniform(0.5, 2, (3, 5)).astype(np.float32)
+    np.testing.assert_allclose(_run(onnx_to_module(model), x), x ** -1.5, rtol=1e-5)
+
+
+def test_hardsigmoid_pytorch_constants_become_the_module():
+    model = _model([helper.make_node("HardSigmoid", ["X"], ["h"], name="hs", alpha=1 / 6, beta=0.5),
+                    helper.make_node("Mul", ["X", "h"], ["Y"], name="gate")], {"X": [1, 6]}, {"Y": [1, 6]})
+    module = onnx_to_module(model)
+    assert any(isinstance(m, nn.Hardsigmoid) for m in module.modules())
+    x = np.linspace(-5, 5, 12, dtype=np.float32).reshape(2, 6)
+    np.testing.assert_allclose(_run(module, x), x * np.clip(x / 6 + 0.5, 0, 1), rtol=1e-6, atol=1e-7)
+
+
+def test_prelu_per_channel_is_nn_prelu_with_the_learned_slopes():
+    slope = np.array([0.25, -0.5, 1.5], np.float32).reshape(3, 1, 1)
+    model = _model([helper.make_node("PRelu", ["X", "slope"], ["Y"], name="prelu")], {"X": [1, 3, 2, 2]},
+                   {"Y": [1, 3, 2, 2]}, {"slope": slope})
+    module = onnx_to_module(model)
+    prelu = [m for m in module.modules() if isinstance(m, nn.PReLU)]
+    assert len(prelu) == 1 and prelu[0].weight.tolist() == [0.25, -0.5, 1.5]
+    x = _rand(2, 3, 2, 2)
+    np.testing.assert_allclose(_run(module, x), np.where(x >= 0, x, slope * x), rtol=1e-6)
+    _exportable(module, x)
+
+
+def test_prelu_per_element_slope_is_written_as_where():
+    slope = _rand(2, 2)
+    model = _model([helper.make_node("PRelu", ["X", "slope"], ["Y"], name="prelu")], {"X": [1, 3, 2, 2]},
+                   {"Y": [1, 3, 2, 2]}, {"slope": slope})
+    module = onnx_to_module(model)
+    assert not any(isinstance(m, nn.PReLU) for m in module.modules()) and "where" in _fx_ops(module)
+    x = _rand(2, 3, 2, 2)
+    np.testing.assert_allclose(_run(module, x), np.where(x >= 0, x, slope * x), rtol=1e-6)
+
+
+def test_written_out_gelu_becomes_nn_gelu():
+    """torch's opset < 20 export: Div(x, sqrt 2) -> Erf -> Add 1 -> Mul x -> Mul 0.5."""
+    nodes = [helper.make_node("Div", ["X", "sqrt2"], ["d"], name="div"),
+             helper.make_node("Erf", ["d"], ["e"], name="erf"),
+             helper.make_node("Add", ["e", "one"], ["a"], name="add"),
+             helper.make_node("Mul", ["X", "a"], ["m"], name="mul"),
+             helper.make_node("Mul", ["m", "half"], ["Y"], name="half")]
+    model = _model(nodes, {"X": [1, 8]}, {"Y": [1, 8]}, {"sqrt2": np.array(math.sqrt(2), np.float32),
+                                                       "one": np.array(1.0, np.float32),
+                                                       "half": np.array(0.5, np.float32)})
+    module = onnx_to_module(model)
+    assert [type(m) for m in module.children()] == [nn.GELU] and "erf" not in _fx_ops(module)
+    x = _rand(3, 8) * 2
+    np.testing.assert_allclose(_run(module, x), 0.5 * x * (1 + _erf(x / math.sqrt(2))), rtol=1e-6, atol=1e-7)
+
+
+# -- normalizations -------------------------------------------------------------------------
+
+def _layer_norm(x, axes, eps, g=1.0, b=0.0):
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * g + b
+
+
+def test_layer_normalization_over_the_trailing_axes():
+    g, b = _rand(4, 5), _rand(4, 5)
+    model = _model([helper.make_node("LayerNormalization", ["X", "g", "b"], ["Y"], name="ln", axis=2, epsilon=1e-3)],
+                   {"X": [1, 3, 4, 5]}, {"Y": [1, 3, 4, 5]}, {"g": g, "b": b})
+    module = onnx_to_module(model)
+    (ln,) = [m for m in module.modules() if isinstance(m, nn.LayerNorm)]
+    assert ln.normalized_shape == (4, 5) and ln.eps == pytest.approx(1e-3)
+    x = _rand(2, 3, 4, 5)
+    np.testing.assert_allclose(_run(module, x), _layer_norm(x, (2, 3), 1e-3, g, b), rtol=1e-5, atol=1e-5)
+
+
+def test_written_out_layer_norm_becomes_one_layer_norm():
+    """ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add (torch's opset < 17 export) -> nn.LayerNorm."""
+    g, b = _rand(6), _rand(6)
+    nodes = [helper.make_node("ReduceMean", ["X"], ["mu"], name="mean", axes=[-1]),
+             helper.make_node("Sub", ["X", "mu"], ["d"], name="sub"),
+             helper.make_node("Pow", ["d", "two"], ["sq"], name="pow"),
+             helper.make_node("ReduceMean", ["sq"], ["var"], name="var", axes=[-1]),
+             helper.make_node("Add", ["var", "eps"], ["ve"], name="add_eps"),
+             helper.make_node("Sqrt", ["ve"], ["sd"], name="sqrt"),
+             helper.make_node("Div", ["d", "sd"], ["n"], name="div"),
+             helper.make_node("Mul", ["n", "g"], ["gn"], name="gamma"),
+             helper.make_node("Add", ["gn", "b"], ["Y"], name="beta")]
+    model = _model(nodes, {"X": [1, 2, 6]}, {"Y": [1, 2, 6]},
+                   {"two": np.array(2.0, np.float32), "eps": np.array(1e-5, np.float32), "g": g, "b": b}, opset=13)
+    module = onnx_to_module(model)
+    (ln,) = [m for m in module.modules() if isinstance(m, nn.LayerNorm)]
+    np.testing.assert_array_equal(ln.weight.detach().numpy(), g)
+    np.testing.assert_array_equal(ln.bias.detach().numpy(), b)
+    assert not {"sqrt", "pow", "sub", "div"} & _fx_ops(module) and len(module.graph.nodes) == 3
+    x = _rand(3, 2, 6) * 4 + 1
+    np.testing.assert_allclose(_run(module, x), _layer_norm(x, -1, 1e-5, g, b), rtol=1e-5, atol=1e-5)
+    assert "aten.native_layer_norm.default" in _exportable(module, x)
+
+
+def test_group_and_instance_normalization():
+    x = _rand(2, 6, 3, 3) * 2 + 1
+    scale, bias = _rand(6), _rand(6)
+    grouped = x.reshape(2, 3, -1)
+    mu, var = grouped.mean(-1, keepdims=True), grouped.var(-1, keepdims=True)
+    ref_group = ((grouped - mu) / np.sqrt(var + 1e-5)).reshape(x.shape) * scale[:, None, None] + bias[:, None, None]
+    model = _model([helper.make_node("GroupNormalization", ["X", "s", "b"], ["Y"], name="gn", num_groups=3)],
+                   {"X": [1, 6, 3, 3]}, {"Y": [1, 6, 3, 3]}, {"s": scale, "b": bias}, opset=21)
+    module = onnx_to_module(model)
+    assert any(isinstance(m, nn.GroupNorm) and m.num_groups == 3 for m in module.modules())
+    np.testing.assert_allclose(_run(module, x), ref_group, rtol=1e-5, atol=1e-5)
+    per_group = {"s": _rand(3), "b": _rand(3)}  # opset 18: one scale and bias per group
+    model = _model([helper.make_node("GroupNormalization", ["X", "s", "b"], ["Y"], name="gn", num_groups=3)],
+                   {"X": [1, 6, 3, 3]}, {"Y": [1, 6, 3, 3]}, per_group, opset=18, check=False)  # deprecated op
+    per_channel = {k: v.repeat(2)[:, None, None] for k, v in per_group.items()}
+    want = ((grouped - mu) / np.sqrt(var + 1e-5)).reshape(x.shape) * per_channel["s"] + per_channel["b"]
+    np.testing.assert_allclose(_run(onnx_to_module(model), x), want, rtol=1e-5, atol=1e-5)
+    model = _model([helper.make_node("InstanceNormalization", ["X", "s", "b"], ["Y"], name="in", epsilon=1e-3)],
+                   {"X": [1, 6, 3, 3]}, {"Y": [1, 6, 3, 3]}, {"s": scale, "b": bias})
+    mu, var = x.mean((2, 3), keepdims=True), x.var((2, 3), keepdims=True)
+    ref_inst = (x - mu) / np.sqrt(var + 1e-3) * scale[:, None, None] + bias[:, None, None]
+    np.testing.assert_allclose(_run(onnx_to_module(model), x), ref_inst, rtol=1e-5, atol=1e-5)
+
+
+def test_group_norm_written_with_instance_norm_becomes_nn_group_norm():
+    """torch's opset < 18 export of nn.GroupNorm: Reshape -> InstanceNormalization -> Reshape -> Mul -> Add."""
+    torch.manual_seed(0)
+    gn = nn.GroupNorm(2, 4)
+    with torch.no_grad():
+        gn.weight.normal_()
+        gn.bias.normal_()
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), gn).eval()
+    x = torch.randn(3, 3, 6, 6)
+    module = _torch_to_onnx_module(model, x[:1], opset=13)
+    norms = [m for m in module.modules() if isinstance(m, nn.GroupNorm)]
+    assert len(norms) == 1 and not any(isinstance(m, nn.InstanceNorm1d) for m in module.modules())
+    torch.testing.assert_close(norms[0].weight, gn.weight)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_reduce_mean_softmax_and_reindexing():
+    """ReduceMean over (2, 3), Softmax over channels, Split, Gather (scalar and list), Unsqueeze,
+    Squeeze, Slice and Concat on activations."""
+    nodes = [helper.make_node("ReduceMean", ["X"], ["m"], name="mean", axes=[2, 3], keepdims=0),
+             helper.make_node("Softmax", ["X"], ["sm"], name="softmax", axis=1),
+             helper.make_node("Split", ["sm", "sizes"], ["p", "q"], name="split", axis=1),
+             helper.make_node("Concat", ["q", "p"], ["Y1"], name="cat", axis=1),
+             helper.make_node("Gather", ["X", "c1"], ["g"], name="gather1", axis=1),
+             helper.make_node("Unsqueeze", ["g", "ax1"], ["u"], name="unsq"),
+             helper.make_node("Gather", ["X", "idx"], ["gl"], name="gather_list", axis=1),
+             helper.make_node("Concat", ["u", "gl"], ["ug"], name="cat2", axis=1),
+             helper.make_node("Slice", ["ug", "st", "en", "axs"], ["Y2"], name="slice"),
+             helper.make_node("Unsqueeze", ["m", "ax23"], ["m1"], name="unsq2"),
+             helper.make_node("Squeeze", ["m1", "ax23"], ["Y3"], name="squeeze")]
+    inits = {"sizes": np.array([1, 3], np.int64), "c1": np.array(1, np.int64), "ax1": np.array([1], np.int64),
+             "idx": np.array([3, 0], np.int64), "st": np.array([1], np.int64), "en": np.array([3], np.int64),
+             "axs": np.array([2], np.int64), "ax23": np.array([2, 3], np.int64)}
+    model = _model(nodes, {"X": [1, 4, 3, 3]}, {"Y1": [1, 4, 3, 3], "Y2": [1, 3, 2, 3], "Y3": [1, 4]}, inits, opset=13)
+    module = onnx_to_module(model)
+    x = _rand(2, 4, 3, 3)
+    y1, y2, y3 = _run(module, x)
+    sm = np.exp(x) / np.exp(x).sum(1, keepdims=True)
+    np.testing.assert_allclose(y1, np.concatenate([sm[:, 1:], sm[:, :1]], 1), rtol=1e-6)
+    np.testing.assert_array_equal(y2, np.concatenate([x[:, 1:2], x[:, [3, 0]]], 1)[:, :, 1:3])
+    np.testing.assert_allclose(y3, x.mean((2, 3)), rtol=1e-6)
+    _exportable(module, x)
+
+
+# -- padding, resampling, transposed convolution --------------------------------------------
+
+def test_constant_pad_and_refused_reflect():
+    pads = np.array([0, 0, 1, 2, 0, 1, 0, 3], np.int64)  # begin (N, C, H, W) then end
+    model = _model([helper.make_node("Pad", ["X", "pads", "v"], ["Y"], name="pad")], {"X": [1, 2, 3, 3]},
+                   {"Y": [1, 3, 4, 8]}, {"pads": pads, "v": np.array(-1.5, np.float32)})
+    x = _rand(2, 2, 3, 3)
+    want = np.pad(x, [(0, 0), (0, 1), (1, 0), (2, 3)], constant_values=-1.5)
+    np.testing.assert_array_equal(_run(onnx_to_module(model), x), want)
+    model = _model([helper.make_node("Pad", ["X", "pads"], ["Y"], name="reflect_pad", mode="reflect")],
+                   {"X": [1, 2, 3, 3]}, {"Y": [1, 2, 4, 4]}, {"pads": np.array([0, 0, 1, 1, 0, 0, 0, 0], np.int64)})
+    with pytest.raises(UnsupportedLayerError, match=r"^ONNX node 'reflect_pad' \(Pad\): mode 'reflect' is not supported"):
+        onnx_to_module(model)
+
+
+def _resize_model(mode, ctm, out_hw, scales=None, sizes=None, nearest_mode="round_prefer_floor", in_hw=(4, 5)):
+    names = ["X", "", "scales" if scales is not None else "", "sizes" if sizes is not None else ""]
+    inits = {}
+    if scales is not None:
+        inits["scales"] = np.array(scales, np.float32)
+    if sizes is not None:
+        inits["sizes"] = np.array(sizes, np.int64)
+    node = helper.make_node("Resize", names, ["Y"], name="resize", mode=mode, coordinate_transformation_mode=ctm,
+                            nearest_mode=nearest_mode)
+    return _model([node], {"X": [1, 2, *in_hw]}, {"Y": [1, 2, *out_hw]}, inits, opset=19)
+
+
+RESIZES = [  # (..., the torch function that computes it)
+    ("nearest", "asymmetric", (8, 10), [1, 1, 2, 2], None, "floor", "interpolate"),  # torch's export of nn.Upsample
+    ("nearest", "half_pixel", (8, 10), [1, 1, 2, 2], None, "round_prefer_floor", "interpolate"),
+    ("nearest", "half_pixel", (7, 8), None, [1, 2, 7, 8], "round_prefer_floor", "index_select"),  # ties: 4 -> 7
+    ("nearest", "pytorch_half_pixel", (6, 3), None, [1, 2, 6, 3], "round_prefer_ceil", "interpolate"),
+    ("linear", "align_corners", (7, 9), None, [1, 2, 7, 9], "floor", "interpolate"),
+    ("linear", "half_pixel", (8, 10), [1, 1, 2, 2], None, "floor", "interpolate"),
+    ("linear", "half_pixel", (2, 3), [1, 1, 0.5, 0.6], None, "floor", "interpolate"),
+    ("linear", "pytorch_half_pixel", (6, 3), None, [1, 2, 6, 3], "floor", "interpolate"),
+    ("linear", "asymmetric", (8, 7), None, [1, 2, 8, 7], "floor", "linear"),  # tf2onnx's bilinear
+    ("linear", "half_pixel_symmetric", (3, 8), [1, 1, 0.8, 1.7], None, "floor", "linear"),
+]
+
+
+@pytest.mark.parametrize("mode,ctm,out_hw,scales,sizes,nearest_mode,fn", RESIZES)
+def test_resize_matches_the_onnx_reference(mode, ctm, out_hw, scales, sizes, nearest_mode, fn):
+    model = _resize_model(mode, ctm, out_hw, scales, sizes, nearest_mode)
+    x = _rand(2, 2, 4, 5)
+    want = np.concatenate([_reference(model, X=x[i:i + 1])[0] for i in range(2)])  # sizes name batch 1
+    module = onnx_to_module(model)
+    got = _run(module, x)
+    assert got.shape == want.shape == (2, 2, *out_hw)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert fn in _fx_ops(module)
+    if fn != "interpolate":  # the exact fallbacks are capturable too
+        _exportable(module, x)
+
+
+def test_upsample_and_refused_resize_modes():
+    scales = {"scales": np.array([1, 1, 2, 3], np.float32)}
+    model = _model([helper.make_node("Upsample", ["X", "scales"], ["Y"], name="up", mode="nearest")],
+                   {"X": [1, 2, 3, 3]}, {"Y": [1, 2, 6, 9]}, scales, opset=9)
+    x = _rand(2, 2, 3, 3)
+    np.testing.assert_array_equal(_run(onnx_to_module(model), x), x.repeat(2, axis=2).repeat(3, axis=3))
+    model = _model([helper.make_node("Upsample", ["X", "scales"], ["Y"], name="up", mode="linear")],
+                   {"X": [1, 2, 3, 3]}, {"Y": [1, 2, 6, 9]}, scales, opset=9)
+    want = _reference(_resize_model("linear", "asymmetric", (6, 9), [1, 1, 2, 3], in_hw=(3, 3)), X=x)[0]
+    np.testing.assert_allclose(_run(onnx_to_module(model), x), want, rtol=1e-5, atol=1e-6)  # Upsample: asymmetric
+    with pytest.raises(UnsupportedLayerError, match=r"^ONNX node 'resize' \(Resize\): mode 'cubic' is not supported"):
+        onnx_to_module(_resize_model("cubic", "half_pixel", (8, 10), [1, 1, 2, 2]))
+    with pytest.raises(UnsupportedLayerError, match=r"'resize' \(Resize\): coordinate_transformation_mode 'tf_crop_and_resize'"):
+        onnx_to_module(_resize_model("linear", "tf_crop_and_resize", (8, 10), [1, 1, 2, 2]))
+
+
+def _conv_transpose_ref(x, w, b, strides, dil, begin, end, out_pad, group):
+    """Brute force from the definition: scatter each input pixel times the kernel, then crop the pads."""
+    n, cin, h, wd = x.shape
+    cout_g, kh, kw = w.shape[1:]
+    full = [strides[0] * (h - 1) + dil[0] * (kh - 1) + 1 + out_pad[0],
+            strides[1] * (wd - 1) + dil[1] * (kw - 1) + 1 + out_pad[1]]
+    out = np.zeros((n, cout_g * group, *full), np.float64)
+    per = cin // group
+    for c in range(cin):
+        g = c // per
+        for i in range(h):
+            for j in range(wd):
+                for ki in range(kh):
+                    for kj in range(kw):
+                        out[:, g * cout_g:(g + 1) * cout_g, i * strides[0] + ki * dil[0], j * strides[1] + kj * dil[1]] += (
+                            x[:, c, i, j][:, None] * w[c, :, ki, kj])
+    out = out[:, :, begin[0]:full[0] - end[0], begin[1]:full[1] - end[1]]
+    return out + b[None, :, None, None]
+
+
+@pytest.mark.parametrize("attrs,begin,end", [
+    ({"strides": [2, 2], "dilations": [1, 2], "pads": [1, 0, 1, 1], "output_padding": [1, 0], "group": 2},
+     [1, 0], [1, 1]),
+    ({"strides": [2, 2], "auto_pad": "SAME_UPPER"}, [0, 0], [1, 1]),
+    ({"strides": [1, 2], "pads": [0, 2, 1, 0]}, [0, 2], [1, 0]),
+])
+def test_conv_transpose_brute_force(attrs, begin, end):
+    group = attrs.get("group", 1)
+    w, b, x = _rand(4, 3, 3, 3), _rand(3 * group), _rand(2, 4, 4, 4)
+    want = _conv_transpose_ref(x, w, b, attrs.get("strides"), attrs.get("dilations", [1, 1]), begin, end,
+                               attrs.get("output_padding", [0, 0]), group)
+    model = _model([helper.make_node("ConvTranspose", ["X", "W", "B"], ["Y"], name="convt", **attrs)],
+                   {"X": [1, 4, 4, 4]}, {"Y": [1, 3 * group, *want.shape[2:]]}, {"W": w, "B": b})
+    module = onnx_to_module(model)
+    assert any(isinstance(m, nn.ConvTranspose2d) for m in module.modules())
+    np.testing.assert_allclose(_run(module, x), want, rtol=1e-5, atol=1e-5)
+    _exportable(module, x)
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+def _one_line_error(call, pattern):
+    with pytest.raises(UnsupportedLayerError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    assert __import__("re").match(pattern, message), message
+    return message
+
+
+def _torch_to_onnx_module(model, x, opset=17, path=None):
+    import io
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=opset)
+    return onnx_to_module(onnx.load_from_string(buf.getvalue()))
+
+
+class _ConvLSTM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(3, 8, 3)
+        self.lstm = nn.LSTM(8, 5, batch_first=True)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x)).transpose(1, 2)
+        return self.lstm(h)[0][:, -1]
+
+
+class _Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(6, 18)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return torch.softmax(q @ k.transpose(1, 2) / 6 ** 0.5, dim=-1) @ v
+
+
+def test_lstm_is_refused_by_name():
+    _one_line_error(lambda: _torch_to_onnx_module(_ConvLSTM().eval(), torch.randn(1, 3, 10)),
+                    r"^ONNX node '[^']+' \(LSTM\): a recurrent cell has no fixed feed-forward signed graph.*"
+                    r"unroll it or export the CNN part$")
+
+
+def test_attention_product_is_refused_by_name():
+    _one_line_error(lambda: _torch_to_onnx_module(_Attention().eval(), torch.randn(1, 4, 6)),
+                    r"^ONNX node '[^']+' \(MatMul\): a product of two activations \(attention-like")
+
+
+def test_quantized_model_is_refused_by_name():
+    nodes = [helper.make_node("QuantizeLinear", ["X", "s", "z"], ["q"], name="quant_in"),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="dequant_in"),
+             helper.make_node("Relu", ["dq"], ["Y"], name="relu")]
+    graph = helper.make_graph(nodes, "q", [_vi("X", [1, 4])], [_vi("Y", [1, 4])],
+                              [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+                               numpy_helper.from_array(np.array(0, np.uint8), "z")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    _one_line_error(lambda: onnx_to_module(model),
+                    r"^ONNX node 'quant_in' \(QuantizeLinear\): a quantized operation .*export the float model")
+
+
+def test_empty_file_and_graph_without_input(tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(DeepglassError, match=r"^ONNX file .*empty\.onnx holds no graph \(an empty or truncated file\)$"):
+        load_onnx(empty)
+    const_only = _model([helper.make_node("Relu", ["c"], ["Y"], name="relu")], {}, {"Y": [2]},
+                        {"c": np.array([-1.0, 2.0], np.float32)})
+    with pytest.raises(DeepglassError, match=r"^the ONNX graph has no input tensor"):
+        onnx_to_module(const_only)
+
+
+# -- timm's CNNs through ONNX ------------------------------------------------------------------
+
+def _timm():
+    import timm_shim
+
+    timm_shim.install()
+    return pytest.importorskip("timm")
+
+
+TIMM = [  # (name, opset, input size, run torch.export too)
+    ("resnet18", 17, 64, True),
+    ("mobilenetv2_100", 17, 64, True),
+    ("mobilenetv3_small_100", 17, 64, True),  # HardSwish, HardSigmoid gates
+    ("mobilenetv3_small_100", 13, 64, False),  # hard-swish written as HardSigmoid * x
+    ("efficientnet_b0", 17, 64, True),  # SiLU as Sigmoid * x
+    ("convnext_atto", 17, 64, True),  # LayerNormalization, GELU written out
+    ("convnext_atto", 13, 64, True),  # LayerNorm written out
+    ("ghostnet_100", 17, 64, True),  # Slice + Concat, HardSigmoid gates
+    ("regnetx_002", 17, 64, True),
+    ("mnasnet_small", 17, 64, True),
+    ("densenet121", 17, 32, False),
+]
+
+
+@pytest.mark.parametrize("name,opset,size,export", TIMM, ids=[f"{n}-opset{o}" for n, o, _, _ in TIMM])
+def test_timm_model_through_onnx_equals_timm(name, opset, size, export):
+    timm = _timm()
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False).eval()
+    x = torch.randn(2, 3, size, size)
+    module = _torch_to_onnx_module(model, x[:1], opset=opset)
+    with torch.no_grad():
+        want = model(x)
+        got = module(x)
+    assert want.std() > 0
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    if export:
+        ep = torch.export.export(module, (x[:1],), strict=False).run_decompositions()
+        ops = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+        assert "aten.convolution.default" in ops
+        if name == "convnext_atto":
+            assert {"aten.native_layer_norm.default", "aten.gelu.default"} <= ops and "aten.sqrt.default" not in ops
+
+
+def test_shape_arithmetic_folds_and_selection_on_activations_is_refused():
+    """Dynamic-shape exports compute shapes with Shape/Equal/Where/ConstantOfShape/Range: folded;
+    Expand of an activation broadcasts it; Where on an activation is a selection and refused."""
+    nodes = [helper.make_node("Shape", ["B"], ["s"], name="shape"),
+             helper.make_node("Equal", ["s", "minus1"], ["eq"], name="eq"),
+             helper.make_node("Where", ["eq", "ones", "s"], ["target"], name="where_shape"),
+             helper.make_node("Expand", ["A", "target"], ["e"], name="expand"),
+             helper.make_node("Range", ["r0", "r1", "r2"], ["r"], name="range"),
+             helper.make_node("ConstantOfShape", ["rlen"], ["zeros"], name="const_of_shape",
+                              value=numpy_helper.from_array(np.array([0.5], np.float32))),
+             helper.make_node("Add", ["zeros", "r"], ["w"], name="weights"),
+             helper.make_node("Mul", ["e", "B"], ["m"], name="gate"),
+             helper.make_node("Mul", ["m", "w"], ["Y"], name="scale")]
+    inits = {"minus1": np.array([-1, -1, -1, -1], np.int64), "ones": np.array([1, 1, 1, 1], np.int64),
+             "r0": np.array(0, np.float32), "r1": np.array(4, np.float32), "r2": np.array(1, np.float32),
+             "rlen": np.array([4], np.int64)}
+    model = _model(nodes, {"A": [1, 3, 1, 1], "B": [1, 3, 2, 4]}, {"Y": [1, 3, 2, 4]}, inits)
+    module = onnx_to_module(model)
+    a, b = _rand(2, 3, 1, 1), _rand(2, 3, 2, 4)
+    np.testing.assert_allclose(_run(module, a, b), a * b * (0.5 + np.arange(4, dtype=np.float32)), rtol=1e-6)
+    _exportable(module, a, b)
+    sel = _model([helper.make_node("Where", ["c", "X", "z"], ["Y"], name="select")], {"X": [1, 3]}, {"Y": [1, 3]},
+                 {"c": np.array([True, False, True]), "z": np.zeros(3, np.float32)})
+    _one_line_error(lambda: onnx_to_module(sel), r"^ONNX node 'select' \(Where\): data-dependent control flow or selection")
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_depth_to_space_and_back_sum_and_log_softmax(mode):
+    """DepthToSpace / SpaceToDepth by the spec's reshape-transpose-reshape; Sum; LogSoftmax over channels."""
+    nodes = [helper.make_node("DepthToSpace", ["X"], ["d"], name="d2s", blocksize=2, mode=mode),
+             helper.make_node("SpaceToDepth", ["d"], ["s"], name="s2d", blocksize=2),
+             helper.make_node("Sum", ["X", "s", "X"], ["t"], name="sum"),
+             helper.make_node("LogSoftmax", ["t"], ["Y2"], name="logsoftmax", axis=1),
+             helper.make_node("Identity", ["d"], ["Y1"], name="id")]
+    model = _model(nodes, {"X": [1, 8, 2, 3]}, {"Y1": [1, 2, 4, 6], "Y2": [1, 8, 2, 3]}, opset=13)
+    module = onnx_to_module(model)
+    x = _rand(2, 8, 2, 3)
+    b, c, h, w = x.shape
+    if mode == "DCR":
+        d = x.reshape(b, 2, 2, c // 4, h, w).transpose(0, 3, 4, 1, 5, 2).reshape(b, c // 4, h * 2, w * 2)
+    else:
+        d = x.reshape(b, c // 4, 2, 2, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(b, c // 4, h * 2, w * 2)
+    s = d.reshape(b, c // 4, h, 2, w, 2).transpose(0, 3, 5, 1, 2, 4).reshape(b, c, h, w)
+    t = 2 * x + s
+    y1, y2 = _run(module, x)
+    np.testing.assert_array_equal(y1, d)
+    np.testing.assert_allclose(y2, t - np.log(np.exp(t).sum(1, keepdims=True)), rtol=1e-5, atol=1e-6)
+    _exportable(module, x)
