@@ -39,6 +39,10 @@ def frustration_cmd(
     starts_per_null: int = typer.Option(2, "--starts-per-null", help="Start gauges per draw."),
     replicas_per_unit: Optional[int] = typer.Option(
         None, "--replicas-per-unit", help="Real replicas per stored unit (default: all)."),
+    draws_per_unit: Optional[int] = typer.Option(
+        None, "--draws-per-unit", help="Null draws solved together as one batch (default: "
+                                       "as many as fit, with the matrix-free engine; 1 with "
+                                       "the compiled one). The numbers do not depend on it."),
     out: Optional[str] = typer.Option(
         None, "--out", help="Run directory (written as units finish; re-run to resume)."),
     force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
@@ -49,7 +53,9 @@ def frustration_cmd(
     """Compute the frustration of a network's signed graph; with --nulls or
     --out, compare it with null models in a run directory."""
     import deepglass
+    from ..solve.engines import check_engine
 
+    check_engine(engine, method)
     if nulls is not None or out is not None:
         if save:
             raise DeepglassError("--save is for a single computation; with --nulls/--out the "
@@ -59,15 +65,10 @@ def frustration_cmd(
                           replicas_per_unit=replicas_per_unit, method=method, seed=seed,
                           init=init, device=device, input_shape=input_shape,
                           batchnorm=batchnorm, arch=arch, trust_pickle=trust_pickle, out=out,
-                          force=force, executor=executor, address=address, as_json=as_json)
+                          force=force, executor=executor, address=address, as_json=as_json,
+                          engine=engine, draws_per_unit=draws_per_unit)
     if executor != "inprocess" or address:
         raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
-    from ..solve.descent import ENGINES
-
-    if engine not in ENGINES:
-        raise DeepglassError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if engine != "auto" and method != "descent":
-        raise DeepglassError("--engine applies to --method descent")
     options = {"engine": engine} if method == "descent" else {}
     _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu")
     with progress(f"{method} progress", None, enabled=not as_json) as advance:
@@ -95,7 +96,8 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
                starts_per_null: int, replicas_per_unit: int | None, method: str, seed: int,
                init: str, device: str, input_shape: str | None, batchnorm: str,
                arch: str | None, trust_pickle: bool, out: str | None, force: bool,
-               executor: str, address: str | None, as_json: bool):
+               executor: str, address: str | None, as_json: bool, engine: str = "auto",
+               draws_per_unit: int | None = None):
     """Real weights vs null models; prints the statistics and the verdict."""
     from ..executors import get_executor
     from ..experiments.frustration import frustration_vs_nulls, stats_records
@@ -109,6 +111,7 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
             starts_per_null=starts_per_null, nulls=nulls, method=method, seed=seed,
             executor=ex, run=out, force=force, input_shape=shape, batchnorm=batchnorm,
             init=init, replicas_per_unit=replicas_per_unit, device=device, model_name=model,
+            draws_per_unit=draws_per_unit, **({"engine": engine} if engine != "auto" else {}),
             progress=unit_progress(stack, "units", enabled=not as_json))
     if as_json:
         print_json({"model": model, "nodes": res.info["nodes"], "edges": res.info["edges"],

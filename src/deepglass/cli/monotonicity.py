@@ -52,6 +52,8 @@ def monotonicity_cmd(
     unit_size: int = typer.Option(100, "--unit-size", help="Inputs per resumable unit."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Forward batch size."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    engine: str = typer.Option("auto", "--engine", help="The frustration descent's engine: "
+                               "auto, compiled or matrix-free."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle"),
@@ -66,13 +68,17 @@ def monotonicity_cmd(
                                             run_monotonicity)
     from ..inputs import load_inputs
 
+    from ..solve.engines import check_engine
+
+    check_engine(engine, "descent")
     net, shape = load_network(model, input_shape, arch, trust_pickle)
     null_list = _check_nulls(nulls)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
     rng = _range(amplitude_range)
     total = len(batch) * amplitudes * (1 + len(null_list))
     opts = dict(nulls=null_list, amplitudes=amplitudes, amplitude_range=rng, seed=seed,
-                replicas=replicas, alpha=alpha, batch_size=batch_size, device=device)
+                replicas=replicas, alpha=alpha, batch_size=batch_size, device=device,
+                engine=engine)
     with progress("trials", total, enabled=not as_json) as advance:
         if out:
             config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape)}

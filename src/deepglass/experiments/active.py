@@ -743,6 +743,8 @@ def active_frustration(sub: SignedGraph, method: str = "auto", replicas: int = 8
                 "method": "none", "solve_seconds": 0.0}
     if method == "auto":
         method = "greedy" if sub.n_edges <= explicit_limit else "descent"
+    if method != "descent":
+        options = {k: v for k, v in options.items() if k != "engine"}  # descent's only
     if method == "exact":
         return _exact_on_kept(sub, **options)
     init: Any = "random"
