@@ -58,7 +58,7 @@ def active_cmd(
     from ..experiments.active_run import active_table, run_active, verdict, whole_delta
     from ..inputs import load_inputs
     from ..solve import METHODS
-    from ..solve.engines import check_engine
+    from ..solve.engines import check_engine, check_fits
 
     if method != "auto" and method not in METHODS:
         raise DeepglassError(f"unknown method {method!r}; choose auto or one of {', '.join(METHODS)}")
@@ -67,6 +67,10 @@ def active_cmd(
     t0 = time.perf_counter()
     net, shape, graph = load_graph(model, input_shape, batchnorm, arch, trust_pickle)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
+    from ..experiments.active_run import _method
+
+    if method == "descent" or _method("auto", graph.n_edges) == "descent":
+        check_fits(graph, replicas, "descent", engine)   # the whole network's descent
     with progress("inputs", len(batch), enabled=not as_json) as advance:
         if out:
             config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape),

@@ -53,7 +53,7 @@ def frustration_cmd(
     """Compute the frustration of a network's signed graph; with --nulls or
     --out, compare it with null models in a run directory."""
     import deepglass
-    from ..solve.engines import check_engine
+    from ..solve.engines import check_engine, check_fits
 
     check_engine(engine, method)
     if nulls is not None or out is not None:
@@ -71,6 +71,7 @@ def frustration_cmd(
         raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
     options = {"engine": engine} if method == "descent" else {}
     _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu")
+    check_fits(g, replicas, method, engine, device)   # before the progress bar
     with progress(f"{method} progress", None, enabled=not as_json) as advance:
         res = deepglass.frustration(g, method=method, replicas=replicas, seed=seed, init=init,
                                     device=device, callback=lambda k, n: advance(), **options)
@@ -103,7 +104,7 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
     from ..experiments.frustration import frustration_vs_nulls, stats_records
 
     net, shape = load_network(model, input_shape, arch, trust_pickle)
-    ex = get_executor(executor, address)
+    ex = get_executor(executor, address, device=device)
     with resume_hint(out), ExitStack() as stack:
         stack.callback(ex.close)
         res = frustration_vs_nulls(

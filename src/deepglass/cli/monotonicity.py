@@ -73,6 +73,12 @@ def monotonicity_cmd(
     check_engine(engine, "descent")
     net, shape = load_network(model, input_shape, arch, trust_pickle)
     null_list = _check_nulls(nulls)
+    if not (out and _has_gauge(out)):
+        from ..graph import SignedGraph
+        from ..solve.engines import check_fits
+
+        # the frustration gauge's descent, refused before the progress bar
+        check_fits(SignedGraph.from_module(net, shape), replicas, "descent", engine, device)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
     rng = _range(amplitude_range)
     total = len(batch) * amplitudes * (1 + len(null_list))
@@ -134,6 +140,13 @@ def demo_step(ctx) -> dict:
                                                            exp.gamma["consistent"])),
             "rho_mean": dict(zip(exp.gamma["model"], exp.gamma["rho_mean"])),
             "seconds": exp.seconds}
+
+
+def _has_gauge(out: str) -> bool:
+    """Whether run directory ``out`` already holds the real gauge (no descent then)."""
+    from pathlib import Path
+
+    return (Path(out) / "arrays" / "gauge_real.npz").exists()
 
 
 def register(app: typer.Typer) -> None:

@@ -68,15 +68,20 @@ def _canonical_kind(kind) -> str:
     return names[kind.lower()]
 
 
-def _generator(kind: str, seed: int, name: str) -> torch.Generator:
-    """The generator of one layer of one null: keyed by (kind, seed, layer name)."""
+def _generator(kind: str, seed: int, name: str, device="cpu") -> torch.Generator:
+    """The generator of one layer of one null: keyed by (kind, seed, layer name),
+    on ``device`` (the weights' own: draws are made where they are used, so a
+    device draws its nulls without a host round trip; a device's stream is
+    its own, so the same seed draws another null there than on the CPU)."""
     digest = hashlib.blake2b(f"{kind}|{int(seed)}|{name}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+    return torch.Generator(device=device).manual_seed(
+        int.from_bytes(digest, "little") & (2**63 - 1))
 
 
 def _permuted(w: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """The entries of ``w`` in a uniformly random order, same shape."""
-    perm = torch.randperm(w.numel(), generator=g).to(w.device)
+    """The entries of ``w`` in a uniformly random order, same shape (drawn on
+    the generator's device)."""
+    perm = torch.randperm(w.numel(), generator=g, device=g.device).to(w.device)
     return w.detach().reshape(-1)[perm].reshape(w.shape).clone()
 
 
@@ -84,7 +89,7 @@ def _redrawn(w: torch.Tensor, kind: str, g: torch.Generator) -> torch.Tensor:
     """A fresh draw shaped like ``w``: Xavier uniform (variance 2/(fan_in+fan_out))
     or He normal (variance 2/fan_in), with PyTorch's fans: ``fan_in = size(1) *
     prod(kernel)``, ``fan_out = size(0) * prod(kernel)``."""
-    new = torch.empty(w.shape, dtype=w.dtype)
+    new = torch.empty(w.shape, dtype=w.dtype, device=g.device)
     if kind == "N3-xavier":
         nn.init.xavier_uniform_(new, gain=1.0, generator=g)
     else:
@@ -102,7 +107,7 @@ def _module_null(model: nn.Module, kind: str, seed: int) -> nn.Module:
     with torch.no_grad():
         for name, m in new.named_modules():
             if isinstance(m, _WEIGHT_LAYERS):
-                g = _generator(kind, seed, name)
+                g = _generator(kind, seed, name, m.weight.device)
                 w = _permuted(m.weight, g) if kind == "N1" else _redrawn(m.weight, kind, g)
                 m.weight.copy_(w)
                 if kind != "N1" and m.bias is not None:
@@ -143,7 +148,7 @@ def _graph_null(graph: SignedGraph, kind: str, seed: int) -> SignedGraph:
         blocks = []
         for b, w in zip(graph.edge_blocks, weighted):
             if w:
-                g = _generator(kind, seed, b.module)
+                g = _generator(kind, seed, b.module, b.weight.device)
                 if kind == "N1":   # the block's own weights (folded batch norm included)
                     b = _with_weight(b, _permuted(b.weight, g), keep_scales=True)
                 else:              # a fresh layer: no folded batch norm, no scales

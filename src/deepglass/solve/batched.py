@@ -278,6 +278,7 @@ def solve_draws(graphs: list[SignedGraph], starts: list[np.ndarray], *, gamma: f
         Per draw: ``sigmas`` (r, n) int8, ``energies`` (r,), ``local_min`` (r,),
         ``sweeps`` (of the batch) and ``flips`` (r,).
     """
+    from . import _threads_for
     from .descent import descent
 
     if engine != "matrix-free":
@@ -290,8 +291,10 @@ def solve_draws(graphs: list[SignedGraph], starts: list[np.ndarray], *, gamma: f
     r = r.pop()
     g = graphs[0] if len(graphs) == 1 else DrawBatchedGraph(graphs)
     s0 = torch.from_numpy(np.concatenate([np.asarray(s, np.int8) for s in starts]))
-    st = descent(g, s0, gamma=gamma, decay=decay, threshold=threshold, engine="matrix-free",
-                 max_sweeps=max_sweeps, sparse_ratio=sparse_ratio, tol=tol, callback=callback)
+    with _threads_for(graphs[0]):   # one thread for small graphs, as frustration() does
+        st = descent(g, s0, gamma=gamma, decay=decay, threshold=threshold,
+                     engine="matrix-free", max_sweeps=max_sweeps, sparse_ratio=sparse_ratio,
+                     tol=tol, callback=callback)
     e = g.energy_from_fields(st.sigma, st.fields).cpu().numpy()
     thr = tol * g.abs_row_sums()
     thr = thr[None] if thr.ndim == 1 else thr

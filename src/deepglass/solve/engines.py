@@ -40,7 +40,8 @@ from ..graph import SignedGraph
 
 __all__ = ["ENGINES", "check_engine", "csr_edges", "compiled_bytes", "matrix_free_bytes",
            "compiled_seconds", "matrix_free_seconds", "EngineEstimate", "engine_estimates",
-           "choose_engine", "CSR_BUILD_BYTES"]
+           "choose_engine", "CSR_BUILD_BYTES", "draw_batch_bytes", "draws_per_batch",
+           "check_fits"]
 
 ENGINES = ("auto", "compiled", "matrix-free")
 
@@ -146,8 +147,11 @@ def matrix_free_bytes(graph: SignedGraph, replicas: int) -> int:
     n, R, item = graph.n_nodes, int(replicas), _itemsize(graph)
     state = 4 * R * n * item + 3 * n * 8
     temps = max((_block_temporaries(graph, b, R, item) for b in graph.edge_blocks), default=0)
-    # a sparse update lists at most every edge of every replica once
-    return int(state + temps + 40 * min(SPARSE_CHUNK, 2 * R * graph.n_edges))
+    # sparse updates run below a flipped fraction of 0.0005 x 20 (dense layers'
+    # advantage; :func:`deepglass.solve.descent._sparse_limit`) of a block, so
+    # they list at most 1% of its edges per replica, SPARSE_CHUNK at a time
+    most = max((b.n_edges() for b in graph.edge_blocks), default=0)
+    return int(state + temps + 40 * min(SPARSE_CHUNK, math.ceil(0.01 * R * most)))
 
 
 def compiled_seconds(graph: SignedGraph, replicas: int, threads: int | None = None) -> float:
@@ -250,3 +254,51 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
         # (the matrix-free engine's many tiny kernels dominate small graphs)
         return "compiled"
     return by_time.engine
+
+
+def draw_batch_bytes(graph: SignedGraph, starts: int, draws: int, n2: bool = False) -> int:
+    """Peak bytes of ``draws`` null draws of ``graph`` solved as one batch with
+    ``starts`` start gauges each (:mod:`deepglass.solve.batched`): every draw's
+    weights twice (its own graph and the stacked copy; per edge for N2, whose
+    convolutions are unshared) and a matrix-free descent of ``draws * starts``
+    replicas (:func:`matrix_free_bytes`)."""
+    item = _itemsize(graph)
+    per_draw = 2 * item * (graph.n_edges if n2 else graph.n_params)
+    return int(draws * per_draw + matrix_free_bytes(graph, draws * starts))
+
+
+def draws_per_batch(graph: SignedGraph, starts: int, instances: int, device="cpu",
+                    n2: bool = False, budget_bytes: int | None = None,
+                    most: int | None = None) -> int:
+    """The most null draws (at most ``instances`` and ``most``: 128 on a device,
+    16 on the CPU) whose batch fits ``budget_bytes`` (default: a device's free
+    memory, or the host's, times :data:`MEMORY_FRACTION`).  At least 1."""
+    dev = torch.device(device)
+    if budget_bytes is None:
+        if dev.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(dev)
+            budget_bytes = int(MEMORY_FRACTION * free)
+        else:
+            budget_bytes = _budget()
+    most = (128 if dev.type != "cpu" else 16) if most is None else int(most)
+    d = max(1, min(int(instances), most))
+    while d > 1 and draw_batch_bytes(graph, starts, d, n2) > budget_bytes:
+        d -= 1
+    return d
+
+
+def check_fits(graph: SignedGraph, replicas: int, method: str = "descent",
+               engine: str = "auto", device="cpu") -> str | None:
+    """Refuse, before anything runs, a descent that would not fit: the engine
+    :func:`choose_engine` picks for ``replicas`` replicas of ``graph`` on
+    ``device`` (``None`` for methods other than ``descent``).  Host memory
+    only (a device's allocator reports its own)."""
+    if method != "descent":
+        return None
+    check_engine(engine, method)
+    if torch.device(device).type != "cpu":
+        if engine == "compiled":
+            raise DeepglassError("--engine compiled runs on the CPU; use --engine matrix-free "
+                                 "(or auto) with a device")
+        return "matrix-free"
+    return choose_engine(graph, replicas, engine)
