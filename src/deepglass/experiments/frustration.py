@@ -191,10 +191,8 @@ def _unit_graph(ctx: _Context, unit: Unit, instance: int | None = None) -> Signe
         # it like the real one (same batch-norm treatment)
         null = null_model(ctx.model, unit.kind, seed=nseed, input_shape=ctx.input_shape)
         return SignedGraph.from_module(null, ctx.input_shape, batchnorm=ctx.batchnorm)
-    if unit.kind == "N2":
-        # N2 acts on the edge weights of the signed graph (its shuffle runs on the CPU)
-        return null_model(ctx.graph, unit.kind, seed=nseed)
-    # N1 / N3 of a bare graph: drawn on the run's device, where they are solved
+    # N2 acts on the edge weights of the signed graph; N1 / N3 of a bare graph on
+    # its blocks' weights: drawn on the run's device, where they are solved
     return null_model(ctx.device_graph(), unit.kind, seed=nseed)
 
 
