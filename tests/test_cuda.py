@@ -75,3 +75,109 @@ def test_frustration_on_device_is_a_local_minimum():
     # and the device run is no worse than greedy's from the same starts on average
     gr = deepglass.frustration(g, method="greedy", replicas=8, seed=3)
     assert r.energies.mean() <= gr.energies.mean() + 2e-3
+
+
+# ---- the experiments on the device ---------------------------------------------------
+def _small_net():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.BatchNorm2d(8),
+                        nn.Conv2d(8, 6, 3, dilation=2, groups=2), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(24, 5))
+    with torch.no_grad():
+        net[2].running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def test_null_protocol_on_device_does_not_depend_on_the_batch():
+    """Every null kind drawn on the device (N1 / N3 of the graph's blocks, N2 by
+    the device's randperm), draws batched 3 at a time or one per unit: the same
+    numbers, every replica at a local minimum."""
+    from deepglass.experiments.frustration import frustration_vs_nulls
+
+    g = SignedGraph.from_module(_small_net(), (3, 15, 15), dtype=torch.float64)
+    runs = {}
+    for dpu in (1, 3):
+        r = frustration_vs_nulls(g, replicas=3, null_instances=4, starts_per_null=2,
+                                 nulls="N1,N2,N3", draws_per_unit=dpu, device="cuda",
+                                 engine="matrix-free")
+        assert r.info["draws_per_unit"] == dpu and r.runs["local_min"].all()
+        runs[dpu] = r.runs
+    np.testing.assert_allclose(runs[1]["energy"], runs[3]["energy"], rtol=0, atol=1e-12)
+    # the real replicas are the CPU's (same graph, same starts, float64)
+    cpu = frustration_vs_nulls(g, replicas=3, null_instances=1, nulls="", engine="matrix-free")
+    real = runs[1][runs[1]["kind"] == "real"]["energy"].to_numpy()
+    np.testing.assert_allclose(real, cpu.runs["energy"].to_numpy(), rtol=0, atol=1e-12)
+
+
+def test_batched_draws_on_device_equal_the_cpu():
+    """Module nulls (drawn on the CPU, traced) solved as one batch on the device
+    end where the CPU's batch ends (float64)."""
+    from deepglass.experiments.nulls import null_model
+    from deepglass.solve.batched import solve_draws
+
+    net = _small_net().double()
+    draws = [SignedGraph.from_module(null_model(net, "N3-he", seed=s), (3, 15, 15),
+                                     dtype=torch.float64) for s in range(3)]
+    starts = [start_gauges(draws[0].n_nodes, 2, seed=s) for s in range(3)]
+    cpu = solve_draws(draws, starts)
+    dev = solve_draws([d.to("cuda") for d in draws], starts)
+    for a, b in zip(cpu, dev):
+        np.testing.assert_array_equal(a["sigmas"], b["sigmas"])
+        np.testing.assert_allclose(a["energies"], b["energies"], rtol=0, atol=1e-12)
+
+
+def test_n2_on_device_keeps_the_weight_multiset():
+    from deepglass.experiments.nulls import null_model
+
+    g = SignedGraph.from_module(_small_net(), (3, 15, 15), dtype=torch.float64)
+    n2 = null_model(g.to("cuda"), "N2", seed=1)
+    assert n2.device.type == "cuda" and n2.n_edges == g.n_edges
+    A, A2 = g.to_scipy(), n2.to_scipy()
+    assert np.array_equal(A.indptr, A2.indptr) and np.array_equal(A.indices, A2.indices)
+    pooled = [b for b in g.edge_blocks if b.kind in ("conv", "dense")]
+    real = np.sort(np.concatenate([b.coo()[2] for b in pooled]))
+    null = np.sort(np.concatenate([b.coo()[2] for b in n2.edge_blocks
+                                   if b.kind in ("unshared_conv", "dense")]))
+    np.testing.assert_array_equal(real, null)
+
+
+def test_active_subnetworks_on_device_equal_the_cpu():
+    from deepglass.experiments.active import active_subgraph
+
+    net = _small_net()
+    g = SignedGraph.from_module(net, (3, 15, 15))
+    x = torch.rand((3, 3, 15, 15), generator=torch.Generator().manual_seed(0))
+    cpu = active_subgraph(g, net, x)
+    dev = active_subgraph(g.to("cuda"), net.cuda(), x)
+    np.testing.assert_array_equal(cpu.keep, dev.keep)
+    np.testing.assert_array_equal(cpu.pred, dev.pred)
+    np.testing.assert_array_equal(cpu.edges, dev.edges)
+    for k in range(3):
+        sub_c, sub_d = cpu.subgraph(k), dev.subgraph(k)
+        assert sub_d.device.type == "cuda" and sub_c.n_edges == sub_d.n_edges
+        s = torch.from_numpy(start_gauges(g.n_nodes, 2, seed=k)).to(torch.float64)
+        torch.testing.assert_close(sub_c.to(dtype=torch.float64).energy(s),
+                                   sub_d.to(dtype=torch.float64).energy(s.cuda()).cpu(),
+                                   rtol=0, atol=1e-12)
+        # delta_x by the matrix-free descent on the device is a local minimum
+        r = deepglass.frustration(sub_d, replicas=2, seed=k, device="cuda",
+                                  engine="matrix-free")
+        assert r.local_min.all()
+    net.cpu()
+
+
+def test_near_monotonicity_on_device_equals_the_cpu():
+    from deepglass.experiments.monotonicity import near_monotonicity
+
+    net = _small_net().double()
+    g = SignedGraph.from_module(net, (3, 15, 15))
+    r = deepglass.frustration(g, replicas=4, seed=0)
+    x = torch.rand((3, 3, 15, 15), generator=torch.Generator().manual_seed(1)).double()
+    cpu = near_monotonicity(net, r.sigma_in, r.sigma_out, x, amplitudes=8, seed=2)
+    dev = near_monotonicity(net.cuda(), r.sigma_in, r.sigma_out, x, amplitudes=8, seed=2,
+                            device="cuda")
+    # the noise is drawn on the CPU either way; float64 outputs agree far below
+    # the output differences the counts compare
+    assert (cpu.trials["rho"].to_numpy() == dev.trials["rho"].to_numpy()).all()
+    assert cpu.gamma == dev.gamma
+    net.cpu()

@@ -177,6 +177,28 @@ def test_n2_with_source_scales_and_bucket_shuffle(monkeypatch):
     _n2_checks(g, null_model(g, "N2", seed=0))
 
 
+@pytest.mark.parametrize("bn", [False, True])
+def test_n2_dealt_where_the_graph_lives(bn):
+    """The device path of N2 (pooled weights permuted by torch.randperm where the
+    graph lives), run here on the CPU: same topology, same weight multiset,
+    padding slots empty; keyed by the seed."""
+    g = _graph(_net(bn=bn))
+    weighted = [nulls._check_block(b, "N2") for b in g.edge_blocks]
+    blocks = nulls._n2_blocks_torch(g, weighted, seed=5)
+    g2 = g.replace_edge_blocks(blocks)
+    _n2_checks(g, g2)
+    for b in blocks:
+        if isinstance(b, UnsharedConvBlock):
+            assert not b.edge_weight[~b.valid_mask()[:, None, :].expand(
+                b.edge_weight.shape)].any()
+    again = nulls._n2_blocks_torch(g, weighted, seed=5)
+    other = nulls._n2_blocks_torch(g, weighted, seed=6)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, g.n_nodes)))
+    y = g2.sym_matvec(x)
+    assert torch.equal(y, g.replace_edge_blocks(again).sym_matvec(x))
+    assert not torch.equal(y, g.replace_edge_blocks(other).sym_matvec(x))
+
+
 def test_n2_of_digits_cnn_module():
     net = zoo.get("digits_cnn")
     g2 = null_model(net, "N2", seed=0)

@@ -95,7 +95,12 @@ class RayExecutor(Executor):
         CPUs of the local Ray (default: all); ignored with ``address``.
     max_in_flight : int, optional
         Tasks submitted ahead of the finished ones (default: twice the cluster's
-        CPUs), which bounds the results held in memory.
+        CPUs, or with ``num_gpus`` twice its GPUs), which bounds the results
+        held in memory.
+    num_gpus : float, optional
+        GPUs each task asks Ray for (``--device cuda``: 1), so that Ray places
+        units on GPU nodes, one per device, and sets ``CUDA_VISIBLE_DEVICES``
+        for each.  ``None`` or 0: CPU tasks.
 
     Notes
     -----
@@ -109,7 +114,7 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
-                 max_in_flight: int | None = None):
+                 max_in_flight: int | None = None, num_gpus: float | None = None):
         try:
             import ray  # noqa: F401
         except ImportError:
@@ -118,10 +123,27 @@ class RayExecutor(Executor):
             raise DeepglassError(f"num_cpus must be >= 1, got {num_cpus}")
         if max_in_flight is not None and int(max_in_flight) < 1:
             raise DeepglassError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        if num_gpus is not None and (isinstance(num_gpus, bool) or float(num_gpus) < 0):
+            raise DeepglassError(f"num_gpus must be >= 0, got {num_gpus}")
         self.address = address
         self.num_cpus = num_cpus
         self.max_in_flight = max_in_flight
+        self.num_gpus = float(num_gpus) if num_gpus else None
         self._started = False
+
+    def task_options(self) -> dict:
+        """The resources each task asks Ray for: one CPU, and ``num_gpus`` GPUs
+        when set."""
+        opts: dict = {"num_cpus": 1}
+        if self.num_gpus:
+            opts["num_gpus"] = self.num_gpus
+        return opts
+
+    def _window(self, resources: dict) -> int:
+        if self.max_in_flight:
+            return int(self.max_in_flight)
+        key, per = ("GPU", self.num_gpus) if self.num_gpus else ("CPU", 1.0)
+        return max(2, 2 * int(resources.get(key, 1) / per))
 
     def _ensure(self):
         import ray
@@ -145,13 +167,13 @@ class RayExecutor(Executor):
 
     def map(self, fn, units, shared=None):
         ray = self._ensure()
-        remote = ray.remote(num_cpus=1)(_call)
+        remote = ray.remote(**self.task_options())(_call)
         try:
             ref, fn_ref = ray.put(shared), ray.put(fn)
         except Exception as exc:  # e.g. a network object that does not pickle
             raise DeepglassError(f"cannot ship the work to Ray: {type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-        window = self.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        window = self._window(ray.cluster_resources())
         todo = iter(units)
         pending: dict = {}
 
@@ -198,10 +220,12 @@ EXECUTORS = {"inprocess": InProcessExecutor, "ray": RayExecutor}
 
 
 def get_executor(name: str | Executor | None = None, address: str | None = None,
-                 **kwargs) -> Executor:
+                 device: str | None = None, **kwargs) -> Executor:
     """An executor by name (``"inprocess"`` or ``"ray"``), or ``name`` itself.
 
     ``address`` applies to Ray only (and implies it when ``name`` is None).
+    ``device``: the units' device; a CUDA device makes Ray tasks ask for one
+    GPU each (``num_gpus=1``) unless ``num_gpus`` is given.
     """
     if isinstance(name, Executor):
         return name
@@ -210,6 +234,8 @@ def get_executor(name: str | Executor | None = None, address: str | None = None,
     if name not in EXECUTORS:
         raise DeepglassError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
     if name == "ray":
+        if device is not None and str(device).startswith("cuda"):
+            kwargs.setdefault("num_gpus", 1)
         return RayExecutor(address=address, **kwargs)
     if address:
         raise DeepglassError("--address applies to the ray executor only")

@@ -44,6 +44,9 @@ def active_cmd(
     out: Optional[str] = typer.Option(None, "--out", help="Run directory (resumable); its "
                                       "arrays/gauge_real.npz gives delta when present."),
     force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
+    engine: str = typer.Option(
+        "auto", "--engine", help="descent's engine wherever descent runs (the whole network, "
+                                 "large subgraphs): auto, compiled or matrix-free."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Extract the active subnetwork of each input and compare its frustration
@@ -55,6 +58,7 @@ def active_cmd(
     from ..experiments.active_run import active_table, run_active, verdict, whole_delta
     from ..inputs import load_inputs
     from ..solve import METHODS
+    from ..solve.engines import check_engine, check_fits
 
     if out:
         from ..store import check_out_dir
@@ -62,9 +66,15 @@ def active_cmd(
         check_out_dir(out)
     if method != "auto" and method not in METHODS:
         raise DeepglassError(f"unknown method {method!r}; choose auto or one of {', '.join(METHODS)}")
+    check_engine(engine, "descent" if method == "auto" else method)
+    solver = {"engine": engine} if engine != "auto" else {}
     t0 = time.perf_counter()
     net, shape, graph = load_graph(model, input_shape, batchnorm, arch, trust_pickle)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
+    from ..experiments.active_run import _method
+
+    if method == "descent" or _method("auto", graph.n_edges) == "descent":
+        check_fits(graph, replicas, "descent", engine)   # the whole network's descent
     with progress("inputs", len(batch), enabled=not as_json) as advance:
         if out:
             config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape),
@@ -72,14 +82,14 @@ def active_cmd(
                       "ids_last": batch.ids[-1]}
             table = run_active(out, net, graph, batch.x, batch.ids, method=method,
                                replicas=replicas, seed=seed, unit_size=unit_size,
-                               config=config, force=force, progress=advance)
+                               config=config, force=force, progress=advance, **solver)
             delta = float(table["delta"].iloc[0])
         else:
-            whole = whole_delta(graph, "auto", replicas=replicas, seed=seed)
+            whole = whole_delta(graph, "auto", replicas=replicas, seed=seed, **solver)
             delta = whole.frustration
             table = active_table(graph, net, batch.x, batch.ids, delta=delta, method=method,
                                  replicas=replicas, seed=seed, warm_start=whole.sigma,
-                                 progress=advance)
+                                 progress=advance, **solver)
     stats = active_summary_stats(table, delta)
     seconds = time.perf_counter() - t0
     if as_json:

@@ -39,6 +39,10 @@ def frustration_cmd(
     starts_per_null: int = typer.Option(2, "--starts-per-null", help="Start gauges per draw."),
     replicas_per_unit: Optional[int] = typer.Option(
         None, "--replicas-per-unit", help="Real replicas per stored unit (default: all)."),
+    draws_per_unit: Optional[int] = typer.Option(
+        None, "--draws-per-unit", help="Null draws solved together as one batch (default: "
+                                       "as many as fit, with the matrix-free engine; 1 with "
+                                       "the compiled one). The numbers do not depend on it."),
     out: Optional[str] = typer.Option(
         None, "--out", help="Run directory (written as units finish; re-run to resume)."),
     force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
@@ -49,8 +53,10 @@ def frustration_cmd(
     """Compute the frustration of a network's signed graph; with --nulls or
     --out, compare it with null models in a run directory."""
     import deepglass
+    from ..solve.engines import check_engine, check_fits
     from ..store import check_out_dir, check_save_path
 
+    check_engine(engine, method)
     if out is not None:
         check_out_dir(out)           # before loading or computing anything
     if save:
@@ -64,15 +70,10 @@ def frustration_cmd(
                           replicas_per_unit=replicas_per_unit, method=method, seed=seed,
                           init=init, device=device, input_shape=input_shape,
                           batchnorm=batchnorm, arch=arch, trust_pickle=trust_pickle, out=out,
-                          force=force, executor=executor, address=address, as_json=as_json)
+                          force=force, executor=executor, address=address, as_json=as_json,
+                          engine=engine, draws_per_unit=draws_per_unit)
     if executor != "inprocess" or address:
         raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
-    from ..solve.descent import ENGINES
-
-    if engine not in ENGINES:
-        raise DeepglassError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if engine != "auto" and method != "descent":
-        raise DeepglassError("--engine applies to --method descent")
     options = {"engine": engine} if method == "descent" else {}
     from ..solve import METHODS
 
@@ -81,6 +82,7 @@ def frustration_cmd(
     if init not in ("random", "paper"):
         raise DeepglassError(f"--init must be random or paper, not {init!r}")
     _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu")
+    check_fits(g, replicas, method, engine, device)   # before the progress bar
     with progress(f"{method} progress", None, enabled=not as_json) as advance:
         res = deepglass.frustration(g, method=method, replicas=replicas, seed=seed, init=init,
                                     device=device, callback=lambda k, n: advance(), **options)
@@ -106,13 +108,14 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
                starts_per_null: int, replicas_per_unit: int | None, method: str, seed: int,
                init: str, device: str, input_shape: str | None, batchnorm: str,
                arch: str | None, trust_pickle: bool, out: str | None, force: bool,
-               executor: str, address: str | None, as_json: bool):
+               executor: str, address: str | None, as_json: bool, engine: str = "auto",
+               draws_per_unit: int | None = None):
     """Real weights vs null models; prints the statistics and the verdict."""
     from ..executors import get_executor
     from ..experiments.frustration import frustration_vs_nulls, stats_records
 
     net, shape = load_network(model, input_shape, arch, trust_pickle)
-    ex = get_executor(executor, address)
+    ex = get_executor(executor, address, device=device)
     with resume_hint(out), ExitStack() as stack:
         stack.callback(ex.close)
         res = frustration_vs_nulls(
@@ -120,6 +123,7 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
             starts_per_null=starts_per_null, nulls=nulls, method=method, seed=seed,
             executor=ex, run=out, force=force, input_shape=shape, batchnorm=batchnorm,
             init=init, replicas_per_unit=replicas_per_unit, device=device, model_name=model,
+            draws_per_unit=draws_per_unit, **({"engine": engine} if engine != "auto" else {}),
             progress=unit_progress(stack, "units", enabled=not as_json))
     if as_json:
         print_json({"model": model, "nodes": res.info["nodes"], "edges": res.info["edges"],

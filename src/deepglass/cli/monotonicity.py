@@ -52,6 +52,8 @@ def monotonicity_cmd(
     unit_size: int = typer.Option(100, "--unit-size", help="Inputs per resumable unit."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Forward batch size."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    engine: str = typer.Option("auto", "--engine", help="The frustration descent's engine: "
+                               "auto, compiled or matrix-free."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle"),
@@ -66,17 +68,27 @@ def monotonicity_cmd(
                                             run_monotonicity)
     from ..inputs import load_inputs
 
+    from ..solve.engines import check_engine
+
+    check_engine(engine, "descent")
     if out:
         from ..store import check_out_dir
 
         check_out_dir(out)
     net, shape = load_network(model, input_shape, arch, trust_pickle)
     null_list = _check_nulls(nulls)
+    if not (out and _has_gauge(out)):
+        from ..graph import SignedGraph
+        from ..solve.engines import check_fits
+
+        # the frustration gauge's descent, refused before the progress bar
+        check_fits(SignedGraph.from_module(net, shape), replicas, "descent", engine, device)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
     rng = _range(amplitude_range)
     total = len(batch) * amplitudes * (1 + len(null_list))
     opts = dict(nulls=null_list, amplitudes=amplitudes, amplitude_range=rng, seed=seed,
-                replicas=replicas, alpha=alpha, batch_size=batch_size, device=device)
+                replicas=replicas, alpha=alpha, batch_size=batch_size, device=device,
+                engine=engine)
     with progress("trials", total, enabled=not as_json) as advance:
         if out:
             config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape)}
@@ -132,6 +144,13 @@ def demo_step(ctx) -> dict:
                                                            exp.gamma["consistent"])),
             "rho_mean": dict(zip(exp.gamma["model"], exp.gamma["rho_mean"])),
             "seconds": exp.seconds}
+
+
+def _has_gauge(out: str) -> bool:
+    """Whether run directory ``out`` already holds the real gauge (no descent then)."""
+    from pathlib import Path
+
+    return (Path(out) / "arrays" / "gauge_real.npz").exists()
 
 
 def register(app: typer.Typer) -> None:

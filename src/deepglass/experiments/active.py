@@ -599,13 +599,13 @@ class ActiveSubgraphs:
         edge block ``b`` for input row ``k``."""
         blk = self.graph.edge_blocks[b]
         win = self.windows[b]
-        idx = win.idx.numpy()
+        idx = win.idx.cpu().numpy()
         src_keep = self._src_mask(k, blk)
         dst_keep = self.keep[k, self.graph.node_blocks[blk.dst].slice]
-        ok = self.pool_max[b][k] & win.valid.numpy()
+        ok = self.pool_max[b][k] & win.valid.cpu().numpy()
         ok &= src_keep[np.where(idx >= 0, idx, 0)] & dst_keep[:, None]
         o, t = np.nonzero(ok)
-        return idx[o, t], o, win.weight.numpy()[o, t]
+        return idx[o, t], o, win.weight.cpu().numpy()[o, t]
 
     def _src_mask(self, k: int, blk: EdgeBlock) -> np.ndarray:
         if blk.src_range is not None:
@@ -743,6 +743,8 @@ def active_frustration(sub: SignedGraph, method: str = "auto", replicas: int = 8
                 "method": "none", "solve_seconds": 0.0}
     if method == "auto":
         method = "greedy" if sub.n_edges <= explicit_limit else "descent"
+    if method != "descent":
+        options = {k: v for k, v in options.items() if k != "engine"}  # descent's only
     if method == "exact":
         return _exact_on_kept(sub, **options)
     init: Any = "random"
@@ -994,8 +996,8 @@ def explicit_active_nodes(graph: SignedGraph, active: np.ndarray, pred_node: int
         i, j, w = b.coo()
         if pool_max is not None and bi in pool_max:
             win = windows[bi]
-            idx = win.idx.numpy()
-            o, t = np.nonzero(pool_max[bi] & win.valid.numpy())
+            idx = win.idx.cpu().numpy()
+            o, t = np.nonzero(pool_max[bi] & win.valid.cpu().numpy())
             maxima = set(zip(idx[o, t].tolist(), o.tolist()))
             ok = np.array([(a, c) in maxima for a, c in zip(i.tolist(), j.tolist())], dtype=bool)
             i, j, w = i[ok], j[ok], w[ok]

@@ -55,6 +55,8 @@ def whole_delta(graph: SignedGraph, method: str = "auto", replicas: int = 8, see
     m = _method(method, graph.n_edges)
     if m == "exact":
         m = "greedy"   # a certified optimum of a whole network is out of reach
+    if m != "descent":
+        options.pop("engine", None)   # the descent's engine; other methods have none
     return deepglass.frustration(graph, method=m, replicas=replicas, seed=seed, **options)
 
 
@@ -257,7 +259,8 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
         cfg = {**dict(config or {}), "inputs_count": B, "method": method,
                "replicas": int(replicas), "seed": int(seed), "whole_method": whole_method,
                "warm_start": bool(warm_start), "unit_size": int(unit_size),
-               "delta": None if delta is None else float(delta)}
+               "delta": None if delta is None else float(delta),
+               **({"engine": options["engine"]} if "engine" in options else {})}
         run = RunDir(Path(run), cfg, kind="active", force=force)
     elif run.kind != "active":
         raise DeepglassError(f"run_active needs a run opened with kind='active', not {run.kind!r}")
@@ -271,7 +274,8 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
         delta, gauge = stored["energy"], stored["sigma"]
         source = "from arrays/gauge_real.npz of this run"
     else:
-        res = whole_delta(graph, whole_method, replicas=replicas, seed=seed)
+        res = whole_delta(graph, whole_method, replicas=replicas, seed=seed,
+                          **({"engine": options["engine"]} if "engine" in options else {}))
         save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration)
         delta, gauge = res.frustration, res.sigma
         source = f"{res.method}, {len(res.energies)} start gauges, seed {seed}"

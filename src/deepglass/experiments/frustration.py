@@ -87,15 +87,19 @@ def load_gauge(run: RunDir) -> dict | None:
 # units and seeds
 @dataclass(frozen=True)
 class Unit:
-    """One unit of work: ``kind`` ("real" or a null), its instance, its starts."""
+    """One unit of work: ``kind`` ("real" or a null), its (first) instance, its
+    starts, and for nulls how many consecutive instances (draws) it solves
+    together."""
 
     kind: str
     instance: int
     starts: tuple[int, ...]
+    draws: int = 1
 
     @property
     def id(self) -> str:
-        return f"{self.kind}-{self.instance:05d}-{self.starts[0]:05d}"
+        uid = f"{self.kind}-{self.instance:05d}-{self.starts[0]:05d}"
+        return uid if self.draws == 1 else f"{uid}-x{self.draws}"
 
 
 def unit_seed(seed: int, kind: str, instance: int, role: int = 0) -> int:
@@ -137,15 +141,17 @@ def parse_nulls(nulls: str | Iterable[str] | None) -> tuple[str, ...]:
 
 
 def plan_units(replicas: int, nulls: Sequence[str], null_instances: int, starts_per_null: int,
-               replicas_per_unit: int | None = None) -> list[Unit]:
-    """The units of an experiment: real replicas in chunks, then one unit per
-    null instance (all its starts)."""
+               replicas_per_unit: int | None = None, draws_per_unit: int = 1) -> list[Unit]:
+    """The units of an experiment: real replicas in chunks, then the null
+    instances in groups of ``draws_per_unit`` (each with all its starts)."""
     rpu = int(replicas_per_unit or replicas)
+    dpu = max(1, int(draws_per_unit))
     units = [Unit("real", 0, tuple(range(a, min(a + rpu, replicas))))
              for a in range(0, int(replicas), rpu)]
     for kind in nulls:
-        units += [Unit(kind, i, tuple(range(int(starts_per_null))))
-                  for i in range(int(null_instances))]
+        units += [Unit(kind, i, tuple(range(int(starts_per_null))),
+                       min(dpu, int(null_instances) - i))
+                  for i in range(0, int(null_instances), dpu)]
     return units
 
 
@@ -165,53 +171,126 @@ class _Context:
     device: str
     options: dict
 
+    def device_graph(self) -> SignedGraph:
+        """The real graph on the run's device (moved once per process)."""
+        g = self.__dict__.get("_device_graph")
+        if g is None:
+            g = self._device_graph = self.graph.to(device=self.device)
+        return g
 
-def _unit_graph(ctx: _Context, unit: Unit) -> SignedGraph:
+
+def _unit_graph(ctx: _Context, unit: Unit, instance: int | None = None) -> SignedGraph:
     if unit.kind == "real":
         return ctx.graph
     from .nulls import null_model
 
-    nseed = unit_seed(ctx.seed, unit.kind, unit.instance, 0)
+    instance = unit.instance if instance is None else instance
+    nseed = unit_seed(ctx.seed, unit.kind, instance, 0)
     if ctx.model is not None and unit.kind != "N2":
         # N1 / N3 act on parameter tensors (SPEC §3): draw the module, then trace
         # it like the real one (same batch-norm treatment)
         null = null_model(ctx.model, unit.kind, seed=nseed, input_shape=ctx.input_shape)
         return SignedGraph.from_module(null, ctx.input_shape, batchnorm=ctx.batchnorm)
-    # N2 acts on the edge weights of the signed graph
-    return null_model(ctx.graph, unit.kind, seed=nseed)
+    # N2 acts on the edge weights of the signed graph; N1 / N3 of a bare graph on
+    # its blocks' weights: drawn on the run's device, where they are solved
+    return null_model(ctx.device_graph(), unit.kind, seed=nseed)
 
 
 def run_unit(ctx: _Context, unit: Unit) -> dict:
     """Compute one unit: its graph (real or a null draw), its start gauges, the
-    solver.  Returns the unit's rows, its best gauge and its compute time."""
-    from ..solve import _threads_for, frustration, start_gauges
+    solver.  Returns the unit's rows, its best gauge and its compute time.  A
+    unit of several null draws solves them as one batch where the descent's
+    engine for one draw is the matrix-free one (:func:`_draws_batched`), else
+    one after the other: the numbers are the same either way."""
+    from ..solve import _threads_for
 
     t0 = time.perf_counter()
     # the whole unit (null draw, tracing, solver, frustrated weights) on one
     # thread for small graphs, as the solver does: many tiny kernels lose far
     # more to thread synchronization than they gain (5-10x on a busy 2-core CPU)
     with _threads_for(ctx.graph):
-        graph = _unit_graph(ctx, unit)
-        build = time.perf_counter() - t0
-        seeds = [unit_seed(ctx.seed, unit.kind, unit.instance, 1 + s) for s in unit.starts]
-        s0 = np.concatenate([start_gauges(graph.n_nodes, 1, seed=sd, init=ctx.init)
-                             for sd in seeds])
-        res = frustration(graph, method=ctx.method, replicas=len(s0), init=s0,
-                          device=ctx.device, seed=unit_seed(ctx.seed, unit.kind, unit.instance,
-                                                            1 + unit.starts[0]),
-                          **ctx.options)
-    m = len(res.energies)  # "exact" returns one optimum whatever the starts
-    sweeps = np.broadcast_to(np.asarray(res.sweeps), (m,)).astype(np.int64)
-    rows = pd.DataFrame({
-        "kind": unit.kind, "instance": np.int64(unit.instance),
+        if unit.kind != "real" and unit.draws > 1 and _draws_batched(ctx):
+            parts = _batched_draws(ctx, unit, t0)
+        else:
+            parts = [_one_draw(ctx, unit, unit.instance + d, t0 if d == 0 else None)
+                     for d in range(unit.draws)]
+    best = min(parts, key=lambda p: p["energy"])
+    return {"rows": pd.concat([p["rows"] for p in parts], ignore_index=True),
+            "sigma": best["sigma"], "sigma_in": best["sigma_in"],
+            "sigma_out": best["sigma_out"], "energy": best["energy"],
+            "compute_seconds": time.perf_counter() - t0}
+
+
+def _draws_batched(ctx: _Context) -> bool:
+    """Whether null draws run as one batch: the descent with the matrix-free
+    engine (named, or ``auto``'s choice on a device)."""
+    engine = ctx.options.get("engine", "auto")
+    return ctx.method == "descent" and (engine == "matrix-free" or (
+        engine == "auto" and torch.device(ctx.device).type != "cpu"))
+
+
+def _start_seeds(ctx: _Context, unit: Unit, instance: int) -> list[int]:
+    return [unit_seed(ctx.seed, unit.kind, instance, 1 + s) for s in unit.starts]
+
+
+def _rows(unit: Unit, instance: int, energies, local_min, sweeps, seconds, build, seeds):
+    m = len(energies)  # "exact" returns one optimum whatever the starts
+    return pd.DataFrame({
+        "kind": unit.kind, "instance": np.int64(instance),
         "start": np.asarray(unit.starts[:m], dtype=np.int64),
-        "energy": res.energies.astype(np.float64), "local_min": res.local_min.astype(bool),
-        "sweeps": sweeps, "seconds": res.seconds / m, "build_seconds": build / m,
+        "energy": np.asarray(energies, dtype=np.float64),
+        "local_min": np.asarray(local_min, dtype=bool),
+        "sweeps": np.broadcast_to(np.asarray(sweeps), (m,)).astype(np.int64),
+        "seconds": seconds / m, "build_seconds": build / m,
         "start_seed": np.asarray(seeds[:m], dtype=np.uint64).astype(np.int64),
         "unit": unit.id})
+
+
+def _one_draw(ctx: _Context, unit: Unit, instance: int, t0: float | None) -> dict:
+    from ..solve import frustration, start_gauges
+
+    t0 = time.perf_counter() if t0 is None else t0
+    graph = _unit_graph(ctx, unit, instance)
+    build = time.perf_counter() - t0
+    seeds = _start_seeds(ctx, unit, instance)
+    s0 = np.concatenate([start_gauges(graph.n_nodes, 1, seed=sd, init=ctx.init)
+                         for sd in seeds])
+    res = frustration(graph, method=ctx.method, replicas=len(s0), init=s0,
+                      device=ctx.device, seed=unit_seed(ctx.seed, unit.kind, instance,
+                                                        1 + unit.starts[0]),
+                      **ctx.options)
+    rows = _rows(unit, instance, res.energies, res.local_min, res.sweeps, res.seconds, build,
+                 seeds)
     return {"rows": rows, "sigma": res.sigma, "sigma_in": res.sigma_in,
-            "sigma_out": res.sigma_out, "energy": float(res.frustration),
-            "compute_seconds": time.perf_counter() - t0}
+            "sigma_out": res.sigma_out, "energy": float(res.frustration)}
+
+
+def _batched_draws(ctx: _Context, unit: Unit, t0: float) -> list[dict]:
+    """The unit's draws as one batch (:func:`deepglass.solve.batched.solve_draws`)."""
+    from ..solve import start_gauges
+    from ..solve.batched import solve_draws
+
+    graphs, starts, seeds = [], [], []
+    for d in range(unit.draws):
+        g = _unit_graph(ctx, unit, unit.instance + d)
+        graphs.append(g.to(device=ctx.device, dtype=ctx.options.get("dtype") or g.dtype))
+        seeds.append(_start_seeds(ctx, unit, unit.instance + d))
+        starts.append(np.concatenate([start_gauges(g.n_nodes, 1, seed=sd, init=ctx.init)
+                                      for sd in seeds[-1]]))
+    build = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    opts = {k: v for k, v in ctx.options.items() if k not in ("engine", "dtype")}
+    res = solve_draws(graphs, starts, **opts)
+    seconds = (time.perf_counter() - t1) / unit.draws
+    out = []
+    for d, (g, r) in enumerate(zip(graphs, res)):
+        k = int(np.argmin(r["energies"]))
+        sigma = r["sigmas"][k]
+        out.append({"rows": _rows(unit, unit.instance + d, r["energies"], r["local_min"],
+                                  r["sweeps"], seconds, build / unit.draws, seeds[d]),
+                    "sigma": sigma, "sigma_in": sigma[g.input_index],
+                    "sigma_out": sigma[g.output_index], "energy": float(r["energies"][k])})
+    return out
 
 
 # ---------------------------------------------------------------------------------
@@ -454,7 +533,8 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
                          input_shape=None, batchnorm: str = "fold", init: str = "random",
                          replicas_per_unit: int | None = None, device: str = "cpu",
                          model_name: str | None = None, force: bool = False,
-                         alpha: float = 0.05, **options) -> NullComparison:
+                         alpha: float = 0.05, draws_per_unit: int | None = None,
+                         **options) -> NullComparison:
     """Frustration of the real weights vs null models (SPEC §3; paper 000, Fig. 2).
 
     Parameters
@@ -503,6 +583,15 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
         Recorded in the configuration (default: the class name).
     alpha : float
         Level of the one-sentence verdict.
+    draws_per_unit : int, optional
+        Null draws per unit.  With the descent's matrix-free engine (named, or
+        ``auto`` on a device) a unit's draws are solved as one batch
+        (:mod:`deepglass.solve.batched`: stacked weights, every draw with its
+        own starts), so a device runs ``draws_per_unit * starts_per_null``
+        replicas at once; otherwise they run one after the other.  Default:
+        as many as fit (:func:`deepglass.solve.engines.draws_per_batch`) when
+        batched, else 1.  The numbers do not depend on it, except the
+        ``sweeps`` column, which counts the batch's sweeps.
 
     Returns
     -------
@@ -530,10 +619,21 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
         raise DeepglassError(f"alpha must be in (0, 1), got {alpha}")
     if init not in ("random", "paper"):
         raise DeepglassError(f"init must be 'random' or 'paper', not {init!r}")
+    if "engine" in options:
+        from ..solve.engines import check_engine
+
+        check_engine(options["engine"], method)
+    if draws_per_unit is not None and (isinstance(draws_per_unit, bool) or not isinstance(
+            draws_per_unit, (int, np.integer)) or draws_per_unit < 1):
+        raise DeepglassError(f"draws_per_unit must be an integer >= 1, got {draws_per_unit!r}")
     graph, module, shape = _prepare(model, input_shape, batchnorm)
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")
     rpu = min(int(replicas_per_unit or replicas), int(replicas))
+    from ..solve.engines import check_fits
+
+    # a real unit that would not fit is refused before anything runs
+    check_fits(graph, rpu, method, options.get("engine", "auto"), device)
     config = frustration_config(
         model=model_name or graph.meta.get("model") or type(model).__name__,
         input_shape=shape, batchnorm=batchnorm, weights=_weights_digest(module, graph),
@@ -543,12 +643,19 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
         rules=graph.meta.get("rules"))
     _check_memory(graph, replicas, rpu, nulls, null_instances, starts_per_null)
     rd = _open_run(run, config, force)
-    units = plan_units(replicas, nulls, null_instances, starts_per_null, rpu)
-    done = rd.finished_units(UNIT_TABLE) if rd is not None else set()
-    todo = [u for u in units if u.id not in done]
     ctx = _Context(graph=graph, model=module, input_shape=shape, batchnorm=batchnorm,
                    method=method, init=init, seed=int(seed), device=device, options=dict(options))
-    ex = get_executor(executor)
+    if draws_per_unit is None:
+        draws_per_unit = 1
+        if nulls and _draws_batched(ctx):
+            from ..solve.engines import draws_per_batch
+
+            draws_per_unit = draws_per_batch(graph, starts_per_null, null_instances,
+                                             device=device, n2="N2" in nulls)
+    units = plan_units(replicas, nulls, null_instances, starts_per_null, rpu, draws_per_unit)
+    done = rd.finished_units(UNIT_TABLE) if rd is not None else set()
+    todo = [u for u in units if u.id not in done]
+    ex = get_executor(executor, device=device)
     results: dict[str, dict] = {}
     compute = 0.0
     if progress:
@@ -584,7 +691,8 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
                                "resumed": len(units) - len(todo), "nodes": graph.n_nodes,
                                "edges": graph.n_edges, "compute_seconds": compute,
                                "store_seconds": store, "setup_seconds": t_loop - t_start,
-                               "loop_seconds": t_units - t_loop})
+                               "loop_seconds": t_units - t_loop,
+                               "draws_per_unit": int(draws_per_unit)})
     if rd is not None:
         write_frustration_run(rd, out)
     out.info["wall_seconds"] = time.perf_counter() - t_start

@@ -412,17 +412,19 @@ class NullGauge:
     frustration: float = float("nan")
 
 
-def _frustration_gauge(model, input_shape, *, replicas, seed, method, device):
+def _frustration_gauge(model, input_shape, *, replicas, seed, method, device,
+                       engine: str = "auto"):
     import deepglass
 
+    solver = {"engine": engine} if method == "descent" else {}
     res = deepglass.frustration(model, method=method, replicas=replicas, seed=seed,
-                                input_shape=input_shape, device=device)
+                                input_shape=input_shape, device=device, **solver)
     return res
 
 
 def null_gauge(model: nn.Module, null: str, *, input_shape: Sequence[int], n_outputs: int,
                seed: int = 0, replicas: int = 8, method: str = "descent",
-               device: str = "cpu") -> NullGauge:
+               device: str = "cpu", engine: str = "auto") -> NullGauge:
     """The network and gauge of a null (SPEC §3, §5).
 
     ``"random-order"``: the real network with uniformly random ``sigma_in``,
@@ -442,7 +444,7 @@ def null_gauge(model: nn.Module, null: str, *, input_shape: Sequence[int], n_out
 
     net = null_model(model, kind, seed)
     res = _frustration_gauge(net, tuple(input_shape), replicas=replicas, seed=seed,
-                             method=method, device=device)
+                             method=method, device=device, engine=engine)
     return NullGauge(null, net, res.sigma_in, res.sigma_out, float(res.frustration))
 
 
@@ -490,7 +492,8 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
                             seed: int = 0, replicas: int = 8, method: str = "descent",
                             alpha: float = 0.05, batch_size: int | None = None,
                             device: str = "cpu", ids=None,
-                            frustration: float | None = None) -> MonotonicityExperiment:
+                            frustration: float | None = None,
+                            engine: str = "auto") -> MonotonicityExperiment:
     """The near-monotonicity protocol of SPEC §5: real network and nulls, in memory.
 
     ``sigma_in`` / ``sigma_out`` default to the gauge of
@@ -503,7 +506,7 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
     x, ids = _as_batch(inputs, ids)
     gauges = _gauges(model, tuple(x.shape[1:]), sigma_in, sigma_out, _check_nulls(nulls),
                      seed=seed, replicas=replicas, method=method, device=device,
-                     real_delta=float("nan") if frustration is None else float(frustration))
+                     engine=engine, real_delta=float("nan") if frustration is None else float(frustration))
     results = [near_monotonicity(g.model, g.sigma_in, g.sigma_out, x, amplitudes,
                                  amplitude_range=amplitude_range, amplitude_scale=amplitude_scale,
                                  seed=seed, batch_size=batch_size, alpha=alpha, device=device,
@@ -529,12 +532,12 @@ def _n_outputs(model: nn.Module, shape, device) -> int:
 
 
 def _gauges(model, shape, sigma_in, sigma_out, nulls, *, seed, replicas, method, device,
-            real_delta=float("nan"), null_cache=None):
+            real_delta=float("nan"), null_cache=None, engine: str = "auto"):
     if (sigma_in is None) != (sigma_out is None):
         raise DeepglassError("give both sigma_in and sigma_out, or neither")
     if sigma_in is None:
         res = _frustration_gauge(model, shape, replicas=replicas, seed=seed, method=method,
-                                 device=device)
+                                 device=device, engine=engine)
         sigma_in, sigma_out, real_delta = res.sigma_in, res.sigma_out, float(res.frustration)
     gauges = {"real": NullGauge("real", model, np.asarray(sigma_in), np.asarray(sigma_out),
                                 real_delta)}
@@ -542,7 +545,8 @@ def _gauges(model, shape, sigma_in, sigma_out, nulls, *, seed, replicas, method,
     for name in nulls:
         g = null_cache(name) if null_cache is not None else None
         gauges[name] = g or null_gauge(model, name, input_shape=shape, n_outputs=m, seed=seed,
-                                       replicas=replicas, method=method, device=device)
+                                       replicas=replicas, method=method, device=device,
+                                       engine=engine)
     return gauges
 
 
@@ -554,7 +558,8 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
                      method: str = "descent", alpha: float = 0.05, unit_size: int = 100,
                      batch_size: int | None = None, device: str = "cpu",
                      config: Mapping | None = None, force: bool = False,
-                     progress: Callable[[int], None] | None = None) -> MonotonicityExperiment:
+                     progress: Callable[[int], None] | None = None,
+                     engine: str = "auto") -> MonotonicityExperiment:
     """The near-monotonicity protocol as a resumable run (kind ``"monotonicity"``).
 
     Parameters
@@ -605,7 +610,8 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
                "amplitude_range": [float(v) for v in amplitude_range],
                "amplitude_scale": amplitude_scale, "nulls": nulls, "seed": int(seed),
                "replicas": int(replicas), "method": method, "alpha": float(alpha),
-               "unit_size": int(unit_size)}
+               "unit_size": int(unit_size),
+               **({"engine": engine} if engine != "auto" else {})}
         run = RunDir(Path(run), cfg, kind="monotonicity", force=force)
     elif run.kind != "monotonicity":
         raise DeepglassError(f"run_monotonicity needs a run opened with kind='monotonicity', "
@@ -619,7 +625,7 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
             sigma_in, sigma_out, real_delta = g["sigma_in"], g["sigma_out"], g["energy"]
         else:
             res = _frustration_gauge(model, shape, replicas=replicas, seed=seed, method=method,
-                                     device=device)
+                                     device=device, engine=engine)
             save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration)
             sigma_in, sigma_out, real_delta = res.sigma_in, res.sigma_out, res.frustration
 
@@ -634,7 +640,8 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
                          a["sigma_out"], float(a["energy"]))
 
     gauges = _gauges(model, shape, sigma_in, sigma_out, nulls, seed=seed, replicas=replicas,
-                     method=method, device=device, real_delta=real_delta, null_cache=cached)
+                     method=method, device=device, real_delta=real_delta, null_cache=cached,
+                     engine=engine)
     for name, g in gauges.items():
         if NULL_KINDS.get(name) is not None and not run.has_arrays(f"monotonicity/gauge_{name}"):
             run.save_arrays(f"monotonicity/gauge_{name}", sigma_in=g.sigma_in,

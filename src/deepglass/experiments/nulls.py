@@ -68,15 +68,20 @@ def _canonical_kind(kind) -> str:
     return names[kind.lower()]
 
 
-def _generator(kind: str, seed: int, name: str) -> torch.Generator:
-    """The generator of one layer of one null: keyed by (kind, seed, layer name)."""
+def _generator(kind: str, seed: int, name: str, device="cpu") -> torch.Generator:
+    """The generator of one layer of one null: keyed by (kind, seed, layer name),
+    on ``device`` (the weights' own: draws are made where they are used, so a
+    device draws its nulls without a host round trip; a device's stream is
+    its own, so the same seed draws another null there than on the CPU)."""
     digest = hashlib.blake2b(f"{kind}|{int(seed)}|{name}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+    return torch.Generator(device=device).manual_seed(
+        int.from_bytes(digest, "little") & (2**63 - 1))
 
 
 def _permuted(w: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """The entries of ``w`` in a uniformly random order, same shape."""
-    perm = torch.randperm(w.numel(), generator=g).to(w.device)
+    """The entries of ``w`` in a uniformly random order, same shape (drawn on
+    the generator's device)."""
+    perm = torch.randperm(w.numel(), generator=g, device=g.device).to(w.device)
     return w.detach().reshape(-1)[perm].reshape(w.shape).clone()
 
 
@@ -84,7 +89,7 @@ def _redrawn(w: torch.Tensor, kind: str, g: torch.Generator) -> torch.Tensor:
     """A fresh draw shaped like ``w``: Xavier uniform (variance 2/(fan_in+fan_out))
     or He normal (variance 2/fan_in), with PyTorch's fans: ``fan_in = size(1) *
     prod(kernel)``, ``fan_out = size(0) * prod(kernel)``."""
-    new = torch.empty(w.shape, dtype=w.dtype)
+    new = torch.empty(w.shape, dtype=w.dtype, device=g.device)
     if kind == "N3-xavier":
         nn.init.xavier_uniform_(new, gain=1.0, generator=g)
     else:
@@ -102,7 +107,7 @@ def _module_null(model: nn.Module, kind: str, seed: int) -> nn.Module:
     with torch.no_grad():
         for name, m in new.named_modules():
             if isinstance(m, _WEIGHT_LAYERS):
-                g = _generator(kind, seed, name)
+                g = _generator(kind, seed, name, m.weight.device)
                 w = _permuted(m.weight, g) if kind == "N1" else _redrawn(m.weight, kind, g)
                 m.weight.copy_(w)
                 if kind != "N1" and m.bias is not None:
@@ -143,7 +148,7 @@ def _graph_null(graph: SignedGraph, kind: str, seed: int) -> SignedGraph:
         blocks = []
         for b, w in zip(graph.edge_blocks, weighted):
             if w:
-                g = _generator(kind, seed, b.module)
+                g = _generator(kind, seed, b.module, b.weight.device)
                 if kind == "N1":   # the block's own weights (folded batch norm included)
                     b = _with_weight(b, _permuted(b.weight, g), keep_scales=True)
                 else:              # a fresh layer: no folded batch norm, no scales
@@ -158,8 +163,9 @@ def _graph_null(graph: SignedGraph, kind: str, seed: int) -> SignedGraph:
 class _DenseEdges:
     """Edges of a dense block, in (out, in) order, scales applied."""
 
-    def __init__(self, b: DenseBlock):
+    def __init__(self, b: DenseBlock, device="cpu"):
         self.block = b
+        self.dev = torch.device(device)
         out_f, in_f = b.weight.shape
         self.rows = max(1, _PIECE // max(1, in_f))
         self.n = out_f * in_f
@@ -168,34 +174,43 @@ class _DenseEdges:
         out_f, in_f = self.block.weight.shape
         return [(min(out_f, r + self.rows) - r) * in_f for r in range(0, out_f, self.rows)]
 
-    def pieces(self) -> Iterator[np.ndarray]:
+    def tensor_pieces(self) -> Iterator[torch.Tensor]:
+        """The edge weights, a piece at a time, on the source's device."""
         b = self.block
-        W = b.weight.detach().cpu()
+        W = b.weight.detach().to(self.dev)
         if b.in_scale is not None:
-            W = W * b.in_scale.cpu().reshape(1, -1).to(W.dtype)
+            W = W * b.in_scale.to(self.dev).reshape(1, -1).to(W.dtype)
         if b.out_scale is not None:
-            W = W * torch.broadcast_to(b.out_scale.cpu(), b.out_shape).reshape(-1, 1).to(W.dtype)
+            W = W * torch.broadcast_to(b.out_scale.to(self.dev),
+                                       b.out_shape).reshape(-1, 1).to(W.dtype)
         for r in range(0, W.shape[0], self.rows):
-            yield W[r:r + self.rows].reshape(-1).numpy()
+            yield W[r:r + self.rows].reshape(-1)
+
+    def pieces(self) -> Iterator[np.ndarray]:
+        for w in self.tensor_pieces():
+            yield w.cpu().numpy()
+
+    def build_tensor(self, values: torch.Tensor) -> EdgeBlock:
+        return _with_weight(self.block, values.reshape(self.block.weight.shape).clone(),
+                            keep_scales=False)
 
     def build(self, values: np.ndarray) -> EdgeBlock:
-        b = self.block
-        w = torch.from_numpy(values.reshape(b.weight.shape).copy())
-        return _with_weight(b, w, keep_scales=False)
+        return self.build_tensor(torch.from_numpy(values))
 
 
 class _ConvEdges:
     """Edges of a conv (or unshared conv) block in the unshared layout's order
     (position, output channel, input slot), in-bounds slots only, scales applied."""
 
-    def __init__(self, b: ConvBlock | UnsharedConvBlock):
+    def __init__(self, b: ConvBlock | UnsharedConvBlock, device="cpu"):
         self.block = b
+        self.dev = torch.device(device)
         geo = b.geometry() if isinstance(b, UnsharedConvBlock) else b
-        placeholder = torch.zeros(()).expand(1, 1, 1)
+        placeholder = torch.zeros((), device=self.dev).expand(1, 1, 1)
         self.target = UnsharedConvBlock(geo, placeholder.expand(
             math.prod(b.out_shape[1:]), geo.weight.shape[0], math.prod(geo.weight.shape[1:])))
-        self.mask = self.target.valid_mask().cpu()                     # (L, K)
-        self.per_pos = self.mask.sum(1) * self.target.c_out             # edges per position
+        self.mask = self.target.valid_mask()                           # (L, K) on self.dev
+        self.per_pos = (self.mask.sum(1) * self.target.c_out).cpu()     # edges per position
         self.chunks = list(self.target._chunks())
         self.n = int(self.per_pos.sum())
 
@@ -204,32 +219,47 @@ class _ConvEdges:
 
     def _effective(self, l0: int, l1: int) -> torch.Tensor:
         b, t = self.block, self.target
+        dev = self.dev
         if isinstance(b, UnsharedConvBlock):
-            w = b.edge_weight[l0:l1].cpu()
+            w = b.edge_weight[l0:l1].to(dev)
         else:
-            w = b.weight.detach().cpu().reshape(1, t.c_out, t.k_group).expand(l1 - l0, -1, -1)
+            w = b.weight.detach().to(dev).reshape(1, t.c_out, t.k_group).expand(l1 - l0, -1, -1)
         if b.in_scale is not None:   # per source element: unfold it like the input
-            s = t.patches(b.in_scale.cpu()[None].to(w.dtype))[l0:l1, 0, :]    # (l, G*K)
-            grp = torch.arange(t.c_out) // (t.c_out // t.groups)
+            s = t.patches(b.in_scale.to(dev)[None].to(w.dtype))[l0:l1, 0, :]    # (l, G*K)
+            grp = torch.arange(t.c_out, device=dev) // (t.c_out // t.groups)
             w = w * s.reshape(l1 - l0, t.groups, t.k_group)[:, grp]
         if b.out_scale is not None:
-            s = torch.broadcast_to(b.out_scale.cpu(), b.out_shape).reshape(t.c_out, -1)
+            s = torch.broadcast_to(b.out_scale.to(dev), b.out_shape).reshape(t.c_out, -1)
             w = w * s.T[l0:l1, :, None].to(w.dtype)
         return w
 
+    def tensor_pieces(self) -> Iterator[torch.Tensor]:
+        """In-bounds edge weights chunk by chunk, in the order of :meth:`pieces`
+        (C order over (position, output channel, slot)), on the source's device."""
+        for l0, l1 in self.chunks:
+            w = self._effective(l0, l1)
+            yield w[self.mask[l0:l1, None, :].expand(w.shape)]
+
+    def build_tensor(self, values: torch.Tensor) -> EdgeBlock:
+        t = self.target
+        store = torch.zeros((t.n_positions, t.c_out, t.k_group), dtype=values.dtype,
+                            device=values.device)
+        store[self.mask[:, None, :].expand(store.shape)] = values
+        return UnsharedConvBlock(t.geometry(), store)
+
     def pieces(self) -> Iterator[np.ndarray]:
-        mask = self.mask.numpy()
+        mask = self.mask.cpu().numpy()
         for (l0, l1), m in zip(self.chunks, self.sizes()):
             w = self._effective(l0, l1)
             out = np.empty(m, dtype=torch.empty(0, dtype=w.dtype).numpy().dtype)
-            _take_valid(w.numpy(), mask[l0:l1], out)
+            _take_valid(w.cpu().numpy(), mask[l0:l1], out)
             yield out
 
     def build(self, values: np.ndarray) -> EdgeBlock:
         t = self.target
         store = torch.zeros((t.n_positions, t.c_out, t.k_group),
                             dtype=torch.from_numpy(values[:0]).dtype)
-        _put_valid(store.numpy(), self.mask.numpy(), values)
+        _put_valid(store.numpy(), self.mask.cpu().numpy(), values)
         return UnsharedConvBlock(t.geometry(), store)
 
 
@@ -394,7 +424,40 @@ def _check_n2_memory(sources, itemsize: int) -> None:
                             "are available")
 
 
+def _n2_blocks_torch(graph: SignedGraph, weighted: list[bool], seed: int) -> list[EdgeBlock]:
+    """N2 where the graph lives (a device): the pooled edge weights gathered in
+    one flat tensor there, permuted by ``torch.randperm`` from a device
+    generator keyed like every null (:func:`_generator`), and dealt out.
+
+    Memory on the device: the pooled weights, the permutation (int64) and the
+    new blocks, about ``2 * itemsize + 8`` bytes per edge plus the padding
+    slots of unshared convolutions.  A device's stream is its own: the same
+    seed deals another permutation than the CPU's Rao-Sandelius shuffle."""
+    dev = graph.device
+    sources = {k: (_DenseEdges(b, dev) if isinstance(b, DenseBlock) else _ConvEdges(b, dev))
+               for k, (b, w) in enumerate(zip(graph.edge_blocks, weighted)) if w}
+    order = sorted(sources)
+    n = sum(sources[k].n for k in order)
+    pool = torch.empty(n, dtype=graph.dtype, device=dev)
+    p = 0
+    for k in order:
+        for v in sources[k].tensor_pieces():
+            pool[p:p + len(v)] = v
+            p += len(v)
+    perm = torch.randperm(n, generator=_generator("N2", seed, "|pool", dev), device=dev)
+    pool = pool[perm]
+    del perm
+    blocks, p = list(graph.edge_blocks), 0
+    for k in order:
+        src = sources[k]
+        blocks[k] = src.build_tensor(pool[p:p + src.n]).to(device=dev, dtype=graph.dtype)
+        p += src.n
+    return blocks
+
+
 def _n2_blocks(graph: SignedGraph, weighted: list[bool], seed: int) -> list[EdgeBlock]:
+    if graph.device.type != "cpu":
+        return _n2_blocks_torch(graph, weighted, seed)
     sources = {k: (_DenseEdges(b) if isinstance(b, DenseBlock) else _ConvEdges(b))
                for k, (b, w) in enumerate(zip(graph.edge_blocks, weighted)) if w}
     order = sorted(sources)

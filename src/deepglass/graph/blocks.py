@@ -101,7 +101,7 @@ class EdgeBlock:
     def scale_output(self, scale: torch.Tensor | float) -> None:
         """Multiply every edge by ``scale`` of its destination (broadcast over
         ``out_shape``): batch-norm folding, scalar multiplication."""
-        s = torch.as_tensor(scale, dtype=torch.float64)
+        s = torch.as_tensor(scale, dtype=torch.float64, device=self._device())
         self.out_scale = s if self.out_scale is None else self.out_scale * s
 
     def apply(self, x: torch.Tensor, absolute: bool = False) -> torch.Tensor:
@@ -139,19 +139,25 @@ class EdgeBlock:
     #: how much cheaper per edge a sparse update is than for a convolution
     sparse_advantage: ClassVar[float] = 1.0
 
-    def _explicit(self, transpose: bool):
+    def _explicit(self, transpose: bool, device=None):
+        """CSR of the block (or of its transpose), built once on the CPU and
+        cached per device, so a sparse update on a device copies nothing."""
+        device = torch.device(device or "cpu")
         cache = self.__dict__.setdefault("_csr_cache", {})
-        if transpose not in cache:
-            import scipy.sparse as sp
+        if (transpose, device) not in cache:
+            if (transpose, torch.device("cpu")) not in cache:
+                import scipy.sparse as sp
 
-            i, j, w = self.coo()
-            M = sp.csr_matrix((w, (j, i) if transpose else (i, j)),
-                              shape=(self.out_size, self.in_size) if transpose
-                              else (self.in_size, self.out_size))
-            cache[transpose] = (torch.from_numpy(M.indptr.astype(np.int64)),
-                                torch.from_numpy(M.indices.astype(np.int64)),
-                                torch.from_numpy(M.data))
-        return cache[transpose]
+                i, j, w = self.coo()
+                M = sp.csr_matrix((w, (j, i) if transpose else (i, j)),
+                                  shape=(self.out_size, self.in_size) if transpose
+                                  else (self.in_size, self.out_size))
+                cache[transpose, torch.device("cpu")] = (
+                    torch.from_numpy(M.indptr.astype(np.int64)),
+                    torch.from_numpy(M.indices.astype(np.int64)), torch.from_numpy(M.data))
+            cache[transpose, device] = tuple(t.to(device)
+                                             for t in cache[transpose, torch.device("cpu")])
+        return cache[transpose, device]
 
     def sparse_apply(self, src: torch.Tensor, vals: torch.Tensor):
         """Propagate a sparse source vector: ``A_b^T x`` for ``x`` nonzero only at
@@ -172,16 +178,15 @@ class EdgeBlock:
         return self.n_edges() <= self.SPARSE_EXPLICIT_LIMIT
 
     def _sparse(self, idx, vals, transpose):
-        indptr, indices, data = self._explicit(transpose)
-        idx = idx.cpu()
-        counts = indptr[idx + 1] - indptr[idx]
-        entry = torch.repeat_interleave(torch.arange(len(idx)), counts)
-        starts = torch.repeat_interleave(indptr[idx], counts)
-        pos = starts + torch.arange(int(counts.sum())) - torch.repeat_interleave(
-            torch.cumsum(counts, 0) - counts, counts)
         dev = vals.device
-        entry, pos = entry.to(dev), pos.to(dev)
-        return entry, indices.to(dev)[pos], vals[entry] * data.to(dev, vals.dtype)[pos]
+        indptr, indices, data = self._explicit(transpose, dev)
+        idx = idx.to(dev)
+        counts = indptr[idx + 1] - indptr[idx]
+        entry = torch.repeat_interleave(torch.arange(len(idx), device=dev), counts)
+        starts = torch.repeat_interleave(indptr[idx], counts)
+        pos = starts + torch.arange(int(counts.sum()), device=dev) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts)
+        return entry, indices[pos], vals[entry] * data.to(vals.dtype)[pos]
 
     def abs_sum(self) -> float:
         """``sum |A_b|``, one matrix-free pass in float64 (cached while the
@@ -191,10 +196,19 @@ class EdgeBlock:
                     if t is not None)
         cached = self.__dict__.get("_abs_sum")
         if cached is None or cached[0] != key:
-            ones = torch.ones((1,) + self.in_shape, dtype=torch.float64)
+            ones = torch.ones((1,) + self.in_shape, dtype=torch.float64,
+                              device=self._device())
             cached = (key, float(self.to(dtype=torch.float64).apply(ones, absolute=True).sum()))
             self._abs_sum = cached
         return cached[1]
+
+    def _device(self) -> torch.device:
+        """Where the block's tensors live (the CPU for a block without any)."""
+        for name in self._tensors() + ["in_scale", "out_scale"]:
+            t = getattr(self, name, None)
+            if isinstance(t, torch.Tensor):
+                return t.device
+        return torch.device("cpu")
 
     def n_params(self) -> int:
         """Number of distinct weights the block is built from."""
@@ -258,7 +272,7 @@ class DenseBlock(EdgeBlock):
         return y @ w
 
     def scale_output(self, scale):
-        s = torch.as_tensor(scale, dtype=self.weight.dtype)
+        s = torch.as_tensor(scale, dtype=self.weight.dtype, device=self.weight.device)
         self.weight = self.weight * s.reshape(-1, 1) if s.ndim else self.weight * s
 
     def n_edges(self):
@@ -354,7 +368,7 @@ class ConvBlock(EdgeBlock):
         return x
 
     def scale_output(self, scale):
-        s = torch.as_tensor(scale, dtype=self.weight.dtype)
+        s = torch.as_tensor(scale, dtype=self.weight.dtype, device=self.weight.device)
         self.weight = self.weight * (s.reshape((-1,) + (1,) * (self.nd + 1)) if s.ndim else s)
 
     def _triples(self):
@@ -536,6 +550,9 @@ class PoolBlock(EdgeBlock):
         new.mats = [m.to(device=device, dtype=dtype) for m in self.mats]
         return new
 
+    def _device(self):
+        return self.mats[0].device if self.mats else torch.device("cpu")
+
     def _mats(self, like):
         if self.mats[0].dtype != like.dtype or self.mats[0].device != like.device:
             self.mats = [m.to(like) for m in self.mats]
@@ -564,7 +581,7 @@ class PoolBlock(EdgeBlock):
         for wins, P in zip(self.windows, self.mats):
             o = np.concatenate([np.full(len(w), k) for k, w in enumerate(wins)]).astype(np.int64)
             i = np.concatenate(wins).astype(np.int64)
-            per_dim.append((o, i, P.numpy()[o, i]))
+            per_dim.append((o, i, P.detach().double().cpu().numpy()[o, i]))
         grids = np.meshgrid(*[np.arange(len(p[0])) for p in per_dim], indexing="ij")
         o_flat = np.zeros(grids[0].size, dtype=np.int64)
         i_flat = np.zeros_like(o_flat)

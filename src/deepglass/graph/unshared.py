@@ -337,6 +337,9 @@ class UnsharedConvBlock(EdgeBlock):
         W = self.edge_weight.detach().double().cpu().numpy()
         return src, dst, W[l, ids // self.k_group, ids % self.k_group]
 
+    def _device(self):
+        return self.edge_weight.device
+
     def to(self, device=None, dtype=None) -> "UnsharedConvBlock":
         """A copy on ``device`` computing in ``dtype``; the stored weights are cast
         only to a narrower dtype (a wider one is applied chunk by chunk)."""

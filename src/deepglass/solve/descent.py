@@ -121,7 +121,9 @@ def _update_fields(graph: SignedGraph, inc: _Incidence, cls: list[int], F: torch
                 for c in _chunks(k, inc.degree[id(b)][1]):
                     r_c, loc_c = r_idx[c], loc[c]
                     vals = delta[r_c, nb.offset + loc_c]
-                    entry, src, contrib = b.sparse_adjoint(loc_c, vals)
+                    entry, src, contrib = (b.sparse_rows(r_c, loc_c, vals, True, R)
+                                           if getattr(b, "draw_batched", False)
+                                           else b.sparse_adjoint(loc_c, vals))
                     gsrc = (b.src_range[0] + src if b.src_range is not None
                             else b.src_index.reshape(-1)[src])
                     F.view(-1).index_add_(0, r_c[entry] * n + gsrc, contrib.to(F.dtype))
@@ -140,7 +142,9 @@ def _update_fields(graph: SignedGraph, inc: _Incidence, cls: list[int], F: torch
                     r_c, loc_c = r_idx[c], loc[c]
                     vals = delta[r_c, nb.offset + loc_c]
                     src_loc = nb.offset + loc_c - b.src_range[0]
-                    entry, d, contrib = b.sparse_apply(src_loc, vals)
+                    entry, d, contrib = (b.sparse_rows(r_c, src_loc, vals, False, R)
+                                         if getattr(b, "draw_batched", False)
+                                         else b.sparse_apply(src_loc, vals))
                     F.view(-1).index_add_(0, r_c[entry] * n + dst.offset + d,
                                           contrib.to(F.dtype))
             else:
@@ -150,41 +154,16 @@ def _update_fields(graph: SignedGraph, inc: _Incidence, cls: list[int], F: torch
 #: default ``decay`` per engine (see the module docstring and :mod:`.compiled_descent`)
 DEFAULT_DECAY = {"compiled": 1.0, "matrix-free": 0.97}
 
-ENGINES = ("auto", "compiled", "matrix-free")
+from .engines import ENGINES  # noqa: E402  (re-exported)
 
 
 def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto") -> str:
-    """``"compiled"`` (numba, one replica per thread) for graphs on the CPU whose
-    working set fits in memory, else ``"matrix-free"``; a named engine is
-    returned as given (and checked)."""
-    from .compiled_descent import stencil_kind
-    from .greedy import available_memory_bytes, numba
-    from ..errors import TooLargeError
+    """The engine a descent runs: see :func:`deepglass.solve.engines.choose_engine`
+    (``"auto"`` picks from memory and time estimates per engine; a named engine
+    is checked against the memory it would need)."""
+    from .engines import choose_engine as choose
 
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
-    if engine == "matrix-free":
-        return engine
-    if graph.device.type != "cpu":
-        if engine == "compiled":
-            raise ValueError("the compiled engine runs on the CPU: move the graph there "
-                             "or use engine='matrix-free'")
-        return "matrix-free"
-    # weights twice + the CSR of non-stencil blocks (12 bytes per stored entry, two
-    # per edge, twice while it is built) + gauges and fields (float64, twice during
-    # the hand-over) + per running replica margins and bounds (the graph's dtype),
-    # a gauge copy, bucket links and the flip buffer (at most 40 bytes per node)
-    n = graph.n_nodes
-    other = sum(b.n_edges() for b in graph.edge_blocks if stencil_kind(graph, b) is None)
-    itemsize = torch.empty(0, dtype=graph.dtype).element_size()
-    need = (2 * itemsize * graph.n_params + 24 * 2 * other + 4 * 8 * replicas * n
-            + 40 * n * numba.get_num_threads())
-    if need > 0.8 * available_memory_bytes():
-        if engine == "compiled":
-            raise TooLargeError(f"the compiled engine needs ~{need / 1e9:.1f} GB for "
-                                f"{replicas} replicas; use engine='matrix-free' or fewer replicas")
-        return "matrix-free"
-    return "compiled"
+    return choose(graph, replicas, engine)
 
 
 def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
@@ -267,7 +246,7 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
     R = sigma.shape[0]
     inc = _Incidence(graph)
     F = graph.sym_matvec(sigma)
-    thr = tol * graph.abs_row_sums()                       # (n,)
+    thr = _per_replica(tol * graph.abs_row_sums(), R)      # (n,) or (R, n)
     flips = torch.zeros(R, dtype=torch.long, device=sigma.device)
     sweeps = 0
     threads = torch.get_num_threads()
@@ -390,8 +369,16 @@ def _field_minima(sigma, F, thr, chunk: int = 8) -> tuple[torch.Tensor, torch.Te
     for i in range(0, sigma.shape[0], chunk):
         h = sigma[i:i + chunk] * F[i:i + chunk]
         lo.append(h.min(dim=1).values)
-        low.append((h.add_(thr)).min(dim=1).values)
+        low.append((h.add_(thr[i:i + chunk] if thr.ndim == 2 else thr)).min(dim=1).values)
     return torch.cat(lo), torch.cat(low)
+
+
+def _per_replica(thr: torch.Tensor, R: int) -> torch.Tensor:
+    """Tolerances per node, (n,), or for a draw-batched graph per draw (D, n):
+    then one row per replica, (R, n), draw-major."""
+    if thr.ndim == 1:
+        return thr
+    return thr.repeat_interleave(R // thr.shape[0], dim=0)
 
 
 def _sweep(graph, inc, sigma, F, theta, thr, flips, sparse_ratio, block_factor=None) -> int:
@@ -409,7 +396,7 @@ def _sweep(graph, inc, sigma, F, theta, thr, flips, sparse_ratio, block_factor=N
             h_b = s_b * F[:, nb.offset:nb.stop]
             if block_factor is not None:
                 theta = block_factor * h_b.min(dim=1, keepdim=True).values
-            mask = (h_b < theta) & (h_b < -thr[nb.offset:nb.stop])
+            mask = (h_b < theta) & (h_b < -thr[..., nb.offset:nb.stop])
             r_idx, loc = torch.nonzero(mask, as_tuple=True)
             flipped[blk_id] = (r_idx, loc)
             if len(loc):

@@ -1,0 +1,304 @@
+"""Memory and time estimates of the descent engines, and the engine choice (SPEC §2).
+
+The descent (:mod:`deepglass.solve.descent`) has two engines: ``"compiled"``
+(numba, one replica per thread, CPU only) and ``"matrix-free"`` (batched layer
+operators, CPU or GPU).  What each costs depends on the graph in ways a user
+cannot see: the compiled engine runs convolutions and dense layers as stencils
+(:func:`deepglass.solve.compiled_descent.stencil_kind`) but holds every other
+edge block (pooling, identity shortcuts, layers whose source carries a folded
+batch-norm scale, 3-d convolutions, ...) as an explicit symmetric CSR, and
+*building* that CSR peaks at about :data:`CSR_BUILD_BYTES` bytes per edge.  A
+network whose big layers fall back to CSR then needs many times the memory
+of its stencils.
+
+The functions here are pure (a graph and a replica count in, bytes or seconds
+out), so that a memory check can compare them with a budget:
+
+- :func:`compiled_bytes`, :func:`matrix_free_bytes`: peak resident bytes of
+  one descent beyond the graph itself;
+- :func:`compiled_seconds`, :func:`matrix_free_seconds`: coarse time models
+  (per-edge costs measured on 2 AVX2 cores, ``bench/bench_engines.py``);
+- :func:`engine_estimates`: both, per engine;
+- :func:`choose_engine`: ``"auto"`` picks the faster estimate among the
+  engines that fit the budget; a named engine is checked against it and
+  refused with a one-line :class:`~deepglass.errors.TooLargeError` that gives
+  the estimate and what to change.
+
+Measured against these estimates: ``bench/bench_engines.py`` (peak RSS of
+each engine in a fresh process, the zoo nets, the 1-d CNN of the issue).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import DeepglassError, TooLargeError
+from ..graph import SignedGraph
+
+__all__ = ["ENGINES", "check_engine", "csr_edges", "compiled_bytes", "matrix_free_bytes",
+           "compiled_seconds", "matrix_free_seconds", "EngineEstimate", "engine_estimates",
+           "choose_engine", "CSR_BUILD_BYTES", "draw_batch_bytes", "draws_per_batch",
+           "check_fits"]
+
+ENGINES = ("auto", "compiled", "matrix-free")
+
+#: peak bytes per edge while the compiled engine builds the CSR of its
+#: non-stencil blocks (COO triples in float64/int64, their global indices, both
+#: directions concatenated, SciPy's conversion): 141 measured on a 12.7 M-edge
+#: CSR (a 1-d CNN whose layers read batch-normed sources), 24 held afterwards
+CSR_BUILD_BYTES = 144
+#: bytes per stored CSR entry once built (float64 data, int32/int64 indices): two per edge
+CSR_HELD_BYTES = 24
+#: below this estimated compiled time ``auto`` takes the compiled engine outright
+SMALL_SECONDS = 0.5
+#: fraction of the available memory an engine may plan to use
+MEMORY_FRACTION = 0.8
+
+# time model constants (seconds), 2 AVX2 cores; only their ratios steer ``auto``
+_CSR_BUILD_S = 4.2e-7          # per CSR edge (5.3 s for 12.7 M edges)
+_STENCIL_LAYOUT_S = 2e-9       # per stencil weight (two copies)
+_COMPILED_EDGE_S = 2.5e-9      # per edge and replica, whole descent, one thread
+_MF_EDGE_S = 6e-11             # per edge and replica and operator sweep (CPU)
+_MF_EDGE_FIXED_S = 2e-10       # per edge and sweep (weights read once)
+_MF_SWEEPS = 120               # operator sweeps of a matrix-free descent (decay 0.97)
+
+
+def check_engine(engine: str, method: str = "descent") -> str:
+    """Validate a user's ``engine`` (CLI ``--engine``) for ``method``.
+
+    Raises
+    ------
+    DeepglassError
+        One line: an unknown engine, or a named engine with a method other
+        than ``descent``.
+    """
+    if engine not in ENGINES:
+        raise DeepglassError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine != "auto" and method != "descent":
+        raise DeepglassError(f"--engine {engine} applies to --method descent, not {method!r}")
+    return engine
+
+
+def _itemsize(graph: SignedGraph) -> int:
+    return torch.empty(0, dtype=graph.dtype).element_size()
+
+
+def csr_edges(graph: SignedGraph) -> int:
+    """Edges the compiled engine holds as explicit CSR (not stencils)."""
+    from .compiled_descent import stencil_kind
+
+    return sum(b.n_edges() for b in graph.edge_blocks if stencil_kind(graph, b) is None)
+
+
+def _stencil_params(graph: SignedGraph) -> int:
+    from .compiled_descent import stencil_kind
+
+    return sum(b.weight.numel() for b in graph.edge_blocks
+               if stencil_kind(graph, b) is not None)
+
+
+def compiled_bytes(graph: SignedGraph, replicas: int, threads: int | None = None) -> int:
+    """Peak bytes of a compiled descent beyond the graph.
+
+    Stencil weights twice (both directions, the graph's dtype); the CSR of the
+    other blocks at its build peak (:data:`CSR_BUILD_BYTES` per edge); per
+    replica the gauges (float32), fields (float64) and, during the hand-over,
+    the torch copies (graph dtype, twice); per running thread and node 40
+    bytes (margins, bounds, a gauge copy, bucket links, flip buffer).
+    O(edge blocks)."""
+    import numba
+
+    threads = numba.get_num_threads() if threads is None else int(threads)
+    n, R, item = graph.n_nodes, int(replicas), _itemsize(graph)
+    weights = 2 * item * _stencil_params(graph)
+    csr = CSR_BUILD_BYTES * csr_edges(graph)
+    state = R * n * (4 + 8 + 2 * item)
+    per_thread = 40 * n * min(threads, R)
+    return int(weights + csr + state + per_thread)
+
+
+def _block_temporaries(graph: SignedGraph, b, R: int, item: int) -> int:
+    """Bytes one block's forward and adjoint evaluation allocate for ``R``
+    replicas: the result, a padded copy of the source, and for convolutions the
+    unfolded input (``im2col``: C_in/g * prod(kernel) values per output
+    position and group) that strided and dilated CPU convolutions build."""
+    t = b.in_size + b.out_size
+    w = getattr(b, "weight", None)
+    if w is not None and hasattr(b, "stride") and w.ndim >= 3:
+        out_sp = math.prod(b.out_shape[1:])
+        cols = w.shape[1] * math.prod(w.shape[2:]) * out_sp * getattr(b, "groups", 1)
+        t += b.in_size + cols
+    return R * item * t
+
+
+def matrix_free_bytes(graph: SignedGraph, replicas: int) -> int:
+    """Peak bytes of a matrix-free descent beyond the graph.
+
+    Gauges, fields and one class's flips as (R, n) tensors in the graph's
+    dtype, the fields' recomputation (one more), per-node thresholds and row
+    sums, the largest block's temporaries (:func:`_block_temporaries`) and
+    one chunk of sparse updates (:data:`deepglass.solve.descent.SPARSE_CHUNK`
+    contributions, ~40 bytes each).  O(edge blocks)."""
+    from .descent import SPARSE_CHUNK
+
+    n, R, item = graph.n_nodes, int(replicas), _itemsize(graph)
+    state = 4 * R * n * item + 3 * n * 8
+    temps = max((_block_temporaries(graph, b, R, item) for b in graph.edge_blocks), default=0)
+    # sparse updates run below a flipped fraction of 0.0005 x 20 (dense layers'
+    # advantage; :func:`deepglass.solve.descent._sparse_limit`) of a block, so
+    # they list at most 1% of its edges per replica, SPARSE_CHUNK at a time
+    most = max((b.n_edges() for b in graph.edge_blocks), default=0)
+    return int(state + temps + 40 * min(SPARSE_CHUNK, math.ceil(0.01 * R * most)))
+
+
+def compiled_seconds(graph: SignedGraph, replicas: int, threads: int | None = None) -> float:
+    """Coarse time of a compiled descent: CSR build, stencil layout, and a
+    kernel cost per edge and replica spread over the threads."""
+    import numba
+
+    threads = numba.get_num_threads() if threads is None else int(threads)
+    R = int(replicas)
+    kernel = _COMPILED_EDGE_S * graph.n_edges * R / max(1, min(threads, R))
+    return (_CSR_BUILD_S * csr_edges(graph) + _STENCIL_LAYOUT_S * 2 * _stencil_params(graph)
+            + kernel)
+
+
+def matrix_free_seconds(graph: SignedGraph, replicas: int, threads: int | None = None) -> float:
+    """Coarse time of a matrix-free descent on the CPU: ``_MF_SWEEPS`` operator
+    sweeps, each a fixed cost per edge plus a cost per edge and replica, spread
+    over torch's threads (a device is far faster; ``auto`` has no choice there)."""
+    threads = torch.get_num_threads() if threads is None else int(threads)
+    per_sweep = graph.n_edges * (_MF_EDGE_FIXED_S + _MF_EDGE_S * int(replicas))
+    return _MF_SWEEPS * per_sweep / max(1, threads)
+
+
+@dataclass(frozen=True)
+class EngineEstimate:
+    """Estimated peak bytes (beyond the graph) and seconds of one engine."""
+
+    engine: str
+    bytes: int
+    seconds: float
+
+    def gb(self) -> float:
+        return self.bytes / 1e9
+
+
+def engine_estimates(graph: SignedGraph, replicas: int) -> dict[str, EngineEstimate]:
+    """:class:`EngineEstimate` per engine that can run ``graph`` (the compiled
+    engine only on the CPU)."""
+    out = {"matrix-free": EngineEstimate("matrix-free", matrix_free_bytes(graph, replicas),
+                                         matrix_free_seconds(graph, replicas))}
+    if graph.device.type == "cpu":
+        out["compiled"] = EngineEstimate("compiled", compiled_bytes(graph, replicas),
+                                         compiled_seconds(graph, replicas))
+    return out
+
+
+def _budget() -> int:
+    from .greedy import available_memory_bytes
+
+    return int(MEMORY_FRACTION * available_memory_bytes())
+
+
+def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
+                  budget_bytes: int | None = None) -> str:
+    """The engine a descent of ``replicas`` replicas on ``graph`` runs.
+
+    ``"auto"``: among the engines whose :func:`engine_estimates` fit
+    ``budget_bytes`` (default: :data:`MEMORY_FRACTION` of the available
+    memory), the one with the least estimated time; on a device, the
+    matrix-free one.  A named engine is returned when it fits.
+
+    Raises
+    ------
+    ValueError
+        An unknown engine; ``"compiled"`` for a graph on a device.
+    TooLargeError
+        Nothing fits: one line with the estimate and what to change (fewer
+        replicas, the other engine, more memory).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
+    if engine == "compiled" and graph.device.type != "cpu":
+        raise ValueError("the compiled engine runs on the CPU: move the graph there "
+                         "or use engine='matrix-free'")
+    est = engine_estimates(graph, replicas)
+    if graph.device.type != "cpu":
+        # device memory is the allocator's business (and not the host's MemAvailable)
+        return "matrix-free"
+    budget = _budget() if budget_bytes is None else int(budget_bytes)
+    if engine != "auto":
+        e = est[engine]
+        if e.bytes > budget:
+            other = "matrix-free" if engine == "compiled" else "compiled"
+            raise TooLargeError(
+                f"the {engine} engine needs about {e.gb():.1f} GB for {replicas} replicas of "
+                f"this graph ({graph.n_edges:,} edges) and {budget / 1e9:.1f} GB may be used; "
+                f"use fewer replicas or --engine {other} (about {est[other].gb():.1f} GB)")
+        return engine
+    fits = [e for e in est.values() if e.bytes <= budget]
+    if not fits:
+        best = min(est.values(), key=lambda e: e.bytes)
+        raise TooLargeError(
+            f"a descent of {replicas} replicas of this graph ({graph.n_edges:,} edges) needs "
+            f"about {best.gb():.1f} GB even with the {best.engine} engine and "
+            f"{budget / 1e9:.1f} GB may be used; use fewer replicas (or more memory)")
+    by_time = min(fits, key=lambda e: e.seconds)
+    compiled = next((e for e in fits if e.engine == "compiled"), None)
+    if compiled is not None and compiled.seconds < SMALL_SECONDS:
+        # where either engine is quick the compiled one has the least fixed cost
+        # (the matrix-free engine's many tiny kernels dominate small graphs)
+        return "compiled"
+    return by_time.engine
+
+
+def draw_batch_bytes(graph: SignedGraph, starts: int, draws: int, n2: bool = False) -> int:
+    """Peak bytes of ``draws`` null draws of ``graph`` solved as one batch with
+    ``starts`` start gauges each (:mod:`deepglass.solve.batched`): every draw's
+    weights twice (its own graph and the stacked copy; per edge for N2, whose
+    convolutions are unshared) and a matrix-free descent of ``draws * starts``
+    replicas (:func:`matrix_free_bytes`)."""
+    item = _itemsize(graph)
+    per_draw = 2 * item * (graph.n_edges if n2 else graph.n_params)
+    return int(draws * per_draw + matrix_free_bytes(graph, draws * starts))
+
+
+def draws_per_batch(graph: SignedGraph, starts: int, instances: int, device="cpu",
+                    n2: bool = False, budget_bytes: int | None = None,
+                    most: int | None = None) -> int:
+    """The most null draws (at most ``instances`` and ``most``: 128 on a device,
+    16 on the CPU) whose batch fits ``budget_bytes`` (default: a device's free
+    memory, or the host's, times :data:`MEMORY_FRACTION`).  At least 1."""
+    dev = torch.device(device)
+    if budget_bytes is None:
+        if dev.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(dev)
+            budget_bytes = int(MEMORY_FRACTION * free)
+        else:
+            budget_bytes = _budget()
+    most = (128 if dev.type != "cpu" else 16) if most is None else int(most)
+    d = max(1, min(int(instances), most))
+    while d > 1 and draw_batch_bytes(graph, starts, d, n2) > budget_bytes:
+        d -= 1
+    return d
+
+
+def check_fits(graph: SignedGraph, replicas: int, method: str = "descent",
+               engine: str = "auto", device="cpu") -> str | None:
+    """Refuse, before anything runs, a descent that would not fit: the engine
+    :func:`choose_engine` picks for ``replicas`` replicas of ``graph`` on
+    ``device`` (``None`` for methods other than ``descent``).  Host memory
+    only (a device's allocator reports its own)."""
+    if method != "descent":
+        return None
+    check_engine(engine, method)
+    if torch.device(device).type != "cpu":
+        if engine == "compiled":
+            raise DeepglassError("--engine compiled runs on the CPU; use --engine matrix-free "
+                                 "(or auto) with a device")
+        return "matrix-free"
+    return choose_engine(graph, replicas, engine)

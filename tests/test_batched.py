@@ -1,0 +1,252 @@
+"""Null draws solved as one batch, the engine estimates and choice, --engine
+everywhere a solver runs, Ray's GPU request."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from deepglass.errors import DeepglassError, TooLargeError
+from deepglass.experiments.frustration import frustration_vs_nulls, plan_units
+from deepglass.experiments.nulls import null_model
+from deepglass.graph import SignedGraph
+from deepglass.solve import start_gauges
+from deepglass.solve import engines
+from deepglass.solve.batched import DrawBatchedGraph, solve_draws
+
+
+def _net():
+    torch.manual_seed(0)
+    # strided / grouped / dilated convolutions, a batch norm folded onto the
+    # next layer's sources (a scaled source), average pooling, a dense head
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.BatchNorm2d(8),
+                        nn.Conv2d(8, 6, 3, dilation=2, groups=2), nn.AvgPool2d(2), nn.Flatten(),
+                        nn.Linear(24, 5))
+    with torch.no_grad():
+        net[2].running_var.uniform_(0.5, 2.0)
+        net[2].weight.uniform_(-1.0, 2.0)
+    return net.eval()
+
+
+def _graph():
+    return SignedGraph.from_module(_net(), (3, 15, 15), dtype=torch.float64)
+
+
+KINDS = ["N1", "N2", "N3-he"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batched_operator_is_each_draws_operator(kind):
+    g = _graph()
+    draws = [null_model(g, kind, seed=s) for s in range(3)]
+    B = DrawBatchedGraph(draws)
+    if kind != "N2":   # stacked as one grouped convolution / one batched matmul
+        assert {b.mode for b in B.edge_blocks} == {"conv", "shared", "dense"}
+    starts = [torch.from_numpy(start_gauges(g.n_nodes, 2, seed=s)).double() for s in range(3)]
+    S = torch.cat(starts)
+    want = torch.cat([d.sym_matvec(s) for d, s in zip(draws, starts)])
+    torch.testing.assert_close(B.sym_matvec(S), want, rtol=1e-13, atol=1e-12)
+    want_abs = torch.cat([d.sym_matvec(s, absolute=True) for d, s in zip(draws, starts)])
+    torch.testing.assert_close(B.sym_matvec(S, absolute=True), want_abs, rtol=1e-13, atol=1e-12)
+    # per-draw normalizers and tolerances
+    torch.testing.assert_close(B.energy(S), torch.cat([d.energy(s) for d, s in zip(draws, starts)]),
+                               rtol=0, atol=1e-13)
+    torch.testing.assert_close(B.abs_row_sums(), torch.stack([d.abs_row_sums() for d in draws]),
+                               rtol=1e-13, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_draw_ends_where_it_ends_alone(kind):
+    """Same draw, same starts: the same local minimum whatever shares its batch
+    (float64, so no field sits within rounding of a threshold)."""
+    g = _graph()
+    draws = [null_model(g, kind, seed=s) for s in range(4)]
+    starts = [start_gauges(g.n_nodes, 2, seed=10 + s) for s in range(4)]
+    together = solve_draws(draws, starts)
+    pairs = solve_draws(draws[:2], starts[:2]) + solve_draws(draws[2:], starts[2:])
+    for d, (a, b) in enumerate(zip(together, pairs)):
+        alone = solve_draws([draws[d]], [starts[d]])[0]
+        for other in (b, alone):
+            np.testing.assert_array_equal(a["sigmas"], other["sigmas"])
+            np.testing.assert_allclose(a["energies"], other["energies"], rtol=0, atol=1e-13)
+            np.testing.assert_array_equal(a["flips"], other["flips"])
+        assert a["local_min"].all()
+        # the reported energies are those of the gauges on the draw's own graph
+        e = draws[d].energy(torch.from_numpy(a["sigmas"]).double()).numpy()
+        np.testing.assert_allclose(a["energies"], e, rtol=0, atol=1e-13)
+
+
+def test_solve_draws_checks_its_input():
+    g = _graph()
+    with pytest.raises(DeepglassError, match="same number"):
+        solve_draws([g, g], [start_gauges(g.n_nodes, 2, 0), start_gauges(g.n_nodes, 3, 0)])
+    with pytest.raises(DeepglassError, match="matrix-free"):
+        solve_draws([g], [start_gauges(g.n_nodes, 2, 0)], engine="compiled")
+
+
+def test_plan_units_groups_draws():
+    units = plan_units(4, ["N1"], 5, 2, draws_per_unit=2)
+    nulls = [u for u in units if u.kind == "N1"]
+    assert [(u.instance, u.draws) for u in nulls] == [(0, 2), (2, 2), (4, 1)]
+    assert nulls[0].id == "N1-00000-00000-x2" and nulls[2].id == "N1-00004-00000"
+
+
+def test_experiment_numbers_do_not_depend_on_draws_per_unit():
+    g = _graph()
+    runs = {}
+    for dpu in (1, 3):
+        r = frustration_vs_nulls(g, replicas=3, null_instances=4, starts_per_null=2,
+                                 nulls="N1,N2,N3", draws_per_unit=dpu, engine="matrix-free")
+        assert r.info["draws_per_unit"] == dpu
+        runs[dpu] = r.runs
+    a, b = runs[1], runs[3]
+    assert len(a) == 3 + 4 * 4 * 2
+    cols = ["kind", "instance", "start", "start_seed", "local_min"]
+    assert a[cols].equals(b[cols])
+    np.testing.assert_allclose(a["energy"], b["energy"], rtol=0, atol=1e-13)
+    assert set(b["unit"][b["kind"] == "N1"]) == {"N1-00000-00000-x3", "N1-00003-00000"}
+    assert a["local_min"].all()
+
+
+def test_draws_per_unit_is_checked():
+    with pytest.raises(DeepglassError, match="draws_per_unit"):
+        frustration_vs_nulls(_graph(), replicas=2, null_instances=2, nulls="N1",
+                             draws_per_unit=0)
+    with pytest.raises(DeepglassError, match="--engine"):
+        frustration_vs_nulls(_graph(), replicas=2, null_instances=2, nulls="N1",
+                             engine="bogus")
+
+
+# ---- engine estimates and choice ----------------------------------------------------
+def test_csr_edges_are_what_the_compiled_engine_stores():
+    from deepglass.solve.compiled_descent import stencil_kind, stencils
+
+    g = SignedGraph.from_module(_net(), (3, 15, 15))
+    kinds = [stencil_kind(g, b) for b in g.edge_blocks]
+    # the convolution reading the batch-normed value and the pooling are CSR
+    assert kinds == ["conv", None, None, "dense"]
+    st = stencils(g)
+    assert st.rest.nnz == 2 * engines.csr_edges(g)
+    assert engines.csr_edges(g) == g.edge_blocks[1].n_edges() + g.edge_blocks[2].n_edges()
+    # the estimate holds the CSR at its build peak and grows with the replicas
+    one = engines.compiled_bytes(g, 1, threads=1)
+    assert one >= engines.CSR_BUILD_BYTES * engines.csr_edges(g) + st.weights.nbytes - 64 * 4
+    assert engines.compiled_bytes(g, 9, threads=1) - one == 8 * g.n_nodes * (4 + 8 + 2 * 4)
+
+
+def test_auto_avoids_a_big_csr_fallback():
+    torch.manual_seed(0)
+    C = 32
+    net = nn.Sequential(nn.Conv1d(4, C, 64, stride=4), nn.ReLU(), nn.BatchNorm1d(C),
+                        nn.Conv1d(C, C, 9, padding=4), nn.ReLU(), nn.BatchNorm1d(C),
+                        nn.Flatten(), nn.Linear(C * 241, 64)).eval()
+    g = SignedGraph.from_module(net, (4, 1024))
+    assert engines.csr_edges(g) > 0.5 * g.n_edges        # the layers after batch norms
+    est = engines.engine_estimates(g, 1)
+    assert est["compiled"].bytes > 5 * est["matrix-free"].bytes
+    assert engines.choose_engine(g, 1) == "matrix-free"
+    # a small net whose pooling is its only CSR keeps the compiled engine
+    lenet = SignedGraph.from_module(nn.Sequential(nn.Conv2d(1, 4, 5), nn.MaxPool2d(2),
+                                                  nn.Flatten(), nn.Linear(4 * 12 * 12, 10)),
+                                    (1, 28, 28))
+    assert engines.choose_engine(lenet, 8) == "compiled"
+
+
+def test_a_run_that_would_not_fit_is_refused_up_front():
+    g = SignedGraph.from_module(_net(), (3, 15, 15))
+    with pytest.raises(TooLargeError, match=r"compiled engine needs about .* GB.*--engine "
+                                            r"matrix-free"):
+        engines.choose_engine(g, 4, "compiled", budget_bytes=1000)
+    with pytest.raises(TooLargeError, match="fewer replicas"):
+        engines.choose_engine(g, 4, "auto", budget_bytes=1000)
+    assert engines.choose_engine(g, 4, "matrix-free", budget_bytes=10**12) == "matrix-free"
+    with pytest.raises(ValueError, match="engine"):
+        engines.choose_engine(g, 4, "gpu")
+
+
+def test_draws_per_batch_fits_the_budget():
+    g = _graph()
+    per = engines.draw_batch_bytes(g, 2, 1)
+    assert engines.draws_per_batch(g, 2, 80, budget_bytes=10**15) == 16      # CPU cap
+    assert engines.draws_per_batch(g, 2, 80, device="cuda", budget_bytes=10**15) == 80
+    d = engines.draws_per_batch(g, 2, 80, budget_bytes=3 * per)
+    assert 1 <= d <= 3 and engines.draw_batch_bytes(g, 2, d) <= 3 * per
+    assert engines.draws_per_batch(g, 2, 80, budget_bytes=1) == 1
+
+
+# ---- --engine on the command line ---------------------------------------------------
+def _cli_error(capsys, argv):
+    from deepglass.cli.app import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and err.startswith("error:") and "\n" not in err, err
+    return err
+
+
+def test_cli_engine_is_validated_everywhere(capsys, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 8, 8), np.float32))
+    for argv in (["frustration", "digits_cnn", "--engine", "bogus"],
+                 ["frustration", "digits_cnn", "--nulls", "N1", "--engine", "bogus"],
+                 ["frustration", "digits_cnn", "--out", str(tmp_path / "r"), "--engine", "x"],
+                 ["active", "digits_cnn", "--inputs", str(tmp_path / "x.npy"), "--engine", "x"],
+                 ["monotonicity", "digits_cnn", "--inputs", str(tmp_path / "x.npy"),
+                  "--engine", "x"]):
+        assert "--engine must be one of" in _cli_error(capsys, argv)
+    err = _cli_error(capsys, ["frustration", "digits_cnn", "--method", "greedy",
+                              "--nulls", "N1", "--engine", "compiled"])
+    assert "applies to --method descent" in err
+
+
+def test_cli_engine_is_honoured_with_nulls_and_in_active(capsys, tmp_path, monkeypatch):
+    """With no memory to spare, a named engine is refused by the solver: the
+    refusal (one line, with the estimate) shows that the engine got there."""
+    monkeypatch.setattr(engines, "_budget", lambda: 1000)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((2, 1, 8, 8)).astype(np.float32))
+    for argv in (["frustration", "digits_cnn", "--nulls", "N1", "--null-instances", "2",
+                  "--replicas", "2", "--engine", "compiled"],
+                 ["frustration", "digits_cnn", "--replicas", "2", "--engine", "compiled"],
+                 ["active", "digits_cnn", "--inputs", str(tmp_path / "x.npy"),
+                  "--replicas", "2", "--method", "descent", "--engine", "compiled"],
+                 ["monotonicity", "digits_cnn", "--inputs", str(tmp_path / "x.npy"),
+                  "--amplitudes", "2", "--nulls", "", "--replicas", "2",
+                  "--engine", "compiled"]):
+        err = _cli_error(capsys, argv)
+        assert "compiled engine needs about" in err and "--engine matrix-free" in err, err
+
+
+def test_cli_nulls_with_matrix_free_engine_batches_draws(tmp_path):
+    from typer.testing import CliRunner
+
+    from deepglass.cli.app import app
+
+    res = CliRunner().invoke(app, ["frustration", "digits_cnn", "--nulls", "N1,N3",
+                                   "--null-instances", "3", "--replicas", "2",
+                                   "--engine", "matrix-free", "--draws-per-unit", "3",
+                                   "--out", str(tmp_path / "run"), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout.strip().splitlines()[-1])
+    assert {r["kind"]: r["n"] for r in data["stats"]} == {"real": 2, "N1": 3, "N3-xavier": 3,
+                                                          "N3-he": 3}
+    units = sorted(p.stem for p in (tmp_path / "run" / "units" / "frustration" / "runs").iterdir())
+    assert "N1-00000-00000-x3" in units and len(units) == 4
+
+
+# ---- Ray asks for GPUs with a CUDA device ---------------------------------------------
+def test_ray_units_ask_for_a_gpu_with_cuda():
+    from deepglass.executors import RayExecutor, get_executor
+
+    ex = get_executor("ray", device="cuda")
+    assert isinstance(ex, RayExecutor)
+    assert ex.task_options() == {"num_cpus": 1, "num_gpus": 1.0}
+    assert ex._window({"CPU": 16.0, "GPU": 4.0}) == 8
+    cpu = get_executor("ray", device="cpu")
+    assert cpu.task_options() == {"num_cpus": 1} and cpu._window({"CPU": 16.0}) == 32
+    assert get_executor("ray", device="cuda:1", num_gpus=0.5).task_options()["num_gpus"] == 0.5
+    with pytest.raises(DeepglassError, match="num_gpus"):
+        RayExecutor(num_gpus=-1)
