@@ -199,9 +199,12 @@ def engine_estimates(graph: SignedGraph, replicas: int) -> dict[str, EngineEstim
 
 
 def _budget() -> int:
-    from .greedy import available_memory_bytes
+    """The host memory a solve may take: the shared budget of
+    :mod:`deepglass.memory` (``--max-memory-gb``, else a fraction of what is
+    available)."""
+    from ..memory import budget_bytes
 
-    return int(MEMORY_FRACTION * available_memory_bytes())
+    return int(budget_bytes()[0])
 
 
 def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
