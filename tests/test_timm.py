@@ -90,3 +90,23 @@ def test_timm_model_spec_and_weights_file(tmp_path):
         assert torch.equal(a, b), k
     with pytest.raises(DeepglassError, match="from_module.*--trust-pickle"):
         load_model(path)
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3_small_050", "efficientnet_b0", "convnext_atto",
+                                  "ghostnet_050"])
+def test_onnx_export_gives_the_same_graph(name, tmp_path):
+    """The ONNX importer lowers into the same capture path: same counts, same operator."""
+    pytest.importorskip("onnx")
+    from deepglass.zoo.onnx_import import load_onnx
+
+    m = _model(name)
+    shape = (3, 64, 64)
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, torch.zeros((1,) + shape), str(path), dynamo=False,
+                          opset_version=17)
+        a = SignedGraph.from_module(m, shape)
+        b = SignedGraph.from_module(load_onnx(path), shape)
+    assert (b.n_nodes, b.n_edges) == (a.n_nodes, a.n_edges)
+    assert b.abs_total() == pytest.approx(a.abs_total(), rel=1e-5)
