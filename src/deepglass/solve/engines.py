@@ -233,23 +233,32 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
     if graph.device.type != "cpu":
         # device memory is the allocator's business (and not the host's MemAvailable)
         return "matrix-free"
-    budget = _budget() if budget_bytes is None else int(budget_bytes)
+    from ..memory import budget_bytes as shared_budget, format_bytes
+
+    if budget_bytes is None:
+        budget = _budget()
+        shared, source = shared_budget()
+        if budget != shared:
+            source = f"the budget of {format_bytes(budget)}"
+    else:
+        budget = int(budget_bytes)
+        source = f"the budget of {format_bytes(budget)}"
     if engine != "auto":
         e = est[engine]
         if e.bytes > budget:
             other = "matrix-free" if engine == "compiled" else "compiled"
             raise TooLargeError(
-                f"the {engine} engine needs about {e.gb():.1f} GB for {replicas} replicas of "
-                f"this graph ({graph.n_edges:,} edges) and {budget / 1e9:.1f} GB may be used; "
-                f"use fewer replicas or --engine {other} (about {est[other].gb():.1f} GB)")
+                f"the {engine} engine would need ~{format_bytes(e.bytes)} for {replicas} "
+                f"replicas of this graph ({graph.n_edges:,} edges), more than {source}; "
+                f"lower --replicas or use --engine {other} (~{format_bytes(est[other].bytes)})")
         return engine
     fits = [e for e in est.values() if e.bytes <= budget]
     if not fits:
         best = min(est.values(), key=lambda e: e.bytes)
         raise TooLargeError(
-            f"a descent of {replicas} replicas of this graph ({graph.n_edges:,} edges) needs "
-            f"about {best.gb():.1f} GB even with the {best.engine} engine and "
-            f"{budget / 1e9:.1f} GB may be used; use fewer replicas (or more memory)")
+            f"a descent of {replicas} replicas of this graph ({graph.n_edges:,} edges) would "
+            f"need ~{format_bytes(best.bytes)} even with the {best.engine} engine, more than "
+            f"{source}; lower --replicas")
     by_time = min(fits, key=lambda e: e.seconds)
     compiled = next((e for e in fits if e.engine == "compiled"), None)
     if compiled is not None and compiled.seconds < SMALL_SECONDS:
