@@ -30,6 +30,8 @@ BAD = [
     (["rap", "bp", "--N", "10", "--beta", "inf"], "--beta must be a finite number"),
     (["monotonicity", "digits_cnn", "--inputs", "digits", "--alpha", "1.5"], "--alpha must be in (0, 1)"),
     (["active", "digits_cnn", "--inputs", "digits", "--n", "0"], "--n must be an integer >= 1"),
+    (["monotonicity", "digits_cnn", "--inputs", "digits", "--n", "2", "--amplitudes", str(10**9),
+      "--batch-size", str(10**9), "--nulls", ""], "lower --batch-size"),
     (["frustration", "digits_cnn", "--replicas", "1000000000"], "lower --replicas"),
     (["frustration", "digits_cnn", "--nulls", "N1", "--replicas", "1000000000", "--out", "{tmp}/r"],
      "lower --replicas"),

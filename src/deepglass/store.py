@@ -375,8 +375,11 @@ class RunDir:
         """Delete temporary files a killed run left (only names it recorded)."""
         for rel in sorted(self._manifest.tmps):
             p = self.path / rel
-            if p.is_file():
-                p.unlink()
+            try:
+                if p.is_file():
+                    p.unlink()
+            except OSError:  # left for the next open; it is never read
+                pass
 
     def _remove_owned(self, keep_if: Callable[[str], bool] | None = None,
                       prefixes: tuple[str, ...] = ("",)) -> None:

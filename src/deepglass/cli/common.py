@@ -34,6 +34,8 @@ def progress(description: str, total: int | None, enabled: bool = True) -> Itera
 
     Yields a callable ``advance(n=1)``.  Disabled (a no-op) when ``enabled`` is
     false, e.g. with ``--json`` or when stderr is not a terminal under CI.
+    Without a ``total`` the bar appears at the first ``advance``, so that an
+    error raised before any step is the only line on stderr.
     """
     if not enabled:
         yield lambda n=1: None

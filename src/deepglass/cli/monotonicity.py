@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -85,6 +86,10 @@ def monotonicity_cmd(
         check_fits(SignedGraph.from_module(net, shape), replicas, "descent", engine, device)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
     rng = _range(amplitude_range)
+    if batch_size is not None:       # before the progress bar and the gauge's solve
+        from ..experiments.monotonicity import check_batch_memory
+
+        check_batch_memory(batch_size, int(np.prod(shape)), len(batch) * amplitudes)
     total = len(batch) * amplitudes * (1 + len(null_list))
     opts = dict(nulls=null_list, amplitudes=amplitudes, amplitude_range=rng, seed=seed,
                 replicas=replicas, alpha=alpha, batch_size=batch_size, device=device,

@@ -247,6 +247,18 @@ def _noise_generator(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+def check_batch_memory(batch_size: int, numel: int, trials: int) -> None:
+    """Refuse forward batches that would not fit (:func:`deepglass.memory.check_fits`):
+    ``min(batch_size, trials)`` perturbed inputs of ``numel`` values and their
+    clean copies in float32, a lower bound of the forward pass (activations
+    come on top)."""
+    from ..memory import check_fits
+
+    check_fits(2 * 4 * min(int(batch_size), int(trials)) * int(numel),
+               f"forward batches of {int(batch_size):,} inputs of {int(numel):,} values",
+               "lower --batch-size")
+
+
 def _default_batch(numel: int) -> int:
     return int(min(4096, max(8, 2 ** 22 // max(numel, 1))))
 
@@ -321,6 +333,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     batch_size = _default_batch(numel) if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise DeepglassError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_memory(batch_size, numel, B * int(amplitudes))
     amps = amplitude_grid(x, amplitudes, amplitude_range, amplitude_scale)
     K = amps.shape[1]
     ids = ids or [str(first_index + i) for i in range(B)]

@@ -207,11 +207,12 @@ class _Family:
 
 
 def _carry(model: RAPModel, prev: RAPModel | None, msgs: np.ndarray | None,
-           rng: np.random.Generator, scale: float) -> np.ndarray | str:
+           rng: np.random.Generator, scale: float, fallback: str) -> np.ndarray | str:
     """Start messages on ``model`` from ``prev``'s fixed point ``msgs``: surviving
-    factors keep theirs, new ones get uniform messages in ``[-scale, scale]``."""
+    factors keep theirs, new ones get uniform messages in ``[-scale, scale]``;
+    ``fallback`` (a named start of :func:`run_bp`) when there is nothing to carry."""
     if prev is None or msgs is None or prev.n_factors == 0:
-        return "random" if scale < 1.0 else "polarized"
+        return fallback
     found, idx = model.message_map(prev)
     start = rng.uniform(-scale, scale, size=(model.n_factors, 3))
     start[found] = msgs[idx[found]]
@@ -266,7 +267,7 @@ class _Case:
                                       "converged": False, "status": "empty"})
                     out[(fam.s, p)] = None
                     continue
-                start = _carry(m, prev, msgs, self.rng, cfg.init_scale)
+                start = _carry(m, prev, msgs, self.rng, cfg.init_scale, "random")
                 r, dt = _solve(cfg, m, self.beta, start, fam.seed, cfg.init_scale)
                 self.rows.append(_row(base, "random", r, dt, "grid"))
                 out[(fam.s, p)] = r
@@ -284,8 +285,8 @@ class _Case:
 
     def ordered_at(self, fam: _Family, p: float, prev_p: float, msgs, kind: str):
         m = fam.model(p)
-        start = _carry(m, fam.model(prev_p), msgs, self.rng, 1.0) if msgs is not None \
-            else "polarized"
+        start = _carry(m, fam.model(prev_p), msgs, self.rng, 1.0, "polarized") \
+            if msgs is not None else "polarized"
         r, dt = _solve(self.cfg, m, self.beta, start, fam.seed)
         self.rows.append(_row(_base(self.cfg, self.beta, self.a2, p, fam.s, m, fam.seed),
                               "polarized", r, dt, kind))
