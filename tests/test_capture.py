@@ -307,3 +307,31 @@ def test_export_and_fx_give_the_same_graph(name, shape):
     assert a.n_edges == b.n_edges
     x = torch.randn(2, a.n_nodes, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a.sym_matvec(x), b.sym_matvec(x), rtol=1e-4, atol=1e-4)
+
+
+def test_several_heads_are_read_by_name_downstream():
+    """near-monotonicity and active subnetworks read the selected output; one output
+    value makes gamma trivially 1, and that is said."""
+    from deepglass.experiments.monotonicity import near_monotonicity
+    from deepglass.graph.trace import output_tensor
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.cls, self.reg = nn.Linear(4, 6), nn.Linear(6, 3), nn.Linear(6, 1)
+
+        def forward(self, x):
+            h = F.relu(self.a(x))
+            return self.cls(h), self.reg(h)
+
+    net = Net().eval()
+    x = torch.randn(5, 4)
+    cls, reg = net(x)
+    assert torch.equal(output_tensor(net(x)), cls)
+    assert torch.equal(output_tensor(net(x), "1"), reg)
+    with pytest.raises(DeepglassError, match="no output 'box'"):
+        output_tensor(net(x), "box")
+    r = near_monotonicity(net, np.ones(4), np.ones(3), x, amplitudes=3)
+    assert r.trials["rho"].isin([0, 1 / 3, 2 / 3, 1]).all()
+    with pytest.warns(UserWarning, match="gamma is 1 for any network"):
+        near_monotonicity(net, np.ones(4), np.ones(1), x, amplitudes=3, output=1)

@@ -346,22 +346,6 @@ class _Recorder(torch.fx.Interpreter):
         return out
 
 
-def _first_tensor(out):
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (list, tuple)):
-        for o in out:
-            t = _first_tensor(o)
-            if t is not None:
-                return t
-    if isinstance(out, dict):
-        for o in out.values():
-            t = _first_tensor(o)
-            if t is not None:
-                return t
-    return None
-
-
 class ActivityTracer:
     """Which graph nodes each linear layer of ``model`` reads, from one fx trace.
 
@@ -525,9 +509,11 @@ class ActivityTracer:
                 out = rec.run(x)
         finally:
             self.model.train(was_training)
-        y = _first_tensor(out)
-        if y is None:
-            raise DeepglassError("the model returned no tensor")
+        # the output the graph reads (SPEC §1b: the first unless one was selected)
+        from ..graph.trace import output_tensor
+
+        y = output_tensor(out, self.graph.output_name
+                             if len(self.graph.outputs) > 1 else None)
         return rec.values, y.reshape(y.shape[0], -1)
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -268,8 +269,8 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
                       amplitude_range=DEFAULT_RANGE, amplitude_scale: str = "std", seed: int = 0,
                       batch_size: int | None = None, alpha: float = 0.05, device="cpu",
                       ids: Sequence[str] | None = None, first_index: int = 0,
-                      name: str = "real", callback: Callable[[int], None] | None = None
-                      ) -> MonotonicityResult:
+                      name: str = "real", callback: Callable[[int], None] | None = None,
+                      output: str | int | None = None) -> MonotonicityResult:
     """Perturbation test of near-monotonicity along a partial order (SPEC §5).
 
     For every input ``x`` and amplitude ``a``: ``eta ~ U(0, a)`` i.i.d.,
@@ -307,6 +308,11 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
         The ``model`` column of the tables (``"real"``, a null's name).
     callback : callable, optional
         Called with the number of trials finished after each forward batch.
+    output : str or int, optional
+        Which output of a network with several (a name of
+        :attr:`SignedGraph.outputs` or a position) gives ``y``; default the
+        first.  With one output value, ``rho`` is 0 or 1 and gamma is
+        trivially 1: a warning says so.
 
     Returns
     -------
@@ -347,15 +353,20 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     model.eval()
     t0 = time.perf_counter()
 
+    from ..graph.trace import output_tensor
+
     def forward(xs: torch.Tensor) -> torch.Tensor:
-        out = model(xs.to(device=dev, dtype=dtype))
-        if isinstance(out, (tuple, list)):
-            out = out[0]
+        # the output read (SPEC §1b): the first unless ``output`` names another
+        out = output_tensor(model(xs.to(device=dev, dtype=dtype)), output)
         return out.reshape(len(xs), -1).to("cpu", torch.float64)
 
     try:
         y = torch.cat([forward(x[i:i + batch_size]) for i in range(0, B, batch_size)])
         m = y.shape[1]
+        if m == 1:
+            warnings.warn("the output read has a single value, so rho is 0 or 1 in every "
+                          "trial and gamma is 1 for any network: the test is empty there "
+                          "(choose a head with several outputs)", UserWarning, stacklevel=2)
         s_out = _spins(sigma_out, m, "sigma_out").double()
         pred = y.argmax(1)
         up = np.empty((B, K), np.int32)

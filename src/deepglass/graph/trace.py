@@ -38,7 +38,7 @@ from .blocks import (ConvBlock, DenseBlock, EdgeBlock, IdentityBlock, PoolBlock,
                      adaptive_windows, pool_windows)
 from .signed_graph import NodeBlock, SignedGraph
 
-__all__ = ["trace", "SUPPORTED", "NonMonotoneActivationWarning"]
+__all__ = ["trace", "SUPPORTED", "NonMonotoneActivationWarning", "output_tensor", "RULES"]
 
 
 class _ForwardError(Exception):
@@ -731,6 +731,29 @@ def _output_names(n: int, spec) -> list[str]:
         except Exception:  # a spec we cannot read: fall back to positions
             pass
     return ["output"] if n == 1 else [str(i) for i in range(n)]
+
+
+def output_tensor(out, output: str | int | None = None) -> torch.Tensor:
+    """The output named ``output`` (as in :attr:`SignedGraph.outputs`: ``"output"``
+    for one tensor, tuple positions, dict keys; or a position) of a forward
+    pass's result ``out``; the first tensor output by default (SPEC §1b)."""
+    import torch.utils._pytree as pytree
+
+    leaves, spec = pytree.tree_flatten(out)
+    names = _output_names(len(leaves), spec)
+    tensors = [(nm, t) for nm, t in zip(names, leaves) if isinstance(t, torch.Tensor)]
+    if not tensors:
+        raise DeepglassError("the model returned no tensor")
+    if output is None:
+        return tensors[0][1]
+    by_name = dict(tensors)
+    if str(output) in by_name:
+        return by_name[str(output)]
+    try:
+        return leaves[int(output)]
+    except (ValueError, IndexError):
+        raise DeepglassError(f"no output {output!r}: the network's outputs are "
+                             f"{', '.join(nm for nm, _ in tensors)}") from None
 
 
 def _flatten(v) -> list:
