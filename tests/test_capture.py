@@ -335,3 +335,33 @@ def test_several_heads_are_read_by_name_downstream():
     assert r.trials["rho"].isin([0, 1 / 3, 2 / 3, 1]).all()
     with pytest.warns(UserWarning, match="gamma is 1 for any network"):
         near_monotonicity(net, np.ones(4), np.ones(1), x, amplitudes=3, output=1)
+
+
+def test_layer_norm_written_out_is_a_rescaling_with_its_gain():
+    """(x - mean) / sqrt(var + eps) * g: mean subtraction ignored, division a
+    positive rescaling, gain kept with its sign (SPEC §1b)."""
+    torch.manual_seed(5)
+    a, b, ln = nn.Linear(3, 4), nn.Linear(4, 2), nn.LayerNorm(4)
+    with torch.no_grad():
+        ln.weight.copy_(torch.tensor([1.0, -0.5, 2.0, -1.5]))
+
+    class Written(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.g = a, b, ln.weight
+
+        def forward(self, x):
+            h = self.a(x)
+            c = h - h.mean(-1, keepdim=True)
+            v = (c * c).mean(-1, keepdim=True)
+            return self.b(c / torch.sqrt(v + 1e-5) * self.g)
+
+    ref = _dense(_graph(nn.Sequential(a, ln, b).double(), (3,))[0])
+    got = _dense(_graph(Written().double(), (3,))[0])
+    assert ((got != 0) == (ref != 0)).all()
+    # h feeds two ops, so it has its block before the gain: the gain scales the
+    # block's outgoing edges (a source scale), where nn.LayerNorm's folds into
+    # the incoming ones; the product along every path is the same
+    g = ln.weight.detach().double().numpy()
+    np.testing.assert_allclose(got[:3, 3:7] * g, ref[:3, 3:7])
+    np.testing.assert_allclose(got[3:7, 7:], ref[3:7, 7:] * g[:, None])

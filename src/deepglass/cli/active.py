@@ -47,6 +47,9 @@ def active_cmd(
     engine: str = typer.Option(
         "auto", "--engine", help="descent's engine wherever descent runs (the whole network, "
                                  "large subgraphs): auto, compiled or matrix-free."),
+    output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
+                                         "whose predicted node each subnetwork keeps "
+                                         "(default: the first; see `deepglass graph`)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Extract the active subnetwork of each input and compare its frustration
@@ -69,7 +72,8 @@ def active_cmd(
     check_engine(engine, "descent" if method == "auto" else method)
     solver = {"engine": engine} if engine != "auto" else {}
     t0 = time.perf_counter()
-    net, shape, graph = load_graph(model, input_shape, batchnorm, arch, trust_pickle)
+    net, shape, graph = load_graph(model, input_shape, batchnorm, arch, trust_pickle,
+                                   output=output)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
     from ..experiments.active_run import _method
 

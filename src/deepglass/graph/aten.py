@@ -186,6 +186,12 @@ class AtenInterpreter(torch.fx.Interpreter):
                 return a            # x * s or x / s: a positive rescaling of x
             if isinstance(a, Stat) and _is_sym(b) and packet is aten.mul:
                 return b
+        if packet in (aten.add, aten.sub) and len(args) > 1:
+            a, b = args[0], args[1]
+            if isinstance(b, Stat) and _is_sym(a):
+                return a            # x - mean(x): the mean subtraction is ignored (SPEC §1b)
+            if isinstance(a, Stat) and _is_sym(b) and packet is aten.add:
+                return b
         if packet in STAT_OPS or n.target is operator.getitem:
             if any(_is_sym(v) for v in _leaves(list(args))):
                 self.unsupported(n, _opname(n.target), "it mixes a network value with a "
@@ -367,6 +373,12 @@ def _adaptive(kind):
 
 def _mean(ip, n, args, kwargs, real):
     dims = _arg(n, ip.real(n.args), 1, "dim")
+    nd = ip.real(n.args[0]).ndim
+    dl = [d % nd for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
+    if any(d < 2 for d in dl) or (nd == 2 and dl):
+        # a mean over channels (or all features): the statistic a written-out
+        # layer norm subtracts and divides by (SPEC §1b), not graph nodes
+        return Stat(tuple(real.shape[1:]))
     x = ip.b.materialize(args[0])
     return _global_mean(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dims)
 
