@@ -54,13 +54,14 @@ def _body(se: bool):
     return nn.Sequential(*layers).double()
 
 
-def test_gate_is_a_positive_rescaling_and_its_branch_is_left_out():
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_gate_is_a_positive_rescaling_and_its_branch_is_left_out(capture):
     plain, gated = _body(False), _body(True)
     gated[3].load_state_dict(plain[2].state_dict())
     gated[5].load_state_dict(plain[4].state_dict())
     gated[0].load_state_dict(plain[0].state_dict())
-    g0, _ = _graph(plain, (2, 4, 4))
-    g1, _ = _graph(gated, (2, 4, 4))
+    g0, _ = _graph(plain, (2, 4, 4), capture=capture)
+    g1, _ = _graph(gated, (2, 4, 4), capture=capture)
     assert (g1.n_nodes, g1.n_edges) == (g0.n_nodes, g0.n_edges)
     np.testing.assert_allclose(_dense(g1), _dense(g0))
     left = g1.meta["left_out"]
@@ -111,18 +112,19 @@ def test_prelu_warns_with_layer_and_count_only_for_negative_slopes():
     assert len(_graph(net, (1, 2, 2), capture="fx")[1]) == 1
 
 
-def test_layer_and_group_norm_fold_their_gain_sign_included():
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_layer_and_group_norm_fold_their_gain_sign_included(capture):
     torch.manual_seed(2)
     a, b = nn.Linear(3, 4, bias=False), nn.Linear(4, 2, bias=False)
     ln = nn.LayerNorm(4)
     with torch.no_grad():
         ln.weight.copy_(torch.tensor([1.5, -2.0, 0.5, -0.25]))
     net = nn.Sequential(a, ln, b).double()
-    A = _dense(_graph(net, (3,))[0])
+    A = _dense(_graph(net, (3,), capture=capture)[0])
     w = a.weight.detach().double().numpy() * ln.weight.detach().double().numpy()[:, None]
     np.testing.assert_allclose(A[:3, 3:7], w.T)
     np.testing.assert_allclose(A[3:7, 7:], b.weight.detach().double().numpy().T)
-    A0 = _dense(_graph(net, (3,), norm="ignore")[0])
+    A0 = _dense(_graph(net, (3,), norm="ignore", capture=capture)[0])
     np.testing.assert_allclose(A0[:3, 3:7], a.weight.detach().double().numpy().T)
 
     conv, gn = nn.Conv2d(2, 4, 1, bias=False), nn.GroupNorm(2, 4)
@@ -135,7 +137,8 @@ def test_layer_and_group_norm_fold_their_gain_sign_included():
     assert g.meta["rules"]["norm"] == "fold"
 
 
-def test_functional_batch_norm_equals_the_module():
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_functional_batch_norm_equals_the_module(capture):
     torch.manual_seed(3)
     conv, bn = nn.Conv2d(2, 3, 3, bias=False).double(), nn.BatchNorm2d(3).double()
     with torch.no_grad():
@@ -165,14 +168,15 @@ def test_functional_batch_norm_equals_the_module():
     nn.ConvTranspose2d(4, 2, (2, 3), stride=(2, 1), groups=2, dilation=(1, 2)),
     nn.ConvTranspose1d(4, 3, 3, stride=2),
 ])
-def test_upsampling_and_transposed_conv_blocks_equal_the_layer_jacobian(layer):
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_upsampling_and_transposed_conv_blocks_equal_the_layer_jacobian(layer, capture):
     """Linear layers: the edge block's matrix is exactly the layer's Jacobian."""
     torch.manual_seed(4)
     nd = 1 if isinstance(layer, nn.ConvTranspose1d) else 2
     c = getattr(layer, "in_channels", 3)
     shape = (c,) + (3,) * nd
     net = nn.Sequential(layer).double()
-    g, _ = _graph(net, shape)
+    g, _ = _graph(net, shape, capture=capture)
     assert len(g.edge_blocks) == 1
     x = torch.randn((1,) + shape, dtype=torch.float64)
     J = torch.autograd.functional.jacobian(lambda t: net(t), x)
@@ -202,7 +206,7 @@ def test_non_tensor_forward_arguments_are_resolved_at_capture():
 
     net = Net()
     g = SignedGraph.from_module(net, (4,))
-    assert g.n_nodes == 4 + 3 + 2 and g.meta["rules"]["capture"] == "torch.export"
+    assert g.n_nodes == 4 + 3 + 2 and g.meta["rules"]["capture"].startswith("torch.export")
     g = SignedGraph.from_module(net, (4,), forward_kwargs={"embed": True})
     assert g.n_nodes == 4 + 3 and g.meta["rules"]["forward_kwargs"] == {"embed": "True"}
 
@@ -274,12 +278,13 @@ def test_attention_is_refused_with_why():
         SignedGraph.from_module(mha, (3, 4))
 
 
-def test_normalization_by_a_statistic_is_a_rescaling():
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_normalization_by_a_statistic_is_a_rescaling(capture):
     """Local response norm and RMSNorm divide by statistics of x: no edges."""
     ref = nn.Sequential(nn.Conv2d(2, 6, 1), nn.ReLU(), nn.Flatten(), nn.Linear(6, 2)).double()
     lrn = nn.Sequential(ref[0], ref[1], nn.LocalResponseNorm(3), ref[2], ref[3]).double()
-    np.testing.assert_allclose(_dense(_graph(lrn, (2, 1, 1))[0]), _dense(_graph(ref, (2, 1, 1))[0]))
-    assert "left_out" not in _graph(lrn, (2, 1, 1))[0].meta
+    np.testing.assert_allclose(_dense(_graph(lrn, (2, 1, 1), capture=capture)[0]), _dense(_graph(ref, (2, 1, 1), capture=capture)[0]))
+    assert "left_out" not in _graph(lrn, (2, 1, 1), capture=capture)[0].meta
 
     class RMS(nn.Module):
         def forward(self, x):
@@ -287,26 +292,28 @@ def test_normalization_by_a_statistic_is_a_rescaling():
 
     a = nn.Sequential(nn.Linear(3, 4), RMS(), nn.Linear(4, 2)).double()
     b = nn.Sequential(a[0], a[2]).double()
-    np.testing.assert_allclose(_dense(_graph(a, (3,))[0]), _dense(_graph(b, (3,))[0]))
+    np.testing.assert_allclose(_dense(_graph(a, (3,), capture=capture)[0]), _dense(_graph(b, (3,), capture=capture)[0]))
 
 
 @pytest.mark.parametrize("name,shape", [("digits_cnn", (1, 8, 8)), ("resnet18", (3, 32, 32)),
                                         ("shufflenet_v2_x1_0", (3, 32, 32)),
                                         ("googlenet", (3, 64, 64)),
                                         ("squeezenet1_1", (3, 64, 64))])
-def test_export_and_fx_give_the_same_graph(name, shape):
+def test_export_core_and_fx_give_the_same_graph(name, shape):
+    """Layer-level ATen ops, core ATen ops and the fx tracer: one graph."""
     from deepglass.zoo import get
 
     m = get(name)
     a = SignedGraph.from_module(m, shape)
-    b = SignedGraph.from_module(m, shape, capture="fx")
-    assert a.meta["rules"]["capture"] == "torch.export"
-    assert b.meta["rules"]["capture"] == "torch.fx"
-    assert [(nb.shape, nb.offset) for nb in a.node_blocks] == \
-        [(nb.shape, nb.offset) for nb in b.node_blocks]
-    assert a.n_edges == b.n_edges
     x = torch.randn(2, a.n_nodes, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(a.sym_matvec(x), b.sym_matvec(x), rtol=1e-4, atol=1e-4)
+    assert a.meta["rules"]["capture"] == "torch.export"
+    for how, label in (("core", "torch.export (core ATen)"), ("fx", "torch.fx")):
+        b = SignedGraph.from_module(m, shape, capture=how)
+        assert b.meta["rules"]["capture"] == label
+        assert [(nb.shape, nb.offset) for nb in a.node_blocks] == \
+            [(nb.shape, nb.offset) for nb in b.node_blocks]
+        assert a.n_edges == b.n_edges
+        torch.testing.assert_close(a.sym_matvec(x), b.sym_matvec(x), rtol=1e-4, atol=1e-4)
 
 
 def test_several_heads_are_read_by_name_downstream():

@@ -41,7 +41,7 @@ def test_timm_family_builds_and_solves_to_local_minima(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         g = SignedGraph.from_module(m, shape)
-    assert g.meta["rules"]["capture"] == "torch.export"
+    assert g.meta["rules"]["capture"].startswith("torch.export")
     assert len(g.output_index) == m.num_classes
     # the graph is the network's Jacobian pattern on the identity gauge: every
     # node but the input's has an incoming edge

@@ -53,12 +53,24 @@ class ExportFailed(Exception):
     """``torch.export`` could not capture the model (the fx tracer may)."""
 
 
-def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = None):
-    """Capture ``model(*inputs, **kwargs)`` as a graph of core ATen ops.
+def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = None,
+                  core: bool = False):
+    """Capture ``model(*inputs, **kwargs)`` as a graph of ATen ops.
+
+    ``torch.export`` (non-strict) gives ATen ops at the level of PyTorch's
+    layers (``conv2d``, ``batch_norm``, ``layer_norm``, ``linear``); when every
+    op of the program has a rule in :data:`ATEN_OPS` that graph is used as it
+    is, else the program is lowered to the core ATen op set first (keeping the
+    named activations of :data:`KEEP_WHOLE`), where every library-specific op
+    becomes the primitives the rules know.  Both give the same signed graph;
+    the lowering costs about as much again as the capture.  ``core=True``
+    always lowers.
 
     Returns the program's ``GraphModule`` (parameters as ``get_attr`` nodes,
-    one placeholder per tensor input).  Complexity: one traced forward pass
-    plus the decomposition pass, ~0.3-3 s for ImageNet CNNs on 2 cores.
+    one placeholder per input of the flattened ``(args, kwargs)``) and how it
+    was captured (``"torch.export"`` or ``"torch.export (core ATen)"``).
+    Complexity: one traced forward pass, plus the decomposition pass where
+    needed: ~0.3-5 s for ImageNet CNNs on 2 cores.
 
     Raises
     ------
@@ -67,14 +79,38 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
     """
     try:
         ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
+        gm = ep.module()
+        if not core and all(_rule(nd.target) is not None for nd in gm.graph.nodes
+                            if nd.op == "call_function" and nd.target is not operator.getitem):
+            return gm, "torch.export"
         table = torch.export.default_decompositions()
         for name in KEEP_WHOLE:
             table.pop(getattr(aten, name).default, None)
-        ep = ep.run_decompositions(table)
+        return ep.run_decompositions(table).module(), "torch.export (core ATen)"
     except Exception as exc:  # the exporter raises many kinds of errors
         text = str(exc).strip()
         raise ExportFailed(text.splitlines()[0] if text else type(exc).__name__) from None
-    return ep.module()
+
+
+def _rule(target):
+    """The rule of an op; an in-place op (``relu_``, ``add_``) has its
+    out-of-place twin's rule (the interpreter rebinds the mutated value)."""
+    rule = ATEN_OPS.get(target) or ATEN_OPS.get(getattr(target, "overloadpacket", None))
+    if rule is None and _inplace(target):
+        twin = getattr(aten, _opname_packet(target)[:-1], None)
+        overload = getattr(twin, getattr(target, "_overloadname", ""), None)
+        rule = ATEN_OPS.get(overload) or ATEN_OPS.get(twin)
+    return rule
+
+
+def _opname_packet(target) -> str:
+    packet = getattr(target, "overloadpacket", None)
+    return getattr(packet, "__name__", "") if packet is not None else ""
+
+
+def _inplace(target) -> bool:
+    name = _opname_packet(target)
+    return name.endswith("_") and not name.endswith("__") and not name.startswith("_")
 
 
 # ----------------------------------------------------------------------------------
@@ -114,6 +150,12 @@ class AtenInterpreter(torch.fx.Interpreter):
         if isinstance(sym, Pending) and len(n.users) > 1:
             sym = self.b.materialize(sym)
         self.sym[n] = sym
+        if n.op == "call_function" and _inplace(n.target) and n.args \
+                and isinstance(n.args[0], torch.fx.Node):
+            # the op mutated its first argument: later readers of it see the result
+            if isinstance(sym, Pending):
+                sym = self.sym[n] = self.b.materialize(sym)
+            self.sym[n.args[0]] = sym
         return real
 
     # -- helpers used by the rules ------------------------------------------------------
@@ -171,7 +213,7 @@ class AtenInterpreter(torch.fx.Interpreter):
             if isinstance(seq, (list, tuple)):
                 return seq[args[1]]
             return _shape_rule(self, n, args, kwargs, real)
-        rule = ATEN_OPS.get(n.target) or ATEN_OPS.get(getattr(n.target, "overloadpacket", None))
+        rule = _rule(n.target)
         if rule is None:
             self.unsupported(n, _opname(n.target))
         return rule(self, n, args, kwargs, real)
@@ -180,6 +222,8 @@ class AtenInterpreter(torch.fx.Interpreter):
     def _with_stat(self, n, args, real):
         """Rules for ops that read a :class:`Stat`."""
         packet = getattr(n.target, "overloadpacket", None)
+        if _inplace(n.target):
+            packet = getattr(aten, _opname_packet(n.target)[:-1], packet)
         if packet in (aten.mul, aten.div) and len(args) > 1:
             a, b = args[0], args[1]
             if isinstance(b, Stat) and _is_sym(a):
@@ -233,7 +277,11 @@ def _convolution(ip, n, args, kwargs, real):
     if not transposed:
         return _conv(ip.b, ip.where(n), x, ip.real(n.args[0]), real, weight, stride, padding,
                      dilation, groups)
-    nd = weight.ndim - 2
+    return _transposed(ip, n, x, weight, real, stride, padding, dilation, groups,
+                       weight.ndim - 2)
+
+
+def _transposed(ip, n, x, weight, real, stride, padding, dilation, groups, nd):
     x, extra = _strip_zero_padding(x, nd)
     if any(extra[d] != (0, 0) for d in range(nd)):
         ip.unsupported(n, "conv_transpose", "explicit padding before a transposed "
@@ -243,6 +291,56 @@ def _convolution(ip, n, args, kwargs, real):
                              _tup(stride, nd), pads, _tup(dilation, nd), groups,
                              module=ip.where(n))
     return Pending([(blk, x)], tuple(real.shape[1:]), op="conv_transpose", name=ip.where(n))
+
+
+def _conv_layer(ip, n, args, kwargs, real):
+    """``conv1d/2d/3d(x, w, b, stride, padding, dilation, groups)`` (padding may
+    be ``'same'`` / ``'valid'``)."""
+    if _is_sym(args[1]):
+        ip.unsupported(n, "convolution", "its weight is computed from the input (a dynamic "
+                       "convolution); the signed graph needs fixed weights")
+    r = ip.real(n.args)
+    nd = r[1].ndim - 2
+    get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
+    return _conv(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, r[1],
+                 get(3, 1), get(4, 0), get(5, 1), get(6, 1))
+
+
+def _conv_transpose_layer(ip, n, args, kwargs, real):
+    """``conv_transpose{1,2,3}d(x, w, b, stride, padding, output_padding, groups,
+    dilation)``: as ``convolution(..., transposed=True)``."""
+    if _is_sym(args[1]):
+        ip.unsupported(n, "conv_transpose", "its weight is computed from the input")
+    r = ip.real(n.args)
+    nd = r[1].ndim - 2
+    get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
+    return _transposed(ip, n, ip.b.materialize(args[0]), r[1], real, get(3, 1), get(4, 0),
+                       get(7, 1), get(6, 1), nd)
+
+
+def _batch_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    if r[5] or r[3] is None:   # training mode or no running statistics
+        ip.unsupported(n, "batch_norm", "batch norm without running statistics; use "
+                       "batchnorm='ignore' or a model in eval mode")
+    return _batch_norm_scale(ip, args[0], r[1], r[4], r[7], r[0].ndim)
+
+
+def _layer_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return _layer_norm_scale(ip, args[0], r[2] if len(r) > 2 else None)
+
+
+def _group_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return _channel_gain(ip, args[0], r[2] if len(r) > 2 else None, r[0].ndim)
+
+
+def _instance_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    if not r[5]:   # use_input_stats False: a batch norm with running statistics
+        return _batch_norm_scale(ip, args[0], r[1], r[4], r[7], r[0].ndim)
+    return _channel_gain(ip, args[0], r[1], r[0].ndim)
 
 
 def _matmul(ip, n, args, kwargs, real):
@@ -285,10 +383,30 @@ def _positionwise(ip, n, x, weight):
 
 
 def _linear(ip, n, args, kwargs, real):
-    if _is_sym(args[1]):
-        return _matmul(ip, n, (args[0], args[1]), kwargs, real)
-    return _dense(ip.b, ip.where(n), ip.b.materialize(args[0]), ip.real(n.args[0]), real,
-                  ip.real(n.args[1]))
+    """``linear(x, W)`` / ``matmul(x, W^T)``: a dense layer; on a value with
+    leading dimensions (``(1, H, W, C)``) it acts at every position."""
+    x, w = args[0], args[1]
+    if _is_sym(w):
+        if not _is_sym(x):
+            ip.unsupported(n, _opname(n.target), "the input enters a matrix product from "
+                           "the right; only x @ W with fixed W is a dense layer")
+        return _bmm(ip, n, args, kwargs, real)
+    weight = ip.real(n.args[1])
+    if n.target.overloadpacket is aten.matmul:
+        if weight.ndim != 2:
+            return _bmm(ip, n, args, kwargs, real)
+        weight = weight.T
+    x = ip.b.materialize(x)
+    real_in = ip.real(n.args[0])
+    if real_in.ndim == 2 and real_in.shape[0] == 1:
+        return _dense(ip.b, ip.where(n), x, real_in, real, weight)
+    if real_in.shape[0] != 1:
+        ip.unsupported(n, _opname(n.target), "the batch dimension is mixed into the product")
+    lead = tuple(real_in.shape[1:-1])
+    flat = Ref(x.index.reshape(-1, real_in.shape[-1]),
+               None if x.scale is None else x.scale.reshape(-1, real_in.shape[-1]))
+    out = _positionwise(ip, n, flat, weight)
+    return Ref(out.index.reshape((1,) + lead + (weight.shape[0],)))
 
 
 def _bmm(ip, n, args, kwargs, real):
@@ -445,36 +563,46 @@ def _scale(ip, val, s: torch.Tensor):
     return val
 
 
+def _batch_norm_scale(ip, val, weight, var, eps, ndim):
+    """Batch norm with running statistics: ``gamma / sqrt(var + eps)`` per channel
+    folds into the incoming edges, sign included (SPEC §1 ``batchnorm="fold"``)."""
+    if ip.rules["batchnorm"] != "fold":
+        return val
+    s = 1.0 / torch.sqrt(var.double() + eps)
+    if weight is not None:
+        s = s * weight.double()
+    return _scale(ip, val, s.reshape((-1,) + (1,) * (ndim - 2)))
+
+
+def _layer_norm_scale(ip, val, weight):
+    """SPEC §1b: a per-sample norm's division by the sample's statistics is a
+    positive rescaling and its mean subtraction is ignored; the gain (over the
+    normalized trailing dimensions) folds in, sign included."""
+    if weight is None or ip.rules["norm"] != "fold":
+        return val
+    return _scale(ip, val, weight.double())
+
+
+def _channel_gain(ip, val, weight, ndim):
+    """Group / instance norm: as :func:`_layer_norm_scale` with a gain per channel."""
+    if weight is None or ip.rules["norm"] != "fold":
+        return val
+    return _scale(ip, val, weight.double().reshape((-1,) + (1,) * (ndim - 2)))
+
+
 def _batch_norm(ip, n, args, kwargs, real):
     r = ip.real(n.args)
-    weight, var, eps = r[1], r[4], r[6]
-    out = args[0]
-    if ip.rules["batchnorm"] == "fold":
-        s = 1.0 / torch.sqrt(var.double() + eps)
-        if weight is not None:
-            s = s * weight.double()
-        out = _scale(ip, out, s.reshape((-1,) + (1,) * (r[0].ndim - 2)))
-    return (out, None, None)
+    return (_batch_norm_scale(ip, args[0], r[1], r[4], r[6], r[0].ndim), None, None)
 
 
 def _layer_norm(ip, n, args, kwargs, real):
-    """SPEC §1b: division by the sample's statistics is a positive rescaling and
-    the mean subtraction is ignored; the gain folds in, sign included."""
     r = ip.real(n.args)
-    weight = r[2] if len(r) > 2 else None
-    out = args[0]
-    if weight is not None and ip.rules["norm"] == "fold":
-        out = _scale(ip, out, weight.double())
-    return (out, None, None)
+    return (_layer_norm_scale(ip, args[0], r[2] if len(r) > 2 else None), None, None)
 
 
 def _group_norm(ip, n, args, kwargs, real):
     r = ip.real(n.args)
-    weight = r[1]
-    out = args[0]
-    if weight is not None and ip.rules["norm"] == "fold":
-        out = _scale(ip, out, weight.double().reshape((-1,) + (1,) * (r[0].ndim - 2)))
-    return (out, None, None)
+    return (_channel_gain(ip, args[0], r[1], r[0].ndim), None, None)
 
 
 def _const_factor(ip, n, i):
@@ -659,9 +787,12 @@ def _shape_rule(ip, n, args, kwargs, real):
             return (s.scale if s.scale is not None
                     else torch.ones(s.index.shape, dtype=torch.float64))
         vals = _zip_map(list(a), list(real_args), conv)
-        if pad:
-            if len(vals) > 2 and vals[2] not in (0, 0.0, None):
-                ip.unsupported(n, f"padding with value {vals[2]}")
+        if pad or n.target is aten.pad.default:
+            # zero padding: id -1 (no node), scale 0 (SPEC §1: padding adds no edge)
+            rest = vals[2:] + [None] * 2
+            mode, value = (("constant", rest[0]) if pad else (rest[0] or "constant", rest[1]))
+            if mode != "constant" or value not in (0, 0.0, None):
+                ip.unsupported(n, f"padding mode {mode!r} value {value}")
             return torch.constant_pad_nd(vals[0], vals[1], -1 if kind == "index" else 0)
         return n.target(*vals, **ip.real(n.kwargs))
 
@@ -700,6 +831,13 @@ ATEN_OPS: dict = {
     aten.addmm.default: _matmul,
     aten.mm.default: _matmul,
     aten.linear.default: _linear,
+    aten.matmul.default: _linear,
+    **_ops("conv1d conv2d conv3d", _conv_layer),
+    **_ops("conv_transpose1d conv_transpose2d conv_transpose3d", _conv_transpose_layer),
+    aten.batch_norm.default: _batch_norm_layer,
+    aten.layer_norm.default: _layer_norm_layer,
+    aten.group_norm.default: _group_norm_layer,
+    aten.instance_norm.default: _instance_norm_layer,
     aten.mean.dim: _mean,
     aten.mul.Tensor: _mul,
     aten.mul.Scalar: _mul,
@@ -719,28 +857,29 @@ ATEN_OPS: dict = {
     **_ops("max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices",
            _max_pool),
     **_ops("avg_pool1d avg_pool2d avg_pool3d", _avg_pool),
-    **_ops("_adaptive_avg_pool2d _adaptive_avg_pool3d adaptive_avg_pool1d", _adaptive("avg")),
+    **_ops("_adaptive_avg_pool2d _adaptive_avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
+           "adaptive_avg_pool3d", _adaptive("avg")),
     **_ops("adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d", _adaptive("max")),
     **_ops("upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d "
            "_upsample_nearest_exact2d _upsample_nearest_exact3d", _upsample("nearest")),
     **_ops("upsample_linear1d upsample_bilinear2d upsample_trilinear3d", _upsample("linear")),
-    **_ops("relu sigmoid hardsigmoid _softmax exp", _monotone(True)),
-    **_ops("tanh elu celu selu softplus expm1 log1p erf _log_softmax log_sigmoid_forward "
-           "logit", _monotone(False)),
+    **_ops("relu relu6 sigmoid hardsigmoid _softmax softmax exp", _monotone(True)),
+    **_ops("tanh elu celu selu softplus expm1 log1p erf _log_softmax log_softmax log_sigmoid "
+           "log_sigmoid_forward logit", _monotone(False)),
     **_ops("hardtanh clamp clamp_min clamp_max", _monotone(_clamp_nonneg)),
     **_ops("gelu", _nonmonotone("GELU")),
     **_ops("silu", _nonmonotone("SiLU")),
     **_ops("hardswish", _nonmonotone("Hardswish")),
     **_ops("mish", _nonmonotone("Mish")),
     **_ops("abs", _nonmonotone("abs")),
-    **_ops("clone alias detach _to_copy lift_fresh_copy contiguous dropout native_dropout",
-           _identity),
+    **_ops("clone alias detach _to_copy to type_as lift_fresh_copy contiguous dropout "
+           "feature_dropout alpha_dropout feature_alpha_dropout", _identity),
     **_ops("view _unsafe_view reshape permute transpose t unsqueeze squeeze expand slice "
            "select cat concat split split_with_sizes unbind constant_pad_nd as_strided "
            "flatten narrow pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
-           "movedim stack repeat index_select unflatten", _shape_rule),
+           "movedim stack repeat index_select unflatten chunk swapaxes pad", _shape_rule),
     **_ops("pow sqrt rsqrt", _statistic),
-    **_ops("bmm baddbmm matmul", _bmm),
+    **_ops("bmm baddbmm einsum", _bmm),
     **_ops("_scaled_dot_product_flash_attention _scaled_dot_product_efficient_attention "
            "_scaled_dot_product_flash_attention_for_cpu scaled_dot_product_attention",
            _attention),
@@ -752,7 +891,8 @@ ATEN_OPS: dict = {
 STAT_OPS = {getattr(aten, name) for name in (
     "pow sqrt rsqrt reciprocal add sub mul div mean sum avg_pool1d avg_pool2d avg_pool3d "
     "unsqueeze squeeze view _unsafe_view reshape expand permute clone alias constant_pad_nd "
-    "slice select cat _to_copy exp log clamp clamp_min abs neg var var_mean").split()
+    "slice select cat _to_copy exp log clamp clamp_min abs neg var var_mean pad flatten "
+    "transpose contiguous to alias detach avg_pool1d").split()
     if hasattr(aten, name)}
 # dropout returns (value, mask)
 ATEN_OPS[aten.native_dropout.default] = lambda ip, n, args, kwargs, real: (args[0], None)

@@ -160,8 +160,10 @@ class SignedGraph:
             another value: squeeze-excitation): ``scale`` treats the gate as a
             positive rescaling of ``x`` and leaves the gate branch out (listed in
             ``meta["left_out"]``); ``error`` refuses such networks.
-        capture : {"auto", "export", "fx"}
-            ``torch.export`` with the fx tracer as fallback, or one of them.
+        capture : {"auto", "export", "core", "fx"}
+            ``torch.export`` with the fx tracer as fallback, or one of them;
+            ``core`` lowers the exported program to core ATen ops even where
+            every op of it has a rule (both give the same graph).
         forward_kwargs : dict, optional
             Non-tensor arguments of ``forward`` (their defaults otherwise);
             Python control flow on them is resolved at capture time.

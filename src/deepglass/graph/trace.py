@@ -660,7 +660,7 @@ RULES = {
     "batchnorm": ("fold", "ignore"),   # batch norm: fold gamma/sqrt(var+eps), or ignore
     "norm": ("fold", "ignore"),        # per-sample norms (Layer/Group/Instance): fold the gain
     "gates": ("scale", "error"),       # x * g with g >= 0 a gate: positive rescaling, or refuse
-    "capture": ("auto", "export", "fx"),
+    "capture": ("auto", "export", "core", "fx"),  # core: torch.export lowered to core ATen
 }
 
 #: modules for which the signed graph is not defined, with why (SPEC §1b)
@@ -814,18 +814,18 @@ def _prune(builder: _Builder, outputs: dict[str, np.ndarray]):
     return {k: newid[v] for k, v in outputs.items()}, left_out
 
 
-def _capture_export(model, inputs, forward_kwargs, builder, rules):
+def _capture_export(model, inputs, forward_kwargs, builder, rules, core=False):
     from .aten import AtenInterpreter, export_module
 
     import torch.utils._pytree as pytree
 
-    gm = export_module(model, inputs, forward_kwargs)
+    gm, how = export_module(model, inputs, forward_kwargs, core=core)
     interp = AtenInterpreter(gm, builder, rules)
     # the program's placeholders are the flattened (args, kwargs)
     interp.run(*pytree.tree_flatten((tuple(inputs), dict(forward_kwargs or {})))[0])
     out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
     leaves = _flatten(out)
-    return leaves, _output_names(len(leaves), getattr(gm, "_out_spec", None)), interp.gated
+    return leaves, _output_names(len(leaves), getattr(gm, "_out_spec", None)), interp.gated, how
 
 
 def _capture_fx(model, inputs, forward_kwargs, builder):
@@ -892,11 +892,11 @@ def trace(model: nn.Module, input_shape, batchnorm: str = "fold",
                     raise _SkipExport
                 from .aten import ExportFailed
                 try:
-                    leaves, names, gated = _capture_export(model, inputs, forward_kwargs,
-                                                           builder, rules)
-                    how = "torch.export"
+                    leaves, names, gated, how = _capture_export(model, inputs, forward_kwargs,
+                                                                builder, rules,
+                                                                core=capture == "core")
                 except ExportFailed as exc:
-                    if capture == "export":
+                    if capture in ("export", "core"):
                         raise DeepglassError(f"cannot capture {type(model).__name__} with "
                                              f"torch.export: {exc}")
                     export_msg = str(exc)
