@@ -108,7 +108,7 @@ class _Builder:
             blk.src_range = (int(flat[0]), int(flat[-1]) + 1)
             blk.src_index = None
         else:
-            blk.src_index = idx.clone()
+            blk.src_index = idx.contiguous()  # symbolic ids are never written in place: no copy
             blk.src_range = None
         starts = [b.offset for b in self.node_blocks]
         if blk.src_range:
@@ -124,7 +124,7 @@ class _Builder:
         if ref.scale is not None:
             s = ref.scale.reshape(blk.in_shape)
             if not bool((s == 1).all()):
-                blk.in_scale = s.clone() if blk.in_scale is None else blk.in_scale * s
+                blk.in_scale = s.contiguous() if blk.in_scale is None else blk.in_scale * s
         blk.dst = dst
         self.edge_blocks.append(blk)
 
