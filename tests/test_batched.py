@@ -250,3 +250,17 @@ def test_ray_units_ask_for_a_gpu_with_cuda():
     assert get_executor("ray", device="cuda:1", num_gpus=0.5).task_options()["num_gpus"] == 0.5
     with pytest.raises(DeepglassError, match="num_gpus"):
         RayExecutor(num_gpus=-1)
+
+
+def test_matrix_free_descent_runs_without_tf32():
+    """cuDNN's TF32 convolutions (the default on recent GPUs) are off while the
+    matrix-free descent runs, and restored after."""
+    from deepglass.solve.descent import descent
+
+    g = _graph()
+    seen = []
+    before = torch.backends.cudnn.allow_tf32
+    descent(g, torch.from_numpy(start_gauges(g.n_nodes, 2, 0)), engine="matrix-free",
+            callback=lambda k, n: seen.append(torch.backends.cudnn.allow_tf32))
+    assert seen and not any(seen)
+    assert torch.backends.cudnn.allow_tf32 == before

@@ -259,7 +259,8 @@ class DrawBatchedGraph(SignedGraph):
 def solve_draws(graphs: list[SignedGraph], starts: list[np.ndarray], *, gamma: float = 0.9,
                 decay: float | None = None, threshold: str = "block",
                 max_sweeps: int = 100_000, sparse_ratio: float = 0.0005, tol: float = 1e-5,
-                callback=None, engine: str = "matrix-free") -> list[dict]:
+                callback=None, engine: str = "matrix-free",
+                threads: int | None = None) -> list[dict]:
     """Descend every draw from its own start gauges, all draws in one batch.
 
     Parameters
@@ -271,6 +272,11 @@ def solve_draws(graphs: list[SignedGraph], starts: list[np.ndarray], *, gamma: f
     engine : {"matrix-free"}
         Only the matrix-free engine batches draws (the compiled one runs one
         graph's stencils); other options as :func:`deepglass.solve.descent.descent`.
+    threads : int, optional
+        Torch threads on the CPU (default: the current count), used where the
+        batch's edges (all draws together) are >= 5 * 10^7, else one thread
+        (small operators lose to thread synchronization, as in
+        :func:`deepglass.solve.frustration`).
 
     Returns
     -------
@@ -278,7 +284,6 @@ def solve_draws(graphs: list[SignedGraph], starts: list[np.ndarray], *, gamma: f
         Per draw: ``sigmas`` (r, n) int8, ``energies`` (r,), ``local_min`` (r,),
         ``sweeps`` (of the batch) and ``flips`` (r,).
     """
-    from . import _threads_for
     from .descent import descent
 
     if engine != "matrix-free":
@@ -291,10 +296,16 @@ def solve_draws(graphs: list[SignedGraph], starts: list[np.ndarray], *, gamma: f
     r = r.pop()
     g = graphs[0] if len(graphs) == 1 else DrawBatchedGraph(graphs)
     s0 = torch.from_numpy(np.concatenate([np.asarray(s, np.int8) for s in starts]))
-    with _threads_for(graphs[0]):   # one thread for small graphs, as frustration() does
+    before = torch.get_num_threads()
+    if g.device.type == "cpu":
+        big = sum(x.n_edges for x in graphs) >= 50_000_000
+        torch.set_num_threads(max(1, threads or before) if big else 1)
+    try:
         st = descent(g, s0, gamma=gamma, decay=decay, threshold=threshold,
                      engine="matrix-free", max_sweeps=max_sweeps, sparse_ratio=sparse_ratio,
                      tol=tol, callback=callback)
+    finally:
+        torch.set_num_threads(before)
     e = g.energy_from_fields(st.sigma, st.fields).cpu().numpy()
     thr = tol * g.abs_row_sums()
     thr = thr[None] if thr.ndim == 1 else thr
