@@ -100,6 +100,22 @@ def _stencil_params(graph: SignedGraph) -> int:
                if stencil_kind(graph, b) is not None)
 
 
+def _normalizer_bytes(graph: SignedGraph, replicas: int) -> tuple[int, int]:
+    """(held, transient) bytes of the normalizers every run computes: the
+    blocks' cached ``|W|`` (graph dtype, held; for the tolerances ``|As| 1``)
+    and the convolutions' reordered weights, and ``sum |A_b|`` in float64, one block at a time (its weights cast to
+    float64 and their absolute values: 16 bytes per weight of the largest
+    block) while two (R, n) tensors are alive."""
+    item = _itemsize(graph)
+    # + one copy of the convolution weights: the CPU's convolutions keep them
+    # reordered to their blocked layout (measured on ResNet-18: ~1x)
+    convs = sum(b.n_params() for b in graph.edge_blocks
+                if getattr(b, "weight", None) is not None and b.weight.ndim >= 3)
+    held = item * (graph.n_params + convs)
+    most = max((b.n_params() for b in graph.edge_blocks), default=0)
+    return held, 16 * most + 2 * int(replicas) * graph.n_nodes * item
+
+
 def compiled_bytes(graph: SignedGraph, replicas: int, threads: int | None = None) -> int:
     """Peak bytes of a compiled descent beyond the graph.
 
@@ -107,8 +123,8 @@ def compiled_bytes(graph: SignedGraph, replicas: int, threads: int | None = None
     other blocks at its build peak (:data:`CSR_BUILD_BYTES` per edge); per
     replica the gauges (float32), fields (float64) and, during the hand-over,
     the torch copies (graph dtype, twice); per running thread and node 40
-    bytes (margins, bounds, a gauge copy, bucket links, flip buffer).
-    O(edge blocks)."""
+    bytes (margins, bounds, a gauge copy, bucket links, flip buffer); the
+    normalizers (:func:`_normalizer_bytes`).  O(edge blocks)."""
     import numba
 
     threads = numba.get_num_threads() if threads is None else int(threads)
@@ -117,7 +133,8 @@ def compiled_bytes(graph: SignedGraph, replicas: int, threads: int | None = None
     csr = CSR_BUILD_BYTES * csr_edges(graph)
     state = R * n * (4 + 8 + 2 * item)
     per_thread = 40 * n * min(threads, R)
-    return int(weights + csr + state + per_thread)
+    held, transient = _normalizer_bytes(graph, R)
+    return int(held + max(weights + csr + state + per_thread, transient))
 
 
 def _block_temporaries(graph: SignedGraph, b, R: int, item: int) -> int:
@@ -139,19 +156,22 @@ def matrix_free_bytes(graph: SignedGraph, replicas: int) -> int:
 
     Gauges, fields and one class's flips as (R, n) tensors in the graph's
     dtype, the fields' recomputation (one more), per-node thresholds and row
-    sums, the largest block's temporaries (:func:`_block_temporaries`) and
-    one chunk of sparse updates (:data:`deepglass.solve.descent.SPARSE_CHUNK`
-    contributions, ~40 bytes each).  O(edge blocks)."""
+    sums, the largest block's temporaries (:func:`_block_temporaries`), one
+    chunk of sparse updates (:data:`deepglass.solve.descent.SPARSE_CHUNK`
+    contributions, ~40 bytes each) and the normalizers
+    (:func:`_normalizer_bytes`).  O(edge blocks)."""
     from .descent import SPARSE_CHUNK
 
     n, R, item = graph.n_nodes, int(replicas), _itemsize(graph)
     state = 4 * R * n * item + 3 * n * 8
     temps = max((_block_temporaries(graph, b, R, item) for b in graph.edge_blocks), default=0)
+    held, transient = _normalizer_bytes(graph, R)
     # sparse updates run below a flipped fraction of 0.0005 x 20 (dense layers'
     # advantage; :func:`deepglass.solve.descent._sparse_limit`) of a block, so
     # they list at most 1% of its edges per replica, SPARSE_CHUNK at a time
     most = max((b.n_edges() for b in graph.edge_blocks), default=0)
-    return int(state + temps + 40 * min(SPARSE_CHUNK, math.ceil(0.01 * R * most)))
+    sparse = 40 * min(SPARSE_CHUNK, math.ceil(0.01 * R * most))
+    return int(held + max(state + temps + sparse, transient))
 
 
 def compiled_seconds(graph: SignedGraph, replicas: int, threads: int | None = None) -> float:
