@@ -66,6 +66,10 @@ _MF_EDGE_FIXED_S = 2e-10       # per edge and sweep (weights read once)
 _MF_SWEEPS = 120               # operator sweeps of a matrix-free descent (decay 0.97)
 
 
+def _replicas(n: int) -> str:
+    return f"{n} replica" + ("" if int(n) == 1 else "s")
+
+
 def check_engine(engine: str, method: str = "descent") -> str:
     """Validate a user's ``engine`` (CLI ``--engine``) for ``method``.
 
@@ -256,7 +260,7 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
         if e.bytes > budget:
             other = "matrix-free" if engine == "compiled" else "compiled"
             raise TooLargeError(
-                f"the {engine} engine needs about {e.gb():.1f} GB for {replicas} replicas of "
+                f"the {engine} engine needs about {e.gb():.1f} GB for {_replicas(replicas)} of "
                 f"this graph ({graph.n_edges:,} edges) and {budget / 1e9:.1f} GB may be used; "
                 f"use fewer replicas or --engine {other} (about {est[other].gb():.1f} GB)")
         return engine
@@ -264,7 +268,7 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
     if not fits:
         best = min(est.values(), key=lambda e: e.bytes)
         raise TooLargeError(
-            f"a descent of {replicas} replicas of this graph ({graph.n_edges:,} edges) needs "
+            f"a descent of {_replicas(replicas)} of this graph ({graph.n_edges:,} edges) needs "
             f"about {best.gb():.1f} GB even with the {best.engine} engine and "
             f"{budget / 1e9:.1f} GB may be used; use fewer replicas (or more memory)")
     by_time = min(fits, key=lambda e: e.seconds)
