@@ -9,7 +9,8 @@ starts (that instance's frustration).  Real vs each null: Welch's t-test
 (unequal variances, :func:`scipy.stats.ttest_ind`), as in the paper.
 
 Work is split into *units*: one per null instance (all its starts in one
-batch) and one per chunk of real replicas.  Every seed is derived from the run
+batch), or with ``draws_per_unit`` one per group of instances solved as one
+batch (:mod:`deepglass.solve.batched`), and one per chunk of real replicas.  Every seed is derived from the run
 seed and the unit's identity (:func:`unit_seed`, a :class:`numpy.random.SeedSequence`
 spawn key), never from call order, so every executor
 (:mod:`deepglass.executors`) and every resumed run gives the same numbers.
