@@ -252,7 +252,15 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
                          "or use engine='matrix-free'")
     est = engine_estimates(graph, replicas)
     if graph.device.type != "cpu":
-        # device memory is the allocator's business (and not the host's MemAvailable)
+        # the device's own free memory (not the host's MemAvailable)
+        e = est["matrix-free"]
+        if budget_bytes is None and graph.device.type == "cuda":
+            budget_bytes = int(MEMORY_FRACTION * torch.cuda.mem_get_info(graph.device)[0])
+        if budget_bytes is not None and e.bytes > budget_bytes:
+            raise TooLargeError(
+                f"the matrix-free engine needs about {e.gb():.1f} GB of device memory for "
+                f"{_replicas(replicas)} of this graph ({graph.n_edges:,} edges) and "
+                f"{budget_bytes / 1e9:.1f} GB are free; use fewer replicas")
         return "matrix-free"
     budget = _budget() if budget_bytes is None else int(budget_bytes)
     if engine != "auto":
