@@ -37,6 +37,7 @@ CASES = {
     "resnet18-32": ("resnet18", (3, 32, 32), 16, ("compiled", "matrix-free")),
     "alexnet-1": ("alexnet", (3, 224, 224), 1, ("compiled", "matrix-free")),
     "alexnet-80": ("alexnet", (3, 224, 224), 80, ("compiled",)),
+    "resnet18-224": ("resnet18", (3, 224, 224), 1, ("compiled", "matrix-free")),
     "cnn1d": ("cnn1d", (8, 1024), 1, ("auto",)),
 }
 

@@ -27,7 +27,7 @@ out), so that a memory check can compare them with a budget:
 Measured against these estimates (``bench/bench_engines.py``: peak resident
 memory beyond the graph, each engine in a fresh process, 2 cores): measured /
 estimated 1.49 and 0.91 (compiled, matrix-free) on LeNet at 80 replicas, 0.83
-and 1.15 on ResNet-18 3x32x32 at 16, 1.00 and 1.07 on AlexNet at 1 (0.84 and
+and 1.15 on ResNet-18 3x32x32 at 16, 0.83 and 1.23 on ResNet-18 3x224x224 at 1, 1.00 and 1.07 on AlexNet at 1 (0.84 and
 0.86 GB), 1.06 for the matrix-free engine on a 1.1 B-edge 1-d CNN (0.37 GB;
 the compiled one would need ~19.5 GB, 134.5 M of its edges as CSR).
 """
