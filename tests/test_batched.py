@@ -39,13 +39,24 @@ def _graph():
 KINDS = ["N1", "N2", "N3-he"]
 
 
+@pytest.fixture(params=[True, False], ids=["grouped", "conv-by-conv"])
+def stack_convs(request, monkeypatch):
+    """Both ways of running the draws' convolutions: one grouped convolution
+    (what a device does) and one convolution per draw (the CPU's default)."""
+    import deepglass.solve.batched as batched
+
+    monkeypatch.setitem(batched.STACK_CONVS, "cpu", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_batched_operator_is_each_draws_operator(kind):
+def test_batched_operator_is_each_draws_operator(kind, stack_convs):
     g = _graph()
     draws = [null_model(g, kind, seed=s) for s in range(3)]
     B = DrawBatchedGraph(draws)
     if kind != "N2":   # stacked as one grouped convolution / one batched matmul
-        assert {b.mode for b in B.edge_blocks} == {"conv", "shared", "dense"}
+        assert {b.mode for b in B.edge_blocks} == (
+            {"conv", "shared", "dense"} if stack_convs else {"loop", "shared", "dense"})
     starts = [torch.from_numpy(start_gauges(g.n_nodes, 2, seed=s)).double() for s in range(3)]
     S = torch.cat(starts)
     want = torch.cat([d.sym_matvec(s) for d, s in zip(draws, starts)])
@@ -60,7 +71,7 @@ def test_batched_operator_is_each_draws_operator(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_draw_ends_where_it_ends_alone(kind):
+def test_a_draw_ends_where_it_ends_alone(kind, stack_convs):
     """Same draw, same starts: the same local minimum whatever shares its batch
     (float64, so no field sits within rounding of a threshold)."""
     g = _graph()
@@ -95,7 +106,7 @@ def test_plan_units_groups_draws():
     assert nulls[0].id == "N1-00000-00000-x2" and nulls[2].id == "N1-00004-00000"
 
 
-def test_experiment_numbers_do_not_depend_on_draws_per_unit():
+def test_experiment_numbers_do_not_depend_on_draws_per_unit(stack_convs):
     g = _graph()
     runs = {}
     for dpu in (1, 3):
@@ -250,3 +261,17 @@ def test_ray_units_ask_for_a_gpu_with_cuda():
     assert get_executor("ray", device="cuda:1", num_gpus=0.5).task_options()["num_gpus"] == 0.5
     with pytest.raises(DeepglassError, match="num_gpus"):
         RayExecutor(num_gpus=-1)
+
+
+def test_matrix_free_descent_runs_without_tf32():
+    """cuDNN's TF32 convolutions (the default on recent GPUs) are off while the
+    matrix-free descent runs, and restored after."""
+    from deepglass.solve.descent import descent
+
+    g = _graph()
+    seen = []
+    before = torch.backends.cudnn.allow_tf32
+    descent(g, torch.from_numpy(start_gauges(g.n_nodes, 2, 0)), engine="matrix-free",
+            callback=lambda k, n: seen.append(torch.backends.cudnn.allow_tf32))
+    assert seen and not any(seen)
+    assert torch.backends.cudnn.allow_tf32 == before

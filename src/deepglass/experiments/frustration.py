@@ -9,7 +9,8 @@ starts (that instance's frustration).  Real vs each null: Welch's t-test
 (unequal variances, :func:`scipy.stats.ttest_ind`), as in the paper.
 
 Work is split into *units*: one per null instance (all its starts in one
-batch) and one per chunk of real replicas.  Every seed is derived from the run
+batch), or with ``draws_per_unit`` one per group of instances solved as one
+batch (:mod:`deepglass.solve.batched`), and one per chunk of real replicas.  Every seed is derived from the run
 seed and the unit's identity (:func:`unit_seed`, a :class:`numpy.random.SeedSequence`
 spawn key), never from call order, so every executor
 (:mod:`deepglass.executors`) and every resumed run gives the same numbers.
@@ -205,12 +206,14 @@ def run_unit(ctx: _Context, unit: Unit) -> dict:
     from ..solve import _threads_for
 
     t0 = time.perf_counter()
+    threads = torch.get_num_threads()
     # the whole unit (null draw, tracing, solver, frustrated weights) on one
     # thread for small graphs, as the solver does: many tiny kernels lose far
-    # more to thread synchronization than they gain (5-10x on a busy 2-core CPU)
+    # more to thread synchronization than they gain (5-10x on a busy 2-core CPU);
+    # a batch of draws decides on the batch's size
     with _threads_for(ctx.graph):
         if unit.kind != "real" and unit.draws > 1 and _draws_batched(ctx):
-            parts = _batched_draws(ctx, unit, t0)
+            parts = _batched_draws(ctx, unit, t0, threads)
         else:
             parts = [_one_draw(ctx, unit, unit.instance + d, t0 if d == 0 else None)
                      for d in range(unit.draws)]
@@ -265,7 +268,7 @@ def _one_draw(ctx: _Context, unit: Unit, instance: int, t0: float | None) -> dic
             "sigma_out": res.sigma_out, "energy": float(res.frustration)}
 
 
-def _batched_draws(ctx: _Context, unit: Unit, t0: float) -> list[dict]:
+def _batched_draws(ctx: _Context, unit: Unit, t0: float, threads: int) -> list[dict]:
     """The unit's draws as one batch (:func:`deepglass.solve.batched.solve_draws`)."""
     from ..solve import start_gauges
     from ..solve.batched import solve_draws
@@ -280,7 +283,7 @@ def _batched_draws(ctx: _Context, unit: Unit, t0: float) -> list[dict]:
     build = time.perf_counter() - t0
     t1 = time.perf_counter()
     opts = {k: v for k, v in ctx.options.items() if k not in ("engine", "dtype")}
-    res = solve_draws(graphs, starts, **opts)
+    res = solve_draws(graphs, starts, threads=threads, **opts)
     seconds = (time.perf_counter() - t1) / unit.draws
     out = []
     for d, (g, r) in enumerate(zip(graphs, res)):

@@ -38,6 +38,14 @@ from ..graph.blocks import ConvBlock, DenseBlock, EdgeBlock
 __all__ = ["DrawBatchedGraph", "StackedBlock", "solve_draws"]
 
 
+#: per device type, whether convolutions of several draws run as one grouped
+#: convolution (else one after the other on their replicas).  The CPU's grouped
+#: convolutions cost more than the convolutions they stand for (ResNet-18
+#: 3x32x32, 4 draws of 2 replicas, one thread: 3.8 ms per grouped call against
+#: 0.38 ms per draw's call)
+STACK_CONVS = {"cpu": False}
+
+
 def _draw_major(x: torch.Tensor, D: int) -> torch.Tensor:
     """(D r, *s) -> (D, r, *s) (a view)."""
     return x.reshape((D, x.shape[0] // D) + tuple(x.shape[1:]))
@@ -79,7 +87,8 @@ class StackedBlock(EdgeBlock):
         self.in_scale, self.out_scale = (b0.in_scale, b0.out_scale) if plain else (None, None)
         if self.shared:
             self.mode = "shared"
-        elif plain and type(b0) is ConvBlock and all(
+        elif plain and type(b0) is ConvBlock and STACK_CONVS.get(
+                b0.weight.device.type, True) and all(
                 (b.stride, b.padding, b.dilation, b.groups) ==
                 (b0.stride, b0.padding, b0.dilation, b0.groups) for b in blocks):
             self.mode = "conv"
@@ -259,7 +268,8 @@ class DrawBatchedGraph(SignedGraph):
 def solve_draws(graphs: list[SignedGraph], starts: list[np.ndarray], *, gamma: float = 0.9,
                 decay: float | None = None, threshold: str = "block",
                 max_sweeps: int = 100_000, sparse_ratio: float = 0.0005, tol: float = 1e-5,
-                callback=None, engine: str = "matrix-free") -> list[dict]:
+                callback=None, engine: str = "matrix-free",
+                threads: int | None = None) -> list[dict]:
     """Descend every draw from its own start gauges, all draws in one batch.
 
     Parameters
@@ -271,6 +281,13 @@ def solve_draws(graphs: list[SignedGraph], starts: list[np.ndarray], *, gamma: f
     engine : {"matrix-free"}
         Only the matrix-free engine batches draws (the compiled one runs one
         graph's stencils); other options as :func:`deepglass.solve.descent.descent`.
+    threads : int, optional
+        Torch threads on the CPU (default: the current count), used where one
+        draw has >= 5 * 10^7 edges, else one thread, as
+        :func:`deepglass.solve.frustration` runs one draw (small operators lose
+        to thread synchronization, badly on a busy machine: a batch of four
+        ResNet-18 3x32x32 draws on two threads of a shared 2-core machine took
+        5.6x one thread's time per draw).
 
     Returns
     -------
@@ -278,7 +295,6 @@ def solve_draws(graphs: list[SignedGraph], starts: list[np.ndarray], *, gamma: f
         Per draw: ``sigmas`` (r, n) int8, ``energies`` (r,), ``local_min`` (r,),
         ``sweeps`` (of the batch) and ``flips`` (r,).
     """
-    from . import _threads_for
     from .descent import descent
 
     if engine != "matrix-free":
@@ -291,10 +307,16 @@ def solve_draws(graphs: list[SignedGraph], starts: list[np.ndarray], *, gamma: f
     r = r.pop()
     g = graphs[0] if len(graphs) == 1 else DrawBatchedGraph(graphs)
     s0 = torch.from_numpy(np.concatenate([np.asarray(s, np.int8) for s in starts]))
-    with _threads_for(graphs[0]):   # one thread for small graphs, as frustration() does
+    before = torch.get_num_threads()
+    if g.device.type == "cpu":
+        big = graphs[0].n_edges >= 50_000_000
+        torch.set_num_threads(max(1, threads or before) if big else 1)
+    try:
         st = descent(g, s0, gamma=gamma, decay=decay, threshold=threshold,
                      engine="matrix-free", max_sweeps=max_sweeps, sparse_ratio=sparse_ratio,
                      tol=tol, callback=callback)
+    finally:
+        torch.set_num_threads(before)
     e = g.energy_from_fields(st.sigma, st.fields).cpu().numpy()
     thr = tol * g.abs_row_sums()
     thr = thr[None] if thr.ndim == 1 else thr

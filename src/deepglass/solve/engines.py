@@ -24,8 +24,12 @@ out), so that a memory check can compare them with a budget:
   refused with a one-line :class:`~deepglass.errors.TooLargeError` that gives
   the estimate and what to change.
 
-Measured against these estimates: ``bench/bench_engines.py`` (peak RSS of
-each engine in a fresh process, the zoo nets, the 1-d CNN of the issue).
+Measured against these estimates (``bench/bench_engines.py``: peak resident
+memory beyond the graph, each engine in a fresh process, 2 cores): measured /
+estimated 1.49 and 0.91 (compiled, matrix-free) on LeNet at 80 replicas, 0.83
+and 1.15 on ResNet-18 3x32x32 at 16, 0.83 and 1.23 on ResNet-18 3x224x224 at 1, 1.00 and 1.07 on AlexNet at 1 (0.84 and
+0.86 GB), 1.06 for the matrix-free engine on a 1.1 B-edge 1-d CNN (0.37 GB;
+the compiled one would need ~19.5 GB, 134.5 M of its edges as CSR).
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ _MF_EDGE_FIXED_S = 2e-10       # per edge and sweep (weights read once)
 _MF_SWEEPS = 120               # operator sweeps of a matrix-free descent (decay 0.97)
 
 
+def _replicas(n: int) -> str:
+    return f"{n} replica" + ("" if int(n) == 1 else "s")
+
+
 def check_engine(engine: str, method: str = "descent") -> str:
     """Validate a user's ``engine`` (CLI ``--engine``) for ``method``.
 
@@ -100,6 +108,22 @@ def _stencil_params(graph: SignedGraph) -> int:
                if stencil_kind(graph, b) is not None)
 
 
+def _normalizer_bytes(graph: SignedGraph, replicas: int) -> tuple[int, int]:
+    """(held, transient) bytes of the normalizers every run computes: the
+    blocks' cached ``|W|`` (graph dtype, held; for the tolerances ``|As| 1``)
+    and the convolutions' reordered weights, and ``sum |A_b|`` in float64, one block at a time (its weights cast to
+    float64 and their absolute values: 16 bytes per weight of the largest
+    block) while two (R, n) tensors are alive."""
+    item = _itemsize(graph)
+    # + one copy of the convolution weights: the CPU's convolutions keep them
+    # reordered to their blocked layout (measured on ResNet-18: ~1x)
+    convs = sum(b.n_params() for b in graph.edge_blocks
+                if getattr(b, "weight", None) is not None and b.weight.ndim >= 3)
+    held = item * (graph.n_params + convs)
+    most = max((b.n_params() for b in graph.edge_blocks), default=0)
+    return held, 16 * most + 2 * int(replicas) * graph.n_nodes * item
+
+
 def compiled_bytes(graph: SignedGraph, replicas: int, threads: int | None = None) -> int:
     """Peak bytes of a compiled descent beyond the graph.
 
@@ -107,8 +131,8 @@ def compiled_bytes(graph: SignedGraph, replicas: int, threads: int | None = None
     other blocks at its build peak (:data:`CSR_BUILD_BYTES` per edge); per
     replica the gauges (float32), fields (float64) and, during the hand-over,
     the torch copies (graph dtype, twice); per running thread and node 40
-    bytes (margins, bounds, a gauge copy, bucket links, flip buffer).
-    O(edge blocks)."""
+    bytes (margins, bounds, a gauge copy, bucket links, flip buffer); the
+    normalizers (:func:`_normalizer_bytes`).  O(edge blocks)."""
     import numba
 
     threads = numba.get_num_threads() if threads is None else int(threads)
@@ -117,7 +141,8 @@ def compiled_bytes(graph: SignedGraph, replicas: int, threads: int | None = None
     csr = CSR_BUILD_BYTES * csr_edges(graph)
     state = R * n * (4 + 8 + 2 * item)
     per_thread = 40 * n * min(threads, R)
-    return int(weights + csr + state + per_thread)
+    held, transient = _normalizer_bytes(graph, R)
+    return int(held + max(weights + csr + state + per_thread, transient))
 
 
 def _block_temporaries(graph: SignedGraph, b, R: int, item: int) -> int:
@@ -139,19 +164,22 @@ def matrix_free_bytes(graph: SignedGraph, replicas: int) -> int:
 
     Gauges, fields and one class's flips as (R, n) tensors in the graph's
     dtype, the fields' recomputation (one more), per-node thresholds and row
-    sums, the largest block's temporaries (:func:`_block_temporaries`) and
-    one chunk of sparse updates (:data:`deepglass.solve.descent.SPARSE_CHUNK`
-    contributions, ~40 bytes each).  O(edge blocks)."""
+    sums, the largest block's temporaries (:func:`_block_temporaries`), one
+    chunk of sparse updates (:data:`deepglass.solve.descent.SPARSE_CHUNK`
+    contributions, ~40 bytes each) and the normalizers
+    (:func:`_normalizer_bytes`).  O(edge blocks)."""
     from .descent import SPARSE_CHUNK
 
     n, R, item = graph.n_nodes, int(replicas), _itemsize(graph)
     state = 4 * R * n * item + 3 * n * 8
     temps = max((_block_temporaries(graph, b, R, item) for b in graph.edge_blocks), default=0)
+    held, transient = _normalizer_bytes(graph, R)
     # sparse updates run below a flipped fraction of 0.0005 x 20 (dense layers'
     # advantage; :func:`deepglass.solve.descent._sparse_limit`) of a block, so
     # they list at most 1% of its edges per replica, SPARSE_CHUNK at a time
     most = max((b.n_edges() for b in graph.edge_blocks), default=0)
-    return int(state + temps + 40 * min(SPARSE_CHUNK, math.ceil(0.01 * R * most)))
+    sparse = 40 * min(SPARSE_CHUNK, math.ceil(0.01 * R * most))
+    return int(held + max(state + temps + sparse, transient))
 
 
 def compiled_seconds(graph: SignedGraph, replicas: int, threads: int | None = None) -> float:
@@ -231,7 +259,15 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
                          "or use engine='matrix-free'")
     est = engine_estimates(graph, replicas)
     if graph.device.type != "cpu":
-        # device memory is the allocator's business (and not the host's MemAvailable)
+        # the device's own free memory (not the host's MemAvailable)
+        e = est["matrix-free"]
+        if budget_bytes is None and graph.device.type == "cuda":
+            budget_bytes = int(MEMORY_FRACTION * torch.cuda.mem_get_info(graph.device)[0])
+        if budget_bytes is not None and e.bytes > budget_bytes:
+            raise TooLargeError(
+                f"the matrix-free engine needs about {e.gb():.1f} GB of device memory for "
+                f"{_replicas(replicas)} of this graph ({graph.n_edges:,} edges) and "
+                f"{budget_bytes / 1e9:.1f} GB are free; lower --replicas")
         return "matrix-free"
     from ..memory import budget_bytes as shared_budget, format_bytes
 
@@ -248,15 +284,16 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
         if e.bytes > budget:
             other = "matrix-free" if engine == "compiled" else "compiled"
             raise TooLargeError(
-                f"the {engine} engine would need ~{format_bytes(e.bytes)} for {replicas} "
-                f"replicas of this graph ({graph.n_edges:,} edges), more than {source}; "
-                f"lower --replicas or use --engine {other} (~{format_bytes(est[other].bytes)})")
+                f"the {engine} engine would need ~{format_bytes(e.bytes)} for "
+                f"{_replicas(replicas)} of this graph ({graph.n_edges:,} edges), more than "
+                f"{source}; lower --replicas or use --engine {other} "
+                f"(~{format_bytes(est[other].bytes)})")
         return engine
     fits = [e for e in est.values() if e.bytes <= budget]
     if not fits:
         best = min(est.values(), key=lambda e: e.bytes)
         raise TooLargeError(
-            f"a descent of {replicas} replicas of this graph ({graph.n_edges:,} edges) would "
+            f"a descent of {_replicas(replicas)} of this graph ({graph.n_edges:,} edges) would "
             f"need ~{format_bytes(best.bytes)} even with the {best.engine} engine, more than "
             f"{source}; lower --replicas")
     by_time = min(fits, key=lambda e: e.seconds)

@@ -1,0 +1,176 @@
+"""Descent engines: estimated vs measured peak memory and time, and ``auto``'s choice.
+
+For each case (a zoo network at a replica count, and a 1.1 B-edge 1-d CNN
+whose strided first convolution and dense head read batch-normed sources, so
+the compiled engine would hold them as explicit CSR), every engine that is
+asked for runs in a fresh process: the graph is built, numba's kernels are
+warmed up on a small graph, the peak resident set is reset, and
+``deepglass.frustration`` runs.  Printed per run: the estimate of
+:mod:`deepglass.solve.engines` (peak bytes beyond the graph, coarse seconds),
+the measured peak beyond the resident set before the run, the ratio measured
+/ estimated (target within 1/1.5 .. 1.5), the solver's seconds, and what
+``auto`` picks.  With ``--active`` also the active subnetwork of one input of
+the 1-d CNN (``deepglass active``'s computation: its masks and the whole
+network's and the subgraph's descents), peak resident memory (target <= 8 GB).
+
+Run::
+
+    python bench/bench_engines.py                 # zoo nets + the 1-d CNN (several minutes)
+    python bench/bench_engines.py --cases lenet,resnet18-32
+    python bench/bench_engines.py --cases cnn1d --active
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+#: case -> (zoo name or "cnn1d", input shape, replicas, engines measured)
+CASES = {
+    "lenet": ("mnist_lenet", (1, 28, 28), 80, ("compiled", "matrix-free")),
+    "resnet18-32": ("resnet18", (3, 32, 32), 16, ("compiled", "matrix-free")),
+    "alexnet-1": ("alexnet", (3, 224, 224), 1, ("compiled", "matrix-free")),
+    "alexnet-80": ("alexnet", (3, 224, 224), 80, ("compiled",)),
+    "resnet18-224": ("resnet18", (3, 224, 224), 1, ("compiled", "matrix-free")),
+    "cnn1d": ("cnn1d", (8, 1024), 1, ("auto",)),
+}
+
+
+def cnn1d():
+    """A 1-d CNN of about 1.1 B edges (random init, batch-norm statistics drawn):
+    8 x 1024 input through a batch norm, a convolution of width 512 and stride 4
+    (padding 256) to 128 x 257, seven more convolutions of width 9, a batch norm
+    and a dense head of 256.  The batch norms that follow no weight layer fold
+    onto the next layer's sources (scaled sources), so the strided convolution
+    and the dense layer are not stencils for the compiled engine."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    layers = [nn.BatchNorm1d(8), nn.Conv1d(8, 128, 512, stride=4, padding=256), nn.ReLU(),
+              nn.Conv1d(128, 256, 9, padding=4), nn.ReLU()]
+    for _ in range(6):
+        layers += [nn.Conv1d(256, 256, 9, padding=4), nn.ReLU()]
+    layers += [nn.BatchNorm1d(256), nn.Flatten(), nn.Linear(256 * 257, 256)]
+    net = nn.Sequential(*layers)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def _model(name):
+    if name == "cnn1d":
+        return cnn1d()
+    from deepglass.zoo import get
+
+    return get(name)
+
+
+def child(case: str, engine: str, active: bool) -> None:
+    """One measurement (run in a fresh process); prints one JSON line."""
+    sys.path.insert(0, HERE)
+    import numpy as np
+    import torch
+
+    import deepglass
+    from deepglass.graph import SignedGraph
+    from deepglass.solve import engines
+
+    from bench_frustration import peak_gb, reset_peak, rss_gb
+
+    name, shape, R, _ = CASES[case]
+    net = _model(name)
+    g = SignedGraph.from_module(net, shape)
+    # numba kernels compiled outside the measurement
+    tiny = SignedGraph.from_module(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3),
+                                                       torch.nn.MaxPool2d(2)), (1, 8, 8))
+    deepglass.frustration(tiny, replicas=2, engine="compiled")
+    deepglass.frustration(tiny, replicas=2, engine="matrix-free")
+    est = engines.engine_estimates(g, R)
+    auto = engines.choose_engine(g, R)
+    out = {"case": case, "edges": g.n_edges, "csr_edges": engines.csr_edges(g),
+           "nodes": g.n_nodes, "replicas": R, "auto": auto,
+           "estimates": {k: [e.bytes / 2**30, e.seconds] for k, e in est.items()}}
+    if active:
+        from deepglass.experiments.active_run import active_table, whole_delta
+
+        x = torch.rand((1,) + tuple(shape), generator=torch.Generator().manual_seed(0))
+        base = rss_gb()
+        reset_peak()
+        t0 = time.perf_counter()
+        whole = whole_delta(g, "auto", replicas=2, seed=0)
+        table = active_table(g, net, x, delta=whole.frustration, method="auto", replicas=2,
+                             seed=0, warm_start=whole.sigma)
+        out.update(active_seconds=time.perf_counter() - t0, active_peak_gb=peak_gb(),
+                   active_base_gb=base, delta=whole.frustration,
+                   delta_x=float(table["delta_x"].iloc[0]))
+    else:
+        base = rss_gb()
+        reset_peak()
+        t0 = time.perf_counter()
+        r = deepglass.frustration(g, replicas=R, seed=0, engine=engine)
+        out.update(engine=r.info.get("engine"), asked=engine, seconds=r.seconds,
+                   wall=time.perf_counter() - t0, base_gb=base,
+                   peak_gb=peak_gb() - base, frustration=r.frustration,
+                   local_min=bool(np.all(r.local_min)))
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def run_child(case: str, engine: str, active: bool = False, timeout: float = 3600) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", case, "--engine", engine]
+    if active:
+        cmd.append("--active")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{case} {engine} failed:\n{p.stderr[-2000:]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="lenet,resnet18-32,alexnet-1,cnn1d")
+    ap.add_argument("--active", action="store_true", help="active subnetwork of the 1-d CNN")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--engine", default="auto", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(a.child, a.engine, a.active)
+        return
+    print(f"{'case':>12} {'R':>3} {'engine':>11} {'est GB':>7} {'peak GB':>8} {'ratio':>6} "
+          f"{'est s':>7} {'solver s':>8}  auto")
+    for case in [c for c in a.cases.split(",") if c]:
+        for engine in CASES[case][3]:
+            r = run_child(case, engine)
+            used = r["engine"]
+            est_gb, est_s = r["estimates"][used]
+            print(f"{case:>12} {r['replicas']:>3} {used:>11} {est_gb:7.2f} {r['peak_gb']:8.2f} "
+                  f"{r['peak_gb'] / max(est_gb, 1e-9):6.2f} {est_s:7.1f} {r['seconds']:8.1f}  "
+                  f"{r['auto']}", flush=True)
+            other = {k: v for k, v in r["estimates"].items() if k != used}
+            if other:
+                print(" " * 14 + "other engines (estimate only): " + ", ".join(
+                    f"{k} {v[0]:.2f} GB / {v[1]:.1f} s" for k, v in other.items()))
+            if case == "cnn1d":
+                print(f"{'':>14}{r['edges']:,} edges, {r['csr_edges']:,} in CSR for the "
+                      f"compiled engine; default engine peak {r['peak_gb']:.2f} GB "
+                      f"(target <= 4 GB): {'met' if r['peak_gb'] <= 4 else 'not met'}")
+    if a.active:
+        r = run_child("cnn1d", "auto", active=True)
+        print(f"\nactive subnetwork of one input of the 1-d CNN: {r['active_seconds']:.1f} s, "
+              f"peak {r['active_peak_gb']:.2f} GB (resident before {r['active_base_gb']:.2f} GB; "
+              f"target <= 8 GB: {'met' if r['active_peak_gb'] <= 8 else 'not met'}), "
+              f"delta {r['delta']:.4f}, delta_x {r['delta_x']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
