@@ -372,3 +372,29 @@ def test_layer_norm_written_out_is_a_rescaling_with_its_gain():
     g = ln.weight.detach().double().numpy()
     np.testing.assert_allclose(got[:3, 3:7] * g, ref[:3, 3:7])
     np.testing.assert_allclose(got[3:7, 7:], ref[3:7, 7:] * g[:, None])
+
+
+def test_monotonicity_protocol_reads_the_selected_head(tmp_path):
+    """The protocol's gauge and its rho both come from the selected output."""
+    from deepglass.experiments.monotonicity import monotonicity_experiment, run_monotonicity
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.cls, self.reg = nn.Linear(4, 6), nn.Linear(6, 3), nn.Linear(6, 2)
+
+        def forward(self, x):
+            h = F.relu(self.a(x))
+            return {"cls": self.cls(h), "reg": self.reg(h)}
+
+    torch.manual_seed(0)
+    net, x = Net().eval(), torch.randn(4, 4)
+    exp = monotonicity_experiment(net, x, nulls=("random-order",), amplitudes=3, replicas=2,
+                                  output="reg")
+    assert len(exp.gauges["real"].sigma_out) == 2 == len(exp.gauges["random-order"].sigma_out)
+    assert exp.trials["rho"].isin([0, 0.5, 1]).all()
+    first = monotonicity_experiment(net, x, nulls=(), amplitudes=3, replicas=2)
+    assert len(first.gauges["real"].sigma_out) == 3
+    run = run_monotonicity(tmp_path / "r", net, x, nulls=(), amplitudes=3, replicas=2,
+                           output=1)
+    assert len(run.gauges["real"].sigma_out) == 2

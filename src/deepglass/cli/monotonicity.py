@@ -61,6 +61,9 @@ def monotonicity_cmd(
     out: Optional[str] = typer.Option(None, "--out", help="Run directory (resumable); "
                                       "its arrays/gauge_real.npz is reused when present."),
     force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
+    output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
+                                         "whose values move (default: the first; see "
+                                         "`deepglass graph`)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Push inputs along the frustration gauge's partial order and measure how
@@ -83,7 +86,8 @@ def monotonicity_cmd(
         from ..solve.engines import check_fits
 
         # the frustration gauge's descent, refused before the progress bar
-        check_fits(SignedGraph.from_module(net, shape), replicas, "descent", engine, device)
+        check_fits(SignedGraph.from_module(net, shape, output=output), replicas, "descent",
+                   engine, device)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
     rng = _range(amplitude_range)
     if batch_size is not None:       # before the progress bar and the gauge's solve
@@ -93,7 +97,7 @@ def monotonicity_cmd(
     total = len(batch) * amplitudes * (1 + len(null_list))
     opts = dict(nulls=null_list, amplitudes=amplitudes, amplitude_range=rng, seed=seed,
                 replicas=replicas, alpha=alpha, batch_size=batch_size, device=device,
-                engine=engine)
+                engine=engine, output=output)
     with progress("trials", total, enabled=not as_json) as advance:
         if out:
             config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape)}

@@ -437,18 +437,23 @@ class NullGauge:
 
 
 def _frustration_gauge(model, input_shape, *, replicas, seed, method, device,
-                       engine: str = "auto"):
+                       engine: str = "auto", output=None):
     import deepglass
 
     solver = {"engine": engine} if method == "descent" else {}
-    res = deepglass.frustration(model, method=method, replicas=replicas, seed=seed,
-                                input_shape=input_shape, device=device, **solver)
+    target, where = model, {"input_shape": input_shape}
+    if output is not None:   # sigma_out on the selected output (SPEC §1b)
+        from ..graph import SignedGraph
+
+        target, where = SignedGraph.from_module(model, tuple(input_shape), output=output), {}
+    res = deepglass.frustration(target, method=method, replicas=replicas, seed=seed,
+                                device=device, **where, **solver)
     return res
 
 
 def null_gauge(model: nn.Module, null: str, *, input_shape: Sequence[int], n_outputs: int,
                seed: int = 0, replicas: int = 8, method: str = "descent",
-               device: str = "cpu", engine: str = "auto") -> NullGauge:
+               device: str = "cpu", engine: str = "auto", output=None) -> NullGauge:
     """The network and gauge of a null (SPEC §3, §5).
 
     ``"random-order"``: the real network with uniformly random ``sigma_in``,
@@ -467,7 +472,7 @@ def null_gauge(model: nn.Module, null: str, *, input_shape: Sequence[int], n_out
     from .nulls import null_model
 
     net = null_model(model, kind, seed)
-    res = _frustration_gauge(net, tuple(input_shape), replicas=replicas, seed=seed,
+    res = _frustration_gauge(net, tuple(input_shape), replicas=replicas, seed=seed, output=output,
                              method=method, device=device, engine=engine)
     return NullGauge(null, net, res.sigma_in, res.sigma_out, float(res.frustration))
 
@@ -517,24 +522,27 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
                             alpha: float = 0.05, batch_size: int | None = None,
                             device: str = "cpu", ids=None,
                             frustration: float | None = None,
-                            engine: str = "auto") -> MonotonicityExperiment:
+                            engine: str = "auto", output=None) -> MonotonicityExperiment:
     """The near-monotonicity protocol of SPEC §5: real network and nulls, in memory.
 
     ``sigma_in`` / ``sigma_out`` default to the gauge of
     ``deepglass.frustration(model, replicas=replicas, seed=seed)``; when they
     are given, ``frustration`` (their energy) is reported in the tables.  Every model
-    kind sees the same inputs, amplitudes and noise.  For a resumable run on
-    disk use :func:`run_monotonicity`.
+    kind sees the same inputs, amplitudes and noise.  ``output`` picks the
+    output (name or position) of a network with several (default: the first).
+    For a resumable run on disk use :func:`run_monotonicity`.
     """
     t0 = time.perf_counter()
     x, ids = _as_batch(inputs, ids)
     gauges = _gauges(model, tuple(x.shape[1:]), sigma_in, sigma_out, _check_nulls(nulls),
                      seed=seed, replicas=replicas, method=method, device=device,
-                     engine=engine, real_delta=float("nan") if frustration is None else float(frustration))
+                     engine=engine, real_delta=float("nan") if frustration is None else float(frustration),
+                     output=output)
     results = [near_monotonicity(g.model, g.sigma_in, g.sigma_out, x, amplitudes,
                                  amplitude_range=amplitude_range, amplitude_scale=amplitude_scale,
                                  seed=seed, batch_size=batch_size, alpha=alpha, device=device,
-                                 ids=ids, name=name) for name, g in gauges.items()]
+                                 ids=ids, name=name, output=output)
+               for name, g in gauges.items()]
     trials = pd.concat([r.trials for r in results], ignore_index=True)
     delta = {k: g.frustration for k, g in gauges.items()}
     return MonotonicityExperiment(trials, per_input_table(trials, alpha),
@@ -542,7 +550,7 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
                                   time.perf_counter() - t0)
 
 
-def _n_outputs(model: nn.Module, shape, device) -> int:
+def _n_outputs(model: nn.Module, shape, device, output=None) -> int:
     p = next(model.parameters(), None)
     dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
     was = model.training
@@ -552,16 +560,18 @@ def _n_outputs(model: nn.Module, shape, device) -> int:
             out = model(torch.zeros((1, *shape), dtype=dtype, device=device))
     finally:
         model.train(was)
-    return int((out[0] if isinstance(out, (tuple, list)) else out).numel())
+    from ..graph.trace import output_tensor
+
+    return int(output_tensor(out, output).numel())
 
 
 def _gauges(model, shape, sigma_in, sigma_out, nulls, *, seed, replicas, method, device,
-            real_delta=float("nan"), null_cache=None, engine: str = "auto"):
+            real_delta=float("nan"), null_cache=None, engine: str = "auto", output=None):
     if (sigma_in is None) != (sigma_out is None):
         raise DeepglassError("give both sigma_in and sigma_out, or neither")
     if sigma_in is None:
         res = _frustration_gauge(model, shape, replicas=replicas, seed=seed, method=method,
-                                 device=device, engine=engine)
+                                 device=device, engine=engine, output=output)
         sigma_in, sigma_out, real_delta = res.sigma_in, res.sigma_out, float(res.frustration)
     gauges = {"real": NullGauge("real", model, np.asarray(sigma_in), np.asarray(sigma_out),
                                 real_delta)}
@@ -570,7 +580,7 @@ def _gauges(model, shape, sigma_in, sigma_out, nulls, *, seed, replicas, method,
         g = null_cache(name) if null_cache is not None else None
         gauges[name] = g or null_gauge(model, name, input_shape=shape, n_outputs=m, seed=seed,
                                        replicas=replicas, method=method, device=device,
-                                       engine=engine)
+                                       engine=engine, output=output)
     return gauges
 
 
@@ -583,7 +593,7 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
                      batch_size: int | None = None, device: str = "cpu",
                      config: Mapping | None = None, force: bool = False,
                      progress: Callable[[int], None] | None = None,
-                     engine: str = "auto") -> MonotonicityExperiment:
+                     engine: str = "auto", output=None) -> MonotonicityExperiment:
     """The near-monotonicity protocol as a resumable run (kind ``"monotonicity"``).
 
     Parameters
@@ -601,6 +611,8 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
     nulls, amplitudes, amplitude_range, amplitude_scale, seed, replicas, method, alpha
         As in :func:`monotonicity_experiment`; N3 gauges are saved under
         ``arrays/monotonicity/`` so a resumed run reuses them.
+    output : str or int, optional
+        The output read, for a network with several (recorded in the config).
     unit_size : int
         Inputs per unit: each (model kind, batch of ``unit_size`` inputs) is
         written atomically when finished and skipped on resume.
@@ -635,7 +647,8 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
                "amplitude_scale": amplitude_scale, "nulls": nulls, "seed": int(seed),
                "replicas": int(replicas), "method": method, "alpha": float(alpha),
                "unit_size": int(unit_size),
-               **({"engine": engine} if engine != "auto" else {})}
+               **({"engine": engine} if engine != "auto" else {}),
+               **({"output": str(output)} if output is not None else {})}
         run = RunDir(Path(run), cfg, kind="monotonicity", force=force)
     elif run.kind != "monotonicity":
         raise DeepglassError(f"run_monotonicity needs a run opened with kind='monotonicity', "
@@ -649,7 +662,7 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
             sigma_in, sigma_out, real_delta = g["sigma_in"], g["sigma_out"], g["energy"]
         else:
             res = _frustration_gauge(model, shape, replicas=replicas, seed=seed, method=method,
-                                     device=device, engine=engine)
+                                     device=device, engine=engine, output=output)
             save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration)
             sigma_in, sigma_out, real_delta = res.sigma_in, res.sigma_out, res.frustration
 
@@ -665,7 +678,7 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
 
     gauges = _gauges(model, shape, sigma_in, sigma_out, nulls, seed=seed, replicas=replicas,
                      method=method, device=device, real_delta=real_delta, null_cache=cached,
-                     engine=engine)
+                     engine=engine, output=output)
     for name, g in gauges.items():
         if NULL_KINDS.get(name) is not None and not run.has_arrays(f"monotonicity/gauge_{name}"):
             run.save_arrays(f"monotonicity/gauge_{name}", sigma_in=g.sigma_in,
@@ -683,7 +696,8 @@ def run_monotonicity(run, model: nn.Module, x, ids: Sequence[str] | None = None,
                                   amplitude_range=amplitude_range,
                                   amplitude_scale=amplitude_scale, seed=seed,
                                   batch_size=batch_size, alpha=alpha, device=device,
-                                  ids=ids[lo:hi], first_index=lo, name=name, callback=progress)
+                                  ids=ids[lo:hi], first_index=lo, name=name, callback=progress,
+                                  output=output)
             run.write_unit("trials", uid, r.trials)
     order = {k: i for i, k in enumerate(gauges)}
     trials = run.read_units("trials")
