@@ -559,7 +559,8 @@ def _scale(ip, val, s: torch.Tensor):
     if isinstance(val, Ref):
         cur = val.scale if val.scale is not None else torch.ones(val.index.shape,
                                                                  dtype=torch.float64)
-        return Ref(val.index, torch.broadcast_to(cur * s, val.index.shape).clone())
+        # symbolic values live on the CPU whatever device the model's weights use
+        return Ref(val.index, torch.broadcast_to(cur * s.cpu(), val.index.shape).clone())
     return val
 
 
