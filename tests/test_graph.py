@@ -302,9 +302,10 @@ def test_product_of_two_values_is_unsupported():
         SignedGraph.from_module(Bilinear(), (3,))
 
 
-def test_wrong_input_shape():
+@pytest.mark.parametrize("capture", ["auto", "fx"])
+def test_wrong_input_shape(capture):
     with pytest.raises(DeepglassError, match="does not accept input of shape"):
-        SignedGraph.from_module(nn.Sequential(nn.Linear(4, 2)), (5,))
+        SignedGraph.from_module(nn.Sequential(nn.Linear(4, 2)), (5,), capture=capture)
 
 
 def test_nan_weights():

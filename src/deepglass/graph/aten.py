@@ -27,8 +27,8 @@ import torch.fx
 
 from ..errors import DeepglassError, UnsupportedLayerError
 from .blocks import ConvBlock, ConvTransposeBlock, ResampleBlock
-from .trace import (Pending, Ref, _adaptive_pool, _conv, _dense, _global_mean, _has_sym,
-                    _pool, _strip_zero_padding, _tup, _wrap, _zip_map)
+from .trace import (Pending, Ref, _adaptive_pool, _conv, _dense, _flatten, _ForwardError,
+                    _global_mean, _has_sym, _pool, _strip_zero_padding, _tup, _wrap, _zip_map)
 
 __all__ = ["export_module", "AtenInterpreter", "ATEN_OPS", "interpolation_matrices"]
 
@@ -132,8 +132,6 @@ class AtenInterpreter(torch.fx.Interpreter):
         self.gated: list[str] = []
 
     def run_node(self, n):
-        from .trace import _ForwardError
-
         if n.op == "call_module":    # the exporter's input guards
             self.sym[n] = None
             return None
@@ -203,7 +201,7 @@ class AtenInterpreter(torch.fx.Interpreter):
             return torch.fx.node.map_arg(n.args[0], lambda nd: self.sym[nd])
         args = torch.fx.node.map_arg(n.args, lambda nd: self.sym[nd])
         kwargs = torch.fx.node.map_arg(n.kwargs, lambda nd: self.sym[nd])
-        stats = [v for v in _leaves(list(args) + list(kwargs.values())) if isinstance(v, Stat)]
+        stats = [v for v in _flatten([args, kwargs]) if isinstance(v, Stat)]
         if stats:
             return self._with_stat(n, args, real)
         if not (_has_sym(args) or _has_sym(kwargs)):
@@ -237,7 +235,7 @@ class AtenInterpreter(torch.fx.Interpreter):
             if isinstance(a, Stat) and _is_sym(b) and packet is aten.add:
                 return b
         if packet in STAT_OPS or n.target is operator.getitem:
-            if any(_is_sym(v) for v in _leaves(list(args))):
+            if any(_is_sym(v) for v in _flatten(args)):
                 self.unsupported(n, _opname(n.target), "it mixes a network value with a "
                                  "statistic of the input (x ** p, a root or a mean of one)")
             out = real[0] if isinstance(real, tuple) else real
@@ -778,7 +776,7 @@ def _shape_rule(ip, n, args, kwargs, real):
     a = [type(v)(ip.b.materialize(u) if isinstance(u, Pending) else u for u in v)
          if isinstance(v, (list, tuple)) else v for v in a]
     real_args = ip.real(n.args)
-    has_scale = any(isinstance(v, Ref) and v.scale is not None for v in _leaves(a))
+    has_scale = any(isinstance(v, Ref) and v.scale is not None for v in _flatten(a))
     pad = n.target is aten.constant_pad_nd.default
 
     def run(kind):
@@ -802,14 +800,6 @@ def _shape_rule(ip, n, args, kwargs, real):
     return _wrap(idx, scl)
 
 
-def _leaves(a):
-    for v in a:
-        if isinstance(v, (list, tuple)):
-            yield from _leaves(v)
-        else:
-            yield v
-
-
 def _refuse(what, why):
     def rule(ip, n, args, kwargs, real):
         ip.unsupported(n, what, why)
@@ -826,7 +816,6 @@ def _ops(names: str, rule) -> dict:
     return table
 
 
-_nonneg_true = True
 ATEN_OPS: dict = {
     aten.convolution.default: _convolution,
     aten.addmm.default: _matmul,

@@ -837,14 +837,49 @@ def _capture_fx(model, inputs, forward_kwargs, builder):
     except Exception as exc:  # fx raises many kinds of errors
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DeepglassError(msg)
+    import torch.utils._pytree as pytree
+
     interp = _Interpreter(gm, builder, tuple(inputs[0].shape[1:]), model)
-    interp.run(inputs[0])
+    real = interp.run(inputs[0])        # the real output: its structure names the outputs
     out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
     leaves = _flatten(out)
-    real = model(*inputs, **(forward_kwargs or {}))
-    import torch.utils._pytree as pytree
-    spec = pytree.tree_flatten(real)[1]
-    return leaves, _output_names(len(leaves), spec), []
+    return leaves, _output_names(len(leaves), pytree.tree_flatten(real)[1]), []
+
+
+def _capture(model, inputs, forward_kwargs, rules, capture, pool_weight, batchnorm):
+    """torch.export (``capture`` auto / export / core), the fx tracer where the
+    exporter fails under ``auto`` (or with ``capture="fx"``); returns the
+    builder, the symbolic outputs, their names, the gates and how it captured."""
+    from .aten import ExportFailed
+
+    export_msg = None
+    if capture != "fx":
+        builder = _Builder(pool_weight, batchnorm)
+        try:
+            leaves, names, gated, how = _capture_export(model, inputs, forward_kwargs, builder,
+                                                        rules, core=capture == "core")
+            return builder, leaves, names, gated, how
+        except ExportFailed as exc:
+            if capture != "auto":
+                raise DeepglassError(f"cannot capture {type(model).__name__} with "
+                                     f"torch.export: {exc}") from None
+            export_msg = str(exc)
+    builder = _Builder(pool_weight, batchnorm)
+    try:
+        leaves, names, gated = _capture_fx(model, inputs, forward_kwargs, builder)
+    except UnsupportedLayerError:
+        raise
+    except DeepglassError as exc:
+        msg = str(exc).strip().splitlines()[0]
+        if export_msg is None:
+            raise DeepglassError(f"cannot trace {type(model).__name__} with torch.fx: "
+                                 f"{msg}") from None
+        raise DeepglassError(
+            f"cannot capture {type(model).__name__}: torch.export: {export_msg}; torch.fx: "
+            f"{msg}. If forward() branches on the input's values, wrap the model in a module "
+            "whose forward calls it with fixed arguments (non-tensor arguments can also be "
+            "given as forward_kwargs)") from None
+    return builder, leaves, names, gated, "torch.fx"
 
 
 def trace(model: nn.Module, input_shape, batchnorm: str = "fold",
@@ -880,56 +915,21 @@ def trace(model: nn.Module, input_shape, batchnorm: str = "fold",
                                device=p.device if p is not None else "cpu") for sh in shapes)
     was_training = model.training
     model.eval()
-    how = capture
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("always", NonMonotoneActivationWarning)
-            builder = _Builder(pool_weight, batchnorm)
             try:
-                if capture == "fx":
-                    raise _SkipExport
-                from .aten import ExportFailed
-                try:
-                    leaves, names, gated, how = _capture_export(model, inputs, forward_kwargs,
-                                                                builder, rules,
-                                                                core=capture == "core")
-                except ExportFailed as exc:
-                    if capture in ("export", "core"):
-                        raise DeepglassError(f"cannot capture {type(model).__name__} with "
-                                             f"torch.export: {exc}")
-                    export_msg = str(exc)
-                    builder = _Builder(pool_weight, batchnorm)
-                    try:
-                        leaves, names, gated = _capture_fx(model, inputs, forward_kwargs,
-                                                           builder)
-                    except DeepglassError as exc2:
-                        if isinstance(exc2, UnsupportedLayerError):
-                            raise
-                        raise DeepglassError(
-                            f"cannot capture {type(model).__name__}: torch.export: {export_msg}"
-                            f"; torch.fx: {str(exc2).strip().splitlines()[0]}. If forward() "
-                            "branches on the input's values, wrap the model in a module whose "
-                            "forward calls it with fixed arguments (non-tensor arguments can "
-                            "also be given as forward_kwargs)") from None
-                    how = "torch.fx"
-            except _SkipExport:
-                try:
-                    leaves, names, gated = _capture_fx(model, inputs, forward_kwargs, builder)
-                except DeepglassError as exc:
-                    if isinstance(exc, UnsupportedLayerError):
-                        raise
-                    raise DeepglassError(f"cannot trace {type(model).__name__} with torch.fx: "
-                                         f"{exc}") from None
-                how = "torch.fx"
+                builder, leaves, names, gated, how = _capture(
+                    model, inputs, forward_kwargs, rules, capture, pool_weight, batchnorm)
             except DeepglassError as exc:  # keep the message on one line
                 raise type(exc)(str(exc).strip().splitlines()[0]) from None
             except _ForwardError as exc:
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 shape_txt = shapes[0] if len(shapes) == 1 else shapes
                 raise DeepglassError(f"{type(model).__name__} does not accept input of shape "
-                                     f"{shape_txt}: {msg}")
+                                     f"{shape_txt}: {msg}") from None
     finally:
         model.train(was_training)
     outputs: dict[str, np.ndarray] = {}
@@ -962,6 +962,3 @@ def trace(model: nn.Module, input_shape, batchnorm: str = "fold",
     return SignedGraph(builder.node_blocks, blocks, shapes[0], outputs=outputs,
                        dtype=dtype, device=device, meta=meta)
 
-
-class _SkipExport(Exception):
-    pass
