@@ -26,3 +26,20 @@ def cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ray_executor():
+    """One private local Ray for the whole test session (starting Ray takes
+    seconds): a :class:`deepglass.executors.RayExecutor` on it.  Tests compare
+    each experiment's tables under Ray with the in-process ones."""
+    ray = pytest.importorskip("ray")
+    from deepglass.executors import RayExecutor
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False)
+    yield RayExecutor()
+    if started:
+        ray.shutdown()

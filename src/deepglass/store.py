@@ -66,7 +66,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 import tomli_w
 
-__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_text", "markdown_table",
+__all__ = ["RunDir", "plain", "atomic_write_bytes", "atomic_write_text", "markdown_table",
            "check_out_dir", "check_save_path", "file_mode"]
 
 CONFIG_NAME = "config.toml"
@@ -120,14 +120,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _plain(obj: Any) -> Any:
+def plain(obj: Any) -> Any:
     """Convert NumPy scalars / arrays and tuples into TOML / JSON-friendly values."""
     if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items() if v is not None}
+        return {str(k): plain(v) for k, v in obj.items() if v is not None}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
+        return plain(obj.tolist())
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Path):
@@ -315,7 +315,7 @@ class RunDir:
                  force: bool = False):
         self.path = Path(path)
         self.kind = kind
-        self.config = _plain(dict(config))
+        self.config = plain(dict(config))
         self._manifest = _Manifest(self.path)
         self._verified: set[tuple[str, str]] = set()
         self._reported: set[str] = set()
@@ -667,7 +667,7 @@ class RunDir:
         return True
 
     def write_json(self, name: str, obj: Any) -> Path:
-        text = json.dumps(_plain(obj), indent=2, default=str) + "\n"
+        text = json.dumps(plain(obj), indent=2, default=str) + "\n"
         return self._write_bytes(self.path / name, text.encode("utf-8"))
 
     def write_text(self, name: str, text: str) -> Path:
@@ -691,7 +691,7 @@ class RunDir:
         fatal."""
         part = self.path / "reports" / f"{self.kind}.summary.json"
         current = self._read_json(part)
-        current.update(_plain(dict(headline)))
+        current.update(plain(dict(headline)))
         self._write_bytes(part, (json.dumps(current, indent=2, default=str) + "\n").encode())
         merged: dict = {}
         for kind in self._config_order():

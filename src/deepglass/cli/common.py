@@ -8,11 +8,27 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
 import numpy as np
+import typer
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
 console = Console(stderr=True)
+
+# -- options every experiment command shares (defined once) -----------------
+
+#: ``--executor``: where an experiment's units run (:mod:`deepglass.executors`)
+EXECUTOR_OPTION = typer.Option("inprocess", "--executor", help="Where the units run: inprocess "
+                               "or ray (same tables either way).")
+#: ``--address``: a Ray cluster (implies ``--executor ray``)
+ADDRESS_OPTION = typer.Option(None, "--address", help="Ray cluster address (implies --executor "
+                              "ray; default: a private local Ray on loopback).")
+#: ``--out``: the run directory
+OUT_OPTION = typer.Option(None, "--out", help="Run directory (units written as they finish; "
+                          "run the same command again to resume).")
+#: ``--force``
+FORCE_OPTION = typer.Option(False, "--force", help="Replace this experiment's units in a run "
+                            "directory of another configuration (only files deepglass wrote).")
 
 
 def _default(o: Any):
@@ -165,3 +181,31 @@ def load_graph(name_or_file: str, input_shape: str | None = None, batchnorm: str
                                     gates=gates, norm=norm, output=output)
     graph.meta["model"] = name_or_file
     return model, shape, graph
+
+
+@contextmanager
+def resume_hint(out: str | None):
+    """On Ctrl-C, say that the finished units are kept (typer exits 130 silently)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if out:
+            console.print(f"interrupted: the finished units are saved in {out}; "
+                          "run the same command to resume", soft_wrap=True)
+        raise
+
+
+def unit_progress(stack: ExitStack, description: str, enabled: bool = True):
+    """A ``progress(done, total)`` callback that opens a progress bar (units
+    done, ETA) on its first call, when the total is known; ``stack`` closes it."""
+    state: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if "advance" not in state:
+            state["advance"] = stack.enter_context(progress(description, total, enabled))
+            state["done"] = 0
+        if done > state["done"]:
+            state["advance"](done - state["done"])
+            state["done"] = done
+
+    return update

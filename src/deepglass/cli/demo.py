@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from .common import print_json
-from .frustration import resume_hint
+from .common import resume_hint
 
 #: the demo network and the frustration protocol: the paper's 80 real replicas
 #: (one batch: cheap) and half its 80 draws x 2 starts per null, 15-20 s on two
@@ -54,7 +54,8 @@ class DemoStep:
 def frustration_step(ctx: DemoContext) -> dict:
     """Frustration of the real weights vs every null model (paper 000, Fig. 2)."""
     from ..experiments.frustration import frustration_vs_nulls
-    from .frustration import print_stats, unit_progress
+    from .common import unit_progress
+    from .frustration import print_stats
 
     with ExitStack() as bar:  # closed before the table is printed
         res = frustration_vs_nulls(ctx.model, input_shape=ctx.input_shape, run=ctx.out,

@@ -4,7 +4,7 @@ in a resumable run directory."""
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from typing import Optional
 
 import typer
@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import DeepglassError
-from .common import console, load_graph, load_network, print_json, progress
+from .common import load_graph, load_network, print_json, resume_hint, unit_progress
 
 
 def frustration_cmd(
@@ -131,34 +131,6 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
                     "stats": stats_records(res.stats), **res.summary()})
         return
     print_stats(res, model, out)
-
-
-@contextmanager
-def resume_hint(out: str | None):
-    """On Ctrl-C, say that the finished units are kept (typer exits 130 silently)."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        if out:
-            console.print(f"interrupted: the finished units are saved in {out}; "
-                          "run the same command to resume", soft_wrap=True)
-        raise
-
-
-def unit_progress(stack: ExitStack, description: str, enabled: bool = True):
-    """A ``progress(done, total)`` callback that opens a progress bar (units
-    done, ETA) on its first call, when the total is known; ``stack`` closes it."""
-    state: dict = {}
-
-    def update(done: int, total: int) -> None:
-        if "advance" not in state:
-            state["advance"] = stack.enter_context(progress(description, total, enabled))
-            state["done"] = 0
-        if done > state["done"]:
-            state["advance"](done - state["done"])
-            state["done"] = done
-
-    return update
 
 
 def print_stats(res, model: str, out: str | None) -> None:

@@ -524,7 +524,7 @@ def _open_run(run, config: dict, force: bool):
 
 
 def _plain(config: dict) -> dict:
-    from ..store import _plain as plain
+    from ..store import plain
 
     return plain(dict(config))
 
