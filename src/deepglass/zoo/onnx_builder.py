@@ -14,7 +14,8 @@ from torch import fx, nn
 
 from ..errors import DeepglassError
 from .onnx_refusals import _Refusals
-from .onnx_values import _Norm, _Value, _attrs, _drop_unused, _label, _meta, _meta_call, _safe, _to_tensor
+from .onnx_values import (_Norm, _Value, _attrs, _drop_unused, _label, _meta, _meta_call,
+                          _safe, _to_tensor)
 
 
 class _BuilderBase(_Refusals):
