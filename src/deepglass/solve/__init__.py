@@ -35,7 +35,7 @@ import torch
 
 from ..errors import DeepglassError
 from ..graph import SignedGraph
-from .greedy import paper_gauges, random_gauges
+from .gauges import paper_gauges, random_gauges
 
 __all__ = ["frustration", "FrustrationResult", "METHODS", "Solved", "EXPLICIT_LIMIT",
            "choose_method", "threads_for", "start_gauges", "frustrated_weight",
