@@ -87,9 +87,9 @@ def _assert_clean(out):
     assert not list(Path(out).rglob("*.tmp"))
     run = RunDir.__new__(RunDir)  # read-only view: no config needed
     run.path, run._verified = Path(out), set()
-    from deepglass.store import _Manifest
+    from deepglass.manifest import Manifest
 
-    run._manifest = _Manifest(Path(out))
+    run._manifest = Manifest(Path(out))
     run._manifest.load()
     assert run.owned_files() and all(run._damage(r) is None for r in run.owned_files())
 

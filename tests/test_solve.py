@@ -415,3 +415,45 @@ class _Geometries(nn.Module):
         z = torch.relu(self.conv3(y.flatten(2)))           # 4 x 20 -> 2 x 10
         z = self.conv4(z)
         return self.fc1(z.flatten(1)) + self.fc2(self.pool(y).flatten(1))
+
+
+def test_auto_method_rule_and_its_run():
+    from deepglass.solve import EXPLICIT_LIMIT, choose_method
+
+    g = _tiny_dag(4)
+    assert choose_method(EXPLICIT_LIMIT) == "greedy"
+    assert choose_method(EXPLICIT_LIMIT + 1) == "descent"
+    assert choose_method(g, explicit_limit=g.n_edges) == "greedy"
+    assert choose_method(g, explicit_limit=g.n_edges - 1) == "descent"
+    assert choose_method(g.n_edges + 10**9, "exact") == "exact"   # a named method stays
+    with pytest.raises(DeepglassError, match="unknown method"):
+        choose_method(g, "magic")
+    # "auto" on a small graph runs Algorithm 1 from the same start gauges as "greedy"
+    auto = deepglass.frustration(g, method="auto", replicas=4, seed=3)
+    greedy = deepglass.frustration(g, method="greedy", replicas=4, seed=3)
+    assert auto.method == "greedy"
+    np.testing.assert_array_equal(auto.sigmas, greedy.sigmas)
+    np.testing.assert_allclose(auto.energies, _explicit_energy(g.to_scipy_sym(), auto.sigmas))
+
+
+def test_auto_method_drops_a_descent_engine_a_named_method_refuses_it():
+    g = _tiny_dag(5)
+    r = deepglass.frustration(g, method="auto", replicas=2, engine="compiled")
+    assert r.method == "greedy" and "engine" not in r.info
+    assert deepglass.frustration(g, method="greedy", replicas=2, engine="auto").method == "greedy"
+    with pytest.raises(DeepglassError, match="applies to --method descent"):
+        deepglass.frustration(g, method="greedy", replicas=2, engine="compiled")
+
+
+def test_whole_solve_on_one_thread_for_a_small_graph_then_restored():
+    from deepglass.solve import threads_for
+
+    g = _tiny_dag(6)
+    before = torch.get_num_threads()
+    seen = []
+    r = deepglass.frustration(g, method="descent", replicas=2, engine="matrix-free",
+                              callback=lambda *a: seen.append(torch.get_num_threads()))
+    assert seen and set(seen) == {1} and r.method == "descent"
+    assert torch.get_num_threads() == before
+    with threads_for(g, small_edges=g.n_edges):       # not small: the setting is kept
+        assert torch.get_num_threads() == before

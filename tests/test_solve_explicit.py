@@ -354,12 +354,12 @@ def test_borrowing_helpers_compile_without_refcounts_and_agree():
     from numba.core.cpu import CPUTargetOptions
 
     from deepglass._numba import njit_borrowing
-    from deepglass.solve import compiled_descent, greedy as greedy_mod
+    from deepglass.solve import compiled_kernels, greedy_kernels
 
     if hasattr(CPUTargetOptions, "_nrt"):
-        for fn in (compiled_descent._place, compiled_descent._flip, compiled_descent._collect,
-                   compiled_descent._run,
-                   greedy_mod._sift_down, greedy_mod._heap_fix):
+        for fn in (compiled_kernels._place, compiled_kernels._flip, compiled_kernels._collect,
+                   compiled_kernels._run,
+                   greedy_kernels._sift_down, greedy_kernels._heap_fix):
             assert fn.targetoptions.get("_nrt") is False, fn.__name__
 
     def axpy(a, x, y):
@@ -381,7 +381,7 @@ def test_bucket_of_reads_frexp_from_the_bits():
     from numba import njit
 
     from deepglass._numba import float_bits
-    from deepglass.solve.compiled_descent import (_EMAX, _EMIN, _NBK, _NSUB, _bucket_edges,
+    from deepglass.solve.compiled_kernels import (_EMAX, _EMIN, _NBK, _NSUB, _bucket_edges,
                                                   _bucket_of)
 
     @njit

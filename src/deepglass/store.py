@@ -43,15 +43,14 @@ Assembled tables, arrays and figures are the caller's to name apart where two
 kinds could clash.
 """
 
+
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -59,6 +58,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import DeepglassError
+from .files import (atomic_write_bytes, atomic_write_text, check_out_dir, check_save_path,
+                    file_digest, file_mode, markdown_table, os_error, package_version, plain)
+from .manifest import CONFIG_NAME, MANIFEST_NAME, Manifest, read_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,215 +68,14 @@ else:  # pragma: no cover
     import tomli as tomllib
 import tomli_w
 
-__all__ = ["RunDir", "plain", "atomic_write_bytes", "atomic_write_text", "markdown_table",
-           "check_out_dir", "check_save_path", "file_mode"]
+#: the file helpers stay importable from here (:mod:`deepglass.files` holds them)
+__all__ = ["RunDir", "iter_missing", "plain", "atomic_write_bytes", "atomic_write_text",
+           "markdown_table", "check_out_dir", "check_save_path", "file_mode"]
 
-CONFIG_NAME = "config.toml"
-MANIFEST_NAME = "manifest.jsonl"
 #: directories deepglass creates in a run; removed by ``force`` only when empty
 _OWN_DIRS = ("units", "arrays", "figures", "reports")
 
 log = logging.getLogger("deepglass.store")
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def file_mode() -> int:
-    """The mode a new file gets under this process's umask (``0o666 & ~umask``).
-
-    :func:`tempfile.mkstemp` creates files with mode 0600 whatever the umask;
-    deepglass files are then ``chmod``-ed to this mode, so a run directory is
-    as readable to colleagues as any file the user writes.
-    """
-    mask = os.umask(0o022)  # the only portable way to read the umask is to set it
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _os_error(path: Path, exc: OSError, verb: str = "write") -> DeepglassError:
-    return DeepglassError(f"cannot {verb} {path}: {exc.strerror or exc}")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename
-    (mode from the umask, :func:`file_mode`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def plain(obj: Any) -> Any:
-    """Convert NumPy scalars / arrays and tuples into TOML / JSON-friendly values."""
-    if isinstance(obj, Mapping):
-        return {str(k): plain(v) for k, v in obj.items() if v is not None}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def _digest(path: Path) -> tuple[str, int]:
-    """sha256 and size of a file (read in 1 MiB blocks: O(size) time, O(1) memory)."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size
-
-
-def _nearest_existing(path: Path) -> Path:
-    p = path.absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
-    """Refuse, in one line and before any computation, a run directory that
-    cannot be written: a file, a path under a file, a read-only or
-    permission-denied location."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise DeepglassError(f"{option} {path} exists and is not a directory")
-    base = _nearest_existing(path)
-    if not base.is_dir():
-        raise DeepglassError(f"{option} {path}: {base} is a file, not a directory")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise DeepglassError(f"{option} {path}: {base} is not writable")
-    return path
-
-
-def check_save_path(prefix: str | os.PathLike, suffixes: Iterable[str] = (".npz", ".json"),
-                    option: str = "--save") -> Path:
-    """Refuse, before any computation, a ``--save PREFIX`` whose files
-    (``PREFIX`` + each suffix) cannot be written."""
-    prefix = Path(prefix)
-    parent = prefix.parent if str(prefix.parent) else Path(".")
-    if not parent.is_dir():
-        raise DeepglassError(f"{option} {prefix}: the directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise DeepglassError(f"{option} {prefix}: the directory {parent} is not writable")
-    for suf in suffixes:
-        target = Path(str(prefix) + suf) if not str(prefix).endswith(suf) else prefix
-        if target.is_dir():
-            raise DeepglassError(f"{option} {prefix}: {target} is a directory")
-    return prefix
-
-
-class _Manifest:
-    """The files a run directory owns: an append-only JSON-lines log.
-
-    Each line is ``{"path": rel, "sha256", "bytes", ...}`` (a file, recorded
-    before it is renamed into place), ``{"tmp": rel}`` (a temporary name, recorded
-    as it is made) or ``{"removed": rel}``.  The last line about a path wins;
-    a torn last line (a kill mid-append) is ignored.  Appends are O(1); the log
-    is compacted when the run is opened.
-    """
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.path = root / MANIFEST_NAME
-        self.files: dict[str, dict] = {}
-        self.tmps: set[str] = set()
-        self.lock = threading.Lock()
-
-    def load(self) -> None:
-        self.files, self.tmps = {}, set()
-        try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise _os_error(self.path, exc, "read")
-        for line in text.splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(e, dict):
-                continue
-            if isinstance(e.get("path"), str):
-                self.files[e["path"]] = e
-            elif isinstance(e.get("tmp"), str):
-                self.tmps.add(e["tmp"])
-            elif isinstance(e.get("removed"), str):
-                self.files.pop(e["removed"], None)
-                self.tmps.discard(e["removed"])
-
-    def append(self, entry: dict) -> None:
-        line = json.dumps(entry, separators=(",", ":")) + "\n"
-        with self.lock:
-            try:
-                with open(self.path, "a", encoding="utf-8") as fh:
-                    fh.write(line)
-            except OSError as exc:
-                raise _os_error(self.path, exc)
-            if "path" in entry:
-                self.files[entry["path"]] = entry
-            elif "tmp" in entry:
-                self.tmps.add(entry["tmp"])
-            elif "removed" in entry:
-                self.files.pop(entry["removed"], None)
-                self.tmps.discard(entry["removed"])
-
-    def compact(self) -> None:
-        """Rewrite the log with one line per existing file (after a kill or many rewrites)."""
-        with self.lock:
-            self.files = {k: e for k, e in self.files.items() if (self.root / k).exists()}
-            text = "".join(json.dumps(e, separators=(",", ":")) + "\n"
-                           for _, e in sorted(self.files.items()))
-            # a fresh random name: never clobbers a file, and a kill here leaves
-            # only an unrecorded empty-or-partial temporary behind
-            try:
-                fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{MANIFEST_NAME}.",
-                                           suffix=".tmp")
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                os.chmod(tmp, file_mode())
-                os.replace(tmp, self.path)
-            except OSError as exc:
-                raise _os_error(self.path, exc)
-            self.tmps = set()
-
-
-def _read_config(cfg: Path) -> dict | None:
-    """``config.toml`` as a dict if it is a deepglass run's (a ``[deepglass]``
-    version and a ``[runs]`` table), else ``None``."""
-    try:
-        found = tomllib.loads(cfg.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return None
-    except OSError as exc:
-        raise _os_error(cfg, exc, "read")
-    dg = found.get("deepglass")
-    if not isinstance(dg, dict) or not isinstance(dg.get("version"), str) \
-            or not isinstance(found.get("runs"), dict):
-        return None
-    return found
 
 
 class RunDir:
@@ -316,14 +117,14 @@ class RunDir:
         self.path = Path(path)
         self.kind = kind
         self.config = plain(dict(config))
-        self._manifest = _Manifest(self.path)
+        self._manifest = Manifest(self.path)
         self._verified: set[tuple[str, str]] = set()
         self._reported: set[str] = set()
         check_out_dir(self.path)
         cfg = self.path / CONFIG_NAME
         found: dict | None = None
         if cfg.exists():
-            found = _read_config(cfg)
+            found = read_config(cfg)
             if found is None:
                 raise DeepglassError(
                     f"run directory {self.path}: its config.toml is not a deepglass run's; "
@@ -332,11 +133,11 @@ class RunDir:
             self._remove_stale_tmps()
             version = found["deepglass"]["version"]
             runs = found["runs"]
-            if version != _version():
+            if version != package_version():
                 if not force:
                     raise DeepglassError(f"run directory {self.path}: it was made by deepglass "
-                                         f"{version}, this is {_version()}; use another --out "
-                                         "or pass --force")
+                                         f"{version}, this is {package_version()}; use another "
+                                         "--out or pass --force")
                 self._remove_owned(lambda rel: rel != CONFIG_NAME)
                 found = None
             elif kind in runs and runs[kind] != self.config:
@@ -354,12 +155,12 @@ class RunDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _os_error(self.path, exc, "create")
+            raise os_error(self.path, exc, "create")
         self._manifest.compact()
         runs = dict(found["runs"]) if found else {}
         if runs.get(kind) != self.config or found is None:
             runs[kind] = self.config
-            self._write_bytes(cfg, tomli_w.dumps({"deepglass": {"version": _version()},
+            self._write_bytes(cfg, tomli_w.dumps({"deepglass": {"version": package_version()},
                                                   "runs": runs}).encode("utf-8"), adopt=True)
         self.resumed = bool(self._unit_entries(prefix=f"units/{kind}/"))
 
@@ -395,7 +196,7 @@ class RunDir:
                 if p.is_file() or p.is_symlink():
                     p.unlink()
             except OSError as exc:
-                raise _os_error(p, exc, "remove")
+                raise os_error(p, exc, "remove")
             self._manifest.append({"removed": rel})
             emptied.add(p.parent)
         for d in sorted(emptied, key=lambda d: -len(d.parts)):
@@ -433,18 +234,18 @@ class RunDir:
                                             suffix=".tmp")
             os.close(fd)
         except OSError as exc:
-            raise _os_error(path, exc)
+            raise os_error(path, exc)
         tmp = Path(tmp_name)
         try:
             self._manifest.append({"tmp": self._rel(tmp)})
             write(tmp)
             os.chmod(tmp, file_mode())
-            sha, size = _digest(tmp)
+            sha, size = file_digest(tmp)
             self._manifest.append({"path": rel, "sha256": sha, "bytes": size, **meta})
             os.replace(tmp, path)
             self._verified.add((rel, sha))
         except OSError as exc:
-            raise _os_error(path, exc) from None
+            raise os_error(path, exc) from None
         finally:
             if tmp.exists():
                 tmp.unlink()
@@ -479,7 +280,7 @@ class RunDir:
         size = p.stat().st_size
         if size != e.get("bytes"):
             return f"{size} bytes, {e.get('bytes')} written"
-        if _digest(p)[0] != e.get("sha256"):
+        if file_digest(p)[0] != e.get("sha256"):
             return "checksum differs from the one written"
         self._verified.add(key)
         return None
@@ -710,7 +511,7 @@ class RunDir:
         self._write_bytes(self.path / "reports" / f"{self.kind}.md",
                           (markdown.rstrip() + "\n").encode("utf-8"))
         parts = [f"# {title or 'deepglass run'}: {self.path.name}\n",
-                 f"deepglass {_version()}; configuration in `config.toml`.\n"]
+                 f"deepglass {package_version()}; configuration in `config.toml`.\n"]
         for kind in self._config_order():
             sec = self.path / "reports" / f"{kind}.md"
             if sec.exists():
@@ -723,7 +524,7 @@ class RunDir:
         try:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _os_error(d, exc, "create")
+            raise os_error(d, exc, "create")
         return d / name
 
     def save_figure(self, fig, name: str) -> Path:
@@ -732,19 +533,6 @@ class RunDir:
         return self._commit(path, lambda tmp: fig.savefig(
             tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight"))
 
-
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A GitHub-Markdown table of ``df`` for reports (floats with ``floatfmt``,
-    NaN as an empty cell, ``|`` escaped)."""
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            return "" if np.isnan(v) else format(v, floatfmt)
-        return str(v).replace("|", "\\|")
-
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "---|" * len(df.columns)
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, rule] + body)
 
 
 def iter_missing(run: RunDir, table: str, units: Iterable[str]) -> list[str]:

@@ -75,9 +75,9 @@ def active_cmd(
     net, shape, graph = load_graph(model, input_shape, batchnorm, arch, trust_pickle,
                                    output=output)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
-    from ..experiments.active_run import _method
+    from ..solve import choose_method
 
-    if method == "descent" or _method("auto", graph.n_edges) == "descent":
+    if method == "descent" or choose_method(graph) == "descent":
         check_fits(graph, replicas, "descent", engine)   # the whole network's descent
     with progress("inputs", len(batch), enabled=not as_json) as advance:
         if out:

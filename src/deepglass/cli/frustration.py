@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import DeepglassError
-from .common import load_graph, load_network, print_json, resume_hint, unit_progress
+from .common import load_graph, load_network, print_json, progress, resume_hint, unit_progress
 
 
 def frustration_cmd(

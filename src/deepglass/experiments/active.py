@@ -718,8 +718,7 @@ def active_frustration(sub: SignedGraph, method: str = "auto", replicas: int = 8
         ``method``, ``solve_seconds``; ``delta_x`` is NaN for a subgraph without
         edges.  ``exact`` adds ``lower_bound`` and ``optimal``.
     """
-    import deepglass
-    from ..solve import METHODS, _threads_for, start_gauges
+    from ..solve import METHODS, choose_method, frustration, start_gauges
 
     if method != "auto" and method not in METHODS:
         raise DeepglassError(f"unknown method {method!r}; choose auto or one of "
@@ -728,7 +727,7 @@ def active_frustration(sub: SignedGraph, method: str = "auto", replicas: int = 8
         return {"delta_x": np.nan, "delta_x_mean": np.nan, "local_min": True,
                 "method": "none", "solve_seconds": 0.0}
     if method == "auto":
-        method = "greedy" if sub.n_edges <= explicit_limit else "descent"
+        method = choose_method(sub, explicit_limit=explicit_limit)
     if method != "descent":
         options = {k: v for k, v in options.items() if k != "engine"}  # descent's only
     if method == "exact":
@@ -741,11 +740,8 @@ def active_frustration(sub: SignedGraph, method: str = "auto", replicas: int = 8
                                  f"{sub.n_nodes} nodes")
         init = start_gauges(sub.n_nodes, int(replicas), seed, "random")
         init[0] = ws
-    # small subgraphs: one thread for the whole call (its bookkeeping passes
-    # included), which many tiny kernels run far faster on than on several
-    with _threads_for(sub):
-        res = deepglass.frustration(sub, method=method, replicas=replicas, seed=seed,
-                                    init=init, device=str(sub.device), **options)
+    res = frustration(sub, method=method, replicas=replicas, seed=seed, init=init,
+                      device=str(sub.device), **options)
     return {"delta_x": res.frustration, "delta_x_mean": float(np.mean(res.energies)),
             "local_min": bool(res.local_min.all()), "method": method,
             "solve_seconds": res.seconds}

@@ -26,18 +26,14 @@ import torch.nn as nn
 
 from ..errors import DeepglassError
 from ..graph import SignedGraph
+from ..solve import EXPLICIT_LIMIT, choose_method  # the "auto" rule
 from .active import active_subgraph, active_summary_stats
 
 __all__ = ["active_table", "whole_delta", "run_active", "delta_x_histogram", "verdict"]
 
-#: largest graph (edges) for which ``auto`` picks the explicit Algorithm 1
-EXPLICIT_LIMIT = 2_000_000
-
 
 def _method(method: str, n_edges: int) -> str:
-    if method == "auto":
-        return "greedy" if n_edges <= EXPLICIT_LIMIT else "descent"
-    return method
+    return choose_method(n_edges, method)
 
 
 def whole_delta(graph: SignedGraph, method: str = "auto", replicas: int = 8, seed: int = 0,
@@ -50,14 +46,14 @@ def whole_delta(graph: SignedGraph, method: str = "auto", replicas: int = 8, see
     -------
     FrustrationResult
     """
-    import deepglass
+    from ..solve import frustration
 
     m = _method(method, graph.n_edges)
     if m == "exact":
         m = "greedy"   # a certified optimum of a whole network is out of reach
     if m != "descent":
         options.pop("engine", None)   # the descent's engine; other methods have none
-    return deepglass.frustration(graph, method=m, replicas=replicas, seed=seed, **options)
+    return frustration(graph, method=m, replicas=replicas, seed=seed, **options)
 
 
 def active_table(graph: SignedGraph, model: nn.Module, x, ids: Sequence | None = None, *,

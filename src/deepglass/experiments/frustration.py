@@ -203,7 +203,7 @@ def run_unit(ctx: _Context, unit: Unit) -> dict:
     unit of several null draws solves them as one batch where the descent's
     engine for one draw is the matrix-free one (:func:`_draws_batched`), else
     one after the other: the numbers are the same either way."""
-    from ..solve import _threads_for
+    from ..solve import threads_for
 
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
@@ -211,7 +211,7 @@ def run_unit(ctx: _Context, unit: Unit) -> dict:
     # thread for small graphs, as the solver does: many tiny kernels lose far
     # more to thread synchronization than they gain (5-10x on a busy 2-core CPU);
     # a batch of draws decides on the batch's size
-    with _threads_for(ctx.graph):
+    with threads_for(ctx.graph):
         if unit.kind != "real" and unit.draws > 1 and _draws_batched(ctx):
             parts = _batched_draws(ctx, unit, t0, threads)
         else:

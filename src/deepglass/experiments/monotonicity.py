@@ -438,7 +438,7 @@ class NullGauge:
 
 def _frustration_gauge(model, input_shape, *, replicas, seed, method, device,
                        engine: str = "auto", output=None):
-    import deepglass
+    from ..solve import frustration
 
     solver = {"engine": engine} if method == "descent" else {}
     target, where = model, {"input_shape": input_shape}
@@ -446,8 +446,8 @@ def _frustration_gauge(model, input_shape, *, replicas, seed, method, device,
         from ..graph import SignedGraph
 
         target, where = SignedGraph.from_module(model, tuple(input_shape), output=output), {}
-    res = deepglass.frustration(target, method=method, replicas=replicas, seed=seed,
-                                device=device, **where, **solver)
+    res = frustration(target, method=method, replicas=replicas, seed=seed,
+                      device=device, **where, **solver)
     return res
 
 

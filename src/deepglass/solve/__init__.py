@@ -10,7 +10,14 @@
 ``anneal``   matrix-free heat-bath annealing by colour class, then descent
 ``greedy``   the paper's Algorithm 1 on the explicit graph (numba, indexed heap)
 ``exact``    certified optimum: brute force (<= 25 nodes) or a HiGHS MILP
+``auto``     :func:`choose_method`: ``greedy`` up to :data:`EXPLICIT_LIMIT` edges,
+             else ``descent``
 ===========  =====================================================================
+
+Every solver is a runner with one signature (:data:`METHODS`); the choices
+around it live here too: the method (:func:`choose_method`), the descent's
+engine (:func:`deepglass.solve.engines.choose_engine`, inside the descent) and
+the intra-op threads (:func:`threads_for`).
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ import torch
 
 from ..errors import DeepglassError
 from ..graph import SignedGraph
-from .greedy import paper_gauges, random_gauges
+from .gauges import paper_gauges, random_gauges
 
-__all__ = ["frustration", "FrustrationResult", "METHODS", "start_gauges", "frustrated_weight"]
+__all__ = ["frustration", "FrustrationResult", "METHODS", "Solved", "EXPLICIT_LIMIT",
+           "choose_method", "threads_for", "start_gauges", "frustrated_weight",
+           "check_replica_memory", "replica_bytes"]
 
 
 @dataclass
@@ -174,9 +183,15 @@ def frustrated_weight(graph: SignedGraph, sigma: np.ndarray) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------
 @contextmanager
-def _threads_for(graph: SignedGraph, small_edges: int = 50_000_000):
-    """One intra-op thread for small graphs: their many tiny kernels lose far
-    more to thread synchronization (badly so on a busy machine) than they gain."""
+def threads_for(graph: SignedGraph, small_edges: int = 50_000_000):
+    """Intra-op threads for work on ``graph``: one for small CPU graphs.
+
+    Their many tiny kernels lose far more to thread synchronization (badly so on
+    a busy machine) than they gain; graphs of ``small_edges`` edges or more, and
+    graphs on a device, keep the caller's setting.  :func:`frustration` runs
+    inside it; an experiment unit that also builds graphs (null draws, tracing)
+    may hold it around the whole unit.  The previous setting is restored on exit.
+    """
     before = torch.get_num_threads()
     if graph.device.type == "cpu" and graph.n_edges < small_edges:
         torch.set_num_threads(1)
@@ -186,24 +201,60 @@ def _threads_for(graph: SignedGraph, small_edges: int = 50_000_000):
         torch.set_num_threads(before)
 
 
-def _matrix_free(solver: Callable):
-    def run(graph, s0, seed, options, callback):
-        s = torch.as_tensor(s0)          # int8: the solver makes its own float copy
-        if solver.__name__ == "anneal":
-            options = {"seed": seed, **options}
-        st = solver(graph, s, callback=callback, **options)
-        sig = st.sigma.to(torch.int8).cpu().numpy()
-        # st.fields is As sigma recomputed from scratch at the end of the solver
-        e = graph.energy_from_fields(st.sigma, st.fields).cpu().numpy()
-        tol = options.get("tol", 1e-5) * graph.abs_row_sums()
-        local = np.concatenate([
-            (~((st.sigma[i:i + 8] * st.fields[i:i + 8] + tol) < 0).any(1)).cpu().numpy()
-            for i in range(0, len(sig), 8)])
-        return sig, e, local, st.sweeps, {"engine": st.engine}
-    return run
+@dataclass
+class Solved:
+    """What a solver runner returns (:data:`METHODS`).
+
+    Attributes
+    ----------
+    sigmas : ndarray int8 (R, n)
+        Final gauge of every replica (``exact``: one row, the optimum).
+    energies : ndarray (R,)
+        ``eps`` of every row of ``sigmas``.
+    local_min : ndarray bool (R,)
+        Whether each row is a single-flip local minimum.
+    sweeps : int or ndarray
+        Sweeps (or flips) the solver made.
+    info : dict
+        Solver specifics (JSON-friendly), copied into :attr:`FrustrationResult.info`.
+    """
+
+    sigmas: np.ndarray
+    energies: np.ndarray
+    local_min: np.ndarray
+    sweeps: Any
+    info: dict = field(default_factory=dict)
 
 
-def _greedy(graph, s0, seed, options, callback):
+def _matrix_free(solver: Callable, graph: SignedGraph, s0: np.ndarray, callback,
+                 **options) -> Solved:
+    """Run a matrix-free solver (``descent`` / ``anneal``) from int8 start gauges;
+    energies and the local-minimum test come from the fields it returns."""
+    s = torch.as_tensor(s0)          # int8: the solver makes its own float copy
+    st = solver(graph, s, callback=callback, **options)
+    sig = st.sigma.to(torch.int8).cpu().numpy()
+    # st.fields is As sigma recomputed from scratch at the end of the solver
+    e = graph.energy_from_fields(st.sigma, st.fields).cpu().numpy()
+    tol = options.get("tol", 1e-5) * graph.abs_row_sums()
+    local = np.concatenate([
+        (~((st.sigma[i:i + 8] * st.fields[i:i + 8] + tol) < 0).any(1)).cpu().numpy()
+        for i in range(0, len(sig), 8)])
+    return Solved(sig, e, local, st.sweeps, {"engine": st.engine})
+
+
+def _descent(graph, s0, *, seed, callback, **options) -> Solved:
+    from .descent import descent
+
+    return _matrix_free(descent, graph, s0, callback, **options)   # deterministic: no seed
+
+
+def _anneal(graph, s0, *, seed, callback, **options) -> Solved:
+    from .anneal import anneal
+
+    return _matrix_free(anneal, graph, s0, callback, seed=seed, **options)
+
+
+def _greedy(graph, s0, *, seed, callback, **options) -> Solved:
     from .greedy import check_greedy_memory, greedy
 
     # refuse before building anything: As has 2 entries per edge
@@ -211,35 +262,76 @@ def _greedy(graph, s0, seed, options, callback):
                         max_bytes=options.get("max_bytes"))
     As = graph.to_scipy_sym(options.pop("limit", None))
     res = greedy(As, s0, **options)
-    return res.sigma, res.energies, res.local_min, res.flips, {}
+    return Solved(res.sigma, res.energies, res.local_min, res.flips)
 
 
-def _exact(graph, s0, seed, options, callback):
+def _exact(graph, s0, *, seed, callback, **options) -> Solved:
     from .exact import exact
 
     As = graph.to_scipy_sym(options.pop("limit", None))
     res = exact(As, **options)
     sig = np.asarray(res.sigma, dtype=np.int8)[None]
-    return sig, np.array([res.energy]), np.array([True]), 0, {
+    return Solved(sig, np.array([res.energy]), np.array([True]), 0, {
         "lower_bound": float(res.lower_bound), "optimal": bool(res.optimal),
-        "exact_method": res.method}
+        "exact_method": res.method})
 
 
-def _descent(*a):
-    from .descent import descent
+#: method name -> runner ``run(graph, s0, *, seed, callback, **options) -> Solved``:
+#: ``graph`` on the run's device and dtype, ``s0`` the int8 start gauges (R, n),
+#: ``seed`` the run's seed (for stochastic solvers), ``callback`` the progress
+#: hook (solvers without one ignore it), ``options`` the caller's solver options.
+#: A new solver is one module plus its entry here.
+METHODS: dict[str, Callable[..., Solved]] = {"descent": _descent, "anneal": _anneal,
+                                             "greedy": _greedy, "exact": _exact}
 
-    return _matrix_free(descent)(*a)
+#: largest graph (edges) for which ``method="auto"`` picks the explicit Algorithm 1
+EXPLICIT_LIMIT = 2_000_000
 
 
-def _anneal(*a):
-    from .anneal import anneal
+def choose_method(graph_or_edges, method: str = "auto", *,
+                  explicit_limit: int | None = None) -> str:
+    """The solver ``method`` names: ``"auto"`` resolved, any other name checked.
 
-    return _matrix_free(anneal)(*a)
+    ``"auto"`` is the paper's Algorithm 1 (``"greedy"``, explicit couplings, the
+    better optimizer) on graphs of at most ``explicit_limit`` edges, else the
+    matrix-free ``"descent"`` (whose memory does not grow with the edges), O(1).
+
+    Parameters
+    ----------
+    graph_or_edges : SignedGraph or int
+        The graph, or its number of edges.
+    method : {"auto", "descent", "anneal", "greedy", "exact"}
+    explicit_limit : int, optional
+        Default :data:`EXPLICIT_LIMIT`.
+
+    Raises
+    ------
+    DeepglassError
+        An unknown method.
+    """
+    if method != "auto" and method not in METHODS:
+        raise DeepglassError(f"unknown method {method!r}; choose auto or one of "
+                             f"{', '.join(METHODS)}")
+    if method != "auto":
+        return method
+    n_edges = graph_or_edges.n_edges if isinstance(graph_or_edges, SignedGraph) \
+        else int(graph_or_edges)
+    limit = EXPLICIT_LIMIT if explicit_limit is None else int(explicit_limit)
+    return "greedy" if n_edges <= limit else "descent"
 
 
-#: method name -> runner(graph, start gauges, seed, options, callback)
-METHODS: dict[str, Callable] = {"descent": _descent, "anneal": _anneal, "greedy": _greedy,
-                                "exact": _exact}
+def _solver_options(method: str, asked: str, options: dict) -> dict:
+    """The options ``method`` takes: ``engine`` is the descent's; ``auto``'s
+    choice of another method drops it (it applies wherever descent runs), and so
+    does ``engine="auto"``; a named engine with a named other method is refused."""
+    engine = options.get("engine")
+    if engine is None or method == "descent":
+        return dict(options)
+    if asked != "auto" and engine != "auto":
+        from .engines import check_engine
+
+        check_engine(engine, method)       # raises: engine applies to descent only
+    return {k: v for k, v in options.items() if k != "engine"}
 
 
 def replica_bytes(n_nodes: int, replicas: int, dtype: torch.dtype = torch.float32) -> int:
@@ -271,8 +363,10 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     ----------
     graph_or_model : SignedGraph or torch.nn.Module
         A module is traced with ``input_shape`` (default: its ``default_input_shape``).
-    method : {"descent", "anneal", "greedy", "exact"}
-        See :data:`METHODS`.
+    method : {"descent", "auto", "anneal", "greedy", "exact"}
+        See :data:`METHODS`; ``"auto"``: :func:`choose_method` (Algorithm 1 up
+        to :data:`EXPLICIT_LIMIT` edges, else descent).  :attr:`FrustrationResult.method`
+        is the method that ran.
     replicas : int
         Number of start gauges (the paper used 80); ignored by ``exact``.
     seed : int
@@ -283,12 +377,18 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     dtype : torch.dtype, optional
         Operator precision (float32 default, float64 on request).
     **options
-        Passed to the solver (e.g. ``gamma`` for descent, ``sweeps`` for anneal,
-        ``time_limit`` for exact, ``max_flips`` for greedy).
+        Passed to the solver (e.g. ``gamma`` or ``engine`` for descent, ``sweeps``
+        for anneal, ``time_limit`` for exact, ``max_flips`` for greedy).  ``engine``
+        is dropped where ``auto`` picks another method than descent.
 
     Returns
     -------
     FrustrationResult
+
+    Notes
+    -----
+    The whole call (start gauges, solver, per-block frustrated weights) runs
+    under :func:`threads_for`: one intra-op thread on small CPU graphs.
 
     References
     ----------
@@ -302,40 +402,45 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     >>> 0 <= res.frustration <= 0.5
     True
     """
-    if method not in METHODS:
-        raise DeepglassError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    choose_method(0, method)                       # an unknown name, before tracing
     if int(replicas) < 1:
         raise DeepglassError(f"replicas must be >= 1, got {replicas}")
     if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
         raise DeepglassError(f"device must be 'cpu' or 'cuda', not {device!r}")
-    if isinstance(graph_or_model, SignedGraph):
-        graph = graph_or_model
-    elif isinstance(graph_or_model, torch.nn.Module):
-        shape = input_shape or getattr(graph_or_model, "default_input_shape", None)
-        if shape is None:
-            raise DeepglassError("input_shape is needed to trace this model")
-        graph = SignedGraph.from_module(graph_or_model, shape)
-    else:
-        raise DeepglassError(f"expected a SignedGraph or nn.Module, got {type(graph_or_model).__name__}")
+    graph = _as_graph(graph_or_model, input_shape)
     graph = graph.to(device=device, dtype=dtype or graph.dtype)
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")
-    check_replica_memory(graph, 1 if method == "exact" else int(replicas))
-    s0 = start_gauges(graph.n_nodes, 1 if method == "exact" else int(replicas), seed, init)
-    t0 = time.perf_counter()
-    with _threads_for(graph):
-        sig, energies, local, sweeps, info = METHODS[method](graph, s0, seed, dict(options),
-                                                             callback)
-    seconds = time.perf_counter() - t0
-    best = int(np.argmin(energies))
-    sigma = np.asarray(sig[best], dtype=np.int8)
-    if isinstance(init, str):
-        init_name = init
-    else:
-        init_name = "given"
+    chosen = choose_method(graph, method)
+    options = _solver_options(chosen, method, options)
+    R = 1 if chosen == "exact" else int(replicas)
+    check_replica_memory(graph, R)
+    with threads_for(graph):
+        s0 = start_gauges(graph.n_nodes, R, seed, init)
+        t0 = time.perf_counter()
+        out = METHODS[chosen](graph, s0, seed=seed, callback=callback, **options)
+        seconds = time.perf_counter() - t0
+        best = int(np.argmin(out.energies))
+        sigma = np.asarray(out.sigmas[best], dtype=np.int8)
+        frustrated = frustrated_weight(graph, sigma)
     return FrustrationResult(
-        frustration=float(energies[best]), sigma=sigma, sigmas=np.asarray(sig, dtype=np.int8),
-        energies=np.asarray(energies, dtype=np.float64), local_min=np.asarray(local, bool),
+        frustration=float(out.energies[best]), sigma=sigma,
+        sigmas=np.asarray(out.sigmas, dtype=np.int8),
+        energies=np.asarray(out.energies, dtype=np.float64),
+        local_min=np.asarray(out.local_min, bool),
         sigma_in=sigma[graph.input_index], sigma_out=sigma[graph.output_index],
-        frustrated=frustrated_weight(graph, sigma), seconds=seconds, sweeps=sweeps,
-        method=method, init=init_name, seed=int(seed), info=info)
+        frustrated=frustrated, seconds=seconds, sweeps=out.sweeps, method=chosen,
+        init=init if isinstance(init, str) else "given", seed=int(seed), info=out.info)
+
+
+def _as_graph(graph_or_model, input_shape) -> SignedGraph:
+    """The signed graph of a SignedGraph (itself) or of a module (traced)."""
+    if isinstance(graph_or_model, SignedGraph):
+        return graph_or_model
+    if isinstance(graph_or_model, torch.nn.Module):
+        shape = input_shape or getattr(graph_or_model, "default_input_shape", None)
+        if shape is None:
+            raise DeepglassError("input_shape is needed to trace this model")
+        return SignedGraph.from_module(graph_or_model, shape)
+    raise DeepglassError(f"expected a SignedGraph or nn.Module, got "
+                         f"{type(graph_or_model).__name__}")

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from ..graph import SignedGraph
+from .engines import ENGINES, SPARSE_CHUNK  # ENGINES re-exported
 
 __all__ = ["descent", "DescentState", "choose_engine", "ENGINES"]
 
@@ -79,10 +80,6 @@ class _Incidence:
             e = b.n_edges()
             self.degree[id(b)] = (e / max(b.in_size, 1), e / max(b.out_size, 1))
 
-
-#: most edge contributions one sparse update materializes at once (~40 bytes
-#: each with their indices): bounds memory when many replicas flip many nodes
-SPARSE_CHUNK = 1 << 22
 
 
 def _sparse_limit(b, R: int, sparse_ratio: float) -> float:
@@ -155,7 +152,6 @@ def _update_fields(graph: SignedGraph, inc: _Incidence, cls: list[int], F: torch
 #: default ``decay`` per engine (see the module docstring and :mod:`.compiled_descent`)
 DEFAULT_DECAY = {"compiled": 1.0, "matrix-free": 0.97}
 
-from .engines import ENGINES  # noqa: E402  (re-exported)
 
 
 def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto") -> str:

@@ -49,6 +49,11 @@ __all__ = ["ENGINES", "check_engine", "csr_edges", "compiled_bytes", "matrix_fre
 
 ENGINES = ("auto", "compiled", "matrix-free")
 
+#: most edge contributions one sparse update of the matrix-free descent
+#: materializes at once (~40 bytes each with their indices): bounds memory when
+#: many replicas flip many nodes (:mod:`deepglass.solve.descent` reads it)
+SPARSE_CHUNK = 1 << 22
+
 #: peak bytes per edge while the compiled engine builds the CSR of its
 #: non-stencil blocks (COO triples in float64/int64, their global indices, both
 #: directions concatenated, SciPy's conversion): 141 measured on a 12.7 M-edge
@@ -165,11 +170,9 @@ def matrix_free_bytes(graph: SignedGraph, replicas: int) -> int:
     Gauges, fields and one class's flips as (R, n) tensors in the graph's
     dtype, the fields' recomputation (one more), per-node thresholds and row
     sums, the largest block's temporaries (:func:`_block_temporaries`), one
-    chunk of sparse updates (:data:`deepglass.solve.descent.SPARSE_CHUNK`
+    chunk of sparse updates (:data:`SPARSE_CHUNK`
     contributions, ~40 bytes each) and the normalizers
     (:func:`_normalizer_bytes`).  O(edge blocks)."""
-    from .descent import SPARSE_CHUNK
-
     n, R, item = graph.n_nodes, int(replicas), _itemsize(graph)
     state = 4 * R * n * item + 3 * n * 8
     temps = max((_block_temporaries(graph, b, R, item) for b in graph.edge_blocks), default=0)

@@ -26,11 +26,14 @@ in parallel (numba ``prange``).
 
 Start gauges: :func:`random_gauges` (uniform) and :func:`paper_gauges` (the
 paper's protocol, 10^6 random single-node gauge flips of the identity gauge).
+
+Layout: the solver and its memory model here; the couplings, energies and
+fields in :mod:`.couplings`, the start gauges in :mod:`.gauges`, the numba heap
+and descent kernels in :mod:`.greedy_kernels` (all re-exported here).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -38,11 +41,11 @@ import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from numba import njit, prange
-
-from .._numba import njit_borrowing, njit_parallel
 
 from ..errors import DeepglassError, TooLargeError
+from .couplings import _sparse_nbytes, as_couplings, energy, local_fields
+from .gauges import _as_gauges, paper_gauges, random_gauges
+from .greedy_kernels import _descend, _descend_batch
 
 __all__ = [
     "GreedyResult",
@@ -63,114 +66,6 @@ MEMORY_FRACTION = 0.8
 FIELD_RTOL = 1e-10
 
 _INT64_MAX = np.iinfo(np.int64).max
-
-
-# --------------------------------------------------------------------------
-# validation and explicit energies
-# --------------------------------------------------------------------------
-
-
-def as_couplings(As, *, check_symmetric: bool = True) -> sp.csr_matrix:
-    """Validate explicit couplings and return them as canonical float64 CSR.
-
-    Parameters
-    ----------
-    As : scipy.sparse matrix or 2-D array, shape (n, n)
-        Symmetric couplings with zero diagonal (``A + A^T`` of a signed DAG).
-    check_symmetric : bool
-        Verify ``As == As^T`` (O(nnz) time and one transposed copy).  Callers
-        that built ``As`` as ``A + A.T`` themselves may skip it.
-
-    Returns
-    -------
-    scipy.sparse.csr_matrix
-        float64, duplicates summed, sorted indices (scipy's index dtype).
-
-    Raises
-    ------
-    DeepglassError
-        Not square, not finite, not symmetric, or a nonzero diagonal.
-    """
-    if sp.issparse(As):
-        M = sp.csr_matrix(As, dtype=np.float64)
-    else:
-        arr = np.asarray(As)
-        if arr.ndim != 2:
-            raise DeepglassError(f"couplings must be a 2-D matrix, got an array of shape {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            raise DeepglassError(f"couplings must be real numbers, got dtype {arr.dtype}")
-        M = sp.csr_matrix(arr.astype(np.float64))
-    if M.shape[0] != M.shape[1]:
-        raise DeepglassError(f"couplings must be a square matrix, got shape {M.shape}")
-    if not M.has_canonical_format:
-        M.sum_duplicates()
-    if M.nnz and not np.all(np.isfinite(M.data)):
-        raise DeepglassError("couplings contain NaN or infinite values")
-    if M.nnz and np.any(M.diagonal() != 0):
-        raise DeepglassError("couplings must have a zero diagonal (a DAG has no self-loops)")
-    if check_symmetric and M.nnz:
-        diff = abs(M - M.T)
-        scale = float(np.max(np.abs(M.data)))
-        if diff.nnz and float(diff.max()) > 1e-12 * scale:
-            raise DeepglassError(
-                "couplings must be symmetric (pass As = A + A.T of the signed DAG)"
-            )
-    return M
-
-
-def _sparse_nbytes(M) -> int:
-    return int(sum(getattr(M, a).nbytes for a in ("data", "indices", "indptr") if hasattr(M, a)))
-
-
-def _as_gauges(sigma0, n: int) -> np.ndarray:
-    s = np.asarray(sigma0)
-    if s.ndim == 1:
-        s = s[None, :]
-    if s.ndim != 2 or s.shape[1] != n:
-        raise DeepglassError(
-            f"start gauges must have shape (R, {n}) (or ({n},)), got {np.shape(sigma0)}"
-        )
-    if s.shape[0] < 1:
-        raise DeepglassError("at least one start gauge is needed (R >= 1)")
-    if not np.all((s == 1) | (s == -1)):
-        raise DeepglassError("start gauges must contain only +1 and -1")
-    return np.ascontiguousarray(s, dtype=np.int8).copy()
-
-
-def energy(As, sigma) -> np.ndarray | float:
-    """Normalized energy ``eps = 1/2 (1 - sigma^T As sigma / 1^T|As|1)`` (SPEC §2).
-
-    Parameters
-    ----------
-    As : sparse or dense (n, n)
-        Symmetric couplings.
-    sigma : array (n,) or (R, n) of +-1
-
-    Returns
-    -------
-    float or ndarray (R,)
-        The |weight|-fraction of frustrated edges; 0 for a graph without edges.
-    """
-    M = sp.csr_matrix(As, dtype=np.float64)
-    s = np.asarray(sigma, dtype=np.float64)
-    single = s.ndim == 1
-    S = np.atleast_2d(s)
-    total = float(abs(M).sum())
-    if total == 0:
-        e = np.zeros(S.shape[0])
-    else:
-        quad = np.einsum("ri,ri->r", S, (M @ S.T).T)
-        e = 0.5 * (1.0 - quad / total)
-    return float(e[0]) if single else e
-
-
-def local_fields(As, sigma) -> np.ndarray:
-    """Local fields ``h_i = sigma_i (As sigma)_i`` (SPEC §2), shape of ``sigma``."""
-    M = sp.csr_matrix(As, dtype=np.float64)
-    s = np.asarray(sigma, dtype=np.float64)
-    if s.ndim == 1:
-        return s * (M @ s)
-    return s * (M @ s.T).T
 
 
 # --------------------------------------------------------------------------
@@ -255,249 +150,6 @@ def check_greedy_memory(
             f"solver or fewer replicas"
         )
     return need
-
-
-# --------------------------------------------------------------------------
-# gauges
-# --------------------------------------------------------------------------
-
-
-def random_gauges(n: int, R: int, seed=None) -> np.ndarray:
-    """``R`` gauges of ``n`` i.i.d. uniform +-1 spins, int8 array (R, n).
-
-    ``seed``: anything :func:`numpy.random.default_rng` accepts.
-    """
-    n, R = _check_nR(n, R)
-    rng = np.random.default_rng(seed)
-    return (2 * rng.integers(0, 2, size=(R, n), dtype=np.int8) - 1).astype(np.int8)
-
-
-def paper_gauges(n: int, R: int, seed=None, flips: int = 10**6) -> np.ndarray:
-    """Start gauges of the paper's protocol (SPEC §2, paper 000 Methods).
-
-    Each replica applies ``flips`` random single-node gauge transformations (a
-    node drawn uniformly, with replacement) to the identity gauge: node ``i``
-    ends flipped iff it was drawn an odd number of times.  The draws are counted
-    with :func:`numpy.bincount` (in chunks of 2^22 draws), O(R (flips + n)).
-
-    Returns
-    -------
-    ndarray, int8, shape (R, n)
-    """
-    n, R = _check_nR(n, R)
-    flips = int(flips)
-    if flips < 0:
-        raise DeepglassError(f"flips must be >= 0, got {flips}")
-    rng = np.random.default_rng(seed)
-    out = np.ones((R, n), dtype=np.int8)
-    if n == 0:
-        return out
-    chunk = 1 << 22
-    for r in range(R):
-        parity = np.zeros(n, dtype=np.int64)
-        left = flips
-        while left > 0:
-            k = min(left, chunk)
-            parity += np.bincount(rng.integers(0, n, size=k), minlength=n)
-            left -= k
-        out[r, (parity & 1) == 1] = -1
-    return out
-
-
-def _check_nR(n, R):
-    n, R = int(n), int(R)
-    if n < 0:
-        raise DeepglassError(f"number of nodes must be >= 0, got {n}")
-    if R < 1:
-        raise DeepglassError(f"number of replicas must be >= 1, got {R}")
-    return n, R
-
-
-# --------------------------------------------------------------------------
-# numba kernels: indexed binary min-heap keyed by (h_i, i)
-# --------------------------------------------------------------------------
-
-
-@njit_borrowing(inline="always")
-def _less(h, a, b):
-    # strict order on nodes: by field, ties by lowest index
-    return h[a] < h[b] or (h[a] == h[b] and a < b)
-
-
-@njit_borrowing
-def _sift_up(heap, pos, h, k):
-    node = heap[k]
-    while k > 0:
-        parent = (k - 1) >> 1
-        p = heap[parent]
-        if _less(h, node, p):
-            heap[k] = p
-            pos[p] = k
-            k = parent
-        else:
-            break
-    heap[k] = node
-    pos[node] = k
-    return k
-
-
-@njit_borrowing
-def _sift_down(heap, pos, h, k, size):
-    node = heap[k]
-    while True:
-        c = 2 * k + 1
-        if c >= size:
-            break
-        r = c + 1
-        if r < size and _less(h, heap[r], heap[c]):
-            c = r
-        ch = heap[c]
-        if _less(h, ch, node):
-            heap[k] = ch
-            pos[ch] = k
-            k = c
-        else:
-            break
-    heap[k] = node
-    pos[node] = k
-    return k
-
-
-@njit_borrowing
-def _fields(indptr, indices, data, sigma, h):
-    n = sigma.shape[0]
-    for i in range(n):
-        s = 0.0
-        for k in range(indptr[i], indptr[i + 1]):
-            s += data[k] * sigma[indices[k]]
-        h[i] = sigma[i] * s
-
-
-@njit_borrowing
-def _heap_fix(heap, pos, h, p, size):
-    """Restore the heap order around position p after its key changed."""
-    if _sift_up(heap, pos, h, p) == p:
-        _sift_down(heap, pos, h, p, size)
-
-
-@njit_borrowing
-def _heap_remove(heap, pos, h, p, size):
-    """Remove the element at position p; returns the new size."""
-    size -= 1
-    pos[heap[p]] = -1
-    if p < size:
-        last = heap[size]
-        heap[p] = last
-        pos[last] = p
-        _heap_fix(heap, pos, h, p, size)
-    return size
-
-
-@njit(cache=True)
-def _descend(indptr, indices, data, sigma, max_flips, tol, record):
-    """Algorithm 1 on one replica; ``sigma`` (int8) is flipped in place.
-
-    The min-heap holds exactly the candidate nodes, those with ``h < -tol``
-    (``pos[i] = -1`` for the others), keyed by ``(h_i, i)``: its root is the
-    most negative field, lowest index first.  A neighbour update is a
-    decrease/increase-key, an insertion (field became negative) or a removal
-    (field became non-negative), each O(log n); neighbours that stay
-    non-negative cost O(1).
-
-    Returns (flips, at_local_min, quad = sigma^T As sigma, trace_nodes,
-    trace_fields); the traces are empty unless ``record``.
-    """
-    n = sigma.shape[0]
-    h = np.empty(n, dtype=np.float64)
-    heap = np.empty(n, dtype=np.int64)
-    pos = np.empty(n, dtype=np.int64)
-    cap = 1024 if record else 0
-    tr_nodes = np.empty(cap, dtype=np.int64)
-    tr_fields = np.empty(cap, dtype=np.float64)
-    flips = 0
-    local = False
-    while True:
-        # fresh fields and heap (the outer loop only repeats when the
-        # incrementally updated fields drifted across the tolerance)
-        _fields(indptr, indices, data, sigma, h)
-        size = 0
-        for k in range(n):
-            if h[k] < -tol:
-                heap[size] = k
-                pos[k] = size
-                size += 1
-            else:
-                pos[k] = -1
-        for k in range(size // 2 - 1, -1, -1):
-            _sift_down(heap, pos, h, k, size)
-        while True:
-            if size == 0:
-                local = True
-                break
-            if flips >= max_flips:
-                local = False
-                break
-            i = heap[0]
-            hi = h[i]
-            if record:
-                if flips >= cap:
-                    cap *= 2
-                    t1 = np.empty(cap, dtype=np.int64)
-                    t2 = np.empty(cap, dtype=np.float64)
-                    t1[:flips] = tr_nodes[:flips]
-                    t2[:flips] = tr_fields[:flips]
-                    tr_nodes = t1
-                    tr_fields = t2
-                tr_nodes[flips] = i
-                tr_fields[flips] = hi
-            s_old = sigma[i]
-            sigma[i] = -s_old
-            h[i] = -hi  # > tol: leaves the candidates
-            size = _heap_remove(heap, pos, h, 0, size)
-            # h_j = sigma_j sum_l As_jl sigma_l; sigma_i changed by -2 s_old
-            for k in range(indptr[i], indptr[i + 1]):
-                j = indices[k]
-                hj = h[j] - 2.0 * data[k] * sigma[j] * s_old
-                h[j] = hj
-                p = pos[j]
-                if p >= 0:
-                    if hj < -tol:
-                        _heap_fix(heap, pos, h, p, size)
-                    else:
-                        size = _heap_remove(heap, pos, h, p, size)
-                elif hj < -tol:
-                    heap[size] = j
-                    pos[j] = size
-                    size += 1
-                    _sift_up(heap, pos, h, size - 1)
-            flips += 1
-        if not local:
-            break
-        # verify the local minimum on exactly recomputed fields
-        _fields(indptr, indices, data, sigma, h)
-        hmin = 0.0
-        for k in range(n):
-            if h[k] < hmin:
-                hmin = h[k]
-        if hmin >= -tol:
-            break
-        local = False
-    if not local:
-        _fields(indptr, indices, data, sigma, h)
-    quad = 0.0
-    for k in range(n):
-        quad += h[k]
-    return flips, local, quad, tr_nodes[:flips].copy(), tr_fields[:flips].copy()
-
-
-@njit_parallel
-def _descend_batch(indptr, indices, data, sigma, max_flips, tol, flips, local, quad):
-    R = sigma.shape[0]
-    for r in prange(R):
-        f, loc, q, _, _ = _descend(indptr, indices, data, sigma[r], max_flips, tol, False)
-        flips[r] = f
-        local[r] = loc
-        quad[r] = q
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,117 @@
+"""The manifest and configuration file of a run directory (:mod:`deepglass.store`):
+which files the run owns (:class:`Manifest`, ``manifest.jsonl``) and whether a
+``config.toml`` is a deepglass run's (:func:`read_config`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from .files import file_mode, os_error
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["Manifest", "read_config", "CONFIG_NAME", "MANIFEST_NAME"]
+
+CONFIG_NAME = "config.toml"
+MANIFEST_NAME = "manifest.jsonl"
+
+
+class Manifest:
+    """The files a run directory owns: an append-only JSON-lines log.
+
+    Each line is ``{"path": rel, "sha256", "bytes", ...}`` (a file, recorded
+    before it is renamed into place), ``{"tmp": rel}`` (a temporary name, recorded
+    as it is made) or ``{"removed": rel}``.  The last line about a path wins;
+    a torn last line (a kill mid-append) is ignored.  Appends are O(1); the log
+    is compacted when the run is opened.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.path = root / MANIFEST_NAME
+        self.files: dict[str, dict] = {}
+        self.tmps: set[str] = set()
+        self.lock = threading.Lock()
+
+    def load(self) -> None:
+        self.files, self.tmps = {}, set()
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise os_error(self.path, exc, "read")
+        for line in text.splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(e, dict):
+                continue
+            if isinstance(e.get("path"), str):
+                self.files[e["path"]] = e
+            elif isinstance(e.get("tmp"), str):
+                self.tmps.add(e["tmp"])
+            elif isinstance(e.get("removed"), str):
+                self.files.pop(e["removed"], None)
+                self.tmps.discard(e["removed"])
+
+    def append(self, entry: dict) -> None:
+        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        with self.lock:
+            try:
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(line)
+            except OSError as exc:
+                raise os_error(self.path, exc)
+            if "path" in entry:
+                self.files[entry["path"]] = entry
+            elif "tmp" in entry:
+                self.tmps.add(entry["tmp"])
+            elif "removed" in entry:
+                self.files.pop(entry["removed"], None)
+                self.tmps.discard(entry["removed"])
+
+    def compact(self) -> None:
+        """Rewrite the log with one line per existing file (after a kill or many rewrites)."""
+        with self.lock:
+            self.files = {k: e for k, e in self.files.items() if (self.root / k).exists()}
+            text = "".join(json.dumps(e, separators=(",", ":")) + "\n"
+                           for _, e in sorted(self.files.items()))
+            # a fresh random name: never clobbers a file, and a kill here leaves
+            # only an unrecorded empty-or-partial temporary behind
+            try:
+                fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{MANIFEST_NAME}.",
+                                           suffix=".tmp")
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.chmod(tmp, file_mode())
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                raise os_error(self.path, exc)
+            self.tmps = set()
+
+
+def read_config(cfg: Path) -> dict | None:
+    """``config.toml`` as a dict if it is a deepglass run's (a ``[deepglass]``
+    version and a ``[runs]`` table), else ``None``."""
+    try:
+        found = tomllib.loads(cfg.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    except OSError as exc:
+        raise os_error(cfg, exc, "read")
+    dg = found.get("deepglass")
+    if not isinstance(dg, dict) or not isinstance(dg.get("version"), str) \
+            or not isinstance(found.get("runs"), dict):
+        return None
+    return found

@@ -1,0 +1,208 @@
+"""The compiled descent's layout of a signed graph (SPEC §2): convolutions and
+dense layers as stencils (one row of geometry per block, the weights in both
+directions, channels last), every other block as explicit CSR
+(:class:`Stencils`, :func:`stencils`); :func:`stencil_kind` says which blocks
+are stencils.  Read by :mod:`.compiled_kernels` through
+:func:`deepglass.solve.compiled_descent.compiled_descent`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .._numba import LANES
+from ..graph import SignedGraph
+from ..graph.blocks import ConvBlock, DenseBlock
+
+
+# columns of Stencils.params
+(_SRC, _DST, _CIN, _HIN, _WIN, _COUT, _HOUT, _WOUT, _KH, _KW, _SH, _SW, _PH, _PW, _DH, _DW,
+ _GROUPS, _WF, _WA) = range(19)
+
+
+@dataclass
+class Stencils:
+    """A graph's couplings in the layout of the compiled engine.
+
+    Attributes
+    ----------
+    perm : ndarray int64 (n,)
+        ``perm[q]`` is the graph node stored at internal position ``q``.
+    inverse : ndarray int64 (n,)
+        Internal position of each graph node.
+    params : ndarray int64 (S, 19)
+        One row per stencil (convolution or dense layer): internal offsets of
+        its source and destination blocks, their channels and 2-d spatial
+        sizes, kernel, stride, lo padding, dilation, groups and the offsets of
+        its forward and adjoint weights in ``weights``.
+    weights : ndarray (the graph's float dtype)
+        Forward weights ``[C_in, kh, kw (reversed), C_out/groups]`` and adjoint weights
+        ``[C_out, kh, kw, C_in/groups]`` of every stencil.
+    fwd_ptr, fwd, adj_ptr, adj : ndarray int64
+        Per node block, the stencils it is the source of (``fwd``) and the
+        destination of (``adj``), CSR-style.
+    rest : scipy.sparse.csr_matrix (n, n)
+        Symmetric couplings of the other edge blocks, internal order.
+    blocks : ndarray int64 (B, 2)
+        ``[offset, stop)`` of each node block (the same internally).
+    n_stencil_edges : int
+        Edges covered by the stencils (the rest are in ``rest``).
+    """
+
+    perm: np.ndarray
+    inverse: np.ndarray
+    params: np.ndarray
+    weights: np.ndarray
+    fwd_ptr: np.ndarray
+    fwd: np.ndarray
+    adj_ptr: np.ndarray
+    adj: np.ndarray
+    rest: sp.csr_matrix
+    blocks: np.ndarray
+    n_stencil_edges: int = 0
+
+    def nbytes(self) -> int:
+        """Bytes held (weights, CSR, permutations)."""
+        r = self.rest
+        return int(self.weights.nbytes + r.data.nbytes + r.indices.nbytes + r.indptr.nbytes
+                   + self.perm.nbytes + self.inverse.nbytes)
+
+
+def _channels_last(shape) -> np.ndarray:
+    """Local permutation of a block of ``shape = (C, *spatial)``: ``perm[p C + c] = c P + p``."""
+    size = math.prod(shape)
+    if len(shape) < 2 or size == shape[0]:
+        return np.arange(size, dtype=np.int64)
+    C = shape[0]
+    P = size // C
+    return np.arange(size, dtype=np.int64).reshape(C, P).T.ravel()
+
+
+def _conv_geometry(b: ConvBlock):
+    """(H, W) in/out, kernel, stride, lo padding, dilation as 2-d (1-d: H = 1)."""
+    def two(t, fill):
+        return (fill,) + tuple(t) if len(t) == 1 else tuple(t)
+    k = tuple(b.weight.shape[2:])
+    return (two(b.in_shape[1:], 1), two(b.out_shape[1:], 1), two(k, 1), two(b.stride, 1),
+            two([lo for lo, _ in b.padding], 0), two(b.dilation, 1))
+
+
+def stencil_kind(graph: SignedGraph, b) -> str | None:
+    """``"conv"`` or ``"dense"`` where edge block ``b`` runs as a stencil, else ``None``.
+
+    Stencils need a source that is one whole node block in the block's own
+    shape (a dense layer may read it flattened), no per-source scale, and
+    for convolutions at most two spatial dimensions."""
+    nbs = graph.node_blocks
+    if b.src_range is None or b.in_scale is not None or b.out_scale is not None:
+        return None
+    src = next((nb for nb in nbs if nb.offset == b.src_range[0]), None)
+    dst = nbs[b.dst]
+    if src is None or b.src_range[1] != src.stop:
+        return None
+    if isinstance(b, ConvBlock) and b.nd <= 2 and src.shape == b.in_shape \
+            and dst.shape == b.out_shape:
+        return "conv"
+    if isinstance(b, DenseBlock) and src.size == b.in_size and dst.size == dst.shape[0]:
+        return "dense"
+    return None
+
+
+def stencils(graph: SignedGraph) -> Stencils:
+    """Lay out ``graph``'s couplings for :func:`compiled_descent`.
+
+    Edge blocks accepted by :func:`stencil_kind` become stencils; every other
+    edge block goes into the symmetric CSR ``rest``.  Cost: O(weights) plus
+    O(edges) of the other blocks.
+    """
+    nbs = graph.node_blocks
+    perm = np.concatenate([nb.offset + _channels_last(nb.shape) for nb in nbs]) if nbs \
+        else np.zeros(0, np.int64)
+    inverse = np.empty_like(perm)
+    inverse[perm] = np.arange(len(perm))
+    kinds = [stencil_kind(graph, b) for b in graph.edge_blocks]
+    # one buffer for all stencil weights, filled in place (torch: its permuted
+    # copies and gathers are threaded; AlexNet's are 0.5 GB in float32).  NumPy
+    # allocates it: it asks Linux for transparent huge pages, whose first touch
+    # faults once per 2 MB instead of per 4 kB (ResNet-18: 88 MB in ~6 ms, not ~28)
+    # (LANES zeros at the end: the kernel's vector updates read up to LANES - 1
+    # weights past a run)
+    n_w = sum(2 * b.weight.numel() for b, k in zip(graph.edge_blocks, kinds) if k is not None)
+    weights = torch.from_numpy(np.empty(n_w + LANES,
+                                        dtype=torch.empty(0, dtype=graph.dtype).numpy().dtype))
+    weights[n_w:] = 0
+    params, at = [], 0
+    fwd = [[] for _ in nbs]
+    adj = [[] for _ in nbs]
+    rest_i, rest_j, rest_w = [], [], []
+    n_stencil_edges = 0
+    for b, kind in zip(graph.edge_blocks, kinds):
+        dst = nbs[b.dst]
+        if kind is None:
+            i, j, w = b.coo()
+            gsrc = (b.src_range[0] + i if b.src_range is not None
+                    else b.src_index.reshape(-1).cpu().numpy()[i])
+            rest_i.append(inverse[gsrc])
+            rest_j.append(inverse[dst.offset + j])
+            rest_w.append(w)
+            continue
+        src = next(nb for nb in nbs if nb.offset == b.src_range[0])
+        W = b.weight.detach().cpu()
+        N = W.numel()
+        wf, wa = weights[at:at + N], weights[at + N:at + 2 * N]
+        if kind == "conv":
+            (hin, win), (hout, wout), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _conv_geometry(b)
+            cout, cin_g = W.shape[:2]
+            g = b.groups
+            W = W.reshape(cout, cin_g, kh, kw)
+            # forward [C_in, kh, kw reversed, C_out/g], adjoint [C_out, kh, kw, C_in/g]
+            # the forward stencil reads kernel columns in reverse (see _flip)
+            Wr = W.flip(3) if kw > 1 else W
+            if g == 1:      # a plain matrix transpose: torch copies it ~2x faster
+                wf.view(cin_g * kh * kw, cout).copy_(Wr.view(cout, -1).t())
+            else:
+                wf.view(g, cin_g, kh, kw, cout // g).copy_(
+                    Wr.view(g, cout // g, cin_g, kh, kw).permute(0, 2, 3, 4, 1))
+            del Wr
+            wa.view(cout, kh, kw, cin_g).copy_(W.permute(0, 2, 3, 1))
+            geom = (b.in_shape[0], hin, win, cout, hout, wout, kh, kw, sh, sw, ph, pw, dh, dw, g)
+        else:
+            # a dense layer is a 1x1 convolution of 1x1 images whose input
+            # channels are the source block's nodes (in its internal order)
+            cols = torch.from_numpy(_channels_last(src.shape))
+            torch.index_select(W, 1, cols, out=wa.view(b.out_size, b.in_size))
+            wf.view(b.in_size, b.out_size).copy_(wa.view(b.out_size, b.in_size).t())
+            geom = (b.in_size, 1, 1, b.out_size, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1)
+        k = len(params)
+        params.append((src.offset, dst.offset) + geom + (at, at + N))
+        at += 2 * N
+        fwd[src.index].append(k)
+        adj[dst.index].append(k)
+        n_stencil_edges += b.n_edges()
+    n = graph.n_nodes
+    if rest_i:
+        i, j, w = (np.concatenate(x) for x in (rest_i, rest_j, rest_w))
+        rest = sp.csr_matrix((np.concatenate([w, w]), (np.concatenate([i, j]),
+                                                       np.concatenate([j, i]))), shape=(n, n))
+        rest.sum_duplicates()
+    else:
+        rest = sp.csr_matrix((n, n))
+
+    def ptr(lists):
+        return (np.cumsum([0] + [len(x) for x in lists]).astype(np.int64),
+                np.array([k for x in lists for k in x], dtype=np.int64))
+
+    fwd_ptr, fwd_ = ptr(fwd)
+    adj_ptr, adj_ = ptr(adj)
+    st = Stencils(perm=perm, inverse=inverse,
+                  params=np.array(params, dtype=np.int64).reshape(-1, 19),
+                  weights=weights.numpy(),
+                  fwd_ptr=fwd_ptr, fwd=fwd_, adj_ptr=adj_ptr, adj=adj_, rest=rest,
+                  blocks=np.array([[nb.offset, nb.stop] for nb in nbs], dtype=np.int64),
+                  n_stencil_edges=n_stencil_edges)
+    return st

@@ -1,0 +1,242 @@
+"""The ONNX converter's state: inputs and their shapes, ONNX values, fx emission
+(modules, functions, methods, constants) and the conversion loop; the op
+handlers are mixins (:mod:`deepglass.zoo.onnx_shape_ops`, ``onnx_arith_ops``,
+``onnx_layer_ops``, ``onnx_resize``) assembled in :mod:`deepglass.zoo.onnx_import`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from ..errors import DeepglassError
+from .onnx_refusals import _Refusals
+from .onnx_values import (_Norm, _Value, _attrs, _drop_unused, _label, _meta, _meta_call,
+                          _safe, _to_tensor)
+
+
+class _BuilderBase(_Refusals):
+    """One conversion: ONNX model in, :class:`torch.fx.GraphModule` out (:meth:`build`)."""
+
+    def __init__(self, model, input_shapes) -> None:
+        self.model = model
+        g = model.graph
+        self.graph = fx.Graph()
+        self.root = nn.Module()
+        self.values: dict[str, _Value] = {}
+        self.names: set[str] = set()
+        self.onnx_names: dict[str, str] = {}
+        self.norms: dict[str, _Norm] = {}  # ONNX value -> per-sample norm it is the output of
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+        if not g.node and not g.output:
+            raise DeepglassError("the ONNX model holds no graph (an empty or truncated file)")
+        for init in g.initializer:
+            self.values[init.name] = _Value(const=_to_tensor(init))
+        self.producer = {out: node for node in g.node for out in node.output if out}
+        self.consumers: dict[str, list] = {}
+        for node in g.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.graph_outputs = {o.name for o in g.output}
+        self.fused_adds: dict[int, str] = {}
+        real = [i for i in g.input if i.name not in self.values]
+        if not real:
+            raise DeepglassError(
+                "the ONNX graph has no input tensor (it computes a constant): the signed graph needs at least one input"
+            )
+        self._refuse_undefined(real)
+        self.input_names = [i.name for i in real]
+        self.input_shapes = self._input_shapes(real, input_shapes)
+        taken: set[str] = set()
+        for inp, shape in zip(real, self.input_shapes):
+            name = "x" if len(real) == 1 else _safe(inp.name)
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            dtype = self._dtype(inp)
+            example = torch.empty((1, *shape), dtype=dtype, device="meta")
+            self.values[inp.name] = _Value(node=self.graph.placeholder(name), example=example)
+
+    # -- inputs --------------------------------------------------------------
+    @staticmethod
+    def _dtype(inp) -> torch.dtype:
+        from onnx import helper
+
+        elem = inp.type.tensor_type.elem_type
+        if not elem:
+            return torch.float32
+        return torch.from_numpy(np.zeros(0, dtype=helper.tensor_dtype_to_np_dtype(elem))).dtype
+
+    def _input_shapes(self, real, override) -> list[tuple[int, ...]]:
+        names = [i.name for i in real]
+        if override is None:
+            per = [None] * len(real)
+        elif isinstance(override, dict):
+            unknown = sorted(set(override) - set(names))
+            if unknown:
+                raise DeepglassError(f"input_shape names {unknown} are not ONNX inputs ({', '.join(names)})")
+            per = [override.get(n) for n in names]
+        elif all(isinstance(s, (int, np.integer)) for s in override):
+            if len(real) != 1:
+                raise DeepglassError(
+                    f"the ONNX graph has {len(real)} inputs ({', '.join(names)}): give one shape per input"
+                )
+            per = [override]
+        else:
+            per = list(override)
+            if len(per) != len(real):
+                raise DeepglassError(
+                    f"{len(per)} input shapes for the {len(real)} ONNX inputs ({', '.join(names)})"
+                )
+        return [self._input_shape(i, None if s is None else tuple(int(d) for d in s)) for i, s in zip(real, per)]
+
+    @staticmethod
+    def _input_shape(inp, override) -> tuple[int, ...]:
+        dims = inp.type.tensor_type.shape.dim
+        if override is not None:
+            if dims and len(override) != len(dims) - 1:
+                raise DeepglassError(
+                    f"input_shape {tuple(override)} has {len(override)} dimensions; the ONNX input "
+                    f"{inp.name!r} has {len(dims)} including the batch"
+                )
+            return tuple(override)
+        static = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+        if len(static) < 2 or any(s is None for s in static[1:]):
+            shown = ["?" if s is None else str(s) for s in static]
+            raise DeepglassError(
+                f"the ONNX input {inp.name!r} has shape [{', '.join(shown)}]: pass input_shape (--input-shape) "
+                "without the batch dimension"
+            )
+        return tuple(static[1:])
+
+    # -- emission helpers -----------------------------------------------------
+    def _name(self, node, kind: str) -> str:
+        base = _safe(node.name) if node.name else f"{kind.lower()}_{len(self.names)}"
+        name, i = base, 1
+        while name in self.names or hasattr(self.root, name):
+            name, i = f"{base}_{i}", i + 1
+        self.names.add(name)
+        self.onnx_names[name] = node.name or node.output[0]
+        return name
+
+    def _const_node(self, t: torch.Tensor, hint: str) -> fx.Node:
+        name, i = f"const_{_safe(hint)}", 1
+        while hasattr(self.root, name) or name in self.names:
+            name, i = f"const_{_safe(hint)}_{i}", i + 1
+        self.names.add(name)
+        self.root.register_buffer(name, t)
+        return self.graph.get_attr(name)
+
+    def _arg(self, v: _Value, hint: str):
+        return self._const_node(v.const, hint) if v.is_const else v.node
+
+    def inp(self, node, i: int) -> _Value | None:
+        if i >= len(node.input) or node.input[i] == "":
+            return None
+        name = node.input[i]
+        if name not in self.values:
+            raise DeepglassError(f"ONNX node {_label(node)} ({node.op_type}) reads undefined value {name!r}")
+        return self.values[name]
+
+    def need_const(self, node, i: int, what: str) -> torch.Tensor:
+        v = self.inp(node, i)
+        if v is None or not v.is_const:
+            self.refuse(node, f"the {what} must be a constant (initializer)")
+        return v.const
+
+    def opt_const(self, node, i: int, what: str) -> torch.Tensor | None:
+        return None if self.inp(node, i) is None else self.need_const(node, i, what)
+
+    def set(self, node, value: _Value, index: int = 0) -> None:
+        self.values[node.output[index]] = value
+
+    def emit_module(self, node, module: nn.Module, x: _Value) -> _Value:
+        module.eval()
+        if x.is_const:  # folded; the module is not kept
+            with torch.no_grad():
+                return _Value(const=module(x.const))
+        name = self._name(node, node.op_type)
+        self.root.add_module(name, module)
+        return _Value(node=self.graph.call_module(name, (x.node,)), example=_meta_call(module, x.example))
+
+    def emit_function(self, fn: Callable, args: list, kwargs: dict | None = None, hint: str = "c") -> _Value:
+        """Call ``fn`` on a mix of _Value and plain arguments (lists of _Value allowed).
+
+        All-constant calls are folded on the CPU; otherwise the result's example
+        is computed on the meta device and an fx ``call_function`` node emitted.
+        """
+        kwargs = kwargs or {}
+
+        def flat(a):
+            if isinstance(a, _Value):
+                return [a]
+            if isinstance(a, (list, tuple)):
+                return [x for b in a for x in flat(b)]
+            return []
+
+        folded = all(v.is_const for a in args for v in flat(a))
+
+        def tensors(a):
+            if isinstance(a, _Value):
+                return a.const if folded else _meta(a.tensor)
+            if isinstance(a, (list, tuple)):
+                return type(a)(tensors(b) for b in a)
+            return a
+
+        with torch.no_grad():
+            result = fn(*[tensors(a) for a in args], **kwargs)
+        if folded:
+            return _Value(const=result)
+
+        def nodes(a):
+            if isinstance(a, _Value):
+                return self._arg(a, hint)
+            if isinstance(a, (list, tuple)):
+                return type(a)(nodes(b) for b in a)
+            return a
+
+        n = self.graph.call_function(fn, tuple(nodes(a) for a in args), kwargs)
+        return _Value(node=n, example=result)
+
+    def emit_method(self, method: str, x: _Value, args: tuple) -> _Value:
+        with torch.no_grad():
+            result = getattr(x.tensor, method)(*args)
+        if x.is_const:
+            return _Value(const=result)
+        return _Value(node=self.graph.call_method(method, (x.node, *args)), example=result)
+
+    # -- conversion ----------------------------------------------------------
+    def build(self) -> fx.GraphModule:
+        for node in self.model.graph.node:
+            op = node.op_type
+            try:
+                getattr(self, f"op_{op}")(node, _attrs(node))
+            except DeepglassError:
+                raise
+            except Exception as exc:
+                lines = str(exc).strip().splitlines()
+                why = lines[0] if lines else type(exc).__name__
+                raise DeepglassError(f"cannot convert ONNX node {_label(node)} ({op}): {why}") from None
+        outs = []
+        for o in self.model.graph.output:
+            if o.name not in self.values:
+                raise DeepglassError(f"ONNX graph output {o.name!r} is never computed")
+            outs.append(self._arg(self.values[o.name], o.name))
+        self.graph.output(outs[0] if len(outs) == 1 else tuple(outs))
+        gm = fx.GraphModule(self.root, self.graph, class_name="OnnxModule")
+        if gm.graph.eliminate_dead_code():  # the subgraphs a fusion replaced
+            gm.recompile()
+        _drop_unused(gm)
+        gm.onnx_node_names = {k: v for k, v in self.onnx_names.items() if hasattr(gm, k)}
+        gm.input_names = list(self.input_names)
+        gm.default_input_shapes = tuple(tuple(s) for s in self.input_shapes)
+        gm.default_input_shape = gm.default_input_shapes[0] if len(self.input_shapes) == 1 else gm.default_input_shapes
+        return gm.eval()
+
+    def _only_first_output(self, node):
+        for extra in node.output[1:]:
+            if extra and (extra in self.consumers or extra in self.graph_outputs):
+                self.refuse(node, "only its first output is supported")

@@ -1,0 +1,108 @@
+"""What the ONNX converter accepts, and its refusals before anything is built.
+
+:data:`SUPPORTED_OPS` have a converter, :data:`FOLDED_OPS` are folded on
+constants; recurrent, quantized, attention and control-flow ops, and products
+of two activations, have no signed graph (SPEC §1b) and are refused with one
+line naming the node, its op and why.
+"""
+
+from __future__ import annotations
+
+from ..errors import UnsupportedLayerError
+from .onnx_values import _label
+
+__all__ = ["SUPPORTED_OPS", "FOLDED_OPS"]
+
+SUPPORTED_OPS = (
+    "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "ConvTranspose", "Div",
+    "DepthToSpace", "Dropout", "Elu", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
+    "GroupNormalization", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
+    "LayerNormalization", "LeakyRelu", "LogSoftmax", "LRN", "MatMul", "MaxPool", "Mish", "Mul", "Neg", "Pad", "Pow",
+    "PRelu", "Reciprocal", "ReduceMean", "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax",
+    "Softplus", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose", "Unsqueeze", "Upsample",
+)
+#: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor);
+#: Erf only inside GELU (x * 0.5 * (1 + erf(x / sqrt 2))), which becomes nn.GELU
+FOLDED_OPS = ("Abs", "Cast", "Ceil", "ConstantOfShape", "Equal", "Erf", "Floor", "Greater", "Less",
+              "Max", "Min", "Not", "Range", "Shape", "Tile", "Where")
+
+_RECURRENT = {"LSTM", "GRU", "RNN"}
+_QUANTIZED = {
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+    "ConvInteger", "MatMulInteger", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu",
+    "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QLinearSoftmax", "QGemm",
+    "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLSTM", "QAttention", "QOrderedMatMul",
+}
+_ATTENTION = {"Attention", "MultiHeadAttention", "GroupQueryAttention", "Einsum"}
+_CONTROL = {"If", "Loop", "Scan", "NonZero", "TopK", "NonMaxSuppression"}
+#: folded on constants (dynamic-shape arithmetic), a selection when an activation is involved
+_SELECTION = {"Where", "Equal", "Less", "Greater", "Not", "Min", "Max"}
+
+
+class _Refusals:
+    """The converter's checks of a whole ONNX graph, run before any node is built."""
+
+    def _refuse_undefined(self, real) -> None:
+        """Refuse the first node that has no signed graph, else the first op without a converter.
+
+        Const-ness is propagated over the node list (initializers, Constant,
+        Shape of a static tensor, nodes of constants only) to tell a weight
+        product from a product of two activations.  Linear in the node count.
+        """
+        const = set(self.values)
+        first_category = first_unknown = None
+        for node in self.model.graph.node:
+            op = node.op_type
+            why = self._category(node, const)
+            if why is not None and first_category is None:
+                first_category = f"ONNX node {_label(node)} ({op}): {why}"
+            if first_unknown is None and not self._known(node):
+                first_unknown = node
+            if op in ("Constant", "Shape", "Size") or all(i in const for i in node.input if i):
+                const.update(o for o in node.output if o)
+        if first_category is not None:
+            raise UnsupportedLayerError(first_category)
+        if first_unknown is not None:
+            self._unsupported(first_unknown)
+
+    @staticmethod
+    def _category(node, const) -> str | None:
+        op = node.op_type
+        if op in _RECURRENT:
+            return ("a recurrent cell has no fixed feed-forward signed graph (its state feeds back over time "
+                    "steps); unroll it or export the CNN part")
+        if op in _QUANTIZED:
+            return ("a quantized operation (integer tensors with scales and zero points); the signed graph is "
+                    "defined on real-valued weights: export the float model before quantization")
+        if op in _ATTENTION:
+            return ("an attention product of activations; its sign depends on the input, so it has no fixed "
+                    "signed edges: export the convolutional part")
+        if op in _CONTROL or op in _SELECTION and not all(i in const for i in node.input if i):
+            return ("data-dependent control flow or selection; the signed graph needs one fixed "
+                    "feed-forward computation: export the network without it (e.g. without box post-processing)")
+        if op in ("MatMul", "Gemm") and len(node.input) >= 2 and not {node.input[0], node.input[1]} & const:
+            return ("a product of two activations (attention-like, e.g. queries times keys) has no fixed "
+                    "sign: its weights are computed from the input, so the signed graph is not defined for it; "
+                    "export the convolutional part")
+        return None
+
+    def _known(self, node) -> bool:
+        if node.domain not in ("", "ai.onnx") or getattr(self, f"op_{node.op_type}", None) is None:
+            return False
+        if node.op_type == "Erf":  # only inside GELU: Erf -> Add -> Mul
+            adds = self.consumers.get(node.output[0], [])
+            return bool(adds) and all(
+                a.op_type == "Add" and all(m.op_type == "Mul" for m in self.consumers.get(a.output[0], []))
+                for a in adds
+            )
+        return True
+
+    def _unsupported(self, node):
+        raise UnsupportedLayerError(
+            f"ONNX node {_label(node)} has unsupported op {node.op_type!r}"
+            f"{' (domain ' + node.domain + ')' if node.domain not in ('', 'ai.onnx') else ''}; "
+            f"supported: {', '.join(SUPPORTED_OPS)} (and {', '.join(FOLDED_OPS)} where folded)"
+        )
+
+    def refuse(self, node, why: str):
+        raise UnsupportedLayerError(f"ONNX node {_label(node)} ({node.op_type}): {why}")

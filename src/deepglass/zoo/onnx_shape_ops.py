@@ -1,0 +1,308 @@
+"""ONNX converter: constants, folded shape arithmetic and tensor re-indexing
+(``Constant``, ``Shape``, ``Gather``, ``Reshape``, ``Transpose``, ``Slice``, ...).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .onnx_values import _Value, _to_tensor
+
+
+class _ShapeOps:
+    """Constants, folded shape arithmetic and re-indexing ops.
+
+    Methods ``op_<ONNX op>(node, attributes)`` of the converter, mixed into
+    :class:`deepglass.zoo.onnx_import._Builder`; they use its state and
+    emission helpers (:class:`deepglass.zoo.onnx_builder._BuilderBase`).
+    """
+
+    def op_Constant(self, node, a):
+        if "value" in a:
+            t = _to_tensor(a["value"])
+        elif "value_float" in a:
+            t = torch.tensor(a["value_float"], dtype=torch.float32)
+        elif "value_floats" in a:
+            t = torch.tensor(list(a["value_floats"]), dtype=torch.float32)
+        elif "value_int" in a:
+            t = torch.tensor(a["value_int"], dtype=torch.int64)
+        elif "value_ints" in a:
+            t = torch.tensor(list(a["value_ints"]), dtype=torch.int64)
+        else:
+            self.refuse(node, f"a constant with attributes {sorted(a)}")
+        self.set(node, _Value(const=t))
+
+    def op_Identity(self, node, a):
+        self.set(node, self.inp(node, 0))
+
+    # -- shape arithmetic -------------------------------------------------------
+    def op_Shape(self, node, a):
+        x = self.inp(node, 0)
+        shape = torch.tensor(list(x.tensor.shape), dtype=torch.int64)  # batch dimension: 1
+        start, end = a.get("start", 0), a.get("end", None)
+        self.set(node, _Value(const=shape[start:end]))
+
+    def op_Cast(self, node, a):
+        from onnx import helper
+
+        x = self.inp(node, 0)
+        dtype = torch.from_numpy(np.zeros(0, dtype=helper.tensor_dtype_to_np_dtype(a["to"]))).dtype
+        if not x.is_const and dtype == x.tensor.dtype:
+            self.set(node, x)  # a no-op cast
+        elif x.is_const:
+            self.set(node, _Value(const=x.const.to(dtype)))
+        else:
+            self.refuse(node, f"a cast of a {x.tensor.dtype} activation to {dtype} changes the arithmetic")
+
+    def _fold(self, node, fn: Callable) -> None:
+        """An op evaluated at conversion time on constant inputs (shape arithmetic of dynamic exports)."""
+        vals = [self.inp(node, i) for i in range(len(node.input))]
+        if any(v is not None and not v.is_const for v in vals):
+            self.refuse(node, "on an activation; only shape arithmetic on constants is folded")
+        self.set(node, _Value(const=fn(*[None if v is None else v.const for v in vals])))
+
+    def op_Where(self, node, a):
+        self._fold(node, torch.where)
+
+    def op_Equal(self, node, a):
+        self._fold(node, torch.eq)
+
+    def op_Less(self, node, a):
+        self._fold(node, torch.lt)
+
+    def op_Greater(self, node, a):
+        self._fold(node, torch.gt)
+
+    def op_Not(self, node, a):
+        self._fold(node, torch.logical_not)
+
+    def op_Abs(self, node, a):
+        self._fold(node, torch.abs)
+
+    def op_Floor(self, node, a):
+        self._fold(node, torch.floor)
+
+    def op_Ceil(self, node, a):
+        self._fold(node, torch.ceil)
+
+    def op_Min(self, node, a):
+        self._fold(node, lambda *ts: functools.reduce(torch.minimum, ts))
+
+    def op_Max(self, node, a):
+        self._fold(node, lambda *ts: functools.reduce(torch.maximum, ts))
+
+    def op_Range(self, node, a):
+        self._fold(node, lambda start, limit, delta: torch.arange(start.item(), limit.item(), delta.item(),
+                                                                  dtype=start.dtype))
+
+    def op_ConstantOfShape(self, node, a):
+        value = _to_tensor(a["value"]).reshape(-1) if "value" in a else torch.zeros(1)
+        self._fold(node, lambda shape: torch.full(shape.tolist(), value[0].item(), dtype=value.dtype))
+
+    def op_Expand(self, node, a):
+        x = self.inp(node, 0)
+        if x.is_const:
+            self._fold(node, lambda t, shape: t.expand(torch.broadcast_shapes(t.shape, tuple(shape.tolist()))).clone())
+            return
+        target = torch.broadcast_shapes(x.tensor.shape, tuple(self.need_const(node, 1, "shape").tolist()))
+        if len(target) != x.tensor.dim() or target[0] != x.tensor.shape[0]:
+            self.refuse(node, f"broadcasting {list(x.tensor.shape)} to {list(target)} changes the batch axis")
+        self.set(node, self.emit_method("expand", x, (-1, *target[1:])))
+
+    def op_Tile(self, node, a):
+        self._fold(node, lambda t, reps: t.repeat(*reps.tolist()))
+
+    def _axes(self, node, a) -> list[int] | None:
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = self.need_const(node, 1, "axes").reshape(-1).tolist()
+        return None if axes is None else [int(x) for x in axes]
+
+    def op_Unsqueeze(self, node, a):
+        x = self.inp(node, 0)
+        axes = self._axes(node, a) or []
+        rank = x.tensor.dim() + len(axes)
+        for ax in sorted(v + rank if v < 0 else v for v in axes):
+            x = self.emit_function(torch.unsqueeze, [x, ax])
+        self.set(node, x)
+
+    def op_Squeeze(self, node, a):
+        x = self.inp(node, 0)
+        rank = x.tensor.dim()
+        axes = self._axes(node, a)
+        if axes is None:
+            axes = [i for i, d in enumerate(x.tensor.shape) if d == 1 and (x.is_const or i > 0)]
+        axes = tuple(sorted(v + rank if v < 0 else v for v in axes))
+        self.set(node, self.emit_function(torch.squeeze, [x, axes]) if axes else x)
+
+    def op_Gather(self, node, a):
+        x = self.inp(node, 0)
+        idx = self.need_const(node, 1, "index")
+        axis = int(a.get("axis", 0))
+        axis = axis + x.tensor.dim() if axis < 0 else axis
+        size = x.tensor.shape[axis]
+        idx = torch.where(idx < 0, idx + size, idx).long()
+        if x.is_const:
+            out = torch.index_select(x.const, axis, idx.reshape(-1))
+            self.set(node, _Value(const=out.reshape((*x.const.shape[:axis], *idx.shape, *x.const.shape[axis + 1:]))))
+        elif idx.dim() == 0:
+            self.set(node, self.emit_function(torch.select, [x, axis, int(idx)]))
+        else:
+            flat = idx.reshape(-1)
+            if flat.numel() and torch.equal(flat, torch.arange(int(flat[0]), int(flat[0]) + flat.numel())):
+                index = [slice(None)] * axis + [slice(int(flat[0]), int(flat[0]) + flat.numel())]
+                y = self.emit_function(operator.getitem, [x, tuple(index)])
+            else:
+                y = self.emit_function(torch.index_select, [x, axis, _Value(const=flat)], hint=node.output[0])
+            if idx.dim() != 1:
+                shape = (*x.tensor.shape[:axis], *idx.shape, *x.tensor.shape[axis + 1:])
+                y = self.emit_method("reshape", y, (-1, *shape[1:]) if axis > 0 else shape)
+            self.set(node, y)
+
+    # -- tensor re-indexing -----------------------------------------------------
+    def op_Transpose(self, node, a):
+        x = self.inp(node, 0)
+        rank = x.tensor.dim()
+        perm = [int(p) for p in a.get("perm", list(range(rank))[::-1])]
+        moved = [i for i, p in enumerate(perm) if p != i]
+        if not moved:
+            self.set(node, x)
+        elif len(moved) == 2:  # a swap of two axes (channel shuffle)
+            self.set(node, self.emit_function(torch.transpose, [x, moved[0], moved[1]]))
+        else:
+            self.set(node, self.emit_method("permute", x, tuple(perm)))
+
+    def op_Slice(self, node, a):
+        x = self.inp(node, 0)
+        rank = x.tensor.dim()
+        if self.opset < 10:
+            starts, ends = list(a["starts"]), list(a["ends"])
+            axes = list(a.get("axes", range(len(starts))))
+            steps = [1] * len(starts)
+        else:
+            starts = self.need_const(node, 1, "starts").reshape(-1).tolist()
+            ends = self.need_const(node, 2, "ends").reshape(-1).tolist()
+            ax_c, st_c = self.opt_const(node, 3, "axes"), self.opt_const(node, 4, "steps")
+            axes = ax_c.reshape(-1).tolist() if ax_c is not None else list(range(len(starts)))
+            steps = st_c.reshape(-1).tolist() if st_c is not None else [1] * len(starts)
+        index: list[slice] = [slice(None)] * rank
+        for st, en, ax, sp in zip(starts, ends, axes, steps):
+            ax = int(ax) + rank if int(ax) < 0 else int(ax)
+            size = x.tensor.shape[ax]
+            if int(sp) <= 0:
+                self.refuse(node, f"step {sp} (a reversal)")
+            st, en = int(st), int(en)
+            st = max(0, min(size, st + size if st < 0 else st))
+            en = max(0, min(size, en + size if en < 0 else en))
+            index[ax] = slice(st, en, None if int(sp) == 1 else int(sp))
+        while index and index[-1] == slice(None):
+            index.pop()
+        self.set(node, self.emit_function(operator.getitem, [x, tuple(index)]) if index else x)
+
+    def op_Split(self, node, a):
+        x = self.inp(node, 0)
+        rank = x.tensor.dim()
+        axis = int(a.get("axis", 0))
+        axis = axis + rank if axis < 0 else axis
+        size = x.tensor.shape[axis]
+        if "split" in a:
+            sizes = [int(s) for s in a["split"]]
+        elif self.inp(node, 1) is not None:
+            sizes = [int(s) for s in self.need_const(node, 1, "split sizes").reshape(-1).tolist()]
+        else:
+            n = int(a.get("num_outputs", len(node.output)))
+            chunk = -(-size // n)
+            sizes = [min(chunk, size - i * chunk) for i in range(n)]
+        if sum(sizes) != size or len(sizes) != len(node.output):
+            self.refuse(node, f"split sizes {sizes} of an axis of length {size} into {len(node.output)} outputs")
+        start = 0
+        for i, s in enumerate(sizes):
+            index = tuple([slice(None)] * axis + [slice(start, start + s)])
+            self.set(node, self.emit_function(operator.getitem, [x, index]), i)
+            start += s
+
+    def op_DepthToSpace(self, node, a):
+        """CRD -> ``nn.PixelShuffle``; DCR (the default) -> the spec's reshape / transpose / reshape."""
+        x = self.inp(node, 0)
+        bs, mode = int(a["blocksize"]), a.get("mode", "DCR")
+        _, c, h, w = x.tensor.shape
+        if mode == "CRD":
+            self._act(node, nn.PixelShuffle(bs))
+            return
+        t = self.emit_method("reshape", x, (-1, bs, bs, c // (bs * bs), h, w))
+        t = self.emit_method("permute", t, (0, 3, 4, 1, 5, 2))
+        self.set(node, self.emit_method("reshape", t, (-1, c // (bs * bs), h * bs, w * bs)))
+
+    def op_SpaceToDepth(self, node, a):
+        x = self.inp(node, 0)
+        bs = int(a["blocksize"])
+        _, c, h, w = x.tensor.shape
+        t = self.emit_method("reshape", x, (-1, c, h // bs, bs, w // bs, bs))
+        t = self.emit_method("permute", t, (0, 3, 5, 1, 2, 4))
+        self.set(node, self.emit_method("reshape", t, (-1, c * bs * bs, h // bs, w // bs)))
+
+    def op_Concat(self, node, a):
+        parts = [self.inp(node, i) for i in range(len(node.input))]
+        axis = int(a["axis"])
+        self.set(node, self.emit_function(torch.cat, [parts], {"dim": axis}, hint=node.output[0]))
+
+    def op_Flatten(self, node, a):
+        x = self.inp(node, 0)
+        rank = x.tensor.dim()
+        axis = int(a.get("axis", 1))
+        axis = axis + rank if axis < 0 else axis
+        if axis == 1:
+            self.set(node, self.emit_module(node, nn.Flatten(1, -1), x))
+        elif axis == 0:
+            self.set(node, self.emit_method("reshape", x, (1, -1)))
+        else:
+            y = self.emit_method("flatten", x, (axis,))
+            self.set(node, self.emit_method("flatten", y, (0, axis - 1)))
+
+    def op_Reshape(self, node, a):
+        x = self.inp(node, 0)
+        target = [int(v) for v in self.need_const(node, 1, "target shape").reshape(-1).tolist()]
+        in_shape = list(x.tensor.shape)
+        if not int(a.get("allowzero", 0)):
+            target = [in_shape[i] if t == 0 and i < len(in_shape) else t for i, t in enumerate(target)]
+        resolved = list(torch.empty(in_shape, device="meta").reshape(target).shape)
+        if x.is_const:
+            self.set(node, _Value(const=x.const.reshape(resolved)))
+            return
+        if self._fuse_group_norm(node, x, resolved):
+            return
+        per_sample = math.prod(in_shape[1:])
+        if len(resolved) >= 1 and resolved[0] == in_shape[0] and math.prod(resolved[1:]) == per_sample:
+            if len(resolved) == 2 and len(in_shape) > 2:
+                self.set(node, self.emit_module(node, nn.Flatten(1, -1), x))
+            else:
+                self.set(node, self.emit_method("reshape", x, (-1, *resolved[1:])))
+        else:  # mixes the batch dimension: valid at batch size 1 only
+            self.set(node, self.emit_method("reshape", x, tuple(resolved)))
+
+    def op_ReduceMean(self, node, a):
+        x = self.inp(node, 0)
+        rank = x.tensor.dim()
+        if a.get("axes") is None and self.inp(node, 1) is None and int(a.get("noop_with_empty_axes", 0)):
+            self.set(node, x)
+            return
+        if self.inp(node, 1) is not None:
+            self.need_const(node, 1, "axes")
+        axes = self._reduce_axes(node, rank)
+        self.set(node, self.emit_method("mean", x, (axes, bool(a.get("keepdims", 1)))))
+
+    def op_Dropout(self, node, a):
+        self._only_first_output(node)
+        x = self.inp(node, 0)
+        ratio = a.get("ratio", 0.5)
+        r = self.inp(node, 1)
+        if r is not None and r.is_const:
+            ratio = float(r.const)
+        self.set(node, self.emit_module(node, nn.Dropout(p=float(ratio)), x))
