@@ -8,17 +8,15 @@ every real replica; a null sample is, per instance, the least energy over its
 starts (that instance's frustration).  Real vs each null: Welch's t-test
 (unequal variances, :func:`scipy.stats.ttest_ind`), as in the paper.
 
-Work is split into *units*: one per null instance (all its starts in one
-batch), or with ``draws_per_unit`` one per group of instances solved as one
-batch (:mod:`deepglass.solve.batched`), and one per chunk of real replicas.  Every seed is derived from the run
-seed and the unit's identity (:func:`unit_seed`, a :class:`numpy.random.SeedSequence`
-spawn key), never from call order, so every executor
-(:mod:`deepglass.executors`) and every resumed run gives the same numbers.
-The experiment runs on :func:`deepglass.runner.run_experiment`: with a run
-directory (:class:`deepglass.store.RunDir`, kind ``"frustration"``) each unit is
-written as it finishes and finished units are skipped on re-run.  The
-statistics, verdict and report live in :mod:`.frustration_stats`, the figure in
-:mod:`.figures`.
+Work is split into *units* (:func:`plan_units`): one per null instance (all
+its starts in one batch), or with ``draws_per_unit`` one per group of
+instances solved as one batch (:mod:`deepglass.solve.batched`), and one per
+chunk of real replicas.  Every seed derives from the run seed and the unit's
+identity (:func:`unit_seed`), never from call order, so every executor and
+every resumed run gives the same numbers.  The units run on
+:func:`deepglass.runner.run_experiment` (:class:`FrustrationExperiment`); the
+statistics, verdict and report are in :mod:`.frustration_stats`, the figure
+in :mod:`.figures`.
 
 Files of a frustration run (besides ``config.toml``)::
 
@@ -48,7 +46,7 @@ from ..graph import SignedGraph
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .frustration_stats import (NullComparison, frustration_stats, frustration_verdict,
-                                report_markdown)
+                                report_markdown, tidy_runs)
 from .nulls import NULL_KINDS
 
 __all__ = ["frustration_vs_nulls", "FrustrationExperiment", "FrustrationUnit", "NullComparison",
@@ -342,21 +340,19 @@ class FrustrationExperiment(Experiment):
         return unit.payload.kind == "real"
 
     def finish(self, stored, run: RunDir | None) -> NullComparison:
-        runs = _tidy(stored.table(UNIT_TABLE), self.nulls)
+        runs = tidy_runs(stored.table(UNIT_TABLE), self.nulls)
         stats = frustration_stats(runs)
-        g, si = self.context.graph, stored.info
-        info = {k: si[k] for k in ("units", "computed", "resumed")}
-        info.update(nodes=g.n_nodes, edges=g.n_edges,
-                    compute_seconds=si.get("compute_seconds", 0.0),
-                    store_seconds=si["store_seconds"], setup_seconds=si["setup_seconds"],
-                    loop_seconds=si["loop_seconds"], draws_per_unit=int(self.draws_per_unit))
+        info = {k: stored.info.get(k, 0.0) for k in (
+            "units", "computed", "resumed", "compute_seconds", "store_seconds", "setup_seconds",
+            "loop_seconds")}
+        info.update(nodes=self.context.graph.n_nodes, edges=self.context.graph.n_edges,
+                    draws_per_unit=int(self.draws_per_unit))
         out = NullComparison(runs=runs, stats=stats, gauge=_best_real_gauge(runs, stored),
                              verdict=frustration_verdict(stats, self.alpha),
                              config=self.configuration, run=run, info=info)
         if run is not None:
             write_frustration_run(run, out)
         return out
-
 
 
 def _weights_digest(model: torch.nn.Module | None, graph: SignedGraph) -> str:
@@ -402,18 +398,30 @@ def _prepare(model, input_shape, batchnorm):
     return SignedGraph.from_module(model, shape, batchnorm=batchnorm), model, shape
 
 
-def _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, method):
-    for name, v in (("replicas", replicas), ("null_instances", null_instances),
-                    ("starts_per_null", starts_per_null)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise DeepglassError(f"{name} must be an integer >= 1, got {v!r}")
-    if replicas_per_unit is not None and (not isinstance(replicas_per_unit, (int, np.integer))
-                                          or replicas_per_unit < 1):
-        raise DeepglassError(f"replicas_per_unit must be an integer >= 1, got {replicas_per_unit!r}")
+def _check_args(replicas, null_instances, starts_per_null, replicas_per_unit, draws_per_unit,
+                method, init, alpha, options) -> None:
+    """Refuse bad arguments in one line, before anything is traced or run."""
     from ..solve import METHODS
 
+    for name, v, optional in (("replicas", replicas, False),
+                              ("null_instances", null_instances, False),
+                              ("starts_per_null", starts_per_null, False),
+                              ("replicas_per_unit", replicas_per_unit, True),
+                              ("draws_per_unit", draws_per_unit, True)):
+        if optional and v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise DeepglassError(f"{name} must be an integer >= 1, got {v!r}")
     if method not in METHODS:
         raise DeepglassError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not 0 < alpha < 1:
+        raise DeepglassError(f"alpha must be in (0, 1), got {alpha}")
+    if init not in ("random", "paper"):
+        raise DeepglassError(f"init must be 'random' or 'paper', not {init!r}")
+    if "engine" in options:
+        from ..solve.engines import check_engine
+
+        check_engine(options["engine"], method)
 
 
 #: bytes per planned unit kept in memory until the tables are assembled (the
@@ -469,10 +477,8 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     seed : int
         Run seed; each unit's seeds derive from it and the unit (:func:`unit_seed`).
     executor : Executor, {"inprocess", "ray"} or None
-        Where units run (:mod:`deepglass.executors`); default in this process.
-        An executor passed in is left open; one made here is closed.
-    address : str, optional
-        Ray cluster address (implies the Ray executor).
+        Where units run (:mod:`deepglass.executors`; ``address``: a Ray
+        cluster); default in this process.  An executor passed in is left open.
     run : str, Path or RunDir, optional
         Run directory: finished units are written as they finish and skipped
         when the same call is repeated; at the end the tables, the best real
@@ -508,11 +514,7 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     Returns
     -------
     NullComparison
-        Its ``info``: ``units``, ``computed``, ``resumed``, ``nodes``,
-        ``edges``, ``draws_per_unit`` and timings: ``setup_seconds`` (tracing,
-        opening the run), ``loop_seconds`` (the units), of which
-        ``compute_seconds`` inside the units and ``store_seconds`` writing them
-        (on a background thread), and ``wall_seconds`` (all of it).
+        Its ``info`` holds the counts of units and the timings.
 
     References
     ----------
@@ -531,18 +533,8 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
 
     t_start = time.perf_counter()
     nulls = parse_nulls(nulls)
-    _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, method)
-    if not 0 < alpha < 1:
-        raise DeepglassError(f"alpha must be in (0, 1), got {alpha}")
-    if init not in ("random", "paper"):
-        raise DeepglassError(f"init must be 'random' or 'paper', not {init!r}")
-    if "engine" in options:
-        from ..solve.engines import check_engine
-
-        check_engine(options["engine"], method)
-    if draws_per_unit is not None and (isinstance(draws_per_unit, bool) or not isinstance(
-            draws_per_unit, (int, np.integer)) or draws_per_unit < 1):
-        raise DeepglassError(f"draws_per_unit must be an integer >= 1, got {draws_per_unit!r}")
+    _check_args(replicas, null_instances, starts_per_null, replicas_per_unit, draws_per_unit,
+                method, init, alpha, options)
     if not isinstance(executor, Executor):
         get_executor(executor, address)   # a bad name or address: refused before tracing
     graph, module, shape = _prepare(model, input_shape, batchnorm)
@@ -581,18 +573,6 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     out.info["setup_seconds"] += prepare
     out.info["wall_seconds"] = time.perf_counter() - t_start
     return out
-
-
-def _tidy(runs: pd.DataFrame, nulls: Sequence[str]) -> pd.DataFrame:
-    """Stable row order (real, then the nulls as given; instance; start) and dtypes."""
-    order = {k: i for i, k in enumerate(("real",) + tuple(nulls))}
-    runs = runs.assign(_o=runs["kind"].map(order)).sort_values(["_o", "instance", "start"],
-                                                                kind="stable")
-    runs = runs.drop(columns="_o").reset_index(drop=True)
-    return runs.astype({"kind": str, "unit": str, "instance": np.int64, "start": np.int64,
-                        "energy": np.float64, "local_min": bool, "sweeps": np.int64,
-                        "seconds": np.float64, "build_seconds": np.float64,
-                        "start_seed": np.int64})
 
 
 def _best_real_gauge(runs: pd.DataFrame, stored) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,19 @@ import pandas as pd
 from .nulls import NULL_KINDS
 
 __all__ = ["NullComparison", "frustration_samples", "frustration_stats", "frustration_verdict",
-           "stats_markdown", "stats_records", "report_markdown"]
+           "stats_markdown", "stats_records", "report_markdown", "tidy_runs"]
+
+
+def tidy_runs(runs: pd.DataFrame, nulls: Sequence[str]) -> pd.DataFrame:
+    """Stable row order (real, then the nulls as given; instance; start) and dtypes."""
+    order = {k: i for i, k in enumerate(("real",) + tuple(nulls))}
+    runs = runs.assign(_o=runs["kind"].map(order)).sort_values(["_o", "instance", "start"],
+                                                                kind="stable")
+    runs = runs.drop(columns="_o").reset_index(drop=True)
+    return runs.astype({"kind": str, "unit": str, "instance": np.int64, "start": np.int64,
+                        "energy": np.float64, "local_min": bool, "sweeps": np.int64,
+                        "seconds": np.float64, "build_seconds": np.float64,
+                        "start_seed": np.int64})
 
 
 def _kind_order(kinds: Iterable[str]) -> list[str]:
@@ -113,10 +125,12 @@ class NullComparison:
     config : dict
         The run configuration (everything to reproduce it).
     info : dict
-        ``units``, ``computed``, ``resumed`` and timings: ``setup_seconds``
-        (tracing, opening the run), ``loop_seconds`` (the units), of which
-        ``compute_seconds`` inside the units and ``store_seconds`` writing
-        them (on a background thread, overlapping the next unit), and ``wall_seconds`` (all, with the tables, figure and report).
+        ``units``, ``computed``, ``resumed``, ``nodes``, ``edges``,
+        ``draws_per_unit`` and timings: ``setup_seconds`` (tracing, opening
+        the run), ``loop_seconds`` (the units), of which ``compute_seconds``
+        inside the units and ``store_seconds`` writing them (on a background
+        thread, overlapping the next unit), and ``wall_seconds`` (all, with the
+        tables, figure and report).
     run : RunDir or None
     """
 
