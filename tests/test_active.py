@@ -10,6 +10,7 @@ import json
 
 import networkx as nx
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -377,6 +378,63 @@ def test_run_writes_tables_figure_report_and_resumes(tmp_path, monkeypatch):
     again = run_active(tmp_path / "run", net, g, x, ids, method="greedy", replicas=2,
                        unit_size=2)
     np.testing.assert_array_equal(again["delta_x"], table["delta_x"])
+
+
+#: per-input columns that are timings (differ between runs)
+ACTIVE_TIMING = ["solve_seconds", "extract_seconds"]
+
+
+def test_ray_gives_the_same_table_as_in_process(tmp_path, ray_executor):
+    # 5 inputs in units of 2: the units travel as slices of the shared inputs
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    x = inputs_for("conv_relu_pool", shape, 5)
+    kw = dict(method="greedy", replicas=2, unit_size=2, seed=3)
+    local = run_active(None, net, g, x, **kw)
+    seen = []
+    remote = run_active(tmp_path / "ray", net, g, x, executor=ray_executor,
+                        progress=lambda d, t: seen.append((d, t)), **kw)
+    pd.testing.assert_frame_equal(local.drop(columns=ACTIVE_TIMING),
+                                  remote.drop(columns=ACTIVE_TIMING))
+    assert seen[0] == (0, 5) and seen[-1] == (5, 5)     # progress in inputs
+    assert sorted(p.name for p in (tmp_path / "ray/units/active/inputs").iterdir()) == [
+        "inputs-00000.parquet", "inputs-00001.parquet", "inputs-00002.parquet"]
+    # the stored table is the returned one, and its delta is the whole net's
+    stored = pd.read_parquet(tmp_path / "ray" / "active.parquet")
+    pd.testing.assert_frame_equal(stored, remote)
+    gauge = np.load(tmp_path / "ray/arrays/gauge_real.npz")
+    e = float(g.energy(torch.as_tensor(gauge["sigma"], dtype=torch.float32)[None])[0])
+    assert remote["delta"].iloc[0] == pytest.approx(e, abs=1e-6)
+
+
+def test_cli_active_on_ray_gives_the_in_process_table(cli, tmp_path, ray_executor):
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).random((5, 1, 8, 8)).astype(np.float32))
+    argv = ["active", "digits_cnn", "--inputs", str(tmp_path / "x.npy"), "--replicas", "2",
+            "--unit-size", "2", "--json"]
+    tables = {}
+    for name, extra in (("inprocess", []), ("ray", ["--executor", "ray"])):
+        code, text, err = cli(argv + extra)
+        assert code == 0, err
+        tables[name] = json.loads(text)
+    assert tables["ray"]["table"] == tables["inprocess"]["table"]
+    assert tables["ray"]["delta"] == tables["inprocess"]["delta"]
+    code, _, err = cli(argv + ["--executor", "dask"])
+    assert code == 2 and "unknown executor 'dask'" in err and len(err.splitlines()) == 1
+
+
+def test_delta_x_histogram_draws_on_the_given_axes():
+    from matplotlib.figure import Figure
+
+    from deepglass.experiments.figures import delta_x_histogram
+
+    table = pd.DataFrame({"delta_x": [0.1, 0.2, np.nan, 0.25, 0.3]})
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert delta_x_histogram(table, 0.22, ax=ax, bins=4) is ax
+    counts = [p.get_height() for p in ax.patches]
+    assert sum(counts) == 4                      # the NaN row (no edge) is left out
+    assert ax.lines[0].get_xdata()[0] == 0.22    # delta marked
+    assert "50% below" in ax.get_legend().get_texts()[1].get_text()
 
 
 def test_run_takes_delta_from_a_frustration_run(tmp_path):

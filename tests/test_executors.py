@@ -30,25 +30,21 @@ def test_in_process_map_and_lookup():
         get_executor("inprocess", address="127.0.0.1:6379")
 
 
-def test_ray_gives_the_same_numbers_as_in_process(tmp_path):
-    ray = pytest.importorskip("ray")
+def test_ray_gives_the_same_numbers_as_in_process(tmp_path, ray_executor):
+    import ray
+
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Flatten(), nn.Linear(27, 4)).eval()
     kw = dict(replicas=4, replicas_per_unit=2, null_instances=2, starts_per_null=2,
               nulls="N1,N2,N3-he", seed=3, input_shape=(1, 6, 6))
     local = frustration_vs_nulls(net, **kw)
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False)
-    try:
-        ex = RayExecutor()
-        # the generic map: every unit comes back once, with its own result (the
-        # function must be importable on the workers: not one of this test file)
-        assert sorted(ex.map(operator.add, range(5), shared=10)) == [(u, u + 10) for u in range(5)]
-        remote = frustration_vs_nulls(net, executor=ex, run=tmp_path / "ray", **kw)
-        assert ray.is_initialized()  # an executor passed in (and a Ray it did not start) stays up
-    finally:
-        ray.shutdown()
+    ex = ray_executor
+    # the generic map: every unit comes back once, with its own result (the
+    # function must be importable on the workers: not one of this test file)
+    assert sorted(ex.map(operator.add, range(5), shared=10)) == [(u, u + 10) for u in range(5)]
+    remote = frustration_vs_nulls(net, executor=ex, run=tmp_path / "ray", **kw)
+    assert ray.is_initialized()  # an executor passed in (and a Ray it did not start) stays up
     cols = [c for c in local.runs.columns if c not in ("seconds", "build_seconds")]
     pd.testing.assert_frame_equal(local.runs[cols], remote.runs[cols])
     pd.testing.assert_frame_equal(local.stats, remote.stats)

@@ -278,3 +278,21 @@ def test_ctrl_c_leaves_a_run_that_resumes_to_the_uninterrupted_tables(tmp_path):
     full = frustration_vs_nulls(net, run=tmp_path / "full", model_name="digits_cnn", **kw)
     pd.testing.assert_frame_equal(_values(resumed.runs), _values(full.runs))
     pd.testing.assert_frame_equal(resumed.stats, full.stats)
+
+
+def test_frustration_histograms_draw_each_sample_on_the_given_axes():
+    from matplotlib.figure import Figure
+
+    from deepglass.experiments.figures import frustration_histograms
+
+    # real: 3 replicas; N1: 2 instances x 2 starts, its sample the least per instance
+    runs = pd.DataFrame({"kind": ["real"] * 3 + ["N1"] * 4, "instance": [0, 0, 0, 0, 0, 1, 1],
+                         "start": [0, 1, 2, 0, 1, 0, 1],
+                         "energy": [0.10, 0.12, 0.11, 0.30, 0.20, 0.25, 0.40]})
+    ax = Figure().add_subplot()
+    assert frustration_histograms(runs, ax=ax, bins=5) is ax
+    bars = [p for p in ax.patches if type(p).__name__ == "Rectangle"]
+    assert sum(p.get_height() for p in bars) == 3          # the real sample's bars
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith("real (n=3, mean 0.1100")
+    assert labels[1].startswith("N1 (n=2, mean 0.2250")     # (0.20 + 0.25) / 2

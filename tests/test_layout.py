@@ -32,7 +32,6 @@ MAX_LINES = 600
 #: its module is split (a stale entry fails :func:`test_allow_lists_are_current`)
 ALLOWED_LONG = {
     "deepglass.experiments.active",
-    "deepglass.experiments.frustration",
     "deepglass.experiments.monotonicity",
     "deepglass.criticality.experiment",
     "deepglass.criticality.meanfield",
@@ -60,7 +59,6 @@ ALLOWED_CIRCLES = {
     frozenset({"deepglass.graph.trace", "deepglass.graph.signed_graph", "deepglass.graph.aten",
                "deepglass.graph.aten_rules", "deepglass.graph.aten_layers",
                "deepglass.graph.aten_elementwise", "deepglass.graph.aten_values"}),
-    frozenset({"deepglass.experiments.figures", "deepglass.experiments.frustration"}),
 }
 
 

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import load_graph, print_json, progress
+from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, OUT_OPTION, load_graph,
+                     print_json, resume_hint, unit_progress)
 
 #: rows of the per-input table printed on the terminal (all are in active.parquet)
 SHOWN_ROWS = 20
@@ -41,9 +42,10 @@ def active_cmd(
     batchnorm: str = typer.Option("fold", "--batchnorm", help="fold or ignore."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle"),
-    out: Optional[str] = typer.Option(None, "--out", help="Run directory (resumable); its "
-                                      "arrays/gauge_real.npz gives delta when present."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
+    out: Optional[str] = OUT_OPTION,
+    force: bool = FORCE_OPTION,
+    executor: str = EXECUTOR_OPTION,
+    address: Optional[str] = ADDRESS_OPTION,
     engine: str = typer.Option(
         "auto", "--engine", help="descent's engine wherever descent runs (the whole network, "
                                  "large subgraphs): auto, compiled or matrix-free."),
@@ -55,45 +57,31 @@ def active_cmd(
     """Extract the active subnetwork of each input and compare its frustration
     delta_x with the frustration delta of the whole network."""
     import time
+    from contextlib import ExitStack
 
-    from ..errors import DeepglassError
     from ..experiments.active import active_summary_stats
-    from ..experiments.active_run import active_table, run_active, verdict, whole_delta
+    from ..experiments.active_run import run_active, verdict
     from ..inputs import load_inputs
-    from ..solve import METHODS
-    from ..solve.engines import check_engine, check_fits
 
     if out:
         from ..store import check_out_dir
 
         check_out_dir(out)
-    if method != "auto" and method not in METHODS:
-        raise DeepglassError(f"unknown method {method!r}; choose auto or one of {', '.join(METHODS)}")
-    check_engine(engine, "descent" if method == "auto" else method)
-    solver = {"engine": engine} if engine != "auto" else {}
     t0 = time.perf_counter()
     net, shape, graph = load_graph(model, input_shape, batchnorm, arch, trust_pickle,
                                    output=output)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
-    from ..solve import choose_method
-
-    if method == "descent" or choose_method(graph) == "descent":
-        check_fits(graph, replicas, "descent", engine)   # the whole network's descent
-    with progress("inputs", len(batch), enabled=not as_json) as advance:
-        if out:
-            config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape),
-                      "batchnorm": batchnorm, "ids_first": batch.ids[0],
-                      "ids_last": batch.ids[-1]}
-            table = run_active(out, net, graph, batch.x, batch.ids, method=method,
-                               replicas=replicas, seed=seed, unit_size=unit_size,
-                               config=config, force=force, progress=advance, **solver)
-            delta = float(table["delta"].iloc[0])
-        else:
-            whole = whole_delta(graph, "auto", replicas=replicas, seed=seed, **solver)
-            delta = whole.frustration
-            table = active_table(graph, net, batch.x, batch.ids, delta=delta, method=method,
-                                 replicas=replicas, seed=seed, warm_start=whole.sigma,
-                                 progress=advance, **solver)
+    # the run's configuration: what determines the inputs (the solver's part
+    # is added by run_active)
+    config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape),
+              "batchnorm": batchnorm, "ids_first": batch.ids[0], "ids_last": batch.ids[-1]}
+    with resume_hint(out), ExitStack() as stack:
+        table = run_active(out, net, graph, batch.x, batch.ids, method=method,
+                           replicas=replicas, seed=seed, unit_size=unit_size, config=config,
+                           force=force, executor=executor, address=address,
+                           progress=unit_progress(stack, "inputs", enabled=not as_json),
+                           **({"engine": engine} if engine != "auto" else {}))
+    delta = float(table["delta"].iloc[0])
     stats = active_summary_stats(table, delta)
     seconds = time.perf_counter() - t0
     if as_json:
@@ -137,6 +125,8 @@ def demo_step(ctx) -> dict:
     and its frustration ``delta_x`` against the whole net's ``delta`` from the
     frustration step (``arrays/gauge_real.npz``; paper 000, Fig. 2 inset).
     ``ctx`` is a ``cli.demo.DemoContext``."""
+    from contextlib import ExitStack
+
     from ..experiments.active import active_summary_stats
     from ..experiments.active_run import run_active, verdict
     from ..graph import SignedGraph
@@ -145,10 +135,11 @@ def demo_step(ctx) -> dict:
     p = DEMO_ACTIVE
     graph = SignedGraph.from_module(ctx.model, ctx.input_shape)
     batch = load_inputs("digits", ctx.input_shape, n=p["n"], seed=p["seed"])
-    with progress("active subnetworks", len(batch), enabled=not ctx.as_json) as advance:
+    with ExitStack() as stack:
         table = run_active(ctx.out, ctx.model, graph, batch.x, batch.ids,
                            replicas=p["replicas"], seed=p["seed"], force=ctx.force,
-                           progress=advance,
+                           progress=unit_progress(stack, "active subnetworks",
+                                                  enabled=not ctx.as_json),
                            config={"model": ctx.model_name, "inputs": "digits", "n": p["n"]})
     delta = float(table["delta"].iloc[0])
     stats = active_summary_stats(table, delta)

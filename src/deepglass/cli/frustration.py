@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import DeepglassError
-from .common import load_graph, load_network, print_json, progress, resume_hint, unit_progress
+from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, OUT_OPTION, load_graph,
+                     load_network, print_json, progress, resume_hint, unit_progress)
 
 
 def frustration_cmd(
@@ -43,12 +44,10 @@ def frustration_cmd(
         None, "--draws-per-unit", help="Null draws solved together as one batch (default: "
                                        "as many as fit, with the matrix-free engine; 1 with "
                                        "the compiled one). The numbers do not depend on it."),
-    out: Optional[str] = typer.Option(
-        None, "--out", help="Run directory (written as units finish; re-run to resume)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
-    executor: str = typer.Option("inprocess", "--executor", help="inprocess or ray."),
-    address: Optional[str] = typer.Option(
-        None, "--address", help="Ray cluster address (default: a local Ray on loopback)."),
+    out: Optional[str] = OUT_OPTION,
+    force: bool = FORCE_OPTION,
+    executor: str = EXECUTOR_OPTION,
+    address: Optional[str] = ADDRESS_OPTION,
 ):
     """Compute the frustration of a network's signed graph; with --nulls or
     --out, compare it with null models in a run directory."""
@@ -111,18 +110,17 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
                executor: str, address: str | None, as_json: bool, engine: str = "auto",
                draws_per_unit: int | None = None):
     """Real weights vs null models; prints the statistics and the verdict."""
-    from ..executors import get_executor
-    from ..experiments.frustration import frustration_vs_nulls, stats_records
+    from ..experiments.frustration import frustration_vs_nulls
+    from ..experiments.frustration_stats import stats_records
 
     net, shape = load_network(model, input_shape, arch, trust_pickle)
-    ex = get_executor(executor, address, device=device)
     with resume_hint(out), ExitStack() as stack:
-        stack.callback(ex.close)
         res = frustration_vs_nulls(
             net, replicas=replicas, null_instances=null_instances,
             starts_per_null=starts_per_null, nulls=nulls, method=method, seed=seed,
-            executor=ex, run=out, force=force, input_shape=shape, batchnorm=batchnorm,
-            init=init, replicas_per_unit=replicas_per_unit, device=device, model_name=model,
+            executor=executor, address=address, run=out, force=force, input_shape=shape,
+            batchnorm=batchnorm, init=init, replicas_per_unit=replicas_per_unit, device=device,
+            model_name=model,
             draws_per_unit=draws_per_unit, **({"engine": engine} if engine != "auto" else {}),
             progress=unit_progress(stack, "units", enabled=not as_json))
     if as_json:

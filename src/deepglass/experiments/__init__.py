@@ -18,7 +18,7 @@ _LAZY = {
     "null_model": "nulls",
     "NULL_KINDS": "nulls",
     "frustration_vs_nulls": "frustration",
-    "NullComparison": "frustration",
+    "NullComparison": "frustration_stats",
     "active_subgraph": "active",
     "near_monotonicity": "monotonicity",
 }

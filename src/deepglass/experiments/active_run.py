@@ -4,19 +4,18 @@
 - :func:`active_table`: one row per input (kept nodes, edges, ``|weight|``,
   ``delta_x``), with ``delta`` of the whole network as a column;
 - :func:`whole_delta`: ``delta`` and the best gauge of the whole network;
-- :func:`run_active`: the same in a run directory (kind ``"active"``), one
-  unit per batch of inputs, resumed after an interruption; writes
-  ``active.parquet``, ``figures/active_delta_x.png``, the report section and
-  ``summary.json["active"]``;
-- :func:`delta_x_histogram`: the figure (``delta_x`` histogram, ``delta``
-  marked).
+- :func:`run_active`: the experiment in one call on
+  :func:`deepglass.runner.run_experiment` (:class:`ActiveExperiment`): one unit
+  per batch of inputs, in this process or on Ray, and with a run directory
+  (kind ``"active"``) resumed after an interruption, with ``active.parquet``,
+  ``figures/active_delta_x.png`` (:func:`deepglass.experiments.figures.delta_x_histogram`),
+  the report section and ``summary.json["active"]``.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -27,13 +26,17 @@ import torch.nn as nn
 from ..errors import DeepglassError
 from ..graph import SignedGraph
 from ..solve import EXPLICIT_LIMIT, choose_method  # the "auto" rule
+from ..runner import Experiment, Unit, UnitOutput, open_run, run_experiment
+from ..store import RunDir
 from .active import active_subgraph, active_summary_stats
 
-__all__ = ["active_table", "whole_delta", "run_active", "delta_x_histogram", "verdict"]
+__all__ = ["active_table", "whole_delta", "run_active", "ActiveExperiment", "compute_inputs",
+           "verdict", "KIND", "UNIT_TABLE"]
 
-
-def _method(method: str, n_edges: int) -> str:
-    return choose_method(n_edges, method)
+#: the run kind in a run directory
+KIND = "active"
+#: the unit table (``units/active/inputs/``)
+UNIT_TABLE = "inputs"
 
 
 def whole_delta(graph: SignedGraph, method: str = "auto", replicas: int = 8, seed: int = 0,
@@ -48,7 +51,7 @@ def whole_delta(graph: SignedGraph, method: str = "auto", replicas: int = 8, see
     """
     from ..solve import frustration
 
-    m = _method(method, graph.n_edges)
+    m = choose_method(graph.n_edges, method)
     if m == "exact":
         m = "greedy"   # a certified optimum of a whole network is out of reach
     if m != "descent":
@@ -130,40 +133,6 @@ def verdict(stats: Mapping) -> str:
             "subnetworks less frustrated than the whole network) is not reproduced here.")
 
 
-def delta_x_histogram(table: pd.DataFrame, delta: float | None, title: str | None = None,
-                      bins: int = 30):
-    """Histogram of ``delta_x`` over inputs with the whole network's ``delta``
-    marked (paper 000, Fig. 2 inset).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from matplotlib.figure import Figure
-
-    d = table["delta_x"].to_numpy(dtype=float)
-    d = d[np.isfinite(d)]
-    fig = Figure(figsize=(6.0, 3.8))
-    ax = fig.add_subplot()
-    vals = d if delta is None or not np.isfinite(delta) else np.append(d, delta)
-    lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 1e-3, hi + 1e-3
-    ax.hist(d, bins=np.linspace(lo, hi, bins + 1), color="0.45", alpha=0.8,
-            label=f"delta_x, {len(d)} inputs (mean {d.mean():.4f})" if len(d) else "delta_x")
-    if delta is not None and np.isfinite(delta):
-        below = float((d < delta).mean()) if len(d) else float("nan")
-        ax.axvline(delta, color="tab:red", lw=2,
-                   label=f"delta of the whole net = {delta:.4f} ({100 * below:.0f}% below)")
-    ax.set_xlabel("frustration of the active subnetwork, delta_x")
-    ax.set_ylabel("inputs")
-    ax.legend(fontsize=8, loc="best")
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def _report(table: pd.DataFrame, stats: dict, cfg: dict) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     used = sorted(set(table["method"]) - {"none"})
@@ -190,20 +159,115 @@ def _report(table: pd.DataFrame, stats: dict, cfg: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class _Context:
+    """What every unit shares (shipped once to Ray): the network, its graph,
+    all the inputs and the solver settings; a unit is a slice of the inputs."""
+
+    model: nn.Module
+    graph: SignedGraph
+    x: torch.Tensor
+    ids: list
+    method: str
+    replicas: int
+    seed: int
+    warm_start: np.ndarray | None
+    batch_size: int | None
+    options: dict
+
+
+def compute_inputs(ctx: _Context, span: tuple[int, int]) -> UnitOutput:
+    """One unit (the experiment's ``compute``): :func:`active_table` of the
+    inputs ``ctx.x[lo:hi]`` (rows indexed from ``lo``)."""
+    t0 = time.perf_counter()
+    lo, hi = span
+    part = active_table(ctx.graph, ctx.model, ctx.x[lo:hi], ctx.ids[lo:hi], method=ctx.method,
+                        replicas=ctx.replicas, seed=ctx.seed, warm_start=ctx.warm_start,
+                        batch_size=ctx.batch_size, first_index=lo, **ctx.options)
+    return UnitOutput({UNIT_TABLE: part}, info={"compute_seconds": time.perf_counter() - t0})
+
+
+@dataclass
+class ActiveExperiment(Experiment):
+    """Active subnetworks of a batch of inputs as a :class:`deepglass.runner.Experiment`:
+    units of ``unit_size`` consecutive inputs; :meth:`finish` adds the whole
+    network's ``delta`` and, in a run directory, writes the table, figure,
+    report and summary."""
+
+    context: _Context
+    configuration: dict
+    unit_size: int
+    delta: float
+    delta_source: str
+    t_start: float = 0.0
+
+    kind = KIND
+    tables = (UNIT_TABLE,)
+    compute = staticmethod(compute_inputs)
+
+    def config(self) -> dict:
+        return self.configuration
+
+    def units(self) -> list[Unit]:
+        B, k = len(self.context.ids), int(self.unit_size)
+        return [Unit(f"inputs-{u:05d}", (lo, min(B, lo + k)), weight=min(B, lo + k) - lo)
+                for u, lo in enumerate(range(0, B, k))]
+
+    def shared(self) -> _Context:
+        return self.context
+
+    def finish(self, stored, run: RunDir | None) -> pd.DataFrame:
+        table = stored.table(UNIT_TABLE).sort_values("index", ignore_index=True)
+        table["delta"] = float(self.delta)
+        table["below_delta"] = table["delta_x"] < float(self.delta)
+        if run is not None:
+            self._write(run, table)
+        return table
+
+    def _write(self, run: RunDir, table: pd.DataFrame) -> None:
+        from .figures import delta_x_histogram
+
+        c, delta = self.context, self.delta
+        stats = active_summary_stats(table, delta)
+        run.write_table("active", table)
+        title = f"{c.graph.meta.get('model', 'network')}: active subnetworks of {len(table)} inputs"
+        ax = delta_x_histogram(table, delta, title=title)
+        ax.figure.tight_layout()
+        run.save_figure(ax.figure, "active_delta_x.png")
+        cfg = {"method": c.method, "replicas": c.replicas, "seed": c.seed,
+               "delta_source": self.delta_source}
+        run.write_report_section(_report(table, stats, cfg))
+        run.update_summary({"active": {**stats, "method": c.method, "replicas": int(c.replicas),
+                                       "delta_source": self.delta_source,
+                                       "verdict": verdict(stats),
+                                       "seconds": time.perf_counter() - self.t_start}})
+
+
 def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | None = None, *,
                delta: float | None = None, gauge: np.ndarray | None = None,
                method: str = "auto", replicas: int = 8, seed: int = 0,
                whole_method: str = "auto", warm_start: bool = True, unit_size: int = 50,
                batch_size: int | None = None, config: Mapping | None = None,
-               force: bool = False, progress: Callable[[int], None] | None = None,
+               force: bool = False, executor=None, address: str | None = None,
+               progress: Callable[[int, int], None] | None = None,
                **options) -> pd.DataFrame:
-    """Active subnetworks of inputs ``x`` as a resumable run (kind ``"active"``).
+    """Active subnetworks of inputs ``x`` against the whole network, in one
+    call (SPEC §4; paper 000, Fig. 2 inset; what ``deepglass active`` runs).
+
+    The whole network's ``delta`` (and best gauge, the warm start) comes
+    first; then one unit per ``unit_size`` inputs runs :func:`active_table`
+    through :func:`deepglass.runner.run_experiment`, in this process or on
+    Ray (the network, graph and inputs are shipped once; a unit is a slice).
+    Rows do not depend on the unit or executor that computed them.
 
     Parameters
     ----------
-    run : RunDir or path
-        A :class:`deepglass.store.RunDir` opened with ``kind="active"``, or a
-        directory, opened here with ``config`` plus this call's parameters.
+    run : RunDir, path or None
+        Run directory (kind ``"active"``): a path is opened with ``config``
+        plus this call's parameters; each unit is written as it finishes and
+        skipped on resume; at the end ``active.parquet``,
+        ``figures/active_delta_x.png``, the report section and
+        ``summary.json["active"]`` are written.  ``None``: in memory only.
     model, graph
         The network and its :class:`SignedGraph`.
     x, ids
@@ -217,28 +281,69 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
     gauge : ndarray (n,), optional
         The whole network's best gauge (warm start), when ``delta`` is given.
     method, replicas, seed
-        Solver of the active subgraphs (:func:`active_table`).
+        Solver of the active subgraphs (:func:`active_table`): ``auto``,
+        ``descent``, ``anneal``, ``greedy`` or ``exact``.
     warm_start : bool
         Start the first replica of every input from the whole network's gauge.
     unit_size : int
-        Inputs per unit; each unit is written atomically when finished and
-        skipped on resume.
+        Inputs per unit.
+    executor : Executor, {"inprocess", "ray"} or None
+        Where the units run (:mod:`deepglass.executors`); ``address``: a Ray
+        cluster.  The same table either way.
     progress : callable, optional
-        Called with the number of inputs finished (resumed units included).
+        ``progress(done, total)`` in inputs, over the units computed in this call.
+    **options
+        Solver options (``engine``: the descent's engine wherever descent runs).
 
     Returns
     -------
     DataFrame
-        The per-input table of :func:`active_table` (all units, in input order).
+        The per-input table of :func:`active_table` (all units, in input
+        order) with ``delta`` and ``below_delta``.
 
     Examples
     --------
     >>> table = run_active("runs/digits", model, graph, batch.x, batch.ids)  # doctest: +SKIP
+    >>> table = run_active(None, model, graph, batch.x, executor="ray")     # doctest: +SKIP
     """
-    from ..store import RunDir
-
     t0 = time.perf_counter()
     x = torch.as_tensor(x)
+    ids = _check_inputs(graph, x, ids, unit_size, method, executor, address, options)
+    engine = options.get("engine", "auto")
+    if method == "descent" or choose_method(graph.n_edges) == "descent":
+        from ..solve.engines import check_fits
+
+        check_fits(graph, replicas, "descent", engine)   # the whole network's descent
+    if isinstance(run, RunDir):
+        cfg = run.config   # opened by the caller with its configuration
+        if run.kind != KIND:
+            raise DeepglassError(f"run_active needs a run opened with kind='active', "
+                                 f"not {run.kind!r}")
+    else:
+        cfg = {**dict(config or {}), "inputs_count": len(ids), "method": method,
+               "replicas": int(replicas), "seed": int(seed), "whole_method": whole_method,
+               "warm_start": bool(warm_start), "unit_size": int(unit_size),
+               "delta": None if delta is None else float(delta),
+               **({"engine": engine} if "engine" in options else {})}
+    rd = open_run(run, cfg, KIND, force)
+    delta, gauge, source = _whole_network(rd, graph, delta, gauge, whole_method, replicas,
+                                          seed, options)
+    if gauge is not None and np.asarray(gauge).size != graph.n_nodes:
+        gauge = None   # a gauge of another graph (e.g. other batch-norm mode): no warm start
+    ctx = _Context(model=model, graph=graph, x=x, ids=ids, method=method,
+                   replicas=int(replicas), seed=int(seed),
+                   warm_start=gauge if warm_start else None, batch_size=batch_size,
+                   options=dict(options))
+    exp = ActiveExperiment(context=ctx, configuration=cfg, unit_size=int(unit_size),
+                           delta=float(delta), delta_source=source, t_start=t0)
+    return run_experiment(exp, run=rd, executor=executor, address=address, progress=progress)
+
+
+def _check_inputs(graph, x, ids, unit_size, method, executor, address, options) -> list[str]:
+    """Refuse bad arguments before anything runs; the inputs' names as strings."""
+    from ..executors import Executor, get_executor
+    from ..solve import METHODS
+
     shape = tuple(graph.input_shape)
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
         raise DeepglassError(f"inputs must have shape (B, {', '.join(map(str, shape))}), "
@@ -249,59 +354,35 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
     ids = [str(i) for i in range(B)] if ids is None else [str(i) for i in ids]
     if len(ids) != B:
         raise DeepglassError(f"{len(ids)} ids for {B} inputs")
-    if int(unit_size) < 1:
-        raise DeepglassError(f"unit_size must be >= 1, got {unit_size}")
-    if not isinstance(run, RunDir):
-        cfg = {**dict(config or {}), "inputs_count": B, "method": method,
-               "replicas": int(replicas), "seed": int(seed), "whole_method": whole_method,
-               "warm_start": bool(warm_start), "unit_size": int(unit_size),
-               "delta": None if delta is None else float(delta),
-               **({"engine": options["engine"]} if "engine" in options else {})}
-        run = RunDir(Path(run), cfg, kind="active", force=force)
-    elif run.kind != "active":
-        raise DeepglassError(f"run_active needs a run opened with kind='active', not {run.kind!r}")
+    if isinstance(unit_size, bool) or not isinstance(unit_size, (int, np.integer)) \
+            or unit_size < 1:
+        raise DeepglassError(f"unit_size must be an integer >= 1, got {unit_size!r}")
+    if method != "auto" and method not in METHODS:
+        raise DeepglassError(f"unknown method {method!r}; choose auto or one of "
+                             f"{', '.join(METHODS)}")
+    if "engine" in options:
+        from ..solve.engines import check_engine
 
+        check_engine(options["engine"], "descent" if method == "auto" else method)
+    if not isinstance(executor, Executor):
+        get_executor(executor, address)   # a bad name or address, before any work
+    return ids
+
+
+def _whole_network(run, graph, delta, gauge, whole_method, replicas, seed, options):
+    """``delta``, the best gauge and where they came from: given, read from
+    the run's ``arrays/gauge_real.npz``, or computed (:func:`whole_delta`) and
+    saved there."""
     from .frustration import load_gauge, save_gauge
 
-    stored = None if delta is not None else load_gauge(run)
     if delta is not None:
-        source = "given"
-    elif stored is not None:
-        delta, gauge = stored["energy"], stored["sigma"]
-        source = "from arrays/gauge_real.npz of this run"
-    else:
-        res = whole_delta(graph, whole_method, replicas=replicas, seed=seed,
-                          **({"engine": options["engine"]} if "engine" in options else {}))
+        return delta, gauge, "given"
+    stored = load_gauge(run) if run is not None else None
+    if stored is not None:
+        return stored["energy"], stored["sigma"], "from arrays/gauge_real.npz of this run"
+    res = whole_delta(graph, whole_method, replicas=replicas, seed=seed,
+                      **({"engine": options["engine"]} if "engine" in options else {}))
+    if run is not None:
         save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration)
-        delta, gauge = res.frustration, res.sigma
-        source = f"{res.method}, {len(res.energies)} start gauges, seed {seed}"
-    if gauge is not None and np.asarray(gauge).size != graph.n_nodes:
-        gauge = None   # a gauge of another graph (e.g. other batch-norm mode): no warm start
-    start = gauge if warm_start else None
-
-    for u in range(math.ceil(B / unit_size)):
-        lo, hi = u * unit_size, min(B, (u + 1) * unit_size)
-        uid = f"inputs-{u:05d}"
-        if run.has_unit("inputs", uid):
-            if progress is not None:
-                progress(hi - lo)
-            continue
-        part = active_table(graph, model, x[lo:hi], ids[lo:hi], method=method,
-                            replicas=replicas, seed=seed, warm_start=start,
-                            batch_size=batch_size, first_index=lo, progress=progress,
-                            **options)
-        run.write_unit("inputs", uid, part)
-    table = run.read_units("inputs").sort_values("index", ignore_index=True)
-    table["delta"] = float(delta)
-    table["below_delta"] = table["delta_x"] < float(delta)
-    stats = active_summary_stats(table, delta)
-    run.write_table("active", table)
-    title = f"{graph.meta.get('model', 'network')}: active subnetworks of {B} inputs"
-    fig = delta_x_histogram(table, delta, title=title)
-    run.save_figure(fig, "active_delta_x.png")
-    cfg = {"method": method, "replicas": replicas, "seed": seed, "delta_source": source}
-    run.write_report_section(_report(table, stats, cfg))
-    run.update_summary({"active": {**stats, "method": method, "replicas": int(replicas),
-                                   "delta_source": source, "verdict": verdict(stats),
-                                   "seconds": time.perf_counter() - t0}})
-    return table
+    return (res.frustration, res.sigma,
+            f"{res.method}, {len(res.energies)} start gauges, seed {seed}")

@@ -8,14 +8,15 @@ every real replica; a null sample is, per instance, the least energy over its
 starts (that instance's frustration).  Real vs each null: Welch's t-test
 (unequal variances, :func:`scipy.stats.ttest_ind`), as in the paper.
 
-Work is split into *units*: one per null instance (all its starts in one
-batch), or with ``draws_per_unit`` one per group of instances solved as one
-batch (:mod:`deepglass.solve.batched`), and one per chunk of real replicas.  Every seed is derived from the run
-seed and the unit's identity (:func:`unit_seed`, a :class:`numpy.random.SeedSequence`
-spawn key), never from call order, so every executor
-(:mod:`deepglass.executors`) and every resumed run gives the same numbers.
-With a run directory (:class:`deepglass.store.RunDir`, kind ``"frustration"``)
-each unit is written as it finishes and finished units are skipped on re-run.
+Work is split into *units* (:func:`plan_units`): one per null instance (all
+its starts in one batch), or with ``draws_per_unit`` one per group of
+instances solved as one batch (:mod:`deepglass.solve.batched`), and one per
+chunk of real replicas.  Every seed derives from the run seed and the unit's
+identity (:func:`unit_seed`), never from call order, so every executor and
+every resumed run gives the same numbers.  The units run on
+:func:`deepglass.runner.run_experiment` (:class:`FrustrationExperiment`); the
+statistics, verdict and report are in :mod:`.frustration_stats`, the figure
+in :mod:`.figures`.
 
 Files of a frustration run (besides ``config.toml``)::
 
@@ -31,13 +32,10 @@ Files of a frustration run (besides ``config.toml``)::
 from __future__ import annotations
 
 import hashlib
-import math
 import time
-import warnings
 import zlib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,14 +43,15 @@ import torch
 
 from ..errors import DeepglassError
 from ..graph import SignedGraph
+from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
+from .frustration_stats import (NullComparison, frustration_stats, frustration_verdict,
+                                report_markdown, tidy_runs)
 from .nulls import NULL_KINDS
 
-__all__ = ["frustration_vs_nulls", "NullComparison", "Unit", "parse_nulls", "plan_units",
-           "unit_seed", "run_unit", "frustration_config", "frustration_samples",
-           "frustration_stats", "frustration_verdict", "stats_markdown", "stats_records",
-           "write_frustration_run",
-           "ALL_NULLS", "KIND", "UNIT_TABLE", "GAUGE_ARRAYS",
+__all__ = ["frustration_vs_nulls", "FrustrationExperiment", "FrustrationUnit", "NullComparison",
+           "parse_nulls", "plan_units", "unit_seed", "run_unit", "frustration_config",
+           "write_frustration_run", "ALL_NULLS", "KIND", "UNIT_TABLE", "GAUGE_ARRAYS",
            "save_gauge", "load_gauge"]
 
 #: every null model, in the paper's order
@@ -87,7 +86,7 @@ def load_gauge(run: RunDir) -> dict | None:
 # ---------------------------------------------------------------------------------
 # units and seeds
 @dataclass(frozen=True)
-class Unit:
+class FrustrationUnit:
     """One unit of work: ``kind`` ("real" or a null), its (first) instance, its
     starts, and for nulls how many consecutive instances (draws) it solves
     together."""
@@ -142,22 +141,23 @@ def parse_nulls(nulls: str | Iterable[str] | None) -> tuple[str, ...]:
 
 
 def plan_units(replicas: int, nulls: Sequence[str], null_instances: int, starts_per_null: int,
-               replicas_per_unit: int | None = None, draws_per_unit: int = 1) -> list[Unit]:
+               replicas_per_unit: int | None = None,
+               draws_per_unit: int = 1) -> list[FrustrationUnit]:
     """The units of an experiment: real replicas in chunks, then the null
     instances in groups of ``draws_per_unit`` (each with all its starts)."""
     rpu = int(replicas_per_unit or replicas)
     dpu = max(1, int(draws_per_unit))
-    units = [Unit("real", 0, tuple(range(a, min(a + rpu, replicas))))
+    units = [FrustrationUnit("real", 0, tuple(range(a, min(a + rpu, replicas))))
              for a in range(0, int(replicas), rpu)]
     for kind in nulls:
-        units += [Unit(kind, i, tuple(range(int(starts_per_null))),
+        units += [FrustrationUnit(kind, i, tuple(range(int(starts_per_null))),
                        min(dpu, int(null_instances) - i))
                   for i in range(0, int(null_instances), dpu)]
     return units
 
 
 # ---------------------------------------------------------------------------------
-# one unit
+# one unit (the experiment's compute)
 @dataclass
 class _Context:
     """What every unit shares (shipped once to remote workers)."""
@@ -171,6 +171,9 @@ class _Context:
     seed: int
     device: str
     options: dict
+    #: whether a null unit returns its best gauge (stored in a run directory;
+    #: without one nothing reads it, and a large network's gauges add up)
+    null_gauges: bool = True
 
     def device_graph(self) -> SignedGraph:
         """The real graph on the run's device (moved once per process)."""
@@ -180,7 +183,7 @@ class _Context:
         return g
 
 
-def _unit_graph(ctx: _Context, unit: Unit, instance: int | None = None) -> SignedGraph:
+def _unit_graph(ctx: _Context, unit: FrustrationUnit, instance: int | None = None) -> SignedGraph:
     if unit.kind == "real":
         return ctx.graph
     from .nulls import null_model
@@ -197,12 +200,14 @@ def _unit_graph(ctx: _Context, unit: Unit, instance: int | None = None) -> Signe
     return null_model(ctx.device_graph(), unit.kind, seed=nseed)
 
 
-def run_unit(ctx: _Context, unit: Unit) -> dict:
-    """Compute one unit: its graph (real or a null draw), its start gauges, the
-    solver.  Returns the unit's rows, its best gauge and its compute time.  A
-    unit of several null draws solves them as one batch where the descent's
-    engine for one draw is the matrix-free one (:func:`_draws_batched`), else
-    one after the other: the numbers are the same either way."""
+def run_unit(ctx: _Context, unit: FrustrationUnit) -> UnitOutput:
+    """Compute one unit (the experiment's ``compute``): its graph (real or a
+    null draw), its start gauges, the solver.  Returns the unit's rows, its best
+    gauge as arrays (a null unit's only when ``ctx.null_gauges``) and its
+    compute time.  A unit of several null draws solves them as one batch where
+    the descent's engine for one draw is the matrix-free one
+    (:func:`_draws_batched`), else one after the other: the numbers are the
+    same either way."""
     from ..solve import threads_for
 
     t0 = time.perf_counter()
@@ -218,10 +223,10 @@ def run_unit(ctx: _Context, unit: Unit) -> dict:
             parts = [_one_draw(ctx, unit, unit.instance + d, t0 if d == 0 else None)
                      for d in range(unit.draws)]
     best = min(parts, key=lambda p: p["energy"])
-    return {"rows": pd.concat([p["rows"] for p in parts], ignore_index=True),
-            "sigma": best["sigma"], "sigma_in": best["sigma_in"],
-            "sigma_out": best["sigma_out"], "energy": best["energy"],
-            "compute_seconds": time.perf_counter() - t0}
+    keep = unit.kind == "real" or ctx.null_gauges
+    return UnitOutput({UNIT_TABLE: pd.concat([p["rows"] for p in parts], ignore_index=True)},
+                      arrays=_gauge_arrays(best) if keep else None,
+                      info={"compute_seconds": time.perf_counter() - t0})
 
 
 def _draws_batched(ctx: _Context) -> bool:
@@ -232,11 +237,11 @@ def _draws_batched(ctx: _Context) -> bool:
         engine == "auto" and torch.device(ctx.device).type != "cpu"))
 
 
-def _start_seeds(ctx: _Context, unit: Unit, instance: int) -> list[int]:
+def _start_seeds(ctx: _Context, unit: FrustrationUnit, instance: int) -> list[int]:
     return [unit_seed(ctx.seed, unit.kind, instance, 1 + s) for s in unit.starts]
 
 
-def _rows(unit: Unit, instance: int, energies, local_min, sweeps, seconds, build, seeds):
+def _rows(unit: FrustrationUnit, instance: int, energies, local_min, sweeps, seconds, build, seeds):
     m = len(energies)  # "exact" returns one optimum whatever the starts
     return pd.DataFrame({
         "kind": unit.kind, "instance": np.int64(instance),
@@ -249,7 +254,7 @@ def _rows(unit: Unit, instance: int, energies, local_min, sweeps, seconds, build
         "unit": unit.id})
 
 
-def _one_draw(ctx: _Context, unit: Unit, instance: int, t0: float | None) -> dict:
+def _one_draw(ctx: _Context, unit: FrustrationUnit, instance: int, t0: float | None) -> dict:
     from ..solve import frustration, start_gauges
 
     t0 = time.perf_counter() if t0 is None else t0
@@ -268,7 +273,7 @@ def _one_draw(ctx: _Context, unit: Unit, instance: int, t0: float | None) -> dic
             "sigma_out": res.sigma_out, "energy": float(res.frustration)}
 
 
-def _batched_draws(ctx: _Context, unit: Unit, t0: float, threads: int) -> list[dict]:
+def _batched_draws(ctx: _Context, unit: FrustrationUnit, t0: float, threads: int) -> list[dict]:
     """The unit's draws as one batch (:func:`deepglass.solve.batched.solve_draws`)."""
     from ..solve import start_gauges
     from ..solve.batched import solve_draws
@@ -296,140 +301,58 @@ def _batched_draws(ctx: _Context, unit: Unit, t0: float, threads: int) -> list[d
     return out
 
 
-# ---------------------------------------------------------------------------------
-# statistics
-def _kind_order(kinds: Iterable[str]) -> list[str]:
-    order = ("real",) + ALL_NULLS
-    ks = set(kinds)
-    return [k for k in order if k in ks] + sorted(ks - set(order))
-
-
-def frustration_samples(runs: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The compared samples: every real replica's energy; per null instance,
-    its frustration (least energy over its starts)."""
-    out = {}
-    for kind in _kind_order(runs["kind"].unique()):
-        sub = runs[runs["kind"] == kind]
-        if kind == "real":
-            out[kind] = sub.sort_values("start")["energy"].to_numpy(np.float64)
-        else:
-            out[kind] = sub.groupby("instance")["energy"].min().sort_index().to_numpy(np.float64)
-    return out
-
-
-def frustration_stats(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per kind: ``n``, ``mean``, ``std`` (ddof 1), ``min``, ``max`` of the
-    compared sample (:func:`frustration_samples`) and Welch's ``t`` and
-    two-sided ``p`` of real vs that kind (NaN for the real row, or where a
-    sample has fewer than 2 values).
-
-    References
-    ----------
-    B. L. Welch, "The generalization of Student's problem when several
-    different population variances are involved", Biometrika 34 (1947);
-    :func:`scipy.stats.ttest_ind` with ``equal_var=False``.
-    """
-    from scipy.stats import ttest_ind
-
-    samples = frustration_samples(runs)
-    real = samples.get("real")
-    rows = []
-    for kind, x in samples.items():
-        t = p = math.nan
-        if kind != "real" and real is not None and len(real) > 1 and len(x) > 1:
-            with warnings.catch_warnings():  # identical samples: nan, said in the table
-                warnings.simplefilter("ignore", RuntimeWarning)
-                res = ttest_ind(real, x, equal_var=False)
-            t, p = float(res.statistic), float(res.pvalue)
-        rows.append({"kind": kind, "n": len(x), "mean": float(x.mean()),
-                     "std": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
-                     "min": float(x.min()), "max": float(x.max()), "t": t, "p": p})
-    return pd.DataFrame(rows, columns=["kind", "n", "mean", "std", "min", "max", "t", "p"])
-
-
-def frustration_verdict(stats: pd.DataFrame, alpha: float = 0.05) -> str:
-    """One sentence: is the real network below every null at level ``alpha``?"""
-    real = stats[stats["kind"] == "real"]
-    nulls = stats[stats["kind"] != "real"]
-    if real.empty:
-        return "No real-weight replicas were run."
-    r = real.iloc[0]
-    if nulls.empty:
-        return f"Only the real weights were run: frustration delta = {r['min']:.6f}."
-    below = (r["mean"] < nulls["mean"]) & (nulls["p"] < alpha)
-    names = ", ".join(nulls["kind"])
-    if bool(below.all()):
-        return (f"The real weights are less frustrated than every null model ({names}) "
-                f"at p < {alpha:g} (Welch's t-test): real mean {r['mean']:.4f} vs "
-                + ", ".join(f"{k} {m:.4f}" for k, m in zip(nulls["kind"], nulls["mean"])) + ".")
-    fails = nulls[~below.to_numpy()]
-    return ("The real weights are NOT below every null model at p < "
-            f"{alpha:g} (Welch's t-test): "
-            + "; ".join(f"{row.kind}: real mean {r['mean']:.4f} vs {row.mean:.4f}, p = {row.p:.3g}"
-                        for row in fails.itertuples()) + ".")
+def _gauge_arrays(part: dict) -> dict:
+    return {"sigma": part["sigma"], "sigma_in": part["sigma_in"],
+            "sigma_out": part["sigma_out"], "energy": np.float64(part["energy"])}
 
 
 # ---------------------------------------------------------------------------------
 # the experiment
 @dataclass
-class NullComparison:
-    """Result of :func:`frustration_vs_nulls`.
+class FrustrationExperiment(Experiment):
+    """Real weights vs null models as a :class:`deepglass.runner.Experiment`:
+    the planned units (:func:`plan_units`), the shared context (graph, module,
+    solver settings; shipped once to Ray) and the tables, gauge, figure, report
+    and summary built from the stored units (:meth:`finish`)."""
 
-    Attributes
-    ----------
-    runs : DataFrame
-        One row per (kind, instance, start): ``energy``, ``local_min``,
-        ``sweeps``, ``seconds`` (solver time per start), ``build_seconds``
-        (null draw and tracing per start), ``start_seed``, ``unit``.
-    stats : DataFrame
-        :func:`frustration_stats` of ``runs``.
-    gauge : dict
-        The best real gauge: ``sigma``, ``sigma_in``, ``sigma_out``, ``energy``.
-    verdict : str
-    config : dict
-        The run configuration (everything to reproduce it).
-    info : dict
-        ``units``, ``computed``, ``resumed`` and timings: ``setup_seconds``
-        (tracing, opening the run), ``loop_seconds`` (the units), of which
-        ``compute_seconds`` inside the units and ``store_seconds`` writing
-        them (on a background thread, overlapping the next unit), and ``wall_seconds`` (all, with the tables, figure and report).
-    run : RunDir or None
-    """
+    context: _Context
+    configuration: dict
+    plan: list
+    nulls: tuple
+    alpha: float = 0.05
+    draws_per_unit: int = 1
 
-    runs: pd.DataFrame
-    stats: pd.DataFrame
-    gauge: dict
-    verdict: str
-    config: dict
-    info: dict = field(default_factory=dict)
-    run: Any = None
+    kind = KIND
+    tables = (UNIT_TABLE,)
+    compute = staticmethod(run_unit)
 
-    def summary(self) -> dict:
-        """Headline numbers: per kind the mean of the compared sample
-        (``frustration``), its ``min`` and ``std``; Welch ``t`` and ``p`` of
-        real vs each null; ``delta`` (best real energy); the verdict."""
-        s = self.stats.set_index("kind")
-        nulls = [k for k in s.index if k != "real"]
+    def config(self) -> dict:
+        return self.configuration
 
-        def col(name, kinds):  # NaN (a sample of one) -> None: valid JSON
-            return {k: _finite(s.loc[k, name]) for k in kinds}
+    def units(self) -> list[Unit]:
+        return [Unit(u.id, u) for u in self.plan]
 
-        return {"frustration": col("mean", s.index), "frustration_min": col("min", s.index),
-                "frustration_std": col("std", s.index), "welch_t": col("t", nulls),
-                "welch_p": col("p", nulls),
-                "delta": float(self.gauge["energy"]),
-                "frustration_verdict": self.verdict}
+    def shared(self) -> _Context:
+        return self.context
 
+    def keep_arrays(self, unit: Unit) -> bool:
+        # a null unit's gauge is stored, not kept: memory stays O(units) rows
+        return unit.payload.kind == "real"
 
-def _finite(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def stats_records(stats: pd.DataFrame) -> list[dict]:
-    """The statistics table as JSON-friendly records (NaN -> None)."""
-    return [{k: (_finite(v) if isinstance(v, float) else v) for k, v in r.items()}
-            for r in stats.to_dict(orient="records")]
+    def finish(self, stored, run: RunDir | None) -> NullComparison:
+        runs = tidy_runs(stored.table(UNIT_TABLE), self.nulls)
+        stats = frustration_stats(runs)
+        info = {k: stored.info.get(k, 0.0) for k in (
+            "units", "computed", "resumed", "compute_seconds", "store_seconds", "setup_seconds",
+            "loop_seconds")}
+        info.update(nodes=self.context.graph.n_nodes, edges=self.context.graph.n_edges,
+                    draws_per_unit=int(self.draws_per_unit))
+        out = NullComparison(runs=runs, stats=stats, gauge=_best_real_gauge(runs, stored),
+                             verdict=frustration_verdict(stats, self.alpha),
+                             config=self.configuration, run=run, info=info)
+        if run is not None:
+            write_frustration_run(run, out)
+        return out
 
 
 def _weights_digest(model: torch.nn.Module | None, graph: SignedGraph) -> str:
@@ -475,18 +398,30 @@ def _prepare(model, input_shape, batchnorm):
     return SignedGraph.from_module(model, shape, batchnorm=batchnorm), model, shape
 
 
-def _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, method):
-    for name, v in (("replicas", replicas), ("null_instances", null_instances),
-                    ("starts_per_null", starts_per_null)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise DeepglassError(f"{name} must be an integer >= 1, got {v!r}")
-    if replicas_per_unit is not None and (not isinstance(replicas_per_unit, (int, np.integer))
-                                          or replicas_per_unit < 1):
-        raise DeepglassError(f"replicas_per_unit must be an integer >= 1, got {replicas_per_unit!r}")
+def _check_args(replicas, null_instances, starts_per_null, replicas_per_unit, draws_per_unit,
+                method, init, alpha, options) -> None:
+    """Refuse bad arguments in one line, before anything is traced or run."""
     from ..solve import METHODS
 
+    for name, v, optional in (("replicas", replicas, False),
+                              ("null_instances", null_instances, False),
+                              ("starts_per_null", starts_per_null, False),
+                              ("replicas_per_unit", replicas_per_unit, True),
+                              ("draws_per_unit", draws_per_unit, True)):
+        if optional and v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise DeepglassError(f"{name} must be an integer >= 1, got {v!r}")
     if method not in METHODS:
         raise DeepglassError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not 0 < alpha < 1:
+        raise DeepglassError(f"alpha must be in (0, 1), got {alpha}")
+    if init not in ("random", "paper"):
+        raise DeepglassError(f"init must be 'random' or 'paper', not {init!r}")
+    if "engine" in options:
+        from ..solve.engines import check_engine
+
+        check_engine(options["engine"], method)
 
 
 #: bytes per planned unit kept in memory until the tables are assembled (the
@@ -509,26 +444,6 @@ def _check_memory(graph, replicas, rpu, nulls, null_instances, starts_per_null) 
                "lower --null-instances or --replicas, or raise --replicas-per-unit")
 
 
-def _open_run(run, config: dict, force: bool):
-    if run is None:
-        return None
-    if isinstance(run, RunDir):
-        if run.kind != KIND:
-            raise DeepglassError(f"run directory {run.path} was opened as kind {run.kind!r}, "
-                                 f"not {KIND!r}")
-        if run.config != _plain(config):
-            raise DeepglassError(f"run directory {run.path} was opened with another "
-                                 "frustration configuration than this call's")
-        return run
-    return RunDir(Path(run), config, kind=KIND, force=force)
-
-
-def _plain(config: dict) -> dict:
-    from ..store import plain
-
-    return plain(dict(config))
-
-
 def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
                          starts_per_null: int = 2, nulls: str | Sequence[str] = ALL_NULLS,
                          method: str = "descent", seed: int = 0, executor=None, run=None,
@@ -537,7 +452,7 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
                          replicas_per_unit: int | None = None, device: str = "cpu",
                          model_name: str | None = None, force: bool = False,
                          alpha: float = 0.05, draws_per_unit: int | None = None,
-                         **options) -> NullComparison:
+                         address: str | None = None, **options) -> NullComparison:
     """Frustration of the real weights vs null models (SPEC §3; paper 000, Fig. 2).
 
     Parameters
@@ -562,8 +477,8 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     seed : int
         Run seed; each unit's seeds derive from it and the unit (:func:`unit_seed`).
     executor : Executor, {"inprocess", "ray"} or None
-        Where units run (:mod:`deepglass.executors`); default in this process.
-        An executor passed in is left open; one made here is closed.
+        Where units run (:mod:`deepglass.executors`; ``address``: a Ray
+        cluster); default in this process.  An executor passed in is left open.
     run : str, Path or RunDir, optional
         Run directory: finished units are written as they finish and skipped
         when the same call is repeated; at the end the tables, the best real
@@ -572,7 +487,7 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
         is refused unless ``force``.
     progress : callable, optional
         ``progress(done, total)`` over the units computed in this call (first
-        called with ``done=0``).
+        called with ``done=0``; :func:`deepglass.runner.run_experiment`).
     input_shape : sequence of int, optional
         Input shape (default: the model's ``default_input_shape``).
     batchnorm : {"fold", "ignore"}
@@ -599,6 +514,7 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     Returns
     -------
     NullComparison
+        Its ``info`` holds the counts of units and the timings.
 
     References
     ----------
@@ -617,18 +533,10 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
 
     t_start = time.perf_counter()
     nulls = parse_nulls(nulls)
-    _check_counts(replicas, null_instances, starts_per_null, replicas_per_unit, method)
-    if not 0 < alpha < 1:
-        raise DeepglassError(f"alpha must be in (0, 1), got {alpha}")
-    if init not in ("random", "paper"):
-        raise DeepglassError(f"init must be 'random' or 'paper', not {init!r}")
-    if "engine" in options:
-        from ..solve.engines import check_engine
-
-        check_engine(options["engine"], method)
-    if draws_per_unit is not None and (isinstance(draws_per_unit, bool) or not isinstance(
-            draws_per_unit, (int, np.integer)) or draws_per_unit < 1):
-        raise DeepglassError(f"draws_per_unit must be an integer >= 1, got {draws_per_unit!r}")
+    _check_args(replicas, null_instances, starts_per_null, replicas_per_unit, draws_per_unit,
+                method, init, alpha, options)
+    if not isinstance(executor, Executor):
+        get_executor(executor, address)   # a bad name or address: refused before tracing
     graph, module, shape = _prepare(model, input_shape, batchnorm)
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")
@@ -645,9 +553,9 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
         starts_per_null=starts_per_null, seed=seed, device=device, options=options,
         rules=graph.meta.get("rules"))
     _check_memory(graph, replicas, rpu, nulls, null_instances, starts_per_null)
-    rd = _open_run(run, config, force)
     ctx = _Context(graph=graph, model=module, input_shape=shape, batchnorm=batchnorm,
-                   method=method, init=init, seed=int(seed), device=device, options=dict(options))
+                   method=method, init=init, seed=int(seed), device=device,
+                   options=dict(options), null_gauges=run is not None)
     if draws_per_unit is None:
         draws_per_unit = 1
         if nulls and _draws_batched(ctx):
@@ -655,174 +563,34 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
 
             draws_per_unit = draws_per_batch(graph, starts_per_null, null_instances,
                                              device=device, n2="N2" in nulls)
-    units = plan_units(replicas, nulls, null_instances, starts_per_null, rpu, draws_per_unit)
-    done = rd.finished_units(UNIT_TABLE) if rd is not None else set()
-    todo = [u for u in units if u.id not in done]
-    ex = get_executor(executor, device=device)
-    results: dict[str, dict] = {}
-    compute = 0.0
-    if progress:
-        progress(0, len(todo))
-    t_loop = time.perf_counter()
-    writer = _UnitWriter(rd)
-    try:
-        for k, (unit, res) in enumerate(ex.map(run_unit, todo, shared=ctx), 1):
-            compute += res["compute_seconds"]
-            writer.write(unit.id, res)
-            # a null unit's gauge is stored, not kept: memory stays O(units) rows
-            results[unit.id] = res if unit.kind == "real" else {"rows": res["rows"]}
-            if progress:
-                progress(k, len(todo))
-    finally:
-        writer.close()  # waits for the units handed over: an interrupted run keeps them
-        if not isinstance(executor, Executor):
-            ex.close()
-    t_units = time.perf_counter()
-    store = writer.seconds
-    frames = []
-    for u in units:
-        if u.id in results:
-            frames.append(results[u.id]["rows"])
-        else:
-            frames.append(rd.read_unit(UNIT_TABLE, u.id))
-    runs = _tidy(pd.concat(frames, ignore_index=True), nulls)
-    stats = frustration_stats(runs)
-    gauge = _best_real_gauge(runs, results, rd)
-    out = NullComparison(runs=runs, stats=stats, gauge=gauge,
-                         verdict=frustration_verdict(stats, alpha), config=config, run=rd,
-                         info={"units": len(units), "computed": len(todo),
-                               "resumed": len(units) - len(todo), "nodes": graph.n_nodes,
-                               "edges": graph.n_edges, "compute_seconds": compute,
-                               "store_seconds": store, "setup_seconds": t_loop - t_start,
-                               "loop_seconds": t_units - t_loop,
-                               "draws_per_unit": int(draws_per_unit)})
-    if rd is not None:
-        write_frustration_run(rd, out)
+    exp = FrustrationExperiment(
+        context=ctx, configuration=config, nulls=nulls, alpha=alpha,
+        draws_per_unit=draws_per_unit,
+        plan=plan_units(replicas, nulls, null_instances, starts_per_null, rpu, draws_per_unit))
+    prepare = time.perf_counter() - t_start
+    out = run_experiment(exp, run=run, executor=executor, address=address, device=device,
+                         force=force, progress=progress)
+    out.info["setup_seconds"] += prepare
     out.info["wall_seconds"] = time.perf_counter() - t_start
     return out
 
 
-class _UnitWriter:
-    """Writes finished units to the run directory on one background thread, so
-    the next unit computes while the last one is stored (the in-process
-    executor keeps a core busy with the solver).  :meth:`close` waits for
-    every unit handed over; a failed write is raised at the next call."""
-
-    def __init__(self, run):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.run = run
-        self.seconds = 0.0
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="deepglass-store") if run else None
-        self._pending: list = []
-
-    def _write(self, uid: str, res: dict) -> None:
-        t0 = time.perf_counter()
-        self.run.write_unit(UNIT_TABLE, uid, res["rows"], arrays=_gauge_arrays(res))
-        self.seconds += time.perf_counter() - t0
-
-    def _check(self) -> None:
-        for f in [f for f in self._pending if f.done()]:
-            self._pending.remove(f)
-            f.result()  # re-raises a failed write
-
-    def write(self, uid: str, res: dict) -> None:
-        if self._pool is None:
-            return
-        self._check()
-        self._pending.append(self._pool.submit(self._write, uid, res))
-
-    def close(self) -> None:
-        if self._pool is None:
-            return
-        self._pool.shutdown(wait=True)
-        self._check()
-
-
-def _gauge_arrays(res: dict) -> dict:
-    return {"sigma": res["sigma"], "sigma_in": res["sigma_in"], "sigma_out": res["sigma_out"],
-            "energy": np.float64(res["energy"])}
-
-
-def _tidy(runs: pd.DataFrame, nulls: Sequence[str]) -> pd.DataFrame:
-    """Stable row order (real, then the nulls as given; instance; start) and dtypes."""
-    order = {k: i for i, k in enumerate(("real",) + tuple(nulls))}
-    runs = runs.assign(_o=runs["kind"].map(order)).sort_values(["_o", "instance", "start"],
-                                                                kind="stable")
-    runs = runs.drop(columns="_o").reset_index(drop=True)
-    return runs.astype({"kind": str, "unit": str, "instance": np.int64, "start": np.int64,
-                        "energy": np.float64, "local_min": bool, "sweeps": np.int64,
-                        "seconds": np.float64, "build_seconds": np.float64,
-                        "start_seed": np.int64})
-
-
-def _best_real_gauge(runs: pd.DataFrame, results: dict, rd) -> dict:
+def _best_real_gauge(runs: pd.DataFrame, stored) -> dict:
     real = runs[runs["kind"] == "real"]
-    uid = real.loc[real["energy"].idxmin(), "unit"]
-    if uid in results:
-        return _gauge_arrays(results[uid])
-    return rd.load_arrays(f"{KIND}/{UNIT_TABLE}/{uid}")
+    return stored.arrays(real.loc[real["energy"].idxmin(), "unit"])
 
 
-# ---------------------------------------------------------------------------------
-# run directory: tables, gauge, figure, report, summary
-def _fmt(x: float, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if abs(x) != 0 and abs(x) < 10 ** -digits:
-        return f"{x:.2e}"
-    return f"{x:.{digits}f}"
-
-
-def stats_markdown(stats: pd.DataFrame) -> str:
-    """The statistics table in Markdown."""
-    lines = ["| kind | n | mean | std | min | max | Welch t | p |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in stats.itertuples():
-        p = "-" if math.isnan(r.p) else f"{r.p:.3g}"
-        t = "-" if math.isnan(r.t) else f"{r.t:.2f}"
-        lines.append(f"| {r.kind} | {r.n} | {_fmt(r.mean)} | {_fmt(r.std)} | {_fmt(r.min)} | "
-                     f"{_fmt(r.max)} | {t} | {p} |")
-    return "\n".join(lines)
-
-
-def write_frustration_run(run, result: NullComparison) -> None:
+def write_frustration_run(run: RunDir, result: NullComparison) -> None:
     """Write the assembled tables, ``arrays/gauge_real.npz``,
-    ``figures/frustration.png``, the report section and the summary."""
+    ``figures/frustration.png``, the report section and the summary (from
+    ``result`` only: a resumed run rebuilds them all)."""
     from .figures import frustration_histograms
 
     run.write_table("frustration_runs", result.runs)
     run.write_table("frustration_stats", result.stats)
     g = result.gauge
     save_gauge(run, g["sigma"], g["sigma_in"], g["sigma_out"], g["energy"])
-    fig = frustration_histograms(result.runs, result.stats, title=str(result.config["model"]))
-    run.save_figure(fig, "frustration.png")
-    c = result.config
-    nulls = ", ".join(c["nulls"]) or "none"
-    opts = ", ".join(f"{k}={v}" for k, v in c["options"].items())
-    text = [
-        "## Frustration vs null models",
-        "",
-        f"Network `{c['model']}` ({c['nodes']:,} nodes, {c['edges']:,} edges, batch norm "
-        f"{c['batchnorm']}); solver `{c['method']}`{f' ({opts})' if opts else ''}, "
-        f"{c['init']} start gauges, seed {c['seed']}. Real weights: {c['replicas']} replicas. "
-        f"Null models: {nulls}"
-        + (f", {c['null_instances']} instances x {c['starts_per_null']} starts each."
-           if c["nulls"] else "."),
-        "Capture rules (SPEC §1b): " + (", ".join(f"{k}={v}" for k, v in
-                                                  c.get("rules", {}).items()) or "default") + ".",
-        "Real sample: the energy of every replica; null sample: per instance, the least "
-        "energy over its starts. Welch's t-test (unequal variances), two-sided.",
-        "",
-        stats_markdown(result.stats),
-        "",
-        f"Best real energy (delta): {result.gauge['energy']:.6f}; its gauge is in "
-        f"`arrays/{GAUGE_ARRAYS}.npz`. All replicas at local minima: "
-        f"{bool(result.runs['local_min'].all())}.",
-        "",
-        f"**Verdict.** {result.verdict}",
-        "",
-        "![frustration](figures/frustration.png)",
-    ]
-    run.write_report_section("\n".join(text))
+    ax = frustration_histograms(result.runs, result.stats, title=str(result.config["model"]))
+    run.save_figure(ax.figure, "frustration.png")
+    run.write_report_section(report_markdown(result, gauge_file=f"arrays/{GAUGE_ARRAYS}.npz"))
     run.update_summary(result.summary())
