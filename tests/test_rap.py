@@ -481,3 +481,29 @@ def test_transition_finder_crossing_spinodal_and_hysteresis():
     f3 = f_rand + np.minimum(ps - 0.45, 0.0)
     t3 = find_transitions(_synthetic(ps, f3, q_pol, f_rand)).iloc[0]
     assert t3.method == "merge" and (t3.p_c_lo, t3.p_c_hi) == pytest.approx((0.4, 0.5))
+
+
+def test_a_scan_into_an_instance_without_paths_ends_the_ordered_branch():
+    """W3 diluted to p3 = 1 leaves no active path: BP there is trivial (no
+    crash), and the ordered branch ends before it, at the spinodal that a grid
+    stopping short of the empty instance brackets too."""
+    from deepglass.rap.phase import PhaseConfig, scan_phase
+
+    empty = RAPModel(12, a=(0.5, 0.5), p=(0.0, 0.0, 1.0), seed=0)
+    assert empty.n_factors == 0
+    r = run_bp(empty, 1.5, start="polarized")
+    assert r.converged and r.q == 0.0
+
+    def spinodal(grid):
+        cfg = PhaseConfig(N=12, population=3, p_values=grid, betas=[1.5], a2s=[0.5],
+                          samples=1, mc_sweeps=0, seed=0)
+        res = scan_phase(cfg)
+        return res.transitions.iloc[0], res.points
+
+    t, pts = spinodal([0.0, 1.0])
+    assert set(pts[(pts.p == 1.0) & (pts.branch == "random")].status) == {"empty"}
+    ref, _ = spinodal([0.0, 0.8])
+    for tr in (t, ref):
+        assert tr.method == "branch-end" and tr.n_unconverged == 0
+        assert tr.p_sp_hi - tr.p_sp_lo <= 0.002
+    assert max(t.p_sp_lo, ref.p_sp_lo) <= min(t.p_sp_hi, ref.p_sp_hi)   # the same spinodal

@@ -258,9 +258,11 @@ class _Case:
             res = [self.ordered_at(f, p, prev_p[f.s] if prev_p[f.s] is not None else p,
                                    msgs[f.s], "grid") for f in self.fams]
             rnd = [rand[(f.s, p)] for f in self.fams]
-            conv = all(r.converged for r in res) and all(r is not None and r.converged
-                                                           for r in rnd)
-            alive = conv and all(self.alive(r) for r in res)
+            # an instance with no active path left has no ordered phase: the
+            # ordered branch has ended (there is nothing to converge)
+            empty = any(r is None for r in rnd)
+            conv = empty or (all(r.converged for r in res) and all(r.converged for r in rnd))
+            alive = conv and not empty and all(self.alive(r) for r in res)
             if not conv:
                 trans["n_unconverged"] += 1
                 for f in self.fams:
