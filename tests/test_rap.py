@@ -481,3 +481,66 @@ def test_transition_finder_crossing_spinodal_and_hysteresis():
     f3 = f_rand + np.minimum(ps - 0.45, 0.0)
     t3 = find_transitions(_synthetic(ps, f3, q_pol, f_rand)).iloc[0]
     assert t3.method == "merge" and (t3.p_c_lo, t3.p_c_hi) == pytest.approx((0.4, 0.5))
+
+
+def test_a_scan_into_an_instance_without_paths_ends_the_ordered_branch():
+    """W3 diluted to p3 = 1 leaves no active path: BP there is trivial (no
+    crash), and the ordered branch ends before it, at the spinodal that a grid
+    stopping short of the empty instance brackets too."""
+    from deepglass.rap.phase import PhaseConfig, scan_phase
+
+    empty = RAPModel(12, a=(0.5, 0.5), p=(0.0, 0.0, 1.0), seed=0)
+    assert empty.n_factors == 0
+    r = run_bp(empty, 1.5, start="polarized")
+    assert r.converged and r.q == 0.0
+
+    def spinodal(grid):
+        cfg = PhaseConfig(N=12, population=3, p_values=grid, betas=[1.5], a2s=[0.5],
+                          samples=1, mc_sweeps=0, seed=0)
+        res = scan_phase(cfg)
+        return res.transitions.iloc[0], res.points
+
+    t, pts = spinodal([0.0, 1.0])
+    assert set(pts[(pts.p == 1.0) & (pts.branch == "random")].status) == {"empty"}
+    ref, _ = spinodal([0.0, 0.8])
+    for tr in (t, ref):
+        assert tr.method == "branch-end" and tr.n_unconverged == 0
+        assert tr.p_sp_hi - tr.p_sp_lo <= 0.002
+    assert max(t.p_sp_lo, ref.p_sp_lo) <= min(t.p_sp_hi, ref.p_sp_hi)   # the same spinodal
+
+
+def test_figures_draw_on_the_given_axes_and_leave_matplotlib_alone():
+    import os
+    import subprocess
+    import sys
+
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from deepglass.rap.figures import plot_pc, plot_phase, plot_stability
+    from deepglass.rap.phase import aggregate_points
+
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    code = ("import deepglass.rap.figures, matplotlib; "
+            "print(matplotlib.rcParams._get_backend_or_none())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "None", out.stderr          # importing chose no backend
+    ps = np.linspace(0.0, 1.0, 11)
+    q = np.where(ps <= 0.75, 0.8, 0.0)
+    pts = _synthetic(ps, np.where(q > 0, -ps + (ps - 0.5), -ps), q, -ps)
+    summary, trans = aggregate_points(pts), find_transitions(pts)
+    n_open = len(plt.get_fignums())
+    fig = Figure()
+    ax = fig.subplots()
+    assert plot_pc(trans, 1, ax=ax) is fig and len(ax.lines) >= 2     # p_c and spinodal
+    axes = Figure().subplots(2, 2)
+    phase = plot_phase(summary, trans.iloc[0].to_dict(), None, 1.0, 0.5, 1, axes=axes)
+    assert phase is axes[0, 0].figure and not axes[0, 0].axison    # no degrees: panel (a) off
+    # panel (c): f(polarized) - f(random) at every grid point, zero from the spinodal on
+    y = axes[1, 0].lines[0].get_ydata()
+    assert np.allclose(y, np.where(q > 0, ps - 0.5, 0.0))
+    scan = pd.DataFrame({"solver": "bp", "start": "random", "beta": [0.5, 1.0],
+                         "energy": [-0.4, -0.7], "entropy": [0.5, 0.3], "converged": [True, False],
+                         "residual": [1e-8, 0.2], "status": ["converged", "slow"]})
+    assert isinstance(plot_stability(scan), Figure)
+    assert len(plt.get_fignums()) == n_open                          # no pyplot figure left open

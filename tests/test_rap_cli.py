@@ -146,3 +146,79 @@ def test_anneal_cli_fig5(cli, tmp_path):
     code, _, err = cli(["rap", "anneal", "--N", "10", "--start", "sideways", "--out",
                         str(tmp_path / "x")])
     assert code == 2 and err.strip().startswith("error:") and "--start" in err
+
+
+# -- the runs on the one runner: Ray gives the in-process tables ----------------------------
+def _same_tables(dir_a, dir_b, names):
+    for name in names:
+        a, b = pd.read_parquet(dir_a / f"{name}.parquet"), pd.read_parquet(dir_b / f"{name}.parquet")
+        drop = [c for c in ("seconds",) if c in a]            # wall-clock times differ
+        pd.testing.assert_frame_equal(a.drop(columns=drop), b.drop(columns=drop))
+
+
+def test_phase_on_ray_gives_the_in_process_tables(cli, ray_executor, tmp_path):
+    argv = ["rap", "phase", "--N", "12", "--p-min", "0.2", "--p-max", "0.9", "--n-points", "3",
+            "--beta", "0.8", "--beta", "1.5", "--a2", "0.5", "--a2", "0.7", "--samples", "2",
+            "--mc-sweeps", "0", "--max-iter", "400", "--json"]
+    code, out_local, _ = cli(argv + ["--out", str(tmp_path / "local")])
+    assert code == 0
+    code, out_ray, _ = cli(argv + ["--executor", "ray", "--out", str(tmp_path / "ray")])
+    assert code == 0
+    _same_tables(tmp_path / "local", tmp_path / "ray", ("points", "summary", "transitions",
+                                                         "degrees"))
+    assert len(list((tmp_path / "ray" / "units" / "rap-phase" / "points").glob("*.parquet"))) == 4
+    assert json.loads(out_local)["transitions"] == json.loads(out_ray)["transitions"]
+
+
+def test_anneal_on_ray_gives_the_in_process_tables(cli, ray_executor, tmp_path):
+    argv = ["rap", "anneal", "--N", "14", "--p1", "0.5", "--sweeps", "1", "--sweeps", "3",
+            "--repeats", "2", "--n-temps", "4", "--scan-points", "3", "--mc-sweeps", "8",
+            "--max-iter", "200", "--json"]
+    assert cli(argv + ["--out", str(tmp_path / "local")])[0] == 0
+    assert cli(argv + ["--executor", "ray", "--out", str(tmp_path / "ray")])[0] == 0
+    _same_tables(tmp_path / "local", tmp_path / "ray", ("annealing", "annealing_traces",
+                                                         "temperature_scan", "annealing_summary"))
+
+
+def test_student_on_ray_gives_the_in_process_tables(cli, ray_executor, tmp_path):
+    argv = ["rap", "student", "--N", "6", "--trials", "2", "--epochs", "1", "--n-train", "32",
+            "--n-test", "32", "--json"]
+    assert cli(argv + ["--out", str(tmp_path / "local")])[0] == 0
+    assert cli(argv + ["--executor", "ray", "--out", str(tmp_path / "ray")])[0] == 0
+    _same_tables(tmp_path / "local", tmp_path / "ray", ("activations",))
+
+
+def test_runs_are_their_parts_and_resume(tmp_path):
+    """The one-call runs give the numbers of the functions they are made of
+    (the units carry the seeds those use), and a second call on the same run
+    directory computes nothing."""
+    from deepglass.rap import AnnealConfig, anneal_study, student_study
+    from deepglass.rap.stability import bp_temperature_scan, cooling_study, cooling_table
+    from deepglass.rap.student import student_activations
+
+    cfg = AnnealConfig(N=14, p=[0.5, 0.0, 0.0], sweeps=[1, 3], repeats=2, n_temps=4,
+                       scan_points=3, mc_sweeps=8, max_iter=200, seed=4)
+    res = anneal_study(cfg, run=tmp_path / "fig5")
+    m = cfg.model()
+    finals, traces = cooling_study(m, [1, 3], beta_start=0.1, beta_end=3.0, n_temps=4,
+                                   repeats=2, seed=4)
+    scan = bp_temperature_scan(m, np.linspace(0.1, 3.0, 3), max_iter=200, mc_sweeps=8, seed=4)
+    pd.testing.assert_frame_equal(res.annealing.drop(columns="seconds"),
+                                  finals.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(res.annealing_traces, traces)
+    pd.testing.assert_frame_equal(res.temperature_scan, scan)
+    pd.testing.assert_frame_equal(res.annealing_summary, cooling_table(finals))
+    assert res.headline()["ground_energy"] == pytest.approx(-m.alpha)
+    unit_files = list((tmp_path / "fig5" / "units").rglob("*.parquet"))
+    assert len(unit_files) == 2 * 2 * 3 + 3 * 2            # (units, annealing, traces), (units, scan)
+    mtimes = {p: p.stat().st_mtime_ns for p in unit_files}
+    again = anneal_study(cfg, run=tmp_path / "fig5")
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    pd.testing.assert_frame_equal(again.temperature_scan, res.temperature_scan)
+    assert (tmp_path / "fig5" / "figures" / "stability.png").exists()
+    units = pd.read_parquet(next((tmp_path / "fig5" / "units").glob("*/units")) / "a00003_r001.parquet")
+    assert units.seed.tolist() == [4 + 1000 * 1 + 3]          # the seed cooling_study uses
+    st = student_study(N=6, trials=2, epochs=1, n_train=32, n_test=32, seed=2)
+    ref = student_activations(N=6, trials=2, epochs=1, n_train=32, n_test=32, seed=2)
+    pd.testing.assert_frame_equal(st.activations.drop(columns="seconds"),
+                                  ref.drop(columns="seconds"))

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import ExitStack
 from typing import List, Optional
 
-import numpy as np
 import typer
 
 from ..errors import DeepglassError
-from ..store import markdown_table
-from .common import print_json, print_kv, progress
+from ..store import check_out_dir
+from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, OUT_OPTION, print_json,
+                     print_kv, resume_hint, unit_progress)
 
 rap_app = typer.Typer(name="rap", help="Random active path model: BP, Monte Carlo, phase diagram.",
                       no_args_is_help=True, add_completion=False)
@@ -147,49 +148,6 @@ def mc_cmd(
 
 
 # -- phase -------------------------------------------------------------------
-def _phase_report(cfg, res, fig_names) -> str:
-    t = res.transitions
-    lines = [
-        "# RAP model: phase diagram under dilution",
-        "",
-        f"Network {cfg.N}-{cfg.N}-{cfg.N}-1, diluted population W{cfg.population}, "
-        f"p in [{min(cfg.p_values):g}, {max(cfg.p_values):g}] ({len(cfg.p_values)} values), "
-        f"a1 = {cfg.a1:g}, a2 in {cfg.a2s}, beta in {cfg.betas}, other dilutions "
-        f"{[v for i, v in enumerate(cfg.p_fixed) if i != cfg.population - 1]}, "
-        f"{cfg.samples} disorder sample(s) per point, {cfg.construction} construction, seed {cfg.seed}.",
-        "",
-        "BP (replica symmetric), each branch followed by continuation along one disorder "
-        "realization per sample (coupled instances; each point starts from its neighbour's "
-        f"fixed point): from a random start of amplitude {cfg.init_scale:g} at the largest p "
-        "downwards (paramagnetic branch) and from the polarized start at the smallest p upwards "
-        f"(spin-glass branch); damping {cfg.damping}, tol {cfg.tol:g}, at most {cfg.max_iter} "
-        f"iterations; grid {cfg.scale} in {'log(1 - p)' if cfg.scale == 'log1m' else 'p'}, "
-        f"bisection to a bracket of {cfg.bracket_tol:g}. "
-        + (f"Monte Carlo: {cfg.mc_method}, quench from a random start, {cfg.mc_sweeps} sweeps "
-           "(half discarded); error bars are standard errors over disorder samples."
-           if cfg.mc_sweeps else "No Monte Carlo."),
-        "",
-        "## Transition points",
-        "",
-        "p_c: the sample-mean free energies of the two BP branches cross between p_c_lo and "
-        "p_c_hi (method `crossing`, located by bisection between converged points), or the "
-        "ordered branch is the lower one until it ends there (`branch-end`); p_spinodal: end "
-        "of the ordered branch (bisected too); hysteresis: where the two branches are "
-        "different fixed points (`low_censored`: down to the scan minimum).",
-        "",
-        markdown_table(t) if len(t) else "(no transition table)",
-        "",
-        "## Figures",
-        "",
-    ] + [f"![{n}](figures/{n})" for n in fig_names] + [
-        "",
-        "Tables: `points.parquet` (one row per instance and solver), `summary.parquet` "
-        "(sample means), `transitions.parquet`, `degrees.parquet`.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 @rap_app.command("phase")
 def phase_cmd(
     N: int = _N,
@@ -214,18 +172,15 @@ def phase_cmd(
                                  "stall stop earlier)."),
     init_scale: float = typer.Option(0.1, "--init-scale", help="Random-start amplitude."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
-    out: str = typer.Option(..., "--out", help="Run directory (resumable)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a different run in --out."),
+    executor: str = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
+    out: Optional[str] = OUT_OPTION, force: bool = FORCE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout."),
 ):
     """Phase diagram: scan the dilution of one population (paper Figs. 3-4)."""
-    from ..rap.figures import plot_pc, plot_phase
-    from ..rap.phase import PhaseConfig, scan_phase
-    from ..store import RunDir
+    from ..rap.phase import PhaseConfig, p_grid, scan_phase
 
-    from ..store import check_out_dir
-
-    check_out_dir(out)
+    if out is not None:
+        check_out_dir(out)
     if n_points < 2:
         raise DeepglassError(f"--n-points must be >= 2, got {n_points}")
     for name, v in (("--p-min", p_min), ("--p-max", p_max), ("--p-other", p_fixed)):
@@ -233,51 +188,21 @@ def phase_cmd(
             raise DeepglassError(f"{name} must be a probability in [0, 1], got {v}")
     if p_max <= p_min:
         raise DeepglassError(f"--p-max ({p_max}) must exceed --p-min ({p_min})")
-    from ..rap.phase import p_grid
-
     cfg = PhaseConfig(N=N, population=population, scale=scale, bracket_tol=bracket_tol,
                       p_values=p_grid(p_min, p_max, n_points, scale),
                       betas=list(beta), a1=a1, a2s=list(a2), p_fixed=[p_fixed] * 3,
-                      samples=samples, construction=construction, seed=seed, damping=_damping(damping),
-                      max_iter=max_iter, init_scale=init_scale, mc_sweeps=mc_sweeps,
-                      mc_method=mc_method, max_memory_gb=max_memory_gb)
-    cfg.validate()
-    run = RunDir(out, cfg.to_dict(), kind="rap-phase", force=force)
-    total = len(cfg.betas) * len(cfg.a2s)
-    with progress("RAP phase diagram", total, enabled=not as_json) as advance:
-        res = scan_phase(cfg, run=run, advance=advance)
-    run.write_table("points", res.points)
-    run.write_table("summary", res.summary)
-    run.write_table("transitions", res.transitions)
-    if len(res.degrees):
-        run.write_table("degrees", res.degrees)
-    import matplotlib.pyplot as plt
-
-    figs = []
-    trans = {(r["beta"], r["a2"]): r for r in res.transitions.to_dict("records")}
-    for b in cfg.betas:
-        for av in cfg.a2s:
-            fig = plot_phase(res.summary, trans.get((b, av)), res.degrees, b, av,
-                             cfg.population, cfg.q_threshold, cfg.scale)
-            name = f"phase_beta{b:g}_a2{av:g}.png"
-            run.save_figure(fig, name)
-            plt.close(fig)
-            figs.append(name)
-    if len(res.transitions) and "p_c" in res.transitions:
-        fig = plot_pc(res.transitions, cfg.population, cfg.scale)
-        run.save_figure(fig, "pc.png")
-        plt.close(fig)
-        figs.append("pc.png")
-    run.write_text("report.md", _phase_report(cfg, res, figs))
-    summary = {"kind": "rap-phase", "N": cfg.N, "population": cfg.population,
-               "points": int(len(res.points)), "seconds": res.seconds,
-               "transitions": res.transitions.replace({np.nan: None}).to_dict("records")}
-    run.write_json("summary.json", summary)
+                      samples=samples, construction=construction, seed=seed,
+                      damping=_damping(damping), max_iter=max_iter, init_scale=init_scale,
+                      mc_sweeps=mc_sweeps, mc_method=mc_method, max_memory_gb=max_memory_gb)
+    with ExitStack() as stack, resume_hint(out):
+        res = scan_phase(cfg, run=out, executor=executor, address=address, force=force,
+                         progress=unit_progress(stack, "RAP phase diagram", not as_json))
     if as_json:
-        print_json(json.loads(json.dumps(summary, default=str)))
+        print_json(json.loads(json.dumps(res.headline(), default=str)))
     else:
         typer.echo(res.transitions.to_string(index=False))
-        typer.echo(f"wrote {run.path}")
+        if out is not None:
+            typer.echo(f"wrote {out}")
 
 
 # -- anneal (Fig. 5) ---------------------------------------------------------
@@ -303,83 +228,37 @@ def anneal_cmd(
     mc_sweeps: int = typer.Option(500, "--mc-sweeps", help="MC quench sweeps per grid beta (0: none)."),
     method: str = typer.Option("metropolis", "--method", help="metropolis or heatbath."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
-    out: str = typer.Option(..., "--out", help="Run directory."),
-    force: bool = typer.Option(False, "--force"),
+    executor: str = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
+    out: Optional[str] = OUT_OPTION, force: bool = FORCE_OPTION,
     as_json: bool = _JSON,
 ):
     """Fig. 5: annealing energy against cooling rate (vs the ground state) and BP
     stability against beta from the polarized and a random start."""
-    import matplotlib.pyplot as plt
+    from ..rap.stability import STARTS, AnnealConfig, anneal_study
 
-    from ..rap.figures import plot_stability
-    from ..rap.mc import beta_schedule
-    from ..rap.stability import STARTS, bp_temperature_scan, cooling_study, cooling_table
-    from ..store import RunDir
-
-    from ..store import check_out_dir
-
-    check_out_dir(out)
+    if out is not None:
+        check_out_dir(out)
     if any(s not in STARTS for s in starts):
         raise DeepglassError(f"--start must be polarized or random, got {starts}")
     if scan_points < 2:
         raise DeepglassError(f"--scan-points must be >= 2, got {scan_points}")
-    betas_grid = beta_schedule(beta_start, scan_beta_max if scan_beta_max is not None
-                               else beta_end, scan_points, "linear")
-    beta_schedule(beta_start, beta_end, n_temps, schedule)      # validate
     if min(sweeps) < 1 or repeats < 1:
         raise DeepglassError("--sweeps and --repeats must be >= 1")
-    model = _model(N, a1, a2, p1, p2, p3, construction, seed, max_memory_gb)
-    if model.n_factors == 0:
-        raise DeepglassError("the instance has no active path (increase N or the probabilities)")
-    cfg = {"N": N, "a1": a1, "a2": a2, "p": [p1, p2, p3], "sweeps": list(sweeps),
-           "beta_start": beta_start, "beta_end": beta_end, "n_temps": n_temps,
-           "schedule": schedule, "repeats": repeats, "scan_points": scan_points,
-           "mc_sweeps": mc_sweeps, "method": method, "construction": construction,
-           "seed": seed, "scan_beta_max": scan_beta_max, "starts": list(starts),
-           "max_iter": max_iter}
-    run = RunDir(out, cfg, kind="rap-anneal", force=force)
-    total = len(sweeps) * repeats + len(betas_grid)
-    with progress("RAP annealing", total, enabled=not as_json) as advance:
-        finals, traces = cooling_study(model, sweeps, beta_start=beta_start, beta_end=beta_end,
-                                       n_temps=n_temps, schedule=schedule, repeats=repeats,
-                                       method=method, seed=seed, advance=advance)
-        scan = bp_temperature_scan(model, betas_grid, starts=starts, max_iter=max_iter,
-                                   mc_sweeps=mc_sweeps, mc_method=method, seed=seed,
-                                   advance=advance)
-    run.write_table("annealing", finals)
-    run.write_table("annealing_traces", traces)
-    run.write_table("temperature_scan", scan)
-    fig = plot_stability(scan, finals, traces)
-    run.save_figure(fig, "stability.png")
-    plt.close(fig)
-    g = cooling_table(finals)
-    run.write_table("annealing_summary", g)
-    bp = scan[scan.solver == "bp"]
-    first_bad = {}
-    for st, d in bp.groupby("start"):
-        bad = d[~d.converged.astype(bool)]
-        first_bad[st] = float(bad.beta.min()) if len(bad) else None
-    summary = {"kind": "rap-anneal", **model.summary(), "ground_energy": -model.alpha,
-               "final_energy_by_sweeps": g.to_dict("records"),
-               "bp_first_unconverged_beta": first_bad}
-    run.write_json("summary.json", summary)
-    run.write_text("report.md", "\n".join([
-        "# RAP model: annealing and BP stability", "",
-        f"Instance: {json.dumps(model.summary())}", "",
-        f"Annealing: {schedule} schedule, beta {beta_start:g} -> {beta_end:g}, {n_temps} "
-        f"temperatures, {repeats} runs per rate ({method}).", "",
-        markdown_table(g), "",
-        "BP against beta from each start (status: converged; stalled = the residual does not "
-        "fall, oscillating or not, even at the largest damping; slow = still falling at the "
-        f"iteration limit {max_iter}):", "",
-        markdown_table(bp[["start", "beta", "energy", "entropy", "free_energy", "q", "status",
-                      "oscillating", "iterations", "residual", "damping"]]), "",
-        "![stability](figures/stability.png)", ""]))
+    cfg = AnnealConfig(N=N, a1=a1, a2=a2, p=[p1, p2, p3], sweeps=list(sweeps),
+                       beta_start=beta_start, beta_end=beta_end, n_temps=n_temps,
+                       schedule=schedule, repeats=repeats, scan_points=scan_points,
+                       scan_beta_max=scan_beta_max, starts=list(starts), max_iter=max_iter,
+                       mc_sweeps=mc_sweeps, method=method, construction=construction,
+                       seed=seed, max_memory_gb=max_memory_gb)
+    with ExitStack() as stack, resume_hint(out):
+        res = anneal_study(cfg, run=out, executor=executor, address=address, force=force,
+                           progress=unit_progress(stack, "RAP annealing", not as_json))
     if as_json:
-        print_json(json.loads(json.dumps(summary, default=str)))
+        print_json(json.loads(json.dumps(res.headline(), default=str)))
     else:
-        typer.echo(g.to_string(index=False))
-        typer.echo(f"wrote {run.path}")
+        typer.echo(res.annealing_summary.to_string(index=False))
+        if out is not None:
+            typer.echo(f"wrote {out}")
 
 
 # -- student (Fig. 2) ----------------------------------------------------------
@@ -393,43 +272,25 @@ def student_cmd(
     lr: float = typer.Option(1e-3, "--lr"),
     loss: str = typer.Option("abs", "--loss", help="abs (paper), hinge or mse."),
     seed: int = _SEED,
-    out: Optional[str] = typer.Option(None, "--out", help="Run directory (optional)."),
-    force: bool = typer.Option(False, "--force"),
+    executor: str = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
+    out: Optional[str] = OUT_OPTION, force: bool = FORCE_OPTION,
     as_json: bool = _JSON,
 ):
     """Activation probabilities of a ReLU student trained on a teacher's labels (Fig. 2)."""
-    from ..rap.student import student_activations
+    from ..rap.student import student_study
 
     if out is not None:
-        from ..store import check_out_dir
-
         check_out_dir(out)
-    df = student_activations(N=N, n_train=n_train, n_test=n_test, epochs=epochs,
-                             trials=trials, lr=lr, loss=loss, seed=seed)
-    summary = {"N": N, "trials": trials, "a1_median": float(df.a1.median()),
-               "a2_median": float(df.a2.median()), "a1_std": float(df.a1.std(ddof=1)) if trials > 1 else 0.0,
-               "a2_std": float(df.a2.std(ddof=1)) if trials > 1 else 0.0,
-               "test_error_mean": float(df.test_error.mean())}
-    if out is not None:
-        import matplotlib.pyplot as plt
-
-        from ..rap.figures import plot_student
-        from ..store import RunDir
-
-        run = RunDir(out, {"N": N, "trials": trials, "epochs": epochs, "n_train": n_train,
-                           "n_test": n_test, "lr": lr, "loss": loss, "seed": seed},
-                     kind="rap-student", force=force)
-        run.write_table("activations", df)
-        fig = plot_student(df)
-        run.save_figure(fig, "activations.png")
-        plt.close(fig)
-        run.write_json("summary.json", summary)
-        run.write_text("report.md", "# Activation probabilities of a trained ReLU student\n\n"
-                       + markdown_table(df) + "\n\n![activations](figures/activations.png)\n")
+    with ExitStack() as stack, resume_hint(out):
+        res = student_study(N=N, n_train=n_train, n_test=n_test, epochs=epochs, trials=trials,
+                            lr=lr, loss=loss, seed=seed, run=out, executor=executor,
+                            address=address, force=force,
+                            progress=unit_progress(stack, "RAP student", not as_json))
+    summary = res.headline()
     if as_json:
         print_json(summary)
     else:
-        typer.echo(df.to_string(index=False))
+        typer.echo(res.activations.to_string(index=False))
         typer.echo(f"median a1 = {summary['a1_median']:.3f}, a2 = {summary['a2_median']:.3f}")
 
 

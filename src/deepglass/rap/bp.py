@@ -147,7 +147,9 @@ def _factor_messages(m: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def _fields(model: RAPModel, u: np.ndarray) -> np.ndarray:
     """Full fields ``H_i = sum_{b in i} u_{b->i}`` (segment sum over edges)."""
-    return np.bincount(model.factors.ravel(), weights=u.ravel(), minlength=model.n_weights)
+    # float64 also for an instance without factors (bincount of nothing is int64)
+    return np.bincount(model.factors.ravel(), weights=u.ravel(),
+                       minlength=model.n_weights).astype(np.float64, copy=False)
 
 
 def bethe_observables(model: RAPModel, beta: float, m_cav: np.ndarray) -> dict:

@@ -1,19 +1,38 @@
-"""Figures in the style of paper 001 (Figs. 2-5), drawn with matplotlib (Agg)."""
+"""Figures in the style of paper 001 (Figs. 2-5).
+
+Every panel is a function of its data that draws on ``ax=`` (a new figure when
+none is given) and returns the figure it drew on; the multi-panel figures
+(:func:`plot_phase`, :func:`plot_stability`) take ``axes=`` the same way.  New
+figures are plain :class:`matplotlib.figure.Figure` objects (no pyplot state:
+nothing to close, no backend chosen), saved with ``fig.savefig``.
+"""
 
 from __future__ import annotations
 
 import math
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-__all__ = ["plot_phase", "plot_pc", "plot_student", "plot_stability", "plot_degrees"]
+__all__ = ["plot_phase", "plot_pc", "plot_student", "plot_stability", "plot_degrees",
+           "plot_energy", "plot_free_energy_gap", "plot_overlap", "plot_annealing",
+           "plot_bp_temperature", "plot_bp_residual"]
 
 _POP_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
+_START_STYLE = {"polarized": ("tab:red", "o"), "random": ("tab:blue", "s")}
+
+
+def _figure(figsize, nrows: int = 1, ncols: int = 1):
+    """A new pyplot-free figure and its axes (``squeeze`` as in ``plt.subplots``)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols)
+
+
+def _axes(ax, figsize):
+    """``ax``, or the single axes of a new figure of ``figsize``."""
+    return ax if ax is not None else _figure(figsize)[1]
 
 
 def _log1m_axis(ax, lo: float, hi: float, axis: str = "x") -> None:
@@ -31,12 +50,22 @@ def _log1m_axis(ax, lo: float, hi: float, axis: str = "x") -> None:
         set_ticks(ticks, [f"{t:.6g}" for t in ticks])
 
 
-def plot_degrees(ax, degrees: pd.DataFrame, title: str = "") -> None:
+def _branches(summary: pd.DataFrame, beta: float, a2: float):
+    """Rows of one ``(beta, a2)``: BP random branch, BP polarized branch, MC."""
+    s = summary[(summary.beta == beta) & (summary.a2 == a2)]
+    r = s[(s.solver == "bp") & (s.branch == "random")].sort_values("p")
+    o = s[(s.solver == "bp") & (s.branch == "polarized")].sort_values("p")
+    return r, o, s[s.solver == "mc"].sort_values("p")
+
+
+# -- phase diagram (Figs. 3-4) -----------------------------------------------------------
+def plot_degrees(degrees: pd.DataFrame, title: str = "", *, ax=None):
     """Degree distribution per weight population (paper Fig. 3a).
 
     Log-spaced bins shared by the populations; the y axis is the fraction of all
     weights of the instance per bin, so the three peaks have their true weights.
     """
+    ax = _axes(ax, (5.5, 4))
     dmax = max(int(degrees["degree"].max()), 1)
     edges = np.unique(np.round(np.geomspace(1, dmax + 1, 50)).astype(int))
     if edges.size < 2:
@@ -54,39 +83,23 @@ def plot_degrees(ax, degrees: pd.DataFrame, title: str = "") -> None:
     ax.set_ylabel("fraction of weights per bin")
     ax.set_title(title or "degree distribution")
     ax.legend(fontsize=8)
+    return ax.figure
 
 
-def plot_phase(summary: pd.DataFrame, transition: dict | None, degrees: pd.DataFrame | None,
-               beta: float, a2: float, population: int, q_threshold: float = 0.05,
-               scale: str = "linear"):
-    """Energy, entropy, free-energy difference and overlap against dilution (Figs. 3a-c).
-
-    ``scale="log1m"`` draws the dilution axes in ``-log(1 - p)``.
-    """
-    s = summary[(summary.beta == beta) & (summary.a2 == a2)]
-    r = s[(s.solver == "bp") & (s.branch == "random")].sort_values("p")
-    o = s[(s.solver == "bp") & (s.branch == "polarized")].sort_values("p")
-    mc = s[s.solver == "mc"].sort_values("p")
+def plot_energy(summary: pd.DataFrame, beta: float, a2: float, population: int,
+                q_threshold: float = 0.05, p_c: float = math.nan, *, ax=None):
+    """Energy per weight of the two BP branches and the MC quenches against
+    dilution, the entropy in an inset (paper Fig. 3b)."""
+    ax = _axes(ax, (5.5, 4))
+    r, o, mc = _branches(summary, beta, a2)
     oo = o[o.q > q_threshold]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    ax = axes[0, 0]
-    if degrees is not None and len(degrees):
-        d = degrees[(degrees.a2 == a2)]
-        p0 = d.p.min()
-        plot_degrees(ax, d[(d.p == p0) & (d["sample"] == d["sample"].min())],
-                     f"(a) degree distribution, p{population} = {p0:g}")
-    else:
-        ax.set_axis_off()
-    pc = transition.get("p_c", math.nan) if transition else math.nan
-    # (b) energy + entropy inset
-    ax = axes[0, 1]
     ax.plot(r.p, r.energy, "--", color="gray", label="BP random start (paramagnet)")
     ax.plot(oo.p, oo.energy, "-", color="tab:red", label="BP polarized start (spin glass)")
     if len(mc):
         ax.errorbar(mc.p, mc.energy, yerr=mc.energy_sem, fmt="o", ms=3, color="k",
                     capsize=2, label="MC quench")
-    if math.isfinite(pc):
-        ax.axvline(pc, color="tab:purple", lw=0.8, ls=":", label=f"p_c = {pc:.3f}")
+    if math.isfinite(p_c):
+        ax.axvline(p_c, color="tab:purple", lw=0.8, ls=":", label=f"p_c = {p_c:.3f}")
     ax.set_xlabel(f"dilution p{population}")
     ax.set_ylabel("energy per weight")
     ax.set_title(f"(b) energy, beta = {beta:g}, a2 = {a2:g}")
@@ -96,16 +109,25 @@ def plot_phase(summary: pd.DataFrame, transition: dict | None, degrees: pd.DataF
     ins.plot(oo.p, oo.entropy, "-", color="tab:red")
     ins.set_title("entropy", fontsize=7)
     ins.tick_params(labelsize=6)
-    # (c) free energy difference
-    ax = axes[1, 0]
+    return ax.figure
+
+
+def plot_free_energy_gap(summary: pd.DataFrame, beta: float, a2: float, population: int,
+                         transition: dict | None = None, *, ax=None):
+    """``f(polarized) - f(random)`` against dilution with ``p_c``, the spinodal
+    and the coexistence window of ``transition`` (a transitions row; Fig. 3c)."""
+    ax = _axes(ax, (5.5, 4))
+    r, o, _ = _branches(summary, beta, a2)
     j = pd.merge(o[["p", "free_energy", "q"]], r[["p", "free_energy"]], on="p",
                  suffixes=("_pol", "_rand"))
     ax.plot(j.p, j.free_energy_pol - j.free_energy_rand, "o-", ms=3, color="tab:red")
     ax.axhline(0, color="k", lw=0.6)
     if transition:
-        lo, hi = transition.get("hysteresis_low", math.nan), transition.get("hysteresis_high", math.nan)
+        lo = transition.get("hysteresis_low", math.nan)
+        hi = transition.get("hysteresis_high", math.nan)
         if math.isfinite(lo) and math.isfinite(hi):
             ax.axvspan(lo, hi, color="tab:orange", alpha=0.15, label="coexistence (hysteresis)")
+        pc = transition.get("p_c", math.nan)
         if math.isfinite(pc):
             ax.axvline(pc, color="tab:purple", lw=0.8, ls=":", label="p_c")
         sp = transition.get("p_spinodal", math.nan)
@@ -115,8 +137,13 @@ def plot_phase(summary: pd.DataFrame, transition: dict | None, degrees: pd.DataF
     ax.set_xlabel(f"dilution p{population}")
     ax.set_ylabel("f(polarized) - f(random)")
     ax.set_title("(c) free-energy difference of the BP branches")
-    # (d) overlap
-    ax = axes[1, 1]
+    return ax.figure
+
+
+def plot_overlap(summary: pd.DataFrame, beta: float, a2: float, population: int, *, ax=None):
+    """Overlap ``q`` of the two BP branches and of the MC quenches (Fig. 3d)."""
+    ax = _axes(ax, (5.5, 4))
+    r, o, mc = _branches(summary, beta, a2)
     ax.plot(r.p, r.q, "--", color="gray", label="BP random start")
     ax.plot(o.p, o.q, "-", color="tab:red", label="BP polarized start")
     if len(mc):
@@ -126,23 +153,50 @@ def plot_phase(summary: pd.DataFrame, transition: dict | None, degrees: pd.DataF
     ax.set_ylabel("q")
     ax.set_title("(d) overlap")
     ax.legend(fontsize=7)
+    return ax.figure
+
+
+def plot_phase(summary: pd.DataFrame, transition: dict | None, degrees: pd.DataFrame | None,
+               beta: float, a2: float, population: int, q_threshold: float = 0.05,
+               scale: str = "linear", *, axes=None):
+    """Figs. 3a-d for one ``(beta, a2)``: degree distribution, energy (entropy
+    inset), free-energy difference and overlap against dilution.
+
+    ``axes``: a 2 x 2 array of axes (default: a new 11 x 8 inch figure).
+    ``scale="log1m"`` draws the dilution axes in ``-log(1 - p)``.
+    """
+    new = axes is None
+    if new:
+        axes = _figure((11, 8), 2, 2)[1]
+    if degrees is not None and len(degrees):
+        d = degrees[(degrees.a2 == a2)]
+        p0 = d.p.min()
+        plot_degrees(d[(d.p == p0) & (d["sample"] == d["sample"].min())],
+                     f"(a) degree distribution, p{population} = {p0:g}", ax=axes[0, 0])
+    else:
+        axes[0, 0].set_axis_off()
+    pc = transition.get("p_c", math.nan) if transition else math.nan
+    plot_energy(summary, beta, a2, population, q_threshold, pc, ax=axes[0, 1])
+    plot_free_energy_gap(summary, beta, a2, population, transition, ax=axes[1, 0])
+    plot_overlap(summary, beta, a2, population, ax=axes[1, 1])
+    s = summary[(summary.beta == beta) & (summary.a2 == a2)]
     if scale == "log1m" and len(s):
         for ax in (axes[0, 1], axes[1, 0], axes[1, 1]):
             _log1m_axis(ax, float(s.p.min()), float(s.p.max()))
-    fig.tight_layout()
+    fig = axes[0, 0].figure
+    if new:
+        fig.tight_layout()
     return fig
 
 
-def plot_pc(transitions: pd.DataFrame, population: int, scale: str = "linear", ax=None):
+def plot_pc(transitions: pd.DataFrame, population: int, scale: str = "linear", *, ax=None):
     """Transition point against inverse temperature, one curve per ``a2`` (Fig. 4).
 
     Error bars are the bisection brackets; crosses the spinodal; open markers
     a ``branch-end`` (the ordered branch is lower until it ends).
     """
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-    else:
-        fig = ax.figure
+    new = ax is None
+    ax = _axes(ax, (5.5, 4))
     for a2, t in transitions.groupby("a2"):
         t = t.sort_values("beta")
         pc = t["p_c"].to_numpy(dtype=float)
@@ -166,35 +220,35 @@ def plot_pc(transitions: pd.DataFrame, population: int, scale: str = "linear", a
             _log1m_axis(ax, float(vals.min()) - 0.2 * (1 - float(vals.min())),
                         float(vals.max()) + 0.5 * (1 - float(vals.max())), "y")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    if new:
+        ax.figure.tight_layout()
+    return ax.figure
 
 
-def plot_student(df: pd.DataFrame):
+# -- student (Fig. 2) --------------------------------------------------------------------
+def plot_student(df: pd.DataFrame, *, ax=None):
     """Activation probabilities of the hidden layers over training trials (Fig. 2)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    new = ax is None
+    ax = _axes(ax, (5.5, 3.8))
     ax.plot(df.trial, df.a1, "o-", label="hidden layer 1 (a1)")
     ax.plot(df.trial, df.a2, "s-", label="hidden layer 2 (a2)")
     ax.set_ylim(0, 1)
     ax.set_xlabel("trial")
     ax.set_ylabel("activation probability")
-    ax.set_title(f"trained ReLU student: median a1 = {df.a1.median():.2f}, a2 = {df.a2.median():.2f}")
+    ax.set_title(f"trained ReLU student: median a1 = {df.a1.median():.2f}, "
+                 f"a2 = {df.a2.median():.2f}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    if new:
+        ax.figure.tight_layout()
+    return ax.figure
 
 
-_START_STYLE = {"polarized": ("tab:red", "o"), "random": ("tab:blue", "s")}
-
-
-def plot_stability(scan: pd.DataFrame, finals: pd.DataFrame | None = None,
-                   traces: pd.DataFrame | None = None):
-    """Fig. 5: (a) annealing energy against cooling rate, with the ground state;
-    (b) BP energy and entropy against ``beta`` from each start (filled: converged,
-    crosses: not converged) with MC quenches; (c) BP's last residual against
-    ``beta`` (where the iteration loses stability)."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    ax = axes[0]
+# -- annealing and BP stability (Fig. 5) -------------------------------------------------
+def plot_annealing(finals: pd.DataFrame | None, traces: pd.DataFrame | None = None, *, ax=None):
+    """Final annealing energy against sweeps per temperature (mean and standard
+    deviation over repeats) with the ground state ``-alpha``; the energy along
+    the schedule of each rate's first run in an inset (Fig. 5a)."""
+    ax = _axes(ax, (5, 4.2))
     if finals is not None and len(finals):
         g = finals.groupby("sweeps_per_temp")["final_energy"].agg(["mean", "std"]).reset_index()
         ax.errorbar(g.sweeps_per_temp, g["mean"], yerr=g["std"].fillna(0), fmt="o-", capsize=2,
@@ -214,25 +268,28 @@ def plot_stability(scan: pd.DataFrame, finals: pd.DataFrame | None = None,
     else:
         ax.set_axis_off()
     ax.set_title("(a) simulated annealing")
+    return ax.figure
+
+
+def _bp_by_start(scan: pd.DataFrame):
     bp = scan[scan.solver == "bp"].sort_values("beta")
     if "start" not in bp:
         bp = bp.assign(start="polarized")
-    ax, axr = axes[1], axes[2]
     for start, d in bp.groupby("start"):
-        color, marker = _START_STYLE.get(start, ("k", "^"))
-        ok = d.converged.astype(bool)
+        yield start, d, _START_STYLE.get(start, ("k", "^")), d.converged.astype(bool)
+
+
+def plot_bp_temperature(scan: pd.DataFrame, *, ax=None):
+    """BP energy and entropy against ``beta`` from each start (filled:
+    converged, crosses: not converged) with the MC quench energies (Fig. 5b)."""
+    ax = _axes(ax, (5, 4.2))
+    for start, d, (color, marker), ok in _bp_by_start(scan):
         ax.plot(d.beta, d.energy, "-", color=color, lw=0.6)
         ax.plot(d.beta[ok], d.energy[ok], marker, ms=4, color=color,
                 label=f"BP energy, {start} start")
         ax.plot(d.beta[~ok], d.energy[~ok], "x", ms=6, color=color)
         ax.plot(d.beta[ok], d.entropy[ok], marker, ms=3, mfc="none", color=color, ls="--",
                 lw=0.6, label=f"BP entropy, {start} start")
-        axr.semilogy(d.beta, np.maximum(d.residual.to_numpy(dtype=float), 1e-17), marker + "-",
-                     ms=4, color=color, label=f"{start} start")
-        bad = d[~ok]
-        for _, r in bad.iterrows():
-            axr.annotate(str(r.status), (r.beta, max(r.residual, 1e-17)), fontsize=6,
-                         xytext=(2, 3), textcoords="offset points")
     mc = scan[scan.solver == "mc"]
     if len(mc):
         ax.errorbar(mc.beta, mc.energy, yerr=mc.energy_err, fmt="^", ms=3, color="k",
@@ -241,9 +298,37 @@ def plot_stability(scan: pd.DataFrame, finals: pd.DataFrame | None = None,
     ax.set_xlabel("inverse temperature beta")
     ax.set_title("(b) BP against temperature (x: not converged)")
     ax.legend(fontsize=6)
-    axr.set_xlabel("inverse temperature beta")
-    axr.set_ylabel("last residual max |dm|")
-    axr.set_title("(c) BP stability")
-    axr.legend(fontsize=7)
-    fig.tight_layout()
+    return ax.figure
+
+
+def plot_bp_residual(scan: pd.DataFrame, *, ax=None):
+    """BP's last residual against ``beta`` from each start, unconverged runs
+    labelled with their status: where the iteration loses stability (Fig. 5c)."""
+    ax = _axes(ax, (5, 4.2))
+    for start, d, (color, marker), ok in _bp_by_start(scan):
+        ax.semilogy(d.beta, np.maximum(d.residual.to_numpy(dtype=float), 1e-17), marker + "-",
+                    ms=4, color=color, label=f"{start} start")
+        for _, r in d[~ok].iterrows():
+            ax.annotate(str(r.status), (r.beta, max(r.residual, 1e-17)), fontsize=6,
+                        xytext=(2, 3), textcoords="offset points")
+    ax.set_xlabel("inverse temperature beta")
+    ax.set_ylabel("last residual max |dm|")
+    ax.set_title("(c) BP stability")
+    ax.legend(fontsize=7)
+    return ax.figure
+
+
+def plot_stability(scan: pd.DataFrame, finals: pd.DataFrame | None = None,
+                   traces: pd.DataFrame | None = None, *, axes=None):
+    """Fig. 5 in three panels (:func:`plot_annealing`, :func:`plot_bp_temperature`,
+    :func:`plot_bp_residual`); ``axes``: three axes (default: a new figure)."""
+    new = axes is None
+    if new:
+        axes = _figure((15, 4.2), 1, 3)[1]
+    plot_annealing(finals, traces, ax=axes[0])
+    plot_bp_temperature(scan, ax=axes[1])
+    plot_bp_residual(scan, ax=axes[2])
+    fig = axes[0].figure
+    if new:
+        fig.tight_layout()
     return fig

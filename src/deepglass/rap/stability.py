@@ -12,21 +12,32 @@
   ``beta`` schedule with different numbers of sweeps per temperature (the
   cooling rate is their inverse); final energies over repetitions (Fig. 5a);
   :func:`cooling_table` sets them against the ground state ``-alpha``.
+- :func:`anneal_study`: both on one instance (:class:`AnnealConfig`), as the
+  one call behind ``deepglass rap anneal``: each annealing run and each
+  ``beta`` of the BP scan is one unit of :func:`deepglass.runner.run_experiment`
+  (carrying its seed, so Ray and this process give the same tables); with a
+  run directory also the figure, ``report.md`` and ``summary.json``
+  (:mod:`deepglass.rap.reports`).
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DeepglassError
+from ..runner import Experiment, Unit, UnitOutput, run_experiment
+from ..store import RunDir
 from .bp import check_beta, run_bp
-from .mc import anneal, beta_schedule, run_mc
-from .model import RAPModel
+from .mc import METHODS, anneal, beta_schedule, run_mc
+from .model import RAPModel, check_parameters
 
-__all__ = ["bp_temperature_scan", "cooling_study", "cooling_table", "STARTS"]
+__all__ = ["bp_temperature_scan", "cooling_study", "cooling_table", "anneal_seed", "STARTS",
+           "AnnealConfig", "AnnealStudy", "AnnealRun", "anneal_study"]
 
 STARTS = ("polarized", "random")
 
@@ -114,12 +125,253 @@ def cooling_study(model: RAPModel, sweeps_per_temp: Sequence[int], *, beta_start
     finals, traces = [], []
     for spt in spts:
         for rep in range(int(repeats)):
-            res = anneal(model, betas, sweeps_per_temp=spt, method=method,
-                         seed=seed + 1000 * rep + spt)
-            finals.append({"sweeps_per_temp": spt, "repeat": rep,
-                           "cooling_rate": 1.0 / spt, "final_energy": res.final_energy,
-                           "ground_energy": -model.alpha, "seconds": res.seconds})
-            traces.append(res.table.assign(sweeps_per_temp=spt, repeat=rep))
+            final, trace = _anneal_once(model, betas, spt, rep, method,
+                                        anneal_seed(seed, spt, rep))
+            finals.append(final)
+            traces.append(trace)
             if advance:
                 advance(1)
     return pd.DataFrame(finals), pd.concat(traces, ignore_index=True)
+
+
+def anneal_seed(seed: int, sweeps_per_temp: int, repeat: int) -> int:
+    """The seed of annealing run ``repeat`` at ``sweeps_per_temp`` of a study seeded ``seed``."""
+    return int(seed) + 1000 * int(repeat) + int(sweeps_per_temp)
+
+
+def _anneal_once(model: RAPModel, betas, spt: int, rep: int, method: str,
+                 seed: int) -> tuple[dict, pd.DataFrame]:
+    """One annealing run: its ``finals`` row and its per-temperature trace."""
+    res = anneal(model, betas, sweeps_per_temp=spt, method=method, seed=seed)
+    final = {"sweeps_per_temp": spt, "repeat": rep, "cooling_rate": 1.0 / spt,
+             "final_energy": res.final_energy, "ground_energy": -model.alpha,
+             "seconds": res.seconds}
+    return final, res.table.assign(sweeps_per_temp=spt, repeat=rep)
+
+
+# -- the study as one call (deepglass rap anneal) -----------------------------------------
+@dataclass
+class AnnealConfig:
+    """Everything that defines a Fig. 5 study of one instance.
+
+    The instance: ``N``, ``(a1, a2)``, dilutions ``p``, ``construction``,
+    ``seed``.  Annealing: ``sweeps`` per temperature (one cooling rate each),
+    ``repeats`` runs per rate along a ``schedule`` of ``n_temps`` inverse
+    temperatures from ``beta_start`` to ``beta_end``.  BP scan: ``scan_points``
+    values of ``beta`` from ``beta_start`` to ``scan_beta_max`` (default
+    ``beta_end``), from each of ``starts``, at most ``max_iter`` iterations,
+    with a ``mc_sweeps`` Monte Carlo quench per ``beta`` (0: none).
+    """
+
+    N: int = 100
+    a1: float = 0.5
+    a2: float = 0.5
+    p: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    sweeps: list = field(default_factory=lambda: [1, 3, 10, 30, 100])
+    beta_start: float = 0.1
+    beta_end: float = 3.0
+    n_temps: int = 30
+    schedule: str = "geometric"
+    repeats: int = 3
+    scan_points: int = 15
+    scan_beta_max: float | None = None
+    starts: list = field(default_factory=lambda: list(STARTS))
+    max_iter: int = 5000
+    mc_sweeps: int = 500
+    method: str = "metropolis"
+    construction: str = "units"
+    seed: int = 0
+    max_memory_gb: float = 4.0
+
+    def validate(self) -> "AnnealConfig":
+        """Check every parameter (one-line :class:`DeepglassError`), before any work."""
+        self.starts = list(self.starts)
+        if not self.starts or any(s not in STARTS for s in self.starts):
+            raise DeepglassError(f"starts must be among {', '.join(STARTS)}, got {self.starts!r}")
+        if int(self.scan_points) < 2:
+            raise DeepglassError(f"scan_points must be >= 2, got {self.scan_points}")
+        self.sweeps = [int(v) for v in self.sweeps]
+        if not self.sweeps or min(self.sweeps) < 1 or int(self.repeats) < 1:
+            raise DeepglassError("sweeps per temperature and repeats must be >= 1")
+        if self.method not in METHODS:
+            raise DeepglassError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if int(self.max_iter) < 1 or int(self.mc_sweeps) < 0:
+            raise DeepglassError("max_iter must be >= 1 and mc_sweeps >= 0")
+        if len(self.p) != 3:
+            raise DeepglassError("p must hold three dilution probabilities")
+        self.schedule_betas()
+        self.scan_betas()
+        check_parameters(self.N, (self.a1, self.a2), tuple(self.p), self.construction,
+                         self.max_memory_gb)
+        return self
+
+    def schedule_betas(self) -> np.ndarray:
+        """The annealing schedule (:func:`deepglass.rap.beta_schedule`)."""
+        return beta_schedule(self.beta_start, self.beta_end, self.n_temps, self.schedule)
+
+    def scan_betas(self) -> list[float]:
+        """The BP scan's grid, linear from ``beta_start``."""
+        top = self.scan_beta_max if self.scan_beta_max is not None else self.beta_end
+        return [float(b) for b in beta_schedule(self.beta_start, top, self.scan_points,
+                                                "linear")]
+
+    def model(self) -> RAPModel:
+        """The instance (refused when it has no active path)."""
+        m = RAPModel(self.N, a=(self.a1, self.a2), p=tuple(self.p),
+                     construction=self.construction, seed=self.seed,
+                     max_memory_gb=self.max_memory_gb)
+        if m.n_factors == 0:
+            raise DeepglassError("the instance has no active path (increase N or the "
+                                 "probabilities)")
+        return m
+
+    def to_dict(self) -> dict:
+        """The run's ``config.toml`` entries (the memory cap changes no number)."""
+        return {"N": self.N, "a1": self.a1, "a2": self.a2, "p": list(self.p),
+                "sweeps": list(self.sweeps), "beta_start": self.beta_start,
+                "beta_end": self.beta_end, "n_temps": self.n_temps, "schedule": self.schedule,
+                "repeats": self.repeats, "scan_points": self.scan_points,
+                "mc_sweeps": self.mc_sweeps, "method": self.method,
+                "construction": self.construction, "seed": self.seed,
+                "scan_beta_max": self.scan_beta_max, "starts": list(self.starts),
+                "max_iter": self.max_iter}
+
+
+@dataclass(frozen=True)
+class AnnealUnit:
+    """One unit of the study: an annealing run (``part="anneal"``: its
+    ``sweeps_per_temp``, ``repeat``) or one ``beta`` of the BP scan
+    (``part="scan"``), with its seed."""
+
+    part: str
+    seed: int
+    sweeps_per_temp: int = 0
+    repeat: int = 0
+    beta: float = 0.0
+
+
+def _compute_unit(shared, unit: AnnealUnit) -> UnitOutput:
+    """The runner's unit: one annealing run or one ``beta`` of the BP scan."""
+    model, cfg = shared
+    t0 = time.perf_counter()
+    if unit.part == "anneal":
+        final, trace = _anneal_once(model, cfg.schedule_betas(), unit.sweeps_per_temp,
+                                    unit.repeat, cfg.method, unit.seed)
+        tables = {"annealing": pd.DataFrame([final]), "annealing_traces": trace}
+    else:
+        tables = {"temperature_scan": bp_temperature_scan(
+            model, [unit.beta], starts=cfg.starts, max_iter=cfg.max_iter,
+            mc_sweeps=cfg.mc_sweeps, mc_method=cfg.method, seed=unit.seed)}
+    dt = time.perf_counter() - t0
+    tables["units"] = pd.DataFrame([{"part": unit.part, "sweeps_per_temp": unit.sweeps_per_temp,
+                                     "repeat": unit.repeat, "beta": unit.beta,
+                                     "seed": unit.seed, "seconds": dt}])
+    return UnitOutput(tables, info={"compute_seconds": dt})
+
+
+@dataclass
+class AnnealStudy:
+    """Tables of a Fig. 5 study: ``annealing`` (one row per run: final energy,
+    ground state), ``annealing_traces`` (energy per temperature),
+    ``temperature_scan`` (BP per ``beta`` and start, MC quenches) and
+    ``annealing_summary`` (:func:`cooling_table`); ``instance`` is
+    :meth:`RAPModel.summary`."""
+
+    config: AnnealConfig
+    instance: dict
+    annealing: pd.DataFrame
+    annealing_traces: pd.DataFrame
+    temperature_scan: pd.DataFrame
+    annealing_summary: pd.DataFrame
+    seconds: float = 0.0
+
+    def first_unconverged(self) -> dict:
+        """The smallest ``beta`` at which BP did not converge, per start (None: never)."""
+        bp = self.temperature_scan[self.temperature_scan.solver == "bp"]
+        out = {}
+        for st, d in bp.groupby("start"):
+            bad = d[~d.converged.astype(bool)]
+            out[st] = float(bad.beta.min()) if len(bad) else None
+        return out
+
+    def headline(self) -> dict:
+        """The run's ``summary.json``."""
+        return {"kind": "rap-anneal", **self.instance, "ground_energy": -self.instance["alpha"],
+                "final_energy_by_sweeps": self.annealing_summary.to_dict("records"),
+                "bp_first_unconverged_beta": self.first_unconverged()}
+
+
+@dataclass
+class AnnealRun(Experiment):
+    """The Fig. 5 study as a :class:`deepglass.runner.Experiment`: one unit per
+    annealing run (``a<sweeps>_r<repeat>``) and per ``beta`` of the BP scan
+    (``b<k>``), the instance shared; marker table ``units`` (what each unit
+    was, its seed and time)."""
+
+    cfg: AnnealConfig
+    instance: RAPModel
+    kind: str = "rap-anneal"
+    tables = ("units", "annealing", "annealing_traces", "temperature_scan")
+    compute = staticmethod(_compute_unit)
+
+    def config(self) -> dict:
+        return self.cfg.to_dict()
+
+    def units(self) -> list[Unit]:
+        cfg = self.cfg
+        runs = [Unit(f"a{spt:05d}_r{rep:03d}",
+                     AnnealUnit("anneal", anneal_seed(cfg.seed, spt, rep), spt, rep))
+                for spt in cfg.sweeps for rep in range(int(cfg.repeats))]
+        # each BP run starts afresh, seeded by the instance seed (as bp_temperature_scan)
+        scan = [Unit(f"b{k:03d}", AnnealUnit("scan", int(cfg.seed), beta=b))
+                for k, b in enumerate(cfg.scan_betas())]
+        return runs + scan
+
+    def shared(self):
+        return self.instance, self.cfg
+
+    def finish(self, stored, run) -> AnnealStudy:
+        finals = stored.table("annealing")
+        res = AnnealStudy(self.cfg, self.instance.summary(), finals,
+                          stored.table("annealing_traces"), stored.table("temperature_scan"),
+                          cooling_table(finals),
+                          seconds=stored.info["setup_seconds"] + stored.info["loop_seconds"])
+        if run is not None:
+            from .reports import write_anneal_run
+
+            write_anneal_run(run, res)
+        return res
+
+
+def anneal_study(cfg: AnnealConfig, run=None, executor=None, *, address: str | None = None,
+                 force: bool = False,
+                 progress: Callable[[int, int], None] | None = None) -> AnnealStudy:
+    """Run (or resume) a Fig. 5 study: annealing against cooling rate and BP
+    against ``beta`` on the instance of ``cfg`` (the one call behind
+    ``deepglass rap anneal``).
+
+    Parameters
+    ----------
+    cfg : AnnealConfig
+        Validated first, the instance built once (shared by every unit).
+    run : str, Path or deepglass.store.RunDir, optional
+        Run directory: units written as they finish and skipped when the same
+        study runs again; then the tables ``annealing``, ``annealing_traces``,
+        ``temperature_scan``, ``annealing_summary``, ``figures/stability.png``,
+        ``report.md`` and ``summary.json``.  A :class:`RunDir` opened by the
+        caller keeps its kind.
+    executor, address, force, progress
+        As :func:`deepglass.runner.run_experiment` (progress in units).
+
+    Returns
+    -------
+    AnnealStudy
+
+    Notes
+    -----
+    Cost: ``len(sweeps) * repeats`` annealing runs of ``n_temps *
+    sweeps_per_temp`` sweeps, and ``scan_points * len(starts)`` BP runs.
+    """
+    cfg.validate()
+    exp = AnnealRun(cfg, cfg.model(), kind=run.kind if isinstance(run, RunDir) else "rap-anneal")
+    return run_experiment(exp, run, executor, address=address, force=force, progress=progress)

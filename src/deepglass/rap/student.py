@@ -10,18 +10,27 @@ independent trials (teacher, data and student seeds), this gives the spread of
 ``(a1, a2)`` that sets the RAP model's activation probabilities.
 
 Cost: O(epochs n_train N^2) multiply-adds per trial (seconds at N = 100 on CPU).
+
+:func:`student_study` is the one call behind ``deepglass rap student``: each
+trial is one unit of :func:`deepglass.runner.run_experiment` (seeded by
+:func:`trial_seed`, so Ray and this process give the same numbers), with a
+run directory also its figure, ``report.md`` and ``summary.json``.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DeepglassError
+from ..runner import Experiment, Unit, UnitOutput, run_experiment
 
-__all__ = ["student_activations", "LOSSES"]
+__all__ = ["student_activations", "student_study", "StudentRun", "StudentStudy", "trial_seed",
+           "LOSSES"]
 
 LOSSES = ("abs", "hinge", "mse")
 
@@ -67,8 +76,12 @@ def student_activations(N: int = 100, n_train: int = 2000, n_test: int = 2000,
         test_error, seconds``; ``a_l`` is measured on the test set, errors are
         sign disagreements with the teacher.
     """
-    import torch
+    _check(N, n_train, n_test, epochs, trials, lr, batch_size, loss)
+    return pd.DataFrame([_trial(N, n_train, n_test, epochs, lr, batch_size, loss, trial,
+                                trial_seed(seed, trial)) for trial in range(int(trials))])
 
+
+def _check(N, n_train, n_test, epochs, trials, lr, batch_size, loss) -> None:
     for name, v, lo in (("N", N, 1), ("n_train", n_train, 1), ("n_test", n_test, 1),
                         ("epochs", epochs, 1), ("trials", trials, 1),
                         ("batch_size", batch_size, 1)):
@@ -78,50 +91,144 @@ def student_activations(N: int = 100, n_train: int = 2000, n_test: int = 2000,
         raise DeepglassError(f"lr must be > 0, got {lr!r}")
     if loss not in LOSSES:
         raise DeepglassError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    rows = []
-    for trial in range(int(trials)):
-        t0 = time.perf_counter()
-        g = torch.Generator().manual_seed(int(seed) * 1000 + trial)
-        torch.manual_seed(int(seed) * 1000 + trial)
-        teacher = _mlp(N)
-        with torch.no_grad():
-            for layer in (teacher[0], teacher[2], teacher[4]):
-                w = torch.randint(0, 2, layer.weight.shape, generator=g).float() * 2 - 1
-                layer.weight.copy_(w / np.sqrt(layer.in_features))
-                layer.bias.zero_()
-        x_train = torch.randint(0, 2, (n_train, N), generator=g).float() * 2 - 1
-        x_test = torch.randint(0, 2, (n_test, N), generator=g).float() * 2 - 1
-        with torch.no_grad():
-            y_train = torch.sign(teacher(x_train)).squeeze(1)
-            y_test = torch.sign(teacher(x_test)).squeeze(1)
-            y_train[y_train == 0] = 1
-            y_test[y_test == 0] = 1
-            t1, t2 = _hidden_active(teacher, x_test)
-        student = _mlp(N)
-        opt = torch.optim.Adam(student.parameters(), lr=lr)
-        for _ in range(int(epochs)):
-            perm = torch.randperm(n_train, generator=g)
-            for start in range(0, n_train, batch_size):
-                idx = perm[start:start + batch_size]
-                out = student(x_train[idx]).squeeze(1)
-                y = y_train[idx]
-                if loss == "abs":
-                    ell = (y - out).abs().mean()
-                elif loss == "hinge":
-                    ell = torch.clamp(1 - y * out, min=0).mean()
-                else:
-                    ell = ((y - out) ** 2).mean()
-                opt.zero_grad()
-                ell.backward()
-                opt.step()
-        with torch.no_grad():
-            s1, s2 = _hidden_active(student, x_test)
-            train_err = (torch.sign(student(x_train).squeeze(1)) != y_train).float().mean()
-            test_err = (torch.sign(student(x_test).squeeze(1)) != y_test).float().mean()
-        rows.append({"trial": trial, "a1": s1.float().mean().item(),
-                     "a2": s2.float().mean().item(),
-                     "a1_teacher": t1.float().mean().item(),
-                     "a2_teacher": t2.float().mean().item(),
-                     "train_error": train_err.item(), "test_error": test_err.item(),
-                     "seconds": time.perf_counter() - t0})
-    return pd.DataFrame(rows)
+
+
+def trial_seed(seed: int, trial: int) -> int:
+    """The seed of trial ``trial`` (teacher, data and student) of a study seeded ``seed``."""
+    return int(seed) * 1000 + int(trial)
+
+
+def _trial(N: int, n_train: int, n_test: int, epochs: int, lr: float, batch_size: int,
+           loss: str, trial: int, seed: int) -> dict:
+    """One trial: a teacher, its data and a trained student, from ``seed`` only."""
+    import torch
+
+    t0 = time.perf_counter()
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    teacher = _mlp(N)
+    with torch.no_grad():
+        for layer in (teacher[0], teacher[2], teacher[4]):
+            w = torch.randint(0, 2, layer.weight.shape, generator=g).float() * 2 - 1
+            layer.weight.copy_(w / np.sqrt(layer.in_features))
+            layer.bias.zero_()
+    x_train = torch.randint(0, 2, (n_train, N), generator=g).float() * 2 - 1
+    x_test = torch.randint(0, 2, (n_test, N), generator=g).float() * 2 - 1
+    with torch.no_grad():
+        y_train = torch.sign(teacher(x_train)).squeeze(1)
+        y_test = torch.sign(teacher(x_test)).squeeze(1)
+        y_train[y_train == 0] = 1
+        y_test[y_test == 0] = 1
+        t1, t2 = _hidden_active(teacher, x_test)
+    student = _mlp(N)
+    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    for _ in range(int(epochs)):
+        perm = torch.randperm(n_train, generator=g)
+        for start in range(0, n_train, batch_size):
+            idx = perm[start:start + batch_size]
+            out = student(x_train[idx]).squeeze(1)
+            y = y_train[idx]
+            if loss == "abs":
+                ell = (y - out).abs().mean()
+            elif loss == "hinge":
+                ell = torch.clamp(1 - y * out, min=0).mean()
+            else:
+                ell = ((y - out) ** 2).mean()
+            opt.zero_grad()
+            ell.backward()
+            opt.step()
+    with torch.no_grad():
+        s1, s2 = _hidden_active(student, x_test)
+        train_err = (torch.sign(student(x_train).squeeze(1)) != y_train).float().mean()
+        test_err = (torch.sign(student(x_test).squeeze(1)) != y_test).float().mean()
+    return {"trial": trial, "a1": s1.float().mean().item(), "a2": s2.float().mean().item(),
+            "a1_teacher": t1.float().mean().item(), "a2_teacher": t2.float().mean().item(),
+            "train_error": train_err.item(), "test_error": test_err.item(),
+            "seconds": time.perf_counter() - t0}
+
+
+def _compute_trial(settings: dict, payload: tuple) -> UnitOutput:
+    """The runner's unit: one trial (``payload = (trial, seed)``)."""
+    trial, seed = payload
+    row = _trial(settings["N"], settings["n_train"], settings["n_test"], settings["epochs"],
+                 settings["lr"], settings["batch_size"], settings["loss"], trial, seed)
+    return UnitOutput({"activations": pd.DataFrame([row])},
+                      info={"compute_seconds": row["seconds"]})
+
+
+@dataclass
+class StudentStudy:
+    """One row per trial (``activations``, as :func:`student_activations`) of
+    students of width ``N``."""
+
+    activations: pd.DataFrame
+    N: int
+
+    def headline(self) -> dict:
+        """The run's ``summary.json``: medians and spreads of ``a1``, ``a2``."""
+        df, n = self.activations, len(self.activations)
+        return {"N": self.N, "trials": n, "a1_median": float(df.a1.median()),
+                "a2_median": float(df.a2.median()),
+                "a1_std": float(df.a1.std(ddof=1)) if n > 1 else 0.0,
+                "a2_std": float(df.a2.std(ddof=1)) if n > 1 else 0.0,
+                "test_error_mean": float(df.test_error.mean())}
+
+
+@dataclass
+class StudentRun(Experiment):
+    """The student study as a :class:`deepglass.runner.Experiment`: one unit
+    per trial (``t<trial>``), table ``activations``."""
+
+    N: int = 100
+    n_train: int = 2000
+    n_test: int = 2000
+    epochs: int = 30
+    trials: int = 10
+    lr: float = 1e-3
+    batch_size: int = 100
+    loss: str = "abs"
+    seed: int = 0
+    kind: str = "rap-student"
+    tables = ("activations",)
+    compute = staticmethod(_compute_trial)
+
+    def config(self) -> dict:
+        # the run directory's configuration (the batch size stays at its default there)
+        return {"N": self.N, "trials": self.trials, "epochs": self.epochs,
+                "n_train": self.n_train, "n_test": self.n_test, "lr": self.lr,
+                "loss": self.loss, "seed": self.seed}
+
+    def units(self) -> list[Unit]:
+        return [Unit(f"t{k:04d}", (k, trial_seed(self.seed, k))) for k in range(int(self.trials))]
+
+    def shared(self) -> dict:
+        return {"N": self.N, "n_train": self.n_train, "n_test": self.n_test,
+                "epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size,
+                "loss": self.loss}
+
+    def finish(self, stored, run) -> StudentStudy:
+        res = StudentStudy(stored.table("activations"), self.N)
+        if run is not None:
+            from .reports import write_student_run
+
+            write_student_run(run, res)
+        return res
+
+
+def student_study(N: int = 100, n_train: int = 2000, n_test: int = 2000, epochs: int = 30,
+                  trials: int = 10, lr: float = 1e-3, batch_size: int = 100,
+                  loss: str = "abs", seed: int = 0, *, run=None, executor=None,
+                  address: str | None = None, force: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> StudentStudy:
+    """:func:`student_activations` as a resumable run, one trial per unit (the
+    one call behind ``deepglass rap student``).
+
+    ``run`` (a run directory) also gets ``activations.parquet``,
+    ``figures/activations.png``, ``report.md`` and ``summary.json``;
+    ``executor``, ``address``, ``force`` and ``progress`` are those of
+    :func:`deepglass.runner.run_experiment`.  Same numbers as
+    :func:`student_activations` (each trial seeded by :func:`trial_seed`).
+    """
+    _check(N, n_train, n_test, epochs, trials, lr, batch_size, loss)
+    exp = StudentRun(N, n_train, n_test, epochs, trials, lr, batch_size, loss, seed)
+    return run_experiment(exp, run, executor, address=address, force=force, progress=progress)
