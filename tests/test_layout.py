@@ -35,7 +35,6 @@ ALLOWED_LONG = {
     "deepglass.experiments.monotonicity",
     "deepglass.criticality.experiment",
     "deepglass.criticality.meanfield",
-    "deepglass.rap.phase",
     "deepglass.graph.blocks",
     "deepglass.graph.trace",
 }
