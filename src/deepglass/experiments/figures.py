@@ -1,7 +1,11 @@
-"""Figures of the experiments (matplotlib, Agg-safe: nothing is shown).
+"""Figures of the experiments (matplotlib, Agg-safe: nothing is shown, no global
+state is changed).  Each plot takes an ``ax=`` and the experiment's tidy
+tables; colours come from the null registry (:data:`deepglass.experiments.nulls.NULLS`).
 
 - :func:`frustration_histograms`: the paper's Fig. 2 (paper 000): histograms
   of the frustration of the real network's replicas and of each null model.
+- Near-monotonicity (SPEC §5; paper 000, Figs. 3-5): :func:`rho_histograms`,
+  :func:`rho_vs_amplitude`, :func:`gamma_levels`, :func:`gamma_per_model`.
 """
 
 from __future__ import annotations
@@ -9,11 +13,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["frustration_histograms"]
+from .nulls import NULLS, REAL_COLOR
 
-#: one colour per kind, stable across figures
-KIND_COLORS = {"real": "black", "N1": "tab:blue", "N2": "tab:orange",
-               "N3-xavier": "tab:green", "N3-he": "tab:red"}
+__all__ = ["frustration_histograms", "kind_color", "KIND_COLORS", "rho_histograms",
+           "rho_vs_amplitude", "gamma_levels", "gamma_per_model"]
+
+#: one colour per kind (the real network and every null of the registry), stable across figures
+KIND_COLORS = {"real": REAL_COLOR, **{name: rec.color for name, rec in NULLS.items()}}
+
+
+def kind_color(kind: str, default: str = "grey") -> str:
+    """The colour of ``"real"`` or of a null model (by its canonical name)."""
+    return KIND_COLORS.get(kind, default)
 
 
 def frustration_histograms(runs: pd.DataFrame, stats: pd.DataFrame | None = None,
@@ -48,7 +59,7 @@ def frustration_histograms(runs: pd.DataFrame, stats: pd.DataFrame | None = None
     fig = Figure(figsize=(7.0, 4.2))
     ax = fig.add_subplot()
     for kind, x in samples.items():
-        color = KIND_COLORS.get(kind)
+        color = kind_color(kind)
         label = f"{kind} (n={len(x)}, mean {x.mean():.4f}"
         p = pvals.get(kind)
         label += f", p={p:.2g})" if p is not None and np.isfinite(p) else ")"
@@ -61,3 +72,89 @@ def frustration_histograms(runs: pd.DataFrame, stats: pd.DataFrame | None = None
     ax.set_title(f"{title + ': ' if title else ''}real weights vs null models")
     ax.legend(fontsize=8, frameon=False)
     return fig
+
+
+# -- near-monotonicity (SPEC §5; paper 000, Figs. 3-5) ---------------------------------
+def _n_outputs_of(rho: np.ndarray, largest: int = 1000) -> int | None:
+    """The smallest m with every rho a multiple of 1/m (None if none <= largest)."""
+    for m in range(1, largest + 1):
+        if np.allclose(rho * m, np.round(rho * m), atol=1e-6):
+            return m
+    return None
+
+
+def rho_histograms(ax, trials: pd.DataFrame, n_outputs: int | None = None) -> None:
+    """Histograms of rho per model kind (Fig. 3): one bin per value k/m for up
+    to 50 outputs, else 50 equal bins.  ``trials``: the near-monotonicity
+    trials table (columns ``model``, ``rho``)."""
+    rho = np.unique(trials["rho"].to_numpy())
+    m = n_outputs or _n_outputs_of(rho) or 50
+    bins = (np.linspace(-0.5 / m, 1 + 0.5 / m, m + 2) if m <= 50
+            else np.linspace(0, 1, 51))
+    for kind, t in trials.groupby("model", sort=False):
+        ax.hist(t["rho"], bins=bins, density=True, histtype="step", lw=1.5,
+                color=kind_color(kind), label=kind)
+    ax.axvline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel(r"output alignment fraction $\rho$")
+    ax.set_ylabel("density")
+    ax.set_title(r"$\rho$ over (input, amplitude) trials")
+    ax.legend(fontsize=8)
+
+
+def rho_vs_amplitude(ax, trials: pd.DataFrame, band: tuple[float, float] = (0.25, 0.75)) -> None:
+    """rho against the perturbation amplitude (Fig. 4), one curve per model kind:
+    the mean rho over the inputs at each amplitude, and a shaded band between
+    the ``band`` quantiles over the inputs (default the interquartile range).
+
+    Amplitudes scaled per input (``amplitude_scale="std"``) differ between
+    inputs at one grid position; the x value of a position is their geometric
+    mean.  O(trials) (one group-by per kind).
+    """
+    lo, hi = (float(q) for q in band)
+    for kind, t in trials.groupby("model", sort=False):
+        g = t.groupby("amplitude_index", sort=True)
+        x = np.exp(g["amplitude"].apply(lambda a: np.log(np.maximum(a, 1e-300)).mean()))
+        q = g["rho"].quantile([lo, hi]).unstack()
+        c = kind_color(kind)
+        ax.fill_between(x, q[lo], q[hi], color=c, alpha=0.18, lw=0)
+        ax.plot(x, g["rho"].mean(), "-", color=c, lw=1.6, label=kind)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.03)
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("amplitude a (geometric mean over inputs)")
+    ax.set_ylabel(r"$\rho$: mean over inputs, band "
+                  rf"{100 * lo:.0f}-{100 * hi:.0f} % of inputs")
+    ax.legend(fontsize=8)
+
+
+def gamma_levels(ax, trials: pd.DataFrame, alpha: float = 0.05) -> None:
+    """gamma against the confidence level ``1 - alpha`` per model kind: the
+    decreasing quantile curve of ``|2 rho - 1|`` (Fig. 5), the run's level marked."""
+    for kind, t in trials.groupby("model", sort=False):
+        d = np.sort(np.round(np.abs(2 * t["rho"].to_numpy() - 1), 12))[::-1]
+        level = np.arange(1, d.size + 1) / d.size  # gamma(level) = d_(ceil(level T))
+        ax.step(level, d, where="pre", color=kind_color(kind), label=kind)
+    ax.axvline(1 - alpha, color="grey", lw=0.8, ls=":")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(r"confidence level $1-\alpha$")
+    ax.set_ylabel(r"$\gamma$")
+    ax.legend(fontsize=8)
+
+
+def gamma_per_model(ax, gamma: pd.DataFrame, inputs: pd.DataFrame) -> None:
+    """gamma per model kind (Fig. 5): bars over all trials, dots per input
+    (``gamma`` and ``inputs``: the near-monotonicity gamma and per-input tables)."""
+    kinds = list(gamma["model"])
+    pos = np.arange(len(kinds))
+    ax.bar(pos, gamma["gamma"], color=[kind_color(k) for k in kinds], alpha=0.6,
+           label=r"$\gamma$ (all trials)")
+    rng = np.random.default_rng(0)   # fixed jitter: the same figure every time
+    for p, k in zip(pos, kinds):
+        g = inputs.loc[inputs["model"] == k, "gamma"].to_numpy()
+        ax.plot(p + rng.uniform(-0.25, 0.25, g.size), g, ".", color="k", ms=2, alpha=0.4)
+    ax.plot([], [], ".", color="k", label=r"$\gamma$ per input")
+    ax.set_xticks(pos, kinds)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel(rf"$\gamma$ at level {1 - float(gamma['alpha'].iloc[0]):.2f}")
+    ax.legend(fontsize=8)
