@@ -250,6 +250,14 @@ def test_rho_vs_amplitude_shows_mean_and_interquartile_band():
     band = ax.collections[0].get_paths()[0].vertices[:, 1]   # the first kind's band
     q = t[t["model"] == "real"].groupby("amplitude_index")["rho"].quantile([0.25, 0.75])
     assert band.min() == pytest.approx(q.min()) and band.max() == pytest.approx(q.max())
+    # one panel per kind: each its own mean and band, the real mean dashed for reference
+    axes = Figure().subplots(1, 2)
+    rho_vs_amplitude(axes, t)
+    assert [a.get_title() for a in axes] == ["real", "random-order"]
+    assert [ln.get_label() for ln in axes[1].lines[:2]] == ["random-order", "real"]
+    np.testing.assert_allclose(axes[1].lines[1].get_ydata(), lines[0].get_ydata())
+    with pytest.raises(ValueError, match="one per kind"):
+        rho_vs_amplitude(Figure().subplots(1, 3), t)
 
 
 def test_run_resumes_and_reuses_the_runs_gauge(tmp_path, monkeypatch):

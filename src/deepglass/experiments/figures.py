@@ -101,30 +101,63 @@ def rho_histograms(ax, trials: pd.DataFrame, n_outputs: int | None = None) -> No
     ax.legend(fontsize=8)
 
 
-def rho_vs_amplitude(ax, trials: pd.DataFrame, band: tuple[float, float] = (0.25, 0.75)) -> None:
-    """rho against the perturbation amplitude (Fig. 4), one curve per model kind:
-    the mean rho over the inputs at each amplitude, and a shaded band between
-    the ``band`` quantiles over the inputs (default the interquartile range).
+def _rho_by_amplitude(t: pd.DataFrame, lo: float, hi: float):
+    """Per amplitude position of one kind's trials: x (geometric mean of the
+    inputs' amplitudes there), mean rho, and its ``lo`` / ``hi`` quantiles."""
+    g = t.groupby("amplitude_index", sort=True)
+    x = np.exp(g["amplitude"].apply(lambda a: np.log(np.maximum(a, 1e-300)).mean()))
+    q = g["rho"].quantile([lo, hi]).unstack()
+    return x.to_numpy(), g["rho"].mean().to_numpy(), q[lo].to_numpy(), q[hi].to_numpy()
 
+
+def rho_vs_amplitude(ax, trials: pd.DataFrame, band: tuple[float, float] = (0.25, 0.75)) -> None:
+    """rho against the perturbation amplitude (Fig. 4) per model kind: the mean
+    rho over the inputs at each amplitude, and a shaded band between the
+    ``band`` quantiles over the inputs (default the interquartile range).
+
+    Parameters
+    ----------
+    ax : Axes or sequence of Axes
+        One Axes: every kind overlaid.  One Axes per kind (in the table's
+        order): one panel each, the real network's mean dashed in every other
+        panel for reference.
+    trials : DataFrame
+        The near-monotonicity trials (``model, amplitude_index, amplitude, rho``).
+    band : (low, high) quantiles
+
+    Notes
+    -----
     Amplitudes scaled per input (``amplitude_scale="std"``) differ between
     inputs at one grid position; the x value of a position is their geometric
     mean.  O(trials) (one group-by per kind).
     """
     lo, hi = (float(q) for q in band)
-    for kind, t in trials.groupby("model", sort=False):
-        g = t.groupby("amplitude_index", sort=True)
-        x = np.exp(g["amplitude"].apply(lambda a: np.log(np.maximum(a, 1e-300)).mean()))
-        q = g["rho"].quantile([lo, hi]).unstack()
+    kinds = list(dict.fromkeys(trials["model"]))
+    axes = list(np.atleast_1d(ax))
+    if len(axes) not in (1, len(kinds)):
+        raise ValueError(f"one Axes or one per kind ({len(kinds)}), got {len(axes)}")
+    stats = {k: _rho_by_amplitude(t, lo, hi) for k, t in trials.groupby("model", sort=False)}
+    for i, kind in enumerate(kinds):
+        a = axes[i] if len(axes) > 1 else axes[0]
+        x, mean, q_lo, q_hi = stats[kind]
         c = kind_color(kind)
-        ax.fill_between(x, q[lo], q[hi], color=c, alpha=0.18, lw=0)
-        ax.plot(x, g["rho"].mean(), "-", color=c, lw=1.6, label=kind)
-    ax.set_xscale("log")
-    ax.set_ylim(-0.03, 1.03)
-    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("amplitude a (geometric mean over inputs)")
-    ax.set_ylabel(r"$\rho$: mean over inputs, band "
-                  rf"{100 * lo:.0f}-{100 * hi:.0f} % of inputs")
-    ax.legend(fontsize=8)
+        a.fill_between(x, q_lo, q_hi, color=c, alpha=0.2, lw=0)
+        a.plot(x, mean, "-", color=c, lw=1.6, label=kind)
+        if len(axes) > 1:
+            if kind != "real" and "real" in stats:
+                a.plot(stats["real"][0], stats["real"][1], "--", color=kind_color("real"),
+                       lw=1, label="real")
+            a.set_title(kind)
+    for j, a in enumerate(axes):
+        a.set_xscale("log")
+        a.set_ylim(-0.03, 1.03)
+        a.axhline(0.5, color="grey", lw=0.8, ls=":")
+        a.set_xlabel("amplitude a (geometric mean over inputs)")
+        if j == 0:
+            a.set_ylabel(r"$\rho$: mean over inputs, band "
+                         rf"{100 * lo:.0f}-{100 * hi:.0f} % of inputs")
+        if len(axes) == 1 or len(a.lines) > 2:
+            a.legend(fontsize=8)
 
 
 def gamma_levels(ax, trials: pd.DataFrame, alpha: float = 0.05) -> None:
