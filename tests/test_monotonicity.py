@@ -224,6 +224,27 @@ def test_units_and_executors_give_the_same_tables(ray_executor, tmp_path):
         one.trials["rho"])
 
 
+def test_explicit_amplitudes_and_given_gauge_split_into_units(tmp_path):
+    net = _small_cnn()
+    x = torch.rand(5, 1, 8, 8)
+    s_in, s_out = np.random.default_rng(1).choice([-1, 1], 64), np.ones(10)
+    amps = np.random.default_rng(2).uniform(0.01, 0.5, (5, 3))   # per-input amplitudes
+    e = monotonicity_experiment(net, x, s_in, s_out, nulls="", amplitudes=amps, unit_size=2,
+                                seed=3, frustration=0.25)
+    ref = near_monotonicity(net, s_in, s_out, x, amps, seed=3)
+    pd.testing.assert_frame_equal(e.trials, ref.trials)
+    assert e.gamma["frustration"].tolist() == [0.25] and e.info["units"] == 3
+    with pytest.raises(DeepglassError, match="a run needs a number of amplitudes"):
+        monotonicity_experiment(net, x, s_in, s_out, nulls="", amplitudes=amps,
+                                run=tmp_path / "r")
+    with pytest.raises(DeepglassError, match="give both"):
+        monotonicity_experiment(net, x, s_in, nulls="")
+    with pytest.raises(DeepglassError, match="'N3' names 2 null models"):
+        null_gauge(net, "N3", input_shape=(1, 8, 8), n_outputs=10)
+    with pytest.raises(DeepglassError, match="'N2' does not apply"):
+        null_gauge(net, "n2", input_shape=(1, 8, 8), n_outputs=10)
+
+
 def test_rho_vs_amplitude_shows_mean_and_interquartile_band():
     from matplotlib.figure import Figure
 

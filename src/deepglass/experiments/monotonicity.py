@@ -99,7 +99,8 @@ def null_gauge(model: nn.Module, null: str, *, input_shape: Sequence[int], n_out
     transform with seed ``seed``, with its own gauge from
     :func:`deepglass.solve.frustration` (``replicas`` starts).
     """
-    rec = get_null(parse_nulls([null])[0] if isinstance(null, str) else null)
+    rec = get_null(null)
+    parse_nulls([rec.name])   # refuses, in one line, a null that cannot run forward (N2)
     if rec.gauge is not None:
         s_in, s_out = rec.gauge(int(np.prod(tuple(input_shape))), int(n_outputs), int(seed))
         return NullGauge(rec.name, model, s_in, s_out)
@@ -208,9 +209,10 @@ class MonotonicityRun(Experiment):
 
     def units(self) -> list[Unit]:
         B, n = len(self.ids), int(self.settings["unit_size"])
-        K = int(self.amplitudes) if np.ndim(self.amplitudes) == 0 else np.shape(self.amplitudes)[-1]
-        return [Unit(f"{name}-{u:05d}", (name, lo, min(B, lo + n)), weight=(min(B, lo + n) - lo) * K)
-                for name in self.gauges for u, lo in enumerate(range(0, B, n))]
+        K = int(self.amplitudes) if np.ndim(self.amplitudes) == 0 else self.amplitudes.shape[-1]
+        spans = [(lo, min(B, lo + n)) for lo in range(0, B, n)]
+        return [Unit(f"{name}-{u:05d}", (name, lo, hi), weight=(hi - lo) * K)
+                for name in self.gauges for u, (lo, hi) in enumerate(spans)]
 
     def shared(self) -> dict:
         return {"x": self.x, "ids": self.ids, "amplitudes": self.amplitudes, "opts": self.opts,
