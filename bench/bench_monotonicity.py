@@ -1,10 +1,11 @@
 """Near-monotonicity figures (SPEC §5; paper 000, Figs. 3-5).  Prints, in one run:
 
 - digits CNN (trained, cached): the gauge (frustration, 80 replicas) and the
-  full protocol, 1000 inputs x 100 amplitudes on the real weights and two nulls
-  (random order, N3 He with its own 80-replica gauge): seconds, trials per
-  second, gamma (level 0.95), median |2 rho - 1|, mean rho, consistent inputs
-  and class kept per model;
+  full protocol, 1000 inputs x 100 amplitudes on the real weights and the
+  paper's nulls (random order; N3 = N3-xavier and N3-he, each with its own
+  80-replica gauge), on the experiment runner in this process: seconds, trials
+  per second, gamma (level 0.95), median |2 rho - 1|, mean rho, consistent
+  inputs and class kept per model;
 - AlexNet (random init, 3x224x224): 100 perturbations of one input (a skimage
   photograph, ImageNet preprocessing) along a random gauge (the cost of the test
   does not depend on the gauge; AlexNet's own gauge is a separate frustration
@@ -40,7 +41,7 @@ def digits(n_inputs: int, amplitudes: int, replicas: int) -> None:
     print(f"digits_cnn: gauge (frustration, {replicas} replicas) {t1 - t0:.1f} s, delta = "
           f"{fr.frustration:.4f}")
     print(f"digits_cnn: {len(batch)} inputs x {amplitudes} amplitudes x {e.gamma.shape[0]} models"
-          f" = {trials:,d} trials in {t2 - t1:.1f} s (N3 gauge included; {trials / (t2 - t1):,.0f}"
+          f" = {trials:,d} trials in {t2 - t1:.1f} s (N3 gauges included; {trials / (t2 - t1):,.0f}"
           f" trials/s)")
     cols = ["model", "gamma", "gamma_median", "rho_mean", "increasing", "decreasing",
             "consistent", "class_kept", "frustration"]

@@ -226,7 +226,8 @@ def test_demo_writes_one_run_directory(cli, tmp_path, monkeypatch):
     # the later steps read the frustration step's gauge and delta
     assert summary["active"]["inputs"] == 6
     assert summary["active"]["delta"] == pytest.approx(summary["delta"])
-    assert set(summary["monotonicity"]["gamma"]) == {"real", "random-order", "N3"}
+    assert set(summary["monotonicity"]["gamma"]) == {"real", "random-order", "N3-xavier", "N3-he"}
+    assert summary["monotonicity"]["frustration"]["real"] == pytest.approx(summary["delta"])
     report = (tmp_path / "demo" / "report.md").read_text()
     assert report.index("## Frustration") < report.index("## Active") < report.index(
         "## Near-monotonicity")

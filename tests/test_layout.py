@@ -32,7 +32,6 @@ MAX_LINES = 600
 #: its module is split (a stale entry fails :func:`test_allow_lists_are_current`)
 ALLOWED_LONG = {
     "deepglass.experiments.active",
-    "deepglass.experiments.monotonicity",
     "deepglass.criticality.experiment",
     "deepglass.criticality.meanfield",
     "deepglass.graph.blocks",
@@ -45,8 +44,6 @@ ALLOWED_PRIVATE = {
     ("deepglass.experiments.active", "deepglass.graph.trace._Builder"),
     ("deepglass.experiments.active", "deepglass.graph.trace._Interpreter"),
     ("deepglass.experiments.active", "deepglass.graph.trace._function_params"),
-    # the null registry replaces monotonicity's own null check
-    ("deepglass.cli.monotonicity", "deepglass.experiments.monotonicity._check_nulls"),
 }
 
 #: import circles still allowed: a circle (the modules of a strongly connected

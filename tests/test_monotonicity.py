@@ -185,11 +185,100 @@ def test_experiment_has_every_null():
     net = _small_cnn()
     x = torch.rand(4, 1, 8, 8)
     e = monotonicity_experiment(net, x, nulls="random-order,N3", amplitudes=3, replicas=2)
-    assert list(e.gamma["model"]) == ["real", "random-order", "N3"]
-    assert len(e.trials) == 3 * 4 * 3 and set(e.inputs["model"]) == set(e.gamma["model"])
+    # "N3" is both initializations (SPEC §3), as in every experiment
+    assert list(e.gamma["model"]) == ["real", "random-order", "N3-xavier", "N3-he"]
+    assert len(e.trials) == 4 * 4 * 3 and set(e.inputs["model"]) == set(e.gamma["model"])
     assert 0 <= e.gamma["frustration"].iloc[0] <= 0.5
+    # the null network is the registry's module transform, with the gauge the solver gives it
+    from deepglass.experiments.nulls import NULLS
+
+    he = NULLS["N3-he"].module(net, 0)
+    for a, b in zip(he.parameters(), e.gauges["N3-he"].model.parameters()):
+        assert torch.equal(a, b)
+    fr = deepglass.frustration(he, replicas=2, seed=0)
+    assert (fr.sigma_in == e.gauges["N3-he"].sigma_in).all()
+    assert e.gamma.set_index("model").loc["N3-he", "frustration"] == pytest.approx(fr.frustration)
+    assert mono.parse_nulls("all") == ("N1", "N3-xavier", "N3-he", "random-order")
     with pytest.raises(DeepglassError, match="unknown null"):
         monotonicity_experiment(net, x, nulls=("N9",))
+    with pytest.raises(DeepglassError, match="'N2' does not apply to near-monotonicity"):
+        monotonicity_experiment(net, x, nulls="random-order,N2")
+
+
+def test_units_and_executors_give_the_same_tables(ray_executor, tmp_path):
+    """Any split into units, in memory or in a run directory, in this process or
+    on Ray: the same tables."""
+    net = _small_cnn()
+    x = torch.rand(5, 1, 8, 8)
+    kw = dict(nulls="random-order,N1", amplitudes=3, replicas=2, seed=4)
+    one = monotonicity_experiment(net, x, unit_size=5, **kw)
+    split = monotonicity_experiment(net, x, unit_size=2, **kw)
+    assert one.info["units"] == 3 and split.info["units"] == 9
+    ray = monotonicity_experiment(net, x, unit_size=2, run=tmp_path / "ray",
+                                  executor=ray_executor, **kw)
+    for e in (split, ray):
+        for name in ("trials", "inputs", "gamma"):
+            pd.testing.assert_frame_equal(getattr(e, name), getattr(one, name))
+    assert ray.info["computed"] == 9
+    assert pd.read_parquet(tmp_path / "ray" / "monotonicity_trials.parquet")["rho"].equals(
+        one.trials["rho"])
+
+
+def test_explicit_amplitudes_and_given_gauge_split_into_units(tmp_path):
+    net = _small_cnn()
+    x = torch.rand(5, 1, 8, 8)
+    s_in, s_out = np.random.default_rng(1).choice([-1, 1], 64), np.ones(10)
+    amps = np.random.default_rng(2).uniform(0.01, 0.5, (5, 3))   # per-input amplitudes
+    e = monotonicity_experiment(net, x, s_in, s_out, nulls="", amplitudes=amps, unit_size=2,
+                                seed=3, frustration=0.25)
+    ref = near_monotonicity(net, s_in, s_out, x, amps, seed=3)
+    pd.testing.assert_frame_equal(e.trials, ref.trials)
+    assert e.gamma["frustration"].tolist() == [0.25] and e.info["units"] == 3
+    with pytest.raises(DeepglassError, match="a run needs a number of amplitudes"):
+        monotonicity_experiment(net, x, s_in, s_out, nulls="", amplitudes=amps,
+                                run=tmp_path / "r")
+    with pytest.raises(DeepglassError, match="give both"):
+        monotonicity_experiment(net, x, s_in, nulls="")
+    with pytest.raises(DeepglassError, match="'N3' names 2 null models"):
+        null_gauge(net, "N3", input_shape=(1, 8, 8), n_outputs=10)
+    with pytest.raises(DeepglassError, match="'N2' does not apply"):
+        null_gauge(net, "n2", input_shape=(1, 8, 8), n_outputs=10)
+
+
+def test_rho_vs_amplitude_shows_mean_and_interquartile_band():
+    from matplotlib.figure import Figure
+
+    from deepglass.experiments.figures import kind_color, rho_vs_amplitude
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for kind in ("real", "random-order"):
+        for i in range(7):
+            scale = 1 + i  # per-input amplitudes (std scaling): x = their geometric mean
+            for k, a in enumerate((0.01, 0.1, 1.0)):
+                rows.append((kind, i, k, a * scale, rng.integers(0, 11) / 10))
+    t = pd.DataFrame(rows, columns=["model", "input", "amplitude_index", "amplitude", "rho"])
+    ax = Figure().add_subplot()
+    rho_vs_amplitude(t, ax=ax)
+    lines = [ln for ln in ax.lines if ln.get_label() in ("real", "random-order")]
+    assert [ln.get_label() for ln in lines] == ["real", "random-order"]
+    gm = np.exp(np.log(np.arange(1, 8)).mean())
+    for ln in lines:
+        tk = t[t["model"] == ln.get_label()]
+        np.testing.assert_allclose(ln.get_xdata(), gm * np.array([0.01, 0.1, 1.0]))
+        np.testing.assert_allclose(ln.get_ydata(), tk.groupby("amplitude_index")["rho"].mean())
+        assert ln.get_color() == kind_color(ln.get_label())
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]   # the first kind's band
+    q = t[t["model"] == "real"].groupby("amplitude_index")["rho"].quantile([0.25, 0.75])
+    assert band.min() == pytest.approx(q.min()) and band.max() == pytest.approx(q.max())
+    # one panel per kind: each its own mean and band, the real mean dashed for reference
+    axes = Figure().subplots(1, 2)
+    rho_vs_amplitude(t, ax=axes)
+    assert [a.get_title() for a in axes] == ["real", "random-order"]
+    assert [ln.get_label() for ln in axes[1].lines[:2]] == ["random-order", "real"]
+    np.testing.assert_allclose(axes[1].lines[1].get_ydata(), lines[0].get_ydata())
+    with pytest.raises(ValueError, match="one per kind"):
+        rho_vs_amplitude(t, ax=Figure().subplots(1, 3))
 
 
 def test_run_resumes_and_reuses_the_runs_gauge(tmp_path, monkeypatch):
@@ -208,35 +297,61 @@ def test_run_resumes_and_reuses_the_runs_gauge(tmp_path, monkeypatch):
                                   real.trials)
     assert e.gamma.set_index("model").loc["real", "frustration"] == pytest.approx(fr.frustration)
     d = tmp_path / "run"
-    assert len(list((d / "units" / "monotonicity" / "trials").glob("*.parquet"))) == 3 * 3
+    assert len(list((d / "units" / "monotonicity" / "trials").glob("*.parquet"))) == 4 * 3
     for f in ("monotonicity_trials", "monotonicity_inputs", "monotonicity_gamma"):
         assert (d / f"{f}.parquet").exists()
     for f in ("rho_hist.png", "rho_vs_amplitude.png", "gamma.png"):
         assert (d / "figures" / f).stat().st_size > 1000
     summary = json.loads((d / "summary.json").read_text())
-    assert set(summary["monotonicity"]["gamma"]) == {"real", "random-order", "N3"}
+    assert set(summary["monotonicity"]["gamma"]) == {"real", "random-order", "N3-xavier",
+                                                     "N3-he"}
+    assert (d / "arrays" / "monotonicity" / "gauge_N3-he.npz").exists()
     assert "Near-monotonicity" in (d / "report.md").read_text()
     # resume: nothing is recomputed (no perturbation test, no null gauge)
     monkeypatch.setattr(mono, "near_monotonicity", lambda *a, **k: pytest.fail("recomputed"))
     monkeypatch.setattr(mono, "_frustration_gauge", lambda *a, **k: pytest.fail("recomputed"))
     e2 = run_monotonicity(d, net, x, **kw)
+    assert (e2.info["computed"], e2.info["resumed"]) == (0, 12)
     pd.testing.assert_frame_equal(e2.trials, e.trials)
+    pd.testing.assert_frame_equal(e2.gamma, e.gamma)
     with pytest.raises(DeepglassError, match="differs"):
         run_monotonicity(d, net, x, **{**kw, "amplitudes": 5})
 
 
-def test_cli_json(capsys):
-    from deepglass.cli.app import main
-
-    try:
-        main(["monotonicity", "digits_cnn", "--inputs", "digits", "--n", "6", "--amplitudes",
-              "4", "--replicas", "2", "--nulls", "random-order", "--json"])
-    except SystemExit as exc:
-        assert exc.code == 0
-    d = json.loads(capsys.readouterr().out)
+def test_cli_json(cli, ray_executor, tmp_path):
+    argv = ["monotonicity", "digits_cnn", "--inputs", "digits", "--n", "6", "--amplitudes",
+            "4", "--replicas", "2", "--nulls", "random-order", "--unit-size", "4", "--json"]
+    code, text, _ = cli(argv)
+    assert code == 0
+    d = json.loads(text)
     assert d["n_inputs"] == 6 and set(d["gamma"]) == {"real", "random-order"}
     assert all(0.0 <= g <= 1.0 for g in d["gamma"].values())
-    assert d["table"][0]["trials"] == 24
-    with pytest.raises(SystemExit) as exc:
-        main(["monotonicity", "digits_cnn", "--inputs", "/no/such/folder"])
-    assert exc.value.code == 2 and "error: inputs" in capsys.readouterr().err
+    assert d["table"][0]["trials"] == 24 and d["computed_units"] == 4
+    # --executor ray (the session's local Ray): the same tables, written to the run
+    code, text, _ = cli(argv + ["--executor", "ray", "--out", str(tmp_path / "r")])
+    assert code == 0
+    assert json.loads(text)["table"] == d["table"]
+    assert len(pd.read_parquet(tmp_path / "r" / "monotonicity_trials.parquet")) == 2 * 6 * 4
+    code, _, err = cli(["monotonicity", "digits_cnn", "--inputs", "/no/such/folder"])
+    assert code == 2 and "error: inputs" in err
+    code, _, err = cli(["monotonicity", "digits_cnn", "--inputs", "digits", "--nulls", "N2"])
+    assert code == 2 and err.startswith("error: null model 'N2' does not apply") \
+        and len(err.splitlines()) == 1
+
+
+def test_cli_help_names_the_registrys_nulls():
+    from deepglass.cli import frustration as cli_frustration
+    from deepglass.cli import monotonicity as cli_mono
+    from deepglass.experiments.frustration import ALL_NULLS
+    from deepglass.experiments.nulls import NULL_GROUPS
+
+    import inspect
+
+    helps = {m: inspect.signature(m.__dict__[f]).parameters["nulls"].default.help
+             for m, f in ((cli_mono, "monotonicity_cmd"), (cli_frustration, "frustration_cmd"))}
+    for mod, names in ((cli_mono, mono.MONOTONICITY_NULLS), (cli_frustration, ALL_NULLS)):
+        for name in names:
+            assert name in helps[mod], (mod.__name__, name)
+        for group, members in NULL_GROUPS.items():
+            assert f"{group} (= {' + '.join(members)})" in helps[mod]
+    assert "N2" not in helps[cli_mono]

@@ -17,8 +17,9 @@ import torch.nn as nn
 import deepglass
 from deepglass import zoo
 from deepglass.errors import DeepglassError
-from deepglass.experiments import nulls
-from deepglass.experiments.nulls import NULL_KINDS, null_model
+from deepglass.experiments import nulls, pooled_edges, shuffle
+from deepglass.experiments.nulls import (NULL_GROUPS, NULL_KINDS, NULLS, get_null,
+                                         null_model, resolve_nulls)
 from deepglass.graph import ConvBlock, DenseBlock, PoolBlock, SignedGraph
 from deepglass.graph.unshared import UnsharedConvBlock
 
@@ -60,8 +61,10 @@ def test_kinds_names_and_errors():
     assert deepglass.null_model is null_model
     for name in ("n1", "N3-XAVIER", "n3-He"):
         assert isinstance(null_model(net, name), nn.Module)
-    with pytest.raises(DeepglassError, match="N1, N2, N3-xavier, N3-he"):
+    with pytest.raises(DeepglassError, match=r"'N3' names 2 null models \(N3-xavier, N3-he\)"):
         null_model(net, "N3")
+    with pytest.raises(DeepglassError, match="partial order, not of the weights"):
+        null_model(net, "random-order")
     with pytest.raises(DeepglassError, match="seed"):
         null_model(net, "N1", seed=-1)
     with pytest.raises(DeepglassError, match="nn.Module or a SignedGraph"):
@@ -70,6 +73,78 @@ def test_kinds_names_and_errors():
     with pytest.raises(DeepglassError, match="input_shape"):
         null_model(bare, "N2")
     assert null_model(bare, "N2", input_shape=(3,)).n_edges == 6
+
+
+# ---- the registry ------------------------------------------------------------------------
+def test_registry_names_aliases_and_groups():
+    assert list(NULLS) == ["N1", "N2", "N3-xavier", "N3-he", "random-order"]
+    assert NULL_KINDS == tuple(n for n, r in NULLS.items() if r.acts_on == "weights")
+    assert NULL_GROUPS["N3"] == ("N3-xavier", "N3-he")  # SPEC §3: N3 is both draws
+    for rec in NULLS.values():
+        for alias in (rec.name, rec.name.upper(), *rec.aliases, *(a.upper() for a in rec.aliases)):
+            assert get_null(f" {alias} ") is rec
+        assert rec.description and rec.color
+    assert len({r.color for r in NULLS.values()}) == len(NULLS)
+    assert [r.acts_on for r in NULLS.values()] == ["weights"] * 4 + ["gauge"]
+    assert resolve_nulls("n1, N3-KAIMING,N3 ,none,,n1") == ("N1", "N3-he", "N3-xavier")
+    assert resolve_nulls(["random-gauge", "xavier"]) == ("random-order", "N3-xavier")
+    assert resolve_nulls("all", allowed=NULL_KINDS) == NULL_KINDS
+    assert resolve_nulls(None) == () == resolve_nulls("")
+    with pytest.raises(DeepglassError) as e:
+        resolve_nulls("N1,N7")
+    assert str(e.value) == ("unknown null model 'N7'; choose from N1, N2, N3-xavier, N3-he, "
+                            "random-order, N3 (= N3-xavier + N3-he), all")
+    with pytest.raises(DeepglassError, match="'random-order' does not apply to frustration"):
+        resolve_nulls("N1,random-order", allowed=NULL_KINDS, use="frustration")
+    with pytest.raises(DeepglassError, match="'N3' does not apply to x; choose from N3-he, all"):
+        resolve_nulls("N3", allowed=("N3-he",), use="x")
+    with pytest.raises(DeepglassError, match="unknown null model"):
+        get_null(3)
+    with pytest.raises(ValueError):   # a record is a null of the weights or of the gauge
+        nulls.NullModel("bad", "both", "k", graph=lambda g, s: g, gauge=lambda a, b, s: (a, b))
+
+
+def _sorted_edges(g):
+    vals = [b.coo()[2] for b in g.edge_blocks if b.kind != "pool"]
+    return np.sort(np.concatenate(vals))
+
+
+@pytest.mark.parametrize("name", list(NULLS))
+def test_every_record_draws_its_null(name):
+    """Each record's transforms give the draw its description states."""
+    rec = NULLS[name]
+    net = _net()
+    g = _graph(net, torch.float32)   # the module's dtype: N3 draws the same numbers
+    if rec.acts_on == "gauge":   # random order: +-1 entries, keyed by the seed, balanced
+        s_in, s_out = rec.gauge(4000, 10, 3)
+        assert s_in.shape == (4000,) and s_out.shape == (10,)
+        assert set(np.unique(s_in)) == {-1, 1} and np.isin(s_out, (-1, 1)).all()
+        again = rec.gauge(4000, 10, 3)
+        assert np.array_equal(again[0], s_in) and not np.array_equal(rec.gauge(4000, 10, 4)[0], s_in)
+        assert abs(s_in.mean()) < 5 / np.sqrt(4000)    # fair coin: sd 1/sqrt(n)
+        return
+    h = rec.graph(g, 5)
+    assert h.meta["null"] == name and h.n_edges == g.n_edges
+    if name == "N2":   # the pooled conv + dense edge weights, dealt out over the same edges
+        np.testing.assert_array_equal(_sorted_edges(h), _sorted_edges(g))
+        assert rec.module is None
+        return
+    m = rec.module(net, 5)
+    for (lname, layer), (_, new) in zip(_weight_modules(net), _weight_modules(m)):
+        w, w1 = layer.weight.detach(), new.weight.detach()
+        if name == "N1":   # a permutation of each layer's weights: same sorted values
+            assert torch.equal(w.flatten().sort().values, w1.flatten().sort().values)
+            assert not torch.equal(w, w1) and torch.equal(layer.bias, new.bias)
+        else:              # fresh draws: bounded (Xavier) or normal (He), biases 0
+            rf = w[0, 0].numel()
+            fan_in, fan_out = w.shape[1] * rf, w.shape[0] * rf
+            if name == "N3-xavier":
+                assert w1.abs().max() <= np.sqrt(6 / (fan_in + fan_out))
+            else:
+                assert st.kstest(w1.numpy().ravel() * np.sqrt(fan_in / 2), "norm").pvalue > 1e-4
+            assert torch.count_nonzero(new.bias) == 0
+    # the module's and the graph's draws agree layer by layer (keyed by layer name)
+    assert (_graph(m, torch.float32).to_scipy() != h.to_scipy()).nnz == 0
 
 
 def test_doctests():
@@ -171,8 +246,8 @@ def test_n2_with_source_scales_and_bucket_shuffle(monkeypatch):
         net[0].weight.copy_(torch.tensor([2.0, -0.5]))
     g = SignedGraph.from_module(net, (2, 8, 8), dtype=torch.float64)
     assert any(b.in_scale is not None for b in g.edge_blocks)
-    monkeypatch.setattr(nulls, "_BUCKET", 32)
-    monkeypatch.setattr(nulls, "_PIECE", 100)
+    monkeypatch.setattr(shuffle, "_BUCKET", 32)
+    monkeypatch.setattr(pooled_edges, "_PIECE", 100)
     assert g.n_edges > 2 * 32
     _n2_checks(g, null_model(g, "N2", seed=0))
 
@@ -184,15 +259,15 @@ def test_n2_dealt_where_the_graph_lives(bn):
     padding slots empty; keyed by the seed."""
     g = _graph(_net(bn=bn))
     weighted = [nulls._check_block(b, "N2") for b in g.edge_blocks]
-    blocks = nulls._n2_blocks_torch(g, weighted, seed=5)
+    blocks = pooled_edges._n2_blocks_torch(g, weighted, seed=5)
     g2 = g.replace_edge_blocks(blocks)
     _n2_checks(g, g2)
     for b in blocks:
         if isinstance(b, UnsharedConvBlock):
             assert not b.edge_weight[~b.valid_mask()[:, None, :].expand(
                 b.edge_weight.shape)].any()
-    again = nulls._n2_blocks_torch(g, weighted, seed=5)
-    other = nulls._n2_blocks_torch(g, weighted, seed=6)
+    again = pooled_edges._n2_blocks_torch(g, weighted, seed=5)
+    other = pooled_edges._n2_blocks_torch(g, weighted, seed=6)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, g.n_nodes)))
     y = g2.sym_matvec(x)
     assert torch.equal(y, g.replace_edge_blocks(again).sym_matvec(x))
@@ -223,13 +298,13 @@ class _Counting:
 @pytest.mark.parametrize("bucket,sub", [(4, 4096), (8, 2)])
 def test_bucket_shuffle_is_a_uniform_permutation(monkeypatch, bucket, sub):
     """Both Rao-Sandelius levels (buckets, then sub-buckets) and Fisher-Yates."""
-    monkeypatch.setattr(nulls, "_BUCKET", bucket)
-    monkeypatch.setattr(nulls, "_SUB_BUCKET", sub)
+    monkeypatch.setattr(shuffle, "_BUCKET", bucket)
+    monkeypatch.setattr(shuffle, "_SUB_BUCKET", sub)
     n, draws = 20, 1000
     pos = np.zeros((n, n))
     pairs = np.zeros(n)
     for seed in range(draws):
-        out = nulls._shuffled_pool([_Counting(8), _Counting(12, start=8)], np.float64, seed)
+        out = shuffle.shuffled_pool([_Counting(8), _Counting(12, start=8)], np.float64, seed)
         assert np.array_equal(np.sort(out), np.arange(n))
         pos[out.astype(int), np.arange(n)] += 1
         pairs[int(np.nonzero(out == 0)[0][0] - np.nonzero(out == 1)[0][0]) % n] += 1

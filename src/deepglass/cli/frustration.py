@@ -34,8 +34,9 @@ def frustration_cmd(
     save: Optional[str] = typer.Option(None, "--save", help="Write the result (PATH.npz + PATH.json)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     nulls: Optional[str] = typer.Option(
-        None, "--nulls", help="Compare with null models: N1,N2,N3 (N3 = N3-xavier and N3-he), "
-                              "the explicit names, or all."),
+        None, "--nulls", help="Compare with null models of the weights, comma-separated names "
+                              "or aliases of the null registry: N1, N2, N3-xavier, N3-he, "
+                              "N3 (= N3-xavier + N3-he), all."),
     null_instances: int = typer.Option(80, "--null-instances", help="Draws of each null model."),
     starts_per_null: int = typer.Option(2, "--starts-per-null", help="Start gauges per draw."),
     replicas_per_unit: Optional[int] = typer.Option(

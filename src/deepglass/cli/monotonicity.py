@@ -1,8 +1,11 @@
 """``deepglass monotonicity``: the near-monotonicity test of SPEC §5 (paper 000,
-Figs. 3-5), in memory or as a resumable run directory."""
+Figs. 3-5): parses the options, calls
+:func:`deepglass.experiments.monotonicity.monotonicity_experiment` (in this
+process or on Ray, in memory or as a resumable run directory) and prints."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Optional
 
 import numpy as np
@@ -10,7 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import load_network, print_json, progress
+from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, OUT_OPTION, load_network,
+                     print_json, resume_hint, unit_progress)
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -37,6 +41,14 @@ def print_gamma_table(gamma, title: str, console: Console | None = None) -> None
     (console or Console()).print(t)
 
 
+#: ``--nulls`` help: the registry's nulls that run forward (a test keeps it in step with
+#: ``deepglass.experiments.monotonicity.MONOTONICITY_NULLS``; importing the registry here
+#: would load torch for every command)
+NULLS_HELP = ("Null models, comma-separated names or aliases of the null registry: "
+              "random-order (random partial order), N1, N3-xavier, N3-he, N3 (= N3-xavier + "
+              "N3-he), all; '' for none.")
+
+
 def monotonicity_cmd(
     model: str = typer.Argument(..., help="A zoo name or a model file (see `deepglass graph`)."),
     inputs: str = typer.Option(..., "--inputs", help="digits, mnist, skimage, sklearn-images, "
@@ -45,12 +57,11 @@ def monotonicity_cmd(
     amplitudes: int = typer.Option(100, "--amplitudes", help="Amplitudes per input."),
     amplitude_range: str = typer.Option("1e-3,1", "--amplitude-range",
                                         help="Geometric grid LOW,HIGH in units of each input's std."),
-    nulls: str = typer.Option("random-order,N3", "--nulls",
-                              help="Comma-separated: random-order, N3 (He), N3-xavier; '' for none."),
+    nulls: str = typer.Option("random-order,N3", "--nulls", help=NULLS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of inputs subset, noise, nulls and gauges."),
     replicas: int = typer.Option(80, "--replicas", help="Start gauges of each frustration run."),
     alpha: float = typer.Option(0.05, "--alpha", help="gamma at level 1 - alpha."),
-    unit_size: int = typer.Option(100, "--unit-size", help="Inputs per resumable unit."),
+    unit_size: int = typer.Option(100, "--unit-size", help="Inputs per unit."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Forward batch size."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     engine: str = typer.Option("auto", "--engine", help="The frustration descent's engine: "
@@ -58,20 +69,22 @@ def monotonicity_cmd(
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle"),
-    out: Optional[str] = typer.Option(None, "--out", help="Run directory (resumable); "
-                                      "its arrays/gauge_real.npz is reused when present."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
+    out: Optional[str] = OUT_OPTION,
+    force: bool = FORCE_OPTION,
+    executor: str = EXECUTOR_OPTION,
+    address: Optional[str] = ADDRESS_OPTION,
     output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
                                          "whose values move (default: the first; see "
                                          "`deepglass graph`)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Push inputs along the frustration gauge's partial order and measure how
-    consistently the outputs follow (rho, gamma), against null models."""
-    from ..experiments.monotonicity import (_check_nulls, monotonicity_experiment,
-                                            run_monotonicity)
+    consistently the outputs follow (rho, gamma), against null models.  With
+    --out, the real gauge is read from RUN/arrays/gauge_real.npz when a
+    frustration run shares the directory."""
+    from ..experiments.monotonicity import (check_batch_memory, monotonicity_experiment,
+                                            parse_nulls)
     from ..inputs import load_inputs
-
     from ..solve.engines import check_engine
 
     check_engine(engine, "descent")
@@ -80,7 +93,7 @@ def monotonicity_cmd(
 
         check_out_dir(out)
     net, shape = load_network(model, input_shape, arch, trust_pickle)
-    null_list = _check_nulls(nulls)
+    null_list = parse_nulls(nulls)
     if not (out and _has_gauge(out)):
         from ..graph import SignedGraph
         from ..solve.engines import check_fits
@@ -89,31 +102,25 @@ def monotonicity_cmd(
         check_fits(SignedGraph.from_module(net, shape, output=output), replicas, "descent",
                    engine, device)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
-    rng = _range(amplitude_range)
     if batch_size is not None:       # before the progress bar and the gauge's solve
-        from ..experiments.monotonicity import check_batch_memory
-
         check_batch_memory(batch_size, int(np.prod(shape)), len(batch) * amplitudes)
-    total = len(batch) * amplitudes * (1 + len(null_list))
-    opts = dict(nulls=null_list, amplitudes=amplitudes, amplitude_range=rng, seed=seed,
-                replicas=replicas, alpha=alpha, batch_size=batch_size, device=device,
-                engine=engine, output=output)
-    with progress("trials", total, enabled=not as_json) as advance:
-        if out:
-            config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape)}
-            exp = run_monotonicity(out, net, batch.x, batch.ids, unit_size=unit_size,
-                                   config=config, force=force, progress=advance, **opts)
-        else:
-            exp = monotonicity_experiment(net, batch, **opts)
-            advance(total)
+    config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape)}
+    with resume_hint(out), ExitStack() as stack:
+        exp = monotonicity_experiment(
+            net, batch, nulls=null_list, amplitudes=amplitudes,
+            amplitude_range=_range(amplitude_range), seed=seed, replicas=replicas, alpha=alpha,
+            batch_size=batch_size, device=device, engine=engine, output=output, run=out,
+            unit_size=unit_size, config=config, force=force, executor=executor,
+            address=address, progress=unit_progress(stack, "trials", enabled=not as_json))
     if as_json:
         print_json({"model": model, "inputs": inputs, "n_inputs": len(batch),
                     "amplitudes": amplitudes, "alpha": alpha, "gamma": exp.gammas(),
                     "table": [{k: None if isinstance(v, float) and v != v else v
                                for k, v in row.items()}  # JSON has no NaN
                               for row in exp.gamma.to_dict(orient="records")],
-                    "skipped": batch.skipped,
-                    "out": out, "seconds": exp.seconds})
+                    "skipped": batch.skipped, "out": out, "seconds": exp.seconds,
+                    "computed_units": exp.info.get("computed"),
+                    "resumed_units": exp.info.get("resumed")})
         return
     print_gamma_table(exp.gamma, f"{model}: near-monotonicity, {len(batch)} inputs x "
                                  f"{amplitudes} amplitudes ({exp.seconds:.1f} s)")
@@ -134,18 +141,17 @@ def demo_step(ctx) -> dict:
     """``deepglass demo`` step: near-monotonicity of the demo net (Figs. 3-5) with
     the gauge the frustration step stored in the run (``arrays/gauge_real.npz``;
     computed here when absent).  ``ctx`` is a ``cli.demo.DemoContext``."""
-    from ..experiments.monotonicity import run_monotonicity
+    from ..experiments.monotonicity import monotonicity_experiment
     from ..inputs import load_inputs
 
     p = DEMO_MONOTONICITY
     batch = load_inputs("digits", ctx.input_shape, n=p["n"], seed=p["seed"])
-    total = len(batch) * p["amplitudes"] * (1 + len(p["nulls"]))
-    with progress("monotonicity trials", total, enabled=not ctx.as_json) as advance:
-        exp = run_monotonicity(ctx.out, ctx.model, batch.x, batch.ids, nulls=p["nulls"],
-                               amplitudes=p["amplitudes"], seed=p["seed"],
-                               replicas=p["replicas"], force=ctx.force, progress=advance,
-                               config={"model": ctx.model_name, "inputs": "digits",
-                                       "n": p["n"]})
+    with ExitStack() as stack:
+        exp = monotonicity_experiment(
+            ctx.model, batch, nulls=p["nulls"], amplitudes=p["amplitudes"], seed=p["seed"],
+            replicas=p["replicas"], run=ctx.out, force=ctx.force,
+            config={"model": ctx.model_name, "inputs": "digits", "n": p["n"]},
+            progress=unit_progress(stack, "monotonicity trials", enabled=not ctx.as_json))
     if not ctx.as_json:
         print_gamma_table(exp.gamma, f"{ctx.model_name}: near-monotonicity, {len(batch)} "
                                      f"inputs x {p['amplitudes']} amplitudes", ctx.console)

@@ -47,7 +47,7 @@ from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .frustration_stats import (NullComparison, frustration_stats, frustration_verdict,
                                 report_markdown, tidy_runs)
-from .nulls import NULL_KINDS
+from .nulls import NULL_KINDS, resolve_nulls
 
 __all__ = ["frustration_vs_nulls", "FrustrationExperiment", "FrustrationUnit", "NullComparison",
            "parse_nulls", "plan_units", "unit_seed", "run_unit", "frustration_config",
@@ -116,28 +116,12 @@ def unit_seed(seed: int, kind: str, instance: int, role: int = 0) -> int:
 
 
 def parse_nulls(nulls: str | Iterable[str] | None) -> tuple[str, ...]:
-    """Normalize null-model names: a comma list or a sequence; ``"N3"`` means
-    both ``N3-xavier`` and ``N3-he``; ``"all"`` means every null; duplicates dropped."""
-    if nulls is None:
-        return ()
-    items = nulls.split(",") if isinstance(nulls, str) else list(nulls)
-    lookup = {k.lower(): k for k in ALL_NULLS}
-    out: list[str] = []
-    for raw in items:
-        name = str(raw).strip()
-        if not name or name.lower() == "none":
-            continue
-        if name.lower() == "all":
-            names = list(ALL_NULLS)
-        elif name.lower() == "n3":
-            names = ["N3-xavier", "N3-he"]
-        elif name.lower() in lookup:
-            names = [lookup[name.lower()]]
-        else:
-            raise DeepglassError(f"unknown null model {name!r}; choose from N1, N2, N3 "
-                                 f"(= N3-xavier and N3-he), {', '.join(ALL_NULLS)}")
-        out.extend(n for n in names if n not in out)
-    return tuple(out)
+    """Normalize null-model names (:func:`deepglass.experiments.nulls.resolve_nulls`):
+    a comma list or a sequence of names or aliases; ``"N3"`` means both
+    ``N3-xavier`` and ``N3-he``; ``"all"`` means every null of the weights;
+    duplicates dropped."""
+    return resolve_nulls(nulls, allowed=ALL_NULLS, use="frustration vs nulls (a null of "
+                                                     "the weights)")
 
 
 def plan_units(replicas: int, nulls: Sequence[str], null_instances: int, starts_per_null: int,
