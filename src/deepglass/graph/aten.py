@@ -27,8 +27,9 @@ import torch.fx
 
 from ..errors import DeepglassError, UnsupportedLayerError
 from .blocks import ConvBlock, ConvTransposeBlock, ResampleBlock
-from .trace import (Pending, Ref, _adaptive_pool, _conv, _dense, _flatten, _ForwardError,
-                    _global_mean, _has_sym, _pool, _strip_zero_padding, _tup, _wrap, _zip_map)
+from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op
+from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, add_values, as_tensor_of, flatten,
+                       has_sym, reindexed, remap, scale, strip_zero_padding, tup, zip_map)
 
 __all__ = ["export_module", "AtenInterpreter", "ATEN_OPS", "interpolation_matrices"]
 
@@ -140,9 +141,9 @@ class AtenInterpreter(torch.fx.Interpreter):
         except DeepglassError:
             raise
         except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as exc:
-            raise _ForwardError(str(exc)) from exc
+            raise ForwardError(str(exc)) from exc
         self.cur = real
-        sym = self._symbolic(n, real)
+        sym = self.b.tag(n, self._symbolic(n, real), real)
         # a pending value used more than once gets its node block now, so that
         # every user sees the same nodes
         if isinstance(sym, Pending) and len(n.users) > 1:
@@ -173,8 +174,6 @@ class AtenInterpreter(torch.fx.Interpreter):
         return path if (leaf and path) else f"{path}:{n.name}" if path else n.name
 
     def unsupported(self, n, what: str, why: str | None = None):
-        from .trace import SUPPORTED
-
         if why:
             raise UnsupportedLayerError(f"unsupported layer {self.where(n)!r} ({what}): {why}")
         raise UnsupportedLayerError(f"unsupported layer {self.where(n)!r} (op {what}): "
@@ -201,10 +200,10 @@ class AtenInterpreter(torch.fx.Interpreter):
             return torch.fx.node.map_arg(n.args[0], lambda nd: self.sym[nd])
         args = torch.fx.node.map_arg(n.args, lambda nd: self.sym[nd])
         kwargs = torch.fx.node.map_arg(n.kwargs, lambda nd: self.sym[nd])
-        stats = [v for v in _flatten([args, kwargs]) if isinstance(v, Stat)]
+        stats = [v for v in flatten([args, kwargs]) if isinstance(v, Stat)]
         if stats:
             return self._with_stat(n, args, real)
-        if not (_has_sym(args) or _has_sym(kwargs)):
+        if not (has_sym(args) or has_sym(kwargs)):
             return None
         if n.target is operator.getitem:
             seq = args[0]
@@ -235,7 +234,7 @@ class AtenInterpreter(torch.fx.Interpreter):
             if isinstance(a, Stat) and _is_sym(b) and packet is aten.add:
                 return b
         if packet in STAT_OPS or n.target is operator.getitem:
-            if any(_is_sym(v) for v in _flatten(args)):
+            if any(_is_sym(v) for v in flatten(args)):
                 self.unsupported(n, _opname(n.target), "it mixes a network value with a "
                                  "statistic of the input (x ** p, a root or a mean of one)")
             out = real[0] if isinstance(real, tuple) else real
@@ -273,20 +272,20 @@ def _convolution(ip, n, args, kwargs, real):
     stride, padding, dilation, transposed, out_pad, groups = ip.real(n.args[3:9])
     x = ip.b.materialize(args[0])
     if not transposed:
-        return _conv(ip.b, ip.where(n), x, ip.real(n.args[0]), real, weight, stride, padding,
+        return conv_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, weight, stride, padding,
                      dilation, groups)
     return _transposed(ip, n, x, weight, real, stride, padding, dilation, groups,
                        weight.ndim - 2)
 
 
 def _transposed(ip, n, x, weight, real, stride, padding, dilation, groups, nd):
-    x, extra = _strip_zero_padding(x, nd)
+    x, extra = strip_zero_padding(x, nd)
     if any(extra[d] != (0, 0) for d in range(nd)):
         ip.unsupported(n, "conv_transpose", "explicit padding before a transposed "
                        "convolution is not supported")
-    pads = [(p, p) for p in _tup(padding, nd)]
+    pads = [(p, p) for p in tup(padding, nd)]
     blk = ConvTransposeBlock(weight.detach(), tuple(x.index.shape[1:]), tuple(real.shape[1:]),
-                             _tup(stride, nd), pads, _tup(dilation, nd), groups,
+                             tup(stride, nd), pads, tup(dilation, nd), groups,
                              module=ip.where(n))
     return Pending([(blk, x)], tuple(real.shape[1:]), op="conv_transpose", name=ip.where(n))
 
@@ -300,7 +299,7 @@ def _conv_layer(ip, n, args, kwargs, real):
     r = ip.real(n.args)
     nd = r[1].ndim - 2
     get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
-    return _conv(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, r[1],
+    return conv_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, r[1],
                  get(3, 1), get(4, 0), get(5, 1), get(6, 1))
 
 
@@ -360,7 +359,7 @@ def _matmul(ip, n, args, kwargs, real):
     x = ip.b.materialize(x)
     if real_in.shape[0] > 1:
         return _positionwise(ip, n, x, weight)
-    return _dense(ip.b, ip.where(n), x, real_in, real, weight)
+    return dense_op(ip.b, ip.where(n), x, real_in, real, weight)
 
 
 def _positionwise(ip, n, x, weight):
@@ -372,8 +371,7 @@ def _positionwise(ip, n, x, weight):
     own (identity edges)."""
     N, c_in = x.index.shape
     c_out = weight.shape[0]
-    src = Ref(x.index.T.reshape(1, c_in, N).contiguous(),
-              None if x.scale is None else x.scale.T.reshape(1, c_in, N).contiguous())
+    src = remap(x, lambda t, fill: t.T.reshape(1, c_in, N).contiguous())
     blk = ConvBlock(weight.detach().reshape(c_out, c_in, 1), (c_in, N), (c_out, N), (1,),
                     [(0, 0)], (1,), 1, module=ip.where(n))
     ref = ip.b.materialize(Pending([(blk, src)], (c_out, N), op="dense", name=ip.where(n)))
@@ -397,12 +395,11 @@ def _linear(ip, n, args, kwargs, real):
     x = ip.b.materialize(x)
     real_in = ip.real(n.args[0])
     if real_in.ndim == 2 and real_in.shape[0] == 1:
-        return _dense(ip.b, ip.where(n), x, real_in, real, weight)
+        return dense_op(ip.b, ip.where(n), x, real_in, real, weight)
     if real_in.shape[0] != 1:
         ip.unsupported(n, _opname(n.target), "the batch dimension is mixed into the product")
     lead = tuple(real_in.shape[1:-1])
-    flat = Ref(x.index.reshape(-1, real_in.shape[-1]),
-               None if x.scale is None else x.scale.reshape(-1, real_in.shape[-1]))
+    flat = remap(x, lambda t, fill: t.reshape(-1, real_in.shape[-1]))
     out = _positionwise(ip, n, flat, weight)
     return Ref(out.index.reshape((1,) + lead + (weight.shape[0],)))
 
@@ -426,10 +423,10 @@ def _from_1d(ip, n, args, r, real):
     if not (isinstance(src, torch.fx.Node) and src.target is aten.unsqueeze.default
             and r[0].ndim == 4 and r[0].shape[2] == 1 and src.args[1] in (2, -2)):
         return None
-    k = _tup(r[1], 2)
-    st = _tup(r[2] if len(r) > 2 and r[2] not in (None, []) else r[1], 2)
-    pd = _tup(r[3] if len(r) > 3 else 0, 2)
-    dl = _tup(r[4] if len(r) > 4 and not isinstance(r[4], bool) else 1, 2)
+    k = tup(r[1], 2)
+    st = tup(r[2] if len(r) > 2 and r[2] not in (None, []) else r[1], 2)
+    pd = tup(r[3] if len(r) > 3 else 0, 2)
+    dl = tup(r[4] if len(r) > 4 and not isinstance(r[4], bool) else 1, 2)
     if (k[0], st[0], pd[0], dl[0]) != (1, 1, 0, 1):
         return None
     x = ip.sym[src.args[0]]
@@ -442,12 +439,12 @@ def _max_pool(ip, n, args, kwargs, real):
     one = _from_1d(ip, n, args, r, out_real)
     if one is not None:
         x, real_in, out1, (k, st, pd, dl) = one
-        val = _pool(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, "max", k, st, pd, dl,
+        val = pool_op(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, "max", k, st, pd, dl,
                     r[5] if len(r) > 5 else False)
         val = Pending(val.terms, tuple(out_real.shape[1:]), val.op, val.name)
     else:
         stride = r[2] if len(r) > 2 else None
-        val = _pool(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], out_real, "max", r[1],
+        val = pool_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], out_real, "max", r[1],
                     stride if stride not in (None, []) else None, r[3] if len(r) > 3 else 0,
                     r[4] if len(r) > 4 else 1, r[5] if len(r) > 5 else False)
     return (val, None) if isinstance(real, tuple) else val
@@ -461,11 +458,11 @@ def _avg_pool(ip, n, args, kwargs, real):
     one = _from_1d(ip, n, args, r, real)
     if one is not None:
         x, real_in, out1, (k, st, pd, _) = one
-        val = _pool(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, "avg", k, st, pd, 1,
+        val = pool_op(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, "avg", k, st, pd, 1,
                     ceil)
         return Pending(val.terms, tuple(real.shape[1:]), val.op, val.name)
     stride = r[2] if len(r) > 2 else None
-    return _pool(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, "avg", r[1],
+    return pool_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, "avg", r[1],
                  stride if stride not in (None, []) else None, r[3] if len(r) > 3 else 0, 1, ceil)
 
 
@@ -478,7 +475,7 @@ def _adaptive(kind):
                 and real_in.ndim == 4 and real_in.shape[2] == 1 and out.shape[2] == 1:
             # core ATen's 1-d adaptive pool: unsqueeze -> 2-d pool -> squeeze
             x, real_in, out1 = ip.sym[src.args[0]], ip.real(src.args[0]), out.squeeze(2)
-        val = _adaptive_pool(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, kind)
+        val = adaptive_pool_op(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, kind)
         if isinstance(val, Pending):
             val = Pending(val.terms, tuple(out.shape[1:]), val.op, val.name)
         elif out1 is not out:   # the identity at this size
@@ -496,7 +493,7 @@ def _mean(ip, n, args, kwargs, real):
         # layer norm subtracts and divides by (SPEC §1b), not graph nodes
         return Stat(tuple(real.shape[1:]))
     x = ip.b.materialize(args[0])
-    return _global_mean(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dims)
+    return global_mean_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dims)
 
 
 def interpolation_matrices(op: Callable, real_in: torch.Tensor, real_out: torch.Tensor,
@@ -535,33 +532,6 @@ def _upsample(mode):
 
 # ----------------------------------------------------------------------------------
 # normalizations and scalings
-def _scale(ip, val, s: torch.Tensor):
-    """Multiply a symbolic value by ``s`` (broadcastable to ``(1, *shape)``): a
-    scalar or per-channel factor folds into a pending layer's weights; any other
-    pattern becomes a per-element scale of the materialized value."""
-    s = torch.as_tensor(s, dtype=torch.float64).detach()
-    if isinstance(val, Pending):
-        nd = len(val.shape) + 1
-        full = s.reshape((1,) * (nd - s.ndim) + tuple(s.shape)) if s.ndim < nd else s
-        sizes = [full.shape[i] for i in range(full.ndim)]
-        if all(sz == 1 for sz in sizes):
-            for blk, _ in val.terms:
-                blk.scale_output(full.reshape(()))
-            return val
-        if full.ndim >= 2 and all(sz == 1 for i, sz in enumerate(sizes) if i != 1):
-            ch = full.reshape(-1)
-            for blk, _ in val.terms:
-                blk.scale_output(ch.reshape((-1,) + (1,) * (len(blk.out_shape) - 1)))
-            return val
-        val = ip.b.materialize(val)
-    if isinstance(val, Ref):
-        cur = val.scale if val.scale is not None else torch.ones(val.index.shape,
-                                                                 dtype=torch.float64)
-        # symbolic values live on the CPU whatever device the model's weights use
-        return Ref(val.index, torch.broadcast_to(cur * s.cpu(), val.index.shape).clone())
-    return val
-
-
 def _batch_norm_scale(ip, val, weight, var, eps, ndim):
     """Batch norm with running statistics: ``gamma / sqrt(var + eps)`` per channel
     folds into the incoming edges, sign included (SPEC §1 ``batchnorm="fold"``)."""
@@ -570,7 +540,7 @@ def _batch_norm_scale(ip, val, weight, var, eps, ndim):
     s = 1.0 / torch.sqrt(var.double() + eps)
     if weight is not None:
         s = s * weight.double()
-    return _scale(ip, val, s.reshape((-1,) + (1,) * (ndim - 2)))
+    return scale(ip.b, val, s.reshape((-1,) + (1,) * (ndim - 2)))
 
 
 def _layer_norm_scale(ip, val, weight):
@@ -579,14 +549,14 @@ def _layer_norm_scale(ip, val, weight):
     normalized trailing dimensions) folds in, sign included."""
     if weight is None or ip.rules["norm"] != "fold":
         return val
-    return _scale(ip, val, weight.double())
+    return scale(ip.b, val, weight.double())
 
 
 def _channel_gain(ip, val, weight, ndim):
     """Group / instance norm: as :func:`_layer_norm_scale` with a gain per channel."""
     if weight is None or ip.rules["norm"] != "fold":
         return val
-    return _scale(ip, val, weight.double().reshape((-1,) + (1,) * (ndim - 2)))
+    return scale(ip.b, val, weight.double().reshape((-1,) + (1,) * (ndim - 2)))
 
 
 def _batch_norm(ip, n, args, kwargs, real):
@@ -619,7 +589,7 @@ def _mul(ip, n, args, kwargs, real):
         a, c = b, _const_factor(ip, n, 0)
     else:
         c = _const_factor(ip, n, 1)
-    out = _scale(ip, a, c)
+    out = scale(ip.b, a, c)
     if isinstance(out, Ref) and isinstance(a, Ref) and bool((c > 0).all()):
         out = _flag(out, nonneg=a.nonneg, fn=a.fn)
     return out
@@ -635,14 +605,14 @@ def _div(ip, n, args, kwargs, real):
         ip.unsupported(n, "division by a network value", "only division by a non-negative "
                        "statistic (a normalization) is a positive rescaling")
     c = _const_factor(ip, n, 1)
-    out = _scale(ip, a, 1.0 / c)
+    out = scale(ip.b, a, 1.0 / c)
     if isinstance(out, Ref) and isinstance(a, Ref) and bool((c > 0).all()):
         out = _flag(out, nonneg=a.nonneg, fn=a.fn)
     return out
 
 
 def _neg(ip, n, args, kwargs, real):
-    return _scale(ip, args[0], torch.tensor(-1.0, dtype=torch.float64))
+    return scale(ip.b, args[0], torch.tensor(-1.0, dtype=torch.float64))
 
 
 def _same(a, b) -> bool:
@@ -664,14 +634,14 @@ def _product(ip, n, a, b):
     if _same(a, b):
         f = b.fn if b.fn else a.fn
         ip.warn_nonmonotone(_PRODUCT_NAMES.get(f, f"x * {f or 'x'}"))
-        return _flag(a, nonneg=False, fn=None)
+        return _flag(a, nonneg=False, fn=None, value=None)
     for x, g in ((a, b), (b, a)):
         if g.nonneg and g.index.numel() <= x.index.numel():
             if ip.rules["gates"] == "error":
                 ip.unsupported(n, "gate", "a non-negative gate multiplies the value "
                                "(squeeze-excitation / attention gate) and gates='error'")
             ip.gated.append(ip.where(n))
-            return _flag(x, nonneg=False, fn=None)
+            return _flag(x, nonneg=False, fn=None, value=None)
     ip.unsupported(n, "product of two network values", "neither factor is a non-negative "
                    "gate (sigmoid / hard-sigmoid / softmax of another value): a product of "
                    "two values computed from the input (self-attention, bilinear pooling) "
@@ -679,8 +649,6 @@ def _product(ip, n, a, b):
 
 
 def _add(ip, n, args, kwargs, real):
-    from .trace import _add_values
-
     sub = n.target.overloadpacket in (aten.sub, aten.rsub)
     a, b = args[0], args[1]
     alpha = n.kwargs.get("alpha", args[2] if len(args) > 2 and not _is_sym(args[2]) else 1)
@@ -693,15 +661,15 @@ def _add(ip, n, args, kwargs, real):
         keep = isinstance(a, Ref) and a.nonneg and c is not None and \
             (-c if sub else c) >= 0
         if n.target.overloadpacket is aten.rsub:
-            return _scale(ip, a, torch.tensor(-float(alpha), dtype=torch.float64))
+            return scale(ip.b, a, torch.tensor(-float(alpha), dtype=torch.float64))
         return _flag(a, nonneg=keep) if isinstance(a, Ref) else a
     if not _is_sym(a):
-        return _scale(ip, b, torch.tensor(-float(alpha) if sub else float(alpha),
+        return scale(ip.b, b, torch.tensor(-float(alpha) if sub else float(alpha),
                                           dtype=torch.float64))
     coef = (-1.0 if sub else 1.0) * float(alpha)
     if coef != 1.0:
-        b = _scale(ip, b, torch.tensor(coef, dtype=torch.float64))
-    return _add_values(ip.b, a, b, tuple(real.shape[1:]), ip.where(n),
+        b = scale(ip.b, b, torch.tensor(coef, dtype=torch.float64))
+    return add_values(ip.b, a, b, tuple(real.shape[1:]), ip.where(n),
                        lambda what: ip.unsupported(n, what))
 
 
@@ -709,9 +677,9 @@ def _add(ip, n, args, kwargs, real):
 # elementwise activations
 def _monotone(nonneg: bool | Callable = False):
     def rule(ip, n, args, kwargs, real):
-        x = ip.b.materialize(args[0])
+        x = ip.b.activated(args[0])
         nn_ = nonneg(ip, n) if callable(nonneg) else nonneg
-        return _flag(x, nonneg=bool(nn_), fn=_opname(n.target))
+        return _flag(x, nonneg=bool(nn_), fn=_opname(n.target), value=None)
     return rule
 
 
@@ -730,7 +698,7 @@ def _clamp_nonneg(ip, n):
 def _nonmonotone(name):
     def rule(ip, n, args, kwargs, real):
         ip.warn_nonmonotone(name)
-        return _flag(ip.b.materialize(args[0]), nonneg=False, fn=_opname(n.target))
+        return _flag(ip.b.activated(args[0]), nonneg=False, fn=_opname(n.target))
     return rule
 
 
@@ -738,7 +706,7 @@ def _leaky_relu(ip, n, args, kwargs, real):
     slope = ip.real(n.args[1]) if len(n.args) > 1 else 0.01
     if slope < 0:
         ip.warn_nonmonotone(f"LeakyReLU at {ip.where(n)!r}", f" (negative slope {slope:g})")
-    return _flag(ip.b.materialize(args[0]), nonneg=False, fn="leaky_relu")
+    return _flag(ip.b.activated(args[0]), nonneg=False, fn="leaky_relu")
 
 
 def _prelu(ip, n, args, kwargs, real):
@@ -750,7 +718,7 @@ def _prelu(ip, n, args, kwargs, real):
     if neg:
         ip.warn_nonmonotone(f"PReLU at {ip.where(n)!r}",
                             f" ({neg} of {w.numel()} learned slopes are negative)")
-    return _flag(ip.b.materialize(args[0]), nonneg=False, fn="prelu")
+    return _flag(ip.b.activated(args[0]), nonneg=False, fn="prelu")
 
 
 def _statistic(ip, n, args, kwargs, real):
@@ -776,28 +744,20 @@ def _shape_rule(ip, n, args, kwargs, real):
     a = [type(v)(ip.b.materialize(u) if isinstance(u, Pending) else u for u in v)
          if isinstance(v, (list, tuple)) else v for v in a]
     real_args = ip.real(n.args)
-    has_scale = any(isinstance(v, Ref) and v.scale is not None for v in _flatten(a))
     pad = n.target is aten.constant_pad_nd.default
 
     def run(kind):
-        def conv(s, r):
-            if kind == "index":
-                return s.index
-            return (s.scale if s.scale is not None
-                    else torch.ones(s.index.shape, dtype=torch.float64))
-        vals = _zip_map(list(a), list(real_args), conv)
+        vals = zip_map(list(a), list(real_args), as_tensor_of(kind))
         if pad or n.target is aten.pad.default:
             # zero padding: id -1 (no node), scale 0 (SPEC §1: padding adds no edge)
             rest = vals[2:] + [None] * 2
             mode, value = (("constant", rest[0]) if pad else (rest[0] or "constant", rest[1]))
             if mode != "constant" or value not in (0, 0.0, None):
                 ip.unsupported(n, f"padding mode {mode!r} value {value}")
-            return torch.constant_pad_nd(vals[0], vals[1], -1 if kind == "index" else 0)
+            return torch.constant_pad_nd(vals[0], vals[1], 0 if kind == "scale" else -1)
         return n.target(*vals, **ip.real(n.kwargs))
 
-    idx = run("index")
-    scl = run("scale") if has_scale else None
-    return _wrap(idx, scl)
+    return reindexed(a, run)
 
 
 def _refuse(what, why):
