@@ -30,7 +30,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 import torch
 
-__all__ = ["NodeBlock", "EdgeBlock"]
+__all__ = ["NodeBlock", "EdgeBlock", "MaskedBlock", "AbsPattern"]
 
 
 @dataclass
@@ -269,8 +269,178 @@ class EdgeBlock:
             cache[key] = t.abs()
         return cache[key]
 
+    # ---- active subnetworks (SPEC §4) -------------------------------------------
+    def _pattern(self) -> "EdgeBlock | None":
+        """A copy with every edge weight set to 1 (scales are dropped by
+        :meth:`pattern`); ``None`` where the kind has none (``|A_b|`` stands in)."""
+        return None
+
+    def pattern(self) -> "EdgeBlock":
+        """The same edges with every weight 1, scales dropped.
+
+        ``pattern().apply(s)`` counts, for each destination, the edges from
+        sources with ``s = 1``: the operator of structural reachability and of
+        edge counts.  Kinds without :meth:`_pattern` fall back to ``|A_b|``
+        (edges of weight exactly 0 then do not count).
+        """
+        p = self._pattern()
+        if p is None:
+            return AbsPattern(self)
+        p.in_scale = None
+        p.out_scale = None
+        for key in ("_abs_cache", "_csr_cache"):
+            p.__dict__.pop(key, None)
+        return p
+
+    def value_dtype(self) -> torch.dtype:
+        """The floating dtype of the block's operator."""
+        for name in ("weight", "edge_weight"):
+            t = getattr(self, name, None)
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                return t.dtype
+        return torch.float32
+
+    def selects_edges(self) -> bool:
+        """Whether the values its sources carry select which edges of the block
+        an activation pattern keeps (a max pool keeps its window maxima only)."""
+        return False
+
+    def select_edges(self, src_values: torch.Tensor):
+        """The edges kept for source values ``src_values`` (B, in_size); ``None``:
+        every edge between kept nodes (the blocks with ``selects_edges()`` False)."""
+        return None
+
+    def restrict(self, src_mask: torch.Tensor, dst_mask: torch.Tensor, *,
+                 n_edges: int | None = None, selection=None) -> "EdgeBlock":
+        """The block restricted to an activation pattern of one input (SPEC §4):
+        edges with both ends kept (0/1 masks of shapes ``in_shape`` and
+        ``out_shape``) and, for a block that selects edges, among ``selection``
+        (one row of :meth:`select_edges`).  ``self`` where every node is kept."""
+        if bool(src_mask.all()) and bool(dst_mask.all()):
+            return self
+        return MaskedBlock(self, src_mask, dst_mask, n_edges=n_edges)
+
     def describe(self) -> str:
         return f"{self.kind} {self.in_shape} -> {self.out_shape}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.module!r}, {self.in_shape} -> {self.out_shape})"
+
+
+# ----------------------------------------------------------------------------------
+# an edge block restricted to the kept nodes of an activation pattern
+class MaskedBlock(EdgeBlock):
+    """An edge block restricted to kept source and destination nodes.
+
+    ``A_masked = diag(s) A_b diag(d)`` for 0/1 masks ``s`` (sources) and ``d``
+    (destinations): ``apply(x) = d * A_b^T (s * x)`` and ``adjoint(y) =
+    s * A_b (d * y)``, one pass of the wrapped operator each.  Edges: those of
+    ``A_b`` with both ends kept (counted once, with the pattern operator).
+    """
+
+    kind = "masked"
+
+    def __init__(self, inner: EdgeBlock, src_mask: torch.Tensor, dst_mask: torch.Tensor,
+                 n_edges: int | None = None):
+        super().__init__(inner.in_shape, inner.out_shape, inner.module)
+        self.inner = inner
+        self.src_index, self.src_range = inner.src_index, inner.src_range
+        self.src_blocks, self.dst = inner.src_blocks, inner.dst
+        dtype = inner.value_dtype()
+        self.src_mask = torch.as_tensor(src_mask).reshape(inner.in_shape).to(dtype)
+        self.dst_mask = torch.as_tensor(dst_mask).reshape(inner.out_shape).to(dtype)
+        self.sparse_advantage = getattr(inner, "sparse_advantage", 1.0)
+        self._n_edges = n_edges
+
+    def _tensors(self):
+        return ["src_mask", "dst_mask"]
+
+    def to(self, device=None, dtype=None):
+        new = super().to(device, dtype)
+        new.inner = self.inner.to(device=device, dtype=dtype)
+        new.__dict__.pop("_csr_cache", None)
+        return new
+
+    def _apply(self, x, absolute):
+        return self.inner.apply(x * self.src_mask.to(x.dtype), absolute) * \
+            self.dst_mask.to(x.dtype)
+
+    def _adjoint(self, y, absolute):
+        return self.inner.adjoint(y * self.dst_mask.to(y.dtype), absolute) * \
+            self.src_mask.to(y.dtype)
+
+    def n_edges(self):
+        if self._n_edges is None:
+            p = self.inner.pattern()
+            ones = self.src_mask.to(torch.float64)[None]
+            self._n_edges = int(round(float(
+                (p.to(dtype=torch.float64).apply(ones) * self.dst_mask.to(torch.float64)).sum())))
+        return self._n_edges
+
+    def n_params(self):
+        return self.inner.n_params()
+
+    # Sparse updates and explicit edges go through the wrapped block's own sparse
+    # operator, restricted to kept nodes: the base-class fallback would list every
+    # edge of the inner block (10^8 for an AlexNet layer) to keep a few of them.
+    def supports_sparse(self):
+        return self.inner.supports_sparse()
+
+    def _sparse(self, idx, vals, transpose):
+        # removed nodes contribute and receive zeros (masks as factors, not as
+        # filters: no compaction of the possibly long contribution lists)
+        first, second = ((self.dst_mask, self.src_mask) if transpose
+                         else (self.src_mask, self.dst_mask))
+        vals = vals * first.reshape(-1)[idx].to(vals.dtype)
+        op = self.inner.sparse_adjoint if transpose else self.inner.sparse_apply
+        entry, other, contrib = op(idx, vals)
+        return entry, other, contrib * second.reshape(-1)[other].to(contrib.dtype)
+
+    def _coo(self):
+        src = torch.nonzero(self.src_mask.reshape(-1) > 0, as_tuple=True)[0]
+        if self.inner.supports_sparse():
+            # in float64, so that scaled weights (folded batch norm) come out exactly
+            # as the inner block's coo() lists them
+            wide = MaskedBlock(self.inner.to(dtype=torch.float64), self.src_mask,
+                               self.dst_mask, n_edges=self._n_edges)
+            vals = torch.ones(len(src), dtype=torch.float64, device=src.device)
+            entry, j, w = wide._sparse(src, vals, False)
+            kept = torch.nonzero(self.dst_mask.reshape(-1)[j] > 0, as_tuple=True)[0]
+            i, j, w = src[entry[kept]], j[kept], w[kept]
+            return (i.cpu().numpy().astype(np.int64), j.cpu().numpy().astype(np.int64),
+                    w.detach().double().cpu().numpy())
+        i, j, w = self.inner.coo()
+        s = self.src_mask.detach().cpu().numpy().reshape(-1) > 0
+        d = self.dst_mask.detach().cpu().numpy().reshape(-1) > 0
+        keep = s[i] & d[j]
+        return i[keep], j[keep], w[keep]
+
+    def value_dtype(self):
+        return self.src_mask.dtype
+
+    def _pattern(self):
+        p = copy.copy(self)
+        p.inner = self.inner.pattern()
+        return p
+
+    def describe(self):
+        return f"{self.inner.describe()} (masked)"
+
+
+class AbsPattern:
+    """``|A_b|`` as a stand-in pattern for edge-block kinds without one."""
+
+    def __init__(self, b):
+        self.b = b
+
+    def apply(self, x, absolute=True):
+        return self.b.apply(x, absolute=True)
+
+    def adjoint(self, y, absolute=True):
+        return self.b.adjoint(y, absolute=True)
+
+    def value_dtype(self):
+        return self.b.value_dtype()
+
+    def to(self, device=None, dtype=None):
+        return AbsPattern(self.b.to(device=device, dtype=dtype))

@@ -104,6 +104,11 @@ class ConvBlock(EdgeBlock):
     def supports_sparse(self):
         return self.out_scale is None
 
+    def _pattern(self):
+        p = copy.copy(self)
+        p.weight = torch.ones_like(self.weight)
+        return p
+
     def _tap_grid(self, device):
         k = self.weight.shape[2:]
         grids = torch.meshgrid(*[torch.arange(kk, device=device) for kk in k], indexing="ij")
@@ -364,6 +369,12 @@ class LocallyConnectedBlock(EdgeBlock):
 
     def n_params(self):
         return self.n_edges()
+
+    def _pattern(self):
+        p = copy.copy(self)
+        p.conv = self.conv.pattern()
+        p.edge_weight = torch.ones_like(self.edge_weight)
+        return p
 
     def _coo(self):
         src, dst, _ = self.conv._coo()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
 from .base import EdgeBlock
 
-__all__ = ["DenseBlock", "IdentityBlock"]
+__all__ = ["DenseBlock", "DensePattern", "IdentityBlock"]
 
 
 class DenseBlock(EdgeBlock):
@@ -60,6 +62,9 @@ class DenseBlock(EdgeBlock):
     def n_params(self):
         return self.weight.numel()
 
+    def _pattern(self):
+        return DensePattern(self)
+
     def _coo(self):
         out_f, in_f = self.weight.shape
         j, i = np.meshgrid(np.arange(out_f), np.arange(in_f), indexing="ij")
@@ -83,6 +88,30 @@ class IdentityBlock(EdgeBlock):
     def n_edges(self):
         return self.in_size
 
+    def _pattern(self):
+        return copy.copy(self)
+
     def _coo(self):
         i = np.arange(self.in_size, dtype=np.int64)
         return i, i, np.ones(self.in_size)
+
+
+class DensePattern(DenseBlock):
+    """The all-ones pattern of a dense block without its (out x in) matrix of ones:
+    ``apply(x)`` repeats the sum of ``x`` over the inputs, ``adjoint(y)`` the sum
+    of ``y`` over the outputs, O(in + out) instead of O(in x out)."""
+
+    def __init__(self, b: DenseBlock):
+        EdgeBlock.__init__(self, b.in_shape, b.out_shape, b.module)
+        self.src_index, self.src_range = b.src_index, b.src_range
+        self.src_blocks, self.dst = b.src_blocks, b.dst
+        self.weight = torch.ones((1, 1), dtype=b.weight.dtype, device=b.weight.device)
+
+    def _apply(self, x, absolute):
+        return x.sum(-1, keepdim=True).expand(x.shape[:-1] + self.out_shape)
+
+    def _adjoint(self, y, absolute):
+        return y.sum(-1, keepdim=True).expand(y.shape[:-1] + self.in_shape)
+
+    def n_params(self):
+        return 0

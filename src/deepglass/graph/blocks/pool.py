@@ -3,15 +3,18 @@ with fixed positive weights."""
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from .base import EdgeBlock
+from .sparse import SparseBlock
 
-__all__ = ["PoolBlock", "ResampleBlock", "pool_windows", "adaptive_windows"]
+__all__ = ["PoolBlock", "ResampleBlock", "WindowTable", "pool_windows", "adaptive_windows"]
 
 
 def pool_windows(L: int, kernel: int, stride: int, padding: int, dilation: int,
@@ -123,6 +126,75 @@ class PoolBlock(EdgeBlock):
         return ((c * n_sp_in + i_flat).ravel(), (c * n_sp_out + o_flat).ravel(),
                 np.tile(w, C))
 
+    def value_dtype(self):
+        return self.mats[0].dtype
+
+    def _pattern(self):
+        p = copy.copy(self)
+        p.mats = [(m != 0).to(m.dtype) for m in self.mats]
+        return p
+
+    # ---- active subnetworks: a max pool keeps the edges from its window maxima
+    def selects_edges(self) -> bool:
+        return self.pool_type == "max"
+
+    def window_table(self) -> "WindowTable":
+        """The windows as an (outputs x taps) table, built once per block."""
+        if "_window_table" not in self.__dict__:
+            self._window_table = WindowTable.of(self)
+        return self._window_table
+
+    def select_edges(self, src_values):
+        """Max pool (SPEC §4): the taps (B, n_out, T) that hold their window's
+        maximum of ``src_values`` (B, in_size), all of them on ties.  O(B x edges)."""
+        if not self.selects_edges():
+            return None
+        win = self.window_table().to(src_values.device)
+        taps = src_values.reshape(src_values.shape[0], -1)[:, win.idx.clamp(min=0)]
+        taps = torch.where(win.valid[None], taps, torch.full_like(taps, -math.inf))
+        return (taps == taps.amax(2, keepdim=True)) & win.valid[None]
+
+    def selected_adjoint(self, taps, r):
+        """Pull ``r`` (B, out_size) back along the selected edges (weight 1):
+        (B, *in_shape), the pattern adjoint of the restricted block."""
+        win = self.window_table().to(r.device)
+        B = r.shape[0]
+        out = torch.zeros((B, self.in_size), dtype=r.dtype, device=r.device)
+        vals = (r[:, :, None] * taps).reshape(B, -1)
+        out.scatter_add_(1, win.idx.clamp(min=0).reshape(-1).expand(B, -1), vals)
+        return out.reshape((B,) + self.in_shape)
+
+    def selected_counts(self, taps, src_mask, dst_mask):
+        """Edges and ``sum |weight|`` (each (B,)) of the selected edges between
+        kept sources ``src_mask`` (B, in_size) and destinations (B, out_size)."""
+        win = self.window_table().to(taps.device)
+        B = taps.shape[0]
+        full = taps & (src_mask.reshape(B, -1)[:, win.idx.clamp(min=0)] > 0) & \
+            (dst_mask.reshape(B, -1)[:, :, None] > 0)
+        return full.sum((1, 2)), (full * win.weight.abs()[None]).sum((1, 2))
+
+    def selected_edges(self, taps, src_mask, dst_mask):
+        """Kept (local source, local destination, weight) edges of one input:
+        ``taps`` (n_out, T) and the 0/1 masks, NumPy arrays."""
+        win = self.window_table()
+        idx = win.idx.cpu().numpy()
+        ok = taps & win.valid.cpu().numpy()
+        ok &= src_mask.reshape(-1)[np.where(idx >= 0, idx, 0)] & dst_mask.reshape(-1)[:, None]
+        o, t = np.nonzero(ok)
+        return idx[o, t], o, win.weight.cpu().numpy()[o, t]
+
+    def restrict(self, src_mask, dst_mask, *, n_edges=None, selection=None):
+        if selection is None:
+            return super().restrict(src_mask, dst_mask, n_edges=n_edges)
+        dev = self._device()
+        s, d, w = self.selected_edges(np.asarray(selection), np.asarray(src_mask, dtype=bool),
+                                      np.asarray(dst_mask, dtype=bool))
+        sb = SparseBlock(self.in_shape, self.out_shape, torch.from_numpy(s), torch.from_numpy(d),
+                         torch.from_numpy(w).to(self.value_dtype()), module=self.module)
+        sb.src_index, sb.src_range = self.src_index, self.src_range
+        sb.src_blocks, sb.dst = self.src_blocks, self.dst
+        return sb.to(device=dev)
+
     def describe(self):
         return f"{self.pool_type}pool -> {'x'.join(map(str, self.spatial_out))}"
 
@@ -150,3 +222,34 @@ class ResampleBlock(PoolBlock):
 
     def describe(self):
         return f"{self.mode or 'resample'} -> {'x'.join(map(str, self.spatial_out))}"
+
+
+@dataclass
+class WindowTable:
+    """Local source index (``idx``, -1 = no tap) and edge weight of every
+    (output, tap) of a pool block; ``T`` = largest window."""
+
+    idx: torch.Tensor      # (n_out, T) int64, -1 where the window is smaller
+    weight: torch.Tensor   # (n_out, T) float64
+    valid: torch.Tensor    # (n_out, T) bool
+
+    @classmethod
+    def of(cls, b: PoolBlock) -> "WindowTable":
+        i, j, w = b.coo()
+        order = np.lexsort((i, j))
+        i, j, w = i[order], j[order], w[order]
+        n_out = b.out_size
+        counts = np.bincount(j, minlength=n_out)
+        T = int(counts.max()) if len(counts) else 0
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        tap = np.arange(len(j)) - starts[j]
+        idx = np.full((n_out, T), -1, dtype=np.int64)
+        wt = np.zeros((n_out, T))
+        idx[j, tap] = i
+        wt[j, tap] = w
+        return cls(torch.from_numpy(idx), torch.from_numpy(wt), torch.from_numpy(idx >= 0))
+
+    def to(self, device):
+        if self.idx.device == torch.device(device):
+            return self
+        return WindowTable(self.idx.to(device), self.weight.to(device), self.valid.to(device))
