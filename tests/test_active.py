@@ -510,3 +510,24 @@ def test_cli_active_on_a_gated_network(tmp_path):
         assert (row["nodes"], row["edges"]) == (keep.sum(), Aref.nnz)
         assert 0.0 <= row["delta_x"] <= 0.5
     assert [r["nodes"] for r in data["table"]] == subs.keep.sum(1).tolist()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_recording_mapped_over_inputs_equals_one_input_at_a_time():
+    """An exported program is specialized to batch 1: the recorder maps it over
+    the inputs (vmap); the per-input loop it falls back to records the same."""
+    from deepglass.graph.pattern import PatternRecorder
+
+    net, shape, _ = make("gated")
+    g = SignedGraph.from_module(net, shape)
+    rec = PatternRecorder(g, net)
+    assert not rec.batched
+    x = inputs_for("gated", shape, 3)
+    mapped = rec.record(x)
+    assert not rec._loop
+    rec._loop = True
+    looped = rec.record(x)
+    torch.testing.assert_close(mapped.table, looped.table, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(mapped.output, looped.output, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(looped.output, net(x), rtol=1e-6, atol=1e-6)

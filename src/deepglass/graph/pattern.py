@@ -39,20 +39,20 @@ __all__ = ["PatternRecorder", "Recorded", "pattern_recorder"]
 
 
 class _Recorder(torch.fx.Interpreter):
-    """Runs a captured program and copies the wanted outputs into ``out``."""
+    """Runs a captured program and keeps the wanted outputs (``got[(node, pos)]``)."""
 
-    def __init__(self, gm, wanted: dict, out: torch.Tensor, rows: slice, skip_modules: bool):
+    def __init__(self, gm, wanted: dict, skip_modules: bool):
         super().__init__(gm)
-        self.wanted, self.out, self.rows, self.skip_modules = wanted, out, rows, skip_modules
+        self.wanted, self.skip_modules = wanted, skip_modules
+        self.got: dict = {}
 
     def run_node(self, n):
         if self.skip_modules and n.op == "call_module":   # an exported program's input guards
             return None
         real = super().run_node(n)
-        for pos, off, size in self.wanted.get(n, ()):
-            v = real[pos] if pos is not None else real
-            self.out[self.rows, off:off + size] = v.detach().reshape(-1, size).to(
-                device=self.out.device, dtype=self.out.dtype)
+        for pos, _, _ in self.wanted.get(n, ()):
+            # a copy: a later in-place op must not change it
+            self.got[n, pos] = (real[pos] if pos is not None else real).detach().clone()
         return real
 
 
@@ -147,6 +147,9 @@ class PatternRecorder:
                            -1)
             return torch.from_numpy(out.astype(np.int64))
 
+        self._order = [(node, pos) for node, entries in self.wanted.items()
+                       for pos, _, _ in entries]
+        self._loop = False
         self.value_ids = [compact(r[0]) for r in c.reads]
         self.exact_ids = {k: compact(r[1]) for k, (r, sel) in enumerate(zip(c.reads, selecting))
                           if sel}
@@ -155,34 +158,58 @@ class PatternRecorder:
         """Memory of one input's recorded values."""
         return 8 * self.n_values
 
-    def record(self, x: torch.Tensor, device=None) -> Recorded:
-        """Forward ``x`` (B, *input_shape) (in eval mode, without gradients) and
-        keep what the edge blocks read; tensors on ``device`` (the graph's)."""
+    def _run(self, x: torch.Tensor) -> tuple:
+        """One run of the program on ``x``: its selected output and the wanted
+        values, in the order of ``self._order``."""
         import torch.utils._pytree as pytree
 
+        rec = _Recorder(self.program, self.wanted, not self.batched)
+        args = [x] if self.batched else pytree.tree_flatten(((x,), self.forward_kwargs))[0]
+        leaves = pytree.tree_flatten(rec.run(*args))[0]
+        y = leaves[self.output_position] if self.output_position < len(leaves) \
+            and isinstance(leaves[self.output_position], torch.Tensor) else \
+            next(t for t in leaves if isinstance(t, torch.Tensor))
+        return y, tuple(rec.got[key] for key in self._order)
+
+    def _run_batch(self, x: torch.Tensor) -> tuple:
+        """The fx program runs on the batch; an exported one is specialized to
+        batch 1, so it is mapped over the inputs with ``torch.func.vmap`` (one
+        batched pass), or run one input at a time where an op has no batching
+        rule."""
+        if self.batched:
+            return self._run(x)
+        if not self._loop:
+            try:
+                y, vals = torch.func.vmap(self._run)(x[:, None])
+                return y.reshape((x.shape[0],) + y.shape[2:]), vals
+            except Exception:  # an op without a batching rule: the exact per-input loop
+                self._loop = True
+        runs = [self._run(x[k:k + 1]) for k in range(x.shape[0])]
+        return (torch.cat([r[0] for r in runs]),
+                tuple(torch.cat([r[1][i] for r in runs]) for i in range(len(self._order))))
+
+    def record(self, x: torch.Tensor, device=None) -> Recorded:
+        """Forward ``x`` (B, *input_shape) (in eval mode, without gradients) and
+        keep what the edge blocks read; tensors on ``device`` (the graph's).
+        Cost: one forward pass of the batch plus the copies of the read values."""
         device = torch.device(device or self.graph.device)
         B = x.shape[0]
         table = torch.zeros((B, self.n_values), dtype=torch.float64, device=device)
-        outs = []
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                chunks = [slice(0, B)] if self.batched else [slice(k, k + 1) for k in range(B)]
-                for rows in chunks:
-                    rec = _Recorder(self.program, self.wanted, table, rows, not self.batched)
-                    args = pytree.tree_flatten(((x[rows],), self.forward_kwargs))[0] \
-                        if not self.batched else [x[rows]]
-                    leaves = pytree.tree_flatten(rec.run(*args))[0]
-                    tensors = [t for t in leaves if isinstance(t, torch.Tensor)]
-                    y = leaves[self.output_position] if self.output_position < len(leaves) \
-                        and isinstance(leaves[self.output_position], torch.Tensor) else tensors[0]
-                    outs.append(y.reshape(y.shape[0], -1))
+                y, vals = self._run_batch(x)
         finally:
             self.model.train(was_training)
+        for (node, pos), v in zip(self._order, vals):
+            for p, off, size in self.wanted[node]:
+                if p == pos:
+                    table[:, off:off + size] = v.reshape(B, size).to(device=device,
+                                                                     dtype=torch.float64)
         vid = [v.to(device) for v in self.value_ids]
         eid = {k: v.to(device) for k, v in self.exact_ids.items()}
-        return Recorded(table, vid, eid, torch.cat(outs).to(device))
+        return Recorded(table, vid, eid, y.reshape(B, -1).to(device))
 
 
 _RECORDERS: "weakref.WeakKeyDictionary[SignedGraph, tuple]" = weakref.WeakKeyDictionary()
