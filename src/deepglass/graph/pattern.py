@@ -142,9 +142,8 @@ class PatternRecorder:
 
         def compact(ids):
             ids = ids.reshape(-1).numpy()
-            e = np.searchsorted(starts, ids, side="right") - 1
-            out = np.where(ids >= 0, offset[np.clip(e, 0, None)] + ids - starts[np.clip(e, 0, None)],
-                           -1)
+            e = np.clip(np.searchsorted(starts, ids, side="right") - 1, 0, None)
+            out = np.where(ids >= 0, offset[e] + ids - starts[e], -1)
             return torch.from_numpy(out.astype(np.int64))
 
         self._order = [(node, pos) for node, entries in self.wanted.items()

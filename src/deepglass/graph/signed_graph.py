@@ -10,8 +10,6 @@ leading replica dimension.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np

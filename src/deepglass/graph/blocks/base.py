@@ -1,4 +1,6 @@
-"""Node blocks and the base class of edge blocks: the linear operators between node blocks of a :class:`SignedGraph`.
+"""Node blocks, and the base class of edge blocks: the linear operators between
+node blocks of a :class:`SignedGraph`; an edge block restricted to the kept
+nodes of an activation pattern (:class:`MaskedBlock`, SPEC §4).
 
 An edge block carries all edges of one layer (or one branch of an addition)
 from its source neurons to its destination node block.  With the convention of
@@ -14,8 +16,9 @@ A block knows how to
 - :meth:`EdgeBlock.coo`: list its edges explicitly (small graphs only).
 
 Adding a layer kind is one subclass implementing ``_apply``, ``_adjoint``,
-``n_edges`` and ``_coo``, plus one entry in the op table of
-:mod:`deepglass.graph.trace`.  Source scales (batch norm folded onto a value
+``n_edges`` and ``_coo`` (and ``_pattern``; ``select_edges`` where the values
+it reads select its edges), plus one entry in the op table of
+:mod:`deepglass.graph.aten`.  Source scales (batch norm folded onto a value
 that is not the output of a weight layer) and destination scales (folded batch
 norm, scalar multiplication) are handled here, once, for every kind.
 """
