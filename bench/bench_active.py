@@ -83,7 +83,7 @@ def alexnet(replicas: int) -> None:
     subs = active_subgraph(g, model, x)
     t_again = time.perf_counter() - t
     row = subs.summary().iloc[0]
-    print(f"  extraction: {t_first:.1f} s first call (one fx trace of the model), "
+    print(f"  extraction: {t_first:.1f} s first call (one recording capture of the model), "
           f"{t_again:.1f} s per input after")
     print(f"  active subgraph: {int(row.nodes):,} nodes ({row.frac_nodes:.3f}), "
           f"{int(row.edges):,} edges ({row.frac_edges:.3f}), |weight| {row.frac_abs_weight:.3f}")

@@ -85,7 +85,7 @@ NETS = {"conv_relu_pool": conv_relu_pool, "pool_ties": pool_first_with_ties,
 
 def make(name, seed=0):
     torch.manual_seed(seed)
-    net, shape, flows = NETS[name]()
+    net, shape, flows = {**NETS, **GATED}[name]()
     return net.eval(), shape, flows
 
 
@@ -155,10 +155,55 @@ def same_csr(S, R):
             and np.array_equal(S.data, R.data))
 
 
-@pytest.mark.parametrize("name", list(NETS))
-def test_masks_equal_explicit_construction(name):
+class SqueezeExcite(nn.Module):
+    """A squeeze-excitation gate: ``x * hardsigmoid(fc2(relu(fc1(mean(x)))))``."""
+
+    def __init__(self, c, r):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Conv2d(c, r, 1), nn.Conv2d(r, c, 1)
+
+    def forward(self, x):
+        s = torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))
+        return x * nn.functional.hardsigmoid(self.fc2(s))
+
+
+class Gated(nn.Module):
+    """conv -> hard-swish -> SE gate -> conv -> batch norm -> SiLU -> max pool -> dense:
+    hard-swish sets values <= -3 to zero, one gate channel is closed (exact zeros)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.act1 = nn.Conv2d(1, 4, 3, padding=1), nn.Hardswish()
+        self.se = SqueezeExcite(4, 2)
+        self.conv2, self.bn = nn.Conv2d(4, 3, 3), nn.BatchNorm2d(3)
+        self.act2, self.pool = nn.SiLU(), nn.MaxPool2d(2)
+        self.fc = nn.Linear(12, 5)
+        with torch.no_grad():
+            self.conv1.weight.mul_(6.0)
+            self.se.fc2.bias.copy_(torch.tensor([-9.0, 0.5, 0.5, 0.5]))
+            self.bn.running_var.fill_(2.0)
+            self.bn.weight.copy_(torch.tensor([1.0, -0.5, 2.0]))
+
+    def forward(self, x):
+        a = self.se(self.act1(self.conv1(x)))
+        y = self.pool(self.act2(self.bn(self.conv2(a))))
+        return self.fc(torch.flatten(y, 1))
+
+
+def gated():
+    return Gated(), (1, 6, 6), ["se", "act2", "pool", "fc"]
+
+
+GATED = {"gated": gated}
+
+
+@pytest.mark.filterwarnings("ignore::deepglass.graph.NonMonotoneActivationWarning")
+@pytest.mark.parametrize("name,capture", [(n, "auto") for n in NETS] + [(n, "fx") for n in NETS]
+                         + [("gated", "auto")])
+def test_masks_equal_explicit_construction(name, capture):
     net, shape, flows = make(name)
-    g = SignedGraph.from_module(net, shape)
+    g = SignedGraph.from_module(net, shape, capture=capture)
+    assert g.meta["rules"]["capture"] == ("torch.fx" if capture == "fx" else "torch.export")
     x = inputs_for(name, shape, 4)
     subs = active_subgraph(g, net, x)
     ref = reference(g, net, x, flows)
@@ -186,6 +231,23 @@ def test_masks_equal_explicit_construction(name):
                                      {b: v[0] for b, v in subs.pool_max.items()}, subs.windows)
     np.testing.assert_array_equal(reach, subs.keep[0])
     assert same_csr(A, ref[0][1])
+
+
+@pytest.mark.filterwarnings("ignore::deepglass.graph.NonMonotoneActivationWarning")
+def test_gate_and_hard_swish_zeros_leave_the_active_subnetwork():
+    net, shape, _ = make("gated")
+    g = SignedGraph.from_module(net, shape)
+    assert g.meta["gates"] and g.meta["left_out"]          # the SE branch is a rescaling
+    x = inputs_for("gated", shape, 3)
+    subs = active_subgraph(g, net, x)
+    with torch.no_grad():
+        pre = net.conv1(x)
+    block = next(nb for nb in g.node_blocks if nb.name == "conv1")
+    act = subs.active[:, block.slice].reshape((3,) + block.shape)
+    assert not act[:, 0].any()                              # the closed gate channel
+    open_ch = act[:, 1:].numpy() if isinstance(act, torch.Tensor) else act[:, 1:]
+    np.testing.assert_array_equal(open_ch, (pre[:, 1:] > -3).numpy())  # hard-swish zeros
+    assert (pre[:, 1:] <= -3).any()
 
 
 def test_ties_keep_every_maximal_tap():
@@ -481,3 +543,49 @@ def test_cli_bad_input_shape_is_one_line_error(tmp_path, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_cli_active_on_a_gated_network(tmp_path):
+    """``deepglass active`` on a network with a squeeze-excitation gate, hard-swish
+    and SiLU (captured by torch.export; the fx tracer refuses the gate)."""
+    from typer.testing import CliRunner
+
+    from deepglass.cli.app import app
+
+    net, shape, _ = make("gated")
+    torch.save(net, tmp_path / "gated.pt")
+    np.save(tmp_path / "x.npy", inputs_for("gated", shape, 3).numpy())
+    res = CliRunner().invoke(app, ["active", str(tmp_path / "gated.pt"), "--trust-pickle",
+                                   "--input-shape", "1,6,6", "--inputs", str(tmp_path / "x.npy"),
+                                   "--replicas", "2", "--method", "greedy", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout.strip().splitlines()[-1])
+    g = SignedGraph.from_module(net, shape)
+    subs = active_subgraph(g, net, inputs_for("gated", shape, 3))
+    ref = reference(g, net, inputs_for("gated", shape, 3), ["se", "act2", "pool", "fc"])
+    for row, (keep, Aref, _) in zip(data["table"], ref):
+        assert (row["nodes"], row["edges"]) == (keep.sum(), Aref.nnz)
+        assert 0.0 <= row["delta_x"] <= 0.5
+    assert [r["nodes"] for r in data["table"]] == subs.keep.sum(1).tolist()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_recording_mapped_over_inputs_equals_one_input_at_a_time():
+    """An exported program is specialized to batch 1: the recorder maps it over
+    the inputs (vmap); the per-input loop it falls back to records the same."""
+    from deepglass.graph.pattern import PatternRecorder
+
+    net, shape, _ = make("gated")
+    g = SignedGraph.from_module(net, shape)
+    rec = PatternRecorder(g, net)
+    assert not rec.batched
+    x = inputs_for("gated", shape, 3)
+    mapped = rec.record(x)
+    assert not rec._loop
+    rec._loop = True
+    looped = rec.record(x)
+    torch.testing.assert_close(mapped.table, looped.table, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(mapped.output, looped.output, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(looped.output, net(x), rtol=1e-6, atol=1e-6)

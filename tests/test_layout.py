@@ -27,35 +27,19 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "deepglass"
 MAX_LINES = 600
 
-#: modules still over MAX_LINES: split by the concurrent rewrites of experiments/,
-#: rap/, criticality/ and graph/trace.py / graph/blocks.py; remove an entry when
-#: its module is split (a stale entry fails :func:`test_allow_lists_are_current`)
-ALLOWED_LONG = {
-    "deepglass.experiments.active",
+#: modules still over MAX_LINES (remove an entry when its module is split: a
+#: stale entry fails :func:`test_allow_lists_are_current`)
+ALLOWED_LONG: set[str] = {
     "deepglass.criticality.experiment",
     "deepglass.criticality.meanfield",
-    "deepglass.graph.blocks",
-    "deepglass.graph.trace",
 }
 
-#: (importing module, private name used) pairs still allowed: the tracer in
-#: experiments/active.py built on graph/trace.py's internals (moving to graph/)
-ALLOWED_PRIVATE = {
-    ("deepglass.experiments.active", "deepglass.graph.trace._Builder"),
-    ("deepglass.experiments.active", "deepglass.graph.trace._Interpreter"),
-    ("deepglass.experiments.active", "deepglass.graph.trace._function_params"),
-}
+#: (importing module, private name used) pairs still allowed
+ALLOWED_PRIVATE: set[tuple[str, str]] = set()
 
 #: import circles still allowed: a circle (the modules of a strongly connected
-#: component) passes when it lies inside one of these sets.  graph/trace.py
-#: imports graph/aten.py (whose modules use trace's values and helpers) and
-#: signed_graph.py, which calls back into trace; the frustration experiment and
-#: its figures import each other (both being rewritten)
-ALLOWED_CIRCLES = {
-    frozenset({"deepglass.graph.trace", "deepglass.graph.signed_graph", "deepglass.graph.aten",
-               "deepglass.graph.aten_rules", "deepglass.graph.aten_layers",
-               "deepglass.graph.aten_elementwise", "deepglass.graph.aten_values"}),
-}
+#: component) passes when it lies inside one of these sets
+ALLOWED_CIRCLES: set[frozenset[str]] = set()
 
 
 # ---------------------------------------------------------------------------------

@@ -110,3 +110,27 @@ def test_onnx_export_gives_the_same_graph(name, tmp_path):
         b = SignedGraph.from_module(load_onnx(path), shape)
     assert (b.n_nodes, b.n_edges) == (a.n_nodes, a.n_edges)
     assert b.abs_total() == pytest.approx(a.abs_total(), rel=1e-5)
+
+
+def test_active_subnetworks_of_a_gated_family():
+    """MobileNetV3 (hard-swish, squeeze-excitation gates) through torch.export: the
+    recorded pattern predicts what the model predicts, and the masks' reachability
+    and edge counts agree with the explicit construction on the whole graph's CSR."""
+    from deepglass.experiments.active import active_subgraph, explicit_active_nodes
+
+    m = _model("mobilenetv3_small_050")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = SignedGraph.from_module(m, (3, 32, 32))
+    assert g.meta["gates"]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    subs = active_subgraph(g, m, x)
+    with torch.no_grad():
+        np.testing.assert_array_equal(subs.pred, m(x).argmax(1).numpy())
+    assert (subs.active.sum(1) < g.n_nodes - len(g.output_index) + 1).all()  # hard-swish zeros
+    for k in range(2):
+        reach, A = explicit_active_nodes(g, subs.active[k], int(g.output_index[subs.pred[k]]),
+                                         {b: v[k] for b, v in subs.pool_max.items()},
+                                         subs.windows)
+        np.testing.assert_array_equal(reach, subs.keep[k])
+        assert A.nnz == subs.edges[k].sum() == subs.subgraph(k).n_edges

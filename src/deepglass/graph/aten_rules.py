@@ -1,117 +1,557 @@
-"""The table of ATen rules: :data:`ATEN_OPS` (op -> rule), :data:`STAT_OPS` (ops
-that map statistics to statistics) and the lookup that gives in-place ops their
-out-of-place twin's rule.  A new ATen op is one entry here (its rule in
-:mod:`.aten_layers` or :mod:`.aten_elementwise`).
+"""The rules of :mod:`.aten`: one function per kind of ATen op, each turning
+the symbolic values of the op's arguments into the symbolic value of its
+result (SPEC §1, §1b).  Signature: ``rule(ip, n, args, kwargs, real)`` with
+``ip`` the :class:`~.aten.AtenInterpreter`, ``n`` the fx node, ``args`` /
+``kwargs`` the symbolic arguments and ``real`` the op's real output.
 """
 
 from __future__ import annotations
 
-from .aten_elementwise import (_add, _batch_norm, _clamp_nonneg, _div, _group_norm, _identity,
-                               _layer_norm, _leaky_relu, _monotone, _mul, _neg, _nonmonotone,
-                               _prelu, _refuse, _shape_rule, _statistic)
-from .aten_layers import (_adaptive, _attention, _avg_pool, _batch_norm_layer, _bmm,
-                          _conv_layer, _conv_transpose_layer, _convolution, _group_norm_layer,
-                          _instance_norm_layer, _layer_norm_layer, _linear, _matmul, _max_pool,
-                          _mean, _upsample)
-from .aten_values import aten
+import dataclasses
+from typing import Callable
+
+import torch
+import torch.fx
+
+from ..errors import DeepglassError
+from .blocks import ConvBlock, ConvTransposeBlock, ResampleBlock
+from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op
+from .symbolic import (Pending, Ref, add_values, as_tensor_of, reindexed, remap, scale,
+                       strip_zero_padding, tup, zip_map)
+
+__all__ = ["Stat", "interpolation_matrices"]
+
+aten = torch.ops.aten
 
 
-def _rule(target):
-    """The rule of an op; an in-place op (``relu_``, ``add_``) has its
-    out-of-place twin's rule (the interpreter rebinds the mutated value)."""
-    rule = ATEN_OPS.get(target) or ATEN_OPS.get(getattr(target, "overloadpacket", None))
-    if rule is None and _inplace(target):
-        twin = getattr(aten, _opname_packet(target)[:-1], None)
-        overload = getattr(twin, getattr(target, "_overloadname", ""), None)
-        rule = ATEN_OPS.get(overload) or ATEN_OPS.get(twin)
+@dataclasses.dataclass
+class Stat:
+    """A non-negative per-sample statistic of network values (``x ** 2``, its
+    means and pools, their roots): what normalizations divide by (local
+    response norm, RMSNorm, a layer norm written out).  It may only rescale a
+    value (SPEC §1b: a positive rescaling); it never becomes graph nodes."""
+
+    shape: tuple
+
+
+
+def _opname(target) -> str:
+    name = getattr(target, "__name__", None) or str(target)
+    return name.replace("aten.", "").split(".default")[0]
+
+
+def _arg(n, args, i, key, default=None):
+    return args[i] if len(args) > i else n.kwargs.get(key, default)
+
+
+def _is_sym(v) -> bool:
+    return isinstance(v, (Ref, Pending))
+
+
+def _flag(v, **kw):
+    """A materialized value with attributes (non-negativity, elementwise function)."""
+    return dataclasses.replace(v, **kw) if isinstance(v, Ref) else v
+
+
+# ----------------------------------------------------------------------------------
+# linear-operator layers
+def _convolution(ip, n, args, kwargs, real):
+    if _is_sym(args[1]):
+        ip.unsupported(n, "convolution", "its weight is computed from the input (a dynamic "
+                       "convolution); the signed graph needs fixed weights")
+    weight = ip.real(n.args[1])
+    stride, padding, dilation, transposed, out_pad, groups = ip.real(n.args[3:9])
+    x = ip.b.materialize(args[0])
+    if not transposed:
+        return conv_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, weight, stride, padding,
+                     dilation, groups)
+    return _transposed(ip, n, x, weight, real, stride, padding, dilation, groups,
+                       weight.ndim - 2)
+
+
+def _transposed(ip, n, x, weight, real, stride, padding, dilation, groups, nd):
+    x, extra = strip_zero_padding(x, nd)
+    if any(extra[d] != (0, 0) for d in range(nd)):
+        ip.unsupported(n, "conv_transpose", "explicit padding before a transposed "
+                       "convolution is not supported")
+    pads = [(p, p) for p in tup(padding, nd)]
+    blk = ConvTransposeBlock(weight.detach(), tuple(x.index.shape[1:]), tuple(real.shape[1:]),
+                             tup(stride, nd), pads, tup(dilation, nd), groups,
+                             module=ip.where(n))
+    return Pending([(blk, x)], tuple(real.shape[1:]), op="conv_transpose", name=ip.where(n))
+
+
+def _conv_layer(ip, n, args, kwargs, real):
+    """``conv1d/2d/3d(x, w, b, stride, padding, dilation, groups)`` (padding may
+    be ``'same'`` / ``'valid'``)."""
+    if _is_sym(args[1]):
+        ip.unsupported(n, "convolution", "its weight is computed from the input (a dynamic "
+                       "convolution); the signed graph needs fixed weights")
+    r = ip.real(n.args)
+    nd = r[1].ndim - 2
+    get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
+    return conv_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, r[1],
+                 get(3, 1), get(4, 0), get(5, 1), get(6, 1))
+
+
+def _conv_transpose_layer(ip, n, args, kwargs, real):
+    """``conv_transpose{1,2,3}d(x, w, b, stride, padding, output_padding, groups,
+    dilation)``: as ``convolution(..., transposed=True)``."""
+    if _is_sym(args[1]):
+        ip.unsupported(n, "conv_transpose", "its weight is computed from the input")
+    r = ip.real(n.args)
+    nd = r[1].ndim - 2
+    get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
+    return _transposed(ip, n, ip.b.materialize(args[0]), r[1], real, get(3, 1), get(4, 0),
+                       get(7, 1), get(6, 1), nd)
+
+
+def _batch_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    if r[5] or r[3] is None:   # training mode or no running statistics
+        ip.unsupported(n, "batch_norm", "batch norm without running statistics; use "
+                       "batchnorm='ignore' or a model in eval mode")
+    return _batch_norm_scale(ip, args[0], r[1], r[4], r[7], r[0].ndim)
+
+
+def _layer_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return _layer_norm_scale(ip, args[0], r[2] if len(r) > 2 else None)
+
+
+def _group_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return _channel_gain(ip, args[0], r[2] if len(r) > 2 else None, r[0].ndim)
+
+
+def _instance_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    if not r[5]:   # use_input_stats False: a batch norm with running statistics
+        return _batch_norm_scale(ip, args[0], r[1], r[4], r[7], r[0].ndim)
+    return _channel_gain(ip, args[0], r[1], r[0].ndim)
+
+
+def _matmul(ip, n, args, kwargs, real):
+    """``addmm(bias, x, W^T)`` / ``mm(x, W^T)``: a dense layer."""
+    off = 1 if n.target is aten.addmm.default else 0
+    x, w = args[off], args[off + 1]
+    if _is_sym(x) and _is_sym(w):
+        ip.unsupported(n, "matrix product of two network values", "a product of two values "
+                       "computed from the input (self-attention, bilinear pooling) has no "
+                       "fixed weights, so the signed graph is not defined for it")
+    if not _is_sym(x):
+        ip.unsupported(n, _opname(n.target), "the input enters a matrix product from the "
+                       "right; only x @ W with fixed W is a dense layer")
+    weight = ip.real(n.args[off + 1]).T
+    alpha = n.kwargs.get("alpha", 1)
+    if alpha != 1:
+        weight = weight * alpha
+    real_in = ip.real(n.args[off])
+    x = ip.b.materialize(x)
+    if real_in.shape[0] > 1:
+        return _positionwise(ip, n, x, weight)
+    return dense_op(ip.b, ip.where(n), x, real_in, real, weight)
+
+
+def _positionwise(ip, n, x, weight):
+    """A dense layer applied at every position (``(positions, C_in) @ W^T``, the
+    batch folded into the rows: a channels-last MLP).  Its edges are those of a
+    1x1 convolution over the positions; its node block is ``(C_out, positions)``
+    and the value keeps the rows-by-channels layout of the real tensor.  The
+    block is made at once, so a residual addition after it gets a block of its
+    own (identity edges)."""
+    N, c_in = x.index.shape
+    c_out = weight.shape[0]
+    src = remap(x, lambda t, fill: t.T.reshape(1, c_in, N).contiguous())
+    blk = ConvBlock(weight.detach().reshape(c_out, c_in, 1), (c_in, N), (c_out, N), (1,),
+                    [(0, 0)], (1,), 1, module=ip.where(n))
+    ref = ip.b.materialize(Pending([(blk, src)], (c_out, N), op="dense", name=ip.where(n)))
+    return Ref(ref.index.reshape(c_out, N).T.contiguous())
+
+
+def _linear(ip, n, args, kwargs, real):
+    """``linear(x, W)`` / ``matmul(x, W^T)``: a dense layer; on a value with
+    leading dimensions (``(1, H, W, C)``) it acts at every position."""
+    x, w = args[0], args[1]
+    if _is_sym(w):
+        if not _is_sym(x):
+            ip.unsupported(n, _opname(n.target), "the input enters a matrix product from "
+                           "the right; only x @ W with fixed W is a dense layer")
+        return _bmm(ip, n, args, kwargs, real)
+    weight = ip.real(n.args[1])
+    if n.target.overloadpacket is aten.matmul:
+        if weight.ndim != 2:
+            return _bmm(ip, n, args, kwargs, real)
+        weight = weight.T
+    x = ip.b.materialize(x)
+    real_in = ip.real(n.args[0])
+    if real_in.ndim == 2 and real_in.shape[0] == 1:
+        return dense_op(ip.b, ip.where(n), x, real_in, real, weight)
+    if real_in.shape[0] != 1:
+        ip.unsupported(n, _opname(n.target), "the batch dimension is mixed into the product")
+    lead = tuple(real_in.shape[1:-1])
+    flat = remap(x, lambda t, fill: t.reshape(-1, real_in.shape[-1]))
+    out = _positionwise(ip, n, flat, weight)
+    return Ref(out.index.reshape((1,) + lead + (weight.shape[0],)))
+
+
+def _bmm(ip, n, args, kwargs, real):
+    ip.unsupported(n, "batched matrix product", "a batched product of network values "
+                   "(self-attention) has no fixed weights, so the signed graph is not "
+                   "defined for it")
+
+
+def _attention(ip, n, args, kwargs, real):
+    ip.unsupported(n, "scaled dot-product attention", "attention multiplies two values "
+                   "computed from the input, so the signed graph is not defined for it")
+
+
+def _from_1d(ip, n, args, r, real):
+    """Core ATen writes a 1-d pool as ``unsqueeze(x, 2)`` -> 2-d pool with a unit
+    first window -> ``squeeze``: read it back as the 1-d pool of ``x`` (same
+    edges, and the node block keeps the layer's own 1-d shape)."""
+    src = n.args[0]
+    if not (isinstance(src, torch.fx.Node) and src.target is aten.unsqueeze.default
+            and r[0].ndim == 4 and r[0].shape[2] == 1 and src.args[1] in (2, -2)):
+        return None
+    k = tup(r[1], 2)
+    st = tup(r[2] if len(r) > 2 and r[2] not in (None, []) else r[1], 2)
+    pd = tup(r[3] if len(r) > 3 else 0, 2)
+    dl = tup(r[4] if len(r) > 4 and not isinstance(r[4], bool) else 1, 2)
+    if (k[0], st[0], pd[0], dl[0]) != (1, 1, 0, 1):
+        return None
+    x = ip.sym[src.args[0]]
+    return x, ip.real(src.args[0]), real.squeeze(2), (k[1], st[1], pd[1], dl[1])
+
+
+def _max_pool(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    out_real = real[0] if isinstance(real, tuple) else real
+    one = _from_1d(ip, n, args, r, out_real)
+    if one is not None:
+        x, real_in, out1, (k, st, pd, dl) = one
+        val = pool_op(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, "max", k, st, pd, dl,
+                    r[5] if len(r) > 5 else False)
+        val = Pending(val.terms, tuple(out_real.shape[1:]), val.op, val.name)
+    else:
+        stride = r[2] if len(r) > 2 else None
+        val = pool_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], out_real, "max", r[1],
+                    stride if stride not in (None, []) else None, r[3] if len(r) > 3 else 0,
+                    r[4] if len(r) > 4 else 1, r[5] if len(r) > 5 else False)
+    return (val, None) if isinstance(real, tuple) else val
+
+
+def _avg_pool(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    if len(r) > 6 and r[6] is not None:
+        ip.unsupported(n, "avg_pool with divisor_override")
+    ceil = r[4] if len(r) > 4 else False
+    one = _from_1d(ip, n, args, r, real)
+    if one is not None:
+        x, real_in, out1, (k, st, pd, _) = one
+        val = pool_op(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, "avg", k, st, pd, 1,
+                    ceil)
+        return Pending(val.terms, tuple(real.shape[1:]), val.op, val.name)
+    stride = r[2] if len(r) > 2 else None
+    return pool_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, "avg", r[1],
+                 stride if stride not in (None, []) else None, r[3] if len(r) > 3 else 0, 1, ceil)
+
+
+def _adaptive(kind):
+    def rule(ip, n, args, kwargs, real):
+        out = real[0] if isinstance(real, tuple) else real
+        src = n.args[0]
+        x, real_in, out1 = args[0], ip.real(n.args[0]), out
+        if isinstance(src, torch.fx.Node) and src.target is aten.unsqueeze.default \
+                and real_in.ndim == 4 and real_in.shape[2] == 1 and out.shape[2] == 1:
+            # core ATen's 1-d adaptive pool: unsqueeze -> 2-d pool -> squeeze
+            x, real_in, out1 = ip.sym[src.args[0]], ip.real(src.args[0]), out.squeeze(2)
+        val = adaptive_pool_op(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, kind)
+        if isinstance(val, Pending):
+            val = Pending(val.terms, tuple(out.shape[1:]), val.op, val.name)
+        elif out1 is not out:   # the identity at this size
+            val = ip.b.materialize(args[0])
+        return (val, None) if isinstance(real, tuple) else val
     return rule
 
 
-def _opname_packet(target) -> str:
-    packet = getattr(target, "overloadpacket", None)
-    return getattr(packet, "__name__", "") if packet is not None else ""
+def _mean(ip, n, args, kwargs, real):
+    dims = _arg(n, ip.real(n.args), 1, "dim")
+    nd = ip.real(n.args[0]).ndim
+    dl = [d % nd for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
+    if any(d < 2 for d in dl) or (nd == 2 and dl):
+        # a mean over channels (or all features): the statistic a written-out
+        # layer norm subtracts and divides by (SPEC §1b), not graph nodes
+        return Stat(tuple(real.shape[1:]))
+    x = ip.b.materialize(args[0])
+    return global_mean_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dims)
 
 
-def _inplace(target) -> bool:
-    name = _opname_packet(target)
-    return name.endswith("_") and not name.endswith("__") and not name.startswith("_")
+def interpolation_matrices(op: Callable, real_in: torch.Tensor, real_out: torch.Tensor,
+                           rest: tuple) -> list[torch.Tensor]:
+    """The 1-d matrices ``M_d`` (outputs x inputs) of a separable interpolation op,
+    read off the op itself: channel ``c`` of the probe is the unit vector ``e_c``
+    along dimension ``d`` (constant along the others, where interpolation weights
+    sum to one), so ``op(probe)`` holds column ``c`` of ``M_d``.  Cost: one call
+    of ``op`` per spatial dimension on ``L_d`` channels."""
+    spatial = tuple(real_in.shape[2:])
+    mats = []
+    for d, L in enumerate(spatial):
+        shape = [1, L] + [1] * len(spatial)
+        shape[2 + d] = L
+        probe = torch.eye(L, dtype=torch.float64).reshape(shape).expand(
+            (1, L) + spatial).contiguous()
+        out = op(probe, *rest)
+        idx = [0, slice(None)] + [0] * len(spatial)
+        idx[2 + d] = slice(None)
+        mats.append(out[tuple(idx)].T.contiguous())       # (O_d, L_d)
+    if tuple(real_out.shape[2:]) != tuple(len(M) for M in mats):
+        raise DeepglassError("interpolation: probe and network disagree on the output size")
+    return mats
 
-def _ops(names: str, rule) -> dict:
-    table = {}
-    for name in names.split():
-        packet = getattr(aten, name, None)
-        if packet is not None:
-            table[packet] = rule
-    return table
+
+def _upsample(mode):
+    def rule(ip, n, args, kwargs, real):
+        x = ip.b.materialize(args[0])
+        r = ip.real(n.args)
+        mats = interpolation_matrices(n.target, r[0], real, tuple(r[1:]))
+        blk = ResampleBlock(tuple(r[0].shape[1:]), tuple(real.shape[1:]), mats, mode=mode,
+                            module=ip.where(n))
+        return Pending([(blk, x)], tuple(real.shape[1:]), op="resample", name=ip.where(n))
+    return rule
 
 
-ATEN_OPS: dict = {
-    aten.convolution.default: _convolution,
-    aten.addmm.default: _matmul,
-    aten.mm.default: _matmul,
-    aten.linear.default: _linear,
-    aten.matmul.default: _linear,
-    **_ops("conv1d conv2d conv3d", _conv_layer),
-    **_ops("conv_transpose1d conv_transpose2d conv_transpose3d", _conv_transpose_layer),
-    aten.batch_norm.default: _batch_norm_layer,
-    aten.layer_norm.default: _layer_norm_layer,
-    aten.group_norm.default: _group_norm_layer,
-    aten.instance_norm.default: _instance_norm_layer,
-    aten.mean.dim: _mean,
-    aten.mul.Tensor: _mul,
-    aten.mul.Scalar: _mul,
-    aten.div.Tensor: _div,
-    aten.div.Scalar: _div,
-    aten.neg.default: _neg,
-    aten.add.Tensor: _add,
-    aten.add.Scalar: _add,
-    aten.sub.Tensor: _add,
-    aten.sub.Scalar: _add,
-    aten.rsub.Scalar: _add,
-    aten.leaky_relu.default: _leaky_relu,
-    aten.prelu.default: _prelu,
-    aten._native_batch_norm_legit_no_training.default: _batch_norm,
-    aten.native_layer_norm.default: _layer_norm,
-    aten.native_group_norm.default: _group_norm,
-    **_ops("max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices",
-           _max_pool),
-    **_ops("avg_pool1d avg_pool2d avg_pool3d", _avg_pool),
-    **_ops("_adaptive_avg_pool2d _adaptive_avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
-           "adaptive_avg_pool3d", _adaptive("avg")),
-    **_ops("adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d", _adaptive("max")),
-    **_ops("upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d "
-           "_upsample_nearest_exact2d _upsample_nearest_exact3d", _upsample("nearest")),
-    **_ops("upsample_linear1d upsample_bilinear2d upsample_trilinear3d", _upsample("linear")),
-    **_ops("relu relu6 sigmoid hardsigmoid _softmax softmax exp", _monotone(True)),
-    **_ops("tanh elu celu selu softplus expm1 log1p erf _log_softmax log_softmax log_sigmoid "
-           "log_sigmoid_forward logit", _monotone(False)),
-    **_ops("hardtanh clamp clamp_min clamp_max", _monotone(_clamp_nonneg)),
-    **_ops("gelu", _nonmonotone("GELU")),
-    **_ops("silu", _nonmonotone("SiLU")),
-    **_ops("hardswish", _nonmonotone("Hardswish")),
-    **_ops("mish", _nonmonotone("Mish")),
-    **_ops("abs", _nonmonotone("abs")),
-    **_ops("clone alias detach _to_copy to type_as lift_fresh_copy contiguous dropout "
-           "feature_dropout alpha_dropout feature_alpha_dropout", _identity),
-    **_ops("view _unsafe_view reshape permute transpose t unsqueeze squeeze expand slice "
-           "select cat concat split split_with_sizes unbind constant_pad_nd as_strided "
-           "flatten narrow pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
-           "movedim stack repeat index_select unflatten chunk swapaxes pad", _shape_rule),
-    **_ops("pow sqrt rsqrt", _statistic),
-    **_ops("bmm baddbmm einsum", _bmm),
-    **_ops("_scaled_dot_product_flash_attention _scaled_dot_product_efficient_attention "
-           "_scaled_dot_product_flash_attention_for_cpu scaled_dot_product_attention",
-           _attention),
-    **_ops("lstm gru rnn_tanh rnn_relu lstm_cell gru_cell", _refuse(
-        "recurrent cell", "a recurrent cell has no fixed feed-forward signed graph; unroll "
-        "it or analyse the convolutional part")),
-}
-#: ops that map statistics to statistics (SPEC §1b normalizations)
-STAT_OPS = {getattr(aten, name) for name in (
-    "pow sqrt rsqrt reciprocal add sub mul div mean sum avg_pool1d avg_pool2d avg_pool3d "
-    "unsqueeze squeeze view _unsafe_view reshape expand permute clone alias constant_pad_nd "
-    "slice select cat _to_copy exp log clamp clamp_min abs neg var var_mean pad flatten "
-    "transpose contiguous to alias detach avg_pool1d").split()
-    if hasattr(aten, name)}
-# dropout returns (value, mask)
-ATEN_OPS[aten.native_dropout.default] = lambda ip, n, args, kwargs, real: (args[0], None)
+# ----------------------------------------------------------------------------------
+# normalizations and scalings
+def _batch_norm_scale(ip, val, weight, var, eps, ndim):
+    """Batch norm with running statistics: ``gamma / sqrt(var + eps)`` per channel
+    folds into the incoming edges, sign included (SPEC §1 ``batchnorm="fold"``)."""
+    if ip.rules["batchnorm"] != "fold":
+        return val
+    s = 1.0 / torch.sqrt(var.double() + eps)
+    if weight is not None:
+        s = s * weight.double()
+    return scale(ip.b, val, s.reshape((-1,) + (1,) * (ndim - 2)))
+
+
+def _layer_norm_scale(ip, val, weight):
+    """SPEC §1b: a per-sample norm's division by the sample's statistics is a
+    positive rescaling and its mean subtraction is ignored; the gain (over the
+    normalized trailing dimensions) folds in, sign included."""
+    if weight is None or ip.rules["norm"] != "fold":
+        return val
+    return scale(ip.b, val, weight.double())
+
+
+def _channel_gain(ip, val, weight, ndim):
+    """Group / instance norm: as :func:`_layer_norm_scale` with a gain per channel."""
+    if weight is None or ip.rules["norm"] != "fold":
+        return val
+    return scale(ip.b, val, weight.double().reshape((-1,) + (1,) * (ndim - 2)))
+
+
+def _batch_norm(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return (_batch_norm_scale(ip, args[0], r[1], r[4], r[6], r[0].ndim), None, None)
+
+
+def _layer_norm(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return (_layer_norm_scale(ip, args[0], r[2] if len(r) > 2 else None), None, None)
+
+
+def _group_norm(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return (_channel_gain(ip, args[0], r[1], r[0].ndim), None, None)
+
+
+def _const_factor(ip, n, i):
+    c = ip.real(n.args[i]) if i < len(n.args) else None
+    if isinstance(c, torch.Tensor):
+        return c.detach().double()
+    return torch.tensor(float(c), dtype=torch.float64)
+
+
+def _mul(ip, n, args, kwargs, real):
+    a, b = args[0], args[1]
+    if _is_sym(a) and _is_sym(b):
+        return _product(ip, n, a, b)
+    if not _is_sym(a):
+        a, c = b, _const_factor(ip, n, 0)
+    else:
+        c = _const_factor(ip, n, 1)
+    out = scale(ip.b, a, c)
+    if isinstance(out, Ref) and isinstance(a, Ref) and bool((c > 0).all()):
+        out = _flag(out, nonneg=a.nonneg, fn=a.fn)
+    return out
+
+
+def _div(ip, n, args, kwargs, real):
+    a, b = args[0], args[1]
+    if _is_sym(b):
+        if _is_sym(a) and isinstance(b, Ref) and b.nonneg and not _same(a, b):
+            # division by a positive value computed from the input: a per-sample
+            # normalization, i.e. a positive rescaling (SPEC §1b)
+            return a
+        ip.unsupported(n, "division by a network value", "only division by a non-negative "
+                       "statistic (a normalization) is a positive rescaling")
+    c = _const_factor(ip, n, 1)
+    out = scale(ip.b, a, 1.0 / c)
+    if isinstance(out, Ref) and isinstance(a, Ref) and bool((c > 0).all()):
+        out = _flag(out, nonneg=a.nonneg, fn=a.fn)
+    return out
+
+
+def _neg(ip, n, args, kwargs, real):
+    return scale(ip.b, args[0], torch.tensor(-1.0, dtype=torch.float64))
+
+
+def _same(a, b) -> bool:
+    return (isinstance(a, Ref) and isinstance(b, Ref) and a.index.shape == b.index.shape
+            and (a.index is b.index or bool(torch.equal(a.index, b.index))))
+
+
+_PRODUCT_NAMES = {"sigmoid": "SiLU (x * sigmoid(x))", "hardsigmoid": "hard-swish "
+                  "(x * hardsigmoid(x))", "tanh": "x * tanh(x)"}
+
+
+def _product(ip, n, a, b):
+    """SPEC §1b: ``x * f(x)`` is an elementwise activation; ``x * g`` with a
+    non-negative gate ``g`` of another value is a positive rescaling of ``x``
+    (``gates="scale"``); any other product of two network values is refused."""
+    a, b = ip.b.materialize(a), ip.b.materialize(b)
+    if _same(a, b) and a.fn == b.fn:
+        return Stat(tuple(ip.cur.shape[1:]))   # x * x: a square, the start of a statistic
+    if _same(a, b):
+        f = b.fn if b.fn else a.fn
+        ip.warn_nonmonotone(_PRODUCT_NAMES.get(f, f"x * {f or 'x'}"))
+        return _flag(a, nonneg=False, fn=None, value=None)
+    for x, g in ((a, b), (b, a)):
+        if g.nonneg and g.index.numel() <= x.index.numel():
+            if ip.rules["gates"] == "error":
+                ip.unsupported(n, "gate", "a non-negative gate multiplies the value "
+                               "(squeeze-excitation / attention gate) and gates='error'")
+            ip.gated.append(ip.where(n))
+            return _flag(x, nonneg=False, fn=None, value=None)
+    ip.unsupported(n, "product of two network values", "neither factor is a non-negative "
+                   "gate (sigmoid / hard-sigmoid / softmax of another value): a product of "
+                   "two values computed from the input (self-attention, bilinear pooling) "
+                   "has no fixed weights, so the signed graph is not defined for it")
+
+
+def _add(ip, n, args, kwargs, real):
+    sub = n.target.overloadpacket in (aten.sub, aten.rsub)
+    a, b = args[0], args[1]
+    alpha = n.kwargs.get("alpha", args[2] if len(args) > 2 and not _is_sym(args[2]) else 1)
+    if n.target.overloadpacket is aten.rsub:   # rsub(x, c) = c - alpha * x
+        a, b = b, a
+    if not _is_sym(b):
+        if not _is_sym(a):
+            return None
+        c = b if not isinstance(b, torch.Tensor) else None
+        keep = isinstance(a, Ref) and a.nonneg and c is not None and \
+            (-c if sub else c) >= 0
+        if n.target.overloadpacket is aten.rsub:
+            return scale(ip.b, a, torch.tensor(-float(alpha), dtype=torch.float64))
+        return _flag(a, nonneg=keep) if isinstance(a, Ref) else a
+    if not _is_sym(a):
+        return scale(ip.b, b, torch.tensor(-float(alpha) if sub else float(alpha),
+                                          dtype=torch.float64))
+    coef = (-1.0 if sub else 1.0) * float(alpha)
+    if coef != 1.0:
+        b = scale(ip.b, b, torch.tensor(coef, dtype=torch.float64))
+    return add_values(ip.b, a, b, tuple(real.shape[1:]), ip.where(n),
+                       lambda what: ip.unsupported(n, what))
+
+
+# ----------------------------------------------------------------------------------
+# elementwise activations
+def _monotone(nonneg: bool | Callable = False):
+    def rule(ip, n, args, kwargs, real):
+        x = ip.b.activated(args[0])
+        nn_ = nonneg(ip, n) if callable(nonneg) else nonneg
+        return _flag(x, nonneg=bool(nn_), fn=_opname(n.target), value=None)
+    return rule
+
+
+def _clamp_nonneg(ip, n):
+    r = ip.real(n.args)
+    name = _opname(n.target)
+    if name.startswith("hardtanh"):
+        lo = r[1] if len(r) > 1 else -1.0
+    elif name.startswith("clamp_max"):
+        return False
+    else:
+        lo = r[1] if len(r) > 1 else n.kwargs.get("min")
+    return lo is not None and not isinstance(lo, torch.Tensor) and lo >= 0
+
+
+def _nonmonotone(name):
+    def rule(ip, n, args, kwargs, real):
+        ip.warn_nonmonotone(name)
+        return _flag(ip.b.activated(args[0]), nonneg=False, fn=_opname(n.target))
+    return rule
+
+
+def _leaky_relu(ip, n, args, kwargs, real):
+    slope = ip.real(n.args[1]) if len(n.args) > 1 else 0.01
+    if slope < 0:
+        ip.warn_nonmonotone(f"LeakyReLU at {ip.where(n)!r}", f" (negative slope {slope:g})")
+    return _flag(ip.b.activated(args[0]), nonneg=False, fn="leaky_relu")
+
+
+def _prelu(ip, n, args, kwargs, real):
+    """SPEC §1b: a learned PReLU is non-monotone iff some slope is negative."""
+    if _is_sym(args[1]):
+        ip.unsupported(n, "prelu", "its slope is computed from the input")
+    w = ip.real(n.args[1]).detach()
+    neg = int((w < 0).sum())
+    if neg:
+        ip.warn_nonmonotone(f"PReLU at {ip.where(n)!r}",
+                            f" ({neg} of {w.numel()} learned slopes are negative)")
+    return _flag(ip.b.activated(args[0]), nonneg=False, fn="prelu")
+
+
+def _statistic(ip, n, args, kwargs, real):
+    """``x ** p``, ``sqrt(x)``, ``rsqrt(x)`` of a network value: the start of a
+    normalization's statistic (local response norm, RMSNorm)."""
+    return Stat(tuple(real.shape[1:]))
+
+
+def _identity(ip, n, args, kwargs, real):
+    """Copies, aliases, eval-mode dropout: the value itself (a copy is made
+    contiguous, as the op makes it, so that later views see the same layout)."""
+    v = args[0]
+    if isinstance(v, Ref):
+        return dataclasses.replace(v, index=v.index.contiguous(),
+                                   scale=None if v.scale is None else v.scale.contiguous())
+    return v
+
+
+# ----------------------------------------------------------------------------------
+# re-indexings: applied to the node-id tensor itself (and to the scale)
+def _shape_rule(ip, n, args, kwargs, real):
+    a = [ip.b.materialize(v) if isinstance(v, Pending) else v for v in args]
+    a = [type(v)(ip.b.materialize(u) if isinstance(u, Pending) else u for u in v)
+         if isinstance(v, (list, tuple)) else v for v in a]
+    real_args = ip.real(n.args)
+    pad = n.target is aten.constant_pad_nd.default
+
+    def run(kind):
+        vals = zip_map(list(a), list(real_args), as_tensor_of(kind))
+        if pad or n.target is aten.pad.default:
+            # zero padding: id -1 (no node), scale 0 (SPEC §1: padding adds no edge)
+            rest = vals[2:] + [None] * 2
+            mode, value = (("constant", rest[0]) if pad else (rest[0] or "constant", rest[1]))
+            if mode != "constant" or value not in (0, 0.0, None):
+                ip.unsupported(n, f"padding mode {mode!r} value {value}")
+            return torch.constant_pad_nd(vals[0], vals[1], 0 if kind == "scale" else -1)
+        return n.target(*vals, **ip.real(n.kwargs))
+
+    return reindexed(a, run)
+
+
+def _refuse(what, why):
+    def rule(ip, n, args, kwargs, real):
+        ip.unsupported(n, what, why)
+    return rule

@@ -10,55 +10,18 @@ leading replica dimension.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..errors import DeepglassError, TooLargeError
-from .blocks import EdgeBlock
+from .blocks import EdgeBlock, NodeBlock
 
 __all__ = ["NodeBlock", "SignedGraph", "EXPLICIT_EDGE_LIMIT"]
 
 #: Largest number of edges :meth:`SignedGraph.to_scipy` builds without ``force``.
 EXPLICIT_EDGE_LIMIT = 50_000_000
-
-
-@dataclass
-class NodeBlock:
-    """A block of neurons: the input, or the output of one linear-operator layer.
-
-    Attributes
-    ----------
-    name : str
-        The module path (or fx node name) the block came from; ``"input"``.
-    shape : tuple of int
-        Per-sample shape, e.g. ``(C, H, W)``.
-    offset : int
-        Global index of the block's first node.
-    op : str
-        ``"input"``, ``"conv"``, ``"dense"``, ``"pool"``, ``"add"``, ...
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    offset: int
-    op: str
-    index: int = 0
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def stop(self) -> int:
-        return self.offset + self.size
-
-    @property
-    def slice(self) -> slice:
-        return slice(self.offset, self.stop)
 
 
 class SignedGraph:
@@ -139,7 +102,7 @@ class SignedGraph:
         Parameters
         ----------
         model : torch.nn.Module
-            A network of supported layers (see :data:`deepglass.graph.trace.SUPPORTED`).
+            A network of supported layers (see :data:`deepglass.graph.SUPPORTED`).
         input_shape : sequence of int, or a list of them
             Per-sample input shape, e.g. ``(3, 224, 224)``; one shape per input
             for a network with several inputs (one input node block each).
@@ -177,11 +140,13 @@ class SignedGraph:
             For an uncapturable model, a wrong input shape, NaN weights or an
             unsupported layer (the message names the module and op, and why).
         """
-        from .trace import trace
+        from .trace import capture_module
 
-        g = trace(model, input_shape, batchnorm=batchnorm, pool_weight=pool_weight,
-                  dtype=dtype, device=device, norm=norm, gates=gates, capture=capture,
-                  forward_kwargs=forward_kwargs)
+        c = capture_module(model, input_shape, batchnorm=batchnorm, pool_weight=pool_weight,
+                           dtype=dtype, device=device, norm=norm, gates=gates,
+                           capture=capture, forward_kwargs=forward_kwargs)
+        g = cls(c.node_blocks, c.edge_blocks, c.input_shape, outputs=c.outputs, dtype=c.dtype,
+                device=c.device, meta=c.meta)
         return g if output is None else g.select_output(output)
 
     def to(self, device=None, dtype=None) -> "SignedGraph":

@@ -1,0 +1,112 @@
+"""Linear-operator layers shared by both capture paths (SPEC §1): each turns the
+symbolic value a layer reads into a :class:`~.symbolic.Pending` sum with one
+edge block (dense, convolution, pooling, global mean).
+
+Signature of every handler: ``(builder, name, x: Ref, real_in, real_out,
+**params) -> Pending`` (or the value itself where the layer is the identity at
+this input size, which adds nothing: SPEC §1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import DeepglassError, UnsupportedLayerError
+from .blocks import ConvBlock, DenseBlock, PoolBlock, adaptive_windows, pool_windows
+from .symbolic import Pending, remap, strip_zero_padding, tup
+
+__all__ = ["dense_op", "conv_op", "pool_op", "adaptive_pool_op", "global_mean_op"]
+
+
+def dense_op(builder, name, x, real_in, real_out, weight):
+    if real_in.ndim != 2:
+        raise UnsupportedLayerError(
+            f"linear layer {name!r} is applied to a {real_in.ndim - 1}-d value per sample; "
+            "only (batch, features) inputs are supported")
+    blk = DenseBlock(weight.detach(), module=name)
+    return Pending([(blk, x)], tuple(real_out.shape[1:]), op="dense", name=name)
+
+
+def conv_op(builder, name, x, real_in, real_out, weight, stride, padding, dilation, groups,
+            padding_mode="zeros"):
+    nd = weight.ndim - 2
+    if padding_mode != "zeros":
+        raise UnsupportedLayerError(f"convolution {name!r} uses padding_mode={padding_mode!r}; "
+                                    "only zero padding is supported")
+    x, extra = strip_zero_padding(x, nd)
+    k = weight.shape[2:]
+    stride, dilation = tup(stride, nd), tup(dilation, nd)
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = [(0, 0)] * nd
+        else:  # 'same', PyTorch's convention: the extra element goes to the high side
+            tot = [d * (kk - 1) for d, kk in zip(dilation, k)]
+            pads = [(t // 2, t - t // 2) for t in tot]
+    else:
+        pads = [(p, p) for p in tup(padding, nd)]
+    pads = [(a + c, b + d) for (a, b), (c, d) in zip(pads, extra)]
+    in_shape = tuple(x.index.shape[1:])
+    blk = ConvBlock(weight.detach(), in_shape, tuple(real_out.shape[1:]), stride,
+                    pads, dilation, groups, module=name)
+    return Pending([(blk, x)], tuple(real_out.shape[1:]), op="conv", name=name)
+
+
+def pool_op(builder, name, x, real_in, real_out, pool_type, kernel_size, stride=None,
+            padding=0, dilation=1, ceil_mode=False, **_):
+    nd = real_in.ndim - 2
+    x, extra = strip_zero_padding(x, nd)
+    k = tup(kernel_size, nd)
+    s = tup(stride if stride not in (None, []) else kernel_size, nd)
+    p = tup(padding, nd)
+    d = tup(dilation, nd)
+    in_shape = tuple(x.index.shape[1:])
+    wins = []
+    for dim in range(nd):
+        lo, hi = extra[dim]
+        if lo or hi:
+            if p[dim] or lo != hi:
+                raise UnsupportedLayerError(f"pool {name!r}: explicit padding before a padded "
+                                            "or asymmetrically padded pool is not supported")
+        w = pool_windows(in_shape[1 + dim], k[dim], s[dim], p[dim] + lo, d[dim], ceil_mode)
+        wins.append(w)
+    out_sp = tuple(len(w) for w in wins)
+    if out_sp != tuple(real_out.shape[2:]):
+        raise DeepglassError(f"pool {name!r}: computed output {out_sp} differs from the "
+                             f"network's {tuple(real_out.shape[2:])}")
+    blk = PoolBlock(in_shape, (in_shape[0],) + out_sp, wins, pool_type,
+                    weight=builder.pool_weight, kernel_area=math.prod(k), module=name)
+    return Pending([(blk, x)], tuple(real_out.shape[1:]), op=f"{pool_type}pool", name=name)
+
+
+def adaptive_pool_op(builder, name, x, real_in, real_out, pool_type, **_):
+    in_shape = tuple(real_in.shape[1:])
+    out_sp = tuple(real_out.shape[2:])
+    if out_sp == in_shape[1:]:
+        return x  # identity at this input size: adds nothing (SPEC §1)
+    wins = [adaptive_windows(L, O) for L, O in zip(in_shape[1:], out_sp)]
+    blk = PoolBlock(in_shape, (in_shape[0],) + out_sp, wins, pool_type,
+                    weight=builder.pool_weight, module=name)
+    return Pending([(blk, x)], tuple(real_out.shape[1:]), op=f"{pool_type}pool", name=name)
+
+
+def global_mean_op(builder, name, x, real_in, real_out, dims):
+    """``x.mean(dims)`` over spatial dims: an average pool whose windows span the
+    reduced dimensions (all of them: global average pooling)."""
+    nd = real_in.ndim
+    dims = sorted(d % nd for d in (dims if isinstance(dims, (list, tuple)) else [dims]))
+    if not dims or dims[0] < 2:
+        raise UnsupportedLayerError(f"mean over dims {dims} at {name!r}: only means over "
+                                    "spatial dimensions (not batch or channels) are supported")
+    if all(real_in.shape[d] == 1 for d in dims):
+        # a mean over dimensions of size 1 (global pooling of a 1x1 map) is the
+        # identity, which adds nothing (SPEC §1)
+        out = (1,) + tuple(real_out.shape[1:])
+        return remap(x, lambda t, fill: t.reshape(out))
+    in_shape = tuple(real_in.shape[1:])
+    wins = [adaptive_windows(L, 1) if d + 1 in dims else [np.array([i]) for i in range(L)]
+            for d, L in enumerate(in_shape[1:], start=1)]
+    blk = PoolBlock(in_shape, (in_shape[0],) + tuple(len(w) for w in wins), wins, "avg",
+                    weight=builder.pool_weight, module=name)
+    return Pending([(blk, x)], tuple(real_out.shape[1:]), op="avgpool", name=name)

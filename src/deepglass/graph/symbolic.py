@@ -1,0 +1,391 @@
+"""Symbolic values of a capture (SPEC §1) and the builder of node and edge blocks.
+
+Both capture paths (:mod:`.aten` for ``torch.export``, :mod:`.fx_capture` for
+the ``torch.fx`` fallback) run the network on a real sample (which gives every
+shape) and symbolically at once.  A symbolic value is
+
+- :class:`Ref`: a re-indexing of existing graph nodes: an int64 tensor of
+  global node ids with the value's shape (``-1`` marks zero padding) and an
+  optional per-element scale (folded batch norm, scalar multiplication).
+  Shape operations (flatten, view, cat, chunk, transpose, channel shuffle,
+  zero padding, ...) are applied to the id tensor itself, so they need no rule
+  of their own;
+- :class:`Pending`: a sum of linear operators applied to ``Ref``\\ s that has
+  no node block yet.  A residual addition merges the terms of its operands
+  (SPEC §1: the add creates no nodes; an identity shortcut becomes weight-1
+  edges).  The value becomes a node block when anything but an addition, batch
+  norm or a scalar multiplication consumes it.
+
+With ``Builder(record=True)`` the capture also keeps, for every edge block,
+which element of which captured value each of its sources reads (*value ids*,
+see :meth:`Builder.tag`): the hook :mod:`.pattern` records activation
+patterns with.  Without it nothing of that is computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import DeepglassError, UnsupportedLayerError
+from .blocks import EdgeBlock, IdentityBlock, NodeBlock
+
+__all__ = ["Ref", "Pending", "Builder", "NonMonotoneActivationWarning", "ForwardError",
+           "SUPPORTED", "scale", "remap", "prune"]
+
+SUPPORTED = ("linear, conv1d/2d/3d (stride, padding incl. 'same' and asymmetric F.pad, "
+             "dilation, groups), max/avg pooling incl. adaptive and ceil_mode, global mean, "
+             "batch norm, residual add/sub, cat, chunk/split, flatten/view/reshape/"
+             "permute/transpose (channel shuffle), zero padding, scalar multiplication, "
+             "and elementwise activations / dropout / softmax / local response norm")
+
+
+class ForwardError(Exception):
+    """The model itself failed on the sample input (e.g. a wrong input shape)."""
+
+
+class NonMonotoneActivationWarning(UserWarning):
+    """The network has an activation that is not non-decreasing."""
+
+
+@dataclass
+class Ref:
+    index: torch.Tensor            # int64, shape (1, *value_shape): global node ids, -1 = zero pad
+    scale: torch.Tensor | None = None  # float64, same shape, or None (all ones)
+    nonneg: bool = False           # the value is >= 0 whatever the input (a gate: sigmoid, ...)
+    fn: str | None = None          # last elementwise function applied (names x * f(x) products)
+    # recording only (Builder.record): value ids, same shape as ``index``, -1 = none
+    value: torch.Tensor | None = None  # where the value that flows on is zero-faithful:
+    #                                    affine steps (batch norm, a factor, a bias) looked through
+    exact: torch.Tensor | None = None  # the captured value itself
+
+
+@dataclass
+class Pending:
+    terms: list                    # list of (EdgeBlock, Ref)
+    shape: tuple                   # per-sample value shape
+    op: str = "add"
+    name: str = ""
+    exact: torch.Tensor | None = None  # recording only: value ids of the captured value
+
+
+def remap(ref: Ref, fn) -> Ref:
+    """``ref`` with the re-indexing ``fn(tensor, fill)`` applied to its ids, scale
+    and value ids alike (``fill``: what a padded element gets)."""
+    opt = lambda t, fill: None if t is None else fn(t, fill)  # noqa: E731
+    return Ref(fn(ref.index, -1), opt(ref.scale, 0), ref.nonneg, ref.fn,
+               opt(ref.value, -1), opt(ref.exact, -1))
+
+
+class Builder:
+    """Accumulates node and edge blocks while a captured graph is interpreted.
+
+    ``record=True`` numbers the elements of every captured value (*value ids*,
+    one range per fx node output, :meth:`tag`) and keeps, per edge block, the
+    value ids its sources read (``reads``, aligned with ``edge_blocks``).
+    """
+
+    def __init__(self, pool_weight, batchnorm, record: bool = False):
+        self.node_blocks: list[NodeBlock] = []
+        self.edge_blocks: list[EdgeBlock] = []
+        self.pool_weight = pool_weight
+        self.batchnorm = batchnorm
+        self.warned: set[str] = set()
+        self.n = 0
+        self.record = bool(record)
+        self.values: list[tuple] = []     # (fx node, tuple position or None, first id, size)
+        self.n_values = 0
+        self.reads: list[tuple] = []      # per edge block: (value ids, exact ids), in_shape
+
+    def new_block(self, name, shape, op) -> NodeBlock:
+        nb = NodeBlock(name=name, shape=tuple(shape), offset=self.n, op=op,
+                       index=len(self.node_blocks))
+        self.node_blocks.append(nb)
+        self.n += nb.size
+        return nb
+
+    def materialize(self, val):
+        """Turn a Pending value into a node block and return its Ref."""
+        if not isinstance(val, Pending):
+            return val
+        first = val.terms[0][0]
+        nb = self.new_block(val.name or first.module, first.out_shape, val.op)
+        for blk, ref in val.terms:
+            if blk.out_size != nb.size:
+                raise DeepglassError(f"addition at {val.name!r} of values with different sizes "
+                                     f"({blk.out_shape} vs {nb.shape}) is not supported")
+            self.attach(blk, ref, nb.index)
+        shape = (1,) + tuple(val.shape)
+        idx = torch.arange(nb.offset, nb.stop, dtype=torch.long).reshape(shape)
+        ex = None if val.exact is None else val.exact.reshape(shape)
+        return Ref(idx, value=ex, exact=ex)
+
+    def activated(self, val) -> Ref:
+        """The output of an elementwise nonlinearity of ``val``: its node ids, and
+        (recording) a value that is zero-faithful from here on."""
+        ref = self.materialize(val)
+        return dataclasses.replace(ref, value=None) if isinstance(ref, Ref) else ref
+
+    def tag(self, node, sym, real):
+        """Recording: number the elements of the value(s) computed at fx node
+        ``node`` and set them as the ``exact`` ids of its symbolic value(s) (and as
+        the ``value`` ids where the rule did not carry older ones through an affine
+        step).  Without recording, ``sym`` itself."""
+        if not self.record:
+            return sym
+        if isinstance(sym, (list, tuple)) and isinstance(real, (list, tuple)) \
+                and len(sym) == len(real):
+            return type(sym)(self._tag(node, i, s, r) for i, (s, r) in
+                             enumerate(zip(sym, real)))
+        return self._tag(node, None, sym, real)
+
+    def _tag(self, node, pos, sym, real):
+        if not isinstance(real, torch.Tensor) or not isinstance(sym, (Ref, Pending)):
+            return sym
+        shape = tuple(sym.index.shape) if isinstance(sym, Ref) else (1,) + tuple(sym.shape)
+        if tuple(real.shape) != shape:
+            return sym
+        size = math.prod(shape)
+        ids = torch.arange(self.n_values, self.n_values + size).reshape(shape)
+        self.values.append((node, pos, self.n_values, size))
+        self.n_values += size
+        if isinstance(sym, Pending):
+            sym.exact = ids
+            return sym
+        return dataclasses.replace(sym, exact=ids,
+                                   value=sym.value if sym.value is not None else ids)
+
+    def attach(self, blk: EdgeBlock, ref: Ref, dst: int) -> None:
+        idx = ref.index.reshape(blk.in_shape)
+        if (idx < 0).any():
+            raise UnsupportedLayerError(
+                f"layer {blk.module!r} reads zero-padded values that are not a border of "
+                "its input; only zero padding directly before a convolution or pool is supported")
+        flat = idx.reshape(-1)
+        if flat.numel() and bool((flat[1:] - flat[:-1] == 1).all()):
+            blk.src_range = (int(flat[0]), int(flat[-1]) + 1)
+            blk.src_index = None
+        else:
+            blk.src_index = idx.contiguous()  # symbolic ids are never written in place: no copy
+            blk.src_range = None
+        starts = [b.offset for b in self.node_blocks]
+        if blk.src_range:
+            first, last = np.searchsorted(starts, [blk.src_range[0], blk.src_range[1] - 1],
+                                          side="right") - 1
+            blk.src_blocks = tuple(range(int(first), int(last) + 1))
+        else:
+            # the blocks touched: one vectorized search per id and a bincount
+            # (no sort of the ids: a concatenation of many blocks has millions)
+            which = np.searchsorted(starts, flat.numpy(), side="right") - 1
+            blk.src_blocks = tuple(int(b) for b in
+                                   np.flatnonzero(np.bincount(which, minlength=len(starts))))
+        if ref.scale is not None:
+            s = ref.scale.reshape(blk.in_shape)
+            if not bool((s == 1).all()):
+                blk.in_scale = s.contiguous() if blk.in_scale is None else blk.in_scale * s
+        blk.dst = dst
+        self.edge_blocks.append(blk)
+        if self.record:
+            none = torch.full(blk.in_shape, -1, dtype=torch.long)
+            self.reads.append(tuple(none if t is None else t.reshape(blk.in_shape)
+                                    for t in (ref.value, ref.exact)))
+
+    def warn_once(self, key: str, message: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            warnings.warn(message, NonMonotoneActivationWarning, stacklevel=4)
+
+
+# ----------------------------------------------------------------------------------
+# helpers shared by both capture paths
+def tup(v, n):
+    if isinstance(v, (list, tuple)):
+        return tuple(int(a) for a in v)
+    return (int(v),) * n
+
+
+def strip_zero_padding(ref: Ref, nd: int) -> tuple[Ref, list[tuple[int, int]]]:
+    """Remove a border of zero padding (id -1) from the last ``nd`` dims of a Ref.
+
+    Returns the interior Ref and the (lo, hi) widths, so an explicit ``F.pad``
+    (asymmetric padding) becomes the padding of the following conv / pool.
+    """
+    idx = ref.index
+    if not bool((idx < 0).any()):
+        return ref, [(0, 0)] * nd
+    pads = []
+    sl = [slice(None)] * idx.ndim
+    for d in range(idx.ndim - nd, idx.ndim):
+        valid = (idx >= 0).movedim(d, 0).reshape(idx.shape[d], -1).any(1)
+        pos = torch.nonzero(valid).reshape(-1)
+        if len(pos) == 0:
+            raise DeepglassError("a convolution reads a value made only of padding")
+        lo, hi = int(pos[0]), idx.shape[d] - 1 - int(pos[-1])
+        pads.append((lo, hi))
+        sl[d] = slice(lo, idx.shape[d] - hi)
+    inner = remap(ref, lambda t, fill: t[tuple(sl)])
+    return Ref(inner.index, inner.scale, value=inner.value, exact=inner.exact), pads
+
+
+def scale(builder: Builder, val, s):
+    """Multiply a symbolic value by ``s`` (broadcastable to ``(1, *shape)``): a
+    scalar or per-channel (dim 1) factor folds into a pending layer's weights;
+    any other pattern becomes a per-element scale of the materialized value.
+    Non-symbolic values are returned as they are."""
+    s = torch.as_tensor(s, dtype=torch.float64).detach()
+    if isinstance(val, Pending):
+        nd = len(val.shape) + 1
+        full = s.reshape((1,) * (nd - s.ndim) + tuple(s.shape)) if s.ndim < nd else s
+        sizes = [full.shape[i] for i in range(full.ndim)]
+        if all(sz == 1 for sz in sizes):
+            for blk, _ in val.terms:
+                blk.scale_output(full.reshape(()))
+            return val
+        if full.ndim >= 2 and all(sz == 1 for i, sz in enumerate(sizes) if i != 1):
+            ch = full.reshape(-1)
+            for blk, _ in val.terms:
+                blk.scale_output(ch.reshape((-1,) + (1,) * (len(blk.out_shape) - 1)))
+            return val
+        val = builder.materialize(val)
+    if isinstance(val, Ref):
+        cur = val.scale if val.scale is not None else torch.ones(val.index.shape,
+                                                                 dtype=torch.float64)
+        # symbolic values live on the CPU whatever device the model's weights use
+        return Ref(val.index, torch.broadcast_to(cur * s.cpu(), val.index.shape).clone(),
+                   value=val.value, exact=val.exact)
+    return val
+
+
+def add_values(builder, a, b, shape, where, unsupported) -> Pending:
+    """A residual addition of two symbolic values (SPEC §1): no nodes; the terms
+    of both operands end on one block (a ``Ref`` operand is an identity shortcut)."""
+    terms = []
+    for v in (a, b):
+        if isinstance(v, Pending):
+            terms += v.terms
+        else:
+            if tuple(v.index.shape[1:]) != shape:
+                unsupported("broadcasting addition")
+            terms.append((IdentityBlock(shape, module=where), v))
+    for blk, _ in terms:
+        # different block shapes of the same size (e.g. a flattened value) go through views
+        if blk.out_size != terms[0][0].out_size:
+            unsupported("addition of values of different sizes")
+    name = next((v.name for v in (a, b) if isinstance(v, Pending)), where)
+    return Pending(terms, shape, op="add" if len(terms) > 1 else "conv", name=name)
+
+
+def flatten(v) -> list:
+    if isinstance(v, (list, tuple)):
+        return [x for u in v for x in flatten(u)]
+    if isinstance(v, dict):
+        return [x for u in v.values() for x in flatten(u)]
+    return [v]
+
+
+def has_sym(a) -> bool:
+    return any(isinstance(v, (Ref, Pending)) for v in flatten(a))
+
+
+def zip_map(sym, real, fn):
+    if isinstance(sym, (list, tuple)) and not isinstance(sym, Ref):
+        return type(sym)(zip_map(s, r, fn) for s, r in zip(sym, real))
+    if isinstance(sym, dict):
+        return {k: zip_map(sym[k], real[k], fn) for k in sym}
+    if isinstance(sym, Ref):
+        return fn(sym, real)
+    return real
+
+
+def as_tensor_of(kind: str):
+    """The tensor of a Ref that a re-indexing is applied to: ``index``,
+    ``scale`` (ones where absent) or ``value`` (value ids)."""
+    def conv(s, r):
+        if kind == "index":
+            return s.index
+        if kind == "value":
+            return s.value if s.value is not None else torch.full_like(s.index, -1)
+        return s.scale if s.scale is not None else torch.ones(s.index.shape,
+                                                              dtype=torch.float64)
+    return conv
+
+
+def reindexed(args, run) -> object:
+    """Apply a re-indexing ``run(kind)`` to the ids, the scales (where any
+    operand has one) and the value ids (where any operand has them) of the
+    Refs in ``args``; returns the wrapped result (Refs, or a list of them)."""
+    refs = [v for v in flatten(args) if isinstance(v, Ref)]
+    idx = run("index")
+    scl = run("scale") if any(r.scale is not None for r in refs) else None
+    val = run("value") if any(r.value is not None for r in refs) else None
+    return _wrap(idx, scl, val)
+
+
+def _wrap(idx, scl, val):
+    if isinstance(idx, torch.Tensor):
+        return Ref(idx, scl, value=val)
+    if isinstance(idx, (list, tuple)):
+        n = len(idx)
+        return type(idx)(_wrap(i, s, v) for i, s, v in
+                         zip(idx, scl if scl is not None else [None] * n,
+                             val if val is not None else [None] * n))
+    return None
+
+
+# ----------------------------------------------------------------------------------
+def prune(builder: Builder, outputs: dict[str, np.ndarray]):
+    """Drop node blocks from which no output is reached (the branch of a gate
+    taken as a positive rescaling, values computed but never used).  Input
+    blocks stay.  Returns the renumbered outputs and the blocks left out.
+
+    Complexity: one reverse pass over the blocks (they are in topological
+    order) plus one O(n) id remapping when anything is dropped.
+    """
+    nbs, ebs = builder.node_blocks, builder.edge_blocks
+    starts = np.array([nb.offset for nb in nbs])
+    keep = np.array([nb.op == "input" for nb in nbs])
+    for ids in outputs.values():
+        keep[np.unique(np.searchsorted(starts, ids, side="right") - 1)] = True
+    into: dict[int, list[EdgeBlock]] = {}
+    for b in ebs:
+        into.setdefault(b.dst, []).append(b)
+    for k in range(len(nbs) - 1, -1, -1):
+        if keep[k]:
+            for b in into.get(k, []):
+                keep[list(b.src_blocks)] = True
+    if keep.all():
+        return outputs, []
+    left_out = [{"block": nb.name, "op": nb.op, "nodes": nb.size,
+                 "params": int(sum(b.n_params() for b in into.get(k, [])))}
+                for k, nb in enumerate(nbs) if not keep[k]]
+    newid = np.full(builder.n, -1, dtype=np.int64)
+    new_blocks, new_index, off = [], {}, 0
+    for k, nb in enumerate(nbs):
+        if keep[k]:
+            newid[nb.offset:nb.stop] = np.arange(off, off + nb.size)
+            new_index[k] = len(new_blocks)
+            new_blocks.append(NodeBlock(name=nb.name, shape=nb.shape, offset=off, op=nb.op,
+                                        index=len(new_blocks)))
+            off += nb.size
+    lookup = torch.from_numpy(newid)
+    kept_edges, kept_reads = [], []
+    for k, b in enumerate(ebs):
+        if not keep[b.dst]:
+            continue
+        b.dst = new_index[b.dst]
+        b.src_blocks = tuple(new_index[s] for s in b.src_blocks)
+        if b.src_range is not None:
+            b.src_range = (int(newid[b.src_range[0]]), int(newid[b.src_range[1] - 1]) + 1)
+        else:
+            b.src_index = lookup[b.src_index]
+        kept_edges.append(b)
+        if builder.record:
+            kept_reads.append(builder.reads[k])
+    builder.node_blocks, builder.edge_blocks, builder.n = new_blocks, kept_edges, off
+    builder.reads = kept_reads
+    return {k: newid[v] for k, v in outputs.items()}, left_out
