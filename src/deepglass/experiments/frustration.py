@@ -214,11 +214,9 @@ def run_unit(ctx: _Context, unit: FrustrationUnit) -> UnitOutput:
 
 
 def _draws_batched(ctx: _Context) -> bool:
-    """Whether null draws run as one batch: the descent with the matrix-free
-    engine (named, or ``auto``'s choice on a device)."""
-    engine = ctx.options.get("engine", "auto")
-    return ctx.method == "descent" and (engine == "matrix-free" or (
-        engine == "auto" and torch.device(ctx.device).type != "cpu"))
+    from ..solve.engines import batches_draws
+
+    return batches_draws(ctx.method, ctx.options.get("engine", "auto"), ctx.device)
 
 
 def _start_seeds(ctx: _Context, unit: FrustrationUnit, instance: int) -> list[int]:

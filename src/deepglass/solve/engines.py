@@ -42,7 +42,7 @@ import torch
 from ..errors import DeepglassError, TooLargeError
 from ..graph import SignedGraph
 
-__all__ = ["ENGINES", "check_engine", "csr_edges", "compiled_bytes", "matrix_free_bytes",
+__all__ = ["ENGINES", "check_engine", "batches_draws", "csr_edges", "compiled_bytes", "matrix_free_bytes",
            "compiled_seconds", "matrix_free_seconds", "EngineEstimate", "engine_estimates",
            "choose_engine", "CSR_BUILD_BYTES", "draw_batch_bytes", "draws_per_batch",
            "check_fits"]
@@ -306,6 +306,15 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
         # (the matrix-free engine's many tiny kernels dominate small graphs)
         return "compiled"
     return by_time.engine
+
+
+def batches_draws(method: str, engine: str = "auto", device="cpu") -> bool:
+    """Whether null draws are solved as one batch (:mod:`deepglass.solve.batched`):
+    with the descent's matrix-free engine, named or ``auto``'s choice on a
+    device (on the CPU ``auto`` picks per draw, mostly the compiled engine,
+    which solves one graph at a time)."""
+    return method == "descent" and (engine == "matrix-free" or (
+        engine == "auto" and torch.device(device).type != "cpu"))
 
 
 def draw_batch_bytes(graph: SignedGraph, starts: int, draws: int, n2: bool = False) -> int:
