@@ -197,10 +197,13 @@ def resume_hint(out: str | None):
 
 def unit_progress(stack: ExitStack, description: str, enabled: bool = True):
     """A ``progress(done, total)`` callback that opens a progress bar (units
-    done, ETA) on its first call, when the total is known; ``stack`` closes it."""
+    done, ETA) on its first call, when the total is known; ``stack`` closes it.
+    Nothing to compute (a finished run resumed): no bar."""
     state: dict = {}
 
     def update(done: int, total: int) -> None:
+        if total <= 0:
+            return
         if "advance" not in state:
             state["advance"] = stack.enter_context(progress(description, total, enabled))
             state["done"] = 0
