@@ -457,3 +457,30 @@ def test_whole_solve_on_one_thread_for_a_small_graph_then_restored():
     assert torch.get_num_threads() == before
     with threads_for(g, small_edges=g.n_edges):       # not small: the setting is kept
         assert torch.get_num_threads() == before
+
+
+def test_auto_method_everywhere_a_method_is_taken(cli, tmp_path):
+    """``auto`` is one rule (solve.choose_method): the single run, the
+    experiment (which records the method that ran) and the command line."""
+    import json
+
+    from torch import nn
+
+    from deepglass.experiments.frustration import frustration_vs_nulls
+    from deepglass.solve import check_method, choose_method
+
+    with pytest.raises(DeepglassError, match="choose auto or one of"):
+        check_method("simplex")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    res = frustration_vs_nulls(net, replicas=3, nulls="N1", null_instances=2, method="auto",
+                               input_shape=(6,), engine="compiled")
+    assert res.config["method"] == choose_method(33) == "greedy"
+    assert "engine" not in res.config.get("options", {})
+    greedy = frustration_vs_nulls(net, replicas=3, nulls="N1", null_instances=2,
+                                  method="greedy", input_shape=(6,))
+    np.testing.assert_array_equal(res.runs["energy"], greedy.runs["energy"])
+    code, out, err = cli(["frustration", "digits_cnn", "--method", "auto", "--replicas", "2",
+                          "--json"])
+    assert code == 0, err
+    assert json.loads(out)["method"] == "greedy"

@@ -19,7 +19,8 @@ from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, OUT_OPTION, 
 def frustration_cmd(
     model: str = typer.Argument(..., help="A zoo name or a model file (see `deepglass graph`)."),
     method: str = typer.Option("descent", "--method",
-                               help="descent (default), anneal, greedy or exact."),
+                               help="descent (default), anneal, greedy, exact, or auto (greedy up to "
+                                    "2 million edges, else descent)."),
     replicas: int = typer.Option(80, "--replicas", help="Start gauges."),
     seed: int = typer.Option(0, "--seed"),
     init: str = typer.Option("random", "--init", help="random or paper (10^6 random flips)."),
@@ -74,11 +75,10 @@ def frustration_cmd(
                           engine=engine, draws_per_unit=draws_per_unit)
     if executor != "inprocess" or address:
         raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
-    options = {"engine": engine} if method == "descent" else {}
-    from ..solve import METHODS
+    options = {"engine": engine} if method in ("descent", "auto") else {}
+    from ..solve import check_method
 
-    if method not in METHODS:
-        raise DeepglassError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    check_method(method)
     if init not in ("random", "paper"):
         raise DeepglassError(f"--init must be random or paper, not {init!r}")
     _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu")

@@ -97,11 +97,9 @@ def active_frustration(sub: SignedGraph, method: str = "auto", replicas: int = 8
         ``method``, ``solve_seconds``; ``delta_x`` is NaN for a subgraph without
         edges.  ``exact`` adds ``lower_bound`` and ``optimal``.
     """
-    from ..solve import METHODS, choose_method, frustration, start_gauges
+    from ..solve import check_method, choose_method, frustration, start_gauges
 
-    if method != "auto" and method not in METHODS:
-        raise DeepglassError(f"unknown method {method!r}; choose auto or one of "
-                             f"{', '.join(METHODS)}")
+    check_method(method)
     if sub.n_edges == 0:
         return {"delta_x": np.nan, "delta_x_mean": np.nan, "local_min": True,
                 "method": "none", "solve_seconds": 0.0}

@@ -342,7 +342,7 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
 def _check_inputs(graph, x, ids, unit_size, method, executor, address, options) -> list[str]:
     """Refuse bad arguments before anything runs; the inputs' names as strings."""
     from ..executors import Executor, get_executor
-    from ..solve import METHODS
+    from ..solve import check_method
 
     shape = tuple(graph.input_shape)
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
@@ -357,9 +357,7 @@ def _check_inputs(graph, x, ids, unit_size, method, executor, address, options) 
     if isinstance(unit_size, bool) or not isinstance(unit_size, (int, np.integer)) \
             or unit_size < 1:
         raise DeepglassError(f"unit_size must be an integer >= 1, got {unit_size!r}")
-    if method != "auto" and method not in METHODS:
-        raise DeepglassError(f"unknown method {method!r}; choose auto or one of "
-                             f"{', '.join(METHODS)}")
+    check_method(method)
     if "engine" in options:
         from ..solve.engines import check_engine
 

@@ -383,7 +383,7 @@ def _prepare(model, input_shape, batchnorm):
 def _check_args(replicas, null_instances, starts_per_null, replicas_per_unit, draws_per_unit,
                 method, init, alpha, options) -> None:
     """Refuse bad arguments in one line, before anything is traced or run."""
-    from ..solve import METHODS
+    from ..solve import check_method
 
     for name, v, optional in (("replicas", replicas, False),
                               ("null_instances", null_instances, False),
@@ -394,8 +394,7 @@ def _check_args(replicas, null_instances, starts_per_null, replicas_per_unit, dr
             continue
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise DeepglassError(f"{name} must be an integer >= 1, got {v!r}")
-    if method not in METHODS:
-        raise DeepglassError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    check_method(method)
     if not 0 < alpha < 1:
         raise DeepglassError(f"alpha must be in (0, 1), got {alpha}")
     if init not in ("random", "paper"):
@@ -454,8 +453,10 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
         Null models: ``"N1"``, ``"N2"``, ``"N3"`` (both initializations),
         ``"N3-xavier"``, ``"N3-he"``, or a comma list; empty for the real
         network only.
-    method : {"descent", "anneal", "greedy", "exact"}
+    method : {"descent", "anneal", "greedy", "exact", "auto"}
         Solver (:func:`deepglass.frustration`); ``**options`` go to it.
+        ``"auto"`` is resolved on the real graph (:func:`deepglass.solve.choose_method`)
+        and the configuration records the method that ran.
     seed : int
         Run seed; each unit's seeds derive from it and the unit (:func:`unit_seed`).
     executor : Executor, {"inprocess", "ray"} or None
@@ -523,6 +524,11 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")
     rpu = min(int(replicas_per_unit or replicas), int(replicas))
+    from ..solve import choose_method
+
+    method = choose_method(graph, method)   # "auto" resolved: the config says what ran
+    if method != "descent":
+        options.pop("engine", None)
     from ..solve.engines import check_fits
 
     # a real unit that would not fit is refused before anything runs

@@ -38,7 +38,7 @@ from ..graph import SignedGraph
 from .gauges import paper_gauges, random_gauges
 
 __all__ = ["frustration", "FrustrationResult", "METHODS", "Solved", "EXPLICIT_LIMIT",
-           "choose_method", "threads_for", "start_gauges", "frustrated_weight",
+           "check_method", "choose_method", "threads_for", "start_gauges", "frustrated_weight",
            "check_replica_memory", "replica_bytes"]
 
 
@@ -288,6 +288,20 @@ METHODS: dict[str, Callable[..., Solved]] = {"descent": _descent, "anneal": _ann
 EXPLICIT_LIMIT = 2_000_000
 
 
+def check_method(method: str) -> str:
+    """``method`` itself if it names a solver of :data:`METHODS` or ``"auto"``.
+
+    Raises
+    ------
+    DeepglassError
+        One line naming the choices.
+    """
+    if method != "auto" and method not in METHODS:
+        raise DeepglassError(f"unknown method {method!r}; choose auto or one of "
+                             f"{', '.join(METHODS)}")
+    return method
+
+
 def choose_method(graph_or_edges, method: str = "auto", *,
                   explicit_limit: int | None = None) -> str:
     """The solver ``method`` names: ``"auto"`` resolved, any other name checked.
@@ -309,10 +323,7 @@ def choose_method(graph_or_edges, method: str = "auto", *,
     DeepglassError
         An unknown method.
     """
-    if method != "auto" and method not in METHODS:
-        raise DeepglassError(f"unknown method {method!r}; choose auto or one of "
-                             f"{', '.join(METHODS)}")
-    if method != "auto":
+    if check_method(method) != "auto":
         return method
     n_edges = graph_or_edges.n_edges if isinstance(graph_or_edges, SignedGraph) \
         else int(graph_or_edges)

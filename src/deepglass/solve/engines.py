@@ -90,7 +90,7 @@ def check_engine(engine: str, method: str = "descent") -> str:
     """
     if engine not in ENGINES:
         raise DeepglassError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if engine != "auto" and method != "descent":
+    if engine != "auto" and method not in ("descent", "auto"):
         raise DeepglassError(f"--engine {engine} applies to --method descent, not {method!r}")
     return engine
 
