@@ -13,6 +13,7 @@ import scipy.sparse
 
 from deepglass.criticality.meanfield_run import MeanFieldConfig, run_meanfield
 from deepglass.criticality.powerlaw_run import PowerLawConfig, run_powerlaw
+from deepglass.errors import DeepglassError
 
 MF_ARGS = ["--n-t", "4", "--t-max", "0.05", "--n-broad", "2", "--n-h", "5", "--fields", "0,0.02",
            "--field-temps", "0.5,1.5"]
@@ -128,5 +129,5 @@ def test_bad_executor_is_one_line(tmp_path, cli):
     code, _, err = cli(["criticality", "meanfield", str(path), "--executor", "mpi"])
     assert code == 2 and err.startswith("error:") and "unknown executor" in err
     assert len(err.strip().splitlines()) == 1
-    with pytest.raises(Exception, match="address"):
+    with pytest.raises(DeepglassError, match="address"):
         run_meanfield(path, _mf_config(path), executor="inprocess", address="10.0.0.1:1")

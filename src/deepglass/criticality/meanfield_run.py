@@ -314,11 +314,6 @@ class CurvesStage(Experiment):
                      for s in ("T", "h"))
 
 
-def n_meanfield_units(cfg: MeanFieldConfig) -> int:
-    """Units of a mean-field run: the spectrum and the curves."""
-    return 1 + len(curve_units(cfg))
-
-
 def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
                   address: str | None = None, force: bool = False,
                   progress: Callable[[int, int], None] | None = None,
