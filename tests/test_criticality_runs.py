@@ -131,3 +131,50 @@ def test_bad_executor_is_one_line(tmp_path, cli):
     assert len(err.strip().splitlines()) == 1
     with pytest.raises(DeepglassError, match="address"):
         run_meanfield(path, _mf_config(path), executor="inprocess", address="10.0.0.1:1")
+
+
+def test_plots_draw_on_the_given_axes_and_leave_matplotlib_alone():
+    import importlib
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    backend, rc = matplotlib.get_backend(), dict(matplotlib.rcParams)
+    import deepglass.criticality.figures as figs
+
+    importlib.reload(figs)
+    assert matplotlib.get_backend() == backend and dict(matplotlib.rcParams) == rc
+    from deepglass.criticality.meanfield import (critical_exponents, default_grid,
+                                                 mean_field_curves)
+
+    W = np.full((20, 20), 1.0)                  # Curie-Weiss, T_c = 1
+    curves_T = mean_field_curves(W, default_grid(1.0, 4, 0.01, 0.1, 2), [0.0, 0.05])
+    curves_T["h_rel"] = curves_T["h"]
+    exps = critical_exponents(curves_T, 1.0, t_min=0.01, t_max=0.1)
+    curves_h = mean_field_curves(W, [0.5, 1.5], np.linspace(-0.2, 0.2, 5))
+    curves_h["T_rel"], curves_h["h_rel"] = curves_h["T"], curves_h["h"]
+    ax = Figure().subplots(1, 5)
+    # one |m| and one sqrt(q) line per field, plus the T_c marker
+    assert figs.plot_order_parameter(curves_T, 1.0, ax=ax[0]) is ax[0]
+    assert len(ax[0].lines) == 2 * 2 + 1
+    figs.plot_susceptibility(curves_T, 1.0, ax=ax[1])
+    assert len(ax[1].lines) == 2 * 2 + 1              # chi and chi_u per field, T_c
+    figs.plot_critical_scaling(curves_T, exps, 1.0, "chi", ax=ax[2])
+    labels = [l.get_label() for l in ax[2].lines]
+    assert any(s.startswith("fit: gamma = ") for s in labels)
+    figs.plot_field_curves(curves_h, "m", ax=ax[3])
+    assert len(ax[3].lines) == 2                      # one per temperature
+    # above T_c, m(h) is odd in h: the plotted curve at T = 1.5 T_c is antisymmetric
+    y = ax[3].lines[1].get_ydata()
+    np.testing.assert_allclose(y, -y[::-1], atol=1e-9)
+    v = pd.DataFrame({"net": "n", "epoch": [0, 1, 0, 1], "observable": "weight",
+                      "layer": ["a", "a", "b", "b"], "alpha": [2.0, 2.1, 3.0, 3.2],
+                      "verdict": ["rejected", "plausible", "inconclusive", "rejected"]})
+    figs.plot_exponents_across_checkpoints(v, "n", "weight", ax=ax[4])
+    assert len([l for l in ax[4].lines if l.get_linestyle() == "-"]) == 2   # one per layer
+    a = figs.plot_power_law(np.ones(3), _Verdict())   # its own axes when none is given
+    assert a.texts[0].get_text() == "too few samples" and a.figure is not None
+
+
+class _Verdict:
+    verdict, discrete, xmin, alpha, n_tail = "too little data", None, np.nan, np.nan, 0
