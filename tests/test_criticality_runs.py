@@ -178,3 +178,25 @@ def test_plots_draw_on_the_given_axes_and_leave_matplotlib_alone():
 
 class _Verdict:
     verdict, discrete, xmin, alpha, n_tail = "too little data", None, np.nan, np.nan, 0
+
+
+def test_powerlaw_resumes_even_without_the_previous_checkpoint(powerlaw_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(powerlaw_run, run)
+    verdicts = run / "units" / "criticality-powerlaw" / "verdicts"
+    before = pd.read_parquet(verdicts / "autoencoder_e0002.parquet")
+    (verdicts / "autoencoder_e0002.parquet").unlink()
+    for f in (run / "arrays" / "criticality-powerlaw" / "verdicts" / "autoencoder_e0001.npz",
+              run / "checkpoints" / "autoencoder_e0001.pt"):
+        f.unlink()
+    cfg = PowerLawConfig(nets=["ae"], data="digits", epochs=2, checkpoint_every=1, max_train=150,
+                         max_test=80, n_boot=0, n_subsets=4)
+    res = run_powerlaw(cfg, run=run, record={"model": "ae"})
+    # the lost checkpoint's epochs are trained again from the seeded
+    # initialization: the same weights, so the same verdicts
+    assert res.computed >= 1
+    _same_verdicts(before, pd.read_parquet(verdicts / "autoencoder_e0002.parquet"))
+    assert (run / "checkpoints" / "autoencoder_e0002.pt").read_bytes() == \
+        (powerlaw_run / "checkpoints" / "autoencoder_e0002.pt").read_bytes()

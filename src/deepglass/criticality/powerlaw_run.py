@@ -282,17 +282,23 @@ class CheckpointStage(Experiment):
         return self.record
 
     def _start(self, net: str) -> bytes | None:
+        """The stored checkpoint this net's unit starts from (None: its
+        seeded initialization)."""
         if self.prev_epoch is None:
             return None
         uid = unit_id(net, self.prev_epoch)
-        arrays = self.previous.arrays(uid) or {}
+        try:
+            arrays = self.previous.arrays(uid) or {}
+        except DeepglassError:  # damaged arrays: reported by the run directory
+            arrays = {}
         if "checkpoint" in arrays:
             return bytes(np.asarray(arrays["checkpoint"], dtype=np.uint8))
         rel = f"checkpoints/{uid}.pt"
         if self.rundir is not None and self.rundir.has_file(rel):
             return (self.rundir.path / rel).read_bytes()
-        raise DeepglassError(f"the checkpoint of {uid} is missing from {self.rundir.path}; "
-                             "run again with --force to start afresh")
+        # no usable checkpoint: train from the seeded initialization, which
+        # gives the same weights (training is seeded per epoch), only later
+        return None
 
     def units(self) -> list[Unit]:
         done = self.rundir.finished_units("verdicts") if self.rundir is not None else set()
@@ -410,11 +416,16 @@ def write_powerlaw_outputs(run, cfg: PowerLawConfig, res: PowerLawResult, stored
     from .powerlaws import PowerLawVerdict
 
     run.write_table("powerlaw_verdicts", res.verdicts)
-    for s in stored:  # checkpoints as torch.save files, for users to load
+    for s in stored if not cfg.user_model else ():  # torch.save files, for users to load
         for u in s.units:
             rel = f"checkpoints/{u.id}.pt"
-            if not cfg.user_model and not run.has_file(rel):
-                run.write_file(rel, bytes(np.asarray(s.arrays(u.id)["checkpoint"], np.uint8)))
+            if not run.has_file(rel):
+                try:
+                    arrays = s.arrays(u.id) or {}
+                except DeepglassError:  # damaged arrays: reported by the run directory
+                    arrays = {}
+                if "checkpoint" in arrays:
+                    run.write_file(rel, bytes(np.asarray(arrays["checkpoint"], np.uint8)))
     fields = set(PowerLawVerdict.__dataclass_fields__)
     fin = res.final()
     figs = []
