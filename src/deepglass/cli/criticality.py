@@ -74,7 +74,6 @@ def meanfield_cmd(
     force: bool = FORCE_OPTION, as_json: bool = _JSON,
 ):
     """Mean-field T_c = lambda_max(W) / N of a network or a coupling matrix (SPEC §7)."""
-    from ..criticality.couplings import coupling_operator
     from ..criticality.meanfield_run import (MATRIX_SUFFIXES, MeanFieldConfig, load_matrix,
                                              run_meanfield)
 
@@ -89,7 +88,6 @@ def meanfield_cmd(
             raise DeepglassError("--symmetrize is for matrix files; a model's couplings are As")
         W = load_graph(source, input_shape, batchnorm=batchnorm, arch=arch,
                        trust_pickle=trust_pickle)[2]
-    W = coupling_operator(W)                   # validated before any progress output
     cfg = MeanFieldConfig(source=source, curves=curves and out is not None, n_t=n_t, t_min=t_min,
                           t_max=t_max, n_broad=n_broad, fit_t_max=fit_t_max,
                           fields=_floats(fields, "--fields"),
@@ -145,7 +143,6 @@ def powerlaw_cmd(
     address: Optional[str] = ADDRESS_OPTION, force: bool = FORCE_OPTION, as_json: bool = _JSON,
 ):
     """Search trained networks for power laws and judge each candidate (SPEC §7)."""
-    from ..criticality.data import load_dataset
     from ..criticality.nets import REFERENCE_NETS, canonical_name
     from ..criticality.powerlaw_run import PowerLawConfig, run_powerlaw
 
@@ -168,10 +165,8 @@ def powerlaw_cmd(
                          n_passes=n_passes, threshold=threshold, n_boot=n_boot, n_xmin=n_xmin,
                          max_samples=max_samples, subset_size=subset_size,
                          n_subsets=n_subsets, seed=seed)
-    cfg.validate()
-    dataset = load_dataset(data, seed=seed, max_train=max_train, max_test=max_test)
     with resume_hint(out), ExitStack() as stack:
-        res = run_powerlaw(cfg, run=out, model=user, data=dataset, executor=executor,
+        res = run_powerlaw(cfg, run=out, model=user, executor=executor,
                            address=address, force=force,
                            record={"model": model, "input_shape": input_shape},
                            progress=unit_progress(stack, "power laws", enabled=not as_json))
