@@ -182,21 +182,29 @@ class _Verdict:
 
 def test_powerlaw_resumes_even_without_the_previous_checkpoint(powerlaw_run, tmp_path):
     import shutil
+    import tomllib
+
+    from deepglass.store import RunDir
 
     run = tmp_path / "copy"
     shutil.copytree(powerlaw_run, run)
-    verdicts = run / "units" / "criticality-powerlaw" / "verdicts"
+    kind = "criticality-powerlaw"
+    verdicts = run / "units" / kind / "verdicts"
     before = pd.read_parquet(verdicts / "autoencoder_e0002.parquet")
     (verdicts / "autoencoder_e0002.parquet").unlink()
-    for f in (run / "arrays" / "criticality-powerlaw" / "verdicts" / "autoencoder_e0001.npz",
-              run / "checkpoints" / "autoencoder_e0001.pt"):
-        f.unlink()
+    # epoch 1 stays finished but keeps no checkpoint (neither stored beside
+    # its observables nor as a file)
+    rd = RunDir(run, tomllib.loads((run / "config.toml").read_text())["runs"][kind], kind=kind)
+    arrays = rd.load_arrays(f"{kind}/verdicts/autoencoder_e0001")
+    del arrays["checkpoint"]
+    rd.save_arrays(f"{kind}/verdicts/autoencoder_e0001", **arrays)
+    (run / "checkpoints" / "autoencoder_e0001.pt").unlink()
     cfg = PowerLawConfig(nets=["ae"], data="digits", epochs=2, checkpoint_every=1, max_train=150,
                          max_test=80, n_boot=0, n_subsets=4)
     res = run_powerlaw(cfg, run=run, record={"model": "ae"})
-    # the lost checkpoint's epochs are trained again from the seeded
-    # initialization: the same weights, so the same verdicts
-    assert res.computed >= 1
+    # epoch 2 is trained again from the seeded initialization: the same
+    # weights (training is seeded per epoch), so the same verdicts and checkpoint
+    assert (res.computed, res.resumed) == (1, 2)
     _same_verdicts(before, pd.read_parquet(verdicts / "autoencoder_e0002.parquet"))
     assert (run / "checkpoints" / "autoencoder_e0002.pt").read_bytes() == \
         (powerlaw_run / "checkpoints" / "autoencoder_e0002.pt").read_bytes()
