@@ -275,7 +275,7 @@ class _Prototypes(nn.Module):
 
 
 def test_pattern_observable_on_a_net_whose_patterns_recur():
-    from deepglass.criticality.experiment import PowerLawConfig, judge_observables
+    from deepglass.criticality.powerlaw_run import PowerLawConfig, judge_observables
 
     rng = np.random.default_rng(0)
     n_proto, n_events = 40, 4000

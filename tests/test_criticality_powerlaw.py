@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import scipy.special
 
-from deepglass.criticality.powerlaws import (ALTERNATIVES, PowerLawVerdict, plot_power_law,
-                                             power_law_verdict, sample_power_law, verdict_table)
+from deepglass.criticality.figures import plot_power_law
+from deepglass.criticality.powerlaws import (ALTERNATIVES, PowerLawVerdict, power_law_verdict,
+                                             sample_power_law, verdict_table)
 from deepglass.errors import DeepglassError
 
 N = 2500

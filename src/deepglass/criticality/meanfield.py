@@ -39,12 +39,13 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
-import scipy.sparse
 import scipy.sparse.linalg as spla
 import scipy.stats
 
 from ..errors import DeepglassError
+from .couplings import (DENSE_EIG_LIMIT, GRAPH_EXPLICIT_EDGES, Couplings,  # noqa: F401 (re-exported)
+                        bipartite_coupling, coupling_operator, critical_temperature, curie_weiss,
+                        lambda_max, layer_coupling, top_eigenpair)
 
 __all__ = [
     "Couplings", "coupling_operator", "bipartite_coupling", "layer_coupling",
@@ -52,276 +53,6 @@ __all__ = [
     "solve_mean_field", "susceptibility", "mean_field_curves", "default_grid",
     "critical_exponents", "curie_weiss", "ordered_pattern",
 ]
-
-GRAPH_EXPLICIT_EDGES = 2_000_000  # graphs up to this size are multiplied as explicit CSR
-DENSE_EIG_LIMIT = 12  # below this size ARPACK cannot run; use the explicit matrix
-
-
-# ----------------------------------------------------------------------------------
-# Coupling operators
-# ----------------------------------------------------------------------------------
-def _is_signed_graph(obj: Any) -> bool:
-    return hasattr(obj, "sym_matvec") and hasattr(obj, "n_nodes")
-
-
-class Couplings:
-    """A symmetric coupling matrix ``W`` seen only through products ``W x``.
-
-    Build one with :func:`coupling_operator`.  ``matvec`` takes a float64 array
-    of shape ``(n,)`` or ``(n, R)`` and returns ``W x`` in float64.
-
-    Attributes
-    ----------
-    n : int
-        Number of units ``N``.
-    kind : str
-        ``"dense"``, ``"sparse"``, ``"operator"`` or ``"graph"``.
-    eps : float
-        Relative precision of the products (float32 graphs give ~1e-7).
-    """
-
-    def __init__(self, n: int, matvec, kind: str, eps: float = np.finfo(float).eps,
-                 explicit=None, source: Any = None):
-        self.n = int(n)
-        self._matvec = matvec
-        self.kind = kind
-        self.eps = float(eps)
-        self._explicit = explicit
-        self.source = source
-        self.n_matvec = 0
-        self._eig: tuple[float, np.ndarray] | None = None
-
-    def matvec(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        self.n_matvec += 1 if x.ndim == 1 else x.shape[1]
-        return np.asarray(self._matvec(x), dtype=np.float64)
-
-    def linear_operator(self) -> spla.LinearOperator:
-        """``W`` as a SciPy ``LinearOperator`` (symmetric, float64)."""
-        return spla.LinearOperator((self.n, self.n), matvec=self.matvec, matmat=self.matvec,
-                                   rmatvec=self.matvec, dtype=np.float64)
-
-    def explicit(self) -> np.ndarray:
-        """The dense matrix (small ``n`` only: built column by column otherwise)."""
-        if self._explicit is not None:
-            e = self._explicit
-            return e.toarray() if scipy.sparse.issparse(e) else np.asarray(e, dtype=np.float64)
-        if self.n > 4096:
-            raise DeepglassError(f"refusing to build a dense {self.n} x {self.n} coupling matrix")
-        return self.matvec(np.eye(self.n))
-
-    def __repr__(self) -> str:
-        return f"Couplings(n={self.n}, kind={self.kind!r})"
-
-
-def _check_square_symmetric(W, what: str) -> None:
-    if W.ndim != 2 or W.shape[0] != W.shape[1]:
-        raise DeepglassError(f"{what} must be a square matrix, got shape {tuple(W.shape)}")
-    if W.shape[0] == 0:
-        raise DeepglassError(f"{what} is empty")
-
-
-def coupling_operator(W: Any, *, check_symmetric: bool = True,
-                      explicit_edges: int = GRAPH_EXPLICIT_EDGES) -> Couplings:
-    """Wrap couplings ``W`` (SPEC §7) as a :class:`Couplings` operator.
-
-    Parameters
-    ----------
-    W : array_like, scipy.sparse matrix, LinearOperator, torch.Tensor, SignedGraph or Couplings
-        Symmetric couplings.  A ``SignedGraph`` (anything with ``n_nodes`` and
-        ``sym_matvec``) gives ``W = As = A + A^T`` of the whole network.
-    check_symmetric : bool
-        Verify ``W == W^T`` for explicit matrices (to 1e-8 relative).
-    explicit_edges : int
-        A ``SignedGraph`` with at most this many edges is turned into its
-        explicit float64 CSR ``As`` once (``to_scipy_sym``): products are then
-        a fast sparse kernel instead of one torch call per layer block.  Larger
-        graphs stay matrix-free (SPEC §7).  0 keeps every graph matrix-free.
-
-    Raises
-    ------
-    DeepglassError
-        For a non-square, empty, non-finite or asymmetric matrix.
-    """
-    if isinstance(W, Couplings):
-        return W
-    if _is_signed_graph(W):
-        if 0 < W.n_edges <= explicit_edges:
-            As = W.to_scipy_sym().astype(np.float64)
-            return Couplings(As.shape[0], lambda x: As @ x, "graph", explicit=As, source=W)
-        return _graph_couplings(W)
-    if isinstance(W, spla.LinearOperator):
-        if W.shape[0] != W.shape[1]:
-            raise DeepglassError(f"couplings must be square, got shape {W.shape}")
-        op = W
-        return Couplings(W.shape[0], lambda x: op @ x, "operator", source=W)
-    if scipy.sparse.issparse(W):
-        W = scipy.sparse.csr_matrix(W, dtype=np.float64)
-        _check_square_symmetric(W, "couplings")
-        if not np.all(np.isfinite(W.data)):
-            raise DeepglassError("couplings contain NaN or infinite entries")
-        if check_symmetric:
-            diff = abs(W - W.T).max() if W.nnz else 0.0
-            scale = abs(W).max() if W.nnz else 1.0
-            if diff > 1e-8 * max(scale, 1e-300):
-                raise DeepglassError(f"couplings must be symmetric (max |W - W^T| = {diff:.3g}); "
-                                     "for a directed adjacency A use A + A.T")
-        return Couplings(W.shape[0], lambda x: W @ x, "sparse", explicit=W, source=W)
-    if type(W).__module__.startswith("torch"):
-        W = W.detach().cpu().double().numpy()
-    try:
-        W = np.asarray(W, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DeepglassError(f"cannot read couplings of type {type(W).__name__}: {exc}") from None
-    _check_square_symmetric(W, "couplings")
-    if not np.all(np.isfinite(W)):
-        raise DeepglassError("couplings contain NaN or infinite entries")
-    if check_symmetric:
-        diff = float(np.max(np.abs(W - W.T)))
-        if diff > 1e-8 * max(float(np.max(np.abs(W))), 1e-300):
-            raise DeepglassError(f"couplings must be symmetric (max |W - W^T| = {diff:.3g}); "
-                                 "for a directed adjacency A use A + A.T")
-    return Couplings(W.shape[0], lambda x: W @ x, "dense", explicit=W, source=W)
-
-
-def _graph_couplings(g) -> Couplings:
-    import torch
-
-    n = int(g.n_nodes)
-    dtype = getattr(g, "dtype", torch.float32)
-    device = getattr(g, "device", "cpu")
-    eps = float(torch.finfo(dtype).eps) if dtype.is_floating_point else np.finfo(float).eps
-
-    def mv(x: np.ndarray) -> np.ndarray:
-        t = torch.as_tensor(np.ascontiguousarray(x.T), dtype=dtype, device=device)
-        with torch.no_grad():
-            out = g.sym_matvec(t)
-        return out.detach().cpu().double().numpy().T
-
-    explicit = None
-    return Couplings(n, mv, "graph", eps=eps, explicit=explicit, source=g)
-
-
-def bipartite_coupling(w: Any) -> spla.LinearOperator:
-    """The symmetric coupling ``[[0, w], [w^T, 0]]`` of one layer (SPEC §7).
-
-    Parameters
-    ----------
-    w : array_like or torch.Tensor, shape (n_in, n_out)
-        ``w[i, j]`` is the weight of the edge from input unit ``i`` to output
-        unit ``j`` (for ``torch.nn.Linear`` pass ``layer.weight.T``).
-
-    Returns
-    -------
-    scipy.sparse.linalg.LinearOperator
-        Of size ``n_in + n_out``; units ``0..n_in-1`` are the inputs.  Each
-        product costs two matrix-vector products with ``w`` (O(n_in n_out)).
-    """
-    if type(w).__module__.startswith("torch"):
-        w = w.detach().cpu().double().numpy()
-    if not scipy.sparse.issparse(w):
-        w = np.asarray(w, dtype=np.float64)
-    if w.ndim != 2 or 0 in w.shape:
-        raise DeepglassError(f"a layer block needs a 2-d weight matrix, got shape {tuple(w.shape)}")
-    a, b = w.shape
-    wt = w.T
-
-    def mv(x):
-        x = np.asarray(x, dtype=np.float64)
-        top = w @ x[a:]
-        bottom = wt @ x[:a]
-        return np.concatenate([top, bottom], axis=0)
-
-    return spla.LinearOperator((a + b, a + b), matvec=mv, matmat=mv, rmatvec=mv,
-                               dtype=np.float64)
-
-
-def layer_coupling(module: Any) -> spla.LinearOperator:
-    """:func:`bipartite_coupling` of a ``torch.nn.Linear`` layer's weight."""
-    w = getattr(module, "weight", None)
-    if w is None or w.ndim != 2:
-        raise DeepglassError(
-            f"layer {type(module).__name__} has no 2-d weight; the bipartite block is defined "
-            "for dense layers (use the whole network's SignedGraph for convolutions)")
-    return bipartite_coupling(w.detach().T)
-
-
-# ----------------------------------------------------------------------------------
-# Spectrum and critical temperature
-# ----------------------------------------------------------------------------------
-def _top_eig(C: Couplings, tol: float | None, seed: int, maxiter: int | None,
-             method: str) -> tuple[float, np.ndarray]:
-    if C._eig is not None and method == "auto":
-        return C._eig
-    if method not in ("auto", "lanczos", "dense"):
-        raise DeepglassError(f"method must be 'auto', 'lanczos' or 'dense', got {method!r}")
-    if method == "dense" or C.n <= DENSE_EIG_LIMIT:
-        M = C.explicit()
-        vals, vecs = scipy.linalg.eigh(M)
-        lam, u = float(vals[-1]), vecs[:, -1]
-    else:
-        rtol = tol if tol is not None else max(1e-10, 10 * C.eps)
-        v0 = np.random.default_rng(seed).standard_normal(C.n)
-        try:
-            vals, vecs = spla.eigsh(C.linear_operator(), k=1, which="LA", v0=v0, tol=rtol,
-                                    maxiter=maxiter, ncv=min(C.n - 1, 24))
-        except spla.ArpackNoConvergence as exc:
-            raise DeepglassError(f"Lanczos did not converge for lambda_max (n = {C.n}); "
-                                 "raise maxiter or tol") from None
-        lam, u = float(vals[0]), vecs[:, 0]
-    if np.sum(u) < 0:  # fix the sign: eigenvector with non-negative sum
-        u = -u
-    C._eig = (lam, u)
-    return lam, u
-
-
-def lambda_max(W: Any, *, tol: float | None = None, seed: int = 0, maxiter: int | None = None,
-               method: str = "auto") -> float:
-    """Largest (algebraic) eigenvalue of the symmetric couplings ``W``.
-
-    Implicitly restarted Lanczos (ARPACK ``eigsh``, ``which="LA"``) on the
-    matrix-free operator: cost per iteration one product ``W x`` (O(edges) for
-    a network graph) plus O(n * ncv) memory.  ``method="dense"`` uses
-    ``scipy.linalg.eigh`` on the explicit matrix (O(n^3), small ``n``).
-
-    Parameters
-    ----------
-    W : see :func:`coupling_operator`
-    tol : float, optional
-        Relative accuracy of the eigenvalue (default 1e-10, or ~10 eps of the
-        operator's dtype for float32 graphs).
-    seed : int
-        Seed of the Lanczos start vector.
-    maxiter : int, optional
-        ARPACK iteration limit.
-    method : {"auto", "lanczos", "dense"}
-    """
-    return _top_eig(coupling_operator(W), tol, seed, maxiter, method)[0]
-
-
-def critical_temperature(W: Any, **kwargs) -> float:
-    """Mean-field critical temperature ``T_c = lambda_max(W) / N`` (SPEC §7).
-
-    ``W`` is a dense array, a sparse matrix, a LinearOperator or a
-    :class:`deepglass.graph.SignedGraph` (whole network, ``W = As``);
-    ``kwargs`` go to :func:`lambda_max`.  A non-positive value means the
-    paramagnet is stable at every temperature (no transition at ``h = 0``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> round(critical_temperature(2.0 * np.ones((50, 50))), 9)   # Curie-Weiss, J = 2
-    2.0
-    """
-    C = coupling_operator(W)
-    return lambda_max(C, **kwargs) / C.n
-
-
-def curie_weiss(n: int, J: float = 1.0) -> np.ndarray:
-    """Curie-Weiss couplings ``W = J 1 1^T`` (``T_c = J``)."""
-    if n < 1:
-        raise DeepglassError(f"n must be positive, got {n}")
-    return np.full((n, n), float(J))
 
 
 # ----------------------------------------------------------------------------------
@@ -446,7 +177,7 @@ def _starts(C: Couplings, names: Sequence[str], rng: np.random.Generator,
             if not eig:
                 continue
             if u is None:
-                u = _top_eig(C, None, 0, None, "auto")[1]
+                u = top_eigenpair(C)[1]
                 u = np.sign(u) * np.maximum(np.abs(u) / np.max(np.abs(u)), 0.05)
             cols.append(u if name == "eig+" else -u)
         else:
@@ -613,7 +344,7 @@ def susceptibility(W: Any, sol: MeanFieldSolution, *, tol: float = 1e-12,
 def ordered_pattern(W: Any) -> np.ndarray:
     """``sign(u)`` of the top eigenvector ``u`` of ``W`` (zeros as +1): the
     gauge in which the state that orders at ``T_c`` is uniform."""
-    u = _top_eig(coupling_operator(W), None, 0, None, "auto")[1]
+    u = top_eigenpair(coupling_operator(W))[1]
     return np.where(u < 0, -1.0, 1.0)
 
 

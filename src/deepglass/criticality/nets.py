@@ -197,7 +197,8 @@ def train_reference_net(model: nn.Module, data, *, epochs: int = 20, batch_size:
         ``on_checkpoint(epoch, model, optimizer, metrics)`` is called at the
         epochs of :func:`checkpoint_epochs` (epoch 0 = the initialization).
     start : dict, optional
-        A checkpoint (from :func:`load_checkpoint`) to resume from.
+        A checkpoint (from :func:`load_checkpoint`) to resume from; its own
+        epoch is not reported to ``on_checkpoint`` again.
     progress : callable, optional
         Called once per finished epoch.
 
@@ -226,7 +227,7 @@ def train_reference_net(model: nn.Module, data, *, epochs: int = 20, batch_size:
     X = torch.from_numpy(data.X_train)
     y = torch.from_numpy(data.y_train)
     rows = []
-    if first == 0 and 0 in marks and on_checkpoint is not None:
+    if start is None and 0 in marks and on_checkpoint is not None:  # a start is reported already
         on_checkpoint(0, model, opt, evaluate(model, data.X_test, data.y_test))
     was_det = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)

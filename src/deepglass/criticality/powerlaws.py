@@ -70,7 +70,7 @@ TOO_LITTLE = "too little data"
 
 from ..errors import DeepglassError
 
-__all__ = ["PowerLawVerdict", "power_law_verdict", "verdict_table", "plot_power_law",
+__all__ = ["PowerLawVerdict", "power_law_verdict", "verdict_table", "clean_samples",
            "ALTERNATIVES", "sample_power_law"]
 
 ALTERNATIVES = ("lognormal", "exponential", "truncated_power_law")
@@ -134,7 +134,9 @@ class PowerLawVerdict:
 
 
 # ----------------------------------------------------------------------------------
-def _clean(samples: Any, discrete: bool | None) -> tuple[np.ndarray, bool, int]:
+def clean_samples(samples: Any, discrete: bool | None) -> tuple[np.ndarray, bool, int]:
+    """``(sorted positive finite samples, discrete, number of samples given)``;
+    ``discrete=None`` means "integers only" (O(n log n))."""
     x = np.asarray(samples, dtype=np.float64) if not hasattr(samples, "detach") else \
         samples.detach().cpu().double().numpy()
     if x.ndim != 1:
@@ -370,7 +372,7 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
                              "boot_max_samples >= 10 are required")
     if not (0 < p_threshold < 1 and 0 < lr_threshold < 1):
         raise DeepglassError("p_threshold and lr_threshold must lie in (0, 1)")
-    xs, discrete, n_all = _clean(samples, discrete)
+    xs, discrete, n_all = clean_samples(samples, discrete)
     n = xs.size
     base = dict(n=n, discrete=discrete, n_boot=0)
     if n < min_samples:
@@ -451,39 +453,3 @@ def verdict_table(items: dict[Any, PowerLawVerdict] | list[tuple[dict, PowerLawV
         keys = key if isinstance(key, dict) else {"name": key}
         rows.append({**keys, **v.as_dict()})
     return pd.DataFrame(rows)
-
-
-def plot_power_law(samples: Any, verdict: PowerLawVerdict, ax=None, title: str | None = None):
-    """Log-log CCDF of the samples with the fitted power law overlaid.
-
-    The empirical CCDF of all positive samples (grey), of the tail above
-    ``x_min`` (dots) and the fitted power law's CCDF scaled to the tail
-    fraction (dashed), drawn with ``powerlaw``'s plotting functions.
-    """
-    import matplotlib.pyplot as plt
-    import powerlaw
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.2, 3.4))
-    xs, discrete, _ = _clean(samples, verdict.discrete)
-    if xs.size < 2 or xs[0] == xs[-1]:
-        ax.text(0.5, 0.5, "too few samples", ha="center", va="center", transform=ax.transAxes)
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with np.errstate(all="ignore"):
-                powerlaw.plot_ccdf(xs, ax=ax, color="0.6", lw=1, label="all samples")
-                if np.isfinite(verdict.xmin) and verdict.n_tail >= 2:
-                    frac = verdict.n_tail / xs.size
-                    tail = xs[xs >= verdict.xmin]
-                    grid = np.unique(np.geomspace(verdict.xmin, tail[-1], 200))
-                    pl = powerlaw.Power_Law(xmin=verdict.xmin, parameters=[verdict.alpha],
-                                            discrete=discrete, verbose=0)
-                    ax.loglog(grid, frac * pl.ccdf(grid), "r--", lw=1.5,
-                              label=f"power law, alpha = {verdict.alpha:.2f}")
-                    ax.axvline(verdict.xmin, color="r", lw=0.6, ls=":")
-        ax.legend(fontsize=7, loc="lower left")
-    ax.set_xlabel("x")
-    ax.set_ylabel("P(X >= x)")
-    ax.set_title((title + "\n" if title else "") + f"{verdict.verdict}", fontsize=8)
-    return ax

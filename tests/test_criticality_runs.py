@@ -1,0 +1,210 @@
+"""The criticality runs on the one experiment runner: the Python API gives
+what the CLI writes, Ray gives the same tables as in-process, and a run
+resumed at any stage gives the same numbers (tiny settings, seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse
+
+from deepglass.criticality.meanfield_run import MeanFieldConfig, run_meanfield
+from deepglass.criticality.powerlaw_run import PowerLawConfig, run_powerlaw
+from deepglass.errors import DeepglassError
+
+MF_ARGS = ["--n-t", "4", "--t-max", "0.05", "--n-broad", "2", "--n-h", "5", "--fields", "0,0.02",
+           "--field-temps", "0.5,1.5"]
+PL_ARGS = ["ae", "--data", "digits", "--epochs", "2", "--checkpoint-every", "1", "--max-train",
+           "150", "--max-test", "80", "--n-boot", "0", "--n-subsets", "4"]
+
+
+def _couplings(tmp_path):
+    # a signed symmetric sparse matrix: no gauge makes it a ferromagnet
+    A = scipy.sparse.random(40, 40, density=0.15, random_state=3, format="csr")
+    A.data = A.data - 0.3
+    path = tmp_path / "W.npz"
+    scipy.sparse.save_npz(path, (A + A.T).tocsr())
+    return path
+
+
+def _mf_config(path):
+    return MeanFieldConfig(source=str(path), n_t=4, t_max=0.05, n_broad=2, n_h=5,
+                           fields=[0.0, 0.02], field_temps=[0.5, 1.5])
+
+
+def _table(run, name):
+    return pd.read_parquet(run / f"{name}.parquet")
+
+
+def _same_verdicts(a, b):
+    pd.testing.assert_frame_equal(a.drop(columns="unit_seconds"), b.drop(columns="unit_seconds"))
+
+
+def test_meanfield_api_matches_the_cli_and_resumes_exactly(tmp_path, cli):
+    path = _couplings(tmp_path)
+    run = tmp_path / "cli"
+    code, out, err = cli(["criticality", "meanfield", str(path), "--out", str(run), *MF_ARGS,
+                          "--json"])
+    assert code == 0, err
+    calls = []
+    res = run_meanfield(path, _mf_config(path), progress=lambda d, t: calls.append((d, t)))
+    # 1 spectrum + 2 temperature sweeps + 2 field sweeps, counted to the end
+    assert calls[0] == (0, 5) and calls[-1] == (5, 5) and res.computed == 5
+    pd.testing.assert_frame_equal(res.curves_T, _table(run, "meanfield_curves_T"))
+    pd.testing.assert_frame_equal(res.curves_h, _table(run, "meanfield_curves_h"))
+    pd.testing.assert_frame_equal(res.exponents, _table(run, "meanfield_exponents"))
+    ref = np.linalg.eigvalsh(scipy.sparse.load_npz(path).toarray())[-1]
+    assert abs(res.spectrum["lambda_max"] - ref) < 1e-9 * abs(ref)
+    assert json.loads(out)["T_c"] == res.spectrum["T_c"] == res.spectrum["lambda_max"] / 40
+    assert set(res.curves_T["h_rel"]) == {0.0, 0.02} and set(res.curves_h["T_rel"]) == {0.5, 1.5}
+    # lose one curve unit: only it is computed again, from the stored
+    # eigenvector (no second Lanczos run), with the same numbers
+    units = run / "units" / "criticality-meanfield"
+    (units / "curves" / "T001.parquet").unlink()
+    again = run_meanfield(path, _mf_config(path), run=run,
+                          record={"symmetrize": False, "batchnorm": "fold"})
+    assert (again.computed, again.resumed) == (1, 4)
+    pd.testing.assert_frame_equal(again.curves_h, res.curves_h)
+    pd.testing.assert_frame_equal(again.curves_T, res.curves_T)
+
+
+@pytest.fixture(scope="module")
+def powerlaw_run(tmp_path_factory):
+    """One in-process CLI power-law run, the reference of the tests below."""
+    from deepglass.cli.app import main
+
+    run = tmp_path_factory.mktemp("pl") / "local"
+    try:
+        main(["criticality", "powerlaw", *PL_ARGS, "--out", str(run), "--json"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    assert (run / "powerlaw_verdicts.parquet").exists()
+    return run
+
+
+def test_powerlaw_api_in_memory_matches_the_run_directory(powerlaw_run):
+    run = powerlaw_run
+    cfg = PowerLawConfig(nets=["ae"], data="digits", epochs=2, checkpoint_every=1, max_train=150,
+                         max_test=80, n_boot=0, n_subsets=4)
+    calls = []
+    res = run_powerlaw(cfg, progress=lambda d, t: calls.append((d, t)))
+    assert calls[0] == (0, 3) and calls[-1] == (3, 3)
+    _same_verdicts(res.verdicts, _table(run, "powerlaw_verdicts"))
+    # each checkpoint is a stage trained from the stored one before it: the
+    # test loss falls while the autoencoder trains
+    loss = res.verdicts.groupby("epoch")["test_loss"].first()
+    assert list(loss.index) == [0, 1, 2] and loss[2] < loss[1] < loss[0]
+    obs, epoch = res.observables["autoencoder"]
+    assert epoch == 2 and obs.n_events == 80
+
+
+def test_meanfield_on_ray_gives_the_same_tables(ray_executor, tmp_path, cli):
+    path = _couplings(tmp_path)
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    for run, extra in ((local, []), (remote, ["--executor", "ray"])):
+        code, _, err = cli(["criticality", "meanfield", str(path), "--out", str(run), *MF_ARGS,
+                            *extra, "--json"])
+        assert code == 0, err
+    for name in ("meanfield_curves_T", "meanfield_curves_h", "meanfield_exponents"):
+        pd.testing.assert_frame_equal(_table(local, name), _table(remote, name))
+    res = run_meanfield(path, _mf_config(path), executor=ray_executor)
+    pd.testing.assert_frame_equal(res.curves_T, _table(local, "meanfield_curves_T"))
+
+
+def test_powerlaw_on_ray_gives_the_same_tables(ray_executor, powerlaw_run, tmp_path, cli):
+    local, remote = powerlaw_run, tmp_path / "ray"
+    code, _, err = cli(["criticality", "powerlaw", *PL_ARGS, "--out", str(remote), "--executor",
+                        "ray", "--json"])
+    assert code == 0, err
+    _same_verdicts(_table(local, "powerlaw_verdicts"), _table(remote, "powerlaw_verdicts"))
+    for f in ("autoencoder_e0001.pt", "autoencoder_e0002.pt"):
+        assert (remote / "checkpoints" / f).read_bytes() == (local / "checkpoints" / f).read_bytes()
+
+
+def test_bad_executor_is_one_line(tmp_path, cli):
+    path = _couplings(tmp_path)
+    code, _, err = cli(["criticality", "meanfield", str(path), "--executor", "mpi"])
+    assert code == 2 and err.startswith("error:") and "unknown executor" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(DeepglassError, match="address"):
+        run_meanfield(path, _mf_config(path), executor="inprocess", address="10.0.0.1:1")
+
+
+def test_plots_draw_on_the_given_axes_and_leave_matplotlib_alone():
+    import importlib
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    backend, rc = matplotlib.get_backend(), dict(matplotlib.rcParams)
+    import deepglass.criticality.figures as figs
+
+    importlib.reload(figs)
+    assert matplotlib.get_backend() == backend and dict(matplotlib.rcParams) == rc
+    from deepglass.criticality.meanfield import (critical_exponents, default_grid,
+                                                 mean_field_curves)
+
+    W = np.full((20, 20), 1.0)                  # Curie-Weiss, T_c = 1
+    curves_T = mean_field_curves(W, default_grid(1.0, 4, 0.01, 0.1, 2), [0.0, 0.05])
+    curves_T["h_rel"] = curves_T["h"]
+    exps = critical_exponents(curves_T, 1.0, t_min=0.01, t_max=0.1)
+    curves_h = mean_field_curves(W, [0.5, 1.5], np.linspace(-0.2, 0.2, 5))
+    curves_h["T_rel"], curves_h["h_rel"] = curves_h["T"], curves_h["h"]
+    ax = Figure().subplots(1, 5)
+    # one |m| and one sqrt(q) line per field, plus the T_c marker
+    assert figs.plot_order_parameter(curves_T, 1.0, ax=ax[0]) is ax[0]
+    assert len(ax[0].lines) == 2 * 2 + 1
+    figs.plot_susceptibility(curves_T, 1.0, ax=ax[1])
+    assert len(ax[1].lines) == 2 * 2 + 1              # chi and chi_u per field, T_c
+    figs.plot_critical_scaling(curves_T, exps, 1.0, "chi", ax=ax[2])
+    labels = [l.get_label() for l in ax[2].lines]
+    assert any(s.startswith("fit: gamma = ") for s in labels)
+    figs.plot_field_curves(curves_h, "m", ax=ax[3])
+    assert len(ax[3].lines) == 2                      # one per temperature
+    # above T_c, m(h) is odd in h: the plotted curve at T = 1.5 T_c is antisymmetric
+    y = ax[3].lines[1].get_ydata()
+    np.testing.assert_allclose(y, -y[::-1], atol=1e-9)
+    v = pd.DataFrame({"net": "n", "epoch": [0, 1, 0, 1], "observable": "weight",
+                      "layer": ["a", "a", "b", "b"], "alpha": [2.0, 2.1, 3.0, 3.2],
+                      "verdict": ["rejected", "plausible", "inconclusive", "rejected"]})
+    figs.plot_exponents_across_checkpoints(v, "n", "weight", ax=ax[4])
+    assert len([l for l in ax[4].lines if l.get_linestyle() == "-"]) == 2   # one per layer
+    a = figs.plot_power_law(np.ones(3), _Verdict())   # its own axes when none is given
+    assert a.texts[0].get_text() == "too few samples" and a.figure is not None
+
+
+class _Verdict:
+    verdict, discrete, xmin, alpha, n_tail = "too little data", None, np.nan, np.nan, 0
+
+
+def test_powerlaw_resumes_even_without_the_previous_checkpoint(powerlaw_run, tmp_path):
+    import shutil
+    import tomllib
+
+    from deepglass.store import RunDir
+
+    run = tmp_path / "copy"
+    shutil.copytree(powerlaw_run, run)
+    kind = "criticality-powerlaw"
+    verdicts = run / "units" / kind / "verdicts"
+    before = pd.read_parquet(verdicts / "autoencoder_e0002.parquet")
+    (verdicts / "autoencoder_e0002.parquet").unlink()
+    # epoch 1 stays finished but keeps no checkpoint (neither stored beside
+    # its observables nor as a file)
+    rd = RunDir(run, tomllib.loads((run / "config.toml").read_text())["runs"][kind], kind=kind)
+    arrays = rd.load_arrays(f"{kind}/verdicts/autoencoder_e0001")
+    del arrays["checkpoint"]
+    rd.save_arrays(f"{kind}/verdicts/autoencoder_e0001", **arrays)
+    (run / "checkpoints" / "autoencoder_e0001.pt").unlink()
+    cfg = PowerLawConfig(nets=["ae"], data="digits", epochs=2, checkpoint_every=1, max_train=150,
+                         max_test=80, n_boot=0, n_subsets=4)
+    res = run_powerlaw(cfg, run=run, record={"model": "ae"})
+    # epoch 2 is trained again from the seeded initialization: the same
+    # weights (training is seeded per epoch), so the same verdicts and checkpoint
+    assert (res.computed, res.resumed) == (1, 2)
+    _same_verdicts(before, pd.read_parquet(verdicts / "autoencoder_e0002.parquet"))
+    assert (run / "checkpoints" / "autoencoder_e0002.pt").read_bytes() == \
+        (powerlaw_run / "checkpoints" / "autoencoder_e0002.pt").read_bytes()
