@@ -56,10 +56,8 @@ def bench_powerlaw() -> None:
 
 
 def bench_nets() -> None:
-    from deepglass.cli.criticality import _write_powerlaw_outputs
     from deepglass.criticality.data import load_dataset
-    from deepglass.criticality.experiment import KIND_PL, PowerLawConfig, run_powerlaw
-    from deepglass.store import RunDir
+    from deepglass.criticality.powerlaw_run import PowerLawConfig, run_powerlaw
 
     print("\n== reference nets on the default data, full observable report (target < 10 min) ==")
     t0 = time.perf_counter()
@@ -67,12 +65,10 @@ def bench_nets() -> None:
     data = load_dataset(cfg.data, seed=cfg.seed)
     print(f"data {data.describe()}: {time.perf_counter() - t0:.1f} s")
     with tempfile.TemporaryDirectory() as tmp:
-        run = RunDir(f"{tmp}/run", cfg.to_dict(), kind=KIND_PL)
-        lines = []
-        res = run_powerlaw(cfg, run=run, data=data, log=lambda s: (lines.append(s), print("  " + s)))
-        t1 = time.perf_counter()
-        _write_powerlaw_outputs(run, cfg, res)
-        t_fig = time.perf_counter() - t1
+        # one call: units (training, observables, verdicts), then the tables,
+        # figures, report and summary from the stored units
+        res = run_powerlaw(cfg, run=f"{tmp}/run", data=data,
+                           progress=lambda done, total: print(f"  units {done}/{total}"))
     total = time.perf_counter() - t0
     v = res.verdicts
     per = v.groupby(["net", "epoch"])[["unit_seconds", "test_accuracy", "test_loss"]].first()
@@ -88,7 +84,7 @@ def bench_nets() -> None:
     for _, r in pat.iterrows():
         print(f"  {r.net:12s} {r.layer:14s} {int(r.n_values):6d} words  {r.verdict:15s} "
               f"alpha {r.alpha:6.2f}  {r.reason}")
-    print(f"figures + report: {t_fig:.1f} s; TOTAL (load, train, observe, judge, report): "
+    print(f"TOTAL (load, train, observe, judge, figures, report): "
           f"{total:.1f} s = {total / 60:.1f} min")
 
 
