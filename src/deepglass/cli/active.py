@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, OUT_OPTION, load_graph,
-                     print_json, resume_hint, unit_progress)
+from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
+                    EXECUTOR_OPTION, FORCE_OPTION, INPUT_SHAPE_OPTION, JSON_OPTION, OUT_OPTION,
+                    TRUST_PICKLE_OPTION, load_graph, print_json, resume_hint, unit_progress)
 
 #: rows of the per-input table printed on the terminal (all are in active.parquet)
 SHOWN_ROWS = 20
@@ -38,21 +39,19 @@ def active_cmd(
                                  "whole network when its delta is computed here)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the input subset and start gauges."),
     unit_size: int = typer.Option(50, "--unit-size", help="Inputs per resumable unit."),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
-    batchnorm: str = typer.Option("fold", "--batchnorm", help="fold or ignore."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle"),
+    input_shape: Optional[str] = INPUT_SHAPE_OPTION,
+    batchnorm: str = BATCHNORM_OPTION,
+    arch: Optional[str] = ARCH_OPTION,
+    trust_pickle: bool = TRUST_PICKLE_OPTION,
     out: Optional[str] = OUT_OPTION,
     force: bool = FORCE_OPTION,
     executor: str = EXECUTOR_OPTION,
     address: Optional[str] = ADDRESS_OPTION,
-    engine: str = typer.Option(
-        "auto", "--engine", help="descent's engine wherever descent runs (the whole network, "
-                                 "large subgraphs): auto, compiled or matrix-free."),
+    engine: str = ENGINE_OPTION,
     output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
                                          "whose predicted node each subnetwork keeps "
                                          "(default: the first; see `deepglass graph`)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = JSON_OPTION,
 ):
     """Extract the active subnetwork of each input and compare its frustration
     delta_x with the frustration delta of the whole network."""

@@ -26,6 +26,21 @@ ADDRESS_OPTION = typer.Option(None, "--address", help="Ray cluster address (impl
 #: ``--out``: the run directory
 OUT_OPTION = typer.Option(None, "--out", help="Run directory (units written as they finish; "
                           "run the same command again to resume).")
+#: the network's options: how a model file is read and how its graph is built
+INPUT_SHAPE_OPTION = typer.Option(None, "--input-shape", help="C,H,W per sample (model files; "
+                                  "default: the zoo model's own).")
+BATCHNORM_OPTION = typer.Option("fold", "--batchnorm", help="fold (sign included) or ignore.")
+ARCH_OPTION = typer.Option(None, "--arch", help="Zoo architecture (or timm:NAME) of a state "
+                           "dict or .safetensors file.")
+TRUST_PICKLE_OPTION = typer.Option(False, "--trust-pickle", help="Allow loading a pickled "
+                                   "module (runs its code).")
+#: ``--engine``: the descent's engine wherever the descent runs
+ENGINE_OPTION = typer.Option("auto", "--engine", help="The descent's engine: auto, compiled "
+                             "(numba, CPU; one replica per thread) or matrix-free (batched; "
+                             "CPU or GPU).")
+#: ``--json``
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object (no tables, no "
+                           "progress bars).")
 #: ``--force``
 FORCE_OPTION = typer.Option(False, "--force", help="Replace this experiment's units in a run "
                             "directory of another configuration (only files deepglass wrote).")

@@ -21,16 +21,17 @@ from typing import Optional
 import typer
 
 from ..errors import DeepglassError
-from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, OUT_OPTION, load_graph,
-                     load_network, print_json, print_kv, resume_hint, unit_progress)
+from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, EXECUTOR_OPTION,
+                    FORCE_OPTION, INPUT_SHAPE_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION,
+                    load_graph, load_network, print_json, print_kv, resume_hint, unit_progress)
 
 crit_app = typer.Typer(name="criticality", no_args_is_help=True, add_completion=False,
                        help="Mean-field critical temperature and power-law verdicts (SPEC §7).")
 
 _JSON = typer.Option(False, "--json", help="Print the headline numbers as one JSON object.")
-_SHAPE = typer.Option(None, "--input-shape", help="C,H,W per sample (model files).")
-_ARCH = typer.Option(None, "--arch", help="Zoo architecture of a state-dict file.")
-_TRUST = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole saved module.")
+_SHAPE = INPUT_SHAPE_OPTION
+_ARCH = ARCH_OPTION
+_TRUST = TRUST_PICKLE_OPTION
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -69,7 +70,7 @@ def meanfield_cmd(
                                     help="A matrix file holds a directed A: use A + A^T."),
     seed: int = typer.Option(0, "--seed"),
     input_shape: Optional[str] = _SHAPE, arch: Optional[str] = _ARCH,
-    trust_pickle: bool = _TRUST, batchnorm: str = typer.Option("fold", "--batchnorm"),
+    trust_pickle: bool = _TRUST, batchnorm: str = BATCHNORM_OPTION,
     executor: str = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
     force: bool = FORCE_OPTION, as_json: bool = _JSON,
 ):

@@ -16,8 +16,7 @@ from typing import Callable
 import typer
 from rich.console import Console
 
-from .common import print_json
-from .common import resume_hint
+from .common import FORCE_OPTION, print_json, resume_hint
 
 #: the demo network and the frustration protocol: the paper's 80 real replicas
 #: (one batch: cheap) and half its 80 draws x 2 starts per null, 15-20 s on two
@@ -93,7 +92,7 @@ DEMO_STEPS: list[DemoStep] = [
 
 def demo_cmd(
     out: str = typer.Option("runs/demo", "--out", help="Run directory."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a run of another configuration."),
+    force: bool = FORCE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
 ):
     """Train (or load) the digits CNN and run the paper's experiments on it into

@@ -12,8 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import DeepglassError
-from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, OUT_OPTION, load_graph,
-                     load_network, print_json, progress, resume_hint, unit_progress)
+from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
+                    EXECUTOR_OPTION, FORCE_OPTION, INPUT_SHAPE_OPTION, JSON_OPTION, OUT_OPTION,
+                    TRUST_PICKLE_OPTION, load_graph, load_network, print_json, progress,
+                    resume_hint, unit_progress)
 
 
 def frustration_cmd(
@@ -25,15 +27,13 @@ def frustration_cmd(
     seed: int = typer.Option(0, "--seed"),
     init: str = typer.Option("random", "--init", help="random or paper (10^6 random flips)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    engine: str = typer.Option(
-        "auto", "--engine", help="descent's engine: auto, compiled (numba, CPU; one replica "
-                                 "per thread) or matrix-free (batched; CPU or GPU)."),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
-    batchnorm: str = typer.Option("fold", "--batchnorm", help="fold or ignore."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle"),
+    engine: str = ENGINE_OPTION,
+    input_shape: Optional[str] = INPUT_SHAPE_OPTION,
+    batchnorm: str = BATCHNORM_OPTION,
+    arch: Optional[str] = ARCH_OPTION,
+    trust_pickle: bool = TRUST_PICKLE_OPTION,
     save: Optional[str] = typer.Option(None, "--save", help="Write the result (PATH.npz + PATH.json)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = JSON_OPTION,
     nulls: Optional[str] = typer.Option(
         None, "--nulls", help="Compare with null models of the weights, comma-separated names "
                               "or aliases of the null registry: N1, N2, N3-xavier, N3-he, "

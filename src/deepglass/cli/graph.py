@@ -8,25 +8,25 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import load_graph, print_json
+from .common import (ARCH_OPTION, BATCHNORM_OPTION, INPUT_SHAPE_OPTION, JSON_OPTION,
+                    TRUST_PICKLE_OPTION, load_graph, print_json)
 
 
 def graph(
     model: str = typer.Argument(..., help="A zoo name (e.g. digits_cnn, alexnet), timm:NAME "
                                 "(random init; timm installed), or a model file "
                                 "(.pt/.pth/.safetensors with --arch, .onnx, TorchScript)."),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
-    batchnorm: str = typer.Option("fold", "--batchnorm", help="fold (sign included) or ignore."),
+    input_shape: Optional[str] = INPUT_SHAPE_OPTION,
+    batchnorm: str = BATCHNORM_OPTION,
     gates: str = typer.Option("scale", "--gates", help="Non-negative gates (squeeze-excitation): "
                               "scale (a positive rescaling; the gate branch is left out) or error."),
     norm: str = typer.Option("fold", "--norm", help="Per-sample norms (Layer/Group/Instance): "
                              "fold their gain (sign included) or ignore it."),
     output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
                                          "that active subnetworks and near-monotonicity read."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle",
-                                      help="Allow loading a pickled module (runs its code)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    arch: Optional[str] = ARCH_OPTION,
+    trust_pickle: bool = TRUST_PICKLE_OPTION,
+    as_json: bool = JSON_OPTION,
 ):
     """Print nodes, edges and parameters per block and in total (SPEC §1)."""
     _, shape, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, gates=gates,

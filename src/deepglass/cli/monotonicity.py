@@ -13,8 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, OUT_OPTION, load_network,
-                     print_json, resume_hint, unit_progress)
+from .common import (ADDRESS_OPTION, ARCH_OPTION, ENGINE_OPTION, EXECUTOR_OPTION, FORCE_OPTION,
+                    INPUT_SHAPE_OPTION, JSON_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION,
+                    load_network, print_json, resume_hint, unit_progress)
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -64,11 +65,10 @@ def monotonicity_cmd(
     unit_size: int = typer.Option(100, "--unit-size", help="Inputs per unit."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Forward batch size."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    engine: str = typer.Option("auto", "--engine", help="The frustration descent's engine: "
-                               "auto, compiled or matrix-free."),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W per sample."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of a state dict."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle"),
+    engine: str = ENGINE_OPTION,
+    input_shape: Optional[str] = INPUT_SHAPE_OPTION,
+    arch: Optional[str] = ARCH_OPTION,
+    trust_pickle: bool = TRUST_PICKLE_OPTION,
     out: Optional[str] = OUT_OPTION,
     force: bool = FORCE_OPTION,
     executor: str = EXECUTOR_OPTION,
@@ -76,7 +76,7 @@ def monotonicity_cmd(
     output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
                                          "whose values move (default: the first; see "
                                          "`deepglass graph`)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = JSON_OPTION,
 ):
     """Push inputs along the frustration gauge's partial order and measure how
     consistently the outputs follow (rho, gamma), against null models.  With

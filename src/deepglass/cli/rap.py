@@ -20,8 +20,8 @@ import typer
 
 from ..errors import DeepglassError
 from ..store import check_out_dir
-from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, OUT_OPTION, print_json,
-                     print_kv, resume_hint, unit_progress)
+from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, JSON_OPTION, OUT_OPTION,
+                    print_json, print_kv, resume_hint, unit_progress)
 
 rap_app = typer.Typer(name="rap", help="Random active path model: BP, Monte Carlo, phase diagram.",
                       no_args_is_help=True, add_completion=False)
@@ -38,7 +38,6 @@ _CONS = typer.Option("units", "--construction",
                           "(each path active independently).")
 _SEED = typer.Option(0, "--seed", help="Seed of the instance (and of the solver).")
 _MEM = typer.Option(4.0, "--max-memory-gb", help="Refuse instances needing more memory.")
-_JSON = typer.Option(False, "--json", help="Print one JSON object.")
 
 
 def _model(N, a1, a2, p1, p2, p3, construction, seed, max_memory_gb):
@@ -74,7 +73,7 @@ def bp_cmd(
         None, "--init-scale", help="Amplitude of the start messages (default: 0.1 for a "
         "random start, 1 for a polarized one)."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
-    as_json: bool = _JSON,
+    as_json: bool = JSON_OPTION,
 ):
     """Belief propagation on one instance: Bethe f, e, s, q per weight (SPEC section 6).
 
@@ -127,7 +126,7 @@ def mc_cmd(
                                   help="Thermodynamic-integration grid for f and s (0: skip)."),
     ti_sweeps: int = typer.Option(100, "--ti-sweeps", help="Sweeps per integration point."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
-    as_json: bool = _JSON,
+    as_json: bool = JSON_OPTION,
 ):
     """Monte Carlo quench from a random start to beta: e, q per weight (SPEC section 6)."""
     from ..rap import run_mc
@@ -230,7 +229,7 @@ def anneal_cmd(
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
     executor: str = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
     out: Optional[str] = OUT_OPTION, force: bool = FORCE_OPTION,
-    as_json: bool = _JSON,
+    as_json: bool = JSON_OPTION,
 ):
     """Fig. 5: annealing energy against cooling rate (vs the ground state) and BP
     stability against beta from the polarized and a random start."""
@@ -274,7 +273,7 @@ def student_cmd(
     seed: int = _SEED,
     executor: str = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
     out: Optional[str] = OUT_OPTION, force: bool = FORCE_OPTION,
-    as_json: bool = _JSON,
+    as_json: bool = JSON_OPTION,
 ):
     """Activation probabilities of a ReLU student trained on a teacher's labels (Fig. 2)."""
     from ..rap.student import student_study
