@@ -47,7 +47,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,7 +55,7 @@ import pandas as pd
 from .errors import DeepglassError
 from .store import RunDir, plain
 
-__all__ = ["Unit", "UnitOutput", "Experiment", "Stored", "run_experiment", "open_run"]
+__all__ = ["Unit", "UnitOutput", "Experiment", "Stored", "Stages", "run_experiment", "open_run"]
 
 
 @dataclass(frozen=True)
@@ -346,3 +346,75 @@ def _compute_one(shared, item):
     compute, context = shared
     _, payload = item
     return compute(context, payload)
+
+
+class Stages:
+    """One run directory, executor and progress bar for an experiment in stages.
+
+    Some experiments need one set of units before the next can be planned (a
+    mean-field scan needs ``T_c`` from its spectrum unit; a power-law search
+    trains each net from its previous checkpoint).  Each stage is an
+    :class:`Experiment` run by :func:`run_experiment`; the stages share the run
+    directory, the executor and one progress count, and a later stage reads
+    what it needs from the earlier stages' stored units, so an interrupted run
+    resumes at any stage.
+
+    Parameters
+    ----------
+    run : None, path or RunDir
+        Opened once with ``config`` as ``kind`` (another configuration is
+        refused unless ``force``).
+    config : dict
+        The whole run's configuration (every stage records the same).
+    kind : str
+    unit_ids : iterable of (table, list of str)
+        The marker table and unit ids of every stage, known up front, so the
+        progress total counts every unit left to compute.
+    executor, address : see :func:`deepglass.runner.run_experiment`
+        An executor made here is closed by :meth:`close`.
+    progress : callable, optional
+        ``progress(done, total)`` over every stage's units computed in this call.
+
+    Use as a context manager; :meth:`run` runs one stage.
+    """
+
+    def __init__(self, run, config: Mapping, kind: str, unit_ids: Iterable[tuple[str, list]], *,
+                 executor=None, address: str | None = None, force: bool = False,
+                 progress: Callable[[int, int], None] | None = None):
+        from .executors import Executor, get_executor
+
+        self.rundir = open_run(run, dict(config), kind, force)
+        todo = 0
+        for table, ids in unit_ids:
+            done = self.rundir.finished_units(table) if self.rundir is not None else set()
+            todo += sum(1 for u in ids if u not in done)
+        self.total, self._offset, self._progress = todo, 0, progress
+        self.executor = executor if isinstance(executor, Executor) else get_executor(executor,
+                                                                                     address)
+        self._owned = self.executor is not executor
+        self.computed = self.resumed = 0
+
+    def run(self, exp: Experiment) -> Any:
+        """Run one stage; returns what its ``finish`` returns."""
+        seen = [0]
+
+        def report(done: int, total: int) -> None:
+            seen[0] = done
+            if self._progress is not None:
+                self._progress(self._offset + done, max(self.total, self._offset + total))
+
+        out = run_experiment(exp, run=self.rundir, executor=self.executor, progress=report)
+        self._offset += seen[0]
+        self.computed += exp.stored_.computed
+        self.resumed += exp.stored_.resumed
+        return out
+
+    def close(self) -> None:
+        if self._owned:
+            self.executor.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

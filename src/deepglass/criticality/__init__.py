@@ -11,7 +11,7 @@
   paper, trained on real data, and the four observables collected over
   inference passes;
 - :mod:`.meanfield_run`, :mod:`.powerlaw_run` -- the runs behind
-  ``deepglass criticality`` (on :mod:`deepglass.runner`; :mod:`.stages` chains
+  ``deepglass criticality`` (on :mod:`deepglass.runner`; its ``Stages`` chain
   their stages), :mod:`.figures` -- their plots (``ax=`` functions).
 
 Names are imported lazily (torch is only loaded when a net is needed).

@@ -354,7 +354,7 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
     """
     from .couplings import coupling_operator
     from .meanfield import critical_exponents
-    from .stages import Stages
+    from ..runner import Stages
 
     cfg.validate()
     t0 = time.perf_counter()

@@ -368,7 +368,7 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None, *, execut
     ``n_passes``, then one verdict per observable and layer).
     """
     from .data import load_dataset
-    from .stages import Stages
+    from ..runner import Stages
 
     cfg.validate()
     t0 = time.perf_counter()
