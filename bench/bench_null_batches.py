@@ -64,6 +64,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--ways", default="batched,per-draw,auto")
+    ap.add_argument("--draws-per-unit", type=int, default=None,
+                    help="draws per batch of the 'batched' way (default: as many as fit "
+                         "in memory, deepglass.solve.engines.draws_per_batch)")
     args = ap.parse_args()
 
     from deepglass.graph import SignedGraph
@@ -77,7 +80,11 @@ def main() -> None:
     print(f"{args.net} {'x'.join(map(str, shape))}: {g.n_nodes:,} nodes, {g.n_edges:,} edges; "
           f"{args.nulls} x {args.instances} draws x {args.starts} starts on {args.device}, "
           f"torch threads {torch.get_num_threads()}")
-    ways = {"batched": ("matrix-free", args.instances), "per-draw": ("matrix-free", 1),
+    from deepglass.solve.engines import draws_per_batch
+
+    dpu = args.draws_per_unit or draws_per_batch(g, args.starts, args.instances,
+                                                 device=args.device, n2="N2" in args.nulls)
+    ways = {"batched": ("matrix-free", dpu), "per-draw": ("matrix-free", 1),
             "auto": ("auto", 1)}
     chosen = [w for w in args.ways.split(",") if w]
     best: dict[str, tuple] = {}
@@ -104,6 +111,8 @@ def main() -> None:
               f"same energies: {same} (max |diff| {diff:.1e})")
     if "batched" in best and "auto" in best:
         print(f"  batched / auto (one draw per unit): {best['batched'][0] / best['auto'][0]:.2f}")
+    if "per-draw" in best and "auto" in best:
+        print(f"  per-draw / auto: {best['per-draw'][0] / best['auto'][0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -275,3 +275,25 @@ def test_matrix_free_descent_runs_without_tf32():
             callback=lambda k, n: seen.append(torch.backends.cudnn.allow_tf32))
     assert seen and not any(seen)
     assert torch.backends.cudnn.allow_tf32 == before
+
+
+def test_a_batch_of_draws_is_sized_as_its_planner_sized_it():
+    """The descent's memory estimate of a stacked batch of draws equals the
+    draw planner's (draws_per_batch / draw_batch_bytes) minus the draws' own
+    weights, so a batch the planner admits is never refused by the engine
+    choice (each replica runs on one draw: no D-fold temporaries)."""
+    from deepglass.solve.batched import DrawBatchedGraph
+    from deepglass.solve.engines import draw_batch_bytes, matrix_free_bytes
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, stride=2), nn.ReLU(), nn.Conv2d(4, 4, 3),
+                        nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).eval()
+    g = SignedGraph.from_module(net, (2, 13, 13))
+    draws, starts = 5, 3
+    stacked = DrawBatchedGraph([null_model(g, "N3-he", seed=s) for s in range(draws)])
+    item = 4
+    own_weights = draws * 2 * item * g.n_params
+    assert matrix_free_bytes(stacked, draws * starts) == \
+        draw_batch_bytes(g, starts, draws) - own_weights
+    # one draw alone is sized as a plain graph
+    assert matrix_free_bytes(DrawBatchedGraph([g]), starts) == matrix_free_bytes(g, starts)

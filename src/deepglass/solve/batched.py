@@ -226,6 +226,9 @@ class DrawBatchedGraph(SignedGraph):
         super().__init__(g0.node_blocks, blocks, g0.input_shape, g0.output_index,
                          dtype=g0.dtype, device=g0.device, meta=dict(g0.meta))
         self.D = len(graphs)
+        #: one draw, as it stands alone: the engines' memory model sizes a batch
+        #: from it (:func:`deepglass.solve.engines.matrix_free_bytes`)
+        self.draw_graph = g0
         self._draw_totals = None
 
     def coloring(self):

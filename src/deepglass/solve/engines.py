@@ -173,6 +173,13 @@ def matrix_free_bytes(graph: SignedGraph, replicas: int) -> int:
     chunk of sparse updates (:data:`SPARSE_CHUNK`
     contributions, ~40 bytes each) and the normalizers
     (:func:`_normalizer_bytes`).  O(edge blocks)."""
+    one = getattr(graph, "draw_graph", None)
+    if one is not None:
+        # a batch of D null draws (deepglass.solve.batched): each replica runs
+        # on its own draw, so the state and temporaries are those of one draw's
+        # graph with all R replicas, plus the other draws' normalizers
+        held, _ = _normalizer_bytes(one, replicas)
+        return int(matrix_free_bytes(one, replicas) + (graph.D - 1) * held)
     n, R, item = graph.n_nodes, int(replicas), _itemsize(graph)
     state = 4 * R * n * item + 3 * n * 8
     temps = max((_block_temporaries(graph, b, R, item) for b in graph.edge_blocks), default=0)
@@ -325,7 +332,10 @@ def draw_batch_bytes(graph: SignedGraph, starts: int, draws: int, n2: bool = Fal
     replicas (:func:`matrix_free_bytes`)."""
     item = _itemsize(graph)
     per_draw = 2 * item * (graph.n_edges if n2 else graph.n_params)
-    return int(draws * per_draw + matrix_free_bytes(graph, draws * starts))
+    held, _ = _normalizer_bytes(graph, draws * starts)
+    # the descent on the stacked graph, as matrix_free_bytes sizes it there
+    return int(draws * per_draw + matrix_free_bytes(graph, draws * starts)
+               + (draws - 1) * held)
 
 
 def draws_per_batch(graph: SignedGraph, starts: int, instances: int, device="cpu",
