@@ -208,13 +208,13 @@ def test_cli_json_out_resume_and_refusal(cli, tmp_path):
 
 
 def test_demo_writes_one_run_directory(cli, tmp_path, monkeypatch):
-    from deepglass.cli import active, demo, monotonicity
+    from deepglass.experiments import demo
 
     monkeypatch.setitem(demo.DEMO_FRUSTRATION, "replicas", 4)
     monkeypatch.setitem(demo.DEMO_FRUSTRATION, "null_instances", 2)
-    monkeypatch.setitem(active.DEMO_ACTIVE, "n", 6)
-    monkeypatch.setitem(monotonicity.DEMO_MONOTONICITY, "n", 6)
-    monkeypatch.setitem(monotonicity.DEMO_MONOTONICITY, "amplitudes", 5)
+    monkeypatch.setitem(demo.DEMO_ACTIVE, "n", 6)
+    monkeypatch.setitem(demo.DEMO_MONOTONICITY, "n", 6)
+    monkeypatch.setitem(demo.DEMO_MONOTONICITY, "amplitudes", 5)
     out = str(tmp_path / "demo")
     code, text, _ = cli(["demo", "--out", out, "--json"])
     assert code == 0
@@ -233,6 +233,11 @@ def test_demo_writes_one_run_directory(cli, tmp_path, monkeypatch):
         "## Near-monotonicity")
     assert RunDir(out, {}, kind="other").kinds == ["active", "frustration", "monotonicity",
                                                    "other"]
+    # the same demo from Python, one call: it resumes the run (nothing recomputed)
+    res = demo.run_demo(out)
+    assert res.results["frustration"].info["computed"] == 0
+    assert res.headlines["frustration"]["welch_p"] == d["frustration"]["welch_p"]
+    assert res.headlines["active"]["delta_x_mean"] == pytest.approx(d["active"]["delta_x_mean"])
 
 
 def test_graph_input_gives_the_same_nulls_as_the_module():

@@ -114,40 +114,5 @@ def active_cmd(
         con.print(f"run directory: {out} (report.md, active.parquet, figures/active_delta_x.png)")
 
 
-#: the demo's active-subnetwork step: held-out digits first, the paper's 8-ish
-#: starts per input (the whole net's gauge is the first start), ~10-20 s on 2 cores
-DEMO_ACTIVE = {"n": 200, "replicas": 4, "seed": 0}
-
-
-def demo_step(ctx) -> dict:
-    """``deepglass demo`` step: the active subnetwork of each of the demo's inputs
-    and its frustration ``delta_x`` against the whole net's ``delta`` from the
-    frustration step (``arrays/gauge_real.npz``; paper 000, Fig. 2 inset).
-    ``ctx`` is a ``cli.demo.DemoContext``."""
-    from contextlib import ExitStack
-
-    from ..experiments.active import active_summary_stats
-    from ..experiments.active_run import run_active, verdict
-    from ..graph import SignedGraph
-    from ..inputs import load_inputs
-
-    p = DEMO_ACTIVE
-    graph = SignedGraph.from_module(ctx.model, ctx.input_shape)
-    batch = load_inputs("digits", ctx.input_shape, n=p["n"], seed=p["seed"])
-    with ExitStack() as stack:
-        table = run_active(ctx.out, ctx.model, graph, batch.x, batch.ids,
-                           replicas=p["replicas"], seed=p["seed"], force=ctx.force,
-                           progress=unit_progress(stack, "active subnetworks",
-                                                  enabled=not ctx.as_json),
-                           config={"model": ctx.model_name, "inputs": "digits", "n": p["n"]})
-    delta = float(table["delta"].iloc[0])
-    stats = active_summary_stats(table, delta)
-    if not ctx.as_json:
-        ctx.console.print(f"{len(table)} inputs: mean delta_x {stats['delta_x_mean']:.4f}, "
-                          f"median {stats['delta_x_median']:.4f}, delta {delta:.4f}")
-        ctx.console.print(verdict(stats))
-    return {"delta": delta, **stats, "verdict": verdict(stats)}
-
-
 def register(app: typer.Typer) -> None:
     app.command("active")(active_cmd)

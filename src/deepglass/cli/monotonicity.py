@@ -132,35 +132,6 @@ def monotonicity_cmd(
                         "figures/rho_vs_amplitude.png, figures/gamma.png)")
 
 
-#: the demo's near-monotonicity protocol (about 10 s on two CPU cores)
-DEMO_MONOTONICITY = {"n": 300, "amplitudes": 100, "nulls": ("random-order", "N3"),
-                     "replicas": 32, "seed": 0}
-
-
-def demo_step(ctx) -> dict:
-    """``deepglass demo`` step: near-monotonicity of the demo net (Figs. 3-5) with
-    the gauge the frustration step stored in the run (``arrays/gauge_real.npz``;
-    computed here when absent).  ``ctx`` is a ``cli.demo.DemoContext``."""
-    from ..experiments.monotonicity import monotonicity_experiment
-    from ..inputs import load_inputs
-
-    p = DEMO_MONOTONICITY
-    batch = load_inputs("digits", ctx.input_shape, n=p["n"], seed=p["seed"])
-    with ExitStack() as stack:
-        exp = monotonicity_experiment(
-            ctx.model, batch, nulls=p["nulls"], amplitudes=p["amplitudes"], seed=p["seed"],
-            replicas=p["replicas"], run=ctx.out, force=ctx.force,
-            config={"model": ctx.model_name, "inputs": "digits", "n": p["n"]},
-            progress=unit_progress(stack, "monotonicity trials", enabled=not ctx.as_json))
-    if not ctx.as_json:
-        print_gamma_table(exp.gamma, f"{ctx.model_name}: near-monotonicity, {len(batch)} "
-                                     f"inputs x {p['amplitudes']} amplitudes", ctx.console)
-    return {"gamma": exp.gammas(), "consistent": dict(zip(exp.gamma["model"],
-                                                           exp.gamma["consistent"])),
-            "rho_mean": dict(zip(exp.gamma["model"], exp.gamma["rho_mean"])),
-            "seconds": exp.seconds}
-
-
 def _has_gauge(out: str) -> bool:
     """Whether run directory ``out`` already holds the real gauge (no descent then)."""
     from pathlib import Path
