@@ -442,14 +442,7 @@ class RunDir:
 
     def has_arrays(self, name: str) -> bool:
         """Whether ``arrays/<name>.npz`` exists and matches its record."""
-        rel = f"arrays/{name}.npz"
-        if not (self.path / rel).exists():
-            return False
-        why = self._damage(rel)
-        if why is not None:
-            self._report_damage(rel, why, "ignoring it", what="file")
-            return False
-        return True
+        return self.has_file(f"arrays/{name}.npz")
 
     def write_file(self, name: str, data: bytes) -> Path:
         """Write ``data`` to ``RUN/<name>`` (a relative path), owned and recorded
