@@ -589,3 +589,35 @@ def test_recording_mapped_over_inputs_equals_one_input_at_a_time():
     torch.testing.assert_close(mapped.output, looped.output, rtol=1e-6, atol=1e-6)
     with torch.no_grad():
         torch.testing.assert_close(looped.output, net(x), rtol=1e-6, atol=1e-6)
+
+
+def test_active_subgraph_of_a_graph_captured_with_forward_arguments():
+    """A graph captured with non-tensor forward arguments (here the embedding
+    head of a two-headed net) is recorded with the same arguments: the active
+    prediction is the argmax of the embedding (the output layer), the only
+    output node kept, and every input reaches it through the dense layer."""
+    import torch.nn.functional as F
+
+    from deepglass.experiments.active import active_subgraph
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = nn.Linear(4, 3), nn.Linear(3, 2)
+
+        def forward(self, x, embed=False):
+            h = F.relu(self.body(x))
+            return h if embed else self.head(h)
+
+    torch.manual_seed(3)
+    net = Net().eval()
+    g = SignedGraph.from_module(net, (4,), forward_kwargs={"embed": True})
+    x = torch.randn(16, 4)
+    subs = active_subgraph(g, net, x, forward_kwargs={"embed": True})
+    h = F.relu(net.body(x)).detach()
+    np.testing.assert_array_equal(subs.pred, h.argmax(1).numpy())
+    np.testing.assert_array_equal(subs.active[:, 4:], np.eye(3, dtype=bool)[subs.pred])
+    assert subs.active[:, :4].all()
+    # without them the recorded forward is another network's: refused, saying why
+    with pytest.raises(DeepglassError, match="forward_kwargs=.*embed"):
+        active_subgraph(g, net, x)

@@ -55,13 +55,14 @@ class ActiveSubgraphs(ActivePatterns):
 
 
 def active_subgraph(graph: SignedGraph, model: nn.Module, x, *, ids=None,
-                    batch_size: int | None = None, inputs_always_active: bool = True
-                    ) -> ActiveSubgraphs:
+                    batch_size: int | None = None, inputs_always_active: bool = True,
+                    forward_kwargs: dict | None = None) -> ActiveSubgraphs:
     """Active subnetworks of inputs ``x`` (SPEC §4; paper 000 SI D.3): the masks
     of :func:`deepglass.graph.active.active_patterns` (same parameters), with
     :meth:`ActiveSubgraphs.frustration`."""
     p = active_patterns(graph, model, x, ids=ids, batch_size=batch_size,
-                        inputs_always_active=inputs_always_active)
+                        inputs_always_active=inputs_always_active,
+                        forward_kwargs=forward_kwargs)
     return ActiveSubgraphs(**{f: getattr(p, f) for f in p.__dataclass_fields__})
 
 

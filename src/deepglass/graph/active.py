@@ -170,8 +170,8 @@ class ActivePatterns:
 
 
 def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
-                    batch_size: int | None = None, inputs_always_active: bool = True
-                    ) -> ActivePatterns:
+                    batch_size: int | None = None, inputs_always_active: bool = True,
+                    forward_kwargs: dict | None = None) -> ActivePatterns:
     """Active subnetworks of inputs ``x`` (SPEC §4; paper 000 SI D.3).
 
     Parameters
@@ -191,6 +191,9 @@ def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
         Input nodes are never set to zero by an activation, so they are kept
         (subject to reachability) even where a pixel is 0.  ``False`` drops
         zero inputs too.
+    forward_kwargs : dict, optional
+        The non-tensor forward arguments the graph was captured with
+        (:meth:`SignedGraph.from_module`), passed to every recorded forward.
 
     Notes
     -----
@@ -224,7 +227,7 @@ def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
     if batch_size is not None and batch_size < 1:
         raise DeepglassError(f"batch_size must be >= 1, got {batch_size}")
     t0 = time.perf_counter()
-    rec = pattern_recorder(graph, model)
+    rec = pattern_recorder(graph, model, forward_kwargs)
     selecting = [k for k, b in enumerate(graph.edge_blocks) if b.selects_edges()]
     windows = {k: graph.edge_blocks[k].window_table() for k in selecting}
     if batch_size is None:

@@ -107,8 +107,10 @@ class PatternRecorder:
         theirs = [(nb.offset, tuple(nb.shape)) for nb in graph.node_blocks]
         if mine != theirs or [(b.kind, b.in_shape, b.dst) for b in c.edge_blocks] != \
                 [(b.kind, b.in_shape, b.dst) for b in graph.edge_blocks]:
+            kw = (graph.meta.get("rules") or {}).get("forward_kwargs")
+            hint = (f", with forward_kwargs={kw}" if kw and not forward_kwargs else "")
             raise DeepglassError("the graph was not traced from this model (its node blocks "
-                                 "differ); pass the model the graph was built from")
+                                 f"differ); pass the model the graph was built from{hint}")
         for b in graph.edge_blocks:
             if b.src_blocks and max(b.src_blocks) >= b.dst:
                 raise DeepglassError(f"edge block {b.module!r} does not run forward "
@@ -214,8 +216,12 @@ class PatternRecorder:
 _RECORDERS: "weakref.WeakKeyDictionary[SignedGraph, tuple]" = weakref.WeakKeyDictionary()
 
 
-def pattern_recorder(graph: SignedGraph, model: nn.Module) -> PatternRecorder:
-    """The :class:`PatternRecorder` of ``graph`` and ``model``, built once per pair."""
+def pattern_recorder(graph: SignedGraph, model: nn.Module,
+                     forward_kwargs: dict | None = None) -> PatternRecorder:
+    """The :class:`PatternRecorder` of ``graph`` and ``model``, built once per
+    pair (a recorder with ``forward_kwargs`` is built each time)."""
+    if forward_kwargs:
+        return PatternRecorder(graph, model, forward_kwargs)
     hit = _RECORDERS.get(graph)
     if hit is not None and hit[0]() is model:
         return hit[1]
