@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..plotting import axes_or_new, new_figure
+
 __all__ = ["plot_order_parameter", "plot_susceptibility", "plot_critical_scaling",
            "plot_field_curves", "plot_power_law", "plot_pattern_rank", "plot_neuron_rank",
            "plot_exponents_across_checkpoints", "meanfield_figure", "field_curves_figure",
@@ -25,19 +27,12 @@ VERDICT_MARKERS = {"plausible": "o", "inconclusive": "s", "rejected": "x", "too 
 
 
 def _ax(ax, w=4.2, h=3.3):
-    if ax is not None:
-        return ax
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(w, h)).subplots()
+    return axes_or_new(ax, (w, h))
 
 
 def _figure(nrows, ncols, w=4.2, h=3.3):
-    from matplotlib.figure import Figure
-
     # fixed spacing: a layout engine costs seconds per figure on busy machines
-    fig = Figure(figsize=(w * ncols, h * nrows))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig, axes = new_figure((w * ncols, h * nrows), nrows, ncols, squeeze=False)
     fig.subplots_adjust(wspace=0.38, hspace=0.55, top=1 - 0.45 / (h * nrows))
     return fig, axes
 

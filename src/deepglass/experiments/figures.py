@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..plotting import axes_or_new as _axes
 from .frustration_stats import frustration_samples
 from .nulls import NULLS, REAL_COLOR
 
@@ -32,15 +33,6 @@ KIND_COLORS = {"real": REAL_COLOR, **{name: rec.color for name, rec in NULLS.ite
 def kind_color(kind: str, default: str = "grey") -> str:
     """The colour of ``"real"`` or of a null model (by its canonical name)."""
     return KIND_COLORS.get(kind, default)
-
-
-def _axes(ax, figsize: tuple[float, float]):
-    """``ax``, or the Axes of a new Figure (no pyplot: nothing global changes)."""
-    if ax is not None:
-        return ax
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=figsize).add_subplot()
 
 
 def frustration_histograms(runs: pd.DataFrame, stats: pd.DataFrame | None = None, *,

@@ -14,25 +14,15 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..plotting import axes_or_new as _axes
+from ..plotting import new_figure as _figure
+
 __all__ = ["plot_phase", "plot_pc", "plot_student", "plot_stability", "plot_degrees",
            "plot_energy", "plot_free_energy_gap", "plot_overlap", "plot_annealing",
            "plot_bp_temperature", "plot_bp_residual"]
 
 _POP_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
 _START_STYLE = {"polarized": ("tab:red", "o"), "random": ("tab:blue", "s")}
-
-
-def _figure(figsize, nrows: int = 1, ncols: int = 1):
-    """A new pyplot-free figure and its axes (``squeeze`` as in ``plt.subplots``)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(nrows, ncols)
-
-
-def _axes(ax, figsize):
-    """``ax``, or the single axes of a new figure of ``figsize``."""
-    return ax if ax is not None else _figure(figsize)[1]
 
 
 def _log1m_axis(ax, lo: float, hi: float, axis: str = "x") -> None:
