@@ -302,3 +302,42 @@ def test_frustration_histograms_draw_each_sample_on_the_given_axes():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0].startswith("real (n=3, mean 0.1100")
     assert labels[1].startswith("N1 (n=2, mean 0.2250")     # (0.20 + 0.25) / 2
+
+
+def test_null_draws_on_the_graph_equal_the_retraced_module_draws(monkeypatch):
+    """Where every conv / linear layer is one block holding its raw weights,
+    N1 / N3 are drawn on the graph (no retrace), with the same numbers as
+    drawing the module and tracing it again; folded batch norm or a gate
+    keeps the retrace."""
+    from deepglass.experiments import frustration as fr
+    from deepglass.experiments.nulls import draws_on_graph
+
+    net = tiny_net()
+    g = SignedGraph.from_module(net, (1, 6, 6))
+    assert draws_on_graph(net, g)
+    bn = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
+                       nn.Flatten(), nn.Linear(108, 4)).eval()
+    with torch.no_grad():
+        bn[1].weight.uniform_(0.5, 2.0)   # a folded gain changes the block's weights
+    assert not draws_on_graph(bn, SignedGraph.from_module(bn, (1, 6, 6)))
+    assert draws_on_graph(bn, SignedGraph.from_module(bn, (1, 6, 6), batchnorm="ignore"))
+
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.gate = nn.Conv2d(1, 3, 3, padding=1), nn.Conv2d(3, 3, 1)
+            self.head = nn.Linear(108, 4)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x))
+            s = torch.sigmoid(self.gate(h.mean((2, 3), keepdim=True)))
+            return self.head((h * s).flatten(1))
+
+    gated = Gated().eval()
+    assert not draws_on_graph(gated, SignedGraph.from_module(gated, (1, 6, 6)))
+
+    kw = dict(SMALL, nulls="N1,N3", input_shape=(1, 6, 6))
+    on_graph = frustration_vs_nulls(net, **kw).runs
+    monkeypatch.setattr(fr, "draws_on_graph", lambda model, graph: False)
+    retraced = frustration_vs_nulls(net, **kw).runs
+    pd.testing.assert_frame_equal(_values(on_graph), _values(retraced))

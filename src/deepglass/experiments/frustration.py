@@ -47,7 +47,7 @@ from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .frustration_stats import (NullComparison, frustration_stats, frustration_verdict,
                                 report_markdown, tidy_runs)
-from .nulls import NULL_KINDS, resolve_nulls
+from .nulls import NULL_KINDS, draws_on_graph, resolve_nulls
 
 __all__ = ["frustration_vs_nulls", "FrustrationExperiment", "FrustrationUnit", "NullComparison",
            "parse_nulls", "plan_units", "unit_seed", "run_unit", "frustration_config",
@@ -158,6 +158,8 @@ class _Context:
     #: whether a null unit returns its best gauge (stored in a run directory;
     #: without one nothing reads it, and a large network's gauges add up)
     null_gauges: bool = True
+    #: N1 / N3 drawn on the graph (no retrace): :func:`.nulls.draws_on_graph`
+    on_graph: bool = False
 
     def device_graph(self) -> SignedGraph:
         """The real graph on the run's device (moved once per process)."""
@@ -174,7 +176,7 @@ def _unit_graph(ctx: _Context, unit: FrustrationUnit, instance: int | None = Non
 
     instance = unit.instance if instance is None else instance
     nseed = unit_seed(ctx.seed, unit.kind, instance, 0)
-    if ctx.model is not None and unit.kind != "N2":
+    if ctx.model is not None and unit.kind != "N2" and not ctx.on_graph:
         # N1 / N3 act on parameter tensors (SPEC §3): draw the module, then trace
         # it like the real one (same batch-norm treatment)
         null = null_model(ctx.model, unit.kind, seed=nseed, input_shape=ctx.input_shape)
@@ -543,7 +545,8 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     _check_memory(graph, replicas, rpu, nulls, null_instances, starts_per_null)
     ctx = _Context(graph=graph, model=module, input_shape=shape, batchnorm=batchnorm,
                    method=method, init=init, seed=int(seed), device=device,
-                   options=dict(options), null_gauges=run is not None)
+                   options=dict(options), null_gauges=run is not None,
+                   on_graph=module is None or draws_on_graph(module, graph))
     if draws_per_unit is None:
         draws_per_unit = 1
         if nulls and _draws_batched(ctx):
