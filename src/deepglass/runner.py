@@ -173,10 +173,11 @@ class Stored:
         marker = self.experiment.tables[0]
         frames = []
         for u in self.units:
-            if u.id in mem:
-                frames.append(mem[u.id])
-            elif self.run is not None and self.run.has_unit(name, u.id):
-                frames.append(self.run.read_unit(name, u.id))
+            df = mem.get(u.id)
+            if df is None and self.run is not None:
+                df = self.run.unit_rows(name, u.id)
+            if df is not None:
+                frames.append(df)
             elif name == marker:  # a finished unit always has its marker
                 raise DeepglassError(f"unit {u.id} of {self.experiment.kind!r} is missing")
         frames = [f for f in frames if len(f.columns)]
@@ -295,7 +296,7 @@ def run_experiment(exp: Experiment, run=None, executor=None, *, address: str | N
     experiment keeps); resumed units are read from disk only when ``finish``
     asks for them.
     """
-    from .executors import Executor, get_executor
+    from .executors import get_executor
 
     t0 = time.perf_counter()
     units = list(exp.units())
@@ -306,8 +307,7 @@ def run_experiment(exp: Experiment, run=None, executor=None, *, address: str | N
     todo = [u for u in units if u.id not in done]
     stored.resumed = len(units) - len(todo)
     total = sum(int(u.weight) for u in todo)
-    ex = get_executor(executor, address, device=device) if not isinstance(
-        executor, Executor) else executor
+    ex = get_executor(executor, address, device=device)   # one passed in is itself
     writer = _Writer(rd, exp.tables)
     t_loop = time.perf_counter()
     if progress:
@@ -315,12 +315,10 @@ def run_experiment(exp: Experiment, run=None, executor=None, *, address: str | N
     k = 0
     try:
         if todo:
-            by_payload = {}
-            for u in todo:
-                by_payload[u.id] = u
+            by_id = {u.id: u for u in todo}
             shipped = [(u.id, u.payload) for u in todo]
             for (uid, _), out in ex.map(_compute_one, shipped, shared=(exp.compute, exp.shared())):
-                unit = by_payload[uid]
+                unit = by_id[uid]
                 if not isinstance(out, UnitOutput) or exp.tables[0] not in out.tables:
                     raise DeepglassError(f"unit {uid} of {exp.kind!r} returned no "
                                          f"{exp.tables[0]!r} rows")
@@ -381,7 +379,7 @@ class Stages:
     def __init__(self, run, config: Mapping, kind: str, unit_ids: Iterable[tuple[str, list]], *,
                  executor=None, address: str | None = None, force: bool = False,
                  progress: Callable[[int, int], None] | None = None):
-        from .executors import Executor, get_executor
+        from .executors import get_executor
 
         self.rundir = open_run(run, dict(config), kind, force)
         todo = 0
@@ -389,8 +387,7 @@ class Stages:
             done = self.rundir.finished_units(table) if self.rundir is not None else set()
             todo += sum(1 for u in ids if u not in done)
         self.total, self._offset, self._progress = todo, 0, progress
-        self.executor = executor if isinstance(executor, Executor) else get_executor(executor,
-                                                                                     address)
+        self.executor = get_executor(executor, address)   # one passed in is itself
         self._owned = self.executor is not executor
         self.computed = self.resumed = 0
 

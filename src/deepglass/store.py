@@ -345,13 +345,17 @@ class RunDir:
             return False
         return True
 
-    def finished_units(self, table: str) -> set[str]:
-        """Ids of the finished, undamaged units of ``table``."""
+    def _unit_ids(self, table: str) -> set[str]:
+        """Ids of every unit file of ``table``, recorded or not."""
         d = self.path / "units" / self.kind / table
         ids = {Path(k).stem for k in self._unit_entries(f"units/{self.kind}/{table}/")}
         if d.is_dir():  # files with no record are reported (and recomputed) too
             ids |= {p.stem for p in d.glob("*.parquet")}
-        return {u for u in ids if self.has_unit(table, u)}
+        return ids
+
+    def finished_units(self, table: str) -> set[str]:
+        """Ids of the finished, undamaged units of ``table``."""
+        return {u for u in self._unit_ids(table) if self.has_unit(table, u)}
 
     def write_unit(self, table: str, unit: str, df: pd.DataFrame,
                    arrays: Mapping[str, np.ndarray] | None = None) -> None:
@@ -385,17 +389,23 @@ class RunDir:
             return None, "rows or columns differ from the ones written"
         return df, None
 
+    def unit_rows(self, table: str, unit: str) -> pd.DataFrame | None:
+        """A finished unit's rows, its files checked against their record once;
+        None when the unit is absent or damaged (reported, left out)."""
+        if not self.has_unit(table, unit):
+            return None
+        rel = self._unit_rel(table, unit)
+        df, why = self._read_checked(rel)
+        if why is not None:
+            self._report_damage(rel, why, "leaving it out")
+            return None
+        return df
+
     def read_units(self, table: str) -> pd.DataFrame:
         """All finished units of ``table``, concatenated in unit-id order
         (damaged units are reported and left out)."""
-        frames = []
-        for u in sorted(self.finished_units(table)):
-            rel = self._unit_rel(table, u)
-            df, why = self._read_checked(rel)
-            if why is not None:
-                self._report_damage(rel, why, "leaving it out")
-                continue
-            frames.append(df)
+        frames = [df for u in sorted(self._unit_ids(table))
+                  if (df := self.unit_rows(table, u)) is not None]
         if not frames:
             return pd.DataFrame()
         return pd.concat(frames, ignore_index=True)
