@@ -136,7 +136,9 @@ def _has_gauge(out: str) -> bool:
     """Whether run directory ``out`` already holds the real gauge (no descent then)."""
     from pathlib import Path
 
-    return (Path(out) / "arrays" / "gauge_real.npz").exists()
+    from ..experiments.frustration import GAUGE_ARRAYS
+
+    return (Path(out) / "arrays" / f"{GAUGE_ARRAYS}.npz").exists()
 
 
 def register(app: typer.Typer) -> None:
