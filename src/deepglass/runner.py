@@ -185,6 +185,11 @@ class Stored:
             return pd.DataFrame()
         return pd.concat(frames, ignore_index=True)
 
+    @property
+    def seconds(self) -> float:
+        """The runner's time up to ``finish``: setup and the unit loop."""
+        return self.info["setup_seconds"] + self.info["loop_seconds"]
+
     def arrays(self, unit_id: str) -> dict[str, np.ndarray] | None:
         """A unit's arrays (from memory, else from the run directory), or None."""
         if unit_id in self._arrays:

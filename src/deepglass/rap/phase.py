@@ -242,7 +242,7 @@ class PhaseScan(Experiment):
         points = stored.table("points")
         res = PhaseResult(self.cfg, points, aggregate_points(points),
                           stored.table("transitions"), stored.table("degrees"),
-                          seconds=stored.info["setup_seconds"] + stored.info["loop_seconds"])
+                          seconds=stored.seconds)
         if run is not None:
             from .reports import write_phase_run
 

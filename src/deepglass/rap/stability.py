@@ -335,7 +335,7 @@ class AnnealRun(Experiment):
         res = AnnealStudy(self.cfg, self.instance.summary(), finals,
                           stored.table("annealing_traces"), stored.table("temperature_scan"),
                           cooling_table(finals),
-                          seconds=stored.info["setup_seconds"] + stored.info["loop_seconds"])
+                          seconds=stored.seconds)
         if run is not None:
             from .reports import write_anneal_run
 
