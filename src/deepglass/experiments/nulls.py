@@ -58,7 +58,7 @@ from torch import nn
 from ..errors import DeepglassError
 from ..graph import ConvBlock, DenseBlock, EdgeBlock, SignedGraph
 from ..graph.unshared import UnsharedConvBlock
-from .pooled_edges import n2_blocks, with_weight
+from .pooled_edges import n2_blocks
 from .shuffle import keyed_generator as _generator
 
 __all__ = ["null_model", "draws_on_graph", "NullModel", "NULLS", "NULL_GROUPS", "NULL_KINDS", "REAL_COLOR",
@@ -171,7 +171,7 @@ def _graph_layers(graph: SignedGraph, seed: int, *, kind: str, draw, fresh: bool
     for b in graph.edge_blocks:
         if _check_block(b, kind):
             g = _generator(kind, seed, b.module, b.weight.device)
-            b = with_weight(b, draw(b.weight, g), keep_scales=not fresh)
+            b = b.with_weight(draw(b.weight, g), keep_scales=not fresh)
         blocks.append(b)
     return _tagged(graph, blocks, kind, seed)
 

@@ -10,7 +10,6 @@ flat buffer plus the new blocks, about 2 x itemsize bytes per edge.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Iterator
 
@@ -24,22 +23,10 @@ from ..graph.unshared import UnsharedConvBlock
 from .shuffle import keyed_generator as _generator
 from .shuffle import shuffled_pool
 
-__all__ = ["n2_blocks", "with_weight"]
+__all__ = ["n2_blocks"]
 
 #: weights per piece when pooling edge weights (bounds the per-piece label sort)
 _PIECE = 1 << 22
-
-
-def with_weight(b: EdgeBlock, weight: torch.Tensor, keep_scales: bool) -> EdgeBlock:
-    """A copy of edge block ``b`` with ``weight`` (its scales dropped unless
-    ``keep_scales``; cached views of the old weight cleared)."""
-    new = copy.copy(b)
-    new.weight = weight
-    new.__dict__.pop("_csr_cache", None)
-    new._abs_cache = {}
-    if not keep_scales:
-        new.in_scale = new.out_scale = None
-    return new
 
 
 class _DenseEdges:
@@ -73,8 +60,8 @@ class _DenseEdges:
             yield w.cpu().numpy()
 
     def build_tensor(self, values: torch.Tensor) -> EdgeBlock:
-        return with_weight(self.block, values.reshape(self.block.weight.shape).clone(),
-                            keep_scales=False)
+        return self.block.with_weight(values.reshape(self.block.weight.shape).clone(),
+                                      keep_scales=False)
 
     def build(self, values: np.ndarray) -> EdgeBlock:
         return self.build_tensor(torch.from_numpy(values))

@@ -102,12 +102,12 @@ class StackedBlock(EdgeBlock):
             big.in_shape = (b0.in_shape[0] * self.D,) + b0.in_shape[1:]
             big.out_shape = (b0.out_shape[0] * self.D,) + b0.out_shape[1:]
             self.big = big
-            blocks = [_with_weight(b, w) for b, w in zip(blocks, W.chunk(self.D))]
+            blocks = [b.with_weight(w) for b, w in zip(blocks, W.chunk(self.D))]
         elif plain and type(b0) is DenseBlock:
             self.mode = "dense"
             W = torch.stack([b.weight for b in blocks])               # (D, out, in)
             self.big = W
-            blocks = [_with_weight(b, w) for b, w in zip(blocks, W.unbind(0))]
+            blocks = [b.with_weight(w) for b, w in zip(blocks, W.unbind(0))]
         self.blocks = blocks
 
     # ---- operator ---------------------------------------------------------------
@@ -201,13 +201,6 @@ def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return a is b or (a.shape == b.shape and bool(torch.equal(a, b)))
-
-
-def _with_weight(b: EdgeBlock, w: torch.Tensor) -> EdgeBlock:
-    new = copy.copy(b)
-    new.weight = w
-    new._abs_cache = {}
-    return new
 
 
 class DrawBatchedGraph(SignedGraph):

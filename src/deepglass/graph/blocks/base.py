@@ -262,6 +262,19 @@ class EdgeBlock:
         new._abs_cache = {}
         return new
 
+    def with_weight(self, weight: torch.Tensor, keep_scales: bool = True) -> "EdgeBlock":
+        """A copy holding ``weight`` instead (a null draw, one draw of a batch):
+        the caches built from the old weight (``|W|``, the CSR) are not carried
+        over; ``keep_scales=False`` also drops the scales (a freshly drawn layer
+        has no folded batch norm)."""
+        new = copy.copy(self)
+        new.weight = weight
+        new._abs_cache = {}
+        new.__dict__.pop("_csr_cache", None)
+        if not keep_scales:
+            new.in_scale = new.out_scale = None
+        return new
+
     def _abs(self, name: str) -> torch.Tensor:
         """|tensor| cached per block (weights do not change after construction)."""
         cache = self.__dict__.setdefault("_abs_cache", {})
