@@ -222,3 +222,20 @@ def test_runs_are_their_parts_and_resume(tmp_path):
     ref = student_activations(N=6, trials=2, epochs=1, n_train=32, n_test=32, seed=2)
     pd.testing.assert_frame_equal(st.activations.drop(columns="seconds"),
                                   ref.drop(columns="seconds"))
+
+
+def test_rap_runs_share_a_directory_with_other_kinds(cli, tmp_path):
+    # two kinds in one --out: each keeps its section of report.md and its part of
+    # summary.json (the later run does not overwrite the earlier one's)
+    out_dir = tmp_path / "both"
+    code, _, _ = cli(["rap", "anneal", "--N", "12", "--p1", "0.5", "--sweeps", "1", "--repeats",
+                      "1", "--n-temps", "3", "--scan-points", "2", "--mc-sweeps", "0",
+                      "--max-iter", "50", "--out", str(out_dir), "--json"])
+    assert code == 0
+    code, _, _ = cli(["rap", "student", "--N", "6", "--trials", "1", "--epochs", "1",
+                      "--n-train", "16", "--n-test", "16", "--out", str(out_dir), "--json"])
+    assert code == 0
+    report = (out_dir / "report.md").read_text()
+    assert "annealing and BP stability" in report and "trained ReLU student" in report
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["rap-anneal"]["N"] == 12 and summary["rap-student"]["N"] == 6

@@ -198,7 +198,7 @@ class PhaseResult:
     seconds: float = 0.0
 
     def headline(self) -> dict:
-        """The run's ``summary.json``: sizes, time and the transitions."""
+        """``summary.json["rap-phase"]``: sizes, time and the transitions."""
         cfg = self.config
         return {"kind": "rap-phase", "N": cfg.N, "population": cfg.population,
                 "points": int(len(self.points)), "seconds": self.seconds,

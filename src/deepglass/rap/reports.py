@@ -1,4 +1,5 @@
-"""Run directories of the RAP experiments: tables, figures, ``report.md``, ``summary.json``.
+"""Run directories of the RAP experiments: tables, figures, a ``report.md``
+section and ``summary.json[<kind>]``.
 
 Called by the experiments' ``finish`` step (:class:`deepglass.rap.phase.PhaseScan`,
 :class:`deepglass.rap.stability.AnnealRun`,
@@ -22,7 +23,7 @@ def phase_report(res, fig_names) -> str:
     """``report.md`` of a phase-diagram scan (a :class:`PhaseResult`)."""
     cfg, t = res.config, res.transitions
     lines = [
-        "# RAP model: phase diagram under dilution",
+        "## RAP model: phase diagram under dilution",
         "",
         f"Network {cfg.N}-{cfg.N}-{cfg.N}-1, diluted population W{cfg.population}, "
         f"p in [{min(cfg.p_values):g}, {max(cfg.p_values):g}] ({len(cfg.p_values)} values), "
@@ -41,7 +42,7 @@ def phase_report(res, fig_names) -> str:
            "(half discarded); error bars are standard errors over disorder samples."
            if cfg.mc_sweeps else "No Monte Carlo."),
         "",
-        "## Transition points",
+        "### Transition points",
         "",
         "p_c: the sample-mean free energies of the two BP branches cross between p_c_lo and "
         "p_c_hi (method `crossing`, located by bisection between converged points), or the "
@@ -51,7 +52,7 @@ def phase_report(res, fig_names) -> str:
         "",
         markdown_table(t) if len(t) else "(no transition table)",
         "",
-        "## Figures",
+        "### Figures",
         "",
     ] + [f"![{n}](figures/{n})" for n in fig_names] + [
         "",
@@ -84,8 +85,7 @@ def write_phase_run(run: RunDir, res) -> None:
     if len(res.transitions) and "p_c" in res.transitions:
         run.save_figure(plot_pc(res.transitions, cfg.population, cfg.scale), "pc.png")
         figs.append("pc.png")
-    run.write_text("report.md", phase_report(res, figs))
-    run.write_json("summary.json", res.headline())
+    _write_report(run, phase_report(res, figs), res.headline())
 
 
 def anneal_report(res) -> str:
@@ -93,7 +93,7 @@ def anneal_report(res) -> str:
     cfg = res.config
     bp = res.temperature_scan[res.temperature_scan.solver == "bp"]
     return "\n".join([
-        "# RAP model: annealing and BP stability", "",
+        "## RAP model: annealing and BP stability", "",
         f"Instance: {json.dumps(res.instance)}", "",
         f"Annealing: {cfg.schedule} schedule, beta {cfg.beta_start:g} -> {cfg.beta_end:g}, "
         f"{cfg.n_temps} temperatures, {cfg.repeats} runs per rate ({cfg.method}).", "",
@@ -117,8 +117,7 @@ def write_anneal_run(run: RunDir, res) -> None:
     run.save_figure(plot_stability(res.temperature_scan, res.annealing, res.annealing_traces),
                     "stability.png")
     run.write_table("annealing_summary", res.annealing_summary)
-    run.write_json("summary.json", res.headline())
-    run.write_text("report.md", anneal_report(res))
+    _write_report(run, anneal_report(res), res.headline())
 
 
 def write_student_run(run: RunDir, res) -> None:
@@ -128,7 +127,14 @@ def write_student_run(run: RunDir, res) -> None:
 
     run.write_table("activations", res.activations)
     run.save_figure(plot_student(res.activations), "activations.png")
-    run.write_json("summary.json", res.headline())
-    run.write_text("report.md", "# Activation probabilities of a trained ReLU student\n\n"
-                   + markdown_table(res.activations)
-                   + "\n\n![activations](figures/activations.png)\n")
+    _write_report(run, "## RAP model: activation probabilities of a trained ReLU student\n\n"
+                  + markdown_table(res.activations)
+                  + "\n\n![activations](figures/activations.png)\n", res.headline())
+
+
+def _write_report(run: RunDir, section: str, headline: dict) -> None:
+    """This kind's section of ``report.md`` and its part of ``summary.json``
+    (``summary.json[<kind>]``); the other kinds of a shared run directory
+    keep theirs."""
+    run.write_report_section(section)
+    run.update_summary({run.kind: headline})

@@ -295,7 +295,7 @@ class AnnealStudy:
         return out
 
     def headline(self) -> dict:
-        """The run's ``summary.json``."""
+        """``summary.json["rap-anneal"]``."""
         return {"kind": "rap-anneal", **self.instance, "ground_energy": -self.instance["alpha"],
                 "final_energy_by_sweeps": self.annealing_summary.to_dict("records"),
                 "bp_first_unconverged_beta": self.first_unconverged()}

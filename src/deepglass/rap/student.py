@@ -165,7 +165,7 @@ class StudentStudy:
     N: int
 
     def headline(self) -> dict:
-        """The run's ``summary.json``: medians and spreads of ``a1``, ``a2``."""
+        """``summary.json["rap-student"]``: medians and spreads of ``a1``, ``a2``."""
         df, n = self.activations, len(self.activations)
         return {"N": self.N, "trials": n, "a1_median": float(df.a1.median()),
                 "a2_median": float(df.a2.median()),
