@@ -201,6 +201,13 @@ class AnnealConfig:
             raise DeepglassError("p must hold three dilution probabilities")
         self.schedule_betas()
         self.scan_betas()
+        # a schedule that heats (or stays put) is a swapped pair, not an annealing run
+        if not self.beta_end > self.beta_start:
+            raise DeepglassError(f"beta_end ({self.beta_end:g}) must exceed beta_start "
+                                 f"({self.beta_start:g}): annealing cools")
+        if self.scan_beta_max is not None and not self.scan_beta_max > self.beta_start:
+            raise DeepglassError(f"scan_beta_max ({self.scan_beta_max:g}) must exceed "
+                                 f"beta_start ({self.beta_start:g})")
         check_parameters(self.N, (self.a1, self.a2), tuple(self.p), self.construction,
                          self.max_memory_gb)
         return self
