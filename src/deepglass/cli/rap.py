@@ -239,8 +239,6 @@ def anneal_cmd(
         check_out_dir(out)
     if any(s not in STARTS for s in starts):
         raise DeepglassError(f"--start must be polarized or random, got {starts}")
-    if scan_points < 2:
-        raise DeepglassError(f"--scan-points must be >= 2, got {scan_points}")
     if min(sweeps) < 1 or repeats < 1:
         raise DeepglassError("--sweeps and --repeats must be >= 1")
     cfg = AnnealConfig(N=N, a1=a1, a2=a2, p=[p1, p2, p3], sweeps=list(sweeps),
