@@ -46,6 +46,7 @@ FLOAT_RULES = {
     "lr": (0.0, math.inf, True, True),
     "alpha": (0.0, 1.0, True, True),
     "tol": (0.0, math.inf, True, True),
+    "bracket_tol": (0.0, math.inf, True, True),
     "threshold": (-math.inf, math.inf, True, True),
 }
 
