@@ -82,19 +82,21 @@ def meanfield_cmd(
         from ..store import check_out_dir
 
         check_out_dir(out)
+    # config.toml records what shaped the couplings of this kind of source only
     if Path(source).suffix.lower() in MATRIX_SUFFIXES:
         W = load_matrix(source, symmetrize=symmetrize)
+        record = {"symmetrize": symmetrize}
     else:
         if symmetrize:
             raise DeepglassError("--symmetrize is for matrix files; a model's couplings are As")
         W = load_graph(source, input_shape, batchnorm=batchnorm, arch=arch,
                        trust_pickle=trust_pickle)[2]
+        record = {"batchnorm": batchnorm, "input_shape": input_shape}
     cfg = MeanFieldConfig(source=source, curves=curves and out is not None, n_t=n_t, t_min=t_min,
                           t_max=t_max, n_broad=n_broad, fit_t_max=fit_t_max,
                           fields=_floats(fields, "--fields"),
                           field_temps=_floats(field_temps, "--field-temps"), h_max=h_max, n_h=n_h,
                           lanczos_tol=lanczos_tol, seed=seed)
-    record = {"symmetrize": symmetrize, "batchnorm": batchnorm, "input_shape": input_shape}
     with resume_hint(out), ExitStack() as stack:
         res = run_meanfield(W, cfg, run=out, executor=executor, address=address, force=force,
                             record=record,

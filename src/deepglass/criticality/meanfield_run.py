@@ -25,7 +25,7 @@ Temperatures and fields are given relative to ``T_c`` (``T / T_c``,
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -340,7 +340,9 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
         ``progress(done, total)`` over the units computed in this call.
     record : dict, optional
         How ``W`` was obtained (e.g. ``symmetrize``, ``batchnorm``), recorded
-        with ``cfg`` in ``config.toml``.
+        with ``cfg`` in ``config.toml``.  For a matrix file it defaults to
+        ``symmetrize = false`` and ``cfg.source`` to the path, as
+        ``deepglass criticality meanfield FILE`` records them.
 
     Returns
     -------
@@ -359,6 +361,10 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
     cfg.validate()
     t0 = time.perf_counter()
     if isinstance(W, (str, Path)):
+        # recorded as the command line records a matrix file, so that either one
+        # resumes the other's run directory
+        cfg = replace(cfg, source=cfg.source or str(W))
+        record = {"symmetrize": False, **dict(record or {})}
         W = load_matrix(W)
     C = coupling_operator(W)
     config = {**cfg.to_dict(), **dict(record or {})}
