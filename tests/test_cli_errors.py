@@ -45,6 +45,7 @@ BAD = [
      "scan_beta_max (0.05) must exceed beta_start (0.1)"),
     (["rap", "anneal", "--scan-points", "0"], "--scan-points must be an integer >= 2"),
     (["rap", "phase", "--bracket-tol", "0"], "--bracket-tol must be > 0"),
+    (["criticality", "powerlaw", "cnnn"], "reference nets: all, feedforward, cnn, autoencoder"),
     (["frustration", "digits_cnn", "--out", "{tmp}/afile"], "exists and is not a directory"),
     (["frustration", "digits_cnn", "--out", "{tmp}/afile/sub"], "is a file, not a directory"),
     (["frustration", "digits_cnn", "--save", "{tmp}/nonexistent/x"], "does not exist"),

@@ -160,6 +160,14 @@ def powerlaw_cmd(
     elif canonical_name(model) is not None and not Path(model).exists():
         nets = [canonical_name(model)]
     else:
+        from ..zoo import registry
+
+        # a mistyped reference net would otherwise get the zoo's list, without them
+        if not (Path(model).expanduser().exists() or model in registry.ENTRIES
+                or model.startswith("timm:")):
+            raise DeepglassError(f"no such file, reference net or zoo network: {model!r} "
+                                 f"(reference nets: all, {', '.join(REFERENCE_NETS)}; "
+                                 f"zoo: {', '.join(registry.names())})")
         user, _ = load_network(model, input_shape, arch, trust_pickle)
         nets = [Path(model).stem if Path(model).exists() else model]
     cfg = PowerLawConfig(nets=nets, user_model=user is not None, data=data, epochs=epochs,
