@@ -98,7 +98,7 @@ def alexnet(replicas: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--replicas", type=int, default=8)
     ap.add_argument("--alexnet-replicas", type=int, default=2)

@@ -126,7 +126,7 @@ def bench_alexnet(tol: float) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["powerlaw", "nets", "alexnet"])
     ap.add_argument("--tol", type=float, default=1e-4, help="Lanczos relative accuracy (AlexNet).")
     a = ap.parse_args()

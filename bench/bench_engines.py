@@ -137,7 +137,7 @@ def run_child(case: str, engine: str, active: bool = False, timeout: float = 360
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default="lenet,resnet18-32,alexnet-1,cnn1d")
     ap.add_argument("--active", action="store_true", help="active subnetwork of the 1-d CNN")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)

@@ -35,7 +35,7 @@ FAMILIES = ["vgg16", "resnet50", "resnext50_32x4d", "densenet121", "inception_v3
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(FAMILIES))
     ap.add_argument("--onnx", action="store_true", help="also export to ONNX and compare")
     args = ap.parse_args()

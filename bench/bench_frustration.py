@@ -286,7 +286,7 @@ def alexnet(replicas: int, baseline: bool, matrix_free_replicas: bool) -> None:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replicas", type=int, default=48,
                     help="replicas on the digits CNN and LeNet (enough to resolve ~0.001 in eps)")
     ap.add_argument("--resnet-replicas", type=int, default=16)

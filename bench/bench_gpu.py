@@ -146,7 +146,7 @@ def protocol(device: str, instances: int, starts: int, side: int, seed: int,
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--replicas", type=int, default=80)
     ap.add_argument("--side", type=int, default=224, help="input side (3xSxS)")

@@ -100,7 +100,7 @@ def fields(name="alexnet", shape=(3, 224, 224), Rs=(1, 8), repeats=7):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="Table 1 only")
     ap.add_argument("--repeats", type=int, default=7)
     a = ap.parse_args()

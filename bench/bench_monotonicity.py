@@ -63,7 +63,7 @@ def alexnet(amplitudes: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--inputs", type=int, default=1000)
     ap.add_argument("--amplitudes", type=int, default=100)
     ap.add_argument("--replicas", type=int, default=80)

@@ -54,7 +54,7 @@ def run(net, shape, args, engine, dpu):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--net", default="alexnet")
     ap.add_argument("--side", type=int, default=None, help="input side (3xSxS)")
     ap.add_argument("--instances", type=int, default=16)

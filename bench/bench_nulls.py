@@ -73,7 +73,7 @@ def operator_seconds(g: SignedGraph, g2: SignedGraph, reps: int = 3) -> tuple[fl
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-alexnet", action="store_true", help="digits CNN only")
     ap.add_argument("--skip-builds", action="store_true",
                     help="AlexNet: no build table, only the N2 descent comparison")

@@ -24,7 +24,7 @@ from deepglass.store import RunDir
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--units", type=int, default=500)
     ap.add_argument("--nodes", type=int, default=1034)
     args = ap.parse_args()
