@@ -45,6 +45,28 @@ def test_changed_config_refused_then_forced(tmp_path):
     assert RunDir(tmp_path / "r", {"n": 1}, kind="active").read_units("t")["x"].tolist() == [2]
 
 
+def test_force_removes_the_derived_files_of_the_old_configuration(tmp_path):
+    # tables, figures and checkpoints that the new configuration does not write
+    # again must not stay beside its results; another kind's files stay
+    d = tmp_path / "r"
+    old = RunDir(d, {"nets": ["a", "b"]}, kind="powerlaw")
+    old.write_unit("t", "a", pd.DataFrame({"x": [1]}))
+    old.write_table("verdicts", pd.DataFrame({"x": [1]}))
+    old.write_file("checkpoints/b_e0002.pt", b"old model")
+    old.update_summary({"powerlaw": {"nets": 2}})
+    old.write_report_section("## power laws, nets a and b")
+    other = RunDir(d, {"n": 1}, kind="active")
+    other.write_table("active", pd.DataFrame({"y": [2]}))
+    other.write_report_section("## active")
+    RunDir(d, {"nets": ["a"]}, kind="powerlaw", force=True)
+    assert not (d / "verdicts.parquet").exists()
+    assert not (d / "checkpoints").exists()
+    assert not (d / "reports" / "powerlaw.md").exists()
+    assert pd.read_parquet(d / "active.parquet")["y"].tolist() == [2]
+    assert (d / "reports" / "active.md").exists() and (d / "config.toml").exists()
+    assert (d / "report.md").exists() and (d / "summary.json").exists()
+
+
 def test_other_version_and_foreign_directories(tmp_path):
     d = tmp_path / "r"
     RunDir(d, {"seed": 0}, kind="frustration")

@@ -38,7 +38,9 @@ demo`` writes frustration, active subnetworks and near-monotonicity into one
 run): ``config.toml`` has one table per run *kind*, and each kind checks only
 its own table (and the version).  Opening a new kind in an existing run adds
 its table; ``force=True`` on a changed configuration removes only that kind's
-units and unit arrays (they live under ``units/<kind>/`` and ``arrays/<kind>/``).
+units and unit arrays (they live under ``units/<kind>/`` and ``arrays/<kind>/``)
+and the files that kind derived from them (the manifest records each file's
+kind), not the ``config.toml``, ``report.md`` and ``summary.json`` all kinds share.
 Assembled tables, arrays and figures are the caller's to name apart where two
 kinds could clash.
 """
@@ -74,6 +76,8 @@ __all__ = ["RunDir", "iter_missing", "plain", "atomic_write_bytes", "atomic_writ
 
 #: directories deepglass creates in a run; removed by ``force`` only when empty
 _OWN_DIRS = ("units", "arrays", "figures", "reports")
+#: files assembled from every kind's parts: one kind's ``force`` rebuilds, never removes them
+SHARED_FILES = (CONFIG_NAME, "report.md", "summary.json")
 
 log = logging.getLogger("deepglass.store")
 
@@ -94,7 +98,8 @@ class RunDir:
     force : bool
         Reuse a run directory made with another configuration or version: the
         files its manifest lists (for a changed configuration, only this kind's
-        units) are removed first, every other file is left in place.  A
+        units and the files it derived from them) are removed first, every
+        other file is left in place.  A
         non-empty directory that is not a run is used as it is (its files are
         never overwritten).
 
@@ -241,7 +246,8 @@ class RunDir:
             write(tmp)
             os.chmod(tmp, file_mode())
             sha, size = file_digest(tmp)
-            self._manifest.append({"path": rel, "sha256": sha, "bytes": size, **meta})
+            self._manifest.append({"path": rel, "sha256": sha, "bytes": size,
+                                   "kind": self.kind, **meta})
             os.replace(tmp, path)
             self._verified.add((rel, sha))
         except OSError as exc:
@@ -302,9 +308,15 @@ class RunDir:
         return tomllib.loads((self.path / CONFIG_NAME).read_text()).get("runs", {}).get(kind)
 
     def _clear_kind(self) -> None:
-        """Forget this kind's finished units (``force`` on a changed config):
-        its owned unit files and unit arrays only."""
+        """Forget this kind's results (``force`` on a changed config): its unit
+        files and unit arrays, and every file it derived from them (tables,
+        figures, checkpoints, its report section and summary part), so that
+        nothing of the old configuration stays beside the new one's.  The files
+        every kind assembles (``config.toml``, ``report.md``, ``summary.json``)
+        stay and are rebuilt; so do files recorded without a kind (older runs)."""
         self._remove_owned(prefixes=(f"units/{self.kind}/", f"arrays/{self.kind}/"))
+        self._remove_owned(lambda rel: rel not in SHARED_FILES
+                           and self._manifest.files[rel].get("kind") == self.kind)
 
     def _mismatch_message(self, found: dict) -> str:
         keys = sorted(k for k in set(found) | set(self.config)
