@@ -46,6 +46,8 @@ BAD = [
     (["rap", "anneal", "--scan-points", "0"], "--scan-points must be an integer >= 2"),
     (["rap", "phase", "--bracket-tol", "0"], "--bracket-tol must be > 0"),
     (["criticality", "powerlaw", "cnnn"], "reference nets: all, feedforward, cnn, autoencoder"),
+    (["criticality", "meanfield", "{tmp}/garbage.npz"], "garbage.npz is not a NumPy .npz file"),
+    (["criticality", "meanfield", "{tmp}/garbage.npy"], "garbage.npy is not a NumPy .npy file"),
     (["frustration", "digits_cnn", "--out", "{tmp}/afile"], "exists and is not a directory"),
     (["frustration", "digits_cnn", "--out", "{tmp}/afile/sub"], "is a file, not a directory"),
     (["frustration", "digits_cnn", "--save", "{tmp}/nonexistent/x"], "does not exist"),
@@ -65,6 +67,8 @@ BAD = [
 def scene(tmp_path):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "empty.onnx").write_bytes(b"")
+    (tmp_path / "garbage.npz").write_text("not a zip archive")
+    (tmp_path / "garbage.npy").write_text("1 2\n3 4\n")
     (tmp_path / "raw.pkl").write_bytes(pickle.dumps({"w": [1.0, 2.0]}))
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "config.toml").write_text("[tool]\nname = 'other'\n")

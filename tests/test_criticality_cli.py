@@ -82,7 +82,7 @@ def test_meanfield_sparse_npz_and_model(tmp_path, cli):
     ref = np.linalg.eigvalsh(g.to_scipy_sym().toarray().astype(np.float64))[-1]
     d = json.loads(out)
     assert d["kind"] == "graph" and d["N"] == 14 and abs(d["lambda_max"] - ref) < 1e-5 * ref
-    for bad, msg in ((tmp_path / "none.npy", "not found"), (tmp_path / "bad.npy", "cannot read")):
+    for bad, msg in ((tmp_path / "none.npy", "not found"), (tmp_path / "bad.npy", "is not a NumPy .npy file")):
         if bad.name == "bad.npy":
             bad.write_bytes(b"garbage")
         code, _, err = cli(["criticality", "meanfield", str(bad)])

@@ -42,6 +42,26 @@ MATRIX_SUFFIXES = (".npy", ".npz")
 KIND_MF = "criticality-meanfield"
 
 
+#: the first bytes of a NumPy file by suffix (an .npz is a zip archive)
+_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
+
+
+def _check_magic(p: Path) -> None:
+    """Refuse a file that is not what its suffix says: NumPy would read it as a
+    pickle and advise ``allow_pickle``, which is not the problem."""
+    magic = _MAGIC.get(p.suffix)
+    if magic is None:
+        return
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(len(magic))
+    except OSError as exc:
+        raise DeepglassError(f"cannot read matrix {p}: {exc.strerror or exc}") from None
+    if head != magic:
+        raise DeepglassError(f"{p} is not a NumPy {p.suffix} file (np.save / np.savez / "
+                             "scipy.sparse.save_npz write them)")
+
+
 def load_matrix(path: str | Path, symmetrize: bool = False):
     """Couplings from a ``.npy`` (dense) or ``.npz`` file.
 
@@ -55,6 +75,7 @@ def load_matrix(path: str | Path, symmetrize: bool = False):
     p = Path(path).expanduser()
     if not p.is_file():
         raise DeepglassError(f"matrix file {str(path)!r} not found")
+    _check_magic(p)
     try:
         if p.suffix == ".npy":
             W = np.load(p, allow_pickle=False)
