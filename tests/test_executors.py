@@ -30,6 +30,24 @@ def test_in_process_map_and_lookup():
         get_executor("inprocess", address="127.0.0.1:6379")
 
 
+@pytest.mark.parametrize("argv", [
+    ["rap", "student", "--N", "4", "--trials", "1", "--epochs", "1"],
+    ["criticality", "meanfield", "digits_cnn"],
+    ["frustration", "digits_cnn", "--nulls", "N1"],
+])
+def test_address_alone_picks_ray(cli, monkeypatch, argv):
+    # --address implies --executor ray (as its help says) on every command
+    import deepglass.executors as executors
+
+    class Reached(executors.RayExecutor):
+        def __init__(self, address=None, **kwargs):
+            raise DeepglassError(f"ray executor at {address}")
+
+    monkeypatch.setattr(executors, "RayExecutor", Reached)
+    code, _, err = cli(argv + ["--address", "10.0.0.1:6379"])
+    assert code == 2 and "error: ray executor at 10.0.0.1:6379" in err, err
+
+
 def test_ray_gives_the_same_numbers_as_in_process(tmp_path, ray_executor):
     import ray
 

@@ -45,7 +45,7 @@ def active_cmd(
     trust_pickle: bool = TRUST_PICKLE_OPTION,
     out: Optional[str] = OUT_OPTION,
     force: bool = FORCE_OPTION,
-    executor: str = EXECUTOR_OPTION,
+    executor: Optional[str] = EXECUTOR_OPTION,
     address: Optional[str] = ADDRESS_OPTION,
     engine: str = ENGINE_OPTION,
     output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "

@@ -18,8 +18,8 @@ console = Console(stderr=True)
 # -- options every experiment command shares (defined once) -----------------
 
 #: ``--executor``: where an experiment's units run (:mod:`deepglass.executors`)
-EXECUTOR_OPTION = typer.Option("inprocess", "--executor", help="Where the units run: inprocess "
-                               "or ray (same tables either way).")
+EXECUTOR_OPTION = typer.Option(None, "--executor", help="Where the units run: inprocess "
+                               "(default; ray with --address) or ray (same tables either way).")
 #: ``--address``: a Ray cluster (implies ``--executor ray``)
 ADDRESS_OPTION = typer.Option(None, "--address", help="Ray cluster address (implies --executor "
                               "ray; default: a private local Ray on loopback).")

@@ -71,7 +71,7 @@ def meanfield_cmd(
     seed: int = typer.Option(0, "--seed"),
     input_shape: Optional[str] = _SHAPE, arch: Optional[str] = _ARCH,
     trust_pickle: bool = _TRUST, batchnorm: str = BATCHNORM_OPTION,
-    executor: str = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
+    executor: Optional[str] = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
     force: bool = FORCE_OPTION, as_json: bool = _JSON,
 ):
     """Mean-field T_c = lambda_max(W) / N of a network or a coupling matrix (SPEC §7)."""
@@ -142,7 +142,7 @@ def powerlaw_cmd(
     n_subsets: int = typer.Option(16, "--n-subsets", help="Random unit subsets per layer."),
     seed: int = typer.Option(0, "--seed"),
     input_shape: Optional[str] = _SHAPE, arch: Optional[str] = _ARCH,
-    trust_pickle: bool = _TRUST, executor: str = EXECUTOR_OPTION,
+    trust_pickle: bool = _TRUST, executor: Optional[str] = EXECUTOR_OPTION,
     address: Optional[str] = ADDRESS_OPTION, force: bool = FORCE_OPTION, as_json: bool = _JSON,
 ):
     """Search trained networks for power laws and judge each candidate (SPEC §7)."""

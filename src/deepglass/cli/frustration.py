@@ -48,7 +48,7 @@ def frustration_cmd(
                                        "the compiled one). The numbers do not depend on it."),
     out: Optional[str] = OUT_OPTION,
     force: bool = FORCE_OPTION,
-    executor: str = EXECUTOR_OPTION,
+    executor: Optional[str] = EXECUTOR_OPTION,
     address: Optional[str] = ADDRESS_OPTION,
 ):
     """Compute the frustration of a network's signed graph; with --nulls or
@@ -73,7 +73,7 @@ def frustration_cmd(
                           batchnorm=batchnorm, arch=arch, trust_pickle=trust_pickle, out=out,
                           force=force, executor=executor, address=address, as_json=as_json,
                           engine=engine, draws_per_unit=draws_per_unit)
-    if executor != "inprocess" or address:
+    if executor not in (None, "inprocess") or address:
         raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
     options = {"engine": engine} if method in ("descent", "auto") else {}
     from ..solve import check_method

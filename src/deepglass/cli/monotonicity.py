@@ -71,7 +71,7 @@ def monotonicity_cmd(
     trust_pickle: bool = TRUST_PICKLE_OPTION,
     out: Optional[str] = OUT_OPTION,
     force: bool = FORCE_OPTION,
-    executor: str = EXECUTOR_OPTION,
+    executor: Optional[str] = EXECUTOR_OPTION,
     address: Optional[str] = ADDRESS_OPTION,
     output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
                                          "whose values move (default: the first; see "

@@ -171,7 +171,7 @@ def phase_cmd(
                                  "stall stop earlier)."),
     init_scale: float = typer.Option(0.1, "--init-scale", help="Random-start amplitude."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
-    executor: str = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
+    executor: Optional[str] = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
     out: Optional[str] = OUT_OPTION, force: bool = FORCE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout."),
 ):
@@ -227,7 +227,7 @@ def anneal_cmd(
     mc_sweeps: int = typer.Option(500, "--mc-sweeps", help="MC quench sweeps per grid beta (0: none)."),
     method: str = typer.Option("metropolis", "--method", help="metropolis or heatbath."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
-    executor: str = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
+    executor: Optional[str] = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
     out: Optional[str] = OUT_OPTION, force: bool = FORCE_OPTION,
     as_json: bool = JSON_OPTION,
 ):
@@ -269,7 +269,7 @@ def student_cmd(
     lr: float = typer.Option(1e-3, "--lr"),
     loss: str = typer.Option("abs", "--loss", help="abs (paper), hinge or mse."),
     seed: int = _SEED,
-    executor: str = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
+    executor: Optional[str] = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
     out: Optional[str] = OUT_OPTION, force: bool = FORCE_OPTION,
     as_json: bool = JSON_OPTION,
 ):
