@@ -47,6 +47,8 @@ BAD = [
     (["rap", "phase", "--bracket-tol", "0"], "--bracket-tol must be > 0"),
     (["criticality", "powerlaw", "cnnn"], "reference nets: all, feedforward, cnn, autoencoder"),
     (["criticality", "meanfield", "{tmp}/garbage.npz"], "garbage.npz is not a NumPy .npz file"),
+    (["criticality", "meanfield", "digits_cnn", "--out", "{tmp}/e", "--n-t", "0", "--n-broad", "0"],
+     "the temperature grid is empty"),
     (["criticality", "meanfield", "{tmp}/garbage.npy"], "garbage.npy is not a NumPy .npy file"),
     (["frustration", "digits_cnn", "--out", "{tmp}/afile"], "exists and is not a directory"),
     (["frustration", "digits_cnn", "--out", "{tmp}/afile/sub"], "is a file, not a directory"),

@@ -172,6 +172,9 @@ class MeanFieldConfig:
     def validate(self) -> None:
         if self.n_t < 0 or self.n_broad < 0 or self.n_h < 1:
             raise DeepglassError("n_t and n_broad must be >= 0 and n_h >= 1")
+        if self.curves and self.n_t + self.n_broad == 0:
+            raise DeepglassError("the temperature grid is empty: --n-t and --n-broad "
+                                 "(n_t, n_broad) are both 0")
         if not 0 < self.t_min < self.t_max < 1:
             raise DeepglassError(f"need 0 < t_min < t_max < 1, got {self.t_min}, {self.t_max}")
         if not 0 < self.fit_t_min < self.fit_t_max:
