@@ -173,7 +173,7 @@ def phase_cmd(
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
     executor: Optional[str] = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
     out: Optional[str] = OUT_OPTION, force: bool = FORCE_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout."),
+    as_json: bool = JSON_OPTION,
 ):
     """Phase diagram: scan the dilution of one population (paper Figs. 3-4)."""
     from ..rap.phase import PhaseConfig, p_grid, scan_phase
