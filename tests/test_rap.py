@@ -544,3 +544,20 @@ def test_figures_draw_on_the_given_axes_and_leave_matplotlib_alone():
                          "residual": [1e-8, 0.2], "status": ["converged", "slow"]})
     assert isinstance(plot_stability(scan), Figure)
     assert len(plt.get_fignums()) == n_open                          # no pyplot figure left open
+
+
+@pytest.mark.parametrize("lo,hi", [(0.5, 0.9995), (0.5, 0.999999), (0.9, 0.999), (0.5, 0.98)])
+def test_log1m_axis_ticks_do_not_crowd(lo, hi):
+    # p labels on a -log(1 - p) axis: adjacent ticks at least 1/8 of the axis
+    # apart (a half-decade tick next to a decade one collided on wide ranges)
+    from matplotlib.figure import Figure
+
+    from deepglass.rap.figures import _log1m_axis
+
+    ax = Figure().subplots()
+    _log1m_axis(ax, lo, hi)
+    ticks = np.asarray(ax.get_xticks())
+    y = -np.log1p(-ticks)
+    span = -np.log1p(-hi) + np.log1p(-lo)
+    assert len(ticks) >= 2 and np.all((ticks >= lo) & (ticks <= hi))
+    assert np.diff(y).min() >= span / 8, ticks

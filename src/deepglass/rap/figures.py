@@ -27,14 +27,19 @@ _START_STYLE = {"polarized": ("tab:red", "o"), "random": ("tab:blue", "s")}
 
 def _log1m_axis(ax, lo: float, hi: float, axis: str = "x") -> None:
     """Axis in ``-log(1 - p)`` over ``[lo, hi]`` (labels stay ``p``, ticks at
-    ``1 - 10^-k`` and halves): dilutions close to 1 spread out."""
+    ``1 - 10^-k``, and halves on axes of at most two decades): dilutions close
+    to 1 spread out."""
     fwd = lambda p: -np.log1p(-np.clip(p, 0.0, 1.0 - 1e-12))   # noqa: E731
     inv = lambda y: -np.expm1(-y)                               # noqa: E731
     set_scale, set_lim, set_ticks = ((ax.set_xscale, ax.set_xlim, ax.set_xticks) if axis == "x"
                                      else (ax.set_yscale, ax.set_ylim, ax.set_yticks))
     set_scale("function", functions=(fwd, inv))
     set_lim(lo, hi)
-    ticks = [t for k in range(0, 7) for t in (1 - 10.0 ** -k, 1 - 0.5 * 10.0 ** -k)
+    # half-decade ticks only on axes of at most two decades: on wider ones a
+    # label like 0.9995 runs into its decade's 0.999
+    halves = fwd(hi) - fwd(lo) <= 2 * np.log(10.0)
+    ticks = [t for k in range(0, 7)
+             for t in ((1 - 10.0 ** -k, 1 - 0.5 * 10.0 ** -k) if halves else (1 - 10.0 ** -k,))
              if lo <= t <= hi]
     if len(ticks) >= 2:
         set_ticks(ticks, [f"{t:.6g}" for t in ticks])
