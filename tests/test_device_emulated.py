@@ -114,6 +114,7 @@ def test_generator_on_the_other_device_raises(emulated):
         torch.zeros(3, device="cuda").uniform_(generator=torch.Generator())
 
 
+@pytest.mark.filterwarnings("ignore:Sparse")
 def test_in_place_views_and_values(emulated):
     x = torch.arange(6.0, device="cuda")
     assert x.add_(1) is x and x.mul_(2) is x
@@ -174,3 +175,197 @@ def test_the_emulation_is_undone_on_exit():
         assert torch.zeros(1, device="cuda").is_cuda
     assert (torch.cuda.is_available(), torch.Generator, torch.cuda.mem_get_info) == before
     assert torch.zeros(1).device.type == "cpu"
+
+
+# ---- deepglass's device paths (real device where there is one, else emulated) --------
+def _digits_graph(dtype=torch.float64):
+    import deepglass.zoo as zoo
+    from deepglass.graph import SignedGraph
+
+    torch.manual_seed(0)
+    net = zoo.get("digits_cnn")
+    return net, SignedGraph.from_module(net, (1, 8, 8), dtype=dtype)
+
+
+def _bn_net():
+    """Folded batch norm: null draws of the module, retraced (not on the graph)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 5))
+    with torch.no_grad():
+        net[1].running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def test_every_solver_method_on_device(cuda):
+    """descent, greedy and exact end where the CPU ends (float64, deterministic);
+    anneal's heat bath draws from a device generator: the CPU's numbers on the
+    emulation, the device's own stream on a GPU (then: local minima whose
+    reported energies are those of their gauges)."""
+    import deepglass
+    from deepglass.graph import SignedGraph
+    from deepglass.solve import frustrated_weight
+
+    _, g = _digits_graph()
+    for method, opts in (("descent", {"engine": "matrix-free"}), ("greedy", {}),
+                         ("auto", {}), ("anneal", {"sweeps": 20})):
+        cpu = deepglass.frustration(g, method=method, replicas=3, seed=4, **opts)
+        dev = deepglass.frustration(g, method=method, replicas=3, seed=4, device="cuda", **opts)
+        assert dev.method == cpu.method and dev.local_min.all() == cpu.local_min.all()
+        e = g.energy(torch.from_numpy(dev.sigmas).to(torch.float64)).numpy()
+        np.testing.assert_allclose(dev.energies, e, rtol=0, atol=1e-9)
+        if method != "anneal" or cuda == "emulated":
+            np.testing.assert_array_equal(dev.sigmas, cpu.sigmas)
+            np.testing.assert_allclose(dev.energies, cpu.energies, rtol=0, atol=1e-12)
+        # the per-block frustrated weights of the best gauge, by the device's
+        # matrix-free pass, are the CPU's for that gauge
+        ref = frustrated_weight(g, dev.sigma)
+        np.testing.assert_allclose(dev.frustrated["frustrated_weight"].to_numpy(),
+                                   ref["frustrated_weight"].to_numpy(), rtol=1e-12, atol=1e-9)
+    torch.manual_seed(0)
+    tiny = SignedGraph.from_module(nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3)),
+                                   (5,), dtype=torch.float64)
+    cpu = deepglass.frustration(tiny, method="exact")
+    dev = deepglass.frustration(tiny, method="exact", device="cuda")
+    assert dev.info["optimal"] and dev.frustration == pytest.approx(cpu.frustration, abs=1e-12)
+
+
+def test_engine_choice_on_device(cuda):
+    """On a device: the matrix-free engine only, sized against the device's own
+    free memory (torch.cuda.mem_get_info), refused in one line beyond it; the
+    draw planner's batch is the largest that fits (at most 128)."""
+    from deepglass.errors import DeepglassError, TooLargeError
+    from deepglass.memory import MEMORY_FRACTION
+    from deepglass.solve.engines import (check_fits, choose_engine, draw_batch_bytes,
+                                         draws_per_batch, engine_estimates, matrix_free_bytes)
+
+    _, g = _digits_graph(torch.float32)
+    gc = g.to("cuda")
+    est = engine_estimates(gc, 8)
+    assert list(est) == ["matrix-free"]
+    assert est["matrix-free"].bytes == engine_estimates(g, 8)["matrix-free"].bytes
+    assert choose_engine(gc, 8) == choose_engine(gc, 8, "matrix-free") == "matrix-free"
+    with pytest.raises(ValueError, match="compiled engine runs on the CPU"):
+        choose_engine(gc, 8, "compiled")
+    assert check_fits(g, 8, "descent", "auto", "cuda") == "matrix-free"
+    with pytest.raises(DeepglassError, match="--engine compiled runs on the CPU"):
+        check_fits(g, 8, "descent", "compiled", "cuda")
+    budget = int(MEMORY_FRACTION * torch.cuda.mem_get_info()[0])
+    per_replica = matrix_free_bytes(g, 2) - matrix_free_bytes(g, 1)
+    too_many = 2 * budget // per_replica + 2
+    with pytest.raises(TooLargeError, match="GB of device memory"):
+        choose_engine(gc, too_many)
+    d = draws_per_batch(g, 2, 1000, device="cuda")
+    assert 1 <= d <= 128 and draw_batch_bytes(g, 2, d) <= budget
+    assert d == 128 or draw_batch_bytes(g, 2, d + 1) > budget
+    assert draws_per_batch(g, 2, 3, device="cuda") == min(3, d)
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_null_protocol_of_a_module_on_device(cuda, batchnorm):
+    """frustration_vs_nulls of a module with device="cuda": nulls drawn on the
+    device graph (convolutions and dense layers only) or, with folded batch
+    norm, drawn on the module and retraced, draws batched; on the emulation the
+    CPU's numbers for the real net, N1 and N3 (same draws, same starts: N2 is
+    dealt by another algorithm on a device), on a GPU local minima."""
+    from deepglass.experiments.frustration import frustration_vs_nulls
+
+    if batchnorm:
+        net = _bn_net()
+    else:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                            nn.Flatten(), nn.Linear(64, 5))
+    kw = dict(replicas=2, null_instances=3, starts_per_null=1, nulls="N1,N2,N3-he",
+              input_shape=(1, 8, 8), engine="matrix-free", seed=1)
+    dev = frustration_vs_nulls(net, device="cuda", draws_per_unit=3, **kw)
+    assert dev.runs["local_min"].all() and dev.info["draws_per_unit"] == 3
+    assert sorted(dev.runs["kind"].value_counts().items()) == [
+        ("N1", 3), ("N2", 3), ("N3-he", 3), ("real", 2)]
+    if cuda == "emulated":
+        cpu = frustration_vs_nulls(net, device="cpu", draws_per_unit=3, **kw)
+        same = (cpu.runs["kind"] != "N2").to_numpy()
+        np.testing.assert_array_equal(dev.runs["kind"], cpu.runs["kind"])
+        np.testing.assert_allclose(dev.runs["energy"][same], cpu.runs["energy"][same],
+                                   rtol=0, atol=0)
+
+
+def test_monotonicity_experiment_on_device(cuda):
+    """The near-monotonicity protocol with device="cuda" and the network on the
+    CPU (as the CLI loads it): the forward passes run on the device (the module
+    copied there, the caller's left on the CPU).  Float64 network, matrix-free
+    gauges: on the emulation the CPU's trials to the bit."""
+    from deepglass.experiments.monotonicity import monotonicity_experiment
+
+    net = _bn_net().double()
+    x = torch.rand((3, 1, 8, 8), generator=torch.Generator().manual_seed(2)).double()
+    kw = dict(nulls=("random-order", "N1"), amplitudes=4, replicas=2, seed=3,
+              engine="matrix-free", unit_size=2)
+    dev = monotonicity_experiment(net, x, device="cuda", **kw)
+    assert all(p.device.type == "cpu" for p in net.parameters())
+    assert len(dev.trials) == 3 * 3 * 4 and set(dev.trials["model"]) == {
+        "real", "random-order", "N1"}
+    assert ((dev.trials["rho"] >= 0) & (dev.trials["rho"] <= 1)).all()
+    if cuda == "emulated":
+        cpu = monotonicity_experiment(net, x, device="cpu", **kw)
+        cols = ["model", "input", "amplitude", "rho", "rho_down", "predicted", "class_kept"]
+        assert dev.trials[cols].equals(cpu.trials[cols])
+        assert dev.gammas() == cpu.gammas()
+
+
+def test_active_run_on_device_equals_the_cpu(cuda, tmp_path):
+    """Active subnetworks against the whole network (run_active) with the graph
+    and the network on the device: patterns recorded there, subgraphs solved by
+    Algorithm 1 on their explicit couplings: the CPU's table."""
+    from deepglass.experiments.active_run import run_active
+
+    net, g = _digits_graph(torch.float32)
+    x = torch.rand((3, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    cols = ["input", "pred", "delta_x", "below_delta"]
+    cpu = run_active(tmp_path / "cpu", net, g, x, replicas=2, unit_size=2)
+    dev = run_active(tmp_path / "dev", net.cuda(), g.to("cuda"), x, replicas=2, unit_size=2)
+    net.cpu()
+    assert set(cols) <= set(dev.columns)
+    pd_equal = dev[cols].reset_index(drop=True).equals(cpu[cols].reset_index(drop=True))
+    assert pd_equal, (dev[cols], cpu[cols])
+
+
+def test_cli_on_device(cuda, cli, tmp_path):
+    """deepglass frustration / monotonicity with --device cuda, in process: exit
+    0 and, on the emulation, the CPU's figures."""
+    import json
+
+    base = ["frustration", "digits_cnn", "--replicas", "2", "--engine", "matrix-free",
+            "--json"]
+    code, out, err = cli(base + ["--device", "cuda"])
+    assert code == 0, err
+    dev = json.loads(out)
+    assert dev["local_min"] and dev["engine"] == "matrix-free"
+    code, out, err = cli(base + ["--device", "cuda", "--nulls", "N1,N3", "--null-instances",
+                                 "2", "--starts-per-null", "1", "--out", str(tmp_path / "r")])
+    assert code == 0, err
+    nulls = json.loads(out)
+    assert set(nulls["frustration"]) == {"real", "N1", "N3-xavier", "N3-he"}
+    code, out, err = cli(["monotonicity", "digits_cnn", "--inputs", "digits", "--n", "3",
+                          "--amplitudes", "3", "--replicas", "2", "--nulls", "N1",
+                          "--engine", "matrix-free", "--device", "cuda", "--json"])
+    assert code == 0, err
+    mono = json.loads(out)
+    if cuda == "emulated":
+        code, out, _ = cli(base + ["--device", "cpu"])
+        assert code == 0 and json.loads(out)["energies"] == dev["energies"]
+        code, out, _ = cli(["monotonicity", "digits_cnn", "--inputs", "digits", "--n", "3",
+                            "--amplitudes", "3", "--replicas", "2", "--nulls", "N1",
+                            "--engine", "matrix-free", "--device", "cpu", "--json"])
+        assert code == 0 and _same_but_seconds(json.loads(out), mono)
+
+
+def _same_but_seconds(a, b):
+    """JSON reports equal but for timings."""
+    def strip(v):
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if "second" not in k}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+    return strip(a) == strip(b)
