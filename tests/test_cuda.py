@@ -1,7 +1,10 @@
 """The matrix-free operator and solvers on a CUDA device against the CPU.
 
-Skipped where torch sees no CUDA device (CI); run on a machine with one as
-``python -m pytest -q tests/test_cuda.py``.  Every check compares the device
+Each check runs twice (the ``cuda`` fixture of conftest.py): on the real
+device, skipped where torch sees none (CI), and on the CPU emulation of one
+(``tests/fake_cuda.py``: device placement errors raise as on CUDA, values are
+the CPU's).  On a machine with a GPU: ``python -m pytest -q tests/test_cuda.py``
+(``-k real`` for the device alone).  Every check compares the device
 with the CPU on the same graph and start gauges, in float64: the two sides
 may still round differently (cuDNN, atomic index_add_), but only a field
 within ~1e-15 of a threshold could then take another step.
