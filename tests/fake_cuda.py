@@ -137,6 +137,11 @@ class FakeCudaTensor(torch.Tensor):
     def get_device(self):
         return 0
 
+    def data_ptr(self):
+        # the held tensor's address: caches keyed by data_ptr() (deepglass's
+        # blocks) tell tensors apart as on a device (the meta wrapper's is 0)
+        return self.elem.data_ptr()
+
     def __repr__(self, *, tensor_contents=None):
         return f"FakeCuda({self.elem!r}, device='cuda:0')"
 

@@ -125,6 +125,9 @@ def test_in_place_views_and_values(emulated):
     assert x.tolist() == [2.0, 0.0, 0.0, -1.0, -1.0, -1.0]
     out = torch.empty(6, device="cuda")
     assert torch.add(x, 1, out=out) is out
+    # addresses tell tensors apart (caches are keyed by them); a view is inside its base
+    assert len({x.data_ptr(), out.data_ptr(), x.clone().data_ptr()}) == 3
+    assert x[2:].data_ptr() == x.data_ptr() + 2 * x.element_size()
     # the ops deepglass runs, against the CPU
     g = torch.Generator().manual_seed(0)
     a, w = torch.randn(2, 4, 9, 9, generator=g), torch.randn(6, 2, 3, 3, generator=g)
