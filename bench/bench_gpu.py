@@ -21,7 +21,11 @@ Whether the device computes what the CPU does is ``tests/test_cuda.py``'s job::
 
 Where torch sees no CUDA device it says so and exits 0.  ``--device cpu``
 runs the same steps on the CPU (a check of this script; slow at 224: use
-``--side 32 --instances 2 --replicas 4``).
+``--side 32 --instances 2 --replicas 4``).  The script's device path is
+checked without a GPU on the CPU emulation of ``tests/fake_cuda.py`` (the
+figures are then the CPU's, and memory reads 0)::
+
+    PYTHONPATH=src python tests/fake_cuda.py bench/bench_gpu.py --side 32 --instances 2 --replicas 4
 """
 
 from __future__ import annotations

@@ -11,6 +11,22 @@ torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(params=["real", "emulated"])
+def cuda(request):
+    """A CUDA device for a device check: the real one (skipped where torch sees
+    none) or the CPU emulation of ``tests/fake_cuda.py`` (everywhere: device
+    placement checked in CI)."""
+    if request.param == "real":
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device")
+        yield "real"
+        return
+    from fake_cuda import fake_cuda
+
+    with fake_cuda():
+        yield "emulated"
+
+
 @pytest.fixture
 def cli(capsys):
     """Run the ``deepglass`` command in-process: ``cli(argv) -> (exit code, stdout, stderr)``."""

@@ -37,6 +37,8 @@ The protocol on the real network and its nulls, on the experiment runner, is
 
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 import time
 import warnings
@@ -253,6 +255,18 @@ def _default_batch(numel: int) -> int:
 
 
 @torch.no_grad()
+def _on_device(model: nn.Module, dev: torch.device) -> nn.Module:
+    """``model`` where its parameters and buffers live on ``dev``, else a copy
+    moved there: the forward passes run where the inputs are sent, and the
+    caller's module stays where it is (the runner's units share it)."""
+    def on(t):
+        return t.device.type == dev.type and (dev.index is None or t.device.index == dev.index)
+
+    if all(on(t) for t in itertools.chain(model.parameters(), model.buffers())):
+        return model
+    return copy.deepcopy(model).to(dev)
+
+
 def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=100, *,
                       amplitude_range=DEFAULT_RANGE, amplitude_scale: str = "std", seed: int = 0,
                       batch_size: int | None = None, alpha: float = 0.05, device="cpu",
@@ -288,6 +302,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     alpha : float
         gamma at level ``1 - alpha`` (default 0.05).
     device : str
+        Where the forward passes run (a module elsewhere is copied there).
     ids : list of str, optional
         Input names for the tables (default ``"0", "1", ...``).
     first_index : int
@@ -339,6 +354,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     except StopIteration:
         dtype = torch.float32
     dev = torch.device(device)
+    model = _on_device(model, dev)
     was_training = model.training
     model.eval()
     t0 = time.perf_counter()
