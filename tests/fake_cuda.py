@@ -110,6 +110,18 @@ class FakeCudaTensor(torch.Tensor):
     # plain torch functions reach __torch_dispatch__ (no subclass wrapping at that level)
     __torch_function__ = torch._C._disabled_torch_function_impl
 
+    def __deepcopy__(self, memo):
+        # torch's deepcopy clones the storage (set_ on a wrapper, which has none
+        # of its own); a device tensor's copy is a clone of the held tensor, on
+        # the device, a Parameter where the original is one
+        if id(self) in memo:
+            return memo[id(self)]
+        new = FakeCudaTensor(self.elem.detach().clone())
+        if isinstance(self, torch.nn.Parameter) or getattr(self, "_is_param", False):
+            new = torch.nn.Parameter(new, self.requires_grad)
+        memo[id(self)] = new
+        return new
+
     @property
     def device(self):
         return CUDA

@@ -372,3 +372,18 @@ def _same_but_seconds(a, b):
             return [strip(x) for x in v]
         return v
     return strip(a) == strip(b)
+
+
+def test_null_model_of_a_module_stays_on_its_device(cuda):
+    """null_model of a module on the device: N1 / N3 give a module whose
+    parameters are there, N2 (traced) a graph there, with the CPU's edge count."""
+    import deepglass
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(18, 3))
+    dev = net.to("cuda")
+    for kind in ("N1", "N3-he"):
+        assert next(deepglass.null_model(dev, kind, seed=1).parameters()).device.type == "cuda"
+    g2 = deepglass.null_model(dev, "N2", seed=1, input_shape=(1, 5, 5))
+    assert g2.device.type == "cuda"
+    assert g2.n_edges == deepglass.SignedGraph.from_module(net.cpu(), (1, 5, 5)).n_edges

@@ -397,8 +397,9 @@ def null_model(model_or_graph, kind: str, seed: int = 0, *, input_shape=None):
     torch.nn.Module or SignedGraph
         For a module and N1 / N3: a new module (deep copy, attributes such as
         ``default_input_shape`` kept; the original is untouched).  For a graph,
-        or N2: a new :class:`SignedGraph` on the same nodes, with
-        ``meta["null"]`` and ``meta["null_seed"]``.  Pooling and identity edges
+        or N2: a new :class:`SignedGraph` on the same nodes (N2 of a module: on
+        the device of its parameters), with ``meta["null"]`` and
+        ``meta["null_seed"]``.  Pooling and identity edges
         are never changed.
 
     Raises
@@ -449,5 +450,8 @@ def null_model(model_or_graph, kind: str, seed: int = 0, *, input_shape=None):
     if shape is None:
         raise DeepglassError(f"{rec.name} of a module needs input_shape (the model has no "
                              "default_input_shape)")
-    graph = SignedGraph.from_module(model_or_graph, tuple(shape))
+    # on the module's device, as N1 and N3 of a module stay where its parameters are
+    param = next(model_or_graph.parameters(), None)
+    device = param.device if param is not None else "cpu"
+    graph = SignedGraph.from_module(model_or_graph, tuple(shape), device=device)
     return rec.graph(graph, int(seed))
