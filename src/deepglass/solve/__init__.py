@@ -109,8 +109,10 @@ class FrustrationResult:
 
     def save(self, path: str | Path) -> Path:
         """Write ``PATH.npz`` (gauges, energies) and ``PATH.json`` (the rest); a
-        ``.parquet`` path writes the per-replica table instead."""
+        ``.parquet`` path writes the per-replica table instead.  A missing parent
+        folder is made."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".parquet":
             self.to_frame().to_parquet(path, index=False)
             return path
