@@ -54,10 +54,11 @@ def frustration_cmd(
     """Compute the frustration of a network's signed graph; with --nulls or
     --out, compare it with null models in a run directory."""
     import deepglass
-    from ..solve.engines import check_engine, check_fits
+    from ..solve.engines import check_device, check_engine, check_fits
     from ..store import check_out_dir, check_save_path
 
     check_engine(engine, method)
+    check_device(device)
     if out is not None:
         check_out_dir(out)           # before loading or computing anything
     if save:

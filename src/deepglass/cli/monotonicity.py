@@ -85,9 +85,10 @@ def monotonicity_cmd(
     from ..experiments.monotonicity import (check_batch_memory, monotonicity_experiment,
                                             parse_nulls)
     from ..inputs import load_inputs
-    from ..solve.engines import check_engine
+    from ..solve.engines import check_device, check_engine
 
     check_engine(engine, "descent")
+    check_device(device)
     if out:
         from ..store import check_out_dir
 

@@ -522,6 +522,9 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
                 method, init, alpha, options)
     if not isinstance(executor, Executor):
         get_executor(executor, address)   # a bad name or address: refused before tracing
+    from ..solve.engines import check_device
+
+    check_device(device)
     graph, module, shape = _prepare(model, input_shape, batchnorm)
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")

@@ -288,6 +288,9 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
     """
     t0 = time.perf_counter()
     nulls = parse_nulls(nulls)
+    from ..solve.engines import check_device
+
+    check_device(device)
     x, ids = as_batch(inputs, ids)
     B, shape = int(x.shape[0]), tuple(x.shape[1:])
     ids = ids or [str(i) for i in range(B)]
