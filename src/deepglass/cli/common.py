@@ -20,9 +20,9 @@ console = Console(stderr=True)
 #: ``--executor``: where an experiment's units run (:mod:`deepglass.executors`)
 EXECUTOR_OPTION = typer.Option("inprocess", "--executor", help="Where the units run: inprocess "
                                "or ray (same tables either way).")
-#: ``--address``: a Ray cluster (implies ``--executor ray``)
-ADDRESS_OPTION = typer.Option(None, "--address", help="Ray cluster address (implies --executor "
-                              "ray; default: a private local Ray on loopback).")
+#: ``--address``: a Ray cluster (with ``--executor ray``)
+ADDRESS_OPTION = typer.Option(None, "--address", help="Ray cluster address HOST:PORT, with "
+                              "--executor ray (default: a private local Ray on loopback).")
 #: ``--out``: the run directory
 OUT_OPTION = typer.Option(None, "--out", help="Run directory (units written as they finish; "
                           "run the same command again to resume).")
