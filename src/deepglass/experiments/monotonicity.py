@@ -40,8 +40,8 @@ from torch import nn
 from ..errors import DeepglassError
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from .alignment import (DEFAULT_RANGE, MonotonicityResult, alignment_gamma, amplitude_grid,
-                        as_batch, check_batch_memory, gamma_table, near_monotonicity,
-                        per_input_table)
+                        as_batch, check_amplitude_range, check_batch_memory, gamma_table,
+                        near_monotonicity, per_input_table)
 from .nulls import NULLS, get_null, resolve_nulls
 
 __all__ = ["near_monotonicity", "MonotonicityResult", "MonotonicityExperiment",
@@ -291,6 +291,7 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
     from ..solve.engines import check_device
 
     check_device(device)
+    check_amplitude_range(amplitude_range)      # before the gauges' solves
     x, ids = as_batch(inputs, ids)
     B, shape = int(x.shape[0]), tuple(x.shape[1:])
     ids = ids or [str(i) for i in range(B)]
