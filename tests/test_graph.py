@@ -401,3 +401,17 @@ def test_to_keeps_or_casts_every_block_tensor():
     assert g64 is not g and g64.dtype == torch.float64 and dtypes(g64) == {torch.float64}
     s = torch.ones(g.n_nodes)
     torch.testing.assert_close(g64.sym_matvec(s.double()).float(), g.sym_matvec(s))
+
+
+def test_graph_command_prints_counts_and_names_whole(cli, monkeypatch):
+    """Piped (not a terminal: 80 columns), the table cuts no count or block
+    name short ("658,713,…" said nothing)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = cli(["graph", "resnet18", "--input-shape", "3,32,32"])
+    assert code == 0, err
+    from deepglass.zoo import get
+
+    g = SignedGraph.from_module(get("resnet18"), (3, 32, 32))
+    assert "…" not in out
+    assert f"{g.n_edges:,}" in out and f"{g.n_nodes:,}" in out
+    assert "layer4.1.conv2" in out
