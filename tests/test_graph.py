@@ -415,3 +415,18 @@ def test_graph_command_prints_counts_and_names_whole(cli, monkeypatch):
     assert "…" not in out
     assert f"{g.n_edges:,}" in out and f"{g.n_nodes:,}" in out
     assert "layer4.1.conv2" in out
+
+
+def test_cli_prints_a_library_warning_as_one_line(cli, tmp_path):
+    """A warning of the library (here the non-monotone GELU) reaches the user
+    as one ``warning: ...`` line, not Python's file:line and source line."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(8, 2))
+    torch.save(net, tmp_path / "gelu.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")     # shown even if an earlier test saw it
+        code, out, err = cli(["graph", str(tmp_path / "gelu.pt"), "--trust-pickle",
+                              "--input-shape", "1,4,4", "--json"])
+    assert code == 0, err
+    lines = err.strip("\n").splitlines()
+    assert lines and all(line.startswith("warning: ") for line in lines), err
+    assert any("GELU" in line for line in lines) and "Warning:" not in err
