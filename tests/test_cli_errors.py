@@ -93,3 +93,13 @@ def test_bad_input_is_one_line(cli, scene, argv, fragment):
 def test_inputs_batch_memory_is_checked_first(cli):
     code, _, err = cli(["active", "digits_cnn", "--inputs", "digits", "--n", str(10**12)])
     assert code == 2 and err.count("\n") == 1 and "lower --n or --input-shape" in err
+
+
+def test_help_lists_commands_in_whole_sentences(cli, monkeypatch):
+    """A command's docstring is one paragraph in --help (its source line
+    breaks used to split the command list mid-sentence)."""
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = cli(["--help"])
+    assert code == 0, err
+    assert ("Compute the frustration of a network's signed graph; with --nulls or --out, "
+            "compare it with null models in a run directory.") in out
