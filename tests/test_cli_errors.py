@@ -16,6 +16,8 @@ BAD = [
     (["frustration", "digits_cnn", "--replicas", "2.5"], "Invalid value for '--replicas'"),
     (["frustration", "digits_cnn", "--null-instances", "-2", "--nulls", "N1"],
      "--null-instances must be an integer >= 1"),
+    (["frustration", "digits_cnn", "--nulls", "N1", "--draws-per-unit", "0"],
+     "--draws-per-unit must be an integer >= 1"),
     (["frustration", "digits_cnn", "--input-shape", "3,x,2"], "--input-shape must look like"),
     (["frustration", "digits_cnn", "--input-shape", "1,x,8,8"], "--input-shape must look like"),
     (["frustration", "digits_cnn", "--input-shape", "1,,8"], "--input-shape must look like"),
