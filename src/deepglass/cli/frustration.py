@@ -76,6 +76,14 @@ def frustration_cmd(
                           engine=engine, draws_per_unit=draws_per_unit)
     if executor != "inprocess" or address:
         raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
+    # options of the experiment alone: refused rather than silently ignored
+    given = [opt for opt, on in (("--null-instances", null_instances != 80),
+                                 ("--starts-per-null", starts_per_null != 2),
+                                 ("--replicas-per-unit", replicas_per_unit is not None),
+                                 ("--draws-per-unit", draws_per_unit is not None),
+                                 ("--force", force)) if on]
+    if given:
+        raise DeepglassError(f"{', '.join(given)} apply to experiments (--nulls or --out)")
     options = {"engine": engine} if method in ("descent", "auto") else {}
     from ..solve import check_method
 
