@@ -5,6 +5,7 @@ runs and the command line."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 
@@ -440,6 +441,42 @@ def test_run_writes_tables_figure_report_and_resumes(tmp_path, monkeypatch):
     again = run_active(tmp_path / "run", net, g, x, ids, method="greedy", replicas=2,
                        unit_size=2)
     np.testing.assert_array_equal(again["delta_x"], table["delta_x"])
+
+
+def test_a_run_directory_holds_the_gauge_of_one_network(tmp_path):
+    """The gauge a frustration run stores is not reused for other weights (its
+    delta and partial order belong to another network), and a run resumed with
+    other weights is refused: by active subnetworks and near-monotonicity alike."""
+    from deepglass.experiments.frustration import frustration_vs_nulls
+    from deepglass.experiments.monotonicity import monotonicity_experiment
+
+    net, shape, _ = make("conv_relu_pool")
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        other[0].weight[0, 0, 0, 0] += 0.5
+    x = inputs_for("conv_relu_pool", shape, 3)
+    run = tmp_path / "run"
+    fr = frustration_vs_nulls(net, nulls="", replicas=2, input_shape=shape, run=run)
+    g_other = SignedGraph.from_module(other, shape)
+    with pytest.raises(DeepglassError, match="gauge of other network weights"):
+        run_active(run, other, g_other, x, method="greedy", replicas=2)
+    with pytest.raises(DeepglassError, match="gauge of other network weights"):
+        monotonicity_experiment(other, x, nulls=(), amplitudes=2, run=run)
+    # the network of the frustration run reads its gauge
+    table = run_active(run, net, SignedGraph.from_module(net, shape), x, method="greedy",
+                       replicas=2)
+    assert table["delta"].iloc[0] == pytest.approx(fr.gauge["energy"])
+    mono = monotonicity_experiment(net, x, nulls=(), amplitudes=2, run=run)
+    assert mono.gamma["frustration"].iloc[0] == pytest.approx(fr.gauge["energy"])
+    # resuming either run with other weights (gauge given, so none is read): refused,
+    # naming the weights
+    g = fr.gauge
+    for again in (lambda: run_active(run, other, g_other, x, method="greedy", replicas=2,
+                                     delta=0.3),
+                  lambda: monotonicity_experiment(other, x, g["sigma_in"], g["sigma_out"],
+                                                  nulls=(), amplitudes=2, run=run)):
+        with pytest.raises(DeepglassError, match="configuration differs .*weights_sha256"):
+            again()
 
 
 #: per-input columns that are timings (differ between runs)

@@ -16,6 +16,8 @@ BAD = [
     (["frustration", "digits_cnn", "--replicas", "2.5"], "Invalid value for '--replicas'"),
     (["frustration", "digits_cnn", "--null-instances", "-2", "--nulls", "N1"],
      "--null-instances must be an integer >= 1"),
+    (["frustration", "digits_cnn", "--nulls", "N1", "--draws-per-unit", "0"],
+     "--draws-per-unit must be an integer >= 1"),
     (["frustration", "digits_cnn", "--input-shape", "3,x,2"], "--input-shape must look like"),
     (["frustration", "digits_cnn", "--input-shape", "1,x,8,8"], "--input-shape must look like"),
     (["frustration", "digits_cnn", "--input-shape", "1,,8"], "--input-shape must look like"),
@@ -30,6 +32,10 @@ BAD = [
     (["rap", "bp", "--N", "10", "--beta", "inf"], "--beta must be a finite number"),
     (["monotonicity", "digits_cnn", "--inputs", "digits", "--alpha", "1.5"], "--alpha must be in (0, 1)"),
     (["active", "digits_cnn", "--inputs", "digits", "--n", "0"], "--n must be an integer >= 1"),
+    (["monotonicity", "digits_cnn", "--inputs", "digits", "--amplitude-range", "1,0.1"],
+     "--amplitude-range must satisfy 0 < low <= high"),
+    (["monotonicity", "digits_cnn", "--inputs", "digits", "--amplitude-range", "1e-3,inf",
+      "--out", "{tmp}/m"], "--amplitude-range must satisfy 0 < low <= high"),
     (["monotonicity", "digits_cnn", "--inputs", "digits", "--n", "2", "--amplitudes", str(10**9),
       "--batch-size", str(10**9), "--nulls", ""], "lower --batch-size"),
     (["frustration", "digits_cnn", "--replicas", "1000000000"], "lower --replicas"),
@@ -53,9 +59,20 @@ BAD = [
     (["frustration", "digits_cnn", "--out", "{tmp}/afile"], "exists and is not a directory"),
     (["frustration", "digits_cnn", "--out", "{tmp}/afile/sub"], "is a file, not a directory"),
     (["frustration", "digits_cnn", "--save", "{tmp}/nonexistent/x"], "does not exist"),
+    (["frustration", "digits_cnn", "--save", "/proc/deepglass-x"], "cannot write in /proc"),
     (["frustration", "digits_cnn", "--nulls", "N1", "--out", "{tmp}/foreign", "--force"],
      "config.toml is not a deepglass run's"),
     (["frustration", "digits_cnn", "--method", "magic"], "unknown method 'magic'"),
+    (["frustration", "digits_cnn", "--null-instances", "20"],
+     "--null-instances apply to experiments (--nulls or --out)"),
+    (["frustration", "digits_cnn", "--draws-per-unit", "2", "--force"],
+     "--draws-per-unit, --force apply to experiments"),
+    (["frustration", "digits_cnn", "--device", "nonsense"], "device must be 'cpu', 'cuda'"),
+    (["frustration", "digits_cnn", "--device", "cuda:99"], "requested but torch sees"),
+    (["frustration", "digits_cnn", "--nulls", "N1", "--out", "{tmp}/r", "--device", "gpu"],
+     "device must be 'cpu', 'cuda'"),
+    (["monotonicity", "digits_cnn", "--inputs", "digits", "--device", "nonsense"],
+     "device must be 'cpu', 'cuda'"),
     (["frustration", "digits_cnn", "--init", "sideways"], "--init must be random or paper"),
     (["frustration", "digits_cnn", "--bogus"], "No such option"),
     (["frustration"], "Missing argument"),
@@ -95,3 +112,13 @@ def test_bad_input_is_one_line(cli, scene, argv, fragment):
 def test_inputs_batch_memory_is_checked_first(cli):
     code, _, err = cli(["active", "digits_cnn", "--inputs", "digits", "--n", str(10**12)])
     assert code == 2 and err.count("\n") == 1 and "lower --n or --input-shape" in err
+
+
+def test_help_lists_commands_in_whole_sentences(cli, monkeypatch):
+    """A command's docstring is one paragraph in --help (its source line
+    breaks used to split the command list mid-sentence)."""
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = cli(["--help"])
+    assert code == 0, err
+    assert ("Compute the frustration of a network's signed graph; with --nulls or --out, "
+            "compare it with null models in a run directory.") in out

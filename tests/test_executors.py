@@ -48,6 +48,25 @@ def test_address_alone_picks_ray(cli, monkeypatch, argv):
     assert code == 2 and "error: ray executor at 10.0.0.1:6379" in err, err
 
 
+def test_ray_address_is_probed_up_front():
+    """A malformed or unreachable --address is one error at once (ray.init
+    would wait minutes on a closed port)."""
+    import socket
+
+    pytest.importorskip("ray")
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert RayExecutor(address=f"127.0.0.1:{port}").address == f"127.0.0.1:{port}"
+    # the port is closed now
+    with pytest.raises(DeepglassError, match=f"cannot reach a Ray cluster at 127.0.0.1:{port}"):
+        get_executor("ray", address=f"127.0.0.1:{port}")
+    for bad in ("notanaddress", "host:", ":6379", "host:70000", "host:port"):
+        with pytest.raises(DeepglassError, match="must look like HOST:PORT"):
+            RayExecutor(address=bad)
+
+
 def test_ray_gives_the_same_numbers_as_in_process(tmp_path, ray_executor):
     import ray
 

@@ -109,7 +109,8 @@ def test_run_directory_files(tmp_path):
     pd.testing.assert_frame_equal(rd.read_table("frustration_runs"), res.runs)
     pd.testing.assert_frame_equal(rd.read_table("frustration_stats"), res.stats)
     g = rd.load_arrays("gauge_real")
-    assert set(g) == {"sigma", "sigma_in", "sigma_out", "energy"}
+    assert set(g) == {"sigma", "sigma_in", "sigma_out", "energy", "weights"}
+    assert str(g["weights"]) == res.config["weights_sha256"]
     graph = SignedGraph.from_module(net, (1, 6, 6))
     # the stored gauge has the stored energy (recomputed from the graph)
     e = float(graph.energy(torch.as_tensor(g["sigma"], dtype=torch.float32)[None])[0])

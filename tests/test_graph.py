@@ -401,3 +401,32 @@ def test_to_keeps_or_casts_every_block_tensor():
     assert g64 is not g and g64.dtype == torch.float64 and dtypes(g64) == {torch.float64}
     s = torch.ones(g.n_nodes)
     torch.testing.assert_close(g64.sym_matvec(s.double()).float(), g.sym_matvec(s))
+
+
+def test_graph_command_prints_counts_and_names_whole(cli, monkeypatch):
+    """Piped (not a terminal: 80 columns), the table cuts no count or block
+    name short ("658,713,…" said nothing)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = cli(["graph", "resnet18", "--input-shape", "3,32,32"])
+    assert code == 0, err
+    from deepglass.zoo import get
+
+    g = SignedGraph.from_module(get("resnet18"), (3, 32, 32))
+    assert "…" not in out
+    assert f"{g.n_edges:,}" in out and f"{g.n_nodes:,}" in out
+    assert "layer4.1.conv2" in out
+
+
+def test_cli_prints_a_library_warning_as_one_line(cli, tmp_path):
+    """A warning of the library (here the non-monotone GELU) reaches the user
+    as one ``warning: ...`` line, not Python's file:line and source line."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(8, 2))
+    torch.save(net, tmp_path / "gelu.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")     # shown even if an earlier test saw it
+        code, out, err = cli(["graph", str(tmp_path / "gelu.pt"), "--trust-pickle",
+                              "--input-shape", "1,4,4", "--json"])
+    assert code == 0, err
+    lines = err.strip("\n").splitlines()
+    assert lines and all(line.startswith("warning: ") for line in lines), err
+    assert any("GELU" in line for line in lines) and "Warning:" not in err

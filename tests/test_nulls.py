@@ -61,8 +61,9 @@ def test_kinds_names_and_errors():
     assert deepglass.null_model is null_model
     for name in ("n1", "N3-XAVIER", "n3-He"):
         assert isinstance(null_model(net, name), nn.Module)
-    with pytest.raises(DeepglassError, match=r"'N3' names 2 null models \(N3-xavier, N3-he\)"):
-        null_model(net, "N3")
+    with pytest.raises(DeepglassError,
+                       match=r"'N3' names 2 null models \(N3-xavier, N3-he\); choose one of them$"):
+        null_model(net, "N3")     # not "choose one of ..., random-order", which null_model refuses
     with pytest.raises(DeepglassError, match="partial order, not of the weights"):
         null_model(net, "random-order")
     with pytest.raises(DeepglassError, match="seed"):

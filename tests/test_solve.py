@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -338,13 +339,14 @@ def test_result_partial_order_frustrated_weight_and_roundtrip(tmp_path):
     assert r.frustrated.frustrated_weight.sum() == pytest.approx(np.abs(A.data[neg]).sum())
     assert r.frustrated.frustrated_weight.sum() / r.frustrated.abs_weight.sum() == \
         pytest.approx(r.frustration)
-    path = r.save(tmp_path / "res")
+    path = r.save(tmp_path / "new" / "res")     # the folder is made, as README's save("out/res")
     back = FrustrationResult.load(path)
     np.testing.assert_array_equal(back.sigmas, r.sigmas)
     assert back.frustration == r.frustration
     df = r.to_frame()
     assert list(df.replica) == [0, 1, 2, 3] and np.allclose(df.energy, r.energies)
-    r.save(tmp_path / "res.parquet")
+    r.save(tmp_path / "other" / "res.parquet")
+    assert pd.read_parquet(tmp_path / "other" / "res.parquet").energy.tolist() == df.energy.tolist()
 
 
 def test_sparse_block_updates_match_explicit():

@@ -192,13 +192,20 @@ def test_force_into_a_plain_directory_writes_beside_its_files(tmp_path):
     (tmp_path / "keep.txt").write_text("k")
     with pytest.raises(DeepglassError, match="not empty and is not a deepglass run"):
         RunDir(tmp_path, {"seed": 0}, kind="frustration")
-    (tmp_path / "summary.json").write_text("{\"mine\": 1}")
     run = RunDir(tmp_path, {"seed": 0}, kind="frustration", force=True)
     run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
-    with pytest.raises(DeepglassError, match="summary.json exists and was not written by deepglass"):
-        run.update_summary({"a": 1})
-    assert (tmp_path / "summary.json").read_text() == "{\"mine\": 1}"
+    run.update_summary({"a": 1})
     assert (tmp_path / "keep.txt").read_text() == "k"
+    # a summary.json or report.md of the user's, which every run ends by writing:
+    # refused when the directory is opened, before any computation, not at the end
+    for name in ("summary.json", "report.md"):
+        d = tmp_path / name.replace(".", "_")
+        d.mkdir()
+        (d / name).write_text("mine")
+        with pytest.raises(DeepglassError, match=f"{name} exists and was not written by deepglass"):
+            RunDir(d, {"seed": 0}, kind="frustration", force=True)
+        assert sorted(p.name for p in d.iterdir()) == [name]
+        assert (d / name).read_text() == "mine"
 
 
 # -- damaged units are reported and recomputed ---------------------------------

@@ -592,6 +592,8 @@ def test_onnx_errors(tmp_path):
     with pytest.raises(DeepglassError, match="input_shape"):
         zoo.load_model(path)
     assert zoo.load_model(path, input_shape=(3, 4, 4)).default_input_shape == (3, 4, 4)
+    with pytest.raises(DeepglassError, match="ONNX model .* applies to state dicts"):
+        zoo.load_model(path, arch="resnet18", input_shape=(3, 4, 4))   # not silently ignored
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x00garbage")
     with pytest.raises(DeepglassError, match="cannot read ONNX"):

@@ -20,6 +20,7 @@ the same units, in whatever order they finish.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import DeepglassError
@@ -125,6 +126,8 @@ class RayExecutor(Executor):
             raise DeepglassError(f"max_in_flight must be >= 1, got {max_in_flight}")
         if num_gpus is not None and (isinstance(num_gpus, bool) or float(num_gpus) < 0):
             raise DeepglassError(f"num_gpus must be >= 0, got {num_gpus}")
+        if address is not None:
+            probe_address(address)
         self.address = address
         self.num_cpus = num_cpus
         self.max_in_flight = max_in_flight
@@ -213,6 +216,34 @@ class RayExecutor(Executor):
 
             ray.shutdown()
             self._started = False
+
+
+def probe_address(address: str, timeout: float = 5.0) -> None:
+    """Refuse a Ray ``address`` that is not ``HOST:PORT`` (``ray://`` allowed)
+    or where nothing accepts a TCP connection within ``timeout`` seconds.
+
+    ``ray.init`` keeps retrying an unreachable cluster for minutes (a closed
+    port on the local host: still waiting after 200 s), so a typo in
+    ``--address`` would hang the command; one connect is cheap.  ``"auto"``
+    (a cluster found through the environment) is left to Ray.
+
+    Raises
+    ------
+    DeepglassError
+        One line naming the address and why.
+    """
+    if address == "auto":
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DeepglassError(f"--address must look like HOST:PORT (a Ray cluster's head), "
+                             f"got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise DeepglassError(f"cannot reach a Ray cluster at {address}: "
+                             f"{exc.strerror or exc or type(exc).__name__}") from None
 
 
 #: ``--executor`` name -> class

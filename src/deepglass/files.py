@@ -127,6 +127,11 @@ def check_save_path(prefix: str | os.PathLike, suffixes: Iterable[str] = (".npz"
         raise DeepglassError(f"{option} {prefix}: the directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise DeepglassError(f"{option} {prefix}: the directory {parent} is not writable")
+    try:    # os.access says yes to root where writing still fails (/proc, sysfs)
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as exc:
+        raise DeepglassError(f"{option} {prefix}: cannot write in {parent} "
+                             f"({exc.strerror or type(exc).__name__})") from None
     for suf in suffixes:
         target = Path(str(prefix) + suf) if not str(prefix).endswith(suf) else prefix
         if target.is_dir():

@@ -157,6 +157,11 @@ class RunDir:
             if os.path.lexists(self.path / MANIFEST_NAME):
                 raise DeepglassError(f"{self.path} holds a {MANIFEST_NAME} that deepglass "
                                      "did not write; choose another --out")
+            # every kind ends by writing these two: refused now, not after the computation
+            for name in ("report.md", "summary.json"):
+                if os.path.lexists(self.path / name):
+                    raise DeepglassError(f"{self.path / name} exists and was not written by "
+                                         "deepglass; move it away or choose another --out")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

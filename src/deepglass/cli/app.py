@@ -11,6 +11,8 @@ errors such as an unparsable number or an unknown option) print one line
 from __future__ import annotations
 
 import importlib
+import sys
+import warnings
 
 import typer
 
@@ -22,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 
 COMMAND_MODULES = [
@@ -90,11 +93,19 @@ def _warnings_on_stderr() -> None:
         logger.setLevel(logging.WARNING)
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning (skipped input files, a non-monotone activation) as one
+    ``warning: ...`` line, without the library's file name and source line."""
+    print(f"warning: {_one_line(message)}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``deepglass`` console script."""
     _warnings_on_stderr()
     try:
-        code = app(args=argv, standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            code = app(args=argv, standalone_mode=False)
     except DeepglassError as exc:
         fail(_one_line(exc))
     except (KeyboardInterrupt, typer.Abort):

@@ -31,6 +31,7 @@ from ..errors import DeepglassError
 #: smallest value of integer options, by parameter name (others: 0)
 INT_MIN = {
     "replicas": 1, "null_instances": 1, "starts_per_null": 1, "replicas_per_unit": 1,
+    "draws_per_unit": 1,
     "n": 1, "unit_size": 1, "amplitudes": 1, "batch_size": 1, "N": 1, "samples": 1,
     "trials": 1, "epochs": 1, "n_train": 1, "n_test": 1, "max_iter": 1, "sweeps": 1,
     "repeats": 1, "scan_points": 2, "n_temps": 2, "n_points": 2, "ti_sweeps": 1,

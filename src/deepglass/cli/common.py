@@ -21,8 +21,8 @@ console = Console(stderr=True)
 EXECUTOR_OPTION = typer.Option(None, "--executor", help="Where the units run: inprocess "
                                "(default; ray with --address) or ray (same tables either way).")
 #: ``--address``: a Ray cluster (implies ``--executor ray``)
-ADDRESS_OPTION = typer.Option(None, "--address", help="Ray cluster address (implies --executor "
-                              "ray; default: a private local Ray on loopback).")
+ADDRESS_OPTION = typer.Option(None, "--address", help="Ray cluster address HOST:PORT (implies "
+                              "--executor ray; default: a private local Ray on loopback).")
 #: ``--out``: the run directory
 OUT_OPTION = typer.Option(None, "--out", help="Run directory (units written as they finish; "
                           "run the same command again to resume).")

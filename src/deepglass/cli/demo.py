@@ -46,7 +46,7 @@ def demo_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
 ):
     """Train (or load) the digits CNN and run the paper's experiments on it into
-    one run directory with a report (a minute or two on a laptop CPU)."""
+    one run directory with a report (about half a minute on a 2-core CPU)."""
     from ..experiments.demo import DEMO_MODEL, run_demo
     from ..store import check_out_dir
     from ..zoo import load_model

@@ -54,10 +54,11 @@ def frustration_cmd(
     """Compute the frustration of a network's signed graph; with --nulls or
     --out, compare it with null models in a run directory."""
     import deepglass
-    from ..solve.engines import check_engine, check_fits
+    from ..solve.engines import check_device, check_engine, check_fits
     from ..store import check_out_dir, check_save_path
 
     check_engine(engine, method)
+    check_device(device)
     if out is not None:
         check_out_dir(out)           # before loading or computing anything
     if save:
@@ -75,6 +76,14 @@ def frustration_cmd(
                           engine=engine, draws_per_unit=draws_per_unit)
     if executor not in (None, "inprocess") or address:
         raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
+    # options of the experiment alone: refused rather than silently ignored
+    given = [opt for opt, on in (("--null-instances", null_instances != 80),
+                                 ("--starts-per-null", starts_per_null != 2),
+                                 ("--replicas-per-unit", replicas_per_unit is not None),
+                                 ("--draws-per-unit", draws_per_unit is not None),
+                                 ("--force", force)) if on]
+    if given:
+        raise DeepglassError(f"{', '.join(given)} apply to experiments (--nulls or --out)")
     options = {"engine": engine} if method in ("descent", "auto") else {}
     from ..solve import check_method
 

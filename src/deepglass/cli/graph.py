@@ -36,8 +36,17 @@ def graph(
         print_json(info)
         return
     table = Table(title=f"{model}: signed graph at input {'x'.join(map(str, shape))}")
+    # nothing is cut to "658,713,…" on a narrow (or piped: 80-column) console: the
+    # counts, ops and shapes keep their width, block names and descriptions fold
     for col in ("block", "op", "shape", "nodes", "edges", "params", "edge blocks"):
-        table.add_column(col, justify="right" if col in ("nodes", "edges", "params") else "left")
+        if col in ("nodes", "edges", "params"):
+            table.add_column(col, justify="right", no_wrap=True,
+                             min_width=len(f"{info[col]:,}"))
+        elif col in ("op", "shape"):
+            table.add_column(col, no_wrap=True,
+                             min_width=max(len(str(r[col])) for r in info["blocks"]))
+        else:
+            table.add_column(col, overflow="fold")
     for r in info["blocks"]:
         table.add_row(r["block"], r["op"], r["shape"], f"{r['nodes']:,}", f"{r['edges']:,}",
                       f"{r['params']:,}", r["kinds"])
@@ -45,6 +54,9 @@ def graph(
     table.add_row("total", "", "", f"{info['nodes']:,}", f"{info['edges']:,}",
                   f"{info['params']:,}", f"{len(g.edge_blocks)} edge blocks")
     console = Console()
+    if not console.is_terminal:      # piped or to a file: every row on one line
+        wide = console.options.update_width(10_000)
+        console = Console(width=max(console.width, console.measure(table, options=wide).maximum))
     console.print(table)
     rules = ", ".join(f"{k}={v}" for k, v in info.get("rules", {}).items())
     console.print(f"rules (SPEC §1b): {rules}")

@@ -21,11 +21,13 @@ from .common import (ADDRESS_OPTION, ARCH_OPTION, ENGINE_OPTION, EXECUTOR_OPTION
 def _range(text: str) -> tuple[float, float]:
     from ..errors import DeepglassError
 
+    from ..experiments.alignment import check_amplitude_range
+
     try:
         lo, hi = (float(t) for t in text.split(","))
     except ValueError:
         raise DeepglassError(f"--amplitude-range must look like LOW,HIGH, got {text!r}") from None
-    return lo, hi
+    return check_amplitude_range((lo, hi), "--amplitude-range")
 
 
 def print_gamma_table(gamma, title: str, console: Console | None = None) -> None:
@@ -85,9 +87,11 @@ def monotonicity_cmd(
     from ..experiments.monotonicity import (check_batch_memory, monotonicity_experiment,
                                             parse_nulls)
     from ..inputs import load_inputs
-    from ..solve.engines import check_engine
+    from ..solve.engines import check_device, check_engine
 
     check_engine(engine, "descent")
+    check_device(device)
+    amp_range = _range(amplitude_range)
     if out:
         from ..store import check_out_dir
 
@@ -108,7 +112,7 @@ def monotonicity_cmd(
     with resume_hint(out), ExitStack() as stack:
         exp = monotonicity_experiment(
             net, batch, nulls=null_list, amplitudes=amplitudes,
-            amplitude_range=_range(amplitude_range), seed=seed, replicas=replicas, alpha=alpha,
+            amplitude_range=amp_range, seed=seed, replicas=replicas, alpha=alpha,
             batch_size=batch_size, device=device, engine=engine, output=output, run=out,
             unit_size=unit_size, config=config, force=force, executor=executor,
             address=address, progress=unit_progress(stack, "trials", enabled=not as_json))

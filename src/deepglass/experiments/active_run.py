@@ -314,20 +314,26 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
         from ..solve.engines import check_fits
 
         check_fits(graph, replicas, "descent", engine)   # the whole network's descent
+    from .real_gauge import check_gauge_weights, weights_digest
+
+    weights = weights_digest(model, graph)     # as the frustration run records them
     if isinstance(run, RunDir):
         cfg = run.config   # opened by the caller with its configuration
         if run.kind != KIND:
             raise DeepglassError(f"run_active needs a run opened with kind='active', "
                                  f"not {run.kind!r}")
     else:
-        cfg = {**dict(config or {}), "inputs_count": len(ids), "method": method,
+        cfg = {**dict(config or {}), "weights_sha256": weights,
+               "inputs_count": len(ids), "method": method,
                "replicas": int(replicas), "seed": int(seed), "whole_method": whole_method,
                "warm_start": bool(warm_start), "unit_size": int(unit_size),
                "delta": None if delta is None else float(delta),
                **({"engine": engine} if "engine" in options else {})}
+    if delta is None:
+        check_gauge_weights(run, weights)     # before open_run records this configuration
     rd = open_run(run, cfg, KIND, force)
     delta, gauge, source = _whole_network(rd, graph, delta, gauge, whole_method, replicas,
-                                          seed, options)
+                                          seed, options, weights)
     if gauge is not None and np.asarray(gauge).size != graph.n_nodes:
         gauge = None   # a gauge of another graph (e.g. other batch-norm mode): no warm start
     ctx = _Context(model=model, graph=graph, x=x, ids=ids, method=method,
@@ -367,20 +373,23 @@ def _check_inputs(graph, x, ids, unit_size, method, executor, address, options) 
     return ids
 
 
-def _whole_network(run, graph, delta, gauge, whole_method, replicas, seed, options):
+def _whole_network(run, graph, delta, gauge, whole_method, replicas, seed, options, weights):
     """``delta``, the best gauge and where they came from: given, read from
     the run's ``arrays/gauge_real.npz``, or computed (:func:`whole_delta`) and
     saved there."""
-    from .frustration import load_gauge, save_gauge
+    from .real_gauge import load_gauge, save_gauge, weights_digest
 
     if delta is not None:
         return delta, gauge, "given"
-    stored = load_gauge(run) if run is not None else None
+    try:
+        stored = load_gauge(run, weights) if run is not None else None
+    except DeepglassError:   # unless a frustration run given the graph alone stored it
+        stored = load_gauge(run, weights_digest(None, graph))
     if stored is not None:
         return stored["energy"], stored["sigma"], "from arrays/gauge_real.npz of this run"
     res = whole_delta(graph, whole_method, replicas=replicas, seed=seed,
                       **({"engine": options["engine"]} if "engine" in options else {}))
     if run is not None:
-        save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration)
+        save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration, weights)
     return (res.frustration, res.sigma,
             f"{res.method}, {len(res.energies)} start gauges, seed {seed}")

@@ -53,6 +53,7 @@ from torch import nn
 from ..errors import DeepglassError
 
 __all__ = ["near_monotonicity", "MonotonicityResult", "alignment_gamma", "amplitude_grid",
+           "check_amplitude_range",
            "per_input_table", "gamma_table", "check_batch_memory", "as_batch", "DEFAULT_RANGE"]
 
 DEFAULT_RANGE = (1e-3, 1.0)
@@ -81,6 +82,25 @@ def alignment_gamma(rho, alpha: float = 0.05) -> float:
     return float(np.partition(d, d.size - k)[d.size - k])
 
 
+def check_amplitude_range(amplitude_range, name: str = "amplitude_range") -> tuple[float, float]:
+    """``(low, high)`` of a geometric amplitude grid, finite with ``0 < low <= high``.
+
+    Raises
+    ------
+    DeepglassError
+        One line naming ``name`` (the CLI passes ``--amplitude-range``).
+    """
+    try:
+        lo, hi = (float(v) for v in amplitude_range)
+    except (TypeError, ValueError):
+        raise DeepglassError(f"{name} must be two numbers (low, high), "
+                             f"got {amplitude_range!r}") from None
+    if not (math.isfinite(hi) and 0 < lo <= hi):
+        raise DeepglassError(f"{name} must satisfy 0 < low <= high (finite), "
+                             f"got {lo:g},{hi:g}")
+    return lo, hi
+
+
 def amplitude_grid(x: torch.Tensor, amplitudes=100, amplitude_range=DEFAULT_RANGE,
                    amplitude_scale: str = "std") -> np.ndarray:
     """The (B, K) amplitudes ``a`` of the trials.
@@ -96,9 +116,7 @@ def amplitude_grid(x: torch.Tensor, amplitudes=100, amplitude_range=DEFAULT_RANG
         K = int(amplitudes)
         if K < 1:
             raise DeepglassError(f"amplitudes must be >= 1, got {K}")
-        lo, hi = (float(v) for v in amplitude_range)
-        if not 0 < lo <= hi:
-            raise DeepglassError(f"amplitude_range must satisfy 0 < low <= high, got {amplitude_range}")
+        lo, hi = check_amplitude_range(amplitude_range)
         grid = np.geomspace(lo, hi, K) if K > 1 else np.array([hi])
         if amplitude_scale == "absolute":
             scale = np.ones(B)

@@ -31,7 +31,6 @@ Files of a frustration run (besides ``config.toml``)::
 
 from __future__ import annotations
 
-import hashlib
 import time
 import zlib
 from dataclasses import dataclass
@@ -48,11 +47,12 @@ from ..store import RunDir
 from .frustration_stats import (NullComparison, frustration_stats, frustration_verdict,
                                 report_markdown, tidy_runs)
 from .nulls import NULL_KINDS, draws_on_graph, resolve_nulls
+from .real_gauge import GAUGE_ARRAYS, load_gauge, save_gauge, weights_digest
 
 __all__ = ["frustration_vs_nulls", "FrustrationExperiment", "FrustrationUnit", "NullComparison",
            "parse_nulls", "plan_units", "unit_seed", "run_unit", "frustration_config",
            "write_frustration_run", "ALL_NULLS", "KIND", "UNIT_TABLE", "GAUGE_ARRAYS",
-           "save_gauge", "load_gauge"]
+           "save_gauge", "load_gauge", "weights_digest"]
 
 #: every null model, in the paper's order
 ALL_NULLS = NULL_KINDS
@@ -60,29 +60,6 @@ ALL_NULLS = NULL_KINDS
 KIND = "frustration"
 #: the unit table (``units/frustration/runs/``)
 UNIT_TABLE = "runs"
-#: the best real gauge, read by the active-subnetwork and monotonicity runs
-GAUGE_ARRAYS = "gauge_real"
-
-
-def save_gauge(run: RunDir, sigma, sigma_in, sigma_out, energy: float) -> None:
-    """Store the real network's gauge in ``run`` (``arrays/gauge_real.npz``: ``sigma``,
-    ``sigma_in``, ``sigma_out`` as int8 and its ``energy``): the partial order
-    (SPEC §2, §5) that the active-subnetwork and near-monotonicity runs of the same
-    directory reuse."""
-    run.save_arrays(GAUGE_ARRAYS, sigma=np.asarray(sigma, np.int8),
-                    sigma_in=np.asarray(sigma_in, np.int8),
-                    sigma_out=np.asarray(sigma_out, np.int8), energy=np.float64(energy))
-
-
-def load_gauge(run: RunDir) -> dict | None:
-    """The gauge :func:`save_gauge` stored in ``run`` (``energy`` as a float), or ``None``."""
-    if not run.has_arrays(GAUGE_ARRAYS):
-        return None
-    g = run.load_arrays(GAUGE_ARRAYS)
-    g["energy"] = float(np.asarray(g["energy"], dtype=float).ravel()[0])
-    return g
-
-
 # ---------------------------------------------------------------------------------
 # units and seeds
 @dataclass(frozen=True)
@@ -339,21 +316,6 @@ class FrustrationExperiment(Experiment):
         return out
 
 
-def _weights_digest(model: torch.nn.Module | None, graph: SignedGraph) -> str:
-    """sha256 (16 hex digits) of the weights: a resumed run must see the same net."""
-    h = hashlib.sha256()
-    if model is not None:
-        tensors = [(k, v) for k, v in model.state_dict().items()]
-    else:
-        tensors = [(f"{i}.{k}", v) for i, b in enumerate(graph.edge_blocks)
-                   for k, v in sorted(vars(b).items()) if isinstance(v, torch.Tensor)]
-    for k, v in tensors:
-        h.update(k.encode())
-        if isinstance(v, torch.Tensor):
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def frustration_config(*, model: str, input_shape, batchnorm: str, weights: str, nodes: int,
                        edges: int, method: str, init: str, replicas: int,
                        replicas_per_unit: int, nulls: Sequence[str], null_instances: int,
@@ -522,6 +484,9 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
                 method, init, alpha, options)
     if not isinstance(executor, Executor):
         get_executor(executor, address)   # a bad name or address: refused before tracing
+    from ..solve.engines import check_device
+
+    check_device(device)
     graph, module, shape = _prepare(model, input_shape, batchnorm)
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")
@@ -537,7 +502,7 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     check_fits(graph, rpu, method, options.get("engine", "auto"), device)
     config = frustration_config(
         model=model_name or graph.meta.get("model") or type(model).__name__,
-        input_shape=shape, batchnorm=batchnorm, weights=_weights_digest(module, graph),
+        input_shape=shape, batchnorm=batchnorm, weights=weights_digest(module, graph),
         nodes=graph.n_nodes, edges=graph.n_edges, method=method, init=init,
         replicas=replicas, replicas_per_unit=rpu, nulls=nulls, null_instances=null_instances,
         starts_per_null=starts_per_null, seed=seed, device=device, options=options,
@@ -580,7 +545,8 @@ def write_frustration_run(run: RunDir, result: NullComparison) -> None:
     run.write_table("frustration_runs", result.runs)
     run.write_table("frustration_stats", result.stats)
     g = result.gauge
-    save_gauge(run, g["sigma"], g["sigma_in"], g["sigma_out"], g["energy"])
+    save_gauge(run, g["sigma"], g["sigma_in"], g["sigma_out"], g["energy"],
+               weights=result.config.get("weights_sha256"))
     ax = frustration_histograms(result.runs, result.stats, title=str(result.config["model"]))
     run.save_figure(ax.figure, "frustration.png")
     run.write_report_section(report_markdown(result, gauge_file=f"arrays/{GAUGE_ARRAYS}.npz"))

@@ -40,8 +40,8 @@ from torch import nn
 from ..errors import DeepglassError
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from .alignment import (DEFAULT_RANGE, MonotonicityResult, alignment_gamma, amplitude_grid,
-                        as_batch, check_batch_memory, gamma_table, near_monotonicity,
-                        per_input_table)
+                        as_batch, check_amplitude_range, check_batch_memory, gamma_table,
+                        near_monotonicity, per_input_table)
 from .nulls import NULLS, get_null, resolve_nulls
 
 __all__ = ["near_monotonicity", "MonotonicityResult", "MonotonicityExperiment",
@@ -118,14 +118,16 @@ def _gauges(model, shape, sigma_in, sigma_out, frustration, nulls, run, opts) ->
         raise DeepglassError("give both sigma_in and sigma_out, or neither")
     delta = float("nan") if frustration is None else float(frustration)
     if sigma_in is None:
-        from .frustration import load_gauge, save_gauge
+        from .real_gauge import load_gauge, save_gauge, weights_digest
 
-        g = load_gauge(run) if run is not None else None
+        weights = weights_digest(model, None)
+        g = load_gauge(run, weights) if run is not None else None
         if g is None:
             res = _frustration_gauge(model, shape, **opts)
             g = {"sigma_in": res.sigma_in, "sigma_out": res.sigma_out, "energy": res.frustration}
             if run is not None:
-                save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration)
+                save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration,
+                           weights)
         sigma_in, sigma_out, delta = g["sigma_in"], g["sigma_out"], float(g["energy"])
     gauges = {"real": NullGauge("real", model, np.asarray(sigma_in), np.asarray(sigma_out), delta)}
     m = np.asarray(sigma_out).size
@@ -288,6 +290,10 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
     """
     t0 = time.perf_counter()
     nulls = parse_nulls(nulls)
+    from ..solve.engines import check_device
+
+    check_device(device)
+    check_amplitude_range(amplitude_range)      # before the gauges' solves
     x, ids = as_batch(inputs, ids)
     B, shape = int(x.shape[0]), tuple(x.shape[1:])
     ids = ids or [str(i) for i in range(B)]
@@ -299,7 +305,13 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
     if run is not None and not (counted and amplitudes >= 1):
         raise DeepglassError(f"a run needs a number of amplitudes >= 1, got {amplitudes!r}")
     amplitudes = int(amplitudes) if counted else amplitude_grid(x, amplitudes)
-    settings = {**dict(config or {}), "inputs_count": B,
+    from .real_gauge import check_gauge_weights, weights_digest
+
+    weights = weights_digest(model, None)
+    if sigma_in is None:
+        check_gauge_weights(run, weights)     # before open_run records this configuration
+    settings = {**dict(config or {}), "weights_sha256": weights,
+                "inputs_count": B,
                 "inputs_digest": hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16],
                 "amplitudes": amplitudes if counted else list(amplitudes.shape),
                 "amplitude_range": [float(v) for v in amplitude_range],

@@ -300,7 +300,7 @@ def get_null(name: str) -> NullModel:
     if key in _GROUPS:
         members = NULL_GROUPS[_GROUPS[key]]
         raise DeepglassError(f"{name!r} names {len(members)} null models "
-                             f"({', '.join(members)}); choose one of {', '.join(NULLS)}")
+                             f"({', '.join(members)}); choose one of them")
     raise DeepglassError(f"unknown null model {name!r}; choose from {', '.join(NULLS)}")
 
 

@@ -109,8 +109,10 @@ class FrustrationResult:
 
     def save(self, path: str | Path) -> Path:
         """Write ``PATH.npz`` (gauges, energies) and ``PATH.json`` (the rest); a
-        ``.parquet`` path writes the per-replica table instead."""
+        ``.parquet`` path writes the per-replica table instead.  A missing parent
+        folder is made."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".parquet":
             self.to_frame().to_parquet(path, index=False)
             return path
@@ -416,8 +418,9 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     choose_method(0, method)                       # an unknown name, before tracing
     if int(replicas) < 1:
         raise DeepglassError(f"replicas must be >= 1, got {replicas}")
-    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise DeepglassError(f"device must be 'cpu' or 'cuda', not {device!r}")
+    from .engines import check_device
+
+    check_device(device)
     graph = _as_graph(graph_or_model, input_shape)
     graph = graph.to(device=device, dtype=dtype or graph.dtype)
     if graph.n_edges == 0:

@@ -42,7 +42,7 @@ import torch
 from ..errors import DeepglassError, TooLargeError
 from ..graph import SignedGraph
 
-__all__ = ["ENGINES", "check_engine", "batches_draws", "csr_edges", "compiled_bytes", "matrix_free_bytes",
+__all__ = ["ENGINES", "check_engine", "check_device", "batches_draws", "csr_edges", "compiled_bytes", "matrix_free_bytes",
            "compiled_seconds", "matrix_free_seconds", "EngineEstimate", "engine_estimates",
            "choose_engine", "CSR_BUILD_BYTES", "draw_batch_bytes", "draws_per_batch",
            "check_fits"]
@@ -93,6 +93,31 @@ def check_engine(engine: str, method: str = "descent") -> str:
     if engine != "auto" and method not in ("descent", "auto"):
         raise DeepglassError(f"--engine {engine} applies to --method descent, not {method!r}")
     return engine
+
+
+def check_device(device) -> torch.device:
+    """Validate a user's ``device`` (CLI ``--device``): ``cpu``, ``cuda`` or
+    ``cuda:N``, the CUDA ones only where torch sees a device.
+
+    Raises
+    ------
+    DeepglassError
+        One line, before anything is traced or allocated (``torch.device``
+        itself raises a ``RuntimeError`` listing every backend for a bad name,
+        and a CPU-only torch an ``AssertionError`` at the first CUDA call).
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise DeepglassError(f"device must be 'cpu', 'cuda' or 'cuda:N', not {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeepglassError(f"device {device!r} requested but torch sees no CUDA device")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeepglassError(f"device {device!r} requested but torch sees "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def _itemsize(graph: SignedGraph) -> int:
@@ -367,7 +392,7 @@ def check_fits(graph: SignedGraph, replicas: int, method: str = "descent",
     if method != "descent":
         return None
     check_engine(engine, method)
-    if torch.device(device).type != "cpu":
+    if check_device(device).type != "cpu":
         if engine == "compiled":
             raise DeepglassError("--engine compiled runs on the CPU; use --engine matrix-free "
                                  "(or auto) with a device")

@@ -286,6 +286,9 @@ def load_model(
 def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: int):
     kind = _sniff(path)
     if kind == "onnx":
+        if arch is not None:     # the file holds its architecture; arch would be ignored
+            raise DeepglassError(f"{path} is an ONNX model (its own architecture); "
+                                 f"arch={arch!r} applies to state dicts and TorchScript only")
         from .onnx_import import load_onnx
 
         model = load_onnx(path, input_shape=shape)
