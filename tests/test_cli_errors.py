@@ -122,3 +122,24 @@ def test_help_lists_commands_in_whole_sentences(cli, monkeypatch):
     assert code == 0, err
     assert ("Compute the frustration of a network's signed graph; with --nulls or --out, "
             "compare it with null models in a run directory.") in out
+
+
+def test_skipped_inputs_are_said_once(cli, tmp_path):
+    """An unreadable file in an image folder is skipped, and the user reads
+    that once: the library's warning, not a second line of the command."""
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{k}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, out, err = cli(["active", "digits_cnn", "--inputs", str(folder), "--replicas", "2"])
+    assert code == 0, err
+    assert err.count("skipped 1 ") == 1 and "broken.png" in err, err

@@ -107,9 +107,6 @@ def active_cmd(
     con.print(f"mean delta_x {mean:.4f}, median {stats['delta_x_median']:.4f}, delta "
               f"{delta:.4f}" if mean is not None else "no active subnetwork had an edge")
     con.print(verdict(stats))
-    if batch.skipped:
-        Console(stderr=True).print(f"skipped {len(batch.skipped)} input(s): "
-                                   + "; ".join(f"{i} ({why})" for i, why in batch.skipped[:5]))
     if out:
         con.print(f"run directory: {out} (report.md, active.parquet, figures/active_delta_x.png)")
 

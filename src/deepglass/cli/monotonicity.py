@@ -128,9 +128,6 @@ def monotonicity_cmd(
         return
     print_gamma_table(exp.gamma, f"{model}: near-monotonicity, {len(batch)} inputs x "
                                  f"{amplitudes} amplitudes ({exp.seconds:.1f} s)")
-    if batch.skipped:
-        Console(stderr=True).print(f"skipped {len(batch.skipped)} input(s): "
-                                   + "; ".join(f"{i} ({why})" for i, why in batch.skipped[:5]))
     if out:
         Console().print(f"run directory: {out} (report.md, figures/rho_hist.png, "
                         "figures/rho_vs_amplitude.png, figures/gamma.png)")
