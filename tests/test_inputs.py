@@ -122,6 +122,14 @@ def test_image_folder_skips_bad_files(tmp_path):
             warnings.simplefilter("ignore")
             one = load_inputs(root, (3, 224, 224), n=1, seed=seed)
         assert len(one) == 1 and one.ids[0] in b.ids
+    # more than the folder's three readable images: all of them, and a warning that says so
+    with pytest.warns(UserWarning) as caught:
+        more = load_inputs(root, (3, 224, 224), n=10)
+    said = [str(w.message) for w in caught]
+    assert any("skipped 2" in m for m in said), said
+    assert any("3 input(s), fewer than the 10 asked for" in m for m in said), said
+    assert all(w.filename == __file__ for w in caught)     # the caller's line, not ours
+    assert more.ids == b.ids
 
 
 def test_flat_folder_has_no_labels(tmp_path):

@@ -236,7 +236,7 @@ def _load_images(loaders: Sequence[tuple[str, Callable[[], object]]], labels: Se
             skipped.append((name, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
     if skipped:
         warnings.warn(f"{source}: skipped {len(skipped)} unreadable or unsupported image(s), "
-                      f"e.g. {skipped[0][0]} ({skipped[0][1]})", stacklevel=3)
+                      f"e.g. {skipped[0][0]} ({skipped[0][1]})", stacklevel=4)
     keep = sorted(good)
     if not keep:
         raise DeepglassError(f"{source}: no readable image")
@@ -415,6 +415,15 @@ def load_inputs(spec, input_shape: Sequence[int], n: int | None = None, seed: in
     >>> tuple(batch.x.shape), batch.ids[0]
     ((5, 1, 8, 8), 'digits:test:0081')
     """
+    batch = _load_batch(spec, input_shape, n, seed, resize=resize, mean=mean, std=std)
+    if n is not None and len(batch) < int(n):
+        warnings.warn(f"{batch.source or spec}: {len(batch)} input(s), fewer than the {int(n)} "
+                      "asked for (all the source holds)", stacklevel=2)
+    return batch
+
+
+def _load_batch(spec, input_shape, n, seed, *, resize, mean, std) -> InputBatch:
+    """:func:`load_inputs` without the check that ``n`` inputs came back."""
     n = _check_n(n)
     try:
         shape = tuple(int(s) for s in input_shape)
