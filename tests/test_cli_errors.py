@@ -29,6 +29,11 @@ BAD = [
     (["criticality", "meanfield", "digits_cnn", "--lanczos-tol", "-1"], "--lanczos-tol must be > 0"),
     (["criticality", "meanfield", "digits_cnn", "--lanczos-tol", "nan"], "must be a finite number"),
     (["frustration", "digits_cnn", "--max-memory-gb", "0"], "--max-memory-gb must be > 0"),
+    (["frustration", "digits_cnn", "--time-limit", "5"], "--time-limit applies to --method exact"),
+    (["frustration", "digits_cnn", "--method", "exact", "--time-limit", "0"],
+     "--time-limit must be a positive number of seconds"),
+    (["frustration", "digits_cnn", "--method", "exact", "--time-limit", "nan"],
+     "--time-limit must be a finite number"),
     (["rap", "bp", "--N", "10", "--beta", "inf"], "--beta must be a finite number"),
     (["monotonicity", "digits_cnn", "--inputs", "digits", "--alpha", "1.5"], "--alpha must be in (0, 1)"),
     (["active", "digits_cnn", "--inputs", "digits", "--n", "0"], "--n must be an integer >= 1"),
@@ -143,3 +148,16 @@ def test_skipped_inputs_are_said_once(cli, tmp_path):
         code, out, err = cli(["active", "digits_cnn", "--inputs", str(folder), "--replicas", "2"])
     assert code == 0, err
     assert err.count("skipped 1 ") == 1 and "broken.png" in err, err
+
+
+def test_time_limit_reaches_the_exact_solver(cli):
+    # the digits CNN's MILP is not proven within a second (it is not within
+    # the default 60 s either): the best value found and a lower bound below it
+    import json
+
+    code, out, err = cli(["frustration", "digits_cnn", "--method", "exact", "--time-limit", "1",
+                          "--json"])
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["optimal"] is False and 0 <= res["lower_bound"] < res["frustration"]
+    assert res["seconds"] < 20          # the default limit would take 60 s

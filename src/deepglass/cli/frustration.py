@@ -28,6 +28,9 @@ def frustration_cmd(
     init: str = typer.Option("random", "--init", help="random or paper (10^6 random flips)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     engine: str = ENGINE_OPTION,
+    time_limit: Optional[float] = typer.Option(
+        None, "--time-limit", help="Seconds the exact MILP may take (--method exact; default "
+                                   "60); beyond them the best value found and a lower bound."),
     input_shape: Optional[str] = INPUT_SHAPE_OPTION,
     batchnorm: str = BATCHNORM_OPTION,
     arch: Optional[str] = ARCH_OPTION,
@@ -59,6 +62,12 @@ def frustration_cmd(
 
     check_engine(engine, method)
     check_device(device)
+    if time_limit is not None:
+        if method != "exact":
+            raise DeepglassError("--time-limit applies to --method exact")
+        if not time_limit > 0 or time_limit == float("inf"):
+            raise DeepglassError(f"--time-limit must be a positive number of seconds, "
+                                 f"got {time_limit}")
     if out is not None:
         check_out_dir(out)           # before loading or computing anything
     if save:
@@ -73,7 +82,8 @@ def frustration_cmd(
                           init=init, device=device, input_shape=input_shape,
                           batchnorm=batchnorm, arch=arch, trust_pickle=trust_pickle, out=out,
                           force=force, executor=executor, address=address, as_json=as_json,
-                          engine=engine, draws_per_unit=draws_per_unit)
+                          engine=engine, draws_per_unit=draws_per_unit,
+                          time_limit=time_limit)
     if executor not in (None, "inprocess") or address:
         raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
     # options of the experiment alone: refused rather than silently ignored
@@ -85,6 +95,8 @@ def frustration_cmd(
     if given:
         raise DeepglassError(f"{', '.join(given)} apply to experiments (--nulls or --out)")
     options = {"engine": engine} if method in ("descent", "auto") else {}
+    if time_limit is not None:
+        options["time_limit"] = time_limit
     from ..solve import check_method
 
     check_method(method)
@@ -118,7 +130,7 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
                init: str, device: str, input_shape: str | None, batchnorm: str,
                arch: str | None, trust_pickle: bool, out: str | None, force: bool,
                executor: str, address: str | None, as_json: bool, engine: str = "auto",
-               draws_per_unit: int | None = None):
+               draws_per_unit: int | None = None, time_limit: float | None = None):
     """Real weights vs null models; prints the statistics and the verdict."""
     from ..experiments.frustration import frustration_vs_nulls
     from ..experiments.frustration_stats import stats_records
@@ -132,6 +144,7 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
             batchnorm=batchnorm, init=init, replicas_per_unit=replicas_per_unit, device=device,
             model_name=model,
             draws_per_unit=draws_per_unit, **({"engine": engine} if engine != "auto" else {}),
+            **({"time_limit": time_limit} if time_limit is not None else {}),
             progress=unit_progress(stack, "units", enabled=not as_json))
     if as_json:
         print_json({"model": model, "nodes": res.info["nodes"], "edges": res.info["edges"],
