@@ -79,6 +79,10 @@ _OWN_DIRS = ("units", "arrays", "figures", "reports")
 #: files assembled from every kind's parts: one kind's ``force`` rebuilds, never removes them
 SHARED_FILES = (CONFIG_NAME, "report.md", "summary.json")
 
+#: how the messages name the two ways out, for the command and for Python alike
+_ELSEWHERE = "use another run directory (--out, run=)"
+_FORCE = "force it (--force, force=True)"
+
 log = logging.getLogger("deepglass.store")
 
 
@@ -141,8 +145,8 @@ class RunDir:
             if version != package_version():
                 if not force:
                     raise DeepglassError(f"run directory {self.path}: it was made by deepglass "
-                                         f"{version}, this is {package_version()}; use another "
-                                         "--out or pass --force")
+                                         f"{version}, this is {package_version()}; "
+                                         f"{_ELSEWHERE} or {_FORCE}")
                 self._remove_owned(lambda rel: rel != CONFIG_NAME)
                 found = None
             elif kind in runs and runs[kind] != self.config:
@@ -152,8 +156,8 @@ class RunDir:
         elif self.path.is_dir() and any(self.path.iterdir()):
             if not force:
                 raise DeepglassError(
-                    f"{self.path} is not empty and is not a deepglass run; choose another "
-                    "--out (or pass --force to add a run beside its files, left alone)")
+                    f"{self.path} is not empty and is not a deepglass run; {_ELSEWHERE} "
+                    f"(or {_FORCE} to add a run beside its files, left alone)")
             if os.path.lexists(self.path / MANIFEST_NAME):
                 raise DeepglassError(f"{self.path} holds a {MANIFEST_NAME} that deepglass "
                                      "did not write; choose another --out")
@@ -327,7 +331,7 @@ class RunDir:
         keys = sorted(k for k in set(found) | set(self.config)
                       if found.get(k) != self.config.get(k))
         return (f"run directory {self.path}: its '{self.kind}' configuration differs ("
-                + ", ".join(keys) + "); use another --out or pass --force")
+                + ", ".join(keys) + f"); {_ELSEWHERE} or {_FORCE}")
 
     # -- units -------------------------------------------------------------
     def unit_path(self, table: str, unit: str) -> Path:
