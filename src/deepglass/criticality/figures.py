@@ -33,7 +33,8 @@ def _ax(ax, w=4.2, h=3.3):
 def _figure(nrows, ncols, w=4.2, h=3.3):
     # fixed spacing: a layout engine costs seconds per figure on busy machines
     fig, axes = new_figure((w * ncols, h * nrows), nrows, ncols, squeeze=False)
-    fig.subplots_adjust(wspace=0.38, hspace=0.55, top=1 - 0.45 / (h * nrows))
+    # 0.8 in above the top row: the figure's title over two-line panel titles
+    fig.subplots_adjust(wspace=0.38, hspace=0.55, top=1 - 0.8 / (h * nrows))
     return fig, axes
 
 

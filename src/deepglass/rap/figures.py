@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..plotting import axes_or_new as _axes
+from ..plotting import free_inset
 from ..plotting import new_figure as _figure
 
 __all__ = ["plot_phase", "plot_pc", "plot_student", "plot_stability", "plot_degrees",
@@ -99,7 +100,7 @@ def plot_energy(summary: pd.DataFrame, beta: float, a2: float, population: int,
     ax.set_ylabel("energy per weight")
     ax.set_title(f"(b) energy, beta = {beta:g}, a2 = {a2:g}")
     ax.legend(fontsize=7, loc="lower right")
-    ins = ax.inset_axes([0.08, 0.55, 0.35, 0.38])
+    ins = free_inset(ax, 0.35, 0.38, avoid=("lower right",))     # the legend's corner
     ins.plot(r.p, r.entropy, "--", color="gray")
     ins.plot(oo.p, oo.entropy, "-", color="tab:red")
     ins.set_title("entropy", fontsize=7)
@@ -255,7 +256,7 @@ def plot_annealing(finals: pd.DataFrame | None, traces: pd.DataFrame | None = No
         ax.set_ylabel("energy per weight")
         ax.legend(fontsize=8, loc="upper right")
         if traces is not None and len(traces):
-            ins = ax.inset_axes([0.5, 0.3, 0.45, 0.35])
+            ins = free_inset(ax, 0.42, 0.35, avoid=("upper right",))  # the legend's corner
             for spt, t in traces[traces.repeat == 0].groupby("sweeps_per_temp"):
                 ins.plot(t.beta, t.e_mean, lw=0.8, label=str(spt))
             ins.set_xlabel("beta", fontsize=6)
