@@ -175,7 +175,7 @@ def test_a_run_that_would_not_fit_is_refused_up_front():
     with pytest.raises(TooLargeError, match="lower --replicas"):
         engines.choose_engine(g, 4, "auto", budget_bytes=1000)
     assert engines.choose_engine(g, 4, "matrix-free", budget_bytes=10**12) == "matrix-free"
-    with pytest.raises(ValueError, match="engine"):
+    with pytest.raises(DeepglassError, match="engine"):
         engines.choose_engine(g, 4, "gpu")
 
 

@@ -248,7 +248,7 @@ def test_engine_choice_on_device(cuda):
     assert list(est) == ["matrix-free"]
     assert est["matrix-free"].bytes == engine_estimates(g, 8)["matrix-free"].bytes
     assert choose_engine(gc, 8) == choose_engine(gc, 8, "matrix-free") == "matrix-free"
-    with pytest.raises(ValueError, match="compiled engine runs on the CPU"):
+    with pytest.raises(DeepglassError, match="compiled engine runs on the CPU"):
         choose_engine(gc, 8, "compiled")
     assert check_fits(g, 8, "descent", "auto", "cuda") == "matrix-free"
     with pytest.raises(DeepglassError, match="--engine compiled runs on the CPU"):

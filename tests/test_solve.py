@@ -110,7 +110,7 @@ def test_block_threshold_flips_each_blocks_steepest_nodes_first(engine):
         hb = h0[:, nb.offset:nb.stop]
         expect = (hb < 0.9 * hb.min(1, keepdim=True).values) & (hb < 0)
         assert torch.equal(flipped[:, nb.offset:nb.stop], expect)
-    with pytest.raises(ValueError, match="threshold"):
+    with pytest.raises(DeepglassError, match="threshold"):
         descent(g, s0, threshold="layer")
 
 
@@ -274,7 +274,7 @@ def test_engine_choice():
     g = _tiny_conv(0)
     assert choose_engine(g, 4) == "compiled"
     assert choose_engine(g, 4, "matrix-free") == "matrix-free"
-    with pytest.raises(ValueError, match="engine"):
+    with pytest.raises(DeepglassError, match="engine"):
         choose_engine(g, 4, "gpu")
 
 

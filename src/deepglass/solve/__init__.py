@@ -418,6 +418,8 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     choose_method(0, method)                       # an unknown name, before tracing
     if int(replicas) < 1:
         raise DeepglassError(f"replicas must be >= 1, got {replicas}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DeepglassError(f"seed must be a non-negative integer, got {seed!r}")
     from .engines import check_device
 
     check_device(device)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import DeepglassError
 from ..graph import SignedGraph
 from .descent import DescentState, _Incidence, _update_fields, descent
 
@@ -50,9 +51,9 @@ def anneal(graph: SignedGraph, sigma0: torch.Tensor, *, sweeps: int = 100,
     edge blocks around it), plus the final descent.
     """
     if sweeps < 1:
-        raise ValueError("sweeps must be >= 1")
+        raise DeepglassError(f"sweeps must be >= 1, got {sweeps}")
     if not 0 < t_end <= t_start:
-        raise ValueError("need 0 < t_end <= t_start")
+        raise DeepglassError(f"need 0 < t_end <= t_start, got t_start={t_start}, t_end={t_end}")
     sigma = sigma0.to(device=graph.device, dtype=graph.dtype).clone()
     inc = _Incidence(graph)
     F = graph.sym_matvec(sigma)

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import DeepglassError
 from ..graph import SignedGraph
 from .engines import ENGINES, SPARSE_CHUNK  # ENGINES re-exported
 
@@ -226,11 +227,11 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
     time and the operator's own temporaries.
     """
     if not 0.0 <= gamma < 1.0:
-        raise ValueError("gamma must be in [0, 1)")
+        raise DeepglassError(f"gamma must be in [0, 1), got {gamma}")
     if decay is not None and not 0.0 <= decay <= 1.0:
-        raise ValueError("decay must be in [0, 1]")
+        raise DeepglassError(f"decay must be in [0, 1], got {decay}")
     if threshold not in ("global", "block"):
-        raise ValueError("threshold must be 'global' or 'block'")
+        raise DeepglassError(f"threshold must be 'global' or 'block', not {threshold!r}")
     per_block = threshold == "block"
     engine = choose_engine(graph, sigma0.shape[0], engine)
     if decay is None:

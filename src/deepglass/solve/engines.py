@@ -281,17 +281,17 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
 
     Raises
     ------
-    ValueError
+    DeepglassError
         An unknown engine; ``"compiled"`` for a graph on a device.
     TooLargeError
         Nothing fits: one line with the estimate and what to change (fewer
         replicas, the other engine, more memory).
     """
     if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
+        raise DeepglassError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
     if engine == "compiled" and graph.device.type != "cpu":
-        raise ValueError("the compiled engine runs on the CPU: move the graph there "
-                         "or use engine='matrix-free'")
+        raise DeepglassError("the compiled engine runs on the CPU: move the graph there "
+                             "or use engine='matrix-free'")
     est = engine_estimates(graph, replicas)
     if graph.device.type != "cpu":
         # the device's own free memory (not the host's MemAvailable)
