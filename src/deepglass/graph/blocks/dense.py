@@ -34,6 +34,11 @@ class DenseBlock(EdgeBlock):
 
     def _apply(self, x, absolute):
         w = self._abs("weight") if absolute else self.weight
+        if x.ndim == 2:
+            # (W x^T)^T: BLAS splits W's rows over the threads; x W^T with few
+            # replicas ran on one (AlexNet's 4096 x 9216 layer, 2 threads: 2
+            # replicas 7.0 vs 15.2 ms, 80 replicas 36.5 vs 58.0 ms)
+            return (w @ x.T).T
         return x @ w.T
 
     def _adjoint(self, y, absolute):
