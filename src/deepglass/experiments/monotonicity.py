@@ -110,17 +110,18 @@ def null_gauge(model: nn.Module, null: str, *, input_shape: Sequence[int], n_out
     return NullGauge(rec.name, net, res.sigma_in, res.sigma_out, float(res.frustration))
 
 
-def _gauges(model, shape, sigma_in, sigma_out, frustration, nulls, run, opts) -> dict:
+def _gauges(model, shape, sigma_in, sigma_out, frustration, nulls, run, opts,
+            weights: str) -> dict:
     """The real gauge and every null's: read from the run directory when it
-    holds them (the real one as a frustration run stores it), else computed
-    (and stored there)."""
+    holds them (the real one as a frustration run stores it, for these
+    ``weights``: the model's :func:`~.real_gauge.weights_digest`), else
+    computed (and stored there)."""
     if (sigma_in is None) != (sigma_out is None):
         raise DeepglassError("give both sigma_in and sigma_out, or neither")
     delta = float("nan") if frustration is None else float(frustration)
     if sigma_in is None:
-        from .real_gauge import load_gauge, save_gauge, weights_digest
+        from .real_gauge import load_gauge, save_gauge
 
-        weights = weights_digest(model, None)
         g = load_gauge(run, weights) if run is not None else None
         if g is None:
             res = _frustration_gauge(model, shape, **opts)
@@ -325,7 +326,7 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
     rd = open_run(run, settings, MonotonicityRun.kind, force)
     gauges = _gauges(model, shape, sigma_in, sigma_out, frustration, nulls, rd,
                      dict(seed=seed, replicas=replicas, method=method, device=device,
-                          engine=engine, output=output))
+                          engine=engine, output=output), weights)
     opts = dict(amplitude_range=amplitude_range, amplitude_scale=amplitude_scale, seed=seed,
                 batch_size=batch_size, alpha=float(alpha), device=device, output=output)
     exp = MonotonicityRun(x, ids, amplitudes, settings, gauges, opts, started=t0)
