@@ -61,8 +61,9 @@ def load_gauge(run: RunDir, weights: str | None = None) -> dict | None:
         return None
     g = run.load_arrays(GAUGE_ARRAYS)
     g["energy"] = float(np.asarray(g["energy"], dtype=float).ravel()[0])
-    _refuse_other(run.path, str(g.pop("weights")) if "weights" in g else
-                  (run.run_config("frustration") or {}).get("weights_sha256"), weights)
+    stored = str(g.pop("weights")) if "weights" in g else None
+    _refuse_other(run.path, stored, run.run_config("frustration") if stored is None else None,
+                  weights)
     return g
 
 
@@ -74,19 +75,23 @@ def check_gauge_weights(run: RunDir | str | os.PathLike | None, weights: str) ->
         return
     path = run.path if isinstance(run, RunDir) else Path(run)
     npz = path / "arrays" / f"{GAUGE_ARRAYS}.npz"
-    stored = None
     try:
         with np.load(npz) as z:
             stored = str(z["weights"]) if "weights" in z.files else None
-        if stored is None:
-            runs = tomllib.loads((path / "config.toml").read_text()).get("runs", {})
-            stored = runs.get("frustration", {}).get("weights_sha256")
+        frustration = None if stored is not None else tomllib.loads(
+            (path / "config.toml").read_text()).get("runs", {}).get("frustration")
     except Exception:  # noqa: BLE001 - none or unreadable: load_gauge decides later
         return
-    _refuse_other(path, stored, weights)
+    _refuse_other(path, stored, frustration, weights)
 
 
-def _refuse_other(path: Path, stored: str | None, weights: str | None) -> None:
+def _refuse_other(path: Path, stored: str | None, frustration: dict | None,
+                  weights: str | None) -> None:
+    """Refuse a gauge of other weights: its own digest (``stored``), else that of
+    the frustration run (its ``config.toml`` table) that wrote it before gauges
+    carried one."""
+    if stored is None:
+        stored = (frustration or {}).get("weights_sha256")
     if weights is not None and stored is not None and stored != weights:
         raise DeepglassError(
             f"run directory {path}: arrays/{GAUGE_ARRAYS}.npz is the gauge of other "
