@@ -19,3 +19,18 @@ class UnsupportedLayerError(DeepglassError):
 
 class TooLargeError(DeepglassError):
     """An explicit object (matrix, message array) that would not fit in memory."""
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an ``int``: a non-negative Python or NumPy integer (not a bool).
+
+    Raises
+    ------
+    DeepglassError
+        One line naming the value.
+    """
+    import numpy as np
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DeepglassError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)

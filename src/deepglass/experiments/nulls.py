@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_seed
 from ..graph import ConvBlock, DenseBlock, EdgeBlock, SignedGraph
 from ..graph.unshared import UnsharedConvBlock
 from .pooled_edges import n2_blocks
@@ -436,15 +436,14 @@ def null_model(model_or_graph, kind: str, seed: int = 0, *, input_shape=None):
     if rec.acts_on != "weights":
         raise DeepglassError(f"{rec.name} is a null of the partial order, not of the weights; "
                              f"null_model draws {', '.join(NULL_KINDS)}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DeepglassError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = check_seed(seed)
     if isinstance(model_or_graph, SignedGraph):
-        return rec.graph(model_or_graph, int(seed))
+        return rec.graph(model_or_graph, seed)
     if not isinstance(model_or_graph, nn.Module):
         raise DeepglassError("null_model expects an nn.Module or a SignedGraph, got "
                              f"{type(model_or_graph).__name__}")
     if rec.module is not None:
-        return rec.module(model_or_graph, int(seed))
+        return rec.module(model_or_graph, seed)
     # a null of the graph only (N2): trace the module first
     shape = input_shape or getattr(model_or_graph, "default_input_shape", None)
     if shape is None:
@@ -454,4 +453,4 @@ def null_model(model_or_graph, kind: str, seed: int = 0, *, input_shape=None):
     param = next(model_or_graph.parameters(), None)
     device = param.device if param is not None else "cpu"
     graph = SignedGraph.from_module(model_or_graph, tuple(shape), device=device)
-    return rec.graph(graph, int(seed))
+    return rec.graph(graph, seed)

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_seed
 from ..graph import SignedGraph
 from .gauges import paper_gauges, random_gauges
 
@@ -418,8 +418,7 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     choose_method(0, method)                       # an unknown name, before tracing
     if int(replicas) < 1:
         raise DeepglassError(f"replicas must be >= 1, got {replicas}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DeepglassError(f"seed must be a non-negative integer, got {seed!r}")
+    check_seed(seed)
     from .engines import check_device
 
     check_device(device)
