@@ -31,7 +31,7 @@ BAD = [
     (["frustration", "digits_cnn", "--max-memory-gb", "0"], "--max-memory-gb must be > 0"),
     (["frustration", "digits_cnn", "--time-limit", "5"], "--time-limit applies to --method exact"),
     (["frustration", "digits_cnn", "--method", "exact", "--time-limit", "0"],
-     "--time-limit must be a positive number of seconds"),
+     "--time-limit must be > 0, got 0"),
     (["frustration", "digits_cnn", "--method", "exact", "--time-limit", "nan"],
      "--time-limit must be a finite number"),
     (["rap", "bp", "--N", "10", "--beta", "inf"], "--beta must be a finite number"),

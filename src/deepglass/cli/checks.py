@@ -48,6 +48,7 @@ FLOAT_RULES = {
     "alpha": (0.0, 1.0, True, True),
     "tol": (0.0, math.inf, True, True),
     "bracket_tol": (0.0, math.inf, True, True),
+    "time_limit": (0.0, math.inf, True, True),
     "threshold": (-math.inf, math.inf, True, True),
 }
 

@@ -18,6 +18,10 @@ from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTIO
                     resume_hint, unit_progress)
 
 
+#: defaults of the experiment's own options (given without --nulls/--out: refused)
+NULL_INSTANCES, STARTS_PER_NULL = 80, 2
+
+
 def frustration_cmd(
     model: str = typer.Argument(..., help="A zoo name or a model file (see `deepglass graph`)."),
     method: str = typer.Option("descent", "--method",
@@ -41,8 +45,10 @@ def frustration_cmd(
         None, "--nulls", help="Compare with null models of the weights, comma-separated names "
                               "or aliases of the null registry: N1, N2, N3-xavier, N3-he, "
                               "N3 (= N3-xavier + N3-he), all."),
-    null_instances: int = typer.Option(80, "--null-instances", help="Draws of each null model."),
-    starts_per_null: int = typer.Option(2, "--starts-per-null", help="Start gauges per draw."),
+    null_instances: int = typer.Option(NULL_INSTANCES, "--null-instances",
+                                       help="Draws of each null model."),
+    starts_per_null: int = typer.Option(STARTS_PER_NULL, "--starts-per-null",
+                                        help="Start gauges per draw."),
     replicas_per_unit: Optional[int] = typer.Option(
         None, "--replicas-per-unit", help="Real replicas per stored unit (default: all)."),
     draws_per_unit: Optional[int] = typer.Option(
@@ -62,12 +68,8 @@ def frustration_cmd(
 
     check_engine(engine, method)
     check_device(device)
-    if time_limit is not None:
-        if method != "exact":
-            raise DeepglassError("--time-limit applies to --method exact")
-        if not time_limit > 0 or time_limit == float("inf"):
-            raise DeepglassError(f"--time-limit must be a positive number of seconds, "
-                                 f"got {time_limit}")
+    if time_limit is not None and method != "exact":
+        raise DeepglassError("--time-limit applies to --method exact")
     if out is not None:
         check_out_dir(out)           # before loading or computing anything
     if save:
@@ -87,8 +89,8 @@ def frustration_cmd(
     if executor not in (None, "inprocess") or address:
         raise DeepglassError("--executor/--address apply to experiments (--nulls or --out)")
     # options of the experiment alone: refused rather than silently ignored
-    given = [opt for opt, on in (("--null-instances", null_instances != 80),
-                                 ("--starts-per-null", starts_per_null != 2),
+    given = [opt for opt, on in (("--null-instances", null_instances != NULL_INSTANCES),
+                                 ("--starts-per-null", starts_per_null != STARTS_PER_NULL),
                                  ("--replicas-per-unit", replicas_per_unit is not None),
                                  ("--draws-per-unit", draws_per_unit is not None),
                                  ("--force", force)) if on]
