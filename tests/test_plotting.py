@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import doctest
 
-import numpy as np
-
 from deepglass import plotting
 from deepglass.plotting import free_corner, free_inset, new_figure
 
