@@ -22,8 +22,7 @@ def _has_examples(name: str) -> bool:
         module = importlib.import_module(name)
     except ImportError:          # an optional integration that is not installed
         return False
-    return bool(doctest.DocTestFinder().find(module)) and any(
-        t.examples for t in doctest.DocTestFinder().find(module))
+    return any(t.examples for t in doctest.DocTestFinder().find(module))
 
 
 @pytest.mark.parametrize("name", [m for m in MODULES if _has_examples(m)])
