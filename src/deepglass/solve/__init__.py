@@ -35,6 +35,7 @@ import torch
 
 from ..errors import DeepglassError, check_seed
 from ..graph import SignedGraph
+from .engines import check_device, check_engine
 from .gauges import paper_gauges, random_gauges
 
 __all__ = ["frustration", "FrustrationResult", "METHODS", "Solved", "EXPLICIT_LIMIT",
@@ -341,8 +342,6 @@ def _solver_options(method: str, asked: str, options: dict) -> dict:
     if engine is None or method == "descent":
         return dict(options)
     if asked != "auto" and engine != "auto":
-        from .engines import check_engine
-
         check_engine(engine, method)       # raises: engine applies to descent only
     return {k: v for k, v in options.items() if k != "engine"}
 
@@ -419,8 +418,6 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     if int(replicas) < 1:
         raise DeepglassError(f"replicas must be >= 1, got {replicas}")
     check_seed(seed)
-    from .engines import check_device
-
     check_device(device)
     graph = _as_graph(graph_or_model, input_shape)
     graph = graph.to(device=device, dtype=dtype or graph.dtype)
