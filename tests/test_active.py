@@ -80,8 +80,27 @@ def residual():
     return Residual(), (1, 4, 4), ["relu1", "relu2", "relu3", "pool", "fc"]
 
 
+class PermutedFlatten(nn.Module):
+    """A channels-last flatten before the dense layers (``permute(...).contiguous().view``,
+    as in MTCNN's R-Net and O-Net): the recorded value ids go through the copy too."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.relu, self.pool = nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(2)
+        self.fc1, self.relu2, self.fc2 = nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = self.pool(self.relu(self.conv(x))).permute(0, 3, 2, 1).contiguous()
+        return self.fc2(self.relu2(self.fc1(x.view(x.shape[0], -1))))
+
+
+def permuted_flatten():
+    return PermutedFlatten(), (1, 6, 6), ["relu", "pool", "relu2", "fc2"]
+
+
 NETS = {"conv_relu_pool": conv_relu_pool, "pool_ties": pool_first_with_ties,
-        "relu_bn_avgpool": relu_batchnorm_avgpool, "residual": residual}
+        "relu_bn_avgpool": relu_batchnorm_avgpool, "residual": residual,
+        "permuted_flatten": permuted_flatten}
 
 
 def make(name, seed=0):

@@ -523,8 +523,7 @@ def _identity(ip, n, args, kwargs, real):
     contiguous, as the op makes it, so that later views see the same layout)."""
     v = args[0]
     if isinstance(v, Ref):
-        return dataclasses.replace(v, index=v.index.contiguous(),
-                                   scale=None if v.scale is None else v.scale.contiguous())
+        return remap(v, lambda t, fill: t.contiguous())
     return v
 
 
