@@ -314,6 +314,61 @@ def test_reduce_mean_softmax_and_reindexing():
     _exportable(module, x)
 
 
+@pytest.mark.parametrize("starts,ends,steps", [
+    ([-1], [-1000], [-1]),            # the whole axis reversed (torch.flip)
+    ([10, 1], [-10, -100], [-2, -1]),  # clamped starts, stride 2, two axes
+    ([3, 0], [0, 4], [-1, 1]),        # a reversed part of one axis, a forward slice of the other
+])
+def test_reversing_slice_is_a_reindexing(starts, ends, steps):
+    """Slice with negative steps (ONNX clamping) against the ONNX reference; its signed graph is
+    the Jacobian of the network it sits in (a re-indexing adds no edge of its own)."""
+    from deepglass.graph import SignedGraph
+
+    w = _rand(2, 3, 2, 2)
+    nodes = [helper.make_node("Slice", ["X", "st", "en", "axs", "sp"], ["s"], name="reverse"),
+             helper.make_node("Conv", ["s", "W"], ["Y"], name="conv")]
+    inits = {"st": np.array(starts, np.int64), "en": np.array(ends, np.int64),
+             "axs": np.array([3, 2][:len(starts)], np.int64), "sp": np.array(steps, np.int64), "W": w}
+    model = _model(nodes, {"X": [1, 3, 5, 5]}, {"Y": [1, 2, None, None]}, inits, check=False)
+    module = onnx_to_module(model)
+    x = _rand(2, 3, 5, 5)
+    np.testing.assert_allclose(_run(module, x), _reference(model, X=x)[0], rtol=1e-5, atol=1e-5)
+    net = module.double()
+    g = SignedGraph.from_module(net, (3, 5, 5))
+    J = torch.autograd.functional.jacobian(lambda t: net(t), torch.zeros(1, 3, 5, 5, dtype=torch.float64))
+    J = J.reshape(-1, 75).numpy()
+    np.testing.assert_allclose(g.to_scipy().toarray()[:75, 75:], J.T, atol=1e-12)
+    assert g.n_edges == int((J != 0).sum())
+
+
+class _PadThenConv(nn.Module):
+    """``F.pad`` on a 4-d value: the exporter computes the pads with a reversing Slice of a constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, (5, 1))
+
+    def forward(self, x):
+        return self.conv(torch.nn.functional.pad(x[:, None, :, None], (0, 0, 2, 3)))
+
+
+def test_exported_pad_with_a_constant_reversal_imports():
+    """torch's exporter writes ``F.pad`` as Pad of constant pads reversed by Slice(step -1):
+    folded at import; outputs and signed graph equal those of the PyTorch module."""
+    from deepglass.graph import SignedGraph
+
+    torch.manual_seed(0)
+    model = _PadThenConv().eval()
+    x = torch.randn(1, 16)
+    module = _torch_to_onnx_module(model, x)
+    y = torch.randn(3, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(module(y), model(y))
+    a, b = SignedGraph.from_module(model, (16,)), SignedGraph.from_module(module, (16,))
+    assert (a.n_nodes, a.n_edges) == (b.n_nodes, b.n_edges)
+    assert abs(a.to_scipy() - b.to_scipy()).max() < 1e-6
+
+
 # -- padding, resampling, transposed convolution --------------------------------------------
 
 def test_constant_pad_and_refused_reflect():

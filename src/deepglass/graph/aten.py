@@ -298,7 +298,7 @@ ATEN_OPS: dict = {
     **_ops("view _unsafe_view reshape permute transpose t unsqueeze squeeze expand slice "
            "select cat concat split split_with_sizes unbind constant_pad_nd as_strided "
            "flatten narrow pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
-           "movedim stack repeat index_select unflatten chunk swapaxes pad", _shape_rule),
+           "movedim stack repeat index_select unflatten chunk swapaxes pad flip roll", _shape_rule),
     **_ops("pow sqrt rsqrt", _statistic),
     **_ops("bmm baddbmm einsum", _bmm),
     **_ops("_scaled_dot_product_flash_attention _scaled_dot_product_efficient_attention "

@@ -193,15 +193,26 @@ class _ShapeOps:
             axes = ax_c.reshape(-1).tolist() if ax_c is not None else list(range(len(starts)))
             steps = st_c.reshape(-1).tolist() if st_c is not None else [1] * len(starts)
         index: list[slice] = [slice(None)] * rank
+        flips = []
         for st, en, ax, sp in zip(starts, ends, axes, steps):
             ax = int(ax) + rank if int(ax) < 0 else int(ax)
             size = x.tensor.shape[ax]
-            if int(sp) <= 0:
-                self.refuse(node, f"step {sp} (a reversal)")
-            st, en = int(st), int(en)
-            st = max(0, min(size, st + size if st < 0 else st))
-            en = max(0, min(size, en + size if en < 0 else en))
-            index[ax] = slice(st, en, None if int(sp) == 1 else int(sp))
+            st, en, sp = int(st), int(en), int(sp)
+            if sp == 0:
+                self.refuse(node, "step 0")
+            st = st + size if st < 0 else st
+            en = en + size if en < 0 else en
+            if sp > 0:
+                st, en = max(0, min(size, st)), max(0, min(size, en))
+            else:
+                # ONNX clamps a reversed slice's start to [0, size-1] and its end to
+                # [-1, size-1]; on the flipped axis it is the forward slice below
+                st, en = max(0, min(size - 1, st)), max(-1, min(size - 1, en))
+                st, en, sp = size - 1 - st, size - 1 - en, -sp
+                flips.append(ax)
+            index[ax] = slice(st, en, None if sp == 1 else sp)
+        if flips:  # a reversal is a re-indexing: torch.flip, then the forward slice
+            x = self.emit_function(torch.flip, [x, tuple(flips)])
         while index and index[-1] == slice(None):
             index.pop()
         self.set(node, self.emit_function(operator.getitem, [x, tuple(index)]) if index else x)
