@@ -430,3 +430,19 @@ def test_cli_prints_a_library_warning_as_one_line(cli, tmp_path):
     lines = err.strip("\n").splitlines()
     assert lines and all(line.startswith("warning: ") for line in lines), err
     assert any("GELU" in line for line in lines) and "Warning:" not in err
+
+
+def test_cli_prints_each_warning_once(cli, tmp_path):
+    """``active`` captures the model twice (graph, then the recorded trace): its
+    non-monotone activation is still said once."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(8, 2))
+    torch.save(net, tmp_path / "gelu.pt")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(3, 1, 4, 4)).astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, out, err = cli(["active", str(tmp_path / "gelu.pt"), "--trust-pickle",
+                              "--input-shape", "1,4,4", "--inputs", str(tmp_path / "x.npy"),
+                              "--replicas", "2", "--json"])
+    assert code == 0, err
+    gelu = [line for line in err.splitlines() if "GELU" in line]
+    assert len(gelu) == 1, err

@@ -93,15 +93,24 @@ def _warnings_on_stderr() -> None:
         logger.setLevel(logging.WARNING)
 
 
+_SHOWN_WARNINGS: set[str] = set()
+
+
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     """A Python warning (skipped input files, a non-monotone activation) as one
-    ``warning: ...`` line, without the library's file name and source line."""
-    print(f"warning: {_one_line(message)}", file=file or sys.stderr)
+    ``warning: ...`` line, without the library's file name and source line; each
+    text once per command (a model captured twice warns twice otherwise)."""
+    text = _one_line(message)
+    if text in _SHOWN_WARNINGS:
+        return
+    _SHOWN_WARNINGS.add(text)
+    print(f"warning: {text}", file=file or sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``deepglass`` console script."""
     _warnings_on_stderr()
+    _SHOWN_WARNINGS.clear()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line
