@@ -572,7 +572,8 @@ class _Attention(nn.Module):
 def test_lstm_is_refused_by_name():
     _one_line_error(lambda: _torch_to_onnx_module(_ConvLSTM().eval(), torch.randn(1, 3, 10)),
                     r"^ONNX node '[^']+' \(LSTM\): a recurrent cell has no fixed feed-forward signed graph.*"
-                    r"unroll it or export the CNN part$")
+                    r"unroll it or export the CNN part; or cut the file to that part: "
+                    r"onnx.utils.extract_model\(.*\)$")
 
 
 def test_attention_product_is_refused_by_name():
@@ -646,3 +647,28 @@ def test_timm_model_through_onnx_equals_timm(name, opset, size, export):
         assert "aten.convolution.default" in ops
         if name == "convnext_atto":
             assert {"aten.native_layer_norm.default", "aten.gelu.default"} <= ops and "aten.sqrt.default" not in ops
+
+
+def test_cutting_off_a_refused_preprocessing_as_the_message_says(tmp_path):
+    """An input normalization with a selection (div_no_nan: Equal + Where) is refused; the
+    file cut after it with onnx.utils.extract_model, as the message says, imports and equals
+    the ONNX reference."""
+    nodes = [helper.make_node("ReduceMax", ["X"], ["mx"], name="max", keepdims=1),
+             helper.make_node("Div", ["X", "mx"], ["q"], name="div"),
+             helper.make_node("Equal", ["mx", "zero"], ["is0"], name="is_zero"),
+             helper.make_node("Where", ["is0", "zero", "q"], ["n"], name="div_no_nan"),
+             helper.make_node("Identity", ["n"], ["normalized"], name="normalized"),
+             helper.make_node("Conv", ["normalized", "W"], ["c"], name="conv"),
+             helper.make_node("Relu", ["c"], ["Y"], name="relu")]
+    model = _model(nodes, {"X": [1, 2, 6, 6]}, {"Y": [1, 3, 4, 4]},
+                   {"zero": np.array(0.0, np.float32), "W": _rand(3, 2, 3, 3)})
+    path, cut = tmp_path / "pre.onnx", tmp_path / "cut.onnx"
+    onnx.save(model, str(path))
+    message = _one_line_error(lambda: load_onnx(path), r"^ONNX node 'is_zero' \(Equal\): data-dependent .*"
+                              r"onnx.utils.extract_model\(path, 'cut.onnx', \[first tensor\], \[last tensors\]\)$")
+    assert "input normalization" in message
+    onnx.utils.extract_model(str(path), str(cut), ["normalized"], ["Y"])
+    module = load_onnx(cut, input_shape=(2, 6, 6))
+    x = _rand(2, 2, 6, 6)
+    np.testing.assert_allclose(_run(module, x), _reference(onnx.load(str(cut)), normalized=x)[0],
+                               rtol=1e-5, atol=1e-5)

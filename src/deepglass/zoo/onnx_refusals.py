@@ -37,6 +37,9 @@ _ATTENTION = {"Attention", "MultiHeadAttention", "GroupQueryAttention", "Einsum"
 _CONTROL = {"If", "Loop", "Scan", "NonZero", "TopK", "NonMaxSuppression"}
 #: folded on constants (dynamic-shape arithmetic), a selection when an activation is involved
 _SELECTION = {"Where", "Equal", "Less", "Greater", "Not", "Min", "Max"}
+#: how to keep the part that has a signed graph when re-exporting is not an option
+_CUT = ("; or cut the file to that part: onnx.utils.extract_model(path, 'cut.onnx', "
+        "[first tensor], [last tensors])")
 
 
 class _Refusals:
@@ -70,20 +73,21 @@ class _Refusals:
         op = node.op_type
         if op in _RECURRENT:
             return ("a recurrent cell has no fixed feed-forward signed graph (its state feeds back over time "
-                    "steps); unroll it or export the CNN part")
+                    "steps); unroll it or export the CNN part" + _CUT)
         if op in _QUANTIZED:
             return ("a quantized operation (integer tensors with scales and zero points); the signed graph is "
                     "defined on real-valued weights: export the float model before quantization")
         if op in _ATTENTION:
             return ("an attention product of activations; its sign depends on the input, so it has no fixed "
-                    "signed edges: export the convolutional part")
+                    "signed edges: export the convolutional part" + _CUT)
         if op in _CONTROL or op in _SELECTION and not all(i in const for i in node.input if i):
             return ("data-dependent control flow or selection; the signed graph needs one fixed "
-                    "feed-forward computation: export the network without it (e.g. without box post-processing)")
+                    "feed-forward computation: export the network without it (e.g. without box post-processing "
+                    "or input normalization)" + _CUT)
         if op in ("MatMul", "Gemm") and len(node.input) >= 2 and not {node.input[0], node.input[1]} & const:
             return ("a product of two activations (attention-like, e.g. queries times keys) has no fixed "
                     "sign: its weights are computed from the input, so the signed graph is not defined for it; "
-                    "export the convolutional part")
+                    "export the convolutional part" + _CUT)
         return None
 
     def _known(self, node) -> bool:
