@@ -145,6 +145,35 @@ def test_chunked_sparse_updates_equal_dense_and_leave_start_untouched(monkeypatc
     torch.testing.assert_close(int8.sigma, dense.sigma)
 
 
+class _SplitChannels(nn.Module):
+    """Two convolutions each reading half of one node block's channels (a channel split,
+    as in YOLOv8's C2f and GhostNet): edge blocks whose sources are part of a block."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.a, self.b = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(2, 3, 3), nn.Conv2d(2, 3, 3)
+        self.head = nn.Linear(2 * 3 * 4 * 4, 5)
+
+    def forward(self, x):
+        u, v = torch.relu(self.stem(x)).split(2, dim=1)
+        return self.head(torch.cat([torch.relu(self.a(u)), torch.relu(self.b(v))], 1).flatten(1))
+
+
+def test_sparse_updates_of_blocks_that_read_part_of_a_block_equal_dense():
+    """Sparse field updates out of a node block only some of whose nodes an edge block reads."""
+    torch.manual_seed(2)
+    g = SignedGraph.from_module(_SplitChannels(), (1, 6, 6), dtype=torch.float64)
+    parts = [b for b in g.edge_blocks if b.src_range is not None and len(b.src_blocks) == 1
+             and b.src_range != (g.node_blocks[b.src_blocks[0]].offset, g.node_blocks[b.src_blocks[0]].stop)]
+    assert len(parts) == 2                      # the two halves of the stem's block
+    s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 4, seed=5)).double()
+    dense = descent(g, s0, sparse_ratio=0.0, engine="matrix-free")
+    sparse = descent(g, s0, sparse_ratio=1.0, engine="matrix-free")
+    torch.testing.assert_close(dense.sigma, sparse.sigma)
+    torch.testing.assert_close(dense.fields, sparse.fields)
+    torch.testing.assert_close(sparse.fields, g.sym_matvec(sparse.sigma))  # kept up to date exactly
+
+
 def test_sparse_limit_falls_with_replicas_for_dense_layers_only():
     from deepglass.graph import DenseBlock
     from deepglass.solve.descent import _sparse_limit

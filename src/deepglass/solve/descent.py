@@ -137,8 +137,13 @@ def _update_fields(graph: SignedGraph, inc: _Incidence, cls: list[int], F: torch
             dst = graph.node_blocks[b.dst]
             if (frac < _sparse_limit(b, R, sparse_ratio) and b.supports_sparse()
                     and b.src_range is not None and len(b.src_blocks) == 1):
-                for c in _chunks(k, inc.degree[id(b)][0]):
-                    r_c, loc_c = r_idx[c], loc[c]
+                r_b, loc_b = r_idx, loc
+                lo, hi = b.src_range[0] - nb.offset, b.src_range[1] - nb.offset
+                if lo > 0 or hi < nb.size:   # it reads part of the block (a channel split)
+                    inside = (loc >= lo) & (loc < hi)
+                    r_b, loc_b = r_idx[inside], loc[inside]
+                for c in _chunks(len(loc_b), inc.degree[id(b)][0]):
+                    r_c, loc_c = r_b[c], loc_b[c]
                     vals = delta[r_c, nb.offset + loc_c]
                     src_loc = nb.offset + loc_c - b.src_range[0]
                     entry, d, contrib = (b.sparse_rows(r_c, src_loc, vals, False, R)
