@@ -336,6 +336,22 @@ def test_nonmonotone_activation_warns_once():
     assert len(msgs) == 1 and "non-decreasing" in str(msgs[0].message)
 
 
+def test_nonmonotone_warning_follows_the_callers_filters():
+    """A caller who silences the warning (or turns it into an error) is obeyed."""
+    from deepglass.graph import NonMonotoneActivationWarning as W
+
+    net = nn.Sequential(nn.Linear(3, 3), nn.SiLU(), nn.Linear(3, 1))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=W)
+        SignedGraph.from_module(net, (3,))
+    assert not w
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", W)
+        with pytest.raises(W, match="SiLU"):
+            SignedGraph.from_module(net, (3,))
+
+
 def test_explicit_refuses_large_graph_with_memory():
     g = SignedGraph.from_module(nn.Sequential(nn.Linear(100, 100)), (100,))
     with pytest.raises(TooLargeError, match=r"GiB"):

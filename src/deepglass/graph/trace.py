@@ -267,13 +267,13 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("always", NonMonotoneActivationWarning)
+        # torch.export's own warnings are dropped; the graph's (a non-monotone
+        # activation) are passed on afterwards, through the caller's filters
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             try:
-                return _capture(model, inputs, forward_kwargs, rules, capture, pool_weight,
-                                batchnorm, record)
+                run = _capture(model, inputs, forward_kwargs, rules, capture, pool_weight,
+                               batchnorm, record)
             except DeepglassError as exc:  # keep the message on one line
                 raise type(exc)(str(exc).strip().splitlines()[0]) from None
             except ForwardError as exc:
@@ -283,6 +283,10 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
                                      f"{shape_txt}: {msg}") from None
     finally:
         model.train(was_training)
+    for w in caught:
+        if issubclass(w.category, NonMonotoneActivationWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return run
 
 
 def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
