@@ -133,6 +133,13 @@ def test_powerlaw_user_model_with_layers(tmp_path, cli):
     assert code == 0, err
     d = json.loads(out)
     assert d["n_verdicts"] == 2 + 3 and d["data"]["n_test"] == 100
+    # images of another size (MNIST's 28x28) are fitted to the network's input
+    code, out, err = cli(["criticality", "powerlaw", str(path), "--data", "mnist",
+                          "--layers", "2", "--input-shape", "1,8,8", "--max-test", "50",
+                          "--trust-pickle", "--n-boot", "0", "--json"])
+    assert code == 0, err
+    d = json.loads(out)["data"]
+    assert d["input_shape"] == [1, 8, 8] and "fitted 1x28x28 -> 1x8x8" in d["name"]
     code, _, err = cli(["criticality", "powerlaw", str(path), "--data", "digits",
                                  "--layers", "encoder.relu", "--input-shape", "1,8,8",
                                  "--trust-pickle"])

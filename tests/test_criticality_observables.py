@@ -133,6 +133,35 @@ def test_cifar10_pickle_layout(tmp_path, protocol):
     assert d.y_train[:4].tolist() == raw[b"labels"]
 
 
+def test_fit_to_input_channels_size_and_standardization():
+    """Grey -> RGB replicates, RGB -> grey is luma, a constant image stays constant under the
+    resize, and the fitted channels are standardized again on the training split."""
+    from deepglass.criticality.data import ImageData, fit_to_input
+
+    rng = np.random.default_rng(3)
+    grey = ImageData("g", rng.normal(size=(6, 1, 28, 28)).astype(np.float32), np.arange(6) % 2,
+                     rng.normal(size=(2, 1, 28, 28)).astype(np.float32), np.arange(2), ["a", "b"])
+    assert fit_to_input(grey, (1, 28, 28)) is grey and fit_to_input(grey, None) is grey
+    rgb = fit_to_input(grey, (3, 28, 28))
+    assert rgb.input_shape == (3, 28, 28) and "fitted 1x28x28 -> 3x28x28" in rgb.name
+    np.testing.assert_allclose(rgb.X_train[:, 0], rgb.X_train[:, 2])
+    np.testing.assert_allclose(rgb.X_train[:, 1], (grey.X_train[:, 0] - grey.X_train.mean())
+                               / grey.X_train.std(), atol=1e-5)
+    small = fit_to_input(grey, (1, 8, 8))
+    assert small.X_train.shape == (6, 1, 8, 8) and small.X_test.shape == (2, 1, 8, 8)
+    np.testing.assert_allclose(small.X_train.mean(), 0, atol=1e-5)
+    np.testing.assert_allclose(small.X_train.std(), 1, atol=1e-4)
+    const = ImageData("c", np.stack([np.full((3, 10, 10), v, np.float32) for v in range(4)]),
+                      np.zeros(4, np.int64), np.full((1, 3, 10, 10), 2.0, np.float32), np.zeros(1, np.int64))
+    const.X_train[:, 1] *= 2
+    luma = fit_to_input(const, (1, 5, 7))
+    want = (np.arange(4.0) * (0.299 + 2 * 0.587 + 0.114))
+    want = (want - want.mean()) / want.std()
+    np.testing.assert_allclose(luma.X_train[:, 0], np.broadcast_to(want[:, None, None], (4, 5, 7)), atol=1e-5)
+    with pytest.raises(DeepglassError, match="takes 2 channels"):
+        fit_to_input(grey, (2, 8, 8))
+
+
 def test_malformed_cifar_and_missing_paths(tmp_path):
     root = tmp_path / "cifar"
     root.mkdir()

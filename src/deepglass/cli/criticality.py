@@ -168,7 +168,8 @@ def powerlaw_cmd(
             raise DeepglassError(f"no such file, reference net or zoo network: {model!r} "
                                  f"(reference nets: all, {', '.join(REFERENCE_NETS)}; "
                                  f"zoo: {', '.join(registry.names())})")
-        user, _ = load_network(model, input_shape, arch, trust_pickle)
+        user, shape = load_network(model, input_shape, arch, trust_pickle)
+        user.default_input_shape = shape   # the data are fitted to it (--input-shape or own)
         nets = [Path(model).stem if Path(model).exists() else model]
     cfg = PowerLawConfig(nets=nets, user_model=user is not None, data=data, epochs=epochs,
                          checkpoint_every=checkpoint_every, batch_size=batch_size, lr=lr,

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import DeepglassError
 
-__all__ = ["ImageData", "load_dataset", "PACKAGED", "IMAGE_SUFFIXES"]
+__all__ = ["ImageData", "load_dataset", "fit_to_input", "PACKAGED", "IMAGE_SUFFIXES"]
 
 PACKAGED = ("mnist", "digits")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
@@ -256,3 +256,44 @@ def load_dataset(spec: str | os.PathLike = "mnist", *, seed: int = 0, test_fract
     norm = lambda a: np.ascontiguousarray((a - mean) / std, dtype=np.float32)  # noqa: E731
     return ImageData(name, norm(X_tr), np.asarray(y_tr, np.int64), norm(X_te),
                      np.asarray(y_te, np.int64), list(classes))
+
+
+def fit_to_input(data: ImageData, shape) -> ImageData:
+    """``data`` brought to a network's per-sample input ``shape`` ``(C, H, W)``.
+
+    Grey images are replicated to three channels, colour images reduced to
+    luma (ITU-R 601 weights) for one channel; then every image is resized to
+    ``H x W`` (bilinear, antialiased) and the channels are standardized again
+    with the training split's statistics.  ``data`` itself is returned when it
+    already has the shape, or when ``shape`` is not an image shape.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if shape is None or len(tuple(shape)) != 3 or data.X_train.ndim != 4:
+        return data
+    c, h, w = (int(v) for v in shape)
+    if tuple(data.input_shape) == (c, h, w):
+        return data
+    c0 = data.X_train.shape[1]
+    if c not in (1, 3) or (c0 != c and c0 not in (1, 3)):
+        raise DeepglassError(f"the data set {data.name} has {c0}-channel images; the network "
+                             f"takes {c} channels")
+
+    def fit(X):
+        t = torch.from_numpy(np.ascontiguousarray(X))
+        if c0 == 1 and c == 3:
+            t = t.expand(-1, 3, -1, -1)
+        elif c0 == 3 and c == 1:
+            t = (t * torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)).sum(1, keepdim=True)
+        if tuple(t.shape[2:]) != (h, w):
+            t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        return t.numpy()
+
+    X_tr, X_te = fit(data.X_train), fit(data.X_test)
+    mean = X_tr.mean(axis=(0, 2, 3), keepdims=True)
+    std = X_tr.std(axis=(0, 2, 3), keepdims=True)
+    std = np.where(std > 0, std, 1.0)
+    norm = lambda a: np.ascontiguousarray((a - mean) / std, dtype=np.float32)  # noqa: E731
+    return ImageData(f"{data.name} (fitted {'x'.join(map(str, data.input_shape))} -> {c}x{h}x{w})",
+                     norm(X_tr), data.y_train, norm(X_te), data.y_test, list(data.classes))

@@ -367,7 +367,7 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None, *, execut
     checkpoint (one inference pass over the held-out images per
     ``n_passes``, then one verdict per observable and layer).
     """
-    from .data import load_dataset
+    from .data import fit_to_input, load_dataset
     from ..runner import Stages
 
     cfg.validate()
@@ -380,6 +380,9 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None, *, execut
         resolve_layers(model, cfg.layers)          # a one-line error before any work
     if data is None:
         data = load_dataset(cfg.data, seed=cfg.seed, max_train=cfg.max_train, max_test=cfg.max_test)
+    if cfg.user_model:
+        # a given network sees the images at its own input size (and channels)
+        data = fit_to_input(data, getattr(model, "default_input_shape", None))
     config = {**cfg.to_dict(), **dict(record or {})}
     epochs = cfg.epochs_for(cfg.nets[0])
     ids = [("verdicts", [unit_id(n, e) for n in cfg.nets]) for e in epochs]
