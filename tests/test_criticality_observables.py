@@ -216,6 +216,23 @@ def test_image_folder(tmp_path):
     assert "broken.png" in _one_line(exc)
 
 
+def test_flat_image_folder_is_one_class(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    root = tmp_path / "photos"
+    root.mkdir()
+    for j in range(6):
+        Image.fromarray(rng.integers(0, 256, (7, 9, 3), dtype=np.uint8), "RGB").save(root / f"{j}.jpg")
+    d = load_dataset(root)
+    assert d.input_shape == (3, 7, 9) and d.classes == ["photos"] and d.n_classes == 1
+    assert len(d.X_train) + len(d.X_test) == 6
+    for f in root.iterdir():
+        f.unlink()
+    with pytest.raises(DeepglassError, match="nor a folder of images"):
+        load_dataset(root)
+
+
 def test_packaged_digits_and_subsampling():
     d = load_dataset("digits", max_train=100, max_test=30, seed=3)
     assert d.input_shape == (1, 8, 8) and len(d.X_train) == 100 and len(d.X_test) == 30

@@ -7,8 +7,9 @@ Sources, by ``spec``:
 - ``"digits"``: scikit-learn's 1,797 8 x 8 digits (``sklearn.datasets.load_digits``);
 - a directory in the CIFAR-10 Python layout (``data_batch_1`` .. ``data_batch_5``
   and ``test_batch``, or a parent holding ``cifar-10-batches-py``), 3 x 32 x 32;
-- an image folder ``root/<class>/*.png`` (also jpg, jpeg, bmp, gif, tif):
-  grayscale if every image is, else RGB, resized to the most common size.
+- an image folder ``root/<class>/*.png`` (also jpg, jpeg, bmp, gif, tif), or
+  a flat folder of images (one class): grayscale if every image is, else RGB,
+  resized to the most common size.
 
 Pixels are scaled to [0, 1] and standardized per channel with the training
 split's mean and standard deviation.  Packaged data and image folders are split
@@ -139,6 +140,10 @@ def _load_folder(root: Path):
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = [(c, f) for c in classes for f in sorted((root / c).iterdir())
              if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+    if not files:  # a flat folder of images: one class, named after the folder
+        classes = [root.name or "images"]
+        files = [(classes[0], f) for f in sorted(root.iterdir())
+                 if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
     if not files:
         return None
     imgs, labels, modes = [], [], set()
@@ -228,10 +233,10 @@ def load_dataset(spec: str | os.PathLike = "mnist", *, seed: int = 0, test_fract
         path = Path(spec).expanduser()
         if not path.exists():
             raise DeepglassError(f"data set {str(spec)!r} not found: give 'mnist', 'digits', "
-                                 "a CIFAR-10 directory or an image folder root/class/*.png")
+                                 "a CIFAR-10 directory or a folder of images (root/*.png or root/class/*.png)")
         if not path.is_dir():
             raise DeepglassError(f"data path {path} is a file; give a CIFAR-10 directory "
-                                 "(data_batch_1..5, test_batch) or an image folder root/class/*.png")
+                                 "(data_batch_1..5, test_batch) or a folder of images (root/*.png or root/class/*.png)")
         cd = _cifar_dir(path)
         if cd is not None:
             X_tr, y_tr, X_te, y_te, classes = _load_cifar(cd)
@@ -240,7 +245,7 @@ def load_dataset(spec: str | os.PathLike = "mnist", *, seed: int = 0, test_fract
             got = _load_folder(path)
             if got is None:
                 raise DeepglassError(f"{path} is neither a CIFAR-10 directory (data_batch_1..5, "
-                                     "test_batch) nor an image folder (root/class/*.png)")
+                                     "test_batch) nor a folder of images (root/*.png or root/class/*.png)")
             X, y, classes = got
             if len(X) < 4:
                 raise DeepglassError(f"image folder {path} holds only {len(X)} images")
