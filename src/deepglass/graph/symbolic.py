@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import DeepglassError, UnsupportedLayerError
-from .blocks import EdgeBlock, IdentityBlock, NodeBlock
+from .blocks import EdgeBlock, IdentityBlock, NodeBlock, ZeroPaddedBlock
 
 __all__ = ["Ref", "Pending", "Builder", "NonMonotoneActivationWarning", "ForwardError",
            "SUPPORTED", "scale", "remap", "prune"]
@@ -162,10 +162,17 @@ class Builder:
 
     def attach(self, blk: EdgeBlock, ref: Ref, dst: int) -> None:
         idx = ref.index.reshape(blk.in_shape)
-        if (idx < 0).any():
-            raise UnsupportedLayerError(
-                f"layer {blk.module!r} reads zero-padded values that are not a border of "
-                "its input; only zero padding directly before a convolution or pool is supported")
+        padded = idx < 0
+        if bool(padded.any()):
+            # zero padding inside the value (a border went into the layer's own
+            # padding): no node, no edge; read from any node, masked out below
+            if bool(padded.all()):
+                raise DeepglassError(f"layer {blk.module!r} reads a value made only of padding")
+            if blk.selects_edges():
+                raise UnsupportedLayerError(
+                    f"layer {blk.module!r} max-pools zero-padded values that are not a border "
+                    "of its input; only zero padding directly before a max pool is supported")
+            idx = torch.where(padded, idx[~padded][0], idx)
         flat = idx.reshape(-1)
         if flat.numel() and bool((flat[1:] - flat[:-1] == 1).all()):
             blk.src_range = (int(flat[0]), int(flat[-1]) + 1)
@@ -189,6 +196,8 @@ class Builder:
             if not bool((s == 1).all()):
                 blk.in_scale = s.contiguous() if blk.in_scale is None else blk.in_scale * s
         blk.dst = dst
+        if bool(padded.any()):
+            blk = ZeroPaddedBlock(blk, ~padded)
         self.edge_blocks.append(blk)
         if self.record:
             none = torch.full(blk.in_shape, -1, dtype=torch.long)

@@ -7,7 +7,7 @@ the values it reads select its edges, ``select_edges``), plus one entry in the
 op table of :mod:`deepglass.graph.aten`.
 """
 
-from .base import AbsPattern, EdgeBlock, MaskedBlock, NodeBlock
+from .base import AbsPattern, EdgeBlock, MaskedBlock, NodeBlock, ZeroPaddedBlock
 from .conv import ConvBlock, ConvTransposeBlock, LocallyConnectedBlock
 from .dense import DenseBlock, IdentityBlock
 from .pool import PoolBlock, ResampleBlock, WindowTable, adaptive_windows, pool_windows
@@ -15,7 +15,7 @@ from .sparse import SparseBlock
 
 __all__ = ["NodeBlock", "EdgeBlock", "DenseBlock", "ConvBlock", "ConvTransposeBlock",
            "PoolBlock", "ResampleBlock", "IdentityBlock", "LocallyConnectedBlock",
-           "MaskedBlock", "SparseBlock", "AbsPattern", "WindowTable", "EDGE_BLOCK_KINDS",
+           "MaskedBlock", "ZeroPaddedBlock", "SparseBlock", "AbsPattern", "WindowTable", "EDGE_BLOCK_KINDS",
            "pool_windows", "adaptive_windows"]
 
 EDGE_BLOCK_KINDS = {cls.kind: cls for cls in

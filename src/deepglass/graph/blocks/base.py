@@ -460,3 +460,39 @@ class AbsPattern:
 
     def to(self, device=None, dtype=None):
         return AbsPattern(self.b.to(device=device, dtype=dtype))
+
+
+class ZeroPaddedBlock(MaskedBlock):
+    """An edge block some of whose inputs are zero padding inside its input
+    value, not nodes: per-channel shifts (a ``F.pad`` and a crop that differ
+    between concatenated parts, e.g. harmonic stacking) leave zeros that are
+    no border, so the layer's own padding cannot take them (SPEC §1: padding
+    adds no edge).
+
+    It is :class:`MaskedBlock` with the 0/1 source mask of the real inputs;
+    the padded positions are read from any node (their edges are multiplied
+    by 0, and not counted). ``kind`` and :meth:`describe` are the wrapped
+    block's.
+    """
+
+    def __init__(self, inner: EdgeBlock, present: torch.Tensor):
+        super().__init__(inner, present, torch.ones(inner.out_shape, dtype=torch.bool))
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def n_padded(self) -> int:
+        """Input positions that are zero padding."""
+        return int((self.src_mask == 0).sum())
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()} ({self.n_padded:,} padded inputs)"
+
+    def restrict(self, src_mask, dst_mask, *, n_edges=None, selection=None):
+        # one mask over the wrapped block: the padded inputs stay out of its edge lists
+        src = torch.as_tensor(src_mask).reshape(self.in_shape).to(self.src_mask.device,
+                                                                 self.src_mask.dtype)
+        return self.inner.restrict(src * self.src_mask, dst_mask, n_edges=n_edges,
+                                   selection=selection)
