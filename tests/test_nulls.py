@@ -489,22 +489,12 @@ def test_module_without_weight_layers_is_refused():
     assert null_model(g, "N1", seed=0).n_edges == 6
 
 
-class _Shift(nn.Module):
-    """A convolution reading a channel copy shifted by two rows (zero padding inside its input)."""
-
-    def __init__(self):
-        super().__init__()
-        self.c1, self.c2 = nn.Conv2d(1, 3, 3, padding=1), nn.Conv2d(6, 2, 3)
-
-    def forward(self, x):
-        u = torch.relu(self.c1(x))
-        return self.c2(torch.cat([u, nn.functional.pad(u, (0, 0, 2, 0))[:, :, :-2]], 1))
-
-
 @pytest.mark.parametrize("kind", ["N1", "N3-xavier", "N3-he"])
 def test_graph_null_of_zero_padded_reads_equals_the_module_null(kind):
     torch.manual_seed(0)
-    model = _Shift().eval()
+    from shift_nets import ChannelShift
+
+    model = ChannelShift().eval()
     g = SignedGraph.from_module(model, (1, 6, 6))
     assert type(g.edge_blocks[1]).__name__ == "ZeroPaddedBlock"
     on_graph = deepglass.null_model(g, kind, seed=5)

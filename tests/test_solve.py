@@ -176,17 +176,10 @@ def test_sparse_updates_of_blocks_that_read_part_of_a_block_equal_dense():
 
 def test_sparse_updates_through_zero_padded_reads_equal_dense():
     """A convolution that reads zero padding inside its input (shifted channel copies)."""
-    class Shift(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c1, self.c2 = nn.Conv2d(1, 3, 3, padding=1), nn.Conv2d(6, 2, 3)
-
-        def forward(self, x):
-            u = torch.relu(self.c1(x))
-            return self.c2(torch.cat([u, nn.functional.pad(u, (0, 0, 2, 0))[:, :, :-2]], 1))
+    from shift_nets import ChannelShift
 
     torch.manual_seed(4)
-    g = SignedGraph.from_module(Shift(), (1, 6, 6), dtype=torch.float64)
+    g = SignedGraph.from_module(ChannelShift(), (1, 6, 6), dtype=torch.float64)
     assert type(g.edge_blocks[1]).__name__ == "ZeroPaddedBlock"
     s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 3, seed=1)).double()
     dense = descent(g, s0, sparse_ratio=0.0, engine="matrix-free")
