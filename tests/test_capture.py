@@ -462,3 +462,20 @@ def test_zero_padding_inside_a_value_adds_no_edges(capture):
 def test_zero_padding_inside_a_max_pooled_value_is_refused():
     with pytest.raises(UnsupportedLayerError, match=r"^layer '.*' max-pools zero-padded values"):
         SignedGraph.from_module(_HarmonicStack(nn.MaxPool2d(2)), (1, 6, 5))
+
+
+@pytest.mark.parametrize("ceil", [False, True])
+def test_explicit_asymmetric_padding_before_a_padded_pool(ceil):
+    """``F.pad`` (asymmetric) before a pool with padding of its own: the edges are exactly the
+    window elements that are not padding (the Jacobian's pattern)."""
+    class PadPool(nn.Module):
+        def forward(self, x):
+            return F.avg_pool2d(F.pad(x, (1, 0, 2, 1)), 3, 2, padding=1, ceil_mode=ceil)
+
+    net = PadPool()
+    g, _ = _graph(net, (2, 7, 6))
+    x = torch.randn(1, 2, 7, 6, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(net, x).reshape(-1, 84).numpy()
+    A = _dense(g)[:84, 84:]
+    np.testing.assert_array_equal(A != 0, J.T != 0)
+    assert g.n_edges == int((J != 0).sum())

@@ -369,6 +369,77 @@ def test_exported_pad_with_a_constant_reversal_imports():
     assert abs(a.to_scipy() - b.to_scipy()).max() < 1e-6
 
 
+def _pool_reference(x, kind, k, s, begin, end, ceil, include_pad):
+    """ONNX pooling by its definition: windows ``[i s - begin, i s - begin + k)`` over the input
+    padded ``begin`` / ``end``; a max ignores the padding, a mean divides by the in-bounds
+    count (``count_include_pad=0``) or by the window's size inside the padded input (1)."""
+    out = []
+    for d in range(2):
+        span = x.shape[2 + d] + begin[d] + end[d] - k[d]
+        out.append((-(-span // s[d]) if ceil else span // s[d]) + 1)
+    y = np.zeros(x.shape[:2] + tuple(out), np.float32)
+    H, W = x.shape[2:]
+    for i in range(out[0]):
+        for j in range(out[1]):
+            r0, c0 = i * s[0] - begin[0], j * s[1] - begin[1]
+            win = x[:, :, max(r0, 0):min(r0 + k[0], H), max(c0, 0):min(c0 + k[1], W)]
+            if kind == "max":
+                y[:, :, i, j] = win.max((2, 3))
+            elif include_pad:  # the window clipped to the padded input (as onnxruntime)
+                area = (min(r0 + k[0], H + end[0]) - r0) * (min(c0 + k[1], W + end[1]) - c0)
+                y[:, :, i, j] = win.sum((2, 3)) / area
+            else:
+                y[:, :, i, j] = win.sum((2, 3)) / win[0, 0].size
+    return y
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("k,s,pads,ceil,size", [
+    ((3, 3), (2, 2), [0, 0, 1, 1], 0, 13),   # Caffe's ceil-mode pool as exported (AlexNet, GoogLeNet)
+    ((2, 2), (2, 2), [0, 0, 1, 1], 0, 7),    # SAME_UPPER on an odd size
+    ((3, 2), (2, 2), [1, 1, 0, 0], 0, 8),    # SAME_LOWER-like: more padding in front
+    ((7, 7), (1, 1), [0, 0, 1, 1], 0, 7),    # a window that needs the end padding (stride 1)
+    ((3, 3), (2, 2), [0, 1, 1, 1], 1, 10),   # asymmetric in one dimension only, ceil_mode
+])
+@pytest.mark.parametrize("include_pad", [0, 1])
+def test_pools_with_asymmetric_padding(kind, k, s, pads, ceil, size, include_pad):
+    """Asymmetric pads (Caffe and TF exports) against ONNX's definition; each imported pool
+    has a signed graph, whose edges are the window elements that are not padding."""
+    from deepglass.graph import SignedGraph
+
+    if kind == "max" and include_pad:
+        pytest.skip("count_include_pad is an AveragePool attribute")
+    attrs = dict(kernel_shape=list(k), strides=list(s), pads=pads, ceil_mode=ceil)
+    if kind == "avg":
+        attrs["count_include_pad"] = include_pad
+    op = {"max": "MaxPool", "avg": "AveragePool"}[kind]
+    model = _model([helper.make_node(op, ["X"], ["Y"], name="pool", **attrs)],
+                   {"X": [1, 2, size, size]}, {"Y": [1, 2, None, None]}, check=False)
+    try:
+        module = onnx_to_module(model)
+    except UnsupportedLayerError as exc:
+        assert kind == "max" and "no PyTorch pool has its windows" in str(exc)
+        return
+    x = _rand(3, 2, size, size)
+    want = _pool_reference(x, kind, k, s, pads[:2], pads[2:], ceil, include_pad)
+    np.testing.assert_allclose(_run(module, x), want, rtol=1e-5, atol=1e-6)
+    g = SignedGraph.from_module(module, (2, size, size))
+    n_in = 2 * size * size
+    J = torch.autograd.functional.jacobian(lambda t: module(t), torch.from_numpy(x[:1])).reshape(-1, n_in)
+    A = g.to_scipy().toarray()[:n_in, n_in:]
+    if kind == "avg":   # a max pool's Jacobian keeps one element per window
+        np.testing.assert_array_equal(A != 0, J.numpy().T != 0)
+    assert g.n_edges == 2 * _window_edges(want.shape[2:], k, s, pads[:2], size)
+
+
+def _window_edges(out, k, s, begin, size):
+    """Edges of a pool: in-bounds elements summed over the windows."""
+    n = 1
+    for d in range(2):
+        n *= sum(min(i * s[d] - begin[d] + k[d], size) - max(i * s[d] - begin[d], 0) for i in range(out[d]))
+    return n
+
+
 # -- padding, resampling, transposed convolution --------------------------------------------
 
 def test_constant_pad_and_refused_reflect():
@@ -672,3 +743,29 @@ def test_cutting_off_a_refused_preprocessing_as_the_message_says(tmp_path):
     x = _rand(2, 2, 6, 6)
     np.testing.assert_allclose(_run(module, x), _reference(onnx.load(str(cut)), normalized=x)[0],
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["light_bvlc_alexnet", "light_inception_v1", "light_zfnet512"])
+def test_caffe_converted_model_zoo_nets_import(name):
+    """The ONNX model zoo's Caffe-converted nets (the onnx wheel ships them, weights replaced by
+    constants) pool with asymmetric padding; they import, run, and have one node per output of a
+    Conv, pool or Gemm and per input element (ONNX's own shape inference)."""
+    import os
+
+    from onnx import shape_inference
+
+    from deepglass.graph import SignedGraph
+
+    path = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", name + ".onnx")
+    if not os.path.exists(path):
+        pytest.skip("this onnx wheel ships no light models")
+    model = shape_inference.infer_shapes(onnx.load(path))
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(model.graph.value_info) + list(model.graph.output)}
+    want = 3 * 224 * 224 + sum(int(np.prod(shapes[n.output[0]][1:])) for n in model.graph.node
+                               if n.op_type in ("Conv", "MaxPool", "AveragePool", "Gemm"))
+    module = load_onnx(path)
+    with torch.no_grad():
+        y = module(torch.randn(1, 3, 224, 224))
+    assert tuple(y.shape) == (1, 1000)
+    assert SignedGraph.from_module(module, (3, 224, 224)).n_nodes == want

@@ -64,13 +64,12 @@ def pool_op(builder, name, x, real_in, real_out, pool_type, kernel_size, stride=
     in_shape = tuple(x.index.shape[1:])
     wins = []
     for dim in range(nd):
+        # the windows over the explicitly padded value (PyTorch's output-size rule on its
+        # size), then shifted back onto the unpadded one: the padding adds no edge (SPEC §1)
         lo, hi = extra[dim]
-        if lo or hi:
-            if p[dim] or lo != hi:
-                raise UnsupportedLayerError(f"pool {name!r}: explicit padding before a padded "
-                                            "or asymmetrically padded pool is not supported")
-        w = pool_windows(in_shape[1 + dim], k[dim], s[dim], p[dim] + lo, d[dim], ceil_mode)
-        wins.append(w)
+        L = in_shape[1 + dim]
+        w = pool_windows(L + lo + hi, k[dim], s[dim], p[dim], d[dim], ceil_mode)
+        wins.append([i[(i >= lo) & (i < lo + L)] - lo for i in w])
     out_sp = tuple(len(w) for w in wins)
     if out_sp != tuple(real_out.shape[2:]):
         raise DeepglassError(f"pool {name!r}: computed output {out_sp} differs from the "

@@ -135,10 +135,31 @@ class _LayerOps:
             self.refuse(node, f"{spatial}-d pooling")
         strides = list(a.get("strides", [1] * spatial))
         dil = list(a.get("dilations", [1] * spatial))
-        begin, end = self._pads(a, spatial, x.tensor.shape[2:], kernel, strides, dil)
+        sizes = list(x.tensor.shape[2:])
+        begin, end = self._pads(a, spatial, sizes, kernel, strides, dil)
         ceil = bool(a.get("ceil_mode", 0))
+        include_pad = kind == "avg" and bool(a.get("count_include_pad", 0))
+        rescale = None
         if begin != end:
-            self.refuse(node, f"asymmetric padding {begin} / {end} has no PyTorch pooling layer")
+            fit = self._symmetric_pool(sizes, kernel, strides, dil, begin, end, ceil)
+            if fit is not None and not include_pad:
+                ceil = fit
+            elif kind == "avg" and all(d == 1 for d in dil):
+                # pad explicitly, pool without padding; where the padded zeros do not
+                # count, rescale each window's mean by |window| / in-bounds elements
+                pads = [p for lo, hi in zip(reversed(begin), reversed(end)) for p in (lo, hi)]
+                x = self.emit_function(torch.nn.functional.pad, [x, pads])
+                if not include_pad:  # the pool's mean of 1 inside, 0 in the pad
+                    pool = [F.avg_pool1d, F.avg_pool2d, F.avg_pool3d][spatial - 1]
+                    inside = pool(F.pad(torch.ones([1, 1] + sizes), pads), kernel, strides,
+                                  ceil_mode=ceil, count_include_pad=True)
+                    if not bool((inside > 0).all()):
+                        self.refuse(node, f"padding {begin} / {end} makes windows of padding only")
+                    rescale = 1.0 / inside
+                begin = end = [0] * spatial
+            else:
+                self.refuse(node, f"asymmetric padding {begin} / {end}: no PyTorch pool has its "
+                                  "windows")
         if kind == "max":
             cls = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[spatial]
             mod = cls(kernel, stride=strides, padding=begin, dilation=dil, ceil_mode=ceil)
@@ -147,8 +168,32 @@ class _LayerOps:
                 self.refuse(node, f"dilation {dil}")
             cls = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[spatial]
             mod = cls(kernel, stride=strides, padding=begin, ceil_mode=ceil,
-                      count_include_pad=bool(a.get("count_include_pad", 0)))
-        self.set(node, self.emit_module(node, mod, x))
+                      count_include_pad=bool(a.get("count_include_pad", 0)) or rescale is not None)
+        y = self.emit_module(node, mod, x)
+        if rescale is not None:
+            y = self.emit_function(operator.mul, [y, _Value(const=rescale.float())])
+        self.set(node, y)
+
+    @staticmethod
+    def _symmetric_pool(sizes, kernel, strides, dil, begin, end, ceil) -> bool | None:
+        """The ``ceil_mode`` with which a PyTorch pool padded by ``begin`` on both sides
+        has the windows of the ONNX pool padded ``begin`` / ``end``: the same starts
+        (``i * stride - begin``) and the same number, so the same in-bounds elements
+        (a max ignores padding, a mean without ``count_include_pad`` divides by the
+        in-bounds count). Caffe's ceil-mode pools and SAME pooling are exported so.
+        ``None`` where there is none."""
+        def torch_out(n, k, s, p, c):
+            span = n + 2 * p - k
+            o = (-(-span // s) if c else span // s) + 1
+            return o - 1 if c and (o - 1) * s >= n + p else o   # no window starts in the pad
+
+        for c in (ceil, not ceil):
+            if all(2 * lo <= (k - 1) * d + 1 and torch_out(n, (k - 1) * d + 1, s, lo, c)
+                   == ((-(-(n + lo + hi - (k - 1) * d - 1) // s)) if ceil else
+                       (n + lo + hi - (k - 1) * d - 1) // s) + 1
+                   for n, k, s, d, lo, hi in zip(sizes, kernel, strides, dil, begin, end)):
+                return c
+        return None
 
     def op_MaxPool(self, node, a):
         if int(a.get("storage_order", 0)) != 0 and len(node.output) > 1:
