@@ -182,16 +182,18 @@ class _LayerOps:
         (a max ignores padding, a mean without ``count_include_pad`` divides by the
         in-bounds count). Caffe's ceil-mode pools and SAME pooling are exported so.
         ``None`` where there is none."""
+        def windows(span, s, c):
+            return (-(-span // s) if c else span // s) + 1
+
         def torch_out(n, k, s, p, c):
-            span = n + 2 * p - k
-            o = (-(-span // s) if c else span // s) + 1
+            o = windows(n + 2 * p - k, s, c)
             return o - 1 if c and (o - 1) * s >= n + p else o   # no window starts in the pad
 
+        dims = [(n, (k - 1) * d + 1, s, lo, hi)                 # k: the dilated extent
+                for n, k, s, d, lo, hi in zip(sizes, kernel, strides, dil, begin, end)]
         for c in (ceil, not ceil):
-            if all(2 * lo <= (k - 1) * d + 1 and torch_out(n, (k - 1) * d + 1, s, lo, c)
-                   == ((-(-(n + lo + hi - (k - 1) * d - 1) // s)) if ceil else
-                       (n + lo + hi - (k - 1) * d - 1) // s) + 1
-                   for n, k, s, d, lo, hi in zip(sizes, kernel, strides, dil, begin, end)):
+            if all(2 * lo <= k and torch_out(n, k, s, lo, c) == windows(n + lo + hi - k, s, ceil)
+                   for n, k, s, lo, hi in dims):
                 return c
         return None
 
