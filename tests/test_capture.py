@@ -479,3 +479,20 @@ def test_explicit_asymmetric_padding_before_a_padded_pool(ceil):
     A = _dense(g)[:84, 84:]
     np.testing.assert_array_equal(A != 0, J.T != 0)
     assert g.n_edges == int((J != 0).sum())
+
+
+def test_negative_infinity_padding_read_only_by_max_pools():
+    """``-inf`` padding is what a max pool ignores: no node, no edge (the windows' in-bounds
+    elements); read by anything else it is refused."""
+    class MaxAfter(nn.Module):
+        def forward(self, x):
+            return F.max_pool2d(F.pad(x, (0, 1, 0, 1), value=float("-inf")), 7, 1)
+
+    class AvgAfter(nn.Module):
+        def forward(self, x):
+            return F.avg_pool2d(F.pad(x, (0, 1, 0, 1), value=float("-inf")), 7, 1)
+
+    g, _ = _graph(MaxAfter(), (2, 7, 7))
+    assert g.n_nodes == 2 * 49 + 2 * 4 and g.n_edges == 2 * (7 + 6) ** 2
+    with pytest.raises(UnsupportedLayerError, match="value -inf"):
+        SignedGraph.from_module(AvgAfter(), (2, 7, 7))

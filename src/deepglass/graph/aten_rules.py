@@ -8,6 +8,7 @@ result (SPEC §1, §1b).  Signature: ``rule(ip, n, args, kwargs, real)`` with
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import torch
@@ -542,12 +543,19 @@ def _shape_rule(ip, n, args, kwargs, real):
             # zero padding: id -1 (no node), scale 0 (SPEC §1: padding adds no edge)
             rest = vals[2:] + [None] * 2
             mode, value = (("constant", rest[0]) if pad else (rest[0] or "constant", rest[1]))
-            if mode != "constant" or value not in (0, 0.0, None):
+            # -inf padding that only max pools read is what they ignore: no node either
+            max_only = value == -math.inf and all(_is_max_pool(u.target) for u in n.users)
+            if mode != "constant" or (value not in (0, 0.0, None) and not max_only):
                 ip.unsupported(n, f"padding mode {mode!r} value {value}")
             return torch.constant_pad_nd(vals[0], vals[1], 0 if kind == "scale" else -1)
         return n.target(*vals, **ip.real(n.kwargs))
 
     return reindexed(a, run)
+
+
+def _is_max_pool(target) -> bool:
+    name = str(getattr(target, "overloadpacket", target))
+    return "max_pool" in name and "adaptive" not in name
 
 
 def _refuse(what, why):

@@ -144,12 +144,13 @@ class _LayerOps:
             fit = self._symmetric_pool(sizes, kernel, strides, dil, begin, end, ceil)
             if fit is not None and not include_pad:
                 ceil = fit
-            elif kind == "avg" and all(d == 1 for d in dil):
-                # pad explicitly, pool without padding; where the padded zeros do not
-                # count, rescale each window's mean by |window| / in-bounds elements
+            elif kind == "max" or all(d == 1 for d in dil):
+                # pad explicitly (a max pool ignores -inf), pool without padding; where a
+                # mean does not count the padded zeros, rescale it to the in-bounds mean
                 pads = [p for lo, hi in zip(reversed(begin), reversed(end)) for p in (lo, hi)]
-                x = self.emit_function(torch.nn.functional.pad, [x, pads])
-                if not include_pad:  # the pool's mean of 1 inside, 0 in the pad
+                x = self.emit_function(F.pad, [x, pads],
+                                       {"value": -math.inf} if kind == "max" else None)
+                if kind == "avg" and not include_pad:  # its mean of 1 inside, 0 in the pad
                     pool = [F.avg_pool1d, F.avg_pool2d, F.avg_pool3d][spatial - 1]
                     inside = pool(F.pad(torch.ones([1, 1] + sizes), pads), kernel, strides,
                                   ceil_mode=ceil, count_include_pad=True)
