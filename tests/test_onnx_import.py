@@ -765,3 +765,20 @@ def test_caffe_converted_model_zoo_nets_import(name):
         y = module(torch.randn(1, 3, 224, 224))
     assert tuple(y.shape) == (1, 1000)
     assert SignedGraph.from_module(module, (3, 224, 224)).n_nodes == want
+
+
+def test_model_zoo_bvlc_alexnet_has_the_zoo_caffe_alexnet_graph():
+    """The ONNX model zoo's BVLC AlexNet (the onnx wheel's light copy), imported at 3x227x227,
+    has exactly the node and edge counts of the zoo's own Caffe AlexNet (Table 1: 0.94 M / 0.67 B)."""
+    import os
+
+    from deepglass.graph import SignedGraph
+    from deepglass.zoo import get
+
+    path = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light",
+                        "light_bvlc_alexnet.onnx")
+    if not os.path.exists(path):
+        pytest.skip("this onnx wheel ships no light models")
+    a = SignedGraph.from_module(load_onnx(path, input_shape=(3, 227, 227)), (3, 227, 227))
+    b = SignedGraph.from_module(get("alexnet_caffe"), (3, 227, 227))
+    assert (a.n_nodes, a.n_edges) == (b.n_nodes, b.n_edges) == (936_323, 672_424_832)
