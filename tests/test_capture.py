@@ -83,7 +83,7 @@ def test_hard_sigmoid_gate_written_out_is_a_gate():
 
 @pytest.mark.parametrize("act,name", [(lambda x: x * torch.sigmoid(x), "SiLU"),
                                       (lambda x: x * F.hardsigmoid(x), "hard-swish"),
-                                      (lambda x: x * torch.clamp(x + 3, 0, 6) / 6, "written-out hard-swish"),
+                                      (lambda x: x * (torch.clamp(x + 3, 0, 6) / 6), "written-out hard-swish"),
                                       (F.silu, "SiLU"), (F.hardswish, "Hardswish"),
                                       (F.gelu, "GELU")])
 def test_activation_written_as_product_is_elementwise_and_warns(act, name):

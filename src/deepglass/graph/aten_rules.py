@@ -415,7 +415,8 @@ def _same(a, b) -> bool:
 _PRODUCT_NAMES = {"sigmoid": "SiLU (x * sigmoid(x))", "hardsigmoid": "hard-swish "
                   "(x * hardsigmoid(x))", "tanh": "x * tanh(x)",
                   # x * clip(x + 3, 0, 6) / 6, as exporters write hard-swish out
-                  "hardtanh": "x * clamp(x) (the form of a written-out hard-swish)"}
+                  "hardtanh": "x * clamp(x) (the form of a written-out hard-swish)",
+                  "clamp": "x * clamp(x) (the form of a written-out hard-swish)"}
 
 
 def _product(ip, n, a, b):
