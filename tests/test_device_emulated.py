@@ -387,3 +387,27 @@ def test_null_model_of_a_module_stays_on_its_device(cuda):
     g2 = deepglass.null_model(dev, "N2", seed=1, input_shape=(1, 5, 5))
     assert g2.device.type == "cuda"
     assert g2.n_edges == deepglass.SignedGraph.from_module(net.cpu(), (1, 5, 5)).n_edges
+
+
+def test_zero_padded_reads_on_device(cuda):
+    """A graph whose layer reads zero padding inside its input (``ZeroPaddedBlock``): its
+    operator, a graph null drawn on the device and both descent engines there."""
+    import deepglass
+    from deepglass.graph import SignedGraph
+    from shift_nets import ChannelShift
+
+    torch.manual_seed(0)
+    g = SignedGraph.from_module(ChannelShift().eval(), (1, 6, 6), dtype=torch.float64)
+    null = deepglass.null_model(g, "N1", seed=2)
+    dev = g.to("cuda")
+    x = torch.randn(2, g.n_nodes, dtype=torch.float64)
+    np.testing.assert_allclose(dev.sym_matvec(x.to("cuda")).cpu().numpy(), g.sym_matvec(x).numpy(),
+                               atol=1e-12)
+    null_dev = deepglass.null_model(dev, "N1", seed=2)
+    assert str(null_dev.edge_blocks[1].src_mask.device).startswith("cuda")
+    np.testing.assert_allclose(null_dev.sym_matvec(x.to("cuda")).cpu().numpy(),
+                               null.sym_matvec(x).numpy(), atol=1e-12)
+    for engine in ("matrix-free", "compiled"):
+        res = deepglass.frustration(dev, replicas=2, seed=0, engine=engine)
+        e = g.energy(torch.from_numpy(res.sigmas).to(torch.float64)).numpy()
+        np.testing.assert_allclose(res.energies, e, atol=1e-9)

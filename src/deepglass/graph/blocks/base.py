@@ -476,7 +476,9 @@ class ZeroPaddedBlock(MaskedBlock):
     """
 
     def __init__(self, inner: EdgeBlock, present: torch.Tensor):
-        super().__init__(inner, present, torch.ones(inner.out_shape, dtype=torch.bool))
+        present = torch.as_tensor(present)
+        super().__init__(inner, present, torch.ones(inner.out_shape, dtype=torch.bool,
+                                                    device=present.device))
 
     @property
     def kind(self) -> str:
