@@ -503,3 +503,14 @@ def test_graph_null_of_zero_padded_reads_equals_the_module_null(kind):
     assert abs(on_graph.to_scipy() - retraced.to_scipy()).max() < 1e-6
     with pytest.raises(DeepglassError, match="N2 of a graph is not defined for block 'c2'"):
         deepglass.null_model(g, "N2", seed=5)
+
+
+def test_protocol_refuses_n2_of_zero_padded_reads_before_any_unit(tmp_path):
+    from deepglass.experiments import frustration_vs_nulls
+    from shift_nets import ChannelShift
+
+    torch.manual_seed(0)
+    with pytest.raises(DeepglassError, match="N2 of a graph is not defined for block 'c2'"):
+        frustration_vs_nulls(ChannelShift().eval(), input_shape=(1, 6, 6), replicas=2,
+                             null_instances=2, nulls="N1,N2", run=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

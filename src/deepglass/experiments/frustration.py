@@ -46,7 +46,7 @@ from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .frustration_stats import (NullComparison, frustration_stats, frustration_verdict,
                                 report_markdown, tidy_runs)
-from .nulls import NULL_KINDS, draws_on_graph, resolve_nulls
+from .nulls import NULL_KINDS, check_n2, draws_on_graph, resolve_nulls
 from .real_gauge import GAUGE_ARRAYS, load_gauge, save_gauge, weights_digest
 
 __all__ = ["frustration_vs_nulls", "FrustrationExperiment", "FrustrationUnit", "NullComparison",
@@ -490,6 +490,8 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     graph, module, shape = _prepare(model, input_shape, batchnorm)
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")
+    if "N2" in nulls:
+        check_n2(graph)            # refused before any unit runs, not at the first N2 draw
     rpu = min(int(replicas_per_unit or replicas), int(replicas))
     from ..solve import choose_method
 

@@ -161,6 +161,13 @@ def _check_block(b: EdgeBlock, kind: str) -> bool:
                          f"blocks; block {b.module!r} is {b.kind!r}")
 
 
+def check_n2(graph: SignedGraph) -> None:
+    """Refuse, before any draw, a graph whose N2 null is not defined (a block
+    that carries no layer weights N2 can deal over, or reads padding)."""
+    for b in graph.edge_blocks:
+        _check_block(b, "N2")
+
+
 def _tagged(graph: SignedGraph, blocks: list[EdgeBlock], kind: str, seed: int) -> SignedGraph:
     new = graph.replace_edge_blocks(blocks)
     new.meta.update(null=kind, null_seed=int(seed))
