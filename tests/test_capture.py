@@ -497,3 +497,23 @@ def test_negative_infinity_padding_read_only_by_max_pools():
     assert g.n_nodes == 2 * 49 + 2 * 4 and g.n_edges == 2 * (7 + 6) ** 2
     with pytest.raises(UnsupportedLayerError, match="value -inf"):
         SignedGraph.from_module(AvgAfter(), (2, 7, 7))
+
+
+@pytest.mark.parametrize("capture", ["export", "fx"])
+def test_flip_and_roll_are_reindexings(capture):
+    """``flip`` and ``roll`` between two convolutions: no nodes of their own, and the product
+    of the two edge blocks is the network's Jacobian."""
+    class FlipRoll(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.d = nn.Conv2d(2, 3, 2), nn.Conv2d(3, 2, 2)
+
+        def forward(self, x):
+            return self.d(torch.roll(self.c(x).flip(2), shifts=(1, -2), dims=(2, 3)))
+
+    net = FlipRoll().double()
+    g, _ = _graph(net, (2, 5, 5), capture=capture)
+    assert [nb.size for nb in g.node_blocks] == [50, 48, 18]
+    A = _dense(g)
+    J = torch.autograd.functional.jacobian(net, torch.zeros(1, 2, 5, 5, dtype=torch.float64))
+    np.testing.assert_allclose(A[:50, 50:98] @ A[50:98, 98:], J.reshape(18, 50).numpy().T, atol=1e-12)

@@ -117,10 +117,10 @@ NONMONOTONE_METHODS = {"gelu", "silu"}
 SHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.cat, torch.concat, torch.chunk,
                    torch.split, torch.transpose, torch.permute, torch.squeeze, torch.unsqueeze,
                    torch.stack, torch.narrow, operator.getitem, F.pad, torch.movedim,
-                   F.channel_shuffle, torch.channel_shuffle}
+                   F.channel_shuffle, torch.channel_shuffle, torch.flip, torch.roll}
 SHAPE_METHODS = {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "chunk",
                  "split", "squeeze", "unsqueeze", "narrow", "movedim", "unflatten", "view_as",
-                 "reshape_as"}
+                 "reshape_as", "flip", "roll"}
 ADD_TARGETS = {operator.add, operator.iadd, torch.add, "add", "add_", operator.sub,
                operator.isub, torch.sub, "sub", "sub_"}
 MUL_TARGETS = {operator.mul, operator.imul, torch.mul, "mul", "mul_", operator.truediv,
