@@ -163,7 +163,8 @@ class Builder:
     def attach(self, blk: EdgeBlock, ref: Ref, dst: int) -> None:
         idx = ref.index.reshape(blk.in_shape)
         padded = idx < 0
-        if bool(padded.any()):
+        has_padding = bool(padded.any())
+        if has_padding:
             # zero padding inside the value (a border went into the layer's own
             # padding): no node, no edge; read from any node, masked out below
             if bool(padded.all()):
@@ -196,7 +197,7 @@ class Builder:
             if not bool((s == 1).all()):
                 blk.in_scale = s.contiguous() if blk.in_scale is None else blk.in_scale * s
         blk.dst = dst
-        if bool(padded.any()):
+        if has_padding:
             blk = ZeroPaddedBlock(blk, ~padded)
         self.edge_blocks.append(blk)
         if self.record:
