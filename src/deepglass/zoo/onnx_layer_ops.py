@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..graph.blocks.pool import pool_windows   # PyTorch's pool output-size rule
 from .onnx_values import _Norm, _Value, _param
 
 
@@ -183,18 +184,14 @@ class _LayerOps:
         (a max ignores padding, a mean without ``count_include_pad`` divides by the
         in-bounds count). Caffe's ceil-mode pools and SAME pooling are exported so.
         ``None`` where there is none."""
-        def windows(span, s, c):
-            return (-(-span // s) if c else span // s) + 1
+        def onnx_out(n, k_eff, s, lo, hi):
+            span = n + lo + hi - k_eff
+            return (-(-span // s) if ceil else span // s) + 1
 
-        def torch_out(n, k, s, p, c):
-            o = windows(n + 2 * p - k, s, c)
-            return o - 1 if c and (o - 1) * s >= n + p else o   # no window starts in the pad
-
-        dims = [(n, (k - 1) * d + 1, s, lo, hi)                 # k: the dilated extent
-                for n, k, s, d, lo, hi in zip(sizes, kernel, strides, dil, begin, end)]
         for c in (ceil, not ceil):
-            if all(2 * lo <= k and torch_out(n, k, s, lo, c) == windows(n + lo + hi - k, s, ceil)
-                   for n, k, s, lo, hi in dims):
+            if all(2 * lo <= (k - 1) * d + 1
+                   and len(pool_windows(n, k, s, lo, d, c)) == onnx_out(n, (k - 1) * d + 1, s, lo, hi)
+                   for n, k, s, d, lo, hi in zip(sizes, kernel, strides, dil, begin, end)):
                 return c
         return None
 
