@@ -151,8 +151,9 @@ def flowing_values(net, x, flows):
     return torch.cat(vals, 1).double().numpy(), logits.argmax(1).numpy()
 
 
-def reference(graph, net, x, flows):
-    """Kept nodes and kept-edge CSR of every input, from ``graph.to_scipy()``."""
+def reference(graph, net, x, flows, target="pred"):
+    """Kept nodes and kept-edge CSR of every input, from ``graph.to_scipy()``;
+    ``target``: the output positions kept ("pred", "all" or one per input)."""
     flow, pred = flowing_values(net, x, flows)
     assert flow.shape[1] == graph.n_nodes
     A = graph.to_scipy().tocoo()
@@ -170,8 +171,12 @@ def reference(graph, net, x, flows):
         active = v != 0
         active[inp] = True                     # inputs are never set to zero by a ReLU
         active[graph.output_index] = False
-        target = int(graph.output_index[pred[k]])
-        active[target] = True
+        if isinstance(target, str):
+            pos = np.arange(len(graph.output_index)) if target == "all" else [pred[k]]
+        else:
+            pos = [target[k]]
+        ends = graph.output_index[pos]
+        active[ends] = True
         # max pools: only edges from a window maximum (all maxima on ties)
         wmax = np.full(n, -np.inf)
         np.maximum.at(wmax, j[pool_edge], v[i[pool_edge]])
@@ -180,7 +185,8 @@ def reference(graph, net, x, flows):
         # nodes that still reach the predicted output: search on the reversed edges
         R = sp.csr_matrix((np.ones(ok.sum()), (j[ok], i[ok])), shape=(n, n))
         keep = np.zeros(n, dtype=bool)
-        keep[breadth_first_order(R, target, directed=True, return_predecessors=False)] = True
+        for end in ends:
+            keep[breadth_first_order(R, end, directed=True, return_predecessors=False)] = True
         e = ok & keep[i] & keep[j]
         out.append((keep, sp.csr_matrix((w[e], (i[e], j[e])), shape=(n, n)), pred[k]))
     return out
@@ -273,6 +279,39 @@ def test_masks_equal_explicit_construction(name, capture):
 
 
 @pytest.mark.filterwarnings("ignore::deepglass.graph.NonMonotoneActivationWarning")
+@pytest.mark.parametrize("name", ["conv_relu_pool", "residual", "pool_ties"])
+def test_target_outputs_equal_explicit_construction(name):
+    """``target="all"`` (every output node) and one given output per input:
+    the masks equal the reference search from those output nodes."""
+    net, shape, flows = make(name)
+    g = SignedGraph.from_module(net, shape)
+    x = inputs_for(name, shape, 4)
+    m = len(g.output_index)
+    given = np.array([(k + 1) % m for k in range(4)])
+    for target in ("all", given):
+        subs = active_subgraph(g, net, x, target=target)
+        ref = reference(g, net, x, flows, target)
+        expect = np.full(4, -1) if isinstance(target, str) else given
+        np.testing.assert_array_equal(subs.target, expect)
+        np.testing.assert_array_equal(subs.summary()["target"].to_numpy(), expect)
+        for k, (keep, Aref, pred) in enumerate(ref):
+            assert subs.pred[k] == pred                 # still the arg-max, whatever is kept
+            np.testing.assert_array_equal(subs.keep[k], keep)
+            assert same_csr(subs.subgraph(k).to_scipy(), Aref)
+            ends = g.output_index if isinstance(target, str) else g.output_index[given[k]]
+            reach, A = explicit_active_nodes(g, subs.active[k], ends,
+                                             {b: v[k] for b, v in subs.pool_max.items()},
+                                             subs.windows)
+            np.testing.assert_array_equal(reach, keep)
+    # every output kept: each input's subnetwork contains the one of its prediction
+    every, pred = active_subgraph(g, net, x, target="all"), active_subgraph(g, net, x)
+    assert (every.keep >= pred.keep).all() and (every.keep.sum(1) > pred.keep.sum(1)).any()
+    # the predicted positions given explicitly: the default construction
+    same = active_subgraph(g, net, x, target=pred.pred)
+    np.testing.assert_array_equal(same.keep, pred.keep)
+    np.testing.assert_array_equal(same.edges, pred.edges)
+
+
 def test_gate_and_hard_swish_zeros_leave_the_active_subnetwork():
     net, shape, _ = make("gated")
     g = SignedGraph.from_module(net, shape)
@@ -445,6 +484,10 @@ def test_bad_inputs_give_one_line_errors():
              lambda: active_subgraph(g, nn.Sequential(nn.Flatten(), nn.Linear(64, 5)),
                                      torch.zeros(1, 1, 8, 8)),
              lambda: active_subgraph(g, net, torch.zeros(1, 1, 8, 8), batch_size=0),
+             lambda: active_subgraph(g, net, torch.zeros(2, 1, 8, 8), target="best"),
+             lambda: active_subgraph(g, net, torch.zeros(2, 1, 8, 8), target=[0]),
+             lambda: active_subgraph(g, net, torch.zeros(2, 1, 8, 8), target=[0, 5]),
+             lambda: active_subgraph(g, net, torch.zeros(2, 1, 8, 8), target=[0.5, 1.0]),
              lambda: active_frustration(g, method="magic")]
     for case in cases:
         with pytest.raises(DeepglassError) as info:
@@ -479,6 +522,28 @@ def test_run_writes_tables_figure_report_and_resumes(tmp_path, monkeypatch):
     again = run_active(tmp_path / "run", net, g, x, ids, method="greedy", replicas=2,
                        unit_size=2)
     np.testing.assert_array_equal(again["delta_x"], table["delta_x"])
+
+
+def test_run_with_given_targets_slices_them_per_unit_and_refuses_others(tmp_path):
+    """Given output positions travel with their inputs into the units (the rows
+    do not depend on the unit size); a resume with other positions is refused."""
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    x = inputs_for("conv_relu_pool", shape, 5)
+    labels = np.array([4, 0, 3, 1, 2])
+    table = run_active(tmp_path / "run", net, g, x, method="greedy", replicas=2,
+                       unit_size=2, target=labels)
+    np.testing.assert_array_equal(table["target"], labels)
+    mem = active_table(g, net, x, method="greedy", replicas=2, target=labels,
+                       warm_start=np.load(tmp_path / "run/arrays/gauge_real.npz")["sigma"])
+    np.testing.assert_array_equal(mem["nodes"], table["nodes"])
+    np.testing.assert_array_equal(mem["delta_x"], table["delta_x"])
+    assert "only the given output node" in (tmp_path / "run" / "report.md").read_text()
+    with pytest.raises(DeepglassError, match="configuration"):
+        run_active(tmp_path / "run", net, g, x, method="greedy", replicas=2, unit_size=2,
+                   target=labels[::-1].copy())
+    every = run_active(None, net, g, x, method="greedy", replicas=2, target="all")
+    assert (every["target"] == -1).all() and (every["nodes"] >= table["nodes"]).all()
 
 
 def test_a_run_directory_holds_the_gauge_of_one_network(tmp_path):
@@ -607,6 +672,38 @@ def test_cli_active(tmp_path):
     res = runner.invoke(app, ["active", "digits_cnn", "--inputs", str(tmp_path / "x.npy"),
                               "--method", "magic"])
     assert res.exit_code != 0
+
+
+def test_cli_active_targets(tmp_path, capsys):
+    """``--target label`` keeps each digit's true class, ``--target all`` every
+    output; inputs without labels and an unknown target are one-line errors."""
+    from typer.testing import CliRunner
+
+    from deepglass.cli.app import app, main
+    from deepglass.inputs import load_inputs
+
+    runner = CliRunner()
+    rows = {}
+    for target in ("pred", "label", "all"):
+        res = runner.invoke(app, ["active", "digits_cnn", "--inputs", "digits", "--n", "4",
+                                  "--replicas", "2", "--target", target, "--json"])
+        assert res.exit_code == 0, res.output
+        data = json.loads(res.stdout.strip().splitlines()[-1])
+        assert data["target"] == target
+        rows[target] = data["table"]
+    labels = load_inputs("digits", (1, 8, 8), n=4, seed=0).labels.tolist()
+    assert [r["target"] for r in rows["label"]] == labels
+    assert [r["target"] for r in rows["pred"]] == [r["pred"] for r in rows["pred"]]
+    assert all(r["target"] == -1 for r in rows["all"])
+    assert all(a["nodes"] >= p["nodes"] for a, p in zip(rows["all"], rows["pred"]))
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 8, 8), np.float32))
+    for args in (["--inputs", str(tmp_path / "x.npy"), "--target", "label"],
+                 ["--inputs", "digits", "--target", "best"]):
+        with pytest.raises(SystemExit) as info:
+            main(["active", "digits_cnn", *args])
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err and "target" in err
 
 
 def test_cli_bad_input_shape_is_one_line_error(tmp_path, capsys):

@@ -20,7 +20,7 @@ SHOWN_ROWS = 20
 
 
 def _json_rows(table) -> list[dict]:
-    cols = [c for c in ("index", "input", "pred", "nodes", "edges", "abs_weight", "frac_nodes",
+    cols = [c for c in ("index", "input", "pred", "target", "nodes", "edges", "abs_weight", "frac_nodes",
                         "frac_edges", "delta_x", "method") if c in table.columns]
     rows = table[cols].to_dict(orient="records")
     return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
@@ -51,6 +51,11 @@ def active_cmd(
     output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
                                          "whose predicted node each subnetwork keeps "
                                          "(default: the first; see `deepglass graph`)."),
+    target: str = typer.Option("pred", "--target", help="The output nodes each subnetwork "
+                               "ends in: pred (the predicted class, as in the paper), all "
+                               "(every output node: detectors, segmenters, regressions) or "
+                               "label (each input's true class; digits, mnist, class "
+                               "folders, tensor files with labels)."),
     as_json: bool = JSON_OPTION,
 ):
     """Extract the active subnetwork of each input and compare its frustration
@@ -58,10 +63,13 @@ def active_cmd(
     import time
     from contextlib import ExitStack
 
+    from ..errors import DeepglassError
     from ..experiments.active import active_summary_stats
     from ..experiments.active_run import run_active, verdict
     from ..inputs import load_inputs
 
+    if target not in ("pred", "all", "label"):
+        raise DeepglassError(f"--target must be pred, all or label, got {target!r}")
     if out:
         from ..store import check_out_dir
 
@@ -70,6 +78,14 @@ def active_cmd(
     net, shape, graph = load_graph(model, input_shape, batchnorm, arch, trust_pickle,
                                    output=output)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
+    if target == "label":
+        if batch.labels is None:
+            raise DeepglassError(f"--target label: the inputs {inputs!r} have no labels "
+                                 "(digits, mnist, class folders and tensor files with "
+                                 "'labels' have)")
+        ends = batch.labels
+    else:
+        ends = target
     # the run's configuration: what determines the inputs (the solver's part
     # is added by run_active)
     config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape),
@@ -79,12 +95,13 @@ def active_cmd(
                            replicas=replicas, seed=seed, unit_size=unit_size, config=config,
                            force=force, executor=executor, address=address,
                            progress=unit_progress(stack, "inputs", enabled=not as_json),
+                           target=ends,
                            **({"engine": engine} if engine != "auto" else {}))
     delta = float(table["delta"].iloc[0])
     stats = active_summary_stats(table, delta)
     seconds = time.perf_counter() - t0
     if as_json:
-        print_json({"model": model, "inputs": inputs, "nodes": graph.n_nodes,
+        print_json({"model": model, "inputs": inputs, "target": target, "nodes": graph.n_nodes,
                     "edges": graph.n_edges, "delta": delta, "summary": stats,
                     "verdict": verdict(stats), "table": _json_rows(table),
                     "skipped": batch.skipped, "out": out, "seconds": seconds})
@@ -92,10 +109,13 @@ def active_cmd(
     t = Table(title=f"{model}: active subnetworks of {len(table)} inputs ({seconds:.1f} s); "
                     f"whole network: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges, "
                     f"delta = {delta:.4f}")
-    for c in ("input", "pred", "nodes", "edges", "|weight| kept (fraction)", "delta_x"):
+    cols = ["input", "pred"] + (["target"] if target == "label" else []) + \
+        ["nodes", "edges", "|weight| kept (fraction)", "delta_x"]
+    for c in cols:
         t.add_column(c, justify="left" if c == "input" else "right")
     for r in table.head(SHOWN_ROWS).itertuples():
-        t.add_row(str(r.input), str(r.pred), f"{r.nodes:,}", f"{r.edges:,}",
+        t.add_row(str(r.input), str(r.pred), *([str(r.target)] if target == "label" else []),
+                  f"{r.nodes:,}", f"{r.edges:,}",
                   f"{r.frac_abs_weight:.3f}",
                   "-" if r.delta_x != r.delta_x else f"{r.delta_x:.4f}")
     con = Console()

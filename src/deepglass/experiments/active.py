@@ -56,13 +56,13 @@ class ActiveSubgraphs(ActivePatterns):
 
 def active_subgraph(graph: SignedGraph, model: nn.Module, x, *, ids=None,
                     batch_size: int | None = None, inputs_always_active: bool = True,
-                    forward_kwargs: dict | None = None) -> ActiveSubgraphs:
+                    forward_kwargs: dict | None = None, target="pred") -> ActiveSubgraphs:
     """Active subnetworks of inputs ``x`` (SPEC §4; paper 000 SI D.3): the masks
-    of :func:`deepglass.graph.active.active_patterns` (same parameters), with
-    :meth:`ActiveSubgraphs.frustration`."""
+    of :func:`deepglass.graph.active.active_patterns` (same parameters; ``target``
+    chooses the output nodes they end in), with :meth:`ActiveSubgraphs.frustration`."""
     p = active_patterns(graph, model, x, ids=ids, batch_size=batch_size,
                         inputs_always_active=inputs_always_active,
-                        forward_kwargs=forward_kwargs)
+                        forward_kwargs=forward_kwargs, target=target)
     return ActiveSubgraphs(**{f: getattr(p, f) for f in p.__dataclass_fields__})
 
 
@@ -158,17 +158,18 @@ def active_summary_stats(table: pd.DataFrame, delta: float | None = None) -> dic
     return out
 
 
-def explicit_active_nodes(graph: SignedGraph, active: np.ndarray, pred_node: int,
+def explicit_active_nodes(graph: SignedGraph, active: np.ndarray, end_nodes,
                           pool_max: dict | None = None, windows: dict | None = None
                           ) -> tuple[np.ndarray, Any]:
     """Reference construction of one active subnetwork on the explicit graph.
 
     Drops the rows and columns of inactive nodes from ``graph.to_scipy()``,
     drops max-pool edges that are not window maxima (``pool_max`` per edge
-    block, as in :class:`ActiveSubgraphs`), and keeps the nodes from which
-    ``pred_node`` is reachable (scipy breadth-first search on the reversed
-    graph).  O(edges); small graphs only.  Returns (kept node mask, CSR of the
-    kept edges).
+    block, as in :class:`ActiveSubgraphs`), and keeps the nodes from which an
+    active node of ``end_nodes`` (one node index, e.g. the predicted output's,
+    or several) is reachable (scipy breadth-first search on the reversed
+    graph, once per end node).  O(edges x end nodes); small graphs only.
+    Returns (kept node mask, CSR of the kept edges).
     """
     import scipy.sparse as sp
     from scipy.sparse.csgraph import breadth_first_order
@@ -195,9 +196,9 @@ def explicit_active_nodes(graph: SignedGraph, active: np.ndarray, pred_node: int
     # reachability on the structure (an edge counts whatever its weight)
     P = sp.csr_matrix((np.ones(len(i)), (j, i)), shape=(n, n))     # reversed edges
     reach = np.zeros(n, dtype=bool)
-    if active[pred_node]:
-        order = breadth_first_order(P, pred_node, directed=True, return_predecessors=False)
-        reach[order] = True
+    for end in np.atleast_1d(np.asarray(end_nodes, dtype=np.int64)).tolist():
+        if active[end] and not reach[end]:
+            reach[breadth_first_order(P, end, directed=True, return_predecessors=False)] = True
     ok = reach[i] & reach[j]
     A = sp.coo_matrix((w[ok], (i[ok], j[ok])), shape=(n, n)).tocsr()
     return reach, A

@@ -28,6 +28,7 @@ from ..graph import SignedGraph
 from ..solve import EXPLICIT_LIMIT, choose_method  # the "auto" rule
 from ..runner import Experiment, Unit, UnitOutput, open_run, run_experiment
 from ..store import RunDir
+from ..graph.active import check_target
 from .active import active_subgraph, active_summary_stats
 
 __all__ = ["active_table", "whole_delta", "run_active", "ActiveExperiment", "compute_inputs",
@@ -63,7 +64,8 @@ def active_table(graph: SignedGraph, model: nn.Module, x, ids: Sequence | None =
                  delta: float | None = None, method: str = "auto", replicas: int = 8,
                  seed: int = 0, warm_start: np.ndarray | None = None,
                  batch_size: int | None = None, first_index: int = 0,
-                 progress: Callable[[int], None] | None = None, **options) -> pd.DataFrame:
+                 progress: Callable[[int], None] | None = None, target="pred",
+                 **options) -> pd.DataFrame:
     """Active subnetwork and ``delta_x`` of every input (SPEC §4).
 
     Parameters
@@ -89,11 +91,15 @@ def active_table(graph: SignedGraph, model: nn.Module, x, ids: Sequence | None =
         Index of the first row (column ``index``).
     progress : callable, optional
         Called with 1 after each input.
+    target : {"pred", "all"} or sequence of int (B,)
+        The output nodes each subnetwork ends in
+        (:func:`deepglass.graph.active.active_patterns`): the predicted one
+        (SPEC §4), every one, or one given per input (e.g. the true class).
 
     Returns
     -------
     DataFrame
-        One row per input: ``index``, ``input``, ``pred``, ``nodes``, ``edges``,
+        One row per input: ``index``, ``input``, ``pred``, ``target``, ``nodes``, ``edges``,
         ``abs_weight``, ``active_nodes``, ``frac_nodes``, ``frac_edges``,
         ``frac_abs_weight``, ``delta_x``, ``delta_x_mean``, ``local_min``,
         ``method``, ``solve_seconds`` (plus ``lower_bound``, ``optimal`` for
@@ -104,7 +110,7 @@ def active_table(graph: SignedGraph, model: nn.Module, x, ids: Sequence | None =
     B = x.shape[0] if x.ndim == len(graph.input_shape) + 1 else 1
     ids = [str(first_index + i) for i in range(B)] if ids is None else [str(i) for i in ids]
     subs = active_subgraph(graph, model, x, ids=np.asarray(ids, dtype=object),
-                           batch_size=batch_size)
+                           batch_size=batch_size, target=target)
     table = subs.frustration(method=method, replicas=replicas, seed=seed,
                              warm_start=warm_start, explicit_limit=EXPLICIT_LIMIT,
                              callback=(lambda k: progress(1)) if progress else None, **options)
@@ -133,6 +139,16 @@ def verdict(stats: Mapping) -> str:
             "subnetworks less frustrated than the whole network) is not reproduced here.")
 
 
+#: what the report says each subnetwork ends in, per kind of ``target``
+_ENDS = {"pred": "only the predicted class at the output",
+         "all": "every output node kept",
+         "given": "only the given output node of each input (e.g. its true class)"}
+
+
+def _target_kind(target) -> str:
+    return target if isinstance(target, str) else "given"
+
+
 def _report(table: pd.DataFrame, stats: dict, cfg: dict) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     used = sorted(set(table["method"]) - {"none"})
@@ -140,8 +156,8 @@ def _report(table: pd.DataFrame, stats: dict, cfg: dict) -> str:
         cfg = dict(cfg, method=f"{cfg['method']}: {', '.join(used)}")
     lines = ["## Active subnetworks (SPEC §4)", "",
              f"For each of {stats['inputs']} inputs, the active subnetwork (ReLU-inactive "
-             "nodes dropped, only max-pool edges from window maxima, only the predicted "
-             "class at the output, then only nodes that still reach it) and its frustration "
+             f"nodes dropped, only max-pool edges from window maxima, {_ENDS[cfg['target']]}, "
+             "then only nodes that still reach it) and its frustration "
              f"`delta_x` ({cfg['method']}, {cfg['replicas']} start gauges, seed {cfg['seed']}), "
              f"against the whole network's `delta` ({cfg['delta_source']}).", "",
              "| quantity | value |", "|---|---|",
@@ -174,6 +190,7 @@ class _Context:
     warm_start: np.ndarray | None
     batch_size: int | None
     options: dict
+    target: object = "pred"
 
 
 def compute_inputs(ctx: _Context, span: tuple[int, int]) -> UnitOutput:
@@ -181,9 +198,11 @@ def compute_inputs(ctx: _Context, span: tuple[int, int]) -> UnitOutput:
     inputs ``ctx.x[lo:hi]`` (rows indexed from ``lo``)."""
     t0 = time.perf_counter()
     lo, hi = span
+    target = ctx.target if isinstance(ctx.target, str) else ctx.target[lo:hi]
     part = active_table(ctx.graph, ctx.model, ctx.x[lo:hi], ctx.ids[lo:hi], method=ctx.method,
                         replicas=ctx.replicas, seed=ctx.seed, warm_start=ctx.warm_start,
-                        batch_size=ctx.batch_size, first_index=lo, **ctx.options)
+                        batch_size=ctx.batch_size, first_index=lo, target=target,
+                        **ctx.options)
     return UnitOutput({UNIT_TABLE: part}, info={"compute_seconds": time.perf_counter() - t0})
 
 
@@ -235,9 +254,10 @@ class ActiveExperiment(Experiment):
         ax.figure.tight_layout()
         run.save_figure(ax.figure, "active_delta_x.png")
         cfg = {"method": c.method, "replicas": c.replicas, "seed": c.seed,
-               "delta_source": self.delta_source}
+               "delta_source": self.delta_source, "target": _target_kind(c.target)}
         run.write_report_section(_report(table, stats, cfg))
         run.update_summary({"active": {**stats, "method": c.method, "replicas": int(c.replicas),
+                                       "target": _target_kind(c.target),
                                        "delta_source": self.delta_source,
                                        "verdict": verdict(stats),
                                        "seconds": time.perf_counter() - self.t_start}})
@@ -249,7 +269,7 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
                whole_method: str = "auto", warm_start: bool = True, unit_size: int = 50,
                batch_size: int | None = None, config: Mapping | None = None,
                force: bool = False, executor=None, address: str | None = None,
-               progress: Callable[[int, int], None] | None = None,
+               progress: Callable[[int, int], None] | None = None, target="pred",
                **options) -> pd.DataFrame:
     """Active subnetworks of inputs ``x`` against the whole network, in one
     call (SPEC §4; paper 000, Fig. 2 inset; what ``deepglass active`` runs).
@@ -292,6 +312,10 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
         cluster.  The same table either way.
     progress : callable, optional
         ``progress(done, total)`` in inputs, over the units computed in this call.
+    target : {"pred", "all"} or sequence of int (B,)
+        The output nodes each subnetwork ends in (:func:`active_table`):
+        ``"pred"`` (SPEC §4), ``"all"`` (dense outputs: detectors, segmenters)
+        or one output position per input (e.g. ``batch.labels``).
     **options
         Solver options (``engine``: the descent's engine wherever descent runs).
 
@@ -309,6 +333,7 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
     t0 = time.perf_counter()
     x = torch.as_tensor(x)
     ids = _check_inputs(graph, x, ids, unit_size, method, executor, address, options)
+    target = check_target(target, len(ids), len(graph.output_index))
     engine = options.get("engine", "auto")
     if method == "descent" or choose_method(graph.n_edges) == "descent":
         from ..solve.engines import check_fits
@@ -328,7 +353,10 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
                "replicas": int(replicas), "seed": int(seed), "whole_method": whole_method,
                "warm_start": bool(warm_start), "unit_size": int(unit_size),
                "delta": None if delta is None else float(delta),
-               **({"engine": engine} if "engine" in options else {})}
+               **({"engine": engine} if "engine" in options else {}),
+               # absent for "pred", so runs made before the option resume
+               **({} if isinstance(target, str) and target == "pred"
+                  else {"target": _target_config(target)})}
     if delta is None:
         check_gauge_weights(run, weights)     # before open_run records this configuration
     rd = open_run(run, cfg, KIND, force)
@@ -339,10 +367,21 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
     ctx = _Context(model=model, graph=graph, x=x, ids=ids, method=method,
                    replicas=int(replicas), seed=int(seed),
                    warm_start=gauge if warm_start else None, batch_size=batch_size,
-                   options=dict(options))
+                   options=dict(options), target=target)
     exp = ActiveExperiment(context=ctx, configuration=cfg, unit_size=int(unit_size),
                            delta=float(delta), delta_source=source, t_start=t0)
     return run_experiment(exp, run=rd, executor=executor, address=address, progress=progress)
+
+
+def _target_config(target) -> str:
+    """``target`` as recorded in a run's configuration: its kind, and for
+    given positions a digest of them (a resume with other targets is refused)."""
+    if isinstance(target, str):
+        return target
+    import hashlib
+
+    return "given:" + hashlib.sha256(np.ascontiguousarray(target, dtype=np.int64)
+                                     .tobytes()).hexdigest()[:16]
 
 
 def _check_inputs(graph, x, ids, unit_size, method, executor, address, options) -> list[str]:

@@ -15,6 +15,8 @@ recorded (:mod:`.pattern`).  The active subnetwork keeps, of the signed graph,
    a max pool), only the selected edges (each window's maximal input(s), all
    maxima on ties);
 3. in the final layer, only the node of the predicted class (arg-max output);
+   ``target`` chooses other output nodes (every one, for a detector's or a
+   segmenter's dense output, or one given per input, e.g. its true class);
 4. then only the nodes that still reach that output node, found by one
    backward reachability pass through the masked operators: a 0/1 "reaches
    the output" indicator is pulled back block by block in reverse topological
@@ -49,7 +51,7 @@ from .blocks import EdgeBlock
 from .pattern import PatternRecorder, pattern_recorder
 from .signed_graph import SignedGraph
 
-__all__ = ["ActivePatterns", "active_patterns"]
+__all__ = ["ActivePatterns", "active_patterns", "check_target"]
 
 
 @dataclass
@@ -64,14 +66,18 @@ class ActivePatterns:
         Identifiers of the inputs (row labels of the tables).
     active : ndarray bool (B, n)
         Nodes whose value flows on nonzero (step 1; output nodes: only the
-        predicted one).
+        target ones).
     keep : ndarray bool (B, n)
-        Nodes of the active subnetwork (active and reaching the predicted output).
+        Nodes of the active subnetwork (active and reaching a target output).
     pool_max : dict[int, ndarray bool (B, n_out, T)]
         Per edge block that selects edges (a max pool; index into
         ``graph.edge_blocks``), the selected window taps (window maxima).
     logits : ndarray (B, m)
         The network's outputs; ``pred`` their arg-max.
+    target : ndarray int (B,)
+        The output position each subnetwork ends in (``pred`` by default, the
+        given one with ``target=`` an array); -1 where it ends in every output
+        (``target="all"``).
     edges, abs_weight : ndarray (B, n_edge_blocks)
         Kept edges and kept ``sum |A_ij|`` per edge block.
     windows : dict[int, WindowTable]
@@ -89,6 +95,11 @@ class ActivePatterns:
     abs_weight: np.ndarray
     windows: dict = field(repr=False, default_factory=dict)
     seconds: float = 0.0
+    target: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.target is None:
+            self.target = np.asarray(self.pred, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -137,15 +148,15 @@ class ActivePatterns:
         return sub
 
     def summary(self) -> pd.DataFrame:
-        """One row per input: predicted class, kept nodes / edges / ``|weight|``
-        and their fractions of the whole graph."""
+        """One row per input: predicted class, target output (-1: all), kept
+        nodes / edges / ``|weight|`` and their fractions of the whole graph."""
         g = self.graph
         tot_w = g.abs_total() / 2.0   # sum |A_ij|, cached on the graph
         n_nodes = self.keep.sum(1)
         edges = self.edges.sum(1)
         absw = self.abs_weight.sum(1)
         return pd.DataFrame({
-            "input": self.ids, "pred": self.pred,
+            "input": self.ids, "pred": self.pred, "target": self.target,
             "nodes": n_nodes, "edges": edges, "abs_weight": absw,
             "active_nodes": self.active.sum(1),
             "frac_nodes": n_nodes / g.n_nodes, "frac_edges": edges / max(g.n_edges, 1),
@@ -171,7 +182,7 @@ class ActivePatterns:
 
 def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
                     batch_size: int | None = None, inputs_always_active: bool = True,
-                    forward_kwargs: dict | None = None) -> ActivePatterns:
+                    forward_kwargs: dict | None = None, target="pred") -> ActivePatterns:
     """Active subnetworks of inputs ``x`` (SPEC §4; paper 000 SI D.3).
 
     Parameters
@@ -194,6 +205,13 @@ def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
     forward_kwargs : dict, optional
         The non-tensor forward arguments the graph was captured with
         (:meth:`SignedGraph.from_module`), passed to every recorded forward.
+    target : {"pred", "all"} or sequence of int (B,)
+        The output nodes each subnetwork ends in (step 3).  ``"pred"``: the
+        arg-max output, SPEC §4's rule for a classifier.  ``"all"``: every
+        output node, for outputs that are not one class score each (a
+        detector's or a segmenter's map, a regression).  A sequence: one
+        output position (``0 .. len(graph.output_index) - 1``) per input, e.g.
+        the true classes, for the subnetwork that supports a given class.
 
     Notes
     -----
@@ -226,6 +244,7 @@ def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
         raise DeepglassError(f"{len(ids)} ids for {B} inputs")
     if batch_size is not None and batch_size < 1:
         raise DeepglassError(f"batch_size must be >= 1, got {batch_size}")
+    target = check_target(target, B, len(graph.output_index))
     t0 = time.perf_counter()
     rec = pattern_recorder(graph, model, forward_kwargs)
     selecting = [k for k, b in enumerate(graph.edge_blocks) if b.selects_edges()]
@@ -234,14 +253,35 @@ def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
         per_input = 16 * graph.n_nodes + rec.bytes_per_input() + \
             8 * sum(w.idx.numel() for w in windows.values()) + 1
         batch_size = max(1, min(B, (256 << 20) // per_input))
-    parts = [_batch(graph, rec, x[s:s + batch_size], inputs_always_active)
+    parts = [_batch(graph, rec, x[s:s + batch_size], inputs_always_active,
+                    target if isinstance(target, str) else target[s:s + batch_size])
              for s in range(0, B, batch_size)]
     cat = lambda key: np.concatenate([p[key] for p in parts])  # noqa: E731
     pool_max = {k: np.concatenate([p["pool_max"][k] for p in parts]) for k in selecting}
     return ActivePatterns(graph=graph, ids=ids, active=cat("active"), keep=cat("keep"),
                           pool_max=pool_max, logits=cat("logits"), pred=cat("pred"),
                           edges=cat("edges"), abs_weight=cat("abs_weight"), windows=windows,
-                          seconds=time.perf_counter() - t0)
+                          seconds=time.perf_counter() - t0, target=cat("target"))
+
+
+def check_target(target, n_inputs: int, n_outputs: int):
+    """``target`` of :func:`active_patterns`, validated: ``"pred"``, ``"all"``
+    or an int64 array of one output position per input."""
+    if isinstance(target, str):
+        if target not in ("pred", "all"):
+            raise DeepglassError(f"target must be 'pred', 'all' or one output position per "
+                                 f"input, got {target!r}")
+        return target
+    t = target.cpu().numpy() if isinstance(target, torch.Tensor) else np.asarray(target)
+    if t.ndim != 1 or len(t) != n_inputs:
+        raise DeepglassError(f"target must hold one output position per input: {n_inputs} "
+                             f"inputs, got shape {tuple(t.shape)}")
+    if len(t) and (not np.issubdtype(t.dtype, np.integer) or t.min() < 0
+                   or t.max() >= n_outputs):
+        raise DeepglassError(f"target positions must be integers in [0, {n_outputs}) (the "
+                             f"network has {n_outputs} output nodes), got "
+                             f"{t.min()!r}..{t.max()!r}")
+    return t.astype(np.int64)
 
 
 def _activity(graph: SignedGraph, got, B: int, inputs_always_active: bool) -> torch.Tensor:
@@ -265,7 +305,7 @@ def _activity(graph: SignedGraph, got, B: int, inputs_always_active: bool) -> to
 
 
 def _batch(graph: SignedGraph, rec: PatternRecorder, x: torch.Tensor,
-           inputs_always_active: bool) -> dict:
+           inputs_always_active: bool, target) -> dict:
     dev = graph.device
     B = x.shape[0]
     n = graph.n_nodes
@@ -276,15 +316,22 @@ def _batch(graph: SignedGraph, rec: PatternRecorder, x: torch.Tensor,
     active = _activity(graph, got, B, inputs_always_active)
     out_ids = torch.as_tensor(graph.output_index, device=dev)
     pred = got.output.argmax(1)
-    active[:, out_ids] = False
     rows = torch.arange(B, device=dev)
-    active[rows, out_ids[pred]] = True
+    # step 3: the output nodes the subnetworks end in
+    ends = torch.zeros((B, len(out_ids)), dtype=torch.bool, device=dev)
+    if isinstance(target, str) and target == "all":
+        ends[:] = True
+        chosen = torch.full((B,), -1, dtype=torch.int64, device=dev)
+    else:
+        chosen = pred if isinstance(target, str) else torch.as_tensor(target, device=dev)
+        ends[rows, chosen] = True
+    active[:, out_ids] = ends
     # step 2: the edges the values select (max-pool window maxima)
     selected = {k: b.select_edges(got.exact(k)) for k, b in enumerate(graph.edge_blocks)
                 if b.selects_edges()}
-    # steps 3-4: reachability of the predicted output, reverse topological order
+    # step 4: reachability of the target outputs, reverse topological order
     reach = torch.zeros((B, n), dtype=torch.float32, device=dev)
-    reach[rows, out_ids[pred]] = 1.0
+    reach[:, out_ids] = ends.float()
     by_dst: dict[int, list[int]] = {}
     for k, b in enumerate(graph.edge_blocks):
         by_dst.setdefault(b.dst, []).append(k)
@@ -309,7 +356,7 @@ def _batch(graph: SignedGraph, rec: PatternRecorder, x: torch.Tensor,
     return {"active": active.cpu().numpy(), "keep": keep.cpu().numpy(),
             "pool_max": {k: v.cpu().numpy() for k, v in selected.items()},
             "logits": got.output.detach().float().cpu().numpy(), "pred": pred.cpu().numpy(),
-            "edges": edges, "abs_weight": absw}
+            "target": chosen.cpu().numpy(), "edges": edges, "abs_weight": absw}
 
 
 def _patterns(graph: SignedGraph) -> list:
