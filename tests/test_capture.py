@@ -71,6 +71,39 @@ def test_gate_is_a_positive_rescaling_and_its_branch_is_left_out(capture):
         SignedGraph.from_module(gated, (2, 4, 4), gates="error")
 
 
+class _ECA(nn.Module):
+    """Efficient channel attention (ECA-Net, timm's ``EcaModule``): a 1-d
+    convolution across the channel means, its sigmoid viewed and expanded to
+    the input's shape, then ``x * gate``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        y = self.conv(x.mean((2, 3)).view(x.shape[0], 1, -1))
+        return x * torch.sigmoid(y).view(x.shape[0], -1, 1, 1).expand_as(x)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_gate_viewed_and_expanded_is_still_a_gate(capture):
+    """A re-indexing (view, expand) keeps a gate non-negative: ECA is a positive
+    rescaling like squeeze-excitation, its 1-d convolution left out."""
+    plain, gated = _body(False), _body(True)
+    gated[2] = _ECA().double()
+    gated[3].load_state_dict(plain[2].state_dict())
+    gated[5].load_state_dict(plain[4].state_dict())
+    gated[0].load_state_dict(plain[0].state_dict())
+    g0, _ = _graph(plain, (2, 4, 4), capture=capture)
+    g1, _ = _graph(gated, (2, 4, 4), capture=capture)
+    np.testing.assert_allclose(_dense(g1), _dense(g0))
+    assert sum(r["params"] for r in g1.meta["left_out"]) == 3      # the gate's conv1d
+    # a value viewed from a signed one is no gate: still refused
+    gated[2].forward = lambda x: x * torch.tanh(x.mean((2, 3))).view(x.shape[0], -1, 1, 1)
+    with pytest.raises(UnsupportedLayerError, match="product of two network values"):
+        SignedGraph.from_module(gated, (2, 4, 4), capture=capture)
+
+
 def test_hard_sigmoid_gate_written_out_is_a_gate():
     """timm / MobileNet-V3 write hard-sigmoid as relu6(x + 3) / 6: non-negative."""
     plain, gated = _body(False), _body(True)

@@ -333,15 +333,20 @@ def reindexed(args, run) -> object:
     idx = run("index")
     scl = run("scale") if any(r.scale is not None for r in refs) else None
     val = run("value") if any(r.value is not None for r in refs) else None
-    return _wrap(idx, scl, val)
+    # a re-indexing moves elements (and pads with zeros): a non-negative value
+    # stays one (a gate viewed or expanded to its input's shape, as ECA does),
+    # and the elementwise function applied last is still the last one
+    nonneg = bool(refs) and all(r.nonneg for r in refs)
+    fns = {r.fn for r in refs}
+    return _wrap(idx, scl, val, nonneg, fns.pop() if len(fns) == 1 else None)
 
 
-def _wrap(idx, scl, val):
+def _wrap(idx, scl, val, nonneg=False, fn=None):
     if isinstance(idx, torch.Tensor):
-        return Ref(idx, scl, value=val)
+        return Ref(idx, scl, nonneg=nonneg, fn=fn, value=val)
     if isinstance(idx, (list, tuple)):
         n = len(idx)
-        return type(idx)(_wrap(i, s, v) for i, s, v in
+        return type(idx)(_wrap(i, s, v, nonneg, fn) for i, s, v in
                          zip(idx, scl if scl is not None else [None] * n,
                              val if val is not None else [None] * n))
     return None
