@@ -136,6 +136,59 @@ def test_activation_written_as_product_is_elementwise_and_warns(act, name):
     assert len(warns) == 1 and name in warns[0]
 
 
+class _StarReLU(nn.Module):
+    """MetaFormer's StarReLU, ``s * relu(x) ** 2 + b`` (timm's caformer / convformer)."""
+
+    def __init__(self, s=0.8, b=-0.3):
+        super().__init__()
+        self.scale, self.bias = nn.Parameter(torch.tensor(s)), nn.Parameter(torch.tensor(b))
+
+    def forward(self, x):
+        return self.scale * torch.relu(x) ** 2 + self.bias
+
+
+class _Affine(nn.Module):
+    def __init__(self, s, b, act):
+        super().__init__()
+        self.s, self.b, self.act = s, b, act
+
+    def forward(self, x):
+        return self.s * self.act(x) + self.b
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+@pytest.mark.parametrize("s", [0.8, -0.5])
+def test_powers_that_no_normalization_reduces_are_elementwise_activations(capture, s):
+    """``x ** p`` is a statistic only when, reduced, it rescales a value (RMSNorm);
+    flowing on into a layer, it is an elementwise activation: StarReLU gives the
+    graph of ``s * relu(x) + b`` (the factor's sign included) and no warning, a
+    square of a signed value warns as non-monotone."""
+    torch.manual_seed(3)
+    conv1, conv2 = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 2, 3)
+    head = nn.Sequential(nn.Flatten(), nn.Linear(8, 3))
+    star = nn.Sequential(conv1, _StarReLU(s), conv2, head).double()
+    ref = nn.Sequential(conv1, _Affine(s, -0.3, torch.relu), conv2, head).double()
+    g, warns = _graph(star, (2, 4, 4), capture=capture)
+    r, _ = _graph(ref, (2, 4, 4), capture=capture)
+    assert not warns
+    np.testing.assert_allclose(_dense(g), _dense(r))
+    plain, _ = _graph(nn.Sequential(conv1, nn.ReLU(), conv2, head).double(), (2, 4, 4),
+                      capture=capture)
+    for act in (lambda x: x ** 2, lambda x: x * x, torch.rsqrt):
+        sq = nn.Sequential(conv1, _Affine(1.0, 0.0, act), conv2, head).double()
+        g, warns = _graph(sq, (2, 4, 4), capture=capture)
+        np.testing.assert_allclose(_dense(g), _dense(plain))
+        assert len(warns) == 1 and "x ** " in warns[0]
+    # a pooled activation feeding the head is no normalization either
+    fc = nn.Linear(3, 2)
+    pooled = nn.Sequential(conv1, _StarReLU(s), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                           fc).double()
+    plain = nn.Sequential(conv1, _Affine(s, -0.3, torch.relu), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), fc).double()
+    np.testing.assert_allclose(_dense(_graph(pooled, (2, 4, 4), capture=capture)[0]),
+                               _dense(_graph(plain, (2, 4, 4), capture=capture)[0]))
+
+
 def test_prelu_warns_with_layer_and_count_only_for_negative_slopes():
     net = nn.Sequential(nn.Conv2d(1, 4, 1), nn.PReLU(4), nn.Flatten(), nn.Linear(16, 2)).double()
     assert not _graph(net, (1, 2, 2))[1]
@@ -224,6 +277,49 @@ def test_upsampling_and_transposed_conv_blocks_equal_the_layer_jacobian(layer, c
     np.testing.assert_allclose(g.matvec(torch.cat([torch.zeros(2, n_in, dtype=torch.float64),
                                                    y], 1))[:, :n_in].numpy(),
                                (A @ y.numpy().T).T, atol=1e-12)
+
+
+class _Pad(nn.Module):
+    def __init__(self, widths, mode):
+        super().__init__()
+        self.widths, self.mode = widths, mode
+
+    def forward(self, x):
+        return F.pad(x, self.widths, mode=self.mode)
+
+
+@pytest.mark.parametrize("pad", [
+    nn.ReflectionPad2d(1), nn.ReplicationPad2d((1, 0, 2, 1)), nn.CircularPad2d(1),
+    _Pad((2, 1, 0, 1), "reflect"), _Pad((0, 2, 1, 1), "replicate"), _Pad((1, 1, 2, 0), "circular"),
+    nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"),
+    nn.Conv2d(2, 2, 3, padding=(1, 2), padding_mode="circular"),
+    nn.Conv1d(2, 2, 3, padding=2, padding_mode="replicate")])
+@pytest.mark.parametrize("capture", ["export", "core", "fx"])
+def test_padding_that_copies_the_border_is_a_reindexing(pad, capture):
+    """Reflect, replicate and circular padding copy nodes inside to the border
+    (CycleGAN's ReflectionPad2d, timm's blur pools): no nodes of their own;
+    the graph is the Jacobian of padding + convolution.  A node copied into a
+    window it already sits in reaches that output twice: parallel edges, whose
+    weights add in the explicit matrix."""
+    torch.manual_seed(5)
+    nd = 1 if isinstance(pad, nn.Conv1d) else 2
+    conv = nn.Conv1d(2, 3, 3) if nd == 1 else nn.Conv2d(2, 3, 3)
+    net = nn.Sequential(pad, conv).double()
+    shape = (2,) + (5,) * nd
+    g, _ = _graph(net, shape, capture=capture)
+    n_in = int(np.prod(shape))
+    x = torch.randn((1,) + shape, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(net, x).reshape(-1, n_in).numpy()
+    if isinstance(pad, (nn.Conv1d, nn.Conv2d)):   # two layers: input -> pad conv -> conv
+        A = _dense(g)
+        n_mid = g.node_blocks[1].size
+        A = A[:n_in, n_in:n_in + n_mid] @ A[n_in:n_in + n_mid, n_in + n_mid:]
+    else:
+        assert len(g.node_blocks) == 2                # no nodes for the padding
+        A = _dense(g)[:n_in, n_in:]
+    np.testing.assert_allclose(A, J.T, atol=1e-12)
+    y = torch.randn(2, g.n_nodes, dtype=torch.float64)
+    np.testing.assert_allclose(g.matvec(y).numpy(), (_dense(g) @ y.numpy().T).T, atol=1e-12)
 
 
 def test_non_tensor_forward_arguments_are_resolved_at_capture():
@@ -327,6 +423,111 @@ def test_normalization_by_a_statistic_is_a_rescaling(capture):
     a = nn.Sequential(nn.Linear(3, 4), RMS(), nn.Linear(4, 2)).double()
     b = nn.Sequential(a[0], a[2]).double()
     np.testing.assert_allclose(_dense(_graph(a, (3,), capture=capture)[0]), _dense(_graph(b, (3,), capture=capture)[0]))
+
+
+class _GroupStd(nn.Module):
+    """EvoNorm-S0 (timm's ``EvoNorm2dS0``): ``x * sigmoid(v x) / group_std(x)``, its
+    standard deviation computed with ``x.float().var(...)`` (a no-op cast that the
+    exporter checks with ``_assert_tensor_metadata``)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.v = nn.Parameter(torch.full((1, c, 1, 1), 0.7))
+
+    def forward(self, x):
+        std = x.float().var(dim=(1, 2, 3), unbiased=False, keepdim=True).add(1e-5).sqrt()
+        return x * torch.sigmoid(self.v * x) / std.to(x.dtype)
+
+
+class _GRN(nn.Module):
+    """ConvNeXt-V2's global response norm: ``gamma (x N(x)) + beta + x`` with
+    ``N(x) = ||x|| / mean ||x||`` over the channels."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.linspace(-2.0, 1.0, c).view(1, c, 1, 1))
+        self.beta = nn.Parameter(torch.full((1, c, 1, 1), 0.1))
+
+    def forward(self, x):
+        gx = torch.norm(x, p=2, dim=(2, 3), keepdim=True)
+        nx = gx / (gx.mean(dim=1, keepdim=True) + 1e-6)
+        return self.gamma * (x * nx) + self.beta + x
+
+
+class _GainPlus(nn.Module):
+    """``g * x + x``: one rescaling of ``x`` by ``1 + g``."""
+
+    def __init__(self, g):
+        super().__init__()
+        self.g = g
+
+    def forward(self, x):
+        return self.g * x + x
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_variances_and_norms_are_statistics_of_a_normalization(capture):
+    """EvoNorm's group standard deviation (``var``) divides, ConvNeXt-V2's global
+    response norm (``norm``) multiplies: positive rescalings (SPEC §1b), so
+    EvoNorm adds no edge (its ``x * sigmoid(v x)`` is a SiLU-like activation,
+    which warns) and the response norm's residual block becomes ``1 + gamma``
+    per channel, the response taken at its channel mean."""
+    torch.manual_seed(2)
+    conv1, conv2 = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 2, 3)
+    head = nn.Sequential(nn.Flatten(), nn.Linear(8, 3))
+    plain = nn.Sequential(conv1, conv2, head)
+    evo = nn.Sequential(conv1, _GroupStd(3), conv2, head)
+    g, warns = _graph(evo, (2, 4, 4), capture=capture)
+    np.testing.assert_allclose(_dense(g), _dense(_graph(plain, (2, 4, 4), capture=capture)[0]),
+                               rtol=1e-6)
+    assert len(warns) == 1
+    grn = _GRN(3)
+    ref = nn.Sequential(conv1, _GainPlus(grn.gamma.detach()), conv2, head)
+    np.testing.assert_allclose(
+        _dense(_graph(nn.Sequential(conv1, grn, conv2, head), (2, 4, 4), capture=capture)[0]),
+        _dense(_graph(ref, (2, 4, 4), capture=capture)[0]), rtol=1e-6)
+    # which is the rescaling by 1 + gamma of the conv's output: edges into conv2
+    folded = nn.Conv2d(3, 2, 3)
+    with torch.no_grad():
+        folded.weight.copy_(conv2.weight * (1.0 + grn.gamma.view(1, 3, 1, 1)))
+        folded.bias.copy_(conv2.bias)
+    np.testing.assert_allclose(
+        _dense(_graph(ref, (2, 4, 4), capture=capture)[0]),
+        _dense(_graph(nn.Sequential(conv1, folded, head), (2, 4, 4), capture=capture)[0]),
+        rtol=1e-6)
+    # a statistic used as a feature (x-vector statistics pooling) stays refused
+    pool = nn.Sequential(conv1, nn.Flatten(2), _StdPool(), nn.Linear(3, 2))
+    with pytest.raises(UnsupportedLayerError, match="statistic"):
+        SignedGraph.from_module(pool, (2, 4, 4), capture=capture)
+
+
+class _StdPool(nn.Module):
+    def forward(self, x):
+        return x.std(dim=2)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_gate_resampled_to_its_input_is_still_a_gate(capture):
+    """GhostNetV2's attention: a sigmoid gate computed at half resolution and
+    upsampled (nearest or bilinear, weights >= 0) multiplies the value."""
+    class Ghost(nn.Module):
+        def __init__(self, mode):
+            super().__init__()
+            self.conv, self.mode = nn.Conv2d(3, 3, 1), mode
+
+        def forward(self, x):
+            g = torch.sigmoid(self.conv(F.avg_pool2d(x, 2)))
+            return x * F.interpolate(g, size=x.shape[-2:], mode=self.mode)
+
+    for mode in ("nearest", "bilinear"):
+        plain, gated = _body(False), _body(True)
+        gated[2] = Ghost(mode).double()
+        gated[3].load_state_dict(plain[2].state_dict())
+        gated[5].load_state_dict(plain[4].state_dict())
+        gated[0].load_state_dict(plain[0].state_dict())
+        g1, _ = _graph(gated, (2, 4, 4), capture=capture)
+        np.testing.assert_allclose(_dense(g1), _dense(_graph(plain, (2, 4, 4), capture=capture)[0]))
+        assert sum(r["params"] for r in g1.meta["left_out"]) == 3 * 3    # the gate conv's weights
 
 
 @pytest.mark.parametrize("name,shape", [("digits_cnn", (1, 8, 8)), ("resnet18", (3, 32, 32)),

@@ -25,22 +25,28 @@ import torch
 import torch.fx
 
 from ..errors import DeepglassError, UnsupportedLayerError
-from .aten_rules import (Stat, _adaptive, _add, _attention, _avg_pool, _batch_norm,
-                         _batch_norm_layer, _bmm, _clamp_nonneg, _conv_layer,
-                         _conv_transpose_layer, _convolution, _div, _group_norm,
-                         _group_norm_layer, _identity, _instance_norm_layer, _is_sym, _layer_norm,
-                         _layer_norm_layer, _leaky_relu, _linear, _matmul, _max_pool, _mean,
-                         _monotone, _mul, _neg, _nonmonotone, _opname, _prelu, _refuse,
-                         _shape_rule, _statistic, _upsample, interpolation_matrices)
-from .symbolic import SUPPORTED, ForwardError, Pending, Ref, flatten, has_sym
+from .aten_norms import (Stat, _batch_norm, _batch_norm_layer, _group_norm, _group_norm_layer,
+                         _instance_norm_layer, _layer_norm, _layer_norm_layer,
+                         _reduced_statistic, _statistic)
+from .aten_rules import (_adaptive, _add, _attention, _avg_pool, _bmm, _clamp_nonneg, _conv_layer,
+                         _conv_transpose_layer, _convolution, _div, _identity, _leaky_relu,
+                         _linear, _matmul, _max_pool, _mean, _monotone, _mul, _neg,
+                         _nonmonotone, _prelu, _refuse, _shape_rule, _upsample,
+                         interpolation_matrices)
+from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, _is_sym, _opname, flatten,
+                       has_sym)
 
 __all__ = ["export_module", "AtenInterpreter", "ATEN_OPS", "interpolation_matrices"]
 
 aten = torch.ops.aten
 
-#: activations kept whole when lowering to core ATen (their decompositions
+#: ops kept whole when lowering to core ATen: activations (their decompositions
 #: would hide their names: SiLU -> x * sigmoid(x), PReLU -> where(x > 0, ...))
-KEEP_WHOLE = ("prelu", "silu", "hardswish", "hardsigmoid", "mish")
+KEEP_WHOLE = ("prelu", "silu", "hardswish", "hardsigmoid", "mish",
+              # and paddings that copy the border (whose decompositions are
+              # index arithmetic and in-place copies)
+              "pad", "_pad_circular", "reflection_pad1d", "reflection_pad2d",
+              "reflection_pad3d", "replication_pad1d", "replication_pad2d", "replication_pad3d")
 
 
 class ExportFailed(Exception):
@@ -79,7 +85,8 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
             return gm, "torch.export"
         table = torch.export.default_decompositions()
         for name in KEEP_WHOLE:
-            table.pop(getattr(aten, name).default, None)
+            if hasattr(aten, name):
+                table.pop(getattr(aten, name).default, None)
         return ep.run_decompositions(table).module(), "torch.export (core ATen)"
     except Exception as exc:  # the exporter raises many kinds of errors
         text = str(exc).strip()
@@ -151,6 +158,17 @@ class AtenInterpreter(torch.fx.Interpreter):
         return real
 
     # -- helpers used by the rules ------------------------------------------------------
+    def input_dependent(self) -> set:
+        """The fx nodes whose value depends on a network input (cached)."""
+        dep = getattr(self, "_dependent", None)
+        if dep is None:
+            dep = set()
+            for node in self.module.graph.nodes:
+                if node.op == "placeholder" or any(a in dep for a in node.all_input_nodes):
+                    dep.add(node)
+            self._dependent = dep
+        return dep
+
     def real(self, a):
         return torch.fx.node.map_arg(a, lambda nd: self.env[nd])
 
@@ -191,6 +209,8 @@ class AtenInterpreter(torch.fx.Interpreter):
             return None
         if n.op == "output":
             return torch.fx.node.map_arg(n.args[0], lambda nd: self.sym[nd])
+        if getattr(n.target, "overloadpacket", None) in CHECK_OPS:
+            return None
         args = torch.fx.node.map_arg(n.args, lambda nd: self.sym[nd])
         kwargs = torch.fx.node.map_arg(n.kwargs, lambda nd: self.sym[nd])
         stats = [v for v in flatten([args, kwargs]) if isinstance(v, Stat)]
@@ -298,8 +318,11 @@ ATEN_OPS: dict = {
     **_ops("view _unsafe_view reshape permute transpose t unsqueeze squeeze expand slice "
            "select cat concat split split_with_sizes unbind constant_pad_nd as_strided "
            "flatten narrow pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
-           "movedim stack repeat index_select unflatten chunk swapaxes pad flip roll", _shape_rule),
+           "movedim stack repeat index_select unflatten chunk swapaxes pad flip roll "
+           "reflection_pad1d reflection_pad2d reflection_pad3d replication_pad1d "
+           "replication_pad2d replication_pad3d _pad_circular index", _shape_rule),
     **_ops("pow sqrt rsqrt", _statistic),
+    **_ops("var var_mean std std_mean linalg_vector_norm norm", _reduced_statistic),
     **_ops("bmm baddbmm einsum", _bmm),
     **_ops("_scaled_dot_product_flash_attention _scaled_dot_product_efficient_attention "
            "_scaled_dot_product_flash_attention_for_cpu scaled_dot_product_attention",
@@ -308,6 +331,9 @@ ATEN_OPS: dict = {
         "recurrent cell", "a recurrent cell has no fixed feed-forward signed graph; unroll "
         "it or analyse the convolutional part")),
 }
+#: the exporter's checks of a value's dtype or shape (``x.to(dtype)``): no value
+CHECK_OPS = {getattr(aten, name) for name in
+             "_assert_tensor_metadata _assert_scalar _assert_async".split() if hasattr(aten, name)}
 #: ops that map statistics to statistics (SPEC §1b normalizations)
 STAT_OPS = {getattr(aten, name) for name in (
     "pow sqrt rsqrt reciprocal add sub mul div mean sum avg_pool1d avg_pool2d avg_pool3d "

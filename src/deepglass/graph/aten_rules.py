@@ -1,13 +1,13 @@
 """The rules of :mod:`.aten`: one function per kind of ATen op, each turning
 the symbolic values of the op's arguments into the symbolic value of its
-result (SPEC §1, §1b).  Signature: ``rule(ip, n, args, kwargs, real)`` with
+result (SPEC §1, §1b); those of normalizations and statistics are in
+:mod:`.aten_norms`.  Signature: ``rule(ip, n, args, kwargs, real)`` with
 ``ip`` the :class:`~.aten.AtenInterpreter`, ``n`` the fx node, ``args`` /
 ``kwargs`` the symbolic arguments and ``real`` the op's real output.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Callable
 
@@ -17,41 +17,14 @@ import torch.fx
 from ..errors import DeepglassError
 from .blocks import ConvBlock, ConvTransposeBlock, ResampleBlock
 from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op
-from .symbolic import (Pending, Ref, add_values, as_tensor_of, reindexed, remap, scale,
-                       strip_zero_padding, tup, zip_map)
+from .aten_norms import Stat, _power, feeds_normalization
+from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of, has_sym,
+                       reindexed, remap, scale, strip_zero_padding, tup, zip_map)
 
-__all__ = ["Stat", "interpolation_matrices"]
+__all__ = ["interpolation_matrices"]
 
 aten = torch.ops.aten
 
-
-@dataclasses.dataclass
-class Stat:
-    """A non-negative per-sample statistic of network values (``x ** 2``, its
-    means and pools, their roots): what normalizations divide by (local
-    response norm, RMSNorm, a layer norm written out).  It may only rescale a
-    value (SPEC §1b: a positive rescaling); it never becomes graph nodes."""
-
-    shape: tuple
-
-
-
-def _opname(target) -> str:
-    name = getattr(target, "__name__", None) or str(target)
-    return name.replace("aten.", "").split(".default")[0]
-
-
-def _arg(n, args, i, key, default=None):
-    return args[i] if len(args) > i else n.kwargs.get(key, default)
-
-
-def _is_sym(v) -> bool:
-    return isinstance(v, (Ref, Pending))
-
-
-def _flag(v, **kw):
-    """A materialized value with attributes (non-negativity, elementwise function)."""
-    return dataclasses.replace(v, **kw) if isinstance(v, Ref) else v
 
 
 # ----------------------------------------------------------------------------------
@@ -105,31 +78,6 @@ def _conv_transpose_layer(ip, n, args, kwargs, real):
     get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
     return _transposed(ip, n, ip.b.materialize(args[0]), r[1], real, get(3, 1), get(4, 0),
                        get(7, 1), get(6, 1), nd)
-
-
-def _batch_norm_layer(ip, n, args, kwargs, real):
-    r = ip.real(n.args)
-    if r[5] or r[3] is None:   # training mode or no running statistics
-        ip.unsupported(n, "batch_norm", "batch norm without running statistics; use "
-                       "batchnorm='ignore' or a model in eval mode")
-    return _batch_norm_scale(ip, args[0], r[1], r[4], r[7], r[0].ndim)
-
-
-def _layer_norm_layer(ip, n, args, kwargs, real):
-    r = ip.real(n.args)
-    return _layer_norm_scale(ip, args[0], r[2] if len(r) > 2 else None)
-
-
-def _group_norm_layer(ip, n, args, kwargs, real):
-    r = ip.real(n.args)
-    return _channel_gain(ip, args[0], r[2] if len(r) > 2 else None, r[0].ndim)
-
-
-def _instance_norm_layer(ip, n, args, kwargs, real):
-    r = ip.real(n.args)
-    if not r[5]:   # use_input_stats False: a batch norm with running statistics
-        return _batch_norm_scale(ip, args[0], r[1], r[4], r[7], r[0].ndim)
-    return _channel_gain(ip, args[0], r[1], r[0].ndim)
 
 
 def _matmul(ip, n, args, kwargs, real):
@@ -318,52 +266,11 @@ def _upsample(mode):
         mats = interpolation_matrices(n.target, r[0], real, tuple(r[1:]))
         blk = ResampleBlock(tuple(r[0].shape[1:]), tuple(real.shape[1:]), mats, mode=mode,
                             module=ip.where(n))
-        return Pending([(blk, x)], tuple(real.shape[1:]), op="resample", name=ip.where(n))
+        # nearest and linear interpolation weights are >= 0: a gate resampled to
+        # its input's size (GhostNetV2's attention) is still a non-negative gate
+        return Pending([(blk, x)], tuple(real.shape[1:]), op="resample", name=ip.where(n),
+                       nonneg=bool(getattr(x, "nonneg", False)))
     return rule
-
-
-# ----------------------------------------------------------------------------------
-# normalizations and scalings
-def _batch_norm_scale(ip, val, weight, var, eps, ndim):
-    """Batch norm with running statistics: ``gamma / sqrt(var + eps)`` per channel
-    folds into the incoming edges, sign included (SPEC §1 ``batchnorm="fold"``)."""
-    if ip.rules["batchnorm"] != "fold":
-        return val
-    s = 1.0 / torch.sqrt(var.double() + eps)
-    if weight is not None:
-        s = s * weight.double()
-    return scale(ip.b, val, s.reshape((-1,) + (1,) * (ndim - 2)))
-
-
-def _layer_norm_scale(ip, val, weight):
-    """SPEC §1b: a per-sample norm's division by the sample's statistics is a
-    positive rescaling and its mean subtraction is ignored; the gain (over the
-    normalized trailing dimensions) folds in, sign included."""
-    if weight is None or ip.rules["norm"] != "fold":
-        return val
-    return scale(ip.b, val, weight.double())
-
-
-def _channel_gain(ip, val, weight, ndim):
-    """Group / instance norm: as :func:`_layer_norm_scale` with a gain per channel."""
-    if weight is None or ip.rules["norm"] != "fold":
-        return val
-    return scale(ip.b, val, weight.double().reshape((-1,) + (1,) * (ndim - 2)))
-
-
-def _batch_norm(ip, n, args, kwargs, real):
-    r = ip.real(n.args)
-    return (_batch_norm_scale(ip, args[0], r[1], r[4], r[6], r[0].ndim), None, None)
-
-
-def _layer_norm(ip, n, args, kwargs, real):
-    r = ip.real(n.args)
-    return (_layer_norm_scale(ip, args[0], r[2] if len(r) > 2 else None), None, None)
-
-
-def _group_norm(ip, n, args, kwargs, real):
-    r = ip.real(n.args)
-    return (_channel_gain(ip, args[0], r[1], r[0].ndim), None, None)
 
 
 def _const_factor(ip, n, i):
@@ -423,9 +330,12 @@ def _product(ip, n, a, b):
     """SPEC §1b: ``x * f(x)`` is an elementwise activation; ``x * g`` with a
     non-negative gate ``g`` of another value is a positive rescaling of ``x``
     (``gates="scale"``); any other product of two network values is refused."""
-    a, b = ip.b.materialize(a), ip.b.materialize(b)
+    # x * x of a layer's output read only there: one node block for both factors
+    a, b = (ip.b.materialize(a),) * 2 if a is b else (ip.b.materialize(a), ip.b.materialize(b))
     if _same(a, b) and a.fn == b.fn:
-        return Stat(tuple(ip.cur.shape[1:]))   # x * x: a square, the start of a statistic
+        if feeds_normalization(ip, n):
+            return Stat(tuple(ip.cur.shape[1:]))   # x * x: the start of a statistic
+        return _power(ip, a, 2.0)                  # x * x: an elementwise square
     if _same(a, b):
         f = b.fn if b.fn else a.fn
         ip.warn_nonmonotone(_PRODUCT_NAMES.get(f, f"x * {f or 'x'}"))
@@ -516,12 +426,6 @@ def _prelu(ip, n, args, kwargs, real):
     return _flag(ip.b.activated(args[0]), nonneg=False, fn="prelu")
 
 
-def _statistic(ip, n, args, kwargs, real):
-    """``x ** p``, ``sqrt(x)``, ``rsqrt(x)`` of a network value: the start of a
-    normalization's statistic (local response norm, RMSNorm)."""
-    return Stat(tuple(real.shape[1:]))
-
-
 def _identity(ip, n, args, kwargs, real):
     """Copies, aliases, eval-mode dropout: the value itself (a copy is made
     contiguous, as the op makes it, so that later views see the same layout)."""
@@ -539,6 +443,9 @@ def _shape_rule(ip, n, args, kwargs, real):
          if isinstance(v, (list, tuple)) else v for v in a]
     real_args = ip.real(n.args)
     pad = n.target is aten.constant_pad_nd.default
+    if getattr(n.target, "overloadpacket", None) is aten.index and has_sym(a[1:]):
+        ip.unsupported(n, "index", "its indices are computed from the input (a gather that "
+                       "depends on the data has no fixed edges)")
 
     def run(kind):
         vals = zip_map(list(a), list(real_args), as_tensor_of(kind))
@@ -546,6 +453,9 @@ def _shape_rule(ip, n, args, kwargs, real):
             # zero padding: id -1 (no node), scale 0 (SPEC §1: padding adds no edge)
             rest = vals[2:] + [None] * 2
             mode, value = (("constant", rest[0]) if pad else (rest[0] or "constant", rest[1]))
+            if mode in ("reflect", "replicate", "circular"):
+                # the border copies nodes inside (a gather): their ids, scales and values
+                return n.target(*vals, **ip.real(n.kwargs))
             # -inf padding that only max pools read is what they ignore: no node either
             max_only = value == -math.inf and all(_is_max_pool(u.target) for u in n.users)
             if mode != "constant" or (value not in (0, 0.0, None) and not max_only):

@@ -101,7 +101,11 @@ LINEAR_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool1d, nn.M
                   nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
                   nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 SHAPE_MODULES = (nn.Flatten, nn.Unflatten, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
-                 nn.ChannelShuffle)
+                 nn.ChannelShuffle, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
+                 nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d,
+                 nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d)
+#: padding modes whose border copies nodes inside (re-indexings, no new nodes)
+BORDER_COPIES = ("reflect", "replicate", "circular")
 
 MONOTONE_FUNCTIONS = {F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu,
                       F.leaky_relu_, F.elu, F.selu, F.celu, F.hardtanh, F.hardtanh_, F.softplus,
@@ -306,6 +310,8 @@ class FxInterpreter(torch.fx.Interpreter):
             if n.target is F.pad:
                 mode = k.get("mode", a[2] if len(a) > 2 else "constant")
                 value = k.get("value", a[3] if len(a) > 3 else 0) or 0
+                if mode in BORDER_COPIES:   # the border copies nodes inside: a gather
+                    return F.pad(a[0], a[1] if len(a) > 1 else k["pad"], mode=mode)
                 if mode != "constant" or value != 0:
                     self._unsupported(n, f"padding mode {mode!r} value {value}")
                 return F.pad(a[0], a[1] if len(a) > 1 else k["pad"], value=fill)

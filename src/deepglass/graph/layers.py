@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch.nn.functional as F
 
 from ..errors import DeepglassError, UnsupportedLayerError
 from .blocks import ConvBlock, DenseBlock, PoolBlock, adaptive_windows, pool_windows
@@ -32,12 +33,18 @@ def dense_op(builder, name, x, real_in, real_out, weight):
 def conv_op(builder, name, x, real_in, real_out, weight, stride, padding, dilation, groups,
             padding_mode="zeros"):
     nd = weight.ndim - 2
-    if padding_mode != "zeros":
-        raise UnsupportedLayerError(f"convolution {name!r} uses padding_mode={padding_mode!r}; "
-                                    "only zero padding is supported")
     x, extra = strip_zero_padding(x, nd)
     k = weight.shape[2:]
     stride, dilation = tup(stride, nd), tup(dilation, nd)
+    if padding_mode != "zeros" and padding != "valid" and any(tup(padding, nd)):
+        # reflect / replicate / circular: the border copies nodes inside (the
+        # torch.fx path; torch.export writes the padding out as its own op)
+        if isinstance(padding, str):
+            raise UnsupportedLayerError(f"convolution {name!r}: padding={padding!r} with "
+                                        f"padding_mode={padding_mode!r}")
+        widths = [p for q in reversed(tup(padding, nd)) for p in (q, q)]
+        x = remap(x, lambda t, fill: F.pad(t, widths, mode=padding_mode))
+        padding = 0
     if isinstance(padding, str):
         if padding == "valid":
             pads = [(0, 0)] * nd

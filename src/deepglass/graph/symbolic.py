@@ -41,7 +41,8 @@ __all__ = ["Ref", "Pending", "Builder", "NonMonotoneActivationWarning", "Forward
 SUPPORTED = ("linear, conv1d/2d/3d (stride, padding incl. 'same' and asymmetric F.pad, "
              "dilation, groups), max/avg pooling incl. adaptive and ceil_mode, global mean, "
              "batch norm, residual add/sub, cat, chunk/split, flatten/view/reshape/"
-             "permute/transpose (channel shuffle), zero padding, scalar multiplication, "
+             "permute/transpose (channel shuffle), zero / reflect / replicate / circular "
+             "padding, scalar multiplication, "
              "and elementwise activations / dropout / softmax / local response norm")
 
 
@@ -72,6 +73,7 @@ class Pending:
     op: str = "add"
     name: str = ""
     exact: torch.Tensor | None = None  # recording only: value ids of the captured value
+    nonneg: bool = False           # non-negative weights of a non-negative value (a gate resampled)
 
 
 def remap(ref: Ref, fn) -> Ref:
@@ -123,7 +125,7 @@ class Builder:
         shape = (1,) + tuple(val.shape)
         idx = torch.arange(nb.offset, nb.stop, dtype=torch.long).reshape(shape)
         ex = None if val.exact is None else val.exact.reshape(shape)
-        return Ref(idx, value=ex, exact=ex)
+        return Ref(idx, nonneg=val.nonneg, value=ex, exact=ex)
 
     def activated(self, val) -> Ref:
         """The output of an elementwise nonlinearity of ``val``: its node ids, and
@@ -273,7 +275,16 @@ def scale(builder: Builder, val, s):
 
 def add_values(builder, a, b, shape, where, unsupported) -> Pending:
     """A residual addition of two symbolic values (SPEC §1): no nodes; the terms
-    of both operands end on one block (a ``Ref`` operand is an identity shortcut)."""
+    of both operands end on one block (a ``Ref`` operand is an identity shortcut).
+    Two rescalings of the same nodes (``x + g * x``, ConvNeXt-V2's response
+    norm) add up to one rescaling: no nodes, no parallel edges."""
+    if isinstance(a, Ref) and isinstance(b, Ref) and a.index.shape == b.index.shape \
+            and bool(torch.equal(a.index, b.index)):
+        one = lambda r: r.scale if r.scale is not None else torch.ones(  # noqa: E731
+            r.index.shape, dtype=torch.float64, device=r.index.device)
+        same_value = a.value is b.value or (a.value is not None and b.value is not None
+                                            and bool(torch.equal(a.value, b.value)))
+        return Ref(a.index, one(a) + one(b), value=a.value if same_value else None)
     terms = []
     for v in (a, b):
         if isinstance(v, Pending):
@@ -404,3 +415,23 @@ def prune(builder: Builder, outputs: dict[str, np.ndarray]):
     builder.node_blocks, builder.edge_blocks, builder.n = new_blocks, kept_edges, off
     builder.reads = kept_reads
     return {k: newid[v] for k, v in outputs.items()}, left_out
+
+
+# ----------------------------------------------------------------------------------
+# helpers of the capture rules
+def _opname(target) -> str:
+    name = getattr(target, "__name__", None) or str(target)
+    return name.replace("aten.", "").split(".default")[0]
+
+
+def _arg(n, args, i, key, default=None):
+    return args[i] if len(args) > i else n.kwargs.get(key, default)
+
+
+def _is_sym(v) -> bool:
+    return isinstance(v, (Ref, Pending))
+
+
+def _flag(v, **kw):
+    """A materialized value with attributes (non-negativity, elementwise function)."""
+    return dataclasses.replace(v, **kw) if isinstance(v, Ref) else v

@@ -1,0 +1,181 @@
+"""Normalizations and per-sample statistics in the ATen capture (SPEC §1, §1b).
+
+A batch norm with running statistics folds ``gamma / sqrt(var + eps)`` into
+the incoming edges; a per-sample norm (LayerNorm, GroupNorm, InstanceNorm,
+RMSNorm, LRN, EvoNorm, written out or not) divides by statistics of the
+sample, a positive rescaling, and folds its gain.  Statistics are symbolic
+values of their own (:class:`Stat`): powers, variances and norms of network
+values, their means and pools, that may only rescale a value and never
+become graph nodes.  A power that no normalization reduces is an elementwise
+activation instead (:func:`feeds_normalization`).  Rules have the signature
+of :mod:`.aten_rules`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+
+import torch
+import torch.fx
+
+from .symbolic import _flag, _opname, scale
+
+__all__ = ["Stat", "feeds_normalization"]
+
+aten = torch.ops.aten
+
+
+@dataclasses.dataclass
+class Stat:
+    """A non-negative per-sample statistic of network values (``x ** 2``, its
+    means and pools, their roots): what normalizations divide by (local
+    response norm, RMSNorm, a layer norm written out).  It may only rescale a
+    value (SPEC §1b: a positive rescaling); it never becomes graph nodes."""
+
+    shape: tuple
+
+
+def _batch_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    if r[5] or r[3] is None:   # training mode or no running statistics
+        ip.unsupported(n, "batch_norm", "batch norm without running statistics; use "
+                       "batchnorm='ignore' or a model in eval mode")
+    return _batch_norm_scale(ip, args[0], r[1], r[4], r[7], r[0].ndim)
+
+
+def _layer_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return _layer_norm_scale(ip, args[0], r[2] if len(r) > 2 else None)
+
+
+def _group_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return _channel_gain(ip, args[0], r[2] if len(r) > 2 else None, r[0].ndim)
+
+
+def _instance_norm_layer(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    if not r[5]:   # use_input_stats False: a batch norm with running statistics
+        return _batch_norm_scale(ip, args[0], r[1], r[4], r[7], r[0].ndim)
+    return _channel_gain(ip, args[0], r[1], r[0].ndim)
+
+
+def _batch_norm_scale(ip, val, weight, var, eps, ndim):
+    """Batch norm with running statistics: ``gamma / sqrt(var + eps)`` per channel
+    folds into the incoming edges, sign included (SPEC §1 ``batchnorm="fold"``)."""
+    if ip.rules["batchnorm"] != "fold":
+        return val
+    s = 1.0 / torch.sqrt(var.double() + eps)
+    if weight is not None:
+        s = s * weight.double()
+    return scale(ip.b, val, s.reshape((-1,) + (1,) * (ndim - 2)))
+
+
+def _layer_norm_scale(ip, val, weight):
+    """SPEC §1b: a per-sample norm's division by the sample's statistics is a
+    positive rescaling and its mean subtraction is ignored; the gain (over the
+    normalized trailing dimensions) folds in, sign included."""
+    if weight is None or ip.rules["norm"] != "fold":
+        return val
+    return scale(ip.b, val, weight.double())
+
+
+def _channel_gain(ip, val, weight, ndim):
+    """Group / instance norm: as :func:`_layer_norm_scale` with a gain per channel."""
+    if weight is None or ip.rules["norm"] != "fold":
+        return val
+    return scale(ip.b, val, weight.double().reshape((-1,) + (1,) * (ndim - 2)))
+
+
+def _batch_norm(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return (_batch_norm_scale(ip, args[0], r[1], r[4], r[6], r[0].ndim), None, None)
+
+
+def _layer_norm(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return (_layer_norm_scale(ip, args[0], r[2] if len(r) > 2 else None), None, None)
+
+
+def _group_norm(ip, n, args, kwargs, real):
+    r = ip.real(n.args)
+    return (_channel_gain(ip, args[0], r[1], r[0].ndim), None, None)
+
+
+def _statistic(ip, n, args, kwargs, real):
+    """``x ** p``, ``sqrt(x)``, ``rsqrt(x)`` of a network value: the start of a
+    normalization's statistic (local response norm, RMSNorm) when, reduced,
+    it goes on to rescale a network value (:func:`feeds_normalization`); else
+    an elementwise activation (StarReLU ``s * relu(x) ** 2 + b``)."""
+    if feeds_normalization(ip, n):
+        return Stat(tuple(real.shape[1:]))
+    name = _opname(n.target)
+    if name.startswith("pow"):
+        p = n.args[1] if len(n.args) > 1 else n.kwargs.get("exponent")
+        if isinstance(p, torch.fx.Node) or isinstance(p, torch.Tensor):
+            ip.unsupported(n, "pow", "a power with a tensor exponent")
+    else:
+        p = 0.5 if name.startswith("sqrt") else -0.5
+    return _power(ip, args[0], float(p))
+
+
+def _reduced_statistic(ip, n, args, kwargs, real):
+    """A variance, standard deviation or norm of a network value (EvoNorm, an
+    RMSNorm written with ``var``, ConvNeXt-V2's global response norm): a
+    per-sample statistic, for a normalization to divide or multiply by."""
+    if isinstance(real, tuple):
+        return tuple(Stat(tuple(r.shape[1:])) for r in real)
+    return Stat(tuple(real.shape[1:]))
+
+
+def _power(ip, x, p: float):
+    """SPEC §1b: ``x ** p`` elementwise: no edges; non-decreasing for ``p > 0``
+    on a non-negative ``x`` (a ReLU's output), for an odd integer ``p``, and for
+    a fractional one (defined for ``x >= 0``); otherwise it warns."""
+    integer = float(p).is_integer()
+    x = ip.b.activated(x)
+    nonneg = bool(getattr(x, "nonneg", False))
+    if not (p > 0 and (nonneg or not integer or int(p) % 2 == 1)):
+        ip.warn_nonmonotone(f"x ** {p:g}")
+    out_nonneg = nonneg or not integer or int(p) % 2 == 0
+    return _flag(x, nonneg=out_nonneg, fn="pow")
+
+
+#: ops along which a power of a network value is still on its way to a normalization
+_STAT_PATH = {getattr(aten, name) for name in (
+    "add sub rsub mul div neg clone alias _to_copy to detach contiguous view _unsafe_view "
+    "reshape unsqueeze squeeze expand permute flatten transpose pow sqrt rsqrt reciprocal "
+    "abs clamp clamp_min exp log constant_pad_nd pad slice select cat").split()
+    if hasattr(aten, name)}
+#: reductions that make a per-sample statistic of it
+_REDUCTIONS = {getattr(aten, name) for name in (
+    "mean sum var var_mean std std_mean avg_pool1d avg_pool2d avg_pool3d "
+    "adaptive_avg_pool1d adaptive_avg_pool2d _adaptive_avg_pool2d adaptive_avg_pool3d "
+    "_adaptive_avg_pool3d linalg_vector_norm norm").split() if hasattr(aten, name)}
+
+
+def feeds_normalization(ip, n) -> bool:
+    """Whether the value of fx node ``n`` (``x ** p``, ``x * x``), reduced over
+    some dimensions (a mean, a sum, an average pool, a norm), goes on to
+    multiply or divide another network value: the statistic of a
+    normalization (SPEC §1b).  A forward search over the fx graph through
+    elementwise ops and views; O(nodes after ``n``)."""
+    depends = ip.input_dependent()
+    stack = [(u, n, False) for u in n.users]
+    seen = set()
+    while stack:
+        u, src, reduced = stack.pop()
+        if (u, reduced) in seen:
+            continue
+        seen.add((u, reduced))
+        packet = getattr(u.target, "overloadpacket", None)
+        if packet in _REDUCTIONS:
+            reduced = True
+        elif packet in (aten.mul, aten.div) and reduced and any(
+                a is not src and a in depends for a in u.args if isinstance(a, torch.fx.Node)):
+            return True
+        elif packet not in _STAT_PATH and u.target is not operator.getitem:
+            continue
+        stack.extend((w, u, reduced) for w in u.users)
+    return False
