@@ -445,10 +445,42 @@ def test_constant_pad_and_refused_reflect():
     x = _rand(2, 2, 3, 3)
     want = np.pad(x, [(0, 0), (0, 1), (1, 0), (2, 3)], constant_values=-1.5)
     np.testing.assert_array_equal(_run(onnx_to_module(model), x), want)
+    # reflect / edge / wrap padding of the channel axis has no F.pad: refused by name
     model = _model([helper.make_node("Pad", ["X", "pads"], ["Y"], name="reflect_pad", mode="reflect")],
-                   {"X": [1, 2, 3, 3]}, {"Y": [1, 2, 4, 4]}, {"pads": np.array([0, 0, 1, 1, 0, 0, 0, 0], np.int64)})
-    with pytest.raises(UnsupportedLayerError, match=r"^ONNX node 'reflect_pad' \(Pad\): mode 'reflect' is not supported"):
+                   {"X": [1, 2, 3, 3]}, {"Y": [1, 4, 3, 3]}, {"pads": np.array([0, 1, 0, 0, 0, 1, 0, 0], np.int64)})
+    with pytest.raises(UnsupportedLayerError, match=r"^ONNX node 'reflect_pad' \(Pad\): mode 'reflect' pads "):
         onnx_to_module(model)
+
+
+@pytest.mark.parametrize("mode,np_mode,opset", [("reflect", "reflect", 17), ("edge", "edge", 17),
+                                                ("wrap", "wrap", 19)])
+def test_pad_modes_that_copy_the_border(mode, np_mode, opset):
+    """ONNX's reflect / edge / wrap padding is F.pad's reflect / replicate /
+    circular: the values of numpy and of ONNX's reference, and, before a
+    convolution, the signed graph of the same padding written in PyTorch."""
+    from deepglass.graph import SignedGraph
+
+    pads = np.array([0, 0, 2, 1, 0, 0, 1, 2], np.int64)
+    w = _rand(3, 2, 3, 3)
+    model = _model([helper.make_node("Pad", ["X", "pads"], ["P"], mode=mode),
+                    helper.make_node("Conv", ["P", "W"], ["Y"])],
+                   {"X": [1, 2, 4, 4]}, {"Y": [1, 3, 5, 5]}, {"pads": pads, "W": w}, opset=opset)
+    module = onnx_to_module(model)
+    x = _rand(1, 2, 4, 4)
+    padded = np.pad(x, [(0, 0), (0, 0), (2, 1), (1, 2)], mode=np_mode)
+    want = torch.nn.functional.conv2d(torch.from_numpy(padded), torch.from_numpy(w)).numpy()
+    np.testing.assert_allclose(_run(module, x), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_reference(model, X=x)[0], want, rtol=1e-5, atol=1e-5)
+    torch_mode = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}[mode]
+
+    class Same(nn.Module):
+        def forward(self, t):
+            return torch.nn.functional.conv2d(
+                torch.nn.functional.pad(t, [1, 2, 2, 1], mode=torch_mode), torch.from_numpy(w))
+
+    g, ref = SignedGraph.from_module(module, (2, 4, 4)), SignedGraph.from_module(Same(), (2, 4, 4))
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges) == (32 + 75, 75 * 18)
+    np.testing.assert_allclose(g.to_scipy().toarray(), ref.to_scipy().toarray())
 
 
 def _resize_model(mode, ctm, out_hw, scales=None, sizes=None, nearest_mode="round_prefer_floor", in_hw=(4, 5)):

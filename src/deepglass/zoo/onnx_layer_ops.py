@@ -14,6 +14,9 @@ from torch import nn
 from ..graph.blocks.pool import pool_windows   # PyTorch's pool output-size rule
 from .onnx_values import _Norm, _Value, _param
 
+#: ONNX Pad modes -> F.pad modes (reflect excludes the edge in both; edge repeats it)
+PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
+
 
 class _LayerOps:
     """Layers with weights, pools, activations and normalizations.
@@ -439,9 +442,9 @@ class _LayerOps:
         x = self.inp(node, 0)
         rank = x.tensor.dim()
         mode = a.get("mode", "constant")
-        if mode != "constant":
-            self.refuse(node, f"mode {mode!r} is not supported: only constant padding is a fixed linear "
-                              "map with a signed-graph rule (write the padding as zeros or a constant)")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode not in PAD_MODES:
+            self.refuse(node, f"mode {mode!r} is not supported (constant, reflect, edge and wrap are)")
         if self.opset < 11:
             pads, value = list(a["pads"]), float(a.get("value", 0.0))
             axes = list(range(rank))
@@ -460,4 +463,12 @@ class _LayerOps:
         torch_pad: list[int] = []
         for ax in range(rank - 1, first - 1, -1):  # F.pad lists the last axis first, down to the first padded one
             torch_pad += list(per_axis.get(ax, (0, 0)))
+        if mode != "constant":
+            # the border copies values inside: F.pad's reflect / replicate / circular,
+            # which pad the trailing (spatial) axes of a batch only
+            if first < 2 or len(torch_pad) // 2 > min(3, rank - 2):
+                self.refuse(node, f"mode {mode!r} pads the batch or channel axis; only spatial axes "
+                                  "can be padded so")
+            self.set(node, self.emit_function(F.pad, [x, torch_pad], {"mode": PAD_MODES[mode]}))
+            return
         self.set(node, self.emit_function(F.pad, [x, torch_pad], {"mode": "constant", "value": value}))
