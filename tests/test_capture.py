@@ -506,6 +506,83 @@ class _StdPool(nn.Module):
         return x.std(dim=2)
 
 
+class _SplitAttention(nn.Module):
+    """ResNeSt's split attention (radix 2): the radix branches, gated by a
+    softmax across them, add up with ``sum(dim=1)``."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.fc = nn.Conv2d(c, 2 * c, 1)
+
+    def forward(self, x):
+        B, C2, H, W = x.shape
+        xs = x.view(B, 2, C2 // 2, H, W)
+        gap = xs.sum(dim=1).mean((2, 3), keepdim=True)
+        attn = torch.softmax(self.fc(gap).view(B, 2, C2 // 2, 1, 1), dim=1)
+        return (xs * attn).sum(dim=1)
+
+
+class _Halves(nn.Module):
+    def forward(self, x):
+        return x[:, :x.shape[1] // 2] + x[:, x.shape[1] // 2:]
+
+
+class _TokenMean(nn.Module):
+    """A channels-last head (MLP-Mixer): the mean over the tokens of (B, N, C)."""
+
+    def __init__(self, transpose_first):
+        super().__init__()
+        self.t = transpose_first
+
+    def forward(self, x):
+        x = x.flatten(2)                       # (B, C, N)
+        return x.mean(2) if self.t else x.transpose(1, 2).mean(1)
+
+
+class _Fixed(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+        self.a = nn.Parameter(torch.tensor([[[[0.5]], [[-2.0]], [[1.5]]]], dtype=torch.float64))
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_reductions_and_ops_with_a_fixed_operand(capture):
+    """``sum`` over dimensions adds terms of weight 1 (ResNeSt's and SKNet's
+    radix branches), a mean over a channels-last value's tokens is global
+    average pooling, ``maximum(x, t)`` with a fixed ``t`` is an elementwise
+    activation (a filter response norm's TLU), ``addcmul(b, a, x)`` the
+    rescaling by ``a`` (ResMLP's affine layer), and a mean subtracted from the
+    value it averages is a normalization's statistic (an instance norm written
+    out adds no edge)."""
+    torch.manual_seed(6)
+    conv1 = nn.Conv2d(2, 6, 3, padding=1)
+    head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16, 2))
+
+    def same(a, b, shape=(2, 4, 4)):
+        ga, gb = _graph(a.double(), shape, capture=capture)[0], _graph(b.double(), shape, capture=capture)[0]
+        assert (ga.n_nodes, ga.n_edges) == (gb.n_nodes, gb.n_edges)
+        np.testing.assert_allclose(_dense(ga), _dense(gb), rtol=1e-12)
+
+    same(nn.Sequential(conv1, _SplitAttention(3), head), nn.Sequential(conv1, _Halves(), head))
+    fc = nn.Linear(6, 2)
+    same(nn.Sequential(conv1, _TokenMean(False), fc), nn.Sequential(conv1, _TokenMean(True), fc))
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    plain = nn.Sequential(conv, nn.ReLU(), head)
+    same(nn.Sequential(conv, _Fixed(lambda m, x: torch.maximum(x, m.a)), head), plain)
+    scaled = nn.Sequential(conv, _Fixed(lambda m, x: m.a * x), head)
+    same(nn.Sequential(conv, _Fixed(lambda m, x: torch.addcmul(m.a * 0.3, m.a, x)), head), scaled)
+    inorm = _Fixed(lambda m, x: (x - x.mean((2, 3), keepdim=True))
+                   / torch.sqrt(x.var((2, 3), keepdim=True) + 1e-5))
+    same(nn.Sequential(conv, inorm, head), plain)
+    with pytest.raises(UnsupportedLayerError, match="maximum or minimum of two network values"):
+        _graph(nn.Sequential(conv, _Fixed(lambda m, x: torch.maximum(x, 2 * x)), head).double(),
+               (2, 4, 4), capture=capture)
+
+
 @pytest.mark.parametrize("capture", ["export", "core"])
 def test_gate_resampled_to_its_input_is_still_a_gate(capture):
     """GhostNetV2's attention: a sigmoid gate computed at half resolution and

@@ -146,8 +146,10 @@ def _power(ip, x, p: float):
 _STAT_PATH = {getattr(aten, name) for name in (
     "add sub rsub mul div neg clone alias _to_copy to detach contiguous view _unsafe_view "
     "reshape unsqueeze squeeze expand permute flatten transpose pow sqrt rsqrt reciprocal "
-    "abs clamp clamp_min exp log constant_pad_nd pad slice select cat").split()
+    "abs clamp clamp_min exp log constant_pad_nd pad slice select cat dropout").split()
     if hasattr(aten, name)}
+#: ops that combine it with another value: a normalization once it is reduced
+_COMBINE = {aten.add, aten.sub, aten.rsub, aten.mul, aten.div}
 #: reductions that make a per-sample statistic of it
 _REDUCTIONS = {getattr(aten, name) for name in (
     "mean sum var var_mean std std_mean avg_pool1d avg_pool2d avg_pool3d "
@@ -155,14 +157,16 @@ _REDUCTIONS = {getattr(aten, name) for name in (
     "_adaptive_avg_pool3d linalg_vector_norm norm").split() if hasattr(aten, name)}
 
 
-def feeds_normalization(ip, n) -> bool:
-    """Whether the value of fx node ``n`` (``x ** p``, ``x * x``), reduced over
-    some dimensions (a mean, a sum, an average pool, a norm), goes on to
-    multiply or divide another network value: the statistic of a
-    normalization (SPEC §1b).  A forward search over the fx graph through
-    elementwise ops and views; O(nodes after ``n``)."""
+def feeds_normalization(ip, n, reduced: bool = False) -> bool:
+    """Whether the value of fx node ``n`` (``x ** p``, ``x * x``; a mean or sum
+    when ``reduced``), once reduced over some dimensions (a mean, a sum, an
+    average pool, a norm), goes on to multiply, divide, or be subtracted from
+    another network value: the statistic of a normalization (SPEC §1b).  Before
+    any reduction, a combination with another network value ends the search
+    along that path (it makes a new value, not a statistic).  A forward search
+    over the fx graph through elementwise ops and views; O(nodes after ``n``)."""
     depends = ip.input_dependent()
-    stack = [(u, n, False) for u in n.users]
+    stack = [(u, n, reduced) for u in n.users]
     seen = set()
     while stack:
         u, src, reduced = stack.pop()
@@ -172,9 +176,11 @@ def feeds_normalization(ip, n) -> bool:
         packet = getattr(u.target, "overloadpacket", None)
         if packet in _REDUCTIONS:
             reduced = True
-        elif packet in (aten.mul, aten.div) and reduced and any(
-                a is not src and a in depends for a in u.args if isinstance(a, torch.fx.Node)):
-            return True
+        elif packet in _COMBINE and any(a is not src and a in depends for a in u.args
+                                        if isinstance(a, torch.fx.Node)):
+            if reduced:
+                return True
+            continue
         elif packet not in _STAT_PATH and u.target is not operator.getitem:
             continue
         stack.extend((w, u, reduced) for w in u.users)

@@ -16,7 +16,7 @@ import torch.fx
 
 from ..errors import DeepglassError
 from .blocks import ConvBlock, ConvTransposeBlock, ResampleBlock
-from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op
+from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op, reduce_op
 from .aten_norms import Stat, _power, feeds_normalization
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of, has_sym,
                        reindexed, remap, scale, strip_zero_padding, tup, zip_map)
@@ -225,15 +225,33 @@ def _adaptive(kind):
 
 
 def _mean(ip, n, args, kwargs, real):
+    """``x.mean(dims)``: the statistic of a normalization when it goes on to
+    be subtracted from or to rescale a value (a layer norm written out, SPEC
+    §1b); else a linear average (global average pooling over spatial dims, a
+    mean over the tokens of a channels-last value, over channel groups)."""
+    return _reduction(ip, n, args, real, mean=True)
+
+
+def _sum(ip, n, args, kwargs, real):
+    """``x.sum(dims)``: as :func:`_mean` with weight 1 per term (the radix
+    branches that split attention and selective kernels add up)."""
+    return _reduction(ip, n, args, real, mean=False)
+
+
+def _reduction(ip, n, args, real, mean: bool):
     dims = _arg(n, ip.real(n.args), 1, "dim")
     nd = ip.real(n.args[0]).ndim
-    dl = [d % nd for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
-    if any(d < 2 for d in dl) or (nd == 2 and dl):
-        # a mean over channels (or all features): the statistic a written-out
-        # layer norm subtracts and divides by (SPEC §1b), not graph nodes
+    dl = sorted({d % nd for d in (dims if isinstance(dims, (list, tuple)) and dims
+                                  else range(nd) if not isinstance(dims, int) else [dims])})
+    if 0 in dl:
+        ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension")
+    if feeds_normalization(ip, n, reduced=True):
         return Stat(tuple(real.shape[1:]))
     x = ip.b.materialize(args[0])
-    return global_mean_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dims)
+    if mean and dl[0] >= 2:
+        return global_mean_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dl)
+    return reduce_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dl,
+                     ip.b.pool_weight if mean else 1.0)
 
 
 def interpolation_matrices(op: Callable, real_in: torch.Tensor, real_out: torch.Tensor,
@@ -291,6 +309,21 @@ def _mul(ip, n, args, kwargs, real):
     out = scale(ip.b, a, c)
     if isinstance(out, Ref) and isinstance(a, Ref) and bool((c > 0).all()):
         out = _flag(out, nonneg=a.nonneg, fn=a.fn)
+    return out
+
+
+def _addcmul(ip, n, args, kwargs, real):
+    """``addcmul(b, a, x, value=v) = b + v * a * x`` with fixed ``a`` and ``b``
+    (ResMLP's affine layer): the rescaling of ``x`` by ``v * a``, the bias
+    ``b`` dropped as every bias is."""
+    b, t1, t2 = args[0], args[1], args[2]
+    if _is_sym(b) or _is_sym(t1) == _is_sym(t2):
+        ip.unsupported(n, "addcmul", "only b + v * a * x with fixed a and b is supported")
+    x, i = (t1, 2) if _is_sym(t1) else (t2, 1)
+    c = _const_factor(ip, n, i) * float(n.kwargs.get("value", 1))
+    out = scale(ip.b, x, c)
+    if isinstance(out, Ref) and isinstance(x, Ref) and bool((c > 0).all()):
+        out = _flag(out, nonneg=x.nonneg, fn=x.fn)
     return out
 
 
@@ -386,6 +419,20 @@ def _monotone(nonneg: bool | Callable = False):
         nn_ = nonneg(ip, n) if callable(nonneg) else nonneg
         return _flag(x, nonneg=bool(nn_), fn=_opname(n.target), value=None)
     return rule
+
+
+def _threshold(ip, n, args, kwargs, real):
+    """``maximum(x, t)`` / ``minimum(x, t)`` with a fixed ``t`` (the learned
+    threshold of a filter response norm's TLU): a monotone elementwise
+    activation, non-negative when ``maximum`` and ``t >= 0``."""
+    a, b = args[0], args[1]
+    if _is_sym(a) and _is_sym(b):
+        ip.unsupported(n, _opname(n.target), "the elementwise maximum or minimum of two "
+                       "network values has no fixed weights")
+    x, i = (a, 1) if _is_sym(a) else (b, 0)
+    t = ip.real(n.args[i])
+    nonneg = n.target.overloadpacket is aten.maximum and bool((torch.as_tensor(t) >= 0).all())
+    return _flag(ip.b.activated(x), nonneg=nonneg, fn=_opname(n.target))
 
 
 def _clamp_nonneg(ip, n):

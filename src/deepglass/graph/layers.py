@@ -18,7 +18,7 @@ from ..errors import DeepglassError, UnsupportedLayerError
 from .blocks import ConvBlock, DenseBlock, PoolBlock, adaptive_windows, pool_windows
 from .symbolic import Pending, remap, strip_zero_padding, tup
 
-__all__ = ["dense_op", "conv_op", "pool_op", "adaptive_pool_op", "global_mean_op"]
+__all__ = ["dense_op", "conv_op", "pool_op", "adaptive_pool_op", "global_mean_op", "reduce_op"]
 
 
 def dense_op(builder, name, x, real_in, real_out, weight):
@@ -116,3 +116,23 @@ def global_mean_op(builder, name, x, real_in, real_out, dims):
     blk = PoolBlock(in_shape, (in_shape[0],) + tuple(len(w) for w in wins), wins, "avg",
                     weight=builder.pool_weight, module=name)
     return Pending([(blk, x)], tuple(real_out.shape[1:]), op="avgpool", name=name)
+
+
+def reduce_op(builder, name, x, real_in, real_out, dims, weight):
+    """``x.sum(dims)`` (``weight`` 1) or ``x.mean(dims)`` (``weight`` None: the
+    pool weight, ``1/|window|`` by default) over any non-batch dimensions: the
+    reduced dimensions are moved last and flattened, so the value is a
+    (kept, reduced) array and the reduction one window per kept element."""
+    nd = real_in.ndim
+    dims = sorted(d % nd for d in dims)
+    kept = [d for d in range(1, nd) if d not in dims]
+    R = math.prod(real_in.shape[d] for d in dims)
+    K = math.prod(real_in.shape[d] for d in kept)
+    out = (1,) + tuple(real_out.shape[1:])
+    if R == 1:   # a reduction over dimensions of size 1 is the identity (SPEC §1)
+        return remap(x, lambda t, fill: t.reshape(out))
+    perm = [0] + kept + dims
+    x = remap(x, lambda t, fill: t.permute(perm).reshape(1, K, R))
+    blk = PoolBlock((K, R), (K, 1), [adaptive_windows(R, 1)], "avg", weight=weight, module=name)
+    return Pending([(blk, x)], tuple(real_out.shape[1:]), op="avgpool" if weight is None else "sum",
+                   name=name)
