@@ -828,3 +828,17 @@ def test_flip_and_roll_are_reindexings(capture):
     A = _dense(g)
     J = torch.autograd.functional.jacobian(net, torch.zeros(1, 2, 5, 5, dtype=torch.float64))
     np.testing.assert_allclose(A[:50, 50:98] @ A[50:98, 98:], J.reshape(18, 50).numpy().T, atol=1e-12)
+
+
+def test_a_model_that_fails_on_the_input_is_reported_as_such():
+    """Where the exporter fails because the model itself fails on the sample
+    input, that is the error, not what a fallback capture path meets first
+    (here an op the fx tracer does not know)."""
+    class TooSmall(nn.Module):
+        def forward(self, x):
+            return F.avg_pool2d(torch.special.erfinv(0.1 * x), 8)
+
+    for capture in ("auto", "export"):
+        with pytest.raises(DeepglassError, match=r"TooSmall does not accept input of shape "
+                                                 r"\(1, 4, 4\)"):
+            SignedGraph.from_module(TooSmall(), (1, 4, 4), capture=capture)

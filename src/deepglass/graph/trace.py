@@ -229,6 +229,7 @@ def _capture(model, inputs, forward_kwargs, rules, capture, pool_weight, batchno
                                    Builder(pool_weight, batchnorm, record), rules,
                                    core=capture == "core")
         except ExportFailed as exc:
+            _check_forward(model, inputs, forward_kwargs)
             if capture != "auto":
                 raise DeepglassError(f"cannot capture {type(model).__name__} with "
                                      f"torch.export: {exc}") from None
@@ -247,6 +248,15 @@ def _capture(model, inputs, forward_kwargs, rules, capture, pool_weight, batchno
             f"{msg}. If forward() branches on the input's values, wrap the model in a module "
             "whose forward calls it with fixed arguments (non-tensor arguments can also be "
             "given as forward_kwargs)") from None
+
+
+def _check_forward(model, inputs, forward_kwargs) -> None:
+    """Where the exporter failed: if the model itself fails on the sample input,
+    that is the error to report (not a capture path's)."""
+    try:
+        model(*inputs, **(forward_kwargs or {}))
+    except Exception as exc:  # noqa: BLE001 - any error of the user's model
+        raise ForwardError(str(exc)) from None
 
 
 def _check_options(batchnorm, norm, gates, capture, pool_weight) -> None:
