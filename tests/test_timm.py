@@ -134,3 +134,30 @@ def test_active_subnetworks_of_a_gated_family():
                                          subs.windows)
         np.testing.assert_array_equal(reach, subs.keep[k])
         assert A.nnz == subs.edges[k].sum() == subs.subgraph(k).n_edges
+
+
+#: families whose layers need the rules added after a sweep of timm's model list
+#: (bench/bench_timm_sweep.py): input size, and whether a gate is left out
+LATER_RULES = {"resnest14d": (32, True),        # split attention: sum over radix branches
+               "skresnet18": (32, True),        # selective kernels
+               "ecaresnet26t": (32, True),      # ECA gate viewed and expanded
+               "ghostnetv2_100": (64, True),    # a gate upsampled to its input
+               "convnextv2_atto": (32, False),  # global response norm (a norm statistic)
+               "resnetv2_50d_frn": (32, False), # filter response norm, TLU max(x, tau)
+               "convformer_s18": (32, False),   # StarReLU: s * relu(x) ** 2 + b
+               "poolformerv2_s12": (32, False),
+               "densenetblur121d": (32, False), # blur pool: reflect padding
+               "mixer_s32_224": (224, False),   # mean over tokens, channels-last
+               "resmlp_12_224": (224, False)}   # addcmul affine
+
+
+@pytest.mark.parametrize("name", sorted(LATER_RULES))
+def test_timm_families_of_the_later_rules_give_a_graph(name):
+    size, gated = LATER_RULES[name]
+    m = _model(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = SignedGraph.from_module(m, (3, size, size))
+    assert len(g.output_index) == m.num_classes
+    assert g.n_edges > g.n_nodes - g.input_block.size
+    assert bool(g.meta.get("gates")) == gated

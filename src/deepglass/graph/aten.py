@@ -18,6 +18,7 @@ shape) and symbolically (node ids), with the values of :mod:`.symbolic`
 
 from __future__ import annotations
 
+import logging
 import operator
 from typing import Any
 
@@ -77,6 +78,11 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
     ExportFailed
         With the exporter's first message line.
     """
+    # the exporter logs a failing op's whole traceback before raising: the
+    # one-line error below says it
+    quiet = logging.getLogger("torch._subclasses.fake_tensor")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
         gm = ep.module()
@@ -91,6 +97,8 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
     except Exception as exc:  # the exporter raises many kinds of errors
         text = str(exc).strip()
         raise ExportFailed(text.splitlines()[0] if text else type(exc).__name__) from None
+    finally:
+        quiet.setLevel(level)
 
 
 def _rule(target):
