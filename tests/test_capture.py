@@ -842,3 +842,26 @@ def test_a_model_that_fails_on_the_input_is_reported_as_such():
         with pytest.raises(DeepglassError, match=r"TooSmall does not accept input of shape "
                                                  r"\(1, 4, 4\)"):
             SignedGraph.from_module(TooSmall(), (1, 4, 4), capture=capture)
+
+
+def test_a_fixed_factor_that_broadcasts_the_value_copies_its_elements():
+    """``x * c`` where ``c`` is larger than ``x`` (BAT's ``x * eye(t)``): the
+    value's elements are copied to the broadcast shape, then scaled, as an
+    explicit ``expand`` does."""
+    c = torch.tensor([[0.5, -1.0], [2.0, 0.25]], dtype=torch.float64)
+
+    class Net(nn.Module):
+        def __init__(self, explicit):
+            super().__init__()
+            torch.manual_seed(7)
+            self.conv, self.fc, self.explicit = nn.Conv2d(2, 3, 3), nn.Linear(12, 2), explicit
+
+        def forward(self, x):
+            m = self.conv(x).mean((2, 3), keepdim=True)
+            if self.explicit:
+                m = m.expand(-1, -1, 2, 2)
+            return self.fc((m * c).flatten(1))
+
+    a, b = _graph(Net(False).double(), (2, 4, 4))[0], _graph(Net(True).double(), (2, 4, 4))[0]
+    assert (a.n_nodes, a.n_edges) == (b.n_nodes, b.n_edges)
+    np.testing.assert_allclose(_dense(a), _dense(b))

@@ -265,6 +265,10 @@ def scale(builder: Builder, val, s):
             return val
         val = builder.materialize(val)
     if isinstance(val, Ref):
+        shape = torch.broadcast_shapes(tuple(val.index.shape), tuple(s.shape))
+        if shape != tuple(val.index.shape):
+            # a factor that broadcasts the value to a larger shape copies its elements
+            val = remap(val, lambda t, fill: t.expand(shape).contiguous())
         cur = val.scale if val.scale is not None else torch.ones(val.index.shape,
                                                                  dtype=torch.float64)
         # symbolic values live on the CPU whatever device the model's weights use
