@@ -725,6 +725,10 @@ TIMM = [  # (name, opset, input size, run torch.export too)
     ("regnetx_002", 17, 64, True),
     ("mnasnet_small", 17, 64, True),
     ("densenet121", 17, 32, False),
+    ("resnest14d", 17, 32, True),  # ReduceSum over the radix branches
+    ("skresnet18", 17, 32, True),
+    ("resnetv2_50d_frn", 17, 64, True),  # TLU: Max of an activation and a constant (at 32 its last norm sees 1x1 maps: x / sqrt(x^2 + eps) is ill-conditioned)
+    ("ecaresnet26t", 17, 32, True),  # a gate reshaped and expanded
 ]
 
 

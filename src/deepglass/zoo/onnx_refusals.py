@@ -18,8 +18,9 @@ SUPPORTED_OPS = (
     "DepthToSpace", "Dropout", "Elu", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
     "GroupNormalization", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
     "LayerNormalization", "LeakyRelu", "LogSoftmax", "LRN", "MatMul", "MaxPool", "Mish", "Mul", "Neg", "Pad", "Pow",
-    "PRelu", "Reciprocal", "ReduceMean", "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax",
+    "PRelu", "Reciprocal", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax",
     "Softplus", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose", "Unsqueeze", "Upsample",
+    "Max", "Min",   # of one activation and one constant (a TLU)
 )
 #: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor);
 #: Erf only inside GELU (x * 0.5 * (1 + erf(x / sqrt 2))), which becomes nn.GELU
@@ -80,7 +81,10 @@ class _Refusals:
         if op in _ATTENTION:
             return ("an attention product of activations; its sign depends on the input, so it has no fixed "
                     "signed edges: export the convolutional part" + _CUT)
-        if op in _CONTROL or op in _SELECTION and not all(i in const for i in node.input if i):
+        live = [i for i in node.input if i and i not in const]
+        if op in ("Max", "Min") and len(node.input) == 2 and len(live) == 1:
+            return None   # max(x, tau) with a constant tau: an elementwise activation (a TLU)
+        if op in _CONTROL or op in _SELECTION and live:
             return ("data-dependent control flow or selection; the signed graph needs one fixed "
                     "feed-forward computation: export the network without it (e.g. without box post-processing "
                     "or input normalization)" + _CUT)

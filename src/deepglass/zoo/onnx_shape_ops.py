@@ -93,10 +93,21 @@ class _ShapeOps:
         self._fold(node, torch.ceil)
 
     def op_Min(self, node, a):
-        self._fold(node, lambda *ts: functools.reduce(torch.minimum, ts))
+        self._threshold(node, torch.minimum)
 
     def op_Max(self, node, a):
-        self._fold(node, lambda *ts: functools.reduce(torch.maximum, ts))
+        self._threshold(node, torch.maximum)
+
+    def _threshold(self, node, fn) -> None:
+        """Max / Min: folded on constants; of an activation and one constant (a
+        filter response norm's TLU, ``max(x, tau)``) an elementwise activation;
+        of two activations a selection, refused."""
+        vals = [self.inp(node, i) for i in range(len(node.input))]
+        live = [v for v in vals if v is not None and not v.is_const]
+        if len(live) == 1 and len(vals) == 2:
+            self.set(node, self.emit_function(fn, vals))
+            return
+        self._fold(node, lambda *ts: functools.reduce(fn, ts))
 
     def op_Range(self, node, a):
         self._fold(node, lambda start, limit, delta: torch.arange(start.item(), limit.item(), delta.item(),
@@ -308,6 +319,17 @@ class _ShapeOps:
             self.need_const(node, 1, "axes")
         axes = self._reduce_axes(node, rank)
         self.set(node, self.emit_method("mean", x, (axes, bool(a.get("keepdims", 1)))))
+
+    def op_ReduceSum(self, node, a):
+        """A sum over axes (the radix branches of split attention add up)."""
+        x = self.inp(node, 0)
+        if self.inp(node, 1) is None and int(a.get("noop_with_empty_axes", 0)):
+            self.set(node, x)
+            return
+        if self.inp(node, 1) is not None:
+            self.need_const(node, 1, "axes")
+        axes = self._reduce_axes(node, x.tensor.dim())
+        self.set(node, self.emit_method("sum", x, (axes, bool(a.get("keepdims", 1)))))
 
     def op_Dropout(self, node, a):
         self._only_first_output(node)
