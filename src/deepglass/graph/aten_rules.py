@@ -16,10 +16,10 @@ import torch.fx
 
 from ..errors import DeepglassError
 from .blocks import ConvBlock, ConvTransposeBlock, ResampleBlock
-from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op, reduce_op
 from .aten_norms import Stat, _power, feeds_normalization
-from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of, has_sym,
-                       reindexed, remap, scale, strip_zero_padding, tup, zip_map)
+from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op, reduce_op
+from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
+                       has_sym, reindexed, remap, scale, strip_zero_padding, tup, zip_map)
 
 __all__ = ["interpolation_matrices"]
 
@@ -241,8 +241,7 @@ def _sum(ip, n, args, kwargs, real):
 def _reduction(ip, n, args, real, mean: bool):
     dims = _arg(n, ip.real(n.args), 1, "dim")
     nd = ip.real(n.args[0]).ndim
-    dl = sorted({d % nd for d in (dims if isinstance(dims, (list, tuple)) and dims
-                                  else range(nd) if not isinstance(dims, int) else [dims])})
+    dl = sorted({d % nd for d in ([dims] if isinstance(dims, int) else dims or range(nd))})
     if 0 in dl:
         ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension")
     if feeds_normalization(ip, n, reduced=True):
@@ -306,9 +305,15 @@ def _mul(ip, n, args, kwargs, real):
         a, c = b, _const_factor(ip, n, 0)
     else:
         c = _const_factor(ip, n, 1)
-    out = scale(ip.b, a, c)
-    if isinstance(out, Ref) and isinstance(a, Ref) and bool((c > 0).all()):
-        out = _flag(out, nonneg=a.nonneg, fn=a.fn)
+    return _scaled(ip, a, c)
+
+
+def _scaled(ip, x, c):
+    """``x`` times the fixed factor ``c``; a positive factor keeps what is known
+    of ``x`` (non-negative, its last elementwise function)."""
+    out = scale(ip.b, x, c)
+    if isinstance(out, Ref) and isinstance(x, Ref) and bool((c > 0).all()):
+        out = _flag(out, nonneg=x.nonneg, fn=x.fn)
     return out
 
 
@@ -320,11 +325,7 @@ def _addcmul(ip, n, args, kwargs, real):
     if _is_sym(b) or _is_sym(t1) == _is_sym(t2):
         ip.unsupported(n, "addcmul", "only b + v * a * x with fixed a and b is supported")
     x, i = (t1, 2) if _is_sym(t1) else (t2, 1)
-    c = _const_factor(ip, n, i) * float(n.kwargs.get("value", 1))
-    out = scale(ip.b, x, c)
-    if isinstance(out, Ref) and isinstance(x, Ref) and bool((c > 0).all()):
-        out = _flag(out, nonneg=x.nonneg, fn=x.fn)
-    return out
+    return _scaled(ip, x, _const_factor(ip, n, i) * float(n.kwargs.get("value", 1)))
 
 
 def _div(ip, n, args, kwargs, real):
@@ -336,11 +337,7 @@ def _div(ip, n, args, kwargs, real):
             return a
         ip.unsupported(n, "division by a network value", "only division by a non-negative "
                        "statistic (a normalization) is a positive rescaling")
-    c = _const_factor(ip, n, 1)
-    out = scale(ip.b, a, 1.0 / c)
-    if isinstance(out, Ref) and isinstance(a, Ref) and bool((c > 0).all()):
-        out = _flag(out, nonneg=a.nonneg, fn=a.fn)
-    return out
+    return _scaled(ip, a, 1.0 / _const_factor(ip, n, 1))
 
 
 def _neg(ip, n, args, kwargs, real):
