@@ -865,3 +865,29 @@ def test_a_fixed_factor_that_broadcasts_the_value_copies_its_elements():
     a, b = _graph(Net(False).double(), (2, 4, 4))[0], _graph(Net(True).double(), (2, 4, 4))[0]
     assert (a.n_nodes, a.n_edges) == (b.n_nodes, b.n_edges)
     np.testing.assert_allclose(_dense(a), _dense(b))
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_constant_padding_adds_no_node_unless_a_max_pool_reads_it(capture):
+    """Padding with a constant c is zero padding plus a constant: no dependence
+    on the input, so the graph of zero padding; a max pool over it could select
+    the constant, so that stays refused."""
+    torch.manual_seed(8)
+    conv, head = nn.Conv2d(2, 3, 3), nn.Sequential(nn.Flatten(), nn.Linear(3 * 16, 2))
+    a = nn.Sequential(_Pad((1, 1, 1, 1), "constant"), conv, head)
+    b = nn.Sequential(_ValuePad(0.7), conv, head)
+    ga, gb = _graph(a.double(), (2, 4, 4), capture=capture)[0], _graph(b.double(), (2, 4, 4), capture=capture)[0]
+    assert (ga.n_nodes, ga.n_edges) == (gb.n_nodes, gb.n_edges)
+    np.testing.assert_allclose(_dense(ga), _dense(gb))
+    with pytest.raises(UnsupportedLayerError, match="padding mode 'constant' value 0.7"):
+        SignedGraph.from_module(nn.Sequential(_ValuePad(0.7), nn.MaxPool2d(2)), (2, 4, 4),
+                                capture=capture)
+
+
+class _ValuePad(nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x):
+        return F.pad(x, (1, 1, 1, 1), value=self.value)

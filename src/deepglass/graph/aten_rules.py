@@ -500,9 +500,14 @@ def _shape_rule(ip, n, args, kwargs, real):
             if mode in ("reflect", "replicate", "circular"):
                 # the border copies nodes inside (a gather): their ids, scales and values
                 return n.target(*vals, **ip.real(n.kwargs))
-            # -inf padding that only max pools read is what they ignore: no node either
+            # -inf padding that only max pools read is what they ignore: no node
+            # either; nor is a constant that no max pool reads (a bias, as zero
+            # padding plus that constant: no dependence on the input)
             max_only = value == -math.inf and all(_is_max_pool(u.target) for u in n.users)
-            if mode != "constant" or (value not in (0, 0.0, None) and not max_only):
+            constant = value is not None and math.isfinite(value) and \
+                not any(_is_max_pool(u.target) for u in n.users)
+            if mode != "constant" or (value not in (0, 0.0, None) and not max_only
+                                      and not constant):
                 ip.unsupported(n, f"padding mode {mode!r} value {value}")
             return torch.constant_pad_nd(vals[0], vals[1], 0 if kind == "scale" else -1)
         return n.target(*vals, **ip.real(n.kwargs))
