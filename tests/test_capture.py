@@ -891,3 +891,31 @@ class _ValuePad(nn.Module):
 
     def forward(self, x):
         return F.pad(x, (1, 1, 1, 1), value=self.value)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_a_pooled_feature_divided_by_its_own_norm_is_the_value(capture):
+    """``f / ||f||`` with ``f`` a global average pool (an L2-normalized
+    embedding): the pool is the value, its norm the statistic that rescales it,
+    so the graph is the pool's; the same for ``y / sum(y)`` of ``y = x ** 2``."""
+    torch.manual_seed(9)
+    conv = nn.Conv2d(2, 3, 3)
+
+    class Embed(nn.Module):
+        def __init__(self, norm):
+            super().__init__()
+            self.conv, self.norm = conv, norm
+
+        def forward(self, x):
+            f = self.conv(x).mean((2, 3))
+            return F.normalize(f, dim=1) if self.norm else f
+
+    a, b = _graph(Embed(True).double(), (2, 4, 4), capture=capture)[0], \
+        _graph(Embed(False).double(), (2, 4, 4), capture=capture)[0]
+    assert (a.n_nodes, a.n_edges) == (b.n_nodes, b.n_edges)
+    np.testing.assert_allclose(_dense(a), _dense(b))
+    sq = _Fixed(lambda m, x: torch.relu(x) ** 2 / (torch.relu(x) ** 2).sum(1, keepdim=True))
+    plain = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(12, 2))
+    net = nn.Sequential(conv, sq, nn.Flatten(), plain[3])
+    np.testing.assert_allclose(_dense(_graph(net.double(), (2, 4, 4), capture=capture)[0]),
+                               _dense(_graph(plain.double(), (2, 4, 4), capture=capture)[0]))

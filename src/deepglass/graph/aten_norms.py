@@ -166,6 +166,9 @@ def feeds_normalization(ip, n, reduced: bool = False) -> bool:
     along that path (it makes a new value, not a statistic).  A forward search
     over the fx graph through elementwise ops and views; O(nodes after ``n``)."""
     depends = ip.input_dependent()
+    # the value the statistic would rescale is not computed from it: a pooled
+    # feature divided by its own norm is the value, its norm the statistic
+    own = _descendants(n)
     stack = [(u, n, reduced) for u in n.users]
     seen = set()
     while stack:
@@ -176,8 +179,8 @@ def feeds_normalization(ip, n, reduced: bool = False) -> bool:
         packet = getattr(u.target, "overloadpacket", None)
         if packet in _REDUCTIONS:
             reduced = True
-        elif packet in _COMBINE and any(a is not src and a in depends for a in u.args
-                                        if isinstance(a, torch.fx.Node)):
+        elif packet in _COMBINE and any(a is not src and a in depends and a not in own
+                                        for a in u.args if isinstance(a, torch.fx.Node)):
             if reduced:
                 return True
             continue
@@ -185,3 +188,14 @@ def feeds_normalization(ip, n, reduced: bool = False) -> bool:
             continue
         stack.extend((w, u, reduced) for w in u.users)
     return False
+
+
+def _descendants(n) -> set:
+    """``n`` and every fx node computed from it."""
+    out, stack = {n}, list(n.users)
+    while stack:
+        u = stack.pop()
+        if u not in out:
+            out.add(u)
+            stack.extend(u.users)
+    return out
