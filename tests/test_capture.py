@@ -919,3 +919,23 @@ def test_a_pooled_feature_divided_by_its_own_norm_is_the_value(capture):
     net = nn.Sequential(conv, sq, nn.Flatten(), plain[3])
     np.testing.assert_allclose(_dense(_graph(net.double(), (2, 4, 4), capture=capture)[0]),
                                _dense(_graph(plain.double(), (2, 4, 4), capture=capture)[0]))
+
+
+def test_values_moved_into_the_batch_dimension_are_refused_by_name():
+    """A layer run on one sample's values regrouped as a batch (TNT's patches
+    as a batch, channels as a batch): its per-sample graph is not defined; one
+    line naming the layer, not a crash."""
+    class ChannelsAsBatch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 2, 3, padding=1), nn.Linear(2 * 3 * 16, 2)
+
+        def forward(self, x):
+            y = self.conv(x.reshape(-1, 1, 4, 4))          # (3, 2, 4, 4) for one sample
+            return self.fc(y.reshape(x.shape[0], -1))
+
+    net = ChannelsAsBatch()
+    assert net(torch.zeros(1, 3, 4, 4)).shape == (1, 2)
+    with pytest.raises(UnsupportedLayerError, match=r"^unsupported layer 'conv': it reads 48 "
+                                                    r"values of one sample as a batch"):
+        SignedGraph.from_module(net, (3, 4, 4))

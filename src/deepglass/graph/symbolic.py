@@ -163,6 +163,13 @@ class Builder:
                                    value=sym.value if sym.value is not None else ids)
 
     def attach(self, blk: EdgeBlock, ref: Ref, dst: int) -> None:
+        if ref.index.numel() != math.prod(blk.in_shape):
+            # the layer ran on a batch of several rows made of one sample's values
+            raise UnsupportedLayerError(
+                f"unsupported layer {blk.module!r}: it reads {ref.index.numel():,} values of "
+                f"one sample as a batch of {math.prod(blk.in_shape):,}-value inputs (values "
+                "moved into the batch dimension, e.g. patches as a batch); the signed graph "
+                "of one sample is not defined across the batch")
         idx = ref.index.reshape(blk.in_shape)
         padded = idx < 0
         has_padding = bool(padded.any())
