@@ -939,3 +939,27 @@ def test_values_moved_into_the_batch_dimension_are_refused_by_name():
     with pytest.raises(UnsupportedLayerError, match=r"^unsupported layer 'conv': it reads 48 "
                                                     r"values of one sample as a batch"):
         SignedGraph.from_module(net, (3, 4, 4))
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_sliding_windows_of_unfold_are_a_reindexing(capture):
+    """``x.unfold(dim, size, step)`` copies overlapping windows (halo attention
+    blocks its input so): no nodes of its own; the dense layer after it has the
+    edges of the whole map's Jacobian (an element in two windows: two
+    parallel edges, summed in the explicit matrix)."""
+    torch.manual_seed(10)
+
+    class Windows(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2 * 3 * 4 * 2, 3)
+
+        def forward(self, x):
+            return self.fc(x.unfold(2, 2, 1).flatten(1))
+
+    net = Windows().double()
+    g, _ = _graph(net, (2, 4, 4), capture=capture)
+    assert len(g.node_blocks) == 2
+    x = torch.randn(1, 2, 4, 4, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(net, x).reshape(3, 32).numpy()
+    np.testing.assert_allclose(_dense(g)[:32, 32:], J.T, atol=1e-12)
