@@ -963,3 +963,20 @@ def test_sliding_windows_of_unfold_are_a_reindexing(capture):
     x = torch.randn(1, 2, 4, 4, dtype=torch.float64)
     J = torch.autograd.functional.jacobian(net, x).reshape(3, 32).numpy()
     np.testing.assert_allclose(_dense(g)[:32, 32:], J.T, atol=1e-12)
+
+
+def test_a_dense_layer_on_windows_regrouped_as_a_batch_is_refused_by_name():
+    """Windowed attention (Swin, MaxViT) reshapes one sample's windows into the
+    batch before its projections: one line naming the layer and why."""
+    class Windowed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(3, 3)
+
+        def forward(self, x):                            # (1, 4, 4, 3) channels-last
+            w = x.reshape(4, 2, 2, 3).reshape(4, 4, 3)    # 4 windows of 2x2 as a batch
+            return self.proj(w).reshape(1, -1)
+
+    with pytest.raises(UnsupportedLayerError, match=r"^unsupported layer 'proj' \(linear\): it "
+                                                    r"runs on one sample's values regrouped"):
+        SignedGraph.from_module(Windowed(), (4, 4, 3))

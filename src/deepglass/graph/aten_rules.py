@@ -137,7 +137,9 @@ def _linear(ip, n, args, kwargs, real):
     if real_in.ndim == 2 and real_in.shape[0] == 1:
         return dense_op(ip.b, ip.where(n), x, real_in, real, weight)
     if real_in.shape[0] != 1:
-        ip.unsupported(n, _opname(n.target), "the batch dimension is mixed into the product")
+        ip.unsupported(n, _opname(n.target), "it runs on one sample's values regrouped as a "
+                       "batch (windows or patches as a batch, as windowed attention does); the "
+                       "signed graph of one sample is not defined across the batch")
     lead = tuple(real_in.shape[1:-1])
     flat = remap(x, lambda t, fill: t.reshape(-1, real_in.shape[-1]))
     out = _positionwise(ip, n, flat, weight)
