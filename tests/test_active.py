@@ -239,12 +239,34 @@ def gated():
     return Gated(), (1, 6, 6), ["se", "act2", "pool", "fc"]
 
 
-GATED = {"gated": gated}
+class SplitAttention(nn.Module):
+    """ResNeSt's split attention (radix 2) after a ReLU conv: the radix branches,
+    gated by a softmax across them, add up with ``sum(dim=1)`` (a sum block)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.relu = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()
+        self.fc = nn.Conv2d(2, 4, 1)
+        self.relu2, self.out = nn.ReLU(), nn.Linear(2 * 16, 3)
+
+    def forward(self, x):
+        u = self.relu(self.conv(x))
+        xs = u.view(u.shape[0], 2, 2, 4, 4)
+        attn = torch.softmax(self.fc(xs.sum(1).mean((2, 3), keepdim=True)).view(-1, 2, 2, 1, 1), 1)
+        y = self.relu2((xs * attn).sum(dim=1))
+        return self.out(y.flatten(1))
+
+
+def split_attention():
+    return SplitAttention(), (1, 4, 4), ["relu", "relu2", "out"]
+
+
+GATED = {"gated": gated, "split_attention": split_attention}
 
 
 @pytest.mark.filterwarnings("ignore::deepglass.graph.NonMonotoneActivationWarning")
 @pytest.mark.parametrize("name,capture", [(n, "auto") for n in NETS] + [(n, "fx") for n in NETS]
-                         + [("gated", "auto")])
+                         + [("gated", "auto"), ("split_attention", "auto")])
 def test_masks_equal_explicit_construction(name, capture):
     net, shape, flows = make(name)
     g = SignedGraph.from_module(net, shape, capture=capture)
