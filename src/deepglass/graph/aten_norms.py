@@ -113,7 +113,7 @@ def _statistic(ip, n, args, kwargs, real):
     name = _opname(n.target)
     if name.startswith("pow"):
         p = n.args[1] if len(n.args) > 1 else n.kwargs.get("exponent")
-        if isinstance(p, torch.fx.Node) or isinstance(p, torch.Tensor):
+        if isinstance(p, (torch.fx.Node, torch.Tensor)):
             ip.unsupported(n, "pow", "a power with a tensor exponent")
     else:
         p = 0.5 if name.startswith("sqrt") else -0.5
@@ -166,9 +166,7 @@ def feeds_normalization(ip, n, reduced: bool = False) -> bool:
     along that path (it makes a new value, not a statistic).  A forward search
     over the fx graph through elementwise ops and views; O(nodes after ``n``)."""
     depends = ip.input_dependent()
-    # the value the statistic would rescale is not computed from it: a pooled
-    # feature divided by its own norm is the value, its norm the statistic
-    own = _descendants(n)
+    own = None      # n and what is computed from it, found when first needed
     stack = [(u, n, reduced) for u in n.users]
     seen = set()
     while stack:
@@ -177,13 +175,18 @@ def feeds_normalization(ip, n, reduced: bool = False) -> bool:
             continue
         seen.add((u, reduced))
         packet = getattr(u.target, "overloadpacket", None)
+        others = [a for a in u.args if isinstance(a, torch.fx.Node) and a is not src
+                  and a in depends] if packet in _COMBINE else []
+        if others:
+            # the value a statistic rescales is not computed from it: a pooled
+            # feature divided by its own norm is the value, its norm the statistic
+            own = own or _descendants(n)
+            if any(a not in own for a in others):
+                if reduced:
+                    return True
+                continue
         if packet in _REDUCTIONS:
             reduced = True
-        elif packet in _COMBINE and any(a is not src and a in depends and a not in own
-                                        for a in u.args if isinstance(a, torch.fx.Node)):
-            if reduced:
-                return True
-            continue
         elif packet not in _STAT_PATH and u.target is not operator.getitem:
             continue
         stack.extend((w, u, reduced) for w in u.users)

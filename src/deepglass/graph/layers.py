@@ -33,18 +33,19 @@ def dense_op(builder, name, x, real_in, real_out, weight):
 def conv_op(builder, name, x, real_in, real_out, weight, stride, padding, dilation, groups,
             padding_mode="zeros"):
     nd = weight.ndim - 2
-    x, extra = strip_zero_padding(x, nd)
-    k = weight.shape[2:]
-    stride, dilation = tup(stride, nd), tup(dilation, nd)
-    if padding_mode != "zeros" and padding != "valid" and any(tup(padding, nd)):
-        # reflect / replicate / circular: the border copies nodes inside (the
-        # torch.fx path; torch.export writes the padding out as its own op)
+    if padding_mode != "zeros" and padding != "valid":
+        # reflect / replicate / circular: the border copies nodes of the value
+        # the layer reads (the torch.fx path; torch.export writes the padding
+        # out as its own op), before any zero padding is taken into the layer
         if isinstance(padding, str):
             raise UnsupportedLayerError(f"convolution {name!r}: padding={padding!r} with "
                                         f"padding_mode={padding_mode!r}")
         widths = [p for q in reversed(tup(padding, nd)) for p in (q, q)]
         x = remap(x, lambda t, fill: F.pad(t, widths, mode=padding_mode))
         padding = 0
+    x, extra = strip_zero_padding(x, nd)
+    k = weight.shape[2:]
+    stride, dilation = tup(stride, nd), tup(dilation, nd)
     if isinstance(padding, str):
         if padding == "valid":
             pads = [(0, 0)] * nd

@@ -310,26 +310,23 @@ class _ShapeOps:
             self.set(node, self.emit_method("reshape", x, tuple(resolved)))
 
     def op_ReduceMean(self, node, a):
+        self._reduce(node, a, "mean")
+
+    def op_ReduceSum(self, node, a):
+        """A sum over axes (the radix branches of split attention add up)."""
+        self._reduce(node, a, "sum")
+
+    def _reduce(self, node, a, method: str) -> None:
+        """ReduceMean / ReduceSum over constant axes (an attribute, or input 1
+        from opset 13/18) as ``x.mean`` / ``x.sum``."""
         x = self.inp(node, 0)
-        rank = x.tensor.dim()
         if a.get("axes") is None and self.inp(node, 1) is None and int(a.get("noop_with_empty_axes", 0)):
             self.set(node, x)
             return
         if self.inp(node, 1) is not None:
             self.need_const(node, 1, "axes")
-        axes = self._reduce_axes(node, rank)
-        self.set(node, self.emit_method("mean", x, (axes, bool(a.get("keepdims", 1)))))
-
-    def op_ReduceSum(self, node, a):
-        """A sum over axes (the radix branches of split attention add up)."""
-        x = self.inp(node, 0)
-        if self.inp(node, 1) is None and int(a.get("noop_with_empty_axes", 0)):
-            self.set(node, x)
-            return
-        if self.inp(node, 1) is not None:
-            self.need_const(node, 1, "axes")
         axes = self._reduce_axes(node, x.tensor.dim())
-        self.set(node, self.emit_method("sum", x, (axes, bool(a.get("keepdims", 1)))))
+        self.set(node, self.emit_method(method, x, (axes, bool(a.get("keepdims", 1)))))
 
     def op_Dropout(self, node, a):
         self._only_first_output(node)
