@@ -60,6 +60,21 @@ def relu_batchnorm_avgpool():
     return net, (1, 6, 6), ["1", "4", "5", "7"]
 
 
+def relu_batchnorm_maxpool():
+    # CREPE's layer: batch norm after the ReLU, then a max pool, which selects the
+    # maxima of the normalized values: where a gain is negative, the smallest ReLU
+    # outputs (the node passes on the ReLU's output, the pool reads bn of it)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(3),
+                        nn.MaxPool2d(2), nn.Conv2d(3, 4, 2), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(36, 5))
+    bn = net[2]
+    bn.running_mean.copy_(torch.tensor([0.3, -0.2, 0.1]))
+    bn.running_var.copy_(torch.tensor([0.8, 1.5, 0.6]))
+    bn.weight.data.copy_(torch.tensor([-1.5, 0.8, -0.6]))
+    bn.bias.data.copy_(torch.tensor([0.2, -0.1, 0.4]))
+    return net, (1, 8, 8), [("1", "2"), "3", "5", "7"]
+
+
 class Residual(nn.Module):
     def __init__(self):
         super().__init__()
@@ -118,7 +133,8 @@ def shift_stack():
 
 
 NETS = {"conv_relu_pool": conv_relu_pool, "pool_ties": pool_first_with_ties,
-        "relu_bn_avgpool": relu_batchnorm_avgpool, "residual": residual,
+        "relu_bn_avgpool": relu_batchnorm_avgpool, "relu_bn_maxpool": relu_batchnorm_maxpool,
+        "residual": residual,
         "permuted_flatten": permuted_flatten, "shift_stack": shift_stack}
 
 
@@ -138,23 +154,28 @@ def inputs_for(name, shape, B, seed=1):
 # --------------------------------------------------------------------------------------
 # the explicit reference (SPEC §4 step by step)
 def flowing_values(net, x, flows):
-    """Per node, the value it passes on, recorded with forward hooks: (B, n)."""
+    """Per node, the value it passes on and the value a max pool reads from it
+    (a ``(passed, read)`` pair of modules in ``flows`` where they differ),
+    recorded with forward hooks: two (B, n) arrays."""
+    pairs = [m if isinstance(m, tuple) else (m, m) for m in flows]
     rec = {}
     hooks = [net.get_submodule(m).register_forward_hook(
-        lambda mod, inp, out, m=m: rec.__setitem__(m, out.detach().clone())) for m in flows]
+        lambda mod, inp, out, m=m: rec.__setitem__(m, out.detach().clone()))
+        for m in {m for pair in pairs for m in pair}]
     with torch.no_grad():
         logits = net(x)
     for h in hooks:
         h.remove()
     B = x.shape[0]
-    vals = [x.reshape(B, -1)] + [rec[m].reshape(B, -1) for m in flows]
-    return torch.cat(vals, 1).double().numpy(), logits.argmax(1).numpy()
+    cat = lambda which: torch.cat([x.reshape(B, -1)] + [rec[p[which]].reshape(B, -1)  # noqa: E731
+                                                       for p in pairs], 1).double().numpy()
+    return cat(0), cat(1), logits.argmax(1).numpy()
 
 
 def reference(graph, net, x, flows, target="pred"):
     """Kept nodes and kept-edge CSR of every input, from ``graph.to_scipy()``;
     ``target``: the output positions kept ("pred", "all" or one per input)."""
-    flow, pred = flowing_values(net, x, flows)
+    flow, pooled, pred = flowing_values(net, x, flows)
     assert flow.shape[1] == graph.n_nodes
     A = graph.to_scipy().tocoo()
     i, j, w = A.row, A.col, A.data
@@ -178,9 +199,10 @@ def reference(graph, net, x, flows, target="pred"):
         ends = graph.output_index[pos]
         active[ends] = True
         # max pools: only edges from a window maximum (all maxima on ties)
+        u = pooled[k]
         wmax = np.full(n, -np.inf)
-        np.maximum.at(wmax, j[pool_edge], v[i[pool_edge]])
-        ok = ~pool_edge | (v[i] == wmax[j])
+        np.maximum.at(wmax, j[pool_edge], u[i[pool_edge]])
+        ok = ~pool_edge | (u[i] == wmax[j])
         ok &= active[i] & active[j]
         # nodes that still reach the predicted output: search on the reversed edges
         R = sp.csr_matrix((np.ones(ok.sum()), (j[ok], i[ok])), shape=(n, n))
@@ -419,7 +441,7 @@ def test_pruning_keeps_exactly_the_nodes_on_paths_to_the_output(seed, widths, sh
     x = torch.randn(3, 5, generator=torch.Generator().manual_seed(seed))
     subs = active_subgraph(g, net, x)
     flows = [str(2 * k + 1) for k in range(len(widths))] + [str(2 * len(widths))]
-    flow, pred = flowing_values(net, x, flows)
+    flow, _, pred = flowing_values(net, x, flows)
     for k in range(3):
         active = flow[k] != 0
         active[g.input_block.slice] = True
