@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -316,8 +318,105 @@ def test_state_dict_errors(tmp_path):
     torch.save(sd, path)
     with pytest.raises(DeepglassError, match=r"unexpected keys: extra\.weight"):
         zoo.load_model(path, arch="digits_cnn")
-    with pytest.raises(DeepglassError, match="unknown zoo network"):
+    with pytest.raises(DeepglassError, match="unknown architecture 'vgg'.*MODULE:CLASS"):
         zoo.load_model(path, arch="vgg")
+
+
+#: a module of the user's own: a 1-D pitch-net-like CNN whose width is an argument
+USER_NET = """
+import torch.nn as nn
+
+class Net(nn.Module):
+    default_input_shape = (1, 32)
+
+    def __init__(self, width=4, classes=3):
+        super().__init__()
+        self.conv = nn.Conv1d(1, width, 5)
+        self.bn = nn.BatchNorm1d(width)
+        self.fc = nn.Linear(width * 14, classes)
+
+    def forward(self, x):
+        x = nn.functional.max_pool1d(self.bn(self.conv(x).relu()), 2)
+        return self.fc(x.flatten(1))
+
+def small():
+    return Net(width=2)
+
+NOT_A_NET = 3
+
+def broken():
+    raise RuntimeError("no weights for you")
+"""
+
+
+def test_state_dict_into_a_class_of_the_users_code(tmp_path, monkeypatch):
+    """``arch="MODULE:CLASS[(literal args)]"``: a class imported by file path or
+    dotted name, built with its arguments, holding the state dict exactly."""
+    (tmp_path / "usernets.py").write_text(USER_NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "usernets", raising=False)
+    import usernets
+
+    torch.manual_seed(3)
+    src = usernets.Net(width=3, classes=5).eval()
+    src.bn.running_mean.normal_()
+    path = tmp_path / "w.pth"
+    torch.save(src.state_dict(), path)
+    x = torch.randn(2, 1, 32)
+    for arch in (f"{tmp_path}/usernets.py:Net(3, classes=5)", "usernets:Net(width=3, classes=5)"):
+        loaded = zoo.load_model(path, arch=arch)
+        assert not loaded.training and loaded.default_input_shape == (1, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), src(x), rtol=0, atol=0)
+    # a factory function; a dotted module of an installed package
+    torch.save(usernets.small().state_dict(), path)
+    assert zoo.load_model(path, arch="usernets:small").conv.out_channels == 2
+    torch.save(torch.nn.Linear(3, 2).state_dict(), path)
+    assert zoo.load_model(path, arch="torch.nn:Linear(3, 2)").weight.shape == (2, 3)
+
+
+@pytest.mark.parametrize("arch,fragment", [
+    ("{tmp}/usernets.py:Net", r"does not fit architecture .*shape mismatches: conv\.weight"),
+    ("{tmp}/usernets.py:Net(width=__import__('os').getcwd())", "must be Python literals"),
+    ("{tmp}/usernets.py:Net(*[3])", "must be Python literals"),
+    ("{tmp}/missing.py:Net", "no such file"),
+    ("no_such_module_xyz:Net", "cannot import 'no_such_module_xyz': ModuleNotFoundError"),
+    ("{tmp}/usernets.py:Nett", "has no 'Nett'"),
+    ("{tmp}/usernets.py:NOT_A_NET", "is not a class or function"),
+    ("{tmp}/usernets.py:broken", "building the model failed: RuntimeError: no weights for you"),
+    ("math:sqrt(4)", "built a float, not a torch.nn.Module"),
+    ("{tmp}/usernets.py:Net(width=", "is not MODULE:CLASS or MODULE:CLASS\\(literal"),
+    ("{tmp}/usernets.py:Net(1)(2)", "must be Python literals"),
+])
+def test_user_arch_errors_are_one_line(tmp_path, arch, fragment):
+    (tmp_path / "usernets.py").write_text(USER_NET)
+    path = tmp_path / "w.pth"
+    torch.save({"conv.weight": torch.zeros(7, 1, 5), "conv.bias": torch.zeros(7)}, path)
+    with pytest.raises(DeepglassError, match=fragment) as err:
+        zoo.load_model(path, arch=arch.replace("{tmp}", str(tmp_path)))
+    assert "\n" not in str(err.value)
+
+
+def test_user_arch_on_the_command_line(cli, tmp_path):
+    (tmp_path / "usernets.py").write_text(USER_NET)
+    torch.manual_seed(0)
+    path = tmp_path / "w.pt"
+    torch.save(_user_net(tmp_path).state_dict(), path)
+    code, out, err = cli(["graph", str(path), "--arch", f"{tmp_path}/usernets.py:Net(width=3)",
+                          "--json"])
+    assert code == 0, err
+    info = json.loads(out)
+    # nodes: 32 inputs, 3 x 28 convolution outputs, 3 x 14 pooled, 3 classes
+    assert info["nodes"] == 32 + 84 + 42 + 3
+    assert info["edges"] == 84 * 5 + 42 * 2 + 42 * 3
+    code, out, err = cli(["graph", str(path), "--arch", f"{tmp_path}/usernets.py:Net(width=x)"])
+    assert code == 2 and err.count("\n") == 1 and "must be Python literals" in err
+
+
+def _user_net(tmp_path):
+    from deepglass.zoo.user_arch import build_user_arch
+
+    return build_user_arch(f"{tmp_path}/usernets.py:Net(width=3)")
 
 
 def test_googlenet_checkpoint_with_aux_heads(tmp_path):

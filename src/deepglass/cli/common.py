@@ -30,8 +30,9 @@ OUT_OPTION = typer.Option(None, "--out", help="Run directory (units written as t
 INPUT_SHAPE_OPTION = typer.Option(None, "--input-shape", help="C,H,W per sample (model files; "
                                   "default: the zoo model's own).")
 BATCHNORM_OPTION = typer.Option("fold", "--batchnorm", help="fold (sign included) or ignore.")
-ARCH_OPTION = typer.Option(None, "--arch", help="Zoo architecture (or timm:NAME) of a state "
-                           "dict or .safetensors file.")
+ARCH_OPTION = typer.Option(None, "--arch", help="Architecture of a state dict or .safetensors "
+                           "file: a zoo name, timm:NAME, or MODULE:CLASS for a class of your "
+                           "own code ('pkg.models:Net', 'model.py:Net(width=2)'; imports it).")
 TRUST_PICKLE_OPTION = typer.Option(False, "--trust-pickle", help="Allow loading a pickled "
                                    "module (runs its code).")
 #: ``--engine``: the descent's engine wherever the descent runs

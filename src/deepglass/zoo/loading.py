@@ -5,10 +5,11 @@
 - a zoo name (:func:`deepglass.zoo.names`);
 - an ``nn.Module`` instance (e.g. a torchvision model), returned as is;
 - a state dict (``.pt`` / ``.pth`` / ``.bin`` read with
-  ``torch.load(weights_only=True)``, or ``.safetensors``) for a zoo
-  architecture named by ``arch``;
+  ``torch.load(weights_only=True)``, or ``.safetensors``) for the
+  architecture named by ``arch``: a zoo name, ``timm:NAME``, or a class of the
+  user's own code, ``MODULE:CLASS`` (:mod:`deepglass.zoo.user_arch`);
 - a TorchScript archive (``torch.jit.save``), as is, or with ``arch`` its
-  weights moved into that zoo architecture (TorchScript cannot be fx-traced);
+  weights moved into that architecture (TorchScript cannot be fx-traced);
 - an ONNX file, converted to an equivalent fx ``GraphModule``
   (:mod:`deepglass.zoo.onnx_import`);
 - a whole pickled module (``torch.save(model)``) only with ``trust_pickle=True``,
@@ -32,6 +33,7 @@ from torch import nn
 
 from ..errors import DeepglassError
 from . import registry
+from .user_arch import build_user_arch, is_user_arch
 
 __all__ = ["load_model", "load_state_dict_file", "check_finite", "fit_state_dict"]
 
@@ -227,9 +229,12 @@ def load_model(
     name_or_path : str, os.PathLike or nn.Module
         A zoo name, a file, or a module.
     arch : str, optional
-        Zoo architecture that a state dict (or a TorchScript file's weights) is
-        loaded into; required for state dicts.  The number of classes is read
-        from the checkpoint's last layer.
+        Architecture that a state dict (or a TorchScript file's weights) is
+        loaded into; required for state dicts.  A zoo name or ``timm:NAME``
+        (the number of classes is read from the checkpoint's last layer), or
+        ``MODULE:CLASS`` for a class of the user's own code, with literal
+        arguments if it needs them (``"pkg.models:Net"``, ``"model.py:Net"``,
+        ``"pkg.models:Net('tiny')"``; :func:`deepglass.zoo.user_arch.build_user_arch`).
     trust_pickle : bool
         Allow unpickling arbitrary Python objects (a whole saved module).
     input_shape : sequence of int, optional
@@ -312,12 +317,9 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: in
     if arch is None:
         raise DeepglassError(
             f"{path} is a state dict: name its architecture with arch= (--arch): one of "
-            f"{', '.join(registry.names())}, or timm:NAME; for a class of your own, build the "
-            "model in Python and call SignedGraph.from_module(model, shape), or save the whole "
-            "module (torch.save(model)) and load it with --trust-pickle"
+            f"{', '.join(registry.names())}, timm:NAME, or the class of your own code that "
+            "built it, MODULE:CLASS (e.g. 'mypackage.models:Net' or 'model.py:Net(width=2)')"
         )
-    if arch.startswith("timm:"):
-        return timm_model(arch[5:], obj, seed)
     return _into_arch(obj, arch, seed)
 
 
@@ -349,7 +351,19 @@ def timm_model(name: str, state: dict | None = None, seed: int = 0):
 
 
 def _into_arch(state: dict[str, torch.Tensor], arch: str, seed: int):
-    """Zoo architecture ``arch`` holding ``state``; the class count is read from the last layer."""
+    """Architecture ``arch`` holding ``state`` and its default input shape: a zoo
+    network (the class count read from the last layer), ``timm:NAME`` or
+    ``MODULE:CLASS``."""
+    if arch.startswith("timm:"):
+        return timm_model(arch[5:], state, seed)
+    if is_user_arch(arch):
+        model = build_user_arch(arch, seed)
+        fit_state_dict(model, state, arch)
+        return model, getattr(model, "default_input_shape", None)
+    if arch not in registry.ENTRIES:
+        raise DeepglassError(f"unknown architecture {arch!r}: a zoo network "
+                             f"({', '.join(registry.names())}), timm:NAME, or MODULE:CLASS "
+                             "(a class of your own code, e.g. 'mypackage.models:Net')")
     e = registry.entry(arch)
     kwargs = {}
     head = state.get(e.classifier_key)
