@@ -980,3 +980,61 @@ def test_a_dense_layer_on_windows_regrouped_as_a_batch_is_refused_by_name():
     with pytest.raises(UnsupportedLayerError, match=r"^unsupported layer 'proj' \(linear\): it "
                                                     r"runs on one sample's values regrouped"):
         SignedGraph.from_module(Windowed(), (4, 4, 3))
+
+
+class BranchOnValues(nn.Module):
+    """A forward that branches on the input's values: neither capture can take it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Linear(144, 3)
+
+    def forward(self, x):
+        y = self.bn(self.conv(x)).relu()
+        if y.mean() > 0.5:
+            y = y * 2
+        return self.fc(y.flatten(1))
+
+
+def test_a_branch_on_the_inputs_values_is_one_quiet_line(capfd):
+    """The refusal says why for both captures and what to do, on one line; the
+    exporter's logs and the partial program it prints never reach the terminal."""
+    with pytest.raises(DeepglassError) as err:
+        SignedGraph.from_module(BranchOnValues().eval(), (1, 8, 8))
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "torch.export: Could not guard on data-dependent expression" in msg
+    assert "torch.fx: symbolically traced variables cannot be used as inputs to control flow" in msg
+    assert "If forward() branches on the input's values, wrap the model" in msg
+    out, errout = capfd.readouterr()
+    assert out == "" and errout == ""
+
+
+def test_where_the_exporter_fails_the_fallbacks_refusal_says_why(monkeypatch):
+    """A layer the fx fallback does not know (a functional batch norm) after the
+    exporter failed: the error gives the exporter's reason first."""
+    from deepglass.graph import aten
+
+    def failing(*args, **kwargs):
+        raise aten.ExportFailed("an op the exporter cannot trace")
+
+    monkeypatch.setattr(aten, "export_module", failing)
+
+    class FunctionalNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            b = self.bn
+            return F.batch_norm(self.conv(x), b.running_mean, b.running_var, b.weight, b.bias)
+
+    with pytest.raises(UnsupportedLayerError) as err:
+        SignedGraph.from_module(FunctionalNorm().eval(), (1, 5, 5))
+    msg = str(err.value)
+    assert msg.startswith("cannot capture FunctionalNorm with torch.export: an op the exporter "
+                          "cannot trace; the torch.fx fallback (fewer layer rules) stops at: ")
+    assert "batch_norm" in msg and "\n" not in msg
+    # the exporter working, the same module is captured
+    monkeypatch.undo()
+    assert SignedGraph.from_module(FunctionalNorm().eval(), (1, 5, 5)).n_edges == 2 * 9 * 9

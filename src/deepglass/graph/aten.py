@@ -18,6 +18,8 @@ shape) and symbolically (node ids), with the values of :mod:`.symbolic`
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import operator
 from typing import Any
@@ -78,13 +80,16 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
     ExportFailed
         With the exporter's first message line.
     """
-    # the exporter logs a failing op's whole traceback before raising: the
+    # the exporter logs a failing op's whole traceback (and, for a branch on
+    # the input's values, the program traced so far) before raising: the
     # one-line error below says it
-    quiet = logging.getLogger("torch._subclasses.fake_tensor")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
+    quiet = [logging.getLogger(name) for name in _EXPORT_LOGGERS]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.CRITICAL)
     try:
-        ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
+        with contextlib.redirect_stderr(io.StringIO()):   # it prints the partial program
+            ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
         gm = ep.module()
         if not core and all(_rule(nd.target) is not None for nd in gm.graph.nodes
                             if nd.op == "call_function" and nd.target is not operator.getitem):
@@ -98,7 +103,13 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
         text = str(exc).strip()
         raise ExportFailed(text.splitlines()[0] if text else type(exc).__name__) from None
     finally:
-        quiet.setLevel(level)
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
+
+
+#: loggers of the exporter silenced while it runs
+_EXPORT_LOGGERS = ("torch._subclasses.fake_tensor", "torch.fx.experimental.symbolic_shapes",
+                   "torch.fx.experimental.recording", "torch._export", "torch.export")
 
 
 def _rule(target):

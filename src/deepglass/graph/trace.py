@@ -236,8 +236,15 @@ def _capture(model, inputs, forward_kwargs, rules, capture, pool_weight, batchno
             export_msg = str(exc)
     try:
         return _capture_fx(model, inputs, forward_kwargs, Builder(pool_weight, batchnorm, record))
-    except UnsupportedLayerError:
-        raise
+    except UnsupportedLayerError as exc:
+        if export_msg is None:
+            raise
+        # the fallback knows fewer layers than the export path: say first why
+        # the export path failed, which is what the user can change
+        raise UnsupportedLayerError(
+            f"cannot capture {type(model).__name__} with torch.export: {export_msg}; the "
+            f"torch.fx fallback (fewer layer rules) stops at: "
+            f"{str(exc).strip().splitlines()[0]}") from None
     except DeepglassError as exc:
         msg = str(exc).strip().splitlines()[0]
         if export_msg is None:
