@@ -15,6 +15,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from deepglass.errors import DeepglassError, UnsupportedLayerError  # noqa: E402
+from deepglass.graph import SignedGraph  # noqa: E402
 from deepglass.zoo.onnx_import import load_onnx, onnx_to_module  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -97,6 +98,57 @@ def test_arithmetic_of_two_inputs_and_two_outputs():
     assert {"mul", "div", "sub"} <= _fx_ops(module)
     ops = _exportable(module, a, b)
     assert {"aten.mul.Tensor", "aten.div.Tensor", "aten.sub.Tensor", "aten.add.Tensor"} <= ops
+
+
+def _two_head_model(names):
+    """A 1x1 convolution feeding two heads (a box-like Conv and a class Softmax)."""
+    w = RNG.normal(size=(4, 2, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["X", "w"], ["h"], name="conv"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "wb"], [names[0]], name="box"),
+             helper.make_node("Conv", ["r", "wc"], ["c"], name="cls"),
+             helper.make_node("Softmax", ["c"], [names[1]], name="prob", axis=1)]
+    return _model(nodes, {"X": ["N", 2, 3, 3]}, {names[0]: ["N", 3, 3, 3], names[1]: ["N", 2, 3, 3]},
+                  {"w": w, "wb": RNG.normal(size=(3, 4, 1, 1)).astype(np.float32),
+                   "wc": RNG.normal(size=(2, 4, 1, 1)).astype(np.float32)})
+
+
+def test_several_outputs_keep_their_onnx_names():
+    """Outputs named by identifiers come back as a named tuple, so the signed
+    graph's outputs (and ``--output``) carry the file's names; other names give
+    a plain tuple, outputs named by position."""
+    model = _two_head_model(["boxes", "scores"])
+    module = onnx_to_module(model)
+    x = _rand(2, 2, 3, 3)
+    with torch.no_grad():
+        out = module(torch.from_numpy(x))
+    assert isinstance(out, tuple) and out._fields == ("boxes", "scores")
+    want = _reference(model, X=x)
+    for got, ref in zip(_run(module, x), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    g = SignedGraph.from_module(module, (2, 3, 3))
+    assert {k: len(v) for k, v in g.outputs.items()} == {"boxes": 27, "scores": 18}
+    assert g.output_name == "boxes" and g.select_output("scores").output_name == "scores"
+    from deepglass.graph.trace import output_tensor
+    torch.testing.assert_close(output_tensor(out, "scores"), out.scores)
+    # the module pickles (Ray ships it to workers), in a process that never imported it too
+    import pickle
+    import subprocess
+    import sys
+    blob = pickle.dumps(module)
+    with torch.no_grad():
+        again = pickle.loads(blob)(torch.from_numpy(x))
+    assert again._fields == out._fields and torch.equal(again.scores, out.scores)
+    code = ("import pickle, sys, torch; m = pickle.loads(sys.stdin.buffer.read()); "
+            "print(m(torch.zeros(1, 2, 3, 3))._fields)")
+    res = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, check=True)
+    assert res.stdout.decode().strip() == "('boxes', 'scores')"
+    for names in (["out/boxes:0", "scores"], ["boxes", "_scores"], ["boxes", "class"]):
+        plain = onnx_to_module(_two_head_model(names))
+        with torch.no_grad():
+            res = plain(torch.from_numpy(x))
+        assert type(res) is tuple
+        assert list(SignedGraph.from_module(plain, (2, 3, 3)).outputs) == ["0", "1"]
 
 
 def test_input_shapes_per_input(tmp_path):

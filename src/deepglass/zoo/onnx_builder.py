@@ -13,6 +13,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import DeepglassError
+from .onnx_outputs import outputs_tuple
 from .onnx_refusals import _Refusals
 from .onnx_values import (_Norm, _Value, _attrs, _drop_unused, _label, _meta, _meta_call,
                           _safe, _to_tensor)
@@ -225,7 +226,7 @@ class _BuilderBase(_Refusals):
             if o.name not in self.values:
                 raise DeepglassError(f"ONNX graph output {o.name!r} is never computed")
             outs.append(self._arg(self.values[o.name], o.name))
-        self.graph.output(outs[0] if len(outs) == 1 else tuple(outs))
+        self.graph.output(outs[0] if len(outs) == 1 else self._outputs(outs))
         gm = fx.GraphModule(self.root, self.graph, class_name="OnnxModule")
         if gm.graph.eliminate_dead_code():  # the subgraphs a fusion replaced
             gm.recompile()
@@ -235,6 +236,13 @@ class _BuilderBase(_Refusals):
         gm.default_input_shapes = tuple(tuple(s) for s in self.input_shapes)
         gm.default_input_shape = gm.default_input_shapes[0] if len(self.input_shapes) == 1 else gm.default_input_shapes
         return gm.eval()
+
+    def _outputs(self, outs: list):
+        """Several graph outputs: a named tuple of the ONNX output names when they
+        are Python identifiers (a tuple still, and the signed graph's output
+        names), else a plain tuple (outputs named by position)."""
+        cls = outputs_tuple(o.name for o in self.model.graph.output)
+        return tuple(outs) if cls is None else self.graph.call_function(cls, tuple(outs))
 
     def _only_first_output(self, node):
         for extra in node.output[1:]:

@@ -89,7 +89,10 @@ def onnx_to_module(model, input_shape=None) -> fx.GraphModule:
     -------
     torch.fx.GraphModule
         ``forward`` takes one tensor per ONNX input (in the graph's order) and
-        returns one tensor, or a tuple when the graph has several outputs.
+        returns one tensor, or a tuple when the graph has several outputs: a
+        named tuple of the ONNX output names when they are Python identifiers
+        (:mod:`deepglass.zoo.onnx_outputs`), so the signed graph's outputs
+        carry those names.
         Attributes: ``default_input_shape`` (a tuple of ints for one input, a
         tuple of such tuples for several), ``default_input_shapes`` (always a
         tuple of tuples), ``input_names`` and ``onnx_node_names`` (module name
