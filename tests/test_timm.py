@@ -88,7 +88,7 @@ def test_timm_model_spec_and_weights_file(tmp_path):
     again = load_model(path, arch="timm:regnetx_002")
     for (k, a), b in zip(m.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), k
-    with pytest.raises(DeepglassError, match="from_module.*--trust-pickle"):
+    with pytest.raises(DeepglassError, match="MODULE:CLASS.*--trust-pickle"):
         load_model(path)
 
 

@@ -318,7 +318,8 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: in
         raise DeepglassError(
             f"{path} is a state dict: name its architecture with arch= (--arch): one of "
             f"{', '.join(registry.names())}, timm:NAME, or the class of your own code that "
-            "built it, MODULE:CLASS (e.g. 'mypackage.models:Net' or 'model.py:Net(width=2)')"
+            "built it, MODULE:CLASS (e.g. 'mypackage.models:Net' or 'model.py:Net(width=2)'); "
+            "or save the whole module (torch.save(model)) and load it with --trust-pickle"
         )
     return _into_arch(obj, arch, seed)
 

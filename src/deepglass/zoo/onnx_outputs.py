@@ -34,6 +34,12 @@ def __getattr__(name: str):
         fields = bytes.fromhex(name[len(_PREFIX):]).decode().split(",")
     except ValueError:
         raise AttributeError(name) from None
-    cls = collections.namedtuple(name, fields, module=__name__)
+    base = collections.namedtuple(name, fields, module=__name__)
+    cls = type(name, (base,), {"__slots__": (), "__module__": __name__, "__repr__": _repr})
     globals()[name] = cls
     return cls
+
+
+def _repr(self) -> str:
+    # the class name encodes the fields; the outputs print as OnnxOutputs(...)
+    return "OnnxOutputs(" + ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self)) + ")"
