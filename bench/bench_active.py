@@ -6,8 +6,8 @@
    ``delta_x``, fraction of inputs below.  Target: within minutes on 2 CPU cores.
 2. AlexNet (random init, 3x224x224) on one natural image that ships with
    scikit-image (or scikit-learn; a random tensor if neither loads): active
-   subgraph extraction and its frustration (matrix-free descent).  Target:
-   seconds.
+   subgraph extraction and its frustration (descent, the compiled engine on
+   the whole layers' stencils vs the matrix-free one).  Target: seconds.
 
 Run:  python bench/bench_active.py [--n 500] [--skip-alexnet] [--replicas 8]
 """
@@ -88,8 +88,11 @@ def alexnet(replicas: int) -> None:
     print(f"  active subgraph: {int(row.nodes):,} nodes ({row.frac_nodes:.3f}), "
           f"{int(row.edges):,} edges ({row.frac_edges:.3f}), |weight| {row.frac_abs_weight:.3f}")
     sub = subs.subgraph(0)
-    for opts, name in (({}, "default steepest-first"), ({"gamma": 0.0}, "gamma=0, all negative "
-                                                        "fields at once")):
+    for opts, name in (({"engine": "compiled"}, "compiled engine: the whole layers' stencils, "
+                        "removed nodes at gauge 0"),
+                       ({"engine": "matrix-free"}, "matrix-free engine, masked operators"),
+                       ({"engine": "matrix-free", "gamma": 0.0}, "matrix-free, gamma=0, all "
+                        "negative fields at once")):
         t = time.perf_counter()
         r = active_frustration(sub, method="descent", replicas=replicas, seed=0, **opts)
         print(f"  delta_x by descent ({name}, {replicas} starts): {r['delta_x']:.5f}  "

@@ -346,6 +346,11 @@ def _compiled(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback)
         perm, inverse = torch.from_numpy(st.perm), torch.from_numpy(st.inverse)
         s_int = _permuted(sigma, perm, torch.float32).numpy()
         sigma = None
+        if st.pinned is not None:
+            # nodes an active subnetwork removed: isolated there, gauge 0 in the
+            # whole layers' stencils (their own gauges are put back below)
+            held = s_int[:, st.pinned].copy()
+            s_int[:, st.pinned] = 0.0
         f_int = _permuted(F, perm, torch.float64).numpy()
         F = None
         thr_int = thr.double().cpu().numpy()[st.perm]
@@ -355,6 +360,9 @@ def _compiled(graph, sigma0, gamma, decay, per_block, max_sweeps, tol, callback)
                              max_sweeps=max_sweeps, flips=flips[rows])
             if callback is not None:
                 callback(int(sweeps.max()), int(flips.sum()))
+        if st.pinned is not None:
+            s_int[:, st.pinned] = held
+            del held
         del f_int, st
         sigma = _permuted(torch.from_numpy(s_int), inverse, graph.dtype).to(graph.device)
         del s_int

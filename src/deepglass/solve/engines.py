@@ -134,7 +134,7 @@ def csr_edges(graph: SignedGraph) -> int:
 def _stencil_params(graph: SignedGraph) -> int:
     from .compiled_descent import stencil_kind
 
-    return sum(b.weight.numel() for b in graph.edge_blocks
+    return sum(getattr(b, "inner", b).weight.numel() for b in graph.edge_blocks
                if stencil_kind(graph, b) is not None)
 
 

@@ -4,11 +4,20 @@ directions, channels last), every other block as explicit CSR
 (:class:`Stencils`, :func:`stencils`); :func:`stencil_kind` says which blocks
 are stencils.  Read by :mod:`.compiled_kernels` through
 :func:`deepglass.solve.compiled_descent.compiled_descent`.
+
+An active subnetwork (SPEC §4) restricts its convolutions and dense layers to
+the kept nodes (:class:`~deepglass.graph.blocks.MaskedBlock`,
+``diag(s) A diag(d)``).  Where the masks of all blocks agree on one set of
+removed nodes (:func:`pinned_nodes`; an active subnetwork's always do), the
+stencil of the whole layer serves: the removed nodes, isolated in the
+subnetwork, keep a gauge of 0 inside the kernel (``Stencils.pinned``), so
+their edges add nothing to any field and their own field, 0, never flips.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +26,7 @@ import torch
 
 from .._numba import LANES
 from ..graph import SignedGraph
-from ..graph.blocks import ConvBlock, DenseBlock
+from ..graph.blocks import ConvBlock, DenseBlock, MaskedBlock
 
 
 # columns of Stencils.params
@@ -52,6 +61,9 @@ class Stencils:
         ``[offset, stop)`` of each node block (the same internally).
     n_stencil_edges : int
         Edges covered by the stencils (the rest are in ``rest``).
+    pinned : ndarray bool (n,) or None
+        Internal order: the nodes a masked stencil removes (:func:`pinned_nodes`),
+        held at gauge 0 while the kernel runs; None when no stencil is masked.
     """
 
     perm: np.ndarray
@@ -65,6 +77,7 @@ class Stencils:
     rest: sp.csr_matrix
     blocks: np.ndarray
     n_stencil_edges: int = 0
+    pinned: np.ndarray | None = None
 
     def nbytes(self) -> int:
         """Bytes held (weights, CSR, permutations)."""
@@ -97,7 +110,70 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
 
     Stencils need a source that is one whole node block in the block's own
     shape (a dense layer may read it flattened), no per-source scale, and
-    for convolutions at most two spatial dimensions."""
+    for convolutions at most two spatial dimensions.  A block restricted to
+    kept nodes (:class:`MaskedBlock`) runs as its whole layer's stencil where
+    the graph's masks agree (:func:`pinned_nodes`)."""
+    if isinstance(b, MaskedBlock):
+        if _layer_kind(graph, b.inner) is None or pinned_nodes(graph) is None:
+            return None
+        return _layer_kind(graph, b.inner)
+    return _layer_kind(graph, b)
+
+
+#: pinned_nodes' answers, per graph object (graphs are not changed in place)
+_PINNED: "weakref.WeakKeyDictionary[SignedGraph, np.ndarray | None]" = weakref.WeakKeyDictionary()
+
+
+def pinned_nodes(graph: SignedGraph) -> np.ndarray | None:
+    """The nodes that the masked stencil blocks of ``graph`` remove (bool, graph
+    order), or None where there are none or where the masks disagree.
+
+    A :class:`MaskedBlock` over a convolution or dense layer is ``diag(s) A
+    diag(d)``.  Its whole layer with the gauges of the removed nodes held at 0
+    gives the same fields if every such block removes exactly the removed
+    nodes it touches (``s = 1 - pinned`` on its sources, ``d`` likewise) and
+    every whole stencil block touches none; edges of the other (CSR) blocks
+    are checked when :func:`stencils` builds them.  O(nodes of the masked
+    blocks); cached per graph object.
+    """
+    if graph in _PINNED:
+        return _PINNED[graph]
+    masked = [b for b in graph.edge_blocks
+              if isinstance(b, MaskedBlock) and _layer_kind(graph, b.inner) is not None]
+    pinned = None
+    if masked:
+        pinned = np.zeros(graph.n_nodes, dtype=bool)
+        for b in masked:
+            src, dst = _ends(graph, b)
+            pinned[src[~_mask(b.src_mask)]] = True
+            pinned[dst[~_mask(b.dst_mask)]] = True
+        for b in graph.edge_blocks:
+            inner = b.inner if isinstance(b, MaskedBlock) else b
+            if _layer_kind(graph, inner) is None:
+                continue
+            src, dst = _ends(graph, b)
+            keep_s = _mask(b.src_mask) if isinstance(b, MaskedBlock) else True
+            keep_d = _mask(b.dst_mask) if isinstance(b, MaskedBlock) else True
+            if not (np.array_equal(~pinned[src], np.broadcast_to(keep_s, src.shape))
+                    and np.array_equal(~pinned[dst], np.broadcast_to(keep_d, dst.shape))):
+                pinned = None
+                break
+    _PINNED[graph] = pinned
+    return pinned
+
+
+def _mask(t) -> np.ndarray:
+    return t.detach().reshape(-1).cpu().numpy() != 0
+
+
+def _ends(graph: SignedGraph, b) -> tuple[np.ndarray, np.ndarray]:
+    """Graph ids of a stencil block's sources and destinations (C order)."""
+    dst = graph.node_blocks[b.dst]
+    return (np.arange(*b.src_range, dtype=np.int64),
+            np.arange(dst.offset, dst.stop, dtype=np.int64))
+
+
+def _layer_kind(graph: SignedGraph, b) -> str | None:
     nbs = graph.node_blocks
     if b.src_range is None or b.in_scale is not None or b.out_scale is not None:
         return None
@@ -113,26 +189,31 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
     return None
 
 
-def stencils(graph: SignedGraph) -> Stencils:
+def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
     """Lay out ``graph``'s couplings for :func:`compiled_descent`.
 
-    Edge blocks accepted by :func:`stencil_kind` become stencils; every other
-    edge block goes into the symmetric CSR ``rest``.  Cost: O(weights) plus
-    O(edges) of the other blocks.
+    Edge blocks accepted by :func:`stencil_kind` become stencils (with
+    ``masked=False``, masked blocks never do); every other edge block goes
+    into the symmetric CSR ``rest``.  Cost: O(weights) plus O(edges) of the
+    other blocks.
     """
+    pinned = pinned_nodes(graph) if masked else None
     nbs = graph.node_blocks
     perm = np.concatenate([nb.offset + _channels_last(nb.shape) for nb in nbs]) if nbs \
         else np.zeros(0, np.int64)
     inverse = np.empty_like(perm)
     inverse[perm] = np.arange(len(perm))
-    kinds = [stencil_kind(graph, b) for b in graph.edge_blocks]
+    kinds = [stencil_kind(graph, b) if masked or not isinstance(b, MaskedBlock) else None
+             for b in graph.edge_blocks]
     # one buffer for all stencil weights, filled in place (torch: its permuted
     # copies and gathers are threaded; AlexNet's are 0.5 GB in float32).  NumPy
     # allocates it: it asks Linux for transparent huge pages, whose first touch
     # faults once per 2 MB instead of per 4 kB (ResNet-18: 88 MB in ~6 ms, not ~28)
     # (LANES zeros at the end: the kernel's vector updates read up to LANES - 1
     # weights past a run)
-    n_w = sum(2 * b.weight.numel() for b, k in zip(graph.edge_blocks, kinds) if k is not None)
+    layers = [b.inner if isinstance(b, MaskedBlock) and k is not None else b
+              for b, k in zip(graph.edge_blocks, kinds)]
+    n_w = sum(2 * b.weight.numel() for b, k in zip(layers, kinds) if k is not None)
     weights = torch.from_numpy(np.empty(n_w + LANES,
                                         dtype=torch.empty(0, dtype=graph.dtype).numpy().dtype))
     weights[n_w:] = 0
@@ -141,7 +222,7 @@ def stencils(graph: SignedGraph) -> Stencils:
     adj = [[] for _ in nbs]
     rest_i, rest_j, rest_w = [], [], []
     n_stencil_edges = 0
-    for b, kind in zip(graph.edge_blocks, kinds):
+    for masked_b, b, kind in zip(graph.edge_blocks, layers, kinds):
         dst = nbs[b.dst]
         if kind is None:
             i, j, w = b.coo()
@@ -183,7 +264,7 @@ def stencils(graph: SignedGraph) -> Stencils:
         at += 2 * N
         fwd[src.index].append(k)
         adj[dst.index].append(k)
-        n_stencil_edges += b.n_edges()
+        n_stencil_edges += masked_b.n_edges()
     n = graph.n_nodes
     if rest_i:
         i, j, w = (np.concatenate(x) for x in (rest_i, rest_j, rest_w))
@@ -192,6 +273,14 @@ def stencils(graph: SignedGraph) -> Stencils:
         rest.sum_duplicates()
     else:
         rest = sp.csr_matrix((n, n))
+    pinned_int = None
+    if pinned is not None and any(isinstance(b, MaskedBlock) for b, k in
+                                  zip(graph.edge_blocks, kinds) if k is not None):
+        pinned_int = pinned[perm]
+        counts = np.diff(rest.indptr)[pinned_int]
+        if counts.any() and np.abs(rest.data[np.repeat(pinned_int, np.diff(rest.indptr))]).max() > 0:
+            # a CSR block keeps an edge of a node the stencils remove: no pinning
+            return stencils(graph, masked=False)
 
     def ptr(lists):
         return (np.cumsum([0] + [len(x) for x in lists]).astype(np.int64),
@@ -204,5 +293,5 @@ def stencils(graph: SignedGraph) -> Stencils:
                   weights=weights.numpy(),
                   fwd_ptr=fwd_ptr, fwd=fwd_, adj_ptr=adj_ptr, adj=adj_, rest=rest,
                   blocks=np.array([[nb.offset, nb.stop] for nb in nbs], dtype=np.int64),
-                  n_stencil_edges=n_stencil_edges)
+                  n_stencil_edges=n_stencil_edges, pinned=pinned_int)
     return st
