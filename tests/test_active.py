@@ -696,6 +696,15 @@ def test_run_takes_delta_from_a_frustration_run(tmp_path):
                        method="greedy", replicas=2)
     assert (table["delta"] == 0.123).all()
     assert "gauge_real" in (tmp_path / "run" / "report.md").read_text()
+    # a gauge of another graph (the same weights at another input shape) is refused
+    third = RunDir(tmp_path / "third", {"replicas": 1}, kind="frustration")
+    third.save_arrays("gauge_real", sigma=np.ones(g.n_nodes + 7, np.int8),
+                      sigma_in=np.ones(64, np.int8), sigma_out=np.ones(5, np.int8),
+                      energy=np.float64(0.123))
+    with pytest.raises(DeepglassError, match=rf"is a gauge of a graph of {g.n_nodes + 7:,} "
+                                             rf"nodes; this network's graph \(input 1x8x8\)"):
+        run_active(tmp_path / "third", net, g, inputs_for("conv_relu_pool", shape, 2),
+                   method="greedy", replicas=2)
 
 
 def test_cli_active(tmp_path):

@@ -355,3 +355,47 @@ def test_cli_help_names_the_registrys_nulls():
         for group, members in NULL_GROUPS.items():
             assert f"{group} (= {' + '.join(members)})" in helps[mod]
     assert "N2" not in helps[cli_mono]
+
+
+class _TwoHeads(nn.Module):
+    """A trunk with two heads of different widths (a box head, a class head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                                   nn.Flatten())
+        self.box, self.cls = nn.Linear(12, 4), nn.Linear(12, 3)
+
+    def forward(self, x):
+        h = self.trunk(x)
+        return self.box(h), self.cls(h)
+
+
+def test_the_runs_gauge_serves_any_output_and_only_its_own_graph(tmp_path):
+    """A gauge a frustration run stored (its sigma_out on the first head) gives
+    the order of the head a later run reads, read off the whole gauge; a gauge
+    of the same weights at another input shape is refused in one line."""
+    from deepglass.graph import SignedGraph
+    from deepglass.store import RunDir
+
+    torch.manual_seed(0)
+    net = _TwoHeads().eval()
+    fr = deepglass.frustration(net, input_shape=(1, 8, 8), replicas=2, seed=9)
+    assert fr.sigma_out.size == 4
+    run = RunDir(tmp_path / "run", {"seed": 0}, kind="frustration")
+    run.save_arrays("gauge_real", sigma=fr.sigma, sigma_in=fr.sigma_in, sigma_out=fr.sigma_out,
+                    energy=np.float64(fr.frustration))
+    x = torch.rand(3, 1, 8, 8)
+    e = run_monotonicity(tmp_path / "run", net, x, output="1", amplitudes=3, replicas=2,
+                         nulls=("random-order",), seed=1)
+    cls_nodes = SignedGraph.from_module(net, (1, 8, 8), output="1").output_index
+    real = near_monotonicity(net, fr.sigma_in, fr.sigma[cls_nodes], x, amplitudes=3, seed=1,
+                             output="1")
+    pd.testing.assert_frame_equal(e.trials[e.trials["model"] == "real"].reset_index(drop=True),
+                                  real.trials)
+    other = RunDir(tmp_path / "other", {"seed": 0}, kind="frustration")
+    other.save_arrays("gauge_real", **run.load_arrays("gauge_real"))
+    with pytest.raises(DeepglassError, match=r"is a gauge of a graph of 191 nodes; this "
+                                             r"network's graph \(input 1x9x9\) has 247: "):
+        run_monotonicity(tmp_path / "other", net, torch.rand(2, 1, 9, 9), output="1",
+                         amplitudes=3, replicas=2, nulls=("random-order",), seed=1)

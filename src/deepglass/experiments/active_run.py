@@ -421,9 +421,11 @@ def _whole_network(run, graph, delta, gauge, whole_method, replicas, seed, optio
     if delta is not None:
         return delta, gauge, "given"
     try:
-        stored = load_gauge(run, weights) if run is not None else None
-    except DeepglassError:   # unless a frustration run given the graph alone stored it
-        stored = load_gauge(run, weights_digest(None, graph))
+        stored = load_gauge(run, weights, graph) if run is not None else None
+    except DeepglassError as exc:   # unless a frustration run given the graph alone stored it
+        if "is a gauge of a graph of" in str(exc):
+            raise
+        stored = load_gauge(run, weights_digest(None, graph), graph)
     if stored is not None:
         return stored["energy"], stored["sigma"], "from arrays/gauge_real.npz of this run"
     res = whole_delta(graph, whole_method, replicas=replicas, seed=seed,

@@ -120,9 +120,15 @@ def _gauges(model, shape, sigma_in, sigma_out, frustration, nulls, run, opts,
         raise DeepglassError("give both sigma_in and sigma_out, or neither")
     delta = float("nan") if frustration is None else float(frustration)
     if sigma_in is None:
-        from .real_gauge import load_gauge, save_gauge
+        from .real_gauge import GAUGE_ARRAYS, load_gauge, save_gauge
 
-        g = load_gauge(run, weights) if run is not None else None
+        g = None
+        if run is not None and run.has_arrays(GAUGE_ARRAYS):
+            # the stored gauge is of the whole graph: its order on this output
+            from ..graph import SignedGraph
+
+            graph = SignedGraph.from_module(model, tuple(shape), output=opts.get("output"))
+            g = load_gauge(run, weights, graph)
         if g is None:
             res = _frustration_gauge(model, shape, **opts)
             g = {"sigma_in": res.sigma_in, "sigma_out": res.sigma_out, "energy": res.frustration}

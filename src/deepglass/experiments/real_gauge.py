@@ -44,18 +44,24 @@ def save_gauge(run: RunDir, sigma, sigma_in, sigma_out, energy: float,
                     **extra)
 
 
-def load_gauge(run: RunDir, weights: str | None = None) -> dict | None:
+def load_gauge(run: RunDir, weights: str | None = None,
+               graph: SignedGraph | None = None) -> dict | None:
     """The gauge :func:`save_gauge` stored in ``run`` (``energy`` as a float), or ``None``.
 
     With ``weights`` (this network's :func:`weights_digest`), a gauge stored
     for other weights is refused: its partial order and ``delta`` belong to
     another network.  A gauge stored without a digest is checked against the
     frustration run's ``weights_sha256`` where the directory records one.
+    With ``graph`` (this network's signed graph), the gauge must have its
+    nodes, and ``sigma_in`` / ``sigma_out`` are read off ``sigma`` at its
+    inputs and its selected output (SPEC §1b), whichever output the run that
+    stored the gauge read.
 
     Raises
     ------
     DeepglassError
-        One line: the gauge is of other weights.
+        One line: the gauge is of other weights, or of a graph of other nodes
+        (another input shape).
     """
     if not run.has_arrays(GAUGE_ARRAYS):
         return None
@@ -64,6 +70,15 @@ def load_gauge(run: RunDir, weights: str | None = None) -> dict | None:
     stored = str(g.pop("weights")) if "weights" in g else None
     _refuse_other(run.path, stored, run.run_config("frustration") if stored is None else None,
                   weights)
+    if graph is not None:
+        sigma = np.asarray(g["sigma"]).reshape(-1)
+        if sigma.size != graph.n_nodes:
+            raise DeepglassError(
+                f"{run.path / 'arrays' / (GAUGE_ARRAYS + '.npz')} is a gauge of a graph of "
+                f"{sigma.size:,} nodes; this network's graph (input "
+                f"{'x'.join(map(str, graph.input_shape))}) has {graph.n_nodes:,}: use another "
+                "run directory")
+        g["sigma_in"], g["sigma_out"] = sigma[graph.input_index], sigma[graph.output_index]
     return g
 
 
