@@ -308,6 +308,19 @@ def test_compiled_engine_on_active_subnetworks_takes_the_same_steps(dtype):
     mf = descent(odd, s0, engine="matrix-free", **kw)
     ex = descent(odd, s0, engine="compiled", **kw)
     torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
+    # masks that agree among the stencils while an explicit block (the max pool,
+    # whole) keeps edges of a node they remove: no pinning either
+    conv2 = next(k for k, b in enumerate(g.edge_blocks) if k > 0 and b.kind == "conv")
+    b = g.edge_blocks[conv2]
+    src_keep = torch.ones(b.in_shape, dtype=torch.bool)
+    src_keep[0, 0, :2] = False
+    blocks = list(g.edge_blocks)
+    blocks[conv2] = b.restrict(src_keep, torch.ones(b.out_shape, dtype=torch.bool))
+    half = g.replace_edge_blocks(blocks)
+    assert pinned_nodes(half) is not None and stencils(half).pinned is None
+    mf = descent(half, s0, engine="matrix-free", **kw)
+    ex = descent(half, s0, engine="compiled", **kw)
+    torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("net", list(_NETS))

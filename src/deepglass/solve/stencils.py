@@ -114,9 +114,8 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
     kept nodes (:class:`MaskedBlock`) runs as its whole layer's stencil where
     the graph's masks agree (:func:`pinned_nodes`)."""
     if isinstance(b, MaskedBlock):
-        if _layer_kind(graph, b.inner) is None or pinned_nodes(graph) is None:
-            return None
-        return _layer_kind(graph, b.inner)
+        kind = _layer_kind(graph, b.inner)
+        return kind if kind is not None and pinned_nodes(graph) is not None else None
     return _layer_kind(graph, b)
 
 
@@ -273,14 +272,10 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
         rest.sum_duplicates()
     else:
         rest = sp.csr_matrix((n, n))
-    pinned_int = None
-    if pinned is not None and any(isinstance(b, MaskedBlock) for b, k in
-                                  zip(graph.edge_blocks, kinds) if k is not None):
-        pinned_int = pinned[perm]
-        counts = np.diff(rest.indptr)[pinned_int]
-        if counts.any() and np.abs(rest.data[np.repeat(pinned_int, np.diff(rest.indptr))]).max() > 0:
-            # a CSR block keeps an edge of a node the stencils remove: no pinning
-            return stencils(graph, masked=False)
+    pinned_int = None if pinned is None else pinned[perm]
+    if pinned_int is not None and np.any(rest.data[np.repeat(pinned_int, np.diff(rest.indptr))]):
+        # a CSR block keeps an edge of a node the stencils remove: no pinning
+        return stencils(graph, masked=False)
 
     def ptr(lists):
         return (np.cumsum([0] + [len(x) for x in lists]).astype(np.int64),
