@@ -416,15 +416,13 @@ def _whole_network(run, graph, delta, gauge, whole_method, replicas, seed, optio
     """``delta``, the best gauge and where they came from: given, read from
     the run's ``arrays/gauge_real.npz``, or computed (:func:`whole_delta`) and
     saved there."""
-    from .real_gauge import load_gauge, save_gauge, weights_digest
+    from .real_gauge import GaugeOfOtherWeights, load_gauge, save_gauge, weights_digest
 
     if delta is not None:
         return delta, gauge, "given"
     try:
         stored = load_gauge(run, weights, graph) if run is not None else None
-    except DeepglassError as exc:   # unless a frustration run given the graph alone stored it
-        if "is a gauge of a graph of" in str(exc):
-            raise
+    except GaugeOfOtherWeights:   # unless a frustration run given the graph alone stored it
         stored = load_gauge(run, weights_digest(None, graph), graph)
     if stored is not None:
         return stored["energy"], stored["sigma"], "from arrays/gauge_real.npz of this run"

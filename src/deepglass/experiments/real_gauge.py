@@ -25,10 +25,15 @@ from ..errors import DeepglassError
 from ..graph import SignedGraph
 from ..store import RunDir
 
-__all__ = ["GAUGE_ARRAYS", "save_gauge", "load_gauge", "check_gauge_weights", "weights_digest"]
+__all__ = ["GAUGE_ARRAYS", "GaugeOfOtherWeights", "save_gauge", "load_gauge",
+           "check_gauge_weights", "weights_digest"]
 
 #: the best real gauge, read by the active-subnetwork and monotonicity runs
 GAUGE_ARRAYS = "gauge_real"
+
+
+class GaugeOfOtherWeights(DeepglassError):
+    """The run directory's gauge was stored for other network weights."""
 
 
 def save_gauge(run: RunDir, sigma, sigma_in, sigma_out, energy: float,
@@ -108,7 +113,7 @@ def _refuse_other(path: Path, stored: str | None, frustration: dict | None,
     if stored is None:
         stored = (frustration or {}).get("weights_sha256")
     if weights is not None and stored is not None and stored != weights:
-        raise DeepglassError(
+        raise GaugeOfOtherWeights(
             f"run directory {path}: arrays/{GAUGE_ARRAYS}.npz is the gauge of other "
             f"network weights (sha256 {stored}, this network's {weights}); use another --out")
 
