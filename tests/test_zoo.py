@@ -397,6 +397,23 @@ def test_user_arch_errors_are_one_line(tmp_path, arch, fragment):
     assert "\n" not in str(err.value)
 
 
+def test_a_model_from_a_py_file_ships_to_workers_that_never_saw_the_file(tmp_path):
+    """Ray sends units' models with cloudpickle: a class from a ``.py`` file
+    (not importable elsewhere) goes by value, so a worker started in another
+    directory rebuilds it."""
+    import subprocess
+
+    cloudpickle = pytest.importorskip("cloudpickle")
+    (tmp_path / "usernets.py").write_text(USER_NET)
+    net = _user_net(tmp_path).eval()
+    blob = cloudpickle.dumps(net)
+    code = ("import pickle, sys, torch; m = pickle.loads(sys.stdin.buffer.read()); "
+            "print(type(m).__name__, m.conv.out_channels)")
+    res = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True,
+                         cwd="/", check=True)
+    assert res.stdout.decode().split() == ["Net", "3"]
+
+
 def test_user_arch_on_the_command_line(cli, tmp_path):
     (tmp_path / "usernets.py").write_text(USER_NET)
     torch.manual_seed(0)

@@ -66,14 +66,18 @@ def _import(module: str, arch: str):
             name = f"deepglass_user_arch_{path.stem}"
             spec = importlib.util.spec_from_file_location(name, path)
             mod = importlib.util.module_from_spec(spec)
-            sys.modules[name] = mod          # dataclasses and pickling look modules up here
-            spec.loader.exec_module(mod)
+            sys.modules[name] = mod          # dataclasses look the module up while it runs
+            try:
+                spec.loader.exec_module(mod)
+            finally:
+                # not importable elsewhere: cloudpickle (Ray) then ships its classes
+                # by value to the workers, which never saw the file's path
+                sys.modules.pop(name, None)
             return mod
         return importlib.import_module(module)
     except DeepglassError:
         raise
     except Exception as exc:
-        sys.modules.pop(f"deepglass_user_arch_{Path(module).stem}", None)
         raise DeepglassError(f"arch {arch!r}: cannot import {module!r}: "
                              f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
 
