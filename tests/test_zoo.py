@@ -294,6 +294,11 @@ def test_state_dict_round_trip(tmp_path):
     torch.save({"epoch": 3, "state_dict": {"module." + k: v for k, v in src.state_dict().items()}}, path)
     again = zoo.load_model(str(path), arch="squeezenet1_1")
     assert torch.equal(again.features[0].weight, src.features[0].weight)
+    # torch.compile's wrapper, alone or inside DataParallel
+    for prefix in ("_orig_mod.", "module._orig_mod.", "_orig_mod.module."):
+        torch.save({prefix + k: v for k, v in src.state_dict().items()}, path)
+        again = zoo.load_model(str(path), arch="squeezenet1_1")
+        assert torch.equal(again.features[0].weight, src.features[0].weight)
 
 
 def test_state_dict_errors(tmp_path):

@@ -38,6 +38,8 @@ from .user_arch import build_user_arch, is_user_arch
 __all__ = ["load_model", "load_state_dict_file", "check_finite", "fit_state_dict"]
 
 _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+#: key prefixes of wrapped modules, removed from a state dict whose every key has one
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def _shape_arg(input_shape) -> tuple[int, ...] | None:
@@ -77,8 +79,15 @@ def _extract_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
         raise DeepglassError(
             f"{path} holds a {type(obj).__name__}, not a state dict (a mapping of parameter names to tensors)"
         )
-    if all(k.startswith("module.") for k in sd):  # saved from nn.DataParallel
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    # wrappers that prefix every key: nn.DataParallel / DistributedDataParallel
+    # ("module."), torch.compile ("_orig_mod."), in either order
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in sd):
+                sd = {k[len(prefix):]: v for k, v in sd.items()}
+                stripped = True
     return sd
 
 
