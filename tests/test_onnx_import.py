@@ -7,6 +7,7 @@ import re
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -149,6 +150,54 @@ def test_several_outputs_keep_their_onnx_names():
             res = plain(torch.from_numpy(x))
         assert type(res) is tuple
         assert list(SignedGraph.from_module(plain, (2, 3, 3)).outputs) == ["0", "1"]
+
+
+def _batch_folding_model():
+    """A file exported with a fixed batch of 1 (as torch's dynamo exporter writes
+    ConvNeXt's head): the pooled features are reshaped to ``[-1]`` and back to
+    ``[1, C]`` before the classifier, which folds the batch into a dimension."""
+    nodes = [helper.make_node("Conv", ["X", "w"], ["c"], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("ReduceMean", ["r"], ["m"], name="pool", axes=[2, 3], keepdims=0),
+             helper.make_node("Reshape", ["m", "flat"], ["f"], name="fold"),
+             helper.make_node("Reshape", ["f", "back"], ["b"], name="unfold"),
+             helper.make_node("Gemm", ["b", "fc", "bias"], ["Y"], name="fc", transB=1)]
+    return _model(nodes, {"X": [1, 2, 5, 5]}, {"Y": [1, 3]},
+                  {"w": _rand(4, 2, 3, 3), "flat": np.array([-1], np.int64),
+                   "back": np.array([1, 4], np.int64), "fc": _rand(3, 4), "bias": _rand(3)})
+
+
+def test_a_file_that_folds_its_fixed_batch_runs_one_sample_at_a_time():
+    """The module runs at batch size 1 only and says so (``batch_one_only``,
+    kept by deepcopy and pickling); near-monotonicity and the criticality
+    observables run it sample by sample, with the results of batch-1 calls."""
+    import copy
+    import pickle
+
+    from deepglass.criticality.observables import collect_observables
+    from deepglass.experiments.alignment import near_monotonicity
+
+    model = _batch_folding_model()
+    module = onnx_to_module(model)
+    x = _rand(3, 2, 5, 5)
+    one = np.concatenate([_run(module, x[i:i + 1]) for i in range(3)])
+    np.testing.assert_allclose(one, np.concatenate([_reference(model, X=x[i:i + 1])[0]
+                                                    for i in range(3)]), rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError):
+        _run(module, x)                                 # the file's reshape at batch 3
+    from deepglass.graph.trace import forward_batch_size
+    for m in (module, copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
+        assert forward_batch_size(m, 64) == 1
+    assert forward_batch_size(onnx_to_module(_two_input_model()), 64) == 64
+    g = SignedGraph.from_module(module, (2, 5, 5))
+    sigma_in, sigma_out = np.ones(50, np.int8), np.array([1, -1, 1], np.int8)
+    res = near_monotonicity(module, sigma_in, sigma_out, torch.from_numpy(x), amplitudes=4, seed=2)
+    each = [near_monotonicity(module, sigma_in, sigma_out, torch.from_numpy(x[i:i + 1]),
+                              amplitudes=4, seed=2, first_index=i).trials for i in range(3)]
+    pd.testing.assert_frame_equal(res.trials, pd.concat(each, ignore_index=True))
+    obs = collect_observables(module, torch.from_numpy(x), batch_size=64)
+    assert obs.n_events == 3 and len(g.output_index) == 3
+    assert all("#" not in name for name in obs.layers)
 
 
 def test_input_shapes_per_input(tmp_path):

@@ -313,6 +313,9 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
     """
     if n_passes < 1 or batch_size < 1:
         raise DeepglassError("n_passes and batch_size must be positive")
+    from ..graph.trace import forward_batch_size
+
+    batch_size = forward_batch_size(model, batch_size)
     choose_subsets(1, subset_size, n_subsets)            # validates the subset parameters
     names = resolve_layers(model, layers)
     X = torch.as_tensor(X)

@@ -360,6 +360,9 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     batch_size = _default_batch(numel) if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise DeepglassError(f"batch_size must be >= 1, got {batch_size}")
+    from ..graph.trace import forward_batch_size
+
+    batch_size = forward_batch_size(model, batch_size)
     # refused before the (B, K) grid is made: K alone may be what does not fit
     check_batch_memory(batch_size, numel, B * (int(amplitudes) if np.ndim(amplitudes) == 0
                                                else np.shape(amplitudes)[-1]))

@@ -142,6 +142,17 @@ def output_tensor(out, output: str | int | None = None) -> torch.Tensor:
 
 
 
+def forward_batch_size(model, batch_size: int) -> int:
+    """The batch size to run ``model`` forward at: ``batch_size``, or 1 for a
+    module that says it runs at batch size 1 only (``batch_one_only``: an ONNX
+    file exported with a fixed batch of 1 that folds the batch into another
+    dimension, :mod:`deepglass.zoo.onnx_import`)."""
+    meta = getattr(model, "meta", None)
+    one = getattr(model, "batch_one_only", False) or (
+        isinstance(meta, dict) and meta.get("batch_one_only", False))
+    return 1 if one else int(batch_size)
+
+
 #: the ``capture`` option that reproduces a graph's ``meta["rules"]["capture"]``
 CAPTURE_OF = {"torch.export": "export", "torch.export (core ATen)": "core", "torch.fx": "fx"}
 

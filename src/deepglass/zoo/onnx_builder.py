@@ -43,6 +43,7 @@ class _BuilderBase(_Refusals):
                 self.consumers.setdefault(name, []).append(node)
         self.graph_outputs = {o.name for o in g.output}
         self.fused_adds: dict[int, str] = {}
+        self.batch_one_only = False   # a reshape folds the batch in (see op_Reshape)
         real = [i for i in g.input if i.name not in self.values]
         if not real:
             raise DeepglassError(
@@ -233,6 +234,8 @@ class _BuilderBase(_Refusals):
         _drop_unused(gm)
         gm.onnx_node_names = {k: v for k, v in self.onnx_names.items() if hasattr(gm, k)}
         gm.input_names = list(self.input_names)
+        # an attribute (pickling keeps it) and in meta (GraphModule's deepcopy keeps that)
+        gm.batch_one_only = gm.meta["batch_one_only"] = self.batch_one_only
         gm.default_input_shapes = tuple(tuple(s) for s in self.input_shapes)
         gm.default_input_shape = gm.default_input_shapes[0] if len(self.input_shapes) == 1 else gm.default_input_shapes
         return gm.eval()

@@ -39,7 +39,11 @@ removed by dead-code elimination at the end.  Cost: linear in the number of
 ONNX nodes and in the size of the weights (each copied once); no forward pass.
 
 Reshapes that keep the batch dimension are written batch-generically
-(``reshape(-1, ...)``), so the module runs at any batch size.
+(``reshape(-1, ...)``), so the module runs at any batch size.  A file exported
+with a fixed batch of 1 may fold the batch into another dimension (a
+``Reshape`` to ``[-1]`` and back): the module then runs at batch size 1 only,
+says so in ``batch_one_only``, and deepglass's batched forward passes
+(:func:`deepglass.graph.trace.forward_batch_size`) run it one sample at a time.
 
 Layout: this module is the entry (:func:`load_onnx`, :func:`onnx_to_module`)
 and assembles the converter from its parts: the state and emission helpers
@@ -93,7 +97,8 @@ def onnx_to_module(model, input_shape=None) -> fx.GraphModule:
         named tuple of the ONNX output names when they are Python identifiers
         (:mod:`deepglass.zoo.onnx_outputs`), so the signed graph's outputs
         carry those names.
-        Attributes: ``default_input_shape`` (a tuple of ints for one input, a
+        Attributes: ``batch_one_only`` (a reshape folds the batch in: it runs
+        at batch size 1 only), ``default_input_shape`` (a tuple of ints for one input, a
         tuple of such tuples for several), ``default_input_shapes`` (always a
         tuple of tuples), ``input_names`` and ``onnx_node_names`` (module name
         -> ONNX node name).

@@ -307,6 +307,7 @@ class _ShapeOps:
             else:
                 self.set(node, self.emit_method("reshape", x, (-1, *resolved[1:])))
         else:  # mixes the batch dimension: valid at batch size 1 only
+            self.batch_one_only = True
             self.set(node, self.emit_method("reshape", x, tuple(resolved)))
 
     def op_ReduceMean(self, node, a):
