@@ -853,6 +853,31 @@ def test_timm_model_through_onnx_equals_timm(name, opset, size, export):
             assert {"aten.native_layer_norm.default", "aten.gelu.default"} <= ops and "aten.sqrt.default" not in ops
 
 
+def test_a_timm_cnn_through_the_dynamo_exporter(tmp_path):
+    """torch.onnx.export(dynamo=True) (opset 18: Reduce axes as inputs) writes
+    ConvNeXt with a fixed batch of 1 folded into its head's reshapes: the import
+    equals timm at batch 1, says batch_one_only, and gives the signed graph of
+    the TorchScript exporter's file."""
+    pytest.importorskip("onnxscript")
+    timm = _timm()
+    torch.manual_seed(0)
+    model = timm.create_model("convnext_atto", pretrained=False).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = torch.onnx.export(model, (x,), dynamo=True, opset_version=18,
+                                  verbose=False).model_proto
+    module = onnx_to_module(proto)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), model(x), rtol=1e-4, atol=1e-4)
+    assert module.batch_one_only
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = SignedGraph.from_module(module, (3, 32, 32))
+        ref = SignedGraph.from_module(_torch_to_onnx_module(model, x), (3, 32, 32))
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
+
+
 def test_cutting_off_a_refused_preprocessing_as_the_message_says(tmp_path):
     """An input normalization with a selection (div_no_nan: Equal + Where) is refused; the
     file cut after it with onnx.utils.extract_model, as the message says, imports and equals
