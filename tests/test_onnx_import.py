@@ -167,6 +167,16 @@ def _batch_folding_model():
                    "back": np.array([1, 4], np.int64), "fc": _rand(3, 4), "bias": _rand(3)})
 
 
+def test_deepglass_graph_says_a_file_runs_at_batch_size_one(cli, tmp_path):
+    path = tmp_path / "folded.onnx"
+    onnx.save(_batch_folding_model(), str(path))
+    code, out, err = cli(["graph", str(path)])
+    assert code == 0, err
+    assert "runs at batch size 1 only (the file folds its batch into a reshape)" in out
+    code, out, _ = cli(["graph", str(path), "--json"])
+    assert code == 0 and '"batch_one_only": true' in out
+
+
 def test_a_file_that_folds_its_fixed_batch_runs_one_sample_at_a_time():
     """The module runs at batch size 1 only and says so (``batch_one_only``,
     kept by deepcopy and pickling); near-monotonicity and the criticality

@@ -29,9 +29,14 @@ def graph(
     as_json: bool = JSON_OPTION,
 ):
     """Print nodes, edges and parameters per block and in total (SPEC §1)."""
-    _, shape, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, gates=gates,
-                             norm=norm, output=output)
+    from ..graph.trace import forward_batch_size
+
+    net, shape, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, gates=gates,
+                               norm=norm, output=output)
     info = g.describe()
+    batch_one = forward_batch_size(net, 2) == 1
+    if batch_one:
+        info["batch_one_only"] = True
     if as_json:
         print_json(info)
         return
@@ -63,6 +68,9 @@ def graph(
     outs = ", ".join(f"{k} ({n:,} nodes)" for k, n in info["outputs"].items())
     console.print(f"outputs: {outs}; read by active subnetworks / near-monotonicity: "
                   f"{info['output']}")
+    if batch_one:
+        console.print("runs at batch size 1 only (the file folds its batch into a reshape): "
+                      "forward passes go one sample at a time")
     if info.get("left_out"):
         n_par = sum(r["params"] for r in info["left_out"])
         console.print(f"left out ({len(info.get('gates', []))} gates as positive rescalings): "
