@@ -1038,3 +1038,61 @@ def test_where_the_exporter_fails_the_fallbacks_refusal_says_why(monkeypatch):
     # the exporter working, the same module is captured
     monkeypatch.undo()
     assert SignedGraph.from_module(FunctionalNorm().eval(), (1, 5, 5)).n_edges == 2 * 9 * 9
+
+
+class _RescaledOutput(nn.Module):
+    """The value at the output still carries a rescaling: ``c + g * c`` (the
+    response norm's residual), a batch norm after the last ReLU, or both a value
+    and its rescaling returned."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.conv = nn.Conv2d(2, 3, 3, bias=False)
+        self.bn = nn.BatchNorm2d(3).eval()
+        self.g = nn.Parameter(torch.randn(1, 3, 1, 1))
+
+    def forward(self, x):
+        c = self.conv(x)
+        if self.kind == "residual":
+            return c + self.g * c
+        if self.kind == "bn_after_relu":
+            return self.bn(torch.relu(c))
+        return c, c * self.g
+
+
+@pytest.mark.parametrize("kind", ["residual", "bn_after_relu", "both"])
+def test_a_rescaling_at_the_output_is_not_lost(kind):
+    """A rescaling left on the output value folds into the edges that end there
+    (sign included, as a batch norm does); where the unscaled value is an output
+    too, the rescaled one gets nodes of its own with edges of weight s."""
+    torch.manual_seed(4)
+    net = _RescaledOutput(kind).eval()
+    with torch.no_grad():
+        net.bn.weight.copy_(torch.tensor([-1.5, 0.5, 2.0]))
+        net.bn.running_var.copy_(torch.tensor([0.5, 2.0, 1.0]))
+    g = SignedGraph.from_module(net, (2, 5, 5))
+    plain = nn.Conv2d(2, 3, 3, bias=False)
+    w = net.conv.weight.detach()
+    if kind == "residual":
+        factor = 1 + net.g.detach().reshape(3, 1, 1, 1)
+    elif kind == "bn_after_relu":
+        factor = (net.bn.weight / torch.sqrt(net.bn.running_var + net.bn.eps)).detach()
+        factor = factor.reshape(3, 1, 1, 1)
+    else:
+        factor = torch.ones(3, 1, 1, 1)
+    with torch.no_grad():
+        plain.weight.copy_(w * factor)
+    ref = SignedGraph.from_module(plain, (2, 5, 5)).to_scipy().toarray()
+    A = g.to_scipy().toarray()
+    if kind != "both":
+        assert g.n_nodes == 77
+        np.testing.assert_allclose(A, ref, rtol=1e-5, atol=1e-6)
+        return
+    # c and c * g: the convolution's nodes, then 27 more, one edge of weight g from each
+    assert g.n_nodes == 104 and list(g.outputs) == ["0", "1"]
+    np.testing.assert_allclose(A[:77, :77], ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(g.outputs["0"], np.arange(50, 77))
+    np.testing.assert_array_equal(g.outputs["1"], np.arange(77, 104))
+    gains = net.g.detach().reshape(3).repeat_interleave(9).numpy()
+    np.testing.assert_allclose(A[50:77, 77:104], np.diag(gains), rtol=1e-6)

@@ -21,7 +21,7 @@ import torch.fx
 import torch.nn as nn
 
 from ..errors import DeepglassError, UnsupportedLayerError
-from .blocks import EdgeBlock, NodeBlock
+from .blocks import EdgeBlock, IdentityBlock, NodeBlock
 from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref,
                        flatten, prune)
 
@@ -268,6 +268,41 @@ def _capture(model, inputs, forward_kwargs, rules, capture, pool_weight, batchno
             "given as forward_kwargs)") from None
 
 
+def _rescaled_output(builder: Builder, v, name: str, others: list):
+    """An output value that still carries a rescaling (a residual ``c + g * c``,
+    a norm's gain after its nodes were made for two readers): no later layer
+    folds the factors in.  Where the value is one whole node block that no edge
+    block and no other output reads, and the factor is a scalar or one per
+    channel, it folds into the block's incoming edges (as a batch norm does);
+    otherwise the output gets nodes of its own, one edge of weight ``s`` from
+    each node it rescales."""
+    if not isinstance(v, Ref) or v.scale is None or bool((v.scale == 1).all()):
+        return v
+    shape = tuple(v.index.shape[1:])
+    flat = v.index.reshape(-1)
+    nb = next((b for b in builder.node_blocks if b.offset <= int(flat[0]) < b.stop), None)
+    s = v.scale.reshape(shape)
+    if (nb is not None and flat.numel() == nb.size and bool((flat >= 0).all())
+            and bool(torch.equal(flat, torch.arange(nb.offset, nb.stop)))
+            and tuple(nb.shape) == shape
+            and not any(nb.index in b.src_blocks for b in builder.edge_blocks)
+            and not any(bool(((u.index >= nb.offset) & (u.index < nb.stop)).any())
+                        for u in others)):
+        incoming = [b for b in builder.edge_blocks if b.dst == nb.index]
+        per_channel = s.reshape(shape[0], -1) if len(shape) > 1 else s.reshape(-1, 1)
+        if bool((per_channel == per_channel[:, :1]).all()):
+            factor = per_channel[:, 0].reshape((-1,) + (1,) * (len(shape) - 1))
+        elif all(type(b).scale_output is EdgeBlock.scale_output for b in incoming):
+            factor = s          # one factor per node (a pool's edges take any)
+        else:
+            factor = None       # convolutions and dense layers fold per channel only
+        if factor is not None:
+            for b in incoming:
+                b.scale_output(factor)
+            return Ref(v.index, nonneg=False, value=v.value, exact=v.exact)
+    return Pending([(IdentityBlock(shape, module=name), v)], shape, op="scale", name=name)
+
+
 def _check_forward(model, inputs, forward_kwargs) -> None:
     """Where the exporter failed: if the model itself fails on the sample input,
     that is the error to report (not a capture path's)."""
@@ -347,7 +382,8 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     for name, v in zip(run.names, run.leaves):
         if not isinstance(v, (Ref, Pending)):
             continue   # a constant output (a shape, a buffer) is not part of the graph
-        ref = builder.materialize(v)
+        others = [u for u in run.leaves if u is not v and isinstance(u, Ref)]
+        ref = builder.materialize(_rescaled_output(builder, v, name, others))
         if (ref.index < 0).any():
             raise UnsupportedLayerError(f"the model's output {name!r} contains zero padding")
         outputs[name] = ref.index.reshape(-1).numpy().copy()
