@@ -397,6 +397,40 @@ def test_group_norm_written_with_instance_norm_becomes_nn_group_norm():
         torch.testing.assert_close(module(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("opset", [13, 18])
+def test_reduce_l2_is_a_statistic_of_the_response_norm(opset):
+    """ReduceL2 (axes an attribute to opset 17, an input from 18) is the norm;
+    ConvNeXt-V2's response norm ``c + g * (c * n / mean(n)) + b`` written with
+    it adds no edge: the convolution's edges rescaled by ``1 + g`` per channel."""
+    axes = {"axes": [2, 3]} if opset < 18 else {}
+    ins = ["c"] if opset < 18 else ["c", "ax"]
+    nodes = [helper.make_node("Conv", ["X", "w"], ["c"], name="conv"),
+             helper.make_node("ReduceL2", ins, ["n"], name="l2", keepdims=1, **axes),
+             helper.make_node("ReduceMean", ["n"] if opset < 18 else ["n", "ch"], ["nm"],
+                              name="mean", keepdims=1, **({"axes": [1]} if opset < 18 else {})),
+             helper.make_node("Add", ["nm", "eps"], ["d"], name="eps_add"),
+             helper.make_node("Div", ["n", "d"], ["r"], name="ratio"),
+             helper.make_node("Mul", ["c", "r"], ["cr"], name="scale"),
+             helper.make_node("Mul", ["cr", "g"], ["gcr"], name="gain"),
+             helper.make_node("Add", ["gcr", "bb"], ["gb"], name="beta"),
+             helper.make_node("Add", ["gb", "c"], ["Y"], name="residual")]
+    w, g = _rand(3, 2, 3, 3), _rand(1, 3, 1, 1)
+    model = _model(nodes, {"X": ["N", 2, 5, 5]}, {"Y": ["N", 3, 3, 3]},
+                   {"w": w, "ax": np.array([2, 3], np.int64), "ch": np.array([1], np.int64),
+                    "eps": np.array(1e-6, np.float32), "g": g, "bb": _rand(1, 3, 1, 1)}, opset=opset)
+    module = onnx_to_module(model)
+    x = _rand(2, 2, 5, 5)
+    np.testing.assert_allclose(_run(module, x), _reference(model, X=x)[0], rtol=1e-5, atol=1e-5)
+    graph = SignedGraph.from_module(module, (2, 5, 5))
+    plain = nn.Conv2d(2, 3, 3, bias=False)
+    with torch.no_grad():
+        plain.weight.copy_(torch.from_numpy(w) * (1 + torch.from_numpy(g).reshape(3, 1, 1, 1)))
+    ref = SignedGraph.from_module(plain, (2, 5, 5))
+    assert (graph.n_nodes, graph.n_edges) == (ref.n_nodes, ref.n_edges)
+    np.testing.assert_allclose(graph.to_scipy().toarray(), ref.to_scipy().toarray(), rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_reduce_mean_softmax_and_reindexing():
     """ReduceMean over (2, 3), Softmax over channels, Split, Gather (scalar and list), Unsqueeze,
     Squeeze, Slice and Concat on activations."""
@@ -863,15 +897,21 @@ def test_timm_model_through_onnx_equals_timm(name, opset, size, export):
             assert {"aten.native_layer_norm.default", "aten.gelu.default"} <= ops and "aten.sqrt.default" not in ops
 
 
-def test_a_timm_cnn_through_the_dynamo_exporter(tmp_path):
+@pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto"])
+def test_a_timm_cnn_through_the_dynamo_exporter(name):
     """torch.onnx.export(dynamo=True) (opset 18: Reduce axes as inputs) writes
-    ConvNeXt with a fixed batch of 1 folded into its head's reshapes: the import
-    equals timm at batch 1, says batch_one_only, and gives the signed graph of
-    the TorchScript exporter's file."""
+    ConvNeXt with a fixed batch of 1 folded into its head's reshapes, and
+    ConvNeXt-V2's response norm with ReduceL2: the import equals timm at batch
+    1, says batch_one_only, and gives the signed graph of the TorchScript
+    exporter's file and of timm's module itself."""
     pytest.importorskip("onnxscript")
     timm = _timm()
     torch.manual_seed(0)
-    model = timm.create_model("convnext_atto", pretrained=False).eval()
+    model = timm.create_model(name, pretrained=False).eval()
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if ".grn." in key:     # zero at init: the response norm would be the identity
+                p.normal_()
     x = torch.randn(1, 3, 32, 32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -885,7 +925,9 @@ def test_a_timm_cnn_through_the_dynamo_exporter(tmp_path):
         warnings.simplefilter("ignore")
         g = SignedGraph.from_module(module, (3, 32, 32))
         ref = SignedGraph.from_module(_torch_to_onnx_module(model, x), (3, 32, 32))
-    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
+        direct = SignedGraph.from_module(model, (3, 32, 32))
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges) == (direct.n_nodes, direct.n_edges)
+    assert g.abs_total() == pytest.approx(direct.abs_total(), rel=1e-5)
 
 
 def test_cutting_off_a_refused_preprocessing_as_the_message_says(tmp_path):

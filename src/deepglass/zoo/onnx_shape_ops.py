@@ -317,9 +317,14 @@ class _ShapeOps:
         """A sum over axes (the radix branches of split attention add up)."""
         self._reduce(node, a, "sum")
 
+    def op_ReduceL2(self, node, a):
+        """The Euclidean norm over axes (ConvNeXt-V2's response norm): a per-sample
+        statistic, which the capture keeps out of the graph (SPEC §1b)."""
+        self._reduce(node, a, "norm")
+
     def _reduce(self, node, a, method: str) -> None:
-        """ReduceMean / ReduceSum over constant axes (an attribute, or input 1
-        from opset 13/18) as ``x.mean`` / ``x.sum``."""
+        """ReduceMean / ReduceSum / ReduceL2 over constant axes (an attribute, or
+        input 1 from opset 13/18) as ``x.mean`` / ``x.sum`` / ``torch.linalg.vector_norm``."""
         x = self.inp(node, 0)
         if a.get("axes") is None and self.inp(node, 1) is None and int(a.get("noop_with_empty_axes", 0)):
             self.set(node, x)
@@ -327,7 +332,11 @@ class _ShapeOps:
         if self.inp(node, 1) is not None:
             self.need_const(node, 1, "axes")
         axes = self._reduce_axes(node, x.tensor.dim())
-        self.set(node, self.emit_method(method, x, (axes, bool(a.get("keepdims", 1)))))
+        keep = bool(a.get("keepdims", 1))
+        if method == "norm":
+            self.set(node, self.emit_function(torch.linalg.vector_norm, [x, 2.0, tuple(axes), keep]))
+        else:
+            self.set(node, self.emit_method(method, x, (axes, keep)))
 
     def op_Dropout(self, node, a):
         self._only_first_output(node)
