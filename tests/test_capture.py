@@ -1096,3 +1096,35 @@ def test_a_rescaling_at_the_output_is_not_lost(kind):
     np.testing.assert_array_equal(g.outputs["1"], np.arange(77, 104))
     gains = net.g.detach().reshape(3).repeat_interleave(9).numpy()
     np.testing.assert_allclose(A[50:77, 77:104], np.diag(gains), rtol=1e-6)
+
+
+class _Masked(nn.Module):
+    def __init__(self, from_input=False):
+        super().__init__()
+        self.from_input = from_input
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(8, 3)
+        self.register_buffer("mask", torch.tensor([[True, False], [False, True]]))
+
+    def forward(self, x):
+        c = torch.relu(self.conv(x))
+        if self.from_input:       # a choice between two network values
+            return self.fc(torch.where(self.mask, c, 2 * c).flatten(1))
+        return self.fc(c.masked_fill(self.mask, 0.0).flatten(1))
+
+
+def test_a_fixed_mask_is_padding_and_a_choice_between_values_is_refused():
+    """masked_fill / where with a fixed mask and a constant: the masked elements
+    are padding (no edges from them), the rest the value's own nodes; a choice
+    between two network values is refused by name."""
+    torch.manual_seed(0)
+    net = _Masked().eval()
+    g = SignedGraph.from_module(net, (1, 4, 4))
+    A = g.to_scipy().toarray()
+    conv_nodes, fc_nodes = np.arange(16, 24), np.arange(24, 27)
+    w = net.fc.weight.detach().numpy()
+    keep = ~net.mask.numpy().reshape(-1)                     # per position, both channels
+    keep = np.concatenate([keep, keep])
+    np.testing.assert_allclose(A[np.ix_(conv_nodes, fc_nodes)], (w * keep).T, rtol=1e-6)
+    assert g.n_edges == 2 * 9 * 4 + 3 * int(keep.sum())
+    with pytest.raises(UnsupportedLayerError, match="where.*only a fixed mask choosing between"):
+        SignedGraph.from_module(_Masked(from_input=True).eval(), (1, 4, 4))

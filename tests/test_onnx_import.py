@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -725,7 +726,8 @@ def test_conv_transpose_brute_force(attrs, begin, end):
 
 def test_shape_arithmetic_folds_and_selection_on_activations_is_refused():
     """Dynamic-shape exports compute shapes with Shape/Equal/Where/ConstantOfShape/Range: folded;
-    Expand of an activation broadcasts it; Where on an activation is a selection and refused."""
+    Expand of an activation broadcasts it; Where with a constant condition masks an activation
+    (a fixed masking); a condition computed from an activation is a selection and refused."""
     nodes = [helper.make_node("Shape", ["B"], ["s"], name="shape"),
              helper.make_node("Equal", ["s", "minus1"], ["eq"], name="eq"),
              helper.make_node("Where", ["eq", "ones", "s"], ["target"], name="where_shape"),
@@ -744,9 +746,15 @@ def test_shape_arithmetic_folds_and_selection_on_activations_is_refused():
     a, b = _rand(2, 3, 1, 1), _rand(2, 3, 2, 4)
     np.testing.assert_allclose(_run(module, a, b), a * b * (0.5 + np.arange(4, dtype=np.float32)), rtol=1e-6, atol=1e-7)
     _exportable(module, a, b)
-    sel = _model([helper.make_node("Where", ["c", "X", "z"], ["Y"], name="select")], {"X": [1, 3]}, {"Y": [1, 3]},
-                 {"c": np.array([True, False, True]), "z": np.zeros(3, np.float32)})
-    _one_line_error(lambda: onnx_to_module(sel), r"^ONNX node 'select' \(Where\): data-dependent control flow or selection")
+    masked = _model([helper.make_node("Where", ["c", "X", "z"], ["Y"], name="mask")], {"X": [1, 3]},
+                    {"Y": [1, 3]}, {"c": np.array([True, False, True]), "z": np.zeros(3, np.float32)})
+    x = _rand(2, 3)
+    np.testing.assert_array_equal(_run(onnx_to_module(masked), x), np.where([True, False, True], x, 0))
+    sel = _model([helper.make_node("Greater", ["X", "z"], ["c"], name="positive"),
+                  helper.make_node("Where", ["c", "X", "z"], ["Y"], name="select")], {"X": [1, 3]},
+                 {"Y": [1, 3]}, {"z": np.zeros(3, np.float32)})
+    _one_line_error(lambda: onnx_to_module(sel),
+                    r"^ONNX node 'positive' \(Greater\): data-dependent control flow or selection")
 
 
 @pytest.mark.parametrize("mode", ["DCR", "CRD"])
@@ -928,6 +936,40 @@ def test_a_timm_cnn_through_the_dynamo_exporter(name):
         direct = SignedGraph.from_module(model, (3, 32, 32))
     assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges) == (direct.n_nodes, direct.n_edges)
     assert g.abs_total() == pytest.approx(direct.abs_total(), rel=1e-5)
+
+
+def test_an_adaptive_pool_written_as_gather_and_mask_by_the_dynamo_exporter():
+    """The dynamo exporter writes an adaptive average pool whose windows overlap
+    (2x2 -> 3x3, VGG's pre-logits at small inputs) as GatherND with constant
+    indices, Where with a constant mask and sums: a re-indexing and padding, so
+    the import equals the module and its signed graph is the pool's."""
+    pytest.importorskip("onnxscript")
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(18, 4)
+
+        def forward(self, x):
+            return self.fc(F.adaptive_avg_pool2d(torch.relu(self.conv(x)), 3).flatten(1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(1, 1, 4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = torch.onnx.export(net, (x,), dynamo=True, verbose=False).model_proto
+    assert {"GatherND", "Where"} <= {n.op_type for n in proto.graph.node}
+    module = onnx_to_module(proto)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), net(x), rtol=1e-5, atol=1e-6)
+    g = SignedGraph.from_module(module, (1, 4, 4))
+    ref = SignedGraph.from_module(net, (1, 4, 4))
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
+    # the same signs; the mean's 1 / count sits on the pool's edges in the module's
+    # graph and, as a rescaling of the summed windows, on the next layer's edges here
+    a, b = g.to_scipy(), ref.to_scipy()
+    assert sorted(np.sign(a.data)) == sorted(np.sign(b.data))
 
 
 def test_cutting_off_a_refused_preprocessing_as_the_message_says(tmp_path):

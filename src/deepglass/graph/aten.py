@@ -34,7 +34,7 @@ from .aten_norms import (Stat, _batch_norm, _batch_norm_layer, _group_norm, _gro
 from .aten_rules import (_adaptive, _add, _addcmul, _attention, _avg_pool, _bmm, _clamp_nonneg,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          _leaky_relu, _linear, _matmul, _max_pool, _mean, _monotone, _mul, _neg,
-                         _nonmonotone, _prelu, _refuse, _shape_rule, _sum, _threshold,
+                         _nonmonotone, _prelu, _refuse, _shape_rule, _sum, _threshold, _where,
                          _upsample, interpolation_matrices)
 from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, _is_sym, _opname, flatten,
                        has_sym)
@@ -302,6 +302,7 @@ ATEN_OPS: dict = {
     aten.sum.dim_IntList: _sum,
     aten.addcmul.default: _addcmul,
     **_ops("maximum minimum", _threshold),
+    **_ops("where masked_fill", _where),
     aten.mul.Tensor: _mul,
     aten.mul.Scalar: _mul,
     aten.div.Tensor: _div,

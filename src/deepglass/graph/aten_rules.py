@@ -434,6 +434,34 @@ def _threshold(ip, n, args, kwargs, real):
     return _flag(ip.b.activated(x), nonneg=nonneg, fn=_opname(n.target))
 
 
+def _where(ip, n, args, kwargs, real):
+    """``where(mask, x, c)`` / ``where(mask, c, x)`` and ``masked_fill(x, mask, c)``
+    with a fixed ``mask`` and a constant ``c`` (an adaptive pool that an exporter
+    wrote as a gather, a masking and a sum): the value's own nodes where it is
+    taken, padding where the constant is (no node and no edge, as zero
+    padding; a max pool may not read it).  A mask computed from the input
+    chooses per sample: a selection, refused."""
+    fill = _opname(n.target).startswith("masked_fill")
+    if len(args) < 3:
+        ip.unsupported(n, _opname(n.target), "where(condition) lists the input's nonzero "
+                       "elements: a selection")
+    x, mask, other = (args[0], args[1], args[2]) if fill else (args[1], args[0], args[2])
+    keep_x = not fill
+    if not _is_sym(x):
+        x, other, keep_x = other, x, not keep_x
+    if _is_sym(mask) or not _is_sym(x) or _is_sym(other):
+        ip.unsupported(n, _opname(n.target), "only a fixed mask choosing between a network "
+                       "value and a constant is supported (a choice made by the input's "
+                       "values is a selection)")
+    m = torch.as_tensor(ip.real(n.args[1] if fill else n.args[0])).bool().cpu()
+    keep = m if keep_x else ~m
+    x = ip.b.materialize(x)
+    shape = torch.broadcast_shapes(tuple(x.index.shape), tuple(keep.shape))
+    keep = keep.expand(shape)
+    return remap(x, lambda t, f: torch.where(keep, t.expand(shape),
+                                             torch.tensor(f, dtype=t.dtype)).contiguous())
+
+
 def _clamp_nonneg(ip, n):
     r = ip.real(n.args)
     name = _opname(n.target)

@@ -15,7 +15,7 @@ __all__ = ["SUPPORTED_OPS", "FOLDED_OPS"]
 
 SUPPORTED_OPS = (
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "ConvTranspose", "Div",
-    "DepthToSpace", "Dropout", "Elu", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
+    "DepthToSpace", "Dropout", "Elu", "Exp", "Expand", "Flatten", "Gather", "GatherND", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
     "GroupNormalization", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
     "LayerNormalization", "LeakyRelu", "LogSoftmax", "LRN", "MatMul", "MaxPool", "Mish", "Mul", "Neg", "Pad", "Pow",
     "PRelu", "Reciprocal", "ReduceL2", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax",
@@ -84,6 +84,8 @@ class _Refusals:
         live = [i for i in node.input if i and i not in const]
         if op in ("Max", "Min") and len(node.input) == 2 and len(live) == 1:
             return None   # max(x, tau) with a constant tau: an elementwise activation (a TLU)
+        if op == "Where" and len(node.input) == 3 and node.input[0] in const and len(live) == 1:
+            return None   # a fixed mask choosing between an activation and a constant
         if op in _CONTROL or op in _SELECTION and live:
             return ("data-dependent control flow or selection; the signed graph needs one fixed "
                     "feed-forward computation: export the network without it (e.g. without box post-processing "

@@ -16,6 +16,11 @@ from torch import nn
 from .onnx_values import _Value, _to_tensor
 
 
+
+def gather_nd(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """ONNX GatherND with ``batch_dims = 0``: ``x[idx[..., 0], ..., idx[..., q-1]]``."""
+    return x[tuple(idx[..., k] for k in range(idx.shape[-1]))]
+
 class _ShapeOps:
     """Constants, folded shape arithmetic and re-indexing ops.
 
@@ -68,7 +73,24 @@ class _ShapeOps:
             self.refuse(node, "on an activation; only shape arithmetic on constants is folded")
         self.set(node, _Value(const=fn(*[None if v is None else v.const for v in vals])))
 
+    def op_GatherND(self, node, a):
+        """A gather by constant index tuples (an adaptive pool written out by an
+        exporter): a re-indexing."""
+        if int(a.get("batch_dims", 0)) != 0:
+            self.refuse(node, "GatherND with batch_dims > 0 is not supported")
+        x = self.inp(node, 0)
+        idx = _Value(const=self.need_const(node, 1, "indices").long())
+        self.set(node, self.emit_function(gather_nd, [x, idx], hint="idx"))
+
     def op_Where(self, node, a):
+        """Folded on constants; with a constant condition choosing between an
+        activation and a constant, a fixed masking (an adaptive pool written as
+        a gather, a masking and a sum), which the capture takes as padding."""
+        cond, x, y = (self.inp(node, i) for i in range(3))
+        if cond is not None and cond.is_const and x is not None and y is not None \
+                and x.is_const != y.is_const:
+            self.set(node, self.emit_function(torch.where, [cond, x, y]))
+            return
         self._fold(node, torch.where)
 
     def op_Equal(self, node, a):
