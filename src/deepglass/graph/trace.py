@@ -273,9 +273,10 @@ def _rescaled_output(builder: Builder, v, name: str, others: list):
     a norm's gain after its nodes were made for two readers): no later layer
     folds the factors in.  Where the value is one whole node block that no edge
     block and no other output reads, and the factor is a scalar or one per
-    channel, it folds into the block's incoming edges (as a batch norm does);
-    otherwise the output gets nodes of its own, one edge of weight ``s`` from
-    each node it rescales."""
+    channel (any factor, where the edges ending there are a pool's), it folds
+    into the block's incoming edges (as a batch norm does); otherwise the
+    output gets nodes of its own, one edge of weight ``s`` from each node it
+    rescales."""
     if not isinstance(v, Ref) or v.scale is None or bool((v.scale == 1).all()):
         return v
     shape = tuple(v.index.shape[1:])

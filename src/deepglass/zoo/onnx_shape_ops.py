@@ -16,10 +16,10 @@ from torch import nn
 from .onnx_values import _Value, _to_tensor
 
 
-
 def gather_nd(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """ONNX GatherND with ``batch_dims = 0``: ``x[idx[..., 0], ..., idx[..., q-1]]``."""
     return x[tuple(idx[..., k] for k in range(idx.shape[-1]))]
+
 
 class _ShapeOps:
     """Constants, folded shape arithmetic and re-indexing ops.
