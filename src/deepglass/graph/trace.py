@@ -284,7 +284,7 @@ def _rescaled_output(builder: Builder, v, name: str, others: list):
     nb = next((b for b in builder.node_blocks if b.offset <= int(flat[0]) < b.stop), None)
     s = v.scale.reshape(shape)
     if (nb is not None and flat.numel() == nb.size and bool((flat >= 0).all())
-            and bool(torch.equal(flat, torch.arange(nb.offset, nb.stop)))
+            and bool(torch.equal(flat, torch.arange(nb.offset, nb.stop, device=flat.device)))
             and tuple(nb.shape) == shape
             and not any(nb.index in b.src_blocks for b in builder.edge_blocks)
             and not any(bool(((u.index >= nb.offset) & (u.index < nb.stop)).any())
