@@ -57,6 +57,11 @@ def _arguments(call: str | None, arch: str) -> tuple[list, dict]:
                              f"(numbers, strings, tuples, lists, dicts): {exc}") from None
 
 
+def _reason(exc: BaseException) -> str:
+    """``Type: message``, first line only (the user's code may raise long texts)."""
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
 def _import(module: str, arch: str):
     try:
         if module.endswith(".py"):
@@ -78,8 +83,7 @@ def _import(module: str, arch: str):
     except DeepglassError:
         raise
     except Exception as exc:
-        raise DeepglassError(f"arch {arch!r}: cannot import {module!r}: "
-                             f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise DeepglassError(f"arch {arch!r}: cannot import {module!r}: {_reason(exc)}") from None
 
 
 def build_user_arch(arch: str, seed: int = 0) -> nn.Module:
@@ -121,7 +125,7 @@ def build_user_arch(arch: str, seed: int = 0) -> nn.Module:
         model = obj(*args, **kwargs)
     except Exception as exc:
         raise DeepglassError(f"arch {arch!r}: building the model failed: "
-                             f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+                             f"{_reason(exc)}") from None
     if not isinstance(model, nn.Module):
         raise DeepglassError(f"arch {arch!r} built a {type(model).__name__}, not a torch.nn.Module")
     return model
