@@ -47,8 +47,10 @@ def _arguments(call: str | None, arch: str) -> tuple[list, dict]:
         return [], {}
     try:
         expr = ast.parse("f" + call, mode="eval").body
-        if not isinstance(expr, ast.Call) or not isinstance(expr.func, ast.Name) or any(isinstance(a, ast.Starred) for a in expr.args) \
-                or any(k.arg is None for k in expr.keywords):
+        plain = (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name)
+                 and not any(isinstance(a, ast.Starred) for a in expr.args)
+                 and not any(k.arg is None for k in expr.keywords))
+        if not plain:
             raise ValueError("not a plain call")
         return ([ast.literal_eval(a) for a in expr.args],
                 {k.arg: ast.literal_eval(k.value) for k in expr.keywords})
