@@ -254,13 +254,18 @@ def strip_zero_padding(ref: Ref, nd: int) -> tuple[Ref, list[tuple[int, int]]]:
 def scale(builder: Builder, val, s):
     """Multiply a symbolic value by ``s`` (broadcastable to ``(1, *shape)``): a
     scalar or per-channel (dim 1) factor folds into a pending layer's weights;
-    any other pattern becomes a per-element scale of the materialized value.
-    Non-symbolic values are returned as they are."""
+    a per-element factor folds into pending edges that take one factor per
+    destination (pools, sums, identity shortcuts: the ``1 / count`` of an
+    adaptive pool written as a gather and a sum lands on the pool's edges, as
+    in the pool's own graph); any other pattern becomes a per-element scale of
+    the materialized value.  Non-symbolic values are returned as they are."""
     s = torch.as_tensor(s, dtype=torch.float64).detach()
     if isinstance(val, Pending):
         nd = len(val.shape) + 1
         full = s.reshape((1,) * (nd - s.ndim) + tuple(s.shape)) if s.ndim < nd else s
         sizes = [full.shape[i] for i in range(full.ndim)]
+        if bool((full < 0).any()):
+            val.nonneg = False
         if all(sz == 1 for sz in sizes):
             for blk, _ in val.terms:
                 blk.scale_output(full.reshape(()))
@@ -269,6 +274,14 @@ def scale(builder: Builder, val, s):
             ch = full.reshape(-1)
             for blk, _ in val.terms:
                 blk.scale_output(ch.reshape((-1,) + (1,) * (len(blk.out_shape) - 1)))
+            return val
+        shape = (1,) + tuple(val.shape)
+        if torch.broadcast_shapes(shape, tuple(full.shape)) == shape and all(
+                type(blk).scale_output is EdgeBlock.scale_output
+                and blk.out_size == math.prod(val.shape) for blk, _ in val.terms):
+            per_node = torch.broadcast_to(full, shape)
+            for blk, _ in val.terms:
+                blk.scale_output(per_node.reshape(blk.out_shape))
             return val
         val = builder.materialize(val)
     if isinstance(val, Ref):
