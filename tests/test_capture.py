@@ -584,6 +584,25 @@ def test_reductions_and_ops_with_a_fixed_operand(capture):
 
 
 @pytest.mark.parametrize("capture", ["export", "core"])
+def test_a_per_element_factor_on_a_pool_folds_into_the_pools_edges(capture):
+    """A mean written as a padded pool times ``9 / count`` (the in-bounds mean,
+    as exporters write ``count_include_pad=False``): the factor folds into the
+    pool's own edges, one per destination, so every pool edge weighs
+    ``1 / count`` of its window and the next layer keeps its own weights."""
+    torch.manual_seed(3)
+    count = F.avg_pool2d(torch.ones(1, 1, 4, 4, dtype=torch.float64), 3, 1, 1) * 9
+    conv, fc = nn.Conv2d(1, 2, 3, padding=1), nn.Linear(32, 3)
+    net = nn.Sequential(conv, nn.ReLU(), _Fixed(lambda m, x: F.avg_pool2d(x, 3, 1, 1) * 9 / count),
+                        nn.Flatten(), fc)
+    g = _graph(net.double(), (1, 4, 4), capture=capture)[0]
+    A = _dense(g)
+    pool = A[16:48, 48:80]                      # conv nodes -> pool nodes
+    rows, cols = np.nonzero(pool)
+    np.testing.assert_allclose(pool[rows, cols], 1.0 / count.reshape(-1).repeat(2)[cols])
+    np.testing.assert_allclose(A[48:80, 80:83], fc.weight.detach().double().numpy().T)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
 def test_gate_resampled_to_its_input_is_still_a_gate(capture):
     """GhostNetV2's attention: a sigmoid gate computed at half resolution and
     upsampled (nearest or bilinear, weights >= 0) multiplies the value."""
