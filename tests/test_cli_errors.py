@@ -161,3 +161,37 @@ def test_time_limit_reaches_the_exact_solver(cli):
     res = json.loads(out)
     assert res["optimal"] is False and 0 <= res["lower_bound"] < res["frustration"]
     assert res["seconds"] < 20          # the default limit would take 60 s
+
+
+def test_first_line_of_an_error_message():
+    """Third-party messages of many lines, or none, give one line."""
+    from deepglass.errors import first_line
+
+    assert first_line(RuntimeError("\n  shapes differ  \n(8x3 and 4x2)\n")) == "shapes differ"
+    assert first_line(KeyError()) == "KeyError"
+    assert first_line(ValueError(""), typed=True) == "ValueError"
+    assert first_line(ValueError("bad\nworse"), typed=True) == "ValueError: bad"
+    assert first_line(OSError("x" * 50), limit=10) == "x" * 10
+
+
+def test_a_model_failing_without_a_message_is_named_in_one_line():
+    """A forward that raises an exception with an empty message: the error
+    names the exception's type (its message is empty), on one line."""
+    import torch
+
+    from deepglass.errors import DeepglassError
+    from deepglass.graph import SignedGraph
+
+    class Silent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            if x.shape[-1] != 4:
+                raise ValueError()
+            return self.fc(x)
+
+    with pytest.raises(DeepglassError) as info:
+        SignedGraph.from_module(Silent(), (5,))
+    assert str(info.value) == "Silent does not accept input of shape (5,): ValueError"

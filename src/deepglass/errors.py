@@ -21,6 +21,28 @@ class TooLargeError(DeepglassError):
     """An explicit object (matrix, message array) that would not fit in memory."""
 
 
+def first_line(exc: BaseException, typed: bool = False, limit: int | None = None) -> str:
+    """The first line of an exception's message, for a one-line error.
+
+    Third-party code (exporters, unpicklers, a user's model) raises messages of
+    many lines, or none; this is their first non-blank line, or the exception's
+    type name where the message is empty.
+
+    Parameters
+    ----------
+    exc : BaseException
+    typed : bool
+        Prefix ``"TypeName: "`` (where the message is not just the type name).
+    limit : int, optional
+        Cut the result to this many characters.
+    """
+    text = str(exc).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    name = type(exc).__name__
+    out = (f"{name}: {line}" if line else name) if typed else (line or name)
+    return out if limit is None else out[:limit]
+
+
 def check_seed(seed) -> int:
     """``seed`` as an ``int``: a non-negative Python or NumPy integer (not a bool).
 

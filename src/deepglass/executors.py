@@ -23,7 +23,7 @@ import logging
 import socket
 from typing import Any, Callable, Iterable, Iterator
 
-from .errors import DeepglassError
+from .errors import DeepglassError, first_line
 
 __all__ = ["Executor", "InProcessExecutor", "RayExecutor", "EXECUTORS", "get_executor"]
 
@@ -163,8 +163,7 @@ class RayExecutor(Executor):
                 ray.init(address=self.address, **kwargs)
         except Exception as exc:  # connection refused, bad address, ...
             where = self.address or "a local Ray"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DeepglassError(f"cannot start or reach {where}: {first}") from None
+            raise DeepglassError(f"cannot start or reach {where}: {first_line(exc)}") from None
         self._started = True
         return ray
 
@@ -174,8 +173,8 @@ class RayExecutor(Executor):
         try:
             ref, fn_ref = ray.put(shared), ray.put(fn)
         except Exception as exc:  # e.g. a network object that does not pickle
-            raise DeepglassError(f"cannot ship the work to Ray: {type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+            raise DeepglassError(f"cannot ship the work to Ray: "
+                                 f"{first_line(exc, typed=True)}") from None
         window = self._window(ray.cluster_resources())
         todo = iter(units)
         pending: dict = {}

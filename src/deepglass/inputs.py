@@ -49,7 +49,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .errors import DeepglassError
+from .errors import DeepglassError, first_line
 
 __all__ = ["InputBatch", "load_inputs", "preprocess_image", "IMAGENET_MEAN", "IMAGENET_STD",
            "SKIMAGE_IMAGES", "IMAGE_SUFFIXES", "SOURCES"]
@@ -233,7 +233,7 @@ def _load_images(loaders: Sequence[tuple[str, Callable[[], object]]], labels: Se
         except DeepglassError:
             raise
         except Exception as exc:  # unreadable file, decoder error, bad mode: skip it
-            skipped.append((name, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
+            skipped.append((name, first_line(exc, typed=True, limit=200)))
     if skipped:
         warnings.warn(f"{source}: skipped {len(skipped)} unreadable or unsupported image(s), "
                       f"e.g. {skipped[0][0]} ({skipped[0][1]})", stacklevel=4)
@@ -368,8 +368,8 @@ def _load_file(path: Path, input_shape, n, seed) -> InputBatch:
     except DeepglassError:
         raise
     except Exception as exc:
-        raise DeepglassError(f"{path}: cannot read the tensor file ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:160]})") from None
+        raise DeepglassError(f"{path}: cannot read the tensor file "
+                             f"({first_line(exc, typed=True, limit=200)})") from None
     return _tensor_batch(obj, input_shape, n, seed, path.name)
 
 

@@ -138,7 +138,7 @@ def check_input_shape(model, shape: tuple[int, ...], name: str,
     rejects (one sample, no gradient: O(one forward) time)."""
     import torch
 
-    from ..errors import DeepglassError
+    from ..errors import DeepglassError, first_line
     from ..memory import check_fits
 
     if default is not None and len(default) != len(shape):
@@ -158,9 +158,8 @@ def check_input_shape(model, shape: tuple[int, ...], name: str,
         with torch.no_grad():
             model(x)
     except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DeepglassError(f"{name} cannot take inputs of shape "
-                             f"{','.join(map(str, shape))} ({first[:200]}); "
+                             f"{','.join(map(str, shape))} ({first_line(exc, limit=200)}); "
                              "check --input-shape") from None
 
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, first_line
 from ..runner import Experiment, Unit, UnitOutput
 
 __all__ = ["MeanFieldConfig", "MeanFieldResult", "load_matrix", "coupling_info", "run_meanfield",
@@ -96,7 +96,7 @@ def load_matrix(path: str | Path, symmetrize: bool = False):
     except DeepglassError:
         raise
     except Exception as exc:  # corrupt zip, pickled object arrays, ...
-        raise DeepglassError(f"cannot read matrix {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise DeepglassError(f"cannot read matrix {p}: {first_line(exc)}") from None
     if not scipy.sparse.issparse(W):
         W = np.asarray(W)
         if W.dtype.kind not in "fiub":

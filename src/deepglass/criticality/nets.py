@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, first_line
 
 __all__ = ["REFERENCE_NETS", "ALIASES", "canonical_name", "build_reference_net",
            "train_reference_net", "save_checkpoint", "load_checkpoint", "checkpoint_epochs"]
@@ -151,7 +151,7 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DeepglassError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        raise DeepglassError(f"cannot read checkpoint {path}: {first_line(exc)}") from None
 
 
 def _loss_fn(model):

@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, first_line
 
 __all__ = ["Observables", "resolve_layers", "collect_observables", "activation_patterns",
            "weight_samples", "observable_samples", "OBSERVABLES", "ACTIVATIONS",
@@ -355,9 +355,8 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
                 except DeepglassError:
                     raise
                 except Exception as exc:
-                    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     raise DeepglassError(f"the model failed on inputs of shape "
-                                         f"{tuple(X.shape[1:])}: {msg}") from None
+                                         f"{tuple(X.shape[1:])}: {first_line(exc)}") from None
     finally:
         for h in handles:
             h.remove()

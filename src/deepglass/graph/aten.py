@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.fx
 
-from ..errors import DeepglassError, UnsupportedLayerError
+from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .aten_norms import (Stat, _batch_norm, _batch_norm_layer, _group_norm, _group_norm_layer,
                          _instance_norm_layer, _layer_norm, _layer_norm_layer,
                          _reduced_statistic, _statistic)
@@ -100,8 +100,7 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
                 table.pop(getattr(aten, name).default, None)
         return ep.run_decompositions(table).module(), "torch.export (core ATen)"
     except Exception as exc:  # the exporter raises many kinds of errors
-        text = str(exc).strip()
-        raise ExportFailed(text.splitlines()[0] if text else type(exc).__name__) from None
+        raise ExportFailed(first_line(exc)) from None
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)

@@ -20,7 +20,7 @@ import torch
 import torch.fx
 import torch.nn as nn
 
-from ..errors import DeepglassError, UnsupportedLayerError
+from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
 from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref,
                        flatten, prune)
@@ -216,8 +216,7 @@ def _capture_fx(model, inputs, forward_kwargs, builder):
     try:
         gm = torch.fx.symbolic_trace(model, concrete_args=forward_kwargs or None)
     except Exception as exc:  # fx raises many kinds of errors
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeepglassError(msg)
+        raise DeepglassError(first_line(exc)) from None
     import torch.utils._pytree as pytree
 
     interp = FxInterpreter(gm, builder, tuple(inputs[0].shape[1:]), model)
@@ -255,9 +254,9 @@ def _capture(model, inputs, forward_kwargs, rules, capture, pool_weight, batchno
         raise UnsupportedLayerError(
             f"cannot capture {type(model).__name__} with torch.export: {export_msg}; the "
             f"torch.fx fallback (fewer layer rules) stops at: "
-            f"{str(exc).strip().splitlines()[0]}") from None
+            f"{first_line(exc)}") from None
     except DeepglassError as exc:
-        msg = str(exc).strip().splitlines()[0]
+        msg = first_line(exc)
         if export_msg is None:
             raise DeepglassError(f"cannot trace {type(model).__name__} with torch.fx: "
                                  f"{msg}") from None
@@ -310,7 +309,7 @@ def _check_forward(model, inputs, forward_kwargs) -> None:
     try:
         model(*inputs, **(forward_kwargs or {}))
     except Exception as exc:  # noqa: BLE001 - any error of the user's model
-        raise ForwardError(str(exc)) from None
+        raise ForwardError(first_line(exc)) from None
 
 
 def _check_options(batchnorm, norm, gates, capture, pool_weight) -> None:
@@ -339,9 +338,9 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
                 run = _capture(model, inputs, forward_kwargs, rules, capture, pool_weight,
                                batchnorm, record)
             except DeepglassError as exc:  # keep the message on one line
-                raise type(exc)(str(exc).strip().splitlines()[0]) from None
+                raise type(exc)(first_line(exc)) from None
             except ForwardError as exc:
-                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                msg = first_line(exc)
                 shape_txt = shapes[0] if len(shapes) == 1 else shapes
                 raise DeepglassError(f"{type(model).__name__} does not accept input of shape "
                                      f"{shape_txt}: {msg}") from None

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, first_line
 from . import registry
 from .user_arch import build_user_arch, is_user_arch
 
@@ -158,7 +158,7 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
         try:
             return load_file(str(path), device="cpu")
         except Exception as exc:
-            raise DeepglassError(f"cannot read safetensors file {path}: {_line(exc)}") from None
+            raise DeepglassError(f"cannot read safetensors file {path}: {first_line(exc)}") from None
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
             warnings.simplefilter("ignore", UserWarning)
@@ -181,14 +181,14 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc2:
-            raise DeepglassError(f"cannot unpickle {path}: {_line(exc2)}") from None
+            raise DeepglassError(f"cannot unpickle {path}: {first_line(exc2)}") from None
         if isinstance(obj, nn.Module):
             return obj
         return _extract_state_dict(obj, path)
     except DeepglassError:
         raise
     except Exception as exc:
-        why = _line(exc)
+        why = first_line(exc)
         if len(why) < 8:  # e.g. KeyError(101) from a stray first byte: not informative
             why = "not a PyTorch checkpoint, safetensors, TorchScript or ONNX file"
         raise DeepglassError(f"cannot read {path} as a PyTorch file: {why}") from None
@@ -206,11 +206,6 @@ def _unpickler_reason(message: str) -> str:
 def _starts_with(path: Path, magic: bytes) -> bool:
     with open(path, "rb") as fh:
         return fh.read(len(magic)) == magic
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _attach_shape(model: nn.Module, shape: tuple[int, ...] | None) -> None:
@@ -313,7 +308,7 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: in
                 warnings.simplefilter("ignore", DeprecationWarning)
                 model = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
-            raise DeepglassError(f"cannot read TorchScript file {path}: {_line(exc)}") from None
+            raise DeepglassError(f"cannot read TorchScript file {path}: {first_line(exc)}") from None
         if arch is None:
             return model, None
         # TorchScript cannot be traced by torch.fx: move its weights into the zoo architecture
@@ -341,7 +336,7 @@ def timm_model(name: str, state: dict | None = None, seed: int = 0):
         import timm
     except Exception as exc:  # not installed, or its torchvision import fails
         raise DeepglassError(f"timm:{name} needs the timm package, which does not import "
-                             f"here: {_line(exc)}") from None
+                             f"here: {first_line(exc)}") from None
     if name not in timm.list_models():
         raise DeepglassError(f"timm has no model {name!r} (see timm.list_models())")
     torch.manual_seed(seed)
@@ -355,7 +350,7 @@ def timm_model(name: str, state: dict | None = None, seed: int = 0):
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
-            raise DeepglassError(f"the weights do not fit timm:{name}: {_line(exc)}") from None
+            raise DeepglassError(f"the weights do not fit timm:{name}: {first_line(exc)}") from None
     cfg = getattr(model, "pretrained_cfg", None) or {}
     return model, tuple(cfg.get("input_size", ())) or None
 

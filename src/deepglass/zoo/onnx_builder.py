@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, first_line
 from .onnx_outputs import outputs_tuple
 from .onnx_refusals import _Refusals
 from .onnx_values import (_Norm, _Value, _attrs, _drop_unused, _label, _meta, _meta_call,
@@ -219,9 +219,8 @@ class _BuilderBase(_Refusals):
             except DeepglassError:
                 raise
             except Exception as exc:
-                lines = str(exc).strip().splitlines()
-                why = lines[0] if lines else type(exc).__name__
-                raise DeepglassError(f"cannot convert ONNX node {_label(node)} ({op}): {why}") from None
+                raise DeepglassError(f"cannot convert ONNX node {_label(node)} ({op}): "
+                                     f"{first_line(exc)}") from None
         outs = []
         for o in self.model.graph.output:
             if o.name not in self.values:

@@ -61,7 +61,7 @@ from pathlib import Path
 
 from torch import fx
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, first_line
 from .onnx_arith_ops import _ArithOps
 from .onnx_builder import _BuilderBase
 from .onnx_layer_ops import _LayerOps
@@ -125,8 +125,7 @@ def load_onnx(path: str | os.PathLike, input_shape=None) -> fx.GraphModule:
     try:
         model = onnx.load(str(path))
     except Exception as exc:
-        lines = str(exc).strip().splitlines()
-        raise DeepglassError(f"cannot read ONNX file {path}: {lines[0] if lines else type(exc).__name__}") from None
+        raise DeepglassError(f"cannot read ONNX file {path}: {first_line(exc)}") from None
     if not model.graph.node and not model.graph.output:
         raise DeepglassError(f"ONNX file {path} holds no graph (an empty or truncated file)")
     return onnx_to_module(model, input_shape)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, first_line
 
 __all__ = ["is_user_arch", "build_user_arch"]
 
@@ -61,7 +61,7 @@ def _arguments(call: str | None, arch: str) -> tuple[list, dict]:
 
 def _reason(exc: BaseException) -> str:
     """``Type: message``, first line only (the user's code may raise long texts)."""
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return first_line(exc, typed=True)
 
 
 def _import(module: str, arch: str):
