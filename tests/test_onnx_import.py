@@ -584,18 +584,56 @@ def _window_edges(out, k, s, begin, size):
 
 # -- padding, resampling, transposed convolution --------------------------------------------
 
-def test_constant_pad_and_refused_reflect():
+def test_constant_pad_and_border_copies_of_any_axis():
     pads = np.array([0, 0, 1, 2, 0, 1, 0, 3], np.int64)  # begin (N, C, H, W) then end
     model = _model([helper.make_node("Pad", ["X", "pads", "v"], ["Y"], name="pad")], {"X": [1, 2, 3, 3]},
                    {"Y": [1, 3, 4, 8]}, {"pads": pads, "v": np.array(-1.5, np.float32)})
     x = _rand(2, 2, 3, 3)
     want = np.pad(x, [(0, 0), (0, 1), (1, 0), (2, 3)], constant_values=-1.5)
     np.testing.assert_array_equal(_run(onnx_to_module(model), x), want)
-    # reflect / edge / wrap padding of the channel axis has no F.pad: refused by name
+    # reflect / edge / wrap padding of the channel axis, which F.pad does not pad:
+    # the same copies as a gather; the batch axis is refused by name
+    for mode in ("reflect", "edge", "wrap"):
+        model = _model([helper.make_node("Pad", ["X", "pads"], ["Y"], name="pad", mode=mode)],
+                       {"X": [1, 2, 3, 3]}, {"Y": [1, 4, 3, 4]},
+                       {"pads": np.array([0, 1, 0, 0, 0, 1, 0, 1], np.int64)}, opset=19)
+        want = np.pad(x, [(0, 0), (1, 1), (0, 0), (0, 1)], mode=mode)
+        np.testing.assert_array_equal(_run(onnx_to_module(model), x), want)
+        np.testing.assert_array_equal(_reference(model, X=x[:1])[0], want[:1])
     model = _model([helper.make_node("Pad", ["X", "pads"], ["Y"], name="reflect_pad", mode="reflect")],
-                   {"X": [1, 2, 3, 3]}, {"Y": [1, 4, 3, 3]}, {"pads": np.array([0, 1, 0, 0, 0, 1, 0, 0], np.int64)})
-    with pytest.raises(UnsupportedLayerError, match=r"^ONNX node 'reflect_pad' \(Pad\): mode 'reflect' pads "):
+                   {"X": [2, 2, 3, 3]}, {"Y": [4, 2, 3, 3]}, {"pads": np.array([1, 0, 0, 0, 1, 0, 0, 0], np.int64)})
+    with pytest.raises(UnsupportedLayerError, match=r"^ONNX node 'reflect_pad' \(Pad\): mode 'reflect' pads the batch axis$"):
         onnx_to_module(model)
+
+
+def test_a_signal_padded_by_reflection_before_its_first_convolution():
+    """An audio net's front end (Silero VAD's STFT): a (batch, samples) signal
+    reflect-padded on its one axis, unsqueezed to a channel and convolved with
+    stride: the values of numpy and of ONNX's reference, and the signed graph
+    of the same computation written in PyTorch (mirrored samples give parallel
+    edges from the samples they copy)."""
+    from deepglass.graph import SignedGraph
+
+    w = _rand(4, 1, 4)
+    model = _model([helper.make_node("Pad", ["X", "pads"], ["P"], mode="reflect"),
+                    helper.make_node("Unsqueeze", ["P", "one"], ["U"]),
+                    helper.make_node("Conv", ["U", "W"], ["Y"], strides=[2])],
+                   {"X": [1, 16]}, {"Y": [1, 4, 10]},
+                   {"pads": np.array([0, 3, 0, 3], np.int64), "one": np.array([1], np.int64), "W": w})
+    module = onnx_to_module(model)
+    x = _rand(2, 16)
+    want = F.conv1d(torch.from_numpy(np.pad(x, [(0, 0), (3, 3)], mode="reflect"))[:, None],
+                    torch.from_numpy(w), stride=2).numpy()
+    np.testing.assert_allclose(_run(module, x), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_reference(model, X=x[:1])[0], want[:1], rtol=1e-5, atol=1e-5)
+
+    class Same(nn.Module):
+        def forward(self, t):
+            return F.conv1d(F.pad(t[:, None], [3, 3], mode="reflect"), torch.from_numpy(w), stride=2)
+
+    g, ref = SignedGraph.from_module(module, (16,)), SignedGraph.from_module(Same(), (16,))
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges) == (16 + 40, 160)
+    np.testing.assert_allclose(g.to_scipy().toarray(), ref.to_scipy().toarray())
 
 
 @pytest.mark.parametrize("mode,np_mode,opset", [("reflect", "reflect", 17), ("edge", "edge", 17),

@@ -18,6 +18,24 @@ from .onnx_values import _Norm, _Value, _param
 PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 
 
+def _border_copies(L: int, lo: int, hi: int, mode: str) -> torch.Tensor | None:
+    """The source position of every element of an axis of ``L`` elements padded
+    by ``lo`` / ``hi`` in ONNX ``mode`` (reflect: mirrored without the edge, edge:
+    the edge repeated, wrap: periodic); negative pads crop.  ``None`` where the
+    mode has no such copies (reflecting by ``L`` or more, as PyTorch refuses too)."""
+    pos = torch.arange(-lo, L + hi)
+    if mode == "reflect":
+        if max(lo, hi) >= L:
+            return None
+        pos = torch.where(pos < 0, -pos, pos)
+        pos = torch.where(pos >= L, 2 * (L - 1) - pos, pos)
+    elif mode == "edge":
+        pos = pos.clamp(0, L - 1)
+    else:
+        pos = pos % L
+    return pos
+
+
 class _LayerOps:
     """Layers with weights, pools, activations and normalizations.
 
@@ -464,11 +482,22 @@ class _LayerOps:
         for ax in range(rank - 1, first - 1, -1):  # F.pad lists the last axis first, down to the first padded one
             torch_pad += list(per_axis.get(ax, (0, 0)))
         if mode != "constant":
-            # the border copies values inside: F.pad's reflect / replicate / circular,
-            # which pad the trailing (spatial) axes of a batch only
-            if first < 2 or len(torch_pad) // 2 > min(3, rank - 2):
-                self.refuse(node, f"mode {mode!r} pads the batch or channel axis; only spatial axes "
-                                  "can be padded so")
-            self.set(node, self.emit_function(F.pad, [x, torch_pad], {"mode": PAD_MODES[mode]}))
+            # the border copies values inside: F.pad's reflect / replicate / circular
+            # where they apply (1 to 3 trailing axes of a batch with channels), else
+            # the same copies as a gather along each padded axis (a (batch, samples)
+            # signal, a padded channel axis)
+            if first == 0:
+                self.refuse(node, f"mode {mode!r} pads the batch axis")
+            if first >= 2 and len(torch_pad) // 2 <= min(3, rank - 2):
+                self.set(node, self.emit_function(F.pad, [x, torch_pad], {"mode": PAD_MODES[mode]}))
+                return
+            for ax, (lo, hi) in sorted(per_axis.items()):
+                if (lo, hi) != (0, 0):
+                    src = _border_copies(int(x.tensor.shape[ax]), lo, hi, mode)
+                    if src is None:
+                        self.refuse(node, f"mode {mode!r} with pads {lo}, {hi} on an axis of "
+                                          f"{int(x.tensor.shape[ax])} elements")
+                    x = self.emit_function(torch.index_select, [x, ax, _Value(const=src)])
+            self.set(node, x)
             return
         self.set(node, self.emit_function(F.pad, [x, torch_pad], {"mode": "constant", "value": value}))
