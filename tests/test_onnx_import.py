@@ -173,7 +173,7 @@ def test_deepglass_graph_says_a_file_runs_at_batch_size_one(cli, tmp_path):
     onnx.save(_batch_folding_model(), str(path))
     code, out, err = cli(["graph", str(path)])
     assert code == 0, err
-    assert "runs at batch size 1 only (the file folds its batch into a reshape)" in out
+    assert "runs at batch size 1 only (the file reshapes, selects or moves its batch axis)" in out
     code, out, _ = cli(["graph", str(path), "--json"])
     assert code == 0 and '"batch_one_only": true' in out
 
@@ -209,6 +209,45 @@ def test_a_file_that_folds_its_fixed_batch_runs_one_sample_at_a_time():
     obs = collect_observables(module, torch.from_numpy(x), batch_size=64)
     assert obs.n_events == 3 and len(g.output_index) == 3
     assert all("#" not in name for name in obs.layers)
+
+
+def test_a_slice_of_the_batch_axis_to_its_end_is_the_whole_batch():
+    """A file of batch 1 slicing axis 0 to INT64_MAX (Silero VAD's STFT keeps
+    ``[0:]`` of its convolution): the whole batch at any batch size, equal
+    sample by sample to ONNX's reference (it was the first sample only)."""
+    big = np.iinfo(np.int64).max
+    nodes = [helper.make_node("Conv", ["X", "w"], ["c"], name="conv"),
+             helper.make_node("Slice", ["c", "s", "e", "ax"], ["Y"], name="keep")]
+    model = _model(nodes, {"X": [1, 2, 6]}, {"Y": [1, 3, 4]},
+                   {"w": _rand(3, 2, 3), "s": np.array([0, 0], np.int64),
+                    "e": np.array([big, 3], np.int64), "ax": np.array([0, 1], np.int64)})
+    module = onnx_to_module(model)
+    x = _rand(4, 2, 6)
+    want = np.concatenate([_reference(model, X=x[i:i + 1])[0] for i in range(4)])
+    np.testing.assert_allclose(_run(module, x), want, rtol=1e-5, atol=1e-5)
+    assert not module.batch_one_only
+
+
+@pytest.mark.parametrize("node,inits,out", [
+    (helper.make_node("Gather", ["r", "i0"], ["Y"], axis=0), {"i0": np.array(0, np.int64)}, [3, 4]),
+    (helper.make_node("Squeeze", ["r", "ax0"], ["Y"]), {"ax0": np.array([0], np.int64)}, [3, 4]),
+    (helper.make_node("Transpose", ["r"], ["Y"], perm=[1, 0, 2]), {}, [3, 1, 4]),
+    (helper.make_node("Concat", ["r", "r"], ["Y"], axis=0), {}, [2, 3, 4]),
+    (helper.make_node("Flatten", ["r"], ["Y"], axis=0), {}, [1, 12]),
+], ids=["gather", "squeeze", "transpose", "concat", "flatten"])
+def test_ops_on_the_batch_axis_make_the_file_batch_one_only(node, inits, out):
+    """Gather, Squeeze, Transpose, Concat and Flatten on axis 0 of an activation
+    are right at the file's batch of 1 only: the module says so, so that
+    deepglass's forward passes go one sample at a time (at batch 3 these would
+    pick, keep or mix samples)."""
+    from deepglass.graph.trace import forward_batch_size
+
+    nodes = [helper.make_node("Conv", ["X", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]), node]
+    model = _model(nodes, {"X": [1, 2, 6]}, {"Y": out}, {"w": _rand(3, 2, 3), **inits})
+    module = onnx_to_module(model)
+    x = _rand(1, 2, 6)
+    np.testing.assert_allclose(_run(module, x), _reference(model, X=x)[0], rtol=1e-5, atol=1e-5)
+    assert module.batch_one_only and forward_batch_size(module, 64) == 1
 
 
 def test_input_shapes_per_input(tmp_path):

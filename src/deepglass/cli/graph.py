@@ -69,7 +69,7 @@ def graph(
     console.print(f"outputs: {outs}; read by active subnetworks / near-monotonicity: "
                   f"{info['output']}")
     if batch_one:
-        console.print("runs at batch size 1 only (the file folds its batch into a reshape): "
+        console.print("runs at batch size 1 only (the file reshapes, selects or moves its batch axis): "
                       "forward passes go one sample at a time")
     if info.get("left_out"):
         n_par = sum(r["params"] for r in info["left_out"])

@@ -41,7 +41,9 @@ ONNX nodes and in the size of the weights (each copied once); no forward pass.
 Reshapes that keep the batch dimension are written batch-generically
 (``reshape(-1, ...)``), so the module runs at any batch size.  A file exported
 with a fixed batch of 1 may fold the batch into another dimension (a
-``Reshape`` to ``[-1]`` and back): the module then runs at batch size 1 only,
+``Reshape`` to ``[-1]`` and back), or gather, squeeze, concatenate or
+transpose along axis 0; a ``Slice`` of axis 0 to its end is the whole batch.
+A module with such an op runs at batch size 1 only,
 says so in ``batch_one_only``, and deepglass's batched forward passes
 (:func:`deepglass.graph.trace.forward_batch_size`) run it one sample at a time.
 
@@ -97,8 +99,8 @@ def onnx_to_module(model, input_shape=None) -> fx.GraphModule:
         named tuple of the ONNX output names when they are Python identifiers
         (:mod:`deepglass.zoo.onnx_outputs`), so the signed graph's outputs
         carry those names.
-        Attributes: ``batch_one_only`` (a reshape folds the batch in: it runs
-        at batch size 1 only), ``default_input_shape`` (a tuple of ints for one input, a
+        Attributes: ``batch_one_only`` (the file reshapes, selects or moves
+        its batch axis: it runs at batch size 1 only), ``default_input_shape`` (a tuple of ints for one input, a
         tuple of such tuples for several), ``default_input_shapes`` (always a
         tuple of tuples), ``input_names`` and ``onnx_node_names`` (module name
         -> ONNX node name).

@@ -29,6 +29,14 @@ class _ShapeOps:
     emission helpers (:class:`deepglass.zoo.onnx_builder._BuilderBase`).
     """
 
+    def _batch_axis(self, x: _Value) -> None:
+        """An op that reads or moves the batch axis (axis 0) of an activation:
+        written with the file's batch of 1 it is right at that batch only (at
+        another it would pick, keep or mix samples silently), so the module says
+        ``batch_one_only`` and deepglass runs it one sample at a time."""
+        if not x.is_const:
+            self.batch_one_only = True
+
     def op_Constant(self, node, a):
         if "value" in a:
             t = _to_tensor(a["value"])
@@ -79,6 +87,7 @@ class _ShapeOps:
         if int(a.get("batch_dims", 0)) != 0:
             self.refuse(node, "GatherND with batch_dims > 0 is not supported")
         x = self.inp(node, 0)
+        self._batch_axis(x)          # its index tuples start with the batch index
         idx = _Value(const=self.need_const(node, 1, "indices").long())
         self.set(node, self.emit_function(gather_nd, [x, idx], hint="idx"))
 
@@ -163,6 +172,8 @@ class _ShapeOps:
         axes = self._axes(node, a) or []
         rank = x.tensor.dim() + len(axes)
         for ax in sorted(v + rank if v < 0 else v for v in axes):
+            if ax == 0:
+                self._batch_axis(x)
             x = self.emit_function(torch.unsqueeze, [x, ax])
         self.set(node, x)
 
@@ -173,6 +184,8 @@ class _ShapeOps:
         if axes is None:
             axes = [i for i, d in enumerate(x.tensor.shape) if d == 1 and (x.is_const or i > 0)]
         axes = tuple(sorted(v + rank if v < 0 else v for v in axes))
+        if 0 in axes:
+            self._batch_axis(x)
         self.set(node, self.emit_function(torch.squeeze, [x, axes]) if axes else x)
 
     def op_Gather(self, node, a):
@@ -182,6 +195,8 @@ class _ShapeOps:
         axis = axis + x.tensor.dim() if axis < 0 else axis
         size = x.tensor.shape[axis]
         idx = torch.where(idx < 0, idx + size, idx).long()
+        if axis == 0:
+            self._batch_axis(x)
         if x.is_const:
             out = torch.index_select(x.const, axis, idx.reshape(-1))
             self.set(node, _Value(const=out.reshape((*x.const.shape[:axis], *idx.shape, *x.const.shape[axis + 1:]))))
@@ -205,6 +220,8 @@ class _ShapeOps:
         rank = x.tensor.dim()
         perm = [int(p) for p in a.get("perm", list(range(rank))[::-1])]
         moved = [i for i, p in enumerate(perm) if p != i]
+        if 0 in moved:
+            self._batch_axis(x)
         if not moved:
             self.set(node, x)
         elif len(moved) == 2:  # a swap of two axes (channel shuffle)
@@ -235,6 +252,10 @@ class _ShapeOps:
                 self.refuse(node, "step 0")
             st = st + size if st < 0 else st
             en = en + size if en < 0 else en
+            if ax == 0 and not x.is_const:
+                if sp == 1 and st <= 0 and en >= size:
+                    continue     # the whole batch (an end read off the file's batch of 1)
+                self._batch_axis(x)
             if sp > 0:
                 st, en = max(0, min(size, st)), max(0, min(size, en))
             else:
@@ -295,6 +316,10 @@ class _ShapeOps:
     def op_Concat(self, node, a):
         parts = [self.inp(node, i) for i in range(len(node.input))]
         axis = int(a["axis"])
+        rank = next((p.tensor.dim() for p in parts if p is not None), 1)
+        if axis % rank == 0:
+            for p in parts:
+                self._batch_axis(p)
         self.set(node, self.emit_function(torch.cat, [parts], {"dim": axis}, hint=node.output[0]))
 
     def op_Flatten(self, node, a):
@@ -305,6 +330,7 @@ class _ShapeOps:
         if axis == 1:
             self.set(node, self.emit_module(node, nn.Flatten(1, -1), x))
         elif axis == 0:
+            self._batch_axis(x)
             self.set(node, self.emit_method("reshape", x, (1, -1)))
         else:
             y = self.emit_method("flatten", x, (axis,))
