@@ -179,11 +179,15 @@ def test_deepglass_graph_says_a_file_runs_at_batch_size_one(cli, tmp_path):
 
 
 def test_a_file_that_folds_its_fixed_batch_runs_one_sample_at_a_time():
-    """The module runs at batch size 1 only and says so (``batch_one_only``,
-    kept by deepcopy and pickling); near-monotonicity and the criticality
-    observables run it sample by sample, with the results of batch-1 calls."""
+    """The graph is right at batch size 1 only: the module runs it once per
+    sample (a batch of 3 gives the three batch-1 results, where the graph
+    itself fails) and says so (``batch_one_only``, kept by deepcopy and
+    pickling); near-monotonicity and the criticality observables run it
+    sample by sample, with the results of batch-1 calls."""
     import copy
     import pickle
+    import subprocess
+    import sys
 
     from deepglass.criticality.observables import collect_observables
     from deepglass.experiments.alignment import near_monotonicity
@@ -194,11 +198,18 @@ def test_a_file_that_folds_its_fixed_batch_runs_one_sample_at_a_time():
     one = np.concatenate([_run(module, x[i:i + 1]) for i in range(3)])
     np.testing.assert_allclose(one, np.concatenate([_reference(model, X=x[i:i + 1])[0]
                                                     for i in range(3)]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(_run(module, x), one)
     with pytest.raises(RuntimeError):
-        _run(module, x)                                 # the file's reshape at batch 3
+        _run(module.net, x)                             # the file's reshape at batch 3
     from deepglass.graph.trace import forward_batch_size
     for m in (module, copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
         assert forward_batch_size(m, 64) == 1
+        np.testing.assert_array_equal(_run(m, x), one)
+    code = ("import pickle, sys, torch; m = pickle.loads(sys.stdin.buffer.read()); "
+            "print(tuple(m(torch.zeros(4, 2, 5, 5)).shape))")   # a fresh process (a Ray worker)
+    res = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(module),
+                         capture_output=True, check=True)
+    assert res.stdout.decode().strip() == "(4, 3)"
     assert forward_batch_size(onnx_to_module(_two_input_model()), 64) == 64
     g = SignedGraph.from_module(module, (2, 5, 5))
     sigma_in, sigma_out = np.ones(50, np.int8), np.array([1, -1, 1], np.int8)
@@ -237,16 +248,20 @@ def test_a_slice_of_the_batch_axis_to_its_end_is_the_whole_batch():
 ], ids=["gather", "squeeze", "transpose", "concat", "flatten"])
 def test_ops_on_the_batch_axis_make_the_file_batch_one_only(node, inits, out):
     """Gather, Squeeze, Transpose, Concat and Flatten on axis 0 of an activation
-    are right at the file's batch of 1 only: the module says so, so that
-    deepglass's forward passes go one sample at a time (at batch 3 these would
-    pick, keep or mix samples)."""
+    are right at the file's batch of 1 only (at batch 3 they would pick, keep
+    or mix samples): the module runs the graph once per sample, joining the
+    outputs on axis 0 (stacked where the graph drops its batch axis), and says
+    so."""
     from deepglass.graph.trace import forward_batch_size
 
     nodes = [helper.make_node("Conv", ["X", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]), node]
     model = _model(nodes, {"X": [1, 2, 6]}, {"Y": out}, {"w": _rand(3, 2, 3), **inits})
     module = onnx_to_module(model)
-    x = _rand(1, 2, 6)
-    np.testing.assert_allclose(_run(module, x), _reference(model, X=x)[0], rtol=1e-5, atol=1e-5)
+    x = _rand(3, 2, 6)
+    each = [_reference(model, X=x[i:i + 1])[0] for i in range(3)]
+    want = np.concatenate(each) if each[0].shape[0] == 1 else np.stack(each)
+    np.testing.assert_allclose(_run(module, x[:1]), each[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_run(module, x), want, rtol=1e-5, atol=1e-5)   # sample by sample
     assert module.batch_one_only and forward_batch_size(module, 64) == 1
 
 
@@ -987,7 +1002,7 @@ def test_a_timm_cnn_through_the_dynamo_exporter(name):
     """torch.onnx.export(dynamo=True) (opset 18: Reduce axes as inputs) writes
     ConvNeXt with a fixed batch of 1 folded into its head's reshapes, and
     ConvNeXt-V2's response norm with ReduceL2: the import equals timm at batch
-    1, says batch_one_only, and gives the signed graph of the TorchScript
+    1, runs it sample by sample at batch 3, says batch_one_only, and gives the signed graph of the TorchScript
     exporter's file and of timm's module itself."""
     pytest.importorskip("onnxscript")
     timm = _timm()
@@ -1003,8 +1018,10 @@ def test_a_timm_cnn_through_the_dynamo_exporter(name):
         proto = torch.onnx.export(model, (x,), dynamo=True, opset_version=18,
                                   verbose=False).model_proto
     module = onnx_to_module(proto)
+    x3 = torch.cat([x, torch.randn(2, 3, 32, 32)])
     with torch.no_grad():
         torch.testing.assert_close(module(x), model(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(module(x3), model(x3), rtol=1e-4, atol=1e-4)  # per sample
     assert module.batch_one_only
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -175,6 +175,8 @@ class FxInterpreter(torch.fx.Interpreter):
 
     def _symbolic(self, n, real):
         if n.op == "placeholder":
+            if str(n.target).startswith("*") and not n.users:
+                return None         # an unused ``*args`` of the forward: no input
             if self.b.node_blocks:
                 raise DeepglassError("models with more than one input are not supported")
             nb = self.b.new_block("input", self.input_shape, "input")

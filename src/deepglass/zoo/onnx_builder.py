@@ -13,6 +13,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import DeepglassError, first_line
+from .onnx_batch import PerSample
 from .onnx_outputs import outputs_tuple
 from .onnx_refusals import _Refusals
 from .onnx_values import (_Norm, _Value, _attrs, _drop_unused, _label, _meta, _meta_call,
@@ -231,13 +232,20 @@ class _BuilderBase(_Refusals):
         if gm.graph.eliminate_dead_code():  # the subgraphs a fusion replaced
             gm.recompile()
         _drop_unused(gm)
-        gm.onnx_node_names = {k: v for k, v in self.onnx_names.items() if hasattr(gm, k)}
-        gm.input_names = list(self.input_names)
+        names = {k: v for k, v in self.onnx_names.items() if hasattr(gm, k)}
         # an attribute (pickling keeps it) and in meta (GraphModule's deepcopy keeps that)
         gm.batch_one_only = gm.meta["batch_one_only"] = self.batch_one_only
-        gm.default_input_shapes = tuple(tuple(s) for s in self.input_shapes)
-        gm.default_input_shape = gm.default_input_shapes[0] if len(self.input_shapes) == 1 else gm.default_input_shapes
-        return gm.eval()
+        module = gm
+        if self.batch_one_only:
+            # right at the file's batch of 1 only: run sample by sample at any other
+            module = PerSample(gm)
+            names = {f"net.{k}": v for k, v in names.items()}
+        module.onnx_node_names = names
+        module.input_names = list(self.input_names)
+        module.default_input_shapes = tuple(tuple(s) for s in self.input_shapes)
+        module.default_input_shape = (module.default_input_shapes[0] if len(self.input_shapes) == 1
+                                      else module.default_input_shapes)
+        return module.eval()
 
     def _outputs(self, outs: list):
         """Several graph outputs: a named tuple of the ONNX output names when they

@@ -42,8 +42,9 @@ Reshapes that keep the batch dimension are written batch-generically
 (``reshape(-1, ...)``), so the module runs at any batch size.  A file exported
 with a fixed batch of 1 may fold the batch into another dimension (a
 ``Reshape`` to ``[-1]`` and back), or gather, squeeze, concatenate or
-transpose along axis 0; a ``Slice`` of axis 0 to its end is the whole batch.
-A module with such an op runs at batch size 1 only,
+transpose along axis 0 (a ``Slice`` of axis 0 to its end is the whole batch):
+such a graph is right at batch size 1 only, so the module runs it once per
+sample (:class:`~deepglass.zoo.onnx_batch.PerSample`),
 says so in ``batch_one_only``, and deepglass's batched forward passes
 (:func:`deepglass.graph.trace.forward_batch_size`) run it one sample at a time.
 
@@ -61,7 +62,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from torch import fx
+from torch import nn
 
 from ..errors import DeepglassError, first_line
 from .onnx_arith_ops import _ArithOps
@@ -78,7 +79,7 @@ class _Builder(_ShapeOps, _ArithOps, _LayerOps, _ResizeOps, _BuilderBase):
     """The ONNX converter: state and conversion loop from :class:`_BuilderBase`,
     one ``op_<ONNX op>`` handler per supported op from the mixins."""
 
-def onnx_to_module(model, input_shape=None) -> fx.GraphModule:
+def onnx_to_module(model, input_shape=None) -> nn.Module:
     """Convert a loaded ``onnx.ModelProto`` into a :class:`torch.fx.GraphModule` (eval mode).
 
     Parameters
@@ -93,14 +94,17 @@ def onnx_to_module(model, input_shape=None) -> fx.GraphModule:
 
     Returns
     -------
-    torch.fx.GraphModule
+    torch.fx.GraphModule or PerSample
         ``forward`` takes one tensor per ONNX input (in the graph's order) and
         returns one tensor, or a tuple when the graph has several outputs: a
         named tuple of the ONNX output names when they are Python identifiers
         (:mod:`deepglass.zoo.onnx_outputs`), so the signed graph's outputs
         carry those names.
-        Attributes: ``batch_one_only`` (the file reshapes, selects or moves
-        its batch axis: it runs at batch size 1 only), ``default_input_shape`` (a tuple of ints for one input, a
+        A file right at its batch of 1 only (it reshapes, selects or moves its
+        batch axis) gives a :class:`~deepglass.zoo.onnx_batch.PerSample`
+        holding the graph as ``net``: it runs the graph once per sample.
+        Attributes: ``batch_one_only`` (whether that is so),
+        ``default_input_shape`` (a tuple of ints for one input, a
         tuple of such tuples for several), ``default_input_shapes`` (always a
         tuple of tuples), ``input_names`` and ``onnx_node_names`` (module name
         -> ONNX node name).
@@ -117,7 +121,7 @@ def onnx_to_module(model, input_shape=None) -> fx.GraphModule:
     return _Builder(model, input_shape).build()
 
 
-def load_onnx(path: str | os.PathLike, input_shape=None) -> fx.GraphModule:
+def load_onnx(path: str | os.PathLike, input_shape=None) -> nn.Module:
     """Read an ONNX file and convert it with :func:`onnx_to_module` (same ``input_shape`` forms)."""
     try:
         import onnx

@@ -1,0 +1,63 @@
+"""An imported ONNX graph that is right at batch size 1 only, run sample by sample.
+
+A file exported with a fixed batch of 1 may reshape, select or move its batch
+axis (a ``Reshape`` to ``[-1]`` and back, a ``Gather`` or ``Squeeze`` of axis
+0): written as it is, the graph computes the right values at batch 1 only, and
+at another batch it fails or, worse, picks or mixes samples silently.
+:class:`PerSample` holds that graph and runs it once per sample, so the module
+is right at any batch size (at the speed of batch-1 calls).  A call at batch 1
+is the graph itself: what ``torch.export`` and the signed-graph capture see.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["PerSample"]
+
+
+class PerSample(nn.Module):
+    """``net`` (an ``fx.GraphModule`` right at batch 1) run one sample at a time.
+
+    Inputs are split along axis 0 (every input must hold the same number of
+    samples); each output is joined back along axis 0 where the graph keeps a
+    batch axis of 1 (concatenated), else stacked on a new one.  Attributes of
+    the import (``default_input_shape``, ``input_names``, ...) are the
+    wrapper's; ``batch_one_only`` is True, so deepglass's batched forward
+    passes (:func:`deepglass.graph.trace.forward_batch_size`) feed it one sample
+    at a time anyway.
+
+    Cost: one call of ``net`` per sample.
+    """
+
+    batch_one_only = True
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, *rest):
+        if isinstance(x, torch.fx.Proxy):
+            # torch.fx's symbolic trace (one proxy; the tracer cannot unpack
+            # ``rest``): the graph itself, as at batch 1
+            return self.net(x)
+        xs = (x, *rest)
+        n = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() else 1
+        if n == 1:      # the graph itself: what torch.export and the capture see
+            return self.net(*xs)
+        if any(not isinstance(t, torch.Tensor) or t.dim() == 0 or t.shape[0] != n for t in xs):
+            raise ValueError(f"every input must hold the same number of samples ({n}) along "
+                             "axis 0")
+        return _join([self.net(*(t[i:i + 1] for t in xs)) for i in range(n)])
+
+
+def _join(outs: list):
+    first = outs[0]
+    if isinstance(first, torch.Tensor):
+        # a graph that keeps its batch axis returns (1, ...) per sample
+        return torch.cat(outs) if first.dim() and first.shape[0] == 1 else torch.stack(outs)
+    if isinstance(first, tuple):
+        parts = [_join([o[k] for o in outs]) for k in range(len(first))]
+        return type(first)(*parts) if hasattr(first, "_fields") else tuple(parts)
+    raise TypeError(f"cannot join outputs of type {type(first).__name__} over samples")
