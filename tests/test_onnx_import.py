@@ -245,10 +245,16 @@ def test_a_slice_of_the_batch_axis_to_its_end_is_the_whole_batch():
     (helper.make_node("Transpose", ["r"], ["Y"], perm=[1, 0, 2]), {}, [3, 1, 4]),
     (helper.make_node("Concat", ["r", "r"], ["Y"], axis=0), {}, [2, 3, 4]),
     (helper.make_node("Flatten", ["r"], ["Y"], axis=0), {}, [1, 12]),
-], ids=["gather", "squeeze", "transpose", "concat", "flatten"])
+    (helper.make_node("Split", ["r", "halves"], ["Y", "rest"], axis=0), {"halves": np.array([1, 0], np.int64)},
+     [1, 3, 4]),
+    (helper.make_node("ReduceMean", ["r"], ["Y"], keepdims=0), {}, []),
+    (helper.make_node("Softmax", ["r"], ["Y"], axis=0), {}, [1, 3, 4]),
+    (helper.make_node("Pad", ["r", "pads"], ["Y"]), {"pads": np.array([1, 0, 0, 0, 0, 0], np.int64)}, [2, 3, 4]),
+], ids=["gather", "squeeze", "transpose", "concat", "flatten", "split", "reduce-all", "softmax", "pad"])
 def test_ops_on_the_batch_axis_make_the_file_batch_one_only(node, inits, out):
-    """Gather, Squeeze, Transpose, Concat and Flatten on axis 0 of an activation
-    are right at the file's batch of 1 only (at batch 3 they would pick, keep
+    """Gather, Squeeze, Transpose, Concat, Flatten, Split, a reduction, a
+    softmax and padding on axis 0 of an activation are right at the file's
+    batch of 1 only (at batch 3 they would pick, keep
     or mix samples): the module runs the graph once per sample, joining the
     outputs on axis 0 (stacked where the graph drops its batch axis), and says
     so."""
@@ -259,7 +265,7 @@ def test_ops_on_the_batch_axis_make_the_file_batch_one_only(node, inits, out):
     module = onnx_to_module(model)
     x = _rand(3, 2, 6)
     each = [_reference(model, X=x[i:i + 1])[0] for i in range(3)]
-    want = np.concatenate(each) if each[0].shape[0] == 1 else np.stack(each)
+    want = np.concatenate(each) if each[0].ndim and each[0].shape[0] == 1 else np.stack(each)
     np.testing.assert_allclose(_run(module, x[:1]), each[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(_run(module, x), want, rtol=1e-5, atol=1e-5)   # sample by sample
     assert module.batch_one_only and forward_batch_size(module, 64) == 1

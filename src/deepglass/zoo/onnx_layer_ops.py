@@ -380,6 +380,8 @@ class _LayerOps:
         if self.opset < 13 and axis != rank - 1 and any(d != 1 for d in x.tensor.shape[axis + 1:]):
             self.refuse(node, f"softmax (opset {self.opset}) over the flattened axes {axis}.. is not a "
                               "single-dimension softmax")
+        if axis == 0:
+            self._batch_axis(x)
         self._act(node, nn.Softmax(dim=axis))
 
     def op_LogSoftmax(self, node, a):
@@ -389,6 +391,8 @@ class _LayerOps:
         axis = axis + rank if axis < 0 else axis
         if self.opset < 13 and axis != rank - 1 and any(d != 1 for d in x.tensor.shape[axis + 1:]):
             self.refuse(node, f"log-softmax (opset {self.opset}) over the flattened axes {axis}..")
+        if axis == 0:
+            self._batch_axis(x)
         self._act(node, nn.LogSoftmax(dim=axis))
 
     # -- normalizations -------------------------------------------------------------
@@ -500,4 +504,6 @@ class _LayerOps:
                     x = self.emit_function(torch.index_select, [x, ax, _Value(const=src)])
             self.set(node, x)
             return
+        if first == 0:
+            self._batch_axis(x)         # constant samples added to the batch
         self.set(node, self.emit_function(F.pad, [x, torch_pad], {"mode": "constant", "value": value}))

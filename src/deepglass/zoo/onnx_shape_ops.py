@@ -287,6 +287,8 @@ class _ShapeOps:
             sizes = [min(chunk, size - i * chunk) for i in range(n)]
         if sum(sizes) != size or len(sizes) != len(node.output):
             self.refuse(node, f"split sizes {sizes} of an axis of length {size} into {len(node.output)} outputs")
+        if axis == 0:
+            self._batch_axis(x)
         start = 0
         for i, s in enumerate(sizes):
             index = tuple([slice(None)] * axis + [slice(start, start + s)])
@@ -380,6 +382,8 @@ class _ShapeOps:
         if self.inp(node, 1) is not None:
             self.need_const(node, 1, "axes")
         axes = self._reduce_axes(node, x.tensor.dim())
+        if 0 in [ax % x.tensor.dim() for ax in axes]:
+            self._batch_axis(x)         # a reduction over the samples
         keep = bool(a.get("keepdims", 1))
         if method == "norm":
             self.set(node, self.emit_function(torch.linalg.vector_norm, [x, 2.0, tuple(axes), keep]))
