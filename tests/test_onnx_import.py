@@ -242,6 +242,7 @@ def test_a_slice_of_the_batch_axis_to_its_end_is_the_whole_batch():
 @pytest.mark.parametrize("node,inits,out", [
     (helper.make_node("Gather", ["r", "i0"], ["Y"], axis=0), {"i0": np.array(0, np.int64)}, [3, 4]),
     (helper.make_node("Squeeze", ["r", "ax0"], ["Y"]), {"ax0": np.array([0], np.int64)}, [3, 4]),
+    (helper.make_node("Unsqueeze", ["r", "ax0"], ["Y"]), {"ax0": np.array([0], np.int64)}, [1, 1, 3, 4]),
     (helper.make_node("Transpose", ["r"], ["Y"], perm=[1, 0, 2]), {}, [3, 1, 4]),
     (helper.make_node("Concat", ["r", "r"], ["Y"], axis=0), {}, [2, 3, 4]),
     (helper.make_node("Flatten", ["r"], ["Y"], axis=0), {}, [1, 12]),
@@ -250,9 +251,9 @@ def test_a_slice_of_the_batch_axis_to_its_end_is_the_whole_batch():
     (helper.make_node("ReduceMean", ["r"], ["Y"], keepdims=0), {}, []),
     (helper.make_node("Softmax", ["r"], ["Y"], axis=0), {}, [1, 3, 4]),
     (helper.make_node("Pad", ["r", "pads"], ["Y"]), {"pads": np.array([1, 0, 0, 0, 0, 0], np.int64)}, [2, 3, 4]),
-], ids=["gather", "squeeze", "transpose", "concat", "flatten", "split", "reduce-all", "softmax", "pad"])
+], ids=["gather", "squeeze", "unsqueeze", "transpose", "concat", "flatten", "split", "reduce-all", "softmax", "pad"])
 def test_ops_on_the_batch_axis_make_the_file_batch_one_only(node, inits, out):
-    """Gather, Squeeze, Transpose, Concat, Flatten, Split, a reduction, a
+    """Gather, Squeeze, Unsqueeze, Transpose, Concat, Flatten, Split, a reduction, a
     softmax and padding on axis 0 of an activation are right at the file's
     batch of 1 only (at batch 3 they would pick, keep
     or mix samples): the module runs the graph once per sample, joining the
