@@ -487,6 +487,57 @@ def test_torchscript_round_trip(tmp_path):
         torch.testing.assert_close(torch.fx.symbolic_trace(native)(x), src(x))
 
 
+class _ResidualNet(nn.Module):
+    """Convolution, batch norm, a residual addition, max pooling and a dense head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 3 * 3, 5)
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.conv1(x)))
+        h = torch.relu(h + self.bn2(self.conv2(h)))
+        return self.fc(F.max_pool2d(h, 2).flatten(1))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_torchscript_archive_is_read_through_onnx(tmp_path, how):
+    """A scripted or traced archive (no Python class needed): converted through
+    ONNX, it gives the module's outputs at any batch size and the signed graph
+    of the Python module it was saved from (batch norm folded, sign included);
+    without an input shape it is refused in one line."""
+    import warnings
+
+    from deepglass.graph import SignedGraph
+
+    torch.manual_seed(4)
+    src = _ResidualNet().eval()
+    with torch.no_grad():
+        for bn in (src.bn1, src.bn2):       # running statistics and gains of both signs
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.normal_()
+    path = tmp_path / "net.pt"
+    x = torch.randn(3, 2, 6, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        archive = torch.jit.script(src) if how == "script" else torch.jit.trace(src, x[:1])
+        torch.jit.save(archive, str(path))
+    loaded = zoo.load_model(path, input_shape=(2, 6, 6))
+    assert not isinstance(loaded, torch.jit.ScriptModule) and loaded.default_input_shape == (2, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), src(x), rtol=1e-5, atol=1e-5)
+    g = SignedGraph.from_module(loaded, (2, 6, 6), dtype=torch.float64)
+    ref = SignedGraph.from_module(src, (2, 6, 6), dtype=torch.float64)
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
+    np.testing.assert_allclose(g.to_scipy().toarray(), ref.to_scipy().toarray(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(DeepglassError, match=r"TorchScript archive, which does not store its input "
+                                             r"size: give input_shape= \(--input-shape\)"):
+        zoo.load_model(path)
+
+
 def test_pickle_needs_trust(tmp_path):
     src = zoo.get("digits_cnn", seed=1)
     path = tmp_path / "whole.pt"

@@ -8,8 +8,10 @@
   ``torch.load(weights_only=True)``, or ``.safetensors``) for the
   architecture named by ``arch``: a zoo name, ``timm:NAME``, or a class of the
   user's own code, ``MODULE:CLASS`` (:mod:`deepglass.zoo.user_arch`);
-- a TorchScript archive (``torch.jit.save``), as is, or with ``arch`` its
-  weights moved into that architecture (TorchScript cannot be fx-traced);
+- a TorchScript archive (``torch.jit.save``, scripted or traced), converted
+  through ONNX to an fx ``GraphModule`` (:mod:`deepglass.zoo.torchscript`; its
+  input shape must be given), or with ``arch`` its weights moved into that
+  architecture;
 - an ONNX file, converted to an equivalent fx ``GraphModule``
   (:mod:`deepglass.zoo.onnx_import`);
 - a whole pickled module (``torch.save(model)``) only with ``trust_pickle=True``,
@@ -309,10 +311,17 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: in
                 model = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
             raise DeepglassError(f"cannot read TorchScript file {path}: {first_line(exc)}") from None
-        if arch is None:
-            return model, None
-        # TorchScript cannot be traced by torch.fx: move its weights into the zoo architecture
-        return _into_arch(dict(model.state_dict()), arch, seed)
+        if arch is not None:
+            # its weights into that architecture (a Python module the capture traces)
+            return _into_arch(dict(model.state_dict()), arch, seed)
+        if shape is None:
+            raise DeepglassError(f"{path} is a TorchScript archive, which does not store its input "
+                                 "size: give input_shape= (--input-shape), or arch= (--arch) to "
+                                 "load its weights into an architecture")
+        from .torchscript import torchscript_to_module
+
+        model = torchscript_to_module(model, shape, str(path))
+        return model, model.default_input_shape
     obj = load_state_dict_file(path, trust_pickle=trust_pickle)
     if isinstance(obj, nn.Module):
         if arch is not None:

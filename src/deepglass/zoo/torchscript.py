@@ -1,0 +1,76 @@
+"""TorchScript archives (``torch.jit.save``) as modules the capture can read.
+
+A ``ScriptModule`` cannot be captured: ``torch.export`` and ``torch.fx`` trace
+Python, and a TorchScript archive holds TorchScript IR.  PyTorch's
+TorchScript-based ONNX exporter reads that IR as it is, so
+:func:`torchscript_to_module` exports the archive to ONNX in memory (one run on
+a zero sample of the given shape, batch axis dynamic) and imports the file
+(:mod:`deepglass.zoo.onnx_import`): the same layers, weights and outputs as an
+fx ``GraphModule``.  The exporter folds a batch norm that follows a
+convolution into its weights, as the graph's default ``batchnorm="fold"``
+does.  Cost: one export and one import, linear in the size of the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+
+import torch
+from torch import nn
+
+from ..errors import DeepglassError, first_line
+
+__all__ = ["torchscript_to_module"]
+
+
+def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str = "") -> nn.Module:
+    """The module of a TorchScript archive, through ONNX.
+
+    Parameters
+    ----------
+    script : torch.jit.ScriptModule
+        A scripted or traced module (``torch.jit.load``).
+    input_shape : tuple of int, or a tuple of them
+        Shape of one sample of each input, without the batch axis (an archive
+        does not store it).
+    name : str
+        How error messages name the archive (its path).
+
+    Returns
+    -------
+    torch.nn.Module
+        What :func:`deepglass.zoo.onnx_import.onnx_to_module` returns for the
+        exported file; its forward takes the archive's inputs in order.
+
+    Raises
+    ------
+    DeepglassError
+        One line: the ``onnx`` package missing, or the exporter's reason where
+        it cannot write the archive (an op without an ONNX form, control flow
+        on values).
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise DeepglassError(f"reading the TorchScript file {name} needs the 'onnx' package (pip "
+                             "install 'deepglass[onnx]'), or arch= (--arch) to load its "
+                             "weights into an architecture") from None
+    from .onnx_import import onnx_to_module
+
+    shapes = [tuple(input_shape)] if all(isinstance(d, int) for d in input_shape) \
+        else [tuple(s) for s in input_shape]
+    names = [f"input_{i}" for i in range(len(shapes))]
+    sample = tuple(torch.zeros((1, *s)) for s in shapes)
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(script.eval(), sample, buf, dynamo=False, input_names=names,
+                              dynamic_axes={n: {0: "batch"} for n in names})
+    except Exception as exc:  # the exporter raises many kinds of errors
+        raise DeepglassError(f"cannot convert the TorchScript file {name} through ONNX: "
+                             f"{first_line(exc)}") from None
+    return onnx_to_module(onnx.load_from_string(buf.getvalue()),
+                          input_shape=shapes[0] if len(shapes) == 1 else shapes)
