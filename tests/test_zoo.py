@@ -536,6 +536,11 @@ def test_a_torchscript_archive_is_read_through_onnx(tmp_path, how):
     with pytest.raises(DeepglassError, match=r"TorchScript archive, which does not store its input "
                                              r"size: give input_shape= \(--input-shape\)"):
         zoo.load_model(path)
+    script = torch.jit.load(str(path))
+    with pytest.raises(DeepglassError, match=r"convert one with deepglass.zoo.torchscript_to_module"):
+        SignedGraph.from_module(script, (2, 6, 6))
+    direct = SignedGraph.from_module(zoo.torchscript_to_module(script, (2, 6, 6)), (2, 6, 6))
+    assert (direct.n_nodes, direct.n_edges) == (ref.n_nodes, ref.n_edges)
 
 
 def test_pickle_needs_trust(tmp_path):

@@ -370,8 +370,9 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     if not isinstance(model, nn.Module):
         raise DeepglassError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, torch.jit.ScriptModule):
-        raise DeepglassError("TorchScript modules cannot be captured; load the weights into a "
-                             "Python module (e.g. a zoo architecture) instead")
+        raise DeepglassError("TorchScript modules cannot be captured as they are; convert one with "
+                             "deepglass.zoo.torchscript_to_module(module, input_shape) (through "
+                             "ONNX), or load the weights into a Python module")
     _refuse_modules(model)
     _check_weights(model)
     rules = {"batchnorm": batchnorm, "norm": norm, "gates": gates}

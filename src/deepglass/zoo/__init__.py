@@ -26,6 +26,7 @@ Typical use::
     net = zoo.get("digits_cnn", pretrained=True)  # trained once, then cached
     net = zoo.load_model("weights.pth", arch="alexnet")
     net = zoo.load_model("model.onnx")
+    net = zoo.load_model("scripted.pt", input_shape=(3, 32, 32))   # TorchScript, through ONNX
     data = zoo.load_data("digits_cnn")            # held-out images for the trained nets
 """
 
@@ -35,6 +36,7 @@ from .cache import cache_dir
 from .loading import check_finite, load_model
 from .registry import CODE_VERSION, ENTRIES, ZooEntry, catalogue, entry, get, input_shape, names, train, trainable
 from .small import Dataset, TrainResult, load_data
+from .torchscript import torchscript_to_module
 
 __all__ = [
     "CODE_VERSION",
@@ -52,5 +54,6 @@ __all__ = [
     "load_model",
     "names",
     "train",
+    "torchscript_to_module",
     "trainable",
 ]
