@@ -32,8 +32,9 @@ class _ShapeOps:
     def _batch_axis(self, x: _Value) -> None:
         """An op that reads or moves the batch axis (axis 0) of an activation:
         written with the file's batch of 1 it is right at that batch only (at
-        another it would pick, keep or mix samples silently), so the module says
-        ``batch_one_only`` and deepglass runs it one sample at a time."""
+        another it would pick, keep or mix samples silently), so the module runs
+        the graph once per sample (:class:`~deepglass.zoo.onnx_batch.PerSample`)
+        and says ``batch_one_only``."""
         if not x.is_const:
             self.batch_one_only = True
 
@@ -321,7 +322,8 @@ class _ShapeOps:
         rank = next((p.tensor.dim() for p in parts if p is not None), 1)
         if axis % rank == 0:
             for p in parts:
-                self._batch_axis(p)
+                if p is not None:
+                    self._batch_axis(p)
         self.set(node, self.emit_function(torch.cat, [parts], {"dim": axis}, hint=node.output[0]))
 
     def op_Flatten(self, node, a):
@@ -357,7 +359,7 @@ class _ShapeOps:
             else:
                 self.set(node, self.emit_method("reshape", x, (-1, *resolved[1:])))
         else:  # mixes the batch dimension: valid at batch size 1 only
-            self.batch_one_only = True
+            self._batch_axis(x)
             self.set(node, self.emit_method("reshape", x, tuple(resolved)))
 
     def op_ReduceMean(self, node, a):
