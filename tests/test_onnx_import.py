@@ -181,9 +181,10 @@ def test_deepglass_graph_says_a_file_runs_at_batch_size_one(cli, tmp_path):
 def test_a_file_that_folds_its_fixed_batch_runs_one_sample_at_a_time():
     """The graph is right at batch size 1 only: the module runs it once per
     sample (a batch of 3 gives the three batch-1 results, where the graph
-    itself fails) and says so (``batch_one_only``, kept by deepcopy and
-    pickling); near-monotonicity and the criticality observables run it
-    sample by sample, with the results of batch-1 calls."""
+    itself fails: vectorized by vmap to rounding, or, with a hook on a layer,
+    a loop of batch-1 calls exactly) and says so (``batch_one_only``, kept by
+    deepcopy and pickling); near-monotonicity feeds it batches, the
+    criticality observables (hooks) one sample at a time."""
     import copy
     import pickle
     import subprocess
@@ -198,13 +199,16 @@ def test_a_file_that_folds_its_fixed_batch_runs_one_sample_at_a_time():
     one = np.concatenate([_run(module, x[i:i + 1]) for i in range(3)])
     np.testing.assert_allclose(one, np.concatenate([_reference(model, X=x[i:i + 1])[0]
                                                     for i in range(3)]), rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(_run(module, x), one)
+    np.testing.assert_allclose(_run(module, x), one, rtol=1e-5, atol=1e-6)   # vmap
+    handle = module.net.conv.register_forward_hook(lambda m, i, o: None)
+    np.testing.assert_array_equal(_run(module, x), one)                       # a loop
+    handle.remove()
     with pytest.raises(RuntimeError):
         _run(module.net, x)                             # the file's reshape at batch 3
     from deepglass.graph.trace import forward_batch_size
     for m in (module, copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
-        assert forward_batch_size(m, 64) == 1
-        np.testing.assert_array_equal(_run(m, x), one)
+        assert forward_batch_size(m, 64) == 1 and forward_batch_size(m, 64, hooks=False) == 64
+        np.testing.assert_allclose(_run(m, x), one, rtol=1e-5, atol=1e-6)
     code = ("import pickle, sys, torch; m = pickle.loads(sys.stdin.buffer.read()); "
             "print(tuple(m(torch.zeros(4, 2, 5, 5)).shape))")   # a fresh process (a Ray worker)
     res = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(module),

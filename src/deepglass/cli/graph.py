@@ -70,7 +70,7 @@ def graph(
                   f"{info['output']}")
     if batch_one:
         console.print("runs at batch size 1 only (the file reshapes, selects or moves its batch axis): "
-                      "forward passes go one sample at a time")
+                      "the module runs it once per sample")
     if info.get("left_out"):
         n_par = sum(r["params"] for r in info["left_out"])
         console.print(f"left out ({len(info.get('gates', []))} gates as positive rescalings): "

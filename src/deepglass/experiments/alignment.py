@@ -362,7 +362,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
         raise DeepglassError(f"batch_size must be >= 1, got {batch_size}")
     from ..graph.trace import forward_batch_size
 
-    batch_size = forward_batch_size(model, batch_size)
+    batch_size = forward_batch_size(model, batch_size, hooks=False)
     # refused before the (B, K) grid is made: K alone may be what does not fit
     check_batch_memory(batch_size, numel, B * (int(amplitudes) if np.ndim(amplitudes) == 0
                                                else np.shape(amplitudes)[-1]))

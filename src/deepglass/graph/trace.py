@@ -142,14 +142,20 @@ def output_tensor(out, output: str | int | None = None) -> torch.Tensor:
 
 
 
-def forward_batch_size(model, batch_size: int) -> int:
+def forward_batch_size(model, batch_size: int, hooks: bool = True) -> int:
     """The batch size to run ``model`` forward at: ``batch_size``, or 1 for a
-    module that says it runs at batch size 1 only (``batch_one_only``: an ONNX
-    file exported with a fixed batch of 1 that folds the batch into another
-    dimension, :mod:`deepglass.zoo.onnx_import`)."""
+    module whose graph runs at batch size 1 only (``batch_one_only``: an ONNX
+    file exported with a fixed batch of 1 that reshapes, selects or moves its
+    batch axis, :mod:`deepglass.zoo.onnx_import`).  Such a module that runs
+    batches itself (``takes_batches``: :class:`deepglass.zoo.onnx_batch.PerSample`,
+    a vmap over the samples) gets ``batch_size`` where the caller registers no
+    forward ``hooks`` on its layers (a hook inside the vmap would see batched
+    values)."""
     meta = getattr(model, "meta", None)
     one = getattr(model, "batch_one_only", False) or (
         isinstance(meta, dict) and meta.get("batch_one_only", False))
+    if one and not hooks and getattr(model, "takes_batches", False):
+        return int(batch_size)
     return 1 if one else int(batch_size)
 
 

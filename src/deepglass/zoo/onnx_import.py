@@ -44,9 +44,9 @@ with a fixed batch of 1 may fold the batch into another dimension (a
 ``Reshape`` to ``[-1]`` and back), or gather, squeeze, concatenate or
 transpose along axis 0 (a ``Slice`` of axis 0 to its end is the whole batch):
 such a graph is right at batch size 1 only, so the module runs it once per
-sample (:class:`~deepglass.zoo.onnx_batch.PerSample`),
-says so in ``batch_one_only``, and deepglass's batched forward passes
-(:func:`deepglass.graph.trace.forward_batch_size`) run it one sample at a time.
+sample (:class:`~deepglass.zoo.onnx_batch.PerSample`, a vmap over the samples)
+and says so in ``batch_one_only``
+(:func:`deepglass.graph.trace.forward_batch_size`).
 
 Layout: this module is the entry (:func:`load_onnx`, :func:`onnx_to_module`)
 and assembles the converter from its parts: the state and emission helpers
