@@ -602,6 +602,53 @@ def test_a_per_element_factor_on_a_pool_folds_into_the_pools_edges(capture):
     np.testing.assert_allclose(A[48:80, 80:83], fc.weight.detach().double().numpy().T)
 
 
+class _MaxHead(nn.Module):
+    """Conv, ReLU, a global max written three ways, a dense head."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.conv, self.fc, self.how = nn.Conv2d(2, 4, 3), nn.Linear(4, 3), how
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        if self.how == "amax":
+            h = h.amax((2, 3))
+        elif self.how == "max":
+            h = h.flatten(2).max(2)[0]
+        elif self.how == "all":
+            h = h.max() * torch.ones_like(h[:, :, 0, 0])
+        else:
+            h = F.adaptive_max_pool2d(h, 1).flatten(1)
+        return self.fc(h)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_a_max_written_as_a_reduction_is_a_max_pool(capture):
+    """``x.amax(dims)`` and ``x.max(dim)`` over non-batch dimensions are a max
+    pool with one window: the graph and the active subnetworks (the window's
+    maximum kept) of ``adaptive_max_pool2d(x, 1)``; a max over the batch too
+    is refused by name."""
+    from deepglass.experiments.active import active_subgraph
+
+    torch.manual_seed(5)
+    nets = {how: _MaxHead(how).double().eval() for how in ("pool", "amax", "max")}
+    for how in ("amax", "max"):
+        nets[how].load_state_dict(nets["pool"].state_dict())
+    graphs = {how: _graph(net, (2, 6, 6), capture=capture)[0] for how, net in nets.items()}
+    x = torch.randn(4, 2, 6, 6, dtype=torch.float64)
+    want = active_subgraph(graphs["pool"], nets["pool"], x)
+    for how in ("amax", "max"):
+        g = graphs[how]
+        assert [nb.op for nb in g.node_blocks] == ["input", "conv", "maxpool", "dense"]
+        np.testing.assert_array_equal(_dense(g), _dense(graphs["pool"]))
+        got = active_subgraph(g, nets[how], x)
+        for k in range(4):
+            np.testing.assert_array_equal(got.subgraph(k).to_scipy().toarray(),
+                                          want.subgraph(k).to_scipy().toarray())
+    with pytest.raises(UnsupportedLayerError, match="reduces over the batch dimension"):
+        _graph(_MaxHead("all").double(), (2, 6, 6), capture=capture)
+
+
 @pytest.mark.parametrize("capture", ["export", "core"])
 def test_gate_resampled_to_its_input_is_still_a_gate(capture):
     """GhostNetV2's attention: a sigmoid gate computed at half resolution and

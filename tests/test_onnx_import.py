@@ -226,6 +226,32 @@ def test_a_file_that_folds_its_fixed_batch_runs_one_sample_at_a_time():
     assert all("#" not in name for name in obs.layers)
 
 
+def test_a_global_max_written_as_reducemax_is_a_max_pool():
+    """ReduceMax over the spatial axes (tf2onnx's form of Keras'
+    GlobalMaxPooling): ONNX's reference values, and the signed graph of
+    ``x.amax((2, 3))`` in PyTorch."""
+    from deepglass.graph import SignedGraph
+
+    w, fc = _rand(4, 2, 3, 3), _rand(3, 4)
+    nodes = [helper.make_node("Conv", ["X", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("ReduceMax", ["r"], ["m"], axes=[2, 3], keepdims=0),
+             helper.make_node("Gemm", ["m", "fc"], ["Y"], transB=1)]
+    model = _model(nodes, {"X": [1, 2, 6, 6]}, {"Y": [1, 3]}, {"w": w, "fc": fc})
+    module = onnx_to_module(model)
+    x = _rand(2, 2, 6, 6)
+    want = np.concatenate([_reference(model, X=x[i:i + 1])[0] for i in range(2)])
+    np.testing.assert_allclose(_run(module, x), want, rtol=1e-5, atol=1e-5)
+
+    class Same(nn.Module):
+        def forward(self, t):
+            h = torch.relu(F.conv2d(t, torch.from_numpy(w))).amax((2, 3))
+            return h @ torch.from_numpy(fc).T
+
+    g, ref = SignedGraph.from_module(module, (2, 6, 6)), SignedGraph.from_module(Same(), (2, 6, 6))
+    assert [nb.op for nb in g.node_blocks] == ["input", "conv", "maxpool", "dense"]
+    np.testing.assert_allclose(g.to_scipy().toarray(), ref.to_scipy().toarray())
+
+
 def test_a_slice_of_the_batch_axis_to_its_end_is_the_whole_batch():
     """A file of batch 1 slicing axis 0 to INT64_MAX (Silero VAD's STFT keeps
     ``[0:]`` of its convolution): the whole batch at any batch size, equal

@@ -31,11 +31,11 @@ from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .aten_norms import (Stat, _batch_norm, _batch_norm_layer, _group_norm, _group_norm_layer,
                          _instance_norm_layer, _layer_norm, _layer_norm_layer,
                          _reduced_statistic, _statistic)
-from .aten_rules import (_adaptive, _add, _addcmul, _attention, _avg_pool, _bmm, _clamp_nonneg,
-                         _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
-                         _leaky_relu, _linear, _matmul, _max_pool, _mean, _monotone, _mul, _neg,
-                         _nonmonotone, _prelu, _refuse, _shape_rule, _sum, _threshold, _where,
-                         _upsample, interpolation_matrices)
+from .aten_rules import (_adaptive, _add, _addcmul, _amax, _attention, _avg_pool, _bmm,
+                         _clamp_nonneg, _conv_layer, _conv_transpose_layer, _convolution, _div,
+                         _identity, _leaky_relu, _linear, _matmul, _max_pool, _mean, _monotone,
+                         _mul, _neg, _nonmonotone, _prelu, _refuse, _shape_rule, _sum, _threshold,
+                         _where, _upsample, interpolation_matrices)
 from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, _is_sym, _opname, flatten,
                        has_sym)
 
@@ -299,6 +299,9 @@ ATEN_OPS: dict = {
     aten.instance_norm.default: _instance_norm_layer,
     aten.mean.dim: _mean,
     aten.sum.dim_IntList: _sum,
+    aten.amax.default: _amax,
+    aten.max.dim: _amax,
+    aten.max.default: _amax,
     aten.addcmul.default: _addcmul,
     **_ops("maximum minimum", _threshold),
     **_ops("where masked_fill", _where),

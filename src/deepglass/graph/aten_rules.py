@@ -240,7 +240,20 @@ def _sum(ip, n, args, kwargs, real):
     return _reduction(ip, n, args, real, mean=False)
 
 
-def _reduction(ip, n, args, real, mean: bool):
+def _amax(ip, n, args, kwargs, real):
+    """``x.amax(dims)`` / ``x.max(dim)``: a max pool with one window over those
+    dimensions (a global max pool written as a reduction, SPEC §1: one edge
+    from every element of the window, of the pool weight; an active subnetwork
+    keeps the window's maximum); the statistic of a normalization where it
+    goes on to rescale a value.  ``max(dim)``'s indices are no value."""
+    if n.target is aten.max.default or (n.target is aten.amax.default
+                                         and _arg(n, ip.real(n.args), 1, "dim") in (None, [], ())):
+        ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension")
+    val = _reduction(ip, n, args, real[0] if isinstance(real, tuple) else real, pool="max")
+    return (val, None) if isinstance(real, tuple) else val
+
+
+def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
     dims = _arg(n, ip.real(n.args), 1, "dim")
     nd = ip.real(n.args[0]).ndim
     dl = sorted({d % nd for d in ([dims] if isinstance(dims, int) else dims or range(nd))})
@@ -252,7 +265,7 @@ def _reduction(ip, n, args, real, mean: bool):
     if mean and dl[0] >= 2:
         return global_mean_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dl)
     return reduce_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dl,
-                     ip.b.pool_weight if mean else 1.0)
+                     ip.b.pool_weight if mean or pool else 1.0, pool_type=pool or "avg")
 
 
 def interpolation_matrices(op: Callable, real_in: torch.Tensor, real_out: torch.Tensor,

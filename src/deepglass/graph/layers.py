@@ -119,11 +119,12 @@ def global_mean_op(builder, name, x, real_in, real_out, dims):
     return Pending([(blk, x)], tuple(real_out.shape[1:]), op="avgpool", name=name)
 
 
-def reduce_op(builder, name, x, real_in, real_out, dims, weight):
-    """``x.sum(dims)`` (``weight`` 1) or ``x.mean(dims)`` (``weight`` None: the
-    pool weight, ``1/|window|`` by default) over any non-batch dimensions: the
-    reduced dimensions are moved last and flattened, so the value is a
-    (kept, reduced) array and the reduction one window per kept element."""
+def reduce_op(builder, name, x, real_in, real_out, dims, weight, pool_type="avg"):
+    """``x.sum(dims)`` (``weight`` 1), ``x.mean(dims)`` or ``x.amax(dims)``
+    (``pool_type="max"``; ``weight`` None: the pool weight, ``1/|window|`` by
+    default) over any non-batch dimensions: the reduced dimensions are moved
+    last and flattened, so the value is a (kept, reduced) array and the
+    reduction one window per kept element."""
     nd = real_in.ndim
     dims = sorted(d % nd for d in dims)
     kept = [d for d in range(1, nd) if d not in dims]
@@ -134,6 +135,6 @@ def reduce_op(builder, name, x, real_in, real_out, dims, weight):
         return remap(x, lambda t, fill: t.reshape(out))
     perm = [0] + kept + dims
     x = remap(x, lambda t, fill: t.permute(perm).reshape(1, K, R))
-    blk = PoolBlock((K, R), (K, 1), [adaptive_windows(R, 1)], "avg", weight=weight, module=name)
-    return Pending([(blk, x)], tuple(real_out.shape[1:]), op="avgpool" if weight is None else "sum",
-                   name=name)
+    blk = PoolBlock((K, R), (K, 1), [adaptive_windows(R, 1)], pool_type, weight=weight, module=name)
+    op = "maxpool" if pool_type == "max" else "avgpool" if weight is None else "sum"
+    return Pending([(blk, x)], tuple(real_out.shape[1:]), op=op, name=name)

@@ -40,6 +40,7 @@ __all__ = ["Ref", "Pending", "Builder", "NonMonotoneActivationWarning", "Forward
 
 SUPPORTED = ("linear, conv1d/2d/3d (stride, padding incl. 'same' and asymmetric F.pad, "
              "dilation, groups), max/avg pooling incl. adaptive and ceil_mode, global mean, "
+             "max / mean / sum over dimensions, "
              "batch norm, residual add/sub, cat, chunk/split, flatten/view/reshape/"
              "permute/transpose (channel shuffle), zero / reflect / replicate / circular "
              "padding, scalar multiplication, "

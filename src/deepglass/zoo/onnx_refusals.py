@@ -18,7 +18,7 @@ SUPPORTED_OPS = (
     "DepthToSpace", "Dropout", "Elu", "Exp", "Expand", "Flatten", "Gather", "GatherND", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
     "GroupNormalization", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
     "LayerNormalization", "LeakyRelu", "LogSoftmax", "LRN", "MatMul", "MaxPool", "Mish", "Mul", "Neg", "Pad", "Pow",
-    "PRelu", "Reciprocal", "ReduceL2", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax",
+    "PRelu", "Reciprocal", "ReduceL2", "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax",
     "Softplus", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose", "Unsqueeze", "Upsample",
     "Max", "Min",   # of one activation and one constant (a TLU)
 )

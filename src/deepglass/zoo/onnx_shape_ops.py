@@ -369,14 +369,20 @@ class _ShapeOps:
         """A sum over axes (the radix branches of split attention add up)."""
         self._reduce(node, a, "sum")
 
+    def op_ReduceMax(self, node, a):
+        """A max over axes (a global max pool written as a reduction, as tf2onnx
+        writes Keras' GlobalMaxPooling): a max pool with one window."""
+        self._reduce(node, a, "amax")
+
     def op_ReduceL2(self, node, a):
         """The Euclidean norm over axes (ConvNeXt-V2's response norm): a per-sample
         statistic, which the capture keeps out of the graph (SPEC §1b)."""
         self._reduce(node, a, "norm")
 
     def _reduce(self, node, a, method: str) -> None:
-        """ReduceMean / ReduceSum / ReduceL2 over constant axes (an attribute, or
-        input 1 from opset 13/18) as ``x.mean`` / ``x.sum`` / ``torch.linalg.vector_norm``."""
+        """ReduceMean / ReduceSum / ReduceMax / ReduceL2 over constant axes (an
+        attribute, or input 1 from opset 13/18) as ``x.mean`` / ``x.sum`` /
+        ``x.amax`` / ``torch.linalg.vector_norm``."""
         x = self.inp(node, 0)
         if a.get("axes") is None and self.inp(node, 1) is None and int(a.get("noop_with_empty_axes", 0)):
             self.set(node, x)
