@@ -161,3 +161,31 @@ def test_timm_families_of_the_later_rules_give_a_graph(name):
     assert len(g.output_index) == m.num_classes
     assert g.n_edges > g.n_nodes - g.input_block.size
     assert bool(g.meta.get("gates")) == gated
+
+
+def test_cbam_gates_with_max_pooled_branches_are_rescalings():
+    """timm's CBAM: channel and spatial attention gates whose branches pool by
+    max (``amax`` over space, a max over channels) as well as by mean. Both are
+    positive rescalings and their branches are left out, so the graph is that
+    of the same net without the module."""
+    from timm.layers import get_attn
+
+    class Net(torch.nn.Module):
+        def __init__(self, attn):
+            super().__init__()
+            self.conv, self.attn, self.fc = torch.nn.Conv2d(3, 16, 3), attn, torch.nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.fc(self.attn(torch.relu(self.conv(x))).mean((2, 3)))
+
+    torch.manual_seed(0)
+    gated = Net(get_attn("cbam")(16)).eval()
+    plain = Net(torch.nn.Identity()).eval()
+    plain.load_state_dict(gated.state_dict(), strict=False)
+    g, ref = SignedGraph.from_module(gated, (3, 12, 12)), SignedGraph.from_module(plain, (3, 12, 12))
+    assert g.meta["gates"] == ["attn.channel:mul", "attn.spatial:mul_1"]
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
+    np.testing.assert_allclose(g.to_scipy().toarray(), ref.to_scipy().toarray())
+    # each weight once, though the channel MLP runs on two pooled values
+    assert sum(r["params"] for r in g.meta["left_out"]) == sum(
+        p.numel() for p in gated.attn.parameters() if p.dim() > 1) == 16 + 16 + 2 * 7 * 7

@@ -411,9 +411,18 @@ def prune(builder: Builder, outputs: dict[str, np.ndarray]):
                 keep[list(b.src_blocks)] = True
     if keep.all():
         return outputs, []
-    left_out = [{"block": nb.name, "op": nb.op, "nodes": nb.size,
-                 "params": int(sum(b.n_params() for b in into.get(k, [])))}
-                for k, nb in enumerate(nbs) if not keep[k]]
+    left_out, counted = [], set()
+    for k, nb in enumerate(nbs):
+        if not keep[k]:
+            # a layer applied twice (CBAM's channel MLP on the mean and on the
+            # max) has its parameters once
+            params = 0
+            for b in into.get(k, []):
+                if b.module not in counted:
+                    counted.add(b.module)
+                    params += b.n_params()
+            left_out.append({"block": nb.name, "op": nb.op, "nodes": nb.size,
+                             "params": int(params)})
     newid = np.full(builder.n, -1, dtype=np.int64)
     new_blocks, new_index, off = [], {}, 0
     for k, nb in enumerate(nbs):
