@@ -245,10 +245,8 @@ def _amax(ip, n, args, kwargs, real):
     dimensions (a global max pool written as a reduction, SPEC §1: one edge
     from every element of the window, of the pool weight; an active subnetwork
     keeps the window's maximum); the statistic of a normalization where it
-    goes on to rescale a value.  ``max(dim)``'s indices are no value."""
-    if n.target is aten.max.default or (n.target is aten.amax.default
-                                         and _arg(n, ip.real(n.args), 1, "dim") in (None, [], ())):
-        ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension")
+    goes on to rescale a value (a max over all dimensions, the batch's
+    included, is refused there).  ``max(dim)``'s indices are no value."""
     val = _reduction(ip, n, args, real[0] if isinstance(real, tuple) else real, pool="max")
     return (val, None) if isinstance(real, tuple) else val
 
