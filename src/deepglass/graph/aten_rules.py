@@ -62,7 +62,6 @@ def _conv_layer(ip, n, args, kwargs, real):
         ip.unsupported(n, "convolution", "its weight is computed from the input (a dynamic "
                        "convolution); the signed graph needs fixed weights")
     r = ip.real(n.args)
-    nd = r[1].ndim - 2
     get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
     return conv_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, r[1],
                  get(3, 1), get(4, 0), get(5, 1), get(6, 1))
