@@ -23,8 +23,6 @@ Run:  python bench/bench_onnx_import.py [--size 224] [--opset 17] [--export] [--
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 import tempfile
 import time
@@ -35,6 +33,8 @@ import torch
 
 MODELS = ("densenet121", "resnet18", "mobilenetv2_100", "mobilenetv3_small_100", "efficientnet_b0",
           "convnext_atto", "ghostnet_100", "regnetx_002", "mnasnet_small")
+#: what torch's ONNX exporters log while they run (their progress lines and warnings)
+ONNX_LOGGERS = ("torch.onnx", "torch.export", "onnxscript")
 #: one small member of each of 40 CNN families (residual, grouped, split-attention,
 #: dense, aggregation, dual-path, VGG / RepVGG, mobile and NAS nets, GhostNet V1/V2,
 #: HRNet, ConvNeXt V1/V2, MetaFormers, filter response norm, normalizer-free, ...)
@@ -68,6 +68,7 @@ def main() -> None:
     import timm
 
     from deepglass.errors import DeepglassError
+    from deepglass.graph.aten import quiet_exporter
     from deepglass.zoo.onnx_import import load_onnx
 
     print(f"torch {torch.__version__}, onnx {onnx.__version__}, timm {timm.__version__}, "
@@ -82,7 +83,7 @@ def main() -> None:
             model = timm.create_model(name, pretrained=False).eval()
             x = torch.randn(2, 3, args.size, args.size)
             path = Path(tmp) / f"{name}.onnx"
-            with warnings.catch_warnings(), quiet():
+            with warnings.catch_warnings(), quiet_exporter(ONNX_LOGGERS, stdout=True):
                 warnings.simplefilter("ignore")
                 if args.dynamo:
                     torch.onnx.export(model, (x[:1],), str(path), dynamo=True, verbose=False)
@@ -108,23 +109,6 @@ def main() -> None:
                 ops = sorted({str(n.target).removeprefix("aten.") for n in ep.graph.nodes if n.op == "call_function"})
                 line += f"  export {time.perf_counter() - t0:.1f} s: {', '.join(ops)}"
             print(line, flush=True)
-
-
-@contextlib.contextmanager
-def quiet():
-    """The exporter's progress lines and warnings, on stdout, stderr and its loggers."""
-    import logging
-
-    saved = [(lg, lg.level) for lg in map(logging.getLogger, ("torch.onnx", "torch.export",
-                                                                "onnxscript"))]
-    for lg, _ in saved:
-        lg.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        for lg, level in saved:
-            lg.setLevel(level)
 
 
 if __name__ == "__main__":

@@ -81,14 +81,10 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
         With the exporter's first message line.
     """
     # the exporter logs a failing op's whole traceback (and, for a branch on
-    # the input's values, the program traced so far) before raising: the
-    # one-line error below says it
-    quiet = [logging.getLogger(name) for name in _EXPORT_LOGGERS]
-    levels = [q.level for q in quiet]
-    for q in quiet:
-        q.setLevel(logging.CRITICAL)
+    # the input's values, prints the program traced so far) before raising:
+    # the one-line error below says it
     try:
-        with contextlib.redirect_stderr(io.StringIO()):   # it prints the partial program
+        with quiet_exporter():
             ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
         gm = ep.module()
         if not core and all(_rule(nd.target) is not None for nd in gm.graph.nodes
@@ -101,14 +97,28 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
         return ep.run_decompositions(table).module(), "torch.export (core ATen)"
     except Exception as exc:  # the exporter raises many kinds of errors
         raise ExportFailed(first_line(exc)) from None
-    finally:
-        for q, level in zip(quiet, levels):
-            q.setLevel(level)
 
 
 #: loggers of the exporter silenced while it runs
 _EXPORT_LOGGERS = ("torch._subclasses.fake_tensor", "torch.fx.experimental.symbolic_shapes",
                    "torch.fx.experimental.recording", "torch._export", "torch.export")
+
+
+@contextlib.contextmanager
+def quiet_exporter(loggers=_EXPORT_LOGGERS, stdout: bool = False):
+    """Silence an exporter while it runs: its ``loggers`` below CRITICAL, what it
+    prints on stderr (and on stdout with ``stdout=True``); levels restored after."""
+    saved = [(lg, lg.level) for lg in map(logging.getLogger, loggers)]
+    for lg, _ in saved:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.ExitStack() as stack:
+            if stdout:
+                stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
 
 
 def _rule(target):

@@ -13,7 +13,6 @@ does.  Cost: one export and one import, linear in the size of the network.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import warnings
 
@@ -57,6 +56,7 @@ def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str
         raise DeepglassError(f"reading the TorchScript file {name} needs the 'onnx' package (pip "
                              "install 'deepglass[onnx]'), or arch= (--arch) to load its "
                              "weights into an architecture") from None
+    from ..graph.aten import quiet_exporter
     from .onnx_import import onnx_to_module
 
     shapes = [tuple(input_shape)] if all(isinstance(d, int) for d in input_shape) \
@@ -65,7 +65,7 @@ def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str
     sample = tuple(torch.zeros((1, *s)) for s in shapes)
     buf = io.BytesIO()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), quiet_exporter(("torch.onnx",), stdout=True):
             warnings.simplefilter("ignore")
             torch.onnx.export(script.eval(), sample, buf, dynamo=False, input_names=names,
                               dynamic_axes={n: {0: "batch"} for n in names})
