@@ -278,8 +278,8 @@ def scale(builder: Builder, val, s):
             return val
         shape = (1,) + tuple(val.shape)
         if torch.broadcast_shapes(shape, tuple(full.shape)) == shape and all(
-                type(blk).scale_output is EdgeBlock.scale_output
-                and blk.out_size == math.prod(val.shape) for blk, _ in val.terms):
+                blk.takes_node_scale() and blk.out_size == math.prod(val.shape)
+                for blk, _ in val.terms):
             per_node = torch.broadcast_to(full, shape)
             for blk, _ in val.terms:
                 blk.scale_output(per_node.reshape(blk.out_shape))

@@ -298,7 +298,7 @@ def _rescaled_output(builder: Builder, v, name: str, others: list):
         per_channel = s.reshape(shape[0], -1) if len(shape) > 1 else s.reshape(-1, 1)
         if bool((per_channel == per_channel[:, :1]).all()):
             factor = per_channel[:, 0].reshape((-1,) + (1,) * (len(shape) - 1))
-        elif all(type(b).scale_output is EdgeBlock.scale_output for b in incoming):
+        elif all(b.takes_node_scale() for b in incoming):
             factor = s          # one factor per node (a pool's edges take any)
         else:
             factor = None       # convolutions and dense layers fold per channel only

@@ -140,6 +140,12 @@ class EdgeBlock:
         s = torch.as_tensor(scale, dtype=torch.float64, device=self._device())
         self.out_scale = s if self.out_scale is None else self.out_scale * s
 
+    def takes_node_scale(self) -> bool:
+        """Whether :meth:`scale_output` takes any factor per destination node
+        (pools, sums, identities keep it as ``out_scale``); convolutions and
+        dense layers fold factors into their weights, per channel only."""
+        return type(self).scale_output is EdgeBlock.scale_output
+
     def apply(self, x: torch.Tensor, absolute: bool = False) -> torch.Tensor:
         """``A_b^T x``: propagate ``x`` (R, *in_shape) along the edges -> (R, *out_shape)."""
         if self.in_scale is not None:
