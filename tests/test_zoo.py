@@ -541,6 +541,11 @@ def test_a_torchscript_archive_is_read_through_onnx(tmp_path, how):
         SignedGraph.from_module(script, (2, 6, 6))
     direct = SignedGraph.from_module(zoo.torchscript_to_module(script, (2, 6, 6)), (2, 6, 6))
     assert (direct.n_nodes, direct.n_edges) == (ref.n_nodes, ref.n_edges)
+    # the archive's batch norms are kept, so batchnorm="ignore" reads the convolutions' own weights
+    raw = SignedGraph.from_module(loaded, (2, 6, 6), dtype=torch.float64, batchnorm="ignore")
+    ref_raw = SignedGraph.from_module(src, (2, 6, 6), dtype=torch.float64, batchnorm="ignore")
+    np.testing.assert_allclose(raw.to_scipy().toarray(), ref_raw.to_scipy().toarray(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(raw.to_scipy().toarray(), ref.to_scipy().toarray(), atol=1e-3)
 
 
 def test_pickle_needs_trust(tmp_path):

@@ -6,9 +6,12 @@ TorchScript-based ONNX exporter reads that IR as it is, so
 :func:`torchscript_to_module` exports the archive to ONNX in memory (one run on
 a zero sample of the given shape, batch axis dynamic) and imports the file
 (:mod:`deepglass.zoo.onnx_import`): the same layers, weights and outputs as an
-fx ``GraphModule``.  The exporter folds a batch norm that follows a
-convolution into its weights, as the graph's default ``batchnorm="fold"``
-does.  Cost: one export and one import, linear in the size of the network.
+fx ``GraphModule``.  The export keeps batch norms as ``BatchNormalization``
+(``TrainingMode.PRESERVE`` on the module in eval mode: inference statistics),
+where the exporter's default would fold one that follows a convolution into
+its weights: the graph's ``batchnorm`` rule then decides, and ``"ignore"``
+(the paper's convention) reads the convolution's own weights.  Cost: one
+export and one import, linear in the size of the network.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str
         with warnings.catch_warnings(), quiet_exporter(("torch.onnx",), stdout=True):
             warnings.simplefilter("ignore")
             torch.onnx.export(script.eval(), sample, buf, dynamo=False, input_names=names,
-                              dynamic_axes={n: {0: "batch"} for n in names})
+                              dynamic_axes={n: {0: "batch"} for n in names},
+                              training=torch.onnx.TrainingMode.PRESERVE)
     except Exception as exc:  # the exporter raises many kinds of errors
         raise DeepglassError(f"cannot convert the TorchScript file {name} through ONNX: "
                              f"{first_line(exc)}") from None
