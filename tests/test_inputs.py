@@ -157,6 +157,48 @@ def test_tensor_files(tmp_path):
         load_inputs(tmp_path / "bad.npy", (1, 8, 8))
 
 
+def test_folder_of_tensor_files(tmp_path):
+    """A folder of .npy/.pt files (volumes, any input that is not an image): one input
+    or a batch per file, ids the relative paths, labels from class folders or the files,
+    mis-shaped files skipped with a warning, seeded subsets, and images and tensors
+    not mixed."""
+    vol = torch.randn(5, 1, 4, 6, 6)          # 3D inputs, which no image loader serves
+    root = tmp_path / "vols"
+    for k, c in enumerate(("a", "a", "b")):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        np.save(root / c / f"v{k}.npy", vol[k].numpy())
+    torch.save(vol[3:], root / "b" / "pair.pt")             # a batch of two in one file
+    b = load_inputs(root, (1, 4, 6, 6))
+    assert b.ids == ["a/v0.npy", "a/v1.npy", "b/pair.pt:0", "b/pair.pt:1", "b/v2.npy"]
+    assert torch.equal(b.x, vol[[0, 1, 3, 4, 2]])
+    assert b.classes == ["a", "b"] and b.labels.tolist() == [0, 0, 1, 1, 1]
+    one = load_inputs(root, (1, 4, 6, 6), n=2, seed=5)
+    assert one.ids == load_inputs(root, (1, 4, 6, 6), n=2, seed=5).ids and len(one) == 2
+    assert all(torch.equal(one.x[i], b.x[b.ids.index(id_)]) for i, id_ in enumerate(one.ids))
+    # flat folder: the files' own labels when every file has them
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    torch.save({"x": vol[:2], "labels": torch.tensor([7, 8])}, flat / "p.pt")
+    np.savez(flat / "q.npz", x=vol[2:3].numpy(), labels=np.array([9]))
+    f = load_inputs(flat, (1, 4, 6, 6))
+    assert f.labels.tolist() == [7, 8, 9] and f.classes is None and f.ids == ["p.pt:0", "p.pt:1", "q.npz"]
+    # a mis-shaped file is skipped and named; none readable is one line
+    np.save(flat / "wrong.npy", np.zeros((1, 4, 6, 5), np.float32))
+    with pytest.warns(UserWarning, match=r"skipped 1 .*wrong\.npy"):
+        g = load_inputs(flat, (1, 4, 6, 6))
+    assert g.skipped[0][0] == "wrong.npy" and len(g) == 3
+    with pytest.raises(DeepglassError, match=r"no readable tensor file .* does not match") as e:
+        load_inputs(flat, (2, 4, 6, 6))
+    assert "\n" not in str(e.value)
+    Image.new("RGB", (8, 8)).save(flat / "img.png")
+    with pytest.raises(DeepglassError, match="both image files"):
+        load_inputs(flat, (1, 4, 6, 6))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DeepglassError, match="no image files .* nor tensor files"):
+        load_inputs(empty, (1, 4, 6, 6))
+
+
 def test_packaged_photographs():
     pytest.importorskip("skimage")
     s = load_inputs("skimage", (3, 224, 224), n=4, seed=0)

@@ -17,7 +17,10 @@ source                   what
 ``"sklearn-images"``     scikit-learn's :func:`~sklearn.datasets.load_sample_images`
                          (china, flower)
 a folder                 image files, flat or in the Imagenette / ImageFolder layout
-                         (one sub-folder per class; labels index the sorted folder names)
+                         (one sub-folder per class; labels index the sorted folder names);
+                         or tensor files (``.npy/.npz/.pt``), each one input of shape
+                         ``input_shape`` or a batch of them (volumes, spectrograms, any
+                         input that is not an image), in the same layouts
 a ``.npy/.npz/.pt`` file a tensor (B, \\*input_shape) used as is (``.npz``/``.pt`` may hold
                          a dict with ``x`` and optional ``labels`` / ``ids``)
 a tensor or array        used as is
@@ -66,6 +69,8 @@ SKIMAGE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hub
 #: file suffixes a folder source reads (case-insensitive); other files are ignored.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm", ".pbm")
+#: tensor file suffixes: a file source, or a folder of them (one input or a batch per file).
+TENSOR_SUFFIXES = (".npy", ".npz", ".pt", ".pth")
 
 SOURCES = ("digits", "mnist", "skimage", "sklearn-images")
 
@@ -138,8 +143,8 @@ def _check_n(n) -> int | None:
 def _image_shape(input_shape: Sequence[int], what: str) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) < 1:
-        raise DeepglassError(f"{what} are images: they serve nets with input shape (1|3, H, W), "
-                             f"not {shape}")
+        raise DeepglassError(f"{what} serve nets with input shape (1|3, H, W), not {shape}; "
+                             "other inputs come as tensor files (.npy, .npz, .pt)")
     return shape  # type: ignore[return-value]
 
 
@@ -295,21 +300,81 @@ def _sklearn_loaders():
             for f, img in zip(d.filenames, d.images)]
 
 
-def _folder_loaders(root: Path):
-    files = sorted(p for p in root.rglob("*") if p.is_file()
-                   and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
-    if not files:
-        raise DeepglassError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+def _folder_files(root: Path, suffixes: Sequence[str]) -> list[Path]:
+    """Files of ``root`` (recursive, sorted) with one of ``suffixes``, hidden ones left out."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def _class_layout(root: Path, files: Sequence[Path]):
+    """Relative names, labels and classes of ``files``: the Imagenette / ImageFolder layout
+    (every file in a class sub-folder; labels index the sorted folder names), else no labels."""
     rel = [p.relative_to(root) for p in files]
-    # Imagenette / ImageFolder layout: every image sits in a class sub-folder
     if all(len(r.parts) >= 2 for r in rel):
         classes = sorted({r.parts[0] for r in rel})
-        labels = [classes.index(r.parts[0]) for r in rel]
-    else:
-        classes, labels = None, None
+        return rel, [classes.index(r.parts[0]) for r in rel], classes
+    return rel, None, None
+
+
+def _folder_loaders(root: Path, files: Sequence[Path]):
+    rel, labels, classes = _class_layout(root, files)
     loaders = [(r.as_posix(), (lambda p=p: _decode_file(p))) for r, p in zip(rel, files)]
     return loaders, labels, classes
+
+
+def _tensor_folder(root: Path, files: Sequence[Path], shape, n, seed) -> InputBatch:
+    """A folder of tensor files, each one input of ``shape`` or a batch (B, \\*shape).
+
+    Files are read in a seeded random order until ``n`` inputs are in hand (all when
+    ``n`` is None); one that cannot be read or has another shape is skipped, with a
+    warning, as an unreadable image is.  Ids are the files' relative paths (``path:i``
+    for the i-th input of a batch file); labels come from class sub-folders, else from
+    the files' own ``labels`` where every file has them.
+    """
+    from .memory import check_fits
+
+    rel, folder_labels, classes = _class_layout(root, files)
+    sizes = [p.stat().st_size for p in files]
+    m = len(files)
+    order = (list(range(m)) if n is None or n >= m
+             else np.random.default_rng(seed).permutation(m).tolist())
+    got: dict[int, InputBatch] = {}
+    skipped: list[tuple[str, str]] = []
+    count = 0
+    for i in order:
+        if n is not None and count >= n:
+            break
+        name = rel[i].as_posix()
+        try:
+            b = _load_file(files[i], shape, None, seed, name)
+        except DeepglassError as exc:
+            skipped.append((name, str(exc).removeprefix(f"{name}: ")))
+            continue
+        if b.ids == [f"{name}:0"]:      # one input per file: its id is the file
+            b.ids = [name]
+        got[i] = b
+        count += len(b)
+        check_fits(9 * sum(sizes[j] for j in got), f"reading the tensor files in {root}",
+                   "lower --n (or raise --max-memory-gb)")
+    keep = sorted(got)
+    if not keep:
+        raise DeepglassError(f"{root}: no readable tensor file of input shape "
+                             f"{tuple(shape)}, e.g. {skipped[0][0]}: {skipped[0][1]}")
+    if skipped:
+        warnings.warn(f"{root}: skipped {len(skipped)} unreadable or mis-shaped tensor file(s), "
+                      f"e.g. {skipped[0][0]} ({skipped[0][1]})", stacklevel=4)
+    x = torch.cat([got[i].x for i in keep])
+    ids = [id_ for i in keep for id_ in got[i].ids]
+    if folder_labels is not None:
+        labels = torch.as_tensor([folder_labels[i] for i in keep for _ in range(len(got[i]))],
+                                 dtype=torch.int64)
+    elif all(got[i].labels is not None for i in keep):
+        labels = torch.cat([got[i].labels for i in keep])
+    else:
+        labels = None
+    idx = torch.as_tensor(_select([0] * len(ids), n, seed), dtype=torch.long)
+    return InputBatch(x[idx].contiguous(), [ids[i] for i in idx.tolist()],
+                      None if labels is None else labels[idx], skipped, classes, str(root))
 
 
 def _tensor_batch(obj, input_shape, n, seed, name: str) -> InputBatch:
@@ -350,9 +415,13 @@ def _tensor_batch(obj, input_shape, n, seed, name: str) -> InputBatch:
                       None if labels is None else labels[t], [], None, name)
 
 
-def _load_file(path: Path, input_shape, n, seed) -> InputBatch:
+def _load_file(path: Path, input_shape, n, seed, name: str | None = None) -> InputBatch:
+    """A tensor file's inputs; ``name`` (default: the file's name) prefixes ids and errors."""
     suffix = path.suffix.lower()
     try:
+        if suffix not in TENSOR_SUFFIXES:
+            raise DeepglassError(f"{path}: expected a folder of images or a .npy/.npz/.pt "
+                                 f"tensor file, not '{suffix or path.name}'")
         if suffix == ".npy":
             obj = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
@@ -360,17 +429,14 @@ def _load_file(path: Path, input_shape, n, seed) -> InputBatch:
                 obj = {k: z[k] for k in z.files}
             if "x" not in obj and len(obj) == 1:
                 obj = next(iter(obj.values()))
-        elif suffix in (".pt", ".pth"):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
         else:
-            raise DeepglassError(f"{path}: expected a folder of images or a .npy/.npz/.pt "
-                                 f"tensor file, not '{suffix or path.name}'")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except DeepglassError:
         raise
     except Exception as exc:
         raise DeepglassError(f"{path}: cannot read the tensor file "
                              f"({first_line(exc, typed=True, limit=200)})") from None
-    return _tensor_batch(obj, input_shape, n, seed, path.name)
+    return _tensor_batch(obj, input_shape, n, seed, name or path.name)
 
 
 def load_inputs(spec, input_shape: Sequence[int], n: int | None = None, seed: int = 0, *,
@@ -451,8 +517,18 @@ def _load_batch(spec, input_shape, n, seed, *, resize, mean, std) -> InputBatch:
         raise DeepglassError(f"inputs {str(spec)!r}: no such file or folder, and not one of "
                              f"{', '.join(SOURCES)}")
     if path.is_dir():
-        _image_shape(shape, f"the images in {path}")
-        loaders, labels, classes = _folder_loaders(path)
+        images = _folder_files(path, IMAGE_SUFFIXES)
+        tensors = _folder_files(path, TENSOR_SUFFIXES)
+        if images and tensors:
+            raise DeepglassError(f"{path} holds both image files ({len(images)}) and tensor files "
+                                 f"({len(tensors)}): give a folder of one kind")
+        if tensors:
+            return _tensor_folder(path, tensors, shape, n, seed)
+        if not images:
+            raise DeepglassError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) nor "
+                                 f"tensor files ({', '.join(TENSOR_SUFFIXES)})")
+        _image_shape(shape, f"the image files in {path}")
+        loaders, labels, classes = _folder_loaders(path, images)
         _check_batch_memory(len(loaders) if n is None else min(int(n), len(loaders)), shape)
         x, ids, lab, skipped = _load_images(loaders, labels, shape, n, seed, source=str(path),
                                             **opts)

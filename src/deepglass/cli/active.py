@@ -30,7 +30,7 @@ def _json_rows(table) -> list[dict]:
 def active_cmd(
     model: str = typer.Argument(..., help="A zoo name or a model file (see `deepglass graph`)."),
     inputs: str = typer.Option(..., "--inputs", help="digits, mnist, skimage, sklearn-images, "
-                               "a folder of images or a .npy/.npz/.pt tensor file."),
+                               "a folder of images or of .npy/.npz/.pt files, or one such tensor file."),
     n: Optional[int] = typer.Option(None, "--n", help="Number of inputs (default: all)."),
     method: str = typer.Option("auto", "--method", help="Solver of each active subgraph: auto "
                                "(greedy up to 2M edges, else descent), descent, anneal, greedy "

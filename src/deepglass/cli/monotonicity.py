@@ -55,7 +55,7 @@ NULLS_HELP = ("Null models, comma-separated names or aliases of the null registr
 def monotonicity_cmd(
     model: str = typer.Argument(..., help="A zoo name or a model file (see `deepglass graph`)."),
     inputs: str = typer.Option(..., "--inputs", help="digits, mnist, skimage, sklearn-images, "
-                               "a folder of images or a .npy/.npz/.pt tensor file."),
+                               "a folder of images or of .npy/.npz/.pt files, or one such tensor file."),
     n: Optional[int] = typer.Option(None, "--n", help="Number of inputs (default: all)."),
     amplitudes: int = typer.Option(100, "--amplitudes", help="Amplitudes per input."),
     amplitude_range: str = typer.Option("1e-3,1", "--amplitude-range",
