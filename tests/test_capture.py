@@ -10,6 +10,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg  # noqa: F401  (sp.linalg)
 import pytest
 import torch
 import torch.nn as nn
@@ -1194,3 +1196,53 @@ def test_a_fixed_mask_is_padding_and_a_choice_between_values_is_refused():
     assert g.n_edges == 2 * 9 * 4 + 3 * int(keep.sum())
     with pytest.raises(UnsupportedLayerError, match="where.*only a fixed mask choosing between"):
         SignedGraph.from_module(_Masked(from_input=True).eval(), (1, 4, 4))
+
+
+class _VolumeUNet(nn.Module):
+    """A volumetric (3D) U-Net in miniature, linear (biases zero, no activation) so
+    that its Jacobian is the path sum of the signed graph: convolution + batch norm,
+    average pooling, a strided grouped convolution, transposed convolution, trilinear
+    upsampling, a concatenated skip, global pooling and a dense head."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv3d(1, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm3d(4)
+        self.down = nn.Conv3d(4, 4, 3, stride=2, padding=1, groups=2, bias=False)
+        self.up = nn.ConvTranspose3d(4, 2, 2, stride=2, bias=False)
+        self.dec = nn.Conv3d(6, 3, (1, 3, 3), padding=(0, 1, 1), bias=False)
+        self.head = nn.Linear(3, 2, bias=False)
+        with torch.no_grad():
+            self.bn.weight.copy_(torch.tensor([1.5, -0.5, 0.8, -1.2]))
+            self.bn.bias.zero_()
+            self.bn.running_mean.zero_()
+            self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        e = self.bn(self.enc(x))
+        d = self.down(F.avg_pool3d(e, 2))
+        u = self.up(F.interpolate(d, scale_factor=2, mode="trilinear"))
+        y = self.dec(torch.cat([u, e], 1))
+        return self.head(F.adaptive_avg_pool3d(y, 1).flatten(1))
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_a_volumetric_net_is_its_jacobian(capture):
+    """3D layers (medical-imaging U-Nets): the linear network's Jacobian equals
+    E_out^T (I - A^T)^{-1} E_in of the explicit graph, and the matrix-free
+    operator equals the explicit matrix."""
+    torch.manual_seed(6)
+    net = _VolumeUNet().double().eval()
+    shape = (1, 4, 8, 8)
+    g, _ = _graph(net, shape, capture=capture)
+    n, n_in = g.n_nodes, int(np.prod(shape))
+    A = sp.csc_matrix(_dense(g))
+    E_in = np.zeros((n, n_in))
+    E_in[np.arange(n_in), np.arange(n_in)] = 1
+    V = sp.linalg.spsolve(sp.identity(n, format="csc") - A.T.tocsc(), E_in)
+    x = torch.randn((1,) + shape, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(net, x).reshape(2, n_in).numpy()
+    np.testing.assert_allclose(V[g.output_index], J, rtol=1e-9, atol=1e-12)
+    y = torch.randn(2, n, dtype=torch.float64)
+    np.testing.assert_allclose(g.matvec(y).numpy(), (A @ y.numpy().T).T, atol=1e-10)
+    np.testing.assert_allclose(g.sym_matvec(y).numpy(), ((A + A.T) @ y.numpy().T).T, atol=1e-10)
