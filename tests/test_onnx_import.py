@@ -886,6 +886,42 @@ def test_shape_arithmetic_folds_and_selection_on_activations_is_refused():
                     r"^ONNX node 'positive' \(Greater\): data-dependent control flow or selection")
 
 
+def test_tile_of_an_activation_is_a_reindexing():
+    """Tile with constant repeats off the batch axis (V-Net's input channels tiled to
+    match its first convolution's): copies, so the graph is that of the same net
+    written with ``repeat`` in PyTorch, and the module equals the ONNX reference at
+    batch 3; tiling the batch axis is refused by name."""
+    w = _rand(4, 1, 3, 3)
+    nodes = [helper.make_node("Conv", ["X", "W"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Tile", ["X", "reps"], ["t"], name="tile"),
+             helper.make_node("Add", ["c", "t"], ["a"], name="add"),
+             helper.make_node("Relu", ["a"], ["Y"], name="relu")]
+    model = _model(nodes, {"X": ["N", 1, 5, 5]}, {"Y": ["N", 4, 5, 5]},
+                   {"W": w, "reps": np.array([1, 4, 1, 1], np.int64)})
+    module = onnx_to_module(model, input_shape=(1, 5, 5))
+    x = _rand(3, 1, 5, 5)
+    np.testing.assert_allclose(_run(module, x), _reference(model, X=x)[0], rtol=1e-5, atol=1e-6)
+    assert not getattr(module, "batch_one_only", False)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+            self.conv.weight.data = torch.from_numpy(w)
+
+        def forward(self, x):
+            return torch.relu(self.conv(x) + x.repeat(1, 4, 1, 1))
+
+    g = SignedGraph.from_module(module, (1, 5, 5), dtype=torch.float64)
+    ref = SignedGraph.from_module(Net(), (1, 5, 5), dtype=torch.float64)
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
+    np.testing.assert_allclose(g.to_scipy().toarray(), ref.to_scipy().toarray(), rtol=1e-6)
+    batch = _model([helper.make_node("Tile", ["X", "reps"], ["Y"], name="tile_batch")],
+                   {"X": [1, 2]}, {"Y": [2, 2]}, {"reps": np.array([2, 1], np.int64)})
+    _one_line_error(lambda: onnx_to_module(batch),
+                    r"^ONNX node 'tile_batch' \(Tile\): tiling the batch axis \(2 copies")
+
+
 @pytest.mark.parametrize("mode", ["DCR", "CRD"])
 def test_depth_to_space_and_back_sum_and_log_softmax(mode):
     """DepthToSpace / SpaceToDepth by the spec's reshape-transpose-reshape; Sum; LogSoftmax over channels."""

@@ -160,7 +160,18 @@ class _ShapeOps:
         self.set(node, self.emit_method("expand", x, (-1, *target[1:])))
 
     def op_Tile(self, node, a):
-        self._fold(node, lambda t, reps: t.repeat(*reps.tolist()))
+        """Folded on constants; on an activation with constant repeats that leave the
+        batch axis alone (V-Net's input channels tiled to 16), copies: a re-indexing."""
+        x = self.inp(node, 0)
+        if x.is_const:
+            self._fold(node, lambda t, reps: t.repeat(*reps.tolist()))
+            return
+        reps = [int(r) for r in self.need_const(node, 1, "repeats").reshape(-1).tolist()]
+        if len(reps) != x.tensor.dim():
+            self.refuse(node, f"{len(reps)} repeats for a rank-{x.tensor.dim()} value")
+        if reps[0] != 1:
+            self.refuse(node, f"tiling the batch axis ({reps[0]} copies of each sample)")
+        self.set(node, self.emit_method("repeat", x, tuple(reps)))
 
     def _axes(self, node, a) -> list[int] | None:
         axes = a.get("axes")
