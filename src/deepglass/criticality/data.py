@@ -9,7 +9,11 @@ Sources, by ``spec``:
   and ``test_batch``, or a parent holding ``cifar-10-batches-py``), 3 x 32 x 32;
 - an image folder ``root/<class>/*.png`` (also jpg, jpeg, bmp, gif, tif), or
   a flat folder of images (one class): grayscale if every image is, else RGB,
-  resized to the most common size.
+  resized to the most common size;
+- for a given network only (not the reference nets, which train on labelled
+  images): a tensor file (``.npy/.npz/.pt``) or a folder of them, read by
+  :func:`deepglass.inputs.load_inputs` at the network's input shape and used as
+  is (no standardization, all held out: volumes, spectrograms, any input).
 
 Pixels are scaled to [0, 1] and standardized per channel with the training
 split's mean and standard deviation.  Packaged data and image folders are split
@@ -186,20 +190,48 @@ def _subsample(X, y, k: int | None, rng: np.random.Generator):
     return X[idx], y[idx]
 
 
+def _is_tensor_source(path: Path) -> bool:
+    """A tensor file, or a folder that holds tensor files (and no image)."""
+    from ..inputs import IMAGE_SUFFIXES as ANY_IMAGE, TENSOR_SUFFIXES, _folder_files
+
+    if path.is_file():
+        return path.suffix.lower() in TENSOR_SUFFIXES
+    return (path.is_dir() and _cifar_dir(path) is None and bool(_folder_files(path, TENSOR_SUFFIXES))
+            and not _folder_files(path, ANY_IMAGE))
+
+
+def _tensor_data(path: Path, input_shape, seed: int, max_test: int | None) -> ImageData:
+    """Tensor inputs of a given network, all held out, used as is."""
+    from ..inputs import load_inputs
+
+    if input_shape is None:
+        raise DeepglassError(f"tensor data ({path}) serve a given network (a zoo name or a model "
+                             "file, at its input shape), not the reference nets, which train on "
+                             "labelled images: give mnist, digits, CIFAR-10 or an image folder")
+    b = load_inputs(path, tuple(input_shape), n=max_test, seed=seed)
+    X = b.x.numpy()
+    y = (b.labels.numpy() if b.labels is not None else np.full(len(X), -1)).astype(np.int64)
+    return ImageData(f"tensors:{path}", X[:0], y[:0], X, y, list(b.classes or []))
+
+
 def load_dataset(spec: str | os.PathLike = "mnist", *, seed: int = 0, test_fraction: float = 0.2,
-                 max_train: int | None = None, max_test: int | None = None) -> ImageData:
+                 max_train: int | None = None, max_test: int | None = None,
+                 input_shape=None) -> ImageData:
     """Load an image data set (see the module docstring for ``spec``).
 
     Parameters
     ----------
     spec : str or path
-        ``"mnist"``, ``"digits"``, a CIFAR-10 directory or an image folder.
+        ``"mnist"``, ``"digits"``, a CIFAR-10 directory or an image folder; for
+        a given network (``input_shape``), also tensor files.
     seed : int
         Seed of the train / test split and of subsampling.
     test_fraction : float
         Held-out fraction for packaged data and image folders.
     max_train, max_test : int, optional
         Keep at most this many (uniformly chosen) training / test images.
+    input_shape : tuple of int, optional
+        The per-sample input shape of a given network: tensor data are read at it.
 
     Raises
     ------
@@ -234,6 +266,8 @@ def load_dataset(spec: str | os.PathLike = "mnist", *, seed: int = 0, test_fract
         if not path.exists():
             raise DeepglassError(f"data set {str(spec)!r} not found: give 'mnist', 'digits', "
                                  "a CIFAR-10 directory or a folder of images (root/*.png or root/class/*.png)")
+        if _is_tensor_source(path):
+            return _tensor_data(path, input_shape, seed, max_test)
         if not path.is_dir():
             raise DeepglassError(f"data path {path} is a file; give a CIFAR-10 directory "
                                  "(data_batch_1..5, test_batch) or a folder of images (root/*.png or root/class/*.png)")

@@ -233,8 +233,9 @@ def compute_checkpoint(shared, payload) -> UnitOutput:
     cfg, data, user_model = shared
     net, epoch, start, seed = payload
     if cfg.user_model:
+        # tensor data without labels (y = -1) have no loss to report
         metrics = evaluate(user_model, data.X_test, data.y_test) \
-            if getattr(user_model, "task", None) else {}
+            if getattr(user_model, "task", None) and (data.y_test >= 0).all() else {}
         df, obs = _analyse(cfg, data, net, epoch, user_model, metrics)
         return UnitOutput({"verdicts": df}, arrays=obs.arrays())
     mdl = build_reference_net(net, data.input_shape, data.n_classes, seed=seed)
@@ -379,7 +380,9 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None, *, execut
             raise DeepglassError("a user-model run needs the model")
         resolve_layers(model, cfg.layers)          # a one-line error before any work
     if data is None:
-        data = load_dataset(cfg.data, seed=cfg.seed, max_train=cfg.max_train, max_test=cfg.max_test)
+        data = load_dataset(cfg.data, seed=cfg.seed, max_train=cfg.max_train, max_test=cfg.max_test,
+                            input_shape=getattr(model, "default_input_shape", None)
+                            if cfg.user_model else None)
     if cfg.user_model:
         # a given network sees the images at its own input size (and channels)
         data = fit_to_input(data, getattr(model, "default_input_shape", None))
