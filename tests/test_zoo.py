@@ -435,6 +435,27 @@ def test_user_arch_on_the_command_line(cli, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "must be Python literals" in err
 
 
+def test_a_class_named_without_weights_is_built_with_random_ones(cli, tmp_path):
+    """``MODULE:CLASS(args)`` as the model (no weights file): built seeded, as
+    ``timm:NAME`` is; the input shape must be given; with arch= it conflicts."""
+    (tmp_path / "usernets.py").write_text(USER_NET)
+    spec = f"{tmp_path}/usernets.py:Net(width=3)"
+    a = zoo.load_model(spec, input_shape=(1, 32), seed=4)
+    b = zoo.load_model(spec, input_shape=(1, 32), seed=4)
+    c = zoo.load_model(spec, input_shape=(1, 32), seed=5)
+    assert type(a).__name__ == "Net" and not a.training and a.default_input_shape == (1, 32)
+    assert torch.equal(a.conv.weight, b.conv.weight) and not torch.equal(a.conv.weight, c.conv.weight)
+    with pytest.raises(DeepglassError, match="conflicts with"):
+        zoo.load_model(spec, arch="digits_cnn")
+    code, out, err = cli(["graph", spec, "--input-shape", "1,32", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["nodes"] == 32 + 84 + 42 + 3
+    code, out, err = cli(["graph", "torch.nn:Linear(3, 2)"])
+    assert code == 2 and err.count("\n") == 1 and "input shape is unknown" in err
+    code, out, err = cli(["graph", "not_a_module_xyz:Net"])
+    assert code == 2 and "cannot import 'not_a_module_xyz'" in err
+
+
 def _user_net(tmp_path):
     from deepglass.zoo.user_arch import build_user_arch
 

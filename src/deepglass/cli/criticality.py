@@ -162,10 +162,11 @@ def powerlaw_cmd(
         nets = [canonical_name(model)]
     else:
         from ..zoo import registry
+        from ..zoo.user_arch import names_user_code
 
         # a mistyped reference net would otherwise get the zoo's list, without them
         if not (Path(model).expanduser().exists() or model in registry.ENTRIES
-                or model.startswith("timm:")):
+                or model.startswith("timm:") or names_user_code(model)):
             raise DeepglassError(f"no such file, reference net or zoo network: {model!r} "
                                  f"(reference nets: all, {', '.join(REFERENCE_NETS)}; "
                                  f"zoo: {', '.join(registry.names())})")

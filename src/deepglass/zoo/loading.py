@@ -2,7 +2,9 @@
 
 :func:`load_model` accepts
 
-- a zoo name (:func:`deepglass.zoo.names`);
+- a zoo name (:func:`deepglass.zoo.names`), ``timm:NAME`` or ``MODULE:CLASS(args)``
+  (a class of the user's own code or of a library, :mod:`deepglass.zoo.user_arch`),
+  built with random weights (``seed``);
 - an ``nn.Module`` instance (e.g. a torchvision model), returned as is;
 - a state dict (``.pt`` / ``.pth`` / ``.bin`` read with
   ``torch.load(weights_only=True)``, or ``.safetensors``) for the
@@ -35,7 +37,7 @@ from torch import nn
 
 from ..errors import DeepglassError, first_line
 from . import registry
-from .user_arch import build_user_arch, is_user_arch
+from .user_arch import build_user_arch, is_user_arch, names_user_code
 
 __all__ = ["load_model", "load_state_dict_file", "check_finite", "fit_state_dict"]
 
@@ -233,7 +235,8 @@ def load_model(
     Parameters
     ----------
     name_or_path : str, os.PathLike or nn.Module
-        A zoo name, a file, or a module.
+        A zoo name, ``timm:NAME``, ``MODULE:CLASS(args)`` (random init), a file, or
+        a module.
     arch : str, optional
         Architecture that a state dict (or a TorchScript file's weights) is
         loaded into; required for state dicts.  A zoo name or ``timm:NAME``
@@ -278,8 +281,14 @@ def load_model(
             want = (e.train_spec is not None) if pretrained is None else pretrained
             model = registry.get(name_or_path, pretrained=want, seed=seed)
             default = e.input_shape
+        elif isinstance(name_or_path, str) and names_user_code(name_or_path) and not path.exists():
+            if arch is not None:
+                raise DeepglassError(f"arch={arch!r} conflicts with {name_or_path!r}; give a "
+                                     f"weights file with arch={name_or_path!r} instead")
+            model, default = build_user_arch(name_or_path, seed), None   # random init, seeded
         elif not path.exists():
-            raise DeepglassError(f"no such file or zoo network: {str(name_or_path)!r} (zoo: {', '.join(registry.names())})")
+            raise DeepglassError(f"no such file or zoo network: {str(name_or_path)!r} (zoo: "
+                                 f"{', '.join(registry.names())}; or timm:NAME, MODULE:CLASS)")
         elif path.is_dir():
             raise DeepglassError(f"{path} is a directory, not a model file")
         elif path.stat().st_size == 0:

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..errors import DeepglassError, first_line
 
-__all__ = ["is_user_arch", "build_user_arch"]
+__all__ = ["is_user_arch", "names_user_code", "build_user_arch"]
 
 #: MODULE:ATTR[(ARGS)], MODULE a dotted name or a path ending in .py
 _SPEC = re.compile(r"^(?P<module>[^:()]+):(?P<attr>[A-Za-z_][\w.]*)\s*(?P<call>\(.*\))?\s*$",
@@ -40,6 +40,12 @@ def is_user_arch(arch: str) -> bool:
     """Whether ``arch`` names code of the user's (``MODULE:CLASS``), not a zoo
     architecture or ``timm:NAME``."""
     return ":" in arch and not arch.startswith("timm:")
+
+
+def names_user_code(name: str) -> bool:
+    """Whether ``name`` has the form ``MODULE:CLASS[(args)]`` (a model named by its
+    code, built with random weights, where no file of that name exists)."""
+    return is_user_arch(name) and _SPEC.match(name) is not None
 
 
 def _arguments(call: str | None, arch: str) -> tuple[list, dict]:
