@@ -54,8 +54,8 @@ import torch
 
 from .errors import DeepglassError, first_line
 
-__all__ = ["InputBatch", "load_inputs", "preprocess_image", "IMAGENET_MEAN", "IMAGENET_STD",
-           "SKIMAGE_IMAGES", "IMAGE_SUFFIXES", "SOURCES"]
+__all__ = ["InputBatch", "load_inputs", "preprocess_image", "is_tensor_source", "IMAGENET_MEAN",
+           "IMAGENET_STD", "SKIMAGE_IMAGES", "IMAGE_SUFFIXES", "TENSOR_SUFFIXES", "SOURCES"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -304,6 +304,16 @@ def _folder_files(root: Path, suffixes: Sequence[str]) -> list[Path]:
     """Files of ``root`` (recursive, sorted) with one of ``suffixes``, hidden ones left out."""
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def is_tensor_source(path) -> bool:
+    """Whether ``path`` is a tensor file (``.npy/.npz/.pt``) or a folder that holds
+    tensor files and no image: a source read as tensors, used as is."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() in TENSOR_SUFFIXES
+    return (path.is_dir() and bool(_folder_files(path, TENSOR_SUFFIXES))
+            and not _folder_files(path, IMAGE_SUFFIXES))
 
 
 def _class_layout(root: Path, files: Sequence[Path]):

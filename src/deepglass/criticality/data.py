@@ -191,13 +191,10 @@ def _subsample(X, y, k: int | None, rng: np.random.Generator):
 
 
 def _is_tensor_source(path: Path) -> bool:
-    """A tensor file, or a folder that holds tensor files (and no image)."""
-    from ..inputs import IMAGE_SUFFIXES as ANY_IMAGE, TENSOR_SUFFIXES, _folder_files
+    """A tensor file, or a folder that holds tensor files (and no image), not CIFAR-10."""
+    from ..inputs import is_tensor_source
 
-    if path.is_file():
-        return path.suffix.lower() in TENSOR_SUFFIXES
-    return (path.is_dir() and _cifar_dir(path) is None and bool(_folder_files(path, TENSOR_SUFFIXES))
-            and not _folder_files(path, ANY_IMAGE))
+    return is_tensor_source(path) and not (path.is_dir() and _cifar_dir(path) is not None)
 
 
 def _tensor_data(path: Path, input_shape, seed: int, max_test: int | None) -> ImageData:
