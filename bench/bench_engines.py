@@ -18,6 +18,7 @@ Run::
     python bench/bench_engines.py                 # zoo nets + the 1-d CNN (several minutes)
     python bench/bench_engines.py --cases lenet,resnet18-32
     python bench/bench_engines.py --cases cnn1d --active
+    python bench/bench_engines.py --cases cnn3d   # a 1.9 B-edge volumetric net
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ CASES = {
     "alexnet-1": ("alexnet", (3, 224, 224), 1, ("compiled", "matrix-free")),
     "alexnet-80": ("alexnet", (3, 224, 224), 80, ("compiled",)),
     "resnet18-224": ("resnet18", (3, 224, 224), 1, ("compiled", "matrix-free")),
+    # convolutions of concatenations, chunks and channel shuffles (stencils per part)
+    "googlenet-8": ("googlenet", (3, 224, 224), 8, ("compiled", "matrix-free")),
+    "shufflenet-16": ("shufflenet_v2_x1_0", (3, 224, 224), 16, ("compiled", "matrix-free")),
     "cnn1d": ("cnn1d", (8, 1024), 1, ("auto",)),
+    "cnn3d": ("cnn3d", (1, 32, 32, 32), 1, ("auto",)),
 }
 
 
@@ -67,9 +72,44 @@ def cnn1d():
     return net.eval()
 
 
+def cnn3d():
+    """A volumetric encoder-decoder of about 1.9 B edges (random init, batch norms with
+    drawn statistics), as medical-imaging U-Nets are: 1 x 32^3 input, two 5^3
+    convolutions of 16 channels, a strided 2^3 convolution to 32 x 16^3, two 5^3
+    convolutions, a transposed 2^3 convolution back to 16 x 32^3 added to the
+    first level, and a 1^3 convolution to 2 classes.  The compiled engine holds
+    3-d convolutions as explicit CSR, so ``auto`` takes the matrix-free engine."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Sequential(nn.Conv3d(1, 16, 5, padding=2), nn.BatchNorm3d(16), nn.ReLU(),
+                                     nn.Conv3d(16, 16, 5, padding=2), nn.ReLU())
+            self.mid = nn.Sequential(nn.Conv3d(16, 32, 2, stride=2), nn.ReLU(),
+                                     nn.Conv3d(32, 32, 5, padding=2), nn.ReLU(),
+                                     nn.Conv3d(32, 32, 5, padding=2), nn.ReLU(),
+                                     nn.ConvTranspose3d(32, 16, 2, stride=2))
+            self.out = nn.Conv3d(16, 2, 1)
+
+        def forward(self, x):
+            e = self.enc(x)
+            return self.out(torch.relu(e + self.mid(e)))
+
+    torch.manual_seed(0)
+    net = Net()
+    with torch.no_grad():
+        net.enc[1].running_var.uniform_(0.5, 2.0)
+        net.enc[1].weight.uniform_(-1.5, 1.5)
+    return net.eval()
+
+
 def _model(name):
     if name == "cnn1d":
         return cnn1d()
+    if name == "cnn3d":
+        return cnn3d()
     from deepglass.zoo import get
 
     return get(name)

@@ -232,7 +232,9 @@ def _integer_wide_net(seed, dtype=torch.float64):
 
 
 _NETS = {"conv": _integer_conv_net, "wide": _integer_wide_net,
-         "geometries": lambda seed, dtype: _integer_graph(_Geometries(), (2, 9, 7), seed, dtype)}
+         "geometries": lambda seed, dtype: _integer_graph(_Geometries(), (2, 9, 7), seed, dtype),
+         "volumes": lambda seed, dtype: _integer_graph(_Volumes(), (2, 5, 5, 5), seed, dtype),
+         "concats": lambda seed, dtype: _integer_graph(_Concats(), (2, 6, 6), seed, dtype)}
 # the compiled engine keeps its margins in the graph's dtype (float32: the vector path)
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -321,6 +323,33 @@ def test_compiled_engine_on_active_subnetworks_takes_the_same_steps(dtype):
     mf = descent(half, s0, engine="matrix-free", **kw)
     ex = descent(half, s0, engine="compiled", **kw)
     torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
+
+
+def test_compiled_engine_on_active_subnetworks_of_concatenations():
+    """Masked convolutions that read concatenations, chunks and a channel
+    shuffle: the whole layers' part stencils with the removed nodes pinned,
+    the same steps as the matrix-free engine."""
+    from deepglass.experiments.active import active_subgraph
+    from deepglass.solve.stencils import stencils
+
+    torch.manual_seed(5)
+    net = _Concats().double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randint(-4, 5, p.shape).double())
+    g = SignedGraph.from_module(net, (2, 6, 6), dtype=torch.float64)
+    subs = active_subgraph(g, net, torch.randn(2, 2, 6, 6, dtype=torch.float64))
+    kw = dict(gamma=0.9, decay=1.0, threshold="block", tol=0.0)
+    for k in range(2):
+        sub = subs.subgraph(k)
+        st = stencils(sub)
+        assert st.pinned is not None and len(st.params) == 7       # every convolution's parts
+        s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 3, seed=k)).double()
+        mf = descent(sub, s0, engine="matrix-free", **kw)
+        ex = descent(sub, s0, engine="compiled", **kw)
+        assert ex.sweeps > 1
+        torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
+        torch.testing.assert_close(ex.fields, mf.fields, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("net", list(_NETS))
@@ -526,6 +555,50 @@ class _Geometries(nn.Module):
         z = torch.relu(self.conv3(y.flatten(2)))           # 4 x 20 -> 2 x 10
         z = self.conv4(z)
         return self.fc1(z.flatten(1)) + self.fc2(self.pool(y).flatten(1))
+
+
+class _Concats(nn.Module):
+    """Convolutions that read a concatenation of two blocks, a chunk of a
+    block's channels (also under groups) and a channel shuffle: stencils per
+    part of their input (the compiled engine's source parts)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 3, 3, padding=1)
+        self.b = nn.Conv2d(2, 2, 1)
+        self.cat_conv = nn.Conv2d(5, 4, 3, padding=1)
+        self.chunk_conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
+        self.group_conv = nn.Conv2d(2, 2, 3, padding=1, groups=2)
+        self.shuffle_conv = nn.Conv2d(4, 2, (1, 3), padding=(0, 1))
+        self.fc = nn.Linear(3 * 3 * 3 + 2 * 6 * 6 + 2 * 6 * 6, 3)
+
+    def forward(self, x):
+        a, b = torch.relu(self.a(x)), torch.relu(self.b(x))
+        y = torch.relu(self.cat_conv(torch.cat([a, b], 1)))             # 4 x 6 x 6
+        c1, c2 = y.chunk(2, 1)
+        z = torch.relu(self.chunk_conv(c2))                              # 3 x 3 x 3
+        w = torch.relu(self.group_conv(c1))
+        shuffled = y.reshape(-1, 2, 2, 6, 6).transpose(1, 2).reshape(-1, 4, 6, 6)
+        v = self.shuffle_conv(shuffled)
+        return self.fc(torch.cat([z.flatten(1), w.flatten(1), v.flatten(1)], 1))
+
+
+class _Volumes(nn.Module):
+    """3-d convolutions (the depth axis of the stencils): stride, asymmetric
+    kernel, padding and dilation per axis, groups, a residual sum, a 1x1x1
+    convolution and a flattened dense head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv3d(2, 4, (3, 2, 3), stride=(2, 1, 2), padding=(1, 0, 1))
+        self.conv2 = nn.Conv3d(4, 4, 3, padding=(2, 1, 2), dilation=(2, 1, 2), groups=2)
+        self.conv3 = nn.Conv3d(4, 3, 1)
+        self.fc = nn.Linear(3 * 3 * 4 * 3, 2)
+
+    def forward(self, x):
+        y = torch.relu(self.conv1(x))                      # 4 x 3 x 4 x 3
+        y = torch.relu(self.conv2(y) + y)
+        return self.fc(self.conv3(y).flatten(1))
 
 
 def test_auto_method_rule_and_its_run():

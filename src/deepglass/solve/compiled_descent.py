@@ -18,7 +18,7 @@ keeps the threshold factor (``decay = 1``) where the batched one must decay
 it.  There is no heap: that is what makes it cheaper per flip than
 Algorithm 1 (:mod:`deepglass.solve.greedy`).
 
-The couplings are not materialized.  Convolutions (1-d and 2-d, any stride,
+The couplings are not materialized.  Convolutions (1-d, 2-d and 3-d, any stride,
 padding, dilation and groups) and dense layers are *stencils*: the weights of
 one input channel to all output channels of its group, laid out so that the
 neighbours of a node are contiguous.  For that every node block is stored

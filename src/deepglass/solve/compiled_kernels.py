@@ -9,8 +9,9 @@ import numpy as np
 from numba import njit, prange
 
 from .._numba import LANES, add_scaled_lanes, float_bits, njit_borrowing, njit_parallel
-from .stencils import (_CIN, _COUT, _DH, _DST, _DW, _GROUPS, _HIN, _HOUT, _KH, _KW, _PH, _PW,
-                       _SH, _SRC, _SW, _WA, _WF, _WIN, _WOUT)
+from .stencils import (_C0, _CB, _CIN, _COUT, _DH, _DST, _DW, _DZ, _GROUPS, _HIN, _HOUT, _KH,
+                       _KW, _KZ, _PH, _PW, _PZ, _SH, _SRC, _SW, _SZ, _WA, _WF, _WIN, _WOUT, _ZIN,
+                       _ZOUT)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -145,26 +146,42 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
     # i is a source: the outputs of its group in every tap whose window holds it
     for u in range(fwd_ptr[b], fwd_ptr[b + 1]):
         k = fwd[u]
-        cin, win, cout = P[k, _CIN], P[k, _WIN], P[k, _COUT]
+        cin, hin, win, cout = P[k, _CIN], P[k, _HIN], P[k, _WIN], P[k, _COUT]
         hout, wout, kh, kw = P[k, _HOUT], P[k, _WOUT], P[k, _KH], P[k, _KW]
         sh, sw, ph, pw, dh, dw = P[k, _SH], P[k, _SW], P[k, _PH], P[k, _PW], P[k, _DH], P[k, _DW]
+        zout, kz, sz, pz, dz = P[k, _ZOUT], P[k, _KZ], P[k, _SZ], P[k, _PZ], P[k, _DZ]
         cin_g = cin // P[k, _GROUPS]
         cout_g = cout // P[k, _GROUPS]
+        # the source block has cb channels; this stencil reads cin of them from c0
+        cb = P[k, _CB]
         q = i - P[k, _SRC]
-        c = q % cin
-        sp_ = q // cin
+        c = q % cb - P[k, _C0]
+        if c < 0 or c >= cin:
+            continue
+        sp_ = q // cb
+        z = sp_ // (hin * win)
+        sp_ -= z * hin * win
         y = sp_ // win
         x = sp_ - y * win
         grp = c // cin_g
-        for ky in range(kh):
+        for kzz in range(kz * kh):
+            # depth tap kzz // kh (3-d convolutions; else 0), row tap ky
+            kd = kzz // kh
+            ky = kzz - kd * kh
+            tz = z + pz - kd * dz
+            if tz < 0 or tz % sz != 0:
+                continue
+            oz = tz // sz
+            if oz >= zout:
+                continue
             t = y + ph - ky * dh
             if t < 0 or t % sh != 0:
                 continue
             oy = t // sh
             if oy >= hout:
                 continue
-            row = P[k, _DST] + oy * wout * cout
-            wrow = P[k, _WF] + (c * kh + ky) * kw * cout_g
+            row = P[k, _DST] + (oz * hout + oy) * wout * cout
+            wrow = P[k, _WF] + ((c * kz + kd) * kh + ky) * kw * cout_g
             if sw == 1 and dw == 1 and cout_g == cout:
                 # one run per kernel row: outputs ox = x + pw - kx are adjacent,
                 # and so are their weights, stored with kx reversed (kr = kw-1-kx)
@@ -188,24 +205,33 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
     for u in range(adj_ptr[b], adj_ptr[b + 1]):
         k = adj[u]
         cin, hin, win, cout = P[k, _CIN], P[k, _HIN], P[k, _WIN], P[k, _COUT]
-        wout, kh, kw = P[k, _WOUT], P[k, _KH], P[k, _KW]
+        hout, wout, kh, kw = P[k, _HOUT], P[k, _WOUT], P[k, _KH], P[k, _KW]
         sh, sw, ph, pw, dh, dw = P[k, _SH], P[k, _SW], P[k, _PH], P[k, _PW], P[k, _DH], P[k, _DW]
+        zin, kz, sz, pz, dz = P[k, _ZIN], P[k, _KZ], P[k, _SZ], P[k, _PZ], P[k, _DZ]
+        cb = P[k, _CB]
         cin_g = cin // P[k, _GROUPS]
         cout_g = cout // P[k, _GROUPS]
         q = i - P[k, _DST]
         co = q % cout
         sp_ = q // cout
+        oz = sp_ // (hout * wout)
+        sp_ -= oz * hout * wout
         oy = sp_ // wout
         ox = sp_ - oy * wout
         grp = co // cout_g
-        for ky in range(kh):
+        for kzz in range(kz * kh):
+            kd = kzz // kh
+            ky = kzz - kd * kh
+            z = oz * sz - pz + kd * dz
+            if z < 0 or z >= zin:
+                continue
             y = oy * sh - ph + ky * dh
             if y < 0 or y >= hin:
                 continue
-            row = P[k, _SRC] + y * win * cin
-            wrow = P[k, _WA] + (co * kh + ky) * kw * cin_g
+            row = P[k, _SRC] + (z * hin + y) * win * cb + P[k, _C0]
+            wrow = P[k, _WA] + ((co * kz + kd) * kh + ky) * kw * cin_g
             x0 = ox * sw - pw
-            if dw == 1 and cin_g == cin:
+            if dw == 1 and cin_g == cin and cin == cb:
                 # one run per kernel row: inputs x = x0 + kx are adjacent, and so
                 # are their weights
                 x_lo = max(0, x0)
@@ -218,7 +244,7 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
                 x = x0 + kx * dw
                 if x < 0 or x >= win:
                     continue
-                _run(row + x * cin + grp * cin_g, cin_g, wrow + kx * cin_g, d, s, m, Wt, blk_of,
+                _run(row + x * cb + grp * cin_g, cin_g, wrow + kx * cin_g, d, s, m, Wt, blk_of,
                      head, nxt, prv, bkt, top, bound, up)
 
 

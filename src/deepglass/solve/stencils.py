@@ -27,11 +27,18 @@ import torch
 from .._numba import LANES
 from ..graph import SignedGraph
 from ..graph.blocks import ConvBlock, DenseBlock, MaskedBlock
+from ..graph.blocks.base import ZeroPaddedBlock
 
 
-# columns of Stencils.params
+# columns of Stencils.params: the 2-d geometry (a 1-d convolution has H = 1), then
+# the depth axis of 3-d convolutions (Z: size in and out, kernel, stride, lo
+# padding, dilation; 1, 1, 1, 1, 0, 1 for fewer dimensions)
 (_SRC, _DST, _CIN, _HIN, _WIN, _COUT, _HOUT, _WOUT, _KH, _KW, _SH, _SW, _PH, _PW, _DH, _DW,
- _GROUPS, _WF, _WA) = range(19)
+ _GROUPS, _WF, _WA, _ZIN, _ZOUT, _KZ, _SZ, _PZ, _DZ, _CB, _C0) = range(27)
+_NPARAMS = 27
+# (_CB, _C0: the source node block's channel count and the first of its channels
+# the stencil reads, where a convolution reads a concatenation or a channel
+# range: one stencil per part, see _source_parts)
 
 
 @dataclass
@@ -44,14 +51,18 @@ class Stencils:
         ``perm[q]`` is the graph node stored at internal position ``q``.
     inverse : ndarray int64 (n,)
         Internal position of each graph node.
-    params : ndarray int64 (S, 19)
-        One row per stencil (convolution or dense layer): internal offsets of
-        its source and destination blocks, their channels and 2-d spatial
-        sizes, kernel, stride, lo padding, dilation, groups and the offsets of
-        its forward and adjoint weights in ``weights``.
+    params : ndarray int64 (S, 27)
+        One row per stencil (a dense layer, a convolution, or the part of a
+        convolution that reads one node block of a concatenation): internal
+        offsets of its source and destination blocks, their channels and
+        (H, W) sizes, kernel, stride, lo padding, dilation, groups, the
+        offsets of its forward and adjoint weights in ``weights``, the depth
+        axis of a 3-d convolution (sizes in and out, kernel, stride, lo
+        padding, dilation), and the source block's channel count and first
+        channel read.
     weights : ndarray (the graph's float dtype)
-        Forward weights ``[C_in, kh, kw (reversed), C_out/groups]`` and adjoint weights
-        ``[C_out, kh, kw, C_in/groups]`` of every stencil.
+        Forward weights ``[C_in, kz, kh, kw (reversed), C_out/groups]`` and adjoint
+        weights ``[C_out, kz, kh, kw, C_in/groups]`` of every stencil.
     fwd_ptr, fwd, adj_ptr, adj : ndarray int64
         Per node block, the stencils it is the source of (``fwd``) and the
         destination of (``adj``), CSR-style.
@@ -97,20 +108,23 @@ def _channels_last(shape) -> np.ndarray:
 
 
 def _conv_geometry(b: ConvBlock):
-    """(H, W) in/out, kernel, stride, lo padding, dilation as 2-d (1-d: H = 1)."""
-    def two(t, fill):
-        return (fill,) + tuple(t) if len(t) == 1 else tuple(t)
+    """(Z, H, W) in/out, kernel, stride, lo padding, dilation as 3-d (2-d: Z = 1;
+    1-d: Z = H = 1)."""
+    def three(t, fill):
+        return (fill,) * (3 - len(t)) + tuple(t)
     k = tuple(b.weight.shape[2:])
-    return (two(b.in_shape[1:], 1), two(b.out_shape[1:], 1), two(k, 1), two(b.stride, 1),
-            two([lo for lo, _ in b.padding], 0), two(b.dilation, 1))
+    return (three(b.in_shape[1:], 1), three(b.out_shape[1:], 1), three(k, 1), three(b.stride, 1),
+            three([lo for lo, _ in b.padding], 0), three(b.dilation, 1))
 
 
 def stencil_kind(graph: SignedGraph, b) -> str | None:
     """``"conv"`` or ``"dense"`` where edge block ``b`` runs as a stencil, else ``None``.
 
-    Stencils need a source that is one whole node block in the block's own
-    shape (a dense layer may read it flattened), no per-source scale, and
-    for convolutions at most two spatial dimensions.  A block restricted to
+    Stencils need no per-source scale; a dense layer, a source that is one
+    whole node block (read flattened); a convolution (at most three spatial
+    dimensions), sources that are runs of channels of node blocks of its
+    spatial shape (a whole block, a concatenation, a chunk:
+    :func:`_source_parts`).  A block restricted to
     kept nodes (:class:`MaskedBlock`) runs as its whole layer's stencil where
     the graph's masks agree (:func:`pinned_nodes`)."""
     if isinstance(b, MaskedBlock):
@@ -165,24 +179,77 @@ def _mask(t) -> np.ndarray:
     return t.detach().reshape(-1).cpu().numpy() != 0
 
 
+def _source_ids(b) -> np.ndarray:
+    """Graph ids of an edge block's sources, flat, in its input's C order."""
+    if b.src_range is not None:
+        return np.arange(*b.src_range, dtype=np.int64)
+    return b.src_index.reshape(-1).cpu().numpy().astype(np.int64, copy=False)
+
+
 def _ends(graph: SignedGraph, b) -> tuple[np.ndarray, np.ndarray]:
     """Graph ids of a stencil block's sources and destinations (C order)."""
     dst = graph.node_blocks[b.dst]
-    return (np.arange(*b.src_range, dtype=np.int64),
-            np.arange(dst.offset, dst.stop, dtype=np.int64))
+    return _source_ids(b), np.arange(dst.offset, dst.stop, dtype=np.int64)
+
+
+#: _source_parts' answers, per graph object and block
+_PARTS: "weakref.WeakKeyDictionary[SignedGraph, dict]" = weakref.WeakKeyDictionary()
+
+
+def _source_parts(graph: SignedGraph, b: ConvBlock):
+    """The parts of a convolution's input that stencils read: ``[(node block,
+    first channel in it, input channels)]``, each a run of consecutive
+    channels of one node block of the input's spatial shape, read by the
+    given input channels (in the run's order); None where the input is not
+    made so (padding or a spatial re-indexing in between), or, under groups,
+    is not one whole run in order.
+
+    A convolution of a concatenation is the sum of its parts' convolutions
+    with the matching columns of the weights, so each part is a stencil of
+    its own (DenseNet's, Inception's and U-Nets' concatenations, a chunk of
+    a block's channels, and a channel shuffle: the channels a block gives,
+    wherever the shuffle puts them).  O(input size); cached per graph and block.
+    """
+    cache = _PARTS.setdefault(graph, {})
+    if id(b) in cache:
+        return cache[id(b)]
+    nbs = graph.node_blocks
+    C, spatial = b.in_shape[0], tuple(b.in_shape[1:])
+    P = math.prod(spatial)
+    ids = _source_ids(b).reshape(C, P)
+    first = ids[:, 0]
+    parts = None
+    if P == 1 or np.array_equal(ids, first[:, None] + np.arange(P)):
+        starts = np.array([nb.offset for nb in nbs], dtype=np.int64)
+        k = np.searchsorted(starts, first, side="right") - 1
+        rel = first - starts[k]
+        ok = all(tuple(nbs[j].shape[1:]) == spatial for j in np.unique(k)) \
+            and not np.any(rel % P)
+        if ok:
+            cb = rel // P
+            order = np.lexsort((cb, k))          # by block, then by its channel
+            ks, cbs = k[order], cb[order]
+            brk = np.flatnonzero((np.diff(ks) != 0) | (np.diff(cbs) != 1)) + 1
+            parts = [(nbs[int(ks[a])], int(cbs[a]), order[a:e])
+                     for a, e in zip(np.r_[0, brk], np.r_[brk, C])]
+            if b.groups > 1 and (len(parts) > 1 or np.any(order != np.arange(C))):
+                parts = None
+    cache[id(b)] = parts
+    return parts
 
 
 def _layer_kind(graph: SignedGraph, b) -> str | None:
     nbs = graph.node_blocks
-    if b.src_range is None or b.in_scale is not None or b.out_scale is not None:
+    if b.in_scale is not None or b.out_scale is not None or isinstance(b, ZeroPaddedBlock):
+        return None
+    dst = nbs[b.dst]
+    if isinstance(b, ConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
+        return "conv" if _source_parts(graph, b) is not None else None
+    if b.src_range is None:
         return None
     src = next((nb for nb in nbs if nb.offset == b.src_range[0]), None)
-    dst = nbs[b.dst]
     if src is None or b.src_range[1] != src.stop:
         return None
-    if isinstance(b, ConvBlock) and b.nd <= 2 and src.shape == b.in_shape \
-            and dst.shape == b.out_shape:
-        return "conv"
     if isinstance(b, DenseBlock) and src.size == b.in_size and dst.size == dst.shape[0]:
         return "dense"
     return None
@@ -231,38 +298,56 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
             rest_j.append(inverse[dst.offset + j])
             rest_w.append(w)
             continue
-        src = next(nb for nb in nbs if nb.offset == b.src_range[0])
         W = b.weight.detach().cpu()
-        N = W.numel()
-        wf, wa = weights[at:at + N], weights[at + N:at + 2 * N]
         if kind == "conv":
-            (hin, win), (hout, wout), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _conv_geometry(b)
+            ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
+             (dz, dh, dw)) = _conv_geometry(b)
             cout, cin_g = W.shape[:2]
             g = b.groups
-            W = W.reshape(cout, cin_g, kh, kw)
-            # forward [C_in, kh, kw reversed, C_out/g], adjoint [C_out, kh, kw, C_in/g]
-            # the forward stencil reads kernel columns in reverse (see _flip)
-            Wr = W.flip(3) if kw > 1 else W
-            if g == 1:      # a plain matrix transpose: torch copies it ~2x faster
-                wf.view(cin_g * kh * kw, cout).copy_(Wr.view(cout, -1).t())
-            else:
-                wf.view(g, cin_g, kh, kw, cout // g).copy_(
-                    Wr.view(g, cout // g, cin_g, kh, kw).permute(0, 2, 3, 4, 1))
-            del Wr
-            wa.view(cout, kh, kw, cin_g).copy_(W.permute(0, 2, 3, 1))
-            geom = (b.in_shape[0], hin, win, cout, hout, wout, kh, kw, sh, sw, ph, pw, dh, dw, g)
+            W = W.reshape(cout, cin_g, kz, kh, kw)
+            for src, cb0, chans in _source_parts(graph, b):
+                # one stencil per part (the whole input, or one block of a
+                # concatenation: several parts only without groups), with the
+                # weight columns of the input channels it gives
+                n = len(chans)
+                whole = g > 1 or (n == cin_g and np.array_equal(chans, np.arange(n)))
+                Wp = W if whole else W[:, torch.from_numpy(chans)]
+                N = Wp.numel()
+                wf, wa = weights[at:at + N], weights[at + N:at + 2 * N]
+                cp = n if g == 1 else cin_g
+                # forward [C_in, kz, kh, kw reversed, C_out/g], adjoint [C_out, kz, kh, kw, C_in/g]
+                # the forward stencil reads kernel columns in reverse (see _flip)
+                Wr = Wp.flip(4) if kw > 1 else Wp
+                if g == 1:      # a plain matrix transpose: torch copies it ~2x faster
+                    wf.view(cp * kz * kh * kw, cout).copy_(Wr.reshape(cout, -1).t())
+                else:
+                    wf.view(g, cp, kz, kh, kw, cout // g).copy_(
+                        Wr.reshape(g, cout // g, cp, kz, kh, kw).permute(0, 2, 3, 4, 5, 1))
+                del Wr
+                wa.view(cout, kz, kh, kw, cp).copy_(Wp.permute(0, 2, 3, 4, 1))
+                geom = (n, hin, win, cout, hout, wout, kh, kw, sh, sw, ph, pw, dh, dw, g)
+                k = len(params)
+                params.append((src.offset, dst.offset) + geom + (at, at + N)
+                              + (zin, zout, kz, sz, pz, dz, src.shape[0], cb0))
+                at += 2 * N
+                fwd[src.index].append(k)
+                adj[dst.index].append(k)
         else:
             # a dense layer is a 1x1 convolution of 1x1 images whose input
             # channels are the source block's nodes (in its internal order)
+            src = next(nb for nb in nbs if nb.offset == b.src_range[0])
+            N = W.numel()
+            wf, wa = weights[at:at + N], weights[at + N:at + 2 * N]
             cols = torch.from_numpy(_channels_last(src.shape))
             torch.index_select(W, 1, cols, out=wa.view(b.out_size, b.in_size))
             wf.view(b.in_size, b.out_size).copy_(wa.view(b.out_size, b.in_size).t())
-            geom = (b.in_size, 1, 1, b.out_size, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1)
-        k = len(params)
-        params.append((src.offset, dst.offset) + geom + (at, at + N))
-        at += 2 * N
-        fwd[src.index].append(k)
-        adj[dst.index].append(k)
+            k = len(params)
+            params.append((src.offset, dst.offset)
+                          + (b.in_size, 1, 1, b.out_size, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1)
+                          + (at, at + N) + (1, 1, 1, 1, 0, 1, b.in_size, 0))
+            at += 2 * N
+            fwd[src.index].append(k)
+            adj[dst.index].append(k)
         n_stencil_edges += masked_b.n_edges()
     n = graph.n_nodes
     if rest_i:
@@ -284,7 +369,7 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
     fwd_ptr, fwd_ = ptr(fwd)
     adj_ptr, adj_ = ptr(adj)
     st = Stencils(perm=perm, inverse=inverse,
-                  params=np.array(params, dtype=np.int64).reshape(-1, 19),
+                  params=np.array(params, dtype=np.int64).reshape(-1, _NPARAMS),
                   weights=weights.numpy(),
                   fwd_ptr=fwd_ptr, fwd=fwd_, adj_ptr=adj_ptr, adj=adj_, rest=rest,
                   blocks=np.array([[nb.offset, nb.stop] for nb in nbs], dtype=np.int64),
