@@ -77,8 +77,8 @@ def cnn3d():
     drawn statistics), as medical-imaging U-Nets are: 1 x 32^3 input, two 5^3
     convolutions of 16 channels, a strided 2^3 convolution to 32 x 16^3, two 5^3
     convolutions, a transposed 2^3 convolution back to 16 x 32^3 added to the
-    first level, and a 1^3 convolution to 2 classes.  The compiled engine holds
-    3-d convolutions as explicit CSR, so ``auto`` takes the matrix-free engine."""
+    first level, and a 1^3 convolution to 2 classes.  The compiled engine reads
+    the 3-d convolutions as stencils and holds the transposed one as CSR."""
     import torch
     from torch import nn
 
