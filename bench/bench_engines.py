@@ -1,8 +1,9 @@
 """Descent engines: estimated vs measured peak memory and time, and ``auto``'s choice.
 
-For each case (a zoo network at a replica count, and a 1.1 B-edge 1-d CNN
-whose strided first convolution and dense head read batch-normed sources, so
-the compiled engine would hold them as explicit CSR), every engine that is
+For each case (a zoo network at a replica count, a 1.1 B-edge 1-d CNN
+whose strided first convolution and dense head read batch-normed sources,
+which the compiled engine folds into their stencils' weights, and a 1.9 B-edge
+3-d CNN), every engine that is
 asked for runs in a fresh process: the graph is built, numba's kernels are
 warmed up on a small graph, the peak resident set is reset, and
 ``deepglass.frustration`` runs.  Printed per run: the estimate of
@@ -52,8 +53,9 @@ def cnn1d():
     8 x 1024 input through a batch norm, a convolution of width 512 and stride 4
     (padding 256) to 128 x 257, seven more convolutions of width 9, a batch norm
     and a dense head of 256.  The batch norms that follow no weight layer fold
-    onto the next layer's sources (scaled sources), so the strided convolution
-    and the dense layer are not stencils for the compiled engine."""
+    onto the next layer's sources (scaled sources); the compiled engine folds
+    those per-channel scales into the strided convolution's and the dense
+    layer's stencil weights."""
     import torch
     from torch import nn
 

@@ -234,7 +234,8 @@ def _integer_wide_net(seed, dtype=torch.float64):
 _NETS = {"conv": _integer_conv_net, "wide": _integer_wide_net,
          "geometries": lambda seed, dtype: _integer_graph(_Geometries(), (2, 9, 7), seed, dtype),
          "volumes": lambda seed, dtype: _integer_graph(_Volumes(), (2, 5, 5, 5), seed, dtype),
-         "concats": lambda seed, dtype: _integer_graph(_Concats(), (2, 6, 6), seed, dtype)}
+         "concats": lambda seed, dtype: _integer_graph(_Concats(), (2, 6, 6), seed, dtype),
+         "prenorm": lambda seed, dtype: _integer_graph(_PreNorm(), (2, 5, 5), seed, dtype)}
 # the compiled engine keeps its margins in the graph's dtype (float32: the vector path)
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -581,6 +582,25 @@ class _Concats(nn.Module):
         shuffled = y.reshape(-1, 2, 2, 6, 6).transpose(1, 2).reshape(-1, 4, 6, 6)
         v = self.shuffle_conv(shuffled)
         return self.fc(torch.cat([z.flatten(1), w.flatten(1), v.flatten(1)], 1))
+
+
+class _PreNorm(nn.Module):
+    """Batch norms before convolutions and before a dense head (pre-activation
+    blocks, DenseNet): their scales fold into the stencils' weights.  eps = 0
+    and unit variances keep the folded weights integers (exact arithmetic)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(4, eps=0.0)
+        self.conv2 = nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=2)
+        self.bn2 = nn.BatchNorm2d(4, eps=0.0)
+        self.fc = nn.Linear(4 * 3 * 3, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.conv1(x))            # a norm after the activation cannot fold
+        y = torch.relu(self.conv2(self.bn1(y)))  # back: it scales the next layer's sources
+        return self.fc(self.bn2(y).flatten(1))
 
 
 class _Volumes(nn.Module):

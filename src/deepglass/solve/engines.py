@@ -28,8 +28,11 @@ Measured against these estimates (``bench/bench_engines.py``: peak resident
 memory beyond the graph, each engine in a fresh process, 2 cores): measured /
 estimated 1.49 and 0.91 (compiled, matrix-free) on LeNet at 80 replicas, 0.83
 and 1.15 on ResNet-18 3x32x32 at 16, 0.83 and 1.23 on ResNet-18 3x224x224 at 1, 1.00 and 1.07 on AlexNet at 1 (0.84 and
-0.86 GB), 1.06 for the matrix-free engine on a 1.1 B-edge 1-d CNN (0.37 GB;
-the compiled one would need ~19.5 GB, 134.5 M of its edges as CSR).
+0.86 GB), 1.12 for the compiled engine on a 1.1 B-edge 1-d CNN (0.39 GB: its
+batch-normed sources fold into the stencils' weights; before they were 134.5 M
+edges of CSR and ~19.5 GB, and the matrix-free engine ran, 1.06), 0.98 for it on
+a 1.9 B-edge 3-d CNN (2.4 GB), 0.77-0.88 on GoogLeNet at 8 and ShuffleNet-V2
+at 16 replicas (convolutions of concatenations and shuffles as stencils per part).
 """
 
 from __future__ import annotations

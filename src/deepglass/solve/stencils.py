@@ -120,11 +120,11 @@ def _conv_geometry(b: ConvBlock):
 def stencil_kind(graph: SignedGraph, b) -> str | None:
     """``"conv"`` or ``"dense"`` where edge block ``b`` runs as a stencil, else ``None``.
 
-    Stencils need no per-source scale; a dense layer, a source that is one
-    whole node block (read flattened); a convolution (at most three spatial
-    dimensions), sources that are runs of channels of node blocks of its
-    spatial shape (a whole block, a concatenation, a chunk:
-    :func:`_source_parts`).  A block restricted to
+    Stencils need scales that fold into the weights (:func:`_weight_factors`);
+    a dense layer, a source that is one whole node block (read flattened); a
+    convolution (at most three spatial dimensions), sources that are runs of
+    channels of node blocks of its spatial shape (a whole block, a
+    concatenation, a chunk: :func:`_source_parts`).  A block restricted to
     kept nodes (:class:`MaskedBlock`) runs as its whole layer's stencil where
     the graph's masks agree (:func:`pinned_nodes`)."""
     if isinstance(b, MaskedBlock):
@@ -238,9 +238,44 @@ def _source_parts(graph: SignedGraph, b: ConvBlock):
     return parts
 
 
+def _weight_factors(b):
+    """The factors a layer's scales put on its weights, broadcastable to the
+    weight (1.0 where it has none), or None where they cannot fold into it.
+
+    A dense layer has one weight per source and destination element, so
+    any ``in_scale`` / ``out_scale`` folds; a convolution shares its weights
+    over positions, so only scales constant over each channel's positions
+    (a batch norm folded onto its sources, as in pre-activation blocks and
+    DenseNet's) fold.  O(size of the scales)."""
+    f = 1.0
+    if isinstance(b, DenseBlock):
+        if b.in_scale is not None:
+            f = f * b.in_scale.detach().double().cpu().reshape(1, -1)
+        if b.out_scale is not None:
+            f = f * torch.broadcast_to(b.out_scale.detach().double().cpu(),
+                                       b.out_shape).reshape(-1, 1)
+        return f
+    C, cout, g = b.in_shape[0], b.out_shape[0], b.groups
+    ones = (1,) * b.nd
+    if b.in_scale is not None:
+        sc = b.in_scale.detach().double().cpu().reshape(C, -1)
+        if not bool((sc == sc[:, :1]).all()):
+            return None
+        cin_g = C // g
+        sc = sc[:, 0].reshape(g, 1, cin_g).expand(g, cout // g, cin_g).reshape(cout, cin_g, *ones)
+        f = f * sc
+    if b.out_scale is not None:
+        so = torch.broadcast_to(b.out_scale.detach().double().cpu(), b.out_shape).reshape(cout, -1)
+        if not bool((so == so[:, :1]).all()):
+            return None
+        f = f * so[:, 0].reshape(cout, 1, *ones)
+    return f
+
+
 def _layer_kind(graph: SignedGraph, b) -> str | None:
     nbs = graph.node_blocks
-    if b.in_scale is not None or b.out_scale is not None or isinstance(b, ZeroPaddedBlock):
+    if isinstance(b, ZeroPaddedBlock) or not isinstance(b, (ConvBlock, DenseBlock)) \
+            or _weight_factors(b) is None:
         return None
     dst = nbs[b.dst]
     if isinstance(b, ConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
@@ -299,6 +334,9 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
             rest_w.append(w)
             continue
         W = b.weight.detach().cpu()
+        f = _weight_factors(b)
+        if not isinstance(f, float):        # folded scales (per channel, or per element)
+            W = (W.double() * f).to(W.dtype)
         if kind == "conv":
             ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
              (dz, dh, dw)) = _conv_geometry(b)
