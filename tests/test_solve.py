@@ -326,33 +326,6 @@ def test_compiled_engine_on_active_subnetworks_takes_the_same_steps(dtype):
     torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
 
 
-def test_compiled_engine_on_active_subnetworks_of_concatenations():
-    """Masked convolutions that read concatenations, chunks and a channel
-    shuffle: the whole layers' part stencils with the removed nodes pinned,
-    the same steps as the matrix-free engine."""
-    from deepglass.experiments.active import active_subgraph
-    from deepglass.solve.stencils import stencils
-
-    torch.manual_seed(5)
-    net = _Concats().double().eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randint(-4, 5, p.shape).double())
-    g = SignedGraph.from_module(net, (2, 6, 6), dtype=torch.float64)
-    subs = active_subgraph(g, net, torch.randn(2, 2, 6, 6, dtype=torch.float64))
-    kw = dict(gamma=0.9, decay=1.0, threshold="block", tol=0.0)
-    for k in range(2):
-        sub = subs.subgraph(k)
-        st = stencils(sub)
-        assert st.pinned is not None and len(st.params) == 7       # every convolution's parts
-        s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 3, seed=k)).double()
-        mf = descent(sub, s0, engine="matrix-free", **kw)
-        ex = descent(sub, s0, engine="compiled", **kw)
-        assert ex.sweeps > 1
-        torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
-        torch.testing.assert_close(ex.fields, mf.fields, rtol=0, atol=0)
-
-
 @pytest.mark.parametrize("net", list(_NETS))
 @pytest.mark.parametrize("dtype", list(_DTYPES))
 def test_compiled_kernel_updates_fields_in_place(net, dtype):
@@ -688,3 +661,33 @@ def test_auto_method_everywhere_a_method_is_taken(cli, tmp_path):
                           "--json"])
     assert code == 0, err
     assert json.loads(out)["method"] == "greedy"
+
+
+@pytest.mark.parametrize("cls,shape,n_stencils", [(_Concats, (2, 6, 6), 7),
+                                                   (_PreNorm, (2, 5, 5), 3)])
+def test_compiled_engine_on_active_subnetworks_of_concatenations(cls, shape, n_stencils):
+    """Masked convolutions that read concatenations, chunks and a channel
+    shuffle, or batch-normed sources: the whole layers' part stencils (scales
+    folded) with the removed nodes pinned, the same steps as the matrix-free
+    engine."""
+    from deepglass.experiments.active import active_subgraph
+    from deepglass.solve.stencils import stencils
+
+    torch.manual_seed(5)
+    net = cls().double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randint(-4, 5, p.shape).double())
+    g = SignedGraph.from_module(net, shape, dtype=torch.float64)
+    subs = active_subgraph(g, net, torch.randn(2, *shape, dtype=torch.float64))
+    kw = dict(gamma=0.9, decay=1.0, threshold="block", tol=0.0)
+    for k in range(2):
+        sub = subs.subgraph(k)
+        st = stencils(sub)
+        assert st.pinned is not None and len(st.params) == n_stencils   # every layer's parts
+        s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 3, seed=k)).double()
+        mf = descent(sub, s0, engine="matrix-free", **kw)
+        ex = descent(sub, s0, engine="compiled", **kw)
+        assert ex.sweeps > 1
+        torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
+        torch.testing.assert_close(ex.fields, mf.fields, rtol=0, atol=0)
