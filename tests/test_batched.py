@@ -152,11 +152,22 @@ def test_csr_edges_are_what_the_compiled_engine_stores():
 def test_auto_avoids_a_big_csr_fallback():
     torch.manual_seed(0)
     C = 32
-    net = nn.Sequential(nn.Conv1d(4, C, 9, padding=4), nn.ReLU(),
-                        nn.ConvTranspose1d(C, C, 64, stride=4), nn.ReLU(),
-                        nn.Flatten(), nn.Linear(C * 316, 8)).eval()
-    g = SignedGraph.from_module(net, (4, 64))
-    assert engines.csr_edges(g) > 0.5 * g.n_edges        # the transposed convolution
+
+    class Tapered(nn.Module):
+        # a fixed window over positions scales the second convolution's sources:
+        # a scale no shared kernel takes, so that convolution is CSR
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv1d(4, C, 64, stride=4), nn.Conv1d(C, C, 9, padding=4)
+            self.fc = nn.Linear(C * 241, 64)
+            self.register_buffer("taper", torch.linspace(0.5, 1.5, 241))
+
+        def forward(self, x):
+            y = torch.relu(self.c1(x)) * self.taper
+            return self.fc((torch.relu(self.c2(y)) * self.taper).flatten(1))
+
+    g = SignedGraph.from_module(Tapered().eval(), (4, 1024))
+    assert engines.csr_edges(g) == g.edge_blocks[1].n_edges() > 0.4 * g.n_edges
     est = engines.engine_estimates(g, 1)
     assert est["compiled"].bytes > 5 * est["matrix-free"].bytes
     assert engines.choose_engine(g, 1) == "matrix-free"

@@ -235,7 +235,8 @@ _NETS = {"conv": _integer_conv_net, "wide": _integer_wide_net,
          "geometries": lambda seed, dtype: _integer_graph(_Geometries(), (2, 9, 7), seed, dtype),
          "volumes": lambda seed, dtype: _integer_graph(_Volumes(), (2, 5, 5, 5), seed, dtype),
          "concats": lambda seed, dtype: _integer_graph(_Concats(), (2, 6, 6), seed, dtype),
-         "prenorm": lambda seed, dtype: _integer_graph(_PreNorm(), (2, 5, 5), seed, dtype)}
+         "prenorm": lambda seed, dtype: _integer_graph(_PreNorm(), (2, 5, 5), seed, dtype),
+         "transposed": lambda seed, dtype: _integer_graph(_Transposed(), (2, 5, 7), seed, dtype)}
 # the compiled engine keeps its margins in the graph's dtype (float32: the vector path)
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -576,22 +577,45 @@ class _PreNorm(nn.Module):
         return self.fc(self.bn2(y).flatten(1))
 
 
+class _Transposed(nn.Module):
+    """Transposed convolutions (decoders): stride, output padding, dilation,
+    groups, a batch norm before one (a folded source scale) and after
+    another (folded into its output); they run as stencils of the convolution
+    from their destination back to their source."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(4, eps=0.0)
+        self.up1 = nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.up2 = nn.ConvTranspose2d(4, 2, 2, stride=1, dilation=2)
+        self.bn2 = nn.BatchNorm2d(2, eps=0.0)
+        self.fc = nn.Linear(2 * 8 * 10, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))                          # 4 x 3 x 4
+        y = torch.relu(self.up1(self.bn(y)))                  # 4 x 6 x 8
+        z = torch.relu(self.bn2(self.up2(y)))                 # 2 x 8 x 10
+        return self.fc(z.flatten(1))
+
+
 class _Volumes(nn.Module):
     """3-d convolutions (the depth axis of the stencils): stride, asymmetric
     kernel, padding and dilation per axis, groups, a residual sum, a 1x1x1
-    convolution and a flattened dense head."""
+    convolution, a transposed one and a flattened dense head."""
 
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv3d(2, 4, (3, 2, 3), stride=(2, 1, 2), padding=(1, 0, 1))
         self.conv2 = nn.Conv3d(4, 4, 3, padding=(2, 1, 2), dilation=(2, 1, 2), groups=2)
         self.conv3 = nn.Conv3d(4, 3, 1)
-        self.fc = nn.Linear(3 * 3 * 4 * 3, 2)
+        self.up = nn.ConvTranspose3d(3, 2, (2, 3, 2), stride=(2, 1, 2), padding=(0, 1, 0))
+        self.fc = nn.Linear(2 * 6 * 4 * 6, 2)
 
     def forward(self, x):
         y = torch.relu(self.conv1(x))                      # 4 x 3 x 4 x 3
         y = torch.relu(self.conv2(y) + y)
-        return self.fc(self.conv3(y).flatten(1))
+        return self.fc(self.up(torch.relu(self.conv3(y))).flatten(1))
 
 
 def test_auto_method_rule_and_its_run():

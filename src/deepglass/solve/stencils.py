@@ -27,6 +27,7 @@ import torch
 from .._numba import LANES
 from ..graph import SignedGraph
 from ..graph.blocks import ConvBlock, DenseBlock, MaskedBlock
+from ..graph.blocks.conv import ConvTransposeBlock
 from ..graph.blocks.base import ZeroPaddedBlock
 
 
@@ -118,13 +119,15 @@ def _conv_geometry(b: ConvBlock):
 
 
 def stencil_kind(graph: SignedGraph, b) -> str | None:
-    """``"conv"`` or ``"dense"`` where edge block ``b`` runs as a stencil, else ``None``.
+    """``"conv"``, ``"conv_transpose"`` or ``"dense"`` where edge block ``b`` runs as a stencil, else ``None``.
 
     Stencils need scales that fold into the weights (:func:`_weight_factors`);
     a dense layer, a source that is one whole node block (read flattened); a
     convolution (at most three spatial dimensions), sources that are runs of
     channels of node blocks of its spatial shape (a whole block, a
-    concatenation, a chunk: :func:`_source_parts`).  A block restricted to
+    concatenation, a chunk: :func:`_source_parts`); a transposed convolution
+    (``"conv_transpose"``), a whole source block: it runs as the convolution
+    from its destination back to its source, whose edges it has.  A block restricted to
     kept nodes (:class:`MaskedBlock`) runs as its whole layer's stencil where
     the graph's masks agree (:func:`pinned_nodes`)."""
     if isinstance(b, MaskedBlock):
@@ -255,39 +258,58 @@ def _weight_factors(b):
             f = f * torch.broadcast_to(b.out_scale.detach().double().cpu(),
                                        b.out_shape).reshape(-1, 1)
         return f
-    C, cout, g = b.in_shape[0], b.out_shape[0], b.groups
-    ones = (1,) * b.nd
-    if b.in_scale is not None:
-        sc = b.in_scale.detach().double().cpu().reshape(C, -1)
-        if not bool((sc == sc[:, :1]).all()):
+    # a transposed convolution is its convolution's edges reversed: the
+    # block's source scale is that convolution's output scale, and back
+    conv, s_in, s_out = ((b.conv, b.out_scale, b.in_scale) if isinstance(b, ConvTransposeBlock)
+                         else (b, b.in_scale, b.out_scale))
+    C, cout, g = conv.in_shape[0], conv.out_shape[0], conv.groups
+    ones = (1,) * conv.nd
+
+    def per_channel(scale, shape):
+        t = torch.broadcast_to(scale.detach().double().cpu(), shape).reshape(shape[0], -1)
+        return t[:, 0] if bool((t == t[:, :1]).all()) else None
+
+    if s_in is not None:
+        sc = per_channel(s_in, conv.in_shape)
+        if sc is None:
             return None
         cin_g = C // g
-        sc = sc[:, 0].reshape(g, 1, cin_g).expand(g, cout // g, cin_g).reshape(cout, cin_g, *ones)
-        f = f * sc
-    if b.out_scale is not None:
-        so = torch.broadcast_to(b.out_scale.detach().double().cpu(), b.out_shape).reshape(cout, -1)
-        if not bool((so == so[:, :1]).all()):
+        f = f * sc.reshape(g, 1, cin_g).expand(g, cout // g, cin_g).reshape(cout, cin_g, *ones)
+    if s_out is not None:
+        so = per_channel(s_out, conv.out_shape)
+        if so is None:
             return None
-        f = f * so[:, 0].reshape(cout, 1, *ones)
+        f = f * so.reshape(cout, 1, *ones)
     return f
 
 
 def _layer_kind(graph: SignedGraph, b) -> str | None:
     nbs = graph.node_blocks
-    if isinstance(b, ZeroPaddedBlock) or not isinstance(b, (ConvBlock, DenseBlock)) \
+    if isinstance(b, ZeroPaddedBlock) \
+            or not isinstance(b, (ConvBlock, DenseBlock, ConvTransposeBlock)) \
             or _weight_factors(b) is None:
         return None
     dst = nbs[b.dst]
     if isinstance(b, ConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
         return "conv" if _source_parts(graph, b) is not None else None
-    if b.src_range is None:
+    src = _whole_source(graph, b)
+    if src is None:
         return None
-    src = next((nb for nb in nbs if nb.offset == b.src_range[0]), None)
-    if src is None or b.src_range[1] != src.stop:
-        return None
+    if isinstance(b, ConvTransposeBlock) and b.conv.nd <= 3 and src.shape == b.in_shape \
+            and dst.shape == b.out_shape:
+        # the convolution from the destination block back to the source block
+        return "conv_transpose"
     if isinstance(b, DenseBlock) and src.size == b.in_size and dst.size == dst.shape[0]:
         return "dense"
     return None
+
+
+def _whole_source(graph: SignedGraph, b):
+    """The node block that is ``b``'s whole source, or None."""
+    if b.src_range is None:
+        return None
+    src = next((nb for nb in graph.node_blocks if nb.offset == b.src_range[0]), None)
+    return src if src is not None and b.src_range[1] == src.stop else None
 
 
 def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
@@ -337,13 +359,20 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
         f = _weight_factors(b)
         if not isinstance(f, float):        # folded scales (per channel, or per element)
             W = (W.double() * f).to(W.dtype)
-        if kind == "conv":
+        if kind in ("conv", "conv_transpose"):
+            if kind == "conv":
+                conv, parts, out = b, _source_parts(graph, b), dst
+            else:
+                # the stencil is the convolution whose adjoint the block is: it reads
+                # the block's destination and writes its source (the same edges)
+                out = _whole_source(graph, b)
+                conv, parts = b.conv, [(dst, 0, np.arange(dst.shape[0]))]
             ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
-             (dz, dh, dw)) = _conv_geometry(b)
+             (dz, dh, dw)) = _conv_geometry(conv)
             cout, cin_g = W.shape[:2]
-            g = b.groups
+            g = conv.groups
             W = W.reshape(cout, cin_g, kz, kh, kw)
-            for src, cb0, chans in _source_parts(graph, b):
+            for src, cb0, chans in parts:
                 # one stencil per part (the whole input, or one block of a
                 # concatenation: several parts only without groups), with the
                 # weight columns of the input channels it gives
@@ -365,11 +394,11 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
                 wa.view(cout, kz, kh, kw, cp).copy_(Wp.permute(0, 2, 3, 4, 1))
                 geom = (n, hin, win, cout, hout, wout, kh, kw, sh, sw, ph, pw, dh, dw, g)
                 k = len(params)
-                params.append((src.offset, dst.offset) + geom + (at, at + N)
+                params.append((src.offset, out.offset) + geom + (at, at + N)
                               + (zin, zout, kz, sz, pz, dz, src.shape[0], cb0))
                 at += 2 * N
                 fwd[src.index].append(k)
-                adj[dst.index].append(k)
+                adj[out.index].append(k)
         else:
             # a dense layer is a 1x1 convolution of 1x1 images whose input
             # channels are the source block's nodes (in its internal order)
