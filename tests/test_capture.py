@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg  # noqa: F401  (sp.linalg)
+from scipy.sparse.linalg import spsolve
 import pytest
 import torch
 import torch.nn as nn
@@ -1239,7 +1239,7 @@ def test_a_volumetric_net_is_its_jacobian(capture):
     A = sp.csc_matrix(_dense(g))
     E_in = np.zeros((n, n_in))
     E_in[np.arange(n_in), np.arange(n_in)] = 1
-    V = sp.linalg.spsolve(sp.identity(n, format="csc") - A.T.tocsc(), E_in)
+    V = spsolve(sp.identity(n, format="csc") - A.T.tocsc(), E_in)
     x = torch.randn((1,) + shape, dtype=torch.float64)
     J = torch.autograd.functional.jacobian(net, x).reshape(2, n_in).numpy()
     np.testing.assert_allclose(V[g.output_index], J, rtol=1e-9, atol=1e-12)

@@ -28,9 +28,15 @@ without groups and with unit dilation along a row, a whole kernel row is one
 run (``kw C`` fields: adjacent columns are adjacent in channels-last order,
 and the forward weights are stored with the kernel's columns reversed so
 that theirs are too), which is what makes small-channel layers cheap.
+A convolution that reads a concatenation, a chunk of a block's channels or a
+channel shuffle is one stencil per source block (the weight columns of the
+channels that block gives; :func:`~deepglass.solve.stencils._source_parts`);
+scales on its sources or outputs that are constant per channel (a batch norm
+folded forward) fold into the stencil's weights; a transposed convolution is
+the stencil of the convolution from its destination back to its source.
 Edge blocks of other kinds (pooling, identity shortcuts, locally connected
-layers, scaled sources) are small; their couplings are held as one symmetric
-CSR matrix in the internal order.
+layers, sources scaled per position) are small; their couplings are held as
+one symmetric CSR matrix in the internal order.
 
 A field is kept as its *margin* ``m_j = h_j - bound_j`` in the weights'
 dtype, ``bound_j`` being minus the upper edge of its bucket (or ``-thr_j``
