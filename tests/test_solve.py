@@ -580,8 +580,10 @@ class _PreNorm(nn.Module):
 class _Transposed(nn.Module):
     """Transposed convolutions (decoders): stride, output padding, dilation,
     groups, a batch norm before one (a folded source scale) and after
-    another (folded into its output); they run as stencils of the convolution
-    from their destination back to their source."""
+    another (folded into its output), one that reads a concatenation and one
+    a chunk of a block's channels; they
+    run as stencils of the convolution from their destination back to their
+    source (parts)."""
 
     def __init__(self):
         super().__init__()
@@ -590,13 +592,18 @@ class _Transposed(nn.Module):
         self.up1 = nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2)
         self.up2 = nn.ConvTranspose2d(4, 2, 2, stride=1, dilation=2)
         self.bn2 = nn.BatchNorm2d(2, eps=0.0)
-        self.fc = nn.Linear(2 * 8 * 10, 3)
+        self.side = nn.Conv2d(4, 2, 3, padding=1)
+        self.up3 = nn.ConvTranspose2d(6, 2, 3, stride=2, padding=1)
+        self.up4 = nn.ConvTranspose2d(2, 2, 2, stride=2)
+        self.fc = nn.Linear(2 * 8 * 10 + 2 * 11 * 15 + 2 * 12 * 16, 3)
 
     def forward(self, x):
         y = torch.relu(self.conv(x))                          # 4 x 3 x 4
         y = torch.relu(self.up1(self.bn(y)))                  # 4 x 6 x 8
         z = torch.relu(self.bn2(self.up2(y)))                 # 2 x 8 x 10
-        return self.fc(z.flatten(1))
+        u = self.up3(torch.cat([torch.relu(self.side(y)), y], 1))   # a decoder's skip: 2 x 11 x 15
+        t = self.up4(y[:, 2:])                                # a chunk: 2 x 12 x 16
+        return self.fc(torch.cat([z.flatten(1), u.flatten(1), t.flatten(1)], 1))
 
 
 class _Volumes(nn.Module):

@@ -9,9 +9,9 @@ import numpy as np
 from numba import njit, prange
 
 from .._numba import LANES, add_scaled_lanes, float_bits, njit_borrowing, njit_parallel
-from .stencils import (_C0, _CB, _CIN, _COUT, _DH, _DST, _DW, _DZ, _GROUPS, _HIN, _HOUT, _KH,
-                       _KW, _KZ, _PH, _PW, _PZ, _SH, _SRC, _SW, _SZ, _WA, _WF, _WIN, _WOUT, _ZIN,
-                       _ZOUT)
+from .stencils import (_C0, _CB, _CIN, _COUT, _D0, _DB, _DH, _DST, _DW, _DZ, _GROUPS, _HIN,
+                       _HOUT, _KH, _KW, _KZ, _PH, _PW, _PZ, _SH, _SRC, _SW, _SZ, _WA, _WF, _WIN,
+                       _WOUT, _ZIN, _ZOUT)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -152,8 +152,9 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
         zout, kz, sz, pz, dz = P[k, _ZOUT], P[k, _KZ], P[k, _SZ], P[k, _PZ], P[k, _DZ]
         cin_g = cin // P[k, _GROUPS]
         cout_g = cout // P[k, _GROUPS]
-        # the source block has cb channels; this stencil reads cin of them from c0
-        cb = P[k, _CB]
+        # the source block has cb channels; this stencil reads cin of them from
+        # c0 (and writes cout of the destination block's db channels from d0)
+        cb, db = P[k, _CB], P[k, _DB]
         q = i - P[k, _SRC]
         c = q % cb - P[k, _C0]
         if c < 0 or c >= cin:
@@ -180,9 +181,9 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
             oy = t // sh
             if oy >= hout:
                 continue
-            row = P[k, _DST] + (oz * hout + oy) * wout * cout
+            row = P[k, _DST] + (oz * hout + oy) * wout * db + P[k, _D0]
             wrow = P[k, _WF] + ((c * kz + kd) * kh + ky) * kw * cout_g
-            if sw == 1 and dw == 1 and cout_g == cout:
+            if sw == 1 and dw == 1 and cout_g == cout and cout == db:
                 # one run per kernel row: outputs ox = x + pw - kx are adjacent,
                 # and so are their weights, stored with kx reversed (kr = kw-1-kx)
                 ox_lo = max(0, x + pw - kw + 1)
@@ -199,7 +200,7 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
                 ox = t2 // sw
                 if ox >= wout:
                     continue
-                _run(row + ox * cout + grp * cout_g, cout_g, wrow + (kw - 1 - kx) * cout_g, d, s,
+                _run(row + ox * db + grp * cout_g, cout_g, wrow + (kw - 1 - kx) * cout_g, d, s,
                      m, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
     # i is a destination: the inputs of its group under every tap
     for u in range(adj_ptr[b], adj_ptr[b + 1]):
@@ -208,12 +209,14 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
         hout, wout, kh, kw = P[k, _HOUT], P[k, _WOUT], P[k, _KH], P[k, _KW]
         sh, sw, ph, pw, dh, dw = P[k, _SH], P[k, _SW], P[k, _PH], P[k, _PW], P[k, _DH], P[k, _DW]
         zin, kz, sz, pz, dz = P[k, _ZIN], P[k, _KZ], P[k, _SZ], P[k, _PZ], P[k, _DZ]
-        cb = P[k, _CB]
+        cb, db = P[k, _CB], P[k, _DB]
         cin_g = cin // P[k, _GROUPS]
         cout_g = cout // P[k, _GROUPS]
         q = i - P[k, _DST]
-        co = q % cout
-        sp_ = q // cout
+        co = q % db - P[k, _D0]
+        if co < 0 or co >= cout:
+            continue
+        sp_ = q // db
         oz = sp_ // (hout * wout)
         sp_ -= oz * hout * wout
         oy = sp_ // wout

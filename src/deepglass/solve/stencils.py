@@ -35,11 +35,13 @@ from ..graph.blocks.base import ZeroPaddedBlock
 # the depth axis of 3-d convolutions (Z: size in and out, kernel, stride, lo
 # padding, dilation; 1, 1, 1, 1, 0, 1 for fewer dimensions)
 (_SRC, _DST, _CIN, _HIN, _WIN, _COUT, _HOUT, _WOUT, _KH, _KW, _SH, _SW, _PH, _PW, _DH, _DW,
- _GROUPS, _WF, _WA, _ZIN, _ZOUT, _KZ, _SZ, _PZ, _DZ, _CB, _C0) = range(27)
-_NPARAMS = 27
+ _GROUPS, _WF, _WA, _ZIN, _ZOUT, _KZ, _SZ, _PZ, _DZ, _CB, _C0, _DB, _D0) = range(29)
+_NPARAMS = 29
 # (_CB, _C0: the source node block's channel count and the first of its channels
 # the stencil reads, where a convolution reads a concatenation or a channel
-# range: one stencil per part, see _source_parts)
+# range: one stencil per part, see _source_parts; _DB, _D0 likewise for the
+# destination block, where a transposed convolution reads a concatenation and
+# its stencil, the convolution back, writes one)
 
 
 @dataclass
@@ -52,15 +54,16 @@ class Stencils:
         ``perm[q]`` is the graph node stored at internal position ``q``.
     inverse : ndarray int64 (n,)
         Internal position of each graph node.
-    params : ndarray int64 (S, 27)
+    params : ndarray int64 (S, 29)
         One row per stencil (a dense layer, a convolution, or the part of a
         convolution that reads one node block of a concatenation): internal
         offsets of its source and destination blocks, their channels and
         (H, W) sizes, kernel, stride, lo padding, dilation, groups, the
         offsets of its forward and adjoint weights in ``weights``, the depth
         axis of a 3-d convolution (sizes in and out, kernel, stride, lo
-        padding, dilation), and the source block's channel count and first
-        channel read.
+        padding, dilation), the source block's channel count and first
+        channel read, and the destination block's channel count and first
+        channel written.
     weights : ndarray (the graph's float dtype)
         Forward weights ``[C_in, kz, kh, kw (reversed), C_out/groups]`` and adjoint
         weights ``[C_out, kz, kh, kw, C_in/groups]`` of every stencil.
@@ -126,8 +129,9 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
     convolution (at most three spatial dimensions), sources that are runs of
     channels of node blocks of its spatial shape (a whole block, a
     concatenation, a chunk: :func:`_source_parts`); a transposed convolution
-    (``"conv_transpose"``), a whole source block: it runs as the convolution
-    from its destination back to its source, whose edges it has.  A block restricted to
+    (``"conv_transpose"``), the same sources as a convolution: it runs as the
+    convolution from its destination back to its source parts, whose edges it
+    has.  A block restricted to
     kept nodes (:class:`MaskedBlock`) runs as its whole layer's stencil where
     the graph's masks agree (:func:`pinned_nodes`)."""
     if isinstance(b, MaskedBlock):
@@ -199,13 +203,14 @@ def _ends(graph: SignedGraph, b) -> tuple[np.ndarray, np.ndarray]:
 _PARTS: "weakref.WeakKeyDictionary[SignedGraph, dict]" = weakref.WeakKeyDictionary()
 
 
-def _source_parts(graph: SignedGraph, b: ConvBlock):
+def _source_parts(graph: SignedGraph, b):
     """The parts of a convolution's input that stencils read: ``[(node block,
     first channel in it, input channels)]``, each a run of consecutive
     channels of one node block of the input's spatial shape, read by the
     given input channels (in the run's order); None where the input is not
     made so (padding or a spatial re-indexing in between), or, under groups,
-    is not one whole run in order.
+    is not one whole run in order.  ``b`` is a convolution or a transposed
+    one (whose input is its stencil's output).
 
     A convolution of a concatenation is the sum of its parts' convolutions
     with the matching columns of the weights, so each part is a stencil of
@@ -235,7 +240,8 @@ def _source_parts(graph: SignedGraph, b: ConvBlock):
             brk = np.flatnonzero((np.diff(ks) != 0) | (np.diff(cbs) != 1)) + 1
             parts = [(nbs[int(ks[a])], int(cbs[a]), order[a:e])
                      for a, e in zip(np.r_[0, brk], np.r_[brk, C])]
-            if b.groups > 1 and (len(parts) > 1 or np.any(order != np.arange(C))):
+            groups = b.conv.groups if isinstance(b, ConvTransposeBlock) else b.groups
+            if groups > 1 and (len(parts) > 1 or np.any(order != np.arange(C))):
                 parts = None
     cache[id(b)] = parts
     return parts
@@ -292,13 +298,12 @@ def _layer_kind(graph: SignedGraph, b) -> str | None:
     dst = nbs[b.dst]
     if isinstance(b, ConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
         return "conv" if _source_parts(graph, b) is not None else None
+    if isinstance(b, ConvTransposeBlock) and b.conv.nd <= 3 and dst.shape == b.out_shape:
+        # the convolution from the destination block back to the source parts
+        return "conv_transpose" if _source_parts(graph, b) is not None else None
     src = _whole_source(graph, b)
     if src is None:
         return None
-    if isinstance(b, ConvTransposeBlock) and b.conv.nd <= 3 and src.shape == b.in_shape \
-            and dst.shape == b.out_shape:
-        # the convolution from the destination block back to the source block
-        return "conv_transpose"
     if isinstance(b, DenseBlock) and src.size == b.in_size and dst.size == dst.shape[0]:
         return "dense"
     return None
@@ -360,25 +365,28 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
         if not isinstance(f, float):        # folded scales (per channel, or per element)
             W = (W.double() * f).to(W.dtype)
         if kind in ("conv", "conv_transpose"):
+            whole_dst = [(dst, 0, np.arange(dst.shape[0]))]
             if kind == "conv":
-                conv, parts, out = b, _source_parts(graph, b), dst
+                conv, parts, outs = b, _source_parts(graph, b), whole_dst
             else:
                 # the stencil is the convolution whose adjoint the block is: it reads
-                # the block's destination and writes its source (the same edges)
-                out = _whole_source(graph, b)
-                conv, parts = b.conv, [(dst, 0, np.arange(dst.shape[0]))]
+                # the block's destination and writes its source parts (the same edges)
+                conv, parts, outs = b.conv, whole_dst, _source_parts(graph, b)
             ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
              (dz, dh, dw)) = _conv_geometry(conv)
-            cout, cin_g = W.shape[:2]
+            cout_all, cin_g = W.shape[:2]
             g = conv.groups
-            W = W.reshape(cout, cin_g, kz, kh, kw)
-            for src, cb0, chans in parts:
-                # one stencil per part (the whole input, or one block of a
-                # concatenation: several parts only without groups), with the
-                # weight columns of the input channels it gives
-                n = len(chans)
-                whole = g > 1 or (n == cin_g and np.array_equal(chans, np.arange(n)))
-                Wp = W if whole else W[:, torch.from_numpy(chans)]
+            W = W.reshape(cout_all, cin_g, kz, kh, kw)
+            for (src, cb0, chans), (out, db0, ochans) in ((p, o) for p in parts for o in outs):
+                # one stencil per part of the input and of the output (the whole
+                # value, or one block of a concatenation: several parts only
+                # without groups), with the weights of the channels they hold
+                n, cout = len(chans), len(ochans)
+                Wp = W
+                if not (g > 1 or np.array_equal(ochans, np.arange(cout_all))):
+                    Wp = Wp[torch.from_numpy(ochans)]
+                if not (g > 1 or np.array_equal(chans, np.arange(cin_g))):
+                    Wp = Wp[:, torch.from_numpy(chans)]
                 N = Wp.numel()
                 wf, wa = weights[at:at + N], weights[at + N:at + 2 * N]
                 cp = n if g == 1 else cin_g
@@ -395,7 +403,8 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
                 geom = (n, hin, win, cout, hout, wout, kh, kw, sh, sw, ph, pw, dh, dw, g)
                 k = len(params)
                 params.append((src.offset, out.offset) + geom + (at, at + N)
-                              + (zin, zout, kz, sz, pz, dz, src.shape[0], cb0))
+                              + (zin, zout, kz, sz, pz, dz, src.shape[0], cb0,
+                                 out.shape[0], db0))
                 at += 2 * N
                 fwd[src.index].append(k)
                 adj[out.index].append(k)
@@ -411,7 +420,7 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
             k = len(params)
             params.append((src.offset, dst.offset)
                           + (b.in_size, 1, 1, b.out_size, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1)
-                          + (at, at + N) + (1, 1, 1, 1, 0, 1, b.in_size, 0))
+                          + (at, at + N) + (1, 1, 1, 1, 0, 1, b.in_size, 0, b.out_size, 0))
             at += 2 * N
             fwd[src.index].append(k)
             adj[dst.index].append(k)
