@@ -411,7 +411,7 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
         else:
             # a dense layer is a 1x1 convolution of 1x1 images whose input
             # channels are the source block's nodes (in its internal order)
-            src = next(nb for nb in nbs if nb.offset == b.src_range[0])
+            src = _whole_source(graph, b)
             N = W.numel()
             wf, wa = weights[at:at + N], weights[at + N:at + 2 * N]
             cols = torch.from_numpy(_channels_last(src.shape))
