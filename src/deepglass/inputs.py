@@ -344,13 +344,12 @@ def _tensor_folder(root: Path, files: Sequence[Path], shape, n, seed) -> InputBa
     from .memory import check_fits
 
     rel, folder_labels, classes = _class_layout(root, files)
-    sizes = [p.stat().st_size for p in files]
     m = len(files)
     order = (list(range(m)) if n is None or n >= m
              else np.random.default_rng(seed).permutation(m).tolist())
     got: dict[int, InputBatch] = {}
     skipped: list[tuple[str, str]] = []
-    count = 0
+    count = held = 0
     for i in order:
         if n is not None and count >= n:
             break
@@ -364,7 +363,8 @@ def _tensor_folder(root: Path, files: Sequence[Path], shape, n, seed) -> InputBa
             b.ids = [name]
         got[i] = b
         count += len(b)
-        check_fits(9 * sum(sizes[j] for j in got), f"reading the tensor files in {root}",
+        held += files[i].stat().st_size
+        check_fits(9 * held, f"reading the tensor files in {root}",
                    "lower --n (or raise --max-memory-gb)")
     keep = sorted(got)
     if not keep:
