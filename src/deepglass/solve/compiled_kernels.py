@@ -107,6 +107,21 @@ def _drop(j, h, blk_of, head, nxt, prv, bkt, bound, m, thr):
     m[j] = h + thr[j]
 
 
+@njit_borrowing(inline="always")
+def _locate(q, nch, c0, n, h, w):
+    """Where local position ``q`` of a channels-last block (``nch`` channels,
+    planes of ``h x w``) sits for a stencil that reads or writes its channels
+    ``[c0, c0 + n)``: ``(c - c0, z, y, x)``, or a first entry of -1 outside them."""
+    c = q % nch - c0
+    if c < 0 or c >= n:
+        return -1, 0, 0, 0
+    p = q // nch
+    z = p // (h * w)
+    p -= z * h * w
+    y = p // w
+    return c, z, y, p - y * w
+
+
 @njit_borrowing
 def _run(base, cnt, wb, d, s, m, Wt, blk_of, head, nxt, prv, bkt, top, bound, up):
     """``h[base:base + cnt] += d s Wt[wb:wb + cnt]`` on the margins: one run of
@@ -152,18 +167,12 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
         zout, kz, sz, pz, dz = P[k, _ZOUT], P[k, _KZ], P[k, _SZ], P[k, _PZ], P[k, _DZ]
         cin_g = cin // P[k, _GROUPS]
         cout_g = cout // P[k, _GROUPS]
-        # the source block has cb channels; this stencil reads cin of them from
-        # c0 (and writes cout of the destination block's db channels from d0)
-        cb, db = P[k, _CB], P[k, _DB]
-        q = i - P[k, _SRC]
-        c = q % cb - P[k, _C0]
-        if c < 0 or c >= cin:
+        # the source block has _CB channels, this stencil reads cin of them from
+        # _C0; it writes cout of the destination block's db channels from _D0
+        db = P[k, _DB]
+        c, z, y, x = _locate(i - P[k, _SRC], P[k, _CB], P[k, _C0], cin, hin, win)
+        if c < 0:
             continue
-        sp_ = q // cb
-        z = sp_ // (hin * win)
-        sp_ -= z * hin * win
-        y = sp_ // win
-        x = sp_ - y * win
         grp = c // cin_g
         for kzz in range(kz * kh):
             # depth tap kzz // kh (3-d convolutions; else 0), row tap ky
@@ -209,18 +218,12 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
         hout, wout, kh, kw = P[k, _HOUT], P[k, _WOUT], P[k, _KH], P[k, _KW]
         sh, sw, ph, pw, dh, dw = P[k, _SH], P[k, _SW], P[k, _PH], P[k, _PW], P[k, _DH], P[k, _DW]
         zin, kz, sz, pz, dz = P[k, _ZIN], P[k, _KZ], P[k, _SZ], P[k, _PZ], P[k, _DZ]
-        cb, db = P[k, _CB], P[k, _DB]
+        cb = P[k, _CB]
         cin_g = cin // P[k, _GROUPS]
         cout_g = cout // P[k, _GROUPS]
-        q = i - P[k, _DST]
-        co = q % db - P[k, _D0]
-        if co < 0 or co >= cout:
+        co, oz, oy, ox = _locate(i - P[k, _DST], P[k, _DB], P[k, _D0], cout, hout, wout)
+        if co < 0:
             continue
-        sp_ = q // db
-        oz = sp_ // (hout * wout)
-        sp_ -= oz * hout * wout
-        oy = sp_ // wout
-        ox = sp_ - oy * wout
         grp = co // cout_g
         for kzz in range(kz * kh):
             kd = kzz // kh
