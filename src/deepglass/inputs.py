@@ -132,6 +132,15 @@ def _select(tiers: Sequence[int], n: int | None, seed: int) -> list[int]:
     return sorted(order[:n].tolist())
 
 
+def _draw_order(m: int, n: int | None, seed: int) -> list[int]:
+    """The order in which to read ``m`` candidates until ``n`` are good: as they
+    come when all are wanted, else a seeded permutation (unreadable ones are
+    replaced by the next)."""
+    if n is None or n >= m:
+        return list(range(m))
+    return np.random.default_rng(seed).permutation(m).tolist()
+
+
 def _check_n(n) -> int | None:
     if n is None:
         return None
@@ -221,9 +230,7 @@ def _load_images(loaders: Sequence[tuple[str, Callable[[], object]]], labels: Se
                  shape, n, seed, resize, mean, std, source: str):
     """Decode and preprocess candidates in seeded order until ``n`` good ones."""
     Image = _pil()
-    m = len(loaders)
-    order = (list(range(m)) if n is None or n >= m
-             else np.random.default_rng(seed).permutation(m).tolist())
+    order = _draw_order(len(loaders), n, seed)
     good: dict[int, np.ndarray] = {}
     skipped: list[tuple[str, str]] = []
     for i in order:
@@ -344,9 +351,7 @@ def _tensor_folder(root: Path, files: Sequence[Path], shape, n, seed) -> InputBa
     from .memory import check_fits
 
     rel, folder_labels, classes = _class_layout(root, files)
-    m = len(files)
-    order = (list(range(m)) if n is None or n >= m
-             else np.random.default_rng(seed).permutation(m).tolist())
+    order = _draw_order(len(files), n, seed)
     got: dict[int, InputBatch] = {}
     skipped: list[tuple[str, str]] = []
     count = held = 0
