@@ -9,8 +9,9 @@ warmed up on a small graph, the peak resident set is reset, and
 ``deepglass.frustration`` runs.  Printed per run: the estimate of
 :mod:`deepglass.solve.engines` (peak bytes beyond the graph, coarse seconds),
 the measured peak beyond the resident set before the run, the ratio measured
-/ estimated (target within 1/1.5 .. 1.5), the solver's seconds, and what
-``auto`` picks.  With ``--active`` also the active subnetwork of one input of
+/ estimated (target within 1/1.5 .. 1.5), the solver's seconds and their
+ratio to the estimate, and what ``auto`` picks; at the end the range of both
+ratios and how often ``auto`` picked the engine that was faster.  With ``--active`` also the active subnetwork of one input of
 the 1-d CNN (``deepglass active``'s computation: its masks and the whole
 network's and the subgraph's descents), peak resident memory (target <= 8 GB).
 
@@ -20,6 +21,7 @@ Run::
     python bench/bench_engines.py --cases lenet,resnet18-32
     python bench/bench_engines.py --cases cnn1d --active
     python bench/bench_engines.py --cases cnn3d   # a 1.9 B-edge volumetric net
+    python bench/bench_engines.py --cases all     # every case (about an hour)
 """
 
 from __future__ import annotations
@@ -42,9 +44,15 @@ CASES = {
     "resnet18-224": ("resnet18", (3, 224, 224), 1, ("compiled", "matrix-free")),
     # convolutions of concatenations, chunks and channel shuffles (stencils per part)
     "googlenet-8": ("googlenet", (3, 224, 224), 8, ("compiled", "matrix-free")),
+    "googlenet-2": ("googlenet", (3, 224, 224), 2, ("compiled", "matrix-free")),
     "shufflenet-16": ("shufflenet_v2_x1_0", (3, 224, 224), 16, ("compiled", "matrix-free")),
-    "cnn1d": ("cnn1d", (8, 1024), 1, ("auto",)),
-    "cnn3d": ("cnn3d", (1, 32, 32, 32), 1, ("auto",)),
+    "shufflenet-4": ("shufflenet_v2_x1_0", (3, 224, 224), 4, ("compiled", "matrix-free")),
+    "digits-16": ("digits_cnn", (1, 8, 8), 16, ("compiled", "matrix-free")),
+    "squeezenet-4": ("squeezenet1_1", (3, 224, 224), 4, ("compiled", "matrix-free")),
+    # grouped 1x1 convolutions of a channel shuffle: CSR in the compiled engine
+    "shufflenet1-4": ("shufflenet_v1", (3, 224, 224), 4, ("compiled", "matrix-free")),
+    "cnn1d": ("cnn1d", (8, 1024), 1, ("compiled", "matrix-free")),
+    "cnn3d": ("cnn3d", (1, 32, 32, 32), 1, ("compiled", "matrix-free")),
 }
 
 
@@ -188,24 +196,40 @@ def main() -> None:
     if a.child:
         child(a.child, a.engine, a.active)
         return
-    print(f"{'case':>12} {'R':>3} {'engine':>11} {'est GB':>7} {'peak GB':>8} {'ratio':>6} "
-          f"{'est s':>7} {'solver s':>8}  auto")
-    for case in [c for c in a.cases.split(",") if c]:
+    print(f"{'case':>14} {'R':>3} {'engine':>11} {'est GB':>7} {'peak GB':>8} {'ratio':>6} "
+          f"{'est s':>7} {'solver s':>8} {'ratio':>6}  auto")
+    mem, tim, picks = [], [], []
+    cases = list(CASES) if a.cases == "all" else [c for c in a.cases.split(",") if c]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+    for case in cases:
+        seconds = {}
         for engine in CASES[case][3]:
             r = run_child(case, engine)
             used = r["engine"]
             est_gb, est_s = r["estimates"][used]
-            print(f"{case:>12} {r['replicas']:>3} {used:>11} {est_gb:7.2f} {r['peak_gb']:8.2f} "
-                  f"{r['peak_gb'] / max(est_gb, 1e-9):6.2f} {est_s:7.1f} {r['seconds']:8.1f}  "
+            seconds[used] = r["seconds"]
+            ratio = r["peak_gb"] / max(est_gb, 1e-9)
+            if est_gb >= 0.05:          # below, the resident set's granularity dominates
+                mem.append(ratio)
+            tim.append(r["seconds"] / max(est_s, 1e-9))
+            print(f"{case:>14} {r['replicas']:>3} {used:>11} {est_gb:7.2f} {r['peak_gb']:8.2f} "
+                  f"{ratio:6.2f} {est_s:7.2f} {r['seconds']:8.2f} {tim[-1]:6.2f}  "
                   f"{r['auto']}", flush=True)
-            other = {k: v for k, v in r["estimates"].items() if k != used}
-            if other:
-                print(" " * 14 + "other engines (estimate only): " + ", ".join(
-                    f"{k} {v[0]:.2f} GB / {v[1]:.1f} s" for k, v in other.items()))
-            if case == "cnn1d":
-                print(f"{'':>14}{r['edges']:,} edges, {r['csr_edges']:,} in CSR for the "
+            if case == "cnn1d" and used == r["auto"]:
+                print(f"{'':>16}{r['edges']:,} edges, {r['csr_edges']:,} in CSR for the "
                       f"compiled engine; default engine peak {r['peak_gb']:.2f} GB "
                       f"(target <= 4 GB): {'met' if r['peak_gb'] <= 4 else 'not met'}")
+        if len(seconds) > 1:
+            picks.append(seconds.get(r["auto"], float("inf")) <= min(seconds.values()))
+    if tim:
+        def within(x):
+            return sum(1 / 1.5 <= v <= 1.5 for v in x)
+        memory = (f"{min(mem):.2f}-{max(mem):.2f} ({within(mem)} of {len(mem)} within 1.5x)"
+                  if mem else "-")
+        print(f"\nmeasured / estimated: memory {memory} (estimates of 0.05 GB and more), "
+              f"time {min(tim):.2f}-{max(tim):.2f} ({within(tim)} of {len(tim)}); auto picked the faster engine in {sum(picks)} of {len(picks)} cases")
     if a.active:
         r = run_child("cnn1d", "auto", active=True)
         print(f"\nactive subnetwork of one input of the 1-d CNN: {r['active_seconds']:.1f} s, "

@@ -178,6 +178,53 @@ def test_auto_avoids_a_big_csr_fallback():
     assert engines.choose_engine(lenet, 8) == "compiled"
 
 
+def test_time_model_sums_blocks_and_scales_with_threads_and_replicas():
+    g = _graph()
+    calls = engines._OP_CALL_S * len(g.edge_blocks)
+    for R in (1, 8):
+        two = engines.operator_seconds(g, R, threads=2) - calls
+        # the per-block work is calibrated on two threads and divides among more
+        assert engines.operator_seconds(g, R, threads=4) - calls == pytest.approx(two / 2)
+        assert two == pytest.approx(sum(engines._block_seconds(b, R) for b in g.edge_blocks)
+                                    + engines._OP_NODE_S * R * g.n_nodes)
+    # more replicas cost more in every model; the compiled kernel runs one
+    # replica per thread, so two replicas on two threads cost one's kernel
+    for f in (engines.operator_seconds, engines.compiled_seconds, engines.matrix_free_seconds):
+        assert f(g, 1, threads=2) < f(g, 8, threads=2) < f(g, 64, threads=2)
+    ops = [engines.operator_seconds(g, R, 2) for R in (1, 2)]
+    kernel = [engines.compiled_seconds(g, R, 2) - engines._FIELD_PASSES * ops[R - 1] for R in (1, 2)]
+    assert kernel[0] == pytest.approx(kernel[1])
+
+
+def test_time_model_charges_csr_edges():
+    """A convolution reading a source scaled per position runs as CSR in the
+    compiled engine: its estimate holds the CSR's layout and indirect updates."""
+    torch.manual_seed(0)
+
+    class Tapered(nn.Module):
+        def __init__(self, taper: bool):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv1d(2, 8, 5), nn.Conv1d(8, 8, 5)
+            self.register_buffer("taper", torch.linspace(0.5, 1.5, 60) if taper else torch.ones(60))
+
+        def forward(self, x):
+            return self.c2(torch.relu(self.c1(x)) * self.taper)
+
+    nets = [Tapered(t).eval() for t in (False, True)]
+    nets[1].load_state_dict(nets[0].state_dict() | {"taper": nets[1].taper})
+    plain, tapered = (SignedGraph.from_module(n, (2, 64)) for n in nets)
+    assert engines.csr_edges(plain) == 0
+    csr = engines.csr_edges(tapered)
+    assert csr == tapered.edge_blocks[1].n_edges()
+    extra = engines.compiled_seconds(tapered, 1, 1) - engines.compiled_seconds(plain, 1, 1)
+    # two entries per edge move from stencil updates to the CSR, whose layout
+    # costs more; the second convolution's weights are no longer laid out; the
+    # operator costs are the same (the taper is a scale, not an edge block)
+    per_entry = engines._LAYOUT_CSR_S - engines._KERNEL_UPDATE_S
+    assert extra == pytest.approx(2 * csr * per_entry
+                                  - engines._LAYOUT_PARAM_S * nets[0].c2.weight.numel())
+
+
 def test_a_run_that_would_not_fit_is_refused_up_front():
     g = SignedGraph.from_module(_net(), (3, 15, 15))
     with pytest.raises(TooLargeError, match=r"compiled engine would need ~.* for 4 replicas"

@@ -5,19 +5,21 @@ The descent (:mod:`deepglass.solve.descent`) has two engines: ``"compiled"``
 operators, CPU or GPU).  What each costs depends on the graph in ways a user
 cannot see: the compiled engine runs convolutions and dense layers as stencils
 (:func:`deepglass.solve.compiled_descent.stencil_kind`) but holds every other
-edge block (pooling, identity shortcuts, layers whose source carries a folded
-batch-norm scale, 3-d convolutions, ...) as an explicit symmetric CSR, and
+edge block (pooling, identity shortcuts, sources scaled per position, grouped
+convolutions of a channel shuffle, ...) as an explicit symmetric CSR, and
 *building* that CSR peaks at about :data:`CSR_BUILD_BYTES` bytes per edge.  A
 network whose big layers fall back to CSR then needs many times the memory
-of its stencils.
+of its stencils.  The matrix-free engine's time is its operator passes
+(:func:`operator_seconds`, a model per block kind) times the sweeps its
+dynamics need, which only a coarse power law follows.
 
 The functions here are pure (a graph and a replica count in, bytes or seconds
 out), so that a memory check can compare them with a budget:
 
 - :func:`compiled_bytes`, :func:`matrix_free_bytes`: peak resident bytes of
   one descent beyond the graph itself;
-- :func:`compiled_seconds`, :func:`matrix_free_seconds`: coarse time models
-  (per-edge costs measured on 2 AVX2 cores, ``bench/bench_engines.py``);
+- :func:`compiled_seconds`, :func:`matrix_free_seconds`, :func:`operator_seconds`:
+  time models, constants fitted on 2 AVX2 cores (``bench/bench_engines.py``);
 - :func:`engine_estimates`: both, per engine;
 - :func:`choose_engine`: ``"auto"`` picks the faster estimate among the
   engines that fit the budget; a named engine is checked against it and
@@ -33,6 +35,15 @@ batch-normed sources fold into the stencils' weights; before they were 134.5 M
 edges of CSR and ~19.5 GB, and the matrix-free engine ran, 1.06), 0.98 for it on
 a 1.9 B-edge 3-d CNN (2.4 GB), 0.77-0.88 on GoogLeNet at 8 and ShuffleNet-V2
 at 16 replicas (convolutions of concatenations and shuffles as stencils per part).
+
+Times (the same benchmark, solver seconds against the estimate, 19 cases per
+engine: every zoo net but GoogLeNet-BVLC, ResNet-18 at 32, 64 and 224, the 1-d
+and 3-d CNNs): 0.66-1.75 for the compiled engine and 0.56-1.73 for the
+matrix-free one, 31 of 38 within 1.5x (fitted on these runs; the first fit, on
+13 of them, put the compiled engine's other six at 1.26-2.77).  ``auto`` picked
+the faster engine in all 19 cases (the compiled one, 2.5-20x faster; the earlier
+model, 2-20x low for the matrix-free engine, had picked it for ShuffleNet-V1:
+51 s instead of 19 s).
 """
 
 from __future__ import annotations
@@ -46,7 +57,7 @@ from ..errors import DeepglassError, TooLargeError
 from ..graph import SignedGraph
 
 __all__ = ["ENGINES", "check_engine", "check_device", "batches_draws", "csr_edges", "compiled_bytes", "matrix_free_bytes",
-           "compiled_seconds", "matrix_free_seconds", "EngineEstimate", "engine_estimates",
+           "compiled_seconds", "matrix_free_seconds", "operator_seconds", "EngineEstimate", "engine_estimates",
            "choose_engine", "CSR_BUILD_BYTES", "draw_batch_bytes", "draws_per_batch",
            "check_fits"]
 
@@ -69,13 +80,21 @@ SMALL_SECONDS = 0.5
 #: fraction of the available memory an engine may plan to use
 MEMORY_FRACTION = 0.8
 
-# time model constants (seconds), 2 AVX2 cores; only their ratios steer ``auto``
-_CSR_BUILD_S = 4.2e-7          # per CSR edge (5.3 s for 12.7 M edges)
-_STENCIL_LAYOUT_S = 2e-9       # per stencil weight (two copies)
-_COMPILED_EDGE_S = 2.5e-9      # per edge and replica, whole descent, one thread
-_MF_EDGE_S = 6e-11             # per edge and replica and operator sweep (CPU)
-_MF_EDGE_FIXED_S = 2e-10       # per edge and sweep (weights read once)
-_MF_SWEEPS = 120               # operator sweeps of a matrix-free descent (decay 0.97)
+# time model (seconds, 2 AVX2 cores): constants fitted to the solver times of
+# bench/bench_engines.py's cases (the zoo, ResNet-18 at 32, 64 and 224, the 1-d
+# and 3-d CNNs; 19 runs per engine)
+_LAYOUT_PARAM_S = 1.1e-8       # compiled: per stencil weight laid out (two copies)
+_LAYOUT_CSR_S = 5.7e-7         # compiled: per CSR entry (two per edge): built, then read
+_KERNEL_UPDATE_S = 8.5e-10     # compiled: per stencil field update, one thread
+_KERNEL_CACHE = 0.031          # ... and that much more per doubling of n beyond 2e5 nodes
+_KERNEL_NODE_S = 2.05e-7       # ... per node (its flips' bookkeeping and the sweeps' scans)
+_FIELD_PASSES = 5.9            # compiled: operator passes (fields, check, normalizers)
+_COMPILED_FIXED_S = 3e-3
+# matrix-free: operator passes ~ _MF_PASSES (R n)^_MF_PASS_EXP; the number of
+# sweeps is set by the dynamics (36-459 measured), which this power law only
+# follows on average (measured / modelled 0.56-1.73)
+_MF_PASSES = 20.2
+_MF_PASS_EXP = 0.206
 
 
 def _replicas(n: int) -> str:
@@ -157,6 +176,56 @@ def _normalizer_bytes(graph: SignedGraph, replicas: int) -> tuple[int, int]:
     return held, 16 * most + 2 * int(replicas) * graph.n_nodes * item
 
 
+# operator cost per edge block and pass (forward and adjoint, seconds on 2 AVX2
+# cores; bench/bench_engines.py): a fixed cost per call; for convolutions a
+# cost per edge and replica (the products), per value read or written, per
+# weight (reordered per call) and per unfolded input (im2col of strided ones),
+# and per edge and replica for depthwise ones (memory-bound); for dense layers
+# per weight (read once) and per edge and replica; other blocks per edge and
+# replica; and per node and replica for the pass's own sums
+_OP_CALL_S = 1.2e-4
+_OP_CONV_S = (2.0e-11, 6.8e-10, 5.2e-10, 1.5e-9, 2.5e-10)
+_OP_DENSE_S = (2.7e-10, 2.4e-11)
+_OP_OTHER_S = 1.25e-9
+_OP_NODE_S = 2.7e-9
+_OP_THREADS = 2
+
+
+def _block_seconds(b, R: int) -> float:
+    """Seconds of one forward and adjoint evaluation of edge block ``b`` for ``R``
+    replicas on :data:`_OP_THREADS` threads, less the fixed cost per call."""
+    from ..graph.blocks.conv import ConvBlock, ConvTransposeBlock
+    from ..graph.blocks.dense import DenseBlock
+
+    layer = getattr(b, "inner", b)
+    E = b.n_edges()
+    if isinstance(layer, (ConvBlock, ConvTransposeBlock)):
+        conv = layer if isinstance(layer, ConvBlock) else layer.conv
+        w = conv.weight
+        cin_g, cout_g = w.shape[1], w.shape[0] // conv.groups
+        io = R * (b.in_size + b.out_size)
+        cols = 0
+        if max(conv.stride) > 1:
+            cols = R * w[0].numel() * math.prod(conv.out_shape[1:]) * conv.groups
+        a, rw, p, c, dw = _OP_CONV_S
+        products = (a + (dw if min(cin_g, cout_g) == 1 else 0.0)) * E * R
+        return products + rw * io + p * w.numel() + c * cols
+    if isinstance(layer, DenseBlock):
+        return _OP_DENSE_S[0] * E + _OP_DENSE_S[1] * E * R
+    return _OP_OTHER_S * E * R
+
+
+def operator_seconds(graph: SignedGraph, replicas: int, threads: int | None = None) -> float:
+    """Coarse seconds of one ``As x`` (every edge block forward and back) for
+    ``replicas`` replicas on the CPU with torch's ``threads``: a model fitted
+    per block kind (measured / modelled 0.74-1.28 on the zoo, the 1-d and 3-d
+    CNNs of ``bench/bench_engines.py``).  O(edge blocks)."""
+    threads = torch.get_num_threads() if threads is None else int(threads)
+    R = int(replicas)
+    work = sum(_block_seconds(b, R) for b in graph.edge_blocks) + _OP_NODE_S * R * graph.n_nodes
+    return _OP_CALL_S * len(graph.edge_blocks) + work * _OP_THREADS / max(1, threads)
+
+
 def compiled_bytes(graph: SignedGraph, replicas: int, threads: int | None = None) -> int:
     """Peak bytes of a compiled descent beyond the graph.
 
@@ -221,24 +290,35 @@ def matrix_free_bytes(graph: SignedGraph, replicas: int) -> int:
 
 
 def compiled_seconds(graph: SignedGraph, replicas: int, threads: int | None = None) -> float:
-    """Coarse time of a compiled descent: CSR build, stencil layout, and a
-    kernel cost per edge and replica spread over the threads."""
+    """Seconds of a compiled descent (measured / modelled 0.79-1.75 on the cases of
+    ``bench/bench_engines.py``, 2 cores): the layout (stencil weights, the CSR
+    of the other blocks), the kernel for the replicas each thread runs (a flip
+    updates its neighbours' fields, two updates per stencil edge if every node
+    flipped once, slower once the fields leave the cache; bookkeeping per
+    node), and the fields from scratch (:func:`operator_seconds`)."""
     import numba
 
     threads = numba.get_num_threads() if threads is None else int(threads)
     R = int(replicas)
-    kernel = _COMPILED_EDGE_S * graph.n_edges * R / max(1, min(threads, R))
-    return (_CSR_BUILD_S * csr_edges(graph) + _STENCIL_LAYOUT_S * 2 * _stencil_params(graph)
-            + kernel)
+    csr = 2 * csr_edges(graph)
+    updates = 2 * graph.n_edges - csr
+    per_thread = R / max(1, min(threads, R))
+    cache = 1.0 + _KERNEL_CACHE * max(0.0, math.log2(graph.n_nodes / 2e5))
+    kernel = per_thread * (_KERNEL_UPDATE_S * cache * updates + _KERNEL_NODE_S * graph.n_nodes)
+    layout = _LAYOUT_PARAM_S * _stencil_params(graph) + _LAYOUT_CSR_S * csr
+    return (_COMPILED_FIXED_S + layout + kernel
+            + _FIELD_PASSES * operator_seconds(graph, R, threads))
 
 
 def matrix_free_seconds(graph: SignedGraph, replicas: int, threads: int | None = None) -> float:
-    """Coarse time of a matrix-free descent on the CPU: ``_MF_SWEEPS`` operator
-    sweeps, each a fixed cost per edge plus a cost per edge and replica, spread
-    over torch's threads (a device is far faster; ``auto`` has no choice there)."""
-    threads = torch.get_num_threads() if threads is None else int(threads)
-    per_sweep = graph.n_edges * (_MF_EDGE_FIXED_S + _MF_EDGE_S * int(replicas))
-    return _MF_SWEEPS * per_sweep / max(1, threads)
+    """Seconds of a matrix-free descent on the CPU: :func:`operator_seconds` times
+    the operator passes a descent takes, a power law in ``R n`` fitted on the
+    cases of ``bench/bench_engines.py`` (measured / modelled 0.56-1.73: the
+    sweeps a descent needs are set by its dynamics).  A device is far faster;
+    ``auto`` has no choice there."""
+    R = int(replicas)
+    passes = _MF_PASSES * (R * graph.n_nodes) ** _MF_PASS_EXP
+    return passes * operator_seconds(graph, R, threads)
 
 
 @dataclass(frozen=True)
