@@ -38,6 +38,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 #: case -> (zoo name or "cnn1d", input shape, replicas, engines measured)
 CASES = {
     "lenet": ("mnist_lenet", (1, 28, 28), 80, ("compiled", "matrix-free")),
+    "lenet-16": ("mnist_lenet", (1, 28, 28), 16, ("compiled", "matrix-free")),
+    "lenet-1": ("mnist_lenet", (1, 28, 28), 1, ("compiled", "matrix-free")),
+    "resnet18-32-1": ("resnet18", (3, 32, 32), 1, ("compiled", "matrix-free")),
+    "resnet18-64": ("resnet18", (3, 64, 64), 8, ("compiled", "matrix-free")),
+    "resnet18-224-4": ("resnet18", (3, 224, 224), 4, ("compiled", "matrix-free")),
+    "alexnet-8": ("alexnet", (3, 224, 224), 8, ("compiled", "matrix-free")),
+    "alexnet-caffe-2": ("alexnet_caffe", (3, 227, 227), 2, ("compiled", "matrix-free")),
+    "squeezenet10-2": ("squeezenet1_0", (3, 224, 224), 2, ("compiled", "matrix-free")),
     "resnet18-32": ("resnet18", (3, 32, 32), 16, ("compiled", "matrix-free")),
     "alexnet-1": ("alexnet", (3, 224, 224), 1, ("compiled", "matrix-free")),
     "alexnet-80": ("alexnet", (3, 224, 224), 80, ("compiled",)),
