@@ -198,7 +198,7 @@ def test_time_model_sums_blocks_and_scales_with_threads_and_replicas():
 
 def test_time_model_charges_csr_edges():
     """A convolution reading a source scaled per position runs as CSR in the
-    compiled engine: its estimate holds the CSR's layout and indirect updates."""
+    compiled engine: its estimate holds the CSR's cost in place of stencil updates."""
     torch.manual_seed(0)
 
     class Tapered(nn.Module):
