@@ -122,6 +122,17 @@ def _locate(q, nch, c0, n, h, w):
     return c, z, y, p - y * w
 
 
+@njit_borrowing(inline="always")
+def _tap(q, pad, k, dil, stride, size):
+    """The output a kernel tap ``k`` takes input position ``q`` to along one axis
+    (``o stride = q + pad - k dil``), or -1 where it misses the grid."""
+    t = q + pad - k * dil
+    if t < 0 or t % stride != 0:
+        return -1
+    o = t // stride
+    return o if o < size else -1
+
+
 @njit_borrowing
 def _run(base, cnt, wb, d, s, m, Wt, blk_of, head, nxt, prv, bkt, top, bound, up):
     """``h[base:base + cnt] += d s Wt[wb:wb + cnt]`` on the margins: one run of
@@ -178,17 +189,9 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
             # depth tap kzz // kh (3-d convolutions; else 0), row tap ky
             kd = kzz // kh
             ky = kzz - kd * kh
-            tz = z + pz - kd * dz
-            if tz < 0 or tz % sz != 0:
-                continue
-            oz = tz // sz
-            if oz >= zout:
-                continue
-            t = y + ph - ky * dh
-            if t < 0 or t % sh != 0:
-                continue
-            oy = t // sh
-            if oy >= hout:
+            oz = _tap(z, pz, kd, dz, sz, zout)
+            oy = _tap(y, ph, ky, dh, sh, hout)
+            if oz < 0 or oy < 0:
                 continue
             row = P[k, _DST] + (oz * hout + oy) * wout * db + P[k, _D0]
             wrow = P[k, _WF] + ((c * kz + kd) * kh + ky) * kw * cout_g
@@ -203,11 +206,8 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
                          nxt, prv, bkt, top, bound, up)
                 continue
             for kx in range(kw):
-                t2 = x + pw - kx * dw
-                if t2 < 0 or t2 % sw != 0:
-                    continue
-                ox = t2 // sw
-                if ox >= wout:
+                ox = _tap(x, pw, kx, dw, sw, wout)
+                if ox < 0:
                     continue
                 _run(row + ox * db + grp * cout_g, cout_g, wrow + (kw - 1 - kx) * cout_g, d, s,
                      m, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
