@@ -183,8 +183,9 @@ def test_a_file_that_folds_its_fixed_batch_runs_one_sample_at_a_time():
     sample (a batch of 3 gives the three batch-1 results, where the graph
     itself fails: vectorized by vmap to rounding, or, with a hook on a layer,
     a loop of batch-1 calls exactly) and says so (``batch_one_only``, kept by
-    deepcopy and pickling); near-monotonicity feeds it batches, the
-    criticality observables (hooks) one sample at a time."""
+    deepcopy and pickling); near-monotonicity feeds it batches, and the
+    criticality observables record its layers' outputs in the same vmap (the
+    statistics of one sample at a time)."""
     import copy
     import pickle
     import subprocess
@@ -196,7 +197,7 @@ def test_a_file_that_folds_its_fixed_batch_runs_one_sample_at_a_time():
     model = _batch_folding_model()
     module = onnx_to_module(model)
     x = _rand(3, 2, 5, 5)
-    one = np.concatenate([_run(module, x[i:i + 1]) for i in range(3)])
+    one = one_out = np.concatenate([_run(module, x[i:i + 1]) for i in range(3)])
     np.testing.assert_allclose(one, np.concatenate([_reference(model, X=x[i:i + 1])[0]
                                                     for i in range(3)]), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(_run(module, x), one, rtol=1e-5, atol=1e-6)   # vmap
@@ -221,9 +222,26 @@ def test_a_file_that_folds_its_fixed_batch_runs_one_sample_at_a_time():
     each = [near_monotonicity(module, sigma_in, sigma_out, torch.from_numpy(x[i:i + 1]),
                               amplitudes=4, seed=2, first_index=i).trials for i in range(3)]
     pd.testing.assert_frame_equal(res.trials, pd.concat(each, ignore_index=True))
+    calls = []
+    module.net.forward = lambda *a: (calls.append(1), type(module.net).forward(module.net, *a))[1]
     obs = collect_observables(module, torch.from_numpy(x), batch_size=64)
+    assert len(calls) == 1                  # the observables' layers recorded in one vmap
+    del module.net.forward
     assert obs.n_events == 3 and len(g.output_index) == 3
     assert all("#" not in name for name in obs.layers)
+    layers = ["net.conv", "net.relu", "net.fc"]
+    obs = collect_observables(module, torch.from_numpy(x), layers=layers, batch_size=64)
+    one = collect_observables(module, torch.from_numpy(x), layers=layers, batch_size=1)  # each sample
+    assert obs.layers == one.layers == layers
+    for name in obs.layers:
+        np.testing.assert_array_equal(obs.unit_counts[name], one.unit_counts[name])
+        np.testing.assert_array_equal(obs.pattern_counts[name], one.pattern_counts[name])
+        np.testing.assert_allclose(obs.mean_activation[name], one.mean_activation[name], rtol=1e-5)
+    out, rec = module.record((torch.from_numpy(x),), {"conv": module.net.conv, "again": module.net.conv})
+    np.testing.assert_allclose(out.detach().numpy(), one_out, rtol=1e-5, atol=1e-6)
+    assert [name for name, _ in rec] == ["conv", "again"] and rec[0][1].shape == (3, 4, 3, 3)
+    np.testing.assert_allclose(rec[0][1].detach().numpy(), np.concatenate(
+        [module.net.conv(torch.from_numpy(x[i:i + 1])).detach().numpy() for i in range(3)]), rtol=1e-5, atol=1e-6)
 
 
 def test_a_global_max_written_as_reducemax_is_a_max_pool():

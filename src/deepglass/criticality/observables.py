@@ -315,7 +315,10 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
         raise DeepglassError("n_passes and batch_size must be positive")
     from ..graph.trace import forward_batch_size
 
-    batch_size = forward_batch_size(model, batch_size)
+    # a module run sample by sample (an ONNX file of batch 1) returns its
+    # layers' outputs itself (hooks inside its vmap would see batched values)
+    record = getattr(model, "record", None) if getattr(model, "takes_batches", False) else None
+    batch_size = forward_batch_size(model, batch_size, hooks=record is None)
     choose_subsets(1, subset_size, n_subsets)            # validates the subset parameters
     names = resolve_layers(model, layers)
     X = torch.as_tensor(X)
@@ -327,23 +330,24 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
     calls: dict[str, int] = {}
     order: list[str] = []
 
-    def hook_for(name):
-        def hook(_m, _inp, out):
-            if isinstance(out, (tuple, list)):
-                out = out[0]
-            if not torch.is_tensor(out):
-                return
-            k = calls.get(name, 0) + 1
-            calls[name] = k
-            key = name if k == 1 else f"{name}#{k}"
-            if key not in stats:
-                stats[key] = LayerStats(key, subset_size=subset_size, n_subsets=n_subsets,
-                                        seed=seed)
-                order.append(key)
-            stats[key].add(out, threshold)
-        return hook
+    def seen(name, out):
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if not torch.is_tensor(out):
+            return
+        k = calls.get(name, 0) + 1
+        calls[name] = k
+        key = name if k == 1 else f"{name}#{k}"
+        if key not in stats:
+            stats[key] = LayerStats(key, subset_size=subset_size, n_subsets=n_subsets,
+                                    seed=seed)
+            order.append(key)
+        stats[key].add(out, threshold)
 
-    handles = [mods[n].register_forward_hook(hook_for(n)) for n in names]
+    def hook_for(name):
+        return lambda _m, _inp, out: seen(name, out)
+
+    handles = [] if record else [mods[n].register_forward_hook(hook_for(n)) for n in names]
     was = model.training
     model.train(train_mode)
     try:
@@ -351,7 +355,11 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
             for i in range(0, len(X), batch_size):
                 calls.clear()
                 try:
-                    model(X[i:i + batch_size])
+                    if record:
+                        for name, out in record((X[i:i + batch_size],), {n: mods[n] for n in names})[1]:
+                            seen(name, out)
+                    else:
+                        model(X[i:i + batch_size])
                 except DeepglassError:
                     raise
                 except Exception as exc:
