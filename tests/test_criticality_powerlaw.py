@@ -137,3 +137,62 @@ def test_table_and_figure():
     assert len(ax.lines) >= 2                      # data and the fit
     plot_power_law(np.ones(3), PowerLawVerdict("inconclusive", "r"))
     plt.close("all")
+
+
+def _zeta_with_cutoff(alpha, cutoff, n, seed):
+    """``p(k) ~ k^-alpha exp(-k / cutoff)`` on k >= 1, by thinning a zeta sample."""
+    rng = np.random.default_rng(seed)
+    x = rng.zipf(alpha, 20 * n).astype(float)
+    return x[rng.random(x.size) < np.exp(-x / cutoff)][:n]
+
+
+def _brute_nested_ratio(x):
+    """ll(power law) - ll(truncated power law), both discrete on k >= 1, maximized
+    independently of ``powerlaw``: the zeta law by Hurwitz zeta, the truncated law
+    normalized by summing k^-alpha exp(-Lambda k) until exp(-Lambda k) < e^-60."""
+    import scipy.optimize
+
+    n, slx, sx = x.size, np.log(x).sum(), x.sum()
+    pl = scipy.optimize.minimize_scalar(
+        lambda a: a * slx + n * np.log(scipy.special.zeta(a, 1)), bounds=(1.01, 12),
+        method="bounded", options={"xatol": 1e-10})
+
+    def nll(th):
+        a, lam = th[0], np.exp(th[1])
+        k = np.arange(1, int(60 / lam) + 2, dtype=float)
+        return a * slx + lam * sx + n * np.log(np.sum(k ** -a * np.exp(-lam * k)))
+
+    tpl = min((scipy.optimize.minimize(nll, [a0, np.log(l0)], method="Nelder-Mead",
+                                       options={"xatol": 1e-8, "fatol": 1e-8})
+               for a0 in (1.5, 2.0, 2.5) for l0 in (1e-4, 1e-3, 1e-2)), key=lambda r: r.fun)
+    return tpl.fun - pl.fun
+
+
+def test_discrete_nested_cutoff_test_uses_the_discrete_laws():
+    # the truncated power law contains the power law (Lambda -> 0): on a pure zeta
+    # sample R = ll_PL - ll_TPL is <= 0 and equals powerlaw's own discrete nested
+    # comparison (it was +338, p = 0, from continuous forms fitted to integers)
+    import warnings
+
+    import powerlaw
+
+    from deepglass.criticality.powerlaws import _likelihood_ratios
+
+    rng = np.random.default_rng(2)
+    z = np.sort(rng.choice(rng.zipf(2.5, 100_000).astype(float), 3000, replace=False))
+    R, p = _likelihood_ratios(z, 1.0, True, ("truncated_power_law",))["truncated_power_law"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = powerlaw.Fit(z, xmin=1, discrete=True, verbose=False,
+                           parameter_ranges={"alpha": [1.0, 12.0]})
+        R_pkg, p_pkg = fit.distribution_compare("power_law", "truncated_power_law", nested=True)
+    assert R <= 0.0 and p > 0.5
+    assert abs(R - min(R_pkg, 0.0)) < 0.01            # the package's R is 0.002: optimizer noise
+    # a real cutoff: R matches an independent maximization of both discrete
+    # likelihoods, and the verdict says "a cutoff" (it was 'plausible')
+    x = _zeta_with_cutoff(2.0, 1000.0, 8000, 9020)
+    v = power_law_verdict(x, n_boot=BOOT)
+    assert v.discrete and v.xmin == 1.0
+    assert abs(v.R_truncated_power_law - _brute_nested_ratio(x)) < 0.01   # -2.55
+    assert v.R_truncated_power_law < -1 and v.p_truncated_power_law < 0.1
+    assert v.verdict == "inconclusive" and "cutoff" in v.reason
