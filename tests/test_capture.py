@@ -1167,23 +1167,26 @@ def test_a_rescaling_at_the_output_is_not_lost(kind):
 
 
 class _Masked(nn.Module):
-    def __init__(self, from_input=False):
+    def __init__(self, choice=None):
         super().__init__()
-        self.from_input = from_input
+        self.choice = choice
         self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(8, 3)
         self.register_buffer("mask", torch.tensor([[True, False], [False, True]]))
 
     def forward(self, x):
         c = torch.relu(self.conv(x))
-        if self.from_input:       # a choice between two network values
-            return self.fc(torch.where(self.mask, c, 2 * c).flatten(1))
+        if self.choice == "fixed":          # a fixed choice between two network values
+            return self.fc(torch.where(self.mask, c, -2 * c).flatten(1))
+        if self.choice == "input":          # a choice that the input's values make
+            return self.fc(torch.where(self.conv(x) > 0.1, c, -2 * c).flatten(1))
         return self.fc(c.masked_fill(self.mask, 0.0).flatten(1))
 
 
-def test_a_fixed_mask_is_padding_and_a_choice_between_values_is_refused():
+def test_a_fixed_mask_is_padding_or_a_choice_and_one_from_the_input_is_refused():
     """masked_fill / where with a fixed mask and a constant: the masked elements
-    are padding (no edges from them), the rest the value's own nodes; a choice
-    between two network values is refused by name."""
+    are padding (no edges from them), the rest the value's own nodes; a fixed
+    mask choosing between two network values is a re-indexing (here the same
+    nodes, scaled 1 or -2); a mask computed from the input is refused by name."""
     torch.manual_seed(0)
     net = _Masked().eval()
     g = SignedGraph.from_module(net, (1, 4, 4))
@@ -1194,8 +1197,32 @@ def test_a_fixed_mask_is_padding_and_a_choice_between_values_is_refused():
     keep = np.concatenate([keep, keep])
     np.testing.assert_allclose(A[np.ix_(conv_nodes, fc_nodes)], (w * keep).T, rtol=1e-6)
     assert g.n_edges == 2 * 9 * 4 + 3 * int(keep.sum())
-    with pytest.raises(UnsupportedLayerError, match="where.*only a fixed mask choosing between"):
-        SignedGraph.from_module(_Masked(from_input=True).eval(), (1, 4, 4))
+    net = _Masked("fixed").eval()
+    w = net.fc.weight.detach().numpy()
+    for capture in ("export", "core"):
+        g = SignedGraph.from_module(net, (1, 4, 4), capture=capture)
+        A = g.to_scipy().toarray()
+        np.testing.assert_allclose(A[np.ix_(conv_nodes, fc_nodes)],
+                                   (w * np.where(keep, -2.0, 1.0)).T, rtol=1e-6)
+        assert g.n_nodes == 27 and g.n_edges == 2 * 9 * 4 + 3 * 8
+    with pytest.raises(UnsupportedLayerError, match="comparison.*a mask computed from the input"):
+        SignedGraph.from_module(_Masked("input").eval(), (1, 4, 4))
+
+
+@pytest.mark.parametrize("act,monotone", [
+    (nn.Softshrink(0.3), True), (nn.Hardshrink(0.3), True), (nn.Threshold(0.1, -1.0), True),
+    (nn.Threshold(0.1, 0.5), False), (nn.RReLU(), True), (nn.RReLU(-0.5, -0.2), False)])
+def test_shrinks_thresholds_and_rrelu_are_activations(act, monotone, capture="export"):
+    """Softshrink, Hardshrink, Threshold and RReLU (at inference) are elementwise
+    activations: the graph of the same net with ReLU; a Threshold whose value
+    lies above its threshold, or an RReLU of negative mean slope, warns as
+    non-monotone (they were refused as comparisons once lowered)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), act, nn.Conv2d(3, 2, 1)).eval()
+    ref = nn.Sequential(net[0], nn.ReLU(), net[2]).eval()
+    g, warned = _graph(net, (2, 5, 5), capture=capture)
+    np.testing.assert_array_equal(_dense(g), _dense(_graph(ref, (2, 5, 5))[0]))
+    assert bool(warned) == (not monotone)
 
 
 class _VolumeUNet(nn.Module):

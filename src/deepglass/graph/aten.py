@@ -34,10 +34,11 @@ from .aten_norms import (Stat, _batch_norm, _batch_norm_layer, _group_norm, _gro
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _attention, _avg_pool, _bmm,
                          _clamp_nonneg, _conv_layer, _conv_transpose_layer, _convolution, _div,
                          _identity, _leaky_relu, _linear, _matmul, _max_pool, _mean, _monotone,
-                         _mul, _neg, _nonmonotone, _prelu, _refuse, _shape_rule, _sum, _threshold,
+                         _mul, _neg, _nonmonotone, _prelu, _refuse, _rrelu, _scatter, _shape_rule, _sum, _threshold,
+                         _threshold_at,
                          _where, _upsample, interpolation_matrices)
 from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, _is_sym, _opname, flatten,
-                       has_sym)
+                       has_sym, uses)
 
 __all__ = ["export_module", "AtenInterpreter", "ATEN_OPS", "interpolation_matrices"]
 
@@ -45,7 +46,8 @@ aten = torch.ops.aten
 
 #: ops kept whole when lowering to core ATen: activations (their decompositions
 #: would hide their names: SiLU -> x * sigmoid(x), PReLU -> where(x > 0, ...))
-KEEP_WHOLE = ("prelu", "silu", "hardswish", "hardsigmoid", "mish",
+KEEP_WHOLE = ("prelu", "silu", "hardswish", "hardsigmoid", "mish", "softshrink", "hardshrink",
+              "threshold", "rrelu",
               # and paddings that copy the border (whose decompositions are
               # index arithmetic and in-place copies)
               "pad", "_pad_circular", "reflection_pad1d", "reflection_pad2d",
@@ -86,6 +88,11 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
     try:
         with quiet_exporter():
             ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
+        if not core and _writes_into_view(ep.graph):
+            # an in-place op on a view (``y[:, 1:].add_(z)``, ``y[:, :2] = z``)
+            # changes the viewed value: functionalized, the program says so with
+            # ``slice_scatter`` / ``select_scatter`` (re-indexings), nothing lowered
+            ep = ep.run_decompositions({})
         gm = ep.module()
         if not core and all(_rule(nd.target) is not None for nd in gm.graph.nodes
                             if nd.op == "call_function" and nd.target is not operator.getitem):
@@ -137,6 +144,20 @@ def _opname_packet(target) -> str:
     return getattr(packet, "__name__", "") if packet is not None else ""
 
 
+def _writes_into_view(graph) -> bool:
+    """Whether an in-place op of ``graph`` writes into a view of another value
+    (its first argument is an op's aliasing output: a slice, select, narrow,
+    view ...), which changes the value viewed as well."""
+    def aliasing(target, write: bool) -> bool:
+        schema = getattr(target, "_schema", None)
+        info = schema.returns[0].alias_info if schema is not None and schema.returns else None
+        return info is not None and bool(info.is_write) == write
+
+    return any(nd.op == "call_function" and aliasing(nd.target, True) and nd.args
+               and isinstance(nd.args[0], torch.fx.Node) and nd.args[0].op == "call_function"
+               and aliasing(nd.args[0].target, False) for nd in graph.nodes)
+
+
 def _inplace(target) -> bool:
     name = _opname_packet(target)
     return name.endswith("_") and not name.endswith("__") and not name.startswith("_")
@@ -174,7 +195,7 @@ class AtenInterpreter(torch.fx.Interpreter):
         sym = self.b.tag(n, self._symbolic(n, real), real)
         # a pending value used more than once gets its node block now, so that
         # every user sees the same nodes
-        if isinstance(sym, Pending) and len(n.users) > 1:
+        if isinstance(sym, Pending) and uses(n) > 1:
             sym = self.b.materialize(sym)
         self.sym[n] = sym
         if n.op == "call_function" and _inplace(n.target) and n.args \
@@ -343,6 +364,13 @@ ATEN_OPS: dict = {
     **_ops("tanh elu celu selu softplus expm1 log1p erf _log_softmax log_softmax log_sigmoid "
            "log_sigmoid_forward logit", _monotone(False)),
     **_ops("hardtanh clamp clamp_min clamp_max", _monotone(_clamp_nonneg)),
+    **_ops("softshrink hardshrink", _monotone(False)),
+    aten.threshold.default: _threshold_at,
+    aten.rrelu.default: _rrelu,
+    **_ops("gt ge lt le eq ne", _refuse(
+        "comparison", "a mask computed from the input's values chooses per element and per "
+        "sample (a selection); an activation written with one (torch.where(x > 0, x, a * x)) "
+        "is supported as its module (nn.LeakyReLU, nn.Threshold, nn.Hardshrink ...)")),
     **_ops("gelu", _nonmonotone("GELU")),
     **_ops("silu", _nonmonotone("SiLU")),
     **_ops("hardswish", _nonmonotone("Hardswish")),
@@ -356,6 +384,7 @@ ATEN_OPS: dict = {
            "movedim stack repeat index_select unflatten chunk swapaxes pad flip roll "
            "reflection_pad1d reflection_pad2d reflection_pad3d replication_pad1d "
            "replication_pad2d replication_pad3d _pad_circular index unfold", _shape_rule),
+    **_ops("slice_scatter select_scatter copy", _scatter),
     **_ops("pow sqrt rsqrt", _statistic),
     **_ops("var var_mean std std_mean linalg_vector_norm norm", _reduced_statistic),
     **_ops("bmm baddbmm einsum", _bmm),

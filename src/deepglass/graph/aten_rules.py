@@ -449,7 +449,9 @@ def _where(ip, n, args, kwargs, real):
     with a fixed ``mask`` and a constant ``c`` (an adaptive pool that an exporter
     wrote as a gather, a masking and a sum): the value's own nodes where it is
     taken, padding where the constant is (no node and no edge, as zero
-    padding; a max pool may not read it).  A mask computed from the input
+    padding; a max pool may not read it).  ``where(mask, x, y)`` of two
+    network values (an in-place write into a view, lowered to core ATen): a
+    re-indexing, each element one of theirs.  A mask computed from the input
     chooses per sample: a selection, refused."""
     fill = _opname(n.target).startswith("masked_fill")
     if len(args) < 3:
@@ -457,6 +459,17 @@ def _where(ip, n, args, kwargs, real):
                        "elements: a selection")
     x, mask, other = (args[0], args[1], args[2]) if fill else (args[1], args[0], args[2])
     keep_x = not fill
+    if not fill and _is_sym(x) and _is_sym(other) and not _is_sym(mask):
+        # a fixed mask choosing between two network values (a write into a
+        # view, lowered): each element is one of theirs, a re-indexing
+        m = torch.as_tensor(ip.real(n.args[0])).bool().cpu()
+        a, b = ip.b.materialize(x), ip.b.materialize(other)
+
+        def run(kind):
+            ta, tb = as_tensor_of(kind)(a, None), as_tensor_of(kind)(b, None)
+            shape = torch.broadcast_shapes(tuple(m.shape), tuple(ta.shape), tuple(tb.shape))
+            return torch.where(m.expand(shape), ta.expand(shape), tb.expand(shape)).contiguous()
+        return reindexed([a, b], run)
     if not _is_sym(x):
         x, other, keep_x = other, x, not keep_x
     if _is_sym(mask) or not _is_sym(x) or _is_sym(other):
@@ -496,6 +509,26 @@ def _leaky_relu(ip, n, args, kwargs, real):
     if slope < 0:
         ip.warn_nonmonotone(f"LeakyReLU at {ip.where(n)!r}", f" (negative slope {slope:g})")
     return _flag(ip.b.activated(args[0]), nonneg=False, fn="leaky_relu")
+
+
+def _threshold_at(ip, n, args, kwargs, real):
+    """``threshold(x, t, v)`` (``nn.Threshold``): ``x`` where ``x > t``, else ``v``;
+    non-decreasing iff ``v <= t``, non-negative iff ``t, v >= 0``."""
+    t, v = (float(a) for a in ip.real(n.args[1:3]))
+    if v > t:
+        ip.warn_nonmonotone(f"Threshold at {ip.where(n)!r}", f" (value {v:g} above threshold {t:g})")
+    return _flag(ip.b.activated(args[0]), nonneg=t >= 0 and v >= 0, fn="threshold")
+
+
+def _rrelu(ip, n, args, kwargs, real):
+    """``rrelu`` at inference: a leaky ReLU of slope ``(lower + upper) / 2``."""
+    r = ip.real(n.args)
+    lower = r[1] if len(r) > 1 else n.kwargs.get("lower", 1 / 8)
+    upper = r[2] if len(r) > 2 else n.kwargs.get("upper", 1 / 3)
+    slope = (float(lower) + float(upper)) / 2
+    if slope < 0:
+        ip.warn_nonmonotone(f"RReLU at {ip.where(n)!r}", f" (negative mean slope {slope:g})")
+    return _flag(ip.b.activated(args[0]), nonneg=False, fn="rrelu")
 
 
 def _prelu(ip, n, args, kwargs, real):
@@ -557,6 +590,28 @@ def _shape_rule(ip, n, args, kwargs, real):
         return n.target(*vals, **ip.real(n.kwargs))
 
     return reindexed(a, run)
+
+
+def _scatter(ip, n, args, kwargs, real):
+    """``slice_scatter(base, src, ...)``, ``select_scatter`` and ``copy(dst,
+    src)`` (an in-place write into a view, functionalized): the result holds
+    ``src``'s nodes where it was written and ``base``'s elsewhere, a
+    re-indexing.  A constant part (a value written that does not depend on the
+    input, or a constant base) has no node, as zero padding (SPEC §1); a max
+    pool reading a non-zero constant part is refused, as for padding."""
+    parts = list(args)
+    for i in (0, 1):
+        if i < len(parts) and not _is_sym(parts[i]):
+            const = ip.real(n.args[i])
+            if not torch.is_tensor(const):
+                const = torch.as_tensor(const)
+            if bool((const != 0).any()) and any(_is_max_pool(u.target) for u in n.users):
+                ip.unsupported(n, _opname(n.target), "a max pool reads a constant written "
+                               "into its input")
+            shape = tuple(const.shape)
+            parts[i] = Ref(torch.full(shape, -1, dtype=torch.long),
+                           torch.zeros(shape, dtype=torch.float64))
+    return _shape_rule(ip, n, tuple(parts), kwargs, real)
 
 
 def _is_max_pool(target) -> bool:

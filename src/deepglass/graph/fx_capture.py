@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from ..errors import DeepglassError, UnsupportedLayerError
 from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op
-from .symbolic import (SUPPORTED, Builder, ForwardError, Pending, Ref, add_values, as_tensor_of,
-                       has_sym, reindexed, scale, zip_map)
+from .symbolic import (SUPPORTED, Builder, ForwardError, Pending, Ref, _is_sym, add_values, as_tensor_of,
+                       has_sym, reindexed, scale, uses, zip_map)
 
 __all__ = ["FxInterpreter", "module_params", "function_params", "LINEAR_MODULES",
            "BATCHNORM_MODULES", "MUL_TARGETS", "ADD_TARGETS"]
@@ -133,6 +133,25 @@ NONTENSOR_METHODS = {"size", "dim", "numel"}
 
 
 
+def _name(target) -> str:
+    return target if isinstance(target, str) else getattr(target, "__name__", str(target))
+
+
+def _inplace(n) -> bool:
+    """An op that writes into its first argument (``y.add_(z)``, ``y += z``,
+    ``torch.relu_(y)``)."""
+    name = _name(n.target)
+    return n.op in ("call_method", "call_function") and (
+        (name.endswith("_") and not name.endswith("__"))
+        or n.target in (operator.iadd, operator.isub, operator.imul, operator.itruediv))
+
+
+def _is_view(n) -> bool:
+    """A value that may share memory with another: a re-indexing's result."""
+    return (n.op == "call_method" and n.target in SHAPE_METHODS) or (
+        n.op == "call_function" and n.target in SHAPE_FUNCTIONS)
+
+
 # ----------------------------------------------------------------------------------
 class FxInterpreter(torch.fx.Interpreter):
     def __init__(self, gm, builder: Builder, input_shape, root: nn.Module):
@@ -149,9 +168,20 @@ class FxInterpreter(torch.fx.Interpreter):
             raise ForwardError(str(exc)) from exc
         self._cur = real
         self.sym[n] = self.b.tag(n, self._symbolic(n, real), real)
+        base = n.args[0] if n.args and isinstance(n.args[0], torch.fx.Node) else None
+        if base is not None and _inplace(n) and _is_sym(self.sym[base]):
+            if _is_view(base):
+                # the write changes the value viewed too; torch.export's program
+                # says how (a scatter), this trace does not
+                self._unsupported(n, f"in-place {_name(n.target)} on a view of a value "
+                                  "(write it out of place, e.g. with torch.cat, or capture "
+                                  "with torch.export)")
+            # the op mutated its first argument: later readers of it see the result
+            self.sym[n] = self.b.materialize(self.sym[n])
+            self.sym[base] = self.sym[n]
         # a pending value used more than once gets its node block now, so that
         # every user sees the same nodes
-        if isinstance(self.sym[n], Pending) and len(n.users) > 1:
+        if isinstance(self.sym[n], Pending) and uses(n) > 1:
             self.sym[n] = self.b.materialize(self.sym[n])
         return real
 

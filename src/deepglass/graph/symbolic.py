@@ -31,12 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.fx
 
 from ..errors import DeepglassError, UnsupportedLayerError
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock, ZeroPaddedBlock
 
 __all__ = ["Ref", "Pending", "Builder", "NonMonotoneActivationWarning", "ForwardError",
-           "SUPPORTED", "scale", "remap", "prune"]
+           "SUPPORTED", "scale", "remap", "prune", "uses"]
 
 SUPPORTED = ("linear, conv1d/2d/3d (stride, padding incl. 'same' and asymmetric F.pad, "
              "dilation, groups), max/avg pooling incl. adaptive and ceil_mode, global mean, "
@@ -77,6 +78,21 @@ class Pending:
     nonneg: bool = False           # non-negative weights of a non-negative value (a gate resampled)
 
 
+def uses(node) -> int:
+    """How many times later ops read fx ``node``: an op that lists it twice
+    (``cat([y, y])``, ``return y, y``) reads it twice, where ``node.users``
+    counts that op once."""
+    count = [0]
+
+    def seen(a):
+        count[0] += a is node
+        return a
+
+    for user in node.users:
+        torch.fx.node.map_arg((user.args, user.kwargs), seen)
+    return count[0]
+
+
 def remap(ref: Ref, fn) -> Ref:
     """``ref`` with the re-indexing ``fn(tensor, fill)`` applied to its ids, scale
     and value ids alike (``fill``: what a padded element gets)."""
@@ -98,6 +114,7 @@ class Builder:
         self.edge_blocks: list[EdgeBlock] = []
         self.pool_weight = pool_weight
         self.batchnorm = batchnorm
+        self._materialized: dict[int, tuple] = {}   # id(Pending) -> (it, its Ref)
         self.warned: set[str] = set()
         self.n = 0
         self.record = bool(record)
@@ -113,9 +130,18 @@ class Builder:
         return nb
 
     def materialize(self, val):
-        """Turn a Pending value into a node block and return its Ref."""
+        """Turn a Pending value into a node block and return its Ref (the same
+        Ref each time for the same value: its edge blocks end on one block)."""
         if not isinstance(val, Pending):
             return val
+        done = self._materialized.get(id(val))
+        if done is not None and done[0] is val:
+            return done[1]
+        ref = self._new_node_block(val)
+        self._materialized[id(val)] = (val, ref)
+        return ref
+
+    def _new_node_block(self, val: Pending) -> Ref:
         first = val.terms[0][0]
         nb = self.new_block(val.name or first.module, first.out_shape, val.op)
         for blk, ref in val.terms:

@@ -1,0 +1,146 @@
+"""Values read twice by one op, and in-place writes into a value or a view of it.
+
+Each net is linear (no activation), so its signed graph is checked against
+its Jacobian: the sum over paths ``E_out^T (I - A^T)^{-1} E_in`` of the
+explicit graph equals ``d out / d in`` (SPEC §1: edges are the multiply
+terms), and no node block lacks its incoming edges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.nn as nn
+from scipy.sparse.linalg import spsolve
+
+from deepglass.errors import UnsupportedLayerError
+from deepglass.graph import SignedGraph
+
+
+def _path_sums(g: SignedGraph) -> np.ndarray:
+    """``V[node, input]``: the sum over paths of the products of edge weights."""
+    n = g.n_nodes
+    A = sp.csc_matrix(g.to_scipy())
+    E = np.zeros((n, len(g.input_index)))
+    E[g.input_index, np.arange(len(g.input_index))] = 1
+    return np.asarray(spsolve(sp.identity(n, format="csc") - A.T.tocsc(), E)).reshape(n, -1)
+
+
+def _outputs(y):
+    if isinstance(y, torch.Tensor):
+        return [y]
+    return [t for v in (y.values() if isinstance(y, dict) else y) for t in _outputs(v)]
+
+
+def _assert_is_jacobian(net, shape, capture):
+    torch.manual_seed(1)
+    net = net.double().eval()
+    g = SignedGraph.from_module(net, shape, dtype=torch.float64, capture=capture)
+    V = _path_sums(g)
+    x = torch.randn((1,) + shape, dtype=torch.float64)
+    outs = _outputs(net(x.clone()))
+    assert len(outs) == len(g.outputs)
+    for k, idx in enumerate(g.outputs.values()):
+        J = torch.autograd.functional.jacobian(lambda t: _outputs(net(t.clone()))[k], x)
+        np.testing.assert_allclose(V[idx], J.reshape(len(idx), -1).numpy(), rtol=1e-9,
+                                   atol=1e-12)
+    A = g.to_scipy()
+    for nb in g.node_blocks[1:]:      # every layer's nodes are reached by its edges
+        assert A[:, nb.offset:nb.stop].getnnz() > 0, nb.name
+    return g
+
+
+class _Twice(nn.Module):
+    """One op reads a layer's output twice."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.a = nn.Conv2d(2, 3, 3, padding=1)
+        self.b = nn.Conv2d(6, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        if self.how == "cat":
+            return self.b(torch.cat([y, y], 1))
+        if self.how == "stack":
+            return self.b(torch.stack([y, y], 1).flatten(1, 2))
+        if self.how == "add":
+            return y + y
+        if self.how == "tuple":
+            return y, y
+        return {"logits": y, "features": y}
+
+
+@pytest.mark.parametrize("how", ["cat", "stack", "add", "tuple", "dict"])
+@pytest.mark.parametrize("capture", ["export", "fx"])
+def test_a_value_read_twice_by_one_op_is_one_node_block(how, capture):
+    """``cat([y, y])``, ``return y, y``: ``y`` is one node block with its
+    layer's edges once (they were attached twice to a second block, doubled,
+    and the first block, an output, had no incoming edge)."""
+    g = _assert_is_jacobian(_Twice(how), (2, 4, 4), capture)
+    assert [nb.name for nb in g.node_blocks].count("a") == 1
+    conv_a = 3 * 2 * 10 ** 2            # 3x3 taps inside a 4x4 map: 2+3+3+2 per axis
+    assert g.n_edges == conv_a + (6 * 2 * 16 if how in ("cat", "stack") else 0)
+
+
+class _Writes(nn.Module):
+    """A layer's output changed in place, through a view of it or as a whole."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.a = nn.Conv2d(2, 3, 1)
+        self.c = nn.Conv2d(2, 3, 1)
+        self.b = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        if self.how == "narrow-add":
+            y.narrow(1, 1, 1).add_(self.c(x)[:, :1])
+        elif self.how == "slice-add":
+            y[:, 1:].add_(self.c(x)[:, 1:])
+        elif self.how == "slice-mul":
+            y[:, 1:].mul_(-2.0)
+        elif self.how == "slice-neg":
+            y[:, :2].neg_()
+        elif self.how == "select-iadd":
+            y[:, 1] += 2 * self.c(x)[:, 0]
+        elif self.how == "assign":
+            y[:, :1] = self.c(x)[:, 2:]
+        elif self.how == "assign-constant":
+            y[:, 2:] = 0.5
+        elif self.how == "whole-add":
+            y.add_(self.c(x))
+        return self.b(y)
+
+
+WRITES = ["narrow-add", "slice-add", "slice-mul", "slice-neg", "select-iadd", "assign",
+          "assign-constant", "whole-add"]
+
+
+@pytest.mark.parametrize("how", WRITES)
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_an_inplace_write_into_a_view_changes_the_value_viewed(how, capture):
+    """``y[:, 1:].add_(z)``, ``y[:, :1] = z``, ``y[:, 1:].mul_(-2)``: the write
+    changes ``y`` (the graph used ``y`` as it was: the branch ``z`` and sign
+    flips were lost).  The functionalized program writes it as a scatter: a
+    re-indexing whose written part is ``z``'s nodes, a constant written has no
+    node."""
+    g = _assert_is_jacobian(_Writes(how), (2, 3, 3), capture)
+    assert ("c" in [nb.name for nb in g.node_blocks]) == (how in (
+        "narrow-add", "slice-add", "select-iadd", "assign"))   # a whole: one block, SPEC §1
+
+
+@pytest.mark.parametrize("how", ["narrow-add", "slice-add", "slice-mul"])
+def test_the_fx_fallback_refuses_an_inplace_write_into_a_view(how):
+    """The fx trace does not say how the write changes the viewed value: it is
+    refused, naming the op, where it was silently ignored."""
+    with pytest.raises(UnsupportedLayerError, match="in-place .* on a view"):
+        SignedGraph.from_module(_Writes(how).eval(), (2, 3, 3), capture="fx")
+
+
+def test_the_fx_fallback_sees_an_inplace_write_into_a_whole_value():
+    _assert_is_jacobian(_Writes("whole-add"), (2, 3, 3), "fx")
