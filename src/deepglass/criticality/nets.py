@@ -8,9 +8,13 @@
 
 All are trained with Adam and cross entropy (the autoencoder: MSE), as in the
 paper.  Training is deterministic for a seed: the initialization is seeded,
-epoch ``e`` shuffles with a generator seeded by ``(seed, e)``, and a checkpoint
-stores the model and the optimizer state, so a run resumed from a checkpoint
-continues exactly as an uninterrupted one (on the same machine and thread count).
+epoch ``e`` shuffles with a generator seeded by ``(seed, e)``, training runs
+on one torch thread (the gradient sums of a multi-threaded backward pass
+depend on the thread count: two threads and one gave weights 1e-8 apart after
+one epoch), and a checkpoint stores the model and the optimizer state, so a
+run resumed from a checkpoint continues exactly as an uninterrupted one, in
+process or on a Ray worker, whatever the machine's core count (on the same
+torch build and CPU kind).
 """
 
 from __future__ import annotations
@@ -207,6 +211,12 @@ def train_reference_net(model: nn.Module, data, *, epochs: int = 20, batch_size:
     pandas.DataFrame
         One row per epoch trained here: ``epoch, train_loss, test_loss,
         test_accuracy, seconds``.
+
+    Notes
+    -----
+    Training (and ``on_checkpoint``) runs on one torch thread, restored
+    afterwards, so the weights do not depend on the thread count of the
+    process (a Ray worker has one); see the module docstring.
     """
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "epochs" else 1):
@@ -227,11 +237,14 @@ def train_reference_net(model: nn.Module, data, *, epochs: int = 20, batch_size:
     X = torch.from_numpy(data.X_train)
     y = torch.from_numpy(data.y_train)
     rows = []
-    if start is None and 0 in marks and on_checkpoint is not None:  # a start is reported already
-        on_checkpoint(0, model, opt, evaluate(model, data.X_test, data.y_test))
+    threads = torch.get_num_threads()
     was_det = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
+        if start is None and 0 in marks and on_checkpoint is not None:  # a start is reported already
+            on_checkpoint(0, model, opt, evaluate(model, data.X_test, data.y_test))
         for epoch in range(first + 1, epochs + 1):
             t0 = time.perf_counter()
             model.train()
@@ -261,6 +274,7 @@ def train_reference_net(model: nn.Module, data, *, epochs: int = 20, batch_size:
             if progress is not None:
                 progress()
     finally:
-        torch.use_deterministic_algorithms(was_det)
+        torch.use_deterministic_algorithms(was_det, warn_only=was_warn)
+        torch.set_num_threads(threads)
     model.eval()
     return pd.DataFrame(rows, columns=["epoch", "train_loss", "test_loss", "test_accuracy", "seconds"])
