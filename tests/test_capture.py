@@ -1273,3 +1273,28 @@ def test_a_volumetric_net_is_its_jacobian(capture):
     y = torch.randn(2, n, dtype=torch.float64)
     np.testing.assert_allclose(g.matvec(y).numpy(), (A @ y.numpy().T).T, atol=1e-10)
     np.testing.assert_allclose(g.sym_matvec(y).numpy(), ((A + A.T) @ y.numpy().T).T, atol=1e-10)
+
+
+@pytest.mark.parametrize("pool,shape", [
+    (nn.AvgPool2d(3, 1, 1, count_include_pad=False), (2, 4, 5)),
+    (nn.AvgPool2d(3, 2, 1, ceil_mode=True), (2, 6, 5)),
+    (nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False), (1, 5, 5)),
+    (nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False), (1, 6, 7)),
+    (nn.AvgPool2d(3, 1, 1, divisor_override=4), (1, 4, 4)),
+    (nn.AvgPool1d(3, 2, 1, ceil_mode=True, count_include_pad=False), (2, 8)),
+    (nn.AvgPool3d(2, 2, 1, count_include_pad=False), (1, 3, 4, 3)),
+    (nn.Sequential(nn.ZeroPad2d((1, 0, 1, 0)), nn.AvgPool2d(2, 2, count_include_pad=False)), (1, 5, 5)),
+], ids=["exclude-pad", "ceil", "ceil-exclude", "ceil-pad-exclude", "divisor", "1d", "3d", "explicit-pad"])
+@pytest.mark.parametrize("capture", ["export", "core", "fx"])
+def test_an_average_pool_edge_is_its_own_factor(pool, shape, capture):
+    """An average pool's edges are what it computes: its Jacobian, PyTorch's
+    divisor per window (border windows without the padding, or a ceil-mode
+    window overhanging the input, divide by fewer elements; a divisor
+    override), where every edge weighed 1/|kernel|; explicit zero padding is
+    counted, as the pool sees its zeros."""
+    net = nn.Sequential(pool).double().eval()
+    g, _ = _graph(net, shape, capture=capture)
+    n_in = int(np.prod(shape))
+    x = torch.randn((1,) + shape, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(net, x).reshape(-1, n_in).numpy()
+    np.testing.assert_allclose(_dense(g)[:n_in, n_in:], J.T, rtol=1e-12, atol=1e-15)

@@ -192,19 +192,24 @@ def _max_pool(ip, n, args, kwargs, real):
 
 
 def _avg_pool(ip, n, args, kwargs, real):
-    r = ip.real(n.args)
-    if len(r) > 6 and r[6] is not None:
-        ip.unsupported(n, "avg_pool with divisor_override")
-    ceil = r[4] if len(r) > 4 else False
-    one = _from_1d(ip, n, args, r, real)
+    """``avg_pool{1,2,3}d(x, kernel, stride, padding, ceil_mode,
+    count_include_pad, divisor_override)``: its own divisor per window."""
+    raw = ip.real(n.args)
+    r = list(raw) + [None] * 7
+    kw = ip.real(n.kwargs)
+    ceil = bool(kw.get("ceil_mode", r[4] or False))
+    include = kw.get("count_include_pad", r[5] if r[5] is not None else True)
+    divisor = kw.get("divisor_override", r[6])
+    one = _from_1d(ip, n, args, raw, real)
     if one is not None:
         x, real_in, out1, (k, st, pd, _) = one
         val = pool_op(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, "avg", k, st, pd, 1,
-                    ceil)
+                      ceil, include, divisor)
         return Pending(val.terms, tuple(real.shape[1:]), val.op, val.name)
-    stride = r[2] if len(r) > 2 else None
+    stride = r[2]
     return pool_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, "avg", r[1],
-                 stride if stride not in (None, []) else None, r[3] if len(r) > 3 else 0, 1, ceil)
+                   stride if stride not in (None, []) else None, r[3] or 0, 1, ceil, include,
+                   divisor)
 
 
 def _adaptive(kind):

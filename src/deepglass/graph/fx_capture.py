@@ -50,7 +50,9 @@ def module_params(m: nn.Module) -> tuple[Callable, dict]:
                            padding=m.padding, dilation=m.dilation, ceil_mode=m.ceil_mode)
     if isinstance(m, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
         return pool_op, dict(pool_type="avg", kernel_size=m.kernel_size, stride=m.stride,
-                           padding=m.padding, ceil_mode=m.ceil_mode)
+                           padding=m.padding, ceil_mode=m.ceil_mode,
+                           count_include_pad=m.count_include_pad,
+                           divisor_override=getattr(m, "divisor_override", None))
     if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
         return adaptive_pool_op, dict(pool_type="avg")
     if isinstance(m, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):
@@ -79,7 +81,9 @@ def function_params(fn, args, kwargs) -> tuple[Callable, dict]:
     if fn in (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d):
         return pool_op, dict(pool_type="avg", kernel_size=get(0, "kernel_size", None),
                            stride=get(1, "stride", None), padding=get(2, "padding", 0),
-                           ceil_mode=get(3, "ceil_mode", False))
+                           ceil_mode=get(3, "ceil_mode", False),
+                           count_include_pad=get(4, "count_include_pad", True),
+                           divisor_override=get(5, "divisor_override", None))
     if fn in (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d):
         return adaptive_pool_op, dict(pool_type="avg")
     if fn in (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d):

@@ -62,7 +62,14 @@ def conv_op(builder, name, x, real_in, real_out, weight, stride, padding, dilati
 
 
 def pool_op(builder, name, x, real_in, real_out, pool_type, kernel_size, stride=None,
-            padding=0, dilation=1, ceil_mode=False, **_):
+            padding=0, dilation=1, ceil_mode=False, count_include_pad=True,
+            divisor_override=None, **_):
+    """A max or average pool's block.  An average pool's edges carry its own
+    factors (what it computes, SPEC §1b): ``1 / divisor`` with PyTorch's
+    divisor per window, the window clipped to the padded input
+    (``count_include_pad``; a ``ceil_mode`` window overhanging it counts
+    less) or its in-bounds elements, or ``divisor_override``; a max pool's
+    ``1 / |kernel|`` (SPEC §1); ``builder.pool_weight`` overrides both."""
     nd = real_in.ndim - 2
     x, extra = strip_zero_padding(x, nd)
     k = tup(kernel_size, nd)
@@ -70,7 +77,7 @@ def pool_op(builder, name, x, real_in, real_out, pool_type, kernel_size, stride=
     p = tup(padding, nd)
     d = tup(dilation, nd)
     in_shape = tuple(x.index.shape[1:])
-    wins = []
+    wins, factors = [], []
     for dim in range(nd):
         # the windows over the explicitly padded value (PyTorch's output-size rule on its
         # size), then shifted back onto the unpadded one: the padding adds no edge (SPEC §1)
@@ -78,12 +85,22 @@ def pool_op(builder, name, x, real_in, real_out, pool_type, kernel_size, stride=
         L = in_shape[1 + dim]
         w = pool_windows(L + lo + hi, k[dim], s[dim], p[dim], d[dim], ceil_mode)
         wins.append([i[(i >= lo) & (i < lo + L)] - lo for i in w])
+        # the divisor's factor along this dimension: explicit padding is counted
+        # (the pool sees its zeros), implicit padding where count_include_pad
+        starts = np.arange(len(w)) * s[dim] - p[dim]
+        counts = (np.minimum(starts + k[dim], L + lo + hi + p[dim]) - starts
+                  if count_include_pad else np.array([len(i) for i in w]))
+        factors.append(1.0 / counts)
+    if divisor_override:
+        factors = [np.full(len(w), 1.0 / divisor_override if dim == 0 else 1.0)
+                   for dim, w in enumerate(wins)]
     out_sp = tuple(len(w) for w in wins)
     if out_sp != tuple(real_out.shape[2:]):
         raise DeepglassError(f"pool {name!r}: computed output {out_sp} differs from the "
                              f"network's {tuple(real_out.shape[2:])}")
     blk = PoolBlock(in_shape, (in_shape[0],) + out_sp, wins, pool_type,
-                    weight=builder.pool_weight, kernel_area=math.prod(k), module=name)
+                    weight=builder.pool_weight, kernel_area=math.prod(k), module=name,
+                    window_weights=factors if pool_type == "avg" else None)
     return Pending([(blk, x)], tuple(real_out.shape[1:]), op=f"{pool_type}pool", name=name)
 
 

@@ -111,7 +111,9 @@ class SignedGraph:
             ``gamma / sqrt(var + eps)``, sign included; ``ignore`` treats batch
             norm as a positive rescaling, as the paper did.
         pool_weight : float, optional
-            Weight of pooling edges; default ``1/|window|`` (SPEC §1).
+            Weight of every pooling edge; default: an average pool's own factor
+            (``1 / divisor`` per window, as PyTorch divides), a max pool's
+            ``1/|kernel|`` and an adaptive pool's ``1/|window|`` (SPEC §1).
         dtype, device
             Of the operator's tensors.
         norm : {"fold", "ignore"}

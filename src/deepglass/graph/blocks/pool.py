@@ -41,7 +41,9 @@ def adaptive_windows(L: int, O: int) -> list[np.ndarray]:
 class PoolBlock(EdgeBlock):
     """Max or average pooling (incl. adaptive, ``ceil_mode``, global means):
     one edge from every in-bounds element of a window to its output, with a
-    fixed positive weight (SPEC §1: default ``1/|window|``).
+    fixed positive weight (SPEC §1: default ``1/|window|``; an average pool's
+    own divisor per window, ``window_weights``: one factor per window and
+    dimension, whose product over dimensions is the weight).
 
     Windows are separable, so the operator is a product of one small matrix
     ``P_d`` (outputs x inputs) per spatial dimension, applied per channel.
@@ -52,7 +54,7 @@ class PoolBlock(EdgeBlock):
 
     def __init__(self, in_shape, out_shape, windows: Sequence[Sequence[np.ndarray]],
                  pool_type: str, weight: float | None = None, kernel_area: int | None = None,
-                 module: str = ""):
+                 module: str = "", window_weights: Sequence[np.ndarray] | None = None):
         super().__init__(in_shape, out_shape, module)
         self.pool_type = pool_type  # "max" or "avg": same graph, differs for active subgraphs
         self.windows = [list(w) for w in windows]
@@ -62,6 +64,8 @@ class PoolBlock(EdgeBlock):
             for o, w in enumerate(wins):
                 if weight is not None:
                     val = weight if d == 0 else 1.0
+                elif window_weights is not None:   # an average pool's own factors per dim
+                    val = float(window_weights[d][o])
                 elif kernel_area is not None:   # regular pool: 1/|kernel window|
                     val = kernel_area ** (-1.0 / len(self.windows))
                 else:                           # adaptive pool: 1/|this window|
