@@ -308,6 +308,38 @@ def test_wrong_input_shape(capture):
         SignedGraph.from_module(nn.Sequential(nn.Linear(4, 2)), (5,), capture=capture)
 
 
+def test_non_integer_input_shape_refused():
+    # 8.5 was truncated to 8 although the message says "positive integers"
+    net = nn.Sequential(nn.Conv2d(3, 2, 3))
+    for shape in [(3, 8.5, 8), (3, "8", 8), [(3, 8, 8), (2.5,)], (3, True, 8)]:
+        with pytest.raises(DeepglassError, match="input shape must be positive integers"):
+            SignedGraph.from_module(net, shape)
+    g = SignedGraph.from_module(net, (3, 8.0, np.int64(8)))     # integral values are integers
+    assert tuple(g.input_shape) == (3, 8, 8)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64, "float32"])
+def test_non_floating_dtype_refused(dtype):
+    # torch.int64 truncated every weight to 0
+    net = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(DeepglassError, match="dtype must be a floating-point torch dtype"):
+        SignedGraph.from_module(net, (3,), dtype=dtype)
+    with pytest.raises(DeepglassError, match="dtype must be a floating-point torch dtype"):
+        SignedGraph.from_module(net, (3,)).to(dtype=dtype)
+    assert SignedGraph.from_module(net, (3,), dtype=torch.float64).dtype == torch.float64
+
+
+def test_from_module_cuda_without_cuda_is_one_line_error(monkeypatch):
+    # was a raw AssertionError ("Torch not compiled with CUDA enabled")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    net = nn.Sequential(nn.Linear(3, 2))
+    for device in ("cuda", "cuda:0", torch.device("cuda")):
+        with pytest.raises(DeepglassError, match="requested but torch sees no CUDA device"):
+            SignedGraph.from_module(net, (3,), device=device)
+    with pytest.raises(DeepglassError, match="device must be 'cpu', 'cuda'"):
+        SignedGraph.from_module(net, (3,), device="gpu")
+
+
 def test_nan_weights():
     net = nn.Sequential(nn.Linear(4, 2))
     with torch.no_grad():

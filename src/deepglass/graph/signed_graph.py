@@ -156,6 +156,9 @@ class SignedGraph:
         (``self`` where both already match, as ``torch.Tensor.to`` does, so its
         caches, such as the abs sums and the colouring, are kept)."""
         dtype = dtype or self.dtype
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise DeepglassError(f"dtype must be a floating-point torch dtype (torch.float32, "
+                                 f"torch.float64, ...), not {dtype!r}")
         device = torch.device(device) if device is not None else self.device
         if dtype == self.dtype and device == self.device:
             return self

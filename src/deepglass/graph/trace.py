@@ -80,21 +80,46 @@ def _refuse_modules(model: nn.Module) -> None:
 
 
 def _input_shapes(input_shape) -> list[tuple[int, ...]]:
-    """One shape ``(3, 224, 224)`` or several ``[(3, 32, 32), (10,)]``."""
+    """One shape ``(3, 224, 224)`` or several ``[(3, 32, 32), (10,)]``; every
+    size a positive integer (``8.5`` or ``"8"`` is refused, not truncated)."""
     shapes = input_shape
     if not isinstance(shapes, (list, tuple)) or not shapes \
             or not isinstance(shapes[0], (list, tuple, torch.Size)):
         shapes = [shapes]
     out = []
     for sh in shapes:
-        try:
-            sh = tuple(int(s) for s in sh)
-        except (TypeError, ValueError):
+        if not isinstance(sh, (list, tuple, torch.Size)):
             raise DeepglassError(f"input shape must be a sequence of integers, got {sh!r}")
-        if not sh or any(s <= 0 for s in sh):
-            raise DeepglassError(f"input shape must be positive integers, got {sh}")
-        out.append(sh)
+        sizes = [_size(s) for s in sh]
+        if not sizes or any(s is None or s <= 0 for s in sizes):
+            raise DeepglassError(f"input shape must be positive integers, got {tuple(sh)}")
+        out.append(tuple(sizes))
     return out
+
+
+def _size(s) -> int | None:
+    """An input size as an int: an integer (Python, NumPy or a 0-d integer
+    tensor) or an integral float (``8.0``); ``None`` for anything else."""
+    if isinstance(s, bool):
+        return None
+    if isinstance(s, (float, np.floating)):
+        return int(s) if float(s).is_integer() else None
+    try:
+        return int(s.__index__())
+    except (AttributeError, TypeError, RuntimeError):
+        return None
+
+
+def _check_dtype_device(dtype, device) -> None:
+    """Refuse, in one line and before anything is traced, a ``dtype`` that is
+    not a floating-point torch dtype (an integer one would truncate every
+    weight) and a ``device`` torch cannot use (as :meth:`SignedGraph.to`)."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise DeepglassError(f"dtype must be a floating-point torch dtype (torch.float32, "
+                             f"torch.float64, ...), not {dtype!r}")
+    from ..solve.engines import check_device
+
+    check_device(device)
 
 
 def output_names(n: int, spec) -> list[str]:
@@ -372,6 +397,7 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     no edge is enumerated.
     """
     _check_options(batchnorm, norm, gates, capture, pool_weight)
+    _check_dtype_device(dtype, device)
     shapes = _input_shapes(input_shape)
     if not isinstance(model, nn.Module):
         raise DeepglassError(f"expected a torch.nn.Module, got {type(model).__name__}")
