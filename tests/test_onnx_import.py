@@ -904,6 +904,48 @@ def test_shape_arithmetic_folds_and_selection_on_activations_is_refused():
                     r"^ONNX node 'positive' \(Greater\): data-dependent control flow or selection")
 
 
+@pytest.mark.parametrize("fmod", [0, 1])
+def test_mod_of_constants_is_folded(fmod):
+    """Mod on constant shape values (the TorchScript exporter's nn.Unflatten) is folded:
+    fmod=0 takes the divisor's sign like Python's %, fmod=1 the dividend's like C's fmod,
+    as the ONNX reference does; Mod of an activation is refused."""
+    nodes = [helper.make_node("Mod", ["a", "b"], ["r"], name="mod", fmod=fmod),
+             helper.make_node("Cast", ["r"], ["rf"], to=TensorProto.FLOAT, name="cast"),
+             helper.make_node("Add", ["X", "rf"], ["Y"], name="add")]
+    inits = {"a": np.array([-7, 7, -7, 7], np.int64), "b": np.array([3, 3, -3, -3], np.int64)}
+    model = _model(nodes, {"X": [1, 4]}, {"Y": [1, 4]}, inits)
+    x = _rand(1, 4)
+    np.testing.assert_array_equal(_run(onnx_to_module(model), x), _reference(model, X=x)[0])
+    live = _model([helper.make_node("Mod", ["X", "c"], ["Y"], name="mod_x", fmod=1)], {"X": [1, 4]},
+                  {"Y": [1, 4]}, {"c": np.full(4, 2.0, np.float32)})
+    _one_line_error(lambda: onnx_to_module(live), r"^ONNX node 'mod_x' \(Mod\): on an activation")
+
+
+def test_unflatten_through_the_torchscript_based_exporter():
+    """nn.Unflatten exported with dynamo=False computes its target shape with Mod/Slice/Concat
+    on static sizes (it was refused as 'unsupported op Mod'): the import equals the module,
+    runs at any batch size, and has the module's signed graph."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Unflatten(1, (4, 4, 4)),
+                        nn.Conv2d(4, 2, 1)).eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(1, 3, 4, 4),), buf, dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "batch"}})
+    proto = onnx.load_from_string(buf.getvalue())
+    assert "Mod" in {n.op_type for n in proto.graph.node}
+    module = onnx_to_module(proto)
+    assert not module.batch_one_only
+    x = torch.randn(3, 3, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), net(x), rtol=1e-5, atol=1e-6)
+    g = SignedGraph.from_module(module, (3, 4, 4), dtype=torch.float64)
+    ref = SignedGraph.from_module(net, (3, 4, 4), dtype=torch.float64)
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
+    assert abs(g.to_scipy() - ref.to_scipy()).max() < 1e-6
+
+
 def test_tile_of_an_activation_is_a_reindexing():
     """Tile with constant repeats off the batch axis (V-Net's input channels tiled to
     match its first convolution's): copies, so the graph is that of the same net

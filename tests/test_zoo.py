@@ -569,6 +569,45 @@ def test_a_torchscript_archive_is_read_through_onnx(tmp_path, how):
     assert not np.allclose(raw.to_scipy().toarray(), ref.to_scipy().toarray(), atol=1e-3)
 
 
+class _UnflattenNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.u, self.c2 = nn.Conv2d(3, 4, 3, padding=1), nn.Unflatten(1, (4, 4, 4)), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.c2(self.u(self.c1(x).flatten(1)))
+
+
+def _archive_matches_module(tmp_path, src, how, shape):
+    """Save ``src`` scripted or traced, read it back: the module's outputs and signed graph."""
+    import warnings
+
+    from deepglass.graph import SignedGraph
+
+    path = tmp_path / f"{how}.pt"
+    x = torch.randn(3, *shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        archive = torch.jit.script(src) if how == "script" else torch.jit.trace(src, x[:1])
+        torch.jit.save(archive, str(path))
+    loaded = zoo.load_model(path, input_shape=shape)
+    assert not getattr(loaded, "batch_one_only", False)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), src(x), rtol=1e-5, atol=1e-5)
+    g = SignedGraph.from_module(loaded, shape, dtype=torch.float64)
+    ref = SignedGraph.from_module(src, shape, dtype=torch.float64)
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
+    np.testing.assert_allclose(g.to_scipy().toarray(), ref.to_scipy().toarray(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_torchscript_archive_with_unflatten(tmp_path, how):
+    """nn.Unflatten's target shape is static shape arithmetic with Mod in the archive's
+    ONNX form (it was refused as 'unsupported op Mod'): folded, the module's graph."""
+    torch.manual_seed(0)
+    _archive_matches_module(tmp_path, _UnflattenNet().eval(), how, (3, 4, 4))
+
+
 def test_pickle_needs_trust(tmp_path):
     src = zoo.get("digits_cnn", seed=1)
     path = tmp_path / "whole.pt"

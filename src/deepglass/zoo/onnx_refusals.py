@@ -25,7 +25,7 @@ SUPPORTED_OPS = (
 #: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor);
 #: Erf only inside GELU (x * 0.5 * (1 + erf(x / sqrt 2))), which becomes nn.GELU
 FOLDED_OPS = ("Abs", "Cast", "Ceil", "ConstantOfShape", "Equal", "Erf", "Floor", "Greater", "Less",
-              "Max", "Min", "Not", "Range", "Shape", "Tile", "Where")
+              "Max", "Min", "Mod", "Not", "Range", "Shape", "Tile", "Where")
 
 _RECURRENT = {"LSTM", "GRU", "RNN"}
 _QUANTIZED = {

@@ -124,6 +124,12 @@ class _ShapeOps:
     def op_Ceil(self, node, a):
         self._fold(node, torch.ceil)
 
+    def op_Mod(self, node, a):
+        """Folded on constants (``nn.Unflatten``'s dimension index in a TorchScript
+        export): ``fmod=0`` takes the divisor's sign (Python's ``%``), ``fmod=1``
+        the dividend's (C's ``fmod``)."""
+        self._fold(node, torch.fmod if int(a.get("fmod", 0)) else torch.remainder)
+
     def op_Min(self, node, a):
         self._threshold(node, torch.minimum)
 
