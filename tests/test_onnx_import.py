@@ -946,6 +946,86 @@ def test_unflatten_through_the_torchscript_based_exporter():
     assert abs(g.to_scipy() - ref.to_scipy()).max() < 1e-6
 
 
+def _shape_loop_model():
+    """X [1, 2, 3, 4]; a Loop over the 3 static sizes after the batch (TorchScript's shape
+    check in F.group_norm) carries their product and scans them; Y1 = X reshaped to
+    [-1, product], Y2 = Y1 reshaped back by the scanned sizes, Y3 = X reshaped to [0, 2, 12]
+    by an If on a constant condition (else [0, 24])."""
+    int_scalar = [helper.make_tensor_value_info(n, TensorProto.INT64, []) for n in ("i", "p_in")]
+    body = helper.make_graph(
+        [helper.make_node("Add", ["i", "one"], ["k"]),
+         helper.make_node("Gather", ["s", "k"], ["d"], axis=0),
+         helper.make_node("Mul", ["p_in", "d"], ["p_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Identity", ["d"], ["d_scan"])],
+        "body", [int_scalar[0], helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []), int_scalar[1]],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("p_out", TensorProto.INT64, []),
+         helper.make_tensor_value_info("d_scan", TensorProto.INT64, [])])
+    branch = {name: helper.make_graph(
+        [helper.make_node("Constant", [], [f"t_{name}"], value=numpy_helper.from_array(np.array(v, np.int64)))],
+        name, [], [helper.make_tensor_value_info(f"t_{name}", TensorProto.INT64, [len(v)])])
+        for name, v in (("then", [0, 2, 12]), ("other", [0, 24]))}
+    nodes = [helper.make_node("Shape", ["X"], ["s"], name="shape"),
+             helper.make_node("Loop", ["trips", "true", "p0"], ["p", "dims"], name="size_loop", body=body),
+             helper.make_node("Unsqueeze", ["p", "zero"], ["p1"], name="unsqueeze"),
+             helper.make_node("Concat", ["minus1", "p1"], ["flat"], axis=0, name="flat_shape"),
+             helper.make_node("Reshape", ["X", "flat"], ["Y1"], name="flatten"),
+             helper.make_node("Concat", ["minus1", "dims"], ["back"], axis=0, name="back_shape"),
+             helper.make_node("Reshape", ["Y1", "back"], ["Y2"], name="unflatten"),
+             helper.make_node("If", ["true"], ["halves"], name="branch", then_branch=branch["then"],
+                              else_branch=branch["other"]),
+             helper.make_node("Reshape", ["X", "halves"], ["Y3"], name="halve")]
+    inits = {"trips": np.array(3, np.int64), "true": np.array(True), "p0": np.array(1, np.int64),
+             "one": np.array(1, np.int64), "zero": np.array([0], np.int64), "minus1": np.array([-1], np.int64)}
+    return _model(nodes, {"X": [1, 2, 3, 4]}, {"Y1": [1, 24], "Y2": [1, 2, 3, 4], "Y3": [1, 2, 12]}, inits)
+
+
+def test_loop_and_if_on_constants_are_run_at_conversion_time():
+    """A Loop whose trip count, carried values and outer reads are constants (static
+    shape arithmetic) is unrolled at conversion time, carried values and scan outputs
+    alike (ONNX stacks the scanned scalars into a 1-d tensor), and an If on a constant
+    condition takes its branch: the module is the reshapes at any batch size."""
+    module = onnx_to_module(_shape_loop_model())
+    x = _rand(3, 2, 3, 4)
+    y1, y2, y3 = _run(module, x)
+    np.testing.assert_array_equal(y1, x.reshape(3, 24))
+    np.testing.assert_array_equal(y2, x)
+    np.testing.assert_array_equal(y3, x.reshape(3, 2, 12))
+    assert not module.batch_one_only
+
+
+def test_unused_control_flow_is_dropped_and_data_dependent_control_flow_refused():
+    """A Loop no value reads (a shape check whose raise the exporter dropped) is dropped,
+    whatever it reads; a Loop carrying an activation into the output is refused as
+    data-dependent control flow, and an op without a converter inside a constant Loop is
+    named."""
+    def loop_model(body_op, used):
+        body = helper.make_graph(
+            [helper.make_node(body_op, ["v_in", "v_in"][:1 if body_op == "Sin" else 2], ["v_out"]),
+             helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+            "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                     helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                     _vi("v_in", [1, 3])],
+            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), _vi("v_out", [1, 3])])
+        start = "X" if used != "const" else "c"
+        nodes = [helper.make_node("Loop", ["trips", "true", start], ["v"], name="loop_x", body=body),
+                 helper.make_node("Relu", ["X"], ["r"], name="relu")]
+        nodes.append(helper.make_node("Add", ["r", "v"], ["Y"], name="add") if used
+                     else helper.make_node("Identity", ["r"], ["Y"], name="out"))
+        return _model(nodes, {"X": [1, 3]}, {"Y": [1, 3]},
+                      {"trips": np.array(2, np.int64), "true": np.array(True), "c": np.ones((1, 3), np.float32)})
+
+    x = _rand(2, 3)
+    np.testing.assert_array_equal(_run(onnx_to_module(loop_model("Add", False)), x), np.maximum(x, 0))
+    np.testing.assert_array_equal(_run(onnx_to_module(loop_model("Add", "const")), x), np.maximum(x, 0) + 4)
+    _one_line_error(lambda: onnx_to_module(loop_model("Add", True)),
+                    r"^ONNX node 'loop_x' \(Loop\): data-dependent control flow \(a loop or branch on values "
+                    r"computed from the input\)")
+    _one_line_error(lambda: onnx_to_module(loop_model("Sin", "const")),
+                    r"^ONNX node 'v_out' has unsupported op 'Sin'")
+
+
 def test_tile_of_an_activation_is_a_reindexing():
     """Tile with constant repeats off the batch axis (V-Net's input channels tiled to
     match its first convolution's): copies, so the graph is that of the same net

@@ -578,6 +578,15 @@ class _UnflattenNet(nn.Module):
         return self.c2(self.u(self.c1(x).flatten(1)))
 
 
+class _NormNet(nn.Module):
+    def __init__(self, norm):
+        super().__init__()
+        self.c1, self.norm, self.c2 = nn.Conv2d(3, 4, 3, padding=1), norm, nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.c2(torch.relu(self.norm(self.c1(x))))
+
+
 def _archive_matches_module(tmp_path, src, how, shape):
     """Save ``src`` scripted or traced, read it back: the module's outputs and signed graph."""
     import warnings
@@ -606,6 +615,23 @@ def test_a_torchscript_archive_with_unflatten(tmp_path, how):
     ONNX form (it was refused as 'unsupported op Mod'): folded, the module's graph."""
     torch.manual_seed(0)
     _archive_matches_module(tmp_path, _UnflattenNet().eval(), how, (3, 4, 4))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("norm", ["group", "instance", "instance_plain"])
+def test_a_torchscript_archive_with_group_or_instance_norm(tmp_path, how, norm):
+    """F.group_norm / F.instance_norm check their static sizes in a loop, which a scripted
+    archive's ONNX form keeps as a Loop feeding only a dropped raise (it was refused as
+    'data-dependent control flow'): dropped, the archive has the module's graph (gain
+    folded into the incoming edges, sign included)."""
+    torch.manual_seed(1)
+    layer = {"group": nn.GroupNorm(2, 4), "instance": nn.InstanceNorm2d(4, affine=True),
+             "instance_plain": nn.InstanceNorm2d(4)}[norm]
+    if norm != "instance_plain":
+        with torch.no_grad():
+            layer.weight.normal_()
+            layer.bias.normal_()
+    _archive_matches_module(tmp_path, _NormNet(layer).eval(), how, (3, 6, 6))
 
 
 def test_pickle_needs_trust(tmp_path):

@@ -214,14 +214,7 @@ class _BuilderBase(_Refusals):
     # -- conversion ----------------------------------------------------------
     def build(self) -> fx.GraphModule:
         for node in self.model.graph.node:
-            op = node.op_type
-            try:
-                getattr(self, f"op_{op}")(node, _attrs(node))
-            except DeepglassError:
-                raise
-            except Exception as exc:
-                raise DeepglassError(f"cannot convert ONNX node {_label(node)} ({op}): "
-                                     f"{first_line(exc)}") from None
+            self._convert(node)
         outs = []
         for o in self.model.graph.output:
             if o.name not in self.values:
@@ -246,6 +239,17 @@ class _BuilderBase(_Refusals):
         module.default_input_shape = (module.default_input_shapes[0] if len(self.input_shapes) == 1
                                       else module.default_input_shapes)
         return module.eval()
+
+    def _convert(self, node) -> None:
+        """Convert one ONNX node with its ``op_<op>`` handler (a subgraph's too)."""
+        op = node.op_type
+        try:
+            getattr(self, f"op_{op}")(node, _attrs(node))
+        except DeepglassError:
+            raise
+        except Exception as exc:
+            raise DeepglassError(f"cannot convert ONNX node {_label(node)} ({op}): "
+                                 f"{first_line(exc)}") from None
 
     def _outputs(self, outs: list):
         """Several graph outputs: a named tuple of the ONNX output names when they

@@ -26,7 +26,10 @@ as for a native PyTorch model.
 Operations without a signed-graph rule are refused before anything is built,
 with one line naming the ONNX node, its op, what it is and why: recurrent
 cells (``LSTM``, ``GRU``, ``RNN``), products of two activations (attention-like
-``MatMul``), quantized operators, data-dependent control flow.
+``MatMul``), quantized operators, data-dependent control flow.  Control flow
+that computes nothing from the input (a TorchScript shape check written as a
+``Loop`` or ``If``) is dropped where unused, else run at conversion time
+(:mod:`.onnx_control`).
 
 Algorithm: one pass over the ONNX nodes in their (topological) order, keeping
 for each ONNX value either a constant tensor (folded eagerly on the CPU) or an
@@ -52,7 +55,7 @@ Layout: this module is the entry (:func:`load_onnx`, :func:`onnx_to_module`)
 and assembles the converter from its parts: the state and emission helpers
 (:mod:`.onnx_builder`), the refusals (:mod:`.onnx_refusals`, also
 :data:`SUPPORTED_OPS`), and the op handlers by concept (:mod:`.onnx_shape_ops`,
-:mod:`.onnx_arith_ops`, :mod:`.onnx_layer_ops`, :mod:`.onnx_resize`); a new
+:mod:`.onnx_arith_ops`, :mod:`.onnx_layer_ops`, :mod:`.onnx_resize`, :mod:`.onnx_control`); a new
 ONNX op is one ``op_<Name>`` method in the module of its kind plus its name in
 :data:`SUPPORTED_OPS`.
 """
@@ -67,6 +70,7 @@ from torch import nn
 from ..errors import DeepglassError, first_line
 from .onnx_arith_ops import _ArithOps
 from .onnx_builder import _BuilderBase
+from .onnx_control import _ControlOps
 from .onnx_layer_ops import _LayerOps
 from .onnx_refusals import FOLDED_OPS, SUPPORTED_OPS
 from .onnx_resize import _ResizeOps
@@ -75,7 +79,7 @@ from .onnx_shape_ops import _ShapeOps
 __all__ = ["load_onnx", "onnx_to_module", "SUPPORTED_OPS", "FOLDED_OPS"]
 
 
-class _Builder(_ShapeOps, _ArithOps, _LayerOps, _ResizeOps, _BuilderBase):
+class _Builder(_ShapeOps, _ArithOps, _LayerOps, _ResizeOps, _ControlOps, _BuilderBase):
     """The ONNX converter: state and conversion loop from :class:`_BuilderBase`,
     one ``op_<ONNX op>`` handler per supported op from the mixins."""
 

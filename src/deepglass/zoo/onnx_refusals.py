@@ -22,10 +22,11 @@ SUPPORTED_OPS = (
     "Softplus", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose", "Unsqueeze", "Upsample",
     "Max", "Min",   # of one activation and one constant (a TLU)
 )
-#: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor);
+#: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor;
+#: Loop / If of constants are run, unused ones dropped: TorchScript's shape checks);
 #: Erf only inside GELU (x * 0.5 * (1 + erf(x / sqrt 2))), which becomes nn.GELU
-FOLDED_OPS = ("Abs", "Cast", "Ceil", "ConstantOfShape", "Equal", "Erf", "Floor", "Greater", "Less",
-              "Max", "Min", "Mod", "Not", "Range", "Shape", "Tile", "Where")
+FOLDED_OPS = ("Abs", "Cast", "Ceil", "ConstantOfShape", "Equal", "Erf", "Floor", "Greater", "If", "Less",
+              "Loop", "Max", "Min", "Mod", "Not", "Range", "Shape", "Tile", "Where")
 
 _RECURRENT = {"LSTM", "GRU", "RNN"}
 _QUANTIZED = {
@@ -51,18 +52,27 @@ class _Refusals:
 
         Const-ness is propagated over the node list (initializers, Constant,
         Shape of a static tensor, nodes of constants only) to tell a weight
-        product from a product of two activations.  Linear in the node count.
+        product from a product of two activations, and a Loop / If of
+        constants (a shape check, run at conversion time) or one nothing reads
+        from data-dependent control flow.  Linear in the node count (and the
+        subgraphs' sizes).
         """
         const = set(self.values)
         first_category = first_unknown = None
         for node in self.model.graph.node:
             op = node.op_type
-            why = self._category(node, const)
+            static = unknown = None
+            if op in ("Loop", "If") and node.domain in ("", "ai.onnx"):
+                # control flow computing nothing from the input (a shape check): dropped or run now
+                static = self._dead(node) or self._reads_constants(node, const)
+                unknown = None if self._dead(node) else self._unknown_body_op(node)
+            why = None if static else self._category(node, const)
             if why is not None and first_category is None:
                 first_category = f"ONNX node {_label(node)} ({op}): {why}"
-            if first_unknown is None and not self._known(node):
-                first_unknown = node
-            if op in ("Constant", "Shape", "Size") or all(i in const for i in node.input if i):
+            if first_unknown is None and (unknown is not None or not static and not self._known(node)):
+                first_unknown = unknown or node
+            if op in ("Constant", "Shape", "Size") or static or \
+                    op not in ("Loop", "If") and all(i in const for i in node.input if i):
                 const.update(o for o in node.output if o)
         if first_category is not None:
             raise UnsupportedLayerError(first_category)
@@ -86,6 +96,10 @@ class _Refusals:
             return None   # max(x, tau) with a constant tau: an elementwise activation (a TLU)
         if op == "Where" and len(node.input) == 3 and node.input[0] in const and len(live) == 1:
             return None   # a fixed mask choosing between an activation and a constant
+        if op in ("Loop", "If"):
+            return ("data-dependent control flow (a loop or branch on values computed from the input); "
+                    "the signed graph needs one fixed feed-forward computation: export the network without it "
+                    "(e.g. without box post-processing)" + _CUT)
         if op in _CONTROL or op in _SELECTION and live:
             return ("data-dependent control flow or selection; the signed graph needs one fixed "
                     "feed-forward computation: export the network without it (e.g. without box post-processing "

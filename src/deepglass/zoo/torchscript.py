@@ -10,7 +10,9 @@ fx ``GraphModule``.  The export keeps batch norms as ``BatchNormalization``
 (``TrainingMode.PRESERVE`` on the module in eval mode: inference statistics),
 where the exporter's default would fold one that follows a convolution into
 its weights: the graph's ``batchnorm`` rule then decides, and ``"ignore"``
-(the paper's convention) reads the convolution's own weights.  Cost: one
+(the paper's convention) reads the convolution's own weights.  A scripted
+archive keeps its shape checks (``F.group_norm``'s loop over the sizes) as
+ONNX ``Loop`` / ``If`` nodes on constants, which the import drops or runs.  Cost: one
 export and one import, linear in the size of the network.
 """
 
