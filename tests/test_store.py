@@ -365,3 +365,104 @@ def test_read_only_location_refused_before_work(cli, tmp_path, monkeypatch):
         code, out, err = cli(["frustration", "digits_cnn", *argv])
         assert code == 2 and err.count("\n") == 1 and frag in err, err
     assert os.listdir(ro) == []
+
+
+# -- a manifest never leads deepglass outside its run directory --------------------
+@pytest.mark.parametrize("how", ["relative", "absolute", "symlink"])
+def test_force_never_removes_files_outside_the_run(tmp_path, caplog, how):
+    d = tmp_path / "run"
+    run = RunDir(d, {"seed": 0}, kind="frustration")
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+    victim = tmp_path / "elsewhere" / "victim.txt"
+    victim.parent.mkdir()
+    victim.write_text("precious")
+    if how == "symlink":   # a directory of the run that is a link out of it
+        (d / "figures").symlink_to(victim.parent, target_is_directory=True)
+        listed = "figures/victim.txt"
+    else:
+        listed = "../elsewhere/victim.txt" if how == "relative" else str(victim)
+    with open(d / "manifest.jsonl", "a") as fh:
+        fh.write(json.dumps({"path": listed, "sha256": "0", "bytes": 8,
+                             "kind": "frustration"}) + "\n")
+        fh.write(json.dumps({"tmp": listed}) + "\n")
+    with caplog.at_level("WARNING", logger="deepglass.store"):
+        forced = RunDir(d, {"seed": 1}, kind="frustration", force=True)
+    assert victim.read_text() == "precious"
+    msgs = [r.getMessage() for r in caplog.records if "outside the run directory" in
+            r.getMessage()]
+    assert msgs and all("\n" not in m for m in msgs)
+    assert not (d / "units/frustration/t/u0.parquet").exists()
+    if how == "symlink":   # and nothing is written through the link either
+        with pytest.raises(DeepglassError, match="outside the run directory"):
+            forced.save_figure(_figure(), "victim.txt")
+        assert victim.read_text() == "precious"
+    # a version change removes every owned file: still nothing outside
+    cfg = (d / "config.toml").read_text()
+    (d / "config.toml").write_text(cfg.replace('version = "', 'version = "0.0.0-old'))
+    RunDir(d, {"seed": 1}, kind="frustration", force=True)
+    assert victim.read_text() == "precious"
+
+
+def _figure():
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    return fig
+
+
+def test_deleted_unit_arrays_make_the_unit_unfinished(tmp_path, caplog):
+    run = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+    for u in ("u0", "u1"):
+        run.write_unit("t", u, pd.DataFrame({"x": [1.0]}), arrays={"s": np.arange(3)})
+    (tmp_path / "r/arrays/frustration/t/u1.npz").unlink()
+    for _ in range(2):   # the reopening compacts the manifest: the unit stays unfinished
+        again = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+        with caplog.at_level("WARNING", logger="deepglass.store"):
+            assert again.finished_units("t") == {"u0"}
+        assert any("u1" in r.getMessage() and "arrays" in r.getMessage()
+                   for r in caplog.records)
+    again.write_unit("t", "u1", pd.DataFrame({"x": [1.0]}), arrays={"s": np.arange(3)})
+    assert RunDir(tmp_path / "r", {"seed": 0}, kind="frustration").finished_units("t") == \
+        {"u0", "u1"}
+
+
+def test_lost_manifest_is_named(tmp_path):
+    run = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1.0]}))
+    (tmp_path / "r/manifest.jsonl").unlink()
+    for force in (False, True):
+        with pytest.raises(DeepglassError, match="lost its manifest.jsonl") as e:
+            RunDir(tmp_path / "r", {"seed": 0}, kind="frustration", force=force)
+        assert "\n" not in str(e.value) and "another --out" in str(e.value)
+    assert (tmp_path / "r/units/frustration/t/u0.parquet").exists()
+
+
+@pytest.mark.parametrize("name", ["frustration_runs.parquet", "figures/frustration.png",
+                                  "arrays/gauge_real.npz", "units/frustration/t/u0.parquet"])
+def test_force_into_a_folder_refuses_a_clash_at_once(tmp_path, name):
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_text("mine")
+    with pytest.raises(DeepglassError, match="exists and was not written by deepglass"):
+        RunDir(tmp_path, {"seed": 0}, kind="frustration", force=True)
+    assert (tmp_path / name).read_text() == "mine"
+    assert not (tmp_path / "config.toml").exists()
+    # a kind that writes no such name does not clash
+    RunDir(tmp_path, {"seed": 0}, kind="rap-phase", force=True)
+
+
+def test_settled_value_is_never_mixed(tmp_path):
+    d = tmp_path / "r"
+    run = RunDir(d, {"seed": 0}, kind="active")
+    run.settle("gauge", {"sha256": "aaa"}, str)
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1.0]}))
+    again = RunDir(d, {"seed": 0}, kind="active")          # the same config resumes
+    again.settle("gauge", {"sha256": "aaa"}, str)
+    assert again.finished_units("t") == {"u0"}
+    with pytest.raises(DeepglassError, match="units were computed with .*aaa.* now has .*bbb"):
+        RunDir(d, {"seed": 0}, kind="active").settle("gauge", {"sha256": "bbb"}, str)
+    forced = RunDir(d, {"seed": 0}, kind="active", force=True)
+    forced.settle("gauge", {"sha256": "bbb"}, str)
+    assert forced.finished_units("t") == set()
+    assert RunDir(d, {"seed": 0}, kind="active").run_config("active")["gauge"] == \
+        {"sha256": "bbb"}

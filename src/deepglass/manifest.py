@@ -6,11 +6,12 @@ which files the run owns (:class:`Manifest`, ``manifest.jsonl``) and whether a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
 import threading
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .files import file_mode, os_error
 
@@ -23,6 +24,18 @@ __all__ = ["Manifest", "read_config", "CONFIG_NAME", "MANIFEST_NAME"]
 
 CONFIG_NAME = "config.toml"
 MANIFEST_NAME = "manifest.jsonl"
+
+log = logging.getLogger("deepglass.store")
+
+
+def plain_relative(rel: str) -> bool:
+    """Whether ``rel`` names a path strictly inside the run directory by its
+    text alone: relative, POSIX, with no ``..``, ``.`` or empty part (a
+    manifest naming ``../x`` or ``/x`` is damaged or crafted)."""
+    if not rel or "\\" in rel or "\0" in rel:
+        return False
+    p = PurePosixPath(rel)
+    return not p.is_absolute() and all(part not in ("", ".", "..") for part in rel.split("/"))
 
 
 class Manifest:
@@ -41,6 +54,7 @@ class Manifest:
         self.files: dict[str, dict] = {}
         self.tmps: set[str] = set()
         self.lock = threading.Lock()
+        self._warned: set[str] = set()
 
     def load(self) -> None:
         self.files, self.tmps = {}, set()
@@ -50,12 +64,18 @@ class Manifest:
             return
         except OSError as exc:
             raise os_error(self.path, exc, "read")
+        outside: list[str] = []
         for line in text.splitlines():
             try:
                 e = json.loads(line)
             except ValueError:
                 continue
             if not isinstance(e, dict):
+                continue
+            named = next((e[k] for k in ("path", "tmp", "removed") if isinstance(e.get(k), str)),
+                         None)
+            if named is not None and not plain_relative(named):
+                outside.append(named)   # never read, written or removed
                 continue
             if isinstance(e.get("path"), str):
                 self.files[e["path"]] = e
@@ -64,6 +84,12 @@ class Manifest:
             elif isinstance(e.get("removed"), str):
                 self.files.pop(e["removed"], None)
                 self.tmps.discard(e["removed"])
+        new = [o for o in outside if o not in self._warned]
+        if new:
+            self._warned.update(new)
+            log.warning("%s lists %d path(s) outside the run directory (%s); ignoring them: "
+                        "deepglass never reads, writes or removes them", self.path, len(new),
+                        ", ".join(repr(o) for o in new[:3]) + (", ..." if len(new) > 3 else ""))
 
     def append(self, entry: dict) -> None:
         line = json.dumps(entry, separators=(",", ":")) + "\n"
@@ -82,9 +108,12 @@ class Manifest:
                 self.tmps.discard(entry["removed"])
 
     def compact(self) -> None:
-        """Rewrite the log with one line per existing file (after a kill or many rewrites)."""
+        """Rewrite the log with one line per existing file (after a kill or many
+        rewrites).  The records of missing arrays stay: a unit whose arrays were
+        deleted is then seen as damaged (and recomputed), not as finished."""
         with self.lock:
-            self.files = {k: e for k, e in self.files.items() if (self.root / k).exists()}
+            self.files = {k: e for k, e in self.files.items()
+                          if k.startswith("arrays/") or (self.root / k).exists()}
             text = "".join(json.dumps(e, separators=(",", ":")) + "\n"
                            for _, e in sorted(self.files.items()))
             # a fresh random name: never clobbers a file, and a kill here leaves

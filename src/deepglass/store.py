@@ -79,6 +79,22 @@ _OWN_DIRS = ("units", "arrays", "figures", "reports")
 #: files assembled from every kind's parts: one kind's ``force`` rebuilds, never removes them
 SHARED_FILES = (CONFIG_NAME, "report.md", "summary.json")
 
+#: files each kind writes besides its units (``reports/<kind>.*`` too): a file of
+#: these names that the run does not own is refused when the run is opened, not
+#: after the computation
+KIND_OUTPUTS = {
+    "frustration": ("frustration_runs.parquet", "frustration_stats.parquet",
+                    "figures/frustration.png", "arrays/gauge_real.npz"),
+    "active": ("active.parquet", "figures/active_delta_x.png", "arrays/gauge_real.npz"),
+    "monotonicity": ("monotonicity_trials.parquet", "monotonicity_inputs.parquet",
+                     "monotonicity_gamma.parquet", "figures/rho_hist.png",
+                     "figures/rho_vs_amplitude.png", "figures/gamma.png",
+                     "arrays/gauge_real.npz"),
+}
+#: configuration keys a kind records after opening (:meth:`RunDir.settle`: the
+#: gauge a run reused or computed); the resume check of the opening skips them
+SETTLED_KEYS = ("gauge",)
+
 #: how the messages name the two ways out, for the command and for Python alike
 _ELSEWHERE = "use another run directory (--out, run=)"
 _FORCE = "force it (--force, force=True)"
@@ -126,6 +142,7 @@ class RunDir:
         self.path = Path(path)
         self.kind = kind
         self.config = plain(dict(config))
+        self.force = bool(force)
         self._manifest = Manifest(self.path)
         self._verified: set[tuple[str, str]] = set()
         self._reported: set[str] = set()
@@ -138,6 +155,7 @@ class RunDir:
                 raise DeepglassError(
                     f"run directory {self.path}: its config.toml is not a deepglass run's; "
                     "deepglass will not touch it (choose another --out)")
+            self._check_manifest_present()
             self._manifest.load()
             self._remove_stale_tmps()
             version = found["deepglass"]["version"]
@@ -149,10 +167,11 @@ class RunDir:
                                          f"{_ELSEWHERE} or {_FORCE}")
                 self._remove_owned(lambda rel: rel != CONFIG_NAME)
                 found = None
-            elif kind in runs and runs[kind] != self.config:
+            elif kind in runs and _unsettled(runs[kind]) != self.config:
                 if not force:
-                    raise DeepglassError(self._mismatch_message(runs[kind]))
+                    raise DeepglassError(self._mismatch_message(_unsettled(runs[kind])))
                 self._clear_kind()
+                runs[kind] = _unsettled(runs[kind])   # its units are gone: nothing settled
         elif self.path.is_dir() and any(self.path.iterdir()):
             if not force:
                 raise DeepglassError(
@@ -161,24 +180,104 @@ class RunDir:
             if os.path.lexists(self.path / MANIFEST_NAME):
                 raise DeepglassError(f"{self.path} holds a {MANIFEST_NAME} that deepglass "
                                      "did not write; choose another --out")
-            # every kind ends by writing these two: refused now, not after the computation
-            for name in ("report.md", "summary.json"):
-                if os.path.lexists(self.path / name):
-                    raise DeepglassError(f"{self.path / name} exists and was not written by "
-                                         "deepglass; move it away or choose another --out")
+        if self.path.is_dir():
+            self._check_outputs_free()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise os_error(self.path, exc, "create")
         self._manifest.compact()
         runs = dict(found["runs"]) if found else {}
-        if runs.get(kind) != self.config or found is None:
-            runs[kind] = self.config
+        kept = {k: v for k, v in (runs.get(kind) or {}).items() if k in SETTLED_KEYS}
+        if runs.get(kind) != {**self.config, **kept} or found is None:
+            runs[kind] = {**self.config, **kept}
             self._write_bytes(cfg, tomli_w.dumps({"deepglass": {"version": package_version()},
                                                   "runs": runs}).encode("utf-8"), adopt=True)
         self.resumed = bool(self._unit_entries(prefix=f"units/{kind}/"))
 
+    def _check_manifest_present(self) -> None:
+        """A run whose ``manifest.jsonl`` is lost cannot tell its files from
+        others: refused in one line saying so (even with ``force``), unless it
+        holds nothing but its ``config.toml``."""
+        if os.path.lexists(self.path / MANIFEST_NAME):
+            return
+        try:
+            others = [p.name for p in self.path.iterdir()
+                      if p.name != CONFIG_NAME and not p.name.startswith(".")]
+        except OSError as exc:
+            raise os_error(self.path, exc, "read")
+        if others:
+            raise DeepglassError(
+                f"run directory {self.path} has lost its {MANIFEST_NAME} (the record of "
+                "the files deepglass wrote there), so deepglass cannot tell its files from "
+                f"others and will neither resume nor --force it; restore {MANIFEST_NAME}, "
+                "or move the directory away (delete it if nothing in it is yours) and run "
+                "again, or choose another --out")
+
+    def _check_outputs_free(self) -> None:
+        """Refuse, before any computation, a file this kind will write (its
+        tables, figures and arrays, its report section, ``report.md``,
+        ``summary.json``, its unit files) that exists and is not the run's."""
+        names = ["report.md", "summary.json", f"reports/{self.kind}.md",
+                 f"reports/{self.kind}.summary.json", *KIND_OUTPUTS.get(self.kind, ())]
+        for d in (f"units/{self.kind}", f"arrays/{self.kind}"):
+            if (self.path / d).is_dir():
+                names += [self._rel(p) for p in sorted((self.path / d).rglob("*"))
+                          if not p.is_dir() and not p.name.startswith(".")]
+        for name in names:
+            if os.path.lexists(self.path / name) and name not in self._manifest.files:
+                raise DeepglassError(f"{self.path / name} exists and was not written by "
+                                     "deepglass; move it away or choose another --out")
+
+    def settle(self, key: str, value: Any, describe: Callable[[Any], str]) -> None:
+        """Record this kind's ``key`` (one of :data:`SETTLED_KEYS`), known only
+        once the run is open (the gauge it reused from the directory or
+        computed).  Units computed under another recorded value are never
+        mixed with new ones: the run is refused in one line, or with ``force``
+        this kind's results are removed first.  ``describe(value)`` names a
+        value in the message."""
+        if key not in SETTLED_KEYS:
+            raise ValueError(f"{key!r} is not a settled configuration key")
+        value = plain(value)
+        found = read_config(self.path / CONFIG_NAME) or {"runs": {}}
+        runs = dict(found["runs"])
+        mine = dict(runs.get(self.kind) or self.config)
+        before = mine.get(key)
+        if before == value:
+            return
+        if before is not None and self._unit_entries(prefix=f"units/{self.kind}/"):
+            if not self.force:
+                raise DeepglassError(
+                    f"run directory {self.path}: its '{self.kind}' units were computed with "
+                    f"{describe(before)}, but this run now has {describe(value)}; "
+                    f"{_FORCE} to recompute them with it, or {_ELSEWHERE}")
+            self._clear_kind()
+        mine[key] = value
+        runs[self.kind] = mine
+        self._write_bytes(self.path / CONFIG_NAME, tomli_w.dumps(
+            {"deepglass": {"version": package_version()}, "runs": runs}).encode("utf-8"),
+            adopt=True)
+
     # -- ownership ---------------------------------------------------------
+    def _inside(self, rel: str) -> Path | None:
+        """``RUN/rel`` when it lies strictly inside the run directory once
+        symbolic links in its parents are resolved (``rel`` itself may be a
+        link: removing it removes the link); else None."""
+        p = self.path / rel
+        try:
+            root, parent = self.path.resolve(), p.parent.resolve()
+        except (OSError, RuntimeError):
+            return None
+        if p.name in ("", ".", "..") or (parent != root and root not in parent.parents):
+            return None
+        return p
+
+    def _outside(self, rel: str) -> None:
+        if rel not in self._reported:
+            self._reported.add(rel)
+            log.warning("%s lists %r, which lies outside the run directory %s; "
+                        "leaving it alone", MANIFEST_NAME, rel, self.path)
+
     def _rel(self, path: Path) -> str:
         return Path(os.path.relpath(Path(path), self.path)).as_posix()
 
@@ -189,7 +288,10 @@ class RunDir:
     def _remove_stale_tmps(self) -> None:
         """Delete temporary files a killed run left (only names it recorded)."""
         for rel in sorted(self._manifest.tmps):
-            p = self.path / rel
+            p = self._inside(rel)
+            if p is None:
+                self._outside(rel)
+                continue
             try:
                 if p.is_file():
                     p.unlink()
@@ -205,7 +307,10 @@ class RunDir:
         for rel in list(self._manifest.files):
             if not rel.startswith(prefixes) or (keep_if is not None and not keep_if(rel)):
                 continue
-            p = self.path / rel
+            p = self._inside(rel)
+            if p is None:   # a damaged or crafted manifest: never touched
+                self._outside(rel)
+                continue
             try:
                 if p.is_file() or p.is_symlink():
                     p.unlink()
@@ -241,6 +346,10 @@ class RunDir:
         atomic rename.  Refuses to replace a file the run does not own."""
         path = Path(path)
         rel = self._rel(path)
+        if self._inside(rel) is None:
+            raise DeepglassError(f"{path} lies outside the run directory {self.path} "
+                                 "(a symbolic link in its path?); deepglass will not write "
+                                 "there: choose another --out")
         self._check_writable(path, rel, adopt)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -348,7 +457,10 @@ class RunDir:
         why = self._damage(rel)
         if why is None:
             arr = f"arrays/{self.kind}/{table}/{unit}.npz"
-            if arr in self._manifest.files:
+            sha = self._manifest.files[rel].get("arrays_sha256")
+            if sha is not None and self._manifest.files.get(arr, {}).get("sha256") != sha:
+                why = "its arrays: missing or not the ones written with it"
+            elif arr in self._manifest.files:
                 why = self._damage(arr)
                 if why is not None:
                     why = f"its arrays: {why}"
@@ -383,10 +495,12 @@ class RunDir:
         """Store one finished unit atomically (arrays first, so a unit is
         complete once its table file is recorded), with its row count and
         columns in the manifest."""
+        meta = {}
         if arrays:
-            self.save_arrays(f"{self.kind}/{table}/{unit}", **arrays)
+            path = self.save_arrays(f"{self.kind}/{table}/{unit}", **arrays)
+            meta["arrays_sha256"] = self._manifest.files[self._rel(path)]["sha256"]
         self._commit(self.unit_path(table, unit), lambda tmp: df.to_parquet(tmp, index=False),
-                     rows=int(len(df)), columns=[str(c) for c in df.columns])
+                     rows=int(len(df)), columns=[str(c) for c in df.columns], **meta)
 
     def read_unit(self, table: str, unit: str) -> pd.DataFrame:
         """One finished unit's rows, checked against its record (a damaged
@@ -557,6 +671,11 @@ class RunDir:
         return self._commit(path, lambda tmp: fig.savefig(
             tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight"))
 
+
+
+def _unsettled(config: Mapping[str, Any]) -> dict:
+    """A kind's recorded configuration without its :data:`SETTLED_KEYS`."""
+    return {k: v for k, v in config.items() if k not in SETTLED_KEYS}
 
 
 def iter_missing(run: RunDir, table: str, units: Iterable[str]) -> list[str]:
