@@ -135,7 +135,8 @@ def test_sigkill_then_resume_equals_uninterrupted(cli, tmp_path, reference, mode
 
 
 @pytest.mark.parametrize("target,how", [("rows", "truncate"), ("rows", "empty"),
-                                        ("arrays", "truncate"), ("summary", "garbage")])
+                                        ("arrays", "truncate"), ("arrays", "delete"),
+                                        ("summary", "garbage")])
 def test_damaged_run_files_recover(cli, tmp_path, reference, caplog, target, how):
     out = tmp_path / "run"
     argv = ARGV + ["--seed", "0", "--out", str(out)]
@@ -145,8 +146,11 @@ def test_damaged_run_files_recover(cli, tmp_path, reference, caplog, target, how
             "arrays": out / "arrays" / "frustration" / "runs" / "real-00000-00002.npz",
             "summary": out / "summary.json"}[target]
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "empty": b"",
-                      "garbage": b"{\x00 not json"}[how])
+    if how == "delete":   # a deleted unit gauge: reported and recomputed (it crashed)
+        path.unlink()
+    else:
+        path.write_bytes({"truncate": data[: len(data) // 2], "empty": b"",
+                          "garbage": b"{\x00 not json"}[how])
     with caplog.at_level("WARNING", logger="deepglass"):
         code, text, err = cli(argv)
     assert code == 0, err
@@ -158,3 +162,40 @@ def test_damaged_run_files_recover(cli, tmp_path, reference, caplog, target, how
     summary = json.loads((out / "summary.json").read_text())
     assert summary["delta"] == reference(0)[2]["energy"]
     _assert_clean(out)
+
+
+def test_negative_batchnorm_variance_is_refused_in_one_line(cli, tmp_path):
+    """A batch norm whose running_var is negative makes sqrt(var + eps) NaN: the
+    capture refuses it naming the layer (it gave NaN frustration, exit 0, and
+    with --out a pandas traceback after every unit ran)."""
+    import torch
+    import torch.nn as nn
+
+    from deepglass.errors import DeepglassError
+    from deepglass.graph import SignedGraph
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(64, 3)).eval()
+    with torch.no_grad():
+        net[1].running_var[1] = -1.0
+    for bn in ("fold", "ignore"):
+        with pytest.raises(DeepglassError, match=r"batch norm '1': 1.running_var has 1 "
+                                                 "negative entry"):
+            SignedGraph.from_module(net, (1, 4, 4), batchnorm=bn)
+    (tmp_path / "net.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+        def Net():
+            return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                 nn.Flatten(), nn.Linear(64, 3))
+    """))
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    out = tmp_path / "run"
+    for extra in (["--json"], ["--method", "greedy"],
+                  ["--nulls", "N1", "--null-instances", "2", "--out", str(out)]):
+        code, text, err = cli(["frustration", str(tmp_path / "w.pth"), "--arch",
+                               f"{tmp_path / 'net.py'}:Net", "--input-shape", "1,4,4",
+                               "--replicas", "2", *extra])
+        assert code == 2 and "1.running_var" in err and len(err.strip().splitlines()) == 1, err
+        assert text == ""
+    assert not (out / "units").exists()

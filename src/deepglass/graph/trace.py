@@ -35,6 +35,19 @@ def _check_weights(model: nn.Module) -> None:
         if p.is_floating_point() and not bool(torch.isfinite(p.detach().sum())) \
                 and not bool(torch.isfinite(p).all()):
             raise DeepglassError(f"parameter {name!r} has NaN or infinite values")
+    for name, m in model.named_modules():
+        # eval-mode batch norm divides by sqrt(running_var + eps): a negative
+        # variance gives NaN (or a division by zero) in the fold and the forward pass
+        var, eps = getattr(m, "running_var", None), getattr(m, "eps", None)
+        if isinstance(m, nn.modules.batchnorm._NormBase) and isinstance(var, torch.Tensor) \
+                and var.is_floating_point() and isinstance(eps, (int, float)):
+            bad = (var < 0) | (var + eps <= 0)
+            if bool(bad.any()):
+                raise DeepglassError(
+                    f"batch norm {name!r}: {name}.running_var has {int(bad.sum())} negative "
+                    f"entr{'y' if int(bad.sum()) == 1 else 'ies'} (min {float(var.min()):.4g}, "
+                    f"eps {eps:g}), so sqrt(running_var + eps) is not a real positive "
+                    "number; the checkpoint's batch-norm statistics are damaged")
 
 
 
