@@ -846,3 +846,78 @@ def test_active_subgraph_of_a_graph_captured_with_forward_arguments():
     # without them the recorded forward is another network's: refused, saying why
     with pytest.raises(DeepglassError, match="forward_kwargs=.*embed"):
         active_subgraph(g, net, x)
+
+
+def test_a_replaced_gauge_is_never_mixed_into_a_resumed_run(tmp_path):
+    """Active and near-monotonicity runs record the gauge they used (its digest
+    and delta); once another command replaced ``arrays/gauge_real.npz``, a
+    resume is refused in one line (force: recomputed along the new gauge), and
+    what it reports is the delta of the gauge its units used."""
+    from deepglass.experiments.frustration import frustration_vs_nulls
+    from deepglass.experiments.monotonicity import monotonicity_experiment
+    from deepglass.experiments.real_gauge import gauge_record, load_gauge, save_gauge
+    from deepglass.store import RunDir
+
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    x = inputs_for("conv_relu_pool", shape, 3)
+    run = tmp_path / "run"
+    fr = frustration_vs_nulls(net, nulls="", replicas=2, input_shape=shape, run=run)
+    kw = dict(method="greedy", replicas=2)
+    first = run_active(run, net, g, x, **kw)
+    mono = monotonicity_experiment(net, x, nulls=(), amplitudes=2, run=run)
+    rd = RunDir(run, RunDir(run, {}, kind="x").run_config("frustration"), kind="frustration")
+    used = gauge_record(fr.gauge["sigma"], fr.gauge["energy"])
+    assert rd.run_config("active")["gauge"] == used == rd.run_config("monotonicity")["gauge"]
+    # another command replaces the stored gauge (here: a few nodes flipped)
+    sigma = np.asarray(fr.gauge["sigma"]).copy()
+    sigma[g.input_index[:5]] *= -1
+    energy = float(g.energy(torch.as_tensor(sigma, dtype=torch.float32)[None])[0])
+    save_gauge(rd, sigma, sigma[g.input_index], sigma[g.output_index], energy,
+               weights=fr.config["weights_sha256"], graph=g)
+    for again in (lambda **f: run_active(run, net, g, x, **kw, **f),
+                  lambda **f: monotonicity_experiment(net, x, nulls=(), amplitudes=2, run=run,
+                                                      **f)):
+        with pytest.raises(DeepglassError, match=r"units were computed with the gauge "
+                                                 rf"{used['sha256']} .* now has the gauge") as e:
+            again()
+        assert "\n" not in str(e.value) and "--force" in str(e.value)
+    table = run_active(run, net, g, x, **kw, force=True)
+    assert table["delta"].iloc[0] == pytest.approx(energy) != first["delta"].iloc[0]
+    m2 = monotonicity_experiment(net, x, nulls=(), amplitudes=2, run=run, force=True)
+    assert m2.gamma["frustration"].iloc[0] == pytest.approx(energy)
+    assert not m2.trials.equals(mono.trials)
+    fresh = monotonicity_experiment(net, x, sigma[g.input_index], sigma[g.output_index],
+                                    nulls=(), amplitudes=2)
+    pd.testing.assert_frame_equal(m2.trials, fresh.trials)
+    assert RunDir(run, {}, kind="x").run_config("active")["gauge"] == \
+        gauge_record(sigma, energy)
+    assert load_gauge(RunDir(run, {}, kind="x"))["energy"] == pytest.approx(energy)
+
+
+def test_a_gauge_of_other_capture_rules_is_refused(tmp_path):
+    """A gauge stored under --batchnorm fold is not the gauge of the graph
+    with batch norms ignored: refused, naming the rule, before the run is opened."""
+    from deepglass.experiments.frustration import frustration_vs_nulls
+    from deepglass.experiments.monotonicity import monotonicity_experiment
+
+    net, shape, _ = make("relu_bn_avgpool")
+    x = inputs_for("relu_bn_avgpool", shape, 2)
+    run = tmp_path / "run"
+    frustration_vs_nulls(net, nulls="", replicas=2, input_shape=shape, run=run,
+                         batchnorm="fold")
+    ignore = SignedGraph.from_module(net, shape, batchnorm="ignore")
+    with pytest.raises(DeepglassError, match="gauge of another graph of this network "
+                                             r"\(batchnorm fold, here ignore") as e:
+        run_active(run, net, ignore, x, method="greedy", replicas=2)
+    assert "\n" not in str(e.value)
+    assert "active" not in (run / "config.toml").read_text()
+    ignored = tmp_path / "ignored"   # near-monotonicity reads the batch-norm-folded graph
+    frustration_vs_nulls(net, nulls="", replicas=2, input_shape=shape, run=ignored,
+                         batchnorm="ignore")
+    with pytest.raises(DeepglassError, match="gauge of another graph .*batchnorm ignore, "
+                                             "here fold"):
+        monotonicity_experiment(net, x, nulls=(), amplitudes=2, run=ignored)
+    # the graph it was stored for reads it
+    fold = SignedGraph.from_module(net, shape, batchnorm="fold")
+    run_active(run, net, fold, x, method="greedy", replicas=2)

@@ -109,9 +109,13 @@ def test_run_directory_files(tmp_path):
     pd.testing.assert_frame_equal(rd.read_table("frustration_runs"), res.runs)
     pd.testing.assert_frame_equal(rd.read_table("frustration_stats"), res.stats)
     g = rd.load_arrays("gauge_real")
-    assert set(g) == {"sigma", "sigma_in", "sigma_out", "energy", "weights"}
+    # the gauge records what defines its graph: weights, capture rules, counts
+    assert set(g) == {"sigma", "sigma_in", "sigma_out", "energy", "weights", "rules", "nodes",
+                      "edges"}
     assert str(g["weights"]) == res.config["weights_sha256"]
     graph = SignedGraph.from_module(net, (1, 6, 6))
+    assert json.loads(str(g["rules"])) == graph.meta["rules"]
+    assert (int(g["nodes"]), int(g["edges"])) == (graph.n_nodes, graph.n_edges)
     # the stored gauge has the stored energy (recomputed from the graph)
     e = float(graph.energy(torch.as_tensor(g["sigma"], dtype=torch.float32)[None])[0])
     assert e == pytest.approx(float(g["energy"]), abs=1e-6)

@@ -358,7 +358,7 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
                **({} if isinstance(target, str) and target == "pred"
                   else {"target": _target_config(target)})}
     if delta is None:
-        check_gauge_weights(run, weights)     # before open_run records this configuration
+        check_gauge_weights(run, weights, graph)   # before open_run records this configuration
     rd = open_run(run, cfg, KIND, force)
     delta, gauge, source = _whole_network(rd, graph, delta, gauge, whole_method, replicas,
                                           seed, options, weights)
@@ -416,19 +416,26 @@ def _whole_network(run, graph, delta, gauge, whole_method, replicas, seed, optio
     """``delta``, the best gauge and where they came from: given, read from
     the run's ``arrays/gauge_real.npz``, or computed (:func:`whole_delta`) and
     saved there."""
-    from .real_gauge import GaugeOfOtherWeights, load_gauge, save_gauge, weights_digest
+    from .real_gauge import (GaugeOfOtherWeights, load_gauge, save_gauge, settle_gauge,
+                             weights_digest)
 
     if delta is not None:
+        if gauge is not None:   # the warm start shapes the units: recorded, never mixed
+            settle_gauge(run, gauge, delta, "given")
         return delta, gauge, "given"
     try:
         stored = load_gauge(run, weights, graph) if run is not None else None
     except GaugeOfOtherWeights:   # unless a frustration run given the graph alone stored it
         stored = load_gauge(run, weights_digest(None, graph), graph)
     if stored is not None:
-        return stored["energy"], stored["sigma"], "from arrays/gauge_real.npz of this run"
+        source = "from arrays/gauge_real.npz of this run"
+        settle_gauge(run, stored["sigma"], stored["energy"], source)
+        return stored["energy"], stored["sigma"], source
     res = whole_delta(graph, whole_method, replicas=replicas, seed=seed,
                       **({"engine": options["engine"]} if "engine" in options else {}))
     if run is not None:
-        save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration, weights)
+        settle_gauge(run, res.sigma, res.frustration, "computed by this run")
+        save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration, weights,
+                   graph)
     return (res.frustration, res.sigma,
             f"{res.method}, {len(res.energies)} start gauges, seed {seed}")

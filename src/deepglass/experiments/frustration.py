@@ -548,7 +548,7 @@ def write_frustration_run(run: RunDir, result: NullComparison) -> None:
     run.write_table("frustration_stats", result.stats)
     g = result.gauge
     save_gauge(run, g["sigma"], g["sigma_in"], g["sigma_out"], g["energy"],
-               weights=result.config.get("weights_sha256"))
+               weights=result.config.get("weights_sha256"), graph=result.config)
     ax = frustration_histograms(result.runs, result.stats, title=str(result.config["model"]))
     run.save_figure(ax.figure, "frustration.png")
     run.write_report_section(report_markdown(result, gauge_file=f"arrays/{GAUGE_ARRAYS}.npz"))

@@ -120,21 +120,26 @@ def _gauges(model, shape, sigma_in, sigma_out, frustration, nulls, run, opts,
         raise DeepglassError("give both sigma_in and sigma_out, or neither")
     delta = float("nan") if frustration is None else float(frustration)
     if sigma_in is None:
-        from .real_gauge import GAUGE_ARRAYS, load_gauge, save_gauge
+        from .real_gauge import GAUGE_ARRAYS, load_gauge, save_gauge, settle_gauge
 
-        g = None
-        if run is not None and run.has_arrays(GAUGE_ARRAYS):
+        g, graph, source = None, None, f"arrays/{GAUGE_ARRAYS}.npz of this run"
+        if run is not None:
             # the stored gauge is of the whole graph: its order on this output
             from ..graph import SignedGraph
 
             graph = SignedGraph.from_module(model, tuple(shape), output=opts.get("output"))
-            g = load_gauge(run, weights, graph)
+            if run.has_arrays(GAUGE_ARRAYS):
+                g = load_gauge(run, weights, graph)
         if g is None:
             res = _frustration_gauge(model, shape, **opts)
-            g = {"sigma_in": res.sigma_in, "sigma_out": res.sigma_out, "energy": res.frustration}
-            if run is not None:
-                save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration,
-                           weights)
+            g = {"sigma": res.sigma, "sigma_in": res.sigma_in, "sigma_out": res.sigma_out,
+                 "energy": res.frustration}
+            source = "computed by this run"
+        if run is not None:   # units along another gauge are never mixed with these
+            settle_gauge(run, g["sigma"], g["energy"], source)
+            if source.startswith("computed"):
+                save_gauge(run, g["sigma"], g["sigma_in"], g["sigma_out"], g["energy"],
+                           weights, graph)
         sigma_in, sigma_out, delta = g["sigma_in"], g["sigma_out"], float(g["energy"])
     gauges = {"real": NullGauge("real", model, np.asarray(sigma_in), np.asarray(sigma_out), delta)}
     m = np.asarray(sigma_out).size

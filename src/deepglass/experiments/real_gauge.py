@@ -3,13 +3,18 @@
 The frustration experiment stores its best real gauge here; the
 active-subnetwork and near-monotonicity runs of the same directory read it
 (or compute and store one), so all three work on one partial order.  The
-gauge records the :func:`weights_digest` of its network, and a run of other
-weights refuses to reuse it.
+gauge records what defines its graph: the :func:`weights_digest` of its
+network, the capture rules (batch norm folded or ignored, ...) and the node
+and edge counts; a run of another graph refuses to reuse it.  A run that
+reuses or computes it records which gauge it used (:func:`gauge_record`:
+its digest and energy, ``gauge`` in the run's configuration), so a resumed
+run whose gauge was replaced meanwhile is refused, never mixed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -25,8 +30,9 @@ from ..errors import DeepglassError
 from ..graph import SignedGraph
 from ..store import RunDir
 
-__all__ = ["GAUGE_ARRAYS", "GaugeOfOtherWeights", "save_gauge", "load_gauge",
-           "check_gauge_weights", "weights_digest"]
+__all__ = ["GAUGE_ARRAYS", "GaugeOfOtherWeights", "GaugeOfOtherGraph", "save_gauge",
+           "load_gauge", "check_gauge_weights", "weights_digest", "gauge_record",
+           "settle_gauge"]
 
 #: the best real gauge, read by the active-subnetwork and monotonicity runs
 GAUGE_ARRAYS = "gauge_real"
@@ -36,17 +42,71 @@ class GaugeOfOtherWeights(DeepglassError):
     """The run directory's gauge was stored for other network weights."""
 
 
+class GaugeOfOtherGraph(DeepglassError):
+    """The run directory's gauge is of another graph of these weights (other
+    capture rules, node or edge count)."""
+
+
+def _graph_identity(graph) -> dict | None:
+    """What defines a graph besides its weights: its capture rules (JSON) and
+    node and edge counts, from a :class:`SignedGraph` or a frustration run's
+    configuration (``rules``, ``nodes``, ``edges``)."""
+    if graph is None:
+        return None
+    if isinstance(graph, SignedGraph):
+        rules, nodes, edges = graph.meta.get("rules") or {}, graph.n_nodes, graph.n_edges
+    else:
+        rules, nodes, edges = graph.get("rules") or {}, graph["nodes"], graph["edges"]
+    return {"rules": json.dumps(rules, sort_keys=True, default=str), "nodes": int(nodes),
+            "edges": int(edges)}
+
+
 def save_gauge(run: RunDir, sigma, sigma_in, sigma_out, energy: float,
-               weights: str | None = None) -> None:
+               weights: str | None = None, graph=None) -> None:
     """Store the real network's gauge in ``run`` (``arrays/gauge_real.npz``: ``sigma``,
-    ``sigma_in``, ``sigma_out`` as int8, its ``energy`` and the network's
-    :func:`weights_digest`): the partial order (SPEC §2, §5) that the
-    active-subnetwork and near-monotonicity runs of the same directory reuse."""
+    ``sigma_in``, ``sigma_out`` as int8, its ``energy``, the network's
+    :func:`weights_digest` and, given ``graph`` (a :class:`SignedGraph` or a
+    frustration configuration), its capture rules and node and edge counts):
+    the partial order (SPEC §2, §5) that the active-subnetwork and
+    near-monotonicity runs of the same directory reuse."""
     extra = {"weights": np.str_(weights)} if weights else {}
+    ident = _graph_identity(graph)
+    if ident is not None:
+        extra.update(rules=np.str_(ident["rules"]), nodes=np.int64(ident["nodes"]),
+                     edges=np.int64(ident["edges"]))
     run.save_arrays(GAUGE_ARRAYS, sigma=np.asarray(sigma, np.int8),
                     sigma_in=np.asarray(sigma_in, np.int8),
                     sigma_out=np.asarray(sigma_out, np.int8), energy=np.float64(energy),
                     **extra)
+
+
+def gauge_record(sigma, energy: float) -> dict:
+    """Which gauge a run used, as its configuration records it (``gauge``):
+    ``sha256`` (16 hex digits of the gauge and its energy) and ``delta``."""
+    h = hashlib.sha256(np.ascontiguousarray(np.asarray(sigma).reshape(-1), np.int8).tobytes())
+    h.update(np.float64(energy).tobytes())
+    rec = {"sha256": h.hexdigest()[:16]}
+    if np.isfinite(energy):
+        rec["delta"] = float(energy)
+    return rec
+
+
+def settle_gauge(run: RunDir | None, sigma, energy: float, source: str) -> None:
+    """Record in ``run``'s configuration the gauge its units use
+    (:func:`gauge_record`); a resumed run whose units were computed along
+    another gauge is refused in one line (``force``: recomputed)."""
+    if run is None:
+        return
+
+    def describe(rec) -> str:
+        rec = rec if isinstance(rec, dict) else {"sha256": rec}
+        delta = rec.get("delta")
+        return (f"the gauge {rec.get('sha256')}" + ("" if delta is None else
+                                                   f" (delta {delta:.6g})")
+                + (f", {source}" if rec == new else ""))
+
+    new = gauge_record(sigma, energy)
+    run.settle("gauge", new, describe)
 
 
 def load_gauge(run: RunDir, weights: str | None = None,
@@ -73,8 +133,10 @@ def load_gauge(run: RunDir, weights: str | None = None,
     g = run.load_arrays(GAUGE_ARRAYS)
     g["energy"] = float(np.asarray(g["energy"], dtype=float).ravel()[0])
     stored = str(g.pop("weights")) if "weights" in g else None
-    _refuse_other(run.path, stored, run.run_config("frustration") if stored is None else None,
-                  weights)
+    frustration = run.run_config("frustration")
+    _refuse_other(run.path, stored, frustration if stored is None else None, weights)
+    ident = {k: g.pop(k) for k in ("rules", "nodes", "edges") if k in g}
+    _refuse_other_graph(run.path, ident, frustration, graph)
     if graph is not None:
         sigma = np.asarray(g["sigma"]).reshape(-1)
         if sigma.size != graph.n_nodes:
@@ -87,10 +149,11 @@ def load_gauge(run: RunDir, weights: str | None = None,
     return g
 
 
-def check_gauge_weights(run: RunDir | str | os.PathLike | None, weights: str) -> None:
+def check_gauge_weights(run: RunDir | str | os.PathLike | None, weights: str,
+                        graph: SignedGraph | None = None) -> None:
     """Refuse, before ``run`` is opened for another kind (which records that
     kind's configuration), a stored gauge of other weights than ``weights``
-    (as :func:`load_gauge` would)."""
+    (or, given ``graph``, of another graph), as :func:`load_gauge` would."""
     if run is None:
         return
     path = run.path if isinstance(run, RunDir) else Path(run)
@@ -98,11 +161,43 @@ def check_gauge_weights(run: RunDir | str | os.PathLike | None, weights: str) ->
     try:
         with np.load(npz) as z:
             stored = str(z["weights"]) if "weights" in z.files else None
-        frustration = None if stored is not None else tomllib.loads(
+            ident = {k: z[k] for k in ("rules", "nodes", "edges") if k in z.files}
+        frustration = tomllib.loads(
             (path / "config.toml").read_text()).get("runs", {}).get("frustration")
     except Exception:  # noqa: BLE001 - none or unreadable: load_gauge decides later
         return
-    _refuse_other(path, stored, frustration, weights)
+    _refuse_other(path, stored, None if stored is not None else frustration, weights)
+    if stored is None or stored == weights:   # another net's: refused by load_gauge
+        _refuse_other_graph(path, ident, frustration, graph)
+
+
+def _refuse_other_graph(path: Path, ident: dict, frustration: dict | None, graph) -> None:
+    """Refuse a gauge of another graph than ``graph``: other capture rules
+    (batch norm folded or ignored, ...) or node or edge counts, from the
+    gauge's own record (``ident``), else from the frustration run that wrote it
+    before gauges carried one."""
+    here = _graph_identity(graph)
+    if here is None:
+        return
+    if ident:
+        there = {"rules": str(ident["rules"]), "nodes": int(ident["nodes"]),
+                 "edges": int(ident["edges"])}
+    elif frustration and frustration.get("rules"):
+        there = _graph_identity(frustration)
+    else:
+        return
+    if there == here:
+        return
+    a, b = json.loads(there["rules"]), json.loads(here["rules"])
+    diff = [f"{k} {a.get(k, '-')}, here {b.get(k, '-')}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+    for k in ("nodes", "edges"):
+        if there[k] != here[k]:
+            diff.append(f"{there[k]:,} {k}, here {here[k]:,}")
+    raise GaugeOfOtherGraph(
+        f"run directory {path}: arrays/{GAUGE_ARRAYS}.npz is the gauge of another graph of "
+        f"this network ({'; '.join(diff)}); use another --out, or the capture options "
+        "(--batchnorm, ...) of the run that stored it")
 
 
 def _refuse_other(path: Path, stored: str | None, frustration: dict | None,
