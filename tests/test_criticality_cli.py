@@ -146,3 +146,22 @@ def test_powerlaw_user_model_with_layers(tmp_path, cli):
     assert code == 2 and "no layer 'encoder.relu'" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli(["criticality", "powerlaw", "cnn", "--data", str(tmp_path / "nope")])
     assert code == 2 and "not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_meanfield_without_a_transition(tmp_path, cli):
+    # zero couplings (N > 12 went to ARPACK: a 67-line traceback) and W = -1 1^T
+    # (exact lambda_max = 0, round-off +2e-33 made a 'transition' whose grid
+    # rounded to T = 0): T_c = 0, and curves are refused in one line
+    np.save(tmp_path / "zero.npy", np.zeros((20, 20)))
+    scipy.sparse.save_npz(tmp_path / "zero.npz", scipy.sparse.csr_matrix((30, 30)))
+    np.save(tmp_path / "neg.npy", -np.ones((20, 20)))
+    for name in ("zero.npy", "zero.npz", "neg.npy"):
+        code, out, err = cli(["criticality", "meanfield", str(tmp_path / name), "--json"])
+        assert code == 0, err
+        d = json.loads(out)
+        assert d["lambda_max"] == 0.0 and d["T_c"] == 0.0
+        code, _, err = cli(["criticality", "meanfield", str(tmp_path / name), "--out",
+                            str(tmp_path / f"run-{name}")])
+        last = err.strip().splitlines()[-1]       # after the progress bar
+        assert code == 2 and last.startswith("error: no mean-field transition"), err
+        assert "Traceback" not in err

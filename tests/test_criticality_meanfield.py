@@ -214,3 +214,57 @@ def test_staggered_susceptibility_is_gauge_invariant():
     sol = mf.solve_mean_field(W, 0.8, 0.0)
     with pytest.raises(DeepglassError):
         mf.susceptibility(W, sol, direction=np.ones(3))
+
+
+# -- no transition: zero couplings, lambda_max = 0 up to round-off ------------------------
+@pytest.mark.parametrize("make", [lambda n: np.zeros((n, n)),
+                                  lambda n: scipy.sparse.csr_matrix((n, n)),
+                                  lambda n: spla.aslinearoperator(np.zeros((n, n)))])
+def test_zero_couplings_have_no_transition(make):
+    # W = 0: every vector is an eigenvector of 0, T_c = 0 (ARPACK raised
+    # "starting vector is zero" for N > 12)
+    for n in (5, 20, 30):
+        assert mf.lambda_max(make(n)) == 0.0
+        assert mf.critical_temperature(make(n)) == 0.0
+    with pytest.raises(DeepglassError, match="no mean-field transition"):
+        mf.default_grid(mf.critical_temperature(make(20)))
+
+
+@pytest.mark.parametrize("n", [5, 20, 300])
+def test_round_off_lambda_max_is_zero(n):
+    # W = -1 1^T has eigenvalues -N and 0 (N - 1 times): exact lambda_max = 0, which
+    # the eigensolvers leave as +-1e-15 (it gave a 'transition' at T_c ~ 1e-34)
+    W = -np.ones((n, n))
+    for w in (W, scipy.sparse.csr_matrix(W), spla.aslinearoperator(W)):
+        assert mf.lambda_max(w) == 0.0
+    # a genuine small lambda_max is kept: diag(-1, ..., -1, 1e-9)
+    d = -np.ones(n)
+    d[-1] = 1e-9
+    assert abs(mf.lambda_max(np.diag(d)) - 1e-9) < 1e-14       # ~eps ||W||
+
+
+@pytest.mark.parametrize("J", [1.0, 1e-12, 1e-14, 3e-200])
+def test_default_grid_scales_with_T_c(J):
+    # mean field depends only on T / T_c (W -> c W, T -> c T), so must the grid:
+    # rounding to 15 absolute decimals collapsed it for T_c < 1e-13 (14 points
+    # instead of 36, nearest |t| 0.1, every exponent NaN)
+    ref = mf.default_grid(1.0)
+    g = mf.default_grid(J)
+    assert g.size == ref.size == 36
+    np.testing.assert_allclose(g / J, ref, rtol=1e-12)
+    assert np.min(np.abs(g / J - 1)) == pytest.approx(1e-3, rel=1e-9)
+    if J >= 1e-14:
+        W = mf.curie_weiss(30, J)
+        Tc = mf.critical_temperature(W)
+        assert Tc == pytest.approx(J, rel=1e-9)
+        ex = mf.critical_exponents(mf.mean_field_curves(W, mf.default_grid(Tc), fields=[0.0]), Tc)
+        v = dict(zip(ex["exponent"], ex["value"]))
+        assert abs(v["beta"] - 0.5) < 0.01 and abs(v["gamma"] - 1.0) < 0.01
+
+
+def test_complex_couplings_are_refused():
+    # the imaginary part was dropped with a ComplexWarning: 1j * 11^T gave T_c = 0
+    for W in (1j * np.ones((5, 5)), scipy.sparse.csr_matrix(1j * np.eye(20)),
+              torch.ones(5, 5, dtype=torch.complex64), [[1j, 0], [0, 1]]):
+        with pytest.raises(DeepglassError, match="must be real"):
+            mf.critical_temperature(W)

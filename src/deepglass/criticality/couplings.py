@@ -28,6 +28,9 @@ __all__ = ["Couplings", "coupling_operator", "bipartite_coupling", "layer_coupli
 
 GRAPH_EXPLICIT_EDGES = 2_000_000  # graphs up to this size are multiplied as explicit CSR
 DENSE_EIG_LIMIT = 12  # below this size ARPACK cannot run; use the explicit matrix
+#: |lambda_max| <= ZERO_EIG_RTOL * eps * ||W||_F is round-off of 0 (dense eigh of
+#: W = -1 1^T leaves up to 13 eps ||W||_F at N = 3000): lambda_max = 0, no transition
+ZERO_EIG_RTOL = 64.0
 
 # ----------------------------------------------------------------------------------
 # Coupling operators
@@ -130,6 +133,9 @@ def coupling_operator(W: Any, *, check_symmetric: bool = True,
             As = W.to_scipy_sym().astype(np.float64)
             return Couplings(As.shape[0], lambda x: As @ x, "graph", explicit=As, source=W)
         return _graph_couplings(W)
+    if _is_complex(W):
+        raise DeepglassError("couplings must be real, got a complex matrix (mean field is "
+                             "defined for real symmetric W)")
     if isinstance(W, spla.LinearOperator):
         if W.shape[0] != W.shape[1]:
             raise DeepglassError(f"couplings must be square, got shape {W.shape}")
@@ -162,6 +168,23 @@ def coupling_operator(W: Any, *, check_symmetric: bool = True,
             raise DeepglassError(f"couplings must be symmetric (max |W - W^T| = {diff:.3g}); "
                                  "for a directed adjacency A use A + A.T")
     return Couplings(W.shape[0], lambda x: W @ x, "dense", explicit=W, source=W)
+
+
+def _is_complex(W: Any) -> bool:
+    dt = getattr(W, "dtype", None)
+    if dt is not None:
+        if getattr(dt, "is_complex", False) is True:          # a torch dtype
+            return True
+        try:
+            return np.dtype(dt).kind == "c"
+        except TypeError:
+            return False
+    if isinstance(W, (list, tuple)):
+        try:
+            return np.asarray(W).dtype.kind == "c"
+        except (TypeError, ValueError):
+            return False
+    return isinstance(W, complex)
 
 
 def _graph_couplings(g) -> Couplings:
@@ -241,24 +264,65 @@ def top_eigenpair(C: Couplings, tol: float | None = None, seed: int = 0,
         return C._eig
     if method not in ("auto", "lanczos", "dense"):
         raise DeepglassError(f"method must be 'auto', 'lanczos' or 'dense', got {method!r}")
+    if tol is not None and not (isinstance(tol, (int, float, np.floating, np.integer))
+                                and not isinstance(tol, bool) and 0 < tol < 1):
+        raise DeepglassError(f"tol must be a number in (0, 1), got {tol!r}")
+    if maxiter is not None and (isinstance(maxiter, bool)
+                                or not isinstance(maxiter, (int, np.integer)) or maxiter < 1):
+        raise DeepglassError(f"maxiter must be a positive integer, got {maxiter!r}")
+    fro = None if method == "dense" or C.n <= DENSE_EIG_LIMIT else _frobenius(C)
     if method == "dense" or C.n <= DENSE_EIG_LIMIT:
         M = C.explicit()
+        fro = float(np.linalg.norm(M))
         vals, vecs = scipy.linalg.eigh(M)
         lam, u = float(vals[-1]), vecs[:, -1]
+    elif fro == 0.0:  # zero couplings: every vector is an eigenvector of 0
+        lam, u = 0.0, np.full(C.n, 1.0 / np.sqrt(C.n))
     else:
         rtol = tol if tol is not None else max(1e-10, 10 * C.eps)
         v0 = np.random.default_rng(seed).standard_normal(C.n)
+        gain = [0.0]  # largest |W x| / |x| of Lanczos's products: a lower bound of ||W||_2
+
+        def mv(x):
+            y = C.matvec(x)
+            nx = np.linalg.norm(x)
+            if nx > 0:
+                gain[0] = max(gain[0], float(np.linalg.norm(y)) / float(nx))
+            return y
+
+        op = spla.LinearOperator((C.n, C.n), matvec=mv, matmat=mv, rmatvec=mv, dtype=np.float64)
         try:
-            vals, vecs = spla.eigsh(C.linear_operator(), k=1, which="LA", v0=v0, tol=rtol,
+            vals, vecs = spla.eigsh(op, k=1, which="LA", v0=v0, tol=rtol,
                                     maxiter=maxiter, ncv=min(C.n - 1, 24))
-        except spla.ArpackNoConvergence as exc:
+            lam, u = float(vals[0]), vecs[:, 0]
+        except spla.ArpackNoConvergence:
             raise DeepglassError(f"Lanczos did not converge for lambda_max (n = {C.n}); "
                                  "raise maxiter or tol") from None
-        lam, u = float(vals[0]), vecs[:, 0]
+        except spla.ArpackError as exc:
+            # W v = 0 for a random v (ARPACK: "starting vector is zero"): W = 0
+            if gain[0] > 0 or np.any(C.matvec(v0)):
+                raise DeepglassError(f"Lanczos failed for lambda_max (n = {C.n}): "
+                                     f"{str(exc).strip().splitlines()[0]}") from None
+            lam, u = 0.0, np.full(C.n, 1.0 / np.sqrt(C.n))
+        if fro is None:  # matrix-free: ||W||_F <= sqrt(n) ||W||_2, estimated by the largest gain
+            fro = np.sqrt(C.n) * gain[0]
+    if abs(lam) <= ZERO_EIG_RTOL * C.eps * fro:
+        # within round-off of 0 (e.g. W = -1 1^T, exact lambda_max = 0): no transition
+        lam = 0.0
     if np.sum(u) < 0:  # fix the sign: eigenvector with non-negative sum
         u = -u
     C._eig = (lam, u)
     return lam, u
+
+
+def _frobenius(C: Couplings) -> float | None:
+    """``||W||_F`` of explicit couplings (None for matrix-free ones)."""
+    e = C._explicit
+    if e is None:
+        return None
+    if scipy.sparse.issparse(e):
+        return float(np.sqrt(np.sum(np.square(e.data, dtype=np.float64))))
+    return float(np.linalg.norm(np.asarray(e, dtype=np.float64)))
 
 
 def lambda_max(W: Any, *, tol: float | None = None, seed: int = 0, maxiter: int | None = None,
@@ -281,6 +345,14 @@ def lambda_max(W: Any, *, tol: float | None = None, seed: int = 0, maxiter: int 
     maxiter : int, optional
         ARPACK iteration limit.
     method : {"auto", "lanczos", "dense"}
+
+    Notes
+    -----
+    A value within round-off of 0, ``|lambda_max| <= 64 eps ||W||_F`` (for
+    matrix-free couplings ``||W||_F`` is bounded by ``sqrt(N)`` times the
+    largest ``|W x| / |x|`` of the Lanczos products), is returned as 0: for
+    ``W = -1 1^T`` (exact ``lambda_max = 0``) the solvers leave ~1e-15 of either
+    sign.  Zero couplings give 0 (ARPACK cannot start on them).
     """
     return top_eigenpair(coupling_operator(W), tol, seed, maxiter, method)[0]
 
@@ -290,8 +362,9 @@ def critical_temperature(W: Any, **kwargs) -> float:
 
     ``W`` is a dense array, a sparse matrix, a LinearOperator or a
     :class:`deepglass.graph.SignedGraph` (whole network, ``W = As``);
-    ``kwargs`` go to :func:`lambda_max`.  A non-positive value means the
-    paramagnet is stable at every temperature (no transition at ``h = 0``).
+    ``kwargs`` go to :func:`lambda_max`.  A non-positive value (0 for zero
+    couplings and for ``lambda_max`` within round-off of 0) means the
+    paramagnet is stable at every positive temperature (no transition at ``h = 0``).
 
     Examples
     --------

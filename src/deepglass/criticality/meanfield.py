@@ -355,13 +355,34 @@ def default_grid(T_c: float, n_t: int = 12, t_min: float = 1e-3, t_max: float = 
                  n_broad: int = 12) -> np.ndarray:
     """Temperatures for a scan: ``T_c (1 +/- t)`` with ``t`` log-spaced in
     ``[t_min, t_max]`` (for exponent fits) plus a broad linear grid on
-    ``[0.1 T_c, 2 T_c]``; sorted, positive, without ``T_c`` itself."""
+    ``[0.1 T_c, 2 T_c]``; sorted, positive, without ``T_c`` itself.
+
+    The grid is built in ``T / T_c`` (points closer than 1e-12 relative are
+    one point), so it scales with ``T_c``: mean field depends only on ``T / T_c``.
+    """
+    if isinstance(T_c, (bool, np.bool_)) or not isinstance(T_c, (int, float, np.integer,
+                                                                np.floating)):
+        raise DeepglassError(f"T_c must be a number, got {T_c!r}")
+    if not np.isfinite(T_c):
+        raise DeepglassError(f"T_c must be finite, got {T_c}")
     if not T_c > 0:
         raise DeepglassError(f"no mean-field transition: T_c = {T_c:.4g} <= 0")
+    for name, v in (("n_t", n_t), ("n_broad", n_broad)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise DeepglassError(f"{name} must be a non-negative integer, got {v!r}")
+    if not (isinstance(t_min, (int, float, np.integer, np.floating))
+            and isinstance(t_max, (int, float, np.integer, np.floating))
+            and 0 < t_min <= t_max < np.inf):
+        raise DeepglassError(f"need 0 < t_min <= t_max (finite), got t_min = {t_min!r}, "
+                             f"t_max = {t_max!r}")
+    if n_t + n_broad == 0:
+        raise DeepglassError("the temperature grid is empty: n_t and n_broad are both 0")
     t = np.logspace(np.log10(t_min), np.log10(t_max), n_t)
-    T = np.concatenate([T_c * (1 - t), T_c * (1 + t), np.linspace(0.1, 2.0, n_broad) * T_c])
-    T = np.unique(np.round(T[T > 0], 15))
-    return T[np.abs(T / T_c - 1) > 1e-12]
+    r = np.sort(np.concatenate([1 - t, 1 + t, np.linspace(0.1, 2.0, n_broad)]))
+    r = r[(r > 0) & (np.abs(r - 1) > 1e-12)]
+    r = r[np.r_[True, np.diff(r) > 1e-12 * r[1:]]]
+    T = T_c * r
+    return T[T > 0]
 
 
 def mean_field_curves(W: Any, temperatures: Iterable[float], fields: Iterable[float] = (0.0,), *,
