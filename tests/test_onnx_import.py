@@ -1279,6 +1279,59 @@ def test_an_adaptive_pool_written_as_gather_and_mask_by_the_dynamo_exporter():
     assert g.abs_total() == pytest.approx(ref.abs_total(), rel=1e-12)
 
 
+@pytest.mark.parametrize("kw", [{"scale_factor": 2}, {"size": (5, 7)}, {"size": (2, 3)}],
+                         ids=["x2", "to5x7", "down"])
+def test_nearest_exact_written_as_transposed_gather_by_the_dynamo_exporter(kw):
+    """The dynamo exporter writes F.interpolate(mode="nearest-exact") as Transpose (spatial
+    axes first) -> GatherND by a constant index grid -> Transpose back: the import is the
+    upsampling again (it was a re-indexing without the upsampling's node block, and marked
+    batch-1-only though the batch axis is never gathered), so it equals the module, at any
+    batch size, with the module's signed graph."""
+    pytest.importorskip("onnxscript")
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return self.c2(F.interpolate(self.c1(x), mode="nearest-exact", **kw))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = torch.onnx.export(net, (torch.randn(1, 2, 3, 4),), dynamo=True, verbose=False).model_proto
+    assert "GatherND" in {n.op_type for n in proto.graph.node}
+    module = onnx_to_module(proto)
+    assert not module.batch_one_only
+    x = torch.randn(3, 2, 3, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), net(x), rtol=1e-5, atol=1e-6)
+    g = SignedGraph.from_module(module, (2, 3, 4), dtype=torch.float64)
+    ref = SignedGraph.from_module(net, (2, 3, 4), dtype=torch.float64)
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
+    assert [b.op for b in g.node_blocks] == [b.op for b in ref.node_blocks]
+    assert abs(g.to_scipy() - ref.to_scipy()).max() < 1e-6
+
+
+def test_a_transposed_gather_off_the_batch_axis_is_a_reindexing():
+    """Transpose -> GatherND -> Transpose whose separable index grid is no nearest
+    resampling (a reversal of the rows) picks rows: index_select per axis, at any batch size."""
+    rows, cols = np.array([2, 0, 1]), np.array([3, 3, 0, 1, 2])
+    grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).astype(np.int64)
+    nodes = [helper.make_node("Transpose", ["X"], ["t"], perm=[2, 3, 0, 1], name="to_front"),
+             helper.make_node("GatherND", ["t", "grid"], ["g"], name="gather"),
+             helper.make_node("Transpose", ["g"], ["Y"], perm=[2, 3, 0, 1], name="to_back")]
+    model = _model(nodes, {"X": [1, 2, 3, 4]}, {"Y": [1, 2, 3, 5]}, {"grid": grid})
+    module = onnx_to_module(model)
+    assert not module.batch_one_only
+    x = _rand(1, 2, 3, 4)
+    np.testing.assert_array_equal(_run(module, x), _reference(model, X=x)[0])
+    x = _rand(4, 2, 3, 4)
+    np.testing.assert_array_equal(_run(module, x), x[:, :, rows][:, :, :, cols])
+
+
 def test_cutting_off_a_refused_preprocessing_as_the_message_says(tmp_path):
     """An input normalization with a selection (div_no_nan: Equal + Where) is refused; the
     file cut after it with onnx.utils.extract_model, as the message says, imports and equals

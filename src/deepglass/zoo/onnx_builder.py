@@ -44,6 +44,8 @@ class _BuilderBase(_Refusals):
                 self.consumers.setdefault(name, []).append(node)
         self.graph_outputs = {o.name for o in g.output}
         self.fused_adds: dict[int, str] = {}
+        # nodes a fusion matched forward already computed: id -> the value of their output (None: unread)
+        self.replaced: dict[int, _Value | None] = {}
         self.batch_one_only = False   # a reshape folds the batch in (see op_Reshape)
         real = [i for i in g.input if i.name not in self.values]
         if not real:
@@ -243,6 +245,10 @@ class _BuilderBase(_Refusals):
     def _convert(self, node) -> None:
         """Convert one ONNX node with its ``op_<op>`` handler (a subgraph's too)."""
         op = node.op_type
+        if id(node) in self.replaced:
+            if self.replaced[id(node)] is not None:
+                self.set(node, self.replaced[id(node)])
+            return
         try:
             getattr(self, f"op_{op}")(node, _attrs(node))
         except DeepglassError:

@@ -12,12 +12,15 @@ a constant weight (and a following constant ``Add``) -> ``nn.Linear``, pools ->
 slopes, ...), elementwise arithmetic -> ``torch.add/sub/mul/div``, ``Resize`` /
 ``Upsample`` -> ``F.interpolate``, ``Pad`` -> ``F.pad``, and the re-indexings
 (``Concat``, ``Split``, ``Slice``, ``Gather``, ``Squeeze``, ``Transpose``,
-``Reshape``, ...) -> the torch functions of the same name.  Two subgraphs
+``Reshape``, ...) -> the torch functions of the same name.  Subgraphs
 that exporters write out are recognised and become the one op PyTorch would
 have used (SPEC §1b, "the network is what it computes at inference"):
 LayerNorm as ``ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add]`` ->
-``nn.LayerNorm``, GELU as ``Div/Erf/Add/Mul/Mul`` -> ``nn.GELU``, and GroupNorm
-as ``Reshape/InstanceNormalization/Reshape[/Mul/Add]`` -> ``nn.GroupNorm``.
+``nn.LayerNorm``, GELU as ``Div/Erf/Add/Mul/Mul`` -> ``nn.GELU``, GroupNorm
+as ``Reshape/InstanceNormalization/Reshape[/Mul/Add]`` -> ``nn.GroupNorm``,
+and the dynamo exporter's nearest-exact upsampling as
+``Transpose/GatherND/Transpose`` -> ``F.interpolate`` (the index grid is
+compared with what ``nearest`` / ``nearest-exact`` pick).
 The module therefore runs under :func:`torch.fx.symbolic_trace` and under
 ``torch.export.export(module, inputs, strict=False)`` (no Python control flow
 at run time, static shapes), so the signed-graph builder sees the same ATen ops

@@ -12,8 +12,9 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from .onnx_values import _Value, _to_tensor
+from .onnx_values import _Value, _attrs, _to_tensor
 
 
 def gather_nd(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -84,7 +85,9 @@ class _ShapeOps:
 
     def op_GatherND(self, node, a):
         """A gather by constant index tuples (an adaptive pool written out by an
-        exporter): a re-indexing."""
+        exporter): a re-indexing.  Between two Transposes that keep the batch
+        axis out of it (the dynamo exporter's nearest-exact upsampling) it is
+        matched at the first Transpose (:meth:`_fuse_axis_gather`)."""
         if int(a.get("batch_dims", 0)) != 0:
             self.refuse(node, "GatherND with batch_dims > 0 is not supported")
         x = self.inp(node, 0)
@@ -237,6 +240,8 @@ class _ShapeOps:
         x = self.inp(node, 0)
         rank = x.tensor.dim()
         perm = [int(p) for p in a.get("perm", list(range(rank))[::-1])]
+        if not x.is_const and self._fuse_axis_gather(node, x, perm):
+            return
         moved = [i for i, p in enumerate(perm) if p != i]
         if 0 in moved:
             self._batch_axis(x)
@@ -246,6 +251,71 @@ class _ShapeOps:
             self.set(node, self.emit_function(torch.transpose, [x, moved[0], moved[1]]))
         else:
             self.set(node, self.emit_method("permute", x, tuple(perm)))
+
+    def _fuse_axis_gather(self, node, x: _Value, perm: list[int]) -> bool:
+        """``Transpose -> GatherND -> Transpose`` that picks rows of some axes off the batch.
+
+        The dynamo exporter writes ``F.interpolate(mode="nearest-exact")``
+        (``aten._unsafe_index``) by moving the spatial axes to the front,
+        gathering them by a constant grid of index tuples and moving them back.
+        Where the grid is separable (output axis k reads input axis k by one
+        index vector), the batch axis is not gathered and the second Transpose
+        restores the axis order, the three nodes pick the rows of each gathered
+        axis: ``F.interpolate`` where the vectors are what its ``nearest`` /
+        ``nearest-exact`` mode picks for the output size (an upsampling, as in
+        the module), else ``index_select`` per axis (a re-indexing); at any
+        batch size.  Matched forward at the first Transpose, so neither
+        Transpose nor the gather marks the file batch-1-only.
+        """
+        uses = self.consumers.get(node.output[0], [])
+        if len(uses) != 1 or uses[0].op_type != "GatherND" or node.output[0] in self.graph_outputs:
+            return False
+        gather = uses[0]
+        idx_v = self.values.get(gather.input[1]) if len(gather.input) > 1 else None
+        if gather.input[0] != node.output[0] or int(_attrs(gather).get("batch_dims", 0)) != 0 \
+                or idx_v is None or not idx_v.is_const:
+            return False
+        backs = self.consumers.get(gather.output[0], [])
+        if len(backs) != 1 or backs[0].op_type != "Transpose" or gather.output[0] in self.graph_outputs:
+            return False
+        back = backs[0]
+        rank = x.tensor.dim()
+        perm2 = [int(p) for p in _attrs(back).get("perm", list(range(rank))[::-1])]
+        idx = idx_v.const.long()
+        q = idx.shape[-1] if idx.dim() else 0
+        if idx.dim() != q + 1 or not 0 < q < rank or 0 in perm[:q] or [perm[p] for p in perm2] != list(range(rank)):
+            return False
+        vectors = {}
+        for k in range(q):
+            size = x.tensor.shape[perm[k]]
+            vec = idx[(0,) * k + (slice(None),) + (0,) * (q - 1 - k) + (k,)]
+            shape = [1] * q
+            shape[k] = -1
+            if not torch.equal(idx[..., k], vec.reshape(shape).expand(idx.shape[:-1])):
+                return False
+            vec = torch.where(vec < 0, vec + size, vec)
+            if bool(((vec < 0) | (vec >= size)).any()):
+                return False
+            vectors[perm[k]] = vec
+        self.replaced[id(gather)] = None
+        self.replaced[id(back)] = self._pick_rows(x, vectors, gather.output[0])
+        return True
+
+    def _pick_rows(self, x: _Value, vectors: dict, hint: str) -> _Value:
+        """``x`` with axis a re-indexed by ``vectors[a]``: a nearest upsampling where it is one."""
+        rank = x.tensor.dim()
+        spatial = list(range(2, rank))
+        if sorted(vectors) == spatial and 1 <= len(spatial) <= 3:
+            in_sizes = [x.tensor.shape[a] for a in spatial]
+            kw = {"size": [len(vectors[a]) for a in spatial]}
+            for mode in ("nearest-exact", "nearest"):   # the dynamo exporter writes nearest-exact so
+                got = self._torch_nearest(in_sizes, kw, mode)
+                if got is not None and all(np.array_equal(g, vectors[a].numpy()) for g, a in zip(got, spatial)):
+                    return self.emit_function(F.interpolate, [x], {**kw, "mode": mode})
+        for a in sorted(vectors):
+            if not torch.equal(vectors[a], torch.arange(x.tensor.shape[a])):
+                x = self.emit_function(torch.index_select, [x, a, _Value(const=vectors[a])], hint=f"{hint}_index{a}")
+        return x
 
     def op_Slice(self, node, a):
         x = self.inp(node, 0)
