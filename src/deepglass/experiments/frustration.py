@@ -137,6 +137,9 @@ class _Context:
     null_gauges: bool = True
     #: N1 / N3 drawn on the graph (no retrace): :func:`.nulls.draws_on_graph`
     on_graph: bool = False
+    #: the capture rules of per-sample norms and gates (SPEC §1b), as the real graph's
+    norm: str = "fold"
+    gates: str = "scale"
 
     def device_graph(self) -> SignedGraph:
         """The real graph on the run's device (moved once per process)."""
@@ -157,7 +160,8 @@ def _unit_graph(ctx: _Context, unit: FrustrationUnit, instance: int | None = Non
         # N1 / N3 act on parameter tensors (SPEC §3): draw the module, then trace
         # it like the real one (same batch-norm treatment)
         null = null_model(ctx.model, unit.kind, seed=nseed, input_shape=ctx.input_shape)
-        return SignedGraph.from_module(null, ctx.input_shape, batchnorm=ctx.batchnorm)
+        return SignedGraph.from_module(null, ctx.input_shape, batchnorm=ctx.batchnorm,
+                                       norm=ctx.norm, gates=ctx.gates)
     # N2 acts on the edge weights of the signed graph; N1 / N3 of a bare graph on
     # its blocks' weights: drawn on the run's device, where they are solved
     return null_model(ctx.device_graph(), unit.kind, seed=nseed)
@@ -323,7 +327,9 @@ def frustration_config(*, model: str, input_shape, batchnorm: str, weights: str,
                        options: dict, rules: dict | None = None) -> dict:
     """The ``[runs.frustration]`` table of ``config.toml``: everything that
     determines the numbers (a resumed run must match it exactly)."""
-    return {"model": model, "input_shape": list(input_shape) if input_shape else None,
+    shape = None if not input_shape else [list(s) for s in input_shape] \
+        if isinstance(input_shape[0], (tuple, list)) else list(input_shape)
+    return {"model": model, "input_shape": shape,
             "batchnorm": batchnorm, "weights_sha256": weights, "nodes": int(nodes),
             "edges": int(edges), "method": method, "init": init, "replicas": int(replicas),
             "replicas_per_unit": int(replicas_per_unit), "nulls": list(nulls),
@@ -332,7 +338,7 @@ def frustration_config(*, model: str, input_shape, batchnorm: str, weights: str,
             "rules": dict(rules or {})}
 
 
-def _prepare(model, input_shape, batchnorm):
+def _prepare(model, input_shape, batchnorm, norm="fold", gates="scale"):
     if isinstance(model, SignedGraph):
         return model, None, tuple(input_shape) if input_shape else None
     if not isinstance(model, torch.nn.Module):
@@ -340,8 +346,12 @@ def _prepare(model, input_shape, batchnorm):
     shape = input_shape or getattr(model, "default_input_shape", None)
     if shape is None:
         raise DeepglassError("input_shape is needed to trace this model")
-    shape = tuple(int(s) for s in shape)
-    return SignedGraph.from_module(model, shape, batchnorm=batchnorm), model, shape
+    from ..graph.trace import _input_shapes
+
+    shapes = _input_shapes(shape)     # one input's shape, or one per input
+    shape = shapes[0] if len(shapes) == 1 else tuple(shapes)
+    graph = SignedGraph.from_module(model, shape, batchnorm=batchnorm, norm=norm, gates=gates)
+    return graph, model, shape
 
 
 def _check_args(replicas, null_instances, starts_per_null, replicas_per_unit, draws_per_unit,
@@ -393,7 +403,8 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
                          starts_per_null: int = 2, nulls: str | Sequence[str] = ALL_NULLS,
                          method: str = "descent", seed: int = 0, executor=None, run=None,
                          progress: Callable[[int, int], None] | None = None, *,
-                         input_shape=None, batchnorm: str = "fold", init: str = "random",
+                         input_shape=None, batchnorm: str = "fold", norm: str = "fold",
+                         gates: str = "scale", init: str = "random",
                          replicas_per_unit: int | None = None, device: str = "cpu",
                          model_name: str | None = None, force: bool = False,
                          alpha: float = 0.05, draws_per_unit: int | None = None,
@@ -436,8 +447,15 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
         ``progress(done, total)`` over the units computed in this call (first
         called with ``done=0``; :func:`deepglass.runner.run_experiment`).
     input_shape : sequence of int, optional
-        Input shape (default: the model's ``default_input_shape``).
+        Input shape (default: the model's ``default_input_shape``); one shape
+        per input for a network of several inputs.
     batchnorm : {"fold", "ignore"}
+    norm : {"fold", "ignore"}
+    gates : {"scale", "error"}
+        The capture rules (:meth:`SignedGraph.from_module`) of the real graph
+        and of every null draw traced from a module; recorded with the others
+        in the configuration's ``rules``, so a resume with other rules is
+        refused.
     init : {"random", "paper"}
         Start gauges (see :func:`deepglass.solve.start_gauges`).
     replicas_per_unit : int, optional
@@ -487,7 +505,7 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     from ..solve.engines import check_device
 
     check_device(device)
-    graph, module, shape = _prepare(model, input_shape, batchnorm)
+    graph, module, shape = _prepare(model, input_shape, batchnorm, norm, gates)
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")
     if "N2" in nulls:
@@ -513,7 +531,8 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     ctx = _Context(graph=graph, model=module, input_shape=shape, batchnorm=batchnorm,
                    method=method, init=init, seed=int(seed), device=device,
                    options=dict(options), null_gauges=run is not None,
-                   on_graph=module is None or draws_on_graph(module, graph))
+                   on_graph=module is None or draws_on_graph(module, graph),
+                   norm=norm, gates=gates)
     if draws_per_unit is None:
         draws_per_unit = 1
         if nulls and _draws_batched(ctx):

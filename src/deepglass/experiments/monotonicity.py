@@ -75,29 +75,33 @@ def parse_nulls(nulls) -> tuple[str, ...]:
 
 
 def _frustration_gauge(model, input_shape, *, replicas, seed, method, device,
-                       engine: str = "auto", output=None):
+                       engine: str = "auto", output=None, rules=None):
     from ..solve import frustration
 
     solver = {"engine": engine} if method == "descent" else {}
     target, where = model, {"input_shape": input_shape}
-    if output is not None:   # sigma_out on the selected output (SPEC §1b)
+    if output is not None or rules:   # sigma_out on the selected output (SPEC §1b)
         from ..graph import SignedGraph
 
-        target, where = SignedGraph.from_module(model, tuple(input_shape), output=output), {}
+        target, where = SignedGraph.from_module(model, tuple(input_shape), output=output,
+                                                **(rules or {})), {}
     return frustration(target, method=method, replicas=replicas, seed=seed, device=device,
                        **where, **solver)
 
 
 def null_gauge(model: nn.Module, null: str, *, input_shape: Sequence[int], n_outputs: int,
                seed: int = 0, replicas: int = 8, method: str = "descent",
-               device: str = "cpu", engine: str = "auto", output=None) -> NullGauge:
+               device: str = "cpu", engine: str = "auto", output=None,
+               rules: Mapping | None = None) -> NullGauge:
     """The network and gauge of one null (SPEC §3, §5), from its registry record.
 
     A null of the order (``"random-order"``): the real network with the
     record's random ``(sigma_in, sigma_out)`` for ``seed``.  A null of the
     weights (``"N1"``, ``"N3-he"``, ``"N3-xavier"``): the record's module
     transform with seed ``seed``, with its own gauge from
-    :func:`deepglass.solve.frustration` (``replicas`` starts).
+    :func:`deepglass.solve.frustration` (``replicas`` starts) on its signed
+    graph under the capture ``rules`` (``batchnorm``, ``norm``, ``gates`` of
+    :meth:`SignedGraph.from_module`; default: the defaults).
     """
     rec = get_null(null)
     parse_nulls([rec.name])   # refuses, in one line, a null that cannot run forward (N2)
@@ -106,7 +110,7 @@ def null_gauge(model: nn.Module, null: str, *, input_shape: Sequence[int], n_out
         return NullGauge(rec.name, model, s_in, s_out)
     net = rec.module(model, int(seed))
     res = _frustration_gauge(net, tuple(input_shape), replicas=replicas, seed=seed, output=output,
-                             method=method, device=device, engine=engine)
+                             method=method, device=device, engine=engine, rules=rules)
     return NullGauge(rec.name, net, res.sigma_in, res.sigma_out, float(res.frustration))
 
 
@@ -127,7 +131,8 @@ def _gauges(model, shape, sigma_in, sigma_out, frustration, nulls, run, opts,
             # the stored gauge is of the whole graph: its order on this output
             from ..graph import SignedGraph
 
-            graph = SignedGraph.from_module(model, tuple(shape), output=opts.get("output"))
+            graph = SignedGraph.from_module(model, tuple(shape), output=opts.get("output"),
+                                            **(opts.get("rules") or {}))
             if run.has_arrays(GAUGE_ARRAYS):
                 g = load_gauge(run, weights, graph)
         if g is None:
@@ -253,7 +258,8 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
                             engine: str = "auto", output=None, run=None, unit_size: int = 100,
                             config: Mapping | None = None, executor=None,
                             address: str | None = None, force: bool = False,
-                            progress: Callable[[int, int], None] | None = None
+                            progress: Callable[[int, int], None] | None = None,
+                            batchnorm: str = "fold", norm: str = "fold", gates: str = "scale"
                             ) -> MonotonicityExperiment:
     """The near-monotonicity protocol of SPEC §5 on the real network and its nulls.
 
@@ -289,6 +295,12 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
     executor, address, force, progress
         As in :func:`deepglass.runner.run_experiment` (``progress(done, total)``
         counts trials).
+    batchnorm, norm, gates
+        The capture rules (:meth:`SignedGraph.from_module`) of the signed
+        graphs whose gauges give the partial orders (the real network's and
+        each null's of the weights); rules other than the defaults are
+        recorded in the configuration (``rules``), so a resume with other
+        rules is refused.
 
     Returns
     -------
@@ -306,6 +318,15 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
 
     check_device(device)
     check_amplitude_range(amplitude_range)      # before the gauges' solves
+    from ..graph.trace import RULES
+
+    rules = {"batchnorm": batchnorm, "norm": norm, "gates": gates}
+    for key, value in rules.items():
+        if value not in RULES[key]:
+            raise DeepglassError(f"{key} must be one of {', '.join(map(repr, RULES[key]))}, "
+                                 f"not {value!r}")
+    # the rules that differ from the defaults (runs made before them resume)
+    rules = {k: v for k, v in rules.items() if v != RULES[k][0]}
     x, ids = as_batch(inputs, ids)
     B, shape = int(x.shape[0]), tuple(x.shape[1:])
     ids = ids or [str(i) for i in range(B)]
@@ -331,13 +352,14 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
                 "replicas": int(replicas), "method": method, "alpha": float(alpha),
                 "unit_size": int(unit_size),
                 **({"engine": engine} if engine != "auto" else {}),
-                **({"output": str(output)} if output is not None else {})}
+                **({"output": str(output)} if output is not None else {}),
+                **({"rules": rules} if rules else {})}
     from ..runner import open_run
 
     rd = open_run(run, settings, MonotonicityRun.kind, force)
     gauges = _gauges(model, shape, sigma_in, sigma_out, frustration, nulls, rd,
                      dict(seed=seed, replicas=replicas, method=method, device=device,
-                          engine=engine, output=output), weights)
+                          engine=engine, output=output, rules=rules), weights)
     opts = dict(amplitude_range=amplitude_range, amplitude_scale=amplitude_scale, seed=seed,
                 batch_size=batch_size, alpha=float(alpha), device=device, output=output)
     exp = MonotonicityRun(x, ids, amplitudes, settings, gauges, opts, started=t0)
