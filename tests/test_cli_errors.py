@@ -84,6 +84,20 @@ BAD = [
     (["graph", "{tmp}/empty.onnx"], "is an empty file"),
     (["graph", "{tmp}/raw.pkl"], "plain Python pickle"),
     (["graph", "{tmp}/nope.pt"], "no such file"),
+    # several inputs' shapes: one per input (repeated, or ';'-separated)
+    (["graph", "digits_cnn", "--input-shape", "1,8,8;5"], "gives 2 shapes (1,8,8;5); digits_cnn "
+     "takes one input"),
+    (["graph", "digits_cnn", "--input-shape", "1,8,8", "--input-shape", "5"], "takes one input"),
+    (["graph", "digits_cnn", "--input-shape", "1,8,8;"], "--input-shape must look like"),
+    (["graph", "digits_cnn", "--input-shape", "1,8,8 5"], "--input-shape 3,32,32 --input-shape 10"),
+    # the capture rules, named by their options, before anything is loaded
+    (["frustration", "digits_cnn", "--norm", "sideways"], "--norm must be one of fold, ignore"),
+    (["frustration", "digits_cnn", "--gates", "maybe", "--nulls", "N1", "--out", "{tmp}/r"],
+     "--gates must be one of scale, error"),
+    (["active", "digits_cnn", "--inputs", "digits", "--norm", "x"], "--norm must be one of"),
+    (["monotonicity", "digits_cnn", "--inputs", "digits", "--batchnorm", "x"],
+     "--batchnorm must be one of fold, ignore"),
+    (["criticality", "meanfield", "digits_cnn", "--gates", "x"], "--gates must be one of"),
 ]
 
 
@@ -195,3 +209,296 @@ def test_a_model_failing_without_a_message_is_named_in_one_line():
     with pytest.raises(DeepglassError) as info:
         SignedGraph.from_module(Silent(), (5,))
     assert str(info.value) == "Silent does not accept input of shape (5,): ValueError"
+
+
+# -- several inputs (--input-shape once per input) ---------------------------------------
+TWO_INPUTS = """
+import torch, torch.nn as nn
+
+class TwoIn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 2, 3, padding=1)
+        self.l = nn.Linear(5, 2 * 4 * 4)
+
+    def forward(self, x, v):
+        return self.c(x) + self.l(v).view(-1, 2, 4, 4)
+"""
+
+
+@pytest.fixture
+def two_inputs(tmp_path):
+    """A network of two inputs (3x4x4 and 5): its class's file, a state dict,
+    and the graph the API gives."""
+    import importlib.util
+
+    import torch
+
+    from deepglass.graph import SignedGraph
+
+    (tmp_path / "twoin_model.py").write_text(TWO_INPUTS)
+    spec = importlib.util.spec_from_file_location("twoin_model_test", tmp_path / "twoin_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    net = mod.TwoIn().eval()
+    torch.save(net.state_dict(), tmp_path / "twoin.pth")
+    return tmp_path, net, SignedGraph.from_module(net, [(3, 4, 4), (5,)])
+
+
+@pytest.mark.parametrize("shapes", [["3,4,4", "5"], ["3,4,4;5"], ["3x4x4; 5"]])
+def test_several_input_shapes(cli, two_inputs, shapes, monkeypatch):
+    """--input-shape takes one shape per input, repeated or ';'-separated (it
+    took one C,H,W, so a two-input network had no command line)."""
+    import json
+
+    tmp, _, g = two_inputs
+    monkeypatch.chdir(tmp)
+    argv = ["graph", str(tmp / "twoin.pth"), "--arch", f"{tmp}/twoin_model.py:TwoIn"]
+    for s in shapes:
+        argv += ["--input-shape", s]
+    code, out, err = cli(argv + ["--json"])
+    assert code == 0, err
+    info = json.loads(out)
+    assert (info["nodes"], info["edges"]) == (g.n_nodes, g.n_edges) == (117, 792)
+    code, out, err = cli(["graph", "twoin.pth"] + argv[2:])   # the table names both shapes
+    assert code == 0, err
+    assert "twoin.pth: signed graph at input 3x4x4, 5" in out
+
+
+def test_several_input_shapes_wrong_count_is_one_line(cli, two_inputs):
+    tmp, _, _ = two_inputs
+    base = ["graph", str(tmp / "twoin.pth"), "--arch", f"{tmp}/twoin_model.py:TwoIn"]
+    for shapes, fragment in ((["3,4,4"], "cannot take inputs of shape 3,4,4"),
+                             (["3,4,4;5;2"], "one shape per input, in order")):
+        code, out, err = cli(base + [a for s in shapes for a in ("--input-shape", s)])
+        assert code == 2 and out == "" and err.count("\n") == 1 and fragment in err, err
+
+
+def test_several_input_shapes_onnx(cli, two_inputs):
+    """An ONNX file of two inputs with a symbolic image size: its importer
+    gets both shapes (a single shape says how to give several)."""
+    pytest.importorskip("onnx")
+    import contextlib
+    import io
+    import json
+
+    import torch
+
+    tmp, net, g = two_inputs
+    path = tmp / "twoin.onnx"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        torch.onnx.export(net, (torch.randn(1, 3, 4, 4), torch.randn(1, 5)), str(path),
+                          dynamo=False, input_names=["img", "vec"],
+                          dynamic_axes={"img": {0: "b"}, "vec": {0: "b"}})
+    code, out, err = cli(["graph", str(path), "--input-shape", "3,4,4", "--input-shape", "5",
+                          "--json"])
+    assert code == 0, err
+    assert json.loads(out)["edges"] == g.n_edges
+    code, out, err = cli(["graph", str(path), "--input-shape", "3,4,4"])
+    assert code == 2 and err.count("\n") == 1, err
+    assert "give one shape per input (repeat --input-shape" in err
+
+
+def test_several_inputs_frustration_run_resumes(cli, two_inputs):
+    """A frustration run of a two-input network records both shapes and resumes."""
+    import json
+
+    tmp, _, _ = two_inputs
+    argv = ["frustration", str(tmp / "twoin.pth"), "--arch", f"{tmp}/twoin_model.py:TwoIn",
+            "--input-shape", "3,4,4;5", "--replicas", "2", "--nulls", "N1",
+            "--null-instances", "1", "--out", str(tmp / "run"), "--json"]
+    code, out, err = cli(argv)
+    assert code == 0, err
+    assert json.loads(out)["resumed_units"] == 0
+    code, out, err = cli(argv)
+    assert code == 0, err
+    assert json.loads(out)["resumed_units"] == 2
+
+
+@pytest.mark.parametrize("command", [["active", "--inputs", "digits"],
+                                     ["monotonicity", "--inputs", "digits"]])
+def test_several_inputs_refused_where_inputs_are_one_tensor(cli, two_inputs, command):
+    tmp, _, _ = two_inputs
+    code, out, err = cli([command[0], str(tmp / "twoin.pth"), *command[1:], "--arch",
+                          f"{tmp}/twoin_model.py:TwoIn", "--input-shape", "3,4,4;5"])
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "--inputs feeds the network one tensor per sample; " in err
+    assert "takes 2 inputs (3x4x4, 5)" in err
+
+
+def test_input_shape_help_says_how_to_give_several(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    for command in (["graph"], ["frustration"], ["active"], ["monotonicity"],
+                    ["criticality", "meanfield"], ["criticality", "powerlaw"]):
+        code, out, err = cli([*command, "--help"])
+        assert code == 0, err
+        text = " ".join(out.replace("│", " ").split())
+        assert "one shape per input, in order, repeating the option" in text, command
+        if command[-1] != "powerlaw":     # the commands that capture a graph
+            assert "--norm" in out and "--gates" in out and "--batchnorm" in out, command
+
+
+# -- a pickled module of the user's own code -----------------------------------------------
+def test_trust_pickle_finds_the_class_in_the_current_folder(cli, tmp_path, monkeypatch):
+    """``torch.save(model)`` next to ``model.py``, then the command from that
+    folder: the class is importable, as under ``python`` (the console script
+    did not put the folder on sys.path: "No module named 'model'")."""
+    import json
+    import os
+    import sys
+
+    import torch
+
+    name = "dg_user_pickled_net"
+    (tmp_path / f"{name}.py").write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 3)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x)\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path)] + sys.path)
+    try:
+        net = __import__(name).Net()
+        torch.save(net, tmp_path / "pickled.pt")
+    finally:
+        sys.modules.pop(name, None)
+    # as the console script sees it: neither the folder nor '' on sys.path
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path[1:]
+                                      if p not in ("", ".", os.getcwd())])
+    try:
+        code, out, err = cli(["graph", "pickled.pt", "--input-shape", "4", "--trust-pickle",
+                              "--json"])
+        assert code == 0, err
+        assert json.loads(out)["edges"] == 12
+    finally:
+        sys.modules.pop(name, None)
+    # from another folder: one line saying how to make the class importable
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
+    code, out, err = cli(["graph", str(tmp_path / "pickled.pt"), "--input-shape", "4",
+                          "--trust-pickle"])
+    sys.modules.pop(name, None)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"No module named '{name}'" in err and "PYTHONPATH" in err
+
+
+# -- the capture rules of every command that builds a graph -------------------------------
+GROUPNORM_NET = """
+import torch.nn as nn
+
+class GN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.gn = nn.GroupNorm(2, 4)
+        self.c2 = nn.Conv2d(4, 3, 3, padding=1)
+        self.head = nn.Linear(3 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.head(self.c2(self.gn(self.c1(x)).relu()).flatten(1))
+"""
+
+
+@pytest.fixture
+def groupnorm_net(tmp_path):
+    """A net with a GroupNorm of negative gains (so --norm changes its graph)
+    taking the digits' 1x8x8 inputs: its file and its state dict."""
+    import importlib.util
+
+    import torch
+
+    (tmp_path / "gn_model.py").write_text(GROUPNORM_NET)
+    spec = importlib.util.spec_from_file_location("gn_model_test", tmp_path / "gn_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    net = mod.GN().eval()
+    with torch.no_grad():
+        net.gn.weight.copy_(torch.tensor([1.0, -2.0, 0.5, -1.0]))
+    torch.save(net.state_dict(), tmp_path / "gn.pth")
+    return tmp_path, ["--arch", f"{tmp_path}/gn_model.py:GN", "--input-shape", "1,8,8"]
+
+
+def test_frustration_norm_and_gates_options(cli, groupnorm_net):
+    """frustration takes --norm / --gates as graph does (they were missing), and
+    its run directory records them: a resume with other rules is refused."""
+    import json
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+
+    tmp, opts = groupnorm_net
+    model = str(tmp / "gn.pth")
+    res = {}
+    for norm in ("fold", "ignore"):
+        code, out, err = cli(["frustration", model, *opts, "--norm", norm, "--replicas", "4",
+                              "--json"])
+        assert code == 0, err
+        res[norm] = json.loads(out)["frustration"]
+    assert res["fold"] != res["ignore"]
+    run = tmp / "run"
+    argv = ["frustration", model, *opts, "--replicas", "2", "--nulls", "N1",
+            "--null-instances", "1", "--out", str(run), "--json"]
+    code, out, err = cli(argv + ["--norm", "ignore", "--gates", "error"])
+    assert code == 0, err
+    rules = tomllib.loads((run / "config.toml").read_text())["runs"]["frustration"]["rules"]
+    assert (rules["norm"], rules["gates"]) == ("ignore", "error")
+    code, out, err = cli(argv + ["--norm", "ignore", "--gates", "error"])
+    assert code == 0 and json.loads(out)["resumed_units"] == 2, err
+    code, out, err = cli(argv)          # the default rules: another configuration
+    assert code == 2 and err.count("\n") == 1 and "configuration differs (rules)" in err, err
+
+
+def test_active_records_norm_and_gates(cli, groupnorm_net):
+    """active takes --norm / --gates; its run records rules other than the
+    defaults (runs made before the options resume), and refuses a resume
+    with other rules."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+
+    tmp, opts = groupnorm_net
+    run = tmp / "arun"
+    argv = ["active", str(tmp / "gn.pth"), *opts, "--inputs", "digits", "--n", "2",
+            "--replicas", "2", "--out", str(run), "--json"]
+    code, out, err = cli(argv + ["--norm", "ignore"])
+    assert code == 0, err
+    cfg = tomllib.loads((run / "config.toml").read_text())["runs"]["active"]
+    assert cfg["norm"] == "ignore" and "gates" not in cfg
+    code, out, err = cli(argv)        # refused: the run's configuration, or its gauge's graph
+    assert code == 2 and err.count("\n") == 1, err
+    assert "configuration differs" in err or "gauge of another graph" in err, err
+    run2 = tmp / "arun2"
+    code, out, err = cli(argv[:-3] + ["--out", str(run2), "--json"])
+    assert code == 0, err
+    cfg = tomllib.loads((run2 / "config.toml").read_text())["runs"]["active"]
+    assert "norm" not in cfg and "gates" not in cfg   # as before the options
+
+
+def test_monotonicity_records_capture_rules(cli, groupnorm_net):
+    """monotonicity's gauges come from a signed graph: --batchnorm / --norm /
+    --gates choose its rules, recorded where not the defaults."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+
+    tmp, opts = groupnorm_net
+    run = tmp / "mrun"
+    argv = ["monotonicity", str(tmp / "gn.pth"), *opts, "--inputs", "digits", "--n", "2",
+            "--amplitudes", "2", "--nulls", "", "--replicas", "2", "--out", str(run), "--json"]
+    code, out, err = cli(argv + ["--norm", "ignore"])
+    assert code == 0, err
+    cfg = tomllib.loads((run / "config.toml").read_text())["runs"]["monotonicity"]
+    assert cfg["rules"] == {"norm": "ignore"}
+    code, out, err = cli(argv)
+    assert code == 2 and err.count("\n") == 1 and "configuration differs" in err, err

@@ -5,15 +5,17 @@ inset), in memory or as a resumable run directory."""
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
-                    EXECUTOR_OPTION, FORCE_OPTION, INPUT_SHAPE_OPTION, JSON_OPTION, OUT_OPTION,
-                    TRUST_PICKLE_OPTION, load_graph, print_json, resume_hint, unit_progress)
+                    EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION,
+                    JSON_OPTION, NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, build_graph,
+                    check_rules, load_network, print_json, resume_hint, single_input,
+                    unit_progress)
 
 #: rows of the per-input table printed on the terminal (all are in active.parquet)
 SHOWN_ROWS = 20
@@ -39,8 +41,10 @@ def active_cmd(
                                  "whole network when its delta is computed here)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the input subset and start gauges."),
     unit_size: int = typer.Option(50, "--unit-size", help="Inputs per resumable unit."),
-    input_shape: Optional[str] = INPUT_SHAPE_OPTION,
+    input_shape: Optional[List[str]] = INPUT_SHAPE_OPTION,
     batchnorm: str = BATCHNORM_OPTION,
+    norm: str = NORM_OPTION,
+    gates: str = GATES_OPTION,
     arch: Optional[str] = ARCH_OPTION,
     trust_pickle: bool = TRUST_PICKLE_OPTION,
     out: Optional[str] = OUT_OPTION,
@@ -70,13 +74,15 @@ def active_cmd(
 
     if target not in ("pred", "all", "label"):
         raise DeepglassError(f"--target must be pred, all or label, got {target!r}")
+    check_rules(batchnorm, norm, gates)
     if out:
         from ..store import check_out_dir
 
         check_out_dir(out)
     t0 = time.perf_counter()
-    net, shape, graph = load_graph(model, input_shape, batchnorm, arch, trust_pickle,
-                                   output=output)
+    net, shape = load_network(model, input_shape, arch, trust_pickle)
+    single_input(shape, model, "--inputs")      # before the capture
+    graph = build_graph(net, shape, model, batchnorm, output=output, norm=norm, gates=gates)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
     if target == "label":
         if batch.labels is None:
@@ -89,7 +95,11 @@ def active_cmd(
     # the run's configuration: what determines the inputs (the solver's part
     # is added by run_active)
     config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape),
-              "batchnorm": batchnorm, "ids_first": batch.ids[0], "ids_last": batch.ids[-1]}
+              "batchnorm": batchnorm, "ids_first": batch.ids[0], "ids_last": batch.ids[-1],
+              # the other capture rules where not the default (runs made before
+              # the options resume; other rules are another configuration)
+              **({"norm": norm} if norm != "fold" else {}),
+              **({"gates": gates} if gates != "scale" else {})}
     with resume_hint(out), ExitStack() as stack:
         table = run_active(out, net, graph, batch.x, batch.ids, method=method,
                            replicas=replicas, seed=seed, unit_size=unit_size, config=config,

@@ -107,9 +107,23 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {text}", file=file or sys.stderr)
 
 
+def _cwd_importable() -> None:
+    """Make the current directory importable, as ``python script.py`` and
+    ``python -m`` do (a console script puts only its own folder on
+    ``sys.path``): a pickled module's class (``--trust-pickle``) and
+    ``--arch models:Net`` are found in the user's folder.  Appended, so that it
+    never shadows an installed package."""
+    import os
+
+    cwd = os.getcwd()
+    if not any(p in ("", ".", cwd) for p in sys.path):
+        sys.path.append(cwd)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``deepglass`` console script."""
     _warnings_on_stderr()
+    _cwd_importable()
     _SHOWN_WARNINGS.clear()
     try:
         with warnings.catch_warnings():

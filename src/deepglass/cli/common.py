@@ -27,9 +27,16 @@ ADDRESS_OPTION = typer.Option(None, "--address", help="Ray cluster address HOST:
 OUT_OPTION = typer.Option(None, "--out", help="Run directory (units written as they finish; "
                           "run the same command again to resume).")
 #: the network's options: how a model file is read and how its graph is built
-INPUT_SHAPE_OPTION = typer.Option(None, "--input-shape", help="C,H,W per sample (model files; "
-                                  "default: the zoo model's own).")
+INPUT_SHAPE_OPTION = typer.Option(None, "--input-shape", help="Shape of one sample, C,H,W "
+                                  "(model files; default: the model's own). A network of "
+                                  "several inputs: one shape per input, in order, repeating "
+                                  "the option (--input-shape 3,32,32 --input-shape 10) or "
+                                  "separated by ';' ('3,32,32;10').")
 BATCHNORM_OPTION = typer.Option("fold", "--batchnorm", help="fold (sign included) or ignore.")
+NORM_OPTION = typer.Option("fold", "--norm", help="Per-sample norms (Layer/Group/Instance): "
+                           "fold their gain (sign included) or ignore it.")
+GATES_OPTION = typer.Option("scale", "--gates", help="Non-negative gates (squeeze-excitation): "
+                            "scale (a positive rescaling; the gate branch is left out) or error.")
 ARCH_OPTION = typer.Option(None, "--arch", help="Architecture of a state dict or .safetensors "
                            "file: a zoo name, timm:NAME, or MODULE:CLASS for a class of your "
                            "own code ('pkg.models:Net', 'model.py:Net(width=2)'; imports it).")
@@ -111,6 +118,11 @@ def print_kv(title: str, values: dict, floatfmt: str = ".6g") -> None:
     Console().print(t)
 
 
+#: how --input-shape is written, for error messages
+SHAPE_SYNTAX = ("C,H,W, positive integers; several inputs: --input-shape 3,32,32 "
+                "--input-shape 10, or '3,32,32;10'")
+
+
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
     """``"3,224,224"`` (or ``3x224x224``) -> ``(3, 224, 224)``; every item must be
     a positive integer (``"1,x,8,8"`` or ``"3,,2"`` are errors, not 1x8x8)."""
@@ -122,80 +134,210 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
         return None
     items = re.split(r"[,x]", text.strip())
     if not all(re.fullmatch(r"\s*\d+\s*", t) for t in items):
-        raise DeepglassError(f"--input-shape must look like C,H,W (positive integers), got {text!r}")
+        raise DeepglassError(f"--input-shape must look like {SHAPE_SYNTAX}; got {text!r}")
     shape = tuple(int(t) for t in items)
     if any(s <= 0 for s in shape):
         raise DeepglassError(f"--input-shape must be positive integers, got {text!r}")
     return shape
 
 
-def check_input_shape(model, shape: tuple[int, ...], name: str,
+def parse_shapes(values: "str | list[str] | tuple[str, ...] | None") -> list[tuple[int, ...]] | None:
+    """The shapes of ``--input-shape``, one per input, in order: the option
+    repeated (``["3,32,32", "10"]``) and/or ``;``-separated (``"3,32,32;10"``);
+    ``None`` when not given.
+
+    >>> parse_shapes(["3,32,32", "10"]) == parse_shapes(["3,32,32;10"]) == [(3, 32, 32), (10,)]
+    True
+    """
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    if not values:
+        return None
+    return [parse_shape(t) for v in values for t in v.split(";")]
+
+
+def shape_text(shape) -> str:
+    """``3x32x32`` for one input's shape, ``3x32x32, 10`` for several inputs'."""
+    if shape and isinstance(shape[0], (tuple, list)):
+        return ", ".join("x".join(map(str, s)) for s in shape)
+    return "x".join(map(str, shape))
+
+
+def shape_record(values) -> str | None:
+    """``--input-shape`` as a run directory's configuration records it: the text
+    given, several inputs' shapes joined by ``;`` (one shape: as before)."""
+    if values is None or isinstance(values, str):
+        return values
+    return ";".join(values) if values else None
+
+
+def n_inputs(shape) -> int:
+    """How many inputs a shape (one input's, or a tuple of several) describes."""
+    return len(shape) if shape and isinstance(shape[0], (tuple, list)) else 1
+
+
+def single_input(shape, name: str, what: str) -> None:
+    """Refuse, in one line, a network of several inputs where ``what`` feeds it
+    one tensor per sample (``--inputs``, ``--data``)."""
+    from ..errors import DeepglassError
+
+    if n_inputs(shape) > 1:
+        raise DeepglassError(f"{what} feeds the network one tensor per sample; {name} takes {n_inputs(shape)} "
+                             f"inputs ({shape_text(shape)})")
+
+
+def check_input_shape(model, shape, name: str,
                       max_memory_gb: float | None = None,
                       default: tuple[int, ...] | None = None) -> None:
-    """Refuse, in one line, an input shape the model cannot take: a number of
+    """Refuse, in one line, input shapes the model cannot take: a number of
     dimensions other than its known default's, a sample that does not fit in
     memory (:func:`deepglass.memory.check_fits`), or one its forward pass
-    rejects (one sample, no gradient: O(one forward) time)."""
+    rejects (one sample, no gradient: O(one forward) time).  ``shape`` is one
+    input's shape, or a list of several inputs' (the forward pass takes one
+    tensor each, in order)."""
     import torch
 
     from ..errors import DeepglassError, first_line
     from ..memory import check_fits
 
-    if default is not None and len(default) != len(shape):
-        raise DeepglassError(
-            f"--input-shape {','.join(map(str, shape))} has {len(shape)} dimension(s); "
-            f"{name} takes {len(default)} (like {','.join(map(str, default))})")
-    n = 1
-    for s in shape:
-        n *= int(s)
-    check_fits(n * 4 * 4, f"one input sample of shape {'x'.join(map(str, shape))} and its "
+    shapes = [tuple(s) for s in shape] if n_inputs(shape) > 1 else [tuple(shape)]
+    text = ";".join(",".join(map(str, s)) for s in shapes)
+    if default is not None:
+        if len(shapes) != 1:
+            raise DeepglassError(f"--input-shape gives {len(shapes)} shapes ({text}); {name} "
+                                 f"takes one input (like {','.join(map(str, default))})")
+        if len(default) != len(shapes[0]):
+            raise DeepglassError(
+                f"--input-shape {text} has {len(shapes[0])} dimension(s); "
+                f"{name} takes {len(default)} (like {','.join(map(str, default))})")
+    n = 0
+    for sh in shapes:
+        k = 1
+        for s in sh:
+            k *= int(s)
+        n += k
+    check_fits(n * 4 * 4, f"one input sample of shape {shape_text(shape)} and its "
                "first activations", "lower --input-shape", max_memory_gb)
     param = next(iter(model.parameters()), None)
-    x = torch.zeros((1, *shape), dtype=param.dtype if param is not None and
-                    param.is_floating_point() else torch.float32,
-                    device=param.device if param is not None else "cpu")
+    xs = [torch.zeros((1, *sh), dtype=param.dtype if param is not None and
+                      param.is_floating_point() else torch.float32,
+                      device=param.device if param is not None else "cpu") for sh in shapes]
     try:
         with torch.no_grad():
-            model(x)
+            model(*xs)
     except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-        raise DeepglassError(f"{name} cannot take inputs of shape "
-                             f"{','.join(map(str, shape))} ({first_line(exc, limit=200)}); "
-                             "check --input-shape") from None
+        several = " (one shape per input, in order)" if len(shapes) > 1 else ""
+        raise DeepglassError(f"{name} cannot take inputs of shape {text} "
+                             f"({first_line(exc, limit=200)}); check --input-shape{several}"
+                             ) from None
 
 
-def load_network(name_or_file: str, input_shape: str | None = None, arch: str | None = None,
+def _load_model(name_or_file: str, arch: str | None, trust_pickle: bool,
+                shapes: list[tuple[int, ...]] | None):
+    """:func:`deepglass.zoo.load_model` with the ``--input-shape`` shapes; for
+    several inputs the file's own importer (ONNX, TorchScript) gets them all."""
+    from pathlib import Path
+
+    from ..errors import DeepglassError
+    from ..zoo import load_model
+
+    try:
+        if shapes is None or len(shapes) == 1:
+            return load_model(name_or_file, arch=arch, trust_pickle=trust_pickle,
+                              input_shape=shapes[0] if shapes else None)
+        # load_model takes one input's shape; the importers of ONNX and
+        # TorchScript files take one per input, a module needs none to be built
+        path = Path(name_or_file).expanduser()
+        if path.is_file() and path.stat().st_size > 0:
+            from ..zoo.loading import _load_file, check_finite
+
+            model, _ = _load_file(path, arch, trust_pickle, tuple(shapes), 0)
+            model.eval()
+            check_finite(model)
+        else:
+            model = load_model(name_or_file, arch=arch, trust_pickle=trust_pickle)
+        try:
+            model.default_input_shape = tuple(shapes)
+        except (AttributeError, RuntimeError, TypeError):  # e.g. a frozen ScriptModule
+            pass
+        return model
+    except DeepglassError as exc:
+        msg = str(exc)
+        if "give one shape per input" in msg:
+            raise DeepglassError(f"{msg} (repeat --input-shape, e.g. --input-shape 3,32,32 "
+                                 "--input-shape 10, or write '3,32,32;10')") from None
+        if "No module named" in msg and trust_pickle:
+            raise DeepglassError(f"{msg} (the pickle names a module of your code: run "
+                                 "deepglass from the folder that holds it, or put that folder "
+                                 "on PYTHONPATH)") from None
+        raise
+
+
+def load_network(name_or_file: str, input_shape=None, arch: str | None = None,
                  trust_pickle: bool = False, max_memory_gb: float | None = None):
     """A model (zoo name or file) and its input shape, for the commands; an
-    ``--input-shape`` the model cannot take is a one-line error here."""
-    from ..errors import DeepglassError
-    from ..zoo import load_model, registry
+    ``--input-shape`` the model cannot take is a one-line error here.
 
-    user_shape = parse_shape(input_shape)
+    ``input_shape`` is ``--input-shape`` as given (a list of texts, or one
+    text, :func:`parse_shapes`).  The shape returned is one input's tuple, or
+    for a network of several inputs a tuple of their shapes (as
+    :meth:`deepglass.graph.SignedGraph.from_module` takes them)."""
+    from ..errors import DeepglassError
+    from ..zoo import registry
+
+    shapes = parse_shapes(input_shape)
     ref = arch or name_or_file
     default = registry.entry(ref).input_shape if ref in registry.ENTRIES else None
-    model = load_model(name_or_file, arch=arch, trust_pickle=trust_pickle,
-                       input_shape=user_shape)
+    if shapes is not None and len(shapes) > 1 and default is not None:
+        check_input_shape(None, shapes, ref, default=default)   # refuses: one input
+    model = _load_model(name_or_file, arch, trust_pickle, shapes)
+    user_shape = None if shapes is None else shapes[0] if len(shapes) == 1 else tuple(shapes)
     shape = user_shape or getattr(model, "default_input_shape", None)
     if shape is None:
-        raise DeepglassError(f"{name_or_file}: the input shape is unknown; pass --input-shape C,H,W")
+        raise DeepglassError(f"{name_or_file}: the input shape is unknown; pass --input-shape C,H,W "
+                             "(one per input)")
     if user_shape is not None:
-        check_input_shape(model, tuple(user_shape), name_or_file, max_memory_gb,
-                          default=default)
+        check_input_shape(model, user_shape, name_or_file, max_memory_gb, default=default)
+    if n_inputs(shape) > 1:
+        return model, tuple(tuple(int(d) for d in s) for s in shape)
     return model, tuple(shape)
 
 
-def load_graph(name_or_file: str, input_shape: str | None = None, batchnorm: str = "fold",
+def check_rules(batchnorm: str = "fold", norm: str = "fold", gates: str = "scale") -> None:
+    """Refuse, in one line and before a model is loaded, a capture rule (SPEC
+    §1b) that does not exist, naming its option."""
+    from ..errors import DeepglassError
+    from ..graph.trace import RULES
+
+    for key, value in (("batchnorm", batchnorm), ("norm", norm), ("gates", gates)):
+        if value not in RULES[key]:
+            raise DeepglassError(f"--{key} must be one of {', '.join(RULES[key])}, "
+                                 f"not {value!r}")
+
+
+def load_graph(name_or_file: str, input_shape=None, batchnorm: str = "fold",
                arch: str | None = None, trust_pickle: bool = False, device: str = "cpu",
                gates: str = "scale", norm: str = "fold", output: str | None = None):
     """Model, input shape and :class:`SignedGraph` for a zoo name, ``timm:NAME`` or
     model file, under the capture rules given (SPEC §1b)."""
+    check_rules(batchnorm, norm, gates)
+    model, shape = load_network(name_or_file, input_shape, arch, trust_pickle)
+    return model, shape, build_graph(model, shape, name_or_file, batchnorm=batchnorm,
+                                     device=device, gates=gates, norm=norm, output=output)
+
+
+def build_graph(model, shape, name: str, batchnorm: str = "fold", device: str = "cpu",
+                gates: str = "scale", norm: str = "fold", output: str | None = None):
+    """The :class:`SignedGraph` of a model :func:`load_network` gave, under the
+    capture rules given (SPEC §1b); ``meta["model"]`` is ``name``."""
     from ..graph import SignedGraph
 
-    model, shape = load_network(name_or_file, input_shape, arch, trust_pickle)
     graph = SignedGraph.from_module(model, shape, batchnorm=batchnorm, device=device,
                                     gates=gates, norm=norm, output=output)
-    graph.meta["model"] = name_or_file
-    return model, shape, graph
+    graph.meta["model"] = name
+    return graph
 
 
 @contextmanager

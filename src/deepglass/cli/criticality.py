@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from ..errors import DeepglassError
 from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, EXECUTOR_OPTION,
-                    FORCE_OPTION, INPUT_SHAPE_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION,
-                    load_graph, load_network, print_json, print_kv, resume_hint, unit_progress)
+                    FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION, NORM_OPTION, OUT_OPTION,
+                    TRUST_PICKLE_OPTION, load_graph, load_network, print_json, print_kv,
+                    resume_hint, shape_record, single_input, unit_progress)
 
 crit_app = typer.Typer(name="criticality", no_args_is_help=True, add_completion=False,
                        help="Mean-field critical temperature and power-law verdicts (SPEC §7).")
@@ -69,8 +70,9 @@ def meanfield_cmd(
     symmetrize: bool = typer.Option(False, "--symmetrize",
                                     help="A matrix file holds a directed A: use A + A^T."),
     seed: int = typer.Option(0, "--seed"),
-    input_shape: Optional[str] = _SHAPE, arch: Optional[str] = _ARCH,
+    input_shape: Optional[List[str]] = _SHAPE, arch: Optional[str] = _ARCH,
     trust_pickle: bool = _TRUST, batchnorm: str = BATCHNORM_OPTION,
+    norm: str = NORM_OPTION, gates: str = GATES_OPTION,
     executor: Optional[str] = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
     force: bool = FORCE_OPTION, as_json: bool = _JSON,
 ):
@@ -90,8 +92,12 @@ def meanfield_cmd(
         if symmetrize:
             raise DeepglassError("--symmetrize is for matrix files; a model's couplings are As")
         W = load_graph(source, input_shape, batchnorm=batchnorm, arch=arch,
-                       trust_pickle=trust_pickle)[2]
-        record = {"batchnorm": batchnorm, "input_shape": input_shape}
+                       trust_pickle=trust_pickle, norm=norm, gates=gates)[2]
+        # the other capture rules where not the default (runs made before the
+        # options resume; other rules are another configuration)
+        record = {"batchnorm": batchnorm, "input_shape": shape_record(input_shape),
+                  **({"norm": norm} if norm != "fold" else {}),
+                  **({"gates": gates} if gates != "scale" else {})}
     cfg = MeanFieldConfig(source=source, curves=curves and out is not None, n_t=n_t, t_min=t_min,
                           t_max=t_max, n_broad=n_broad, fit_t_max=fit_t_max,
                           fields=_floats(fields, "--fields"),
@@ -142,7 +148,7 @@ def powerlaw_cmd(
                                     "binary words make the pattern observable (1-20)."),
     n_subsets: int = typer.Option(16, "--n-subsets", help="Random unit subsets per layer."),
     seed: int = typer.Option(0, "--seed"),
-    input_shape: Optional[str] = _SHAPE, arch: Optional[str] = _ARCH,
+    input_shape: Optional[List[str]] = _SHAPE, arch: Optional[str] = _ARCH,
     trust_pickle: bool = _TRUST, executor: Optional[str] = EXECUTOR_OPTION,
     address: Optional[str] = ADDRESS_OPTION, force: bool = FORCE_OPTION, as_json: bool = _JSON,
 ):
@@ -171,6 +177,7 @@ def powerlaw_cmd(
                                  f"(reference nets: all, {', '.join(REFERENCE_NETS)}; "
                                  f"zoo: {', '.join(registry.names())})")
         user, shape = load_network(model, input_shape, arch, trust_pickle)
+        single_input(shape, model, "--data")
         user.default_input_shape = shape   # the data are fitted to it (--input-shape or own)
         nets = [Path(model).stem if Path(model).exists() else model]
     cfg = PowerLawConfig(nets=nets, user_model=user is not None, data=data, epochs=epochs,
@@ -182,7 +189,7 @@ def powerlaw_cmd(
     with resume_hint(out), ExitStack() as stack:
         res = run_powerlaw(cfg, run=out, model=user, executor=executor,
                            address=address, force=force,
-                           record={"model": model, "input_shape": input_shape},
+                           record={"model": model, "input_shape": shape_record(input_shape)},
                            progress=unit_progress(stack, "power laws", enabled=not as_json))
     if as_json:
         print_json(json.loads(json.dumps(res.headline(), default=str)))

@@ -5,7 +5,7 @@ in a resumable run directory."""
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -13,8 +13,8 @@ from rich.table import Table
 
 from ..errors import DeepglassError
 from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
-                    EXECUTOR_OPTION, FORCE_OPTION, INPUT_SHAPE_OPTION, JSON_OPTION, OUT_OPTION,
-                    TRUST_PICKLE_OPTION, load_graph, load_network, print_json, progress,
+                    EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION, JSON_OPTION,
+                    NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, check_rules, load_graph, load_network, print_json, progress,
                     resume_hint, unit_progress)
 
 
@@ -35,8 +35,10 @@ def frustration_cmd(
     time_limit: Optional[float] = typer.Option(
         None, "--time-limit", help="Seconds the exact MILP may take (--method exact; default "
                                    "60); beyond them the best value found and a lower bound."),
-    input_shape: Optional[str] = INPUT_SHAPE_OPTION,
+    input_shape: Optional[List[str]] = INPUT_SHAPE_OPTION,
     batchnorm: str = BATCHNORM_OPTION,
+    norm: str = NORM_OPTION,
+    gates: str = GATES_OPTION,
     arch: Optional[str] = ARCH_OPTION,
     trust_pickle: bool = TRUST_PICKLE_OPTION,
     save: Optional[str] = typer.Option(None, "--save", help="Write the result (PATH.npz + PATH.json)."),
@@ -68,6 +70,7 @@ def frustration_cmd(
 
     check_engine(engine, method)
     check_device(device)
+    check_rules(batchnorm, norm, gates)
     if time_limit is not None and method != "exact":
         raise DeepglassError("--time-limit applies to --method exact")
     if out is not None:
@@ -82,7 +85,7 @@ def frustration_cmd(
                           null_instances=null_instances, starts_per_null=starts_per_null,
                           replicas_per_unit=replicas_per_unit, method=method, seed=seed,
                           init=init, device=device, input_shape=input_shape,
-                          batchnorm=batchnorm, arch=arch, trust_pickle=trust_pickle, out=out,
+                          batchnorm=batchnorm, norm=norm, gates=gates, arch=arch, trust_pickle=trust_pickle, out=out,
                           force=force, executor=executor, address=address, as_json=as_json,
                           engine=engine, draws_per_unit=draws_per_unit,
                           time_limit=time_limit)
@@ -104,7 +107,8 @@ def frustration_cmd(
     check_method(method)
     if init not in ("random", "paper"):
         raise DeepglassError(f"--init must be random or paper, not {init!r}")
-    _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu")
+    _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu",
+                         gates=gates, norm=norm)
     check_fits(g, replicas, method, engine, device)   # before the progress bar
     with progress(f"{method} progress", None, enabled=not as_json) as advance:
         res = deepglass.frustration(g, method=method, replicas=replicas, seed=seed, init=init,
@@ -129,10 +133,11 @@ def frustration_cmd(
 
 def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
                starts_per_null: int, replicas_per_unit: int | None, method: str, seed: int,
-               init: str, device: str, input_shape: str | None, batchnorm: str,
+               init: str, device: str, input_shape, batchnorm: str,
                arch: str | None, trust_pickle: bool, out: str | None, force: bool,
                executor: str, address: str | None, as_json: bool, engine: str = "auto",
-               draws_per_unit: int | None = None, time_limit: float | None = None):
+               draws_per_unit: int | None = None, time_limit: float | None = None,
+               norm: str = "fold", gates: str = "scale"):
     """Real weights vs null models; prints the statistics and the verdict."""
     from ..experiments.frustration import frustration_vs_nulls
     from ..experiments.frustration_stats import stats_records
@@ -143,7 +148,7 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
             net, replicas=replicas, null_instances=null_instances,
             starts_per_null=starts_per_null, nulls=nulls, method=method, seed=seed,
             executor=executor, address=address, run=out, force=force, input_shape=shape,
-            batchnorm=batchnorm, init=init, replicas_per_unit=replicas_per_unit, device=device,
+            batchnorm=batchnorm, norm=norm, gates=gates, init=init, replicas_per_unit=replicas_per_unit, device=device,
             model_name=model,
             draws_per_unit=draws_per_unit, **({"engine": engine} if engine != "auto" else {}),
             **({"time_limit": time_limit} if time_limit is not None else {}),

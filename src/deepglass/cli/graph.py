@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import (ARCH_OPTION, BATCHNORM_OPTION, INPUT_SHAPE_OPTION, JSON_OPTION,
-                    TRUST_PICKLE_OPTION, load_graph, print_json)
+from .common import (ARCH_OPTION, BATCHNORM_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION,
+                    JSON_OPTION, NORM_OPTION, TRUST_PICKLE_OPTION, load_graph, print_json,
+                    shape_text)
 
 
 def graph(
     model: str = typer.Argument(..., help="A zoo name (e.g. digits_cnn, alexnet), timm:NAME "
                                 "(random init; timm installed), or a model file "
                                 "(.pt/.pth/.safetensors with --arch, .onnx, TorchScript)."),
-    input_shape: Optional[str] = INPUT_SHAPE_OPTION,
+    input_shape: Optional[List[str]] = INPUT_SHAPE_OPTION,
     batchnorm: str = BATCHNORM_OPTION,
-    gates: str = typer.Option("scale", "--gates", help="Non-negative gates (squeeze-excitation): "
-                              "scale (a positive rescaling; the gate branch is left out) or error."),
-    norm: str = typer.Option("fold", "--norm", help="Per-sample norms (Layer/Group/Instance): "
-                             "fold their gain (sign included) or ignore it."),
+    gates: str = GATES_OPTION,
+    norm: str = NORM_OPTION,
     output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
                                          "that active subnetworks and near-monotonicity read."),
     arch: Optional[str] = ARCH_OPTION,
@@ -40,7 +39,7 @@ def graph(
     if as_json:
         print_json(info)
         return
-    table = Table(title=f"{model}: signed graph at input {'x'.join(map(str, shape))}")
+    table = Table(title=f"{model}: signed graph at input {shape_text(shape)}")
     # nothing is cut to "658,713,…" on a narrow (or piped: 80-column) console: the
     # counts, ops and shapes keep their width, block names and descriptions fold
     for col in ("block", "op", "shape", "nodes", "edges", "params", "edge blocks"):

@@ -6,16 +6,17 @@ process or on Ray, in memory or as a resumable run directory) and prints."""
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import (ADDRESS_OPTION, ARCH_OPTION, ENGINE_OPTION, EXECUTOR_OPTION, FORCE_OPTION,
-                    INPUT_SHAPE_OPTION, JSON_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION,
-                    load_network, print_json, resume_hint, unit_progress)
+from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
+                    EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION,
+                    JSON_OPTION, NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, check_rules,
+                    load_network, print_json, resume_hint, single_input, unit_progress)
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -68,7 +69,10 @@ def monotonicity_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Forward batch size."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     engine: str = ENGINE_OPTION,
-    input_shape: Optional[str] = INPUT_SHAPE_OPTION,
+    input_shape: Optional[List[str]] = INPUT_SHAPE_OPTION,
+    batchnorm: str = BATCHNORM_OPTION,
+    norm: str = NORM_OPTION,
+    gates: str = GATES_OPTION,
     arch: Optional[str] = ARCH_OPTION,
     trust_pickle: bool = TRUST_PICKLE_OPTION,
     out: Optional[str] = OUT_OPTION,
@@ -92,18 +96,21 @@ def monotonicity_cmd(
     check_engine(engine, "descent")
     check_device(device)
     amp_range = _range(amplitude_range)
+    check_rules(batchnorm, norm, gates)
     if out:
         from ..store import check_out_dir
 
         check_out_dir(out)
     net, shape = load_network(model, input_shape, arch, trust_pickle)
+    single_input(shape, model, "--inputs")
     null_list = parse_nulls(nulls)
     if not (out and _has_gauge(out)):
         from ..graph import SignedGraph
         from ..solve.engines import check_fits
 
         # the frustration gauge's descent, refused before the progress bar
-        check_fits(SignedGraph.from_module(net, shape, output=output), replicas, "descent",
+        check_fits(SignedGraph.from_module(net, shape, output=output, batchnorm=batchnorm,
+                                           norm=norm, gates=gates), replicas, "descent",
                    engine, device)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
     if batch_size is not None:       # before the progress bar and the gauge's solve
@@ -115,7 +122,8 @@ def monotonicity_cmd(
             amplitude_range=amp_range, seed=seed, replicas=replicas, alpha=alpha,
             batch_size=batch_size, device=device, engine=engine, output=output, run=out,
             unit_size=unit_size, config=config, force=force, executor=executor,
-            address=address, progress=unit_progress(stack, "trials", enabled=not as_json))
+            address=address, progress=unit_progress(stack, "trials", enabled=not as_json),
+            batchnorm=batchnorm, norm=norm, gates=gates)
     if as_json:
         print_json({"model": model, "inputs": inputs, "n_inputs": len(batch),
                     "amplitudes": amplitudes, "alpha": alpha, "gamma": exp.gammas(),
