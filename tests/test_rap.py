@@ -449,6 +449,35 @@ def test_log_grid_and_bad_scan_parameters():
         PhaseConfig(N=10, scale="cubic").validate()
 
 
+
+@pytest.mark.parametrize("p_min,p_max,n", [(0.9999991, 0.9999999, 5), (0.1, 0.1000004, 5),
+                                           (0.5, 0.98, 25), (0.5, 0.98, 50), (0.12345678, 0.9, 3),
+                                           (0.0, 1.0, 11)])
+def test_linear_grid_is_increasing_inside_its_range(p_min, p_max, n):
+    # rounding to 6 absolute decimals gave [0.999999, 0.999999, 1.0, 1.0, 1.0] for
+    # p_max = 0.9999999 (p = 1 > p_max) and five times 0.1 for [0.1, 0.1000004]
+    from deepglass.rap.phase import PhaseConfig, p_grid
+
+    g = np.array(p_grid(p_min, p_max, n))
+    exact = np.linspace(p_min, p_max, n)
+    step = (p_max - p_min) / (n - 1)
+    assert g.size == n and g[0] == p_min and g[-1] == p_max
+    assert np.all(np.diff(g) > 0) and np.all(np.abs(g - exact) <= 1e-3 * step)
+    if step >= 1e-3:      # ordinary grids keep their 6-decimal values
+        assert list(g[1:-1]) == [round(float(v), 6) for v in exact[1:-1]]
+    assert PhaseConfig(N=10, p_values=list(g)).validate().p_values == list(g)
+
+
+def test_unordered_dilutions_are_named():
+    from deepglass.rap.phase import PhaseConfig, p_grid
+
+    with pytest.raises(DeepglassError, match=r"0\.3 follows 0\.5 \(at position 2\)"):
+        PhaseConfig(N=10, p_values=[0.1, 0.5, 0.3]).validate()
+    with pytest.raises(DeepglassError, match="float resolution"):
+        p_grid(0.5, 0.5 + 1e-15, 50)
+    with pytest.raises(DeepglassError, match="n >= 2"):
+        p_grid(0.1, 0.5, 1)
+
 # -- transition finder on synthetic branches ---------------------------------------------
 def _synthetic(ps, f_pol, q_pol, f_rand):
     rows = []

@@ -96,6 +96,16 @@ def test_phase_cli_writes_a_resumable_run(cli, tmp_path):
     assert code == 2 and "configuration differs" in err
 
 
+def test_phase_cli_grid_close_to_one(cli, tmp_path):
+    # a linear grid with steps of 2e-7 was rounded to [0.999999, 0.999999, 1, 1, 1]
+    # and refused as "dilution values must be strictly increasing"
+    code, out, err = cli(["rap", "phase", "--N", "20", "--p-min", "0.9999991", "--p-max",
+                          "0.9999999", "--n-points", "5", "--samples", "1", "--mc-sweeps", "0",
+                          "--out", str(tmp_path / "run"), "--json"])
+    assert code == 0, err
+    ps = sorted(set(pd.read_parquet(tmp_path / "run" / "points.parquet")["p"]))
+    assert ps == [0.9999991, 0.9999993, 0.9999995, 0.9999997, 0.9999999]
+
 def test_phase_scan_finds_the_transition_of_a_small_network():
     cfg = PhaseConfig(N=30, population=1, p_values=list(np.round(np.linspace(0.3, 0.95, 14), 4)),
                       betas=[1.0], a1=0.5, a2s=[0.5], samples=2, mc_sweeps=60, seed=1,

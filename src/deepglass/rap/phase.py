@@ -77,13 +77,37 @@ SCALES = ("linear", "log1m")
 
 def p_grid(p_min: float, p_max: float, n: int, scale: str = "linear") -> list[float]:
     """``n`` dilutions from ``p_min`` to ``p_max``, equally spaced in ``p``
-    (``"linear"``) or in ``log(1 - p)`` (``"log1m"``, needs ``p_max < 1``)."""
+    (``"linear"``) or in ``log(1 - p)`` (``"log1m"``, needs ``p_max < 1``).
+
+    A linear grid starts at ``p_min`` and ends at ``p_max`` exactly; the points
+    between are rounded to 6 decimals, or to as many more as keep each within
+    1e-3 of a step of its exact value (a grid of steps 1e-7 keeps 10 decimals),
+    so the grid is strictly increasing inside ``[p_min, p_max]``.
+    """
     if scale not in SCALES:
         raise DeepglassError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
-    if n < 2 or not (0.0 <= p_min < p_max <= 1.0):
-        raise DeepglassError(f"need n >= 2 and 0 <= p_min < p_max <= 1, got {n}, {p_min}, {p_max}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise DeepglassError(f"the grid needs an integer n >= 2 points, got {n!r}")
+    for name, v in (("p_min", p_min), ("p_max", p_max)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise DeepglassError(f"{name} must be a number, got {v!r}")
+    if not (0.0 <= p_min < p_max <= 1.0):
+        raise DeepglassError(f"need 0 <= p_min < p_max <= 1, got p_min = {p_min}, p_max = {p_max}")
     if scale == "linear":
-        return [round(float(v), 6) for v in np.linspace(p_min, p_max, n)]
+        exact = np.linspace(float(p_min), float(p_max), int(n))
+        step = (float(p_max) - float(p_min)) / (int(n) - 1)
+        for digits in range(6, 18):
+            v = np.round(exact, digits)
+            if np.max(np.abs(v - exact)) <= 1e-3 * step:
+                break
+        else:
+            v = exact
+        v[0], v[-1] = float(p_min), float(p_max)
+        if not np.all(np.diff(v) > 0):
+            raise DeepglassError(f"the linear grid of {n} dilutions in [{p_min}, {p_max}] has "
+                                 "steps below float resolution; use fewer points or --scale "
+                                 "log1m")
+        return [float(x) for x in v]
     if p_max >= 1.0:
         raise DeepglassError("a log(1 - p) grid needs p_max < 1")
     return [float(1.0 - v) for v in np.geomspace(1.0 - p_min, 1.0 - p_max, n)]
@@ -131,8 +155,11 @@ class PhaseConfig:
         pv = [float(v) for v in self.p_values]
         if any(not (0.0 <= v <= 1.0) for v in pv):
             raise DeepglassError(f"dilution values must be probabilities in [0, 1], got {pv}")
-        if sorted(set(pv)) != pv:
-            raise DeepglassError("dilution values must be strictly increasing")
+        bad = [i for i in range(1, len(pv)) if not pv[i] > pv[i - 1]]
+        if bad:
+            i = bad[0]
+            raise DeepglassError(f"dilution values (p_values) must be strictly increasing: "
+                                 f"{pv[i]!r} follows {pv[i - 1]!r} (at position {i})")
         self.p_values = pv
         self.betas = [check_beta(b) for b in self.betas]
         if not self.betas or not self.a2s:
