@@ -1298,3 +1298,176 @@ def test_an_average_pool_edge_is_its_own_factor(pool, shape, capture):
     x = torch.randn((1,) + shape, dtype=torch.float64)
     J = torch.autograd.functional.jacobian(net, x).reshape(-1, n_in).numpy()
     np.testing.assert_allclose(_dense(g)[:n_in, n_in:], J.T, rtol=1e-12, atol=1e-15)
+
+
+class _Sliced(nn.Module):
+    """A layer of which only some channels are used: a GLU's gate half, or a slice."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Conv2d(4, 2, 1)
+        self.fc = nn.Linear(8, 6)
+
+    def forward(self, x):
+        if self.how == "glu":
+            return self.head(F.glu(self.conv(x), 1))
+        if self.how == "slice":
+            return self.head(torch.relu(self.conv(x))[:, 2:6])
+        if self.how == "dense":
+            return self.fc(self.conv(x).mean((2, 3)))[:, ::2]
+        return self.head(self.conv(x)[:, :4] * torch.sigmoid(self.conv(x)[:, 4:]))
+
+
+@pytest.mark.parametrize("how,kept", [("glu", slice(0, 4)), ("written", slice(0, 4)),
+                                      ("slice", slice(2, 6))])
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_channels_nothing_reads_are_left_out(how, kept, capture):
+    """A layer's channels that nothing reads (a GLU's gate half: values
+    computed but unused, SPEC §1) are left out, with their edges, and listed;
+    the graph is that of the layer with the used channels only."""
+    torch.manual_seed(0)
+    net = _Sliced(how).eval()
+    g, _ = _graph(net, (3, 4, 4), capture=capture)
+    ref = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)).eval()
+    with torch.no_grad():
+        ref[0].weight.copy_(net.conv.weight[kept])
+        ref[1].weight.copy_(net.head.weight)
+    np.testing.assert_allclose(_dense(g), _dense(_graph(ref, (3, 4, 4))[0]), rtol=1e-6)
+    dropped = [d for d in g.meta["left_out"] if d["block"].startswith("conv (channels")]
+    assert dropped == [{"block": "conv (channels 4-7)" if kept.start == 0 else
+                        "conv (channels 0-1, 6-7)", "op": "conv", "nodes": 64,
+                        "params": 4 * 3 * 9}]
+
+
+def test_unread_outputs_of_a_dense_layer_are_left_out():
+    """``fc(h)[:, ::2]``: the dense layer keeps its read outputs, with their
+    weights (rows 0, 2, 4), and the output is those nodes."""
+    torch.manual_seed(0)
+    net = _Sliced("dense").eval()
+    g, _ = _graph(net, (3, 4, 4))
+    fc, pooled = g.node_blocks[-1], g.node_blocks[-2]
+    assert fc.shape == (3,) and list(g.output_index) == list(range(fc.offset, fc.stop))
+    A = _dense(g)
+    np.testing.assert_allclose(A[pooled.offset:pooled.stop, fc.offset:fc.stop],
+                               net.fc.weight.detach().numpy()[::2].T, rtol=1e-6)
+    assert g.meta["left_out"] == [{"block": "fc (channels 1, 3, 5)", "op": "dense", "nodes": 3,
+                                   "params": 3 * 8}]
+
+
+class _SumOfFunctions(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.c1, self.c2 = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        y = self.c1(x)
+        r = torch.relu(y)
+        z = {"tanhshrink": lambda: F.tanhshrink(y), "x+relu": lambda: y + r,
+             "relu-x": lambda: r - y, "2relu": lambda: r + r, "relu*2+relu": lambda: r * 2 + r}[
+            self.how]()
+        return self.c2(z)
+
+
+@pytest.mark.parametrize("how", ["tanhshrink", "x+relu", "relu-x", "2relu", "relu*2+relu"])
+def test_a_sum_of_functions_of_one_value_is_an_activation(how):
+    """``x - tanh(x)`` (Tanhshrink), ``x + relu(x)``: two elementwise functions
+    of the same nodes add into a third, an activation (the next layer keeps
+    its weights; they were read as ``x + (-1) x`` and zeroed), warned as not
+    checked for monotonicity; ``r + r`` and ``2 r + r`` of one ``r = relu(x)``
+    stay rescalings (by 2, 3)."""
+    torch.manual_seed(0)
+    net = _SumOfFunctions(how).eval()
+    g, warned = _graph(net, (2, 4, 4))
+    ref = nn.Sequential(net.c1, nn.ReLU(), net.c2).eval()
+    A, B = _dense(g), _dense(_graph(ref, (2, 4, 4))[0])
+    factor = {"2relu": 2.0, "relu*2+relu": 3.0}.get(how, 1.0)
+    c1 = g.node_blocks[1]
+    np.testing.assert_allclose(A[c1.offset:c1.stop], factor * B[c1.offset:c1.stop], rtol=1e-6)
+    np.testing.assert_allclose(A[:c1.offset], B[:c1.offset], rtol=1e-6)
+    assert any("a sum of elementwise functions" in w for w in warned) == (factor == 1.0)
+
+
+class _NormAfter(nn.Module):
+    """A norm whose gain multiplies a layer's output through moves of its
+    elements (ConvNeXt's channels-last LayerNorm, BatchNorm1d over tokens)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.c1, self.c2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
+        self.a, self.b = nn.Linear(4, 5), nn.Linear(5, 2)
+        self.norm = nn.LayerNorm(4) if how != "tokens" else nn.BatchNorm1d(5)
+        with torch.no_grad():
+            g = torch.tensor([1.0, -2.0, 0.5, -0.1, 3.0])[:self.norm.weight.numel()]
+            self.norm.weight.copy_(g)
+            if how == "tokens":
+                self.norm.running_var.copy_(torch.tensor([0.5, 1.0, 2.0, 4.0, 1.0]))
+
+    def forward(self, x):
+        if self.how == "tokens":
+            return self.b(self.norm(self.a(x).transpose(1, 2)).transpose(1, 2))
+        y = self.c1(x)
+        z = self.norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.c2(z + y if self.how == "pre-norm" else z)
+
+
+@pytest.mark.parametrize("how", ["channels-last", "tokens", "pre-norm"])
+def test_a_norm_gain_folds_into_the_incoming_edges(how):
+    """SPEC §1b: a norm's gain folds into the edges that end on the nodes it
+    normalizes, also through a permute or transpose (it landed on the next
+    layer's edges); where those nodes are read elsewhere too (a pre-norm
+    residual ``y + f(norm(y))``) it stays on the edges that read the norm."""
+    torch.manual_seed(0)
+    net = _NormAfter(how).double().eval()
+    g, _ = _graph(net, (3, 4) if how == "tokens" else (3, 5, 5))
+    A = _dense(g)
+    if how == "tokens":    # input ids 4 t + i, then nodes (feature o, token t): 12 + 3 o + t
+        s = (net.norm.weight / torch.sqrt(net.norm.running_var + net.norm.eps)).detach().numpy()
+        W1, W2 = net.a.weight.detach().numpy(), net.b.weight.detach().numpy()
+        for t in range(3):
+            feat, out = 12 + 3 * np.arange(5) + t, 27 + 3 * np.arange(2) + t
+            np.testing.assert_allclose(A[np.ix_(4 * t + np.arange(4), feat)], (W1 * s[:, None]).T,
+                                       rtol=1e-9)
+            np.testing.assert_allclose(A[np.ix_(feat, out)], W2.T, rtol=1e-9)
+        return
+    gamma = net.norm.weight.detach().numpy()
+    ref = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)).double().eval()
+    with torch.no_grad():
+        ref[0].weight.copy_(net.c1.weight * (net.norm.weight.view(-1, 1, 1, 1)
+                                             if how == "channels-last" else 1))
+        ref[1].weight.copy_(net.c2.weight)
+    B = _dense(_graph(ref, (3, 5, 5))[0])
+    if how == "channels-last":
+        np.testing.assert_allclose(A, B, rtol=1e-9)
+    else:   # y read twice: conv edges unscaled, the next layer's edges gamma + 1 per channel
+        np.testing.assert_allclose(A[:75, 75:175], B[:75, 75:175], rtol=1e-9)
+        np.testing.assert_allclose(A[75:175, 175:], B[75:175, 175:] * np.repeat(gamma + 1, 25)[:, None],
+                                   rtol=1e-9)
+
+
+class _LikeConstants(nn.Module):
+    def __init__(self, written):
+        super().__init__()
+        self.written = written
+        self.c, self.d = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        y = self.c(x)
+        if self.written:      # constants of y's shape: they read its shape, not its values
+            return self.d(y * torch.ones_like(y) * 2 + torch.zeros_like(y))
+        return self.d(y * 2)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_tensors_of_a_values_shape_are_constants(capture):
+    """``y * ones_like(y) * 2 + zeros_like(y)`` is ``2 y``: the same graph (the
+    factor in the layer's edges), where it was refused as an op ``full_like``."""
+    torch.manual_seed(0)
+    net = _LikeConstants(True).eval()
+    ref = _LikeConstants(False).eval()
+    ref.load_state_dict(net.state_dict())
+    np.testing.assert_allclose(_dense(_graph(net, (2, 5, 5), capture=capture)[0]),
+                               _dense(_graph(ref, (2, 5, 5))[0]), rtol=1e-6)

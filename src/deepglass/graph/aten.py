@@ -180,6 +180,7 @@ class AtenInterpreter(torch.fx.Interpreter):
         self.sym: dict[torch.fx.Node, Any] = {}
         self.n_inputs = 0
         self.gated: list[str] = []
+        self.made: dict[torch.fx.Node, range] = {}
 
     def run_node(self, n):
         if n.op == "call_module":    # the exporter's input guards
@@ -192,7 +193,10 @@ class AtenInterpreter(torch.fx.Interpreter):
         except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as exc:
             raise ForwardError(str(exc)) from exc
         self.cur = real
+        first = len(self.b.node_blocks)
         sym = self.b.tag(n, self._symbolic(n, real), real)
+        if len(self.b.node_blocks) > first:     # the node blocks this op made
+            self.made[n] = range(first, len(self.b.node_blocks))
         # a pending value used more than once gets its node block now, so that
         # every user sees the same nodes
         if isinstance(sym, Pending) and uses(n) > 1:
@@ -376,6 +380,9 @@ ATEN_OPS: dict = {
     **_ops("hardswish", _nonmonotone("Hardswish")),
     **_ops("mish", _nonmonotone("Mish")),
     **_ops("abs", _nonmonotone("abs")),
+    # a tensor of the value's shape that does not depend on its values: a constant
+    **_ops("full_like zeros_like ones_like empty_like new_zeros new_ones new_full new_empty",
+           lambda ip, n, args, kwargs, real: None),
     **_ops("clone alias detach _to_copy to type_as lift_fresh_copy contiguous dropout "
            "feature_dropout alpha_dropout feature_alpha_dropout", _identity),
     **_ops("view _unsafe_view reshape permute transpose t unsqueeze squeeze expand slice "

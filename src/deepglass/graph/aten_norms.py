@@ -19,7 +19,7 @@ import operator
 import torch
 import torch.fx
 
-from .symbolic import _flag, _opname, scale
+from .symbolic import Pending, Ref, _flag, _opname, scale, uses
 
 __all__ = ["Stat", "feeds_normalization"]
 
@@ -41,27 +41,84 @@ def _batch_norm_layer(ip, n, args, kwargs, real):
     if r[5] or r[3] is None:   # training mode or no running statistics
         ip.unsupported(n, "batch_norm", "batch norm without running statistics; use "
                        "batchnorm='ignore' or a model in eval mode")
-    return _batch_norm_scale(ip, args[0], r[1], r[4], r[7], r[0].ndim)
+    return _batch_norm_scale(ip, n, args[0], r[1], r[4], r[7], r[0].ndim)
 
 
 def _layer_norm_layer(ip, n, args, kwargs, real):
     r = ip.real(n.args)
-    return _layer_norm_scale(ip, args[0], r[2] if len(r) > 2 else None)
+    return _layer_norm_scale(ip, n, args[0], r[2] if len(r) > 2 else None)
 
 
 def _group_norm_layer(ip, n, args, kwargs, real):
     r = ip.real(n.args)
-    return _channel_gain(ip, args[0], r[2] if len(r) > 2 else None, r[0].ndim)
+    return _channel_gain(ip, n, args[0], r[2] if len(r) > 2 else None, r[0].ndim)
 
 
 def _instance_norm_layer(ip, n, args, kwargs, real):
     r = ip.real(n.args)
     if not r[5]:   # use_input_stats False: a batch norm with running statistics
-        return _batch_norm_scale(ip, args[0], r[1], r[4], r[7], r[0].ndim)
-    return _channel_gain(ip, args[0], r[1], r[0].ndim)
+        return _batch_norm_scale(ip, n, args[0], r[1], r[4], r[7], r[0].ndim)
+    return _channel_gain(ip, n, args[0], r[1], r[0].ndim)
 
 
-def _batch_norm_scale(ip, val, weight, var, eps, ndim):
+#: ops that only move or copy a value's elements, each once
+_MOVES = set("view _unsafe_view reshape permute transpose t unsqueeze squeeze contiguous clone "
+             "alias flatten movedim unflatten swapaxes detach _to_copy".split())
+
+
+def _fold_gain(ip, n, val, s):
+    """A norm's gain ``s`` (broadcast over ``val``) folded into the edges that
+    end on the nodes it normalizes (SPEC §1b: "into the incoming edges"),
+    where those nodes are a layer's output read only here, through moves of
+    its elements (ConvNeXt's LayerNorm of a permuted convolution output);
+    else :func:`~.symbolic.scale` (a factor on the value, which lands on the
+    edges of the layers that read it where it cannot fold)."""
+    if isinstance(val, Ref) and val.act == 0 and _into_edges(ip, n, val, s):
+        return val
+    return scale(ip.b, val, s)
+
+
+def _into_edges(ip, n, val, s) -> bool:
+    src = n.args[0] if n.args else None
+    while True:   # back from the norm to the op that made the nodes: each read once
+        if not isinstance(src, torch.fx.Node) or uses(src) != 1:
+            return False
+        sym = ip.sym.get(src)
+        if isinstance(sym, Pending):
+            hit = ip.b._materialized.get(id(sym))
+            if hit is None or hit[0] is not sym:
+                return False
+            break
+        op = getattr(getattr(src.target, "overloadpacket", None), "__name__", "")
+        if src in ip.made and op not in _MOVES:
+            break
+        if op not in _MOVES or not src.args:
+            return False
+        src = src.args[0]
+    ids = val.index.reshape(-1)
+    nbs = ip.b.node_blocks
+    k = next((i for i, nb in enumerate(nbs) if nb.offset <= int(ids.min()) < nb.stop), None)
+    if k is None or ids.numel() != nbs[k].size or int(ids.min()) != nbs[k].offset or \
+            not bool(torch.equal(torch.sort(ids).values,
+                                 torch.arange(nbs[k].offset, nbs[k].stop))):
+        return False
+    nb = nbs[k]
+    factor = torch.empty(nb.size, dtype=torch.float64)
+    factor[ids - nb.offset] = torch.broadcast_to(torch.as_tensor(s, dtype=torch.float64).cpu(),
+                                                 tuple(val.index.shape)).reshape(-1)
+    ending = [b for b in ip.b.edge_blocks if b.dst == k]
+    per_channel = factor.reshape(nb.shape[0], -1)
+    channel = bool((per_channel == per_channel[:, :1]).all())
+    if not ending or any(b.out_shape != tuple(nb.shape) or not (b.takes_node_scale() or channel)
+                         for b in ending):
+        return False
+    for b in ending:
+        b.scale_output(factor.reshape(b.out_shape) if b.takes_node_scale()
+                       else per_channel[:, 0].clone())
+    return True
+
+
+def _batch_norm_scale(ip, n, val, weight, var, eps, ndim):
     """Batch norm with running statistics: ``gamma / sqrt(var + eps)`` per channel
     folds into the incoming edges, sign included (SPEC §1 ``batchnorm="fold"``)."""
     if ip.rules["batchnorm"] != "fold":
@@ -69,38 +126,38 @@ def _batch_norm_scale(ip, val, weight, var, eps, ndim):
     s = 1.0 / torch.sqrt(var.double() + eps)
     if weight is not None:
         s = s * weight.double()
-    return scale(ip.b, val, s.reshape((-1,) + (1,) * (ndim - 2)))
+    return _fold_gain(ip, n, val, s.reshape((-1,) + (1,) * (ndim - 2)))
 
 
-def _layer_norm_scale(ip, val, weight):
+def _layer_norm_scale(ip, n, val, weight):
     """SPEC §1b: a per-sample norm's division by the sample's statistics is a
     positive rescaling and its mean subtraction is ignored; the gain (over the
     normalized trailing dimensions) folds in, sign included."""
     if weight is None or ip.rules["norm"] != "fold":
         return val
-    return scale(ip.b, val, weight.double())
+    return _fold_gain(ip, n, val, weight.double())
 
 
-def _channel_gain(ip, val, weight, ndim):
+def _channel_gain(ip, n, val, weight, ndim):
     """Group / instance norm: as :func:`_layer_norm_scale` with a gain per channel."""
     if weight is None or ip.rules["norm"] != "fold":
         return val
-    return scale(ip.b, val, weight.double().reshape((-1,) + (1,) * (ndim - 2)))
+    return _fold_gain(ip, n, val, weight.double().reshape((-1,) + (1,) * (ndim - 2)))
 
 
 def _batch_norm(ip, n, args, kwargs, real):
     r = ip.real(n.args)
-    return (_batch_norm_scale(ip, args[0], r[1], r[4], r[6], r[0].ndim), None, None)
+    return (_batch_norm_scale(ip, n, args[0], r[1], r[4], r[6], r[0].ndim), None, None)
 
 
 def _layer_norm(ip, n, args, kwargs, real):
     r = ip.real(n.args)
-    return (_layer_norm_scale(ip, args[0], r[2] if len(r) > 2 else None), None, None)
+    return (_layer_norm_scale(ip, n, args[0], r[2] if len(r) > 2 else None), None, None)
 
 
 def _group_norm(ip, n, args, kwargs, real):
     r = ip.real(n.args)
-    return (_channel_gain(ip, args[0], r[1], r[0].ndim), None, None)
+    return (_channel_gain(ip, n, args[0], r[1], r[0].ndim), None, None)
 
 
 def _statistic(ip, n, args, kwargs, real):

@@ -379,7 +379,7 @@ def _product(ip, n, a, b):
     (``gates="scale"``); any other product of two network values is refused."""
     # x * x of a layer's output read only there: one node block for both factors
     a, b = (ip.b.materialize(a),) * 2 if a is b else (ip.b.materialize(a), ip.b.materialize(b))
-    if _same(a, b) and a.fn == b.fn:
+    if _same(a, b) and a.act == b.act and (a.act >= 0 or a is b):
         if feeds_normalization(ip, n):
             return Stat(tuple(ip.cur.shape[1:]))   # x * x: the start of a statistic
         return _power(ip, a, 2.0)                  # x * x: an elementwise square

@@ -37,7 +37,7 @@ from ..errors import DeepglassError, UnsupportedLayerError
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock, ZeroPaddedBlock
 
 __all__ = ["Ref", "Pending", "Builder", "NonMonotoneActivationWarning", "ForwardError",
-           "SUPPORTED", "scale", "remap", "prune", "uses"]
+           "SUPPORTED", "scale", "remap", "prune", "prune_channels", "uses"]
 
 SUPPORTED = ("linear, conv1d/2d/3d (stride, padding incl. 'same' and asymmetric F.pad, "
              "dilation, groups), max/avg pooling incl. adaptive and ceil_mode, global mean, "
@@ -66,6 +66,10 @@ class Ref:
     value: torch.Tensor | None = None  # where the value that flows on is zero-faithful:
     #                                    affine steps (batch norm, a factor, a bias) looked through
     exact: torch.Tensor | None = None  # the captured value itself
+    # which elementwise function of the nodes this is: 0 their own value (up to
+    # factors), a new number per activation, -1 several (a concatenation);
+    # two values of the same nodes add into one rescaling only when equal
+    act: int = 0
 
 
 @dataclass
@@ -79,9 +83,10 @@ class Pending:
 
 
 def uses(node) -> int:
-    """How many times later ops read fx ``node``: an op that lists it twice
-    (``cat([y, y])``, ``return y, y``) reads it twice, where ``node.users``
-    counts that op once."""
+    """How many times later ops read fx ``node``'s elements: an op that lists
+    it twice (``cat([y, y])``, ``return y, y``) reads it twice, where
+    ``node.users`` counts that op once; an op that reads only its shape
+    (``ones_like``, ``size``) does not read it."""
     count = [0]
 
     def seen(a):
@@ -89,8 +94,19 @@ def uses(node) -> int:
         return a
 
     for user in node.users:
-        torch.fx.node.map_arg((user.args, user.kwargs), seen)
+        if _name_of(user.target) not in _SHAPE_ONLY:
+            torch.fx.node.map_arg((user.args, user.kwargs), seen)
     return count[0]
+
+
+#: ops that read only a value's shape (``ones_like(y)``), not its elements
+_SHAPE_ONLY = set("ones_like zeros_like full_like empty_like new_zeros new_ones new_full "
+                  "new_empty sym_size size dim numel".split())
+
+
+def _name_of(target) -> str:
+    packet = getattr(target, "overloadpacket", None)
+    return getattr(packet if packet is not None else target, "__name__", str(target))
 
 
 def remap(ref: Ref, fn) -> Ref:
@@ -98,7 +114,7 @@ def remap(ref: Ref, fn) -> Ref:
     and value ids alike (``fill``: what a padded element gets)."""
     opt = lambda t, fill: None if t is None else fn(t, fill)  # noqa: E731
     return Ref(fn(ref.index, -1), opt(ref.scale, 0), ref.nonneg, ref.fn,
-               opt(ref.value, -1), opt(ref.exact, -1))
+               opt(ref.value, -1), opt(ref.exact, -1), ref.act)
 
 
 class Builder:
@@ -115,6 +131,7 @@ class Builder:
         self.pool_weight = pool_weight
         self.batchnorm = batchnorm
         self._materialized: dict[int, tuple] = {}   # id(Pending) -> (it, its Ref)
+        self.n_acts = 0                             # activations numbered (Ref.act)
         self.warned: set[str] = set()
         self.n = 0
         self.record = bool(record)
@@ -158,7 +175,9 @@ class Builder:
         """The output of an elementwise nonlinearity of ``val``: its node ids, and
         (recording) a value that is zero-faithful from here on."""
         ref = self.materialize(val)
-        return dataclasses.replace(ref, value=None) if isinstance(ref, Ref) else ref
+        self.n_acts += 1
+        return dataclasses.replace(ref, value=None, act=self.n_acts) if isinstance(ref, Ref) \
+            else ref
 
     def tag(self, node, sym, real):
         """Recording: number the elements of the value(s) computed at fx node
@@ -275,7 +294,8 @@ def strip_zero_padding(ref: Ref, nd: int) -> tuple[Ref, list[tuple[int, int]]]:
         pads.append((lo, hi))
         sl[d] = slice(lo, idx.shape[d] - hi)
     inner = remap(ref, lambda t, fill: t[tuple(sl)])
-    return Ref(inner.index, inner.scale, value=inner.value, exact=inner.exact), pads
+    return Ref(inner.index, inner.scale, value=inner.value, exact=inner.exact,
+               act=inner.act), pads
 
 
 def scale(builder: Builder, val, s):
@@ -287,6 +307,16 @@ def scale(builder: Builder, val, s):
     in the pool's own graph); any other pattern becomes a per-element scale of
     the materialized value.  Non-symbolic values are returned as they are."""
     s = torch.as_tensor(s, dtype=torch.float64).detach()
+    if s.ndim and s.numel() > 1:
+        # a factor that is one number, or one per channel, written out per element
+        # (``y * torch.ones_like(y)``) folds as such
+        flat = s.reshape(-1)
+        if bool((flat == flat[0]).all()):
+            s = flat[0].clone()
+        elif s.ndim >= 2 and s.shape[1] > 1 and s.numel() > s.shape[1]:
+            per = s.movedim(1, 0).reshape(s.shape[1], -1)
+            if bool((per == per[:, :1]).all()):
+                s = per[:, 0].reshape((1, -1) + (1,) * (s.ndim - 2))
     if isinstance(val, Pending):
         nd = len(val.shape) + 1
         full = s.reshape((1,) * (nd - s.ndim) + tuple(s.shape)) if s.ndim < nd else s
@@ -320,7 +350,7 @@ def scale(builder: Builder, val, s):
                                                                  dtype=torch.float64)
         # symbolic values live on the CPU whatever device the model's weights use
         return Ref(val.index, torch.broadcast_to(cur * s.cpu(), val.index.shape).clone(),
-                   value=val.value, exact=val.exact)
+                   value=val.value, exact=val.exact, act=val.act)
     return val
 
 
@@ -331,6 +361,14 @@ def add_values(builder, a, b, shape, where, unsupported) -> Pending:
     norm) add up to one rescaling: no nodes, no parallel edges."""
     if isinstance(a, Ref) and isinstance(b, Ref) and a.index.shape == b.index.shape \
             and bool(torch.equal(a.index, b.index)):
+        if a.act != b.act or (a.act < 0 and a is not b):
+            # two different elementwise functions of the same nodes (x - tanh(x),
+            # x + relu(x)): their sum is one more, an activation
+            builder.warn_once(f"sum@{where}", f"activation at {where!r}: a sum of "
+                              "elementwise functions of one value (x - tanh(x), x + relu(x)), "
+                              "taken as an elementwise activation; whether it is "
+                              "non-decreasing is not checked")
+            return builder.activated(Ref(a.index))
         one = lambda r: r.scale if r.scale is not None else torch.ones(  # noqa: E731
             r.index.shape, dtype=torch.float64, device=r.index.device)
         same_value = a.value is b.value or (a.value is not None and b.value is not None
@@ -400,15 +438,18 @@ def reindexed(args, run) -> object:
     # and the elementwise function applied last is still the last one
     nonneg = bool(refs) and all(r.nonneg for r in refs)
     fns = {r.fn for r in refs}
-    return _wrap(idx, scl, val, nonneg, fns.pop() if len(fns) == 1 else None)
+    # the elementwise function: that of the operands holding nodes, if one
+    acts = {r.act for r in refs if bool((r.index >= 0).any())}
+    return _wrap(idx, scl, val, nonneg, fns.pop() if len(fns) == 1 else None,
+                 acts.pop() if len(acts) == 1 else -1 if acts else 0)
 
 
-def _wrap(idx, scl, val, nonneg=False, fn=None):
+def _wrap(idx, scl, val, nonneg=False, fn=None, act=0):
     if isinstance(idx, torch.Tensor):
-        return Ref(idx, scl, nonneg=nonneg, fn=fn, value=val)
+        return Ref(idx, scl, nonneg=nonneg, fn=fn, value=val, act=act)
     if isinstance(idx, (list, tuple)):
         n = len(idx)
-        return type(idx)(_wrap(i, s, v, nonneg, fn) for i, s, v in
+        return type(idx)(_wrap(i, s, v, nonneg, fn, act) for i, s, v in
                          zip(idx, scl if scl is not None else [None] * n,
                              val if val is not None else [None] * n))
     return None
@@ -475,6 +516,86 @@ def prune(builder: Builder, outputs: dict[str, np.ndarray]):
     builder.node_blocks, builder.edge_blocks, builder.n = new_blocks, kept_edges, off
     builder.reads = kept_reads
     return {k: newid[v] for k, v in outputs.items()}, left_out
+
+
+def prune_channels(builder: Builder, outputs: dict[str, np.ndarray]):
+    """Drop the output channels of a layer that nothing reads (the gate half of
+    a GLU, ``conv(x)[:, :k]``): values computed but unused add nothing (SPEC
+    §1), also where they share a layer with used ones.  Only channels no
+    position of which is read, and only where every edge block ending on the
+    node block can drop channels (:meth:`EdgeBlock.keep_outputs`: dense
+    layers, convolutions without groups); repeated while a drop leaves more
+    channels unread.  Returns the renumbered outputs and what was left out.
+
+    Complexity: O(n + total source ids) per round.
+    """
+    left_out = []
+    for _ in range(len(builder.node_blocks)):
+        nbs, ebs = builder.node_blocks, builder.edge_blocks
+        read = np.zeros(builder.n, dtype=bool)
+        for ids in outputs.values():
+            read[ids[ids >= 0]] = True
+        for b in ebs:
+            if b.src_range is not None:
+                read[b.src_range[0]:b.src_range[1]] = True
+            else:
+                idx = b.src_index.reshape(-1).cpu().numpy()
+                read[idx[idx >= 0]] = True
+        into: dict[int, list[int]] = {}
+        for i, b in enumerate(ebs):
+            into.setdefault(b.dst, []).append(i)
+        alive = np.ones(builder.n, dtype=bool)
+        replace: dict[int, EdgeBlock] = {}
+        for k, nb in enumerate(nbs):
+            if nb.op == "input" or not nb.shape or k not in into:
+                continue
+            used = read[nb.offset:nb.stop].reshape(nb.shape[0], -1).any(axis=1)
+            if used.all() or not used.any():
+                continue
+            keep = torch.from_numpy(used)
+            new = {i: ebs[i].keep_outputs(keep) for i in into[k]
+                   if ebs[i].out_shape == tuple(nb.shape)}
+            if len(new) != len(into[k]) or any(b is None for b in new.values()):
+                continue
+            replace.update(new)
+            alive[nb.offset:nb.stop] = np.repeat(used, nb.size // nb.shape[0])
+            params = sum(ebs[i].n_params() - b.n_params() for i, b in new.items())
+            left_out.append({"block": f"{nb.name} (channels {_ranges(np.flatnonzero(~used))})",
+                             "op": nb.op, "nodes": int(nb.size - alive[nb.offset:nb.stop].sum()),
+                             "params": int(params)})
+        if not replace:
+            return outputs, left_out
+        newid = np.where(alive, np.cumsum(alive) - 1, -1)
+        blocks, off = [], 0
+        for k, nb in enumerate(nbs):
+            size = int(alive[nb.offset:nb.stop].sum())
+            shape = nb.shape if size == nb.size else (size // (nb.size // nb.shape[0]),) + \
+                tuple(nb.shape[1:])
+            blocks.append(NodeBlock(name=nb.name, shape=tuple(shape), offset=off, op=nb.op,
+                                    index=k))
+            off += size
+        lookup = torch.from_numpy(newid)
+        for i, b in enumerate(ebs):
+            b = ebs[i] = replace.get(i, b)
+            if b.src_range is not None:
+                b.src_range = (int(newid[b.src_range[0]]), int(newid[b.src_range[1] - 1]) + 1)
+            else:
+                idx = b.src_index
+                b.src_index = torch.where(idx >= 0, lookup.to(idx.device)[idx.clamp(min=0)], idx)
+        builder.node_blocks, builder.n = blocks, off
+        outputs = {k: newid[v] for k, v in outputs.items()}
+    return outputs, left_out
+
+
+def _ranges(ids: np.ndarray) -> str:
+    """``0-3, 7``: consecutive runs of sorted ints."""
+    runs, start = [], None
+    for a, b in zip(ids, list(ids[1:]) + [None]):
+        start = a if start is None else start
+        if b != a + 1:
+            runs.append(f"{start}-{a}" if a != start else f"{a}")
+            start = None
+    return ", ".join(runs)
 
 
 # ----------------------------------------------------------------------------------

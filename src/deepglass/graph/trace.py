@@ -23,7 +23,7 @@ import torch.nn as nn
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
 from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref,
-                       flatten, prune)
+                       flatten, prune, prune_channels)
 
 __all__ = ["capture_module", "Captured", "output_tensor", "output_names", "RULES",
            "CAPTURE_OF"]
@@ -436,6 +436,8 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     if not outputs:
         raise DeepglassError("the model's output does not depend on its input")
     outputs, left_out = prune(builder, outputs)
+    outputs, dropped = prune_channels(builder, outputs)
+    left_out += dropped
     # every block's tensors cast here: the builder mixes float32 weights with
     # float64 pooling and scale tensors
     device = torch.device(device)

@@ -281,6 +281,12 @@ class EdgeBlock:
             new.in_scale = new.out_scale = None
         return new
 
+    def keep_outputs(self, keep: torch.Tensor) -> "EdgeBlock | None":
+        """A copy with only the output channels where ``keep`` (bool, one per
+        channel, the first axis of ``out_shape``) and their edges, or ``None``
+        where the kind cannot drop channels (see :func:`~deepglass.graph.symbolic.prune`)."""
+        return None
+
     def _abs(self, name: str) -> torch.Tensor:
         """|tensor| cached per block (weights do not change after construction)."""
         cache = self.__dict__.setdefault("_abs_cache", {})

@@ -88,6 +88,14 @@ class ConvBlock(EdgeBlock):
         s = torch.as_tensor(scale, dtype=self.weight.dtype, device=self.weight.device)
         self.weight = self.weight * (s.reshape((-1,) + (1,) * (self.nd + 1)) if s.ndim else s)
 
+    def keep_outputs(self, keep):
+        if self.groups != 1 or self.out_scale is not None or self.in_scale is not None:
+            return None
+        new = self.with_weight(self.weight[keep.to(self.weight.device)])
+        new.__dict__.pop("_abs_sum", None)
+        new.out_shape = (int(keep.sum()),) + self.out_shape[1:]
+        return new
+
     def _triples(self):
         k = self.weight.shape[2:]
         return [_window_triples(L, O, kk, s, lo, d) for L, O, kk, s, (lo, _), d in

@@ -52,6 +52,14 @@ class DenseBlock(EdgeBlock):
     def n_edges(self):
         return self.in_size * self.out_size
 
+    def keep_outputs(self, keep):
+        if type(self) is not DenseBlock or self.out_scale is not None or self.in_scale is not None:
+            return None
+        new = self.with_weight(self.weight[keep.to(self.weight.device)])
+        new.__dict__.pop("_abs_sum", None)
+        new.out_shape = (int(keep.sum()),)
+        return new
+
     def supports_sparse(self):
         return self.in_scale is None and self.out_scale is None
 
