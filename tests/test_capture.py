@@ -1471,3 +1471,37 @@ def test_tensors_of_a_values_shape_are_constants(capture):
     ref.load_state_dict(net.state_dict())
     np.testing.assert_allclose(_dense(_graph(net, (2, 5, 5), capture=capture)[0]),
                                _dense(_graph(ref, (2, 5, 5))[0]), rtol=1e-6)
+
+
+class _Einsum(nn.Module):
+    def __init__(self, eq):
+        super().__init__()
+        self.eq = eq
+        self.c = nn.Conv2d(2, 3, 3)
+        self.W = nn.Parameter(torch.randn(4, 3))
+
+    def forward(self, x):
+        y = torch.relu(self.c(x))
+        if self.eq == "attention":
+            return torch.einsum("bchw,bdhw->bcd", y, y)
+        if self.eq == "right":
+            return torch.einsum("bchw,co->bohw", y, self.W.T.contiguous())
+        return torch.einsum("bchw,oc->bohw", y, self.W)
+
+
+@pytest.mark.parametrize("eq", ["left", "right"])
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_an_einsum_with_a_weight_is_a_dense_layer_at_every_position(eq, capture):
+    """``einsum("bchw,oc->bohw", y, W)`` with a fixed ``W`` is a 1x1 convolution
+    (it was refused as self-attention); a product of two network values still
+    is refused."""
+    torch.manual_seed(0)
+    net = _Einsum(eq).eval()
+    ref = nn.Sequential(net.c, nn.ReLU(), nn.Conv2d(3, 4, 1, bias=False)).eval()
+    with torch.no_grad():
+        ref[2].weight.copy_(net.W.view(4, 3, 1, 1))
+    np.testing.assert_allclose(_dense(_graph(net, (2, 5, 5), capture=capture)[0]),
+                               _dense(_graph(ref, (2, 5, 5))[0]), rtol=1e-6)
+    if capture == "export":
+        with pytest.raises(UnsupportedLayerError, match="batched matrix product"):
+            _graph(_Einsum("attention").eval(), (2, 5, 5))

@@ -394,7 +394,8 @@ ATEN_OPS: dict = {
     **_ops("slice_scatter select_scatter copy", _scatter),
     **_ops("pow sqrt rsqrt", _statistic),
     **_ops("var var_mean std std_mean linalg_vector_norm norm", _reduced_statistic),
-    **_ops("bmm baddbmm einsum", _bmm),
+    # einsum has no rule: lowered, a product with a weight is a bmm the rule reads
+    **_ops("bmm baddbmm", _bmm),
     **_ops("_scaled_dot_product_flash_attention _scaled_dot_product_efficient_attention "
            "_scaled_dot_product_flash_attention_for_cpu scaled_dot_product_attention",
            _attention),

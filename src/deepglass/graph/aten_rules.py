@@ -146,6 +146,21 @@ def _linear(ip, n, args, kwargs, real):
 
 
 def _bmm(ip, n, args, kwargs, real):
+    """``bmm(W, X)`` / ``bmm(X, W)`` with a fixed ``W`` and one batch (an
+    ``einsum`` with a weight, lowered): a dense layer at every column (row) of
+    ``X``, the edges of a 1x1 convolution (:func:`_positionwise`).  A product
+    of two network values (self-attention) is refused."""
+    a, b = args[0], args[1]
+    if _opname(n.target) == "bmm" and _is_sym(a) != _is_sym(b):
+        ra, rb = ip.real(n.args[0]), ip.real(n.args[1])
+        if ra.shape[0] == 1 and rb.shape[0] == 1:
+            if _is_sym(b):          # W (o, c) @ X (c, N): the columns of X are positions
+                x = remap(ip.b.materialize(b), lambda t, fill: t[0].T.contiguous())
+                out = _positionwise(ip, n, x, ra[0])
+                return remap(out, lambda t, fill: t.T.unsqueeze(0).contiguous())
+            x = remap(ip.b.materialize(a), lambda t, fill: t[0].contiguous())  # X (N, c) @ W
+            out = _positionwise(ip, n, x, rb[0].T)
+            return remap(out, lambda t, fill: t.unsqueeze(0).contiguous())
     ip.unsupported(n, "batched matrix product", "a batched product of network values "
                    "(self-attention) has no fixed weights, so the signed graph is not "
                    "defined for it")
