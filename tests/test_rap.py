@@ -590,3 +590,41 @@ def test_log1m_axis_ticks_do_not_crowd(lo, hi):
     span = -np.log1p(-hi) + np.log1p(-lo)
     assert len(ticks) >= 2 and np.all((ticks >= lo) & (ticks <= hi))
     assert np.diff(y).min() >= span / 8, ticks
+
+
+# -- seeds ------------------------------------------------------------------------------
+def test_chain_seeds_use_the_full_integer_range():
+    # seeds were folded modulo 2^32: seed 5 and 5 + 2^32 gave one chain.  Below 2^32
+    # the stream is np.random.seed's (unchanged); above, MT19937(SeedSequence(seed))'s
+    from deepglass.rap.mc import _Chain
+
+    m = RAPModel(30, a=(0.5, 0.5), p=(0.2, 0, 0), seed=3)
+    nw = m.n_weights
+    for seed, rs in ((5, np.random.RandomState(5)),
+                     (5 + 2 ** 32, np.random.RandomState(np.random.MT19937(5 + 2 ** 32))),
+                     (2 ** 63 - 1, np.random.RandomState(np.random.MT19937(2 ** 63 - 1)))):
+        w = _Chain(m, "random", seed, False).w
+        np.testing.assert_array_equal(w, np.where(rs.random_sample(nw) < 0.5, 1, -1))
+    a = run_mc(m, 1.0, sweeps=200, seed=5)
+    b = run_mc(m, 1.0, sweeps=200, seed=5 + 2 ** 32)
+    assert not np.array_equal(a.e_trace, b.e_trace)
+    with pytest.raises(DeepglassError, match="non-negative integer"):
+        run_mc(m, 1.0, sweeps=10, seed=-1)
+
+
+def test_annealing_and_student_seeds_do_not_collide():
+    from deepglass.rap.stability import anneal_seed
+    from deepglass.rap.student import trial_seed
+
+    # seed + 1000 repeat + sweeps_per_temp made (0, 1001, 0) == (0, 1, 1), and
+    # studies seeded 0 and 1000 (or 0 and 2, at sweeps 3 and 1) share runs
+    keys = [(s, spt, rep) for s in (0, 1, 2, 1000, 2 ** 40) for spt in (1, 3, 10, 1001)
+            for rep in (0, 1, 2)]
+    seeds = [anneal_seed(*k) for k in keys]
+    assert len(set(seeds)) == len(keys) and all(0 <= s < 2 ** 63 for s in seeds)
+    # trials below 1000 keep their seeds; trial 1000 of seed 0 is not trial 0 of seed 1
+    assert trial_seed(3, 7) == 3007
+    assert trial_seed(0, 1000) != trial_seed(1, 0)
+    assert 0 <= trial_seed(2 ** 63 - 1, 0) < 2 ** 63      # 1000 seed overflowed torch
+    with pytest.raises(DeepglassError, match="non-negative integer"):
+        RAPModel(10, seed=-1)

@@ -15,6 +15,9 @@ integer ``g_i`` and are tabulated per temperature:
 
 Kernels are compiled with numba (one core); randomness comes from numba's
 Mersenne twister, seeded per call, so the same seed gives the same numbers.
+A seed below 2^32 seeds it as ``np.random.seed`` does; a larger one (any
+non-negative integer) fills its whole state through NumPy's ``SeedSequence``,
+so seeds ``s`` and ``s + 2^32`` give different chains.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_seed
 from .bp import check_beta
 from .model import RAPModel
 
@@ -43,6 +46,26 @@ METHODS = ("metropolis", "heatbath")
 @njit(cache=True)
 def _seed(seed):
     np.random.seed(seed)
+
+
+def seed_chain(seed: int) -> None:
+    """Seed numba's Mersenne twister (this thread's) for a chain seeded ``seed``.
+
+    Seeds below 2^32 give the stream of ``np.random.seed(seed)``; larger ones
+    the state ``np.random.MT19937(seed)`` draws from ``SeedSequence(seed)`` (no
+    folding modulo 2^32).
+    """
+    seed = check_seed(seed)
+    if seed < 2 ** 32:
+        _seed(seed)
+        return
+    state = np.random.MT19937(seed).state["state"]
+    try:
+        from numba import _helperlib
+        _helperlib.rnd_set_state(_helperlib.rnd_get_np_state_ptr(),
+                                 (int(state["pos"]), [int(k) for k in state["key"]]))
+    except (ImportError, AttributeError):  # a numba without the state setter
+        _seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
 
 
 @njit(cache=True)
@@ -139,7 +162,7 @@ class _Chain:
         self.xi = model.xi.astype(np.int8)
         self.indptr, self.inc = model.incidence
         self.dmax = int(model.degree.max()) if model.n_weights else 0
-        _seed(int(seed) % (2 ** 32))
+        seed_chain(seed)
         nw = model.n_weights
         if isinstance(start, np.ndarray):
             w = np.asarray(start, dtype=np.int8).copy()

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError, TooLargeError
+from ..errors import DeepglassError, TooLargeError, check_seed
 
 __all__ = ["RAPModel", "expected_factors", "path_probability", "check_parameters",
            "bp_bytes_per_factor", "degree_law", "normalize_construction", "CONSTRUCTIONS"]
@@ -286,7 +286,8 @@ class RAPModel:
         self.construction = normalize_construction(self.construction)
         check_parameters(self.N, self.a, self.p, self.construction, self.max_memory_gb)
         self.N = int(self.N)
-        rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), 0x524150]))
+        self.seed = check_seed(self.seed)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x524150]))
         N = self.N
         self.x = (2 * rng.integers(0, 2, size=N) - 1).astype(np.int8)
         if self.construction == "independent":

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_seed
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .bp import check_beta, run_bp
@@ -135,8 +135,16 @@ def cooling_study(model: RAPModel, sweeps_per_temp: Sequence[int], *, beta_start
 
 
 def anneal_seed(seed: int, sweeps_per_temp: int, repeat: int) -> int:
-    """The seed of annealing run ``repeat`` at ``sweeps_per_temp`` of a study seeded ``seed``."""
-    return int(seed) + 1000 * int(repeat) + int(sweeps_per_temp)
+    """The seed of annealing run ``repeat`` at ``sweeps_per_temp`` of a study seeded ``seed``.
+
+    Drawn by NumPy's ``SeedSequence`` from the three numbers (in ``[0, 2^63)``),
+    so no two runs of one study, and no runs of studies with other seeds, share
+    a random stream by construction (``seed + 1000 repeat + sweeps_per_temp``
+    made ``(0, 1001, 0)`` and ``(0, 1, 1)``, or studies seeded 0 and 1000, equal).
+    """
+    seed = check_seed(seed)
+    return int(np.random.SeedSequence([seed, int(sweeps_per_temp), int(repeat), 0x414E4E])
+               .generate_state(1, np.uint64)[0]) >> 1
 
 
 def _anneal_once(model: RAPModel, betas, spt: int, rep: int, method: str,

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_seed
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 
 __all__ = ["student_activations", "student_study", "StudentRun", "StudentStudy", "trial_seed",
@@ -94,8 +94,18 @@ def _check(N, n_train, n_test, epochs, trials, lr, batch_size, loss) -> None:
 
 
 def trial_seed(seed: int, trial: int) -> int:
-    """The seed of trial ``trial`` (teacher, data and student) of a study seeded ``seed``."""
-    return int(seed) * 1000 + int(trial)
+    """The seed of trial ``trial`` (teacher, data and student) of a study seeded ``seed``.
+
+    ``1000 seed + trial`` for ``trial < 1000`` (one-to-one there) while it stays
+    below 2^63; otherwise drawn by NumPy's ``SeedSequence`` from ``(seed,
+    trial)``, so trial 1000 of seed 0 is not trial 0 of seed 1, and any
+    non-negative seed works (``1000 seed`` overflowed torch's seed for seeds
+    near 2^63).
+    """
+    seed, trial = check_seed(seed), int(trial)
+    if 0 <= trial < 1000 and seed * 1000 + trial < 2 ** 63:
+        return seed * 1000 + trial
+    return int(np.random.SeedSequence([seed, trial, 0x535455]).generate_state(1, np.uint64)[0]) >> 1
 
 
 def _trial(N: int, n_train: int, n_test: int, epochs: int, lr: float, batch_size: int,
