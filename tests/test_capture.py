@@ -1211,12 +1211,14 @@ def test_a_fixed_mask_is_padding_or_a_choice_and_one_from_the_input_is_refused()
 
 @pytest.mark.parametrize("act,monotone", [
     (nn.Softshrink(0.3), True), (nn.Hardshrink(0.3), True), (nn.Threshold(0.1, -1.0), True),
-    (nn.Threshold(0.1, 0.5), False), (nn.RReLU(), True), (nn.RReLU(-0.5, -0.2), False)])
+    (nn.Threshold(0.1, 0.5), False), (nn.RReLU(), True), (nn.RReLU(-0.5, -0.2), False),
+    (nn.ELU(), True), (nn.ELU(-0.5), False), (nn.CELU(-1.0), False)])
 def test_shrinks_thresholds_and_rrelu_are_activations(act, monotone, capture="export"):
     """Softshrink, Hardshrink, Threshold and RReLU (at inference) are elementwise
     activations: the graph of the same net with ReLU; a Threshold whose value
-    lies above its threshold, or an RReLU of negative mean slope, warns as
-    non-monotone (they were refused as comparisons once lowered)."""
+    lies above its threshold, an RReLU of negative mean slope or an ELU /
+    CELU of negative alpha warns as non-monotone (the first were refused as
+    comparisons once lowered; a negative alpha passed unwarned)."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(2, 3, 3), act, nn.Conv2d(3, 2, 1)).eval()
     ref = nn.Sequential(net[0], nn.ReLU(), net[2]).eval()

@@ -33,10 +33,10 @@ from .aten_norms import (Stat, _batch_norm, _batch_norm_layer, _group_norm, _gro
                          _reduced_statistic, _statistic)
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _attention, _avg_pool, _bmm,
                          _clamp_nonneg, _conv_layer, _conv_transpose_layer, _convolution, _div,
-                         _identity, _leaky_relu, _linear, _matmul, _max_pool, _mean, _monotone,
-                         _mul, _neg, _nonmonotone, _prelu, _refuse, _rrelu, _scatter, _shape_rule, _sum, _threshold,
-                         _threshold_at,
-                         _where, _upsample, interpolation_matrices)
+                         _elu, _identity, interpolation_matrices, _leaky_relu, _linear,
+                         _matmul, _max_pool, _mean, _monotone, _mul, _neg, _nonmonotone,
+                         _prelu, _refuse, _rrelu, _scatter, _shape_rule, _sum, _threshold,
+                         _threshold_at, _upsample, _where)
 from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, _is_sym, _opname, flatten,
                        has_sym, uses)
 
@@ -365,7 +365,8 @@ ATEN_OPS: dict = {
            "_upsample_nearest_exact2d _upsample_nearest_exact3d", _upsample("nearest")),
     **_ops("upsample_linear1d upsample_bilinear2d upsample_trilinear3d", _upsample("linear")),
     **_ops("relu relu6 sigmoid hardsigmoid _softmax softmax exp", _monotone(True)),
-    **_ops("tanh elu celu selu softplus expm1 log1p erf _log_softmax log_softmax log_sigmoid "
+    **_ops("elu celu", _elu),
+    **_ops("tanh selu softplus expm1 log1p erf _log_softmax log_softmax log_sigmoid "
            "log_sigmoid_forward logit", _monotone(False)),
     **_ops("hardtanh clamp clamp_min clamp_max", _monotone(_clamp_nonneg)),
     **_ops("softshrink hardshrink", _monotone(False)),

@@ -540,6 +540,16 @@ def _threshold_at(ip, n, args, kwargs, real):
     return _flag(ip.b.activated(args[0]), nonneg=t >= 0 and v >= 0, fn="threshold")
 
 
+def _elu(ip, n, args, kwargs, real):
+    """ELU / CELU ``alpha (exp(x) - 1)`` below 0: non-decreasing iff ``alpha >= 0``."""
+    r = ip.real(n.args)
+    alpha = float(r[1]) if len(r) > 1 else float(n.kwargs.get("alpha", 1.0))
+    if alpha < 0:
+        ip.warn_nonmonotone(f"{_opname(n.target).upper()} at {ip.where(n)!r}",
+                            f" (negative alpha {alpha:g})")
+    return _flag(ip.b.activated(args[0]), nonneg=False, fn=_opname(n.target))
+
+
 def _rrelu(ip, n, args, kwargs, real):
     """``rrelu`` at inference: a leaky ReLU of slope ``(lower + upper) / 2``."""
     r = ip.real(n.args)
