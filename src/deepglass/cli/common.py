@@ -236,33 +236,15 @@ def check_input_shape(model, shape, name: str,
 
 def _load_model(name_or_file: str, arch: str | None, trust_pickle: bool,
                 shapes: list[tuple[int, ...]] | None):
-    """:func:`deepglass.zoo.load_model` with the ``--input-shape`` shapes; for
-    several inputs the file's own importer (ONNX, TorchScript) gets them all."""
-    from pathlib import Path
-
+    """:func:`deepglass.zoo.load_model` with the ``--input-shape`` shapes (one
+    per input)."""
     from ..errors import DeepglassError
     from ..zoo import load_model
 
     try:
-        if shapes is None or len(shapes) == 1:
-            return load_model(name_or_file, arch=arch, trust_pickle=trust_pickle,
-                              input_shape=shapes[0] if shapes else None)
-        # load_model takes one input's shape; the importers of ONNX and
-        # TorchScript files take one per input, a module needs none to be built
-        path = Path(name_or_file).expanduser()
-        if path.is_file() and path.stat().st_size > 0:
-            from ..zoo.loading import _load_file, check_finite
-
-            model, _ = _load_file(path, arch, trust_pickle, tuple(shapes), 0)
-            model.eval()
-            check_finite(model)
-        else:
-            model = load_model(name_or_file, arch=arch, trust_pickle=trust_pickle)
-        try:
-            model.default_input_shape = tuple(shapes)
-        except (AttributeError, RuntimeError, TypeError):  # e.g. a frozen ScriptModule
-            pass
-        return model
+        return load_model(name_or_file, arch=arch, trust_pickle=trust_pickle,
+                          input_shape=None if not shapes else
+                          shapes[0] if len(shapes) == 1 else [tuple(s) for s in shapes])
     except DeepglassError as exc:
         msg = str(exc)
         if "give one shape per input" in msg:

@@ -46,9 +46,14 @@ _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def _shape_arg(input_shape) -> tuple[int, ...] | None:
+def _shape_arg(input_shape):
+    """One input's shape as a tuple of ints, several inputs' as a tuple of them."""
     if input_shape is None:
         return None
+    if isinstance(input_shape, (list, tuple)) and input_shape and \
+            all(isinstance(s, (list, tuple)) for s in input_shape):
+        shapes = tuple(_shape_arg(s) for s in input_shape)
+        return shapes[0] if len(shapes) == 1 else shapes
     try:
         shape = tuple(int(s) for s in input_shape)
     except (TypeError, ValueError):
@@ -246,9 +251,10 @@ def load_model(
         ``"pkg.models:Net('tiny')"``; :func:`deepglass.zoo.user_arch.build_user_arch`).
     trust_pickle : bool
         Allow unpickling arbitrary Python objects (a whole saved module).
-    input_shape : sequence of int, optional
-        Input shape without the batch dimension; overrides the known default,
-        and is required for ONNX graphs with symbolic non-batch dimensions.
+    input_shape : sequence of int, or a sequence of them, optional
+        Input shape without the batch dimension (one per input for a network
+        of several inputs); overrides the known default, and is required for
+        ONNX graphs with symbolic non-batch dimensions.
     pretrained : bool, optional
         For a zoo name: trained weights (only for :func:`deepglass.zoo.registry.trainable`
         networks).  Default: trained where the zoo can train, else random.
