@@ -334,6 +334,11 @@ def test_input_shapes_per_input(tmp_path):
         load_onnx(path, input_shape=(2, 4, 3))
     with pytest.raises(DeepglassError, match="not ONNX inputs"):
         load_onnx(path, input_shape={"C": (2, 4, 3)})
+    from deepglass.zoo import load_model     # one shape per input, as the CLI passes them
+    assert load_model(path, input_shape=[(2, 5, 3), (2, 5, 3)]).default_input_shape == \
+        ((2, 5, 3), (2, 5, 3))
+    with pytest.raises(DeepglassError, match="positive integers"):
+        load_model(path, input_shape=[(2, 5, 3), (2, 5.5, 3)])
 
 
 # -- activations ---------------------------------------------------------------------------
