@@ -268,3 +268,20 @@ def test_complex_couplings_are_refused():
               torch.ones(5, 5, dtype=torch.complex64), [[1j, 0], [0, 1]]):
         with pytest.raises(DeepglassError, match="must be real"):
             mf.critical_temperature(W)
+
+
+@pytest.mark.parametrize("call, msg", [
+    (lambda W: mf.solve_mean_field(W, "x"), "temperature T must be a number"),
+    (lambda W: mf.solve_mean_field(W, 0.0), "temperature T must be positive"),
+    (lambda W: mf.solve_mean_field(W, 1.0, None), "field h must be a number"),
+    (lambda W: mf.solve_mean_field(W, 1.0, max_iter=0), "max_iter must be an integer >= 1"),
+    (lambda W: mf.mean_field_curves(W, []), "at least one temperature"),
+    (lambda W: mf.mean_field_curves(W, [1.0], [float("nan")]), "field must be finite"),
+    (lambda W: mf.default_grid(1.0, n_t=-1), "n_t must be a non-negative integer"),
+    (lambda W: mf.default_grid(1.0, t_min=0.5, t_max=0.1), "need 0 < t_min <= t_max"),
+    (lambda W: mf.critical_exponents(None, 1.0), "DataFrame of mean_field_curves"),
+])
+def test_bad_arguments_are_one_line_errors(call, msg):
+    # they escaped as ValueError / TypeError from float() and comparisons
+    with pytest.raises(DeepglassError, match=msg):
+        call(np.ones((5, 5)))

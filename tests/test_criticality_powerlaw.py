@@ -196,3 +196,14 @@ def test_discrete_nested_cutoff_test_uses_the_discrete_laws():
     assert abs(v.R_truncated_power_law - _brute_nested_ratio(x)) < 0.01   # -2.55
     assert v.R_truncated_power_law < -1 and v.p_truncated_power_law < 0.1
     assert v.verdict == "inconclusive" and "cutoff" in v.reason
+
+
+def test_bad_thresholds_are_one_line_errors():
+    # p_threshold='x' raised TypeError; min_decades=nan made every tail long enough
+    x = np.random.default_rng(0).pareto(1.0, 1000) + 1
+    for kw, msg in (({"p_threshold": "x"}, "p_threshold must be a number"),
+                    ({"min_decades": float("nan")}, "min_decades must be a finite number"),
+                    ({"min_decades": -1.0}, "min_decades must be a finite number"),
+                    ({"seed": -2}, "seed must be a non-negative integer")):
+        with pytest.raises(DeepglassError, match=msg):
+            power_law_verdict(x, n_boot=0, **kw)

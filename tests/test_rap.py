@@ -628,3 +628,25 @@ def test_annealing_and_student_seeds_do_not_collide():
     assert 0 <= trial_seed(2 ** 63 - 1, 0) < 2 ** 63      # 1000 seed overflowed torch
     with pytest.raises(DeepglassError, match="non-negative integer"):
         RAPModel(10, seed=-1)
+
+
+def test_api_user_errors_are_one_line():
+    # these escaped as TypeError / ZeroDivisionError, or were accepted silently
+    # (an empty instance's f = inf, ti_points = -3 skipping the integration)
+    from deepglass.rap import thermodynamic_integration
+
+    m = RAPModel(10, a=(0.5, 0.5), p=(0.2, 0, 0), seed=1)
+    empty = RAPModel(10, a=(0.5, 0.5), p=(1.0, 0, 0), seed=1)
+    assert empty.n_weights == 0
+    for call, msg in ((lambda: run_bp(m, 1.0, tol="x"), "tol must be a number"),
+                      (lambda: run_bp(m, 1.0, max_iter=0), "max_iter must be an integer >= 1"),
+                      (lambda: run_bp(m, 1.0, init_scale=2), r"init_scale must be a finite "
+                                                               r"number in \[0, 1\]"),
+                      (lambda: run_bp(m, 1.0, seed=-1), "seed must be a non-negative"),
+                      (lambda: exact_enumeration(empty, 1.0), "no active path"),
+                      (lambda: thermodynamic_integration(empty, 1.0), "no active path"),
+                      (lambda: run_mc(m, 1.0, sweeps=10, ti_points=-3),
+                       "ti_points must be an integer >= 0"),
+                      (lambda: run_mc(m, 1.0, sweeps="x"), "sweeps must be an integer")):
+        with pytest.raises(DeepglassError, match=msg):
+            call()

@@ -58,6 +58,23 @@ __all__ = [
 # ----------------------------------------------------------------------------------
 # Mean-field equations
 # ----------------------------------------------------------------------------------
+def _number(name: str, v, *, positive: bool = False) -> float:
+    """``v`` as a finite float (``> 0`` if ``positive``), or a one-line error."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise DeepglassError(f"{name} must be a number, got {v!r}")
+    x = float(v)
+    if not np.isfinite(x) or (positive and not x > 0):
+        raise DeepglassError(f"{name} must be {'positive and ' if positive else ''}finite, "
+                             f"got {v!r}")
+    return x
+
+
+def _count(name: str, v, minimum: int) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise DeepglassError(f"{name} must be an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
 def _logcosh(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
     return ax + np.log1p(np.exp(-2.0 * ax)) - np.log(2.0)
@@ -240,14 +257,18 @@ def solve_mean_field(W: Any, T: float, h: float = 0.0, *,
     -------
     MeanFieldSolution
     """
-    C = coupling_operator(W)
-    T = float(T)
-    if not np.isfinite(T) or T <= 0:
-        raise DeepglassError(f"temperature must be positive and finite, got {T}")
-    if not np.isfinite(h):
-        raise DeepglassError(f"field must be finite, got {h}")
+    T = _number("temperature T", T, positive=True)
+    h = _number("field h", h)
+    damping = _number("damping", damping)
     if not 0 < damping <= 1:
         raise DeepglassError(f"damping must be in (0, 1], got {damping}")
+    if tol is not None:
+        tol = _number("tol", tol, positive=True)
+    max_iter = _count("max_iter", max_iter, 1)
+    newton_steps = _count("newton_steps", newton_steps, 0)
+    if isinstance(starts, str):
+        starts = [starts]
+    C = coupling_operator(W)
     tol = tol if tol is not None else max(1e-12, 100.0 * C.eps)
     beta = 1.0 / T
     rng = np.random.default_rng(seed)
@@ -403,8 +424,13 @@ def mean_field_curves(W: Any, temperatures: Iterable[float], fields: Iterable[fl
         ferromagnet).
     """
     C = coupling_operator(W)
+    temps = np.sort([_number("temperature", T, positive=True)
+                     for T in np.ravel(list(temperatures))])
+    fields = [_number("field", h) for h in np.ravel(list(fields))]
+    if temps.size == 0 or not fields:
+        raise DeepglassError(f"mean_field_curves needs at least one temperature and one field, "
+                             f"got {temps.size} and {len(fields)}")
     pattern = ordered_pattern(C)
-    temps = np.sort(np.asarray(list(temperatures), dtype=np.float64))
     rows = []
     for h in fields:
         prev = None
@@ -447,8 +473,15 @@ def critical_exponents(curves: pd.DataFrame, T_c: float, *, t_min: float = 1e-3,
         ``exponent, value, slope, stderr, n_points, t_min, t_max, mean_field``;
         ``value`` is NaN where fewer than 3 usable points lie in the window.
     """
+    T_c = _number("T_c", T_c)
     if not T_c > 0:
         raise DeepglassError(f"no mean-field transition: T_c = {T_c:.4g} <= 0")
+    t_min, t_max = _number("t_min", t_min, positive=True), _number("t_max", t_max, positive=True)
+    if not t_min < t_max:
+        raise DeepglassError(f"need 0 < t_min < t_max, got t_min = {t_min:g}, t_max = {t_max:g}")
+    if not isinstance(curves, pd.DataFrame) or not {"T", "h", "abs_m", "q", "chi"} <= set(curves):
+        raise DeepglassError("curves must be the DataFrame of mean_field_curves (columns T, h, "
+                             "abs_m, q, chi)")
     df = curves[np.isclose(curves["h"], 0.0)].copy()
     df["t"] = df["T"] / T_c - 1.0
     # a relative slack keeps grid points placed exactly on the window's ends

@@ -71,7 +71,7 @@ import scipy.special
 #: the verdict of a sample too small (or too uniform) to judge
 TOO_LITTLE = "too little data"
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_seed
 
 __all__ = ["PowerLawVerdict", "power_law_verdict", "verdict_table", "clean_samples",
            "ALTERNATIVES", "sample_power_law"]
@@ -387,8 +387,17 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
     if min_tail < 2 or n_xmin < 1 or lr_max_samples < 10 or boot_max_samples < 10:
         raise DeepglassError("min_tail >= 2, n_xmin >= 1, lr_max_samples >= 10 and "
                              "boot_max_samples >= 10 are required")
+    for name, v in (("p_threshold", p_threshold), ("lr_threshold", lr_threshold),
+                    ("min_decades", min_decades)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                                 np.floating)):
+            raise DeepglassError(f"{name} must be a number, got {v!r}")
     if not (0 < p_threshold < 1 and 0 < lr_threshold < 1):
-        raise DeepglassError("p_threshold and lr_threshold must lie in (0, 1)")
+        raise DeepglassError(f"p_threshold and lr_threshold must lie in (0, 1), got "
+                             f"{p_threshold!r} and {lr_threshold!r}")
+    if not (np.isfinite(min_decades) and min_decades >= 0):
+        raise DeepglassError(f"min_decades must be a finite number >= 0, got {min_decades!r}")
+    seed = check_seed(seed)
     xs, discrete, n_all = clean_samples(samples, discrete)
     n = xs.size
     base = dict(n=n, discrete=discrete, n_boot=0)

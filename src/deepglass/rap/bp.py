@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_seed
 from .model import RAPModel
 
 __all__ = ["BPResult", "run_bp", "bethe_observables", "check_beta", "paramagnetic", "bp_table",
@@ -51,6 +51,33 @@ def check_beta(beta: float) -> float:
     if not (math.isfinite(b) and b > 0):
         raise DeepglassError(f"beta must be finite and > 0, got {beta!r}")
     return b
+
+
+def check_number(name: str, v, lo: float | None = None, hi: float | None = None, *,
+                 lo_open: bool = False, hi_open: bool = False) -> float:
+    """``v`` as a finite float within ``[lo, hi]`` (``(`` / ``)`` where open), or a
+    one-line :class:`DeepglassError` naming ``name``."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise DeepglassError(f"{name} must be a number, got {v!r}")
+    x = float(v)
+    bad = not math.isfinite(x) or (lo is not None and (x <= lo if lo_open else x < lo)) or \
+        (hi is not None and (x >= hi if hi_open else x > hi))
+    if bad:
+        rng = f"{'(' if lo_open else '['}{'-inf' if lo is None else f'{lo:g}'}, " \
+              f"{'inf' if hi is None else f'{hi:g}'}{')' if hi_open or hi is None else ']'}"
+        raise DeepglassError(f"{name} must be a finite number in {rng}, got {v!r}")
+    return x
+
+
+def check_int(name: str, v, minimum: int) -> int:
+    """``v`` as an ``int >= minimum`` (a Python or NumPy integer, or a float
+    equal to one), or a one-line :class:`DeepglassError` naming ``name``."""
+    ok = not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, float, np.integer, np.floating))
+    if ok and isinstance(v, (float, np.floating)):
+        ok = math.isfinite(v) and float(v).is_integer()
+    if not ok or int(v) < minimum:
+        raise DeepglassError(f"{name} must be an integer >= {minimum}, got {v!r}")
+    return int(v)
 
 
 @dataclass
@@ -283,16 +310,13 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str
         raise DeepglassError(f"damping must be a number in [0, 1) or 'auto', got {damping!r}")
     if auto:
         damping = 0.0
-    elif not (0.0 <= float(damping) < 1.0):
-        raise DeepglassError(f"damping must be in [0, 1), got {damping!r}")
+    else:
+        check_number("damping", damping, 0.0, 1.0, hi_open=True)
     damping = float(damping)
-    if not (tol > 0):
-        raise DeepglassError(f"tol must be > 0, got {tol!r}")
-    if int(max_iter) < 1:
-        raise DeepglassError(f"max_iter must be >= 1, got {max_iter!r}")
-    if not (0.0 <= init_scale <= 1.0):
-        raise DeepglassError(f"init_scale must be in [0, 1], got {init_scale!r}")
-    rng = np.random.default_rng(seed)
+    tol = check_number("tol", tol, 0.0, lo_open=True)
+    max_iter = check_int("max_iter", max_iter, 1)
+    init_scale = check_number("init_scale", init_scale, 0.0, 1.0)
+    rng = np.random.default_rng(None if seed is None else check_seed(seed))
     m, start_name = _initial_messages(model, start, rng, init_scale)
     t = model.xi.astype(np.float64) * math.tanh(beta)
     u = _factor_messages(m, t)

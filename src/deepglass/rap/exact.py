@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from ..errors import TooLargeError
+from ..errors import DeepglassError, TooLargeError
 from .bp import check_beta
 from .model import RAPModel
 
@@ -51,6 +51,8 @@ def exact_enumeration(model: RAPModel, beta: float) -> dict:
     """
     beta = check_beta(beta)
     n = model.n_weights
+    if n == 0:
+        raise DeepglassError("the instance has no active path (increase N or the probabilities)")
     logw_parts, e_parts, state_parts = [], [], []
     for s, E in energy_levels(model):
         logw_parts.append(-beta * E)

@@ -31,7 +31,7 @@ import pandas as pd
 from numba import njit
 
 from ..errors import DeepglassError, check_seed
-from .bp import check_beta
+from .bp import check_beta, check_int
 from .model import RAPModel
 
 __all__ = ["MCResult", "AnnealResult", "run_mc", "anneal", "beta_schedule",
@@ -262,9 +262,7 @@ class MCResult:
 
 
 def _check_sweeps(name: str, v: int, minimum: int = 1) -> int:
-    if int(v) != v or int(v) < minimum:
-        raise DeepglassError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
+    return check_int(name, v, minimum)
 
 
 def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
@@ -301,6 +299,9 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
         "equilibration", equilibration, 0)
     if equilibration >= sweeps - 1:
         raise DeepglassError(f"equilibration ({equilibration}) must leave >= 2 sampling sweeps of {sweeps}")
+    ti_points = check_int("ti_points", ti_points, 0)
+    if ti_points:
+        ti_sweeps = _check_sweeps("ti_sweeps", ti_sweeps, 2)
     nw = model.n_weights
     if nw == 0:
         raise DeepglassError("the instance has no active path (increase N or the probabilities)")
@@ -421,6 +422,8 @@ def thermodynamic_integration(model: RAPModel, beta: float, *, n_points: int = 2
     spp = _check_sweeps("ti_sweeps", sweeps_per_point, 2)
     heat_bath = _check_method(method)
     nw = model.n_weights
+    if nw == 0:
+        raise DeepglassError("the instance has no active path (increase N or the probabilities)")
     chain = _Chain(model, "random", seed, heat_bath)
     grid = np.linspace(beta / n, beta, n)
     trace = np.empty(spp, dtype=np.int64)
