@@ -921,3 +921,104 @@ def test_a_gauge_of_other_capture_rules_is_refused(tmp_path):
     # the graph it was stored for reads it
     fold = SignedGraph.from_module(net, shape, batchnorm="fold")
     run_active(run, net, fold, x, method="greedy", replicas=2)
+
+
+# --------------------------------------------------------------------------------------
+# exact delta_x: certified or not, said everywhere; the time limit reaches each solve
+def _uncertified_exact(calls):
+    """An ``exact`` that stops "at its time limit": the greedy value, not
+    certified, half of it as the lower bound; records the limits it got."""
+    from deepglass.solve.exact import ExactResult
+    from deepglass.solve.greedy import greedy
+
+    def fake(As, *, time_limit=60.0, **kw):
+        calls.append(time_limit)
+        r = greedy(As, np.ones((1, As.shape[0]), dtype=np.int8))
+        e = float(r.energies[0])
+        return ExactResult(r.sigma[0], e, e / 2, False, "milp", 0.0)
+    return fake
+
+
+def test_exact_active_run_carries_certification_and_time_limit(tmp_path, monkeypatch):
+    import deepglass.solve.exact as ex
+
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    x = inputs_for("conv_relu_pool", shape, 3)
+    calls = []
+    monkeypatch.setattr(ex, "exact", _uncertified_exact(calls))
+    run = tmp_path / "run"
+    table = run_active(run, net, g, x, method="exact", replicas=2, unit_size=2, time_limit=1.5)
+    solved = table[table["method"] == "exact"]
+    assert len(solved) >= 2 and calls == [1.5] * len(solved)      # seconds per solve
+    assert not solved["optimal"].any()
+    np.testing.assert_allclose(solved["lower_bound"], solved["delta_x"] / 2)
+    summary = json.loads((run / "summary.json").read_text())["active"]
+    assert summary["exact_solves"] == len(solved) and summary["exact_certified"] == 0
+    assert summary["time_limit"] == 1.5
+    assert summary["exact_max_gap"] == pytest.approx(float((solved["delta_x"] / 2).max()))
+    assert "not certified" in summary["certification"]
+    report = (run / "report.md").read_text()
+    assert f"| exact solves certified optimal | 0 of {len(solved)} |" in report
+    assert "not certified" in report and "time limit of 1.5 s" in report
+    # the limit is part of the configuration: another one is refused, the same resumes
+    assert "time_limit = 1.5" in (run / "config.toml").read_text()
+    with pytest.raises(DeepglassError, match="time_limit"):
+        run_active(run, net, g, x, method="exact", replicas=2, unit_size=2, time_limit=3)
+    with pytest.raises(DeepglassError, match="time_limit"):
+        run_active(run, net, g, x, method="exact", replicas=2, unit_size=2)
+    again = run_active(run, net, g, x, method="exact", replicas=2, unit_size=2, time_limit=1.5)
+    assert len(calls) == len(solved)                               # nothing recomputed
+    pd.testing.assert_frame_equal(again, table)
+    # the default limit is no option at all: runs made before it resume
+    run_active(tmp_path / "r60", net, g, x, method="exact", replicas=2, unit_size=2)
+    run_active(tmp_path / "r60", net, g, x, method="exact", replicas=2, unit_size=2,
+               time_limit=60)
+    assert "time_limit" not in (tmp_path / "r60" / "config.toml").read_text()
+
+
+def test_time_limit_is_for_exact_only_and_positive():
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    x = inputs_for("conv_relu_pool", shape, 1)
+    with pytest.raises(DeepglassError, match="time_limit applies to method='exact'"):
+        run_active(None, net, g, x, method="greedy", time_limit=5)
+    for bad in (0, -1.0, float("nan"), "5"):
+        with pytest.raises(DeepglassError, match="time_limit must be a positive number"):
+            run_active(None, net, g, x, method="exact", time_limit=bad)
+
+
+def test_cli_active_exact_shows_certification(cli, tmp_path, monkeypatch):
+    """The table, JSON and report say whether each exact delta_x is certified."""
+    import deepglass.solve.exact as ex
+
+    net, shape, _ = make("conv_relu_pool")
+    torch.save(net, tmp_path / "net.pt")
+    x = inputs_for("conv_relu_pool", shape, 2)
+    torch.save(x, tmp_path / "x.pt")
+    args = ["active", str(tmp_path / "net.pt"), "--trust-pickle", "--input-shape", "1,8,8",
+            "--inputs", str(tmp_path / "x.pt"), "--method", "exact", "--replicas", "2"]
+    # certified (the real solver on these small subgraphs)
+    code, out, err = cli(args + ["--json"])
+    assert code == 0, err
+    res = json.loads(out)
+    rows = [r for r in res["table"] if r["method"] == "exact"]
+    assert rows and all(r["optimal"] is True and r["gap"] == pytest.approx(0, abs=1e-12)
+                        and r["lower_bound"] == pytest.approx(r["delta_x"]) for r in rows)
+    assert "certified optimal" in res["certification"]
+    assert res["summary"]["exact_certified"] == res["summary"]["exact_solves"] == len(rows)
+    # not certified: every place says so, with the bound and the gap
+    monkeypatch.setattr(ex, "exact", _uncertified_exact([]))
+    code, out, err = cli(args + ["--json", "--time-limit", "2"])
+    assert code == 0, err
+    res = json.loads(out)
+    rows = [r for r in res["table"] if r["method"] == "exact"]
+    assert rows and all(r["optimal"] is False and r["lower_bound"] < r["delta_x"]
+                        and r["certification"].startswith("best found, not certified: gap")
+                        for r in rows)
+    assert res["time_limit"] == 2 and "not certified" in res["certification"]
+    monkeypatch.setenv("COLUMNS", "250")     # the whole table on one line per input
+    code, out, err = cli(args + ["--time-limit", "2", "--out", str(tmp_path / "run")])
+    assert code == 0, err
+    assert "certified optimal" in out and "no, gap" in out and "lower bound" in out
+    assert "not certified" in (tmp_path / "run" / "report.md").read_text()

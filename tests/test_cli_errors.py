@@ -34,6 +34,10 @@ BAD = [
      "--time-limit must be > 0, got 0"),
     (["frustration", "digits_cnn", "--method", "exact", "--time-limit", "nan"],
      "--time-limit must be a finite number"),
+    (["active", "digits_cnn", "--inputs", "digits", "--time-limit", "5"],
+     "--time-limit applies to --method exact"),
+    (["active", "digits_cnn", "--inputs", "digits", "--method", "exact", "--time-limit", "0"],
+     "--time-limit must be > 0, got 0"),
     (["rap", "bp", "--N", "10", "--beta", "inf"], "--beta must be a finite number"),
     (["monotonicity", "digits_cnn", "--inputs", "digits", "--alpha", "1.5"], "--alpha must be in (0, 1)"),
     (["active", "digits_cnn", "--inputs", "digits", "--n", "0"], "--n must be an integer >= 1"),
@@ -175,6 +179,40 @@ def test_time_limit_reaches_the_exact_solver(cli):
     res = json.loads(out)
     assert res["optimal"] is False and 0 <= res["lower_bound"] < res["frustration"]
     assert res["seconds"] < 20          # the default limit would take 60 s
+
+
+def test_exact_frustration_table_says_whether_it_is_certified(cli, tmp_path, monkeypatch):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    torch.save(nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)), tmp_path / "m.pt")
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = cli(["frustration", str(tmp_path / "m.pt"), "--trust-pickle",
+                          "--input-shape", "4", "--method", "exact"])
+    assert code == 0, err
+    assert "(exact, one solve" in out and "certified optimal" in out
+    code, out, err = cli(["frustration", "digits_cnn", "--method", "exact", "--time-limit", "1"])
+    assert code == 0, err
+    assert "exact solver, not certified" in out and "best found, not certified: gap" in out
+
+
+def test_active_time_limit_reaches_each_exact_solve(cli):
+    # a digits subgraph (~400 nodes) is not proven within a second: its row,
+    # the JSON and the note say so, with the lower bound, instead of "exact"
+    import json
+
+    code, out, err = cli(["active", "digits_cnn", "--inputs", "digits", "--n", "1",
+                          "--method", "exact", "--time-limit", "1", "--replicas", "2", "--json"])
+    assert code == 0, err
+    res = json.loads(out)
+    row = res["table"][0]
+    assert row["method"] == "exact" and row["optimal"] is False
+    assert 0 <= row["lower_bound"] < row["delta_x"]
+    assert row["gap"] == pytest.approx(row["delta_x"] - row["lower_bound"])
+    assert row["certification"].startswith("best found, not certified")
+    assert res["summary"]["exact_certified"] == 0 and "not certified" in res["certification"]
+    assert res["time_limit"] == 1 and res["seconds"] < 30      # the default would take 60 s
 
 
 def test_first_line_of_an_error_message():

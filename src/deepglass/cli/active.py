@@ -23,10 +23,29 @@ SHOWN_ROWS = 20
 
 def _json_rows(table) -> list[dict]:
     cols = [c for c in ("index", "input", "pred", "target", "nodes", "edges", "abs_weight", "frac_nodes",
-                        "frac_edges", "delta_x", "method") if c in table.columns]
+                        "frac_edges", "delta_x", "method", "optimal", "lower_bound")
+            if c in table.columns]
     rows = table[cols].to_dict(orient="records")
-    return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
-            for r in rows]
+    out = []
+    for r in rows:
+        r = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+        if r.get("method") == "exact":
+            # certified optimal, or the best value found within the time limit
+            # (an upper bound) with its proven lower bound
+            r["optimal"] = bool(r["optimal"])
+            r["gap"] = float(r["delta_x"] - r["lower_bound"])
+            r["certification"] = _certificate(r)
+        else:   # only exact certifies (or an input without edges): no such fields
+            for k in ("optimal", "lower_bound"):
+                r.pop(k, None)
+        out.append(r)
+    return out
+
+
+def _certificate(r) -> str:
+    from ..solve.exact import certificate
+
+    return certificate(r["optimal"], r["delta_x"], r["lower_bound"])
 
 
 def active_cmd(
@@ -52,6 +71,10 @@ def active_cmd(
     executor: Optional[str] = EXECUTOR_OPTION,
     address: Optional[str] = ADDRESS_OPTION,
     engine: str = ENGINE_OPTION,
+    time_limit: Optional[float] = typer.Option(
+        None, "--time-limit", help="Seconds each input's exact MILP may take (--method exact; "
+                                   "default 60); beyond them the best value found, not "
+                                   "certified, and a lower bound."),
     output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
                                          "whose predicted node each subnetwork keeps "
                                          "(default: the first; see `deepglass graph`)."),
@@ -68,13 +91,15 @@ def active_cmd(
     from contextlib import ExitStack
 
     from ..errors import DeepglassError
-    from ..experiments.active import active_summary_stats
+    from ..experiments.active import active_summary_stats, certification_note, exact_rows
     from ..experiments.active_run import run_active, verdict
     from ..inputs import load_inputs
 
     if target not in ("pred", "all", "label"):
         raise DeepglassError(f"--target must be pred, all or label, got {target!r}")
     check_rules(batchnorm, norm, gates)
+    if time_limit is not None and method != "exact":
+        raise DeepglassError("--time-limit applies to --method exact")
     if out:
         from ..store import check_out_dir
 
@@ -106,28 +131,41 @@ def active_cmd(
                            force=force, executor=executor, address=address,
                            progress=unit_progress(stack, "inputs", enabled=not as_json),
                            target=ends,
-                           **({"engine": engine} if engine != "auto" else {}))
+                           **({"engine": engine} if engine != "auto" else {}),
+                           **({"time_limit": time_limit} if time_limit is not None else {}))
     delta = float(table["delta"].iloc[0])
     stats = active_summary_stats(table, delta)
+    note = certification_note(stats, time_limit)
     seconds = time.perf_counter() - t0
     if as_json:
         print_json({"model": model, "inputs": inputs, "target": target, "nodes": graph.n_nodes,
                     "edges": graph.n_edges, "delta": delta, "summary": stats,
-                    "verdict": verdict(stats), "table": _json_rows(table),
+                    "verdict": verdict(stats),
+                    **({"time_limit": time_limit} if time_limit is not None else {}),
+                    **({"certification": note} if note else {}),
+                    "table": _json_rows(table),
                     "skipped": batch.skipped, "out": out, "seconds": seconds})
         return
     t = Table(title=f"{model}: active subnetworks of {len(table)} inputs ({seconds:.1f} s); "
                     f"whole network: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges, "
                     f"delta = {delta:.4f}")
+    exact = exact_rows(table) is not None
     cols = ["input", "pred"] + (["target"] if target == "label" else []) + \
-        ["nodes", "edges", "|weight| kept (fraction)", "delta_x"]
+        ["nodes", "edges", "|weight| kept (fraction)", "delta_x"] + \
+        (["lower bound", "certified optimal"] if exact else [])
     for c in cols:
         t.add_column(c, justify="left" if c == "input" else "right")
     for r in table.head(SHOWN_ROWS).itertuples():
+        cert = []
+        if exact:
+            done = getattr(r, "method") == "exact"
+            cert = [f"{r.lower_bound:.4f}" if done else "-",
+                    ("yes" if r.optimal else f"no, gap {r.delta_x - r.lower_bound:.4f}")
+                    if done else "-"]
         t.add_row(str(r.input), str(r.pred), *([str(r.target)] if target == "label" else []),
                   f"{r.nodes:,}", f"{r.edges:,}",
                   f"{r.frac_abs_weight:.3f}",
-                  "-" if r.delta_x != r.delta_x else f"{r.delta_x:.4f}")
+                  "-" if r.delta_x != r.delta_x else f"{r.delta_x:.4f}", *cert)
     con = Console()
     con.print(t)
     if len(table) > SHOWN_ROWS:
@@ -137,6 +175,8 @@ def active_cmd(
     con.print(f"mean delta_x {mean:.4f}, median {stats['delta_x_median']:.4f}, delta "
               f"{delta:.4f}" if mean is not None else "no active subnetwork had an edge")
     con.print(verdict(stats))
+    if note:
+        con.print(note[0].upper() + note[1:] + ".")
     if out:
         con.print(f"run directory: {out} (report.md, active.parquet, figures/active_delta_x.png)")
 

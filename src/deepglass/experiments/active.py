@@ -28,7 +28,8 @@ from ..graph.active import ActivePatterns, active_patterns
 from ..graph.blocks import MaskedBlock, SparseBlock
 
 __all__ = ["active_subgraph", "ActiveSubgraphs", "MaskedBlock", "SparseBlock",
-           "explicit_active_nodes", "active_frustration", "active_summary_stats"]
+           "explicit_active_nodes", "active_frustration", "active_summary_stats",
+           "exact_rows", "certification_note"]
 
 
 class ActiveSubgraphs(ActivePatterns):
@@ -155,7 +156,49 @@ def active_summary_stats(table: pd.DataFrame, delta: float | None = None) -> dic
     if delta is not None:
         out["delta"] = float(delta)
         out["frac_below_delta"] = float((d < delta).mean()) if len(d) else None
+    ex = exact_rows(table)
+    if ex is not None:
+        # ``exact`` certifies its value or stops at the time limit with the best
+        # value found (an upper bound on delta_x) and a proven lower bound
+        ok = ex["optimal"].astype(bool).to_numpy()
+        gap = (ex["delta_x"] - ex["lower_bound"]).to_numpy(dtype=float)
+        out["exact_solves"] = int(len(ex))
+        out["exact_certified"] = int(ok.sum())
+        out["exact_max_gap"] = float(np.nanmax(gap)) if len(ex) and not ok.all() else 0.0
+        out["exact_lower_bound_mean"] = float(ex["lower_bound"].mean()) if len(ex) else None
     return out
+
+
+def exact_rows(table: pd.DataFrame) -> pd.DataFrame | None:
+    """The rows of a ``delta_x`` table solved by ``exact`` (an active subgraph
+    with edges), or None when the table has none (another method)."""
+    if "method" not in table.columns or not (table["method"] == "exact").any():
+        return None
+    ex = table[table["method"] == "exact"]
+    if "optimal" not in ex.columns or "lower_bound" not in ex.columns:
+        return None
+    return ex
+
+
+def certification_note(stats: dict, time_limit: float | None = None) -> str | None:
+    """One sentence on the ``exact`` solves of :func:`active_summary_stats`
+    (None when ``exact`` did not run): every ``delta_x`` certified optimal, or
+    how many are the best value found within the time limit, not certified
+    (an upper bound on the subnetwork's frustration), with the largest gap to
+    their proven lower bounds."""
+    k = stats.get("exact_solves")
+    if not k:
+        return None
+    c = stats["exact_certified"]
+    if c == k:
+        return (f"exact solver: delta_x certified optimal for all {k} inputs"
+                if k > 1 else "exact solver: delta_x certified optimal")
+    limit = f" of {time_limit:g} s per solve" if time_limit is not None else ""
+    return (f"exact solver: delta_x of {k - c} of {k} inputs is the best value found within "
+            f"the time limit{limit}, not certified (an upper bound; its proven lower bound is "
+            f"in the lower_bound column): gap up to {stats['exact_max_gap']:.4f}"
+            + (f"; {c} certified optimal" if c else "")
+            + "; raise --time-limit (time_limit=) to certify more")
 
 
 def explicit_active_nodes(graph: SignedGraph, active: np.ndarray, end_nodes,

@@ -29,7 +29,7 @@ from ..solve import EXPLICIT_LIMIT, choose_method  # the "auto" rule
 from ..runner import Experiment, Unit, UnitOutput, open_run, run_experiment
 from ..store import RunDir
 from ..graph.active import check_target
-from .active import active_subgraph, active_summary_stats
+from .active import active_subgraph, active_summary_stats, certification_note
 
 __all__ = ["active_table", "whole_delta", "run_active", "ActiveExperiment", "compute_inputs",
            "verdict", "KIND", "UNIT_TABLE"]
@@ -154,6 +154,14 @@ def _report(table: pd.DataFrame, stats: dict, cfg: dict) -> str:
     used = sorted(set(table["method"]) - {"none"})
     if used and used != [cfg["method"]]:
         cfg = dict(cfg, method=f"{cfg['method']}: {', '.join(used)}")
+    limit = cfg.get("time_limit")
+    if "exact" in used:   # what "exact" means here: certified, or within a time limit
+        from ..solve.exact import DEFAULT_TIME_LIMIT
+
+        k, c = stats.get("exact_solves", 0), stats.get("exact_certified", 0)
+        cfg = dict(cfg, method=f"{cfg['method']} solver: brute force up to 25 kept nodes, else "
+                               f"the MILP with a time limit of {limit or DEFAULT_TIME_LIMIT:g} s "
+                               f"per input; certified optimal for {c} of {k} inputs")
     lines = ["## Active subnetworks (SPEC §4)", "",
              f"For each of {stats['inputs']} inputs, the active subnetwork (ReLU-inactive "
              f"nodes dropped, only max-pool edges from window maxima, {_ENDS[cfg['target']]}, "
@@ -170,7 +178,13 @@ def _report(table: pd.DataFrame, stats: dict, cfg: dict) -> str:
     empty = int(table["delta_x"].isna().sum())
     if empty:
         lines.append(f"| inputs whose active subnetwork has no edge | {empty} |")
-    lines += ["", verdict(stats), "",
+    note = certification_note(stats, limit)
+    if note is not None:
+        k, c = stats["exact_solves"], stats["exact_certified"]
+        lines += [f"| exact solves certified optimal | {c} of {k} |",
+                  f"| largest gap delta_x - lower bound | {fmt(stats['exact_max_gap'])} |",
+                  f"| mean proven lower bound of delta_x | {fmt(stats['exact_lower_bound_mean'])} |"]
+    lines += ["", verdict(stats)] + ([note[0].upper() + note[1:] + "."] if note else []) + ["",
               "Table `active.parquet` (one row per input); figure `figures/active_delta_x.png`."]
     return "\n".join(lines)
 
@@ -253,13 +267,19 @@ class ActiveExperiment(Experiment):
         ax = delta_x_histogram(table, delta, title=title)
         ax.figure.tight_layout()
         run.save_figure(ax.figure, "active_delta_x.png")
+        limit = c.options.get("time_limit")
         cfg = {"method": c.method, "replicas": c.replicas, "seed": c.seed,
-               "delta_source": self.delta_source, "target": _target_kind(c.target)}
+               "delta_source": self.delta_source, "target": _target_kind(c.target),
+               "time_limit": limit}
         run.write_report_section(_report(table, stats, cfg))
+        note = certification_note(stats, limit)
         run.update_summary({"active": {**stats, "method": c.method, "replicas": int(c.replicas),
                                        "target": _target_kind(c.target),
                                        "delta_source": self.delta_source,
                                        "verdict": verdict(stats),
+                                       **({"time_limit": float(limit)} if limit is not None
+                                          else {}),
+                                       **({"certification": note} if note else {}),
                                        "seconds": time.perf_counter() - self.t_start}})
 
 
@@ -317,7 +337,11 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
         ``"pred"`` (SPEC §4), ``"all"`` (dense outputs: detectors, segmenters)
         or one output position per input (e.g. ``batch.labels``).
     **options
-        Solver options (``engine``: the descent's engine wherever descent runs).
+        Solver options (``engine``: the descent's engine wherever descent runs;
+        ``time_limit``: seconds of each input's exact MILP, ``method="exact"``
+        only, default 60).  An exact ``delta_x`` not proven within the limit
+        is the best value found (``optimal`` False in the table, with its
+        ``lower_bound``); the report and ``summary.json`` count them.
 
     Returns
     -------
@@ -331,7 +355,11 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
     >>> table = run_active(None, model, graph, batch.x, executor="ray")     # doctest: +SKIP
     """
     t0 = time.perf_counter()
+    from ..solve.exact import DEFAULT_TIME_LIMIT
+
     x = torch.as_tensor(x)
+    if options.get("time_limit", 0) is None:
+        options.pop("time_limit")
     ids = _check_inputs(graph, x, ids, unit_size, method, executor, address, options)
     target = check_target(target, len(ids), len(graph.output_index))
     engine = options.get("engine", "auto")
@@ -354,6 +382,11 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
                "warm_start": bool(warm_start), "unit_size": int(unit_size),
                "delta": None if delta is None else float(delta),
                **({"engine": engine} if "engine" in options else {}),
+               # the exact solver's limit where not its default (runs made
+               # before the option resume; another limit is another configuration)
+               **({"time_limit": float(options["time_limit"])}
+                  if options.get("time_limit") is not None
+                  and float(options["time_limit"]) != DEFAULT_TIME_LIMIT else {}),
                # absent for "pred", so runs made before the option resume
                **({} if isinstance(target, str) and target == "pred"
                   else {"target": _target_config(target)})}
@@ -403,6 +436,13 @@ def _check_inputs(graph, x, ids, unit_size, method, executor, address, options) 
             or unit_size < 1:
         raise DeepglassError(f"unit_size must be an integer >= 1, got {unit_size!r}")
     check_method(method)
+    if "time_limit" in options:
+        t = options["time_limit"]
+        if method != "exact":
+            raise DeepglassError(f"time_limit applies to method='exact', not {method!r}")
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(t) or t <= 0:
+            raise DeepglassError(f"time_limit must be a positive number of seconds, got {t!r}")
     if "engine" in options:
         from ..solve.engines import check_engine
 

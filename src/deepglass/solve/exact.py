@@ -33,7 +33,11 @@ from .._numba import njit_parallel
 from ..errors import DeepglassError, TooLargeError
 from .greedy import as_couplings, available_memory_bytes, energy, greedy, random_gauges
 
-__all__ = ["ExactResult", "exact", "brute_force", "milp_frustration"]
+__all__ = ["ExactResult", "exact", "brute_force", "milp_frustration", "certificate",
+           "DEFAULT_TIME_LIMIT"]
+
+#: seconds :func:`exact` gives the MILP unless told otherwise (``--time-limit``)
+DEFAULT_TIME_LIMIT = 60.0
 
 #: largest n that brute force accepts at all (2^39 gauges)
 BRUTE_FORCE_LIMIT = 40
@@ -303,7 +307,7 @@ def _cut_rows(cuts, n, m):
 def milp_frustration(
     As,
     *,
-    time_limit: float = 60.0,
+    time_limit: float = DEFAULT_TIME_LIMIT,
     cut_rounds: int = 50,
     cut_time_fraction: float = 0.3,
     seed: int = 0,
@@ -459,7 +463,21 @@ def _check_time(time_limit):
     return t
 
 
-def exact(As, *, time_limit: float = 60.0, brute_force_max: int = 25) -> ExactResult:
+def certificate(optimal, energy: float, lower_bound: float) -> str:
+    """What an exact solve's value is, in words: ``"certified optimal"``, or
+    ``"best found, not certified: gap G (lower bound L)"`` when the MILP
+    stopped at its time limit (``energy`` is then an upper bound on the
+    frustration, ``lower_bound`` a proven lower one).  ``optimal`` None or
+    NaN (not recorded): ``"certification not recorded"``."""
+    if optimal is None or (isinstance(optimal, float) and optimal != optimal):
+        return "certification not recorded"
+    if bool(optimal):
+        return "certified optimal"
+    return (f"best found, not certified: gap {float(energy) - float(lower_bound):.4f} "
+            f"(lower bound {float(lower_bound):.4f})")
+
+
+def exact(As, *, time_limit: float = DEFAULT_TIME_LIMIT, brute_force_max: int = 25) -> ExactResult:
     """Certified frustration index ``delta = min_sigma eps(sigma)`` (SPEC §2).
 
     Brute force (:func:`brute_force`, O(2^(n-1) n)) when
