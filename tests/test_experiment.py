@@ -346,3 +346,59 @@ def test_null_draws_on_the_graph_equal_the_retraced_module_draws(monkeypatch):
     monkeypatch.setattr(fr, "draws_on_graph", lambda model, graph: False)
     retraced = frustration_vs_nulls(net, **kw).runs
     pd.testing.assert_frame_equal(_values(on_graph), _values(retraced))
+
+
+def tiny_mlp() -> nn.Module:
+    """12 nodes: the exact solver certifies by brute force, at once."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+    net.default_input_shape = (4,)
+    return net.eval()
+
+
+def test_exact_nulls_report_one_certified_solve_and_no_t_test(tmp_path):
+    # exact is deterministic: one real value whatever --replicas (also in
+    # chunks), so Welch's t-test cannot run; the report and verdict say what
+    # was done and place the real value among the null draws, without a p
+    res = frustration_vs_nulls(tiny_mlp(), replicas=3, replicas_per_unit=1, null_instances=3,
+                               nulls="N1,N3-he", method="exact", seed=0, run=tmp_path / "r",
+                               model_name="mlp")
+    real = res.runs[res.runs.kind == "real"]
+    assert len(real) == 1 and real["optimal"].all()
+    assert real["lower_bound"].iloc[0] == pytest.approx(real["energy"].iloc[0])
+    assert res.runs["optimal"].all() and len(res.runs) == 1 + 2 * 3
+    assert res.stats.set_index("kind").loc["real", "n"] == 1 and res.stats["p"].isna().all()
+    v = res.verdict
+    assert v.startswith("No t-test is possible") and "nan" not in v and "NOT below" not in v
+    assert "2 real values" in v and "exact solver is deterministic" in v
+    for kind in ("N1", "N3-he"):
+        assert f"draws of {kind}" in v
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "one exact solve" in report and "3 replicas" not in report
+    assert "certified optimal" in report and "no t-test was run" in report
+    assert "N1 3 of 3 certified optimal" in report and "p = nan" not in report
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["certification"]["real"]["optimal"] is True
+    assert summary["certification"]["N1"] == {"solves": 3, "recorded": 3, "certified": 3,
+                                              "max_gap": 0.0}
+    assert res.summary()["welch_p"] == {"N1": None, "N3-he": None}
+
+
+def test_verdict_without_a_t_test_places_the_real_value_among_the_draws():
+    from deepglass.experiments.frustration_stats import frustration_verdict
+
+    stats = pd.DataFrame({"kind": ["real", "N1", "N2", "N3-he"], "n": [1, 4, 4, 1],
+                          "mean": [0.30, 0.35, 0.33, 0.20], "std": [np.nan, 0.01, 0.05, np.nan],
+                          "min": [0.30, 0.34, 0.25, 0.20], "max": [0.30, 0.36, 0.35, 0.20],
+                          "t": np.nan, "p": np.nan})
+    v = frustration_verdict(stats, method="descent")
+    assert v.startswith("No t-test is possible") and "one start gauge" in v
+    assert "below all 4 draws of N1 (0.3400-0.3600, mean 0.3500)" in v
+    assert "within the range of the 4 draws of N2" in v
+    assert "above its draw of N3-he (0.2000)" in v
+    # two real values but a single null draw: the others are tested, that one said
+    stats.loc[0, ["n", "std"]] = [5, 0.01]
+    stats.loc[1:2, "t"], stats.loc[1:2, "p"] = -5.0, 1e-4
+    v = frustration_verdict(stats)
+    assert v.startswith("The real weights are less frustrated than N1, N2 at p < 0.05")
+    assert "No t-test for N3-he: N3-he had fewer than 2 draws" in v and "nan" not in v

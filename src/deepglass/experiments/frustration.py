@@ -234,6 +234,9 @@ def _one_draw(ctx: _Context, unit: FrustrationUnit, instance: int, t0: float | N
                       **ctx.options)
     rows = _rows(unit, instance, res.energies, res.local_min, res.sweeps, res.seconds, build,
                  seeds)
+    if "optimal" in res.info:   # exact: certified, or the best value within its time limit
+        rows["optimal"] = bool(res.info["optimal"])
+        rows["lower_bound"] = float(res.info["lower_bound"])
     return {"rows": rows, "sigma": res.sigma, "sigma_in": res.sigma_in,
             "sigma_out": res.sigma_out, "energy": float(res.frustration)}
 
@@ -313,7 +316,8 @@ class FrustrationExperiment(Experiment):
         info.update(nodes=self.context.graph.n_nodes, edges=self.context.graph.n_edges,
                     draws_per_unit=int(self.draws_per_unit))
         out = NullComparison(runs=runs, stats=stats, gauge=_best_real_gauge(runs, stored),
-                             verdict=frustration_verdict(stats, self.alpha),
+                             verdict=frustration_verdict(stats, self.alpha,
+                                                         method=self.context.method),
                              config=self.configuration, run=run, info=info)
         if run is not None:
             write_frustration_run(run, out)
@@ -431,7 +435,12 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     method : {"descent", "anneal", "greedy", "exact", "auto"}
         Solver (:func:`deepglass.frustration`); ``**options`` go to it.
         ``"auto"`` is resolved on the real graph (:func:`deepglass.solve.choose_method`)
-        and the configuration records the method that ran.
+        and the configuration records the method that ran.  ``"exact"`` is
+        deterministic: the real graph is solved once (whatever ``replicas``)
+        and each null draw once, and the rows record ``optimal`` and
+        ``lower_bound`` (a solve stopped by ``time_limit`` is the best value
+        found, not certified).  With one real value Welch's t-test cannot
+        run: the verdict says so and places it among the null draws.
     seed : int
         Run seed; each unit's seeds derive from it and the unit (:func:`unit_seed`).
     executor : Executor, {"inprocess", "ray"} or None
@@ -540,10 +549,14 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
 
             draws_per_unit = draws_per_batch(graph, starts_per_null, null_instances,
                                              device=device, n2="N2" in nulls)
+    # "exact" is deterministic: one solve of the real graph whatever ``replicas``
+    # (several real units would only repeat it and fake a sample), one per draw
+    real = 1 if method == "exact" else replicas
     exp = FrustrationExperiment(
         context=ctx, configuration=config, nulls=nulls, alpha=alpha,
         draws_per_unit=draws_per_unit,
-        plan=plan_units(replicas, nulls, null_instances, starts_per_null, rpu, draws_per_unit))
+        plan=plan_units(real, nulls, null_instances, starts_per_null, min(rpu, real),
+                        draws_per_unit))
     prepare = time.perf_counter() - t_start
     out = run_experiment(exp, run=run, executor=executor, address=address, device=device,
                          force=force, progress=progress)
