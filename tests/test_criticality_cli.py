@@ -165,3 +165,32 @@ def test_meanfield_without_a_transition(tmp_path, cli):
         last = err.strip().splitlines()[-1]       # after the progress bar
         assert code == 2 and last.startswith("error: no mean-field transition"), err
         assert "Traceback" not in err
+
+
+def test_option_errors_name_the_options(tmp_path, cli):
+    # messages named fit_t_min / subset_size; --n-t 0 was accepted and wrote exponents
+    # that were all NaN from 0 points
+    np.save(tmp_path / "W.npy", np.full((20, 20), 1.0))
+    W = str(tmp_path / "W.npy")
+    run = str(tmp_path / "run")
+    for argv, msg in (
+            (["meanfield", W, "--fit-t-max", "-1", "--out", run], "--fit-t-max must exceed 0.001"),
+            (["meanfield", W, "--n-t", "0", "--out", run], "--n-t 0 puts 0 temperature(s)"),
+            # t = 0.001 and 0.3: one inside the window 0.001..0.03
+            (["meanfield", W, "--n-t", "2", "--out", run], "--n-t 2 puts 1 temperature(s)"),
+            (["meanfield", W, "--t-min", "0.5", "--t-max", "0.1", "--out", run],
+             "--t-min and --t-max must satisfy"),
+            (["meanfield", W, "--field-temps", "1,-1", "--out", run], "--field-temps must be positive"),
+            (["powerlaw", "cnn", "--subset-size", "0"], "--subset-size must be in [1, 20]"),
+            (["powerlaw", "cnn", "--subset-size", "21"], "--subset-size must be in [1, 20]"),
+            (["powerlaw", "cnn", "--n-subsets", "0"], "--n-subsets must be >= 1")):
+        code, out, err = cli(["criticality", *argv])
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+        assert msg in lines[0], (msg, lines[0])
+        assert not (tmp_path / "run" / "meanfield_exponents.parquet").exists()
+    # three log-grid points inside the window are enough
+    code, _, err = cli(["criticality", "meanfield", W, "--n-t", "3", "--t-max", "0.03",
+                        "--n-broad", "0", "--n-h", "3", "--fields", "0", "--field-temps", "1.5",
+                        "--out", run, "--json"])
+    assert code == 0, err

@@ -46,16 +46,33 @@ def test_mc_json_and_seed(cli):
 
 
 @pytest.mark.parametrize("argv, msg", [
-    (["rap", "bp", "--N", "10", "--p1", "1.5"], "p1 must be a probability"),
-    (["rap", "bp", "--N", "10", "--beta", "0"], "beta must be finite and > 0"),
-    (["rap", "mc", "--N", "10", "--beta", "-1"], "beta must be finite and > 0"),
-    (["rap", "mc", "--N", "10", "--a2", "2"], "a2 must be a probability"),
+    (["rap", "bp", "--N", "10", "--p1", "1.5"], "--p1 must be a probability"),
+    (["rap", "bp", "--N", "10", "--beta", "0"], "--beta must be > 0"),
+    (["rap", "mc", "--N", "10", "--beta", "-1"], "--beta must be > 0"),
+    (["rap", "mc", "--N", "10", "--a2", "2"], "--a2 must be a probability"),
     (["rap", "bp", "--N", "3000", "--a1", "1", "--a2", "1"], "instance too large"),
     (["rap", "phase", "--N", "10", "--p-min", "-0.1", "--out", "never"], "--p-min must be"),
     (["rap", "phase", "--N", "10", "--p-max", "1", "--scale", "log1m", "--out", "never"],
-     "needs p_max < 1"),
-    (["rap", "phase", "--N", "10", "--scale", "cubic", "--out", "never"], "scale must be one of"),
+     "--scale log1m needs --p-max < 1"),
+    (["rap", "phase", "--N", "10", "--scale", "cubic", "--out", "never"],
+     "--scale must be linear or log1m"),
     (["rap", "bp", "--N", "10", "--construction", "paths"], "construction must be one of"),
+    # one bound per option, whatever the value (--sweeps 0 said >= 1, --sweeps 1 said >= 2)
+    (["rap", "mc", "--N", "10", "--sweeps", "0"], "'--sweeps': Input should be greater than or equal to 2"),
+    (["rap", "mc", "--N", "10", "--sweeps", "1"], "'--sweeps': Input should be greater than or equal to 2"),
+    (["rap", "mc", "--N", "10", "--ti-sweeps", "0"], "'--ti-sweeps': Input should be greater than or equal to 2"),
+    (["rap", "mc", "--N", "10", "--ti-sweeps", "1"], "'--ti-sweeps': Input should be greater than or equal to 2"),
+    # option names, not Python parameter names (init_scale, beta, mc_method)
+    (["rap", "bp", "--N", "10", "--init-scale", "2"], "--init-scale must be in [0, 1], got 2"),
+    (["rap", "phase", "--N", "10", "--init-scale", "3", "--out", "never"], "--init-scale must be in (0, 1]"),
+    (["rap", "phase", "--N", "10", "--mc-method", "foo", "--out", "never"],
+     "--mc-method must be metropolis or heatbath"),
+    (["rap", "phase", "--N", "10", "--a2", "0.3", "--a2", "1.5", "--out", "never"],
+     "--a2 must be a probability"),
+    (["rap", "mc", "--N", "10", "--method", "gibbs"], "--method must be metropolis or heatbath"),
+    (["rap", "bp", "--N", "10", "--damping", "1.5"], "--damping must be a number in [0, 1)"),
+    (["rap", "anneal", "--N", "10", "--schedule", "cubic", "--out", "never"],
+     "--schedule must be geometric or linear"),
 ])
 def test_bad_parameters_exit_2_with_one_line(cli, argv, msg, tmp_path):
     code, out, err = cli(argv)

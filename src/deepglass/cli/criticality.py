@@ -14,6 +14,7 @@ Sub-commands:
 from __future__ import annotations
 
 import json
+import math
 from contextlib import ExitStack
 from pathlib import Path
 from typing import List, Optional
@@ -43,6 +44,35 @@ def _floats(text: str, what: str) -> list[float]:
     if not vals:
         raise DeepglassError(f"{what} is empty")
     return vals
+
+
+def _check_meanfield_options(n_t, t_min, t_max, n_broad, fit_t_max, h_max, curves) -> None:
+    """The temperature grid and fit window of ``meanfield``, named as typed."""
+    import numpy as np
+
+    from ..criticality.meanfield_run import MeanFieldConfig
+
+    fit_t_min = MeanFieldConfig.fit_t_min
+    if not 0 < t_min < t_max < 1:
+        raise DeepglassError(f"--t-min and --t-max must satisfy 0 < --t-min < --t-max < 1, got "
+                             f"{t_min:g} and {t_max:g}")
+    if not fit_t_max > fit_t_min:
+        raise DeepglassError(f"--fit-t-max must exceed {fit_t_min:g} (the fit window is "
+                             f"{fit_t_min:g} <= |T/T_c - 1| <= --fit-t-max), got {fit_t_max:g}")
+    if not h_max > 0:
+        raise DeepglassError(f"--h-max must be > 0, got {h_max:g}")
+    if not curves:
+        return
+    if n_t + n_broad == 0:
+        raise DeepglassError("the temperature grid is empty: --n-t and --n-broad are both 0")
+    # the exponents are fitted on the log grid's points inside the window
+    t = np.logspace(np.log10(t_min), np.log10(t_max), n_t) if n_t else np.array([])
+    inside = int(np.sum((t >= fit_t_min * (1 - 1e-9)) & (t <= fit_t_max * (1 + 1e-9))))
+    if inside < 3:
+        raise DeepglassError(f"--n-t {n_t} puts {inside} temperature(s) on each side of T_c in "
+                             f"the exponent fit window {fit_t_min:g} <= |t| <= --fit-t-max "
+                             f"({fit_t_max:g}); the fits need 3: raise --n-t, or lower --t-max "
+                             "or raise --fit-t-max")
 
 
 # -- meanfield ---------------------------------------------------------------------------
@@ -84,6 +114,8 @@ def meanfield_cmd(
         from ..store import check_out_dir
 
         check_out_dir(out)
+    _check_meanfield_options(n_t, t_min, t_max, n_broad, fit_t_max, h_max,
+                             curves and out is not None)
     # config.toml records what shaped the couplings of this kind of source only
     if Path(source).suffix.lower() in MATRIX_SUFFIXES:
         W = load_matrix(source, symmetrize=symmetrize)
@@ -98,11 +130,16 @@ def meanfield_cmd(
         record = {"batchnorm": batchnorm, "input_shape": shape_record(input_shape),
                   **({"norm": norm} if norm != "fold" else {}),
                   **({"gates": gates} if gates != "scale" else {})}
+    temps = _floats(field_temps, "--field-temps")
+    if any(not (math.isfinite(T) and T > 0) for T in temps):
+        raise DeepglassError(f"--field-temps must be positive numbers (T / T_c), got {field_temps!r}")
+    hs = _floats(fields, "--fields")
+    if any(not math.isfinite(h) for h in hs):
+        raise DeepglassError(f"--fields must be finite numbers (h / T_c), got {fields!r}")
     cfg = MeanFieldConfig(source=source, curves=curves and out is not None, n_t=n_t, t_min=t_min,
-                          t_max=t_max, n_broad=n_broad, fit_t_max=fit_t_max,
-                          fields=_floats(fields, "--fields"),
-                          field_temps=_floats(field_temps, "--field-temps"), h_max=h_max, n_h=n_h,
-                          lanczos_tol=lanczos_tol, seed=seed)
+                          t_max=t_max, n_broad=n_broad, fit_t_max=fit_t_max, fields=hs,
+                          field_temps=temps, h_max=h_max, n_h=n_h, lanczos_tol=lanczos_tol,
+                          seed=seed)
     with resume_hint(out), ExitStack() as stack:
         res = run_meanfield(W, cfg, run=out, executor=executor, address=address, force=force,
                             record=record,
@@ -160,6 +197,11 @@ def powerlaw_cmd(
         from ..store import check_out_dir
 
         check_out_dir(out)
+    if not 1 <= subset_size <= 20:
+        raise DeepglassError(f"--subset-size must be in [1, 20] (2^size possible words), "
+                             f"got {subset_size}")
+    if n_subsets < 1:
+        raise DeepglassError(f"--n-subsets must be >= 1, got {n_subsets}")
     layer_list = [l.strip() for l in layers.split(",") if l.strip()] if layers else None
     user = None
     if model.lower() == "all":

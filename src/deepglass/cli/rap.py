@@ -40,9 +40,31 @@ _SEED = typer.Option(0, "--seed", help="Seed of the instance (and of the solver)
 _MEM = typer.Option(4.0, "--max-memory-gb", help="Refuse instances needing more memory.")
 
 
+def _probabilities(**values) -> None:
+    """Each ``--name`` (``p_fixed`` is ``--p-other``) a probability in [0, 1]."""
+    for name, v in values.items():
+        opt = "--p-other" if name == "p_fixed" else "--" + name.replace("_", "-")
+        if not 0.0 <= v <= 1.0:
+            raise DeepglassError(f"{opt} must be a probability in [0, 1], got {v:g}")
+
+
+def _positive_betas(opt: str, values) -> None:
+    for b in values:
+        if not b > 0:
+            raise DeepglassError(f"{opt} must be > 0, got {b:g}")
+
+
+def _method(opt: str, method: str) -> None:
+    from ..rap.mc import METHODS
+
+    if method not in METHODS:
+        raise DeepglassError(f"{opt} must be {' or '.join(METHODS)}, got {method!r}")
+
+
 def _model(N, a1, a2, p1, p2, p3, construction, seed, max_memory_gb):
     from ..rap import RAPModel
 
+    _probabilities(a1=a1, a2=a2, p1=p1, p2=p2, p3=p3)
     return RAPModel(N, a=(a1, a2), p=(p1, p2, p3), construction=construction, seed=seed,
                     max_memory_gb=max_memory_gb)
 
@@ -51,9 +73,12 @@ def _damping(text: str):
     if text == "auto":
         return "auto"
     try:
-        return float(text)
+        d = float(text)
     except ValueError:
-        raise DeepglassError(f"--damping must be a number in [0, 1) or auto, got {text!r}") from None
+        d = float("nan")
+    if not 0.0 <= d < 1.0:
+        raise DeepglassError(f"--damping must be a number in [0, 1) or auto, got {text!r}")
+    return d
 
 
 # -- bp ----------------------------------------------------------------------
@@ -82,9 +107,10 @@ def bp_cmd(
     converged fixed point of lower Bethe free energy (``start`` names it).
     """
     from ..rap import run_bp
-    from ..rap.bp import check_beta
 
-    check_beta(beta)
+    _positive_betas("--beta", [beta])
+    if init_scale is not None and not 0.0 <= init_scale <= 1.0:
+        raise DeepglassError(f"--init-scale must be in [0, 1], got {init_scale:g}")
     if start not in ("random", "polarized", "zero", "best"):
         raise DeepglassError(f"--start must be random, polarized, zero or best, got {start!r}")
     model = _model(N, a1, a2, p1, p2, p3, construction, seed, max_memory_gb)
@@ -118,23 +144,26 @@ def mc_cmd(
     a2: float = typer.Option(0.5, "--a2", help="Activation probability of hidden layer 2."),
     p1: float = _P1, p2: float = _P2, p3: float = _P3,
     beta: float = typer.Option(1.0, "--beta", help="Inverse temperature (> 0)."),
-    sweeps: int = typer.Option(2000, "--sweeps", help="Total sweeps (N_w proposals each)."),
+    sweeps: int = typer.Option(2000, "--sweeps", min=2,
+                               help="Total sweeps (N_w proposals each), >= 2."),
     equilibration: Optional[int] = typer.Option(None, "--equilibration",
                                                 help="Discarded sweeps (default: half)."),
     method: str = typer.Option("metropolis", "--method", help="metropolis or heatbath."),
     ti_points: int = typer.Option(20, "--ti-points",
                                   help="Thermodynamic-integration grid for f and s (0: skip)."),
-    ti_sweeps: int = typer.Option(100, "--ti-sweeps", help="Sweeps per integration point."),
+    ti_sweeps: int = typer.Option(100, "--ti-sweeps", min=2,
+                                  help="Sweeps per integration point, >= 2."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
     as_json: bool = JSON_OPTION,
 ):
     """Monte Carlo quench from a random start to beta: e, q per weight (SPEC section 6)."""
     from ..rap import run_mc
-    from ..rap.bp import check_beta
 
-    check_beta(beta)
-    if ti_points < 0:
-        raise DeepglassError(f"--ti-points must be >= 0, got {ti_points}")
+    _positive_betas("--beta", [beta])
+    _method("--method", method)
+    if equilibration is not None and equilibration >= sweeps - 1:
+        raise DeepglassError(f"--equilibration ({equilibration}) must leave >= 2 sampling sweeps "
+                             f"of --sweeps ({sweeps})")
     model = _model(N, a1, a2, p1, p2, p3, construction, seed, max_memory_gb)
     r = run_mc(model, beta, sweeps=sweeps, equilibration=equilibration, method=method,
                seed=seed, ti_points=ti_points, ti_sweeps=ti_sweeps)
@@ -187,6 +216,19 @@ def phase_cmd(
             raise DeepglassError(f"{name} must be a probability in [0, 1], got {v}")
     if p_max <= p_min:
         raise DeepglassError(f"--p-max ({p_max}) must exceed --p-min ({p_min})")
+    if population not in (1, 2, 3):
+        raise DeepglassError(f"--population must be 1, 2 or 3, got {population}")
+    if scale not in ("linear", "log1m"):
+        raise DeepglassError(f"--scale must be linear or log1m, got {scale!r}")
+    if scale == "log1m" and p_max >= 1.0:
+        raise DeepglassError(f"--scale log1m needs --p-max < 1, got {p_max:g}")
+    _probabilities(a1=a1)
+    for v in a2:
+        _probabilities(a2=v)
+    _positive_betas("--beta", beta)
+    _method("--mc-method", mc_method)
+    if not 0.0 < init_scale <= 1.0:
+        raise DeepglassError(f"--init-scale must be in (0, 1], got {init_scale:g}")
     cfg = PhaseConfig(N=N, population=population, scale=scale, bracket_tol=bracket_tol,
                       p_values=p_grid(p_min, p_max, n_points, scale),
                       betas=list(beta), a1=a1, a2s=list(a2), p_fixed=[p_fixed] * 3,
@@ -239,6 +281,14 @@ def anneal_cmd(
         check_out_dir(out)
     if any(s not in STARTS for s in starts):
         raise DeepglassError(f"--start must be polarized or random, got {starts}")
+    _probabilities(a1=a1, a2=a2, p1=p1, p2=p2, p3=p3)
+    _method("--method", method)
+    if schedule not in ("geometric", "linear"):
+        raise DeepglassError(f"--schedule must be geometric or linear, got {schedule!r}")
+    if schedule == "geometric":
+        _positive_betas("--beta-start", [beta_start])
+    elif beta_start < 0:
+        raise DeepglassError(f"--beta-start must be >= 0, got {beta_start:g}")
     if min(sweeps) < 1 or repeats < 1:
         raise DeepglassError("--sweeps and --repeats must be >= 1")
     cfg = AnnealConfig(N=N, a1=a1, a2=a2, p=[p1, p2, p3], sweeps=list(sweeps),
