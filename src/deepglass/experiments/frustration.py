@@ -350,9 +350,9 @@ def _prepare(model, input_shape, batchnorm, norm="fold", gates="scale"):
     shape = input_shape or getattr(model, "default_input_shape", None)
     if shape is None:
         raise DeepglassError("input_shape is needed to trace this model")
-    from ..graph.trace import _input_shapes
+    from ..graph.trace import input_shapes
 
-    shapes = _input_shapes(shape)     # one input's shape, or one per input
+    shapes = input_shapes(shape)      # one input's shape, or one per input
     shape = shapes[0] if len(shapes) == 1 else tuple(shapes)
     graph = SignedGraph.from_module(model, shape, batchnorm=batchnorm, norm=norm, gates=gates)
     return graph, model, shape

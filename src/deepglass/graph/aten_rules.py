@@ -442,28 +442,6 @@ def _add(ip, n, args, kwargs, real):
 
 # ----------------------------------------------------------------------------------
 # elementwise activations
-def _monotone(nonneg: bool | Callable = False):
-    def rule(ip, n, args, kwargs, real):
-        x = ip.b.activated(args[0])
-        nn_ = nonneg(ip, n) if callable(nonneg) else nonneg
-        return _flag(x, nonneg=bool(nn_), fn=_opname(n.target), value=None)
-    return rule
-
-
-def _threshold(ip, n, args, kwargs, real):
-    """``maximum(x, t)`` / ``minimum(x, t)`` with a fixed ``t`` (the learned
-    threshold of a filter response norm's TLU): a monotone elementwise
-    activation, non-negative when ``maximum`` and ``t >= 0``."""
-    a, b = args[0], args[1]
-    if _is_sym(a) and _is_sym(b):
-        ip.unsupported(n, _opname(n.target), "the elementwise maximum or minimum of two "
-                       "network values has no fixed weights")
-    x, i = (a, 1) if _is_sym(a) else (b, 0)
-    t = ip.real(n.args[i])
-    nonneg = n.target.overloadpacket is aten.maximum and bool((torch.as_tensor(t) >= 0).all())
-    return _flag(ip.b.activated(x), nonneg=nonneg, fn=_opname(n.target))
-
-
 def _where(ip, n, args, kwargs, real):
     """``where(mask, x, c)`` / ``where(mask, c, x)`` and ``masked_fill(x, mask, c)``
     with a fixed ``mask`` and a constant ``c`` (an adaptive pool that an exporter
@@ -503,74 +481,6 @@ def _where(ip, n, args, kwargs, real):
     keep = keep.expand(shape)
     return remap(x, lambda t, f: torch.where(keep, t.expand(shape),
                                              torch.tensor(f, dtype=t.dtype)).contiguous())
-
-
-def _clamp_nonneg(ip, n):
-    r = ip.real(n.args)
-    name = _opname(n.target)
-    if name.startswith("hardtanh"):
-        lo = r[1] if len(r) > 1 else -1.0
-    elif name.startswith("clamp_max"):
-        return False
-    else:
-        lo = r[1] if len(r) > 1 else n.kwargs.get("min")
-    return lo is not None and not isinstance(lo, torch.Tensor) and lo >= 0
-
-
-def _nonmonotone(name):
-    def rule(ip, n, args, kwargs, real):
-        ip.warn_nonmonotone(name)
-        return _flag(ip.b.activated(args[0]), nonneg=False, fn=_opname(n.target))
-    return rule
-
-
-def _leaky_relu(ip, n, args, kwargs, real):
-    slope = ip.real(n.args[1]) if len(n.args) > 1 else 0.01
-    if slope < 0:
-        ip.warn_nonmonotone(f"LeakyReLU at {ip.where(n)!r}", f" (negative slope {slope:g})")
-    return _flag(ip.b.activated(args[0]), nonneg=False, fn="leaky_relu")
-
-
-def _threshold_at(ip, n, args, kwargs, real):
-    """``threshold(x, t, v)`` (``nn.Threshold``): ``x`` where ``x > t``, else ``v``;
-    non-decreasing iff ``v <= t``, non-negative iff ``t, v >= 0``."""
-    t, v = (float(a) for a in ip.real(n.args[1:3]))
-    if v > t:
-        ip.warn_nonmonotone(f"Threshold at {ip.where(n)!r}", f" (value {v:g} above threshold {t:g})")
-    return _flag(ip.b.activated(args[0]), nonneg=t >= 0 and v >= 0, fn="threshold")
-
-
-def _elu(ip, n, args, kwargs, real):
-    """ELU / CELU ``alpha (exp(x) - 1)`` below 0: non-decreasing iff ``alpha >= 0``."""
-    r = ip.real(n.args)
-    alpha = float(r[1]) if len(r) > 1 else float(n.kwargs.get("alpha", 1.0))
-    if alpha < 0:
-        ip.warn_nonmonotone(f"{_opname(n.target).upper()} at {ip.where(n)!r}",
-                            f" (negative alpha {alpha:g})")
-    return _flag(ip.b.activated(args[0]), nonneg=False, fn=_opname(n.target))
-
-
-def _rrelu(ip, n, args, kwargs, real):
-    """``rrelu`` at inference: a leaky ReLU of slope ``(lower + upper) / 2``."""
-    r = ip.real(n.args)
-    lower = r[1] if len(r) > 1 else n.kwargs.get("lower", 1 / 8)
-    upper = r[2] if len(r) > 2 else n.kwargs.get("upper", 1 / 3)
-    slope = (float(lower) + float(upper)) / 2
-    if slope < 0:
-        ip.warn_nonmonotone(f"RReLU at {ip.where(n)!r}", f" (negative mean slope {slope:g})")
-    return _flag(ip.b.activated(args[0]), nonneg=False, fn="rrelu")
-
-
-def _prelu(ip, n, args, kwargs, real):
-    """SPEC §1b: a learned PReLU is non-monotone iff some slope is negative."""
-    if _is_sym(args[1]):
-        ip.unsupported(n, "prelu", "its slope is computed from the input")
-    w = ip.real(n.args[1]).detach()
-    neg = int((w < 0).sum())
-    if neg:
-        ip.warn_nonmonotone(f"PReLU at {ip.where(n)!r}",
-                            f" ({neg} of {w.numel()} learned slopes are negative)")
-    return _flag(ip.b.activated(args[0]), nonneg=False, fn="prelu")
 
 
 def _identity(ip, n, args, kwargs, real):

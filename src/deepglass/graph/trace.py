@@ -22,11 +22,11 @@ import torch.nn as nn
 
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
-from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref,
-                       flatten, prune, prune_channels)
+from .prune import prune, prune_channels
+from .symbolic import Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref, flatten
 
 __all__ = ["capture_module", "Captured", "output_tensor", "output_names", "RULES",
-           "CAPTURE_OF"]
+           "CAPTURE_OF", "input_shapes"]
 
 
 def _check_weights(model: nn.Module) -> None:
@@ -92,7 +92,7 @@ def _refuse_modules(model: nn.Module) -> None:
                                         "no real-valued signed graph; load the float model")
 
 
-def _input_shapes(input_shape) -> list[tuple[int, ...]]:
+def input_shapes(input_shape) -> list[tuple[int, ...]]:
     """One shape ``(3, 224, 224)`` or several ``[(3, 32, 32), (10,)]``; every
     size a positive integer (``8.5`` or ``"8"`` is refused, not truncated)."""
     shapes = input_shape
@@ -130,7 +130,7 @@ def _check_dtype_device(dtype, device) -> None:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise DeepglassError(f"dtype must be a floating-point torch dtype (torch.float32, "
                              f"torch.float64, ...), not {dtype!r}")
-    from ..solve.engines import check_device
+    from ..devices import check_device
 
     check_device(device)
 
@@ -411,7 +411,7 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     """
     _check_options(batchnorm, norm, gates, capture, pool_weight)
     _check_dtype_device(dtype, device)
-    shapes = _input_shapes(input_shape)
+    shapes = input_shapes(input_shape)
     if not isinstance(model, nn.Module):
         raise DeepglassError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, torch.jit.ScriptModule):

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..devices import check_device
 from ..errors import DeepglassError, TooLargeError
 from ..graph import SignedGraph
 
@@ -115,31 +116,6 @@ def check_engine(engine: str, method: str = "descent") -> str:
     if engine != "auto" and method not in ("descent", "auto"):
         raise DeepglassError(f"--engine {engine} applies to --method descent, not {method!r}")
     return engine
-
-
-def check_device(device) -> torch.device:
-    """Validate a user's ``device`` (CLI ``--device``): ``cpu``, ``cuda`` or
-    ``cuda:N``, the CUDA ones only where torch sees a device.
-
-    Raises
-    ------
-    DeepglassError
-        One line, before anything is traced or allocated (``torch.device``
-        itself raises a ``RuntimeError`` listing every backend for a bad name,
-        and a CPU-only torch an ``AssertionError`` at the first CUDA call).
-    """
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda"):
-        raise DeepglassError(f"device must be 'cpu', 'cuda' or 'cuda:N', not {device!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeepglassError(f"device {device!r} requested but torch sees no CUDA device")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise DeepglassError(f"device {device!r} requested but torch sees "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
-    return dev
 
 
 def _itemsize(graph: SignedGraph) -> int:

@@ -284,7 +284,7 @@ class EdgeBlock:
     def keep_outputs(self, keep: torch.Tensor) -> "EdgeBlock | None":
         """A copy with only the output channels where ``keep`` (bool, one per
         channel, the first axis of ``out_shape``) and their edges, or ``None``
-        where the kind cannot drop channels (see :func:`~deepglass.graph.symbolic.prune`)."""
+        where the kind cannot drop channels (see :func:`~deepglass.graph.prune.prune_channels`)."""
         return None
 
     def _abs(self, name: str) -> torch.Tensor:

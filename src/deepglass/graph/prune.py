@@ -1,0 +1,155 @@
+"""Pruning a captured graph: node blocks from which no output is reached,
+and channels of a layer that nothing reads (SPEC §1: values computed but
+unused add nothing; the branch of a gate taken as a rescaling, SPEC §1b)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .blocks import EdgeBlock, NodeBlock
+from .symbolic import Builder
+
+__all__ = ["prune", "prune_channels"]
+
+
+def prune(builder: Builder, outputs: dict[str, np.ndarray]):
+    """Drop node blocks from which no output is reached (the branch of a gate
+    taken as a positive rescaling, values computed but never used).  Input
+    blocks stay.  Returns the renumbered outputs and the blocks left out.
+
+    Complexity: one reverse pass over the blocks (they are in topological
+    order) plus one O(n) id remapping when anything is dropped.
+    """
+    nbs, ebs = builder.node_blocks, builder.edge_blocks
+    starts = np.array([nb.offset for nb in nbs])
+    keep = np.array([nb.op == "input" for nb in nbs])
+    for ids in outputs.values():
+        keep[np.unique(np.searchsorted(starts, ids, side="right") - 1)] = True
+    into: dict[int, list[EdgeBlock]] = {}
+    for b in ebs:
+        into.setdefault(b.dst, []).append(b)
+    for k in range(len(nbs) - 1, -1, -1):
+        if keep[k]:
+            for b in into.get(k, []):
+                keep[list(b.src_blocks)] = True
+    if keep.all():
+        return outputs, []
+    left_out, counted = [], set()
+    for k, nb in enumerate(nbs):
+        if not keep[k]:
+            # a layer applied twice (CBAM's channel MLP on the mean and on the
+            # max) has its parameters once
+            params = 0
+            for b in into.get(k, []):
+                if b.module not in counted:
+                    counted.add(b.module)
+                    params += b.n_params()
+            left_out.append({"block": nb.name, "op": nb.op, "nodes": nb.size,
+                             "params": int(params)})
+    newid = np.full(builder.n, -1, dtype=np.int64)
+    new_blocks, new_index, off = [], {}, 0
+    for k, nb in enumerate(nbs):
+        if keep[k]:
+            newid[nb.offset:nb.stop] = np.arange(off, off + nb.size)
+            new_index[k] = len(new_blocks)
+            new_blocks.append(NodeBlock(name=nb.name, shape=nb.shape, offset=off, op=nb.op,
+                                        index=len(new_blocks)))
+            off += nb.size
+    lookup = torch.from_numpy(newid)
+    kept_edges, kept_reads = [], []
+    for k, b in enumerate(ebs):
+        if not keep[b.dst]:
+            continue
+        b.dst = new_index[b.dst]
+        b.src_blocks = tuple(new_index[s] for s in b.src_blocks)
+        if b.src_range is not None:
+            b.src_range = (int(newid[b.src_range[0]]), int(newid[b.src_range[1] - 1]) + 1)
+        else:
+            b.src_index = lookup[b.src_index]
+        kept_edges.append(b)
+        if builder.record:
+            kept_reads.append(builder.reads[k])
+    builder.node_blocks, builder.edge_blocks, builder.n = new_blocks, kept_edges, off
+    builder.reads = kept_reads
+    return {k: newid[v] for k, v in outputs.items()}, left_out
+
+
+def prune_channels(builder: Builder, outputs: dict[str, np.ndarray]):
+    """Drop the output channels of a layer that nothing reads (the gate half of
+    a GLU, ``conv(x)[:, :k]``): values computed but unused add nothing (SPEC
+    §1), also where they share a layer with used ones.  Only channels no
+    position of which is read, and only where every edge block ending on the
+    node block can drop channels (:meth:`EdgeBlock.keep_outputs`: dense
+    layers, convolutions without groups); repeated while a drop leaves more
+    channels unread.  Returns the renumbered outputs and what was left out.
+
+    Complexity: O(n + total source ids) per round.
+    """
+    left_out = []
+    for _ in range(len(builder.node_blocks)):
+        nbs, ebs = builder.node_blocks, builder.edge_blocks
+        read = np.zeros(builder.n, dtype=bool)
+        for ids in outputs.values():
+            read[ids[ids >= 0]] = True
+        for b in ebs:
+            if b.src_range is not None:
+                read[b.src_range[0]:b.src_range[1]] = True
+            else:
+                idx = b.src_index.reshape(-1).cpu().numpy()
+                read[idx[idx >= 0]] = True
+        into: dict[int, list[int]] = {}
+        for i, b in enumerate(ebs):
+            into.setdefault(b.dst, []).append(i)
+        alive = np.ones(builder.n, dtype=bool)
+        replace: dict[int, EdgeBlock] = {}
+        for k, nb in enumerate(nbs):
+            if nb.op == "input" or not nb.shape or k not in into:
+                continue
+            used = read[nb.offset:nb.stop].reshape(nb.shape[0], -1).any(axis=1)
+            if used.all() or not used.any():
+                continue
+            keep = torch.from_numpy(used)
+            new = {i: ebs[i].keep_outputs(keep) for i in into[k]
+                   if ebs[i].out_shape == tuple(nb.shape)}
+            if len(new) != len(into[k]) or any(b is None for b in new.values()):
+                continue
+            replace.update(new)
+            alive[nb.offset:nb.stop] = np.repeat(used, nb.size // nb.shape[0])
+            params = sum(ebs[i].n_params() - b.n_params() for i, b in new.items())
+            left_out.append({"block": f"{nb.name} (channels {_ranges(np.flatnonzero(~used))})",
+                             "op": nb.op, "nodes": int(nb.size - alive[nb.offset:nb.stop].sum()),
+                             "params": int(params)})
+        if not replace:
+            return outputs, left_out
+        newid = np.where(alive, np.cumsum(alive) - 1, -1)
+        blocks, off = [], 0
+        for k, nb in enumerate(nbs):
+            size = int(alive[nb.offset:nb.stop].sum())
+            shape = nb.shape if size == nb.size else (size // (nb.size // nb.shape[0]),) + \
+                tuple(nb.shape[1:])
+            blocks.append(NodeBlock(name=nb.name, shape=tuple(shape), offset=off, op=nb.op,
+                                    index=k))
+            off += size
+        lookup = torch.from_numpy(newid)
+        for i, b in enumerate(ebs):
+            b = ebs[i] = replace.get(i, b)
+            if b.src_range is not None:
+                b.src_range = (int(newid[b.src_range[0]]), int(newid[b.src_range[1] - 1]) + 1)
+            else:
+                idx = b.src_index
+                b.src_index = torch.where(idx >= 0, lookup.to(idx.device)[idx.clamp(min=0)], idx)
+        builder.node_blocks, builder.n = blocks, off
+        outputs = {k: newid[v] for k, v in outputs.items()}
+    return outputs, left_out
+
+
+def _ranges(ids: np.ndarray) -> str:
+    """``0-3, 7``: consecutive runs of sorted ints."""
+    runs, start = [], None
+    for a, b in zip(ids, list(ids[1:]) + [None]):
+        start = a if start is None else start
+        if b != a + 1:
+            runs.append(f"{start}-{a}" if a != start else f"{a}")
+            start = None
+    return ", ".join(runs)

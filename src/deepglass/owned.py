@@ -1,0 +1,187 @@
+"""The files a run directory owns (:mod:`deepglass.store`): written atomically
+through a recorded temporary, checked against their manifest records, and
+removed one by one, never outside the run directory (a manifest entry that
+leads out of it, or through a symbolic link out of it, is left alone)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .errors import DeepglassError
+from .files import file_digest, file_mode, os_error
+from .manifest import MANIFEST_NAME
+
+__all__ = ["OwnedFiles"]
+
+log = logging.getLogger("deepglass.store")
+
+
+class OwnedFiles:
+    """Ownership and verification of a run directory's files.
+
+    The subclass (:class:`deepglass.store.RunDir`) sets ``path`` (the run
+    directory), ``kind``, ``_manifest`` (its :class:`~deepglass.manifest.Manifest`),
+    ``_verified`` (``(path, sha256)`` pairs checked this process) and
+    ``_reported`` (paths already reported).
+    """
+
+    def _inside(self, rel: str) -> Path | None:
+        """``RUN/rel`` when it lies strictly inside the run directory once
+        symbolic links in its parents are resolved (``rel`` itself may be a
+        link: removing it removes the link); else None."""
+        p = self.path / rel
+        try:
+            root, parent = self.path.resolve(), p.parent.resolve()
+        except (OSError, RuntimeError):
+            return None
+        if p.name in ("", ".", "..") or (parent != root and root not in parent.parents):
+            return None
+        return p
+
+    def _outside(self, rel: str) -> None:
+        if rel not in self._reported:
+            self._reported.add(rel)
+            log.warning("%s lists %r, which lies outside the run directory %s; "
+                        "leaving it alone", MANIFEST_NAME, rel, self.path)
+
+    def _rel(self, path: Path) -> str:
+        return Path(os.path.relpath(Path(path), self.path)).as_posix()
+
+    def owned_files(self) -> list[str]:
+        """Paths (relative, POSIX) of the files this run wrote and still has."""
+        return sorted(k for k in self._manifest.files if (self.path / k).exists())
+
+    def _remove_stale_tmps(self) -> None:
+        """Delete temporary files a killed run left (only names it recorded)."""
+        for rel in sorted(self._manifest.tmps):
+            p = self._inside(rel)
+            if p is None:
+                self._outside(rel)
+                continue
+            try:
+                if p.is_file():
+                    p.unlink()
+            except OSError:  # left for the next open; it is never read
+                pass
+
+    def _remove_owned(self, keep_if: Callable[[str], bool] | None = None,
+                      prefixes: tuple[str, ...] = ("",)) -> None:
+        """Delete the owned files under ``prefixes`` (manifest entries only, one
+        file at a time, never a directory tree), then the directories that held
+        them while they are empty."""
+        emptied: set[Path] = set()
+        for rel in list(self._manifest.files):
+            if not rel.startswith(prefixes) or (keep_if is not None and not keep_if(rel)):
+                continue
+            p = self._inside(rel)
+            if p is None:   # a damaged or crafted manifest: never touched
+                self._outside(rel)
+                continue
+            try:
+                if p.is_file() or p.is_symlink():
+                    p.unlink()
+            except OSError as exc:
+                raise os_error(p, exc, "remove")
+            self._manifest.append({"removed": rel})
+            emptied.add(p.parent)
+        for d in sorted(emptied, key=lambda d: -len(d.parts)):
+            self._rmdir_up(d)
+
+    def _rmdir_up(self, d: Path) -> None:
+        """Remove ``d`` and its parents up to the run root while they are empty
+        (``os.rmdir`` fails on a non-empty directory: foreign files stay)."""
+        while d != self.path and self.path in d.parents:
+            try:
+                d.rmdir()
+            except OSError:
+                return
+            d = d.parent
+
+    def _check_writable(self, path: Path, rel: str, adopt: bool) -> None:
+        if adopt or not os.path.lexists(path) or rel in self._manifest.files:
+            return
+        self._manifest.load()  # another RunDir on this directory may have written it
+        if rel not in self._manifest.files:
+            raise DeepglassError(f"{path} exists and was not written by deepglass; "
+                                 "move it away or choose another --out")
+
+    def _commit(self, path: Path, write: Callable[[Path], None], adopt: bool = False,
+                **meta) -> Path:
+        """Write ``path`` through ``write(tmp)``: a recorded temporary sibling,
+        the umask's mode, a manifest entry (size, sha256, ``meta``), then an
+        atomic rename.  Refuses to replace a file the run does not own."""
+        path = Path(path)
+        rel = self._rel(path)
+        if self._inside(rel) is None:
+            raise DeepglassError(f"{path} lies outside the run directory {self.path} "
+                                 "(a symbolic link in its path?); deepglass will not write "
+                                 "there: choose another --out")
+        self._check_writable(path, rel, adopt)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                            suffix=".tmp")
+            os.close(fd)
+        except OSError as exc:
+            raise os_error(path, exc)
+        tmp = Path(tmp_name)
+        try:
+            self._manifest.append({"tmp": self._rel(tmp)})
+            write(tmp)
+            os.chmod(tmp, file_mode())
+            sha, size = file_digest(tmp)
+            self._manifest.append({"path": rel, "sha256": sha, "bytes": size,
+                                   "kind": self.kind, **meta})
+            os.replace(tmp, path)
+            self._verified.add((rel, sha))
+        except OSError as exc:
+            raise os_error(path, exc) from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    def _write_bytes(self, path: Path, data: bytes, adopt: bool = False) -> Path:
+        def write(tmp: Path) -> None:
+            tmp.write_bytes(data)
+
+        return self._commit(path, write, adopt=adopt)
+
+    def _damage(self, rel: str) -> str | None:
+        """Why the owned file ``rel`` no longer matches its record (None: it does).
+        O(size) for the checksum, once per file and process."""
+        why = self._check_record(rel)
+        if why is not None:
+            # another RunDir on this directory (one per kind) may have rewritten it
+            self._manifest.load()
+            why = self._check_record(rel)
+        return why
+
+    def _check_record(self, rel: str) -> str | None:
+        e = self._manifest.files.get(rel)
+        if e is None:
+            return "not recorded in the manifest"
+        p = self.path / rel
+        if not p.is_file():
+            return "missing"
+        key = (rel, e.get("sha256"))
+        if key in self._verified:
+            return None
+        size = p.stat().st_size
+        if size != e.get("bytes"):
+            return f"{size} bytes, {e.get('bytes')} written"
+        if file_digest(p)[0] != e.get("sha256"):
+            return "checksum differs from the one written"
+        self._verified.add(key)
+        return None
+
+    def _report_damage(self, rel: str, why: str, action: str = "recomputing it",
+                       what: str = "unit") -> None:
+        if rel not in self._reported:
+            self._reported.add(rel)
+            log.warning("damaged %s %s in %s (%s); %s", what, rel, self.path, why, action)
+
