@@ -1368,24 +1368,25 @@ class _SumOfFunctions(nn.Module):
         y = self.c1(x)
         r = torch.relu(y)
         z = {"tanhshrink": lambda: F.tanhshrink(y), "x+relu": lambda: y + r,
-             "relu-x": lambda: r - y, "2relu": lambda: r + r, "relu*2+relu": lambda: r * 2 + r}[
-            self.how]()
+             "relu-x": lambda: r - y, "2relu": lambda: r + r, "relu*2+relu": lambda: r * 2 + r,
+             "two-calls": lambda: torch.relu(y) * 2 + F.relu(y)}[self.how]()
         return self.c2(z)
 
 
-@pytest.mark.parametrize("how", ["tanhshrink", "x+relu", "relu-x", "2relu", "relu*2+relu"])
+@pytest.mark.parametrize("how", ["tanhshrink", "x+relu", "relu-x", "2relu", "relu*2+relu",
+                                 "two-calls"])
 def test_a_sum_of_functions_of_one_value_is_an_activation(how):
     """``x - tanh(x)`` (Tanhshrink), ``x + relu(x)``: two elementwise functions
     of the same nodes add into a third, an activation (the next layer keeps
     its weights; they were read as ``x + (-1) x`` and zeroed), warned as not
     checked for monotonicity; ``r + r`` and ``2 r + r`` of one ``r = relu(x)``
-    stay rescalings (by 2, 3)."""
+    stay rescalings (by 2, 3), as does ``2 relu(x) + relu(x)`` of two calls."""
     torch.manual_seed(0)
     net = _SumOfFunctions(how).eval()
     g, warned = _graph(net, (2, 4, 4))
     ref = nn.Sequential(net.c1, nn.ReLU(), net.c2).eval()
     A, B = _dense(g), _dense(_graph(ref, (2, 4, 4))[0])
-    factor = {"2relu": 2.0, "relu*2+relu": 3.0}.get(how, 1.0)
+    factor = {"2relu": 2.0, "relu*2+relu": 3.0, "two-calls": 3.0}.get(how, 1.0)
     c1 = g.node_blocks[1]
     np.testing.assert_allclose(A[c1.offset:c1.stop], factor * B[c1.offset:c1.stop], rtol=1e-6)
     np.testing.assert_allclose(A[:c1.offset], B[:c1.offset], rtol=1e-6)

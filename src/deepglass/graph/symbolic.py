@@ -350,7 +350,7 @@ def scale(builder: Builder, val, s):
                                                                  dtype=torch.float64)
         # symbolic values live on the CPU whatever device the model's weights use
         return Ref(val.index, torch.broadcast_to(cur * s.cpu(), val.index.shape).clone(),
-                   value=val.value, exact=val.exact, act=val.act)
+                   fn=val.fn, value=val.value, exact=val.exact, act=val.act)
     return val
 
 
@@ -361,7 +361,8 @@ def add_values(builder, a, b, shape, where, unsupported) -> Pending:
     norm) add up to one rescaling: no nodes, no parallel edges."""
     if isinstance(a, Ref) and isinstance(b, Ref) and a.index.shape == b.index.shape \
             and bool(torch.equal(a.index, b.index)):
-        if a.act != b.act or (a.act < 0 and a is not b):
+        same_fn = a.act == b.act or (a.fn is not None and a.fn == b.fn)
+        if not same_fn or (a.act < 0 and a is not b):
             # two different elementwise functions of the same nodes (x - tanh(x),
             # x + relu(x)): their sum is one more, an activation
             builder.warn_once(f"sum@{where}", f"activation at {where!r}: a sum of "

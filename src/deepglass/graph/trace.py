@@ -445,7 +445,8 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     meta = {"model": type(model).__name__, "batchnorm": batchnorm, "pool_weight": pool_weight,
             "rules": {"capture": run.how, "batchnorm": batchnorm, "norm": norm, "gates": gates,
                       "products": "x * f(x) elementwise", "upsampling": "interpolation weights",
-                      "pool_weight": "1/|window|" if pool_weight is None else pool_weight,
+                      "pool_weight": ("average: 1/divisor per window, max: 1/|kernel|, adaptive: "
+                                      "1/|window|") if pool_weight is None else pool_weight,
                       **({"forward_kwargs": {k: repr(v) for k, v in forward_kwargs.items()}}
                          if forward_kwargs else {})},
             "inputs": [{"name": nb.name, "shape": list(nb.shape)}
