@@ -307,9 +307,13 @@ def scale(builder: Builder, val, s):
     in the pool's own graph); any other pattern becomes a per-element scale of
     the materialized value.  Non-symbolic values are returned as they are."""
     s = torch.as_tensor(s, dtype=torch.float64).detach()
-    if s.ndim and s.numel() > 1:
+    shape = ((1,) + tuple(val.shape) if isinstance(val, Pending) else
+             tuple(val.index.shape) if isinstance(val, Ref) else None)
+    if s.ndim and s.numel() > 1 and shape is not None and len(shape) >= s.ndim and \
+            torch.broadcast_shapes(shape, tuple(s.shape)) == shape:
         # a factor that is one number, or one per channel, written out per element
-        # (``y * torch.ones_like(y)``) folds as such
+        # (``y * torch.ones_like(y)``) folds as such (not one that broadcasts the
+        # value to a larger shape: that copies its elements)
         flat = s.reshape(-1)
         if bool((flat == flat[0]).all()):
             s = flat[0].clone()
