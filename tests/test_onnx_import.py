@@ -428,6 +428,31 @@ def test_written_out_gelu_becomes_nn_gelu():
     np.testing.assert_allclose(_run(module, x), 0.5 * x * (1 + _erf(x / math.sqrt(2))), rtol=1e-6, atol=1e-6)
 
 
+
+def test_written_out_tanh_gelu_becomes_nn_gelu_tanh():
+    """torch's TorchScript-based export of ``nn.GELU(approximate="tanh")`` (timm's
+    gelu_tanh, ConvNeXt's test nets): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    is ``nn.GELU(approximate="tanh")``, so the signed graph is the module's (the
+    0.5 of the written-out form was left on the next layer's edges)."""
+    import io
+
+    from deepglass.graph import SignedGraph
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 1), nn.GELU(approximate="tanh"), nn.Conv2d(4, 3, 1)).eval()
+    buf = io.BytesIO()
+    torch.onnx.export(net, (torch.randn(1, 2, 3, 3),), buf, dynamo=False, opset_version=17)
+    module = onnx_to_module(onnx.load_from_string(buf.getvalue()))
+    assert any(isinstance(m, nn.GELU) and m.approximate == "tanh" for m in module.modules())
+    assert "tanh" not in _fx_ops(module)
+    x = _rand(2, 2, 3, 3)
+    np.testing.assert_allclose(_run(module, x), net(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(SignedGraph.from_module(module, (2, 3, 3)).to_scipy().toarray(),
+                               SignedGraph.from_module(net, (2, 3, 3)).to_scipy().toarray(),
+                               rtol=1e-6)
+
+
 # -- normalizations -------------------------------------------------------------------------
 
 def _layer_norm(x, axes, eps, g=1.0, b=0.0):

@@ -139,12 +139,44 @@ class _ArithOps:
         return None
 
     def _fuse_gelu(self, node) -> bool:
-        """``0.5 * x * (1 + erf(x / sqrt 2))`` (in any of its written orders) -> ``nn.GELU()``."""
+        """``0.5 * x * (1 + erf(x / sqrt 2))`` (in any of its written orders) ->
+        ``nn.GELU()``; with ``tanh(sqrt(2 / pi) (x + 0.044715 x^3))`` in place of
+        the erf, ``nn.GELU(approximate="tanh")`` (timm's ``gelu_tanh``)."""
 
-        def erf_part(name):  # 1 + erf(x / sqrt2) -> x's name
+        def cube_of(name, x):  # x * x * x or x ** 3
+            node = self._producer(name, ("Mul", "Pow"))
+            if node is None:
+                return False
+            if node.op_type == "Pow":
+                return node.input[0] == x and _close(self._const_of(node.input[1]), 3.0)
+            for i in (0, 1):
+                sq = self._producer(node.input[1 - i], "Mul")
+                if node.input[i] == x and sq is not None and list(sq.input) == [x, x]:
+                    return True
+            return False
+
+        def tanh_arg(name):  # sqrt(2/pi) * (x + 0.044715 x^3) -> x's name
+            mul = self._producer(name, "Mul")
+            sc = mul and self._split_const(mul)
+            add = sc and _close(sc[1], math.sqrt(2.0 / math.pi), 1e-5) and \
+                self._producer(sc[0], "Add")
+            if not add:
+                return None
+            for i in (0, 1):
+                cubic = self._producer(add.input[1 - i], "Mul")
+                sc3 = cubic and self._split_const(cubic)
+                if sc3 and _close(sc3[1], 0.044715, 1e-5) and cube_of(sc3[0], add.input[i]):
+                    return add.input[i]
+            return None
+
+        def erf_part(name):  # 1 + erf(x / sqrt2) or 1 + tanh(...) -> (x's name, approximate)
             add = self._producer(name, "Add")
             if add is None or (sc := self._split_const(add)) is None or not _close(sc[1], 1.0):
                 return None
+            tanh = self._producer(sc[0], "Tanh")
+            if tanh is not None:
+                x = tanh_arg(tanh.input[0])
+                return (x, "tanh") if x is not None else None
             erf = self._producer(sc[0], "Erf")
             scaled = erf and self._producer(erf.input[0], ("Div", "Mul"))
             if scaled is None or (sc2 := self._split_const(scaled)) is None:
@@ -152,29 +184,31 @@ class _ArithOps:
             want = _SQRT2 if scaled.op_type == "Div" else 1.0 / _SQRT2
             if scaled.op_type == "Div" and scaled.input[0] != sc2[0]:
                 return None
-            return sc2[0] if _close(sc2[1], want, 1e-5) else None
+            return (sc2[0], "none") if _close(sc2[1], want, 1e-5) else None
 
         def half_of(name):  # 0.5 * x -> x's name
             mul = self._producer(name, "Mul")
             sc = mul and self._split_const(mul)
             return sc[0] if sc and _close(sc[1], 0.5) else None
 
-        x = None
+        x = approx = None
         sc = self._split_const(node)
         if sc is not None and _close(sc[1], 0.5):  # (x * (1 + erf)) * 0.5
             inner = self._producer(sc[0], "Mul")
             if inner is not None:
                 for i in (0, 1):
-                    if erf_part(inner.input[i]) == inner.input[1 - i]:
-                        x = inner.input[1 - i]
+                    part = erf_part(inner.input[i])
+                    if part is not None and part[0] == inner.input[1 - i]:
+                        x, approx = part
         if x is None and sc is None:  # (0.5 * x) * (1 + erf)
             for i in (0, 1):
                 h = half_of(node.input[i])
-                if h is not None and erf_part(node.input[1 - i]) == h:
-                    x = h
+                part = erf_part(node.input[1 - i])
+                if h is not None and part is not None and part[0] == h:
+                    x, approx = part
         if x is None:
             return False
-        self.set(node, self.emit_module(node, nn.GELU(), self.values[x]))
+        self.set(node, self.emit_module(node, nn.GELU(approximate=approx), self.values[x]))
         return True
 
     def _fuse_layer_norm(self, node) -> bool:
