@@ -1509,27 +1509,3 @@ def test_an_einsum_with_a_weight_is_a_dense_layer_at_every_position(eq, capture)
         with pytest.raises(UnsupportedLayerError, match="batched matrix product"):
             _graph(_Einsum("attention").eval(), (2, 5, 5))
 
-
-def test_a_constant_factor_that_broadcasts_a_value_copies_its_elements():
-    """``m * full((1, 3, 4, 4), 2)`` of a pooled ``m`` (1, 3, 1, 1): each element
-    copied to 4x4 positions, times 2 (a factor of one number written out per
-    element folds as one number only where it does not broadcast the value)."""
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c, self.d = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
-
-        def forward(self, x):
-            m = self.c(x).mean((2, 3), keepdim=True)
-            return self.d(m * torch.full((1, 3, 4, 4), 2.0, dtype=x.dtype))
-
-    torch.manual_seed(0)
-    net = Net().double().eval()
-    g, _ = _graph(net, (2, 6, 6))
-    n, n_in = g.n_nodes, 72
-    A = sp.csc_matrix(_dense(g))
-    E = np.zeros((n, n_in))
-    E[np.arange(n_in), np.arange(n_in)] = 1
-    V = spsolve(sp.identity(n, format="csc") - A.T.tocsc(), E)
-    J = torch.autograd.functional.jacobian(net, torch.randn(1, 2, 6, 6, dtype=torch.float64))
-    np.testing.assert_allclose(V[g.output_index], J.reshape(32, n_in).numpy(), rtol=1e-9, atol=1e-12)

@@ -144,3 +144,20 @@ def test_the_fx_fallback_refuses_an_inplace_write_into_a_view(how):
 
 def test_the_fx_fallback_sees_an_inplace_write_into_a_whole_value():
     _assert_is_jacobian(_Writes("whole-add"), (2, 3, 3), "fx")
+
+
+class _Broadcast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.d = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        m = self.c(x).mean((2, 3), keepdim=True)
+        return self.d(m * torch.full((1, 3, 4, 4), 2.0, dtype=x.dtype))
+
+
+def test_a_constant_factor_that_broadcasts_a_value_copies_its_elements():
+    """``m * full((1, 3, 4, 4), 2)`` of a pooled ``m`` (1, 3, 1, 1): each element
+    copied to 4x4 positions, times 2 (a factor of one number written out per
+    element folds as one number only where it does not broadcast the value)."""
+    _assert_is_jacobian(_Broadcast(), (2, 6, 6), "export")

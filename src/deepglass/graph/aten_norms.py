@@ -19,7 +19,7 @@ import operator
 import torch
 import torch.fx
 
-from .symbolic import Pending, Ref, _flag, _opname, scale, uses
+from .symbolic import Pending, Ref, _flag, _name_of, _opname, scale, uses
 
 __all__ = ["Stat", "feeds_normalization"]
 
@@ -89,7 +89,7 @@ def _into_edges(ip, n, val, s) -> bool:
             if hit is None or hit[0] is not sym:
                 return False
             break
-        op = getattr(getattr(src.target, "overloadpacket", None), "__name__", "")
+        op = _name_of(src.target)
         if src in ip.made and op not in _MOVES:
             break
         if op not in _MOVES or not src.args:

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from ..errors import DeepglassError, UnsupportedLayerError
 from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op
-from .symbolic import (SUPPORTED, Builder, ForwardError, Pending, Ref, _is_sym, add_values, as_tensor_of,
+from .symbolic import (SUPPORTED, Builder, ForwardError, Pending, Ref, _is_sym, _name_of,
+                       add_values, as_tensor_of,
                        has_sym, reindexed, scale, uses, zip_map)
 
 __all__ = ["FxInterpreter", "module_params", "function_params", "LINEAR_MODULES",
@@ -137,14 +138,10 @@ NONTENSOR_METHODS = {"size", "dim", "numel"}
 
 
 
-def _name(target) -> str:
-    return target if isinstance(target, str) else getattr(target, "__name__", str(target))
-
-
 def _inplace(n) -> bool:
     """An op that writes into its first argument (``y.add_(z)``, ``y += z``,
     ``torch.relu_(y)``)."""
-    name = _name(n.target)
+    name = _name_of(n.target)
     return n.op in ("call_method", "call_function") and (
         (name.endswith("_") and not name.endswith("__"))
         or n.target in (operator.iadd, operator.isub, operator.imul, operator.itruediv))
@@ -177,7 +174,7 @@ class FxInterpreter(torch.fx.Interpreter):
             if _is_view(base):
                 # the write changes the value viewed too; torch.export's program
                 # says how (a scatter), this trace does not
-                self._unsupported(n, f"in-place {_name(n.target)} on a view of a value "
+                self._unsupported(n, f"in-place {_name_of(n.target)} on a view of a value "
                                   "(write it out of place, e.g. with torch.cat, or capture "
                                   "with torch.export)")
             # the op mutated its first argument: later readers of it see the result
