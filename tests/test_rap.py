@@ -650,3 +650,74 @@ def test_api_user_errors_are_one_line():
                       (lambda: run_mc(m, 1.0, sweeps="x"), "sweeps must be an integer")):
         with pytest.raises(DeepglassError, match=msg):
             call()
+
+
+def _recorded_chain_seeds(monkeypatch):
+    """Patch the chain seeder to record every seed a chain is started with."""
+    import deepglass.rap.mc as mc
+
+    seen = []
+    real = mc.seed_chain
+
+    def record(seed):
+        seen.append(int(seed))
+        real(seed)
+
+    monkeypatch.setattr(mc, "seed_chain", record)
+    return seen
+
+
+def test_mc_chains_of_nearby_seeds_and_their_integration_chains_are_independent(monkeypatch):
+    # the integration chain of run_mc(seed=s) was seeded s + 1: the quench chain
+    # of run_mc(seed=s + 1), same start and same random stream
+    m = RAPModel(12, a=(0.5, 0.5), p=(0.2, 0, 0), seed=3)
+    seen = _recorded_chain_seeds(monkeypatch)
+    for s in range(4):
+        run_mc(m, 1.0, sweeps=10, seed=s, ti_points=2, ti_sweeps=4)
+    assert len(seen) == 8 and len(set(seen)) == 8
+    # the quench and the integration of one call start from different configurations
+    from deepglass.rap.mc import _Chain
+
+    quench, integ = (_Chain(m, "random", k, False).w for k in seen[:2])
+    assert not np.array_equal(quench, integ)
+    # and the same call gives the same numbers
+    a = run_mc(m, 0.7, sweeps=40, seed=9, ti_points=3, ti_sweeps=6)
+    b = run_mc(m, 0.7, sweeps=40, seed=9, ti_points=3, ti_sweeps=6)
+    assert np.array_equal(a.e_trace, b.e_trace) and a.free_energy == b.free_energy
+
+
+def test_mc_quenches_of_a_temperature_scan_use_one_stream_per_temperature(monkeypatch):
+    # every beta of bp_temperature_scan (and of the anneal study's scan units) ran
+    # its quench with the study seed: one start and one random stream for all
+    from deepglass.rap.stability import AnnealConfig, anneal_study, bp_temperature_scan
+
+    m = RAPModel(12, a=(0.5, 0.5), p=(0.2, 0, 0), seed=3)
+    seen = _recorded_chain_seeds(monkeypatch)
+    betas = [0.01, 0.02, 0.5, 1.0]
+    t1 = bp_temperature_scan(m, betas, starts=["random"], mc_sweeps=6, max_iter=50)
+    assert len(seen) == 4 and len(set(seen)) == 4
+    seen.clear()
+    t2 = bp_temperature_scan(m, betas, starts=["random"], mc_sweeps=6, max_iter=50)
+    assert len(set(seen)) == 4
+    pd.testing.assert_frame_equal(t1, t2)
+    # one beta at a time (as the study's units run them) gives the same quenches
+    t3 = pd.concat([bp_temperature_scan(m, [b], starts=["random"], mc_sweeps=6, max_iter=50)
+                    for b in betas], ignore_index=True)
+    pd.testing.assert_frame_equal(t1, t3)
+    seen.clear()
+    cfg = AnnealConfig(N=8, a2=0.5, sweeps=[1], repeats=1, n_temps=3, scan_points=3,
+                       max_iter=50, mc_sweeps=4, starts=["random"])
+    anneal_study(cfg)
+    assert len(seen) == 4 and len(set(seen)) == 4        # 1 annealing run, 3 quenches
+
+
+def test_mc_points_of_a_phase_scan_use_one_stream_per_point(monkeypatch):
+    from deepglass.rap.continuation import _mc_rows, case_of
+    from deepglass.rap.phase import PhaseConfig
+
+    cfg = PhaseConfig(N=8, population=1, p_values=[0.1, 0.3, 0.5], betas=[0.5, 1.0],
+                      a2s=[0.5], samples=1, mc_sweeps=4)
+    seen = _recorded_chain_seeds(monkeypatch)
+    rows = [_mc_rows(cfg, case_of(cfg, ib, 0)) for ib in range(2)]
+    n = sum(len(r) for r in rows)
+    assert n >= 4 and len(seen) == n and len(set(seen)) == n

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .bp import run_bp
-from .mc import run_mc
+from .mc import point_seed, run_mc
 from .model import RAPModel
 from .transitions import aggregate_points, find_transitions
 
@@ -344,7 +344,9 @@ def _mc_rows(cfg, case: Case) -> list[dict]:
         for p in cfg.p_values:
             m = fam.model(p)
             if m.n_factors:
-                r = run_mc(m, beta, sweeps=cfg.mc_sweeps, method=cfg.mc_method, seed=fam.seed)
+                # one stream per (beta, p): the points' errors are independent
+                r = run_mc(m, beta, sweeps=cfg.mc_sweeps, method=cfg.mc_method,
+                           seed=point_seed(fam.seed, beta, p))
                 rows.append({**_base(cfg, beta, a2, p, s, m, fam.seed), "solver": "mc",
                              "branch": "quench", "kind": "grid", "energy": r.energy,
                              "energy_err": r.energy_err, "entropy": math.nan,

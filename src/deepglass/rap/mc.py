@@ -18,6 +18,14 @@ Mersenne twister, seeded per call, so the same seed gives the same numbers.
 A seed below 2^32 seeds it as ``np.random.seed`` does; a larger one (any
 non-negative integer) fills its whole state through NumPy's ``SeedSequence``,
 so seeds ``s`` and ``s + 2^32`` give different chains.
+
+Chains that belong together get independent streams from NumPy's
+``SeedSequence``: :func:`run_mc` spawns its quench and its
+thermodynamic-integration chain from the caller's seed
+(:func:`spawn_seeds`), and the scans give every temperature or dilution its own
+chain (:func:`point_seed`), so no two chains of a study share a start or a
+random stream (the integration chain of seed ``s`` was the quench of ``s + 1``,
+and a scan's quenches all used the study seed).
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from .bp import check_beta, check_int
 from .model import RAPModel
 
 __all__ = ["MCResult", "AnnealResult", "run_mc", "anneal", "beta_schedule",
-           "thermodynamic_integration", "METHODS"]
+           "thermodynamic_integration", "METHODS", "spawn_seeds", "point_seed"]
 
 METHODS = ("metropolis", "heatbath")
 
@@ -66,6 +74,33 @@ def seed_chain(seed: int) -> None:
                                  (int(state["pos"]), [int(k) for k in state["key"]]))
     except (ImportError, AttributeError):  # a numba without the state setter
         _seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+
+
+def _state_seed(ss: np.random.SeedSequence) -> int:
+    """A chain seed in ``[0, 2^63)`` from a seed sequence (64 bits, top one dropped)."""
+    return int(ss.generate_state(1, np.uint64)[0]) >> 1
+
+
+def spawn_seeds(seed: int, n: int) -> list[int]:
+    """``n`` chain seeds spawned from ``SeedSequence(seed)`` (independent streams).
+
+    Child ``k`` is ``SeedSequence(seed, spawn_key=(k,))``, so the seeds are the
+    same on every call and differ between children and between seeds.
+    """
+    seed = check_seed(seed)
+    return [_state_seed(c) for c in np.random.SeedSequence(seed).spawn(int(n))]
+
+
+def point_seed(seed: int, *values: float) -> int:
+    """The chain seed of one point (``beta``, dilution, ...) of a scan seeded ``seed``.
+
+    Drawn by ``SeedSequence`` from ``seed`` and the exact bits of each value, so
+    every point has its own stream, the same whichever other points run (a scan
+    split into units gives the points the seeds of the whole scan).
+    """
+    seed = check_seed(seed)
+    bits = [int(np.float64(v).view(np.uint64)) for v in values]
+    return _state_seed(np.random.SeedSequence([seed, 0x4D43, *bits]))
 
 
 @njit(cache=True)
@@ -282,6 +317,9 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
         Sweeps discarded before sampling (default ``sweeps // 2``).
     method : {"metropolis", "heatbath"}
     seed : int
+        The quench chain and the integration chain get two streams spawned from
+        ``SeedSequence(seed)`` (:func:`spawn_seeds`): independent of each other
+        and of every other seed's chains.
     start : {"random", "planted"} or ndarray
     ti_points, ti_sweeps : int
         When ``ti_points > 0``, also estimate ``f`` and ``s`` by thermodynamic
@@ -305,8 +343,9 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
     nw = model.n_weights
     if nw == 0:
         raise DeepglassError("the instance has no active path (increase N or the probabilities)")
+    quench_seed, ti_seed = spawn_seeds(seed, 2)
     t0 = time.perf_counter()
-    chain = _Chain(model, start, seed, heat_bath)
+    chain = _Chain(model, start, quench_seed, heat_bath)
     trace = np.empty(sweeps, dtype=np.int64)
     n_sample = sweeps - equilibration
     acc_a = np.zeros(nw)
@@ -338,7 +377,7 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
     if ti_points > 0:
         ti = thermodynamic_integration(model, beta, n_points=ti_points,
                                        sweeps_per_point=ti_sweeps, method=method,
-                                       seed=seed + 1)
+                                       seed=ti_seed)
         res.free_energy = ti["free_energy"]
         # entropy of the sampled state: s = beta (e - f)
         res.entropy = beta * (res.energy - res.free_energy)

@@ -33,7 +33,7 @@ from ..errors import DeepglassError, check_seed
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .bp import check_beta, run_bp
-from .mc import METHODS, anneal, beta_schedule, run_mc
+from .mc import METHODS, anneal, beta_schedule, point_seed, run_mc
 from .model import RAPModel, check_parameters
 
 __all__ = ["bp_temperature_scan", "cooling_study", "cooling_table", "anneal_seed", "STARTS",
@@ -52,7 +52,10 @@ def bp_temperature_scan(model: RAPModel, betas: Sequence[float], *,
     Each BP run starts afresh (polarized: the planted ground state; random:
     uniform messages in ``[-random_scale, random_scale]``) and runs until it
     converges or provably does not (:func:`run_bp`, status ``stalled`` /
-    ``slow``).  Cost: ``len(starts) * len(betas)`` BP runs of O(M) per iteration.
+    ``slow``).  The quench at ``beta`` is seeded :func:`~deepglass.rap.mc.point_seed`
+    ``(seed, beta)``: one stream per temperature, the same whether the betas run
+    together or one at a time.  Cost: ``len(starts) * len(betas)`` BP runs of
+    O(M) per iteration.
 
     Returns a tidy table: ``solver, start, beta, energy, energy_err, entropy,
     free_energy, q, converged, status, oscillating, iterations, residual, damping``.
@@ -77,7 +80,7 @@ def bp_temperature_scan(model: RAPModel, betas: Sequence[float], *,
                          "iterations": r.iterations, "residual": r.residual,
                          "damping": r.damping})
         if mc_sweeps:
-            m = run_mc(model, b, sweeps=mc_sweeps, method=mc_method, seed=seed)
+            m = run_mc(model, b, sweeps=mc_sweeps, method=mc_method, seed=point_seed(seed, b))
             rows.append({"solver": "mc", "start": "quench", "beta": b, "energy": m.energy,
                          "energy_err": m.energy_err, "entropy": np.nan,
                          "free_energy": np.nan, "q": m.q, "converged": m.converged,
@@ -337,7 +340,8 @@ class AnnealRun(Experiment):
         runs = [Unit(f"a{spt:05d}_r{rep:03d}",
                      AnnealUnit("anneal", anneal_seed(cfg.seed, spt, rep), spt, rep))
                 for spt in cfg.sweeps for rep in range(int(cfg.repeats))]
-        # each BP run starts afresh, seeded by the instance seed (as bp_temperature_scan)
+        # each BP run starts afresh, seeded by the instance seed; the MC quench of
+        # each beta gets its own stream from it (as bp_temperature_scan)
         scan = [Unit(f"b{k:03d}", AnnealUnit("scan", int(cfg.seed), beta=b))
                 for k, b in enumerate(cfg.scan_betas())]
         return runs + scan
