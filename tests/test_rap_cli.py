@@ -73,6 +73,18 @@ def test_mc_json_and_seed(cli):
     (["rap", "bp", "--N", "10", "--damping", "1.5"], "--damping must be a number in [0, 1)"),
     (["rap", "anneal", "--N", "10", "--schedule", "cubic", "--out", "never"],
      "--schedule must be geometric or linear"),
+    # the beta options by their names (said beta_end, scan_beta_max and 'beta must be ...')
+    (["rap", "anneal", "--N", "10", "--beta-end", "0", "--out", "never"],
+     "--beta-end must be > 0, got 0"),
+    (["rap", "anneal", "--N", "10", "--beta-start", "5", "--beta-end", "1", "--out", "never"],
+     "--beta-end (1) must exceed --beta-start (5): annealing cools"),
+    (["rap", "anneal", "--N", "10", "--scan-beta-max", "-1", "--out", "never"],
+     "--scan-beta-max must be > 0, got -1"),
+    (["rap", "anneal", "--N", "10", "--scan-beta-max", "0.05", "--out", "never"],
+     "--scan-beta-max (0.05) must exceed --beta-start (0.1)"),
+    (["rap", "anneal", "--N", "10", "--schedule", "linear", "--beta-start", "0",
+      "--scan-beta-max", "0", "--out", "never"], "--scan-beta-max must be > 0, got 0"),
+    (["rap", "student", "--loss", "l3"], "--loss must be one of abs, hinge, mse"),
 ])
 def test_bad_parameters_exit_2_with_one_line(cli, argv, msg, tmp_path):
     code, out, err = cli(argv)
@@ -173,6 +185,22 @@ def test_anneal_cli_fig5(cli, tmp_path):
     code, _, err = cli(["rap", "anneal", "--N", "10", "--start", "sideways", "--out",
                         str(tmp_path / "x")])
     assert code == 2 and err.strip().startswith("error:") and "--start" in err
+
+
+def test_anneal_linear_schedule_from_infinite_temperature(cli):
+    # --schedule linear allows --beta-start 0 (annealing from a random state), but the
+    # library refused it ('beta must be finite and > 0, got 0.0') for the schedule and
+    # the BP scan; the scan now starts one step above 0
+    from deepglass.rap.stability import AnnealConfig
+
+    code, out, err = cli(["rap", "anneal", "--N", "8", "--schedule", "linear", "--beta-start", "0",
+                          "--beta-end", "2", "--sweeps", "1", "--repeats", "1", "--n-temps", "3",
+                          "--scan-points", "4", "--mc-sweeps", "4", "--max-iter", "50", "--json"])
+    assert code == 0, err
+    cfg = AnnealConfig(N=8, schedule="linear", beta_start=0.0, beta_end=2.0, n_temps=3,
+                       scan_points=4).validate()
+    assert np.allclose(cfg.schedule_betas(), [0.0, 1.0, 2.0])
+    assert np.allclose(cfg.scan_betas(), [0.5, 1.0, 1.5, 2.0])
 
 
 # -- the runs on the one runner: Ray gives the in-process tables ----------------------------

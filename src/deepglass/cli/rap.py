@@ -289,6 +289,16 @@ def anneal_cmd(
         _positive_betas("--beta-start", [beta_start])
     elif beta_start < 0:
         raise DeepglassError(f"--beta-start must be >= 0, got {beta_start:g}")
+    # the checks of AnnealConfig.validate, by option name
+    _positive_betas("--beta-end", [beta_end])
+    if not beta_end > beta_start:
+        raise DeepglassError(f"--beta-end ({beta_end:g}) must exceed --beta-start "
+                             f"({beta_start:g}): annealing cools")
+    if scan_beta_max is not None:
+        _positive_betas("--scan-beta-max", [scan_beta_max])
+        if not scan_beta_max > beta_start:
+            raise DeepglassError(f"--scan-beta-max ({scan_beta_max:g}) must exceed "
+                                 f"--beta-start ({beta_start:g})")
     if min(sweeps) < 1 or repeats < 1:
         raise DeepglassError("--sweeps and --repeats must be >= 1")
     cfg = AnnealConfig(N=N, a1=a1, a2=a2, p=[p1, p2, p3], sweeps=list(sweeps),
@@ -324,8 +334,10 @@ def student_cmd(
     as_json: bool = JSON_OPTION,
 ):
     """Activation probabilities of a ReLU student trained on a teacher's labels (Fig. 2)."""
-    from ..rap.student import student_study
+    from ..rap.student import LOSSES, student_study
 
+    if loss not in LOSSES:
+        raise DeepglassError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     if out is not None:
         check_out_dir(out)
     with ExitStack() as stack, resume_hint(out):

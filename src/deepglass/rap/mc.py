@@ -389,15 +389,20 @@ def beta_schedule(beta_start: float, beta_end: float, n_temps: int,
     """Inverse temperatures for annealing: ``n_temps`` values from ``beta_start`` to ``beta_end``.
 
     ``geometric``: constant ratio (``beta_start > 0`` needed); ``linear``:
-    constant step.
+    constant step (``beta_start = 0`` allowed: infinite temperature).
     """
-    b0, b1 = check_beta(beta_start), check_beta(beta_end)
+    if kind not in ("geometric", "linear"):
+        raise DeepglassError(f"schedule must be 'geometric' or 'linear', got {kind!r}")
+    b1 = check_beta(beta_end)
+    if kind == "linear" and isinstance(beta_start, (int, float, np.integer, np.floating)) \
+            and not isinstance(beta_start, bool) and float(beta_start) == 0.0:
+        b0 = 0.0
+    else:
+        b0 = check_beta(beta_start)
     n = _check_sweeps("n_temps", n_temps, 1)
     if kind == "geometric":
         return np.geomspace(b0, b1, n)
-    if kind == "linear":
-        return np.linspace(b0, b1, n)
-    raise DeepglassError(f"schedule must be 'geometric' or 'linear', got {kind!r}")
+    return np.linspace(b0, b1, n)
 
 
 @dataclass

@@ -32,7 +32,7 @@ import pandas as pd
 from ..errors import DeepglassError, check_seed
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
-from .bp import check_beta, run_bp
+from .bp import check_beta, check_number, run_bp
 from .mc import METHODS, anneal, beta_schedule, point_seed, run_mc
 from .model import RAPModel, check_parameters
 
@@ -168,8 +168,9 @@ class AnnealConfig:
     The instance: ``N``, ``(a1, a2)``, dilutions ``p``, ``construction``,
     ``seed``.  Annealing: ``sweeps`` per temperature (one cooling rate each),
     ``repeats`` runs per rate along a ``schedule`` of ``n_temps`` inverse
-    temperatures from ``beta_start`` to ``beta_end``.  BP scan: ``scan_points``
-    values of ``beta`` from ``beta_start`` to ``scan_beta_max`` (default
+    temperatures from ``beta_start`` to ``beta_end`` (0 allowed for a linear
+    schedule).  BP scan: ``scan_points`` values of ``beta`` from ``beta_start``
+    (one step above it where it is 0) to ``scan_beta_max`` (default
     ``beta_end``), from each of ``starts``, at most ``max_iter`` iterations,
     with a ``mc_sweeps`` Monte Carlo quench per ``beta`` (0: none).
     """
@@ -210,6 +211,10 @@ class AnnealConfig:
             raise DeepglassError("max_iter must be >= 1 and mc_sweeps >= 0")
         if len(self.p) != 3:
             raise DeepglassError("p must hold three dilution probabilities")
+        check_number("beta_end", self.beta_end, 0.0, lo_open=True)
+        if self.scan_beta_max is not None:
+            check_number("scan_beta_max", self.scan_beta_max, 0.0, lo_open=True)
+        check_number("beta_start", self.beta_start, 0.0, lo_open=self.schedule == "geometric")
         self.schedule_betas()
         self.scan_betas()
         # a schedule that heats (or stays put) is a swapped pair, not an annealing run
@@ -228,8 +233,11 @@ class AnnealConfig:
         return beta_schedule(self.beta_start, self.beta_end, self.n_temps, self.schedule)
 
     def scan_betas(self) -> list[float]:
-        """The BP scan's grid, linear from ``beta_start``."""
+        """The BP scan's grid, linear from ``beta_start`` (from one step above 0 where
+        ``beta_start = 0``: BP needs ``beta > 0``)."""
         top = self.scan_beta_max if self.scan_beta_max is not None else self.beta_end
+        if float(self.beta_start) == 0.0:
+            return [float(b) for b in np.linspace(0.0, top, int(self.scan_points) + 1)[1:]]
         return [float(b) for b in beta_schedule(self.beta_start, top, self.scan_points,
                                                 "linear")]
 
