@@ -207,3 +207,28 @@ def test_bad_thresholds_are_one_line_errors():
                     ({"seed": -2}, "seed must be a non-negative integer")):
         with pytest.raises(DeepglassError, match=msg):
             power_law_verdict(x, n_boot=0, **kw)
+
+
+def test_likelihood_ratios_say_when_they_ran_on_a_subsample_of_the_tail():
+    # the likelihood-ratio tests ran on a random 10^4-point subsample of a longer
+    # tail without saying so: R is a sum over the points used, so R and n_tail of
+    # one row did not belong together.  n_lr now says how many points the tests
+    # used, the reason says so, and lr_max_samples=None uses the whole tail.
+    import warnings
+
+    import powerlaw
+
+    x = np.random.default_rng(4).pareto(1.5, 3000) + 1.0
+    sub = power_law_verdict(x, n_boot=0, lr_max_samples=500, n_xmin=5)
+    assert sub.n_tail > 500 and sub.n_lr == 500
+    assert f"on 500 of {sub.n_tail} tail points" in sub.reason
+    full = power_law_verdict(x, n_boot=0, lr_max_samples=None, n_xmin=5)
+    assert full.n_lr == full.n_tail and "tail points" not in full.reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = powerlaw.Fit(x[x >= full.xmin], xmin=full.xmin, verbose=False,
+                           parameter_ranges={"alpha": [1.0, 12.0]})
+        R, p = fit.distribution_compare("power_law", "lognormal")
+    assert full.R_lognormal == pytest.approx(R, rel=1e-6) and full.p_lognormal == pytest.approx(p, rel=1e-6)
+    # a tail shorter than the cap is used whole, as before
+    assert power_law_verdict(x, n_boot=0, n_xmin=5).n_lr == full.n_tail

@@ -484,7 +484,8 @@ def powerlaw_report(cfg: PowerLawConfig, res: PowerLawResult, figures: Sequence[
              "constant to judge. "
              f"Verdicts: Clauset-Shalizi-Newman with the `powerlaw` package, {cfg.n_boot} bootstrap "
              f"sets, {cfg.n_xmin} x_min candidates; samples above {cfg.max_samples} values are "
-             "subsampled.", "",
+             "subsampled, and the likelihood-ratio tests use at most 10,000 tail points (a "
+             "random subsample of a longer tail; column `n_lr`).", "",
              "### Verdicts at the last checkpoint", ""]
     cols = ["net", "epoch", "observable", "layer", "verdict", "alpha", "xmin", "n_tail",
             "decades", "p_value", "R_lognormal", "R_exponential", "R_truncated_power_law", "reason"]
