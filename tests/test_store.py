@@ -466,3 +466,32 @@ def test_settled_value_is_never_mixed(tmp_path):
     assert forced.finished_units("t") == set()
     assert RunDir(d, {"seed": 0}, kind="active").run_config("active")["gauge"] == \
         {"sha256": "bbb"}
+
+
+def test_a_directory_another_process_is_running_in_is_refused(tmp_path):
+    """Two processes writing one run directory (the same command started twice)
+    would race on its manifest and refuse each other's files midway: the
+    second is refused up front, and the directory is free again once the
+    first ends."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from deepglass.store import RunDir; "
+         "r = RunDir(sys.argv[1], {'seed': 0}, kind='frustration'); "
+         "print('open', flush=True); time.sleep(60)", str(tmp_path / "r")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(DeepglassError, match="in use by another"):
+            RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")
+        with pytest.raises(DeepglassError, match="in use by another"):
+            RunDir(tmp_path / "r", {"n": 1}, kind="active")
+    finally:
+        holder.kill()
+        holder.wait()
+    run = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")   # free again
+    again = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")  # this process: shared
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+    assert again.finished_units("t") == {"u0"}

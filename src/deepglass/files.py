@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -20,7 +21,7 @@ from .errors import DeepglassError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "file_mode", "plain", "file_digest",
            "check_out_dir", "check_save_path", "markdown_table", "os_error", "package_version",
-           "nearest_existing"]
+           "nearest_existing", "lock_directory"]
 
 
 def package_version() -> str:
@@ -81,6 +82,70 @@ def plain(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+#: directories this process holds locked: (device, inode, pid) -> [fd, holders]
+_DIR_LOCKS: dict[tuple[int, int, int], list[int]] = {}
+_DIR_LOCKS_GUARD = threading.Lock()
+
+
+def lock_directory(path: Path, what: str = "run directory") -> object | None:
+    """Hold an exclusive advisory lock (``flock``) on the directory ``path`` for
+    this process; returns a key for :func:`unlock_directory` (None where the
+    platform or filesystem has no such locks: nothing is held).
+
+    Several holders in one process share the lock (the demo opens one run
+    directory per experiment kind); another process holding it is refused in
+    one line, so two runs never write one directory at once.  The lock goes
+    with the process: a killed run leaves nothing to clean up, and no file is
+    created (a read-only directory is locked as well).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino, os.getpid())
+    with _DIR_LOCKS_GUARD:
+        held = _DIR_LOCKS.get(key)
+        if held is not None:
+            os.close(fd)
+            held[1] += 1
+            return key
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DeepglassError(
+                f"{what} {path} is in use by another deepglass process (or another Python "
+                "session that has it open); wait for that run to end, or choose another "
+                "--out") from None
+        except OSError:   # a filesystem without flock: run unlocked, as before
+            os.close(fd)
+            return None
+        _DIR_LOCKS[key] = [fd, 1]
+    return key
+
+
+def unlock_directory(key: object | None) -> None:
+    """Release one hold of :func:`lock_directory` (the lock goes with the last)."""
+    if key is None:
+        return
+    with _DIR_LOCKS_GUARD:
+        held = _DIR_LOCKS.get(key)  # type: ignore[arg-type]
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] <= 0:
+            del _DIR_LOCKS[key]  # type: ignore[arg-type]
+            try:
+                os.close(held[0])
+            except OSError:  # pragma: no cover
+                pass
 
 
 def file_digest(path: Path) -> tuple[str, int]:

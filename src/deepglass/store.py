@@ -52,6 +52,7 @@ import json
 import logging
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -60,7 +61,8 @@ import pandas as pd
 
 from .errors import DeepglassError
 from .files import (atomic_write_bytes, atomic_write_text, check_out_dir, check_save_path,
-                    file_mode, markdown_table, os_error, package_version, plain)
+                    file_mode, lock_directory, markdown_table, os_error, package_version, plain,
+                    unlock_directory)
 from .manifest import CONFIG_NAME, MANIFEST_NAME, Manifest, read_config
 from .owned import OwnedFiles
 
@@ -147,6 +149,9 @@ class RunDir(OwnedFiles):
         self._verified: set[tuple[str, str]] = set()
         self._reported: set[str] = set()
         check_out_dir(self.path)
+        # one process at a time writes a run directory (held while this object lives)
+        self._lock = lock_directory(self.path) if self.path.is_dir() else None
+        self._unlock = weakref.finalize(self, unlock_directory, self._lock)
         cfg = self.path / CONFIG_NAME
         found: dict | None = None
         if cfg.exists():
@@ -186,6 +191,10 @@ class RunDir(OwnedFiles):
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise os_error(self.path, exc, "create")
+        if self._lock is None:
+            self._unlock.detach()
+            self._lock = lock_directory(self.path)
+            self._unlock = weakref.finalize(self, unlock_directory, self._lock)
         self._manifest.compact()
         runs = dict(found["runs"]) if found else {}
         kept = {k: v for k, v in (runs.get(kind) or {}).items() if k in SETTLED_KEYS}
