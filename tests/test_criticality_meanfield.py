@@ -285,3 +285,43 @@ def test_bad_arguments_are_one_line_errors(call, msg):
     # they escaped as ValueError / TypeError from float() and comparisons
     with pytest.raises(DeepglassError, match=msg):
         call(np.ones((5, 5)))
+
+
+def test_lambda_max_of_explicit_couplings_does_not_hang_on_arpack():
+    # W = -X X^T: negative semi-definite, its top eigenvalues crowd at the hard edge
+    # near 0 (full rank) or are one degenerate 0 (low rank).  Lanczos ran for minutes
+    # on n = 1500 (ARPACK's default n * 10 restarts) before giving up; explicit
+    # couplings of moderate size now take the dense eigensolver, and where Lanczos
+    # does not converge on explicit couplings the dense one answers.
+    import scipy.sparse.linalg as spla
+
+    import deepglass.criticality.couplings as cp
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 300))
+    W_full = -X @ X.T
+    Y = rng.standard_normal((300, 3))
+    W_low = -Y @ Y.T
+    real = spla.eigsh
+
+    def no_convergence(*a, **k):
+        raise spla.ArpackNoConvergence("ARPACK error -1: No convergence", np.empty(0), np.empty((0, 0)))
+
+    try:
+        spla.eigsh = no_convergence
+        cp.spla.eigsh = no_convergence
+        for W in (W_full, W_low, scipy.sparse.csr_matrix(W_full)):
+            ref = scipy.linalg.eigvalsh(W.toarray() if scipy.sparse.issparse(W) else W)[-1]
+            lam = mf.lambda_max(W)
+            if abs(ref) < 1e-10 * np.abs(W).max():
+                assert lam == 0.0                      # round-off of a degenerate 0
+            else:
+                assert lam == pytest.approx(ref, rel=1e-9) and lam < 0
+            # Lanczos asked for explicitly, on explicit couplings: the dense answer
+            assert mf.lambda_max(W, method="lanczos") == lam
+        # matrix-free couplings have no dense fallback: a clear error
+        with pytest.raises(DeepglassError, match="Lanczos did not converge"):
+            mf.lambda_max(spla.aslinearoperator(W_full + 0.0), method="lanczos")
+    finally:
+        spla.eigsh = real
+        cp.spla.eigsh = real

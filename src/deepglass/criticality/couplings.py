@@ -28,6 +28,13 @@ __all__ = ["Couplings", "coupling_operator", "bipartite_coupling", "layer_coupli
 
 GRAPH_EXPLICIT_EDGES = 2_000_000  # graphs up to this size are multiplied as explicit CSR
 DENSE_EIG_LIMIT = 12  # below this size ARPACK cannot run; use the explicit matrix
+#: explicit couplings (dense, sparse, a graph's CSR) up to this size take the dense
+#: eigensolver under method="auto": exact, about 1 s at n = 2048, where Lanczos can
+#: crawl on a crowded top of the spectrum (W = -X X^T: minutes at n = 1500)
+DENSE_AUTO_LIMIT = 2048
+#: explicit couplings up to this size fall back to the dense eigensolver where
+#: Lanczos does not converge (larger ones: a one-line error)
+DENSE_FALLBACK_LIMIT = 4096
 #: |lambda_max| <= ZERO_EIG_RTOL * eps * ||W||_F is round-off of 0 (dense eigh of
 #: W = -1 1^T leaves up to 13 eps ||W||_F at N = 3000): lambda_max = 0, no transition
 ZERO_EIG_RTOL = 64.0
@@ -270,12 +277,11 @@ def top_eigenpair(C: Couplings, tol: float | None = None, seed: int = 0,
     if maxiter is not None and (isinstance(maxiter, bool)
                                 or not isinstance(maxiter, (int, np.integer)) or maxiter < 1):
         raise DeepglassError(f"maxiter must be a positive integer, got {maxiter!r}")
-    fro = None if method == "dense" or C.n <= DENSE_EIG_LIMIT else _frobenius(C)
-    if method == "dense" or C.n <= DENSE_EIG_LIMIT:
-        M = C.explicit()
-        fro = float(np.linalg.norm(M))
-        vals, vecs = scipy.linalg.eigh(M)
-        lam, u = float(vals[-1]), vecs[:, -1]
+    dense = method == "dense" or C.n <= DENSE_EIG_LIMIT or (
+        method == "auto" and C._explicit is not None and C.n <= DENSE_AUTO_LIMIT)
+    fro = None if dense else _frobenius(C)
+    if dense:
+        lam, u, fro = _dense_top(C)
     elif fro == 0.0:  # zero couplings: every vector is an eigenvector of 0
         lam, u = 0.0, np.full(C.n, 1.0 / np.sqrt(C.n))
     else:
@@ -296,8 +302,10 @@ def top_eigenpair(C: Couplings, tol: float | None = None, seed: int = 0,
                                     maxiter=maxiter, ncv=min(C.n - 1, 24))
             lam, u = float(vals[0]), vecs[:, 0]
         except spla.ArpackNoConvergence:
-            raise DeepglassError(f"Lanczos did not converge for lambda_max (n = {C.n}); "
-                                 "raise maxiter or tol") from None
+            if C._explicit is None or C.n > DENSE_FALLBACK_LIMIT:
+                raise DeepglassError(f"Lanczos did not converge for lambda_max (n = {C.n}); "
+                                     "raise maxiter or tol") from None
+            lam, u, fro = _dense_top(C)     # explicit couplings: the exact answer
         except spla.ArpackError as exc:
             # W v = 0 for a random v (ARPACK: "starting vector is zero"): W = 0
             if gain[0] > 0 or np.any(C.matvec(v0)):
@@ -313,6 +321,13 @@ def top_eigenpair(C: Couplings, tol: float | None = None, seed: int = 0,
         u = -u
     C._eig = (lam, u)
     return lam, u
+
+
+def _dense_top(C: Couplings) -> tuple[float, np.ndarray, float]:
+    """``(lambda_max, u, ||W||_F)`` by the dense symmetric eigensolver (O(n^3))."""
+    M = C.explicit()
+    vals, vecs = scipy.linalg.eigh(M, subset_by_index=[C.n - 1, C.n - 1])
+    return float(vals[-1]), vecs[:, -1], float(np.linalg.norm(M))
 
 
 def _frobenius(C: Couplings) -> float | None:
@@ -332,7 +347,13 @@ def lambda_max(W: Any, *, tol: float | None = None, seed: int = 0, maxiter: int 
     Implicitly restarted Lanczos (ARPACK ``eigsh``, ``which="LA"``) on the
     matrix-free operator: cost per iteration one product ``W x`` (O(edges) for
     a network graph) plus O(n * ncv) memory.  ``method="dense"`` uses
-    ``scipy.linalg.eigh`` on the explicit matrix (O(n^3), small ``n``).
+    ``scipy.linalg.eigh`` on the explicit matrix (O(n^3), small ``n``);
+    ``"auto"`` takes it for explicit couplings (dense, sparse, a graph's CSR)
+    of up to :data:`DENSE_AUTO_LIMIT` units, where it is exact and fast and
+    Lanczos can crawl on a crowded top of the spectrum (``W = -X X^T``).  Where
+    Lanczos does not converge, explicit couplings of up to
+    :data:`DENSE_FALLBACK_LIMIT` units get the dense answer, others a one-line
+    error.
 
     Parameters
     ----------
