@@ -1428,3 +1428,133 @@ def test_model_zoo_bvlc_alexnet_has_the_zoo_caffe_alexnet_graph():
     a = SignedGraph.from_module(load_onnx(path, input_shape=(3, 227, 227)), (3, 227, 227))
     b = SignedGraph.from_module(get("alexnet_caffe"), (3, 227, 227))
     assert (a.n_nodes, a.n_edges) == (b.n_nodes, b.n_edges) == (936_323, 672_424_832)
+
+
+# -- activations as torch's exporters write them ---------------------------------------------
+
+def _graph_sums(module, shape):
+    g = SignedGraph.from_module(module, shape)
+    return g.n_nodes, g.n_edges, round(g.abs_total(), 3)
+
+
+def _export_proto(model, x, dynamo, opset):
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            import contextlib
+
+            with contextlib.redirect_stdout(io.StringIO()):
+                prog = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset,
+                                         dynamic_shapes=({0: torch.export.Dim("batch", max=64)},))
+            return prog.model_proto
+        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=opset, input_names=["x"],
+                          dynamic_axes={"x": {0: "batch"}})
+    return onnx.load_from_string(buf.getvalue())
+
+
+SOFTPLUS_EXPORTS = [(False, 11), (False, 17), (True, 18)]
+
+
+@pytest.mark.parametrize("beta,threshold", [(1.0, 20.0), (2.0, 10.0), (0.5, 20.0)])
+@pytest.mark.parametrize("dynamo,opset", SOFTPLUS_EXPORTS, ids=["ts11", "ts17", "dynamo18"])
+def test_softplus_with_beta_and_threshold_is_nn_softplus(beta, threshold, dynamo, opset):
+    """The TorchScript-based exporter writes nn.Softplus(beta) as Mul(x, beta) -> Softplus ->
+    Div(beta); the dynamo exporter adds Where(Greater(beta x, threshold), x, ...). Both are
+    the module's one activation: its graph (the rescalings were taken into the layers' edges:
+    other weights, same outputs; the Where was refused as a selection)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Softplus(beta, threshold), nn.Conv2d(4, 2, 1)).eval()
+    x = torch.randn(2, 3, 6, 6) * 4
+    module = onnx_to_module(_export_proto(net, x[:1], dynamo, opset), (3, 6, 6))
+    sp = [m for m in module.modules() if isinstance(m, nn.Softplus)]
+    assert len(sp) == 1 and sp[0].beta == pytest.approx(beta)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), net(x), rtol=1e-5, atol=1e-6)
+    assert _graph_sums(module, (3, 6, 6)) == _graph_sums(net, (3, 6, 6))
+
+
+@pytest.mark.parametrize("act", [nn.SELU(), nn.CELU(0.7), nn.LogSigmoid()], ids=["selu", "celu", "logsigmoid"])
+@pytest.mark.parametrize("dynamo,opset", [(False, 13), (True, 18)], ids=["ts13", "dynamo18"])
+def test_selu_celu_and_log_sigmoid_are_their_modules(act, dynamo, opset):
+    """ONNX Selu and Celu are nn.SELU and nn.CELU, Sigmoid -> Log is nn.LogSigmoid (they were
+    unsupported ops); the graph is the module's."""
+    if isinstance(act, nn.CELU) and opset < 12:
+        pytest.skip("Celu is opset 12")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), act, nn.Conv2d(4, 2, 1)).eval()
+    x = torch.randn(2, 3, 6, 6) * 3
+    module = onnx_to_module(_export_proto(net, x[:1], dynamo, opset), (3, 6, 6))
+    assert any(type(m) is type(act) for m in module.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), net(x), rtol=1e-5, atol=1e-6)
+    assert _graph_sums(module, (3, 6, 6)) == _graph_sums(net, (3, 6, 6))
+
+
+def test_selu_with_other_constants_is_refused():
+    model = _model([helper.make_node("Selu", ["X"], ["Y"], name="selu", alpha=1.5, gamma=1.0)],
+                   {"X": [1, 4]}, {"Y": [1, 4]})
+    _one_line_error(lambda: onnx_to_module(model), r"^ONNX node 'selu' \(Selu\): alpha=1.5, gamma=1: only nn.SELU's constants")
+
+
+# -- file-level inputs: half precision, weights as inputs -------------------------------------
+
+def _small_cnn():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    net[1].running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def test_a_half_precision_file_is_read_in_float32():
+    """An fp16 export (weights, input and output float16) imports with its weights widened
+    exactly: float32 in and out, the graph of the file's own weights (it failed: 'Input type
+    (c10::Half) and bias type (float) should be the same')."""
+    net = _small_cnn()
+    x = torch.randn(2, 3, 12, 12)
+    half = _export_proto(net.half(), x[:1].half(), False, 17)
+    net = net.float()
+    module = onnx_to_module(half, (3, 12, 12))
+    stored = {i.name: numpy_helper.to_array(i) for i in half.graph.initializer}
+    assert all(v.dtype == np.float16 for v in stored.values())
+    params = [p.detach().numpy() for p in module.parameters()] + [b.numpy() for b in module.buffers()]
+    assert params and all(p.dtype == np.float32 for p in params)
+    assert sum(float(np.abs(p).sum()) for p in params) == pytest.approx(
+        sum(float(np.abs(v.astype(np.float32)).sum()) for v in stored.values() if v.ndim), rel=1e-6)
+    with torch.no_grad():
+        out = module(x)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, net(x), rtol=1e-2, atol=1e-2)
+    g, g32 = SignedGraph.from_module(module, (3, 12, 12)), SignedGraph.from_module(net, (3, 12, 12))
+    assert (g.n_nodes, g.n_edges) == (g32.n_nodes, g32.n_edges)
+    assert g.abs_total() == pytest.approx(g32.abs_total(), rel=1e-3)
+
+
+def test_a_float32_file_with_half_precision_inside_is_read_in_float32():
+    """Mixed precision as converters write it (float32 input and output, Cast to float16
+    around an fp16 body): the casts are dropped, the module is float32 throughout."""
+    w = _rand(4, 3, 3, 3)
+    nodes = [helper.make_node("Cast", ["X"], ["xh"], name="to_half", to=TensorProto.FLOAT16),
+             helper.make_node("Conv", ["xh", "W"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Cast", ["r"], ["Y"], name="to_float", to=TensorProto.FLOAT)]
+    model = _model(nodes, {"X": [1, 3, 5, 5]}, {"Y": [1, 4, 5, 5]}, {"W": w.astype(np.float16)})
+    module = onnx_to_module(model)
+    x = _rand(2, 3, 5, 5)
+    ref = F.relu(F.conv2d(torch.from_numpy(x), torch.from_numpy(w.astype(np.float16).astype(np.float32)),
+                          padding=1))
+    np.testing.assert_allclose(_run(module, x), ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_weights_given_as_graph_inputs_are_refused_as_such():
+    """A file whose weights are graph inputs (no initializers: export_params=False, or a
+    training graph) says so in one line (it was refused as an attention-like product)."""
+    proto = _export_proto(_small_cnn(), torch.randn(1, 3, 12, 12), False, 17)
+    g = proto.graph
+    for init in list(g.initializer):
+        g.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    del g.initializer[:]
+    _one_line_error(lambda: onnx_to_module(proto, (3, 12, 12)),
+                    r"^ONNX input '[^']+' is the weight of node '[^']+' \(Conv\): the file takes its weights "
+                    r"as inputs .*initializers")

@@ -71,12 +71,12 @@ class _ArithOps:
         self._binary(node, torch.sub, operator.sub)
 
     def op_Mul(self, node, a):
-        if self._fuse_gelu(node) or self._fold_affine(node, "mul"):
+        if self._fuse_gelu(node) or self._fuse_softplus(node) or self._fold_affine(node, "mul"):
             return
         self._binary(node, torch.mul, operator.mul)
 
     def op_Div(self, node, a):
-        if self._fuse_layer_norm(node):
+        if self._fuse_layer_norm(node) or self._fuse_softplus(node):
             return
         x, y = self.inp(node, 0), self.inp(node, 1)
         if x.is_const and y.is_const:
@@ -210,6 +210,54 @@ class _ArithOps:
             return False
         self.set(node, self.emit_module(node, nn.GELU(approximate=approx), self.values[x]))
         return True
+
+    def _softplus_of(self, name: str) -> tuple[str, float] | None:
+        """``(x, beta)`` where the value ``name`` is ``softplus(beta x) / beta`` as torch's
+        exporters write ``nn.Softplus(beta)``: ``Softplus(x)`` (beta 1), or
+        ``Div(Softplus(Mul(x, beta)), beta)`` (or ``Mul`` by ``1 / beta``)."""
+        sp = self._producer(name, "Softplus")
+        if sp is not None:
+            return sp.input[0], 1.0
+        node = self._producer(name, ("Div", "Mul"))
+        sc = node and self._split_const(node)
+        if not sc or sc[1].numel() != 1 or (node.op_type == "Div" and node.input[0] != sc[0]):
+            return None
+        c = float(sc[1].reshape(()))
+        if not c > 0:
+            return None
+        beta = c if node.op_type == "Div" else 1.0 / c
+        sp = self._producer(sc[0], "Softplus")
+        mul = sp and self._producer(sp.input[0], "Mul")
+        sc2 = mul and self._split_const(mul)
+        if not sc2 or not _close(sc2[1], beta, 1e-5):
+            return None
+        return sc2[0], float(sc2[1].reshape(()))
+
+    def _fuse_softplus(self, node) -> bool:
+        """``Softplus(x beta) / beta`` (the TorchScript-based exporter's ``nn.Softplus(beta)``,
+        which drops the threshold) -> ``nn.Softplus(beta)``: one activation of ``x``, as the
+        module's graph has it, where the two rescalings would go into the layers' edges."""
+        found = self._softplus_of(node.output[0])
+        if found is None or found[1] == 1.0 or self.values[found[0]].is_const:
+            return False
+        self.set(node, self.emit_module(node, nn.Softplus(beta=found[1]), self.values[found[0]]))
+        return True
+
+    def _softplus_threshold(self, where) -> tuple[str, float, str] | None:
+        """``(x, beta, Greater's name)`` where ``where`` is the dynamo exporter's
+        ``nn.Softplus(beta, threshold)``: ``Where(Greater(beta x, threshold), x,
+        softplus(beta x) / beta)`` (structure only: constants are checked at conversion)."""
+        if where.op_type != "Where" or len(where.input) != 3:
+            return None
+        gt = self._producer(where.input[0], "Greater")
+        found = self._softplus_of(where.input[2])
+        if gt is None or found is None or found[0] != where.input[1]:
+            return None
+        sp_in = found[0] if found[1] == 1.0 else self._producer(
+            self._producer(where.input[2], ("Div", "Mul")).input[0], "Softplus").input[0]
+        if gt.input[0] != sp_in:
+            return None
+        return found[0], found[1], gt.input[1]
 
     def _fuse_layer_norm(self, node) -> bool:
         """``(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps)`` over the trailing axes -> ``nn.LayerNorm``."""

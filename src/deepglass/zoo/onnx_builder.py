@@ -17,7 +17,7 @@ from .onnx_batch import PerSample
 from .onnx_outputs import outputs_tuple
 from .onnx_refusals import _Refusals
 from .onnx_values import (_Norm, _Value, _attrs, _drop_unused, _label, _meta, _meta_call,
-                          _safe, _to_tensor)
+                          _safe, _to_tensor, _widen)
 
 
 class _BuilderBase(_Refusals):
@@ -68,12 +68,13 @@ class _BuilderBase(_Refusals):
     # -- inputs --------------------------------------------------------------
     @staticmethod
     def _dtype(inp) -> torch.dtype:
-        from onnx import helper
+        """The input's dtype; float32 for a half-precision input (the module computes in float32)."""
+        from onnx import TensorProto, helper
 
         elem = inp.type.tensor_type.elem_type
-        if not elem:
+        if not elem or elem == TensorProto.BFLOAT16:
             return torch.float32
-        return torch.from_numpy(np.zeros(0, dtype=helper.tensor_dtype_to_np_dtype(elem))).dtype
+        return _widen(torch.from_numpy(np.zeros(0, dtype=helper.tensor_dtype_to_np_dtype(elem))).dtype)
 
     def _input_shapes(self, real, override) -> list[tuple[int, ...]]:
         names = [i.name for i in real]

@@ -318,6 +318,29 @@ class _LayerOps:
     def op_Softplus(self, node, a):
         self._act(node, nn.Softplus())
 
+    def op_Selu(self, node, a):
+        """``nn.SELU`` for its constants (ONNX's defaults), refused with others."""
+        alpha, gamma = float(a.get("alpha", 1.67326319217681884765625)), float(a.get("gamma", 1.05070102214813232421875))
+        if abs(alpha - 1.6732632423543772) > 1e-6 or abs(gamma - 1.0507009873554805) > 1e-6:
+            self.refuse(node, f"alpha={alpha:g}, gamma={gamma:g}: only nn.SELU's constants "
+                              "(alpha 1.6733, gamma 1.0507) are supported")
+        self._act(node, nn.SELU())
+
+    def op_Celu(self, node, a):
+        self._act(node, nn.CELU(float(a.get("alpha", 1.0))))
+
+    def op_Log(self, node, a):
+        """Folded on constants; ``Log(Sigmoid(x))`` (torch's exporters' ``nn.LogSigmoid``) is that
+        module of ``x``; the log of another activation is refused."""
+        x = self.inp(node, 0)
+        if x.is_const:
+            self.set(node, _Value(const=torch.log(x.const)))
+            return
+        sig = self.producer.get(node.input[0])
+        if sig is None or sig.op_type != "Sigmoid" or self.values[sig.input[0]].is_const:
+            self.refuse(node, "the log of an activation is supported only as log-sigmoid (Sigmoid -> Log)")
+        self.set(node, self.emit_module(node, nn.LogSigmoid(), self.values[sig.input[0]]))
+
     def op_Gelu(self, node, a):
         approx = a.get("approximate", "none")
         if approx not in ("none", "tanh"):

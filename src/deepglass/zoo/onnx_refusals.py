@@ -21,6 +21,7 @@ SUPPORTED_OPS = (
     "PRelu", "Reciprocal", "ReduceL2", "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax",
     "Softplus", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose", "Unsqueeze", "Upsample",
     "Max", "Min",   # of one activation and one constant (a TLU)
+    "Selu", "Celu", "Log",   # Log only of a Sigmoid (nn.LogSigmoid)
 )
 #: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor;
 #: Loop / If of constants are run, unused ones dropped: TorchScript's shape checks);
@@ -39,6 +40,11 @@ _ATTENTION = {"Attention", "MultiHeadAttention", "GroupQueryAttention", "Einsum"
 _CONTROL = {"If", "Loop", "Scan", "NonZero", "TopK", "NonMaxSuppression"}
 #: folded on constants (dynamic-shape arithmetic), a selection when an activation is involved
 _SELECTION = {"Where", "Equal", "Less", "Greater", "Not", "Min", "Max"}
+#: (op, input positions) that hold a layer's weights: a graph input there is a file that
+#: takes its weights as inputs
+_WEIGHT_SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "BatchNormalization": (1, 2, 3, 4),
+                 "InstanceNormalization": (1, 2), "LayerNormalization": (1, 2), "GroupNormalization": (1, 2),
+                 "PRelu": (1,)}
 #: how to keep the part that has a signed graph when re-exporting is not an option
 _CUT = ("; or cut the file to that part: onnx.utils.extract_model(path, 'cut.onnx', "
         "[first tensor], [last tensors])")
@@ -57,11 +63,22 @@ class _Refusals:
         from data-dependent control flow.  Linear in the node count (and the
         subgraphs' sizes).
         """
+        inputs = {i.name for i in real}
+        for node in self.model.graph.node:
+            for k in _WEIGHT_SLOTS.get(node.op_type, ()):
+                if k < len(node.input) and node.input[k] in inputs:
+                    raise UnsupportedLayerError(
+                        f"ONNX input {node.input[k]!r} is the weight of node {_label(node)} ({node.op_type}): "
+                        "the file takes its weights as inputs (exported without them, e.g. "
+                        "export_params=False, or a training graph); the signed graph needs them stored "
+                        "in the file as initializers: export it with its weights")
         const = set(self.values)
         first_category = first_unknown = None
         for node in self.model.graph.node:
             op = node.op_type
             static = unknown = None
+            if op in ("Greater", "Where") and self._softplus_part(node):
+                static = True   # the dynamo exporter's nn.Softplus(beta, threshold)
             if op in ("Loop", "If") and node.domain in ("", "ai.onnx"):
                 # control flow computing nothing from the input (a shape check): dropped or run now
                 static = self._dead(node) or self._reads_constants(node, const)
@@ -109,6 +126,15 @@ class _Refusals:
                     "sign: its weights are computed from the input, so the signed graph is not defined for it; "
                     "export the convolutional part" + _CUT)
         return None
+
+    def _softplus_part(self, node) -> bool:
+        """A Where, or the Greater that only such Wheres read, of the dynamo exporter's
+        ``nn.Softplus(beta, threshold)`` (:meth:`_softplus_threshold`)."""
+        if node.op_type == "Where":
+            return self._softplus_threshold(node) is not None
+        users = self.consumers.get(node.output[0], [])
+        return bool(users) and node.output[0] not in self.graph_outputs and \
+            all(self._softplus_threshold(w) is not None for w in users)
 
     def _known(self, node) -> bool:
         if node.domain not in ("", "ai.onnx") or getattr(self, f"op_{node.op_type}", None) is None:

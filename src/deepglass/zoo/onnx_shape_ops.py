@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .onnx_values import _Value, _attrs, _to_tensor
+from .onnx_values import _Value, _attrs, _to_tensor, _widen
 
 
 def gather_nd(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -65,10 +65,16 @@ class _ShapeOps:
         self.set(node, _Value(const=shape[start:end]))
 
     def op_Cast(self, node, a):
-        from onnx import helper
+        """Folded on constants; a no-op on an activation of the target dtype.  Half
+        precision is float32 here (:func:`~deepglass.zoo.onnx_values._widen`), so the
+        casts of a mixed-precision file (float32 in and out, an fp16 body) are no-ops."""
+        from onnx import TensorProto, helper
 
         x = self.inp(node, 0)
-        dtype = torch.from_numpy(np.zeros(0, dtype=helper.tensor_dtype_to_np_dtype(a["to"]))).dtype
+        if a["to"] == TensorProto.BFLOAT16:
+            dtype = torch.float32
+        else:
+            dtype = _widen(torch.from_numpy(np.zeros(0, dtype=helper.tensor_dtype_to_np_dtype(a["to"]))).dtype)
         if not x.is_const and dtype == x.tensor.dtype:
             self.set(node, x)  # a no-op cast
         elif x.is_const:
@@ -98,7 +104,17 @@ class _ShapeOps:
     def op_Where(self, node, a):
         """Folded on constants; with a constant condition choosing between an
         activation and a constant, a fixed masking (an adaptive pool written as
-        a gather, a masking and a sum), which the capture takes as padding."""
+        a gather, a masking and a sum), which the capture takes as padding.
+        ``Where(Greater(beta x, t), x, softplus(beta x) / beta)`` (the dynamo
+        exporter's ``nn.Softplus(beta, t)``) is that module."""
+        sp = self._softplus_threshold(node)
+        if sp is not None and not self.values[sp[0]].is_const:
+            threshold = self.need_const(self.producer[node.input[0]], 1, "threshold")
+            if threshold.numel() != 1:
+                self.refuse(node, "a softplus threshold per element")
+            module = nn.Softplus(beta=sp[1], threshold=float(threshold.reshape(())))
+            self.set(node, self.emit_module(node, module, self.values[sp[0]]))
+            return
         cond, x, y = (self.inp(node, i) for i in range(3))
         if cond is not None and cond.is_const and x is not None and y is not None \
                 and x.is_const != y.is_const:
@@ -113,6 +129,13 @@ class _ShapeOps:
         self._fold(node, torch.lt)
 
     def op_Greater(self, node, a):
+        users = self.consumers.get(node.output[0], [])
+        x = self.inp(node, 0)
+        if not x.is_const and users and node.output[0] not in self.graph_outputs and \
+                all(self._softplus_threshold(w) for w in users):
+            # the dynamo exporter's softplus threshold: the Where reads only its structure
+            self.set(node, _Value(node=None, example=torch.empty(x.tensor.shape, dtype=torch.bool, device="meta")))
+            return
         self._fold(node, torch.gt)
 
     def op_Not(self, node, a):

@@ -52,13 +52,27 @@ def _attrs(node) -> dict[str, Any]:
     return out
 
 
+#: floating dtypes narrower than float32 (fp16 and bf16 files): read as float32, which holds
+#: each of their values exactly, so a half-precision file has the graph of its own weights
+_NARROW_FLOATS = (torch.float16, torch.bfloat16)
+
+
+def _widen(dtype: torch.dtype) -> torch.dtype:
+    """float32 for a half-precision dtype (:data:`_NARROW_FLOATS`), else the dtype."""
+    return torch.float32 if dtype in _NARROW_FLOATS else dtype
+
+
 def _to_tensor(proto) -> torch.Tensor:
+    """An ONNX tensor as a torch tensor; half-precision values are widened to float32."""
     from onnx import numpy_helper
 
     arr = numpy_helper.to_array(proto)
     if not arr.flags.writeable or not arr.flags.c_contiguous:
         arr = np.array(arr, order="C", copy=True)  # (np.ascontiguousarray would make a 0-d array 1-d)
-    return torch.from_numpy(arr)
+    if arr.dtype.kind == "V" or str(arr.dtype) == "bfloat16":  # ml_dtypes' bfloat16
+        arr = arr.astype(np.float32)
+    t = torch.from_numpy(arr)
+    return t.float() if t.dtype in _NARROW_FLOATS else t
 
 
 def _safe(name: str) -> str:
