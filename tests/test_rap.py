@@ -721,3 +721,30 @@ def test_mc_points_of_a_phase_scan_use_one_stream_per_point(monkeypatch):
     rows = [_mc_rows(cfg, case_of(cfg, ib, 0)) for ib in range(2)]
     n = sum(len(r) for r in rows)
     assert n >= 4 and len(seen) == n and len(set(seen)) == n
+
+
+# -- acceptance against exact enumeration -------------------------------------------------
+@pytest.mark.parametrize("method", ["metropolis", "heatbath"])
+def test_mc_energy_is_exact_within_its_own_error_bar_at_several_temperatures(method):
+    m = RAPModel(3, a=(1.0, 1.0), p=(0.5, 0.5, 0.0), seed=1)     # 8 weights, loopy
+    assert 0 < m.n_weights <= 12 and not m.is_forest()
+    z = []
+    for k, beta in enumerate((0.3, 0.8, 1.5, 2.5)):
+        ex = exact_enumeration(m, beta)
+        r = run_mc(m, beta, sweeps=20000, method=method, seed=40 + k)
+        assert r.converged and r.energy_err > 0
+        z.append((r.energy - ex["energy"]) / r.energy_err)
+    assert max(abs(v) for v in z) < 4.0, z
+
+
+def test_annealing_reaches_the_exact_ground_state_of_small_instances():
+    betas = beta_schedule(0.1, 5.0, 30)
+    hits = 0
+    for seed in range(6):
+        m = RAPModel(3, a=(0.8, 0.8), p=(0.3, 0.3, 0.0), seed=seed)
+        if not 0 < m.n_weights <= 20:
+            continue
+        ground = exact_enumeration(m, 1.0)["levels"].min() / m.n_weights
+        assert ground == pytest.approx(-m.alpha)                # the planted state
+        hits += anneal(m, betas, sweeps_per_temp=20, seed=seed).final_energy == pytest.approx(ground)
+    assert hits >= 5
