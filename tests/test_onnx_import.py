@@ -1558,3 +1558,19 @@ def test_weights_given_as_graph_inputs_are_refused_as_such():
     _one_line_error(lambda: onnx_to_module(proto, (3, 12, 12)),
                     r"^ONNX input '[^']+' is the weight of node '[^']+' \(Conv\): the file takes its weights "
                     r"as inputs .*initializers")
+
+
+def test_a_bfloat16_file_is_read_in_float32():
+    w = _rand(4, 3, 3, 3)
+    wt = helper.make_tensor("W", TensorProto.BFLOAT16, w.shape, vals=w.reshape(-1).tolist())
+    nodes = [helper.make_node("Conv", ["X", "W"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["Y"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [_vi("X", [1, 3, 5, 5], TensorProto.BFLOAT16)],
+                              [_vi("Y", [1, 4, 5, 5], TensorProto.BFLOAT16)], [wt])
+    module = onnx_to_module(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    x = torch.from_numpy(_rand(2, 3, 5, 5))
+    ref = F.relu(F.conv2d(x, torch.from_numpy(w).bfloat16().float(), padding=1))
+    with torch.no_grad():
+        out = module(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
