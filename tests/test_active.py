@@ -1022,3 +1022,25 @@ def test_cli_active_exact_shows_certification(cli, tmp_path, monkeypatch):
     assert code == 0, err
     assert "certified optimal" in out and "no, gap" in out and "lower bound" in out
     assert "not certified" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_resume_with_other_input_values_under_the_same_names_is_refused(tmp_path):
+    """A folder of inputs regenerated (other preprocessing, other files under the
+    same names) is other inputs: its finished units were computed on the old
+    values, so a resume is refused in one line instead of reporting them (or,
+    after an interruption, mixing them with new ones)."""
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    x = inputs_for("conv_relu_pool", shape, 4)
+    ids = [f"img{k}" for k in range(4)]
+    kw = dict(method="greedy", replicas=2, unit_size=2)
+    run_active(tmp_path / "run", net, g, x, ids, **kw)
+    run_active(tmp_path / "run", net, g, x.clone(), ids, **kw)      # the same values resume
+    other = x.clone()
+    other[3] = other[3] * 0.5 + 0.25
+    with pytest.raises(DeepglassError, match="configuration differs.*inputs_sha256") as info:
+        run_active(tmp_path / "run", net, g, other, ids, **kw)
+    assert "\n" not in str(info.value)
+    forced = run_active(tmp_path / "run", net, g, other, ids, force=True, **kw)
+    fresh = run_active(None, net, g, other, ids, **kw)
+    np.testing.assert_array_equal(forced["delta_x"], fresh["delta_x"])

@@ -399,3 +399,19 @@ def test_the_runs_gauge_serves_any_output_and_only_its_own_graph(tmp_path):
                                              r"network's graph \(input 1x9x9\) has 247: "):
         run_monotonicity(tmp_path / "other", net, torch.rand(2, 1, 9, 9), output="1",
                          amplitudes=3, replicas=2, nulls=("random-order",), seed=1)
+
+
+def test_a_resume_with_other_input_values_under_the_same_names_is_refused(tmp_path):
+    """Inputs of the same names and count but other values (a regenerated
+    folder) are refused on resume: the finished units' trials are of the old
+    values."""
+    net = _small_cnn()
+    x = torch.rand(4, 1, 8, 8)
+    ids = [f"i{k}" for k in range(4)]
+    kw = dict(nulls="random-order", amplitudes=3, replicas=2, seed=1, unit_size=2)
+    monotonicity_experiment(net, x, ids=ids, run=tmp_path / "r", **kw)
+    monotonicity_experiment(net, x.clone(), ids=ids, run=tmp_path / "r", **kw)   # resumes
+    other = x.clone()
+    other[2] += 0.1
+    with pytest.raises(DeepglassError, match="configuration differs.*inputs_sha256"):
+        monotonicity_experiment(net, other, ids=ids, run=tmp_path / "r", **kw)

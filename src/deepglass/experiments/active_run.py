@@ -367,7 +367,7 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
         from ..solve.engines import check_fits
 
         check_fits(graph, replicas, "descent", engine)   # the whole network's descent
-    from .real_gauge import check_gauge_weights, weights_digest
+    from .real_gauge import check_gauge_weights, inputs_digest, weights_digest
 
     weights = weights_digest(model, graph)     # as the frustration run records them
     if isinstance(run, RunDir):
@@ -377,7 +377,7 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
                                  f"not {run.kind!r}")
     else:
         cfg = {**dict(config or {}), "weights_sha256": weights,
-               "inputs_count": len(ids), "method": method,
+               "inputs_count": len(ids), "inputs_sha256": inputs_digest(x), "method": method,
                "replicas": int(replicas), "seed": int(seed), "whole_method": whole_method,
                "warm_start": bool(warm_start), "unit_size": int(unit_size),
                "delta": None if delta is None else float(delta),

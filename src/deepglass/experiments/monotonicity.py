@@ -338,7 +338,7 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
     if run is not None and not (counted and amplitudes >= 1):
         raise DeepglassError(f"a run needs a number of amplitudes >= 1, got {amplitudes!r}")
     amplitudes = int(amplitudes) if counted else amplitude_grid(x, amplitudes)
-    from .real_gauge import check_gauge_weights, weights_digest
+    from .real_gauge import check_gauge_weights, inputs_digest, weights_digest
 
     weights = weights_digest(model, None)
     if sigma_in is None:
@@ -346,6 +346,7 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
     settings = {**dict(config or {}), "weights_sha256": weights,
                 "inputs_count": B,
                 "inputs_digest": hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16],
+                "inputs_sha256": inputs_digest(x),
                 "amplitudes": amplitudes if counted else list(amplitudes.shape),
                 "amplitude_range": [float(v) for v in amplitude_range],
                 "amplitude_scale": amplitude_scale, "nulls": list(nulls), "seed": int(seed),

@@ -32,7 +32,7 @@ from ..store import RunDir
 
 __all__ = ["GAUGE_ARRAYS", "GaugeOfOtherWeights", "GaugeOfOtherGraph", "save_gauge",
            "load_gauge", "check_gauge_weights", "weights_digest", "gauge_record",
-           "settle_gauge"]
+           "settle_gauge", "inputs_digest"]
 
 #: the best real gauge, read by the active-subnetwork and monotonicity runs
 GAUGE_ARRAYS = "gauge_real"
@@ -227,4 +227,14 @@ def weights_digest(model: torch.nn.Module | None, graph: SignedGraph) -> str:
         h.update(k.encode())
         if isinstance(v, torch.Tensor):
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def inputs_digest(x) -> str:
+    """sha256 (16 hex digits) of a batch of inputs' values, shape and dtype: a
+    run resumed on inputs of the same names and count but other values (a
+    folder regenerated with other files or preprocessing) is another run."""
+    t = torch.as_tensor(x).detach().cpu().contiguous()
+    h = hashlib.sha256(f"{tuple(t.shape)} {t.dtype}".encode())
+    h.update(t.numpy().tobytes())
     return h.hexdigest()[:16]
