@@ -495,3 +495,21 @@ def test_a_directory_another_process_is_running_in_is_refused(tmp_path):
     again = RunDir(tmp_path / "r", {"seed": 0}, kind="frustration")  # this process: shared
     run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
     assert again.finished_units("t") == {"u0"}
+
+
+def test_a_run_recorded_before_a_new_configuration_key_resumes_and_records_it(tmp_path):
+    """Keys added to a kind's configuration later (ADDED_KEYS: the inputs'
+    digest) do not refuse a run recorded without them; the resume records
+    them, and from then on another value is refused."""
+    from deepglass.store import ADDED_KEYS
+
+    assert "inputs_sha256" in ADDED_KEYS
+    old = RunDir(tmp_path / "r", {"seed": 0}, kind="active")
+    old.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+    again = RunDir(tmp_path / "r", {"seed": 0, "inputs_sha256": "aa"}, kind="active")
+    assert again.resumed and again.finished_units("t") == {"u0"}
+    assert again.run_config("active") == {"seed": 0, "inputs_sha256": "aa"}
+    with pytest.raises(DeepglassError, match=r"differs \(inputs_sha256\)"):
+        RunDir(tmp_path / "r", {"seed": 0, "inputs_sha256": "bb"}, kind="active")
+    with pytest.raises(DeepglassError, match=r"differs \(seed\)"):
+        RunDir(tmp_path / "r", {"seed": 1, "inputs_sha256": "aa"}, kind="active")

@@ -96,6 +96,9 @@ KIND_OUTPUTS = {
 #: configuration keys a kind records after opening (:meth:`RunDir.settle`: the
 #: gauge a run reused or computed); the resume check of the opening skips them
 SETTLED_KEYS = ("gauge",)
+#: configuration keys added after runs were recorded without them: a run that
+#: lacks one resumes as before and records it (from then on it is compared)
+ADDED_KEYS = ("inputs_sha256",)
 
 #: how the messages name the two ways out, for the command and for Python alike
 _ELSEWHERE = "use another run directory (--out, run=)"
@@ -172,9 +175,10 @@ class RunDir(OwnedFiles):
                                          f"{_ELSEWHERE} or {_FORCE}")
                 self._remove_owned(lambda rel: rel != CONFIG_NAME)
                 found = None
-            elif kind in runs and _unsettled(runs[kind]) != self.config:
+            elif kind in runs and _unsettled(runs[kind], self.config) != self.config:
                 if not force:
-                    raise DeepglassError(self._mismatch_message(_unsettled(runs[kind])))
+                    raise DeepglassError(self._mismatch_message(_unsettled(runs[kind],
+                                                                           self.config)))
                 self._clear_kind()
                 runs[kind] = _unsettled(runs[kind])   # its units are gone: nothing settled
         elif self.path.is_dir() and any(self.path.iterdir()):
@@ -525,9 +529,15 @@ class RunDir(OwnedFiles):
 
 
 
-def _unsettled(config: Mapping[str, Any]) -> dict:
-    """A kind's recorded configuration without its :data:`SETTLED_KEYS`."""
-    return {k: v for k, v in config.items() if k not in SETTLED_KEYS}
+def _unsettled(config: Mapping[str, Any], current: Mapping[str, Any] | None = None) -> dict:
+    """A kind's recorded configuration without its :data:`SETTLED_KEYS`; given
+    the ``current`` configuration, with the :data:`ADDED_KEYS` the record
+    lacks taken from it (a run recorded before them)."""
+    out = {k: v for k, v in config.items() if k not in SETTLED_KEYS}
+    for k in ADDED_KEYS:
+        if current is not None and k in current and k not in out:
+            out[k] = current[k]
+    return out
 
 
 def iter_missing(run: RunDir, table: str, units: Iterable[str]) -> list[str]:
