@@ -1574,3 +1574,31 @@ def test_a_bfloat16_file_is_read_in_float32():
         out = module(x)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+
+
+class _ReplicatePadThenAdaptivePool(nn.Module):
+    """The TorchScript-based exporter loses the spatial sizes after a replicate-padded
+    convolution and cannot write the adaptive pool ('input size not accessible')."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, padding_mode="replicate")
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(self.conv(x), 2)
+
+
+def test_a_torchscript_archive_the_exporter_cannot_write_fails_in_one_line_and_prints_nothing(capfd):
+    """The exporter's dump of the TorchScript graph ('Torch IR graph at exception: ...', some
+    50 lines that C++ writes on the process's stdout) is not shown: only the one-line error."""
+    from deepglass.zoo.torchscript import torchscript_to_module
+
+    net = _ReplicatePadThenAdaptivePool().eval()
+    script = torch.jit.trace(net, torch.randn(1, 3, 8, 8))
+    capfd.readouterr()
+    with pytest.raises(DeepglassError) as info:
+        torchscript_to_module(script, (3, 8, 8), "net.pt")
+    assert re.match(r"^cannot convert the TorchScript file net.pt through ONNX: .*adaptive_avg_pool2d",
+                    str(info.value)) and "\n" not in str(info.value)
+    out, err = capfd.readouterr()
+    assert "Torch IR graph" not in out + err and out == "" and err == ""

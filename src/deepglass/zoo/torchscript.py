@@ -18,7 +18,11 @@ export and one import, linear in the size of the network.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import sys
+import tempfile
 import warnings
 
 import torch
@@ -27,6 +31,33 @@ from torch import nn
 from ..errors import DeepglassError, first_line
 
 __all__ = ["torchscript_to_module"]
+
+
+@contextlib.contextmanager
+def _quiet_fds():
+    """Silence the process's stdout and stderr (file descriptors 1 and 2) while the exporter
+    runs: where it fails it has C++ print the whole TorchScript graph ('Torch IR graph at
+    exception: ...', tens of lines) past Python's ``sys.stdout``, before the one-line error."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a stream without flush (closed, replaced)
+            pass
+    saved = []
+    with tempfile.TemporaryFile() as sink:
+        for fd in (1, 2):
+            try:
+                copy = os.dup(fd)
+            except OSError:  # no such descriptor (an embedded interpreter)
+                continue
+            saved.append((fd, copy))
+            os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        finally:
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str = "") -> nn.Module:
@@ -70,7 +101,7 @@ def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str
     sample = tuple(torch.zeros((1, *s)) for s in shapes)
     buf = io.BytesIO()
     try:
-        with warnings.catch_warnings(), quiet_exporter(("torch.onnx",), stdout=True):
+        with warnings.catch_warnings(), quiet_exporter(("torch.onnx",), stdout=True), _quiet_fds():
             warnings.simplefilter("ignore")
             torch.onnx.export(script.eval(), sample, buf, dynamo=False, input_names=names,
                               dynamic_axes={n: {0: "batch"} for n in names},
