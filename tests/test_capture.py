@@ -7,6 +7,7 @@ off an exact Jacobian of a linear layer) and compares it with what
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -16,6 +17,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from jacobian import assert_is_jacobian
 
 from deepglass.errors import DeepglassError, UnsupportedLayerError
 from deepglass.graph import NonMonotoneActivationWarning, SignedGraph
@@ -118,10 +121,21 @@ def test_hard_sigmoid_gate_written_out_is_a_gate():
 
 @pytest.mark.parametrize("act,name", [(lambda x: x * torch.sigmoid(x), "SiLU"),
                                       (lambda x: x * F.hardsigmoid(x), "hard-swish"),
-                                      (lambda x: x * (torch.clamp(x + 3, 0, 6) / 6), "written-out hard-swish"),
+                                      (lambda x: x * (torch.clamp(x + 3, 0, 6) / 6), "hard-swish"),
+                                      (lambda x: x * F.relu6(x + 3.0) / 6.0, "hard-swish"),
+                                      (lambda x: x * F.hardtanh(x + 3, 0.0, 6.0) / 6, "hard-swish"),
+                                      (lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))), "GELU"),
+                                      (lambda x: x * (1 + torch.erf(x / math.sqrt(2))) / 2, "GELU"),
+                                      (lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (
+                                          x + 0.044715 * x ** 3))), "GELU (tanh)"),
+                                      (lambda x: x * torch.tanh(F.softplus(x)), "Mish"),
                                       (F.silu, "SiLU"), (F.hardswish, "Hardswish"),
                                       (F.gelu, "GELU")])
 def test_activation_written_as_product_is_elementwise_and_warns(act, name):
+    """An activation written out, its constant factor outside the product or
+    inside (``x * relu6(x + 3) / 6``, ``0.5 x (1 + erf(x / sqrt 2))``), has the
+    graph of its module (SPEC §1b: what the network computes, whatever
+    function computes it): no edges, the next layer's weights unscaled."""
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
@@ -135,7 +149,8 @@ def test_activation_written_as_product_is_elementwise_and_warns(act, name):
     ref, none = _graph(nn.Sequential(net.a, nn.ReLU(), net.b), (3,))
     assert not none
     np.testing.assert_allclose(_dense(g), _dense(ref))
-    assert len(warns) == 1 and name in warns[0]
+    # (the tanh form's x + 0.044715 x^3 warns first, as a sum of functions of x)
+    assert len(warns) == 1 + (name == "GELU (tanh)") and name in warns[-1]
 
 
 class _StarReLU(nn.Module):
@@ -583,6 +598,68 @@ def test_reductions_and_ops_with_a_fixed_operand(capture):
     with pytest.raises(UnsupportedLayerError, match="maximum or minimum of two network values"):
         _graph(nn.Sequential(conv, _Fixed(lambda m, x: torch.maximum(x, 2 * x)), head).double(),
                (2, 4, 4), capture=capture)
+
+
+class _SumOf(nn.Module):
+    """A 1x1 convolution plus a value of another shape: a reduction added to a
+    value, or a global-context branch broadcast over the positions."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.c, self.d, self.how = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1), how
+
+    def forward(self, x):
+        y = self.c(x)
+        return {"mean": lambda: y + x.mean((2, 3), keepdim=True),
+                "own mean": lambda: y + y.mean((2, 3), keepdim=True),
+                "pool expanded": lambda: y + F.adaptive_avg_pool2d(x, 1).expand_as(x),
+                "sum": lambda: y + x.sum((2, 3), keepdim=True),
+                "channel mean": lambda: y + x.mean(1, keepdim=True),
+                "two means": lambda: x.mean((2, 3), keepdim=True) + x.mean(1, keepdim=True),
+                "mean minus": lambda: x.mean((2, 3), keepdim=True) - y,
+                "context": lambda: x + self.d(F.adaptive_avg_pool2d(x, 1)),
+                "context first": lambda: self.d(x.sum((2, 3), keepdim=True)) - y}[self.how]()
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+@pytest.mark.parametrize("how", ["mean", "own mean", "pool expanded", "sum", "channel mean",
+                                 "two means", "mean minus", "context", "context first"])
+def test_a_reduction_added_to_a_value_is_a_layer(how, capture):
+    """A mean or sum added to a value (``y + y.mean(1)``) is a linear layer
+    whose edges end on the sum, and a branch of C x 1 x 1 added to a value of
+    C x H x W is copied to every position (a global-context block): the graph
+    equals the Jacobian.  Only a reduction subtracted from a value (or one that
+    rescales it) is a normalization's statistic."""
+    assert_is_jacobian(_SumOf(how), (2, 3, 3), capture)
+
+
+def test_a_reduction_subtracted_through_a_negation_is_a_statistic():
+    """``x + (-u)`` and ``x + u * -1`` with ``u`` the mean of ``x``: the mean
+    subtraction of an instance norm written out, as ``x - u`` (SPEC §1b: no
+    edge)."""
+    torch.manual_seed(3)
+    conv, head = nn.Conv2d(2, 3, 3, padding=1), nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
+    plain = _graph(nn.Sequential(conv, head).double(), (2, 4, 4))[0]
+    for centre in (lambda m, x: x + (-x.mean((2, 3), keepdim=True)),
+                   lambda m, x: x + x.mean((2, 3), keepdim=True) * -1.0,
+                   lambda m, x: x - x.mean((2, 3), keepdim=True)):
+        g = _graph(nn.Sequential(conv, _Fixed(centre), head).double(), (2, 4, 4))[0]
+        np.testing.assert_allclose(_dense(g), _dense(plain), rtol=1e-12)
+
+
+def test_a_pooled_image_added_to_a_second_inputs_features():
+    """Image and metadata: ``conv(img).mean((2, 3)) + fc(meta)`` keeps the
+    image's branch (the mean is global average pooling, not a statistic)."""
+    class TwoIn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc = nn.Conv2d(2, 3, 1), nn.Linear(4, 3)
+
+        def forward(self, img, meta):
+            return self.c(img).mean((2, 3)) + self.fc(meta)
+
+    g = assert_is_jacobian(TwoIn(), [(2, 4, 4), (4,)])
+    assert g.n_edges == 2 * 3 * 16 + 3 * 16 + 4 * 3
 
 
 @pytest.mark.parametrize("capture", ["export", "core"])

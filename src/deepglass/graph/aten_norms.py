@@ -217,20 +217,23 @@ _REDUCTIONS = {getattr(aten, name) for name in (
 def feeds_normalization(ip, n, reduced: bool = False) -> bool:
     """Whether the value of fx node ``n`` (``x ** p``, ``x * x``; a mean or sum
     when ``reduced``), once reduced over some dimensions (a mean, a sum, an
-    average pool, a norm), goes on to multiply, divide, or be subtracted from
-    another network value: the statistic of a normalization (SPEC §1b).  Before
-    any reduction, a combination with another network value ends the search
-    along that path (it makes a new value, not a statistic).  A forward search
-    over the fx graph through elementwise ops and views; O(nodes after ``n``)."""
+    average pool, a norm), goes on to multiply or divide another network value,
+    or to be subtracted from one: the statistic of a normalization (SPEC §1b).
+    A reduction added to a value (``y + y.mean(1)``, a global-context sum) is a
+    linear layer, not a statistic; one added after a negation (``x + (-u)``)
+    is subtracted.  Before any reduction, a combination with another network
+    value ends the search along that path (it makes a new value, not a
+    statistic).  A forward search over the fx graph through elementwise ops
+    and views; O(nodes after ``n``)."""
     depends = ip.input_dependent()
     own = None      # n and what is computed from it, found when first needed
-    stack = [(u, n, reduced) for u in n.users]
+    stack = [(u, n, reduced, False) for u in n.users]
     seen = set()
     while stack:
-        u, src, reduced = stack.pop()
-        if (u, reduced) in seen:
+        u, src, reduced, negated = stack.pop()
+        if (u, reduced, negated) in seen:
             continue
-        seen.add((u, reduced))
+        seen.add((u, reduced, negated))
         packet = getattr(u.target, "overloadpacket", None)
         others = [a for a in u.args if isinstance(a, torch.fx.Node) and a is not src
                   and a in depends] if packet in _COMBINE else []
@@ -239,14 +242,44 @@ def feeds_normalization(ip, n, reduced: bool = False) -> bool:
             # feature divided by its own norm is the value, its norm the statistic
             own = own or _descendants(n)
             if any(a not in own for a in others):
-                if reduced:
+                subtracted = packet in (aten.sub, aten.rsub) and _subtracted(u, src)
+                if reduced and (packet in (aten.mul, aten.div) or subtracted != negated):
                     return True
                 continue
+        elif _negates(ip, u, src):
+            negated = not negated
         if packet in _REDUCTIONS:
             reduced = True
         elif packet not in _STAT_PATH and u.target is not operator.getitem:
             continue
-        stack.extend((w, u, reduced) for w in u.users)
+        stack.extend((w, u, reduced, negated) for w in u.users)
+    return False
+
+
+def _subtracted(u, src) -> bool:
+    """Whether ``u`` (a ``sub`` or ``rsub``) subtracts ``src`` from its other operand."""
+    first = len(u.args) > 0 and u.args[0] is src
+    return first if u.target.overloadpacket is aten.rsub else not first
+
+
+def _negates(ip, u, src) -> bool:
+    """Whether ``u`` flips the sign of ``src`` (``-u``, ``c - u``, ``u * -1``)."""
+    packet = getattr(u.target, "overloadpacket", None)
+    if packet is aten.neg:
+        return True
+    if packet in (aten.sub, aten.rsub):
+        return _subtracted(u, src)
+    if packet in (aten.mul, aten.div):
+        for a in u.args:
+            if a is src:
+                continue
+            # a factor computed later in the program (a constant made after
+            # the reduction) is not known yet: taken as positive
+            c = ip.env.get(a) if isinstance(a, torch.fx.Node) else a
+            if isinstance(c, (int, float)):
+                return c < 0
+            if isinstance(c, torch.Tensor) and c.numel() and bool((c < 0).all()):
+                return True
     return False
 
 

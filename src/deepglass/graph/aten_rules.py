@@ -16,7 +16,8 @@ import torch.fx
 
 from ..errors import DeepglassError
 from .blocks import ConvBlock, ConvTransposeBlock, ResampleBlock
-from .aten_norms import Stat, _power, feeds_normalization
+from .aten_norms import Stat, feeds_normalization
+from .aten_products import _product, _same
 from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op, reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
                        has_sym, reindexed, remap, scale, strip_zero_padding, tup, zip_map)
@@ -332,7 +333,7 @@ def _const_factor(ip, n, i):
 def _mul(ip, n, args, kwargs, real):
     a, b = args[0], args[1]
     if _is_sym(a) and _is_sym(b):
-        return _product(ip, n, a, b)
+        return _product(ip, n, a, b, real)
     if not _is_sym(a):
         a, c = b, _const_factor(ip, n, 0)
     else:
@@ -376,43 +377,18 @@ def _neg(ip, n, args, kwargs, real):
     return scale(ip.b, args[0], torch.tensor(-1.0, dtype=torch.float64))
 
 
-def _same(a, b) -> bool:
-    return (isinstance(a, Ref) and isinstance(b, Ref) and a.index.shape == b.index.shape
-            and (a.index is b.index or bool(torch.equal(a.index, b.index))))
-
-
-_PRODUCT_NAMES = {"sigmoid": "SiLU (x * sigmoid(x))", "hardsigmoid": "hard-swish "
-                  "(x * hardsigmoid(x))", "tanh": "x * tanh(x)",
-                  # x * clip(x + 3, 0, 6) / 6, as exporters write hard-swish out
-                  "hardtanh": "x * clamp(x) (the form of a written-out hard-swish)",
-                  "clamp": "x * clamp(x) (the form of a written-out hard-swish)"}
-
-
-def _product(ip, n, a, b):
-    """SPEC §1b: ``x * f(x)`` is an elementwise activation; ``x * g`` with a
-    non-negative gate ``g`` of another value is a positive rescaling of ``x``
-    (``gates="scale"``); any other product of two network values is refused."""
-    # x * x of a layer's output read only there: one node block for both factors
-    a, b = (ip.b.materialize(a),) * 2 if a is b else (ip.b.materialize(a), ip.b.materialize(b))
-    if _same(a, b) and a.act == b.act and (a.act >= 0 or a is b):
-        if feeds_normalization(ip, n):
-            return Stat(tuple(ip.cur.shape[1:]))   # x * x: the start of a statistic
-        return _power(ip, a, 2.0)                  # x * x: an elementwise square
-    if _same(a, b):
-        f = b.fn if b.fn else a.fn
-        ip.warn_nonmonotone(_PRODUCT_NAMES.get(f, f"x * {f or 'x'}"))
-        return _flag(a, nonneg=False, fn=None, value=None)
-    for x, g in ((a, b), (b, a)):
-        if g.nonneg and g.index.numel() <= x.index.numel():
-            if ip.rules["gates"] == "error":
-                ip.unsupported(n, "gate", "a non-negative gate multiplies the value "
-                               "(squeeze-excitation / attention gate) and gates='error'")
-            ip.gated.append(ip.where(n))
-            return _flag(x, nonneg=False, fn=None, value=None)
-    ip.unsupported(n, "product of two network values", "neither factor is a non-negative "
-                   "gate (sigmoid / hard-sigmoid / softmax of another value): a product of "
-                   "two values computed from the input (self-attention, bilinear pooling) "
-                   "has no fixed weights, so the signed graph is not defined for it")
+def _broadcast(ip, n, v, real_v, real):
+    """An operand of a sum that broadcasts to the sum's shape (a global-context
+    block's ``x + ctx`` with ``ctx`` of C x 1 x 1): expanded, a re-indexing
+    (SPEC §1: every element of the sum reads the element it was copied from)."""
+    if not isinstance(real_v, torch.Tensor) or real_v.shape == real.shape:
+        return v
+    if real_v.ndim != real.ndim or real_v.shape[0] != real.shape[0]:
+        ip.unsupported(n, _opname(n.target), "a sum of network values whose batch or "
+                       "number of dimensions differ")
+    v = ip.b.materialize(v)
+    full = (1,) + tuple(real.shape[1:])
+    return reindexed([v], lambda kind: as_tensor_of(kind)(v, None).expand(full).contiguous())
 
 
 def _add(ip, n, args, kwargs, real):
@@ -436,6 +412,10 @@ def _add(ip, n, args, kwargs, real):
     coef = (-1.0 if sub else 1.0) * float(alpha)
     if coef != 1.0:
         b = scale(ip.b, b, torch.tensor(coef, dtype=torch.float64))
+    ra, rb = ip.real(n.args[0]), ip.real(n.args[1])
+    if n.target.overloadpacket is aten.rsub:
+        ra, rb = rb, ra
+    a, b = _broadcast(ip, n, a, ra, real), _broadcast(ip, n, b, rb, real)
     return add_values(ip.b, a, b, tuple(real.shape[1:]), ip.where(n),
                        lambda what: ip.unsupported(n, what))
 
