@@ -367,7 +367,7 @@ ATEN_OPS: dict = {
     **_ops("relu relu6 sigmoid hardsigmoid _softmax softmax exp", _monotone(True)),
     **_ops("elu celu", _elu),
     **_ops("tanh selu softplus expm1 log1p erf _log_softmax log_softmax log_sigmoid "
-           "log_sigmoid_forward logit", _monotone(False)),
+           "log_sigmoid_forward logit atan arctan sinh asinh arcsinh", _monotone(False)),
     **_ops("hardtanh clamp clamp_min clamp_max", _monotone(_clamp_nonneg)),
     **_ops("softshrink hardshrink", _monotone(False)),
     aten.threshold.default: _threshold_at,
@@ -381,6 +381,8 @@ ATEN_OPS: dict = {
     **_ops("hardswish", _nonmonotone("Hardswish")),
     **_ops("mish", _nonmonotone("Mish")),
     **_ops("abs", _nonmonotone("abs")),
+    **_ops("sin", _nonmonotone("sin")),          # SIREN
+    **_ops("cos", _nonmonotone("cos")),
     # a tensor of the value's shape that does not depend on its values: a constant
     **_ops("full_like zeros_like ones_like empty_like new_zeros new_ones new_full new_empty",
            lambda ip, n, args, kwargs, real: None),
