@@ -1,16 +1,22 @@
 """Elementwise functions and resampling ops that the capture accepts (SPEC §1,
 §1b): an elementwise function adds no nodes and no edges (warned once by name
-where it is not non-decreasing).
+where it is not non-decreasing); an antialiased interpolation is a separable
+linear resampling whose weights are read off the op.
 """
 
 from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from jacobian import assert_is_jacobian
+
+from deepglass.errors import UnsupportedLayerError
 from deepglass.graph import NonMonotoneActivationWarning, SignedGraph
 
 
@@ -68,3 +74,49 @@ def test_non_monotone_function_warns_once_by_name():
                         nn.Linear(4, 2)).double().eval()
     _, w = _graph(net, (3,))
     assert len(w) == 1 and "activation sin " in w[0], w
+
+
+class _Resize(nn.Module):
+    def __init__(self, **kw):
+        super().__init__()
+        self.kw = kw
+
+    def forward(self, x):
+        return F.interpolate(x, **self.kw)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("size", [(3, 5), (9, 11)])
+def test_antialiased_interpolation_is_its_jacobian(mode, size, capture):
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(2, 2, 1), _Resize(size=size, mode=mode, antialias=True))
+    g = assert_is_jacobian(net, (2, 6, 8), capture=capture)
+    if size == (3, 5):
+        # downsampling: antialias widens the filter, so the graph differs from plain mode
+        plain = nn.Sequential(nn.Conv2d(2, 2, 1), _Resize(size=size, mode=mode)).double()
+        plain[0].load_state_dict(net[0].state_dict())
+        g_plain = SignedGraph.from_module(plain.eval(), (2, 6, 8), dtype=torch.float64,
+                                          capture=capture)
+        assert g.n_edges > g_plain.n_edges
+
+
+def test_antialiased_bicubic_of_a_gate_is_not_a_non_negative_gate():
+    """Bicubic weights have negative lobes: a sigmoid gate resampled by them
+    may be negative, so it is not a positive rescaling (bilinear is)."""
+
+    class Gated(nn.Module):
+        def __init__(self, mode):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+            self.mode = mode
+
+        def forward(self, x):
+            g = torch.sigmoid(self.conv(F.avg_pool2d(x, 2)))
+            return x * F.interpolate(g, size=x.shape[2:], mode=self.mode, antialias=True)
+
+    torch.manual_seed(0)
+    lin, _ = _graph(Gated("bilinear").double().eval(), (2, 6, 8))
+    assert lin.meta["gates"]
+    with pytest.raises(UnsupportedLayerError, match="product of two network values"):
+        _graph(Gated("bicubic").double().eval(), (2, 6, 8))

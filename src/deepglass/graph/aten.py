@@ -32,7 +32,7 @@ from .aten_norms import (Stat, _batch_norm, _batch_norm_layer, _group_norm, _gro
                          _instance_norm_layer, _layer_norm, _layer_norm_layer,
                          _reduced_statistic, _statistic)
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
-                               _prelu, _rrelu, _threshold, _threshold_at)
+                               _prelu, _rrelu, _signed, _threshold, _threshold_at)
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _attention, _avg_pool, _bmm,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _linear, _matmul, _max_pool, _mean, _mul,
@@ -364,6 +364,8 @@ ATEN_OPS: dict = {
     **_ops("upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d "
            "_upsample_nearest_exact2d _upsample_nearest_exact3d", _upsample("nearest")),
     **_ops("upsample_linear1d upsample_bilinear2d upsample_trilinear3d", _upsample("linear")),
+    **_ops("_upsample_bilinear2d_aa", _upsample("linear")),       # antialias=True
+    **_ops("_upsample_bicubic2d_aa", _signed(_upsample("cubic"))),
     **_ops("relu relu6 sigmoid hardsigmoid _softmax softmax exp", _monotone(True)),
     **_ops("elu celu", _elu),
     **_ops("tanh selu softplus expm1 log1p erf _log_softmax log_softmax log_sigmoid "

@@ -8,11 +8,12 @@ of :mod:`.aten_rules`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
 
-from .symbolic import _flag, _is_sym, _opname
+from .symbolic import Pending, Ref, _flag, _is_sym, _opname
 
 aten = torch.ops.aten
 
@@ -105,3 +106,15 @@ def _prelu(ip, n, args, kwargs, real):
         ip.warn_nonmonotone(f"PReLU at {ip.where(n)!r}",
                             f" ({neg} of {w.numel()} learned slopes are negative)")
     return _flag(ip.b.activated(args[0]), nonneg=False, fn="prelu")
+
+
+def _signed(rule):
+    """``rule`` for an op whose fixed weights may be negative (bicubic
+    interpolation's lobes): its value is not known to be non-negative, even of
+    a non-negative input (a sigmoid gate resampled is no longer a gate)."""
+    def signed(ip, n, args, kwargs, real):
+        out = rule(ip, n, args, kwargs, real)
+        if isinstance(out, (Ref, Pending)) and out.nonneg:
+            out = dataclasses.replace(out, nonneg=False)
+        return out
+    return signed
