@@ -633,6 +633,61 @@ def test_a_reduction_added_to_a_value_is_a_layer(how, capture):
     assert_is_jacobian(_SumOf(how), (2, 3, 3), capture)
 
 
+class _CatConstant(nn.Module):
+    """CoordConv (coordinate channels concatenated to the input) and the
+    option-A shortcut of CIFAR ResNets / PyramidNet (channels padded by
+    concatenating zeros)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.c, self.how = nn.Conv2d(4, 2, 3, padding=1), how
+        self.register_buffer("grid", torch.randn(1, 2, 3, 4))
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        if self.how == "coordinates":
+            yy = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(b, 1, h, w)
+            xx = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(b, 1, h, w)
+            return self.c(torch.cat([x, yy.to(x.dtype), xx.to(x.dtype)], 1))
+        if self.how == "buffer":
+            return self.c(torch.cat([x, self.grid.expand(b, -1, -1, -1)], 1))
+        return self.c(torch.cat([x, torch.zeros_like(x)], 1)) + torch.cat([x, torch.zeros_like(x)], 1)[:, :2]
+
+
+@pytest.mark.parametrize("how", ["coordinates", "buffer", "zeros"])
+def test_constants_concatenated_to_a_value_have_no_nodes(how):
+    """A constant in a concatenation adds no node and no edge (SPEC §1), as
+    zero padding; it crashed with an IndexError."""
+    g = assert_is_jacobian(_CatConstant(how), (2, 3, 4))
+    # 3x3 taps inside a 3x4 image: (2 + 3 + 2) rows x (2 + 3 + 3 + 2) columns
+    assert g.n_nodes == 24 + 24 and g.n_edges == 2 * 2 * 7 * 10 + (24 if how == "zeros" else 0)
+
+
+class _SignedFactor(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.c, self.f, self.how = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1), how
+
+    def forward(self, x):
+        y = self.c(x)
+        return {"mean of another": lambda: y * self.f(x).mean((2, 3), keepdim=True),
+                "own mean": lambda: y / y.mean((2, 3), keepdim=True),
+                "channel sum": lambda: y * y.sum(1, keepdim=True),
+                "gated minus copy": lambda: y * torch.sigmoid(self.f(x)) - y,
+                "copy minus gated": lambda: y - 3 * y * torch.sigmoid(self.f(x))}[self.how]()
+
+
+@pytest.mark.parametrize("how", ["mean of another", "own mean", "channel sum",
+                                 "gated minus copy", "copy minus gated"])
+def test_a_factor_that_may_be_negative_is_refused(how):
+    """A mean of a signed value that multiplies or divides a value, and a gated
+    value summed with a copy of opposite sign (``y sigmoid(z) - y = -y
+    sigmoid(-z)``), are factors whose sign depends on the input: refused
+    (SPEC §1b), where they were taken as positive rescalings."""
+    with pytest.raises(UnsupportedLayerError, match="product|division|opposite sign"):
+        SignedGraph.from_module(_SignedFactor(how).eval(), (2, 3, 3))
+
+
 def test_a_reduction_subtracted_through_a_negation_is_a_statistic():
     """``x + (-u)`` and ``x + u * -1`` with ``u`` the mean of ``x``: the mean
     subtraction of an instance norm written out, as ``x - u`` (SPEC §1b: no

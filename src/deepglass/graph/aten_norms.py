@@ -214,7 +214,7 @@ _REDUCTIONS = {getattr(aten, name) for name in (
     "_adaptive_avg_pool3d linalg_vector_norm norm").split() if hasattr(aten, name)}
 
 
-def feeds_normalization(ip, n, reduced: bool = False) -> bool:
+def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> bool:
     """Whether the value of fx node ``n`` (``x ** p``, ``x * x``; a mean or sum
     when ``reduced``), once reduced over some dimensions (a mean, a sum, an
     average pool, a norm), goes on to multiply or divide another network value,
@@ -223,8 +223,10 @@ def feeds_normalization(ip, n, reduced: bool = False) -> bool:
     linear layer, not a statistic; one added after a negation (``x + (-u)``)
     is subtracted.  Before any reduction, a combination with another network
     value ends the search along that path (it makes a new value, not a
-    statistic).  A forward search over the fx graph through elementwise ops
-    and views; O(nodes after ``n``)."""
+    statistic).  A ``signed`` reduction (the mean of a value that may be
+    negative) rescales nothing: only its subtraction is a statistic.  A
+    forward search over the fx graph through elementwise ops and views;
+    O(nodes after ``n``)."""
     depends = ip.input_dependent()
     own = None      # n and what is computed from it, found when first needed
     stack = [(u, n, reduced, False) for u in n.users]
@@ -243,7 +245,8 @@ def feeds_normalization(ip, n, reduced: bool = False) -> bool:
             own = own or _descendants(n)
             if any(a not in own for a in others):
                 subtracted = packet in (aten.sub, aten.rsub) and _subtracted(u, src)
-                if reduced and (packet in (aten.mul, aten.div) or subtracted != negated):
+                rescales = packet in (aten.mul, aten.div) and not signed
+                if reduced and (rescales or subtracted != negated):
                     return True
                 continue
         elif _negates(ip, u, src):

@@ -148,7 +148,7 @@ def _product(ip, n, a, b, real):
             ip.gated.append(ip.where(n))
             # the gate's value, fixed factors included (relu6(z + 3) / 6, the
             # hard-sigmoid written out), is the rescaling: it adds nothing
-            return _flag(x, nonneg=False, fn=None, value=None)
+            return _flag(x, nonneg=False, fn=None, value=None, gated=True)
     ip.unsupported(n, "product of two network values", "neither factor is a non-negative "
                    "gate (sigmoid / hard-sigmoid / softmax of another value): a product of "
                    "two values computed from the input (self-attention, bilinear pooling) "

@@ -277,7 +277,10 @@ def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
     dl = sorted({d % nd for d in ([dims] if isinstance(dims, int) else dims or range(nd))})
     if 0 in dl:
         ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension")
-    if feeds_normalization(ip, n, reduced=True):
+    # the mean of a value that may be negative is a statistic only where it
+    # is subtracted; as a factor its sign would change the edges' (SPEC §1b)
+    signed = not (isinstance(args[0], Ref) and args[0].nonneg)
+    if feeds_normalization(ip, n, reduced=True, signed=signed):
         return Stat(tuple(real.shape[1:]))
     x = ip.b.materialize(args[0])
     if mean and dl[0] >= 2:
@@ -479,6 +482,9 @@ def _shape_rule(ip, n, args, kwargs, real):
     a = [type(v)(ip.b.materialize(u) if isinstance(u, Pending) else u for u in v)
          if isinstance(v, (list, tuple)) else v for v in a]
     real_args = ip.real(n.args)
+    if getattr(n.target, "overloadpacket", None) in (aten.cat, aten.stack) and \
+            not all(_is_sym(v) for v in a[0]):
+        a[0] = _constant_parts(ip, n, list(a[0]), real_args[0], real_args[1:])
     pad = n.target is aten.constant_pad_nd.default
     if getattr(n.target, "overloadpacket", None) is aten.index and has_sym(a[1:]):
         ip.unsupported(n, "index", "its indices are computed from the input (a gather that "
@@ -510,6 +516,24 @@ def _shape_rule(ip, n, args, kwargs, real):
         return n.target(*vals, **ip.real(n.kwargs))
 
     return reindexed(a, run)
+
+
+def _constant_parts(ip, n, parts, reals, rest) -> list:
+    """The constant tensors of a concatenation (CoordConv's coordinate channels,
+    the zero channels of an option-A shortcut) as parts without nodes, as zero
+    padding (SPEC §1: a constant adds no edge); refused where a max pool reads
+    a concatenation along other than the channels (its windows would mix them)."""
+    dim = int(rest[0]) if rest and not isinstance(rest[0], torch.Tensor) else \
+        int(n.kwargs.get("dim", 0))
+    if dim % max(reals[0].ndim, 1) != 1 and any(_is_max_pool(u.target) for u in n.users):
+        ip.unsupported(n, _opname(n.target), "a max pool reads a constant concatenated "
+                       "along other than the channels")
+    for i, (p, r) in enumerate(zip(parts, reals)):
+        if not _is_sym(p):
+            shape = (1,) + tuple(torch.as_tensor(r).shape[1:])
+            parts[i] = Ref(torch.full(shape, -1, dtype=torch.long),
+                           torch.zeros(shape, dtype=torch.float64))
+    return parts
 
 
 def _scatter(ip, n, args, kwargs, real):

@@ -70,6 +70,7 @@ class Ref:
     # factors), a new number per activation, -1 several (a concatenation);
     # two values of the same nodes add into one rescaling only when equal
     act: int = 0
+    gated: bool = False            # a gate's copy (x * g, g >= 0 of another value, SPEC §1b)
 
 
 @dataclass
@@ -114,7 +115,7 @@ def remap(ref: Ref, fn) -> Ref:
     and value ids alike (``fill``: what a padded element gets)."""
     opt = lambda t, fill: None if t is None else fn(t, fill)  # noqa: E731
     return Ref(fn(ref.index, -1), opt(ref.scale, 0), ref.nonneg, ref.fn,
-               opt(ref.value, -1), opt(ref.exact, -1), ref.act)
+               opt(ref.value, -1), opt(ref.exact, -1), ref.act, ref.gated)
 
 
 class Builder:
@@ -354,7 +355,7 @@ def scale(builder: Builder, val, s):
                                                                  dtype=torch.float64)
         # symbolic values live on the CPU whatever device the model's weights use
         return Ref(val.index, torch.broadcast_to(cur * s.cpu(), val.index.shape).clone(),
-                   fn=val.fn, value=val.value, exact=val.exact, act=val.act)
+                   fn=val.fn, value=val.value, exact=val.exact, act=val.act, gated=val.gated)
     return val
 
 
@@ -378,7 +379,13 @@ def add_values(builder, a, b, shape, where, unsupported) -> Pending:
             r.index.shape, dtype=torch.float64, device=r.index.device)
         same_value = a.value is b.value or (a.value is not None and b.value is not None
                                             and bool(torch.equal(a.value, b.value)))
-        return Ref(a.index, one(a) + one(b), value=a.value if same_value else None)
+        gated = a.gated or b.gated
+        if gated and bool((one(a) * one(b) < 0).any()):
+            # y * g - y = -y (1 - g): a factor whose sign depends on the gate's value
+            unsupported("a sum of a gated value and a copy of it of opposite sign "
+                        "(y * sigmoid(z) - y): the sign of its factor depends on the input")
+        return Ref(a.index, one(a) + one(b), value=a.value if same_value else None,
+                   gated=gated)
     terms = []
     for v in (a, b):
         if isinstance(v, Pending):
@@ -442,19 +449,20 @@ def reindexed(args, run) -> object:
     # stays one (a gate viewed or expanded to its input's shape, as ECA does),
     # and the elementwise function applied last is still the last one
     nonneg = bool(refs) and all(r.nonneg for r in refs)
+    gated = any(r.gated for r in refs)
     fns = {r.fn for r in refs}
     # the elementwise function: that of the operands holding nodes, if one
     acts = {r.act for r in refs if bool((r.index >= 0).any())}
     return _wrap(idx, scl, val, nonneg, fns.pop() if len(fns) == 1 else None,
-                 acts.pop() if len(acts) == 1 else -1 if acts else 0)
+                 acts.pop() if len(acts) == 1 else -1 if acts else 0, gated)
 
 
-def _wrap(idx, scl, val, nonneg=False, fn=None, act=0):
+def _wrap(idx, scl, val, nonneg=False, fn=None, act=0, gated=False):
     if isinstance(idx, torch.Tensor):
-        return Ref(idx, scl, nonneg=nonneg, fn=fn, value=val, act=act)
+        return Ref(idx, scl, nonneg=nonneg, fn=fn, value=val, act=act, gated=gated)
     if isinstance(idx, (list, tuple)):
         n = len(idx)
-        return type(idx)(_wrap(i, s, v, nonneg, fn, act) for i, s, v in
+        return type(idx)(_wrap(i, s, v, nonneg, fn, act, gated) for i, s, v in
                          zip(idx, scl if scl is not None else [None] * n,
                              val if val is not None else [None] * n))
     return None
