@@ -540,3 +540,38 @@ def test_monotonicity_records_capture_rules(cli, groupnorm_net):
     assert cfg["rules"] == {"norm": "ignore"}
     code, out, err = cli(argv)
     assert code == 2 and err.count("\n") == 1 and "configuration differs" in err, err
+
+
+def _tiny_onnx(path):
+    """A Conv -> Relu ONNX model written with onnx.helper, saved at ``path``."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((3, 2, 3, 3))
+                                .astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["y"])],
+        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_an_onnx_file_is_read_whatever_its_name(cli, tmp_path):
+    """An ONNX file is recognized by its content, not only by a .onnx name."""
+    _tiny_onnx(tmp_path / "model.onnx")
+    (tmp_path / "model.bin").write_bytes((tmp_path / "model.onnx").read_bytes())
+    code, named, err = cli(["graph", str(tmp_path / "model.onnx"), "--json"])
+    assert code == 0, err
+    code, unnamed, err = cli(["graph", str(tmp_path / "model.bin"), "--json"])
+    assert code == 0, err
+    assert unnamed.replace("model.bin", "model.onnx") == named
+
+
+@pytest.mark.parametrize("content", [b"\x08\x07\x12\x05torch\x99\x99", b"\x38\x00garbage",
+                                     b"hello world\n"])
+def test_a_file_of_no_known_kind_is_one_line(cli, tmp_path, content):
+    (tmp_path / "model.bin").write_bytes(content)
+    code, out, err = cli(["graph", str(tmp_path / "model.bin")])
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "not a PyTorch checkpoint, safetensors, TorchScript or ONNX file" in err, err

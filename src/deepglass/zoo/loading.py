@@ -14,8 +14,8 @@
   through ONNX to an fx ``GraphModule`` (:mod:`deepglass.zoo.torchscript`; its
   input shape must be given), or with ``arch`` its weights moved into that
   architecture;
-- an ONNX file, converted to an equivalent fx ``GraphModule``
-  (:mod:`deepglass.zoo.onnx_import`);
+- an ONNX file (recognized by its content, whatever its name), converted to an
+  equivalent fx ``GraphModule`` (:mod:`deepglass.zoo.onnx_import`);
 - a whole pickled module (``torch.save(model)``) only with ``trust_pickle=True``,
   because unpickling runs arbitrary code.
 
@@ -136,7 +136,7 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], arch: st
 
 
 def _sniff(path: Path) -> str:
-    """File kind from the extension and magic bytes: onnx, safetensors, torchscript or torch."""
+    """File kind from the extension and the content: onnx, safetensors, torchscript or torch."""
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return "onnx"
@@ -150,7 +150,49 @@ def _sniff(path: Path) -> str:
                 tail = n.split("/", 1)[-1]
                 if tail.startswith("code/") or tail == "constants.pkl":
                     return "torchscript"
-    return "torch"
+        return "torch"
+    return "onnx" if _is_onnx(path) else "torch"
+
+
+#: ModelProto's fields (number: wire type; 0 varint, 2 length-delimited)
+_ONNX_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2}
+
+
+def _is_onnx(path: Path) -> bool:
+    """Whether ``path`` holds an ONNX ``ModelProto`` whatever its name: its
+    top-level protobuf fields, read without parsing their contents, are
+    ModelProto's, starting with ``ir_version`` (as every exporter writes it)
+    and holding a ``graph``."""
+    def varint(fh):
+        value = 0
+        for shift in range(0, 64, 7):
+            b = fh.read(1)
+            if not b:
+                return None
+            value |= (b[0] & 0x7F) << shift
+            if b[0] < 0x80:
+                return value
+        return None
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        for k in range(64):
+            tag = varint(fh)
+            if tag is None:
+                return False
+            field, wire = tag >> 3, tag & 7
+            if _ONNX_FIELDS.get(field) != wire or (k == 0 and field != 1):
+                return False
+            n = varint(fh)
+            if n is None:
+                return False
+            if field == 7:
+                return fh.tell() + n <= size
+            if wire == 2:
+                if fh.tell() + n > size:
+                    return False
+                fh.seek(n, os.SEEK_CUR)
+    return False
 
 
 def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
@@ -180,6 +222,9 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
             raise DeepglassError(
                 f"{path} is a plain Python pickle, not a file written by torch.save or safetensors; "
                 "save the weights with torch.save(model.state_dict(), PATH)") from None
+        if "Unsupported operand" in message:   # a first byte that is no pickle opcode
+            raise DeepglassError(f"cannot read {path}: not a PyTorch checkpoint, safetensors, "
+                                 "TorchScript or ONNX file") from None
         if "Unsupported global" not in message and "GLOBAL" not in message:
             raise DeepglassError(f"cannot read {path} as a PyTorch file: {_unpickler_reason(message)}") from None
         if not trust_pickle:
