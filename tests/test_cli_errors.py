@@ -575,3 +575,23 @@ def test_a_file_of_no_known_kind_is_one_line(cli, tmp_path, content):
     code, out, err = cli(["graph", str(tmp_path / "model.bin")])
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert "not a PyTorch checkpoint, safetensors, TorchScript or ONNX file" in err, err
+
+
+def test_a_torchscript_archive_error_is_one_line(cli, tmp_path):
+    """PyTorch's "torch.jit.load is deprecated" warning is not printed before
+    the archive's own message."""
+    import warnings
+
+    import torch
+    import torch.nn as nn
+
+    path = tmp_path / "small.pt"
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(net, torch.randn(1, 3, 8, 8)), str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, out, err = cli(["graph", str(path)])      # no --input-shape
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "is a TorchScript archive" in err and "deprecated" not in err, err

@@ -368,6 +368,9 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: in
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
+                # PyTorch's notice that TorchScript is deprecated: nothing the user can act on
+                warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated",
+                                        category=FutureWarning)
                 model = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
             raise DeepglassError(f"cannot read TorchScript file {path}: {first_line(exc)}") from None
