@@ -149,8 +149,21 @@ def test_activation_written_as_product_is_elementwise_and_warns(act, name):
     ref, none = _graph(nn.Sequential(net.a, nn.ReLU(), net.b), (3,))
     assert not none
     np.testing.assert_allclose(_dense(g), _dense(ref))
-    # (the tanh form's x + 0.044715 x^3 warns first, as a sum of functions of x)
-    assert len(warns) == 1 + (name == "GELU (tanh)") and name in warns[-1]
+    # (the warning of the tanh form's x + 0.044715 x^3 is taken back: it is GELU's)
+    assert len(warns) == 1 and name in warns[0]
+
+
+@pytest.mark.parametrize("act", [nn.Softsign(), lambda x: x / (1 + x.abs())])
+def test_softsign_is_a_monotone_activation(act):
+    """Softsign, ``x / (1 + |x|)``: a division of ``x`` by a function of itself,
+    elementwise and non-decreasing (no warning; the ``|x|`` on its way is not
+    warned either); it was refused as a division by a network value."""
+    net = nn.Sequential(nn.Linear(3, 4), act if isinstance(act, nn.Module) else _Fixed(
+        lambda m, x: act(x)), nn.Linear(4, 2)).double()
+    g, warns = _graph(net, (3,))
+    ref, _ = _graph(nn.Sequential(net[0], nn.ReLU(), net[2]), (3,))
+    np.testing.assert_allclose(_dense(g), _dense(ref))
+    assert not warns
 
 
 class _StarReLU(nn.Module):
@@ -1296,6 +1309,59 @@ def test_a_rescaling_at_the_output_is_not_lost(kind):
     np.testing.assert_array_equal(g.outputs["1"], np.arange(77, 104))
     gains = net.g.detach().reshape(3).repeat_interleave(9).numpy()
     np.testing.assert_allclose(A[50:77, 77:104], np.diag(gains), rtol=1e-6)
+
+
+class _InputOut(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.c, self.how = nn.Conv2d(2, 2, 1), how
+
+    def forward(self, x):
+        return (3 * x if self.how == "3x" else -x), self.c(x)
+
+
+@pytest.mark.parametrize("how", ["3x", "-x"])
+def test_a_rescaled_input_returned_as_an_output_keeps_its_factor(how):
+    """``return 3 * x, conv(x)``: the rescaled input gets nodes of its own with
+    edges of weight 3 (an input block has no incoming edges to fold it into);
+    the factor, sign included, was lost."""
+    g = assert_is_jacobian(_InputOut(how), (2, 2, 2))
+    assert g.n_nodes == 8 * 3
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+@pytest.mark.parametrize("batchnorm", ["fold", "ignore"])
+def test_batch_norm_without_running_statistics_is_a_per_sample_norm(capture, batchnorm):
+    """``BatchNorm2d(track_running_stats=False)`` normalizes by the batch's own
+    statistics even in eval mode: a positive rescaling per channel (SPEC §1b),
+    its gain folded in by the norm rule; ``batchnorm='ignore'`` ignores it.  It
+    was refused with advice (eval mode, 'ignore') that did not help."""
+    torch.manual_seed(5)
+    bn = nn.BatchNorm2d(4, track_running_stats=False)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([-2.0, 0.5, 1.0, 3.0]))
+    conv1, conv2 = nn.Conv2d(2, 4, 1), nn.Conv2d(4, 2, 1)
+    g, _ = _graph(nn.Sequential(conv1, bn, conv2).double(), (2, 3, 3), capture=capture,
+                  batchnorm=batchnorm)
+    folded = nn.Conv2d(2, 4, 1).double()
+    with torch.no_grad():
+        gain = bn.weight.double() if batchnorm == "fold" else torch.ones(4, dtype=torch.float64)
+        folded.weight.copy_(conv1.weight.double() * gain.reshape(4, 1, 1, 1))
+    ref, _ = _graph(nn.Sequential(folded, conv2).double(), (2, 3, 3), capture=capture)
+    np.testing.assert_allclose(_dense(g), _dense(ref), rtol=1e-12)
+
+
+def test_a_refusal_names_what_each_capture_path_reads(monkeypatch):
+    """The export path's refusal lists §1b's layers (transposed convolution,
+    norms, gates); the fx fallback's says it is the fallback's list."""
+    class FFT(nn.Module):
+        def forward(self, x):
+            return torch.fft.fft2(x).real
+
+    with pytest.raises(UnsupportedLayerError, match="transposed convolution.*norms.*gates"):
+        SignedGraph.from_module(FFT(), (2, 3, 3), capture="export")
+    with pytest.raises(UnsupportedLayerError, match="the fx fallback supports linear"):
+        SignedGraph.from_module(FFT(), (2, 3, 3), capture="fx")
 
 
 class _Masked(nn.Module):

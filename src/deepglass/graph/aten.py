@@ -28,7 +28,7 @@ import torch
 import torch.fx
 
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
-from .aten_norms import (Stat, _batch_norm, _batch_norm_layer, _group_norm, _group_norm_layer,
+from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm_layer, _group_norm, _group_norm_layer,
                          _instance_norm_layer, _layer_norm, _layer_norm_layer,
                          _reduced_statistic, _statistic)
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
@@ -193,6 +193,7 @@ class AtenInterpreter(torch.fx.Interpreter):
         except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as exc:
             raise ForwardError(str(exc)) from exc
         self.cur = real
+        self.b.node = n
         first = len(self.b.node_blocks)
         sym = self.b.tag(n, self._symbolic(n, real), real)
         if len(self.b.node_blocks) > first:     # the node blocks this op made
@@ -353,6 +354,7 @@ ATEN_OPS: dict = {
     aten.leaky_relu.default: _leaky_relu,
     aten.prelu.default: _prelu,
     aten._native_batch_norm_legit_no_training.default: _batch_norm,
+    aten._native_batch_norm_legit.no_stats: _batch_norm_batch_stats,
     aten.native_layer_norm.default: _layer_norm,
     aten.native_group_norm.default: _group_norm,
     **_ops("max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices",

@@ -38,9 +38,14 @@ class Stat:
 
 def _batch_norm_layer(ip, n, args, kwargs, real):
     r = ip.real(n.args)
-    if r[5] or r[3] is None:   # training mode or no running statistics
-        ip.unsupported(n, "batch_norm", "batch norm without running statistics; use "
-                       "batchnorm='ignore' or a model in eval mode")
+    if r[5] or r[3] is None:
+        # no running statistics (track_running_stats=False): the batch's own
+        # statistics, a positive rescaling per channel as a per-sample norm's
+        # (SPEC §1b): its gain folds in by the norm rule; batchnorm='ignore'
+        # ignores the layer whole, as it does one with running statistics
+        if ip.rules["batchnorm"] == "ignore":
+            return args[0]
+        return _channel_gain(ip, n, args[0], r[1], r[0].ndim)
     return _batch_norm_scale(ip, n, args[0], r[1], r[4], r[7], r[0].ndim)
 
 
@@ -148,6 +153,15 @@ def _channel_gain(ip, n, val, weight, ndim):
 def _batch_norm(ip, n, args, kwargs, real):
     r = ip.real(n.args)
     return (_batch_norm_scale(ip, n, args[0], r[1], r[4], r[6], r[0].ndim), None, None)
+
+
+def _batch_norm_batch_stats(ip, n, args, kwargs, real):
+    """Core ATen's batch norm by the batch's own statistics (no running ones):
+    as :func:`_batch_norm_layer` finds them."""
+    r = ip.real(n.args)
+    val = args[0] if ip.rules["batchnorm"] == "ignore" else \
+        _channel_gain(ip, n, args[0], r[1], r[0].ndim)
+    return (val, None, None)
 
 
 def _layer_norm(ip, n, args, kwargs, real):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .aten_norms import Stat, _power, feeds_normalization
 from .symbolic import Ref, _flag, scale
 
-__all__: list[str] = []
+__all__ = ["of_one_value"]
 
 
 def _same(a, b) -> bool:
@@ -34,14 +34,16 @@ _PRODUCT_NAMES = {"sigmoid": "SiLU (x * sigmoid(x))", "hardsigmoid": "hard-swish
 #: written-out ``x * clamp(x + 3, 0, 6)`` is 6 hard-swish, ``x * (1 + erf(x /
 #: sqrt 2))`` 2 GELU; the graph carries the factor, as a module's graph would
 _CANONICAL = {"SiLU": F.silu, "hard-swish": F.hardswish, "GELU": F.gelu,
-              "GELU (tanh)": lambda x: F.gelu(x, approximate="tanh"), "Mish": F.mish}
+              "GELU (tanh)": lambda x: F.gelu(x, approximate="tanh"), "Mish": F.mish,
+              "Softsign": F.softsign}
+_MONOTONE = {"Softsign"}
 
 
-def _probe(ip, y, n, real) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _probe(ip, y, n, real) -> tuple[torch.Tensor, torch.Tensor, set] | None:
     """The ops from fx node ``y`` to ``n`` run again on a probe: ``y``'s shape
     filled with values spread over [-6, 6], where SPEC §1b's activations differ
     (on the captured sample they may all be near ``x / 2``).  Returns (probe,
-    ``n``'s value on it); None where an op on the way is not elementwise (a
+    ``n``'s value on it, the ops between them); None where an op on the way is not elementwise (a
     shape changes) or fails.  ``real`` is ``n``'s captured value.  O(ops
     between them)."""
     real_y = ip.real(y)
@@ -67,7 +69,7 @@ def _probe(ip, y, n, real) -> tuple[torch.Tensor, torch.Tensor] | None:
                 return None
     except Exception:   # noqa: BLE001 -- an op that does not take the probe: no form known
         return None
-    return env[y], env[n]
+    return env[y], env[n], ancestors_of_n
 
 
 def _canonical_factor(x: torch.Tensor, out: torch.Tensor) -> tuple[float, str] | None:
@@ -111,6 +113,32 @@ def _common_source(ip, n, depth: int = 12):
     return max(both, key=order.__getitem__) if both else None
 
 
+def of_one_value(ip, n, a, b, real, written: str):
+    """``x * f(x)`` or ``x / f(x)`` (``a`` and ``b`` hold the same nodes): an
+    elementwise function of ``x``.  Where it is a multiple ``k`` of a canonical
+    activation of the value ``y`` both come from (0.5 y (1 + erf(y / sqrt 2))
+    = GELU(y), y / (1 + |y|) = Softsign(y)), the activation of ``y`` times
+    ``k``, as the module followed by the factor ``k`` gives; else a new
+    activation of ``x``, warned as ``written`` (its monotonicity unchecked)."""
+    y = _common_source(ip, n)
+    probe = _probe(ip, y, n, real) if y is not None else None
+    fit = _canonical_factor(*probe[:2]) if probe is not None else None
+    if fit is None:
+        # the factor computed first is x: its activation is numbered lower
+        ip.warn_nonmonotone(written)
+        return _flag(ip.b.activated(a if a.act <= b.act else b), nonneg=False, fn=None,
+                     value=None)
+    k, name = fit
+    # the ops on the way (|x| in x / (1 + |x|), x + c x^3 in the tanh GELU) are
+    # parts of one activation: their warnings are taken back for its own
+    ip.b.retract_warnings(probe[2])
+    if name not in _MONOTONE:
+        ip.warn_nonmonotone(f"{name} (written out)")
+    out = _flag(ip.b.activated(ip.b.materialize(ip.sym[y])), nonneg=False, fn=None,
+                value=None)
+    return out if k == 1.0 else scale(ip.b, out, torch.tensor(k, dtype=torch.float64))
+
+
 def _product(ip, n, a, b, real):
     """SPEC §1b: ``x * f(x)`` is an elementwise activation; ``x * g`` with a
     non-negative gate ``g`` of another value is a positive rescaling of ``x``
@@ -122,24 +150,8 @@ def _product(ip, n, a, b, real):
             return Stat(tuple(ip.cur.shape[1:]))   # x * x: the start of a statistic
         return _power(ip, a, 2.0)                  # x * x: an elementwise square
     if _same(a, b):
-        y = _common_source(ip, n)
-        probe = _probe(ip, y, n, real) if y is not None else None
-        fit = _canonical_factor(*probe) if probe is not None else None
-        if fit is None:
-            # an elementwise function of x (the factor computed first: its
-            # activation is numbered lower) of no canonical form
-            f = b.fn if b.fn else a.fn
-            ip.warn_nonmonotone(_PRODUCT_NAMES.get(f, f"x * {f or 'x'}"))
-            return _flag(ip.b.activated(a if a.act <= b.act else b), nonneg=False, fn=None,
-                         value=None)
-        # k f(y), y the value both factors are computed from (0.5 * y * (1 +
-        # erf(y / sqrt 2)) = GELU(y)): the activation of y, times k, as the
-        # module (nn.GELU) followed by the factor k gives
-        k, name = fit
-        ip.warn_nonmonotone(f"{name} (written out)")
-        out = _flag(ip.b.activated(ip.b.materialize(ip.sym[y])), nonneg=False, fn=None,
-                    value=None)
-        return out if k == 1.0 else scale(ip.b, out, torch.tensor(k, dtype=torch.float64))
+        f = b.fn if b.fn else a.fn
+        return of_one_value(ip, n, a, b, real, _PRODUCT_NAMES.get(f, f"x * {f or 'x'}"))
     for x, g in ((a, b), (b, a)):
         if g.nonneg and g.index.numel() <= x.index.numel():
             if ip.rules["gates"] == "error":

@@ -17,7 +17,7 @@ import torch.fx
 from ..errors import DeepglassError
 from .blocks import ConvBlock, ConvTransposeBlock, ResampleBlock
 from .aten_norms import Stat, feeds_normalization
-from .aten_products import _product, _same
+from .aten_products import _product, _same, of_one_value
 from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op, reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
                        has_sym, reindexed, remap, scale, strip_zero_padding, tup, zip_map)
@@ -367,6 +367,9 @@ def _addcmul(ip, n, args, kwargs, real):
 def _div(ip, n, args, kwargs, real):
     a, b = args[0], args[1]
     if _is_sym(b):
+        if _is_sym(a) and _same(ip.b.materialize(a), ip.b.materialize(b)):
+            return of_one_value(ip, n, ip.b.materialize(a), ip.b.materialize(b), real,
+                                f"x / {b.fn or 'f(x)'}")   # x / (1 + |x|): Softsign
         if _is_sym(a) and isinstance(b, Ref) and b.nonneg and not _same(a, b):
             # division by a positive value computed from the input: a per-sample
             # normalization, i.e. a positive rescaling (SPEC §1b)

@@ -17,12 +17,22 @@ import torch.nn.functional as F
 
 from ..errors import DeepglassError, UnsupportedLayerError
 from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op
-from .symbolic import (SUPPORTED, Builder, ForwardError, Pending, Ref, _is_sym, _name_of,
+from .symbolic import (Builder, ForwardError, Pending, Ref, _is_sym, _name_of,
                        add_values, as_tensor_of,
                        has_sym, reindexed, scale, uses, zip_map)
 
 __all__ = ["FxInterpreter", "module_params", "function_params", "LINEAR_MODULES",
            "BATCHNORM_MODULES", "MUL_TARGETS", "ADD_TARGETS"]
+
+
+#: what the fx fallback reads: the paper's layers (SPEC §1), not §1b's rules
+FX_SUPPORTED = ("linear, conv1d/2d/3d (stride, padding incl. 'same' and asymmetric F.pad, "
+                "dilation, groups), max/avg pooling incl. adaptive and ceil_mode, global mean, "
+                "max / mean / sum over dimensions, "
+                "batch norm, residual add/sub, cat, chunk/split, flatten/view/reshape/"
+                "permute/transpose (channel shuffle), zero / reflect / replicate / circular "
+                "padding, scalar multiplication, "
+                "and elementwise activations / dropout / softmax / local response norm")
 
 
 def _bn_scale(bn, mode):
@@ -202,7 +212,7 @@ class FxInterpreter(torch.fx.Interpreter):
 
     def _unsupported(self, n, what):
         raise UnsupportedLayerError(
-            f"unsupported layer {self._where(n)!r} (op {what}): deepglass supports {SUPPORTED}")
+            f"unsupported layer {self._where(n)!r} (op {what}): the fx fallback supports {FX_SUPPORTED}")
 
     def _symbolic(self, n, real):
         if n.op == "placeholder":

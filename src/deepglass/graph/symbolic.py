@@ -39,13 +39,15 @@ from .blocks import EdgeBlock, IdentityBlock, NodeBlock, ZeroPaddedBlock
 __all__ = ["Ref", "Pending", "Builder", "NonMonotoneActivationWarning", "ForwardError",
            "SUPPORTED", "scale", "remap", "uses"]
 
-SUPPORTED = ("linear, conv1d/2d/3d (stride, padding incl. 'same' and asymmetric F.pad, "
-             "dilation, groups), max/avg pooling incl. adaptive and ceil_mode, global mean, "
-             "max / mean / sum over dimensions, "
-             "batch norm, residual add/sub, cat, chunk/split, flatten/view/reshape/"
-             "permute/transpose (channel shuffle), zero / reflect / replicate / circular "
-             "padding, scalar multiplication, "
-             "and elementwise activations / dropout / softmax / local response norm")
+#: what the ATen capture reads (SPEC §1, §1b), for refusals to name
+SUPPORTED = ("linear layers and products by a fixed weight (matmul, einsum), conv1d/2d/3d "
+             "(stride, padding incl. 'same', dilation, groups) and transposed convolution, "
+             "max / average pooling (adaptive, ceil_mode, count_include_pad), mean / sum / "
+             "max over dimensions, upsampling (nearest, bilinear, bicubic, trilinear), pixel "
+             "(un)shuffle, batch / layer / group / instance / RMS / local response norms, "
+             "residual add/sub, cat / chunk / split / view / permute / pad / flip / roll and "
+             "other re-indexings, fixed factors, gates x * g(z) with g >= 0 (sigmoid, "
+             "hard-sigmoid, softmax), and elementwise activations (incl. x * f(x) forms)")
 
 
 class ForwardError(Exception):
@@ -134,6 +136,9 @@ class Builder:
         self._materialized: dict[int, tuple] = {}   # id(Pending) -> (it, its Ref)
         self.n_acts = 0                             # activations numbered (Ref.act)
         self.warned: set[str] = set()
+        self.node = None                  # the fx node being read (whose warnings)
+        self.warned_at: dict = {}         # fx node -> (key, message) of its warnings
+        self.retracted: set[str] = set()  # messages of warnings taken back
         self.n = 0
         self.record = bool(record)
         self.values: list[tuple] = []     # (fx node, tuple position or None, first id, size)
@@ -264,7 +269,18 @@ class Builder:
     def warn_once(self, key: str, message: str) -> None:
         if key not in self.warned:
             self.warned.add(key)
+            self.retracted.discard(message)
+            self.warned_at.setdefault(self.node, []).append((key, message))
             warnings.warn(message, NonMonotoneActivationWarning, stacklevel=4)
+
+    def retract_warnings(self, nodes) -> None:
+        """Take back the warnings of fx ``nodes`` (the ``|x|`` inside a written-out
+        Softsign, read whole as the monotone function it is); the capture drops
+        them before passing warnings on, and a later op may warn them again."""
+        for node in nodes:
+            for key, message in self.warned_at.pop(node, []):
+                self.warned.discard(key)
+                self.retracted.add(message)
 
 
 # ----------------------------------------------------------------------------------

@@ -314,8 +314,8 @@ def _capture(model, inputs, forward_kwargs, rules, capture, pool_weight, batchno
 def _rescaled_output(builder: Builder, v, name: str, others: list):
     """An output value that still carries a rescaling (a residual ``c + g * c``,
     a norm's gain after its nodes were made for two readers): no later layer
-    folds the factors in.  Where the value is one whole node block that no edge
-    block and no other output reads, and the factor is a scalar or one per
+    folds the factors in.  Where the value is one whole layer's node block
+    (not an input) that no edge block and no other output reads, and the factor is a scalar or one per
     channel (any factor, where the edges ending there are a pool's), it folds
     into the block's incoming edges (as a batch norm does); otherwise the
     output gets nodes of its own, one edge of weight ``s`` from each node it
@@ -326,12 +326,15 @@ def _rescaled_output(builder: Builder, v, name: str, others: list):
     flat = v.index.reshape(-1)
     nb = next((b for b in builder.node_blocks if b.offset <= int(flat[0]) < b.stop), None)
     s = v.scale.reshape(shape)
-    if (nb is not None and flat.numel() == nb.size and bool((flat >= 0).all())
+    reads = [u for w in others for u in ([w] if isinstance(w, Ref) else
+                                          [r for _, r in w.terms if isinstance(r, Ref)])]
+    if (nb is not None and nb.op != "input" and flat.numel() == nb.size
+            and bool((flat >= 0).all())
             and bool(torch.equal(flat, torch.arange(nb.offset, nb.stop, device=flat.device)))
             and tuple(nb.shape) == shape
             and not any(nb.index in b.src_blocks for b in builder.edge_blocks)
             and not any(bool(((u.index >= nb.offset) & (u.index < nb.stop)).any())
-                        for u in others)):
+                        for u in reads)):
         incoming = [b for b in builder.edge_blocks if b.dst == nb.index]
         per_channel = s.reshape(shape[0], -1) if len(shape) > 1 else s.reshape(-1, 1)
         if bool((per_channel == per_channel[:, :1]).all()):
@@ -391,7 +394,8 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
     finally:
         model.train(was_training)
     for w in caught:
-        if issubclass(w.category, NonMonotoneActivationWarning):
+        if issubclass(w.category, NonMonotoneActivationWarning) and \
+                str(w.message) not in run.builder.retracted:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return run
 
@@ -428,7 +432,7 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     for name, v in zip(run.names, run.leaves):
         if not isinstance(v, (Ref, Pending)):
             continue   # a constant output (a shape, a buffer) is not part of the graph
-        others = [u for u in run.leaves if u is not v and isinstance(u, Ref)]
+        others = [u for u in run.leaves if u is not v and isinstance(u, (Ref, Pending))]
         ref = builder.materialize(_rescaled_output(builder, v, name, others))
         if (ref.index < 0).any():
             raise UnsupportedLayerError(f"the model's output {name!r} contains zero padding")
