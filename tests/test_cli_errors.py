@@ -595,3 +595,42 @@ def test_a_torchscript_archive_error_is_one_line(cli, tmp_path):
         code, out, err = cli(["graph", str(path)])      # no --input-shape
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert "is a TorchScript archive" in err and "deprecated" not in err, err
+
+
+@pytest.mark.parametrize("module", ["typer", "deepglass.cli.graph", "deepglass.cli.criticality"])
+def test_ctrl_c_while_the_command_line_loads_is_one_line(tmp_path, module):
+    """Ctrl-C while ``deepglass`` still imports its modules: one line on stderr
+    and exit status 130, not a KeyboardInterrupt traceback.  The SIGINT is sent
+    by the process itself when it starts importing ``module``."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "class Hook:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == {module!r}:\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Hook())\n"
+        "sys.argv = ['deepglass', 'graph', 'digits_cnn']\n"
+        "from deepglass.cli import main\n"
+        "main()\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 130, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    lines = proc.stderr.strip("\n").splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), proc.stderr
+
+
+def test_importing_the_command_line_keeps_python_s_ctrl_c():
+    """Once loaded, ``deepglass.cli`` leaves SIGINT to Python (a KeyboardInterrupt),
+    as a library should."""
+    import subprocess
+    import sys
+
+    script = ("import signal, deepglass.cli\n"
+              "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip() == "True", proc.stderr[-2000:]

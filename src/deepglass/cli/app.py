@@ -10,13 +10,39 @@ errors such as an unparsable number or an unknown option) print one line
 
 from __future__ import annotations
 
-import importlib
+import signal
 import sys
-import warnings
 
-import typer
 
-from ..errors import DeepglassError
+def _interrupted_while_loading(signum, frame):
+    """Ctrl-C while the command line still imports its modules (typer, pandas,
+    the commands': a second or more): one line and status 130, as later."""
+    print("interrupted while loading; nothing was computed or written", file=sys.stderr)
+    raise SystemExit(130)
+
+
+def _sigint_while_loading(install: bool) -> None:
+    """Install :func:`_interrupted_while_loading` as the SIGINT handler for this
+    module's imports (only over Python's own handler, and in the main thread),
+    or give Python's back: once loaded, Ctrl-C is a KeyboardInterrupt again,
+    which :func:`main` reports."""
+    try:
+        if install and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupted_while_loading)
+        elif not install and signal.getsignal(signal.SIGINT) is _interrupted_while_loading:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: signal handlers cannot be set
+        pass
+
+
+_sigint_while_loading(True)
+
+import importlib  # noqa: E402
+import warnings  # noqa: E402
+
+import typer  # noqa: E402
+
+from ..errors import DeepglassError  # noqa: E402
 
 app = typer.Typer(
     name="deepglass",
@@ -122,10 +148,10 @@ def _cwd_importable() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``deepglass`` console script."""
-    _warnings_on_stderr()
-    _cwd_importable()
-    _SHOWN_WARNINGS.clear()
     try:
+        _warnings_on_stderr()
+        _cwd_importable()
+        _SHOWN_WARNINGS.clear()
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line
             code = app(args=argv, standalone_mode=False)
@@ -147,3 +173,6 @@ def main(argv: list[str] | None = None) -> None:
 def _help_hint(exc) -> str:
     ctx = getattr(exc, "ctx", None)
     return f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+
+
+_sigint_while_loading(False)   # loaded: main() reports a KeyboardInterrupt
