@@ -119,6 +119,37 @@ def test_hard_sigmoid_gate_written_out_is_a_gate():
     np.testing.assert_allclose(_dense(_graph(gated, (2, 4, 4))[0]), _dense(_graph(plain, (2, 4, 4))[0]))
 
 
+class _Gated(nn.Module):
+    def __init__(self, gate):
+        super().__init__()
+        self.c, self.d, self.f, self.gate = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1), \
+            nn.Conv2d(2, 2, 1), gate
+
+    def forward(self, x):
+        return self.f(self.c(x) * self.gate(self.d(x)))
+
+
+@pytest.mark.parametrize("gate", [lambda z: 1 - torch.sigmoid(z), lambda z: 1 + torch.tanh(z),
+                                  F.softplus, torch.abs, lambda z: 2.0 - F.hardsigmoid(z)])
+def test_gates_known_non_negative_from_their_range(gate):
+    """``1 - sigmoid(z)`` (a highway net's carry gate), ``1 + tanh(z)``,
+    ``softplus(z)``, ``|z|``: non-negative whatever the input, so gates (SPEC
+    §1b): the gated path keeps its edges, the gate's branch is left out."""
+    torch.manual_seed(7)
+    net = _Gated(gate).double()
+    g, _ = _graph(net, (2, 3, 3))
+    ref, _ = _graph(nn.Sequential(net.c, net.f).double(), (2, 3, 3))
+    np.testing.assert_allclose(_dense(g), _dense(ref))
+    assert g.meta["gates"]
+
+
+@pytest.mark.parametrize("gate", [lambda z: 0.5 - torch.sigmoid(z), lambda z: torch.tanh(z) + 0.5,
+                                  lambda z: 1 - 2 * torch.sigmoid(z)])
+def test_a_bounded_factor_that_can_be_negative_is_not_a_gate(gate):
+    with pytest.raises(UnsupportedLayerError, match="product of two network values"):
+        _graph(_Gated(gate).double(), (2, 3, 3))
+
+
 @pytest.mark.parametrize("act,name", [(lambda x: x * torch.sigmoid(x), "SiLU"),
                                       (lambda x: x * F.hardsigmoid(x), "hard-swish"),
                                       (lambda x: x * (torch.clamp(x + 3, 0, 6) / 6), "hard-swish"),

@@ -368,9 +368,9 @@ ATEN_OPS: dict = {
     **_ops("upsample_linear1d upsample_bilinear2d upsample_trilinear3d", _upsample("linear")),
     **_ops("_upsample_bilinear2d_aa", _upsample("linear")),       # antialias=True
     **_ops("_upsample_bicubic2d_aa", _signed(_upsample("cubic"))),
-    **_ops("relu relu6 sigmoid hardsigmoid _softmax softmax exp", _monotone(True)),
+    **_ops("relu relu6 sigmoid hardsigmoid _softmax softmax exp softplus", _monotone(True)),
     **_ops("elu celu", _elu),
-    **_ops("tanh selu softplus expm1 log1p erf _log_softmax log_softmax log_sigmoid "
+    **_ops("tanh selu expm1 log1p erf _log_softmax log_softmax log_sigmoid "
            "log_sigmoid_forward logit atan arctan sinh asinh arcsinh", _monotone(False)),
     **_ops("hardtanh clamp clamp_min clamp_max", _monotone(_clamp_nonneg)),
     **_ops("softshrink hardshrink", _monotone(False)),
@@ -384,7 +384,7 @@ ATEN_OPS: dict = {
     **_ops("silu", _nonmonotone("SiLU")),
     **_ops("hardswish", _nonmonotone("Hardswish")),
     **_ops("mish", _nonmonotone("Mish")),
-    **_ops("abs", _nonmonotone("abs")),
+    **_ops("abs", _nonmonotone("abs", nonneg=True)),
     **_ops("sin", _nonmonotone("sin")),          # SIREN
     **_ops("cos", _nonmonotone("cos")),
     # a tensor of the value's shape that does not depend on its values: a constant

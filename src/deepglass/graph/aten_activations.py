@@ -52,10 +52,10 @@ def _clamp_nonneg(ip, n):
     return lo is not None and not isinstance(lo, torch.Tensor) and lo >= 0
 
 
-def _nonmonotone(name):
+def _nonmonotone(name, nonneg: bool = False):
     def rule(ip, n, args, kwargs, real):
         ip.warn_nonmonotone(name)
-        return _flag(ip.b.activated(args[0]), nonneg=False, fn=_opname(n.target))
+        return _flag(ip.b.activated(args[0]), nonneg=nonneg, fn=_opname(n.target))
     return rule
 
 

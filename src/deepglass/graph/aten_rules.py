@@ -383,6 +383,21 @@ def _neg(ip, n, args, kwargs, real):
     return scale(ip.b, args[0], torch.tensor(-1.0, dtype=torch.float64))
 
 
+#: the values an elementwise function takes (of a Ref not rescaled since)
+_RANGES = {"sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0),
+           "erf": (-1.0, 1.0)}
+
+
+def _range(v: Ref) -> tuple[float, float]:
+    """Bounds of a value's elements: ``[0, inf)`` where it is non-negative, a
+    bounded activation's range (``1 - sigmoid(z)`` and ``1 + tanh(z)`` are
+    non-negative gates, SPEC §1b), else unbounded."""
+    lo, hi = (0.0, math.inf) if v.nonneg else (-math.inf, math.inf)
+    if v.fn in _RANGES and (v.scale is None or bool((v.scale == 1).all())):
+        lo, hi = max(lo, _RANGES[v.fn][0]), _RANGES[v.fn][1]
+    return lo, hi
+
+
 def _broadcast(ip, n, v, real_v, real):
     """An operand of a sum that broadcasts to the sum's shape (a global-context
     block's ``x + ctx`` with ``ctx`` of C x 1 x 1): expanded, a re-indexing
@@ -407,14 +422,17 @@ def _add(ip, n, args, kwargs, real):
         if not _is_sym(a):
             return None
         c = b if not isinstance(b, torch.Tensor) else None
-        keep = isinstance(a, Ref) and a.nonneg and c is not None and \
-            (-c if sub else c) >= 0
-        if n.target.overloadpacket is aten.rsub:
-            return scale(ip.b, a, torch.tensor(-float(alpha), dtype=torch.float64))
+        keep = isinstance(a, Ref) and c is not None and \
+            _range(a)[0] + (-c if sub else c) * float(alpha) >= 0
         return _flag(a, nonneg=keep) if isinstance(a, Ref) else a
     if not _is_sym(a):
-        return scale(ip.b, b, torch.tensor(-float(alpha) if sub else float(alpha),
-                                          dtype=torch.float64))
+        # c - alpha x (1 - sigmoid(z), a highway gate's other half) or c + alpha x
+        k = -float(alpha) if sub else float(alpha)
+        out = scale(ip.b, b, torch.tensor(k, dtype=torch.float64))
+        c = ip.real(n.args[1] if n.target.overloadpacket is aten.rsub else n.args[0])
+        lo, hi = _range(b) if isinstance(b, Ref) else (-math.inf, math.inf)
+        least = float(torch.as_tensor(c).min()) + (k * hi if k < 0 else k * lo)
+        return _flag(out, nonneg=True) if isinstance(out, Ref) and least >= 0 else out
     coef = (-1.0 if sub else 1.0) * float(alpha)
     if coef != 1.0:
         b = scale(ip.b, b, torch.tensor(coef, dtype=torch.float64))
