@@ -1342,6 +1342,54 @@ def test_a_rescaling_at_the_output_is_not_lost(kind):
     np.testing.assert_allclose(A[50:77, 77:104], np.diag(gains), rtol=1e-6)
 
 
+class _ContextPool(nn.Module):
+    """GCNet's global context block: positions pooled with softmax weights
+    computed from the value (``x @ softmax(mask)``), in four spellings."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.c, self.m, self.t, self.how = nn.Conv2d(2, 3, 1), nn.Conv2d(3, 1, 1), \
+            nn.Conv2d(3, 3, 1), how
+
+    def forward(self, x):
+        y = self.c(x)
+        B, C, H, W = y.shape
+        a = self.m(y).reshape(B, 1, H * W).softmax(-1)
+        v = y.reshape(B, C, H * W)
+        ctx = {"mul+sum": lambda: (v * a).sum(-1),
+               "matmul": lambda: (v.unsqueeze(1) @ a.unsqueeze(-1)).reshape(B, C),
+               "einsum": lambda: torch.einsum("bcn,bn->bc", v, a[:, 0]),
+               "gate first": lambda: (a @ v.transpose(1, 2)).reshape(B, C)}[self.how]()
+        return y + self.t(ctx.view(B, C, 1, 1))
+
+
+@pytest.mark.parametrize("how", ["matmul", "einsum", "gate first"])
+def test_a_gate_written_as_a_matrix_product_is_a_gate(how):
+    """``x @ softmax(m)`` (GCNet, timm's GlobalContext) and ``softmax(m) @ x``:
+    the softmax weights are a non-negative gate of another value (SPEC §1b),
+    so the graph is that of ``(x * softmax(m)).sum(-1)``; it was refused as
+    self-attention."""
+    torch.manual_seed(8)
+    ref, _ = _graph(_ContextPool("mul+sum").double(), (2, 3, 3))
+    torch.manual_seed(8)
+    g, _ = _graph(_ContextPool(how).double(), (2, 3, 3))
+    assert g.meta["gates"] and g.n_edges == ref.n_edges
+    np.testing.assert_allclose(_dense(g), _dense(ref), rtol=1e-12)
+
+
+def test_a_product_of_two_values_neither_a_gate_is_still_refused():
+    class QK(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.q(x) @ self.k(x).transpose(1, 2)
+
+    with pytest.raises(UnsupportedLayerError, match="product"):
+        SignedGraph.from_module(QK(), (3, 4))
+
+
 class _InputOut(nn.Module):
     def __init__(self, how):
         super().__init__()

@@ -28,14 +28,15 @@ import torch
 import torch.fx
 
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
-from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm_layer, _group_norm, _group_norm_layer,
-                         _instance_norm_layer, _layer_norm, _layer_norm_layer,
-                         _reduced_statistic, _statistic)
+from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm_layer,
+                         _group_norm, _group_norm_layer, _instance_norm_layer, _layer_norm,
+                         _layer_norm_layer, _reduced_statistic, _statistic)
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
-from .aten_rules import (_adaptive, _add, _addcmul, _amax, _attention, _avg_pool, _bmm,
+from .aten_products import _attention, _bmm, _linear, _matmul
+from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
-                         interpolation_matrices, _linear, _matmul, _max_pool, _mean, _mul,
+                         interpolation_matrices, _max_pool, _mean, _mul,
                          _neg, _refuse, _scatter, _shape_rule, _sum, _upsample, _where)
 from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, _is_sym, _opname, flatten,
                        has_sym, uses)

@@ -1,19 +1,28 @@
-"""Products of network values in the ATen capture (SPEC §1b): ``x * f(x)``
-an elementwise activation (read as its canonical form where it is one: a
+"""Products in the ATen capture (SPEC §1, §1b).  By a fixed weight: ``x @ W``
+(``linear``, ``addmm``, ``einsum`` / ``bmm`` with a weight) a dense layer, at
+every position where the batch is folded into the rows.  Of two network
+values: ``x * f(x)`` an elementwise activation (read as its canonical form where it is one: a
 written-out hard-swish or GELU has its module's graph), ``x * g`` with a
-non-negative gate ``g`` of another value a positive rescaling, ``x * x`` a
-power; any other product of two network values refused.  Rules have the
+non-negative gate ``g`` of another value a positive rescaling (also written as
+a matrix product, ``x @ softmax(m)``), ``x * x`` a power; any other product of
+two network values (self-attention) refused.  Rules have the
 signature of :mod:`.aten_rules`.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.fx
 import torch.nn.functional as F
 
 from .aten_norms import Stat, _power, feeds_normalization
-from .symbolic import Ref, _flag, scale
+from .blocks import ConvBlock
+from .layers import dense_op, reduce_op
+from .symbolic import Pending, Ref, _flag, _is_sym, _opname, remap, scale
+
+aten = torch.ops.aten
 
 __all__ = ["of_one_value"]
 
@@ -165,3 +174,135 @@ def _product(ip, n, a, b, real):
                    "gate (sigmoid / hard-sigmoid / softmax of another value): a product of "
                    "two values computed from the input (self-attention, bilinear pooling) "
                    "has no fixed weights, so the signed graph is not defined for it")
+
+
+def _matmul(ip, n, args, kwargs, real):
+    """``addmm(bias, x, W^T)`` / ``mm(x, W^T)``: a dense layer."""
+    off = 1 if n.target is aten.addmm.default else 0
+    x, w = args[off], args[off + 1]
+    if _is_sym(x) and _is_sym(w):
+        ip.unsupported(n, "matrix product of two network values", "a product of two values "
+                       "computed from the input (self-attention, bilinear pooling) has no "
+                       "fixed weights, so the signed graph is not defined for it")
+    if not _is_sym(x):
+        ip.unsupported(n, _opname(n.target), "the input enters a matrix product from the "
+                       "right; only x @ W with fixed W is a dense layer")
+    weight = ip.real(n.args[off + 1]).T
+    alpha = n.kwargs.get("alpha", 1)
+    if alpha != 1:
+        weight = weight * alpha
+    real_in = ip.real(n.args[off])
+    x = ip.b.materialize(x)
+    if real_in.shape[0] > 1:
+        return _positionwise(ip, n, x, weight)
+    return dense_op(ip.b, ip.where(n), x, real_in, real, weight)
+
+
+def _positionwise(ip, n, x, weight):
+    """A dense layer applied at every position (``(positions, C_in) @ W^T``, the
+    batch folded into the rows: a channels-last MLP).  Its edges are those of a
+    1x1 convolution over the positions; its node block is ``(C_out, positions)``
+    and the value keeps the rows-by-channels layout of the real tensor.  The
+    block is made at once, so a residual addition after it gets a block of its
+    own (identity edges)."""
+    N, c_in = x.index.shape
+    c_out = weight.shape[0]
+    src = remap(x, lambda t, fill: t.T.reshape(1, c_in, N).contiguous())
+    blk = ConvBlock(weight.detach().reshape(c_out, c_in, 1), (c_in, N), (c_out, N), (1,),
+                    [(0, 0)], (1,), 1, module=ip.where(n))
+    ref = ip.b.materialize(Pending([(blk, src)], (c_out, N), op="dense", name=ip.where(n)))
+    return Ref(ref.index.reshape(c_out, N).T.contiguous())
+
+
+def _linear(ip, n, args, kwargs, real):
+    """``linear(x, W)`` / ``matmul(x, W^T)``: a dense layer; on a value with
+    leading dimensions (``(1, H, W, C)``) it acts at every position."""
+    x, w = args[0], args[1]
+    if _is_sym(w):
+        if not _is_sym(x):
+            ip.unsupported(n, _opname(n.target), "the input enters a matrix product from "
+                           "the right; only x @ W with fixed W is a dense layer")
+        return _bmm(ip, n, args, kwargs, real)
+    weight = ip.real(n.args[1])
+    if n.target.overloadpacket is aten.matmul:
+        if weight.ndim != 2:
+            return _bmm(ip, n, args, kwargs, real)
+        weight = weight.T
+    x = ip.b.materialize(x)
+    real_in = ip.real(n.args[0])
+    if real_in.ndim == 2 and real_in.shape[0] == 1:
+        return dense_op(ip.b, ip.where(n), x, real_in, real, weight)
+    if real_in.shape[0] != 1:
+        ip.unsupported(n, _opname(n.target), "it runs on one sample's values regrouped as a "
+                       "batch (windows or patches as a batch, as windowed attention does); the "
+                       "signed graph of one sample is not defined across the batch")
+    lead = tuple(real_in.shape[1:-1])
+    flat = remap(x, lambda t, fill: t.reshape(-1, real_in.shape[-1]))
+    out = _positionwise(ip, n, flat, weight)
+    return Ref(out.index.reshape((1,) + lead + (weight.shape[0],)))
+
+
+def _bmm(ip, n, args, kwargs, real):
+    """``bmm(W, X)`` / ``bmm(X, W)`` with a fixed ``W`` and one batch (an
+    ``einsum`` with a weight, lowered): a dense layer at every column (row) of
+    ``X``, the edges of a 1x1 convolution (:func:`_positionwise`).  A product
+    of two network values (self-attention) is refused."""
+    a, b = args[0], args[1]
+    gated = _gated_bmm(ip, n, a, b, real) if _is_sym(a) and _is_sym(b) else None
+    if gated is not None:
+        return gated
+    if _opname(n.target) == "bmm" and _is_sym(a) != _is_sym(b):
+        ra, rb = ip.real(n.args[0]), ip.real(n.args[1])
+        if ra.shape[0] == 1 and rb.shape[0] == 1:
+            if _is_sym(b):          # W (o, c) @ X (c, N): the columns of X are positions
+                x = remap(ip.b.materialize(b), lambda t, fill: t[0].T.contiguous())
+                out = _positionwise(ip, n, x, ra[0])
+                return remap(out, lambda t, fill: t.T.unsqueeze(0).contiguous())
+            x = remap(ip.b.materialize(a), lambda t, fill: t[0].contiguous())  # X (N, c) @ W
+            out = _positionwise(ip, n, x, rb[0].T)
+            return remap(out, lambda t, fill: t.unsqueeze(0).contiguous())
+    ip.unsupported(n, "batched matrix product", "a batched product of network values "
+                   "(self-attention) has no fixed weights, so the signed graph is not "
+                   "defined for it")
+
+
+def _gated_bmm(ip, n, a, b, real):
+    """``bmm(X, G)`` or ``bmm(G, X)`` of one batch with ``G >= 0`` computed from
+    another value (GCNet's context pooling ``x @ softmax(mask)``, a gate written
+    as a matrix product): the gate a positive rescaling (SPEC §1b, as
+    ``(x * g).sum(-1)``), so each output element sums the elements of ``X`` it
+    reads, weight 1.  None where neither factor is such a gate."""
+    ra, rb = ip.real(n.args[0]), ip.real(n.args[1])
+    if not (isinstance(ra, torch.Tensor) and isinstance(rb, torch.Tensor)) or \
+            ra.ndim != rb.ndim or ra.ndim < 3 or math.prod(ra.shape[:-2]) != 1 or \
+            math.prod(rb.shape[:-2]) != 1:
+        return None     # one matrix per sample only (the batch dimension of size 1)
+    a, b = ip.b.materialize(a), ip.b.materialize(b)
+    if not isinstance(a, Ref) or not isinstance(b, Ref) or _same(a, b):
+        return None
+    (M, K), N, lead = ra.shape[-2:], rb.shape[-1], tuple(ra.shape[:-2])
+    shape = lead + (M, K, N)
+    gate_a, gate_b = _gate_like(a, b), _gate_like(b, a)
+    if gate_a == gate_b:
+        return None     # neither, or both could be the gate
+    if gate_b:          # X (M, K) @ G (K, N): out[m, n] reads X[m, :]
+        x = remap(a, lambda t, fill: t.unsqueeze(-1).expand(shape).contiguous())
+    else:               # G (M, K) @ X (K, N): out[m, n] reads X[:, n]
+        x = remap(b, lambda t, fill: t.unsqueeze(-3).expand(shape).contiguous())
+    if ip.rules["gates"] == "error":
+        ip.unsupported(n, "gate", "a non-negative gate multiplies the value (a matrix "
+                       "product with softmax weights) and gates='error'")
+    ip.gated.append(ip.where(n))
+    return reduce_op(ip.b, ip.where(n), x, torch.empty(shape), real, [len(shape) - 2], 1.0)
+
+
+def _gate_like(g: Ref, x: Ref) -> bool:
+    """Whether ``g`` can be the gate of a product with ``x``: non-negative, and a
+    softmax or sigmoid where ``x`` is non-negative too."""
+    return g.nonneg and (not x.nonneg or g.fn in ("_softmax", "softmax", "sigmoid",
+                                                   "hardsigmoid"))
+
+
+def _attention(ip, n, args, kwargs, real):
+    ip.unsupported(n, "scaled dot-product attention", "attention multiplies two values "
+                   "computed from the input, so the signed graph is not defined for it")

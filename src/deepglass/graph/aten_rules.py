@@ -15,10 +15,10 @@ import torch
 import torch.fx
 
 from ..errors import DeepglassError
-from .blocks import ConvBlock, ConvTransposeBlock, ResampleBlock
+from .blocks import ConvTransposeBlock, ResampleBlock
 from .aten_norms import Stat, feeds_normalization
 from .aten_products import _product, _same, of_one_value
-from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op, reduce_op
+from .layers import adaptive_pool_op, conv_op, global_mean_op, pool_op, reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
                        has_sym, reindexed, remap, scale, strip_zero_padding, tup, zip_map)
 
@@ -78,98 +78,6 @@ def _conv_transpose_layer(ip, n, args, kwargs, real):
     get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
     return _transposed(ip, n, ip.b.materialize(args[0]), r[1], real, get(3, 1), get(4, 0),
                        get(7, 1), get(6, 1), nd)
-
-
-def _matmul(ip, n, args, kwargs, real):
-    """``addmm(bias, x, W^T)`` / ``mm(x, W^T)``: a dense layer."""
-    off = 1 if n.target is aten.addmm.default else 0
-    x, w = args[off], args[off + 1]
-    if _is_sym(x) and _is_sym(w):
-        ip.unsupported(n, "matrix product of two network values", "a product of two values "
-                       "computed from the input (self-attention, bilinear pooling) has no "
-                       "fixed weights, so the signed graph is not defined for it")
-    if not _is_sym(x):
-        ip.unsupported(n, _opname(n.target), "the input enters a matrix product from the "
-                       "right; only x @ W with fixed W is a dense layer")
-    weight = ip.real(n.args[off + 1]).T
-    alpha = n.kwargs.get("alpha", 1)
-    if alpha != 1:
-        weight = weight * alpha
-    real_in = ip.real(n.args[off])
-    x = ip.b.materialize(x)
-    if real_in.shape[0] > 1:
-        return _positionwise(ip, n, x, weight)
-    return dense_op(ip.b, ip.where(n), x, real_in, real, weight)
-
-
-def _positionwise(ip, n, x, weight):
-    """A dense layer applied at every position (``(positions, C_in) @ W^T``, the
-    batch folded into the rows: a channels-last MLP).  Its edges are those of a
-    1x1 convolution over the positions; its node block is ``(C_out, positions)``
-    and the value keeps the rows-by-channels layout of the real tensor.  The
-    block is made at once, so a residual addition after it gets a block of its
-    own (identity edges)."""
-    N, c_in = x.index.shape
-    c_out = weight.shape[0]
-    src = remap(x, lambda t, fill: t.T.reshape(1, c_in, N).contiguous())
-    blk = ConvBlock(weight.detach().reshape(c_out, c_in, 1), (c_in, N), (c_out, N), (1,),
-                    [(0, 0)], (1,), 1, module=ip.where(n))
-    ref = ip.b.materialize(Pending([(blk, src)], (c_out, N), op="dense", name=ip.where(n)))
-    return Ref(ref.index.reshape(c_out, N).T.contiguous())
-
-
-def _linear(ip, n, args, kwargs, real):
-    """``linear(x, W)`` / ``matmul(x, W^T)``: a dense layer; on a value with
-    leading dimensions (``(1, H, W, C)``) it acts at every position."""
-    x, w = args[0], args[1]
-    if _is_sym(w):
-        if not _is_sym(x):
-            ip.unsupported(n, _opname(n.target), "the input enters a matrix product from "
-                           "the right; only x @ W with fixed W is a dense layer")
-        return _bmm(ip, n, args, kwargs, real)
-    weight = ip.real(n.args[1])
-    if n.target.overloadpacket is aten.matmul:
-        if weight.ndim != 2:
-            return _bmm(ip, n, args, kwargs, real)
-        weight = weight.T
-    x = ip.b.materialize(x)
-    real_in = ip.real(n.args[0])
-    if real_in.ndim == 2 and real_in.shape[0] == 1:
-        return dense_op(ip.b, ip.where(n), x, real_in, real, weight)
-    if real_in.shape[0] != 1:
-        ip.unsupported(n, _opname(n.target), "it runs on one sample's values regrouped as a "
-                       "batch (windows or patches as a batch, as windowed attention does); the "
-                       "signed graph of one sample is not defined across the batch")
-    lead = tuple(real_in.shape[1:-1])
-    flat = remap(x, lambda t, fill: t.reshape(-1, real_in.shape[-1]))
-    out = _positionwise(ip, n, flat, weight)
-    return Ref(out.index.reshape((1,) + lead + (weight.shape[0],)))
-
-
-def _bmm(ip, n, args, kwargs, real):
-    """``bmm(W, X)`` / ``bmm(X, W)`` with a fixed ``W`` and one batch (an
-    ``einsum`` with a weight, lowered): a dense layer at every column (row) of
-    ``X``, the edges of a 1x1 convolution (:func:`_positionwise`).  A product
-    of two network values (self-attention) is refused."""
-    a, b = args[0], args[1]
-    if _opname(n.target) == "bmm" and _is_sym(a) != _is_sym(b):
-        ra, rb = ip.real(n.args[0]), ip.real(n.args[1])
-        if ra.shape[0] == 1 and rb.shape[0] == 1:
-            if _is_sym(b):          # W (o, c) @ X (c, N): the columns of X are positions
-                x = remap(ip.b.materialize(b), lambda t, fill: t[0].T.contiguous())
-                out = _positionwise(ip, n, x, ra[0])
-                return remap(out, lambda t, fill: t.T.unsqueeze(0).contiguous())
-            x = remap(ip.b.materialize(a), lambda t, fill: t[0].contiguous())  # X (N, c) @ W
-            out = _positionwise(ip, n, x, rb[0].T)
-            return remap(out, lambda t, fill: t.unsqueeze(0).contiguous())
-    ip.unsupported(n, "batched matrix product", "a batched product of network values "
-                   "(self-attention) has no fixed weights, so the signed graph is not "
-                   "defined for it")
-
-
-def _attention(ip, n, args, kwargs, real):
-    ip.unsupported(n, "scaled dot-product attention", "attention multiplies two values "
-                   "computed from the input, so the signed graph is not defined for it")
 
 
 def _from_1d(ip, n, args, r, real):
