@@ -634,3 +634,35 @@ def test_importing_the_command_line_keeps_python_s_ctrl_c():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120)
     assert proc.stdout.strip() == "True", proc.stderr[-2000:]
+
+
+def test_ctrl_c_in_a_command_says_so_once(monkeypatch, capsys, tmp_path):
+    """Ctrl-C while a command runs: exit status 130 and one line saying so
+    (typer returned 130 without a word); a run with ``--out`` says only where
+    its finished units are."""
+    import importlib
+
+    import deepglass.cli.common as common
+    import deepglass.cli.graph as graph_cli
+    import deepglass.experiments.frustration as frustration
+
+    app = importlib.import_module("deepglass.cli.app")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(common, "INTERRUPT_SAID", [False])
+    monkeypatch.setattr(graph_cli, "load_graph", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        app.main(["graph", "digits_cnn"])
+    assert exc.value.code == 130
+    out = capsys.readouterr()
+    assert out.err.strip().splitlines() == [
+        "interrupted (a run with --out keeps its finished units: the same command resumes it)"]
+    monkeypatch.setattr(frustration, "frustration_vs_nulls", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        app.main(["frustration", "digits_cnn", "--nulls", "N1", "--out", str(tmp_path / "run")])
+    assert exc.value.code == 130
+    out = capsys.readouterr()
+    said = (out.out + out.err).strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("interrupted: the finished units are saved"), said

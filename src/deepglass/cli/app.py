@@ -158,14 +158,19 @@ def main(argv: list[str] | None = None) -> None:
     except DeepglassError as exc:
         fail(_one_line(exc))
     except (KeyboardInterrupt, typer.Abort):
-        typer.echo("interrupted; finished work is saved, run the same command to resume",
-                   err=True)
-        raise SystemExit(130)
+        code = 130
     except typer.TyperException as exc:  # click usage errors (bad number, unknown option)
         if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed
             raise SystemExit(getattr(exc, "exit_code", 2))
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         fail(_one_line(message) + _help_hint(exc), getattr(exc, "exit_code", 2) or 2)
+    if code == 130:     # Ctrl-C (typer returns 130 for it without a word)
+        from .common import INTERRUPT_SAID
+
+        if not INTERRUPT_SAID[0]:
+            typer.echo("interrupted (a run with --out keeps its finished units: the same "
+                       "command resumes it)", err=True)
+        raise SystemExit(130)
     if isinstance(code, int) and code:
         raise SystemExit(code)
 

@@ -322,6 +322,10 @@ def build_graph(model, shape, name: str, batchnorm: str = "fold", device: str = 
     return graph
 
 
+#: whether a command has said why it stopped on Ctrl-C (main() says it otherwise)
+INTERRUPT_SAID = [False]
+
+
 @contextmanager
 def resume_hint(out: str | None):
     """On Ctrl-C, say that the finished units are kept (typer exits 130 silently)."""
@@ -331,6 +335,7 @@ def resume_hint(out: str | None):
         if out:
             console.print(f"interrupted: the finished units are saved in {out}; "
                           "run the same command to resume", soft_wrap=True)
+            INTERRUPT_SAID[0] = True
         raise
 
 
