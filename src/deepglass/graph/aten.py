@@ -30,7 +30,7 @@ import torch.fx
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm_layer,
                          _group_norm, _group_norm_layer, _instance_norm_layer, _layer_norm,
-                         _layer_norm_layer, _reduced_statistic, _statistic)
+                         _layer_norm_layer, _reduced_statistic, _statistic, stat_sign)
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
 from .aten_products import _attention, _bmm, _linear, _matmul
@@ -38,8 +38,8 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
                          _neg, _refuse, _scatter, _shape_rule, _sum, _upsample, _where)
-from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, _is_sym, _opname, flatten,
-                       has_sym, uses)
+from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, _is_sym, _opname, as_tensor_of,
+                       flatten, has_sym, reindexed, scale, uses)
 
 __all__ = ["export_module", "AtenInterpreter", "ATEN_OPS", "interpolation_matrices"]
 
@@ -291,10 +291,24 @@ class AtenInterpreter(torch.fx.Interpreter):
             packet = getattr(aten, _opname_packet(n.target)[:-1], packet)
         if packet in (aten.mul, aten.div) and len(args) > 1:
             a, b = args[0], args[1]
-            if isinstance(b, Stat) and _is_sym(a):
-                return a            # x * s or x / s: a positive rescaling of x
             if isinstance(a, Stat) and _is_sym(b) and packet is aten.mul:
-                return b
+                a, b = b, a
+            if isinstance(b, Stat) and _is_sym(a):
+                # x * s or x / s: a positive rescaling of x (SPEC §1b); of -x
+                # where s was negated; refused where its sign depends on the input
+                if b.sign == 0:
+                    self.unsupported(n, _opname(n.target), "a statistic whose sign "
+                                     "depends on the input (std - 1, a log, the mean of a "
+                                     "signed value) rescales a value")
+                if isinstance(real, torch.Tensor) and tuple(real.shape[1:]) != (
+                        tuple(a.index.shape[1:]) if isinstance(a, Ref) else tuple(a.shape)):
+                    # a statistic that broadcasts the value to a larger shape copies it
+                    a = self.b.materialize(a)
+                    full = (1,) + tuple(real.shape[1:])
+                    a = reindexed([a], lambda kind: as_tensor_of(kind)(a, None).expand(full)
+                                  .contiguous())
+                return a if b.sign > 0 else scale(self.b, a, torch.tensor(-1.0,
+                                                                          dtype=torch.float64))
         if packet in (aten.add, aten.sub) and len(args) > 1:
             a, b = args[0], args[1]
             if isinstance(b, Stat) and _is_sym(a):
@@ -306,7 +320,8 @@ class AtenInterpreter(torch.fx.Interpreter):
                 self.unsupported(n, _opname(n.target), "it mixes a network value with a "
                                  "statistic of the input (x ** p, a root or a mean of one)")
             out = real[0] if isinstance(real, tuple) else real
-            return Stat(tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ())
+            sign = stat_sign(self, n, args)
+            return Stat(tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else (), sign)
         self.unsupported(n, _opname(n.target), "it uses a statistic of the input (x ** p, a "
                          "root or a mean of one) as a network value; only a normalization "
                          "(a division by such a statistic) is supported")

@@ -21,7 +21,7 @@ import torch.fx
 
 from .symbolic import Pending, Ref, _flag, _name_of, _opname, scale, uses
 
-__all__ = ["Stat", "feeds_normalization"]
+__all__ = ["Stat", "feeds_normalization", "stat_sign"]
 
 aten = torch.ops.aten
 
@@ -31,9 +31,13 @@ class Stat:
     """A non-negative per-sample statistic of network values (``x ** 2``, its
     means and pools, their roots): what normalizations divide by (local
     response norm, RMSNorm, a layer norm written out).  It may only rescale a
-    value (SPEC §1b: a positive rescaling); it never becomes graph nodes."""
+    value (SPEC §1b: a positive rescaling); it never becomes graph nodes.
+    ``sign``: +1 where it is non-negative, -1 where it was negated
+    (``-rsqrt(...)``), 0 where its sign depends on the input (``std - 1``, a
+    log, the mean of a signed value): such a statistic rescales nothing."""
 
     shape: tuple
+    sign: int = 1
 
 
 def _batch_norm_layer(ip, n, args, kwargs, real):
@@ -179,8 +183,6 @@ def _statistic(ip, n, args, kwargs, real):
     normalization's statistic (local response norm, RMSNorm) when, reduced,
     it goes on to rescale a network value (:func:`feeds_normalization`); else
     an elementwise activation (StarReLU ``s * relu(x) ** 2 + b``)."""
-    if feeds_normalization(ip, n):
-        return Stat(tuple(real.shape[1:]))
     name = _opname(n.target)
     if name.startswith("pow"):
         p = n.args[1] if len(n.args) > 1 else n.kwargs.get("exponent")
@@ -188,6 +190,11 @@ def _statistic(ip, n, args, kwargs, real):
             ip.unsupported(n, "pow", "a power with a tensor exponent")
     else:
         p = 0.5 if name.startswith("sqrt") else -0.5
+    if feeds_normalization(ip, n):
+        nonneg = bool(getattr(args[0], "nonneg", False))
+        even = float(p).is_integer() and int(p) % 2 == 0
+        return Stat(tuple(real.shape[1:]), 1 if nonneg or even or not float(p).is_integer()
+                    else 0)
     return _power(ip, args[0], float(p))
 
 
@@ -260,7 +267,11 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
             if any(a not in own for a in others):
                 subtracted = packet in (aten.sub, aten.rsub) and _subtracted(u, src)
                 rescales = packet in (aten.mul, aten.div) and not signed
-                if reduced and (rescales or subtracted != negated):
+                # a mean subtracted from the value it averages (x - x.mean()), not
+                # from another one (y - z.mean(): a layer)
+                centres = subtracted != negated and \
+                    _root(n.args[0]) in {_root(a) for a in others}
+                if reduced and (rescales or centres):
                     return True
                 continue
         elif _negates(ip, u, src):
@@ -271,6 +282,59 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
             continue
         stack.extend((w, u, reduced, negated) for w in u.users)
     return False
+
+
+def stat_sign(ip, n, args) -> int:
+    """The sign of a statistic that ``n`` computes from statistics and constants
+    (:class:`Stat`): +1, -1, or 0 where the input decides it."""
+    name = _name_of(n.target)
+    stats = [v for v in args if isinstance(v, Stat)]
+    s = stats[0].sign if stats else 1
+    if name in ("exp", "abs", "var", "var_mean", "std", "std_mean"):
+        return 1
+    if name in ("sqrt", "rsqrt"):
+        return 1 if s == 1 else 0
+    if name == "log":
+        return 0
+    if name == "neg":
+        return -s
+    if name == "pow":
+        p = ip.real(n.args[1]) if len(n.args) > 1 else 1
+        if isinstance(p, (int, float)) and float(p).is_integer():
+            return 1 if int(p) % 2 == 0 else s
+        return 1 if s == 1 else 0
+    if name in ("clamp", "clamp_min"):
+        lo = ip.real(n.args[1]) if len(n.args) > 1 else n.kwargs.get("min")
+        return 1 if isinstance(lo, (int, float)) and lo >= 0 else s
+    if name in ("add", "sub", "rsub", "mul", "div", "cat"):
+        signs = []
+        items = list(args[0]) if name == "cat" else list(args[:2])
+        for i, v in enumerate(items):
+            if isinstance(v, Stat):
+                t = v.sign
+            else:
+                c = torch.as_tensor(ip.real(n.args[0][i] if name == "cat" else n.args[i]))
+                t = 1 if bool((c > 0).all()) else -1 if bool((c < 0).all()) else \
+                    (None if bool((c == 0).all()) and name not in ("mul", "div") else 0)
+            if t is not None and name in ("sub", "rsub") and i == (1 if name == "sub" else 0):
+                t = -t
+            signs.append(t)
+        signs = [t for t in signs if t is not None]
+        if name in ("mul", "div"):
+            out = 1
+            for t in signs:
+                out *= t
+            return out
+        return signs[0] if signs and all(t == signs[0] for t in signs) else 0
+    return s       # means, pools, views: the sign of what they reduce or move
+
+
+def _root(u):
+    """The value ``u`` views (through reshapes, permutes, copies)."""
+    while isinstance(u, torch.fx.Node) and _name_of(u.target) in _MOVES | {"expand"} \
+            and u.args and isinstance(u.args[0], torch.fx.Node):
+        u = u.args[0]
+    return u
 
 
 def _subtracted(u, src) -> bool:

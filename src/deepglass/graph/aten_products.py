@@ -11,8 +11,6 @@ signature of :mod:`.aten_rules`.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.fx
 import torch.nn.functional as F
@@ -20,7 +18,8 @@ import torch.nn.functional as F
 from .aten_norms import Stat, _power, feeds_normalization
 from .blocks import ConvBlock
 from .layers import dense_op, reduce_op
-from .symbolic import Pending, Ref, _flag, _is_sym, _opname, remap, scale
+from .symbolic import (Pending, Ref, _flag, _is_sym, _opname, as_tensor_of, reindexed, remap,
+                       scale)
 
 aten = torch.ops.aten
 
@@ -57,8 +56,8 @@ def _probe(ip, y, n, real) -> tuple[torch.Tensor, torch.Tensor, set] | None:
     between them)."""
     real_y = ip.real(y)
     if not isinstance(real, torch.Tensor) or not isinstance(real_y, torch.Tensor) or \
-            not real_y.is_floating_point():
-        return None
+            not real_y.is_floating_point() or real_y.shape != real.shape:
+        return None     # (a product of views of y: its activation would have y's shape)
     order = ip._order
     ancestors_of_n, stack = set(), [n]
     while stack:
@@ -95,7 +94,7 @@ def _canonical_factor(x: torch.Tensor, out: torch.Tensor) -> tuple[float, str] |
             continue
         k = float((out[big] / y[big]).median())
         dev = float((out - k * y).abs().max()) / max(float(out.abs().max()), 1e-30)
-        if k > 0 and dev < fit:
+        if k != 0 and dev < fit:
             best, fit = (k, name), dev
     return best
 
@@ -140,7 +139,8 @@ def of_one_value(ip, n, a, b, real, written: str):
     k, name = fit
     # the ops on the way (|x| in x / (1 + |x|), x + c x^3 in the tanh GELU) are
     # parts of one activation: their warnings are taken back for its own
-    ip.b.retract_warnings(probe[2])
+    path = probe[2]
+    ip.b.retract_warnings(u for u in path if all(w in path for w in u.users) or u is n)
     if name not in _MONOTONE:
         ip.warn_nonmonotone(f"{name} (written out)")
     out = _flag(ip.b.activated(ip.b.materialize(ip.sym[y])), nonneg=False, fn=None,
@@ -161,15 +161,24 @@ def _product(ip, n, a, b, real):
     if _same(a, b):
         f = b.fn if b.fn else a.fn
         return of_one_value(ip, n, a, b, real, _PRODUCT_NAMES.get(f, f"x * {f or 'x'}"))
-    for x, g in ((a, b), (b, a)):
-        if g.nonneg and g.index.numel() <= x.index.numel():
-            if ip.rules["gates"] == "error":
-                ip.unsupported(n, "gate", "a non-negative gate multiplies the value "
-                               "(squeeze-excitation / attention gate) and gates='error'")
-            ip.gated.append(ip.where(n))
-            # the gate's value, fixed factors included (relu6(z + 3) / 6, the
-            # hard-sigmoid written out), is the rescaling: it adds nothing
-            return _flag(x, nonneg=False, fn=None, value=None, gated=True)
+    pairs = [(x, g) for x, g in ((a, b), (b, a)) if g.nonneg and
+             g.index.numel() <= x.index.numel()] or \
+        [(x, g) for x, g in ((a, b), (b, a)) if _gate_fn(g) and not x.nonneg]
+    if pairs:
+        x, g = pairs[0]
+        if ip.rules["gates"] == "error":
+            ip.unsupported(n, "gate", "a non-negative gate multiplies the value "
+                           "(squeeze-excitation / attention gate) and gates='error'")
+        ip.gated.append(ip.where(n))
+        # the gate's value, fixed factors included (relu6(z + 3) / 6, the
+        # hard-sigmoid written out), is the rescaling: it adds nothing; a value
+        # the gate broadcasts to a larger shape (x of C x 1 x W, a spatial gate
+        # of 1 x H x W) is copied to it
+        full = (1,) + tuple(real.shape[1:]) if isinstance(real, torch.Tensor) else None
+        if full is not None and tuple(x.index.shape) != full:
+            x = reindexed([x], lambda kind: as_tensor_of(kind)(x, None).expand(full)
+                          .contiguous())
+        return _flag(x, nonneg=False, fn=None, value=None, gated=True)
     ip.unsupported(n, "product of two network values", "neither factor is a non-negative "
                    "gate (sigmoid / hard-sigmoid / softmax of another value): a product of "
                    "two values computed from the input (self-attention, bilinear pooling) "
@@ -271,12 +280,13 @@ def _gated_bmm(ip, n, a, b, real):
     another value (GCNet's context pooling ``x @ softmax(mask)``, a gate written
     as a matrix product): the gate a positive rescaling (SPEC §1b, as
     ``(x * g).sum(-1)``), so each output element sums the elements of ``X`` it
-    reads, weight 1.  None where neither factor is such a gate."""
+    reads, weight 1; several heads ``(1, h, M, K) @ (1, h, K, N)`` each so.  None
+    where neither factor is such a gate."""
     ra, rb = ip.real(n.args[0]), ip.real(n.args[1])
     if not (isinstance(ra, torch.Tensor) and isinstance(rb, torch.Tensor)) or \
-            ra.ndim != rb.ndim or ra.ndim < 3 or math.prod(ra.shape[:-2]) != 1 or \
-            math.prod(rb.shape[:-2]) != 1:
-        return None     # one matrix per sample only (the batch dimension of size 1)
+            ra.ndim != rb.ndim or ra.ndim < 3 or ra.shape[0] != 1 or \
+            ra.shape[:-2] != rb.shape[:-2]:
+        return None     # the sample's matrices (heads) side by side, not broadcast
     a, b = ip.b.materialize(a), ip.b.materialize(b)
     if not isinstance(a, Ref) or not isinstance(b, Ref) or _same(a, b):
         return None
@@ -296,11 +306,16 @@ def _gated_bmm(ip, n, a, b, real):
     return reduce_op(ip.b, ip.where(n), x, torch.empty(shape), real, [len(shape) - 2], 1.0)
 
 
+def _gate_fn(g: Ref) -> bool:
+    """Whether ``g`` is a softmax or (hard-)sigmoid: a gate whatever its size."""
+    name = (g.fn or "").split(".")[0].lstrip("_")      # softmax.int, _softmax
+    return g.nonneg and name in ("softmax", "sigmoid", "hardsigmoid")
+
+
 def _gate_like(g: Ref, x: Ref) -> bool:
     """Whether ``g`` can be the gate of a product with ``x``: non-negative, and a
     softmax or sigmoid where ``x`` is non-negative too."""
-    return g.nonneg and (not x.nonneg or g.fn in ("_softmax", "softmax", "sigmoid",
-                                                   "hardsigmoid"))
+    return g.nonneg and (not x.nonneg or _gate_fn(g))
 
 
 def _attention(ip, n, args, kwargs, real):

@@ -189,7 +189,7 @@ def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
     # is subtracted; as a factor its sign would change the edges' (SPEC §1b)
     signed = not (isinstance(args[0], Ref) and args[0].nonneg)
     if feeds_normalization(ip, n, reduced=True, signed=signed):
-        return Stat(tuple(real.shape[1:]))
+        return Stat(tuple(real.shape[1:]), 0 if signed else 1)
     x = ip.b.materialize(args[0])
     if mean and dl[0] >= 2:
         return global_mean_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dl)
@@ -280,8 +280,8 @@ def _div(ip, n, args, kwargs, real):
                                 f"x / {b.fn or 'f(x)'}")   # x / (1 + |x|): Softsign
         if _is_sym(a) and isinstance(b, Ref) and b.nonneg and not _same(a, b):
             # division by a positive value computed from the input: a per-sample
-            # normalization, i.e. a positive rescaling (SPEC §1b)
-            return a
+            # normalization, i.e. a positive rescaling (SPEC §1b), a gate's copy
+            return _flag(a, gated=True)
         ip.unsupported(n, "division by a network value", "only division by a non-negative "
                        "statistic (a normalization) is a positive rescaling")
     return _scaled(ip, a, 1.0 / _const_factor(ip, n, 1))
@@ -330,6 +330,8 @@ def _add(ip, n, args, kwargs, real):
         if not _is_sym(a):
             return None
         c = b if not isinstance(b, torch.Tensor) else None
+        if isinstance(a, Pending) and a.nonneg:
+            a = ip.b.materialize(a)     # (an upsampled gate): its bound moves with c
         keep = isinstance(a, Ref) and c is not None and \
             _range(a)[0] + (-c if sub else c) * float(alpha) >= 0
         return _flag(a, nonneg=keep) if isinstance(a, Ref) else a
@@ -349,7 +351,7 @@ def _add(ip, n, args, kwargs, real):
         ra, rb = rb, ra
     a, b = _broadcast(ip, n, a, ra, real), _broadcast(ip, n, b, rb, real)
     return add_values(ip.b, a, b, tuple(real.shape[1:]), ip.where(n),
-                       lambda what: ip.unsupported(n, what))
+                       lambda what, why: ip.unsupported(n, what, why))
 
 
 # ----------------------------------------------------------------------------------
@@ -391,8 +393,14 @@ def _where(ip, n, args, kwargs, real):
     x = ip.b.materialize(x)
     shape = torch.broadcast_shapes(tuple(x.index.shape), tuple(keep.shape))
     keep = keep.expand(shape)
-    return remap(x, lambda t, f: torch.where(keep, t.expand(shape),
-                                             torch.tensor(f, dtype=t.dtype)).contiguous())
+    out = remap(x, lambda t, f: torch.where(keep, t.expand(shape),
+                                            torch.tensor(f, dtype=t.dtype)).contiguous())
+    # a gate filled with a negative constant is no longer non-negative
+    c = torch.as_tensor(ip.real(n.args[2 if fill or keep_x else 1]))
+    if bool(keep.all()):
+        return out
+    # the constant written in is outside a bounded activation's range
+    return _flag(out, nonneg=out.nonneg and bool((c >= 0).all()), fn=None)
 
 
 def _identity(ip, n, args, kwargs, real):
@@ -413,7 +421,7 @@ def _shape_rule(ip, n, args, kwargs, real):
     real_args = ip.real(n.args)
     if getattr(n.target, "overloadpacket", None) in (aten.cat, aten.stack) and \
             not all(_is_sym(v) for v in a[0]):
-        a[0] = _constant_parts(ip, n, list(a[0]), real_args[0], real_args[1:])
+        a[0] = _constant_parts(ip, n, list(a[0]), real_args[0])
     pad = n.target is aten.constant_pad_nd.default
     if getattr(n.target, "overloadpacket", None) is aten.index and has_sym(a[1:]):
         ip.unsupported(n, "index", "its indices are computed from the input (a gather that "
@@ -444,19 +452,25 @@ def _shape_rule(ip, n, args, kwargs, real):
             return vals[0].reshape(vals[1])
         return n.target(*vals, **ip.real(n.kwargs))
 
-    return reindexed(a, run)
+    out = reindexed(a, run)
+    if (pad or n.target is aten.pad.default) and isinstance(out, Ref):
+        # padding with a constant other than 0: outside a bounded activation's
+        # range, and a negative one makes a gate signed
+        rest = list(real_args[2:]) + [None] * 2     # (value) or (mode, value)
+        value = rest[0] if pad else rest[1]
+        if value is not None and float(value) != 0:
+            out = _flag(out, nonneg=out.nonneg and float(value) >= 0, fn=None)
+    return out
 
 
-def _constant_parts(ip, n, parts, reals, rest) -> list:
+def _constant_parts(ip, n, parts, reals) -> list:
     """The constant tensors of a concatenation (CoordConv's coordinate channels,
     the zero channels of an option-A shortcut) as parts without nodes, as zero
     padding (SPEC §1: a constant adds no edge); refused where a max pool reads
-    a concatenation along other than the channels (its windows would mix them)."""
-    dim = int(rest[0]) if rest and not isinstance(rest[0], torch.Tensor) else \
-        int(n.kwargs.get("dim", 0))
-    if dim % max(reals[0].ndim, 1) != 1 and any(_is_max_pool(u.target) for u in n.users):
-        ip.unsupported(n, _opname(n.target), "a max pool reads a constant concatenated "
-                       "along other than the channels")
+    the concatenation (a window over the constant has no node to keep)."""
+    if any(_is_max_pool(u.target) for u in n.users):
+        ip.unsupported(n, _opname(n.target), "a max pool reads a constant concatenated to "
+                       "a value")
     for i, (p, r) in enumerate(zip(parts, reals)):
         if not _is_sym(p):
             shape = (1,) + tuple(torch.as_tensor(r).shape[1:])

@@ -311,7 +311,7 @@ class FxInterpreter(torch.fx.Interpreter):
         if coef != 1.0:
             b = scale(self.b, b, coef)
         return add_values(self.b, a, b, tuple(self._cur.shape[1:]), self._where(n),
-                           lambda what: self._unsupported(n, what))
+                           lambda what, why=None: self._unsupported(n, what))
 
     def _mul(self, n, args, target):
         a, b = args[0], args[1]

@@ -398,8 +398,9 @@ def add_values(builder, a, b, shape, where, unsupported) -> Pending:
         gated = a.gated or b.gated
         if gated and bool((one(a) * one(b) < 0).any()):
             # y * g - y = -y (1 - g): a factor whose sign depends on the gate's value
-            unsupported("a sum of a gated value and a copy of it of opposite sign "
-                        "(y * sigmoid(z) - y): the sign of its factor depends on the input")
+            unsupported("sum of gated copies", "a gated value and a copy of it of "
+                        "opposite sign (y * sigmoid(z) - y) add up to a factor whose sign is "
+                        "not the same for every input")
         return Ref(a.index, one(a) + one(b), value=a.value if same_value else None,
                    gated=gated)
     terms = []
@@ -408,12 +409,12 @@ def add_values(builder, a, b, shape, where, unsupported) -> Pending:
             terms += v.terms
         else:
             if tuple(v.index.shape[1:]) != shape:
-                unsupported("broadcasting addition")
+                unsupported("broadcasting addition", None)
             terms.append((IdentityBlock(shape, module=where), v))
     for blk, _ in terms:
         # different block shapes of the same size (e.g. a flattened value) go through views
         if blk.out_size != terms[0][0].out_size:
-            unsupported("addition of values of different sizes")
+            unsupported("addition of values of different sizes", None)
     name = next((v.name for v in (a, b) if isinstance(v, Pending)), where)
     return Pending(terms, shape, op="add" if len(terms) > 1 else "conv", name=name)
 

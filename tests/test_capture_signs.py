@@ -1,0 +1,195 @@
+"""Signs and shapes of factors the capture reads as rescalings (SPEC §1b).
+
+A gate, a normalization's statistic and a written-out activation each stand
+for a factor on a value's edges; these tests pin that a negative one keeps
+its sign, that one whose sign the input decides is refused, and that one
+which broadcasts the value copies it.  Graphs are compared with the same
+network written in the form whose graph is known (a module, an explicit
+expand, the factor outside), or with the Jacobian of a linear net.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from jacobian import assert_is_jacobian
+
+from deepglass.errors import UnsupportedLayerError
+from deepglass.graph import NonMonotoneActivationWarning, SignedGraph
+
+
+class _Two(nn.Module):
+    """``h(f(y, z))`` with ``y = c(x)``, ``z = d(x)``: a value and a branch."""
+
+    def __init__(self, f, c_out=3):
+        super().__init__()
+        self.c, self.d = nn.Conv2d(3, c_out, 3, padding=1), nn.Conv2d(3, c_out, 1)
+        self.h, self.f = nn.Conv2d(c_out, 2, 1), f
+
+    def forward(self, x):
+        return self.h(self.f(self.c(x), self.d(x)))
+
+
+def _dense(f, shape=(3, 4, 4), **kw):
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        g = SignedGraph.from_module(_Two(f, **kw).double().eval(), shape, dtype=torch.float64)
+    return g.to_scipy().toarray(), [str(x.message) for x in w
+                                    if issubclass(x.category, NonMonotoneActivationWarning)]
+
+
+def _mean(t):
+    return t.mean((2, 3), keepdim=True)
+
+
+@pytest.mark.parametrize("f", [lambda y, z: y * (-_mean(F.relu(z))),
+                               lambda y, z: y * (_mean(F.relu(z)) * -1.0),
+                               lambda y, z: y / (-_mean(F.relu(z)))])
+def test_a_negated_statistic_rescales_by_minus_one(f):
+    """``y * -relu(z).mean()``: the statistic's sign is kept, as in ``-(y * s)``."""
+    np.testing.assert_allclose(_dense(f)[0],
+                               _dense(lambda y, z: -(y * _mean(F.relu(z))))[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("f", [lambda y, z: y * (_mean(torch.sigmoid(z)) - 0.5),
+                               lambda y, z: y * (z.std((2, 3), keepdim=True) - 1),
+                               lambda y, z: y * torch.log(_mean(F.relu(z)) + 1e-3)])
+def test_a_statistic_whose_sign_the_input_decides_is_refused(f):
+    with pytest.raises(UnsupportedLayerError, match="sign depends on the input"):
+        _dense(f)
+
+
+@pytest.mark.parametrize("f", [lambda y, z: y / (1 + torch.exp(-z)) - y,
+                               lambda y, z: y / F.softplus(z) - y])
+def test_a_divided_copy_and_a_copy_of_opposite_sign_are_refused(f):
+    """``y / (1 + exp(-z)) - y`` is ``y * sigmoid(z) - y``: refused alike (their
+    rescalings added to 0 and dropped y's edges)."""
+    with pytest.raises(UnsupportedLayerError, match="sum of gated copies"):
+        _dense(f)
+
+
+def _up(t):
+    return F.interpolate(t[:, :, ::2, ::2], scale_factor=2)
+
+
+@pytest.mark.parametrize("f", [
+    lambda y, z: y * F.pad(torch.sigmoid(z)[:, :, 1:], (0, 0, 1, 0), value=-5.0),
+    lambda y, z: y * (F.pad(torch.tanh(z)[:, :, 1:], (0, 0, 1, 0), value=-2.0) + 1),
+    lambda y, z: y * torch.sigmoid(z).masked_fill(torch.arange(4).view(1, 1, 4, 1) == 0, -3.0),
+    lambda y, z: y * (_up(torch.sigmoid(z)) - 0.5)])
+def test_a_gate_made_signed_by_a_constant_is_no_gate(f):
+    """A gate padded or filled with a negative constant, or an upsampled gate
+    minus a constant, may be negative: a product of two values, refused."""
+    with pytest.raises(UnsupportedLayerError, match="product of two network values"):
+        _dense(f)
+    _dense(lambda y, z: y * _up(torch.sigmoid(z)))     # the upsampled gate itself is one
+
+
+def test_the_mean_of_another_value_subtracted_is_a_layer():
+    """``y - z.mean()``: a layer (its graph is the linear net's Jacobian), not a
+    normalization's mean subtraction, which only ``y - y.mean()`` is."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.d, self.h = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 1), \
+                nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            y, z = self.c(x), self.d(x)
+            return self.h(y - z.mean((2, 3), keepdim=True)) + self.h(
+                y.mean(2, keepdim=True) - z.mean(3, keepdim=True))
+
+    assert_is_jacobian(Net(), (3, 4, 5))
+
+
+def test_a_gate_broadcasting_the_value_copies_it():
+    """``row * gate`` with row of C x 1 x W and a spatial gate of 1 x H x W (or
+    a non-negative statistic of that shape): the row copied to H x W, as
+    ``row.expand(C, H, W) * gate``."""
+    for gate in (lambda z: torch.sigmoid(z[:, :1]), lambda z: F.relu(z).mean(1, keepdim=True)):
+        a = _dense(lambda y, z: y[:, :, :1] * gate(z))[0]
+        b = _dense(lambda y, z: y[:, :, :1].expand(-1, -1, 4, -1) * gate(z))[0]
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("write,module", [
+    (lambda x: x * (-torch.sigmoid(x)), lambda x: -F.silu(x)),
+    (lambda x: -0.5 * x * (1 + torch.erf(x / math.sqrt(2))), lambda x: -F.gelu(x)),
+    (lambda x: x / (-1 - x.abs()), lambda x: -F.softsign(x))])
+def test_a_negative_multiple_of_a_written_out_activation_keeps_its_sign(write, module):
+    np.testing.assert_allclose(_dense(lambda y, z: write(y) + 0 * z)[0],
+                               _dense(lambda y, z: module(y) + 0 * z)[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("write,module", [
+    (lambda y: y[:, :2] * torch.sigmoid(y[:, :2]), lambda y: F.silu(y[:, :2])),
+    (lambda y: (y.reshape(1, 3, -1) * torch.sigmoid(y.reshape(1, 3, -1))).reshape(y.shape)[:, :2],
+     lambda y: F.silu(y)[:, :2])])
+def test_a_written_out_activation_of_views_has_the_views_shape(write, module):
+    """``y[:, :2] * sigmoid(y[:, :2])``: an IndexError, or the activation given
+    ``y``'s shape; now the graph of ``F.silu`` of the view."""
+    a = _dense(lambda y, z: torch.cat([write(y), z[:, 2:]], 1))[0]
+    b = _dense(lambda y, z: torch.cat([module(y), z[:, 2:]], 1))[0]
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+def test_a_warning_of_an_op_read_elsewhere_too_stays():
+    """``|y|`` inside a written-out Softsign and also read by a layer: its
+    non-monotone warning stays (only warnings of ops inside the form go)."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.h, self.k = nn.Conv2d(3, 3, 1), nn.Conv2d(3, 2, 1), nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            y = self.c(x)
+            a = y.abs()
+            return self.h(y / (1 + a)) + self.k(a)
+
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        SignedGraph.from_module(Net(), (3, 4, 4))
+    assert any("abs" in str(x.message) for x in w)
+
+
+class _Pool(nn.Module):
+    def __init__(self, how, relu=False, heads=1):
+        super().__init__()
+        self.c, self.m, self.t = nn.Conv2d(2, 4, 1), nn.Conv2d(4, heads, 1), nn.Conv2d(4, 4, 1)
+        self.how, self.relu, self.heads = how, relu, heads
+
+    def forward(self, x):
+        y = self.c(x)
+        y = F.relu(y) if self.relu else y
+        B, C, H, W = y.shape
+        a = self.m(y).reshape(B, self.heads, H * W).softmax(-1)
+        v = y.reshape(B, self.heads, C // self.heads, H * W)
+        ctx = (v * a.unsqueeze(2)).sum(-1) if self.how == "mul" else \
+            (v @ a.unsqueeze(-1)).squeeze(-1)
+        return y + self.t(ctx.reshape(B, C, 1, 1))
+
+
+@pytest.mark.parametrize("relu,heads", [(True, 1), (False, 2)])
+def test_a_softmax_gate_as_a_matrix_product_of_a_relu_value_or_of_heads(relu, heads):
+    """``relu(y) @ softmax(m)`` (both factors non-negative: the softmax is the
+    gate) and two heads ``(1, 2, C/2, N) @ (1, 2, N, 1)``: the graph of the
+    elementwise form; both were refused as self-attention."""
+    torch.manual_seed(3)
+    ref = SignedGraph.from_module(_Pool("mul", relu, heads).double(), (2, 3, 3),
+                                  dtype=torch.float64)
+    torch.manual_seed(3)
+    g = SignedGraph.from_module(_Pool("matmul", relu, heads).double(), (2, 3, 3),
+                                dtype=torch.float64)
+    np.testing.assert_allclose(g.to_scipy().toarray(), ref.to_scipy().toarray(), rtol=1e-12)
+
+
+def test_a_max_pool_over_a_concatenated_constant_is_refused_by_name():
+    with pytest.raises(UnsupportedLayerError, match="max pool reads a constant concatenated"):
+        _dense(lambda y, z: F.max_pool2d(torch.cat([y, torch.zeros_like(z)], 1), 2)[:, :3])
