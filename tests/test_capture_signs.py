@@ -193,3 +193,24 @@ def test_a_softmax_gate_as_a_matrix_product_of_a_relu_value_or_of_heads(relu, he
 def test_a_max_pool_over_a_concatenated_constant_is_refused_by_name():
     with pytest.raises(UnsupportedLayerError, match="max pool reads a constant concatenated"):
         _dense(lambda y, z: F.max_pool2d(torch.cat([y, torch.zeros_like(z)], 1), 2)[:, :3])
+
+
+class _ChannelsLast(nn.Module):
+    def __init__(self, constant):
+        super().__init__()
+        self.c, self.l, self.constant = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 5), constant
+
+    def forward(self, x):
+        t = self.l(self.c(x).permute(0, 2, 3, 1))
+        return t + torch.ones(5, dtype=t.dtype) if self.constant else t
+
+
+@pytest.mark.parametrize("capture,constant", [("core", False), ("auto", True)])
+def test_a_channels_last_linear_lowered_to_core_is_a_dense_layer(capture, constant):
+    """Core ATen writes a channels-last linear as a bmm whose weight is
+    expanded over a batch of rows (also under the default capture once the
+    forward makes a constant): one dense layer at every position, as
+    exported; it was refused as self-attention."""
+    g = assert_is_jacobian(_ChannelsLast(constant), (3, 4, 5), capture)
+    # 3x3 taps inside 4 x 5: (2+3+3+2) x (2+3+3+3+2); the linear at 20 positions
+    assert g.n_edges == 4 * 3 * 10 * 13 + 20 * 4 * 5

@@ -253,26 +253,52 @@ def _linear(ip, n, args, kwargs, real):
 
 def _bmm(ip, n, args, kwargs, real):
     """``bmm(W, X)`` / ``bmm(X, W)`` with a fixed ``W`` and one batch (an
-    ``einsum`` with a weight, lowered): a dense layer at every column (row) of
-    ``X``, the edges of a 1x1 convolution (:func:`_positionwise`).  A product
-    of two network values (self-attention) is refused."""
+    ``einsum`` with a weight, lowered), or one ``W`` expanded over a batch of
+    rows (a channels-last linear in core ATen): a dense layer at every column
+    (row) of ``X``, the edges of a 1x1 convolution (:func:`_positionwise`).  A
+    gate written as a matrix product is :func:`_gated_bmm`; any other product of
+    two network values (self-attention) is refused."""
     a, b = args[0], args[1]
     gated = _gated_bmm(ip, n, a, b, real) if _is_sym(a) and _is_sym(b) else None
     if gated is not None:
         return gated
     if _opname(n.target) == "bmm" and _is_sym(a) != _is_sym(b):
         ra, rb = ip.real(n.args[0]), ip.real(n.args[1])
+        w = rb if _is_sym(a) else ra
+        if ra.shape[0] > 1 and ra.shape[0] == rb.shape[0] and bool((w == w[:1]).all()):
+            # one weight expanded over a batch of rows (core ATen's channels-last
+            # linear): the rows are more positions of one dense layer
+            rows = ra.shape[0]
+            if _is_sym(a):      # X (rows, N, c) @ W (c, o)
+                x = remap(ip.b.materialize(a), lambda t, fill: t.reshape(1, -1, t.shape[-1]))
+                ra, rb = ra.reshape(1, -1, ra.shape[-1]), rb[:1]
+            else:               # W (o, c) @ X (rows, c, N)
+                x = remap(ip.b.materialize(b), lambda t, fill: t.transpose(0, 1).reshape(
+                    1, t.shape[1], -1))
+                ra, rb = ra[:1], rb.transpose(0, 1).reshape(1, rb.shape[1], -1)
+            a, b = (x, b) if _is_sym(a) else (a, x)
+            out = _bmm_one(ip, n, a, b, ra, rb)
+            o = real.shape[-1] if _is_sym(args[0]) else real.shape[1]
+            if _is_sym(args[0]):
+                return remap(out, lambda t, fill: t.reshape(rows, -1, o))
+            return remap(out, lambda t, fill: t.reshape(o, rows, -1).transpose(0, 1)
+                         .contiguous())
         if ra.shape[0] == 1 and rb.shape[0] == 1:
-            if _is_sym(b):          # W (o, c) @ X (c, N): the columns of X are positions
-                x = remap(ip.b.materialize(b), lambda t, fill: t[0].T.contiguous())
-                out = _positionwise(ip, n, x, ra[0])
-                return remap(out, lambda t, fill: t.T.unsqueeze(0).contiguous())
-            x = remap(ip.b.materialize(a), lambda t, fill: t[0].contiguous())  # X (N, c) @ W
-            out = _positionwise(ip, n, x, rb[0].T)
-            return remap(out, lambda t, fill: t.unsqueeze(0).contiguous())
+            return _bmm_one(ip, n, a, b, ra, rb)
     ip.unsupported(n, "batched matrix product", "a batched product of network values "
                    "(self-attention) has no fixed weights, so the signed graph is not "
                    "defined for it")
+
+
+def _bmm_one(ip, n, a, b, ra, rb):
+    """``bmm`` of one network value and one fixed weight, a batch of one."""
+    if _is_sym(b):          # W (o, c) @ X (c, N): the columns of X are positions
+        x = remap(ip.b.materialize(b), lambda t, fill: t[0].T.contiguous())
+        out = _positionwise(ip, n, x, ra[0])
+        return remap(out, lambda t, fill: t.T.unsqueeze(0).contiguous())
+    x = remap(ip.b.materialize(a), lambda t, fill: t[0].contiguous())  # X (N, c) @ W
+    out = _positionwise(ip, n, x, rb[0].T)
+    return remap(out, lambda t, fill: t.unsqueeze(0).contiguous())
 
 
 def _gated_bmm(ip, n, a, b, real):
@@ -292,7 +318,9 @@ def _gated_bmm(ip, n, a, b, real):
         return None
     (M, K), N, lead = ra.shape[-2:], rb.shape[-1], tuple(ra.shape[:-2])
     shape = lead + (M, K, N)
-    gate_a, gate_b = _gate_like(a, b), _gate_like(b, a)
+    # a softmax or sigmoid only: a ReLU's output times a value under a matrix
+    # product is linear attention, refused as attention is
+    gate_a, gate_b = _gate_fn(a), _gate_fn(b)
     if gate_a == gate_b:
         return None     # neither, or both could be the gate
     if gate_b:          # X (M, K) @ G (K, N): out[m, n] reads X[m, :]
@@ -310,12 +338,6 @@ def _gate_fn(g: Ref) -> bool:
     """Whether ``g`` is a softmax or (hard-)sigmoid: a gate whatever its size."""
     name = (g.fn or "").split(".")[0].lstrip("_")      # softmax.int, _softmax
     return g.nonneg and name in ("softmax", "sigmoid", "hardsigmoid")
-
-
-def _gate_like(g: Ref, x: Ref) -> bool:
-    """Whether ``g`` can be the gate of a product with ``x``: non-negative, and a
-    softmax or sigmoid where ``x`` is non-negative too."""
-    return g.nonneg and (not x.nonneg or _gate_fn(g))
 
 
 def _attention(ip, n, args, kwargs, real):
