@@ -38,8 +38,8 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
                          _neg, _refuse, _scatter, _shape_rule, _sum, _upsample, _where)
-from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, _is_sym, _opname, as_tensor_of,
-                       flatten, has_sym, reindexed, scale, uses)
+from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, _is_sym, _opname, expand_to,
+                       flatten, has_sym, scale, uses)
 
 __all__ = ["export_module", "AtenInterpreter", "ATEN_OPS", "interpolation_matrices"]
 
@@ -303,10 +303,7 @@ class AtenInterpreter(torch.fx.Interpreter):
                 if isinstance(real, torch.Tensor) and tuple(real.shape[1:]) != (
                         tuple(a.index.shape[1:]) if isinstance(a, Ref) else tuple(a.shape)):
                     # a statistic that broadcasts the value to a larger shape copies it
-                    a = self.b.materialize(a)
-                    full = (1,) + tuple(real.shape[1:])
-                    a = reindexed([a], lambda kind: as_tensor_of(kind)(a, None).expand(full)
-                                  .contiguous())
+                    a = expand_to(self.b, a, real.shape[1:])
                 return a if b.sign > 0 else scale(self.b, a, torch.tensor(-1.0,
                                                                           dtype=torch.float64))
         if packet in (aten.add, aten.sub) and len(args) > 1:

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from .aten_norms import Stat, _power, feeds_normalization
 from .blocks import ConvBlock
 from .layers import dense_op, reduce_op
-from .symbolic import (Pending, Ref, _flag, _is_sym, _opname, as_tensor_of, reindexed, remap,
-                       scale)
+from .symbolic import Pending, Ref, _flag, _is_sym, _opname, expand_to, remap, scale
 
 aten = torch.ops.aten
 
@@ -174,10 +173,8 @@ def _product(ip, n, a, b, real):
         # hard-sigmoid written out), is the rescaling: it adds nothing; a value
         # the gate broadcasts to a larger shape (x of C x 1 x W, a spatial gate
         # of 1 x H x W) is copied to it
-        full = (1,) + tuple(real.shape[1:]) if isinstance(real, torch.Tensor) else None
-        if full is not None and tuple(x.index.shape) != full:
-            x = reindexed([x], lambda kind: as_tensor_of(kind)(x, None).expand(full)
-                          .contiguous())
+        if isinstance(real, torch.Tensor):
+            x = expand_to(ip.b, x, real.shape[1:])
         return _flag(x, nonneg=False, fn=None, value=None, gated=True)
     ip.unsupported(n, "product of two network values", "neither factor is a non-negative "
                    "gate (sigmoid / hard-sigmoid / softmax of another value): a product of "

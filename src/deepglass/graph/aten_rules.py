@@ -20,6 +20,7 @@ from .aten_norms import Stat, feeds_normalization
 from .aten_products import _product, _same, of_one_value
 from .layers import adaptive_pool_op, conv_op, global_mean_op, pool_op, reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
+                       expand_to,
                        has_sym, reindexed, remap, scale, strip_zero_padding, tup, zip_map)
 
 __all__ = ["interpolation_matrices"]
@@ -315,9 +316,7 @@ def _broadcast(ip, n, v, real_v, real):
     if real_v.ndim != real.ndim or real_v.shape[0] != real.shape[0]:
         ip.unsupported(n, _opname(n.target), "a sum of network values whose batch or "
                        "number of dimensions differ")
-    v = ip.b.materialize(v)
-    full = (1,) + tuple(real.shape[1:])
-    return reindexed([v], lambda kind: as_tensor_of(kind)(v, None).expand(full).contiguous())
+    return expand_to(ip.b, v, real.shape[1:])
 
 
 def _add(ip, n, args, kwargs, real):

@@ -37,7 +37,7 @@ from ..errors import DeepglassError, UnsupportedLayerError
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock, ZeroPaddedBlock
 
 __all__ = ["Ref", "Pending", "Builder", "NonMonotoneActivationWarning", "ForwardError",
-           "SUPPORTED", "scale", "remap", "uses"]
+           "SUPPORTED", "scale", "remap", "uses", "expand_to"]
 
 #: what the ATen capture reads (SPEC §1, §1b), for refusals to name
 SUPPORTED = ("linear layers and products by a fixed weight (matmul, einsum), conv1d/2d/3d "
@@ -472,6 +472,17 @@ def reindexed(args, run) -> object:
     acts = {r.act for r in refs if bool((r.index >= 0).any())}
     return _wrap(idx, scl, val, nonneg, fns.pop() if len(fns) == 1 else None,
                  acts.pop() if len(acts) == 1 else -1 if acts else 0, gated)
+
+
+def expand_to(builder, v, shape) -> Ref:
+    """``v`` copied to the per-sample ``shape`` it broadcasts to (``x + ctx``
+    with ``ctx`` of C x 1 x 1, a row times a spatial gate): a re-indexing,
+    every element reading the one it was copied from (SPEC §1)."""
+    v = builder.materialize(v)
+    full = (1,) + tuple(shape)
+    if tuple(v.index.shape) == full:
+        return v
+    return reindexed([v], lambda kind: as_tensor_of(kind)(v, None).expand(full).contiguous())
 
 
 def _wrap(idx, scl, val, nonneg=False, fn=None, act=0, gated=False):
