@@ -214,3 +214,26 @@ def test_a_channels_last_linear_lowered_to_core_is_a_dense_layer(capture, consta
     g = assert_is_jacobian(_ChannelsLast(constant), (3, 4, 5), capture)
     # 3x3 taps inside 4 x 5: (2+3+3+2) x (2+3+3+3+2); the linear at 20 positions
     assert g.n_edges == 4 * 3 * 10 * 13 + 20 * 4 * 5
+
+
+class _WeightFirst(nn.Module):
+    """``W @ Y`` with a fixed ``W``: a dense layer at each of Y's columns."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3, padding=1) if dims == 2 else nn.Conv1d(3, 4, 3, padding=1)
+        self.W, self.dims = nn.Parameter(torch.randn(5, 4)), dims
+
+    def forward(self, x):
+        y = self.c(x)
+        return self.W @ (y.permute(0, 2, 1, 3) if self.dims == 2 else y)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+@pytest.mark.parametrize("dims,shape,edges", [(2, (3, 4, 5), 4 * 3 * 10 * 13 + 20 * 4 * 5),
+                                              (1, (3, 6), 4 * 3 * 16 + 6 * 4 * 5)])
+def test_a_fixed_matrix_times_a_value_is_a_dense_layer(capture, dims, shape, edges):
+    """``W @ y`` (the weight on the left) was refused by the export path ('the
+    input enters a matrix product from the right') while core read it."""
+    g = assert_is_jacobian(_WeightFirst(dims), shape, capture)
+    assert g.n_edges == edges

@@ -226,8 +226,7 @@ def _linear(ip, n, args, kwargs, real):
     x, w = args[0], args[1]
     if _is_sym(w):
         if not _is_sym(x):
-            ip.unsupported(n, _opname(n.target), "the input enters a matrix product from "
-                           "the right; only x @ W with fixed W is a dense layer")
+            return _weight_first(ip, n, w, ip.real(n.args[0]), ip.real(n.args[1]))
         return _bmm(ip, n, args, kwargs, real)
     weight = ip.real(n.args[1])
     if n.target.overloadpacket is aten.matmul:
@@ -246,6 +245,20 @@ def _linear(ip, n, args, kwargs, real):
     flat = remap(x, lambda t, fill: t.reshape(-1, real_in.shape[-1]))
     out = _positionwise(ip, n, flat, weight)
     return Ref(out.index.reshape((1,) + lead + (weight.shape[0],)))
+
+
+def _weight_first(ip, n, y, weight, real_y):
+    """``W @ Y`` with a fixed ``W`` (o, c) and ``Y`` (1, ..., c, m): the dense
+    layer ``W`` at each of Y's columns, as ``(Y^T @ W^T)^T``."""
+    if n.target.overloadpacket is not aten.matmul or weight.ndim != 2 or real_y.ndim < 3 \
+            or real_y.shape[0] != 1:
+        ip.unsupported(n, _opname(n.target), "the input enters a matrix product from "
+                       "the right; only x @ W and W @ x with a fixed matrix W are dense layers")
+    c, m = real_y.shape[-2:]
+    cols = remap(ip.b.materialize(y), lambda t, fill: t.transpose(-1, -2).reshape(-1, c))
+    out = _positionwise(ip, n, cols, weight)
+    lead = tuple(real_y.shape[:-2])
+    return Ref(out.index.reshape(lead + (m, weight.shape[0])).transpose(-1, -2).contiguous())
 
 
 def _bmm(ip, n, args, kwargs, real):
