@@ -213,6 +213,13 @@ class AtenInterpreter(torch.fx.Interpreter):
         return real
 
     # -- helpers used by the rules ------------------------------------------------------
+    def node_order(self) -> dict:
+        """Each fx node's position in the program (cached)."""
+        order = getattr(self, "_order", None)
+        if order is None:
+            order = self._order = {u: i for i, u in enumerate(self.module.graph.nodes)}
+        return order
+
     def input_dependent(self) -> set:
         """The fx nodes whose value depends on a network input (cached)."""
         dep = getattr(self, "_dependent", None)

@@ -57,7 +57,7 @@ def _probe(ip, y, n, real) -> tuple[torch.Tensor, torch.Tensor, set] | None:
     if not isinstance(real, torch.Tensor) or not isinstance(real_y, torch.Tensor) or \
             not real_y.is_floating_point() or real_y.shape != real.shape:
         return None     # (a product of views of y: its activation would have y's shape)
-    order = ip._order
+    order = ip.node_order()
     ancestors_of_n, stack = set(), [n]
     while stack:
         u = stack.pop()
@@ -103,9 +103,7 @@ def _common_source(ip, n, depth: int = 12):
     within ``depth`` ops: ``y`` in ``y * relu6(y + 3)`` and in ``0.5 y (1 +
     tanh(c (y + 0.044715 y^3)))``; None if none.  O(depth * ops) per product."""
     depends = ip.input_dependent()
-    order = getattr(ip, "_order", None)
-    if order is None:
-        order = ip._order = {u: i for i, u in enumerate(ip.module.graph.nodes)}
+    order = ip.node_order()
 
     def ancestors(u):
         seen, front = {u}, [u]

@@ -462,6 +462,11 @@ def _shape_rule(ip, n, args, kwargs, real):
     return out
 
 
+def _no_nodes(shape) -> Ref:
+    """A constant part of a value: no node (id -1) and no weight, as zero padding."""
+    return Ref(torch.full(shape, -1, dtype=torch.long), torch.zeros(shape, dtype=torch.float64))
+
+
 def _constant_parts(ip, n, parts, reals) -> list:
     """The constant tensors of a concatenation (CoordConv's coordinate channels,
     the zero channels of an option-A shortcut) as parts without nodes, as zero
@@ -473,8 +478,7 @@ def _constant_parts(ip, n, parts, reals) -> list:
     for i, (p, r) in enumerate(zip(parts, reals)):
         if not _is_sym(p):
             shape = (1,) + tuple(torch.as_tensor(r).shape[1:])
-            parts[i] = Ref(torch.full(shape, -1, dtype=torch.long),
-                           torch.zeros(shape, dtype=torch.float64))
+            parts[i] = _no_nodes(shape)
     return parts
 
 
@@ -495,8 +499,7 @@ def _scatter(ip, n, args, kwargs, real):
                 ip.unsupported(n, _opname(n.target), "a max pool reads a constant written "
                                "into its input")
             shape = tuple(const.shape)
-            parts[i] = Ref(torch.full(shape, -1, dtype=torch.long),
-                           torch.zeros(shape, dtype=torch.float64))
+            parts[i] = _no_nodes(shape)
     return _shape_rule(ip, n, tuple(parts), kwargs, real)
 
 
