@@ -109,6 +109,25 @@ def test_the_mean_of_another_value_subtracted_is_a_layer():
     assert_is_jacobian(Net(), (3, 4, 5))
 
 
+def _centred(y, stat_first, negate):
+    u = y.mean(1, keepdim=True)
+    c = (u - y) if stat_first else (y - u)
+    c = -c if negate else c
+    return c / torch.sqrt(((y - u) ** 2).mean(1, keepdim=True) + 1e-5)
+
+
+@pytest.mark.parametrize("negate", [False, True])
+def test_a_mean_minus_its_value_centres_it_negated(negate):
+    """``u - y`` with ``u = y.mean()`` is ``-(y - u)``: the normalization of
+    ``-y`` (it was refused as a value mixed with a statistic), and
+    ``-(u - y)`` is the normalization of ``y``."""
+    want = _dense(lambda y, z: _centred(y, False, False))[0]
+    got = _dense(lambda y, z: _centred(y, True, negate))[0]
+    np.testing.assert_allclose(got, want if negate else _dense(
+        lambda y, z: -_centred(y, False, False))[0], rtol=1e-12)
+    assert np.abs(got).sum() > 0
+
+
 def test_a_gate_broadcasting_the_value_copies_it():
     """``row * gate`` with row of C x 1 x W and a spatial gate of 1 x H x W (or
     a non-negative statistic of that shape): the row copied to H x W, as

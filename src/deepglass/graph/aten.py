@@ -313,12 +313,16 @@ class AtenInterpreter(torch.fx.Interpreter):
                     a = expand_to(self.b, a, real.shape[1:])
                 return a if b.sign > 0 else scale(self.b, a, torch.tensor(-1.0,
                                                                           dtype=torch.float64))
-        if packet in (aten.add, aten.sub) and len(args) > 1:
+        if packet in (aten.add, aten.sub, aten.rsub) and len(args) > 1:
             a, b = args[0], args[1]
+            if packet is aten.rsub:     # rsub(x, u) = u - x
+                a, b = b, a
             if isinstance(b, Stat) and _is_sym(a):
                 return a            # x - mean(x): the mean subtraction is ignored (SPEC §1b)
-            if isinstance(a, Stat) and _is_sym(b) and packet is aten.add:
-                return b
+            if isinstance(a, Stat) and _is_sym(b):
+                # mean(x) - x: the centred value negated
+                return b if packet is aten.add else \
+                    scale(self.b, b, torch.tensor(-1.0, dtype=torch.float64))
         if packet in STAT_OPS or n.target is operator.getitem:
             if any(_is_sym(v) for v in flatten(args)):
                 self.unsupported(n, _opname(n.target), "it mixes a network value with a "

@@ -265,11 +265,10 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
             # feature divided by its own norm is the value, its norm the statistic
             own = own or _descendants(n)
             if any(a not in own for a in others):
-                subtracted = packet in (aten.sub, aten.rsub) and _subtracted(u, src)
                 rescales = packet in (aten.mul, aten.div) and not signed
-                # a mean subtracted from the value it averages (x - x.mean()), not
-                # from another one (y - z.mean(): a layer)
-                centres = subtracted != negated and \
+                # a mean subtracted from the value it averages (x - x.mean(), or
+                # negated: x.mean() - x), not from another one (y - z.mean(): a layer)
+                centres = (packet in (aten.sub, aten.rsub)) != negated and \
                     _root(n.args[0]) in {_root(a) for a in others}
                 if reduced and (rescales or centres):
                     return True
