@@ -123,6 +123,33 @@ def test_experiment_numbers_do_not_depend_on_draws_per_unit(stack_convs):
     assert a["local_min"].all()
 
 
+@pytest.mark.parametrize("stored, dpu, want", [
+    ({"N1-00000-00000-x3", "N1-00003-00000"}, 2, [(0, 3), (3, 1), (4, 2), (6, 2)]),
+    ({"N1-00002-00000-x2", "N2-00000-00000-x8"}, 3, [(0, 2), (2, 2), (4, 3), (7, 1)]),
+    ({"N1-00006-00000-x4", "real-00000-00000", "N1-00001-00001-x2"}, 8, [(0, 8)])])
+def test_plan_units_keeps_the_stored_groups_of_draws(stored, dpu, want):
+    """A stored group is kept where it fits the draws (not one past the last,
+    not another start's); only the draws between stored groups are grouped anew."""
+    units = plan_units(2, ["N1"], 8, 2, draws_per_unit=dpu, stored=stored)
+    assert [(u.instance, u.draws) for u in units if u.kind == "N1"] == want
+
+
+def test_a_run_resumed_with_other_draws_per_unit_recomputes_no_draw(tmp_path):
+    """The default batch size follows the free memory, so a resumed run may
+    plan other groups: every finished draw is still read, not solved again."""
+    g, out = _graph(), tmp_path / "run"
+    kw = dict(replicas=2, null_instances=5, starts_per_null=2, nulls="N1,N3-he",
+              engine="matrix-free", run=out)
+    first = frustration_vs_nulls(g, draws_per_unit=3, **kw)
+    gone = out / "units" / "frustration" / "runs" / "N3-he-00003-00000-x2.parquet"
+    gone.unlink()       # one unit lost: its two draws are the only ones to solve
+    again = frustration_vs_nulls(g, draws_per_unit=1, **kw)
+    assert again.info["computed"] == 2 and again.info["resumed"] == 4
+    cols = ["kind", "instance", "start", "start_seed", "local_min"]
+    assert again.runs[cols].equals(first.runs[cols])
+    np.testing.assert_allclose(again.runs["energy"], first.runs["energy"], rtol=0, atol=1e-13)
+
+
 def test_draws_per_unit_is_checked():
     with pytest.raises(DeepglassError, match="draws_per_unit"):
         frustration_vs_nulls(_graph(), replicas=2, null_instances=2, nulls="N1",

@@ -32,7 +32,6 @@ Files of a frustration run (besides ``config.toml``)::
 from __future__ import annotations
 
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -46,6 +45,8 @@ from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .frustration_stats import (NullComparison, frustration_stats, frustration_verdict,
                                 report_markdown, tidy_runs)
+from .frustration_units import (KIND, UNIT_TABLE, FrustrationUnit, plan_units, stored_units,
+                                unit_seed)
 from .nulls import NULL_KINDS, check_n2, draws_on_graph, resolve_nulls
 from .real_gauge import GAUGE_ARRAYS, load_gauge, save_gauge, weights_digest
 
@@ -56,40 +57,6 @@ __all__ = ["frustration_vs_nulls", "FrustrationExperiment", "FrustrationUnit", "
 
 #: every null model, in the paper's order
 ALL_NULLS = NULL_KINDS
-#: the run kind in a run directory
-KIND = "frustration"
-#: the unit table (``units/frustration/runs/``)
-UNIT_TABLE = "runs"
-# ---------------------------------------------------------------------------------
-# units and seeds
-@dataclass(frozen=True)
-class FrustrationUnit:
-    """One unit of work: ``kind`` ("real" or a null), its (first) instance, its
-    starts, and for nulls how many consecutive instances (draws) it solves
-    together."""
-
-    kind: str
-    instance: int
-    starts: tuple[int, ...]
-    draws: int = 1
-
-    @property
-    def id(self) -> str:
-        uid = f"{self.kind}-{self.instance:05d}-{self.starts[0]:05d}"
-        return uid if self.draws == 1 else f"{uid}-x{self.draws}"
-
-
-def unit_seed(seed: int, kind: str, instance: int, role: int = 0) -> int:
-    """A 63-bit seed for (``seed``, ``kind``, ``instance``, ``role``).
-
-    ``role`` 0 seeds a null model's weights, ``1 + s`` the start gauge ``s``.
-    A :class:`numpy.random.SeedSequence` with spawn key ``(crc32(kind),
-    instance, role)``: independent streams that depend on the unit's identity
-    only, not on which other units run or in what order.
-    """
-    ss = np.random.SeedSequence(int(seed), spawn_key=(zlib.crc32(kind.encode()), int(instance),
-                                                      int(role)))
-    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def parse_nulls(nulls: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -99,22 +66,6 @@ def parse_nulls(nulls: str | Iterable[str] | None) -> tuple[str, ...]:
     duplicates dropped."""
     return resolve_nulls(nulls, allowed=ALL_NULLS, use="frustration vs nulls (a null of "
                                                      "the weights)")
-
-
-def plan_units(replicas: int, nulls: Sequence[str], null_instances: int, starts_per_null: int,
-               replicas_per_unit: int | None = None,
-               draws_per_unit: int = 1) -> list[FrustrationUnit]:
-    """The units of an experiment: real replicas in chunks, then the null
-    instances in groups of ``draws_per_unit`` (each with all its starts)."""
-    rpu = int(replicas_per_unit or replicas)
-    dpu = max(1, int(draws_per_unit))
-    units = [FrustrationUnit("real", 0, tuple(range(a, min(a + rpu, replicas))))
-             for a in range(0, int(replicas), rpu)]
-    for kind in nulls:
-        units += [FrustrationUnit(kind, i, tuple(range(int(starts_per_null))),
-                       min(dpu, int(null_instances) - i))
-                  for i in range(0, int(null_instances), dpu)]
-    return units
 
 
 # ---------------------------------------------------------------------------------
@@ -556,7 +507,7 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
         context=ctx, configuration=config, nulls=nulls, alpha=alpha,
         draws_per_unit=draws_per_unit,
         plan=plan_units(real, nulls, null_instances, starts_per_null, min(rpu, real),
-                        draws_per_unit))
+                        draws_per_unit, stored=stored_units(run)))
     prepare = time.perf_counter() - t_start
     out = run_experiment(exp, run=run, executor=executor, address=address, device=device,
                          force=force, progress=progress)
