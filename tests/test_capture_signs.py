@@ -128,6 +128,35 @@ def test_a_mean_minus_its_value_centres_it_negated(negate):
     assert np.abs(got).sum() > 0
 
 
+class _Highway(nn.Module):
+    """``t * relu(h(x)) + (1 - t) * x`` with ``t = sigmoid(w(x))``."""
+
+    def __init__(self, gate_first):
+        super().__init__()
+        self.c, self.h, self.w = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3, padding=1), \
+            nn.Conv2d(4, 4, 1)
+        self.o, self.gate_first = nn.Conv2d(4, 2, 1), gate_first
+
+    def forward(self, x):
+        x = self.c(x)
+        t, y = torch.sigmoid(self.w(x)), F.relu(self.h(x))
+        return self.o((t * y if self.gate_first else y * t) + (1 - t) * x)
+
+
+def test_a_sigmoid_times_a_relu_value_gates_the_relu_value():
+    """Both factors of a highway's ``t * relu(h(x))`` are non-negative: the
+    sigmoid is the gate (its branch left out), in either operand order; the
+    ReLU'd value keeps its edges (it was taken as the gate, and ``h`` left out)."""
+    graphs = []
+    for gate_first in (True, False):
+        torch.manual_seed(0)
+        g = SignedGraph.from_module(_Highway(gate_first).double().eval(), (3, 5, 5),
+                                    dtype=torch.float64)
+        assert [r["block"] for r in g.meta["left_out"]] == ["w"]
+        graphs.append(g.to_scipy().toarray())
+    np.testing.assert_array_equal(graphs[0], graphs[1])
+
+
 def test_a_gate_broadcasting_the_value_copies_it():
     """``row * gate`` with row of C x 1 x W and a spatial gate of 1 x H x W (or
     a non-negative statistic of that shape): the row copied to H x W, as

@@ -161,6 +161,9 @@ def _product(ip, n, a, b, real):
     pairs = [(x, g) for x, g in ((a, b), (b, a)) if g.nonneg and
              g.index.numel() <= x.index.numel()] or \
         [(x, g) for x, g in ((a, b), (b, a)) if _gate_fn(g) and not x.nonneg]
+    # where both factors are non-negative (a highway's t * relu(h(x))), the
+    # sigmoid / softmax is the gate, not the ReLU'd value
+    pairs.sort(key=lambda p: not _gate_fn(p[1]))
     if pairs:
         x, g = pairs[0]
         if ip.rules["gates"] == "error":
