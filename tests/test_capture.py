@@ -76,6 +76,50 @@ def test_gate_is_a_positive_rescaling_and_its_branch_is_left_out(capture):
         SignedGraph.from_module(gated, (2, 4, 4), gates="error")
 
 
+class _SEResidual(nn.Module):
+    """An SE-ResNet unit ``h(x) + x`` with ``h = k * se(conv2(relu(conv1(x))))``
+    (``se`` the identity for the plain unit, ``k`` a per-channel layer scale),
+    then ReLU and a head."""
+
+    def __init__(self, se: bool, k=None, act=False):
+        super().__init__()
+        torch.manual_seed(2)
+        self.c1, self.c2 = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+        self.head, self.act = nn.Conv2d(3, 2, 1), act
+        self.se = _SE(3) if se else nn.Identity()
+        self.k = None if k is None else torch.tensor(k, dtype=torch.float64).view(1, 3, 1, 1)
+
+    def forward(self, x):
+        y = self.c2(F.relu(self.c1(x)))
+        y = F.relu(y) if self.act else y
+        y = self.se(y) if self.k is None else self.se(y) * self.k
+        return self.head(F.relu(y + x))
+
+
+@pytest.mark.parametrize("k", [None, [2.0, -0.5, 1.0]])
+def test_a_gate_before_a_residual_add_adds_no_nodes(k):
+    """SPEC §1: a residual addition creates no nodes, and SPEC §1b: a gate is a
+    positive rescaling.  ``conv(x) * gate + x`` has the graph of ``conv(x) + x``:
+    the conv's edges end on the sum's block (the gate's pooling, left out,
+    had made the conv's output a block of its own, copied into the sum by
+    identity edges), a layer scale after the gate folded into them."""
+    g0, _ = _graph(_SEResidual(False, k).double(), (3, 4, 4))
+    g1, _ = _graph(_SEResidual(True, k).double(), (3, 4, 4))
+    assert [(b.name, b.shape) for b in g1.node_blocks] == \
+        [(b.name, b.shape) for b in g0.node_blocks]
+    np.testing.assert_allclose(_dense(g1), _dense(g0), rtol=1e-12)
+    assert [r["block"] for r in g1.meta["left_out"]] == ["se:mean", "se.fc1", "se.fc2"]
+
+
+def test_a_gated_activation_before_a_residual_add_keeps_the_sum_block():
+    """``relu(conv(x)) * gate + x``: the sum reads the activation, not the
+    conv's own values, so the conv's nodes stay a block (as without the gate)."""
+    g0, _ = _graph(_SEResidual(False, act=True).double(), (3, 4, 4))
+    g1, _ = _graph(_SEResidual(True, act=True).double(), (3, 4, 4))
+    assert len(g1.node_blocks) == len(g0.node_blocks) == 5
+    np.testing.assert_allclose(_dense(g1), _dense(g0), rtol=1e-12)
+
+
 class _ECA(nn.Module):
     """Efficient channel attention (ECA-Net, timm's ``EcaModule``): a 1-d
     convolution across the channel means, its sigmoid viewed and expanded to

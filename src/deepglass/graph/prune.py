@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .blocks import EdgeBlock, NodeBlock
+from .blocks import EdgeBlock, IdentityBlock, NodeBlock
 from .symbolic import Builder
 
-__all__ = ["prune", "prune_channels"]
+__all__ = ["prune", "prune_channels", "contract_copies"]
 
 
 def prune(builder: Builder, outputs: dict[str, np.ndarray]):
@@ -47,32 +47,7 @@ def prune(builder: Builder, outputs: dict[str, np.ndarray]):
                     params += b.n_params()
             left_out.append({"block": nb.name, "op": nb.op, "nodes": nb.size,
                              "params": int(params)})
-    newid = np.full(builder.n, -1, dtype=np.int64)
-    new_blocks, new_index, off = [], {}, 0
-    for k, nb in enumerate(nbs):
-        if keep[k]:
-            newid[nb.offset:nb.stop] = np.arange(off, off + nb.size)
-            new_index[k] = len(new_blocks)
-            new_blocks.append(NodeBlock(name=nb.name, shape=nb.shape, offset=off, op=nb.op,
-                                        index=len(new_blocks)))
-            off += nb.size
-    lookup = torch.from_numpy(newid)
-    kept_edges, kept_reads = [], []
-    for k, b in enumerate(ebs):
-        if not keep[b.dst]:
-            continue
-        b.dst = new_index[b.dst]
-        b.src_blocks = tuple(new_index[s] for s in b.src_blocks)
-        if b.src_range is not None:
-            b.src_range = (int(newid[b.src_range[0]]), int(newid[b.src_range[1] - 1]) + 1)
-        else:
-            b.src_index = lookup[b.src_index]
-        kept_edges.append(b)
-        if builder.record:
-            kept_reads.append(builder.reads[k])
-    builder.node_blocks, builder.edge_blocks, builder.n = new_blocks, kept_edges, off
-    builder.reads = kept_reads
-    return {k: newid[v] for k, v in outputs.items()}, left_out
+    return _drop(builder, outputs, keep), left_out
 
 
 def prune_channels(builder: Builder, outputs: dict[str, np.ndarray]):
@@ -153,3 +128,103 @@ def _ranges(ids: np.ndarray) -> str:
             runs.append(f"{start}-{a}" if a != start else f"{a}")
             start = None
     return ", ".join(runs)
+
+
+def _drop(builder: Builder, outputs: dict[str, np.ndarray], keep: np.ndarray,
+          drop_edges: frozenset = frozenset()) -> dict[str, np.ndarray]:
+    """Remove the node blocks not in ``keep``, the edge blocks ending there and
+    those in ``drop_edges`` (indices); renumber nodes, blocks and outputs.  O(n)."""
+    nbs, ebs = builder.node_blocks, builder.edge_blocks
+    newid = np.full(builder.n, -1, dtype=np.int64)
+    new_blocks, new_index, off = [], {}, 0
+    for k, nb in enumerate(nbs):
+        if keep[k]:
+            newid[nb.offset:nb.stop] = np.arange(off, off + nb.size)
+            new_index[k] = len(new_blocks)
+            new_blocks.append(NodeBlock(name=nb.name, shape=nb.shape, offset=off, op=nb.op,
+                                        index=len(new_blocks)))
+            off += nb.size
+    lookup = torch.from_numpy(newid)
+    kept_edges, kept_reads = [], []
+    for k, b in enumerate(ebs):
+        if not keep[b.dst] or k in drop_edges:
+            continue
+        b.dst = new_index[b.dst]
+        b.src_blocks = tuple(new_index[s] for s in b.src_blocks)
+        if b.src_range is not None:
+            b.src_range = (int(newid[b.src_range[0]]), int(newid[b.src_range[1] - 1]) + 1)
+        else:
+            b.src_index = lookup[b.src_index]
+        kept_edges.append(b)
+        if builder.record:
+            kept_reads.append(builder.reads[k])
+    builder.node_blocks, builder.edge_blocks, builder.n = new_blocks, kept_edges, off
+    builder.reads = kept_reads
+    return {k: newid[v] for k, v in outputs.items()}
+
+
+def contract_copies(builder: Builder, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Merge a node block whose one reader is a plain copy into a sum (an
+    identity shortcut of its own values) into that sum: its incoming edges end
+    on the sum's block, as a residual addition's do (SPEC §1: the add creates
+    no nodes).  Such a block was materialized only because another reader
+    read it, since pruned: the pooling of a squeeze-excitation gate taken as a
+    rescaling (SPEC §1b), in ``y = conv(x) * g + x``.  A copy with a factor
+    (a gain that did not fold) moves the factor onto the incoming edges where
+    they take it.  Returns the renumbered outputs.
+
+    Complexity: O(blocks + n) plus one renumbering when anything merges.
+    """
+    nbs, ebs = builder.node_blocks, builder.edge_blocks
+    held = np.zeros(len(nbs), dtype=bool)
+    starts = np.array([nb.offset for nb in nbs])
+    for ids in outputs.values():
+        held[np.unique(np.searchsorted(starts, ids, side="right") - 1)] = True
+    readers: dict[int, list[int]] = {}
+    into: dict[int, list[int]] = {}
+    for i, b in enumerate(ebs):
+        into.setdefault(b.dst, []).append(i)
+        for s in b.src_blocks:
+            readers.setdefault(s, []).append(i)
+    keep = np.ones(len(nbs), dtype=bool)
+    gone: set[int] = set()
+    for k, nb in enumerate(nbs):
+        if nb.op == "input" or held[k] or len(readers.get(k, ())) != 1 or not into.get(k):
+            continue
+        r = ebs[readers[k][0]]
+        if type(r) is not IdentityBlock or not getattr(r, "copies_nodes", False) or \
+                r.src_range != (nb.offset, nb.stop) or nbs[r.dst].size != nb.size or \
+                not keep[r.dst]:
+            continue
+        scale = None
+        for t in (r.in_scale, r.out_scale):
+            if t is not None:
+                t = torch.broadcast_to(t.double().cpu(), r.in_shape).reshape(-1)
+                scale = t if scale is None else scale * t
+        incoming = [ebs[i] for i in into[k]]
+        if scale is not None and not bool((scale == 1).all()):
+            per = [_scale_for(b, scale) for b in incoming]
+            if any(p is None for p in per):
+                continue
+            for b, p in zip(incoming, per):
+                b.scale_output(p)
+        for b in incoming:
+            b.dst = r.dst
+        into.setdefault(r.dst, []).extend(into[k])     # a chain of copies merges whole
+        # named by the layer, as a sum whose nodes no one else read is
+        nbs[r.dst].name = nb.name
+        keep[k] = False
+        gone.add(readers[k][0])
+    return outputs if keep.all() else _drop(builder, outputs, keep, frozenset(gone))
+
+
+def _scale_for(b: EdgeBlock, scale: torch.Tensor):
+    """``scale`` (one per destination node) as ``b.scale_output`` takes it:
+    per node, or per channel for a layer that folds it into its weights; None
+    where it varies within a channel there."""
+    s = scale.reshape(b.out_shape)
+    if b.takes_node_scale():
+        return s
+    per_channel = s.reshape(s.shape[0], -1)
+    return per_channel[:, 0].clone() if bool((per_channel == per_channel[:, :1]).all()) \
+        else None

@@ -410,7 +410,11 @@ def add_values(builder, a, b, shape, where, unsupported) -> Pending:
         else:
             if tuple(v.index.shape[1:]) != shape:
                 unsupported("broadcasting addition", None)
-            terms.append((IdentityBlock(shape, module=where), v))
+            blk = IdentityBlock(shape, module=where)
+            # a copy of its nodes' own values (no activation between): the sum
+            # may take over those nodes' incoming edges (prune.contract_copies)
+            blk.copies_nodes = v.act == 0
+            terms.append((blk, v))
     for blk, _ in terms:
         # different block shapes of the same size (e.g. a flattened value) go through views
         if blk.out_size != terms[0][0].out_size:

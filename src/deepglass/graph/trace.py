@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
-from .prune import prune, prune_channels
+from .prune import contract_copies, prune, prune_channels
 from .symbolic import Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref, flatten
 
 __all__ = ["capture_module", "Captured", "output_tensor", "output_names", "RULES",
@@ -440,6 +440,7 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     if not outputs:
         raise DeepglassError("the model's output does not depend on its input")
     outputs, left_out = prune(builder, outputs)
+    outputs = contract_copies(builder, outputs)
     outputs, dropped = prune_channels(builder, outputs)
     left_out += dropped
     # every block's tensors cast here: the builder mixes float32 weights with
