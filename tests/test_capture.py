@@ -173,12 +173,17 @@ class _Gated(nn.Module):
         return self.f(self.c(x) * self.gate(self.d(x)))
 
 
-@pytest.mark.parametrize("gate", [lambda z: 1 - torch.sigmoid(z), lambda z: 1 + torch.tanh(z),
-                                  F.softplus, torch.abs, lambda z: 2.0 - F.hardsigmoid(z)])
+@pytest.mark.parametrize("gate", [
+    lambda z: 1 - torch.sigmoid(z), lambda z: 1 + torch.tanh(z),
+    lambda z: 2.0 - F.hardsigmoid(z), lambda z: F.relu6(z + 3) / 6,
+    lambda z: torch.sigmoid(z) * torch.sigmoid(2 * z),
+    lambda z: F.pad(torch.sigmoid(z)[:, :, 1:], (0, 0, 1, 0), value=0.5),
+    lambda z: F.pad(torch.sigmoid(z)[:, :, 1:], (0, 0, 1, 0), mode="replicate")])
 def test_gates_known_non_negative_from_their_range(gate):
-    """``1 - sigmoid(z)`` (a highway net's carry gate), ``1 + tanh(z)``,
-    ``softplus(z)``, ``|z|``: non-negative whatever the input, so gates (SPEC
-    §1b): the gated path keeps its edges, the gate's branch is left out."""
+    """``1 - sigmoid(z)`` (a highway net's carry gate), ``1 + tanh(z)``, a
+    hard-sigmoid written out, a product of gates, a gate padded within its
+    range: non-negative and bounded whatever the input, so gates (SPEC §1b):
+    the gated path keeps its edges, the gate's branch is left out."""
     torch.manual_seed(7)
     net = _Gated(gate).double()
     g, _ = _graph(net, (2, 3, 3))
@@ -191,6 +196,17 @@ def test_gates_known_non_negative_from_their_range(gate):
                                   lambda z: 1 - 2 * torch.sigmoid(z)])
 def test_a_bounded_factor_that_can_be_negative_is_not_a_gate(gate):
     with pytest.raises(UnsupportedLayerError, match="product of two network values"):
+        _graph(_Gated(gate).double(), (2, 3, 3))
+
+
+@pytest.mark.parametrize("gate", [F.relu, F.softplus, torch.abs, torch.exp,
+                                  lambda z: F.relu(z) + F.relu(-z) + 0.1])
+def test_an_unbounded_non_negative_factor_is_not_a_gate(gate):
+    """``relu(v) * k`` (separable self-attention's ``relu(value) * context``),
+    a softplus, ``|z|`` or ``exp`` factor: unbounded, a value of its own, not a
+    gate; the product of two values is refused (it was taken as a gate, and
+    the factor's branch left out)."""
+    with pytest.raises(UnsupportedLayerError, match="neither factor is a gate"):
         _graph(_Gated(gate).double(), (2, 3, 3))
 
 

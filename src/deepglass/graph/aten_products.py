@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from .aten_norms import Stat, _power, feeds_normalization
 from .blocks import ConvBlock
 from .layers import dense_op, reduce_op
+from .ranges import is_gate
 from .symbolic import Pending, Ref, _flag, _is_sym, _opname, expand_to, remap, scale
 
 aten = torch.ops.aten
@@ -158,11 +159,13 @@ def _product(ip, n, a, b, real):
     if _same(a, b):
         f = b.fn if b.fn else a.fn
         return of_one_value(ip, n, a, b, real, _PRODUCT_NAMES.get(f, f"x * {f or 'x'}"))
-    pairs = [(x, g) for x, g in ((a, b), (b, a)) if g.nonneg and
-             g.index.numel() <= x.index.numel()] or \
-        [(x, g) for x, g in ((a, b), (b, a)) if _gate_fn(g) and not x.nonneg]
-    # where both factors are non-negative (a highway's t * relu(h(x))), the
-    # sigmoid / softmax is the gate, not the ReLU'd value
+    # a gate is non-negative and bounded by its range (a sigmoid, 1 - sigmoid,
+    # relu6(z + 3) / 6, a product of gates); a ReLU'd value is not (a highway's
+    # t * relu(h(x)) is gated by t; relu(v) * k is a product of two values)
+    gates = [(x, g) for x, g, i in ((a, b, 1), (b, a, 0)) if is_gate(ip, n.args[i])]
+    pairs = [(x, g) for x, g in gates if g.index.numel() <= x.index.numel()] or \
+        [(x, g) for x, g in gates if _gate_fn(g) and not x.nonneg]
+    # of two gates (ReLU6 and a sigmoid: StarNet's relu6(a) * sigmoid(b)) the sigmoid
     pairs.sort(key=lambda p: not _gate_fn(p[1]))
     if pairs:
         x, g = pairs[0]
@@ -177,10 +180,11 @@ def _product(ip, n, a, b, real):
         if isinstance(real, torch.Tensor):
             x = expand_to(ip.b, x, real.shape[1:])
         return _flag(x, nonneg=False, fn=None, value=None, gated=True)
-    ip.unsupported(n, "product of two network values", "neither factor is a non-negative "
-                   "gate (sigmoid / hard-sigmoid / softmax of another value): a product of "
-                   "two values computed from the input (self-attention, bilinear pooling) "
-                   "has no fixed weights, so the signed graph is not defined for it")
+    ip.unsupported(n, "product of two network values", "neither factor is a gate (a "
+                   "non-negative bounded value: a sigmoid / hard-sigmoid / softmax of another "
+                   "value): a product of two values computed from the input (self-attention, "
+                   "bilinear pooling, a ReLU'd value times another) has no fixed weights, so "
+                   "the signed graph is not defined for it")
 
 
 def _matmul(ip, n, args, kwargs, real):

@@ -18,6 +18,7 @@ from ..errors import DeepglassError
 from .blocks import ConvTransposeBlock, ResampleBlock
 from .aten_norms import Stat, feeds_normalization
 from .aten_products import _product, _same, of_one_value
+from .ranges import is_positive_divisor, value_range
 from .layers import adaptive_pool_op, conv_op, global_mean_op, pool_op, reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
                        expand_to,
@@ -279,32 +280,20 @@ def _div(ip, n, args, kwargs, real):
         if _is_sym(a) and _same(ip.b.materialize(a), ip.b.materialize(b)):
             return of_one_value(ip, n, ip.b.materialize(a), ip.b.materialize(b), real,
                                 f"x / {b.fn or 'f(x)'}")   # x / (1 + |x|): Softsign
-        if _is_sym(a) and isinstance(b, Ref) and b.nonneg and not _same(a, b):
-            # division by a positive value computed from the input: a per-sample
-            # normalization, i.e. a positive rescaling (SPEC §1b), a gate's copy
+        if _is_sym(a) and isinstance(b, Ref) and is_positive_divisor(ip, n.args[1]) \
+                and not _same(a, b):
+            # division by a value bounded away from 0 computed from the input
+            # (x / (1 + exp(-z)), a sigmoid written out): a positive rescaling
+            # (SPEC §1b), a gate's copy
             return _flag(a, gated=True)
         ip.unsupported(n, "division by a network value", "only division by a non-negative "
-                       "statistic (a normalization) is a positive rescaling")
+                       "statistic (a normalization) or by a value bounded away from 0 (1 + "
+                       "exp(-z)) is a positive rescaling")
     return _scaled(ip, a, 1.0 / _const_factor(ip, n, 1))
 
 
 def _neg(ip, n, args, kwargs, real):
     return scale(ip.b, args[0], torch.tensor(-1.0, dtype=torch.float64))
-
-
-#: the values an elementwise function takes (of a Ref not rescaled since)
-_RANGES = {"sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0),
-           "erf": (-1.0, 1.0)}
-
-
-def _range(v: Ref) -> tuple[float, float]:
-    """Bounds of a value's elements: ``[0, inf)`` where it is non-negative, a
-    bounded activation's range (``1 - sigmoid(z)`` and ``1 + tanh(z)`` are
-    non-negative gates, SPEC §1b), else unbounded."""
-    lo, hi = (0.0, math.inf) if v.nonneg else (-math.inf, math.inf)
-    if v.fn in _RANGES and (v.scale is None or bool((v.scale == 1).all())):
-        lo, hi = max(lo, _RANGES[v.fn][0]), _RANGES[v.fn][1]
-    return lo, hi
 
 
 def _broadcast(ip, n, v, real_v, real):
@@ -328,20 +317,17 @@ def _add(ip, n, args, kwargs, real):
     if not _is_sym(b):
         if not _is_sym(a):
             return None
-        c = b if not isinstance(b, torch.Tensor) else None
         if isinstance(a, Pending) and a.nonneg:
             a = ip.b.materialize(a)     # (an upsampled gate): its bound moves with c
-        keep = isinstance(a, Ref) and c is not None and \
-            _range(a)[0] + (-c if sub else c) * float(alpha) >= 0
+        # still non-negative (an upsampled gate plus a constant) or not
+        keep = isinstance(a, Ref) and value_range(ip, n)[0] >= 0
         return _flag(a, nonneg=keep) if isinstance(a, Ref) else a
     if not _is_sym(a):
         # c - alpha x (1 - sigmoid(z), a highway gate's other half) or c + alpha x
         k = -float(alpha) if sub else float(alpha)
         out = scale(ip.b, b, torch.tensor(k, dtype=torch.float64))
-        c = ip.real(n.args[1] if n.target.overloadpacket is aten.rsub else n.args[0])
-        lo, hi = _range(b) if isinstance(b, Ref) else (-math.inf, math.inf)
-        least = float(torch.as_tensor(c).min()) + (k * hi if k < 0 else k * lo)
-        return _flag(out, nonneg=True) if isinstance(out, Ref) and least >= 0 else out
+        return _flag(out, nonneg=True) if isinstance(out, Ref) and \
+            value_range(ip, n)[0] >= 0 else out
     coef = (-1.0 if sub else 1.0) * float(alpha)
     if coef != 1.0:
         b = scale(ip.b, b, torch.tensor(coef, dtype=torch.float64))

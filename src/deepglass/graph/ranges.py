@@ -1,0 +1,177 @@
+"""The range of a value in a captured program: the interval its elements lie
+in whatever the input (SPEC §1b: a gate is a factor ``g >= 0`` of the kind of a
+sigmoid, hard-sigmoid or softmax).
+
+Interval arithmetic over the fx graph, backwards from a node: the network's
+inputs and every layer with weights are unbounded, constants lie between their
+own extremes, bounded elementwise functions (sigmoid, tanh, ReLU6, ...) bound
+what they compute, and sums, products, quotients by constants, means, pools,
+views, paddings and interpolations with non-negative weights carry the bounds
+on.  A factor whose range is non-negative and bounded is a gate: ``1 -
+sigmoid(z)``, ``1 + tanh(z)``, ``sigmoid(a) * sigmoid(b)``, ``relu6(z + 3) / 6``
+are; a ReLU, softplus, ``|z|`` or ``exp`` factor is not (an unbounded
+non-negative value times another value is a product of two values).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import torch
+import torch.fx
+
+from .symbolic import _name_of
+
+__all__ = ["value_range", "is_gate", "is_positive_divisor"]
+
+INF = math.inf
+
+#: elementwise functions with a fixed range
+_FIXED = {"sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0), "softmax": (0.0, 1.0),
+          "_softmax": (0.0, 1.0), "tanh": (-1.0, 1.0), "erf": (-1.0, 1.0), "sin": (-1.0, 1.0),
+          "cos": (-1.0, 1.0), "atan": (-math.pi / 2, math.pi / 2),
+          "arctan": (-math.pi / 2, math.pi / 2)}
+#: non-decreasing elementwise functions: the range of the image is the image of the range
+_INCREASING = {
+    "relu": lambda t: max(t, 0.0),
+    "relu6": lambda t: min(max(t, 0.0), 6.0),
+    "exp": lambda t: math.exp(min(t, 700.0)) if t < INF else INF,
+    "softplus": lambda t: t if t > 30 else math.log1p(math.exp(t)) if t > -INF else 0.0,
+}
+#: ops whose elements are some of their first operand's (moves, copies,
+#: selections) or convex combinations of them (means, average pools, nearest
+#: and linear interpolation)
+_SAME = set((
+    "view _unsafe_view reshape permute transpose t unsqueeze squeeze expand expand_as slice "
+    "select clone contiguous alias detach _to_copy to type_as dropout feature_dropout flatten "
+    "unflatten movedim swapaxes narrow pixel_shuffle pixel_unshuffle channel_shuffle "
+    "native_channel_shuffle repeat index_select roll flip unbind split split_with_sizes chunk "
+    "mean avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
+    "_adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool3d amax amin max min "
+    "max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices "
+    "upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d "
+    "_upsample_nearest_exact2d _upsample_nearest_exact3d upsample_linear1d "
+    "upsample_bilinear2d upsample_trilinear3d _upsample_bilinear2d_aa reflection_pad1d "
+    "reflection_pad2d reflection_pad3d replication_pad1d replication_pad2d replication_pad3d "
+    "_pad_circular lift_fresh_copy").split())
+#: deeper than this, a value is taken as unbounded (no recursion limit reached)
+_DEPTH = 200
+
+
+def _hull(*ranges) -> tuple[float, float]:
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
+def _times(a, b) -> tuple[float, float]:
+    ends = [x * y for x in a for y in b]
+    ends = [0.0 if math.isnan(e) else e for e in ends]        # 0 * inf: the bound 0
+    return min(ends), max(ends)
+
+
+def _const(t) -> tuple[float, float]:
+    """The extremes of a constant (a number, a tensor); unbounded for anything else."""
+    if isinstance(t, (bool, int, float)):
+        return float(t), float(t)
+    if isinstance(t, torch.Tensor) and t.numel() and not t.is_complex():
+        t = t.detach().double()
+        return float(t.min()), float(t.max())
+    return -INF, INF
+
+
+def value_range(ip, node, _depth: int = 0) -> tuple[float, float]:
+    """``(lo, hi)`` bounding every element of ``node``'s value for any input
+    (a constant: its own extremes).  O(nodes between ``node`` and the nearest
+    layers or inputs), cached per node on the interpreter ``ip``."""
+    if not isinstance(node, torch.fx.Node):
+        return _const(node)
+    memo = ip.__dict__.setdefault("_ranges", {})
+    if node not in memo:
+        memo[node] = _range_of(ip, node, _depth) if _depth < _DEPTH else (-INF, INF)
+    return memo[node]
+
+
+def _range_of(ip, n, depth) -> tuple[float, float]:
+    if n not in ip.input_dependent():
+        return _const(ip.env.get(n))
+    if n.op != "call_function":
+        return -INF, INF
+    name = "getitem" if n.target is operator.getitem else _name_of(n.target)
+    if name.endswith("_") and not name.startswith("__"):
+        name = name[:-1]                # in place: relu_, mul_
+
+    def of(i):
+        a = n.args[i] if i < len(n.args) else None
+        return value_range(ip, a, depth + 1)
+
+    def arg(i, key, default):
+        return n.args[i] if i < len(n.args) else n.kwargs.get(key, default)
+
+    if name in _FIXED:
+        return _FIXED[name]
+    if name in _INCREASING:
+        lo, hi = of(0)
+        f = _INCREASING[name]
+        return f(lo), f(hi)
+    if name in _SAME or name == "getitem":
+        return of(0)
+    if name in ("cat", "concat", "stack"):
+        parts = [value_range(ip, a, depth + 1) for a in n.args[0]]
+        return _hull(*parts) if parts else (-INF, INF)
+    if name == "constant_pad_nd" or name == "pad" and arg(2, "mode", "constant") == "constant":
+        value = arg(2, "value", 0.0) if name == "constant_pad_nd" else arg(3, "value", 0.0)
+        return _hull(of(0), _const(float(value or 0.0)))
+    if name == "pad":           # reflect, replicate, circular: the value's own elements
+        return of(0)
+    if name in ("hardtanh", "clamp", "clamp_min", "clamp_max"):
+        lo, hi = of(0)
+        low = arg(1, "min", -1.0 if name == "hardtanh" else None) if name != "clamp_max" else None
+        high = arg(2, "max", 1.0 if name == "hardtanh" else None) if name != "clamp_min" else \
+            None
+        if name == "clamp_max":
+            high = arg(1, "max", None)
+        low = _const(low)[0] if low is not None else -INF
+        high = _const(high)[1] if high is not None else INF
+        return min(max(lo, low), high), max(min(hi, high), low)
+    if name == "neg":
+        lo, hi = of(0)
+        return -hi, -lo
+    if name == "abs":
+        lo, hi = of(0)
+        return (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))), max(abs(lo), abs(hi))
+    if name in ("add", "sub", "rsub"):
+        a, b = of(0), of(1)
+        alpha = float(_const(arg(2, "alpha", 1))[0])
+        if name == "rsub":
+            a, b = b, a
+        b = _times(b, (-alpha, -alpha) if name != "add" else (alpha, alpha))
+        return a[0] + b[0], a[1] + b[1]
+    if name == "mul":
+        return _times(of(0), of(1))
+    if name == "div":
+        lo, hi = of(1)
+        if lo <= 0 <= hi:
+            return -INF, INF
+        return _times(of(0), (1.0 / hi, 1.0 / lo))
+    if name in ("where", "masked_fill"):
+        return _hull(of(1), of(2))
+    if name == "sum":
+        real_in, real_out = ip.env.get(n.args[0]), ip.env.get(n)
+        if isinstance(real_in, torch.Tensor) and isinstance(real_out, torch.Tensor) and \
+                real_out.numel():
+            k = real_in.numel() / real_out.numel()
+            lo, hi = of(0)
+            return _times((lo, hi), (k, k))
+    return -INF, INF
+
+
+def is_gate(ip, node) -> bool:
+    """Whether ``node``'s value is a gate: non-negative and bounded (SPEC §1b)."""
+    lo, hi = value_range(ip, node)
+    return lo >= 0 and hi < INF
+
+
+def is_positive_divisor(ip, node) -> bool:
+    """Whether dividing by ``node``'s value is a gate: ``1 / value`` is
+    positive and bounded (``1 + exp(-z)``, a sigmoid written out)."""
+    return value_range(ip, node)[0] > 0
