@@ -6,6 +6,7 @@ linear resampling whose weights are read off the op.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -120,3 +121,15 @@ def test_antialiased_bicubic_of_a_gate_is_not_a_non_negative_gate():
     assert lin.meta["gates"]
     with pytest.raises(UnsupportedLayerError, match="product of two network values"):
         _graph(Gated("bicubic").double().eval(), (2, 6, 8))
+
+
+@pytest.mark.parametrize("pad, stride, groups", [((1, 2, 1, 2), 1, 1), ((0, 1, 2, 0), 2, 2),
+                                                 ((1, 1, 1, 1), 2, 1)])
+def test_zero_padding_before_a_transposed_convolution_adds_no_edges(pad, stride, groups):
+    """``ZeroPad2d`` then ``ConvTranspose2d`` (PRNet's deconvolution block):
+    the padded zeros are no nodes and carry no edges, the rest is the adjoint
+    convolution's edges (it was refused); the graph is the Jacobian."""
+    net = nn.Sequential(nn.Conv2d(2, 4, 1), nn.ZeroPad2d(pad),
+                        nn.ConvTranspose2d(4, 2, 3, stride=stride, padding=1, groups=groups))
+    g = assert_is_jacobian(net, (2, 4, 5))
+    assert g.n_nodes == 2 * 4 * 5 + 4 * 4 * 5 + math.prod(net(torch.zeros(1, 2, 4, 5, dtype=torch.float64)).shape)

@@ -47,10 +47,12 @@ def _convolution(ip, n, args, kwargs, real):
 
 
 def _transposed(ip, n, x, weight, real, stride, padding, dilation, groups, nd):
-    x, extra = strip_zero_padding(x, nd)
-    if any(extra[d] != (0, 0) for d in range(nd)):
-        ip.unsupported(n, "conv_transpose", "explicit padding before a transposed "
-                       "convolution is not supported")
+    # zero padding before it (PRNet's DeconvBlock): padded inputs, no nodes,
+    # no edges (a ZeroPaddedBlock, as inside any layer's input); a border the
+    # strip finds is the same, so it is stripped only where it is all there is
+    stripped, extra = strip_zero_padding(x, nd)
+    if all(extra[d] == (0, 0) for d in range(nd)):
+        x = stripped
     pads = [(p, p) for p in tup(padding, nd)]
     blk = ConvTransposeBlock(weight.detach(), tuple(x.index.shape[1:]), tuple(real.shape[1:]),
                              tup(stride, nd), pads, tup(dilation, nd), groups,
