@@ -133,3 +133,18 @@ def test_zero_padding_before_a_transposed_convolution_adds_no_edges(pad, stride,
                         nn.ConvTranspose2d(4, 2, 3, stride=stride, padding=1, groups=groups))
     g = assert_is_jacobian(net, (2, 4, 5))
     assert g.n_nodes == 2 * 4 * 5 + 4 * 4 * 5 + math.prod(net(torch.zeros(1, 2, 4, 5, dtype=torch.float64)).shape)
+
+
+def test_a_fold_is_refused_by_name():
+    """``F.fold`` lowers to an index scatter: refused naming the fold, not only
+    its lowered op (``F.unfold``, which only reads, is a re-indexing)."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return F.fold(F.unfold(self.c(x), 2, stride=2), (4, 4), 2, stride=2)
+
+    with pytest.raises(UnsupportedLayerError, match=r"F\.fold"):
+        SignedGraph.from_module(Net().eval(), (2, 4, 4))

@@ -400,6 +400,10 @@ ATEN_OPS: dict = {
     **_ops("softshrink hardshrink", _monotone(False)),
     aten.threshold.default: _threshold_at,
     aten.rrelu.default: _rrelu,
+    **_ops("index_put", _refuse(
+        "scatter (F.fold / nn.Fold, max-unpooling, x[idx] = v)", "writing values "
+        "to positions given by an index tensor is not among the layers the graph knows; "
+        "F.unfold and re-indexings that only read (x[idx], gather views) are")),
     **_ops("gt ge lt le eq ne", _refuse(
         "comparison", "a mask computed from the input's values chooses per element and per "
         "sample (a selection); an activation written with one (torch.where(x > 0, x, a * x)) "
