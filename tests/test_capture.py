@@ -178,7 +178,9 @@ class _Gated(nn.Module):
     lambda z: 2.0 - F.hardsigmoid(z), lambda z: F.relu6(z + 3) / 6,
     lambda z: torch.sigmoid(z) * torch.sigmoid(2 * z),
     lambda z: F.pad(torch.sigmoid(z)[:, :, 1:], (0, 0, 1, 0), value=0.5),
-    lambda z: F.pad(torch.sigmoid(z)[:, :, 1:], (0, 0, 1, 0), mode="replicate")])
+    lambda z: F.pad(torch.sigmoid(z)[:, :, 1:], (0, 0, 1, 0), mode="replicate"),
+    lambda z: torch.exp(z) / torch.exp(z).sum(1, keepdim=True),
+    lambda z: (lambda e: e / (e.mean((2, 3), keepdim=True) + 1e-6))(F.relu(z))])
 def test_gates_known_non_negative_from_their_range(gate):
     """``1 - sigmoid(z)`` (a highway net's carry gate), ``1 + tanh(z)``, a
     hard-sigmoid written out, a product of gates, a gate padded within its
@@ -200,7 +202,8 @@ def test_a_bounded_factor_that_can_be_negative_is_not_a_gate(gate):
 
 
 @pytest.mark.parametrize("gate", [F.relu, F.softplus, torch.abs, torch.exp,
-                                  lambda z: F.relu(z) + F.relu(-z) + 0.1])
+                                  lambda z: F.relu(z) + F.relu(-z) + 0.1,
+                                  lambda z: torch.exp(z) / torch.exp(2 * z).sum(1, keepdim=True)])
 def test_an_unbounded_non_negative_factor_is_not_a_gate(gate):
     """``relu(v) * k`` (separable self-attention's ``relu(value) * context``),
     a softplus, ``|z|`` or ``exp`` factor: unbounded, a value of its own, not a

@@ -21,6 +21,7 @@ import operator
 import torch
 import torch.fx
 
+from .aten_norms import _root
 from .symbolic import _name_of
 
 __all__ = ["value_range", "is_gate", "is_positive_divisor"]
@@ -149,6 +150,9 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
     if name == "mul":
         return _times(of(0), of(1))
     if name == "div":
+        share = _share(ip, n.args[0], n.args[1]) if of(0)[0] >= 0 else None
+        if share is not None:
+            return 0.0, share   # e / e.sum(): a softmax written out
         lo, hi = of(1)
         if lo <= 0 <= hi:
             return -INF, INF
@@ -163,6 +167,37 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
             lo, hi = of(0)
             return _times((lo, hi), (k, k))
     return -INF, INF
+
+
+def _share(ip, num, den) -> float | None:
+    """The bound of ``num / den`` where ``den`` is a sum (or a mean) of the
+    non-negative ``num`` itself, plus non-negative constants: each element is
+    a share of the sum, at most 1 (a mean: at most the count); else None."""
+    while isinstance(den, torch.fx.Node) and _name_of(den.target) == "add" and \
+            len(den.args) == 2 and not isinstance(den.args[1], torch.fx.Node) and \
+            _const(den.args[1])[0] >= 0:
+        den = den.args[0]
+    if not isinstance(den, torch.fx.Node) or _name_of(den.target) not in ("sum", "mean") or \
+            not _same_value(_root(den.args[0]), _root(num)):
+        return None
+    if _name_of(den.target) == "sum":
+        return 1.0
+    real_in, real_out = ip.env.get(den.args[0]), ip.env.get(den)
+    return real_in.numel() / real_out.numel() if isinstance(real_in, torch.Tensor) and \
+        isinstance(real_out, torch.Tensor) and real_out.numel() else None
+
+
+def _same_value(a, b, depth: int = 8) -> bool:
+    """Whether fx nodes ``a`` and ``b`` compute the same value: one node, or
+    the same op of the same arguments (``exp(z)`` written twice)."""
+    if a is b:
+        return True
+    if depth == 0 or not (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)) or \
+            a.op != "call_function" or a.target != b.target or a.kwargs != b.kwargs or \
+            len(a.args) != len(b.args):
+        return False
+    return all(_same_value(x, y, depth - 1) if isinstance(x, torch.fx.Node) else x == y
+               for x, y in zip(a.args, b.args))
 
 
 def is_gate(ip, node) -> bool:
