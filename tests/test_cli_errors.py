@@ -298,7 +298,9 @@ def test_several_input_shapes(cli, two_inputs, shapes, monkeypatch):
     code, out, err = cli(argv + ["--json"])
     assert code == 0, err
     info = json.loads(out)
-    assert (info["nodes"], info["edges"]) == (g.n_nodes, g.n_edges) == (117, 792)
+    # 48 + 5 input nodes and the sum's 32 (the dense layer's edges end on the
+    # sum, through the view, SPEC §1); 600 conv edges and 160 dense ones
+    assert (info["nodes"], info["edges"]) == (g.n_nodes, g.n_edges) == (85, 760)
     code, out, err = cli(["graph", "twoin.pth"] + argv[2:])   # the table names both shapes
     assert code == 0, err
     assert "twoin.pth: signed graph at input 3x4x4, 5" in out
