@@ -599,6 +599,15 @@ def test_a_torchscript_archive_error_is_one_line(cli, tmp_path):
     assert "is a TorchScript archive" in err and "deprecated" not in err, err
 
 
+def _sigint_default():
+    """In the child: SIGINT as a terminal gives it, also where the tests run
+    with SIGINT ignored (a background job of a non-interactive shell), which
+    the child would inherit (Python then keeps it ignored)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("module", ["typer", "deepglass.cli.graph", "deepglass.cli.criticality"])
 def test_ctrl_c_while_the_command_line_loads_is_one_line(tmp_path, module):
     """Ctrl-C while ``deepglass`` still imports its modules: one line on stderr
@@ -618,7 +627,7 @@ def test_ctrl_c_while_the_command_line_loads_is_one_line(tmp_path, module):
         "from deepglass.cli import main\n"
         "main()\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+                          timeout=120, cwd=tmp_path, preexec_fn=_sigint_default)
     assert proc.returncode == 130, (proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     lines = proc.stderr.strip("\n").splitlines()
@@ -634,7 +643,7 @@ def test_importing_the_command_line_keeps_python_s_ctrl_c():
     script = ("import signal, deepglass.cli\n"
               "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, preexec_fn=_sigint_default)
     assert proc.stdout.strip() == "True", proc.stderr[-2000:]
 
 
