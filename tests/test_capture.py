@@ -183,7 +183,8 @@ class _Gated(nn.Module):
     lambda z: (lambda e: e / (e.mean((2, 3), keepdim=True) + 1e-6))(F.relu(z)),
     lambda z: F.hardtanh(z, 0.0, 2.0), lambda z: torch.clamp(z, 0.1, 3.0),
     lambda z: torch.clamp_max(F.relu(z), 4.0), lambda z: -torch.clamp(z, -1.0, 0.0),
-    lambda z: torch.abs(torch.tanh(z)), lambda z: torch.cat([torch.sigmoid(z)[:, :1],
+    lambda z: torch.abs(torch.tanh(z)), lambda z: torch.maximum(torch.sigmoid(z), torch.full((1,), 0.2, dtype=z.dtype)),
+    lambda z: torch.cat([torch.sigmoid(z)[:, :1],
                                                              F.hardsigmoid(z)[:, 1:]], 1)])
 def test_gates_known_non_negative_from_their_range(gate):
     """``1 - sigmoid(z)`` (a highway net's carry gate), ``1 + tanh(z)``, a
@@ -207,6 +208,7 @@ def test_a_bounded_factor_that_can_be_negative_is_not_a_gate(gate):
 
 @pytest.mark.parametrize("gate", [F.relu, F.softplus, torch.abs, torch.exp,
                                   lambda z: torch.clamp(z, min=0.0),
+                                  lambda z: torch.maximum(z, torch.zeros(1, dtype=z.dtype)),
                                   lambda z: torch.cat([torch.sigmoid(z)[:, :1], F.relu(z)[:, 1:]], 1),
                                   lambda z: F.relu(z) + F.relu(-z) + 0.1,
                                   lambda z: torch.exp(z) / torch.exp(2 * z).sum(1, keepdim=True)])

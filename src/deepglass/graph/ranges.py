@@ -108,6 +108,12 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
     def arg(i, key, default):
         return n.args[i] if i < len(n.args) else n.kwargs.get(key, default)
 
+    if name in ("max", "min", "maximum", "minimum") and len(n.args) > 1 and \
+            not isinstance(n.args[1], (int, list, tuple)):
+        # of two values (not over a dimension): elementwise max / min
+        (alo, ahi), (blo, bhi) = of(0), of(1)
+        pick = max if name in ("max", "maximum") else min
+        return pick(alo, blo), pick(ahi, bhi)
     if name in _FIXED:
         return _FIXED[name]
     if name in _INCREASING:
