@@ -320,8 +320,8 @@ def _add(ip, n, args, kwargs, real):
         if not _is_sym(a):
             return None
         if isinstance(a, Pending) and a.nonneg:
-            a = ip.b.materialize(a)     # (an upsampled gate): its bound moves with c
-        # still non-negative (an upsampled gate plus a constant) or not
+            a = ip.b.materialize(a)     # (an upsampled gate): a Ref, which the flag marks
+        # still non-negative (a gate plus a constant) or not
         keep = isinstance(a, Ref) and value_range(ip, n)[0] >= 0
         return _flag(a, nonneg=keep) if isinstance(a, Ref) else a
     if not _is_sym(a):
