@@ -116,14 +116,13 @@ def _into_edges(ip, n, val, s) -> bool:
     factor[ids - nb.offset] = torch.broadcast_to(torch.as_tensor(s, dtype=torch.float64).cpu(),
                                                  tuple(val.index.shape)).reshape(-1)
     ending = [b for b in ip.b.edge_blocks if b.dst == k]
-    per_channel = factor.reshape(nb.shape[0], -1)
-    channel = bool((per_channel == per_channel[:, :1]).all())
-    if not ending or any(b.out_shape != tuple(nb.shape) or not (b.takes_node_scale() or channel)
-                         for b in ending):
+    if not ending or any(b.out_shape != tuple(nb.shape) for b in ending):
         return False
-    for b in ending:
-        b.scale_output(factor.reshape(b.out_shape) if b.takes_node_scale()
-                       else per_channel[:, 0].clone())
+    per = [b.output_scale_of(factor) for b in ending]
+    if any(p is None for p in per):
+        return False
+    for b, p in zip(ending, per):
+        b.scale_output(p)
     return True
 
 

@@ -203,7 +203,7 @@ def contract_copies(builder: Builder, outputs: dict[str, np.ndarray]) -> dict[st
                 scale = t if scale is None else scale * t
         incoming = [ebs[i] for i in into[k]]
         if scale is not None and not bool((scale == 1).all()):
-            per = [_scale_for(b, scale) for b in incoming]
+            per = [b.output_scale_of(scale) for b in incoming]
             if any(p is None for p in per):
                 continue
             for b, p in zip(incoming, per):
@@ -216,15 +216,3 @@ def contract_copies(builder: Builder, outputs: dict[str, np.ndarray]) -> dict[st
         keep[k] = False
         gone.add(readers[k][0])
     return outputs if keep.all() else _drop(builder, outputs, keep, frozenset(gone))
-
-
-def _scale_for(b: EdgeBlock, scale: torch.Tensor):
-    """``scale`` (one per destination node) as ``b.scale_output`` takes it:
-    per node, or per channel for a layer that folds it into its weights; None
-    where it varies within a channel there."""
-    s = scale.reshape(b.out_shape)
-    if b.takes_node_scale():
-        return s
-    per_channel = s.reshape(s.shape[0], -1)
-    return per_channel[:, 0].clone() if bool((per_channel == per_channel[:, :1]).all()) \
-        else None

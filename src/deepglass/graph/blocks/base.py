@@ -146,6 +146,18 @@ class EdgeBlock:
         dense layers fold factors into their weights, per channel only."""
         return type(self).scale_output is EdgeBlock.scale_output
 
+    def output_scale_of(self, scale: torch.Tensor):
+        """``scale`` (one factor per destination node, in this block's output
+        order) as :meth:`scale_output` takes it: per node, or per channel for a
+        layer that folds it into its weights; None where it varies within a
+        channel there."""
+        s = scale.reshape(self.out_shape)
+        if self.takes_node_scale():
+            return s
+        per_channel = s.reshape(s.shape[0], -1)
+        return per_channel[:, 0].clone() if bool((per_channel == per_channel[:, :1]).all()) \
+            else None
+
     def apply(self, x: torch.Tensor, absolute: bool = False) -> torch.Tensor:
         """``A_b^T x``: propagate ``x`` (R, *in_shape) along the edges -> (R, *out_shape)."""
         if self.in_scale is not None:
