@@ -285,3 +285,67 @@ def test_a_fixed_matrix_times_a_value_is_a_dense_layer(capture, dims, shape, edg
     input enters a matrix product from the right') while core read it."""
     g = assert_is_jacobian(_WeightFirst(dims), shape, capture)
     assert g.n_edges == edges
+
+
+class _BAM(nn.Module):
+    """BAM's attention: ``y * gate(ch(y) * sp(y))`` with a channel and a spatial
+    branch multiplied inside the gate (``where`` says what reads the product)."""
+
+    def __init__(self, where):
+        super().__init__()
+        self.c, self.o = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
+        self.ch, self.sp, self.where = nn.Linear(4, 4), nn.Conv2d(4, 1, 1), where
+
+    def forward(self, x):
+        y = self.c(x)
+        z = self.ch(y.mean((2, 3)))[:, :, None, None] * self.sp(y)
+        if self.where == "gate":
+            return self.o(y * (1 + torch.sigmoid(z)))
+        if self.where == "gate, shape read":
+            return self.o(y * torch.sigmoid(z) + torch.zeros_like(z))
+        if self.where == "gate and output":
+            return self.o(y * torch.sigmoid(z)), z.flatten(1)
+        if self.where == "value":
+            return self.o(y * torch.relu(z))
+        return self.o(y + z)            # "sum"
+
+
+@pytest.mark.parametrize("where", ["gate", "gate, shape read"])
+def test_a_product_inside_a_gate_branch_is_left_out_with_it(where):
+    """SPEC §1b leaves a gate's branch out of the graph, so a product of two
+    values that only feeds a gate (BAM's ``1 + sigmoid(channel * spatial)``)
+    goes with it: the graph is that of the ungated net, the branch listed; it
+    was refused at the product."""
+    torch.manual_seed(0)
+    net = _BAM(where).double().eval()
+    g = SignedGraph.from_module(net, (3, 5, 5), dtype=torch.float64)
+    plain = nn.Sequential(net.c, net.o)
+    np.testing.assert_allclose(g.to_scipy().toarray(), SignedGraph.from_module(
+        plain, (3, 5, 5), dtype=torch.float64).to_scipy().toarray(), rtol=1e-12)
+    assert {r["block"] for r in g.meta["left_out"]} >= {"ch", "sp"}
+    assert g.meta["gates"]
+
+
+@pytest.mark.parametrize("where", ["gate and output", "value", "sum"])
+def test_a_product_of_two_values_reaching_the_graph_is_refused_by_its_name(where):
+    """The product is refused, named, wherever its value reaches a graph
+    value or an output (not only a gate)."""
+    with pytest.raises(UnsupportedLayerError, match=r"'mul' \(product of two network values\)"):
+        SignedGraph.from_module(_BAM(where).double().eval(), (3, 5, 5), dtype=torch.float64)
+
+
+def test_a_matrix_product_of_two_values_in_a_gate_branch_is_still_attention():
+    """``softmax(q k^T) @ v``: the softmax is non-negative and bounded, but its
+    branch multiplies two values by a matrix product (self-attention, refused
+    by SPEC §1b), so it is refused there and then."""
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            a = torch.softmax(self.q(x) @ self.k(x).transpose(1, 2), -1)
+            return a @ self.v(x)
+
+    with pytest.raises(UnsupportedLayerError, match="matrix product.*self-attention"):
+        SignedGraph.from_module(Attention(), (3, 4))

@@ -33,12 +33,12 @@ from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm
                          _layer_norm_layer, _reduced_statistic, _statistic, stat_sign)
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
-from .aten_products import _attention, _bmm, _linear, _matmul
+from .aten_products import _attention, _bmm, _linear, _matmul, gated_by_refused
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
                          _neg, _refuse, _scatter, _shape_rule, _sum, _upsample, _where)
-from .symbolic import (SUPPORTED, ForwardError, Pending, Ref, _is_sym, _opname, expand_to,
+from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym, _opname, expand_to,
                        flatten, has_sym, scale, uses)
 
 __all__ = ["export_module", "AtenInterpreter", "ATEN_OPS", "interpolation_matrices"]
@@ -247,10 +247,14 @@ class AtenInterpreter(torch.fx.Interpreter):
         return path if (leaf and path) else f"{path}:{n.name}" if path else n.name
 
     def unsupported(self, n, what: str, why: str | None = None):
+        raise UnsupportedLayerError(self.refused(n, what, why).message)
+
+    def refused(self, n, what: str, why: str | None = None) -> Refused:
+        """The refusal of op ``n``, carried as a value (:class:`Refused`)."""
         if why:
-            raise UnsupportedLayerError(f"unsupported layer {self.where(n)!r} ({what}): {why}")
-        raise UnsupportedLayerError(f"unsupported layer {self.where(n)!r} (op {what}): "
-                                    f"deepglass supports {SUPPORTED}")
+            return Refused(f"unsupported layer {self.where(n)!r} ({what}): {why}")
+        return Refused(f"unsupported layer {self.where(n)!r} (op {what}): "
+                       f"deepglass supports {SUPPORTED}")
 
     def warn_nonmonotone(self, name: str, detail: str = "") -> None:
         self.b.warn_once(name, f"activation {name}{detail} is not non-decreasing: the "
@@ -275,6 +279,10 @@ class AtenInterpreter(torch.fx.Interpreter):
             return None
         args = torch.fx.node.map_arg(n.args, lambda nd: self.sym[nd])
         kwargs = torch.fx.node.map_arg(n.kwargs, lambda nd: self.sym[nd])
+        refused = [v for v in flatten([args, kwargs]) if isinstance(v, Refused)]
+        if refused and _opname_packet(n.target) not in _SHAPE_ONLY:
+            # a gate's branch ends here, or the refusal is carried on
+            return gated_by_refused(self, n, args, real) or refused[0]
         stats = [v for v in flatten([args, kwargs]) if isinstance(v, Stat)]
         if stats:
             return self._with_stat(n, args, real)

@@ -19,7 +19,7 @@ from .aten_norms import Stat, _power, feeds_normalization
 from .blocks import ConvBlock
 from .layers import dense_op, reduce_op
 from .ranges import is_gate
-from .symbolic import Pending, Ref, _flag, _is_sym, _opname, expand_to, remap, scale
+from .symbolic import Pending, Ref, Refused, _flag, _is_sym, _opname, expand_to, remap, scale
 
 aten = torch.ops.aten
 
@@ -168,23 +168,43 @@ def _product(ip, n, a, b, real):
     # of two gates (ReLU6 and a sigmoid: StarNet's relu6(a) * sigmoid(b)) the sigmoid
     pairs.sort(key=lambda p: not _gate_fn(p[1]))
     if pairs:
-        x, g = pairs[0]
-        if ip.rules["gates"] == "error":
-            ip.unsupported(n, "gate", "a non-negative gate multiplies the value "
-                           "(squeeze-excitation / attention gate) and gates='error'")
-        ip.gated.append(ip.where(n))
-        # the gate's value, fixed factors included (relu6(z + 3) / 6, the
-        # hard-sigmoid written out), is the rescaling: it adds nothing; a value
-        # the gate broadcasts to a larger shape (x of C x 1 x W, a spatial gate
-        # of 1 x H x W) is copied to it
-        if isinstance(real, torch.Tensor):
-            x = expand_to(ip.b, x, real.shape[1:])
-        return _flag(x, nonneg=False, fn=None, value=None, gated=True)
-    ip.unsupported(n, "product of two network values", "neither factor is a gate (a "
-                   "non-negative bounded value: a sigmoid / hard-sigmoid / softmax of another "
-                   "value): a product of two values computed from the input (self-attention, "
-                   "bilinear pooling, a ReLU'd value times another) has no fixed weights, so "
-                   "the signed graph is not defined for it")
+        return _gated(ip, n, pairs[0][0], real)
+    # refused where it reaches the output; a gate's branch may hold it (SPEC §1b)
+    return ip.refused(n, "product of two network values", "neither factor is a gate (a "
+                      "non-negative bounded value: a sigmoid / hard-sigmoid / softmax of "
+                      "another value): a product of two values computed from the input "
+                      "(self-attention, bilinear pooling, a ReLU'd value times another) has "
+                      "no fixed weights, so the signed graph is not defined for it")
+
+
+def _gated(ip, n, x, real):
+    """``x * g`` with ``g`` a gate (SPEC §1b, ``gates="scale"``): ``x``, a
+    positive rescaling; the gate's branch adds no edge (pruning leaves it out)."""
+    if ip.rules["gates"] == "error":
+        ip.unsupported(n, "gate", "a non-negative gate multiplies the value "
+                       "(squeeze-excitation / attention gate) and gates='error'")
+    ip.gated.append(ip.where(n))
+    # the gate's value, fixed factors included (relu6(z + 3) / 6, the
+    # hard-sigmoid written out), is the rescaling: it adds nothing; a value
+    # the gate broadcasts to a larger shape (x of C x 1 x W, a spatial gate
+    # of 1 x H x W) is copied to it
+    if isinstance(real, torch.Tensor):
+        x = expand_to(ip.b, x, real.shape[1:])
+    return _flag(x, nonneg=False, fn=None, value=None, gated=True)
+
+
+def gated_by_refused(ip, n, args, real):
+    """``x * g`` where the gate ``g`` is computed through a product of two values
+    (:class:`~.symbolic.Refused`: BAM's ``1 + sigmoid(channel * spatial)``): the
+    gate's branch is left out with its product, so ``x`` is gated as by any
+    gate.  None for any other op reading a refused value (which carries the
+    refusal on)."""
+    if getattr(n.target, "overloadpacket", None) not in (aten.mul, aten.mul_) or len(args) < 2:
+        return None
+    for x, g, i in ((args[0], args[1], 1), (args[1], args[0], 0)):
+        if _is_sym(x) and isinstance(g, Refused) and is_gate(ip, n.args[i]):
+            return _gated(ip, n, ip.b.materialize(x), real)
+    return None
 
 
 def _matmul(ip, n, args, kwargs, real):

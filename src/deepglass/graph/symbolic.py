@@ -36,7 +36,7 @@ import torch.fx
 from ..errors import DeepglassError, UnsupportedLayerError
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock, ZeroPaddedBlock
 
-__all__ = ["Ref", "Pending", "Builder", "NonMonotoneActivationWarning", "ForwardError",
+__all__ = ["Ref", "Pending", "Refused", "Builder", "NonMonotoneActivationWarning", "ForwardError",
            "SUPPORTED", "scale", "remap", "uses", "expand_to"]
 
 #: what the ATen capture reads (SPEC §1, §1b), for refusals to name
@@ -83,6 +83,17 @@ class Pending:
     name: str = ""
     exact: torch.Tensor | None = None  # recording only: value ids of the captured value
     nonneg: bool = False           # non-negative weights of a non-negative value (a gate resampled)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A value computed from the input that has no signed graph (a product of
+    two network values).  Its refusal is carried, not raised at once, because
+    SPEC §1b leaves a gate's branch out of the graph: where the value only
+    feeds a gate (BAM's ``1 + sigmoid(channel * spatial)``) the branch is
+    dropped with it; every other value computed from it carries the refusal to
+    the network's output, where it is raised."""
+    message: str
 
 
 def uses(node) -> int:

@@ -23,7 +23,8 @@ import torch.nn as nn
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
 from .prune import contract_copies, prune, prune_channels
-from .symbolic import Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref, flatten
+from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref, Refused,
+                       flatten)
 
 __all__ = ["capture_module", "Captured", "output_tensor", "output_names", "RULES",
            "CAPTURE_OF", "input_shapes"]
@@ -430,6 +431,8 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     builder = run.builder
     outputs: dict[str, np.ndarray] = {}
     for name, v in zip(run.names, run.leaves):
+        if isinstance(v, Refused):     # a product of two values reached the output
+            raise UnsupportedLayerError(v.message)
         if not isinstance(v, (Ref, Pending)):
             continue   # a constant output (a shape, a buffer) is not part of the graph
         others = [u for u in run.leaves if u is not v and isinstance(u, (Ref, Pending))]
