@@ -184,12 +184,18 @@ class _Gated(nn.Module):
     lambda z: F.hardtanh(z, 0.0, 2.0), lambda z: torch.clamp(z, 0.1, 3.0),
     lambda z: torch.clamp_max(F.relu(z), 4.0), lambda z: -torch.clamp(z, -1.0, 0.0),
     lambda z: torch.abs(torch.tanh(z)), lambda z: torch.maximum(torch.sigmoid(z), torch.full((1,), 0.2, dtype=z.dtype)),
+    lambda z: torch.sigmoid(z) ** 2, lambda z: 1 / (1 + torch.exp(-z)),
+    lambda z: torch.reciprocal(2 - torch.sigmoid(z)), lambda z: 1 / (1 + F.relu(z)),
+    lambda z: F.avg_pool2d(torch.sigmoid(z), 3, 1, 1), lambda z: F.softplus(torch.tanh(z)),
+    lambda z: torch.sigmoid(z)[:, [1, 0]], lambda z: torch.exp(F.log_softmax(z, 1)),
+    lambda z: F.elu(torch.tanh(z)) + 1, lambda z: 1 / (1 + z * z),
     lambda z: torch.cat([torch.sigmoid(z)[:, :1],
                                                              F.hardsigmoid(z)[:, 1:]], 1)])
 def test_gates_known_non_negative_from_their_range(gate):
     """``1 - sigmoid(z)`` (a highway net's carry gate), ``1 + tanh(z)``, a
     hard-sigmoid written out, a product of gates, a gate padded within its
-    range: non-negative and bounded whatever the input, so gates (SPEC §1b):
+    range, powers, reciprocals, pools, indexings and bounded functions of
+    gates: non-negative and bounded whatever the input, so gates (SPEC §1b):
     the gated path keeps its edges, the gate's branch is left out."""
     torch.manual_seed(7)
     net = _Gated(gate).double()

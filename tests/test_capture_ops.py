@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn

@@ -349,3 +349,91 @@ def test_a_matrix_product_of_two_values_in_a_gate_branch_is_still_attention():
 
     with pytest.raises(UnsupportedLayerError, match="matrix product.*self-attention"):
         SignedGraph.from_module(Attention(), (3, 4))
+
+
+class _StatGate(nn.Module):
+    """``y * gate`` with a gate made of the statistics of ``y``: SRM's
+    ``sigmoid(bn(conv1d(cat(mean, std))))`` (a value and a statistic side by
+    side) or GCT's ``1 + tanh(norm(y) * gamma + beta)`` (a statistic of either
+    sign inside a bounded function)."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.c, self.o, self.kind = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1), kind
+        self.cfc, self.bn = nn.Conv1d(4, 4, 2, groups=4), nn.BatchNorm1d(4)
+        self.gamma = nn.Parameter(torch.tensor([0.5, -1.0, 2.0, -0.3]).view(1, 4, 1, 1))
+
+    def forward(self, x):
+        y = self.c(x)
+        if self.kind == "SRM":
+            u = torch.cat([y.flatten(2).mean(-1, keepdim=True), y.flatten(2).std(-1, keepdim=True)], -1)
+            return self.o(y * torch.sigmoid(self.bn(self.cfc(u)))[..., None])
+        s = (y.pow(2).sum((2, 3), keepdim=True) + 1e-5).sqrt()
+        return self.o(y * (1 + torch.tanh(s * self.gamma + 0.1)))
+
+
+@pytest.mark.parametrize("kind", ["SRM", "GCT"])
+def test_a_gate_made_of_statistics_is_a_gate(kind):
+    """Both were refused (a statistic beside a value; a statistic of either
+    sign rescaling a value), though each sits inside a bounded non-negative
+    gate, a positive rescaling whose branch is left out (SPEC §1b): the graph
+    is the ungated net's, and a layer of the branch that read the refused
+    value is listed as left out with its parameters."""
+    torch.manual_seed(0)
+    net = _StatGate(kind).double().eval()
+    g = SignedGraph.from_module(net, (3, 5, 5), dtype=torch.float64)
+    plain = nn.Sequential(net.c, net.o)
+    np.testing.assert_allclose(g.to_scipy().toarray(), SignedGraph.from_module(
+        plain, (3, 5, 5), dtype=torch.float64).to_scipy().toarray(), rtol=1e-12)
+    if kind == "SRM":
+        assert {("cfc", 4, 12), ("bn", 4, 16)} <= {(r["block"], r["nodes"], r["params"])
+                                                    for r in g.meta["left_out"]}
+
+
+def test_a_statistic_of_either_sign_outside_a_gate_is_still_refused():
+    net = _Two(lambda y, z: y * torch.tanh((y ** 2).mean((2, 3), keepdim=True).sqrt() - 1))
+    with pytest.raises(UnsupportedLayerError, match="unsupported layer .mul"):
+        SignedGraph.from_module(net.double().eval(), (3, 4, 4), dtype=torch.float64)
+
+
+def _mask(z):
+    return torch.arange(z.numel()).reshape(z.shape) % 2 == 0
+
+
+@pytest.mark.parametrize("f", [
+    lambda y, z: y * z.masked_fill(_mask(z), 0.0),
+    lambda y, z: y * (torch.sigmoid(z) - 0.6).masked_fill(_mask(z), 1.0),
+    lambda y, z: y / (z.masked_fill(_mask(z), 1.0) + 0.5),
+    lambda y, z: y * (F.avg_pool2d(torch.sigmoid(z) + 1, 3, 1, 1) - 0.9),
+    lambda y, z: y * (1.5 - F.avg_pool2d(torch.sigmoid(z), 3, 1, 1, False, False, divisor_override=1)),
+    lambda y, z: y * (F.softplus(torch.tanh(z), threshold=-5) - 0.3),
+    lambda y, z: y * (F.softplus(torch.tanh(z), beta=10) - 0.3),
+    lambda y, z: y / (F.softplus(z, threshold=-5) + 0.5),
+    lambda y, z: y * (lambda e: e / e.transpose(2, 3).sum(2, keepdim=True))(torch.exp(z))])
+def test_a_factor_whose_range_holds_zero_or_no_bound_is_no_gate(f):
+    """Ranges that were taken too narrow: ``masked_fill`` keeps the value it
+    fills (its range was the mask's), an average pool counting padding or
+    with a divisor set is no convex combination, a softplus with a threshold
+    is the identity above it, and ``e / s`` is a share of a sum only where
+    ``s`` sums ``e`` over the dimensions it divides.  Each factor may be
+    negative or 0 (a divisor) or is unbounded: a product (a division) of two
+    values, refused; each was taken as a gate, its branch left out."""
+    with pytest.raises(UnsupportedLayerError, match="product of two network values|division"):
+        _dense(f)
+
+
+@pytest.mark.parametrize("w", [0.3, 2.0])
+def test_lerp_to_a_constant_is_a_rescaling(w):
+    """``lerp(y, c, w) = y + w (c - y)``: ``(1 - w) y``; with ``w >= 0.5`` its
+    decomposition selects the constant alone by a fixed mask (it was refused
+    as a value made only of padding)."""
+    class Lerp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.h = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            return self.h(torch.lerp(self.c(x), torch.ones(1, dtype=x.dtype), w))
+
+    for capture in ("export", "core"):
+        assert_is_jacobian(Lerp(), (2, 4, 4), capture=capture)

@@ -38,6 +38,7 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
                          _neg, _refuse, _scatter, _shape_rule, _sum, _upsample, _where)
+from .ranges import is_gate, is_positive_divisor
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym, _opname, expand_to,
                        flatten, has_sym, scale, uses)
 
@@ -181,6 +182,7 @@ class AtenInterpreter(torch.fx.Interpreter):
         self.sym: dict[torch.fx.Node, Any] = {}
         self.n_inputs = 0
         self.gated: list[str] = []
+        self.left_out: list[dict] = []     # layers of a gate's branch after a refused value
         self.made: dict[torch.fx.Node, range] = {}
 
     def run_node(self, n):
@@ -282,12 +284,21 @@ class AtenInterpreter(torch.fx.Interpreter):
         refused = [v for v in flatten([args, kwargs]) if isinstance(v, Refused)]
         if refused and _opname_packet(n.target) not in _SHAPE_ONLY:
             # a gate's branch ends here, or the refusal is carried on
-            return gated_by_refused(self, n, args, real) or refused[0]
+            gated = gated_by_refused(self, n, args, real)
+            if gated is None:
+                self._skipped_layer(n, real)
+            return gated if gated is not None else refused[0]
         stats = [v for v in flatten([args, kwargs]) if isinstance(v, Stat)]
-        if stats:
-            return self._with_stat(n, args, real)
-        if not (has_sym(args) or has_sym(kwargs)):
+        if not stats and not (has_sym(args) or has_sym(kwargs)):
             return None
+        try:
+            return self._with_stat(n, args, real) if stats else self._rule(n, args, kwargs, real)
+        except UnsupportedLayerError as exc:
+            # a value the graph cannot hold is refused where it reaches the
+            # graph; a gate's branch, left out (SPEC §1b), may hold it
+            return Refused(str(exc))
+
+    def _rule(self, n, args, kwargs, real):
         if n.target is operator.getitem:
             seq = args[0]
             if isinstance(seq, (list, tuple)):
@@ -298,6 +309,17 @@ class AtenInterpreter(torch.fx.Interpreter):
             self.unsupported(n, _opname(n.target))
         return rule(self, n, args, kwargs, real)
 
+
+    def _skipped_layer(self, n, real):
+        """A layer with weights that reads a refused value makes no node block:
+        noted for ``meta["left_out"]`` (where the value feeds a gate, it is
+        part of the branch left out)."""
+        params = sum(int(self.env[a].numel()) for a in n.all_input_nodes
+                     if a.op == "get_attr" and isinstance(self.env[a], torch.Tensor)
+                     and self.env[a].is_floating_point())
+        if params and isinstance(real, torch.Tensor):
+            self.left_out.append({"block": self.where(n), "op": _opname(n.target),
+                                  "nodes": int(real[0].numel()), "params": params})
 
     def _with_stat(self, n, args, real):
         """Rules for ops that read a :class:`Stat`."""
@@ -310,7 +332,13 @@ class AtenInterpreter(torch.fx.Interpreter):
                 a, b = b, a
             if isinstance(b, Stat) and _is_sym(a):
                 # x * s or x / s: a positive rescaling of x (SPEC §1b); of -x
-                # where s was negated; refused where its sign depends on the input
+                # where s was negated; refused where its sign depends on the
+                # input, unless its range makes it a gate (GCT's 1 + tanh(s))
+                # or a positive divisor
+                fx_b = n.args[0] if isinstance(args[0], Stat) else n.args[1]
+                if b.sign == 0 and (is_gate(self, fx_b) if packet is aten.mul
+                                    else is_positive_divisor(self, fx_b)):
+                    b = Stat(b.shape, 1)
                 if b.sign == 0:
                     self.unsupported(n, _opname(n.target), "a statistic whose sign "
                                      "depends on the input (std - 1, a log, the mean of a "

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .aten_norms import Stat, _power, feeds_normalization
 from .blocks import ConvBlock
 from .layers import dense_op, reduce_op
-from .ranges import is_gate
+from .ranges import is_gate, is_positive_divisor
 from .symbolic import Pending, Ref, Refused, _flag, _is_sym, _opname, expand_to, remap, scale
 
 aten = torch.ops.aten
@@ -194,12 +194,17 @@ def _gated(ip, n, x, real):
 
 
 def gated_by_refused(ip, n, args, real):
-    """``x * g`` where the gate ``g`` is computed through a product of two values
-    (:class:`~.symbolic.Refused`: BAM's ``1 + sigmoid(channel * spatial)``): the
-    gate's branch is left out with its product, so ``x`` is gated as by any
-    gate.  None for any other op reading a refused value (which carries the
-    refusal on)."""
-    if getattr(n.target, "overloadpacket", None) not in (aten.mul, aten.mul_) or len(args) < 2:
+    """``x * g`` (or ``x / d``) where the gate ``g`` (the positive divisor
+    ``d``) is computed through a value the graph cannot hold
+    (:class:`~.symbolic.Refused`: BAM's ``1 + sigmoid(channel * spatial)``,
+    SRM's statistics beside a value): the gate's branch is left out with it,
+    so ``x`` is gated as by any gate.  None for any other op reading a refused
+    value (which carries the refusal on)."""
+    packet = getattr(n.target, "overloadpacket", None)
+    if packet in (aten.div, aten.div_) and len(args) > 1 and _is_sym(args[0]) and \
+            isinstance(args[1], Refused) and is_positive_divisor(ip, n.args[1]):
+        return _gated(ip, n, ip.b.materialize(args[0]), real)
+    if packet not in (aten.mul, aten.mul_) or len(args) < 2:
         return None
     for x, g, i in ((args[0], args[1], 1), (args[1], args[0], 0)):
         if _is_sym(x) and isinstance(g, Refused) and is_gate(ip, n.args[i]):

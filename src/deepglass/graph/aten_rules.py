@@ -17,7 +17,7 @@ import torch.fx
 from ..errors import DeepglassError
 from .blocks import ConvTransposeBlock, ResampleBlock
 from .aten_norms import Stat, feeds_normalization
-from .aten_products import _product, _same, of_one_value
+from .aten_products import _gated, _product, _same, of_one_value
 from .ranges import is_positive_divisor, value_range
 from .layers import adaptive_pool_op, conv_op, global_mean_op, pool_op, reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
@@ -282,12 +282,11 @@ def _div(ip, n, args, kwargs, real):
         if _is_sym(a) and _same(ip.b.materialize(a), ip.b.materialize(b)):
             return of_one_value(ip, n, ip.b.materialize(a), ip.b.materialize(b), real,
                                 f"x / {b.fn or 'f(x)'}")   # x / (1 + |x|): Softsign
-        if _is_sym(a) and isinstance(b, Ref) and is_positive_divisor(ip, n.args[1]) \
-                and not _same(a, b):
+        if _is_sym(a) and is_positive_divisor(ip, n.args[1]) and \
+                not _same(ip.b.materialize(a), ip.b.materialize(b)):
             # division by a value bounded away from 0 computed from the input
-            # (x / (1 + exp(-z)), a sigmoid written out): a positive rescaling
-            # (SPEC §1b), a gate's copy
-            return _flag(a, gated=True)
+            # (x / (1 + exp(-z)), a sigmoid written out): a gate (SPEC §1b)
+            return _gated(ip, n, ip.b.materialize(a), real)
         ip.unsupported(n, "division by a network value", "only division by a non-negative "
                        "statistic (a normalization) or by a value bounded away from 0 (1 + "
                        "exp(-z)) is a positive rescaling")
@@ -380,6 +379,8 @@ def _where(ip, n, args, kwargs, real):
     x = ip.b.materialize(x)
     shape = torch.broadcast_shapes(tuple(x.index.shape), tuple(keep.shape))
     keep = keep.expand(shape)
+    if not bool(keep.any()):
+        return None     # the constant everywhere (lerp's decomposition): no network value
     out = remap(x, lambda t, f: torch.where(keep, t.expand(shape),
                                             torch.tensor(f, dtype=t.dtype)).contiguous())
     # a gate filled with a negative constant is no longer non-negative

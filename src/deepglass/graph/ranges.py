@@ -21,7 +21,6 @@ import operator
 import torch
 import torch.fx
 
-from .aten_norms import _root
 from .symbolic import _name_of
 
 __all__ = ["value_range", "is_gate", "is_positive_divisor"]
@@ -32,13 +31,13 @@ INF = math.inf
 _FIXED = {"sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0), "softmax": (0.0, 1.0),
           "_softmax": (0.0, 1.0), "tanh": (-1.0, 1.0), "erf": (-1.0, 1.0), "sin": (-1.0, 1.0),
           "cos": (-1.0, 1.0), "atan": (-math.pi / 2, math.pi / 2),
-          "arctan": (-math.pi / 2, math.pi / 2)}
+          "arctan": (-math.pi / 2, math.pi / 2), "log_softmax": (-INF, 0.0),
+          "_log_softmax": (-INF, 0.0)}
 #: non-decreasing elementwise functions: the range of the image is the image of the range
 _INCREASING = {
     "relu": lambda t: max(t, 0.0),
     "relu6": lambda t: min(max(t, 0.0), 6.0),
     "exp": lambda t: math.exp(min(t, 700.0)) if t < INF else INF,
-    "softplus": lambda t: t if t > 30 else math.log1p(math.exp(t)) if t > -INF else 0.0,
 }
 #: ops whose elements are some of their first operand's (moves, copies,
 #: selections) or convex combinations of them (means, average pools, nearest
@@ -47,8 +46,8 @@ _SAME = set((
     "view _unsafe_view reshape permute transpose t unsqueeze squeeze expand expand_as slice "
     "select clone contiguous alias detach _to_copy to type_as dropout feature_dropout flatten "
     "unflatten movedim swapaxes narrow pixel_shuffle pixel_unshuffle channel_shuffle "
-    "native_channel_shuffle repeat index_select roll flip unbind split split_with_sizes chunk "
-    "mean avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
+    "native_channel_shuffle repeat index_select index gather take unfold im2col roll flip unbind split split_with_sizes chunk "
+    "mean adaptive_avg_pool1d adaptive_avg_pool2d "
     "_adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool3d amax amin max min "
     "max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices "
     "upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d "
@@ -154,7 +153,11 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
         b = _times(b, (-alpha, -alpha) if name != "add" else (alpha, alpha))
         return a[0] + b[0], a[1] + b[1]
     if name == "mul":
+        if n.args[0] is n.args[1]:     # z * z
+            return _power(of(0), 2.0)
         return _times(of(0), of(1))
+    if name in ("leaky_relu", "elu"):
+        return _increasing_with_slope(of(0), n, arg, name)
     if name == "div":
         share = _share(ip, n.args[0], n.args[1]) if of(0)[0] >= 0 else None
         if share is not None:
@@ -163,8 +166,19 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
         if lo <= 0 <= hi:
             return -INF, INF
         return _times(of(0), (1.0 / hi, 1.0 / lo))
-    if name in ("where", "masked_fill"):
+    if name == "where":             # where(mask, a, b)
         return _hull(of(1), of(2))
+    if name == "masked_fill":       # masked_fill(x, mask, value)
+        return _hull(of(0), of(2))
+    if name == "reciprocal":
+        lo, hi = of(0)
+        return (-INF, INF) if lo <= 0 <= hi else (1.0 / hi, 1.0 / lo)
+    if name == "pow" and not isinstance(n.args[1], torch.fx.Node):
+        return _power(of(0), float(_const(n.args[1])[0]))
+    if name == "softplus":
+        return _softplus(of(0), float(arg(1, "beta", 1.0)), float(arg(2, "threshold", 20.0)))
+    if name in ("avg_pool1d", "avg_pool2d", "avg_pool3d"):
+        return _avg_pool(of(0), n, arg)
     if name == "sum":
         real_in, real_out = ip.env.get(n.args[0]), ip.env.get(n)
         if isinstance(real_in, torch.Tensor) and isinstance(real_out, torch.Tensor) and \
@@ -175,6 +189,71 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
     return -INF, INF
 
 
+def _power(r, p: float) -> tuple[float, float]:
+    """The range of ``x ** p`` for ``x`` in ``r`` (a fixed exponent ``p``)."""
+    lo, hi = r
+    if p == 0:
+        return 1.0, 1.0
+    if p > 0 and lo >= 0:
+        return lo ** p, hi ** p
+    if p > 0 and p.is_integer():
+        if p % 2:                   # odd: increasing
+            return lo ** p, hi ** p
+        return (0.0 if lo <= 0 <= hi else min(lo ** p, hi ** p)), max(lo ** p, hi ** p)
+    if p < 0 and lo > 0:
+        return hi ** p, lo ** p
+    return -INF, INF
+
+
+def _increasing_with_slope(r, n, arg, name) -> tuple[float, float]:
+    """``leaky_relu(x, a)`` and ``elu(x, alpha, scale, input_scale)`` on ``r``:
+    non-decreasing where the slope of their negative part is not negative."""
+    if name == "leaky_relu":
+        a = float(arg(1, "negative_slope", 0.01))
+        f = lambda t: t if t >= 0 else a * t if a else 0.0  # noqa: E731
+        ok = a >= 0
+    else:
+        alpha, scale, s_in = (float(arg(i, k, 1.0)) for i, k in
+                              ((1, "alpha"), (2, "scale"), (3, "input_scale")))
+        f = lambda t: scale * (t if t > 0 else alpha * math.expm1(s_in * t))  # noqa: E731
+        ok = scale >= 0 and alpha * s_in >= 0
+    return (f(r[0]), f(r[1])) if ok else (-INF, INF)
+
+
+def _softplus(r, beta: float, threshold: float) -> tuple[float, float]:
+    """The range of ``softplus(x, beta, threshold)`` for ``x`` in ``r``:
+    ``log(1 + exp(beta x)) / beta`` below ``threshold / beta``, ``x`` above
+    (each piece increasing, the function as a whole not always)."""
+    if beta <= 0:
+        return -INF, INF
+    lo, hi = r
+    t = threshold / beta
+    smooth = lambda x: x if x == INF else math.log1p(math.exp(min(beta * x, 700.0))) / beta  # noqa: E731
+    parts = []
+    if lo <= t:
+        parts.append((smooth(lo) if lo > -INF else 0.0, smooth(min(hi, t))))
+    if hi > t:
+        parts.append((max(lo, t), hi))
+    return _hull(*parts)
+
+
+def _avg_pool(r, n, arg) -> tuple[float, float]:
+    """The range of an average pool of values in ``r``: a convex combination
+    of them, of them and zeros where padding counts in the divisor
+    (``count_include_pad``), a sum of one to ``|window|`` of them over the
+    divisor where one is set (``divisor_override``)."""
+    kernel = arg(1, "kernel_size", 1)
+    window = math.prod(kernel) if isinstance(kernel, (list, tuple)) else int(kernel)
+    padding = arg(3, "padding", 0)
+    padded = any(padding) if isinstance(padding, (list, tuple)) else bool(padding)
+    divisor = arg(6, "divisor_override", None) if len(n.args) > 6 or "divisor_override" in \
+        n.kwargs else None
+    if divisor:
+        r = _times(r, (1.0 / divisor, window / divisor))
+    include_pad = arg(5, "count_include_pad", True)
+    return _hull(r, (0.0, 0.0)) if (padded and include_pad) or divisor else r
+
+
 def _share(ip, num, den) -> float | None:
     """The bound of ``num / den`` where ``den`` is a sum (or a mean) of the
     non-negative ``num`` itself, plus non-negative constants: each element is
@@ -183,8 +262,14 @@ def _share(ip, num, den) -> float | None:
             len(den.args) == 2 and not isinstance(den.args[1], torch.fx.Node) and \
             _const(den.args[1])[0] >= 0:
         den = den.args[0]
+    # the sum of num itself, over dims kept (or over all): each element of the
+    # quotient is divided by a sum that holds it
     if not isinstance(den, torch.fx.Node) or _name_of(den.target) not in ("sum", "mean") or \
-            not _same_value(_root(den.args[0]), _root(num)):
+            not _same_value(den.args[0], num):
+        return None
+    dims = den.args[1] if len(den.args) > 1 else den.kwargs.get("dim")
+    keep = den.args[2] if len(den.args) > 2 else den.kwargs.get("keepdim", False)
+    if dims not in (None, [], ()) and not keep:
         return None
     if _name_of(den.target) == "sum":
         return 1.0

@@ -494,7 +494,8 @@ def expand_to(builder, v, shape) -> Ref:
     with ``ctx`` of C x 1 x 1, a row times a spatial gate): a re-indexing,
     every element reading the one it was copied from (SPEC §1)."""
     v = builder.materialize(v)
-    full = (1,) + tuple(shape)
+    # (one sample's values folded into the batch keep their leading dimension)
+    full = (v.index.shape[0],) + tuple(shape)
     if tuple(v.index.shape) == full:
         return v
     return reindexed([v], lambda kind: as_tensor_of(kind)(v, None).expand(full).contiguous())

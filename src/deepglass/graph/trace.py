@@ -235,6 +235,7 @@ class _Run:
     gated: list
     how: str
     program: Any
+    left_out: list = field(default_factory=list)   # layers that read a refused value
 
 
 def _capture_export(model, inputs, forward_kwargs, builder, rules, core=False):
@@ -249,7 +250,7 @@ def _capture_export(model, inputs, forward_kwargs, builder, rules, core=False):
     out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
     leaves = flatten(out)
     names = output_names(len(leaves), getattr(gm, "_out_spec", None))
-    return _Run(builder, leaves, names, interp.gated, how, gm)
+    return _Run(builder, leaves, names, interp.gated, how, gm, interp.left_out)
 
 
 def _capture_fx(model, inputs, forward_kwargs, builder):
@@ -443,6 +444,7 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     if not outputs:
         raise DeepglassError("the model's output does not depend on its input")
     outputs, left_out = prune(builder, outputs)
+    left_out += run.left_out
     outputs = contract_copies(builder, outputs)
     outputs, dropped = prune_channels(builder, outputs)
     left_out += dropped
