@@ -754,6 +754,28 @@ def test_a_reduction_added_to_a_value_is_a_layer(how, capture):
     assert_is_jacobian(_SumOf(how), (2, 3, 3), capture)
 
 
+class _Stacked(nn.Module):
+    """Branches stacked in front of the batch and reduced over that axis
+    (MONAI's RegistrationExtractionBlock: ``torch.stack(maps, 0).mean(0)``)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.c, self.d, self.how = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(2, 3, 1), how
+
+    def forward(self, x):
+        s = torch.stack([self.c(x), self.d(x), x[:, :1].expand(-1, 3, -1, -1)], 0)
+        return s.mean(0) if self.how == "mean" else s.sum(0)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+@pytest.mark.parametrize("how", ["mean", "sum"])
+def test_a_reduction_over_values_stacked_before_the_batch_is_linear(how, capture):
+    """``torch.stack([a, b, c]).mean(0)`` averages one sample's values (the
+    stacked axis, not the batch, at batch 1): the graph equals the Jacobian;
+    it was refused as reducing over the batch dimension."""
+    assert_is_jacobian(_Stacked(how), (2, 3, 3), capture)
+
+
 class _CatConstant(nn.Module):
     """CoordConv (coordinate channels concatenated to the input) and the
     option-A shortcut of CIFAR ResNets / PyramidNet (channels padded by
@@ -1863,3 +1885,39 @@ def test_an_einsum_with_a_weight_is_a_dense_layer_at_every_position(eq, capture)
         with pytest.raises(UnsupportedLayerError, match="batched matrix product"):
             _graph(_Einsum("attention").eval(), (2, 5, 5))
 
+
+
+class _SqueezedHead(nn.Module):
+    """A classifier head on ``gap(x).squeeze()``: at batch 1 the squeeze drops
+    the batch dimension too (dynamic_network_architectures' ResNetD / VGG)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.fc, self.fc2 = nn.Conv2d(1, 4, 3), nn.Linear(4, 3), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc2(self.fc(F.adaptive_avg_pool2d(self.c(x), 1).squeeze()))
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_a_dense_layer_on_a_vector_without_its_batch_is_a_dense_layer(capture):
+    """It was refused as a layer run on one sample's values regrouped as a batch."""
+    g = assert_is_jacobian(_SqueezedHead(), (1, 6, 6), capture)
+    assert g.n_nodes == 36 + 4 * 16 + 4 + 3 + 2     # input, conv, pool, two dense layers
+
+
+def test_an_output_padded_with_constants_is_refused_saying_what_to_do():
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ZeroPad2d(1))
+    with pytest.raises(UnsupportedLayerError, match="last op pads.*end the model before"):
+        SignedGraph.from_module(net, (1, 3, 3))
+
+
+def test_a_forward_out_of_memory_is_not_blamed_on_the_input_shape():
+    class Hungry(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to "
+                               "allocate 1048576000 bytes")
+
+    with pytest.raises(DeepglassError, match=r"^Hungry ran out of memory on one sample of "
+                                             r"shape \(1, 4\)"):
+        SignedGraph.from_module(Hungry(), (1, 4))

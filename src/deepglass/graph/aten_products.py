@@ -267,6 +267,10 @@ def _linear(ip, n, args, kwargs, real):
     real_in = ip.real(n.args[0])
     if real_in.ndim == 2 and real_in.shape[0] == 1:
         return dense_op(ip.b, ip.where(n), x, real_in, real, weight)
+    if real_in.ndim == 1:   # a vector, its batch squeezed away (gap(x).squeeze() at batch 1)
+        out = ip.b.materialize(dense_op(ip.b, ip.where(n), remap(x, lambda t, fill: t.reshape(
+            1, -1)), real_in[None], real[None], weight))
+        return remap(out, lambda t, fill: t.reshape(-1))
     if real_in.shape[0] != 1:
         ip.unsupported(n, _opname(n.target), "it runs on one sample's values regrouped as a "
                        "batch (windows or patches as a batch, as windowed attention does); the "

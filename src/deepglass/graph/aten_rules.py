@@ -185,9 +185,17 @@ def _amax(ip, n, args, kwargs, real):
 
 def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
     dims = _arg(n, ip.real(n.args), 1, "dim")
-    nd = ip.real(n.args[0]).ndim
+    real_in = ip.real(n.args[0])
+    nd = real_in.ndim
     dl = sorted({d % nd for d in ([dims] if isinstance(dims, int) else dims or range(nd))})
-    if 0 in dl:
+    if dl == [0] and nd > 1 and real_in.shape[0] > 1 and real_in.shape[1] == 1 \
+            and _is_sym(args[0]):
+        # values stacked in front of the batch (torch.stack([a, b]).mean(0)):
+        # one sample's values, reduced as over a last dimension
+        perm = list(range(1, nd)) + [0]
+        args = (remap(ip.b.materialize(args[0]), lambda t, fill: t.permute(perm).contiguous()),)
+        real_in, dl = real_in.permute(perm), [nd - 1]
+    elif 0 in dl:
         ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension")
     # the mean of a value that may be negative is a statistic only where it
     # is subtracted; as a factor its sign would change the edges' (SPEC §1b)
@@ -196,8 +204,8 @@ def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
         return Stat(tuple(real.shape[1:]), 0 if signed else 1)
     x = ip.b.materialize(args[0])
     if mean and dl[0] >= 2:
-        return global_mean_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dl)
-    return reduce_op(ip.b, ip.where(n), x, ip.real(n.args[0]), real, dl,
+        return global_mean_op(ip.b, ip.where(n), x, real_in, real, dl)
+    return reduce_op(ip.b, ip.where(n), x, real_in, real, dl,
                      ip.b.pool_weight if mean or pool else 1.0, pool_type=pool or "avg")
 
 

@@ -391,6 +391,10 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
             except ForwardError as exc:
                 msg = first_line(exc)
                 shape_txt = shapes[0] if len(shapes) == 1 else shapes
+                if "allocate memory" in msg or "out of memory" in msg:
+                    raise DeepglassError(f"{type(model).__name__} ran out of memory on one "
+                                         f"sample of shape {shape_txt} (capture keeps every "
+                                         f"value of the forward pass): {msg}") from None
                 raise DeepglassError(f"{type(model).__name__} does not accept input of shape "
                                      f"{shape_txt}: {msg}") from None
     finally:
@@ -439,7 +443,10 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
         others = [u for u in run.leaves if u is not v and isinstance(u, (Ref, Pending))]
         ref = builder.materialize(_rescaled_output(builder, v, name, others))
         if (ref.index < 0).any():
-            raise UnsupportedLayerError(f"the model's output {name!r} contains zero padding")
+            raise UnsupportedLayerError(
+                f"the model's output {name!r} contains zero padding (the last op pads or "
+                "fills in a constant: F.pad, a padding layer, a concatenated constant); "
+                "constant elements are no neurons: end the model before the padding")
         outputs[name] = ref.index.reshape(-1).numpy().copy()
     if not outputs:
         raise DeepglassError("the model's output does not depend on its input")
