@@ -20,6 +20,7 @@ reference for the heuristics (Algorithm 1 in :mod:`deepglass.solve.greedy`):
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numba
@@ -346,7 +347,10 @@ def milp_frustration(
     As : sparse (n, n)
         Symmetric couplings with zero diagonal.
     time_limit : float
-        Seconds for the whole call (cutting planes + branch and bound).
+        Seconds for the whole call (cutting planes + branch and bound); HiGHS
+        checks its clock between phases, so a large model may overrun it by
+        a second or two (its feasibility-jump heuristic, which overran it
+        several times over, is off).
     cut_rounds : int
         Maximum LP/separation rounds (0: plain formulation).
     cut_time_fraction : float
@@ -430,8 +434,14 @@ def milp_frustration(
         cons.append(LinearConstraint(Ac, lbc, np.inf))
     integrality = np.concatenate([np.ones(n), np.zeros(m)])
     left = max(time_limit - (time.perf_counter() - t0), 0.05)
-    res = milp(cost, constraints=cons, bounds=Bounds(lo, hi), integrality=integrality,
-               options={"time_limit": left, "mip_rel_gap": 0.0})
+    with warnings.catch_warnings():
+        # passed to HiGHS verbatim (scipy warns so): its feasibility-jump
+        # heuristic does not look at the clock (a 6 s limit ran 29 s on a
+        # 280k-edge graph); the greedy polish below finds starts anyway
+        warnings.filterwarnings("ignore", message="Unrecognized options")
+        res = milp(cost, constraints=cons, bounds=Bounds(lo, hi), integrality=integrality,
+                   options={"time_limit": left, "mip_rel_gap": 0.0,
+                            "mip_heuristic_run_feasibility_jump": False})
 
     optimal = res.status == 0 and res.x is not None
     starts = []
