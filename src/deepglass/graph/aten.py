@@ -39,8 +39,8 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          interpolation_matrices, _max_pool, _mean, _mul,
                          _neg, _refuse, _scatter, _shape_rule, _sum, _upsample, _where)
 from .ranges import is_gate, is_positive_divisor
-from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym, _opname, expand_to,
-                       flatten, has_sym, scale, uses)
+from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
+                       _opname, expand_to, flatten, has_sym, scale, uses)
 
 __all__ = ["export_module", "AtenInterpreter", "ATEN_OPS", "interpolation_matrices"]
 
@@ -308,7 +308,6 @@ class AtenInterpreter(torch.fx.Interpreter):
         if rule is None:
             self.unsupported(n, _opname(n.target))
         return rule(self, n, args, kwargs, real)
-
 
     def _skipped_layer(self, n, real):
         """A layer with weights that reads a refused value makes no node block:

@@ -46,7 +46,8 @@ _SAME = set((
     "view _unsafe_view reshape permute transpose t unsqueeze squeeze expand expand_as slice "
     "select clone contiguous alias detach _to_copy to type_as dropout feature_dropout flatten "
     "unflatten movedim swapaxes narrow pixel_shuffle pixel_unshuffle channel_shuffle "
-    "native_channel_shuffle repeat index_select index gather take unfold im2col roll flip unbind split split_with_sizes chunk "
+    "native_channel_shuffle repeat index_select index gather take unfold roll flip unbind split "
+    "split_with_sizes chunk "
     "mean adaptive_avg_pool1d adaptive_avg_pool2d "
     "_adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool3d amax amin max min "
     "max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices "
@@ -228,7 +229,10 @@ def _softplus(r, beta: float, threshold: float) -> tuple[float, float]:
         return -INF, INF
     lo, hi = r
     t = threshold / beta
-    smooth = lambda x: x if x == INF else math.log1p(math.exp(min(beta * x, 700.0))) / beta  # noqa: E731
+
+    def smooth(x):
+        return x if x == INF else math.log1p(math.exp(min(beta * x, 700.0))) / beta
+
     parts = []
     if lo <= t:
         parts.append((smooth(lo) if lo > -INF else 0.0, smooth(min(hi, t))))
