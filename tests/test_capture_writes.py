@@ -79,6 +79,12 @@ class _Writes(nn.Module):
             y[:, 2:] = 0.5
         elif self.how == "whole-add":
             y.add_(self.c(x))
+        elif self.how == "chunk-mul":
+            y.chunk(3, 1)[0].mul_(-1.0)
+        elif self.how == "split-add":
+            y.split([1, 2], 1)[1].add_(self.c(x)[:, 1:])
+        elif self.how == "unbind-neg":
+            y.unbind(1)[2].neg_()
         return self.b(y)
 
 
@@ -97,6 +103,28 @@ def test_an_inplace_write_into_a_view_changes_the_value_viewed(how, capture):
     g = _assert_is_jacobian(_Writes(how), (2, 3, 3), capture)
     assert ("c" in [nb.name for nb in g.node_blocks]) == (how in (
         "narrow-add", "slice-add", "select-iadd", "assign"))   # a whole: one block, SPEC §1
+
+
+@pytest.mark.parametrize("how,written_out", [
+    ("chunk-mul", lambda y, z: torch.cat([-y[:, :1], y[:, 1:]], 1)),
+    ("split-add", lambda y, z: torch.cat([y[:, :1], y[:, 1:] + z[:, 1:]], 1)),
+    ("unbind-neg", lambda y, z: torch.cat([y[:, :2], -y[:, 2:]], 1))])
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_an_inplace_write_into_a_chunk_split_or_unbind_view_changes_the_value(
+        how, written_out, capture):
+    """A write into one of the views ``chunk`` / ``split`` / ``unbind`` return
+    (autograd forbids it, inference allows it) changes ``y`` as the same
+    change written out of place does; it was lost (a sign flip dropped)."""
+    torch.manual_seed(0)
+    net = _Writes(how).double().eval()
+    out_of_place = _Writes("none").double().eval()
+    out_of_place.load_state_dict(net.state_dict())
+    out_of_place.forward = lambda x: out_of_place.b(written_out(out_of_place.a(x),
+                                                                out_of_place.c(x)))
+    graphs = [SignedGraph.from_module(m, (2, 3, 3), dtype=torch.float64, capture=capture)
+              .to_scipy().toarray() for m in (net, out_of_place)]
+    assert graphs[0].shape == graphs[1].shape
+    assert abs(graphs[0] - graphs[1]).max() < 1e-12
 
 
 @pytest.mark.parametrize("how", ["narrow-add", "slice-add", "slice-mul"])

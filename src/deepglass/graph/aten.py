@@ -149,15 +149,23 @@ def _opname_packet(target) -> str:
 def _writes_into_view(graph) -> bool:
     """Whether an in-place op of ``graph`` writes into a view of another value
     (its first argument is an op's aliasing output: a slice, select, narrow,
-    view ...), which changes the value viewed as well."""
+    view ..., or one of the views chunk / split / unbind return), which
+    changes the value viewed as well."""
     def aliasing(target, write: bool) -> bool:
         schema = getattr(target, "_schema", None)
         info = schema.returns[0].alias_info if schema is not None and schema.returns else None
         return info is not None and bool(info.is_write) == write
 
+    def view(a) -> bool:
+        # a view op's output, or an element of a list of views (chunk, split, unbind)
+        if not isinstance(a, torch.fx.Node) or a.op != "call_function":
+            return False
+        if a.target is operator.getitem:
+            return view(a.args[0])
+        return aliasing(a.target, False)
+
     return any(nd.op == "call_function" and aliasing(nd.target, True) and nd.args
-               and isinstance(nd.args[0], torch.fx.Node) and nd.args[0].op == "call_function"
-               and aliasing(nd.args[0].target, False) for nd in graph.nodes)
+               and view(nd.args[0]) for nd in graph.nodes)
 
 
 def _inplace(target) -> bool:
