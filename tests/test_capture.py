@@ -763,17 +763,33 @@ class _Stacked(nn.Module):
         self.c, self.d, self.how = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(2, 3, 1), how
 
     def forward(self, x):
-        s = torch.stack([self.c(x), self.d(x), x[:, :1].expand(-1, 3, -1, -1)], 0)
+        y = self.c(x)
+        c = torch.tensor([2.0, -1.0], dtype=x.dtype).view(2, 1, 1, 1, 1)
+        if self.how == "broadcast add":         # y copied along the stacked axis
+            return (y + c).sum(0)
+        if self.how == "broadcast mul":
+            return (y.unsqueeze(0) * c).sum(0)
+        if self.how == "folded":                # channels folded into dim 0: not stacked
+            return y.view(-1, 1, 3, 3).mean(0)
+        s = torch.stack([y, self.d(x), x[:, :1].expand(-1, 3, -1, -1)], 0)
         return s.mean(0) if self.how == "mean" else s.sum(0)
 
 
 @pytest.mark.parametrize("capture", ["export", "core"])
-@pytest.mark.parametrize("how", ["mean", "sum"])
+@pytest.mark.parametrize("how", ["mean", "sum", "broadcast add", "broadcast mul"])
 def test_a_reduction_over_values_stacked_before_the_batch_is_linear(how, capture):
     """``torch.stack([a, b, c]).mean(0)`` averages one sample's values (the
     stacked axis, not the batch, at batch 1): the graph equals the Jacobian;
-    it was refused as reducing over the batch dimension."""
+    it was refused as reducing over the batch dimension.  A value broadcast
+    along the stacked axis (by a constant of 2 x 1 x ...) is copied there."""
     assert_is_jacobian(_Stacked(how), (2, 3, 3), capture)
+
+
+def test_a_reduction_over_values_folded_into_the_batch_is_refused():
+    """``y.view(-1, 1, H, W).mean(0)`` at batch 1 looks like a stack, but its
+    dim 0 holds the batch (at batch 2 it would mix samples): refused."""
+    with pytest.raises(UnsupportedLayerError, match="reduces over the batch dimension"):
+        SignedGraph.from_module(_Stacked("folded"), (2, 3, 3))
 
 
 class _CatConstant(nn.Module):
@@ -1891,19 +1907,24 @@ class _SqueezedHead(nn.Module):
     """A classifier head on ``gap(x).squeeze()``: at batch 1 the squeeze drops
     the batch dimension too (dynamic_network_architectures' ResNetD / VGG)."""
 
-    def __init__(self):
+    def __init__(self, scaled):
         super().__init__()
         self.c, self.fc, self.fc2 = nn.Conv2d(1, 4, 3), nn.Linear(4, 3), nn.Linear(3, 2)
+        self.scaled = scaled
 
     def forward(self, x):
-        return self.fc2(self.fc(F.adaptive_avg_pool2d(self.c(x), 1).squeeze()))
+        v = self.fc(F.adaptive_avg_pool2d(self.c(x), 1).squeeze())
+        return -2 * v if self.scaled else self.fc2(v)
 
 
+@pytest.mark.parametrize("scaled", [False, True])
 @pytest.mark.parametrize("capture", ["export", "core"])
-def test_a_dense_layer_on_a_vector_without_its_batch_is_a_dense_layer(capture):
-    """It was refused as a layer run on one sample's values regrouped as a batch."""
-    g = assert_is_jacobian(_SqueezedHead(), (1, 6, 6), capture)
-    assert g.n_nodes == 36 + 4 * 16 + 4 + 3 + 2     # input, conv, pool, two dense layers
+def test_a_dense_layer_on_a_vector_without_its_batch_is_a_dense_layer(capture, scaled):
+    """It was refused as a layer run on one sample's values regrouped as a
+    batch; as the output, a factor on it folds into its edges (it crashed)."""
+    g = assert_is_jacobian(_SqueezedHead(scaled), (1, 6, 6), capture)
+    # input, conv, pool, the dense layers
+    assert g.n_nodes == 36 + 4 * 16 + 4 + 3 + (0 if scaled else 2)
 
 
 def test_an_output_padded_with_constants_is_refused_saying_what_to_do():
@@ -1921,3 +1942,20 @@ def test_a_forward_out_of_memory_is_not_blamed_on_the_input_shape():
     with pytest.raises(DeepglassError, match=r"^Hungry ran out of memory on one sample of "
                                              r"shape \(1, 4\)"):
         SignedGraph.from_module(Hungry(), (1, 4))
+
+
+def test_a_rule_failing_on_an_unforeseen_use_is_a_one_line_refusal():
+    """An op's rule that fails on a use it does not foresee (a pool's kernel
+    given as a one-element list) refuses the layer by name; it was a raw
+    IndexError from inside the rule."""
+    class Pool(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return F.avg_pool2d(self.c(x), [3], 1, 1)
+
+    with pytest.raises(UnsupportedLayerError, match=r"'avg_pool2d' .*does not cover this use "
+                                                    r"\(IndexError"):
+        SignedGraph.from_module(Pool(), (2, 4, 4))

@@ -437,3 +437,86 @@ def test_lerp_to_a_constant_is_a_rescaling(w):
 
     for capture in ("export", "core"):
         assert_is_jacobian(Lerp(), (2, 4, 4), capture=capture)
+
+
+@pytest.mark.parametrize("f", [
+    lambda y, z: y * (z.max(1, keepdim=True)[1] - 1.5),
+    lambda y, z: y * F.max_pool2d(z, 2, 1, 0, 1, False, True)[1].float().mean()])
+def test_the_indices_of_a_maximum_are_no_constant(f):
+    """``z.max(1)[1]`` depends on the input's values (a selection): as a factor
+    it is refused; it was taken as a constant, the sample's factors baked in."""
+    with pytest.raises(UnsupportedLayerError, match="indices of a maximum"):
+        _dense(f)
+    _dense(lambda y, z: y + z.max(1, keepdim=True)[0])     # the maximum itself is a layer
+
+
+class _ElementwiseAttention(nn.Module):
+    """Attention and bilinear pooling written with elementwise products, inside
+    a gate's branch: ``softmax((q * k).sum(-1))`` weighting ``v``, and
+    ``sigmoid((a * b).mean((2, 3)))`` gating ``y``."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.c, self.q, self.k, self.how = (nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1),
+                                            nn.Conv2d(4, 4, 1), how)
+
+    def forward(self, x):
+        y = self.c(x)
+        q, k = self.q(y).flatten(2), self.k(y).flatten(2)              # (1, C, N)
+        if self.how == "attention":
+            a = torch.softmax((q.unsqueeze(-1) * k.unsqueeze(-2)).sum(1), -1)   # (1, N, N)
+            return (a.unsqueeze(1) * y.flatten(2).unsqueeze(2)).sum(-1)
+        return y * torch.sigmoid((q * k).mean(-1))[..., None, None]
+
+
+@pytest.mark.parametrize("how", ["attention", "bilinear"])
+def test_a_sum_of_products_of_two_values_is_refused_also_in_a_gate_branch(how):
+    """A product of two values summed over a dimension is attention or
+    bilinear pooling (SPEC §1b), refused even where only a gate reads it
+    (a product alone there, BAM's, is left out with the branch)."""
+    with pytest.raises(UnsupportedLayerError, match="of a product of two network values"):
+        SignedGraph.from_module(_ElementwiseAttention(how), (3, 3, 3))
+
+
+@pytest.mark.parametrize("f", [
+    lambda y, z: y * (lambda e: e / torch.add(e.sum(1, keepdim=True), 1.0, alpha=-2.0))(
+        torch.exp(z)),
+    lambda y, z: y / torch.sub(_mean(z ** 2), 2.0, alpha=1.0)])
+def test_add_and_sub_keep_the_sign_of_alpha(f):
+    """``torch.add(s, 1, alpha=-2)`` is ``s - 2``: a divisor of either sign (it
+    was read as ``s + 1`` and its quotient taken as a gate in [0, 1])."""
+    with pytest.raises(UnsupportedLayerError, match="sign depends on the input"):
+        _dense(f)
+
+
+class _SelectiveKernel(nn.Module):
+    """Selective-kernel attention with the branches stacked in front of the
+    batch: ``(y.unsqueeze(0) * softmax(stack([fa(s), fb(s)], 0), 0)).sum(0)``;
+    ``gate=False`` puts the constant 0.5 in the softmax's place."""
+
+    def __init__(self, gate):
+        super().__init__()
+        self.a, self.o, self.gate = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1), gate
+        self.fa, self.fb = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.a(x)
+        s = y.mean((2, 3))
+        att = torch.softmax(torch.stack([self.fa(s), self.fb(s)], 0), 0)[..., None, None]
+        att = att if self.gate else torch.full_like(att, 0.5)
+        return self.o((y.unsqueeze(0) * att).sum(0))
+
+
+def test_a_gate_stacked_in_front_of_the_batch_copies_the_value_it_gates():
+    """The gate broadcasts ``y`` along the stacked axis; it crashed, the value
+    kept one copy where the product has two.  Each gated copy is a positive
+    rescaling of weight 1 (SPEC §1b), so the sum's edges weigh 2 where the
+    constant halves weigh 1: the same edges and signs."""
+    graphs = []
+    for gate in (True, False):
+        torch.manual_seed(0)
+        g = SignedGraph.from_module(_SelectiveKernel(gate).double().eval(), (3, 4, 4),
+                                    dtype=torch.float64)
+        graphs.append(g.to_scipy().toarray())
+        assert bool(g.meta.get("gates")) == gate
+    np.testing.assert_array_equal(np.sign(graphs[0]), np.sign(graphs[1]))

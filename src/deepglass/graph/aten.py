@@ -33,7 +33,7 @@ from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm
                          _layer_norm_layer, _reduced_statistic, _statistic, stat_sign)
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
-from .aten_products import _attention, _bmm, _linear, _matmul, gated_by_refused
+from .aten_products import _attention, _bmm, _gated, _linear, _matmul, gated_by_refused
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
@@ -256,13 +256,18 @@ class AtenInterpreter(torch.fx.Interpreter):
         leaf = cls.startswith("torch.nn.modules.") or cls.startswith("torch.ao.nn")
         return path if (leaf and path) else f"{path}:{n.name}" if path else n.name
 
-    def unsupported(self, n, what: str, why: str | None = None):
-        raise UnsupportedLayerError(self.refused(n, what, why).message)
+    def unsupported(self, n, what: str, why: str | None = None, at_once: bool = False):
+        """Refuse op ``n``: a :class:`Refused` value carries the refusal on (a
+        gate's branch may hold it); ``at_once`` refuses the network here (a
+        matrix product of two values is self-attention, also as a gate)."""
+        exc = UnsupportedLayerError(self.refused(n, what, why).message)
+        exc.at_once = at_once
+        raise exc
 
-    def refused(self, n, what: str, why: str | None = None) -> Refused:
+    def refused(self, n, what: str, why: str | None = None, product: bool = False) -> Refused:
         """The refusal of op ``n``, carried as a value (:class:`Refused`)."""
         if why:
-            return Refused(f"unsupported layer {self.where(n)!r} ({what}): {why}")
+            return Refused(f"unsupported layer {self.where(n)!r} ({what}): {why}", product)
         return Refused(f"unsupported layer {self.where(n)!r} (op {what}): "
                        f"deepglass supports {SUPPORTED}")
 
@@ -290,6 +295,14 @@ class AtenInterpreter(torch.fx.Interpreter):
         args = torch.fx.node.map_arg(n.args, lambda nd: self.sym[nd])
         kwargs = torch.fx.node.map_arg(n.kwargs, lambda nd: self.sym[nd])
         refused = [v for v in flatten([args, kwargs]) if isinstance(v, Refused)]
+        if refused and n.target is operator.getitem and isinstance(args[0], (list, tuple)):
+            return args[0][args[1]]     # one of an op's outputs (a max's, not its indices)
+        if refused and _opname_packet(n.target) in ("sum", "mean") and \
+                any(r.product for r in refused):
+            self.unsupported(n, f"{_opname_packet(n.target)} of a product of two network "
+                             "values", "a product of two values summed over a dimension is "
+                             "attention or bilinear pooling, which has no fixed weights; "
+                             "refused also inside a gate's branch", at_once=True)
         if refused and _opname_packet(n.target) not in _SHAPE_ONLY:
             # a gate's branch ends here, or the refusal is carried on
             gated = gated_by_refused(self, n, args, real)
@@ -302,9 +315,17 @@ class AtenInterpreter(torch.fx.Interpreter):
         try:
             return self._with_stat(n, args, real) if stats else self._rule(n, args, kwargs, real)
         except UnsupportedLayerError as exc:
+            if getattr(exc, "at_once", False):
+                raise
             # a value the graph cannot hold is refused where it reaches the
             # graph; a gate's branch, left out (SPEC §1b), may hold it
             return Refused(str(exc))
+        except (RuntimeError, IndexError, ValueError, TypeError) as exc:
+            # a use of the op its rule does not foresee: refused by name, as
+            # an unsupported layer, not a traceback
+            return self.refused(n, _opname(n.target), "deepglass's rule for it does not "
+                                f"cover this use ({type(exc).__name__}: {first_line(exc)}); "
+                                "please report it")
 
     def _rule(self, n, args, kwargs, real):
         if n.target is operator.getitem:
@@ -325,8 +346,9 @@ class AtenInterpreter(torch.fx.Interpreter):
                      if a.op == "get_attr" and isinstance(self.env[a], torch.Tensor)
                      and self.env[a].is_floating_point())
         if params and isinstance(real, torch.Tensor):
+            # (at batch 1 the whole value is the sample's, folded or not)
             self.left_out.append({"block": self.where(n), "op": _opname(n.target),
-                                  "nodes": int(real[0].numel()), "params": params})
+                                  "nodes": int(real.numel()), "params": params})
 
     def _with_stat(self, n, args, real):
         """Rules for ops that read a :class:`Stat`."""
@@ -345,7 +367,7 @@ class AtenInterpreter(torch.fx.Interpreter):
                 fx_b = n.args[0] if isinstance(args[0], Stat) else n.args[1]
                 if b.sign == 0 and (is_gate(self, fx_b) if packet is aten.mul
                                     else is_positive_divisor(self, fx_b)):
-                    b = Stat(b.shape, 1)
+                    return _gated(self, n, self.b.materialize(a), real)
                 if b.sign == 0:
                     self.unsupported(n, _opname(n.target), "a statistic whose sign "
                                      "depends on the input (std - 1, a log, the mean of a "

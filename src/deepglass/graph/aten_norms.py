@@ -316,6 +316,10 @@ def stat_sign(ip, n, args) -> int:
                     (None if bool((c == 0).all()) and name not in ("mul", "div") else 0)
             if t is not None and name in ("sub", "rsub") and i == (1 if name == "sub" else 0):
                 t = -t
+            # add / sub's alpha scales the second operand (the first of rsub)
+            alpha = float(n.kwargs.get("alpha", 1)) if name in ("add", "sub", "rsub") else 1.0
+            if t is not None and i == (0 if name == "rsub" else 1) and alpha != 1:
+                t = None if alpha == 0 else t if alpha > 0 else -t
             signs.append(t)
         signs = [t for t in signs if t is not None]
         if name in ("mul", "div"):

@@ -174,7 +174,8 @@ def _product(ip, n, a, b, real):
                       "non-negative bounded value: a sigmoid / hard-sigmoid / softmax of "
                       "another value): a product of two values computed from the input "
                       "(self-attention, bilinear pooling, a ReLU'd value times another) has "
-                      "no fixed weights, so the signed graph is not defined for it")
+                      "no fixed weights, so the signed graph is not defined for it",
+                      product=True)
 
 
 def _gated(ip, n, x, real):
@@ -189,7 +190,7 @@ def _gated(ip, n, x, real):
     # the gate broadcasts to a larger shape (x of C x 1 x W, a spatial gate
     # of 1 x H x W) is copied to it
     if isinstance(real, torch.Tensor):
-        x = expand_to(ip.b, x, real.shape[1:])
+        x = expand_to(ip.b, x, real.shape[1:], lead=real.shape[0])
     return _flag(x, nonneg=False, fn=None, value=None, gated=True)
 
 
@@ -201,8 +202,9 @@ def gated_by_refused(ip, n, args, real):
     so ``x`` is gated as by any gate.  None for any other op reading a refused
     value (which carries the refusal on)."""
     packet = getattr(n.target, "overloadpacket", None)
-    if packet in (aten.div, aten.div_) and len(args) > 1 and _is_sym(args[0]) and \
-            isinstance(args[1], Refused) and is_positive_divisor(ip, n.args[1]):
+    if packet in (aten.div, aten.div_) and n.kwargs.get("rounding_mode") is None and \
+            len(args) > 1 and _is_sym(args[0]) and isinstance(args[1], Refused) and \
+            is_positive_divisor(ip, n.args[1]):     # (a floor or trunc division is no gate)
         return _gated(ip, n, ip.b.materialize(args[0]), real)
     if packet not in (aten.mul, aten.mul_) or len(args) < 2:
         return None
@@ -219,7 +221,7 @@ def _matmul(ip, n, args, kwargs, real):
     if _is_sym(x) and _is_sym(w):
         ip.unsupported(n, "matrix product of two network values", "a product of two values "
                        "computed from the input (self-attention, bilinear pooling) has no "
-                       "fixed weights, so the signed graph is not defined for it")
+                       "fixed weights, so the signed graph is not defined for it", at_once=True)
     if not _is_sym(x):
         ip.unsupported(n, _opname(n.target), "the input enters a matrix product from the "
                        "right; only x @ W with fixed W is a dense layer")
@@ -331,7 +333,7 @@ def _bmm(ip, n, args, kwargs, real):
             return _bmm_one(ip, n, a, b, ra, rb)
     ip.unsupported(n, "batched matrix product", "a batched product of network values "
                    "(self-attention) has no fixed weights, so the signed graph is not "
-                   "defined for it")
+                   "defined for it", at_once=True)
 
 
 def _bmm_one(ip, n, a, b, ra, rb):
@@ -386,4 +388,5 @@ def _gate_fn(g: Ref) -> bool:
 
 def _attention(ip, n, args, kwargs, real):
     ip.unsupported(n, "scaled dot-product attention", "attention multiplies two values "
-                   "computed from the input, so the signed graph is not defined for it")
+                   "computed from the input, so the signed graph is not defined for it",
+                   at_once=True)

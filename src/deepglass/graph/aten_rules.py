@@ -116,7 +116,14 @@ def _max_pool(ip, n, args, kwargs, real):
         val = pool_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], out_real, "max", r[1],
                     stride if stride not in (None, []) else None, r[3] if len(r) > 3 else 0,
                     r[4] if len(r) > 4 else 1, r[5] if len(r) > 5 else False)
-    return (val, None) if isinstance(real, tuple) else val
+    return (val, _indices(ip, n)) if isinstance(real, tuple) else val
+
+
+def _indices(ip, n):
+    """The indices a max (pool) returns beside its values: they depend on the
+    input's values, refused where they reach the graph (as a factor, say)."""
+    return ip.refused(n, "indices of a maximum", "where the maximum lies depends on the "
+                      "input's values (a selection); only the maximum itself is a layer")
 
 
 def _avg_pool(ip, n, args, kwargs, real):
@@ -154,7 +161,7 @@ def _adaptive(kind):
             val = Pending(val.terms, tuple(out.shape[1:]), val.op, val.name)
         elif out1 is not out:   # the identity at this size
             val = ip.b.materialize(args[0])
-        return (val, None) if isinstance(real, tuple) else val
+        return (val, _indices(ip, n)) if isinstance(real, tuple) else val
     return rule
 
 
@@ -180,7 +187,7 @@ def _amax(ip, n, args, kwargs, real):
     goes on to rescale a value (a max over all dimensions, the batch's
     included, is refused there).  ``max(dim)``'s indices are no value."""
     val = _reduction(ip, n, args, real[0] if isinstance(real, tuple) else real, pool="max")
-    return (val, None) if isinstance(real, tuple) else val
+    return (val, _indices(ip, n)) if isinstance(real, tuple) else val
 
 
 def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
@@ -189,7 +196,7 @@ def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
     nd = real_in.ndim
     dl = sorted({d % nd for d in ([dims] if isinstance(dims, int) else dims or range(nd))})
     if dl == [0] and nd > 1 and real_in.shape[0] > 1 and real_in.shape[1] == 1 \
-            and _is_sym(args[0]):
+            and _is_sym(args[0]) and _stacked_in_front(ip, n.args[0]):
         # values stacked in front of the batch (torch.stack([a, b]).mean(0)):
         # one sample's values, reduced as over a last dimension
         perm = list(range(1, nd)) + [0]
@@ -207,6 +214,45 @@ def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
         return global_mean_op(ip.b, ip.where(n), x, real_in, real, dl)
     return reduce_op(ip.b, ip.where(n), x, real_in, real, dl,
                      ip.b.pool_weight if mean or pool else 1.0, pool_type=pool or "avg")
+
+
+def _stacked_in_front(ip, node, depth: int = 32) -> bool:
+    """Whether dim 0 of fx ``node``'s value holds values stacked in front of the
+    batch (``stack(.., 0)``, ``unsqueeze(0)``, a ``cat`` of such along 0, and
+    elementwise ops of them), not one sample's values folded into the batch
+    (``y.view(-1, 1, H, W)``, which at batch 2 would mix samples)."""
+    if depth == 0 or not isinstance(node, torch.fx.Node) or node.op != "call_function":
+        return False
+    name, a = _opname(node.target).split(".")[0], node.args
+    if name in ("stack", "unsqueeze"):
+        dim = a[1] if len(a) > 1 else node.kwargs.get("dim", 0)
+        dim = dim % ip.real(node).ndim if isinstance(ip.real(node), torch.Tensor) else dim
+        return dim == 0 or name == "unsqueeze" and dim > 0 and \
+            _stacked_in_front(ip, a[0], depth - 1)
+    if name in ("cat", "concat"):
+        return (a[1] if len(a) > 1 else node.kwargs.get("dim", 0)) == 0 and \
+            all(_stacked_in_front(ip, p, depth - 1) for p in a[0])
+    if name == "expand":
+        return _stacked_in_front(ip, a[0], depth - 1)
+    out = ip.real(node)
+    if not isinstance(out, torch.Tensor):
+        return False
+    if name in ("view", "reshape", "_unsafe_view") and isinstance(a[0], torch.fx.Node) and \
+            _opname(a[0].target).split(".")[0] in ("cat", "concat") and \
+            (a[0].args[1] if len(a[0].args) > 1 else 0) == 0:
+        # core ATen's stack: batch-1 values side by side along dim 0, viewed (k, 1, ...)
+        parts = [ip.real(p) for p in a[0].args[0]]
+        return out.ndim > 1 and out.shape[0] == len(parts) and out.shape[1] == 1 and all(
+            isinstance(p, torch.Tensor) and p.shape[0] == 1 and p.shape[1:] == out.shape[2:]
+            for p in parts)
+    # elementwise: every part computed from the input has the value's leading
+    # dimension, or fewer dimensions (it broadcasts along the stacked one)
+    parts = [p for p in node.all_input_nodes if p in ip.input_dependent()]
+    real = [ip.real(p) for p in parts]
+    if not parts or not all(isinstance(r, torch.Tensor) for r in real):
+        return False
+    return all(r.ndim < out.ndim or r.shape[0] in (1, out.shape[0]) and
+               _stacked_in_front(ip, p, depth - 1) for p, r in zip(parts, real))
 
 
 def interpolation_matrices(op: Callable, real_in: torch.Tensor, real_out: torch.Tensor,
@@ -317,6 +363,16 @@ def _broadcast(ip, n, v, real_v, real):
     return expand_to(ip.b, v, real.shape[1:])
 
 
+def _constant_broadcast(ip, v, real):
+    """A value plus a constant of a larger shape (``y + c`` with ``c`` of 2 x 1 x
+    C x 1 x 1): copied to the sum's shape, a re-indexing."""
+    have = tuple(v.index.shape) if isinstance(v, Ref) else (1,) + tuple(v.shape) \
+        if isinstance(v, Pending) else None
+    if have is not None and isinstance(real, torch.Tensor) and have != tuple(real.shape):
+        return expand_to(ip.b, v, real.shape[1:], lead=real.shape[0])
+    return v
+
+
 def _add(ip, n, args, kwargs, real):
     sub = n.target.overloadpacket in (aten.sub, aten.rsub)
     a, b = args[0], args[1]
@@ -330,13 +386,13 @@ def _add(ip, n, args, kwargs, real):
             a = ip.b.materialize(a)     # (an upsampled gate): a Ref, which the flag marks
         # still non-negative (a gate plus a constant) or not
         keep = isinstance(a, Ref) and value_range(ip, n)[0] >= 0
-        return _flag(a, nonneg=keep) if isinstance(a, Ref) else a
+        return _constant_broadcast(ip, _flag(a, nonneg=keep) if isinstance(a, Ref) else a, real)
     if not _is_sym(a):
         # c - alpha x (1 - sigmoid(z), a highway gate's other half) or c + alpha x
         k = -float(alpha) if sub else float(alpha)
         out = scale(ip.b, b, torch.tensor(k, dtype=torch.float64))
-        return _flag(out, nonneg=True) if isinstance(out, Ref) and \
-            value_range(ip, n)[0] >= 0 else out
+        return _constant_broadcast(ip, _flag(out, nonneg=True) if isinstance(out, Ref) and
+                                   value_range(ip, n)[0] >= 0 else out, real)
     coef = (-1.0 if sub else 1.0) * float(alpha)
     if coef != 1.0:
         b = scale(ip.b, b, torch.tensor(coef, dtype=torch.float64))

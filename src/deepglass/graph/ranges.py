@@ -191,7 +191,15 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
 
 
 def _power(r, p: float) -> tuple[float, float]:
-    """The range of ``x ** p`` for ``x`` in ``r`` (a fixed exponent ``p``)."""
+    """The range of ``x ** p`` for ``x`` in ``r`` (a fixed exponent ``p``);
+    unbounded where a bound overflows."""
+    try:
+        return _power_of(r, p)
+    except (OverflowError, ZeroDivisionError):
+        return -INF, INF
+
+
+def _power_of(r, p: float) -> tuple[float, float]:
     lo, hi = r
     if p == 0:
         return 1.0, 1.0
@@ -264,7 +272,7 @@ def _share(ip, num, den) -> float | None:
     a share of the sum, at most 1 (a mean: at most the count); else None."""
     while isinstance(den, torch.fx.Node) and _name_of(den.target) == "add" and \
             len(den.args) == 2 and not isinstance(den.args[1], torch.fx.Node) and \
-            _const(den.args[1])[0] >= 0:
+            _times(_const(den.args[1]), (float(den.kwargs.get("alpha", 1)),) * 2)[0] >= 0:
         den = den.args[0]
     # the sum of num itself, over dims kept (or over all): each element of the
     # quotient is divided by a sum that holds it

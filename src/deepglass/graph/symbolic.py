@@ -92,8 +92,11 @@ class Refused:
     SPEC §1b leaves a gate's branch out of the graph: where the value only
     feeds a gate (BAM's ``1 + sigmoid(channel * spatial)``) the branch is
     dropped with it; every other value computed from it carries the refusal to
-    the network's output, where it is raised."""
+    the network's output, where it is raised.  ``product``: it is a product of
+    two values (a sum of such products is attention or bilinear pooling,
+    refused also inside a gate's branch)."""
     message: str
+    product: bool = False
 
 
 def uses(node) -> int:
@@ -489,13 +492,14 @@ def reindexed(args, run) -> object:
                  acts.pop() if len(acts) == 1 else -1 if acts else 0, gated)
 
 
-def expand_to(builder, v, shape) -> Ref:
+def expand_to(builder, v, shape, lead: int | None = None) -> Ref:
     """``v`` copied to the per-sample ``shape`` it broadcasts to (``x + ctx``
     with ``ctx`` of C x 1 x 1, a row times a spatial gate): a re-indexing,
-    every element reading the one it was copied from (SPEC §1)."""
+    every element reading the one it was copied from (SPEC §1).  The leading
+    dimension stays (one sample's values folded into it) or becomes ``lead``
+    (values stacked in front of the batch)."""
     v = builder.materialize(v)
-    # (one sample's values folded into the batch keep their leading dimension)
-    full = (v.index.shape[0],) + tuple(shape)
+    full = (lead or v.index.shape[0],) + tuple(shape)
     if tuple(v.index.shape) == full:
         return v
     return reindexed([v], lambda kind: as_tensor_of(kind)(v, None).expand(full).contiguous())

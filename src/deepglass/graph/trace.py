@@ -24,7 +24,7 @@ from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
 from .prune import contract_copies, prune, prune_channels
 from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref, Refused,
-                       flatten)
+                       flatten, remap)
 
 __all__ = ["capture_module", "Captured", "output_tensor", "output_names", "RULES",
            "CAPTURE_OF", "input_shapes"]
@@ -441,6 +441,8 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
         if not isinstance(v, (Ref, Pending)):
             continue   # a constant output (a shape, a buffer) is not part of the graph
         others = [u for u in run.leaves if u is not v and isinstance(u, (Ref, Pending))]
+        if isinstance(v, Ref) and v.index.ndim == 1:    # a vector, its batch squeezed away
+            v = remap(v, lambda t, fill: t.reshape(1, -1))
         ref = builder.materialize(_rescaled_output(builder, v, name, others))
         if (ref.index < 0).any():
             raise UnsupportedLayerError(
