@@ -514,3 +514,36 @@ def test_protocol_refuses_n2_of_zero_padded_reads_before_any_unit(tmp_path):
         frustration_vs_nulls(ChannelShift().eval(), input_shape=(1, 6, 6), replicas=2,
                              null_instances=2, nulls="N1,N2", run=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+class _Decoder(nn.Module):
+    """A transposed convolution and a bilinear upsampling, as a U-Net's decoder."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.up = nn.ConvTranspose2d(4, 3, 2, stride=2)
+        self.c2 = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.up(torch.relu(self.c1(x))))
+        return self.c2(nn.functional.interpolate(y, scale_factor=2, mode="bilinear"))
+
+
+@pytest.mark.parametrize("kind", ["N1", "N3-xavier", "N3-he"])
+def test_graph_null_of_a_decoder_equals_the_module_null(kind):
+    """Upsampling weights are fixed, kept as pooling's are (SPEC §3), and a
+    transposed convolution's kernel is drawn as a convolution's: both were
+    refused on the graph (the frustration protocol stopped at the first draw)."""
+    torch.manual_seed(0)
+    model = _Decoder().eval()
+    g = SignedGraph.from_module(model, (1, 4, 4))
+    assert {b.kind for b in g.edge_blocks} >= {"conv_transpose", "resample"}
+    on_graph = deepglass.null_model(g, kind, seed=5)
+    retraced = SignedGraph.from_module(deepglass.null_model(model, kind, seed=5), (1, 4, 4))
+    assert on_graph.n_edges == retraced.n_edges == g.n_edges
+    assert abs(on_graph.to_scipy() - retraced.to_scipy()).max() < 1e-6
+    assert abs(on_graph.to_scipy() - g.to_scipy()).max() > 0
+    with pytest.raises(DeepglassError, match="N2 of a graph is not defined for the transposed "
+                                             "convolution 'up'"):
+        deepglass.null_model(g, "N2", seed=5)

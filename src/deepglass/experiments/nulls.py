@@ -57,6 +57,7 @@ from torch import nn
 
 from ..errors import DeepglassError, check_seed
 from ..graph import ConvBlock, DenseBlock, EdgeBlock, SignedGraph, ZeroPaddedBlock
+from ..graph.blocks import ConvTransposeBlock
 from ..graph.unshared import UnsharedConvBlock
 from .pooled_edges import n2_blocks
 from .shuffle import keyed_generator as _generator
@@ -155,10 +156,16 @@ def _check_block(b: EdgeBlock, kind: str) -> bool:
         return True
     if kind == "N2" and isinstance(b, UnsharedConvBlock):
         return True
-    if b.kind in ("pool", "identity"):
-        return False
-    raise DeepglassError(f"null model {kind} is defined for conv, dense, pooling and identity "
-                         f"blocks; block {b.module!r} is {b.kind!r}")
+    if isinstance(b, ConvTransposeBlock):
+        if kind == "N2":
+            raise DeepglassError(f"null model N2 of a graph is not defined for the transposed "
+                                 f"convolution {b.module!r}; draw N1 or N3 instead")
+        return True
+    if b.kind in ("pool", "identity", "resample"):
+        return False    # fixed weights (pooling, upsampling), never changed (SPEC §3)
+    raise DeepglassError(f"null model {kind} is defined for conv, transposed conv, dense, "
+                         f"pooling, upsampling and identity blocks; block {b.module!r} is "
+                         f"{b.kind!r}")
 
 
 def check_n2(graph: SignedGraph) -> None:

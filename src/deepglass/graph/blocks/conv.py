@@ -244,6 +244,16 @@ class ConvTransposeBlock(EdgeBlock):
         new.conv = self.conv.to(device, dtype)
         return new
 
+    def with_weight(self, weight: torch.Tensor, keep_scales: bool = True) -> "EdgeBlock":
+        """A copy whose convolution holds ``weight`` (transposed layout)."""
+        new = copy.copy(self)
+        new.conv = self.conv.with_weight(weight)
+        new._abs_cache = {}
+        new.__dict__.pop("_csr_cache", None)
+        if not keep_scales:
+            new.in_scale = new.out_scale = None
+        return new
+
     def _apply(self, x, absolute):
         return self.conv._adjoint(x, absolute)
 
