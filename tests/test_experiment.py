@@ -210,6 +210,10 @@ def test_cli_json_out_resume_and_refusal(cli, tmp_path):
     # without --nulls / --out: the single computation, as before
     code, text, _ = cli(["frustration", "digits_cnn", "--replicas", "3", "--json"])
     assert code == 0 and len(json.loads(text)["energies"]) == 3
+    # a run directory without nulls: its title names no null draws (it did, 80 x 2 starts)
+    code, text, _ = cli(["frustration", "digits_cnn", "--replicas", "2", "--out",
+                         str(tmp_path / "alone")])
+    assert code == 0 and "real (2 replicas); descent" in text and "null models (" not in text
 
 
 def test_demo_writes_one_run_directory(cli, tmp_path, monkeypatch):

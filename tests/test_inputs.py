@@ -207,3 +207,17 @@ def test_packaged_photographs():
     assert k.ids == ["sklearn:china.jpg", "sklearn:flower.jpg"] and k.x.shape == (2, 3, 227, 227)
     # normalized ImageNet statistics: natural photographs land around 0 with unit scale
     assert abs(float(k.x.mean())) < 1.0 and 0.3 < float(k.x.std()) < 2.0
+
+
+@pytest.mark.parametrize("labels,match", [
+    (np.array(["dog", "cat", "dog"]), r"labels must be integer class indices, got <U3 values "
+                                      r"\(e\.g\. \['dog', 'cat'\]\)"),
+    (np.array([0.5, 1.0, 2.0]), r"got fractions \(e\.g\. \[0\.5\]\)")])
+def test_labels_that_are_no_class_indices_are_refused_in_one_line(tmp_path, labels, match):
+    """String labels crashed deep inside (a TypeError); fractions were
+    truncated silently (0.5 became class 0)."""
+    np.savez(tmp_path / "s.npz", x=np.zeros((3, 1, 8), np.float32), labels=labels)
+    with pytest.raises(DeepglassError, match=match):
+        load_inputs(str(tmp_path / "s.npz"), (1, 8))
+    np.savez(tmp_path / "t.npz", x=np.zeros((3, 1, 8), np.float32), labels=np.array([2.0, 0, 1]))
+    assert load_inputs(str(tmp_path / "t.npz"), (1, 8)).labels.tolist() == [2, 0, 1]

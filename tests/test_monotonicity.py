@@ -415,3 +415,19 @@ def test_a_resume_with_other_input_values_under_the_same_names_is_refused(tmp_pa
     other[2] += 0.1
     with pytest.raises(DeepglassError, match="configuration differs.*inputs_sha256"):
         monotonicity_experiment(net, other, ids=ids, run=tmp_path / "r", **kw)
+
+
+def test_frustration_gives_the_gauge_of_the_output_asked_for():
+    """``frustration(model, output=...)`` (it was a TypeError from the solver):
+    the same gauge, its ``sigma_out`` on that head; the first head's gauge
+    given for another head is refused saying so."""
+    torch.manual_seed(0)
+    net = _TwoHeads().eval()
+    first = deepglass.frustration(net, input_shape=(1, 8, 8), replicas=2, seed=9)
+    cls = deepglass.frustration(net, input_shape=(1, 8, 8), replicas=2, seed=9, output="1")
+    assert np.array_equal(first.sigma, cls.sigma) and cls.sigma_out.size == 3
+    x = torch.rand(3, 1, 8, 8)
+    near_monotonicity(net, cls.sigma_in, cls.sigma_out, x, amplitudes=3, output="1")
+    with pytest.raises(DeepglassError, match=r"sigma_out must hold 3 entries .*\(the output "
+                                             r"'1'\), got 4: .*Pass the same output="):
+        near_monotonicity(net, first.sigma_in, first.sigma_out, x, amplitudes=3, output="1")

@@ -421,13 +421,27 @@ def _tensor_batch(obj, input_shape, n, seed, name: str) -> InputBatch:
     if len(ids) != B:
         raise DeepglassError(f"{name}: {len(ids)} ids for {B} inputs")
     if labels is not None:
-        labels = torch.as_tensor(np.asarray(labels)).to(torch.int64).reshape(-1)
+        labels = _class_indices(name, labels)
         if len(labels) != B:
             raise DeepglassError(f"{name}: {len(labels)} labels for {B} inputs")
     idx = _select([0] * B, n, seed)
     t = torch.as_tensor(idx, dtype=torch.long)
     return InputBatch(x[t].contiguous(), [ids[i] for i in idx],
                       None if labels is None else labels[t], [], None, name)
+
+
+def _class_indices(name: str, labels) -> torch.Tensor:
+    """Labels as int64 class indices; strings or fractions are refused (a
+    silent cast would turn 'cat' into an error deep inside, 0.5 into 0)."""
+    a = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if a.dtype.kind not in "biuf":
+        raise DeepglassError(f"{name}: labels must be integer class indices, got {a.dtype} "
+                             f"values (e.g. {a.reshape(-1)[:2].tolist()}); map them to "
+                             "indices of the output")
+    if a.dtype.kind == "f" and not bool(np.all(np.isfinite(a) & (a == np.round(a)))):
+        raise DeepglassError(f"{name}: labels must be integer class indices, got "
+                             f"fractions (e.g. {a[a != np.round(a)].reshape(-1)[:2].tolist()})")
+    return torch.as_tensor(a.astype(np.int64)).reshape(-1)
 
 
 def _load_file(path: Path, input_shape, n, seed, name: str | None = None) -> InputBatch:

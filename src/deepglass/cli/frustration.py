@@ -174,17 +174,21 @@ def experiment(model: str, *, nulls: str, replicas: int, null_instances: int,
 def print_stats(res, model: str, out: str | None) -> None:
     """The statistics table and the verdict of a frustration experiment."""
     c = res.config
+    # (without nulls: the real weights alone, no draws to describe)
+    any_null = bool(c.get("nulls"))
     if c["method"] == "exact":   # deterministic: one solve of the real graph and of each draw
         cert = res.summary().get("certification") or {}
         solves = sum(v["solves"] for v in cert.values())
         certified = sum(v["certified"] for v in cert.values())
         what = (f"{certified} of {solves} solves certified optimal" if cert
                 else "certification not recorded")
-        title = (f"{model}: frustration, real (one exact solve) vs null models "
-                 f"({c['null_instances']} draws, one solve each); {what}")
+        title = f"{model}: frustration, real (one exact solve)" + (
+            f" vs null models ({c['null_instances']} draws, one solve each)" if any_null
+            else "") + f"; {what}"
     else:
-        title = (f"{model}: frustration, real ({c['replicas']} replicas) vs null models "
-                 f"({c['null_instances']} x {c['starts_per_null']} starts); {c['method']}")
+        title = f"{model}: frustration, real ({c['replicas']} replicas)" + (
+            f" vs null models ({c['null_instances']} x {c['starts_per_null']} starts)"
+            if any_null else "") + f"; {c['method']}"
     t = Table(title=title)
     for col in ("kind", "n", "mean", "std", "min", "Welch t", "p"):
         t.add_column(col, justify="left" if col == "kind" else "right")

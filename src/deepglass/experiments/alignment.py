@@ -394,6 +394,12 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
             warnings.warn("the output read has a single value, so rho is 0 or 1 in every "
                           "trial and gamma is 1 for any network: the test is empty there "
                           "(choose a head with several outputs)", UserWarning, stacklevel=2)
+        if np.asarray(sigma_out).size != m:
+            raise DeepglassError(
+                f"sigma_out must hold {m} entries of +1/-1 (the output "
+                f"{'read' if output is None else repr(output)}), got "
+                f"{np.asarray(sigma_out).size}: the gauge of another output? Pass the same "
+                "output= to frustration()")
         s_out = _spins(sigma_out, m, "sigma_out").double()
         pred = y.argmax(1)
         up = np.empty((B, K), np.int32)

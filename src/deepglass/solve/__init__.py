@@ -368,7 +368,8 @@ def check_replica_memory(graph: SignedGraph, replicas: int, hint: str = "lower -
 
 def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, seed: int = 0,
                 init="random", device: str = "cpu", dtype: torch.dtype | None = None,
-                input_shape=None, callback=None, **options) -> FrustrationResult:
+                input_shape=None, output: str | int | None = None, callback=None,
+                **options) -> FrustrationResult:
     """Frustration ``delta = min_sigma eps(sigma)`` of a network's signed graph (SPEC §2).
 
     Parameters
@@ -388,6 +389,11 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     device : {"cpu", "cuda"}
     dtype : torch.dtype, optional
         Operator precision (float32 default, float64 on request).
+    output : str or int, optional
+        The output whose nodes :attr:`FrustrationResult.sigma_out` holds (a
+        name of :attr:`SignedGraph.outputs` or a position; default the graph's
+        selected output, the first): the gauge a near-monotonicity test of
+        that output reads.  The frustration is the whole graph's either way.
     **options
         Passed to the solver (e.g. ``gamma`` or ``engine`` for descent, ``sweeps``
         for anneal, ``time_limit`` for exact, ``max_flips`` for greedy).  ``engine``
@@ -420,6 +426,8 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     check_seed(seed)
     check_device(device)
     graph = _as_graph(graph_or_model, input_shape)
+    if output is not None:
+        graph = graph.select_output(output)
     graph = graph.to(device=device, dtype=dtype or graph.dtype)
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")
