@@ -677,3 +677,36 @@ def test_ctrl_c_in_a_command_says_so_once(monkeypatch, capsys, tmp_path):
     out = capsys.readouterr()
     said = (out.out + out.err).strip().splitlines()
     assert len(said) == 1 and said[0].startswith("interrupted: the finished units are saved"), said
+
+
+_TWO_HEADS = '''
+import torch.nn as nn
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv1d(1, 3, 5)
+        self.frames, self.logits = nn.Conv1d(3, 2, 1), nn.Linear(3 * 12, 5)
+
+    def forward(self, x):
+        h = self.c(x).relu()
+        return {"frames": self.frames(h), "logits": self.logits(h.flatten(1))}
+'''
+
+
+def test_labels_of_a_net_with_several_heads_say_which_head_they_index(cli, tmp_path):
+    """``--target label`` on a two-head net indexed the first head silently
+    (class labels as positions of a frame map)."""
+    import numpy as np
+
+    (tmp_path / "heads.py").write_text(_TWO_HEADS)
+    np.savez(tmp_path / "s.npz", x=np.random.default_rng(0).normal(size=(2, 1, 16)).astype(
+        np.float32), labels=np.array([1, 4]))
+    base = ["active", f"{tmp_path}/heads.py:TwoHeads", "--input-shape", "1,16", "--inputs",
+            str(tmp_path / "s.npz"), "--replicas", "2", "--target", "label", "--json"]
+    code, _, err = cli(base)
+    assert code == 0 and "the labels index the output 'frames', the first of 2 (frames, " \
+                         "logits); choose another with --output" in err
+    code, _, err = cli(base + ["--output", "logits"])
+    assert code == 0 and "labels index" not in err

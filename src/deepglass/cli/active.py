@@ -88,6 +88,7 @@ def active_cmd(
     """Extract the active subnetwork of each input and compare its frustration
     delta_x with the frustration delta of the whole network."""
     import time
+    import warnings
     from contextlib import ExitStack
 
     from ..errors import DeepglassError
@@ -115,6 +116,12 @@ def active_cmd(
                                  "(digits, mnist, class folders and tensor files with "
                                  "'labels' have)")
         ends = batch.labels
+        if len(graph.outputs) > 1 and output is None:
+            # labels index one head: say which, where the network has several
+            warnings.warn(f"--target label: the labels index the output "
+                          f"{graph.output_name!r}, the first of {len(graph.outputs)} "
+                          f"({', '.join(graph.outputs)}); choose another with --output",
+                          UserWarning, stacklevel=2)
     else:
         ends = target
     # the run's configuration: what determines the inputs (the solver's part

@@ -280,7 +280,7 @@ def check_target(target, n_inputs: int, n_outputs: int):
                    or t.max() >= n_outputs):
         raise DeepglassError(f"target positions must be integers in [0, {n_outputs}) (the "
                              f"network has {n_outputs} output nodes), got "
-                             f"{t.min()!r}..{t.max()!r}")
+                             f"{t.min().item()!r}..{t.max().item()!r}")
     return t.astype(np.int64)
 
 
