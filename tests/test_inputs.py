@@ -221,3 +221,12 @@ def test_labels_that_are_no_class_indices_are_refused_in_one_line(tmp_path, labe
         load_inputs(str(tmp_path / "s.npz"), (1, 8))
     np.savez(tmp_path / "t.npz", x=np.zeros((3, 1, 8), np.float32), labels=np.array([2.0, 0, 1]))
     assert load_inputs(str(tmp_path / "t.npz"), (1, 8)).labels.tolist() == [2, 0, 1]
+
+
+def test_signals_without_their_channel_axis_are_refused_saying_how_to_add_it(tmp_path):
+    np.save(tmp_path / "w.npy", np.zeros((3, 16), np.float32))      # 3 waveforms, no channel
+    with pytest.raises(DeepglassError, match=r"one channel: add its axis "
+                                             r"\(np\.expand_dims\(x, 1\), shape \(3, 1, 16\)\)"):
+        load_inputs(str(tmp_path / "w.npy"), (1, 16))
+    np.save(tmp_path / "w.npy", np.zeros((3, 1, 16), np.float32))
+    assert load_inputs(str(tmp_path / "w.npy"), (1, 16)).x.shape == (3, 1, 16)

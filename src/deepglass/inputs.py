@@ -412,8 +412,14 @@ def _tensor_batch(obj, input_shape, n, seed, name: str) -> InputBatch:
     if tuple(x.shape) == shape:
         x = x[None]
     if tuple(x.shape[1:]) != shape:
+        hint = ""
+        if len(shape) > 1 and shape[0] == 1 and shape[1:] in (tuple(x.shape[1:]),
+                                                               tuple(x.shape)):
+            b = x.shape[0] if x.ndim == len(shape) else 1
+            hint = (f"; one channel: add its axis (np.expand_dims(x, {x.ndim - len(shape) + 1}),"
+                    f" shape ({b}, {', '.join(map(str, shape))}))")
         raise DeepglassError(f"{name}: tensor of shape {tuple(x.shape)} does not match the "
-                             f"input shape (B, {', '.join(map(str, shape))})")
+                             f"input shape (B, {', '.join(map(str, shape))}){hint}")
     if not torch.isfinite(x).all():
         raise DeepglassError(f"{name}: the tensor holds NaN or infinite values")
     B = x.shape[0]
