@@ -474,7 +474,7 @@ def test_a_sum_of_products_of_two_values_is_refused_also_in_a_gate_branch(how):
     """A product of two values summed over a dimension is attention or
     bilinear pooling (SPEC §1b), refused even where only a gate reads it
     (a product alone there, BAM's, is left out with the branch)."""
-    with pytest.raises(UnsupportedLayerError, match="of a product of two network values"):
+    with pytest.raises(UnsupportedLayerError, match=r"\(product of two network values\)"):
         SignedGraph.from_module(_ElementwiseAttention(how), (3, 3, 3))
 
 

@@ -297,12 +297,11 @@ class AtenInterpreter(torch.fx.Interpreter):
         refused = [v for v in flatten([args, kwargs]) if isinstance(v, Refused)]
         if refused and n.target is operator.getitem and isinstance(args[0], (list, tuple)):
             return args[0][args[1]]     # one of an op's outputs (a max's, not its indices)
-        if refused and _opname_packet(n.target) in ("sum", "mean") and \
-                any(r.product for r in refused):
-            self.unsupported(n, f"{_opname_packet(n.target)} of a product of two network "
-                             "values", "a product of two values summed over a dimension is "
-                             "attention or bilinear pooling, which has no fixed weights; "
-                             "refused also inside a gate's branch", at_once=True)
+        products = [r for r in refused if r.product]
+        if products and _opname_packet(n.target) in ("sum", "mean"):
+            # a product of two values summed over a dimension is attention or
+            # bilinear pooling: the product is refused, also inside a gate's branch
+            raise UnsupportedLayerError(products[0].message)
         if refused and _opname_packet(n.target) not in _SHAPE_ONLY:
             # a gate's branch ends here, or the refusal is carried on
             gated = gated_by_refused(self, n, args, real)
