@@ -230,3 +230,16 @@ def test_signals_without_their_channel_axis_are_refused_saying_how_to_add_it(tmp
         load_inputs(str(tmp_path / "w.npy"), (1, 16))
     np.save(tmp_path / "w.npy", np.zeros((3, 1, 16), np.float32))
     assert load_inputs(str(tmp_path / "w.npy"), (1, 16)).x.shape == (3, 1, 16)
+
+
+def test_a_run_directory_inside_an_input_folder_is_not_read_as_inputs(tmp_path):
+    """A run written beside the samples (``--out samples/run``) made the folder
+    hold 'both image files and tensor files' (its figures)."""
+    for i in range(2):
+        np.save(tmp_path / f"s{i}.npy", np.zeros((1, 1, 16), np.float32))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.jsonl").write_text("")
+    (run / "figure.png").write_bytes(b"\x89PNG")
+    np.save(run / "gauge.npy", np.zeros(5))
+    assert load_inputs(str(tmp_path), (1, 16)).x.shape == (2, 1, 16)

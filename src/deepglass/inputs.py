@@ -308,9 +308,14 @@ def _sklearn_loaders():
 
 
 def _folder_files(root: Path, suffixes: Sequence[str]) -> list[Path]:
-    """Files of ``root`` (recursive, sorted) with one of ``suffixes``, hidden ones left out."""
+    """Files of ``root`` (recursive, sorted) with one of ``suffixes``, hidden ones
+    and deepglass run directories (figures, tables) below it left out."""
+    from .manifest import MANIFEST_NAME
+
+    runs = {p.parent for p in root.rglob(MANIFEST_NAME) if p.parent != root}
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts)
+                  and not any(parent in runs for parent in p.parents))
 
 
 def is_tensor_source(path) -> bool:
