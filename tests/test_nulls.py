@@ -544,6 +544,24 @@ def test_graph_null_of_a_decoder_equals_the_module_null(kind):
     assert on_graph.n_edges == retraced.n_edges == g.n_edges
     assert abs(on_graph.to_scipy() - retraced.to_scipy()).max() < 1e-6
     assert abs(on_graph.to_scipy() - g.to_scipy()).max() > 0
-    with pytest.raises(DeepglassError, match="N2 of a graph is not defined for the transposed "
-                                             "convolution 'up'"):
-        deepglass.null_model(g, "N2", seed=5)
+
+
+def test_n2_deals_a_transposed_convolutions_edges_too():
+    """N2 of a decoder (a transposed convolution with a folded batch norm, a
+    bilinear upsampling): the same edges, the same multiset of edge weights
+    (upsampling's kept), the weights moved, and the matrix-free operator
+    equal to the explicit matrix; it was refused."""
+    torch.manual_seed(0)
+    model = _Decoder().eval()
+    model.up = nn.Sequential(model.up, nn.BatchNorm2d(3)).eval()
+    with torch.no_grad():
+        model.up[1].weight.uniform_(-1, 1)
+        model.up[1].running_var.uniform_(0.5, 2.0)
+    g = SignedGraph.from_module(model, (1, 4, 4), dtype=torch.float64)
+    h = deepglass.null_model(g, "N2", seed=5)
+    A, B = g.to_scipy().tocsr(), h.to_scipy().tocsr()
+    assert ((A != 0) != (B != 0)).nnz == 0
+    np.testing.assert_allclose(np.sort(A.data), np.sort(B.data))
+    assert abs(A - B).max() > 0.1
+    y = torch.randn(3, g.n_nodes, dtype=torch.float64)
+    np.testing.assert_allclose(h.matvec(y).numpy(), (B @ y.numpy().T).T, atol=1e-12)

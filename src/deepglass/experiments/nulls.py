@@ -157,9 +157,6 @@ def _check_block(b: EdgeBlock, kind: str) -> bool:
     if kind == "N2" and isinstance(b, UnsharedConvBlock):
         return True
     if isinstance(b, ConvTransposeBlock):
-        if kind == "N2":
-            raise DeepglassError(f"null model N2 of a graph is not defined for the transposed "
-                                 f"convolution {b.module!r}; draw N1 or N3 instead")
         return True
     if b.kind in ("pool", "identity", "resample"):
         return False    # fixed weights (pooling, upsampling), never changed (SPEC §3)

@@ -10,6 +10,7 @@ flat buffer plus the new blocks, about 2 x itemsize bytes per edge.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Iterator
 
@@ -19,6 +20,7 @@ from numba import njit
 
 from ..errors import TooLargeError
 from ..graph import ConvBlock, DenseBlock, EdgeBlock, SignedGraph
+from ..graph.blocks import ConvTransposeBlock
 from ..graph.unshared import UnsharedConvBlock
 from .shuffle import keyed_generator as _generator
 from .shuffle import shuffled_pool
@@ -132,6 +134,42 @@ class _ConvEdges:
         return UnsharedConvBlock(t.geometry(), store)
 
 
+class _TransposedEdges(_ConvEdges):
+    """Edges of a transposed convolution: its convolution's edges reversed,
+    the block's scales moved to the convolution's other side; dealt out into
+    the same block around an unshared convolution."""
+
+    def __init__(self, b: ConvTransposeBlock, device="cpu"):
+        conv = copy.copy(b.conv)
+        conv.in_scale, conv.out_scale = None, b.in_scale
+        if b.out_scale is not None:     # read per source element, as an input's scale is
+            conv.in_scale = torch.broadcast_to(b.out_scale, conv.in_shape).contiguous()
+        super().__init__(conv, device)
+        self.outer = b
+
+    def _wrap(self, unshared: UnsharedConvBlock) -> EdgeBlock:
+        new = copy.copy(self.outer)
+        new.conv, new.in_scale, new.out_scale = unshared, None, None
+        new._abs_cache = {}
+        new.__dict__.pop("_csr_cache", None)
+        return new
+
+    def build_tensor(self, values: torch.Tensor) -> EdgeBlock:
+        return self._wrap(super().build_tensor(values))
+
+    def build(self, values: np.ndarray) -> EdgeBlock:
+        return self._wrap(super().build(values))
+
+
+def _edges(b: EdgeBlock, device="cpu"):
+    """The N2 source of a block that carries layer weights."""
+    if isinstance(b, DenseBlock):
+        return _DenseEdges(b, device)
+    if isinstance(b, ConvTransposeBlock):
+        return _TransposedEdges(b, device)
+    return _ConvEdges(b, device)
+
+
 @njit(cache=True)
 def _take_valid(w, mask, out):
     """``out = w[mask broadcast over axis 1]`` in C order (``w`` may be a broadcast view)."""
@@ -181,8 +219,8 @@ def _n2_blocks_torch(graph: SignedGraph, weighted: list[bool], seed: int) -> lis
     slots of unshared convolutions.  A device's stream is its own: the same
     seed deals another permutation than the CPU's Rao-Sandelius shuffle."""
     dev = graph.device
-    sources = {k: (_DenseEdges(b, dev) if isinstance(b, DenseBlock) else _ConvEdges(b, dev))
-               for k, (b, w) in enumerate(zip(graph.edge_blocks, weighted)) if w}
+    sources = {k: _edges(b, dev) for k, (b, w) in enumerate(zip(graph.edge_blocks, weighted))
+               if w}
     order = sorted(sources)
     n = sum(sources[k].n for k in order)
     pool = torch.empty(n, dtype=graph.dtype, device=dev)
@@ -205,8 +243,7 @@ def _n2_blocks_torch(graph: SignedGraph, weighted: list[bool], seed: int) -> lis
 def n2_blocks(graph: SignedGraph, weighted: list[bool], seed: int) -> list[EdgeBlock]:
     if graph.device.type != "cpu":
         return _n2_blocks_torch(graph, weighted, seed)
-    sources = {k: (_DenseEdges(b) if isinstance(b, DenseBlock) else _ConvEdges(b))
-               for k, (b, w) in enumerate(zip(graph.edge_blocks, weighted)) if w}
+    sources = {k: _edges(b) for k, (b, w) in enumerate(zip(graph.edge_blocks, weighted)) if w}
     order = sorted(sources)
     dtype = torch.empty(0, dtype=graph.dtype).numpy().dtype
     _check_n2_memory(sources.values(), dtype.itemsize)

@@ -271,8 +271,10 @@ class ConvTransposeBlock(EdgeBlock):
         return j, i, w
 
     def describe(self):
-        k = "x".join(map(str, self.conv.weight.shape[2:]))
-        return f"conv_transpose {k}/{self.conv.stride} -> {self.out_shape}"
+        conv = self.conv if isinstance(self.conv, ConvBlock) else self.conv.geometry()
+        k = "x".join(map(str, conv.weight.shape[2:]))
+        unshared = "" if conv is self.conv else " unshared"
+        return f"conv_transpose{unshared} {k}/{conv.stride} -> {self.out_shape}"
 
 
 class LocallyConnectedBlock(EdgeBlock):
