@@ -565,3 +565,5 @@ def test_n2_deals_a_transposed_convolutions_edges_too():
     assert abs(A - B).max() > 0.1
     y = torch.randn(3, g.n_nodes, dtype=torch.float64)
     np.testing.assert_allclose(h.matvec(y).numpy(), (B @ y.numpy().T).T, atol=1e-12)
+    for method in ("descent", "greedy"):        # the solvers run on it
+        assert 0 <= deepglass.frustration(h, method=method, replicas=2).frustration <= 0.5

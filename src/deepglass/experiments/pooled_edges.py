@@ -21,7 +21,7 @@ from numba import njit
 from ..errors import TooLargeError
 from ..graph import ConvBlock, DenseBlock, EdgeBlock, SignedGraph
 from ..graph.blocks import ConvTransposeBlock
-from ..graph.unshared import UnsharedConvBlock
+from ..graph.unshared import UnsharedConvBlock, UnsharedConvTransposeBlock
 from .shuffle import keyed_generator as _generator
 from .shuffle import shuffled_pool
 
@@ -148,11 +148,7 @@ class _TransposedEdges(_ConvEdges):
         self.outer = b
 
     def _wrap(self, unshared: UnsharedConvBlock) -> EdgeBlock:
-        new = copy.copy(self.outer)
-        new.conv, new.in_scale, new.out_scale = unshared, None, None
-        new._abs_cache = {}
-        new.__dict__.pop("_csr_cache", None)
-        return new
+        return UnsharedConvTransposeBlock(self.outer, unshared)
 
     def build_tensor(self, values: torch.Tensor) -> EdgeBlock:
         return self._wrap(super().build_tensor(values))

@@ -271,10 +271,8 @@ class ConvTransposeBlock(EdgeBlock):
         return j, i, w
 
     def describe(self):
-        conv = self.conv if isinstance(self.conv, ConvBlock) else self.conv.geometry()
-        k = "x".join(map(str, conv.weight.shape[2:]))
-        unshared = "" if conv is self.conv else " unshared"
-        return f"conv_transpose{unshared} {k}/{conv.stride} -> {self.out_shape}"
+        k = "x".join(map(str, self.conv.weight.shape[2:]))
+        return f"conv_transpose {k}/{self.conv.stride} -> {self.out_shape}"
 
 
 class LocallyConnectedBlock(EdgeBlock):
