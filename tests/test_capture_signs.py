@@ -310,18 +310,26 @@ class _BAM(nn.Module):
         return self.o(y + z)            # "sum"
 
 
+def _graph_of_the_ungated_net(net):
+    """``net``'s graph (its layers ``c`` then ``o``, gated between), checked
+    equal to the graph of ``c`` then ``o`` alone: a gate is a positive
+    rescaling and its branch is left out (SPEC §1b)."""
+    torch.manual_seed(0)
+    net = net.double().eval()
+    g = SignedGraph.from_module(net, (3, 5, 5), dtype=torch.float64)
+    plain = nn.Sequential(net.c, net.o)
+    np.testing.assert_allclose(g.to_scipy().toarray(), SignedGraph.from_module(
+        plain, (3, 5, 5), dtype=torch.float64).to_scipy().toarray(), rtol=1e-12)
+    return g
+
+
 @pytest.mark.parametrize("where", ["gate", "gate, shape read"])
 def test_a_product_inside_a_gate_branch_is_left_out_with_it(where):
     """SPEC §1b leaves a gate's branch out of the graph, so a product of two
     values that only feeds a gate (BAM's ``1 + sigmoid(channel * spatial)``)
     goes with it: the graph is that of the ungated net, the branch listed; it
     was refused at the product."""
-    torch.manual_seed(0)
-    net = _BAM(where).double().eval()
-    g = SignedGraph.from_module(net, (3, 5, 5), dtype=torch.float64)
-    plain = nn.Sequential(net.c, net.o)
-    np.testing.assert_allclose(g.to_scipy().toarray(), SignedGraph.from_module(
-        plain, (3, 5, 5), dtype=torch.float64).to_scipy().toarray(), rtol=1e-12)
+    g = _graph_of_the_ungated_net(_BAM(where))
     assert {r["block"] for r in g.meta["left_out"]} >= {"ch", "sp"}
     assert g.meta["gates"]
 
@@ -379,12 +387,7 @@ def test_a_gate_made_of_statistics_is_a_gate(kind):
     gate, a positive rescaling whose branch is left out (SPEC §1b): the graph
     is the ungated net's, and a layer of the branch that read the refused
     value is listed as left out with its parameters."""
-    torch.manual_seed(0)
-    net = _StatGate(kind).double().eval()
-    g = SignedGraph.from_module(net, (3, 5, 5), dtype=torch.float64)
-    plain = nn.Sequential(net.c, net.o)
-    np.testing.assert_allclose(g.to_scipy().toarray(), SignedGraph.from_module(
-        plain, (3, 5, 5), dtype=torch.float64).to_scipy().toarray(), rtol=1e-12)
+    g = _graph_of_the_ungated_net(_StatGate(kind))
     if kind == "SRM":
         assert {("cfc", 4, 12), ("bn", 4, 16)} <= {(r["block"], r["nodes"], r["params"])
                                                     for r in g.meta["left_out"]}

@@ -40,6 +40,7 @@ from numba import prange
 
 from .._numba import njit_parallel
 from .blocks import ConvBlock, EdgeBlock
+from .blocks.conv import AdjointBlock
 
 __all__ = ["UnsharedConvBlock"]
 
@@ -364,11 +365,10 @@ class UnsharedConvBlock(EdgeBlock):
         return f"unshared conv{self.nd}d {k}/s{self.stride[0]}{g}"
 
 
-class UnsharedConvTransposeBlock(EdgeBlock):
+class UnsharedConvTransposeBlock(AdjointBlock):
     """A transposed convolution with one independent weight per edge (N2 of a
     :class:`~deepglass.graph.blocks.ConvTransposeBlock`): the adjoint of an
-    :class:`UnsharedConvBlock` from the block's output back to its input, as
-    a transposed convolution is its convolution's adjoint (SPEC §1b)."""
+    :class:`UnsharedConvBlock` from the block's output back to its input."""
 
     kind = "unshared_conv_transpose"
     sparse_advantage = UnsharedConvBlock.sparse_advantage
@@ -378,27 +378,6 @@ class UnsharedConvTransposeBlock(EdgeBlock):
         self.conv = conv
         self.src_index, self.src_range, self.dst = block.src_index, block.src_range, block.dst
         self.src_blocks = block.src_blocks
-
-    def to(self, device=None, dtype=None):
-        new = super().to(device, dtype)
-        new.conv = self.conv.to(device, dtype)
-        return new
-
-    def _apply(self, x, absolute):
-        return self.conv._adjoint(x, absolute)
-
-    def _adjoint(self, y, absolute):
-        return self.conv._apply(y, absolute)
-
-    def n_edges(self):
-        return self.conv.n_edges()
-
-    def n_params(self):
-        return self.conv.n_params()
-
-    def _coo(self):
-        i, j, w = self.conv._coo()
-        return j, i, w
 
     def describe(self):
         return f"unshared conv_transpose {'x'.join(map(str, self.conv.kernel))} -> " \

@@ -218,7 +218,36 @@ class ConvBlock(EdgeBlock):
         return f"conv{self.nd}d {k}/s{self.stride[0]}{g}"
 
 
-class ConvTransposeBlock(EdgeBlock):
+class AdjointBlock(EdgeBlock):
+    """The edges of the block ``self.conv`` reversed: its adjoint, from that
+    block's output back to its input (a transposed convolution is its
+    convolution's adjoint, SPEC §1b).  Subclasses set ``conv``."""
+
+    conv: EdgeBlock
+
+    def to(self, device=None, dtype=None):
+        new = super().to(device, dtype)
+        new.conv = self.conv.to(device, dtype)
+        return new
+
+    def _apply(self, x, absolute):
+        return self.conv._adjoint(x, absolute)
+
+    def _adjoint(self, y, absolute):
+        return self.conv._apply(y, absolute)
+
+    def n_edges(self):
+        return self.conv.n_edges()
+
+    def n_params(self):
+        return self.conv.n_params()
+
+    def _coo(self):
+        i, j, w = self.conv._coo()
+        return j, i, w
+
+
+class ConvTransposeBlock(AdjointBlock):
     """A transposed convolution: the adjoint of the convolution that maps the
     block's output back to its input (SPEC §1b), so its edges are that
     convolution's edges reversed.
@@ -239,11 +268,6 @@ class ConvTransposeBlock(EdgeBlock):
     def weight(self):
         return self.conv.weight
 
-    def to(self, device=None, dtype=None):
-        new = super().to(device, dtype)
-        new.conv = self.conv.to(device, dtype)
-        return new
-
     def with_weight(self, weight: torch.Tensor, keep_scales: bool = True) -> "EdgeBlock":
         """A copy whose convolution holds ``weight`` (transposed layout)."""
         new = copy.copy(self)
@@ -253,22 +277,6 @@ class ConvTransposeBlock(EdgeBlock):
         if not keep_scales:
             new.in_scale = new.out_scale = None
         return new
-
-    def _apply(self, x, absolute):
-        return self.conv._adjoint(x, absolute)
-
-    def _adjoint(self, y, absolute):
-        return self.conv._apply(y, absolute)
-
-    def n_edges(self):
-        return self.conv.n_edges()
-
-    def n_params(self):
-        return self.conv.n_params()
-
-    def _coo(self):
-        i, j, w = self.conv._coo()
-        return j, i, w
 
     def describe(self):
         k = "x".join(map(str, self.conv.weight.shape[2:]))
