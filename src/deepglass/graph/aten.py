@@ -269,7 +269,7 @@ class AtenInterpreter(torch.fx.Interpreter):
         if why:
             return Refused(f"unsupported layer {self.where(n)!r} ({what}): {why}", product)
         return Refused(f"unsupported layer {self.where(n)!r} (op {what}): "
-                       f"deepglass supports {SUPPORTED}")
+                       f"deepglass supports {SUPPORTED}", product)
 
     def warn_nonmonotone(self, name: str, detail: str = "") -> None:
         self.b.warn_once(name, f"activation {name}{detail} is not non-decreasing: the "

@@ -185,7 +185,8 @@ def _amax(ip, n, args, kwargs, real):
     from every element of the window, of the pool weight; an active subnetwork
     keeps the window's maximum); the statistic of a normalization where it
     goes on to rescale a value (a max over all dimensions, the batch's
-    included, is refused there).  ``max(dim)``'s indices are no value."""
+    included, is refused there).  ``max(dim)``'s indices depend on the input:
+    refused where they reach the graph (:func:`_indices`)."""
     val = _reduction(ip, n, args, real[0] if isinstance(real, tuple) else real, pool="max")
     return (val, _indices(ip, n)) if isinstance(real, tuple) else val
 
