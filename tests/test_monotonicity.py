@@ -428,6 +428,7 @@ def test_frustration_gives_the_gauge_of_the_output_asked_for():
     assert np.array_equal(first.sigma, cls.sigma) and cls.sigma_out.size == 3
     x = torch.rand(3, 1, 8, 8)
     near_monotonicity(net, cls.sigma_in, cls.sigma_out, x, amplitudes=3, output="1")
-    with pytest.raises(DeepglassError, match=r"sigma_out must hold 3 entries .*\(the output "
-                                             r"'1'\), got 4: .*Pass the same output="):
+    with pytest.raises(DeepglassError, match=r"sigma_out must hold 3 entries of \+1/-1, got 4: "
+                                             r"the gauge of another output \(this one is '1'\)\? "
+                                             r"Pass the same output="):
         near_monotonicity(net, first.sigma_in, first.sigma_out, x, amplitudes=3, output="1")

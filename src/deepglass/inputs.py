@@ -312,8 +312,9 @@ def _folder_files(root: Path, suffixes: Sequence[str]) -> list[Path]:
     and deepglass run directories (figures, tables) below it left out."""
     from .manifest import MANIFEST_NAME
 
-    runs = {p.parent for p in root.rglob(MANIFEST_NAME) if p.parent != root}
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+    found = list(root.rglob("*"))
+    runs = {p.parent for p in found if p.name == MANIFEST_NAME and p.parent != root}
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in suffixes
                   and not any(part.startswith(".") for part in p.relative_to(root).parts)
                   and not any(parent in runs for parent in p.parents))
 

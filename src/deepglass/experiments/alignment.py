@@ -244,10 +244,13 @@ def as_batch(inputs, ids=None):
     return x, ids
 
 
-def _spins(s, n: int, what: str) -> torch.Tensor:
+def _spins(s, n: int, what: str, size_hint: str = "") -> torch.Tensor:
+    """``s`` as a float tensor of ``n`` entries +-1; ``size_hint`` is added to
+    the refusal of a gauge of another size."""
     s = np.asarray(s).ravel()
     if s.size != n or not np.isin(s, (-1, 1)).all():
-        raise DeepglassError(f"{what} must hold {n} entries of +1/-1, got {s.size}")
+        raise DeepglassError(f"{what} must hold {n} entries of +1/-1, got {s.size}"
+                             + (size_hint if s.size != n else ""))
     return torch.as_tensor(s.astype(np.float32))
 
 
@@ -394,13 +397,9 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
             warnings.warn("the output read has a single value, so rho is 0 or 1 in every "
                           "trial and gamma is 1 for any network: the test is empty there "
                           "(choose a head with several outputs)", UserWarning, stacklevel=2)
-        if np.asarray(sigma_out).size != m:
-            raise DeepglassError(
-                f"sigma_out must hold {m} entries of +1/-1 (the output "
-                f"{'read' if output is None else repr(output)}), got "
-                f"{np.asarray(sigma_out).size}: the gauge of another output? Pass the same "
-                "output= to frustration()")
-        s_out = _spins(sigma_out, m, "sigma_out").double()
+        s_out = _spins(sigma_out, m, "sigma_out", ": the gauge of another output (this "
+                       f"one is {'the first' if output is None else repr(output)})? Pass the "
+                       "same output= to frustration()").double()
         pred = y.argmax(1)
         up = np.empty((B, K), np.int32)
         down = np.empty((B, K), np.int32)
