@@ -88,7 +88,8 @@ class Pending:
 @dataclass(frozen=True)
 class Refused:
     """A value computed from the input that has no signed graph (a product of
-    two network values).  Its refusal is carried, not raised at once, because
+    two network values, a statistic beside a value, any op a rule refuses).
+    Its refusal is carried, not raised at once, because
     SPEC §1b leaves a gate's branch out of the graph: where the value only
     feeds a gate (BAM's ``1 + sigmoid(channel * spatial)``) the branch is
     dropped with it; every other value computed from it carries the refusal to

@@ -436,7 +436,7 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     builder = run.builder
     outputs: dict[str, np.ndarray] = {}
     for name, v in zip(run.names, run.leaves):
-        if isinstance(v, Refused):     # a product of two values reached the output
+        if isinstance(v, Refused):     # a value the graph cannot hold reached the output
             raise UnsupportedLayerError(v.message)
         if not isinstance(v, (Ref, Pending)):
             continue   # a constant output (a shape, a buffer) is not part of the graph
