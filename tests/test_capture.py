@@ -1944,17 +1944,26 @@ def test_a_forward_out_of_memory_is_not_blamed_on_the_input_shape():
         SignedGraph.from_module(Hungry(), (1, 4))
 
 
-def test_a_rule_failing_on_an_unforeseen_use_is_a_one_line_refusal():
-    """An op's rule that fails on a use it does not foresee (a pool's kernel
-    given as a one-element list) refuses the layer by name; it was a raw
-    IndexError from inside the rule."""
+def test_a_rule_failing_on_an_unforeseen_use_is_a_one_line_refusal(monkeypatch):
+    """An op's rule that fails on a use it does not foresee (here a pool
+    rule made to fail as one once did on a kernel given as a one-element
+    list) refuses the layer by name; it was a raw IndexError from inside the
+    rule."""
+    from deepglass.graph import aten as aten_table
+
+    def failing(ip, n, args, kwargs, real):
+        return ()[1]
+
+    for packet in [p for p in aten_table.ATEN_OPS if "avg_pool2d" in str(p)]:
+        monkeypatch.setitem(aten_table.ATEN_OPS, packet, failing)
+
     class Pool(nn.Module):
         def __init__(self):
             super().__init__()
             self.c = nn.Conv2d(2, 2, 1)
 
         def forward(self, x):
-            return F.avg_pool2d(self.c(x), [3], 1, 1)
+            return F.avg_pool2d(self.c(x), 3, 1, 1)
 
     with pytest.raises(UnsupportedLayerError, match=r"'avg_pool2d' .*does not cover this use "
                                                     r"\(IndexError"):

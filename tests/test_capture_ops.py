@@ -147,3 +147,33 @@ def test_a_fold_is_refused_by_name():
 
     with pytest.raises(UnsupportedLayerError, match=r"F\.fold"):
         SignedGraph.from_module(Net().eval(), (2, 4, 4))
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_pool_sizes_given_as_one_element_lists_repeat_over_the_spatial_dims(nd):
+    """``F.avg_pool2d(x, [2])``: PyTorch repeats a one-element kernel or
+    stride over every spatial dim; the graph is that of the integer form (it
+    was refused, the rule reading a second element), the average's the
+    Jacobian."""
+    pool = {1: (F.avg_pool1d, F.max_pool1d), 2: (F.avg_pool2d, F.max_pool2d),
+            3: (F.avg_pool3d, F.max_pool3d)}[nd]
+    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[nd - 1]
+    shape = (2,) + (7,) * nd
+
+    def net(as_list, which):
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                torch.manual_seed(0)
+                self.c = conv(2, 3, 1)
+
+            def forward(self, x):
+                k, s = ([2], [3]) if as_list else (2, 3)
+                return pool[which](self.c(x), k, s)
+        return Net()
+
+    for which in (0, 1):
+        a, b = (SignedGraph.from_module(net(v, which), shape) for v in (True, False))
+        assert (a.n_nodes, a.n_edges) == (b.n_nodes, b.n_edges)
+        assert (a.to_scipy() != b.to_scipy()).nnz == 0
+    assert_is_jacobian(net(True, 0), shape)

@@ -21,7 +21,7 @@ import operator
 import torch
 import torch.fx
 
-from .symbolic import _name_of
+from .symbolic import _name_of, tup
 
 __all__ = ["value_range", "is_gate", "is_positive_divisor"]
 
@@ -179,7 +179,7 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
     if name == "softplus":
         return _softplus(of(0), float(arg(1, "beta", 1.0)), float(arg(2, "threshold", 20.0)))
     if name in ("avg_pool1d", "avg_pool2d", "avg_pool3d"):
-        return _avg_pool(of(0), n, arg)
+        return _avg_pool(of(0), n, arg, int(name[-2]))
     if name == "sum":
         real_in, real_out = ip.env.get(n.args[0]), ip.env.get(n)
         if isinstance(real_in, torch.Tensor) and isinstance(real_out, torch.Tensor) and \
@@ -249,13 +249,13 @@ def _softplus(r, beta: float, threshold: float) -> tuple[float, float]:
     return _hull(*parts)
 
 
-def _avg_pool(r, n, arg) -> tuple[float, float]:
+def _avg_pool(r, n, arg, nd) -> tuple[float, float]:
     """The range of an average pool of values in ``r``: a convex combination
     of them, of them and zeros where padding counts in the divisor
     (``count_include_pad``), a sum of one to ``|window|`` of them over the
     divisor where one is set (``divisor_override``)."""
     kernel = arg(1, "kernel_size", 1)
-    window = math.prod(kernel) if isinstance(kernel, (list, tuple)) else int(kernel)
+    window = math.prod(tup(kernel, nd))
     padding = arg(3, "padding", 0)
     padded = any(padding) if isinstance(padding, (list, tuple)) else bool(padding)
     divisor = arg(6, "divisor_override", None) if len(n.args) > 6 or "divisor_override" in \

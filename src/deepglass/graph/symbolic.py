@@ -301,8 +301,13 @@ class Builder:
 # ----------------------------------------------------------------------------------
 # helpers shared by both capture paths
 def tup(v, n):
+    """A pool's or convolution's size argument as ``n`` ints: an int, or a
+    one-element list (PyTorch repeats both over the ``n`` spatial dims)."""
     if isinstance(v, (list, tuple)):
-        return tuple(int(a) for a in v)
+        if len(v) == 1:
+            v = v[0]
+        else:
+            return tuple(int(a) for a in v)
     return (int(v),) * n
 
 
