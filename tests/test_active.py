@@ -559,13 +559,15 @@ def test_run_writes_tables_figure_report_and_resumes(tmp_path, monkeypatch):
     mem = active_table(g, net, x, ids, method="greedy", replicas=2,
                        warm_start=np.load(tmp_path / "run/arrays/gauge_real.npz")["sigma"])
     np.testing.assert_array_equal(mem["delta_x"], table["delta_x"])
-    # resume: finished units are not recomputed
+    assert table.attrs["resumed_units"] == 0
+    # resume: finished units are not recomputed, and the table says how many
     import deepglass.experiments.active_run as ar
 
     monkeypatch.setattr(ar, "active_table", lambda *a, **k: pytest.fail("recomputed"))
     again = run_active(tmp_path / "run", net, g, x, ids, method="greedy", replicas=2,
                        unit_size=2)
     np.testing.assert_array_equal(again["delta_x"], table["delta_x"])
+    assert again.attrs["resumed_units"] == 3
 
 
 def test_run_with_given_targets_slices_them_per_unit_and_refuses_others(tmp_path):

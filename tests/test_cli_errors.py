@@ -1,6 +1,7 @@
 """Bad command lines: exit status 2, exactly one line on stderr (``error: ...``),
 no traceback, nothing computed and nothing written."""
 
+import json
 import pickle
 
 import pytest
@@ -171,7 +172,6 @@ def test_skipped_inputs_are_said_once(cli, tmp_path):
 def test_time_limit_reaches_the_exact_solver(cli):
     # the digits CNN's MILP is not proven within a second (it is not within
     # the default 60 s either): the best value found and a lower bound below it
-    import json
 
     code, out, err = cli(["frustration", "digits_cnn", "--method", "exact", "--time-limit", "1",
                           "--json"])
@@ -200,7 +200,6 @@ def test_exact_frustration_table_says_whether_it_is_certified(cli, tmp_path, mon
 def test_active_time_limit_reaches_each_exact_solve(cli):
     # a digits subgraph (~400 nodes) is not proven within a second: its row,
     # the JSON and the note say so, with the lower bound, instead of "exact"
-    import json
 
     code, out, err = cli(["active", "digits_cnn", "--inputs", "digits", "--n", "1",
                           "--method", "exact", "--time-limit", "1", "--replicas", "2", "--json"])
@@ -288,7 +287,6 @@ def two_inputs(tmp_path):
 def test_several_input_shapes(cli, two_inputs, shapes, monkeypatch):
     """--input-shape takes one shape per input, repeated or ';'-separated (it
     took one C,H,W, so a two-input network had no command line)."""
-    import json
 
     tmp, _, g = two_inputs
     monkeypatch.chdir(tmp)
@@ -321,7 +319,6 @@ def test_several_input_shapes_onnx(cli, two_inputs):
     pytest.importorskip("onnx")
     import contextlib
     import io
-    import json
 
     import torch
 
@@ -342,7 +339,6 @@ def test_several_input_shapes_onnx(cli, two_inputs):
 
 def test_several_inputs_frustration_run_resumes(cli, two_inputs):
     """A frustration run of a two-input network records both shapes and resumes."""
-    import json
 
     tmp, _, _ = two_inputs
     argv = ["frustration", str(tmp / "twoin.pth"), "--arch", f"{tmp}/twoin_model.py:TwoIn",
@@ -384,7 +380,6 @@ def test_trust_pickle_finds_the_class_in_the_current_folder(cli, tmp_path, monke
     """``torch.save(model)`` next to ``model.py``, then the command from that
     folder: the class is importable, as under ``python`` (the console script
     did not put the folder on sys.path: "No module named 'model'")."""
-    import json
     import os
     import sys
 
@@ -468,7 +463,6 @@ def groupnorm_net(tmp_path):
 def test_frustration_norm_and_gates_options(cli, groupnorm_net):
     """frustration takes --norm / --gates as graph does (they were missing), and
     its run directory records them: a resume with other rules is refused."""
-    import json
 
     try:
         import tomllib
@@ -511,9 +505,11 @@ def test_active_records_norm_and_gates(cli, groupnorm_net):
     argv = ["active", str(tmp / "gn.pth"), *opts, "--inputs", "digits", "--n", "2",
             "--replicas", "2", "--out", str(run), "--json"]
     code, out, err = cli(argv + ["--norm", "ignore"])
-    assert code == 0, err
+    assert code == 0 and json.loads(out)["resumed_units"] == 0, err
     cfg = tomllib.loads((run / "config.toml").read_text())["runs"]["active"]
     assert cfg["norm"] == "ignore" and "gates" not in cfg
+    code, out, err = cli(argv + ["--norm", "ignore"])     # the same command resumes
+    assert code == 0 and json.loads(out)["resumed_units"] == 1, err
     code, out, err = cli(argv)        # refused: the run's configuration, or its gauge's graph
     assert code == 2 and err.count("\n") == 1, err
     assert "configuration differs" in err or "gauge of another graph" in err, err

@@ -151,7 +151,8 @@ def active_cmd(
                     **({"time_limit": time_limit} if time_limit is not None else {}),
                     **({"certification": note} if note else {}),
                     "table": _json_rows(table),
-                    "skipped": batch.skipped, "out": out, "seconds": seconds})
+                    "skipped": batch.skipped, "out": out,
+                    "resumed_units": table.attrs.get("resumed_units", 0), "seconds": seconds})
         return
     t = Table(title=f"{model}: active subnetworks of {len(table)} inputs ({seconds:.1f} s); "
                     f"whole network: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges, "
@@ -185,7 +186,9 @@ def active_cmd(
     if note:
         con.print(note[0].upper() + note[1:] + ".")
     if out:
-        con.print(f"run directory: {out} (report.md, active.parquet, figures/active_delta_x.png)")
+        resumed = table.attrs.get("resumed_units", 0)
+        con.print(f"run directory: {out} (report.md, active.parquet, figures/active_delta_x.png)"
+                  + (f"; {resumed} units resumed" if resumed else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -253,6 +253,8 @@ class ActiveExperiment(Experiment):
         table = stored.table(UNIT_TABLE).sort_values("index", ignore_index=True)
         table["delta"] = float(self.delta)
         table["below_delta"] = table["delta_x"] < float(self.delta)
+        # units read back from the run directory (a resumed run), for the CLI to say
+        table.attrs["resumed_units"] = stored.resumed
         if run is not None:
             self._write(run, table)
         return table
@@ -347,7 +349,8 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
     -------
     DataFrame
         The per-input table of :func:`active_table` (all units, in input
-        order) with ``delta`` and ``below_delta``.
+        order) with ``delta`` and ``below_delta``; ``table.attrs["resumed_units"]``
+        counts the units read back from ``run`` rather than computed.
 
     Examples
     --------
