@@ -66,12 +66,32 @@ def test_a_statistic_whose_sign_the_input_decides_is_refused(f):
         _dense(f)
 
 
-@pytest.mark.parametrize("f", [lambda y, z: y / (1 + torch.exp(-z)) - y,
-                               lambda y, z: y / (2 + torch.tanh(z)) - y])
-def test_a_divided_copy_and_a_copy_of_opposite_sign_are_refused(f):
-    """``y / (1 + exp(-z)) - y`` is ``y * sigmoid(z) - y``: refused alike (their
-    rescalings added to 0 and dropped y's edges)."""
-    with pytest.raises(UnsupportedLayerError, match="sum of gated copies"):
+@pytest.mark.parametrize("f, k", [
+    (lambda y, z: y / (1 + torch.exp(-z)) - y, -1.0),          # -y (1 - sigmoid(z))
+    (lambda y, z: y * torch.sigmoid(z) - y, -1.0),
+    (lambda y, z: y / (2 + torch.tanh(z)) - y, -2.0 / 3.0),    # factor in [-2/3, 0]
+    (lambda y, z: y - y * torch.sigmoid(z), 1.0),              # y (1 - sigmoid(z))
+    (lambda y, z: 2 * y - y * (1 + torch.tanh(z)), 2.0),       # factor in [0, 2]
+    (lambda y, z: y * torch.sigmoid(z) + y, 2.0)])             # as before: 1 + 1
+def test_a_gated_copy_and_a_copy_of_opposite_sign_keep_one_sign(f, k):
+    """``y * sigmoid(z) - y = -y (1 - sigmoid(z))``: the factor lies in
+    [-1, 0] for every input, a rescaling by -1 (its bound of largest
+    magnitude), as ``-(y * sigmoid(z))`` gives; ``y - y * sigmoid(z)`` one
+    by +1.  Such sums were refused, and earlier added to 0 (dropping y's
+    edges)."""
+    np.testing.assert_allclose(_dense(f)[0], _dense(lambda y, z: k * (y * torch.sigmoid(z)))[0],
+                               rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("f", [lambda y, z: 2 * y * torch.sigmoid(z) - y,
+                               lambda y, z: y * (1 + torch.tanh(z)) - y,
+                               lambda y, z: y * torch.sigmoid(z) + y * torch.sigmoid(-z) - y,
+                               lambda y, z: y - 3 * y / (1 + torch.exp(-z))])
+def test_a_sum_of_gated_copies_of_either_sign_is_refused(f):
+    """``2 y sigmoid(z) - y = y tanh(z / 2)``: a factor of either sign, which
+    the input decides (SPEC §1b: a gate is a positive rescaling); refused."""
+    with pytest.raises(UnsupportedLayerError, match="sum of gated copies.*not the same for "
+                                                    "every input"):
         _dense(f)
 
 

@@ -38,7 +38,7 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
                          _neg, _refuse, _scatter, _shape_rule, _sum, _upsample, _where)
-from .ranges import is_gate, is_positive_divisor
+from .ranges import factor_range, is_gate, is_positive_divisor
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
                        _opname, expand_to, flatten, has_sym, scale, uses)
 
@@ -366,7 +366,8 @@ class AtenInterpreter(torch.fx.Interpreter):
                 fx_b = n.args[0] if isinstance(args[0], Stat) else n.args[1]
                 if b.sign == 0 and (is_gate(self, fx_b) if packet is aten.mul
                                     else is_positive_divisor(self, fx_b)):
-                    return _gated(self, n, self.b.materialize(a), real)
+                    return _gated(self, n, self.b.materialize(a), real,
+                                  factor_range(self, fx_b, divides=packet is aten.div))
                 if b.sign == 0:
                     self.unsupported(n, _opname(n.target), "a statistic whose sign "
                                      "depends on the input (std - 1, a log, the mean of a "

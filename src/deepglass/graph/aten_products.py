@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .aten_norms import Stat, _power, feeds_normalization
 from .blocks import ConvBlock
 from .layers import dense_op, reduce_op
-from .ranges import is_gate, is_positive_divisor
+from .ranges import factor_range, is_gate, is_positive_divisor
 from .symbolic import Pending, Ref, Refused, _flag, _is_sym, _opname, expand_to, remap, scale
 
 aten = torch.ops.aten
@@ -162,13 +162,13 @@ def _product(ip, n, a, b, real):
     # a gate is non-negative and bounded by its range (a sigmoid, 1 - sigmoid,
     # relu6(z + 3) / 6, a product of gates); a ReLU'd value is not (a highway's
     # t * relu(h(x)) is gated by t; relu(v) * k is a product of two values)
-    gates = [(x, g) for x, g, i in ((a, b, 1), (b, a, 0)) if is_gate(ip, n.args[i])]
-    pairs = [(x, g) for x, g in gates if g.index.numel() <= x.index.numel()] or \
-        [(x, g) for x, g in gates if _gate_fn(g) and not x.nonneg]
+    gates = [(x, g, i) for x, g, i in ((a, b, 1), (b, a, 0)) if is_gate(ip, n.args[i])]
+    pairs = [(x, g, i) for x, g, i in gates if g.index.numel() <= x.index.numel()] or \
+        [(x, g, i) for x, g, i in gates if _gate_fn(g) and not x.nonneg]
     # of two gates (ReLU6 and a sigmoid: StarNet's relu6(a) * sigmoid(b)) the sigmoid
     pairs.sort(key=lambda p: not _gate_fn(p[1]))
     if pairs:
-        return _gated(ip, n, pairs[0][0], real)
+        return _gated(ip, n, pairs[0][0], real, factor_range(ip, n.args[pairs[0][2]]))
     # refused where it reaches the output; a gate's branch may hold it (SPEC §1b)
     return ip.refused(n, "product of two network values", "neither factor is a gate (a "
                       "non-negative bounded value: a sigmoid / hard-sigmoid / softmax of "
@@ -178,9 +178,11 @@ def _product(ip, n, a, b, real):
                       product=True)
 
 
-def _gated(ip, n, x, real):
+def _gated(ip, n, x, real, gate=(0.0, float("inf"))):
     """``x * g`` with ``g`` a gate (SPEC §1b, ``gates="scale"``): ``x``, a
-    positive rescaling; the gate's branch adds no edge (pruning leaves it out)."""
+    positive rescaling; the gate's branch adds no edge (pruning leaves it out).
+    ``gate``: the range of the factor (:func:`~.ranges.factor_range`), kept on
+    the copy for sums with other copies of ``x``."""
     if ip.rules["gates"] == "error":
         ip.unsupported(n, "gate", "a non-negative gate multiplies the value "
                        "(squeeze-excitation / attention gate) and gates='error'")
@@ -191,7 +193,11 @@ def _gated(ip, n, x, real):
     # of 1 x H x W) is copied to it
     if isinstance(real, torch.Tensor):
         x = expand_to(ip.b, x, real.shape[1:], lead=real.shape[0])
-    return _flag(x, nonneg=False, fn=None, value=None, gated=True)
+    if isinstance(x, Ref):
+        lo, hi = x.gate
+        gate = (min(lo * gate[0], lo * gate[1], hi * gate[0], hi * gate[1]),
+                max(lo * gate[0], lo * gate[1], hi * gate[0], hi * gate[1]))
+    return _flag(x, nonneg=False, fn=None, value=None, gated=True, gate=gate)
 
 
 def gated_by_refused(ip, n, args, real):
@@ -205,12 +211,13 @@ def gated_by_refused(ip, n, args, real):
     if packet in (aten.div, aten.div_) and n.kwargs.get("rounding_mode") is None and \
             len(args) > 1 and _is_sym(args[0]) and isinstance(args[1], Refused) and \
             is_positive_divisor(ip, n.args[1]):     # (a floor or trunc division is no gate)
-        return _gated(ip, n, ip.b.materialize(args[0]), real)
+        return _gated(ip, n, ip.b.materialize(args[0]), real,
+                      factor_range(ip, n.args[1], divides=True))
     if packet not in (aten.mul, aten.mul_) or len(args) < 2:
         return None
     for x, g, i in ((args[0], args[1], 1), (args[1], args[0], 0)):
         if _is_sym(x) and isinstance(g, Refused) and is_gate(ip, n.args[i]):
-            return _gated(ip, n, ip.b.materialize(x), real)
+            return _gated(ip, n, ip.b.materialize(x), real, factor_range(ip, n.args[i]))
     return None
 
 

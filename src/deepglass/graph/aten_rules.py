@@ -18,7 +18,7 @@ from ..errors import DeepglassError
 from .blocks import ConvTransposeBlock, ResampleBlock
 from .aten_norms import Stat, feeds_normalization
 from .aten_products import _gated, _product, _same, of_one_value
-from .ranges import is_positive_divisor, value_range
+from .ranges import factor_range, is_positive_divisor, value_range
 from .layers import adaptive_pool_op, conv_op, global_mean_op, pool_op, reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
                        expand_to,
@@ -341,7 +341,8 @@ def _div(ip, n, args, kwargs, real):
                 not _same(ip.b.materialize(a), ip.b.materialize(b)):
             # division by a value bounded away from 0 computed from the input
             # (x / (1 + exp(-z)), a sigmoid written out): a gate (SPEC §1b)
-            return _gated(ip, n, ip.b.materialize(a), real)
+            return _gated(ip, n, ip.b.materialize(a), real,
+                          factor_range(ip, n.args[1], divides=True))
         ip.unsupported(n, "division by a network value", "only division by a non-negative "
                        "statistic (a normalization) or by a value bounded away from 0 (1 + "
                        "exp(-z)) is a positive rescaling")

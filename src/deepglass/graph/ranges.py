@@ -309,6 +309,15 @@ def is_gate(ip, node) -> bool:
     return lo >= 0 and hi < INF
 
 
+def factor_range(ip, node, divides: bool = False) -> tuple[float, float]:
+    """The range of the factor a gate ``node`` multiplies by: its value's, or
+    ``1 / value``'s where it divides (``x / (1 + exp(-z))``)."""
+    lo, hi = value_range(ip, node)
+    if not divides:
+        return lo, hi
+    return (1.0 / hi if hi < INF else 0.0), (1.0 / lo if lo > 0 else INF)
+
+
 def is_positive_divisor(ip, node) -> bool:
     """Whether dividing by ``node``'s value is a gate: ``1 / value`` is
     positive and bounded (``1 + exp(-z)``, a sigmoid written out)."""

@@ -73,6 +73,10 @@ class Ref:
     # two values of the same nodes add into one rescaling only when equal
     act: int = 0
     gated: bool = False            # a gate's copy (x * g, g >= 0 of another value, SPEC §1b)
+    # the range of the gates' factor on a gated copy, ``scale`` being its value
+    # at factor 1 (``graph.ranges``: a sigmoid's (0, 1)): whether a sum of
+    # copies of one value keeps one sign (y - y * sigmoid(z) does)
+    gate: tuple = (1.0, 1.0)
 
 
 @dataclass
@@ -132,7 +136,7 @@ def remap(ref: Ref, fn) -> Ref:
     and value ids alike (``fill``: what a padded element gets)."""
     opt = lambda t, fill: None if t is None else fn(t, fill)  # noqa: E731
     return Ref(fn(ref.index, -1), opt(ref.scale, 0), ref.nonneg, ref.fn,
-               opt(ref.value, -1), opt(ref.exact, -1), ref.act, ref.gated)
+               opt(ref.value, -1), opt(ref.exact, -1), ref.act, ref.gated, ref.gate)
 
 
 class Builder:
@@ -391,7 +395,8 @@ def scale(builder: Builder, val, s):
                                                                  dtype=torch.float64)
         # symbolic values live on the CPU whatever device the model's weights use
         return Ref(val.index, torch.broadcast_to(cur * s.cpu(), val.index.shape).clone(),
-                   fn=val.fn, value=val.value, exact=val.exact, act=val.act, gated=val.gated)
+                   fn=val.fn, value=val.value, exact=val.exact, act=val.act, gated=val.gated,
+                   gate=val.gate)
     return val
 
 
@@ -416,13 +421,11 @@ def add_values(builder, a, b, shape, where, unsupported) -> Pending:
         same_value = a.value is b.value or (a.value is not None and b.value is not None
                                             and bool(torch.equal(a.value, b.value)))
         gated = a.gated or b.gated
-        if gated and bool((one(a) * one(b) < 0).any()):
-            # y * g - y = -y (1 - g): a factor whose sign depends on the gate's value
-            unsupported("sum of gated copies", "a gated value and a copy of it of "
-                        "opposite sign (y * sigmoid(z) - y) add up to a factor whose sign is "
-                        "not the same for every input")
-        return Ref(a.index, one(a) + one(b), value=a.value if same_value else None,
-                   gated=gated)
+        total, gate = one(a) + one(b), (1.0, 1.0)
+        if gated:
+            total, gate = _gated_sum(one(a), a.gate, one(b), b.gate, unsupported)
+        return Ref(a.index, total, value=a.value if same_value else None, gated=gated,
+                   gate=gate)
     terms = []
     for v in (a, b):
         if isinstance(v, Pending):
@@ -441,6 +444,34 @@ def add_values(builder, a, b, shape, where, unsupported) -> Pending:
             unsupported("addition of values of different sizes", None)
     name = next((v.name for v in (a, b) if isinstance(v, Pending)), where)
     return Pending(terms, shape, op="add" if len(terms) > 1 else "conv", name=name)
+
+
+def _gated_sum(sa, ga, sb, gb, unsupported):
+    """The factor of ``a + b`` where both hold the same nodes, one or both
+    gated: per element ``sa * ga + sb * gb`` with ``ga``, ``gb`` in their
+    gates' ranges (interval arithmetic, SPEC §1b).  Of one sign for every
+    input (``y + y * sigmoid(z)``, ``y * sigmoid(z) - y = -y (1 - sigmoid(z))``)
+    it is a rescaling of that sign, taken at its bound of largest magnitude
+    (a gate's nominal value, 1, where the copies agree in sign); of either
+    sign (``2 y sigmoid(z) - y``) or unbounded, refused.  Returns the scale
+    and the gate range relative to it."""
+    def bounds(s, g):
+        lo, hi = (torch.where(s == 0, 0.0, s * c) for c in g)
+        return torch.minimum(lo, hi), torch.maximum(lo, hi)
+    (la, ha), (lb, hb) = bounds(sa, ga), bounds(sb, gb)
+    lo, hi = la + lb, ha + hb
+    if bool(((lo < 0) & (hi > 0)).any()) or not bool(torch.isfinite(lo).all() and
+                                                        torch.isfinite(hi).all()):
+        unsupported("sum of gated copies", "a gated value and a copy of it add up to a "
+                    "factor whose sign is not the same for every input (2 y sigmoid(z) - y), "
+                    "or unbounded")
+    same_sign = not bool((sa * sb < 0).any())
+    total = sa + sb if same_sign else torch.where(hi > 0, hi, lo)
+    nz = total != 0
+    if not bool(nz.any()):
+        return total, (1.0, 1.0)
+    rel = torch.stack([lo[nz] / total[nz], hi[nz] / total[nz]])
+    return total, (float(rel.min()), float(rel.max()))
 
 
 def flatten(v) -> list:
