@@ -187,6 +187,31 @@ def test_a_gate_broadcasting_the_value_copies_it():
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
+def test_a_softmax_gate_larger_than_a_relu_value_gates_it():
+    """Masks per source times the encoder's output broadcast over the
+    sources (``softmax(m).view(S, C, L) * relu(e).unsqueeze(1)``, a source
+    separator's masking): the softmax is the gate and the ReLU'd value is
+    copied to its shape, as for a signed value (it was refused as a product
+    of two values, the gate being the larger factor)."""
+    class Sep(nn.Module):
+        def __init__(self, relu):
+            super().__init__()
+            torch.manual_seed(0)
+            self.relu, self.enc = relu, nn.Conv1d(1, 4, 8, stride=4)
+            self.mask, self.dec = nn.Conv1d(4, 8, 1), nn.Conv1d(8, 1, 3)
+
+        def forward(self, x):
+            e = self.enc(x)
+            e = F.relu(e) if self.relu else e
+            m = self.mask(e).view(1, 2, 4, -1).softmax(1)
+            return self.dec((m * e.unsqueeze(1)).reshape(1, 8, -1))
+
+    a, b = (SignedGraph.from_module(Sep(r).double().eval(), (1, 64), dtype=torch.float64)
+            for r in (True, False))
+    assert [r["block"] for r in a.meta["left_out"]] == ["mask"]
+    np.testing.assert_array_equal(a.to_scipy().toarray(), b.to_scipy().toarray())
+
+
 @pytest.mark.parametrize("write,module", [
     (lambda x: x * (-torch.sigmoid(x)), lambda x: -F.silu(x)),
     (lambda x: -0.5 * x * (1 + torch.erf(x / math.sqrt(2))), lambda x: -F.gelu(x)),
