@@ -472,6 +472,31 @@ def test_batched_equals_one_at_a_time():
         assert r["delta_x"].iloc[0] == table["delta_x"].iloc[k]
 
 
+def test_one_input_through_re_indexed_copies_equals_the_batch():
+    """One input where a copy block gathers its sources (``cat([b, a])`` of a
+    chunked value): the reachability pass added a block's adjoint into the
+    array it read from (an in-place error at a batch of 1); now the same
+    masks as within a batch."""
+    class Swap(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 4, 3, padding=1)
+
+        def forward(self, x):
+            a, b = torch.relu(self.c(x)).chunk(2, 1)
+            return torch.cat([b, a], 1).flatten(1) * 2.0
+
+    torch.manual_seed(0)
+    net = Swap().eval()
+    g = SignedGraph.from_module(net, (1, 4, 4))
+    x = torch.randn(3, 1, 4, 4)
+    batched = active_subgraph(g, net, x, target="all")
+    for k in range(3):
+        one = active_subgraph(g, net, x[k:k + 1], target="all")
+        np.testing.assert_array_equal(batched.keep[k], one.keep[0])
+        np.testing.assert_array_equal(batched.edges[k], one.edges[0])
+
+
 def brute_force_delta(A: sp.csr_matrix) -> float:
     """min over all gauges of the kept nodes of the |weight| fraction of
     frustrated edges (SPEC §2), by enumeration."""

@@ -340,7 +340,9 @@ def _batch(graph: SignedGraph, rec: PatternRecorder, x: torch.Tensor,
         nb = graph.node_blocks[d]
         sl = slice(nb.offset, nb.stop)
         reach[:, sl] = ((reach[:, sl] > 0) & active[:, sl]).float()
-        r = reach[:, sl]
+        # a copy: an identity block's adjoint may return ``r`` itself, which
+        # must not alias the ``reach`` its sources are added into
+        r = reach[:, sl].clone()
         if not bool(r.any()):
             continue
         for k in by_dst.get(d, []):
