@@ -530,6 +530,58 @@ def test_recurrent_cells_are_refused_with_why(net, match):
         SignedGraph.from_module(net, (2, 4))
 
 
+def test_a_recurrent_cell_held_but_not_called_adds_nothing():
+    """A CRNN whose ``forward`` stops before its recurrent head (its convolutional
+    part, the head kept for the checkpoint's keys): the graph of the
+    convolutional part (it was refused for the cell it never calls)."""
+    class Conv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.c = nn.Conv1d(2, 3, 3)
+
+        def forward(self, x):
+            return self.c(x)
+
+    class Crnn(Conv):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(3, 4)
+
+    a, b = (SignedGraph.from_module(n(), (2, 8)) for n in (Crnn, Conv))
+    assert (a.n_nodes, a.n_edges) == (b.n_nodes, b.n_edges) == (2 * 8 + 3 * 6, 3 * 6 * 2 * 3)
+
+
+def test_capture_leaves_the_models_attributes_as_they_were():
+    """A forward that caches a tensor on its module (a detector head's anchors,
+    created on the first call): the capture's traced values are not left
+    behind; the model computes as before the capture."""
+    class Head(nn.Module):
+        anchors = torch.zeros(0)
+
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x):
+            if self.anchors.shape[0] != x.shape[-1]:
+                self.anchors = torch.arange(x.shape[-1]).to(x.dtype)
+            return self.c(x) * 2.0 + self.anchors
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 1, 1), Head()).eval()
+    x = torch.randn(1, 1, 4, 4)
+    with torch.no_grad():
+        want = net(x)
+    del net[1].anchors                   # back to the class attribute
+    SignedGraph.from_module(net, (1, 4, 4))
+    assert "anchors" not in net[1].__dict__
+    with torch.no_grad():
+        got = net(x)
+    assert type(got) is torch.Tensor
+    torch.testing.assert_close(got, want)
+
+
 def test_attention_is_refused_with_why():
     class Attn(nn.Module):
         def __init__(self):

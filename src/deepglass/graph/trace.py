@@ -11,6 +11,7 @@ reads, for activation patterns (:mod:`.pattern`).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,25 +73,75 @@ _REFUSED_MODULES = (
 )
 
 
-def _refuse_modules(model: nn.Module) -> None:
-    """One clear line for layers whose signed graph is not defined, before any capture."""
+def _refused_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """The layers whose signed graph is not defined (recurrent cells, attention,
+    quantized layers), with why; a quantized parameter is refused at once."""
+    found = []
     for name, m in model.named_modules():
-        for cls, why in _REFUSED_MODULES:
-            if isinstance(m, cls):
-                raise UnsupportedLayerError(
-                    f"unsupported layer {name or type(m).__name__!r} ({type(m).__name__}): {why}")
-        mod = type(m).__module__
-        if ".quantized" in mod or any(getattr(t, "is_quantized", False)
-                                      for t in list(m.parameters(recurse=False))
-                                      + list(m.buffers(recurse=False))):
-            raise UnsupportedLayerError(
-                f"unsupported layer {name or type(m).__name__!r} ({type(m).__name__}): a "
-                "quantized model's integer arithmetic has no real-valued signed graph; "
-                "load the float model instead")
+        why = next((w for cls, w in _REFUSED_MODULES if isinstance(m, cls)), None)
+        if why is None and (".quantized" in type(m).__module__ or any(
+                getattr(t, "is_quantized", False) for t in list(m.parameters(recurse=False))
+                + list(m.buffers(recurse=False)))):
+            why = ("a quantized model's integer arithmetic has no real-valued signed graph; "
+                   "load the float model instead")
+        if why is not None:
+            found.append((name, m, why))
     for name, p in list(model.named_parameters()) + list(model.named_buffers()):
         if getattr(p, "is_quantized", False):
             raise UnsupportedLayerError(f"parameter {name!r} is quantized: a quantized model has "
                                         "no real-valued signed graph; load the float model")
+    return found
+
+
+def _refuse_called_modules(model, inputs, forward_kwargs) -> None:
+    """One clear line for a layer of :func:`_refused_modules` that the forward
+    pass calls (found by one eager pass with hooks, only where the model holds
+    such a layer); one it holds but never calls (a CRNN's recurrent head cut
+    off in ``forward``) adds nothing.  Where the forward fails, the first such
+    layer is refused (it may be why)."""
+    found = _refused_modules(model)
+    if not found:
+        return
+    called: list = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args, k=k: called.append(k))
+             for k, (_, m, _) in enumerate(found)]
+    try:
+        model(*inputs, **(forward_kwargs or {}))
+    except Exception:  # noqa: BLE001 - the capture reports the model's own failure
+        called.append(0)
+    finally:
+        for h in hooks:
+            h.remove()
+    if called:
+        name, m, why = found[min(called)]
+        raise UnsupportedLayerError(
+            f"unsupported layer {name or type(m).__name__!r} ({type(m).__name__}): {why}")
+
+
+@contextlib.contextmanager
+def _attributes_kept(model: nn.Module):
+    """Restore every submodule's attributes after a capture: a forward that
+    caches tensors on its module (``self.anchors = ...``, a detector's head)
+    would otherwise keep the capture's fake or traced values."""
+    saved = [(m, dict(m.__dict__), {k: dict(getattr(m, k)) for k in
+                                    ("_parameters", "_buffers", "_modules")})
+             for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, attrs, tables in saved:
+            for k in [k for k in m.__dict__ if k not in attrs]:
+                del m.__dict__[k]
+            for k, v in attrs.items():
+                if m.__dict__.get(k, _MISSING) is not v:
+                    m.__dict__[k] = v
+            for k, table in tables.items():
+                if getattr(m, k) != table:
+                    getattr(m, k).clear()
+                    getattr(m, k).update(table)
+
+
+_MISSING = object()
 
 
 def input_shapes(input_shape) -> list[tuple[int, ...]]:
@@ -381,8 +432,10 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
     try:
         # torch.export's own warnings are dropped; the graph's (a non-monotone
         # activation) are passed on afterwards, through the caller's filters
-        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught, \
+                _attributes_kept(model):
             warnings.simplefilter("always")
+            _refuse_called_modules(model, inputs, forward_kwargs)
             try:
                 run = _capture(model, inputs, forward_kwargs, rules, capture, pool_weight,
                                batchnorm, record)
@@ -428,7 +481,6 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
         raise DeepglassError("TorchScript modules cannot be captured as they are; convert one with "
                              "deepglass.zoo.torchscript_to_module(module, input_shape) (through "
                              "ONNX), or load the weights into a Python module")
-    _refuse_modules(model)
     _check_weights(model)
     rules = {"batchnorm": batchnorm, "norm": norm, "gates": gates}
     run = _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, batchnorm,
