@@ -1420,6 +1420,29 @@ def test_a_branch_on_the_inputs_values_is_one_quiet_line(capfd):
     assert out == "" and errout == ""
 
 
+def test_dims_read_from_a_tensor_are_one_line_with_a_hint():
+    """A norm over dims read from a tensor's data (``torch.arange(1, h.dim())
+    .tolist()``, a library's global layer norm): the exporter cannot follow
+    it and says what to change; the fx fallback's rule, given no dims, is
+    refused by name in the same line (it was a raw TypeError)."""
+    class Gln(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.d = nn.Conv1d(1, 4, 5), nn.Conv1d(4, 2, 3)
+
+        def forward(self, x):
+            h = self.c(x)
+            dims = torch.arange(1, h.dim()).tolist()
+            h = (h - h.mean(dims, keepdim=True)) / (h.var(dims, keepdim=True) + 1e-8).sqrt()
+            return self.d(h)
+
+    with pytest.raises(UnsupportedLayerError) as err:
+        SignedGraph.from_module(Gln().eval(), (1, 16))
+    msg = str(err.value)
+    assert "\n" not in msg and "compute it from shapes" in msg
+    assert "rule does not cover this use (TypeError" in msg
+
+
 def test_where_the_exporter_fails_the_fallbacks_refusal_says_why(monkeypatch):
     """A layer the fx fallback does not know (a functional batch norm) after the
     exporter failed: the error gives the exporter's reason first."""

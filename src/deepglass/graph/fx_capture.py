@@ -15,7 +15,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import DeepglassError, UnsupportedLayerError
+from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op
 from .symbolic import (Builder, ForwardError, Pending, Ref, _is_sym, _name_of,
                        add_values, as_tensor_of,
@@ -178,7 +178,14 @@ class FxInterpreter(torch.fx.Interpreter):
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
             raise ForwardError(str(exc)) from exc
         self._cur = real
-        self.sym[n] = self.b.tag(n, self._symbolic(n, real), real)
+        try:
+            sym = self._symbolic(n, real)
+        except (RuntimeError, IndexError, ValueError, TypeError) as exc:
+            # a use of the op its rule does not foresee (dims computed by the
+            # forward, ...): refused by name, as an unsupported layer
+            self._unsupported(n, f"{_name_of(n.target)}: its rule does not cover this use "
+                              f"({type(exc).__name__}: {first_line(exc)})")
+        self.sym[n] = self.b.tag(n, sym, real)
         base = n.args[0] if n.args and isinstance(n.args[0], torch.fx.Node) else None
         if base is not None and _inplace(n) and _is_sym(self.sym[base]):
             if _is_view(base):
