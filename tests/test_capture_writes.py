@@ -154,3 +154,76 @@ def test_a_constant_factor_that_broadcasts_a_value_copies_its_elements():
     copied to 4x4 positions, times 2 (a factor of one number written out per
     element folds as one number only where it does not broadcast the value)."""
     _assert_is_jacobian(_Broadcast(), (2, 6, 6), "export")
+
+
+class _TwoPools(nn.Module):
+    """Two identical max pools of one value (timm's DLA trees), or one pool
+    read twice; an in-place ReLU before them (a program that writes)."""
+
+    def __init__(self, two: bool, inplace: bool = True):
+        super().__init__()
+        torch.manual_seed(0)
+        self.two, self.c = two, nn.Conv2d(2, 4, 3, padding=1)
+        self.act = nn.ReLU(inplace=inplace)
+        self.pa, self.pb = nn.MaxPool2d(2, 2), nn.MaxPool2d(2, 2)
+        self.a, self.b = nn.Conv2d(4, 3, 1), nn.Conv2d(4, 3, 1)
+
+    def forward(self, x):
+        y = self.act(self.c(x))
+        p = self.pa(y)
+        return self.a(p) + self.b(self.pb(y) if self.two else p)
+
+
+@pytest.mark.parametrize("inplace", [True, False])
+def test_identical_ops_on_one_value_are_one_node_block(inplace):
+    """Two identical pools of one value compute one value: one node block
+    read by both layers, the graph of the network that pools once (they were
+    two blocks with the same incoming edges, a graph an exporter that merges
+    identical ops would not give)."""
+    two, one = (SignedGraph.from_module(_TwoPools(t, inplace).eval(), (2, 6, 6))
+                for t in (True, False))
+    assert [b.name for b in two.node_blocks] == [b.name for b in one.node_blocks]
+    assert (two.n_nodes, two.n_edges) == (one.n_nodes, one.n_edges)
+    assert (two.to_scipy() != one.to_scipy()).nnz == 0
+
+
+def test_a_layer_called_twice_on_one_input_is_one_value():
+    """``c(x) + c(x)``: one value added to itself, ``2 c(x)`` (the Jacobian),
+    with the nodes of one call."""
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.d = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            return self.d(self.c(x) + self.c(x))
+
+    g = _assert_is_jacobian(Twice(), (2, 5, 5))
+    assert g.n_nodes == 2 * 25 + 3 * 9 + 2 * 9
+
+
+def test_identical_ops_merge_only_in_a_functional_program_and_not_random_ones():
+    """The merge pass: deterministic ops with the same arguments merge; random
+    ones do not; a program that writes into a value is refused by the pass
+    (the capture functionalizes it first)."""
+    from deepglass.graph.identical import identical_ops, merge_identical_ops, mutates
+
+    def f(x):
+        return torch.relu(x) + torch.relu(x) + torch.rand_like(x) + torch.rand_like(x)
+
+    gm = torch.fx.symbolic_trace(f)
+    assert identical_ops(gm.graph) == 1 and not mutates(gm.graph)
+    assert merge_identical_ops(gm) == 1
+    assert [n.target for n in gm.graph.nodes].count(torch.relu) == 1
+    assert [n.target for n in gm.graph.nodes].count(torch.rand_like) == 2
+    x = torch.randn(4)
+    torch.manual_seed(0)
+    want = f(x)
+    torch.manual_seed(0)
+    torch.testing.assert_close(gm(x), want)
+
+    ep = torch.export.export(_TwoPools(True).eval(), (torch.randn(1, 2, 6, 6),), strict=False)
+    gm = ep.module()
+    assert mutates(gm.graph) and identical_ops(gm.graph) == 1
+    with pytest.raises(ValueError, match="functional"):
+        merge_identical_ops(gm)

@@ -38,6 +38,7 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
                          _neg, _refuse, _scatter, _shape_rule, _sum, _upsample, _where)
+from .identical import identical_ops, merge_identical_ops, mutates
 from .ranges import factor_range, is_gate, is_positive_divisor
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
                        _opname, expand_to, flatten, has_sym, scale, uses)
@@ -90,22 +91,30 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
     try:
         with quiet_exporter():
             ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
-        if not core and _writes_into_view(ep.graph):
+        gm = ep.module()
+        if not core and (_writes_into_view(ep.graph) or
+                         (mutates(gm.graph) and identical_ops(gm.graph))):
             # an in-place op on a view (``y[:, 1:].add_(z)``, ``y[:, :2] = z``)
             # changes the viewed value: functionalized, the program says so with
-            # ``slice_scatter`` / ``select_scatter`` (re-indexings), nothing lowered
+            # ``slice_scatter`` / ``select_scatter`` (re-indexings), nothing lowered;
+            # so too where ops repeat, before they are merged
             ep = ep.run_decompositions({})
-        gm = ep.module()
+            gm = ep.module()
         if not core and all(_rule(nd.target) is not None for nd in gm.graph.nodes
                             if nd.op == "call_function" and nd.target is not operator.getitem):
-            return gm, "torch.export"
+            return _merged(gm), "torch.export"
         table = torch.export.default_decompositions()
         for name in KEEP_WHOLE:
             if hasattr(aten, name):
                 table.pop(getattr(aten, name).default, None)
-        return ep.run_decompositions(table).module(), "torch.export (core ATen)"
+        return _merged(ep.run_decompositions(table).module()), "torch.export (core ATen)"
     except Exception as exc:  # the exporter raises many kinds of errors
-        raise ExportFailed(first_line(exc)) from None
+        msg = first_line(exc)
+        if "data-dependent" in msg:
+            msg += (" (a number read from a tensor's data, .item() / .tolist() / int(tensor), "
+                    "decides the computation: compute it from shapes, x.dim() or x.shape, or "
+                    "pass it in forward_kwargs)")
+        raise ExportFailed(msg) from None
 
 
 #: loggers of the exporter silenced while it runs
@@ -144,6 +153,14 @@ def _rule(target):
 def _opname_packet(target) -> str:
     packet = getattr(target, "overloadpacket", None)
     return getattr(packet, "__name__", "") if packet is not None else ""
+
+
+def _merged(gm):
+    """``gm`` with identical ops merged into one (:mod:`.identical`), where it
+    is functional."""
+    if not mutates(gm.graph) and identical_ops(gm.graph):
+        merge_identical_ops(gm)
+    return gm
 
 
 def _writes_into_view(graph) -> bool:
