@@ -52,6 +52,9 @@ ELEMENTWISE = [
     ("arcsinh", torch.arcsinh, True),
     ("erf", torch.erf, True),
     ("log1p", lambda x: torch.log1p(torch.relu(x)), True),
+    ("log", lambda x: torch.log(torch.relu(x) + 1e-6), True),   # a log compression
+    ("log2", lambda x: torch.log2(torch.relu(x) + 1.0), True),
+    ("sign", torch.sign, True),
 ]
 
 
@@ -177,3 +180,45 @@ def test_pool_sizes_given_as_one_element_lists_repeat_over_the_spatial_dims(nd):
         assert (a.n_nodes, a.n_edges) == (b.n_nodes, b.n_edges)
         assert (a.to_scipy() != b.to_scipy()).nnz == 0
     assert_is_jacobian(net(True, 0), shape)
+
+
+class _Written(nn.Module):
+    """``c2(f(c1(x)))`` with ``f`` an elementwise function written out, per
+    channel parameters ``alpha`` available (Snake)."""
+
+    def __init__(self, f):
+        super().__init__()
+        torch.manual_seed(0)
+        self.f, self.c1, self.c2 = f, nn.Conv1d(1, 4, 5), nn.Conv1d(4, 2, 3)
+        self.alpha = nn.Parameter(torch.rand(1, 4, 1) * 3 + 0.2)
+
+    def forward(self, x):
+        return self.c2(self.f(self, self.c1(x)))
+
+
+WRITTEN = [
+    # (name, function, warned as): read on a grid over [-6, 6] at every element
+    ("snake", lambda m, h: h + torch.sin(m.alpha * h).pow(2) / m.alpha, None),
+    ("x + sin(x)", lambda m, h: h + torch.sin(h), None),
+    ("x - tanh(x)", lambda m, h: h - torch.tanh(h), None),
+    ("mu-law", lambda m, h: torch.sign(h) * torch.log1p(255 * h.abs()), None),
+    ("x - 2 tanh(x)", lambda m, h: h - 2 * torch.tanh(h), "sum of elementwise functions"),
+    ("x cos(x)", lambda m, h: h * torch.cos(h), "x * cos at 'mul'"),
+]
+
+
+@pytest.mark.parametrize("name,f,warned", WRITTEN, ids=[w[0] for w in WRITTEN])
+def test_a_written_out_function_of_one_value_is_read_for_monotonicity(name, f, warned):
+    """A sum or product of elementwise functions of one value (Snake ``x +
+    sin(a x)^2 / a``, mu-law ``sign(x) log1p(255 |x|)``) is one activation:
+    no edges, and one warning at its layer only where it decreases somewhere
+    on the grid (Snake's derivative ``1 + sin(2 a x)`` is never negative); the
+    ops inside it warn no more (``sin``, ``x ** 2``, ``abs`` were warned as if
+    activations, and the sum as unchecked)."""
+    g_ref, _ = _graph(_Written(lambda m, h: torch.relu(h)).double().eval(), (1, 16))
+    g, w = _graph(_Written(f).double().eval(), (1, 16))
+    assert (g.to_scipy() != g_ref.to_scipy()).nnz == 0
+    if warned is None:
+        assert not w, w
+    else:
+        assert len(w) == 1 and warned in w[0], w

@@ -480,6 +480,7 @@ ATEN_OPS: dict = {
            "log_sigmoid_forward logit atan arctan sinh asinh arcsinh", _monotone(False)),
     **_ops("hardtanh clamp clamp_min clamp_max", _monotone(_clamp_nonneg)),
     **_ops("softshrink hardshrink", _monotone(False)),
+    **_ops("log log2 log10 sign", _monotone(False)),   # a log compression, mu-law's sign
     aten.threshold.default: _threshold_at,
     aten.rrelu.default: _rrelu,
     **_ops("index_put", _refuse(

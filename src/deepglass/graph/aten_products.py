@@ -23,7 +23,7 @@ from .symbolic import Pending, Ref, Refused, _flag, _is_sym, _opname, expand_to,
 
 aten = torch.ops.aten
 
-__all__ = ["of_one_value"]
+__all__ = ["of_one_value", "judge_monotone"]
 
 
 def _same(a, b) -> bool:
@@ -47,6 +47,36 @@ _CANONICAL = {"SiLU": F.silu, "hard-swish": F.hardswish, "GELU": F.gelu,
 _MONOTONE = {"Softsign"}
 
 
+def _path(ip, y, n) -> set:
+    """The ops between fx nodes ``y`` and ``n`` (``n`` included)."""
+    order = ip.node_order()
+    between, stack = set(), [n]
+    while stack:
+        u = stack.pop()
+        if u not in between and u is not y and order[u] > order[y]:
+            between.add(u)
+            stack.extend(u.all_input_nodes)
+    return between
+
+
+def _run_path(ip, y, n, real, path: set, value: torch.Tensor) -> torch.Tensor | None:
+    """``n``'s value with ``value`` in place of ``y``'s, the ops of ``path``
+    run again; None where an op on the way changes a shape or fails."""
+    order = ip.node_order()
+    env = {y: value}
+    try:
+        for u in sorted(path, key=order.__getitem__):
+            args, kwargs = torch.fx.node.map_arg((u.args, u.kwargs),
+                                                 lambda v: env[v] if v in env else ip.env[v])
+            env[u] = u.target(*args, **kwargs)
+            if not isinstance(env[u], torch.Tensor) or \
+                    env[u].shape != (real if u is n else ip.env[u]).shape:
+                return None
+    except Exception:   # noqa: BLE001 -- an op that does not take the probe: no form known
+        return None
+    return env[n]
+
+
 def _probe(ip, y, n, real) -> tuple[torch.Tensor, torch.Tensor, set] | None:
     """The ops from fx node ``y`` to ``n`` run again on a probe: ``y``'s shape
     filled with values spread over [-6, 6], where SPEC §1b's activations differ
@@ -58,26 +88,41 @@ def _probe(ip, y, n, real) -> tuple[torch.Tensor, torch.Tensor, set] | None:
     if not isinstance(real, torch.Tensor) or not isinstance(real_y, torch.Tensor) or \
             not real_y.is_floating_point() or real_y.shape != real.shape:
         return None     # (a product of views of y: its activation would have y's shape)
-    order = ip.node_order()
-    ancestors_of_n, stack = set(), [n]
-    while stack:
-        u = stack.pop()
-        if u not in ancestors_of_n and u is not y and order[u] > order[y]:
-            ancestors_of_n.add(u)
-            stack.extend(u.all_input_nodes)
-    env = {y: torch.linspace(-6.0, 6.0, real_y.numel(), dtype=real_y.dtype,
-                             device=real_y.device).reshape(real_y.shape)}
-    try:
-        for u in sorted(ancestors_of_n, key=order.__getitem__):
-            args, kwargs = torch.fx.node.map_arg((u.args, u.kwargs),
-                                                 lambda v: env[v] if v in env else ip.env[v])
-            env[u] = u.target(*args, **kwargs)
-            if not isinstance(env[u], torch.Tensor) or \
-                    env[u].shape != (real if u is n else ip.env[u]).shape:
-                return None
-    except Exception:   # noqa: BLE001 -- an op that does not take the probe: no form known
-        return None
-    return env[y], env[n], ancestors_of_n
+    path = _path(ip, y, n)
+    x = torch.linspace(-6.0, 6.0, real_y.numel(), dtype=real_y.dtype,
+                       device=real_y.device).reshape(real_y.shape)
+    out = _run_path(ip, y, n, real, path, x)
+    return None if out is None else (x, out, path)
+
+
+def judge_monotone(ip, n, real, written: str) -> bool:
+    """An elementwise function of one value written out (``x + sin(a x) ** 2 /
+    a``, Snake; ``sign(x) * log1p(255 |x|)``, mu-law) read on a grid: every
+    element of the value ``y`` it is computed from set to each of 61 values
+    over [-6, 6] and the ops to ``n`` run again.  Non-decreasing at every
+    element: no warning; else warned once as ``written`` at its layer.  The
+    warnings of the ops inside the form are taken back either way (they are
+    parts of one function).  False where no grid reading is possible (the
+    caller says it is unchecked).  O(61 x ops between them)."""
+    y = _common_source(ip, n)
+    real_y = ip.real(y) if y is not None else None
+    if not isinstance(real, torch.Tensor) or not isinstance(real_y, torch.Tensor) or \
+            not real_y.is_floating_point() or real_y.shape != real.shape:
+        return False
+    path = _path(ip, y, n)
+    prev, rises = None, True
+    for t in torch.linspace(-6.0, 6.0, 61, dtype=torch.float64).tolist():
+        out = _run_path(ip, y, n, real, path, torch.full_like(real_y, t))
+        if out is None:
+            return False
+        out = out.detach().double()
+        if prev is not None and bool((out < prev - 1e-9 * (1 + prev.abs())).any()):
+            rises = False
+        prev = out
+    ip.b.retract_warnings(u for u in path if all(w in path for w in u.users) or u is n)
+    if not rises:
+        ip.warn_nonmonotone(f"{written} at {ip.where(n)!r}")
+    return True
 
 
 def _canonical_factor(x: torch.Tensor, out: torch.Tensor) -> tuple[float, str] | None:
@@ -130,8 +175,10 @@ def of_one_value(ip, n, a, b, real, written: str):
     probe = _probe(ip, y, n, real) if y is not None else None
     fit = _canonical_factor(*probe[:2]) if probe is not None else None
     if fit is None:
+        # read on a grid (warned where it falls); where it cannot be, warned
+        if not judge_monotone(ip, n, real, written):
+            ip.warn_nonmonotone(written)
         # the factor computed first is x: its activation is numbered lower
-        ip.warn_nonmonotone(written)
         return _flag(ip.b.activated(a if a.act <= b.act else b), nonneg=False, fn=None,
                      value=None)
     k, name = fit

@@ -17,7 +17,7 @@ import torch.fx
 from ..errors import DeepglassError
 from .blocks import ConvTransposeBlock, ResampleBlock
 from .aten_norms import Stat, feeds_normalization
-from .aten_products import _gated, _product, _same, of_one_value
+from .aten_products import _gated, _product, _same, judge_monotone, of_one_value
 from .ranges import factor_range, is_positive_divisor, value_range
 from .layers import adaptive_pool_op, conv_op, global_mean_op, pool_op, reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
@@ -403,7 +403,9 @@ def _add(ip, n, args, kwargs, real):
         ra, rb = rb, ra
     a, b = _broadcast(ip, n, a, ra, real), _broadcast(ip, n, b, rb, real)
     return add_values(ip.b, a, b, tuple(real.shape[1:]), ip.where(n),
-                       lambda what, why: ip.unsupported(n, what, why))
+                      lambda what, why: ip.unsupported(n, what, why),
+                      judge=lambda: judge_monotone(ip, n, real, "a sum of elementwise "
+                                                   "functions of one value"))
 
 
 # ----------------------------------------------------------------------------------

@@ -400,21 +400,25 @@ def scale(builder: Builder, val, s):
     return val
 
 
-def add_values(builder, a, b, shape, where, unsupported) -> Pending:
+def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
     """A residual addition of two symbolic values (SPEC §1): no nodes; the terms
     of both operands end on one block (a ``Ref`` operand is an identity shortcut).
     Two rescalings of the same nodes (``x + g * x``, ConvNeXt-V2's response
-    norm) add up to one rescaling: no nodes, no parallel edges."""
+    norm) add up to one rescaling: no nodes, no parallel edges.  Two different
+    elementwise functions of the same nodes add up to one more (an
+    activation), which ``judge()`` reads for monotonicity (and warns), True
+    where it could."""
     if isinstance(a, Ref) and isinstance(b, Ref) and a.index.shape == b.index.shape \
             and bool(torch.equal(a.index, b.index)):
         same_fn = a.act == b.act or (a.fn is not None and a.fn == b.fn)
         if not same_fn or (a.act < 0 and a is not b):
             # two different elementwise functions of the same nodes (x - tanh(x),
             # x + relu(x)): their sum is one more, an activation
-            builder.warn_once(f"sum@{where}", f"activation at {where!r}: a sum of "
-                              "elementwise functions of one value (x - tanh(x), x + relu(x)), "
-                              "taken as an elementwise activation; whether it is "
-                              "non-decreasing is not checked")
+            if judge is None or not judge():
+                builder.warn_once(f"sum@{where}", f"activation at {where!r}: a sum of "
+                                  "elementwise functions of one value (x - tanh(x), x + "
+                                  "relu(x)), taken as an elementwise activation; whether it "
+                                  "is non-decreasing is not checked")
             return builder.activated(Ref(a.index))
         one = lambda r: r.scale if r.scale is not None else torch.ones(  # noqa: E731
             r.index.shape, dtype=torch.float64, device=r.index.device)
