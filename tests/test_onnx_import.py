@@ -1032,7 +1032,7 @@ def test_unused_control_flow_is_dropped_and_data_dependent_control_flow_refused(
     named."""
     def loop_model(body_op, used):
         body = helper.make_graph(
-            [helper.make_node(body_op, ["v_in", "v_in"][:1 if body_op == "Sin" else 2], ["v_out"]),
+            [helper.make_node(body_op, ["v_in", "v_in"][:1 if body_op == "Tan" else 2], ["v_out"]),
              helper.make_node("Identity", ["cond_in"], ["cond_out"])],
             "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
                      helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
@@ -1052,8 +1052,8 @@ def test_unused_control_flow_is_dropped_and_data_dependent_control_flow_refused(
     _one_line_error(lambda: onnx_to_module(loop_model("Add", True)),
                     r"^ONNX node 'loop_x' \(Loop\): data-dependent control flow \(a loop or branch on values "
                     r"computed from the input\)")
-    _one_line_error(lambda: onnx_to_module(loop_model("Sin", "const")),
-                    r"^ONNX node 'v_out' has unsupported op 'Sin'")
+    _one_line_error(lambda: onnx_to_module(loop_model("Tan", "const")),
+                    r"^ONNX node 'v_out' has unsupported op 'Tan'")
 
 
 def test_tile_of_an_activation_is_a_reindexing():
@@ -1602,3 +1602,103 @@ def test_a_torchscript_archive_the_exporter_cannot_write_fails_in_one_line_and_p
                     str(info.value)) and "\n" not in str(info.value)
     out, err = capfd.readouterr()
     assert "Torch IR graph" not in out + err and out == "" and err == ""
+
+
+class _SmallCnn(nn.Module):
+    """Conv without bias, batch norm, ReLU, a mean flattened with the batch written out
+    (``view(B, -1)``), a dense head."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c, self.bn = nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.bn.running_var.uniform_(0.5, 2.0)
+            self.bn.weight.normal_()
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.c(x))).mean((2, 3))
+        return self.fc(y.view(x.shape[0], -1))
+
+
+def _dynamo_proto(model, x, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.onnx.export(model, (x,), dynamo=True, verbose=False, **kw).model_proto
+
+
+@pytest.mark.parametrize("how", ["dynamo at batch 2", "legacy at batch 2",
+                                 "dynamo without its optimizer"])
+def test_a_file_written_at_a_fixed_batch_or_unoptimized_has_the_modules_graph(how):
+    """The dynamo exporter given a dummy batch of 2 writes the batch into its
+    reshapes (``Reshape(y, [2, 4])``): read at batch 1 with the batch in its
+    place (it was refused, 'shape [2, 4] is invalid for input of size 4');
+    without its optimizer it writes ``CastLike`` of constants (refused as an
+    unknown op): folded as a cast.  Each file's graph is the module's."""
+    pytest.importorskip("onnxscript")
+    model = _SmallCnn().eval()
+    batch = 1 if "optimizer" in how else 2
+    x = torch.randn(batch, 3, 8, 8)
+    if how.startswith("legacy"):
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17)
+        proto = onnx.load_from_string(buf.getvalue())
+    else:
+        proto = _dynamo_proto(model, x, **({"optimize": False} if batch == 1 else {}))
+    ops = {n.op_type for n in proto.graph.node}
+    assert ("CastLike" in ops) if batch == 1 else True
+    module = onnx_to_module(proto)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), model(x), rtol=1e-5, atol=1e-5)
+    g, ref = (SignedGraph.from_module(m, (3, 8, 8)) for m in (module, model))
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
+    s = torch.randn(3, g.n_nodes).sign()
+    torch.testing.assert_close(g.local_fields(s), ref.local_fields(s), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_a_training_mode_batch_norm_is_refused_saying_to_export_in_eval_mode(opset):
+    """A batch norm exported in train mode normalizes by each batch's own
+    statistics: ``training_mode=1``, or before opset 14 its statistics outputs
+    written at all (it was read as an inference batch norm, silently, with the
+    file's running statistics)."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2)).train()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(4, 1, 3, 3),), buf, dynamo=False,
+                          opset_version=opset, training=torch.onnx.TrainingMode.PRESERVE)
+    with pytest.raises(DeepglassError, match=r"training-mode batch norm.*model\.eval\(\)"):
+        onnx_to_module(onnx.load_from_string(buf.getvalue()))
+
+
+class _Elementwise(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.c = nn.Conv1d(1, 4, 3), nn.Conv1d(4, 4, 1), nn.Conv1d(4, 2, 1)
+
+    def forward(self, x):
+        y = torch.sin(self.a(x)) + torch.cos(self.a(x))
+        y = torch.sign(self.b(y)) * torch.log(self.b(y).abs() + 1)
+        return self.c(y)
+
+
+def test_sin_cos_sign_and_log_of_an_activation_are_elementwise_functions():
+    """``Sin``, ``Cos``, ``Sign`` and ``Log`` of an activation (Snake, SIREN,
+    a log compression) are elementwise functions, as the module's ops are
+    (``Log`` was taken only as log-sigmoid): the import's graph is the
+    module's."""
+    model = _Elementwise().eval()
+    x = torch.randn(1, 1, 12)
+    module = _torch_to_onnx_module(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), model(x), rtol=1e-5, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g, ref = (SignedGraph.from_module(m, (1, 12)) for m in (module, model))
+    assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
+    assert (g.to_scipy() != ref.to_scipy()).nnz == 0

@@ -111,6 +111,15 @@ class _ArithOps:
     def op_Neg(self, node, a):
         self._unary_fn(node, torch.neg)
 
+    def op_Sin(self, node, a):
+        self._unary_fn(node, torch.sin)
+
+    def op_Cos(self, node, a):
+        self._unary_fn(node, torch.cos)
+
+    def op_Sign(self, node, a):
+        self._unary_fn(node, torch.sign)
+
     def op_Reciprocal(self, node, a):
         self._unary_fn(node, torch.reciprocal)
 

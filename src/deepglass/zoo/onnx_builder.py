@@ -55,6 +55,11 @@ class _BuilderBase(_Refusals):
         self._refuse_undefined(real)
         self.input_names = [i.name for i in real]
         self.input_shapes = self._input_shapes(real, input_shapes)
+        # a file written at a fixed batch B > 1 (an exporter given a dummy batch of
+        # B): read at batch 1, its reshapes that write B as their first size are
+        # read with the batch in its place (see op_Reshape)
+        batches = {self._static_batch(i) for i in real}
+        self.file_batch = batches.pop() if len(batches) == 1 else None
         taken: set[str] = set()
         for inp, shape in zip(real, self.input_shapes):
             name = "x" if len(real) == 1 else _safe(inp.name)
@@ -98,6 +103,14 @@ class _BuilderBase(_Refusals):
                     f"{len(per)} input shapes for the {len(real)} ONNX inputs ({', '.join(names)})"
                 )
         return [self._input_shape(i, None if s is None else tuple(int(d) for d in s)) for i, s in zip(real, per)]
+
+    @staticmethod
+    def _static_batch(inp) -> int | None:
+        """The input's batch size where the file fixes it above 1, else None."""
+        dims = inp.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 1:
+            return int(dims[0].dim_value)
+        return None
 
     @staticmethod
     def _input_shape(inp, override) -> tuple[int, ...]:
@@ -255,8 +268,10 @@ class _BuilderBase(_Refusals):
         except DeepglassError:
             raise
         except Exception as exc:
+            hint = (f"; the file was written at a fixed batch of {self.file_batch}: export "
+                    "it with a batch of 1 or a dynamic batch axis") if self.file_batch else ""
             raise DeepglassError(f"cannot convert ONNX node {_label(node)} ({op}): "
-                                 f"{first_line(exc)}") from None
+                                 f"{first_line(exc)}{hint}") from None
 
     def _outputs(self, outs: list):
         """Several graph outputs: a named tuple of the ONNX output names when they

@@ -331,14 +331,16 @@ class _LayerOps:
 
     def op_Log(self, node, a):
         """Folded on constants; ``Log(Sigmoid(x))`` (torch's exporters' ``nn.LogSigmoid``) is that
-        module of ``x``; the log of another activation is refused."""
+        module of ``x``; the log of another activation an elementwise function (a log
+        compression), as ``torch.log``."""
         x = self.inp(node, 0)
         if x.is_const:
             self.set(node, _Value(const=torch.log(x.const)))
             return
         sig = self.producer.get(node.input[0])
         if sig is None or sig.op_type != "Sigmoid" or self.values[sig.input[0]].is_const:
-            self.refuse(node, "the log of an activation is supported only as log-sigmoid (Sigmoid -> Log)")
+            self.set(node, self.emit_function(torch.log, [x]))
+            return
         self.set(node, self.emit_module(node, nn.LogSigmoid(), self.values[sig.input[0]]))
 
     def op_Gelu(self, node, a):
@@ -420,9 +422,13 @@ class _LayerOps:
 
     # -- normalizations -------------------------------------------------------------
     def op_BatchNormalization(self, node, a):
+        # training mode: ``training_mode=1`` (opset 14+), or before opset 14 the
+        # optional outputs (running and saved statistics) written at all
+        if int(a.get("training_mode", 0)) or (self.opset < 14 and any(node.output[1:])):
+            self.refuse(node, "a training-mode batch norm (the file normalizes by each "
+                        "batch's own statistics: exported with the model in train mode); "
+                        "export it after model.eval()")
         self._only_first_output(node)
-        if int(a.get("training_mode", 0)):
-            self.refuse(node, "training_mode=1")
         x = self.inp(node, 0)
         scale, shift = self.need_const(node, 1, "scale"), self.need_const(node, 2, "bias")
         mean, var = self.need_const(node, 3, "mean"), self.need_const(node, 4, "variance")

@@ -21,12 +21,12 @@ SUPPORTED_OPS = (
     "PRelu", "Reciprocal", "ReduceL2", "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax",
     "Softplus", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose", "Unsqueeze", "Upsample",
     "Max", "Min",   # of one activation and one constant (a TLU)
-    "Selu", "Celu", "Log",   # Log only of a Sigmoid (nn.LogSigmoid)
+    "Selu", "Celu", "Log", "Sin", "Cos", "Sign", "Abs",
 )
 #: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor;
 #: Loop / If of constants are run, unused ones dropped: TorchScript's shape checks);
 #: Erf only inside GELU (x * 0.5 * (1 + erf(x / sqrt 2))), which becomes nn.GELU
-FOLDED_OPS = ("Abs", "Cast", "Ceil", "ConstantOfShape", "Equal", "Erf", "Floor", "Greater", "If", "Less",
+FOLDED_OPS = ("Abs", "Cast", "CastLike", "Ceil", "ConstantOfShape", "Equal", "Erf", "Floor", "Greater", "If", "Less",
               "Loop", "Max", "Min", "Mod", "Not", "Range", "Shape", "Tile", "Where")
 
 _RECURRENT = {"LSTM", "GRU", "RNN"}

@@ -70,11 +70,20 @@ class _ShapeOps:
         casts of a mixed-precision file (float32 in and out, an fp16 body) are no-ops."""
         from onnx import TensorProto, helper
 
-        x = self.inp(node, 0)
         if a["to"] == TensorProto.BFLOAT16:
             dtype = torch.float32
         else:
             dtype = _widen(torch.from_numpy(np.zeros(0, dtype=helper.tensor_dtype_to_np_dtype(a["to"]))).dtype)
+        self._cast(node, dtype)
+
+    def op_CastLike(self, node, a):
+        """A cast to the dtype of the second input (the dynamo exporter's cast
+        of a constant to the activation's dtype): as :meth:`op_Cast`."""
+        like = self.inp(node, 1)
+        self._cast(node, _widen(like.const.dtype if like.is_const else like.tensor.dtype))
+
+    def _cast(self, node, dtype: torch.dtype) -> None:
+        x = self.inp(node, 0)
         if not x.is_const and dtype == x.tensor.dtype:
             self.set(node, x)  # a no-op cast
         elif x.is_const:
@@ -142,7 +151,13 @@ class _ShapeOps:
         self._fold(node, torch.logical_not)
 
     def op_Abs(self, node, a):
-        self._fold(node, torch.abs)
+        """Folded on constants; of an activation an elementwise function (as
+        ``torch.abs``: warned as not non-decreasing)."""
+        x = self.inp(node, 0)
+        if x.is_const:
+            self._fold(node, torch.abs)
+        else:
+            self.set(node, self.emit_function(torch.abs, [x]))
 
     def op_Floor(self, node, a):
         self._fold(node, torch.floor)
@@ -456,6 +471,11 @@ class _ShapeOps:
         in_shape = list(x.tensor.shape)
         if not int(a.get("allowzero", 0)):
             target = [in_shape[i] if t == 0 and i < len(in_shape) else t for i, t in enumerate(target)]
+        if not x.is_const and self.file_batch and target and target[0] == self.file_batch and \
+                in_shape[0] != self.file_batch:
+            # the file's fixed batch written into the shape (``view(2, -1)`` exported
+            # at a dummy batch of 2): the batch read here in its place
+            target[0] = in_shape[0]
         resolved = list(torch.empty(in_shape, device="meta").reshape(target).shape)
         if x.is_const:
             self.set(node, _Value(const=x.const.reshape(resolved)))
