@@ -1844,9 +1844,10 @@ class _SumOfFunctions(nn.Module):
 def test_a_sum_of_functions_of_one_value_is_an_activation(how):
     """``x - tanh(x)`` (Tanhshrink), ``x + relu(x)``: two elementwise functions
     of the same nodes add into a third, an activation (the next layer keeps
-    its weights; they were read as ``x + (-1) x`` and zeroed), warned as not
-    checked for monotonicity; ``r + r`` and ``2 r + r`` of one ``r = relu(x)``
-    stay rescalings (by 2, 3), as does ``2 relu(x) + relu(x)`` of two calls."""
+    its weights; they were read as ``x + (-1) x`` and zeroed), warned only
+    where it decreases (``relu(x) - x``, read on a grid); ``r + r`` and
+    ``2 r + r`` of one ``r = relu(x)`` stay rescalings (by 2, 3), as does
+    ``2 relu(x) + relu(x)`` of two calls."""
     torch.manual_seed(0)
     net = _SumOfFunctions(how).eval()
     g, warned = _graph(net, (2, 4, 4))
@@ -1856,7 +1857,7 @@ def test_a_sum_of_functions_of_one_value_is_an_activation(how):
     c1 = g.node_blocks[1]
     np.testing.assert_allclose(A[c1.offset:c1.stop], factor * B[c1.offset:c1.stop], rtol=1e-6)
     np.testing.assert_allclose(A[:c1.offset], B[:c1.offset], rtol=1e-6)
-    assert any("a sum of elementwise functions" in w for w in warned) == (factor == 1.0)
+    assert any("a sum of elementwise functions" in w for w in warned) == (how == "relu-x")
 
 
 class _NormAfter(nn.Module):
@@ -2042,3 +2043,23 @@ def test_a_rule_failing_on_an_unforeseen_use_is_a_one_line_refusal(monkeypatch):
     with pytest.raises(UnsupportedLayerError, match=r"'avg_pool2d' .*does not cover this use "
                                                     r"\(IndexError"):
         SignedGraph.from_module(Pool(), (2, 4, 4))
+
+
+def test_a_refusal_ends_with_the_line_of_the_models_code():
+    """An op the model's own ``forward`` computes (no module of its own, so
+    named by the op): the refusal ends with the file and line that compute
+    it, where the user can find it."""
+    import inspect
+
+    class Bilinear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv1d(1, 2, 3), nn.Conv1d(1, 2, 3)
+
+        def forward(self, x):
+            return torch.relu(self.a(x)) * self.b(x)
+
+    line = inspect.getsourcelines(Bilinear.forward)[1] + 1
+    with pytest.raises(UnsupportedLayerError, match=rf"^unsupported layer 'mul' .*"
+                                                    rf"\(test_capture\.py:{line}\)$"):
+        SignedGraph.from_module(Bilinear(), (1, 8))

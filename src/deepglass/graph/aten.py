@@ -22,6 +22,7 @@ import contextlib
 import io
 import logging
 import operator
+import os
 from typing import Any
 
 import torch
@@ -155,6 +156,19 @@ def _opname_packet(target) -> str:
     return getattr(packet, "__name__", "") if packet is not None else ""
 
 
+def _source_line(n) -> str:
+    """``" (model.py:12)"``: the last frame of the model's own code (not
+    torch's, not generated code) in the exporter's stack trace of ``n``; ""
+    where there is none."""
+    import re
+
+    frames = re.findall(r'File "([^"]+)", line (\d+)', n.meta.get("stack_trace") or "")
+    torch_dir = os.path.dirname(torch.__file__)
+    own = [(f, line) for f, line in frames if not f.startswith("<") and
+           not os.path.abspath(f).startswith(torch_dir)]
+    return f" ({os.path.basename(own[-1][0])}:{own[-1][1]})" if own else ""
+
+
 def _merged(gm):
     """``gm`` with identical ops merged into one (:mod:`.identical`), where it
     is functional."""
@@ -282,11 +296,13 @@ class AtenInterpreter(torch.fx.Interpreter):
         raise exc
 
     def refused(self, n, what: str, why: str | None = None, product: bool = False) -> Refused:
-        """The refusal of op ``n``, carried as a value (:class:`Refused`)."""
+        """The refusal of op ``n``, carried as a value (:class:`Refused`); the
+        line of the model's code that computes it ends the message."""
+        at = _source_line(n)
         if why:
-            return Refused(f"unsupported layer {self.where(n)!r} ({what}): {why}", product)
+            return Refused(f"unsupported layer {self.where(n)!r} ({what}): {why}{at}", product)
         return Refused(f"unsupported layer {self.where(n)!r} (op {what}): "
-                       f"deepglass supports {SUPPORTED}", product)
+                       f"deepglass supports {SUPPORTED}{at}", product)
 
     def warn_nonmonotone(self, name: str, detail: str = "") -> None:
         self.b.warn_once(name, f"activation {name}{detail} is not non-decreasing: the "
