@@ -1071,3 +1071,23 @@ def test_a_resume_with_other_input_values_under_the_same_names_is_refused(tmp_pa
     forced = run_active(tmp_path / "run", net, g, other, ids, force=True, **kw)
     fresh = run_active(None, net, g, other, ids, **kw)
     np.testing.assert_array_equal(forced["delta_x"], fresh["delta_x"])
+
+
+def test_the_verdict_claims_no_difference_within_the_solvers_scatter():
+    """``delta_x`` a hair below ``delta`` (a SiLU net keeps nearly every edge
+    active): where the median gap is within the replicas' scatter (their mean
+    above their best), the verdict says so and claims nothing (it said 'less
+    frustrated, as the paper found'); a clear gap keeps that verdict."""
+    from deepglass.experiments.active import active_summary_stats
+    from deepglass.experiments.active_run import verdict
+
+    def table(best, mean):
+        return pd.DataFrame({"delta_x": best, "delta_x_mean": mean,
+                             "frac_nodes": [1.0] * len(best), "frac_edges": [0.9999] * len(best)})
+
+    close = active_summary_stats(table([0.426101, 0.426100], [0.42617, 0.42616]), 0.426103)
+    assert close["frac_below_delta"] == 1.0
+    assert close["delta_x_scatter"] == pytest.approx(6.45e-5)
+    assert "no difference is claimed" in verdict(close) and "99.99%" in verdict(close)
+    clear = active_summary_stats(table([0.30, 0.31], [0.3001, 0.3101]), 0.426103)
+    assert "as the paper found" in verdict(clear)

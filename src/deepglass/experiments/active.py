@@ -156,6 +156,11 @@ def active_summary_stats(table: pd.DataFrame, delta: float | None = None) -> dic
     if delta is not None:
         out["delta"] = float(delta)
         out["frac_below_delta"] = float((d < delta).mean()) if len(d) else None
+    if "delta_x_mean" in table.columns and len(d):
+        # the solver's scatter: how far its replicas end above their best, per input
+        spread = (table["delta_x_mean"] - table["delta_x"]).to_numpy(dtype=float)
+        spread = spread[np.isfinite(spread)]
+        out["delta_x_scatter"] = float(np.median(spread)) if len(spread) else None
     ex = exact_rows(table)
     if ex is not None:
         # ``exact`` certifies its value or stops at the time limit with the best

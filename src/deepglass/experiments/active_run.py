@@ -129,6 +129,13 @@ def verdict(stats: Mapping) -> str:
     if f is None or stats.get("delta_x_mean") is None:
         return "No active subnetwork had an edge, so delta_x could not be compared with delta."
     pct = f"{100 * f:.0f}%"
+    gap, scatter = stats.get("delta", 0.0) - stats["delta_x_median"], stats.get("delta_x_scatter")
+    if scatter and abs(gap) <= scatter:
+        return (f"delta_x < delta for {pct} of the inputs, but delta - delta_x (median "
+                f"{gap:.2g}) is within the solver's scatter between replicas ({scatter:.2g}): "
+                "the active subnetworks are about as frustrated as the whole network "
+                f"(they keep {100 * stats['frac_edges_mean']:.2f}% of its edges); no "
+                "difference is claimed.")
     if f >= 0.9:
         return (f"delta_x < delta for {pct} of the inputs: the active subnetworks are less "
                 "frustrated than the whole network, as the paper found.")
