@@ -226,10 +226,41 @@ def test_labels_that_are_no_class_indices_are_refused_in_one_line(tmp_path, labe
 def test_signals_without_their_channel_axis_are_refused_saying_how_to_add_it(tmp_path):
     np.save(tmp_path / "w.npy", np.zeros((3, 16), np.float32))      # 3 waveforms, no channel
     with pytest.raises(DeepglassError, match=r"one channel: add its axis "
-                                             r"\(np\.expand_dims\(x, 1\), shape \(3, 1, 16\)\)"):
+                                             r"\(np\.expand_dims\(x, 1\) has shape \(3, 1, 16\)\)"):
         load_inputs(str(tmp_path / "w.npy"), (1, 16))
     np.save(tmp_path / "w.npy", np.zeros((3, 1, 16), np.float32))
     assert load_inputs(str(tmp_path / "w.npy"), (1, 16)).x.shape == (3, 1, 16)
+    np.save(tmp_path / "w.npy", np.zeros(16, np.float32))             # one waveform
+    with pytest.raises(DeepglassError, match=r"\(np\.expand_dims\(x, 0\) has shape \(1, 16\)\)"):
+        load_inputs(str(tmp_path / "w.npy"), (1, 16))
+
+
+def test_wav_files_are_waveforms_scaled_to_full_scale_and_fitted(tmp_path):
+    """A folder of .wav files (class sub-folders): 16-bit PCM by 32768, 8-bit
+    around 128, float as stored; stereo averaged for a 1-channel net, mono
+    repeated for 2; the first L samples, zero-padded (they were skipped in a
+    folder, silently where .npy files sat beside them, and refused alone)."""
+    from scipy.io import wavfile
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    wavfile.write(tmp_path / "a" / "pcm16.wav", 8000, np.array([16384, -8192, 32767] * 4, np.int16))
+    stereo = np.stack([np.linspace(-1, 1, 6), np.linspace(1, 0, 6)], 1).astype(np.float32)
+    wavfile.write(tmp_path / "a" / "stereo.wav", 8000, stereo)
+    wavfile.write(tmp_path / "b" / "pcm8.wav", 8000, np.array([128, 192, 0, 255] * 3, np.uint8))
+    np.save(tmp_path / "b" / "beside.npy", np.ones((1, 8), np.float32))
+    batch = load_inputs(str(tmp_path), (1, 8))
+    assert batch.ids == ["a/pcm16.wav", "a/stereo.wav", "b/beside.npy", "b/pcm8.wav"]
+    assert batch.labels.tolist() == [0, 0, 1, 1] and not batch.skipped
+    x = batch.x.numpy()
+    np.testing.assert_allclose(x[0, 0], [0.5, -0.25, 32767 / 32768] * 2 + [0.5, -0.25])
+    np.testing.assert_allclose(x[1, 0], np.r_[stereo.mean(1), 0, 0], atol=1e-7)
+    np.testing.assert_allclose(x[3, 0], [0, 0.5, -1, 127 / 128] * 2)
+    two = load_inputs(str(tmp_path / "a" / "pcm16.wav"), (2, 4)).x
+    assert two.shape == (1, 2, 4) and torch.equal(two[0, 0], two[0, 1])
+    assert load_inputs(str(tmp_path / "a" / "pcm16.wav"), (5,)).x.shape == (1, 5)
+    with pytest.raises(DeepglassError, match="2 channels for a network of 3 input channels"):
+        load_inputs(str(tmp_path / "a" / "stereo.wav"), (3, 8))
 
 
 def test_a_run_directory_inside_an_input_folder_is_not_read_as_inputs(tmp_path):

@@ -18,11 +18,12 @@ source                   what
                          (china, flower)
 a folder                 image files, flat or in the Imagenette / ImageFolder layout
                          (one sub-folder per class; labels index the sorted folder names);
-                         or tensor files (``.npy/.npz/.pt``), each one input of shape
+                         or tensor files (``.npy/.npz/.pt``, ``.wav``), each one input of shape
                          ``input_shape`` or a batch of them (volumes, spectrograms, any
                          input that is not an image), in the same layouts
 a ``.npy/.npz/.pt`` file a tensor (B, \\*input_shape) used as is (``.npz``/``.pt`` may hold
-                         a dict with ``x`` and optional ``labels`` / ``ids``)
+                         a dict with ``x`` and optional ``labels`` / ``ids``); a ``.wav``
+                         file one waveform fitted to (C, L) (:mod:`deepglass.waveforms`)
 a tensor or array        used as is
 =======================  ==================================================================
 
@@ -70,7 +71,7 @@ SKIMAGE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hub
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm", ".pbm")
 #: tensor file suffixes: a file source, or a folder of them (one input or a batch per file).
-TENSOR_SUFFIXES = (".npy", ".npz", ".pt", ".pth")
+TENSOR_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".wav")   # .wav: deepglass.waveforms
 
 SOURCES = ("digits", "mnist", "skimage", "sklearn-images")
 
@@ -421,9 +422,9 @@ def _tensor_batch(obj, input_shape, n, seed, name: str) -> InputBatch:
         hint = ""
         if len(shape) > 1 and shape[0] == 1 and shape[1:] in (tuple(x.shape[1:]),
                                                                tuple(x.shape)):
-            b = x.shape[0] if x.ndim == len(shape) else 1
-            hint = (f"; one channel: add its axis (np.expand_dims(x, {x.ndim - len(shape) + 1}),"
-                    f" shape ({b}, {', '.join(map(str, shape))}))")
+            one = tuple(x.shape) == shape[1:]       # one input, or a batch of them
+            hint = (f"; one channel: add its axis (np.expand_dims(x, {0 if one else 1}) has "
+                    f"shape {shape if one else (x.shape[0],) + shape})")
         raise DeepglassError(f"{name}: tensor of shape {tuple(x.shape)} does not match the "
                              f"input shape (B, {', '.join(map(str, shape))}){hint}")
     if not torch.isfinite(x).all():
@@ -462,8 +463,11 @@ def _load_file(path: Path, input_shape, n, seed, name: str | None = None) -> Inp
     try:
         if suffix not in TENSOR_SUFFIXES:
             raise DeepglassError(f"{path}: expected a folder of images or a .npy/.npz/.pt "
-                                 f"tensor file, not '{suffix or path.name}'")
-        if suffix == ".npy":
+                                 f"tensor file or a .wav file, not '{suffix or path.name}'")
+        if suffix == ".wav":
+            from .waveforms import read_wav
+            obj = read_wav(path, input_shape)
+        elif suffix == ".npy":
             obj = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
