@@ -552,6 +552,29 @@ def test_a_recurrent_cell_held_but_not_called_adds_nothing():
     assert (a.n_nodes, a.n_edges) == (b.n_nodes, b.n_edges) == (2 * 8 + 3 * 6, 3 * 6 * 2 * 3)
 
 
+def test_a_held_recurrent_cell_changes_no_other_message_or_attribute():
+    """A model that holds a recurrent cell it never calls: a wrong input shape
+    is reported as such (it was blamed on the cell), and a buffer its forward
+    reassigns is restored (comparing the buffers crashed)."""
+    class Held(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc, self.rnn = nn.Conv1d(2, 2, 1), nn.Linear(8, 2), nn.LSTM(2, 2)
+            self.register_buffer("cache", torch.zeros(1, 2, 4))
+
+        def forward(self, x):
+            y = self.c(x)
+            self.cache = y.detach()
+            return self.fc(y.flatten(1))
+
+    net = Held()
+    before = net.cache
+    SignedGraph.from_module(net, (2, 4))
+    assert net.cache is before
+    with pytest.raises(DeepglassError, match=r"does not accept input of shape \(2, 5\)"):
+        SignedGraph.from_module(net, (2, 5))
+
+
 def test_capture_leaves_the_models_attributes_as_they_were():
     """A forward that caches a tensor on its module (a detector head's anchors,
     created on the first call): the capture's traced values are not left

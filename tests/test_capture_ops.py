@@ -204,6 +204,13 @@ WRITTEN = [
     ("mu-law", lambda m, h: torch.sign(h) * torch.log1p(255 * h.abs()), None),
     ("x - 2 tanh(x)", lambda m, h: h - 2 * torch.tanh(h), "sum of elementwise functions"),
     ("x cos(x)", lambda m, h: h * torch.cos(h), "x * cos at 'mul'"),
+    # between points of an even grid, and beyond 6, it decreases
+    ("x + 2 sin(10 pi x) / (10 pi)", lambda m, h: h + 2 * torch.sin(10 * math.pi * h) /
+     (10 * math.pi), "sum of elementwise functions"),
+    ("x - 2 relu(x - 8)", lambda m, h: h - 2 * torch.relu(h - 8), "sum of elementwise functions"),
+    # a mean subtracted on the way: no function of each element alone
+    ("x - 3 tanh(x - mean)", lambda m, h: h - 3 * torch.tanh(h - h.mean(1, keepdim=True)),
+     "is not checked"),
 ]
 
 

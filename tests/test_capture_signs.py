@@ -72,7 +72,9 @@ def test_a_statistic_whose_sign_the_input_decides_is_refused(f):
     (lambda y, z: y / (2 + torch.tanh(z)) - y, -2.0 / 3.0),    # factor in [-2/3, 0]
     (lambda y, z: y - y * torch.sigmoid(z), 1.0),              # y (1 - sigmoid(z))
     (lambda y, z: 2 * y - y * (1 + torch.tanh(z)), 2.0),       # factor in [0, 2]
-    (lambda y, z: y * torch.sigmoid(z) + y, 2.0)])             # as before: 1 + 1
+    (lambda y, z: y * torch.sigmoid(z) + y, 2.0),              # as before: 1 + 1
+    # a mean of a gate is bounded by its range: y (mean - 1) by -1
+    (lambda y, z: y * torch.sigmoid(z).mean((2, 3), keepdim=True) - y, -1.0)])
 def test_a_gated_copy_and_a_copy_of_opposite_sign_keep_one_sign(f, k):
     """``y * sigmoid(z) - y = -y (1 - sigmoid(z))``: the factor lies in
     [-1, 0] for every input, a rescaling by -1 (its bound of largest
@@ -83,10 +85,22 @@ def test_a_gated_copy_and_a_copy_of_opposite_sign_keep_one_sign(f, k):
                                rtol=1e-12, atol=1e-15)
 
 
+def test_a_gated_copy_moved_by_a_re_indexing_keeps_its_gates_range():
+    """``(y * sigmoid(z)).flip(-1) - y.flip(-1)``: the flip moves the gate's
+    range with the elements (it was lost, the factors added to 0 and the
+    edges vanished); ``2 y sigmoid(z)`` flipped the same way stays refused."""
+    np.testing.assert_allclose(
+        _dense(lambda y, z: (y * torch.sigmoid(z)).flip(-1) - y.flip(-1))[0],
+        _dense(lambda y, z: -((y * torch.sigmoid(z)).flip(-1)))[0], rtol=1e-12, atol=1e-15)
+    with pytest.raises(UnsupportedLayerError, match="sum of gated copies"):
+        _dense(lambda y, z: torch.cat([2 * y * torch.sigmoid(z)], 1).flip(-1) - y.flip(-1))
+
+
 @pytest.mark.parametrize("f", [lambda y, z: 2 * y * torch.sigmoid(z) - y,
                                lambda y, z: y * (1 + torch.tanh(z)) - y,
                                lambda y, z: y * torch.sigmoid(z) + y * torch.sigmoid(-z) - y,
-                               lambda y, z: y - 3 * y / (1 + torch.exp(-z))])
+                               lambda y, z: y - 3 * y / (1 + torch.exp(-z)),
+                               lambda y, z: y * torch.sigmoid(z).sum(1, keepdim=True) - y])
 def test_a_sum_of_gated_copies_of_either_sign_is_refused(f):
     """``2 y sigmoid(z) - y = y tanh(z / 2)``: a factor of either sign, which
     the input decides (SPEC §1b: a gate is a positive rescaling); refused."""

@@ -227,3 +227,17 @@ def test_identical_ops_merge_only_in_a_functional_program_and_not_random_ones():
     assert mutates(gm.graph) and identical_ops(gm.graph) == 1
     with pytest.raises(ValueError, match="functional"):
         merge_identical_ops(gm)
+
+
+def test_an_inplace_subtraction_subtracts():
+    """``a(x).sub_(b(x))``: an in-place subtraction (it was read as an
+    addition: ``sub_``'s op is not ``sub``); the graph is the Jacobian."""
+    class Sub(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Conv1d(2, 3, 3), nn.Conv1d(2, 3, 3), nn.Conv1d(3, 2, 1)
+
+        def forward(self, x):
+            return self.c(self.a(x).sub_(self.b(x)))
+
+    _assert_is_jacobian(Sub(), (2, 6))

@@ -42,7 +42,7 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
 from .identical import identical_ops, merge_identical_ops, mutates
 from .ranges import factor_range, is_gate, is_positive_divisor
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
-                       _opname, expand_to, flatten, has_sym, scale, uses)
+                       _flag, _opname, expand_to, flatten, has_sym, scale, uses)
 
 __all__ = ["export_module", "AtenInterpreter", "ATEN_OPS", "interpolation_matrices"]
 
@@ -154,6 +154,23 @@ def _rule(target):
 def _opname_packet(target) -> str:
     packet = getattr(target, "overloadpacket", None)
     return getattr(packet, "__name__", "") if packet is not None else ""
+
+
+def _computed_from(ip, node, source) -> bool:
+    """Whether fx ``node``'s value is computed from ``source``'s (a statistic
+    of the value it rescales).  O(ops between them)."""
+    if not isinstance(node, torch.fx.Node) or not isinstance(source, torch.fx.Node):
+        return False
+    order = ip.node_order()
+    seen, stack = set(), [node]
+    while stack:
+        u = stack.pop()
+        if u is source:
+            return True
+        if u not in seen and order.get(u, -1) > order.get(source, -1):
+            seen.add(u)
+            stack.extend(u.all_input_nodes)
+    return False
 
 
 def _source_line(n) -> str:
@@ -409,8 +426,19 @@ class AtenInterpreter(torch.fx.Interpreter):
                         tuple(a.index.shape[1:]) if isinstance(a, Ref) else tuple(a.shape)):
                     # a statistic that broadcasts the value to a larger shape copies it
                     a = expand_to(self.b, a, real.shape[1:])
-                return a if b.sign > 0 else scale(self.b, a, torch.tensor(-1.0,
-                                                                          dtype=torch.float64))
+                out = a if b.sign > 0 else scale(self.b, a, torch.tensor(-1.0,
+                                                                         dtype=torch.float64))
+                # a statistic of another value (a mean of a gate) is a gate for
+                # sums with copies of the value, its factor in its range (y *
+                # sigmoid(z).mean() - y: by -1); a normalization's statistic of
+                # the value itself is taken at 1, the response at its mean (SPEC §1b)
+                fx_a = n.args[1] if isinstance(args[0], Stat) else n.args[0]
+                if isinstance(out, Ref) and not _computed_from(self, fx_b, fx_a):
+                    lo, hi = factor_range(self, fx_b, divides=packet is aten.div)
+                    lo, hi = (lo, hi) if b.sign > 0 else (-hi, -lo)
+                    out = _flag(out, gated=True, gate=(max(lo, 0.0), hi) if hi > 0
+                                else (0.0, float("inf")))
+                return out
         if packet in (aten.add, aten.sub, aten.rsub) and len(args) > 1:
             a, b = args[0], args[1]
             if packet is aten.rsub:     # rsub(x, u) = u - x

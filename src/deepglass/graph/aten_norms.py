@@ -19,7 +19,7 @@ import operator
 import torch
 import torch.fx
 
-from .symbolic import Pending, Ref, _flag, _name_of, _opname, scale, uses
+from .symbolic import Pending, Ref, _flag, _name_of, _opname, base_packet, scale, uses
 
 __all__ = ["Stat", "feeds_normalization", "stat_sign"]
 
@@ -256,7 +256,7 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
         if (u, reduced, negated) in seen:
             continue
         seen.add((u, reduced, negated))
-        packet = getattr(u.target, "overloadpacket", None)
+        packet = base_packet(u.target)
         others = [a for a in u.args if isinstance(a, torch.fx.Node) and a is not src
                   and a in depends] if packet in _COMBINE else []
         if others:
@@ -347,7 +347,7 @@ def _subtracted(u, src) -> bool:
 
 def _negates(ip, u, src) -> bool:
     """Whether ``u`` flips the sign of ``src`` (``-u``, ``c - u``, ``u * -1``)."""
-    packet = getattr(u.target, "overloadpacket", None)
+    packet = base_packet(u.target)
     if packet is aten.neg:
         return True
     if packet in (aten.sub, aten.rsub):

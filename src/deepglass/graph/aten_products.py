@@ -69,8 +69,9 @@ def _run_path(ip, y, n, real, path: set, value: torch.Tensor) -> torch.Tensor | 
             args, kwargs = torch.fx.node.map_arg((u.args, u.kwargs),
                                                  lambda v: env[v] if v in env else ip.env[v])
             env[u] = u.target(*args, **kwargs)
-            if not isinstance(env[u], torch.Tensor) or \
-                    env[u].shape != (real if u is n else ip.env[u]).shape:
+            # (a grid of values may stand in the batch axis)
+            if not isinstance(env[u], torch.Tensor) or env[u].shape[0] != value.shape[0] or \
+                    env[u].shape[1:] != (real if u is n else ip.env[u]).shape[1:]:
                 return None
     except Exception:   # noqa: BLE001 -- an op that does not take the probe: no form known
         return None
@@ -95,30 +96,41 @@ def _probe(ip, y, n, real) -> tuple[torch.Tensor, torch.Tensor, set] | None:
     return None if out is None else (x, out, path)
 
 
+#: the grid a written-out function is read on: up to 1001 values over
+#: [-12.3, 12.1] (an uneven step, so that no periodic term is sampled only at
+#: its zeros), fewer for large values (about 2e7 elements in all), at least 61
+_GRID = (-12.3, 12.1, 1001, 61, 2e7)
+
+
 def judge_monotone(ip, n, real, written: str) -> bool:
     """An elementwise function of one value written out (``x + sin(a x) ** 2 /
     a``, Snake; ``sign(x) * log1p(255 |x|)``, mu-law) read on a grid: every
-    element of the value ``y`` it is computed from set to each of 61 values
-    over [-6, 6] and the ops to ``n`` run again.  Non-decreasing at every
-    element: no warning; else warned once as ``written`` at its layer.  The
-    warnings of the ops inside the form are taken back either way (they are
-    parts of one function).  False where no grid reading is possible (the
-    caller says it is unchecked).  O(61 x ops between them)."""
+    element of the value ``y`` it is computed from set to each value of
+    :data:`_GRID` (the grid standing in the batch axis) and the ops to ``n``
+    run again.  Non-decreasing at every element: no warning; else warned once
+    as ``written`` at its layer.  The warnings of the ops inside the form are
+    taken back either way (they are parts of one function).  False, the
+    caller saying it is unchecked, where the ops are not all pointwise (a
+    mean subtracted on the way: ``y - tanh(y - y.mean(1))`` is no function of
+    each element alone) or the grid run fails.  A grid misses what happens
+    between its points and beyond its ends.  O(grid x ops between them)."""
     y = _common_source(ip, n)
     real_y = ip.real(y) if y is not None else None
     if not isinstance(real, torch.Tensor) or not isinstance(real_y, torch.Tensor) or \
             not real_y.is_floating_point() or real_y.shape != real.shape:
         return False
     path = _path(ip, y, n)
-    prev, rises = None, True
-    for t in torch.linspace(-6.0, 6.0, 61, dtype=torch.float64).tolist():
-        out = _run_path(ip, y, n, real, path, torch.full_like(real_y, t))
-        if out is None:
-            return False
-        out = out.detach().double()
-        if prev is not None and bool((out < prev - 1e-9 * (1 + prev.abs())).any()):
-            rises = False
-        prev = out
+    if not all(torch.Tag.pointwise in getattr(u.target, "tags", ()) for u in path):
+        return False
+    lo, hi, most, least, budget = _GRID
+    k = int(min(most, max(least, budget // max(real_y.numel(), 1))))
+    t = torch.linspace(lo, hi, k, dtype=real_y.dtype, device=real_y.device)
+    out = _run_path(ip, y, n, real, path, t.reshape((k,) + (1,) * (real_y.ndim - 1))
+                    .expand((k,) + tuple(real_y.shape[1:])).contiguous())
+    if out is None:
+        return False
+    out = out.detach().double()
+    rises = bool((out[1:] >= out[:-1] - 1e-9 * (1 + out[:-1].abs())).all())
     ip.b.retract_warnings(u for u in path if all(w in path for w in u.users) or u is n)
     if not rises:
         ip.warn_nonmonotone(f"{written} at {ip.where(n)!r}")

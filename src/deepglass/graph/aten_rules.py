@@ -21,6 +21,7 @@ from .aten_products import _gated, _product, _same, judge_monotone, of_one_value
 from .ranges import factor_range, is_positive_divisor, value_range
 from .layers import adaptive_pool_op, conv_op, global_mean_op, pool_op, reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
+                       base_packet,
                        expand_to,
                        has_sym, reindexed, remap, scale, strip_zero_padding, tup, zip_map)
 
@@ -376,7 +377,7 @@ def _constant_broadcast(ip, v, real):
 
 
 def _add(ip, n, args, kwargs, real):
-    sub = n.target.overloadpacket in (aten.sub, aten.rsub)
+    sub = base_packet(n.target) in (aten.sub, aten.rsub)     # sub_ too
     a, b = args[0], args[1]
     alpha = n.kwargs.get("alpha", args[2] if len(args) > 2 and not _is_sym(args[2]) else 1)
     if n.target.overloadpacket is aten.rsub:   # rsub(x, c) = c - alpha * x

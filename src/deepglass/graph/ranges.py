@@ -315,7 +315,11 @@ def factor_range(ip, node, divides: bool = False) -> tuple[float, float]:
     lo, hi = value_range(ip, node)
     if not divides:
         return lo, hi
-    return (1.0 / hi if hi < INF else 0.0), (1.0 / lo if lo > 0 else INF)
+    if lo > 0:          # 1 / value of one sign: bounded by the reciprocals of its bounds
+        return (1.0 / hi if hi < INF else 0.0), 1.0 / lo
+    if hi < 0:
+        return 1.0 / hi, (1.0 / lo if lo > -INF else 0.0)
+    return -INF, INF
 
 
 def is_positive_divisor(ip, node) -> bool:

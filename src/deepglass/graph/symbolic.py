@@ -126,6 +126,16 @@ _SHAPE_ONLY = set("ones_like zeros_like full_like empty_like new_zeros new_ones 
                   "new_empty sym_size size dim numel".split())
 
 
+def base_packet(target):
+    """The op packet of ``target``, an in-place op's out-of-place one
+    (``aten.sub_`` -> ``aten.sub``): rules read both alike."""
+    packet = getattr(target, "overloadpacket", None)
+    name = getattr(packet, "__name__", "")
+    if name.endswith("_") and not name.endswith("__") and not name.startswith("_"):
+        return getattr(torch.ops.aten, name[:-1], packet)
+    return packet
+
+
 def _name_of(target) -> str:
     packet = getattr(target, "overloadpacket", None)
     return getattr(packet if packet is not None else target, "__name__", str(target))
@@ -457,20 +467,20 @@ def _gated_sum(sa, ga, sb, gb, unsupported):
     input (``y + y * sigmoid(z)``, ``y * sigmoid(z) - y = -y (1 - sigmoid(z))``)
     it is a rescaling of that sign, taken at its bound of largest magnitude
     (a gate's nominal value, 1, where the copies agree in sign); of either
-    sign (``2 y sigmoid(z) - y``) or unbounded, refused.  Returns the scale
-    and the gate range relative to it."""
+    sign (``2 y sigmoid(z) - y``; ``y / y.norm() - y``, a statistic's
+    rescaling being unbounded), refused.  Returns the scale and the gate range
+    relative to it."""
     def bounds(s, g):
         lo, hi = (torch.where(s == 0, 0.0, s * c) for c in g)
         return torch.minimum(lo, hi), torch.maximum(lo, hi)
     (la, ha), (lb, hb) = bounds(sa, ga), bounds(sb, gb)
     lo, hi = la + lb, ha + hb
-    if bool(((lo < 0) & (hi > 0)).any()) or not bool(torch.isfinite(lo).all() and
-                                                        torch.isfinite(hi).all()):
-        unsupported("sum of gated copies", "a gated value and a copy of it add up to a "
-                    "factor whose sign is not the same for every input (2 y sigmoid(z) - y), "
-                    "or unbounded")
     same_sign = not bool((sa * sb < 0).any())
     total = sa + sb if same_sign else torch.where(hi > 0, hi, lo)
+    if bool(((lo < 0) & (hi > 0)).any()) or not bool(torch.isfinite(total).all()):
+        unsupported("sum of gated copies", "a gated value and a copy of it add up to a "
+                    "factor whose sign is not the same for every input (2 y sigmoid(z) - y, "
+                    "y / y.norm() - y)")
     nz = total != 0
     if not bool(nz.any()):
         return total, (1.0, 1.0)
@@ -526,11 +536,14 @@ def reindexed(args, run) -> object:
     # and the elementwise function applied last is still the last one
     nonneg = bool(refs) and all(r.nonneg for r in refs)
     gated = any(r.gated for r in refs)
+    # the gates' factor range moves with the elements: the hull of the operands'
+    # (an ungated one's factor is 1)
+    gate = (min(r.gate[0] for r in refs), max(r.gate[1] for r in refs)) if refs else (1.0, 1.0)
     fns = {r.fn for r in refs}
     # the elementwise function: that of the operands holding nodes, if one
     acts = {r.act for r in refs if bool((r.index >= 0).any())}
     return _wrap(idx, scl, val, nonneg, fns.pop() if len(fns) == 1 else None,
-                 acts.pop() if len(acts) == 1 else -1 if acts else 0, gated)
+                 acts.pop() if len(acts) == 1 else -1 if acts else 0, gated, gate)
 
 
 def expand_to(builder, v, shape, lead: int | None = None) -> Ref:
@@ -546,12 +559,12 @@ def expand_to(builder, v, shape, lead: int | None = None) -> Ref:
     return reindexed([v], lambda kind: as_tensor_of(kind)(v, None).expand(full).contiguous())
 
 
-def _wrap(idx, scl, val, nonneg=False, fn=None, act=0, gated=False):
+def _wrap(idx, scl, val, nonneg=False, fn=None, act=0, gated=False, gate=(1.0, 1.0)):
     if isinstance(idx, torch.Tensor):
-        return Ref(idx, scl, nonneg=nonneg, fn=fn, value=val, act=act, gated=gated)
+        return Ref(idx, scl, nonneg=nonneg, fn=fn, value=val, act=act, gated=gated, gate=gate)
     if isinstance(idx, (list, tuple)):
         n = len(idx)
-        return type(idx)(_wrap(i, s, v, nonneg, fn, act, gated) for i, s, v in
+        return type(idx)(_wrap(i, s, v, nonneg, fn, act, gated, gate) for i, s, v in
                          zip(idx, scl if scl is not None else [None] * n,
                              val if val is not None else [None] * n))
     return None

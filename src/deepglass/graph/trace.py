@@ -97,8 +97,8 @@ def _refuse_called_modules(model, inputs, forward_kwargs) -> None:
     """One clear line for a layer of :func:`_refused_modules` that the forward
     pass calls (found by one eager pass with hooks, only where the model holds
     such a layer); one it holds but never calls (a CRNN's recurrent head cut
-    off in ``forward``) adds nothing.  Where the forward fails, the first such
-    layer is refused (it may be why)."""
+    off in ``forward``) adds nothing.  Where the forward fails before calling
+    one, the capture reports the failure (a wrong input shape, say)."""
     found = _refused_modules(model)
     if not found:
         return
@@ -108,7 +108,7 @@ def _refuse_called_modules(model, inputs, forward_kwargs) -> None:
     try:
         model(*inputs, **(forward_kwargs or {}))
     except Exception:  # noqa: BLE001 - the capture reports the model's own failure
-        called.append(0)
+        pass
     finally:
         for h in hooks:
             h.remove()
@@ -136,9 +136,10 @@ def _attributes_kept(model: nn.Module):
                 if m.__dict__.get(k, _MISSING) is not v:
                     m.__dict__[k] = v
             for k, table in tables.items():
-                if getattr(m, k) != table:
-                    getattr(m, k).clear()
-                    getattr(m, k).update(table)
+                now = getattr(m, k)
+                if now.keys() != table.keys() or any(now[j] is not v for j, v in table.items()):
+                    now.clear()
+                    now.update(table)
 
 
 _MISSING = object()
