@@ -2086,3 +2086,19 @@ def test_a_refusal_ends_with_the_line_of_the_models_code():
     with pytest.raises(UnsupportedLayerError, match=rf"^unsupported layer 'mul' .*"
                                                     rf"\(test_capture\.py:{line}\)$"):
         SignedGraph.from_module(Bilinear(), (1, 8))
+
+
+def test_complex_values_are_refused_saying_why():
+    """An FFT or a complex view (a spectrogram computed inside, a complex
+    U-Net) has no real-valued signed graph: one line saying so (it named
+    only the op, 'view_as_complex')."""
+    class Spectrum(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv1d(1, 2, 3)
+
+        def forward(self, x):
+            return torch.fft.rfft(self.c(x)).abs()
+
+    with pytest.raises(UnsupportedLayerError, match=r"\(complex values\): complex-valued "):
+        SignedGraph.from_module(Spectrum(), (1, 16))

@@ -561,6 +561,10 @@ ATEN_OPS: dict = {
     **_ops("_scaled_dot_product_flash_attention _scaled_dot_product_efficient_attention "
            "_scaled_dot_product_flash_attention_for_cpu scaled_dot_product_attention",
            _attention),
+    **_ops("view_as_complex complex polar _fft_r2c _fft_c2r _fft_c2c stft istft", _refuse(
+        "complex values", "complex-valued arithmetic (a spectrogram's FFT, a complex "
+        "network) has no real-valued signed graph; give the network real inputs (a "
+        "magnitude or real and imaginary parts as channels)")),
     **_ops("lstm gru rnn_tanh rnn_relu lstm_cell gru_cell", _refuse(
         "recurrent cell", "a recurrent cell has no fixed feed-forward signed graph; unroll "
         "it or analyse the convolutional part")),
