@@ -204,6 +204,9 @@ class SignedGraph:
 
     @property
     def n_params(self) -> int:
+        """The weights the edge blocks are built from, counted per block: a
+        layer applied at several places (one discriminator over several
+        scales) counts once per use, as its edges do."""
         return sum(b.n_params() for b in self.edge_blocks)
 
     @property
