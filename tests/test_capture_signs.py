@@ -226,6 +226,29 @@ def test_a_softmax_gate_larger_than_a_relu_value_gates_it():
     np.testing.assert_array_equal(a.to_scipy().toarray(), b.to_scipy().toarray())
 
 
+def test_of_two_gates_the_sigmoid_gates_whatever_the_sizes():
+    """``sigmoid(z) * relu6(v).unsqueeze(1)`` (the sigmoid the larger): the
+    sigmoid is the gate and relu6's value is copied to its shape, the graph of
+    the same product with relu6's value expanded first (the smaller factor
+    was taken as the gate, keeping the sigmoid's branch)."""
+    class Two(nn.Module):
+        def __init__(self, expand):
+            super().__init__()
+            torch.manual_seed(5)
+            self.expand, self.e, self.m = expand, nn.Conv1d(2, 3, 1), nn.Conv1d(2, 6, 1)
+            self.o = nn.Linear(18, 2)
+
+        def forward(self, x):
+            a = F.relu6(self.e(x)).unsqueeze(1)
+            a = a.expand(-1, 2, -1, -1) if self.expand else a
+            return self.o((torch.sigmoid(self.m(x).view(-1, 2, 3, 3)) * a).flatten(1))
+
+    a, b = (SignedGraph.from_module(Two(e).double().eval(), (2, 3), dtype=torch.float64)
+            for e in (False, True))
+    assert [r["block"] for r in a.meta["left_out"]] == ["m"]
+    np.testing.assert_array_equal(a.to_scipy().toarray(), b.to_scipy().toarray())
+
+
 @pytest.mark.parametrize("write,module", [
     (lambda x: x * (-torch.sigmoid(x)), lambda x: -F.silu(x)),
     (lambda x: -0.5 * x * (1 + torch.erf(x / math.sqrt(2))), lambda x: -F.gelu(x)),

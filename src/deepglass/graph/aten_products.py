@@ -222,10 +222,13 @@ def _product(ip, n, a, b, real):
     # relu6(z + 3) / 6, a product of gates); a ReLU'd value is not (a highway's
     # t * relu(h(x)) is gated by t; relu(v) * k is a product of two values)
     gates = [(x, g, i) for x, g, i in ((a, b, 1), (b, a, 0)) if is_gate(ip, n.args[i])]
-    # a softmax / sigmoid larger than the value (masks per source times the
-    # encoder's output broadcast over the sources) gates it too, unless the
-    # value is itself a gate (then the larger is the value)
-    pairs = [(x, g, i) for x, g, i in gates if g.index.numel() <= x.index.numel()] or \
+    # of two gates, the one sigmoid / softmax whatever the sizes (the other is
+    # copied to the product's shape, as where it was expanded first); a softmax
+    # / sigmoid larger than the value (masks per source times the encoder's
+    # output broadcast over the sources) gates it too
+    named = [(x, g, i) for x, g, i in gates if _gate_fn(g)]
+    pairs = named if len(gates) == 2 and len(named) == 1 else \
+        [(x, g, i) for x, g, i in gates if g.index.numel() <= x.index.numel()] or \
         [(x, g, i) for x, g, i in gates
          if _gate_fn(g) and not (x.nonneg and is_gate(ip, n.args[1 - i]))]
     # of two gates (ReLU6 and a sigmoid: StarNet's relu6(a) * sigmoid(b)) the sigmoid
