@@ -2102,3 +2102,13 @@ def test_complex_values_are_refused_saying_why():
 
     with pytest.raises(UnsupportedLayerError, match=r"\(complex values\): complex-valued "):
         SignedGraph.from_module(Spectrum(), (1, 16))
+
+
+def test_an_uninitialized_lazy_layer_is_one_line_saying_what_to_do():
+    """A lazy layer not yet run has no weights: one line (it was a raw
+    ValueError); after one forward pass, its graph."""
+    net = nn.Sequential(nn.LazyConv1d(3, 3))
+    with pytest.raises(DeepglassError, match=r"'0\.weight' is not initialized .*run the model"):
+        SignedGraph.from_module(net, (2, 8))
+    net(torch.randn(1, 2, 8))
+    assert SignedGraph.from_module(net, (2, 8)).n_edges == 3 * 6 * 2 * 3

@@ -33,6 +33,9 @@ __all__ = ["capture_module", "Captured", "output_tensor", "output_names", "RULES
 
 def _check_weights(model: nn.Module) -> None:
     for name, p in list(model.named_parameters()) + list(model.named_buffers()):
+        if isinstance(p, nn.parameter.UninitializedTensorMixin):
+            raise DeepglassError(f"parameter {name!r} is not initialized (a lazy layer, "
+                                 "nn.LazyConv2d, ...): run the model on one sample first")
         # one cheap reduction first; the elementwise check only if it is not finite
         if p.is_floating_point() and not bool(torch.isfinite(p.detach().sum())) \
                 and not bool(torch.isfinite(p).all()):
