@@ -1645,14 +1645,14 @@ def test_batch_norm_without_running_statistics_is_a_per_sample_norm(capture, bat
 def test_a_refusal_names_what_each_capture_path_reads(monkeypatch):
     """The export path's refusal lists §1b's layers (transposed convolution,
     norms, gates); the fx fallback's says it is the fallback's list."""
-    class FFT(nn.Module):
+    class Cumsum(nn.Module):
         def forward(self, x):
-            return torch.fft.fft2(x).real
+            return torch.cumsum(x, -1)
 
     with pytest.raises(UnsupportedLayerError, match="transposed convolution.*norms.*gates"):
-        SignedGraph.from_module(FFT(), (2, 3, 3), capture="export")
+        SignedGraph.from_module(Cumsum(), (2, 3, 3), capture="export")
     with pytest.raises(UnsupportedLayerError, match="the fx fallback supports linear"):
-        SignedGraph.from_module(FFT(), (2, 3, 3), capture="fx")
+        SignedGraph.from_module(Cumsum(), (2, 3, 3), capture="fx")
 
 
 class _Masked(nn.Module):
