@@ -42,7 +42,7 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
 from .identical import identical_ops, merge_identical_ops, mutates
 from .ranges import factor_range, is_gate, is_positive_divisor
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
-                       _flag, _opname, expand_to, flatten, has_sym, scale, uses)
+                       _flag, _opname, base_packet, expand_to, flatten, has_sym, scale, uses)
 
 __all__ = ["export_module", "AtenInterpreter", "ATEN_OPS", "interpolation_matrices"]
 
@@ -401,9 +401,7 @@ class AtenInterpreter(torch.fx.Interpreter):
 
     def _with_stat(self, n, args, real):
         """Rules for ops that read a :class:`Stat`."""
-        packet = getattr(n.target, "overloadpacket", None)
-        if _inplace(n.target):
-            packet = getattr(aten, _opname_packet(n.target)[:-1], packet)
+        packet = base_packet(n.target)
         if packet in (aten.mul, aten.div) and len(args) > 1:
             a, b = args[0], args[1]
             if isinstance(a, Stat) and _is_sym(b) and packet is aten.mul:

@@ -19,7 +19,8 @@ from .aten_norms import Stat, _power, feeds_normalization
 from .blocks import ConvBlock
 from .layers import dense_op, reduce_op
 from .ranges import factor_range, is_gate, is_positive_divisor
-from .symbolic import Pending, Ref, Refused, _flag, _is_sym, _opname, expand_to, remap, scale
+from .symbolic import (Pending, Ref, Refused, _flag, _is_sym, _opname, base_packet, expand_to,
+                       remap, scale)
 
 aten = torch.ops.aten
 
@@ -273,13 +274,13 @@ def gated_by_refused(ip, n, args, real):
     SRM's statistics beside a value): the gate's branch is left out with it,
     so ``x`` is gated as by any gate.  None for any other op reading a refused
     value (which carries the refusal on)."""
-    packet = getattr(n.target, "overloadpacket", None)
-    if packet in (aten.div, aten.div_) and n.kwargs.get("rounding_mode") is None and \
+    packet = base_packet(n.target)
+    if packet is aten.div and n.kwargs.get("rounding_mode") is None and \
             len(args) > 1 and _is_sym(args[0]) and isinstance(args[1], Refused) and \
             is_positive_divisor(ip, n.args[1]):     # (a floor or trunc division is no gate)
         return _gated(ip, n, ip.b.materialize(args[0]), real,
                       factor_range(ip, n.args[1], divides=True))
-    if packet not in (aten.mul, aten.mul_) or len(args) < 2:
+    if packet is not aten.mul or len(args) < 2:
         return None
     for x, g, i in ((args[0], args[1], 1), (args[1], args[0], 0)):
         if _is_sym(x) and isinstance(g, Refused) and is_gate(ip, n.args[i]):
