@@ -8,10 +8,11 @@ terms), and no node block lacks its incoming edges.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from jacobian import assert_is_jacobian as _assert_is_jacobian
+from jacobian import assert_is_jacobian as _assert_is_jacobian, path_sums
 
 from deepglass.errors import UnsupportedLayerError
 from deepglass.graph import SignedGraph
@@ -241,3 +242,37 @@ def test_an_inplace_subtraction_subtracts():
             return self.c(self.a(x).sub_(self.b(x)))
 
     _assert_is_jacobian(Sub(), (2, 6))
+
+
+class _CopyAfterRead(nn.Module):
+    """``z = act(y)`` read before ``y.copy_(c(b(y)))`` overwrites ``y``: ``z``
+    keeps the old value (the copy ran on the ids that ``z`` shares)."""
+
+    def __init__(self, linear=False):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1)
+        self.linear = linear
+
+    def forward(self, x):
+        y = self.a(x)
+        w = self.b(y)
+        z = y.clone() if self.linear else torch.relu(y)
+        y.copy_(self.c(w))
+        return z + y
+
+
+def test_a_copy_into_a_value_leaves_what_was_read_from_it_before():
+    """The graph of the ReLU net is the Jacobian of its twin without the
+    ReLU, ``a + c b a``, column by column (autograd cannot differentiate
+    through the overwritten value)."""
+    torch.manual_seed(0)
+    net = _CopyAfterRead().double().eval()
+    twin = _CopyAfterRead(linear=True).double().eval()
+    twin.load_state_dict(net.state_dict())
+    g = SignedGraph.from_module(net, (2, 2, 2), dtype=torch.float64)
+    V = path_sums(g)
+    with torch.no_grad():
+        base = twin(torch.zeros(1, 2, 2, 2, dtype=torch.float64)).reshape(-1)
+        J = torch.stack([twin(e.reshape(1, 2, 2, 2)).reshape(-1) - base
+                         for e in torch.eye(8, dtype=torch.float64)], 1)
+    np.testing.assert_allclose(V[g.outputs["output"]], J.numpy(), rtol=1e-9, atol=1e-12)

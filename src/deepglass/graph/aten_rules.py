@@ -18,6 +18,7 @@ from ..errors import DeepglassError
 from .blocks import ConvTransposeBlock, ResampleBlock
 from .aten_norms import Stat, feeds_normalization
 from .aten_products import _gated, _product, _same, judge_monotone, of_one_value
+from .identical import writes_into_argument
 from .ranges import factor_range, is_positive_divisor, value_range
 from .layers import adaptive_pool_op, conv_op, global_mean_op, pool_op, reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
@@ -484,8 +485,15 @@ def _shape_rule(ip, n, args, kwargs, real):
         ip.unsupported(n, "index", "its indices are computed from the input (a gather that "
                        "depends on the data has no fixed edges)")
 
+    # an in-place op (``y.copy_(z)``, ``x.t_()``) run on the ids would write
+    # into the tensors of values that other values share (an activation's
+    # ids are its input's): it runs on copies
+    writes = writes_into_argument(n.target)
+
     def run(kind):
         vals = zip_map(list(a), list(real_args), as_tensor_of(kind))
+        if writes:
+            vals = [v.clone() if isinstance(v, torch.Tensor) else v for v in vals]
         if pad or n.target is aten.pad.default:
             # zero padding: id -1 (no node), scale 0 (SPEC §1: padding adds no edge)
             rest = vals[2:] + [None] * 2

@@ -17,7 +17,7 @@ import operator
 import torch
 import torch.fx
 
-__all__ = ["identical_ops", "merge_identical_ops", "mutates"]
+__all__ = ["identical_ops", "merge_identical_ops", "mutates", "writes_into_argument"]
 
 #: ops whose value is not a function of their arguments: never merged
 _RANDOM = {"dropout", "_fused_dropout", "native_dropout", "bernoulli", "multinomial",
@@ -31,7 +31,7 @@ def _name(target) -> str:
     return getattr(packet if packet is not None else target, "__name__", str(target))
 
 
-def _writes(target) -> bool:
+def writes_into_argument(target) -> bool:
     """Whether the op writes into one of its arguments (an in-place op, ``out=``)."""
     schema = getattr(target, "_schema", None)
     return schema is not None and schema.is_mutable
@@ -40,13 +40,13 @@ def _writes(target) -> bool:
 def mutates(graph: torch.fx.Graph) -> bool:
     """Whether any op of ``graph`` writes into a value (a non-functional program:
     ``relu_``, ``add_``), where two reads of one value may see different data."""
-    return any(nd.op == "call_function" and _writes(nd.target) for nd in graph.nodes)
+    return any(nd.op == "call_function" and writes_into_argument(nd.target) for nd in graph.nodes)
 
 
 def _key(node: torch.fx.Node, canon: dict):
     """A hashable key of what ``node`` computes (target, arguments with nodes
     replaced by their canonical nodes), or None where it is not merged."""
-    if node.op != "call_function" or not node.users or _writes(node.target) or \
+    if node.op != "call_function" or not node.users or writes_into_argument(node.target) or \
             _name(node.target) in _RANDOM or node.is_impure():
         return None
 
