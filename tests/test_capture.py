@@ -1354,10 +1354,10 @@ def test_a_pooled_feature_divided_by_its_own_norm_is_the_value(capture):
                                _dense(_graph(plain.double(), (2, 4, 4), capture=capture)[0]))
 
 
-def test_values_moved_into_the_batch_dimension_are_refused_by_name():
-    """A layer run on one sample's values regrouped as a batch (TNT's patches
-    as a batch, channels as a batch): its per-sample graph is not defined; one
-    line naming the layer, not a crash."""
+def test_channels_regrouped_as_a_batch_are_a_layer_at_every_row():
+    """A layer run on one sample's values regrouped as a batch (each channel a
+    row, as a shared per-source decoder reads its sources): the layer at every
+    row, the Jacobian (it was refused; more in tests/test_capture_rows.py)."""
     class ChannelsAsBatch(nn.Module):
         def __init__(self):
             super().__init__()
@@ -1367,11 +1367,8 @@ def test_values_moved_into_the_batch_dimension_are_refused_by_name():
             y = self.conv(x.reshape(-1, 1, 4, 4))          # (3, 2, 4, 4) for one sample
             return self.fc(y.reshape(x.shape[0], -1))
 
-    net = ChannelsAsBatch()
-    assert net(torch.zeros(1, 3, 4, 4)).shape == (1, 2)
-    with pytest.raises(UnsupportedLayerError, match=r"^unsupported layer 'conv': it reads 48 "
-                                                    r"values of one sample as a batch"):
-        SignedGraph.from_module(net, (3, 4, 4))
+    g = assert_is_jacobian(ChannelsAsBatch(), (3, 4, 4))
+    assert [nb.shape for nb in g.node_blocks] == [(3, 4, 4), (2, 3, 4, 4), (2,)]
 
 
 @pytest.mark.parametrize("capture", ["export", "core"])
@@ -1398,9 +1395,10 @@ def test_sliding_windows_of_unfold_are_a_reindexing(capture):
     np.testing.assert_allclose(_dense(g)[:32, 32:], J.T, atol=1e-12)
 
 
-def test_a_dense_layer_on_windows_regrouped_as_a_batch_is_refused_by_name():
+def test_a_dense_layer_on_windows_regrouped_as_a_batch_acts_at_every_position():
     """Windowed attention (Swin, MaxViT) reshapes one sample's windows into the
-    batch before its projections: one line naming the layer and why."""
+    batch before its projections: a projection there is a dense layer at every
+    position (the attention after it is refused by its own rule)."""
     class Windowed(nn.Module):
         def __init__(self):
             super().__init__()
@@ -1410,9 +1408,8 @@ def test_a_dense_layer_on_windows_regrouped_as_a_batch_is_refused_by_name():
             w = x.reshape(4, 2, 2, 3).reshape(4, 4, 3)    # 4 windows of 2x2 as a batch
             return self.proj(w).reshape(1, -1)
 
-    with pytest.raises(UnsupportedLayerError, match=r"^unsupported layer 'proj' \(linear\): it "
-                                                    r"runs on one sample's values regrouped"):
-        SignedGraph.from_module(Windowed(), (4, 4, 3))
+    g = assert_is_jacobian(Windowed(), (4, 4, 3))
+    assert g.n_edges == 16 * 3 * 3
 
 
 class BranchOnValues(nn.Module):

@@ -347,14 +347,12 @@ def _linear(ip, n, args, kwargs, real):
         out = ip.b.materialize(dense_op(ip.b, ip.where(n), remap(x, lambda t, fill: t.reshape(
             1, -1)), real_in[None], real[None], weight))
         return remap(out, lambda t, fill: t.reshape(-1))
-    if real_in.shape[0] != 1:
-        ip.unsupported(n, _opname(n.target), "it runs on one sample's values regrouped as a "
-                       "batch (windows or patches as a batch, as windowed attention does); the "
-                       "signed graph of one sample is not defined across the batch")
-    lead = tuple(real_in.shape[1:-1])
+    # at every position, also of one sample's values regrouped as a batch of
+    # rows (a decoder shared by the sources, windows as a batch)
+    lead = tuple(real_in.shape[:-1])
     flat = remap(x, lambda t, fill: t.reshape(-1, real_in.shape[-1]))
     out = _positionwise(ip, n, flat, weight)
-    return Ref(out.index.reshape((1,) + lead + (weight.shape[0],)))
+    return Ref(out.index.reshape(lead + (weight.shape[0],)))
 
 
 def _weight_first(ip, n, y, weight, real_y):

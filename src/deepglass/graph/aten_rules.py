@@ -20,7 +20,7 @@ from .aten_norms import Stat, feeds_normalization
 from .aten_products import _gated, _product, _same, judge_monotone, of_one_value
 from .identical import writes_into_argument
 from .ranges import factor_range, is_positive_divisor, value_range
-from .layers import adaptive_pool_op, conv_op, global_mean_op, pool_op, reduce_op
+from .layers import adaptive_pool_op, conv_op, global_mean_op, on_rows, pool_op, reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
                        base_packet,
                        expand_to,
@@ -49,6 +49,11 @@ def _convolution(ip, n, args, kwargs, real):
 
 
 def _transposed(ip, n, x, weight, real, stride, padding, dilation, groups, nd):
+    if x.index.shape[0] > 1:    # values regrouped as a batch of rows
+        one = lambda v, o: (o,) + tup(v, nd)  # noqa: E731
+        return on_rows(ip.b, ip.where(n), x, ip.real(n.args[0]), real, lambda r, ri, ro: _transposed(
+            ip, n, r, weight.unsqueeze(2), ro, one(stride, 1), one(padding, 0),
+            one(dilation, 1), groups, nd + 1))
     # zero padding before it (PRNet's DeconvBlock): padded inputs, no nodes,
     # no edges (a ZeroPaddedBlock, as inside any layer's input); a border the
     # strip finds is the same, so it is stripped only where it is all there is
@@ -104,6 +109,14 @@ def _from_1d(ip, n, args, r, real):
     return x, ip.real(src.args[0]), real.squeeze(2), (k[1], st[1], pd[1], dl[1])
 
 
+def _unsqueezed(val, real):
+    """A 1-d pool's value in the shape ``real`` core ATen gives it (a unit
+    dimension inserted)."""
+    if isinstance(val, Pending):
+        return Pending(val.terms, tuple(real.shape[1:]), val.op, val.name)
+    return remap(val, lambda t, fill: t.reshape(real.shape))   # at every row: made at once
+
+
 def _max_pool(ip, n, args, kwargs, real):
     r = ip.real(n.args)
     out_real = real[0] if isinstance(real, tuple) else real
@@ -112,7 +125,7 @@ def _max_pool(ip, n, args, kwargs, real):
         x, real_in, out1, (k, st, pd, dl) = one
         val = pool_op(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, "max", k, st, pd, dl,
                     r[5] if len(r) > 5 else False)
-        val = Pending(val.terms, tuple(out_real.shape[1:]), val.op, val.name)
+        val = _unsqueezed(val, out_real)
     else:
         stride = r[2] if len(r) > 2 else None
         val = pool_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], out_real, "max", r[1],
@@ -142,7 +155,7 @@ def _avg_pool(ip, n, args, kwargs, real):
         x, real_in, out1, (k, st, pd, _) = one
         val = pool_op(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, "avg", k, st, pd, 1,
                       ceil, include, divisor)
-        return Pending(val.terms, tuple(real.shape[1:]), val.op, val.name)
+        return _unsqueezed(val, real)
     stride = r[2]
     return pool_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, "avg", r[1],
                    stride if stride not in (None, []) else None, r[3] or 0, 1, ceil, include,
@@ -158,11 +171,11 @@ def _adaptive(kind):
                 and real_in.ndim == 4 and real_in.shape[2] == 1 and out.shape[2] == 1:
             # core ATen's 1-d adaptive pool: unsqueeze -> 2-d pool -> squeeze
             x, real_in, out1 = ip.sym[src.args[0]], ip.real(src.args[0]), out.squeeze(2)
-        val = adaptive_pool_op(ip.b, ip.where(n), ip.b.materialize(x), real_in, out1, kind)
-        if isinstance(val, Pending):
-            val = Pending(val.terms, tuple(out.shape[1:]), val.op, val.name)
-        elif out1 is not out:   # the identity at this size
-            val = ip.b.materialize(args[0])
+        xm = ip.b.materialize(x)
+        val = adaptive_pool_op(ip.b, ip.where(n), xm, real_in, out1, kind)
+        if out1 is not out:
+            # the identity at this size is the unsqueezed value itself
+            val = ip.b.materialize(args[0]) if val is xm else _unsqueezed(val, out)
         return (val, _indices(ip, n)) if isinstance(real, tuple) else val
     return rule
 
@@ -286,6 +299,12 @@ def _upsample(mode):
         x = ip.b.materialize(args[0])
         r = ip.real(n.args)
         mats = interpolation_matrices(n.target, r[0], real, tuple(r[1:]))
+        if x.index.shape[0] > 1:    # at every row of a batch of rows: the identity along them
+            eye = [torch.eye(x.index.shape[0], dtype=torch.float64)]
+            return on_rows(ip.b, ip.where(n), x, r[0], real, lambda xr, ri, ro: Pending(
+                [(ResampleBlock(tuple(ri.shape[1:]), tuple(ro.shape[1:]), eye + mats, mode=mode,
+                                module=ip.where(n)), xr)], tuple(ro.shape[1:]), op="resample",
+                name=ip.where(n)))
         blk = ResampleBlock(tuple(r[0].shape[1:]), tuple(real.shape[1:]), mats, mode=mode,
                             module=ip.where(n))
         # nearest and linear interpolation weights are >= 0: a gate resampled to

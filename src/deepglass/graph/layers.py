@@ -18,7 +18,35 @@ from ..errors import DeepglassError, UnsupportedLayerError
 from .blocks import ConvBlock, DenseBlock, PoolBlock, adaptive_windows, pool_windows
 from .symbolic import Pending, remap, strip_zero_padding, tup
 
-__all__ = ["dense_op", "conv_op", "pool_op", "adaptive_pool_op", "global_mean_op", "reduce_op"]
+__all__ = ["dense_op", "conv_op", "pool_op", "adaptive_pool_op", "global_mean_op", "reduce_op",
+           "on_rows"]
+
+
+def on_rows(builder, name, x, real_in, real_out, layer, at: int = 2):
+    """A layer applied to one sample's values regrouped as a batch of rows,
+    ``(S, C, *spatial)`` (a decoder shared by the sources a separation net
+    estimates: ``decoder(y.view(B * S, C, T))``): the layer at every row is
+    the layer of one more dimension, of extent 1 along the rows (kernel 1,
+    stride 1, no padding), over ``(1, C, S, *spatial)`` (``at=2``; a
+    reduction keeps the rows as its first dimension, ``(1, S, C, *spatial)``,
+    ``at=1``).  ``layer(x, real_in, real_out)`` builds it on that layout; the
+    value returned keeps the rows' layout.  The block is made at once (a sum
+    after it gets a block of its own).  O(nodes)."""
+    if at == 2 and real_in.ndim > 4:
+        raise UnsupportedLayerError(
+            f"unsupported layer {name!r}: it reads one sample's {real_in.ndim - 2}-d values "
+            "regrouped as a batch of rows; such a layer of 1-d and 2-d values is the layer "
+            "of one more dimension, one of 3-d values would need 4-d blocks")
+    rows = lambda t: t.movedim(0, 1).unsqueeze(0) if at == 2 else t.unsqueeze(0)  # noqa: E731
+    back = lambda t: t.squeeze(0).movedim(1, 0) if at == 2 else t.squeeze(0)  # noqa: E731
+    out = layer(remap(x, lambda t, fill: rows(t).contiguous()), rows(real_in), rows(real_out))
+    out = builder.materialize(out) if isinstance(out, Pending) else out
+    return remap(out, lambda t, fill: back(t).contiguous())
+
+
+def _one(v, nd, one):
+    """A layer's per-dimension parameter with ``one`` first, for the rows."""
+    return v if isinstance(v, str) else (one,) + tup(v, nd)
 
 
 def dense_op(builder, name, x, real_in, real_out, weight):
@@ -33,6 +61,10 @@ def dense_op(builder, name, x, real_in, real_out, weight):
 def conv_op(builder, name, x, real_in, real_out, weight, stride, padding, dilation, groups,
             padding_mode="zeros"):
     nd = weight.ndim - 2
+    if x.index.shape[0] > 1:    # values regrouped as a batch of rows
+        return on_rows(builder, name, x, real_in, real_out, lambda r, ri, ro: conv_op(
+            builder, name, r, ri, ro, weight.unsqueeze(2), _one(stride, nd, 1),
+            _one(padding, nd, 0), _one(dilation, nd, 1), groups, padding_mode))
     if padding_mode != "zeros" and padding != "valid":
         # reflect / replicate / circular: the border copies nodes of the value
         # the layer reads (the torch.fx path; torch.export writes the padding
@@ -71,6 +103,12 @@ def pool_op(builder, name, x, real_in, real_out, pool_type, kernel_size, stride=
     less) or its in-bounds elements, or ``divisor_override``; a max pool's
     ``1 / |kernel|`` (SPEC §1); ``builder.pool_weight`` overrides both."""
     nd = real_in.ndim - 2
+    if x.index.shape[0] > 1:    # values regrouped as a batch of rows
+        return on_rows(builder, name, x, real_in, real_out, lambda r, ri, ro: pool_op(
+            builder, name, r, ri, ro, pool_type, _one(kernel_size, nd, 1),
+            _one(stride if stride not in (None, []) else kernel_size, nd, 1),
+            _one(padding, nd, 0), _one(dilation, nd, 1), ceil_mode, count_include_pad,
+            divisor_override))
     x, extra = strip_zero_padding(x, nd)
     k = tup(kernel_size, nd)
     s = tup(stride if stride not in (None, []) else kernel_size, nd)
@@ -105,6 +143,9 @@ def pool_op(builder, name, x, real_in, real_out, pool_type, kernel_size, stride=
 
 
 def adaptive_pool_op(builder, name, x, real_in, real_out, pool_type, **_):
+    if x.index.shape[0] > 1:    # values regrouped as a batch of rows
+        return on_rows(builder, name, x, real_in, real_out, lambda r, ri, ro: adaptive_pool_op(
+            builder, name, r, ri, ro, pool_type))
     in_shape = tuple(real_in.shape[1:])
     out_sp = tuple(real_out.shape[2:])
     if out_sp == in_shape[1:]:
@@ -120,6 +161,9 @@ def global_mean_op(builder, name, x, real_in, real_out, dims):
     reduced dimensions (all of them: global average pooling)."""
     nd = real_in.ndim
     dims = sorted(d % nd for d in (dims if isinstance(dims, (list, tuple)) else [dims]))
+    if x.index.shape[0] > 1 and dims and dims[0] > 0:   # at every row of a batch of rows
+        return on_rows(builder, name, x, real_in, real_out, lambda r, ri, ro: global_mean_op(
+            builder, name, r, ri, ro, [d + 1 for d in dims]), at=1)
     if not dims or dims[0] < 2:
         raise UnsupportedLayerError(f"mean over dims {dims} at {name!r}: only means over "
                                     "spatial dimensions (not batch or channels) are supported")
@@ -144,6 +188,9 @@ def reduce_op(builder, name, x, real_in, real_out, dims, weight, pool_type="avg"
     reduction one window per kept element."""
     nd = real_in.ndim
     dims = sorted(d % nd for d in dims)
+    if x.index.shape[0] > 1 and dims[0] > 0:    # at every row of a batch of rows
+        return on_rows(builder, name, x, real_in, real_out, lambda r, ri, ro: reduce_op(
+            builder, name, r, ri, ro, [d + 1 for d in dims], weight, pool_type), at=1)
     kept = [d for d in range(1, nd) if d not in dims]
     R = math.prod(real_in.shape[d] for d in dims)
     K = math.prod(real_in.shape[d] for d in kept)

@@ -246,11 +246,12 @@ class Builder:
     def attach(self, blk: EdgeBlock, ref: Ref, dst: int) -> None:
         if ref.index.numel() != math.prod(blk.in_shape):
             # the layer ran on a batch of several rows made of one sample's values
+            # and its rule does not read it at every row (graph.layers.on_rows)
             raise UnsupportedLayerError(
                 f"unsupported layer {blk.module!r}: it reads {ref.index.numel():,} values of "
-                f"one sample as a batch of {math.prod(blk.in_shape):,}-value inputs (values "
-                "moved into the batch dimension, e.g. patches as a batch); the signed graph "
-                "of one sample is not defined across the batch")
+                f"one sample regrouped as a batch of {math.prod(blk.in_shape):,}-value rows; "
+                "deepglass reads convolutions, pools, resampling, dense layers and "
+                "reductions at every row, not this layer")
         idx = ref.index.reshape(blk.in_shape)
         padded = idx < 0
         has_padding = bool(padded.any())
@@ -440,6 +441,14 @@ def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
             total, gate = _gated_sum(one(a), a.gate, one(b), b.gate, unsupported)
         return Ref(a.index, total, value=a.value if same_value else None, gated=gated,
                    gate=gate)
+    rows = max(v.index.shape[0] if isinstance(v, Ref) else 1 for v in (a, b))
+    if rows > 1 and all(isinstance(v, Ref) for v in (a, b)):
+        # one sample's values regrouped as a batch of rows (graph.layers.on_rows):
+        # the sum block holds the rows as its first dimension
+        full = (rows,) + tuple(shape)
+        a, b = (remap(v, lambda t, fill: t.reshape((1,) + full)) for v in (a, b))
+        out = builder.materialize(add_values(builder, a, b, full, where, unsupported, judge))
+        return remap(out, lambda t, fill: t.reshape(full))
     terms = []
     for v in (a, b):
         if isinstance(v, Pending):

@@ -1,0 +1,176 @@
+"""One sample's values regrouped as a batch of rows (a decoder shared by the
+sources a separation net estimates, ``decoder(y.view(B * S, C, T))``): a
+layer at every row is the layer of one more dimension, of extent 1 along the
+rows. Checked against the Jacobian, and against the twin that writes that
+layer out (same graph, same active subnetworks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from jacobian import assert_is_jacobian
+
+from deepglass.errors import UnsupportedLayerError
+from deepglass.experiments.active import active_subgraph
+from deepglass.graph import SignedGraph
+
+class _Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(3, 3, 3, padding=1)
+
+    def forward(self, y):
+        return self.conv(y) + y
+
+
+ROW_LAYERS = {
+    "conv1d": lambda: nn.Conv1d(3, 2, 3, stride=2, padding=1),
+    "conv1d_same_dilated": lambda: nn.Conv1d(3, 2, 3, padding="same", dilation=2),
+    "conv_transpose1d": lambda: nn.ConvTranspose1d(3, 2, 4, stride=2, padding=1),
+    "avg_pool1d": lambda: nn.AvgPool1d(3, stride=2, padding=1, count_include_pad=False),
+    "adaptive_avg_pool1d": lambda: nn.AdaptiveAvgPool1d(4),
+    "linear": lambda: nn.Linear(7, 4),
+    "upsample_linear1d": lambda: nn.Upsample(scale_factor=2, mode="linear"),
+    "mean1d": lambda: _Fn(lambda y: y.mean(-1)),
+    "sum_channels1d": lambda: _Fn(lambda y: y.sum(1, keepdim=True)),
+    "residual_conv1d": _Residual,
+    "upsample_bilinear2d": lambda: nn.Upsample(scale_factor=2, mode="bilinear"),
+    "conv2d": lambda: nn.Conv2d(3, 2, 3, stride=2, padding=1),
+    "conv2d_reflect": lambda: nn.Conv2d(3, 2, 3, padding=1, padding_mode="reflect"),
+    "depthwise2d": lambda: nn.Conv2d(3, 3, 3, padding=1, groups=3),
+    "conv_transpose2d": lambda: nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1,
+                                                   output_padding=1),
+    "batchnorm_conv2d": lambda: nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 2, 1)),
+}
+
+
+class _Rows(nn.Module):
+    """Three branches stacked as rows, one layer applied to every row, the
+    rows summed back: ``layer(stack([a x, b x, -a x]).flatten(0, 1))``."""
+
+    def __init__(self, layer, dims):
+        super().__init__()
+        conv = nn.Conv1d if dims == 1 else nn.Conv2d
+        self.a, self.b = conv(1, 3, 3, padding=1), conv(1, 3, 3, padding=1)
+        self.layer = layer
+
+    def forward(self, x):
+        rows = torch.stack([self.a(x), self.b(x), -self.a(x)], 1)
+        y = self.layer(rows.flatten(0, 1))
+        return y.unflatten(0, (x.shape[0], 3)).sum(1)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+@pytest.mark.parametrize("name", sorted(ROW_LAYERS))
+def test_a_layer_on_values_regrouped_as_rows_is_the_jacobian(name, capture):
+    torch.manual_seed(0)
+    layer = ROW_LAYERS[name]()
+    for m in layer.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_()
+    dims = 1 if "1d" in name or name == "linear" else 2
+    assert_is_jacobian(_Rows(layer, dims), (1, 7) if dims == 1 else (1, 5, 6), capture)
+
+
+class _Separation(nn.Module):
+    """A ConvTasNet in miniature: an encoder, a mask per source (a sigmoid
+    gate), a max pool and one transposed-convolution decoder shared by the
+    sources, applied to the sources as rows of a batch (``twin=False``) or
+    written as the 2-d layers with kernel 1 along the sources (``twin=True``)."""
+
+    def __init__(self, twin=False, S=2, N=4):
+        super().__init__()
+        self.twin, self.S, self.N = twin, S, N
+        self.enc = nn.Conv1d(1, N, 4, stride=2)
+        self.mask = nn.Conv1d(N, N * S, 3, padding=1)
+        self.dec = nn.ConvTranspose1d(N, 1, 4, stride=2)
+        self.pool2d = nn.MaxPool2d((1, 2), (1, 1))
+        self.dec2d = nn.ConvTranspose2d(N, 1, (1, 4), stride=(1, 2))
+
+    def forward(self, x):
+        B = x.shape[0]
+        w = torch.relu(self.enc(x))
+        masked = w.unsqueeze(1) * torch.sigmoid(self.mask(w)).view(B, self.S, self.N, -1)
+        if not self.twin:
+            y = self.dec(torch.relu(nn.functional.max_pool1d(
+                masked.view(B * self.S, self.N, -1), 2, 1)))
+            return y.view(B, self.S, -1)
+        y = self.dec2d(torch.relu(self.pool2d(masked.transpose(1, 2))))
+        return y.transpose(1, 2).reshape(B, self.S, -1)
+
+
+def test_a_decoder_shared_by_sources_is_the_layer_written_out():
+    torch.manual_seed(0)
+    net = _Separation().eval()
+    twin = _Separation(twin=True).eval()
+    twin.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        twin.dec2d.weight.copy_(net.dec.weight.unsqueeze(2))
+        twin.dec2d.bias.copy_(net.dec.bias)
+        x = torch.randn(3, 1, 32)
+        torch.testing.assert_close(twin(x), net(x))
+    g, h = (SignedGraph.from_module(m, (1, 32)) for m in (net, twin))
+    assert [nb.shape for nb in g.node_blocks] == [nb.shape for nb in h.node_blocks]
+    assert [nb.shape for nb in g.node_blocks][2:] == [(4, 2, 14), (1, 2, 30)]
+    A, B = g.to_scipy(), h.to_scipy()
+    assert (A != B).nnz == 0 and A.nnz == g.n_edges == 4 * 2 * 14 * 2 + 4 * 2 * 14 * 4 + 4 * 15 * 4
+    np.testing.assert_array_equal(g.output_index, h.output_index)
+    a, b = active_subgraph(g, net, x), active_subgraph(h, twin, x)
+    np.testing.assert_array_equal(a.pred, b.pred)
+    np.testing.assert_array_equal(a.keep, b.keep)
+    for k in range(len(x)):
+        assert (a.subgraph(k).to_scipy() != b.subgraph(k).to_scipy()).nnz == 0
+
+
+def test_a_3d_layer_on_values_regrouped_as_rows_is_refused_in_one_line():
+    class Rows3d(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.layer = nn.Conv3d(1, 2, 1), nn.Conv3d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            y = self.layer(torch.stack([self.a(x), -self.a(x)], 1).flatten(0, 1))
+            return y.unflatten(0, (x.shape[0], 2)).sum(1)
+
+    with pytest.raises(UnsupportedLayerError, match="'layer'.*3-d values regrouped as a batch "
+                       "of rows") as exc:
+        SignedGraph.from_module(Rows3d().eval(), (1, 3, 3, 3))
+    assert "\n" not in str(exc.value)
+
+
+class _GatedRows(nn.Module):
+    """A squeeze-excitation gate at every row; ``gate=False``: the net without it."""
+
+    def __init__(self, gate=True):
+        super().__init__()
+        self.gate = gate
+        self.a, self.b = nn.Conv1d(1, 3, 3, padding=1), nn.Conv1d(1, 3, 3, padding=1)
+        self.se, self.out = nn.Conv1d(3, 3, 1), nn.Conv1d(3, 2, 1)
+
+    def forward(self, x):
+        h = torch.relu(torch.stack([self.a(x), self.b(x)], 1).flatten(0, 1))
+        if self.gate:
+            h = h * torch.sigmoid(self.se(h.mean(-1, keepdim=True)))
+        return self.out(h).reshape(x.shape[0], -1)
+
+
+def test_a_gate_at_every_row_is_a_positive_rescaling():
+    torch.manual_seed(0)
+    net, plain = _GatedRows().eval(), _GatedRows(gate=False).eval()
+    plain.load_state_dict(net.state_dict())
+    g, h = (SignedGraph.from_module(m, (1, 5)) for m in (net, plain))
+    assert (g.to_scipy() != h.to_scipy()).nnz == 0
+    assert [d["block"] for d in g.meta["left_out"]] == ["mean", "se"]
