@@ -706,3 +706,34 @@ def test_labels_of_a_net_with_several_heads_say_which_head_they_index(cli, tmp_p
                          "logits); choose another with --output" in err
     code, _, err = cli(base + ["--output", "logits"])
     assert code == 0 and "labels index" not in err
+
+
+def test_a_forward_that_asserts_on_its_input_is_one_line(cli, tmp_path, monkeypatch):
+    """A forward's own check (an ``assert``, as diffusers' timestep embedding
+    makes) is the input's fault: one line, not a traceback."""
+    (tmp_path / "asserting.py").write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 2, 3)\n"
+        "    def forward(self, x):\n"
+        "        assert x.shape[-1] == 8, 'width must be 8'\n"
+        "        return self.conv(x)\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(["graph", "asserting:Net", "--input-shape", "1,6,6"])
+    assert code == 2 and "Traceback" not in err + out
+    assert err.count("\n") == 1 and "cannot take inputs of shape 1,6,6 (width must be 8)" in err
+
+
+def test_a_class_spec_longer_than_a_file_name_is_a_class_spec(cli):
+    """A ``MODULE:CLASS(args)`` longer than a file name may be (255 bytes) is
+    not looked up as a file (it raised OSError: File name too long)."""
+    args = ", ".join(["in_channels=1", "out_channels=2", "kernel_size=3", "stride=1",
+                      "padding=0", "dilation=1", "groups=1", "bias=True"])
+    spec = f"torch.nn:Conv2d({args}, padding_mode='zeros')"
+    spec = spec.replace(", ", "," + " " * 20)
+    assert len(spec) > 255
+    code, out, err = cli(["graph", spec, "--input-shape", "1,5,5", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["edges"] == 2 * 9 * 9

@@ -64,13 +64,25 @@ def _shape_arg(input_shape):
 
 
 def check_finite(model: nn.Module) -> None:
-    """Raise a DeepglassError naming the first parameter or buffer with NaN or inf entries."""
+    """Raise a DeepglassError naming the first parameter with NaN or inf
+    entries, or buffer with NaN entries (an infinite buffer is a masking
+    constant: ``-inf`` filled in before a softmax)."""
     for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
         for name, t in items:
             if t.is_floating_point() or t.is_complex():
-                if not bool(torch.isfinite(t).all()):
-                    bad = int((~torch.isfinite(t)).sum())
-                    raise DeepglassError(f"{kind} {name!r} has {bad} NaN/inf entries of {t.numel()}")
+                bad = int(((~torch.isfinite(t)) if kind == "parameter" else torch.isnan(t)).sum())
+                if bad:
+                    what = "NaN/inf" if kind == "parameter" else "NaN"
+                    raise DeepglassError(f"{kind} {name!r} has {bad} {what} entries of {t.numel()}")
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False for a name no file can have (longer than the
+    file system allows: a long ``MODULE:CLASS(args)``)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _is_state_dict(obj) -> bool:
@@ -320,24 +332,24 @@ def load_model(
             raise DeepglassError(f"expected a zoo name, a file path or an nn.Module, got {type(name_or_path).__name__}")
         path = Path(name_or_path).expanduser()
         if isinstance(name_or_path, str) and name_or_path.startswith("timm:") \
-                and not path.exists():
+                and not _exists(path):
             if arch is not None:
                 raise DeepglassError(f"arch={arch!r} conflicts with {name_or_path!r}; give a "
                                      "weights file with arch='timm:NAME' instead")
             model, default = timm_model(name_or_path[5:], None, seed)
-        elif isinstance(name_or_path, str) and name_or_path in registry.ENTRIES and not path.exists():
+        elif isinstance(name_or_path, str) and name_or_path in registry.ENTRIES and not _exists(path):
             if arch is not None and arch != name_or_path:
                 raise DeepglassError(f"arch={arch!r} conflicts with zoo network {name_or_path!r}")
             e = registry.entry(name_or_path)
             want = (e.train_spec is not None) if pretrained is None else pretrained
             model = registry.get(name_or_path, pretrained=want, seed=seed)
             default = e.input_shape
-        elif isinstance(name_or_path, str) and names_user_code(name_or_path) and not path.exists():
+        elif isinstance(name_or_path, str) and names_user_code(name_or_path) and not _exists(path):
             if arch is not None:
                 raise DeepglassError(f"arch={arch!r} conflicts with {name_or_path!r}; give a "
                                      f"weights file with arch={name_or_path!r} instead")
             model, default = build_user_arch(name_or_path, seed), None   # random init, seeded
-        elif not path.exists():
+        elif not _exists(path):
             raise DeepglassError(f"no such file or zoo network: {str(name_or_path)!r} (zoo: "
                                  f"{', '.join(registry.names())}; or timm:NAME, MODULE:CLASS)")
         elif path.is_dir():
