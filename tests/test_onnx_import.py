@@ -1702,3 +1702,66 @@ def test_sin_cos_sign_and_log_of_an_activation_are_elementwise_functions():
         g, ref = (SignedGraph.from_module(m, (1, 12)) for m in (module, model))
     assert (g.n_nodes, g.n_edges) == (ref.n_nodes, ref.n_edges)
     assert (g.to_scipy() != ref.to_scipy()).nnz == 0
+
+
+class _MaskedAttentionPool(nn.Module):
+    """An attention pool whose scores are filled with -inf where a length mask
+    is 0 before the softmax (speechbrain's attentive statistics pooling)."""
+
+    def __init__(self, c=4):
+        super().__init__()
+        self.conv, self.att, self.fc = nn.Conv1d(c, c, 3, padding=1), nn.Conv1d(c, c, 1), nn.Linear(c, 2)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        mask = (torch.arange(x.shape[-1]) < 7).float()[None, None]
+        a = self.att(x).masked_fill(mask == 0, float("-inf"))
+        return self.fc((x * F.softmax(a, dim=2)).sum(2))
+
+
+def test_a_minus_infinity_mask_constant_is_no_damaged_weight():
+    """The -inf filled in before a softmax is a constant of the file, not a
+    NaN/inf weight (it was refused as one): the torch capture's graph."""
+    from deepglass.zoo.loading import check_finite
+
+    torch.manual_seed(0)
+    net = _MaskedAttentionPool().eval()
+    x = torch.randn(1, 4, 10)
+    module = onnx_to_module(_export_proto(net, x, False, 17), (4, 10))
+    check_finite(module)
+    np.testing.assert_allclose(_run(module, x.numpy()), _run(net, x.numpy()), atol=1e-5)
+    assert _graph_sums(module, (4, 10)) == _graph_sums(net, (4, 10))
+    with torch.no_grad():
+        net.fc.weight[0, 0] = float("inf")
+    with pytest.raises(DeepglassError, match=r"parameter 'fc.weight' has 1 NaN/inf entries"):
+        check_finite(net)
+
+
+def test_a_gemm_of_two_constants_is_folded():
+    """A bias computed from parameters in ``forward`` (braindecode's combined
+    temporal and spatial convolution), exported without constant folding: a
+    Gemm of two constants, computed at import (it was refused as 'constant @
+    activation')."""
+    class Combined(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.time = nn.Conv2d(1, 4, (5, 1))
+            self.spat = nn.Conv2d(4, 3, (1, 3), bias=False)
+
+        def forward(self, x):
+            w = (self.time.weight * self.spat.weight.permute(1, 0, 2, 3)).sum(0).unsqueeze(1)
+            b = self.spat.weight.squeeze().sum(-1).mm(self.time.bias.unsqueeze(-1)).squeeze()
+            return F.conv2d(x, w, b)
+
+    torch.manual_seed(0)
+    net = Combined().eval()
+    x = torch.randn(1, 1, 12, 3)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=17, do_constant_folding=False)
+    proto = onnx.load_from_string(buf.getvalue())
+    assert "Gemm" in {n.op_type for n in proto.graph.node}
+    module = onnx_to_module(proto, (1, 12, 3))
+    np.testing.assert_allclose(_run(module, x.numpy()), _run(net, x.numpy()), atol=1e-5)
+    assert _graph_sums(module, (1, 12, 3)) == _graph_sums(net, (1, 12, 3))

@@ -32,14 +32,18 @@ __all__ = ["capture_module", "Captured", "output_tensor", "output_names", "RULES
 
 
 def _check_weights(model: nn.Module) -> None:
+    params = {id(p) for p in model.parameters()}
     for name, p in list(model.named_parameters()) + list(model.named_buffers()):
         if isinstance(p, nn.parameter.UninitializedTensorMixin):
             raise DeepglassError(f"parameter {name!r} is not initialized (a lazy layer, "
                                  "nn.LazyConv2d, ...): run the model on one sample first")
-        # one cheap reduction first; the elementwise check only if it is not finite
-        if p.is_floating_point() and not bool(torch.isfinite(p.detach().sum())) \
-                and not bool(torch.isfinite(p).all()):
-            raise DeepglassError(f"parameter {name!r} has NaN or infinite values")
+        # one cheap reduction first; the elementwise check only if it is not finite.
+        # A buffer may hold an infinity (a -inf mask filled in before a softmax)
+        if p.is_floating_point() and not bool(torch.isfinite(p.detach().sum())):
+            if id(p) in params and not bool(torch.isfinite(p).all()):
+                raise DeepglassError(f"parameter {name!r} has NaN or infinite values")
+            if id(p) not in params and bool(torch.isnan(p).any()):
+                raise DeepglassError(f"buffer {name!r} has NaN values")
     for name, m in model.named_modules():
         # eval-mode batch norm divides by sqrt(running_var + eps): a negative
         # variance gives NaN (or a division by zero) in the fold and the forward pass

@@ -251,14 +251,23 @@ class _LayerOps:
 
     def op_Gemm(self, node, a):
         x = self.inp(node, 0)
+        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
         if x.is_const:
-            self.refuse(node, "a constant A input (constant @ activation)")
+            B, C = self.inp(node, 1), self.inp(node, 2)
+            if not B.is_const or (C is not None and not C.is_const):
+                self.refuse(node, "a constant A input with an activation B or C "
+                            "(constant @ activation)")
+            # arithmetic on constants (a bias computed from parameters): folded
+            A = x.const.t() if int(a.get("transA", 0)) else x.const
+            Bm = B.const.t() if int(a.get("transB", 0)) else B.const
+            y = alpha * (A @ Bm)
+            self.set(node, _Value(const=y if C is None else y + beta * C.const))
+            return
         if int(a.get("transA", 0)):
             self.refuse(node, "transA=1")
         if x.tensor.dim() != 2:
             self.refuse(node, f"an input of rank {x.tensor.dim()}")
         B = self.need_const(node, 1, "B matrix").float()
-        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
         weight = alpha * (B if int(a.get("transB", 0)) else B.t())  # (out, in)
         bias = None
         if self.inp(node, 2) is not None:
