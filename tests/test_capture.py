@@ -708,15 +708,56 @@ def test_variances_and_norms_are_statistics_of_a_normalization(capture):
         _dense(_graph(ref, (2, 4, 4), capture=capture)[0]),
         _dense(_graph(nn.Sequential(conv1, folded, head), (2, 4, 4), capture=capture)[0]),
         rtol=1e-6)
-    # a statistic used as a feature (x-vector statistics pooling) stays refused
-    pool = nn.Sequential(conv1, nn.Flatten(2), _StdPool(), nn.Linear(3, 2))
-    with pytest.raises(UnsupportedLayerError, match="statistic"):
-        SignedGraph.from_module(pool, (2, 4, 4), capture=capture)
 
 
-class _StdPool(nn.Module):
+class _StatsPool(nn.Module):
+    """Statistics pooling (x-vectors, ECAPA-TDNN): the mean and standard
+    deviation of every channel over time as features, by ATen's op or written
+    out; the variance and the 2-norm alike."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv, self.fc = nn.Conv1d(2, 3, 3), nn.Linear(6, 2)
+
     def forward(self, x):
-        return x.std(dim=2)
+        y = self.conv(x)
+        L = y.shape[-1]
+        if self.how in ("std_mean", "var_mean"):
+            s, mu = (torch.std_mean if self.how == "std_mean" else torch.var_mean)(y, 2)
+        elif self.how == "norm":
+            s, mu = y.norm(dim=2), y.mean(2)
+        elif self.how == "norm_written":
+            s, mu = (y ** 2).sum(2).sqrt(), y.mean(2)
+        else:
+            mu = y.mean(2, keepdim=True)
+            s = ((y - mu) ** 2).sum(2) / (L - 1)
+            s, mu = (s.sqrt() if self.how == "std_written" else s), mu.squeeze(2)
+        return self.fc(torch.cat([mu, s], 1))
+
+
+@pytest.mark.filterwarnings("ignore::deepglass.graph.NonMonotoneActivationWarning")
+@pytest.mark.parametrize("how", ["std", "var", "norm"])
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_a_statistic_used_as_a_feature_is_what_it_computes(how, capture):
+    """A standard deviation, variance or norm that rescales no value is the
+    graph of what it computes (SPEC §1b): the centring layer (+1 from ``y``,
+    -1 from its mean), the square (an activation), the sum over time and the
+    root, as the same computation written out (``std`` was refused, while
+    ECAPA's written-out pooling gave a graph); with a square warned."""
+    torch.manual_seed(0)
+    op = _StatsPool(how if how == "norm" else f"{how}_mean").double().eval()
+    written = _StatsPool(f"{how}_written").double().eval()
+    written.load_state_dict(op.state_dict())
+    x = torch.randn(2, 2, 9, dtype=torch.float64)
+    torch.testing.assert_close(op(x), written(x))
+    g, warned = _graph(op, (2, 9), capture=capture)
+    assert any("x ** 2" in w for w in warned)
+    h = _graph(written, (2, 9), capture=capture)[0]
+    np.testing.assert_allclose(_dense(g), _dense(h), rtol=1e-12, atol=1e-15)
+    if how != "norm":    # the centring: +1 from y, -1 from its mean
+        A = _dense(g)
+        assert {1.0, -1.0} <= set(np.round(A[A != 0], 12))
 
 
 class _SplitAttention(nn.Module):

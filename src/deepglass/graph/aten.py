@@ -450,13 +450,14 @@ class AtenInterpreter(torch.fx.Interpreter):
         if packet in STAT_OPS or n.target is operator.getitem:
             if any(_is_sym(v) for v in flatten(args)):
                 self.unsupported(n, _opname(n.target), "it mixes a network value with a "
-                                 "statistic of the input (x ** p, a root or a mean of one)")
+                                 "normalization's statistic (x ** p, a root or a mean of a "
+                                 "network value that rescales a value)")
             out = real[0] if isinstance(real, tuple) else real
             sign = stat_sign(self, n, args)
             return Stat(tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else (), sign)
-        self.unsupported(n, _opname(n.target), "it uses a statistic of the input (x ** p, a "
-                         "root or a mean of one) as a network value; only a normalization "
-                         "(a division by such a statistic) is supported")
+        self.unsupported(n, _opname(n.target), "it uses a normalization's statistic (x ** "
+                         "p, a root or a mean of a network value) as a network value; only a "
+                         "normalization (a division by such a statistic) is supported")
 
 
 # ----------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ import operator
 import torch
 import torch.fx
 
-from .symbolic import Pending, Ref, _flag, _name_of, _opname, base_packet, scale, uses
+from .layers import reduce_op
+from .symbolic import (Pending, Ref, _arg, _flag, _name_of, _opname, add_values, base_packet,
+                       expand_to, scale, uses)
 
 __all__ = ["Stat", "feeds_normalization", "stat_sign"]
 
@@ -200,10 +202,76 @@ def _statistic(ip, n, args, kwargs, real):
 def _reduced_statistic(ip, n, args, kwargs, real):
     """A variance, standard deviation or norm of a network value (EvoNorm, an
     RMSNorm written with ``var``, ConvNeXt-V2's global response norm): a
-    per-sample statistic, for a normalization to divide or multiply by."""
+    per-sample statistic, for a normalization to divide or multiply by;
+    where it rescales no value (statistics pooling's features, an x-vector's
+    ``cat([x.mean(2), x.std(2)])``), what it computes written out
+    (:func:`_moment`)."""
+    if isinstance(args[0], (Ref, Pending)) and not feeds_normalization(ip, n, reduced=True):
+        out = _moment(ip, n, real)
+        if out is not None:
+            return out
     if isinstance(real, tuple):
         return tuple(Stat(tuple(r.shape[1:])) for r in real)
     return Stat(tuple(real.shape[1:]))
+
+
+def _moment(ip, n, real):
+    """SPEC §1b, "the network is what it computes": ``var(x, dims)`` as the
+    centring layer ``c = x - mean(x)`` (edges +1 from ``x``, -1 from the mean
+    copied back), the activation ``c ** 2`` (warned: a square of a signed
+    value), and the sum ``/ (N - correction)`` over ``dims``; ``std`` its
+    square root (an activation); ``var_mean`` / ``std_mean`` return the mean
+    too; a 2-norm ``sqrt(sum(x ** 2))``, a 1-norm ``sum(|x|)``.  The same
+    graph as these ops written out.  None for another norm order.
+    O(elements of ``x``)."""
+    name = _opname(n.target).split(".")[0]
+    r = ip.real(n.args)
+    real_x = r[0]
+    nd = real_x.ndim
+    if name in ("linalg_vector_norm", "norm"):
+        order = _arg(n, r, 1, "ord" if name == "linalg_vector_norm" else "p", 2)
+        dims, keep = _arg(n, r, 2, "dim"), bool(_arg(n, r, 3, "keepdim", False))
+        if order not in (1, 2, 1.0, 2.0):
+            return None
+    else:
+        dims, keep = _arg(n, r, 1, "dim"), bool(n.kwargs.get("keepdim", False))
+        if n.target.overloadpacket in (aten.var, aten.std) and len(r) > 3 and \
+                isinstance(r[3], bool):
+            keep = r[3]             # var.dim(x, dim, unbiased, keepdim)
+        correction = n.kwargs.get("correction")
+        if correction is None:      # var.dim's unbiased, else PyTorch's default
+            correction = 0 if len(r) > 2 and r[2] is False else 1
+    dims = sorted({d % nd for d in ([dims] if isinstance(dims, int) else dims or range(1, nd))})
+    if 0 in dims:
+        return None                 # over the batch: refused as a statistic where it is used
+    where, x = ip.where(n), ip.b.materialize(ip.sym[n.args[0]])
+    size = 1
+    for d in dims:
+        size *= real_x.shape[d]
+    out_real = real[0] if isinstance(real, tuple) else real
+    kept = real_x.sum(dims, keepdim=True)
+    if name in ("linalg_vector_norm", "norm"):
+        power = _power(ip, x, 2.0) if float(order) == 2 else _abs(ip, x)
+        total = reduce_op(ip.b, where, ip.b.materialize(power), real_x, out_real, dims, 1.0)
+        return _power(ip, total, 0.5) if float(order) == 2 else total
+    mean = ip.b.materialize(reduce_op(ip.b, where, x, real_x, kept, dims, ip.b.pool_weight))
+    minus = scale(ip.b, expand_to(ip.b, mean, real_x.shape[1:]),
+                  torch.tensor(-1.0, dtype=torch.float64))
+    centred = add_values(ip.b, x, minus, tuple(real_x.shape[1:]), where,
+                         lambda what, why: ip.unsupported(n, what, why))
+    squared = ip.b.materialize(_power(ip, centred, 2.0))
+    var = reduce_op(ip.b, where, squared, real_x, out_real, dims,
+                    1.0 / max(size - correction, 1))
+    value = _power(ip, var, 0.5) if name.startswith("std") else var
+    if isinstance(real, tuple):     # var_mean / std_mean: (value, mean)
+        return value, Ref(mean.index.reshape(real[1].shape))
+    return value
+
+
+def _abs(ip, x):
+    """``|x|``: an elementwise activation, non-monotone on a signed value."""
+    ip.warn_nonmonotone("abs")
+    return _flag(ip.b.activated(x), nonneg=True, fn="abs")
 
 
 def _power(ip, x, p: float):
@@ -251,6 +319,9 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
     own = None      # n and what is computed from it, found when first needed
     stack = [(u, n, reduced, False) for u in n.users]
     seen = set()
+    # a mean that centres a value and is a value too (statistics pooling written
+    # out: cat([mu, sqrt(((x - mu) ** 2).mean())])) is a layer, the centring too
+    centring = as_value = False
     while stack:
         u, src, reduced, negated = stack.pop()
         if (u, reduced, negated) in seen:
@@ -269,17 +340,19 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
                 # negated: x.mean() - x), not from another one (y - z.mean(): a layer)
                 centres = (packet in (aten.sub, aten.rsub)) != negated and \
                     _root(n.args[0]) in {_root(a) for a in others}
-                if reduced and (rescales or centres):
+                if reduced and rescales:
                     return True
+                centring = centring or (reduced and centres)
                 continue
         elif _negates(ip, u, src):
             negated = not negated
         if packet in _REDUCTIONS:
             reduced = True
         elif packet not in _STAT_PATH and u.target is not operator.getitem:
+            as_value = as_value or reduced
             continue
         stack.extend((w, u, reduced, negated) for w in u.users)
-    return False
+    return centring and not as_value
 
 
 def stat_sign(ip, n, args) -> int:
