@@ -1398,7 +1398,7 @@ def test_a_pooled_feature_divided_by_its_own_norm_is_the_value(capture):
 def test_channels_regrouped_as_a_batch_are_a_layer_at_every_row():
     """A layer run on one sample's values regrouped as a batch (each channel a
     row, as a shared per-source decoder reads its sources): the layer at every
-    row, the Jacobian (it was refused; more in tests/test_capture_rows.py)."""
+    row, the Jacobian (it was refused; more in tests/test_capture_batch_axis.py)."""
     class ChannelsAsBatch(nn.Module):
         def __init__(self):
             super().__init__()

@@ -120,7 +120,7 @@ def print_kv(title: str, values: dict, floatfmt: str = ".6g") -> None:
 
 #: how --input-shape is written, for error messages
 SHAPE_SYNTAX = ("C,H,W, positive integers; several inputs: --input-shape 3,32,32 "
-                "--input-shape 10, or '3,32,32;10'")
+                "--input-shape 10, or '3,32,32;10'; one number per sample: ()")
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
@@ -132,6 +132,8 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 
     if text is None:
         return None
+    if text.strip() == "()":    # one number per sample (a timestep: shape (B,))
+        return ()
     items = re.split(r"[,x]", text.strip())
     if not all(re.fullmatch(r"\s*\d+\s*", t) for t in items):
         raise DeepglassError(f"--input-shape must look like {SHAPE_SYNTAX}; got {text!r}")
@@ -161,8 +163,8 @@ def parse_shapes(values: "str | list[str] | tuple[str, ...] | None") -> list[tup
 def shape_text(shape) -> str:
     """``3x32x32`` for one input's shape, ``3x32x32, 10`` for several inputs'."""
     if shape and isinstance(shape[0], (tuple, list)):
-        return ", ".join("x".join(map(str, s)) for s in shape)
-    return "x".join(map(str, shape))
+        return ", ".join("x".join(map(str, s)) or "()" for s in shape)
+    return "x".join(map(str, shape)) or "()"
 
 
 def shape_record(values) -> str | None:

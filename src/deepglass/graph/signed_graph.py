@@ -440,7 +440,7 @@ class SignedGraph:
             rows.append({
                 "block": nb.name,
                 "op": nb.op,
-                "shape": "x".join(map(str, nb.shape)),
+                "shape": "x".join(map(str, nb.shape)) or "()",
                 "nodes": nb.size,
                 "edges": sum(b.n_edges() for b in ins),
                 "params": sum(b.n_params() for b in ins),

@@ -164,7 +164,8 @@ def input_shapes(input_shape) -> list[tuple[int, ...]]:
         if not isinstance(sh, (list, tuple, torch.Size)):
             raise DeepglassError(f"input shape must be a sequence of integers, got {sh!r}")
         sizes = [_size(s) for s in sh]
-        if not sizes or any(s is None or s <= 0 for s in sizes):
+        # () is one number per sample (a diffusion model's timestep, shape (B,))
+        if any(s is None or s <= 0 for s in sizes):
             raise DeepglassError(f"input shape must be positive integers, got {tuple(sh)}")
         out.append(tuple(sizes))
     return out

@@ -58,7 +58,7 @@ def _shape_arg(input_shape):
         shape = tuple(int(s) for s in input_shape)
     except (TypeError, ValueError):
         raise DeepglassError(f"input_shape must be a sequence of positive integers (C, H, W), got {input_shape!r}") from None
-    if not shape or any(s <= 0 for s in shape) or any(float(s) != float(t) for s, t in zip(shape, input_shape)):
+    if any(s <= 0 for s in shape) or any(float(s) != float(t) for s, t in zip(shape, input_shape)):
         raise DeepglassError(f"input_shape must be a sequence of positive integers (C, H, W), got {input_shape!r}")
     return shape
 

@@ -123,7 +123,9 @@ class _BuilderBase(_Refusals):
                 )
             return tuple(override)
         static = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
-        if len(static) < 2 or any(s is None for s in static[1:]):
+        if len(static) == 1:
+            return ()       # the batch axis alone: one number per sample (a timestep)
+        if not static or any(s is None for s in static[1:]):
             shown = ["?" if s is None else str(s) for s in static]
             raise DeepglassError(
                 f"the ONNX input {inp.name!r} has shape [{', '.join(shown)}]: pass input_shape (--input-shape) "

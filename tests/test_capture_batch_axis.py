@@ -1,8 +1,10 @@
-"""One sample's values regrouped as a batch of rows (a decoder shared by the
-sources a separation net estimates, ``decoder(y.view(B * S, C, T))``): a
-layer at every row is the layer of one more dimension, of extent 1 along the
-rows. Checked against the Jacobian, and against the twin that writes that
-layer out (same graph, same active subnetworks)."""
+"""Values and the batch axis. One sample's values regrouped as a batch of
+rows (a decoder shared by the sources a separation net estimates,
+``decoder(y.view(B * S, C, T))``): a layer at every row is the layer of one
+more dimension, of extent 1 along the rows; checked against the Jacobian, and
+against the twin that writes that layer out (same graph, same active
+subnetworks). One number per sample (a timestep, shape ``(B,)``): an input of
+shape ``()``."""
 
 from __future__ import annotations
 
@@ -174,3 +176,55 @@ def test_a_gate_at_every_row_is_a_positive_rescaling():
     g, h = (SignedGraph.from_module(m, (1, 5)) for m in (net, plain))
     assert (g.to_scipy() != h.to_scipy()).nnz == 0
     assert [d["block"] for d in g.meta["left_out"]] == ["mean", "se"]
+
+
+class _Timestep(nn.Module):
+    """A denoiser's two inputs: an image and one number per sample (its
+    timestep, shape ``(B,)``), embedded by fixed frequencies and a dense
+    layer and added to every position of the image's features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.lin, self.out = nn.Conv2d(2, 4, 3, padding=1), nn.Linear(3, 4), nn.Conv2d(4, 2, 1)
+        self.register_buffer("freqs", torch.tensor([1.0, 0.1, -0.01]))
+
+    def forward(self, x, t):
+        e = t[:, None] * self.freqs[None]
+        return self.out(self.conv(x) + self.lin(e)[:, :, None, None])
+
+
+def test_one_number_per_sample_is_an_input_of_shape_empty():
+    """``input_shape=[(2, 5, 5), ()]``: the timestep is an input block of one
+    node (it was refused: 'input shape must be positive integers, got ()')."""
+    g = assert_is_jacobian(_Timestep(), [(2, 5, 5), ()])
+    assert [nb.shape for nb in g.node_blocks[:2]] == [(2, 5, 5), ()]
+
+
+def test_the_cli_and_an_onnx_file_take_one_number_per_sample(cli, tmp_path, monkeypatch):
+    import io
+    import json
+    import warnings
+
+    torch.manual_seed(0)
+    net = _Timestep().eval()
+    want = SignedGraph.from_module(net, [(2, 5, 5), ()])
+    (tmp_path / "denoiser.py").write_text(
+        "import sys\nsys.path.insert(0, %r)\nfrom test_capture_batch_axis import _Timestep\n"
+        % str(__import__("pathlib").Path(__file__).parent))
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(["graph", "w.pt", "--arch", "denoiser:_Timestep", "--input-shape",
+                          "2,5,5;()", "--json"])
+    assert code == 0, err
+    assert (json.loads(out)["nodes"], json.loads(out)["edges"]) == (want.n_nodes, want.n_edges)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(1, 2, 5, 5), torch.tensor([3.0])), buf, dynamo=False,
+                          opset_version=17, input_names=["x", "t"],
+                          dynamic_axes={"x": {0: "b"}, "t": {0: "b"}})
+    (tmp_path / "denoiser.onnx").write_bytes(buf.getvalue())
+    # the file's shapes: the timestep's is the batch axis alone
+    code, out, err = cli(["graph", "denoiser.onnx", "--json"])
+    assert code == 0, err
+    assert (json.loads(out)["nodes"], json.loads(out)["edges"]) == (want.n_nodes, want.n_edges)
