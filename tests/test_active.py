@@ -557,11 +557,34 @@ def test_bad_inputs_give_one_line_errors():
              lambda: active_subgraph(g, net, torch.zeros(2, 1, 8, 8), target=[0]),
              lambda: active_subgraph(g, net, torch.zeros(2, 1, 8, 8), target=[0, 5]),
              lambda: active_subgraph(g, net, torch.zeros(2, 1, 8, 8), target=[0.5, 1.0]),
-             lambda: active_frustration(g, method="magic")]
+             lambda: active_frustration(g, method="magic"),
+             # NaN inputs gave a "subnetwork", no inputs a raw ValueError
+             lambda: active_subgraph(g, net, torch.full((2, 1, 8, 8), float("nan"))),
+             lambda: active_subgraph(g, net, torch.zeros(0, 1, 8, 8)),
+             lambda: active_subgraph(g, net, torch.zeros(2, 1, 8, 8)).subgraph(2)]
     for case in cases:
         with pytest.raises(DeepglassError) as info:
             case()
         assert "\n" not in str(info.value)
+
+
+def test_a_model_with_other_weights_than_the_graphs_is_refused():
+    """Same architecture, other weights (a null model's, here a permutation
+    of each layer's weights, N1): its masks would be read off another
+    network and applied to the graph's edges; refused in one line."""
+    net, shape, _ = make("conv_relu_pool")
+    g = SignedGraph.from_module(net, shape)
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.copy_(p.flatten()[torch.randperm(p.numel(), generator=torch.Generator()
+                                                .manual_seed(0))].view_as(p))
+    x = inputs_for("conv_relu_pool", shape, 2)
+    with pytest.raises(DeepglassError, match="not captured from this model's weights"):
+        active_subgraph(g, other, x)
+    # the same weights in float64, and the graph in float64: the same network
+    g64 = SignedGraph.from_module(net, shape, dtype=torch.float64)
+    active_subgraph(g64, copy.deepcopy(net).double(), x.double())
 
 
 # --------------------------------------------------------------------------------------

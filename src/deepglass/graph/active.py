@@ -129,6 +129,9 @@ class ActivePatterns:
         Blocks with no kept edge are left out (``drop_empty``); blocks whose
         every node is kept (and that select no edges) are used as they are.
         """
+        B = self.keep.shape[0]
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not -B <= k < B:
+            raise DeepglassError(f"input row {k!r} out of range: {B} inputs")
         g = self.graph
         blocks: list[EdgeBlock] = []
         for bi, b in enumerate(g.edge_blocks):
@@ -238,7 +241,11 @@ def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
                              f"got {tuple(x.shape)}")
     if not torch.is_floating_point(x):
         x = x.float()
+    if not bool(torch.isfinite(x).all()):
+        raise DeepglassError("inputs hold NaN or infinite values")
     B = x.shape[0]
+    if B < 1:
+        raise DeepglassError("no inputs: x holds a batch of 0")
     ids = np.arange(B) if ids is None else np.asarray(ids)
     if len(ids) != B:
         raise DeepglassError(f"{len(ids)} ids for {B} inputs")

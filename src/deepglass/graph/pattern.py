@@ -111,6 +111,11 @@ class PatternRecorder:
             hint = (f", with forward_kwargs={kw}" if kw and not forward_kwargs else "")
             raise DeepglassError("the graph was not traced from this model (its node blocks "
                                  f"differ); pass the model the graph was built from{hint}")
+        if not _same_weights(graph, c):
+            raise DeepglassError("the graph was not captured from this model's weights (its "
+                                 "edges differ: other weights of the same architecture, a null "
+                                 "model's or a trained copy's); pass the model the graph was "
+                                 "built from")
         for b in graph.edge_blocks:
             if b.src_blocks and max(b.src_blocks) >= b.dst:
                 raise DeepglassError(f"edge block {b.module!r} does not run forward "
@@ -211,6 +216,19 @@ class PatternRecorder:
         vid = [v.to(device) for v in self.value_ids]
         eid = {k: v.to(device) for k, v in self.exact_ids.items()}
         return Recorded(table, vid, eid, y.reshape(B, -1).to(device))
+
+
+def _same_weights(graph: SignedGraph, c) -> bool:
+    """Whether the blocks of capture ``c`` have ``graph``'s edge weights: both
+    operators on one random vector agree to 1e-4 of its norm (float64, on the
+    CPU; a permutation of a layer's weights, N1, changes it).  O(edges)."""
+    mine = SignedGraph(c.node_blocks, c.edge_blocks, graph.input_shape,
+                       output_index=graph.output_index).to(dtype=torch.float64)
+    theirs = graph.to(device="cpu", dtype=torch.float64)
+    v = torch.randn(1, graph.n_nodes, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(0))
+    a, b = mine.rmatvec(v), theirs.rmatvec(v)
+    return bool(torch.linalg.vector_norm(a - b) <= 1e-4 * torch.linalg.vector_norm(b) + 1e-30)
 
 
 _RECORDERS: "weakref.WeakKeyDictionary[SignedGraph, tuple]" = weakref.WeakKeyDictionary()
