@@ -432,3 +432,18 @@ def test_frustration_gives_the_gauge_of_the_output_asked_for():
                                              r"the gauge of another output \(this one is '1'\)\? "
                                              r"Pass the same output="):
         near_monotonicity(net, first.sigma_in, first.sigma_out, x, amplitudes=3, output="1")
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(x=torch.full((2, 3), float("nan"))), "inputs hold NaN or infinite values"),
+    (dict(seed=-1), "seed must be a non-negative integer"),
+    (dict(device="tpu"), "device must be 'cpu', 'cuda' or 'cuda:N'"),
+    (dict(x=torch.rand(2, 4)), r"sigma_in must hold 4 entries .* inputs are of shape 4"),
+])
+def test_bad_arguments_are_one_line_errors(kw, msg):
+    """NaN inputs gave rho = 0 and gamma = 1 for every trial; a negative seed
+    and an unknown device raised NumPy's and torch's errors."""
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = kw.pop("x", torch.rand(2, 3))
+    with pytest.raises(DeepglassError, match=msg):
+        near_monotonicity(net, [1, 1, 1], [1, 1], x, amplitudes=4, **kw)

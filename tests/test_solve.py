@@ -722,3 +722,12 @@ def test_compiled_engine_on_active_subnetworks_of_concatenations(cls, shape, n_s
         assert ex.sweeps > 1
         torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
         torch.testing.assert_close(ex.fields, mf.fields, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("replicas", [0, 2.5, "4", True])
+def test_replicas_must_be_an_integer(replicas):
+    """``replicas=2.5`` ran 2 and ``"4"`` ran 4 (``int()`` truncated and parsed
+    them); the CLI refused both."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    with pytest.raises(DeepglassError, match="replicas must be an integer >= 1"):
+        deepglass.frustration(net, input_shape=(3,), replicas=replicas)

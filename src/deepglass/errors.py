@@ -43,6 +43,22 @@ def first_line(exc: BaseException, typed: bool = False, limit: int | None = None
     return out if limit is None else out[:limit]
 
 
+def check_count(value, name: str, least: int = 1) -> int:
+    """``value`` as an ``int`` of at least ``least``: a Python or NumPy integer
+    (not a bool, a float or a string, which ``int()`` would truncate or parse).
+
+    Raises
+    ------
+    DeepglassError
+        One line naming the parameter and the value.
+    """
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise DeepglassError(f"{name} must be an integer >= {least}, got {value!r}")
+    return int(value)
+
+
 def check_seed(seed) -> int:
     """``seed`` as an ``int``: a non-negative Python or NumPy integer (not a bool).
 

@@ -42,7 +42,7 @@ import pandas as pd
 import scipy.sparse.linalg as spla
 import scipy.stats
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_seed
 from .couplings import (DENSE_EIG_LIMIT, GRAPH_EXPLICIT_EDGES, Couplings,  # noqa: F401 (re-exported)
                         bipartite_coupling, coupling_operator, critical_temperature, curie_weiss,
                         lambda_max, layer_coupling, top_eigenpair)
@@ -268,6 +268,7 @@ def solve_mean_field(W: Any, T: float, h: float = 0.0, *,
     newton_steps = _count("newton_steps", newton_steps, 0)
     if isinstance(starts, str):
         starts = [starts]
+    check_seed(seed)
     C = coupling_operator(W)
     tol = tol if tol is not None else max(1e-12, 100.0 * C.eps)
     beta = 1.0 / T

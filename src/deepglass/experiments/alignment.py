@@ -50,7 +50,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..errors import DeepglassError
+from ..devices import check_device
+from ..errors import DeepglassError, check_seed
 
 __all__ = ["near_monotonicity", "MonotonicityResult", "alignment_gamma", "amplitude_grid",
            "check_amplitude_range",
@@ -238,6 +239,8 @@ def as_batch(inputs, ids=None):
     x = torch.as_tensor(inputs)
     if x.ndim < 2 or x.shape[0] < 1:
         raise DeepglassError(f"inputs must be a batch (B, *input_shape), got shape {tuple(x.shape)}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise DeepglassError("inputs hold NaN or infinite values")
     ids = [str(i) for i in ids] if ids is not None else None
     if ids is not None and len(ids) != x.shape[0]:
         raise DeepglassError(f"{len(ids)} ids for {x.shape[0]} inputs")
@@ -356,10 +359,13 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     >>> res.gamma
     1.0
     """
+    check_seed(seed)
+    dev = check_device(device)
     x, ids = as_batch(inputs, ids)
     B, shape = int(x.shape[0]), tuple(x.shape[1:])
     numel = int(np.prod(shape))
-    s_in = _spins(sigma_in, numel, "sigma_in").reshape(shape)
+    s_in = _spins(sigma_in, numel, "sigma_in", f" (the inputs are of shape "
+                  f"{'x'.join(map(str, shape))}: the network's input shape?)").reshape(shape)
     batch_size = _default_batch(numel) if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise DeepglassError(f"batch_size must be >= 1, got {batch_size}")
@@ -377,7 +383,6 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
         dtype = param.dtype if param.is_floating_point() else torch.float32
     except StopIteration:
         dtype = torch.float32
-    dev = torch.device(device)
     model = _on_device(model, dev)
     was_training = model.training
     model.eval()

@@ -427,8 +427,9 @@ def _check_options(batchnorm, norm, gates, capture, pool_weight) -> None:
         if value not in RULES[key]:
             raise DeepglassError(f"{key} must be one of {', '.join(map(repr, RULES[key]))}, "
                                  f"not {value!r}")
-    if pool_weight is not None and not pool_weight > 0:
-        raise DeepglassError(f"pool_weight must be positive, got {pool_weight}")
+    if pool_weight is not None and (isinstance(pool_weight, bool) or not isinstance(
+            pool_weight, (int, float, np.integer, np.floating)) or not pool_weight > 0):
+        raise DeepglassError(f"pool_weight must be a positive number, got {pool_weight!r}")
 
 
 def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, batchnorm,

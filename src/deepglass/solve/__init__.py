@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import DeepglassError, check_seed
+from ..errors import DeepglassError, check_count, check_seed
 from ..graph import SignedGraph
 from .engines import check_device, check_engine
 from .gauges import paper_gauges, random_gauges
@@ -421,8 +421,7 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     True
     """
     choose_method(0, method)                       # an unknown name, before tracing
-    if int(replicas) < 1:
-        raise DeepglassError(f"replicas must be >= 1, got {replicas}")
+    replicas = check_count(replicas, "replicas")
     check_seed(seed)
     check_device(device)
     graph = _as_graph(graph_or_model, input_shape)
