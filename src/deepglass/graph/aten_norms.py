@@ -230,14 +230,11 @@ def _moment(ip, n, real):
     nd = real_x.ndim
     if name in ("linalg_vector_norm", "norm"):
         order = _arg(n, r, 1, "ord" if name == "linalg_vector_norm" else "p", 2)
-        dims, keep = _arg(n, r, 2, "dim"), bool(_arg(n, r, 3, "keepdim", False))
+        dims = _arg(n, r, 2, "dim")
         if order not in (1, 2, 1.0, 2.0):
             return None
-    else:
-        dims, keep = _arg(n, r, 1, "dim"), bool(n.kwargs.get("keepdim", False))
-        if n.target.overloadpacket in (aten.var, aten.std) and len(r) > 3 and \
-                isinstance(r[3], bool):
-            keep = r[3]             # var.dim(x, dim, unbiased, keepdim)
+    else:                           # (keepdim: the output's shape, from ``real``)
+        dims = _arg(n, r, 1, "dim")
         correction = n.kwargs.get("correction")
         if correction is None:      # var.dim's unbiased, else PyTorch's default
             correction = 0 if len(r) > 2 and r[2] is False else 1
