@@ -252,3 +252,31 @@ def test_powerlaw_resumes_even_without_the_previous_checkpoint(powerlaw_run, tmp
     _same_verdicts(before, pd.read_parquet(verdicts / "autoencoder_e0002.parquet"))
     assert (run / "checkpoints" / "autoencoder_e0002.pt").read_bytes() == \
         (powerlaw_run / "checkpoints" / "autoencoder_e0002.pt").read_bytes()
+
+
+def test_a_changed_matrix_or_model_file_is_another_run(tmp_path, cli):
+    """The file behind a run changed under the same name (a matrix scaled,
+    weights retrained): refused in one line, not resumed with the old
+    numbers (the configuration recorded only the path)."""
+    import torch
+
+    from deepglass import zoo
+
+    path = _couplings(tmp_path)
+    run = tmp_path / "mf"
+    argv = ["criticality", "meanfield", str(path), "--out", str(run), "--no-curves", "--json"]
+    code, out, err = cli(argv)
+    assert code == 0, err
+    scipy.sparse.save_npz(path, 3 * scipy.sparse.load_npz(path))
+    code, out, err = cli(argv)
+    assert code == 2 and "configuration differs (couplings_sha256)" in err
+    weights = tmp_path / "net.pth"
+    torch.save(zoo.get("digits_cnn").state_dict(), weights)
+    argv = ["criticality", "powerlaw", str(weights), "--arch", "digits_cnn", "--data", "digits",
+            "--n-boot", "0", "--max-train", "100", "--max-test", "50", "--out",
+            str(tmp_path / "pl"), "--json"]
+    code, out, err = cli(argv)
+    assert code == 0, err
+    torch.save({k: 5 * v for k, v in torch.load(weights).items()}, weights)
+    code, out, err = cli(argv)
+    assert code == 2 and "configuration differs (weights_sha256)" in err

@@ -166,6 +166,8 @@ class RunDir(OwnedFiles):
             self._check_manifest_present()
             self._manifest.load()
             self._remove_stale_tmps()
+            # every refusal before anything is removed (a refused --force deletes nothing)
+            self._check_outputs_free()
             version = found["deepglass"]["version"]
             runs = found["runs"]
             if version != package_version():
@@ -173,6 +175,14 @@ class RunDir(OwnedFiles):
                     raise DeepglassError(f"run directory {self.path}: it was made by deepglass "
                                          f"{version}, this is {package_version()}; "
                                          f"{_ELSEWHERE} or {_FORCE}")
+                others = sorted(k for k in runs if k != kind)
+                if others:
+                    # one kind's --force replaces its own results, never another's
+                    raise DeepglassError(
+                        f"run directory {self.path}: it was made by deepglass {version} and "
+                        f"holds {', '.join(repr(k) for k in others)} results besides "
+                        f"'{kind}'; --force replaces one kind's results only, so "
+                        f"{_ELSEWHERE} (or remove the directory to recompute them all)")
                 self._remove_owned(lambda rel: rel != CONFIG_NAME)
                 found = None
             elif kind in runs and _unsettled(runs[kind], self.config) != self.config:

@@ -177,6 +177,31 @@ def coupling_operator(W: Any, *, check_symmetric: bool = True,
     return Couplings(W.shape[0], lambda x: W @ x, "dense", explicit=W, source=W)
 
 
+def couplings_digest(C: Couplings) -> str | None:
+    """sha256 (16 hex digits) of the couplings' values: a network's weights
+    (its graph's blocks) or an explicit matrix's entries, so that a run
+    directory resumed on another file of the same name is another run.  None
+    for a matrix-free operator (nothing to hash).  O(stored values)."""
+    import hashlib
+
+    src = C.source if is_signed_graph(C.source) else C._explicit
+    if src is None:
+        return None
+    h = hashlib.sha256()
+    if is_signed_graph(src):
+        from ..experiments.real_gauge import weights_digest
+
+        return weights_digest(None, src)
+    if scipy.sparse.issparse(src):
+        src = src.tocsr()
+        parts = [np.asarray(src.shape), src.indptr, src.indices, src.data]
+    else:
+        parts = [np.asarray(np.shape(src)), np.ascontiguousarray(src, dtype=np.float64)]
+    for a in parts:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _is_complex(W: Any) -> bool:
     dt = getattr(W, "dtype", None)
     if dt is not None:

@@ -378,7 +378,7 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
     per curve point a few hundred products ``W x`` (fixed point, Newton-GMRES,
     MINRES for ``chi``).
     """
-    from .couplings import coupling_operator
+    from .couplings import coupling_operator, couplings_digest
     from .meanfield import critical_exponents
     from ..runner import Stages
 
@@ -392,6 +392,9 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
         W = load_matrix(W)
     C = coupling_operator(W)
     config = {**cfg.to_dict(), **dict(record or {})}
+    digest = couplings_digest(C)
+    if digest is not None:      # a file of the same name with other values is another run
+        config["couplings_sha256"] = digest
     ids = [("spectrum", ["spectrum"]), ("curves", [u.id for u in curve_units(cfg)])]
     with Stages(run, config, KIND_MF, ids, executor=executor, address=address, force=force,
                 progress=progress) as st:

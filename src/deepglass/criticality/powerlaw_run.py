@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -387,6 +388,14 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None, *, execut
         # a given network sees the images at its own input size (and channels)
         data = fit_to_input(data, getattr(model, "default_input_shape", None))
     config = {**cfg.to_dict(), **dict(record or {})}
+    # a weights file or a data folder of the same name with other values is another run
+    from ..experiments.real_gauge import inputs_digest, weights_digest
+
+    if cfg.user_model:
+        config["weights_sha256"] = weights_digest(model, None)
+    if cfg.user_model or Path(str(cfg.data)).exists():
+        config["data_sha256"] = inputs_digest(np.concatenate([data.X_train.reshape(-1),
+                                                              data.X_test.reshape(-1)]))
     epochs = cfg.epochs_for(cfg.nets[0])
     ids = [("verdicts", [unit_id(n, e) for n in cfg.nets]) for e in epochs]
     stored = []
