@@ -295,3 +295,17 @@ def test_rap_runs_share_a_directory_with_other_kinds(cli, tmp_path):
     assert "annealing and BP stability" in report and "trained ReLU student" in report
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["rap-anneal"]["N"] == 12 and summary["rap-student"]["N"] == 6
+
+
+def test_json_is_strict_where_a_value_is_undefined(cli, capsys):
+    """Without thermodynamic integration the entropy and free energy are
+    undefined: ``null``, not a bare ``NaN`` that strict JSON readers reject."""
+    from deepglass.cli.common import print_json
+
+    code, out, err = cli(["rap", "mc", "--N", "30", "--p1", "0.9", "--beta", "1",
+                          "--ti-points", "0", "--sweeps", "50", "--json"])
+    assert code == 0, err
+    d = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert d["entropy"] is None and d["free_energy"] is None
+    print_json({"a": float("nan"), "b": [1.5, np.float64("inf")], "c": np.array([np.nan, 2.0])})
+    assert json.loads(capsys.readouterr().out) == {"a": None, "b": [1.5, None], "c": [None, 2.0]}

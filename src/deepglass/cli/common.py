@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
@@ -62,9 +63,21 @@ def _default(o: Any):
     return str(o)
 
 
+def _finite(o: Any) -> Any:
+    """``o`` with every non-finite float as None (strict JSON has no NaN)."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
 def print_json(obj: Any) -> None:
-    """Print one JSON object on stdout."""
-    sys.stdout.write(json.dumps(obj, default=_default) + "\n")
+    """Print one JSON object on stdout (strict JSON: NaN and infinities as null)."""
+    sys.stdout.write(json.dumps(_finite(json.loads(json.dumps(obj, default=_default))),
+                                allow_nan=False) + "\n")
 
 
 @contextmanager
