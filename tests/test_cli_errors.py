@@ -69,6 +69,7 @@ BAD = [
     (["frustration", "digits_cnn", "--out", "{tmp}/afile"], "exists and is not a directory"),
     (["frustration", "digits_cnn", "--out", "{tmp}/afile/sub"], "is a file, not a directory"),
     (["frustration", "digits_cnn", "--save", "{tmp}/nonexistent/x"], "does not exist"),
+    (["frustration", "digits_cnn", "--save", "{tmp}/afile/x"], "afile is a file, not a directory"),
     (["frustration", "digits_cnn", "--save", "/proc/deepglass-x"], "cannot write in /proc"),
     (["frustration", "digits_cnn", "--nulls", "N1", "--out", "{tmp}/foreign", "--force"],
      "config.toml is not a deepglass run's"),

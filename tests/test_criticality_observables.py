@@ -210,10 +210,18 @@ def test_image_folder(tmp_path):
     assert d.input_shape == (1, 5, 6) and d.classes == ["cat", "dog"]
     assert len(d.X_train) + len(d.X_test) == 10 and len(d.X_test) == 2
     assert sorted(d.y_test.tolist()) == [0, 1]       # stratified split
+    # an unreadable file is skipped with a warning, as in --inputs folders (it
+    # stopped the run); a folder of nothing readable is one line
     (tmp_path / "dog" / "broken.png").write_bytes(b"\x89PNG garbage")
-    with pytest.raises(DeepglassError) as exc:
-        load_dataset(tmp_path)
-    assert "broken.png" in _one_line(exc)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable image.*broken.png"):
+        d = load_dataset(tmp_path, test_fraction=0.2)
+    assert len(d.X_train) + len(d.X_test) == 10
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "a.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(DeepglassError) as exc, pytest.warns(UserWarning):
+        load_dataset(only)
+    assert "none of its 1 image files could be read" in _one_line(exc)
 
 
 def test_flat_image_folder_is_one_class(tmp_path):

@@ -544,3 +544,21 @@ def test_a_refused_force_removes_nothing(tmp_path):
     with pytest.raises(DeepglassError, match="notes.txt exists and was not written by deepglass"):
         RunDir(d, {"seed": 1}, kind="frustration", force=True)
     assert sorted(p.relative_to(d).as_posix() for p in d.rglob("*")) == before
+
+
+def test_a_changed_nested_option_is_named_in_full(tmp_path):
+    """A changed engine was reported as '(options)'."""
+    d = tmp_path / "r"
+    RunDir(d, {"seed": 0, "options": {"engine": "auto", "gamma": 1.0}}, kind="frustration")
+    with pytest.raises(DeepglassError, match=r"configuration differs \(options.engine\)"):
+        RunDir(d, {"seed": 0, "options": {"engine": "matrix-free", "gamma": 1.0}},
+               kind="frustration")
+
+
+def test_a_hand_edited_config_that_is_no_runs_table_is_one_line(tmp_path):
+    """``[runs] frustration = "oops"`` raised AttributeError."""
+    d = tmp_path / "r"
+    RunDir(d, {"seed": 0}, kind="frustration")
+    (d / "config.toml").write_text('[deepglass]\nversion = "0.1.0"\n[runs]\nfrustration = "oops"\n')
+    with pytest.raises(DeepglassError, match="config.toml is not a deepglass run's"):
+        RunDir(d, {"seed": 0}, kind="frustration")

@@ -189,6 +189,8 @@ def check_save_path(prefix: str | os.PathLike, suffixes: Iterable[str] = (".npz"
     prefix = Path(prefix)
     parent = prefix.parent if str(prefix.parent) else Path(".")
     if not parent.is_dir():
+        if os.path.lexists(parent):
+            raise DeepglassError(f"{option} {prefix}: {parent} is a file, not a directory")
         raise DeepglassError(f"{option} {prefix}: the directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise DeepglassError(f"{option} {prefix}: the directory {parent} is not writable")

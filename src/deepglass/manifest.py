@@ -140,7 +140,9 @@ def read_config(cfg: Path) -> dict | None:
     except OSError as exc:
         raise os_error(cfg, exc, "read")
     dg = found.get("deepglass")
+    runs = found.get("runs")
+    # each kind's configuration is a table (a hand-edited file may say otherwise)
     if not isinstance(dg, dict) or not isinstance(dg.get("version"), str) \
-            or not isinstance(found.get("runs"), dict):
+            or not isinstance(runs, dict) or not all(isinstance(v, dict) for v in runs.values()):
         return None
     return found

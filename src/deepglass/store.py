@@ -303,8 +303,17 @@ class RunDir(OwnedFiles):
                            and self._manifest.files[rel].get("kind") == self.kind)
 
     def _mismatch_message(self, found: dict) -> str:
-        keys = sorted(k for k in set(found) | set(self.config)
-                      if found.get(k) != self.config.get(k))
+        def differ(a: dict, b: dict, prefix: str = "") -> list[str]:
+            out = []    # keys of nested tables named in full (options.engine)
+            for k in sorted(set(a) | set(b)):
+                u, v = a.get(k), b.get(k)
+                if isinstance(u, dict) and isinstance(v, dict):
+                    out += differ(u, v, f"{prefix}{k}.")
+                elif u != v:
+                    out.append(prefix + k)
+            return out
+
+        keys = differ(found, self.config)
         return (f"run directory {self.path}: its '{self.kind}' configuration differs ("
                 + ", ".join(keys) + f"); {_ELSEWHERE} or {_FORCE}")
 

@@ -158,7 +158,7 @@ def coupling_operator(W: Any, *, check_symmetric: bool = True,
             scale = abs(W).max() if W.nnz else 1.0
             if diff > 1e-8 * max(scale, 1e-300):
                 raise DeepglassError(f"couplings must be symmetric (max |W - W^T| = {diff:.3g}); "
-                                     "for a directed adjacency A use A + A.T")
+                                     "for a directed adjacency A use A + A.T (--symmetrize)")
         return Couplings(W.shape[0], lambda x: W @ x, "sparse", explicit=W, source=W)
     if type(W).__module__.startswith("torch"):
         W = W.detach().cpu().double().numpy()
@@ -173,7 +173,7 @@ def coupling_operator(W: Any, *, check_symmetric: bool = True,
         diff = float(np.max(np.abs(W - W.T)))
         if diff > 1e-8 * max(float(np.max(np.abs(W))), 1e-300):
             raise DeepglassError(f"couplings must be symmetric (max |W - W^T| = {diff:.3g}); "
-                                 "for a directed adjacency A use A + A.T")
+                                 "for a directed adjacency A use A + A.T (--symmetrize)")
     return Couplings(W.shape[0], lambda x: W @ x, "dense", explicit=W, source=W)
 
 

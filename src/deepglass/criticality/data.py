@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, first_line
 
 __all__ = ["ImageData", "load_dataset", "fit_to_input", "PACKAGED", "IMAGE_SUFFIXES"]
 
@@ -150,7 +151,7 @@ def _load_folder(root: Path):
                  if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
     if not files:
         return None
-    imgs, labels, modes = [], [], set()
+    imgs, labels, modes, skipped = [], [], set(), []
     for c, f in files:
         try:
             with Image.open(f) as im:
@@ -158,8 +159,16 @@ def _load_folder(root: Path):
                 modes.add("L" if im.mode in ("1", "L", "I;16", "I", "F") else "RGB")
                 imgs.append(im.copy())
         except (OSError, UnidentifiedImageError) as exc:
-            raise DeepglassError(f"cannot read image {f}: {exc}") from None
+            # as --inputs folders: an unreadable file is skipped with a warning
+            skipped.append((f.name, first_line(exc, typed=True, limit=200)))
+            continue
         labels.append(classes.index(c))
+    if skipped:
+        warnings.warn(f"{root}: skipped {len(skipped)} unreadable image(s), e.g. "
+                      f"{skipped[0][0]} ({skipped[0][1]})", stacklevel=3)
+    if not imgs:
+        raise DeepglassError(f"{root}: none of its {len(files)} image files could be read "
+                             f"(e.g. {skipped[0][0]}: {skipped[0][1]})")
     mode = "L" if modes == {"L"} else "RGB"
     size = Counter(im.size for im in imgs).most_common(1)[0][0]
     arr = []
