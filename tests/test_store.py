@@ -562,3 +562,34 @@ def test_a_hand_edited_config_that_is_no_runs_table_is_one_line(tmp_path):
     (d / "config.toml").write_text('[deepglass]\nversion = "0.1.0"\n[runs]\nfrustration = "oops"\n')
     with pytest.raises(DeepglassError, match="config.toml is not a deepglass run's"):
         RunDir(d, {"seed": 0}, kind="frustration")
+
+
+def test_a_kinds_results_along_a_replaced_gauge_are_marked(tmp_path):
+    """A later run replaced the shared gauge (``frustration --force``): the
+    report said nothing, mixing two gauges' results; the sections and the
+    summary of the kinds computed along the earlier one say so, until they
+    are recomputed along the new one."""
+    from deepglass.manifest import gauge_digest
+
+    d = tmp_path / "r"
+    old, new = np.array([1, -1, 1], np.int8), np.array([1, 1, -1], np.int8)
+    f = RunDir(d, {"seed": 0}, kind="frustration")
+    f.save_arrays("gauge_real", sigma=old, energy=np.float64(0.3))
+    a = RunDir(d, {"n": 5}, kind="active")
+    a.settle("gauge", {"sha256": gauge_digest(old, 0.3), "delta": 0.3}, str)
+    a.write_report_section("## Active subnetworks\n\nmean 0.05")
+    a.update_summary({"active": {"delta": 0.3}})
+    assert "earlier gauge" not in (d / "report.md").read_text()
+    f = RunDir(d, {"seed": 1}, kind="frustration", force=True)
+    f.save_arrays("gauge_real", sigma=new, energy=np.float64(0.25))
+    f.write_report_section("## Frustration\n\nreal 0.25")
+    f.update_summary({"delta": 0.25})
+    report = (d / "report.md").read_text()
+    assert "## Active subnetworks\n\n> **Computed along an earlier gauge** (delta 0.3000)" in report
+    assert json.loads((d / "summary.json").read_text())["along_earlier_gauge"] == ["active"]
+    a = RunDir(d, {"n": 5}, kind="active", force=True)
+    a.settle("gauge", {"sha256": gauge_digest(new, 0.25), "delta": 0.25}, str)
+    a.write_report_section("## Active subnetworks\n\nmean 0.04")
+    a.update_summary({"active": {"delta": 0.25}})
+    assert "earlier gauge" not in (d / "report.md").read_text()
+    assert "along_earlier_gauge" not in json.loads((d / "summary.json").read_text())

@@ -5,6 +5,7 @@ which files the run owns (:class:`Manifest`, ``manifest.jsonl``) and whether a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -13,6 +14,8 @@ import tempfile
 import threading
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from .files import file_mode, os_error
 
 if sys.version_info >= (3, 11):
@@ -20,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Manifest", "read_config", "CONFIG_NAME", "MANIFEST_NAME"]
+__all__ = ["Manifest", "read_config", "gauge_digest", "CONFIG_NAME", "MANIFEST_NAME"]
 
 CONFIG_NAME = "config.toml"
 MANIFEST_NAME = "manifest.jsonl"
@@ -146,3 +149,10 @@ def read_config(cfg: Path) -> dict | None:
             or not isinstance(runs, dict) or not all(isinstance(v, dict) for v in runs.values()):
         return None
     return found
+
+def gauge_digest(sigma, energy: float) -> str:
+    """sha256 (16 hex digits) of a gauge and its energy: which gauge a kind's
+    results were computed along (its configuration's ``gauge``)."""
+    h = hashlib.sha256(np.ascontiguousarray(np.asarray(sigma).reshape(-1), np.int8).tobytes())
+    h.update(np.float64(energy).tobytes())
+    return h.hexdigest()[:16]

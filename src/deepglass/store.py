@@ -63,7 +63,7 @@ from .errors import DeepglassError
 from .files import (atomic_write_bytes, atomic_write_text, check_out_dir, check_save_path,
                     file_mode, lock_directory, markdown_table, os_error, package_version, plain,
                     unlock_directory)
-from .manifest import CONFIG_NAME, MANIFEST_NAME, Manifest, read_config
+from .manifest import CONFIG_NAME, MANIFEST_NAME, Manifest, gauge_digest, read_config
 from .owned import OwnedFiles
 
 if sys.version_info >= (3, 11):
@@ -96,6 +96,9 @@ KIND_OUTPUTS = {
 #: configuration keys a kind records after opening (:meth:`RunDir.settle`: the
 #: gauge a run reused or computed); the resume check of the opening skips them
 SETTLED_KEYS = ("gauge",)
+#: the arrays of the real network's gauge that kinds share (``arrays/gauge_real.npz``)
+GAUGE_FILE = "gauge_real"
+
 #: configuration keys added after runs were recorded without them: a run that
 #: lacks one resumes as before and records it (from then on it is compared)
 ADDED_KEYS = ("inputs_sha256",)
@@ -511,6 +514,9 @@ class RunDir(OwnedFiles):
         for kind in self._config_order():
             merged.update(current if kind == self.kind else
                           self._read_json(self.path / "reports" / f"{kind}.summary.json"))
+        stale = self._along_earlier_gauge()
+        if stale:       # these kinds' parts describe a gauge the run no longer holds
+            merged["along_earlier_gauge"] = sorted(stale)
         return self.write_json("summary.json", merged)
 
     def _config_order(self) -> list[str]:
@@ -525,11 +531,38 @@ class RunDir(OwnedFiles):
                           (markdown.rstrip() + "\n").encode("utf-8"))
         parts = [f"# {title or 'deepglass run'}: {self.path.name}\n",
                  f"deepglass {package_version()}; configuration in `config.toml`.\n"]
+        stale = self._along_earlier_gauge()
         for kind in self._config_order():
             sec = self.path / "reports" / f"{kind}.md"
             if sec.exists():
-                parts.append(sec.read_text(encoding="utf-8", errors="replace"))
+                text = sec.read_text(encoding="utf-8", errors="replace")
+                if kind in stale:
+                    d = stale[kind]
+                    d = f"{d:.4f}" if isinstance(d, float) else d
+                    head, _, rest = text.partition("\n")
+                    text = (f"{head}\n\n> **Computed along an earlier gauge** (delta {d}), "
+                            f"not the one `arrays/{GAUGE_FILE}.npz` holds now (replaced by a "
+                            f"later run): `{kind}` refuses to resume, `--force` recomputes it "
+                            "along this one.\n" + rest)
+                parts.append(text)
         return self.write_text("report.md", "\n".join(parts))
+
+    def _along_earlier_gauge(self) -> dict[str, Any]:
+        """The kinds whose recorded gauge is not the one ``arrays/gauge_real.npz``
+        holds now (a later run with ``--force`` replaced it), with the delta
+        they recorded: their sections and summary parts describe another
+        gauge's results.  O(nodes)."""
+        runs = (read_config(self.path / CONFIG_NAME) or {}).get("runs", {})
+        recorded = {k: v["gauge"] for k, v in runs.items()
+                    if isinstance(v.get("gauge"), dict) and "sha256" in v["gauge"]}
+        if not recorded or not self.has_arrays(GAUGE_FILE):
+            return {}
+        try:
+            g = self.load_arrays(GAUGE_FILE)
+            now = gauge_digest(g["sigma"], float(g["energy"]))
+        except (DeepglassError, KeyError):
+            return {}
+        return {k: r.get("delta", "?") for k, r in recorded.items() if r["sha256"] != now}
 
     def figure_path(self, name: str) -> Path:
         """Path for ``figures/<name>``; callers save through :func:`save_figure`."""

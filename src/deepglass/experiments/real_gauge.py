@@ -28,6 +28,7 @@ except ModuleNotFoundError:  # Python < 3.11
 
 from ..errors import DeepglassError
 from ..graph import SignedGraph
+from ..manifest import gauge_digest
 from ..store import RunDir
 
 __all__ = ["GAUGE_ARRAYS", "GaugeOfOtherWeights", "GaugeOfOtherGraph", "save_gauge",
@@ -83,9 +84,7 @@ def save_gauge(run: RunDir, sigma, sigma_in, sigma_out, energy: float,
 def gauge_record(sigma, energy: float) -> dict:
     """Which gauge a run used, as its configuration records it (``gauge``):
     ``sha256`` (16 hex digits of the gauge and its energy) and ``delta``."""
-    h = hashlib.sha256(np.ascontiguousarray(np.asarray(sigma).reshape(-1), np.int8).tobytes())
-    h.update(np.float64(energy).tobytes())
-    rec = {"sha256": h.hexdigest()[:16]}
+    rec = {"sha256": gauge_digest(sigma, energy)}
     if np.isfinite(energy):
         rec["delta"] = float(energy)
     return rec
