@@ -593,3 +593,28 @@ def test_a_kinds_results_along_a_replaced_gauge_are_marked(tmp_path):
     a.update_summary({"active": {"delta": 0.25}})
     assert "earlier gauge" not in (d / "report.md").read_text()
     assert "along_earlier_gauge" not in json.loads((d / "summary.json").read_text())
+
+
+def test_a_report_the_user_edited_is_kept_not_overwritten(tmp_path, caplog):
+    """Notes added to ``report.md`` disappeared at the next write: the edited
+    file is kept as ``report.md.edited`` (then ``.edited-2``), with a warning;
+    an unedited one is rewritten in place."""
+    d = tmp_path / "r"
+    run = RunDir(d, {"seed": 0}, kind="frustration")
+    run.write_report_section("## Frustration\n\nreal 0.1")
+    run.write_report_section("## Frustration\n\nreal 0.2")
+    assert not list(d.glob("report.md.edited*"))
+    for k, suffix in enumerate(["", "-2"]):
+        with open(d / "report.md", "a") as fh:
+            fh.write(f"my notes {k}\n")
+        del run             # the edit comes between two commands
+        run = RunDir(d, {"seed": 0}, kind="frustration")
+        with caplog.at_level("WARNING", logger="deepglass.store"):
+            run.write_report_section(f"## Frustration\n\nreal 0.{k + 3}")
+        assert (d / f"report.md.edited{suffix}").read_text().endswith(f"my notes {k}\n")
+        assert "was changed since deepglass wrote it" in caplog.text
+    assert (d / "report.md").read_text().rstrip().endswith("real 0.4")
+    # the kept copies are the user's: a --force of another configuration leaves them
+    del run
+    RunDir(d, {"seed": 1}, kind="frustration", force=True)
+    assert (d / "report.md.edited").exists() and (d / "report.md.edited-2").exists()

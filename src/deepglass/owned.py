@@ -121,6 +121,7 @@ class OwnedFiles:
                                  "(a symbolic link in its path?); deepglass will not write "
                                  "there: choose another --out")
         self._check_writable(path, rel, adopt)
+        self._keep_edited(path, rel)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
@@ -144,6 +145,24 @@ class OwnedFiles:
             if tmp.exists():
                 tmp.unlink()
         return path
+
+    def _keep_edited(self, path: Path, rel: str) -> None:
+        """A report, summary or figure the user changed since deepglass wrote it
+        (notes added to ``report.md``) is kept beside the new one as
+        ``NAME.edited`` (``NAME.edited-2``, ...) with a warning, not overwritten."""
+        if not (rel in ("report.md", "summary.json") or rel.startswith("figures/")) \
+                or rel not in self._manifest.files or not path.is_file() \
+                or self._check_record(rel) is None:
+            return
+        k, keep = 1, path.with_name(path.name + ".edited")
+        while os.path.lexists(keep):
+            k += 1
+            keep = path.with_name(f"{path.name}.edited-{k}")
+        try:
+            os.replace(path, keep)
+        except OSError as exc:
+            raise os_error(path, exc) from None
+        log.warning("%s was changed since deepglass wrote it; kept as %s", path, keep.name)
 
     def _write_bytes(self, path: Path, data: bytes, adopt: bool = False) -> Path:
         def write(tmp: Path) -> None:
