@@ -1476,7 +1476,7 @@ def test_a_branch_on_the_inputs_values_is_one_quiet_line(capfd):
     assert "\n" not in msg
     assert "torch.export: Could not guard on data-dependent expression" in msg
     assert "torch.fx: symbolically traced variables cannot be used as inputs to control flow" in msg
-    assert "If forward() branches on the input's values, wrap the model" in msg
+    assert "if forward() branches on the input's values, wrap the model" in msg
     out, errout = capfd.readouterr()
     assert out == "" and errout == ""
 

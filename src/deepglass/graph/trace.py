@@ -368,9 +368,10 @@ def _capture(model, inputs, forward_kwargs, rules, capture, pool_weight, batchno
                                  f"{msg}") from None
         raise DeepglassError(
             f"cannot capture {type(model).__name__}: torch.export: {export_msg}; torch.fx: "
-            f"{msg}. If forward() branches on the input's values, wrap the model in a module "
-            "whose forward calls it with fixed arguments (non-tensor arguments can also be "
-            "given as forward_kwargs)") from None
+            f"{msg}. torch.export's error is the one to address (it follows branches on "
+            "shapes, x.ndim, that torch.fx cannot); if forward() branches on the input's "
+            "values, wrap the model in a module whose forward calls it with fixed arguments "
+            "(non-tensor arguments can also be given as forward_kwargs)") from None
 
 
 def _rescaled_output(builder: Builder, v, name: str, others: list):
