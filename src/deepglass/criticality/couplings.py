@@ -406,11 +406,33 @@ def lambda_max(W: Any, *, tol: float | None = None, seed: int = 0, maxiter: int 
 def critical_temperature(W: Any, **kwargs) -> float:
     """Mean-field critical temperature ``T_c = lambda_max(W) / N`` (SPEC §7).
 
-    ``W`` is a dense array, a sparse matrix, a LinearOperator or a
-    :class:`deepglass.graph.SignedGraph` (whole network, ``W = As``);
-    ``kwargs`` go to :func:`lambda_max`.  A non-positive value (0 for zero
-    couplings and for ``lambda_max`` within round-off of 0) means the
-    paramagnet is stable at every positive temperature (no transition at ``h = 0``).
+    Algorithm: the top eigenvalue of ``W`` by Lanczos (ARPACK, a few hundred
+    products ``W x``, O(edges) each), or a dense eigensolver for small
+    explicit matrices (:func:`lambda_max`).
+
+    Parameters
+    ----------
+    W : array_like, sparse matrix, LinearOperator, SignedGraph or Couplings
+        Symmetric couplings; a :class:`deepglass.graph.SignedGraph` gives the
+        whole network's ``W = As = A + A^T``.
+    **kwargs
+        ``tol``, ``seed``, ``maxiter`` of :func:`lambda_max`.
+
+    Returns
+    -------
+    float
+        ``T_c``.  A non-positive value (0 for zero couplings and for
+        ``lambda_max`` within round-off of 0) means the paramagnet is stable
+        at every positive temperature (no transition at ``h = 0``).
+
+    Raises
+    ------
+    DeepglassError
+        Couplings that are not square, symmetric, finite and real.
+
+    References
+    ----------
+    SPEC §7; paper 2 (criticality), the mean-field theory of a weighted net.
 
     Examples
     --------

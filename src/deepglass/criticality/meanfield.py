@@ -343,9 +343,43 @@ def susceptibility(W: Any, sol: MeanFieldSolution, *, tol: float = 1e-12,
     state, :func:`ordered_pattern`) gives the staggered susceptibility that
     diverges there (for ``W = S W0 S``, ``S = diag(e)``, it equals the uniform
     ``chi`` of ``W0``).
+
+    Parameters
+    ----------
+    W : couplings
+        As :func:`~deepglass.criticality.couplings.coupling_operator` takes
+        them (the ones ``sol`` was solved with).
+    sol : MeanFieldSolution
+        From :func:`solve_mean_field` on ``W``.
+    tol : float
+        MINRES relative tolerance (> 0).
+    maxiter : int, optional
+        MINRES iterations (default SciPy's).
+    direction : ndarray (N,), optional
+        The field pattern ``e`` (default all ones).
+
+    Returns
+    -------
+    float
+        ``chi``; ``inf`` where the system is singular (at ``T_c``).
+
+    Raises
+    ------
+    DeepglassError
+        ``sol`` of another size than ``W``, a non-positive ``tol``, a
+        ``direction`` of another shape.
+
+    Notes
+    -----
+    O(MINRES iterations x one product ``W x``).
     """
+    if not isinstance(sol, MeanFieldSolution):
+        raise DeepglassError(f"sol must be a MeanFieldSolution, got {type(sol).__name__}")
+    tol = _number("tol", tol, positive=True)
     C = coupling_operator(W)
     n = C.n
+    if np.shape(sol.V) != (n,):
+        raise DeepglassError(f"sol was solved on {np.size(sol.V)} units, W has {n}")
     e = np.ones(n) if direction is None else np.asarray(direction, dtype=np.float64)
     if e.shape != (n,):
         raise DeepglassError(f"direction must have shape ({n},), got {e.shape}")

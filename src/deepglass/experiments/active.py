@@ -58,9 +58,53 @@ class ActiveSubgraphs(ActivePatterns):
 def active_subgraph(graph: SignedGraph, model: nn.Module, x, *, ids=None,
                     batch_size: int | None = None, inputs_always_active: bool = True,
                     forward_kwargs: dict | None = None, target="pred") -> ActiveSubgraphs:
-    """Active subnetworks of inputs ``x`` (SPEC §4; paper 000 SI D.3): the masks
-    of :func:`deepglass.graph.active.active_patterns` (same parameters; ``target``
-    chooses the output nodes they end in), with :meth:`ActiveSubgraphs.frustration`."""
+    """Active subnetworks of inputs ``x`` (SPEC §4; paper 000 SI D.3).
+
+    Algorithm: :func:`deepglass.graph.active.active_patterns` (one recorded
+    forward pass per batch, then reachability to the target outputs over the
+    pattern operators, in reverse topological order); O(B x (forward pass +
+    one pattern adjoint per edge block)) time, O(B x n) booleans.
+
+    Parameters
+    ----------
+    graph : SignedGraph
+        The signed graph of ``model``.
+    model : torch.nn.Module
+        The network ``graph`` was captured from, weights included (another
+        architecture or other weights: a one-line error).
+    x : tensor or array, (B, *input_shape) or (*input_shape)
+        Finite inputs.
+    ids, batch_size, inputs_always_active, forward_kwargs
+        As in :func:`~deepglass.graph.active.active_patterns`.
+    target : {"pred", "all"} or sequence of int (B,)
+        The output nodes each subnetwork ends in: the predicted class (SPEC
+        §4), every output, or one output position per input.
+
+    Returns
+    -------
+    ActiveSubgraphs
+        Per-input masks (``keep``, ``active``, ``pool_max``), ``pred``,
+        ``edges`` and ``abs_weight`` per edge block; :meth:`~ActiveSubgraphs.subgraph`
+        gives input ``k``'s subnetwork as a :class:`SignedGraph`,
+        :meth:`~ActiveSubgraphs.summary` / :meth:`~ActiveSubgraphs.block_table`
+        the tables and :meth:`~ActiveSubgraphs.frustration` its ``delta_x``.
+
+    Raises
+    ------
+    DeepglassError
+        One line, before any forward pass: inputs of another shape, NaN or
+        none; a model other than the graph's; a bad ``target``.
+
+    Examples
+    --------
+    >>> import torch, torch.nn as nn
+    >>> from deepglass.graph import SignedGraph
+    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
+    >>> g = SignedGraph.from_module(net, (4,))
+    >>> subs = active_subgraph(g, net, torch.randn(5, 4))
+    >>> subs.keep.shape
+    (5, 9)
+    """
     p = active_patterns(graph, model, x, ids=ids, batch_size=batch_size,
                         inputs_always_active=inputs_always_active,
                         forward_kwargs=forward_kwargs, target=target)

@@ -105,7 +105,8 @@ class SignedGraph:
             A network of supported layers (see :data:`deepglass.graph.SUPPORTED`).
         input_shape : sequence of int, or a list of them
             Per-sample input shape, e.g. ``(3, 224, 224)``; one shape per input
-            for a network with several inputs (one input node block each).
+            for a network with several inputs (one input node block each);
+            ``()`` for one number per sample (a timestep of shape ``(B,)``).
         batchnorm : {"fold", "ignore"}
             ``fold`` (default) multiplies each channel's incoming edges by
             ``gamma / sqrt(var + eps)``, sign included; ``ignore`` treats batch
@@ -114,8 +115,12 @@ class SignedGraph:
             Weight of every pooling edge; default: an average pool's own factor
             (``1 / divisor`` per window, as PyTorch divides), a max pool's
             ``1/|kernel|`` and an adaptive pool's ``1/|window|`` (SPEC §1).
-        dtype, device
-            Of the operator's tensors.
+        dtype : torch.dtype
+            Of the operator's tensors (a floating-point dtype; float64 for
+            exact comparisons).
+        device : str
+            Where the operator's tensors live: ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"`` (the capture itself runs the model where its weights are).
         norm : {"fold", "ignore"}
             Per-sample norms (LayerNorm, GroupNorm, InstanceNorm): the division
             by the sample's statistics is a positive rescaling; ``fold`` folds
@@ -136,11 +141,24 @@ class SignedGraph:
             The output that active subnetworks and near-monotonicity read
             (default: the first); every output is an output block regardless.
 
+        Returns
+        -------
+        SignedGraph
+            Matrix-free: node blocks (one per input and per linear layer's
+            output), edge blocks (one per layer and per input it reads),
+            ``outputs`` and ``meta`` (the rules, the branches left out).
+
         Raises
         ------
         DeepglassError
             For an uncapturable model, a wrong input shape, NaN weights or an
             unsupported layer (the message names the module and op, and why).
+
+        Notes
+        -----
+        Algorithm: one traced forward pass (``torch.export``, or ``torch.fx``),
+        then one rule per op of the program (the op table ``ATEN_OPS``); time
+        O(ops + nodes), memory O(nodes + parameters): no edge is materialized.
         """
         from .trace import capture_module
 
