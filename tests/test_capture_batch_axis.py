@@ -13,18 +13,11 @@ import pytest
 import torch
 import torch.nn as nn
 from jacobian import assert_is_jacobian
+from test_capture_ops import _Fn
 
 from deepglass.errors import UnsupportedLayerError
 from deepglass.experiments.active import active_subgraph
 from deepglass.graph import SignedGraph
-
-class _Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
 
 
 class _Residual(nn.Module):
