@@ -280,6 +280,8 @@ def test_complex_couplings_are_refused():
     (lambda W: mf.susceptibility(W[:3, :3], mf.solve_mean_field(W, 1.0)), "solved on 5 units"),
     (lambda W: mf.susceptibility(W, mf.solve_mean_field(W, 1.0), tol=-1), "tol must be positive"),
     (lambda W: mf.susceptibility(W, None), "sol must be a MeanFieldSolution"),
+    (lambda W: mf.critical_temperature(torch.nn.Linear(3, 3)), "a network's couplings are its "
+                                                               "graph's"),
     (lambda W: mf.mean_field_curves(W, []), "at least one temperature"),
     (lambda W: mf.mean_field_curves(W, [1.0], [float("nan")]), "field must be finite"),
     (lambda W: mf.default_grid(1.0, n_t=-1), "n_t must be a non-negative integer"),

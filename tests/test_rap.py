@@ -633,7 +633,7 @@ def test_annealing_and_student_seeds_do_not_collide():
 def test_api_user_errors_are_one_line():
     # these escaped as TypeError / ZeroDivisionError, or were accepted silently
     # (an empty instance's f = inf, ti_points = -3 skipping the integration)
-    from deepglass.rap import thermodynamic_integration
+    from deepglass.rap import anneal_study, scan_phase, thermodynamic_integration
 
     m = RAPModel(10, a=(0.5, 0.5), p=(0.2, 0, 0), seed=1)
     empty = RAPModel(10, a=(0.5, 0.5), p=(1.0, 0, 0), seed=1)
@@ -647,7 +647,12 @@ def test_api_user_errors_are_one_line():
                       (lambda: thermodynamic_integration(empty, 1.0), "no active path"),
                       (lambda: run_mc(m, 1.0, sweeps=10, ti_points=-3),
                        "ti_points must be an integer >= 0"),
-                      (lambda: run_mc(m, 1.0, sweeps="x"), "sweeps must be an integer")):
+                      (lambda: run_mc(m, 1.0, sweeps="x"), "sweeps must be an integer"),
+                      # AttributeError deep inside before
+                      (lambda: run_bp("m", 1.0), "model must be of type RAPModel, got str"),
+                      (lambda: run_mc(None, 1.0), "model must be of type RAPModel, got NoneType"),
+                      (lambda: scan_phase({"N": 10}), "cfg must be of type PhaseConfig, got dict"),
+                      (lambda: anneal_study({}), "cfg must be of type AnnealConfig, got dict")):
         with pytest.raises(DeepglassError, match=msg):
             call()
 

@@ -43,6 +43,15 @@ def first_line(exc: BaseException, typed: bool = False, limit: int | None = None
     return out if limit is None else out[:limit]
 
 
+def check_type(value, kind: type, name: str):
+    """``value`` if it is a ``kind``, else a one-line error naming the
+    parameter, the type wanted and the one given (not an AttributeError deep
+    inside)."""
+    if not isinstance(value, kind):
+        raise DeepglassError(f"{name} must be of type {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
 def check_count(value, name: str, least: int = 1) -> int:
     """``value`` as an ``int`` of at least ``least``: a Python or NumPy integer
     (not a bool, a float or a string, which ``int()`` would truncate or parse).

@@ -161,6 +161,10 @@ def coupling_operator(W: Any, *, check_symmetric: bool = True,
                                      "for a directed adjacency A use A + A.T (--symmetrize)")
         return Couplings(W.shape[0], lambda x: W @ x, "sparse", explicit=W, source=W)
     if type(W).__module__.startswith("torch"):
+        if not hasattr(W, "detach"):    # a module, not a tensor
+            raise DeepglassError(f"couplings must be a matrix or a SignedGraph, got a "
+                                 f"{type(W).__name__}: a network's couplings are its graph's "
+                                 "(SignedGraph.from_module)")
         W = W.detach().cpu().double().numpy()
     try:
         W = np.asarray(W, dtype=np.float64)

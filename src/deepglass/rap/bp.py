@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError, check_seed
+from ..errors import DeepglassError, check_seed, check_type
 from .model import RAPModel
 
 __all__ = ["BPResult", "run_bp", "bethe_observables", "check_beta", "paramagnetic", "bp_table",
@@ -304,6 +304,7 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str
     -----
     O(M) per iteration in time and memory (``~200 B`` per factor).
     """
+    check_type(model, RAPModel, "model")
     beta = check_beta(beta)
     auto = isinstance(damping, str)
     if auto and damping != "auto":

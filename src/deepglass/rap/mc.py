@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from ..errors import DeepglassError, check_seed
+from ..errors import DeepglassError, check_seed, check_type
 from .bp import check_beta, check_int
 from .model import RAPModel
 
@@ -330,6 +330,7 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
     -----
     Cost O(sweeps N_w) proposals plus O(d_i) per accepted flip.
     """
+    check_type(model, RAPModel, "model")
     beta = check_beta(beta)
     heat_bath = _check_method(method)
     sweeps = _check_sweeps("sweeps", sweeps, 2)

@@ -60,7 +60,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_type
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .bp import check_beta
@@ -306,6 +306,7 @@ def scan_phase(cfg: PhaseConfig, run=None, executor=None, *, address: str | None
     -------
     PhaseResult
     """
+    check_type(cfg, PhaseConfig, "cfg")
     cfg.validate()
     exp = PhaseScan(cfg, kind=run.kind if isinstance(run, RunDir) else "rap-phase")
     return run_experiment(exp, run, executor, address=address, force=force, progress=progress)

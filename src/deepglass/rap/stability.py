@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError, check_seed
+from ..errors import DeepglassError, check_seed, check_type
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .bp import check_beta, check_number, run_bp
@@ -399,6 +399,7 @@ def anneal_study(cfg: AnnealConfig, run=None, executor=None, *, address: str | N
     Cost: ``len(sweeps) * repeats`` annealing runs of ``n_temps *
     sweeps_per_temp`` sweeps, and ``scan_points * len(starts)`` BP runs.
     """
+    check_type(cfg, AnnealConfig, "cfg")
     cfg.validate()
     exp = AnnealRun(cfg, cfg.model(), kind=run.kind if isinstance(run, RunDir) else "rap-anneal")
     return run_experiment(exp, run, executor, address=address, force=force, progress=progress)
