@@ -652,7 +652,9 @@ def test_api_user_errors_are_one_line():
                       (lambda: run_bp("m", 1.0), "model must be of type RAPModel, got str"),
                       (lambda: run_mc(None, 1.0), "model must be of type RAPModel, got NoneType"),
                       (lambda: scan_phase({"N": 10}), "cfg must be of type PhaseConfig, got dict"),
-                      (lambda: anneal_study({}), "cfg must be of type AnnealConfig, got dict")):
+                      (lambda: anneal_study({}), "cfg must be of type AnnealConfig, got dict"),
+                      (lambda: degree_law(-1, (0.5, 0.5), (0, 0, 0), 1),
+                       "N must be an integer >= 1, got -1")):
         with pytest.raises(DeepglassError, match=msg):
             call()
 

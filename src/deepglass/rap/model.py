@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError, TooLargeError, check_seed
+from ..errors import DeepglassError, TooLargeError, check_count, check_seed
 
 __all__ = ["RAPModel", "expected_factors", "path_probability", "check_parameters",
            "bp_bytes_per_factor", "degree_law", "normalize_construction", "CONSTRUCTIONS"]
@@ -119,6 +119,7 @@ def degree_law(N: int, a: Sequence[float], p: Sequence[float], population: int,
     """
     from scipy.stats import binom
 
+    N = check_count(N, "N")     # (N = -1 gave empty arrays)
     construction = normalize_construction(construction)
     if population not in (1, 2, 3):
         raise DeepglassError(f"population must be 1, 2 or 3, got {population!r}")
