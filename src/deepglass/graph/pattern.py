@@ -223,7 +223,8 @@ def _same_weights(graph: SignedGraph, c) -> bool:
     operators on one random vector agree to 1e-4 of its norm (float64, on the
     CPU; a permutation of a layer's weights, N1, changes it).  O(edges)."""
     mine = SignedGraph(c.node_blocks, c.edge_blocks, graph.input_shape,
-                       output_index=graph.output_index).to(dtype=torch.float64)
+                       output_index=graph.output_index, dtype=c.dtype,
+                       device=c.device).to(device="cpu", dtype=torch.float64)
     theirs = graph.to(device="cpu", dtype=torch.float64)
     v = torch.randn(1, graph.n_nodes, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(0))
