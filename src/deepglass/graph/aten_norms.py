@@ -246,12 +246,12 @@ def _moment(ip, n, real):
     for d in dims:
         size *= real_x.shape[d]
     out_real = real[0] if isinstance(real, tuple) else real
-    kept = real_x.sum(dims, keepdim=True)
+    mean_real = real_x.mean(dims, keepdim=True)     # the centring mean's shape
     if name in ("linalg_vector_norm", "norm"):
         power = _power(ip, x, 2.0) if float(order) == 2 else _abs(ip, x)
         total = reduce_op(ip.b, where, ip.b.materialize(power), real_x, out_real, dims, 1.0)
         return _power(ip, total, 0.5) if float(order) == 2 else total
-    mean = ip.b.materialize(reduce_op(ip.b, where, x, real_x, kept, dims, ip.b.pool_weight))
+    mean = ip.b.materialize(reduce_op(ip.b, where, x, real_x, mean_real, dims, ip.b.pool_weight))
     minus = scale(ip.b, expand_to(ip.b, mean, real_x.shape[1:]),
                   torch.tensor(-1.0, dtype=torch.float64))
     centred = add_values(ip.b, x, minus, tuple(real_x.shape[1:]), where,
