@@ -449,6 +449,22 @@ def mean_field_curves(W: Any, temperatures: Iterable[float], fields: Iterable[fl
     previous solution as an extra start (continuation) besides the usual
     starts of :func:`solve_mean_field`.
 
+    Parameters
+    ----------
+    W : couplings
+        As :func:`~deepglass.criticality.couplings.coupling_operator` takes
+        them (a matrix, a sparse matrix, an operator or a ``SignedGraph``).
+    temperatures : iterable of float
+        Positive temperatures (at least one), in any order.
+    fields : iterable of float
+        Finite fields ``h`` (default: 0 only).
+    with_chi : bool
+        Also solve for the susceptibilities ``chi`` and ``chi_u``.
+    progress : callable, optional
+        ``progress(done, total)`` after each (T, h) point.
+    **solve_kw
+        Passed to :func:`solve_mean_field` (``damping``, ``tol``, ``seed``, ...).
+
     Returns
     -------
     pandas.DataFrame
@@ -457,6 +473,12 @@ def mean_field_curves(W: Any, temperatures: Iterable[float], fields: Iterable[fl
         magnetization and susceptibility in the gauge of the ordered state
         (``e = sign(u)``, :func:`ordered_pattern`; equal to ``m``, ``chi`` for a
         ferromagnet).
+
+    Notes
+    -----
+    Cost: per point, the fixed-point and Newton iterations of
+    :func:`solve_mean_field` (a few hundred products ``W x``) and, with
+    ``with_chi``, two MINRES solves.  SPEC §7.
     """
     C = coupling_operator(W)
     temps = np.sort([_number("temperature", T, positive=True)
@@ -501,6 +523,16 @@ def critical_exponents(curves: pd.DataFrame, T_c: float, *, t_min: float = 1e-3,
     - ``gamma_u``: the same as ``gamma`` for the staggered susceptibility
       ``chi_u`` (the one that diverges on a signed network, see
       :func:`susceptibility`).
+
+    Parameters
+    ----------
+    curves : pandas.DataFrame
+        From :func:`mean_field_curves` (columns ``T``, ``h``, ``abs_m``, ``q``,
+        ``chi``, ``chi_u``).
+    T_c : float
+        The critical temperature (:func:`critical_temperature`), > 0.
+    t_min, t_max : float
+        The window of reduced temperatures ``|t|`` fitted, ``0 < t_min < t_max``.
 
     Returns
     -------
