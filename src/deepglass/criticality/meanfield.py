@@ -42,7 +42,7 @@ import pandas as pd
 import scipy.sparse.linalg as spla
 import scipy.stats
 
-from ..errors import DeepglassError, check_seed
+from ..errors import DeepglassError, check_count, check_seed
 from .couplings import (DENSE_EIG_LIMIT, GRAPH_EXPLICIT_EDGES, Couplings,  # noqa: F401 (re-exported)
                         bipartite_coupling, coupling_operator, critical_temperature, curie_weiss,
                         lambda_max, layer_coupling, top_eigenpair)
@@ -67,12 +67,6 @@ def _number(name: str, v, *, positive: bool = False) -> float:
         raise DeepglassError(f"{name} must be {'positive and ' if positive else ''}finite, "
                              f"got {v!r}")
     return x
-
-
-def _count(name: str, v, minimum: int) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise DeepglassError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
 
 
 def _logcosh(x: np.ndarray) -> np.ndarray:
@@ -264,8 +258,8 @@ def solve_mean_field(W: Any, T: float, h: float = 0.0, *,
         raise DeepglassError(f"damping must be in (0, 1], got {damping}")
     if tol is not None:
         tol = _number("tol", tol, positive=True)
-    max_iter = _count("max_iter", max_iter, 1)
-    newton_steps = _count("newton_steps", newton_steps, 0)
+    max_iter = check_count(max_iter, "max_iter", 1)
+    newton_steps = check_count(newton_steps, "newton_steps", 0)
     if isinstance(starts, str):
         starts = [starts]
     check_seed(seed)

@@ -52,10 +52,16 @@ def _clamp_nonneg(ip, n):
     return lo is not None and not isinstance(lo, torch.Tensor) and lo >= 0
 
 
+def nonmonotone(ip, x, name: str, nonneg: bool = False, fn: str | None = None):
+    """``x`` through an elementwise activation that is not non-decreasing
+    (``|x|``, ``sin``): no edges, warned once by ``name``."""
+    ip.warn_nonmonotone(name)
+    return _flag(ip.b.activated(x), nonneg=nonneg, fn=fn or name)
+
+
 def _nonmonotone(name, nonneg: bool = False):
     def rule(ip, n, args, kwargs, real):
-        ip.warn_nonmonotone(name)
-        return _flag(ip.b.activated(args[0]), nonneg=nonneg, fn=_opname(n.target))
+        return nonmonotone(ip, args[0], name, nonneg, _opname(n.target))
     return rule
 
 

@@ -19,6 +19,7 @@ import operator
 import torch
 import torch.fx
 
+from .aten_activations import nonmonotone
 from .layers import reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _name_of, _opname, add_values, base_packet,
                        expand_to, scale, uses)
@@ -248,7 +249,7 @@ def _moment(ip, n, real):
     out_real = real[0] if isinstance(real, tuple) else real
     mean_real = real_x.mean(dims, keepdim=True)     # the centring mean's shape
     if name in ("linalg_vector_norm", "norm"):
-        power = _power(ip, x, 2.0) if float(order) == 2 else _abs(ip, x)
+        power = _power(ip, x, 2.0) if float(order) == 2 else nonmonotone(ip, x, "abs", True)
         total = reduce_op(ip.b, where, ip.b.materialize(power), real_x, out_real, dims, 1.0)
         return _power(ip, total, 0.5) if float(order) == 2 else total
     mean = ip.b.materialize(reduce_op(ip.b, where, x, real_x, mean_real, dims, ip.b.pool_weight))
@@ -263,12 +264,6 @@ def _moment(ip, n, real):
     if isinstance(real, tuple):     # var_mean / std_mean: (value, mean)
         return value, Ref(mean.index.reshape(real[1].shape))
     return value
-
-
-def _abs(ip, x):
-    """``|x|``: an elementwise activation, non-monotone on a signed value."""
-    ip.warn_nonmonotone("abs")
-    return _flag(ip.b.activated(x), nonneg=True, fn="abs")
 
 
 def _power(ip, x, p: float):

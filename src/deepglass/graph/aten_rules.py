@@ -20,7 +20,8 @@ from .aten_norms import Stat, feeds_normalization
 from .aten_products import _gated, _product, _same, judge_monotone, of_one_value
 from .identical import writes_into_argument
 from .ranges import factor_range, is_positive_divisor, value_range
-from .layers import adaptive_pool_op, conv_op, global_mean_op, on_rows, pool_op, reduce_op
+from .layers import (adaptive_pool_op, conv_op, global_mean_op, on_rows, pool_op, reduce_op,
+                     row_param)
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
                        base_packet,
                        expand_to,
@@ -50,10 +51,10 @@ def _convolution(ip, n, args, kwargs, real):
 
 def _transposed(ip, n, x, weight, real, stride, padding, dilation, groups, nd):
     if x.index.shape[0] > 1:    # values regrouped as a batch of rows
-        one = lambda v, o: (o,) + tup(v, nd)  # noqa: E731
-        return on_rows(ip.b, ip.where(n), x, ip.real(n.args[0]), real, lambda r, ri, ro: _transposed(
-            ip, n, r, weight.unsqueeze(2), ro, one(stride, 1), one(padding, 0),
-            one(dilation, 1), groups, nd + 1))
+        return on_rows(ip.b, ip.where(n), x, ip.real(n.args[0]), real,
+                       lambda r, ri, ro: _transposed(
+                           ip, n, r, weight.unsqueeze(2), ro, row_param(stride, nd, 1),
+                           row_param(padding, nd, 0), row_param(dilation, nd, 1), groups, nd + 1))
     # zero padding before it (PRNet's DeconvBlock): padded inputs, no nodes,
     # no edges (a ZeroPaddedBlock, as inside any layer's input); a border the
     # strip finds is the same, so it is stripped only where it is all there is

@@ -19,7 +19,7 @@ from .blocks import ConvBlock, DenseBlock, PoolBlock, adaptive_windows, pool_win
 from .symbolic import Pending, remap, strip_zero_padding, tup
 
 __all__ = ["dense_op", "conv_op", "pool_op", "adaptive_pool_op", "global_mean_op", "reduce_op",
-           "on_rows"]
+           "on_rows", "row_param"]
 
 
 def on_rows(builder, name, x, real_in, real_out, layer, at: int = 2):
@@ -44,9 +44,11 @@ def on_rows(builder, name, x, real_in, real_out, layer, at: int = 2):
     return remap(out, lambda t, fill: back(t).contiguous())
 
 
-def _one(v, nd, one):
-    """A layer's per-dimension parameter with ``one`` first, for the rows."""
-    return v if isinstance(v, str) else (one,) + tup(v, nd)
+def row_param(v, nd: int, first: int):
+    """A layer's per-dimension parameter (``nd`` dims) with ``first`` before
+    them, for the rows' dimension of :func:`on_rows` (a string, ``'same'``,
+    stays)."""
+    return v if isinstance(v, str) else (first,) + tup(v, nd)
 
 
 def dense_op(builder, name, x, real_in, real_out, weight):
@@ -63,8 +65,8 @@ def conv_op(builder, name, x, real_in, real_out, weight, stride, padding, dilati
     nd = weight.ndim - 2
     if x.index.shape[0] > 1:    # values regrouped as a batch of rows
         return on_rows(builder, name, x, real_in, real_out, lambda r, ri, ro: conv_op(
-            builder, name, r, ri, ro, weight.unsqueeze(2), _one(stride, nd, 1),
-            _one(padding, nd, 0), _one(dilation, nd, 1), groups, padding_mode))
+            builder, name, r, ri, ro, weight.unsqueeze(2), row_param(stride, nd, 1),
+            row_param(padding, nd, 0), row_param(dilation, nd, 1), groups, padding_mode))
     if padding_mode != "zeros" and padding != "valid":
         # reflect / replicate / circular: the border copies nodes of the value
         # the layer reads (the torch.fx path; torch.export writes the padding
@@ -105,9 +107,9 @@ def pool_op(builder, name, x, real_in, real_out, pool_type, kernel_size, stride=
     nd = real_in.ndim - 2
     if x.index.shape[0] > 1:    # values regrouped as a batch of rows
         return on_rows(builder, name, x, real_in, real_out, lambda r, ri, ro: pool_op(
-            builder, name, r, ri, ro, pool_type, _one(kernel_size, nd, 1),
-            _one(stride if stride not in (None, []) else kernel_size, nd, 1),
-            _one(padding, nd, 0), _one(dilation, nd, 1), ceil_mode, count_include_pad,
+            builder, name, r, ri, ro, pool_type, row_param(kernel_size, nd, 1),
+            row_param(stride if stride not in (None, []) else kernel_size, nd, 1),
+            row_param(padding, nd, 0), row_param(dilation, nd, 1), ceil_mode, count_include_pad,
             divisor_override))
     x, extra = strip_zero_padding(x, nd)
     k = tup(kernel_size, nd)
