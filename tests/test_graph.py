@@ -153,6 +153,12 @@ def test_matrix_free_equals_csr(zoo_graph):
     s = torch.from_numpy(rng.choice([-1.0, 1.0], size=(4, g.n_nodes)))
     eps = 0.5 * (1 - np.einsum("ri,ij,rj->r", s.numpy(), As.toarray(), s.numpy()) / abs(As).sum())
     np.testing.assert_allclose(g.energy(s).numpy(), eps, rtol=1e-10)
+    # eps is defined for spins: a relaxed (continuous) vector is refused, not scored
+    for bad in (0.5 * s, s.clone().fill_(0)):
+        with pytest.raises(DeepglassError, match="sigma must hold spins"):
+            g.energy(bad)
+        with pytest.raises(DeepglassError, match="sigma must hold spins"):
+            g.local_fields(bad)
 
 
 def test_edge_counts_by_formula(zoo_graph):
@@ -344,7 +350,7 @@ def test_nan_weights():
     net = nn.Sequential(nn.Linear(4, 2))
     with torch.no_grad():
         net[0].weight[0, 0] = float("nan")
-    with pytest.raises(DeepglassError, match=r"'0.weight' has NaN"):
+    with pytest.raises(DeepglassError, match=r"'0.weight' has 1 NaN/inf entries of 8"):
         SignedGraph.from_module(net, (4,))
 
 

@@ -312,10 +312,19 @@ class SignedGraph:
             del v
         return out[0] if single else out
 
+    def _spins(self, sigma: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """``_flat`` for a gauge: every entry must be +1 or -1."""
+        s, single = self._flat(sigma)
+        bad = s.abs() != 1
+        if bool(bad.any()):
+            raise DeepglassError(f"sigma must hold spins +1 or -1; it has {int(bad.sum())} other "
+                                 f"entries (e.g. {float(s[bad][0]):g})")
+        return s, single
+
     def local_fields(self, sigma: torch.Tensor) -> torch.Tensor:
         """``h = sigma * (As sigma)`` (SPEC §2): flipping node i changes
         ``sigma^T As sigma`` by ``-4 h_i``."""
-        s, single = self._flat(sigma)
+        s, single = self._spins(sigma)
         h = s * self.sym_matvec(s)
         return h[0] if single else h
 
@@ -334,7 +343,7 @@ class SignedGraph:
 
     def energy(self, sigma: torch.Tensor) -> torch.Tensor:
         """``eps(sigma) = (1 - sigma^T As sigma / 1^T|As|1) / 2`` per replica (SPEC §2)."""
-        s, single = self._flat(sigma)
+        s, single = self._spins(sigma)
         e = self.energy_from_fields(s, self.sym_matvec(s))
         return e[0] if single else e
 

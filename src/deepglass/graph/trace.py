@@ -27,23 +27,37 @@ from .prune import contract_copies, prune, prune_channels
 from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref, Refused,
                        flatten, remap)
 
-__all__ = ["capture_module", "Captured", "output_tensor", "output_names", "RULES",
+__all__ = ["capture_module", "check_finite", "Captured", "output_tensor", "output_names", "RULES",
            "CAPTURE_OF", "input_shapes"]
 
 
+def check_finite(model: nn.Module) -> None:
+    """Raise a DeepglassError naming the first parameter with NaN or inf
+    entries, or buffer with NaN entries (an infinite buffer is a masking
+    constant: ``-inf`` filled in before a softmax).
+
+    One cheap reduction per tensor; the entries are counted only where it is
+    not finite.
+    """
+    for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, t in items:
+            if isinstance(t, nn.parameter.UninitializedTensorMixin) or not (
+                    t.is_floating_point() or t.is_complex()) or t.is_meta:
+                continue
+            if bool(torch.isfinite(t.detach().sum())):
+                continue
+            bad = int(((~torch.isfinite(t)) if kind == "parameter" else torch.isnan(t)).sum())
+            if bad:
+                what = "NaN/inf" if kind == "parameter" else "NaN"
+                raise DeepglassError(f"{kind} {name!r} has {bad} {what} entries of {t.numel()}")
+
+
 def _check_weights(model: nn.Module) -> None:
-    params = {id(p) for p in model.parameters()}
     for name, p in list(model.named_parameters()) + list(model.named_buffers()):
         if isinstance(p, nn.parameter.UninitializedTensorMixin):
             raise DeepglassError(f"parameter {name!r} is not initialized (a lazy layer, "
                                  "nn.LazyConv2d, ...): run the model on one sample first")
-        # one cheap reduction first; the elementwise check only if it is not finite.
-        # A buffer may hold an infinity (a -inf mask filled in before a softmax)
-        if p.is_floating_point() and not bool(torch.isfinite(p.detach().sum())):
-            if id(p) in params and not bool(torch.isfinite(p).all()):
-                raise DeepglassError(f"parameter {name!r} has NaN or infinite values")
-            if id(p) not in params and bool(torch.isnan(p).any()):
-                raise DeepglassError(f"buffer {name!r} has NaN values")
+    check_finite(model)
     for name, m in model.named_modules():
         # eval-mode batch norm divides by sqrt(running_var + eps): a negative
         # variance gives NaN (or a division by zero) in the fold and the forward pass

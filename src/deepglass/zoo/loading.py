@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import DeepglassError, first_line
+from ..graph.trace import check_finite
 from . import registry
 from .user_arch import build_user_arch, is_user_arch, names_user_code
 
@@ -61,19 +62,6 @@ def _shape_arg(input_shape):
     if any(s <= 0 for s in shape) or any(float(s) != float(t) for s, t in zip(shape, input_shape)):
         raise DeepglassError(f"input_shape must be a sequence of positive integers (C, H, W), got {input_shape!r}")
     return shape
-
-
-def check_finite(model: nn.Module) -> None:
-    """Raise a DeepglassError naming the first parameter with NaN or inf
-    entries, or buffer with NaN entries (an infinite buffer is a masking
-    constant: ``-inf`` filled in before a softmax)."""
-    for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
-        for name, t in items:
-            if t.is_floating_point() or t.is_complex():
-                bad = int(((~torch.isfinite(t)) if kind == "parameter" else torch.isnan(t)).sum())
-                if bad:
-                    what = "NaN/inf" if kind == "parameter" else "NaN"
-                    raise DeepglassError(f"{kind} {name!r} has {bad} {what} entries of {t.numel()}")
 
 
 def _exists(path: Path) -> bool:
