@@ -447,7 +447,15 @@ def test_log_grid_and_bad_scan_parameters():
         p_grid(0.5, 1.0, 5, "log1m")
     with pytest.raises(DeepglassError, match="scale must be one of"):
         PhaseConfig(N=10, scale="cubic").validate()
-
+    # counts are integers (1.5 samples was accepted, then range() failed mid-scan)
+    for kw, msg in [({"samples": 1.5}, "samples must be an integer >= 1, got 1.5"),
+                    ({"seed": -1}, "seed must be a non-negative integer"),
+                    ({"max_bisect": -1}, "max_bisect must be an integer >= 0"),
+                    ({"max_iter": 0}, "max_iter must be an integer >= 1"),
+                    ({"mc_sweeps": 2.0}, "mc_sweeps must be an integer >= 0"),
+                    ({"bracket_tol": 0.0}, "bracket_tol must be > 0, got 0.0")]:
+        with pytest.raises(DeepglassError, match=msg):
+            PhaseConfig(N=10, **kw).validate()
 
 
 @pytest.mark.parametrize("p_min,p_max,n", [(0.9999991, 0.9999999, 5), (0.1, 0.1000004, 5),

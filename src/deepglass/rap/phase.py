@@ -60,7 +60,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError, check_type
+from ..errors import DeepglassError, check_count, check_seed, check_type
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .bp import check_beta
@@ -166,17 +166,18 @@ class PhaseConfig:
             raise DeepglassError("give at least one beta and one a2")
         if len(self.p_fixed) != 3:
             raise DeepglassError("p_fixed must hold three probabilities")
-        if self.samples < 1:
-            raise DeepglassError(f"samples must be >= 1, got {self.samples}")
+        self.samples = check_count(self.samples, "samples")
+        self.seed = check_seed(self.seed)
+        self.max_bisect = check_count(self.max_bisect, "max_bisect", least=0)
+        self.max_iter = check_count(self.max_iter, "max_iter")
+        self.mc_sweeps = check_count(self.mc_sweeps, "mc_sweeps", least=0)
         self.construction = normalize_construction(self.construction)
         if self.scale not in SCALES:
             raise DeepglassError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         if self.scale == "log1m" and max(pv) >= 1.0:
             raise DeepglassError("a log(1 - p) scan needs dilutions < 1")
-        if not (self.bracket_tol > 0) or int(self.max_bisect) < 0:
-            raise DeepglassError("bracket_tol must be > 0 and max_bisect >= 0")
-        if int(self.max_iter) < 1:
-            raise DeepglassError(f"max_iter must be >= 1, got {self.max_iter}")
+        if not (self.bracket_tol > 0):
+            raise DeepglassError(f"bracket_tol must be > 0, got {self.bracket_tol!r}")
         if self.mc_sweeps != 0 and self.mc_sweeps < 4:
             raise DeepglassError(f"mc_sweeps must be 0 (no Monte Carlo) or >= 4, got {self.mc_sweeps}")
         if self.mc_method not in METHODS:
