@@ -40,7 +40,7 @@ BAD = [
     (["active", "digits_cnn", "--inputs", "digits", "--method", "exact", "--time-limit", "0"],
      "--time-limit must be > 0, got 0"),
     (["rap", "bp", "--N", "10", "--beta", "inf"], "--beta must be a finite number"),
-    (["monotonicity", "digits_cnn", "--inputs", "digits", "--alpha", "1.5"], "--alpha must be in (0, 1)"),
+    (["monotonicity", "digits_cnn", "--inputs", "digits", "--alpha", "1.5"], "--alpha must be in [0, 1)"),
     (["active", "digits_cnn", "--inputs", "digits", "--n", "0"], "--n must be an integer >= 1"),
     (["monotonicity", "digits_cnn", "--inputs", "digits", "--amplitude-range", "1,0.1"],
      "--amplitude-range must satisfy 0 < low <= high"),

@@ -45,7 +45,7 @@ FLOAT_RULES = {
     "lanczos_tol": (0.0, math.inf, True, True),
     "max_memory_gb": (0.0, math.inf, True, True),
     "lr": (0.0, math.inf, True, True),
-    "alpha": (0.0, 1.0, True, True),
+    "alpha": (0.0, 1.0, False, True),      # alpha = 0: gamma at level 1, the largest
     "tol": (0.0, math.inf, True, True),
     "bracket_tol": (0.0, math.inf, True, True),
     "time_limit": (0.0, math.inf, True, True),

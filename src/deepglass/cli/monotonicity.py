@@ -64,7 +64,7 @@ def monotonicity_cmd(
     nulls: str = typer.Option("random-order,N3", "--nulls", help=NULLS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of inputs subset, noise, nulls and gauges."),
     replicas: int = typer.Option(80, "--replicas", help="Start gauges of each frustration run."),
-    alpha: float = typer.Option(0.05, "--alpha", help="gamma at level 1 - alpha."),
+    alpha: float = typer.Option(0.05, "--alpha", help="gamma at level 1 - alpha, in [0, 1) (0: the largest)."),
     unit_size: int = typer.Option(100, "--unit-size", help="Inputs per unit."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Forward batch size."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
