@@ -551,16 +551,19 @@ class RunDir(OwnedFiles):
         """The kinds whose recorded gauge is not the one ``arrays/gauge_real.npz``
         holds now (a later run with ``--force`` replaced it), with the delta
         they recorded: their sections and summary parts describe another
-        gauge's results.  O(nodes)."""
+        gauge's results.  O(nodes), once per gauge file."""
         runs = (read_config(self.path / CONFIG_NAME) or {}).get("runs", {})
         recorded = {k: v["gauge"] for k, v in runs.items()
                     if isinstance(v.get("gauge"), dict) and "sha256" in v["gauge"]}
         if not recorded or not self.has_arrays(GAUGE_FILE):
             return {}
         try:
-            g = self.load_arrays(GAUGE_FILE)
-            now = gauge_digest(g["sigma"], float(g["energy"]))
-        except (DeepglassError, KeyError):
+            st = (self.path / "arrays" / f"{GAUGE_FILE}.npz").stat()
+            if getattr(self, "_gauge_digest", (None,))[0] != (key := (st.st_ino, st.st_mtime_ns)):
+                g = self.load_arrays(GAUGE_FILE)
+                self._gauge_digest = (key, gauge_digest(g["sigma"], float(g["energy"])))
+            now = self._gauge_digest[1]
+        except (DeepglassError, KeyError, OSError):
             return {}
         return {k: r.get("delta", "?") for k, r in recorded.items() if r["sha256"] != now}
 
@@ -578,7 +581,6 @@ class RunDir(OwnedFiles):
         path = self.figure_path(name)
         return self._commit(path, lambda tmp: fig.savefig(
             tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight"))
-
 
 
 def _unsettled(config: Mapping[str, Any], current: Mapping[str, Any] | None = None) -> dict:
