@@ -276,7 +276,22 @@ class SignedGraph:
         return b.apply(self.gather_source(b, x), absolute).reshape(x.shape[0], -1)
 
     def rmatvec(self, x: torch.Tensor, absolute: bool = False) -> torch.Tensor:
-        """``A^T x``: propagate along the edges (what the layers compute, linearized)."""
+        """``A^T x``: propagate along the edges (what the layers compute, linearized).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (n_nodes,) or (R, n_nodes)
+            Values on the nodes, one row per replica (moved to the graph's
+            device and dtype).
+        absolute : bool
+            ``|A|^T x`` instead (every weight by its absolute value).
+
+        Returns
+        -------
+        torch.Tensor
+            Same shape as ``x``.  Cost: one pass over the edge blocks,
+            O(R * edges) multiply-adds, O(R * n_nodes) memory.
+        """
         x, single = self._flat(x)
         y = torch.zeros_like(x)
         for b in self.edge_blocks:
@@ -285,7 +300,11 @@ class SignedGraph:
         return y[0] if single else y
 
     def matvec(self, y: torch.Tensor, absolute: bool = False) -> torch.Tensor:
-        """``A y``: pull back against the edges (``(A y)_i = sum_j A_ij y_j``)."""
+        """``A y``: pull back against the edges (``(A y)_i = sum_j A_ij y_j``).
+
+        Parameters and cost as :meth:`rmatvec` (each block's adjoint: the
+        transposed convolution of a convolution, and so on).
+        """
         y, single = self._flat(y)
         x = torch.zeros_like(y)
         R = y.shape[0]
@@ -342,7 +361,26 @@ class SignedGraph:
         return self._abs_total
 
     def energy(self, sigma: torch.Tensor) -> torch.Tensor:
-        """``eps(sigma) = (1 - sigma^T As sigma / 1^T|As|1) / 2`` per replica (SPEC §2)."""
+        """``eps(sigma) = (1 - sigma^T As sigma / 1^T|As|1) / 2`` per replica (SPEC §2).
+
+        The weighted fraction of frustrated edges along the gauge ``sigma``:
+        0 for a structurally balanced partition, 1/2 on average for a random one.
+
+        Parameters
+        ----------
+        sigma : torch.Tensor, shape (n_nodes,) or (R, n_nodes)
+            Spins +1 / -1 (one gauge per row).
+
+        Returns
+        -------
+        torch.Tensor
+            A float64 scalar, or shape (R,).
+
+        Raises
+        ------
+        DeepglassError
+            For a wrong shape or an entry other than +1 / -1.
+        """
         s, single = self._spins(sigma)
         e = self.energy_from_fields(s, self.sym_matvec(s))
         return e[0] if single else e
