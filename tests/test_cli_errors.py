@@ -71,6 +71,8 @@ BAD = [
     (["frustration", "digits_cnn", "--save", "{tmp}/nonexistent/x"], "does not exist"),
     (["frustration", "digits_cnn", "--save", "{tmp}/afile/x"], "afile is a file, not a directory"),
     (["frustration", "digits_cnn", "--save", "/proc/deepglass-x"], "cannot write in /proc"),
+    (["frustration", "digits_cnn", "--save", ""], "--save needs a file name"),
+    (["frustration", "digits_cnn", "--save", "{tmp}/"], "--save needs a file name"),
     (["frustration", "digits_cnn", "--nulls", "N1", "--out", "{tmp}/foreign", "--force"],
      "config.toml is not a deepglass run's"),
     (["frustration", "digits_cnn", "--method", "magic"], "unknown method 'magic'"),

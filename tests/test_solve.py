@@ -460,6 +460,14 @@ def test_result_partial_order_frustrated_weight_and_roundtrip(tmp_path):
     assert list(df.replica) == [0, 1, 2, 3] and np.allclose(df.energy, r.energies)
     r.save(tmp_path / "other" / "res.parquet")
     assert pd.read_parquet(tmp_path / "other" / "res.parquet").energy.tolist() == df.energy.tolist()
+    # a dot inside the name is part of it: seed.1 and seed.2 are two results, not one
+    # file written twice; a given .npz / .json ending names the same pair
+    r2 = deepglass.frustration(g, replicas=2, seed=3)
+    assert r.save(tmp_path / "seed.1") == tmp_path / "seed.1.npz"
+    r2.save(tmp_path / "seed.2")
+    assert FrustrationResult.load(tmp_path / "seed.1").seed == 2
+    assert FrustrationResult.load(tmp_path / "seed.2.json").seed == 3
+    assert r2.save(tmp_path / "b.npz") == tmp_path / "b.npz" and (tmp_path / "b.json").exists()
 
 
 def test_sparse_block_updates_match_explicit():

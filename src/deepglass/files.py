@@ -186,6 +186,9 @@ def check_save_path(prefix: str | os.PathLike, suffixes: Iterable[str] = (".npz"
                     option: str = "--save") -> Path:
     """Refuse, before any computation, a ``--save PREFIX`` whose files
     (``PREFIX`` + each suffix) cannot be written."""
+    if str(prefix).endswith(("/", os.sep)) or Path(prefix).name in ("", ".", ".."):
+        raise DeepglassError(f"{option} needs a file name (PREFIX of PREFIX.npz), "
+                             f"got {str(prefix)!r}")
     prefix = Path(prefix)
     parent = prefix.parent if str(prefix.parent) else Path(".")
     if not parent.is_dir():
@@ -199,8 +202,9 @@ def check_save_path(prefix: str | os.PathLike, suffixes: Iterable[str] = (".npz"
     except OSError as exc:
         raise DeepglassError(f"{option} {prefix}: cannot write in {parent} "
                              f"({exc.strerror or type(exc).__name__})") from None
+    stem = prefix.with_suffix("") if prefix.suffix in suffixes else prefix
     for suf in suffixes:
-        target = Path(str(prefix) + suf) if not str(prefix).endswith(suf) else prefix
+        target = Path(str(stem) + suf)
         if target.is_dir():
             raise DeepglassError(f"{option} {prefix}: {target} is a directory")
     return prefix

@@ -75,10 +75,10 @@ def frustration_cmd(
         raise DeepglassError("--time-limit applies to --method exact")
     if out is not None:
         check_out_dir(out)           # before loading or computing anything
-    if save:
+    if save is not None:
         check_save_path(save)
     if nulls is not None or out is not None:
-        if save:
+        if save is not None:
             raise DeepglassError("--save is for a single computation; with --nulls/--out the "
                                  "results go to the run directory (--out)")
         return experiment(model, nulls=nulls or "", replicas=replicas,
@@ -113,7 +113,7 @@ def frustration_cmd(
     with progress(f"{method} progress", None, enabled=not as_json) as advance:
         res = deepglass.frustration(g, method=method, replicas=replicas, seed=seed, init=init,
                                     device=device, callback=lambda k, n: advance(), **options)
-    if save:
+    if save is not None:
         res.save(save)
     if as_json:
         print_json({"model": model, "nodes": g.n_nodes, "edges": g.n_edges, **res.summary()})

@@ -111,26 +111,29 @@ class FrustrationResult:
     def save(self, path: str | Path) -> Path:
         """Write ``PATH.npz`` (gauges, energies) and ``PATH.json`` (the rest); a
         ``.parquet`` path writes the per-replica table instead.  A missing parent
-        folder is made."""
+        folder is made.  ``PATH`` may end in ``.npz`` or ``.json``; any other
+        dot is part of the name (``seed.1`` writes ``seed.1.npz``)."""
         path = Path(path)
+        if not path.name:
+            raise DeepglassError("a saved frustration result needs a file name")
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".parquet":
             self.to_frame().to_parquet(path, index=False)
             return path
-        stem = path.with_suffix("")
-        np.savez_compressed(stem.with_suffix(".npz"), sigma=self.sigma, sigmas=self.sigmas,
+        npz, js = _result_files(path)
+        np.savez_compressed(npz, sigma=self.sigma, sigmas=self.sigmas,
                             energies=self.energies, local_min=self.local_min,
                             sigma_in=self.sigma_in, sigma_out=self.sigma_out)
         meta = {k: v for k, v in self.summary().items() if k != "energies"}
         meta["frustrated"] = self.frustrated.to_dict(orient="list")
-        stem.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=float))
-        return stem.with_suffix(".npz")
+        js.write_text(json.dumps(meta, indent=2, default=float))
+        return npz
 
     @classmethod
     def load(cls, path: str | Path) -> "FrustrationResult":
         """Read a result written by :meth:`save` (``.npz`` + ``.json``)."""
-        stem = Path(path).with_suffix("")
-        npz, js = stem.with_suffix(".npz"), stem.with_suffix(".json")
+        npz, js = _result_files(Path(path))
+        stem = npz.with_suffix("")
         if not npz.exists() or not js.exists():
             raise DeepglassError(f"no saved frustration result at {stem} (.npz and .json)")
         meta = json.loads(js.read_text())
@@ -463,3 +466,10 @@ def _as_graph(graph_or_model, input_shape) -> SignedGraph:
         return SignedGraph.from_module(graph_or_model, shape)
     raise DeepglassError(f"expected a SignedGraph or nn.Module, got "
                          f"{type(graph_or_model).__name__}")
+
+
+def _result_files(path: Path) -> tuple[Path, Path]:
+    """``PATH.npz`` and ``PATH.json`` of a saved result (a given ``.npz`` or
+    ``.json`` ending is the one of its files, not part of the name)."""
+    stem = path.with_suffix("") if path.suffix in (".npz", ".json") else path
+    return Path(str(stem) + ".npz"), Path(str(stem) + ".json")
