@@ -3,6 +3,7 @@ no traceback, nothing computed and nothing written."""
 
 import json
 import pickle
+import numpy as np
 
 import pytest
 
@@ -106,6 +107,8 @@ BAD = [
     (["monotonicity", "digits_cnn", "--inputs", "digits", "--batchnorm", "x"],
      "--batchnorm must be one of fold, ignore"),
     (["criticality", "meanfield", "digits_cnn", "--gates", "x"], "--gates must be one of"),
+    (["active", "digits_cnn", "--inputs", "{tmp}/none.npy"], "none.npy: no inputs (a batch of 0)"),
+    (["monotonicity", "digits_cnn", "--inputs", ""], "inputs: an empty name"),
 ]
 
 
@@ -116,6 +119,7 @@ def scene(tmp_path):
     (tmp_path / "garbage.npz").write_text("not a zip archive")
     (tmp_path / "garbage.npy").write_text("1 2\n3 4\n")
     (tmp_path / "raw.pkl").write_bytes(pickle.dumps({"w": [1.0, 2.0]}))
+    np.save(tmp_path / "none.npy", np.zeros((0, 1, 8, 8), np.float32))
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "config.toml").write_text("[tool]\nname = 'other'\n")
     (tmp_path / "foreign" / "precious.txt").write_text("p")

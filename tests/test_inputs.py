@@ -63,6 +63,24 @@ def test_unknown_name_and_missing_path(tmp_path):
         load_inputs("digits", (1, 8, 8), n=0)
 
 
+def test_empty_names_batches_and_bad_preprocessing_are_refused(tmp_path, monkeypatch):
+    # "" was Path("."): every tensor file under the working folder, recursively
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 8, 8), np.float32))
+    with pytest.raises(DeepglassError, match="an empty name"):
+        load_inputs("", (1, 8, 8))
+    # a file of 0 samples: an empty batch reached the commands (an IndexError in `active`)
+    np.save(tmp_path / "none.npy", np.zeros((0, 1, 8, 8), np.float32))
+    with pytest.raises(DeepglassError, match=r"none.npy: no inputs \(a batch of 0\)"):
+        load_inputs(tmp_path / "none.npy", (1, 8, 8))
+    with pytest.raises(DeepglassError, match="input_shape must be a sequence of integers"):
+        load_inputs("digits", (1, 8.5, 8))        # was truncated to 8
+    with pytest.raises(DeepglassError, match="finite values"):
+        load_inputs("sklearn-images", (3, 32, 32), n=1, std=(float("nan"),) * 3)
+    with pytest.raises(DeepglassError, match="must be a PIL image"):
+        preprocess_image(np.zeros((8, 8, 3), np.uint8), (3, 8, 8))
+
+
 def test_preprocess_constant_colour_and_centre_crop():
     # a constant image: every output pixel is (c/255 - mean) / std exactly
     rgb = (200, 30, 90)

@@ -54,30 +54,16 @@ import numpy as np
 import torch
 
 from .errors import DeepglassError, first_line
+from .images import (IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD, SKIMAGE_IMAGES, decode_file,
+                     image_shape, pil, preprocess_image, skimage_loaders, sklearn_loaders)
 
 __all__ = ["InputBatch", "load_inputs", "preprocess_image", "is_tensor_source", "IMAGENET_MEAN",
            "IMAGENET_STD", "SKIMAGE_IMAGES", "IMAGE_SUFFIXES", "TENSOR_SUFFIXES", "SOURCES"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: scikit-image images used by ``"skimage"``: photographs (colour, then grey).
-#: ``cat`` is the same picture as ``chelsea`` and is left out.
-SKIMAGE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hubble_deep_field",
-                  "immunohistochemistry", "retina", "camera", "coins", "moon", "clock", "brick",
-                  "grass", "gravel", "text", "page")
-
-#: file suffixes a folder source reads (case-insensitive); other files are ignored.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                  ".pgm", ".pbm")
 #: tensor file suffixes: a file source, or a folder of them (one input or a batch per file).
 TENSOR_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".wav")   # .wav: deepglass.waveforms
 
 SOURCES = ("digits", "mnist", "skimage", "sklearn-images")
-
-# Pillow modes with a fixed 8-bit (or 1-bit) range that convert to RGB / L
-_CONVERTIBLE = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK",
-                "YCbCr", "LAB", "HSV"}
 
 
 @dataclass
@@ -108,14 +94,6 @@ class InputBatch:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def _pil():
-    try:
-        from PIL import Image
-    except ImportError as exc:
-        raise DeepglassError("image inputs need Pillow: pip install 'deepglass[images]'") from exc
-    return Image
 
 
 # -- selection -----------------------------------------------------------------------
@@ -150,87 +128,10 @@ def _check_n(n) -> int | None:
     return int(n)
 
 
-def _image_shape(input_shape: Sequence[int], what: str) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) < 1:
-        raise DeepglassError(f"{what} serve nets with input shape (1|3, H, W), not {shape}; "
-                             "other inputs come as tensor files (.npy, .npz, .pt)")
-    return shape  # type: ignore[return-value]
-
-
-# -- image preprocessing -----------------------------------------------------------
-def _default_resize(h: int, w: int) -> int:
-    side = max(h, w)
-    return 256 if 224 <= side <= 256 else max(side, int(round(side * 256 / 224)))
-
-
-def preprocess_image(img, input_shape: Sequence[int], *, resize: int | None = None,
-                     mean: Sequence[float] | None = None,
-                     std: Sequence[float] | None = None) -> np.ndarray:
-    """ImageNet preprocessing of one Pillow image, in Pillow and NumPy.
-
-    Convert the mode (see the module docstring), resize the shorter side to
-    ``resize`` (bilinear), centre-crop to ``input_shape[1:]``, scale to [0, 1]
-    and normalize ``(v - mean) / std`` per channel.
-
-    Parameters
-    ----------
-    img : PIL.Image.Image
-    input_shape : (C, H, W) with C in {1, 3}
-    resize : int, optional
-        Shorter side before the crop; default as in the module docstring.
-    mean, std : sequence of C floats, optional
-        Default ImageNet statistics for C = 3, no normalization for C = 1.
-
-    Returns
-    -------
-    ndarray float32 (C, H, W)
-
-    Raises
-    ------
-    ValueError
-        For a mode without a fixed pixel range (``I``, ``I;16``, ``F``).
-    """
-    Image = _pil()
-    c, h, w = _image_shape(input_shape, "image inputs")
-    if img.mode not in _CONVERTIBLE:
-        raise ValueError(f"mode {img.mode} has no fixed pixel range (16-bit or float); "
-                         "save it as 8-bit")
-    img = img.convert("RGB" if c == 3 else "L")
-    r = int(resize) if resize is not None else _default_resize(h, w)
-    if r < max(h, w):
-        raise DeepglassError(f"resize={r} is smaller than the crop {h}x{w}")
-    iw, ih = img.size
-    scale = r / min(iw, ih)
-    nw, nh = max(r, int(round(iw * scale))), max(r, int(round(ih * scale)))
-    img = img.resize((nw, nh), Image.Resampling.BILINEAR)
-    left, top = int(round((nw - w) / 2.0)), int(round((nh - h) / 2.0))
-    img = img.crop((left, top, left + w, top + h))
-    a = np.asarray(img, dtype=np.float32) / 255.0
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    if mean is None and std is None and c == 3:
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-    if mean is not None or std is not None:
-        m = np.asarray(mean if mean is not None else [0.0] * c, dtype=np.float32).reshape(-1, 1, 1)
-        s = np.asarray(std if std is not None else [1.0] * c, dtype=np.float32).reshape(-1, 1, 1)
-        if m.shape[0] != c or s.shape[0] != c or (s <= 0).any():
-            raise DeepglassError(f"mean and std need {c} values (std > 0)")
-        a = (a - m) / s
-    return np.ascontiguousarray(a, dtype=np.float32)
-
-
-def _decode_file(path: Path):
-    """Open and fully decode one image file (first frame)."""
-    Image = _pil()
-    with Image.open(path) as im:
-        im.load()
-        return im.copy()
-
-
 def _load_images(loaders: Sequence[tuple[str, Callable[[], object]]], labels: Sequence[int] | None,
                  shape, n, seed, resize, mean, std, source: str):
     """Decode and preprocess candidates in seeded order until ``n`` good ones."""
-    Image = _pil()
+    Image = pil()
     order = _draw_order(len(loaders), n, seed)
     good: dict[int, np.ndarray] = {}
     skipped: list[tuple[str, str]] = []
@@ -279,35 +180,6 @@ def _zoo_digits(name: str, input_shape, n, seed) -> InputBatch:
                       y[t].clone(), [], None, name)
 
 
-def _skimage_loaders():
-    try:
-        import skimage.data as skd
-    except ImportError as exc:
-        raise DeepglassError("the 'skimage' inputs need scikit-image: "
-                             "pip install 'deepglass[images]'") from exc
-
-    def getter(name):
-        def load():
-            img = getattr(skd, "stereo_motorcycle")()[0] if name == "motorcycle" \
-                else getattr(skd, name)()
-            return np.asarray(img)
-        return load
-
-    return [(f"skimage:{name}", getter(name)) for name in SKIMAGE_IMAGES]
-
-
-def _sklearn_loaders():
-    from sklearn.datasets import load_sample_images
-
-    try:
-        d = load_sample_images()
-    except ImportError as exc:  # scikit-learn reads the JPEGs with Pillow
-        raise DeepglassError("the 'sklearn-images' inputs need Pillow: "
-                             "pip install 'deepglass[images]'") from exc
-    return [(f"sklearn:{Path(f).name}", (lambda a=img: a))
-            for f, img in zip(d.filenames, d.images)]
-
-
 def _folder_files(root: Path, suffixes: Sequence[str]) -> list[Path]:
     """Files of ``root`` (recursive, sorted) with one of ``suffixes``, hidden ones
     and deepglass run directories (figures, tables) below it left out."""
@@ -342,7 +214,7 @@ def _class_layout(root: Path, files: Sequence[Path]):
 
 def _folder_loaders(root: Path, files: Sequence[Path]):
     rel, labels, classes = _class_layout(root, files)
-    loaders = [(r.as_posix(), (lambda p=p: _decode_file(p))) for r, p in zip(rel, files)]
+    loaders = [(r.as_posix(), (lambda p=p: decode_file(p))) for r, p in zip(rel, files)]
     return loaders, labels, classes
 
 
@@ -527,6 +399,8 @@ def load_inputs(spec, input_shape: Sequence[int], n: int | None = None, seed: in
     ((5, 1, 8, 8), 'digits:test:0081')
     """
     batch = _load_batch(spec, input_shape, n, seed, resize=resize, mean=mean, std=std)
+    if len(batch) == 0:
+        raise DeepglassError(f"inputs {batch.source or spec!s}: no inputs (a batch of 0)")
     if n is not None and len(batch) < int(n):
         warnings.warn(f"{batch.source or spec}: {len(batch)} input(s), fewer than the {int(n)} "
                       "asked for (all the source holds)", stacklevel=2)
@@ -538,8 +412,11 @@ def _load_batch(spec, input_shape, n, seed, *, resize, mean, std) -> InputBatch:
     n = _check_n(n)
     try:
         shape = tuple(int(s) for s in input_shape)
+        whole = all(float(s) == float(t) for s, t in zip(shape, input_shape))
     except (TypeError, ValueError):
-        raise DeepglassError(f"input_shape must be a sequence of integers, got {input_shape!r}") from None
+        whole = False
+    if not whole:
+        raise DeepglassError(f"input_shape must be a sequence of integers, got {input_shape!r}")
     if not shape or min(shape) < 1:
         raise DeepglassError(f"input_shape must be positive integers, got {shape}")
     if n is not None:
@@ -553,10 +430,14 @@ def _load_batch(spec, input_shape, n, seed, *, resize, mean, std) -> InputBatch:
         return _zoo_digits(str(spec), shape, n, seed)
     opts = dict(resize=resize, mean=mean, std=std)
     if spec in ("skimage", "sklearn-images"):
-        _image_shape(shape, f"the '{spec}' inputs")
-        loaders = _skimage_loaders() if spec == "skimage" else _sklearn_loaders()
-        x, ids, lab, skipped = _load_images(loaders, None, shape, n, seed, source=str(spec), **opts)
+        image_shape(shape, f"the '{spec}' inputs")
+        loaders = skimage_loaders() if spec == "skimage" else sklearn_loaders()
+        x, ids, lab, skipped = _load_images(loaders, None, shape, n, seed, source=str(spec),
+                                            **opts)
         return InputBatch(x, ids, lab, skipped, None, str(spec))
+    if not str(spec).strip():
+        raise DeepglassError(f"inputs: an empty name; give one of {', '.join(SOURCES)}, a file "
+                             "or a folder")
     path = Path(spec).expanduser()
     if not path.exists():
         raise DeepglassError(f"inputs {str(spec)!r}: no such file or folder, and not one of "
@@ -572,7 +453,7 @@ def _load_batch(spec, input_shape, n, seed, *, resize, mean, std) -> InputBatch:
         if not images:
             raise DeepglassError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) nor "
                                  f"tensor files ({', '.join(TENSOR_SUFFIXES)})")
-        _image_shape(shape, f"the image files in {path}")
+        image_shape(shape, f"the image files in {path}")
         loaders, labels, classes = _folder_loaders(path, images)
         _check_batch_memory(len(loaders) if n is None else min(int(n), len(loaders)), shape)
         x, ids, lab, skipped = _load_images(loaders, labels, shape, n, seed, source=str(path),
