@@ -447,3 +447,25 @@ def test_bad_arguments_are_one_line_errors(kw, msg):
     x = kw.pop("x", torch.rand(2, 3))
     with pytest.raises(DeepglassError, match=msg):
         near_monotonicity(net, [1, 1, 1], [1, 1], x, amplitudes=4, **kw)
+
+
+def test_every_submodule_keeps_its_own_training_flag():
+    """A frozen batch norm inside a training network (fine-tuning), or an eval
+    network wrapped in a new (training) Sequential: capture, active subnetworks
+    and near-monotonicity run in eval mode and give each submodule back its own
+    flag (``model.train(was)`` had set them all to the top module's)."""
+    torch.manual_seed(0)
+    inner = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Flatten(), nn.Linear(3 * 6 * 6, 4)).eval()
+    net = nn.Sequential(nn.Identity(), inner)          # the wrapper starts in train mode
+    net[1][1].train()                                  # ... and one layer in train mode too
+    flags = [m.training for m in net.modules()]
+    x = torch.rand(3, 1, 8, 8)
+    fr = deepglass.frustration(net, input_shape=(1, 8, 8), replicas=2, seed=0)
+    assert [m.training for m in net.modules()] == flags
+    g = deepglass.SignedGraph.from_module(net, (1, 8, 8))
+    assert [m.training for m in net.modules()] == flags
+    deepglass.active_subgraph(g, net, x)
+    assert [m.training for m in net.modules()] == flags
+    near_monotonicity(net, fr.sigma_in, fr.sigma_out, x, amplitudes=3)
+    assert [m.training for m in net.modules()] == flags

@@ -384,11 +384,11 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     except StopIteration:
         dtype = torch.float32
     model = _on_device(model, dev)
-    was_training = model.training
-    model.eval()
-    t0 = time.perf_counter()
+    from ..graph.trace import module_mode, output_tensor
 
-    from ..graph.trace import output_tensor
+    evaluating = module_mode(model)       # every submodule's own flag restored at the end
+    evaluating.__enter__()
+    t0 = time.perf_counter()
 
     def forward(xs: torch.Tensor) -> torch.Tensor:
         # the output read (SPEC §1b): the first unless ``output`` names another
@@ -441,7 +441,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
                     flush()
         flush()
     finally:
-        model.train(was_training)
+        evaluating.__exit__(None, None, None)
     seconds = time.perf_counter() - t0
     rho = up / m
     trials = pd.DataFrame({

@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from ..errors import DeepglassError
 from .signed_graph import SignedGraph
-from .trace import CAPTURE_OF, capture_module
+from .trace import CAPTURE_OF, capture_module, module_mode
 
 __all__ = ["PatternRecorder", "Recorded", "pattern_recorder"]
 
@@ -201,13 +201,8 @@ class PatternRecorder:
         device = torch.device(device or self.graph.device)
         B = x.shape[0]
         table = torch.zeros((B, self.n_values), dtype=torch.float64, device=device)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                y, vals = self._run_batch(x)
-        finally:
-            self.model.train(was_training)
+        with module_mode(self.model), torch.no_grad():
+            y, vals = self._run_batch(x)
         for (node, pos), v in zip(self._order, vals):
             for p, off, size in self.wanted[node]:
                 if p == pos:

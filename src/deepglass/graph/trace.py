@@ -27,7 +27,7 @@ from .prune import contract_copies, prune, prune_channels
 from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref, Refused,
                        flatten, remap)
 
-__all__ = ["capture_module", "check_finite", "Captured", "output_tensor", "output_names", "RULES",
+__all__ = ["capture_module", "check_finite", "module_mode", "Captured", "output_tensor", "output_names", "RULES",
            "CAPTURE_OF", "input_shapes"]
 
 
@@ -137,6 +137,21 @@ def _refuse_called_modules(model, inputs, forward_kwargs) -> None:
         name, m, why = found[min(called)]
         raise UnsupportedLayerError(
             f"unsupported layer {name or type(m).__name__!r} ({type(m).__name__}): {why}")
+
+
+@contextlib.contextmanager
+def module_mode(model: nn.Module, training: bool = False):
+    """``model`` in eval (or train) mode inside the block, and afterwards every
+    submodule's own flag as it was: ``model.train(was)`` would reset a frozen
+    batch norm inside a training network, or a network wrapped in a new
+    (training) ``nn.Sequential``."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 @contextlib.contextmanager
@@ -452,31 +467,26 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
     p = next(model.parameters(), None)
     inputs = tuple(torch.zeros((1,) + sh, dtype=p.dtype if p is not None else torch.float32,
                                device=p.device if p is not None else "cpu") for sh in shapes)
-    was_training = model.training
-    model.eval()
-    try:
-        # torch.export's own warnings are dropped; the graph's (a non-monotone
-        # activation) are passed on afterwards, through the caller's filters
-        with torch.no_grad(), warnings.catch_warnings(record=True) as caught, \
-                _attributes_kept(model):
-            warnings.simplefilter("always")
-            _refuse_called_modules(model, inputs, forward_kwargs)
-            try:
-                run = _capture(model, inputs, forward_kwargs, rules, capture, pool_weight,
-                               batchnorm, record)
-            except DeepglassError as exc:  # keep the message on one line
-                raise type(exc)(first_line(exc)) from None
-            except ForwardError as exc:
-                msg = first_line(exc)
-                shape_txt = shapes[0] if len(shapes) == 1 else shapes
-                if "allocate memory" in msg or "out of memory" in msg:
-                    raise DeepglassError(f"{type(model).__name__} ran out of memory on one "
-                                         f"sample of shape {shape_txt} (capture keeps every "
-                                         f"value of the forward pass): {msg}") from None
-                raise DeepglassError(f"{type(model).__name__} does not accept input of shape "
-                                     f"{shape_txt}: {msg}") from None
-    finally:
-        model.train(was_training)
+    # torch.export's own warnings are dropped; the graph's (a non-monotone
+    # activation) are passed on afterwards, through the caller's filters
+    with module_mode(model), torch.no_grad(), \
+            warnings.catch_warnings(record=True) as caught, _attributes_kept(model):
+        warnings.simplefilter("always")
+        _refuse_called_modules(model, inputs, forward_kwargs)
+        try:
+            run = _capture(model, inputs, forward_kwargs, rules, capture, pool_weight,
+                           batchnorm, record)
+        except DeepglassError as exc:  # keep the message on one line
+            raise type(exc)(first_line(exc)) from None
+        except ForwardError as exc:
+            msg = first_line(exc)
+            shape_txt = shapes[0] if len(shapes) == 1 else shapes
+            if "allocate memory" in msg or "out of memory" in msg:
+                raise DeepglassError(f"{type(model).__name__} ran out of memory on one "
+                                     f"sample of shape {shape_txt} (capture keeps every "
+                                     f"value of the forward pass): {msg}") from None
+            raise DeepglassError(f"{type(model).__name__} does not accept input of shape "
+                                 f"{shape_txt}: {msg}") from None
     for w in caught:
         if issubclass(w.category, NonMonotoneActivationWarning) and \
                 str(w.message) not in run.builder.retracted:
