@@ -52,6 +52,20 @@ class Couplings:
     Build one with :func:`coupling_operator`.  ``matvec`` takes a float64 array
     of shape ``(n,)`` or ``(n, R)`` and returns ``W x`` in float64.
 
+    Parameters
+    ----------
+    n : int
+        Number of units.
+    matvec : callable
+        ``x -> W x`` for float64 ``x`` of shape ``(n,)`` or ``(n, R)``.
+    kind : str
+        What ``W`` is (see Attributes).
+    eps : float, default float64 machine epsilon
+    explicit : ndarray or scipy.sparse matrix, optional
+        The matrix itself, where there is one (dense eigensolver, hashing).
+    source : object, optional
+        What the couplings were built from (a matrix, an operator, a graph).
+
     Attributes
     ----------
     n : int
@@ -60,6 +74,13 @@ class Couplings:
         ``"dense"``, ``"sparse"``, ``"operator"`` or ``"graph"``.
     eps : float
         Relative precision of the products (float32 graphs give ~1e-7).
+    source : object
+    n_matvec : int
+        Products ``W x`` so far (a block of ``R`` columns counts ``R``).
+
+    References
+    ----------
+    SPEC §7.
     """
 
     def __init__(self, n: int, matvec, kind: str, eps: float = np.finfo(float).eps,
@@ -94,7 +115,20 @@ class Couplings:
 
     def set_top_eigenpair(self, lam: float, u: np.ndarray) -> None:
         """Record a known top eigenpair (e.g. read back from a run directory),
-        so that :func:`top_eigenpair` does not run Lanczos again."""
+        so that :func:`top_eigenpair` does not run Lanczos again.
+
+        Parameters
+        ----------
+        lam : float
+            ``lambda_max`` (not checked against ``W``).
+        u : array_like, shape (n,)
+            Its eigenvector (stored as given, float64).
+
+        Raises
+        ------
+        DeepglassError
+            ``u`` of another shape than ``(n,)``.
+        """
         u = np.asarray(u, dtype=np.float64)
         if u.shape != (self.n,):
             raise DeepglassError(f"eigenvector of shape {u.shape} for {self.n} units")
@@ -128,10 +162,20 @@ def coupling_operator(W: Any, *, check_symmetric: bool = True,
         a fast sparse kernel instead of one torch call per layer block.  Larger
         graphs stay matrix-free (SPEC §7).  0 keeps every graph matrix-free.
 
+    Returns
+    -------
+    Couplings
+        ``W`` itself when it already is one.
+
     Raises
     ------
     DeepglassError
-        For a non-square, empty, non-finite or asymmetric matrix.
+        For a complex, non-square, empty, non-finite or asymmetric matrix, a
+        torch module or an unreadable object.
+
+    References
+    ----------
+    SPEC §7 (couplings ``W``; matrix-free for large graphs).
     """
     if isinstance(W, Couplings):
         return W
@@ -255,6 +299,11 @@ def bipartite_coupling(w: Any) -> spla.LinearOperator:
     scipy.sparse.linalg.LinearOperator
         Of size ``n_in + n_out``; units ``0..n_in-1`` are the inputs.  Each
         product costs two matrix-vector products with ``w`` (O(n_in n_out)).
+
+    Raises
+    ------
+    DeepglassError
+        ``w`` not 2-d or with an empty dimension.
     """
     if type(w).__module__.startswith("torch"):
         w = w.detach().cpu().double().numpy()
@@ -276,7 +325,25 @@ def bipartite_coupling(w: Any) -> spla.LinearOperator:
 
 
 def layer_coupling(module: Any) -> spla.LinearOperator:
-    """:func:`bipartite_coupling` of a ``torch.nn.Linear`` layer's weight."""
+    """:func:`bipartite_coupling` of a ``torch.nn.Linear`` layer's weight (SPEC §7).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A module with a 2-d ``weight`` of shape ``(out, in)`` (``nn.Linear``);
+        the block is built from ``weight.T``, inputs first.
+
+    Returns
+    -------
+    scipy.sparse.linalg.LinearOperator
+        Of size ``in + out``.
+
+    Raises
+    ------
+    DeepglassError
+        A module without a 2-d weight (a convolution: use the network's
+        ``SignedGraph``).
+    """
     w = getattr(module, "weight", None)
     if w is None or w.ndim != 2:
         raise DeepglassError(
@@ -293,8 +360,35 @@ def top_eigenpair(C: Couplings, tol: float | None = None, seed: int = 0,
     """``(lambda_max, u)``: the largest eigenvalue of ``C`` and its unit
     eigenvector, signed so that ``sum(u) >= 0`` (see :func:`lambda_max`).
 
-    The pair is cached on ``C`` (``method="auto"`` reuses it), so the solver's
-    starts and the ordered-state gauge see the same ``u`` as ``T_c``.
+    The pair is cached on ``C`` (``method="auto"`` reuses it, whatever method
+    found it, and ignores ``tol`` / ``maxiter`` then), so the solver's starts
+    and the ordered-state gauge see the same ``u`` as ``T_c``.
+
+    Parameters
+    ----------
+    C : Couplings
+        From :func:`coupling_operator`.
+    tol : float in (0, 1), optional
+        Relative accuracy (default ``max(1e-10, 10 eps)``).
+    seed : int, default 0
+        Seed of the Lanczos start vector.
+    maxiter : int >= 1, optional
+        ARPACK iteration limit.
+    method : {"auto", "lanczos", "dense"}, default "auto"
+        As :func:`lambda_max`.
+
+    Returns
+    -------
+    lam : float
+        ``lambda_max`` (0 within round-off of 0).
+    u : ndarray, shape (n,)
+        Unit eigenvector.
+
+    Raises
+    ------
+    DeepglassError
+        An invalid ``method``, ``tol`` or ``maxiter``; Lanczos not converging
+        on a matrix-free or large operator, or failing.
     """
     if C._eig is not None and method == "auto":
         return C._eig
@@ -394,7 +488,18 @@ def lambda_max(W: Any, *, tol: float | None = None, seed: int = 0, maxiter: int 
         Seed of the Lanczos start vector.
     maxiter : int, optional
         ARPACK iteration limit.
-    method : {"auto", "lanczos", "dense"}
+    method : {"auto", "lanczos", "dense"}, default "auto"
+
+    Returns
+    -------
+    float
+        ``lambda_max(W)``.
+
+    Raises
+    ------
+    DeepglassError
+        Invalid couplings (:func:`coupling_operator`) or settings, or Lanczos
+        failing (:func:`top_eigenpair`).
 
     Notes
     -----
@@ -403,6 +508,16 @@ def lambda_max(W: Any, *, tol: float | None = None, seed: int = 0, maxiter: int 
     largest ``|W x| / |x|`` of the Lanczos products), is returned as 0: for
     ``W = -1 1^T`` (exact ``lambda_max = 0``) the solvers leave ~1e-15 of either
     sign.  Zero couplings give 0 (ARPACK cannot start on them).
+
+    References
+    ----------
+    SPEC §7 (``beta_c = N / lambda_max(W)``, Lanczos for large graphs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> round(lambda_max(np.array([[0.0, 1.0], [1.0, 0.0]])), 9)
+    1.0
     """
     return top_eigenpair(coupling_operator(W), tol, seed, maxiter, method)[0]
 
@@ -449,7 +564,26 @@ def critical_temperature(W: Any, **kwargs) -> float:
 
 
 def curie_weiss(n: int, J: float = 1.0) -> np.ndarray:
-    """Curie-Weiss couplings ``W = J 1 1^T`` (``T_c = J``)."""
+    """Curie-Weiss couplings ``W = J 1 1^T`` (``T_c = J``; SPEC §7's exact check).
+
+    Parameters
+    ----------
+    n : int
+        Number of units, >= 1.
+    J : float, default 1.0
+        Coupling strength.
+
+    Raises
+    ------
+    DeepglassError
+        ``n < 1``.
+
+    Examples
+    --------
+    >>> curie_weiss(2, J=0.5)
+    array([[0.5, 0.5],
+           [0.5, 0.5]])
+    """
     if n < 1:
         raise DeepglassError(f"n must be positive, got {n}")
     return np.full((n, n), float(J))

@@ -45,12 +45,29 @@ CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 class ImageData:
     """A labelled image data set, float32 ``N x C x H x W``, standardized.
 
+    Tensor data of a given network (:func:`load_dataset` with ``input_shape``)
+    are the exception: used as read, all in the test split, labels -1 where
+    there are none.
+
     Attributes
     ----------
     name : str
+        ``"mnist"``, ``"digits"``, ``"cifar10:<dir>"``, ``"folder:<dir>"`` or
+        ``"tensors:<path>"``.
     X_train, X_test : ndarray of float32
+        Images ``(n, C, H, W)`` (or the network's input shape).
     y_train, y_test : ndarray of int64
+        Class indices.
     classes : list of str
+        Class names.
+    input_shape : tuple of int
+        Per-sample shape (property).
+    n_classes : int
+        ``max(len(classes), largest label + 1)`` (property).
+
+    References
+    ----------
+    SPEC §7 (data of the empirical search).
     """
 
     name: str
@@ -227,22 +244,30 @@ def load_dataset(spec: str | os.PathLike = "mnist", *, seed: int = 0, test_fract
 
     Parameters
     ----------
-    spec : str or path
+    spec : str or path, default "mnist"
         ``"mnist"``, ``"digits"``, a CIFAR-10 directory or an image folder; for
         a given network (``input_shape``), also tensor files.
-    seed : int
+    seed : int, default 0
         Seed of the train / test split and of subsampling.
-    test_fraction : float
-        Held-out fraction for packaged data and image folders.
+    test_fraction : float, default 0.2
+        Held-out fraction for packaged data and image folders, in (0, 1).
     max_train, max_test : int, optional
         Keep at most this many (uniformly chosen) training / test images.
     input_shape : tuple of int, optional
         The per-sample input shape of a given network: tensor data are read at it.
 
+    Returns
+    -------
+    ImageData
+        Pixels scaled to [0, 1], then standardized per channel with the
+        training split's mean and standard deviation (tensor data: as read).
+
     Raises
     ------
     DeepglassError
-        For a missing path, an unreadable or malformed data set, or too few images.
+        For a missing path, an unreadable or malformed data set, or too few
+        images; ``test_fraction`` outside (0, 1), ``max_train`` / ``max_test``
+        not positive integers; tensor data without ``input_shape``.
     """
     if not 0 < test_fraction < 1:
         raise DeepglassError(f"test_fraction must lie in (0, 1), got {test_fraction}")

@@ -148,8 +148,32 @@ def plot_power_law(samples: Any, verdict, ax=None, title: str | None = None):
 
     The empirical CCDF of all positive samples (grey), of the tail above
     ``x_min`` (dots) and the fitted power law's CCDF scaled to the tail
-    fraction (dashed), drawn with ``powerlaw``'s plotting functions;
-    ``verdict`` is a :class:`~deepglass.criticality.powerlaws.PowerLawVerdict`.
+    fraction (dashed), drawn with ``powerlaw``'s plotting functions.
+
+    Parameters
+    ----------
+    samples : array_like or torch.Tensor
+        The judged samples (non-positive and non-finite values are dropped).
+    verdict : PowerLawVerdict
+        :func:`~deepglass.criticality.powerlaws.power_law_verdict` of ``samples``
+        (its ``xmin``, ``alpha``, ``n_tail``, ``discrete`` and ``verdict``).
+    ax : matplotlib.axes.Axes, optional
+        Drawn on; default a new 4.2 x 3.4 in figure.
+    title : str, optional
+        First title line (the verdict is the second).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    DeepglassError
+        ``verdict.discrete`` with non-integer samples.
+
+    References
+    ----------
+    SPEC §7; Clauset, Shalizi & Newman, SIAM Review 51, 661 (2009).
     """
     import powerlaw
 

@@ -22,11 +22,9 @@ magnetization ``m = mean(V)``, overlap ``q = mean(V^2)`` and susceptibility
 At ``h = 0`` the paramagnetic solution ``V = 0`` loses stability at
 ``beta_c = N / lambda_max(W)``, so ``T_c = lambda_max(W) / N``.
 
-``W`` may be a dense array, a SciPy sparse matrix, a SciPy ``LinearOperator``
-(assumed symmetric), a torch tensor, the bipartite block of one layer
-(:func:`bipartite_coupling`) or a whole network's
-:class:`deepglass.graph.SignedGraph` (couplings ``As = A + A^T``, applied
-matrix-free through ``sym_matvec``).  Everything here uses only products
+``W`` is anything :func:`coupling_operator` takes (dense, sparse or torch
+matrices, ``LinearOperator``, a layer block, a whole network's ``SignedGraph``
+with ``As = A + A^T`` applied matrix-free).  Everything here uses only products
 ``W x``: Lanczos (ARPACK ``eigsh``) for ``lambda_max``, a damped fixed-point
 iteration followed by Newton steps whose linear systems GMRES solves, and
 MINRES on the symmetrized linear-response system.
@@ -79,6 +77,16 @@ def free_energy(W: Any, V: np.ndarray, T: float, h: float = 0.0) -> np.ndarray |
 
     ``f = V^T W V / (2N^2) - (T/N) sum_i ln cosh(beta (W V / N + h)_i)``; one
     product ``W V``.
+
+    Parameters
+    ----------
+    W : couplings, see :func:`coupling_operator`
+    V : ndarray, shape (n,) or (n, R)
+        Local magnetizations (one or ``R`` configurations).
+    T : float
+        Temperature, > 0 (not validated).
+    h : float, default 0.0
+        Uniform field.  Returns a float, or an ndarray ``(R,)`` for ``V`` (n, R).
     """
     C = coupling_operator(W)
     V = np.asarray(V, dtype=np.float64)
@@ -211,20 +219,17 @@ def solve_mean_field(W: Any, T: float, h: float = 0.0, *,
                      max_iter: int = 1000, newton_steps: int = 50, seed: int = 0) -> MeanFieldSolution:
     """Solve the naive mean-field equations (MF) at temperature ``T`` and field ``h``.
 
-    Algorithm: all starts advance together (one product ``W X`` per step for an
-    ``n x R`` block) by the damped fixed-point iteration
-    ``V <- (1 - d) V + d tanh(beta (W V / N + h))`` until the residual
-    ``max |F|`` is below ``tol`` or ``max_iter`` steps.  A start whose
-    residual is below ``1e-3`` but shrank by less than half over the last 10
-    steps (linear convergence slowed down, as near ``T_c``) gets Newton steps
-    once (if they stall, the damped iteration resumes), and a start still
-    unconverged after ``max_iter`` steps gets them at the end: Newton
-    (inexact GMRES on the Jacobian ``I - beta D W / N``, backtracking on
-    ``max |F|``), which removes critical slowing down.  Far from a solution
-    (frustrated couplings at low T) Newton can stall where the damped
-    iteration still converges, hence this order.  Among converged solutions the one with the
-    lowest free energy is kept (ties: first start).  Cost: O((max_iter +
-    newton_steps * gmres_iters) * cost(W x)).
+    Algorithm: all starts advance together (one product ``W X`` per step for an ``n x R``
+    block) by the damped fixed-point iteration ``V <- (1 - d) V + d tanh(beta (W V / N + h))``
+    until the residual ``max |F|`` is below ``tol`` or ``max_iter`` steps.  A start whose
+    residual is below ``1e-3`` but shrank by less than half over the last 10 steps (linear
+    convergence slowed down, as near ``T_c``) gets Newton steps once (if they stall, the damped
+    iteration resumes), and a start still unconverged after ``max_iter`` steps gets them at the
+    end: Newton (inexact GMRES on the Jacobian ``I - beta D W / N``, backtracking on
+    ``max |F|``), which removes critical slowing down.  Far from a solution (frustrated
+    couplings at low T) Newton can stall where the damped iteration still converges, hence this
+    order.  Among converged solutions the one with the lowest free energy is kept (ties: first
+    start).  Cost: O((max_iter + newton_steps * gmres_iters) * cost(W x)).
 
     Parameters
     ----------
@@ -239,17 +244,23 @@ def solve_mean_field(W: Any, T: float, h: float = 0.0, *,
         the top eigenvector of ``W``: the ordered state of a signed network).
     V0 : ndarray, optional
         An extra start (e.g. the solution at a neighbouring temperature).
-    damping : float in (0, 1]
+    damping : float in (0, 1], default 0.5
     tol : float, optional
         Residual tolerance; default 1e-12 (float64 couplings) or ~100 eps of a
         float32 graph.
-    max_iter, newton_steps : int
-    seed : int
-        Seed of the random start.
+    max_iter, newton_steps : int, default 1000 and 50
+        Fixed-point steps (>= 1) and Newton steps per Newton call (>= 0).
+    seed : int, default 0
+        Seed (non-negative) of the random start.
 
     Returns
     -------
     MeanFieldSolution
+
+    Raises
+    ------
+    DeepglassError
+        Invalid couplings, ``T``, ``h``, settings, start name or ``V0`` shape.
     """
     T = _number("temperature T", T, positive=True)
     h = _number("field h", h)
@@ -322,21 +333,18 @@ def susceptibility(W: Any, sol: MeanFieldSolution, *, tol: float = 1e-12,
                    maxiter: int | None = None, direction: np.ndarray | None = None) -> float:
     """Susceptibility ``chi = dm/dh`` at a mean-field solution (SPEC §7).
 
-    Solves ``(I - beta D W / N) x = beta D e`` with ``D = diag(1 - V^2)``
-    through its symmetric form: with ``x = D^{1/2} y``,
-    ``(I - beta D^{1/2} W D^{1/2} / N) y = beta D^{1/2} e``, solved by MINRES
-    (one product ``W x`` per iteration); ``chi = mean(e * x)``.  The matrix is
-    positive definite at a stable solution; its smallest eigenvalue
-    ``~ |T - T_c|`` is what makes ``chi`` diverge.
+    Solves ``(I - beta D W / N) x = beta D e`` with ``D = diag(1 - V^2)`` through its symmetric
+    form: with ``x = D^{1/2} y``, ``(I - beta D^{1/2} W D^{1/2} / N) y = beta D^{1/2} e``,
+    solved by MINRES (one product ``W x`` per iteration); ``chi = mean(e * x)``.  The matrix is
+    positive definite at a stable solution; its smallest eigenvalue ``~ |T - T_c|`` is what
+    makes ``chi`` diverge.
 
-    ``direction`` ``e`` is the pattern of the probing field (``h_i = h e_i``)
-    and of the measured magnetization ``mean(e * V)``; default all ones (the
-    uniform ``chi`` of SPEC §7).  On a signed network the top eigenvector of
-    ``W`` has mixed signs and is nearly orthogonal to ``1``, so the uniform
-    ``chi`` barely sees ``T_c``; ``e = sign(u)`` (the gauge of the ordered
-    state, :func:`ordered_pattern`) gives the staggered susceptibility that
-    diverges there (for ``W = S W0 S``, ``S = diag(e)``, it equals the uniform
-    ``chi`` of ``W0``).
+    ``direction`` ``e`` is the pattern of the probing field (``h_i = h e_i``) and of the
+    measured magnetization ``mean(e * V)``; default all ones (the uniform ``chi`` of SPEC §7).
+    On a signed network the top eigenvector of ``W`` has mixed signs and is nearly orthogonal
+    to ``1``, so the uniform ``chi`` barely sees ``T_c``; ``e = sign(u)`` (the gauge of the
+    ordered state, :func:`ordered_pattern`) gives the staggered susceptibility that diverges
+    there (for ``W = S W0 S``, ``S = diag(e)``, it equals the uniform ``chi`` of ``W0``).
 
     Parameters
     ----------
@@ -355,7 +363,8 @@ def susceptibility(W: Any, sol: MeanFieldSolution, *, tol: float = 1e-12,
     Returns
     -------
     float
-        ``chi``; ``inf`` where the system is singular (at ``T_c``).
+        ``chi``: diverges as ``T -> T_c`` (at ``T_c`` a large finite value of
+        the singular solve, no ``inf``); 0 where every ``|V_i| = 1``.
 
     Raises
     ------
@@ -393,7 +402,11 @@ def susceptibility(W: Any, sol: MeanFieldSolution, *, tol: float = 1e-12,
 
 def ordered_pattern(W: Any) -> np.ndarray:
     """``sign(u)`` of the top eigenvector ``u`` of ``W`` (zeros as +1): the
-    gauge in which the state that orders at ``T_c`` is uniform."""
+    gauge in which the state that orders at ``T_c`` is uniform.
+
+    ``W``: couplings of :func:`coupling_operator` (a :class:`Couplings` reuses its
+    cached :func:`top_eigenpair`).  Returns an ndarray ``(n,)`` of +-1.0.
+    """
     u = top_eigenpair(coupling_operator(W))[1]
     return np.where(u < 0, -1.0, 1.0)
 
@@ -409,6 +422,20 @@ def default_grid(T_c: float, n_t: int = 12, t_min: float = 1e-3, t_max: float = 
 
     The grid is built in ``T / T_c`` (points closer than 1e-12 relative are
     one point), so it scales with ``T_c``: mean field depends only on ``T / T_c``.
+
+    Parameters
+    ----------
+    T_c : float
+        Finite and > 0 (else a :class:`DeepglassError`: no transition).
+    n_t, n_broad : int, default 12
+        Log-spaced ``t`` values per side and broad points; >= 0, not both 0.
+    t_min, t_max : float, default 1e-3, 0.3
+        ``0 < t_min <= t_max``, finite.
+
+    Examples
+    --------
+    >>> default_grid(1.0, n_t=2, t_min=0.01, t_max=0.1, n_broad=3)
+    array([0.1 , 0.9 , 0.99, 1.01, 1.05, 1.1 , 2.  ])
     """
     if isinstance(T_c, (bool, np.bool_)) or not isinstance(T_c, (int, float, np.integer,
                                                                 np.floating)):
@@ -439,9 +466,8 @@ def mean_field_curves(W: Any, temperatures: Iterable[float], fields: Iterable[fl
                       with_chi: bool = True, progress=None, **solve_kw) -> pd.DataFrame:
     """Magnetization, overlap, free energy and susceptibility over (T, h).
 
-    For every field the temperatures are visited from low to high with the
-    previous solution as an extra start (continuation) besides the usual
-    starts of :func:`solve_mean_field`.
+    For every field the temperatures are visited from low to high with the previous solution as
+    an extra start (continuation) besides the usual starts of :func:`solve_mean_field`.
 
     Parameters
     ----------
@@ -455,7 +481,7 @@ def mean_field_curves(W: Any, temperatures: Iterable[float], fields: Iterable[fl
     with_chi : bool
         Also solve for the susceptibilities ``chi`` and ``chi_u``.
     progress : callable, optional
-        ``progress(done, total)`` after each (T, h) point.
+        Called with no argument after each (T, h) point.
     **solve_kw
         Passed to :func:`solve_mean_field` (``damping``, ``tol``, ``seed``, ...).
 
@@ -470,9 +496,8 @@ def mean_field_curves(W: Any, temperatures: Iterable[float], fields: Iterable[fl
 
     Notes
     -----
-    Cost: per point, the fixed-point and Newton iterations of
-    :func:`solve_mean_field` (a few hundred products ``W x``) and, with
-    ``with_chi``, two MINRES solves.  SPEC §7.
+    Cost: per point, the fixed-point and Newton iterations of :func:`solve_mean_field` (a few
+    hundred products ``W x``) and, with ``with_chi``, two MINRES solves.  SPEC §7.
     """
     C = coupling_operator(W)
     temps = np.sort([_number("temperature", T, positive=True)

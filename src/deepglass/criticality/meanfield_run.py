@@ -68,7 +68,27 @@ def load_matrix(path: str | Path, symmetrize: bool = False):
     An ``.npz`` is read as a SciPy sparse matrix when it was written by
     ``scipy.sparse.save_npz``, else as its single array (or the array named
     ``W``).  ``symmetrize`` turns a directed adjacency ``A`` into ``A + A^T``
-    (the ``As`` of SPEC §1).
+    (the ``As`` of SPEC §1).  Nothing is unpickled (``allow_pickle=False``).
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.npy`` or ``.npz`` file (``~`` expanded).
+    symmetrize : bool, default False
+        Return ``A + A^T`` (needs a square matrix).
+
+    Returns
+    -------
+    ndarray or scipy.sparse matrix
+        As stored (numeric dtype; symmetrized sparse matrices are CSR).  Not
+        checked for symmetry: :func:`coupling_operator` does that.
+
+    Raises
+    ------
+    DeepglassError
+        A missing file, another suffix, a file that is not what its suffix
+        says, an ``.npz`` of several arrays none named ``W``, a non-numeric
+        or unreadable array, or ``symmetrize`` of a non-square matrix.
     """
     import scipy.sparse
 
@@ -132,25 +152,35 @@ class MeanFieldConfig:
 
     Attributes
     ----------
-    source : str
+    source : str, default ""
         What the couplings are (a model name or a matrix file), for the record.
-    curves : bool
+    curves : bool, default True
         Solve the mean-field equations over (T, h); else only the spectrum.
-    n_t, t_min, t_max, n_broad : grid of :func:`~deepglass.criticality.meanfield.default_grid`.
-    fit_t_min, fit_t_max : float
-        Window of ``|t| = |T/T_c - 1|`` where the exponents are fitted.
-    fields : list of float
-        ``h / T_c`` of the temperature curves.
-    field_temps : list of float
-        ``T / T_c`` of the field curves.
-    h_max : float
-        Field curves span ``h / T_c`` in ``[-h_max, h_max]`` (``n_h`` points).
-    n_h : int
+    n_t, t_min, t_max, n_broad : default 12, 1e-3, 0.3, 12
+        Grid of :func:`~deepglass.criticality.meanfield.default_grid`
+        (``n_t, n_broad >= 0``, not both 0 with ``curves``;
+        ``0 < t_min < t_max < 1``); ``n_t = 0``: only ``max(n_broad, 2)``
+        points linear on ``[0.1 T_c, 2 T_c]``.
+    fit_t_min, fit_t_max : float, default 1e-3, 0.03
+        Window of ``|t| = |T/T_c - 1|`` where the exponents are fitted
+        (``0 < fit_t_min < fit_t_max``).
+    fields : list of float, default [0.0, 0.01]
+        ``h / T_c`` of the temperature curves (finite, at least one).
+    field_temps : list of float, default [0.5, 1.0, 1.5]
+        ``T / T_c`` of the field curves (each > 0).
+    h_max : float, default 0.5
+        Field curves span ``h / T_c`` in ``[-h_max, h_max]`` (``n_h`` points); > 0.
+    n_h : int, default 21
+        >= 1 (1: the field 0 only).
     lanczos_tol : float, optional
         Relative accuracy of ``lambda_max`` (default: ~10 eps of the operator).
     tol : float, optional
-        Residual tolerance of the mean-field equations.
-    seed : int
+        Residual tolerance of the mean-field equations (default: that of
+        :func:`~deepglass.criticality.meanfield.solve_mean_field`).
+    seed : int, default 0
+        Seed of the Lanczos start and of the random mean-field start.
+
+    :meth:`validate` checks the ranges above (one-line :class:`DeepglassError`).
     """
 
     source: str = ""
@@ -372,11 +402,21 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
     -------
     MeanFieldResult
 
+    Raises
+    ------
+    DeepglassError
+        An invalid ``cfg`` or couplings, an unreadable matrix file, or
+        ``lambda_max <= 0`` with ``cfg.curves`` (no transition to scan).
+
     Notes
     -----
     Cost: one Lanczos run (O(edges) per product, a few hundred products), then
     per curve point a few hundred products ``W x`` (fixed point, Newton-GMRES,
     MINRES for ``chi``).
+
+    References
+    ----------
+    SPEC §7 (mean field of a weighted net; paper 002).
     """
     from .couplings import coupling_operator, couplings_digest
     from .meanfield import critical_exponents

@@ -107,6 +107,40 @@ def build_reference_net(name: str, input_shape: Sequence[int], n_classes: int = 
 
     The module has ``default_input_shape``, ``observed_layers`` (module paths
     of its hidden ReLUs) and ``task`` (``"classify"`` or ``"reconstruct"``).
+
+    Parameters
+    ----------
+    name : str
+        ``"feedforward"``, ``"cnn"``, ``"autoencoder"`` or an alias (``ff``,
+        ``mlp``, ``conv``, ``ae``, ...; case-insensitive).
+    input_shape : sequence of int
+        Per-sample input shape, every entry >= 1 (``C x H x W`` for the cnn).
+    n_classes : int, default 10
+        Outputs of a classifier, >= 2 (unused by the autoencoder).
+    seed : int, default 0
+        Seed of the initialization (the global torch RNG is left as it was).
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode, with ``reference_name`` the canonical name.
+
+    Raises
+    ------
+    DeepglassError
+        An unknown name, an invalid shape (or not 3-d for the cnn), fewer than
+        2 classes.
+
+    References
+    ----------
+    SPEC §7 (500-400-200-200 feed-forward, 3 conv + 3 dense CNN, 500-unit
+    autoencoder; paper 002).
+
+    Examples
+    --------
+    >>> net = build_reference_net("ff", (1, 8, 8))
+    >>> net.reference_name, net.observed_layers
+    ('feedforward', ['relu1', 'relu2', 'relu3', 'relu4'])
     """
     key = canonical_name(name)
     if key is None:
@@ -196,13 +230,21 @@ def train_reference_net(model: nn.Module, data, *, epochs: int = 20, batch_size:
     ----------
     model : nn.Module
         A reference net (or any module with ``task``); trained in place.
-    epochs, batch_size, lr, seed : training settings.
-    checkpoint_every : int
-        ``on_checkpoint(epoch, model, optimizer, metrics)`` is called at the
-        epochs of :func:`checkpoint_epochs` (epoch 0 = the initialization).
+    data : ImageData
+        Trained on ``X_train, y_train``, evaluated on ``X_test, y_test``.
+    epochs, batch_size, lr, seed : default 20, 128, 1e-3, 0
+        Training settings: total epochs (>= 0, counted from 0 also when
+        resuming), minibatch size (>= 1), Adam learning rate (> 0), seed of
+        the per-epoch shuffles.
+    checkpoint_every : int, default 5
+        ``on_checkpoint`` is called at the epochs of :func:`checkpoint_epochs`
+        (epoch 0 = the initialization); >= 1.
     start : dict, optional
         A checkpoint (from :func:`load_checkpoint`) to resume from; its own
         epoch is not reported to ``on_checkpoint`` again.
+    on_checkpoint : callable, optional
+        ``on_checkpoint(epoch, model, optimizer, metrics)``, ``metrics`` the
+        test ``loss`` (and ``accuracy``).
     progress : callable, optional
         Called once per finished epoch.
 
@@ -212,11 +254,18 @@ def train_reference_net(model: nn.Module, data, *, epochs: int = 20, batch_size:
         One row per epoch trained here: ``epoch, train_loss, test_loss,
         test_accuracy, seconds``.
 
+    Raises
+    ------
+    DeepglassError
+        An invalid setting, or a non-finite training loss (diverged).
+
     Notes
     -----
     Training (and ``on_checkpoint``) runs on one torch thread, restored
     afterwards, so the weights do not depend on the thread count of the
-    process (a Ray worker has one); see the module docstring.
+    process (a Ray worker has one); see the module docstring.  Cost:
+    ``epochs - start epoch`` passes over the training set plus one evaluation
+    of the test set per epoch.
     """
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "epochs" else 1):

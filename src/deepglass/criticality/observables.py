@@ -70,10 +70,22 @@ def resolve_layers(model: nn.Module, layers: Sequence[str] | None = None) -> lis
     Defaults: ``model.observed_layers`` if set, else every activation module
     (ReLU, ...), else every dense / convolution module.
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+    layers : sequence of str, optional
+        Module paths (``model.named_modules()`` names, not ``""``); empty or
+        None: the defaults.
+
+    Returns
+    -------
+    list of str
+
     Raises
     ------
     DeepglassError
-        Naming a missing layer (one line, with the available names).
+        Naming a missing layer (one line, with the available names), or a
+        model with no layer to observe.
     """
     mods = dict(model.named_modules())
     if layers:
@@ -101,8 +113,31 @@ def resolve_layers(model: nn.Module, layers: Sequence[str] | None = None) -> lis
 def activation_patterns(bits: np.ndarray) -> np.ndarray:
     """Counts of the distinct rows of a boolean matrix, largest first.
 
-    ``bits`` is ``(samples, units)``; rows are packed to bytes and counted with
-    ``numpy.unique`` (O(S log S * U / 8)).
+    Parameters
+    ----------
+    bits : array_like of bool, shape (samples, units)
+        One activation pattern per row (cast to bool).
+
+    Returns
+    -------
+    ndarray of int64
+        Counts of the distinct patterns, sorted in decreasing order (empty for
+        no sample; one count for zero units).
+
+    Raises
+    ------
+    DeepglassError
+        ``bits`` not 2-d.
+
+    Notes
+    -----
+    Rows are packed to bytes and counted with ``numpy.unique``
+    (O(S log S * U / 8)).
+
+    Examples
+    --------
+    >>> activation_patterns([[1, 0], [1, 0], [0, 1]])
+    array([2, 1])
     """
     bits = np.asarray(bits, dtype=bool)
     if bits.ndim != 2:
@@ -292,24 +327,37 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
     ----------
     model : nn.Module
     X : ndarray or torch.Tensor, shape (samples, *input_shape)
-        Held-out inputs.
+        Held-out inputs (cast to float32; at least one sample).
     layers : sequence of str, optional
         Module paths to observe (default: :func:`resolve_layers`).
-    batch_size : int
-    threshold : float
+    batch_size : int, default 256
+        Inputs per forward pass (>= 1; 1 for a model that runs batch 1 only).
+    threshold : float, default 0.0
         A unit is active when its output is ``> threshold``.
-    n_passes : int
-        Inference passes over ``X`` (the paper ran 100 epochs of inference).
-    train_mode : bool
+    n_passes : int, default 1
+        Inference passes over ``X`` (the paper ran 100 epochs of inference), >= 1.
+    train_mode : bool, default False
         Run in training mode (stochastic layers active); default eval mode.
-    subset_size, n_subsets, seed : int
+    subset_size, n_subsets, seed : int, default 10, 16, 0
         The random unit subsets whose binary words are counted (see the module
-        docstring, :func:`choose_subsets`).
+        docstring, :func:`choose_subsets`; ``1 <= subset_size <= 20``,
+        ``n_subsets >= 1``).
+
+    Returns
+    -------
+    Observables
+        Per observed layer (and per call of a module run several times).
 
     Raises
     ------
     DeepglassError
-        For a missing layer, empty data, or a model that fails on ``X``.
+        For a missing layer, empty data, or a model that fails on ``X``;
+        ``n_passes`` or ``batch_size`` < 1, subset settings out of range, a
+        layer that never ran or changed size between batches.
+
+    References
+    ----------
+    SPEC §7 (the four observables; paper 002).
     """
     if n_passes < 1 or batch_size < 1:
         raise DeepglassError("n_passes and batch_size must be positive")
@@ -386,18 +434,26 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
 
 
 def observable_samples(obs: Observables) -> list[tuple[dict, np.ndarray, bool]]:
-    """The samples each power-law candidate is judged on.
+    """The samples each power-law candidate is judged on (SPEC §7's four observables).
 
-    Returns ``(keys, samples, discrete)`` triples with keys ``observable`` and
-    ``layer``:
+    Parameters
+    ----------
+    obs : Observables
+        From :func:`collect_observables` (or :meth:`Observables.from_arrays`).
 
-    - ``weight``: ``|w|`` of each dense / convolution layer (continuous);
-    - ``pattern_frequency``: counts of the binary words of random unit subsets
-      (pooled over the subsets; discrete; a power law here is Zipf's law of the
-      rank/frequency plot); whole-layer patterns where the subsets were not
-      recorded (old runs);
-    - ``neuron_activation``: per unit, its number of active events (discrete);
-    - ``mean_activation``: per event, the layer's mean output (continuous).
+    Returns
+    -------
+    list of (dict, ndarray, bool)
+        ``(keys, samples, discrete)`` triples with keys ``observable`` and
+        ``layer``, weights first, then per observed layer:
+
+        - ``weight``: ``|w|`` of each dense / convolution layer (continuous);
+        - ``pattern_frequency``: counts of the binary words of random unit subsets
+          (pooled over the subsets; discrete; a power law here is Zipf's law of the
+          rank/frequency plot); whole-layer patterns where the subsets were not
+          recorded (old runs);
+        - ``neuron_activation``: per unit, its number of active events (discrete);
+        - ``mean_activation``: per event, the layer's mean output (continuous).
     """
     out = []
     for l, w in obs.weights.items():

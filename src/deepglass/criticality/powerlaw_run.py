@@ -47,26 +47,38 @@ class PowerLawConfig:
 
     Attributes
     ----------
-    nets : list of str
-        Reference nets to train (``feedforward``, ``cnn``, ``autoencoder``), or
-        one label of a user model (``user_model`` true).
-    user_model : bool
-    data : str
-        ``mnist`` (default), ``digits``, a CIFAR-10 directory or an image folder.
-    epochs, checkpoint_every, batch_size, lr : training (Adam) settings.
+    nets : list of str, default all three
+        Reference nets to train (``feedforward``, ``cnn``, ``autoencoder`` or an
+        alias), or one label of a user model (``user_model`` true).
+    user_model : bool, default False
+        Observe a given model (:func:`run_powerlaw`'s ``model``), untrained.
+    data : str, default "mnist"
+        ``mnist``, ``digits``, a CIFAR-10 directory or an image folder
+        (:func:`~deepglass.criticality.data.load_dataset`).
+    epochs, checkpoint_every, batch_size, lr : default 10, 5, 128, 1e-3
+        Training (Adam) settings: ``epochs >= 0``, ``checkpoint_every >= 1``,
+        ``batch_size >= 1``; checkpoints at epoch 0, every
+        ``checkpoint_every``-th and the last.
     max_train, max_test : int, optional
         Subsample the data (held-out images are what the observables see).
     layers : list of str, optional
         Module paths to observe (default: the hidden ReLUs).
-    n_passes, threshold : inference passes and the activity threshold.
-    n_boot, n_xmin : power-law fit settings (see ``power_law_verdict``).
-    max_samples : int
+    n_passes, threshold : int, float, default 1, 0.0
+        Inference passes (>= 1) and the activity threshold (active: output > it).
+    n_boot, n_xmin : int, default 50, 30
+        Power-law fit settings (see ``power_law_verdict``; ``n_boot >= 0``,
+        ``n_xmin >= 1``).
+    max_samples : int, default 1000000
         Larger samples (the weights of a big layer) are judged on a seeded
-        uniform subsample of this size.
-    subset_size, n_subsets : int
+        uniform subsample of this size (>= 1).
+    subset_size, n_subsets : int, default 10, 16
         The random unit subsets whose binary words make the pattern observable
-        (:func:`deepglass.criticality.observables.choose_subsets`).
-    seed : int
+        (:func:`deepglass.criticality.observables.choose_subsets`;
+        ``1 <= subset_size <= 20``, ``n_subsets >= 1``).
+    seed : int, default 0
+        Seed of the data split, the training, the unit subsets and the verdicts.
+
+    :meth:`validate` checks the ranges above (one-line :class:`DeepglassError`).
     """
 
     nets: list = field(default_factory=lambda: ["feedforward", "cnn", "autoencoder"])
@@ -363,11 +375,21 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None, *, execut
     -------
     PowerLawResult
 
+    Raises
+    ------
+    DeepglassError
+        An invalid ``cfg``, a user-model run without ``model`` or with a
+        layer it lacks, unreadable data, or a model that fails on them.
+
     Notes
     -----
     Cost: each net is trained once (``cfg.epochs`` epochs) and judged at each
     checkpoint (one inference pass over the held-out images per
     ``n_passes``, then one verdict per observable and layer).
+
+    References
+    ----------
+    SPEC §7 (empirical search for power laws; paper 002).
     """
     from .data import fit_to_input, load_dataset
     from ..runner import Stages

@@ -110,8 +110,13 @@ class PowerLawVerdict:
     n_boot : int
     R_lognormal, p_lognormal, R_exponential, p_exponential, R_truncated_power_law, p_truncated_power_law : float
         Log-likelihood ratios (power law vs alternative; positive favours the
-        power law) and their p-values.
+        power law) and their p-values (NaN where not computed).
     discrete : bool
+        Whether the discrete laws were fitted.
+
+    References
+    ----------
+    SPEC §7; Clauset, Shalizi & Newman, SIAM Review 51, 661 (2009).
     """
 
     verdict: str
@@ -351,34 +356,49 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
         Positive samples (non-positive and non-finite values are dropped).
     discrete : bool, optional
         Integer data (counts); default: detected (all values integers).
-    n_boot : int
+    n_boot : int, default 50
         Synthetic sets of the goodness-of-fit bootstrap (0: skip it).
-    boot_max_samples : int
-        Size cap of one synthetic set.
-    n_xmin : int
-        Number of candidate ``x_min`` values.
-    min_tail, min_samples : int
-    min_decades : float
-        Least ``log10(max/x_min)`` for a "plausible" verdict.
-    p_threshold, lr_threshold : float
-        Significance levels of the goodness-of-fit and likelihood-ratio tests.
-    lr_max_samples : int or None
-        Longest tail the likelihood-ratio tests use: a longer one is replaced by
+    boot_max_samples : int, default 10000
+        Size cap of one synthetic set, >= 10.
+    n_xmin : int, default 30
+        Number of candidate ``x_min`` values, >= 1.
+    min_tail, min_samples : int, default 50, 50
+        Least tail points (>= 2) of a candidate ``x_min``, least positive
+        samples (>= 0) for any verdict.
+    min_decades : float, default 2.0
+        Least ``log10(max/x_min)`` for a "plausible" verdict, finite and >= 0.
+    p_threshold, lr_threshold : float, default 0.1
+        Significance levels of the goodness-of-fit and likelihood-ratio tests,
+        in (0, 1).
+    lr_max_samples : int or None, default 10000
+        Longest tail (>= 10) the likelihood-ratio tests use: a longer one is replaced by
         a seeded uniform random subsample of this size (recorded in ``n_lr`` and
         the ``reason``); None: the whole tail.
-    exhaustive : bool
+    exhaustive : bool, default False
         Run every test on every sample.  By default the costly ones run only
         where they can change the verdict: the goodness-of-fit bootstrap is
         skipped (``p_value`` NaN, ``n_boot`` 0) when the exponential or the
         lognormal already fits significantly better, and the truncated power
         law is fitted only for a candidate not rejected, with a long enough
         tail (else ``R_truncated_power_law`` is NaN).
-    seed : int
+    seed : int, default 0
         Seed of the bootstrap and subsampling (the verdict is deterministic).
 
     Returns
     -------
     PowerLawVerdict
+
+    Raises
+    ------
+    DeepglassError
+        A setting out of its range, a negative ``seed``, or ``discrete=True``
+        with non-integer samples.
+
+    References
+    ----------
+    SPEC §7 (paper 002's test for criticality); Clauset, Shalizi & Newman,
+    SIAM Review 51, 661 (2009); Alstott, Bullmore & Plenz, PLoS ONE 9, e85777
+    (2014) (the ``powerlaw`` package).
 
     Examples
     --------
@@ -486,7 +506,26 @@ def power_law_verdict(samples: Any, discrete: bool | None = None, *, n_boot: int
 
 def verdict_table(items: dict[Any, PowerLawVerdict] | list[tuple[dict, PowerLawVerdict]]
                   ) -> pd.DataFrame:
-    """Tidy table of verdicts: one row each, keys as leading columns."""
+    """Tidy table of verdicts: one row each, keys as leading columns.
+
+    Parameters
+    ----------
+    items : dict or list of (dict, PowerLawVerdict)
+        ``{name: verdict}`` (a ``name`` column), or ``(keys, verdict)`` pairs
+        whose dict keys become columns (a non-dict key: a ``name`` column).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The key columns, then the fields of :class:`PowerLawVerdict`.
+
+    Examples
+    --------
+    >>> v = PowerLawVerdict("too little data", "only 3 positive samples (of 3); need 50")
+    >>> verdict_table({"w": v})[["name", "verdict", "n"]]
+      name          verdict  n
+    0    w  too little data  0
+    """
     rows = []
     it = items.items() if isinstance(items, dict) else items
     for key, v in it:

@@ -86,6 +86,10 @@ class BPResult:
 
     Attributes
     ----------
+    beta : float
+        Inverse temperature of the run.
+    start : str
+        ``"random"``, ``"polarized"``, ``"zero"`` or ``"given"`` (the initial messages).
     converged : bool
         ``max |m_{i->a}(t) - m_{i->a}(t-1)| < tol`` reached within ``max_iter``.
     status : str
@@ -114,12 +118,24 @@ class BPResult:
         ``mean(m_i)``.
     m_planted : float
         ``mean(m_i w*_i)`` against the planted ground state (gauge dependent).
+    alpha : float
+        ``M / N_w`` of the instance.
+    n_weights, n_factors : int
+        ``N_w`` and ``M``.
+    damping : float
+        The damping in force at the end (raised by ``damping="auto"``).
+    q_by_population : dict
+        ``{l: mean(m_i^2) over population l}`` for the populations present.
     m : ndarray (N_w,)
         Full magnetizations ``m_i``.
     messages : ndarray (M, 3)
         Final cavity magnetizations ``m_{i->a}``.
     residuals : ndarray
         Residual after every iteration.
+
+    References
+    ----------
+    SPEC §6; paper 001 Appendix A.
     """
 
     beta: float
@@ -193,6 +209,26 @@ def bethe_observables(model: RAPModel, beta: float, m_cav: np.ndarray) -> dict:
     Each ``cosh(beta)(1 + w t M)`` is evaluated as
     ``(e^beta (1 + w xi M) + e^-beta (1 - w xi M)) / 2`` through ``logaddexp``.
     O(M) time.
+
+    Parameters
+    ----------
+    model : RAPModel
+    beta : float
+        Inverse temperature (not validated here; :func:`run_bp` checks it).
+    m_cav : ndarray (M, 3)
+        Cavity magnetizations ``m_{i->a}``, columns the populations (as
+        ``model.factors``); not checked for shape.
+
+    Returns
+    -------
+    dict
+        ``free_energy``, ``energy``, ``entropy`` (floats, per weight) and ``m``
+        (ndarray ``(N_w,)``, full magnetizations; 0 where contradictory
+        messages leave the marginal undefined).
+
+    References
+    ----------
+    SPEC §6 (Bethe free energy); paper 001 Appendix A.
     """
     beta = float(beta)
     nw = model.n_weights
@@ -271,28 +307,29 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str
     ----------
     model : RAPModel
     beta : float
-        Inverse temperature, > 0.
-    start : {"random", "polarized", "zero"} or ndarray (M, 3)
+        Inverse temperature, finite and > 0.
+    start : {"random", "polarized", "zero"} or ndarray (M, 3), default "random"
         Initial cavity magnetizations ``m_{i->a}``: uniform in
         ``[-init_scale, init_scale]`` ("random"), ``init_scale`` times the planted
         ground state ("polarized", the spin-glass branch), all zero (the
         paramagnetic fixed point), or given.
-    damping : float in [0, 1) or "auto"
+    damping : float in [0, 1) or "auto", default "auto"
         ``u <- damping u_old + (1 - damping) u_new`` (damping does not move the
         fixed points).  ``"auto"`` starts undamped and, whenever the residual
         has not fallen over a window of :data:`WINDOW` iterations (oscillating or
         not), raises the damping (0 -> 0.5 -> 0.75 -> ... <= 0.95) and waits two
         windows before judging again; the final value is ``BPResult.damping``.
-    tol : float
-        Convergence threshold on ``max |Delta m_{i->a}|``.
-    max_iter : int
-        Iteration cap.  The run stops earlier, as ``"stalled"``, once the residual
+    tol : float, default 1e-6
+        Convergence threshold on ``max |Delta m_{i->a}|``, > 0.
+    max_iter : int, default 3000
+        Iteration cap, >= 1.  The run stops earlier, as ``"stalled"``, once the residual
         has not fallen over a window at the largest damping (fixed damping: at
         once): it will not converge.  A residual still falling at the cap is
         ``"slow"``.
-    seed : int or None
-        Seed of the random start.
-    init_scale : float in [0, 1]
+    seed : int or None, default 0
+        Seed (non-negative) of the random start; None: fresh entropy.
+    init_scale : float in [0, 1], default 1.0
+        Scale of the "random" and "polarized" starts.
 
     Returns
     -------
@@ -300,9 +337,30 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str
         ``converged`` / ``oscillating`` tell whether the numbers are a fixed point;
         they are always reported for the last messages.
 
+    Raises
+    ------
+    DeepglassError
+        ``model`` not a :class:`RAPModel`, an invalid ``beta``, ``damping``,
+        ``tol``, ``max_iter``, ``init_scale``, ``seed`` or ``start`` (given
+        messages of another shape than ``(M, 3)``).
+
     Notes
     -----
     O(M) per iteration in time and memory (``~200 B`` per factor).
+
+    References
+    ----------
+    SPEC §6; paper 001 Appendix A (Eqs. 5-10).
+
+    Examples
+    --------
+    BP is exact on a tree (two paths sharing ``w3_0``):
+
+    >>> from deepglass.rap import RAPModel, exact_enumeration
+    >>> tree = RAPModel.from_paths(2, [(0, 0, 0), (1, 0, 1)], x=[1, -1])
+    >>> r = run_bp(tree, 1.0)
+    >>> r.status, round(r.free_energy - exact_enumeration(tree, 1.0)["free_energy"], 9)
+    ('converged', 0.0)
     """
     check_type(model, RAPModel, "model")
     beta = check_beta(beta)
@@ -397,7 +455,29 @@ def paramagnetic(alpha: float, beta: float) -> dict:
     """Closed forms of the paramagnetic solution (all ``m = 0``), per weight.
 
     ``e = -alpha tanh(beta)``, ``s = ln 2 + alpha (ln cosh beta - beta tanh beta)``,
-    ``f = e - s / beta``.
+    ``f = e - s / beta`` (SPEC §6: an exact check of BP).
+
+    Parameters
+    ----------
+    alpha : float
+        ``M / N_w`` (not validated).
+    beta : float
+        Inverse temperature, finite and > 0.
+
+    Returns
+    -------
+    dict
+        ``energy``, ``entropy``, ``free_energy`` (floats).
+
+    Raises
+    ------
+    DeepglassError
+        An invalid ``beta``.
+
+    Examples
+    --------
+    >>> {k: round(v, 4) for k, v in paramagnetic(1.0, 1.0).items()}
+    {'energy': -0.7616, 'entropy': 0.3653, 'free_energy': -1.1269}
     """
     beta = check_beta(beta)
     e = -alpha * math.tanh(beta)

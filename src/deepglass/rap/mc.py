@@ -246,6 +246,13 @@ class MCResult:
 
     Attributes
     ----------
+    beta : float
+    method : str
+        ``"metropolis"`` or ``"heatbath"``.
+    start : str
+        ``"random"``, ``"planted"`` or ``"given"``.
+    seed, sweeps, equilibration : int
+        As passed to :func:`run_mc` (``equilibration`` resolved).
     energy, energy_err : float
         Mean of ``H / N_w`` over the sampling sweeps and its batch-means error.
     q : float
@@ -258,11 +265,19 @@ class MCResult:
     converged : bool
         Stationarity: the mean energies of the two halves of the sampling window
         agree within 3 combined batch-means errors (or exactly, when frozen).
+    acceptance : float
+        Accepted flips per proposal over all sweeps.
+    alpha, n_weights, n_factors
+        ``M / N_w``, ``N_w`` and ``M`` of the instance.
     free_energy, entropy : float
         From thermodynamic integration (:func:`thermodynamic_integration`) when
         ``ti_points > 0``, else NaN.
+    seconds, flips_per_second : float
+        Wall time of the quench (without the integration) and proposals per second.
     e_trace : ndarray
         ``H / N_w`` after every sweep (equilibration and sampling).
+    w : ndarray (N_w,), int8
+        The final configuration.
     """
 
     beta: float
@@ -308,27 +323,45 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
     Parameters
     ----------
     model : RAPModel
+        With at least one active path.
     beta : float
-        Inverse temperature (> 0); the start is a random configuration (infinite
-        temperature), as in the paper, unless ``start`` says otherwise.
-    sweeps : int
-        Total sweeps (``N_w`` proposals each), equilibration included.
+        Inverse temperature (finite, > 0); the start is a random configuration
+        (infinite temperature), as in the paper, unless ``start`` says otherwise.
+    sweeps : int, default 2000
+        Total sweeps (``N_w`` proposals each), equilibration included; >= 2.
     equilibration : int, optional
-        Sweeps discarded before sampling (default ``sweeps // 2``).
-    method : {"metropolis", "heatbath"}
-    seed : int
+        Sweeps discarded before sampling (default ``sweeps // 2``); >= 0 and
+        leaving at least 2 sampling sweeps.
+    method : {"metropolis", "heatbath"}, default "metropolis"
+    seed : int, default 0
         The quench chain and the integration chain get two streams spawned from
         ``SeedSequence(seed)`` (:func:`spawn_seeds`): independent of each other
         and of every other seed's chains.
-    start : {"random", "planted"} or ndarray
-    ti_points, ti_sweeps : int
+    start : {"random", "planted"} or ndarray (N_w,), default "random"
+        Random weights, the planted ground state, or a given configuration in
+        ``{-1, +1}``.
+    ti_points, ti_sweeps : int, default 0 and 100
         When ``ti_points > 0``, also estimate ``f`` and ``s`` by thermodynamic
         integration on a ``ti_points`` grid of ``(0, beta]`` with ``ti_sweeps``
-        sweeps per point (a separate annealed chain).
+        (>= 2) sweeps per point (a separate annealed chain).
+
+    Returns
+    -------
+    MCResult
+
+    Raises
+    ------
+    DeepglassError
+        ``model`` not a :class:`RAPModel` or without active path, an invalid
+        ``beta``, ``method``, ``seed``, sweep count or ``start``.
 
     Notes
     -----
     Cost O(sweeps N_w) proposals plus O(d_i) per accepted flip.
+
+    References
+    ----------
+    SPEC §6 (Monte Carlo); paper 001 Appendix B.
     """
     check_type(model, RAPModel, "model")
     beta = check_beta(beta)
@@ -389,8 +422,27 @@ def beta_schedule(beta_start: float, beta_end: float, n_temps: int,
                   kind: str = "geometric") -> np.ndarray:
     """Inverse temperatures for annealing: ``n_temps`` values from ``beta_start`` to ``beta_end``.
 
-    ``geometric``: constant ratio (``beta_start > 0`` needed); ``linear``:
-    constant step (``beta_start = 0`` allowed: infinite temperature).
+    Parameters
+    ----------
+    beta_start, beta_end : float
+        First and last inverse temperatures, finite and > 0 (``beta_start = 0``
+        allowed for a linear schedule: infinite temperature).
+    n_temps : int
+        Number of values, >= 1.
+    kind : {"geometric", "linear"}, default "geometric"
+        Constant ratio or constant step.
+
+    Raises
+    ------
+    DeepglassError
+        An unknown ``kind``, an invalid ``beta_start`` / ``beta_end`` or ``n_temps``.
+
+    Examples
+    --------
+    >>> beta_schedule(0.1, 10.0, 3)
+    array([ 0.1,  1. , 10. ])
+    >>> beta_schedule(0.0, 1.0, 3, "linear")
+    array([0. , 0.5, 1. ])
     """
     if kind not in ("geometric", "linear"):
         raise DeepglassError(f"schedule must be 'geometric' or 'linear', got {kind!r}")
@@ -408,8 +460,18 @@ def beta_schedule(beta_start: float, beta_end: float, n_temps: int,
 
 @dataclass
 class AnnealResult:
-    """Simulated annealing: one row per temperature in ``table``
-    (``beta, e_mean, e_last, acceptance``), final energy and configuration."""
+    """Simulated annealing (:func:`anneal`): its table, final energy and configuration.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per temperature: ``beta, e_mean, e_last, acceptance`` (energies
+        per weight, acceptance per proposal).
+    final_energy, seconds : float
+        ``H / N_w`` at the end; wall time.
+    w : ndarray (N_w,), int8
+        The final configuration.
+    """
 
     table: pd.DataFrame
     final_energy: float
@@ -424,7 +486,30 @@ def anneal(model: RAPModel, betas: np.ndarray, *, sweeps_per_temp: int = 10,
     The chain starts from ``start`` (default random, i.e. infinite temperature)
     and runs through ``betas`` in order; ``e_mean`` is the mean of ``H / N_w`` over
     the sweeps at one temperature and ``e_last`` the value after its last sweep.
-    Cost O(len(betas) sweeps_per_temp N_w) proposals.
+    Cost O(len(betas) sweeps_per_temp N_w) proposals.  SPEC §6.
+
+    Parameters
+    ----------
+    model : RAPModel
+        With at least one active path.
+    betas : array_like, 1-d
+        Inverse temperatures, non-empty, finite and >= 0 (e.g. :func:`beta_schedule`).
+    sweeps_per_temp : int, default 10
+        Sweeps at each temperature, >= 1 (the inverse cooling rate).
+    method : {"metropolis", "heatbath"}, default "metropolis"
+    seed : int, default 0
+        Seed of the chain itself (non-negative; not spawned as in :func:`run_mc`).
+    start : {"random", "planted"} or ndarray (N_w,), default "random"
+
+    Returns
+    -------
+    AnnealResult
+
+    Raises
+    ------
+    DeepglassError
+        An invalid ``method``, ``sweeps_per_temp``, ``betas``, ``seed`` or
+        ``start``, or an instance without active path.
     """
     heat_bath = _check_method(method)
     spt = _check_sweeps("sweeps_per_temp", sweeps_per_temp, 1)
@@ -458,9 +543,34 @@ def thermodynamic_integration(model: RAPModel, beta: float, *, n_points: int = 2
     each point, the chain carried from one point to the next) and the trapezoid
     rule.  It follows the branch the annealing follows: across a first-order
     transition that is the metastable (paramagnetic) branch until it decays.
+    Cost O(n_points sweeps_per_point N_w) proposals.
 
-    Returns ``{"free_energy", "entropy", "betas", "energies"}``; the entropy
-    ``beta (e(beta) - f)`` uses the last grid energy.
+    Parameters
+    ----------
+    model : RAPModel
+        With at least one active path.
+    beta : float
+        Target inverse temperature, finite and > 0.
+    n_points : int, default 20
+        Grid points, >= 1 (errors name it ``ti_points``, as :func:`run_mc`).
+    sweeps_per_point : int, default 100
+        Sweeps per point, >= 2 (errors name it ``ti_sweeps``).
+    method : {"metropolis", "heatbath"}, default "metropolis"
+    seed : int, default 0
+        Seed of the chain (non-negative).
+
+    Returns
+    -------
+    dict
+        ``free_energy`` and ``entropy`` (floats, per weight; the entropy
+        ``beta (e(beta) - f)`` uses the last grid energy), ``betas`` and
+        ``energies`` (the grid with ``0`` prepended, and ``e`` on it).
+
+    Raises
+    ------
+    DeepglassError
+        An invalid ``beta``, count, ``method`` or ``seed``, or an instance
+        without active path.
     """
     beta = check_beta(beta)
     n = _check_sweeps("ti_points", n_points, 1)

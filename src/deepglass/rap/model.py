@@ -70,12 +70,43 @@ bp_bytes_per_factor = 200
 
 
 def path_probability(a: Sequence[float], p: Sequence[float]) -> float:
-    """Probability that one candidate path is active, ``a1 a2 (1-p1)(1-p2)(1-p3)``."""
+    """Probability that one candidate path is active, ``a1 a2 (1-p1)(1-p2)(1-p3)``.
+
+    Parameters
+    ----------
+    a : (float, float)
+        Activation probabilities ``(a1, a2)`` of the two hidden layers.
+    p : (float, float, float)
+        Dilution probabilities ``(p1, p2, p3)`` of ``W1, W2, W3``.
+
+    Returns
+    -------
+    float
+        Both constructions; no validation (:func:`check_parameters`).  SPEC §6.
+
+    Examples
+    --------
+    >>> path_probability((0.5, 0.3), (0.0, 0.0, 0.0))
+    0.15
+    """
     return float(a[0] * a[1] * (1 - p[0]) * (1 - p[1]) * (1 - p[2]))
 
 
 def expected_factors(N: int, a: Sequence[float], p: Sequence[float]) -> float:
-    """Expected number of active paths, ``N^3 a1 a2 (1-p1)(1-p2)(1-p3)`` (both constructions)."""
+    """Expected number of active paths, ``N^3 a1 a2 (1-p1)(1-p2)(1-p3)`` (both constructions).
+
+    Parameters
+    ----------
+    N : int
+        Width of the input and hidden layers.
+    a, p : sequences of float
+        ``(a1, a2)`` and ``(p1, p2, p3)`` as in :func:`path_probability` (not validated).
+
+    Examples
+    --------
+    >>> expected_factors(10, (0.5, 0.3), (0.0, 0.0, 0.0))
+    150.0
+    """
     return float(N) ** 3 * path_probability(a, p)
 
 
@@ -101,9 +132,36 @@ def degree_law(N: int, a: Sequence[float], p: Sequence[float], population: int,
                construction: str = "units") -> tuple[np.ndarray, np.ndarray]:
     """Exact expected number of weights of one population per degree (paper Fig. 3a).
 
-    Returns ``(degrees, expected_counts)`` for degrees ``1..d_max`` (a weight is a
-    variable of the model only when its degree is >= 1).  By linearity of
-    expectation, in the units construction (``b(n, q)`` = binomial law):
+    Parameters
+    ----------
+    N : int
+        Width of the layers, an integer >= 1.
+    a : (float, float)
+        Activation probabilities ``(a1, a2)``.
+    p : (float, float, float)
+        Dilution probabilities ``(p1, p2, p3)``.
+    population : {1, 2, 3}
+        The weight population ``W1``, ``W2`` or ``W3``.
+    construction : {"units", "independent"}, default "units"
+        As :class:`RAPModel` (``"correlated"``: deprecated name of ``"units"``).
+
+    Returns
+    -------
+    degrees : ndarray of int
+        ``1..d_max`` (a weight is a variable of the model only when its degree
+        is >= 1); ``d_max = N``, or ``N^2`` for ``W3``.
+    expected_counts : ndarray of float
+        Expected number of weights of that degree.
+
+    Raises
+    ------
+    DeepglassError
+        ``N`` not an integer >= 1, an unknown construction or population.
+
+    Notes
+    -----
+    By linearity of expectation, in the units construction (``b(n, q)`` =
+    binomial law):
 
     - ``W1`` (``w1_ij``): ``N^2 a1 (1-p1)`` candidates, degree = number of usable
       ``k`` (unit active, ``w2_jk`` and ``w3_k`` present): ``b(N, a2 (1-p2)(1-p3))``;
@@ -115,7 +173,8 @@ def degree_law(N: int, a: Sequence[float], p: Sequence[float], population: int,
 
     In the independent construction (path probability ``P``) ``W1``, ``W2`` have
     ``N^2`` candidates of degree ``b(N, P)`` and ``W3`` ``N`` of degree ``b(N^2, P)``.
-    Cost O(d_max) (O(N d_max) for ``W3`` of the units construction).
+    Cost O(d_max) (O(N d_max) for ``W3`` of the units construction).  SPEC §6
+    (three-peak degree distribution); paper 001 Fig. 3a.
     """
     from scipy.stats import binom
 
@@ -153,7 +212,28 @@ def check_parameters(N: int, a: Sequence[float], p: Sequence[float],
     Also refuses (``TooLargeError``) an instance whose belief-propagation messages
     would need more than ``max_memory_gb`` (estimated from the expected number of
     active paths plus six standard deviations, at :data:`bp_bytes_per_factor`
-    bytes per factor), before anything is allocated.
+    bytes per factor), before anything is allocated.  O(1).
+
+    Parameters
+    ----------
+    N : int
+        A Python or NumPy integer >= 1 (not a bool), with ``N^3 < 2^62``.
+    a : (float, float)
+        ``(a1, a2)``, each a number in [0, 1].
+    p : (float, float, float)
+        ``(p1, p2, p3)``, each a number in [0, 1].
+    construction : {"independent", "units"}, default "independent"
+        Only the name is checked (``"correlated"`` is accepted with a
+        :class:`DeprecationWarning`); the memory estimate is the same for both.
+    max_memory_gb : float or None, default 4.0
+        Memory budget in GB of the BP messages; None skips the check.
+
+    Raises
+    ------
+    DeepglassError
+        A bad ``N``, count of probabilities, probability or construction; its
+        subclass ``TooLargeError`` where ``N^3`` overflows int64 or the
+        messages exceed the budget.
     """
     if not isinstance(N, (int, np.integer)) or isinstance(N, bool) or N < 1:
         raise DeepglassError(f"N must be a positive integer, got {N!r}")
@@ -218,15 +298,19 @@ def _compact(global_ids: np.ndarray, n_global: int) -> tuple[np.ndarray, np.ndar
 class RAPModel:
     """One random instance of the RAP model (SPEC section 6).
 
+    Flat factor-graph arrays of ``H(w)`` (module docstring); O(M) memory.
+
     Parameters
     ----------
     N : int
-        Width of the input and of both hidden layers.
-    a : (float, float)
-        Activation probabilities ``(a1, a2)`` of the hidden units of layers 1, 2.
-    p : (float, float, float)
-        Dilution probabilities ``(p1, p2, p3)`` of the populations ``W1, W2, W3``.
-    construction : {"units", "independent"}
+        Width of the input and of both hidden layers (integer >= 1, ``N^3 < 2^62``).
+    a : (float, float), default (0.5, 0.3)
+        Activation probabilities ``(a1, a2)`` of the hidden units of layers 1, 2,
+        each in [0, 1].
+    p : (float, float, float), default (0, 0, 0)
+        Dilution probabilities ``(p1, p2, p3)`` of the populations ``W1, W2, W3``,
+        each in [0, 1].
+    construction : {"units", "independent"}, default "units"
         ``"units"`` (paper 001, default): each hidden unit of layer ``l`` is active
         with probability ``a_l`` and each synapse of ``W_l`` present with ``1 - p_l``,
         independently; every path these masks allow is active (O(N^2 + M)).  The
@@ -243,9 +327,9 @@ class RAPModel:
         instance with larger dilutions (or smaller activations) has a subset of
         the active paths of one with smaller dilutions, so a scan in ``p`` follows
         one disorder realization (:meth:`message_map` carries messages along).
-    seed : int
-        Seed of the instance (masks, input ``x``).
-    max_memory_gb : float or None
+    seed : int, default 0
+        Seed of the instance (masks, input ``x``), a non-negative integer.
+    max_memory_gb : float or None, default 4.0
         Refuse instances whose BP messages would exceed this (see
         :func:`check_parameters`).
 
@@ -265,6 +349,23 @@ class RAPModel:
         Index inside its population: ``i N + j`` (W1), ``j N + k`` (W2), ``k`` (W3).
     degree : ndarray (N_w,), int64
         Number of active paths through each weight.
+
+    Raises
+    ------
+    DeepglassError
+        Invalid parameters or seed; ``TooLargeError`` (:func:`check_parameters`).
+
+    References
+    ----------
+    SPEC §6; paper 001 Sec. II.
+
+    Examples
+    --------
+    The planted configuration satisfies every factor (``e = -alpha``):
+
+    >>> m = RAPModel(20, seed=1)
+    >>> m.energy(m.planted) == -m.n_factors
+    True
     """
 
     N: int

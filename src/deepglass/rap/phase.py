@@ -83,6 +83,31 @@ def p_grid(p_min: float, p_max: float, n: int, scale: str = "linear") -> list[fl
     between are rounded to 6 decimals, or to as many more as keep each within
     1e-3 of a step of its exact value (a grid of steps 1e-7 keeps 10 decimals),
     so the grid is strictly increasing inside ``[p_min, p_max]``.
+
+    Parameters
+    ----------
+    p_min, p_max : float
+        Ends of the grid, numbers with ``0 <= p_min < p_max <= 1``.
+    n : int
+        Number of points, an integer >= 2.
+    scale : {"linear", "log1m"}, default "linear"
+        Equal steps in ``p``, or in ``log(1 - p)`` (dense near ``p = 1``;
+        needs ``p_max < 1``).
+
+    Returns
+    -------
+    list of float
+
+    Raises
+    ------
+    DeepglassError
+        An unknown ``scale``, a bad ``n`` or bounds, or a linear grid whose
+        steps fall below float resolution.
+
+    Examples
+    --------
+    >>> p_grid(0.5, 0.9, 5)
+    [0.5, 0.6, 0.7, 0.8, 0.9]
     """
     if scale not in SCALES:
         raise DeepglassError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
@@ -123,6 +148,51 @@ class PhaseConfig:
     bisection splits a bracket (``"log1m"``: in ``log(1 - p)``); bisection stops at
     a bracket narrower than ``bracket_tol`` (in ``p``) or after ``max_bisect``
     steps.  ``max_iter`` caps each BP run (continuation keeps most runs short).
+    :meth:`validate` (called by :func:`scan_phase`) checks the ranges below and
+    the memory of the largest instance, raising a one-line :class:`DeepglassError`.
+
+    Attributes
+    ----------
+    N : int, default 100
+        Layer width of every instance.
+    population : {1, 2, 3}, default 1
+        The diluted population.
+    p_values : list of float, default 25 values from 0.5 to 0.98
+        At least two strictly increasing dilutions in [0, 1] (< 1 for "log1m").
+    betas : list of float, default [1.0]
+        Inverse temperatures (finite, > 0; at least one).
+    a1 : float, default 0.5
+    a2s : list of float, default [0.5]
+        Activation probabilities (in [0, 1]; at least one ``a2``).
+    p_fixed : list of float, default [0, 0, 0]
+        The three dilutions; the entry of ``population`` is replaced by the scan.
+    samples : int, default 2
+        Disorder samples (coupled instance families), >= 1.
+    construction : {"units", "independent"}, default "units"
+    scale : {"linear", "log1m"}, default "linear"
+    bracket_tol : float, default 0.002
+        > 0.
+    max_bisect : int, default 12
+        >= 0.
+    seed : int, default 0
+        Non-negative.
+    damping : float in [0, 1) or "auto", default "auto"
+    tol : float, default 1e-6
+    max_iter : int, default 20000
+        BP settings (:func:`run_bp`); ``max_iter >= 1``.
+    init_scale : float in (0, 1], default 0.1
+        Scale of the random BP start.
+    mc_sweeps : int, default 1000
+        0 (no Monte Carlo) or >= 4.
+    mc_method : {"metropolis", "heatbath"}, default "metropolis"
+    q_threshold : float, default 0.05
+        Overlap above which the polarized branch counts as ordered.
+    max_memory_gb : float, default 4.0
+        Memory budget of one instance's BP messages.
+
+    References
+    ----------
+    SPEC §6 (phase diagram); paper 001 Figs. 3-4.
     """
 
     N: int = 100
@@ -214,9 +284,22 @@ def _instance_seed(cfg: PhaseConfig, s: int) -> int:
 
 @dataclass
 class PhaseResult:
-    """Tables of a scan: ``points`` (one row per instance and solver),
-    ``summary`` (sample means), ``transitions`` (one row per (beta, a2)) and
-    ``degrees`` (degree distributions)."""
+    """Tables of a scan (:func:`scan_phase`).
+
+    Attributes
+    ----------
+    config : PhaseConfig
+    points : pandas.DataFrame
+        One row per instance, ``p`` and solver (BP branches, grid and bisection
+        points; MC).
+    summary : pandas.DataFrame
+        Sample means and standard errors (:func:`aggregate_points`).
+    transitions : pandas.DataFrame
+        One row per ``(beta, a2)``: ``p_c``, spinodal, hysteresis window.
+    degrees : pandas.DataFrame
+        Degree distributions of the instances (per ``a2``).
+    seconds : float
+    """
 
     config: PhaseConfig
     points: pd.DataFrame
@@ -306,6 +389,16 @@ def scan_phase(cfg: PhaseConfig, run=None, executor=None, *, address: str | None
     Returns
     -------
     PhaseResult
+
+    Raises
+    ------
+    DeepglassError
+        ``cfg`` not a :class:`PhaseConfig` or invalid (:meth:`PhaseConfig.validate`;
+        ``TooLargeError`` for an instance over its memory budget).
+
+    References
+    ----------
+    SPEC §6 (phase diagram); paper 001 Figs. 3-4.
     """
     check_type(cfg, PhaseConfig, "cfg")
     cfg.validate()

@@ -57,8 +57,41 @@ def bp_temperature_scan(model: RAPModel, betas: Sequence[float], *,
     together or one at a time.  Cost: ``len(starts) * len(betas)`` BP runs of
     O(M) per iteration.
 
-    Returns a tidy table: ``solver, start, beta, energy, energy_err, entropy,
-    free_energy, q, converged, status, oscillating, iterations, residual, damping``.
+    Parameters
+    ----------
+    model : RAPModel
+    betas : sequence of float
+        Inverse temperatures (finite, > 0; at least one).
+    starts : sequence of {"polarized", "random"}, default both
+    random_scale : float in (0, 1], default 1.0
+        Scale of the random start.
+    damping, tol, max_iter : default "auto", 1e-6, 3000
+        Passed to :func:`run_bp` (and validated there).
+    mc_sweeps : int, default 0
+        Sweeps of the Monte Carlo quench at each ``beta`` (:func:`run_mc`,
+        >= 2); 0: none.
+    mc_method : {"metropolis", "heatbath"}, default "metropolis"
+    seed : int, default 0
+        Seed of every random BP start, and of the quenches through ``point_seed``.
+    advance : callable, optional
+        ``advance(1)`` after each ``beta``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Tidy table: ``solver, start, beta, energy, energy_err, entropy,
+        free_energy, q, converged, status, oscillating, iterations, residual,
+        damping`` (MC rows: ``start = "quench"``, ``iterations`` = sweeps).
+
+    Raises
+    ------
+    DeepglassError
+        No or invalid ``betas``, unknown ``starts``, ``random_scale`` out of
+        range, or an invalid setting of :func:`run_bp` / :func:`run_mc`.
+
+    References
+    ----------
+    SPEC §6; paper 001 Fig. 5b.
     """
     betas = [check_beta(b) for b in betas]
     if not betas:
@@ -94,9 +127,19 @@ def bp_temperature_scan(model: RAPModel, betas: Sequence[float], *,
 def cooling_table(finals: pd.DataFrame) -> pd.DataFrame:
     """Final annealing energy per cooling rate against the ground state (Fig. 5a).
 
-    One row per ``sweeps_per_temp``: ``runs``, ``final_energy_mean``,
-    ``final_energy_std``, ``final_energy_min``, ``ground_energy`` (``-alpha``,
-    the planted configuration) and ``excess = mean - ground`` (>= 0).
+    Parameters
+    ----------
+    finals : pandas.DataFrame
+        The ``finals`` of :func:`cooling_study` (columns ``sweeps_per_temp``,
+        ``final_energy``, ``ground_energy``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``sweeps_per_temp``: ``runs``, ``final_energy_mean``,
+        ``final_energy_std`` (0 for one run), ``final_energy_min``,
+        ``ground_energy`` (``-alpha``, the planted configuration) and
+        ``excess = mean - ground`` (>= 0).
     """
     g = finals.groupby("sweeps_per_temp")
     out = g["final_energy"].agg(runs="size", final_energy_mean="mean",
@@ -114,10 +157,44 @@ def cooling_study(model: RAPModel, sweeps_per_temp: Sequence[int], *, beta_start
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Simulated annealing at several cooling rates (paper Fig. 5a).
 
-    Returns ``(finals, traces)``: ``finals`` has one row per
-    ``(sweeps_per_temp, repeat)`` with ``final_energy`` (per weight, after the
-    last temperature), ``ground_energy = -alpha`` (the planted ground state) and
-    ``seconds``; ``traces`` the per-temperature energies of every run.
+    Algorithm: for each rate and repeat, :func:`anneal` from a random start
+    along ``beta_schedule(beta_start, beta_end, n_temps, schedule)``, seeded
+    :func:`anneal_seed` ``(seed, sweeps_per_temp, repeat)``.  Cost:
+    ``sum(sweeps_per_temp) * repeats * n_temps`` sweeps of ``N_w`` proposals.
+
+    Parameters
+    ----------
+    model : RAPModel
+        With at least one active path.
+    sweeps_per_temp : sequence of int
+        Sweeps per temperature (one cooling rate each), non-empty, >= 1.
+    beta_start, beta_end, n_temps, schedule : default 0.1, 3.0, 30, "geometric"
+        The schedule (:func:`beta_schedule`).
+    repeats : int, default 3
+        Runs per rate, >= 1.
+    method : {"metropolis", "heatbath"}, default "metropolis"
+    seed : int, default 0
+        Non-negative.
+    advance : callable, optional
+        ``advance(1)`` after each run.
+
+    Returns
+    -------
+    finals : pandas.DataFrame
+        One row per ``(sweeps_per_temp, repeat)``: ``cooling_rate``,
+        ``final_energy`` (per weight, after the last temperature),
+        ``ground_energy = -alpha`` (the planted ground state), ``seconds``.
+    traces : pandas.DataFrame
+        The per-temperature energies of every run (:class:`AnnealResult` tables).
+
+    Raises
+    ------
+    DeepglassError
+        An invalid schedule, ``sweeps_per_temp``, ``repeats``, ``method`` or ``seed``.
+
+    References
+    ----------
+    SPEC §6 (simulated annealing); paper 001 Fig. 5a.
     """
     betas = beta_schedule(beta_start, beta_end, n_temps, schedule)
     spts = [int(s) for s in sweeps_per_temp]
@@ -173,6 +250,40 @@ class AnnealConfig:
     (one step above it where it is 0) to ``scan_beta_max`` (default
     ``beta_end``), from each of ``starts``, at most ``max_iter`` iterations,
     with a ``mc_sweeps`` Monte Carlo quench per ``beta`` (0: none).
+    :meth:`validate` checks the ranges below (one-line :class:`DeepglassError`).
+
+    Attributes
+    ----------
+    N : int, default 100
+    a1, a2 : float, default 0.5, 0.5
+    p : list of float, default [0, 0, 0]
+        The instance (:class:`RAPModel`; three dilutions).
+    sweeps : list of int, default [1, 3, 10, 30, 100]
+        Sweeps per temperature, each >= 1.
+    beta_start, beta_end : float, default 0.1, 3.0
+        ``0 < beta_start < beta_end`` (``beta_start = 0`` for a linear schedule).
+    n_temps : int, default 30
+        >= 1.
+    schedule : {"geometric", "linear"}, default "geometric"
+    repeats : int, default 3
+        >= 1.
+    scan_points : int, default 15
+        >= 2.
+    scan_beta_max : float, optional
+        > ``beta_start``; default ``beta_end``.
+    starts : list of {"polarized", "random"}, default both
+    max_iter : int, default 5000
+        >= 1.
+    mc_sweeps : int, default 500
+        >= 0 (validated); a quench needs >= 2 (:func:`run_mc`, at run time).
+    method : {"metropolis", "heatbath"}, default "metropolis"
+    construction : {"units", "independent"}, default "units"
+    seed : int, default 0
+    max_memory_gb : float, default 4.0
+
+    References
+    ----------
+    SPEC §6; paper 001 Fig. 5.
     """
 
     N: int = 100
@@ -297,11 +408,23 @@ def _compute_unit(shared, unit: AnnealUnit) -> UnitOutput:
 
 @dataclass
 class AnnealStudy:
-    """Tables of a Fig. 5 study: ``annealing`` (one row per run: final energy,
-    ground state), ``annealing_traces`` (energy per temperature),
-    ``temperature_scan`` (BP per ``beta`` and start, MC quenches) and
-    ``annealing_summary`` (:func:`cooling_table`); ``instance`` is
-    :meth:`RAPModel.summary`."""
+    """Tables of a Fig. 5 study (:func:`anneal_study`).
+
+    Attributes
+    ----------
+    config : AnnealConfig
+    instance : dict
+        :meth:`RAPModel.summary` of the instance.
+    annealing : pandas.DataFrame
+        One row per run: final energy, ground state (:func:`cooling_study`'s ``finals``).
+    annealing_traces : pandas.DataFrame
+        Energy per temperature of every run.
+    temperature_scan : pandas.DataFrame
+        BP per ``beta`` and start, MC quenches (:func:`bp_temperature_scan`).
+    annealing_summary : pandas.DataFrame
+        :func:`cooling_table` of ``annealing``.
+    seconds : float
+    """
 
     config: AnnealConfig
     instance: dict
@@ -394,10 +517,20 @@ def anneal_study(cfg: AnnealConfig, run=None, executor=None, *, address: str | N
     -------
     AnnealStudy
 
+    Raises
+    ------
+    DeepglassError
+        ``cfg`` not an :class:`AnnealConfig` or invalid (:meth:`AnnealConfig.validate`),
+        or an instance without active path.
+
     Notes
     -----
     Cost: ``len(sweeps) * repeats`` annealing runs of ``n_temps *
     sweeps_per_temp`` sweeps, and ``scan_points * len(starts)`` BP runs.
+
+    References
+    ----------
+    SPEC §6; paper 001 Fig. 5.
     """
     check_type(cfg, AnnealConfig, "cfg")
     cfg.validate()

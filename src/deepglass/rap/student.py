@@ -57,17 +57,19 @@ def student_activations(N: int = 100, n_train: int = 2000, n_test: int = 2000,
 
     Parameters
     ----------
-    N : int
-        Width of input and hidden layers (teacher and student).
-    n_train, n_test : int
-        Training / test set sizes (inputs uniform in ``{-1, +1}^N``).
-    epochs, lr, batch_size : training schedule (Adam).
-    trials : int
-        Independent repetitions (new teacher, data and student each time).
-    loss : {"abs", "hinge", "mse"}
+    N : int, default 100
+        Width of input and hidden layers (teacher and student), >= 1.
+    n_train, n_test : int, default 2000
+        Training / test set sizes (inputs uniform in ``{-1, +1}^N``), >= 1.
+    epochs, lr, batch_size : int, float, int, default 30, 1e-3, 100
+        Training schedule (Adam); integers >= 1 and ``lr > 0``.
+    trials : int, default 10
+        Independent repetitions (new teacher, data and student each time), >= 1.
+    loss : {"abs", "hinge", "mse"}, default "abs"
         ``|y - f(x)|`` (the paper's absolute loss), ``max(0, 1 - y f(x))`` or
         ``(y - f(x))^2``, with labels ``y = sign(teacher(x))``.
-    seed : int
+    seed : int, default 0
+        Non-negative; trial ``k`` is seeded :func:`trial_seed` ``(seed, k)``.
 
     Returns
     -------
@@ -75,6 +77,16 @@ def student_activations(N: int = 100, n_train: int = 2000, n_test: int = 2000,
         One row per trial: ``trial, a1, a2, a1_teacher, a2_teacher, train_error,
         test_error, seconds``; ``a_l`` is measured on the test set, errors are
         sign disagreements with the teacher.
+
+    Raises
+    ------
+    DeepglassError
+        A count that is not an integer >= 1, ``lr <= 0``, an unknown ``loss``
+        or a negative ``seed``.
+
+    References
+    ----------
+    SPEC §6 (activation probabilities ``a_l``); paper 001 Fig. 2.
     """
     _check(N, n_train, n_test, epochs, trials, lr, batch_size, loss)
     return pd.DataFrame([_trial(N, n_train, n_test, epochs, lr, batch_size, loss, trial,
@@ -233,11 +245,33 @@ def student_study(N: int = 100, n_train: int = 2000, n_test: int = 2000, epochs:
     """:func:`student_activations` as a resumable run, one trial per unit (the
     one call behind ``deepglass rap student``).
 
-    ``run`` (a run directory) also gets ``activations.parquet``,
-    ``figures/activations.png``, ``report.md`` and ``summary.json``;
-    ``executor``, ``address``, ``force`` and ``progress`` are those of
-    :func:`deepglass.runner.run_experiment`.  Same numbers as
-    :func:`student_activations` (each trial seeded by :func:`trial_seed`).
+    Same numbers as :func:`student_activations` (each trial seeded by
+    :func:`trial_seed`), in this process or on Ray.
+
+    Parameters
+    ----------
+    N, n_train, n_test, epochs, trials, lr, batch_size, loss, seed
+        As :func:`student_activations` (same defaults and ranges).
+    run : str, Path or RunDir, optional
+        Run directory: finished trials are read back; it also gets
+        ``activations.parquet``, ``figures/activations.png``, ``report.md``
+        and ``summary.json``.
+    executor, address, force, progress
+        Those of :func:`deepglass.runner.run_experiment` (progress in trials).
+
+    Returns
+    -------
+    StudentStudy
+        ``activations`` (one row per trial) and ``N``.
+
+    Raises
+    ------
+    DeepglassError
+        As :func:`student_activations`.
+
+    References
+    ----------
+    SPEC §6; paper 001 Fig. 2.
     """
     _check(N, n_train, n_test, epochs, trials, lr, batch_size, loss)
     exp = StudentRun(N, n_train, n_test, epochs, trials, lr, batch_size, loss, seed)

@@ -45,12 +45,36 @@ def find_transitions(points: pd.DataFrame, q_threshold: float = 0.05,
 
     Uses the sample means of the two BP branches (see module docstring), at the
     grid points where BP converged on every sample of both branches
-    (``n_unconverged`` counts the points left out).  Columns:
-    ``beta, a2, p_c, p_c_lo, p_c_hi, method, p_spinodal, p_sp_lo, p_sp_hi,
-    hysteresis_low, hysteresis_high, hysteresis_width, low_censored,
-    entropy_jump, energy_jump``.  ``p_c`` is NaN (method ``"none"``) when the
-    ordered branch is never the lower free energy in the scan, and
-    ``"above-scan"`` when it still is at the largest ``p``.
+    (``n_unconverged`` counts the points left out).
+
+    Parameters
+    ----------
+    points : pandas.DataFrame
+        The ``points`` table of a scan (columns ``beta, a2, p, solver, branch,
+        sample, free_energy, q, converged``, and ``energy``, ``entropy``);
+        only ``solver == "bp"`` rows with ``branch`` "random" / "polarized" are used.
+    q_threshold : float, default 0.05
+        The polarized branch is ordered where ``q > q_threshold``; the branches
+        differ (hysteresis) where their ``q`` differ by more.
+    f_tol : float, default 1e-7
+        Free-energy differences within ``f_tol`` have no sign.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``(beta, a2)``: ``beta, a2, n_unconverged, p_c, p_c_lo,
+        p_c_hi, method, p_spinodal, p_sp_lo, p_sp_hi, hysteresis_low,
+        hysteresis_high, hysteresis_width, low_censored, entropy_jump,
+        energy_jump, q_ordered_end`` (fewer columns where fewer than two usable
+        points: method ``"none"``).  ``method``: ``"crossing"`` (``p_c``
+        interpolated where ``Delta f`` changes sign), ``"merge"`` (the
+        branches meet), ``"branch-end"`` (the ordered branch ends while
+        lower), ``"above-scan"`` (still lower at the largest ``p``; ``p_c``
+        NaN) or ``"none"`` (never lower; ``p_c`` NaN).
+
+    References
+    ----------
+    SPEC §6 (phase diagram); paper 001 Fig. 3.
     """
     bp = aggregate_points(points[points.solver == "bp"])
     out = []
