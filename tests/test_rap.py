@@ -202,6 +202,27 @@ def test_zero_messages_are_the_paramagnetic_fixed_point(beta):
     assert r.free_energy == pytest.approx(pm["free_energy"], abs=1e-10)
 
 
+@pytest.mark.parametrize("beta", [50.0, 1e3, 1e20, 1e300])
+def test_bethe_observables_hold_no_cancellation_at_large_beta(beta):
+    """At large beta f, e and s were differences of O(beta) numbers (s = 1.8e5 at
+    beta = 1e20, for the paramagnetic ln 2 (1 - alpha)); the closed form's cosh
+    overflowed past beta = 710."""
+    m = RAPModel(25, a=(0.5, 0.5), p=(0.3, 0.0, 0.0), seed=5)
+    obs = bethe_observables(m, beta, np.zeros((m.n_factors, 3)))
+    pm = paramagnetic(m.alpha, beta)
+    s_limit = math.log(2) * (1 - m.alpha) + (2 * m.alpha * beta * math.exp(-2 * beta))
+    assert obs["entropy"] == pytest.approx(s_limit, rel=1e-9) == pm["entropy"]
+    assert obs["energy"] == pytest.approx(-m.alpha, rel=1e-12) and pm["energy"] == obs["energy"]
+    assert obs["free_energy"] == pytest.approx(pm["free_energy"], rel=1e-12)
+    # planted (fully polarized) messages: every factor satisfied, one ground state
+    planted = m.planted[m.factors].astype(np.float64)
+    obs = bethe_observables(m, beta, planted)
+    assert obs["entropy"] == pytest.approx(0.0, abs=1e-12)
+    assert obs["energy"] == pytest.approx(-m.alpha, rel=1e-12)
+    with pytest.raises(DeepglassError, match=r"m_cav must have shape"):
+        bethe_observables(m, beta, np.zeros((3, 3)))
+
+
 def _random_forest(seed: int, N: int = 4, max_weights: int = 16) -> RAPModel:
     """Add random paths while the factor graph stays a forest with <= max_weights weights."""
     rng = np.random.default_rng(seed)
@@ -409,6 +430,13 @@ def test_thermodynamic_integration_matches_exact_free_energy():
     ex = exact_enumeration(m, beta)
     ti = thermodynamic_integration(m, beta, n_points=25, sweeps_per_point=3000, seed=1)
     assert ti["free_energy"] == pytest.approx(ex["free_energy"], abs=0.01)
+    # deep in the frozen phase: a grid uniform in b (spacing beta / n) integrated the
+    # energy's rise as one straight segment (entropy -1.3 at beta = 100, exact 0.28)
+    for beta in (10.0, 100.0, 1e6):
+        ex = exact_enumeration(m, beta)
+        ti = thermodynamic_integration(m, beta, n_points=20, sweeps_per_point=1000, seed=1)
+        assert ti["free_energy"] == pytest.approx(ex["free_energy"], abs=0.005)
+        assert 0.0 <= ti["entropy"] <= math.log(2) and abs(ti["entropy"] - ex["entropy"]) < 0.1
 
 
 # -- transition finder: continuation and bisection against a brute fine grid ---------------
@@ -665,6 +693,39 @@ def test_api_user_errors_are_one_line():
                        "N must be an integer >= 1, got -1")):
         with pytest.raises(DeepglassError, match=msg):
             call()
+
+
+def test_api_values_outside_the_model_are_refused():
+    """Accepted before, with meaningless numbers: a negative path probability
+    (a, p > 1), entropy > ln 2 (alpha < 0), an annealing that heated, a one-
+    temperature schedule, a float count, and errors from deep inside."""
+    from deepglass.rap import AnnealConfig, cooling_study, expected_factors, find_transitions
+
+    m = RAPModel(10, a=(0.5, 0.5), p=(0.2, 0, 0), seed=1)
+    for call, msg in ((lambda: path_probability((1.5, 0.5), (0, 0, 0)), r"a1 must be a "
+                       r"probability in \[0, 1\], got 1.5"),
+                      (lambda: expected_factors(10, (0.5, 0.5), (0, 0, 2)), "p3 must be"),
+                      (lambda: expected_factors(10, (0.5,), (0, 0, 0)), r"a must be \(a1, a2\)"),
+                      (lambda: RAPModel(10, 0.5, 0), r"a must be \(a1, a2\), got 0.5"),
+                      (lambda: paramagnetic(-1.0, 1.0), r"alpha must be a finite number in"),
+                      (lambda: paramagnetic(float("nan"), 1.0), "alpha must be a finite"),
+                      (lambda: cooling_study(m, [5], beta_start=3.0, beta_end=0.1),
+                       "annealing cools"),
+                      (lambda: cooling_study(m, [5], n_temps=1), "annealing cools"),
+                      (lambda: cooling_study(m, [2.5]), "sweeps_per_temp must be an integer"),
+                      (lambda: cooling_study("m", [5]), "model must be of type RAPModel"),
+                      (lambda: anneal("m", [1.0]), "model must be of type RAPModel"),
+                      (lambda: thermodynamic_integration(m, 1.0, n_points=0),
+                       "n_points must be an integer >= 1"),
+                      (lambda: AnnealConfig(N=10, mc_sweeps=1).validate(), "mc_sweeps must be 0"),
+                      (lambda: AnnealConfig(N=10, repeats=1.5).validate(),
+                       "repeats must be an integer >= 1"),
+                      (lambda: find_transitions(pd.DataFrame()), "missing columns: a2, beta")):
+        with pytest.raises(DeepglassError, match=msg):
+            call()
+    # run_mc's shortest run: 2 sweeps, both sampled (the default equilibration of
+    # sweeps // 2 left one sampling sweep, and the CLI's --sweeps 2 was refused)
+    assert run_mc(m, 1.0, sweeps=2).equilibration == 0
 
 
 def _recorded_chain_seeds(monkeypatch):

@@ -204,7 +204,11 @@ def bethe_observables(model: RAPModel, beta: float, m_cav: np.ndarray) -> dict:
         Z_a = cosh(beta) (1 + t_a Q_a),  Q_a = prod_{i in a} m_{i->a},
         Z_i = prod_{b in i} cosh(beta)(1 + t_b M_{b\\i}) + prod_{b in i} cosh(beta)(1 - t_b M_{b\\i}),
         e = -(1/N_w) sum_a (xi_a Q_a + tanh beta) / (1 + xi_a Q_a tanh beta),
-        s = beta (e - f),  m_i = tanh(sum_b atanh(t_b M_{b\\i})).
+        s = beta (e - f),  m_i = tanh(sum_b atanh(t_b M_{b\\i})),
+
+    each ``ln Z`` written as ``beta`` per factor plus a remainder, so that ``f``,
+    ``e`` and ``s`` hold no difference of two ``O(beta)`` numbers (accurate at
+    any finite ``beta``).
 
     Each ``cosh(beta)(1 + w t M)`` is evaluated as
     ``(e^beta (1 + w xi M) + e^-beta (1 - w xi M)) / 2`` through ``logaddexp``.
@@ -214,10 +218,10 @@ def bethe_observables(model: RAPModel, beta: float, m_cav: np.ndarray) -> dict:
     ----------
     model : RAPModel
     beta : float
-        Inverse temperature (not validated here; :func:`run_bp` checks it).
+        Inverse temperature, finite and > 0.
     m_cav : ndarray (M, 3)
         Cavity magnetizations ``m_{i->a}``, columns the populations (as
-        ``model.factors``); not checked for shape.
+        ``model.factors``).
 
     Returns
     -------
@@ -230,29 +234,36 @@ def bethe_observables(model: RAPModel, beta: float, m_cav: np.ndarray) -> dict:
     ----------
     SPEC §6 (Bethe free energy); paper 001 Appendix A.
     """
-    beta = float(beta)
-    nw = model.n_weights
+    beta = check_beta(beta)
+    M, nw = model.n_factors, model.n_weights
+    m_cav = np.asarray(m_cav, dtype=np.float64)
+    if m_cav.shape != (M, 3):
+        raise DeepglassError(f"m_cav must have shape ({M}, 3), got {m_cav.shape}")
     xi = model.xi.astype(np.float64)
     tb = math.tanh(beta)
+    # Every ln Z is beta (per factor) plus a remainder r of order 1: ln Z_a = beta
+    # + r_a, ln Z_i = beta d_i + r_i (sum d_i = 3M).  So -beta f N_w = beta M
+    # + sum r_i - 2 sum r_a, and s = beta (e - f) = (beta sum_a (1 - e_a) + sum r_i
+    # - 2 sum r_a) / N_w with 1 - e_a = (1 - xi Q)(1 - tanh beta) / (1 + xi Q tanh beta):
+    # no difference of two O(beta) numbers (beta = 1e20 gave s = 1.8e5)
+    one_minus_tb = 2.0 * math.exp(-2.0 * beta) / (1.0 + math.exp(-2.0 * beta))
     with np.errstate(divide="ignore", invalid="ignore"):
         Q = m_cav[:, 0] * m_cav[:, 1] * m_cav[:, 2]
         xq = xi * Q
-        ln_za = np.logaddexp(beta + np.log1p(xq), -beta + np.log1p(-xq)) - _LN2
+        r_a = np.logaddexp(np.log1p(xq), -2.0 * beta + np.log1p(-xq)) - _LN2
         xm = _cavity_products(m_cav) * xi[:, None]
-        c_plus = np.logaddexp(beta + np.log1p(xm), -beta + np.log1p(-xm)) - _LN2
-        c_minus = np.logaddexp(beta + np.log1p(-xm), -beta + np.log1p(xm)) - _LN2
+        c_plus = np.logaddexp(np.log1p(xm), -2.0 * beta + np.log1p(-xm)) - _LN2
+        c_minus = np.logaddexp(np.log1p(-xm), -2.0 * beta + np.log1p(xm)) - _LN2
         flat = model.factors.ravel()
         s_plus = np.bincount(flat, weights=c_plus.ravel(), minlength=nw)
         s_minus = np.bincount(flat, weights=c_minus.ravel(), minlength=nw)
-        ln_zi = np.logaddexp(s_plus, s_minus)
-        minus_beta_f = (ln_zi.sum() - 2.0 * ln_za.sum()) / nw
-        energy = -np.sum((xq + tb) / (1.0 + xq * tb)) / nw
+        rest = np.logaddexp(s_plus, s_minus).sum() - 2.0 * r_a.sum()
+        excess = np.sum((1.0 - xq) * one_minus_tb / (1.0 + xq * tb))   # sum_a (1 - e_a)
         m_full = np.tanh(0.5 * (s_plus - s_minus))
     # where both sums are -inf (contradictory messages) the marginal is undefined
     m_full = np.nan_to_num(m_full, nan=0.0)
-    f = -minus_beta_f / beta
-    return {"free_energy": float(f), "energy": float(energy),
-            "entropy": float(beta * (energy - f)), "m": m_full}
+    return {"free_energy": float(-(M + rest / beta) / nw), "energy": float((excess - M) / nw),
+            "entropy": float((beta * excess + rest) / nw), "m": m_full}
 
 
 def _initial_messages(model: RAPModel, start, rng: np.random.Generator,
@@ -460,7 +471,7 @@ def paramagnetic(alpha: float, beta: float) -> dict:
     Parameters
     ----------
     alpha : float
-        ``M / N_w`` (not validated).
+        ``M / N_w``, finite and >= 0.
     beta : float
         Inverse temperature, finite and > 0.
 
@@ -472,7 +483,7 @@ def paramagnetic(alpha: float, beta: float) -> dict:
     Raises
     ------
     DeepglassError
-        An invalid ``beta``.
+        An invalid ``alpha`` or ``beta``.
 
     Examples
     --------
@@ -480,8 +491,11 @@ def paramagnetic(alpha: float, beta: float) -> dict:
     {'energy': -0.7616, 'entropy': 0.3653, 'free_energy': -1.1269}
     """
     beta = check_beta(beta)
+    alpha = check_number("alpha", alpha, 0.0)
     e = -alpha * math.tanh(beta)
-    s = _LN2 + alpha * (math.log(math.cosh(beta)) - beta * math.tanh(beta))
+    # ln cosh b - b tanh b = ln(1 + q) - ln 2 + 2 b q / (1 + q), q = e^(-2b): no overflow
+    q = math.exp(-2.0 * beta)
+    s = _LN2 + alpha * (math.log1p(q) - _LN2 + 2.0 * beta * q / (1.0 + q))
     return {"energy": e, "entropy": s, "free_energy": e - s / beta}
 
 

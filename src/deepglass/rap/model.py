@@ -22,7 +22,6 @@ unchanged, so ground states come in gauge-equivalent families.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Sequence
@@ -30,231 +29,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError, TooLargeError, check_count, check_seed
+from ..errors import DeepglassError, check_seed
+from .ensemble import (CONSTRUCTIONS, _probabilities, bp_bytes_per_factor, check_parameters,
+                       degree_law, expected_factors, normalize_construction, path_probability)
 
 __all__ = ["RAPModel", "expected_factors", "path_probability", "check_parameters",
            "bp_bytes_per_factor", "degree_law", "normalize_construction", "CONSTRUCTIONS"]
-
-#: "units" (paper 001, the default): hidden units active and synapses present
-#: independently, every path the masks allow is active; "independent": each path
-#: active independently.
-CONSTRUCTIONS = ("units", "independent")
-#: former names, accepted with a DeprecationWarning
-_ALIASES = {"correlated": "units"}
-
-
-def normalize_construction(construction: str) -> str:
-    """The canonical construction name; ``"correlated"`` (former name of
-    ``"units"``) is accepted with a :class:`DeprecationWarning`.
-
-    Raises
-    ------
-    DeepglassError
-        For an unknown name (one line).
-    """
-    if construction in _ALIASES:
-        import warnings
-
-        new = _ALIASES[construction]
-        warnings.warn(f"construction {construction!r} is now called {new!r}; the old name "
-                      "will be removed", DeprecationWarning, stacklevel=3)
-        return new
-    if construction not in CONSTRUCTIONS:
-        raise DeepglassError(
-            f"construction must be one of {', '.join(CONSTRUCTIONS)}, got {construction!r}")
-    return construction
-
-#: bytes of working memory per factor for belief propagation (messages, fields,
-#: temporaries, index arrays); used to refuse instances that would not fit.
-bp_bytes_per_factor = 200
-
-
-def path_probability(a: Sequence[float], p: Sequence[float]) -> float:
-    """Probability that one candidate path is active, ``a1 a2 (1-p1)(1-p2)(1-p3)``.
-
-    Parameters
-    ----------
-    a : (float, float)
-        Activation probabilities ``(a1, a2)`` of the two hidden layers.
-    p : (float, float, float)
-        Dilution probabilities ``(p1, p2, p3)`` of ``W1, W2, W3``.
-
-    Returns
-    -------
-    float
-        Both constructions; no validation (:func:`check_parameters`).  SPEC §6.
-
-    Examples
-    --------
-    >>> path_probability((0.5, 0.3), (0.0, 0.0, 0.0))
-    0.15
-    """
-    return float(a[0] * a[1] * (1 - p[0]) * (1 - p[1]) * (1 - p[2]))
-
-
-def expected_factors(N: int, a: Sequence[float], p: Sequence[float]) -> float:
-    """Expected number of active paths, ``N^3 a1 a2 (1-p1)(1-p2)(1-p3)`` (both constructions).
-
-    Parameters
-    ----------
-    N : int
-        Width of the input and hidden layers.
-    a, p : sequences of float
-        ``(a1, a2)`` and ``(p1, p2, p3)`` as in :func:`path_probability` (not validated).
-
-    Examples
-    --------
-    >>> expected_factors(10, (0.5, 0.3), (0.0, 0.0, 0.0))
-    150.0
-    """
-    return float(N) ** 3 * path_probability(a, p)
-
-
-def _factors_upper(N: int, a: Sequence[float], p: Sequence[float]) -> float:
-    """A high quantile of the number of active paths (mean + 6 standard deviations).
-
-    In the units construction ``M`` is a product of unit and synapse counts, so
-    its relative spread is dominated by the ``N`` hidden units of each layer and
-    the ``N`` output synapses: ``Var M / E[M]^2 ~ (1-a1)/(N a1) + (1-a2)/(N a2)
-    + p3/(N (1-p3))``; the Poisson term ``sqrt(E M)`` covers the independent
-    construction.
-    """
-    mean = expected_factors(N, a, p)
-    if mean <= 0:
-        return 10.0
-    rel2 = 0.0
-    for q in (a[0], a[1], 1.0 - p[2]):
-        rel2 += (1.0 - q) / (N * q)
-    return mean * (1.0 + 6.0 * math.sqrt(rel2)) + 6.0 * math.sqrt(max(mean, 1.0)) + 10
-
-
-def degree_law(N: int, a: Sequence[float], p: Sequence[float], population: int,
-               construction: str = "units") -> tuple[np.ndarray, np.ndarray]:
-    """Exact expected number of weights of one population per degree (paper Fig. 3a).
-
-    Parameters
-    ----------
-    N : int
-        Width of the layers, an integer >= 1.
-    a : (float, float)
-        Activation probabilities ``(a1, a2)``.
-    p : (float, float, float)
-        Dilution probabilities ``(p1, p2, p3)``.
-    population : {1, 2, 3}
-        The weight population ``W1``, ``W2`` or ``W3``.
-    construction : {"units", "independent"}, default "units"
-        As :class:`RAPModel` (``"correlated"``: deprecated name of ``"units"``).
-
-    Returns
-    -------
-    degrees : ndarray of int
-        ``1..d_max`` (a weight is a variable of the model only when its degree
-        is >= 1); ``d_max = N``, or ``N^2`` for ``W3``.
-    expected_counts : ndarray of float
-        Expected number of weights of that degree.
-
-    Raises
-    ------
-    DeepglassError
-        ``N`` not an integer >= 1, an unknown construction or population.
-
-    Notes
-    -----
-    By linearity of expectation, in the units construction (``b(n, q)`` =
-    binomial law):
-
-    - ``W1`` (``w1_ij``): ``N^2 a1 (1-p1)`` candidates, degree = number of usable
-      ``k`` (unit active, ``w2_jk`` and ``w3_k`` present): ``b(N, a2 (1-p2)(1-p3))``;
-    - ``W2`` (``w2_jk``): ``N^2 a1 a2 (1-p2)(1-p3)`` candidates, degree = present
-      ``w1_.j``: ``b(N, 1-p1)``;
-    - ``W3`` (``w3_k``): ``N a2 (1-p3)`` candidates, degree = sum over the
-      ``J ~ b(N, a1 (1-p2))`` usable ``j`` of ``b(N, 1-p1)``, i.e. ``b(J N, 1-p1)``
-      mixed over ``J``.
-
-    In the independent construction (path probability ``P``) ``W1``, ``W2`` have
-    ``N^2`` candidates of degree ``b(N, P)`` and ``W3`` ``N`` of degree ``b(N^2, P)``.
-    Cost O(d_max) (O(N d_max) for ``W3`` of the units construction).  SPEC §6
-    (three-peak degree distribution); paper 001 Fig. 3a.
-    """
-    from scipy.stats import binom
-
-    N = check_count(N, "N")     # (N = -1 gave empty arrays)
-    construction = normalize_construction(construction)
-    if population not in (1, 2, 3):
-        raise DeepglassError(f"population must be 1, 2 or 3, got {population!r}")
-    a1, a2 = (float(v) for v in a)
-    p1, p2, p3 = (float(v) for v in p)
-    if construction == "independent":
-        P = path_probability(a, p)
-        n, cand = (N, N * N) if population < 3 else (N * N, N)
-        d = np.arange(1, n + 1)
-        return d, cand * binom.pmf(d, n, P)
-    if population == 1:
-        d = np.arange(1, N + 1)
-        return d, N * N * a1 * (1 - p1) * binom.pmf(d, N, a2 * (1 - p2) * (1 - p3))
-    if population == 2:
-        d = np.arange(1, N + 1)
-        return d, N * N * a1 * a2 * (1 - p2) * (1 - p3) * binom.pmf(d, N, 1 - p1)
-    d = np.arange(1, N * N + 1)
-    law = np.zeros(d.size)
-    pj = binom.pmf(np.arange(N + 1), N, a1 * (1 - p2))
-    for J in range(1, N + 1):
-        if pj[J] > 0:
-            law += pj[J] * binom.pmf(d, J * N, 1 - p1)
-    return d, N * a2 * (1 - p3) * law
-
-
-def check_parameters(N: int, a: Sequence[float], p: Sequence[float],
-                     construction: str = "independent",
-                     max_memory_gb: float | None = 4.0) -> None:
-    """Validate the RAP parameters; raise a one-line :class:`DeepglassError`.
-
-    Also refuses (``TooLargeError``) an instance whose belief-propagation messages
-    would need more than ``max_memory_gb`` (estimated from the expected number of
-    active paths plus six standard deviations, at :data:`bp_bytes_per_factor`
-    bytes per factor), before anything is allocated.  O(1).
-
-    Parameters
-    ----------
-    N : int
-        A Python or NumPy integer >= 1 (not a bool), with ``N^3 < 2^62``.
-    a : (float, float)
-        ``(a1, a2)``, each a number in [0, 1].
-    p : (float, float, float)
-        ``(p1, p2, p3)``, each a number in [0, 1].
-    construction : {"independent", "units"}, default "independent"
-        Only the name is checked (``"correlated"`` is accepted with a
-        :class:`DeprecationWarning`); the memory estimate is the same for both.
-    max_memory_gb : float or None, default 4.0
-        Memory budget in GB of the BP messages; None skips the check.
-
-    Raises
-    ------
-    DeepglassError
-        A bad ``N``, count of probabilities, probability or construction; its
-        subclass ``TooLargeError`` where ``N^3`` overflows int64 or the
-        messages exceed the budget.
-    """
-    if not isinstance(N, (int, np.integer)) or isinstance(N, bool) or N < 1:
-        raise DeepglassError(f"N must be a positive integer, got {N!r}")
-    if len(a) != 2:
-        raise DeepglassError(f"a must be (a1, a2), got {tuple(a)!r}")
-    if len(p) != 3:
-        raise DeepglassError(f"p must be (p1, p2, p3), got {tuple(p)!r}")
-    for name, v in (("a1", a[0]), ("a2", a[1]), ("p1", p[0]), ("p2", p[1]), ("p3", p[2])):
-        if not (isinstance(v, (int, float, np.floating, np.integer)) and 0.0 <= float(v) <= 1.0):
-            raise DeepglassError(f"{name} must be a probability in [0, 1], got {v!r}")
-    normalize_construction(construction)
-    if float(N) ** 3 >= 2.0 ** 62:
-        raise TooLargeError(f"N = {N} is too large: N^3 path ids overflow 64-bit integers")
-    if max_memory_gb is not None:
-        from ..memory import check_fits
-
-        mean = expected_factors(N, a, p)
-        worst = _factors_upper(N, a, p)
-        check_fits(worst * bp_bytes_per_factor,
-                   f"instance too large: N = {N} gives ~{mean:.3g} active paths whose messages",
-                   "lower N or the activation probabilities", max_memory_gb)
 
 
 def _first_distinct(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
@@ -383,8 +163,7 @@ class RAPModel:
     degree: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
-        self.a = tuple(float(v) for v in self.a)
-        self.p = tuple(float(v) for v in self.p)
+        self.a, self.p = _probabilities(self.a, self.p)
         self.construction = normalize_construction(self.construction)
         check_parameters(self.N, self.a, self.p, self.construction, self.max_memory_gb)
         self.N = int(self.N)

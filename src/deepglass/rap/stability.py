@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError, check_seed, check_type
+from ..errors import DeepglassError, check_count, check_seed, check_type
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .bp import check_beta, check_number, run_bp
@@ -196,12 +196,15 @@ def cooling_study(model: RAPModel, sweeps_per_temp: Sequence[int], *, beta_start
     ----------
     SPEC §6 (simulated annealing); paper 001 Fig. 5a.
     """
+    check_type(model, RAPModel, "model")
     betas = beta_schedule(beta_start, beta_end, n_temps, schedule)
-    spts = [int(s) for s in sweeps_per_temp]
-    if not spts or min(spts) < 1:
-        raise DeepglassError("sweeps per temperature must be integers >= 1")
-    if int(repeats) < 1:
-        raise DeepglassError(f"repeats must be >= 1, got {repeats}")
+    if len(betas) < 2 or not betas[-1] > betas[0]:
+        raise DeepglassError(f"annealing cools: beta_end ({beta_end!r}) must exceed beta_start "
+                             f"({beta_start!r}), on n_temps >= 2 temperatures (got {n_temps!r})")
+    spts = [check_count(s, "sweeps_per_temp") for s in sweeps_per_temp]
+    if not spts:
+        raise DeepglassError("sweeps_per_temp: give at least one number of sweeps")
+    repeats = check_count(repeats, "repeats")
     finals, traces = [], []
     for spt in spts:
         for rep in range(int(repeats)):
@@ -311,15 +314,16 @@ class AnnealConfig:
         self.starts = list(self.starts)
         if not self.starts or any(s not in STARTS for s in self.starts):
             raise DeepglassError(f"starts must be among {', '.join(STARTS)}, got {self.starts!r}")
-        if int(self.scan_points) < 2:
-            raise DeepglassError(f"scan_points must be >= 2, got {self.scan_points}")
-        self.sweeps = [int(v) for v in self.sweeps]
-        if not self.sweeps or min(self.sweeps) < 1 or int(self.repeats) < 1:
-            raise DeepglassError("sweeps per temperature and repeats must be >= 1")
+        self.scan_points = check_count(self.scan_points, "scan_points", least=2)
+        self.sweeps = [check_count(v, "sweeps") for v in self.sweeps]
+        if not self.sweeps:
+            raise DeepglassError("sweeps: give at least one number of sweeps per temperature")
+        self.repeats = check_count(self.repeats, "repeats")
         if self.method not in METHODS:
             raise DeepglassError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if int(self.max_iter) < 1 or int(self.mc_sweeps) < 0:
-            raise DeepglassError("max_iter must be >= 1 and mc_sweeps >= 0")
+        self.max_iter = check_count(self.max_iter, "max_iter")
+        if check_count(self.mc_sweeps, "mc_sweeps", least=0) == 1:     # run_mc samples >= 2
+            raise DeepglassError("mc_sweeps must be 0 (no Monte Carlo) or >= 2, got 1")
         if len(self.p) != 3:
             raise DeepglassError("p must hold three dilution probabilities")
         check_number("beta_end", self.beta_end, 0.0, lo_open=True)

@@ -16,6 +16,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..errors import DeepglassError
+
 __all__ = ["aggregate_points", "find_transitions"]
 
 
@@ -76,6 +78,11 @@ def find_transitions(points: pd.DataFrame, q_threshold: float = 0.05,
     ----------
     SPEC §6 (phase diagram); paper 001 Fig. 3.
     """
+    need = {"beta", "a2", "p", "solver", "branch", "sample", "free_energy", "q", "converged"}
+    if not isinstance(points, pd.DataFrame) or not need <= set(points.columns):
+        missing = sorted(need - set(getattr(points, "columns", ())))
+        raise DeepglassError(f"points must be a scan's points table (pandas.DataFrame); "
+                             f"missing columns: {', '.join(missing)}")
     bp = aggregate_points(points[points.solver == "bp"])
     out = []
     for (beta, a2), grp in bp.groupby(["beta", "a2"], sort=True):
