@@ -13,6 +13,8 @@ import scipy.sparse.linalg as spla
 import torch
 import torch.nn as nn
 
+from deepglass.criticality import couplings
+from deepglass.criticality import curves as mfc
 from deepglass.criticality import meanfield as mf
 from deepglass.errors import DeepglassError
 from deepglass.graph import SignedGraph
@@ -48,7 +50,7 @@ def test_matrix_free_lambda_max_on_signed_graph_equals_eigvalsh():
     g = _tiny_graph(torch.float64)
     As = g.to_scipy_sym().toarray()
     ref = scipy.linalg.eigvalsh(As)[-1]
-    assert g.n_nodes > mf.DENSE_EIG_LIMIT            # Lanczos, not the dense fallback
+    assert g.n_nodes > couplings.DENSE_EIG_LIMIT            # Lanczos, not the dense fallback
     C = mf.coupling_operator(g, explicit_edges=0)     # matrix-free: sym_matvec
     assert C.kind == "graph" and C._explicit is None
     lam = mf.lambda_max(C)
@@ -169,10 +171,10 @@ def test_curie_weiss_critical_exponents():
     J = 1.5
     W = mf.curie_weiss(60, J)
     Tc = mf.critical_temperature(W)
-    T = mf.default_grid(Tc, n_t=10, t_min=1e-3, t_max=3e-2, n_broad=4)
-    curves = mf.mean_field_curves(W, T, fields=(0.0, 0.1))
+    T = mfc.default_grid(Tc, n_t=10, t_min=1e-3, t_max=3e-2, n_broad=4)
+    curves = mfc.mean_field_curves(W, T, fields=(0.0, 0.1))
     assert curves.converged.all() and set(curves.h) == {0.0, 0.1}
-    ex = mf.critical_exponents(curves, Tc).set_index("exponent")
+    ex = mfc.critical_exponents(curves, Tc).set_index("exponent")
     assert abs(ex.loc["beta", "value"] - 0.5) < 0.05 * 0.5
     assert abs(ex.loc["beta_q", "value"] - 0.5) < 0.05 * 0.5
     assert abs(-ex.loc["gamma", "slope"] - 1.0) < 0.05           # chi ~ |t|^-1 above T_c
@@ -187,11 +189,11 @@ def test_curie_weiss_critical_exponents():
 
 
 def test_exponent_window_without_points_gives_nan():
-    curves = mf.mean_field_curves(mf.curie_weiss(20), [0.5, 1.5], with_chi=False)
-    ex = mf.critical_exponents(curves, 1.0)
+    curves = mfc.mean_field_curves(mf.curie_weiss(20), [0.5, 1.5], with_chi=False)
+    ex = mfc.critical_exponents(curves, 1.0)
     assert ex["value"].isna().all() and (ex["n_points"] == 0).all()
     with pytest.raises(DeepglassError):
-        mf.default_grid(-1.0)
+        mfc.default_grid(-1.0)
 
 
 def test_staggered_susceptibility_is_gauge_invariant():
@@ -205,8 +207,8 @@ def test_staggered_susceptibility_is_gauge_invariant():
     assert abs(mf.critical_temperature(W) - J) < 1e-9
     np.testing.assert_array_equal(mf.ordered_pattern(W) * mf.ordered_pattern(W)[0], e * e[0])
     T = [0.7, 0.99, 1.01, 1.3]
-    a = mf.mean_field_curves(W0, T, fields=(0.0,))
-    b = mf.mean_field_curves(W, T, fields=(0.0,))
+    a = mfc.mean_field_curves(W0, T, fields=(0.0,))
+    b = mfc.mean_field_curves(W, T, fields=(0.0,))
     np.testing.assert_allclose(b.chi_u, a.chi, rtol=1e-8)
     np.testing.assert_allclose(a.chi_u, a.chi, rtol=1e-12)          # ferromagnet: e = 1
     np.testing.assert_allclose(np.abs(b.m_u), a.abs_m, atol=1e-9)
@@ -227,7 +229,7 @@ def test_zero_couplings_have_no_transition(make):
         assert mf.lambda_max(make(n)) == 0.0
         assert mf.critical_temperature(make(n)) == 0.0
     with pytest.raises(DeepglassError, match="no mean-field transition"):
-        mf.default_grid(mf.critical_temperature(make(20)))
+        mfc.default_grid(mf.critical_temperature(make(20)))
 
 
 @pytest.mark.parametrize("n", [5, 20, 300])
@@ -248,8 +250,8 @@ def test_default_grid_scales_with_T_c(J):
     # mean field depends only on T / T_c (W -> c W, T -> c T), so must the grid:
     # rounding to 15 absolute decimals collapsed it for T_c < 1e-13 (14 points
     # instead of 36, nearest |t| 0.1, every exponent NaN)
-    ref = mf.default_grid(1.0)
-    g = mf.default_grid(J)
+    ref = mfc.default_grid(1.0)
+    g = mfc.default_grid(J)
     assert g.size == ref.size == 36
     np.testing.assert_allclose(g / J, ref, rtol=1e-12)
     assert np.min(np.abs(g / J - 1)) == pytest.approx(1e-3, rel=1e-9)
@@ -257,7 +259,7 @@ def test_default_grid_scales_with_T_c(J):
         W = mf.curie_weiss(30, J)
         Tc = mf.critical_temperature(W)
         assert Tc == pytest.approx(J, rel=1e-9)
-        ex = mf.critical_exponents(mf.mean_field_curves(W, mf.default_grid(Tc), fields=[0.0]), Tc)
+        ex = mfc.critical_exponents(mfc.mean_field_curves(W, mfc.default_grid(Tc), fields=[0.0]), Tc)
         v = dict(zip(ex["exponent"], ex["value"]))
         assert abs(v["beta"] - 0.5) < 0.01 and abs(v["gamma"] - 1.0) < 0.01
 
@@ -282,11 +284,19 @@ def test_complex_couplings_are_refused():
     (lambda W: mf.susceptibility(W, None), "sol must be a MeanFieldSolution"),
     (lambda W: mf.critical_temperature(torch.nn.Linear(3, 3)), "a network's couplings are its "
                                                                "graph's"),
-    (lambda W: mf.mean_field_curves(W, []), "at least one temperature"),
-    (lambda W: mf.mean_field_curves(W, [1.0], [float("nan")]), "field must be finite"),
-    (lambda W: mf.default_grid(1.0, n_t=-1), "n_t must be a non-negative integer"),
-    (lambda W: mf.default_grid(1.0, t_min=0.5, t_max=0.1), "need 0 < t_min <= t_max"),
-    (lambda W: mf.critical_exponents(None, 1.0), "DataFrame of mean_field_curves"),
+    (lambda W: mfc.mean_field_curves(W, []), "at least one temperature"),
+    (lambda W: mfc.mean_field_curves(W, [1.0], [float("nan")]), "field must be finite"),
+    (lambda W: mfc.default_grid(1.0, n_t=-1), "n_t must be a non-negative integer"),
+    (lambda W: mfc.default_grid(1.0, t_min=0.5, t_max=0.1), "need 0 < t_min <= t_max"),
+    (lambda W: mfc.critical_exponents(None, 1.0), "DataFrame of mean_field_curves"),
+    # accepted before: f = 0 at T = -1, NaN at T = 0, NaN starts replaced by "up" silently,
+    # a negative seed; an AttributeError / TypeError / numpy error from deep inside
+    (lambda W: mf.free_energy(W, np.zeros(5), -1.0), "T must be positive and finite"),
+    (lambda W: mf.free_energy(W, np.zeros(4), 1.0), r"V must be finite, of shape \(5,\)"),
+    (lambda W: mf.solve_mean_field(W, 1.0, V0=np.full(5, np.nan)), "V0 must be finite"),
+    (lambda W: mf.lambda_max(W, seed=-1), "seed must be a non-negative integer"),
+    (lambda W: mf.top_eigenpair(W), "C must be Couplings"),
+    (lambda W: mf.curie_weiss(2.5), "n must be an integer >= 1, got 2.5"),
 ])
 def test_bad_arguments_are_one_line_errors(call, msg):
     # they escaped as ValueError / TypeError from float() and comparisons

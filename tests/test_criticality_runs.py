@@ -185,8 +185,8 @@ def test_plots_draw_on_the_given_axes_and_leave_matplotlib_alone():
 
     importlib.reload(figs)
     assert matplotlib.get_backend() == backend and dict(matplotlib.rcParams) == rc
-    from deepglass.criticality.meanfield import (critical_exponents, default_grid,
-                                                 mean_field_curves)
+    from deepglass.criticality.curves import (critical_exponents, default_grid,
+                                              mean_field_curves)
 
     W = np.full((20, 20), 1.0)                  # Curie-Weiss, T_c = 1
     curves_T = mean_field_curves(W, default_grid(1.0, 4, 0.01, 0.1, 2), [0.0, 0.05])

@@ -42,7 +42,7 @@ INT_MIN = {
 SEED_MAX = 2**63 - 1
 #: float options with a range: name -> (low, high, low open, high open)
 FLOAT_RULES = {
-    "lanczos_tol": (0.0, math.inf, True, True),
+    "lanczos_tol": (0.0, 1.0, True, True),
     "max_memory_gb": (0.0, math.inf, True, True),
     "lr": (0.0, math.inf, True, True),
     "alpha": (0.0, 1.0, False, True),      # alpha = 0: gamma at level 1, the largest

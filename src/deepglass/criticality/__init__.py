@@ -4,7 +4,8 @@
   a whole network's ``SignedGraph``) seen through products ``W x``, their top
   eigenpair (Lanczos) and ``T_c``;
 - :mod:`.meanfield` -- naive mean-field theory of ``W``: magnetization,
-  susceptibility, free energy, curves and critical exponents;
+  susceptibility, free energy; :mod:`.curves` -- its curves over temperature
+  and field, and the critical exponents;
 - :mod:`.powerlaws` -- Clauset-Shalizi-Newman power-law verdicts with the
   ``powerlaw`` package;
 - :mod:`.data`, :mod:`.nets`, :mod:`.observables` -- the reference nets of the
@@ -29,8 +30,8 @@ _LAZY = {
     "top_eigenpair": "couplings",
     "free_energy": "meanfield", "MeanFieldSolution": "meanfield",
     "solve_mean_field": "meanfield", "susceptibility": "meanfield",
-    "mean_field_curves": "meanfield", "default_grid": "meanfield",
-    "critical_exponents": "meanfield", "curie_weiss": "couplings",
+    "mean_field_curves": "curves", "default_grid": "curves",
+    "critical_exponents": "curves", "curie_weiss": "couplings",
     "ordered_pattern": "meanfield",
     # power laws
     "PowerLawVerdict": "powerlaws", "power_law_verdict": "powerlaws",

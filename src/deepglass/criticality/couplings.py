@@ -21,7 +21,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg as spla
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_count, check_seed
 
 __all__ = ["Couplings", "coupling_operator", "bipartite_coupling", "layer_coupling",
            "lambda_max", "critical_temperature", "curie_weiss", "top_eigenpair"]
@@ -390,6 +390,10 @@ def top_eigenpair(C: Couplings, tol: float | None = None, seed: int = 0,
         An invalid ``method``, ``tol`` or ``maxiter``; Lanczos not converging
         on a matrix-free or large operator, or failing.
     """
+    if not isinstance(C, Couplings):
+        raise DeepglassError(f"C must be Couplings (coupling_operator(W)), not "
+                             f"{type(C).__name__}; lambda_max(W) takes a matrix")
+    seed = check_seed(seed)
     if C._eig is not None and method == "auto":
         return C._eig
     if method not in ("auto", "lanczos", "dense"):
@@ -584,6 +588,5 @@ def curie_weiss(n: int, J: float = 1.0) -> np.ndarray:
     array([[0.5, 0.5],
            [0.5, 0.5]])
     """
-    if n < 1:
-        raise DeepglassError(f"n must be positive, got {n}")
+    n = check_count(n, "n")
     return np.full((n, n), float(J))

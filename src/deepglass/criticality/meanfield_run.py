@@ -157,7 +157,7 @@ class MeanFieldConfig:
     curves : bool, default True
         Solve the mean-field equations over (T, h); else only the spectrum.
     n_t, t_min, t_max, n_broad : default 12, 1e-3, 0.3, 12
-        Grid of :func:`~deepglass.criticality.meanfield.default_grid`
+        Grid of :func:`~deepglass.criticality.curves.default_grid`
         (``n_t, n_broad >= 0``, not both 0 with ``curves``;
         ``0 < t_min < t_max < 1``); ``n_t = 0``: only ``max(n_broad, 2)``
         points linear on ``[0.1 T_c, 2 T_c]``.
@@ -220,7 +220,7 @@ class MeanFieldConfig:
         return asdict(self)
 
     def temperatures(self, T_c: float) -> np.ndarray:
-        from .meanfield import default_grid
+        from .curves import default_grid
 
         return default_grid(T_c, self.n_t, self.t_min, self.t_max, self.n_broad) if self.n_t \
             else np.linspace(0.1, 2.0, max(self.n_broad, 2)) * T_c
@@ -237,9 +237,9 @@ class MeanFieldResult:
     curves_T, curves_h : DataFrame
         Temperature sweeps (one per field) and field sweeps (one per
         temperature): ``T_rel, h_rel`` and the columns of
-        :func:`~deepglass.criticality.meanfield.mean_field_curves`.
+        :func:`~deepglass.criticality.curves.mean_field_curves`.
     exponents : DataFrame
-        :func:`~deepglass.criticality.meanfield.critical_exponents` of ``curves_T``.
+        :func:`~deepglass.criticality.curves.critical_exponents` of ``curves_T``.
     seconds : float
     computed, resumed : int
         Units computed in this call and read back from the run directory.
@@ -294,8 +294,8 @@ def compute_spectrum(C, payload) -> UnitOutput:
 def compute_curve(shared, payload) -> UnitOutput:
     """One unit: a temperature sweep at field ``h / T_c`` (``("T", h)``) or a
     field sweep at ``T / T_c`` (``("h", T)``), by
-    :func:`~deepglass.criticality.meanfield.mean_field_curves`."""
-    from .meanfield import mean_field_curves
+    :func:`~deepglass.criticality.curves.mean_field_curves`."""
+    from .curves import mean_field_curves
 
     C, cfg, lam, u = shared
     C.set_top_eigenpair(lam, u)         # the stored eigenvector: no second Lanczos run
@@ -419,7 +419,7 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
     SPEC §7 (mean field of a weighted net; paper 002).
     """
     from .couplings import coupling_operator, couplings_digest
-    from .meanfield import critical_exponents
+    from .curves import critical_exponents
     from ..runner import Stages
 
     cfg.validate()

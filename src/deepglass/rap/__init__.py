@@ -22,7 +22,8 @@ of the ``deepglass rap`` commands: units on :func:`deepglass.runner.run_experime
 
 from .bp import BPResult, bethe_observables, paramagnetic, run_bp
 from .exact import exact_enumeration
-from .mc import AnnealResult, MCResult, anneal, beta_schedule, run_mc, thermodynamic_integration
+from .annealing import AnnealResult, anneal, beta_schedule
+from .mc import MCResult, run_mc, thermodynamic_integration
 from .model import RAPModel, check_parameters, degree_law, expected_factors, path_probability
 from .phase import PhaseConfig, PhaseResult, find_transitions, p_grid, scan_phase
 from .stability import (AnnealConfig, AnnealStudy, anneal_study, bp_temperature_scan,

@@ -33,7 +33,8 @@ from ..errors import DeepglassError, check_count, check_seed, check_type
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .bp import check_beta, check_number, run_bp
-from .mc import METHODS, anneal, beta_schedule, point_seed, run_mc
+from .annealing import anneal, beta_schedule
+from .mc import METHODS, point_seed, run_mc
 from .model import RAPModel, check_parameters
 
 __all__ = ["bp_temperature_scan", "cooling_study", "cooling_table", "anneal_seed", "STARTS",
