@@ -28,7 +28,8 @@ BAD = [
     (["frustration", "digits_cnn", "--input-shape", "1,2,2"], "cannot take inputs of shape 1,2,2"),
     (["graph", "digits_cnn", "--input-shape", "1,100000,100000", "--max-memory-gb", "16"],
      "lower --input-shape"),
-    (["criticality", "meanfield", "digits_cnn", "--lanczos-tol", "-1"], "--lanczos-tol must be > 0"),
+    (["criticality", "meanfield", "digits_cnn", "--lanczos-tol", "-1"], "--lanczos-tol must be in (0, 1)"),
+    (["criticality", "meanfield", "digits_cnn", "--lanczos-tol", "10"], "--lanczos-tol must be in (0, 1), got 10"),
     (["criticality", "meanfield", "digits_cnn", "--lanczos-tol", "nan"], "must be a finite number"),
     (["frustration", "digits_cnn", "--max-memory-gb", "0"], "--max-memory-gb must be > 0"),
     (["frustration", "digits_cnn", "--time-limit", "5"], "--time-limit applies to --method exact"),
@@ -109,6 +110,13 @@ BAD = [
     (["criticality", "meanfield", "digits_cnn", "--gates", "x"], "--gates must be one of"),
     (["active", "digits_cnn", "--inputs", "{tmp}/none.npy"], "none.npy: no inputs (a batch of 0)"),
     (["monotonicity", "digits_cnn", "--inputs", ""], "inputs: an empty name"),
+    # options that do not apply to the source were ignored, the run went on without them
+    (["criticality", "meanfield", "{tmp}/garbage.npy", "--arch", "alexnet", "--batchnorm",
+      "ignore"], "--arch, --batchnorm apply to networks; a matrix file holds the couplings"),
+    (["criticality", "powerlaw", "ffn", "--input-shape", "1,6,6"],
+     "--input-shape applies to a given network; the reference nets"),
+    (["criticality", "powerlaw", "digits_cnn", "--epochs", "3", "--max-train", "10"],
+     "--epochs, --max-train apply to the reference nets (trained here)"),
 ]
 
 

@@ -118,6 +118,11 @@ def meanfield_cmd(
                              curves and out is not None)
     # config.toml records what shaped the couplings of this kind of source only
     if Path(source).suffix.lower() in MATRIX_SUFFIXES:
+        # a network's options: refused rather than silently ignored
+        _not_applied([("--input-shape", bool(input_shape)), ("--arch", arch is not None),
+                      ("--trust-pickle", trust_pickle), ("--batchnorm", batchnorm != "fold"),
+                      ("--norm", norm != "fold"), ("--gates", gates != "scale")],
+                     "networks; a matrix file holds the couplings themselves")
         W = load_matrix(source, symmetrize=symmetrize)
         record = {"symmetrize": symmetrize}
     else:
@@ -204,9 +209,20 @@ def powerlaw_cmd(
         raise DeepglassError(f"--n-subsets must be >= 1, got {n_subsets}")
     layer_list = [l.strip() for l in layers.split(",") if l.strip()] if layers else None
     user = None
+    reference = model.lower() == "all" or (canonical_name(model) is not None
+                                           and not Path(model).exists())
+    if reference:   # options of a given network, refused rather than silently ignored
+        _not_applied([("--input-shape", bool(input_shape)), ("--arch", arch is not None),
+                      ("--trust-pickle", trust_pickle)],
+                     f"a given network; the reference nets ({', '.join(REFERENCE_NETS)}) have "
+                     "their own input shape")
+    else:           # a given network is observed as it is, never trained
+        _not_applied([("--epochs", epochs != 10), ("--checkpoint-every", checkpoint_every != 5),
+                      ("--lr", lr != 1e-3), ("--max-train", max_train is not None)],
+                     "the reference nets (trained here); a given network is observed as it is")
     if model.lower() == "all":
         nets = list(REFERENCE_NETS)
-    elif canonical_name(model) is not None and not Path(model).exists():
+    elif reference:
         nets = [canonical_name(model)]
     else:
         from ..zoo import registry
@@ -242,6 +258,14 @@ def powerlaw_cmd(
     if out is not None:
         typer.echo(f"wrote {out}" + (f" ({res.resumed} finished units reused)"
                                      if res.resumed else ""))
+
+
+def _not_applied(options: list[tuple[str, bool]], what: str) -> None:
+    """One line naming the given options that do not apply here (and what they are for)."""
+    given = [opt for opt, on in options if on]
+    if given:
+        raise DeepglassError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to "
+                             f"{what}")
 
 
 def register(app: typer.Typer) -> None:
