@@ -608,6 +608,11 @@ def test_a_torchscript_archive_error_is_one_line(cli, tmp_path):
         code, out, err = cli(["graph", str(path)])      # no --input-shape
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert "is a TorchScript archive" in err and "deprecated" not in err, err
+    # a sample too large for memory: refused before the archive's conversion runs
+    # one (an allocator RuntimeError and its traceback before)
+    code, out, err = cli(["graph", str(path), "--input-shape", "3,100000,100000"])
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "one input sample of shape 3,100000,100000" in err and "lower --input-shape" in err
 
 
 def _sigint_default():

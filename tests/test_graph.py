@@ -346,6 +346,13 @@ def test_from_module_cuda_without_cuda_is_one_line_error(monkeypatch):
         SignedGraph.from_module(net, (3,), device="gpu")
 
 
+def test_a_sample_too_large_for_memory_is_refused_before_it_is_made():
+    from deepglass.errors import TooLargeError
+
+    with pytest.raises(TooLargeError, match=r"one sample of shape \(1, 100000, 100000\)"):
+        SignedGraph.from_module(nn.Sequential(nn.Conv2d(1, 2, 3)), (1, 100000, 100000))
+
+
 def test_nan_weights():
     net = nn.Sequential(nn.Linear(4, 2))
     with torch.no_grad():

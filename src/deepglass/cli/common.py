@@ -215,7 +215,6 @@ def check_input_shape(model, shape, name: str,
     import torch
 
     from ..errors import DeepglassError, first_line
-    from ..memory import check_fits
 
     shapes = [tuple(s) for s in shape] if n_inputs(shape) > 1 else [tuple(shape)]
     text = ";".join(",".join(map(str, s)) for s in shapes)
@@ -227,14 +226,7 @@ def check_input_shape(model, shape, name: str,
             raise DeepglassError(
                 f"--input-shape {text} has {len(shapes[0])} dimension(s); "
                 f"{name} takes {len(default)} (like {','.join(map(str, default))})")
-    n = 0
-    for sh in shapes:
-        k = 1
-        for s in sh:
-            k *= int(s)
-        n += k
-    check_fits(n * 4 * 4, f"one input sample of shape {shape_text(shape)} and its "
-               "first activations", "lower --input-shape", max_memory_gb)
+    check_sample_memory(shapes, max_memory_gb)
     param = next(iter(model.parameters()), None)
     xs = [torch.zeros((1, *sh), dtype=param.dtype if param is not None and
                       param.is_floating_point() else torch.float32,
@@ -247,6 +239,18 @@ def check_input_shape(model, shape, name: str,
         raise DeepglassError(f"{name} cannot take inputs of shape {text} "
                              f"({first_line(exc, limit=200)}); check --input-shape{several}"
                              ) from None
+
+
+def check_sample_memory(shapes: list[tuple[int, ...]], max_memory_gb: float | None = None):
+    """Refuse, in one line, a sample of ``shapes`` (one per input) whose values
+    and first activations would not fit in memory (4 float32 copies), before
+    any tensor of it is made."""
+    from ..memory import check_fits
+
+    n = sum(math.prod(int(s) for s in sh) for sh in shapes)
+    text = ";".join(",".join(map(str, s)) for s in shapes)
+    check_fits(n * 4 * 4, f"one input sample of shape {text} and its first activations",
+               "lower --input-shape", max_memory_gb)
 
 
 def _load_model(name_or_file: str, arch: str | None, trust_pickle: bool,
@@ -289,6 +293,8 @@ def load_network(name_or_file: str, input_shape=None, arch: str | None = None,
     default = registry.entry(ref).input_shape if ref in registry.ENTRIES else None
     if shapes is not None and len(shapes) > 1 and default is not None:
         check_input_shape(None, shapes, ref, default=default)   # refuses: one input
+    if shapes is not None:     # before a file's conversion runs a sample of it
+        check_sample_memory([tuple(s) for s in shapes], max_memory_gb)
     model = _load_model(name_or_file, arch, trust_pickle, shapes)
     user_shape = None if shapes is None else shapes[0] if len(shapes) == 1 else tuple(shapes)
     shape = user_shape or getattr(model, "default_input_shape", None)

@@ -464,7 +464,13 @@ def _check_options(batchnorm, norm, gates, capture, pool_weight) -> None:
 
 def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, batchnorm,
                  record) -> _Run:
+    from ..memory import check_fits
+
     p = next(model.parameters(), None)
+    # the sample and a first activation of its size, before any of it is made
+    check_fits(2 * 4 * sum(int(np.prod(sh, dtype=np.float64)) for sh in shapes),
+               f"one sample of shape {shapes[0] if len(shapes) == 1 else shapes} to capture",
+               "lower input_shape")
     inputs = tuple(torch.zeros((1,) + sh, dtype=p.dtype if p is not None else torch.float32,
                                device=p.device if p is not None else "cpu") for sh in shapes)
     # torch.export's own warnings are dropped; the graph's (a non-monotone
