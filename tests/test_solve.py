@@ -739,3 +739,25 @@ def test_replicas_must_be_an_integer(replicas):
     net = torch.nn.Sequential(torch.nn.Linear(3, 2))
     with pytest.raises(DeepglassError, match="replicas must be an integer >= 1"):
         deepglass.frustration(net, input_shape=(3,), replicas=replicas)
+
+
+def test_bad_arguments_of_frustration_are_one_line_errors():
+    """init=None was an IndexError, float16 a numba error inside the solver, a
+    callback that is no function a TypeError after the solve started; given
+    start gauges silently overrode replicas."""
+    g = _tiny_conv(5)
+    n = g.n_nodes
+    for kw, msg in [({"init": None}, "init must be 'random', 'paper' or an array"),
+                    ({"dtype": torch.float16}, "dtype must be torch.float32 or torch.float64"),
+                    ({"callback": 5}, "callback must be callable"),
+                    ({"replicas": 4, "init": np.ones((3, n))}, "init holds 3 start gauges but "
+                                                              "replicas=4"),
+                    ({"init": 2 * np.ones((3, n))}, r"must hold \+1 or -1; "
+                                                    f"{3 * n} entries are other values"),
+                    ({"init": np.ones((3, n + 1))}, rf"an array \(R, {n}\)")]:
+        with pytest.raises(DeepglassError, match=msg):
+            deepglass.frustration(g, **kw)
+    # given start gauges set the number of replicas; the default is the paper's 80
+    assert len(deepglass.frustration(g, init=np.ones((3, n))).energies) == 3
+    assert len(deepglass.frustration(g, replicas=3, init=np.ones((3, n))).energies) == 3
+    assert len(deepglass.frustration(g).energies) == 80

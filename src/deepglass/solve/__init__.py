@@ -151,10 +151,12 @@ class FrustrationResult:
                    seed=meta["seed"], info=info)
 
 
-def start_gauges(n: int, replicas: int, seed: int = 0, init="random") -> np.ndarray:
+def start_gauges(n: int, replicas: int | None, seed: int = 0, init="random") -> np.ndarray:
     """Start gauges (R, n) int8: ``"random"`` (uniform), ``"paper"`` (10^6 random
-    single-node flips of the identity gauge, SPEC §2) or an explicit array."""
+    single-node flips of the identity gauge, SPEC §2) or an explicit array
+    (``replicas`` None: as many as it has rows; else it must have that many)."""
     if isinstance(init, str):
+        replicas = 80 if replicas is None else replicas
         if init == "random":
             return random_gauges(n, replicas, seed)
         if init == "paper":
@@ -163,8 +165,16 @@ def start_gauges(n: int, replicas: int, seed: int = 0, init="random") -> np.ndar
     s = np.asarray(init)
     if s.ndim == 1:
         s = s[None]
-    if s.shape[1] != n or not np.isin(s, (-1, 1)).all():
-        raise DeepglassError(f"start gauges must be +-1 with {n} columns, got shape {s.shape}")
+    if s.ndim != 2 or s.shape[1] != n or s.shape[0] < 1:
+        raise DeepglassError(f"init: start gauges must be an array (R, {n}) (or ({n},)) of "
+                             f"+-1, got {type(init).__name__} of shape {np.shape(init)}")
+    if not np.isin(s, (-1, 1)).all():
+        bad = s[~np.isin(s, (-1, 1))]
+        raise DeepglassError(f"init: start gauges must hold +1 or -1; {bad.size} entries are "
+                             f"other values (e.g. {bad.flat[0]!r})")
+    if replicas is not None and s.shape[0] != replicas:
+        raise DeepglassError(f"init holds {s.shape[0]} start gauges but replicas={replicas}: "
+                             "give replicas=len(init), or leave it out")
     return s.astype(np.int8)
 
 
@@ -369,7 +379,8 @@ def check_replica_memory(graph: SignedGraph, replicas: int, hint: str = "lower -
                "state)", hint, max_memory_gb)
 
 
-def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, seed: int = 0,
+def frustration(graph_or_model, *, method: str = "descent", replicas: int | None = None,
+                seed: int = 0,
                 init="random", device: str = "cpu", dtype: torch.dtype | None = None,
                 input_shape=None, output: str | int | None = None, callback=None,
                 **options) -> FrustrationResult:
@@ -383,15 +394,16 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
         See :data:`METHODS`; ``"auto"``: :func:`choose_method` (Algorithm 1 up
         to :data:`EXPLICIT_LIMIT` edges, else descent).  :attr:`FrustrationResult.method`
         is the method that ran.
-    replicas : int
-        Number of start gauges (the paper used 80); ignored by ``exact``.
+    replicas : int, optional
+        Number of start gauges (default 80, as the paper; with ``init`` an
+        array, its number of rows); ignored by ``exact``.
     seed : int
         Seed of the start gauges (and of annealing).
     init : {"random", "paper"} or array
         Start gauges: uniform, the paper's 10^6 random single flips, or given (R, n).
     device : {"cpu", "cuda"}
     dtype : torch.dtype, optional
-        Operator precision (float32 default, float64 on request).
+        Operator precision: float32 (default) or float64.
     output : str or int, optional
         The output whose nodes :attr:`FrustrationResult.sigma_out` holds (a
         name of :attr:`SignedGraph.outputs` or a position; default the graph's
@@ -424,9 +436,18 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
     True
     """
     choose_method(0, method)                       # an unknown name, before tracing
-    replicas = check_count(replicas, "replicas")
+    given = None if replicas is None else check_count(replicas, "replicas")
     check_seed(seed)
     check_device(device)
+    if dtype is not None and dtype not in (torch.float32, torch.float64):
+        raise DeepglassError(f"dtype must be torch.float32 or torch.float64 (the solvers' "
+                             f"precisions), not {dtype!r}")
+    if callback is not None and not callable(callback):
+        raise DeepglassError(f"callback must be callable (called with the sweeps done), "
+                             f"not {type(callback).__name__}")
+    if init is None or not isinstance(init, str) and not hasattr(init, "__len__"):
+        raise DeepglassError(f"init must be 'random', 'paper' or an array of start gauges, "
+                             f"not {init!r}")
     graph = _as_graph(graph_or_model, input_shape)
     if output is not None:
         graph = graph.select_output(output)
@@ -435,10 +456,12 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int = 80, 
         raise DeepglassError("the graph has no edges")
     chosen = choose_method(graph, method)
     options = _solver_options(chosen, method, options)
-    R = 1 if chosen == "exact" else int(replicas)
+    R = 1 if chosen == "exact" else given if given is not None else \
+        80 if isinstance(init, str) else len(np.atleast_2d(np.asarray(init)))
     check_replica_memory(graph, R)
     with threads_for(graph):
-        s0 = start_gauges(graph.n_nodes, R, seed, init)
+        s0 = start_gauges(graph.n_nodes, None if chosen == "exact" and not isinstance(init, str)
+                          else R, seed, init)
         t0 = time.perf_counter()
         out = METHODS[chosen](graph, s0, seed=seed, callback=callback, **options)
         seconds = time.perf_counter() - t0
