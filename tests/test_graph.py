@@ -353,6 +353,30 @@ def test_a_sample_too_large_for_memory_is_refused_before_it_is_made():
         SignedGraph.from_module(nn.Sequential(nn.Conv2d(1, 2, 3)), (1, 100000, 100000))
 
 
+def test_bad_arguments_of_the_graph_are_one_line_errors():
+    """Accepted before: any node id (block_of(-1) was the last block), pool_weight=inf
+    (inf edges, a NaN frustration), forward_kwargs of any type (a cut-off forward
+    error); a torch error from deep inside for a device name, an empty batch or chunk 0."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(2 * 3 * 3, 3))
+    g = SignedGraph.from_module(net, (1, 8, 8))
+    for call, msg in [(lambda: g.block_of(-1), r"node must be an integer id in \[0, "),
+                      (lambda: g.block_of(g.n_nodes), "node must be an integer id"),
+                      (lambda: g.block_of(2.5), "node must be an integer id"),
+                      (lambda: g.to(device="tpu"), "device must be 'cpu', 'cuda' or 'cuda:N'"),
+                      (lambda: g.energy(torch.ones(0, g.n_nodes)), "expected a vector of"),
+                      (lambda: g.energy_from_fields(torch.ones(1, g.n_nodes),
+                                                    torch.ones(1, g.n_nodes), chunk=0),
+                       "chunk must be an integer >= 1"),
+                      (lambda: SignedGraph.from_module(net, (1, 8, 8), pool_weight=float("inf")),
+                       "pool_weight must be a positive finite number"),
+                      (lambda: SignedGraph.from_module(net, (1, 8, 8), forward_kwargs=[1]),
+                       "forward_kwargs must be a dict")]:
+        with pytest.raises(DeepglassError, match=msg):
+            call()
+    assert g.block_of(0).op == "input" and g.block_of(g.n_nodes - 1) is g.node_blocks[-1]
+
+
 def test_nan_weights():
     net = nn.Sequential(nn.Linear(4, 2))
     with torch.no_grad():

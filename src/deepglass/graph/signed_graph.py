@@ -177,11 +177,14 @@ class SignedGraph:
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise DeepglassError(f"dtype must be a floating-point torch dtype (torch.float32, "
                                  f"torch.float64, ...), not {dtype!r}")
-        device = torch.device(device) if device is not None else self.device
+        if device is not None:
+            from ..devices import check_device
+
+            device = check_device(device)
+        else:
+            device = self.device
         if dtype == self.dtype and device == self.device:
             return self
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise DeepglassError("device 'cuda' requested but torch sees no CUDA device")
         blocks = [b.to(device=device, dtype=dtype) for b in self.edge_blocks]
         return SignedGraph(self.node_blocks, blocks, self.input_shape, dtype=dtype,
                            device=device, meta=self.meta, outputs=self.outputs,
@@ -242,6 +245,11 @@ class SignedGraph:
         return np.concatenate([np.arange(nb.offset, nb.stop) for nb in self.input_blocks])
 
     def block_of(self, node: int) -> NodeBlock:
+        """The node block that holds global node id ``node`` (O(log blocks))."""
+        if isinstance(node, bool) or not isinstance(node, (int, np.integer)) or \
+                not 0 <= node < self.n_nodes:
+            raise DeepglassError(f"node must be an integer id in [0, {self.n_nodes}), "
+                                 f"got {node!r}")
         offs = [b.offset for b in self.node_blocks]
         return self.node_blocks[int(np.searchsorted(offs, node, side="right")) - 1]
 
@@ -251,7 +259,7 @@ class SignedGraph:
         single = x.ndim == 1
         if single:
             x = x.unsqueeze(0)
-        if x.ndim != 2 or x.shape[1] != self.n_nodes:
+        if x.ndim != 2 or x.shape[1] != self.n_nodes or x.shape[0] < 1:
             raise DeepglassError(f"expected a vector of {self.n_nodes} nodes (or R x n), "
                                  f"got shape {tuple(x.shape)}")
         return x.to(device=self.device, dtype=self.dtype), single
@@ -389,6 +397,8 @@ class SignedGraph:
                            chunk: int = 8) -> torch.Tensor:
         """``eps`` per replica from gauges (R, n) and their fields ``As sigma``
         (float64 accumulation, ``chunk`` replicas at a time to bound memory)."""
+        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            raise DeepglassError(f"chunk must be an integer >= 1, got {chunk!r}")
         quad = torch.cat([(sigma[i:i + chunk] * fields[i:i + chunk]).double().sum(1)
                           for i in range(0, sigma.shape[0], chunk)])
         return 0.5 * (1.0 - quad / self.abs_total())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -458,8 +459,8 @@ def _check_options(batchnorm, norm, gates, capture, pool_weight) -> None:
             raise DeepglassError(f"{key} must be one of {', '.join(map(repr, RULES[key]))}, "
                                  f"not {value!r}")
     if pool_weight is not None and (isinstance(pool_weight, bool) or not isinstance(
-            pool_weight, (int, float, np.integer, np.floating)) or not pool_weight > 0):
-        raise DeepglassError(f"pool_weight must be a positive number, got {pool_weight!r}")
+            pool_weight, (int, float, np.integer, np.floating)) or not 0 < pool_weight < np.inf):
+        raise DeepglassError(f"pool_weight must be a positive finite number, got {pool_weight!r}")
 
 
 def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, batchnorm,
@@ -515,6 +516,9 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     """
     _check_options(batchnorm, norm, gates, capture, pool_weight)
     _check_dtype_device(dtype, device)
+    if forward_kwargs is not None and not isinstance(forward_kwargs, Mapping):
+        raise DeepglassError(f"forward_kwargs must be a dict of forward's keyword arguments, "
+                             f"not {type(forward_kwargs).__name__}")
     shapes = input_shapes(input_shape)
     if not isinstance(model, nn.Module):
         raise DeepglassError(f"expected a torch.nn.Module, got {type(model).__name__}")
