@@ -377,6 +377,54 @@ def test_bad_arguments_of_the_graph_are_one_line_errors():
     assert g.block_of(0).op == "input" and g.block_of(g.n_nodes - 1) is g.node_blocks[-1]
 
 
+def test_nonzero_edges_leave_out_pruned_masked_and_zero_gain_edges():
+    """n_edges counts multiply terms (SPEC §1); n_nonzero_edges leaves out those of
+    weight exactly 0: pruned weights, a causal mask multiplied in forward, a zero
+    batch-norm gain, a zero interpolation factor.  Checked against the explicit
+    edges of every block (parallel edges of reflect padding counted apart) and on
+    the null models that move or redraw the weights."""
+    import torch.nn.functional as F
+    import torch.nn.utils.prune as prune
+
+    from deepglass import null_model
+
+    class Masked(nn.Module):           # PixelCNN: weight * fixed mask in forward
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 3, 3, padding=1)
+            m = torch.ones(3, 2, 3, 3)
+            m[:, :, 2:] = 0
+            m[:, :, 1, 2:] = 0
+            self.register_buffer("mask", m)
+            self.fc = nn.Linear(3 * 6 * 6, 4)
+
+        def forward(self, x):
+            y = F.conv2d(x, self.c.weight * self.mask, None, padding=1)
+            return self.fc(F.relu(y).flatten(1))
+
+    torch.manual_seed(0)
+    mixed = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+                          nn.ConvTranspose2d(4, 2, 3, stride=2), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(18, 5)).eval()
+    with torch.no_grad():
+        mixed[1].weight[1] = 0
+    for i, amount in ((0, 0.5), (4, 0.4), (8, 0.3)):
+        prune.l1_unstructured(mixed[i], "weight", amount)
+    one_d = nn.Sequential(nn.Conv1d(1, 3, 5, padding=2, padding_mode="reflect"), nn.ReLU(),
+                          nn.MaxPool1d(2), nn.Upsample(scale_factor=2, mode="linear"),
+                          nn.Flatten(), nn.Linear(3 * 16, 2)).eval()
+    prune.random_unstructured(one_d[0], "weight", 0.5)
+    for net, shape, expected in ((mixed, (2, 6, 6), 4737), (Masked().eval(), (2, 6, 6), 1308),
+                                 (one_d, (1, 16), 394)):
+        g = SignedGraph.from_module(net, shape, dtype=torch.float64)
+        for h in (g, null_model(g, "N1", seed=1), null_model(g, "N2", seed=1),
+                  null_model(g, "N3-he", seed=1)):
+            explicit = sum(int(np.count_nonzero(b.coo()[2])) for b in h.edge_blocks)
+            assert h.n_nonzero_edges == explicit <= h.n_edges
+        assert g.n_nonzero_edges == expected < g.n_edges
+
+
 def test_nan_weights():
     net = nn.Sequential(nn.Linear(4, 2))
     with torch.no_grad():

@@ -332,6 +332,26 @@ class EdgeBlock:
             p.__dict__.pop(key, None)
         return p
 
+    def nonzero_pattern(self) -> "EdgeBlock":
+        """The same edges with weight 1 where ``A_b`` is nonzero and 0 where it
+        is exactly 0 (a pruned or masked weight, a zero batch-norm gain):
+        ``apply(ones).sum()`` counts the nonzero edges.  A wrapped block
+        (adjoint, mask) is replaced by its own nonzero pattern."""
+        new = copy.copy(self)
+        for name in {*self._tensors(), "weight", "edge_weight", "mats", "in_scale", "out_scale"}:
+            t = self.__dict__.get(name)        # not a property reading a wrapped block
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                setattr(new, name, (t != 0).to(t.dtype))
+            elif isinstance(t, list) and all(isinstance(m, torch.Tensor) for m in t):
+                setattr(new, name, [(m != 0).to(m.dtype) for m in t])    # a pool's factors
+        for name in ("conv", "inner", "b"):
+            inner = getattr(self, name, None)
+            if isinstance(inner, EdgeBlock):
+                setattr(new, name, inner.nonzero_pattern())
+        for key in ("_abs_cache", "_csr_cache", "_abs_sum", "_n_edges"):
+            new.__dict__.pop(key, None)
+        return new
+
     def value_dtype(self) -> torch.dtype:
         """The floating dtype of the block's operator."""
         for name in ("weight", "edge_weight"):
