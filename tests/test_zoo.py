@@ -866,3 +866,83 @@ def test_onnx_errors(tmp_path):
     corrupt.write_bytes(b"\x00garbage")
     with pytest.raises(DeepglassError, match="cannot read ONNX"):
         zoo.load_model(corrupt)
+
+
+def test_checkpoints_as_training_code_leaves_them(tmp_path):
+    """State dicts of a pruned net (before prune.remove), of weight norm (the
+    parametrization and the old hook), of an EMA AveragedModel, under a
+    framework's prefix ("model."), a DataParallel safetensors file and a module
+    stored under "model": all refused before, listing keys; now the graph of the
+    effective weights (the plain network's, to float rounding)."""
+    import warnings
+
+    import torch.nn.utils.prune as prune
+    from safetensors.torch import save_file
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from deepglass.graph import SignedGraph
+    from deepglass.zoo import load_model
+
+    (tmp_path / "ckpt_arch.py").write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 4, 3)\n"
+        "        self.bn = nn.BatchNorm2d(4)\n"
+        "        self.fc = nn.Linear(4 * 6 * 6, 3)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(self.bn(self.conv(x)).relu().flatten(1))\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from ckpt_arch import Net
+    finally:
+        sys.path.remove(str(tmp_path))
+    arch = f"{tmp_path / 'ckpt_arch.py'}:Net"
+    torch.manual_seed(0)
+    ref = Net().eval()
+
+    def matrix(m):
+        return SignedGraph.from_module(m.eval(), (1, 8, 8), dtype=torch.float64).to_scipy()
+
+    def copy_of(net):
+        m = Net()
+        m.load_state_dict(net.state_dict())
+        return m
+
+    pruned = copy_of(ref)
+    prune.l1_unstructured(pruned.conv, "weight", 0.5)
+    prune.l1_unstructured(pruned.fc, "weight", 0.3)
+    plain = copy_of(ref)
+    with torch.no_grad():
+        plain.conv.weight.copy_(pruned.conv.weight)
+        plain.fc.weight.copy_(pruned.fc.weight)
+    torch.save(pruned.state_dict(), tmp_path / "pruned.pt")
+    normed = copy_of(ref)
+    weight_norm(normed.conv)
+    weight_norm(normed.fc, dim=1)
+    torch.save(normed.state_dict(), tmp_path / "wn.pt")
+    old = copy_of(ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.nn.utils.weight_norm(old.conv)
+    torch.save(old.state_dict(), tmp_path / "wn_old.pt")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in ref.state_dict().items()},
+                "epoch": 3}, tmp_path / "lightning.ckpt")
+    torch.save(torch.optim.swa_utils.AveragedModel(ref).state_dict(), tmp_path / "ema.pt")
+    save_file({f"module.{k}": v.contiguous() for k, v in ref.state_dict().items()},
+              str(tmp_path / "dp.safetensors"))
+    torch.save({"epoch": 3, "model": ref}, tmp_path / "whole.pt")
+    want = matrix(ref)
+    for name, expected in (("pruned.pt", matrix(plain)), ("wn.pt", want), ("wn_old.pt", want),
+                           ("lightning.ckpt", want), ("ema.pt", want), ("dp.safetensors", want)):
+        got = matrix(load_model(tmp_path / name, arch=arch, input_shape=(1, 8, 8)))
+        assert got.shape == expected.shape and abs(got - expected).max() < 1e-6, name
+    assert (matrix(plain) != 0).sum() < (want != 0).sum()            # the pruning is kept
+    whole = load_model(tmp_path / "whole.pt", trust_pickle=True, input_shape=(1, 8, 8))
+    assert abs(matrix(whole) - want).max() == 0
+    # a prefix is taken off only where the rest fits: other keys are still refused
+    torch.save({f"model.{k}": v for k, v in list(ref.state_dict().items())[:-1]},
+               tmp_path / "short.pt")
+    with pytest.raises(DeepglassError, match="missing keys"):
+        load_model(tmp_path / "short.pt", arch=arch, input_shape=(1, 8, 8))

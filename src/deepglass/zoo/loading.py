@@ -89,7 +89,10 @@ def _extract_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
             f"{path} holds a {type(obj).__name__}, not a state dict (a mapping of parameter names to tensors)"
         )
     # wrappers that prefix every key: nn.DataParallel / DistributedDataParallel
-    # ("module."), torch.compile ("_orig_mod."), in either order
+    # ("module."), torch.compile ("_orig_mod."), in either order; an averaged
+    # model (torch.optim.swa_utils.AveragedModel, EMA) adds its count
+    if "n_averaged" in sd and all(k.startswith("module.") for k in sd if k != "n_averaged"):
+        sd.pop("n_averaged")
     stripped = True
     while stripped:
         stripped = False
@@ -98,6 +101,33 @@ def _extract_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
                 sd = {k[len(prefix):]: v for k, v in sd.items()}
                 stripped = True
     return sd
+
+
+def _plain_weights(state: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> dict:
+    """``state`` with the reparametrized weights a plain module expects made
+    plain: ``X_orig * X_mask`` (``torch.nn.utils.prune`` before ``prune.remove``)
+    and weight norm (``parametrizations.X.original0/1``, or the older ``X_g`` /
+    ``X_v``: ``g v / ||v||``, the norm over the axes where ``g`` has size 1)."""
+    state = dict(state)
+    for k in own:
+        if k in state:
+            continue
+        head, _, name = k.rpartition(".")
+        pre = f"{head}." if head else ""
+        if f"{k}_orig" in state and f"{k}_mask" in state:
+            state[k] = state.pop(f"{k}_orig") * state.pop(f"{k}_mask")
+            continue
+        par = f"{pre}parametrizations.{name}.original"
+        pairs = ((f"{par}0", f"{par}1"), (f"{k}_g", f"{k}_v"))
+        for g_key, v_key in pairs:
+            g, v = state.get(g_key), state.get(v_key)
+            if g is not None and v is not None and g.ndim == v.ndim:
+                axes = [d for d in range(v.ndim) if g.shape[d] == 1]
+                norm = v.pow(2).sum(dim=axes, keepdim=True).sqrt() if axes else v.abs()
+                state[k] = g * v / norm
+                del state[g_key], state[v_key]
+                break
+    return state
 
 
 def _first(items, n: int = 3) -> str:
@@ -109,9 +139,18 @@ def _first(items, n: int = 3) -> str:
 def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], arch: str, ignore_prefixes=()) -> None:
     """Load ``state`` into ``model`` strictly, or raise one line naming the offending keys."""
     own = model.state_dict()
-    state = {
+    state = _plain_weights({
         k: v for k, v in state.items() if k in own or not any(k.startswith(p) for p in ignore_prefixes)
-    }
+    }, own)
+    # a prefix every key has and the architecture's keys do not (a training
+    # framework's wrapper attribute, Lightning's "model."): kept only if the
+    # state dict then fits exactly
+    if not set(state) <= set(own) and all("." in k for k in state) and \
+            len({k.split(".", 1)[0] for k in state}) == 1:
+        inner = _plain_weights({k.split(".", 1)[1]: v for k, v in state.items()}, own)
+        needed = {k for k in own if not k.endswith("num_batches_tracked")}
+        if needed <= set(inner) <= set(own):
+            state = inner
     # num_batches_tracked is bookkeeping that older checkpoints lack
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
@@ -207,9 +246,10 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path), device="cpu")
+            state = load_file(str(path), device="cpu")
         except Exception as exc:
             raise DeepglassError(f"cannot read safetensors file {path}: {first_line(exc)}") from None
+        return _extract_state_dict(state, path)     # the wrappers' prefixes, as torch files
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
             warnings.simplefilter("ignore", UserWarning)
@@ -238,6 +278,10 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False):
             raise DeepglassError(f"cannot unpickle {path}: {first_line(exc2)}") from None
         if isinstance(obj, nn.Module):
             return obj
+        if isinstance(obj, Mapping):    # a checkpoint holding the module itself (YOLOv5's)
+            for k in _CHECKPOINT_KEYS:
+                if isinstance(obj.get(k), nn.Module):
+                    return obj[k]
         return _extract_state_dict(obj, path)
     except DeepglassError:
         raise
