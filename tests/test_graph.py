@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -579,3 +580,58 @@ def test_cli_prints_each_warning_once(cli, tmp_path):
     assert code == 0, err
     gelu = [line for line in err.splitlines() if "GELU" in line]
     assert len(gelu) == 1, err
+
+
+def test_half_precision_ddp_meta_and_fake_quant_models(tmp_path):
+    """A float16 / bfloat16 model is captured as its exactly widened float32 copy
+    (the batch-norm fold overflowed to inf in 16 bits: a NaN frustration); a
+    DistributedDataParallel wrapper is unwrapped (its forward was refused in
+    768 characters of export internals); parameters on the meta device and fake
+    quantization get their own one-line refusals."""
+    import torch.distributed as dist
+
+    import deepglass
+
+    def net():
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(2 * 6 * 6, 3)).eval()
+        with torch.no_grad():
+            m[0].weight[0].fill_(3.0)
+            m[1].weight.copy_(torch.tensor([100.0, -2.0]))
+            m[1].running_var.copy_(torch.tensor([1e-8, 0.5]))
+        return m
+
+    wide = SignedGraph.from_module(net().half().float(), (1, 8, 8), dtype=torch.float64)
+    for dt in (torch.float16, torch.bfloat16):
+        half = net().to(dt)
+        g = SignedGraph.from_module(half, (1, 8, 8), dtype=torch.float64)
+        if dt == torch.float16:
+            assert abs(g.to_scipy() - wide.to_scipy()).max() == 0
+        assert np.isfinite(g.to_scipy().data).all() and next(half.parameters()).dtype == dt
+        assert math.isfinite(deepglass.frustration(g, replicas=2).frustration)
+        act = deepglass.active_subgraph(g, half, torch.rand(2, 1, 8, 8).to(dt))
+        assert act.edges.shape == (2, len(g.edge_blocks))
+    assert wide.to_scipy().max() > 65504         # the folded edge float16 cannot hold
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0,
+                            world_size=1)
+    try:
+        plain = net()
+        ddp = nn.parallel.DistributedDataParallel(plain)
+        assert abs(SignedGraph.from_module(ddp, (1, 8, 8)).to_scipy() -
+                   SignedGraph.from_module(plain, (1, 8, 8)).to_scipy()).max() == 0
+    finally:
+        dist.destroy_process_group()
+
+    with torch.device("meta"):
+        meta = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    with pytest.raises(DeepglassError, match="on the meta device and hold no values"):
+        SignedGraph.from_module(meta, (1, 8, 8))
+
+    qat = nn.Sequential(torch.ao.quantization.QuantStub(), nn.Conv2d(1, 2, 3), nn.ReLU(),
+                        torch.ao.quantization.DeQuantStub())
+    qat.qconfig = torch.ao.quantization.get_default_qat_qconfig("fbgemm")
+    qat = torch.ao.quantization.prepare_qat(qat.train()).eval()
+    with pytest.raises(DeepglassError, match="fake quantization .* rounds values"):
+        SignedGraph.from_module(qat, (1, 8, 8))

@@ -122,6 +122,9 @@ class PatternRecorder:
                                      "(source block after its destination)")
         self.graph, self.model = graph, model
         self.program, self.batched = c.program, c.batched
+        # a half-precision model is captured as a float32 copy: its program reads float32
+        self.widened = any(t.dtype in (torch.float16, torch.bfloat16)
+                           for t in list(model.parameters()) + list(model.buffers()))
         self.forward_kwargs = dict(forward_kwargs or {})
         names = c.output_names
         self.output_position = names.index(graph.output_name) \
@@ -200,6 +203,8 @@ class PatternRecorder:
         Cost: one forward pass of the batch plus the copies of the read values."""
         device = torch.device(device or self.graph.device)
         B = x.shape[0]
+        if self.widened and x.is_floating_point():
+            x = x.float()       # the program is the float32 copy's (capture_module)
         table = torch.zeros((B, self.n_values), dtype=torch.float64, device=device)
         with module_mode(self.model), torch.no_grad():
             y, vals = self._run_batch(x)

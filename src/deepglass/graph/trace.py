@@ -12,6 +12,7 @@ reads, for activation patterns (:mod:`.pattern`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -92,6 +93,12 @@ _REFUSED_MODULES = (
                      "analyse the convolutional part"),
     (nn.MultiheadAttention, "attention multiplies two values computed from the input, so "
                             "the signed graph is not defined for it"),
+    (torch.ao.quantization.FakeQuantizeBase,
+     "fake quantization (quantization-aware training) rounds values to an integer grid, "
+     "which has no real-valued signed graph; load the float weights into the float model"),
+    (torch.ao.quantization.ObserverBase,
+     "a model prepared for quantization records statistics in its forward; load its "
+     "float weights into the float model"),
 )
 
 
@@ -526,7 +533,20 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
         raise DeepglassError("TorchScript modules cannot be captured as they are; convert one with "
                              "deepglass.zoo.torchscript_to_module(module, input_shape) (through "
                              "ONNX), or load the weights into a Python module")
+    # wrappers that only hold the network (one process here): their forward scatters
+    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module
+    params = list(model.parameters()) + list(model.buffers())
+    if any(t.is_meta and not isinstance(t, nn.parameter.UninitializedTensorMixin)
+           for t in params):
+        raise DeepglassError("the model's parameters are on the meta device and hold no values: "
+                             "load its weights first (model.to_empty(device='cpu'), then "
+                             "load_state_dict)")
     _check_weights(model)
+    if any(t.dtype in (torch.float16, torch.bfloat16) for t in params):
+        # a float32 copy: the widening is exact, and the folds (gamma / sqrt(var + eps),
+        # SPEC §1) are then computed in float32 (in 16 bits they rounded, or overflowed)
+        model = copy.deepcopy(model).float()
     rules = {"batchnorm": batchnorm, "norm": norm, "gates": gates}
     run = _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, batchnorm,
                        record)
