@@ -503,7 +503,7 @@ def test_frustration_norm_and_gates_options(cli, groupnorm_net):
     code, out, err = cli(argv + ["--norm", "ignore", "--gates", "error"])
     assert code == 0 and json.loads(out)["resumed_units"] == 2, err
     code, out, err = cli(argv)          # the default rules: another configuration
-    assert code == 2 and err.count("\n") == 1 and "configuration differs (rules.gates, rules.norm)" in err, err
+    assert code == 2 and err.count("\n") == 1 and "configuration differs (rules.gates: recorded 'error', now 'scale'; rules.norm:" in err, err
 
 
 def test_active_records_norm_and_gates(cli, groupnorm_net):

@@ -163,7 +163,7 @@ def test_interrupted_run_resumes_to_the_same_tables(tmp_path):
 def test_changed_config_refused_then_forced(tmp_path):
     net = tiny_net()
     frustration_vs_nulls(net, nulls="N1", run=tmp_path / "r", **SMALL)
-    with pytest.raises(DeepglassError, match=r"configuration differs \(nulls\)"):
+    with pytest.raises(DeepglassError, match=r"configuration differs \(nulls: recorded"):
         frustration_vs_nulls(net, nulls="N2", run=tmp_path / "r", **SMALL)
     res = frustration_vs_nulls(net, nulls="N2", run=tmp_path / "r", force=True, **SMALL)
     assert res.info["resumed"] == 0
@@ -202,7 +202,7 @@ def test_cli_json_out_resume_and_refusal(cli, tmp_path):
     assert code == 0 and json.loads(text)["resumed_units"] == 1 + 2 * 2
     assert json.loads(text)["welch_p"] == d["welch_p"]
     code, _, err = cli(argv[:-1] + ["--seed", "2"])
-    assert code == 2 and err.startswith("error: ") and "(seed)" in err and len(err.splitlines()) == 1
+    assert code == 2 and err.startswith("error: ") and "(seed: recorded" in err and len(err.splitlines()) == 1
     code, text, _ = cli(argv + ["--seed", "2", "--force"])
     assert code == 0 and json.loads(text)["resumed_units"] == 0
     code, _, err = cli(["frustration", "digits_cnn", "--nulls", "N5"])
