@@ -406,3 +406,32 @@ def test_verdict_without_a_t_test_places_the_real_value_among_the_draws():
     v = frustration_verdict(stats)
     assert v.startswith("The real weights are less frustrated than N1, N2 at p < 0.05")
     assert "No t-test for N3-he: N3-he had fewer than 2 draws" in v and "nan" not in v
+
+
+def test_a_resume_after_an_edit_of_the_model_code_is_refused(tmp_path, cli):
+    """The weights digest covers the source file of the user's classes: a
+    forward edited between two calls (same weights file, same graph size) was
+    resumed with the old network's results."""
+    code_file = tmp_path / "edited.py"
+    code_file.write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.c = nn.Conv2d(1, 2, 3)\n"
+        "        self.fc = nn.Linear(2 * 6 * 6, 3)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(self.c(x).relu().flatten(1))\n")
+    from deepglass.zoo.user_arch import build_user_arch
+
+    net = build_user_arch(f"{code_file}:Net")
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    argv = ["frustration", str(tmp_path / "w.pth"), "--arch", f"{code_file}:Net",
+            "--input-shape", "1,8,8", "--replicas", "4", "--out", str(tmp_path / "run"), "--json"]
+    code, out, err = cli(argv)
+    assert code == 0, err
+    code, out, err = cli(argv)                      # unchanged: resumed
+    assert code == 0 and '"resumed_units": 1' in out, err
+    code_file.write_text(code_file.read_text().replace("self.c(x).relu()", "(5 * self.c(x)).relu()"))
+    code, out, err = cli(argv)
+    assert code == 2 and "configuration differs (weights_sha256: recorded" in err, err

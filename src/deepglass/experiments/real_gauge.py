@@ -213,12 +213,15 @@ def _refuse_other(path: Path, stored: str | None, frustration: dict | None,
 
 
 def weights_digest(model: torch.nn.Module | None, graph: SignedGraph) -> str:
-    """sha256 (16 hex digits) of the weights (the module's state dict, else the
-    graph's blocks): a resumed run, and a gauge reused from the run directory,
-    must be of the same net."""
+    """sha256 (16 hex digits) of the weights (the module's state dict and the
+    source files of its own classes, else the graph's blocks): a resumed run,
+    and a gauge reused from the run directory, must be of the same net, also
+    where only its ``forward`` was edited."""
     h = hashlib.sha256()
     if model is not None:
         tensors = [(k, v) for k, v in model.state_dict().items()]
+        for source in _code_files(model):
+            h.update(source)
     else:
         tensors = [(f"{i}.{k}", v) for i, b in enumerate(graph.edge_blocks)
                    for k, v in sorted(vars(b).items()) if isinstance(v, torch.Tensor)]
@@ -227,6 +230,32 @@ def weights_digest(model: torch.nn.Module | None, graph: SignedGraph) -> str:
         if isinstance(v, torch.Tensor):
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def _code_files(model: torch.nn.Module) -> list[bytes]:
+    """The contents of the files that define ``model``'s module classes, other
+    than PyTorch's and deepglass's own (their versions are recorded apart): a
+    user's ``model.py``, a model zoo's modules."""
+    import sys
+
+    import deepglass
+
+    skip = tuple(str(Path(m.__file__).parent) + os.sep for m in (torch, deepglass))
+    files = set()
+    for m in model.modules():
+        cls = type(m)
+        f = getattr(sys.modules.get(cls.__module__), "__file__", None) or next(
+            (v.__code__.co_filename for v in vars(cls).values() if hasattr(v, "__code__")),
+            None)     # a class of a file imported by path (--arch model.py:Net)
+        if f and os.path.isfile(f) and not os.path.abspath(f).startswith(skip):
+            files.add(os.path.abspath(f))
+    out = []
+    for f in sorted(files):
+        try:
+            out.append(Path(f).read_bytes())
+        except OSError:         # a module whose file is gone: its name stands in
+            out.append(f.encode())
+    return out
 
 
 def inputs_digest(x) -> str:
