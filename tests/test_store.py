@@ -618,3 +618,46 @@ def test_a_report_the_user_edited_is_kept_not_overwritten(tmp_path, caplog):
     del run
     RunDir(d, {"seed": 1}, kind="frustration", force=True)
     assert (d / "report.md.edited").exists() and (d / "report.md.edited-2").exists()
+
+
+def test_a_kill_at_any_point_of_a_write_leaves_nothing_behind(tmp_path, monkeypatch, caplog):
+    """A kill between creating the temporary and recording its name left an
+    unrecorded temporary no later open removed (nor --force); a kill between the
+    new record and the rename left deepglass's previous report.md, which the
+    next write took for the user's edit (report.md.edited and a warning)."""
+    import deepglass.owned as owned
+
+    d = tmp_path / "r"
+    run = RunDir(d, {"seed": 0}, kind="frustration")
+    run.write_report_section("## Frustration\n\nreal 0.1")
+    real_open, real_replace = os.open, os.replace
+
+    def killed(*a, **k):
+        raise SystemExit("killed")
+
+    # killed right after the temporary's name is recorded, before the file exists,
+    # then right after it exists (no cleanup: the process is gone)
+    monkeypatch.setattr(Path, "unlink", lambda *a, **k: None)
+    monkeypatch.setattr(owned.os, "open", killed)
+    with pytest.raises(SystemExit):
+        run.write_unit("t", "u1", pd.DataFrame({"x": [2]}))
+    monkeypatch.setattr(owned.os, "open", real_open)
+    monkeypatch.setattr(owned.os, "replace", killed)
+    with pytest.raises(SystemExit):
+        run.write_unit("t", "u2", pd.DataFrame({"x": [3]}))
+    with pytest.raises(SystemExit):             # the new report recorded, not renamed
+        run.write_report_section("## Frustration\n\nreal 0.2")
+    monkeypatch.undo()
+    assert len(list(d.rglob("*.tmp"))) == 2
+    del run
+    again = RunDir(d, {"seed": 0}, kind="frustration")
+    assert not list(d.rglob("*.tmp")) and again.finished_units("t") == set()
+    with caplog.at_level("WARNING", logger="deepglass.store"):
+        again.write_report_section("## Frustration\n\nreal 0.3")
+    assert not list(d.glob("report.md.edited*")) and "was changed" not in caplog.text
+    assert (d / "report.md").read_text().rstrip().endswith("real 0.3")
+    # the manifest's own compaction temporary (written whole, then renamed)
+    (d / ".manifest.jsonl.abc123.tmp").write_text("{}")
+    del again
+    RunDir(d, {"seed": 0}, kind="frustration")
+    assert not (d / ".manifest.jsonl.abc123.tmp").exists()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Callable
 
@@ -56,7 +56,13 @@ class OwnedFiles:
         return sorted(k for k in self._manifest.files if (self.path / k).exists())
 
     def _remove_stale_tmps(self) -> None:
-        """Delete temporary files a killed run left (only names it recorded)."""
+        """Delete temporary files a killed run left (only names it recorded, and
+        the manifest's own compaction temporaries)."""
+        for p in self.path.glob(f".{MANIFEST_NAME}.*.tmp"):
+            try:
+                p.unlink()
+            except OSError:
+                pass
         for rel in sorted(self._manifest.tmps):
             p = self._inside(rel)
             if p is None:
@@ -122,21 +128,25 @@ class OwnedFiles:
                                  "there: choose another --out")
         self._check_writable(path, rel, adopt)
         self._keep_edited(path, rel)
+        # the temporary's name is recorded before the file exists, so that a kill
+        # at any point leaves only temporaries the next open removes
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        # the record it replaces: a kill between the new record and the rename
+        # leaves that older content, which is then not taken for a user's edit
+        old = self._manifest.files.get(rel, {}).get("sha256") if path.is_file() else None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                            suffix=".tmp")
-            os.close(fd)
+            self._manifest.append({"tmp": self._rel(tmp)})
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except OSError as exc:
             raise os_error(path, exc)
-        tmp = Path(tmp_name)
         try:
-            self._manifest.append({"tmp": self._rel(tmp)})
             write(tmp)
             os.chmod(tmp, file_mode())
             sha, size = file_digest(tmp)
             self._manifest.append({"path": rel, "sha256": sha, "bytes": size,
-                                   "kind": self.kind, **meta})
+                                   "kind": self.kind, **meta,
+                                   **({"replaces": old} if old and old != sha else {})})
             os.replace(tmp, path)
             self._verified.add((rel, sha))
         except OSError as exc:
@@ -154,6 +164,8 @@ class OwnedFiles:
                 or rel not in self._manifest.files or not path.is_file() \
                 or self._check_record(rel) is None:
             return
+        if file_digest(path)[0] == self._manifest.files[rel].get("replaces"):
+            return      # deepglass's previous content: a kill fell before the rename
         k, keep = 1, path.with_name(path.name + ".edited")
         while os.path.lexists(keep):
             k += 1
