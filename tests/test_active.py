@@ -616,6 +616,12 @@ def test_run_writes_tables_figure_report_and_resumes(tmp_path, monkeypatch):
                        unit_size=2)
     np.testing.assert_array_equal(again["delta_x"], table["delta_x"])
     assert again.attrs["resumed_units"] == 3
+    # the resumed run tells where delta came from as the first did (it said
+    # "from arrays/gauge_real.npz of this run": summary and report changed)
+    resumed = json.loads((tmp_path / "run" / "summary.json").read_text())["active"]
+    assert {k: v for k, v in resumed.items() if k != "seconds"} == \
+        {k: v for k, v in summary.items() if k != "seconds"}
+    assert resumed["delta_source"].startswith("greedy, 2 start gauges")
 
 
 def test_run_with_given_targets_slices_them_per_unit_and_refuses_others(tmp_path):

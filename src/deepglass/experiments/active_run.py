@@ -478,14 +478,15 @@ def _whole_network(run, graph, delta, gauge, whole_method, replicas, seed, optio
     except GaugeOfOtherWeights:   # unless a frustration run given the graph alone stored it
         stored = load_gauge(run, weights_digest(None, graph), graph)
     if stored is not None:
-        source = "from arrays/gauge_real.npz of this run"
+        # how this kind computed it (a resume reports the same), else another kind's
+        source = stored.get("source", "from arrays/gauge_real.npz of this run")
         settle_gauge(run, stored["sigma"], stored["energy"], source)
         return stored["energy"], stored["sigma"], source
     res = whole_delta(graph, whole_method, replicas=replicas, seed=seed,
                       **({"engine": options["engine"]} if "engine" in options else {}))
+    source = f"{res.method}, {len(res.energies)} start gauges, seed {seed}"
     if run is not None:
         settle_gauge(run, res.sigma, res.frustration, "computed by this run")
         save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration, weights,
-                   graph)
-    return (res.frustration, res.sigma,
-            f"{res.method}, {len(res.energies)} start gauges, seed {seed}")
+                   graph, source=source)
+    return res.frustration, res.sigma, source

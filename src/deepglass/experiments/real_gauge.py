@@ -63,14 +63,17 @@ def _graph_identity(graph) -> dict | None:
 
 
 def save_gauge(run: RunDir, sigma, sigma_in, sigma_out, energy: float,
-               weights: str | None = None, graph=None) -> None:
+               weights: str | None = None, graph=None, source: str | None = None) -> None:
     """Store the real network's gauge in ``run`` (``arrays/gauge_real.npz``: ``sigma``,
     ``sigma_in``, ``sigma_out`` as int8, its ``energy``, the network's
     :func:`weights_digest` and, given ``graph`` (a :class:`SignedGraph` or a
-    frustration configuration), its capture rules and node and edge counts):
+    frustration configuration), its capture rules and node and edge counts;
+    ``source``: how it was computed, which a resumed run reports again):
     the partial order (SPEC §2, §5) that the active-subnetwork and
     near-monotonicity runs of the same directory reuse."""
     extra = {"weights": np.str_(weights)} if weights else {}
+    if source:
+        extra["source"] = np.str_(source)
     ident = _graph_identity(graph)
     if ident is not None:
         extra.update(rules=np.str_(ident["rules"]), nodes=np.int64(ident["nodes"]),
@@ -135,6 +138,8 @@ def load_gauge(run: RunDir, weights: str | None = None,
     frustration = run.run_config("frustration")
     _refuse_other(run.path, stored, frustration if stored is None else None, weights)
     ident = {k: g.pop(k) for k in ("rules", "nodes", "edges") if k in g}
+    if "source" in g:
+        g["source"] = str(g["source"])
     _refuse_other_graph(run.path, ident, frustration, graph)
     if graph is not None:
         sigma = np.asarray(g["sigma"]).reshape(-1)
