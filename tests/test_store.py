@@ -661,3 +661,19 @@ def test_a_kill_at_any_point_of_a_write_leaves_nothing_behind(tmp_path, monkeypa
     del again
     RunDir(d, {"seed": 0}, kind="frustration")
     assert not (d / ".manifest.jsonl.abc123.tmp").exists()
+
+
+def test_a_damaged_manifest_is_named_as_such(tmp_path):
+    """A manifest cut by hand made deepglass call its own summary.json a
+    foreign file; the message now names the damaged record."""
+    d = tmp_path / "r"
+    run = RunDir(d, {"seed": 0}, kind="frustration")
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+    run.write_report_section("## Frustration")
+    run.update_summary({"delta": 0.1})
+    del run
+    text = (d / "manifest.jsonl").read_text()
+    (d / "manifest.jsonl").write_text(text[:len(text) // 2])
+    with pytest.raises(DeepglassError, match=r"not recorded in manifest.jsonl, which has 1 "
+                                             r"unreadable line\(s\): the record is damaged"):
+        RunDir(d, {"seed": 0}, kind="frustration")

@@ -56,11 +56,13 @@ class Manifest:
         self.path = root / MANIFEST_NAME
         self.files: dict[str, dict] = {}
         self.tmps: set[str] = set()
+        self.unreadable = 0
         self.lock = threading.Lock()
         self._warned: set[str] = set()
 
     def load(self) -> None:
         self.files, self.tmps = {}, set()
+        self.unreadable = 0      # lines that are no JSON object (a damaged file)
         try:
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
@@ -72,8 +74,10 @@ class Manifest:
             try:
                 e = json.loads(line)
             except ValueError:
+                self.unreadable += bool(line.strip())
                 continue
             if not isinstance(e, dict):
+                self.unreadable += 1
                 continue
             named = next((e[k] for k in ("path", "tmp", "removed") if isinstance(e.get(k), str)),
                          None)

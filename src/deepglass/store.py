@@ -251,6 +251,11 @@ class RunDir(RunReports, OwnedFiles):
                           if not p.is_dir() and not p.name.startswith(".")]
         for name in names:
             if os.path.lexists(self.path / name) and name not in self._manifest.files:
+                if self._manifest.unreadable:
+                    raise DeepglassError(
+                        f"{self.path / name} is not recorded in {MANIFEST_NAME}, which has "
+                        f"{self._manifest.unreadable} unreadable line(s): the record is "
+                        "damaged; restore it, or move the directory away and run again")
                 raise DeepglassError(f"{self.path / name} exists and was not written by "
                                      "deepglass; move it away or choose another --out")
 
