@@ -684,8 +684,8 @@ def test_ctrl_c_in_a_command_says_so_once(monkeypatch, capsys, tmp_path):
         app.main(["graph", "digits_cnn"])
     assert exc.value.code == 130
     out = capsys.readouterr()
-    assert out.err.strip().splitlines() == [
-        "interrupted (a run with --out keeps its finished units: the same command resumes it)"]
+    # a command without --out (graph, rap mc) keeps nothing, and says so
+    assert out.err.strip().splitlines() == ["interrupted; nothing was written"]
     monkeypatch.setattr(frustration, "frustration_vs_nulls", interrupted)
     with pytest.raises(SystemExit) as exc:
         app.main(["frustration", "digits_cnn", "--nulls", "N1", "--out", str(tmp_path / "run")])

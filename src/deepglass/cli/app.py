@@ -168,8 +168,10 @@ def main(argv: list[str] | None = None) -> None:
         from .common import INTERRUPT_SAID
 
         if not INTERRUPT_SAID[0]:
+            given = argv if argv is not None else sys.argv[1:]
             typer.echo("interrupted (a run with --out keeps its finished units: the same "
-                       "command resumes it)", err=True)
+                       "command resumes it)" if any(str(a).startswith("--out") for a in given)
+                       else "interrupted; nothing was written", err=True)
         raise SystemExit(130)
     if isinstance(code, int) and code:
         raise SystemExit(code)
