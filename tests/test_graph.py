@@ -635,3 +635,26 @@ def test_half_precision_ddp_meta_and_fake_quant_models(tmp_path):
     qat = torch.ao.quantization.prepare_qat(qat.train()).eval()
     with pytest.raises(DeepglassError, match="fake quantization .* rounds values"):
         SignedGraph.from_module(qat, (1, 8, 8))
+
+
+def test_a_parameter_written_in_forward_is_named_as_the_cause():
+    """A constraint applied inside forward (self.P.data = renorm(...), as some EEG
+    nets do) stops torch.export with torch's 'fake tensor ... lifted_tensor_0 ...
+    Please file an issue'; the refusal now names the usual cause and the way out."""
+    class Constrained(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv1d(2, 3, 3)
+            self.P = nn.Parameter(torch.randn(2, 12))
+
+        def forward(self, x):
+            f = F.relu(self.c(x)).flatten(1)
+            self.P.data = torch.renorm(self.P.data, p=2, dim=0, maxnorm=1.0)
+            return torch.einsum("bd,cd->bc", f, self.P)
+
+    for capture in ("auto", "export"):
+        with pytest.raises(DeepglassError) as info:
+            SignedGraph.from_module(Constrained().eval(), (2, 6), capture=capture)
+        msg = str(info.value)
+        assert "parameter's .data set or changed in place inside forward" in msg
+        assert "file an issue" not in msg and "\n" not in msg

@@ -11,7 +11,6 @@ reads, for activation patterns (:mod:`.pattern`).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import warnings
 from collections.abc import Mapping
@@ -25,55 +24,14 @@ import torch.nn as nn
 
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
+from .model_checks import (attributes_kept, check_finite, check_weights, module_mode,
+                           refuse_called_modules)
 from .prune import contract_copies, prune, prune_channels
 from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref, Refused,
                        flatten, remap)
 
-__all__ = ["capture_module", "check_finite", "module_mode", "Captured", "output_tensor", "output_names", "RULES",
-           "CAPTURE_OF", "input_shapes"]
-
-
-def check_finite(model: nn.Module) -> None:
-    """Raise a DeepglassError naming the first parameter with NaN or inf
-    entries, or buffer with NaN entries (an infinite buffer is a masking
-    constant: ``-inf`` filled in before a softmax).
-
-    One cheap reduction per tensor; the entries are counted only where it is
-    not finite.
-    """
-    for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
-        for name, t in items:
-            if isinstance(t, nn.parameter.UninitializedTensorMixin) or not (
-                    t.is_floating_point() or t.is_complex()) or t.is_meta:
-                continue
-            if bool(torch.isfinite(t.detach().sum())):
-                continue
-            bad = int(((~torch.isfinite(t)) if kind == "parameter" else torch.isnan(t)).sum())
-            if bad:
-                what = "NaN/inf" if kind == "parameter" else "NaN"
-                raise DeepglassError(f"{kind} {name!r} has {bad} {what} entries of {t.numel()}")
-
-
-def _check_weights(model: nn.Module) -> None:
-    for name, p in list(model.named_parameters()) + list(model.named_buffers()):
-        if isinstance(p, nn.parameter.UninitializedTensorMixin):
-            raise DeepglassError(f"parameter {name!r} is not initialized (a lazy layer, "
-                                 "nn.LazyConv2d, ...): run the model on one sample first")
-    check_finite(model)
-    for name, m in model.named_modules():
-        # eval-mode batch norm divides by sqrt(running_var + eps): a negative
-        # variance gives NaN (or a division by zero) in the fold and the forward pass
-        var, eps = getattr(m, "running_var", None), getattr(m, "eps", None)
-        if isinstance(m, nn.modules.batchnorm._NormBase) and isinstance(var, torch.Tensor) \
-                and var.is_floating_point() and isinstance(eps, (int, float)):
-            bad = (var < 0) | (var + eps <= 0)
-            if bool(bad.any()):
-                raise DeepglassError(
-                    f"batch norm {name!r}: {name}.running_var has {int(bad.sum())} negative "
-                    f"entr{'y' if int(bad.sum()) == 1 else 'ies'} (min {float(var.min()):.4g}, "
-                    f"eps {eps:g}), so sqrt(running_var + eps) is not a real positive "
-                    "number; the checkpoint's batch-norm statistics are damaged")
-
+__all__ = ["capture_module", "check_finite", "module_mode", "Captured", "output_tensor",
+           "output_names", "RULES", "CAPTURE_OF", "input_shapes"]
 
 
 #: the capture conventions of SPEC §1 / §1b, each a named option: value choices,
@@ -84,110 +42,6 @@ RULES = {
     "gates": ("scale", "error"),       # x * g with g >= 0 a gate: positive rescaling, or refuse
     "capture": ("auto", "export", "core", "fx"),  # core: torch.export lowered to core ATen
 }
-
-#: modules for which the signed graph is not defined, with why (SPEC §1b)
-_REFUSED_MODULES = (
-    (nn.RNNBase, "a recurrent cell has no fixed feed-forward signed graph; unroll it or "
-                 "analyse the convolutional part"),
-    (nn.RNNCellBase, "a recurrent cell has no fixed feed-forward signed graph; unroll it or "
-                     "analyse the convolutional part"),
-    (nn.MultiheadAttention, "attention multiplies two values computed from the input, so "
-                            "the signed graph is not defined for it"),
-    (torch.ao.quantization.FakeQuantizeBase,
-     "fake quantization (quantization-aware training) rounds values to an integer grid, "
-     "which has no real-valued signed graph; load the float weights into the float model"),
-    (torch.ao.quantization.ObserverBase,
-     "a model prepared for quantization records statistics in its forward; load its "
-     "float weights into the float model"),
-)
-
-
-def _refused_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
-    """The layers whose signed graph is not defined (recurrent cells, attention,
-    quantized layers), with why; a quantized parameter is refused at once."""
-    found = []
-    for name, m in model.named_modules():
-        why = next((w for cls, w in _REFUSED_MODULES if isinstance(m, cls)), None)
-        if why is None and (".quantized" in type(m).__module__ or any(
-                getattr(t, "is_quantized", False) for t in list(m.parameters(recurse=False))
-                + list(m.buffers(recurse=False)))):
-            why = ("a quantized model's integer arithmetic has no real-valued signed graph; "
-                   "load the float model instead")
-        if why is not None:
-            found.append((name, m, why))
-    for name, p in list(model.named_parameters()) + list(model.named_buffers()):
-        if getattr(p, "is_quantized", False):
-            raise UnsupportedLayerError(f"parameter {name!r} is quantized: a quantized model has "
-                                        "no real-valued signed graph; load the float model")
-    return found
-
-
-def _refuse_called_modules(model, inputs, forward_kwargs) -> None:
-    """One clear line for a layer of :func:`_refused_modules` that the forward
-    pass calls (found by one eager pass with hooks, only where the model holds
-    such a layer); one it holds but never calls (a CRNN's recurrent head cut
-    off in ``forward``) adds nothing.  Where the forward fails before calling
-    one, the capture reports the failure (a wrong input shape, say)."""
-    found = _refused_modules(model)
-    if not found:
-        return
-    called: list = []
-    hooks = [m.register_forward_pre_hook(lambda mod, args, k=k: called.append(k))
-             for k, (_, m, _) in enumerate(found)]
-    try:
-        model(*inputs, **(forward_kwargs or {}))
-    except Exception:  # noqa: BLE001 - the capture reports the model's own failure
-        pass
-    finally:
-        for h in hooks:
-            h.remove()
-    if called:
-        name, m, why = found[min(called)]
-        raise UnsupportedLayerError(
-            f"unsupported layer {name or type(m).__name__!r} ({type(m).__name__}): {why}")
-
-
-@contextlib.contextmanager
-def module_mode(model: nn.Module, training: bool = False):
-    """``model`` in eval (or train) mode inside the block, and afterwards every
-    submodule's own flag as it was: ``model.train(was)`` would reset a frozen
-    batch norm inside a training network, or a network wrapped in a new
-    (training) ``nn.Sequential``."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.train(training)
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-@contextlib.contextmanager
-def _attributes_kept(model: nn.Module):
-    """Restore every submodule's attributes after a capture: a forward that
-    caches tensors on its module (``self.anchors = ...``, a detector's head)
-    would otherwise keep the capture's fake or traced values."""
-    saved = [(m, dict(m.__dict__), {k: dict(getattr(m, k)) for k in
-                                    ("_parameters", "_buffers", "_modules")})
-             for m in model.modules()]
-    try:
-        yield
-    finally:
-        for m, attrs, tables in saved:
-            for k in [k for k in m.__dict__ if k not in attrs]:
-                del m.__dict__[k]
-            for k, v in attrs.items():
-                if m.__dict__.get(k, _MISSING) is not v:
-                    m.__dict__[k] = v
-            for k, table in tables.items():
-                now = getattr(m, k)
-                if now.keys() != table.keys() or any(now[j] is not v for j, v in table.items()):
-                    now.clear()
-                    now.update(table)
-
-
-_MISSING = object()
-
 
 def input_shapes(input_shape) -> list[tuple[int, ...]]:
     """One shape ``(3, 224, 224)`` or several ``[(3, 32, 32), (10,)]``; every
@@ -385,8 +239,8 @@ def _capture(model, inputs, forward_kwargs, rules, capture, pool_weight, batchno
             _check_forward(model, inputs, forward_kwargs)
             if capture != "auto":
                 raise DeepglassError(f"cannot capture {type(model).__name__} with "
-                                     f"torch.export: {exc}") from None
-            export_msg = str(exc)
+                                     f"torch.export: {_export_hint(str(exc))}") from None
+            export_msg = _export_hint(str(exc))
     try:
         return _capture_fx(model, inputs, forward_kwargs, Builder(pool_weight, batchnorm, record))
     except UnsupportedLayerError as exc:
@@ -409,6 +263,18 @@ def _capture(model, inputs, forward_kwargs, rules, capture, pool_weight, batchno
             "shapes, x.ndim, that torch.fx cannot); if forward() branches on the input's "
             "values, wrap the model in a module whose forward calls it with fixed arguments "
             "(non-tensor arguments can also be given as forward_kwargs)") from None
+
+
+def _export_hint(message: str) -> str:
+    """torch.export's message, with the usual cause named where torch names a
+    ``lifted_tensor`` (a tensor made outside the traced graph) and asks for a
+    bug report."""
+    if "lifted_tensor" not in message:
+        return message
+    message = message.replace(" Please file an issue on github.", "").rstrip(". ")
+    return (f"{message} (usually a parameter's .data set or changed in place inside forward, "
+            "a constraint such as self.w.data.clamp_(0): apply it outside forward, after "
+            "each optimizer step, or with torch.nn.utils.parametrize)")
 
 
 def _rescaled_output(builder: Builder, v, name: str, others: list):
@@ -484,9 +350,9 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
     # torch.export's own warnings are dropped; the graph's (a non-monotone
     # activation) are passed on afterwards, through the caller's filters
     with module_mode(model), torch.no_grad(), \
-            warnings.catch_warnings(record=True) as caught, _attributes_kept(model):
+            warnings.catch_warnings(record=True) as caught, attributes_kept(model):
         warnings.simplefilter("always")
-        _refuse_called_modules(model, inputs, forward_kwargs)
+        refuse_called_modules(model, inputs, forward_kwargs)
         try:
             run = _capture(model, inputs, forward_kwargs, rules, capture, pool_weight,
                            batchnorm, record)
@@ -542,7 +408,7 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
         raise DeepglassError("the model's parameters are on the meta device and hold no values: "
                              "load its weights first (model.to_empty(device='cpu'), then "
                              "load_state_dict)")
-    _check_weights(model)
+    check_weights(model)
     if any(t.dtype in (torch.float16, torch.bfloat16) for t in params):
         # a float32 copy: the widening is exact, and the folds (gamma / sqrt(var + eps),
         # SPEC §1) are then computed in float32 (in 16 bits they rounded, or overflowed)

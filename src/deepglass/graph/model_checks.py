@@ -1,0 +1,167 @@
+"""Checks of a module before its capture, and the state a capture restores.
+
+Weights that hold NaN or inf, lazy layers, damaged batch-norm statistics;
+the layers whose signed graph is not defined (SPEC §1b: recurrent cells,
+attention, quantized and fake-quantized layers), refused where the forward
+pass calls them; and the training flags and attributes a capture leaves as it
+found them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn as nn
+
+from ..errors import DeepglassError, UnsupportedLayerError
+
+__all__ = ["check_finite", "check_weights", "refused_modules", "refuse_called_modules",
+           "module_mode", "attributes_kept"]
+
+
+def check_finite(model: nn.Module) -> None:
+    """Raise a DeepglassError naming the first parameter with NaN or inf
+    entries, or buffer with NaN entries (an infinite buffer is a masking
+    constant: ``-inf`` filled in before a softmax).
+
+    One cheap reduction per tensor; the entries are counted only where it is
+    not finite.
+    """
+    for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, t in items:
+            if isinstance(t, nn.parameter.UninitializedTensorMixin) or not (
+                    t.is_floating_point() or t.is_complex()) or t.is_meta:
+                continue
+            if bool(torch.isfinite(t.detach().sum())):
+                continue
+            bad = int(((~torch.isfinite(t)) if kind == "parameter" else torch.isnan(t)).sum())
+            if bad:
+                what = "NaN/inf" if kind == "parameter" else "NaN"
+                raise DeepglassError(f"{kind} {name!r} has {bad} {what} entries of {t.numel()}")
+
+
+def check_weights(model: nn.Module) -> None:
+    for name, p in list(model.named_parameters()) + list(model.named_buffers()):
+        if isinstance(p, nn.parameter.UninitializedTensorMixin):
+            raise DeepglassError(f"parameter {name!r} is not initialized (a lazy layer, "
+                                 "nn.LazyConv2d, ...): run the model on one sample first")
+    check_finite(model)
+    for name, m in model.named_modules():
+        # eval-mode batch norm divides by sqrt(running_var + eps): a negative
+        # variance gives NaN (or a division by zero) in the fold and the forward pass
+        var, eps = getattr(m, "running_var", None), getattr(m, "eps", None)
+        if isinstance(m, nn.modules.batchnorm._NormBase) and isinstance(var, torch.Tensor) \
+                and var.is_floating_point() and isinstance(eps, (int, float)):
+            bad = (var < 0) | (var + eps <= 0)
+            if bool(bad.any()):
+                raise DeepglassError(
+                    f"batch norm {name!r}: {name}.running_var has {int(bad.sum())} negative "
+                    f"entr{'y' if int(bad.sum()) == 1 else 'ies'} (min {float(var.min()):.4g}, "
+                    f"eps {eps:g}), so sqrt(running_var + eps) is not a real positive "
+                    "number; the checkpoint's batch-norm statistics are damaged")
+
+
+
+#: modules for which the signed graph is not defined, with why (SPEC §1b)
+_REFUSED_MODULES = (
+    (nn.RNNBase, "a recurrent cell has no fixed feed-forward signed graph; unroll it or "
+                 "analyse the convolutional part"),
+    (nn.RNNCellBase, "a recurrent cell has no fixed feed-forward signed graph; unroll it or "
+                     "analyse the convolutional part"),
+    (nn.MultiheadAttention, "attention multiplies two values computed from the input, so "
+                            "the signed graph is not defined for it"),
+    (torch.ao.quantization.FakeQuantizeBase,
+     "fake quantization (quantization-aware training) rounds values to an integer grid, "
+     "which has no real-valued signed graph; load the float weights into the float model"),
+    (torch.ao.quantization.ObserverBase,
+     "a model prepared for quantization records statistics in its forward; load its "
+     "float weights into the float model"),
+)
+
+
+def refused_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """The layers whose signed graph is not defined (recurrent cells, attention,
+    quantized layers), with why; a quantized parameter is refused at once."""
+    found = []
+    for name, m in model.named_modules():
+        why = next((w for cls, w in _REFUSED_MODULES if isinstance(m, cls)), None)
+        if why is None and (".quantized" in type(m).__module__ or any(
+                getattr(t, "is_quantized", False) for t in list(m.parameters(recurse=False))
+                + list(m.buffers(recurse=False)))):
+            why = ("a quantized model's integer arithmetic has no real-valued signed graph; "
+                   "load the float model instead")
+        if why is not None:
+            found.append((name, m, why))
+    for name, p in list(model.named_parameters()) + list(model.named_buffers()):
+        if getattr(p, "is_quantized", False):
+            raise UnsupportedLayerError(f"parameter {name!r} is quantized: a quantized model has "
+                                        "no real-valued signed graph; load the float model")
+    return found
+
+
+def refuse_called_modules(model, inputs, forward_kwargs) -> None:
+    """One clear line for a layer of :func:`refused_modules` that the forward
+    pass calls (found by one eager pass with hooks, only where the model holds
+    such a layer); one it holds but never calls (a CRNN's recurrent head cut
+    off in ``forward``) adds nothing.  Where the forward fails before calling
+    one, the capture reports the failure (a wrong input shape, say)."""
+    found = refused_modules(model)
+    if not found:
+        return
+    called: list = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args, k=k: called.append(k))
+             for k, (_, m, _) in enumerate(found)]
+    try:
+        model(*inputs, **(forward_kwargs or {}))
+    except Exception:  # noqa: BLE001 - the capture reports the model's own failure
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+    if called:
+        name, m, why = found[min(called)]
+        raise UnsupportedLayerError(
+            f"unsupported layer {name or type(m).__name__!r} ({type(m).__name__}): {why}")
+
+
+@contextlib.contextmanager
+def module_mode(model: nn.Module, training: bool = False):
+    """``model`` in eval (or train) mode inside the block, and afterwards every
+    submodule's own flag as it was: ``model.train(was)`` would reset a frozen
+    batch norm inside a training network, or a network wrapped in a new
+    (training) ``nn.Sequential``."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+@contextlib.contextmanager
+def attributes_kept(model: nn.Module):
+    """Restore every submodule's attributes after a capture: a forward that
+    caches tensors on its module (``self.anchors = ...``, a detector's head)
+    would otherwise keep the capture's fake or traced values."""
+    saved = [(m, dict(m.__dict__), {k: dict(getattr(m, k)) for k in
+                                    ("_parameters", "_buffers", "_modules")})
+             for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, attrs, tables in saved:
+            for k in [k for k in m.__dict__ if k not in attrs]:
+                del m.__dict__[k]
+            for k, v in attrs.items():
+                if m.__dict__.get(k, _MISSING) is not v:
+                    m.__dict__[k] = v
+            for k, table in tables.items():
+                now = getattr(m, k)
+                if now.keys() != table.keys() or any(now[j] is not v for j, v in table.items()):
+                    now.clear()
+                    now.update(table)
+
+
+_MISSING = object()
