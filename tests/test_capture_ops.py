@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from jacobian import assert_is_jacobian
 
-from deepglass.errors import UnsupportedLayerError
+from deepglass.errors import DeepglassError, UnsupportedLayerError
 from deepglass.graph import NonMonotoneActivationWarning, SignedGraph
 
 
@@ -137,21 +137,6 @@ def test_zero_padding_before_a_transposed_convolution_adds_no_edges(pad, stride,
     assert g.n_nodes == 2 * 4 * 5 + 4 * 4 * 5 + math.prod(net(torch.zeros(1, 2, 4, 5, dtype=torch.float64)).shape)
 
 
-def test_a_fold_is_refused_by_name():
-    """``F.fold`` lowers to an index scatter: refused naming the fold, not only
-    its lowered op (``F.unfold``, which only reads, is a re-indexing)."""
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c = nn.Conv2d(2, 2, 1)
-
-        def forward(self, x):
-            return F.fold(F.unfold(self.c(x), 2, stride=2), (4, 4), 2, stride=2)
-
-    with pytest.raises(UnsupportedLayerError, match=r"F\.fold"):
-        SignedGraph.from_module(Net().eval(), (2, 4, 4))
-
-
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_pool_sizes_given_as_one_element_lists_repeat_over_the_spatial_dims(nd):
     """``F.avg_pool2d(x, [2])``: PyTorch repeats a one-element kernel or
@@ -229,3 +214,62 @@ def test_a_written_out_function_of_one_value_is_read_for_monotonicity(name, f, w
         assert not w, w
     else:
         assert len(w) == 1 and warned in w[0], w
+
+
+class _Fold(nn.Module):
+    """unfold -> fold: with stride = kernel the inverse of unfold (a re-indexing),
+    with overlap an overlap-add (each output the sum of the patches covering it)."""
+
+    def __init__(self, k, s, size=6):
+        super().__init__()
+        self.c = nn.Conv2d(2, 3, 3, padding=1)
+        self.k, self.s, self.size = k, s, size
+        self.fc = nn.Linear(3 * size * size, 4)
+
+    def forward(self, x):
+        p = F.unfold(self.c(x), self.k, stride=self.s)
+        return self.fc(F.fold(2.0 * p, (self.size, self.size), self.k, stride=self.s).flatten(1))
+
+
+class _WriteAt(nn.Module):
+    """x[..., idx] = v and x[..., idx] += v at fixed positions."""
+
+    def __init__(self, accumulate):
+        super().__init__()
+        self.c = nn.Conv1d(1, 2, 3)
+        self.fc = nn.Linear(2 * 10, 3)
+        self.accumulate = accumulate
+        self.register_buffer("idx", torch.tensor([9, 7, 5, 3, 1, 1 if accumulate else 0]))
+
+    def forward(self, x):
+        y = self.c(x)
+        z = y.new_zeros(y.shape[0], 2, 10)
+        if self.accumulate:      # position 1 written twice: the two values add
+            where = (torch.arange(y.shape[0])[:, None, None], torch.arange(2)[None, :, None],
+                     self.idx[None, None, :])
+            z = z.index_put(where, y, accumulate=True)
+        else:
+            z[:, :, self.idx] = y
+        return self.fc(z.flatten(1))
+
+
+@pytest.mark.parametrize("net, shape", [(_Fold(2, 2), (2, 6, 6)), (_Fold(3, 1), (2, 6, 6)),
+                                        (_Fold(3, 2, 7), (2, 7, 7)), (_WriteAt(False), (1, 8)),
+                                        (_WriteAt(True), (1, 8))],
+                         ids=["fold-no-overlap", "fold-overlap", "fold-stride-2",
+                              "write", "write-accumulate"])
+def test_fold_and_writes_at_fixed_positions_are_their_jacobian(net, shape):
+    """F.fold / nn.Fold and x[idx] = v were refused (index_put); they are sums of
+    copies and re-indexings of the nodes written (SPEC §1)."""
+    g = assert_is_jacobian(net.eval(), shape)
+    assert g.n_edges > 0
+
+
+def test_positions_computed_from_the_input_are_refused():
+    class Unpool(nn.Module):       # max-unpooling: positions chosen by the input's values
+        def forward(self, x):
+            y, i = F.max_pool1d(x, 2, return_indices=True)
+            return F.max_unpool1d(y, i, 2)
+
+    with pytest.raises(DeepglassError, match="indices of a maximum|computed from the input"):
+        SignedGraph.from_module(Unpool(), (1, 8))
