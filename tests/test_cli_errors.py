@@ -613,6 +613,19 @@ def test_a_torchscript_archive_error_is_one_line(cli, tmp_path):
     code, out, err = cli(["graph", str(path), "--input-shape", "3,100000,100000"])
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert "one input sample of shape 3,100000,100000" in err and "lower --input-shape" in err
+    # a shape of another rank: said so, with the archive's own reason (the exporter's
+    # "Cannot determine scalar type" before)
+    code, out, err = cli(["graph", str(path), "--input-shape", "1,6"])
+    assert code == 2 and err.count("\n") == 1, err
+    assert "does not accept input of shape 1,6 (RuntimeError: Expected 4-dimensional" in err
+    # traced in train mode: said so, not "exported ... export it after model.eval()"
+    bn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(bn, torch.randn(2, 3, 8, 8)), str(tmp_path / "train.pt"))
+    code, out, err = cli(["graph", str(tmp_path / "train.pt"), "--input-shape", "3,8,8"])
+    assert code == 2 and err.count("\n") == 1, err
+    assert "traced or scripted with the model in train mode" in err and "--arch" in err
 
 
 def _sigint_default():

@@ -99,6 +99,18 @@ def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str
         else [tuple(s) for s in input_shape]
     names = [f"input_{i}" for i in range(len(shapes))]
     sample = tuple(torch.zeros((1, *s)) for s in shapes)
+    try:        # the shape first: the exporter's own error on a wrong one says nothing of it
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            script.eval()(*sample)
+    except Exception as exc:  # noqa: BLE001 - the archive's own checks raise any kind
+        shown = ";".join(",".join(map(str, s)) for s in shapes)
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        # the interpreter's first line is generic; the error raised is its last
+        why = lines[-1][:160] if len(lines) > 1 and "TorchScript interpreter" in lines[0] \
+            else first_line(exc, limit=160)
+        raise DeepglassError(f"the TorchScript file {name} does not accept input of shape "
+                             f"{shown} ({why}); check --input-shape (one per input)") from None
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings(), quiet_exporter(("torch.onnx",), stdout=True), _quiet_fds():
@@ -109,5 +121,13 @@ def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str
     except Exception as exc:  # the exporter raises many kinds of errors
         raise DeepglassError(f"cannot convert the TorchScript file {name} through ONNX: "
                              f"{first_line(exc)}") from None
-    return onnx_to_module(onnx.load_from_string(buf.getvalue()),
-                          input_shape=shapes[0] if len(shapes) == 1 else shapes)
+    try:
+        return onnx_to_module(onnx.load_from_string(buf.getvalue()),
+                              input_shape=shapes[0] if len(shapes) == 1 else shapes)
+    except DeepglassError as exc:
+        if "training-mode batch norm" not in str(exc):
+            raise
+        raise DeepglassError(f"the TorchScript file {name} was traced or scripted with the "
+                             "model in train mode (its batch norms normalize by each batch's "
+                             "statistics): trace it again after model.eval(), or give --arch "
+                             "to load its weights into the Python class") from None
