@@ -469,3 +469,28 @@ def test_every_submodule_keeps_its_own_training_flag():
     assert [m.training for m in net.modules()] == flags
     near_monotonicity(net, fr.sigma_in, fr.sigma_out, x, amplitudes=3)
     assert [m.training for m in net.modules()] == flags
+
+
+def test_bad_inputs_and_arguments_are_one_line_errors():
+    """An input without its batch axis was a torch 'mat1 and mat2' error, a negative
+    first_index NumPy's; complex inputs ran with a warning; sigma of the right
+    length but other values was 'must hold 64 entries, got 64'."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 3)).eval()
+    g = deepglass.SignedGraph.from_module(net, (1, 8, 8))
+    x = torch.rand(2, 1, 8, 8)
+    s_in, s_out = np.ones(64), np.ones(3)
+    for xx, kw, msg in [(torch.rand(1, 8, 8), {}, r"does not accept inputs of shape \(1, 8, 8\)"),
+                        (x, {"first_index": -5}, "first_index must be a non-negative integer"),
+                        (x.to(torch.complex64), {}, "inputs are complex"),
+                        (x, {"sigma_in": 0.5 * s_in}, r"sigma_in must hold \+1/-1 only; 64 of")]:
+        args = {"sigma_in": s_in, **kw}
+        with pytest.raises(DeepglassError, match=msg):
+            near_monotonicity(net, args.pop("sigma_in"), s_out, xx, amplitudes=3, **args)
+    for kw, msg in [({"batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
+                    ({"ids": 5}, "ids must be a sequence of 2 ids"),
+                    ({"ids": [1, 2, 3]}, "got 3 of them")]:
+        with pytest.raises(DeepglassError, match=msg):
+            deepglass.active_subgraph(g, net, x, **kw)
+    with pytest.raises(DeepglassError, match="inputs are complex"):
+        deepglass.active_subgraph(g, net, x.to(torch.complex64))

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from ..devices import check_device
-from ..errors import DeepglassError, check_seed
+from ..errors import DeepglassError, check_seed, first_line
 
 __all__ = ["near_monotonicity", "MonotonicityResult", "alignment_gamma", "amplitude_grid",
            "check_amplitude_range",
@@ -251,9 +251,12 @@ def _spins(s, n: int, what: str, size_hint: str = "") -> torch.Tensor:
     """``s`` as a float tensor of ``n`` entries +-1; ``size_hint`` is added to
     the refusal of a gauge of another size."""
     s = np.asarray(s).ravel()
-    if s.size != n or not np.isin(s, (-1, 1)).all():
-        raise DeepglassError(f"{what} must hold {n} entries of +1/-1, got {s.size}"
-                             + (size_hint if s.size != n else ""))
+    if s.size != n:
+        raise DeepglassError(f"{what} must hold {n} entries of +1/-1, got {s.size}" + size_hint)
+    if not np.isin(s, (-1, 1)).all():
+        bad = s[~np.isin(s, (-1, 1))]
+        raise DeepglassError(f"{what} must hold +1/-1 only; {bad.size} of its {n} entries are "
+                             f"other values (e.g. {bad[0]!r})")
     return torch.as_tensor(s.astype(np.float32))
 
 
@@ -360,8 +363,13 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     1.0
     """
     check_seed(seed)
+    if isinstance(first_index, bool) or not isinstance(first_index, (int, np.integer)) \
+            or first_index < 0:
+        raise DeepglassError(f"first_index must be a non-negative integer, got {first_index!r}")
     dev = check_device(device)
     x, ids = as_batch(inputs, ids)
+    if x.is_complex():
+        raise DeepglassError("inputs are complex: the network's inputs are real numbers")
     B, shape = int(x.shape[0]), tuple(x.shape[1:])
     numel = int(np.prod(shape))
     s_in = _spins(sigma_in, numel, "sigma_in", f" (the inputs are of shape "
@@ -396,7 +404,15 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
         return out.reshape(len(xs), -1).to("cpu", torch.float64)
 
     try:
-        y = torch.cat([forward(x[i:i + batch_size]) for i in range(0, B, batch_size)])
+        try:
+            first = forward(x[:batch_size])
+        except Exception as exc:  # noqa: BLE001 - a forward's own checks raise any kind
+            raise DeepglassError(
+                f"the model does not accept inputs of shape {tuple(x[:batch_size].shape)} "
+                f"({first_line(exc, typed=True, limit=160)}); inputs are a batch "
+                "(B, *input_shape): one input needs its batch axis (x[None])") from None
+        y = torch.cat([first] + [forward(x[i:i + batch_size])
+                                 for i in range(batch_size, B, batch_size)])
         m = y.shape[1]
         if m == 1:
             warnings.warn("the output read has a single value, so rho is 0 or 1 in every "

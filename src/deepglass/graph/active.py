@@ -239,6 +239,8 @@ def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
         raise DeepglassError(f"inputs must have shape (B, {', '.join(map(str, shape))}), "
                              f"got {tuple(x.shape)}")
+    if x.is_complex():
+        raise DeepglassError("inputs are complex: the network's inputs are real numbers")
     if not torch.is_floating_point(x):
         x = x.float()
     if not bool(torch.isfinite(x).all()):
@@ -247,10 +249,12 @@ def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
     if B < 1:
         raise DeepglassError("no inputs: x holds a batch of 0")
     ids = np.arange(B) if ids is None else np.asarray(ids)
-    if len(ids) != B:
-        raise DeepglassError(f"{len(ids)} ids for {B} inputs")
-    if batch_size is not None and batch_size < 1:
-        raise DeepglassError(f"batch_size must be >= 1, got {batch_size}")
+    if ids.ndim != 1 or len(ids) != B:
+        got = f"{len(ids)} of them" if ids.ndim == 1 else repr(ids.tolist())
+        raise DeepglassError(f"ids must be a sequence of {B} ids (one per input), got {got}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size < 1):
+        raise DeepglassError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     target = check_target(target, B, len(graph.output_index))
     t0 = time.perf_counter()
     rec = pattern_recorder(graph, model, forward_kwargs)
