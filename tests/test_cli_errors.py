@@ -110,6 +110,7 @@ BAD = [
     (["criticality", "meanfield", "digits_cnn", "--gates", "x"], "--gates must be one of"),
     (["active", "digits_cnn", "--inputs", "{tmp}/none.npy"], "none.npy: no inputs (a batch of 0)"),
     (["monotonicity", "digits_cnn", "--inputs", ""], "inputs: an empty name"),
+    (["rap", "anneal", "--sweeps", "1", "--sweeps", "1"], "--sweeps gives 1 more than once"),
     # options that do not apply to the source were ignored, the run went on without them
     (["criticality", "meanfield", "{tmp}/garbage.npy", "--arch", "alexnet", "--batchnorm",
       "ignore"], "--arch, --batchnorm apply to networks; a matrix file holds the couplings"),

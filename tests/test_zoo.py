@@ -946,3 +946,11 @@ def test_checkpoints_as_training_code_leaves_them(tmp_path):
                tmp_path / "short.pt")
     with pytest.raises(DeepglassError, match="missing keys"):
         load_model(tmp_path / "short.pt", arch=arch, input_shape=(1, 8, 8))
+
+
+def test_bad_seed_and_model_arguments_are_one_line_errors():
+    # a torch overflow and an AttributeError before
+    with pytest.raises(DeepglassError, match=r"seed must be an integer in \[0, 2\^63\)"):
+        zoo.get("digits_cnn", seed=2 ** 70)
+    with pytest.raises(DeepglassError, match="expected a torch.nn.Module, got str"):
+        zoo.check_finite("x")

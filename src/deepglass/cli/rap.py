@@ -281,6 +281,10 @@ def anneal_cmd(
         check_out_dir(out)
     if any(s not in STARTS for s in starts):
         raise DeepglassError(f"--start must be polarized or random, got {starts}")
+    for opt, given in (("--sweeps", sweeps), ("--start", starts)):
+        twice = sorted({v for v in given if list(given).count(v) > 1})
+        if twice:
+            raise DeepglassError(f"{opt} gives {', '.join(map(str, twice))} more than once")
     _probabilities(a1=a1, a2=a2, p1=p1, p2=p2, p3=p3)
     _method("--method", method)
     if schedule not in ("geometric", "linear"):

@@ -28,6 +28,8 @@ def check_finite(model: nn.Module) -> None:
     One cheap reduction per tensor; the entries are counted only where it is
     not finite.
     """
+    if not isinstance(model, nn.Module):
+        raise DeepglassError(f"expected a torch.nn.Module, got {type(model).__name__}")
     for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
         for name, t in items:
             if isinstance(t, nn.parameter.UninitializedTensorMixin) or not (

@@ -171,6 +171,9 @@ def get(name: str, *, pretrained: bool = False, seed: int = 0, **kwargs) -> nn.M
         ``cached``).
     """
     e = entry(name)
+    if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(seed, "__index__") \
+            or not 0 <= int(seed) < 2 ** 63:
+        raise DeepglassError(f"seed must be an integer in [0, 2^63), got {seed!r}")
     if not pretrained:
         return _finish(_build(e, seed, kwargs), e.input_shape, name)
     if e.train_spec is None:
