@@ -273,3 +273,34 @@ def test_positions_computed_from_the_input_are_refused():
 
     with pytest.raises(DeepglassError, match="indices of a maximum|computed from the input"):
         SignedGraph.from_module(Unpool(), (1, 8))
+
+
+def test_a_frozen_batch_norm_follows_the_batchnorm_option():
+    """torchvision's / timm's FrozenBatchNorm2d computes x * scale + shift from its
+    buffers: folded as a batch norm (sign included) with batchnorm="fold", and
+    ignored as one with batchnorm="ignore" (its negative gains still flipped edges)."""
+    class FrozenBatchNorm2d(nn.Module):
+        def __init__(self, bn):
+            super().__init__()
+            for k in ("weight", "bias", "running_mean", "running_var"):
+                self.register_buffer(k, getattr(bn, k).detach().clone())
+            self.eps = bn.eps
+
+        def forward(self, x):
+            scale = self.weight.reshape(1, -1, 1, 1) * \
+                (self.running_var.reshape(1, -1, 1, 1) + self.eps).rsqrt()
+            return x * scale + (self.bias.reshape(1, -1, 1, 1)
+                                - self.running_mean.reshape(1, -1, 1, 1) * scale)
+
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(3).eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([-2.0, 0.5, 3.0]))
+        bn.running_var.copy_(torch.tensor([0.5, 2.0, 1.0]))
+    conv, fc = nn.Conv2d(1, 3, 3), nn.Linear(3 * 36, 2)
+    plain = nn.Sequential(conv, bn, nn.ReLU(), nn.Flatten(), fc).eval()
+    frozen = nn.Sequential(conv, FrozenBatchNorm2d(bn), nn.ReLU(), nn.Flatten(), fc).eval()
+    for mode in ("fold", "ignore"):
+        a, b = (SignedGraph.from_module(m, (1, 8, 8), batchnorm=mode,
+                                        dtype=torch.float64).to_scipy() for m in (plain, frozen))
+        assert abs(a - b).max() < 1e-6, mode

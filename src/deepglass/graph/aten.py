@@ -31,7 +31,8 @@ import torch.fx
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm_layer,
                          _group_norm, _group_norm_layer, _instance_norm_layer, _layer_norm,
-                         _layer_norm_layer, _reduced_statistic, _statistic, stat_sign)
+                         _layer_norm_layer, _reduced_statistic, _statistic, frozen_or,
+                         stat_sign)
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
 from .aten_products import _attention, _bmm, _gated, _linear, _matmul, gated_by_refused
@@ -491,8 +492,8 @@ ATEN_OPS: dict = {
     aten.addcmul.default: _addcmul,
     **_ops("maximum minimum", _threshold),
     **_ops("where masked_fill", _where),
-    aten.mul.Tensor: _mul,
-    aten.mul.Scalar: _mul,
+    aten.mul.Tensor: frozen_or(_mul),
+    aten.mul.Scalar: frozen_or(_mul),
     aten.div.Tensor: _div,
     aten.div.Scalar: _div,
     aten.neg.default: _neg,

@@ -21,8 +21,8 @@ import torch.fx
 
 from .aten_activations import nonmonotone
 from .layers import reduce_op
-from .symbolic import (Pending, Ref, _arg, _flag, _name_of, _opname, add_values, base_packet,
-                       expand_to, scale, uses)
+from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _name_of, _opname, add_values,
+                       base_packet, expand_to, scale, uses)
 
 __all__ = ["Stat", "feeds_normalization", "stat_sign"]
 
@@ -54,6 +54,27 @@ def _batch_norm_layer(ip, n, args, kwargs, real):
             return args[0]
         return _channel_gain(ip, n, args[0], r[1], r[0].ndim)
     return _batch_norm_scale(ip, n, args[0], r[1], r[4], r[7], r[0].ndim)
+
+
+def in_frozen_batch_norm(n) -> bool:
+    """Whether op ``n`` is computed inside a frozen batch norm (torchvision's and
+    timm's ``FrozenBatchNorm2d``: ``x * scale + shift`` from its buffers)."""
+    stack = n.meta.get("nn_module_stack") or {}
+    return any("FrozenBatchNorm" in (cls if isinstance(cls, str) else
+                                     getattr(cls, "__name__", str(cls)))
+               for _, cls in stack.values())
+
+
+def frozen_or(rule):
+    """``rule`` (a product's), except that under ``batchnorm="ignore"`` a frozen
+    batch norm's fixed scale is ignored as a batch norm layer's is (SPEC §1b: the
+    result does not depend on which module computes the batch norm)."""
+    def mul(ip, n, args, kwargs, real):
+        if ip.rules["batchnorm"] == "ignore" and in_frozen_batch_norm(n) and \
+                sum(_is_sym(a) for a in args[:2]) == 1:
+            return next(a for a in args[:2] if _is_sym(a))
+        return rule(ip, n, args, kwargs, real)
+    return mul
 
 
 def _layer_norm_layer(ip, n, args, kwargs, real):
