@@ -482,6 +482,7 @@ def test_bad_inputs_and_arguments_are_one_line_errors():
     s_in, s_out = np.ones(64), np.ones(3)
     for xx, kw, msg in [(torch.rand(1, 8, 8), {}, r"does not accept inputs of shape \(1, 8, 8\)"),
                         (x, {"first_index": -5}, "first_index must be a non-negative integer"),
+                        (x, {"alpha": 1.5}, r"alpha must be a number in \[0, 1\)"),
                         (x.to(torch.complex64), {}, "inputs are complex"),
                         (x, {"sigma_in": 0.5 * s_in}, r"sigma_in must hold \+1/-1 only; 64 of")]:
         args = {"sigma_in": s_in, **kw}

@@ -481,7 +481,7 @@ def test_log_grid_and_bad_scan_parameters():
                     ({"max_bisect": -1}, "max_bisect must be an integer >= 0"),
                     ({"max_iter": 0}, "max_iter must be an integer >= 1"),
                     ({"mc_sweeps": 2.0}, "mc_sweeps must be an integer >= 0"),
-                    ({"bracket_tol": 0.0}, "bracket_tol must be > 0, got 0.0")]:
+                    ({"bracket_tol": 0.0}, r"bracket_tol must be a finite number in \(0, inf\), got 0.0")]:
         with pytest.raises(DeepglassError, match=msg):
             PhaseConfig(N=10, **kw).validate()
 
@@ -720,7 +720,9 @@ def test_api_values_outside_the_model_are_refused():
                       (lambda: AnnealConfig(N=10, mc_sweeps=1).validate(), "mc_sweeps must be 0"),
                       (lambda: AnnealConfig(N=10, repeats=1.5).validate(),
                        "repeats must be an integer >= 1"),
-                      (lambda: find_transitions(pd.DataFrame()), "missing columns: a2, beta")):
+                      (lambda: find_transitions(pd.DataFrame()), "missing columns: a2, beta"),
+                      (lambda: AnnealConfig(N=10, n_temps=1).validate(),
+                       "n_temps must be an integer >= 2")):
         with pytest.raises(DeepglassError, match=msg):
             call()
     # run_mc's shortest run: 2 sweeps, both sampled (the default equilibration of

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deepglass.errors import DeepglassError
 from deepglass.rap import PhaseConfig, RAPModel, paramagnetic, scan_phase
 
 REQUIRED = {"alpha", "energy", "entropy", "free_energy", "q", "converged"}
@@ -278,6 +279,11 @@ def test_runs_are_their_parts_and_resume(tmp_path):
     ref = student_activations(N=6, trials=2, epochs=1, n_train=32, n_test=32, seed=2)
     pd.testing.assert_frame_equal(st.activations.drop(columns="seconds"),
                                   ref.drop(columns="seconds"))
+    # another batch size is another run: it returned the first one's trials
+    kw = dict(N=6, trials=1, epochs=1, n_train=32, n_test=32, seed=2, run=tmp_path / "st")
+    student_study(batch_size=10, **kw)
+    with pytest.raises(DeepglassError, match=r"differs \(batch_size: recorded 10, now 20\)"):
+        student_study(batch_size=20, **kw)
 
 
 def test_rap_runs_share_a_directory_with_other_kinds(cli, tmp_path):

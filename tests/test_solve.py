@@ -761,3 +761,13 @@ def test_bad_arguments_of_frustration_are_one_line_errors():
     assert len(deepglass.frustration(g, init=np.ones((3, n))).energies) == 3
     assert len(deepglass.frustration(g, replicas=3, init=np.ones((3, n))).energies) == 3
     assert len(deepglass.frustration(g).energies) == 80
+
+
+def test_a_misspelled_solver_option_is_named_with_the_method_s_options():
+    g = _tiny_conv(5)
+    with pytest.raises(DeepglassError, match=r"unknown option gama for method 'descent' "
+                                             r"\(its options: gamma, decay"):
+        deepglass.frustration(g, replicas=2, gama=0.5)
+    with pytest.raises(DeepglassError, match=r"unknown option sweeps for method 'greedy'"):
+        deepglass.frustration(g, method="greedy", replicas=2, sweeps=3)
+    assert deepglass.frustration(g, method="anneal", replicas=2, sweeps=3).method == "anneal"

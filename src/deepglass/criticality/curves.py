@@ -3,8 +3,10 @@ fitted on them (SPEC §7, paper 002).
 
 :func:`default_grid` places temperatures around ``T_c``; :func:`mean_field_curves`
 solves :mod:`.meanfield`'s equations along it (continuation from the ordered
-pattern); :func:`critical_exponents` fits ``beta``, ``gamma`` and ``delta`` on
-the curves against their mean-field values 1/2, 1 and 3.
+pattern); :func:`critical_exponents` fits the magnetization's and the
+overlap's ``beta`` and the susceptibility's ``gamma`` above and below ``T_c``
+(``beta, beta_q, gamma, gamma_below, gamma_u``) on the curves, against their
+mean-field values.
 """
 
 from __future__ import annotations

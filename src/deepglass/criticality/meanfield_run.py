@@ -129,7 +129,9 @@ def load_matrix(path: str | Path, symmetrize: bool = False):
 
 
 def coupling_info(W: Any) -> dict:
-    """``kind, N, n_couplings`` (non-zero off-diagonal pairs counted twice; edges of a graph)."""
+    """``kind, N, n_edges``: a graph's edges, else the non-zero entries of the
+    matrix (diagonal included; an off-diagonal pair counts twice), -1 for an
+    operator."""
     import scipy.sparse
 
     from .couplings import Couplings, is_signed_graph

@@ -363,6 +363,9 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     1.0
     """
     check_seed(seed)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(alpha) < 1.0:      # before the trials, not after
+        raise DeepglassError(f"alpha must be a number in [0, 1), got {alpha!r}")
     if isinstance(first_index, bool) or not isinstance(first_index, (int, np.integer)) \
             or first_index < 0:
         raise DeepglassError(f"first_index must be a non-negative integer, got {first_index!r}")

@@ -423,8 +423,8 @@ def null_model(model_or_graph, kind: str, seed: int = 0, *, input_shape=None):
     Raises
     ------
     DeepglassError
-        Unknown ``kind``; N2 of a module without an input shape; a graph with
-        blocks other than conv, dense, pooling and identity; an N2 build that
+        Unknown ``kind``; N2 of a module without an input shape; a block kind
+        the null cannot redraw (N2: a zero-padded block); an N2 build that
         would not fit in the available memory (``TooLargeError``).
 
     Notes

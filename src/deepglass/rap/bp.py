@@ -346,7 +346,9 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str
     -------
     BPResult
         ``converged`` / ``oscillating`` tell whether the numbers are a fixed point;
-        they are always reported for the last messages.
+        they are always reported for the last messages.  An instance without
+        active path (no message: the phase scan's continuation reaches such
+        dilutions) converges at once with NaN free energy, energy and entropy.
 
     Raises
     ------

@@ -251,6 +251,12 @@ def check_parameters(N: int, a: Sequence[float], p: Sequence[float],
 
         mean = expected_factors(N, a, p)
         worst = _factors_upper(N, a, p)
-        check_fits(worst * bp_bytes_per_factor,
-                   f"instance too large: N = {N} gives ~{mean:.3g} active paths whose messages",
-                   "lower N or the activation probabilities", max_memory_gb)
+        (a1, a2), (p1, p2, p3) = a, p
+        # the units construction draws N x N masks first (uniforms, booleans, the
+        # ids of present W1 synapses and of usable (j, k) pairs)
+        masks = float(N) ** 2 * (12 + 16 * (1 - p1) + 16 * (1 - p2) * a1 * a2 * (1 - p3)) \
+            if normalize_construction(construction) == "units" else 0.0
+        check_fits(worst * bp_bytes_per_factor + masks,
+                   f"instance too large: N = {N} gives ~{mean:.3g} active paths whose "
+                   "construction and messages", "lower N or the activation probabilities",
+                   max_memory_gb)

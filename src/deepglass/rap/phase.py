@@ -28,8 +28,10 @@ ordered messages from the lower end of the bracket:
   width ``bracket_tol`` (``p_c`` interpolated inside it, method ``"crossing"``);
 - the spinodal ``p_sp`` where the ordered branch ends.  If it ends while still
   the lower free energy, the transition is at the spinodal (``"branch-end"``,
-  bracketed the same way); ``"above-scan"`` / ``"none"`` when the ordered branch
-  is lower over the whole scan / never ordered;
+  bracketed the same way); ``"above-scan"`` when the ordered branch is lower
+  over the whole scan, ``"below-scan"`` when it is already higher at the
+  smallest dilution (``p_c`` below the scan), ``"none"`` when it never orders
+  (``p_c`` NaN in the last three);
 - the hysteresis (coexistence) window ``[p_lo, p_sp]`` where the two branches
   are different fixed points (``low_censored`` when ``p_lo`` is the scan
   minimum, as for this 3-body model).
@@ -63,7 +65,7 @@ import pandas as pd
 from ..errors import DeepglassError, check_count, check_seed, check_type
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
-from .bp import check_beta
+from .bp import check_beta, check_number
 from .continuation import Case, case_of, instance_seed, scan_case
 from .mc import METHODS
 from .model import check_parameters, normalize_construction
@@ -246,8 +248,9 @@ class PhaseConfig:
             raise DeepglassError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         if self.scale == "log1m" and max(pv) >= 1.0:
             raise DeepglassError("a log(1 - p) scan needs dilutions < 1")
-        if not (self.bracket_tol > 0):
-            raise DeepglassError(f"bracket_tol must be > 0, got {self.bracket_tol!r}")
+        self.bracket_tol = check_number("bracket_tol", self.bracket_tol, 0.0, lo_open=True)
+        self.tol = check_number("tol", self.tol, 0.0, lo_open=True)
+        self.q_threshold = check_number("q_threshold", self.q_threshold, 0.0, 1.0)
         if self.mc_sweeps != 0 and self.mc_sweeps < 4:
             raise DeepglassError(f"mc_sweeps must be 0 (no Monte Carlo) or >= 4, got {self.mc_sweeps}")
         if self.mc_method not in METHODS:
@@ -255,8 +258,7 @@ class PhaseConfig:
         if self.damping != "auto" and not (isinstance(self.damping, (int, float))
                                            and 0.0 <= self.damping < 1.0):
             raise DeepglassError(f"damping must be 'auto' or in [0, 1), got {self.damping!r}")
-        if not (0.0 < self.init_scale <= 1.0):
-            raise DeepglassError(f"init_scale must be in (0, 1], got {self.init_scale}")
+        self.init_scale = check_number("init_scale", self.init_scale, 0.0, 1.0, lo_open=True)
         # parameters and memory of the largest instance, before any work
         for a2 in self.a2s:
             p = self.p_point(min(pv))

@@ -267,7 +267,7 @@ class AnnealConfig:
     beta_start, beta_end : float, default 0.1, 3.0
         ``0 < beta_start < beta_end`` (``beta_start = 0`` for a linear schedule).
     n_temps : int, default 30
-        >= 1.
+        >= 2 (the schedule's first and last temperatures are distinct).
     schedule : {"geometric", "linear"}, default "geometric"
     repeats : int, default 3
         >= 1.
@@ -316,6 +316,7 @@ class AnnealConfig:
         if not self.starts or any(s not in STARTS for s in self.starts):
             raise DeepglassError(f"starts must be among {', '.join(STARTS)}, got {self.starts!r}")
         self.scan_points = check_count(self.scan_points, "scan_points", least=2)
+        self.n_temps = check_count(self.n_temps, "n_temps", least=2)     # a schedule cools
         self.sweeps = [check_count(v, "sweeps") for v in self.sweeps]
         if not self.sweeps:
             raise DeepglassError("sweeps: give at least one number of sweeps per temperature")

@@ -215,10 +215,12 @@ class StudentRun(Experiment):
     compute = staticmethod(_compute_trial)
 
     def config(self) -> dict:
-        # the run directory's configuration (the batch size stays at its default there)
+        # the run directory's configuration; the batch size (which the command
+        # keeps at its default) where another was given: it changes the numbers
         return {"N": self.N, "trials": self.trials, "epochs": self.epochs,
                 "n_train": self.n_train, "n_test": self.n_test, "lr": self.lr,
-                "loss": self.loss, "seed": self.seed}
+                "loss": self.loss, "seed": self.seed,
+                **({"batch_size": self.batch_size} if self.batch_size != 100 else {})}
 
     def units(self) -> list[Unit]:
         return [Unit(f"t{k:04d}", (k, trial_seed(self.seed, k))) for k in range(int(self.trials))]

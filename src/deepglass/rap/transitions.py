@@ -72,7 +72,9 @@ def find_transitions(points: pd.DataFrame, q_threshold: float = 0.05,
         interpolated where ``Delta f`` changes sign), ``"merge"`` (the
         branches meet), ``"branch-end"`` (the ordered branch ends while
         lower), ``"above-scan"`` (still lower at the largest ``p``; ``p_c``
-        NaN) or ``"none"`` (never lower; ``p_c`` NaN).
+        NaN) or ``"none"`` (never lower; ``p_c`` NaN).  :func:`scan_phase`'s
+        continuation also reports ``"below-scan"`` (already higher at the
+        smallest ``p``: ``p_c`` below the scan, NaN).
 
     References
     ----------

@@ -352,11 +352,31 @@ def _solver_options(method: str, asked: str, options: dict) -> dict:
     choice of another method drops it (it applies wherever descent runs), and so
     does ``engine="auto"``; a named engine with a named other method is refused."""
     engine = options.get("engine")
-    if engine is None or method == "descent":
-        return dict(options)
-    if asked != "auto" and engine != "auto":
-        check_engine(engine, method)       # raises: engine applies to descent only
-    return {k: v for k, v in options.items() if k != "engine"}
+    if engine is not None and method != "descent":
+        if asked != "auto" and engine != "auto":
+            check_engine(engine, method)       # raises: engine applies to descent only
+        options = {k: v for k, v in options.items() if k != "engine"}
+    # a misspelled option (gama=0.5) was a TypeError from inside the solver
+    own = solver_options(method)
+    unknown = sorted(k for k in options if k not in own)
+    if unknown:
+        raise DeepglassError(f"unknown option{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(unknown)} for method {method!r} (its options: "
+                             f"{', '.join(own)})")
+    return dict(options)
+
+
+def solver_options(method: str) -> list[str]:
+    """The keyword options the solver of ``method`` takes (those of
+    :func:`~deepglass.solve.descent.descent`, ``anneal``, ``greedy`` and
+    ``exact``, and ``limit`` of the explicit ones), besides ``seed``."""
+    import importlib
+    import inspect
+
+    fn = getattr(importlib.import_module(f"{__name__}.{method}"), method)
+    own = [k for k in inspect.signature(fn).parameters
+           if k not in ("graph", "sigma0", "As", "callback", "seed")]
+    return own + (["limit"] if method in ("greedy", "exact") else [])
 
 
 def replica_bytes(n_nodes: int, replicas: int, dtype: torch.dtype = torch.float32) -> int:
@@ -409,10 +429,19 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int | None
         name of :attr:`SignedGraph.outputs` or a position; default the graph's
         selected output, the first): the gauge a near-monotonicity test of
         that output reads.  The frustration is the whole graph's either way.
+    callback : callable, optional
+        Called by the solver as it goes (with the sweeps done), for progress.
     **options
         Passed to the solver (e.g. ``gamma`` or ``engine`` for descent, ``sweeps``
         for anneal, ``time_limit`` for exact, ``max_flips`` for greedy).  ``engine``
         is dropped where ``auto`` picks another method than descent.
+
+    Raises
+    ------
+    DeepglassError
+        An unknown method or option, invalid ``replicas``, ``seed``, ``device``,
+        ``dtype``, ``init`` or ``callback``, a graph without edges, or start
+        gauges that would not fit in memory (one line each, before solving).
 
     Returns
     -------
