@@ -3,10 +3,10 @@ fitted on them (SPEC §7, paper 002).
 
 :func:`default_grid` places temperatures around ``T_c``; :func:`mean_field_curves`
 solves :mod:`.meanfield`'s equations along it (continuation from the ordered
-pattern); :func:`critical_exponents` fits the magnetization's and the
-overlap's ``beta`` and the susceptibility's ``gamma`` above and below ``T_c``
-(``beta, beta_q, gamma, gamma_below, gamma_u``) on the curves, against their
-mean-field values.
+pattern); :func:`critical_exponents` fits ``beta`` (the magnetization's and,
+``beta_q``, the order parameter ``sqrt(q)``'s), ``gamma`` (the susceptibility's
+above and, ``gamma_below``, below ``T_c``; ``gamma_u`` the staggered one's) on
+the curves, against their mean-field values.
 """
 
 from __future__ import annotations
