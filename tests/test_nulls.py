@@ -567,3 +567,65 @@ def test_n2_deals_a_transposed_convolutions_edges_too():
     np.testing.assert_allclose(h.matvec(y).numpy(), (B @ y.numpy().T).T, atol=1e-12)
     for method in ("descent", "greedy"):        # the solvers run on it
         assert 0 <= deepglass.frustration(h, method=method, replicas=2).frustration <= 0.5
+
+
+def test_layers_computed_from_a_parameter_are_redrawn_too(monkeypatch):
+    """A conv computed by F.conv1d on a parameter (a filterbank) is no nn.Conv* to
+    redraw: N1 / N3 of the module left it as it was (a null 'network' that was
+    partly the real one, compared with itself).  Such a run draws on the graph."""
+    import torch.nn.functional as F
+
+    import deepglass.experiments.nulls as nulls_mod
+    from deepglass.experiments import frustration_vs_nulls
+    from deepglass.experiments.nulls import module_draws_miss
+
+    class Filterbank(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.filters = nn.Parameter(torch.randn(4, 1, 5))
+            self.fc = nn.Linear(4 * 12, 3)
+
+        def forward(self, x):
+            return self.fc(F.relu(F.conv1d(x, self.filters)).flatten(1))
+
+    torch.manual_seed(0)
+    net = Filterbank().eval()
+    g = SignedGraph.from_module(net, (1, 16))
+    assert module_draws_miss(net, g) == ["conv1d"]
+    drawn = []
+    real_null_model = nulls_mod.null_model
+
+    def recording(*a, **k):
+        out = real_null_model(*a, **k)
+        drawn.append(out)
+        return out
+
+    monkeypatch.setattr(nulls_mod, "null_model", recording)
+    frustration_vs_nulls(net, input_shape=(1, 16), nulls="N1,N3-he", replicas=2,
+                         null_instances=2, starts_per_null=1)
+    graphs = [d for d in drawn if isinstance(d, SignedGraph)]
+    assert len(graphs) == 4
+    conv = next(i for i, b in enumerate(g.edge_blocks) if b.kind == "conv")
+    for h in graphs:
+        assert not torch.equal(h.edge_blocks[conv].weight.cpu(), g.edge_blocks[conv].weight)
+
+
+def test_a_module_that_cannot_be_copied_draws_its_nulls_on_the_graph():
+    """The older torch.nn.utils.weight_norm hook keeps a non-leaf tensor that
+    copy.deepcopy refuses: null_model of the module was a raw traceback (after the
+    real units had run, from the command line); now a one-line error, and the
+    experiment draws on the graph."""
+    import warnings
+
+    from deepglass.experiments import frustration_vs_nulls
+    from deepglass.experiments.nulls import null_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        c1 = torch.nn.utils.weight_norm(nn.Conv1d(1, 8, 5, padding=2))
+    net = nn.Sequential(c1, nn.BatchNorm1d(8), nn.ReLU(), nn.Conv1d(8, 4, 5, padding=2)).eval()
+    with pytest.raises(DeepglassError, match="cannot be copied .*pass its SignedGraph"):
+        null_model(net, "N1", seed=0)
+    res = frustration_vs_nulls(net, input_shape=(1, 16), nulls="N1", replicas=2,
+                               null_instances=2, starts_per_null=1)
+    assert set(res.summary()["frustration"]) == {"real", "N1"}

@@ -47,7 +47,7 @@ from .frustration_stats import (NullComparison, frustration_stats, frustration_v
                                 report_markdown, tidy_runs)
 from .frustration_units import (KIND, UNIT_TABLE, FrustrationUnit, plan_units, stored_units,
                                 unit_seed)
-from .nulls import NULL_KINDS, check_n2, draws_on_graph, resolve_nulls
+from .nulls import NULL_KINDS, check_n2, draws_on_graph, module_draws_miss, resolve_nulls
 from .real_gauge import GAUGE_ARRAYS, load_gauge, save_gauge, weights_digest
 
 __all__ = ["frustration_vs_nulls", "FrustrationExperiment", "FrustrationUnit", "NullComparison",
@@ -109,8 +109,14 @@ def _unit_graph(ctx: _Context, unit: FrustrationUnit, instance: int | None = Non
     nseed = unit_seed(ctx.seed, unit.kind, instance, 0)
     if ctx.model is not None and unit.kind != "N2" and not ctx.on_graph:
         # N1 / N3 act on parameter tensors (SPEC §3): draw the module, then trace
-        # it like the real one (same batch-norm treatment)
-        null = null_model(ctx.model, unit.kind, seed=nseed, input_shape=ctx.input_shape)
+        # it like the real one (same batch-norm treatment); a module that cannot
+        # be copied (old weight-norm hooks) is drawn on its graph, every unit alike
+        from .nulls import UncopyableModule
+
+        try:
+            null = null_model(ctx.model, unit.kind, seed=nseed, input_shape=ctx.input_shape)
+        except UncopyableModule:
+            return null_model(ctx.device_graph(), unit.kind, seed=nseed)
         return SignedGraph.from_module(null, ctx.input_shape, batchnorm=ctx.batchnorm,
                                        norm=ctx.norm, gates=ctx.gates)
     # N2 acts on the edge weights of the signed graph; N1 / N3 of a bare graph on
@@ -491,7 +497,8 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     ctx = _Context(graph=graph, model=module, input_shape=shape, batchnorm=batchnorm,
                    method=method, init=init, seed=int(seed), device=device,
                    options=dict(options), null_gauges=run is not None,
-                   on_graph=module is None or draws_on_graph(module, graph),
+                   on_graph=module is None or draws_on_graph(module, graph)
+                   or bool(module_draws_miss(module, graph)),
                    norm=norm, gates=gates)
     if draws_per_unit is None:
         draws_per_unit = 1

@@ -55,15 +55,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DeepglassError, check_seed
+from ..errors import DeepglassError, check_seed, first_line
 from ..graph import ConvBlock, DenseBlock, EdgeBlock, SignedGraph, ZeroPaddedBlock
 from ..graph.blocks import ConvTransposeBlock
 from ..graph.unshared import UnsharedConvBlock
 from .pooled_edges import n2_blocks
 from .shuffle import keyed_generator as _generator
 
-__all__ = ["null_model", "draws_on_graph", "NullModel", "NULLS", "NULL_GROUPS", "NULL_KINDS", "REAL_COLOR",
-           "get_null", "resolve_nulls"]
+__all__ = ["null_model", "draws_on_graph", "module_draws_miss", "NullModel", "NULLS",
+           "NULL_GROUPS", "NULL_KINDS", "REAL_COLOR", "get_null", "resolve_nulls"]
 
 _WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
 
@@ -99,7 +99,12 @@ def _module_layers(model: nn.Module, seed: int, *, kind: str, draw, fresh: bool)
         raise DeepglassError(f"null model {kind} of a module redraws its nn.Conv*/nn.Linear "
                              f"weights and {type(model).__name__} has none; pass its "
                              "SignedGraph instead")
-    new = copy.deepcopy(model)
+    try:
+        new = copy.deepcopy(model)
+    except Exception as exc:  # noqa: BLE001 - non-leaf tensors (old weight_norm hooks), caches
+        raise UncopyableModule(f"null model {kind} of {type(model).__name__} redraws a copy "
+                               f"of it, and it cannot be copied ({first_line(exc, limit=120)});"
+                               " pass its SignedGraph instead") from None
     with torch.no_grad():
         for name, m in new.named_modules():
             if isinstance(m, _WEIGHT_LAYERS):
@@ -109,6 +114,10 @@ def _module_layers(model: nn.Module, seed: int, *, kind: str, draw, fresh: bool)
             elif fresh and isinstance(m, nn.modules.batchnorm._NormBase):
                 m.reset_parameters()
     return new
+
+
+class UncopyableModule(DeepglassError):
+    """A module ``copy.deepcopy`` cannot copy: its nulls are drawn on its graph."""
 
 
 def draws_on_graph(model: nn.Module, graph: SignedGraph) -> bool:
@@ -142,6 +151,22 @@ def draws_on_graph(model: nn.Module, graph: SignedGraph) -> bool:
                 w.reshape(b.weight.shape).to(b.weight.device), b.weight):
             return False
     return True
+
+
+def module_draws_miss(model: nn.Module, graph: SignedGraph) -> list[str]:
+    """The conv / dense / transposed-conv blocks of ``graph`` that N1 / N3 of
+    ``model`` would leave as they are: layers computed by a functional call on
+    a parameter (``F.conv1d(x, self.filters)``, a filterbank), which are no
+    ``nn.Conv*`` / ``nn.Linear`` module to redraw.  Such a run draws its nulls
+    on the graph's blocks instead (SPEC §3: every conv and dense layer).  O(blocks)."""
+    layers = {name for name, m in model.named_modules() if isinstance(m, _WEIGHT_LAYERS)}
+    missed = []
+    for b in graph.edge_blocks:
+        inner = b.inner if isinstance(b, ZeroPaddedBlock) else b
+        if isinstance(inner, (ConvBlock, DenseBlock, ConvTransposeBlock)) and \
+                inner.module not in layers:
+            missed.append(inner.module)
+    return missed
 
 
 # ---- nulls of a graph ------------------------------------------------------------------
