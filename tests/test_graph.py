@@ -658,3 +658,17 @@ def test_a_parameter_written_in_forward_is_named_as_the_cause():
         msg = str(info.value)
         assert "parameter's .data set or changed in place inside forward" in msg
         assert "file an issue" not in msg and "\n" not in msg
+
+
+def test_an_export_failure_names_where_in_the_user_s_code():
+    """A number read from a tensor's data (asteroid's gLN reads its dims with
+    torch.arange(...).tolist()) stops torch.export; the refusal now says where."""
+    class GLN(nn.Module):
+        def forward(self, x):
+            dims = torch.arange(1, x.dim()).tolist()
+            return x - x.mean(dims, keepdim=True)
+
+    net = nn.Sequential(nn.Conv1d(1, 4, 3), GLN(), nn.Conv1d(4, 2, 3)).eval()
+    with pytest.raises(DeepglassError, match=r"at test_graph\.py:\d+ in forward: a number read "
+                                             r"from a tensor's data"):
+        SignedGraph.from_module(net, (1, 16), capture="export")

@@ -23,6 +23,7 @@ import io
 import logging
 import operator
 import os
+import re
 from typing import Any
 
 import torch
@@ -113,10 +114,16 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
         return _merged(ep.run_decompositions(table).module()), "torch.export (core ATen)"
     except Exception as exc:  # the exporter raises many kinds of errors
         msg = first_line(exc)
+        # where in the user's code (the exporter names the call below its message)
+        at = re.search(r'raised this error:\s*File "([^"]+)", line (\d+), in (\w+)', str(exc))
+        where = f" at {os.path.basename(at[1])}:{at[2]} in {at[3]}" if at else ""
         if "data-dependent" in msg:
-            msg += (" (a number read from a tensor's data, .item() / .tolist() / int(tensor), "
-                    "decides the computation: compute it from shapes, x.dim() or x.shape, or "
-                    "pass it in forward_kwargs)")
+            msg += (f" ({'' if not where else where.strip() + ': '}a number read from a "
+                    "tensor's data, .item() / .tolist() / int(tensor), decides the "
+                    "computation: compute it from shapes, x.dim() or x.shape, or pass it in "
+                    "forward_kwargs)")
+        elif where:
+            msg += f" ({where.strip()})"
         raise ExportFailed(msg) from None
 
 
