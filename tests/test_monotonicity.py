@@ -495,3 +495,28 @@ def test_bad_inputs_and_arguments_are_one_line_errors():
             deepglass.active_subgraph(g, net, x, **kw)
     with pytest.raises(DeepglassError, match="inputs are complex"):
         deepglass.active_subgraph(g, net, x.to(torch.complex64))
+
+
+def test_a_module_s_own_train_runs_when_its_mode_is_restored():
+    """A module whose train() does more than set the flag (escnn's registers cached
+    filters as buffers in eval mode and drops them in train mode) got its flag set
+    back directly: the eval-mode buffers stayed in its state_dict."""
+    class Cached(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def train(self, mode=True):
+            if not mode:
+                self.register_buffer("cache", self.lin.weight.detach().clone())
+            elif hasattr(self, "cache"):
+                del self.cache
+            return super().train(mode)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    net = nn.Sequential(Cached(), nn.ReLU(), nn.Linear(2, 2)).train()
+    keys = set(net.state_dict())
+    deepglass.SignedGraph.from_module(net, (3,))
+    assert set(net.state_dict()) == keys and all(m.training for m in net.modules())

@@ -133,12 +133,14 @@ def module_mode(model: nn.Module, training: bool = False):
     submodule's own flag as it was: ``model.train(was)`` would reset a frozen
     batch norm inside a training network, or a network wrapped in a new
     (training) ``nn.Sequential``."""
-    flags = [(m, m.training) for m in model.modules()]
+    flags = [(m, m.training) for m in model.modules()]      # parents before children
     model.train(training)
     try:
         yield model
     finally:
         for m, flag in flags:
+            if type(m).train is not nn.Module.train and m.training != flag:
+                m.train(flag)   # its own train() (escnn's drops the buffers eval made)
             m.training = flag
 
 
