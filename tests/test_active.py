@@ -1120,3 +1120,29 @@ def test_the_verdict_claims_no_difference_within_the_solvers_scatter():
     assert "no difference is claimed" in verdict(close) and "99.99%" in verdict(close)
     clear = active_summary_stats(table([0.30, 0.31], [0.3001, 0.3101]), 0.426103)
     assert "as the paper found" in verdict(clear)
+
+
+def test_active_edges_through_a_transposed_convolution_are_counted_not_summed():
+    """A transposed convolution (and an N2 draw's unshared convolution) had no
+    pattern operator: |A| stood in, so an active subnetwork's edge counts were
+    sums of |weights| (a block whose sum rounded to 0 was dropped)."""
+    from deepglass import null_model
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1,
+                                           output_padding=1)).eval()
+    g = SignedGraph.from_module(net, (2, 4, 4))
+    x = torch.randn(3, 2, 4, 4)
+    subs = deepglass.active_subgraph(g, net, x)
+    J = torch.autograd.functional.jacobian(lambda t: net(t).reshape(-1),
+                                           torch.zeros(1, 2, 4, 4)).reshape(192, 32)
+    for k in range(3):
+        s = subs.subgraph(k)
+        explicit = sum(len(b.coo()[0]) for b in s.edge_blocks)
+        assert s.n_edges == explicit == int((J[int(subs.pred[k])] != 0).sum())
+    conv = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(12, 2)).eval()
+    n2 = null_model(conv, "N2", seed=1, input_shape=(2, 4, 4))
+    unshared = next(b for b in n2.edge_blocks if b.kind == "unshared_conv")
+    ones = torch.ones((1,) + unshared.in_shape, dtype=torch.float64)
+    assert float(unshared.pattern().to(dtype=torch.float64).apply(ones).sum()) == \
+        unshared.n_edges()

@@ -265,6 +265,29 @@ def test_fold_and_writes_at_fixed_positions_are_their_jacobian(net, shape):
     assert g.n_edges > 0
 
 
+class _MaskWrite(nn.Module):
+    """x[..., mask] = v with a fixed boolean mask (its True positions, not 0 / 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv1d(1, 4, 3)
+        self.register_buffer("mask", torch.tensor([True, False, True, False,
+                                                   False, True, False, True]))
+        self.fc = nn.Linear(2 * 8, 3)
+
+    def forward(self, x):
+        y = self.c(x)                                   # (B, 4, 6)
+        z = y.new_zeros(y.shape[0], 2, 8)
+        z[:, :, self.mask] = 2 * y[:, :2, :4]
+        return self.fc(z.flatten(1))
+
+
+def test_a_boolean_mask_writes_at_its_true_positions():
+    """A boolean index was converted to integers (positions 1, 0, 1, ...): a
+    false 'written twice' here, a silently wrong graph elsewhere."""
+    assert_is_jacobian(_MaskWrite().eval(), (1, 8))
+
+
 def test_positions_computed_from_the_input_are_refused():
     class Unpool(nn.Module):       # max-unpooling: positions chosen by the input's values
         def forward(self, x):

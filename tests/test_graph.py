@@ -614,6 +614,26 @@ def test_half_precision_ddp_meta_and_fake_quant_models(tmp_path):
         assert act.edges.shape == (2, len(g.edge_blocks))
     assert wide.to_scipy().max() > 65504         # the folded edge float16 cannot hold
 
+    # a forward that casts to 16 bits itself, and a module deepcopy refuses (the
+    # older weight_norm hook), are captured as they are (both were refused)
+    class CastsItself(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 2, 3).half()
+
+        def forward(self, x):
+            return self.c(x.half()).float()
+
+    assert SignedGraph.from_module(CastsItself().eval(), (1, 6, 6)).n_edges == 2 * 9 * 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        normed = nn.Sequential(torch.nn.utils.weight_norm(nn.Conv1d(1, 2, 3))).half().eval()
+    normed(torch.zeros(1, 1, 8, dtype=torch.float16))
+    g = SignedGraph.from_module(normed, (1, 8))
+    assert g.n_edges == 2 * 3 * 6
+    act = deepglass.active_subgraph(g, normed, torch.rand(2, 1, 8).half())
+    assert act.edges.shape[0] == 2
+
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0,
                             world_size=1)
     try:

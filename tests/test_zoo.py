@@ -954,3 +954,28 @@ def test_bad_seed_and_model_arguments_are_one_line_errors():
         zoo.get("digits_cnn", seed=2 ** 70)
     with pytest.raises(DeepglassError, match="expected a torch.nn.Module, got str"):
         zoo.check_finite("x")
+
+
+def test_weight_norm_of_every_dim_is_made_plain_and_other_pairs_are_not():
+    """dim=None / dim=-1 weight norm (a scalar or last-axis g) was left as two
+    unexpected keys; a low-rank parametrization W = A @ B (two (4, 4) originals)
+    was taken for weight norm and loaded as A * B / |B| without a word."""
+    import warnings
+
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from deepglass.zoo.loading import _plain_weights
+
+    torch.manual_seed(0)
+    own = {"weight": torch.zeros(3, 2, 4), "bias": torch.zeros(3)}
+    for dim in (None, -1, 0, 1, 2):
+        conv = nn.Conv1d(2, 3, 4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            weight_norm(conv, dim=dim)
+        plain = _plain_weights(conv.state_dict(), own)
+        assert sorted(plain) == ["bias", "weight"], dim
+        assert torch.allclose(plain["weight"], conv.weight, atol=1e-6), dim
+    pair = {"parametrizations.weight.original0": torch.randn(4, 4),
+            "parametrizations.weight.original1": torch.randn(4, 4)}
+    assert sorted(_plain_weights(pair, {"weight": torch.zeros(4, 4)})) == sorted(pair)

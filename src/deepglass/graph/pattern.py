@@ -122,9 +122,8 @@ class PatternRecorder:
                                      "(source block after its destination)")
         self.graph, self.model = graph, model
         self.program, self.batched = c.program, c.batched
-        # a half-precision model is captured as a float32 copy: its program reads float32
-        self.widened = any(t.dtype in (torch.float16, torch.bfloat16)
-                           for t in list(model.parameters()) + list(model.buffers()))
+        # a half-precision model captured as a float32 copy: its program reads float32
+        self.widened = c.widened
         self.forward_kwargs = dict(forward_kwargs or {})
         names = c.output_names
         self.output_position = names.index(graph.output_name) \

@@ -173,6 +173,7 @@ class Captured:
     meta: dict
     output_names: list = field(default_factory=list)
     program: Any = None
+    widened: bool = False
     batched: bool = True
     reads: list = field(default_factory=list)
     values: list = field(default_factory=list)
@@ -409,13 +410,23 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
                              "load its weights first (model.to_empty(device='cpu'), then "
                              "load_state_dict)")
     check_weights(model)
+    rules = {"batchnorm": batchnorm, "norm": norm, "gates": gates}
+    run, widened = None, False
     if any(t.dtype in (torch.float16, torch.bfloat16) for t in params):
         # a float32 copy: the widening is exact, and the folds (gamma / sqrt(var + eps),
-        # SPEC §1) are then computed in float32 (in 16 bits they rounded, or overflowed)
-        model = copy.deepcopy(model).float()
-    rules = {"batchnorm": batchnorm, "norm": norm, "gates": gates}
-    run = _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, batchnorm,
-                       record)
+        # SPEC §1) are then computed in float32 (in 16 bits they rounded, or overflowed);
+        # a model that cannot be copied, or whose forward casts to 16 bits itself, is
+        # captured as it is
+        try:
+            wide = copy.deepcopy(model).float()
+            run = _run_capture(wide, shapes, forward_kwargs, rules, capture, pool_weight,
+                               batchnorm, record)
+            model, widened = wide, True
+        except Exception:  # noqa: BLE001 - deepcopy and a forward raise any kind
+            run = None
+    if run is None:
+        run = _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight,
+                           batchnorm, record)
     builder = run.builder
     outputs: dict[str, np.ndarray] = {}
     for name, v in zip(run.names, run.leaves):
@@ -461,5 +472,6 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
                    output_names=list(run.names))
     if record:
         out.program, out.batched = run.program, run.how == "torch.fx"
+        out.widened = widened       # the program is a float32 copy's: it reads float32
         out.reads, out.values = builder.reads, builder.values
     return out

@@ -308,6 +308,12 @@ class UnsharedConvBlock(EdgeBlock):
     def n_edges(self):
         return self.geometry().n_edges()
 
+    def _pattern(self):
+        # the convolution's edges, every weight 1 (|A| stood in: active
+        # subnetworks of an N2 draw counted weight sums as edges)
+        return self.geometry(torch.ones((self.c_out, self.c_in_g) + self.kernel,
+                                        device=self.edge_weight.device)).pattern()
+
     def n_params(self):
         return self.n_edges()
 

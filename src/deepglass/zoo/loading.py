@@ -121,12 +121,17 @@ def _plain_weights(state: dict[str, torch.Tensor], own: Mapping[str, torch.Tenso
         pairs = ((f"{par}0", f"{par}1"), (f"{k}_g", f"{k}_v"))
         for g_key, v_key in pairs:
             g, v = state.get(g_key), state.get(v_key)
-            if g is not None and v is not None and g.ndim == v.ndim:
-                axes = [d for d in range(v.ndim) if g.shape[d] == 1]
-                norm = v.pow(2).sum(dim=axes, keepdim=True).sqrt() if axes else v.abs()
-                state[k] = g * v / norm
-                del state[g_key], state[v_key]
-                break
+            # weight norm's g: v's shape with size 1 on every axis but at most one
+            # (dim=None: a scalar); another two-tensor parametrization is no weight norm
+            if g is None or v is None or not (g.ndim == 0 or (
+                    g.ndim == v.ndim and sum(a != 1 for a in g.shape) <= 1
+                    and all(a in (1, b) for a, b in zip(g.shape, v.shape)))):
+                continue
+            axes = [d for d in range(v.ndim) if g.ndim == 0 or g.shape[d] == 1]
+            norm = v.pow(2).sum(dim=axes, keepdim=True).sqrt() if axes else v.abs()
+            state[k] = g * v / norm
+            del state[g_key], state[v_key]
+            break
     return state
 
 

@@ -246,6 +246,13 @@ class AdjointBlock(EdgeBlock):
         i, j, w = self.conv._coo()
         return j, i, w
 
+    def _pattern(self):
+        # the reversed edges of the convolution's pattern (|A| stood in: active
+        # subnetworks counted weight sums as edges through a transposed conv)
+        p = copy.copy(self)
+        p.conv = self.conv.pattern()
+        return p
+
 
 class ConvTransposeBlock(AdjointBlock):
     """A transposed convolution: the adjoint of the convolution that maps the
