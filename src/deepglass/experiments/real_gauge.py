@@ -240,21 +240,32 @@ def weights_digest(model: torch.nn.Module | None, graph: SignedGraph) -> str:
 def _code_files(model: torch.nn.Module) -> list[bytes]:
     """The contents of the files that define ``model``'s module classes, other
     than PyTorch's and deepglass's own (their versions are recorded apart): a
-    user's ``model.py``, a model zoo's modules."""
+    user's ``model.py``, a model zoo's modules; for a class of the running
+    script or notebook (``__main__``), the class's own source where Python
+    finds it."""
+    import inspect
     import sys
 
     import deepglass
 
     skip = tuple(str(Path(m.__file__).parent) + os.sep for m in (torch, deepglass))
-    files = set()
+    files, own = set(), {}
     for m in model.modules():
         cls = type(m)
+        if cls.__module__ == "__main__":
+            # a class of the running script (or a notebook): its own source, not the
+            # whole driver script, whose other lines change between runs
+            try:
+                own[cls.__qualname__] = inspect.getsource(cls).encode()
+            except (OSError, TypeError):     # no source to read (exec'd code)
+                pass
+            continue
         f = getattr(sys.modules.get(cls.__module__), "__file__", None) or next(
             (v.__code__.co_filename for v in vars(cls).values() if hasattr(v, "__code__")),
             None)     # a class of a file imported by path (--arch model.py:Net)
         if f and os.path.isfile(f) and not os.path.abspath(f).startswith(skip):
             files.add(os.path.abspath(f))
-    out = []
+    out = [own[k] for k in sorted(own)]
     for f in sorted(files):
         try:
             out.append(Path(f).read_bytes())
