@@ -677,3 +677,25 @@ def test_a_damaged_manifest_is_named_as_such(tmp_path):
     with pytest.raises(DeepglassError, match=r"not recorded in manifest.jsonl, which has 1 "
                                              r"unreadable line\(s\): the record is damaged"):
         RunDir(d, {"seed": 0}, kind="frustration")
+
+
+def test_a_run_killed_while_writing_its_first_file_starts_afresh(tmp_path):
+    """Killed while config.toml was written: only the manifest (recording that
+    temporary) and the temporary were left, and the same command refused the
+    directory as 'not a deepglass run'."""
+    import json as _json
+
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "manifest.jsonl").write_text(_json.dumps({"tmp": ".config.toml.abc123.tmp"}) + "\n")
+    (d / ".config.toml.abc123.tmp").write_text("")
+    run = RunDir(d, {"seed": 0}, kind="frustration")
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+    assert not list(d.glob("*.tmp")) and (d / "config.toml").exists()
+    # a manifest that records files is another story: refused as before
+    e = tmp_path / "e"
+    e.mkdir()
+    (e / "manifest.jsonl").write_text(_json.dumps({"path": "x", "sha256": "0"}) + "\n")
+    (e / "x").write_text("mine")
+    with pytest.raises(DeepglassError, match="is not empty and is not a deepglass run"):
+        RunDir(e, {"seed": 0}, kind="frustration")

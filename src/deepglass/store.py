@@ -65,7 +65,7 @@ from .files import (atomic_write_bytes, atomic_write_text, check_out_dir, check_
                     unlock_directory)
 from .manifest import CONFIG_NAME, MANIFEST_NAME, Manifest, read_config
 from .owned import OwnedFiles
-from .run_reports import GAUGE_FILE, RunReports
+from .run_reports import RunReports
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -193,7 +193,8 @@ class RunDir(RunReports, OwnedFiles):
                                                                            self.config)))
                 self._clear_kind()
                 runs[kind] = _unsettled(runs[kind])   # its units are gone: nothing settled
-        elif self.path.is_dir() and any(self.path.iterdir()):
+        elif self.path.is_dir() and any(self.path.iterdir()) and \
+                not self._interrupted_start():
             if not force:
                 raise DeepglassError(
                     f"{self.path} is not empty and is not a deepglass run; {_ELSEWHERE} "
@@ -238,6 +239,21 @@ class RunDir(RunReports, OwnedFiles):
                 f"others and will neither resume nor --force it; restore {MANIFEST_NAME}, "
                 "or move the directory away (delete it if nothing in it is yours) and run "
                 "again, or choose another --out")
+
+    def _interrupted_start(self) -> bool:
+        """A run killed while it wrote its first file (its ``config.toml``):
+        nothing but its manifest, which records no file, and the temporaries it
+        names (removed here).  It starts afresh."""
+        names = {p.name for p in self.path.iterdir()}
+        if MANIFEST_NAME not in names:
+            return False
+        self._manifest.load()
+        tmps = {Path(t).name for t in self._manifest.tmps if "/" not in t}
+        if self._manifest.files or self._manifest.unreadable or \
+                not names <= {MANIFEST_NAME} | tmps:
+            return False
+        self._remove_stale_tmps()
+        return True
 
     def _check_outputs_free(self) -> None:
         """Refuse, before any computation, a file this kind will write (its
