@@ -228,7 +228,9 @@ class SignedGraph:
         """Edges whose weight is not exactly 0.  :attr:`n_edges` counts every
         multiply term (SPEC §1), so a pruned or masked weight or a zero
         batch-norm gain is an edge of weight 0 there (it adds nothing to the
-        frustration); this count leaves them out.  One pass of the 0/1
+        frustration); this count leaves them out.  Parallel edges (a border
+        node read twice under reflect padding, an overlapping fold) count
+        apart, as in :attr:`n_edges`; :meth:`to_scipy` sums them into one entry.  One pass of the 0/1
         operator per block, O(edges) time, O(nodes) memory."""
         total = 0
         for b in self.edge_blocks:
