@@ -45,10 +45,11 @@ def index_put(ip, n, args, kwargs, real):
     shape = tuple(real.shape)
     real_idx = ip.real(n.args[1])
     pos = torch.arange(real.numel(), dtype=torch.long).reshape(shape)
-    # (a boolean mask indexes the positions of its True entries, as in torch)
-    target = pos[tuple(slice(None) if i is None else torch.as_tensor(i) if
-                       torch.as_tensor(i).dtype == torch.bool else torch.as_tensor(i).long()
-                       for i in real_idx)]
+    # (a boolean mask indexes the positions of its True entries, as in torch; the
+    # ids live on the CPU, the real indices where the model runs)
+    idx = [None if i is None else torch.as_tensor(i).cpu() for i in real_idx]
+    target = pos[tuple(slice(None) if i is None else i if i.dtype == torch.bool else i.long()
+                       for i in idx)]
     values = ip.b.materialize(values)
     base = ip.b.materialize(base) if _is_sym(base) else base
     t = target.reshape(-1)
