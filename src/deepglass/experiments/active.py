@@ -122,7 +122,7 @@ def active_frustration(sub: SignedGraph, method: str = "auto", replicas: int = 8
         From :meth:`ActiveSubgraphs.subgraph`.
     method : {"auto", "descent", "anneal", "greedy", "exact"}
         ``auto``: the paper's Algorithm 1 (``greedy``) when the subgraph has at
-        most ``explicit_limit`` edges, else matrix-free ``descent``.  ``exact``
+        most ``explicit_limit`` edges, else ``descent`` (engine ``auto``).  ``exact``
         runs :func:`deepglass.solve.exact.exact` on the nodes that keep an edge
         only (removed nodes are isolated and would only enlarge the search:
         brute force up to 25 kept nodes, else the certified MILP).
