@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_count
 from .blocks import EdgeBlock
 from .pattern import PatternRecorder, pattern_recorder
 from .signed_graph import SignedGraph
@@ -252,9 +252,8 @@ def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
     if ids.ndim != 1 or len(ids) != B:
         got = f"{len(ids)} of them" if ids.ndim == 1 else repr(ids.tolist())
         raise DeepglassError(f"ids must be a sequence of {B} ids (one per input), got {got}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
-            batch_size, (int, np.integer)) or batch_size < 1):
-        raise DeepglassError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if batch_size is not None:
+        batch_size = check_count(batch_size, "batch_size")
     target = check_target(target, B, len(graph.output_index))
     t0 = time.perf_counter()
     rec = pattern_recorder(graph, model, forward_kwargs)

@@ -65,12 +65,15 @@ def index_put(ip, n, args, kwargs, real):
     if layers > MAX_WRITES_PER_POSITION:
         ip.unsupported(n, "index_put", f"{layers} elements written to one position")
     src_shape = tuple(target.shape)
+    sources: dict = {}      # the written values' ids / scales, flat: one per kind, every layer
 
     def layer(r: int, keep_base: bool):
         sel = rank == r
 
         def run(kind):
-            src = as_tensor_of(kind)(values, None).expand(src_shape).reshape(-1)
+            if kind not in sources:
+                sources[kind] = as_tensor_of(kind)(values, None).expand(src_shape).reshape(-1)
+            src = sources[kind]
             if keep_base:
                 out = as_tensor_of(kind)(base, None).clone().reshape(-1)
             else:
@@ -79,10 +82,8 @@ def index_put(ip, n, args, kwargs, real):
             return out.reshape(shape)
         return reindexed([values] + ([base] if keep_base else []), run)
 
-    if not accumulate:
-        if not _is_sym(base):   # written into a constant: the rest has no node
-            return layer(0, False)
-        return layer(0, True)
+    if not accumulate:          # written into a constant base: the rest has no node
+        return layer(0, _is_sym(base))
     total = base if _is_sym(base) else None
     for r in range(layers):
         part = layer(r, False)

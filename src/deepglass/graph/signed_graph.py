@@ -230,8 +230,8 @@ class SignedGraph:
         batch-norm gain is an edge of weight 0 there (it adds nothing to the
         frustration); this count leaves them out.  Parallel edges (a border
         node read twice under reflect padding, an overlapping fold) count
-        apart, as in :attr:`n_edges`; :meth:`to_scipy` sums them into one entry.  One pass of the 0/1
-        operator per block, O(edges) time, O(nodes) memory."""
+        apart, as in :attr:`n_edges`; :meth:`to_scipy` sums them into one entry.
+        One pass of the 0/1 operator per block, O(edges) time, O(nodes) memory."""
         total = 0
         for b in self.edge_blocks:
             p = b.nonzero_pattern().to(dtype=torch.float64)

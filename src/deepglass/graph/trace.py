@@ -422,6 +422,8 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
             run = _run_capture(wide, shapes, forward_kwargs, rules, capture, pool_weight,
                                batchnorm, record)
             model, widened = wide, True
+        except UnsupportedLayerError:
+            raise       # a layer without rule is one in 16 bits too: no second capture
         except Exception:  # noqa: BLE001 - deepcopy and a forward raise any kind
             run = None
     if run is None:
