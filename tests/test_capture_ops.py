@@ -288,6 +288,99 @@ def test_a_boolean_mask_writes_at_its_true_positions():
     assert_is_jacobian(_MaskWrite().eval(), (1, 8))
 
 
+class _Scatter(nn.Module):
+    """torch.scatter / scatter_add / scatter_reduce at fixed positions along ``dim``,
+    into zeros or into a value of the network (``on_value``)."""
+
+    def __init__(self, op, dim=2, on_value=False, **kw):
+        super().__init__()
+        self.c = nn.Conv1d(1, 4, 3)
+        self.fc = nn.Linear(4 * 10, 3)
+        self.op, self.dim, self.on_value, self.kw = op, dim, on_value, kw
+        if dim == 2:      # position 1 written twice where the op adds
+            idx = [[9, 7, 5, 3, 1, 1 if op != "scatter" else 0]] * 4
+        else:             # along the channels: rows 3, 0, (0 | 1)
+            idx = [[3] * 6, [0] * 6, [0 if op != "scatter" else 1] * 6]
+        self.register_buffer("idx", torch.tensor(idx))
+
+    def forward(self, x):
+        y = self.c(x)                                           # (B, 4, 6)
+        base = (2.0 * F.pad(y, (0, 4)) if self.on_value
+                else y.new_zeros(y.shape[0], 4, 10))            # (B, 4, 10)
+        i = self.idx[None].expand(y.shape[0], -1, -1)
+        # (autograd's Jacobian needs src of the index's shape; a larger src is
+        # the next test)
+        src = -3.0 * y[:, :i.shape[1]]
+        if self.op == "scatter":
+            z = base.scatter(self.dim, i, src)
+        elif self.op == "scatter_add":
+            z = base.scatter_add(self.dim, i, src)
+        else:
+            z = base.scatter_reduce(self.dim, i, src, **self.kw)
+        return self.fc(z.flatten(1))
+
+
+@pytest.mark.parametrize("net", [
+    _Scatter("scatter"), _Scatter("scatter", on_value=True), _Scatter("scatter", dim=1),
+    _Scatter("scatter_add"), _Scatter("scatter_add", on_value=True),
+    _Scatter("scatter_add", dim=1, on_value=True),
+    _Scatter("reduce", reduce="sum"), _Scatter("reduce", on_value=True, reduce="sum"),
+    _Scatter("reduce", on_value=True, reduce="sum", include_self=False),
+    _Scatter("reduce", on_value=True, reduce="mean"),
+    _Scatter("reduce", on_value=True, reduce="mean", include_self=False),
+    _Scatter("reduce", reduce="mean"), _Scatter("reduce", dim=1, reduce="mean",
+                                                include_self=False)],
+    ids=["set", "set-on-value", "set-dim1", "add", "add-on-value", "add-dim1", "sum",
+         "sum-on-value", "sum-excluding-self", "mean-on-value", "mean-excluding-self",
+         "mean-into-zeros", "mean-dim1"])
+def test_scatters_at_fixed_positions_are_their_jacobian(net):
+    """torch.scatter (a re-indexing), scatter_add and scatter_reduce's sum / mean
+    (sums of copies, the mean's 1 / terms a fixed factor) were refused (SPEC §1)."""
+    assert_is_jacobian(net, (1, 8))
+
+
+def test_a_scatter_reads_the_part_of_a_larger_source_its_index_covers():
+    """scatter(x, 1, index, src) with src larger than index reads src[:index's shape]."""
+    class Larger(_Scatter):
+        def forward(self, x):
+            y = self.c(x)
+            src = y if self.kw.get("whole") else y[:, :3]
+            return self.fc(y.new_zeros(y.shape[0], 4, 10).scatter_add(
+                1, self.idx[None].expand(y.shape[0], -1, -1), src).flatten(1))
+
+    torch.manual_seed(0)
+    net = Larger("scatter_add", dim=1, whole=True)
+    cut = Larger("scatter_add", dim=1)
+    cut.load_state_dict(net.state_dict())
+    a, b = (SignedGraph.from_module(m.eval(), (1, 8), dtype=torch.float64).to_scipy()
+            for m in (net, cut))
+    assert a.shape == b.shape and abs(a - b).max() == 0 and a.nnz > 0
+
+
+@pytest.mark.parametrize("reduce", ["amax", "prod"])
+def test_a_maximum_or_product_of_scattered_elements_is_refused(reduce):
+    with pytest.raises(UnsupportedLayerError, match=f"'{reduce}' of the elements written"):
+        SignedGraph.from_module(_Scatter("reduce", on_value=True, reduce=reduce), (1, 8))
+
+
+def test_a_scatter_twice_to_one_position_or_of_a_constant_is_refused():
+    class Twice(_Scatter):
+        def forward(self, x):
+            y = self.c(x)
+            i = torch.zeros_like(y, dtype=torch.long)
+            return y.new_zeros(y.shape[0], 4, 10).scatter(2, i, y)
+
+    class Constant(_Scatter):
+        def forward(self, x):
+            y = self.c(x)
+            return F.pad(y, (0, 4)).scatter(2, self.idx[None, :, :2], 1.0)
+
+    with pytest.raises(UnsupportedLayerError, match="written twice"):
+        SignedGraph.from_module(Twice("scatter"), (1, 8))
+    with pytest.raises(UnsupportedLayerError, match="a constant written"):
+        SignedGraph.from_module(Constant("scatter"), (1, 8))
+
+
 def test_positions_computed_from_the_input_are_refused():
     class Unpool(nn.Module):       # max-unpooling: positions chosen by the input's values
         def forward(self, x):
@@ -296,6 +389,13 @@ def test_positions_computed_from_the_input_are_refused():
 
     with pytest.raises(DeepglassError, match="indices of a maximum|computed from the input"):
         SignedGraph.from_module(Unpool(), (1, 8))
+
+    class InputScatter(nn.Module):   # positions read off the input's values
+        def forward(self, x):
+            return torch.zeros_like(x).scatter_add(2, x.long().clamp(0, 7), x)
+
+    with pytest.raises(DeepglassError, match="scatter_add.*computed from the input"):
+        SignedGraph.from_module(InputScatter(), (1, 8))
 
 
 def test_a_frozen_batch_norm_follows_the_batchnorm_option():

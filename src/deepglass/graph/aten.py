@@ -37,7 +37,7 @@ from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
 from .aten_products import _attention, _bmm, _gated, _linear, _matmul, gated_by_refused
-from .aten_scatter import index_put
+from .aten_scatter import index_put, scatter
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
@@ -536,6 +536,7 @@ ATEN_OPS: dict = {
     aten.threshold.default: _threshold_at,
     aten.rrelu.default: _rrelu,
     **_ops("index_put index_put_ _unsafe_index_put", index_put),   # F.fold, x[idx] = v
+    **_ops("scatter scatter_ scatter_add scatter_add_ scatter_reduce scatter_reduce_", scatter),
     **_ops("gt ge lt le eq ne", _refuse(
         "comparison", "a mask computed from the input's values chooses per element and per "
         "sample (a selection); an activation written with one (torch.where(x > 0, x, a * x)) "

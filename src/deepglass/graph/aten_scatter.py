@@ -1,4 +1,4 @@
-"""Writes at fixed positions: ``index_put`` (SPEC §1, §1b).
+"""Writes at fixed positions: ``index_put`` and ``scatter`` (SPEC §1, §1b).
 
 ``F.fold`` / ``nn.Fold`` lowers to ``index_put(zeros, idx, patches,
 accumulate=True)``: every output element is the sum of the patch elements
@@ -6,7 +6,13 @@ written to it (overlap-add), a sum of copies of nodes; without overlap
 (stride equal to the kernel: the inverse of ``F.unfold``) each output element
 is one copy, a re-indexing.  ``x[idx] = v`` (``accumulate=False``) keeps the
 base's nodes where nothing is written and the written value's elsewhere, a
-re-indexing too.  Positions must be fixed (not computed from the input).
+re-indexing too.  ``scatter(x, dim, index, src)`` is the same write with its
+positions given along one dimension, ``scatter_add`` and
+``scatter_reduce(..., "sum")`` its accumulating form, and
+``scatter_reduce(..., "mean")`` that sum times 1 / (the number of terms) at
+each position, a fixed factor.  Positions must be fixed (not computed from
+the input); a maximum or product over the written elements (``"amax"``,
+``"amin"``, ``"prod"``) is refused.
 
 The copies are laid out in *layers*: layer ``r`` holds, for every output
 position, its ``r``-th written element (or no node, as zero padding); the
@@ -17,11 +23,13 @@ addition.  O(written elements x log) to sort the positions.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from .symbolic import _is_sym, add_values, as_tensor_of, reindexed
 
-__all__ = ["index_put"]
+__all__ = ["index_put", "scatter"]
 
 #: how many elements one output position may receive (the kernel size of a
 #: fold): each is one more layer of copies, and one more edge per reader
@@ -37,19 +45,66 @@ def index_put(ip, n, args, kwargs, real):
     base, indices, values = args[0], args[1], args[2]
     accumulate = bool(args[3]) if len(args) > 3 else bool(kwargs.get("accumulate", False))
     if any(_is_sym(i) for i in indices if i is not None):
-        ip.unsupported(n, "index_put", "its positions are computed from the input (a "
-                       "scatter that depends on the data has no fixed edges)")
-    if not _is_sym(values):
-        ip.unsupported(n, "index_put", "a constant written into a value (x[idx] = c): "
-                       "write it with torch.where and a fixed mask")
-    shape = tuple(real.shape)
-    real_idx = ip.real(n.args[1])
-    pos = torch.arange(real.numel(), dtype=torch.long).reshape(shape)
+        _computed_positions(ip, n, "index_put")
+    pos = torch.arange(real.numel(), dtype=torch.long).reshape(tuple(real.shape))
     # (a boolean mask indexes the positions of its True entries, as in torch; the
     # ids live on the CPU, the real indices where the model runs)
-    idx = [None if i is None else torch.as_tensor(i).cpu() for i in real_idx]
+    idx = [None if i is None else torch.as_tensor(i).cpu() for i in ip.real(n.args[1])]
     target = pos[tuple(slice(None) if i is None else i if i.dtype == torch.bool else i.long()
                        for i in idx)]
+    shape = tuple(target.shape)
+    return _write(ip, n, "index_put", real, base, values, target,
+                  lambda t: t.expand(shape), accumulate)
+
+
+def scatter(ip, n, args, kwargs, real):
+    """The rule of ``aten.scatter`` / ``scatter_add`` / ``scatter_reduce``
+    (``"sum"``, ``"mean"``): ``out[..., index[..., j, ...], ...] (+)= src[..., j, ...]``
+    along ``dim``, written as :func:`index_put` writes (see the module docstring)."""
+    op = str(n.target.overloadpacket.__name__)
+    base, dim, index = args[0], args[1], args[2]
+    values = args[3] if len(args) > 3 else kwargs.get("src", kwargs.get("value"))
+    reduce = args[4] if len(args) > 4 else kwargs.get("reduce")
+    include_self = kwargs.get("include_self", args[5] if len(args) > 5 else True)
+    if _is_sym(index):
+        _computed_positions(ip, n, op)
+    if op == "scatter_add":
+        reduce = "sum"
+    elif op == "scatter" and reduce is not None:
+        reduce = {"add": "sum", "multiply": "prod"}.get(reduce, reduce)
+    if reduce not in (None, "sum", "mean"):
+        ip.unsupported(n, op, f"a {reduce!r} of the elements written to one position "
+                       "chooses or multiplies per sample (supported: a write, 'sum', 'mean')")
+    index = torch.as_tensor(ip.real(n.args[2])).cpu().long()
+    shape = tuple(real.shape)
+    dim = dim % len(shape)
+    pos = torch.arange(real.numel(), dtype=torch.long).reshape(shape)
+    # the output coordinates of each index entry: its own, but index[...] along dim
+    coords = [torch.arange(s).reshape([-1 if a == d else 1 for a in range(index.dim())])
+              for d, s in enumerate(index.shape)]
+    coords[dim] = index
+    target = pos[tuple(torch.broadcast_tensors(*coords))]
+    part = tuple(slice(0, s) for s in index.shape)
+    return _write(ip, n, op, real, base, values, target, lambda t: t[part],
+                  reduce is not None, mean=reduce == "mean",
+                  include_self=bool(include_self))
+
+
+def _computed_positions(ip, n, op):
+    ip.unsupported(n, op, "its positions are computed from the input (a scatter that "
+                   "depends on the data has no fixed edges)")
+
+
+def _write(ip, n, op, real, base, values, target, view, accumulate, mean=False,
+           include_self=True):
+    """Write ``view(values)`` at the flat positions ``target`` of ``base``
+    (``real``'s shape), replacing or adding (``accumulate``; the base's terms
+    left out where written unless ``include_self``); ``mean`` divides each
+    written position by its number of terms."""
+    if not _is_sym(values):
+        ip.unsupported(n, op, "a constant written into a value (x[idx] = c): "
+                       "write it with torch.where and a fixed mask")
+    shape = tuple(real.shape)
     values = ip.b.materialize(values)
     base = ip.b.materialize(base) if _is_sym(base) else base
     t = target.reshape(-1)
@@ -60,11 +115,10 @@ def index_put(ip, n, args, kwargs, real):
     rank[order] = torch.arange(t.numel()) - first
     layers = int(rank.max()) + 1 if t.numel() else 0
     if not accumulate and layers > 1:
-        ip.unsupported(n, "index_put", "a position written twice without accumulate "
+        ip.unsupported(n, op, "a position written twice without accumulate "
                        "(the last write is not defined)")
     if layers > MAX_WRITES_PER_POSITION:
-        ip.unsupported(n, "index_put", f"{layers} elements written to one position")
-    src_shape = tuple(target.shape)
+        ip.unsupported(n, op, f"{layers} elements written to one position")
     sources: dict = {}      # the written values' ids / scales, flat: one per kind, every layer
 
     def layer(r: int, keep_base: bool):
@@ -72,7 +126,7 @@ def index_put(ip, n, args, kwargs, real):
 
         def run(kind):
             if kind not in sources:
-                sources[kind] = as_tensor_of(kind)(values, None).expand(src_shape).reshape(-1)
+                sources[kind] = view(as_tensor_of(kind)(values, None)).reshape(-1)
             src = sources[kind]
             if keep_base:
                 out = as_tensor_of(kind)(base, None).clone().reshape(-1)
@@ -84,10 +138,25 @@ def index_put(ip, n, args, kwargs, real):
 
     if not accumulate:          # written into a constant base: the rest has no node
         return layer(0, _is_sym(base))
-    total = base if _is_sym(base) else None
-    for r in range(layers):
-        part = layer(r, False)
-        total = part if total is None else add_values(
-            ip.b, total, part, shape[1:], ip.where(n),
-            lambda what, why: ip.unsupported(n, what, why))
+    written = torch.zeros(real.numel(), dtype=torch.bool)
+    written[t] = True
+    parts = [layer(r, False) for r in range(layers)]
+    if _is_sym(base):
+        parts.insert(0, base if include_self else reindexed(
+            [base], lambda kind: _cleared(as_tensor_of(kind)(base, None), written, kind)))
+    if mean:                    # torch counts the base as a term where include_self
+        terms = torch.bincount(t, minlength=real.numel()).double() + float(include_self)
+        terms = torch.where(written, terms, torch.ones_like(terms)).reshape(shape)
+        parts = [replace(v, scale=as_tensor_of("scale")(v, None) / terms) for v in parts]
+    total = parts[0]
+    for part in parts[1:]:
+        total = add_values(ip.b, total, part, shape[1:], ip.where(n),
+                           lambda what, why: ip.unsupported(n, what, why))
     return total
+
+
+def _cleared(x, written, kind):
+    """``x`` without its elements at the ``written`` positions (no node there)."""
+    out = x.clone()
+    out.reshape(-1)[written] = _fill(kind)
+    return out

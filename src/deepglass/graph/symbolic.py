@@ -45,9 +45,9 @@ SUPPORTED = ("linear layers and products by a fixed weight (matmul, einsum), con
              "max / average pooling (adaptive, ceil_mode, count_include_pad), mean / sum / "
              "max over dimensions, upsampling (nearest, bilinear, bicubic, trilinear), pixel "
              "(un)shuffle, batch / layer / group / instance / RMS / local response norms, "
-             "residual add/sub, cat / chunk / split / view / permute / pad / flip / roll and "
-             "other re-indexings, fixed factors, gates x * g(z) with g >= 0 (sigmoid, "
-             "hard-sigmoid, softmax), and elementwise activations (incl. x * f(x) forms)")
+             "residual add/sub, cat / chunk / split / view / permute / pad / flip / roll / "
+             "fold / scatter and other re-indexings, fixed factors, gates x * g(z) with "
+             "g >= 0 (sigmoid, hard-sigmoid, softmax), and elementwise activations")
 
 
 class ForwardError(Exception):

@@ -12,7 +12,9 @@ a constant weight (and a following constant ``Add``) -> ``nn.Linear``, pools ->
 slopes, ...), elementwise arithmetic -> ``torch.add/sub/mul/div``, ``Resize`` /
 ``Upsample`` -> ``F.interpolate``, ``Pad`` -> ``F.pad``, and the re-indexings
 (``Concat``, ``Split``, ``Slice``, ``Gather``, ``Squeeze``, ``Transpose``,
-``Reshape``, ...) -> the torch functions of the same name.  Subgraphs
+``Reshape``, ...) -> the torch functions of the same name, and writes at
+constant positions (``ScatterND``, ``ScatterElements``, ``Col2Im``) ->
+``index_put`` / ``scatter`` / ``scatter_add`` / ``F.fold``.  Subgraphs
 that exporters write out are recognised and become the one op PyTorch would
 have used (SPEC §1b, "the network is what it computes at inference"):
 LayerNorm as ``ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add]`` ->
@@ -77,12 +79,14 @@ from .onnx_control import _ControlOps
 from .onnx_layer_ops import _LayerOps
 from .onnx_refusals import FOLDED_OPS, SUPPORTED_OPS
 from .onnx_resize import _ResizeOps
+from .onnx_scatter_ops import _ScatterOps
 from .onnx_shape_ops import _ShapeOps
 
 __all__ = ["load_onnx", "onnx_to_module", "SUPPORTED_OPS", "FOLDED_OPS"]
 
 
-class _Builder(_ShapeOps, _ArithOps, _LayerOps, _ResizeOps, _ControlOps, _BuilderBase):
+class _Builder(_ShapeOps, _ArithOps, _LayerOps, _ResizeOps, _ScatterOps, _ControlOps,
+               _BuilderBase):
     """The ONNX converter: state and conversion loop from :class:`_BuilderBase`,
     one ``op_<ONNX op>`` handler per supported op from the mixins."""
 

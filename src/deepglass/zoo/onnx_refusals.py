@@ -22,6 +22,7 @@ SUPPORTED_OPS = (
     "Softplus", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose", "Unsqueeze", "Upsample",
     "Max", "Min",   # of one activation and one constant (a TLU)
     "Selu", "Celu", "Log", "Sin", "Cos", "Sign", "Abs",
+    "ScatterND", "ScatterElements", "Scatter", "Col2Im",   # writes at constant positions
 )
 #: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor;
 #: Loop / If of constants are run, unused ones dropped: TorchScript's shape checks);
