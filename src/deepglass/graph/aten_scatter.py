@@ -18,7 +18,8 @@ The copies are laid out in *layers*: layer ``r`` holds, for every output
 position, its ``r``-th written element (or no node, as zero padding); the
 result is the sum of the layers (and of the base, for ``accumulate``), which
 :func:`~deepglass.graph.symbolic.add_values` ends on one block, as a residual
-addition.  O(written elements x log) to sort the positions.
+addition.  O(n log n) in the n written elements to sort them by position,
+then O(n + layers x output size).
 """
 
 from __future__ import annotations
@@ -108,46 +109,55 @@ def _write(ip, n, op, real, base, values, target, view, accumulate, mean=False,
     values = ip.b.materialize(values)
     base = ip.b.materialize(base) if _is_sym(base) else base
     t = target.reshape(-1)
-    order = torch.argsort(t, stable=True)
-    ts = t[order]
-    first = torch.searchsorted(ts, ts)                 # each run of one position
-    rank = torch.empty_like(t)
-    rank[order] = torch.arange(t.numel()) - first
-    layers = int(rank.max()) + 1 if t.numel() else 0
+    # the written elements by position: runs of one position each, O(n log n)
+    ts, order = torch.sort(t, stable=True)
+    at, counts = torch.unique_consecutive(ts, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    layers = int(counts.max()) if t.numel() else 0
     if not accumulate and layers > 1:
         ip.unsupported(n, op, "a position written twice without accumulate "
                        "(the last write is not defined)")
     if layers > MAX_WRITES_PER_POSITION:
         ip.unsupported(n, op, f"{layers} elements written to one position")
-    sources: dict = {}      # the written values' ids / scales, flat: one per kind, every layer
 
-    def layer(r: int, keep_base: bool):
-        sel = rank == r
-
-        def run(kind):
-            if kind not in sources:
-                sources[kind] = view(as_tensor_of(kind)(values, None)).reshape(-1)
-            src = sources[kind]
-            if keep_base:
-                out = as_tensor_of(kind)(base, None).clone().reshape(-1)
-            else:
-                out = torch.full((real.numel(),), _fill(kind), dtype=src.dtype)
-            out[t[sel]] = src[sel]
-            return out.reshape(shape)
-        return reindexed([values] + ([base] if keep_base else []), run)
+    def written_values(kind):
+        return view(as_tensor_of(kind)(values, None)).reshape(-1)
 
     if not accumulate:          # written into a constant base: the rest has no node
-        return layer(0, _is_sym(base))
+        keep = _is_sym(base)
+
+        def run(kind):
+            src = written_values(kind)
+            out = (as_tensor_of(kind)(base, None).clone().reshape(-1) if keep else
+                   torch.full((real.numel(),), _fill(kind), dtype=src.dtype))
+            out[t] = src
+            return out.reshape(shape)
+        return reindexed([values] + ([base] if keep else []), run)
+
+    def run_layers(kind):
+        # layer r: the r-th element of every run longer than r (one gather of the
+        # written values in position order, then reads in increasing order)
+        src, outs = written_values(kind)[order], []
+        for r in range(layers):
+            live = counts > r
+            out = torch.full((real.numel(),), _fill(kind), dtype=src.dtype)
+            out[at[live]] = src[starts[live] + r]
+            outs.append(out.reshape(shape))
+        return outs
+
     written = torch.zeros(real.numel(), dtype=torch.bool)
-    written[t] = True
-    parts = [layer(r, False) for r in range(layers)]
+    written[at] = True
+    parts = list(reindexed([values], run_layers)) if layers else []
     if _is_sym(base):
         parts.insert(0, base if include_self else reindexed(
             [base], lambda kind: _cleared(as_tensor_of(kind)(base, None), written, kind)))
     if mean:                    # torch counts the base as a term where include_self
-        terms = torch.bincount(t, minlength=real.numel()).double() + float(include_self)
-        terms = torch.where(written, terms, torch.ones_like(terms)).reshape(shape)
+        terms = torch.ones(real.numel(), dtype=torch.float64)
+        terms[at] = counts.double() + float(include_self)
+        terms = terms.reshape(shape)
         parts = [replace(v, scale=as_tensor_of("scale")(v, None) / terms) for v in parts]
+    if not parts:               # nothing written into a constant
+        return None
     total = parts[0]
     for part in parts[1:]:
         total = add_values(ip.b, total, part, shape[1:], ip.where(n),
