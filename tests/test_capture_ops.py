@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -427,3 +428,88 @@ def test_a_frozen_batch_norm_follows_the_batchnorm_option():
         a, b = (SignedGraph.from_module(m, (1, 8, 8), batchnorm=mode,
                                         dtype=torch.float64).to_scipy() for m in (plain, frozen))
         assert abs(a - b).max() < 1e-6, mode
+
+
+class _Norm(nn.Module):
+    """A layer norm over the last axis written out, its variance as
+    ``mean((x - m) ** 2)`` (``centred``), ``mean(x ** 2) - m ** 2`` (``moments``),
+    or ``sum(x ** 2) - sum(x) ** 2`` (``sums``, not a variance)."""
+
+    def __init__(self, how, g):
+        super().__init__()
+        self.how, self.g = how, nn.Parameter(g)
+
+    def forward(self, x):
+        m = x.mean(-1, keepdim=True)
+        if self.how == "centred":
+            v = ((x - m) ** 2).mean(-1, keepdim=True)
+        elif self.how == "moments":
+            v = (x * x).mean(-1, keepdim=True) - m * m
+        elif self.how == "moments-pow":
+            v = x.pow(2).mean(-1, keepdim=True) - m.pow(2)
+        else:
+            v = (x * x).sum(-1, keepdim=True) - x.sum(-1, keepdim=True) ** 2
+        return self.g * (x - m) / torch.sqrt(v + 1e-5)
+
+
+class _CumulativeNorm(nn.Module):
+    """A causal (cumulative) layer norm, as Conv-TasNet's cLN: the statistics of
+    all channels up to each time step, its variance as mean(x^2) - mean(x)^2."""
+
+    def __init__(self, g, gain_only=False):
+        super().__init__()
+        self.g, self.gain_only = nn.Parameter(g.reshape(1, -1, 1)), gain_only
+
+    def forward(self, x):
+        if self.gain_only:                      # the reference: the gain alone
+            return self.g * x
+        c, t = x.shape[1], x.shape[2]
+        count = torch.arange(1, t + 1, dtype=x.dtype).reshape(1, 1, -1) * c
+        mean = torch.cumsum(x.sum(1, keepdim=True), -1) / count
+        var = torch.cumsum(x.pow(2).sum(1, keepdim=True), -1) / count - mean.pow(2)
+        return self.g * (x - mean) / (var + 1e-8).sqrt()
+
+
+@pytest.mark.parametrize("how", ["moments", "moments-pow"])
+def test_a_variance_written_as_mean_of_squares_minus_squared_mean_is_a_norm(how):
+    """mean(x^2) - mean(x)^2 >= 0 is the variance (Jensen): the layer norm that
+    divides by it has the graph of the centred form (it was refused as a
+    division by a network value)."""
+    torch.manual_seed(3)
+    a, b = nn.Linear(3, 4), nn.Linear(4, 2)
+    g = torch.tensor([1.0, -0.5, 2.0, -1.5])
+    ref, got = (SignedGraph.from_module(nn.Sequential(a, _Norm(h, g), nn.ReLU(), b).eval(),
+                                        (5, 3), dtype=torch.float64).to_scipy()
+                for h in ("centred", how))
+    assert ref.nnz == got.nnz > 0 and abs(ref - got).max() == 0
+
+
+def test_a_difference_of_moments_that_is_no_variance_rescales_nothing():
+    """sum(x^2) - sum(x)^2 is negative for most inputs: not a positive rescaling."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(3, 4), _Norm("sums", torch.ones(4))).eval()
+    with torch.no_grad():
+        net[0].bias.fill_(3.0)
+    with pytest.raises(UnsupportedLayerError, match="division by a network value"):
+        SignedGraph.from_module(net, (5, 3))
+
+
+def test_a_cumulative_layer_norm_is_a_rescaling_with_its_gain():
+    """Conv-TasNet's causal cLN (cumulative sums of x and x^2 over channels and the
+    past) was refused (cumsum): its statistics rescale, its gain folds in; the
+    graph's path sums equal those of the gain alone (SPEC §1b)."""
+    from jacobian import path_sums
+
+    torch.manual_seed(4)
+    g = torch.tensor([1.2, -0.7, 0.5, 2.0])
+    graphs = []
+    for gain_only in (False, True):
+        torch.manual_seed(4)
+        net = nn.Sequential(nn.Conv1d(1, 4, 3), _CumulativeNorm(g, gain_only), nn.ReLU(),
+                            nn.Conv1d(4, 2, 3)).double().eval()
+        graphs.append(SignedGraph.from_module(net, (1, 12), dtype=torch.float64))
+    got, ref = graphs
+    assert got.n_nodes == ref.n_nodes and got.n_edges == ref.n_edges
+    out = next(iter(got.outputs.values()))      # (the gain folds in before or after h)
+    np.testing.assert_allclose(path_sums(got)[out], path_sums(ref)[out], rtol=1e-9,
+                               atol=1e-12)

@@ -583,7 +583,7 @@ STAT_OPS = {getattr(aten, name) for name in (
     "pow sqrt rsqrt reciprocal add sub mul div mean sum avg_pool1d avg_pool2d avg_pool3d "
     "unsqueeze squeeze view _unsafe_view reshape expand permute clone alias constant_pad_nd "
     "slice select cat _to_copy exp log clamp clamp_min abs neg var var_mean pad flatten "
-    "transpose contiguous to alias detach avg_pool1d").split()
+    "transpose contiguous to alias detach avg_pool1d cumsum").split()
     if hasattr(aten, name)}
 # dropout returns (value, mask)
 ATEN_OPS[aten.native_dropout.default] = lambda ip, n, args, kwargs, real: (args[0], None)

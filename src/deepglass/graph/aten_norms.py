@@ -24,7 +24,7 @@ from .layers import reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _name_of, _opname, add_values,
                        base_packet, expand_to, scale, uses)
 
-__all__ = ["Stat", "feeds_normalization", "stat_sign"]
+__all__ = ["Stat", "feeds_normalization", "stat_sign", "variance_form"]
 
 aten = torch.ops.aten
 
@@ -304,7 +304,7 @@ def _power(ip, x, p: float):
 _STAT_PATH = {getattr(aten, name) for name in (
     "add sub rsub mul div neg clone alias _to_copy to detach contiguous view _unsafe_view "
     "reshape unsqueeze squeeze expand permute flatten transpose pow sqrt rsqrt reciprocal "
-    "abs clamp clamp_min exp log constant_pad_nd pad slice select cat dropout").split()
+    "abs clamp clamp_min exp log constant_pad_nd pad slice select cat dropout cumsum").split()
     if hasattr(aten, name)}
 #: ops that combine it with another value: a normalization once it is reduced
 _COMBINE = {aten.add, aten.sub, aten.rsub, aten.mul, aten.div}
@@ -312,7 +312,7 @@ _COMBINE = {aten.add, aten.sub, aten.rsub, aten.mul, aten.div}
 _REDUCTIONS = {getattr(aten, name) for name in (
     "mean sum var var_mean std std_mean avg_pool1d avg_pool2d avg_pool3d "
     "adaptive_avg_pool1d adaptive_avg_pool2d _adaptive_avg_pool2d adaptive_avg_pool3d "
-    "_adaptive_avg_pool3d linalg_vector_norm norm").split() if hasattr(aten, name)}
+    "_adaptive_avg_pool3d linalg_vector_norm norm cumsum").split() if hasattr(aten, name)}
 
 
 def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> bool:
@@ -343,7 +343,12 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
         packet = base_packet(u.target)
         others = [a for a in u.args if isinstance(a, torch.fx.Node) and a is not src
                   and a in depends] if packet in _COMBINE else []
-        if others:
+        if others and reduced and variance_form(ip, u):
+            # mean(x ** 2) - mean(x) ** 2: the mean of a square on its way to a
+            # normalization; the squared mean's path ends here, its centring decides
+            if u.args[0] is not src:
+                continue
+        elif others:
             # the value a statistic rescales is not computed from it: a pooled
             # feature divided by its own norm is the value, its norm the statistic
             own = own or _descendants(n)
@@ -382,6 +387,16 @@ def stat_sign(ip, n, args) -> int:
         return 0
     if name == "neg":
         return -s
+    if name == "mul" and len(n.args) > 1 and n.args[0] is n.args[1]:
+        return 1        # a square
+    if name == "sub" and variance_form(ip, n):
+        # mean(x ** 2) - mean(x) ** 2 >= 0 (Jensen) where both means take the
+        # same weights: checked on the captured value, rounding aside
+        v = ip.cur          # (n's value, being computed)
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            a = ip.env.get(n.args[0])
+            tol = 1e-5 * float(a.abs().max()) if isinstance(a, torch.Tensor) and a.numel() else 0.0
+            return 1 if bool((v >= -tol).all()) else 0
     if name == "pow":
         p = ip.real(n.args[1]) if len(n.args) > 1 else 1
         if isinstance(p, (int, float)) and float(p).is_integer():
@@ -415,6 +430,51 @@ def stat_sign(ip, n, args) -> int:
             return out
         return signs[0] if signs and all(t == signs[0] for t in signs) else 0
     return s       # means, pools, views: the sign of what they reduce or move
+
+
+def variance_form(ip, n) -> bool:
+    """Whether fx node ``n`` computes ``mean(x ** 2) - mean(x) ** 2``: a
+    ``sub`` of a reduction (means, sums, cumulative sums, constant factors) of
+    a square of ``x`` and the square of a reduction of the same ``x`` (a
+    variance written out, as a layer norm or a cumulative layer norm may;
+    :func:`stat_sign` checks the weights agree on the captured value).  O(ops
+    between them)."""
+    if base_packet(n.target) is not aten.sub or len(n.args) < 2:
+        return False
+    squared = _reduced(ip, n.args[0])
+    x = _square_of(squared) if squared is not None else None
+    mean = _square_of(_root(n.args[1]))
+    y = _reduced(ip, mean) if mean is not None else None
+    return x is not None and y is not None and _root(x) is _root(y)
+
+
+def _square_of(u):
+    """``a`` where fx node ``u`` is ``a ** 2`` or ``a * a``, else None."""
+    if not isinstance(u, torch.fx.Node) or len(u.args) < 2:
+        return None
+    name = _name_of(u.target)
+    if name == "mul" and u.args[0] is u.args[1]:
+        return u.args[0]
+    if name == "pow" and isinstance(u.args[1], (int, float)) and float(u.args[1]) == 2.0:
+        return u.args[0]
+    return None
+
+
+def _reduced(ip, u):
+    """What fx node ``u`` reduces (through reductions, views and constant
+    factors), or None where no reduction is passed."""
+    depends, seen = ip.input_dependent(), False
+    while isinstance(u, torch.fx.Node) and u.args:
+        name, packet = _name_of(u.target), base_packet(u.target)
+        if packet in _REDUCTIONS:
+            seen = True
+        elif name in ("mul", "div") and len(u.args) > 1 and not (
+                isinstance(u.args[1], torch.fx.Node) and u.args[1] in depends):
+            pass        # a constant factor (a count)
+        elif name not in _MOVES | {"expand"}:
+            break
+        u = u.args[0]
+    return u if seen else None
 
 
 def _root(u):
