@@ -367,10 +367,13 @@ def run_bp(model: RAPModel, beta: float, *, start="random", damping: float | str
 
     Examples
     --------
-    BP is exact on a tree (two paths sharing ``w3_0``):
+    BP is exact on a tree (two paths sharing ``w3_0``; path ``(i, j, k)`` uses
+    ``w1_ij, w2_jk, w3_k``):
 
     >>> from deepglass.rap import RAPModel, exact_enumeration
-    >>> tree = RAPModel.from_paths(2, [(0, 0, 0), (1, 0, 1)], x=[1, -1])
+    >>> tree = RAPModel.from_paths(2, [(0, 0, 0), (1, 1, 0)], x=[1, -1])
+    >>> tree.is_forest(), int(tree.degree.max())
+    (True, 2)
     >>> r = run_bp(tree, 1.0)
     >>> r.status, round(r.free_energy - exact_enumeration(tree, 1.0)["free_energy"], 9)
     ('converged', 0.0)
