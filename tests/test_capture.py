@@ -887,18 +887,22 @@ class _Stacked(nn.Module):
             return (y.unsqueeze(0) * c).sum(0)
         if self.how == "folded":                # channels folded into dim 0: not stacked
             return y.view(-1, 1, 3, 3).mean(0)
+        if self.how == "one":                   # one value stacked alone (MONAI's RegUNet)
+            return torch.stack([y], 0).mean(0)
         s = torch.stack([y, self.d(x), x[:, :1].expand(-1, 3, -1, -1)], 0)
         return s.mean(0) if self.how == "mean" else s.sum(0)
 
 
 @pytest.mark.parametrize("capture", ["export", "core"])
-@pytest.mark.parametrize("how", ["mean", "sum", "broadcast add", "broadcast mul"])
+@pytest.mark.parametrize("how", ["mean", "sum", "broadcast add", "broadcast mul", "one"])
 def test_a_reduction_over_values_stacked_before_the_batch_is_linear(how, capture):
     """``torch.stack([a, b, c]).mean(0)`` averages one sample's values (the
     stacked axis, not the batch, at batch 1): the graph equals the Jacobian;
     it was refused as reducing over the batch dimension.  A value broadcast
     along the stacked axis (by a constant of 2 x 1 x ...) is copied there."""
-    assert_is_jacobian(_Stacked(how), (2, 3, 3), capture)
+    g = assert_is_jacobian(_Stacked(how), (2, 3, 3), capture)
+    if how == "one":        # the value itself: no layer of its own
+        assert len(g.node_blocks) == 2
 
 
 def test_a_reduction_over_values_folded_into_the_batch_is_refused():

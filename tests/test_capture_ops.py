@@ -513,3 +513,29 @@ def test_a_cumulative_layer_norm_is_a_rescaling_with_its_gain():
     out = next(iter(got.outputs.values()))      # (the gain folds in before or after h)
     np.testing.assert_allclose(path_sums(got)[out], path_sums(ref)[out], rtol=1e-9,
                                atol=1e-12)
+
+
+class _Sampler(nn.Module):
+    """A VAE's reparameterization mu + eps * std, eps drawn in forward."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.e, self.d, self.how = nn.Linear(4, 6), nn.Linear(3, 2), how
+
+    def forward(self, x):
+        h = self.e(x)
+        mu, std = h[:, :3], torch.exp(0.5 * h[:, 3:])
+        eps = torch.randn_like(std) if self.how == "randn_like" else torch.randn(std.shape)
+        if self.how == "unused":
+            return self.d(mu)
+        return self.d(mu + eps * std)
+
+
+@pytest.mark.parametrize("how", ["randn_like", "randn"])
+def test_a_network_that_samples_at_inference_is_refused(how):
+    """torch.randn(shape) in forward was a constant: the graph held one draw as a
+    fixed factor, silently; randn_like was refused as an unknown op."""
+    with pytest.raises(UnsupportedLayerError, match=rf"'{how}'.*draws random numbers"):
+        SignedGraph.from_module(_Sampler(how).eval(), (4,))
+    # a draw that reaches nothing does not matter
+    assert SignedGraph.from_module(_Sampler("unused").eval(), (4,)).n_edges > 0

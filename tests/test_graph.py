@@ -680,6 +680,32 @@ def test_a_parameter_written_in_forward_is_named_as_the_cause():
         assert "file an issue" not in msg and "\n" not in msg
 
 
+def test_a_value_s_data_read_in_forward_is_the_value():
+    """MONAI's option-A shortcut writes torch.cat([out.data, zeros]): torch.export
+    cannot trace .data (a 'lifted tensor', refused with a hint about parameters);
+    read as .detach() during the capture it is the value itself, and .data is
+    torch's own again after it."""
+    class OptionA(nn.Module):
+        def __init__(self, data):
+            super().__init__()
+            self.conv, self.data_read = nn.Conv2d(2, 4, 3, stride=2, padding=1), data
+
+        def forward(self, x):
+            out = F.avg_pool2d(x, kernel_size=1, stride=2)
+            out = out.data if self.data_read else out
+            return self.conv(x) + torch.cat([out, torch.zeros_like(out)], dim=1)
+
+    torch.manual_seed(0)
+    a, b = OptionA(True).eval(), OptionA(False).eval()
+    b.load_state_dict(a.state_dict())
+    ga, gb = (SignedGraph.from_module(m, (2, 8, 8), capture="export") for m in (a, b))
+    assert ga.n_nodes == gb.n_nodes and abs(ga.to_scipy() - gb.to_scipy()).max() == 0
+    assert "data" not in torch.Tensor.__dict__
+    t = torch.zeros(2)
+    t.data = torch.ones(3)          # torch's .data setter, restored
+    assert t.shape == (3,)
+
+
 def test_an_export_failure_names_where_in_the_user_s_code():
     """A number read from a tensor's data (asteroid's gLN reads its dims with
     torch.arange(...).tolist()) stops torch.export; the refusal now says where."""

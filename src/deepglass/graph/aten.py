@@ -38,6 +38,7 @@ from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _non
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
 from .aten_products import _attention, _bmm, _gated, _linear, _matmul, gated_by_refused
 from .aten_scatter import index_put, scatter
+from .model_checks import RANDOM_OPS, RANDOM_WHY, data_reads_detach
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
@@ -93,7 +94,7 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
     # the input's values, prints the program traced so far) before raising:
     # the one-line error below says it
     try:
-        with quiet_exporter():
+        with quiet_exporter(), data_reads_detach():
             ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
         gm = ep.module()
         if not core and (_writes_into_view(ep.graph) or
@@ -368,6 +369,8 @@ class AtenInterpreter(torch.fx.Interpreter):
                 self._skipped_layer(n, real)
             return gated if gated is not None else refused[0]
         stats = [v for v in flatten([args, kwargs]) if isinstance(v, Stat)]
+        if _opname_packet(n.target) in RANDOM_OPS:      # refused where it is used
+            return self.refused(n, _opname(n.target), RANDOM_WHY)
         if not stats and not (has_sym(args) or has_sym(kwargs)):
             return None
         try:

@@ -212,10 +212,14 @@ def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
     real_in = ip.real(n.args[0])
     nd = real_in.ndim
     dl = sorted({d % nd for d in ([dims] if isinstance(dims, int) else dims or range(nd))})
-    if dl == [0] and nd > 1 and real_in.shape[0] > 1 and real_in.shape[1] == 1 \
+    if dl == [0] and nd > 1 and real_in.shape[1] == 1 \
             and _is_sym(args[0]) and _stacked_in_front(ip, n.args[0]):
         # values stacked in front of the batch (torch.stack([a, b]).mean(0)):
-        # one sample's values, reduced as over a last dimension
+        # one sample's values, reduced as over a last dimension; one value
+        # stacked alone (MONAI's RegUNet) is that value
+        if real_in.shape[0] == 1:
+            return remap(ip.b.materialize(args[0]),
+                         lambda t, fill: t.reshape((1,) + tuple(real.shape[1:])))
         perm = list(range(1, nd)) + [0]
         args = (remap(ip.b.materialize(args[0]), lambda t, fill: t.permute(perm).contiguous()),)
         real_in, dl = real_in.permute(perm), [nd - 1]

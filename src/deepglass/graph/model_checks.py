@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from ..errors import DeepglassError, UnsupportedLayerError
 
-__all__ = ["check_finite", "check_weights", "refused_modules", "refuse_called_modules",
+__all__ = ["RANDOM_OPS", "data_reads_detach", "check_finite", "check_weights", "refused_modules", "refuse_called_modules",
            "module_mode", "attributes_kept"]
 
 
@@ -169,3 +169,39 @@ def attributes_kept(model: nn.Module):
 
 
 _MISSING = object()
+
+
+#: ops that draw random numbers: a network that samples at inference (a VAE's
+#: reparameterization, noise injection) has no fixed signed graph
+RANDOM_OPS = frozenset(
+    "rand randn randint randperm normal bernoulli multinomial poisson rand_like randn_like "
+    "randint_like uniform exponential geometric cauchy log_normal random uniform_ normal_ "
+    "bernoulli_ exponential_ geometric_ cauchy_ log_normal_ random_".split())
+RANDOM_WHY = ("it draws random numbers at inference (a sample, as a VAE's reparameterization "
+              "or injected noise): no fixed signed graph; capture the deterministic part "
+              "(e.g. the posterior's mean)")
+#: the usual cause of a tensor's data changed inside forward, and the way out
+DATA_WRITTEN = ("usually a parameter's .data set or changed in place inside forward, a "
+                "constraint such as self.w.data.clamp_(0): apply it outside forward, after "
+                "each optimizer step, or with torch.nn.utils.parametrize")
+
+
+@contextlib.contextmanager
+def data_reads_detach():
+    """While a capture traces the forward: ``x.data`` reads as ``x.detach()``,
+    the same value at inference (MONAI's option-A shortcut writes
+    ``torch.cat([out.data, zeros])``), which ``torch.export`` records where it
+    cannot trace ``.data``; writing ``x.data = v`` is refused (the capture
+    would read the value before the write).  Restored after."""
+    base, own = torch._C.TensorBase.data, torch.Tensor.__dict__.get("data")
+
+    def written(self, value):
+        raise RuntimeError(f"a tensor's .data is set inside forward ({DATA_WRITTEN})")
+    torch.Tensor.data = property(lambda self: self.detach(), written, doc=base.__doc__)
+    try:
+        yield
+    finally:
+        if own is None:
+            del torch.Tensor.data
+        else:
+            torch.Tensor.data = own

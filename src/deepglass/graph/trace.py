@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
-from .model_checks import (attributes_kept, check_finite, check_weights, module_mode,
+from .model_checks import (DATA_WRITTEN, attributes_kept, check_finite, check_weights, module_mode,
                            refuse_called_modules)
 from .prune import contract_copies, prune, prune_channels
 from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref, Refused,
@@ -273,9 +273,7 @@ def _export_hint(message: str) -> str:
     if "lifted_tensor" not in message:
         return message
     message = message.replace(" Please file an issue on github.", "").rstrip(". ")
-    return (f"{message} (usually a parameter's .data set or changed in place inside forward, "
-            "a constraint such as self.w.data.clamp_(0): apply it outside forward, after "
-            "each optimizer step, or with torch.nn.utils.parametrize)")
+    return f"{message} ({DATA_WRITTEN})"
 
 
 def _rescaled_output(builder: Builder, v, name: str, others: list):
