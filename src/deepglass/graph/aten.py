@@ -37,12 +37,12 @@ from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
 from .aten_products import _attention, _bmm, _gated, _linear, _matmul, gated_by_refused
-from .aten_scatter import index_put, scatter
+from .aten_scatter import index_put, scatter, write_into_view
 from .model_checks import RANDOM_OPS, RANDOM_WHY, data_reads_detach
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
-                         _neg, _refuse, _scatter, _shape_rule, _sum, _upsample, _where)
+                         _neg, _refuse, _shape_rule, _sum, _upsample, _where)
 from .identical import identical_ops, merge_identical_ops, mutates
 from .ranges import factor_range, is_gate, is_positive_divisor
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
@@ -562,7 +562,7 @@ ATEN_OPS: dict = {
            "movedim stack repeat index_select unflatten chunk swapaxes pad flip roll "
            "reflection_pad1d reflection_pad2d reflection_pad3d replication_pad1d "
            "replication_pad2d replication_pad3d _pad_circular index unfold", _shape_rule),
-    **_ops("slice_scatter select_scatter copy", _scatter),
+    **_ops("slice_scatter select_scatter copy", write_into_view),
     **_ops("pow sqrt rsqrt", _statistic),
     **_ops("var var_mean std std_mean linalg_vector_norm norm", _reduced_statistic),
     # einsum has no rule: lowered, a product with a weight is a bmm the rule reads

@@ -572,27 +572,6 @@ def _constant_parts(ip, n, parts, reals) -> list:
     return parts
 
 
-def _scatter(ip, n, args, kwargs, real):
-    """``slice_scatter(base, src, ...)``, ``select_scatter`` and ``copy(dst,
-    src)`` (an in-place write into a view, functionalized): the result holds
-    ``src``'s nodes where it was written and ``base``'s elsewhere, a
-    re-indexing.  A constant part (a value written that does not depend on the
-    input, or a constant base) has no node, as zero padding (SPEC §1); a max
-    pool reading a non-zero constant part is refused, as for padding."""
-    parts = list(args)
-    for i in (0, 1):
-        if i < len(parts) and not _is_sym(parts[i]):
-            const = ip.real(n.args[i])
-            if not torch.is_tensor(const):
-                const = torch.as_tensor(const)
-            if bool((const != 0).any()) and any(_is_max_pool(u.target) for u in n.users):
-                ip.unsupported(n, _opname(n.target), "a max pool reads a constant written "
-                               "into its input")
-            shape = tuple(const.shape)
-            parts[i] = _no_nodes(shape)
-    return _shape_rule(ip, n, tuple(parts), kwargs, real)
-
-
 def _is_max_pool(target) -> bool:
     name = str(getattr(target, "overloadpacket", target))
     return "max_pool" in name and "adaptive" not in name

@@ -1,4 +1,6 @@
-"""Writes at fixed positions: ``index_put`` and ``scatter`` (SPEC §1, §1b).
+"""Writes at fixed positions: ``index_put``, ``scatter`` and the functionalized
+in-place writes into a view (``slice_scatter``, ``select_scatter``, ``copy``)
+(SPEC §1, §1b).
 
 ``F.fold`` / ``nn.Fold`` lowers to ``index_put(zeros, idx, patches,
 accumulate=True)``: every output element is the sum of the patch elements
@@ -28,9 +30,10 @@ from dataclasses import replace
 
 import torch
 
-from .symbolic import _is_sym, add_values, as_tensor_of, reindexed
+from .aten_rules import _is_max_pool, _no_nodes, _shape_rule
+from .symbolic import _is_sym, _opname, add_values, as_tensor_of, reindexed
 
-__all__ = ["index_put", "scatter"]
+__all__ = ["index_put", "scatter", "write_into_view"]
 
 #: how many elements one output position may receive (the kernel size of a
 #: fold): each is one more layer of copies, and one more edge per reader
@@ -170,3 +173,24 @@ def _cleared(x, written, kind):
     out = x.clone()
     out.reshape(-1)[written] = _fill(kind)
     return out
+
+
+def write_into_view(ip, n, args, kwargs, real):
+    """``slice_scatter(base, src, ...)``, ``select_scatter`` and ``copy(dst,
+    src)`` (an in-place write into a view, functionalized): the result holds
+    ``src``'s nodes where it was written and ``base``'s elsewhere, a
+    re-indexing.  A constant part (a value written that does not depend on the
+    input, or a constant base) has no node, as zero padding (SPEC §1); a max
+    pool reading a non-zero constant part is refused, as for padding."""
+    parts = list(args)
+    for i in (0, 1):
+        if i < len(parts) and not _is_sym(parts[i]):
+            const = ip.real(n.args[i])
+            if not torch.is_tensor(const):
+                const = torch.as_tensor(const)
+            if bool((const != 0).any()) and any(_is_max_pool(u.target) for u in n.users):
+                ip.unsupported(n, _opname(n.target), "a max pool reads a constant written "
+                               "into its input")
+            shape = tuple(const.shape)
+            parts[i] = _no_nodes(shape)
+    return _shape_rule(ip, n, tuple(parts), kwargs, real)
