@@ -539,3 +539,23 @@ def test_a_network_that_samples_at_inference_is_refused(how):
         SignedGraph.from_module(_Sampler(how).eval(), (4,))
     # a draw that reaches nothing does not matter
     assert SignedGraph.from_module(_Sampler("unused").eval(), (4,)).n_edges > 0
+
+
+class _Gather(nn.Module):
+    def __init__(self, from_input=False):
+        super().__init__()
+        self.c, self.fc, self.from_input = nn.Conv1d(1, 3, 3), nn.Linear(3 * 6, 2), from_input
+        self.register_buffer("idx", torch.tensor([[5, 0, 0, 2, 3, 1], [1, 1, 4, 2, 0, 5],
+                                                  [0, 1, 2, 3, 4, 5]]))
+
+    def forward(self, x):
+        y = self.c(x)
+        i = y.long().clamp(0, 5) if self.from_input else self.idx[None].expand(y.shape[0], -1, -1)
+        return self.fc(torch.gather(y, 2, i).flatten(1))
+
+
+def test_a_gather_at_fixed_positions_is_a_reindexing():
+    """torch.gather with fixed indices (index_select's elementwise twin) was refused."""
+    assert_is_jacobian(_Gather(), (1, 8))
+    with pytest.raises(UnsupportedLayerError, match="gather.*computed from the input"):
+        SignedGraph.from_module(_Gather(from_input=True).eval(), (1, 8))

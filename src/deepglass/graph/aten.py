@@ -561,7 +561,7 @@ ATEN_OPS: dict = {
            "flatten narrow pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
            "movedim stack repeat index_select unflatten chunk swapaxes pad flip roll "
            "reflection_pad1d reflection_pad2d reflection_pad3d replication_pad1d "
-           "replication_pad2d replication_pad3d _pad_circular index unfold", _shape_rule),
+           "replication_pad2d replication_pad3d _pad_circular index unfold gather", _shape_rule),
     **_ops("slice_scatter select_scatter copy", write_into_view),
     **_ops("pow sqrt rsqrt", _statistic),
     **_ops("var var_mean std std_mean linalg_vector_norm norm", _reduced_statistic),

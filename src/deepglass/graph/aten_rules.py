@@ -505,9 +505,10 @@ def _shape_rule(ip, n, args, kwargs, real):
             not all(_is_sym(v) for v in a[0]):
         a[0] = _constant_parts(ip, n, list(a[0]), real_args[0])
     pad = n.target is aten.constant_pad_nd.default
-    if getattr(n.target, "overloadpacket", None) is aten.index and has_sym(a[1:]):
-        ip.unsupported(n, "index", "its indices are computed from the input (a gather that "
-                       "depends on the data has no fixed edges)")
+    if getattr(n.target, "overloadpacket", None) in (aten.index, aten.gather) and \
+            has_sym(a[1:]):
+        ip.unsupported(n, _opname(n.target), "its indices are computed from the input (a "
+                       "gather that depends on the data has no fixed edges)")
 
     # an in-place op (``y.copy_(z)``, ``x.t_()``) run on the ids would write
     # into the tensors of values that other values share (an activation's

@@ -431,6 +431,17 @@ class _LayerOps:
 
     # -- normalizations -------------------------------------------------------------
     def op_BatchNormalization(self, node, a):
+        x = self.inp(node, 0)
+        if x.is_const and not any(o and (self.consumers.get(o) or o in self.graph_outputs)
+                                  for o in node.output[1:]):
+            # of constants: a weight standardization (timm's StdConv2d, NF-Nets) the
+            # TorchScript exporter writes as a training-mode batch norm of the weights
+            stats = [self.need_const(node, i, "statistics").float() for i in range(1, 5)]
+            self.set(node, _Value(const=F.batch_norm(
+                x.const.float(), stats[2].clone(), stats[3].clone(), stats[0], stats[1],
+                training=bool(int(a.get("training_mode", 0))), momentum=0.0,
+                eps=float(a.get("epsilon", 1e-5)))))
+            return
         # training mode: ``training_mode=1`` (opset 14+), or before opset 14 the
         # optional outputs (running and saved statistics) written at all
         if int(a.get("training_mode", 0)) or (self.opset < 14 and any(node.output[1:])):
@@ -438,7 +449,6 @@ class _LayerOps:
                         "batch's own statistics: exported with the model in train mode); "
                         "export it after model.eval()")
         self._only_first_output(node)
-        x = self.inp(node, 0)
         scale, shift = self.need_const(node, 1, "scale"), self.need_const(node, 2, "bias")
         mean, var = self.need_const(node, 3, "mean"), self.need_const(node, 4, "variance")
         rank = x.tensor.dim()
@@ -521,7 +531,10 @@ class _LayerOps:
             self.set(node, x)
             return
         torch_pad: list[int] = []
-        for ax in range(rank - 1, first - 1, -1):  # F.pad lists the last axis first, down to the first padded one
+        # F.pad lists the last axis first, down to the first padded one (its border
+        # modes: every axis after the channels, whose size decides the mode's rank)
+        lowest = 2 if mode != "constant" and first >= 2 else first
+        for ax in range(rank - 1, lowest - 1, -1):
             torch_pad += list(per_axis.get(ax, (0, 0)))
         if mode != "constant":
             # the border copies values inside: F.pad's reflect / replicate / circular

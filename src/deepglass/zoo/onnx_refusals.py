@@ -23,6 +23,7 @@ SUPPORTED_OPS = (
     "Max", "Min",   # of one activation and one constant (a TLU)
     "Selu", "Celu", "Log", "Sin", "Cos", "Sign", "Abs",
     "ScatterND", "ScatterElements", "Scatter", "Col2Im",   # writes at constant positions
+    "GatherElements", "Einsum",     # reads at constant positions; a product with a weight
 )
 #: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor;
 #: Loop / If of constants are run, unused ones dropped: TorchScript's shape checks);
@@ -37,7 +38,7 @@ _QUANTIZED = {
     "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QLinearSoftmax", "QGemm",
     "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLSTM", "QAttention", "QOrderedMatMul",
 }
-_ATTENTION = {"Attention", "MultiHeadAttention", "GroupQueryAttention", "Einsum"}
+_ATTENTION = {"Attention", "MultiHeadAttention", "GroupQueryAttention"}
 _CONTROL = {"If", "Loop", "Scan", "NonZero", "TopK", "NonMaxSuppression"}
 #: folded on constants (dynamic-shape arithmetic), a selection when an activation is involved
 _SELECTION = {"Where", "Equal", "Less", "Greater", "Not", "Min", "Max"}
@@ -122,6 +123,9 @@ class _Refusals:
             return ("data-dependent control flow or selection; the signed graph needs one fixed "
                     "feed-forward computation: export the network without it (e.g. without box post-processing "
                     "or input normalization)" + _CUT)
+        if op == "Einsum" and len(live) > 1:
+            return ("an attention product of activations; its sign depends on the input, so it has no fixed "
+                    "signed edges: export the convolutional part" + _CUT)
         if op in ("MatMul", "Gemm") and len(node.input) >= 2 and not {node.input[0], node.input[1]} & const:
             return ("a product of two activations (attention-like, e.g. queries times keys) has no fixed "
                     "sign: its weights are computed from the input, so the signed graph is not defined for it; "

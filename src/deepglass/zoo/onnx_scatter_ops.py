@@ -1,5 +1,6 @@
-"""ONNX converter: writes at fixed positions (``ScatterND``,
-``ScatterElements``, ``Col2Im``), as the torch ops the capture reads
+"""ONNX converter: writes and reads at fixed positions (``ScatterND``,
+``ScatterElements``, ``Col2Im``, ``GatherElements``) and ``Einsum`` with
+constant operands, as the torch ops the capture reads
 (:mod:`deepglass.graph.aten_scatter`, SPEC §1): a write is a re-indexing, an
 ``add`` reduction a sum of copies.  Positions must be constants; a ``mul``,
 ``max`` or ``min`` reduction chooses or multiplies per sample and is refused.
@@ -67,6 +68,20 @@ class _ScatterOps:
             data, axis, idx, updates, self._accumulate(node, a)], hint="idx"))
 
     op_Scatter = op_ScatterElements       # its opset-9 name
+
+    def op_GatherElements(self, node, a):
+        """``torch.gather`` at constant positions: a re-indexing."""
+        x = self.inp(node, 0)
+        idx = self._positions(node, 1)
+        self._batch_axis(x)          # the indices hold one row per sample of the batch of 1
+        axis = int(a.get("axis", 0)) % idx.const.dim()
+        self.set(node, self.emit_function(torch.gather, [x, axis, idx], hint="idx"))
+
+    def op_Einsum(self, node, a):
+        """``torch.einsum`` of one activation and constants (a product by a
+        fixed weight; two activations are refused before conversion)."""
+        operands = [self.inp(node, i) for i in range(len(node.input))]
+        self.set(node, self.emit_function(torch.einsum, [a["equation"], *operands]))
 
     def op_Col2Im(self, node, a):
         """``F.fold``: the sum of each column's elements at their image positions."""
