@@ -185,6 +185,9 @@ class _Written(nn.Module):
 WRITTEN = [
     # (name, function, warned as): read on a grid over [-6, 6] at every element
     ("snake", lambda m, h: h + torch.sin(m.alpha * h).pow(2) / m.alpha, None),
+    # DAC's / BigVGAN's form: a factor computed from the weights on the way
+    ("snake-reciprocal", lambda m, h: h + (m.alpha + 1e-9).reciprocal() *
+     torch.sin(m.alpha * h).pow(2), None),
     ("x + sin(x)", lambda m, h: h + torch.sin(h), None),
     ("x - tanh(x)", lambda m, h: h - torch.tanh(h), None),
     ("mu-law", lambda m, h: torch.sign(h) * torch.log1p(255 * h.abs()), None),

@@ -49,12 +49,14 @@ _MONOTONE = {"Softsign"}
 
 
 def _path(ip, y, n) -> set:
-    """The ops between fx nodes ``y`` and ``n`` (``n`` included)."""
-    order = ip.node_order()
+    """The ops between fx nodes ``y`` and ``n`` (``n`` included); a factor
+    computed from the weights alone on the way (``(alpha + 1e-9).reciprocal()``
+    in DAC's Snake) is no op of the path but a constant, as a weight is."""
+    order, depends = ip.node_order(), ip.input_dependent()
     between, stack = set(), [n]
     while stack:
         u = stack.pop()
-        if u not in between and u is not y and order[u] > order[y]:
+        if u not in between and u is not y and order[u] > order[y] and u in depends:
             between.add(u)
             stack.extend(u.all_input_nodes)
     return between
