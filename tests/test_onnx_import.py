@@ -829,6 +829,8 @@ RESIZES = [  # (..., the torch function that computes it)
     ("linear", "pytorch_half_pixel", (6, 3), None, [1, 2, 6, 3], "floor", "interpolate"),
     ("linear", "asymmetric", (8, 7), None, [1, 2, 8, 7], "floor", "linear"),  # tf2onnx's bilinear
     ("linear", "half_pixel_symmetric", (3, 8), [1, 1, 0.8, 1.7], None, "floor", "linear"),
+    ("cubic", "half_pixel", (8, 10), [1, 1, 2, 2], None, "floor", "interpolate"),  # torch's bicubic
+    ("cubic", "align_corners", (7, 9), None, [1, 2, 7, 9], "floor", "interpolate"),
 ]
 
 
@@ -856,8 +858,11 @@ def test_upsample_and_refused_resize_modes():
                    {"X": [1, 2, 3, 3]}, {"Y": [1, 2, 6, 9]}, scales, opset=9)
     want = _reference(_resize_model("linear", "asymmetric", (6, 9), [1, 1, 2, 3], in_hw=(3, 3)), X=x)[0]
     np.testing.assert_allclose(_run(onnx_to_module(model), x), want, rtol=1e-5, atol=1e-6)  # Upsample: asymmetric
-    with pytest.raises(UnsupportedLayerError, match=r"^ONNX node 'resize' \(Resize\): mode 'cubic' is not supported"):
-        onnx_to_module(_resize_model("cubic", "half_pixel", (8, 10), [1, 1, 2, 2]))
+    tf_cubic = _resize_model("cubic", "half_pixel", (8, 10), [1, 1, 2, 2])
+    tf_cubic.graph.node[0].attribute.append(helper.make_attribute("cubic_coeff_a", -0.5))
+    with pytest.raises(UnsupportedLayerError, match=r"^ONNX node 'resize' \(Resize\): mode 'cubic' with "
+                                                    r".*cubic coefficient -0.5 .* no F.interpolate"):
+        onnx_to_module(tf_cubic)
     with pytest.raises(UnsupportedLayerError, match=r"'resize' \(Resize\): coordinate_transformation_mode 'tf_crop_and_resize'"):
         onnx_to_module(_resize_model("linear", "tf_crop_and_resize", (8, 10), [1, 1, 2, 2]))
 

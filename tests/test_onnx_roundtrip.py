@@ -66,3 +66,44 @@ def test_the_exported_file_has_the_graph_of_the_torch_module(kind):
             for m in (net, module))
     assert a.shape == b.shape and a.nnz == b.nnz > 0
     assert abs(a - b).max() < 1e-5
+
+
+class _Resample(nn.Module):
+    def __init__(self, mode, antialias):
+        super().__init__()
+        self.c, self.d = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+        self.mode, self.antialias = mode, antialias
+
+    def forward(self, x):
+        y = F.interpolate(self.c(x), size=(5, 7), mode=self.mode, align_corners=False,
+                          antialias=self.antialias)
+        return self.d(F.relu(y))
+
+
+@pytest.mark.parametrize("mode, antialias, dynamo", [("bicubic", False, False),
+                                                     ("bilinear", True, True),
+                                                     ("bicubic", True, True)])
+def test_bicubic_and_antialiased_resampling_import_as_interpolate(mode, antialias, dynamo):
+    """ONNX Resize 'cubic' and antialias=1 were refused (the latter as having no
+    F.interpolate equivalent): they are F.interpolate's bicubic / antialiased
+    resampling, with the torch module's graph."""
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    net = _Resample(mode, antialias).eval()
+    x = torch.randn(1, 2, 12, 9)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            program = torch.onnx.export(net, (x,), dynamo=True, verbose=False)
+            buf.write(program.model_proto.SerializeToString())
+        else:
+            torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=17)
+    module = onnx_to_module(onnx.load_from_string(buf.getvalue()))
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), net(x), rtol=1e-5, atol=1e-5)
+    a, b = (SignedGraph.from_module(m, (2, 12, 9), dtype=torch.float64).to_scipy()
+            for m in (net, module))
+    assert a.shape == b.shape and a.nnz == b.nnz > 0
+    assert abs(a - b).max() < 1e-5

@@ -61,8 +61,7 @@ class _ResizeOps:
             self.refuse(node, f"resizing axes {list(axes)}; only the spatial axes can be resized")
         if a.get("keep_aspect_ratio_policy", "stretch") != "stretch" and sizes is not None:
             self.refuse(node, f"keep_aspect_ratio_policy={a['keep_aspect_ratio_policy']!r}")
-        if int(a.get("antialias", 0)):
-            self.refuse(node, "antialias=1 (a low-pass filter before resampling) has no F.interpolate equivalent")
+        antialias = bool(int(a.get("antialias", 0)))
         if spatial not in (1, 2, 3):
             self.refuse(node, f"resizing a rank-{rank} tensor")
         if sizes is not None:
@@ -80,6 +79,9 @@ class _ResizeOps:
             out = [int(math.floor(n * s)) for n, s in zip(in_sizes, sc)]
             scale_arg = sc
         kw = {"scale_factor": scale_arg} if scale_arg is not None else {"size": out}
+        if antialias or mode == "cubic":
+            self._torch_resampling(node, x, a, kw, mode, ctm, spatial, out, antialias)
+            return
         if mode == "nearest":
             want = [self._onnx_nearest(n, o, s, ctm, nearest_mode, node) for n, o, s in zip(in_sizes, out, sc)]
             torch_mode = self._nearest_mode(in_sizes, kw, want)
@@ -93,7 +95,7 @@ class _ResizeOps:
             self.set(node, x)
             return
         if mode != "linear":
-            self.refuse(node, f"mode {mode!r} is not supported (nearest and linear are)")
+            self.refuse(node, f"mode {mode!r} is not supported (nearest, linear and cubic are)")
         if ctm == "align_corners":
             kw, align = {"size": out}, True
         elif ctm == "half_pixel" or ctm == "pytorch_half_pixel" and all(o > 1 for o in out):
@@ -106,6 +108,30 @@ class _ResizeOps:
             return
         torch_mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[spatial]
         self.set(node, self.emit_function(F.interpolate, [x], {**kw, "mode": torch_mode, "align_corners": align}))
+
+    def _torch_resampling(self, node, x, a, kw, mode, ctm, spatial, out, antialias):
+        """Bicubic and antialiased resampling where they are ``F.interpolate``'s:
+        2-d, PyTorch's half-pixel mapping (or ``align_corners`` without
+        antialias), the cubic's coefficient -0.75 (-0.5 antialiased, PIL's, as
+        the exporter writes ``antialias=True``)."""
+        half = ctm == "half_pixel" or ctm == "pytorch_half_pixel" and all(o > 1 for o in out)
+        a_coeff = float(a.get("cubic_coeff_a", -0.75))
+        fits = spatial == 2 and mode in ("linear", "cubic") and (
+            half if antialias else (half or ctm == "align_corners"))
+        if mode == "cubic":
+            fits = fits and a_coeff == (-0.5 if antialias else -0.75) and \
+                (antialias or not int(a.get("exclude_outside", 0)))
+        if not fits:
+            what = "antialias=1" if antialias else f"mode {mode!r}"
+            self.refuse(node, f"{what} with coordinate mapping {ctm!r}, cubic coefficient "
+                        f"{a_coeff} and {spatial} spatial axes has no F.interpolate equivalent "
+                        "(2-d half-pixel resampling does: bilinear, bicubic with -0.75, "
+                        "antialiased with -0.5)")
+        if ctm == "align_corners":
+            kw = {"size": out}
+        self.set(node, self.emit_function(F.interpolate, [x], {
+            **kw, "mode": "bilinear" if mode == "linear" else "bicubic",
+            "align_corners": ctm == "align_corners", "antialias": antialias}))
 
     def _along_axis(self, x: _Value, axis: int, weights: torch.Tensor, hint: str) -> _Value:
         """``F.linear`` of the (out, in) matrix ``weights`` over ``axis`` (moved last and back)."""
