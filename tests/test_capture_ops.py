@@ -450,6 +450,12 @@ class _Norm(nn.Module):
             v = (x * x).mean(-1, keepdim=True) - m * m
         elif self.how == "moments-pow":
             v = x.pow(2).mean(-1, keepdim=True) - m.pow(2)
+        elif self.how == "twice-the-mean":      # not a variance: negative at some inputs
+            v = (x * x).mean(-1, keepdim=True) - (2 * m) ** 2
+        elif self.how == "other-axis":          # the squares' mean over the sequence
+            v = (x * x).mean(-2, keepdim=True).mean(-1, keepdim=True) - m * m
+        elif self.how == "weighted":            # other weights than the mean's
+            v = (x * x * torch.tensor([0.1, 0.1, 0.1, 3.7])).sum(-1, keepdim=True) - m * m
         else:
             v = (x * x).sum(-1, keepdim=True) - x.sum(-1, keepdim=True) ** 2
         return self.g * (x - m) / torch.sqrt(v + 1e-5)
@@ -469,6 +475,10 @@ class _CumulativeNorm(nn.Module):
         c, t = x.shape[1], x.shape[2]
         count = torch.arange(1, t + 1, dtype=x.dtype).reshape(1, 1, -1) * c
         mean = torch.cumsum(x.sum(1, keepdim=True), -1) / count
+        if self.gain_only is None:          # the past's squares, the present's mean
+            var = torch.cumsum(x.pow(2).sum(1, keepdim=True), -1) / count - \
+                (x.sum(1, keepdim=True) / c).pow(2)
+            return self.g * (x - mean) / (var + 1e-8).sqrt()
         var = torch.cumsum(x.pow(2).sum(1, keepdim=True), -1) / count - mean.pow(2)
         return self.g * (x - mean) / (var + 1e-8).sqrt()
 
@@ -487,13 +497,15 @@ def test_a_variance_written_as_mean_of_squares_minus_squared_mean_is_a_norm(how)
     assert ref.nnz == got.nnz > 0 and abs(ref - got).max() == 0
 
 
-def test_a_difference_of_moments_that_is_no_variance_rescales_nothing():
-    """sum(x^2) - sum(x)^2 is negative for most inputs: not a positive rescaling."""
+@pytest.mark.parametrize("how", ["sums", "twice-the-mean", "other-axis", "weighted"])
+def test_a_difference_of_moments_that_is_no_variance_rescales_nothing(how):
+    """sum(x^2) - sum(x)^2, mean(x^2) - (2 mean(x))^2, means over other axes or
+    with other weights are negative at some inputs: not a positive rescaling.
+    (Without a bias the captured value is 0: its sign proves nothing.)"""
     torch.manual_seed(3)
-    net = nn.Sequential(nn.Linear(3, 4), _Norm("sums", torch.ones(4))).eval()
-    with torch.no_grad():
-        net[0].bias.fill_(3.0)
-    with pytest.raises(UnsupportedLayerError, match="division by a network value"):
+    net = nn.Sequential(nn.Linear(3, 4, bias=False), _Norm(how, torch.ones(4))).eval()
+    with pytest.raises(UnsupportedLayerError, match="division by a network value|sign "
+                                                    "depends on the input"):
         SignedGraph.from_module(net, (5, 3))
 
 
@@ -516,6 +528,9 @@ def test_a_cumulative_layer_norm_is_a_rescaling_with_its_gain():
     out = next(iter(got.outputs.values()))      # (the gain folds in before or after h)
     np.testing.assert_allclose(path_sums(got)[out], path_sums(ref)[out], rtol=1e-9,
                                atol=1e-12)
+    mixed = nn.Sequential(nn.Conv1d(1, 4, 3), _CumulativeNorm(g, None), nn.Conv1d(4, 2, 3))
+    with pytest.raises(UnsupportedLayerError):      # no variance: negative at some inputs
+        SignedGraph.from_module(mixed.eval(), (1, 12))
 
 
 class _Sampler(nn.Module):
@@ -528,16 +543,19 @@ class _Sampler(nn.Module):
     def forward(self, x):
         h = self.e(x)
         mu, std = h[:, :3], torch.exp(0.5 * h[:, 3:])
-        eps = torch.randn_like(std) if self.how == "randn_like" else torch.randn(std.shape)
+        eps = (torch.randn_like(std) if self.how == "randn_like" else
+               torch.empty_like(std).normal_() if self.how == "normal_functional" else
+               torch.randn(std.shape))
         if self.how == "unused":
             return self.d(mu)
         return self.d(mu + eps * std)
 
 
-@pytest.mark.parametrize("how", ["randn_like", "randn"])
+@pytest.mark.parametrize("how", ["randn_like", "randn", "normal_functional"])
 def test_a_network_that_samples_at_inference_is_refused(how):
     """torch.randn(shape) in forward was a constant: the graph held one draw as a
-    fixed factor, silently; randn_like was refused as an unknown op."""
+    fixed factor, silently; randn_like was refused as an unknown op.  An in-place
+    draw (x.new_empty(n).normal_()) is lowered to its functional form."""
     with pytest.raises(UnsupportedLayerError, match=rf"'{how}'.*draws random numbers"):
         SignedGraph.from_module(_Sampler(how).eval(), (4,))
     # a draw that reaches nothing does not matter

@@ -38,7 +38,7 @@ from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _non
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
 from .aten_products import _attention, _bmm, _gated, _linear, _matmul, gated_by_refused
 from .aten_scatter import index_put, scatter, write_into_view
-from .model_checks import RANDOM_OPS, RANDOM_WHY, data_reads_detach
+from .model_checks import RANDOM_WHY, data_reads_detach, random_draw
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
@@ -369,7 +369,7 @@ class AtenInterpreter(torch.fx.Interpreter):
                 self._skipped_layer(n, real)
             return gated if gated is not None else refused[0]
         stats = [v for v in flatten([args, kwargs]) if isinstance(v, Stat)]
-        if _opname_packet(n.target) in RANDOM_OPS:      # refused where it is used
+        if random_draw(n.target) and _rule(n.target) is None:    # refused where it is used
             return self.refused(n, _opname(n.target), RANDOM_WHY)
         if not stats and not (has_sym(args) or has_sym(kwargs)):
             return None

@@ -389,14 +389,8 @@ def stat_sign(ip, n, args) -> int:
         return -s
     if name == "mul" and len(n.args) > 1 and n.args[0] is n.args[1]:
         return 1        # a square
-    if name == "sub" and variance_form(ip, n):
-        # mean(x ** 2) - mean(x) ** 2 >= 0 (Jensen) where both means take the
-        # same weights: checked on the captured value, rounding aside
-        v = ip.cur          # (n's value, being computed)
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            a = ip.env.get(n.args[0])
-            tol = 1e-5 * float(a.abs().max()) if isinstance(a, torch.Tensor) and a.numel() else 0.0
-            return 1 if bool((v >= -tol).all()) else 0
+    if name == "sub" and variance_form(ip, n, exact=True):
+        return 1        # mean(x ** 2) - mean(x) ** 2 >= 0 (Jensen)
     if name == "pow":
         p = ip.real(n.args[1]) if len(n.args) > 1 else 1
         if isinstance(p, (int, float)) and float(p).is_integer():
@@ -432,20 +426,50 @@ def stat_sign(ip, n, args) -> int:
     return s       # means, pools, views: the sign of what they reduce or move
 
 
-def variance_form(ip, n) -> bool:
+def variance_form(ip, n, exact: bool = False) -> bool:
     """Whether fx node ``n`` computes ``mean(x ** 2) - mean(x) ** 2``: a
-    ``sub`` of a reduction (means, sums, cumulative sums, constant factors) of
-    a square of ``x`` and the square of a reduction of the same ``x`` (a
-    variance written out, as a layer norm or a cumulative layer norm may;
-    :func:`stat_sign` checks the weights agree on the captured value).  O(ops
-    between them)."""
+    ``sub`` of a mean of ``x ** 2`` and the square of the same mean of ``x``
+    (the same reductions over the same axes and the same constant factors on
+    both sides, a variance by Jensen where they weigh each term alike: a
+    layer norm or a cumulative layer norm written out).  ``exact`` (once the
+    values are computed) also compares the constant factors' values and checks
+    that the weights sum to 1 (the mean of ones is one).  O(ops between them)."""
     if base_packet(n.target) is not aten.sub or len(n.args) < 2:
         return False
-    squared = _reduced(ip, n.args[0])
-    x = _square_of(squared) if squared is not None else None
+    a = _reduced(ip, n.args[0])
     mean = _square_of(_root(n.args[1]))
-    y = _reduced(ip, mean) if mean is not None else None
-    return x is not None and y is not None and _root(x) is _root(y)
+    b = _reduced(ip, mean) if mean is not None else None
+    if a is None or b is None or len(a[1]) != len(b[1]):
+        return False
+    x = _square_of(a[0])
+    if x is None or _root(x) is not _root(b[0]):
+        return False
+    for (name, args), (name_b, args_b) in zip(a[1], b[1]):
+        if name != name_b or len(args) != len(args_b):
+            return False
+        for u, v in zip(args, args_b):
+            u, v = (ip.env.get(w, w) if isinstance(w, torch.fx.Node) else w for w in (u, v))
+            if isinstance(u, torch.fx.Node) or isinstance(v, torch.fx.Node):
+                if exact:
+                    return False        # (not computed yet: compared when it is)
+                continue
+            if not (torch.equal(torch.as_tensor(u), torch.as_tensor(v)) if
+                    isinstance(u, torch.Tensor) or isinstance(v, torch.Tensor) else u == v):
+                return False
+    return not exact or _weighs_one(ip, b[0], mean, b[2])
+
+
+def _weighs_one(ip, x, mean, path) -> bool:
+    """Whether the reductions from ``x`` to ``mean`` map ones to ones (a mean)."""
+    env = {x: torch.ones_like(ip.env[x])}
+    try:
+        for u in reversed(path):
+            args, kwargs = torch.fx.node.map_arg((u.args, u.kwargs),
+                                                 lambda v: env[v] if v in env else ip.env[v])
+            env[u] = u.target(*args, **kwargs)
+        return bool(torch.allclose(env[mean], torch.ones_like(env[mean])))
+    except Exception:       # noqa: BLE001 -- an op that does not take ones: no mean known
+        return False
 
 
 def _square_of(u):
@@ -461,20 +485,30 @@ def _square_of(u):
 
 
 def _reduced(ip, u):
-    """What fx node ``u`` reduces (through reductions, views and constant
-    factors), or None where no reduction is passed."""
-    depends, seen = ip.input_dependent(), False
+    """``(x, chain, path)``: the value fx node ``u`` reduces (through
+    reductions, views and constant factors), the reductions and factors on the
+    way (name, their other arguments) and the ops passed; None where no
+    reduction is passed."""
+    depends, chain, path = ip.input_dependent(), [], []
     while isinstance(u, torch.fx.Node) and u.args:
         name, packet = _name_of(u.target), base_packet(u.target)
         if packet in _REDUCTIONS:
-            seen = True
-        elif name in ("mul", "div") and len(u.args) > 1 and not (
-                isinstance(u.args[1], torch.fx.Node) and u.args[1] in depends):
-            pass        # a constant factor (a count)
-        elif name not in _MOVES | {"expand"}:
+            chain.append((name, list(u.args[1:]) + sorted(u.kwargs.items())))
+            nxt = u.args[0]
+        elif name in ("mul", "div") and len(u.args) > 1:
+            live = [v for v in u.args[:2] if isinstance(v, torch.fx.Node) and v in depends]
+            if len(live) != 1 or name == "div" and u.args[0] is not live[0]:
+                break           # (c / x is no factor of x)
+            chain.append((name, [u.args[1] if u.args[0] is live[0] else u.args[0]]))
+            nxt = live[0]
+        elif name in _MOVES | {"expand"}:
+            nxt = u.args[0]
+        else:
             break
-        u = u.args[0]
-    return u if seen else None
+        path.append(u)
+        u = nxt
+    return (u, chain, path) if any(_name_of(p.target) not in ("mul", "div") and
+                                   base_packet(p.target) in _REDUCTIONS for p in path) else None
 
 
 def _root(u):

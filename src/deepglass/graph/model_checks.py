@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from ..errors import DeepglassError, UnsupportedLayerError
 
-__all__ = ["RANDOM_OPS", "data_reads_detach", "check_finite", "check_weights", "refused_modules", "refuse_called_modules",
+__all__ = ["data_reads_detach", "random_draw", "check_finite", "check_weights", "refused_modules", "refuse_called_modules",
            "module_mode", "attributes_kept"]
 
 
@@ -171,12 +171,15 @@ def attributes_kept(model: nn.Module):
 _MISSING = object()
 
 
-#: ops that draw random numbers: a network that samples at inference (a VAE's
-#: reparameterization, noise injection) has no fixed signed graph
-RANDOM_OPS = frozenset(
-    "rand randn randint randperm normal bernoulli multinomial poisson rand_like randn_like "
-    "randint_like uniform exponential geometric cauchy log_normal random uniform_ normal_ "
-    "bernoulli_ exponential_ geometric_ cauchy_ log_normal_ random_".split())
+def random_draw(target) -> bool:
+    """Whether an ATen op draws random numbers (torch tags it
+    ``nondeterministic_seeded``: ``randn``, ``normal_`` and its functional
+    form, ``bernoulli`` ...): a network that samples at inference (a VAE's
+    reparameterization, noise injection) has no fixed signed graph.  Dropout
+    and RReLU have rules of their own (their inference forms)."""
+    return torch.Tag.nondeterministic_seeded in getattr(target, "tags", ())
+
+
 RANDOM_WHY = ("it draws random numbers at inference (a sample, as a VAE's reparameterization "
               "or injected noise): no fixed signed graph; capture the deterministic part "
               "(e.g. the posterior's mean)")
