@@ -361,13 +361,42 @@ def test_a_scatter_reads_the_part_of_a_larger_source_its_index_covers():
     assert a.shape == b.shape and abs(a - b).max() == 0 and a.nnz > 0
 
 
+class _Cover(nn.Module):
+    """Every position of a value written over (scatter_reduce without include_self),
+    and constants written through an index list (x[:, :, idx] = 0, index_fill)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.c, self.fc, self.how = nn.Conv1d(1, 2, 3), nn.Linear(12, 2), how
+        self.register_buffer("idx", torch.tensor([1, 0, 3, 2, 5, 4]))
+
+    def forward(self, x):
+        y = self.c(x)                                           # (B, 2, 6)
+        if self.how == "cover":
+            z = y.scatter_reduce(2, self.idx.expand_as(y), 3 * y, "sum", include_self=False)
+        elif self.how == "index-list":
+            z = y.clone()
+            z[:, :, self.idx[:2]] = 0.0
+        else:
+            z = y.index_fill(2, self.idx[:2], 0.0)
+        return self.fc(z.flatten(1))
+
+
+@pytest.mark.parametrize("how", ["cover", "index-list", "index_fill"])
+def test_writes_over_every_position_or_of_constants_are_their_jacobian(how):
+    """A base written over everywhere has nothing left (it was added as a value
+    made only of padding, refused); a constant written through an index list was
+    refused (only slice writes were padding)."""
+    assert_is_jacobian(_Cover(how), (1, 8))
+
+
 @pytest.mark.parametrize("reduce", ["amax", "prod"])
 def test_a_maximum_or_product_of_scattered_elements_is_refused(reduce):
     with pytest.raises(UnsupportedLayerError, match=f"'{reduce}' of the elements written"):
         SignedGraph.from_module(_Scatter("reduce", on_value=True, reduce=reduce), (1, 8))
 
 
-def test_a_scatter_twice_to_one_position_or_of_a_constant_is_refused():
+def test_a_scatter_twice_to_one_position_is_refused_a_constant_is_padding():
     class Twice(_Scatter):
         def forward(self, x):
             y = self.c(x)
@@ -381,8 +410,8 @@ def test_a_scatter_twice_to_one_position_or_of_a_constant_is_refused():
 
     with pytest.raises(UnsupportedLayerError, match="written twice"):
         SignedGraph.from_module(Twice("scatter"), (1, 8))
-    with pytest.raises(UnsupportedLayerError, match="a constant written"):
-        SignedGraph.from_module(Constant("scatter"), (1, 8))
+    # a constant written (it was refused): no node there, as zero padding
+    assert_is_jacobian(nn.Sequential(Constant("scatter"), nn.Flatten(), nn.Linear(40, 2)), (1, 8))
 
 
 def test_positions_computed_from_the_input_are_refused():

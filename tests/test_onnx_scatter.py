@@ -87,7 +87,7 @@ def _scatter_model(op, reduction="none", const_indices=True, **attrs):
     if op == "ScatterND":
         idx = np.array([[[[0, 0, 3], [0, 0, 1]], [[0, 1, 0], [0, 1, 2]]]])
     else:
-        idx = np.array([[[3, 1], [0, 2]]])
+        idx = np.array([[[-1, 1], [0, -2]]])       # (ONNX counts negatives from the end)
     inputs = {"x": [1, 2, 4]}
     if const_indices:
         inits["idx"] = idx
@@ -135,3 +135,19 @@ def test_col2im_with_pads_that_differ_per_side_is_refused():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     with pytest.raises(UnsupportedLayerError, match="Col2Im.*pads .* differ"):
         onnx_to_module(model)
+
+
+def test_gather_elements_with_negative_indices_equals_the_reference():
+    """ONNX allows indices from -size; torch.gather does not (the module failed)."""
+    from onnx.reference import ReferenceEvaluator
+
+    nodes = [helper.make_node("GatherElements", ["x", "idx"], ["y"], axis=2)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4])],
+        [numpy_helper.from_array(np.array([[[-1, 0, -4, 2], [1, -2, 3, 0]]]), "idx")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    x = np.random.default_rng(0).normal(size=(1, 2, 4)).astype(np.float32)
+    with torch.no_grad():
+        got = onnx_to_module(model)(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, {"x": x})[0])

@@ -12,7 +12,8 @@ re-indexing too.  ``scatter(x, dim, index, src)`` is the same write with its
 positions given along one dimension, ``scatter_add`` and
 ``scatter_reduce(..., "sum")`` its accumulating form, and
 ``scatter_reduce(..., "mean")`` that sum times 1 / (the number of terms) at
-each position, a fixed factor.  Positions must be fixed (not computed from
+each position, a fixed factor.  A constant written has no node there (as
+zero padding), and one added is a bias.  Positions must be fixed (not computed from
 the input); a maximum or product over the written elements (``"amax"``,
 ``"amin"``, ``"prod"``) is refused.
 
@@ -105,10 +106,14 @@ def _write(ip, n, op, real, base, values, target, view, accumulate, mean=False,
     (``real``'s shape), replacing or adding (``accumulate``; the base's terms
     left out where written unless ``include_self``); ``mean`` divides each
     written position by its number of terms."""
-    if not _is_sym(values):
-        ip.unsupported(n, op, "a constant written into a value (x[idx] = c): "
-                       "write it with torch.where and a fixed mask")
     shape = tuple(real.shape)
+    if not _is_sym(values):
+        # a constant written: no node there, as zero padding (SPEC §1); added, a bias
+        if accumulate:
+            return base if _is_sym(base) else None
+        if any(_is_max_pool(u.target) for u in n.users):
+            ip.unsupported(n, op, "a max pool reads a constant written into its input")
+        values = _no_nodes(tuple(target.shape))
     values = ip.b.materialize(values)
     base = ip.b.materialize(base) if _is_sym(base) else base
     t = target.reshape(-1)
@@ -152,8 +157,10 @@ def _write(ip, n, op, real, base, values, target, view, accumulate, mean=False,
     written[at] = True
     parts = list(reindexed([values], run_layers)) if layers else []
     if _is_sym(base):
-        parts.insert(0, base if include_self else reindexed(
-            [base], lambda kind: _cleared(as_tensor_of(kind)(base, None), written, kind)))
+        kept = base if include_self else reindexed(
+            [base], lambda kind: _cleared(as_tensor_of(kind)(base, None), written, kind))
+        if bool((kept.index >= 0).any()):      # (written over everywhere: nothing kept)
+            parts.insert(0, kept)
     if mean:                    # torch counts the base as a term where include_self
         terms = torch.ones(real.numel(), dtype=torch.float64)
         terms[at] = counts.double() + float(include_self)

@@ -40,13 +40,21 @@ class _ScatterOps:
                         "written to one position per sample (supported: 'none', 'add')")
         return reduction == "add"
 
-    def _positions(self, node, i: int) -> _Value:
+    def _positions(self, node, i: int, size: int | None = None) -> _Value:
+        """Constant indices; along an axis of ``size`` elements, negative ones
+        (ONNX allows ``-size`` to ``-1``) counted from its end, as torch's
+        ``scatter`` / ``gather`` do not."""
         v = self.inp(node, i)
         if not v.is_const:
             self.refuse(node, "its positions are computed from the input (a scatter that "
                         "depends on the data has no fixed edges)")
         idx = v.const.long()
-        return _Value(const=idx)
+        return _Value(const=idx if size is None else torch.where(idx < 0, idx + size, idx))
+
+    def _axis_size(self, node, a, x) -> tuple[int, int]:
+        t = x.const if x.is_const else x.tensor
+        axis = int(a.get("axis", 0)) % t.dim()
+        return axis, int(t.shape[axis])
 
     def op_ScatterND(self, node, a):
         data, updates = self.inp(node, 0), self.inp(node, 2)
@@ -59,11 +67,11 @@ class _ScatterOps:
 
     def op_ScatterElements(self, node, a):
         data, updates = self.inp(node, 0), self.inp(node, 2)
-        idx = self._positions(node, 1)
+        axis, size = self._axis_size(node, a, data)
+        idx = self._positions(node, 1, size)
         # the indices hold one row per sample of the file's batch of 1
         self._batch_axis(data)
         self._batch_axis(updates)
-        axis = int(a.get("axis", 0)) % idx.const.dim()
         self.set(node, self.emit_function(scatter_elements, [
             data, axis, idx, updates, self._accumulate(node, a)], hint="idx"))
 
@@ -72,9 +80,9 @@ class _ScatterOps:
     def op_GatherElements(self, node, a):
         """``torch.gather`` at constant positions: a re-indexing."""
         x = self.inp(node, 0)
-        idx = self._positions(node, 1)
+        axis, size = self._axis_size(node, a, x)
+        idx = self._positions(node, 1, size)
         self._batch_axis(x)          # the indices hold one row per sample of the batch of 1
-        axis = int(a.get("axis", 0)) % idx.const.dim()
         self.set(node, self.emit_function(torch.gather, [x, axis, idx], hint="idx"))
 
     def op_Einsum(self, node, a):
