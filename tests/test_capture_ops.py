@@ -609,3 +609,29 @@ def test_a_gather_at_fixed_positions_is_a_reindexing():
     assert_is_jacobian(_Gather(), (1, 8))
     with pytest.raises(UnsupportedLayerError, match="gather.*computed from the input"):
         SignedGraph.from_module(_Gather(from_input=True).eval(), (1, 8))
+
+
+class _AddToUnwritten(nn.Module):
+    """A value added to a part of another that holds no node (zeros never written,
+    a slice of zero padding): the sum is the value (SPEC §1: a constant adds none)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.c, self.how = nn.Conv1d(1, 4, 3), how
+        self.fc = nn.Linear(36 if how == "write then add" else 16, 3)
+
+    def forward(self, x):
+        y = self.c(x)                                       # (B, 4, 6)
+        if self.how == "write then add":
+            z = y.new_zeros(y.shape[0], 4, 3, 3)
+            z[:, :, [0, 1, 2], [2, 1, 0]] = y[:, :, :3]     # the anti-diagonal written
+            z[:, :, [0, 2], [0, 2]] += y[:, :, 3:5]         # corners, still zero
+        else:
+            z = F.pad(y, (0, 4))[:, :, 6:] + y[:, :, :4]
+        return self.fc(z.flatten(1))
+
+
+@pytest.mark.parametrize("how", ["write then add", "padding slice plus value"])
+def test_a_value_added_to_a_part_without_nodes_is_that_value(how):
+    """It was refused: 'layer add_ reads a value made only of padding'."""
+    assert_is_jacobian(_AddToUnwritten(how), (1, 8))

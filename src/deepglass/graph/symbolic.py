@@ -35,19 +35,11 @@ import torch.fx
 
 from ..errors import DeepglassError, UnsupportedLayerError
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock, ZeroPaddedBlock
+from .supported import SUPPORTED
 
 __all__ = ["Ref", "Pending", "Refused", "Builder", "NonMonotoneActivationWarning", "ForwardError",
            "SUPPORTED", "scale", "remap", "uses", "expand_to"]
 
-#: what the ATen capture reads (SPEC §1, §1b), for refusals to name
-SUPPORTED = ("linear layers and products by a fixed weight (matmul, einsum), conv1d/2d/3d "
-             "(stride, padding incl. 'same', dilation, groups) and transposed convolution, "
-             "max / average pooling (adaptive, ceil_mode, count_include_pad), mean / sum / "
-             "max over dimensions, upsampling (nearest, bilinear, bicubic, trilinear), pixel "
-             "(un)shuffle, batch / layer / group / instance / RMS / local response norms, "
-             "residual add/sub, cat / chunk / split / view / permute / pad / flip / roll / "
-             "fold / scatter and other re-indexings, fixed factors, gates x * g(z) with "
-             "g >= 0 (sigmoid, hard-sigmoid, softmax), and elementwise activations")
 
 
 class ForwardError(Exception):
@@ -419,6 +411,10 @@ def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
     elementwise functions of the same nodes add up to one more (an
     activation), which ``judge()`` reads for monotonicity (and warns), True
     where it could."""
+    for p, q in ((a, b), (b, a)):      # a part without nodes (zeros never written): a bias
+        if isinstance(p, Ref) and not bool((p.index >= 0).any()) and tuple(p.index.shape[1:]) \
+                == tuple(shape) == tuple(q.index.shape[1:] if isinstance(q, Ref) else q.shape):
+            return q
     if isinstance(a, Ref) and isinstance(b, Ref) and a.index.shape == b.index.shape \
             and bool(torch.equal(a.index, b.index)):
         same_fn = a.act == b.act or (a.fn is not None and a.fn == b.fn)
@@ -579,7 +575,6 @@ def _wrap(idx, scl, val, nonneg=False, fn=None, act=0, gated=False, gate=(1.0, 1
     return None
 
 
-# ----------------------------------------------------------------------------------
 # ----------------------------------------------------------------------------------
 # helpers of the capture rules
 def _opname(target) -> str:
