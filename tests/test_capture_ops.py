@@ -635,3 +635,45 @@ class _AddToUnwritten(nn.Module):
 def test_a_value_added_to_a_part_without_nodes_is_that_value(how):
     """It was refused: 'layer add_ reads a value made only of padding'."""
     assert_is_jacobian(_AddToUnwritten(how), (1, 8))
+
+
+class _GatedConcat(nn.Module):
+    """Sums of gated copies of a concatenation whose parts went through different
+    activations (smp's scSE on cat([upsampled decoder, skip]))."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.a, self.b = nn.Conv2d(2, 3, 1, bias=False), nn.Conv2d(2, 3, 1, bias=False)
+        self.g, self.out = nn.Conv2d(2, 6, 1), nn.Conv2d(6, 1, 1, bias=False)
+
+    def forward(self, x):
+        y = torch.cat([F.relu(self.a(x)), self.b(x)], 1)
+        s = torch.sigmoid(self.g(x))
+        if self.kind == "y*g - y":
+            y = y * s - y
+        elif self.kind == "y*g1 + y*g2":
+            y = y * s + y * torch.sigmoid(-self.g(x))
+        else:
+            y = 2 * y * s - y
+        return self.out(y)
+
+
+@pytest.mark.parametrize("kind, factor", [("y*g - y", -1.0), ("y*g1 + y*g2", 2.0),
+                                          ("2 y g - y", None)])
+def test_gated_copies_of_a_concatenation_of_several_activations_keep_their_factor(kind, factor):
+    """They were taken for a sum of different elementwise functions: factor +1, the
+    gates' range dropped (y g - y had its edges' signs flipped; either-signed
+    2 y g - y was accepted).  The README's rule: the bound of largest magnitude."""
+    torch.manual_seed(0)
+    net = _GatedConcat(kind).double().eval()
+    if factor is None:
+        with pytest.raises(UnsupportedLayerError, match="sum of gated copies"):
+            SignedGraph.from_module(net, (2, 1, 1), dtype=torch.float64)
+        return
+    g = SignedGraph.from_module(net, (2, 1, 1), dtype=torch.float64)
+    A = g.to_scipy().toarray()
+    parts = sorted((nb for nb in g.node_blocks if nb.name in ("a", "b")), key=lambda nb: nb.name)
+    dst = g.node_blocks[-1].offset
+    got = np.concatenate([A[nb.offset:nb.stop, dst] for nb in parts])
+    np.testing.assert_allclose(got, factor * net.out.weight.detach().numpy().ravel())

@@ -418,7 +418,9 @@ def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
     if isinstance(a, Ref) and isinstance(b, Ref) and a.index.shape == b.index.shape \
             and bool(torch.equal(a.index, b.index)):
         same_fn = a.act == b.act or (a.fn is not None and a.fn == b.fn)
-        if not same_fn or (a.act < 0 and a is not b):
+        # (two values of a concatenation of several functions, -1, are the same
+        # function only as copies of one value: rescaled, gated, their ids one tensor)
+        if not same_fn or (a.act < 0 and a is not b and a.index is not b.index):
             # two different elementwise functions of the same nodes (x - tanh(x),
             # x + relu(x)): their sum is one more, an activation
             if judge is None or not judge():
