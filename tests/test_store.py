@@ -513,6 +513,11 @@ def test_a_run_recorded_before_a_new_configuration_key_resumes_and_records_it(tm
         RunDir(tmp_path / "r", {"seed": 0, "inputs_sha256": "bb"}, kind="active")
     with pytest.raises(DeepglassError, match=r"differs \(seed: recorded"):
         RunDir(tmp_path / "r", {"seed": 1, "inputs_sha256": "aa"}, kind="active")
+    # a key left out stands for its default (active's target 'pred'): said so, not 'none'
+    RunDir(tmp_path / "t", {"seed": 0, "target": "all"}, kind="active")
+    with pytest.raises(DeepglassError, match=r"differs \(target: recorded 'all', now the "
+                                             r"default\)"):
+        RunDir(tmp_path / "t", {"seed": 0}, kind="active")
 
 
 def test_a_force_on_another_versions_run_keeps_other_kinds_results(tmp_path):
