@@ -53,16 +53,24 @@ def test_the_exported_file_has_the_graph_of_the_torch_module(kind):
     norm of the weights (taken for a model exported in train mode), and border
     padding of the last axis only (F.pad given too short a list)."""
     torch.manual_seed(0)
-    net = _Net(kind).eval()
-    x = torch.randn(1, 2, 6, 6)
+    _assert_round_trip(_Net(kind).eval(), (2, 6, 6), dynamo=False)
+
+
+def _assert_round_trip(net, shape, dynamo):
+    """Export ``net`` at ``shape``, import it: the same outputs and signed graph."""
+    x = torch.randn((1,) + shape)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=17)
+        if dynamo:
+            program = torch.onnx.export(net, (x,), dynamo=True, verbose=False)
+            buf.write(program.model_proto.SerializeToString())
+        else:
+            torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=17)
     module = onnx_to_module(onnx.load_from_string(buf.getvalue()))
     with torch.no_grad():
         torch.testing.assert_close(module(x), net(x), rtol=1e-5, atol=1e-5)
-    a, b = (SignedGraph.from_module(m, (2, 6, 6), dtype=torch.float64).to_scipy()
+    a, b = (SignedGraph.from_module(m, shape, dtype=torch.float64).to_scipy()
             for m in (net, module))
     assert a.shape == b.shape and a.nnz == b.nnz > 0
     assert abs(a - b).max() < 1e-5
@@ -90,20 +98,4 @@ def test_bicubic_and_antialiased_resampling_import_as_interpolate(mode, antialia
     if dynamo:
         pytest.importorskip("onnxscript")
     torch.manual_seed(0)
-    net = _Resample(mode, antialias).eval()
-    x = torch.randn(1, 2, 12, 9)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            program = torch.onnx.export(net, (x,), dynamo=True, verbose=False)
-            buf.write(program.model_proto.SerializeToString())
-        else:
-            torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=17)
-    module = onnx_to_module(onnx.load_from_string(buf.getvalue()))
-    with torch.no_grad():
-        torch.testing.assert_close(module(x), net(x), rtol=1e-5, atol=1e-5)
-    a, b = (SignedGraph.from_module(m, (2, 12, 9), dtype=torch.float64).to_scipy()
-            for m in (net, module))
-    assert a.shape == b.shape and a.nnz == b.nnz > 0
-    assert abs(a - b).max() < 1e-5
+    _assert_round_trip(_Resample(mode, antialias).eval(), (2, 12, 9), dynamo)
