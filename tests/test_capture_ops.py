@@ -677,3 +677,27 @@ def test_gated_copies_of_a_concatenation_of_several_activations_keep_their_facto
     dst = g.node_blocks[-1].offset
     got = np.concatenate([A[nb.offset:nb.stop, dst] for nb in parts])
     np.testing.assert_allclose(got, factor * net.out.weight.detach().numpy().ravel())
+
+
+class _ConstantReduce(nn.Module):
+    """scatter_reduce of a constant source into a value (position 1 written twice)."""
+
+    def __init__(self, reduce, include_self):
+        super().__init__()
+        self.c, self.fc = nn.Conv1d(1, 2, 3), nn.Linear(12, 2)
+        self.reduce, self.include_self = reduce, include_self
+        self.register_buffer("idx", torch.tensor([[1, 1, 3]] * 2))
+
+    def forward(self, x):
+        y = self.c(x)
+        src = torch.full((y.shape[0], 2, 3), 2.0, dtype=y.dtype)
+        return self.fc(y.scatter_reduce(2, self.idx[None].expand(y.shape[0], -1, -1), src,
+                                        self.reduce, include_self=self.include_self).flatten(1))
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+@pytest.mark.parametrize("include_self", [True, False])
+def test_a_constant_scattered_into_a_value_by_a_reduction_is_its_jacobian(reduce, include_self):
+    """Only a sum that keeps the base is the base plus a bias; a mean rescales it,
+    and without include_self the written positions hold the constant alone."""
+    assert_is_jacobian(_ConstantReduce(reduce, include_self), (1, 8))

@@ -108,8 +108,9 @@ def _write(ip, n, op, real, base, values, target, view, accumulate, mean=False,
     written position by its number of terms."""
     shape = tuple(real.shape)
     if not _is_sym(values):
-        # a constant written: no node there, as zero padding (SPEC §1); added, a bias
-        if accumulate:
+        # a constant written: no node there, as zero padding (SPEC §1); added to
+        # the base, a bias
+        if accumulate and include_self and not mean:
             return base if _is_sym(base) else None
         if any(_is_max_pool(u.target) for u in n.users):
             ip.unsupported(n, op, "a max pool reads a constant written into its input")
