@@ -124,3 +124,36 @@ def _signed(rule):
             out = dataclasses.replace(out, nonneg=False)
         return out
     return signed
+
+
+def ops_between(ip, y, n) -> set:
+    """The ops between fx nodes ``y`` and ``n`` (``n`` included); a factor
+    computed from the weights alone on the way (``(alpha + 1e-9).reciprocal()``
+    in DAC's Snake) is no op of the path but a constant, as a weight is."""
+    order, depends = ip.node_order(), ip.input_dependent()
+    between, stack = set(), [n]
+    while stack:
+        u = stack.pop()
+        if u not in between and u is not y and order[u] > order[y] and u in depends:
+            between.add(u)
+            stack.extend(u.all_input_nodes)
+    return between
+
+
+def run_again(ip, y, n, real, path: set, value: torch.Tensor) -> torch.Tensor | None:
+    """``n``'s value with ``value`` in place of ``y``'s, the ops of ``path``
+    run again; None where an op on the way changes a shape or fails."""
+    order = ip.node_order()
+    env = {y: value}
+    try:
+        for u in sorted(path, key=order.__getitem__):
+            args, kwargs = torch.fx.node.map_arg((u.args, u.kwargs),
+                                                 lambda v: env[v] if v in env else ip.env[v])
+            env[u] = u.target(*args, **kwargs)
+            # (a grid of values may stand in the batch axis)
+            if not isinstance(env[u], torch.Tensor) or env[u].shape[0] != value.shape[0] or \
+                    env[u].shape[1:] != (real if u is n else ip.env[u]).shape[1:]:
+                return None
+    except Exception:   # noqa: BLE001 -- an op that does not take the probe: no form known
+        return None
+    return env[n]

@@ -19,7 +19,7 @@ import operator
 import torch
 import torch.fx
 
-from .aten_activations import nonmonotone
+from .aten_activations import nonmonotone, run_again
 from .layers import reduce_op
 from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _name_of, _opname, add_values,
                        base_packet, expand_to, scale, uses)
@@ -461,15 +461,8 @@ def variance_form(ip, n, exact: bool = False) -> bool:
 
 def _weighs_one(ip, x, mean, path) -> bool:
     """Whether the reductions from ``x`` to ``mean`` map ones to ones (a mean)."""
-    env = {x: torch.ones_like(ip.env[x])}
-    try:
-        for u in reversed(path):
-            args, kwargs = torch.fx.node.map_arg((u.args, u.kwargs),
-                                                 lambda v: env[v] if v in env else ip.env[v])
-            env[u] = u.target(*args, **kwargs)
-        return bool(torch.allclose(env[mean], torch.ones_like(env[mean])))
-    except Exception:       # noqa: BLE001 -- an op that does not take ones: no mean known
-        return False
+    out = run_again(ip, x, mean, ip.env[mean], set(path), torch.ones_like(ip.env[x]))
+    return out is not None and bool(torch.allclose(out, torch.ones_like(out)))
 
 
 def _square_of(u):

@@ -15,6 +15,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 
+from .aten_activations import ops_between, run_again
 from .aten_norms import Stat, _power, feeds_normalization
 from .blocks import ConvBlock
 from .layers import dense_op, reduce_op
@@ -48,39 +49,6 @@ _CANONICAL = {"SiLU": F.silu, "hard-swish": F.hardswish, "GELU": F.gelu,
 _MONOTONE = {"Softsign"}
 
 
-def _path(ip, y, n) -> set:
-    """The ops between fx nodes ``y`` and ``n`` (``n`` included); a factor
-    computed from the weights alone on the way (``(alpha + 1e-9).reciprocal()``
-    in DAC's Snake) is no op of the path but a constant, as a weight is."""
-    order, depends = ip.node_order(), ip.input_dependent()
-    between, stack = set(), [n]
-    while stack:
-        u = stack.pop()
-        if u not in between and u is not y and order[u] > order[y] and u in depends:
-            between.add(u)
-            stack.extend(u.all_input_nodes)
-    return between
-
-
-def _run_path(ip, y, n, real, path: set, value: torch.Tensor) -> torch.Tensor | None:
-    """``n``'s value with ``value`` in place of ``y``'s, the ops of ``path``
-    run again; None where an op on the way changes a shape or fails."""
-    order = ip.node_order()
-    env = {y: value}
-    try:
-        for u in sorted(path, key=order.__getitem__):
-            args, kwargs = torch.fx.node.map_arg((u.args, u.kwargs),
-                                                 lambda v: env[v] if v in env else ip.env[v])
-            env[u] = u.target(*args, **kwargs)
-            # (a grid of values may stand in the batch axis)
-            if not isinstance(env[u], torch.Tensor) or env[u].shape[0] != value.shape[0] or \
-                    env[u].shape[1:] != (real if u is n else ip.env[u]).shape[1:]:
-                return None
-    except Exception:   # noqa: BLE001 -- an op that does not take the probe: no form known
-        return None
-    return env[n]
-
-
 def _probe(ip, y, n, real) -> tuple[torch.Tensor, torch.Tensor, set] | None:
     """The ops from fx node ``y`` to ``n`` run again on a probe: ``y``'s shape
     filled with values spread over [-6, 6], where SPEC §1b's activations differ
@@ -92,10 +60,10 @@ def _probe(ip, y, n, real) -> tuple[torch.Tensor, torch.Tensor, set] | None:
     if not isinstance(real, torch.Tensor) or not isinstance(real_y, torch.Tensor) or \
             not real_y.is_floating_point() or real_y.shape != real.shape:
         return None     # (a product of views of y: its activation would have y's shape)
-    path = _path(ip, y, n)
+    path = ops_between(ip, y, n)
     x = torch.linspace(-6.0, 6.0, real_y.numel(), dtype=real_y.dtype,
                        device=real_y.device).reshape(real_y.shape)
-    out = _run_path(ip, y, n, real, path, x)
+    out = run_again(ip, y, n, real, path, x)
     return None if out is None else (x, out, path)
 
 
@@ -122,13 +90,13 @@ def judge_monotone(ip, n, real, written: str) -> bool:
     if not isinstance(real, torch.Tensor) or not isinstance(real_y, torch.Tensor) or \
             not real_y.is_floating_point() or real_y.shape != real.shape:
         return False
-    path = _path(ip, y, n)
+    path = ops_between(ip, y, n)
     if not all(torch.Tag.pointwise in getattr(u.target, "tags", ()) for u in path):
         return False
     lo, hi, most, least, budget = _GRID
     k = int(min(most, max(least, budget // max(real_y.numel(), 1))))
     t = torch.linspace(lo, hi, k, dtype=real_y.dtype, device=real_y.device)
-    out = _run_path(ip, y, n, real, path, t.reshape((k,) + (1,) * (real_y.ndim - 1))
+    out = run_again(ip, y, n, real, path, t.reshape((k,) + (1,) * (real_y.ndim - 1))
                     .expand((k,) + tuple(real_y.shape[1:])).contiguous())
     if out is None:
         return False
