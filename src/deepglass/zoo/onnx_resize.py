@@ -61,7 +61,7 @@ class _ResizeOps:
             self.refuse(node, f"resizing axes {list(axes)}; only the spatial axes can be resized")
         if a.get("keep_aspect_ratio_policy", "stretch") != "stretch" and sizes is not None:
             self.refuse(node, f"keep_aspect_ratio_policy={a['keep_aspect_ratio_policy']!r}")
-        antialias = bool(int(a.get("antialias", 0)))
+        antialias = bool(int(a.get("antialias", 0))) and mode != "nearest"   # (ignored there)
         if spatial not in (1, 2, 3):
             self.refuse(node, f"resizing a rank-{rank} tensor")
         if sizes is not None:
