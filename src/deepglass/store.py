@@ -332,9 +332,8 @@ class RunDir(RunReports, OwnedFiles):
                 u, v = a.get(k), b.get(k)
                 if isinstance(u, dict) and isinstance(v, dict):
                     out += differ(u, v, f"{prefix}{k}.")
-                elif u != v:    # (a key left out: its default, as runs before it had)
-                    out.append(f"{prefix}{k}: recorded {_short(u, absent='the default')}, "
-                               f"now {_short(v, absent='the default')}")
+                elif u != v:
+                    out.append(f"{prefix}{k}: recorded {_short(u)}, now {_short(v)}")
             return out
 
         keys = differ(found, self.config)
@@ -527,9 +526,10 @@ class RunDir(RunReports, OwnedFiles):
             tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight"))
 
 
-def _short(value, limit: int = 40, absent: str = "none") -> str:
-    """A configuration value for a one-line message (cut to ``limit`` characters)."""
-    text = absent if value is None else repr(value)
+def _short(value, limit: int = 40) -> str:
+    """A configuration value for a one-line message (cut to ``limit`` characters);
+    a key left out stands for its default, as in runs recorded before it existed."""
+    text = "the default" if value is None else repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

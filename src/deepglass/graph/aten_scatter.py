@@ -138,7 +138,7 @@ def _write(ip, n, op, real, base, values, target, view, accumulate, mean=False,
         def run(kind):
             src = written_values(kind)
             out = (as_tensor_of(kind)(base, None).clone().reshape(-1) if keep else
-                   torch.full((real.numel(),), _fill(kind), dtype=src.dtype))
+                   torch.full((real.numel(),), _fill(kind), dtype=src.dtype, device=src.device))
             out[t] = src
             return out.reshape(shape)
         return reindexed([values] + ([base] if keep else []), run)
@@ -149,7 +149,7 @@ def _write(ip, n, op, real, base, values, target, view, accumulate, mean=False,
         src, outs = written_values(kind)[order], []
         for r in range(layers):
             live = counts > r
-            out = torch.full((real.numel(),), _fill(kind), dtype=src.dtype)
+            out = torch.full((real.numel(),), _fill(kind), dtype=src.dtype, device=src.device)
             out[at[live]] = src[starts[live] + r]
             outs.append(out.reshape(shape))
         return outs
@@ -158,10 +158,9 @@ def _write(ip, n, op, real, base, values, target, view, accumulate, mean=False,
     written[at] = True
     parts = list(reindexed([values], run_layers)) if layers else []
     if _is_sym(base):
-        kept = base if include_self else reindexed(
-            [base], lambda kind: _cleared(as_tensor_of(kind)(base, None), written, kind))
-        if bool((kept.index >= 0).any()):      # (written over everywhere: nothing kept)
-            parts.insert(0, kept)
+        # (written over everywhere, nothing is kept: add_values drops such a part)
+        parts.insert(0, base if include_self else reindexed(
+            [base], lambda kind: _cleared(as_tensor_of(kind)(base, None), written, kind)))
     if mean:                    # torch counts the base as a term where include_self
         terms = torch.ones(real.numel(), dtype=torch.float64)
         terms[at] = counts.double() + float(include_self)
