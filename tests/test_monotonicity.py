@@ -102,6 +102,28 @@ def test_orthant_direction_on_identity():
     assert (down.inputs["direction"] == -1).all() and down.inputs["consistent"].all()
 
 
+def test_trials_in_which_no_output_moves_have_no_direction_and_are_counted():
+    """A network whose ReLUs are all closed has a constant output: rho = 0 in
+    every trial (SPEC §5), which read as a consistent decrease (direction -1).
+    x' = x (amplitude 0) moved outputs by float32 rounding (y and y' come from
+    batches of other sizes), counted as moves."""
+    torch.manual_seed(0)
+    dead = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4)).eval()
+    with torch.no_grad():
+        dead[0].bias.fill_(-100.0)
+    with pytest.warns(UserWarning, match="in 15 of 15 trials no output moved"):
+        res = near_monotonicity(dead, np.ones(6), np.ones(4), torch.rand(3, 6), amplitudes=5)
+    assert (res.trials["rho"] == 0).all() and (res.trials["rho_down"] == 0).all()
+    assert (res.trials["direction"] == 0).all()
+    assert (res.inputs["direction"] == 0).all() and not res.inputs["consistent"].any()
+    torch.manual_seed(0)
+    live = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4)).eval()
+    with pytest.warns(UserWarning, match="in 9 of 9 trials no output moved"):
+        res = near_monotonicity(live, np.ones(6), np.ones(4), torch.rand(3, 6),
+                                amplitudes=np.zeros(3))
+    assert (res.trials["rho"] == 0).all() and (res.trials["rho_down"] == 0).all()
+
+
 def _brute_gamma(rho, alpha):
     d = np.round(np.abs(2 * rho - 1), 12)
     grid = np.unique(np.r_[np.linspace(0, 1, 2001), d])

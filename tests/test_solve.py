@@ -771,3 +771,61 @@ def test_a_misspelled_solver_option_is_named_with_the_method_s_options():
     with pytest.raises(DeepglassError, match=r"unknown option sweeps for method 'greedy'"):
         deepglass.frustration(g, method="greedy", replicas=2, sweeps=3)
     assert deepglass.frustration(g, method="anneal", replicas=2, sweeps=3).method == "anneal"
+
+
+def _all_positive_cnn(channels=4):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(2 * channels * 8 * 8, 10))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_()
+    return net.eval()
+
+
+@pytest.mark.parametrize("method", ["descent", "anneal", "greedy"])
+def test_a_balanced_network_has_frustration_zero_never_below(method):
+    """All weights >= 0: the identity gauge frustrates nothing, so delta = 0
+    (SPEC §2: eps in [0, 1]).  float32 fields put sigma^T As sigma a rounding
+    above the total, and delta came out as -6.5e-9."""
+    g = SignedGraph.from_module(_all_positive_cnn(), (3, 16, 16))
+    assert float(g.energy(torch.ones(g.n_nodes))) == 0.0
+    res = deepglass.frustration(g, method=method, replicas=4)
+    assert (res.energies >= 0).all() and res.frustration == 0.0
+    assert (res.frustrated["frustrated_weight"] >= 0).all()
+
+
+def test_a_graph_whose_edges_all_have_weight_zero_is_refused_by_every_method():
+    """eps is a fraction of the total |weight|, 0/0 here: descent and anneal gave
+    NaN, greedy and exact 0.0.  An active subnetwork of such edges has no delta_x."""
+    from deepglass.experiments.active import active_frustration
+    from deepglass.experiments.frustration import frustration_vs_nulls
+
+    net = nn.Sequential(nn.Linear(3, 2)).eval()
+    nn.init.zeros_(net[0].weight)
+    g = SignedGraph.from_module(net, (3,))
+    assert g.n_edges == 6
+    for method in ("descent", "anneal", "greedy", "exact"):
+        with pytest.raises(DeepglassError, match="all 6 edges of the graph have weight 0"):
+            deepglass.frustration(g, method=method, replicas=2)
+    with pytest.raises(DeepglassError, match="have weight 0"):
+        frustration_vs_nulls(net, input_shape=(3,), nulls=["N1"], replicas=2,
+                                       null_instances=2)
+    assert np.isnan(active_frustration(g, replicas=2)["delta_x"])
+
+
+def test_equal_samples_within_rounding_get_no_t_test():
+    """A balanced network and its N1 nulls (also balanced) solve to eps ~ 1e-8
+    of rounding: Welch's test on that noise gave p = 0.005."""
+    from deepglass.experiments.frustration_stats import frustration_stats, frustration_verdict
+
+    runs = pd.DataFrame({"kind": ["real"] * 4 + ["N1"] * 3 + ["N3-he"] * 4,
+                         "instance": [0] * 4 + [0, 1, 2] + [0, 1, 2, 3], "start": 0,
+                         "energy": [1.5e-8] * 4 + [0.0, 1.1e-9, 3.1e-9] + [0.41, 0.43, 0.42, 0.42]})
+    stats = frustration_stats(runs)
+    n1, n3 = stats.set_index("kind").loc["N1"], stats.set_index("kind").loc["N3-he"]
+    assert np.isnan(n1.p) and n3.p < 1e-4
+    v = frustration_verdict(stats)
+    assert "N1 and the real sample do not differ beyond rounding" in v
+    assert v.startswith("The real weights are less frustrated than N3-he")

@@ -141,12 +141,12 @@ def active_frustration(sub: SignedGraph, method: str = "auto", replicas: int = 8
     dict
         ``delta_x``, ``delta_x_mean`` (mean over replicas), ``local_min``,
         ``method``, ``solve_seconds``; ``delta_x`` is NaN for a subgraph without
-        edges.  ``exact`` adds ``lower_bound`` and ``optimal``.
+        edges, or whose edges all have weight 0 (eps is 0/0, SPEC §2).  ``exact`` adds ``lower_bound`` and ``optimal``.
     """
     from ..solve import check_method, choose_method, frustration, start_gauges
 
     check_method(method)
-    if sub.n_edges == 0:
+    if sub.n_edges == 0 or sub.abs_total() == 0:
         return {"delta_x": np.nan, "delta_x_mean": np.nan, "local_min": True,
                 "method": "none", "solve_seconds": 0.0}
     if method == "auto":

@@ -10,7 +10,13 @@ The *output alignment fraction* of the trial is
     rho(x, eta) = (1/m) #{ j : sigma_out_j (y'_j - y_j) > 0 },   y = f(x), y' = f(x').
 
 ``rho > 1/2`` is increasing near-monotonicity, ``rho < 1/2`` decreasing.  An
-output that does not move (``y'_j == y_j``) counts in neither direction.
+output that does not move (``y'_j == y_j``) counts in neither direction; a
+move within the model's rounding (``|y'_j - y_j|`` at most 8 machine epsilons of
+the largest ``|y|`` of the input: ``y`` and ``y'`` come from batches of other
+sizes) is no move.  A trial in which no output moves has ``rho = 0``, which
+SPEC's gamma counts as decreasing; its ``direction`` is 0, and a warning counts
+such trials (a network whose outputs do not depend on the input there: dead
+units, saturated gates; or amplitudes too small).
 
 **gamma (SPEC §5, reconstructed).**  For a level ``1 - alpha``, gamma is the
 largest value in [0, 1] such that at least a ``1 - alpha`` fraction of the
@@ -204,8 +210,9 @@ class MonotonicityResult:
     trials : DataFrame
         One row per (input, amplitude): ``model, input, input_id,
         amplitude_index, amplitude, rho, rho_down`` (fraction moving against the
-        order), ``direction`` (sign of ``rho - 1/2``), ``predicted`` (class of
-        ``x``), ``class_kept`` (class of ``x'`` equal).
+        order), ``direction`` (sign of ``rho - 1/2``; 0 where no output
+        moved), ``predicted`` (class of ``x``), ``class_kept`` (class of ``x'``
+        equal).
     inputs : DataFrame
         :func:`per_input_table`.
     gamma : float
@@ -425,6 +432,8 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
                        f"one is {'the first' if output is None else repr(output)})? Pass the "
                        "same output= to frustration()").double()
         pred = y.argmax(1)
+        # a move within rounding is none: y and y' come from batches of other sizes
+        rounding = 8 * torch.finfo(dtype).eps * y.abs().amax(1)
         up = np.empty((B, K), np.int32)
         down = np.empty((B, K), np.int32)
         kept = np.empty((B, K), bool)
@@ -440,8 +449,8 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
             for i, k0, xp in pending:
                 n = len(xp)
                 dy = (yp[r:r + n] - y[i]) * s_out
-                up[i, k0:k0 + n] = (dy > 0).sum(1).numpy()
-                down[i, k0:k0 + n] = (dy < 0).sum(1).numpy()
+                up[i, k0:k0 + n] = (dy > rounding[i]).sum(1).numpy()
+                down[i, k0:k0 + n] = (dy < -rounding[i]).sum(1).numpy()
                 kept[i, k0:k0 + n] = (yp[r:r + n].argmax(1) == pred[i]).numpy()
                 r += n
             if callback is not None:
@@ -463,6 +472,13 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
         evaluating.__exit__(None, None, None)
     seconds = time.perf_counter() - t0
     rho = up / m
+    still = (up + down) == 0
+    if still.any():
+        warnings.warn(f"in {int(still.sum())} of {still.size} trials no output moved (beyond "
+                      "rounding): rho = 0 there, which gamma counts as decreasing (SPEC §5), "
+                      "with direction 0; the outputs do not depend on the input there (dead "
+                      "units, saturated gates) or the amplitudes are too small",
+                      UserWarning, stacklevel=2)
     trials = pd.DataFrame({
         "model": name,
         "input": np.repeat(np.arange(first_index, first_index + B), K),
@@ -471,7 +487,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
         "amplitude": amps.ravel(),
         "rho": rho.ravel(),
         "rho_down": (down / m).ravel(),
-        "direction": np.sign(2 * up - m).astype(np.int8).ravel(),
+        "direction": np.where(still, 0, np.sign(2 * up - m)).astype(np.int8).ravel(),
         "predicted": np.repeat(pred.numpy().astype(np.int32), K),
         "class_kept": kept.ravel(),
     })

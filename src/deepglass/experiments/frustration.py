@@ -468,12 +468,12 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
                 method, init, alpha, options)
     if not isinstance(executor, Executor):
         get_executor(executor, address)   # a bad name or address: refused before tracing
+    from ..solve import check_weighted
     from ..solve.engines import check_device
 
     check_device(device)
     graph, module, shape = _prepare(model, input_shape, batchnorm, norm, gates)
-    if graph.n_edges == 0:
-        raise DeepglassError("the graph has no edges")
+    check_weighted(graph)
     if "N2" in nulls:
         check_n2(graph)            # refused before any unit runs, not at the first N2 draw
     rpu = min(int(replicas_per_unit or replicas), int(replicas))

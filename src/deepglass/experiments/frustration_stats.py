@@ -21,7 +21,13 @@ import pandas as pd
 from .nulls import NULL_KINDS
 
 __all__ = ["NullComparison", "frustration_samples", "frustration_stats", "frustration_verdict",
-           "stats_markdown", "stats_records", "report_markdown", "tidy_runs", "certification"]
+           "stats_markdown", "stats_records", "report_markdown", "tidy_runs", "certification",
+           "ROUNDING"]
+
+#: energies closer than this are equal: a float32 solve's fields put eps off by
+#: ~1e-8 (a balanced graph's replicas at +-1e-8 instead of 0), and a t-test on
+#: that noise would call two equal samples different
+ROUNDING = 1e-6
 
 
 def tidy_runs(runs: pd.DataFrame, nulls: Sequence[str]) -> pd.DataFrame:
@@ -60,8 +66,9 @@ def frustration_samples(runs: pd.DataFrame) -> dict[str, np.ndarray]:
 def frustration_stats(runs: pd.DataFrame) -> pd.DataFrame:
     """Per kind: ``n``, ``mean``, ``std`` (ddof 1), ``min``, ``max`` of the
     compared sample (:func:`frustration_samples`) and Welch's ``t`` and
-    two-sided ``p`` of real vs that kind (NaN for the real row, or where a
-    sample has fewer than 2 values).
+    two-sided ``p`` of real vs that kind (NaN for the real row, where a
+    sample has fewer than 2 values, or where all values of both samples lie
+    within :data:`ROUNDING` of each other: equal as far as the solve can tell).
 
     References
     ----------
@@ -76,7 +83,8 @@ def frustration_stats(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for kind, x in samples.items():
         t = p = math.nan
-        if kind != "real" and real is not None and len(real) > 1 and len(x) > 1:
+        if kind != "real" and real is not None and len(real) > 1 and len(x) > 1 and \
+                np.ptp(np.concatenate([real, x])) > ROUNDING:
             with warnings.catch_warnings():  # identical samples: nan, said in the table
                 warnings.simplefilter("ignore", RuntimeWarning)
                 res = ttest_ind(real, x, equal_var=False)
@@ -141,7 +149,8 @@ def _no_test(r, nulls: pd.DataFrame, method: str | None) -> str:
         short = [k for k, m in zip(nulls["kind"], nulls["n"]) if m < 2]
         flat = [k for k in nulls["kind"] if k not in short]
         reasons = ([f"{', '.join(short)} had fewer than 2 draws"] if short else []) + \
-            ([f"{', '.join(flat)} and the real sample have no variance"] if flat else [])
+            ([f"{', '.join(flat)} and the real sample do not differ beyond rounding (all "
+              f"values within {ROUNDING:g})"] if flat else [])
         head = (f"No t-test for {', '.join(nulls['kind'])}: {'; '.join(reasons)}; no "
                 "significance is claimed there.")
         value = f"real mean {r['mean']:.4f}"

@@ -417,7 +417,9 @@ class SignedGraph:
             raise DeepglassError(f"chunk must be an integer >= 1, got {chunk!r}")
         quad = torch.cat([(sigma[i:i + chunk] * fields[i:i + chunk]).double().sum(1)
                           for i in range(0, sigma.shape[0], chunk)])
-        return 0.5 * (1.0 - quad / self.abs_total())
+        # eps is a fraction of |weight| (SPEC §2): float32 fields put a balanced
+        # graph's sigma^T As sigma a rounding above the total, never a true value
+        return (0.5 * (1.0 - quad / self.abs_total())).clamp(0.0, 1.0)
 
     def block_abs_sums(self) -> np.ndarray:
         """``sum |A_b|`` per edge block."""

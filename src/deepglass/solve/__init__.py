@@ -40,6 +40,7 @@ from .gauges import paper_gauges, random_gauges
 
 __all__ = ["frustration", "FrustrationResult", "METHODS", "Solved", "EXPLICIT_LIMIT",
            "check_method", "choose_method", "threads_for", "start_gauges", "frustrated_weight",
+           "check_weighted",
            "check_replica_memory", "replica_bytes"]
 
 
@@ -193,7 +194,7 @@ def frustrated_weight(graph: SignedGraph, sigma: np.ndarray) -> pd.DataFrame:
         agree = float((g64.block_forward(b64, s) * s[:, dst.offset:dst.stop]).sum())
         total = b.abs_sum()             # float64 and cached on the caller's graph
         rows.append({"module": b.module, "kind": b.kind, "edges": b.n_edges(),
-                     "abs_weight": total, "frustrated_weight": 0.5 * (total - agree)})
+                     "abs_weight": total, "frustrated_weight": max(0.5 * (total - agree), 0.0)})
     return pd.DataFrame(rows)
 
 
@@ -481,8 +482,7 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int | None
     if output is not None:
         graph = graph.select_output(output)
     graph = graph.to(device=device, dtype=dtype or graph.dtype)
-    if graph.n_edges == 0:
-        raise DeepglassError("the graph has no edges")
+    check_weighted(graph)
     chosen = choose_method(graph, method)
     options = _solver_options(chosen, method, options)
     R = 1 if chosen == "exact" else given if given is not None else \
@@ -505,6 +505,16 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int | None
         sigma_in=sigma[graph.input_index], sigma_out=sigma[graph.output_index],
         frustrated=frustrated, seconds=seconds, sweeps=out.sweeps, method=chosen,
         init=init if isinstance(init, str) else "given", seed=int(seed), info=out.info)
+
+
+def check_weighted(graph: SignedGraph) -> None:
+    """Refuse a graph whose frustration is undefined: eps is a fraction of the
+    edges' total |weight| (SPEC §2), 0/0 without edges or with all weights 0."""
+    if graph.n_edges == 0:
+        raise DeepglassError("the graph has no edges")
+    if graph.abs_total() == 0:
+        raise DeepglassError(f"all {graph.n_edges:,} edges of the graph have weight 0, so its "
+                             "frustration (a fraction of their total |weight|) is undefined")
 
 
 def _as_graph(graph_or_model, input_shape) -> SignedGraph:

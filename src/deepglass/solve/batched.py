@@ -251,7 +251,7 @@ class DrawBatchedGraph(SignedGraph):
         quad = torch.cat([(sigma[i:i + chunk] * fields[i:i + chunk]).double().sum(1)
                           for i in range(0, sigma.shape[0], chunk)])
         tot = self.draw_abs_totals().repeat_interleave(sigma.shape[0] // self.D)
-        return 0.5 * (1.0 - quad / tot)
+        return (0.5 * (1.0 - quad / tot)).clamp(0.0, 1.0)   # as SignedGraph's: a fraction
 
     def to(self, device=None, dtype=None):
         if (device is None or torch.device(device) == self.device) and \

@@ -87,7 +87,7 @@ def energy(As, sigma) -> np.ndarray | float:
         e = np.zeros(S.shape[0])
     else:
         quad = np.einsum("ri,ri->r", S, (M @ S.T).T)
-        e = 0.5 * (1.0 - quad / total)
+        e = np.clip(0.5 * (1.0 - quad / total), 0.0, 1.0)   # a fraction, whatever the rounding
     return float(e[0]) if single else e
 
 

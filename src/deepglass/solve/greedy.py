@@ -312,7 +312,7 @@ def greedy(
             )
     else:
         _descend_batch(indptr, indices, data, sigma, max_flips, tol, flips, local, quad)
-    energies = 0.5 * (1.0 - quad / total) if total > 0 else np.zeros(R)
+    energies = np.clip(0.5 * (1.0 - quad / total), 0.0, 1.0) if total > 0 else np.zeros(R)
     return GreedyResult(
         sigma=sigma,
         energies=energies,
