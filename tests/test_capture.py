@@ -1322,6 +1322,41 @@ def test_a_model_that_fails_on_the_input_is_reported_as_such():
             SignedGraph.from_module(TooSmall(), (1, 4, 4), capture=capture)
 
 
+class _Squeezed(nn.Module):
+    def __init__(self, cin):
+        super().__init__()
+        self.c = nn.Conv2d(cin, 2, 3)
+
+    def forward(self, x):
+        return self.c(x.squeeze(0)).unsqueeze(0)
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+@pytest.mark.parametrize("make, bad, good", [
+    (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 3, 3)), (8, 8), (1, 8, 8)),
+    (lambda: nn.Sequential(nn.Conv1d(1, 4, 9, padding=4), nn.Conv1d(4, 1, 9)),
+     (16,), (1, 16)),
+    (lambda: nn.Sequential(nn.ConvTranspose2d(1, 2, 2, stride=2)), (4, 4), (1, 4, 4)),
+    (lambda: _Squeezed(1), (1, 8, 8), None)])
+def test_a_convolution_run_unbatched_is_refused(make, bad, good, capture):
+    """An input shape without the channel dimension of a one-channel network
+    ran the sample as PyTorch's unbatched (C, H, W) input: the batch axis was
+    taken for the channel, and a graph without it came out (Conv2d(1, 2, 3) at
+    (8, 8): 116 nodes, 1,152 edges for the 184 / 1,512 of (1, 8, 8)).  A batch
+    axis squeezed away: refused where the capture sees the unbatched layer
+    (export mode; core ATen writes it as the batched layer of an unsqueeze, right
+    where it reads more than one channel)."""
+    net = make().eval()
+    if capture == "export":
+        with pytest.raises(DeepglassError, match="reads a value without a batch axis"):
+            SignedGraph.from_module(_Squeezed(3).eval(), (3, 8, 8), capture=capture)
+    with pytest.raises(DeepglassError, match="reads a value without a batch axis .*1,H,W "
+                                             "rather than H,W"):
+        SignedGraph.from_module(net, bad, capture=capture)
+    if good is not None:
+        assert assert_is_jacobian(net, good, capture).node_blocks[0].shape == tuple(good)
+
+
 def test_a_fixed_factor_that_broadcasts_the_value_copies_its_elements():
     """``x * c`` where ``c`` is larger than ``x`` (BAT's ``x * eye(t)``): the
     value's elements are copied to the broadcast shape, then scaled, as an

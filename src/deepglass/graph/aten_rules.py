@@ -17,6 +17,7 @@ import torch.fx
 from ..errors import DeepglassError
 from .blocks import ConvTransposeBlock, ResampleBlock
 from .aten_norms import Stat, feeds_normalization
+from .batch_axis import check_batched, stacked_in_front, unsqueezed_in_front
 from .aten_products import _gated, _product, _same, judge_monotone, of_one_value
 from .identical import writes_into_argument
 from .ranges import factor_range, is_positive_divisor, value_range
@@ -40,6 +41,7 @@ def _convolution(ip, n, args, kwargs, real):
         ip.unsupported(n, "convolution", "its weight is computed from the input (a dynamic "
                        "convolution); the signed graph needs fixed weights")
     weight = ip.real(n.args[1])
+    check_batched(ip, n, unsqueezed_in_front(n.args[0]) and ip.real(n.args[0]).shape[1] == 1)
     stride, padding, dilation, transposed, out_pad, groups = ip.real(n.args[3:9])
     x = ip.b.materialize(args[0])
     if not transposed:
@@ -75,6 +77,7 @@ def _conv_layer(ip, n, args, kwargs, real):
         ip.unsupported(n, "convolution", "its weight is computed from the input (a dynamic "
                        "convolution); the signed graph needs fixed weights")
     r = ip.real(n.args)
+    check_batched(ip, n, r[0].ndim == r[1].ndim - 1)
     get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
     return conv_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, r[1],
                  get(3, 1), get(4, 0), get(5, 1), get(6, 1))
@@ -86,6 +89,7 @@ def _conv_transpose_layer(ip, n, args, kwargs, real):
     if _is_sym(args[1]):
         ip.unsupported(n, "conv_transpose", "its weight is computed from the input")
     r = ip.real(n.args)
+    check_batched(ip, n, r[0].ndim == r[1].ndim - 1)
     nd = r[1].ndim - 2
     get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
     return _transposed(ip, n, ip.b.materialize(args[0]), r[1], real, get(3, 1), get(4, 0),
@@ -213,7 +217,7 @@ def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
     nd = real_in.ndim
     dl = sorted({d % nd for d in ([dims] if isinstance(dims, int) else dims or range(nd))})
     if dl == [0] and nd > 1 and real_in.shape[1] == 1 \
-            and _is_sym(args[0]) and _stacked_in_front(ip, n.args[0]):
+            and _is_sym(args[0]) and stacked_in_front(ip, n.args[0]):
         # values stacked in front of the batch (torch.stack([a, b]).mean(0)):
         # one sample's values, reduced as over a last dimension; one value
         # stacked alone (MONAI's RegUNet) is that value
@@ -235,45 +239,6 @@ def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
         return global_mean_op(ip.b, ip.where(n), x, real_in, real, dl)
     return reduce_op(ip.b, ip.where(n), x, real_in, real, dl,
                      ip.b.pool_weight if mean or pool else 1.0, pool_type=pool or "avg")
-
-
-def _stacked_in_front(ip, node, depth: int = 32) -> bool:
-    """Whether dim 0 of fx ``node``'s value holds values stacked in front of the
-    batch (``stack(.., 0)``, ``unsqueeze(0)``, a ``cat`` of such along 0, and
-    elementwise ops of them), not one sample's values folded into the batch
-    (``y.view(-1, 1, H, W)``, which at batch 2 would mix samples)."""
-    if depth == 0 or not isinstance(node, torch.fx.Node) or node.op != "call_function":
-        return False
-    name, a = _opname(node.target).split(".")[0], node.args
-    if name in ("stack", "unsqueeze"):
-        dim = a[1] if len(a) > 1 else node.kwargs.get("dim", 0)
-        dim = dim % ip.real(node).ndim if isinstance(ip.real(node), torch.Tensor) else dim
-        return dim == 0 or name == "unsqueeze" and dim > 0 and \
-            _stacked_in_front(ip, a[0], depth - 1)
-    if name in ("cat", "concat"):
-        return (a[1] if len(a) > 1 else node.kwargs.get("dim", 0)) == 0 and \
-            all(_stacked_in_front(ip, p, depth - 1) for p in a[0])
-    if name == "expand":
-        return _stacked_in_front(ip, a[0], depth - 1)
-    out = ip.real(node)
-    if not isinstance(out, torch.Tensor):
-        return False
-    if name in ("view", "reshape", "_unsafe_view") and isinstance(a[0], torch.fx.Node) and \
-            _opname(a[0].target).split(".")[0] in ("cat", "concat") and \
-            (a[0].args[1] if len(a[0].args) > 1 else 0) == 0:
-        # core ATen's stack: batch-1 values side by side along dim 0, viewed (k, 1, ...)
-        parts = [ip.real(p) for p in a[0].args[0]]
-        return out.ndim > 1 and out.shape[0] == len(parts) and out.shape[1] == 1 and all(
-            isinstance(p, torch.Tensor) and p.shape[0] == 1 and p.shape[1:] == out.shape[2:]
-            for p in parts)
-    # elementwise: every part computed from the input has the value's leading
-    # dimension, or fewer dimensions (it broadcasts along the stacked one)
-    parts = [p for p in node.all_input_nodes if p in ip.input_dependent()]
-    real = [ip.real(p) for p in parts]
-    if not parts or not all(isinstance(r, torch.Tensor) for r in real):
-        return False
-    return all(r.ndim < out.ndim or r.shape[0] in (1, out.shape[0]) and
-               _stacked_in_front(ip, p, depth - 1) for p, r in zip(parts, real))
 
 
 def interpolation_matrices(op: Callable, real_in: torch.Tensor, real_out: torch.Tensor,

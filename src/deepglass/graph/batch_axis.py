@@ -1,0 +1,75 @@
+"""Where a value's batch axis is: values stacked in front of it (``stack(.., 0)``,
+``unsqueeze(0)``), and layers that PyTorch ran in their unbatched form
+(SPEC §1: one sample's neurons, the batch axis none of them)."""
+
+from __future__ import annotations
+
+import torch
+import torch.fx
+
+from ..errors import DeepglassError
+from .symbolic import _opname
+
+__all__ = ["check_batched", "stacked_in_front", "unsqueezed_in_front"]
+
+
+def check_batched(ip, n, unbatched: bool) -> None:
+    """Refuse a convolution run in PyTorch's unbatched form (C, H, W): an input
+    shape given without its channel dimension, for a layer of one input channel,
+    runs the sample as one unbatched input whose channel is the batch axis (a
+    graph without that dimension, and wrong at any other batch size); so does a
+    batch axis squeezed away in ``forward``."""
+    if unbatched:
+        raise DeepglassError(
+            f"layer {ip.where(n)!r} reads a value without a batch axis (PyTorch's unbatched "
+            "form): an input shape given without its channel dimension, the batch axis taken "
+            "for the layer's channel, or a batch axis squeezed away in forward; give the "
+            "input shape with the channel dimension (1,H,W rather than H,W; 1,L rather than L)")
+
+
+def unsqueezed_in_front(node) -> bool:
+    """Whether fx ``node`` is ``unsqueeze(x, 0)``: how core ATen writes a layer
+    run unbatched (the batched layer of a batch of one, in front of the value's
+    own batch axis)."""
+    return isinstance(node, torch.fx.Node) and node.op == "call_function" and \
+        _opname(node.target).split(".")[0] == "unsqueeze" and \
+        (node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")) == 0
+
+
+def stacked_in_front(ip, node, depth: int = 32) -> bool:
+    """Whether dim 0 of fx ``node``'s value holds values stacked in front of the
+    batch (``stack(.., 0)``, ``unsqueeze(0)``, a ``cat`` of such along 0, and
+    elementwise ops of them), not one sample's values folded into the batch
+    (``y.view(-1, 1, H, W)``, which at batch 2 would mix samples)."""
+    if depth == 0 or not isinstance(node, torch.fx.Node) or node.op != "call_function":
+        return False
+    name, a = _opname(node.target).split(".")[0], node.args
+    if name in ("stack", "unsqueeze"):
+        dim = a[1] if len(a) > 1 else node.kwargs.get("dim", 0)
+        dim = dim % ip.real(node).ndim if isinstance(ip.real(node), torch.Tensor) else dim
+        return dim == 0 or name == "unsqueeze" and dim > 0 and \
+            stacked_in_front(ip, a[0], depth - 1)
+    if name in ("cat", "concat"):
+        return (a[1] if len(a) > 1 else node.kwargs.get("dim", 0)) == 0 and \
+            all(stacked_in_front(ip, p, depth - 1) for p in a[0])
+    if name == "expand":
+        return stacked_in_front(ip, a[0], depth - 1)
+    out = ip.real(node)
+    if not isinstance(out, torch.Tensor):
+        return False
+    if name in ("view", "reshape", "_unsafe_view") and isinstance(a[0], torch.fx.Node) and \
+            _opname(a[0].target).split(".")[0] in ("cat", "concat") and \
+            (a[0].args[1] if len(a[0].args) > 1 else 0) == 0:
+        # core ATen's stack: batch-1 values side by side along dim 0, viewed (k, 1, ...)
+        parts = [ip.real(p) for p in a[0].args[0]]
+        return out.ndim > 1 and out.shape[0] == len(parts) and out.shape[1] == 1 and all(
+            isinstance(p, torch.Tensor) and p.shape[0] == 1 and p.shape[1:] == out.shape[2:]
+            for p in parts)
+    # elementwise: every part computed from the input has the value's leading
+    # dimension, or fewer dimensions (it broadcasts along the stacked one)
+    parts = [p for p in node.all_input_nodes if p in ip.input_dependent()]
+    real = [ip.real(p) for p in parts]
+    if not parts or not all(isinstance(r, torch.Tensor) for r in real):
+        return False
+    return all(r.ndim < out.ndim or r.shape[0] in (1, out.shape[0]) and
+               stacked_in_front(ip, p, depth - 1) for p, r in zip(parts, real))
