@@ -3,6 +3,7 @@ no traceback, nothing computed and nothing written."""
 
 import json
 import pickle
+import re
 import numpy as np
 
 import pytest
@@ -627,6 +628,46 @@ def test_a_torchscript_archive_error_is_one_line(cli, tmp_path):
     code, out, err = cli(["graph", str(tmp_path / "train.pt"), "--input-shape", "3,8,8"])
     assert code == 2 and err.count("\n") == 1, err
     assert "traced or scripted with the model in train mode" in err and "--arch" in err
+
+
+def test_model_files_of_forms_without_a_graph_say_what_to_do(cli, tmp_path, monkeypatch):
+    """A quantized state dict was "an OrderedDict, not a state dict"; a bare
+    .py file "not a PyTorch checkpoint"; an archive the ONNX exporter cannot
+    write gave the exporter's words alone."""
+    import copy
+    import warnings
+
+    import torch
+    import torch.nn as nn
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.py").write_text(
+        "import torch, torch.nn as nn\n"
+        "from typing import Dict\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(72, 3)\n"
+        "    def forward(self, x) -> Dict[str, torch.Tensor]:\n"
+        "        return {'logits': self.fc(self.conv(x).relu().flatten(1))}\n")
+    from deepglass.zoo.user_arch import build_user_arch
+
+    net = build_user_arch("model.py:Net")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(copy.deepcopy(net), {nn.Linear},
+                                                   dtype=torch.qint8)
+        torch.save(q.state_dict(), "q.pt")
+        torch.jit.save(torch.jit.script(net), "dict.pt")
+    for argv, fragment in [
+            (["q.pt", "--arch", "model.py:Net"], "q.pt is the state dict of a quantized model"),
+            (["model.py"], "model.py is Python code, not a model file: name what builds the "
+                           "network in it, model.py:CLASS"),
+            (["dict.pt"], "through ONNX: Exporting the operator 'prim::DictConstruct'.* give the "
+                          "Python class with --arch")]:
+        code, out, err = cli(["graph", *argv, "--input-shape", "1,8,8"])
+        assert code == 2 and err.count("\n") == 1, err
+        assert re.search(fragment, err), err
 
 
 def _sigint_default():

@@ -979,3 +979,61 @@ def test_weight_norm_of_every_dim_is_made_plain_and_other_pairs_are_not():
     pair = {"parametrizations.weight.original0": torch.randn(4, 4),
             "parametrizations.weight.original1": torch.randn(4, 4)}
     assert sorted(_plain_weights(pair, {"weight": torch.zeros(4, 4)})) == sorted(pair)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_a_torchscript_archive_or_onnx_file_of_another_precision(tmp_path, dtype):
+    """A float64 or float16 archive refused the float32 sample ("expected scalar
+    type Float but found Double", blamed on the shape); a float64 ONNX file
+    failed at its first Conv (float64 input, float32 bias).  Both are read in
+    float32: the graph of the same weights."""
+    import warnings
+
+    from deepglass.graph import SignedGraph
+
+    torch.manual_seed(0)
+    src = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(72, 3)).eval()
+    with torch.no_grad():
+        src[1].running_var.uniform_(0.5, 2.0)
+    wide = SignedGraph.from_module(src.to(dtype).float(), (1, 8, 8), dtype=torch.float64)
+    x = torch.zeros(1, 1, 8, 8, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(src.to(dtype), x), str(tmp_path / "ts.pt"))
+        if dtype == torch.float64:
+            torch.onnx.export(src.to(dtype), (x,), str(tmp_path / "m.onnx"), dynamo=False)
+    files = ["ts.pt"] + (["m.onnx"] if dtype == torch.float64 else [])
+    for name in files:
+        m = zoo.load_model(tmp_path / name, input_shape=(1, 8, 8))
+        g = SignedGraph.from_module(m, (1, 8, 8), dtype=torch.float64)
+        np.testing.assert_allclose(g.to_scipy().toarray(), wide.to_scipy().toarray(),
+                                   rtol=1e-6, atol=1e-7)
+
+
+def test_a_torch_export_archive_loads_with_trust_and_its_module_captures(tmp_path, cli):
+    """A ``torch.export.save`` archive was read as a corrupted checkpoint, and
+    ``ExportedProgram.module()`` crashed the capture (``train()`` is not
+    supported on it).  The archive unpickles its weights: --trust-pickle."""
+    from deepglass.graph import SignedGraph
+
+    torch.manual_seed(0)
+    src = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(72, 3)).eval()
+    ep = torch.export.export(src, (torch.zeros(1, 1, 8, 8),))
+    torch.export.save(ep, str(tmp_path / "m.pt2"))
+    ref = SignedGraph.from_module(src, (1, 8, 8), dtype=torch.float64)
+    g = SignedGraph.from_module(ep.module(), (1, 8, 8), dtype=torch.float64)
+    np.testing.assert_allclose(g.to_scipy().toarray(), ref.to_scipy().toarray())
+    with pytest.raises(DeepglassError, match="torch.export archive, whose reading unpickles"):
+        zoo.load_model(tmp_path / "m.pt2")
+    m = zoo.load_model(tmp_path / "m.pt2", trust_pickle=True)
+    assert m.default_input_shape == (1, 8, 8)
+    g = SignedGraph.from_module(m, m.default_input_shape, dtype=torch.float64)
+    np.testing.assert_allclose(g.to_scipy().toarray(), ref.to_scipy().toarray())
+    code, out, err = cli(["graph", str(tmp_path / "m.pt2"), "--trust-pickle", "--json"])
+    assert code == 0 and json.loads(out)["nodes"] == ref.n_nodes, err
+    torch.export.save(torch.export.export(src, (torch.zeros(2, 1, 8, 8),)),
+                      str(tmp_path / "b2.pt2"))
+    with pytest.raises(DeepglassError, match=r"exported for inputs of shape 2,1,8,8: .* batch of 1"):
+        zoo.load_model(tmp_path / "b2.pt2", trust_pickle=True)

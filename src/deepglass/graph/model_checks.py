@@ -134,7 +134,10 @@ def module_mode(model: nn.Module, training: bool = False):
     batch norm inside a training network, or a network wrapped in a new
     (training) ``nn.Sequential``."""
     flags = [(m, m.training) for m in model.modules()]      # parents before children
-    model.train(training)
+    try:
+        model.train(training)
+    except NotImplementedError:
+        pass    # ExportedProgram.module(): its mode was fixed when it was exported
     try:
         yield model
     finally:

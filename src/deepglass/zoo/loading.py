@@ -84,6 +84,12 @@ def _extract_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
         sd = dict(obj)
     elif isinstance(obj, Mapping) and any(_is_state_dict(obj.get(k)) for k in _CHECKPOINT_KEYS):
         sd = dict(next(obj[k] for k in _CHECKPOINT_KEYS if _is_state_dict(obj.get(k))))
+    elif isinstance(obj, Mapping) and any("_packed_params" in str(k) or
+                                          getattr(v, "is_quantized", False)
+                                          for k, v in obj.items()):
+        raise DeepglassError(
+            f"{path} is the state dict of a quantized model (packed int8 parameters): its "
+            "integer arithmetic has no signed graph here; give the float model's weights")
     else:
         raise DeepglassError(
             f"{path} holds a {type(obj).__name__}, not a state dict (a mapping of parameter names to tensors)"
@@ -180,7 +186,8 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], arch: st
 
 
 def _sniff(path: Path) -> str:
-    """File kind from the extension and the content: onnx, safetensors, torchscript or torch."""
+    """File kind from the extension and the content: onnx, safetensors, torchscript,
+    export (a ``torch.export.save`` archive, ``.pt2``) or torch."""
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return "onnx"
@@ -194,6 +201,8 @@ def _sniff(path: Path) -> str:
                 tail = n.split("/", 1)[-1]
                 if tail.startswith("code/") or tail == "constants.pkl":
                     return "torchscript"
+                if tail == "archive_format" or tail.startswith("models/") and tail.endswith(".json"):
+                    return "export"
         return "torch"
     return "onnx" if _is_onnx(path) else "torch"
 
@@ -397,13 +406,20 @@ def load_model(
             model, default = _load_file(path, arch, trust_pickle, shape, seed)
     if not isinstance(model, nn.Module):  # pragma: no cover - defensive
         raise DeepglassError(f"{name_or_path!r} did not give an nn.Module")
-    model.eval()
+    try:
+        model.eval()
+    except NotImplementedError:
+        pass    # ExportedProgram.module(): its mode was fixed when it was exported
     check_finite(model)
     _attach_shape(model, shape if shape is not None else default)
     return model
 
 
 def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: int):
+    if path.suffix == ".py":
+        raise DeepglassError(f"{path} is Python code, not a model file: name what builds the "
+                             f"network in it, {path}:CLASS (e.g. {path}:Net, random init), or "
+                             f"give a weights file with --arch {path}:CLASS")
     kind = _sniff(path)
     if kind == "onnx":
         if arch is not None:     # the file holds its architecture; arch would be ignored
@@ -434,6 +450,8 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: in
 
         model = torchscript_to_module(model, shape, str(path))
         return model, model.default_input_shape
+    if kind == "export":
+        return _load_exported(path, arch, seed, trust_pickle)
     obj = load_state_dict_file(path, trust_pickle=trust_pickle)
     if isinstance(obj, nn.Module):
         if arch is not None:
@@ -447,6 +465,40 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, shape, seed: in
             "or save the whole module (torch.save(model)) and load it with --trust-pickle"
         )
     return _into_arch(obj, arch, seed)
+
+
+def _load_exported(path: Path, arch: str | None, seed: int, trust_pickle: bool):
+    """A ``torch.export.save`` archive: its program's module (captured again as
+    it is, in the mode it was exported in), or its weights in ``arch``; the input
+    shape is that of the example it was exported with, less the batch axis.
+    ``torch.export.load`` unpickles the archive's weights and constants, hence
+    ``trust_pickle``."""
+    if not trust_pickle:
+        raise DeepglassError(
+            f"{path} is a torch.export archive, whose reading unpickles Python objects, and "
+            "unpickling can run arbitrary code; pass --trust-pickle (trust_pickle=True) only "
+            "if you trust this file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ep = torch.export.load(str(path))
+    except Exception as exc:
+        raise DeepglassError(f"cannot read the torch.export archive {path}: "
+                             f"{first_line(exc)}") from None
+    if arch is not None:
+        return _into_arch(dict(ep.state_dict), arch, seed)
+    from torch.export.graph_signature import InputKind
+
+    users = {s.arg.name for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT}
+    shapes = [tuple(n.meta["val"].shape) for n in ep.graph.nodes
+              if n.op == "placeholder" and n.name in users and "val" in n.meta]
+    if any(not all(isinstance(d, int) for d in s) or not s or s[0] != 1 for s in shapes):
+        given = ";".join(",".join(map(str, s)) for s in shapes)
+        raise DeepglassError(f"{path} was exported for inputs of shape {given}: deepglass runs "
+                             "one sample, so export the model with a batch of 1 (and static "
+                             "sample shapes), or give arch= (--arch) to load its weights")
+    samples = [s[1:] for s in shapes]
+    return ep.module(), (samples[0] if len(samples) == 1 else samples) if samples else None
 
 
 def timm_model(name: str, state: dict | None = None, seed: int = 0):

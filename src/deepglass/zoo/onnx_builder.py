@@ -73,7 +73,7 @@ class _BuilderBase(_Refusals):
     # -- inputs --------------------------------------------------------------
     @staticmethod
     def _dtype(inp) -> torch.dtype:
-        """The input's dtype; float32 for a half-precision input (the module computes in float32)."""
+        """The input's dtype; float32 for any floating input (the module computes in float32)."""
         from onnx import TensorProto, helper
 
         elem = inp.type.tensor_type.elem_type

@@ -65,8 +65,8 @@ class _ShapeOps:
         self.set(node, _Value(const=shape[start:end]))
 
     def op_Cast(self, node, a):
-        """Folded on constants; a no-op on an activation of the target dtype.  Half
-        precision is float32 here (:func:`~deepglass.zoo.onnx_values._widen`), so the
+        """Folded on constants; a no-op on an activation of the target dtype.  Every
+        floating dtype is float32 here (:func:`~deepglass.zoo.onnx_values._widen`), so the
         casts of a mixed-precision file (float32 in and out, an fp16 body) are no-ops."""
         from onnx import TensorProto, helper
 

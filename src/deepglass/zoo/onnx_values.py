@@ -52,18 +52,20 @@ def _attrs(node) -> dict[str, Any]:
     return out
 
 
-#: floating dtypes narrower than float32 (fp16 and bf16 files): read as float32, which holds
-#: each of their values exactly, so a half-precision file has the graph of its own weights
-_NARROW_FLOATS = (torch.float16, torch.bfloat16)
+#: floating dtypes other than float32, read as float32: the imported module computes in
+#: float32 (its parameters are, :func:`_param`).  fp16 and bf16 values are exact in float32,
+#: so a half-precision file has the graph of its own weights; float64 ones are rounded as
+#: the graph's default dtype rounds them
+_OTHER_FLOATS = (torch.float16, torch.bfloat16, torch.float64)
 
 
 def _widen(dtype: torch.dtype) -> torch.dtype:
-    """float32 for a half-precision dtype (:data:`_NARROW_FLOATS`), else the dtype."""
-    return torch.float32 if dtype in _NARROW_FLOATS else dtype
+    """float32 for another floating dtype (:data:`_OTHER_FLOATS`), else the dtype."""
+    return torch.float32 if dtype in _OTHER_FLOATS else dtype
 
 
 def _to_tensor(proto) -> torch.Tensor:
-    """An ONNX tensor as a torch tensor; half-precision values are widened to float32."""
+    """An ONNX tensor as a torch tensor; other floating values are read as float32."""
     from onnx import numpy_helper
 
     arr = numpy_helper.to_array(proto)
@@ -72,7 +74,7 @@ def _to_tensor(proto) -> torch.Tensor:
     if arr.dtype.kind == "V" or str(arr.dtype) == "bfloat16":  # ml_dtypes' bfloat16
         arr = arr.astype(np.float32)
     t = torch.from_numpy(arr)
-    return t.float() if t.dtype in _NARROW_FLOATS else t
+    return t.float() if t.dtype in _OTHER_FLOATS else t
 
 
 def _safe(name: str) -> str:

@@ -98,7 +98,9 @@ def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str
     shapes = [tuple(input_shape)] if all(isinstance(d, int) for d in input_shape) \
         else [tuple(s) for s in input_shape]
     names = [f"input_{i}" for i in range(len(shapes))]
-    sample = tuple(torch.zeros((1, *s)) for s in shapes)
+    # the archive's own precision: a float64 or float16 one refuses float32 inputs
+    dtype = next((p.dtype for p in script.parameters() if p.is_floating_point()), torch.float32)
+    sample = tuple(torch.zeros((1, *s), dtype=dtype) for s in shapes)
     try:        # the shape first: the exporter's own error on a wrong one says nothing of it
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -120,7 +122,8 @@ def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str
                               training=torch.onnx.TrainingMode.PRESERVE)
     except Exception as exc:  # the exporter raises many kinds of errors
         raise DeepglassError(f"cannot convert the TorchScript file {name} through ONNX: "
-                             f"{first_line(exc)}") from None
+                             f"{first_line(exc)}; give the Python class with --arch (arch=) to "
+                             "load the archive's weights into it") from None
     try:
         return onnx_to_module(onnx.load_from_string(buf.getvalue()),
                               input_shape=shapes[0] if len(shapes) == 1 else shapes)
