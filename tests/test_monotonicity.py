@@ -4,6 +4,7 @@ seeds and batching, the resumable run and the CLI."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -122,6 +123,22 @@ def test_trials_in_which_no_output_moves_have_no_direction_and_are_counted():
         res = near_monotonicity(live, np.ones(6), np.ones(4), torch.rand(3, 6),
                                 amplitudes=np.zeros(3))
     assert (res.trials["rho"] == 0).all() and (res.trials["rho_down"] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_model_runs_as_its_float32_copy(dtype):
+    """In 16 bits the smallest pushes rounded away (rho at the smallest
+    amplitudes 0.0 vs 0.4 in float32): the model runs widened, as captured."""
+    torch.manual_seed(0)
+    half = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 10)).eval().to(dtype)
+    wide = copy.deepcopy(half).float()
+    x = torch.rand(6, 16)
+    s_in, s_out = np.ones(16), np.ones(10)
+    amps = np.geomspace(1e-4, 1e-1, 8)[None].repeat(6, 0)
+    r16 = near_monotonicity(half, s_in, s_out, x, amplitudes=amps)
+    r32 = near_monotonicity(wide, s_in, s_out, x, amplitudes=amps)
+    pd.testing.assert_frame_equal(r16.trials, r32.trials)
+    assert next(half.parameters()).dtype == dtype          # the caller's module untouched
 
 
 def _brute_gamma(rho, alpha):

@@ -815,6 +815,19 @@ def test_a_graph_whose_edges_all_have_weight_zero_is_refused_by_every_method():
     assert np.isnan(active_frustration(g, replicas=2)["delta_x"])
 
 
+def test_weights_whose_fold_overflows_are_refused():
+    """Finite parameters whose batch-norm fold does not fit in float32 gave
+    inf edges and a NaN frustration, exit code 0."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(),
+                        nn.Linear(72, 3)).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(1e36)
+        net[1].weight.fill_(1e3)
+    g = SignedGraph.from_module(net, (1, 8, 8))
+    with pytest.raises(DeepglassError, match="edge weights overflow torch.float32"):
+        deepglass.frustration(g, replicas=2)
+
+
 def test_equal_samples_within_rounding_get_no_t_test():
     """A balanced network and its N1 nulls (also balanced) solve to eps ~ 1e-8
     of rounding: Welch's test on that noise gave p = 0.005."""
@@ -829,3 +842,14 @@ def test_equal_samples_within_rounding_get_no_t_test():
     v = frustration_verdict(stats)
     assert "N1 and the real sample do not differ beyond rounding" in v
     assert v.startswith("The real weights are less frustrated than N3-he")
+
+
+def test_an_input_shape_given_as_an_array_is_its_sizes():
+    """np.array([1, 8, 8]) was refused by the capture, and frustration() met
+    NumPy's "truth value of an array is ambiguous" before that."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(72, 3)).eval()
+    g = SignedGraph.from_module(net, np.array([1, 8, 8]))
+    assert g.node_blocks[0].shape == (1, 8, 8)
+    a = deepglass.frustration(net, input_shape=np.array([1, 8, 8]), replicas=2)
+    b = deepglass.frustration(net, input_shape=(1, 8, 8), replicas=2)
+    assert a.frustration == b.frustration

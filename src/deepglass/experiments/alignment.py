@@ -31,6 +31,9 @@ Default: 100 amplitudes geometric from ``1e-3`` to ``1`` times the standard
 deviation of the input's entries (:func:`amplitude_grid`; ``amplitude_range``
 and ``amplitude_scale`` change it; an explicit array sets them directly).
 
+**Precision.**  A float16 / bfloat16 model runs as a float32 copy, as its graph
+is captured (the widening is exact; in 16 bits the smallest pushes round away).
+
 **Cost.**  ``B K`` forward passes (B inputs, K amplitudes) in batches of
 ``batch_size``, plus ``B`` clean ones.  The noise of input ``i`` comes from a
 generator seeded by ``(seed, i)``, so results do not depend on the batching or
@@ -401,6 +404,13 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
         dtype = param.dtype if param.is_floating_point() else torch.float32
     except StopIteration:
         dtype = torch.float32
+    if dtype in (torch.float16, torch.bfloat16):
+        # a float32 copy, as the graph is captured (the widening is exact): in 16
+        # bits the smallest pushes round away, and rho reads no move there
+        try:
+            model, dtype = copy.deepcopy(model).float(), torch.float32
+        except Exception:  # noqa: BLE001 - a module that cannot be copied runs as it is
+            pass
     model = _on_device(model, dev)
     from ..graph.trace import module_mode, output_tensor
 

@@ -304,7 +304,8 @@ def _prepare(model, input_shape, batchnorm, norm="fold", gates="scale"):
         return model, None, tuple(input_shape) if input_shape else None
     if not isinstance(model, torch.nn.Module):
         raise DeepglassError(f"expected an nn.Module or SignedGraph, got {type(model).__name__}")
-    shape = input_shape or getattr(model, "default_input_shape", None)
+    shape = input_shape if input_shape is not None else \
+            getattr(model, "default_input_shape", None)
     if shape is None:
         raise DeepglassError("input_shape is needed to trace this model")
     from ..graph.trace import input_shapes

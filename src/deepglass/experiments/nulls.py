@@ -488,7 +488,8 @@ def null_model(model_or_graph, kind: str, seed: int = 0, *, input_shape=None):
     if rec.module is not None:
         return rec.module(model_or_graph, seed)
     # a null of the graph only (N2): trace the module first
-    shape = input_shape or getattr(model_or_graph, "default_input_shape", None)
+    shape = input_shape if input_shape is not None else \
+            getattr(model_or_graph, "default_input_shape", None)
     if shape is None:
         raise DeepglassError(f"{rec.name} of a module needs input_shape (the model has no "
                              "default_input_shape)")

@@ -47,6 +47,8 @@ def input_shapes(input_shape) -> list[tuple[int, ...]]:
     """One shape ``(3, 224, 224)`` or several ``[(3, 32, 32), (10,)]``; every
     size a positive integer (``8.5`` or ``"8"`` is refused, not truncated)."""
     shapes = input_shape
+    if isinstance(shapes, (np.ndarray, torch.Tensor)) and shapes.ndim == 1:
+        shapes = shapes.tolist()        # np.array([1, 8, 8]): the sizes it holds
     if not isinstance(shapes, (list, tuple)) or not shapes \
             or not isinstance(shapes[0], (list, tuple, torch.Size)):
         shapes = [shapes]

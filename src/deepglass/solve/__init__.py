@@ -23,6 +23,7 @@ the intra-op threads (:func:`threads_for`).
 from __future__ import annotations
 
 import json
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -509,9 +510,16 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int | None
 
 def check_weighted(graph: SignedGraph) -> None:
     """Refuse a graph whose frustration is undefined: eps is a fraction of the
-    edges' total |weight| (SPEC §2), 0/0 without edges or with all weights 0."""
+    edges' total |weight| (SPEC §2), 0/0 without edges or with all weights 0,
+    and no number where the weights overflow the graph's dtype (finite
+    parameters whose batch-norm fold does not fit)."""
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")
+    if not math.isfinite(graph.abs_total()):
+        raise DeepglassError(f"the graph's edge weights overflow {graph.dtype} (their |weight| "
+                             "sums to infinity: finite parameters whose product, a batch norm's "
+                             "scale folded into its layer's weights, does not fit in float32); "
+                             "check the weights' scale")
     if graph.abs_total() == 0:
         raise DeepglassError(f"all {graph.n_edges:,} edges of the graph have weight 0, so its "
                              "frustration (a fraction of their total |weight|) is undefined")
@@ -522,7 +530,8 @@ def _as_graph(graph_or_model, input_shape) -> SignedGraph:
     if isinstance(graph_or_model, SignedGraph):
         return graph_or_model
     if isinstance(graph_or_model, torch.nn.Module):
-        shape = input_shape or getattr(graph_or_model, "default_input_shape", None)
+        shape = input_shape if input_shape is not None else \
+            getattr(graph_or_model, "default_input_shape", None)
         if shape is None:
             raise DeepglassError("input_shape is needed to trace this model")
         return SignedGraph.from_module(graph_or_model, shape)
