@@ -799,6 +799,21 @@ def test_a_forward_that_asserts_on_its_input_is_one_line(cli, tmp_path, monkeypa
     code, out, err = cli(["graph", "asserting:Net", "--input-shape", "1,6,6"])
     assert code == 2 and "Traceback" not in err + out
     assert err.count("\n") == 1 and "cannot take inputs of shape 1,6,6 (width must be 8)" in err
+    # a check of the values (demucs' pad1d): the exporter meets a data-dependent
+    # bool, and the hint says what to do with such a check, not only .item()
+    (tmp_path / "checking.py").write_text(
+        "import torch.nn as nn, torch.nn.functional as F\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv1d(1, 2, 3)\n"
+        "    def forward(self, x):\n"
+        "        out = F.pad(x, (2, 2), mode='reflect')\n"
+        "        assert (out[..., 2:-2] == x).all()\n"
+        "        return self.conv(out)\n")
+    code, out, err = cli(["graph", "checking:Net", "--input-shape", "1,16"])
+    assert code == 2 and err.count("\n") == 1, err
+    assert "checking.py:8 in forward" in err and "a check of the values there" in err, err
 
 
 def test_a_class_spec_longer_than_a_file_name_is_a_class_spec(cli):

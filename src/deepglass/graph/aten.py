@@ -122,7 +122,8 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
             msg += (f" ({'' if not where else where.strip() + ': '}a number read from a "
                     "tensor's data, .item() / .tolist() / int(tensor), decides the "
                     "computation: compute it from shapes, x.dim() or x.shape, or pass it in "
-                    "forward_kwargs)")
+                    "forward_kwargs; a check of the values there, assert (a == b).all(), "
+                    "is one too: remove it, or patch it out for the capture)")
         elif where:
             msg += f" ({where.strip()})"
         raise ExportFailed(msg) from None
