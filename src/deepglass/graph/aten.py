@@ -45,6 +45,7 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _neg, _refuse, _shape_rule, _sum, _upsample, _where)
 from .identical import identical_ops, merge_identical_ops, mutates
 from .ranges import factor_range, is_gate, is_positive_divisor
+from .spectral import complex_as_real
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
                        _flag, _opname, base_packet, expand_to, flatten, has_sym, scale, uses)
 
@@ -96,7 +97,7 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
     try:
         with quiet_exporter(), data_reads_detach():
             ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
-        gm = ep.module()
+        gm = complex_as_real(ep.module())
         if not core and (_writes_into_view(ep.graph) or
                          (mutates(gm.graph) and identical_ops(gm.graph))):
             # an in-place op on a view (``y[:, 1:].add_(z)``, ``y[:, :2] = z``)
@@ -112,7 +113,8 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
         for name in KEEP_WHOLE:
             if hasattr(aten, name):
                 table.pop(getattr(aten, name).default, None)
-        return _merged(ep.run_decompositions(table).module()), "torch.export (core ATen)"
+        return _merged(complex_as_real(ep.run_decompositions(table).module())), \
+            "torch.export (core ATen)"
     except Exception as exc:  # the exporter raises many kinds of errors
         msg = first_line(exc)
         # where in the user's code (the exporter names the call below its message)
@@ -572,9 +574,10 @@ ATEN_OPS: dict = {
            "_scaled_dot_product_flash_attention_for_cpu scaled_dot_product_attention",
            _attention),
     **_ops("view_as_complex complex polar _fft_r2c _fft_c2r _fft_c2c stft istft", _refuse(
-        "complex values", "complex-valued arithmetic (a spectrogram's FFT, a complex "
-        "network) has no real-valued signed graph; give the network real inputs (a "
-        "magnitude or real and imaginary parts as channels)")),
+        "complex values", "complex-valued arithmetic (an inverse FFT, a complex "
+        "network, a phase) has no real-valued signed graph; a forward FFT or STFT read as "
+        "its real and imaginary parts (view_as_real) or its magnitude (abs) has one: read "
+        "it so, or give the network real inputs")),
     **_ops("lstm gru rnn_tanh rnn_relu lstm_cell gru_cell", _refuse(
         "recurrent cell", "a recurrent cell has no fixed feed-forward signed graph; unroll "
         "it or analyse the convolutional part")),

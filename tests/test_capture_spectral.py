@@ -1,0 +1,112 @@
+"""A Fourier transform read on real numbers (graph.spectral): torch.stft and
+torch.fft.rfft read as their real and imaginary parts are a dense layer of the
+cosine and sine basis at every frame (checked against the Jacobian in both
+capture modes); their magnitude is two squares added and a root, the graph of
+the same spectrogram written with conv1d."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from jacobian import assert_is_jacobian
+
+from deepglass.errors import UnsupportedLayerError
+from deepglass.graph import SignedGraph
+from deepglass.graph.spectral import dft_weight
+
+
+@pytest.mark.parametrize("n", [7, 8, 16])
+@pytest.mark.parametrize("onesided", [True, False])
+@pytest.mark.parametrize("norm", [0, 1, 2])
+def test_dft_weight_is_the_fft(n, onesided, norm):
+    x = torch.randn(5, n, dtype=torch.float64)
+    mode = {0: "backward", 1: "ortho", 2: "forward"}[norm]
+    ref = (torch.fft.rfft if onesided else torch.fft.fft)(x, norm=mode)
+    got = (x @ dft_weight(n, onesided, norm, torch.float64)).reshape(5, -1, 2)
+    torch.testing.assert_close(got, torch.view_as_real(ref))
+
+
+class _STFT(nn.Module):
+    """A 2-d conv over the STFT's (real, imaginary) channels."""
+
+    def __init__(self, **kw):
+        super().__init__()
+        self.kw = kw
+        self.conv = nn.Conv2d(2, 3, 3)
+
+    def forward(self, x):
+        win = torch.hann_window(self.kw.get("win_length", self.kw["n_fft"]), dtype=x.dtype)
+        spec = torch.stft(x[:, 0], window=win, return_complex=True, **self.kw)
+        return self.conv(torch.view_as_real(0.5 * spec).transpose(1, 3).transpose(2, 3))
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+@pytest.mark.parametrize("kw", [dict(n_fft=16, hop_length=4),
+                                dict(n_fft=16, hop_length=4, normalized=True),
+                                dict(n_fft=16, hop_length=5, onesided=False, center=False),
+                                dict(n_fft=16, hop_length=4, win_length=10),
+                                dict(n_fft=15, hop_length=3, pad_mode="constant")])
+def test_an_stft_read_as_real_and_imaginary_parts_is_its_jacobian(kw, capture):
+    """It was refused ('_fft_r2c', complex values), although SPEC §1b reads the
+    network as what it computes: a strided convolution with the windowed basis."""
+    g = assert_is_jacobian(_STFT(**kw), (1, 64), capture)
+    F = kw["n_fft"] // 2 + 1 if kw.get("onesided", True) else kw["n_fft"]
+    assert g.node_blocks[1].shape[0] == 2 * F          # (re, im) of every frequency, per frame
+
+
+class _Magnitude(nn.Module):
+    def __init__(self, as_conv: bool):
+        super().__init__()
+        self.as_conv = as_conv
+        n = 16
+        basis = dft_weight(n).T.reshape(-1, 1, n) * torch.hann_window(n)
+        self.register_buffer("basis", basis)          # (2F, 1, n): re, im interleaved
+        self.head = nn.Conv1d(9, 4, 3)
+
+    def forward(self, x):
+        if self.as_conv:
+            y = nn.functional.conv1d(x, self.basis, stride=4)       # (B, 2F, T)
+            re, im = y[:, 0::2], y[:, 1::2]
+            mag = (re ** 2 + im ** 2).sqrt()
+        else:
+            mag = torch.stft(x[:, 0], 16, 4, window=torch.hann_window(16), center=False,
+                             return_complex=True).abs()
+        return self.head(mag)
+
+
+def test_an_stft_magnitude_is_the_graph_of_the_same_spectrogram_written_with_conv1d():
+    torch.manual_seed(0)
+    net = _Magnitude(False).eval()
+    twin = _Magnitude(True).eval()
+    twin.head = net.head
+    with pytest.warns(Warning, match=r"x \*\* 2 is not non-decreasing"):
+        g = SignedGraph.from_module(net, (1, 64), dtype=torch.float64)
+    t = SignedGraph.from_module(twin, (1, 64), dtype=torch.float64)
+    assert [b.shape for b in g.node_blocks] == [b.shape for b in t.node_blocks]
+    # the same explicit matrix: the transform is one convolution with the basis
+    np.testing.assert_allclose(g.to_scipy().toarray(), t.to_scipy().toarray(), atol=1e-6)
+
+
+def test_rfft_of_a_feature_map_read_as_parts():
+    class Spectrum(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv1d(1, 2, 3)
+
+        def forward(self, x):
+            return torch.view_as_real(torch.fft.rfft(self.c(x), norm="ortho")).flatten(2)
+
+    for capture in ("export", "core"):
+        assert_is_jacobian(Spectrum(), (1, 16), capture)
+
+
+def test_an_inverse_transform_is_still_refused():
+    class RoundTrip(nn.Module):
+        def forward(self, x):
+            spec = torch.stft(x[:, 0], 16, window=torch.hann_window(16), return_complex=True)
+            return torch.istft(spec, 16, window=torch.hann_window(16))
+
+    with pytest.raises(UnsupportedLayerError, match=r"complex values.*an inverse FFT"):
+        SignedGraph.from_module(RoundTrip(), (1, 64))
