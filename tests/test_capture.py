@@ -2178,7 +2178,7 @@ def test_complex_values_are_refused_saying_why():
             return torch.fft.rfft(self.c(x)).angle()
 
     with pytest.raises(UnsupportedLayerError, match=r"\(complex values\): complex-valued .*"
-                                                    r"read it so"):
+                                                    r"read them so"):
         SignedGraph.from_module(Phase(), (1, 16))
 
 

@@ -102,11 +102,48 @@ def test_rfft_of_a_feature_map_read_as_parts():
         assert_is_jacobian(Spectrum(), (1, 16), capture)
 
 
-def test_an_inverse_transform_is_still_refused():
-    class RoundTrip(nn.Module):
-        def forward(self, x):
-            spec = torch.stft(x[:, 0], 16, window=torch.hann_window(16), return_complex=True)
-            return torch.istft(spec, 16, window=torch.hann_window(16))
+class _Masked(nn.Module):
+    """A separation net's output: a mask conv on the STFT's parts, then istft."""
 
-    with pytest.raises(UnsupportedLayerError, match=r"complex values.*an inverse FFT"):
-        SignedGraph.from_module(RoundTrip(), (1, 64))
+    def __init__(self):
+        super().__init__()
+        self.mask = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        win = torch.hann_window(16, dtype=x.dtype)
+        spec = torch.view_as_real(torch.stft(x[:, 0], 16, 4, window=win, return_complex=True))
+        m = self.mask(spec.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).contiguous()
+        return torch.istft(torch.view_as_complex(m), 16, 4, window=win)[:, None]
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_an_istft_of_a_networks_parts_is_its_jacobian(capture):
+    """The inverse transform (``_fft_c2r``: the Hermitian half counted twice, the
+    imaginary parts of frequency 0 and of the Nyquist bin not at all), the
+    overlap-add and the window envelope: all fixed linear maps."""
+    g = assert_is_jacobian(_Masked(), (1, 64), capture)
+    assert g.node_blocks[-1].shape == (1, 64)
+
+
+def test_irfft_is_its_jacobian():
+    class Inverse(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv1d(2, 2, 3, padding=1)
+
+        def forward(self, x):             # x: (B, 2, F) as re, im channels
+            z = torch.view_as_complex(self.c(x).transpose(1, 2).contiguous())
+            return torch.fft.irfft(z, n=14, norm="ortho")[:, None]
+
+    for capture in ("export", "core"):
+        assert_is_jacobian(Inverse(), (2, 8), capture)
+
+
+def test_a_phase_is_still_refused():
+    class Phase(nn.Module):
+        def forward(self, x):
+            return torch.stft(x[:, 0], 16, window=torch.hann_window(16),
+                              return_complex=True).angle()
+
+    with pytest.raises(UnsupportedLayerError, match=r"complex values.*a phase"):
+        SignedGraph.from_module(Phase(), (1, 64))

@@ -574,10 +574,10 @@ ATEN_OPS: dict = {
            "_scaled_dot_product_flash_attention_for_cpu scaled_dot_product_attention",
            _attention),
     **_ops("view_as_complex complex polar _fft_r2c _fft_c2r _fft_c2c stft istft", _refuse(
-        "complex values", "complex-valued arithmetic (an inverse FFT, a complex "
-        "network, a phase) has no real-valued signed graph; a forward FFT or STFT read as "
-        "its real and imaginary parts (view_as_real) or its magnitude (abs) has one: read "
-        "it so, or give the network real inputs")),
+        "complex values", "complex-valued arithmetic (a phase, a product of complex "
+        "values, a complex network) has no real-valued signed graph; an FFT or STFT read "
+        "as its real and imaginary parts (view_as_real) or its magnitude (abs), and an "
+        "inverse one of view_as_complex(parts), have one: read them so")),
     **_ops("lstm gru rnn_tanh rnn_relu lstm_cell gru_cell", _refuse(
         "recurrent cell", "a recurrent cell has no fixed feed-forward signed graph; unroll "
         "it or analyse the convolutional part")),

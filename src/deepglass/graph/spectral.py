@@ -26,7 +26,7 @@ import math
 import torch
 import torch.fx
 
-__all__ = ["complex_as_real", "dft_weight"]
+__all__ = ["complex_as_real", "dft_weight", "inverse_dft_weight"]
 
 aten = torch.ops.aten
 
@@ -44,6 +44,24 @@ def dft_weight(n: int, onesided: bool = True, normalization: int = 0,
     phase = 2 * math.pi * ((k * f) % n) / n      # exact reduction before the angle
     w = torch.stack([torch.cos(phase), -torch.sin(phase)], dim=-1).reshape(n, 2 * F)
     return (w / {0: 1.0, 1: math.sqrt(n), 2: float(n)}[int(normalization)]).to(dtype)
+
+
+def inverse_dft_weight(n: int, bins: int, normalization: int = 2,
+                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The inverse of a one-sided DFT of length ``n`` as a matrix (2 ``bins``, n):
+    ``r @ W`` of the (re, im) pairs of ``bins`` frequencies is ``irfft`` (the
+    Hermitian half: bins 1 .. n/2 - 1 count twice, the imaginary parts of
+    frequency 0 and of the Nyquist bin not at all, bins past n // 2 ignored, as
+    ``_fft_c2r`` does); ``normalization`` 1 divides by sqrt(n), 2 by n.  O(n bins)."""
+    f = torch.arange(bins, dtype=torch.float64)[:, None]
+    k = torch.arange(n, dtype=torch.float64)[None, :]
+    phase = 2 * math.pi * ((f * k) % n) / n
+    half = n // 2
+    c = torch.where((f == 0) | ((n % 2 == 0) & (f == half)), 1.0, 2.0) * (f <= half)
+    im = torch.where((f == 0) | ((n % 2 == 0) & (f == half)), 0.0, 1.0)
+    w = torch.stack([c * torch.cos(phase), -c * im * torch.sin(phase)], dim=1)
+    return (w.reshape(2 * bins, n) / {0: 1.0, 1: math.sqrt(n), 2: float(n)}[int(normalization)]
+            ).to(dtype)
 
 
 #: ops that move a complex value's elements, their dimension arguments
@@ -65,29 +83,38 @@ def _ndim(node) -> int | None:
 
 
 def complex_as_real(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """Rewrite every ``_fft_r2c`` along a last dimension whose complex result
-    is read only through the moves of :data:`_MOVES`, ``view_as_real``,
-    ``abs`` and real factors (see the module docstring); ``gm`` is changed in
-    place and returned.  O(nodes)."""
+    """Rewrite every complex value made by ``_fft_r2c`` along a last dimension
+    or by ``view_as_complex`` whose uses are the moves of :data:`_MOVES`, real
+    factors, ``view_as_real``, ``abs`` and ``_fft_c2r`` along the last dimension
+    (see the module docstring); ``gm`` is changed in place and returned.
+    O(nodes)."""
     for node in list(gm.graph.nodes):
-        if node.op == "call_function" and _name(node.target) == "_fft_r2c" and node in gm.graph.nodes:
+        if node.op == "call_function" and _name(node.target) in _SOURCES and \
+                node in gm.graph.nodes:
             _rewrite(gm, node)
     return gm
 
 
-def _rewrite(gm, fft) -> None:
-    x, dims, norm, onesided = (list(fft.args) + [None, 0, True])[:4]
-    nd = _ndim(x)
-    if nd is None or len(dims) != 1 or dims[0] % nd != nd - 1:
+_SOURCES = ("_fft_r2c", "view_as_complex")
+_SINKS = ("view_as_real", "abs", "_fft_c2r")
+
+
+def _last_dim_only(node) -> bool:
+    """A transform along its operand's last dimension (the only one read so)."""
+    nd, dims = _ndim(node.args[0]), node.args[1]
+    return nd is not None and len(dims) == 1 and dims[0] % nd == nd - 1
+
+
+def _rewrite(gm, source) -> None:
+    if _name(source.target) == "_fft_r2c" and not _last_dim_only(source):
         return
-    n = int(x.meta["val"].shape[-1])
-    # the complex values reached from the transform, in program order: each
-    # must be one the rewrite knows; anything else leaves the program as it is
-    complex_nodes, frontier = [fft], [fft]
+    # the complex values reached from the source, in program order: each must
+    # be one the rewrite knows; anything else leaves the program as it is
+    complex_nodes, frontier = [source], [source]
     while frontier:
         for user in frontier.pop().users:
             name = _name(user.target) if user.op == "call_function" else ""
-            if name in ("view_as_real", "abs"):
+            if name in _SINKS and (name != "_fft_c2r" or _last_dim_only(user)):
                 continue
             if name in _MOVES or name in ("mul", "div") and _real_factor(user):
                 complex_nodes.append(user)
@@ -96,27 +123,28 @@ def _rewrite(gm, fft) -> None:
             return
     g = gm.graph
     real = {}                        # complex node -> its real form (..., 2)
-    attr = f"_dft_{fft.name}"
-    gm.register_buffer(attr, dft_weight(n, bool(onesided), int(norm or 0),
-                                        x.meta["val"].dtype), persistent=False)
     for node in complex_nodes:        # (before the next node: in the order made)
         with g.inserting_before(node.next):
-            real[node] = _real_form(g, node, real, attr, x)
+            real[node] = _real_form(gm, node, real)
     for node in complex_nodes:
         for user in list(node.users):
             name = _name(user.target) if user.op == "call_function" else ""
-            if name == "view_as_real":
-                user.replace_all_uses_with(real[node])
-            elif name == "abs":
+            if name in _SINKS:
                 with g.inserting_before(user.next):
-                    user.replace_all_uses_with(_magnitude(g, real[node]))
+                    user.replace_all_uses_with(_sink(gm, user, real[node]))
     for node in reversed(list(g.nodes)):
         if node.op == "call_function" and not node.users and (
-                node in complex_nodes or _name(node.target) in ("view_as_real", "abs") and
+                node in complex_nodes or _name(node.target) in _SINKS and
                 node.args and node.args[0] in real):
             g.erase_node(node)
     g.lint()
     gm.recompile()
+
+
+def _constant(gm, name: str, value: torch.Tensor):
+    """A ``get_attr`` node of a new buffer of ``gm`` holding ``value``."""
+    gm.register_buffer(name, value, persistent=False)
+    return gm.graph.get_attr(name)
 
 
 def _real_factor(node) -> bool:
@@ -124,10 +152,15 @@ def _real_factor(node) -> bool:
     return isinstance(other, (int, float)) and not isinstance(other, bool)
 
 
-def _real_form(g, node, real, attr, x):
+def _real_form(gm, node, real):
     """The real (..., 2) form of complex ``node``, its operand's made already."""
+    g = gm.graph
+    if _name(node.target) == "view_as_complex":
+        return node.args[0]
     if _name(node.target) == "_fft_r2c":
-        w = g.get_attr(attr)
+        x, _, norm, onesided = (list(node.args) + [0, True])[:4]
+        w = _constant(gm, f"_dft_{node.name}", dft_weight(
+            int(x.meta["val"].shape[-1]), bool(onesided), int(norm or 0), x.meta["val"].dtype))
         y = g.call_function(aten.matmul.default, (x, w))
         lead = list(node.meta["val"].shape[:-1])
         return g.call_function(aten.view.default, (y, lead + [-1, 2]))
@@ -144,17 +177,27 @@ def _real_form(g, node, real, attr, x):
         ds = [ds] if isinstance(ds, int) else list(ds)
         ds = [d % nd for d in ds] + ([nd] if name == "permute" else [])
         return g.call_function(node.target, (src, ds))
-    if how == "shape":
-        return g.call_function(node.target, (src, list(args[1]) + [2]))
+    if how == "shape":               # (a reshape: the real form may not be contiguous)
+        return g.call_function(aten.reshape.default, (src, list(args[1]) + [2]))
     for i in how:                    # a dimension argument, counted from the front
         rank = nd + 1 if name == "unsqueeze" else nd
         args[i] = args[i] % rank
     return g.call_function(node.target, (src, *args[1:]), dict(node.kwargs))
 
 
-def _magnitude(g, r):
-    """``sqrt(re^2 + im^2)`` of a real (..., 2) form."""
-    sq = [g.call_function(aten.pow.Tensor_Scalar,
-                          (g.call_function(aten.select.int, (r, -1, i)), 2)) for i in (0, 1)]
-    return g.call_function(aten.sqrt.default, (g.call_function(aten.add.Tensor, tuple(sq)),))
-
+def _sink(gm, node, r):
+    """What real ``node`` (``view_as_real``, ``abs``, ``_fft_c2r``) computes from
+    the real (..., 2) form ``r`` of its operand."""
+    g, name = gm.graph, _name(node.target)
+    if name == "view_as_real":
+        return r
+    if name == "abs":                # sqrt(re^2 + im^2)
+        sq = [g.call_function(aten.pow.Tensor_Scalar,
+                              (g.call_function(aten.select.int, (r, -1, i)), 2)) for i in (0, 1)]
+        return g.call_function(aten.sqrt.default, (g.call_function(aten.add.Tensor, tuple(sq)),))
+    z, _, norm, n = node.args[:4]    # _fft_c2r: the inverse transform of the last dimension
+    shape = list(z.meta["val"].shape)
+    w = _constant(gm, f"_idft_{node.name}", inverse_dft_weight(
+        int(n), shape[-1], int(norm), node.meta["val"].dtype))
+    flat = g.call_function(aten.reshape.default, (r, shape[:-1] + [2 * shape[-1]]))
+    return g.call_function(aten.matmul.default, (flat, w))
