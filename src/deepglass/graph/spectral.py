@@ -70,6 +70,7 @@ _MOVES = {
     "permute": "dims", "transpose": (1, 2), "unsqueeze": (1,), "slice": (1,), "select": (1,),
     "squeeze": "dims", "view": "shape", "reshape": "shape", "_unsafe_view": "shape",
     "clone": (), "contiguous": (), "alias": (), "detach": (),
+    "constant_pad_nd": "pad", "pad": "pad",  # zero padding (counted from the last dimension)
 }
 
 
@@ -116,7 +117,8 @@ def _rewrite(gm, source) -> None:
             name = _name(user.target) if user.op == "call_function" else ""
             if name in _SINKS and (name != "_fft_c2r" or _last_dim_only(user)):
                 continue
-            if name in _MOVES or name in ("mul", "div") and _real_factor(user):
+            if name in _MOVES and _MOVES[name] != "pad" or _zero_pad(user) \
+                    or name in ("mul", "div") and _real_factor(user):
                 complex_nodes.append(user)
                 frontier.append(user)
                 continue
@@ -145,6 +147,17 @@ def _constant(gm, name: str, value: torch.Tensor):
     """A ``get_attr`` node of a new buffer of ``gm`` holding ``value``."""
     gm.register_buffer(name, value, persistent=False)
     return gm.graph.get_attr(name)
+
+
+def _zero_pad(node) -> bool:
+    """``constant_pad_nd(x, pads, 0)`` / ``pad(x, pads)`` in constant mode, by zeros."""
+    if node.op != "call_function" or _MOVES.get(_name(node.target)) != "pad":
+        return False
+    if _name(node.target) == "pad":
+        mode, value = (list(node.args[2:]) + [node.kwargs.get("mode", "constant"),
+                                              node.kwargs.get("value")])[:2]
+        return mode == "constant" and not value
+    return not (node.args[2] if len(node.args) > 2 else node.kwargs.get("value", 0))
 
 
 def _real_factor(node) -> bool:
@@ -177,6 +190,8 @@ def _real_form(gm, node, real):
         ds = [ds] if isinstance(ds, int) else list(ds)
         ds = [d % nd for d in ds] + ([nd] if name == "permute" else [])
         return g.call_function(node.target, (src, ds))
+    if how == "pad":                 # nothing added along the (re, im) dimension
+        return g.call_function(aten.constant_pad_nd.default, (src, [0, 0] + list(args[1])))
     if how == "shape":               # (a reshape: the real form may not be contiguous)
         return g.call_function(aten.reshape.default, (src, list(args[1]) + [2]))
     for i in how:                    # a dimension argument, counted from the front
