@@ -2190,3 +2190,34 @@ def test_an_uninitialized_lazy_layer_is_one_line_saying_what_to_do():
         SignedGraph.from_module(net, (2, 8))
     net(torch.randn(1, 2, 8))
     assert SignedGraph.from_module(net, (2, 8)).n_edges == 3 * 6 * 2 * 3
+
+
+def test_a_non_monotone_activation_in_every_block_warns_once_naming_its_layers():
+    """PReLUs with negative slopes warned once per layer (57 warnings for a
+    segmenter), where the README promises once by name."""
+    net = nn.Sequential(*[m for _ in range(5) for m in (nn.Conv2d(4, 4, 3, padding=1),
+                                                        nn.PReLU(4, init=-0.5))]).eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        SignedGraph.from_module(net, (4, 8, 8))
+    msgs = [str(w.message) for w in caught if issubclass(w.category, NonMonotoneActivationWarning)]
+    assert msgs == ["activation PReLU at 5 layers ('1', '3', '5' and 2 more; at the first (4 of "
+                    "4 learned slopes are negative)) is not non-decreasing: the monotonicity "
+                    "theorems (and near-monotonicity tests) assume non-decreasing activations"]
+    one = nn.Sequential(nn.Conv2d(4, 4, 3), nn.PReLU(4, init=-0.5)).eval()
+    with pytest.warns(NonMonotoneActivationWarning, match=r"activation PReLU at '1' \(4 of 4"):
+        SignedGraph.from_module(one, (4, 8, 8))
+
+
+def test_covariance_pooling_is_refused_as_what_it_is():
+    class CovPool(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 3, 3)
+
+        def forward(self, x):
+            y = self.c(x).flatten(2)
+            return (y @ y.transpose(1, 2)).flatten(1)
+
+    with pytest.raises(UnsupportedLayerError, match=r"bilinear or covariance pooling"):
+        SignedGraph.from_module(CovPool(), (1, 8, 8))

@@ -374,7 +374,8 @@ def _bmm(ip, n, args, kwargs, real):
         if ra.shape[0] == 1 and rb.shape[0] == 1:
             return _bmm_one(ip, n, a, b, ra, rb)
     ip.unsupported(n, "batched matrix product", "a batched product of network values "
-                   "(self-attention) has no fixed weights, so the signed graph is not "
+                   "(self-attention; bilinear or covariance pooling, y @ y^T) has no "
+                   "fixed weights, so the signed graph is not "
                    "defined for it", at_once=True)
 
 

@@ -368,11 +368,34 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
                                      f"value of the forward pass): {msg}") from None
             raise DeepglassError(f"{type(model).__name__} does not accept input of shape "
                                  f"{shape_txt}: {msg}") from None
-    for w in caught:
-        if issubclass(w.category, NonMonotoneActivationWarning) and \
-                str(w.message) not in run.builder.retracted:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    kept = [w for w in caught if issubclass(w.category, NonMonotoneActivationWarning) and
+            str(w.message) not in run.builder.retracted]
+    for w, message in _one_per_activation(kept):
+        warnings.warn_explicit(message, w.category, w.filename, w.lineno)
     return run
+
+
+def _one_per_activation(caught):
+    """The capture's non-monotone warnings, one per activation kind: the layers
+    of a kind warned at (a PReLU with negative slopes in every block) are named
+    in one message, the first three and how many more."""
+    import re
+
+    groups: dict = {}
+    for w in caught:
+        m = re.match(r"activation (\S+) at '([^']*)'(.*?) is not non-decreasing(.*)$",
+                     str(w.message), re.S)
+        key = (m[1], m[4]) if m else str(w.message)
+        groups.setdefault(key, []).append((w, m))
+    for key, items in groups.items():
+        w, m = items[0]
+        if len(items) == 1 or m is None:
+            yield w, w.message
+            continue
+        layers = ", ".join(repr(m2[2]) for _, m2 in items[:3])
+        more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+        yield w, (f"activation {key[0]} at {len(items)} layers ({layers}{more}; at the first"
+                  f"{m[3]}) is not non-decreasing{key[1]}")
 
 
 def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
