@@ -141,6 +141,33 @@ def test_a_half_precision_model_runs_as_its_float32_copy(dtype):
     assert next(half.parameters()).dtype == dtype          # the caller's module untouched
 
 
+def test_a_large_output_hides_no_move_of_the_others():
+    """The rounding threshold was 8 eps of the input's largest |y|: a constant
+    output of 1e5 hid the moves of every other output (rho 0.8 -> 0.36)."""
+    net = nn.Linear(4, 5)
+    with torch.no_grad():
+        net.weight.copy_(torch.cat([torch.zeros(1, 4), torch.ones(4, 4)]))
+        net.bias.copy_(torch.tensor([1e5, 0.0, 0.0, 0.0, 0.0]))
+    res = near_monotonicity(net, np.ones(4), np.ones(5), torch.rand(6, 4), amplitudes=5)
+    assert (res.trials["rho"] == 0.8).all() and (res.trials["direction"] == 1).all()
+
+
+def test_a_half_model_that_casts_its_own_input_runs_as_it_is():
+    """Its float32 copy fails on its own x.half(): it runs in 16 bits, as the
+    capture takes it (refused with a batch-axis hint before)."""
+    class Casting(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 4)
+
+        def forward(self, x):
+            return self.fc(x.half())
+
+    net = Casting().half().eval()
+    res = near_monotonicity(net, np.ones(6), np.ones(4), torch.rand(3, 6), amplitudes=4)
+    assert len(res.trials) == 12
+
+
 def _brute_gamma(rho, alpha):
     d = np.round(np.abs(2 * rho - 1), 12)
     grid = np.unique(np.r_[np.linspace(0, 1, 2001), d])

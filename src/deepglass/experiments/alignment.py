@@ -12,8 +12,8 @@ The *output alignment fraction* of the trial is
 ``rho > 1/2`` is increasing near-monotonicity, ``rho < 1/2`` decreasing.  An
 output that does not move (``y'_j == y_j``) counts in neither direction; a
 move within the model's rounding (``|y'_j - y_j|`` at most 8 machine epsilons of
-the largest ``|y|`` of the input: ``y`` and ``y'`` come from batches of other
-sizes) is no move.  A trial in which no output moves has ``rho = 0``, which
+``max(|y_j|, |y'_j|)``: ``y`` and ``y'`` come from batches of other sizes) is no
+move.  A trial in which no output moves has ``rho = 0``, which
 SPEC's gamma counts as decreasing; its ``direction`` is 0, and a warning counts
 such trials (a network whose outputs do not depend on the input there: dead
 units, saturated gates; or amplitudes too small).
@@ -404,15 +404,19 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
         dtype = param.dtype if param.is_floating_point() else torch.float32
     except StopIteration:
         dtype = torch.float32
+    from ..graph.trace import module_mode, output_tensor
+
     if dtype in (torch.float16, torch.bfloat16):
         # a float32 copy, as the graph is captured (the widening is exact): in 16
         # bits the smallest pushes round away, and rho reads no move there
         try:
-            model, dtype = copy.deepcopy(model).float(), torch.float32
-        except Exception:  # noqa: BLE001 - a module that cannot be copied runs as it is
-            pass
+            wide = _on_device(copy.deepcopy(model).float(), dev)
+            with torch.no_grad(), module_mode(wide):
+                wide(x[:1].to(device=dev, dtype=torch.float32))
+            model, dtype = wide, torch.float32
+        except Exception:  # noqa: BLE001 - a module that cannot be copied, or whose
+            pass           # forward casts to 16 bits itself, runs as it is
     model = _on_device(model, dev)
-    from ..graph.trace import module_mode, output_tensor
 
     evaluating = module_mode(model)       # every submodule's own flag restored at the end
     evaluating.__enter__()
@@ -443,7 +447,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
                        "same output= to frustration()").double()
         pred = y.argmax(1)
         # a move within rounding is none: y and y' come from batches of other sizes
-        rounding = 8 * torch.finfo(dtype).eps * y.abs().amax(1)
+        eps8 = 8 * torch.finfo(dtype).eps
         up = np.empty((B, K), np.int32)
         down = np.empty((B, K), np.int32)
         kept = np.empty((B, K), bool)
@@ -459,8 +463,9 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
             for i, k0, xp in pending:
                 n = len(xp)
                 dy = (yp[r:r + n] - y[i]) * s_out
-                up[i, k0:k0 + n] = (dy > rounding[i]).sum(1).numpy()
-                down[i, k0:k0 + n] = (dy < -rounding[i]).sum(1).numpy()
+                rounding = eps8 * torch.maximum(yp[r:r + n].abs(), y[i].abs())  # per output
+                up[i, k0:k0 + n] = (dy > rounding).sum(1).numpy()
+                down[i, k0:k0 + n] = (dy < -rounding).sum(1).numpy()
                 kept[i, k0:k0 + n] = (yp[r:r + n].argmax(1) == pred[i]).numpy()
                 r += n
             if callback is not None:
