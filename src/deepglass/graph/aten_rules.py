@@ -17,7 +17,8 @@ import torch.fx
 from ..errors import DeepglassError
 from .blocks import ConvTransposeBlock, ResampleBlock
 from .aten_norms import Stat, feeds_normalization
-from .batch_axis import check_batched, stacked_in_front, unsqueezed_in_front
+from .batch_axis import (batch_axis_removed, check_batched, stacked_in_front,
+                         unsqueezed_in_front)
 from .aten_products import _gated, _product, _same, judge_monotone, of_one_value
 from .identical import writes_into_argument
 from .ranges import factor_range, is_positive_divisor, value_range
@@ -41,7 +42,8 @@ def _convolution(ip, n, args, kwargs, real):
         ip.unsupported(n, "convolution", "its weight is computed from the input (a dynamic "
                        "convolution); the signed graph needs fixed weights")
     weight = ip.real(n.args[1])
-    check_batched(ip, n, unsqueezed_in_front(n.args[0]) and ip.real(n.args[0]).shape[1] == 1)
+    check_batched(ip, n, unsqueezed_in_front(n.args[0]) and ip.real(n.args[0]).shape[1] == 1
+                  and not batch_axis_removed(n.args[0].args[0]))
     stride, padding, dilation, transposed, out_pad, groups = ip.real(n.args[3:9])
     x = ip.b.materialize(args[0])
     if not transposed:
@@ -77,10 +79,22 @@ def _conv_layer(ip, n, args, kwargs, real):
         ip.unsupported(n, "convolution", "its weight is computed from the input (a dynamic "
                        "convolution); the signed graph needs fixed weights")
     r = ip.real(n.args)
-    check_batched(ip, n, r[0].ndim == r[1].ndim - 1)
     get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
-    return conv_op(ip.b, ip.where(n), ip.b.materialize(args[0]), r[0], real, r[1],
-                 get(3, 1), get(4, 0), get(5, 1), get(6, 1))
+    return _batch_of_one(ip, n, args, r, real, lambda x, ri, ro: conv_op(
+        ip.b, ip.where(n), x, ri, ro, r[1], get(3, 1), get(4, 0), get(5, 1), get(6, 1)))
+
+
+def _batch_of_one(ip, n, args, r, real, layer):
+    """``layer(x, real_in, real_out)`` of a convolution, also run in PyTorch's
+    unbatched form (C, H, W) on a value whose batch axis was taken away: there
+    the layer of a batch of one (:func:`check_batched` refuses the others)."""
+    x = ip.b.materialize(args[0])
+    if r[0].ndim != r[1].ndim - 1:
+        return layer(x, r[0], real)
+    check_batched(ip, n, not batch_axis_removed(n.args[0]))
+    one = remap(x, lambda t, fill: t.reshape((1,) + tuple(t.shape)))
+    out = ip.b.materialize(layer(one, r[0][None], real[None]))
+    return remap(out, lambda t, fill: t.reshape(tuple(real.shape)))
 
 
 def _conv_transpose_layer(ip, n, args, kwargs, real):
@@ -89,11 +103,10 @@ def _conv_transpose_layer(ip, n, args, kwargs, real):
     if _is_sym(args[1]):
         ip.unsupported(n, "conv_transpose", "its weight is computed from the input")
     r = ip.real(n.args)
-    check_batched(ip, n, r[0].ndim == r[1].ndim - 1)
     nd = r[1].ndim - 2
     get = lambda i, d: r[i] if len(r) > i else d  # noqa: E731
-    return _transposed(ip, n, ip.b.materialize(args[0]), r[1], real, get(3, 1), get(4, 0),
-                       get(7, 1), get(6, 1), nd)
+    return _batch_of_one(ip, n, args, r, real, lambda x, ri, ro: _transposed(
+        ip, n, x, r[1], ro, get(3, 1), get(4, 0), get(7, 1), get(6, 1), nd))
 
 
 def _from_1d(ip, n, args, r, real):

@@ -10,21 +10,45 @@ import torch.fx
 from ..errors import DeepglassError
 from .symbolic import _opname
 
-__all__ = ["check_batched", "stacked_in_front", "unsqueezed_in_front"]
+__all__ = ["check_batched", "stacked_in_front", "unsqueezed_in_front", "batch_axis_removed"]
 
 
 def check_batched(ip, n, unbatched: bool) -> None:
-    """Refuse a convolution run in PyTorch's unbatched form (C, H, W): an input
-    shape given without its channel dimension, for a layer of one input channel,
-    runs the sample as one unbatched input whose channel is the batch axis (a
-    graph without that dimension, and wrong at any other batch size); so does a
-    batch axis squeezed away in ``forward``."""
+    """Refuse a convolution run in PyTorch's unbatched form (C, H, W) on a value
+    whose leading dimension is the batch axis: an input shape given without its
+    channel dimension, for a layer of one input channel, runs the sample as one
+    unbatched input whose channel is the batch axis (a graph without that
+    dimension, and wrong at any other batch size).  One made from a sample whose
+    batch axis was taken away (:func:`batch_axis_removed`) is read as it is."""
     if unbatched:
         raise DeepglassError(
             f"layer {ip.where(n)!r} reads a value without a batch axis (PyTorch's unbatched "
             "form): an input shape given without its channel dimension, the batch axis taken "
             "for the layer's channel, or a batch axis squeezed away in forward; give the "
             "input shape with the channel dimension (1,H,W rather than H,W; 1,L rather than L)")
+
+
+def batch_axis_removed(node, depth: int = 256) -> bool:
+    """Whether fx ``node``'s value was made from a sample with its batch axis
+    taken away: a ``select`` / ``unbind`` / ``squeeze`` of dimension 0 among its
+    ancestors (``conv(x[i])`` in a loop over the batch, ``conv(x.squeeze(0))``).
+    Then a layer run on it in PyTorch's unbatched form reads real channels; else
+    its leading dimension is still the batch axis.  O(ancestors), at most
+    ``depth`` of them."""
+    seen, todo = set(), [node]
+    while todo and len(seen) < depth:
+        nd = todo.pop()
+        if not isinstance(nd, torch.fx.Node) or nd in seen or nd.op != "call_function":
+            continue
+        seen.add(nd)
+        name, a = _opname(nd.target).split(".")[0], nd.args
+        if name in ("select", "unbind", "squeeze"):
+            dims = a[1] if len(a) > 1 else nd.kwargs.get("dim", 0)
+            dims = dims if isinstance(dims, (list, tuple)) else [dims]
+            if 0 in dims:
+                return True
+        todo.extend(nd.all_input_nodes)
+    return False
 
 
 def unsqueezed_in_front(node) -> bool:
