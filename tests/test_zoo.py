@@ -1037,3 +1037,30 @@ def test_a_torch_export_archive_loads_with_trust_and_its_module_captures(tmp_pat
                       str(tmp_path / "b2.pt2"))
     with pytest.raises(DeepglassError, match=r"exported for inputs of shape 2,1,8,8: .* batch of 1"):
         zoo.load_model(tmp_path / "b2.pt2", trust_pickle=True)
+
+    class Scaled(nn.Module):                  # a Python int beside the tensor (it crashed)
+        def forward(self, x, k: int):
+            return src(x) * k
+
+    for args, kwargs in [((torch.zeros(1, 1, 8, 8), 3), {}), ((torch.zeros(1, 1, 8, 8),),
+                                                              {"k": 3})]:
+        torch.export.save(torch.export.export(Scaled(), args, kwargs), str(tmp_path / "k.pt2"))
+        with pytest.raises(DeepglassError, match="exported with keyword or non-tensor inputs"):
+            zoo.load_model(tmp_path / "k.pt2", trust_pickle=True)
+
+
+def test_a_quantized_state_dict_of_tensors_only_is_named_so(tmp_path):
+    """A static int8 model of convolutions only holds quantized tensors (no
+    packed params): it was "does not fit ...: unexpected keys c.scale"."""
+    import warnings
+
+    net = nn.Sequential(torch.ao.quantization.QuantStub(), nn.Conv2d(1, 2, 3),
+                        torch.ao.quantization.DeQuantStub()).eval()
+    net.qconfig = torch.ao.quantization.get_default_qconfig("fbgemm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = torch.ao.quantization.prepare(net)
+        prepared(torch.randn(4, 1, 8, 8))
+        torch.save(torch.ao.quantization.convert(prepared).state_dict(), tmp_path / "q.pt")
+    with pytest.raises(DeepglassError, match="state dict of a quantized model"):
+        zoo.load_model(tmp_path / "q.pt", arch="digits_cnn")

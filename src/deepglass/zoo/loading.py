@@ -80,16 +80,16 @@ def _is_state_dict(obj) -> bool:
 
 
 def _extract_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping) and any("_packed_params" in str(k) or
+                                        getattr(v, "is_quantized", False)
+                                        for k, v in obj.items()):
+        raise DeepglassError(
+            f"{path} is the state dict of a quantized model (int8 parameters): its "
+            "integer arithmetic has no signed graph here; give the float model's weights")
     if _is_state_dict(obj):
         sd = dict(obj)
     elif isinstance(obj, Mapping) and any(_is_state_dict(obj.get(k)) for k in _CHECKPOINT_KEYS):
         sd = dict(next(obj[k] for k in _CHECKPOINT_KEYS if _is_state_dict(obj.get(k))))
-    elif isinstance(obj, Mapping) and any("_packed_params" in str(k) or
-                                          getattr(v, "is_quantized", False)
-                                          for k, v in obj.items()):
-        raise DeepglassError(
-            f"{path} is the state dict of a quantized model (packed int8 parameters): its "
-            "integer arithmetic has no signed graph here; give the float model's weights")
     else:
         raise DeepglassError(
             f"{path} holds a {type(obj).__name__}, not a state dict (a mapping of parameter names to tensors)"
@@ -489,6 +489,12 @@ def _load_exported(path: Path, arch: str | None, seed: int, trust_pickle: bool):
         return _into_arch(dict(ep.state_dict), arch, seed)
     from torch.export.graph_signature import InputKind
 
+    args, kwargs = ep.example_inputs or ((), {})
+    if kwargs or not all(isinstance(a, torch.Tensor) for a in args):
+        raise DeepglassError(f"{path} was exported with keyword or non-tensor inputs: "
+                             "deepglass feeds the network tensors, in order; export it with "
+                             "tensor inputs only, given by position (or give arch= / --arch to "
+                             "load its weights)")
     users = {s.arg.name for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT}
     shapes = [tuple(n.meta["val"].shape) for n in ep.graph.nodes
               if n.op == "placeholder" and n.name in users and "val" in n.meta]
