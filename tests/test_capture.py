@@ -2197,8 +2197,8 @@ def test_complex_values_are_refused_saying_why():
         def forward(self, x):
             return torch.fft.rfft(self.c(x)).angle()
 
-    with pytest.raises(UnsupportedLayerError, match=r"\(complex values\): complex-valued .*"
-                                                    r"read them so"):
+    with pytest.raises(UnsupportedLayerError, match=r"\(complex values\): deepglass reads a "
+                                                    r"complex value only as .*meets 'angle'"):
         SignedGraph.from_module(Phase(), (1, 16))
 
 

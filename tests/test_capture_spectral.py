@@ -146,5 +146,25 @@ def test_a_phase_is_still_refused():
             return torch.stft(x[:, 0], 16, window=torch.hann_window(16),
                               return_complex=True).angle()
 
-    with pytest.raises(UnsupportedLayerError, match=r"complex values.*a phase"):
+    with pytest.raises(UnsupportedLayerError, match=r"complex values.*meets 'angle'; a phase"):
         SignedGraph.from_module(Phase(), (1, 64))
+
+    class Flipped(nn.Module):         # a move the rewrite does not follow: named
+        def forward(self, x):
+            return torch.view_as_real(torch.fft.rfft(x).flip(-1))
+
+    with pytest.raises(UnsupportedLayerError, match=r"complex values.*meets 'flip'"):
+        SignedGraph.from_module(Flipped(), (1, 16))
+
+
+def test_a_negated_spectrum_is_its_jacobian():
+    class Negated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(18, 4)    # (a parameter: the capture runs in its dtype)
+
+        def forward(self, x):
+            return self.fc(torch.view_as_real(-torch.fft.rfft(x)).flatten(1))
+
+    for capture in ("export", "core"):
+        assert_is_jacobian(Negated(), (16,), capture)

@@ -45,7 +45,7 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _neg, _refuse, _shape_rule, _sum, _upsample, _where)
 from .identical import identical_ops, merge_identical_ops, mutates
 from .ranges import factor_range, is_gate, is_positive_divisor
-from .spectral import complex_as_real
+from .spectral import complex_as_real, refuse_complex
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
                        _flag, _opname, base_packet, expand_to, flatten, has_sym, scale, uses)
 
@@ -573,11 +573,8 @@ ATEN_OPS: dict = {
     **_ops("_scaled_dot_product_flash_attention _scaled_dot_product_efficient_attention "
            "_scaled_dot_product_flash_attention_for_cpu scaled_dot_product_attention",
            _attention),
-    **_ops("view_as_complex complex polar _fft_r2c _fft_c2r _fft_c2c stft istft", _refuse(
-        "complex values", "complex-valued arithmetic (a phase, a product of complex "
-        "values, a complex network) has no real-valued signed graph; an FFT or STFT read "
-        "as its real and imaginary parts (view_as_real) or its magnitude (abs), and an "
-        "inverse one of view_as_complex(parts), have one: read them so")),
+    **_ops("view_as_complex complex polar _fft_r2c _fft_c2r _fft_c2c stft istft",
+           refuse_complex),
     **_ops("lstm gru rnn_tanh rnn_relu lstm_cell gru_cell", _refuse(
         "recurrent cell", "a recurrent cell has no fixed feed-forward signed graph; unroll "
         "it or analyse the convolutional part")),

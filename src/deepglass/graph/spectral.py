@@ -26,7 +26,7 @@ import math
 import torch
 import torch.fx
 
-__all__ = ["complex_as_real", "dft_weight", "inverse_dft_weight"]
+__all__ = ["complex_as_real", "dft_weight", "inverse_dft_weight", "refuse_complex"]
 
 aten = torch.ops.aten
 
@@ -69,7 +69,7 @@ def inverse_dft_weight(n: int, bins: int, normalization: int = 2,
 _MOVES = {
     "permute": "dims", "transpose": (1, 2), "unsqueeze": (1,), "slice": (1,), "select": (1,),
     "squeeze": "dims", "view": "shape", "reshape": "shape", "_unsafe_view": "shape",
-    "clone": (), "contiguous": (), "alias": (), "detach": (),
+    "clone": (), "contiguous": (), "alias": (), "detach": (), "neg": (),
     "constant_pad_nd": "pad", "pad": "pad",  # zero padding (counted from the last dimension)
 }
 
@@ -122,6 +122,7 @@ def _rewrite(gm, source) -> None:
                 complex_nodes.append(user)
                 frontier.append(user)
                 continue
+            source.meta["complex_use"] = name or user.op     # said by refuse_complex
             return
     g = gm.graph
     real = {}                        # complex node -> its real form (..., 2)
@@ -147,6 +148,18 @@ def _constant(gm, name: str, value: torch.Tensor):
     """A ``get_attr`` node of a new buffer of ``gm`` holding ``value``."""
     gm.register_buffer(name, value, persistent=False)
     return gm.graph.get_attr(name)
+
+
+def refuse_complex(ip, n, args, kwargs, real):
+    """The rule of a complex op left in the program: refused, naming the use of
+    the complex value that :func:`complex_as_real` does not follow."""
+    use = n.meta.get("complex_use")
+    here = f"; here it meets {use!r}" if use else ""
+    ip.unsupported(n, "complex values", "deepglass reads a complex value only as its real and "
+                   "imaginary parts (view_as_real), its magnitude (abs), or through an inverse "
+                   "FFT of view_as_complex(parts), with permutes, views, slices, zero padding "
+                   f"and real factors between{here}; a phase, complex products and other "
+                   "complex arithmetic are not read")
 
 
 def _zero_pad(node) -> bool:
