@@ -168,3 +168,20 @@ def test_a_negated_spectrum_is_its_jacobian():
 
     for capture in ("export", "core"):
         assert_is_jacobian(Negated(), (16,), capture)
+
+
+def test_moves_of_a_spectrum_with_dimension_arguments():
+    """unsqueeze / squeeze(d) / select / slice of a complex value move to its
+    (re, im) form with their dimensions counted from the front."""
+    class Moved(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(16, 3)
+
+        def forward(self, x):
+            z = torch.fft.rfft(x)[:, None]                  # (B, 1, F)
+            z = z.squeeze(1)[:, 1:].unsqueeze(-1).squeeze(-1)
+            return self.fc(torch.view_as_real(z).flatten(1))
+
+    for capture in ("export", "core"):
+        assert_is_jacobian(Moved(), (16,), capture)

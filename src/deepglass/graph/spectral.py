@@ -200,7 +200,8 @@ def _real_form(gm, node, real):
         ds = args[1] if len(args) > 1 else None
         if ds is None:               # squeeze(): every dimension of size 1 (never the last)
             return g.call_function(node.target, (src,), dict(node.kwargs))
-        ds = [ds] if isinstance(ds, int) else list(ds)
+        if isinstance(ds, int):      # squeeze.dim(x, d)
+            return g.call_function(node.target, (src, ds % nd))
         ds = [d % nd for d in ds] + ([nd] if name == "permute" else [])
         return g.call_function(node.target, (src, ds))
     if how == "pad":                 # nothing added along the (re, im) dimension
