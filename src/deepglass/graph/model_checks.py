@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from ..errors import DeepglassError, UnsupportedLayerError
 
-__all__ = ["data_reads_detach", "random_draw", "check_finite", "check_weights", "refused_modules", "refuse_called_modules",
+__all__ = ["set_mode", "data_reads_detach", "random_draw", "check_finite", "check_weights", "refused_modules", "refuse_called_modules",
            "module_mode", "attributes_kept"]
 
 
@@ -127,6 +127,15 @@ def refuse_called_modules(model, inputs, forward_kwargs) -> None:
             f"unsupported layer {name or type(m).__name__!r} ({type(m).__name__}): {why}")
 
 
+def set_mode(model: nn.Module, training: bool = False) -> None:
+    """``model.train(training)``, where the module allows it: the module of an
+    ``ExportedProgram`` (``ep.module()``) keeps the mode it was exported in."""
+    try:
+        model.train(training)
+    except NotImplementedError:
+        pass
+
+
 @contextlib.contextmanager
 def module_mode(model: nn.Module, training: bool = False):
     """``model`` in eval (or train) mode inside the block, and afterwards every
@@ -134,10 +143,7 @@ def module_mode(model: nn.Module, training: bool = False):
     batch norm inside a training network, or a network wrapped in a new
     (training) ``nn.Sequential``."""
     flags = [(m, m.training) for m in model.modules()]      # parents before children
-    try:
-        model.train(training)
-    except NotImplementedError:
-        pass    # ExportedProgram.module(): its mode was fixed when it was exported
+    set_mode(model, training)
     try:
         yield model
     finally:

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import DeepglassError, first_line
+from ..graph.model_checks import set_mode
 from ..graph.trace import check_finite
 from . import registry
 from .user_arch import build_user_arch, is_user_arch, names_user_code
@@ -406,10 +407,7 @@ def load_model(
             model, default = _load_file(path, arch, trust_pickle, shape, seed)
     if not isinstance(model, nn.Module):  # pragma: no cover - defensive
         raise DeepglassError(f"{name_or_path!r} did not give an nn.Module")
-    try:
-        model.eval()
-    except NotImplementedError:
-        pass    # ExportedProgram.module(): its mode was fixed when it was exported
+    set_mode(model, training=False)
     check_finite(model)
     _attach_shape(model, shape if shape is not None else default)
     return model
