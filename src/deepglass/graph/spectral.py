@@ -144,9 +144,11 @@ def _rewrite(gm, source) -> None:
     gm.recompile()
 
 
-def _constant(gm, name: str, value: torch.Tensor):
-    """A ``get_attr`` node of a new buffer of ``gm`` holding ``value``."""
-    gm.register_buffer(name, value, persistent=False)
+def _constant(gm, name: str, value: torch.Tensor, like: torch.fx.Node):
+    """A ``get_attr`` node of a new buffer of ``gm`` holding ``value``, in the
+    dtype and on the device of ``like``'s value (the program's, a model on a GPU)."""
+    val = like.meta["val"]
+    gm.register_buffer(name, value.to(device=val.device, dtype=val.dtype), persistent=False)
     return gm.graph.get_attr(name)
 
 
@@ -186,7 +188,7 @@ def _real_form(gm, node, real):
     if _name(node.target) == "_fft_r2c":
         x, _, norm, onesided = (list(node.args) + [0, True])[:4]
         w = _constant(gm, f"_dft_{node.name}", dft_weight(
-            int(x.meta["val"].shape[-1]), bool(onesided), int(norm or 0), x.meta["val"].dtype))
+            int(x.meta["val"].shape[-1]), bool(onesided), int(norm or 0), torch.float64), x)
         y = g.call_function(aten.matmul.default, (x, w))
         lead = list(node.meta["val"].shape[:-1])
         return g.call_function(aten.view.default, (y, lead + [-1, 2]))
@@ -227,6 +229,6 @@ def _sink(gm, node, r):
     z, _, norm, n = node.args[:4]    # _fft_c2r: the inverse transform of the last dimension
     shape = list(z.meta["val"].shape)
     w = _constant(gm, f"_idft_{node.name}", inverse_dft_weight(
-        int(n), shape[-1], int(norm), node.meta["val"].dtype))
+        int(n), shape[-1], int(norm), torch.float64), node)
     flat = g.call_function(aten.reshape.default, (r, shape[:-1] + [2 * shape[-1]]))
     return g.call_function(aten.matmul.default, (flat, w))
