@@ -185,3 +185,22 @@ def test_moves_of_a_spectrum_with_dimension_arguments():
 
     for capture in ("export", "core"):
         assert_is_jacobian(Moved(), (16,), capture)
+
+
+
+class _Spectrum(nn.Module):
+    """A real DFT as a product with a stored matrix, no parameters (as an
+    imported ONNX DFT is): the sample takes the buffer's dtype (a float64 model
+    was run on a float32 sample, and refused)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", dft_weight(16))
+
+    def forward(self, x):
+        return x.unfold(-1, 16, 4) @ self.w
+
+
+def test_a_model_without_parameters_is_captured_in_its_buffers_dtype():
+    g = assert_is_jacobian(_Spectrum(), (40,))
+    assert g.dtype == torch.float64

@@ -341,7 +341,11 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
                  record) -> _Run:
     from ..memory import check_fits
 
+    # the sample in the dtype and on the device of the weights (a model without
+    # parameters: of its floating buffers, a DFT's or a window's)
     p = next(model.parameters(), None)
+    if p is None:
+        p = next((b for b in model.buffers() if b.is_floating_point()), None)
     # the sample and a first activation of its size, before any of it is made
     check_fits(2 * 4 * sum(int(np.prod(sh, dtype=np.float64)) for sh in shapes),
                f"one sample of shape {shapes[0] if len(shapes) == 1 else shapes} to capture",

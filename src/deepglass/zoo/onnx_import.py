@@ -14,7 +14,8 @@ slopes, ...), elementwise arithmetic -> ``torch.add/sub/mul/div``, ``Resize`` /
 (``Concat``, ``Split``, ``Slice``, ``Gather``, ``Squeeze``, ``Transpose``,
 ``Reshape``, ...) -> the torch functions of the same name, and writes at
 constant positions (``ScatterND``, ``ScatterElements``, ``Col2Im``) ->
-``index_put`` / ``scatter`` / ``scatter_add`` / ``F.fold``.  Subgraphs
+``index_put`` / ``scatter`` / ``scatter_add`` / ``F.fold``, and ``DFT`` /
+``STFT`` -> frames and a dense layer of the transform's real weights.  Subgraphs
 that exporters write out are recognised and become the one op PyTorch would
 have used (SPEC §1b, "the network is what it computes at inference"):
 LayerNorm as ``ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add]`` ->
@@ -60,7 +61,8 @@ Layout: this module is the entry (:func:`load_onnx`, :func:`onnx_to_module`)
 and assembles the converter from its parts: the state and emission helpers
 (:mod:`.onnx_builder`), the refusals (:mod:`.onnx_refusals`, also
 :data:`SUPPORTED_OPS`), and the op handlers by concept (:mod:`.onnx_shape_ops`,
-:mod:`.onnx_arith_ops`, :mod:`.onnx_layer_ops`, :mod:`.onnx_resize`, :mod:`.onnx_control`); a new
+:mod:`.onnx_arith_ops`, :mod:`.onnx_layer_ops`, :mod:`.onnx_resize`, :mod:`.onnx_scatter_ops`,
+:mod:`.onnx_spectral_ops`, :mod:`.onnx_control`); a new
 ONNX op is one ``op_<Name>`` method in the module of its kind plus its name in
 :data:`SUPPORTED_OPS`.
 """
@@ -81,12 +83,13 @@ from .onnx_refusals import FOLDED_OPS, SUPPORTED_OPS
 from .onnx_resize import _ResizeOps
 from .onnx_scatter_ops import _ScatterOps
 from .onnx_shape_ops import _ShapeOps
+from .onnx_spectral_ops import _SpectralOps
 
 __all__ = ["load_onnx", "onnx_to_module", "SUPPORTED_OPS", "FOLDED_OPS"]
 
 
-class _Builder(_ShapeOps, _ArithOps, _LayerOps, _ResizeOps, _ScatterOps, _ControlOps,
-               _BuilderBase):
+class _Builder(_ShapeOps, _ArithOps, _LayerOps, _ResizeOps, _ScatterOps, _SpectralOps,
+               _ControlOps, _BuilderBase):
     """The ONNX converter: state and conversion loop from :class:`_BuilderBase`,
     one ``op_<ONNX op>`` handler per supported op from the mixins."""
 

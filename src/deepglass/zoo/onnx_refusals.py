@@ -24,6 +24,7 @@ SUPPORTED_OPS = (
     "Selu", "Celu", "Log", "Sin", "Cos", "Sign", "Abs",
     "ScatterND", "ScatterElements", "Scatter", "Col2Im",   # writes at constant positions
     "GatherElements", "Einsum",     # reads at constant positions; a product with a weight
+    "DFT", "STFT",                  # fixed linear maps (a dense layer of the DFT's weights)
 )
 #: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor;
 #: Loop / If of constants are run, unused ones dropped: TorchScript's shape checks);
