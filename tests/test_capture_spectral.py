@@ -149,12 +149,13 @@ def test_a_phase_is_still_refused():
     with pytest.raises(UnsupportedLayerError, match=r"complex values.*meets 'angle'; a phase"):
         SignedGraph.from_module(Phase(), (1, 64))
 
-    class Flipped(nn.Module):         # a move the rewrite does not follow: named
+    class Squared(nn.Module):         # a complex product: named
         def forward(self, x):
-            return torch.view_as_real(torch.fft.rfft(x).flip(-1))
+            z = torch.fft.rfft(x)
+            return torch.view_as_real(z * z)
 
-    with pytest.raises(UnsupportedLayerError, match=r"complex values.*meets 'flip'"):
-        SignedGraph.from_module(Flipped(), (1, 16))
+    with pytest.raises(UnsupportedLayerError, match=r"complex values.*meets 'mul'"):
+        SignedGraph.from_module(Squared(), (1, 16))
 
 
 def test_a_negated_spectrum_is_its_jacobian():
@@ -204,3 +205,50 @@ class _Spectrum(nn.Module):
 def test_a_model_without_parameters_is_captured_in_its_buffers_dtype():
     g = assert_is_jacobian(_Spectrum(), (40,))
     assert g.dtype == torch.float64
+
+
+class _MaskedSpectrum(nn.Module):
+    """A separation net's real mask times the complex STFT, then istft: a stored
+    mask (a weight), or a sigmoid gate computed from the magnitude."""
+
+    def __init__(self, mask):
+        super().__init__()
+        self.kind = mask
+        self.register_buffer("m", torch.linspace(-1, 2, 9)[:, None])   # per frequency
+        self.gate = nn.Conv1d(9, 9, 3, padding=1)
+
+    def forward(self, x):
+        win = torch.hann_window(16, dtype=x.dtype)
+        z = torch.stft(x[:, 0], 16, 4, window=win, return_complex=True)   # (B, 9, T)
+        if self.kind == "weight":
+            z = self.m * z.flip(1).roll(2, 2)
+        elif self.kind == "gate":
+            z = z * torch.sigmoid(self.gate(z.abs()))
+        return torch.istft(z, 16, 4, window=win)[:, None]
+
+
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_a_real_mask_times_a_spectrum_is_its_jacobian(capture):
+    """A real tensor times a complex value scales both parts alike; flips and
+    rolls along given dimensions are moves (they were refused)."""
+    assert_is_jacobian(_MaskedSpectrum("weight"), (1, 64), capture)
+
+    class Rolled(nn.Module):          # a roll of the flattened values: (re, im) pairs move
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(18, 3)
+
+        def forward(self, x):
+            return self.fc(torch.view_as_real(torch.fft.rfft(x).roll(1)).flatten(1))
+
+    assert_is_jacobian(Rolled(), (16,), capture)
+
+
+def test_a_sigmoid_mask_of_a_spectrum_is_a_gate():
+    """SPEC §1b: a gate g >= 0 is a positive rescaling: the masked net has the
+    graph of the unmasked one, and lists the gate branch as left out."""
+    masked, plain = _MaskedSpectrum("gate"), _MaskedSpectrum("none")
+    a, b = (SignedGraph.from_module(m, (1, 64), dtype=torch.float64) for m in (masked, plain))
+    assert abs(a.to_scipy() - b.to_scipy()).max() < 1e-12 and a.n_edges == b.n_edges > 0
+    with pytest.raises(UnsupportedLayerError, match="gate"):
+        SignedGraph.from_module(masked, (1, 64), gates="error")

@@ -11,7 +11,8 @@ root (elementwise activations and an addition, as a spectrogram written with
 ``conv1d`` gives).  :func:`complex_as_real` rewrites a captured program so:
 each complex value becomes a real one with a trailing dimension of 2 (real,
 imaginary), and the ops between the transform and its real reading (permutes,
-views, slices, a real factor) move to that layout.  A program in which a
+views, slices, flips, a real factor, or a real mask, which scales both parts
+alike and is read as any product is: a gate or a weight) move to that layout.  A program in which a
 complex value meets anything else is left as it is (the capture refuses the
 complex op by name).
 
@@ -69,7 +70,9 @@ def inverse_dft_weight(n: int, bins: int, normalization: int = 2,
 _MOVES = {
     "permute": "dims", "transpose": (1, 2), "unsqueeze": (1,), "slice": (1,), "select": (1,),
     "squeeze": "dims", "view": "shape", "reshape": "shape", "_unsafe_view": "shape",
-    "clone": (), "contiguous": (), "alias": (), "detach": (), "neg": (),
+    "clone": (), "contiguous": (), "alias": (), "detach": (), "neg": (), "flip": "dims",
+    "roll": "roll",                  # along given dimensions (a flattened roll would mix re, im)
+    "index_select": (1,),            # (torch.export's roll)
     "constant_pad_nd": "pad", "pad": "pad",  # zero padding (counted from the last dimension)
 }
 
@@ -113,12 +116,14 @@ def _rewrite(gm, source) -> None:
     # be one the rewrite knows; anything else leaves the program as it is
     complex_nodes, frontier = [source], [source]
     while frontier:
-        for user in frontier.pop().users:
+        node = frontier.pop()
+        for user in node.users:
             name = _name(user.target) if user.op == "call_function" else ""
             if name in _SINKS and (name != "_fft_c2r" or _last_dim_only(user)):
                 continue
-            if name in _MOVES and _MOVES[name] != "pad" or _zero_pad(user) \
-                    or name in ("mul", "div") and _real_factor(user):
+            if name in _MOVES and _MOVES[name] not in ("pad", "roll") or _zero_pad(user) \
+                    or name == "roll" and _roll_along_dims(user) \
+                    or name in ("mul", "div") and _real_factor(user, node):
                 complex_nodes.append(user)
                 frontier.append(user)
                 continue
@@ -159,9 +164,9 @@ def refuse_complex(ip, n, args, kwargs, real):
     here = f"; here it meets {use!r}" if use else ""
     ip.unsupported(n, "complex values", "deepglass reads a complex value only as its real and "
                    "imaginary parts (view_as_real), its magnitude (abs), or through an inverse "
-                   "FFT of view_as_complex(parts), with permutes, views, slices, zero padding "
-                   f"and real factors between{here}; a phase, complex products and other "
-                   "complex arithmetic are not read")
+                   "FFT of view_as_complex(parts), with permutes, views, slices, flips, rolls, "
+                   f"zero padding and real factors or masks between{here}; a phase, complex "
+                   "products, sums of spectra and other complex arithmetic are not read")
 
 
 def _zero_pad(node) -> bool:
@@ -175,9 +180,24 @@ def _zero_pad(node) -> bool:
     return not (node.args[2] if len(node.args) > 2 else node.kwargs.get("value", 0))
 
 
-def _real_factor(node) -> bool:
-    other = node.args[1] if len(node.args) > 1 else None
-    return isinstance(other, (int, float)) and not isinstance(other, bool)
+def _real_factor(node, z) -> bool:
+    """``z * a`` / ``a * z`` / ``z / a`` of complex ``z`` and a real ``a``: a number,
+    or for ``mul`` a real tensor (a mask, as separation nets apply one: it scales
+    the real and the imaginary part alike, and is read by the capture as any
+    product is, a gate or a weight)."""
+    if len(node.args) != 2 or (node.args[1] is z) == (node.args[0] is z):
+        return False                 # (z * z: a complex product)
+    other = node.args[0] if node.args[1] is z else node.args[1]
+    if isinstance(other, (int, float)) and not isinstance(other, bool):
+        return node.args[0] is z or _name(node.target) == "mul"
+    val = other.meta.get("val") if isinstance(other, torch.fx.Node) else None
+    return _name(node.target) == "mul" and isinstance(val, torch.Tensor) and \
+        val.is_floating_point()
+
+
+def _roll_along_dims(node) -> bool:
+    dims = node.args[2] if len(node.args) > 2 else node.kwargs.get("dims", ())
+    return bool(dims)
 
 
 def _real_form(gm, node, real):
@@ -192,11 +212,17 @@ def _real_form(gm, node, real):
         y = g.call_function(aten.matmul.default, (x, w))
         lead = list(node.meta["val"].shape[:-1])
         return g.call_function(aten.view.default, (y, lead + [-1, 2]))
-    src = real[node.args[0]]
-    nd = _ndim(node.args[0])
     name, args = _name(node.target), list(node.args)
+    z = args[1] if name == "mul" and args[1] in real else args[0]   # (a * z)
+    src, nd = real[z], _ndim(z)
     if name in ("mul", "div"):
-        return g.call_function(node.target, (src, args[1]))
+        other = args[0] if z is args[1] else args[1]
+        if isinstance(other, torch.fx.Node):     # the same factor for both parts
+            other = g.call_function(aten.unsqueeze.default, (other, -1))
+        return g.call_function(node.target, (src, other))
+    if name == "roll":
+        dims = args[2] if len(args) > 2 else node.kwargs["dims"]
+        return g.call_function(node.target, (src, args[1], [d % nd for d in dims]))
     how = _MOVES[name]
     if how == "dims":
         ds = args[1] if len(args) > 1 else None
