@@ -6,6 +6,8 @@ the same spectrogram written with conv1d."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -252,3 +254,28 @@ def test_a_sigmoid_mask_of_a_spectrum_is_a_gate():
     assert abs(a.to_scipy() - b.to_scipy()).max() < 1e-12 and a.n_edges == b.n_edges > 0
     with pytest.raises(UnsupportedLayerError, match="gate"):
         SignedGraph.from_module(masked, (1, 64), gates="error")
+
+
+@pytest.mark.parametrize("window", ["buffer", "none"])
+def test_a_magnitude_of_an_stft_whose_ops_all_have_rules_is_read(window):
+    """torchaudio's Spectrogram holds its window as a buffer: at the level of
+    layers every op had a rule (stft's only refused it), so the program was not
+    lowered to the _fft_r2c the rewrite reads, and was refused."""
+
+    class Magnitude(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("win", torch.hann_window(32))
+            self.head = nn.Conv1d(17, 4, 3)
+
+        def forward(self, x):
+            w = self.win if window == "buffer" else None     # (None: a rectangular one)
+            return self.head(torch.stft(x, 32, 8, window=w, center=False,
+                                        return_complex=True).abs())
+
+    net = Magnitude()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = (SignedGraph.from_module(net, (128,), dtype=torch.float64, capture=c)
+                for c in ("auto", "core"))
+    assert a.n_edges == b.n_edges > 0 and abs(a.to_scipy() - b.to_scipy()).max() < 1e-12

@@ -99,3 +99,29 @@ def test_bicubic_and_antialiased_resampling_import_as_interpolate(mode, antialia
         pytest.importorskip("onnxscript")
     torch.manual_seed(0)
     _assert_round_trip(_Resample(mode, antialias).eval(), (2, 12, 9), dynamo)
+
+
+class _Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        return x + torch.relu(self.conv(x))
+
+
+def test_a_file_that_calls_its_own_functions_is_read_inlined():
+    """``export_modules_as_functions`` writes each block as a FunctionProto and
+    a node calling it: refused as an unknown op; now each call is its body."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), _Block(), _Block()).eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(1, 3, 6, 6),), buf, dynamo=False, opset_version=17,
+                          export_modules_as_functions={_Block})
+    model = onnx.load_from_string(buf.getvalue())
+    assert [f.name for f in model.functions] == ["_Block"]
+    a, b = (SignedGraph.from_module(m, (3, 6, 6)).to_scipy()
+            for m in (net, onnx_to_module(model)))
+    assert a.shape == b.shape and a.nnz == b.nnz > 0 and abs(a - b).max() < 1e-6

@@ -106,7 +106,9 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
             # so too where ops repeat, before they are merged
             ep = ep.run_decompositions({})
             gm = ep.module()
-        if not core and all(_rule(nd.target) is not None for nd in gm.graph.nodes
+        # (a complex op's rule only refuses it: lowered, stft becomes _fft_r2c, which
+        # complex_as_real reads)
+        if not core and all(_rule(nd.target) not in (None, refuse_complex) for nd in gm.graph.nodes
                             if nd.op == "call_function" and nd.target is not operator.getitem):
             return _merged(gm), "torch.export"
         table = torch.export.default_decompositions()

@@ -132,7 +132,25 @@ def onnx_to_module(model, input_shape=None) -> nn.Module:
     DeepglassError
         For an empty graph, a graph without inputs, or shapes that do not fit.
     """
+    if model.functions:
+        model = _inlined(model)
     return _Builder(model, input_shape).build()
+
+
+def _inlined(model):
+    """A file whose nodes call its own functions (``FunctionProto``, written by
+    ``export_modules_as_functions`` or the dynamo exporter) as one graph of ONNX
+    ops: each call replaced by the function's body (onnx's inliner)."""
+    try:
+        from onnx.inliner import inline_local_functions
+    except ImportError:
+        raise DeepglassError("the ONNX file calls local functions (FunctionProto): reading "
+                             "them needs onnx >= 1.16 (pip install -U onnx)") from None
+    try:
+        return inline_local_functions(model)
+    except Exception as exc:
+        raise DeepglassError(f"cannot inline the ONNX file's local functions: "
+                             f"{first_line(exc)}") from None
 
 
 def load_onnx(path: str | os.PathLike, input_shape=None) -> nn.Module:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..graph.spectral import inverse_dft_weight
 from .onnx_values import _Value
 
 
@@ -33,8 +34,14 @@ def dft_matrix(m: int, n: int, parts: int, inverse: bool = False,
     than ``n`` is zero padded: no rows needed); columns: (re, im) of each of
     F frequencies (F = n // 2 + 1 when ``onesided``, else n), interleaved, so
     that ``x_parts.reshape(..., parts * m) @ W`` viewed (..., F, 2) is the
-    transform.  The inverse divides by n (ONNX's convention).  O(parts m F).
+    transform.  The inverse divides by n (ONNX's convention); the inverse of a
+    one-sided spectrum (``m`` bins of the Hermitian half) is a real signal, as
+    ``torch.fft.irfft`` and ONNX's reference give: columns its n samples.
+    O(parts m F).
     """
+    if inverse and onesided:         # (rows of inverse_dft_weight: re, im of each bin)
+        w = inverse_dft_weight(n, m, 2, torch.float64).reshape(m, 2, n).transpose(0, 1)
+        return w[:parts].reshape(parts * m, n).float()
     F = n // 2 + 1 if onesided else n
     k = np.arange(min(m, n))[:, None]
     f = np.arange(F)[None, :]
@@ -54,11 +61,11 @@ def _parts_last(x: torch.Tensor, axis: int) -> torch.Tensor:
     return torch.movedim(x, axis, -2).transpose(-1, -2).flatten(-2)
 
 
-def dft_along(x: torch.Tensor, axis: int, w: torch.Tensor) -> torch.Tensor:
+def dft_along(x: torch.Tensor, axis: int, w: torch.Tensor, parts: int = 2) -> torch.Tensor:
     """``x`` (..., parts) transformed along ``axis`` by ``w`` (:func:`dft_matrix`):
-    (..., F, ..., 2) with the frequencies where ``axis`` was."""
+    (..., F, ..., ``parts``) with the frequencies (or samples) where ``axis`` was."""
     y = torch.matmul(_parts_last(x, axis), w)
-    return torch.movedim(y.unflatten(-1, (-1, 2)), -2, axis)
+    return torch.movedim(y.unflatten(-1, (-1, parts)), -2, axis)
 
 
 def stft_frames(x: torch.Tensor, step: int, w: torch.Tensor, length: int) -> torch.Tensor:
@@ -100,12 +107,13 @@ class _SpectralOps:
         if axis == 0:
             self.refuse(node, "a transform along the batch axis mixes the samples")
         inverse, onesided = bool(a.get("inverse", 0)), bool(a.get("onesided", 0))
-        if inverse and onesided:
-            self.refuse(node, "an inverse one-sided DFT (ONNX leaves it undefined)")
         m = int(x.tensor.shape[axis])
-        n = self._int_input(node, 1, "dft_length") or m
+        # (the inverse of m one-sided bins: a signal of 2 (m - 1) samples by default)
+        n = self._int_input(node, 1, "dft_length") or (2 * (m - 1) if inverse and onesided
+                                                        else m)
         w = _Value(const=dft_matrix(m, n, parts, inverse, onesided))
-        self.set(node, self.emit_function(dft_along, [x, axis, w], hint="dft"))
+        self.set(node, self.emit_function(dft_along, [x, axis, w, 1 if inverse and onesided
+                                                      else 2], hint="dft"))
 
     def op_STFT(self, node, a):
         """Frames of the signal, each times the window and a DFT (a dense layer)."""
