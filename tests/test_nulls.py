@@ -629,3 +629,36 @@ def test_a_module_that_cannot_be_copied_draws_its_nulls_on_the_graph():
     res = frustration_vs_nulls(net, input_shape=(1, 16), nulls="N1", replicas=2,
                                null_instances=2, starts_per_null=1)
     assert set(res.summary()["frustration"]) == {"real", "N1"}
+
+
+class _PowerSpectrogram(nn.Module):
+    """torch.stft of a stored window, a power spectrogram, a convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("win", torch.hann_window(16))
+        self.c = nn.Conv1d(9, 3, 3)
+
+    def forward(self, x):
+        z = torch.stft(x, 16, 4, window=self.win, center=False, return_complex=True)
+        return self.c(torch.view_as_real(z).pow(2).sum(-1))
+
+
+@pytest.mark.filterwarnings("ignore:activation x \\*\\* 2")
+def test_the_fourier_transform_of_a_spectrogram_is_kept_by_every_null():
+    """The DFT that capture writes as a layer has the transform's weights, fixed
+    as a pool's (SPEC §3): they were drawn over as a functional layer's."""
+    torch.manual_seed(0)
+    net = _PowerSpectrogram().eval()
+    g = SignedGraph.from_module(net, (64,))
+    dft = [b for b in g.edge_blocks if b.fixed_weights and b.kind == "conv"]
+    assert len(dft) == 1 and nulls.module_draws_miss(net, g) == []
+    A = g.to_scipy().tocsc()
+    spec = slice(g.node_blocks[1].offset, g.node_blocks[1].stop)     # the DFT's outputs
+    conv = slice(g.node_blocks[-1].offset, g.node_blocks[-1].stop)
+    for kind in ("N1", "N2", "N3-xavier"):
+        B = deepglass.null_model(g, kind, seed=2).to_scipy().tocsc()
+        assert abs(A[:, spec] - B[:, spec]).max() == 0, kind
+        assert abs(A[:, conv] - B[:, conv]).max() > 0, kind
+    n1 = deepglass.null_model(net, "N1", seed=2)        # of the module: the buffer kept
+    assert torch.equal(n1.win, net.win) and not torch.equal(n1.c.weight, net.c.weight)

@@ -846,6 +846,9 @@ def test_resize_matches_the_onnx_reference(mode, ctm, out_hw, scales, sizes, nea
     assert fn in _fx_ops(module)
     if fn != "interpolate":  # the exact fallbacks are capturable too
         _exportable(module, x)
+    if fn == "linear":       # products with the interpolation matrix: fixed, as an upsampling's
+        g = SignedGraph.from_module(module, (2, 4, 5))
+        assert all(b.fixed_weights for b in g.edge_blocks) and g.n_edges > 0
 
 
 def test_upsample_and_refused_resize_modes():

@@ -168,7 +168,11 @@ def test_a_dynamo_exported_spectrogram_has_the_graph_of_its_torch_model(kind, op
     module = onnx_to_module(model)
     with torch.no_grad():
         torch.testing.assert_close(module(x), net(x), rtol=1e-4, atol=1e-4)
-    a, b = (SignedGraph.from_module(m, (64,), dtype=torch.float64).to_scipy()
-            for m in (net, module))
+    ga, gb = (SignedGraph.from_module(m, (64,), dtype=torch.float64) for m in (net, module))
+    a, b = ga.to_scipy(), gb.to_scipy()
     assert a.shape == b.shape and a.nnz == b.nnz > 0
     assert abs(a - b).max() < 1e-5
+    # the transform's layer is fixed (null models keep it) in both
+    assert [blk.fixed_weights for blk in ga.edge_blocks if blk.kind == "conv"] == \
+        [blk.fixed_weights for blk in gb.edge_blocks if blk.kind == "conv"]
+    assert sum(blk.fixed_weights for blk in gb.edge_blocks if blk.kind == "conv") == 1

@@ -15,7 +15,9 @@
                   (near-monotonicity's null of the order, SPEC §5)
 ================  ============================================================
 
-Pooling edges (and identity shortcuts) never change.  :func:`null_model` takes
+Pooling edges, identity shortcuts and the fixed transforms deepglass writes as
+layers (a Fourier transform, an ONNX resampling: ``EdgeBlock.fixed_weights``)
+never change.  :func:`null_model` takes
 an ``nn.Module`` (and returns a modified copy, or for N2 the null graph) or a
 :class:`~deepglass.graph.SignedGraph` (and returns a new graph).
 
@@ -139,7 +141,7 @@ def draws_on_graph(model: nn.Module, graph: SignedGraph) -> bool:
     for b in graph.edge_blocks:
         if b.in_scale is not None or b.out_scale is not None:
             return False
-        if isinstance(b, (ConvBlock, DenseBlock)):
+        if isinstance(b, (ConvBlock, DenseBlock)) and not b.fixed_weights:
             if b.module in blocks or b.module not in layers:
                 return False
             blocks[b.module] = b
@@ -164,7 +166,7 @@ def module_draws_miss(model: nn.Module, graph: SignedGraph) -> list[str]:
     for b in graph.edge_blocks:
         inner = b.inner if isinstance(b, ZeroPaddedBlock) else b
         if isinstance(inner, (ConvBlock, DenseBlock, ConvTransposeBlock)) and \
-                inner.module not in layers:
+                not inner.fixed_weights and inner.module not in layers:
             missed.append(inner.module)
     return missed
 
@@ -177,17 +179,18 @@ def _check_block(b: EdgeBlock, kind: str) -> bool:
             raise DeepglassError(f"null model N2 of a graph is not defined for block {b.module!r}: "
                                  "it reads zero padding inside its input; draw N1 or N3 instead")
         return _check_block(b.inner, kind)
+    if b.fixed_weights:
+        return False    # fixed weights (pooling, upsampling, a transform), never changed (SPEC §3)
     if isinstance(b, (ConvBlock, DenseBlock)):
         return True
     if kind == "N2" and isinstance(b, UnsharedConvBlock):
         return True
     if isinstance(b, ConvTransposeBlock):
         return True
-    if b.kind in ("pool", "identity", "resample"):
-        return False    # fixed weights (pooling, upsampling), never changed (SPEC §3)
-    raise DeepglassError(f"null model {kind} is defined for conv, transposed conv, dense, "
-                         f"pooling, upsampling and identity blocks; block {b.module!r} is "
-                         f"{b.kind!r}")
+    raise DeepglassError(f"null model {kind} is defined for conv, transposed conv, dense "
+                         f"blocks and blocks of fixed weights (pooling, upsampling, identity); "
+                         f"block {b.module!r} is {b.kind!r} (a block class whose weights the "
+                         "architecture fixes says so with fixed_weights = True)")
 
 
 def check_n2(graph: SignedGraph) -> None:

@@ -27,6 +27,8 @@ import math
 import torch
 import torch.fx
 
+from .fixed_weights import FIXED_PREFIX
+
 __all__ = ["complex_as_real", "dft_weight", "inverse_dft_weight", "refuse_complex"]
 
 aten = torch.ops.aten
@@ -207,7 +209,7 @@ def _real_form(gm, node, real):
         return node.args[0]
     if _name(node.target) == "_fft_r2c":
         x, _, norm, onesided = (list(node.args) + [0, True])[:4]
-        w = _constant(gm, f"_dft_{node.name}", dft_weight(
+        w = _constant(gm, f"{FIXED_PREFIX}dft_{node.name}", dft_weight(
             int(x.meta["val"].shape[-1]), bool(onesided), int(norm or 0), torch.float64), x)
         y = g.call_function(aten.matmul.default, (x, w))
         lead = list(node.meta["val"].shape[:-1])
@@ -254,7 +256,7 @@ def _sink(gm, node, r):
         return g.call_function(aten.sqrt.default, (g.call_function(aten.add.Tensor, tuple(sq)),))
     z, _, norm, n = node.args[:4]    # _fft_c2r: the inverse transform of the last dimension
     shape = list(z.meta["val"].shape)
-    w = _constant(gm, f"_idft_{node.name}", inverse_dft_weight(
+    w = _constant(gm, f"{FIXED_PREFIX}idft_{node.name}", inverse_dft_weight(
         int(n), shape[-1], int(norm), torch.float64), node)
     flat = g.call_function(aten.reshape.default, (r, shape[:-1] + [2 * shape[-1]]))
     return g.call_function(aten.matmul.default, (flat, w))

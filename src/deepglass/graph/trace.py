@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
+from .fixed_weights import mark_fixed
 from .model_checks import (DATA_WRITTEN, attributes_kept, check_finite, check_weights, module_mode,
                            refuse_called_modules)
 from .prune import contract_copies, prune, prune_channels
@@ -190,6 +191,7 @@ class _Run:
     how: str
     program: Any
     left_out: list = field(default_factory=list)   # layers that read a refused value
+    where: Any = None        # an fx node's layer name (the export path's)
 
 
 def _capture_export(model, inputs, forward_kwargs, builder, rules, core=False):
@@ -204,7 +206,7 @@ def _capture_export(model, inputs, forward_kwargs, builder, rules, core=False):
     out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
     leaves = flatten(out)
     names = output_names(len(leaves), getattr(gm, "_out_spec", None))
-    return _Run(builder, leaves, names, interp.gated, how, gm, interp.left_out)
+    return _Run(builder, leaves, names, interp.gated, how, gm, interp.left_out, interp.where)
 
 
 def _capture_fx(model, inputs, forward_kwargs, builder):
@@ -482,6 +484,8 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     left_out += dropped
     # every block's tensors cast here: the builder mixes float32 weights with
     # float64 pooling and scale tensors
+    if run.where is not None:           # the layers of fixed transforms (a DFT's)
+        mark_fixed(run.program, run.where, builder.edge_blocks)
     device = torch.device(device)
     blocks = [b.to(device=device, dtype=dtype) for b in builder.edge_blocks]
     meta = {"model": type(model).__name__, "batchnorm": batchnorm, "pool_weight": pool_weight,

@@ -426,6 +426,9 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int | None
     device : {"cpu", "cuda"}
     dtype : torch.dtype, optional
         Operator precision: float32 (default) or float64.
+    input_shape : sequence of int, optional
+        One sample's shape without the batch dimension, to trace a module
+        (default: ``model.default_input_shape``); unused for a graph.
     output : str or int, optional
         The output whose nodes :attr:`FrustrationResult.sigma_out` holds (a
         name of :attr:`SignedGraph.outputs` or a position; default the graph's

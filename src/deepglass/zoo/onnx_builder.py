@@ -13,6 +13,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import DeepglassError, first_line
+from ..graph.fixed_weights import FIXED_PREFIX
 from .onnx_batch import PerSample
 from .onnx_outputs import outputs_tuple
 from .onnx_refusals import _Refusals
@@ -143,16 +144,20 @@ class _BuilderBase(_Refusals):
         self.onnx_names[name] = node.name or node.output[0]
         return name
 
-    def _const_node(self, t: torch.Tensor, hint: str) -> fx.Node:
-        name, i = f"const_{_safe(hint)}", 1
+    def _const_node(self, t: torch.Tensor, hint: str, fixed: bool = False) -> fx.Node:
+        """A buffer holding ``t``; ``fixed``: the weights of a fixed transform
+        (a DFT's, an interpolation's), which null models keep
+        (:mod:`deepglass.graph.fixed_weights`)."""
+        prefix = FIXED_PREFIX if fixed else "const_"
+        name, i = f"{prefix}{_safe(hint)}", 1
         while hasattr(self.root, name) or name in self.names:
-            name, i = f"const_{_safe(hint)}_{i}", i + 1
+            name, i = f"{prefix}{_safe(hint)}_{i}", i + 1
         self.names.add(name)
         self.root.register_buffer(name, t)
         return self.graph.get_attr(name)
 
-    def _arg(self, v: _Value, hint: str):
-        return self._const_node(v.const, hint) if v.is_const else v.node
+    def _arg(self, v: _Value, hint: str, fixed: bool = False):
+        return self._const_node(v.const, hint, fixed) if v.is_const else v.node
 
     def inp(self, node, i: int) -> _Value | None:
         if i >= len(node.input) or node.input[i] == "":
@@ -183,11 +188,13 @@ class _BuilderBase(_Refusals):
         self.root.add_module(name, module)
         return _Value(node=self.graph.call_module(name, (x.node,)), example=_meta_call(module, x.example))
 
-    def emit_function(self, fn: Callable, args: list, kwargs: dict | None = None, hint: str = "c") -> _Value:
+    def emit_function(self, fn: Callable, args: list, kwargs: dict | None = None, hint: str = "c",
+                      fixed: bool = False) -> _Value:
         """Call ``fn`` on a mix of _Value and plain arguments (lists of _Value allowed).
 
         All-constant calls are folded on the CPU; otherwise the result's example
-        is computed on the meta device and an fx ``call_function`` node emitted.
+        is computed on the meta device and an fx ``call_function`` node emitted
+        (its constants as buffers; ``fixed``: a fixed transform's weights).
         """
         kwargs = kwargs or {}
 
@@ -214,7 +221,7 @@ class _BuilderBase(_Refusals):
 
         def nodes(a):
             if isinstance(a, _Value):
-                return self._arg(a, hint)
+                return self._arg(a, hint, fixed)
             if isinstance(a, (list, tuple)):
                 return type(a)(nodes(b) for b in a)
             return a

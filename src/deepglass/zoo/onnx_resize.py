@@ -138,7 +138,7 @@ class _ResizeOps:
         last = x.tensor.dim() - 1
         if axis != last:
             x = self.emit_function(torch.movedim, [x, axis, last])
-        y = self.emit_function(F.linear, [x, _Value(const=weights)], hint=hint)
+        y = self.emit_function(F.linear, [x, _Value(const=weights)], hint=hint, fixed=True)
         return self.emit_function(torch.movedim, [y, last, axis]) if axis != last else y
 
     def _linear_weights(self, n: int, o: int, s: float, ctm: str, node) -> np.ndarray:

@@ -113,7 +113,7 @@ class _SpectralOps:
                                                         else m)
         w = _Value(const=dft_matrix(m, n, parts, inverse, onesided))
         self.set(node, self.emit_function(dft_along, [x, axis, w, 1 if inverse and onesided
-                                                      else 2], hint="dft"))
+                                                      else 2], hint="dft", fixed=True))
 
     def op_STFT(self, node, a):
         """Frames of the signal, each times the window and a DFT (a dense layer)."""
@@ -137,4 +137,4 @@ class _SpectralOps:
         if window is not None:       # the window scales each sample of every part
             w = w * window.float().reshape(-1).repeat(parts)[:, None]
         self.set(node, self.emit_function(stft_frames, [x, step, _Value(const=w), length],
-                                          hint="stft"))
+                                          hint="stft", fixed=True))

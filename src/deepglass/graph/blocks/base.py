@@ -94,6 +94,11 @@ class EdgeBlock:
     """
 
     kind: ClassVar[str] = "abstract"
+    #: weights fixed by the architecture (pooling, resampling, identity, a
+    #: Fourier transform): null models never change them (SPEC §3); a class
+    #: of such a layer sets it, and capture sets it on a block of a fixed
+    #: transform (:mod:`deepglass.graph.fixed_weights`)
+    fixed_weights: ClassVar[bool] = False
 
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], module: str = ""):
         self.in_shape = tuple(int(s) for s in in_shape)

@@ -88,6 +88,7 @@ class IdentityBlock(EdgeBlock):
     """Weight-1 edges ``i -> i``: an identity shortcut of a residual addition."""
 
     kind = "identity"
+    fixed_weights = True
 
     def __init__(self, shape, module: str = ""):
         super().__init__(shape, shape, module)

@@ -51,6 +51,7 @@ class PoolBlock(EdgeBlock):
     """
 
     kind = "pool"
+    fixed_weights = True
 
     def __init__(self, in_shape, out_shape, windows: Sequence[Sequence[np.ndarray]],
                  pool_type: str, weight: float | None = None, kernel_area: int | None = None,
