@@ -2241,3 +2241,34 @@ def test_covariance_pooling_is_refused_as_what_it_is():
 
     with pytest.raises(UnsupportedLayerError, match=r"bilinear or covariance pooling"):
         SignedGraph.from_module(CovPool(), (1, 8, 8))
+
+
+class _Upsample(nn.Module):
+    """A convolution, then a 1-d or 3-d upsampling (one layer, SPEC §1b)."""
+
+    def __init__(self, dims, mode, **kw):
+        super().__init__()
+        self.c = (nn.Conv1d if dims == 1 else nn.Conv3d)(2, 2, 1)
+        self.mode, self.kw = mode, kw
+        self.scale = 2 if dims == 1 else (1, 2, 2)
+
+    def forward(self, x):
+        return F.interpolate(self.c(x), scale_factor=self.scale, mode=self.mode, **self.kw)
+
+
+@pytest.mark.parametrize("dims, mode, kw", [
+    (1, "linear", {"align_corners": False}), (1, "nearest", {}), (1, "nearest-exact", {}),
+    (3, "trilinear", {"align_corners": False}), (3, "trilinear", {"align_corners": True}),
+    (3, "nearest", {}), (3, "nearest-exact", {})])
+def test_a_1d_or_3d_upsampling_is_one_layer_in_both_captures(dims, mode, kw):
+    """Lowered to core ATen (capture="core", or any op without a rule), the 1-d
+    and 3-d upsamplings were decomposed into chains of lerps and copies: another
+    graph (more nodes, another frustration) for the same linear map."""
+    net = _Upsample(dims, mode, **kw)
+    shape = (2, 5) if dims == 1 else (2, 2, 3, 3)
+    a, b = (SignedGraph.from_module(net, shape, dtype=torch.float64, capture=c)
+            for c in ("export", "core"))
+    assert [nb.op for nb in a.node_blocks] == [nb.op for nb in b.node_blocks]
+    assert len(a.node_blocks) == 3 and a.n_nodes == b.n_nodes
+    assert a.n_edges == b.n_edges and abs(a.to_scipy() - b.to_scipy()).max() < 1e-12
+    assert_is_jacobian(net, shape, "core")

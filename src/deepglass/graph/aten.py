@@ -60,7 +60,11 @@ KEEP_WHOLE = ("prelu", "silu", "hardswish", "hardsigmoid", "mish", "softshrink",
               # and paddings that copy the border (whose decompositions are
               # index arithmetic and in-place copies)
               "pad", "_pad_circular", "reflection_pad1d", "reflection_pad2d",
-              "reflection_pad3d", "replication_pad1d", "replication_pad2d", "replication_pad3d")
+              "reflection_pad3d", "replication_pad1d", "replication_pad2d", "replication_pad3d",
+              # and the 1-d and 3-d upsamplings (one layer each, SPEC §1b; core ATen
+              # keeps only the 2-d ones, the others became chains of lerps and copies)
+              "upsample_nearest1d", "upsample_nearest3d", "_upsample_nearest_exact1d",
+              "_upsample_nearest_exact3d", "upsample_linear1d", "upsample_trilinear3d")
 
 
 class ExportFailed(Exception):
@@ -113,8 +117,9 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
             return _merged(gm), "torch.export"
         table = torch.export.default_decompositions()
         for name in KEEP_WHOLE:
-            if hasattr(aten, name):
-                table.pop(getattr(aten, name).default, None)
+            packet = getattr(aten, name, None)
+            for overload in packet.overloads() if packet is not None else ():
+                table.pop(getattr(packet, overload), None)
         return _merged(complex_as_real(ep.run_decompositions(table).module())), \
             "torch.export (core ATen)"
     except Exception as exc:  # the exporter raises many kinds of errors
