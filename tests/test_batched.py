@@ -255,10 +255,17 @@ def test_time_model_charges_csr_edges():
 def test_a_run_that_would_not_fit_is_refused_up_front():
     g = SignedGraph.from_module(_net(), (3, 15, 15))
     with pytest.raises(TooLargeError, match=r"compiled engine would need ~.* for 4 replicas"
-                                            r".*--engine matrix-free"):
+                                            r".*; free memory or set --max-memory-gb$"):
         engines.choose_engine(g, 4, "compiled", budget_bytes=1000)
-    with pytest.raises(TooLargeError, match="lower --replicas"):
+    with pytest.raises(TooLargeError, match="free memory or set --max-memory-gb"):
         engines.choose_engine(g, 4, "auto", budget_bytes=1000)
+    # what to change: the most replicas that fit, the other engine where it fits
+    est = {r: engines.engine_estimates(g, r) for r in (1, 2, 4)}
+    budget = (est[2]["compiled"].bytes + est[4]["compiled"].bytes) // 2
+    assert est[4]["matrix-free"].bytes <= budget < est[4]["compiled"].bytes
+    with pytest.raises(TooLargeError, match=r"lower --replicas to [23] or fewer, or use --engine "
+                                            r"matrix-free \(~.*\), or free memory"):
+        engines.choose_engine(g, 4, "compiled", budget_bytes=budget)
     assert engines.choose_engine(g, 4, "matrix-free", budget_bytes=10**12) == "matrix-free"
     with pytest.raises(DeepglassError, match="engine"):
         engines.choose_engine(g, 4, "gpu")
@@ -313,7 +320,7 @@ def test_cli_engine_is_honoured_with_nulls_and_in_active(capsys, tmp_path, monke
                   "--amplitudes", "2", "--nulls", "", "--replicas", "2",
                   "--engine", "compiled"]):
         err = _cli_error(capsys, argv)
-        assert "compiled engine would need ~" in err and "--engine matrix-free" in err, err
+        assert "compiled engine would need ~" in err and "more than the budget of 1 kB" in err, err
 
 
 def test_cli_nulls_with_matrix_free_engine_batches_draws(tmp_path):

@@ -48,3 +48,37 @@ def test_cli_limit_reaches_the_greedy_fallback(cli):
     code, _, err = cli(["frustration", "digits_cnn", "--method", "greedy", "--replicas", "2",
                         "--max-memory-gb", "5e-5"])     # 50 kB: the gauges fit (19 kB)
     assert code == 2 and err.count("\n") == 1 and "error: the explicit greedy solver" in err
+
+
+def test_an_address_space_limit_caps_the_available_memory(monkeypatch):
+    """``ulimit -v``: the budget was MemAvailable's share, and a run under the
+    limit died in a traceback allocating; now what the limit leaves counts."""
+    import os
+    import resource
+
+    with open("/proc/self/statm") as fh:
+        used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    free = memory.available_bytes()
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (
+        (used + 300_000_000, resource.RLIM_INFINITY) if what == resource.RLIMIT_AS
+        else (resource.RLIM_INFINITY, resource.RLIM_INFINITY)))
+    capped = memory.available_bytes()
+    assert capped <= min(free, 300_000_000) + 50_000_000      # (the process may grow a little)
+
+
+def test_a_given_draw_batch_is_checked_against_the_budget():
+    """--draws-per-unit skipped the check its default passes (a batch of 8
+    draws ran past --max-memory-gb)."""
+    from deepglass.experiments import frustration_vs_nulls
+    from deepglass.graph import SignedGraph
+    from deepglass.solve import engines
+    from deepglass.zoo import get
+
+    g = SignedGraph.from_module(get("digits_cnn"), (1, 8, 8))
+    one, eight = (engines.draw_batch_bytes(g, 2, d) for d in (1, 8))
+    limit = (one + eight) / 2e9
+    assert engines.draws_per_batch(g, 2, 8, budget_bytes=int(limit * 1e9)) < 8
+    with memory.limit(limit), pytest.raises(TooLargeError, match="8 null draws of 2 starts "
+                                            r"solved as one batch.*lower --draws-per-unit"):
+        frustration_vs_nulls(g, replicas=2, null_instances=8, nulls="N1",
+                                       engine="matrix-free", draws_per_unit=8)

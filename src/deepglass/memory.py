@@ -10,7 +10,8 @@ allocation (or a whole step's working set) needs and call :func:`check_fits`
   command; the RAP model's limit is the same option), else the process-wide
   limit set by :func:`set_limit` (the command line sets it once per command);
 - otherwise :data:`MEMORY_FRACTION` of the memory available to this process
-  (:func:`available_bytes`: ``MemAvailable`` capped by a cgroup v2 limit).
+  (:func:`available_bytes`: ``MemAvailable`` capped by a cgroup v2 limit and
+  an address-space limit).
 
 The estimates are the callers' (each documents its count); this module only
 holds the budget and the one-line error (:class:`~deepglass.errors.TooLargeError`).
@@ -34,9 +35,11 @@ _limit_gb: float | None = None
 
 
 def available_bytes() -> int:
-    """Memory available to this process: ``MemAvailable`` capped by a cgroup v2 limit.
+    """Memory available to this process: ``MemAvailable`` capped by a cgroup v2
+    limit and by what an address-space limit (``ulimit -v``) leaves.
 
-    Reads ``/proc/meminfo`` and ``/sys/fs/cgroup/memory.{max,current}`` (O(1));
+    Reads ``/proc/meminfo``, ``/sys/fs/cgroup/memory.{max,current}`` and
+    ``/proc/self/statm`` (O(1));
     falls back to ``sysconf`` free pages where those are absent.
     """
     avail = None
@@ -61,6 +64,16 @@ def available_bytes() -> int:
                 cur = int(fh.read().strip())
             avail = min(avail, max(int(lim) - cur, 0))
     except (OSError, ValueError):
+        pass
+    try:  # an address-space limit (ulimit -v): what is left of it
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as fh:
+                used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            avail = min(avail, max(int(soft) - used, 0))
+    except (ImportError, OSError, ValueError):
         pass
     return int(avail)
 

@@ -508,6 +508,15 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
 
             draws_per_unit = draws_per_batch(graph, starts_per_null, null_instances,
                                              device=device, n2="N2" in nulls)
+    elif nulls and _draws_batched(ctx) and torch.device(device).type == "cpu":
+        # a batch size the user gave: checked as the default one is sized
+        from ..memory import check_fits
+        from ..solve.engines import draw_batch_bytes
+
+        d = min(int(draws_per_unit), int(null_instances))
+        check_fits(draw_batch_bytes(graph, starts_per_null, d, n2="N2" in nulls),
+                   f"{d} null draws of {starts_per_null} starts solved as one batch",
+                   "lower --draws-per-unit (or leave it out: the default batch fits)")
     # "exact" is deterministic: one solve of the real graph whatever ``replicas``
     # (several real units would only repeat it and fake a sample), one per draw
     real = 1 if method == "exact" else replicas

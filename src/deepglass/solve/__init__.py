@@ -486,7 +486,8 @@ def frustration(graph_or_model, *, method: str = "descent", replicas: int | None
     if output is not None:
         graph = graph.select_output(output)
     graph = graph.to(device=device, dtype=dtype or graph.dtype)
-    check_weighted(graph)
+    with threads_for(graph):        # (its |weight| sum: one thread on a small graph too)
+        check_weighted(graph)
     chosen = choose_method(graph, method)
     options = _solver_options(chosen, method, options)
     R = 1 if chosen == "exact" else given if given is not None else \

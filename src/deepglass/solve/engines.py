@@ -376,12 +376,10 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
     if engine != "auto":
         e = est[engine]
         if e.bytes > budget:
-            other = "matrix-free" if engine == "compiled" else "compiled"
             raise TooLargeError(
                 f"the {engine} engine would need ~{format_bytes(e.bytes)} for "
                 f"{_replicas(replicas)} of this graph ({graph.n_edges:,} edges), more than "
-                f"{source}; lower --replicas or use --engine {other} "
-                f"(~{format_bytes(est[other].bytes)})")
+                f"{source}; {_what_fits(graph, replicas, engine, est, budget, source)}")
         return engine
     fits = [e for e in est.values() if e.bytes <= budget]
     if not fits:
@@ -389,7 +387,7 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
         raise TooLargeError(
             f"a descent of {_replicas(replicas)} of this graph ({graph.n_edges:,} edges) would "
             f"need ~{format_bytes(best.bytes)} even with the {best.engine} engine, more than "
-            f"{source}; lower --replicas")
+            f"{source}; {_what_fits(graph, replicas, best.engine, est, budget, source)}")
     by_time = min(fits, key=lambda e: e.seconds)
     compiled = next((e for e in fits if e.engine == "compiled"), None)
     if compiled is not None and compiled.seconds < SMALL_SECONDS:
@@ -397,6 +395,30 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
         # (the matrix-free engine's many tiny kernels dominate small graphs)
         return "compiled"
     return by_time.engine
+
+
+def _what_fits(graph, replicas: int, engine: str, est: dict, budget: int, source: str) -> str:
+    """What to change when ``replicas`` replicas of ``engine`` do not fit
+    ``budget``: the most replicas that do (if any), the other engine where it
+    fits, and more memory.  O(log replicas) estimates."""
+    from ..memory import format_bytes
+
+    hints = []
+    lo, hi = 0, int(replicas) - 1          # the most replicas that fit, by bisection
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if engine_estimates(graph, mid)[engine].bytes <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo >= 1:
+        hints.append(f"lower --replicas to {lo} or fewer")
+    for other, e in est.items():
+        if other != engine and e.bytes <= budget:
+            hints.append(f"use --engine {other} (~{format_bytes(e.bytes)})")
+    hints.append("raise --max-memory-gb" if "--max-memory-gb)" in source
+                 else "free memory or set --max-memory-gb")
+    return ", or ".join(hints)
 
 
 def batches_draws(method: str, engine: str = "auto", device="cpu") -> bool:
