@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -435,3 +437,64 @@ def test_a_resume_after_an_edit_of_the_model_code_is_refused(tmp_path, cli):
     code_file.write_text(code_file.read_text().replace("self.c(x).relu()", "(5 * self.c(x)).relu()"))
     code, out, err = cli(argv)
     assert code == 2 and "configuration differs (weights_sha256: recorded" in err, err
+
+
+class _Head(nn.Module):
+    def __init__(self, transpose: bool):
+        super().__init__()
+        self.c = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(2 * 6 * 6, 3)
+        self.transpose = transpose
+
+    def forward(self, x):
+        y = self.c(x)
+        return self.fc((y.transpose(-1, -2) if self.transpose else y).flatten(1))
+
+
+def test_the_digest_covers_the_program_of_a_file_and_the_modules_beside_a_class(tmp_path):
+    """A TorchScript or ONNX file re-exported with the same weights and another
+    forward resumed the old network's run (its classes are torch's or
+    deepglass's, whose files the digest skips); so did an edit of a helper
+    module the class's file imports."""
+    from deepglass.experiments.real_gauge import weights_digest
+    from deepglass.zoo.onnx_import import onnx_to_module
+
+    torch.manual_seed(0)
+    a, b = _Head(False).eval(), _Head(True).eval()
+    b.load_state_dict(a.state_dict())
+    assert weights_digest(a, None) != weights_digest(b, None)      # (a setting differs)
+    traced = [torch.jit.trace(m, torch.zeros(1, 1, 8, 8)) for m in (a, b)]
+    assert weights_digest(traced[0], None) != weights_digest(traced[1], None)
+    assert weights_digest(traced[0], None) == weights_digest(
+        torch.jit.trace(a, torch.zeros(1, 1, 8, 8)), None)
+    onnx = pytest.importorskip("onnx")
+    imported = []
+    for m in (a, b):
+        path = tmp_path / "m.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(m, (torch.zeros(1, 1, 8, 8),), path, dynamo=False)
+        imported.append(onnx_to_module(onnx.load(path)))
+    assert weights_digest(imported[0], None) != weights_digest(imported[1], None)
+
+    (tmp_path / "pkg_helpers_x.py").write_text("def mix(y):\n    return y\n")
+    (tmp_path / "pkg_net_x.py").write_text(
+        "import torch.nn as nn\nimport pkg_helpers_x\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.c = nn.Conv2d(1, 2, 3)\n"
+        "    def forward(self, x):\n"
+        "        return pkg_helpers_x.mix(self.c(x))\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import pkg_net_x
+
+        net = pkg_net_x.Net()
+        before = weights_digest(net, None)
+        (tmp_path / "pkg_helpers_x.py").write_text("def mix(y):\n    return y.transpose(-1, -2)\n")
+        assert weights_digest(net, None) != before
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("pkg_net_x", None)
+        sys.modules.pop("pkg_helpers_x", None)

@@ -704,3 +704,13 @@ def test_a_run_killed_while_writing_its_first_file_starts_afresh(tmp_path):
     (e / "x").write_text("mine")
     with pytest.raises(DeepglassError, match="is not empty and is not a deepglass run"):
         RunDir(e, {"seed": 0}, kind="frustration")
+
+
+def test_a_long_list_that_differs_is_named_by_what_was_added_or_dropped(tmp_path):
+    """Two long lists were both cut at 40 characters: the part that differs
+    was not shown."""
+    old = ["random-order", "N3-xavier", "N3-he"]
+    RunDir(tmp_path / "r", {"nulls": old}, kind="monotonicity").write_unit(
+        "t", "u0", pd.DataFrame({"x": [1]}))
+    with pytest.raises(DeepglassError, match=r"nulls: now with \['N1'\]\)"):
+        RunDir(tmp_path / "r", {"nulls": old + ["N1"]}, kind="monotonicity")

@@ -332,8 +332,17 @@ class RunDir(RunReports, OwnedFiles):
                 u, v = a.get(k), b.get(k)
                 if isinstance(u, dict) and isinstance(v, dict):
                     out += differ(u, v, f"{prefix}{k}.")
+                elif isinstance(u, list) and isinstance(v, list) and max(
+                        len(repr(u)), len(repr(v))) > _SHORT and (
+                        [x for x in v if x not in u] or [x for x in u if x not in v]):
+                    # what was added or dropped, not two lists cut short
+                    added, gone = [x for x in v if x not in u], [x for x in u if x not in v]
+                    out.append(f"{prefix}{k}: " + ", ".join(
+                        ([f"now with {_short(added)}"] if added else [])
+                        + ([f"now without {_short(gone)}"] if gone else [])))
                 elif u != v:
-                    out.append(f"{prefix}{k}: recorded {_short(u)}, now {_short(v)}")
+                    out.append(f"{prefix}{k}: recorded {_short(u)}, now {_short(v)}"
+                               + _KEY_NOTES.get(k, ""))
             return out
 
         keys = differ(found, self.config)
@@ -526,7 +535,18 @@ class RunDir(RunReports, OwnedFiles):
             tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight"))
 
 
-def _short(value, limit: int = 40) -> str:
+#: what a differing key means, where its name does not say it
+_KEY_NOTES = {
+    "model": " (the name a run records: the command line's model argument, model_name= "
+             "in Python)",
+    "weights_sha256": " (another network: its weights, or its code or program)",
+}
+
+
+_SHORT = 40
+
+
+def _short(value, limit: int = _SHORT) -> str:
     """A configuration value for a one-line message (cut to ``limit`` characters);
     a key left out stands for its default, as in runs recorded before it existed."""
     text = "the default" if value is None else repr(value)

@@ -218,10 +218,12 @@ def _refuse_other(path: Path, stored: str | None, frustration: dict | None,
 
 
 def weights_digest(model: torch.nn.Module | None, graph: SignedGraph) -> str:
-    """sha256 (16 hex digits) of the weights (the module's state dict and the
-    source files of its own classes, else the graph's blocks): a resumed run,
-    and a gauge reused from the run directory, must be of the same net, also
-    where only its ``forward`` was edited."""
+    """sha256 (16 hex digits) of the weights (the module's state dict, the
+    source files of its own classes and the modules beside them, its modules'
+    plain settings, and the program of a module read from a file: TorchScript
+    code, an imported ONNX or exported graph; else the graph's blocks): a resumed run, and a gauge
+    reused from the run directory, must be of the same net, also where only
+    its ``forward`` was edited."""
     h = hashlib.sha256()
     if model is not None:
         tensors = [(k, v) for k, v in model.state_dict().items()]
@@ -265,6 +267,25 @@ def _code_files(model: torch.nn.Module) -> list[bytes]:
             None)     # a class of a file imported by path (--arch model.py:Net)
         if f and os.path.isfile(f) and not os.path.abspath(f).startswith(skip):
             files.add(os.path.abspath(f))
+    # the program of a module read from a file (TorchScript's code, an ONNX file's
+    # or a torch.export archive's graph): the same weights re-exported with
+    # another forward are another network
+    for name, m in model.named_modules():
+        code = _program(m)
+        if code is not None:
+            own[f"program {name}"] = code.encode()
+        # its plain settings (Net(act="gelu") and Net(act="relu") share their weights)
+        settings = [f"{k}={v!r}" for k, v in sorted(vars(m).items())
+                    if not k.startswith("_") and k != "training" and _plain(v)]
+        if settings:
+            own[f"settings {name}"] = "\n".join(settings).encode()
+    # and the modules a class's file imports from beside it (a helper the
+    # forward calls, in the user's own tree)
+    dirs = {os.path.dirname(f) for f in files}
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, "__file__", None)
+        if f and os.path.dirname(os.path.abspath(f)) in dirs and f.endswith(".py"):
+            files.add(os.path.abspath(f))
     out = [own[k] for k in sorted(own)]
     for f in sorted(files):
         try:
@@ -272,6 +293,28 @@ def _code_files(model: torch.nn.Module) -> list[bytes]:
         except OSError:         # a module whose file is gone: its name stands in
             out.append(f.encode())
     return out
+
+
+def _plain(v, depth: int = 0) -> bool:
+    """A setting written as a plain value: None, a number, a string, or a short
+    tuple / list of them."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return True
+    return isinstance(v, (tuple, list)) and depth < 2 and len(v) <= 64 and \
+        all(_plain(x, depth + 1) for x in v)
+
+
+def _program(m: torch.nn.Module) -> str | None:
+    """The code of a TorchScript module or of an fx ``GraphModule`` (an imported
+    ONNX file, an exported program), else None."""
+    try:
+        if isinstance(m, torch.jit.ScriptModule):
+            return m.code
+        if isinstance(m, torch.fx.GraphModule):
+            return m.code
+    except (RuntimeError, AttributeError):     # a script module without a forward
+        return None
+    return None
 
 
 def inputs_digest(x) -> str:
