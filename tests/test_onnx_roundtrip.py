@@ -4,6 +4,7 @@ the same signed graph (SPEC §1), op by op where exporters write an op their own
 import io
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -125,3 +126,68 @@ def test_a_file_that_calls_its_own_functions_is_read_inlined():
     a, b = (SignedGraph.from_module(m, (3, 6, 6)).to_scipy()
             for m in (net, onnx_to_module(model)))
     assert a.shape == b.shape and a.nnz == b.nnz > 0 and abs(a - b).max() < 1e-6
+
+
+class _C2f(nn.Module):
+    """YOLOv8's C2f: a 1x1 conv, chunk / split in two, a conv of the last part, concat."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.cv1, self.m, self.cv2 = nn.Conv2d(3, 8, 1), nn.Conv2d(4, 4, 3, padding=1), \
+            nn.Conv2d(12, 8, 1)
+
+    def forward(self, x):
+        y = self.cv1(x)
+        y = list(y.chunk(2, 1) if self.how == "chunk" else y.split((4, 4), 1))
+        y.append(self.m(y[-1]))
+        return self.cv2(torch.cat(y, 1))
+
+
+@pytest.mark.parametrize("how", ["chunk", "split"])
+def test_the_unoptimized_dynamo_exporters_sequences_are_read(how, tmp_path):
+    """Without its optimizer the dynamo exporter writes chunk / split as
+    SplitToSequence + SequenceAt: refused as unknown ops."""
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    net = _C2f(how).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(1, 3, 8, 8),), tmp_path / "c2f.onnx", dynamo=True,
+                          optimize=False, verbose=False)
+    model = onnx.load(tmp_path / "c2f.onnx")
+    assert "SplitToSequence" in {n.op_type for n in model.graph.node}
+    a, b = (SignedGraph.from_module(m, (3, 8, 8)).to_scipy()
+            for m in (net, onnx_to_module(model)))
+    assert a.shape == b.shape and a.nnz == b.nnz > 0 and abs(a - b).max() < 1e-6
+
+
+def test_sequence_ops_match_the_onnx_reference():
+    """SplitToSequence without sizes (pieces of 1, the axis dropped), with a
+    scalar size (the last piece shorter); SequenceAt, SequenceConstruct,
+    ConcatFromSequence along an axis and along a new one."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    nodes = [helper.make_node("SplitToSequence", ["x"], ["s"], axis=1, keepdims=0),
+             helper.make_node("ConcatFromSequence", ["s"], ["stacked"], axis=-1, new_axis=1),
+             helper.make_node("SplitToSequence", ["x", "two"], ["t"], axis=2),
+             helper.make_node("SequenceAt", ["t", "last"], ["t1"]),
+             helper.make_node("SequenceConstruct", ["t1", "t1"], ["u"]),
+             helper.make_node("ConcatFromSequence", ["u"], ["cat"], axis=2),
+             helper.make_node("Flatten", ["stacked"], ["f1"]),
+             helper.make_node("Flatten", ["cat"], ["f2"]),
+             helper.make_node("Concat", ["f1", "f2"], ["y"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array(2, np.int64), "two"),
+         numpy_helper.from_array(np.array(-1, np.int64), "last")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(0).standard_normal((1, 3, 5)).astype(np.float32)
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    module = onnx_to_module(model)
+    with torch.no_grad():
+        np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), want, rtol=1e-6)
+    g = SignedGraph.from_module(module, (3, 5))        # (re-indexings: the input's nodes)
+    assert sum(len(v) for v in g.outputs.values()) == want.size

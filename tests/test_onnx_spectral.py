@@ -176,3 +176,18 @@ def test_a_dynamo_exported_spectrogram_has_the_graph_of_its_torch_model(kind, op
     assert [blk.fixed_weights for blk in ga.edge_blocks if blk.kind == "conv"] == \
         [blk.fixed_weights for blk in gb.edge_blocks if blk.kind == "conv"]
     assert sum(blk.fixed_weights for blk in gb.edge_blocks if blk.kind == "conv") == 1
+
+
+def test_a_phase_is_refused_as_a_phase():
+    """The exporters write torch.angle as Atan and a choice of quadrant
+    (Greater / Where): refused as "data-dependent control flow ... box
+    post-processing", not as what it is."""
+    nodes = [helper.make_node("DFT", ["x"], ["z"], axis=1, onesided=1),
+             helper.make_node("Split", ["z", "sizes"], ["re", "im"], axis=-1),
+             helper.make_node("Div", ["im", "re"], ["q"]),
+             helper.make_node("Atan", ["q"], ["a"]),
+             helper.make_node("Less", ["re", "zero"], ["left"]),
+             helper.make_node("Where", ["left", "a", "a"], ["y"])]
+    inits = [("sizes", np.array([1, 1], np.int64)), ("zero", np.array(0.0, np.float32))]
+    with pytest.raises(UnsupportedLayerError, match=r"\(Atan\): .*the phase of a spectrum"):
+        onnx_to_module(_model(nodes, (8, 1), inits))

@@ -62,7 +62,7 @@ and assembles the converter from its parts: the state and emission helpers
 (:mod:`.onnx_builder`), the refusals (:mod:`.onnx_refusals`, also
 :data:`SUPPORTED_OPS`), and the op handlers by concept (:mod:`.onnx_shape_ops`,
 :mod:`.onnx_arith_ops`, :mod:`.onnx_layer_ops`, :mod:`.onnx_resize`, :mod:`.onnx_scatter_ops`,
-:mod:`.onnx_spectral_ops`, :mod:`.onnx_control`); a new
+:mod:`.onnx_spectral_ops`, :mod:`.onnx_sequence_ops`, :mod:`.onnx_control`); a new
 ONNX op is one ``op_<Name>`` method in the module of its kind plus its name in
 :data:`SUPPORTED_OPS`.
 """
@@ -83,13 +83,14 @@ from .onnx_refusals import FOLDED_OPS, SUPPORTED_OPS
 from .onnx_resize import _ResizeOps
 from .onnx_scatter_ops import _ScatterOps
 from .onnx_shape_ops import _ShapeOps
+from .onnx_sequence_ops import _SequenceOps
 from .onnx_spectral_ops import _SpectralOps
 
 __all__ = ["load_onnx", "onnx_to_module", "SUPPORTED_OPS", "FOLDED_OPS"]
 
 
 class _Builder(_ShapeOps, _ArithOps, _LayerOps, _ResizeOps, _ScatterOps, _SpectralOps,
-               _ControlOps, _BuilderBase):
+               _SequenceOps, _ControlOps, _BuilderBase):
     """The ONNX converter: state and conversion loop from :class:`_BuilderBase`,
     one ``op_<ONNX op>`` handler per supported op from the mixins."""
 

@@ -25,6 +25,7 @@ SUPPORTED_OPS = (
     "ScatterND", "ScatterElements", "Scatter", "Col2Im",   # writes at constant positions
     "GatherElements", "Einsum",     # reads at constant positions; a product with a weight
     "DFT", "STFT",                  # fixed linear maps (a dense layer of the DFT's weights)
+    "SplitToSequence", "SequenceAt", "SequenceConstruct", "ConcatFromSequence", "SequenceLength",
 )
 #: shape arithmetic, folded at conversion time (constant inputs, or Shape of a static tensor;
 #: Loop / If of constants are run, unused ones dropped: TorchScript's shape checks);
@@ -112,6 +113,11 @@ class _Refusals:
             return ("an attention product of activations; its sign depends on the input, so it has no fixed "
                     "signed edges: export the convolutional part" + _CUT)
         live = [i for i in node.input if i and i not in const]
+        if op in ("Atan", "Atan2") and live:
+            return ("an arctangent of activations, the phase of a spectrum (torch.angle as the "
+                    "exporters write it: Atan and a choice of quadrant); a phase has no signed "
+                    "graph: read the spectrum as its real and imaginary parts or its magnitude"
+                    + _CUT)
         if op in ("Max", "Min") and len(node.input) == 2 and len(live) == 1:
             return None   # max(x, tau) with a constant tau: an elementwise activation (a TLU)
         if op == "Where" and len(node.input) == 3 and node.input[0] in const and len(live) == 1:
