@@ -117,8 +117,8 @@ def _two_head_model(names):
 
 def test_several_outputs_keep_their_onnx_names():
     """Outputs named by identifiers come back as a named tuple, so the signed
-    graph's outputs (and ``--output``) carry the file's names; other names give
-    a plain tuple, outputs named by position."""
+    graph's outputs (and ``--output``) carry the file's names; other names are
+    made identifiers one by one (one such name gave every output a position)."""
     model = _two_head_model(["boxes", "scores"])
     module = onnx_to_module(model)
     x = _rand(2, 2, 3, 3)
@@ -145,12 +145,16 @@ def test_several_outputs_keep_their_onnx_names():
             "print(m(torch.zeros(1, 2, 3, 3))._fields)")
     res = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, check=True)
     assert res.stdout.decode().strip() == "('boxes', 'scores')"
-    for names in (["out/boxes:0", "scores"], ["boxes", "_scores"], ["boxes", "class"]):
-        plain = onnx_to_module(_two_head_model(names))
+    for names, fields in ((["out/boxes:0", "scores"], ["out_boxes_0", "scores"]),
+                          (["boxes", "_scores"], ["boxes", "scores"]),
+                          (["boxes", "class"], ["boxes", "class_"]),
+                          (["0", "box.reg"], ["output_0", "box_reg"]),
+                          (["a.b", "a-b"], ["a_b", "a_b_"])):
+        renamed = onnx_to_module(_two_head_model(names))
         with torch.no_grad():
-            res = plain(torch.from_numpy(x))
-        assert type(res) is tuple
-        assert list(SignedGraph.from_module(plain, (2, 3, 3)).outputs) == ["0", "1"]
+            res = renamed(torch.from_numpy(x))
+        assert list(res._fields) == fields
+        assert list(SignedGraph.from_module(renamed, (2, 3, 3)).outputs) == fields
 
 
 def _batch_folding_model():

@@ -283,11 +283,11 @@ class _BuilderBase(_Refusals):
                                  f"{first_line(exc)}{hint}") from None
 
     def _outputs(self, outs: list):
-        """Several graph outputs: a named tuple of the ONNX output names when they
-        are Python identifiers (a tuple still, and the signed graph's output
-        names), else a plain tuple (outputs named by position)."""
+        """Several graph outputs: a named tuple of the ONNX output names (a tuple
+        still, and the signed graph's output names), each made a Python
+        identifier where it is not one (``box.reg`` -> ``box_reg``)."""
         cls = outputs_tuple(o.name for o in self.model.graph.output)
-        return tuple(outs) if cls is None else self.graph.call_function(cls, tuple(outs))
+        return self.graph.call_function(cls, tuple(outs))
 
     def _only_first_output(self, node):
         for extra in node.output[1:]:

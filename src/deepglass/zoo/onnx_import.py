@@ -112,8 +112,9 @@ def onnx_to_module(model, input_shape=None) -> nn.Module:
     torch.fx.GraphModule or PerSample
         ``forward`` takes one tensor per ONNX input (in the graph's order) and
         returns one tensor, or a tuple when the graph has several outputs: a
-        named tuple of the ONNX output names when they are Python identifiers
-        (:mod:`deepglass.zoo.onnx_outputs`), so the signed graph's outputs
+        named tuple of the ONNX output names, each made a Python identifier
+        where it is not one (``box.reg`` -> ``box_reg``,
+        :mod:`deepglass.zoo.onnx_outputs`), so the signed graph's outputs
         carry those names.
         A file right at its batch of 1 only (it reshapes, selects or moves its
         batch axis) gives a :class:`~deepglass.zoo.onnx_batch.PerSample`

@@ -10,21 +10,36 @@ from __future__ import annotations
 
 import collections
 import keyword
+import re
 
 __all__ = ["outputs_tuple"]
 
 _PREFIX = "OnnxOutputs_"
 
 
-def outputs_tuple(names) -> type | None:
-    """The named tuple class of fields ``names``, or None when they cannot be
-    fields (not identifiers, keywords, a leading underscore, repeated)."""
-    names = list(names)
-    if len(set(names)) != len(names) or not all(
-            nm.isidentifier() and not keyword.iskeyword(nm) and not nm.startswith("_")
-            for nm in names):
-        return None
-    return __getattr__(_PREFIX + ",".join(names).encode().hex())
+def outputs_tuple(names) -> type:
+    """The named tuple class of the fields ``names``, each made a field where it
+    cannot be one (:func:`field_name`: ``box.reg`` -> ``box_reg``, ``def`` ->
+    ``def_``, ``0`` -> ``output_0``, a repeat suffixed)."""
+    fields: list[str] = []
+    for i, nm in enumerate(names):
+        fields.append(field_name(nm, i, fields))
+    return __getattr__(_PREFIX + ",".join(fields).encode().hex())
+
+
+def field_name(name: str, i: int, taken) -> str:
+    """``name`` as a named tuple field not in ``taken``: other characters than
+    letters, digits and ``_`` become ``_`` (leading and trailing ones dropped),
+    a leading digit gets ``output_``, a keyword a trailing ``_``; an empty one
+    is ``output_<i>``."""
+    f = re.sub(r"\W", "_", str(name)).strip("_") or f"output_{i}"
+    if f[0].isdigit():
+        f = f"output_{f}"
+    if keyword.iskeyword(f):
+        f += "_"
+    while f in taken:
+        f += "_"
+    return f
 
 
 def __getattr__(name: str):
