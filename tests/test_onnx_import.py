@@ -155,6 +155,8 @@ def test_several_outputs_keep_their_onnx_names():
             res = renamed(torch.from_numpy(x))
         assert list(res._fields) == fields
         assert list(SignedGraph.from_module(renamed, (2, 3, 3)).outputs) == fields
+    numbered = onnx_to_module(_two_head_model(["10", "11"]))     # value ids: by position
+    assert list(SignedGraph.from_module(numbered, (2, 3, 3)).outputs) == ["0", "1"]
 
 
 def _batch_folding_model():

@@ -853,3 +853,33 @@ def test_an_input_shape_given_as_an_array_is_its_sizes():
     a = deepglass.frustration(net, input_shape=np.array([1, 8, 8]), replicas=2)
     b = deepglass.frustration(net, input_shape=(1, 8, 8), replicas=2)
     assert a.frustration == b.frustration
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(1, 2, 3)
+        self.a, self.b = nn.Linear(72, 3), nn.Linear(72, 5)
+
+    def forward(self, x):
+        y = self.c(x).flatten(1)
+        return self.a(y), self.b(y)
+
+
+def test_the_command_line_picks_the_output_whose_gauge_it_saves(cli, tmp_path):
+    """``deepglass frustration --output`` (the Python call had ``output=``):
+    --save stored the first head's sigma_out whatever head was wanted."""
+    import json
+
+    torch.manual_seed(0)
+    torch.jit.trace(_TwoHeads().eval(), torch.zeros(1, 1, 8, 8)).save(str(tmp_path / "m.pt"))
+    base = ["frustration", str(tmp_path / "m.pt"), "--input-shape", "1,8,8", "--replicas", "2"]
+    code, out, err = cli(base + ["--output", "1", "--save", str(tmp_path / "r"), "--json"])
+    assert code == 0, err
+    assert json.loads(out)["output"] == "1"
+    saved = np.load(tmp_path / "r.npz")
+    assert saved["sigma_out"].shape[-1] == 5
+    code, out, err = cli(base + ["--output", "7"])
+    assert code == 2 and "no output '7'" in err
+    code, out, err = cli(base + ["--output", "1", "--out", str(tmp_path / "run")])
+    assert code == 2 and "--output is for a single computation" in err

@@ -42,6 +42,9 @@ def frustration_cmd(
     arch: Optional[str] = ARCH_OPTION,
     trust_pickle: bool = TRUST_PICKLE_OPTION,
     save: Optional[str] = typer.Option(None, "--save", help="Write the result (PATH.npz + PATH.json)."),
+    output: Optional[str] = typer.Option(None, "--output", help="The output (name or index) "
+                                         "whose nodes the result's sigma_out holds (--save; "
+                                         "default: the first; see `deepglass graph`)."),
     as_json: bool = JSON_OPTION,
     nulls: Optional[str] = typer.Option(
         None, "--nulls", help="Compare with null models of the weights, comma-separated names "
@@ -78,9 +81,10 @@ def frustration_cmd(
     if save is not None:
         check_save_path(save)
     if nulls is not None or out is not None:
-        if save is not None:
-            raise DeepglassError("--save is for a single computation; with --nulls/--out the "
-                                 "results go to the run directory (--out)")
+        if save is not None or output is not None:
+            raise DeepglassError(f"{'--save' if save is not None else '--output'} is for a "
+                                 "single computation; with --nulls/--out the results go to "
+                                 "the run directory (--out)")
         return experiment(model, nulls=nulls or "", replicas=replicas,
                           null_instances=null_instances, starts_per_null=starts_per_null,
                           replicas_per_unit=replicas_per_unit, method=method, seed=seed,
@@ -109,6 +113,8 @@ def frustration_cmd(
         raise DeepglassError(f"--init must be random or paper, not {init!r}")
     _, _, g = load_graph(model, input_shape, batchnorm, arch, trust_pickle, device="cpu",
                          gates=gates, norm=norm)
+    if output is not None:
+        g = g.select_output(output)
     check_fits(g, replicas, method, engine, device)   # before the progress bar
     with progress(f"{method} progress", None, enabled=not as_json) as advance:
         res = deepglass.frustration(g, method=method, replicas=replicas, seed=seed, init=init,
@@ -116,7 +122,9 @@ def frustration_cmd(
     if save is not None:
         res.save(save)
     if as_json:
-        print_json({"model": model, "nodes": g.n_nodes, "edges": g.n_edges, **res.summary()})
+        print_json({"model": model, "nodes": g.n_nodes, "edges": g.n_edges,
+                    **({"output": g.output_name} if output is not None else {}),
+                    **res.summary()})
         return
     if method == "exact":   # "exact" only where certified
         from ..solve.exact import certificate

@@ -285,9 +285,10 @@ class _BuilderBase(_Refusals):
     def _outputs(self, outs: list):
         """Several graph outputs: a named tuple of the ONNX output names (a tuple
         still, and the signed graph's output names), each made a Python
-        identifier where it is not one (``box.reg`` -> ``box_reg``)."""
+        identifier where it is not one (``box.reg`` -> ``box_reg``); a plain
+        tuple (outputs named by position) where all names are numbers."""
         cls = outputs_tuple(o.name for o in self.model.graph.output)
-        return self.graph.call_function(cls, tuple(outs))
+        return tuple(outs) if cls is None else self.graph.call_function(cls, tuple(outs))
 
     def _only_first_output(self, node):
         for extra in node.output[1:]:

@@ -17,10 +17,14 @@ __all__ = ["outputs_tuple"]
 _PREFIX = "OnnxOutputs_"
 
 
-def outputs_tuple(names) -> type:
+def outputs_tuple(names) -> type | None:
     """The named tuple class of the fields ``names``, each made a field where it
     cannot be one (:func:`field_name`: ``box.reg`` -> ``box_reg``, ``def`` ->
-    ``def_``, ``0`` -> ``output_0``, a repeat suffixed)."""
+    ``def_``, a repeat suffixed); None where no name says anything (all are
+    numbers, an exporter's value ids: the outputs are named by position)."""
+    names = [str(nm) for nm in names]
+    if all(nm.isdigit() or not nm.strip("_") for nm in names):
+        return None
     fields: list[str] = []
     for i, nm in enumerate(names):
         fields.append(field_name(nm, i, fields))
