@@ -374,7 +374,9 @@ def _bmm(ip, n, args, kwargs, real):
         if ra.shape[0] == 1 and rb.shape[0] == 1:
             return _bmm_one(ip, n, a, b, ra, rb)
     ip.unsupported(n, "batched matrix product", "a batched product of network values "
-                   "(self-attention; bilinear or covariance pooling, y @ y^T) has no "
+                   "(self-attention; bilinear or covariance pooling, y @ y^T; a transform "
+                   "computed from the input, as a spatial transformer's or PointNet's "
+                   "T-Net) has no "
                    "fixed weights, so the signed graph is not "
                    "defined for it", at_once=True)
 
