@@ -416,8 +416,10 @@ def test_nonzero_edges_leave_out_pruned_masked_and_zero_gain_edges():
                           nn.MaxPool1d(2), nn.Upsample(scale_factor=2, mode="linear"),
                           nn.Flatten(), nn.Linear(3 * 16, 2)).eval()
     prune.random_unstructured(one_d[0], "weight", 0.5)
+    # one_d: 7 nonzero conv taps x 16 positions + max pool 3 x 16 + the linear
+    # upsampling as one layer (3 x (16 x 2 - 2 border factors of 0)) + 2 x 48 dense
     for net, shape, expected in ((mixed, (2, 6, 6), 4737), (Masked().eval(), (2, 6, 6), 1308),
-                                 (one_d, (1, 16), 394)):
+                                 (one_d, (1, 16), 7 * 16 + 48 + 3 * 30 + 96)):
         g = SignedGraph.from_module(net, shape, dtype=torch.float64)
         for h in (g, null_model(g, "N1", seed=1), null_model(g, "N2", seed=1),
                   null_model(g, "N3-he", seed=1)):
