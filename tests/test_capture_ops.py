@@ -591,6 +591,42 @@ def test_a_network_that_samples_at_inference_is_refused(how):
     assert SignedGraph.from_module(_Sampler("unused").eval(), (4,)).n_edges > 0
 
 
+class _NoiseInjection(nn.Module):
+    """StyleGAN's noise injection: a learned scale times a fresh draw of the
+    feature map's shape, added to the features."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.c1, self.c2, self.how = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 2, 1), how
+        self.w = nn.Parameter(torch.full((1, 3, 1, 1), 0.1))
+
+    def forward(self, x):
+        y = self.c1(x)
+        noise = torch.randn(y.shape[0], 1, y.shape[2], y.shape[3], dtype=y.dtype)
+        if self.how == "added":
+            y = y + self.w * noise
+        elif self.how == "scaled":           # a draw that multiplies a value: refused
+            y = y + y * noise
+        return self.c2(y)
+
+
+def test_input_independent_noise_added_to_a_value_is_a_bias():
+    """SPEC §1: a bias has no edges; noise drawn without the input and added is
+    one (the Jacobian does not depend on the draw).  It was refused as a
+    network that samples at inference."""
+    from jacobian import assert_is_jacobian
+
+    torch.manual_seed(0)
+    noisy = _NoiseInjection("added")
+    plain = _NoiseInjection("none")
+    plain.load_state_dict(noisy.state_dict())
+    a, b = (SignedGraph.from_module(m.eval(), (2, 5, 5)) for m in (noisy, plain))
+    assert a.n_edges == b.n_edges > 0 and abs(a.to_scipy() - b.to_scipy()).max() == 0
+    assert_is_jacobian(noisy, (2, 5, 5))
+    with pytest.raises(UnsupportedLayerError, match="'randn'.*draws random numbers"):
+        SignedGraph.from_module(_NoiseInjection("scaled").eval(), (2, 5, 5))
+
+
 class _Gather(nn.Module):
     def __init__(self, from_input=False):
         super().__init__()

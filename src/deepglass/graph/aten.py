@@ -18,9 +18,6 @@ shape) and symbolically (node ids), with the values of :mod:`.symbolic`
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import operator
 import os
 import re
@@ -44,6 +41,7 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          interpolation_matrices, _max_pool, _mean, _mul,
                          _neg, _refuse, _shape_rule, _sum, _upsample, _where)
 from .identical import identical_ops, merge_identical_ops, mutates
+from .quiet import quiet_exporter
 from .ranges import factor_range, is_gate, is_positive_divisor
 from .spectral import complex_as_real, refuse_complex
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
@@ -136,28 +134,6 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
         elif where:
             msg += f" ({where.strip()})"
         raise ExportFailed(msg) from None
-
-
-#: loggers of the exporter silenced while it runs
-_EXPORT_LOGGERS = ("torch._subclasses.fake_tensor", "torch.fx.experimental.symbolic_shapes",
-                   "torch.fx.experimental.recording", "torch._export", "torch.export")
-
-
-@contextlib.contextmanager
-def quiet_exporter(loggers=_EXPORT_LOGGERS, stdout: bool = False):
-    """Silence an exporter while it runs: its ``loggers`` below CRITICAL, what it
-    prints on stderr (and on stdout with ``stdout=True``); levels restored after."""
-    saved = [(lg, lg.level) for lg in map(logging.getLogger, loggers)]
-    for lg, _ in saved:
-        lg.setLevel(logging.CRITICAL)
-    try:
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.ExitStack() as stack:
-            if stdout:
-                stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-            yield
-    finally:
-        for lg, level in saved:
-            lg.setLevel(level)
 
 
 def _rule(target):
@@ -367,6 +343,17 @@ class AtenInterpreter(torch.fx.Interpreter):
         refused = [v for v in flatten([args, kwargs]) if isinstance(v, Refused)]
         if refused and n.target is operator.getitem and isinstance(args[0], (list, tuple)):
             return args[0][args[1]]     # one of an op's outputs (a max's, not its indices)
+        if refused and all(r.bias for r in refused):
+            # an input-independent random draw (StyleGAN's noise injection): carried
+            # while nothing from the input meets it, a bias (SPEC §1: no edges) where
+            # it is added to a value, refused as a draw anywhere else
+            if n not in self.input_dependent():
+                return refused[0]
+            if _opname_packet(n.target) not in ("add", "sub"):
+                return Refused(refused[0].message)
+            args = torch.fx.node.map_aggregate(
+                args, lambda v: None if isinstance(v, Refused) else v)
+            refused = []
         products = [r for r in refused if r.product]
         if products and _opname_packet(n.target) in ("sum", "mean"):
             # a product of two values summed over a dimension is attention or
@@ -380,7 +367,8 @@ class AtenInterpreter(torch.fx.Interpreter):
             return gated if gated is not None else refused[0]
         stats = [v for v in flatten([args, kwargs]) if isinstance(v, Stat)]
         if random_draw(n.target) and _rule(n.target) is None:    # refused where it is used
-            return self.refused(n, _opname(n.target), RANDOM_WHY)
+            r = self.refused(n, _opname(n.target), RANDOM_WHY)
+            return Refused(r.message, bias=True) if n not in self.input_dependent() else r
         if not stats and not (has_sym(args) or has_sym(kwargs)):
             return None
         try:

@@ -91,9 +91,11 @@ class Refused:
     dropped with it; every other value computed from it carries the refusal to
     the network's output, where it is raised.  ``product``: it is a product of
     two values (a sum of such products is attention or bilinear pooling,
-    refused also inside a gate's branch)."""
+    refused also inside a gate's branch); ``bias``: a random draw that does not
+    depend on the input (noise injection), a bias where it is added to a value."""
     message: str
     product: bool = False
+    bias: bool = False
 
 
 def uses(node) -> int:

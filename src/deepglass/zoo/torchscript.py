@@ -92,7 +92,7 @@ def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str
         raise DeepglassError(f"reading the TorchScript file {name} needs the 'onnx' package (pip "
                              "install 'deepglass[onnx]'), or arch= (--arch) to load its "
                              "weights into an architecture") from None
-    from ..graph.aten import quiet_exporter
+    from ..graph.quiet import quiet_exporter
     from .onnx_import import onnx_to_module
 
     shapes = [tuple(input_shape)] if all(isinstance(d, int) for d in input_shape) \
