@@ -737,3 +737,30 @@ def test_a_constant_scattered_into_a_value_by_a_reduction_is_its_jacobian(reduce
     """Only a sum that keeps the base is the base plus a bias; a mean rescales it,
     and without include_self the written positions hold the constant alone."""
     assert_is_jacobian(_ConstantReduce(reduce, include_self), (1, 8))
+
+
+class _AdaIN(nn.Module):
+    """Content features normalized, times a standard deviation: the style
+    input's (AdaIN's scale) or the content's own (a normalization)."""
+
+    def __init__(self, own: bool):
+        super().__init__()
+        self.enc, self.enc_s, self.dec = (nn.Conv2d(3, 4, 3, padding=1),
+                                          nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 3, 1))
+        self.own = own
+
+    def forward(self, content, style):
+        fc, fs = self.enc(content), self.enc_s(style)
+        t = (fc - fc.mean((2, 3), keepdim=True)) / (fc.std((2, 3), keepdim=True) + 1e-5)
+        return self.dec(t * (fc if self.own else fs).std((2, 3), keepdim=True))
+
+
+def test_a_statistic_of_another_inputs_values_is_no_normalization():
+    """AdaIN's ``t * std(style features)`` was taken as a positive rescaling:
+    the style input had no edges and its branch was not even listed as left
+    out; a statistic of the sample's own values still rescales."""
+    shapes = [(3, 6, 6), (3, 6, 6)]
+    with pytest.raises(UnsupportedLayerError, match="product of two network values"):
+        SignedGraph.from_module(_AdaIN(own=False).eval(), shapes)
+    g = SignedGraph.from_module(_AdaIN(own=True).eval(), shapes)
+    assert g.n_edges > 0

@@ -358,7 +358,7 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
                 # negated: x.mean() - x), not from another one (y - z.mean(): a layer)
                 centres = (packet in (aten.sub, aten.rsub)) != negated and \
                     _root(n.args[0]) in {_root(a) for a in others}
-                if reduced and rescales:
+                if reduced and rescales and _same_inputs(ip, n, others):
                     return True
                 centring = centring or (reduced and centres)
                 continue
@@ -537,6 +537,26 @@ def _negates(ip, u, src) -> bool:
             if isinstance(c, torch.Tensor) and c.numel() and bool((c < 0).all()):
                 return True
     return False
+
+
+def _same_inputs(ip, n, others) -> bool:
+    """Whether the statistic ``n`` and a value it rescales are computed from a
+    common network input: a normalization's statistic is of the sample's own
+    values; one of another input's values (AdaIN's style std times the content
+    features) is a product of two values.  O(nodes before them)."""
+    inputs = [{a for a in _ancestors(v) if a.op == "placeholder"} for v in [n, *others]]
+    return any(inputs[0] & other for other in inputs[1:])
+
+
+def _ancestors(n) -> set:
+    """``n`` and every fx node it is computed from."""
+    out, stack = set(), [n]
+    while stack:
+        u = stack.pop()
+        if u not in out:
+            out.add(u)
+            stack.extend(u.all_input_nodes)
+    return out
 
 
 def _descendants(n) -> set:
