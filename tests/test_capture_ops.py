@@ -764,3 +764,21 @@ def test_a_statistic_of_another_inputs_values_is_no_normalization():
         SignedGraph.from_module(_AdaIN(own=False).eval(), shapes)
     g = SignedGraph.from_module(_AdaIN(own=True).eval(), shapes)
     assert g.n_edges > 0
+
+
+@pytest.mark.parametrize("how", ["topk", "sort"])
+def test_a_selection_by_value_is_refused_saying_so(how):
+    """k-nearest-neighbour grouping (topk) and sorting got the generic list of
+    supported ops."""
+
+    class Select(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv1d(3, 4, 1)
+
+        def forward(self, x):
+            y = self.c(x)
+            return y.topk(3, dim=-1).values if how == "topk" else y.sort(-1).values
+
+    with pytest.raises(UnsupportedLayerError, match=rf"'{how}' \(selection by value\)"):
+        SignedGraph.from_module(Select().eval(), (3, 16))

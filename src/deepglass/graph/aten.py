@@ -570,6 +570,9 @@ ATEN_OPS: dict = {
            _attention),
     **_ops("view_as_complex complex polar _fft_r2c _fft_c2r _fft_c2c stft istft",
            refuse_complex),
+    **_ops("topk sort argsort kthvalue msort", _refuse(
+        "selection by value", "the positions it keeps are chosen by the input's values (k "
+        "nearest neighbours, sorting, k-max pooling): no fixed edges")),
     **_ops("lstm gru rnn_tanh rnn_relu lstm_cell gru_cell", _refuse(
         "recurrent cell", "a recurrent cell has no fixed feed-forward signed graph; unroll "
         "it or analyse the convolutional part")),
