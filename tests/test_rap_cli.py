@@ -121,6 +121,10 @@ def test_phase_cli_writes_a_resumable_run(cli, tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     pts2 = pd.read_parquet(out_dir / "points.parquet")
     pd.testing.assert_frame_equal(pts.reset_index(drop=True), pts2.reset_index(drop=True))
+    # another memory budget changes no result: resumed (it was refused)
+    code, _, err = cli(argv + ["--max-memory-gb", "2"])
+    assert code == 0, err
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     # another configuration in the same directory is refused
     code, _, err = cli(argv[:-3] + ["--samples", "3", "--out", str(out_dir)])
     assert code == 2 and "configuration differs" in err

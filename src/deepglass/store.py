@@ -102,6 +102,10 @@ SETTLED_KEYS = ("gauge",)
 #: lacks one resumes as before and records it (from then on it is compared)
 ADDED_KEYS = ("inputs_sha256",)
 
+#: keys some runs recorded that cannot change their results (a memory budget):
+#: left out of a record when it is compared
+DROPPED_KEYS = ("max_memory_gb",)
+
 #: how the messages name the two ways out, for the command and for Python alike
 _ELSEWHERE = "use another run directory (--out, run=)"
 _FORCE = "force it (--force, force=True)"
@@ -557,7 +561,7 @@ def _unsettled(config: Mapping[str, Any], current: Mapping[str, Any] | None = No
     """A kind's recorded configuration without its :data:`SETTLED_KEYS`; given
     the ``current`` configuration, with the :data:`ADDED_KEYS` the record
     lacks taken from it (a run recorded before them)."""
-    out = {k: v for k, v in config.items() if k not in SETTLED_KEYS}
+    out = {k: v for k, v in config.items() if k not in SETTLED_KEYS + DROPPED_KEYS}
     for k in ADDED_KEYS:
         if current is not None and k in current and k not in out:
             out[k] = current[k]

@@ -342,7 +342,8 @@ class PhaseScan(Experiment):
     compute = staticmethod(_compute_case)
 
     def config(self) -> dict:
-        return self.cfg.to_dict()
+        # (the memory budget changes no result: a resume may raise it)
+        return {k: v for k, v in self.cfg.to_dict().items() if k != "max_memory_gb"}
 
     def units(self) -> list[Unit]:
         return [Unit(unit_id(ib, ia), case_of(self.cfg, ib, ia))
