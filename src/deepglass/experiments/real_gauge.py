@@ -221,9 +221,9 @@ def weights_digest(model: torch.nn.Module | None, graph: SignedGraph) -> str:
     """sha256 (16 hex digits) of the weights (the module's state dict, the
     source files of its own classes and the modules beside them, its modules'
     plain settings, and the program of a module read from a file: TorchScript
-    code, an imported ONNX or exported graph; else the graph's blocks): a resumed run, and a gauge
-    reused from the run directory, must be of the same net, also where only
-    its ``forward`` was edited."""
+    code, an imported ONNX or exported graph; else the graph's blocks): a
+    resumed run, and a gauge reused from the run directory, must be of the
+    same net, also where only its ``forward`` was edited."""
     h = hashlib.sha256()
     if model is not None:
         tensors = [(k, v) for k, v in model.state_dict().items()]
@@ -279,19 +279,37 @@ def _code_files(model: torch.nn.Module) -> list[bytes]:
                     if not k.startswith("_") and k != "training" and _plain(v)]
         if settings:
             own[f"settings {name}"] = "\n".join(settings).encode()
-    # and the modules a class's file imports from beside it (a helper the
-    # forward calls, in the user's own tree)
-    dirs = {os.path.dirname(f) for f in files}
-    for mod in list(sys.modules.values()):
-        f = getattr(mod, "__file__", None)
-        if f and os.path.dirname(os.path.abspath(f)) in dirs and f.endswith(".py"):
-            files.add(os.path.abspath(f))
+    files |= _imported_beside(model, {os.path.dirname(f) for f in files})
     out = [own[k] for k in sorted(own)]
     for f in sorted(files):
         try:
             out.append(Path(f).read_bytes())
         except OSError:         # a module whose file is gone: its name stands in
             out.append(f.encode())
+    return out
+
+
+def _imported_beside(model: torch.nn.Module, dirs: set) -> set:
+    """The files of the modules that the files of ``model``'s classes import
+    from beside them (a helper its ``forward`` calls, in the user's own tree):
+    read off each class file's namespace, never the running script's."""
+    import inspect
+    import sys
+
+    out = set()
+    for cls in {type(m) for m in model.modules()} - {torch.nn.Module}:
+        if cls.__module__ == "__main__":
+            continue
+        mod = sys.modules.get(cls.__module__)    # (a file loaded by path is not there:
+        names = getattr(mod, "__dict__", None) or next(   # its functions' globals are)
+            (v.__globals__ for v in vars(cls).values() if hasattr(v, "__globals__")), {})
+        for v in list(names.values()):
+            src = v if inspect.ismodule(v) else sys.modules.get(
+                v.__module__ if isinstance(getattr(v, "__module__", None), str) else "")
+            f = getattr(src, "__file__", None)
+            if f and getattr(src, "__name__", "") != "__main__" and \
+                    os.path.dirname(os.path.abspath(f)) in dirs:
+                out.add(os.path.abspath(f))
     return out
 
 

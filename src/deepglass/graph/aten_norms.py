@@ -550,21 +550,21 @@ def _same_inputs(ip, n, others) -> bool:
 
 def _ancestors(n) -> set:
     """``n`` and every fx node it is computed from."""
+    return _reached(n, lambda u: u.all_input_nodes)
+
+
+def _descendants(n) -> set:
+    """``n`` and every fx node computed from it."""
+    return _reached(n, lambda u: u.users)
+
+
+def _reached(n, step) -> set:
+    """``n`` and every fx node ``step`` (a node's neighbours on one side)
+    reaches from it, depth first.  O(nodes reached + their edges)."""
     out, stack = set(), [n]
     while stack:
         u = stack.pop()
         if u not in out:
             out.add(u)
-            stack.extend(u.all_input_nodes)
-    return out
-
-
-def _descendants(n) -> set:
-    """``n`` and every fx node computed from it."""
-    out, stack = {n}, list(n.users)
-    while stack:
-        u = stack.pop()
-        if u not in out:
-            out.add(u)
-            stack.extend(u.users)
+            stack.extend(step(u))
     return out
