@@ -29,7 +29,8 @@ import torch.fx
 
 from .fixed_weights import FIXED_PREFIX
 
-__all__ = ["complex_as_real", "dft_weight", "inverse_dft_weight", "refuse_complex"]
+__all__ = ["complex_as_real", "dft_matrix", "dft_weight", "inverse_dft_weight",
+           "refuse_complex"]
 
 aten = torch.ops.aten
 
@@ -41,12 +42,40 @@ def dft_weight(n: int, onesided: bool = True, normalization: int = 0,
     ``x @ W`` viewed (F, 2) is ``view_as_real(fft(x))`` (F = n // 2 + 1 when
     ``onesided``, else n); ``normalization`` 1 divides by sqrt(n), 2 by n
     (``_fft_r2c``'s codes).  O(n F)."""
-    F = n // 2 + 1 if onesided else n
-    k = torch.arange(n, dtype=torch.float64)[:, None]
-    f = torch.arange(F, dtype=torch.float64)[None, :]
-    phase = 2 * math.pi * ((k * f) % n) / n      # exact reduction before the angle
-    w = torch.stack([torch.cos(phase), -torch.sin(phase)], dim=-1).reshape(n, 2 * F)
+    w = dft_matrix(n, n, 1, onesided=onesided)
     return (w / {0: 1.0, 1: math.sqrt(n), 2: float(n)}[int(normalization)]).to(dtype)
+
+
+def dft_matrix(m: int, n: int, parts: int = 1, inverse: bool = False,
+               onesided: bool = False) -> torch.Tensor:
+    """The DFT of length ``n`` of a signal of ``m`` samples as a real matrix
+    (float64).
+
+    Rows: the signal's parts (``parts`` 1: real, 2: real then imaginary), each
+    ``m`` samples (those past ``n`` are cropped: zero rows; a signal shorter
+    than ``n`` is zero padded: no rows needed); columns: (re, im) of each of
+    F frequencies (F = n // 2 + 1 when ``onesided``, else n), interleaved, so
+    that ``x_parts.reshape(..., parts * m) @ W`` viewed (..., F, 2) is the
+    transform.  The inverse divides by n (ONNX's convention); the inverse of a
+    one-sided spectrum (``m`` bins of the Hermitian half) is a real signal, as
+    ``torch.fft.irfft`` and ONNX's reference give: columns its n samples.
+    O(parts m F).
+    """
+    if inverse and onesided:         # (rows of inverse_dft_weight: re, im of each bin)
+        w = inverse_dft_weight(n, m, 2, torch.float64).reshape(m, 2, n).transpose(0, 1)
+        return w[:parts].reshape(parts * m, n)
+    F = n // 2 + 1 if onesided else n
+    k = torch.arange(min(m, n), dtype=torch.float64)[:, None]
+    f = torch.arange(F, dtype=torch.float64)[None, :]
+    theta = 2 * math.pi * ((k * f) % n) / n         # exact reduction before the angle
+    c, s = torch.cos(theta), torch.sin(theta) * (1.0 if inverse else -1.0)   # exp(+- i theta)
+    w = torch.zeros(parts, m, F, 2, dtype=torch.float64)
+    w[0, :len(k), :, 0], w[0, :len(k), :, 1] = c, s              # a (cos +- i sin)
+    if parts == 2:
+        w[1, :len(k), :, 0], w[1, :len(k), :, 1] = -s, c         # i b (cos +- i sin)
+    if inverse:
+        w /= n
+    return w.reshape(parts * m, 2 * F)
 
 
 def inverse_dft_weight(n: int, bins: int, normalization: int = 2,

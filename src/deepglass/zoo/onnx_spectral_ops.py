@@ -18,42 +18,10 @@ References: ONNX operators ``DFT`` (opsets 17, 20) and ``STFT`` (opset 17).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ..graph.spectral import inverse_dft_weight
+from ..graph.spectral import dft_matrix
 from .onnx_values import _Value
-
-
-def dft_matrix(m: int, n: int, parts: int, inverse: bool = False,
-               onesided: bool = False) -> torch.Tensor:
-    """The DFT of length ``n`` of a signal of ``m`` samples as a real matrix.
-
-    Rows: the signal's parts (``parts`` 1: real, 2: real then imaginary), each
-    ``m`` samples (those past ``n`` are cropped: zero rows; a signal shorter
-    than ``n`` is zero padded: no rows needed); columns: (re, im) of each of
-    F frequencies (F = n // 2 + 1 when ``onesided``, else n), interleaved, so
-    that ``x_parts.reshape(..., parts * m) @ W`` viewed (..., F, 2) is the
-    transform.  The inverse divides by n (ONNX's convention); the inverse of a
-    one-sided spectrum (``m`` bins of the Hermitian half) is a real signal, as
-    ``torch.fft.irfft`` and ONNX's reference give: columns its n samples.
-    O(parts m F).
-    """
-    if inverse and onesided:         # (rows of inverse_dft_weight: re, im of each bin)
-        w = inverse_dft_weight(n, m, 2, torch.float64).reshape(m, 2, n).transpose(0, 1)
-        return w[:parts].reshape(parts * m, n).float()
-    F = n // 2 + 1 if onesided else n
-    k = np.arange(min(m, n))[:, None]
-    f = np.arange(F)[None, :]
-    theta = 2 * np.pi * ((k * f) % n) / n          # exact reduction before the angle
-    c, s = np.cos(theta), np.sin(theta) * (1.0 if inverse else -1.0)   # exp(+- i theta)
-    w = np.zeros((parts, m, F, 2))
-    w[0, :len(k), :, 0], w[0, :len(k), :, 1] = c, s              # a (cos +- i sin)
-    if parts == 2:
-        w[1, :len(k), :, 0], w[1, :len(k), :, 1] = -s, c         # i b (cos +- i sin)
-    if inverse:
-        w /= n
-    return torch.from_numpy(w.reshape(parts * m, 2 * F)).float()
 
 
 def _parts_last(x: torch.Tensor, axis: int) -> torch.Tensor:
@@ -111,7 +79,7 @@ class _SpectralOps:
         # (the inverse of m one-sided bins: a signal of 2 (m - 1) samples by default)
         n = self._int_input(node, 1, "dft_length") or (2 * (m - 1) if inverse and onesided
                                                         else m)
-        w = _Value(const=dft_matrix(m, n, parts, inverse, onesided))
+        w = _Value(const=dft_matrix(m, n, parts, inverse, onesided).float())
         self.set(node, self.emit_function(dft_along, [x, axis, w, 1 if inverse and onesided
                                                       else 2], hint="dft", fixed=True))
 
@@ -133,7 +101,7 @@ class _SpectralOps:
         if step is None or step < 1 or length > x.tensor.shape[1]:
             self.refuse(node, f"frames of {length} samples every {step} do not fit a signal "
                         f"of {x.tensor.shape[1]}")
-        w = dft_matrix(length, length, parts, onesided=bool(a.get("onesided", 1)))
+        w = dft_matrix(length, length, parts, onesided=bool(a.get("onesided", 1))).float()
         if window is not None:       # the window scales each sample of every part
             w = w * window.float().reshape(-1).repeat(parts)[:, None]
         self.set(node, self.emit_function(stft_frames, [x, step, _Value(const=w), length],
