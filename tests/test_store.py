@@ -679,9 +679,52 @@ def test_a_damaged_manifest_is_named_as_such(tmp_path):
     del run
     text = (d / "manifest.jsonl").read_text()
     (d / "manifest.jsonl").write_text(text[:len(text) // 2])
+    with pytest.raises(DeepglassError, match=r"not recorded in manifest.jsonl, whose last "
+                                             r"line is cut short: the record is damaged"):
+        RunDir(d, {"seed": 0}, kind="frustration")
+    lines = text.splitlines(keepends=True)
+    (d / "manifest.jsonl").write_text("".join(lines[:len(lines) // 2]) + "{oops\n")
     with pytest.raises(DeepglassError, match=r"not recorded in manifest.jsonl, which has 1 "
                                              r"unreadable line\(s\): the record is damaged"):
         RunDir(d, {"seed": 0}, kind="frustration")
+
+
+@pytest.mark.parametrize("cut", ["name", "inside-name", "brace"])
+def test_a_crash_mid_append_leaves_a_run_that_resumes(tmp_path, caplog, cut):
+    """A crash (power loss) cut the manifest's last line short after its file
+    was renamed into place: the resume refused the run's own summary.json as
+    an unrecorded file.  A torn last line that names its file keeps that file
+    the run's (a unit is recomputed, a summary rewritten)."""
+    d = tmp_path / "r"
+    run = RunDir(d, {"seed": 0}, kind="frustration")
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+    run.write_unit("t", "u1", pd.DataFrame({"x": [2]}))
+    del run
+    text = (d / "manifest.jsonl").read_text()
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    assert last.startswith('{"path":"units/frustration/t/u1.parquet"')
+    keep = {"name": len('{"path":"units/frustration/t/u1.parquet"') + 3,
+            "inside-name": len('{"path":"units/frustr'), "brace": 1}[cut]
+    (d / "manifest.jsonl").write_text(text[:len(text) - len(last) - 1] + last[:keep])
+    if cut != "name":
+        # the name is not whole: the file is not known as the run's
+        (d / "units/frustration/t/u1.parquet").unlink()
+    with caplog.at_level("WARNING", logger="deepglass.store"):
+        again = RunDir(d, {"seed": 0}, kind="frustration")
+        assert again.finished_units("t") == {"u0"}
+    assert ("cut short by a crash" in caplog.text) == (cut == "name")
+    again.write_unit("t", "u1", pd.DataFrame({"x": [2]}))
+    again.update_summary({"delta": 0.1})
+    del again
+    # the summary's record was the last append: cut it, and the summary is
+    # rewritten, not refused as a foreign file
+    text = (d / "manifest.jsonl").read_text()
+    assert text.rstrip("\n").rsplit("\n", 1)[1].startswith('{"path":"summary.json"')
+    (d / "manifest.jsonl").write_text(text[:text.rindex('{"path":"summary.json"') + 30])
+    again = RunDir(d, {"seed": 0}, kind="frustration")
+    assert again.finished_units("t") == {"u0", "u1"}
+    again.update_summary({"delta": 0.2})
+    assert json.loads((d / "summary.json").read_text())["delta"] == 0.2
 
 
 def test_a_run_killed_while_writing_its_first_file_starts_afresh(tmp_path):

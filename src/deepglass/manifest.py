@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -46,9 +47,12 @@ class Manifest:
 
     Each line is ``{"path": rel, "sha256", "bytes", ...}`` (a file, recorded
     before it is renamed into place), ``{"tmp": rel}`` (a temporary name, recorded
-    as it is made) or ``{"removed": rel}``.  The last line about a path wins;
-    a torn last line (a kill mid-append) is ignored.  Appends are O(1); the log
-    is compacted when the run is opened.
+    as it is made) or ``{"removed": rel}``.  The last line about a path wins.
+    A torn last line (a crash mid-append: no newline, no whole JSON object) is
+    no damage: if it names a file or temporary (``{"path": "rel"`` ...), that
+    name stays the run's (a file's record then lacks its checksum, so a unit is
+    recomputed and a report rewritten); otherwise it is dropped.  Appends are
+    O(1); the log is compacted when the run is opened.
     """
 
     def __init__(self, root: Path):
@@ -57,12 +61,14 @@ class Manifest:
         self.files: dict[str, dict] = {}
         self.tmps: set[str] = set()
         self.unreadable = 0
+        self.torn = False
         self.lock = threading.Lock()
         self._warned: set[str] = set()
 
     def load(self) -> None:
         self.files, self.tmps = {}, set()
         self.unreadable = 0      # lines that are no JSON object (a damaged file)
+        self.torn = False        # the last line was cut short (a crash, or damage)
         try:
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
@@ -70,12 +76,19 @@ class Manifest:
         except OSError as exc:
             raise os_error(self.path, exc, "read")
         outside: list[str] = []
-        for line in text.splitlines():
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
             try:
                 e = json.loads(line)
             except ValueError:
-                self.unreadable += bool(line.strip())
-                continue
+                if i == len(lines) - 1 and not text.endswith("\n"):
+                    self.torn = True
+                    e = _torn_record(line)      # a crash cut the last append short
+                    if e is None:
+                        continue
+                else:
+                    self.unreadable += bool(line.strip())
+                    continue
             if not isinstance(e, dict):
                 self.unreadable += 1
                 continue
@@ -135,6 +148,22 @@ class Manifest:
             except OSError as exc:
                 raise os_error(self.path, exc)
             self.tmps = set()
+
+
+_TORN = re.compile(r'\{"(path|tmp)":("(?:[^"\\]|\\.)*")')
+
+
+def _torn_record(line: str) -> dict | None:
+    """The record a torn last line began (``{"path": rel, "torn": True}`` or
+    ``{"tmp": rel}``), if its name was written whole; else None."""
+    m = _TORN.match(line)
+    if m is None:
+        return None
+    try:
+        name = json.loads(m.group(2))
+    except ValueError:
+        return None
+    return {"path": name, "torn": True} if m.group(1) == "path" else {"tmp": name}
 
 
 def read_config(cfg: Path) -> dict | None:

@@ -199,6 +199,8 @@ class OwnedFiles:
         p = self.path / rel
         if not p.is_file():
             return "missing"
+        if e.get("torn"):
+            return "its record was cut short by a crash while it was written"
         key = (rel, e.get("sha256"))
         if key in self._verified:
             return None
