@@ -757,3 +757,28 @@ def test_a_long_list_that_differs_is_named_by_what_was_added_or_dropped(tmp_path
         "t", "u0", pd.DataFrame({"x": [1]}))
     with pytest.raises(DeepglassError, match=r"nulls: now with \['N1'\]\)"):
         RunDir(tmp_path / "r", {"nulls": old + ["N1"]}, kind="monotonicity")
+
+
+def test_a_model_file_spelled_another_way_resumes(tmp_path):
+    """`net.pt` then `./net.pt` (or its absolute path) was refused as another
+    configuration although the recorded weights digest was the same.  A name
+    whose digest agrees is the same run; another digest is still refused."""
+    d = tmp_path / "r"
+    cfg = {"model": "net.pt", "weights_sha256": "ab", "inputs": "data",
+           "inputs_sha256": "cd", "seed": 0}
+    run = RunDir(d, cfg, kind="active")
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+    del run
+    again = RunDir(d, {**cfg, "model": "./net.pt", "inputs": str(tmp_path / "data")},
+                   kind="active")
+    assert again.finished_units("t") == {"u0"}
+    assert "./net.pt" in (d / "config.toml").read_text()
+    del again
+    for changed in ({"model": "other.pt", "weights_sha256": "ef"},
+                    {"inputs": "more", "inputs_sha256": "ff"}):
+        with pytest.raises(DeepglassError, match="configuration differs"):
+            RunDir(d, {**cfg, **changed}, kind="active")
+    # without a digest on both sides, the name is compared as it is written
+    RunDir(tmp_path / "s", {"model": "alexnet", "seed": 0}, kind="frustration")
+    with pytest.raises(DeepglassError, match="model: recorded 'alexnet'"):
+        RunDir(tmp_path / "s", {"model": "resnet18", "seed": 0}, kind="frustration")

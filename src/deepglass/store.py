@@ -106,6 +106,11 @@ ADDED_KEYS = ("inputs_sha256",)
 #: left out of a record when it is compared
 DROPPED_KEYS = ("max_memory_gb",)
 
+#: keys naming what a digest key identifies (a model file as typed, an inputs
+#: folder): where the record and the run hold the same digest, another
+#: spelling of the name (``./net.pt``, an absolute path) is the same run
+NAMED_BY_DIGEST = {"model": "weights_sha256", "inputs": "inputs_sha256"}
+
 #: how the messages name the two ways out, for the command and for Python alike
 _ELSEWHERE = "use another run directory (--out, run=)"
 _FORCE = "force it (--force, force=True)"
@@ -562,10 +567,17 @@ def _short(value, limit: int = _SHORT) -> str:
 def _unsettled(config: Mapping[str, Any], current: Mapping[str, Any] | None = None) -> dict:
     """A kind's recorded configuration without its :data:`SETTLED_KEYS`; given
     the ``current`` configuration, with the :data:`ADDED_KEYS` the record
-    lacks taken from it (a run recorded before them)."""
+    lacks taken from it (a run recorded before them) and the names of
+    :data:`NAMED_BY_DIGEST` whose digest agrees spelled as now."""
     out = {k: v for k, v in config.items() if k not in SETTLED_KEYS + DROPPED_KEYS}
+    if current is None:
+        return out
     for k in ADDED_KEYS:
-        if current is not None and k in current and k not in out:
+        if k in current and k not in out:
+            out[k] = current[k]
+    for k, digest in NAMED_BY_DIGEST.items():
+        if k in out and k in current and out.get(digest) is not None \
+                and out.get(digest) == current.get(digest):
             out[k] = current[k]
     return out
 
