@@ -1779,3 +1779,25 @@ def test_a_gemm_of_two_constants_is_folded():
     module = onnx_to_module(proto, (1, 12, 3))
     np.testing.assert_allclose(_run(module, x.numpy()), _run(net, x.numpy()), atol=1e-5)
     assert _graph_sums(module, (1, 12, 3)) == _graph_sums(net, (1, 12, 3))
+
+
+def test_a_file_read_at_another_size_than_it_fixes_says_so():
+    """A U-Net exported at 16x16 (its Resize writes the skip's size, 16x16, as a
+    constant) read at 32x32 failed at a Concat's broadcast; the message now
+    says the file fixes its input at 16x16 and how to read it."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["a"], ["b"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Resize", ["b", "", "", "sizes"], ["u"], mode="nearest"),
+        helper.make_node("Concat", ["a", "u"], ["y"], axis=1),
+    ]
+    model = _model(nodes, {"x": [1, 1, 16, 16]}, {"y": [1, 4, 16, 16]},
+                   {"w": RNG.standard_normal((2, 1, 3, 3)).astype(np.float32),
+                    "sizes": np.array([1, 2, 16, 16], dtype=np.int64)})
+    # at its own size: the input, the conv, the pool and the resize (the concat adds none)
+    assert SignedGraph.from_module(onnx_to_module(model), (1, 16, 16)).n_nodes == \
+        256 + 2 * 256 + 2 * 64 + 2 * 256
+    with pytest.raises(DeepglassError, match=r"\(Concat\): .*the file fixes input 'x' at "
+                                             r"1x16x16 .*--input-shape 1,16,16\), or export "
+                                             r"it with dynamic axes"):
+        onnx_to_module(model, (1, 32, 32))

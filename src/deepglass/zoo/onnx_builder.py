@@ -56,6 +56,10 @@ class _BuilderBase(_Refusals):
         self._refuse_undefined(real)
         self.input_names = [i.name for i in real]
         self.input_shapes = self._input_shapes(real, input_shapes)
+        # inputs read at another size than the file fixes (its constants, a
+        # Resize's sizes or a Reshape's shape, may hold the file's size)
+        self.resized = [(i.name, fixed) for i, s in zip(real, self.input_shapes)
+                        if (fixed := self._static_shape(i)) is not None and fixed != tuple(s)]
         # a file written at a fixed batch B > 1 (an exporter given a dummy batch of
         # B): read at batch 1, its reshapes that write B as their first size are
         # read with the batch in its place (see op_Reshape)
@@ -112,6 +116,14 @@ class _BuilderBase(_Refusals):
         if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 1:
             return int(dims[0].dim_value)
         return None
+
+    @staticmethod
+    def _static_shape(inp) -> tuple[int, ...] | None:
+        """The input's shape without the batch where the file fixes every size."""
+        dims = inp.type.tensor_type.shape.dim
+        if len(dims) < 2 or not all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[1:]):
+            return None
+        return tuple(int(d.dim_value) for d in dims[1:])
 
     @staticmethod
     def _input_shape(inp, override) -> tuple[int, ...]:
@@ -279,6 +291,13 @@ class _BuilderBase(_Refusals):
         except Exception as exc:
             hint = (f"; the file was written at a fixed batch of {self.file_batch}: export "
                     "it with a batch of 1 or a dynamic batch axis") if self.file_batch else ""
+            if self.resized:
+                name, fixed = self.resized[0]
+                hint += (f"; the file fixes input {name!r} at {'x'.join(map(str, fixed))} "
+                         "and may hold sizes computed for it (a Resize's sizes, a Reshape's "
+                         f"shape): read it at that size (input_shape, --input-shape "
+                         f"{','.join(map(str, fixed))}), or "
+                         "export it with dynamic axes for its other sizes")
             raise DeepglassError(f"cannot convert ONNX node {_label(node)} ({op}): "
                                  f"{first_line(exc)}{hint}") from None
 
