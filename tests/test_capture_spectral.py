@@ -160,6 +160,46 @@ def test_a_phase_is_still_refused():
         SignedGraph.from_module(Squared(), (1, 16))
 
 
+class _SummedSpectra(nn.Module):
+    """Spectra of two branches added / subtracted: each part adds (they were
+    refused as complex arithmetic)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv = nn.Conv1d(1, 1, 3, padding=1)
+        self.fc = nn.Linear(18, 3)
+        self.register_buffer("m", torch.linspace(-1, 2, 9))
+
+    def forward(self, x):
+        z = torch.fft.rfft(x)
+        w = torch.fft.rfft(self.conv(x))
+        if self.how == "add":
+            s = z + w
+        elif self.how == "sub":
+            s = torch.sub(z.flip(-1), w, alpha=0.5)
+        elif self.how == "self":
+            s = z + z
+        else:                             # a sum of three, one a masked spectrum
+            s = (z + w) - self.m * w
+        return self.fc(torch.view_as_real(s).flatten(1))
+
+
+@pytest.mark.parametrize("how", ["add", "sub", "self", "three"])
+def test_a_sum_of_spectra_is_its_jacobian(how):
+    for capture in ("export", "core"):
+        assert_is_jacobian(_SummedSpectra(how), (1, 16), capture)
+
+
+def test_a_spectrum_plus_a_real_number_is_still_refused():
+    class Shifted(nn.Module):         # z + 1 shifts the real part only: not read
+        def forward(self, x):
+            return torch.view_as_real(torch.fft.rfft(x) + 1.0)
+
+    with pytest.raises(UnsupportedLayerError, match=r"complex values.*meets 'add'"):
+        SignedGraph.from_module(Shifted(), (1, 16))
+
+
 def test_a_negated_spectrum_is_its_jacobian():
     class Negated(nn.Module):
         def __init__(self):

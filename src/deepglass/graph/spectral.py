@@ -12,7 +12,8 @@ root (elementwise activations and an addition, as a spectrogram written with
 each complex value becomes a real one with a trailing dimension of 2 (real,
 imaginary), and the ops between the transform and its real reading (permutes,
 views, slices, flips, a real factor, or a real mask, which scales both parts
-alike and is read as any product is: a gate or a weight) move to that layout.  A program in which a
+alike and is read as any product is: a gate or a weight, and sums of two
+spectra, which add their parts) move to that layout.  A program in which a
 complex value meets anything else is left as it is (the capture refuses the
 complex op by name).
 
@@ -143,26 +144,41 @@ def _last_dim_only(node) -> bool:
 def _rewrite(gm, source) -> None:
     if _name(source.target) == "_fft_r2c" and not _last_dim_only(source):
         return
-    # the complex values reached from the source, in program order: each must
-    # be one the rewrite knows; anything else leaves the program as it is
-    complex_nodes, frontier = [source], [source]
+    # the complex values reached from the source (and from the sources of
+    # spectra added to them): each must be one the rewrite knows; anything
+    # else leaves the program as it is
+    complex_nodes, frontier = {source}, [source]
     while frontier:
         node = frontier.pop()
         for user in node.users:
+            if user in complex_nodes:
+                continue
             name = _name(user.target) if user.op == "call_function" else ""
             if name in _SINKS and (name != "_fft_c2r" or _last_dim_only(user)):
                 continue
+            sum_of = _spectra_summed(user)
             if name in _MOVES and _MOVES[name] not in ("pad", "roll") or _zero_pad(user) \
                     or name == "roll" and _roll_along_dims(user) \
-                    or name in ("mul", "div") and _real_factor(user, node):
-                complex_nodes.append(user)
+                    or name in ("mul", "div") and _real_factor(user, node) \
+                    or sum_of is not None:
+                complex_nodes.add(user)
                 frontier.append(user)
+                # the other spectrum's own sources: rewritten with this one
+                for other in _sources(sum_of or ()):
+                    if other is None or _name(other.target) == "_fft_r2c" and \
+                            not _last_dim_only(other):
+                        source.meta["complex_use"] = name
+                        return
+                    if other not in complex_nodes:
+                        complex_nodes.add(other)
+                        frontier.append(other)
                 continue
             source.meta["complex_use"] = name or user.op     # said by refuse_complex
             return
     g = gm.graph
+    order = {n: i for i, n in enumerate(g.nodes)}
     real = {}                        # complex node -> its real form (..., 2)
-    for node in complex_nodes:        # (before the next node: in the order made)
+    for node in sorted(complex_nodes, key=order.__getitem__):   # operands first
         with g.inserting_before(node.next):
             real[node] = _real_form(gm, node, real)
     for node in complex_nodes:
@@ -196,8 +212,8 @@ def refuse_complex(ip, n, args, kwargs, real):
     ip.unsupported(n, "complex values", "deepglass reads a complex value only as its real and "
                    "imaginary parts (view_as_real), its magnitude (abs), or through an inverse "
                    "FFT of view_as_complex(parts), with permutes, views, slices, flips, rolls, "
-                   f"zero padding and real factors or masks between{here}; a phase, complex "
-                   "products, sums of spectra and other complex arithmetic are not read")
+                   f"zero padding, sums of spectra and real factors or masks between{here}; "
+                   "a phase, complex products and other complex arithmetic are not read")
 
 
 def _zero_pad(node) -> bool:
@@ -226,6 +242,39 @@ def _real_factor(node, z) -> bool:
         val.is_floating_point()
 
 
+def _complex(node) -> bool:
+    val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+    return isinstance(val, torch.Tensor) and val.is_complex()
+
+
+def _spectra_summed(node) -> tuple | None:
+    """The two complex operands of ``z1 + z2`` / ``z1 - z2`` (a sum of spectra is
+    the sum of their real and imaginary parts), else None."""
+    if node.op != "call_function" or _name(node.target) not in ("add", "sub") \
+            or len(node.args) != 2 or not all(map(_complex, node.args)):
+        return None
+    return tuple(node.args)
+
+
+def _sources(nodes) -> list:
+    """The complex values of :data:`_SOURCES` that ``nodes`` are computed from
+    through complex values (None for one made otherwise: a complex constant)."""
+    found, seen, stack = [], set(), list(nodes)
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.op == "call_function" and _name(n.target) in _SOURCES:
+            found.append(n)
+            continue
+        ins = [a for a in n.all_input_nodes if _complex(a)]
+        if not ins:
+            return [None]
+        stack.extend(ins)
+    return found
+
+
 def _roll_along_dims(node) -> bool:
     dims = node.args[2] if len(node.args) > 2 else node.kwargs.get("dims", ())
     return bool(dims)
@@ -244,6 +293,8 @@ def _real_form(gm, node, real):
         lead = list(node.meta["val"].shape[:-1])
         return g.call_function(aten.view.default, (y, lead + [-1, 2]))
     name, args = _name(node.target), list(node.args)
+    if _spectra_summed(node) is not None:        # both parts added (alpha: a real factor)
+        return g.call_function(node.target, (real[args[0]], real[args[1]]), dict(node.kwargs))
     z = args[1] if name == "mul" and args[1] in real else args[0]   # (a * z)
     src, nd = real[z], _ndim(z)
     if name in ("mul", "div"):
