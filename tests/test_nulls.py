@@ -179,6 +179,34 @@ def test_n1_module_permutes_each_layer_and_keeps_the_rest():
         assert torch.equal(m.bias, m1.bias)
 
 
+@pytest.mark.parametrize("how", ["weight_norm", "spectral_norm", "orthogonal"])
+def test_nulls_of_a_module_with_parametrized_weights(how):
+    """N1 / N3 of a net whose weights a parametrization computes (weight norm,
+    spectral norm): the draws were copied into the recomputed weight and lost,
+    so the null was the real network.  N1 now permutes the weights the
+    parametrization computes, N3 draws anew, and the original is untouched."""
+    from torch.nn.utils import parametrizations as P
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 4))
+    for i in (0, 3):
+        getattr(P, how)(net[i])
+    net.eval()
+    x = torch.randn(2, 2, 6, 6)
+    with torch.no_grad():
+        y, weights = net(x), [net[i].weight.clone() for i in (0, 3)]
+    n1, n3 = null_model(net, "N1", seed=3), null_model(net, "N3-he", seed=3)
+    for i, w in zip((0, 3), weights):
+        assert torch.equal(n1[i].weight.flatten().sort().values, w.flatten().sort().values)
+        assert not torch.equal(n1[i].weight, w) and not torch.equal(n3[i].weight, w)
+        assert n1[i].weight.shape == n3[i].weight.shape == w.shape
+    with torch.no_grad():                            # the original still computes the same
+        assert torch.equal(net(x), y) and all(torch.equal(net[i].weight, w)
+                                               for i, w in zip((0, 3), weights))
+    graphs = [SignedGraph.from_module(m, (2, 6, 6), dtype=torch.float64) for m in (n1, net)]
+    assert (graphs[0].to_scipy() != graphs[1].to_scipy()).nnz > 0
+
+
 def test_n1_keeps_weight_sharing():
     """The explicit graph of the N1 module is the Toeplitz matrix of the permuted
     kernels: identical to the graph-level N1 (same keyed permutation per layer)."""

@@ -107,15 +107,33 @@ def _module_layers(model: nn.Module, seed: int, *, kind: str, draw, fresh: bool)
         raise UncopyableModule(f"null model {kind} of {type(model).__name__} redraws a copy "
                                f"of it, and it cannot be copied ({first_line(exc, limit=120)});"
                                " pass its SignedGraph instead") from None
+    from torch.nn.utils import parametrize
+
     with torch.no_grad():
-        for name, m in new.named_modules():
+        for name, m in list(new.named_modules()):
             if isinstance(m, _WEIGHT_LAYERS):
+                if parametrize.is_parametrized(m):
+                    _plain_parameters(m)
                 m.weight.copy_(draw(m.weight, _generator(kind, seed, name, m.weight.device)))
                 if fresh and m.bias is not None:
                     m.bias.zero_()
             elif fresh and isinstance(m, nn.modules.batchnorm._NormBase):
                 m.reset_parameters()
     return new
+
+
+def _plain_parameters(m: nn.Module) -> None:
+    """Make the parametrized tensors of ``m`` (weight norm, spectral norm, ...:
+    recomputed on each read, so a copy into one is lost) plain parameters
+    holding the values their parametrizations compute.  ``m`` is a copy:
+    ``parametrize.remove_parametrizations`` would change the class it shares
+    with the original, so the copy takes the class the parametrized one
+    derives from instead."""
+    values = {k: getattr(m, k).detach().clone() for k in m.parametrizations}
+    m.__class__ = m.__class__.__bases__[0]
+    del m._modules["parametrizations"]
+    for k, v in values.items():
+        m.register_parameter(k, nn.Parameter(v))
 
 
 class UncopyableModule(DeepglassError):
