@@ -682,6 +682,28 @@ def test_a_parameter_written_in_forward_is_named_as_the_cause():
         assert "file an issue" not in msg and "\n" not in msg
 
 
+def test_a_max_norm_layer_is_read_with_the_weights_its_forward_uses():
+    """braindecode's Conv2dWithConstraint renorms its weight in forward; the
+    torch.fx capture read the weights before any forward ran (stale: off by
+    up to 0.04 of 0.17).  It now reads those of one inference, as the default
+    capture does (the exporter's run renorms them first)."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from jacobian import assert_is_jacobian
+
+    class Conv2dWithConstraint(nn.Conv2d):
+        def forward(self, x):
+            self.weight.data = torch.renorm(self.weight.data, p=2, dim=0, maxnorm=0.5)
+            return super().forward(x)
+
+    for capture in ("fx", "auto"):
+        torch.manual_seed(0)
+        net = nn.Sequential(Conv2dWithConstraint(3, 4, 3, padding=1),   # (linear: the
+                            Conv2dWithConstraint(4, 2, 3))                # Jacobian is exact)
+        assert_is_jacobian(net, (3, 6, 6), capture)
+
+
 def test_a_value_s_data_read_in_forward_is_the_value():
     """MONAI's option-A shortcut writes torch.cat([out.data, zeros]): torch.export
     cannot trace .data (a 'lifted tensor', refused with a hint about parameters);

@@ -246,6 +246,10 @@ def _capture(model, inputs, forward_kwargs, rules, capture, pool_weight, batchno
                 raise DeepglassError(f"cannot capture {type(model).__name__} with "
                                      f"torch.export: {_export_hint(str(exc))}") from None
             export_msg = _export_hint(str(exc))
+    else:
+        # the weights of one inference (a max-norm layer renorms its weight in
+        # forward, as the exporter's run above does under "auto")
+        _check_forward(model, inputs, forward_kwargs)
     try:
         return _capture_fx(model, inputs, forward_kwargs, Builder(pool_weight, batchnorm, record))
     except UnsupportedLayerError as exc:
