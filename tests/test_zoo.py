@@ -973,12 +973,22 @@ def test_weight_norm_of_every_dim_is_made_plain_and_other_pairs_are_not():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             weight_norm(conv, dim=dim)
-        plain = _plain_weights(conv.state_dict(), own)
+        # the keys of any two-tensor parametrization: the reading is said
+        with pytest.warns(UserWarning, match=r"original0 / original1\) of weight; read as "
+                                             r"weight norm, g v / \|\|v\|\|"):
+            plain = _plain_weights(conv.state_dict(), own)
         assert sorted(plain) == ["bias", "weight"], dim
         assert torch.allclose(plain["weight"], conv.weight, atol=1e-6), dim
     pair = {"parametrizations.weight.original0": torch.randn(4, 4),
             "parametrizations.weight.original1": torch.randn(4, 4)}
     assert sorted(_plain_weights(pair, {"weight": torch.zeros(4, 4)})) == sorted(pair)
+    old = nn.Conv1d(2, 3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.nn.utils.weight_norm(old)
+    with warnings.catch_warnings():           # weight_g / weight_v: weight norm's own keys
+        warnings.simplefilter("error")
+        assert torch.allclose(_plain_weights(old.state_dict(), own)["weight"], old.weight)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])

@@ -116,6 +116,7 @@ def _plain_weights(state: dict[str, torch.Tensor], own: Mapping[str, torch.Tenso
     and weight norm (``parametrizations.X.original0/1``, or the older ``X_g`` /
     ``X_v``: ``g v / ||v||``, the norm over the axes where ``g`` has size 1)."""
     state = dict(state)
+    guessed = []                 # parametrizations read as weight norm (their keys say no more)
     for k in own:
         if k in state:
             continue
@@ -138,7 +139,15 @@ def _plain_weights(state: dict[str, torch.Tensor], own: Mapping[str, torch.Tenso
             norm = v.pow(2).sum(dim=axes, keepdim=True).sqrt() if axes else v.abs()
             state[k] = g * v / norm
             del state[g_key], state[v_key]
+            if g_key.startswith(par):
+                guessed.append(k)
             break
+    if guessed:
+        warnings.warn(
+            f"the state dict holds two-tensor parametrizations (original0 / original1) of "
+            f"{_first(guessed)}; read as weight norm, g v / ||v||: if they are another "
+            "parametrization, register it on the architecture (torch.nn.utils.parametrize) "
+            "so that the state dict loads as it is", UserWarning, stacklevel=3)
     return state
 
 
