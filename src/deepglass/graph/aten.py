@@ -59,10 +59,11 @@ KEEP_WHOLE = ("prelu", "silu", "hardswish", "hardsigmoid", "mish", "softshrink",
               # index arithmetic and in-place copies)
               "pad", "_pad_circular", "reflection_pad1d", "reflection_pad2d",
               "reflection_pad3d", "replication_pad1d", "replication_pad2d", "replication_pad3d",
-              # and the 1-d and 3-d upsamplings (one layer each, SPEC §1b; core ATen
-              # keeps only the 2-d ones, the others became chains of lerps and copies)
+              # and the upsamplings core ATen decomposes (one layer each, SPEC §1b; they
+              # became chains of lerps and copies, bicubic's weights in float32)
               "upsample_nearest1d", "upsample_nearest3d", "_upsample_nearest_exact1d",
-              "_upsample_nearest_exact3d", "upsample_linear1d", "upsample_trilinear3d")
+              "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "upsample_linear1d",
+              "upsample_trilinear3d", "upsample_bicubic2d")
 
 
 class ExportFailed(Exception):
@@ -526,7 +527,7 @@ ATEN_OPS: dict = {
            "_upsample_nearest_exact2d _upsample_nearest_exact3d", _upsample("nearest")),
     **_ops("upsample_linear1d upsample_bilinear2d upsample_trilinear3d", _upsample("linear")),
     **_ops("_upsample_bilinear2d_aa", _upsample("linear")),       # antialias=True
-    **_ops("_upsample_bicubic2d_aa", _signed(_upsample("cubic"))),
+    **_ops("upsample_bicubic2d _upsample_bicubic2d_aa", _signed(_upsample("cubic"))),
     **_ops("relu relu6 sigmoid hardsigmoid _softmax softmax exp softplus", _monotone(True)),
     **_ops("elu celu", _elu),
     **_ops("tanh selu expm1 log1p erf _log_softmax log_softmax log_sigmoid "
