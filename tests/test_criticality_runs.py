@@ -280,3 +280,25 @@ def test_a_changed_matrix_or_model_file_is_another_run(tmp_path, cli):
     torch.save({k: 5 * v for k, v in torch.load(weights).items()}, weights)
     code, out, err = cli(argv)
     assert code == 2 and "configuration differs (weights_sha256: recorded" in err
+
+
+def test_bad_configurations_are_refused_before_any_data_is_read(tmp_path):
+    """A seed of 2^32 or more ended in scikit-learn's traceback after the data
+    was loaded, a NaN threshold counted every unit inactive, and a dict given
+    as a configuration raised an AttributeError."""
+    from deepglass.criticality.data import _split
+
+    for kw, msg in (({"seed": -1}, "seed must be a non-negative integer"),
+                    ({"seed": 2**63}, "below 2\\^63"),
+                    ({"threshold": float("nan")}, "threshold must be a finite number"),
+                    ({"lr": 0.0}, "lr must be a finite number > 0")):
+        with pytest.raises(DeepglassError, match=msg):
+            run_powerlaw(PowerLawConfig(nets=["feedforward"], **kw))
+    with pytest.raises(DeepglassError, match="cfg must be of type PowerLawConfig, got dict"):
+        run_powerlaw({"nets": ["feedforward"]})
+    with pytest.raises(DeepglassError, match="cfg must be of type MeanFieldConfig, got dict"):
+        run_meanfield(np.eye(3), {"n_t": 3})
+    # a seed above scikit-learn's 2^32 splits, deterministically
+    X, y = np.arange(40.0).reshape(20, 2), np.arange(20) % 2
+    a, b = (_split(X, y, 0.25, 2**40) for _ in range(2))
+    assert np.array_equal(a[0], b[0]) and len(a[1]) == 5

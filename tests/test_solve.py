@@ -757,6 +757,27 @@ def test_bad_arguments_of_frustration_are_one_line_errors():
                     ({"init": np.ones((3, n + 1))}, rf"an array \(R, {n}\)")]:
         with pytest.raises(DeepglassError, match=msg):
             deepglass.frustration(g, **kw)
+    # descent's options: a NaN tol made every comparison false, and the random
+    # starts came back as verified local minima (0 sweeps)
+    for kw, msg in [({"tol": float("nan")}, r"tol must be a number in \[0, 1\), got nan"),
+                    ({"tol": -1.0}, "tol must be"), ({"gamma": "0.5"}, "gamma must be"),
+                    ({"decay": float("nan")}, r"decay must be a number in \[0, 1\]"),
+                    ({"sparse_ratio": float("nan")}, "sparse_ratio must be"),
+                    ({"max_sweeps": -1}, "max_sweeps must be a non-negative integer"),
+                    ({"max_sweeps": 2.5}, "max_sweeps must be"),
+                    ({"seed": 2**64}, "seed must be a non-negative integer below 2\^63")]:
+        with pytest.raises(DeepglassError, match=msg):
+            deepglass.frustration(g, replicas=2, **kw)
+    assert deepglass.frustration(g, replicas=2, tol=np.float32(1e-5), max_sweeps=np.int64(50),
+                                 gamma=np.float32(0.9)).local_min.all()
+    # a float16 / bfloat16 graph: a numba or stencil error inside the solver
+    for dtype in (torch.float16, torch.bfloat16):
+        for kw in ({}, {"engine": "matrix-free"}, {"method": "greedy"}):
+            with pytest.raises(DeepglassError, match=f"the graph's weights are {dtype}; the "
+                                                     "solvers run in torch.float32"):
+                deepglass.frustration(g.to(dtype=dtype), replicas=2, **kw)
+    assert deepglass.frustration(g.to(dtype=torch.float16), replicas=2,
+                                 dtype=torch.float32).frustration > 0
     # given start gauges set the number of replicas; the default is the paper's 80
     assert len(deepglass.frustration(g, init=np.ones((3, n))).energies) == 3
     assert len(deepglass.frustration(g, replicas=3, init=np.ones((3, n))).energies) == 3

@@ -69,7 +69,9 @@ def check_count(value, name: str, least: int = 1) -> int:
 
 
 def check_seed(seed) -> int:
-    """``seed`` as an ``int``: a non-negative Python or NumPy integer (not a bool).
+    """``seed`` as an ``int``: a non-negative Python or NumPy integer (not a
+    bool) below 2^63 (what NumPy's and torch's generators, and a run's
+    ``config.toml``, hold).
 
     Raises
     ------
@@ -80,4 +82,6 @@ def check_seed(seed) -> int:
 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DeepglassError(f"seed must be a non-negative integer, got {seed!r}")
+    if seed >= 2**63:
+        raise DeepglassError(f"seed must be a non-negative integer below 2^63, got {seed!r}")
     return int(seed)

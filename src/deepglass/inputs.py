@@ -53,7 +53,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .errors import DeepglassError, first_line
+from .errors import DeepglassError, check_seed, first_line
 from .images import (IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD, SKIMAGE_IMAGES, decode_file,
                      image_shape, pil, preprocess_image, skimage_loaders, sklearn_loaders)
 
@@ -410,6 +410,7 @@ def load_inputs(spec, input_shape: Sequence[int], n: int | None = None, seed: in
 def _load_batch(spec, input_shape, n, seed, *, resize, mean, std) -> InputBatch:
     """:func:`load_inputs` without the check that ``n`` inputs came back."""
     n = _check_n(n)
+    seed = check_seed(seed)
     try:
         shape = tuple(int(s) for s in input_shape)
         whole = all(float(s) == float(t) for s, t in zip(shape, input_shape))

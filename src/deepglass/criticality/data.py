@@ -206,7 +206,9 @@ def _split(X, y, test_fraction: float, seed: int):
 
     counts = np.bincount(y)
     strat = y if counts[counts > 0].min() >= 2 and len(np.unique(y)) <= test_fraction * len(y) else None
-    return train_test_split(X, y, test_size=test_fraction, stratify=strat, random_state=seed)
+    # scikit-learn takes seeds below 2^32; a larger one (up to 2^63) is hashed there
+    state = seed if seed < 2**32 else int(np.random.SeedSequence(seed).generate_state(1)[0])
+    return train_test_split(X, y, test_size=test_fraction, stratify=strat, random_state=state)
 
 
 def _subsample(X, y, k: int | None, rng: np.random.Generator):

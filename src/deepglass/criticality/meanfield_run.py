@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError, first_line
+from ..errors import DeepglassError, check_type, first_line
 from ..runner import Experiment, Unit, UnitOutput
 
 __all__ = ["MeanFieldConfig", "MeanFieldResult", "load_matrix", "coupling_info", "run_meanfield",
@@ -424,7 +424,7 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
     from .curves import critical_exponents
     from ..runner import Stages
 
-    cfg.validate()
+    check_type(cfg, MeanFieldConfig, "cfg").validate()
     t0 = time.perf_counter()
     if isinstance(W, (str, Path)):
         # recorded as the command line records a matrix file, so that either one

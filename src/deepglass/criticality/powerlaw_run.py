@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_seed, check_type
 from ..runner import Experiment, Unit, UnitOutput
 
 __all__ = ["PowerLawConfig", "PowerLawResult", "run_powerlaw", "judge_observables",
@@ -120,6 +120,13 @@ class PowerLawConfig:
                 raise DeepglassError(f"{name} must be a positive integer, got {v!r}")
         if self.n_boot < 0:
             raise DeepglassError(f"n_boot must be >= 0, got {self.n_boot}")
+        check_seed(self.seed)
+        for name in ("threshold", "lr"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) \
+                    or (name == "lr" and v <= 0):
+                raise DeepglassError(f"{name} must be a finite number"
+                                     f"{' > 0' if name == 'lr' else ''}, got {v!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -394,7 +401,7 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None, *, execut
     from .data import fit_to_input, load_dataset
     from ..runner import Stages
 
-    cfg.validate()
+    check_type(cfg, PowerLawConfig, "cfg").validate()
     t0 = time.perf_counter()
     if cfg.user_model:
         from .observables import resolve_layers

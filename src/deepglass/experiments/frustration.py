@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_seed
 from ..graph import SignedGraph
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
@@ -467,6 +467,7 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     nulls = parse_nulls(nulls)
     _check_args(replicas, null_instances, starts_per_null, replicas_per_unit, draws_per_unit,
                 method, init, alpha, options)
+    seed = check_seed(seed)
     if not isinstance(executor, Executor):
         get_executor(executor, address)   # a bad name or address: refused before tracing
     from ..solve import check_weighted

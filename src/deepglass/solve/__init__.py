@@ -516,7 +516,12 @@ def check_weighted(graph: SignedGraph) -> None:
     """Refuse a graph whose frustration is undefined: eps is a fraction of the
     edges' total |weight| (SPEC §2), 0/0 without edges or with all weights 0,
     and no number where the weights overflow the graph's dtype (finite
-    parameters whose batch-norm fold does not fit)."""
+    parameters whose batch-norm fold does not fit), and a precision no
+    solver runs in (float16 / bfloat16)."""
+    if graph.dtype not in (torch.float32, torch.float64):
+        raise DeepglassError(f"the graph's weights are {graph.dtype}; the solvers run in "
+                             "torch.float32 or torch.float64: pass dtype=torch.float32 (or "
+                             "use graph.to(dtype=torch.float32))")
     if graph.n_edges == 0:
         raise DeepglassError("the graph has no edges")
     if not math.isfinite(graph.abs_total()):

@@ -43,6 +43,7 @@ field, so the result is a verified single-flip local minimum.
 
 from __future__ import annotations
 
+import numbers
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -231,12 +232,19 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
     class's flips; minima and checks go ``chunk`` replicas at a time), plus sparse updates of at most ``SPARSE_CHUNK`` edges at a
     time and the operator's own temporaries.
     """
-    if not 0.0 <= gamma < 1.0:
-        raise DeepglassError(f"gamma must be in [0, 1), got {gamma}")
-    if decay is not None and not 0.0 <= decay <= 1.0:
-        raise DeepglassError(f"decay must be in [0, 1], got {decay}")
+    # (a NaN tolerance made every comparison false: random starts were reported
+    # as verified local minima)
+    _check_number("gamma", gamma, closed=False)
+    if decay is not None:
+        _check_number("decay", decay)
+    _check_number("tol", tol, closed=False)
+    _check_number("sparse_ratio", sparse_ratio)
     if threshold not in ("global", "block"):
         raise DeepglassError(f"threshold must be 'global' or 'block', not {threshold!r}")
+    if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, numbers.Integral) \
+            or max_sweeps < 0:
+        raise DeepglassError(f"max_sweeps must be a non-negative integer, got {max_sweeps!r}")
+    max_sweeps = int(max_sweeps)
     per_block = threshold == "block"
     engine = choose_engine(graph, sigma0.shape[0], engine)
     if decay is None:
@@ -246,6 +254,14 @@ def descent(graph: SignedGraph, sigma0: torch.Tensor, *, gamma: float = 0.9,
     with full_float32():
         return _matrix_free(graph, sigma0, gamma, decay, per_block, max_sweeps, sparse_ratio,
                             tol, callback)
+
+
+def _check_number(name: str, value, closed: bool = True) -> None:
+    """``value`` a real number in [0, 1] (``closed``) or [0, 1), else one line."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+            0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
+        raise DeepglassError(f"{name} must be a number in [0, 1{']' if closed else ')'}, "
+                             f"got {value!r}")
 
 
 @contextmanager
