@@ -19,6 +19,23 @@ def test_lazy_names_all_exist():
         assert getattr(crit, name) is not None, name
 
 
+def test_dir_and_help_list_the_lazy_names():
+    """dir(deepglass) showed none of frustration, null_model, ... before first
+    use (nor help()'s FUNCTIONS section): the names are imported lazily."""
+    import subprocess
+    import sys
+
+    # a fresh process: nothing imported before the checks
+    code = ("import deepglass, deepglass.criticality as c, deepglass.experiments as e\n"
+            "for m in (deepglass, c, e):\n"
+            "    missing = set(m.__all__) - set(dir(m))\n"
+            "    assert not missing, (m.__name__, missing)\n"
+            "import pydoc\n"
+            "text = pydoc.render_doc(deepglass, renderer=pydoc.plaintext)\n"
+            "assert 'near_monotonicity(' in text and 'null_model(' in text\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_python_api():
     W = np.full((30, 30), 0.7)
     assert abs(crit.critical_temperature(W) - 0.7) < 1e-9

@@ -1,5 +1,6 @@
 """Lazy package attributes (PEP 562): ``import deepglass`` stays cheap, and a
-name's module (torch, numba kernels, ...) is imported on first use."""
+name's module (torch, numba kernels, ...) is imported on first use; ``dir()``
+(and so ``help()`` and tab completion) still lists them."""
 
 from __future__ import annotations
 
@@ -23,3 +24,13 @@ def lazy_getattr(package: str, table: Mapping[str, str]) -> Callable[[str], obje
         return value
 
     return __getattr__
+
+
+def lazy_dir(package: str, table: Mapping[str, str]) -> Callable[[], list[str]]:
+    """A module-level ``__dir__`` for ``package``: its attributes and the lazy
+    names of ``table`` (which ``dir()`` and ``help()`` list before first use)."""
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(table))
+
+    return __dir__

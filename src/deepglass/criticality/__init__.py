@@ -20,7 +20,7 @@ Names are imported lazily (torch is only loaded when a net is needed).
 
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from .._lazy import lazy_dir, lazy_getattr
 
 _LAZY = {
     # mean field
@@ -53,3 +53,4 @@ __all__ = sorted(_LAZY)
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
+__dir__ = lazy_dir(__name__, _LAZY)

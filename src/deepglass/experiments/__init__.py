@@ -14,7 +14,7 @@ Imported lazily (each experiment pulls in only what it needs):
 
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from .._lazy import lazy_dir, lazy_getattr
 
 # public name -> submodule that defines it
 _LAZY = {
@@ -34,3 +34,4 @@ __all__ = sorted(_LAZY)
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
+__dir__ = lazy_dir(__name__, _LAZY)
