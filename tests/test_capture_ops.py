@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from jacobian import assert_is_jacobian
+from jacobian import assert_is_jacobian, path_sums
 
 from deepglass.errors import DeepglassError, UnsupportedLayerError
 from deepglass.graph import NonMonotoneActivationWarning, SignedGraph
@@ -782,3 +782,83 @@ def test_a_selection_by_value_is_refused_saying_so(how):
 
     with pytest.raises(UnsupportedLayerError, match=rf"'{how}' \(selection by value\)"):
         SignedGraph.from_module(Select().eval(), (3, 16))
+
+
+class _PReLUWrittenOut(nn.Module):
+    """A PReLU as TensorFlow's exporters write it: relu(y) + a * relu(-y) (a <= 0
+    per channel: slope -a below zero)."""
+
+    def __init__(self, negate=True):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(2, 3, 3, bias=False), nn.Conv2d(3, 2, 3, bias=False)
+        self.negate = negate
+        self.register_buffer("a", -torch.linspace(0.05, 0.3, 3).reshape(1, 3, 1, 1))
+
+    def forward(self, x):
+        y = self.c1(x)
+        return self.c2(torch.relu(y) + self.a * torch.relu(-y if self.negate else y))
+
+
+def test_a_prelu_written_out_is_one_activation():
+    """relu(y) and relu(-y) were taken for one function of y, so their sum was
+    read as a rescaling of y by 1 + |a| (13 % off): two functions of the same
+    nodes make one more activation, linearized as any (SPEC §1b: no edges,
+    weight 1).  relu(y) + a * relu(y) is still the rescaling (1 + a) relu(y)."""
+    torch.manual_seed(0)
+    net = _PReLUWrittenOut().double().eval()
+    plain = nn.Sequential(net.c1, net.c2)
+    a, b = (SignedGraph.from_module(m, (2, 7, 7), dtype=torch.float64) for m in (net, plain))
+    assert a.n_nodes == b.n_nodes and abs(a.to_scipy() - b.to_scipy()).max() < 1e-12
+    same = _PReLUWrittenOut(negate=False).double().eval()
+    same.load_state_dict(net.state_dict())
+    c = SignedGraph.from_module(same, (2, 7, 7), dtype=torch.float64)
+    factor = (1 + net.a).reshape(3)
+    folded = nn.Sequential(nn.Conv2d(2, 3, 3, bias=False),
+                           nn.Conv2d(3, 2, 3, bias=False)).double()
+    with torch.no_grad():
+        folded[0].weight.copy_(net.c1.weight)
+        folded[1].weight.copy_(net.c2.weight * factor.reshape(1, 3, 1, 1))
+    d = SignedGraph.from_module(folded, (2, 7, 7), dtype=torch.float64)
+    np.testing.assert_allclose(path_sums(c)[c.output_index], path_sums(d)[d.output_index],
+                               rtol=1e-12, atol=1e-14)
+
+
+class _GroupedWeights(nn.Module):
+    """Products with one fixed matrix per batch entry."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        torch.manual_seed(3)
+        if how == "grouped":          # x (B, G, N, D) @ W (G, D, E)
+            self.w = nn.Parameter(torch.randn(3, 6, 4))
+        elif how == "local":          # a locally connected layer
+            self.w = nn.Parameter(torch.randn(5, 3, 6, 6))
+        elif how == "weight-left":    # W (G, E, N) @ x (B, G, N, D)
+            self.w = nn.Parameter(torch.randn(3, 4, 6))
+        else:                         # baddbmm with a bias and alpha
+            self.w, self.b = nn.Parameter(torch.randn(6, 4)), nn.Parameter(torch.randn(1, 5, 4))
+
+    def forward(self, x):
+        if self.how == "grouped":
+            return torch.matmul(x, self.w)
+        if self.how == "local":
+            return torch.einsum("bchw,ochw->bohw", x, self.w)
+        if self.how == "weight-left":
+            return torch.matmul(self.w, x)
+        return torch.baddbmm(self.b, x, self.w.expand(x.shape[0], -1, -1), alpha=0.5)
+
+
+@pytest.mark.parametrize("how, shape", [("grouped", (3, 6, 6)), ("local", (3, 6, 6)),
+                                        ("weight-left", (3, 6, 5)), ("baddbmm", (5, 6))])
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_products_with_a_fixed_matrix_per_batch_entry(how, shape, capture):
+    """A grouped linear layer (x @ W, W of (G, D, E)), a locally connected layer
+    (einsum 'bchw,ochw->bohw') and baddbmm were refused as "a batched product of
+    network values ... has no fixed weights"; W is a parameter: a dense layer per
+    group, the edges of a grouped 1x1 convolution."""
+    g = assert_is_jacobian(_GroupedWeights(how), shape, capture)
+    per_group = {"grouped": 3 * 6 * 6 * 4, "local": 36 * 3 * 5, "weight-left": 3 * 4 * 6 * 5,
+                 "baddbmm": 5 * 6 * 4}[how]
+    if capture == "export":              # (core ATen writes alpha as a layer of its own)
+        assert g.n_edges == per_group    # no zero-weight edges between groups

@@ -742,3 +742,21 @@ def test_an_export_failure_names_where_in_the_user_s_code():
     with pytest.raises(DeepglassError, match=r"at test_graph\.py:\d+ in forward: a number read "
                                              r"from a tensor's data"):
         SignedGraph.from_module(net, (1, 16), capture="export")
+
+
+def test_a_model_that_mixes_precisions_is_not_said_to_refuse_the_shape():
+    """A float64 model whose forward makes a float32 tensor (braindecode's
+    SyncNet) was said not to accept its input's shape."""
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv1d(4, 3, 3)
+
+        def forward(self, x):
+            return self.c(x) + F.conv1d(x[:, :1], torch.ones(1, 1, 3))
+
+    with pytest.raises(DeepglassError, match=r"Mixed does not run in torch.float64 on a sample "
+                                             r"of shape \(4, 32\) \(it mixes precisions: "):
+        SignedGraph.from_module(Mixed().double().eval(), (4, 32), dtype=torch.float64)
+    with pytest.raises(DeepglassError, match=r"does not accept input of shape \(5, 32\)"):
+        SignedGraph.from_module(Mixed().eval(), (5, 32))

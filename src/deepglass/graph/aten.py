@@ -36,6 +36,7 @@ from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _non
 from .aten_products import _attention, _bmm, _gated, _linear, _matmul, gated_by_refused
 from .aten_scatter import index_put, scatter, write_into_view
 from .model_checks import RANDOM_WHY, data_reads_detach, random_draw
+from .norm_gain import apply_gain, gained_stat
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
@@ -252,12 +253,12 @@ class AtenInterpreter(torch.fx.Interpreter):
         self.b.node = n
         first = len(self.b.node_blocks)
         sym = self.b.tag(n, self._symbolic(n, real), real)
-        if len(self.b.node_blocks) > first:     # the node blocks this op made
-            self.made[n] = range(first, len(self.b.node_blocks))
         # a pending value used more than once gets its node block now, so that
         # every user sees the same nodes
         if isinstance(sym, Pending) and uses(n) > 1:
             sym = self.b.materialize(sym)
+        if len(self.b.node_blocks) > first:     # the node blocks this op made
+            self.made[n] = range(first, len(self.b.node_blocks))
         self.sym[n] = sym
         if n.op == "call_function" and _inplace(n.target) and n.args \
                 and isinstance(n.args[0], torch.fx.Node):
@@ -414,6 +415,8 @@ class AtenInterpreter(torch.fx.Interpreter):
         """Rules for ops that read a :class:`Stat`."""
         packet = base_packet(n.target)
         if packet in (aten.mul, aten.div) and len(args) > 1:
+            if (gained := gained_stat(self, n, args, packet, real)) is not None:
+                return gained           # TensorFlow's gamma * rsqrt(var + eps)
             a, b = args[0], args[1]
             if isinstance(a, Stat) and _is_sym(b) and packet is aten.mul:
                 a, b = b, a
@@ -435,8 +438,10 @@ class AtenInterpreter(torch.fx.Interpreter):
                         tuple(a.index.shape[1:]) if isinstance(a, Ref) else tuple(a.shape)):
                     # a statistic that broadcasts the value to a larger shape copies it
                     a = expand_to(self.b, a, real.shape[1:])
-                out = a if b.sign > 0 else scale(self.b, a, torch.tensor(-1.0,
-                                                                         dtype=torch.float64))
+                out = apply_gain(self, n, a if b.sign > 0 else scale(self.b, a, torch.tensor(
+                    -1.0, dtype=torch.float64)), b, divides=packet is aten.div)
+                if out is None:
+                    self.unsupported(n, "div", "a division by a norm's gain that is 0")
                 # a statistic of another value (a mean of a gate) is a gate for
                 # sums with copies of the value, its factor in its range (y *
                 # sigmoid(z).mean() - y: by -1); a normalization's statistic of

@@ -21,8 +21,9 @@ import torch.fx
 
 from .aten_activations import nonmonotone, run_again
 from .layers import reduce_op
-from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _name_of, _opname, add_values,
+from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _name_of, _opname,
                        base_packet, expand_to, scale, uses)
+from .sums import add_values
 
 __all__ = ["Stat", "feeds_normalization", "stat_sign", "variance_form"]
 
@@ -41,6 +42,7 @@ class Stat:
 
     shape: tuple
     sign: int = 1
+    gain: torch.Tensor | None = None      # a fixed factor of either sign (.norm_gain)
 
 
 def _batch_norm_layer(ip, n, args, kwargs, real):
@@ -99,22 +101,23 @@ _MOVES = set("view _unsafe_view reshape permute transpose t unsqueeze squeeze co
              "alias flatten movedim unflatten swapaxes detach _to_copy".split())
 
 
-def _fold_gain(ip, n, val, s):
+def _fold_gain(ip, n, val, s, count=uses):
     """A norm's gain ``s`` (broadcast over ``val``) folded into the edges that
     end on the nodes it normalizes (SPEC §1b: "into the incoming edges"),
     where those nodes are a layer's output read only here, through moves of
     its elements (ConvNeXt's LayerNorm of a permuted convolution output);
     else :func:`~.symbolic.scale` (a factor on the value, which lands on the
-    edges of the layers that read it where it cannot fold)."""
-    if isinstance(val, Ref) and val.act == 0 and _into_edges(ip, n, val, s):
+    edges of the layers that read it where it cannot fold).  ``count(node)``:
+    the reads of a node that make it read more than once."""
+    if isinstance(val, Ref) and val.act == 0 and _into_edges(ip, n, val, s, count):
         return val
     return scale(ip.b, val, s)
 
 
-def _into_edges(ip, n, val, s) -> bool:
+def _into_edges(ip, n, val, s, count=uses) -> bool:
     src = n.args[0] if n.args else None
     while True:   # back from the norm to the op that made the nodes: each read once
-        if not isinstance(src, torch.fx.Node) or uses(src) != 1:
+        if not isinstance(src, torch.fx.Node) or count(src) != 1:
             return False
         sym = ip.sym.get(src)
         if isinstance(sym, Pending):
@@ -330,16 +333,18 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
     O(nodes after ``n``)."""
     depends = ip.input_dependent()
     own = None      # n and what is computed from it, found when first needed
-    stack = [(u, n, reduced, False) for u in n.users]
+    # (the statistic a reduction was rescaled by on its way: TensorFlow's fused
+    # norm adds -mean * s to x * s, a centring written after the rescaling)
+    stack = [(u, n, reduced, False, None) for u in n.users]
     seen = set()
     # a mean that centres a value and is a value too (statistics pooling written
     # out: cat([mu, sqrt(((x - mu) ** 2).mean())])) is a layer, the centring too
     centring = as_value = False
     while stack:
-        u, src, reduced, negated = stack.pop()
-        if (u, reduced, negated) in seen:
+        u, src, reduced, negated, factor = stack.pop()
+        if (u, reduced, negated, factor) in seen:
             continue
-        seen.add((u, reduced, negated))
+        seen.add((u, reduced, negated, factor))
         packet = base_packet(u.target)
         others = [a for a in u.args if isinstance(a, torch.fx.Node) and a is not src
                   and a in depends] if packet in _COMBINE else []
@@ -362,6 +367,13 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
                     return True
                 centring = centring or (reduced and centres)
                 continue
+            if reduced and packet in (aten.mul, aten.div) and len(others) == 1:
+                factor = others[0]
+            elif reduced and factor is not None and packet in (aten.add, aten.sub) and \
+                    (packet is aten.sub) != negated and \
+                    _rescaled_by(others, factor, _root(n.args[0])):
+                centring = True
+                continue
         elif _negates(ip, u, src):
             negated = not negated
         if packet in _REDUCTIONS:
@@ -369,8 +381,16 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
         elif packet not in _STAT_PATH and u.target is not operator.getitem:
             as_value = as_value or reduced
             continue
-        stack.extend((w, u, reduced, negated) for w in u.users)
+        stack.extend((w, u, reduced, negated, factor) for w in u.users)
     return centring and not as_value
+
+
+def _rescaled_by(others, factor, root) -> bool:
+    """Whether ``others`` is one value ``x * factor`` of the value ``root``."""
+    if len(others) != 1 or base_packet(others[0].target) is not aten.mul:
+        return False
+    args = others[0].args[:2]
+    return factor in args and any(a is not factor and _root(a) is root for a in args)
 
 
 def stat_sign(ip, n, args) -> int:
@@ -378,7 +398,7 @@ def stat_sign(ip, n, args) -> int:
     (:class:`Stat`): +1, -1, or 0 where the input decides it."""
     name = _name_of(n.target)
     stats = [v for v in args if isinstance(v, Stat)]
-    s = stats[0].sign if stats else 1
+    s = (0 if stats[0].gain is not None else stats[0].sign) if stats else 1
     if name in ("exp", "abs", "var", "var_mean", "std", "std_mean"):
         return 1
     if name in ("sqrt", "rsqrt"):
@@ -404,7 +424,7 @@ def stat_sign(ip, n, args) -> int:
         items = list(args[0]) if name == "cat" else list(args[:2])
         for i, v in enumerate(items):
             if isinstance(v, Stat):
-                t = v.sign
+                t = 0 if v.gain is not None else v.sign
             else:
                 c = torch.as_tensor(ip.real(n.args[0][i] if name == "cat" else n.args[i]))
                 t = 1 if bool((c > 0).all()) else -1 if bool((c < 0).all()) else \

@@ -296,13 +296,71 @@ def _positionwise(ip, n, x, weight):
     return Ref(ref.index.reshape(c_out, N).T.contiguous())
 
 
+def _grouped_product(ip, n, args):
+    """``bmm`` / ``baddbmm`` / ``matmul`` of a network value and a fixed weight
+    with one matrix per batch entry (a grouped linear layer ``x @ W`` with ``W``
+    of ``(G, c, o)``; a locally connected layer, lowered to one product per
+    position): entry ``g`` through its own dense layer (a bias dropped, as
+    every bias is; ``baddbmm``'s ``alpha`` a factor).  None for other products."""
+    name = _opname(n.target)
+    off = 1 if name == "baddbmm" else 0
+    if name not in ("bmm", "baddbmm", "matmul") or len(args) < off + 2 or \
+            (off and _is_sym(args[0])):
+        return None
+    a, b = args[off], args[off + 1]
+    if _is_sym(a) == _is_sym(b):
+        return None
+    ra, rb = ip.real(n.args[off]), ip.real(n.args[off + 1])
+    if not isinstance(ra, torch.Tensor) or not isinstance(rb, torch.Tensor):
+        return None
+    # a value of one sample (1, G, N, c) against G matrices: its G rows are the batch
+    lead = 1 if name == "matmul" and (ra if _is_sym(a) else rb).ndim == 4 and \
+        (ra if _is_sym(a) else rb).shape[0] == 1 else 0
+    ra, rb = (ra[0], rb) if lead and _is_sym(a) else (ra, rb[0]) if lead else (ra, rb)
+    if ra.ndim != 3 or rb.ndim != 3 or ra.shape[0] != rb.shape[0] or ra.shape[0] < 2:
+        return None
+    w = rb if _is_sym(a) else ra
+    if bool((w == w[:1]).all()):
+        return None                 # one weight expanded over the batch: _bmm's case
+    x = ip.b.materialize(a if _is_sym(a) else b)
+    if lead:
+        x = remap(x, lambda t, fill: t[0].contiguous())
+    if _is_sym(a):              # X (B, N, c) @ W (B, c, o)
+        out = _grouped_positionwise(ip, n, x, rb.transpose(1, 2))
+    else:                       # W (B, o, c) @ X (B, c, N)
+        x = remap(x, lambda t, fill: t.transpose(1, 2).contiguous())
+        out = remap(_grouped_positionwise(ip, n, x, ra),
+                    lambda t, fill: t.transpose(1, 2).contiguous())
+    if lead:
+        out = remap(out, lambda t, fill: t.unsqueeze(0).contiguous())
+    alpha = n.kwargs.get("alpha", 1) if off else 1
+    return out if alpha == 1 else scale(ip.b, out, torch.tensor(float(alpha),
+                                                                dtype=torch.float64))
+
+
+def _grouped_positionwise(ip, n, x, weight):
+    """Batch entry ``g`` of ``x`` (``(B, N, c)``) through its own dense layer
+    ``weight[g]`` (``(B, o, c)``) at each of its ``N`` rows: the edges of a
+    grouped 1x1 convolution (``B`` groups of ``c`` channels, ``N`` positions).
+    The value comes back as ``(B, N, o)``."""
+    B, N, c = x.index.shape
+    o = weight.shape[1]
+    src = remap(x, lambda t, fill: t.permute(0, 2, 1).reshape(1, B * c, N).contiguous())
+    blk = ConvBlock(weight.detach().reshape(B * o, c, 1), (B * c, N), (B * o, N), (1,),
+                    [(0, 0)], (1,), B, module=ip.where(n))
+    ref = ip.b.materialize(Pending([(blk, src)], (B * o, N), op="dense", name=ip.where(n)))
+    return Ref(ref.index.reshape(B, o, N).transpose(1, 2).contiguous())
+
+
 def _linear(ip, n, args, kwargs, real):
     """``linear(x, W)`` / ``matmul(x, W^T)``: a dense layer; on a value with
     leading dimensions (``(1, H, W, C)``) it acts at every position."""
     x, w = args[0], args[1]
     if _is_sym(w):
         if not _is_sym(x):
-            return _weight_first(ip, n, w, ip.real(n.args[0]), ip.real(n.args[1]))
+            grouped = _grouped_product(ip, n, args)
+            return grouped if grouped is not None else \
+                _weight_first(ip, n, w, ip.real(n.args[0]), ip.real(n.args[1]))
         return _bmm(ip, n, args, kwargs, real)
     weight = ip.real(n.args[1])
     if n.target.overloadpacket is aten.matmul:
@@ -350,8 +408,18 @@ def _bmm(ip, n, args, kwargs, real):
     gated = _gated_bmm(ip, n, a, b, real) if _is_sym(a) and _is_sym(b) else None
     if gated is not None:
         return gated
-    if _opname(n.target) == "bmm" and _is_sym(a) != _is_sym(b):
-        ra, rb = ip.real(n.args[0]), ip.real(n.args[1])
+    grouped = _grouped_product(ip, n, args)
+    if grouped is not None:
+        return grouped
+    off = 1 if _opname(n.target) == "baddbmm" and not _is_sym(args[0]) else 0
+    if off:                     # baddbmm(bias, X, W): the bias dropped, alpha a factor
+        a, b = args[1], args[2]
+        alpha = float(n.kwargs.get("alpha", 1))
+        if alpha != 1 and _is_sym(a) != _is_sym(b):
+            a, b = (scale(ip.b, a, torch.tensor(alpha, dtype=torch.float64)), b) if \
+                _is_sym(a) else (a, scale(ip.b, b, torch.tensor(alpha, dtype=torch.float64)))
+    if (off or _opname(n.target) == "bmm") and _is_sym(a) != _is_sym(b):
+        ra, rb = ip.real(n.args[off]), ip.real(n.args[off + 1])
         w = rb if _is_sym(a) else ra
         if ra.shape[0] > 1 and ra.shape[0] == rb.shape[0] and bool((w == w[:1]).all()):
             # one weight expanded over a batch of rows (core ATen's channels-last
@@ -365,9 +433,10 @@ def _bmm(ip, n, args, kwargs, real):
                     1, t.shape[1], -1))
                 ra, rb = ra[:1], rb.transpose(0, 1).reshape(1, rb.shape[1], -1)
             a, b = (x, b) if _is_sym(a) else (a, x)
+            left = _is_sym(args[off])
             out = _bmm_one(ip, n, a, b, ra, rb)
-            o = real.shape[-1] if _is_sym(args[0]) else real.shape[1]
-            if _is_sym(args[0]):
+            o = real.shape[-1] if left else real.shape[1]
+            if left:
                 return remap(out, lambda t, fill: t.reshape(rows, -1, o))
             return remap(out, lambda t, fill: t.reshape(o, rows, -1).transpose(0, 1)
                          .contiguous())

@@ -24,10 +24,11 @@ from .identical import writes_into_argument
 from .ranges import factor_range, is_positive_divisor, value_range
 from .layers import (adaptive_pool_op, conv_op, global_mean_op, on_rows, pool_op, reduce_op,
                      row_param)
-from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, add_values, as_tensor_of,
+from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _opname, as_tensor_of,
                        base_packet,
                        expand_to,
                        has_sym, reindexed, remap, scale, strip_zero_padding, tup, zip_map)
+from .sums import add_values
 
 __all__ = ["interpolation_matrices"]
 

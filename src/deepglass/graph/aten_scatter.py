@@ -20,7 +20,7 @@ the input); a maximum or product over the written elements (``"amax"``,
 The copies are laid out in *layers*: layer ``r`` holds, for every output
 position, its ``r``-th written element (or no node, as zero padding); the
 result is the sum of the layers (and of the base, for ``accumulate``), which
-:func:`~deepglass.graph.symbolic.add_values` ends on one block, as a residual
+:func:`~deepglass.graph.sums.add_values` ends on one block, as a residual
 addition.  O(n log n) in the n written elements to sort them by position,
 then O(n + layers x output size).
 """
@@ -32,7 +32,8 @@ from dataclasses import replace
 import torch
 
 from .aten_rules import _is_max_pool, _no_nodes, _shape_rule
-from .symbolic import _is_sym, _opname, add_values, as_tensor_of, reindexed
+from .symbolic import _is_sym, _opname, as_tensor_of, reindexed
+from .sums import add_values
 
 __all__ = ["index_put", "scatter", "write_into_view"]
 

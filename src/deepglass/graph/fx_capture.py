@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .layers import adaptive_pool_op, conv_op, dense_op, global_mean_op, pool_op
 from .symbolic import (Builder, ForwardError, Pending, Ref, _is_sym, _name_of,
-                       add_values, as_tensor_of,
+                       as_tensor_of,
                        has_sym, reindexed, scale, uses, zip_map)
+from .sums import add_values
 
 __all__ = ["FxInterpreter", "module_params", "function_params", "LINEAR_MODULES",
            "BATCHNORM_MODULES", "MUL_TARGETS", "ADD_TARGETS"]

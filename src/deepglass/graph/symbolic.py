@@ -34,7 +34,7 @@ import torch
 import torch.fx
 
 from ..errors import DeepglassError, UnsupportedLayerError
-from .blocks import EdgeBlock, IdentityBlock, NodeBlock, ZeroPaddedBlock
+from .blocks import EdgeBlock, NodeBlock, ZeroPaddedBlock
 from .supported import SUPPORTED
 
 __all__ = ["Ref", "Pending", "Refused", "Builder", "NonMonotoneActivationWarning", "ForwardError",
@@ -69,6 +69,9 @@ class Ref:
     # at factor 1 (``graph.ranges``: a sigmoid's (0, 1)): whether a sum of
     # copies of one value keeps one sign (y - y * sigmoid(z) does)
     gate: tuple = (1.0, 1.0)
+    # the nodes the last activation read negated (a digest of their ids; None:
+    # none): relu(y) and relu(-y) are two functions of y (a PReLU written out)
+    pre: int | None = None
 
 
 @dataclass
@@ -205,8 +208,11 @@ class Builder:
         (recording) a value that is zero-faithful from here on."""
         ref = self.materialize(val)
         self.n_acts += 1
-        return dataclasses.replace(ref, value=None, act=self.n_acts) if isinstance(ref, Ref) \
-            else ref
+        if not isinstance(ref, Ref):
+            return ref
+        neg = None if ref.scale is None else ref.index[(ref.scale < 0) & (ref.index >= 0)]
+        pre = None if neg is None or not neg.numel() else hash(neg.unique().numpy().tobytes())
+        return dataclasses.replace(ref, value=None, act=self.n_acts, pre=pre)
 
     def tag(self, node, sym, real):
         """Recording: number the elements of the value(s) computed at fx node
@@ -401,100 +407,8 @@ def scale(builder: Builder, val, s):
         # symbolic values live on the CPU whatever device the model's weights use
         return Ref(val.index, torch.broadcast_to(cur * s.cpu(), val.index.shape).clone(),
                    fn=val.fn, value=val.value, exact=val.exact, act=val.act, gated=val.gated,
-                   gate=val.gate)
+                   gate=val.gate, pre=val.pre)
     return val
-
-
-def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
-    """A residual addition of two symbolic values (SPEC §1): no nodes; the terms
-    of both operands end on one block (a ``Ref`` operand is an identity shortcut).
-    Two rescalings of the same nodes (``x + g * x``, ConvNeXt-V2's response
-    norm) add up to one rescaling: no nodes, no parallel edges.  Two different
-    elementwise functions of the same nodes add up to one more (an
-    activation), which ``judge()`` reads for monotonicity (and warns), True
-    where it could."""
-    for p, q in ((a, b), (b, a)):      # a part without nodes (zeros never written): a bias
-        if isinstance(p, Ref) and not bool((p.index >= 0).any()) and tuple(p.index.shape[1:]) \
-                == tuple(shape) == tuple(q.index.shape[1:] if isinstance(q, Ref) else q.shape):
-            return q
-    if isinstance(a, Ref) and isinstance(b, Ref) and a.index.shape == b.index.shape \
-            and bool(torch.equal(a.index, b.index)):
-        same_fn = a.act == b.act or (a.fn is not None and a.fn == b.fn)
-        # (two values of a concatenation of several functions, -1, are the same
-        # function only as copies of one value: rescaled, gated, their ids one tensor)
-        if not same_fn or (a.act < 0 and a is not b and a.index is not b.index):
-            # two different elementwise functions of the same nodes (x - tanh(x),
-            # x + relu(x)): their sum is one more, an activation
-            if judge is None or not judge():
-                builder.warn_once(f"sum@{where}", f"activation at {where!r}: a sum of "
-                                  "elementwise functions of one value (x - tanh(x), x + "
-                                  "relu(x)), taken as an elementwise activation; whether it "
-                                  "is non-decreasing is not checked")
-            return builder.activated(Ref(a.index))
-        one = lambda r: r.scale if r.scale is not None else torch.ones(  # noqa: E731
-            r.index.shape, dtype=torch.float64, device=r.index.device)
-        same_value = a.value is b.value or (a.value is not None and b.value is not None
-                                            and bool(torch.equal(a.value, b.value)))
-        gated = a.gated or b.gated
-        total, gate = one(a) + one(b), (1.0, 1.0)
-        if gated:
-            total, gate = _gated_sum(one(a), a.gate, one(b), b.gate, unsupported)
-        return Ref(a.index, total, value=a.value if same_value else None, gated=gated,
-                   gate=gate)
-    rows = max(v.index.shape[0] if isinstance(v, Ref) else 1 for v in (a, b))
-    if rows > 1 and all(isinstance(v, Ref) for v in (a, b)):
-        # one sample's values regrouped as a batch of rows (graph.layers.on_rows):
-        # the sum block holds the rows as its first dimension
-        full = (rows,) + tuple(shape)
-        a, b = (remap(v, lambda t, fill: t.reshape((1,) + full)) for v in (a, b))
-        out = builder.materialize(add_values(builder, a, b, full, where, unsupported, judge))
-        return remap(out, lambda t, fill: t.reshape(full))
-    terms = []
-    for v in (a, b):
-        if isinstance(v, Pending):
-            terms += v.terms
-        else:
-            if tuple(v.index.shape[1:]) != shape:
-                unsupported("broadcasting addition", None)
-            blk = IdentityBlock(shape, module=where)
-            # a copy of its nodes' own values (no activation between): the sum
-            # may take over those nodes' incoming edges (prune.contract_copies)
-            blk.copies_nodes = v.act == 0
-            terms.append((blk, v))
-    for blk, _ in terms:
-        # different block shapes of the same size (e.g. a flattened value) go through views
-        if blk.out_size != terms[0][0].out_size:
-            unsupported("addition of values of different sizes", None)
-    name = next((v.name for v in (a, b) if isinstance(v, Pending)), where)
-    return Pending(terms, shape, op="add" if len(terms) > 1 else "conv", name=name)
-
-
-def _gated_sum(sa, ga, sb, gb, unsupported):
-    """The factor of ``a + b`` where both hold the same nodes, one or both
-    gated: per element ``sa * ga + sb * gb`` with ``ga``, ``gb`` in their
-    gates' ranges (interval arithmetic, SPEC §1b).  Of one sign for every
-    input (``y + y * sigmoid(z)``, ``y * sigmoid(z) - y = -y (1 - sigmoid(z))``)
-    it is a rescaling of that sign, taken at its bound of largest magnitude
-    (a gate's nominal value, 1, where the copies agree in sign); of either
-    sign (``2 y sigmoid(z) - y``; ``y / y.norm() - y``, a statistic's
-    rescaling being unbounded), refused.  Returns the scale and the gate range
-    relative to it."""
-    def bounds(s, g):
-        lo, hi = (torch.where(s == 0, 0.0, s * c) for c in g)
-        return torch.minimum(lo, hi), torch.maximum(lo, hi)
-    (la, ha), (lb, hb) = bounds(sa, ga), bounds(sb, gb)
-    lo, hi = la + lb, ha + hb
-    same_sign = not bool((sa * sb < 0).any())
-    total = sa + sb if same_sign else torch.where(hi > 0, hi, lo)
-    if bool(((lo < 0) & (hi > 0)).any()) or not bool(torch.isfinite(total).all()):
-        unsupported("sum of gated copies", "a gated value and a copy of it add up to a "
-                    "factor whose sign is not the same for every input (2 y sigmoid(z) - y, "
-                    "y / y.norm() - y)")
-    nz = total != 0
-    if not bool(nz.any()):
-        return total, (1.0, 1.0)
-    rel = torch.stack([lo[nz] / total[nz], hi[nz] / total[nz]])
-    return total, (float(rel.min()), float(rel.max()))
 
 
 def flatten(v) -> list:
@@ -551,8 +465,10 @@ def reindexed(args, run) -> object:
     fns = {r.fn for r in refs}
     # the elementwise function: that of the operands holding nodes, if one
     acts = {r.act for r in refs if bool((r.index >= 0).any())}
+    pres = {r.pre for r in refs}
     return _wrap(idx, scl, val, nonneg, fns.pop() if len(fns) == 1 else None,
-                 acts.pop() if len(acts) == 1 else -1 if acts else 0, gated, gate)
+                 acts.pop() if len(acts) == 1 else -1 if acts else 0, gated, gate,
+                 pres.pop() if len(pres) == 1 else None)
 
 
 def expand_to(builder, v, shape, lead: int | None = None) -> Ref:
@@ -568,12 +484,14 @@ def expand_to(builder, v, shape, lead: int | None = None) -> Ref:
     return reindexed([v], lambda kind: as_tensor_of(kind)(v, None).expand(full).contiguous())
 
 
-def _wrap(idx, scl, val, nonneg=False, fn=None, act=0, gated=False, gate=(1.0, 1.0)):
+def _wrap(idx, scl, val, nonneg=False, fn=None, act=0, gated=False, gate=(1.0, 1.0),
+          pre=None):
     if isinstance(idx, torch.Tensor):
-        return Ref(idx, scl, nonneg=nonneg, fn=fn, value=val, act=act, gated=gated, gate=gate)
+        return Ref(idx, scl, nonneg=nonneg, fn=fn, value=val, act=act, gated=gated, gate=gate,
+                   pre=pre)
     if isinstance(idx, (list, tuple)):
         n = len(idx)
-        return type(idx)(_wrap(i, s, v, nonneg, fn, act, gated, gate) for i, s, v in
+        return type(idx)(_wrap(i, s, v, nonneg, fn, act, gated, gate, pre) for i, s, v in
                          zip(idx, scl if scl is not None else [None] * n,
                              val if val is not None else [None] * n))
     return None
@@ -597,3 +515,4 @@ def _is_sym(v) -> bool:
 def _flag(v, **kw):
     """A materialized value with attributes (non-negativity, elementwise function)."""
     return dataclasses.replace(v, **kw) if isinstance(v, Ref) else v
+

@@ -12,6 +12,7 @@ reads, for activation patterns (:mod:`.pattern`).
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -376,6 +377,15 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
                 raise DeepglassError(f"{type(model).__name__} ran out of memory on one "
                                      f"sample of shape {shape_txt} (capture keeps every "
                                      f"value of the forward pass): {msg}") from None
+            if re.search(r"(type|dtype) \(?\w+\)? (and|but|should)|expected scalar type|"
+                         r"found dtype|should be the same", msg, re.I):
+                # the model mixes precisions (a float32 tensor made in forward of
+                # a float64 model): the shape is not the cause
+                dt = inputs[0].dtype if inputs else None
+                raise DeepglassError(f"{type(model).__name__} does not run in {dt} on a "
+                                     f"sample of shape {shape_txt} (it mixes precisions: "
+                                     f"{msg}); capture it in the dtype its forward "
+                                     "makes its own tensors in (dtype=)") from None
             raise DeepglassError(f"{type(model).__name__} does not accept input of shape "
                                  f"{shape_txt}: {msg}") from None
     kept = [w for w in caught if issubclass(w.category, NonMonotoneActivationWarning) and

@@ -1,0 +1,80 @@
+"""A normalization's statistic times a fixed gain of either sign (SPEC §1b).
+
+TensorFlow's fused layer and group norms (what ``tf2onnx`` writes for Keras'
+``LayerNormalization`` / ``GroupNormalization``) multiply the value by
+``gamma * rsqrt(var + eps)``, then add ``beta - mean * gamma * rsqrt(var +
+eps)``: the gain folds into the statistic before it meets the value.  The
+statistic stays a positive rescaling; the gain, fixed by the weights, keeps
+its sign and folds into the value as a normalization's gain does.  A
+:class:`~deepglass.graph.aten_norms.Stat` carries such a gain in ``gain``;
+any other use of it reads it as a statistic whose sign the input decides.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .aten_norms import Stat, _fold_gain
+from .symbolic import _is_sym
+
+__all__ = ["gained_stat", "apply_gain", "stat_sign_of"]
+
+aten = torch.ops.aten
+
+
+def stat_sign_of(v: Stat) -> int:
+    """The sign of ``v`` as other statistics read it: 0 once it carries a gain."""
+    return 0 if v.gain is not None else v.sign
+
+
+def gained_stat(ip, n, args, packet, real) -> Stat | None:
+    """``s * c`` / ``c * s`` / ``s / c`` of a statistic ``s`` and a fixed tensor
+    ``c``: a statistic with gain ``c`` (``1 / c``) where ``c``'s signs are mixed
+    or ``s`` has a gain already; else None (the sign rules decide)."""
+    a, b = args[0], args[1]
+    if isinstance(a, Stat) == isinstance(b, Stat) or _is_sym(a) or _is_sym(b):
+        return None
+    st, i = (a, 1) if isinstance(a, Stat) else (b, 0)
+    if packet is aten.div and i == 0:
+        return None                       # c / s: not a rescaling by s
+    c = ip.real(n.args[i])
+    if not isinstance(c, torch.Tensor) or not c.is_floating_point() or c.numel() < 2:
+        return None
+    c = c.detach().double()
+    mixed = not (bool((c > 0).all()) or bool((c < 0).all()))
+    if st.gain is None and (st.sign == 0 or not mixed):
+        return None
+    if packet is aten.div:
+        if bool((c == 0).any()):
+            return None
+        c = 1.0 / c
+    gain = (c if st.gain is None else st.gain * c) * (st.sign if st.gain is None else 1)
+    shape = tuple(real.shape[1:]) if isinstance(real, torch.Tensor) else st.shape
+    return Stat(shape, 1, gain)
+
+
+def apply_gain(ip, n, value, stat: Stat, divides: bool):
+    """``value`` (already rescaled by the statistic) times the statistic's gain
+    (divided by it for ``x / s``), folded into the edges that end on its nodes
+    as a norm's gain (SPEC §1b); None where a division meets a zero gain."""
+    if stat.gain is None:
+        return value
+    gain = stat.gain
+    if divides:
+        if bool((gain == 0).any()):
+            return None
+        gain = 1.0 / gain
+    # the value's reads by the statistics (its mean, its centred square) are
+    # no reads of the value: the norm reads it once
+    return _fold_gain(ip, n, value, gain, count=lambda node: sum(
+        not _only_statistics(ip, u) for u in node.users))
+
+
+def _only_statistics(ip, u, depth: int = 8) -> bool:
+    """Whether op ``u`` made a statistic, or a value read only by statistics
+    (``x - mean(x)`` squared for a variance), as interpreted so far."""
+    if isinstance(ip.sym.get(u), Stat):
+        return True
+    if depth == 0 or u not in ip.sym or not u.users:
+        return False
+    return all(_only_statistics(ip, w, depth - 1) for w in u.users)

@@ -1,0 +1,109 @@
+"""Sums of symbolic values (SPEC §1): a residual addition ends the terms of
+both operands on one block; two rescalings of the same nodes add up to one
+rescaling, two different elementwise functions of them to one more."""
+
+from __future__ import annotations
+
+import torch
+
+from .blocks import IdentityBlock
+from .symbolic import Pending, Ref, remap
+
+__all__ = ["add_values"]
+
+
+def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
+    """A residual addition of two symbolic values (SPEC §1): no nodes; the terms
+    of both operands end on one block (a ``Ref`` operand is an identity shortcut).
+    Two rescalings of the same nodes (``x + g * x``, ConvNeXt-V2's response
+    norm) add up to one rescaling: no nodes, no parallel edges.  Two different
+    elementwise functions of the same nodes add up to one more (an
+    activation), which ``judge()`` reads for monotonicity (and warns), True
+    where it could."""
+    for p, q in ((a, b), (b, a)):      # a part without nodes (zeros never written): a bias
+        if isinstance(p, Ref) and not bool((p.index >= 0).any()) and tuple(p.index.shape[1:]) \
+                == tuple(shape) == tuple(q.index.shape[1:] if isinstance(q, Ref) else q.shape):
+            return q
+    if isinstance(a, Ref) and isinstance(b, Ref) and a.index.shape == b.index.shape \
+            and bool(torch.equal(a.index, b.index)):
+        same_fn = a.act == b.act or (a.fn is not None and a.fn == b.fn and _same_pre(a, b))
+        # (two values of a concatenation of several functions, -1, are the same
+        # function only as copies of one value: rescaled, gated, their ids one tensor)
+        if not same_fn or (a.act < 0 and a is not b and a.index is not b.index):
+            # two different elementwise functions of the same nodes (x - tanh(x),
+            # x + relu(x)): their sum is one more, an activation
+            if judge is None or not judge():
+                builder.warn_once(f"sum@{where}", f"activation at {where!r}: a sum of "
+                                  "elementwise functions of one value (x - tanh(x), x + "
+                                  "relu(x)), taken as an elementwise activation; whether it "
+                                  "is non-decreasing is not checked")
+            return builder.activated(Ref(a.index))
+        one = lambda r: r.scale if r.scale is not None else torch.ones(  # noqa: E731
+            r.index.shape, dtype=torch.float64, device=r.index.device)
+        same_value = a.value is b.value or (a.value is not None and b.value is not None
+                                            and bool(torch.equal(a.value, b.value)))
+        gated = a.gated or b.gated
+        total, gate = one(a) + one(b), (1.0, 1.0)
+        if gated:
+            total, gate = _gated_sum(one(a), a.gate, one(b), b.gate, unsupported)
+        return Ref(a.index, total, value=a.value if same_value else None, gated=gated,
+                   gate=gate)
+    rows = max(v.index.shape[0] if isinstance(v, Ref) else 1 for v in (a, b))
+    if rows > 1 and all(isinstance(v, Ref) for v in (a, b)):
+        # one sample's values regrouped as a batch of rows (graph.layers.on_rows):
+        # the sum block holds the rows as its first dimension
+        full = (rows,) + tuple(shape)
+        a, b = (remap(v, lambda t, fill: t.reshape((1,) + full)) for v in (a, b))
+        out = builder.materialize(add_values(builder, a, b, full, where, unsupported, judge))
+        return remap(out, lambda t, fill: t.reshape(full))
+    terms = []
+    for v in (a, b):
+        if isinstance(v, Pending):
+            terms += v.terms
+        else:
+            if tuple(v.index.shape[1:]) != shape:
+                unsupported("broadcasting addition", None)
+            blk = IdentityBlock(shape, module=where)
+            # a copy of its nodes' own values (no activation between): the sum
+            # may take over those nodes' incoming edges (prune.contract_copies)
+            blk.copies_nodes = v.act == 0
+            terms.append((blk, v))
+    for blk, _ in terms:
+        # different block shapes of the same size (e.g. a flattened value) go through views
+        if blk.out_size != terms[0][0].out_size:
+            unsupported("addition of values of different sizes", None)
+    name = next((v.name for v in (a, b) if isinstance(v, Pending)), where)
+    return Pending(terms, shape, op="add" if len(terms) > 1 else "conv", name=name)
+
+
+def _gated_sum(sa, ga, sb, gb, unsupported):
+    """The factor of ``a + b`` where both hold the same nodes, one or both
+    gated: per element ``sa * ga + sb * gb`` with ``ga``, ``gb`` in their
+    gates' ranges (interval arithmetic, SPEC §1b).  Of one sign for every
+    input (``y + y * sigmoid(z)``, ``y * sigmoid(z) - y = -y (1 - sigmoid(z))``)
+    it is a rescaling of that sign, taken at its bound of largest magnitude
+    (a gate's nominal value, 1, where the copies agree in sign); of either
+    sign (``2 y sigmoid(z) - y``; ``y / y.norm() - y``, a statistic's
+    rescaling being unbounded), refused.  Returns the scale and the gate range
+    relative to it."""
+    def bounds(s, g):
+        lo, hi = (torch.where(s == 0, 0.0, s * c) for c in g)
+        return torch.minimum(lo, hi), torch.maximum(lo, hi)
+    (la, ha), (lb, hb) = bounds(sa, ga), bounds(sb, gb)
+    lo, hi = la + lb, ha + hb
+    same_sign = not bool((sa * sb < 0).any())
+    total = sa + sb if same_sign else torch.where(hi > 0, hi, lo)
+    if bool(((lo < 0) & (hi > 0)).any()) or not bool(torch.isfinite(total).all()):
+        unsupported("sum of gated copies", "a gated value and a copy of it add up to a "
+                    "factor whose sign is not the same for every input (2 y sigmoid(z) - y, "
+                    "y / y.norm() - y)")
+    nz = total != 0
+    if not bool(nz.any()):
+        return total, (1.0, 1.0)
+    rel = torch.stack([lo[nz] / total[nz], hi[nz] / total[nz]])
+    return total, (float(rel.min()), float(rel.max()))
+
+
+def _same_pre(a: Ref, b: Ref) -> bool:
+    """Whether two activations of the same nodes read them with the same signs."""
+    return a.pre == b.pre
