@@ -54,6 +54,14 @@ def test_shape_the_source_cannot_serve(spec, shape):
     assert "\n" not in str(e.value)
 
 
+def test_a_channels_last_net_is_told_how_to_get_images():
+    """A TensorFlow export takes (H, W, C); the message only said (1|3, H, W)."""
+    for spec in ("skimage", "sklearn-images"):
+        with pytest.raises(DeepglassError, match=r"takes \(32, 32, 3\), channels last .* an "
+                                                 r"\(N, H, W, C\) array in a \.npy"):
+            load_inputs(spec, (32, 32, 3))
+
+
 def test_unknown_name_and_missing_path(tmp_path):
     for spec in ("imagenet-please", str(tmp_path / "nothing_here")):
         with pytest.raises(DeepglassError) as e:

@@ -1801,3 +1801,107 @@ def test_a_file_read_at_another_size_than_it_fixes_says_so():
                                              r"1x16x16 .*--input-shape 1,16,16\), or export "
                                              r"it with dynamic axes"):
         onnx_to_module(model, (1, 32, 32))
+
+
+@pytest.mark.parametrize("axes", [[1], [1, 2, 3]])
+def test_tensorflow_s_fused_layer_norm_is_a_layer_norm(axes):
+    """tf2onnx writes Keras' LayerNormalization as x * (gamma * rsqrt(var + eps))
+    + (beta - mean * gamma * rsqrt(var + eps)): refused ("a statistic whose sign
+    depends on the input") for a gamma of mixed signs, and with the mean read as
+    a layer of its own.  It is the layer norm: the graph of nn.LayerNorm with
+    the same weights (the gain folded with its sign, the centring ignored)."""
+    C, side = 6, 8
+    norm_shape = [C] if axes == [1] else [C, side, side]
+    gshape = [1, C, 1, 1] if axes == [1] else [1, C, side, side]
+    w1 = RNG.standard_normal((C, 4, 3, 3)).astype(np.float32)
+    w2 = RNG.standard_normal((2, C, 3, 3)).astype(np.float32)
+    gamma = (RNG.uniform(0.5, 1.5, gshape) * RNG.choice([-1, 1], gshape)).astype(np.float32)
+    beta = RNG.standard_normal(gshape).astype(np.float32)
+    N = helper.make_node
+    nodes = [N("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1]),
+             N("ReduceMean", ["c"], ["mean"], axes=axes, keepdims=1),
+             N("Neg", ["mean"], ["negmean"]),
+             N("Sub", ["c", "mean"], ["d"]), N("Mul", ["d", "d"], ["d2"]),
+             N("ReduceMean", ["d2"], ["var"], axes=axes, keepdims=1),
+             N("Add", ["var", "eps"], ["ve"]), N("Sqrt", ["ve"], ["sd"]),
+             N("Reciprocal", ["sd"], ["rs"]), N("Mul", ["rs", "gamma"], ["scale"]),
+             N("Mul", ["c", "scale"], ["xs"]),
+             N("Mul", ["negmean", "scale"], ["ms"]), N("Add", ["ms", "beta"], ["shift"]),
+             N("Add", ["xs", "shift"], ["ln"]), N("Conv", ["ln", "w2"], ["y"])]
+    model = _model(nodes, {"x": [1, 4, side, side]}, {"y": [1, 2, side - 2, side - 2]},
+                   {"w1": w1, "w2": w2, "gamma": gamma, "beta": beta,
+                    "eps": np.full((1, 1, 1, 1), 1e-3, np.float32)})
+    module = onnx_to_module(model)
+
+    class Reference(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(4, C, 3, padding=1, bias=False), nn.Conv2d(C, 2, 3,
+                                                                                   bias=False)
+            self.ln = nn.LayerNorm(norm_shape, eps=1e-3)
+            with torch.no_grad():
+                self.c1.weight.copy_(torch.from_numpy(w1))
+                self.c2.weight.copy_(torch.from_numpy(w2))
+                self.ln.weight.copy_(torch.from_numpy(gamma).reshape(gshape[1:]).squeeze())
+                self.ln.bias.copy_(torch.from_numpy(beta).reshape(gshape[1:]).squeeze())
+
+        def forward(self, x):
+            c = self.c1(x)
+            if axes == [1]:
+                return self.c2(self.ln(c.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+            return self.c2(self.ln(c))
+
+    ref = Reference().eval()
+    x = torch.randn(1, 4, side, side)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), ref(x), atol=1e-4, rtol=1e-4)
+    a, b = (SignedGraph.from_module(m, (4, side, side)) for m in (module, ref))
+    assert a.n_nodes == b.n_nodes and a.n_edges == b.n_edges
+    assert abs(a.to_scipy() - b.to_scipy()).max() < 1e-5
+
+
+def test_inputs_no_node_reads_are_left_out_with_a_warning():
+    """tf2onnx's from_function keeps a Normalization layer's constants as graph
+    inputs no node reads: they became input blocks of isolated nodes, and the
+    module (and `deepglass active`) wanted three inputs."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"])]
+    model = _model(nodes, {"x": [1, 2, 5, 5], "unused_a": [1, 2, 1, 1], "unused_b": [1]},
+                   {"y": [1, 3, 3, 3]}, {"w": RNG.standard_normal((3, 2, 3, 3)).astype(np.float32)})
+    with pytest.warns(UserWarning, match=r"declares input\(s\) no node reads \(unused_a, "
+                                         r"unused_b\); left out"):
+        module = onnx_to_module(model)
+    assert module.input_names == ["x"] and module.default_input_shape == (2, 5, 5)
+    g = SignedGraph.from_module(module, (2, 5, 5))
+    assert len(g.input_blocks) == 1 and g.n_nodes == 50 + 27
+
+
+@pytest.mark.parametrize("form", ["left", "grouped", "unfold"])
+def test_matmul_with_the_weight_on_the_left_or_per_group(form):
+    """ONNX MatMul(constant, activation) was refused ("only activation @ constant
+    2-d weight"), although torch's W @ x is a dense layer; so was a weight per
+    group.  Each is now the graph of the torch module it was exported from."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.w = nn.Parameter(torch.randn({"left": (5, 4), "grouped": (2, 4, 3),
+                                               "unfold": (3, 2 * 9)}[form]))
+
+        def forward(self, x):
+            if form == "left":                       # (B, 4, 6) -> (B, 5, 6)
+                return torch.matmul(self.w, x)
+            if form == "grouped":                    # (B, 2, 6, 4) -> (B, 2, 6, 3)
+                return torch.matmul(x, self.w)
+            cols = F.unfold(x, 3)                    # a convolution: W @ unfold(x)
+            return torch.matmul(self.w, cols).view(x.shape[0], 3, 4, 4)
+
+    shape = {"left": (4, 6), "grouped": (2, 6, 4), "unfold": (2, 6, 6)}[form]
+    net = Net().eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.randn(1, *shape), buf, dynamo=False, opset_version=17)
+    module = onnx_to_module(onnx.load_from_string(buf.getvalue()))
+    a, b = (SignedGraph.from_module(m, shape) for m in (module, net))
+    assert a.n_nodes == b.n_nodes and a.n_edges == b.n_edges
+    assert abs(a.to_scipy() - b.to_scipy()).max() < 1e-6

@@ -508,6 +508,33 @@ def test_torchscript_round_trip(tmp_path):
         torch.testing.assert_close(torch.fx.symbolic_trace(native)(x), src(x))
 
 
+def test_an_archive_whose_onnx_form_fails_names_the_conversion_and_arch(tmp_path,
+                                                                        monkeypatch):
+    """PyTorch's exporter can write an invalid file (braindecode's CombinedConv:
+    a Squeeze dropped before a Gemm); the message named an ONNX node of a file
+    the user never wrote, without the way out (--arch)."""
+    import warnings
+
+    from deepglass.errors import DeepglassError
+    from deepglass.zoo import onnx_import
+
+    src = zoo.get("digits_cnn", seed=1)
+    path = tmp_path / "m.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.trace(src, torch.rand(1, 1, 8, 8)), str(path))
+
+    def invalid(model, input_shape=None):
+        raise DeepglassError("cannot convert ONNX node '/fc/Gemm' (Gemm): mat1 and mat2 "
+                             "shapes cannot be multiplied (1600x1 and 40x1)")
+
+    monkeypatch.setattr(onnx_import, "onnx_to_module", invalid)
+    with pytest.raises(DeepglassError, match=r"the TorchScript file .*m\.pt, converted through "
+                                             r"ONNX in memory: cannot convert ONNX node "
+                                             r"'/fc/Gemm'.*give the Python class with --arch"):
+        zoo.load_model(path, input_shape=(1, 8, 8))
+
+
 class _ResidualNet(nn.Module):
     """Convolution, batch norm, a residual addition, max pooling and a dense head."""
 

@@ -48,6 +48,11 @@ def pil():
 def image_shape(input_shape: Sequence[int], what: str) -> tuple[int, int, int]:
     """``input_shape`` as ``(C, H, W)`` with ``C`` 1 or 3, or an error naming ``what``."""
     shape = tuple(int(s) for s in input_shape)
+    if len(shape) == 3 and shape[0] not in (1, 3) and shape[2] in (1, 3) and min(shape) > 0:
+        raise DeepglassError(
+            f"{what} serve nets with input shape (1|3, H, W), and this one takes {shape}, "
+            "channels last (as TensorFlow's exporters write it); give the images as a tensor "
+            "file instead, an (N, H, W, C) array in a .npy / .npz / .pt file")
     if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) < 1:
         raise DeepglassError(f"{what} serve nets with input shape (1|3, H, W), not {shape}; "
                              "other inputs come as tensor files (.npy, .npz, .pt)")

@@ -6,6 +6,7 @@ handlers are mixins (:mod:`deepglass.zoo.onnx_shape_ops`, ``onnx_arith_ops``,
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -49,6 +50,14 @@ class _BuilderBase(_Refusals):
         self.replaced: dict[int, _Value | None] = {}
         self.batch_one_only = False   # a reshape folds the batch in (see op_Reshape)
         real = [i for i in g.input if i.name not in self.values]
+        # inputs no node reads (a converter's leftovers: tf2onnx's from_function
+        # keeps a Normalization layer's constants as inputs) feed nothing
+        unread = [i.name for i in real if i.name not in self.consumers
+                  and i.name not in self.graph_outputs]
+        if unread and len(unread) < len(real):
+            warnings.warn(f"the ONNX graph declares input(s) no node reads ({', '.join(unread)})"
+                          "; left out of the module's inputs", UserWarning, stacklevel=4)
+            real = [i for i in real if i.name not in unread]
         if not real:
             raise DeepglassError(
                 "the ONNX graph has no input tensor (it computes a constant): the signed graph needs at least one input"

@@ -283,8 +283,12 @@ class _LayerOps:
         if x.is_const and W.is_const:
             self.set(node, _Value(const=torch.matmul(x.const, W.const)))
             return
-        if x.is_const or W.const.dim() != 2:
-            self.refuse(node, "only activation @ constant 2-d weight is supported")
+        if x.is_const or not W.is_const or W.const.dim() != 2:
+            # W @ x (the weight on the left, a convolution written as W @ unfold(x)),
+            # a weight per group (G, D, E), or a product of two values: the
+            # capture reads the first two as dense layers and refuses the third
+            self.set(node, self.emit_function(torch.matmul, [x, W], hint="matmul"))
+            return
         weight = W.const.float().t().contiguous()
         bias = None
         users = self.consumers.get(node.output[0], [])

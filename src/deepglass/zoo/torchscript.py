@@ -128,6 +128,13 @@ def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str
         return onnx_to_module(onnx.load_from_string(buf.getvalue()),
                               input_shape=shapes[0] if len(shapes) == 1 else shapes)
     except DeepglassError as exc:
+        if str(exc).startswith("cannot convert ONNX node"):
+            # (PyTorch's exporter may write an invalid file: a Squeeze dropped
+            # before a Gemm, as braindecode's CombinedConv gets)
+            raise DeepglassError(
+                f"the TorchScript file {name}, converted through ONNX in memory: {exc}; if "
+                "the model itself runs, give the Python class with --arch (arch=) to load "
+                "the archive's weights into it") from None
         if "training-mode batch norm" not in str(exc):
             raise
         raise DeepglassError(f"the TorchScript file {name} was traced or scripted with the "
