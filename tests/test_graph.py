@@ -760,3 +760,6 @@ def test_a_model_that_mixes_precisions_is_not_said_to_refuse_the_shape():
         SignedGraph.from_module(Mixed().double().eval(), (4, 32), dtype=torch.float64)
     with pytest.raises(DeepglassError, match=r"does not accept input of shape \(5, 32\)"):
         SignedGraph.from_module(Mixed().eval(), (5, 32))
+    with pytest.raises(DeepglassError, match=r"Mixed's forward does not take the keyword "
+                                             r"arguments given \(forward_kwargs\)"):
+        SignedGraph.from_module(Mixed().eval(), (4, 32), forward_kwargs={"foo": 1})

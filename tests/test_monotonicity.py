@@ -505,11 +505,15 @@ def test_frustration_gives_the_gauge_of_the_output_asked_for():
     (dict(seed=-1), "seed must be a non-negative integer"),
     (dict(device="tpu"), "device must be 'cpu', 'cuda' or 'cuda:N'"),
     (dict(x=torch.rand(2, 4)), r"sigma_in must hold 4 entries .* inputs are of shape 4"),
+    # a float batch size was taken, an unknown output blamed on the inputs' shape
+    (dict(batch_size=2.5), "batch_size must be an integer >= 1, got 2.5"),
+    (dict(output="logits"), r"^no output 'logits': the network's outputs are output$"),
+    (dict(model="not a module"), "model must be of type Module, got str"),
 ])
 def test_bad_arguments_are_one_line_errors(kw, msg):
     """NaN inputs gave rho = 0 and gamma = 1 for every trial; a negative seed
     and an unknown device raised NumPy's and torch's errors."""
-    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    net = kw.pop("model", nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)))
     x = kw.pop("x", torch.rand(2, 3))
     with pytest.raises(DeepglassError, match=msg):
         near_monotonicity(net, [1, 1, 1], [1, 1], x, amplitudes=4, **kw)

@@ -826,3 +826,22 @@ def test_annealing_reaches_the_exact_ground_state_of_small_instances():
         assert ground == pytest.approx(-m.alpha)                # the planted state
         hits += anneal(m, betas, sweeps_per_temp=20, seed=seed).final_energy == pytest.approx(ground)
     assert hits >= 5
+
+
+def test_temperatures_are_numbers_and_annealing_cools():
+    """run_bp(m, "1") and run_bp(m, True) ran (float() takes both), and
+    anneal(m, [2.0, 1.0]) / beta_schedule(2, 0.1) heated while AnnealConfig
+    refuses beta_end < beta_start."""
+    m = RAPModel(15, a=(0.6, 0.5), p=(0.3, 0.2, 0.1), seed=4)
+    for beta in ("1", True, b"1", None):
+        with pytest.raises(DeepglassError, match="beta must be a number"):
+            run_bp(m, beta)
+        with pytest.raises(DeepglassError, match="beta must be a number"):
+            run_mc(m, beta, sweeps=10)
+    assert run_bp(m, np.float32(1.0)) is not None
+    with pytest.raises(DeepglassError, match=r"annealing cools: beta_end \(0.1\) must be >= "
+                                             r"beta_start \(2.0\)"):
+        beta_schedule(2.0, 0.1, 4)
+    with pytest.raises(DeepglassError, match="betas must not decrease: annealing cools"):
+        anneal(m, [2.0, 1.0])
+    assert len(beta_schedule(0.5, 0.5, 3)) == 3          # a constant schedule is fine

@@ -770,6 +770,13 @@ def test_bad_arguments_of_frustration_are_one_line_errors():
             deepglass.frustration(g, replicas=2, **kw)
     assert deepglass.frustration(g, replicas=2, tol=np.float32(1e-5), max_sweeps=np.int64(50),
                                  gamma=np.float32(0.9)).local_min.all()
+    for kw, msg in [({"method": "exact", "time_limit": "10"}, "time_limit must be a positive"),
+                    ({"method": "anneal", "sweeps": 2.5}, "sweeps must be an integer >= 1"),
+                    ({"method": "anneal", "t_start": float("nan")}, "need 0 < t_end <= t_start")]:
+        with pytest.raises(DeepglassError, match=msg):
+            deepglass.frustration(g, replicas=2, **kw)
+    with pytest.raises(DeepglassError, match="limit must be a non-negative integer"):
+        g.to_scipy(limit=-1)
     # a float16 / bfloat16 graph: a numba or stencil error inside the solver
     for dtype in (torch.float16, torch.bfloat16):
         for kw in ({}, {"engine": "matrix-free"}, {"method": "greedy"}):

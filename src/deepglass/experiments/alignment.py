@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from ..devices import check_device
-from ..errors import DeepglassError, check_seed, first_line
+from ..errors import DeepglassError, check_seed, check_type, first_line
 
 __all__ = ["near_monotonicity", "MonotonicityResult", "alignment_gamma", "amplitude_grid",
            "check_amplitude_range",
@@ -373,6 +373,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     1.0
     """
     check_seed(seed)
+    check_type(model, nn.Module, "model")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
             or not 0.0 <= float(alpha) < 1.0:      # before the trials, not after
         raise DeepglassError(f"alpha must be a number in [0, 1), got {alpha!r}")
@@ -387,9 +388,10 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     numel = int(np.prod(shape))
     s_in = _spins(sigma_in, numel, "sigma_in", f" (the inputs are of shape "
                   f"{'x'.join(map(str, shape))}: the network's input shape?)").reshape(shape)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size < 1):
+        raise DeepglassError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     batch_size = _default_batch(numel) if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise DeepglassError(f"batch_size must be >= 1, got {batch_size}")
     from ..graph.trace import forward_batch_size
 
     batch_size = forward_batch_size(model, batch_size, hooks=False)
@@ -430,6 +432,8 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     try:
         try:
             first = forward(x[:batch_size])
+        except DeepglassError as exc:  # (no such output): not the inputs' fault
+            raise DeepglassError(first_line(exc)) from None
         except Exception as exc:  # noqa: BLE001 - a forward's own checks raise any kind
             raise DeepglassError(
                 f"the model does not accept inputs of shape {tuple(x[:batch_size].shape)} "

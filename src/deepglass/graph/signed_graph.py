@@ -467,6 +467,8 @@ class SignedGraph:
 
     def _check_explicit(self, limit: int | None) -> None:
         limit = EXPLICIT_EDGE_LIMIT if limit is None else limit
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
+            raise DeepglassError(f"limit must be a non-negative integer (edges), got {limit!r}")
         if self.n_edges > limit:
             raise TooLargeError(
                 f"the graph has {self.n_edges:,} edges; an explicit matrix would need about "

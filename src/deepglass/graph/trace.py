@@ -386,6 +386,9 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
                                      f"sample of shape {shape_txt} (it mixes precisions: "
                                      f"{msg}); capture it in the dtype its forward "
                                      "makes its own tensors in (dtype=)") from None
+            if forward_kwargs and "unexpected keyword argument" in msg:
+                raise DeepglassError(f"{type(model).__name__}'s forward does not take the "
+                                     f"keyword arguments given (forward_kwargs): {msg}") from None
             raise DeepglassError(f"{type(model).__name__} does not accept input of shape "
                                  f"{shape_txt}: {msg}") from None
     kept = [w for w in caught if issubclass(w.category, NonMonotoneActivationWarning) and

@@ -54,6 +54,8 @@ def beta_schedule(beta_start: float, beta_end: float, n_temps: int,
     else:
         b0 = check_beta(beta_start)
     n = _check_sweeps("n_temps", n_temps, 1)
+    if b1 < b0:       # (AnnealConfig refuses it too: annealing cools, beta rises)
+        raise DeepglassError(f"annealing cools: beta_end ({b1}) must be >= beta_start ({b0})")
     if kind == "geometric":
         return np.geomspace(b0, b1, n)
     return np.linspace(b0, b1, n)
@@ -118,6 +120,9 @@ def anneal(model: RAPModel, betas: np.ndarray, *, sweeps_per_temp: int = 10,
     betas = np.asarray(betas, dtype=np.float64)
     if betas.ndim != 1 or betas.size == 0 or not np.all(np.isfinite(betas)) or np.any(betas < 0):
         raise DeepglassError("betas must be a non-empty list of finite values >= 0")
+    if np.any(np.diff(betas) < 0):
+        raise DeepglassError("betas must not decrease: annealing cools (beta rises), as "
+                             "beta_schedule gives them")
     nw = model.n_weights
     if nw == 0:
         raise DeepglassError("the instance has no active path (increase N or the probabilities)")

@@ -22,6 +22,7 @@ weights) and for fully polarized messages.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,11 +44,11 @@ _LN2 = math.log(2.0)
 
 
 def check_beta(beta: float) -> float:
-    """Validate an inverse temperature (finite and > 0)."""
-    try:
-        b = float(beta)
-    except (TypeError, ValueError):
-        raise DeepglassError(f"beta must be a number, got {beta!r}") from None
+    """Validate an inverse temperature (a finite real number > 0; not a string
+    or a bool, which ``float`` would take)."""
+    if isinstance(beta, (bool, str, bytes)) or not isinstance(beta, numbers.Real):
+        raise DeepglassError(f"beta must be a number, got {beta!r}")
+    b = float(beta)
     if not (math.isfinite(b) and b > 0):
         raise DeepglassError(f"beta must be finite and > 0, got {beta!r}")
     return b

@@ -12,6 +12,9 @@ so the result is a single-flip local minimum.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 import torch
 
@@ -50,9 +53,10 @@ def anneal(graph: SignedGraph, sigma0: torch.Tensor, *, sweeps: int = 100,
     Cost: ``sweeps`` evaluations of ``As sigma`` (each class update touches the
     edge blocks around it), plus the final descent.
     """
-    if sweeps < 1:
-        raise DeepglassError(f"sweeps must be >= 1, got {sweeps}")
-    if not 0 < t_end <= t_start:
+    if isinstance(sweeps, bool) or not isinstance(sweeps, numbers.Integral) or sweeps < 1:
+        raise DeepglassError(f"sweeps must be an integer >= 1, got {sweeps!r}")
+    if not all(isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t)
+               for t in (t_start, t_end)) or not 0 < t_end <= t_start:
         raise DeepglassError(f"need 0 < t_end <= t_start, got t_start={t_start}, t_end={t_end}")
     sigma = sigma0.to(device=graph.device, dtype=graph.dtype).clone()
     inc = _Incidence(graph)

@@ -19,6 +19,7 @@ reference for the heuristics (Algorithm 1 in :mod:`deepglass.solve.greedy`):
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 from dataclasses import dataclass
@@ -467,6 +468,9 @@ def milp_frustration(
 
 
 def _check_time(time_limit):
+    if isinstance(time_limit, (bool, str, bytes)) or not isinstance(time_limit, numbers.Real):
+        raise DeepglassError(f"time_limit must be a positive number of seconds, got "
+                             f"{time_limit!r}")
     t = float(time_limit)
     if not np.isfinite(t) or t <= 0:
         raise DeepglassError(f"time_limit must be a positive number of seconds, got {time_limit}")
