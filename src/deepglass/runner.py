@@ -375,6 +375,9 @@ class Stages:
         progress total counts every unit left to compute.
     executor, address : see :func:`deepglass.runner.run_experiment`
         An executor made here is closed by :meth:`close`.
+    force : bool
+        Reuse a run directory of another configuration or version
+        (:class:`deepglass.store.RunDir`).
     progress : callable, optional
         ``progress(done, total)`` over every stage's units computed in this call.
 

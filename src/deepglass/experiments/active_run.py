@@ -332,13 +332,26 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
     method, replicas, seed
         Solver of the active subgraphs (:func:`active_table`): ``auto``,
         ``descent``, ``anneal``, ``greedy`` or ``exact``.
+    whole_method : str
+        Solver of the whole network's ``delta`` when it is computed here
+        (:func:`whole_delta`).
+    batch_size : int, optional
+        Inputs per forward pass when the active nodes are found (default: as
+        many as fit the memory budget).
+    config : mapping, optional
+        What the run records besides this call's parameters (the command
+        line's model name and input source).
+    force : bool
+        Reuse a run directory of another configuration or version
+        (:class:`deepglass.store.RunDir`).
     warm_start : bool
         Start the first replica of every input from the whole network's gauge.
     unit_size : int
         Inputs per unit.
     executor : Executor, {"inprocess", "ray"} or None
-        Where the units run (:mod:`deepglass.executors`); ``address``: a Ray
-        cluster.  The same table either way.
+        Where the units run (:mod:`deepglass.executors`).  The same table either way.
+    address : str, optional
+        A Ray cluster's address (``executor="ray"``).
     progress : callable, optional
         ``progress(done, total)`` in inputs, over the units computed in this call.
     target : {"pred", "all"} or sequence of int (B,)

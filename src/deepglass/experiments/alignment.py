@@ -330,6 +330,8 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     amplitude_range : (low, high)
         Range of the geometric grid, in units of each input's standard
         deviation (``amplitude_scale="std"``) or absolute (``"absolute"``).
+    amplitude_scale : {"std", "absolute"}
+        The unit of ``amplitude_range`` (above).
     seed : int
         Noise seed; input ``i`` draws from a generator seeded by
         ``(seed, first_index + i)``.

@@ -402,14 +402,19 @@ def frustration_vs_nulls(model, replicas: int = 80, null_instances: int = 80,
     seed : int
         Run seed; each unit's seeds derive from it and the unit (:func:`unit_seed`).
     executor : Executor, {"inprocess", "ray"} or None
-        Where units run (:mod:`deepglass.executors`; ``address``: a Ray
-        cluster); default in this process.  An executor passed in is left open.
+        Where units run (:mod:`deepglass.executors`); default in this process.
+        An executor passed in is left open.
+    address : str, optional
+        A Ray cluster's address (``executor="ray"``).
     run : str, Path or RunDir, optional
         Run directory: finished units are written as they finish and skipped
         when the same call is repeated; at the end the tables, the best real
         gauge, the figure, the report section and the summary are written
         (:func:`write_frustration_run`).  A directory of another configuration
         is refused unless ``force``.
+    force : bool
+        Reuse a run directory of another configuration or version: this
+        kind's recorded results are removed first (:class:`deepglass.store.RunDir`).
     progress : callable, optional
         ``progress(done, total)`` over the units computed in this call (first
         called with ``done=0``; :func:`deepglass.runner.run_experiment`).

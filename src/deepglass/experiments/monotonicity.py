@@ -282,6 +282,19 @@ def monotonicity_experiment(model: nn.Module, inputs, sigma_in=None, sigma_out=N
         (a run directory needs an int number of amplitudes).
     seed : int
         Noise (per input), null draws and gauges.
+    replicas, method, engine : int, str, str
+        The starts, solver and descent engine of the gauges this call solves
+        (:func:`deepglass.solve.frustration`; ``engine`` is checked up front).
+    device : str
+        Where the forward passes and the gauges' solves run (``"cpu"``,
+        ``"cuda"``, ``"cuda:N"``).
+    ids : sequence of str, optional
+        One name per input (default: the batch's own ids, else ``"0"``, ``"1"``, ...).
+    frustration : float, optional
+        The energy of a given ``sigma_in`` / ``sigma_out`` gauge, for the tables.
+    config : mapping, optional
+        What the run records besides this call's parameters (the command
+        line's model name and input source).
     run : str, Path or RunDir, optional
         Run directory (kind ``"monotonicity"``; its configuration is ``config``
         plus this call's parameters).  Writes ``monotonicity_trials``,
