@@ -915,6 +915,37 @@ def test_conv_transpose_brute_force(attrs, begin, end):
     _exportable(module, x)
 
 
+@pytest.mark.parametrize("pads", [[0, 0, 1, 1], [0, 1, 1, 0], [1, 1, 1, 1]])
+def test_a_conv_transpose_cropped_at_its_end_has_no_cropped_nodes(pads):
+    """tf2onnx's "same" transposed convolution (pads [0, 0, 1, 1], stride 2) was
+    a layer of the full 17 x 17 output and a slice: the cropped row and column
+    stayed as 99 nodes and 564 edges of the layer.  It is now the layer of the
+    flipped signal, cropped at its start: the graph of the 16 x 16 output."""
+    w, b = _rand(4, 3, 3, 3), np.zeros(3, np.float32)
+    attrs = {"strides": [2, 2], "pads": pads}
+    begin, end = pads[:2], pads[2:]
+    out = [2 * 7 + 3 - begin[d] - end[d] for d in range(2)]
+    model = _model([helper.make_node("ConvTranspose", ["X", "W", "B"], ["Y"], name="convt",
+                                     **attrs)],
+                   {"X": [1, 4, 8, 8]}, {"Y": [1, 3, *out]}, {"W": w, "B": b})
+    module = onnx_to_module(model)
+    x = _rand(2, 4, 8, 8)
+    np.testing.assert_allclose(_run(module, x), _conv_transpose_ref(
+        x, w, b, [2, 2], [1, 1], begin, end, [0, 0], 1), rtol=1e-5, atol=1e-5)
+    g = SignedGraph.from_module(module, (4, 8, 8), dtype=torch.float64)
+    assert g.n_nodes == 4 * 64 + 3 * out[0] * out[1]
+    # every edge is one term of the output: (input pixel, tap) pairs that land inside
+    terms = sum(1 for i in range(8) for j in range(8) for ki in range(3) for kj in range(3)
+                if 0 <= 2 * i + ki - begin[0] < out[0] and 0 <= 2 * j + kj - begin[1] < out[1])
+    assert g.n_edges == terms * 4 * 3
+    # the matrix is the layer's Jacobian (it is linear: the bias is 0), read at
+    # the output's nodes (the layer's own nodes are those of the flipped map)
+    J = np.stack([_conv_transpose_ref(e.reshape(1, 4, 8, 8), w, b, [2, 2], [1, 1], begin, end,
+                                      [0, 0], 1).reshape(-1) for e in np.eye(256)], 1)
+    A = g.to_scipy().toarray()
+    np.testing.assert_allclose(A[:256][:, g.output_index].T, J, rtol=1e-6, atol=1e-6)
+
+
 def test_shape_arithmetic_folds_and_selection_on_activations_is_refused():
     """Dynamic-shape exports compute shapes with Shape/Equal/Where/ConstantOfShape/Range: folded;
     Expand of an activation broadcasts it; Where with a constant condition masks an activation

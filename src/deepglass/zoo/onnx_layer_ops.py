@@ -130,6 +130,18 @@ class _LayerOps:
             pads = list(a.get("pads", [0] * (2 * spatial)))
             begin, end = pads[:spatial], pads[spatial:]
         torch_op = [op + lo - hi for op, lo, hi in zip(out_pad, begin, end)]
+        # more cropped at the end than at the start (tf2onnx's "same" transposed
+        # convolution, pads [0, 1]): the layer of the flipped signal and kernel
+        # crops at its start instead, and the flips are re-indexings, so no
+        # cropped row stays behind as nodes and edges of the layer
+        flip = [d for d in range(spatial) if not 0 <= torch_op[d] < max(strides[d], dil[d])
+                and out_pad[d] == 0 and 0 <= end[d] - begin[d] < max(strides[d], dil[d])]
+        if flip:
+            w = w.flip([2 + d for d in flip])
+            for d in flip:
+                begin[d], end[d] = end[d], begin[d]
+                torch_op[d] = begin[d] - end[d]      # (op + begin - end, op = 0)
+            x = self.emit_function(torch.flip, [x, [2 + d for d in flip]])
         if all(0 <= q < max(s, d) for q, s, d in zip(torch_op, strides, dil)):
             padding, crop = begin, None
         else:  # pad less in the layer, then crop: full indices [b, full + op - e) of [p, full + q - p)
@@ -146,6 +158,8 @@ class _LayerOps:
         y = self.emit_module(node, conv, x)
         if crop is not None:
             y = self.emit_function(operator.getitem, [y, (slice(None), slice(None), *crop)])
+        if flip:
+            y = self.emit_function(torch.flip, [y, [2 + d for d in flip]])
         self.set(node, y)
 
     def _pool(self, node, a, kind: str):
