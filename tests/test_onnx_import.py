@@ -857,6 +857,27 @@ def test_resize_matches_the_onnx_reference(mode, ctm, out_hw, scales, sizes, nea
         assert all(b.fixed_weights for b in g.edge_blocks) and g.n_edges > 0
 
 
+@pytest.mark.parametrize("ctm", ["half_pixel", "asymmetric", "pytorch_half_pixel"])
+@pytest.mark.parametrize("coeff, exclude", [(-0.5, 0), (-0.5, 1), (-0.75, 1)])
+@pytest.mark.parametrize("scales, out_hw", [([1, 1, 2, 1.5], (8, 7)), ([1, 1, 0.5, 0.8], (2, 4))])
+def test_a_cubic_resize_f_interpolate_lacks_is_its_interpolation_matrices(ctm, coeff, exclude,
+                                                                          scales, out_hw):
+    """TensorFlow's bicubic (tf2onnx: cubic, coefficient -0.5) was refused ("no
+    F.interpolate equivalent"): it is a fixed linear map, one matrix per axis
+    from the ONNX definition (Keys' kernel, edge or excluded taps)."""
+    model = _resize_model("cubic", ctm, out_hw, scales)
+    node = model.graph.node[0]
+    node.attribute.append(helper.make_attribute("cubic_coeff_a", coeff))
+    node.attribute.append(helper.make_attribute("exclude_outside", exclude))
+    x = _rand(2, 2, 4, 5)
+    want = _reference(model, X=x)[0]
+    module = onnx_to_module(model)
+    np.testing.assert_allclose(_run(module, x), want, rtol=1e-5, atol=1e-5)
+    assert "linear" in _fx_ops(module)
+    g = SignedGraph.from_module(module, (2, 4, 5))
+    assert all(b.fixed_weights for b in g.edge_blocks) and g.n_edges > 0
+
+
 def test_upsample_and_refused_resize_modes():
     scales = {"scales": np.array([1, 1, 2, 3], np.float32)}
     model = _model([helper.make_node("Upsample", ["X", "scales"], ["Y"], name="up", mode="nearest")],
@@ -867,11 +888,12 @@ def test_upsample_and_refused_resize_modes():
                    {"X": [1, 2, 3, 3]}, {"Y": [1, 2, 6, 9]}, scales, opset=9)
     want = _reference(_resize_model("linear", "asymmetric", (6, 9), [1, 1, 2, 3], in_hw=(3, 3)), X=x)[0]
     np.testing.assert_allclose(_run(onnx_to_module(model), x), want, rtol=1e-5, atol=1e-6)  # Upsample: asymmetric
-    tf_cubic = _resize_model("cubic", "half_pixel", (8, 10), [1, 1, 2, 2])
-    tf_cubic.graph.node[0].attribute.append(helper.make_attribute("cubic_coeff_a", -0.5))
-    with pytest.raises(UnsupportedLayerError, match=r"^ONNX node 'resize' \(Resize\): mode 'cubic' with "
-                                                    r".*cubic coefficient -0.5 .* no F.interpolate"):
-        onnx_to_module(tf_cubic)
+    aa_cubic = _resize_model("cubic", "half_pixel", (8, 10), [1, 1, 2, 2])
+    aa_cubic.graph.node[0].attribute.append(helper.make_attribute("antialias", 1))
+    aa_cubic.graph.node[0].attribute.append(helper.make_attribute("cubic_coeff_a", -0.75))
+    with pytest.raises(UnsupportedLayerError, match=r"^ONNX node 'resize' \(Resize\): antialias=1 "
+                                                    r"with .*cubic coefficient -0.75 .* no F.interpolate"):
+        onnx_to_module(aa_cubic)
     with pytest.raises(UnsupportedLayerError, match=r"'resize' \(Resize\): coordinate_transformation_mode 'tf_crop_and_resize'"):
         onnx_to_module(_resize_model("linear", "tf_crop_and_resize", (8, 10), [1, 1, 2, 2]))
 

@@ -80,6 +80,16 @@ class _ResizeOps:
             scale_arg = sc
         kw = {"scale_factor": scale_arg} if scale_arg is not None else {"size": out}
         if antialias or mode == "cubic":
+            if mode == "cubic" and not antialias and not self._torch_cubic(a, ctm, spatial, out):
+                # (TensorFlow's bicubic: coefficient -0.5, other mappings): the
+                # interpolation matrix of each axis, from the ONNX definition
+                for ax, (n, o, s_) in enumerate(zip(in_sizes, out, sc)):
+                    weights = torch.from_numpy(self._cubic_weights(
+                        n, o, s_, ctm, float(a.get("cubic_coeff_a", -0.75)),
+                        bool(int(a.get("exclude_outside", 0))), node)).to(x.tensor.dtype)
+                    x = self._along_axis(x, 2 + ax, weights, f"{node.output[0]}_cubic{ax}")
+                self.set(node, x)
+                return
             self._torch_resampling(node, x, a, kw, mode, ctm, spatial, out, antialias)
             return
         if mode == "nearest":
@@ -132,6 +142,36 @@ class _ResizeOps:
         self.set(node, self.emit_function(F.interpolate, [x], {
             **kw, "mode": "bilinear" if mode == "linear" else "bicubic",
             "align_corners": ctm == "align_corners", "antialias": antialias}))
+
+    @staticmethod
+    def _torch_cubic(a, ctm: str, spatial: int, out) -> bool:
+        """Whether a cubic Resize (no antialias) is ``F.interpolate``'s bicubic."""
+        half = ctm == "half_pixel" or ctm == "pytorch_half_pixel" and all(o > 1 for o in out)
+        return spatial == 2 and (half or ctm == "align_corners") and \
+            float(a.get("cubic_coeff_a", -0.75)) == -0.75 and not int(a.get("exclude_outside", 0))
+
+    def _cubic_weights(self, n: int, o: int, s: float, ctm: str, coeff: float,
+                       exclude_outside: bool, node) -> np.ndarray:
+        """(o, n) matrix of ONNX cubic resampling along one axis: the four taps
+        around the source coordinate, with Keys' kernel of coefficient ``coeff``
+        (R. Keys, IEEE Trans. ASSP 29 (1981)); taps outside [0, n - 1] read the
+        edge, or with ``exclude_outside`` weigh 0 and the rest are renormalized."""
+        src = self._onnx_source(n, o, s, ctm, node)
+        base = np.floor(src)
+        w = np.zeros((o, n))
+        for k in (-1, 0, 1, 2):
+            idx = base + k
+            d = np.abs(src - idx)
+            kern = np.where(d <= 1, (coeff + 2) * d ** 3 - (coeff + 3) * d ** 2 + 1,
+                            np.where(d < 2, coeff * d ** 3 - 5 * coeff * d ** 2 + 8 * coeff * d
+                                     - 4 * coeff, 0.0))
+            inside = (idx >= 0) & (idx <= n - 1)
+            if exclude_outside:
+                kern = np.where(inside, kern, 0.0)
+            np.add.at(w, (np.arange(o), np.clip(idx, 0, n - 1).astype(np.int64)), kern)
+        if exclude_outside:
+            w /= w.sum(1, keepdims=True)
+        return w
 
     def _along_axis(self, x: _Value, axis: int, weights: torch.Tensor, hint: str) -> _Value:
         """``F.linear`` of the (out, in) matrix ``weights`` over ``axis`` (moved last and back)."""
