@@ -1742,14 +1742,37 @@ def test_batch_norm_without_running_statistics_is_a_per_sample_norm(capture, bat
 def test_a_refusal_names_what_each_capture_path_reads(monkeypatch):
     """The export path's refusal lists §1b's layers (transposed convolution,
     norms, gates); the fx fallback's says it is the fallback's list."""
+    class Cummax(nn.Module):
+        def forward(self, x):
+            return torch.cummax(x, -1)[0]
+
+    with pytest.raises(UnsupportedLayerError, match="transposed convolution.*norms.*gates"):
+        SignedGraph.from_module(Cummax(), (2, 3, 3), capture="export")
+    with pytest.raises(UnsupportedLayerError, match="the fx fallback supports linear"):
+        SignedGraph.from_module(Cummax(), (2, 3, 3), capture="fx")
+
+
+def test_a_cumulative_sum_or_a_grid_sample_of_a_value_says_why_it_is_refused():
+    """Both were refused with the list of what is supported, no reason."""
     class Cumsum(nn.Module):
         def forward(self, x):
             return torch.cumsum(x, -1)
 
-    with pytest.raises(UnsupportedLayerError, match="transposed convolution.*norms.*gates"):
-        SignedGraph.from_module(Cumsum(), (2, 3, 3), capture="export")
-    with pytest.raises(UnsupportedLayerError, match="the fx fallback supports linear"):
-        SignedGraph.from_module(Cumsum(), (2, 3, 3), capture="fx")
+    class Grid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("grid", torch.rand(1, 5, 5, 2) * 2 - 1)
+
+        def forward(self, x):
+            return F.grid_sample(x, self.grid.expand(x.shape[0], -1, -1, -1),
+                                 align_corners=False)
+
+    with pytest.raises(UnsupportedLayerError, match=r"'cumsum' \(cumulative sum of a value\): "
+                                                    r"a prefix sum along an axis"):
+        SignedGraph.from_module(Cumsum(), (2, 3, 3))
+    with pytest.raises(UnsupportedLayerError, match=r"\(resampling at a grid\): F.grid_sample "
+                                                    r".*a fixed grid is a fixed linear map"):
+        SignedGraph.from_module(Grid(), (2, 6, 6))
 
 
 class _Masked(nn.Module):

@@ -40,9 +40,10 @@ from .norm_gain import apply_gain, gained_stat
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
-                         _neg, _refuse, _shape_rule, _sum, _upsample, _where)
+                         _neg, _shape_rule, _sum, _upsample, _where)
 from .identical import identical_ops, merge_identical_ops, mutates
 from .quiet import quiet_exporter
+from .refusals import REFUSED_OPS
 from .ranges import factor_range, is_gate, is_positive_divisor
 from .spectral import complex_as_real, refuse_complex
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
@@ -544,10 +545,6 @@ ATEN_OPS: dict = {
     aten.rrelu.default: _rrelu,
     **_ops("index_put index_put_ _unsafe_index_put", index_put),   # F.fold, x[idx] = v
     **_ops("scatter scatter_ scatter_add scatter_add_ scatter_reduce scatter_reduce_", scatter),
-    **_ops("gt ge lt le eq ne", _refuse(
-        "comparison", "a mask computed from the input's values chooses per element and per "
-        "sample (a selection); an activation written with one (torch.where(x > 0, x, a * x)) "
-        "is supported as its module (nn.LeakyReLU, nn.Threshold, nn.Hardshrink ...)")),
     **_ops("gelu", _nonmonotone("GELU")),
     **_ops("silu", _nonmonotone("SiLU")),
     **_ops("hardswish", _nonmonotone("Hardswish")),
@@ -576,12 +573,7 @@ ATEN_OPS: dict = {
            _attention),
     **_ops("view_as_complex complex polar _fft_r2c _fft_c2r _fft_c2c stft istft",
            refuse_complex),
-    **_ops("topk sort argsort kthvalue msort", _refuse(
-        "selection by value", "the positions it keeps are chosen by the input's values (k "
-        "nearest neighbours, sorting, k-max pooling): no fixed edges")),
-    **_ops("lstm gru rnn_tanh rnn_relu lstm_cell gru_cell", _refuse(
-        "recurrent cell", "a recurrent cell has no fixed feed-forward signed graph; unroll "
-        "it or analyse the convolutional part")),
+    **REFUSED_OPS,
 }
 #: the exporter's checks of a value's dtype or shape (``x.to(dtype)``): no value
 CHECK_OPS = {getattr(aten, name) for name in

@@ -557,7 +557,3 @@ def _is_max_pool(target) -> bool:
     return "max_pool" in name and "adaptive" not in name
 
 
-def _refuse(what, why):
-    def rule(ip, n, args, kwargs, real):
-        ip.unsupported(n, what, why)
-    return rule

@@ -1,0 +1,45 @@
+"""Ops the ATen capture refuses with a reason of their own (SPEC §1b: no fixed
+signed graph, or a fixed linear map not read yet), rather than the list of
+what is supported.  Merged into :data:`deepglass.graph.aten.RULES`."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["REFUSED_OPS"]
+
+aten = torch.ops.aten
+
+
+def _refuse(what, why):
+    def rule(ip, n, args, kwargs, real):
+        ip.unsupported(n, what, why)
+    return rule
+
+
+def _ops(names: str, rule) -> dict:
+    return {getattr(aten, name): rule for name in names.split() if hasattr(aten, name)}
+
+
+REFUSED_OPS = {
+    **_ops("gt ge lt le eq ne", _refuse(
+        "comparison", "a mask computed from the input's values chooses per element and per "
+        "sample (a selection); an activation written with one (torch.where(x > 0, x, a * x)) "
+        "is supported as its module (nn.LeakyReLU, nn.Threshold, nn.Hardshrink ...)")),
+    **_ops("topk sort argsort kthvalue msort", _refuse(
+        "selection by value", "the positions it keeps are chosen by the input's values (k "
+        "nearest neighbours, sorting, k-max pooling): no fixed edges")),
+    **_ops("lstm gru rnn_tanh rnn_relu lstm_cell gru_cell", _refuse(
+        "recurrent cell", "a recurrent cell has no fixed feed-forward signed graph; unroll "
+        "it or analyse the convolutional part")),
+    # a fixed linear map, not read yet: said as such, with the way around it
+    **_ops("cumsum cumprod logcumsumexp", _refuse(
+        "cumulative sum of a value", "a prefix sum along an axis (each element the sum of "
+        "those before it) is not read as a layer; a cumulative sum of a normalization's "
+        "statistic (a causal layer norm) is")),
+    **_ops("grid_sampler grid_sampler_2d grid_sampler_3d", _refuse(
+        "resampling at a grid", "F.grid_sample reads the input at the positions a grid "
+        "gives: a grid computed from the input (a spatial transformer) makes it a product "
+        "of two values; a fixed grid is a fixed linear map not read yet (write a fixed "
+        "resampling with F.interpolate)")),
+}
