@@ -763,3 +763,53 @@ def test_a_model_that_mixes_precisions_is_not_said_to_refuse_the_shape():
     with pytest.raises(DeepglassError, match=r"Mixed's forward does not take the keyword "
                                              r"arguments given \(forward_kwargs\)"):
         SignedGraph.from_module(Mixed().eval(), (4, 32), forward_kwargs={"foo": 1})
+
+
+def test_a_module_hashed_by_its_tensors_is_captured():
+    """escnn's basis expansions define __hash__ from their tensors' data, which
+    torch.export's fake tensors cannot give ("Cannot access data pointer"):
+    modules are hashed by identity during the capture, and the class's own
+    __hash__ is back after."""
+    class Basis(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.radii = nn.Parameter(torch.tensor([0.5, 1.0]), requires_grad=False)
+
+        def __hash__(self):
+            return hash(tuple(self.radii.cpu().numpy().tolist()))
+
+        def __eq__(self, other):
+            return self is other
+
+        def forward(self, x):
+            return x * 2.0
+
+    own = Basis.__hash__
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), Basis()).eval()
+    g = SignedGraph.from_module(net, (1, 5, 5))
+    assert g.n_edges == 2 * 9 * 9 and Basis.__hash__ is own
+    assert hash(net[1]) == hash((0.5, 1.0))
+
+
+def test_the_sample_takes_the_real_weights_dtype_or_the_one_asked_for():
+    """A complex first parameter (an FNO's spectral weight) made the sample
+    complex; a model without parameters or buffers got a float32 sample at
+    dtype=float64 (its DFT weights rounded to float32)."""
+    class Spectral(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(3, dtype=torch.cfloat))
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(x) + 0 * self.w.real.sum()
+
+    assert SignedGraph.from_module(Spectral().eval(), (4,)).n_edges == 8
+
+    class Fourier(nn.Module):
+        def forward(self, x):
+            return torch.view_as_real(torch.fft.rfft(x)).flatten(1)
+
+    g = SignedGraph.from_module(Fourier(), (8,), dtype=torch.float64)
+    w = np.abs(g.to_scipy().data)
+    assert np.abs(w[np.abs(w - 0.7071) < 1e-3] - 2 ** -0.5).max() < 1e-15

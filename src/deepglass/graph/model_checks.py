@@ -180,6 +180,27 @@ def attributes_kept(model: nn.Module):
 _MISSING = object()
 
 
+@contextlib.contextmanager
+def identity_hashes(model: nn.Module):
+    """Submodules hashed by identity during a capture, as ``nn.Module`` does:
+    torch.export keeps modules in sets while their tensors are fake, and a
+    class whose ``__hash__`` reads tensor data (escnn's basis expansions)
+    fails there.  The classes' own ``__hash__`` is restored after."""
+    changed = {}
+    for cls in {type(m) for m in model.modules()}:
+        if cls.__hash__ is not nn.Module.__hash__:     # (None: __eq__ without __hash__)
+            changed[cls] = cls.__dict__.get("__hash__", _MISSING)
+            cls.__hash__ = nn.Module.__hash__
+    try:
+        yield
+    finally:
+        for cls, h in changed.items():
+            if h is _MISSING:
+                del cls.__hash__
+            else:
+                cls.__hash__ = h
+
+
 def random_draw(target) -> bool:
     """Whether an ATen op draws random numbers (torch tags it
     ``nondeterministic_seeded``: ``randn``, ``normal_`` and its functional

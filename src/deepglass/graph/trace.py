@@ -26,8 +26,8 @@ import torch.nn as nn
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
 from .fixed_weights import mark_fixed
-from .model_checks import (DATA_WRITTEN, attributes_kept, check_finite, check_weights, module_mode,
-                           refuse_called_modules)
+from .model_checks import (DATA_WRITTEN, attributes_kept, check_finite, check_weights,
+                           identity_hashes, module_mode, refuse_called_modules)
 from .prune import contract_copies, prune, prune_channels
 from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref, Refused,
                        flatten, remap)
@@ -345,14 +345,17 @@ def _check_options(batchnorm, norm, gates, capture, pool_weight) -> None:
 
 
 def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, batchnorm,
-                 record) -> _Run:
+                 record, dtype=torch.float32) -> _Run:
     from ..memory import check_fits
 
-    # the sample in the dtype and on the device of the weights (a model without
-    # parameters: of its floating buffers, a DFT's or a window's)
-    p = next(model.parameters(), None)
+    # the sample in the dtype and on the device of the real weights (a complex
+    # one, an FNO's spectral weight, does not make the input complex); a model
+    # without: of its floating buffers (a DFT's, a window's), else ``dtype``
+    p = next((t for t in model.parameters() if t.is_floating_point()), None)
     if p is None:
         p = next((b for b in model.buffers() if b.is_floating_point()), None)
+    if p is None:
+        p = torch.empty(0, dtype=dtype)
     # the sample and a first activation of its size, before any of it is made
     check_fits(2 * 4 * sum(int(np.prod(sh, dtype=np.float64)) for sh in shapes),
                f"one sample of shape {shapes[0] if len(shapes) == 1 else shapes} to capture",
@@ -361,7 +364,7 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
                                device=p.device if p is not None else "cpu") for sh in shapes)
     # torch.export's own warnings are dropped; the graph's (a non-monotone
     # activation) are passed on afterwards, through the caller's filters
-    with module_mode(model), torch.no_grad(), \
+    with module_mode(model), torch.no_grad(), identity_hashes(model), \
             warnings.catch_warnings(record=True) as caught, attributes_kept(model):
         warnings.simplefilter("always")
         refuse_called_modules(model, inputs, forward_kwargs)
@@ -378,7 +381,7 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
                                      f"sample of shape {shape_txt} (capture keeps every "
                                      f"value of the forward pass): {msg}") from None
             if re.search(r"(type|dtype) \(?\w+\)? (and|but|should)|expected scalar type|"
-                         r"found dtype|should be the same", msg, re.I):
+                         r"found dtype|should be the same|must have the same dtype", msg, re.I):
                 # the model mixes precisions (a float32 tensor made in forward of
                 # a float64 model): the shape is not the cause
                 dt = inputs[0].dtype if inputs else None
@@ -466,7 +469,7 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
         try:
             wide = copy.deepcopy(model).float()
             run = _run_capture(wide, shapes, forward_kwargs, rules, capture, pool_weight,
-                               batchnorm, record)
+                               batchnorm, record, dtype)
             model, widened = wide, True
         except UnsupportedLayerError:
             raise       # a layer without rule is one in 16 bits too: no second capture
@@ -474,7 +477,7 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
             run = None
     if run is None:
         run = _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight,
-                           batchnorm, record)
+                           batchnorm, record, dtype)
     builder = run.builder
     outputs: dict[str, np.ndarray] = {}
     for name, v in zip(run.names, run.leaves):
