@@ -191,6 +191,37 @@ def test_a_sum_of_spectra_is_its_jacobian(how):
         assert_is_jacobian(_SummedSpectra(how), (1, 16), capture)
 
 
+class _ComplexDFT(nn.Module):
+    """DFTs of a complex signal made of real parts (kymatio's torch backend):
+    fft / ifft along one or two dimensions, a real filter and a mean between."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.register_buffer("h", torch.linspace(-1, 1, 8))
+
+    def forward(self, x):                      # x (B, 4, 8)
+        z = torch.view_as_complex(torch.stack([x, torch.zeros_like(x)], -1))
+        if self.how == "fft":
+            z = torch.fft.fft(z)
+        elif self.how == "ifft-filter":
+            z = torch.fft.ifft(torch.fft.fft(z, norm="ortho") * self.h, norm="ortho")
+        elif self.how == "fft2":
+            z = torch.fft.fft2(z)
+        else:                                  # a subsampling in Fourier space
+            z = torch.fft.fft(z).reshape(-1, 4, 2, 4).mean(2)
+        return torch.view_as_real(z).flatten(1)
+
+
+@pytest.mark.parametrize("how", ["fft", "ifft-filter", "fft2", "mean"])
+def test_a_dft_of_a_complex_signal_is_its_jacobian(how):
+    """view_as_complex(stack([x, 0])) then fft was refused ("meets '_fft_c2c'"),
+    although it is fft(x), which is read: a complex DFT along any dimensions,
+    and a mean of a spectrum, are fixed linear maps of both parts."""
+    for capture in ("export", "core"):
+        assert_is_jacobian(_ComplexDFT(how), (4, 8), capture)
+
+
 def test_a_spectrum_plus_a_real_number_is_still_refused():
     class Shifted(nn.Module):         # z + 1 shifts the real part only: not read
         def forward(self, x):

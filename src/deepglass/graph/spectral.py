@@ -159,6 +159,8 @@ def _rewrite(gm, source) -> None:
             sum_of = _spectra_summed(user)
             if name in _MOVES and _MOVES[name] not in ("pad", "roll") or _zero_pad(user) \
                     or name == "roll" and _roll_along_dims(user) \
+                    or name == "_fft_c2c" \
+                    or name in ("mean", "sum") and _reduces_dims(user) \
                     or name in ("mul", "div") and _real_factor(user, node) \
                     or sum_of is not None:
                 complex_nodes.add(user)
@@ -200,7 +202,8 @@ def _constant(gm, name: str, value: torch.Tensor, like: torch.fx.Node):
     """A ``get_attr`` node of a new buffer of ``gm`` holding ``value``, in the
     dtype and on the device of ``like``'s value (the program's, a model on a GPU)."""
     val = like.meta["val"]
-    gm.register_buffer(name, value.to(device=val.device, dtype=val.dtype), persistent=False)
+    dtype = val.real.dtype if val.is_complex() else val.dtype      # (a complex value's parts)
+    gm.register_buffer(name, value.to(device=val.device, dtype=dtype), persistent=False)
     return gm.graph.get_attr(name)
 
 
@@ -275,6 +278,13 @@ def _sources(nodes) -> list:
     return found
 
 
+def _reduces_dims(node) -> bool:
+    """``mean`` / ``sum`` of a complex value over given dimensions (a linear map
+    of both parts alike: kymatio's subsampling in Fourier space)."""
+    return len(node.args) > 1 and isinstance(node.args[1], (list, tuple)) and \
+        len(node.args[1]) > 0 and not node.kwargs.get("dtype")
+
+
 def _roll_along_dims(node) -> bool:
     dims = node.args[2] if len(node.args) > 2 else node.kwargs.get("dims", ())
     return bool(dims)
@@ -297,6 +307,24 @@ def _real_form(gm, node, real):
         return g.call_function(node.target, (real[args[0]], real[args[1]]), dict(node.kwargs))
     z = args[1] if name == "mul" and args[1] in real else args[0]   # (a * z)
     src, nd = real[z], _ndim(z)
+    if name == "_fft_c2c":           # a complex DFT, one dimension after the other
+        shape, norm, forward = list(z.meta["val"].shape), int(args[2]), bool(args[3])
+        for i, d in enumerate(sorted({d % nd for d in args[1]})):
+            n = shape[d]
+            w = dft_matrix(n, n, 2, inverse=not forward) * (1.0 if forward else n)
+            w = _constant(gm, f"{FIXED_PREFIX}cdft{i}_{node.name}",
+                          w / {0: 1.0, 1: math.sqrt(n), 2: float(n)}[norm], z)
+            moved = shape[:d] + shape[d + 1:] + [n]
+            t = g.call_function(aten.movedim.int, (src, d, nd - 1))          # (..., n, 2)
+            t = g.call_function(aten.transpose.int, (t, -1, -2))            # (..., 2, n)
+            t = g.call_function(aten.reshape.default, (t, moved[:-1] + [2 * n]))
+            t = g.call_function(aten.matmul.default, (t, w))
+            t = g.call_function(aten.view.default, (t, moved[:-1] + [n, 2]))
+            src = g.call_function(aten.movedim.int, (t, nd - 1, d))
+        return src
+    if name in ("mean", "sum"):      # over dimensions counted from the front
+        rest = list(args[2:3]) + [v for k, v in node.kwargs.items() if k == "keepdim"][:1]
+        return g.call_function(node.target, (src, [d % nd for d in args[1]], *rest[:1]))
     if name in ("mul", "div"):
         other = args[0] if z is args[1] else args[1]
         if isinstance(other, torch.fx.Node):     # the same factor for both parts
