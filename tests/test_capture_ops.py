@@ -836,12 +836,17 @@ class _GroupedWeights(nn.Module):
             self.w = nn.Parameter(torch.randn(5, 3, 6, 6))
         elif how == "weight-left":    # W (G, E, N) @ x (B, G, N, D)
             self.w = nn.Parameter(torch.randn(3, 4, 6))
+        elif how in ("equal", "broadcast"):    # the same matrix in every group; x @ W over G
+            self.w = nn.Parameter(torch.randn(6, 4).repeat(3, 1, 1) if how == "equal"
+                                  else torch.randn(3, 6, 4))
         else:                         # baddbmm with a bias and alpha
             self.w, self.b = nn.Parameter(torch.randn(6, 4)), nn.Parameter(torch.randn(1, 5, 4))
 
     def forward(self, x):
-        if self.how == "grouped":
+        if self.how in ("grouped", "equal"):
             return torch.matmul(x, self.w)
+        if self.how == "broadcast":
+            return torch.matmul(x.unsqueeze(1), self.w)
         if self.how == "local":
             return torch.einsum("bchw,ochw->bohw", x, self.w)
         if self.how == "weight-left":
@@ -850,7 +855,8 @@ class _GroupedWeights(nn.Module):
 
 
 @pytest.mark.parametrize("how, shape", [("grouped", (3, 6, 6)), ("local", (3, 6, 6)),
-                                        ("weight-left", (3, 6, 5)), ("baddbmm", (5, 6))])
+                                        ("weight-left", (3, 6, 5)), ("baddbmm", (5, 6)),
+                                        ("equal", (3, 6, 6)), ("broadcast", (5, 6))])
 @pytest.mark.parametrize("capture", ["export", "core"])
 def test_products_with_a_fixed_matrix_per_batch_entry(how, shape, capture):
     """A grouped linear layer (x @ W, W of (G, D, E)), a locally connected layer
@@ -859,6 +865,45 @@ def test_products_with_a_fixed_matrix_per_batch_entry(how, shape, capture):
     group, the edges of a grouped 1x1 convolution."""
     g = assert_is_jacobian(_GroupedWeights(how), shape, capture)
     per_group = {"grouped": 3 * 6 * 6 * 4, "local": 36 * 3 * 5, "weight-left": 3 * 4 * 6 * 5,
-                 "baddbmm": 5 * 6 * 4}[how]
+                 "baddbmm": 5 * 6 * 4, "equal": 3 * 6 * 6 * 4, "broadcast": 3 * 5 * 6 * 4}[how]
     if capture == "export":              # (core ATen writes alpha as a layer of its own)
         assert g.n_edges == per_group    # no zero-weight edges between groups
+
+
+class _OneFunction(nn.Module):
+    """Elementwise functions of one value written with two terms."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.c1, self.c2 = nn.Conv2d(2, 3, 3, bias=False), nn.Conv2d(3, 2, 3, bias=False)
+        self.register_buffer("g", torch.tensor([0.5, 2.0, -1.5]).reshape(1, 3, 1, 1))
+
+    def forward(self, x):
+        y = self.c1(x)
+        z = {"scaled": lambda: self.g * torch.relu(y) - self.g * 0.2 * torch.relu(-y),
+             "twice": lambda: 2 * torch.relu(y) - 2 * torch.relu(-y),
+             "negated": lambda: torch.relu(-y) - torch.relu(y),
+             "leaky-max": lambda: torch.maximum(y, 0.1 * y),
+             "leaky-module": lambda: F.leaky_relu(y, 0.1)}[self.how]()
+        return self.c2(z)
+
+
+@pytest.mark.parametrize("how, factor", [("scaled", "g"), ("twice", 2.0), ("negated", -1.0),
+                                         ("leaky-max", 1.0), ("leaky-module", 1.0)])
+def test_a_function_written_with_two_terms_keeps_its_factor(how, factor):
+    """A sum of two functions of one value was read as an activation of factor
+    1 whatever the terms' factors: g * PReLU(y) written out lost g, and
+    relu(-y) - relu(y) (= -y) came out as +y; maximum(y, 0.1 y) was refused as
+    a maximum of two values.  The factor is that of the larger term."""
+    torch.manual_seed(0)
+    net = _OneFunction(how).double().eval()
+    g = SignedGraph.from_module(net, (2, 7, 7), dtype=torch.float64)
+    f = net.g.reshape(3) if factor == "g" else torch.full((3,), factor, dtype=torch.float64)
+    ref = nn.Sequential(nn.Conv2d(2, 3, 3, bias=False), nn.Conv2d(3, 2, 3, bias=False)).double()
+    with torch.no_grad():
+        ref[0].weight.copy_(net.c1.weight)
+        ref[1].weight.copy_(net.c2.weight * f.reshape(1, 3, 1, 1))
+    r = SignedGraph.from_module(ref, (2, 7, 7), dtype=torch.float64)
+    np.testing.assert_allclose(path_sums(g)[g.output_index], path_sums(r)[r.output_index],
+                               rtol=1e-12, atol=1e-14)

@@ -1958,3 +1958,24 @@ def test_matmul_with_the_weight_on_the_left_or_per_group(form):
     a, b = (SignedGraph.from_module(m, shape) for m in (module, net))
     assert a.n_nodes == b.n_nodes and a.n_edges == b.n_edges
     assert abs(a.to_scipy() - b.to_scipy()).max() < 1e-6
+
+
+def test_a_product_of_static_sizes_is_folded():
+    """tf2onnx's Tensordot (a Keras Dense on a 4-d tensor, ConvNeXt's pointwise
+    layers) multiplies static sizes with ReduceProd for its Reshape: refused as
+    an unsupported op before, it folds; a product of a value stays refused."""
+    N = helper.make_node
+    nodes = [N("Shape", ["x"], ["s"]), N("Gather", ["s", "free"], ["fr"], axis=0),
+             N("ReduceProd", ["fr"], ["pf"], axes=[0], keepdims=1),
+             N("Concat", ["pf", "c"], ["st"], axis=0), N("Reshape", ["x", "st"], ["x2"]),
+             N("MatMul", ["x2", "W"], ["y"])]
+    w = RNG.standard_normal((3, 5)).astype(np.float32)
+    model = _model(nodes, {"x": [1, 4, 4, 3]}, {"y": [16, 5]},
+                   {"W": w, "free": np.array([0, 1, 2], np.int64), "c": np.array([3], np.int64)})
+    module = onnx_to_module(model)
+    x = _rand(1, 4, 4, 3)
+    np.testing.assert_allclose(_run(module, x), x.reshape(16, 3) @ w, rtol=1e-5, atol=1e-5)
+    bad = _model([N("ReduceProd", ["x"], ["y"], axes=[1], keepdims=1)], {"x": [1, 4]},
+                 {"y": [1, 1]}, check=False)
+    with pytest.raises(DeepglassError, match="a product over axes of a network value"):
+        onnx_to_module(bad)

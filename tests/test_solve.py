@@ -772,7 +772,9 @@ def test_bad_arguments_of_frustration_are_one_line_errors():
                                  gamma=np.float32(0.9)).local_min.all()
     for kw, msg in [({"method": "exact", "time_limit": "10"}, "time_limit must be a positive"),
                     ({"method": "anneal", "sweeps": 2.5}, "sweeps must be an integer >= 1"),
-                    ({"method": "anneal", "t_start": float("nan")}, "need 0 < t_end <= t_start")]:
+                    ({"method": "anneal", "t_start": float("nan")}, "need 0 < t_end <= t_start"),
+                    ({"method": "anneal", "sweeps": 10**14}, "a schedule of 100,000,000,000,000 "
+                                                            "sweeps")]:
         with pytest.raises(DeepglassError, match=msg):
             deepglass.frustration(g, replicas=2, **kw)
     with pytest.raises(DeepglassError, match="limit must be a non-negative integer"):

@@ -680,7 +680,9 @@ def test_a_damaged_manifest_is_named_as_such(tmp_path):
     text = (d / "manifest.jsonl").read_text()
     (d / "manifest.jsonl").write_text(text[:len(text) // 2])
     with pytest.raises(DeepglassError, match=r"not recorded in manifest.jsonl, whose last "
-                                             r"line is cut short: the record is damaged"):
+                                             r"line is cut short \(a crash while a file was "
+                                             r"being recorded\): move the files it does not "
+                                             r"record away"):
         RunDir(d, {"seed": 0}, kind="frustration")
     lines = text.splitlines(keepends=True)
     (d / "manifest.jsonl").write_text("".join(lines[:len(lines) // 2]) + "{oops\n")

@@ -277,12 +277,16 @@ class RunDir(RunReports, OwnedFiles):
         for name in names:
             if os.path.lexists(self.path / name) and name not in self._manifest.files:
                 if self._manifest.unreadable or self._manifest.torn:
-                    which = (f"which has {self._manifest.unreadable} unreadable line(s)"
-                             if self._manifest.unreadable else "whose last line is cut short")
+                    if self._manifest.unreadable:
+                        raise DeepglassError(
+                            f"{self.path / name} is not recorded in {MANIFEST_NAME}, which "
+                            f"has {self._manifest.unreadable} unreadable line(s): the record "
+                            "is damaged; restore it, or move the directory away and run again")
                     raise DeepglassError(
-                        f"{self.path / name} is not recorded in {MANIFEST_NAME}, {which}: "
-                        "the record is damaged; restore it, or move the directory away "
-                        "and run again")
+                        f"{self.path / name} is not recorded in {MANIFEST_NAME}, whose last "
+                        "line is cut short (a crash while a file was being recorded): move "
+                        "the files it does not record away (this one first) and run again, "
+                        "or move the directory away")
                 raise DeepglassError(f"{self.path / name} exists and was not written by "
                                      "deepglass; move it away or choose another --out")
 

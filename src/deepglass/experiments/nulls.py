@@ -114,6 +114,11 @@ def _module_layers(model: nn.Module, seed: int, *, kind: str, draw, fresh: bool)
             if isinstance(m, _WEIGHT_LAYERS):
                 if parametrize.is_parametrized(m):
                     _plain_parameters(m)
+                elif any(type(h).__name__ == "SpectralNorm"
+                         for h in m._forward_pre_hooks.values()):
+                    # the older hook form (torch.nn.utils.spectral_norm): a pre-hook
+                    # recomputes the weight from weight_orig before each forward
+                    torch.nn.utils.remove_spectral_norm(m)
                 m.weight.copy_(draw(m.weight, _generator(kind, seed, name, m.weight.device)))
                 if fresh and m.bias is not None:
                     m.bias.zero_()

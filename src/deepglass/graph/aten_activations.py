@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from .symbolic import Pending, Ref, _flag, _is_sym, _opname
+from .sums import dominant_scale
 
 aten = torch.ops.aten
 
@@ -32,12 +33,32 @@ def _threshold(ip, n, args, kwargs, real):
     activation, non-negative when ``maximum`` and ``t >= 0``."""
     a, b = args[0], args[1]
     if _is_sym(a) and _is_sym(b):
+        one = _of_one_value(ip, a, b)
+        if one is not None:     # maximum(y, 0.1 y): tf.nn.leaky_relu, one function of y
+            if one[1]:          # maximum(y, -y) = |y|
+                ip.warn_nonmonotone(f"{_opname(n.target)} of a value and its negative multiple")
+            return _flag(one[0], nonneg=False, fn=_opname(n.target))
         ip.unsupported(n, _opname(n.target), "the elementwise maximum or minimum of two "
                        "network values has no fixed weights")
     x, i = (a, 1) if _is_sym(a) else (b, 0)
     t = ip.real(n.args[i])
     nonneg = n.target.overloadpacket is aten.maximum and bool((torch.as_tensor(t) >= 0).all())
     return _flag(ip.b.activated(x), nonneg=nonneg, fn=_opname(n.target))
+
+
+def _of_one_value(ip, a, b):
+    """``maximum`` / ``minimum`` of two rescalings of the same nodes (no other
+    function between): an elementwise function of them, an activation with the
+    factor of its larger term (:func:`~.sums.add_values`' rule), and whether
+    the two factors' signs differ somewhere (then it decreases: ``|y|``); else
+    None."""
+    a, b = ip.b.materialize(a), ip.b.materialize(b)
+    if not (isinstance(a, Ref) and isinstance(b, Ref)) or a.act != b.act or \
+            a.index.shape != b.index.shape or not bool(torch.equal(a.index, b.index)):
+        return None
+    sa, sb = (r.scale if r.scale is not None else torch.ones(r.index.shape, dtype=torch.float64)
+              for r in (a, b))
+    return ip.b.activated(Ref(a.index, dominant_scale(a, b))), bool((sa * sb < 0).any())
 
 
 def _clamp_nonneg(ip, n):

@@ -393,12 +393,21 @@ def _rescaled_by(others, factor, root) -> bool:
     return factor in args and any(a is not factor and _root(a) is root for a in args)
 
 
+def stat_sign_of(v: Stat) -> int:
+    """The sign of ``v`` as other statistics read it: a gain of one sign keeps
+    it (its magnitude, a statistic's own constant factor, is forgotten: a
+    statistic rescales at 1), one of mixed signs makes it 0."""
+    if v.gain is None:
+        return v.sign
+    return v.sign if bool((v.gain > 0).all()) else -v.sign if bool((v.gain < 0).all()) else 0
+
+
 def stat_sign(ip, n, args) -> int:
     """The sign of a statistic that ``n`` computes from statistics and constants
     (:class:`Stat`): +1, -1, or 0 where the input decides it."""
     name = _name_of(n.target)
     stats = [v for v in args if isinstance(v, Stat)]
-    s = (0 if stats[0].gain is not None else stats[0].sign) if stats else 1
+    s = stat_sign_of(stats[0]) if stats else 1
     if name in ("exp", "abs", "var", "var_mean", "std", "std_mean"):
         return 1
     if name in ("sqrt", "rsqrt"):
@@ -424,7 +433,7 @@ def stat_sign(ip, n, args) -> int:
         items = list(args[0]) if name == "cat" else list(args[:2])
         for i, v in enumerate(items):
             if isinstance(v, Stat):
-                t = 0 if v.gain is not None else v.sign
+                t = stat_sign_of(v)
             else:
                 c = torch.as_tensor(ip.real(n.args[0][i] if name == "cat" else n.args[i]))
                 t = 1 if bool((c > 0).all()) else -1 if bool((c < 0).all()) else \

@@ -317,14 +317,21 @@ def _grouped_product(ip, n, args):
     lead = 1 if name == "matmul" and (ra if _is_sym(a) else rb).ndim == 4 and \
         (ra if _is_sym(a) else rb).shape[0] == 1 else 0
     ra, rb = (ra[0], rb) if lead and _is_sym(a) else (ra, rb[0]) if lead else (ra, rb)
-    if ra.ndim != 3 or rb.ndim != 3 or ra.shape[0] != rb.shape[0] or ra.shape[0] < 2:
+    if ra.ndim != 3 or rb.ndim != 3 or max(ra.shape[0], rb.shape[0]) < 2:
         return None
-    w = rb if _is_sym(a) else ra
-    if bool((w == w[:1]).all()):
-        return None                 # one weight expanded over the batch: _bmm's case
+    w, rx = (rb, ra) if _is_sym(a) else (ra, rb)
+    if rx.shape[0] not in (1, w.shape[0]) or w.shape[0] < 2:
+        return None                 # (the value's groups, one value broadcast over them)
+    if name != "matmul" and bool((w == w[:1]).all()):
+        return None                 # one weight expanded over a batch of rows: _bmm's case
     x = ip.b.materialize(a if _is_sym(a) else b)
+    G = w.shape[0]
     if lead:
         x = remap(x, lambda t, fill: t[0].contiguous())
+    if rx.shape[0] == 1:            # x @ W with x broadcast over the groups: copies
+        x = remap(x, lambda t, fill: t.expand(G, *t.shape[1:]).contiguous())
+        ra, rb = (ra.expand(G, *ra.shape[1:]), rb) if _is_sym(a) else \
+            (ra, rb.expand(G, *rb.shape[1:]))
     if _is_sym(a):              # X (B, N, c) @ W (B, c, o)
         out = _grouped_positionwise(ip, n, x, rb.transpose(1, 2))
     else:                       # W (B, o, c) @ X (B, c, N)

@@ -17,20 +17,15 @@ import torch
 from .aten_norms import Stat, _fold_gain
 from .symbolic import _is_sym
 
-__all__ = ["gained_stat", "apply_gain", "stat_sign_of"]
+__all__ = ["gained_stat", "apply_gain"]
 
 aten = torch.ops.aten
 
 
-def stat_sign_of(v: Stat) -> int:
-    """The sign of ``v`` as other statistics read it: 0 once it carries a gain."""
-    return 0 if v.gain is not None else v.sign
-
-
 def gained_stat(ip, n, args, packet, real) -> Stat | None:
     """``s * c`` / ``c * s`` / ``s / c`` of a statistic ``s`` and a fixed tensor
-    ``c``: a statistic with gain ``c`` (``1 / c``) where ``c``'s signs are mixed
-    or ``s`` has a gain already; else None (the sign rules decide)."""
+    ``c`` (not all ones): a statistic with gain ``c`` (``1 / c``), which the
+    value it rescales takes with its sign and magnitude; else None."""
     a, b = args[0], args[1]
     if isinstance(a, Stat) == isinstance(b, Stat) or _is_sym(a) or _is_sym(b):
         return None
@@ -38,11 +33,10 @@ def gained_stat(ip, n, args, packet, real) -> Stat | None:
     if packet is aten.div and i == 0:
         return None                       # c / s: not a rescaling by s
     c = ip.real(n.args[i])
-    if not isinstance(c, torch.Tensor) or not c.is_floating_point() or c.numel() < 2:
+    if not isinstance(c, torch.Tensor) or not c.is_floating_point():
         return None
     c = c.detach().double()
-    mixed = not (bool((c > 0).all()) or bool((c < 0).all()))
-    if st.gain is None and (st.sign == 0 or not mixed):
+    if st.gain is None and (st.sign == 0 or bool((c == 1).all())):
         return None
     if packet is aten.div:
         if bool((c == 0).any()):

@@ -9,7 +9,7 @@ import torch
 from .blocks import IdentityBlock
 from .symbolic import Pending, Ref, remap
 
-__all__ = ["add_values"]
+__all__ = ["add_values", "dominant_scale"]
 
 
 def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
@@ -37,7 +37,7 @@ def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
                                   "elementwise functions of one value (x - tanh(x), x + "
                                   "relu(x)), taken as an elementwise activation; whether it "
                                   "is non-decreasing is not checked")
-            return builder.activated(Ref(a.index))
+            return builder.activated(Ref(a.index, dominant_scale(a, b)))
         one = lambda r: r.scale if r.scale is not None else torch.ones(  # noqa: E731
             r.index.shape, dtype=torch.float64, device=r.index.device)
         same_value = a.value is b.value or (a.value is not None and b.value is not None
@@ -107,3 +107,14 @@ def _gated_sum(sa, ga, sb, gb, unsupported):
 def _same_pre(a: Ref, b: Ref) -> bool:
     """Whether two activations of the same nodes read them with the same signs."""
     return a.pre == b.pre
+
+
+def dominant_scale(a: Ref, b: Ref) -> torch.Tensor | None:
+    """The factor of a sum of two elementwise functions of the same nodes, read
+    as one activation: per node, that of the term of larger magnitude (the
+    slope the sum keeps far from 0: ``g relu(x) - g a relu(-x)`` is ``g``
+    PReLU(x), ``relu(-x) - relu(x)`` is ``-x``); None where it is 1."""
+    sa, sb = (r.scale if r.scale is not None else torch.ones(r.index.shape, dtype=torch.float64)
+              for r in (a, b))
+    out = torch.where(sa.abs() >= sb.abs(), sa, sb)
+    return None if bool((out == 1).all()) else out

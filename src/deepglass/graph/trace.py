@@ -381,14 +381,17 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
                                      f"sample of shape {shape_txt} (capture keeps every "
                                      f"value of the forward pass): {msg}") from None
             if re.search(r"(type|dtype) \(?\w+\)? (and|but|should)|expected scalar type|"
-                         r"found dtype|should be the same|must have the same dtype", msg, re.I):
+                         r"found dtype|should be the same|must have the same dtype|"
+                         r"to have the same dtype|dtypes must be the same", msg, re.I):
                 # the model mixes precisions (a float32 tensor made in forward of
                 # a float64 model): the shape is not the cause
                 dt = inputs[0].dtype if inputs else None
                 raise DeepglassError(f"{type(model).__name__} does not run in {dt} on a "
                                      f"sample of shape {shape_txt} (it mixes precisions: "
-                                     f"{msg}); capture it in the dtype its forward "
-                                     "makes its own tensors in (dtype=)") from None
+                                     f"{msg}); the sample takes the weights' dtype: make "
+                                     "the tensors forward creates follow the input's "
+                                     "(dtype=x.dtype), or convert the model to theirs "
+                                     "(model.float())") from None
             if forward_kwargs and "unexpected keyword argument" in msg:
                 raise DeepglassError(f"{type(model).__name__}'s forward does not take the "
                                      f"keyword arguments given (forward_kwargs): {msg}") from None

@@ -62,6 +62,9 @@ def anneal(graph: SignedGraph, sigma0: torch.Tensor, *, sweeps: int = 100,
     inc = _Incidence(graph)
     F = graph.sym_matvec(sigma)
     scale = float(torch.median(graph.abs_row_sums()[graph.abs_row_sums() > 0]))
+    from ..memory import check_fits
+
+    check_fits(8.0 * sweeps, f"a schedule of {sweeps:,} sweeps", "lower sweeps")
     temps = scale * np.geomspace(t_start, t_end, sweeps)
     gen = torch.Generator(device=graph.device)
     gen.manual_seed(int(seed))

@@ -504,6 +504,21 @@ class _ShapeOps:
         writes Keras' GlobalMaxPooling): a max pool with one window."""
         self._reduce(node, a, "amax")
 
+    def op_ReduceProd(self, node, a):
+        """A product of constants (tf2onnx's Tensordot multiplies static sizes
+        for its Reshape): folded; of a network value it is refused."""
+        x = self.inp(node, 0)
+        if not x.is_const:
+            self.refuse(node, "a product over axes of a network value has no fixed weights")
+        if self.inp(node, 1) is not None:
+            self.need_const(node, 1, "axes")
+        dims = x.const.dim()
+        axes = self._reduce_axes(node, dims) if dims else []
+        out = x.const
+        for ax in sorted((ax % dims for ax in axes), reverse=True) if dims else []:
+            out = out.prod(ax, keepdim=bool(a.get("keepdims", 1)))
+        self.set(node, _Value(const=out))
+
     def op_ReduceL2(self, node, a):
         """The Euclidean norm over axes (ConvNeXt-V2's response norm): a per-sample
         statistic, which the capture keeps out of the graph (SPEC §1b)."""
