@@ -811,15 +811,19 @@ def test_a_prelu_written_out_is_one_activation():
     assert a.n_nodes == b.n_nodes and abs(a.to_scipy() - b.to_scipy()).max() < 1e-12
     same = _PReLUWrittenOut(negate=False).double().eval()
     same.load_state_dict(net.state_dict())
-    c = SignedGraph.from_module(same, (2, 7, 7), dtype=torch.float64)
-    factor = (1 + net.a).reshape(3)
-    folded = nn.Sequential(nn.Conv2d(2, 3, 3, bias=False),
-                           nn.Conv2d(3, 2, 3, bias=False)).double()
+    _assert_two_convs_with_factor(same, (1 + net.a).reshape(3))
+
+
+def _assert_two_convs_with_factor(net, factor):
+    """``net`` (convolutions ``c1``, ``c2`` with a function of ``c1``'s output
+    between) has the path sums of ``c2(factor * c1(x))``."""
+    g = SignedGraph.from_module(net, (2, 7, 7), dtype=torch.float64)
+    ref = nn.Sequential(nn.Conv2d(2, 3, 3, bias=False), nn.Conv2d(3, 2, 3, bias=False)).double()
     with torch.no_grad():
-        folded[0].weight.copy_(net.c1.weight)
-        folded[1].weight.copy_(net.c2.weight * factor.reshape(1, 3, 1, 1))
-    d = SignedGraph.from_module(folded, (2, 7, 7), dtype=torch.float64)
-    np.testing.assert_allclose(path_sums(c)[c.output_index], path_sums(d)[d.output_index],
+        ref[0].weight.copy_(net.c1.weight)
+        ref[1].weight.copy_(net.c2.weight * factor.reshape(1, 3, 1, 1))
+    r = SignedGraph.from_module(ref, (2, 7, 7), dtype=torch.float64)
+    np.testing.assert_allclose(path_sums(g)[g.output_index], path_sums(r)[r.output_index],
                                rtol=1e-12, atol=1e-14)
 
 
@@ -898,12 +902,5 @@ def test_a_function_written_with_two_terms_keeps_its_factor(how, factor):
     a maximum of two values.  The factor is that of the larger term."""
     torch.manual_seed(0)
     net = _OneFunction(how).double().eval()
-    g = SignedGraph.from_module(net, (2, 7, 7), dtype=torch.float64)
-    f = net.g.reshape(3) if factor == "g" else torch.full((3,), factor, dtype=torch.float64)
-    ref = nn.Sequential(nn.Conv2d(2, 3, 3, bias=False), nn.Conv2d(3, 2, 3, bias=False)).double()
-    with torch.no_grad():
-        ref[0].weight.copy_(net.c1.weight)
-        ref[1].weight.copy_(net.c2.weight * f.reshape(1, 3, 1, 1))
-    r = SignedGraph.from_module(ref, (2, 7, 7), dtype=torch.float64)
-    np.testing.assert_allclose(path_sums(g)[g.output_index], path_sums(r)[r.output_index],
-                               rtol=1e-12, atol=1e-14)
+    _assert_two_convs_with_factor(net, net.g.reshape(3) if factor == "g" else
+                                  torch.full((3,), factor, dtype=torch.float64))
