@@ -286,12 +286,12 @@ def test_table_alexnet_counts():
 # ---------------------------------------------------------------------------------
 # error paths
 def test_unsupported_layer_names_module_and_op():
-    class CumSum(nn.Module):
+    class CumMax(nn.Module):
         def forward(self, x):
-            return torch.cumsum(x, 1)
+            return torch.cummax(x, 1)[0]
 
-    net = nn.Sequential(nn.Linear(4, 4), CumSum(), nn.Linear(4, 2))
-    with pytest.raises(UnsupportedLayerError, match=r"'1:cumsum'.*op cumsum.*supports"):
+    net = nn.Sequential(nn.Linear(4, 4), CumMax(), nn.Linear(4, 2))
+    with pytest.raises(UnsupportedLayerError, match=r"'1:cummax'.*op cummax.*supports"):
         SignedGraph.from_module(net, (4,))
 
 
