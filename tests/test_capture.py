@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from jacobian import assert_is_jacobian
+from jacobian import assert_is_jacobian, path_sums
 
 from deepglass.errors import DeepglassError, UnsupportedLayerError
 from deepglass.graph import NonMonotoneActivationWarning, SignedGraph
@@ -832,9 +832,17 @@ def test_reductions_and_ops_with_a_fixed_operand(capture):
     inorm = _Fixed(lambda m, x: (x - x.mean((2, 3), keepdim=True))
                    / torch.sqrt(x.var((2, 3), keepdim=True) + 1e-5))
     same(nn.Sequential(conv, inorm, head), plain)
+    # a maximum of two values is refused; of two multiples of one value (maximum(x, 2 x))
+    # it is an elementwise function of it, its factor that of the larger term
     with pytest.raises(UnsupportedLayerError, match="maximum or minimum of two network values"):
-        _graph(nn.Sequential(conv, _Fixed(lambda m, x: torch.maximum(x, 2 * x)), head).double(),
-               (2, 4, 4), capture=capture)
+        _graph(nn.Sequential(conv, _Fixed(lambda m, x: torch.maximum(x, x.flip(-1))),
+                             head).double(), (2, 4, 4), capture=capture)
+    two = _graph(nn.Sequential(conv, _Fixed(lambda m, x: torch.maximum(x, 2 * x)),
+                               head).double(), (2, 4, 4), capture=capture)[0]
+    ref = _graph(nn.Sequential(conv, _Fixed(lambda m, x: 2 * x), head).double(), (2, 4, 4),
+                 capture=capture)[0]
+    np.testing.assert_allclose(path_sums(two)[two.output_index],
+                               path_sums(ref)[ref.output_index], rtol=1e-12)
 
 
 class _SumOf(nn.Module):

@@ -190,6 +190,9 @@ def check_save_path(prefix: str | os.PathLike, suffixes: Iterable[str] = (".npz"
         raise DeepglassError(f"{option} needs a file name (PREFIX of PREFIX.npz), "
                              f"got {str(prefix)!r}")
     prefix = Path(prefix)
+    if prefix.is_dir():     # (PREFIX.npz would land beside it, /tmp.npz for --save /tmp)
+        raise DeepglassError(f"{option} {prefix} is a directory; give a file name "
+                             f"(PREFIX of PREFIX.npz), e.g. {prefix / 'result'}")
     parent = prefix.parent if str(prefix.parent) else Path(".")
     if not parent.is_dir():
         if os.path.lexists(parent):

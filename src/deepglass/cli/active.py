@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
+from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
                     EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION,
                     JSON_OPTION, NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, build_graph,
                     check_rules, load_network, print_json, resume_hint, single_input,
@@ -132,6 +132,7 @@ def active_cmd(
               # the options resume; other rules are another configuration)
               **({"norm": norm} if norm != "fold" else {}),
               **({"gates": gates} if gates != "scale" else {})}
+    check_force(force, out)
     with resume_hint(out), ExitStack() as stack:
         table = run_active(out, net, graph, batch.x, batch.ids, method=method,
                            replicas=replicas, seed=seed, unit_size=unit_size, config=config,

@@ -360,6 +360,15 @@ def resume_hint(out: str | None):
         raise
 
 
+def check_force(force: bool, out: str | None) -> None:
+    """``--force`` acts on a run directory: without ``--out`` it is refused, not
+    ignored."""
+    from ..errors import DeepglassError
+
+    if force and not out:
+        raise DeepglassError("--force applies to a run directory: give --out DIR with it")
+
+
 def unit_progress(stack: ExitStack, description: str, enabled: bool = True):
     """A ``progress(done, total)`` callback that opens a progress bar (units
     done, ETA) on its first call, when the total is known; ``stack`` closes it.

@@ -22,7 +22,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import DeepglassError
-from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, EXECUTOR_OPTION,
+from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, EXECUTOR_OPTION,
                     FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION, NORM_OPTION, OUT_OPTION,
                     TRUST_PICKLE_OPTION, load_graph, load_network, print_json, print_kv,
                     resume_hint, shape_record, single_input, unit_progress)
@@ -145,6 +145,7 @@ def meanfield_cmd(
                           t_max=t_max, n_broad=n_broad, fit_t_max=fit_t_max, fields=hs,
                           field_temps=temps, h_max=h_max, n_h=n_h, lanczos_tol=lanczos_tol,
                           seed=seed)
+    check_force(force, out)
     with resume_hint(out), ExitStack() as stack:
         res = run_meanfield(W, cfg, run=out, executor=executor, address=address, force=force,
                             record=record,
@@ -244,6 +245,7 @@ def powerlaw_cmd(
                          n_passes=n_passes, threshold=threshold, n_boot=n_boot, n_xmin=n_xmin,
                          max_samples=max_samples, subset_size=subset_size,
                          n_subsets=n_subsets, seed=seed)
+    check_force(force, out)
     with resume_hint(out), ExitStack() as stack:
         res = run_powerlaw(cfg, run=out, model=user, executor=executor,
                            address=address, force=force,

@@ -102,7 +102,8 @@ def frustration_cmd(
                                  ("--draws-per-unit", draws_per_unit is not None),
                                  ("--force", force)) if on]
     if given:
-        raise DeepglassError(f"{', '.join(given)} apply to experiments (--nulls or --out)")
+        raise DeepglassError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to "
+                             "experiments (--nulls or --out)")
     options = {"engine": engine} if method in ("descent", "auto") else {}
     if time_limit is not None:
         options["time_limit"] = time_limit

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
+from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
                     EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION,
                     JSON_OPTION, NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, check_rules,
                     load_network, print_json, resume_hint, single_input, unit_progress)
@@ -116,6 +116,7 @@ def monotonicity_cmd(
     if batch_size is not None:       # before the progress bar and the gauge's solve
         check_batch_memory(batch_size, int(np.prod(shape)), len(batch) * amplitudes)
     config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape)}
+    check_force(force, out)
     with resume_hint(out), ExitStack() as stack:
         exp = monotonicity_experiment(
             net, batch, nulls=null_list, amplitudes=amplitudes,

@@ -20,7 +20,7 @@ import typer
 
 from ..errors import DeepglassError
 from ..store import check_out_dir
-from .common import (ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, JSON_OPTION, OUT_OPTION,
+from .common import (check_force, ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, JSON_OPTION, OUT_OPTION,
                     print_json, print_kv, resume_hint, unit_progress)
 
 rap_app = typer.Typer(name="rap", help="Random active path model: BP, Monte Carlo, phase diagram.",
@@ -235,6 +235,7 @@ def phase_cmd(
                       samples=samples, construction=construction, seed=seed,
                       damping=_damping(damping), max_iter=max_iter, init_scale=init_scale,
                       mc_sweeps=mc_sweeps, mc_method=mc_method, max_memory_gb=max_memory_gb)
+    check_force(force, out)
     with ExitStack() as stack, resume_hint(out):
         res = scan_phase(cfg, run=out, executor=executor, address=address, force=force,
                          progress=unit_progress(stack, "RAP phase diagram", not as_json))
@@ -311,6 +312,7 @@ def anneal_cmd(
                        scan_beta_max=scan_beta_max, starts=list(starts), max_iter=max_iter,
                        mc_sweeps=mc_sweeps, method=method, construction=construction,
                        seed=seed, max_memory_gb=max_memory_gb)
+    check_force(force, out)
     with ExitStack() as stack, resume_hint(out):
         res = anneal_study(cfg, run=out, executor=executor, address=address, force=force,
                            progress=unit_progress(stack, "RAP annealing", not as_json))
@@ -344,6 +346,7 @@ def student_cmd(
         raise DeepglassError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     if out is not None:
         check_out_dir(out)
+    check_force(force, out)
     with ExitStack() as stack, resume_hint(out):
         res = student_study(N=N, n_train=n_train, n_test=n_test, epochs=epochs, trials=trials,
                             lr=lr, loss=loss, seed=seed, run=out, executor=executor,

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from .symbolic import Pending, Ref, _flag, _is_sym, _opname
-from .sums import dominant_scale
+from .sums import dominant_scale, factors
 
 aten = torch.ops.aten
 
@@ -56,9 +56,8 @@ def _of_one_value(ip, a, b):
     if not (isinstance(a, Ref) and isinstance(b, Ref)) or a.act != b.act or \
             a.index.shape != b.index.shape or not bool(torch.equal(a.index, b.index)):
         return None
-    sa, sb = (r.scale if r.scale is not None else torch.ones(r.index.shape, dtype=torch.float64)
-              for r in (a, b))
-    return ip.b.activated(Ref(a.index, dominant_scale(a, b))), bool((sa * sb < 0).any())
+    return ip.b.activated(Ref(a.index, dominant_scale(a, b))), \
+        bool((factors(a) * factors(b) < 0).any())
 
 
 def _clamp_nonneg(ip, n):

@@ -9,7 +9,7 @@ import torch
 from .blocks import IdentityBlock
 from .symbolic import Pending, Ref, remap
 
-__all__ = ["add_values", "dominant_scale"]
+__all__ = ["add_values", "dominant_scale", "factors"]
 
 
 def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
@@ -38,14 +38,12 @@ def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
                                   "relu(x)), taken as an elementwise activation; whether it "
                                   "is non-decreasing is not checked")
             return builder.activated(Ref(a.index, dominant_scale(a, b)))
-        one = lambda r: r.scale if r.scale is not None else torch.ones(  # noqa: E731
-            r.index.shape, dtype=torch.float64, device=r.index.device)
         same_value = a.value is b.value or (a.value is not None and b.value is not None
                                             and bool(torch.equal(a.value, b.value)))
         gated = a.gated or b.gated
-        total, gate = one(a) + one(b), (1.0, 1.0)
+        total, gate = factors(a) + factors(b), (1.0, 1.0)
         if gated:
-            total, gate = _gated_sum(one(a), a.gate, one(b), b.gate, unsupported)
+            total, gate = _gated_sum(factors(a), a.gate, factors(b), b.gate, unsupported)
         return Ref(a.index, total, value=a.value if same_value else None, gated=gated,
                    gate=gate)
     rows = max(v.index.shape[0] if isinstance(v, Ref) else 1 for v in (a, b))
@@ -114,7 +112,12 @@ def dominant_scale(a: Ref, b: Ref) -> torch.Tensor | None:
     as one activation: per node, that of the term of larger magnitude (the
     slope the sum keeps far from 0: ``g relu(x) - g a relu(-x)`` is ``g``
     PReLU(x), ``relu(-x) - relu(x)`` is ``-x``); None where it is 1."""
-    sa, sb = (r.scale if r.scale is not None else torch.ones(r.index.shape, dtype=torch.float64)
-              for r in (a, b))
+    sa, sb = factors(a), factors(b)
     out = torch.where(sa.abs() >= sb.abs(), sa, sb)
     return None if bool((out == 1).all()) else out
+
+
+def factors(r: Ref) -> torch.Tensor:
+    """``r``'s factor per element (its ``scale``, ones where it has none)."""
+    return r.scale if r.scale is not None else torch.ones(r.index.shape, dtype=torch.float64,
+                                                          device=r.index.device)
