@@ -899,7 +899,8 @@ def test_a_function_written_with_two_terms_keeps_its_factor(how, factor):
     """A sum of two functions of one value was read as an activation of factor
     1 whatever the terms' factors: g * PReLU(y) written out lost g, and
     relu(-y) - relu(y) (= -y) came out as +y; maximum(y, 0.1 y) was refused as
-    a maximum of two values.  The factor is that of the larger term."""
+    a maximum of two values.  A sum of ReLU terms keeps the factor of the
+    larger one (other sums, x - 2 tanh(x), stay activations of factor 1)."""
     torch.manual_seed(0)
     net = _OneFunction(how).double().eval()
     _assert_two_convs_with_factor(net, net.g.reshape(3) if factor == "g" else

@@ -37,7 +37,10 @@ def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
                                   "elementwise functions of one value (x - tanh(x), x + "
                                   "relu(x)), taken as an elementwise activation; whether it "
                                   "is non-decreasing is not checked")
-            return builder.activated(Ref(a.index, dominant_scale(a, b)))
+            # piecewise-linear terms (a PReLU written out) keep the factor of the
+            # larger one; any other sum is an activation of factor 1
+            linear = a.fn in _PIECEWISE_LINEAR and b.fn in _PIECEWISE_LINEAR
+            return builder.activated(Ref(a.index, dominant_scale(a, b) if linear else None))
         same_value = a.value is b.value or (a.value is not None and b.value is not None
                                             and bool(torch.equal(a.value, b.value)))
         gated = a.gated or b.gated
@@ -105,6 +108,10 @@ def _gated_sum(sa, ga, sb, gb, unsupported):
 def _same_pre(a: Ref, b: Ref) -> bool:
     """Whether two activations of the same nodes read them with the same signs."""
     return a.pre == b.pre
+
+
+#: elementwise functions linear on each side of 0, whose sums are PReLUs
+_PIECEWISE_LINEAR = ("relu", "leaky_relu", "prelu")
 
 
 def dominant_scale(a: Ref, b: Ref) -> torch.Tensor | None:
