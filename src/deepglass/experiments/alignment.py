@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from ..devices import check_device
-from ..errors import DeepglassError, check_seed, check_type, first_line
+from ..errors import DeepglassError, check_count, check_seed, check_type, first_line
 
 __all__ = ["near_monotonicity", "MonotonicityResult", "alignment_gamma", "amplitude_grid",
            "check_amplitude_range",
@@ -390,10 +390,8 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     numel = int(np.prod(shape))
     s_in = _spins(sigma_in, numel, "sigma_in", f" (the inputs are of shape "
                   f"{'x'.join(map(str, shape))}: the network's input shape?)").reshape(shape)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
-            batch_size, (int, np.integer)) or batch_size < 1):
-        raise DeepglassError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    batch_size = _default_batch(numel) if batch_size is None else int(batch_size)
+    batch_size = _default_batch(numel) if batch_size is None else \
+        check_count(batch_size, "batch_size")
     from ..graph.trace import forward_batch_size
 
     batch_size = forward_batch_size(model, batch_size, hooks=False)

@@ -18,7 +18,7 @@ import numbers
 import numpy as np
 import torch
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_count
 from ..graph import SignedGraph
 from .descent import DescentState, _Incidence, _update_fields, descent
 
@@ -53,8 +53,7 @@ def anneal(graph: SignedGraph, sigma0: torch.Tensor, *, sweeps: int = 100,
     Cost: ``sweeps`` evaluations of ``As sigma`` (each class update touches the
     edge blocks around it), plus the final descent.
     """
-    if isinstance(sweeps, bool) or not isinstance(sweeps, numbers.Integral) or sweeps < 1:
-        raise DeepglassError(f"sweeps must be an integer >= 1, got {sweeps!r}")
+    sweeps = check_count(sweeps, "sweeps")
     if not all(isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t)
                for t in (t_start, t_end)) or not 0 < t_end <= t_start:
         raise DeepglassError(f"need 0 < t_end <= t_start, got t_start={t_start}, t_end={t_end}")
