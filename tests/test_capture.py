@@ -120,6 +120,54 @@ def test_a_gated_activation_before_a_residual_add_keeps_the_sum_block():
     np.testing.assert_allclose(_dense(g1), _dense(g0), rtol=1e-12)
 
 
+class _ChannelsLastResidual(nn.Module):
+    """A residual add in channels-last layout, as tf2onnx writes MobileNetV3's:
+    both branches permuted to (N, H, W, C) before the add.  ``how``: the sum
+    read by a layer (``"layer"``), the residual branch also read by a second
+    head (``"shared"``), the sum as the output (``"output"``), or the two
+    branches permuted by different but equivalent moves (``"mixed"``)."""
+
+    def __init__(self, how="layer", last=False):
+        super().__init__()
+        self.how, self.last = how, last
+        self.c1, self.c2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.c3, self.c4 = nn.Conv2d(4, 2, 1), nn.Conv2d(4, 3, 1)
+
+    def forward(self, x):
+        h = self.c1(x)
+        y = self.c2(h)
+        if not self.last:
+            z = h + y
+        elif self.how == "mixed":
+            z = (h.permute(0, 2, 3, 1) + y.permute(0, 3, 2, 1).transpose(1, 2)).permute(0, 3, 1, 2)
+        else:
+            z = (h.permute(0, 2, 3, 1) + y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        if self.how == "output":
+            return z
+        out = self.c3(z)
+        return (out, self.c4(y)) if self.how == "shared" else out
+
+
+@pytest.mark.parametrize("how", ["layer", "mixed", "shared", "output"])
+def test_a_channels_last_residual_add_adds_no_nodes(how):
+    """SPEC §1: a residual addition creates no nodes, in any layout.  Both
+    branches permuted to channels-last before the add (tf2onnx's form of
+    MobileNetV3's adds) gave the sum a block of its own, copied into by
+    identity edges from the residual branch (MobileNetV3Small at 64x64: 4,352
+    nodes too many); the sum now takes the branch's node order, so the
+    branch's edges end on it, and the graph is that of the NCHW add."""
+    base = _ChannelsLastResidual(how).double()
+    net = _ChannelsLastResidual(how, last=True).double()
+    net.load_state_dict(base.state_dict())
+    g0, g1 = _graph(base, (3, 4, 5))[0], _graph(net, (3, 4, 5))[0]
+    assert g1.n_nodes == g0.n_nodes and g1.n_edges == g0.n_edges
+    if how != "shared":                 # (with two readers the branch keeps its block)
+        assert [(b.name, b.shape) for b in g1.node_blocks] == \
+            [(b.name, b.shape) for b in g0.node_blocks]
+        np.testing.assert_allclose(_dense(g1), _dense(g0), rtol=1e-12)
+    assert_is_jacobian(net, (3, 4, 5))
+
+
 class _ECA(nn.Module):
     """Efficient channel attention (ECA-Net, timm's ``EcaModule``): a 1-d
     convolution across the channel means, its sigmoid viewed and expanded to
@@ -1172,6 +1220,56 @@ def test_layer_norm_written_out_is_a_rescaling_with_its_gain():
     np.testing.assert_allclose(got[3:7, 7:], ref[3:7, 7:] * g[:, None])
 
 
+class _FusedLayerNorm(nn.Module):
+    """A layer norm over (C, H, W) with a gain of mixed signs, as
+    ``nn.LayerNorm`` (``"module"``) or in the layouts TensorFlow's fused norm
+    takes: the centring ``- mean * s`` added after the offset (``"after"``),
+    or a division by the deviation with the gain after it (``"divide"``) or in
+    it (``"divided_gain"``)."""
+
+    def __init__(self, form):
+        super().__init__()
+        torch.manual_seed(3)
+        self.form = form
+        self.c1, self.c2 = nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.Conv2d(6, 2, 3)
+        self.ln = nn.LayerNorm([6, 5, 5])
+        with torch.no_grad():
+            self.ln.weight.copy_(torch.randn(6, 5, 5))
+            self.ln.bias.copy_(torch.randn(6, 5, 5))
+
+    def forward(self, x):
+        c = self.c1(x)
+        if self.form == "module":
+            return self.c2(self.ln(c))
+        m = c.mean((1, 2, 3), keepdim=True)
+        v = ((c - m) ** 2).mean((1, 2, 3), keepdim=True)
+        g, b = self.ln.weight, self.ln.bias
+        if self.form == "after":
+            s = g * torch.rsqrt(v + 1e-5)
+            return self.c2((c * s + b) - m * s)
+        d = torch.sqrt(v + 1e-5)
+        if self.form == "divide":
+            return self.c2((c / d) * g + (b - (m / d) * g))
+        d = d / g
+        return self.c2(c / d + (b - m / d))
+
+
+@pytest.mark.parametrize("form", ["after", "divide", "divided_gain"])
+def test_a_fused_layer_norm_in_any_layout_is_the_layer_norm(form):
+    """SPEC §1b: a norm's centring adds nothing, its gain folds with its sign.
+    TensorFlow's fused norm subtracts ``mean * s`` from ``x * s``; written after
+    the offset (``(x * s + beta) - mean * s``) or with a division (``x / d *
+    g + (beta - mean / d * g)``), the mean was read as a layer of its own (a
+    node and 150 edges more here).  Each is the graph of ``nn.LayerNorm``."""
+    ref, net = _FusedLayerNorm("module").double().eval(), _FusedLayerNorm(form).double().eval()
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(net(x), ref(x))
+    (a, _), (b, _) = _graph(ref, (4, 5, 5)), _graph(net, (4, 5, 5))
+    assert [(nb.name, nb.size) for nb in b.node_blocks] == [("input", 100), ("c1", 150),
+                                                            ("c2", 18)]
+    np.testing.assert_allclose(_dense(b), _dense(a), rtol=1e-10, atol=1e-12)
+
+
 def test_monotonicity_protocol_reads_the_selected_head(tmp_path):
     """The protocol's gauge and its rho both come from the selected output."""
     from deepglass.experiments.monotonicity import monotonicity_experiment, run_monotonicity
@@ -1255,6 +1353,59 @@ def test_zero_padding_inside_a_value_adds_no_edges(capture):
     i, j, w = g.edge_list()                     # one entry per edge (multiply term)
     assert len(w) == g.n_edges and np.all(w != 0)
     assert g.abs_total() == pytest.approx(2 * np.abs(w).sum())    # 1^T |As| 1
+
+
+class _CroppedTranspose(nn.Module):
+    """A transposed convolution cropped after it: at the end (a "same"
+    transposed convolution written out), at both ends, after a batch norm,
+    read twice (cropped once, and whole by a second head), or 1-d along a
+    negative dimension."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        conv, tconv, nd = (nn.Conv1d, nn.ConvTranspose1d, 1) if how == "1d" else \
+            (nn.Conv2d, nn.ConvTranspose2d, 2)
+        self.c1, self.c2 = conv(2, 3, 3, padding=1), conv(4, 2, 1)
+        self.t = tconv(3, 4, 4 if how == "both" else 3, stride=2, padding=1 if how == "both" else 0)
+        self.bn = nn.BatchNorm2d(4) if how == "bn" else nn.Identity()
+        self.nd = nd
+
+    def forward(self, x):
+        y = self.bn(self.t(self.c1(x)))
+        if self.how == "1d":
+            return self.c2(y[..., 1:-2])
+        z = y[:, :, 1:-1, 2:-1] if self.how == "both" else y[:, :, :-1, :-1]
+        out = self.c2(z)
+        return (out, y.sum((2, 3))) if self.how == "twice" else out
+
+
+@pytest.mark.parametrize("how", ["end", "both", "bn", "twice", "1d"])
+def test_a_cropped_transposed_convolution_has_no_cropped_nodes(how):
+    """SPEC §1: values computed but never read add nothing.  A transposed
+    convolution cropped after it (``conv_transpose(x)[..., :-1, :-1]``) kept
+    its cropped rows as nodes with incoming edges; it is now the layer of the
+    cropped output (its convolution's input padded more), exact against the
+    Jacobian, its matrix-free operator equal to the explicit one.  Read whole
+    elsewhere too, the layer keeps all its nodes."""
+    torch.manual_seed(0)
+    net = _CroppedTranspose(how).double()
+    if how == "bn":
+        with torch.no_grad():
+            net.bn.running_mean.normal_(), net.bn.running_var.uniform_(0.5, 2)
+            net.bn.weight.normal_()
+    shape = (2, 7) if how == "1d" else (2, 4, 5)
+    g = assert_is_jacobian(net, shape)
+    t = next(nb for nb in g.node_blocks if nb.name == "t")
+    full = {"end": (4, 9, 11), "bn": (4, 9, 11), "twice": (4, 9, 11), "both": (4, 8, 10),
+            "1d": (4, 15)}[how]
+    kept = {"end": (4, 8, 10), "bn": (4, 8, 10), "twice": (4, 9, 11), "both": (4, 6, 7),
+            "1d": (4, 12)}[how]
+    assert tuple(t.shape) == kept and math.prod(kept) <= math.prod(full)
+    A = _dense(g)
+    x = torch.randn(3, g.n_nodes, dtype=torch.float64)
+    np.testing.assert_allclose(g.sym_matvec(x).numpy(), x.numpy() @ (A + A.T), atol=1e-10)
+    assert g.n_edges == len(g.edge_list()[2])
 
 
 def test_zero_padding_inside_a_max_pooled_value_is_refused():
@@ -2309,3 +2460,94 @@ def test_a_1d_or_3d_upsampling_is_one_layer_in_both_captures(dims, mode, kw):
     assert a.node_blocks[-1].op == "resample"           # one layer, not a chain of adds
     assert a.n_edges == b.n_edges and abs(a.to_scipy() - b.to_scipy()).max() < 1e-12
     assert_is_jacobian(net, shape, "core")
+
+
+class _Conditioned(nn.Module):
+    """A layer conditioned on a fixed argument: a timestep embedding added
+    (diffusers' UNet2DModel) or a style vector's scale on the input channels
+    (FiLM, a modulated convolution)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb, self.affine = nn.Linear(1, 4), nn.Linear(8, 4)
+        self.conv = nn.Conv2d(4, 3, 3, padding=1)
+
+    def forward(self, x, t, w):
+        h = x * self.affine(w)[:, :, None, None] + self.emb(t.to(x.dtype).view(-1, 1))[:, :, None, None]
+        return self.conv(h)
+
+
+def test_a_tensor_in_forward_kwargs_is_held_fixed():
+    """A tensor given in ``forward_kwargs`` became an input block of the graph
+    (a timestep ``tensor([10])`` made a second input), and a style vector so
+    given was refused as a product of two network values; both are now fixed
+    arguments, as a number there is: the graph of the network with them as
+    buffers, equal to its Jacobian."""
+    class Buffered(nn.Module):
+        def __init__(self, inner, t, w):
+            super().__init__()
+            self.inner = inner
+            self.register_buffer("t", t)
+            self.register_buffer("w", w)
+
+        def forward(self, x):
+            return self.inner(x, self.t, self.w)
+
+    net = _Conditioned().double().eval()
+    t, w = torch.tensor([10]), torch.randn(1, 8, dtype=torch.float64)
+    g = SignedGraph.from_module(net, (4, 5, 5), dtype=torch.float64,
+                                forward_kwargs={"t": t, "w": w})
+    ref = SignedGraph.from_module(Buffered(net, t, w), (4, 5, 5), dtype=torch.float64)
+    assert [nb.name for nb in g.input_blocks] == ["input"] and g.input_shape == (4, 5, 5)
+    assert g.n_nodes == ref.n_nodes == 100 + 75 and g.n_edges == ref.n_edges
+    np.testing.assert_allclose(_dense(g), _dense(ref), rtol=1e-12)
+    J = torch.autograd.functional.jacobian(lambda x: net(x, t, w), torch.randn(1, 4, 5, 5,
+                                           dtype=torch.float64)).reshape(75, 100).numpy()
+    np.testing.assert_allclose(path_sums(g)[g.outputs["output"]], J, rtol=1e-9, atol=1e-12)
+
+
+class _GDN(nn.Module):
+    """Generalized divisive normalization (compressai's ``GDN``): ``x /
+    sqrt(beta + conv1x1(x ** 2, gamma))``, its inverse (``x * sqrt(...)``),
+    ``GDN1`` (``x / (beta + conv1x1(|x|, gamma))``), between two
+    convolutions; gamma and beta reparametrized in forward (squares plus a
+    bound), as compressai keeps them non-negative; ``"none"``: no norm."""
+
+    def __init__(self, kind, negative=False):
+        super().__init__()
+        torch.manual_seed(2)
+        self.kind = kind
+        self.c1, self.c2 = nn.Conv2d(3, 4, 3, 2, 1), nn.Conv2d(4, 2, 3, padding=1)
+        self.gamma_p = nn.Parameter(0.3 * torch.eye(4) + 0.1 * torch.rand(4, 4))
+        self.beta_p = nn.Parameter(torch.ones(4))
+        self.negative = negative
+
+    def forward(self, x):
+        x = self.c1(x)
+        if self.kind == "none":
+            return self.c2(x)
+        gamma = (self.gamma_p ** 2 + 1e-6).view(4, 4, 1, 1)
+        if self.negative:                  # a weight of either sign: no statistic
+            gamma = gamma - 0.05
+        beta = self.beta_p ** 2 + 1e-6
+        if self.kind == "gdn1":
+            return self.c2(x * (1.0 / F.conv2d(x.abs(), gamma, beta)))
+        z = F.conv2d(x ** 2, gamma, beta)
+        return self.c2(x * torch.rsqrt(z) if self.kind == "gdn" else x * torch.sqrt(z))
+
+
+@pytest.mark.parametrize("kind", ["gdn", "igdn", "gdn1"])
+def test_generalized_divisive_normalization_is_a_positive_rescaling(kind):
+    """SPEC §1b: a division by a per-sample statistic is a positive rescaling.
+    GDN's statistic is ``beta + conv(x ** 2, gamma)`` with gamma, beta >= 0
+    (learned image compression's analysis and synthesis transforms): a
+    weighted sum of squares, as local response norm's mean of them.  It was
+    refused as a product of two network values; it is now the graph of the
+    network without it.  With a weight of either sign, the 'statistic' may be
+    negative: still refused."""
+    ref = _dense(_graph(_GDN("none").double(), (3, 8, 8))[0])
+    got = _dense(_graph(_GDN(kind).double(), (3, 8, 8))[0])
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+    with pytest.raises(UnsupportedLayerError):
+        SignedGraph.from_module(_GDN(kind, negative=True).eval(), (3, 8, 8))

@@ -80,6 +80,32 @@ def test_non_monotone_function_warns_once_by_name():
     assert len(w) == 1 and "activation sin " in w[0], w
 
 
+def test_a_non_monotone_activation_names_its_layers_and_a_refusal_warns_nothing():
+    """GELU in two layers warned once without naming either (a PReLU's warning
+    named them); and a network then refused had its warnings printed before
+    the refusal."""
+    class Net(nn.Module):
+        def __init__(self, refused=False):
+            super().__init__()
+            self.refused = refused
+            self.a, self.b, self.c = nn.Conv1d(1, 2, 3), nn.Conv1d(2, 2, 3), nn.Conv1d(2, 2, 1)
+            self.g1, self.g2 = nn.GELU(), nn.GELU()
+
+        def forward(self, x):
+            y = self.g2(self.b(self.g1(self.a(x))))
+            return y * y.mean(1, keepdim=True) if self.refused else self.c(y)
+
+    _, w = _graph(Net().double().eval(), (1, 16))
+    assert w == ["activation GELU at 2 layers ('g1', 'g2') is not non-decreasing: the "
+                 "monotonicity theorems (and near-monotonicity tests) assume non-decreasing "
+                 "activations"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(UnsupportedLayerError, match="product of two network values"):
+            SignedGraph.from_module(Net(refused=True).eval(), (1, 16))
+    assert not [x for x in caught if issubclass(x.category, NonMonotoneActivationWarning)]
+
+
 class _Resize(nn.Module):
     def __init__(self, **kw):
         super().__init__()

@@ -28,7 +28,7 @@ import torch.fx
 
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm_layer,
-                         _group_norm, _group_norm_layer, _instance_norm_layer, _layer_norm,
+                         absolute_statistic, _group_norm, _group_norm_layer, _instance_norm_layer, _layer_norm,
                          _layer_norm_layer, _reduced_statistic, _statistic, frozen_or,
                          stat_sign)
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
@@ -239,6 +239,8 @@ class AtenInterpreter(torch.fx.Interpreter):
         self.gated: list[str] = []
         self.left_out: list[dict] = []     # layers of a gate's branch after a refused value
         self.made: dict[torch.fx.Node, range] = {}
+        # placeholders of tensors given in forward_kwargs: fixed values, not inputs
+        self.fixed: set = set()
 
     def run_node(self, n):
         if n.op == "call_module":    # the exporter's input guards
@@ -283,7 +285,8 @@ class AtenInterpreter(torch.fx.Interpreter):
         if dep is None:
             dep = set()
             for node in self.module.graph.nodes:
-                if node.op == "placeholder" or any(a in dep for a in node.all_input_nodes):
+                if node.op == "placeholder" and node not in self.fixed or \
+                        any(a in dep for a in node.all_input_nodes):
                     dep.add(node)
             self._dependent = dep
         return dep
@@ -328,7 +331,7 @@ class AtenInterpreter(torch.fx.Interpreter):
     # -- dispatch ---------------------------------------------------------------------
     def _symbolic(self, n, real):
         if n.op == "placeholder":
-            if not isinstance(real, torch.Tensor):
+            if not isinstance(real, torch.Tensor) or n in self.fixed:
                 return None
             shape = tuple(real.shape[1:])
             nb = self.b.new_block("input" if self.n_inputs == 0 else f"input{self.n_inputs}",
@@ -549,7 +552,7 @@ ATEN_OPS: dict = {
     **_ops("silu", _nonmonotone("SiLU")),
     **_ops("hardswish", _nonmonotone("Hardswish")),
     **_ops("mish", _nonmonotone("Mish")),
-    **_ops("abs", _nonmonotone("abs", nonneg=True)),
+    **_ops("abs", absolute_statistic(_nonmonotone("abs", nonneg=True))),
     **_ops("sin", _nonmonotone("sin")),          # SIREN
     **_ops("cos", _nonmonotone("cos")),
     # a tensor of the value's shape that does not depend on its values: a constant
@@ -583,7 +586,8 @@ STAT_OPS = {getattr(aten, name) for name in (
     "pow sqrt rsqrt reciprocal add sub mul div mean sum avg_pool1d avg_pool2d avg_pool3d "
     "unsqueeze squeeze view _unsafe_view reshape expand permute clone alias constant_pad_nd "
     "slice select cat _to_copy exp log clamp clamp_min abs neg var var_mean pad flatten "
-    "transpose contiguous to alias detach avg_pool1d cumsum").split()
+    "transpose contiguous to alias detach avg_pool1d cumsum convolution conv1d conv2d conv3d "
+    "linear").split()
     if hasattr(aten, name)}
 # dropout returns (value, mask)
 ATEN_OPS[aten.native_dropout.default] = lambda ip, n, args, kwargs, real: (args[0], None)

@@ -81,7 +81,8 @@ def nonmonotone(ip, x, name: str, nonneg: bool = False, fn: str | None = None):
 
 def _nonmonotone(name, nonneg: bool = False):
     def rule(ip, n, args, kwargs, real):
-        return nonmonotone(ip, args[0], name, nonneg, _opname(n.target))
+        # warned at each layer: the capture names them in one warning per kind
+        return nonmonotone(ip, args[0], f"{name} at {ip.where(n)!r}", nonneg, _opname(n.target))
     return rule
 
 

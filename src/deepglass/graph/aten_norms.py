@@ -19,13 +19,12 @@ import operator
 import torch
 import torch.fx
 
-from .aten_activations import nonmonotone, run_again
-from .layers import reduce_op
-from .symbolic import (Pending, Ref, _arg, _flag, _is_sym, _name_of, _opname,
-                       base_packet, expand_to, scale, uses)
-from .sums import add_values
+from .aten_activations import run_again
+from .symbolic import Pending, Ref, _is_sym, _name_of, _opname, base_packet, scale, uses
+from .divisive import MIXING, nonnegative_mixing
+from .moments import moment, power
 
-__all__ = ["Stat", "feeds_normalization", "stat_sign", "variance_form"]
+__all__ = ["Stat", "absolute_statistic", "feeds_normalization", "stat_sign", "variance_form"]
 
 aten = torch.ops.aten
 
@@ -221,7 +220,20 @@ def _statistic(ip, n, args, kwargs, real):
         even = float(p).is_integer() and int(p) % 2 == 0
         return Stat(tuple(real.shape[1:]), 1 if nonneg or even or not float(p).is_integer()
                     else 0)
-    return _power(ip, args[0], float(p))
+    return power(ip, args[0], float(p))
+
+
+def absolute_statistic(fallback):
+    """The rule of ``abs(x)``: the start of a normalization's statistic where,
+    reduced, it rescales a network value (GDN1's ``x / (beta + conv(|x|,
+    gamma))``, a mean-absolute norm), as ``x ** 2`` is; else ``fallback`` (an
+    elementwise activation)."""
+    def rule(ip, n, args, kwargs, real):
+        if isinstance(args[0], (Ref, Pending)) and isinstance(real, torch.Tensor) and \
+                feeds_normalization(ip, n):
+            return Stat(tuple(real.shape[1:]), 1)
+        return fallback(ip, n, args, kwargs, real)
+    return rule
 
 
 def _reduced_statistic(ip, n, args, kwargs, real):
@@ -230,77 +242,14 @@ def _reduced_statistic(ip, n, args, kwargs, real):
     per-sample statistic, for a normalization to divide or multiply by;
     where it rescales no value (statistics pooling's features, an x-vector's
     ``cat([x.mean(2), x.std(2)])``), what it computes written out
-    (:func:`_moment`)."""
+    (:func:`~.moments.moment`)."""
     if isinstance(args[0], (Ref, Pending)) and not feeds_normalization(ip, n, reduced=True):
-        out = _moment(ip, n, real)
+        out = moment(ip, n, real)
         if out is not None:
             return out
     if isinstance(real, tuple):
         return tuple(Stat(tuple(r.shape[1:])) for r in real)
     return Stat(tuple(real.shape[1:]))
-
-
-def _moment(ip, n, real):
-    """SPEC §1b, "the network is what it computes": ``var(x, dims)`` as the
-    centring layer ``c = x - mean(x)`` (edges +1 from ``x``, -1 from the mean
-    copied back), the activation ``c ** 2`` (warned: a square of a signed
-    value), and the sum ``/ (N - correction)`` over ``dims``; ``std`` its
-    square root (an activation); ``var_mean`` / ``std_mean`` return the mean
-    too; a 2-norm ``sqrt(sum(x ** 2))``, a 1-norm ``sum(|x|)``.  The same
-    graph as these ops written out.  None for another norm order.
-    O(elements of ``x``)."""
-    name = _opname(n.target).split(".")[0]
-    r = ip.real(n.args)
-    real_x = r[0]
-    nd = real_x.ndim
-    if name in ("linalg_vector_norm", "norm"):
-        order = _arg(n, r, 1, "ord" if name == "linalg_vector_norm" else "p", 2)
-        dims = _arg(n, r, 2, "dim")
-        if order not in (1, 2, 1.0, 2.0):
-            return None
-    else:                           # (keepdim: the output's shape, from ``real``)
-        dims = _arg(n, r, 1, "dim")
-        correction = n.kwargs.get("correction")
-        if correction is None:      # var.dim's unbiased, else PyTorch's default
-            correction = 0 if len(r) > 2 and r[2] is False else 1
-    dims = sorted({d % nd for d in ([dims] if isinstance(dims, int) else dims or range(1, nd))})
-    if 0 in dims:
-        return None                 # over the batch: refused as a statistic where it is used
-    where, x = ip.where(n), ip.b.materialize(ip.sym[n.args[0]])
-    size = 1
-    for d in dims:
-        size *= real_x.shape[d]
-    out_real = real[0] if isinstance(real, tuple) else real
-    mean_real = real_x.mean(dims, keepdim=True)     # the centring mean's shape
-    if name in ("linalg_vector_norm", "norm"):
-        power = _power(ip, x, 2.0) if float(order) == 2 else nonmonotone(ip, x, "abs", True)
-        total = reduce_op(ip.b, where, ip.b.materialize(power), real_x, out_real, dims, 1.0)
-        return _power(ip, total, 0.5) if float(order) == 2 else total
-    mean = ip.b.materialize(reduce_op(ip.b, where, x, real_x, mean_real, dims, ip.b.pool_weight))
-    minus = scale(ip.b, expand_to(ip.b, mean, real_x.shape[1:]),
-                  torch.tensor(-1.0, dtype=torch.float64))
-    centred = add_values(ip.b, x, minus, tuple(real_x.shape[1:]), where,
-                         lambda what, why: ip.unsupported(n, what, why))
-    squared = ip.b.materialize(_power(ip, centred, 2.0))
-    var = reduce_op(ip.b, where, squared, real_x, out_real, dims,
-                    1.0 / max(size - correction, 1))
-    value = _power(ip, var, 0.5) if name.startswith("std") else var
-    if isinstance(real, tuple):     # var_mean / std_mean: (value, mean)
-        return value, Ref(mean.index.reshape(real[1].shape))
-    return value
-
-
-def _power(ip, x, p: float):
-    """SPEC §1b: ``x ** p`` elementwise: no edges; non-decreasing for ``p > 0``
-    on a non-negative ``x`` (a ReLU's output), for an odd integer ``p``, and for
-    a fractional one (defined for ``x >= 0``); otherwise it warns."""
-    integer = float(p).is_integer()
-    x = ip.b.activated(x)
-    nonneg = bool(getattr(x, "nonneg", False))
-    if not (p > 0 and (nonneg or not integer or int(p) % 2 == 1)):
-        ip.warn_nonmonotone(f"x ** {p:g}")
-    out_nonneg = nonneg or not integer or int(p) % 2 == 0
-    return _flag(x, nonneg=out_nonneg, fn="pow")
 
 
 #: ops along which a power of a network value is still on its way to a normalization
@@ -371,12 +320,12 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
                 factor = others[0]
             elif reduced and factor is not None and packet in (aten.add, aten.sub) and \
                     (packet is aten.sub) != negated and \
-                    _rescaled_by(others, factor, _root(n.args[0])):
+                    _rescaled_by(others, factor, _root(n.args[0]), depends):
                 centring = True
                 continue
         elif _negates(ip, u, src):
             negated = not negated
-        if packet in _REDUCTIONS:
+        if packet in _REDUCTIONS or nonnegative_mixing(ip, u, src):
             reduced = True
         elif packet not in _STAT_PATH and u.target is not operator.getitem:
             as_value = as_value or reduced
@@ -385,14 +334,26 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
     return centring and not as_value
 
 
-def _rescaled_by(others, factor, root) -> bool:
-    """Whether ``others`` is one value ``x * factor`` of the value ``root``."""
-    if len(others) != 1 or base_packet(others[0].target) is not aten.mul:
+def _rescaled_by(others, factor, root, depends) -> bool:
+    """Whether ``others`` is one value ``x * factor`` (or ``x / factor``) of the
+    value ``root``, looked through fixed gains and offsets (``x * s + beta``,
+    ``(x / d) * gamma``: TensorFlow's fused norm in its other layouts)."""
+    if len(others) != 1:
         return False
-    args = others[0].args[:2]
-    return factor in args and any(a is not factor and _root(a) is root for a in args)
-
-
+    v = others[0]
+    for _ in range(8):
+        packet = base_packet(v.target) if isinstance(v, torch.fx.Node) else None
+        if packet not in (aten.mul, aten.div, aten.add, aten.sub):
+            return False
+        args = [a for a in v.args[:2]]
+        if packet in (aten.mul, aten.div) and factor in args and \
+                any(a is not factor and _root(a) is root for a in args):
+            return True
+        moving = [a for a in args if isinstance(a, torch.fx.Node) and a in depends]
+        if len(moving) != 1:
+            return False
+        v = moving[0]               # through a fixed gain or offset
+    return False
 def stat_sign_of(v: Stat) -> int:
     """The sign of ``v`` as other statistics read it: a gain of one sign keeps
     it (its magnitude, a statistic's own constant factor, is forgotten: a
@@ -425,6 +386,8 @@ def stat_sign(ip, n, args) -> int:
         if isinstance(p, (int, float)) and float(p).is_integer():
             return 1 if int(p) % 2 == 0 else s
         return 1 if s == 1 else 0
+    if base_packet(n.target) in MIXING:       # (non-negative weights: see nonnegative_mixing)
+        return s if nonnegative_mixing(ip, n, n.args[0]) else 0
     if name in ("clamp", "clamp_min"):
         lo = ip.real(n.args[1]) if len(n.args) > 1 else n.kwargs.get("min")
         return 1 if isinstance(lo, (int, float)) and lo >= 0 else s

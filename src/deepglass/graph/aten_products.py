@@ -16,7 +16,8 @@ import torch.fx
 import torch.nn.functional as F
 
 from .aten_activations import ops_between, run_again
-from .aten_norms import Stat, _power, feeds_normalization
+from .aten_norms import Stat, feeds_normalization
+from .moments import power as _power
 from .blocks import ConvBlock
 from .layers import dense_op, reduce_op
 from .ranges import factor_range, is_gate, is_positive_divisor

@@ -16,6 +16,7 @@ import torch.fx
 
 from ..errors import DeepglassError
 from .blocks import ConvTransposeBlock, ResampleBlock
+from .crops import cropped_transpose
 from .aten_norms import Stat, feeds_normalization
 from .batch_axis import (batch_axis_removed, check_batched, stacked_in_front,
                          unsqueezed_in_front)
@@ -476,6 +477,10 @@ def _identity(ip, n, args, kwargs, real):
 # ----------------------------------------------------------------------------------
 # re-indexings: applied to the node-id tensor itself (and to the scale)
 def _shape_rule(ip, n, args, kwargs, real):
+    if n.target is aten.slice.Tensor and isinstance(args[0], Pending):
+        cropped = cropped_transpose(ip, n, args[0])
+        if cropped is not None:
+            return cropped
     a = [ip.b.materialize(v) if isinstance(v, Pending) else v for v in args]
     a = [type(v)(ip.b.materialize(u) if isinstance(u, Pending) else u for u in v)
          if isinstance(v, (list, tuple)) else v for v in a]

@@ -135,8 +135,10 @@ class SignedGraph:
             ``core`` lowers the exported program to core ATen ops even where
             every op of it has a rule (both give the same graph).
         forward_kwargs : dict, optional
-            Non-tensor arguments of ``forward`` (their defaults otherwise);
-            Python control flow on them is resolved at capture time.
+            Arguments of ``forward`` held fixed (their defaults otherwise):
+            numbers and flags, whose Python control flow is resolved at
+            capture time, and tensors (a diffusion timestep, a style vector),
+            which are constants of the graph, not inputs.
         output : str or int, optional
             The output that active subnetworks and near-monotonicity read
             (default: the first); every output is an output block regardless.

@@ -57,6 +57,10 @@ def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
         a, b = (remap(v, lambda t, fill: t.reshape((1,) + full)) for v in (a, b))
         out = builder.materialize(add_values(builder, a, b, full, where, unsupported, judge))
         return remap(out, lambda t, fill: t.reshape(full))
+    if isinstance(a, Ref) and isinstance(b, Ref):
+        moved = _in_block_order(builder, a, b, shape, where, unsupported, judge)
+        if moved is not None:
+            return moved
     terms = []
     for v in (a, b):
         if isinstance(v, Pending):
@@ -75,6 +79,44 @@ def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
             unsupported("addition of values of different sizes", None)
     name = next((v.name for v in (a, b) if isinstance(v, Pending)), where)
     return Pending(terms, shape, op="add" if len(terms) > 1 else "conv", name=name)
+
+
+def _in_block_order(builder, a: Ref, b: Ref, shape, where, unsupported, judge):
+    """``a + b`` added in the node order of an operand that holds a whole node
+    block in another order (both branches of a residual add permuted to
+    channels-last, as tf2onnx writes MobileNetV3's adds): the sum's block
+    takes that order, so that a block whose only reader is the sum merges into
+    it (``prune.contract_copies``) and the add makes no nodes, as in NCHW
+    (SPEC §1).  The result is the sum's nodes in the add's order.  None where
+    neither operand is such a block (the usual sum serves)."""
+    full = (1,) + tuple(shape)
+    if tuple(a.index.shape) != full or tuple(b.index.shape) != full:
+        return None
+    # the latest block read whole as its own value (act 0): the one whose only
+    # reader the sum is likely to be (the residual branch, not the shortcut)
+    for r in sorted((a, b), key=lambda v: -int(v.index.max())):
+        ids = r.index.reshape(-1)
+        if r.act != 0 or ids.numel() == 0 or bool((ids < 0).any()):
+            continue
+        nb = next((x for x in builder.node_blocks if x.offset == int(ids.min())), None)
+        if nb is None or nb.size != ids.numel() or int(ids.max()) != nb.stop - 1:
+            continue
+        if ids.numel() == 1 or bool((ids[1:] - ids[:-1] == 1).all()):
+            return None                 # in its block's order: the usual sum (O(n) to see)
+        order = torch.argsort(ids)
+        if not bool(torch.equal(ids[order], torch.arange(nb.offset, nb.stop, device=ids.device))):
+            continue                    # not each node once
+        inverse = torch.argsort(order)
+        inner = (1,) + tuple(nb.shape)
+
+        def to_block(t, fill):
+            return torch.broadcast_to(t, r.index.shape).reshape(-1)[order].reshape(inner)
+
+        total = builder.materialize(add_values(builder, remap(a, to_block), remap(b, to_block),
+                                               tuple(nb.shape), where, unsupported, judge))
+        return remap(total, lambda t, fill: torch.broadcast_to(t, inner).reshape(-1)[inverse]
+                     .reshape(full))
+    return None
 
 
 def _gated_sum(sa, ga, sb, gb, unsupported):

@@ -202,7 +202,10 @@ def _capture_export(model, inputs, forward_kwargs, builder, rules, core=False):
 
     gm, how = export_module(model, inputs, forward_kwargs, core=core)
     interp = AtenInterpreter(gm, builder, rules)
-    # the program's placeholders are the flattened (args, kwargs)
+    # the program's placeholders are the flattened (args, kwargs); a tensor in
+    # forward_kwargs is a fixed argument (a diffusion timestep, a style vector),
+    # as a number there is, not an input of the graph
+    interp.fixed = set([nd for nd in gm.graph.nodes if nd.op == "placeholder"][len(inputs):])
     interp.run(*pytree.tree_flatten((tuple(inputs), dict(forward_kwargs or {})))[0])
     out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
     leaves = flatten(out)
@@ -397,6 +400,9 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
                                      f"keyword arguments given (forward_kwargs): {msg}") from None
             raise DeepglassError(f"{type(model).__name__} does not accept input of shape "
                                  f"{shape_txt}: {msg}") from None
+    for v in run.leaves:
+        if isinstance(v, Refused):     # a value the graph cannot hold reached the output:
+            raise UnsupportedLayerError(v.message)   # refused, nothing warned before
     kept = [w for w in caught if issubclass(w.category, NonMonotoneActivationWarning) and
             str(w.message) not in run.builder.retracted]
     for w, message in _one_per_activation(kept):
@@ -423,8 +429,9 @@ def _one_per_activation(caught):
             continue
         layers = ", ".join(repr(m2[2]) for _, m2 in items[:3])
         more = f" and {len(items) - 3} more" if len(items) > 3 else ""
-        yield w, (f"activation {key[0]} at {len(items)} layers ({layers}{more}; at the first"
-                  f"{m[3]}) is not non-decreasing{key[1]}")
+        first = f"; at the first{m[3]}" if m[3] else ""
+        yield w, (f"activation {key[0]} at {len(items)} layers ({layers}{more}{first}) is not "
+                  f"non-decreasing{key[1]}")
 
 
 def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
