@@ -350,3 +350,71 @@ def test_a_magnitude_of_an_stft_whose_ops_all_have_rules_is_read(window):
         a, b = (SignedGraph.from_module(net, (128,), dtype=torch.float64, capture=c)
                 for c in ("auto", "core"))
     assert a.n_edges == b.n_edges > 0 and abs(a.to_scipy() - b.to_scipy()).max() < 1e-12
+
+
+class _SpectralConv(nn.Module):
+    """A Fourier neural operator's spectral convolution (Li et al. 2021, and
+    neuraloperator's ``SpectralConv``): the real DFT, the lowest modes kept
+    and multiplied by fixed complex weights, written into a spectrum of
+    zeros, the inverse real DFT.  ``how``: 1-d with ``einsum`` (a batched
+    matrix product) or an elementwise product summed, 2-d with ``rfft2`` and
+    two blocks of modes (the positive and the negative frequencies of the
+    first axis), or a shifted spectrum (``fftshift``, neuraloperator's order)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        g = torch.Generator().manual_seed(0)
+        m = (3,) if how in ("einsum", "mul") else (3, 3)
+        self.w1 = nn.Parameter(torch.randn(2, 3, *m, dtype=torch.complex128, generator=g) / 3)
+        self.w2 = nn.Parameter(torch.randn(2, 3, *m, dtype=torch.complex128, generator=g) / 3)
+
+    def forward(self, x):
+        if self.how in ("einsum", "mul"):
+            z = torch.fft.rfft(x)
+            out = torch.zeros(x.shape[0], 3, x.shape[-1] // 2 + 1, dtype=z.dtype)
+            if self.how == "einsum":
+                out[..., :3] = torch.einsum("bix,iox->box", z[..., :3], self.w1)
+            else:
+                out[..., :3] = (z[:, :, None, :3] * self.w1).sum(1)
+            return torch.fft.irfft(out, n=x.shape[-1])
+        H, W = x.shape[-2:]
+        if self.how == "shifted":
+            z = torch.fft.fftshift(torch.fft.rfftn(x, dim=(-2, -1), norm="forward"), dim=-2)
+            out = torch.zeros(x.shape[0], 3, H, W // 2 + 1, dtype=z.dtype)
+            c = H // 2
+            out[:, :, c - 1:c + 2, :3] = torch.einsum("bixy,ioxy->boxy",
+                                                      z[:, :, c - 1:c + 2, :3], self.w1)
+            out = torch.fft.ifftshift(out, dim=-2)
+            return torch.fft.irfftn(out, s=(H, W), dim=(-2, -1), norm="forward")
+        z = torch.fft.rfft2(x, norm="ortho")
+        out = torch.zeros(x.shape[0], 3, H, W // 2 + 1, dtype=z.dtype)
+        out[:, :, :3, :3] = torch.einsum("bixy,ioxy->boxy", z[:, :, :3, :3], self.w1)
+        out[:, :, -3:, :3] = torch.einsum("bixy,ioxy->boxy", z[:, :, -3:, :3], self.w2)
+        return torch.fft.irfft2(out, s=(H, W), norm="ortho")
+
+
+@pytest.mark.parametrize("how", ["einsum", "mul", "2d", "shifted"])
+def test_a_spectral_convolution_is_its_jacobian(how):
+    """A Fourier neural operator's layer was refused ("complex values ... meets
+    'bmm'", then 'copy', 'full_like'), although it is a real-linear map of its
+    input: a product with fixed complex weights is four real products and two
+    sums ((a + ib)(c + id) = (ac - bd) + i(ad + bc)), the truncation a write
+    into zeros (a re-indexing), rfft2 / irfft2 the real DFT of the last
+    dimension and the complex one of the others.  Only the kept modes of the
+    DFT are nodes (the others are read by nothing)."""
+    shape = {"einsum": (2, 10), "mul": (2, 9)}.get(how, (2, 8, 7))
+    g = assert_is_jacobian(_SpectralConv(how), shape)
+    if how == "einsum":   # input, 3 kept modes x (re, im) x 2 channels, 2 x 9 products, output
+        assert g.n_nodes == 20 + 12 + 18 + 30
+
+
+def test_a_product_of_spectra_or_with_weights_from_the_input_is_still_refused():
+    class Weighted(nn.Module):        # weights computed from the input: not fixed
+        def forward(self, x):
+            z = torch.fft.rfft(x)
+            w = torch.view_as_complex(torch.stack([x[..., :9], x[..., :9]], -1))
+            return torch.fft.irfft(z * w, n=16)
+
+    with pytest.raises(UnsupportedLayerError, match=r"complex values.*meets 'mul'"):
+        SignedGraph.from_module(Weighted(), (1, 16))

@@ -13,16 +13,23 @@ each complex value becomes a real one with a trailing dimension of 2 (real,
 imaginary), and the ops between the transform and its real reading (permutes,
 views, slices, flips, a real factor, or a real mask, which scales both parts
 alike and is read as any product is: a gate or a weight, and sums of two
-spectra, which add their parts) move to that layout.  A program in which a
-complex value meets anything else is left as it is (the capture refuses the
-complex op by name).
+spectra, which add their parts) move to that layout.  A Fourier neural
+operator's spectral convolution is read too: ``rfft2`` / ``rfftn`` (the real
+DFT of the last dimension, the complex one of the others), a product with a
+fixed complex tensor (four real products: ``(a + ib)(c + id) = (ac - bd) +
+i(ad + bc)``), and the kept modes written into a spectrum of zeros
+(``slice_scatter``: a re-indexing).  A program in which a complex value meets
+anything else is left as it is (the capture refuses the complex op by name).
 
 References: F. J. Harris, "On the use of windows for harmonic analysis with
-the discrete Fourier transform", Proc. IEEE 66 (1978); ``torch.stft``.
+the discrete Fourier transform", Proc. IEEE 66 (1978); ``torch.stft``;
+Z. Li et al., "Fourier neural operator for parametric partial differential
+equations", ICLR (2021).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -136,9 +143,12 @@ _SINKS = ("view_as_real", "abs", "_fft_c2r")
 
 
 def _last_dim_only(node) -> bool:
-    """A transform along its operand's last dimension (the only one read so)."""
+    """A real transform whose halved dimension (the last of its ``dim``) is its
+    operand's last one (``rfft``, ``rfft2`` / ``rfftn`` over trailing
+    dimensions, and their inverses): the only ones read so."""
     nd, dims = _ndim(node.args[0]), node.args[1]
-    return nd is not None and len(dims) == 1 and dims[0] % nd == nd - 1
+    return nd is not None and len(dims) >= 1 and dims[-1] % nd == nd - 1 and \
+        len({d % nd for d in dims}) == len(dims)
 
 
 def _rewrite(gm, source) -> None:
@@ -154,14 +164,15 @@ def _rewrite(gm, source) -> None:
             if user in complex_nodes:
                 continue
             name = _name(user.target) if user.op == "call_function" else ""
-            if name in _SINKS and (name != "_fft_c2r" or _last_dim_only(user)):
-                continue
+            if name in _SINKS and (name != "_fft_c2r" or _last_dim_only(user)) or _zeros(user):
+                continue                 # (zeros_like(z) reads only z's shape)
             sum_of = _spectra_summed(user)
             if name in _MOVES and _MOVES[name] not in ("pad", "roll") or _zero_pad(user) \
                     or name == "roll" and _roll_along_dims(user) \
                     or name == "_fft_c2c" \
                     or name in ("mean", "sum") and _reduces_dims(user) \
                     or name in ("mul", "div") and _real_factor(user, node) \
+                    or name in _PRODUCTS and _fixed_factor(user, node) is not None \
                     or sum_of is not None:
                 complex_nodes.add(user)
                 frontier.append(user)
@@ -181,13 +192,13 @@ def _rewrite(gm, source) -> None:
     order = {n: i for i, n in enumerate(g.nodes)}
     real = {}                        # complex node -> its real form (..., 2)
     for node in sorted(complex_nodes, key=order.__getitem__):   # operands first
-        with g.inserting_before(node.next):
+        with g.inserting_before(node.next), _made_like(g, node):
             real[node] = _real_form(gm, node, real)
     for node in complex_nodes:
         for user in list(node.users):
             name = _name(user.target) if user.op == "call_function" else ""
             if name in _SINKS:
-                with g.inserting_before(user.next):
+                with g.inserting_before(user.next), _made_like(g, user):
                     user.replace_all_uses_with(_sink(gm, user, real[node]))
     for node in reversed(list(g.nodes)):
         if node.op == "call_function" and not node.users and (
@@ -196,6 +207,19 @@ def _rewrite(gm, source) -> None:
             g.erase_node(node)
     g.lint()
     gm.recompile()
+
+
+@contextlib.contextmanager
+def _made_like(g, node):
+    """Nodes made in ``g`` inside this block take ``node``'s module and source
+    line (a layer of the real form is named and located as the op it reads)."""
+    before = set(g.nodes)
+    yield
+    for m in g.nodes:
+        if m not in before:
+            for key in ("nn_module_stack", "stack_trace"):
+                if key in node.meta and key not in m.meta:
+                    m.meta[key] = node.meta[key]
 
 
 def _constant(gm, name: str, value: torch.Tensor, like: torch.fx.Node):
@@ -215,8 +239,10 @@ def refuse_complex(ip, n, args, kwargs, real):
     ip.unsupported(n, "complex values", "deepglass reads a complex value only as its real and "
                    "imaginary parts (view_as_real), its magnitude (abs), or through an inverse "
                    "FFT of view_as_complex(parts), with permutes, views, slices, flips, rolls, "
-                   f"zero padding, sums of spectra and real factors or masks between{here}; "
-                   "a phase, complex products and other complex arithmetic are not read")
+                   "zero padding, sums of spectra, writes into a spectrum of zeros, real "
+                   f"factors or masks and products with fixed complex weights between{here}; "
+                   "a phase, a product of two spectra and other complex arithmetic are not "
+                   "read")
 
 
 def _zero_pad(node) -> bool:
@@ -252,11 +278,59 @@ def _complex(node) -> bool:
 
 def _spectra_summed(node) -> tuple | None:
     """The two complex operands of ``z1 + z2`` / ``z1 - z2`` (a sum of spectra is
-    the sum of their real and imaginary parts), else None."""
-    if node.op != "call_function" or _name(node.target) not in ("add", "sub") \
-            or len(node.args) != 2 or not all(map(_complex, node.args)):
+    the sum of their real and imaginary parts), of ``copy(z1, z2)`` and of
+    ``slice_scatter`` / ``select_scatter(z1, z2, ...)`` (kept modes written into
+    a spectrum of zeros, as a Fourier neural operator truncates its modes: a
+    re-indexing of both parts), else None."""
+    if node.op != "call_function" or _name(node.target) not in _PAIRS \
+            or len(node.args) < 2 or not all(map(_complex, node.args[:2])):
         return None
-    return tuple(node.args)
+    if _name(node.target) in ("add", "sub") and len(node.args) != 2:
+        return None
+    return tuple(node.args[:2])
+
+
+#: ops of two complex values, each part with its own: sums and writes
+_PAIRS = ("add", "sub", "copy", "slice_scatter", "select_scatter")
+#: products read where one factor is a fixed complex tensor (the weights of a
+#: spectral convolution): a real-linear map of the other's parts
+_PRODUCTS = ("mul", "bmm", "mm", "matmul")
+#: complex constants of zeros (the spectrum a truncation writes its modes into)
+_ZEROS = ("full", "zeros", "new_zeros", "zeros_like", "full_like", "new_full")
+
+
+def _zeros(node) -> bool:
+    """A complex tensor of zeros made in the program (``torch.zeros(..., dtype=
+    torch.cfloat)``, ``full(..., 0)``), read as the zeros of both parts."""
+    if node.op != "call_function" or _name(node.target) not in _ZEROS or not _complex(node):
+        return False
+    name = _name(node.target)
+    if name in ("full", "new_full", "full_like"):
+        fill = node.args[1] if name == "full" or name == "full_like" else node.args[2]
+        return isinstance(fill, (int, float, complex)) and fill == 0
+    return True
+
+
+def _fixed_factor(node, z):
+    """The other factor of product ``node`` of complex ``z`` where it is a
+    complex tensor that no input reaches (a parameter, moved or computed from
+    parameters), else None."""
+    args = node.args[:2]
+    if len(node.args) != 2 or (args[0] is z) == (args[1] is z):
+        return None
+    other = args[1] if args[0] is z else args[0]
+    if not _complex(other):
+        return None
+    seen, stack = set(), [other]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.op == "placeholder":       # (parameters are get_attr nodes)
+            return None                  # the input reaches it
+        stack.extend(n.all_input_nodes)
+    return other
 
 
 def _sources(nodes) -> list:
@@ -268,10 +342,13 @@ def _sources(nodes) -> list:
         if n in seen:
             continue
         seen.add(n)
-        if n.op == "call_function" and _name(n.target) in _SOURCES:
+        if n.op == "call_function" and _name(n.target) in _SOURCES or _zeros(n):
             found.append(n)
             continue
         ins = [a for a in n.all_input_nodes if _complex(a)]
+        if n.op == "call_function" and _name(n.target) in _PRODUCTS:
+            # a product with fixed weights: computed from its other factor
+            ins = [a for a in ins if _fixed_factor(n, a) is not None] or ins
         if not ins:
             return [None]
         stack.extend(ins)
@@ -295,33 +372,38 @@ def _real_form(gm, node, real):
     g = gm.graph
     if _name(node.target) == "view_as_complex":
         return node.args[0]
+    if _zeros(node):                 # zeros of both parts
+        val = node.meta["val"]
+        return g.call_function(aten.zeros.default, (list(val.shape) + [2],),
+                               {"dtype": val.real.dtype, "device": val.device})
     if _name(node.target) == "_fft_r2c":
-        x, _, norm, onesided = (list(node.args) + [0, True])[:4]
+        # the real DFT of the last dimension, then (rfft2 / rfftn) the complex
+        # DFT of the others, each normalized as the whole transform says
+        x, dims, norm, onesided = (list(node.args) + [0, True])[:4]
         w = _constant(gm, f"{FIXED_PREFIX}dft_{node.name}", dft_weight(
             int(x.meta["val"].shape[-1]), bool(onesided), int(norm or 0), torch.float64), x)
-        y = g.call_function(aten.matmul.default, (x, w))
-        lead = list(node.meta["val"].shape[:-1])
-        return g.call_function(aten.view.default, (y, lead + [-1, 2]))
+        y = g.call_function(aten.matmul.default, (x, w), name="rfft")
+        shape = list(node.meta["val"].shape)
+        y = g.call_function(aten.view.default, (y, shape[:-1] + [-1, 2]))
+        nd = len(shape)
+        return _complex_dft(gm, node, y, shape, [d % nd for d in dims[:-1]], int(norm or 0), True)
     name, args = _name(node.target), list(node.args)
-    if _spectra_summed(node) is not None:        # both parts added (alpha: a real factor)
-        return g.call_function(node.target, (real[args[0]], real[args[1]]), dict(node.kwargs))
+    if _spectra_summed(node) is not None:
+        a, b = real[args[0]], real[args[1]]
+        nd = _ndim(args[0])
+        if name in ("slice_scatter", "select_scatter"):    # (dimension counted from the front)
+            rest = args[2:] or [node.kwargs.get("dim", 0)]
+            return g.call_function(node.target, (a, b, rest[0] % nd, *rest[1:]))
+        # both parts added (alpha: a real factor), or copied
+        return g.call_function(node.target, (a, b), dict(node.kwargs))
+    if name in _PRODUCTS and any(a in real and _fixed_factor(node, a) is not None
+                                 for a in args[:2]):
+        return _fixed_product(gm, node, real)
     z = args[1] if name == "mul" and args[1] in real else args[0]   # (a * z)
     src, nd = real[z], _ndim(z)
     if name == "_fft_c2c":           # a complex DFT, one dimension after the other
-        shape, norm, forward = list(z.meta["val"].shape), int(args[2]), bool(args[3])
-        for i, d in enumerate(sorted({d % nd for d in args[1]})):
-            n = shape[d]
-            w = dft_matrix(n, n, 2, inverse=not forward) * (1.0 if forward else n)
-            w = _constant(gm, f"{FIXED_PREFIX}cdft{i}_{node.name}",
-                          w / {0: 1.0, 1: math.sqrt(n), 2: float(n)}[norm], z)
-            moved = shape[:d] + shape[d + 1:] + [n]
-            t = g.call_function(aten.movedim.int, (src, d, nd - 1))          # (..., n, 2)
-            t = g.call_function(aten.transpose.int, (t, -1, -2))            # (..., 2, n)
-            t = g.call_function(aten.reshape.default, (t, moved[:-1] + [2 * n]))
-            t = g.call_function(aten.matmul.default, (t, w))
-            t = g.call_function(aten.view.default, (t, moved[:-1] + [n, 2]))
-            src = g.call_function(aten.movedim.int, (t, nd - 1, d))
-        return src
+        return _complex_dft(gm, node, src, list(z.meta["val"].shape),
+                            sorted({d % nd for d in args[1]}), int(args[2]), bool(args[3]))
     if name in ("mean", "sum"):      # over dimensions counted from the front
         rest = list(args[2:3]) + [v for k, v in node.kwargs.items() if k == "keepdim"][:1]
         return g.call_function(node.target, (src, [d % nd for d in args[1]], *rest[:1]))
@@ -352,6 +434,43 @@ def _real_form(gm, node, real):
     return g.call_function(node.target, (src, *args[1:]), dict(node.kwargs))
 
 
+def _complex_dft(gm, node, src, shape, dims, norm: int, forward: bool):
+    """The complex DFT of real form ``src`` (``shape`` + (2,)) along each of
+    ``dims`` in turn, each normalized by ``norm`` (``_fft_c2c``'s codes: 0 none,
+    1 by sqrt(n), 2 by n): a fixed real matrix on the (re, im) parts."""
+    g, nd = gm.graph, len(shape)
+    for i, d in enumerate(dims):
+        n = shape[d]
+        w = dft_matrix(n, n, 2, inverse=not forward) * (1.0 if forward else n)
+        w = _constant(gm, f"{FIXED_PREFIX}cdft{i}_{node.name}",
+                      w / {0: 1.0, 1: math.sqrt(n), 2: float(n)}[norm], node)
+        moved = shape[:d] + shape[d + 1:] + [n]
+        t = g.call_function(aten.movedim.int, (src, d, nd - 1))          # (..., n, 2)
+        t = g.call_function(aten.transpose.int, (t, -1, -2))            # (..., 2, n)
+        t = g.call_function(aten.reshape.default, (t, moved[:-1] + [2 * n]))
+        t = g.call_function(aten.matmul.default, (t, w), name="fft" if forward else "ifft")
+        t = g.call_function(aten.view.default, (t, moved[:-1] + [n, 2]))
+        src = g.call_function(aten.movedim.int, (t, nd - 1, d))
+    return src
+
+
+def _fixed_product(gm, node, real):
+    """``z * w`` / ``z @ w`` (either order) of a spectrum ``z`` and a fixed
+    complex tensor ``w`` (a spectral convolution's weights): ``(a + ib)(c + id)
+    = (ac - bd) + i(ad + bc)``, four real products with the fixed parts of
+    ``w``, each read as a weight, and two sums."""
+    g = gm.graph
+    parts = []
+    for a in node.args[:2]:
+        r = real[a] if a in real else g.call_function(aten.view_as_real.default, (a,))
+        parts.append([g.call_function(aten.select.int, (r, -1, i)) for i in (0, 1)])
+    (ar, ai), (br, bi) = parts
+    prod = lambda u, v, name=None: g.call_function(node.target, (u, v), name=name)  # noqa: E731
+    re = g.call_function(aten.sub.Tensor, (prod(ar, br, f"{node.name}_real"), prod(ai, bi)))
+    im = g.call_function(aten.add.Tensor, (prod(ar, bi, f"{node.name}_imag"), prod(ai, br)))
+    return g.call_function(aten.stack.default, ([re, im], -1))
+
+
 def _sink(gm, node, r):
     """What real ``node`` (``view_as_real``, ``abs``, ``_fft_c2r``) computes from
     the real (..., 2) form ``r`` of its operand."""
@@ -362,9 +481,13 @@ def _sink(gm, node, r):
         sq = [g.call_function(aten.pow.Tensor_Scalar,
                               (g.call_function(aten.select.int, (r, -1, i)), 2)) for i in (0, 1)]
         return g.call_function(aten.sqrt.default, (g.call_function(aten.add.Tensor, tuple(sq)),))
-    z, _, norm, n = node.args[:4]    # _fft_c2r: the inverse transform of the last dimension
+    # _fft_c2r: the inverse complex DFT of the other dimensions (irfft2 / irfftn),
+    # then the inverse real one of the last
+    z, dims, norm, n = node.args[:4]
     shape = list(z.meta["val"].shape)
+    nd = len(shape)
+    r = _complex_dft(gm, node, r, shape, [d % nd for d in dims[:-1]], int(norm), False)
     w = _constant(gm, f"{FIXED_PREFIX}idft_{node.name}", inverse_dft_weight(
         int(n), shape[-1], int(norm), torch.float64), node)
     flat = g.call_function(aten.reshape.default, (r, shape[:-1] + [2 * shape[-1]]))
-    return g.call_function(aten.matmul.default, (flat, w))
+    return g.call_function(aten.matmul.default, (flat, w), name="irfft")
