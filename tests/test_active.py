@@ -1120,6 +1120,11 @@ def test_the_verdict_claims_no_difference_within_the_solvers_scatter():
     assert "no difference is claimed" in verdict(close) and "99.99%" in verdict(close)
     clear = active_summary_stats(table([0.30, 0.31], [0.3001, 0.3101]), 0.426103)
     assert "as the paper found" in verdict(clear)
+    # every edge active (a LeakyReLU net) and the replicas in exact agreement:
+    # scatter 0, no gap; it said 'the paper's finding ... is not reproduced'
+    same = active_summary_stats(table([0.36718, 0.36718], [0.36718, 0.36718]), 0.36718)
+    assert same["delta_x_scatter"] == 0
+    assert "no difference is claimed" in verdict(same)
 
 
 def test_active_edges_through_a_transposed_convolution_are_counted_not_summed():
@@ -1146,3 +1151,24 @@ def test_active_edges_through_a_transposed_convolution_are_counted_not_summed():
     ones = torch.ones((1,) + unshared.in_shape, dtype=torch.float64)
     assert float(unshared.pattern().to(dtype=torch.float64).apply(ones).sum()) == \
         unshared.n_edges()
+
+
+def test_active_subnetworks_of_a_two_input_network_are_refused_in_one_line():
+    """A graph of two inputs (an image and a diffusion timestep): passing both
+    inputs as a tuple or list failed with numpy's 'setting an array element
+    with a sequence'; every form is now refused saying why."""
+    class TimeNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.c = nn.Linear(1, 2), nn.Conv2d(3, 2, 3, padding=1)
+
+        def forward(self, x, t):
+            return self.c(x) + self.emb(t.view(-1, 1))[:, :, None, None]
+
+    net = TimeNet().eval()
+    g = SignedGraph.from_module(net, [(3, 4, 4), ()])
+    x, t = torch.randn(1, 3, 4, 4), torch.tensor([10.0])
+    for arg in ((x, t), [x, t], x):
+        with pytest.raises(DeepglassError, match=r"^activation patterns need a network with "
+                                                 r"one input; this graph has 2$"):
+            active_subgraph(g, net, arg)

@@ -130,7 +130,7 @@ def verdict(stats: Mapping) -> str:
         return "No active subnetwork had an edge, so delta_x could not be compared with delta."
     pct = f"{100 * f:.0f}%"
     gap, scatter = stats.get("delta", 0.0) - stats["delta_x_median"], stats.get("delta_x_scatter")
-    if scatter and abs(gap) <= scatter:
+    if scatter is not None and abs(gap) <= scatter:     # (a scatter of 0: replicas agree)
         return (f"delta_x < delta for {pct} of the inputs, but delta - delta_x (median "
                 f"{gap:.2g}) is within the solver's scatter between replicas ({scatter:.2g}): "
                 "the active subnetworks are about as frustrated as the whole network "

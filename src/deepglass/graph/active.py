@@ -206,7 +206,7 @@ def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
         (subject to reachability) even where a pixel is 0.  ``False`` drops
         zero inputs too.
     forward_kwargs : dict, optional
-        The non-tensor forward arguments the graph was captured with
+        The fixed forward arguments the graph was captured with
         (:meth:`SignedGraph.from_module`), passed to every recorded forward.
     target : {"pred", "all"} or sequence of int (B,)
         The output nodes each subnetwork ends in (step 3).  ``"pred"``: the
@@ -232,6 +232,9 @@ def active_patterns(graph: SignedGraph, model: nn.Module, x, *, ids=None,
         raise DeepglassError(f"expected a SignedGraph, got {type(graph).__name__}")
     if not isinstance(model, nn.Module):
         raise DeepglassError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    if len(graph.input_blocks) != 1:    # (before x, which may then be a tuple of inputs)
+        raise DeepglassError(f"activation patterns need a network with one input; this graph "
+                             f"has {len(graph.input_blocks)}")
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     shape = tuple(graph.input_shape)
     if tuple(x.shape) == shape:
