@@ -67,6 +67,26 @@ def test_ray_address_is_probed_up_front():
             RayExecutor(address=bad)
 
 
+def test_a_local_ray_under_an_address_space_limit_is_refused_up_front(monkeypatch, cli):
+    """Under ``ulimit -v`` a local Ray's processes died with a native stack dump
+    (or the command hung, Ctrl-C ignored, and they outlived it): refused in
+    one line before anything starts; a cluster address is not concerned."""
+    import resource
+
+    pytest.importorskip("ray")
+    limit = 8 * 2**30
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (
+        (limit, resource.RLIM_INFINITY) if which == resource.RLIMIT_AS
+        else (resource.RLIM_INFINITY, resource.RLIM_INFINITY)))
+    with pytest.raises(DeepglassError, match=r"^a local Ray cannot start under an address-space "
+                                             r"limit \(ulimit -v: 8\.0 GiB\).*without "
+                                             r"--executor ray$"):
+        RayExecutor()
+    code, out, err = cli(["frustration", "digits_cnn", "--nulls", "N1", "--executor", "ray"])
+    assert code == 2 and err.startswith("error: a local Ray cannot start") and \
+        "Traceback" not in err
+
+
 def test_ray_gives_the_same_numbers_as_in_process(tmp_path, ray_executor):
     import ray
 

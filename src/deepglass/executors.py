@@ -128,6 +128,8 @@ class RayExecutor(Executor):
             raise DeepglassError(f"num_gpus must be >= 0, got {num_gpus}")
         if address is not None:
             probe_address(address)
+        else:
+            _check_no_address_space_limit()
         self.address = address
         self.num_cpus = num_cpus
         self.max_in_flight = max_in_flight
@@ -215,6 +217,32 @@ class RayExecutor(Executor):
 
             ray.shutdown()
             self._started = False
+
+
+def _check_no_address_space_limit() -> None:
+    """Refuse to start a local Ray under an address-space limit (``ulimit -v``).
+
+    Ray's own processes reserve far more virtual memory than they use; under
+    such a limit they die with a native stack dump, or the driver waits for
+    them forever (Ctrl-C ignored), and the survivors outlive the command.  A
+    limit on resident memory (a cgroup) does not do this.
+
+    Raises
+    ------
+    DeepglassError
+        One line naming the limit and what to do.
+    """
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return
+    if soft != resource.RLIM_INFINITY:
+        raise DeepglassError(f"a local Ray cannot start under an address-space limit (ulimit -v: "
+                             f"{soft / 2**30:.1f} GiB), which its processes exceed at once: "
+                             "lift it (ulimit -v unlimited; a memory cgroup is fine), or run "
+                             "without --executor ray")
 
 
 def probe_address(address: str, timeout: float = 5.0) -> None:
