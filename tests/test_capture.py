@@ -2309,6 +2309,18 @@ def test_an_output_padded_with_constants_is_refused_saying_what_to_do():
     with pytest.raises(UnsupportedLayerError, match="last op pads.*end the model before"):
         SignedGraph.from_module(net, (1, 3, 3))
 
+    class Background(nn.Module):        # a logit pinned at 0, concatenated: the same
+        def __init__(self):              # (it got a block of its own, an isolated node
+            super().__init__()           # for the constant and identity edges)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            y = self.fc(x)
+            return torch.cat([torch.zeros_like(y[:, :1]), y], 1)
+
+    with pytest.raises(UnsupportedLayerError, match="a concatenated constant.*end the model"):
+        SignedGraph.from_module(Background(), (4,))
+
 
 def test_a_forward_out_of_memory_is_not_blamed_on_the_input_shape():
     class Hungry(nn.Module):
@@ -2474,7 +2486,8 @@ class _Conditioned(nn.Module):
         self.conv = nn.Conv2d(4, 3, 3, padding=1)
 
     def forward(self, x, t, w):
-        h = x * self.affine(w)[:, :, None, None] + self.emb(t.to(x.dtype).view(-1, 1))[:, :, None, None]
+        step = self.emb(t.to(x.dtype).view(-1, 1))[:, :, None, None]
+        h = x * self.affine(w)[:, :, None, None] + step
         return self.conv(h)
 
 

@@ -931,3 +931,85 @@ def test_a_function_written_with_two_terms_keeps_its_factor(how, factor):
     net = _OneFunction(how).double().eval()
     _assert_two_convs_with_factor(net, net.g.reshape(3) if factor == "g" else
                                   torch.full((3,), factor, dtype=torch.float64))
+
+
+class _Grayscale(nn.Module):
+    """kornia's ``rgb_to_grayscale``: ``addcmul(addcmul(r * wr, g, wg), b, wb)``,
+    the weights a buffer; or the same mix written with ``+`` and ``*``."""
+
+    def __init__(self, addcmul=True):
+        super().__init__()
+        self.addcmul = addcmul
+        self.register_buffer("w", torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64))
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        r, g, b = x.unbind(1)
+        wr, wg, wb = self.w.unbind()
+        if self.addcmul:
+            out = torch.addcmul(torch.addcmul(r * wr, g, wg), b, wb)
+        else:
+            out = r * wr + g * wg + b * wb
+        return self.conv(out.unsqueeze(1))
+
+
+def test_addcmul_of_a_network_value_and_a_fixed_weight_adds_to_a_value():
+    """``addcmul(v, x, w)`` with ``v`` a network value was refused ('only b + v
+    * a * x with fixed a and b'), so kornia's grayscale conversion was; it is
+    ``v + w x``, the graph of the same mix written with + and *."""
+    torch.manual_seed(0)
+    a, b = _Grayscale().double(), _Grayscale(addcmul=False).double()
+    b.load_state_dict(a.state_dict())
+    ga, gb = assert_is_jacobian(a, (3, 4, 4)), assert_is_jacobian(b, (3, 4, 4))
+    assert (ga.n_nodes, ga.n_edges) == (gb.n_nodes, gb.n_edges) == \
+        (48 + 16 + 32, 3 * 16 + 2 * 10 * 10)
+    with pytest.raises(UnsupportedLayerError, match="product of two network values"):
+        SignedGraph.from_module(_Fixed2(), (3, 4, 4))
+
+
+class _Fixed2(nn.Module):
+    def forward(self, x):                   # b + x * x: no fixed weight
+        return torch.addcmul(x, x, x)
+
+
+class _Guarded(nn.Module):
+    """A descriptor normalized with a guard against zero vectors (kornia's
+    ``_l2_normalize``): ``where(|x|.amax(1) == 0, 0, F.normalize(x))``, or
+    ``masked_fill`` / ``where(mask, x, 0)`` forms, or ``where(mask, 1, x)``
+    (not a zero: no gate)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x):
+        d = self.fc(x)
+        if self.how == "plain":
+            return F.normalize(d, dim=1)
+        zero = d.abs().amax(dim=1, keepdim=True) == 0
+        y = F.normalize(d, dim=1)
+        if self.how == "where":
+            return torch.where(zero, torch.zeros_like(y), y)
+        if self.how == "masked_fill":
+            return y.masked_fill(zero, 0.0)
+        if self.how == "where_x_first":
+            return torch.where(~zero, y, 0.0)
+        return torch.where(zero, 1.0, y)
+
+
+@pytest.mark.parametrize("how", ["where", "masked_fill", "where_x_first"])
+def test_a_mask_from_the_input_that_zeroes_a_value_is_a_gate(how):
+    """A mask computed from the input that zeroes a value, ``x * (1 - mask)``,
+    is a gate of values 0 and 1 (SPEC §1b): kornia's HardNet was refused at
+    the comparison, after warning of the guard's ``abs``.  The graph is that
+    of the unguarded net, with no warning; a mask choosing a constant other
+    than 0 stays refused."""
+    torch.manual_seed(0)
+    ref, net = _Guarded("plain").double(), _Guarded(how).double()
+    net.load_state_dict(ref.state_dict())
+    (a, _), (b, w) = _graph(ref.eval(), (6,)), _graph(net.eval(), (6,))
+    assert not w
+    np.testing.assert_allclose(b.to_scipy().toarray(), a.to_scipy().toarray(), rtol=1e-12)
+    with pytest.raises(UnsupportedLayerError, match="comparison"):
+        SignedGraph.from_module(_Guarded("one").eval(), (6,))

@@ -103,6 +103,7 @@ BAD = [
     (["graph", "{tmp}/empty.onnx"], "is an empty file"),
     (["graph", "{tmp}/raw.pkl"], "plain Python pickle"),
     (["graph", "{tmp}/nope.pt"], "no such file"),
+    (["graph", ""], "the model is an empty name"),        # (it said '. is a directory')
     # several inputs' shapes: one per input (repeated, or ';'-separated)
     (["graph", "digits_cnn", "--input-shape", "1,8,8;5"], "gives 2 shapes (1,8,8;5); digits_cnn "
      "takes one input"),

@@ -28,9 +28,9 @@ import torch.fx
 
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm_layer,
-                         absolute_statistic, _group_norm, _group_norm_layer, _instance_norm_layer, _layer_norm,
-                         _layer_norm_layer, _reduced_statistic, _statistic, frozen_or,
-                         stat_sign)
+                         _group_norm, _group_norm_layer, _instance_norm_layer, _layer_norm,
+                         _layer_norm_layer, _reduced_statistic, _statistic, absolute_statistic,
+                         frozen_or, stat_sign)
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
 from .aten_products import _attention, _bmm, _gated, _linear, _matmul, gated_by_refused
@@ -134,6 +134,11 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
                     "computation: compute it from shapes, x.dim() or x.shape, or pass it in "
                     "forward_kwargs; a check of the values there, assert (a == b).all(), "
                     "is one too: remove it, or patch it out for the capture)")
+            if any(type(m).__module__.split(".")[0] in ("e2cnn", "escnn")
+                   for m in model.modules()):
+                # their modules slice by integer buffers; export() writes plain torch
+                msg += ("; an e2cnn / escnn network: capture net.export(), the same network "
+                        "in plain torch modules")
         elif where:
             msg += f" ({where.strip()})"
         raise ExportFailed(msg) from None

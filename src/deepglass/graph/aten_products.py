@@ -246,6 +246,17 @@ def gated_by_refused(ip, n, args, real):
     so ``x`` is gated as by any gate.  None for any other op reading a refused
     value (which carries the refusal on)."""
     packet = base_packet(n.target)
+    if packet in (aten.where, aten.masked_fill) and len(args) == 3:
+        # a mask computed from the input zeroing a value: ``where(mask, 0, x)``
+        # is ``x * (1 - mask)``, a gate of values 0 and 1 (kornia's guard
+        # ``where(|x|.amax() == 0, 0, F.normalize(x))``)
+        mask, pairs = (args[1], [(0, 2)]) if packet is aten.masked_fill else \
+            (args[0], [(1, 2), (2, 1)])
+        for i, j in pairs:
+            if isinstance(mask, Refused) and _is_sym(args[i]) and _zero(ip.real(n.args[j])):
+                _drop_branch_warnings(ip, n.args[1 if packet is aten.masked_fill else 0])
+                return _gated(ip, n, ip.b.materialize(args[i]), real, (0.0, 1.0))
+        return None
     if packet is aten.div and n.kwargs.get("rounding_mode") is None and \
             len(args) > 1 and _is_sym(args[0]) and isinstance(args[1], Refused) and \
             is_positive_divisor(ip, n.args[1]):     # (a floor or trunc division is no gate)
@@ -257,6 +268,29 @@ def gated_by_refused(ip, n, args, real):
         if _is_sym(x) and isinstance(g, Refused) and is_gate(ip, n.args[i]):
             return _gated(ip, n, ip.b.materialize(x), real, factor_range(ip, n.args[i]))
     return None
+
+
+def _drop_branch_warnings(ip, gate) -> None:
+    """Take back the warnings of the ops that only compute fx node ``gate`` (a
+    mask's ``|x|``): its branch is left out of the graph."""
+    only, order = {gate}, ip.node_order()
+    seen, stack = set(), list(gate.all_input_nodes)
+    while stack:
+        m = stack.pop()
+        if m not in seen:
+            seen.add(m)
+            stack.extend(m.all_input_nodes)
+    for m in sorted(seen, key=order.__getitem__, reverse=True):   # users first
+        if m.users and all(u in only for u in m.users):
+            only.add(m)
+    ip.b.retract_warnings(only)
+
+
+def _zero(v) -> bool:
+    """Whether ``v`` (a number or a fixed tensor) is 0 everywhere."""
+    if isinstance(v, torch.Tensor):
+        return not v.is_complex() and bool((v == 0).all())
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == 0
 
 
 def _matmul(ip, n, args, kwargs, real):

@@ -327,14 +327,23 @@ def _scaled(ip, x, c):
 
 
 def _addcmul(ip, n, args, kwargs, real):
-    """``addcmul(b, a, x, value=v) = b + v * a * x`` with fixed ``a`` and ``b``
-    (ResMLP's affine layer): the rescaling of ``x`` by ``v * a``, the bias
-    ``b`` dropped as every bias is."""
+    """``addcmul(b, a, x, value=v) = b + v * a * x`` with a fixed ``a``: the
+    rescaling of ``x`` by ``v * a`` (ResMLP's affine layer, the bias ``b``
+    dropped as every bias is), added to ``b`` where ``b`` is a network value
+    too (kornia's ``rgb_to_grayscale``: a fixed mix of channels written as
+    ``addcmul(r * wr, g, wg)``)."""
     b, t1, t2 = args[0], args[1], args[2]
-    if _is_sym(b) or _is_sym(t1) == _is_sym(t2):
-        ip.unsupported(n, "addcmul", "only b + v * a * x with fixed a and b is supported")
+    if _is_sym(t1) == _is_sym(t2):
+        ip.unsupported(n, "addcmul", "only b + v * a * x with a fixed a is supported (a "
+                       "product of two network values has no fixed weights)")
     x, i = (t1, 2) if _is_sym(t1) else (t2, 1)
-    return _scaled(ip, x, _const_factor(ip, n, i) * float(n.kwargs.get("value", 1)))
+    term = _scaled(ip, x, _const_factor(ip, n, i) * float(n.kwargs.get("value", 1)))
+    if not _is_sym(b):
+        return _constant_broadcast(ip, term, real)
+    r = ip.real(n.args)
+    term = _broadcast(ip, n, term, r[1] * r[2], real)
+    return add_values(ip.b, _broadcast(ip, n, b, r[0], real), term, tuple(real.shape[1:]),
+                      ip.where(n), lambda what, why: ip.unsupported(n, what, why))
 
 
 def _div(ip, n, args, kwargs, real):

@@ -25,7 +25,9 @@ REFUSED_OPS = {
     **_ops("gt ge lt le eq ne", _refuse(
         "comparison", "a mask computed from the input's values chooses per element and per "
         "sample (a selection); an activation written with one (torch.where(x > 0, x, a * x)) "
-        "is supported as its module (nn.LeakyReLU, nn.Threshold, nn.Hardshrink ...)")),
+        "is supported as its module (nn.LeakyReLU, nn.Threshold, nn.Hardshrink ...), and a "
+        "mask that zeroes a value (torch.where(mask, 0, x), x.masked_fill(mask, 0)) as a "
+        "gate")),
     **_ops("topk sort argsort kthvalue msort", _refuse(
         "selection by value", "the positions it keeps are chosen by the input's values (k "
         "nearest neighbours, sorting, k-max pooling): no fixed edges")),

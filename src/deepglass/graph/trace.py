@@ -297,8 +297,9 @@ def _rescaled_output(builder: Builder, v, name: str, others: list):
     into the block's incoming edges (as a batch norm does); otherwise the
     output gets nodes of its own, one edge of weight ``s`` from each node it
     rescales."""
-    if not isinstance(v, Ref) or v.scale is None or bool((v.scale == 1).all()):
-        return v
+    if not isinstance(v, Ref) or v.scale is None or bool((v.scale == 1).all()) or \
+            bool((v.index < 0).any()):
+        return v        # (constant elements: the output is refused, as padding is)
     shape = tuple(v.index.shape[1:])
     flat = v.index.reshape(-1)
     nb = next((b for b in builder.node_blocks if b.offset <= int(flat[0]) < b.stop), None)

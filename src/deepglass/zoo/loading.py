@@ -386,6 +386,9 @@ def load_model(
     else:
         if not isinstance(name_or_path, (str, os.PathLike)):
             raise DeepglassError(f"expected a zoo name, a file path or an nn.Module, got {type(name_or_path).__name__}")
+        if not str(name_or_path).strip():
+            raise DeepglassError("the model is an empty name: give a zoo name, a file path, "
+                                 "timm:NAME or MODULE:CLASS")
         path = Path(name_or_path).expanduser()
         if isinstance(name_or_path, str) and name_or_path.startswith("timm:") \
                 and not _exists(path):
