@@ -1172,3 +1172,24 @@ def test_active_subnetworks_of_a_two_input_network_are_refused_in_one_line():
         with pytest.raises(DeepglassError, match=r"^activation patterns need a network with "
                                                  r"one input; this graph has 2$"):
             active_subgraph(g, net, arg)
+
+
+def test_active_subnetworks_without_the_capture_s_forward_kwargs_say_so():
+    """A graph captured with a tensor in ``forward_kwargs`` (a style vector):
+    asked without it, active_subgraph said the model 'does not accept input of
+    shape (3, 5, 5): ... NoneType ...'; it now names the missing arguments."""
+    class Styled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.o = nn.Conv2d(3, 5, 3, padding=1), nn.Linear(5 * 25, 2)
+
+        def forward(self, x, w):
+            return self.o(torch.relu(self.c(x) * w.view(1, -1, 1, 1)).flatten(1))
+
+    net, w = Styled().eval(), torch.rand(5)
+    g = SignedGraph.from_module(net, (3, 5, 5), forward_kwargs={"w": w})
+    x = torch.randn(2, 3, 5, 5)
+    with pytest.raises(DeepglassError, match=r"^the graph was captured with forward_kwargs="
+                                             r"\{'w': .*\}: pass them here too"):
+        active_subgraph(g, net, x)
+    assert active_subgraph(g, net, x, forward_kwargs={"w": w}).keep.shape == (2, g.n_nodes)

@@ -136,6 +136,8 @@ class _ChannelsLastResidual(nn.Module):
     def forward(self, x):
         h = self.c1(x)
         y = self.c2(h)
+        if self.how == "same":            # y + y, the output (channels-last): a rescaling by 2
+            return y.permute(0, 2, 3, 1) + y.permute(0, 2, 3, 1) if self.last else y + y
         if not self.last:
             z = h + y
         elif self.how == "mixed":
@@ -148,7 +150,7 @@ class _ChannelsLastResidual(nn.Module):
         return (out, self.c4(y)) if self.how == "shared" else out
 
 
-@pytest.mark.parametrize("how", ["layer", "mixed", "shared", "output"])
+@pytest.mark.parametrize("how", ["layer", "mixed", "shared", "output", "same"])
 def test_a_channels_last_residual_add_adds_no_nodes(how):
     """SPEC §1: a residual addition creates no nodes, in any layout.  Both
     branches permuted to channels-last before the add (tf2onnx's form of
@@ -2519,6 +2521,25 @@ def test_a_tensor_in_forward_kwargs_is_held_fixed():
                                            dtype=torch.float64)).reshape(75, 100).numpy()
     np.testing.assert_allclose(path_sums(g)[g.outputs["output"]], J, rtol=1e-9, atol=1e-12)
 
+    class Biased(nn.Module):
+        def __init__(self, branch=False):
+            super().__init__()
+            self.branch, self.conv = branch, nn.Conv2d(2, 3, 1)
+
+        def forward(self, x, t):
+            if self.branch and t > 5:         # a Python branch on the tensor's value
+                return self.conv(x) * 2
+            return self.conv(x) + t
+
+    # the fx fallback holds it fixed too (it said 'more than one input')
+    g = SignedGraph.from_module(Biased(), (2, 3, 3), capture="fx",
+                                forward_kwargs={"t": torch.tensor(1.0)})
+    assert len(g.input_blocks) == 1 and g.n_nodes == 18 + 27
+    with pytest.raises(DeepglassError, match=r"a tensor in forward_kwargs is held fixed, but its "
+                                             r"values cannot decide Python control flow"):
+        SignedGraph.from_module(Biased(branch=True), (2, 3, 3), capture="export",
+                                forward_kwargs={"t": torch.tensor(10.0)})
+
 
 class _GDN(nn.Module):
     """Generalized divisive normalization (compressai's ``GDN``): ``x /
@@ -2564,3 +2585,123 @@ def test_generalized_divisive_normalization_is_a_positive_rescaling(kind):
     np.testing.assert_allclose(got, ref, rtol=1e-12)
     with pytest.raises(UnsupportedLayerError):
         SignedGraph.from_module(_GDN(kind, negative=True).eval(), (3, 8, 8))
+
+
+class _TokenGDN(nn.Module):
+    """GDN over the channels of (T, C) tokens, its gamma applied as a matrix
+    product on either side (``y ** 2 @ gamma.T``, ``gamma @ (y ** 2).T``)."""
+
+    def __init__(self, how):
+        super().__init__()
+        torch.manual_seed(1)
+        self.how = how
+        self.c, self.o = nn.Linear(4, 4), nn.Linear(4, 2)
+        self.gamma = nn.Parameter(0.1 * torch.rand(4, 4))
+
+    def forward(self, x):
+        y = self.c(x)
+        if self.how == "none":
+            return self.o(y)
+        n = y ** 2 @ self.gamma.T if self.how == "right" else \
+            (self.gamma @ (y ** 2).transpose(1, 2)).transpose(1, 2)
+        return self.o(y * torch.rsqrt(1 + n))
+
+
+@pytest.mark.parametrize("how", ["right", "left"])
+def test_gdn_with_its_weights_as_a_matrix_product_is_a_positive_rescaling(how):
+    """A GDN over tokens whose gamma is applied with ``@`` (or an einsum) was
+    refused as a product of two network values; a matrix product with fixed
+    non-negative weights mixes a statistic as a convolution does."""
+    ref = _dense(_graph(_TokenGDN("none").double(), (5, 4))[0])
+    np.testing.assert_allclose(_dense(_graph(_TokenGDN(how).double(), (5, 4))[0]), ref,
+                               rtol=1e-12)
+
+
+class _StatisticAlsoAValue(nn.Module):
+    """A normalization's statistic ``n`` that also goes on as a value:
+    ``y / n + n`` or returned (``how="output"``); ``n`` is GDN1's ``conv(|y|,
+    gamma) + 1``, GDN's ``conv(y ** 2, gamma) + 1`` or RMS's
+    ``sqrt(1 + mean(y ** 2))``."""
+
+    def __init__(self, stat, how="sum"):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stat, self.how = stat, how
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.gamma = nn.Parameter(0.1 * torch.rand(4, 4, 1, 1))
+
+    def forward(self, x):
+        y = self.c1(x)
+        one = torch.ones(4, dtype=y.dtype)
+        n = {"gdn1": lambda: F.conv2d(y.abs(), self.gamma, one),
+             "gdn": lambda: F.conv2d(y ** 2, self.gamma, one),
+             "rms": lambda: torch.sqrt(1 + (y ** 2).mean(1, keepdim=True))}[self.stat]()
+        return (y / n, n) if self.how == "output" else y / n + n
+
+
+@pytest.mark.parametrize("stat", ["gdn1", "gdn", "rms"])
+@pytest.mark.parametrize("how", ["sum", "output"])
+def test_a_statistic_that_is_also_a_value_keeps_its_value_path(stat, how):
+    """SPEC §1b, the network is what it computes: a statistic used as a value
+    too (``y / n + n``, or returned) was taken as a statistic only, and its
+    value path was dropped without a word (the sum's edges, or a whole
+    output).  It is a value now: the division by it a gate (it is >= 1), its
+    value path layers: the path sums equal the Jacobian of the net with the
+    division and the activations taken out."""
+    net = _StatisticAlsoAValue(stat, how).double().eval()
+    g, _ = _graph(net, (3, 5, 5))
+    assert len(g.outputs) == (2 if how == "output" else 1)
+    V = path_sums(g)
+
+    def linear(x):                        # |y|, y ** 2, sqrt as the identity; no division
+        y = net.c1(x)
+        n = y.mean(1, keepdim=True) if stat == "rms" else F.conv2d(y, net.gamma)
+        return (y, n) if how == "output" else y + n
+
+    x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
+    outs = linear(x) if how == "output" else (linear(x),)
+    for k, idx in enumerate(g.outputs.values()):
+        J = torch.autograd.functional.jacobian(lambda t: (linear(t) if how == "output" else
+                                                          (linear(t),))[k], x)
+        np.testing.assert_allclose(V[idx], J.reshape(len(idx), -1).numpy(), atol=1e-12)
+    assert len(outs) == len(g.outputs)
+
+
+class _PartlyCentred(nn.Module):
+    """``y * s - 2 mean(y) * s`` with TensorFlow's fused factor ``s = gamma *
+    rsqrt(var + eps)``: a mean that is not the centring (its gain is not the
+    value's), written ``m * (2.0 * s)`` or ``(m * s) * 2.0``."""
+
+    def __init__(self, form, gamma):
+        super().__init__()
+        torch.manual_seed(0)
+        self.form = form
+        self.c1, self.c2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 3)
+        self.gamma = nn.Parameter(torch.tensor(gamma).view(4, 1, 1))
+
+    def forward(self, x):
+        y = self.c1(x)
+        m = y.mean(1, keepdim=True)
+        s = self.gamma * torch.rsqrt(((y - m) ** 2).mean(1, keepdim=True) + 1e-3)
+        return self.c2(y * s - (m * (2.0 * s) if self.form == "inside" else (m * s) * 2.0))
+
+
+@pytest.mark.parametrize("form", ["inside", "after"])
+@pytest.mark.parametrize("gamma", [[1.5, 0.7, 2.0, 0.6], [1.5, -0.7, -2.0, 0.6]])
+def test_a_mean_scaled_otherwise_than_the_value_is_no_centring(form, gamma):
+    """A number times the fused factor lost its gain (``m * (2.0 * s)`` read as
+    ``m``; with a gain of mixed signs refused), and ``(m * s) * 2.0`` was read
+    as the centring (ignored).  Both are ``gamma y - 2 gamma mean(y)``: the
+    statistic a rescaling at 1, the mean a layer with the gains."""
+    net = _PartlyCentred(form, gamma).double().eval()
+    g, _ = _graph(net, (3, 5, 5))
+    V = path_sums(g)[g.outputs["output"]]
+    x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
+    gm = net.gamma
+
+    def linear(t):
+        y = net.c1(t)
+        return net.c2(gm * y - 2 * gm * y.mean(1, keepdim=True))
+
+    J = torch.autograd.functional.jacobian(linear, x).reshape(V.shape[0], -1).numpy()
+    np.testing.assert_allclose(V, J, atol=1e-12)

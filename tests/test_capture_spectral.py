@@ -365,20 +365,29 @@ class _SpectralConv(nn.Module):
         super().__init__()
         self.how = how
         g = torch.Generator().manual_seed(0)
-        m = (3,) if how in ("einsum", "mul") else (3, 3)
+        m = (3,) if how in ("einsum", "mul", "mul_dtype") else (3, 3)
         self.w1 = nn.Parameter(torch.randn(2, 3, *m, dtype=torch.complex128, generator=g) / 3)
         self.w2 = nn.Parameter(torch.randn(2, 3, *m, dtype=torch.complex128, generator=g) / 3)
 
     def forward(self, x):
-        if self.how in ("einsum", "mul"):
+        if self.how in ("einsum", "mul", "mul_dtype"):
             z = torch.fft.rfft(x)
             out = torch.zeros(x.shape[0], 3, x.shape[-1] // 2 + 1, dtype=z.dtype)
             if self.how == "einsum":
                 out[..., :3] = torch.einsum("bix,iox->box", z[..., :3], self.w1)
-            else:
+            elif self.how == "mul":
                 out[..., :3] = (z[:, :, None, :3] * self.w1).sum(1)
+            else:                        # (TFNO: a sum that names its own dtype)
+                out[..., :3] = (z[:, :, None, :3] * self.w1).sum(1, dtype=z.dtype)
             return torch.fft.irfft(out, n=x.shape[-1])
         H, W = x.shape[-2:]
+        if self.how == "broadcast":      # a broadcast @ per mode: expand and bmm
+            z = torch.fft.rfft2(x)
+            w = self.w1.permute(2, 3, 0, 1)                     # (3, 3, C, O)
+            out = torch.zeros(x.shape[0], 3, H, W // 2 + 1, dtype=z.dtype)
+            kept = z[:, :, :3, :3].permute(0, 2, 3, 1).unsqueeze(-2) @ w   # (B, 3, 3, 1, O)
+            out[:, :, :3, :3] = kept.squeeze(-2).permute(0, 3, 1, 2)
+            return torch.fft.irfft2(out, s=(H, W))
         if self.how == "shifted":
             z = torch.fft.fftshift(torch.fft.rfftn(x, dim=(-2, -1), norm="forward"), dim=-2)
             out = torch.zeros(x.shape[0], 3, H, W // 2 + 1, dtype=z.dtype)
@@ -394,7 +403,7 @@ class _SpectralConv(nn.Module):
         return torch.fft.irfft2(out, s=(H, W), norm="ortho")
 
 
-@pytest.mark.parametrize("how", ["einsum", "mul", "2d", "shifted"])
+@pytest.mark.parametrize("how", ["einsum", "mul", "mul_dtype", "2d", "shifted", "broadcast"])
 def test_a_spectral_convolution_is_its_jacobian(how):
     """A Fourier neural operator's layer was refused ("complex values ... meets
     'bmm'", then 'copy', 'full_like'), although it is a real-linear map of its
@@ -403,7 +412,7 @@ def test_a_spectral_convolution_is_its_jacobian(how):
     into zeros (a re-indexing), rfft2 / irfft2 the real DFT of the last
     dimension and the complex one of the others.  Only the kept modes of the
     DFT are nodes (the others are read by nothing)."""
-    shape = {"einsum": (2, 10), "mul": (2, 9)}.get(how, (2, 8, 7))
+    shape = {"einsum": (2, 10), "mul": (2, 9), "mul_dtype": (2, 9)}.get(how, (2, 8, 7))
     g = assert_is_jacobian(_SpectralConv(how), shape)
     if how == "einsum":   # input, 3 kept modes x (re, im) x 2 channels, 2 x 9 products, output
         assert g.n_nodes == 20 + 12 + 18 + 30
@@ -418,3 +427,33 @@ def test_a_product_of_spectra_or_with_weights_from_the_input_is_still_refused():
 
     with pytest.raises(UnsupportedLayerError, match=r"complex values.*meets 'mul'"):
         SignedGraph.from_module(Weighted(), (1, 16))
+
+
+class _WeightFirst(nn.Module):
+    """A fixed weight contracted with a value by ``torch.tensordot`` with the
+    weight first (tensorly's contractions in neuraloperator's Tucker and CP
+    FNOs): ``mm(W, x)``, on a real value or a spectrum."""
+
+    def __init__(self, spectrum):
+        super().__init__()
+        self.spectrum = spectrum
+        g = torch.Generator().manual_seed(0)
+        dt = torch.complex128 if spectrum else torch.float64
+        self.w = nn.Parameter(torch.randn(3, 2, dtype=dt, generator=g) / 3)
+
+    def forward(self, x):                                  # x: (B, 2, 4, 4)
+        if not self.spectrum:
+            return torch.tensordot(self.w, x, dims=([1], [1])).permute(1, 0, 2, 3)
+        z = torch.fft.rfft2(x)
+        y = torch.tensordot(self.w, z, dims=([1], [1])).permute(1, 0, 2, 3)
+        return torch.fft.irfft2(y, s=x.shape[-2:])
+
+
+@pytest.mark.parametrize("spectrum", [False, True])
+def test_a_product_with_the_fixed_weight_first_is_its_jacobian(spectrum):
+    """``mm(W, x)`` was refused ("the input enters a matrix product from the
+    right"), so were neuraloperator's factorized FNOs; it is the dense layer
+    W at every column of x."""
+    g = assert_is_jacobian(_WeightFirst(spectrum), (2, 4, 4))
+    if not spectrum:
+        assert g.n_nodes == 32 + 48 and g.n_edges == 2 * 3 * 16

@@ -35,7 +35,7 @@ from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _non
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
 from .aten_products import _attention, _bmm, _gated, _linear, _matmul, gated_by_refused
 from .aten_scatter import index_put, scatter, write_into_view
-from .model_checks import RANDOM_WHY, data_reads_detach, random_draw
+from .model_checks import RANDOM_WHY, data_reads_detach, export_failure, random_draw
 from .norm_gain import apply_gain, gained_stat
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
@@ -124,23 +124,7 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
         return _merged(complex_as_real(ep.run_decompositions(table).module())), \
             "torch.export (core ATen)"
     except Exception as exc:  # the exporter raises many kinds of errors
-        msg = first_line(exc)
-        # where in the user's code (the exporter names the call below its message)
-        at = re.search(r'raised this error:\s*File "([^"]+)", line (\d+), in (\w+)', str(exc))
-        where = f" at {os.path.basename(at[1])}:{at[2]} in {at[3]}" if at else ""
-        if "data-dependent" in msg:
-            msg += (f" ({'' if not where else where.strip() + ': '}a number read from a "
-                    "tensor's data, .item() / .tolist() / int(tensor), decides the "
-                    "computation: compute it from shapes, x.dim() or x.shape, or pass it in "
-                    "forward_kwargs; a check of the values there, assert (a == b).all(), "
-                    "is one too: remove it, or patch it out for the capture)")
-            if any(type(m).__module__.split(".")[0] in ("e2cnn", "escnn")
-                   for m in model.modules()):
-                # their modules slice by integer buffers; export() writes plain torch
-                msg += ("; an e2cnn / escnn network: capture net.export(), the same network "
-                        "in plain torch modules")
-        elif where:
-            msg += f" ({where.strip()})"
+        msg = export_failure(exc, model, kwargs)
         raise ExportFailed(msg) from None
 
 
@@ -181,8 +165,6 @@ def _source_line(n) -> str:
     """``" (model.py:12)"``: the last frame of the model's own code (not
     torch's, not generated code) in the exporter's stack trace of ``n``; ""
     where there is none."""
-    import re
-
     frames = re.findall(r'File "([^"]+)", line (\d+)', n.meta.get("stack_trace") or "")
     torch_dir = os.path.dirname(torch.__file__)
     own = [(f, line) for f, line in frames if not f.startswith("<") and
@@ -592,7 +574,7 @@ STAT_OPS = {getattr(aten, name) for name in (
     "unsqueeze squeeze view _unsafe_view reshape expand permute clone alias constant_pad_nd "
     "slice select cat _to_copy exp log clamp clamp_min abs neg var var_mean pad flatten "
     "transpose contiguous to alias detach avg_pool1d cumsum convolution conv1d conv2d conv3d "
-    "linear").split()
+    "linear mm bmm matmul addmm").split()
     if hasattr(aten, name)}
 # dropout returns (value, mask)
 ATEN_OPS[aten.native_dropout.default] = lambda ip, n, args, kwargs, real: (args[0], None)

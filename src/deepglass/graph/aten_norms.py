@@ -20,7 +20,8 @@ import torch
 import torch.fx
 
 from .aten_activations import run_again
-from .symbolic import Pending, Ref, _is_sym, _name_of, _opname, base_packet, scale, uses
+from .symbolic import (_SHAPE_ONLY, Pending, Ref, _is_sym, _name_of, _opname, base_packet, scale,
+                       uses)
 from .divisive import MIXING, nonnegative_mixing
 from .moments import moment, power
 
@@ -284,19 +285,24 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
     own = None      # n and what is computed from it, found when first needed
     # (the statistic a reduction was rescaled by on its way: TensorFlow's fused
     # norm adds -mean * s to x * s, a centring written after the rescaling)
-    stack = [(u, n, reduced, False, None) for u in n.users]
+    # (and the fixed gains after it: a centring must scale the mean as the value)
+    stack = [(u, n, reduced, False, None, ()) for u in n.users]
     seen = set()
     # a mean that centres a value and is a value too (statistics pooling written
     # out: cat([mu, sqrt(((x - mu) ** 2).mean())])) is a layer, the centring too
-    centring = as_value = False
+    centring = rescaling = as_value = False
     while stack:
-        u, src, reduced, negated, factor = stack.pop()
-        if (u, reduced, negated, factor) in seen:
+        u, src, reduced, negated, factor, gains = stack.pop()
+        if (u, reduced, negated, factor, gains) in seen:
             continue
-        seen.add((u, reduced, negated, factor))
+        seen.add((u, reduced, negated, factor, gains))
         packet = base_packet(u.target)
+        if packet in _CHECKS or _name_of(u.target) in _SHAPE_ONLY:
+            continue            # (the exporter's dtype check, a shape read: no use of it)
         others = [a for a in u.args if isinstance(a, torch.fx.Node) and a is not src
                   and a in depends] if packet in _COMBINE else []
+        if not others and factor is not None and packet in (aten.mul, aten.div):
+            gains = gains + _fixed_gain(u, src)
         if others and reduced and variance_form(ip, u):
             # mean(x ** 2) - mean(x) ** 2: the mean of a square on its way to a
             # normalization; the squared mean's path ends here, its centring decides
@@ -312,15 +318,16 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
                 # negated: x.mean() - x), not from another one (y - z.mean(): a layer)
                 centres = (packet in (aten.sub, aten.rsub)) != negated and \
                     _root(n.args[0]) in {_root(a) for a in others}
-                if reduced and rescales and _same_inputs(ip, n, others):
-                    return True
+                # (the search goes on: a statistic that is also a value, y / n + n
+                # or returned, is no statistic; its value path is read as layers)
+                rescaling = rescaling or (reduced and rescales and _same_inputs(ip, n, others))
                 centring = centring or (reduced and centres)
                 continue
             if reduced and packet in (aten.mul, aten.div) and len(others) == 1:
                 factor = others[0]
             elif reduced and factor is not None and packet in (aten.add, aten.sub) and \
                     (packet is aten.sub) != negated and \
-                    _rescaled_by(others, factor, _root(n.args[0]), depends):
+                    _rescaled_by(others, factor, _root(n.args[0]), depends, gains):
                 centring = True
                 continue
         elif _negates(ip, u, src):
@@ -330,17 +337,35 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
         elif packet not in _STAT_PATH and u.target is not operator.getitem:
             as_value = as_value or reduced
             continue
-        stack.extend((w, u, reduced, negated, factor) for w in u.users)
-    return centring and not as_value
+        stack.extend((w, u, reduced, negated, factor, gains) for w in u.users)
+    return (centring or rescaling) and not as_value
 
 
-def _rescaled_by(others, factor, root, depends) -> bool:
+#: the exporter's checks of a value's dtype or shape: they read no element
+_CHECKS = {getattr(aten, name) for name in
+           "_assert_tensor_metadata _assert_scalar _assert_async".split() if hasattr(aten, name)}
+
+
+def _fixed_gain(u, src) -> tuple:
+    """The fixed factor of ``mul`` / ``div`` node ``u`` of ``src`` (a number or
+    a fixed tensor's node), as one entry of a multiset of gains; none for a
+    negation (-1: the sign is tracked on its own)."""
+    other = next((a for a in u.args[:2] if a is not src), None)
+    if isinstance(other, (int, float)) and float(other) == -1.0:
+        return ()
+    key = float(other) if isinstance(other, (int, float)) else other
+    return ((base_packet(u.target) is aten.div, key),)
+
+
+def _rescaled_by(others, factor, root, depends, gains=()) -> bool:
     """Whether ``others`` is one value ``x * factor`` (or ``x / factor``) of the
     value ``root``, looked through fixed gains and offsets (``x * s + beta``,
-    ``(x / d) * gamma``: TensorFlow's fused norm in its other layouts)."""
+    ``(x / d) * gamma``: TensorFlow's fused norm in its other layouts), its
+    fixed gains those of the mean (``gains``: ``x * s - (m * s) * 2`` is no
+    centring)."""
     if len(others) != 1:
         return False
-    v = others[0]
+    v, mine = others[0], ()
     for _ in range(8):
         packet = base_packet(v.target) if isinstance(v, torch.fx.Node) else None
         if packet not in (aten.mul, aten.div, aten.add, aten.sub):
@@ -348,10 +373,12 @@ def _rescaled_by(others, factor, root, depends) -> bool:
         args = [a for a in v.args[:2]]
         if packet in (aten.mul, aten.div) and factor in args and \
                 any(a is not factor and _root(a) is root for a in args):
-            return True
+            return sorted(map(repr, mine)) == sorted(map(repr, gains))
         moving = [a for a in args if isinstance(a, torch.fx.Node) and a in depends]
         if len(moving) != 1:
             return False
+        if packet in (aten.mul, aten.div):
+            mine = mine + _fixed_gain(v, moving[0])
         v = moving[0]               # through a fixed gain or offset
     return False
 def stat_sign_of(v: Stat) -> int:
@@ -387,7 +414,8 @@ def stat_sign(ip, n, args) -> int:
             return 1 if int(p) % 2 == 0 else s
         return 1 if s == 1 else 0
     if base_packet(n.target) in MIXING:       # (non-negative weights: see nonnegative_mixing)
-        return s if nonnegative_mixing(ip, n, n.args[0]) else 0
+        src = next((a for a, v in zip(n.args, args) if isinstance(v, Stat)), None)
+        return s if src is not None and nonnegative_mixing(ip, n, src) else 0
     if name in ("clamp", "clamp_min"):
         lo = ip.real(n.args[1]) if len(n.args) > 1 else n.kwargs.get("min")
         return 1 if isinstance(lo, (int, float)) and lo >= 0 else s

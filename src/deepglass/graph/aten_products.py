@@ -302,8 +302,14 @@ def _matmul(ip, n, args, kwargs, real):
                        "computed from the input (self-attention, bilinear pooling) has no "
                        "fixed weights, so the signed graph is not defined for it", at_once=True)
     if not _is_sym(x):
-        ip.unsupported(n, _opname(n.target), "the input enters a matrix product from the "
-                       "right; only x @ W with fixed W is a dense layer")
+        if off or not isinstance(w, Ref) or w.index.ndim != 2:
+            ip.unsupported(n, _opname(n.target), "the input enters a matrix product from the "
+                           "right; only x @ W, or W @ x with fixed W, is a dense layer")
+        # W @ x (torch.tensordot with the weight first, tensorly's contractions):
+        # (x^T @ W^T)^T, the dense layer W at every column of x
+        xt = remap(ip.b.materialize(w), lambda t, fill: t.T.contiguous())
+        out = _positionwise(ip, n, xt, ip.real(n.args[0]).detach())
+        return remap(out, lambda t, fill: t.T.contiguous())
     weight = ip.real(n.args[off + 1]).T
     alpha = n.kwargs.get("alpha", 1)
     if alpha != 1:

@@ -16,13 +16,16 @@ import torch.fx
 
 from .symbolic import base_packet
 
-__all__ = ["MIXING", "nonnegative_mixing"]
+__all__ = ["MIXING", "fixed_value", "nonnegative_mixing"]
 
 aten = torch.ops.aten
 
 #: layers that mix a statistic's elements with fixed weights
-MIXING = {getattr(aten, name) for name in "convolution conv1d conv2d conv3d linear".split()
-           if hasattr(aten, name)}
+MIXING = {getattr(aten, name) for name in
+          "convolution conv1d conv2d conv3d linear mm bmm matmul addmm".split()
+          if hasattr(aten, name)}
+#: matrix products: the value may be either factor (``x @ W``, ``W @ x``)
+_PRODUCTS = {getattr(aten, name) for name in "mm bmm matmul".split()}
 
 
 def nonnegative_mixing(ip, u, src) -> bool:
@@ -31,14 +34,27 @@ def nonnegative_mixing(ip, u, src) -> bool:
     mean is (GDN's ``beta + conv(x ** 2, gamma)``, gamma >= 0, beta > 0:
     the divisive normalization of learned image compression, SPEC §1b; a
     local response norm with learned weights)."""
-    if base_packet(u.target) not in MIXING or not u.args or u.args[0] is not src:
+    packet = base_packet(u.target)
+    if packet not in MIXING or not u.args:
         return False
+    if packet in _PRODUCTS:        # (``y ** 2 @ gamma.T``, a channels-last GDN)
+        fixed = [a for a in u.args[:2] if a is not src]
+        if len(fixed) != 1:
+            return False
+    elif packet is aten.addmm:     # addmm(bias, x, W)
+        if len(u.args) < 3 or u.args[1] is not src:
+            return False
+        fixed = [u.args[0], u.args[2]]
+    elif u.args[0] is not src:
+        return False
+    else:
+        fixed = list(u.args[1:3])
+    fixed = [a for a in fixed if a is not None]
     depends = ip.input_dependent()
-    fixed = [a for a in u.args[1:3] if a is not None]
     if any(isinstance(a, torch.fx.Node) and a in depends for a in fixed):
         return False
     for a in fixed:
-        t = _ahead(ip, a)
+        t = fixed_value(ip, a)
         if not isinstance(t, torch.Tensor) or not t.is_floating_point() or bool((t < 0).any()):
             return False
     return True
@@ -48,7 +64,7 @@ class _Unknown(Exception):
     pass
 
 
-def _ahead(ip, a, depth: int = 16):
+def fixed_value(ip, a, depth: int = 16):
     """The value of ``a``, a node that no input reaches, before the interpreter
     gets to it (a weight computed from parameters: ``gamma.view(...)``, a
     reparametrization), run from the parameters; None where that fails."""

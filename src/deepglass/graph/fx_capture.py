@@ -224,8 +224,10 @@ class FxInterpreter(torch.fx.Interpreter):
 
     def _symbolic(self, n, real):
         if n.op == "placeholder":
-            if str(n.target).startswith("*") and not n.users:
-                return None         # an unused ``*args`` of the forward: no input
+            if not n.users and (str(n.target).startswith("*") or self.b.node_blocks):
+                # an unused ``*args`` of the forward, or a forward_kwargs tensor
+                # (fx traces it as a constant and leaves its argument unread)
+                return None
             if self.b.node_blocks:
                 raise DeepglassError("models with more than one input are not supported")
             nb = self.b.new_block("input", self.input_shape, "input")

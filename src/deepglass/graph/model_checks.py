@@ -10,13 +10,15 @@ found them.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 
 import torch
 import torch.nn as nn
 
-from ..errors import DeepglassError, UnsupportedLayerError
+from ..errors import DeepglassError, UnsupportedLayerError, first_line
 
-__all__ = ["set_mode", "data_reads_detach", "random_draw", "check_finite", "check_weights", "refused_modules", "refuse_called_modules",
+__all__ = ["export_failure", "set_mode", "data_reads_detach", "random_draw", "check_finite", "check_weights", "refused_modules", "refuse_called_modules",
            "module_mode", "attributes_kept"]
 
 
@@ -238,3 +240,29 @@ def data_reads_detach():
             del torch.Tensor.data
         else:
             torch.Tensor.data = own
+
+
+def export_failure(exc: Exception, model: nn.Module, kwargs: dict | None) -> str:
+    """The one-line message of torch.export's failure ``exc``: its first line,
+    where in the user's code it happened, and for a number read from a
+    tensor's data what to do (and why a tensor in ``forward_kwargs``, or an
+    e2cnn / escnn module, leads there)."""
+    msg = first_line(exc)
+    # where in the user's code (the exporter names the call below its message)
+    at = re.search(r'raised this error:\s*File "([^"]+)", line (\d+), in (\w+)', str(exc))
+    where = f" at {os.path.basename(at[1])}:{at[2]} in {at[3]}" if at else ""
+    if "data-dependent" not in msg:
+        return msg + (f" ({where.strip()})" if where else "")
+    msg += (f" ({'' if not where else where.strip() + ': '}a number read from a "
+            "tensor's data, .item() / .tolist() / int(tensor), decides the "
+            "computation: compute it from shapes, x.dim() or x.shape, or pass it in "
+            "forward_kwargs; a check of the values there, assert (a == b).all(), "
+            "is one too: remove it, or patch it out for the capture)")
+    if any(isinstance(v, torch.Tensor) for v in (kwargs or {}).values()):
+        msg += ("; a tensor in forward_kwargs is held fixed, but its values cannot "
+                "decide Python control flow (if t > 5): give a number there")
+    if any(type(m).__module__.split(".")[0] in ("e2cnn", "escnn") for m in model.modules()):
+        # their modules slice by integer buffers; export() writes plain torch
+        msg += ("; an e2cnn / escnn network: capture net.export(), the same network "
+                "in plain torch modules")
+    return msg

@@ -33,6 +33,8 @@ def gained_stat(ip, n, args, packet, real) -> Stat | None:
     if packet is aten.div and i == 0:
         return None                       # c / s: not a rescaling by s
     c = ip.real(n.args[i])
+    if isinstance(c, (int, float)) and not isinstance(c, bool):
+        c = torch.tensor(float(c))       # (a number: 2.0 * s)
     if not isinstance(c, torch.Tensor) or not c.is_floating_point():
         return None
     c = c.detach().double()

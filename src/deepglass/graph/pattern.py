@@ -31,7 +31,7 @@ import torch
 import torch.fx
 import torch.nn as nn
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, first_line
 from .signed_graph import SignedGraph
 from .trace import CAPTURE_OF, capture_module, module_mode
 
@@ -95,19 +95,26 @@ class PatternRecorder:
         if len(graph.input_blocks) != 1:
             raise DeepglassError("activation patterns need a network with one input")
         rules = graph.meta.get("rules", {})
+        kw = rules.get("forward_kwargs")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            c = capture_module(model, tuple(graph.input_shape),
-                               batchnorm=rules.get("batchnorm", "fold"),
-                               pool_weight=graph.meta.get("pool_weight"),
-                               norm=rules.get("norm", "fold"), gates=rules.get("gates", "scale"),
-                               capture=CAPTURE_OF.get(rules.get("capture"), "auto"),
-                               forward_kwargs=forward_kwargs, record=True)
+            try:
+                c = capture_module(model, tuple(graph.input_shape),
+                                   batchnorm=rules.get("batchnorm", "fold"),
+                                   pool_weight=graph.meta.get("pool_weight"),
+                                   norm=rules.get("norm", "fold"),
+                                   gates=rules.get("gates", "scale"),
+                                   capture=CAPTURE_OF.get(rules.get("capture"), "auto"),
+                                   forward_kwargs=forward_kwargs, record=True)
+            except DeepglassError as exc:
+                if kw and not forward_kwargs:   # (the forward failed without them)
+                    raise DeepglassError(f"the graph was captured with forward_kwargs={kw}: "
+                                         f"pass them here too ({first_line(exc)})") from None
+                raise
         mine = [(nb.offset, tuple(nb.shape)) for nb in c.node_blocks]
         theirs = [(nb.offset, tuple(nb.shape)) for nb in graph.node_blocks]
         if mine != theirs or [(b.kind, b.in_shape, b.dst) for b in c.edge_blocks] != \
                 [(b.kind, b.in_shape, b.dst) for b in graph.edge_blocks]:
-            kw = (graph.meta.get("rules") or {}).get("forward_kwargs")
             hint = (f", with forward_kwargs={kw}" if kw and not forward_kwargs else "")
             raise DeepglassError("the graph was not traced from this model (its node blocks "
                                  f"differ); pass the model the graph was built from{hint}")

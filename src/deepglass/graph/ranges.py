@@ -21,6 +21,7 @@ import operator
 import torch
 import torch.fx
 
+from .divisive import fixed_value, nonnegative_mixing
 from .symbolic import _name_of, tup
 
 __all__ = ["value_range", "is_gate", "is_positive_divisor"]
@@ -38,6 +39,7 @@ _INCREASING = {
     "relu": lambda t: max(t, 0.0),
     "relu6": lambda t: min(max(t, 0.0), 6.0),
     "exp": lambda t: math.exp(min(t, 700.0)) if t < INF else INF,
+    "sqrt": lambda t: math.sqrt(max(t, 0.0)),          # (defined for t >= 0)
 }
 #: ops whose elements are some of their first operand's (moves, copies,
 #: selections) or convex combinations of them (means, average pools, nearest
@@ -171,6 +173,9 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
         return _hull(of(1), of(2))
     if name == "masked_fill":       # masked_fill(x, mask, value)
         return _hull(of(0), of(2))
+    if name == "rsqrt":
+        lo, hi = of(0)
+        return (1.0 / math.sqrt(hi) if hi > 0 else INF), (1.0 / math.sqrt(lo) if lo > 0 else INF)
     if name == "reciprocal":
         lo, hi = of(0)
         return (-INF, INF) if lo <= 0 <= hi else (1.0 / hi, 1.0 / lo)
@@ -180,6 +185,12 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
         return _softplus(of(0), float(arg(1, "beta", 1.0)), float(arg(2, "threshold", 20.0)))
     if name in ("avg_pool1d", "avg_pool2d", "avg_pool3d"):
         return _avg_pool(of(0), n, arg, int(name[-2]))
+    if name in ("convolution", "conv1d", "conv2d", "conv3d", "linear") and n.args and \
+            of(0)[0] >= 0 and nonnegative_mixing(ip, n, n.args[0]):     # (bias: args[2])
+        # non-negative weights of a non-negative value (GDN): at least the bias
+        bias = fixed_value(ip, n.args[2]) if len(n.args) > 2 else None
+        return (float(bias.min()) if isinstance(bias, torch.Tensor) and bias.numel() else
+                0.0), INF
     if name == "sum":
         real_in, real_out = ip.env.get(n.args[0]), ip.env.get(n)
         if isinstance(real_in, torch.Tensor) and isinstance(real_out, torch.Tensor) and \

@@ -113,6 +113,7 @@ _MOVES = {
     "roll": "roll",                  # along given dimensions (a flattened roll would mix re, im)
     "index_select": (1,),            # (torch.export's roll)
     "constant_pad_nd": "pad", "pad": "pad",  # zero padding (counted from the last dimension)
+    "expand": "expand",              # (a broadcast @ lowers to expand and bmm)
 }
 
 
@@ -358,8 +359,10 @@ def _sources(nodes) -> list:
 def _reduces_dims(node) -> bool:
     """``mean`` / ``sum`` of a complex value over given dimensions (a linear map
     of both parts alike: kymatio's subsampling in Fourier space)."""
+    dtype = node.kwargs.get("dtype")
+    val = node.args[0].meta.get("val") if isinstance(node.args[0], torch.fx.Node) else None
     return len(node.args) > 1 and isinstance(node.args[1], (list, tuple)) and \
-        len(node.args[1]) > 0 and not node.kwargs.get("dtype")
+        len(node.args[1]) > 0 and (dtype is None or getattr(val, "dtype", None) == dtype)
 
 
 def _roll_along_dims(node) -> bool:
@@ -426,6 +429,8 @@ def _real_form(gm, node, real):
         return g.call_function(node.target, (src, ds))
     if how == "pad":                 # nothing added along the (re, im) dimension
         return g.call_function(aten.constant_pad_nd.default, (src, [0, 0] + list(args[1])))
+    if how == "expand":              # the (re, im) dimension kept as it is
+        return g.call_function(aten.expand.default, (src, list(args[1]) + [2]))
     if how == "shape":               # (a reshape: the real form may not be contiguous)
         return g.call_function(aten.reshape.default, (src, list(args[1]) + [2]))
     for i in how:                    # a dimension argument, counted from the front

@@ -226,7 +226,10 @@ def _capture_fx(model, inputs, forward_kwargs, builder):
     import torch.utils._pytree as pytree
 
     interp = FxInterpreter(gm, builder, tuple(inputs[0].shape[1:]), model)
-    real = interp.run(inputs[0])        # the real output: its structure names the outputs
+    # (placeholders after the input: forward_kwargs that fx traced as constants,
+    # an unused *args, none of them read)
+    rest = [nd.args[0] if nd.args else None for nd in gm.graph.nodes if nd.op == "placeholder"][1:]
+    real = interp.run(inputs[0], *rest)  # the real output: its structure names the outputs
     out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
     leaves = flatten(out)
     return _Run(builder, leaves, output_names(len(leaves), pytree.tree_flatten(real)[1]), [],
@@ -306,9 +309,17 @@ def _rescaled_output(builder: Builder, v, name: str, others: list):
     s = v.scale.reshape(shape)
     reads = [u for w in others for u in ([w] if isinstance(w, Ref) else
                                           [r for _, r in w.terms if isinstance(r, Ref)])]
+    order = torch.argsort(flat)
+    if nb is not None and flat.numel() == nb.size and bool(torch.equal(
+            flat[order], torch.arange(nb.offset, nb.stop, device=flat.device))):
+        # the block's nodes in another order (a permuted output): its factors in
+        # the block's order
+        shape = tuple(nb.shape)
+        s = torch.broadcast_to(v.scale, v.index.shape).reshape(-1)[order].reshape(shape)
     if (nb is not None and nb.op != "input" and flat.numel() == nb.size
             and bool((flat >= 0).all())
-            and bool(torch.equal(flat, torch.arange(nb.offset, nb.stop, device=flat.device)))
+            and bool(torch.equal(flat[order], torch.arange(nb.offset, nb.stop,
+                                                           device=flat.device)))
             and tuple(nb.shape) == shape
             and not any(nb.index in b.src_blocks for b in builder.edge_blocks)
             and not any(bool(((u.index >= nb.offset) & (u.index < nb.stop)).any())
@@ -325,6 +336,7 @@ def _rescaled_output(builder: Builder, v, name: str, others: list):
             for b in incoming:
                 b.scale_output(factor)
             return Ref(v.index, nonneg=False, value=v.value, exact=v.exact)
+    shape = tuple(v.index.shape[1:])
     return Pending([(IdentityBlock(shape, module=name), v)], shape, op="scale", name=name)
 
 
