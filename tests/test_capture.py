@@ -2705,3 +2705,197 @@ def test_a_mean_scaled_otherwise_than_the_value_is_no_centring(form, gamma):
 
     J = torch.autograd.functional.jacobian(linear, x).reshape(V.shape[0], -1).numpy()
     np.testing.assert_allclose(V, J, atol=1e-12)
+
+
+class _SharedStatistic(nn.Module):
+    """A statistic of ``y`` beside other uses: the square ``y ** 2`` also a
+    layer's input (``"square"``), a mean that centres ``y`` also subtracted
+    from another branch ``z`` (``"other"``), ScaleNorm's ``y * (g / ||y||)``
+    (``"scalenorm"``), or a layer norm's gain over its deviation ``(y - m) *
+    (gamma / sqrt(var + eps))`` (``"over"``)."""
+
+    def __init__(self, how):
+        super().__init__()
+        torch.manual_seed(4)
+        self.how = how
+        self.c1, self.c2, self.c3 = nn.Conv1d(3, 4, 1), nn.Conv1d(3, 4, 1), nn.Conv1d(4, 4, 1)
+        self.gamma = nn.Parameter(torch.tensor([1.5, -0.7, 2.0, -0.3]).view(4, 1))
+
+    def forward(self, x):
+        y = self.c1(x)
+        if self.how == "square":
+            return y / torch.sqrt((y ** 2).mean(1, keepdim=True) + 1e-5) + self.c3(y ** 2)
+        if self.how == "other":
+            m = y.mean(1, keepdim=True)
+            return (y - m) / torch.sqrt(((y - m) ** 2).mean(1, keepdim=True) + 1e-5), \
+                self.c2(x) - m
+        if self.how == "scalenorm":
+            return y * (-2.0 / y.norm(dim=1, keepdim=True).clamp(min=1e-5))
+        m = y.mean(1, keepdim=True)
+        return (y - m) * (self.gamma / torch.sqrt(((y - m) ** 2).mean(1, keepdim=True) + 1e-5))
+
+
+@pytest.mark.parametrize("how", ["square", "other", "scalenorm", "over"])
+def test_a_statistic_beside_other_uses_keeps_them(how):
+    """Silently wrong before: a square that is also a layer's input lost that
+    layer (its branch, or a whole output, gone); a mean subtracted from another
+    branch too was dropped from that branch; a gain over the statistic
+    (``g / ||y||``, ``gamma / sqrt(var)``) lost its size.  The linearized
+    network: statistics held at 1, a mean used as a value a layer (its
+    centring too), gains kept."""
+    net = _SharedStatistic(how).double().eval()
+    g, _ = _graph(net, (3, 4))
+    V = path_sums(g)
+
+    def linear(t):
+        y = net.c1(t)
+        m = y.mean(1, keepdim=True)
+        return {"square": lambda: (y + net.c3(y),),
+                "other": lambda: (y - m, net.c2(t) - m),
+                "scalenorm": lambda: (-2.0 * y,),
+                "over": lambda: (net.gamma * y,)}[how]()
+
+    x = torch.randn(1, 3, 4, dtype=torch.float64)
+    assert len(g.outputs) == len(linear(x))
+    for k, idx in enumerate(g.outputs.values()):
+        J = torch.autograd.functional.jacobian(lambda t: linear(t)[k], x)
+        np.testing.assert_allclose(V[idx], J.reshape(len(idx), -1).numpy(), atol=1e-12)
+
+
+class _Highway(nn.Module):
+    """``y (1 - t) + h t`` with a gate ``t``, written in several orders."""
+
+    def __init__(self, form):
+        super().__init__()
+        torch.manual_seed(5)
+        self.form = form
+        self.cy, self.ch, self.cz = nn.Conv1d(2, 3, 1), nn.Conv1d(2, 3, 1), nn.Conv1d(2, 3, 1)
+
+    def forward(self, x):
+        y, h, t = self.cy(x), self.ch(x), torch.sigmoid(self.cz(x))
+        return {"update": lambda: y + t * (h - y),
+                "after": lambda: h * t + y - y * t, "minus": lambda: (h + y * t) - y}[self.form]()
+
+
+@pytest.mark.parametrize("form", ["update", "after", "minus"])
+def test_gated_copies_in_a_sum_with_a_layer_add_as_copies_do(form):
+    """Copies of ``y`` in a sum that also holds a layer's term were parallel
+    terms whose weights cancelled (``y + t * (h - y)``, a highway's or a GRU's
+    update: ``y`` cut off, weight 0); they now add as two copies do (SPEC
+    §1b, interval arithmetic over the gate: ``y - y t`` is +y, ``y t - y``
+    -y), whatever the order of the additions."""
+    net = _Highway(form).double().eval()
+    got_g = _graph(net, (2, 4))[0]
+    got = path_sums(got_g)[got_g.outputs["output"]]
+    sign = -1.0 if form == "minus" else 1.0
+    Jy = torch.autograd.functional.jacobian(lambda t: net.cy(t), torch.zeros(1, 2, 4,
+                                            dtype=torch.float64)).reshape(12, 8).numpy()
+    Jh = torch.autograd.functional.jacobian(lambda t: net.ch(t), torch.zeros(1, 2, 4,
+                                            dtype=torch.float64)).reshape(12, 8).numpy()
+    np.testing.assert_allclose(got, Jh + sign * Jy, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["floor", "long", "indices"])
+def test_a_factor_whose_range_is_not_its_values_is_no_gate(form):
+    """The range analysis took ``(sigmoid(z) + 0.5) // 1`` and ``.long()`` for
+    [0.5, 1.5] (their values are 0 and 1) and a max's indices for its values,
+    so ``y * f - 0.5 y`` got a fixed sign the input decides; each is refused."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cy, self.cz = nn.Conv1d(2, 3, 1), nn.Conv1d(2, 3, 1)
+
+        def forward(self, x):
+            y, s = self.cy(x), torch.sigmoid(self.cz(x))
+            f = {"floor": lambda: (s + 0.5) // 1, "long": lambda: (s + 0.5).long(),
+                 "indices": lambda: s.max(1, keepdim=True)[1]}[form]()
+            return y * f - 0.5 * y
+
+    with pytest.raises(UnsupportedLayerError):
+        SignedGraph.from_module(Net().eval(), (2, 4))
+
+
+@pytest.mark.parametrize("how", ["half", "alpha", "weighted", "transposed"])
+def test_a_mean_subtracted_otherwise_than_a_centring_is_a_layer(how):
+    """``x - 0.5 * x.mean(1)``, ``torch.sub(x, m, alpha=2)``, ``x - w * m`` and
+    the mean of ``y`` subtracted from ``y`` transposed (square shapes) were
+    read as a centring and dropped; each is a layer now, its path sums the
+    Jacobian (the network holds no normalization).  ``x - x.sum(1) / C`` and
+    Conv-TasNet's ``cumsum(x) / count`` stay centrings (other tests)."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(6)
+            self.a = nn.Conv1d(3, 4, 3, padding=1)
+            self.w = nn.Parameter(torch.rand(1, 1, 4, dtype=torch.float64) + 0.5)
+
+        def forward(self, x):
+            y = self.a(x)
+            m = y.mean(1, keepdim=True)
+            return {"half": lambda: y - 0.5 * m, "alpha": lambda: torch.sub(y, m, alpha=2),
+                    "weighted": lambda: y - self.w * m,
+                    "transposed": lambda: y.transpose(1, 2) - m}[how]()
+
+    assert_is_jacobian(Net(), (3, 4))
+
+
+def test_a_centring_written_with_a_sum_is_still_a_centring():
+    """``x - x.sum(1) / C`` (a mean written as a sum over its count): ignored,
+    as the mean's centring is."""
+    class Net(nn.Module):
+        def __init__(self, form):
+            super().__init__()
+            torch.manual_seed(6)
+            self.form, self.a, self.b = form, nn.Conv1d(3, 4, 1), nn.Conv1d(4, 2, 1)
+
+        def forward(self, x):
+            y = self.a(x)
+            m = y.sum(1, keepdim=True) / 4 if self.form == "sum" else y.mean(1, keepdim=True)
+            c = y - m
+            return self.b(c / torch.sqrt((c ** 2).mean(1, keepdim=True) + 1e-5))
+
+    (a, _), (b, _) = _graph(Net("sum").double(), (3, 5)), _graph(Net("mean").double(), (3, 5))
+    assert [nb.name for nb in a.node_blocks] == ["input", "a", "b"]
+    np.testing.assert_allclose(_dense(a), _dense(b), rtol=1e-12)
+
+
+class _PoolMixer(nn.Module):
+    """PoolFormer's token mixer: ``x + ls * (pool(n(x)) - n(x))`` with a group
+    norm ``n`` of gains of mixed signs and a layer scale ``ls``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(7)
+        self.c, self.o = nn.Conv2d(2, 4, 1), nn.Conv2d(4, 2, 1)
+        self.n = nn.GroupNorm(1, 4)
+        self.p = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+        self.ls = nn.Parameter(torch.rand(4, 1, 1) + 0.5)
+        with torch.no_grad():
+            self.n.weight.copy_(torch.tensor([1.5, -0.5, 2.0, 0.7]))
+
+    def forward(self, x):
+        x = self.c(x)
+        y = self.n(x)
+        return self.o(x + self.ls * (self.p(y) - y))
+
+
+def test_copies_of_a_value_in_a_rescaled_sum_keep_the_factor():
+    """``x + ls * (pool(y) - y)`` with ``y`` a norm of ``x``: the copies of
+    ``x`` (one with the factor ``ls`` the sum's term took after it was made)
+    are one edge per node of weight ``1 - ls * gain`` (not two parallel ones),
+    the path sums those of the network with its norm held at its gain (the
+    merge first dropped the factor ``ls``, silently: caught on PoolFormer)."""
+    net = _PoolMixer().double().eval()
+    g, _ = _graph(net, (2, 4, 4))
+    V = path_sums(g)[g.outputs["output"]]
+
+    def linear(t):
+        x = net.c(t)
+        y = net.n.weight.view(4, 1, 1) * x
+        return net.o(x + net.ls * (net.p(y) - y))
+
+    x = torch.randn(1, 2, 4, 4, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(linear, x).reshape(V.shape[0], -1).numpy()
+    np.testing.assert_allclose(V, J, atol=1e-12)
+    # the two convolutions, the pool's windows (4 x 10 x 10), one copy edge per node
+    assert g.n_edges == 2 * 4 * 16 + 4 * 10 * 10 + 64 + 4 * 2 * 16      # (two copies: +64)

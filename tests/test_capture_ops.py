@@ -1013,3 +1013,30 @@ def test_a_mask_from_the_input_that_zeroes_a_value_is_a_gate(how):
     np.testing.assert_allclose(b.to_scipy().toarray(), a.to_scipy().toarray(), rtol=1e-12)
     with pytest.raises(UnsupportedLayerError, match="comparison"):
         SignedGraph.from_module(_Guarded("one").eval(), (6,))
+
+    class Written(nn.Module):          # where(y > 0, y, 0): a ReLU, an activation, no gate
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 5)
+
+        def forward(self, x):
+            y = self.fc(x)
+            return torch.where(y > 0, y, torch.zeros_like(y))
+
+    with pytest.raises(UnsupportedLayerError, match="comparison.*as its module"):
+        SignedGraph.from_module(Written().eval(), (6,))
+
+
+def test_a_gate_s_branch_warns_nothing():
+    """``y * sigmoid(gelu(z))``: the gate's branch is left out of the graph, and
+    so are the warnings of what only it reads (it warned of GELU)."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2, self.c3 = nn.Conv1d(2, 3, 1), nn.Conv1d(2, 3, 1), nn.Conv1d(3, 2, 1)
+
+        def forward(self, x):
+            return self.c3(self.c1(x) * torch.sigmoid(F.gelu(self.c2(x))))
+
+    g, w = _graph(Net().double().eval(), (2, 4))
+    assert not w and [r["block"] for r in g.meta["left_out"]] == ["c2"]

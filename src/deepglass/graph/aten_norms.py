@@ -24,6 +24,8 @@ from .symbolic import (_SHAPE_ONLY, Pending, Ref, _is_sym, _name_of, _opname, ba
                        uses)
 from .divisive import MIXING, nonnegative_mixing
 from .moments import moment, power
+from .stat_search import (centres_exactly, descendants, fixed_gain, same_inputs, sum_count,
+                          value_of_its_own)
 
 __all__ = ["Stat", "absolute_statistic", "feeds_normalization", "stat_sign", "variance_form"]
 
@@ -286,7 +288,8 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
     # (the statistic a reduction was rescaled by on its way: TensorFlow's fused
     # norm adds -mean * s to x * s, a centring written after the rescaling)
     # (and the fixed gains after it: a centring must scale the mean as the value)
-    stack = [(u, n, reduced, False, None, ()) for u in n.users]
+    first = sum_count(n) if reduced else ()
+    stack = [(u, n, reduced, False, None, first) for u in n.users]
     seen = set()
     # a mean that centres a value and is a value too (statistics pooling written
     # out: cat([mu, sqrt(((x - mu) ** 2).mean())])) is a layer, the centring too
@@ -301,8 +304,8 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
             continue            # (the exporter's dtype check, a shape read: no use of it)
         others = [a for a in u.args if isinstance(a, torch.fx.Node) and a is not src
                   and a in depends] if packet in _COMBINE else []
-        if not others and factor is not None and packet in (aten.mul, aten.div):
-            gains = gains + _fixed_gain(u, src)
+        if not others and reduced and packet in (aten.mul, aten.div):
+            gains = gains + fixed_gain(u, src)
         if others and reduced and variance_form(ip, u):
             # mean(x ** 2) - mean(x) ** 2: the mean of a square on its way to a
             # normalization; the squared mean's path ends here, its centring decides
@@ -311,17 +314,30 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
         elif others:
             # the value a statistic rescales is not computed from it: a pooled
             # feature divided by its own norm is the value, its norm the statistic
-            own = own or _descendants(n)
+            own = own or descendants(n)
             if any(a not in own for a in others):
                 rescales = packet in (aten.mul, aten.div) and not signed
                 # a mean subtracted from the value it averages (x - x.mean(), or
                 # negated: x.mean() - x), not from another one (y - z.mean(): a layer)
                 centres = (packet in (aten.sub, aten.rsub)) != negated and \
-                    _root(n.args[0]) in {_root(a) for a in others}
+                    _root(n.args[0]) in {_root(a) for a in others} and \
+                    centres_exactly(ip, u, src, others, n, gains)
                 # (the search goes on: a statistic that is also a value, y / n + n
                 # or returned, is no statistic; its value path is read as layers)
-                rescaling = rescaling or (reduced and rescales and _same_inputs(ip, n, others))
-                centring = centring or (reduced and centres)
+                if reduced and rescales and same_inputs(ip, n, others):
+                    rescaling = True
+                elif reduced and centres:
+                    centring = True
+                elif not (rescales and reduced):
+                    # combined with another value otherwise (z - mean(y), y ** 2 * z,
+                    # a square beside the statistic it makes): a value there
+                    as_value = True
+                continue
+            if reduced and packet in (aten.mul, aten.div) and not signed and \
+                    value_of_its_own(n, others, own, depends):
+                # a value made with the statistic, rescaled by it again (AdaIN's
+                # own std times the normalized features: t * std(x), t = (x - m) / std)
+                rescaling = True
                 continue
             if reduced and packet in (aten.mul, aten.div) and len(others) == 1:
                 factor = others[0]
@@ -333,9 +349,13 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
         elif _negates(ip, u, src):
             negated = not negated
         if packet in _REDUCTIONS or nonnegative_mixing(ip, u, src):
+            if reduced or packet in _REDUCTIONS:
+                gains = gains + sum_count(u)
             reduced = True
         elif packet not in _STAT_PATH and u.target is not operator.getitem:
-            as_value = as_value or reduced
+            # read by anything else (a layer, an output), before or after a
+            # reduction: a value (y / rms(y) + conv(y ** 2) reads y ** 2 twice)
+            as_value = True
             continue
         stack.extend((w, u, reduced, negated, factor, gains) for w in u.users)
     return (centring or rescaling) and not as_value
@@ -344,17 +364,6 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
 #: the exporter's checks of a value's dtype or shape: they read no element
 _CHECKS = {getattr(aten, name) for name in
            "_assert_tensor_metadata _assert_scalar _assert_async".split() if hasattr(aten, name)}
-
-
-def _fixed_gain(u, src) -> tuple:
-    """The fixed factor of ``mul`` / ``div`` node ``u`` of ``src`` (a number or
-    a fixed tensor's node), as one entry of a multiset of gains; none for a
-    negation (-1: the sign is tracked on its own)."""
-    other = next((a for a in u.args[:2] if a is not src), None)
-    if isinstance(other, (int, float)) and float(other) == -1.0:
-        return ()
-    key = float(other) if isinstance(other, (int, float)) else other
-    return ((base_packet(u.target) is aten.div, key),)
 
 
 def _rescaled_by(others, factor, root, depends, gains=()) -> bool:
@@ -378,7 +387,7 @@ def _rescaled_by(others, factor, root, depends, gains=()) -> bool:
         if len(moving) != 1:
             return False
         if packet in (aten.mul, aten.div):
-            mine = mine + _fixed_gain(v, moving[0])
+            mine = mine + fixed_gain(v, moving[0])
         v = moving[0]               # through a fixed gain or offset
     return False
 def stat_sign_of(v: Stat) -> int:
@@ -557,34 +566,3 @@ def _negates(ip, u, src) -> bool:
             if isinstance(c, torch.Tensor) and c.numel() and bool((c < 0).all()):
                 return True
     return False
-
-
-def _same_inputs(ip, n, others) -> bool:
-    """Whether the statistic ``n`` and a value it rescales are computed from a
-    common network input: a normalization's statistic is of the sample's own
-    values; one of another input's values (AdaIN's style std times the content
-    features) is a product of two values.  O(nodes before them)."""
-    inputs = [{a for a in _ancestors(v) if a.op == "placeholder"} for v in [n, *others]]
-    return any(inputs[0] & other for other in inputs[1:])
-
-
-def _ancestors(n) -> set:
-    """``n`` and every fx node it is computed from."""
-    return _reached(n, lambda u: u.all_input_nodes)
-
-
-def _descendants(n) -> set:
-    """``n`` and every fx node computed from it."""
-    return _reached(n, lambda u: u.users)
-
-
-def _reached(n, step) -> set:
-    """``n`` and every fx node ``step`` (a node's neighbours on one side)
-    reaches from it, depth first.  O(nodes reached + their edges)."""
-    out, stack = set(), [n]
-    while stack:
-        u = stack.pop()
-        if u not in out:
-            out.add(u)
-            stack.extend(step(u))
-    return out

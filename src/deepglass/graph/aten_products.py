@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from .aten_activations import ops_between, run_again
 from .aten_norms import Stat, feeds_normalization
 from .moments import power as _power
-from .blocks import ConvBlock
+from .blocks import ConvBlock, IdentityBlock
 from .layers import dense_op, reduce_op
 from .ranges import factor_range, is_gate, is_positive_divisor
+from .sums import gated_terms
 from .symbolic import (Pending, Ref, Refused, _flag, _is_sym, _opname, base_packet, expand_to,
                        remap, scale)
 
@@ -181,6 +182,11 @@ def _product(ip, n, a, b, real):
     """SPEC §1b: ``x * f(x)`` is an elementwise activation; ``x * g`` with a
     non-negative gate ``g`` of another value is a positive rescaling of ``x``
     (``gates="scale"``); any other product of two network values is refused."""
+    for x, g, i in ((a, b, 1), (b, a, 0)):      # a gate of a sum with copies in it
+        if isinstance(x, Pending) and isinstance(g, Ref) and tuple(x.shape) == \
+                tuple(real.shape[1:]) and any(type(blk) is IdentityBlock for blk, _ in x.terms) \
+                and is_gate(ip, n.args[i]):
+            return gated_terms(ip, n, x, factor_range(ip, n.args[i]))
     # x * x of a layer's output read only there: one node block for both factors
     a, b = (ip.b.materialize(a),) * 2 if a is b else (ip.b.materialize(a), ip.b.materialize(b))
     if _same(a, b) and a.act == b.act and (a.act >= 0 or a is b):
@@ -206,6 +212,8 @@ def _product(ip, n, a, b, real):
     # of two gates (ReLU6 and a sigmoid: StarNet's relu6(a) * sigmoid(b)) the sigmoid
     pairs.sort(key=lambda p: not _gate_fn(p[1]))
     if pairs:
+        # (the gate's branch is left out: so are the warnings of what only it reads)
+        _drop_branch_warnings(ip, n.args[pairs[0][2]])
         return _gated(ip, n, pairs[0][0], real, factor_range(ip, n.args[pairs[0][2]]))
     # refused where it reaches the output; a gate's branch may hold it (SPEC §1b)
     return ip.refused(n, "product of two network values", "neither factor is a gate (a "
@@ -252,9 +260,11 @@ def gated_by_refused(ip, n, args, real):
         # ``where(|x|.amax() == 0, 0, F.normalize(x))``)
         mask, pairs = (args[1], [(0, 2)]) if packet is aten.masked_fill else \
             (args[0], [(1, 2), (2, 1)])
+        at = n.args[1 if packet is aten.masked_fill else 0]
         for i, j in pairs:
-            if isinstance(mask, Refused) and _is_sym(args[i]) and _zero(ip.real(n.args[j])):
-                _drop_branch_warnings(ip, n.args[1 if packet is aten.masked_fill else 0])
+            if isinstance(mask, Refused) and _is_sym(args[i]) and _zero(ip.real(n.args[j])) \
+                    and not _elementwise_of(at, n.args[i]):
+                _drop_branch_warnings(ip, at)
                 return _gated(ip, n, ip.b.materialize(args[i]), real, (0.0, 1.0))
         return None
     if packet is aten.div and n.kwargs.get("rounding_mode") is None and \
@@ -268,6 +278,37 @@ def gated_by_refused(ip, n, args, real):
         if _is_sym(x) and isinstance(g, Refused) and is_gate(ip, n.args[i]):
             return _gated(ip, n, ip.b.materialize(x), real, factor_range(ip, n.args[i]))
     return None
+
+
+#: ops that mix elements (layers, reductions): what is computed through them
+#: is no elementwise function of their input
+_MIXES = set("convolution conv1d conv2d conv3d conv_transpose1d conv_transpose2d linear mm bmm "
+             "matmul addmm baddbmm einsum mean sum amax amin max min norm linalg_vector_norm "
+             "var std var_mean std_mean avg_pool1d avg_pool2d avg_pool3d max_pool1d max_pool2d "
+             "max_pool3d max_pool2d_with_indices adaptive_avg_pool1d adaptive_avg_pool2d "
+             "_adaptive_avg_pool2d adaptive_max_pool2d upsample_nearest2d upsample_bilinear2d "
+             "_fft_r2c _fft_c2r _fft_c2c".split())
+
+
+def _elementwise_of(mask, value) -> bool:
+    """Whether fx node ``mask`` is an elementwise function of what ``value`` is
+    an elementwise function of (``where(x > 0, x, 0)``, a ReLU written out: an
+    activation, not a gate), rather than of a statistic or another layer's
+    output (``where(|x|.amax() == 0, 0, x)``).  Two backward searches that
+    stop at ops that mix elements; O(ops before them)."""
+    def closure(start):
+        out, stack = set(), [start]
+        while stack:
+            m = stack.pop()
+            if not isinstance(m, torch.fx.Node) or m in out:
+                continue
+            out.add(m)
+            name = _opname(m.target).split(".")[0] if m.op == "call_function" else ""
+            if m.op == "call_function" and name not in _MIXES:
+                stack.extend(m.all_input_nodes)
+        return out
+
+    return bool(closure(mask) & closure(value))
 
 
 def _drop_branch_warnings(ip, gate) -> None:

@@ -30,8 +30,9 @@ def gained_stat(ip, n, args, packet, real) -> Stat | None:
     if isinstance(a, Stat) == isinstance(b, Stat) or _is_sym(a) or _is_sym(b):
         return None
     st, i = (a, 1) if isinstance(a, Stat) else (b, 0)
-    if packet is aten.div and i == 0:
-        return None                       # c / s: not a rescaling by s
+    # c / s: a rescaling by the positive 1 / s (a statistic too) with gain c
+    # (ScaleNorm's ``x * (g / x.norm())``, ``(y - m) * (gamma / sqrt(var))``)
+    inverse = packet is aten.div and i == 0
     c = ip.real(n.args[i])
     if isinstance(c, (int, float)) and not isinstance(c, bool):
         c = torch.tensor(float(c))       # (a number: 2.0 * s)
@@ -40,10 +41,15 @@ def gained_stat(ip, n, args, packet, real) -> Stat | None:
     c = c.detach().double()
     if st.gain is None and (st.sign == 0 or bool((c == 1).all())):
         return None
-    if packet is aten.div:
+    if packet is aten.div and not inverse:
         if bool((c == 0).any()):
             return None
         c = 1.0 / c
+    if inverse and st.gain is not None:     # c / (g s): the gain c / g
+        if bool((st.gain == 0).any()):
+            return None
+        return Stat(tuple(real.shape[1:]) if isinstance(real, torch.Tensor) else st.shape, 1,
+                    c / st.gain)
     gain = (c if st.gain is None else st.gain * c) * (st.sign if st.gain is None else 1)
     shape = tuple(real.shape[1:]) if isinstance(real, torch.Tensor) else st.shape
     return Stat(shape, 1, gain)

@@ -122,6 +122,18 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
         lo, hi = of(0)
         f = _INCREASING[name]
         return f(lo), f(hi)
+    if name == "getitem" and len(n.args) > 1 and n.args[1] == 1 and \
+            isinstance(n.args[0], torch.fx.Node) and \
+            _name_of(n.args[0].target) in ("max", "min", "sort", "topk", "kthvalue", "mode"):
+        return 0.0, INF             # the indices of a max / sort: not its values
+    if name in ("argmax", "argmin"):
+        return 0.0, INF
+    if name in ("_to_copy", "to") and _integer_dtype(n):
+        lo, hi = of(0)              # truncated toward 0: within the integers around
+        return (math.floor(lo) if lo > -INF else lo), (math.ceil(hi) if hi < INF else hi)
+    if name == "div" and (n.kwargs.get("rounding_mode") or
+                          (len(n.args) > 2 and isinstance(n.args[2], str))):
+        return -INF, INF            # floor / trunc division (x // c): not read
     if name in _SAME or name == "getitem":
         return of(0)
     if name in ("cat", "concat", "stack"):
@@ -199,6 +211,12 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
             lo, hi = of(0)
             return _times((lo, hi), (k, k))
     return -INF, INF
+
+
+def _integer_dtype(n) -> bool:
+    """Whether a cast node ``n`` makes integers (``.long()``, ``.to(torch.int32)``)."""
+    val = n.meta.get("val")
+    return isinstance(val, torch.Tensor) and not (val.is_floating_point() or val.is_complex())
 
 
 def _power(r, p: float) -> tuple[float, float]:

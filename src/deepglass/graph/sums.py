@@ -4,12 +4,14 @@ rescaling, two different elementwise functions of them to one more."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .blocks import IdentityBlock
 from .symbolic import Pending, Ref, remap
 
-__all__ = ["add_values", "dominant_scale", "factors"]
+__all__ = ["add_values", "dominant_scale", "factors", "gated_terms"]
 
 
 def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
@@ -73,12 +75,71 @@ def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
             # may take over those nodes' incoming edges (prune.contract_copies)
             blk.copies_nodes = v.act == 0
             terms.append((blk, v))
+    terms = _copies_merged(builder, terms, shape, where, unsupported, judge)
     for blk, _ in terms:
         # different block shapes of the same size (e.g. a flattened value) go through views
         if blk.out_size != terms[0][0].out_size:
             unsupported("addition of values of different sizes", None)
     name = next((v.name for v in (a, b) if isinstance(v, Pending)), where)
     return Pending(terms, shape, op="add" if len(terms) > 1 else "conv", name=name)
+
+
+def gated_terms(ip, n, x: Pending, gate) -> Pending:
+    """``x * g`` for a gate ``g`` (SPEC §1b) of a sum not yet made into nodes
+    (a highway's ``t * (h - y)``): the gate on every term, so that copies of a
+    value in it keep their gate's range for sums with other copies (``y + t *
+    (h - y)`` is ``y (1 - t) + t h``: +1 on ``y``, as ``y - y * t`` is); a
+    layer's term is rescaled by it as its nodes would be, positively."""
+    if ip.rules["gates"] == "error":
+        ip.unsupported(n, "gate", "a non-negative gate multiplies the value (squeeze-excitation "
+                       "/ attention gate) and gates='error'")
+    ip.gated.append(ip.where(n))
+
+    def on(ref):
+        lo, hi = ref.gate
+        g = (min(lo * gate[0], lo * gate[1], hi * gate[0], hi * gate[1]),
+             max(lo * gate[0], lo * gate[1], hi * gate[0], hi * gate[1]))
+        return dataclasses.replace(ref, nonneg=False, fn=None, value=None, gated=True, gate=g)
+
+    terms = [(blk, on(ref) if type(blk) is IdentityBlock else ref) for blk, ref in x.terms]
+    return Pending(terms, x.shape, op=x.op, name=x.name)
+
+
+def _copies_merged(builder, terms, shape, where, unsupported, judge) -> list:
+    """``terms`` with the copies of one value (identity terms reading the same
+    nodes) added into one, as a sum of two copies is (a rescaling whose gates'
+    ranges decide its sign, or one activation): ``h * t + y - y * t`` is
+    ``h * t + y (1 - t)``, whatever the order of the additions (the copies
+    were parallel terms whose weights cancelled: +1 - 1 = 0)."""
+    out: list = []
+    for blk, ref in terms:
+        k = next((i for i, (b, r) in enumerate(out) if type(b) is IdentityBlock
+                  and type(blk) is IdentityBlock and r.index.shape == ref.index.shape
+                  and bool(torch.equal(r.index, ref.index))), None)
+        if k is None:
+            out.append((blk, ref))
+            continue
+        total = add_values(builder, _with_block_factor(*out[k]), _with_block_factor(blk, ref),
+                           tuple(ref.index.shape[1:]), where, unsupported, judge)
+        if not isinstance(total, Ref):
+            out.append((blk, ref))
+            continue
+        merged = IdentityBlock(tuple(ref.index.shape[1:]), module=where)
+        merged.copies_nodes = total.act == 0
+        out[k] = (merged, total)
+    return out
+
+
+def _with_block_factor(blk, ref: Ref) -> Ref:
+    """``ref`` times the factors its identity block took (a sum's term rescaled
+    after it was made: ``ls * (pool(y) - y)``)."""
+    f = None
+    for t in (blk.in_scale, blk.out_scale):
+        if t is not None:
+            f = factors(ref) if f is None else f
+            f = f * torch.broadcast_to(t.to(f.dtype).to(f.device),
+                                       tuple(ref.index.shape[1:])).reshape(f.shape)
+    return ref if f is None else dataclasses.replace(ref, scale=f)
 
 
 def _in_block_order(builder, a: Ref, b: Ref, shape, where, unsupported, judge):
