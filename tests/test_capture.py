@@ -2720,6 +2720,7 @@ class _SharedStatistic(nn.Module):
         self.how = how
         self.c1, self.c2, self.c3 = nn.Conv1d(3, 4, 1), nn.Conv1d(3, 4, 1), nn.Conv1d(4, 4, 1)
         self.gamma = nn.Parameter(torch.tensor([1.5, -0.7, 2.0, -0.3]).view(4, 1))
+        self.scale = nn.Parameter(torch.tensor(-2.0))
 
     def forward(self, x):
         y = self.c1(x)
@@ -2729,8 +2730,8 @@ class _SharedStatistic(nn.Module):
             m = y.mean(1, keepdim=True)
             return (y - m) / torch.sqrt(((y - m) ** 2).mean(1, keepdim=True) + 1e-5), \
                 self.c2(x) - m
-        if self.how == "scalenorm":
-            return y * (-2.0 / y.norm(dim=1, keepdim=True).clamp(min=1e-5))
+        if self.how == "scalenorm":              # (its scale a parameter, as in ScaleNorm)
+            return y * (self.scale / y.norm(dim=1, keepdim=True).clamp(min=1e-5))
         m = y.mean(1, keepdim=True)
         return (y - m) * (self.gamma / torch.sqrt(((y - m) ** 2).mean(1, keepdim=True) + 1e-5))
 
