@@ -21,6 +21,7 @@ from .moments import power as _power
 from .blocks import ConvBlock, IdentityBlock
 from .layers import dense_op, reduce_op
 from .ranges import factor_range, is_gate, is_positive_divisor
+from .stat_search import ancestors
 from .sums import gated_terms
 from .symbolic import (Pending, Ref, Refused, _flag, _is_sym, _opname, base_packet, expand_to,
                        remap, scale)
@@ -315,13 +316,7 @@ def _drop_branch_warnings(ip, gate) -> None:
     """Take back the warnings of the ops that only compute fx node ``gate`` (a
     mask's ``|x|``): its branch is left out of the graph."""
     only, order = {gate}, ip.node_order()
-    seen, stack = set(), list(gate.all_input_nodes)
-    while stack:
-        m = stack.pop()
-        if m not in seen:
-            seen.add(m)
-            stack.extend(m.all_input_nodes)
-    for m in sorted(seen, key=order.__getitem__, reverse=True):   # users first
+    for m in sorted(ancestors(gate) - {gate}, key=order.__getitem__, reverse=True):  # users first
         if m.users and all(u in only for u in m.users):
             only.add(m)
     ip.b.retract_warnings(only)

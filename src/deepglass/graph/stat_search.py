@@ -107,7 +107,7 @@ def centres_exactly(ip, u, src, others, n, gains) -> bool:
             c = fixed_value(ip, c)          # a fixed tensor's gain (a count)
             if not isinstance(c, torch.Tensor) or not c.is_floating_point():
                 return False
-        c = torch.as_tensor(c, dtype=torch.float64)
+        c = torch.as_tensor(c).detach().to("cpu", torch.float64)   # (a model's device)
         try:
             k = k * c if kind in ("sum", False) else k / c
         except RuntimeError:                # (shapes that do not broadcast)
