@@ -380,6 +380,49 @@ def test_state_dict_into_a_class_of_the_users_code(tmp_path, monkeypatch):
     assert zoo.load_model(path, arch="torch.nn:Linear(3, 2)").weight.shape == (2, 3)
 
 
+META_NET = """
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    # a model whose state dict holds its construction arguments under
+    # _metadata, as neuraloperator's do
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 2, 3)
+
+    def state_dict(self, *args, **kwargs):
+        sd = super().state_dict(*args, **kwargs)
+        sd["_metadata"] = {"args": [1, 2, 3]}
+        return sd
+
+    def load_state_dict(self, state, strict=True, assign=False):
+        state = dict(state)
+        state.pop("_metadata", None)
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    def forward(self, x):
+        return self.conv(x)
+"""
+
+
+def test_a_state_dict_with_metadata_loads(tmp_path, monkeypatch):
+    """neuraloperator's FNO state dicts hold ``_metadata`` (a dict) beside the
+    tensors: refused as 'holds a OrderedDict, not a state dict', then as a
+    missing key of the architecture; the tensors now load."""
+    (tmp_path / "metanet.py").write_text(META_NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "metanet", raising=False)
+    import metanet
+
+    torch.manual_seed(5)
+    src = metanet.Net().eval()
+    path = tmp_path / "fno.pth"
+    torch.save(src.state_dict(), path)
+    loaded = zoo.load_model(path, arch=f"{tmp_path}/metanet.py:Net")
+    torch.testing.assert_close(loaded.conv.weight, src.conv.weight, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("arch,fragment", [
     ("{tmp}/usernets.py:Net", r"does not fit architecture .*shape mismatches: conv\.weight"),
     ("{tmp}/usernets.py:Net(width=__import__('os').getcwd())", "must be Python literals"),

@@ -81,6 +81,9 @@ def _is_state_dict(obj) -> bool:
 
 
 def _extract_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping) and not isinstance(obj.get("_metadata", 0), torch.Tensor):
+        # (neuraloperator's models keep their construction arguments there)
+        obj = {k: v for k, v in obj.items() if k != "_metadata"}
     if isinstance(obj, Mapping) and any("_packed_params" in str(k) or
                                         getattr(v, "is_quantized", False)
                                         for k, v in obj.items()):
@@ -172,13 +175,16 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], arch: st
         needed = {k for k in own if not k.endswith("num_batches_tracked")}
         if needed <= set(inner) <= set(own):
             state = inner
-    # num_batches_tracked is bookkeeping that older checkpoints lack
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    # num_batches_tracked is bookkeeping that older checkpoints lack; an entry
+    # that is no tensor (neuraloperator's _metadata) is the model's own, kept
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
+               and isinstance(own[k], torch.Tensor)]
     unexpected = [k for k in state if k not in own]
     shapes = [
         f"{k} (file {list(state[k].shape)} vs model {list(own[k].shape)})"
         for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+        if k in state and isinstance(own[k], torch.Tensor) and
+        tuple(state[k].shape) != tuple(own[k].shape)
     ]
     if missing or unexpected or shapes:
         parts = []
