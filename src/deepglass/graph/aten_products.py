@@ -22,7 +22,7 @@ from .blocks import ConvBlock, IdentityBlock
 from .layers import dense_op, reduce_op
 from .ranges import factor_range, is_gate, is_positive_divisor
 from .stat_search import ancestors
-from .sums import gated_terms
+from .sums import gate_product, gated_terms
 from .symbolic import (Pending, Ref, Refused, _flag, _is_sym, _opname, base_packet, expand_to,
                        remap, scale)
 
@@ -241,9 +241,7 @@ def _gated(ip, n, x, real, gate=(0.0, float("inf"))):
     if isinstance(real, torch.Tensor):
         x = expand_to(ip.b, x, real.shape[1:], lead=real.shape[0])
     if isinstance(x, Ref):
-        lo, hi = x.gate
-        gate = (min(lo * gate[0], lo * gate[1], hi * gate[0], hi * gate[1]),
-                max(lo * gate[0], lo * gate[1], hi * gate[0], hi * gate[1]))
+        gate = gate_product(x.gate, gate)
     return _flag(x, nonneg=False, fn=None, value=None, gated=True, gate=gate)
 
 

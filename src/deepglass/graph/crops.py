@@ -11,10 +11,8 @@ where they are kept.
 
 from __future__ import annotations
 
-import torch.fx
-
 from .blocks import ConvTransposeBlock
-from .symbolic import Pending, uses
+from .symbolic import Pending, reads, uses
 
 __all__ = ["cropped_transpose"]
 
@@ -46,7 +44,7 @@ def cropped_transpose(ip, n, p: Pending) -> Pending | None:
     # the layer must be read by this slice only, under every node that holds it
     # (a batch norm folded into it holds it too, and reads the node before it)
     holders = {m for m, v in ip.sym.items() if v is p}
-    if sum(uses(m) for m in holders) - sum(_reads(u, m) for m in holders for u in holders) != 1:
+    if sum(uses(m) for m in holders) - sum(reads(u, m) for m in holders for u in holders) != 1:
         return None
     pads = list(blk.conv.padding)
     pads[dim - 2] = (pads[dim - 2][0] + lo, pads[dim - 2][1] + size - hi)
@@ -56,18 +54,6 @@ def cropped_transpose(ip, n, p: Pending) -> Pending | None:
                              blk.conv.dilation, blk.conv.groups, module=blk.module)
     new.out_scale = blk.out_scale
     return Pending([(new, src)], tuple(shape), op=p.op, name=p.name, nonneg=p.nonneg)
-
-
-def _reads(u, m) -> int:
-    """How many times fx node ``u`` lists node ``m`` among its arguments."""
-    count = [0]
-
-    def seen(a):
-        count[0] += a is m
-        return a
-
-    torch.fx.node.map_arg((u.args, u.kwargs), seen)
-    return count[0]
 
 
 def _extent(t, axis: int, ndim: int) -> int:

@@ -11,7 +11,7 @@ import torch
 from .blocks import IdentityBlock
 from .symbolic import Pending, Ref, remap
 
-__all__ = ["add_values", "dominant_scale", "factors", "gated_terms"]
+__all__ = ["add_values", "dominant_scale", "factors", "gate_product", "gated_terms"]
 
 
 def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
@@ -96,13 +96,18 @@ def gated_terms(ip, n, x: Pending, gate) -> Pending:
     ip.gated.append(ip.where(n))
 
     def on(ref):
-        lo, hi = ref.gate
-        g = (min(lo * gate[0], lo * gate[1], hi * gate[0], hi * gate[1]),
-             max(lo * gate[0], lo * gate[1], hi * gate[0], hi * gate[1]))
-        return dataclasses.replace(ref, nonneg=False, fn=None, value=None, gated=True, gate=g)
+        return dataclasses.replace(ref, nonneg=False, fn=None, value=None, gated=True,
+                                   gate=gate_product(ref.gate, gate))
 
     terms = [(blk, on(ref) if type(blk) is IdentityBlock else ref) for blk, ref in x.terms]
     return Pending(terms, x.shape, op=x.op, name=x.name)
+
+
+def gate_product(g: tuple, h: tuple) -> tuple:
+    """The range of a product of factors in the ranges ``g`` and ``h`` (interval
+    arithmetic: a gate applied to a copy that a gate already scales)."""
+    ends = [a * b for a in g for b in h]
+    return min(ends), max(ends)
 
 
 def _copies_merged(builder, terms, shape, where, unsupported, judge) -> list:

@@ -106,15 +106,19 @@ def uses(node) -> int:
     it twice (``cat([y, y])``, ``return y, y``) reads it twice, where
     ``node.users`` counts that op once; an op that reads only its shape
     (``ones_like``, ``size``) does not read it."""
+    return sum(reads(user, node) for user in node.users
+               if _name_of(user.target) not in _SHAPE_ONLY)
+
+
+def reads(user, node) -> int:
+    """How many times fx node ``user`` lists ``node`` among its arguments."""
     count = [0]
 
     def seen(a):
         count[0] += a is node
         return a
 
-    for user in node.users:
-        if _name_of(user.target) not in _SHAPE_ONLY:
-            torch.fx.node.map_arg((user.args, user.kwargs), seen)
+    torch.fx.node.map_arg((user.args, user.kwargs), seen)
     return count[0]
 
 
