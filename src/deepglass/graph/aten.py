@@ -35,8 +35,9 @@ from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _non
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
 from .aten_products import _attention, _bmm, _gated, _linear, _matmul, gated_by_refused
 from .aten_scatter import index_put, scatter, write_into_view
+from .rewrites import write_out
 from .model_checks import RANDOM_WHY, data_reads_detach, export_failure, random_draw
-from .norm_gain import apply_gain, gained_stat
+from .norm_gain import apply_gain, gained_stat, pools_gate
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
                          interpolation_matrices, _max_pool, _mean, _mul,
@@ -65,7 +66,9 @@ KEEP_WHOLE = ("prelu", "silu", "hardswish", "hardsigmoid", "mish", "softshrink",
               # became chains of lerps and copies, bicubic's weights in float32)
               "upsample_nearest1d", "upsample_nearest3d", "_upsample_nearest_exact1d",
               "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "upsample_linear1d",
-              "upsample_trilinear3d", "upsample_bicubic2d")
+              "upsample_trilinear3d", "upsample_bicubic2d",
+              # and what :mod:`.rewrites` writes out (lerp became a selection)
+              "lerp", "var_mean", "std_mean")
 
 
 class ExportFailed(Exception):
@@ -102,7 +105,7 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
     try:
         with quiet_exporter(), data_reads_detach():
             ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
-        gm = complex_as_real(ep.module())
+        gm = write_out(complex_as_real(ep.module()))
         if not core and (_writes_into_view(ep.graph) or
                          (mutates(gm.graph) and identical_ops(gm.graph))):
             # an in-place op on a view (``y[:, 1:].add_(z)``, ``y[:, :2] = z``)
@@ -173,8 +176,10 @@ def _source_line(n) -> str:
 
 
 def _merged(gm):
-    """``gm`` with identical ops merged into one (:mod:`.identical`), where it
-    is functional."""
+    """``gm`` with ops written out as what they compute (``var_mean``,
+    ``lerp``: :mod:`.rewrites`) and identical ops merged into one
+    (:mod:`.identical`), where it is functional."""
+    write_out(gm)
     if not mutates(gm.graph) and identical_ops(gm.graph):
         merge_identical_ops(gm)
     return gm
@@ -438,7 +443,15 @@ class AtenInterpreter(torch.fx.Interpreter):
                 # sigmoid(z).mean() - y: by -1); a normalization's statistic of
                 # the value itself is taken at 1, the response at its mean (SPEC §1b)
                 fx_a = n.args[1] if isinstance(args[0], Stat) else n.args[0]
-                if isinstance(out, Ref) and not _computed_from(self, fx_b, fx_a):
+                pooled = isinstance(out, Ref) and pools_gate(self, fx_b)
+                if pooled:
+                    # a gate pooled (sigmoid(z).mean()): gates='error' refuses
+                    # it, meta["gates"] lists it as any gate
+                    if self.rules["gates"] == "error":
+                        self.unsupported(n, "gate", "a pooled gate (the mean or maximum of "
+                                         "a sigmoid) multiplies the value and gates='error'")
+                    self.gated.append(self.where(n))
+                if isinstance(out, Ref) and (pooled or not _computed_from(self, fx_b, fx_a)):
                     lo, hi = factor_range(self, fx_b, divides=packet is aten.div)
                     lo, hi = (lo, hi) if b.sign > 0 else (-hi, -lo)
                     out = _flag(out, gated=True, gate=(max(lo, 0.0), hi) if hi > 0
@@ -570,7 +583,7 @@ CHECK_OPS = {getattr(aten, name) for name in
              "_assert_tensor_metadata _assert_scalar _assert_async".split() if hasattr(aten, name)}
 #: ops that map statistics to statistics (SPEC §1b normalizations)
 STAT_OPS = {getattr(aten, name) for name in (
-    "pow sqrt rsqrt reciprocal add sub mul div mean sum avg_pool1d avg_pool2d avg_pool3d "
+    "pow sqrt rsqrt reciprocal add sub mul div mean sum amax avg_pool1d avg_pool2d avg_pool3d "
     "unsqueeze squeeze view _unsafe_view reshape expand permute clone alias constant_pad_nd "
     "slice select cat _to_copy exp log clamp clamp_min abs neg var var_mean pad flatten "
     "transpose contiguous to alias detach avg_pool1d cumsum convolution conv1d conv2d conv3d "

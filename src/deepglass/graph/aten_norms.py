@@ -265,7 +265,7 @@ _STAT_PATH = {getattr(aten, name) for name in (
 _COMBINE = {aten.add, aten.sub, aten.rsub, aten.mul, aten.div}
 #: reductions that make a per-sample statistic of it
 _REDUCTIONS = {getattr(aten, name) for name in (
-    "mean sum var var_mean std std_mean avg_pool1d avg_pool2d avg_pool3d "
+    "mean sum amax var var_mean std std_mean avg_pool1d avg_pool2d avg_pool3d "
     "adaptive_avg_pool1d adaptive_avg_pool2d _adaptive_avg_pool2d adaptive_avg_pool3d "
     "_adaptive_avg_pool3d linalg_vector_norm norm cumsum").split() if hasattr(aten, name)}
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import torch
 
 from .aten_norms import Stat, _fold_gain
+from .ranges import is_gate
 from .symbolic import _is_sym
 
-__all__ = ["gained_stat", "apply_gain"]
+__all__ = ["gained_stat", "apply_gain", "pools_gate"]
 
 aten = torch.ops.aten
 
@@ -80,3 +81,23 @@ def _only_statistics(ip, u, depth: int = 8) -> bool:
     if depth == 0 or u not in ip.sym or not u.users:
         return False
     return all(_only_statistics(ip, w, depth - 1) for w in u.users)
+
+
+def pools_gate(ip, stat) -> bool:
+    """Whether the statistic at fx node ``stat`` reduces a gate (the mean or
+    maximum of a sigmoid: a gate pooled, SPEC §1b), not a power or magnitude
+    of a value (a normalization's).  A backward search through the
+    statistic's own ops; O(ops since the values it reduces)."""
+    seen, stack = set(), [stat]
+    while stack:
+        u = stack.pop()
+        if u in seen:
+            continue
+        seen.add(u)
+        for a in u.all_input_nodes:
+            s = ip.sym.get(a)
+            if isinstance(s, Stat):
+                stack.append(a)
+            elif _is_sym(s) and is_gate(ip, a):
+                return True
+    return False

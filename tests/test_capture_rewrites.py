@@ -1,0 +1,188 @@
+"""Ops the capture writes out as what they compute (SPEC §1b, "the network is
+what it computes"): ``var_mean`` / ``std_mean`` are a mean and a variance,
+``lerp`` a gated or fixed sum; and a gate pooled by a reduction is a gate.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from jacobian import assert_is_jacobian, path_sums
+
+from deepglass.errors import UnsupportedLayerError
+from deepglass.graph import SignedGraph
+
+
+def _dense(net, shape, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = SignedGraph.from_module(net.double().eval(), shape, dtype=torch.float64, **kw)
+    return g, g.to_scipy().toarray()
+
+
+class _Norm(nn.Module):
+    """A conv, then a norm over each sample's (C, H, W) by ``torch.var_mean``,
+    ``torch.std_mean``, written out or ``nn.GroupNorm(1, C)``, gain ``w`` per
+    channel."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+        self.norm = nn.GroupNorm(1, 3)
+        with torch.no_grad():
+            self.norm.weight.copy_(torch.tensor([0.5, -2.0, 1.5]))
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.how == "group_norm":
+            return self.head(self.norm(y))
+        w, b = self.norm.weight.view(3, 1, 1), self.norm.bias.view(3, 1, 1)
+        if self.how in ("var_mean", "written"):
+            if self.how == "written":
+                m = y.mean((1, 2, 3), keepdim=True)
+                v = ((y - m) ** 2).sum((1, 2, 3), keepdim=True) / y[0].numel()
+            else:
+                v, m = torch.var_mean(y, dim=(1, 2, 3), keepdim=True, correction=0)
+            return self.head((y - m) * torch.rsqrt(v + 1e-5) * w + b)
+        s, m = torch.std_mean(y, dim=(1, 2, 3))       # (keepdim=False)
+        return self.head((y - m.view(-1, 1, 1, 1)) / (s.view(-1, 1, 1, 1) + 1e-5) * w + b)
+
+
+@pytest.mark.parametrize("how", ["var_mean", "std_mean"])
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_a_norm_written_with_var_mean_is_a_normalization(how, capture):
+    """A layer norm written with ``torch.var_mean`` / ``std_mean`` is the
+    graph of the same norm written out with ``mean`` and a sum of squares (SPEC
+    §1b: a positive rescaling, the mean subtraction ignored, the gain folded
+    sign included), and has the path sums of ``nn.GroupNorm(1, C)``; it was
+    refused as a division by a network value."""
+    torch.manual_seed(0)
+    ref, written, net = _Norm("group_norm"), _Norm("written"), _Norm(how)
+    written.load_state_dict(ref.state_dict())
+    net.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(written.double()(x), ref.double()(x))
+    if how == "var_mean":
+        torch.testing.assert_close(net.double()(x), ref.double()(x))
+    g, A = _dense(net, (2, 5, 5), capture=capture)
+    h, B = _dense(written, (2, 5, 5), capture=capture)
+    assert (g.n_nodes, g.n_edges) == (h.n_nodes, h.n_edges)
+    np.testing.assert_allclose(A, B, rtol=1e-12)
+    f, _ = _dense(ref, (2, 5, 5), capture=capture)
+    np.testing.assert_allclose(path_sums(g)[g.output_index], path_sums(f)[f.output_index],
+                               rtol=1e-9, atol=1e-12)
+
+
+class _Lerp(nn.Module):
+    """``lerp(y, h(y), weight)`` by ``torch.lerp`` or written out, with a
+    sigmoid gate, a number, or a fixed tensor as the weight."""
+
+    def __init__(self, weight, written):
+        super().__init__()
+        self.weight, self.written = weight, written
+        self.conv, self.h, self.g = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1)
+        self.register_buffer("fixed", torch.tensor([0.25, 0.5, 0.9]).view(3, 1, 1))
+
+    def forward(self, x):
+        y = self.conv(x)
+        w = {"gate": lambda: torch.sigmoid(self.g(y)), "number": lambda: 0.3,
+             "fixed": lambda: self.fixed}[self.weight]()
+        h = self.h(y)
+        return y + w * (h - y) if self.written else torch.lerp(y, h, w)
+
+
+@pytest.mark.parametrize("weight", ["gate", "number", "fixed"])
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_lerp_is_the_sum_it_computes(weight, capture):
+    """``torch.lerp(a, b, w) = a + w (b - a)`` (SPEC §1b): with a sigmoid
+    weight the gated sum (a gate, its branch left out), with a number or a
+    fixed tensor a sum with fixed coefficients (the Jacobian); core ATen's
+    decomposition selected by ``|w| < 0.5`` and was refused as a comparison."""
+    torch.manual_seed(0)
+    net, written = _Lerp(weight, False), _Lerp(weight, True)
+    written.load_state_dict(net.state_dict())
+    g, A = _dense(net, (2, 5, 5), capture=capture)
+    h, B = _dense(written, (2, 5, 5), capture=capture)
+    np.testing.assert_allclose(A, B, rtol=1e-12, atol=1e-15)
+    if weight == "gate":
+        assert g.meta["gates"] and sum(r["params"] for r in g.meta["left_out"]) == 3 * 3
+        with pytest.raises(UnsupportedLayerError, match="gates='error'"):
+            SignedGraph.from_module(net.eval(), (2, 5, 5), gates="error")
+    else:
+        assert_is_jacobian(net, (2, 5, 5), capture=capture)
+
+
+class _PooledGate(nn.Module):
+    """``y * pool(sigmoid(g(y)))``: a gate pooled over the positions."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.pool = pool
+        self.conv, self.g = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        s = torch.sigmoid(self.g(y))
+        return y * (s.mean((2, 3), keepdim=True) if self.pool == "mean"
+                    else s.amax((2, 3), keepdim=True))
+
+
+@pytest.mark.parametrize("pool", ["mean", "amax"])
+def test_a_pooled_gate_is_a_gate(pool):
+    """The mean or maximum of a sigmoid is a gate (SPEC §1b): a positive
+    rescaling under ``gates="scale"``, listed in ``meta["gates"]``, refused
+    under ``gates="error"`` (it passed unlisted, read as a normalization's
+    statistic)."""
+    torch.manual_seed(0)
+    net = _PooledGate(pool)
+    g, A = _dense(net, (2, 5, 5))
+    assert g.meta["gates"]
+    assert [r["block"] for r in g.meta["left_out"]] == ["g"]
+    # the conv's own edges, unscaled (a gate is a positive rescaling)
+    w = net.conv.weight.detach().double()
+    assert set(np.round(A[A != 0], 12)) == set(np.round(w.numpy().ravel(), 12))
+    with pytest.raises(UnsupportedLayerError, match="pooled gate.*gates='error'"):
+        SignedGraph.from_module(net.eval(), (2, 5, 5), gates="error")
+
+
+def test_a_normalization_is_no_gate():
+    """A layer norm's statistic (bounded where it is ``rsqrt(var + eps)``) is
+    not a pooled gate: ``gates="error"`` accepts it and lists no gate."""
+    torch.manual_seed(0)
+    g, _ = _dense(_Norm("var_mean"), (2, 5, 5), gates="error")
+    assert not g.meta.get("gates")
+
+
+class _MaxNorm(nn.Module):
+    """``y / (max |y| + eps)``: a value divided by its own maximum magnitude
+    (an L-infinity normalization), over each sample or each channel."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+        self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.head(y / (y.abs().amax(self.dims, keepdim=True) + 1e-6))
+
+
+@pytest.mark.parametrize("dims", [(1, 2, 3), (2, 3)])
+def test_a_division_by_the_maximum_magnitude_is_a_normalization(dims):
+    """``|y|.amax()`` is a normalization's statistic as ``|y|.mean()`` is (SPEC
+    §1b: a positive rescaling): the graph of the conv and head alone, and no
+    warning of ``abs`` (it warned the magnitude as a non-monotone activation)."""
+    torch.manual_seed(0)
+    net = _MaxNorm(dims).double().eval()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        g = SignedGraph.from_module(net, (2, 5, 5), dtype=torch.float64, gates="error")
+    assert not [x for x in w if "abs" in str(x.message)]
+    _, B = _dense(nn.Sequential(net.conv, net.head), (2, 5, 5))
+    np.testing.assert_allclose(g.to_scipy().toarray(), B, rtol=1e-12)
