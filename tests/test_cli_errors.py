@@ -93,6 +93,8 @@ BAD = [
      "--draws-per-unit, --force apply to experiments"),
     (["frustration", "digits_cnn", "--device", "nonsense"], "device must be 'cpu', 'cuda'"),
     (["frustration", "digits_cnn", "--device", "cuda:99"], "requested but torch sees"),
+    # (torch reads 'cpu:3' as the one CPU; it was accepted)
+    (["frustration", "digits_cnn", "--device", "cpu:3"], "device must be 'cpu', 'cuda'"),
     (["frustration", "digits_cnn", "--nulls", "N1", "--out", "{tmp}/r", "--device", "gpu"],
      "device must be 'cpu', 'cuda'"),
     (["monotonicity", "digits_cnn", "--inputs", "digits", "--device", "nonsense"],

@@ -24,11 +24,12 @@ def check_device(device) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         dev = None
-    if dev is None or dev.type not in ("cpu", "cuda"):
+    if dev is None or dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index):
+        # (torch reads 'cpu:3' as the one CPU; a run would record a device it is not)
         raise DeepglassError(f"device must be 'cpu', 'cuda' or 'cuda:N', not {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DeepglassError(f"device {device!r} requested but torch sees no CUDA device")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise DeepglassError(f"device {device!r} requested but torch sees "
                              f"{torch.cuda.device_count()} CUDA device(s)")
-    return dev
+    return torch.device("cpu") if dev.type == "cpu" else dev
