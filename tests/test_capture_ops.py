@@ -1040,3 +1040,37 @@ def test_a_gate_s_branch_warns_nothing():
 
     g, w = _graph(Net().double().eval(), (2, 4))
     assert not w and [r["block"] for r in g.meta["left_out"]] == ["c2"]
+
+
+class _MaskBranch(nn.Module):
+    """``where(mask, 0, y)`` with the mask computed by layers from ``y``:
+    straight from a conv, through a ReLU and a second conv, or from a conv
+    whose output is also added to the result (then in the graph)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.c, self.g, self.h = nn.Conv1d(2, 3, 1), nn.Conv1d(3, 3, 1), nn.Conv1d(3, 3, 1)
+
+    def forward(self, x):
+        y = self.c(x)
+        z = self.g(y)
+        if self.how == "direct":
+            return torch.where(z > 0, 0.0, y)
+        if self.how == "two":
+            return torch.where(self.h(torch.relu(z)) > 0, 0.0, y)
+        return torch.where(z > 0, 0.0, y) + z
+
+
+@pytest.mark.parametrize("how, left", [("direct", ["g"]), ("two", ["g", "h"]), ("added", [])])
+def test_the_layers_of_a_mask_s_branch_are_listed_as_left_out(how, left):
+    """The layers that compute a mask are the gate's branch, left out and
+    listed with their weights (SPEC §1b): a conv read only by the comparison
+    was never made nodes and was missing from ``meta["left_out"]``; one that
+    is also a value of the graph is not left out."""
+    torch.manual_seed(0)
+    g, _ = _graph(_MaskBranch(how).double().eval(), (2, 4))
+    assert g.meta["gates"]
+    rows = g.meta.get("left_out", [])
+    assert [r["block"] for r in rows] == left
+    assert all(r["op"] == "conv" and r["params"] == 9 and r["nodes"] == 12 for r in rows)

@@ -44,6 +44,7 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _neg, _shape_rule, _sum, _upsample, _where)
 from .identical import identical_ops, merge_identical_ops, mutates
 from .quiet import quiet_exporter
+from .prune import left_out_row
 from .refusals import REFUSED_OPS
 from .ranges import factor_range, is_gate, is_positive_divisor
 from .spectral import complex_as_real, refuse_complex
@@ -230,6 +231,7 @@ class AtenInterpreter(torch.fx.Interpreter):
         self.n_inputs = 0
         self.gated: list[str] = []
         self.left_out: list[dict] = []     # layers of a gate's branch after a refused value
+        self.unread: list[tuple] = []      # (Pending, its row): layers read only by a refused op
         self.made: dict[torch.fx.Node, range] = {}
         # placeholders of tensors given in forward_kwargs: fixed values, not inputs
         self.fixed: set = set()
@@ -375,7 +377,11 @@ class AtenInterpreter(torch.fx.Interpreter):
             if getattr(exc, "at_once", False):
                 raise
             # a value the graph cannot hold is refused where it reaches the
-            # graph; a gate's branch, left out (SPEC §1b), may hold it
+            # graph; a gate's branch, left out (SPEC §1b), may hold it, and
+            # the layers only it reads (a mask's conv(y) > 0) never become nodes
+            for a in n.all_input_nodes:
+                if isinstance(self.sym.get(a), Pending):
+                    self._skipped_layer(a, self.env.get(a), into=self.unread, value=self.sym[a])
             return Refused(str(exc))
         except (RuntimeError, IndexError, ValueError, TypeError) as exc:
             # a use of the op its rule does not foresee: refused by name, as
@@ -395,17 +401,15 @@ class AtenInterpreter(torch.fx.Interpreter):
             self.unsupported(n, _opname(n.target))
         return rule(self, n, args, kwargs, real)
 
-    def _skipped_layer(self, n, real):
+    def _skipped_layer(self, n, real, into=None, value=None):
         """A layer with weights that reads a refused value makes no node block:
         noted for ``meta["left_out"]`` (where the value feeds a gate, it is
-        part of the branch left out)."""
-        params = sum(int(self.env[a].numel()) for a in n.all_input_nodes
-                     if a.op == "get_attr" and isinstance(self.env[a], torch.Tensor)
-                     and self.env[a].is_floating_point())
-        if params and isinstance(real, torch.Tensor):
-            # (at batch 1 the whole value is the sample's, folded or not)
-            self.left_out.append({"block": self.where(n), "op": _opname(n.target),
-                                  "nodes": int(real.numel()), "params": params})
+        part of the branch left out).  ``into=self.unread``: a layer read by a
+        refused op, noted with its ``value``, left out if it is never made a
+        node block."""
+        row = left_out_row(n, self.env, real, self.where(n))
+        if row is not None:
+            (self.left_out.append(row) if into is None else into.append((value, row)))
 
     def _with_stat(self, n, args, real):
         """Rules for ops that read a :class:`Stat`."""

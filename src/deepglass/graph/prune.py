@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
-from .symbolic import Builder
+from .symbolic import Builder, _opname
 
-__all__ = ["prune", "prune_channels", "contract_copies"]
+__all__ = ["prune", "prune_channels", "contract_copies", "left_out_row"]
 
 
 def prune(builder: Builder, outputs: dict[str, np.ndarray]):
@@ -216,3 +216,20 @@ def contract_copies(builder: Builder, outputs: dict[str, np.ndarray]) -> dict[st
         keep[k] = False
         gone.add(readers[k][0])
     return outputs if keep.all() else _drop(builder, outputs, keep, frozenset(gone))
+
+
+def left_out_row(n, env, real, name) -> dict | None:
+    """The ``meta["left_out"]`` row of a layer (fx node ``n``, its real output
+    ``real``, values ``env``) that makes no node block, as :func:`prune`
+    writes it: its weights (not a bias, as edge blocks count them); None for
+    an op without weights."""
+    params = sum(int(env[a].numel()) for a in n.all_input_nodes
+                 if a.op == "get_attr" and isinstance(env.get(a), torch.Tensor)
+                 and env[a].is_floating_point() and env[a].ndim >= 2)
+    if not params or not isinstance(real, torch.Tensor):
+        return None
+    op = _opname(n.target)
+    op = "conv" if op.startswith("conv") else \
+        "dense" if op in ("linear", "addmm", "mm", "matmul", "bmm") else op
+    # (at batch 1 the whole value is the sample's, folded or not)
+    return {"block": name, "op": op, "nodes": int(real.numel()), "params": params}

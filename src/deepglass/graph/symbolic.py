@@ -194,6 +194,11 @@ class Builder:
         self._materialized[id(val)] = (val, ref)
         return ref
 
+    def is_materialized(self, val) -> bool:
+        """Whether Pending ``val`` was made a node block."""
+        done = self._materialized.get(id(val))
+        return done is not None and done[0] is val
+
     def _new_node_block(self, val: Pending) -> Ref:
         first = val.terms[0][0]
         nb = self.new_block(val.name or first.module, first.out_shape, val.op)

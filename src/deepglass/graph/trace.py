@@ -193,6 +193,7 @@ class _Run:
     program: Any
     left_out: list = field(default_factory=list)   # layers that read a refused value
     where: Any = None        # an fx node's layer name (the export path's)
+    unread: list = field(default_factory=list)     # (Pending, row): layers a refused op read
 
 
 def _capture_export(model, inputs, forward_kwargs, builder, rules, core=False):
@@ -210,7 +211,8 @@ def _capture_export(model, inputs, forward_kwargs, builder, rules, core=False):
     out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
     leaves = flatten(out)
     names = output_names(len(leaves), getattr(gm, "_out_spec", None))
-    return _Run(builder, leaves, names, interp.gated, how, gm, interp.left_out, interp.where)
+    return _Run(builder, leaves, names, interp.gated, how, gm, interp.left_out, interp.where,
+                interp.unread)
 
 
 def _capture_fx(model, inputs, forward_kwargs, builder):
@@ -522,6 +524,8 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
         raise DeepglassError("the model's output does not depend on its input")
     outputs, left_out = prune(builder, outputs)
     left_out += run.left_out
+    # (a layer read only by a refused op, a mask's comparison, never became nodes)
+    left_out += [row for v, row in run.unread if not builder.is_materialized(v)]
     outputs = contract_copies(builder, outputs)
     outputs, dropped = prune_channels(builder, outputs)
     left_out += dropped
