@@ -779,6 +779,9 @@ class _StatsPool(nn.Module):
             s, mu = y.norm(dim=2), y.mean(2)
         elif self.how == "norm_written":
             s, mu = (y ** 2).sum(2).sqrt(), y.mean(2)
+        elif self.how == "std_own_mean":     # (as torch.onnx writes torch.std)
+            d = y - y.mean(2, keepdim=True)
+            s, mu = torch.sqrt((d * d).mean(2) * L / (L - 1)), y.mean(2)
         else:
             mu = y.mean(2, keepdim=True)
             s = ((y - mu) ** 2).sum(2) / (L - 1)
@@ -808,6 +811,38 @@ def test_a_statistic_used_as_a_feature_is_what_it_computes(how, capture):
     if how != "norm":    # the centring: +1 from y, -1 from its mean
         A = _dense(g)
         assert {1.0, -1.0} <= set(np.round(A[A != 0], 12))
+
+
+@pytest.mark.filterwarnings("ignore::deepglass.graph.NonMonotoneActivationWarning")
+@pytest.mark.parametrize("capture", ["export", "core"])
+def test_a_centring_squared_into_a_feature_is_a_layer(capture):
+    """A standard deviation written out with its own centring mean (``d = y -
+    y.mean(2, keepdim=True)``, ``sqrt(mean(d * d))``: how ``torch.onnx``
+    writes ``torch.std``) and used as a feature is what it computes (SPEC
+    §1b), the graph of ``torch.std``: the centring is a layer, not a
+    normalization's mean subtraction (it was ignored, and the feature read as
+    a root mean square of ``y``)."""
+    torch.manual_seed(0)
+    op = _StatsPool("std_mean").double().eval()
+    own = _StatsPool("std_own_mean").double().eval()
+    own.load_state_dict(op.state_dict())
+    x = torch.randn(2, 2, 9, dtype=torch.float64)
+    torch.testing.assert_close(op(x), own(x))
+    g, h = _graph(op, (2, 9), capture=capture)[0], _graph(own, (2, 9), capture=capture)[0]
+    # (its own centring mean is one block more: 71 nodes for 68)
+    assert [nb.op for nb in h.node_blocks] == ["input", "conv", "avgpool", "add", "avgpool",
+                                               "avgpool", "dense"]
+    assert h.n_nodes == g.n_nodes + 3
+    V, W = path_sums(g)[g.output_index], path_sums(h)[h.output_index]
+    np.testing.assert_allclose(W, V, rtol=1e-9, atol=1e-15)
+    # linearized (root and square as identities) the std is sum(y - mean(y)) / (L - 1)
+    # = 0: the path sums are the Jacobian of fc(cat([y.mean(2), 0]))
+    def linear(t):
+        y = own.conv(t.view(1, 2, 9))
+        return own.fc(torch.cat([y.mean(2), (y - y.mean(2, keepdim=True)).sum(2) / 6], 1))
+
+    J = torch.autograd.functional.jacobian(linear, torch.zeros(18, dtype=torch.float64))
+    np.testing.assert_allclose(W, J.numpy().reshape(2, 18), atol=1e-12)
 
 
 class _SplitAttention(nn.Module):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from jacobian import assert_is_jacobian, path_sums
 
@@ -186,3 +187,120 @@ def test_a_division_by_the_maximum_magnitude_is_a_normalization(dims):
     assert not [x for x in w if "abs" in str(x.message)]
     _, B = _dense(nn.Sequential(net.conv, net.head), (2, 5, 5))
     np.testing.assert_allclose(g.to_scipy().toarray(), B, rtol=1e-12)
+
+
+class _NormAndFeature(nn.Module):
+    """A variance that normalizes ``y`` and is returned as a feature too."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv, self.head, self.fc = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1), nn.Linear(3, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.how == "var_mean":
+            v, m = torch.var_mean(y, (2, 3), keepdim=True, correction=0)
+        else:
+            m = y.mean((2, 3), keepdim=True)
+            v = ((y - m) ** 2).sum((2, 3), keepdim=True) / 9
+        return self.head((y - m) / torch.sqrt(v + 1e-5)), self.fc(v.flatten(1))
+
+
+@pytest.mark.parametrize("how", ["var_mean", "written"])
+def test_a_variance_that_is_a_feature_keeps_its_centring(how):
+    """A statistic that is a value too is what it computes (SPEC §1b): the
+    variance returned as a feature is the centring layer, the square and the
+    sum, so linearized (the square as identity) it is ``sum(y - m) / 9 = 0``
+    and the feature's path sums vanish (the centring was dropped: they were
+    those of ``fc(sum(y) / 9)``)."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = SignedGraph.from_module(_NormAndFeature(how).double().eval(), (2, 5, 5),
+                                    dtype=torch.float64)
+    V = path_sums(g)
+    names = list(g.outputs)
+    assert np.abs(V[g.outputs[names[1]]]).max() < 1e-12
+    assert np.abs(V[g.outputs[names[0]]]).max() > 1e-3
+
+
+class _Pool(nn.Module):
+    """``y`` times, or divided by, a pooled statistic: ``how`` names it."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv, self.g, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 3, 1), nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        s = torch.sigmoid(self.g(y))
+        out = {
+            "max_values": lambda: y * s.max(1, keepdim=True).values,
+            "adaptive_max": lambda: y * F.adaptive_max_pool2d(s, 1),
+            "abs_max_values": lambda: y / y.abs().max(1, keepdim=True).values,
+            "gelu_branch": lambda: y / (1 + F.gelu(self.g(y)).var((2, 3), keepdim=True)),
+            "var_unused": lambda: y - torch.var_mean(y, (1, 2, 3), keepdim=True)[1],
+            "batch_amax": lambda: y / y.abs().amax(0, keepdim=True),
+            "all_amax": lambda: y / y.abs().amax(),
+            "batch_var": lambda: y / torch.sqrt(y.var(0, keepdim=True) + 1e-5),
+            "batch_square": lambda: y / torch.sqrt((y ** 2).mean(0, keepdim=True) + 1e-5),
+        }[self.how]()
+        return self.head(out)
+
+
+def _capture(how, **kw):
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        g = SignedGraph.from_module(_Pool(how).double().eval(), (2, 5, 5), dtype=torch.float64,
+                                    **kw)
+    return g, [str(x.message) for x in w if "non-decreasing" in str(x.message)]
+
+
+@pytest.mark.parametrize("how", ["max_values", "adaptive_max"])
+def test_a_gate_pooled_by_max_dim_or_an_adaptive_max_pool_is_a_gate(how):
+    """``s.max(dim).values`` and ``adaptive_max_pool2d(s)`` of a sigmoid are gates
+    as ``s.amax(dim)`` is (SPEC §1b): listed and refused by ``gates="error"``
+    (the first passed unlisted, the second was refused as a product of two
+    values); the graph is the conv and head alone."""
+    g, _ = _capture(how)
+    assert g.meta["gates"] and [r["block"] for r in g.meta["left_out"] if r["params"]] == ["g"]
+    net = _Pool(how).double()
+    _, B = _dense(nn.Sequential(net.conv, net.head), (2, 5, 5))
+    assert g.to_scipy().shape == B.shape
+    with pytest.raises(UnsupportedLayerError, match="gates='error'"):
+        _capture(how, gates="error")
+
+
+def test_what_only_a_left_out_statistic_computes_warns_nothing():
+    """A division by ``1 + var(gelu(g(y)))`` (a statistic of the same input's
+    values, SPEC §1b): its branch is left out and warns nothing (it warned
+    GELU); a
+    maximum magnitude by ``max(dim).values`` is a statistic as by ``amax`` (it
+    warned ``abs``); ``var_mean``'s unused variance is not written out (it
+    warned its square)."""
+    for how in ("gelu_branch", "abs_max_values", "var_unused"):
+        g, warned = _capture(how)
+        assert not warned, (how, warned)
+    assert [r["block"] for r in _capture("gelu_branch")[0].meta["left_out"]] == ["g"]
+
+
+@pytest.mark.parametrize("how", ["batch_amax", "all_amax", "batch_var", "batch_square"])
+def test_a_statistic_over_the_batch_is_refused(how):
+    """A statistic reduced over the batch is no per-sample normalization (SPEC
+    §1b): refused as a centring over the batch is (these were accepted)."""
+    with pytest.raises(UnsupportedLayerError, match="reduces over the batch dimension"):
+        _capture(how)
+
+
+def test_an_op_written_out_is_named_as_the_user_wrote_it():
+    """The ops :mod:`deepglass.graph.rewrites` writes are named after the op they
+    are part of: ``lerp`` in ``meta["gates"]`` and in a refusal, not
+    ``lerp_mul``."""
+    net = _Lerp("gate", False)
+    g, _ = _dense(net, (2, 5, 5))
+    assert g.meta["gates"] == ["lerp"]
+    with pytest.raises(UnsupportedLayerError, match="unsupported layer 'lerp' "):
+        SignedGraph.from_module(net.eval(), (2, 5, 5), gates="error")

@@ -77,6 +77,37 @@ def _assert_round_trip(net, shape, dynamo):
     assert abs(a - b).max() < 1e-5
 
 
+class _Lerp(nn.Module):
+    """``torch.lerp(y, h(y), w)``, ``w`` a number or a sigmoid gate; a var_mean norm."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = weight
+        self.c, self.h, self.g, self.d = (nn.Conv2d(2, 3, 3), nn.Conv2d(3, 3, 1),
+                                          nn.Conv2d(3, 3, 1), nn.Conv2d(3, 2, 1))
+
+    def forward(self, x):
+        y = self.c(x)
+        if self.weight == "var_mean":
+            v, m = torch.var_mean(y, (1, 2, 3), keepdim=True)
+            return self.d((y - m) / torch.sqrt(v + 1e-5))
+        w = torch.sigmoid(self.g(y)) if self.weight == "gate" else self.weight
+        return self.d(torch.lerp(y, self.h(y), w))
+
+
+@pytest.mark.filterwarnings("ignore::deepglass.graph.NonMonotoneActivationWarning")
+@pytest.mark.parametrize("weight", [0.3, 1.5, "gate", "var_mean"])
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_lerp_and_var_mean_read_back_as_written(weight, dynamo):
+    """torch's exporters write ``torch.lerp(a, b, w)`` as ``Where(w < 0.5, a + w (b -
+    a), b - (b - a)(1 - w))``, one value in two forms: read as the first (SPEC §1b:
+    a gated sum for a sigmoid ``w``), the graph of the torch module.  It was
+    refused as a data-dependent selection, also with a number (a constant
+    condition)."""
+    torch.manual_seed(0)
+    _assert_round_trip(_Lerp(weight).eval(), (2, 5, 5), dynamo=dynamo)
+
+
 class _Resample(nn.Module):
     def __init__(self, mode, antialias):
         super().__init__()

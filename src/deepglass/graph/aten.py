@@ -33,10 +33,12 @@ from .aten_norms import (Stat, _batch_norm, _batch_norm_batch_stats, _batch_norm
                          frozen_or, stat_sign)
 from .aten_activations import (_clamp_nonneg, _elu, _leaky_relu, _monotone, _nonmonotone,
                                _prelu, _rrelu, _signed, _threshold, _threshold_at)
-from .aten_products import _attention, _bmm, _gated, _linear, _matmul, gated_by_refused
+from .aten_products import (_attention, _bmm, _drop_branch_warnings, _gated, _linear, _matmul,
+                            gated_by_refused)
 from .aten_scatter import index_put, scatter, write_into_view
 from .rewrites import write_out
 from .model_checks import RANDOM_WHY, data_reads_detach, export_failure, random_draw
+from .stat_search import computed_from, reduces_batch
 from .norm_gain import apply_gain, gained_stat, pools_gate
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,
@@ -146,23 +148,6 @@ def _rule(target):
 def _opname_packet(target) -> str:
     packet = getattr(target, "overloadpacket", None)
     return getattr(packet, "__name__", "") if packet is not None else ""
-
-
-def _computed_from(ip, node, source) -> bool:
-    """Whether fx ``node``'s value is computed from ``source``'s (a statistic
-    of the value it rescales).  O(ops between them)."""
-    if not isinstance(node, torch.fx.Node) or not isinstance(source, torch.fx.Node):
-        return False
-    order = ip.node_order()
-    seen, stack = set(), [node]
-    while stack:
-        u = stack.pop()
-        if u is source:
-            return True
-        if u not in seen and order.get(u, -1) > order.get(source, -1):
-            seen.add(u)
-            stack.extend(u.all_input_nodes)
-    return False
 
 
 def _source_line(n) -> str:
@@ -290,15 +275,17 @@ class AtenInterpreter(torch.fx.Interpreter):
 
     def where(self, n) -> str:
         """The module path of a node (``features.0``), or ``path:node`` for an op
-        that a module computes among others."""
+        that a module computes among others; an op written out
+        (:mod:`.rewrites`) is named by the op it is part of (``lerp``)."""
+        name = n.meta.get("written_out", n.name)
         stack = n.meta.get("nn_module_stack")
         if not stack:
-            return n.name
+            return name
         path, cls = list(stack.values())[-1]
         cls = getattr(cls, "__module__", "") + "." + getattr(cls, "__name__", str(cls)) \
             if not isinstance(cls, str) else cls
         leaf = cls.startswith("torch.nn.modules.") or cls.startswith("torch.ao.nn")
-        return path if (leaf and path) else f"{path}:{n.name}" if path else n.name
+        return path if (leaf and path) else f"{path}:{name}" if path else name
 
     def unsupported(self, n, what: str, why: str | None = None, at_once: bool = False):
         """Refuse op ``n``: a :class:`Refused` value carries the refusal on (a
@@ -429,7 +416,8 @@ class AtenInterpreter(torch.fx.Interpreter):
                 if b.sign == 0 and (is_gate(self, fx_b) if packet is aten.mul
                                     else is_positive_divisor(self, fx_b)):
                     return _gated(self, n, self.b.materialize(a), real,
-                                  factor_range(self, fx_b, divides=packet is aten.div))
+                                  factor_range(self, fx_b, divides=packet is aten.div),
+                                  branch=fx_b)
                 if b.sign == 0:
                     self.unsupported(n, _opname(n.target), "a statistic whose sign "
                                      "depends on the input (std - 1, a log, the mean of a "
@@ -455,7 +443,9 @@ class AtenInterpreter(torch.fx.Interpreter):
                         self.unsupported(n, "gate", "a pooled gate (the mean or maximum of "
                                          "a sigmoid) multiplies the value and gates='error'")
                     self.gated.append(self.where(n))
-                if isinstance(out, Ref) and (pooled or not _computed_from(self, fx_b, fx_a)):
+                # (what only computes the statistic is no part of the graph: nor its warnings)
+                _drop_branch_warnings(self, fx_b)
+                if isinstance(out, Ref) and (pooled or not computed_from(self, fx_b, fx_a)):
                     lo, hi = factor_range(self, fx_b, divides=packet is aten.div)
                     lo, hi = (lo, hi) if b.sign > 0 else (-hi, -lo)
                     out = _flag(out, gated=True, gate=(max(lo, 0.0), hi) if hi > 0
@@ -471,11 +461,14 @@ class AtenInterpreter(torch.fx.Interpreter):
                 # mean(x) - x: the centred value negated
                 return b if packet is aten.add else \
                     scale(self.b, b, torch.tensor(-1.0, dtype=torch.float64))
-        if packet in STAT_OPS or n.target is operator.getitem:
+        if packet in STAT_OPS or n.target in (operator.getitem, aten.max.dim):
             if any(_is_sym(v) for v in flatten(args)):
                 self.unsupported(n, _opname(n.target), "it mixes a network value with a "
                                  "normalization's statistic (x ** p, a root or a mean of a "
                                  "network value that rescales a value)")
+            if reduces_batch(n, getattr(self.real(n.args[0]), "ndim", 0)):
+                self.unsupported(n, _opname(n.target), "it reduces over the batch dimension",
+                                 at_once=True)
             out = real[0] if isinstance(real, tuple) else real
             sign = stat_sign(self, n, args)
             return Stat(tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else (), sign)

@@ -24,8 +24,8 @@ from .symbolic import (_SHAPE_ONLY, Pending, Ref, _is_sym, _name_of, _opname, ba
                        uses)
 from .divisive import MIXING, nonnegative_mixing
 from .moments import moment, power
-from .stat_search import (centres_exactly, descendants, fixed_gain, same_inputs, sum_count,
-                          value_of_its_own)
+from .stat_search import (centres_exactly, descendants, fixed_gain, reduces_batch, same_inputs,
+                          sum_count, value_of_its_own)
 
 __all__ = ["Stat", "absolute_statistic", "feeds_normalization", "stat_sign", "variance_form"]
 
@@ -250,6 +250,8 @@ def _reduced_statistic(ip, n, args, kwargs, real):
         out = moment(ip, n, real)
         if out is not None:
             return out
+    if reduces_batch(n, ip.real(n.args[0]).ndim):       # (also in a gate's branch)
+        ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension", at_once=True)
     if isinstance(real, tuple):
         return tuple(Stat(tuple(r.shape[1:])) for r in real)
     return Stat(tuple(real.shape[1:]))
@@ -326,8 +328,12 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
                 # or returned, is no statistic; its value path is read as layers)
                 if reduced and rescales and same_inputs(ip, n, others):
                     rescaling = True
-                elif reduced and centres:
+                elif reduced and centres and not _squared_as_feature(ip, u):
                     centring = True
+                elif reduced and centres:
+                    # the centred value squared into a feature (statistics pooling's
+                    # std written out): the centring is a layer, as std's own is
+                    as_value = True
                 elif not (rescales and reduced):
                     # combined with another value otherwise (z - mean(y), y ** 2 * z,
                     # a square beside the statistic it makes): a value there
@@ -348,8 +354,10 @@ def feeds_normalization(ip, n, reduced: bool = False, signed: bool = False) -> b
                 continue
         elif _negates(ip, u, src):
             negated = not negated
-        if packet in _REDUCTIONS or nonnegative_mixing(ip, u, src):
-            if reduced or packet in _REDUCTIONS:
+        # (max(dim) too: its values are amax's; max(a, b) of two values is no reduction)
+        reduces = packet in _REDUCTIONS or u.target is aten.max.dim
+        if reduces or nonnegative_mixing(ip, u, src):
+            if reduced or reduces:
                 gains = gains + sum_count(u)
             reduced = True
         elif packet not in _STAT_PATH and u.target is not operator.getitem:
@@ -504,6 +512,25 @@ def _square_of(u):
     if name == "pow" and isinstance(u.args[1], (int, float)) and float(u.args[1]) == 2.0:
         return u.args[0]
     return None
+
+
+def _squared_as_feature(ip, u) -> bool:
+    """Whether the centred value at fx node ``u`` (``x - mean(x)``) is squared
+    (through views) into a value that is no normalization's statistic: a
+    variance or standard deviation used as a feature.  O(ops after ``u``)."""
+    stack, seen = [u], set()
+    while stack:
+        v = stack.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        for w in v.users:
+            if _square_of(w) is v:
+                if not feeds_normalization(ip, w):
+                    return True
+            elif _name_of(w.target) in _MOVES | {"expand", "neg"}:
+                stack.append(w)
+    return False
 
 
 def _reduced(ip, u):

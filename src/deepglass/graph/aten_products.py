@@ -225,15 +225,18 @@ def _product(ip, n, a, b, real):
                       product=True)
 
 
-def _gated(ip, n, x, real, gate=(0.0, float("inf"))):
+def _gated(ip, n, x, real, gate=(0.0, float("inf")), branch=None):
     """``x * g`` with ``g`` a gate (SPEC §1b, ``gates="scale"``): ``x``, a
     positive rescaling; the gate's branch adds no edge (pruning leaves it out).
     ``gate``: the range of the factor (:func:`~.ranges.factor_range`), kept on
-    the copy for sums with other copies of ``x``."""
+    the copy for sums with other copies of ``x``; ``branch``: the gate's fx
+    node, whose branch's warnings are taken back."""
     if ip.rules["gates"] == "error":
         ip.unsupported(n, "gate", "a non-negative gate multiplies the value "
                        "(squeeze-excitation / attention gate) and gates='error'")
     ip.gated.append(ip.where(n))
+    if branch is not None:
+        _drop_branch_warnings(ip, branch)
     # the gate's value, fixed factors included (relu6(z + 3) / 6, the
     # hard-sigmoid written out), is the rescaling: it adds nothing; a value
     # the gate broadcasts to a larger shape (x of C x 1 x W, a spatial gate
@@ -270,12 +273,13 @@ def gated_by_refused(ip, n, args, real):
             len(args) > 1 and _is_sym(args[0]) and isinstance(args[1], Refused) and \
             is_positive_divisor(ip, n.args[1]):     # (a floor or trunc division is no gate)
         return _gated(ip, n, ip.b.materialize(args[0]), real,
-                      factor_range(ip, n.args[1], divides=True))
+                      factor_range(ip, n.args[1], divides=True), branch=n.args[1])
     if packet is not aten.mul or len(args) < 2:
         return None
     for x, g, i in ((args[0], args[1], 1), (args[1], args[0], 0)):
         if _is_sym(x) and isinstance(g, Refused) and is_gate(ip, n.args[i]):
-            return _gated(ip, n, ip.b.materialize(x), real, factor_range(ip, n.args[i]))
+            return _gated(ip, n, ip.b.materialize(x), real, factor_range(ip, n.args[i]),
+                          branch=n.args[i])
     return None
 
 

@@ -357,7 +357,7 @@ def _div(ip, n, args, kwargs, real):
             # division by a value bounded away from 0 computed from the input
             # (x / (1 + exp(-z)), a sigmoid written out): a gate (SPEC §1b)
             return _gated(ip, n, ip.b.materialize(a), real,
-                          factor_range(ip, n.args[1], divides=True))
+                          factor_range(ip, n.args[1], divides=True), branch=n.args[1])
         ip.unsupported(n, "division by a network value", "only division by a non-negative "
                        "statistic (a normalization) or by a value bounded away from 0 (1 + "
                        "exp(-z)) is a positive rescaling")

@@ -96,7 +96,8 @@ def pools_gate(ip, stat) -> bool:
         seen.add(u)
         for a in u.all_input_nodes:
             s = ip.sym.get(a)
-            if isinstance(s, Stat):
+            if isinstance(s, Stat) or isinstance(s, tuple) and \
+                    any(isinstance(v, Stat) for v in s):     # (max(dim): values, indices)
                 stack.append(a)
             elif _is_sym(s) and is_gate(ip, a):
                 return True

@@ -33,7 +33,10 @@ _FIXED = {"sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0), "softmax": (0.0, 1.0
           "_softmax": (0.0, 1.0), "tanh": (-1.0, 1.0), "erf": (-1.0, 1.0), "sin": (-1.0, 1.0),
           "cos": (-1.0, 1.0), "atan": (-math.pi / 2, math.pi / 2),
           "arctan": (-math.pi / 2, math.pi / 2), "log_softmax": (-INF, 0.0),
-          "_log_softmax": (-INF, 0.0)}
+          "_log_softmax": (-INF, 0.0),
+          # spreads and norms: non-negative, whatever they reduce
+          "var": (0.0, INF), "std": (0.0, INF), "linalg_vector_norm": (0.0, INF),
+          "norm": (0.0, INF)}
 #: non-decreasing elementwise functions: the range of the image is the image of the range
 _INCREASING = {
     "relu": lambda t: max(t, 0.0),
@@ -53,6 +56,7 @@ _SAME = set((
     "mean adaptive_avg_pool1d adaptive_avg_pool2d "
     "_adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool3d amax amin max min "
     "max_pool1d max_pool2d max_pool3d max_pool2d_with_indices max_pool3d_with_indices "
+    "adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d "
     "upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d "
     "_upsample_nearest_exact2d _upsample_nearest_exact3d upsample_linear1d "
     "upsample_bilinear2d upsample_trilinear3d _upsample_bilinear2d_aa reflection_pad1d "
@@ -124,7 +128,10 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
         return f(lo), f(hi)
     if name == "getitem" and len(n.args) > 1 and n.args[1] == 1 and \
             isinstance(n.args[0], torch.fx.Node) and \
-            _name_of(n.args[0].target) in ("max", "min", "sort", "topk", "kthvalue", "mode"):
+            _name_of(n.args[0].target) in ("max", "min", "sort", "topk", "kthvalue", "mode",
+                                           "max_pool2d_with_indices", "max_pool3d_with_indices",
+                                           "adaptive_max_pool1d", "adaptive_max_pool2d",
+                                           "adaptive_max_pool3d"):
         return 0.0, INF             # the indices of a max / sort: not its values
     if name in ("argmax", "argmin"):
         return 0.0, INF

@@ -41,6 +41,7 @@ class _Writer:
                 "call_function", target, args,
                 name=f"{self.n.name}_{target.overloadpacket.__name__}")
         self.last.meta = {k: v for k, v in self.n.meta.items() if k != "val"}
+        self.last.meta["written_out"] = self.n.meta.get("written_out", self.n.name)
         self.last.meta["val"] = target(*(_meta(a) for a in args))
         return self.last
 
@@ -51,7 +52,8 @@ class _Writer:
         if isinstance(outputs, tuple):
             for u in list(n.users):
                 if u.target is operator.getitem:
-                    u.replace_all_uses_with(outputs[u.args[1]])
+                    if u.users:
+                        u.replace_all_uses_with(outputs[u.args[1]])
                     self.graph.erase_node(u)
         else:
             n.replace_all_uses_with(outputs)
@@ -82,12 +84,15 @@ def _moments(w: _Writer, n: torch.fx.Node, kw: dict):
     for d in dims:
         count *= int(val.shape[d])
     m = w(aten.mean.dim, x, dims, True)
+    mean = m if keepdim else w(aten.squeeze.dims, m, dims)
+    if not any(u.target is operator.getitem and u.args[1] == 0 and u.users for u in n.users):
+        return None, mean       # (the variance unused: not written, its square not warned)
     squares = w(aten.pow.Tensor_Scalar, w(aten.sub.Tensor, x, m), 2)
     spread = w(aten.div.Scalar, w(aten.sum.dim_IntList, squares, dims, keepdim),
                max(count - correction, 0))
     if n.target.overloadpacket is aten.std_mean:
         spread = w(aten.sqrt.default, spread)
-    return spread, (m if keepdim else w(aten.squeeze.dims, m, dims))
+    return spread, mean
 
 
 def _lerp(w: _Writer, n: torch.fx.Node, kw: dict):

@@ -9,8 +9,8 @@ import torch
 from .divisive import fixed_value
 from .symbolic import _name_of, base_packet
 
-__all__ = ["ancestors", "centres_exactly", "descendants", "fixed_gain", "same_inputs",
-           "sum_count", "value_of_its_own"]
+__all__ = ["ancestors", "centres_exactly", "computed_from", "descendants", "fixed_gain",
+           "reduces_batch", "same_inputs", "sum_count", "value_of_its_own"]
 
 aten = torch.ops.aten
 
@@ -138,3 +138,43 @@ def fixed_gain(u, src) -> tuple:
         return ()
     key = float(other) if isinstance(other, (int, float)) else other
     return ((base_packet(u.target) is aten.div, key),)
+
+
+#: reductions whose dimensions are their second argument (or ``dim``)
+_OVER_DIMS = set("mean sum amax amin max min var std var_mean std_mean linalg_vector_norm "
+                 "norm cumsum".split())
+
+
+def reduces_batch(n, ndim: int) -> bool:
+    """Whether fx node ``n``, a reduction of a value of ``ndim`` dimensions,
+    reduces over the batch (dimension 0, or every dimension where none is
+    given): a per-sample statistic it is not (SPEC §1b)."""
+    name = _name_of(n.target)
+    if name not in _OVER_DIMS or ndim < 1:
+        return False
+    if name in ("linalg_vector_norm", "norm"):
+        dims = n.args[2] if len(n.args) > 2 else n.kwargs.get("dim")
+    else:
+        dims = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
+    if name in ("max", "min") and dims is None and len(n.args) > 1:
+        return False            # max(a, b) of two values
+    if dims is None or isinstance(dims, (list, tuple)) and not dims:
+        return True
+    return 0 in {int(d) % ndim for d in ([dims] if isinstance(dims, int) else dims)}
+
+
+def computed_from(ip, node, source) -> bool:
+    """Whether fx ``node``'s value is computed from ``source``'s (a statistic
+    of the value it rescales).  O(ops between them)."""
+    if not isinstance(node, torch.fx.Node) or not isinstance(source, torch.fx.Node):
+        return False
+    order = ip.node_order()
+    seen, stack = set(), [node]
+    while stack:
+        u = stack.pop()
+        if u is source:
+            return True
+        if u not in seen and order.get(u, -1) > order.get(source, -1):
+            seen.add(u)
+            stack.extend(u.all_input_nodes)
+    return False

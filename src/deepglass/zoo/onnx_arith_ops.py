@@ -268,6 +268,32 @@ class _ArithOps:
             return None
         return found[0], found[1], gt.input[1]
 
+    def _lerp_where(self, where) -> tuple[str, str, str] | None:
+        """``(a, b, w)`` where ``where`` is ``torch.lerp(a, b, w)`` as torch's exporters
+        write it: ``Where(Less(w, 0.5), a + w (b - a), b - (b - a)(1 - w))`` (or
+        ``Less(|w|, 0.5)``, or a constant for a number ``w``): two forms of one value
+        chosen by ``w`` for rounding, read as the first, ``a + w (b - a)`` (structure
+        only)."""
+        if where.op_type != "Where" or len(where.input) != 3:
+            return None
+        less = self._producer(where.input[0], "Less")
+        add = self._producer(where.input[1], "Add")
+        other = self._producer(where.input[2], "Sub")
+        if less is None and self._const_of(where.input[0]) is None or add is None or other is None:
+            return None
+        w = None
+        if less is not None:
+            absolute = self._producer(less.input[0], "Abs")
+            w = absolute.input[0] if absolute is not None else less.input[0]
+        for a, prod in ((add.input[0], add.input[1]), (add.input[1], add.input[0])):
+            mul = self._producer(prod, "Mul")
+            for i in range(2 if mul is not None else 0):
+                diff = self._producer(mul.input[1 - i], "Sub")
+                if (w is None or mul.input[i] == w) and diff is not None and \
+                        diff.input[1] == a and other.input[0] == diff.input[0]:
+                    return a, diff.input[0], mul.input[i]
+        return None
+
     def _fuse_layer_norm(self, node) -> bool:
         """``(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps)`` over the trailing axes -> ``nn.LayerNorm``."""
         sub = self._producer(node.input[0], "Sub")

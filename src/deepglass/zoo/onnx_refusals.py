@@ -83,6 +83,8 @@ class _Refusals:
             static = unknown = None
             if op in ("Greater", "Where") and self._softplus_part(node):
                 static = True   # the dynamo exporter's nn.Softplus(beta, threshold)
+            if self._lerp_part(node):
+                static = True   # torch.lerp's choice between two forms of its value
             if op in ("Loop", "If") and node.domain in ("", "ai.onnx"):
                 # control flow computing nothing from the input (a shape check): dropped or run now
                 static = self._dead(node) or self._reads_constants(node, const)
@@ -120,8 +122,8 @@ class _Refusals:
                     + _CUT)
         if op in ("Max", "Min") and len(node.input) == 2 and len(live) == 1:
             return None   # max(x, tau) with a constant tau: an elementwise activation (a TLU)
-        if op == "Where" and len(node.input) == 3 and node.input[0] in const and len(live) == 1:
-            return None   # a fixed mask choosing between an activation and a constant
+        if op == "Where" and len(node.input) == 3 and node.input[0] in const:
+            return None   # a fixed mask choosing between activations or constants (lerp by a number)
         if op in ("Loop", "If"):
             return ("data-dependent control flow (a loop or branch on values computed from the input); "
                     "the signed graph needs one fixed feed-forward computation: export the network without it "
@@ -147,6 +149,19 @@ class _Refusals:
         users = self.consumers.get(node.output[0], [])
         return bool(users) and node.output[0] not in self.graph_outputs and \
             all(self._softplus_threshold(w) is not None for w in users)
+
+    def _lerp_part(self, node) -> bool:
+        """A Where of ``torch.lerp`` (:meth:`_lerp_where`), or the Less (and the Abs
+        before it) that only such Wheres read."""
+        if node.op_type == "Where":
+            return self._lerp_where(node) is not None
+        if node.op_type not in ("Less", "Abs"):
+            return False
+        users = self.consumers.get(node.output[0], [])
+        return bool(users) and node.output[0] not in self.graph_outputs and \
+            all(self._lerp_part(u) if node.op_type == "Abs" and u.op_type == "Less" else
+                u.op_type == "Where" and self._lerp_where(u) is not None
+                and u.input[0] == node.output[0] for u in users)
 
     def _known(self, node) -> bool:
         if node.domain not in ("", "ai.onnx") or getattr(self, f"op_{node.op_type}", None) is None:

@@ -116,6 +116,10 @@ class _ShapeOps:
         a gather, a masking and a sum), which the capture takes as padding.
         ``Where(Greater(beta x, t), x, softplus(beta x) / beta)`` (the dynamo
         exporter's ``nn.Softplus(beta, t)``) is that module."""
+        if self._lerp_where(node) is not None:
+            # torch.lerp: both branches are the same value, written two ways
+            self.set(node, self.inp(node, 1))
+            return
         sp = self._softplus_threshold(node)
         if sp is not None and not self.values[sp[0]].is_const:
             threshold = self.need_const(self.producer[node.input[0]], 1, "threshold")
@@ -126,7 +130,7 @@ class _ShapeOps:
             return
         cond, x, y = (self.inp(node, i) for i in range(3))
         if cond is not None and cond.is_const and x is not None and y is not None \
-                and x.is_const != y.is_const:
+                and not (x.is_const and y.is_const):
             self.set(node, self.emit_function(torch.where, [cond, x, y]))
             return
         self._fold(node, torch.where)
@@ -135,6 +139,11 @@ class _ShapeOps:
         self._fold(node, torch.eq)
 
     def op_Less(self, node, a):
+        if self._lerp_part(node):      # torch.lerp's choice of form: nothing reads it
+            x = self.inp(node, 0)
+            self.set(node, _Value(node=None, example=torch.empty(
+                x.tensor.shape, dtype=torch.bool, device="meta")))
+            return
         self._fold(node, torch.lt)
 
     def op_Greater(self, node, a):
@@ -154,7 +163,7 @@ class _ShapeOps:
         """Folded on constants; of an activation an elementwise function (as
         ``torch.abs``: warned as not non-decreasing)."""
         x = self.inp(node, 0)
-        if x.is_const:
+        if x.is_const or self._lerp_part(node):    # (|w| of torch.lerp's choice: unread)
             self._fold(node, torch.abs)
         else:
             self.set(node, self.emit_function(torch.abs, [x]))
