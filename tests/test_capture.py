@@ -197,8 +197,9 @@ def test_gate_viewed_and_expanded_is_still_a_gate(capture):
     g1, _ = _graph(gated, (2, 4, 4), capture=capture)
     np.testing.assert_allclose(_dense(g1), _dense(g0))
     assert sum(r["params"] for r in g1.meta["left_out"]) == 3      # the gate's conv1d
-    # a value viewed from a signed one is no gate: still refused
-    gated[2].forward = lambda x: x * torch.tanh(x.mean((2, 3))).view(x.shape[0], -1, 1, 1)
+    # a value viewed from a signed one is no gate: still refused (tanh of the mean
+    # of a ReLU's output alone would be one, in [0, 1))
+    gated[2].forward = lambda x: x * torch.tanh(x.mean((2, 3)) - 0.5).view(x.shape[0], -1, 1, 1)
     with pytest.raises(UnsupportedLayerError, match="product of two network values"):
         SignedGraph.from_module(gated, (2, 4, 4), capture=capture)
 

@@ -304,3 +304,99 @@ def test_an_op_written_out_is_named_as_the_user_wrote_it():
     assert g.meta["gates"] == ["lerp"]
     with pytest.raises(UnsupportedLayerError, match="unsupported layer 'lerp' "):
         SignedGraph.from_module(net.eval(), (2, 5, 5), gates="error")
+
+
+class _Moment(nn.Module):
+    """``fc(cat([y.mean(2), s]))`` with ``s`` a moment of the centred ``d = y -
+    y.mean(2, keepdim=True)``: its scaled square summed, its magnitude, cube or
+    fourth power averaged (features, no normalization)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv, self.fc = nn.Conv1d(2, 3, 3), nn.Linear(6, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        d = y - y.mean(2, keepdim=True)
+        s = {"scaled_square": lambda: ((d / 7) ** 2).sum(2), "abs": lambda: d.abs().mean(2),
+             "cube": lambda: (d ** 3).mean(2), "fourth": lambda: (d ** 4).mean(2)}[self.how]()
+        return self.fc(torch.cat([y.mean(2), s], 1))
+
+
+@pytest.mark.parametrize("how", ["scaled_square", "abs", "cube", "fourth"])
+def test_a_centring_under_any_moment_feature_is_a_layer(how):
+    """A centred value raised to a power or a magnitude, through fixed factors,
+    into a feature keeps its centring (SPEC §1b: no normalization, so the mean
+    subtraction is a layer): linearized, each moment is a multiple of ``sum(d)
+    = 0``, so the path sums are those of the mean features alone (the
+    centring was dropped, as it was for the square before)."""
+    torch.manual_seed(0)
+    net = _Moment(how).double().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = SignedGraph.from_module(net, (2, 9), dtype=torch.float64)
+
+    def linear(t):
+        y = net.conv(t.view(1, 2, 9))
+        return net.fc(torch.cat([y.mean(2), torch.zeros_like(y.mean(2))], 1))
+
+    J = torch.autograd.functional.jacobian(linear, torch.zeros(18, dtype=torch.float64))
+    np.testing.assert_allclose(path_sums(g)[g.output_index], J.numpy().reshape(2, 18),
+                               atol=1e-12)
+
+
+def test_a_per_sample_statistic_in_a_loop_over_the_batch_is_accepted():
+    """``stack([s / |s|.amax() for s in y])``: each ``s`` is one sample (its batch
+    axis taken away), so its maximum over every axis is per sample, a
+    normalization (it was refused as a reduction over the batch)."""
+    class Loop(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.head(torch.stack([s / s.abs().amax() for s in y]))
+
+    torch.manual_seed(0)
+    net = Loop()
+    g, A = _dense(net, (2, 5, 5))
+    _, B = _dense(nn.Sequential(net.conv, net.head), (2, 5, 5))
+    np.testing.assert_allclose(A, B, rtol=1e-12)
+
+
+@pytest.mark.parametrize("fn", [torch.tanh, torch.erf, torch.atan])
+def test_an_increasing_bounded_function_of_a_non_negative_value_is_a_gate(fn):
+    """``tanh`` (``erf``, ``atan``) of a non-negative value is non-negative and
+    bounded, a gate (SPEC §1b); it was refused, its range taken as (-1, 1)
+    whatever its argument."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.g, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 3, 1), nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.head(y * fn(torch.relu(self.g(y))))
+
+    torch.manual_seed(0)
+    g, _ = _dense(Net(), (2, 5, 5))
+    assert g.meta["gates"] and [r["block"] for r in g.meta["left_out"]] == ["g"]
+
+
+def test_an_activation_written_out_is_warned_at_its_layers():
+    """Hard-swish written out (``x * relu6(x + 3) / 6``) at three layers: one
+    warning naming the layers and their count, as for the module (it named
+    none)."""
+    class HardSwish(nn.Module):
+        def forward(self, x):
+            return x * F.relu6(x + 3) / 6
+
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), HardSwish(), nn.Conv2d(3, 3, 1), HardSwish(),
+                        nn.Conv2d(3, 2, 1), HardSwish())
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        SignedGraph.from_module(net.eval(), (2, 6, 6))
+    (message,) = [str(x.message) for x in w if "non-decreasing" in str(x.message)]
+    assert message.startswith("activation hard-swish (written out) at 3 layers ('1:mul'")

@@ -78,7 +78,8 @@ def _assert_round_trip(net, shape, dynamo):
 
 
 class _Lerp(nn.Module):
-    """``torch.lerp(y, h(y), w)``, ``w`` a number or a sigmoid gate; a var_mean norm."""
+    """``torch.lerp(y, h(y), w)``, ``w`` a number or a sigmoid gate; a var_mean norm;
+    selections written like lerp."""
 
     def __init__(self, weight):
         super().__init__()
@@ -91,12 +92,18 @@ class _Lerp(nn.Module):
         if self.weight == "var_mean":
             v, m = torch.var_mean(y, (1, 2, 3), keepdim=True)
             return self.d((y - m) / torch.sqrt(v + 1e-5))
-        w = torch.sigmoid(self.g(y)) if self.weight == "gate" else self.weight
+        if self.weight == "fixed_mask":     # a fixed selection that only looks like lerp
+            mask = torch.arange(27).reshape(3, 3, 3) % 2 == 0
+            return self.d(torch.where(mask, y + 0.3 * (self.h(y) - y), self.h(y) - y))
+        w = torch.sigmoid(self.g(y)) if self.weight in ("gate", "like_lerp") else self.weight
+        if self.weight == "like_lerp":      # a selection by w, with branches that differ
+            h = self.h(y)
+            return self.d(torch.where(w < 0.5, y + w * (h - y), h - y * w))
         return self.d(torch.lerp(y, self.h(y), w))
 
 
 @pytest.mark.filterwarnings("ignore::deepglass.graph.NonMonotoneActivationWarning")
-@pytest.mark.parametrize("weight", [0.3, 1.5, "gate", "var_mean"])
+@pytest.mark.parametrize("weight", [0.3, 1.5, "gate", "var_mean", "fixed_mask"])
 @pytest.mark.parametrize("dynamo", [False, True])
 def test_lerp_and_var_mean_read_back_as_written(weight, dynamo):
     """torch's exporters write ``torch.lerp(a, b, w)`` as ``Where(w < 0.5, a + w (b -
@@ -106,6 +113,26 @@ def test_lerp_and_var_mean_read_back_as_written(weight, dynamo):
     condition)."""
     torch.manual_seed(0)
     _assert_round_trip(_Lerp(weight).eval(), (2, 5, 5), dynamo=dynamo)
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_a_selection_that_only_looks_like_lerp_stays_refused(dynamo):
+    """``where(w < 0.5, y + w (h - y), h - y w)``: its branches differ, so it is a
+    selection by the input's values, refused as from PyTorch (it was read as
+    its first branch)."""
+    from deepglass.errors import UnsupportedLayerError
+
+    torch.manual_seed(0)
+    net, x, buf = _Lerp("like_lerp").eval(), torch.randn(1, 2, 5, 5), io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            buf.write(torch.onnx.export(net, (x,), dynamo=True, verbose=False)
+                      .model_proto.SerializeToString())
+        else:
+            torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=17)
+    with pytest.raises(UnsupportedLayerError, match="selection"):
+        onnx_to_module(onnx.load_from_string(buf.getvalue()))
 
 
 class _Resample(nn.Module):

@@ -515,21 +515,26 @@ def _square_of(u):
 
 
 def _squared_as_feature(ip, u) -> bool:
-    """Whether the centred value at fx node ``u`` (``x - mean(x)``) is squared
-    (through views) into a value that is no normalization's statistic: a
-    variance or standard deviation used as a feature.  O(ops after ``u``)."""
-    stack, seen = [u], set()
+    """Whether the centred value at fx node ``u`` (``x - mean(x)``) is raised
+    to a power or a magnitude (through views and fixed factors) into a value
+    that is no normalization's statistic: a variance, standard deviation or
+    mean absolute deviation used as a feature.  O(ops after ``u``)."""
+    depends, stack, seen = ip.input_dependent(), [u], set()
     while stack:
         v = stack.pop()
         if v in seen:
             continue
         seen.add(v)
         for w in v.users:
-            if _square_of(w) is v:
+            name = _name_of(w.target)
+            if _square_of(w) is v or name == "abs" or name == "pow" and w.args[0] is v:
                 if not feeds_normalization(ip, w):
                     return True
-            elif _name_of(w.target) in _MOVES | {"expand", "neg"}:
-                stack.append(w)
+            elif name in _MOVES | {"expand", "neg"} or name in ("mul", "div") and \
+                    w.args[0] is v and not (len(w.args) > 1 and w.args[1] in depends) or \
+                    name == "mul" and len(w.args) > 1 and w.args[1] is v and \
+                    w.args[0] not in depends:
+                stack.append(w)         # (a view or a fixed factor of it)
     return False
 
 

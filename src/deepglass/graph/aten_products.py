@@ -173,7 +173,8 @@ def of_one_value(ip, n, a, b, real, written: str):
     path = probe[2]
     ip.b.retract_warnings(u for u in path if all(w in path for w in u.users) or u is n)
     if name not in _MONOTONE:
-        ip.warn_nonmonotone(f"{name} (written out)")
+        # (named at its layer, as a module's warning: several are grouped by kind)
+        ip.warn_nonmonotone(f"{name} (written out) at {ip.where(n)!r}")
     out = _flag(ip.b.activated(ip.b.materialize(ip.sym[y])), nonneg=False, fn=None,
                 value=None)
     return out if k == 1.0 else scale(ip.b, out, torch.tensor(k, dtype=torch.float64))

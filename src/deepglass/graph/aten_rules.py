@@ -243,7 +243,8 @@ def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
         args = (remap(ip.b.materialize(args[0]), lambda t, fill: t.permute(perm).contiguous()),)
         real_in, dl = real_in.permute(perm), [nd - 1]
     elif 0 in dl:
-        ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension")
+        # (at once: a gate's branch that mixes the samples is no per-sample gate)
+        ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension", at_once=True)
     # the mean of a value that may be negative is a statistic only where it
     # is subtracted; as a factor its sign would change the edges' (SPEC §1b)
     signed = not (isinstance(args[0], Ref) and args[0].nonneg)

@@ -30,9 +30,8 @@ INF = math.inf
 
 #: elementwise functions with a fixed range
 _FIXED = {"sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0), "softmax": (0.0, 1.0),
-          "_softmax": (0.0, 1.0), "tanh": (-1.0, 1.0), "erf": (-1.0, 1.0), "sin": (-1.0, 1.0),
-          "cos": (-1.0, 1.0), "atan": (-math.pi / 2, math.pi / 2),
-          "arctan": (-math.pi / 2, math.pi / 2), "log_softmax": (-INF, 0.0),
+          "_softmax": (0.0, 1.0), "sin": (-1.0, 1.0), "cos": (-1.0, 1.0),
+          "log_softmax": (-INF, 0.0),
           "_log_softmax": (-INF, 0.0),
           # spreads and norms: non-negative, whatever they reduce
           "var": (0.0, INF), "std": (0.0, INF), "linalg_vector_norm": (0.0, INF),
@@ -43,6 +42,8 @@ _INCREASING = {
     "relu6": lambda t: min(max(t, 0.0), 6.0),
     "exp": lambda t: math.exp(min(t, 700.0)) if t < INF else INF,
     "sqrt": lambda t: math.sqrt(max(t, 0.0)),          # (defined for t >= 0)
+    # bounded ones: tanh of a non-negative value is a gate in [0, 1)
+    "tanh": math.tanh, "erf": math.erf, "atan": math.atan, "arctan": math.atan,
 }
 #: ops whose elements are some of their first operand's (moves, copies,
 #: selections) or convex combinations of them (means, average pools, nearest

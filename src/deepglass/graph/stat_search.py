@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from .batch_axis import batch_axis_removed
 from .divisive import fixed_value
 from .symbolic import _name_of, base_packet
 
@@ -148,9 +149,11 @@ _OVER_DIMS = set("mean sum amax amin max min var std var_mean std_mean linalg_ve
 def reduces_batch(n, ndim: int) -> bool:
     """Whether fx node ``n``, a reduction of a value of ``ndim`` dimensions,
     reduces over the batch (dimension 0, or every dimension where none is
-    given): a per-sample statistic it is not (SPEC §1b)."""
+    given): a per-sample statistic it is not (SPEC §1b).  Not where the
+    batch axis was taken away before (``s.var()`` for each ``s`` in
+    ``y.unbind(0)``: one sample's)."""
     name = _name_of(n.target)
-    if name not in _OVER_DIMS or ndim < 1:
+    if name not in _OVER_DIMS or ndim < 1 or batch_axis_removed(n.args[0]):
         return False
     if name in ("linalg_vector_norm", "norm"):
         dims = n.args[2] if len(n.args) > 2 else n.kwargs.get("dim")

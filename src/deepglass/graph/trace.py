@@ -433,7 +433,7 @@ def _one_per_activation(caught):
 
     groups: dict = {}
     for w in caught:
-        m = re.match(r"activation (\S+) at '([^']*)'(.*?) is not non-decreasing(.*)$",
+        m = re.match(r"activation (.+?) at '([^']*)'(.*?) is not non-decreasing(.*)$",
                      str(w.message), re.S)
         key = (m[1], m[4]) if m else str(w.message)
         groups.setdefault(key, []).append((w, m))

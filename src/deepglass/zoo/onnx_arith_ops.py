@@ -272,8 +272,9 @@ class _ArithOps:
         """``(a, b, w)`` where ``where`` is ``torch.lerp(a, b, w)`` as torch's exporters
         write it: ``Where(Less(w, 0.5), a + w (b - a), b - (b - a)(1 - w))`` (or
         ``Less(|w|, 0.5)``, or a constant for a number ``w``): two forms of one value
-        chosen by ``w`` for rounding, read as the first, ``a + w (b - a)`` (structure
-        only)."""
+        chosen by ``w`` for rounding, read as the first, ``a + w (b - a)``.  Both
+        branches are checked to be these forms (with the constant 1), so whatever
+        the condition they are equal."""
         if where.op_type != "Where" or len(where.input) != 3:
             return None
         less = self._producer(where.input[0], "Less")
@@ -290,9 +291,34 @@ class _ArithOps:
             for i in range(2 if mul is not None else 0):
                 diff = self._producer(mul.input[1 - i], "Sub")
                 if (w is None or mul.input[i] == w) and diff is not None and \
-                        diff.input[1] == a and other.input[0] == diff.input[0]:
+                        diff.input[1] == a and other.input[0] == diff.input[0] and \
+                        self._times_one_minus(other.input[1], diff.output[0], mul.input[i]):
                     return a, diff.input[0], mul.input[i]
         return None
+
+    def _times_one_minus(self, name: str, diff: str, w: str) -> bool:
+        """Whether the value ``name`` is ``diff * (1 - w)`` (either order; for a
+        constant ``w``, ``1 - w`` may be one constant)."""
+        mul = self._producer(name, "Mul")
+        if mul is None or diff not in mul.input:
+            return False
+        factor = mul.input[1] if mul.input[0] == diff else mul.input[0]
+        one = self._producer(factor, "Sub")
+        if one is not None and one.input[1] == w:
+            c, want = one.input[0], 1.0
+        elif self._constant(w) and self._constant(factor):
+            c, want = factor, 1.0 - float(self._const_of(w).reshape(())) \
+                if self._const_of(w) is not None and self._const_of(w).numel() == 1 else None
+        else:
+            return False
+        value = self._const_of(c)
+        if value is None or want is None:   # (before conversion: Constant nodes not read yet)
+            return self._constant(c) and value is None
+        return value.numel() == 1 and abs(float(value.reshape(())) - want) <= 1e-6 * (1 + abs(want))
+
+    def _constant(self, name: str) -> bool:
+        """Whether ``name`` is a constant: an initializer or a Constant node's output."""
+        return self._const_of(name) is not None or self._producer(name, "Constant") is not None
 
     def _fuse_layer_norm(self, node) -> bool:
         """``(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps)`` over the trailing axes -> ``nn.LayerNorm``."""
