@@ -246,6 +246,9 @@ class _Pool(nn.Module):
             "all_amax": lambda: y / y.abs().amax(),
             "batch_var": lambda: y / torch.sqrt(y.var(0, keepdim=True) + 1e-5),
             "batch_square": lambda: y / torch.sqrt((y ** 2).mean(0, keepdim=True) + 1e-5),
+            # a parameter row selected, samples stacked back: the batch is still there
+            "bank_row": lambda: (lambda z: z / z.abs().amax())(y * self.g.weight[0].view(1, 3, 1, 1)),
+            "stacked": lambda: y / torch.stack(list(y.unbind(0))).abs().amax(0, keepdim=True),
         }[self.how]()
         return self.head(out)
 
@@ -287,7 +290,8 @@ def test_what_only_a_left_out_statistic_computes_warns_nothing():
     assert [r["block"] for r in _capture("gelu_branch")[0].meta["left_out"]] == ["g"]
 
 
-@pytest.mark.parametrize("how", ["batch_amax", "all_amax", "batch_var", "batch_square"])
+@pytest.mark.parametrize("how", ["batch_amax", "all_amax", "batch_var", "batch_square",
+                                 "bank_row", "stacked"])
 def test_a_statistic_over_the_batch_is_refused(how):
     """A statistic reduced over the batch is no per-sample normalization (SPEC
     §1b): refused as a centring over the batch is (these were accepted)."""
@@ -320,11 +324,13 @@ class _Moment(nn.Module):
         y = self.conv(x)
         d = y - y.mean(2, keepdim=True)
         s = {"scaled_square": lambda: ((d / 7) ** 2).sum(2), "abs": lambda: d.abs().mean(2),
-             "cube": lambda: (d ** 3).mean(2), "fourth": lambda: (d ** 4).mean(2)}[self.how]()
+             "cube": lambda: (d ** 3).mean(2), "fourth": lambda: (d ** 4).mean(2),
+             "norm": lambda: d.norm(dim=2),
+             "norm1": lambda: torch.linalg.vector_norm(d, 1, dim=2)}[self.how]()
         return self.fc(torch.cat([y.mean(2), s], 1))
 
 
-@pytest.mark.parametrize("how", ["scaled_square", "abs", "cube", "fourth"])
+@pytest.mark.parametrize("how", ["scaled_square", "abs", "cube", "fourth", "norm", "norm1"])
 def test_a_centring_under_any_moment_feature_is_a_layer(how):
     """A centred value raised to a power or a magnitude, through fixed factors,
     into a feature keeps its centring (SPEC §1b: no normalization, so the mean

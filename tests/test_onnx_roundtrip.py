@@ -86,6 +86,7 @@ class _Lerp(nn.Module):
         self.weight = weight
         self.c, self.h, self.g, self.d = (nn.Conv2d(2, 3, 3), nn.Conv2d(3, 3, 1),
                                           nn.Conv2d(3, 3, 1), nn.Conv2d(3, 2, 1))
+        self.register_buffer("fixed", torch.tensor([0.2, 0.9, -0.4]).view(1, 3, 1, 1))
 
     def forward(self, x):
         y = self.c(x)
@@ -95,15 +96,17 @@ class _Lerp(nn.Module):
         if self.weight == "fixed_mask":     # a fixed selection that only looks like lerp
             mask = torch.arange(27).reshape(3, 3, 3) % 2 == 0
             return self.d(torch.where(mask, y + 0.3 * (self.h(y) - y), self.h(y) - y))
-        w = torch.sigmoid(self.g(y)) if self.weight in ("gate", "like_lerp") else self.weight
-        if self.weight == "like_lerp":      # a selection by w, with branches that differ
+        w = torch.sigmoid(self.g(y)) if self.weight in ("gate", "like_lerp", "like_lerp2") \
+            else self.fixed if self.weight == "tensor" else self.weight
+        if self.weight in ("like_lerp", "like_lerp2"):  # a selection by w, branches that differ
             h = self.h(y)
-            return self.d(torch.where(w < 0.5, y + w * (h - y), h - y * w))
+            return self.d(torch.where(w < 0.5, y + w * (h - y), h - y * w if self.weight ==
+                                      "like_lerp" else h - (h - y) * (2 - w)))
         return self.d(torch.lerp(y, self.h(y), w))
 
 
 @pytest.mark.filterwarnings("ignore::deepglass.graph.NonMonotoneActivationWarning")
-@pytest.mark.parametrize("weight", [0.3, 1.5, "gate", "var_mean", "fixed_mask"])
+@pytest.mark.parametrize("weight", [0.3, 1.5, "tensor", "gate", "var_mean", "fixed_mask"])
 @pytest.mark.parametrize("dynamo", [False, True])
 def test_lerp_and_var_mean_read_back_as_written(weight, dynamo):
     """torch's exporters write ``torch.lerp(a, b, w)`` as ``Where(w < 0.5, a + w (b -
@@ -115,15 +118,16 @@ def test_lerp_and_var_mean_read_back_as_written(weight, dynamo):
     _assert_round_trip(_Lerp(weight).eval(), (2, 5, 5), dynamo=dynamo)
 
 
+@pytest.mark.parametrize("like", ["like_lerp", "like_lerp2"])
 @pytest.mark.parametrize("dynamo", [False, True])
-def test_a_selection_that_only_looks_like_lerp_stays_refused(dynamo):
+def test_a_selection_that_only_looks_like_lerp_stays_refused(dynamo, like):
     """``where(w < 0.5, y + w (h - y), h - y w)``: its branches differ, so it is a
     selection by the input's values, refused as from PyTorch (it was read as
     its first branch)."""
     from deepglass.errors import UnsupportedLayerError
 
     torch.manual_seed(0)
-    net, x, buf = _Lerp("like_lerp").eval(), torch.randn(1, 2, 5, 5), io.BytesIO()
+    net, x, buf = _Lerp(like).eval(), torch.randn(1, 2, 5, 5), io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:

@@ -466,7 +466,7 @@ class AtenInterpreter(torch.fx.Interpreter):
                 self.unsupported(n, _opname(n.target), "it mixes a network value with a "
                                  "normalization's statistic (x ** p, a root or a mean of a "
                                  "network value that rescales a value)")
-            if reduces_batch(n, getattr(self.real(n.args[0]), "ndim", 0)):
+            if reduces_batch(n, getattr(self.real(n.args[0]), "ndim", 0), self.input_dependent()):
                 self.unsupported(n, _opname(n.target), "it reduces over the batch dimension",
                                  at_once=True)
             out = real[0] if isinstance(real, tuple) else real

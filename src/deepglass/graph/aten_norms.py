@@ -101,6 +101,7 @@ def _instance_norm_layer(ip, n, args, kwargs, real):
 #: ops that only move or copy a value's elements, each once
 _MOVES = set("view _unsafe_view reshape permute transpose t unsqueeze squeeze contiguous clone "
              "alias flatten movedim unflatten swapaxes detach _to_copy".split())
+_NORMS = ("linalg_vector_norm", "norm")
 
 
 def _fold_gain(ip, n, val, s, count=uses):
@@ -250,7 +251,7 @@ def _reduced_statistic(ip, n, args, kwargs, real):
         out = moment(ip, n, real)
         if out is not None:
             return out
-    if reduces_batch(n, ip.real(n.args[0]).ndim):       # (also in a gate's branch)
+    if reduces_batch(n, ip.real(n.args[0]).ndim, ip.input_dependent()):  # (in a gate's too)
         ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension", at_once=True)
     if isinstance(real, tuple):
         return tuple(Stat(tuple(r.shape[1:])) for r in real)
@@ -515,10 +516,9 @@ def _square_of(u):
 
 
 def _squared_as_feature(ip, u) -> bool:
-    """Whether the centred value at fx node ``u`` (``x - mean(x)``) is raised
-    to a power or a magnitude (through views and fixed factors) into a value
-    that is no normalization's statistic: a variance, standard deviation or
-    mean absolute deviation used as a feature.  O(ops after ``u``)."""
+    """Whether the centred value at fx node ``u`` (``x - mean(x)``) is raised to
+    a power, a magnitude or a norm (through views and fixed factors) into a value
+    that is no normalization's statistic (a feature).  O(ops after ``u``)."""
     depends, stack, seen = ip.input_dependent(), [u], set()
     while stack:
         v = stack.pop()
@@ -527,8 +527,8 @@ def _squared_as_feature(ip, u) -> bool:
         seen.add(v)
         for w in v.users:
             name = _name_of(w.target)
-            if _square_of(w) is v or name == "abs" or name == "pow" and w.args[0] is v:
-                if not feeds_normalization(ip, w):
+            if _square_of(w) is v or name in ("abs", "pow", *_NORMS) and w.args[0] is v:
+                if not feeds_normalization(ip, w, reduced=name in _NORMS):
                     return True
             elif name in _MOVES | {"expand", "neg"} or name in ("mul", "div") and \
                     w.args[0] is v and not (len(w.args) > 1 and w.args[1] in depends) or \

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .onnx_values import _Norm, _Value, _attrs, _close, _param
+from .onnx_values import _Norm, _Value, _attrs, _close, _param, _to_tensor
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -305,20 +305,28 @@ class _ArithOps:
         factor = mul.input[1] if mul.input[0] == diff else mul.input[0]
         one = self._producer(factor, "Sub")
         if one is not None and one.input[1] == w:
-            c, want = one.input[0], 1.0
-        elif self._constant(w) and self._constant(factor):
-            c, want = factor, 1.0 - float(self._const_of(w).reshape(())) \
-                if self._const_of(w) is not None and self._const_of(w).numel() == 1 else None
-        else:
+            value, want = self._constant(one.input[0]), torch.ones(())
+        else:           # (a constant w: 1 - w folded into one constant)
+            value, wv = self._constant(factor), self._constant(w)
+            want = None if wv is None else 1.0 - wv.double()
+        if value is None or want is None or not value.is_floating_point():
             return False
-        value = self._const_of(c)
-        if value is None or want is None:   # (before conversion: Constant nodes not read yet)
-            return self._constant(c) and value is None
-        return value.numel() == 1 and abs(float(value.reshape(())) - want) <= 1e-6 * (1 + abs(want))
+        try:
+            return bool(torch.allclose(value.double(), want.double().expand_as(value),
+                                       rtol=1e-6, atol=1e-7))
+        except RuntimeError:        # (shapes that do not broadcast so)
+            return False
 
-    def _constant(self, name: str) -> bool:
-        """Whether ``name`` is a constant: an initializer or a Constant node's output."""
-        return self._const_of(name) is not None or self._producer(name, "Constant") is not None
+    def _constant(self, name: str) -> torch.Tensor | None:
+        """The value of ``name`` where it is a constant (an initializer, a converted
+        value, or a Constant node's, read before conversion), else None."""
+        v = self._const_of(name)
+        node = self._producer(name, "Constant") if v is None else None
+        if node is not None and node.attribute:
+            a = node.attribute[0]
+            v = _to_tensor(a.t) if a.name == "value" else torch.tensor(a.f) \
+                if a.name == "value_float" else None
+        return v
 
     def _fuse_layer_norm(self, node) -> bool:
         """``(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps)`` over the trailing axes -> ``nn.LayerNorm``."""

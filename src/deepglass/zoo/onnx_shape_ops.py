@@ -116,9 +116,11 @@ class _ShapeOps:
         a gather, a masking and a sum), which the capture takes as padding.
         ``Where(Greater(beta x, t), x, softplus(beta x) / beta)`` (the dynamo
         exporter's ``nn.Softplus(beta, t)``) is that module."""
-        if self._lerp_where(node) is not None:
+        first = self.inp(node, 1)
+        if self._lerp_where(node) is not None and tuple(first.tensor.shape) == torch.broadcast_shapes(
+                *(tuple(self.inp(node, i).tensor.shape) for i in range(3))):
             # torch.lerp: both branches are the same value, written two ways
-            self.set(node, self.inp(node, 1))
+            self.set(node, first)
             return
         sp = self._softplus_threshold(node)
         if sp is not None and not self.values[sp[0]].is_const:
