@@ -406,3 +406,34 @@ def test_an_activation_written_out_is_warned_at_its_layers():
         SignedGraph.from_module(net.eval(), (2, 6, 6))
     (message,) = [str(x.message) for x in w if "non-decreasing" in str(x.message)]
     assert message.startswith("activation hard-swish (written out) at 3 layers ('1:mul'")
+
+
+class _CastMask(nn.Module):
+    """``y`` times a 0/1 mask cast to a number: from another layer's output,
+    its negation, or ``y``'s own sign (a ReLU written out)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv, self.m, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 3, 1), nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        mask = {"other": lambda: self.m(y) > 0, "negated": lambda: ~(self.m(y) > 0),
+                "own": lambda: y > 0}[self.how]()
+        return self.head(y * mask.to(y.dtype))
+
+
+@pytest.mark.parametrize("how", ["other", "negated"])
+def test_a_mask_cast_to_a_number_is_a_gate(how):
+    """``y * (m(y) > 0).float()`` is ``where(m(y) > 0, y, 0)``, a gate of values 0
+    and 1 (SPEC §1b): the conv and head alone, ``m`` left out (it was refused at
+    the comparison); ``y * (y > 0).float()``, a ReLU written out, stays refused."""
+    torch.manual_seed(0)
+    net = _CastMask(how)
+    g, A = _dense(net, (2, 5, 5))
+    _, B = _dense(nn.Sequential(net.conv, net.head), (2, 5, 5))
+    np.testing.assert_allclose(A, B, rtol=1e-12)
+    assert g.meta["gates"] and [r["block"] for r in g.meta["left_out"]] == ["m"]
+    with pytest.raises(UnsupportedLayerError, match="comparison"):
+        _dense(_CastMask("own"), (2, 5, 5))

@@ -278,7 +278,10 @@ def gated_by_refused(ip, n, args, real):
     if packet is not aten.mul or len(args) < 2:
         return None
     for x, g, i in ((args[0], args[1], 1), (args[1], args[0], 0)):
-        if _is_sym(x) and isinstance(g, Refused) and is_gate(ip, n.args[i]):
+        # (a mask of the value's own elements, y * (y > 0).float(), is a ReLU written
+        # out: an activation, refused as the comparison, as where(y > 0, y, 0) is)
+        if _is_sym(x) and isinstance(g, Refused) and is_gate(ip, n.args[i]) and \
+                not _elementwise_of(n.args[i], n.args[1 - i]):
             return _gated(ip, n, ip.b.materialize(x), real, factor_range(ip, n.args[i]),
                           branch=n.args[i])
     return None

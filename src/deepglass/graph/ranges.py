@@ -35,7 +35,10 @@ _FIXED = {"sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0), "softmax": (0.0, 1.0
           "_log_softmax": (-INF, 0.0),
           # spreads and norms: non-negative, whatever they reduce
           "var": (0.0, INF), "std": (0.0, INF), "linalg_vector_norm": (0.0, INF),
-          "norm": (0.0, INF)}
+          "norm": (0.0, INF),
+          # comparisons: a mask of 0 and 1 (cast to a number: (z > 0).float())
+          **dict.fromkeys("gt ge lt le eq ne logical_not logical_and logical_or".split(),
+                          (0.0, 1.0))}
 #: non-decreasing elementwise functions: the range of the image is the image of the range
 _INCREASING = {
     "relu": lambda t: max(t, 0.0),
@@ -123,6 +126,9 @@ def _range_of(ip, n, depth) -> tuple[float, float]:
         return pick(alo, blo), pick(ahi, bhi)
     if name in _FIXED:
         return _FIXED[name]
+    if name == "bitwise_not":       # of a mask (~(z > 0)): a mask; of integers, unbounded
+        val = n.meta.get("val")
+        return (0.0, 1.0) if getattr(val, "dtype", None) == torch.bool else (-INF, INF)
     if name in _INCREASING:
         lo, hi = of(0)
         f = _INCREASING[name]
