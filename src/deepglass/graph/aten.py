@@ -38,7 +38,8 @@ from .aten_products import (_attention, _bmm, _drop_branch_warnings, _gated, _li
 from .aten_scatter import index_put, scatter, write_into_view
 from .rewrites import write_out
 from .model_checks import RANDOM_WHY, data_reads_detach, export_failure, random_draw
-from .stat_search import computed_from, reduces_batch
+from .batch_axis import reduces_batch
+from .stat_search import computed_from
 from .norm_gain import apply_gain, gained_stat, pools_gate
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          _conv_layer, _conv_transpose_layer, _convolution, _div, _identity,

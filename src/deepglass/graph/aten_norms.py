@@ -24,8 +24,9 @@ from .symbolic import (_SHAPE_ONLY, Pending, Ref, _is_sym, _name_of, _opname, ba
                        uses)
 from .divisive import MIXING, nonnegative_mixing
 from .moments import moment, power
-from .stat_search import (centres_exactly, descendants, fixed_gain, reduces_batch, same_inputs,
-                          sum_count, value_of_its_own)
+from .batch_axis import reduces_batch
+from .stat_search import (centres_exactly, descendants, fixed_gain, same_inputs, sum_count,
+                          value_of_its_own)
 
 __all__ = ["Stat", "absolute_statistic", "feeds_normalization", "stat_sign", "variance_form"]
 
@@ -516,9 +517,8 @@ def _square_of(u):
 
 
 def _squared_as_feature(ip, u) -> bool:
-    """Whether the centred value at fx node ``u`` (``x - mean(x)``) is raised to
-    a power, a magnitude or a norm (through views and fixed factors) into a value
-    that is no normalization's statistic (a feature).  O(ops after ``u``)."""
+    """Whether the centred value at fx node ``u`` (``x - mean(x)``) is raised to a power,
+    a magnitude or a norm (through views, fixed factors) into a feature.  O(ops after u)."""
     depends, stack, seen = ip.input_dependent(), [u], set()
     while stack:
         v = stack.pop()

@@ -31,8 +31,7 @@ INF = math.inf
 #: elementwise functions with a fixed range
 _FIXED = {"sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0), "softmax": (0.0, 1.0),
           "_softmax": (0.0, 1.0), "sin": (-1.0, 1.0), "cos": (-1.0, 1.0),
-          "log_softmax": (-INF, 0.0),
-          "_log_softmax": (-INF, 0.0),
+          "log_softmax": (-INF, 0.0), "_log_softmax": (-INF, 0.0),
           # spreads and norms: non-negative, whatever they reduce
           "var": (0.0, INF), "std": (0.0, INF), "linalg_vector_norm": (0.0, INF),
           "norm": (0.0, INF),

@@ -10,7 +10,7 @@ from .divisive import fixed_value
 from .symbolic import _name_of, base_packet
 
 __all__ = ["ancestors", "centres_exactly", "computed_from", "descendants", "fixed_gain",
-           "reduces_batch", "same_inputs", "sum_count", "value_of_its_own"]
+           "same_inputs", "sum_count", "value_of_its_own"]
 
 aten = torch.ops.aten
 
@@ -138,69 +138,6 @@ def fixed_gain(u, src) -> tuple:
         return ()
     key = float(other) if isinstance(other, (int, float)) else other
     return ((base_packet(u.target) is aten.div, key),)
-
-
-#: ops that move axes: a batch axis taken away after one is not known to be it
-_AXIS_MOVES = {"permute", "transpose", "movedim", "t", "swapaxes", "swapdims"}
-#: ops that put samples (back) side by side along an axis
-_REBATCH = {"stack", "cat", "concat", "unsqueeze"}
-
-
-def one_sample(node, depends) -> bool:
-    """Whether fx ``node``'s value is made from one sample alone: every path from
-    it back to a network input (through the input-dependent nodes ``depends``)
-    passes a ``select`` / ``unbind`` / ``squeeze`` of dimension 0 with no axis
-    moved before it, and no ``stack`` / ``cat`` after it (samples put back
-    side by side).  O(ancestors)."""
-    if not isinstance(node, torch.fx.Node) or node not in depends:
-        return False
-    seen, stack = set(), [node]
-    while stack:
-        u = stack.pop()
-        if u in seen or u not in depends:
-            continue
-        seen.add(u)
-        if u.op != "call_function":
-            return False        # a batched input reached
-        name = _name_of(u.target)
-        if name in _REBATCH:
-            return False
-        if name in ("select", "unbind", "squeeze") and \
-                0 in _dims(u.args[1] if len(u.args) > 1 else u.kwargs.get("dim", 0)) and \
-                not any(_name_of(a.target) in _AXIS_MOVES for a in ancestors(u.args[0])
-                        if a in depends and a.op == "call_function"):
-            continue            # this path holds one sample
-        stack.extend(u.all_input_nodes)
-    return True
-
-
-def _dims(d) -> set:
-    return set(d) if isinstance(d, (list, tuple)) else {d}
-
-
-#: reductions whose dimensions are their second argument (or ``dim``)
-_OVER_DIMS = set("mean sum amax amin max min var std var_mean std_mean linalg_vector_norm "
-                 "norm cumsum".split())
-
-
-def reduces_batch(n, ndim: int, depends) -> bool:
-    """Whether fx node ``n``, a reduction of a value of ``ndim`` dimensions,
-    reduces over the batch (dimension 0, or every dimension where none is
-    given): a per-sample statistic it is not (SPEC §1b).  Not where the
-    value is one sample's (:func:`one_sample`: ``s.var()`` for each ``s`` in
-    ``y.unbind(0)``)."""
-    name = _name_of(n.target)
-    if name not in _OVER_DIMS or ndim < 1 or one_sample(n.args[0], depends):
-        return False
-    if name in ("linalg_vector_norm", "norm"):
-        dims = n.args[2] if len(n.args) > 2 else n.kwargs.get("dim")
-    else:
-        dims = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
-    if name in ("max", "min") and dims is None and len(n.args) > 1:
-        return False            # max(a, b) of two values
-    if dims is None or isinstance(dims, (list, tuple)) and not dims:
-        return True
-    return 0 in {int(d) % ndim for d in ([dims] if isinstance(dims, int) else dims)}
 
 
 def computed_from(ip, node, source) -> bool:
