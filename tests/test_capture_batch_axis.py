@@ -4,7 +4,9 @@ rows (a decoder shared by the sources a separation net estimates,
 more dimension, of extent 1 along the rows; checked against the Jacobian, and
 against the twin that writes that layer out (same graph, same active
 subnetworks). One number per sample (a timestep, shape ``(B,)``): an input of
-shape ``()``."""
+shape ``()``. The batch axis followed through ``permute`` / ``view``: a
+statistic over it, wherever it was moved, is refused; a sample's own, in a
+loop over the batch, is a per-sample centring."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 import torch.nn as nn
 from jacobian import assert_is_jacobian
 from test_capture_ops import _Fn
+from test_capture_rewrites import _dense
 
 from deepglass.errors import UnsupportedLayerError
 from deepglass.experiments.active import active_subgraph
@@ -221,3 +224,101 @@ def test_the_cli_and_an_onnx_file_take_one_number_per_sample(cli, tmp_path, monk
     code, out, err = cli(["graph", "denoiser.onnx", "--json"])
     assert code == 0, err
     assert (json.loads(out)["nodes"], json.loads(out)["edges"]) == (want.n_nodes, want.n_edges)
+
+
+class _Moved(nn.Module):
+    """A centring (or a division by a magnitude) reduced over the axes that hold
+    the batch once ``permute`` / ``transpose`` / ``movedim`` moved it, or over a
+    sample's own axes moved channels-last."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.how == "transposed":        # a training-mode batch norm written by hand
+            z = y.transpose(0, 1)
+            return self.head((z - z.mean((1, 2, 3), keepdim=True)).transpose(0, 1))
+        if self.how == "permuted":          # the batch moved last, reduced there
+            z = y.permute(1, 2, 3, 0)
+            return self.head((z - z.mean(-1, keepdim=True)).permute(3, 0, 1, 2))
+        if self.how == "moved_var":
+            z = y.movedim(0, 2)
+            return self.head((z / z.var((2, 3), keepdim=True).add(1e-5).sqrt()).movedim(2, 0))
+        if self.how == "flattened":         # batch and channels merged by a view
+            z = y.transpose(0, 1).reshape(3, -1)
+            return self.head((y - z.mean(1).view(1, 3, 1, 1)))
+        # channels-last: each sample's spatial mean, a per-sample centring
+        z = y.permute(0, 2, 3, 1)
+        return self.head((z - z.mean((1, 2), keepdim=True)).permute(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("how", ["transposed", "permuted", "moved_var", "flattened"])
+def test_a_statistic_over_a_batch_axis_moved_by_permute_is_refused(how):
+    """The batch axis is followed through ``transpose`` / ``permute`` /
+    ``movedim`` / ``view``: a statistic reduced over it, wherever it was moved,
+    mixes the samples (SPEC §1b: no per-sample normalization); these were
+    taken for per-sample centrings (only dimension 0 was looked at)."""
+    with pytest.raises(UnsupportedLayerError, match="reduces over the batch dimension"):
+        _dense(_Moved(how), (2, 5, 5))
+
+
+def test_a_per_sample_statistic_over_axes_moved_channels_last_is_a_centring():
+    """Each sample's spatial mean taken channels-last is a per-sample centring,
+    ignored (SPEC §1b): the graph is the conv and head alone."""
+    torch.manual_seed(0)
+    net = _Moved("channels_last")
+    _, A = _dense(net, (2, 5, 5))
+    _, B = _dense(nn.Sequential(net.conv, net.head), (2, 5, 5))
+    np.testing.assert_allclose(A, B, rtol=1e-12)
+
+
+class _SampleLoop(nn.Module):
+    """Each sample centred (or scaled by its magnitude) in a Python loop over the
+    batch, the samples put back by ``stack`` or by ``cat`` of ``unsqueeze(0)``."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.how == "mean_all":
+            return self.head(torch.stack([s - s.mean() for s in y]))
+        if self.how == "sum_all":
+            return self.head(torch.stack([s - s.sum() / s.numel() for s in y]))
+        return self.head(torch.cat([s.unsqueeze(0) - s.mean((1, 2), keepdim=True).unsqueeze(0)
+                                    for s in y]))
+
+
+@pytest.mark.parametrize("how", ["mean_all", "sum_all", "cat_unsqueezed"])
+def test_a_centring_in_a_loop_over_the_samples_is_ignored(how):
+    """A sample's own mean over all its axes (``s.mean()``, ``s.sum() / n``:
+    refused as an unknown op ``mean``), or over its spatial axes with both
+    sides unsqueezed back into a batch (taken for a layer, its mean a node
+    block), is a per-sample centring: ignored (SPEC §1b), the graph is the
+    conv and head alone."""
+    torch.manual_seed(0)
+    net = _SampleLoop(how)
+    _, A = _dense(net, (2, 5, 5))
+    _, B = _dense(nn.Sequential(net.conv, net.head), (2, 5, 5))
+    np.testing.assert_allclose(A, B, rtol=1e-12)
+
+
+def test_a_sum_over_every_axis_of_a_batched_value_is_refused_as_over_the_batch():
+    """``y.sum()`` of a batched value adds the samples up: refused as a reduction
+    over the batch (now that a sum over every axis has a rule of its own)."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.head(y) + y.sum()
+
+    with pytest.raises(UnsupportedLayerError, match="reduces over the batch dimension"):
+        _dense(Net(), (2, 5, 5))

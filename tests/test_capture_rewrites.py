@@ -437,3 +437,35 @@ def test_a_mask_cast_to_a_number_is_a_gate(how):
     assert g.meta["gates"] and [r["block"] for r in g.meta["left_out"]] == ["m"]
     with pytest.raises(UnsupportedLayerError, match="comparison"):
         _dense(_CastMask("own"), (2, 5, 5))
+
+
+
+def test_an_op_written_out_is_read_as_written_in_a_program_that_writes_into_a_view():
+    """A program that writes into a view (``y[:, :1] *= 2``) is functionalized
+    before it is read, and its ``var_mean`` written out there (once): it keeps
+    to ``torch.export``'s ops, and its path sums are those of the conv with
+    one channel doubled, then the head (the normalization a positive
+    rescaling, its centring ignored: SPEC §1b)."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            v, m = torch.var_mean(y, (1, 2, 3), keepdim=True)
+            y = ((y - m) / torch.sqrt(v + 1e-5)).clone()
+            y[:, :1] *= 2
+            return self.head(y)
+
+    torch.manual_seed(0)
+    net = Net()
+    g, _ = _dense(net, (2, 5, 5))
+    assert g.meta["rules"]["capture"] == "torch.export"
+    doubled = nn.Conv2d(2, 3, 3).double()
+    with torch.no_grad():
+        doubled.weight.copy_(net.conv.weight * torch.tensor([2.0, 1, 1]).view(3, 1, 1, 1))
+        doubled.bias.copy_(net.conv.bias)
+    h, _ = _dense(nn.Sequential(doubled, net.head), (2, 5, 5))
+    np.testing.assert_allclose(path_sums(g)[g.output_index], path_sums(h)[h.output_index],
+                               atol=1e-12)

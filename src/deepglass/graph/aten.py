@@ -38,7 +38,7 @@ from .aten_products import (_attention, _bmm, _drop_branch_warnings, _gated, _li
 from .aten_scatter import index_put, scatter, write_into_view
 from .rewrites import write_out
 from .model_checks import RANDOM_WHY, data_reads_detach, export_failure, random_draw
-from .batch_axis import reduces_batch
+from .batch_axis import BatchAxes, reduces_batch
 from .stat_search import computed_from
 from .norm_gain import apply_gain, gained_stat, pools_gate
 from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
@@ -117,7 +117,7 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
             # ``slice_scatter`` / ``select_scatter`` (re-indexings), nothing lowered;
             # so too where ops repeat, before they are merged
             ep = ep.run_decompositions({})
-            gm = ep.module()
+            gm = write_out(complex_as_real(ep.module()))
         # (a complex op's rule only refuses it: lowered, stft becomes _fft_r2c, which
         # complex_as_real reads)
         if not core and all(_rule(nd.target) not in (None, refuse_complex) for nd in gm.graph.nodes
@@ -128,7 +128,7 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
             packet = getattr(aten, name, None)
             for overload in packet.overloads() if packet is not None else ():
                 table.pop(getattr(packet, overload), None)
-        return _merged(complex_as_real(ep.run_decompositions(table).module())), \
+        return _merged(write_out(complex_as_real(ep.run_decompositions(table).module()))), \
             "torch.export (core ATen)"
     except Exception as exc:  # the exporter raises many kinds of errors
         msg = export_failure(exc, model, kwargs)
@@ -163,10 +163,9 @@ def _source_line(n) -> str:
 
 
 def _merged(gm):
-    """``gm`` with ops written out as what they compute (``var_mean``,
-    ``lerp``: :mod:`.rewrites`) and identical ops merged into one
-    (:mod:`.identical`), where it is functional."""
-    write_out(gm)
+    """``gm`` (its ops written out as what they compute, ``var_mean``, ``lerp``:
+    :mod:`.rewrites`) with identical ops merged into one (:mod:`.identical`),
+    where it is functional."""
     if not mutates(gm.graph) and identical_ops(gm.graph):
         merge_identical_ops(gm)
     return gm
@@ -270,6 +269,14 @@ class AtenInterpreter(torch.fx.Interpreter):
                     dep.add(node)
             self._dependent = dep
         return dep
+
+    def batch_axes(self, node) -> frozenset:
+        """The axes of fx ``node``'s value that hold the batch (:class:`.BatchAxes`)."""
+        axes = getattr(self, "_batch_axes", None)
+        if axes is None:
+            axes = self._batch_axes = BatchAxes(self.module.graph, self.input_dependent(),
+                                                self.env.get)
+        return axes(node)
 
     def real(self, a):
         return torch.fx.node.map_arg(a, lambda nd: self.env[nd])
@@ -467,7 +474,7 @@ class AtenInterpreter(torch.fx.Interpreter):
                 self.unsupported(n, _opname(n.target), "it mixes a network value with a "
                                  "normalization's statistic (x ** p, a root or a mean of a "
                                  "network value that rescales a value)")
-            if reduces_batch(n, getattr(self.real(n.args[0]), "ndim", 0), self.input_dependent()):
+            if reduces_batch(self, n):
                 self.unsupported(n, _opname(n.target), "it reduces over the batch dimension",
                                  at_once=True)
             out = real[0] if isinstance(real, tuple) else real
@@ -501,7 +508,9 @@ ATEN_OPS: dict = {
     aten.group_norm.default: _group_norm_layer,
     aten.instance_norm.default: _instance_norm_layer,
     aten.mean.dim: _mean,
+    aten.mean.default: _mean,
     aten.sum.dim_IntList: _sum,
+    aten.sum.default: _sum,
     aten.amax.default: _amax,
     aten.max.dim: _amax,
     aten.max.default: _amax,

@@ -252,7 +252,7 @@ def _reduced_statistic(ip, n, args, kwargs, real):
         out = moment(ip, n, real)
         if out is not None:
             return out
-    if reduces_batch(n, ip.real(n.args[0]).ndim, ip.input_dependent()):  # (in a gate's too)
+    if reduces_batch(ip, n):  # (in a gate's too)
         ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension", at_once=True)
     if isinstance(real, tuple):
         return tuple(Stat(tuple(r.shape[1:])) for r in real)

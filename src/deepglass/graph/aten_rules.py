@@ -18,7 +18,7 @@ from ..errors import DeepglassError
 from .blocks import ConvTransposeBlock, ResampleBlock
 from .crops import cropped_transpose
 from .aten_norms import Stat, feeds_normalization
-from .batch_axis import (batch_axis_removed, check_batched, stacked_in_front,
+from .batch_axis import (batch_axis_removed, check_batched, reduces_batch, stacked_in_front,
                          unsqueezed_in_front)
 from .aten_products import _gated, _product, _same, judge_monotone, of_one_value
 from .identical import writes_into_argument
@@ -242,7 +242,7 @@ def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
         perm = list(range(1, nd)) + [0]
         args = (remap(ip.b.materialize(args[0]), lambda t, fill: t.permute(perm).contiguous()),)
         real_in, dl = real_in.permute(perm), [nd - 1]
-    elif 0 in dl:
+    elif reduces_batch(ip, n):
         # (at once: a gate's branch that mixes the samples is no per-sample gate)
         ip.unsupported(n, _opname(n.target), "it reduces over the batch dimension", at_once=True)
     # the mean of a value that may be negative is a statistic only where it
@@ -250,6 +250,10 @@ def _reduction(ip, n, args, real, mean: bool = False, pool: str | None = None):
     signed = not (isinstance(args[0], Ref) and args[0].nonneg)
     if feeds_normalization(ip, n, reduced=True, signed=signed):
         return Stat(tuple(real.shape[1:]), 0 if signed else 1)
+    if 0 in dl:     # (the layers' own index keeps the batch axis first)
+        ip.unsupported(n, _opname(n.target), "it reduces over a leading dimension that is not "
+                       "the batch (an axis moved there by permute / transpose, or one sample's "
+                       "first axis); reduce before moving the axes")
     x = ip.b.materialize(args[0])
     if mean and dl[0] >= 2:
         return global_mean_op(ip.b, ip.where(n), x, real_in, real, dl)

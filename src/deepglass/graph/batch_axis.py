@@ -4,15 +4,16 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.fx
 
 from ..errors import DeepglassError
-from .stat_search import ancestors
 from .symbolic import _name_of, _opname
 
-__all__ = ["check_batched", "stacked_in_front", "unsqueezed_in_front", "batch_axis_removed",
-           "one_sample", "reduces_batch"]
+__all__ = ["BatchAxes", "check_batched", "stacked_in_front", "unsqueezed_in_front",
+           "batch_axis_removed", "reduces_batch"]
 
 
 def check_batched(ip, n, unbatched: bool) -> None:
@@ -53,38 +54,158 @@ def batch_axis_removed(node, depth: int = 256) -> bool:
     return False
 
 
-#: ops that move axes: a batch axis taken away after one is not known to be it
-_AXIS_MOVES = {"permute", "transpose", "movedim", "t", "swapaxes", "swapdims"}
-#: ops that put samples (back) side by side along an axis
-_REBATCH = {"stack", "cat", "concat", "unsqueeze"}
+#: ops whose output reshapes their input (the batch axis followed by its
+#: place in the flat order of elements)
+_RESHAPES = {"view", "reshape", "_unsafe_view", "flatten", "unflatten", "_reshape_alias"}
+#: ops that take one position along a dimension away
+_TAKES = {"select", "unbind"}
 
 
-def one_sample(node, depends) -> bool:
-    """Whether fx ``node``'s value is made from one sample alone: every path from
-    it back to a network input (through the input-dependent nodes ``depends``)
-    passes a ``select`` / ``unbind`` / ``squeeze`` of dimension 0 with no axis
-    moved before it, and no ``stack`` / ``cat`` after it (samples put back
-    side by side).  O(ancestors)."""
-    if not isinstance(node, torch.fx.Node) or node not in depends:
-        return False
-    seen, stack = set(), [node]
-    while stack:
-        u = stack.pop()
-        if u in seen or u not in depends:
+class BatchAxes:
+    """Which axes of each value of an fx graph hold the batch (SPEC §1: the graph
+    is one sample's; a statistic over the batch is none of a sample's).
+
+    The batch axis starts at 0 in every network input and is followed through
+    the ops that move it (``permute``, ``transpose``, ``movedim``), add or take
+    away axes before it (``unsqueeze``, ``squeeze``, ``select``, reductions),
+    reshape around it (``view``: the axis that holds its place in the flat
+    order, or the axis it is merged into), and take it away (``select`` /
+    ``unbind`` / ``squeeze`` of it: one sample's value, which has no batch
+    axis); samples put back side by side (``stack`` / ``cat`` of values taken
+    out of the batch) make the stacking axis a batch axis again.  Elementwise
+    and other ops align their inputs' axes from the right, as broadcasting
+    does.  Each node is visited once, in graph order, when first asked for
+    (O(nodes) in all).
+
+    ``value(node)`` gives a node's real value (for shapes); ``depends``: the
+    nodes computed from a network input (the others have no batch axis).
+    """
+
+    def __init__(self, graph: torch.fx.Graph, depends, value):
+        self._nodes, self._pos, self._depends, self._value = list(graph.nodes), 0, depends, value
+        self._axes: dict = {}
+
+    def __call__(self, node) -> frozenset:
+        """The axes of ``node``'s value that hold (or are merged with) the batch;
+        empty for one sample's value or a value computed from no input."""
+        return self._state(node)[0]
+
+    def _state(self, node) -> tuple[frozenset, bool]:
+        """(batch axes, whether a sample was taken out of the batch on the way)."""
+        while node not in self._axes and self._pos < len(self._nodes):
+            nd = self._nodes[self._pos]
+            self._pos += 1
+            self._axes[nd] = self._rule(nd) if nd in self._depends else (frozenset(), False)
+        return self._axes.get(node, (frozenset(), False))
+
+    def _rule(self, nd) -> tuple[frozenset, bool]:
+        if nd.op == "placeholder":
+            return frozenset({0}), False
+        parts = [p for p in nd.all_input_nodes if p in self._depends]
+        states = [self._state(p) for p in parts]
+        took = any(t for _, t in states)
+        name = _name_of(nd.target) if nd.op == "call_function" else ""
+        out, a = _ndim(self._value(nd)), nd.args
+        if not parts or out is None:
+            return frozenset(), took
+        src, axes = parts[0], states[0][0]
+        nin = _ndim(self._value(src))
+        if nin is None:
+            return frozenset(), took
+        if name == "permute" and a[0] is src:
+            order = [int(d) % nin for d in a[1]]
+            return frozenset(i for i, d in enumerate(order) if d in axes), took
+        if name in ("transpose", "swapaxes", "swapdims", "t", "movedim") and a[0] is src:
+            order = _moved(name, a, nd.kwargs, nin)
+            return frozenset(i for i, d in enumerate(order) if d in axes), took
+        if name == "unsqueeze" and a[0] is src:
+            d = int(a[1]) % out
+            return frozenset(b + (b >= d) for b in axes), took
+        if (name in _TAKES or name == "squeeze") and a[0] is src:
+            sin = tuple(self._value(src).shape)
+            gone = _squeezed(a, nd.kwargs, sin) if name == "squeeze" else                 {int(a[1] if len(a) > 1 else nd.kwargs.get("dim", 0)) % nin}
+            return (frozenset(b - sum(g < b for g in gone) for b in axes if b not in gone),
+                    took or bool(gone & axes))
+        if name in ("stack", "cat", "concat"):
+            d = int(a[1] if len(a) > 1 else nd.kwargs.get("dim", 0)) % out
+            shift = name == "stack"
+            union = {b + (shift and b >= d) for ax, _ in states for b in ax}
+            if any(t and not ax for ax, t in states):
+                union.add(d)        # samples put back side by side along d
+            return frozenset(union), took
+        if name in _RESHAPES and a[0] is src:
+            return frozenset(_reshaped(axes, tuple(self._value(src).shape),
+                                       tuple(_shape(self._value(nd))))), took
+        if name in _OVER_DIMS and a[0] is src and out < nin:
+            gone = _reduced_dims(nd, nin)
+            return frozenset(b - sum(g < b for g in gone) for b in axes if b not in gone), took
+        # elementwise, layers, anything else: axes aligned from the right
+        union = set()
+        for p, (ax, _) in zip(parts, states):
+            k = _ndim(self._value(p)) or 0
+            union |= {b + out - k for b in ax if 0 <= b + out - k < out}
+        return frozenset(union), took
+
+
+def _shape(v):
+    if isinstance(v, (tuple, list)):
+        v = next((t for t in v if isinstance(t, torch.Tensor)), None)
+    return tuple(v.shape) if isinstance(v, torch.Tensor) else None
+
+
+def _ndim(v):
+    s = _shape(v)
+    return None if s is None else len(s)
+
+
+def _moved(name, a, kwargs, nd: int) -> list[int]:
+    """The input axis at each output position of a transpose / movedim."""
+    order = list(range(nd))
+    if name == "t":
+        return order[::-1] if nd == 2 else order
+    if name == "movedim":
+        src, dst = a[1], a[2]
+        src = [int(s) % nd for s in (src if isinstance(src, (list, tuple)) else [src])]
+        dst = [int(d) % nd for d in (dst if isinstance(dst, (list, tuple)) else [dst])]
+        rest = iter(d for d in order if d not in src)
+        placed = dict(zip(dst, src))
+        return [placed[i] if i in placed else next(rest) for i in range(nd)]
+    d0, d1 = int(a[1]) % nd, int(a[2]) % nd
+    order[d0], order[d1] = order[d1], order[d0]
+    return order
+
+
+def _squeezed(a, kwargs, shape) -> set:
+    dims = a[1] if len(a) > 1 else kwargs.get("dim")
+    if dims is None:
+        return {i for i, s in enumerate(shape) if s == 1}
+    return {int(d) % len(shape) for d in _dims(dims) if shape[int(d) % len(shape)] == 1}
+
+
+def _reshaped(axes, sin, sout) -> set:
+    """Where the batch axes ``axes`` of a value of shape ``sin`` are in its
+    reshape to ``sout``: an axis of size 1 (a batch of one) keeps its place in
+    the flat order (the same count of elements before it, the same rank among
+    the size-1 axes there); one the batch was merged into (``y.view(B * S, C,
+    T)``, then of size ``S``) is split back with the batch outermost, at the
+    first size-1 axis at its place (``view(B, S, C, T)``); else every output
+    axis that holds part of it, the axis it is merged into."""
+    out = set()
+    for b in axes:
+        p0 = math.prod(sin[:b])
+        p1 = p0 * sin[b]
+        rank = sum(1 for i in range(b) if sin[i] == 1 and math.prod(sin[:i]) == p0) \
+            if sin[b] == 1 else 0
+        ones = [j for j in range(len(sout)) if sout[j] == 1 and math.prod(sout[:j]) == p0]
+        if len(ones) > rank:
+            out.add(ones[rank])
             continue
-        seen.add(u)
-        if u.op != "call_function":
-            return False        # a batched input reached
-        name = _name_of(u.target)
-        if name in _REBATCH:
-            return False
-        if name in ("select", "unbind", "squeeze") and \
-                0 in _dims(u.args[1] if len(u.args) > 1 else u.kwargs.get("dim", 0)) and \
-                not any(_name_of(a.target) in _AXIS_MOVES for a in ancestors(u.args[0])
-                        if a in depends and a.op == "call_function"):
-            continue            # this path holds one sample
-        stack.extend(u.all_input_nodes)
-    return True
+        for j in range(len(sout)):
+            q0 = math.prod(sout[:j])
+            q1 = q0 * sout[j]
+            if q0 < p1 and q1 > p0 or q0 <= p0 < q1:
+                out.add(j)
+    return out
 
 
 def _dims(d) -> set:
@@ -96,24 +217,34 @@ _OVER_DIMS = set("mean sum amax amin max min var std var_mean std_mean linalg_ve
                  "norm cumsum".split())
 
 
-def reduces_batch(n, ndim: int, depends) -> bool:
-    """Whether fx node ``n``, a reduction of a value of ``ndim`` dimensions,
-    reduces over the batch (dimension 0, or every dimension where none is
-    given): a per-sample statistic it is not (SPEC §1b).  Not where the
-    value is one sample's (:func:`one_sample`: ``s.var()`` for each ``s`` in
-    ``y.unbind(0)``)."""
+def _reduced_dims(n, ndim: int) -> set | None:
+    """The dimensions (in ``0..ndim-1``) reduction ``n`` reduces over: all of
+    them where none is given; None for ``max(a, b)`` of two values."""
     name = _name_of(n.target)
-    if name not in _OVER_DIMS or ndim < 1 or one_sample(n.args[0], depends):
-        return False
     if name in ("linalg_vector_norm", "norm"):
         dims = n.args[2] if len(n.args) > 2 else n.kwargs.get("dim")
     else:
         dims = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
     if name in ("max", "min") and dims is None and len(n.args) > 1:
-        return False            # max(a, b) of two values
+        return None             # max(a, b) of two values
     if dims is None or isinstance(dims, (list, tuple)) and not dims:
-        return True
-    return 0 in {int(d) % ndim for d in ([dims] if isinstance(dims, int) else dims)}
+        return set(range(ndim))
+    return {int(d) % ndim for d in _dims(dims)}
+
+
+def reduces_batch(ip, n) -> bool:
+    """Whether fx node ``n``, a reduction, reduces over an axis that holds the
+    batch (:class:`BatchAxes`: dimension 0 of an input, wherever ``permute`` or
+    ``view`` moved it; every dimension where none is given): a per-sample
+    statistic it is not (SPEC §1b).  Not where the value is one sample's
+    (``s.var()`` for each ``s`` in ``y.unbind(0)``).  O(1) once the nodes
+    before ``n`` are visited."""
+    real = ip.real(n.args[0]) if n.args else None
+    if _name_of(n.target) not in _OVER_DIMS or not isinstance(real, torch.Tensor) or \
+            real.ndim < 1:
+        return False
+    dims = _reduced_dims(n, real.ndim)
+    return dims is not None and bool(dims & ip.batch_axes(n.args[0]))
 
 
 def unsqueezed_in_front(node) -> bool:

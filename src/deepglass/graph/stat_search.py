@@ -114,17 +114,33 @@ def centres_exactly(ip, u, src, others, n, gains) -> bool:
             return False
     if not bool(torch.allclose(k, torch.ones((), dtype=torch.float64), rtol=1e-9, atol=0)):
         return False
-    m, x = src.meta.get("val"), others[0].meta.get("val") if others else None
-    if len(others) != 1 or not isinstance(m, torch.Tensor) or not isinstance(x, torch.Tensor):
+    if len(others) != 1:
+        return False
+    a = others[0]
+    # the same axis added to (or taken from) both, as a loop over the samples
+    # writes ``cat([s.unsqueeze(0) - s.mean(1, keepdim=True).unsqueeze(0) ...])``
+    while src is not n and _same_axis_op(a, src):
+        a, src = a.args[0], src.args[0]
+    m, x = src.meta.get("val"), a.meta.get("val") if isinstance(a, torch.fx.Node) else None
+    if not isinstance(m, torch.Tensor) or not isinstance(x, torch.Tensor):
         return False
     if m.numel() != 1 and m.dim() != x.dim():
         return False
-    a, b = others[0], n.args[0]
+    b = n.args[0]
     while isinstance(a, torch.fx.Node) and _name_of(a.target) in _AS_IS and a.args:
         a = a.args[0]
     while isinstance(b, torch.fx.Node) and _name_of(b.target) in _AS_IS and b.args:
         b = b.args[0]
     return a is b
+
+
+def _same_axis_op(a, b) -> bool:
+    """Whether fx nodes ``a`` and ``b`` add (``unsqueeze``) or take away
+    (``squeeze``) the same axis, each of its own value."""
+    return all(isinstance(v, torch.fx.Node) and v.op == "call_function" and v.args and
+               isinstance(v.args[0], torch.fx.Node) for v in (a, b)) and \
+        a.target is b.target and _name_of(a.target) in ("unsqueeze", "squeeze") and \
+        tuple(a.args[1:]) == tuple(b.args[1:]) and a.kwargs == b.kwargs
 
 
 def fixed_gain(u, src) -> tuple:
