@@ -322,3 +322,32 @@ def test_a_sum_over_every_axis_of_a_batched_value_is_refused_as_over_the_batch()
 
     with pytest.raises(UnsupportedLayerError, match="reduces over the batch dimension"):
         _dense(Net(), (2, 5, 5))
+
+
+class _RowsToken(nn.Module):
+    """A learned token (or zeros) concatenated to every row of one sample's
+    values regrouped as rows (a summary token per patch:
+    ``cat([y.view(B * 2, 4, L), tok.repeat(B * 2, 1, 1)], 1)``), then a layer
+    at every row."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv, self.head = nn.Conv1d(3, 8, 3, padding=1), nn.Conv1d(5, 2, 3, padding=1)
+        self.tok = nn.Parameter(torch.randn(1, 1, 9))
+
+    def forward(self, x):
+        r = self.conv(x).reshape(x.shape[0] * 2, 4, 9)
+        t = {"repeat": lambda: self.tok.repeat(r.shape[0], 1, 1),
+             "expand": lambda: self.tok.expand(r.shape[0], 1, 9),
+             "zeros": lambda: torch.zeros(r.shape[0], 1, 9, dtype=r.dtype)}[self.how]()
+        return self.head(torch.cat([r, t], 1)).reshape(x.shape[0], -1)
+
+
+@pytest.mark.parametrize("how", ["repeat", "expand", "zeros"])
+def test_a_constant_concatenated_to_every_row_has_no_nodes(how):
+    """A constant joined to values regrouped as rows is a part without nodes
+    (as zero padding, SPEC §1), at every row: the graph is the Jacobian (it was
+    refused, the constant's ids made for a batch of one, not of rows)."""
+    torch.manual_seed(0)
+    assert_is_jacobian(_RowsToken(how), (3, 9), "export")

@@ -564,10 +564,15 @@ def _constant_parts(ip, n, parts, reals) -> list:
     if any(_is_max_pool(u.target) for u in n.users):
         ip.unsupported(n, _opname(n.target), "a max pool reads a constant concatenated to "
                        "a value")
+    # the ids have the real values' shape, the batch of one first, or one
+    # sample's values regrouped as rows (``y.view(B * S, C, T)``, a token
+    # concatenated to every row)
+    rows = any(_is_sym(p) and tuple(p.index.shape) == tuple(torch.as_tensor(r).shape)
+               and p.index.shape[0] > 1 for p, r in zip(parts, reals))
     for i, (p, r) in enumerate(zip(parts, reals)):
         if not _is_sym(p):
-            shape = (1,) + tuple(torch.as_tensor(r).shape[1:])
-            parts[i] = _no_nodes(shape)
+            shape = tuple(torch.as_tensor(r).shape)
+            parts[i] = _no_nodes(shape if rows else (1,) + shape[1:])
     return parts
 
 
