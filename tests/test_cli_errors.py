@@ -838,3 +838,28 @@ def test_a_class_spec_longer_than_a_file_name_is_a_class_spec(cli):
     code, out, err = cli(["graph", spec, "--input-shape", "1,5,5", "--json"])
     assert code == 0, err
     assert json.loads(out)["edges"] == 2 * 9 * 9
+
+
+def test_every_option_of_every_command_says_what_it_is():
+    """``--help`` describes every option (``rap anneal --beta-start``, ``rap
+    student --epochs`` had none).  (Typer builds its commands with a click of
+    its own: groups and options are told apart by their attributes.)"""
+    import typer
+
+    from deepglass.cli import app
+
+    missing, options = [], 0
+
+    def walk(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                walk(sub, path + [name])
+            return
+        for p in cmd.params:
+            if getattr(p, "param_type_name", "") == "option" and not p.hidden:
+                missing.extend([(" ".join(path), p.opts[0])] if not p.help else [])
+                nonlocal options
+                options += 1
+
+    walk(typer.main.get_command(app), [])
+    assert options > 50 and not missing

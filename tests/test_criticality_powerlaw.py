@@ -277,3 +277,11 @@ def test_the_exponential_alternative_is_its_closed_form_maximum_likelihood_fit(d
         assert R_heavy == pytest.approx(R_heavy_pkg, rel=1e-6)
     else:               # 6697 vs the package's 6191
         assert R_heavy > 1.05 * R_heavy_pkg
+
+
+@pytest.mark.parametrize("samples", [["a", "b"], [[1.0, 2.0], [3.0]], [object()]])
+def test_samples_that_are_not_numbers_are_a_one_line_error(samples):
+    """Strings, a ragged list, objects: a DeepglassError naming what samples
+    must be (a bare ValueError / TypeError of NumPy's before)."""
+    with pytest.raises(DeepglassError, match="samples must be numbers"):
+        power_law_verdict(samples)

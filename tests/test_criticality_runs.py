@@ -302,3 +302,25 @@ def test_bad_configurations_are_refused_before_any_data_is_read(tmp_path):
     X, y = np.arange(40.0).reshape(20, 2), np.arange(20) % 2
     a, b = (_split(X, y, 0.25, 2**40) for _ in range(2))
     assert np.array_equal(a[0], b[0]) and len(a[1]) == 5
+
+
+def test_a_graph_and_its_explicit_matrix_report_the_same_number_of_couplings():
+    """One ``W = As`` counts one number of non-zero couplings, given as a
+    network's graph or as its explicit matrix (a graph reported its directed
+    edges, half the entries of ``As``; a pruned weight is no coupling)."""
+    import torch
+    import torch.nn as nn
+
+    from deepglass.criticality.meanfield_run import coupling_info
+    from deepglass.graph import SignedGraph
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    with torch.no_grad():
+        net[0].weight[0, :2] = 0.0
+    g = SignedGraph.from_module(net.eval(), (6,))
+    A = g.to_scipy()
+    As = (A + A.T).tocsr()
+    As.eliminate_zeros()
+    assert coupling_info(g)["n_edges"] == As.nnz == 2 * (6 * 5 - 2 + 5 * 3)
+    assert coupling_info(As)["n_edges"] == As.nnz

@@ -81,10 +81,27 @@ def test_units_construction_is_a_product_of_masks():
 
 
 def test_correlated_is_a_deprecated_name_of_units():
-    with pytest.warns(DeprecationWarning, match="now called 'units'"):
+    """The old name builds ``units``, with a FutureWarning (shown by default)
+    at the caller's line, not inside deepglass nor at the ``__init__`` a
+    dataclass generates (where it was, as a DeprecationWarning, hidden)."""
+    with pytest.warns(FutureWarning, match="now called 'units'") as rec:
         old = RAPModel(15, a=(0.6, 0.5), p=(0.3, 0.2, 0.1), construction="correlated", seed=4)
+    assert rec[0].filename == __file__
     new = RAPModel(15, a=(0.6, 0.5), p=(0.3, 0.2, 0.1), seed=4)
     assert old.construction == "units" and np.array_equal(old.paths, new.paths)
+
+
+def test_the_command_line_shows_that_a_construction_name_is_deprecated(tmp_path):
+    """``deepglass rap bp --construction correlated`` says so on stderr (a
+    DeprecationWarning was hidden by Python's default filters)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "deepglass", "rap", "bp", "--N", "12",
+                          "--construction", "correlated"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "now called 'units'" in out.stderr
 
 
 @pytest.mark.parametrize("construction", ["units", "independent"])

@@ -99,7 +99,8 @@ def meanfield_cmd(
                                                 help="Relative accuracy of lambda_max."),
     symmetrize: bool = typer.Option(False, "--symmetrize",
                                     help="A matrix file holds a directed A: use A + A^T."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the Lanczos start and of the random "
+                             "mean-field start."),
     input_shape: Optional[List[str]] = _SHAPE, arch: Optional[str] = _ARCH,
     trust_pickle: bool = _TRUST, batchnorm: str = BATCHNORM_OPTION,
     norm: str = NORM_OPTION, gates: str = GATES_OPTION,
@@ -177,7 +178,8 @@ def powerlaw_cmd(
     epochs: int = typer.Option(10, "--epochs", help="Training epochs of the reference nets."),
     checkpoint_every: int = typer.Option(5, "--checkpoint-every",
                                          help="Judge the observables every this many epochs."),
-    batch_size: int = typer.Option(128, "--batch-size"),
+    batch_size: int = typer.Option(128, "--batch-size", help="Training and inference batch "
+                                   "size of the reference nets."),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     max_train: Optional[int] = typer.Option(None, "--max-train", help="Subsample training images."),
     max_test: Optional[int] = typer.Option(None, "--max-test", help="Subsample held-out images."),
@@ -190,7 +192,8 @@ def powerlaw_cmd(
     subset_size: int = typer.Option(10, "--subset-size", help="Units per random subset whose "
                                     "binary words make the pattern observable (1-20)."),
     n_subsets: int = typer.Option(16, "--n-subsets", help="Random unit subsets per layer."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the training, subsamples, unit subsets "
+                             "and bootstrap sets."),
     input_shape: Optional[List[str]] = _SHAPE, arch: Optional[str] = _ARCH,
     trust_pickle: bool = _TRUST, executor: Optional[str] = EXECUTOR_OPTION,
     address: Optional[str] = ADDRESS_OPTION, force: bool = FORCE_OPTION, as_json: bool = _JSON,

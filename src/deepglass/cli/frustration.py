@@ -28,7 +28,8 @@ def frustration_cmd(
                                help="descent (default), anneal, greedy, exact, or auto (greedy up to "
                                     "2 million edges, else descent)."),
     replicas: int = typer.Option(80, "--replicas", help="Start gauges."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the start gauges (and of the null "
+                             "models with --nulls)."),
     init: str = typer.Option("random", "--init", help="random or paper (10^6 random flips)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     engine: str = ENGINE_OPTION,

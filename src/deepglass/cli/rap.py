@@ -255,8 +255,10 @@ def anneal_cmd(
     p1: float = _P1, p2: float = _P2, p3: float = _P3,
     sweeps: List[int] = typer.Option([1, 3, 10, 30, 100], "--sweeps",
                                      help="Sweeps per temperature; repeat for several rates."),
-    beta_start: float = typer.Option(0.1, "--beta-start"),
-    beta_end: float = typer.Option(3.0, "--beta-end"),
+    beta_start: float = typer.Option(0.1, "--beta-start", help="First inverse temperature of "
+                                     "the schedule (> 0; 0 allowed with --schedule linear)."),
+    beta_end: float = typer.Option(3.0, "--beta-end", help="Last inverse temperature of the "
+                                   "schedule (> --beta-start)."),
     n_temps: int = typer.Option(30, "--n-temps", help="Temperatures in the schedule."),
     schedule: str = typer.Option("geometric", "--schedule", help="geometric or linear in beta."),
     repeats: int = typer.Option(3, "--repeats", help="Annealing runs per rate."),
@@ -329,10 +331,11 @@ def anneal_cmd(
 def student_cmd(
     N: int = _N,
     trials: int = typer.Option(10, "--trials", help="Independent trainings."),
-    epochs: int = typer.Option(30, "--epochs"),
-    n_train: int = typer.Option(2000, "--n-train"),
-    n_test: int = typer.Option(2000, "--n-test"),
-    lr: float = typer.Option(1e-3, "--lr"),
+    epochs: int = typer.Option(30, "--epochs", help="Training epochs per trial (Adam)."),
+    n_train: int = typer.Option(2000, "--n-train", help="Training inputs (uniform in "
+                                "{-1, +1}^N), labelled by the teacher."),
+    n_test: int = typer.Option(2000, "--n-test", help="Test inputs where activations are read."),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of Adam (> 0)."),
     loss: str = typer.Option("abs", "--loss", help="abs (paper), hinge or mse."),
     seed: int = _SEED,
     executor: Optional[str] = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,

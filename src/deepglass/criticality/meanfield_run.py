@@ -129,9 +129,11 @@ def load_matrix(path: str | Path, symmetrize: bool = False):
 
 
 def coupling_info(W: Any) -> dict:
-    """``kind, N, n_edges``: a graph's edges, else the non-zero entries of the
-    matrix (diagonal included; an off-diagonal pair counts twice), -1 for an
-    operator."""
+    """``kind, N, n_edges``: the non-zero entries of ``W`` (diagonal included;
+    an off-diagonal pair counts twice), -1 for an operator.  For a graph ``W
+    = As``: twice its edges of nonzero weight (one pass of the 0/1 operator,
+    O(edges)), what its explicit matrix would hold (up to parallel edges,
+    which :meth:`~deepglass.graph.SignedGraph.to_scipy` sums into one)."""
     import scipy.sparse
 
     from .couplings import Couplings, is_signed_graph
@@ -139,7 +141,7 @@ def coupling_info(W: Any) -> dict:
     if isinstance(W, Couplings) and W.source is not None:
         W = W.source
     if is_signed_graph(W):
-        return {"kind": "graph", "N": int(W.n_nodes), "n_edges": int(W.n_edges)}
+        return {"kind": "graph", "N": int(W.n_nodes), "n_edges": 2 * int(W.n_nonzero_edges)}
     if scipy.sparse.issparse(W):
         return {"kind": "sparse", "N": int(W.shape[0]), "n_edges": int(W.nnz)}
     shape = getattr(W, "shape", None)

@@ -75,7 +75,7 @@ import scipy.special
 #: the verdict of a sample too small (or too uniform) to judge
 TOO_LITTLE = "too little data"
 
-from ..errors import DeepglassError, check_seed
+from ..errors import DeepglassError, check_seed, first_line
 
 __all__ = ["PowerLawVerdict", "power_law_verdict", "verdict_table", "clean_samples",
            "ALTERNATIVES", "sample_power_law"]
@@ -154,8 +154,12 @@ class PowerLawVerdict:
 def clean_samples(samples: Any, discrete: bool | None) -> tuple[np.ndarray, bool, int]:
     """``(sorted positive finite samples, discrete, number of samples given)``;
     ``discrete=None`` means "integers only" (O(n log n))."""
-    x = np.asarray(samples, dtype=np.float64) if not hasattr(samples, "detach") else \
-        samples.detach().cpu().double().numpy()
+    try:
+        x = np.asarray(samples, dtype=np.float64) if not hasattr(samples, "detach") else \
+            samples.detach().cpu().double().numpy()
+    except (TypeError, ValueError) as exc:     # strings, ragged lists, objects
+        raise DeepglassError(f"samples must be numbers (an array, a tensor or a list of "
+                             f"numbers): {first_line(exc)}") from None
     if x.ndim != 1:
         x = x.ravel()
     n_all = x.size

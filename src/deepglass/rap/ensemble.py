@@ -22,13 +22,15 @@ __all__ = ["expected_factors", "path_probability", "check_parameters", "bp_bytes
 #: independently, every path the masks allow is active; "independent": each path
 #: active independently.
 CONSTRUCTIONS = ("units", "independent")
-#: former names, accepted with a DeprecationWarning
+#: former names, accepted with a FutureWarning
 _ALIASES = {"correlated": "units"}
 
 
 def normalize_construction(construction: str) -> str:
     """The canonical construction name; ``"correlated"`` (former name of
-    ``"units"``) is accepted with a :class:`DeprecationWarning`.
+    ``"units"``) is accepted with a :class:`FutureWarning` (the category
+    Python shows to the users of a program, the command line's included),
+    attributed to the caller's line outside deepglass.
 
     Raises
     ------
@@ -36,11 +38,19 @@ def normalize_construction(construction: str) -> str:
         For an unknown name (one line).
     """
     if construction in _ALIASES:
+        import os
+        import sys
         import warnings
 
+        # the first frame outside the package (and the __init__ a dataclass
+        # generates, whose file is "<string>"): the line the user wrote
+        root, frame, level = os.path.dirname(os.path.dirname(__file__)), sys._getframe(), 1
+        while frame is not None and (frame.f_code.co_filename.startswith(root) or
+                                     frame.f_code.co_filename == "<string>"):
+            frame, level = frame.f_back, level + 1
         new = _ALIASES[construction]
         warnings.warn(f"construction {construction!r} is now called {new!r}; the old name "
-                      "will be removed", DeprecationWarning, stacklevel=3)
+                      "will be removed", FutureWarning, stacklevel=level)
         return new
     if construction not in CONSTRUCTIONS:
         raise DeepglassError(
