@@ -753,12 +753,19 @@ def test_ctrl_c_in_a_command_says_so_once(monkeypatch, capsys, tmp_path):
     # a command without --out (graph, rap mc) keeps nothing, and says so
     assert out.err.strip().splitlines() == ["interrupted; nothing was written"]
     monkeypatch.setattr(frustration, "frustration_vs_nulls", interrupted)
-    with pytest.raises(SystemExit) as exc:
-        app.main(["frustration", "digits_cnn", "--nulls", "N1", "--out", str(tmp_path / "run")])
-    assert exc.value.code == 130
-    out = capsys.readouterr()
-    said = (out.out + out.err).strip().splitlines()
-    assert len(said) == 1 and said[0].startswith("interrupted: the finished units are saved"), said
+    # before the run directory is made (the network loading): nothing written, and
+    # said so (it said the units were saved in a directory that did not exist)
+    for made, first in ((False, "interrupted before the run directory"),
+                        (True, "interrupted: the finished units are saved")):
+        if made:
+            (tmp_path / "run").mkdir()
+        with pytest.raises(SystemExit) as exc:
+            app.main(["frustration", "digits_cnn", "--nulls", "N1", "--out",
+                      str(tmp_path / "run")])
+        assert exc.value.code == 130
+        out = capsys.readouterr()
+        said = (out.out + out.err).strip().splitlines()
+        assert len(said) == 1 and said[0].startswith(first), said
 
 
 _TWO_HEADS = '''

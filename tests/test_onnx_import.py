@@ -1979,3 +1979,18 @@ def test_a_product_of_static_sizes_is_folded():
                  {"y": [1, 1]}, check=False)
     with pytest.raises(DeepglassError, match="a product over axes of a network value"):
         onnx_to_module(bad)
+
+
+def test_an_input_shape_that_does_not_fit_an_open_file_points_at_input_shape():
+    """A file with open sizes (``[N, 3, H, W]``) read at an input shape whose
+    channels are wrong: the conversion's failure says that the shape given may
+    not fit and what the file declares (it read as a converter's failure);
+    the right shape converts."""
+    W = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    model = _model([helper.make_node("Conv", ["x", "W"], ["y"], name="conv0")],
+                   {"x": ["N", 3, "H", "W"]}, {"y": ["N", 4, "h", "w"]}, {"W": W})
+    with pytest.raises(DeepglassError, match=r"input shape given \(1,8,8\) may not fit the "
+                       r"network, which declares 'x' as \[N, 3, H, W\]: check --input-shape"):
+        onnx_to_module(model, input_shape=(1, 8, 8))
+    assert SignedGraph.from_module(onnx_to_module(model, input_shape=(3, 8, 8)),
+                                   (3, 8, 8)).n_nodes == 3 * 64 + 4 * 36

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
@@ -349,13 +350,19 @@ INTERRUPT_SAID = [False]
 
 @contextmanager
 def resume_hint(out: str | None):
-    """On Ctrl-C, say that the finished units are kept (typer exits 130 silently)."""
+    """On Ctrl-C, say that the finished units are kept (typer exits 130 silently),
+    or, before the run directory was made (the network still loading), that
+    nothing was written."""
     try:
         yield
     except KeyboardInterrupt:
-        if out:
+        if out and os.path.isdir(out):
             console.print(f"interrupted: the finished units are saved in {out}; "
                           "run the same command to resume", soft_wrap=True)
+            INTERRUPT_SAID[0] = True
+        elif out:
+            console.print(f"interrupted before the run directory {out} was made; nothing "
+                          "was written", soft_wrap=True)
             INTERRUPT_SAID[0] = True
         raise
 

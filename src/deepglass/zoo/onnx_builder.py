@@ -22,6 +22,12 @@ from .onnx_values import (_Norm, _Value, _attrs, _drop_unused, _label, _meta, _m
                           _safe, _to_tensor, _widen)
 
 
+
+def _declared(inp) -> str:
+    """An ONNX input's declared shape, ``?`` for an open size: ``"?, 3, ?, ?"``."""
+    return ", ".join(str(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0
+                     else (d.dim_param or "?") for d in inp.type.tensor_type.shape.dim)
+
 class _BuilderBase(_Refusals):
     """One conversion: ONNX model in, :class:`torch.fx.GraphModule` out (:meth:`build`)."""
 
@@ -69,6 +75,10 @@ class _BuilderBase(_Refusals):
         # Resize's sizes or a Reshape's shape, may hold the file's size)
         self.resized = [(i.name, fixed) for i, s in zip(real, self.input_shapes)
                         if (fixed := self._static_shape(i)) is not None and fixed != tuple(s)]
+        # shapes the user gave for inputs whose sizes the file leaves open: a
+        # node that then fails may be one the shape does not fit
+        self.open_given = [(i.name, _declared(i), s) for i, s in zip(real, self.input_shapes)
+                           if input_shapes is not None and self._static_shape(i) is None]
         # a file written at a fixed batch B > 1 (an exporter given a dummy batch of
         # B): read at batch 1, its reshapes that write B as their first size are
         # read with the batch in its place (see op_Reshape)
@@ -307,6 +317,11 @@ class _BuilderBase(_Refusals):
                          f"shape): read it at that size (input_shape, --input-shape "
                          f"{','.join(map(str, fixed))}), or "
                          "export it with dynamic axes for its other sizes")
+            elif self.open_given and not self.file_batch:
+                hint += "".join(
+                    f"; the input shape given ({','.join(map(str, shape))}) may not fit the "
+                    f"network, which declares {name!r} as [{declared}]: check --input-shape"
+                    for name, declared, shape in self.open_given[:1])
             raise DeepglassError(f"cannot convert ONNX node {_label(node)} ({op}): "
                                  f"{first_line(exc)}{hint}") from None
 
