@@ -249,6 +249,12 @@ def test_demo_writes_one_run_directory(cli, tmp_path, monkeypatch):
     assert res.results["frustration"].info["computed"] == 0
     assert res.headlines["frustration"]["welch_p"] == d["frustration"]["welch_p"]
     assert res.headlines["active"]["delta_x_mean"] == pytest.approx(d["active"]["delta_x_mean"])
+    # `deepglass active` with the demo's settings resumes the demo's step (it was
+    # refused: it recorded batchnorm's default, the demo no input shape or ids)
+    code, text, err = cli(["active", "digits_cnn", "--inputs", "digits", "--n", "6",
+                           "--replicas", "4", "--out", out, "--json"])
+    assert code == 0, err
+    assert json.loads(text)["summary"]["delta_x_mean"] == pytest.approx(d["active"]["delta_x_mean"])
 
 
 def test_graph_input_gives_the_same_nulls_as_the_module():

@@ -127,9 +127,10 @@ def active_cmd(
     # the run's configuration: what determines the inputs (the solver's part
     # is added by run_active)
     config = {"model": model, "inputs": inputs, "n": n, "input_shape": list(shape),
-              "batchnorm": batchnorm, "ids_first": batch.ids[0], "ids_last": batch.ids[-1],
-              # the other capture rules where not the default (runs made before
-              # the options resume; other rules are another configuration)
+              "ids_first": batch.ids[0], "ids_last": batch.ids[-1],
+              # the capture rules where not the default (runs made before the
+              # options, and the demo's, resume; other rules are another configuration)
+              **({"batchnorm": batchnorm} if batchnorm != "fold" else {}),
               **({"norm": norm} if norm != "fold" else {}),
               **({"gates": gates} if gates != "scale" else {})}
     check_force(force, out)

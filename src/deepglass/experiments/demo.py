@@ -108,7 +108,10 @@ def active_step(model, out: str, force: bool, progress: ProgressFactory | None):
     table = run_active(out, model, graph, batch.x, batch.ids, replicas=p["replicas"],
                        seed=p["seed"], force=force,
                        progress=_bar(progress, "active subnetworks"),
-                       config={"model": DEMO_MODEL, "inputs": "digits", "n": p["n"]})
+                       config={"model": DEMO_MODEL, "inputs": "digits", "n": p["n"],
+                               # what `deepglass active` records: it resumes this step
+                               "input_shape": list(shape), "ids_first": batch.ids[0],
+                               "ids_last": batch.ids[-1]})
     delta = float(table["delta"].iloc[0])
     stats = active_summary_stats(table, delta)
     return table, {"delta": delta, **stats, "verdict": verdict(stats)}
@@ -124,7 +127,8 @@ def monotonicity_step(model, out: str, force: bool, progress: ProgressFactory | 
     exp = monotonicity_experiment(
         model, batch, nulls=p["nulls"], amplitudes=p["amplitudes"], seed=p["seed"],
         replicas=p["replicas"], run=out, force=force,
-        config={"model": DEMO_MODEL, "inputs": "digits", "n": p["n"]},
+        config={"model": DEMO_MODEL, "inputs": "digits", "n": p["n"],
+                "input_shape": list(model.default_input_shape)},   # as `deepglass monotonicity`
         progress=_bar(progress, "monotonicity trials"))
     return exp, {"gamma": exp.gammas(),
                  "consistent": dict(zip(exp.gamma["model"], exp.gamma["consistent"])),
