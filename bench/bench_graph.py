@@ -9,7 +9,10 @@
 - one batched evaluation of all local fields ``sigma * (As sigma)`` on AlexNet
   at R = 1 and R = 8, against one forward + backward pass of the model at the
   same batch.  Both are timed interleaved, best of ``--repeats`` (the machine
-  is shared: the best run is the least disturbed one).
+  is shared: the best run is the least disturbed one);
+- a raw-audio 1-d CNN (59,049 samples, max pools of 3): its pools' matrices
+  held sparse (the default above ``DENSE_ENTRIES``) against held dense, the
+  memory the capture took and one batched field evaluation each.
 
 Run:  python bench/bench_graph.py  [--quick] [--repeats 7]
 """
@@ -99,6 +102,39 @@ def fields(name="alexnet", shape=(3, 224, 224), Rs=(1, 8), repeats=7):
               f"ratio of best {min(tf) / min(tm):.2f}x")
 
 
+def long_pools(repeats=5):
+    """A 1-d pool over a long signal: sparse vs dense per-dimension matrices."""
+    import torch.nn as nn
+
+    import deepglass.graph.blocks.pool as pool
+
+    net = nn.Sequential(nn.Conv1d(1, 16, 3, stride=3), nn.ReLU(), nn.MaxPool1d(3, 3),
+                        nn.Conv1d(16, 16, 3, padding=1), nn.MaxPool1d(3, 3)).eval()
+    SignedGraph.from_module(net, (1, 999))     # warm-up (the exporter's first call)
+    print("\nraw-audio 1-d CNN (1 x 59049), pools held sparse vs dense, R = 4")
+    default = pool.DENSE_ENTRIES
+    try:
+        for label, limit in (("sparse", default), ("dense", 1 << 62)):
+            pool.DENSE_ENTRIES = limit
+            gc.collect()
+            reset_peak()
+            before = status_mb("VmRSS")
+            g = SignedGraph.from_module(net, (1, 59049))
+            peak = status_mb("VmHWM") - before
+            s = torch.ones(4, g.n_nodes)
+            g.local_fields(s)
+            ts = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                g.local_fields(s)
+                ts.append(time.perf_counter() - t)
+            print(f"  {label:6s}: {g.n_edges:,} edges, capture +peak {peak:7.1f} MB, "
+                  f"fields best {min(ts) * 1e3:7.1f} ms")
+            del g
+    finally:
+        pool.DENSE_ENTRIES = default
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="Table 1 only")
@@ -107,4 +143,5 @@ if __name__ == "__main__":
     table1()
     if not a.quick:
         fields(repeats=a.repeats)
+        long_pools(repeats=a.repeats)
     print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")

@@ -71,6 +71,15 @@ class NodeBlock:
         return slice(self.offset, self.stop)
 
 
+
+def nonzero_like(m: torch.Tensor) -> torch.Tensor:
+    """1 where ``m`` is nonzero, 0 where it is exactly 0, in ``m``'s dtype and
+    layout (a pool's sparse per-dimension matrix stays sparse)."""
+    if m.is_sparse:
+        m = m.coalesce()
+        return torch.sparse_coo_tensor(m.indices(), (m.values() != 0).to(m.dtype), m.shape)
+    return (m != 0).to(m.dtype)
+
 class EdgeBlock:
     """Base class of edge blocks.
 
@@ -348,7 +357,7 @@ class EdgeBlock:
             if isinstance(t, torch.Tensor) and t.is_floating_point():
                 setattr(new, name, (t != 0).to(t.dtype))
             elif isinstance(t, list) and all(isinstance(m, torch.Tensor) for m in t):
-                setattr(new, name, [(m != 0).to(m.dtype) for m in t])    # a pool's factors
+                setattr(new, name, [nonzero_like(m) for m in t])    # a pool's factors
         for name in ("conv", "inner", "b"):
             inner = getattr(self, name, None)
             if isinstance(inner, EdgeBlock):

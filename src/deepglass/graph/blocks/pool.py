@@ -11,10 +11,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .base import EdgeBlock
+from .base import EdgeBlock, nonzero_like
 from .sparse import SparseBlock
 
-__all__ = ["PoolBlock", "ResampleBlock", "WindowTable", "pool_windows", "adaptive_windows"]
+__all__ = ["PoolBlock", "ResampleBlock", "WindowTable", "pool_windows", "adaptive_windows",
+           "DENSE_ENTRIES"]
 
 
 def pool_windows(L: int, kernel: int, stride: int, padding: int, dilation: int,
@@ -33,6 +34,33 @@ def pool_windows(L: int, kernel: int, stride: int, padding: int, dilation: int,
     return wins
 
 
+#: entries of a pool's per-dimension matrix above which it is held sparse
+DENSE_ENTRIES = 1 << 22
+
+
+def _contract(x: torch.Tensor, P: torch.Tensor, dim: int, transpose: bool) -> torch.Tensor:
+    """``x`` with its axis ``dim`` contracted with ``P`` (O x L): by ``P`` (L ->
+    O), or by ``P^T`` (O -> L) with ``transpose``; a sparse ``P`` by one sparse
+    product of the value moved to (L, rest), O(nnz x rest)."""
+    if not P.is_sparse:
+        return torch.movedim(torch.tensordot(x, P, dims=([dim], [0 if transpose else 1])), -1, dim)
+    xm = torch.movedim(x, dim, 0)
+    flat = xm.reshape(xm.shape[0], -1)
+    out = torch.sparse.mm(P.t() if transpose else P, flat)
+    return torch.movedim(out.reshape((out.shape[0],) + tuple(xm.shape[1:])), 0, dim)
+
+
+def _entries(P: torch.Tensor, o: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """``P[o, i]`` (dense or sparse ``P``) as a NumPy array."""
+    if not P.is_sparse:
+        return P.detach().double().cpu().numpy()[o, i]
+    P = P.detach().coalesce().cpu()
+    L = P.shape[1]
+    keys = (P.indices()[0] * L + P.indices()[1]).numpy()      # sorted: coalesced
+    at = np.searchsorted(keys, o * L + i)
+    return P.values().double().numpy()[at]
+
+
 def adaptive_windows(L: int, O: int) -> list[np.ndarray]:
     """Windows of PyTorch's adaptive pooling: ``[floor(o L / O), ceil((o+1) L / O))``."""
     return [np.arange((o * L) // O, -(-((o + 1) * L) // O)) for o in range(O)]
@@ -47,7 +75,9 @@ class PoolBlock(EdgeBlock):
 
     Windows are separable, so the operator is a product of one small matrix
     ``P_d`` (outputs x inputs) per spatial dimension, applied per channel.
-    Edges: ``C * prod_d nnz(P_d)``.
+    Edges: ``C * prod_d nnz(P_d)``.  A ``P_d`` of more than
+    :data:`DENSE_ENTRIES` entries (a 1-d pool over a long signal: raw audio's
+    ``L`` of 10^5) is held sparse, in O(nnz) memory rather than O(O_d L_d).
     """
 
     kind = "pool"
@@ -61,18 +91,25 @@ class PoolBlock(EdgeBlock):
         self.windows = [list(w) for w in windows]
         mats = []
         for d, (wins, L) in enumerate(zip(self.windows, self.in_shape[1:])):
-            P = torch.zeros(len(wins), L, dtype=torch.float64)
-            for o, w in enumerate(wins):
-                if weight is not None:
-                    val = weight if d == 0 else 1.0
-                elif window_weights is not None:   # an average pool's own factors per dim
-                    val = float(window_weights[d][o])
-                elif kernel_area is not None:   # regular pool: 1/|kernel window|
-                    val = kernel_area ** (-1.0 / len(self.windows))
-                else:                           # adaptive pool: 1/|this window|
-                    val = 1.0 / len(w)
-                P[o, torch.as_tensor(w, dtype=torch.long)] = val
-            mats.append(P)
+            sizes = np.fromiter((len(w) for w in wins), dtype=np.int64, count=len(wins))
+            if weight is not None:
+                val = np.full(len(wins), weight if d == 0 else 1.0)
+            elif window_weights is not None:    # an average pool's own factors per dim
+                val = np.asarray(window_weights[d], dtype=np.float64)
+            elif kernel_area is not None:       # regular pool: 1/|kernel window|
+                val = np.full(len(wins), kernel_area ** (-1.0 / len(self.windows)))
+            else:                               # adaptive pool: 1/|this window|
+                val = 1.0 / np.maximum(sizes, 1)
+            rows = np.repeat(np.arange(len(wins)), sizes)
+            cols = np.concatenate(wins).astype(np.int64) if len(wins) else np.zeros(0, np.int64)
+            vals = torch.as_tensor(np.repeat(val, sizes), dtype=torch.float64)
+            if len(wins) * L > DENSE_ENTRIES:
+                idx = torch.as_tensor(np.stack([rows, cols]))
+                mats.append(torch.sparse_coo_tensor(idx, vals, (len(wins), L)).coalesce())
+            else:
+                P = torch.zeros(len(wins), L, dtype=torch.float64)
+                P[torch.as_tensor(rows), torch.as_tensor(cols)] = vals
+                mats.append(P)
         self.mats = mats
         self.spatial_out = tuple(len(w) for w in self.windows)
 
@@ -96,14 +133,14 @@ class PoolBlock(EdgeBlock):
         R = x.shape[0]
         for d, P in enumerate(self._mats(x)):
             # contract spatial dim d (axis 2 + d) with P (O_d x L_d)
-            x = torch.movedim(torch.tensordot(x, P, dims=([2 + d], [1])), -1, 2 + d)
+            x = _contract(x, P, 2 + d, transpose=False)
         return x.reshape((R,) + self.out_shape) if x.shape[1:] != self.out_shape else x
 
     def _adjoint(self, y, absolute):
         R = y.shape[0]
         y = y.reshape((R, self.in_shape[0]) + self.spatial_out)
         for d, P in enumerate(self._mats(y)):
-            y = torch.movedim(torch.tensordot(y, P, dims=([2 + d], [0])), -1, 2 + d)
+            y = _contract(y, P, 2 + d, transpose=True)
         return y
 
     def n_edges(self):
@@ -115,7 +152,7 @@ class PoolBlock(EdgeBlock):
         for wins, P in zip(self.windows, self.mats):
             o = np.concatenate([np.full(len(w), k) for k, w in enumerate(wins)]).astype(np.int64)
             i = np.concatenate(wins).astype(np.int64)
-            per_dim.append((o, i, P.detach().double().cpu().numpy()[o, i]))
+            per_dim.append((o, i, _entries(P, o, i)))
         grids = np.meshgrid(*[np.arange(len(p[0])) for p in per_dim], indexing="ij")
         o_flat = np.zeros(grids[0].size, dtype=np.int64)
         i_flat = np.zeros_like(o_flat)
@@ -136,7 +173,7 @@ class PoolBlock(EdgeBlock):
 
     def _pattern(self):
         p = copy.copy(self)
-        p.mats = [(m != 0).to(m.dtype) for m in self.mats]
+        p.mats = [nonzero_like(m) for m in self.mats]
         return p
 
     # ---- active subnetworks: a max pool keeps the edges from its window maxima
