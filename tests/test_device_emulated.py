@@ -289,8 +289,11 @@ def test_null_protocol_of_a_module_on_device(cuda, batchnorm):
         cpu = frustration_vs_nulls(net, device="cpu", draws_per_unit=3, **kw)
         same = (cpu.runs["kind"] != "N2").to_numpy()
         np.testing.assert_array_equal(dev.runs["kind"], cpu.runs["kind"])
+        # the same draws and starts: equal up to float32 rounding (on some
+        # processors the emulated device's kernels sum the drawn weights in
+        # another order than the CPU's: 2e-9 here; other draws move eps by ~1e-2)
         np.testing.assert_allclose(dev.runs["energy"][same], cpu.runs["energy"][same],
-                                   rtol=0, atol=0)
+                                   rtol=1e-7, atol=0)
 
 
 def test_monotonicity_experiment_on_device(cuda):
