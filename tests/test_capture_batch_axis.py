@@ -226,10 +226,8 @@ def test_the_cli_and_an_onnx_file_take_one_number_per_sample(cli, tmp_path, monk
     assert (json.loads(out)["nodes"], json.loads(out)["edges"]) == (want.n_nodes, want.n_edges)
 
 
-class _Moved(nn.Module):
-    """A centring (or a division by a magnitude) reduced over the axes that hold
-    the batch once ``permute`` / ``transpose`` / ``movedim`` moved it, or over a
-    sample's own axes moved channels-last."""
+class _ConvHead(nn.Module):
+    """``head(between(conv(x)))``, ``between`` named by ``how``."""
 
     def __init__(self, how):
         super().__init__()
@@ -237,22 +235,30 @@ class _Moved(nn.Module):
         self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
 
     def forward(self, x):
-        y = self.conv(x)
+        return self.head(self.between(self.conv(x)))
+
+
+class _Moved(_ConvHead):
+    """A centring (or a division by a magnitude) reduced over the axes that hold
+    the batch once ``permute`` / ``transpose`` / ``movedim`` moved it, or over a
+    sample's own axes moved channels-last."""
+
+    def between(self, y):
         if self.how == "transposed":        # a training-mode batch norm written by hand
             z = y.transpose(0, 1)
-            return self.head((z - z.mean((1, 2, 3), keepdim=True)).transpose(0, 1))
+            return ((z - z.mean((1, 2, 3), keepdim=True)).transpose(0, 1))
         if self.how == "permuted":          # the batch moved last, reduced there
             z = y.permute(1, 2, 3, 0)
-            return self.head((z - z.mean(-1, keepdim=True)).permute(3, 0, 1, 2))
+            return ((z - z.mean(-1, keepdim=True)).permute(3, 0, 1, 2))
         if self.how == "moved_var":
             z = y.movedim(0, 2)
-            return self.head((z / z.var((2, 3), keepdim=True).add(1e-5).sqrt()).movedim(2, 0))
+            return ((z / z.var((2, 3), keepdim=True).add(1e-5).sqrt()).movedim(2, 0))
         if self.how == "flattened":         # batch and channels merged by a view
             z = y.transpose(0, 1).reshape(3, -1)
-            return self.head((y - z.mean(1).view(1, 3, 1, 1)))
+            return ((y - z.mean(1).view(1, 3, 1, 1)))
         # channels-last: each sample's spatial mean, a per-sample centring
         z = y.permute(0, 2, 3, 1)
-        return self.head((z - z.mean((1, 2), keepdim=True)).permute(0, 3, 1, 2))
+        return ((z - z.mean((1, 2), keepdim=True)).permute(0, 3, 1, 2))
 
 
 @pytest.mark.parametrize("how", ["transposed", "permuted", "moved_var", "flattened"])
@@ -275,22 +281,16 @@ def test_a_per_sample_statistic_over_axes_moved_channels_last_is_a_centring():
     np.testing.assert_allclose(A, B, rtol=1e-12)
 
 
-class _SampleLoop(nn.Module):
-    """Each sample centred (or scaled by its magnitude) in a Python loop over the
-    batch, the samples put back by ``stack`` or by ``cat`` of ``unsqueeze(0)``."""
+class _SampleLoop(_ConvHead):
+    """Each sample centred in a Python loop over the batch, the samples put back
+    by ``stack`` or by ``cat`` of ``unsqueeze(0)``."""
 
-    def __init__(self, how):
-        super().__init__()
-        self.how = how
-        self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
-
-    def forward(self, x):
-        y = self.conv(x)
+    def between(self, y):
         if self.how == "mean_all":
-            return self.head(torch.stack([s - s.mean() for s in y]))
+            return (torch.stack([s - s.mean() for s in y]))
         if self.how == "sum_all":
-            return self.head(torch.stack([s - s.sum() / s.numel() for s in y]))
-        return self.head(torch.cat([s.unsqueeze(0) - s.mean((1, 2), keepdim=True).unsqueeze(0)
+            return (torch.stack([s - s.sum() / s.numel() for s in y]))
+        return (torch.cat([s.unsqueeze(0) - s.mean((1, 2), keepdim=True).unsqueeze(0)
                                     for s in y]))
 
 
@@ -318,7 +318,7 @@ def test_a_sum_over_every_axis_of_a_batched_value_is_refused_as_over_the_batch()
 
         def forward(self, x):
             y = self.conv(x)
-            return self.head(y) + y.sum()
+            return (y) + y.sum()
 
     with pytest.raises(UnsupportedLayerError, match="reduces over the batch dimension"):
         _dense(Net(), (2, 5, 5))
