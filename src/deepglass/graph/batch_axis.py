@@ -123,7 +123,8 @@ class BatchAxes:
             return frozenset(b + (b >= d) for b in axes), took
         if (name in _TAKES or name == "squeeze") and a[0] is src:
             sin = tuple(self._value(src).shape)
-            gone = _squeezed(a, nd.kwargs, sin) if name == "squeeze" else                 {int(a[1] if len(a) > 1 else nd.kwargs.get("dim", 0)) % nin}
+            gone = _squeezed(a, nd.kwargs, sin) if name == "squeeze" else \
+                {int(a[1] if len(a) > 1 else nd.kwargs.get("dim", 0)) % nin}
             return (frozenset(b - sum(g < b for g in gone) for b in axes if b not in gone),
                     took or bool(gone & axes))
         if name in ("stack", "cat", "concat"):
