@@ -72,9 +72,9 @@ class BatchAxes:
     order, or the axis it is merged into), and take it away (``select`` /
     ``unbind`` / ``squeeze`` of it: one sample's value, which has no batch
     axis); samples put back side by side (``stack`` / ``cat`` of values taken
-    out of the batch) make the stacking axis a batch axis again.  Elementwise
-    and other ops align their inputs' axes from the right, as broadcasting
-    does.  Each node is visited once, in graph order, when first asked for
+    out of the batch) make the stacking axis a batch axis again.  Other ops
+    align the axes of several input values from the right, as broadcasting
+    does, and keep those of one in place.  Each node is visited once, in graph order, when first asked for
     (O(nodes) in all).
 
     ``value(node)`` gives a node's real value (for shapes); ``depends``: the
@@ -140,11 +140,13 @@ class BatchAxes:
         if name in _OVER_DIMS and a[0] is src and out < nin:
             gone = _reduced_dims(nd, nin)
             return frozenset(b - sum(g < b for g in gone) for b in axes if b not in gone), took
-        # elementwise, layers, anything else: axes aligned from the right
+        # anything else: the axes of several values aligned from the right, as
+        # broadcasting does; those of one value kept in place (unfold, a matmul,
+        # view_as_real add or take axes after the leading ones)
         union = set()
         for p, (ax, _) in zip(parts, states):
-            k = _ndim(self._value(p)) or 0
-            union |= {b + out - k for b in ax if 0 <= b + out - k < out}
+            shift = out - (_ndim(self._value(p)) or 0) if len(parts) > 1 else 0
+            union |= {b + shift for b in ax if 0 <= b + shift < out}
         return frozenset(union), took
 
 
