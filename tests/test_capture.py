@@ -2417,6 +2417,30 @@ def test_a_refusal_ends_with_the_line_of_the_models_code():
         SignedGraph.from_module(Bilinear(), (1, 8))
 
 
+
+def test_a_refusal_inside_an_autocast_region_names_its_modules_forward():
+    """An op traced inside ``with torch.autocast(..., enabled=False)`` (as
+    timm's EfficientViT attention is written) keeps only a frame of generated
+    code: the refusal names the forward of its module and where it is, not
+    nothing (before, the message ended without any place)."""
+    import inspect
+
+    class Gram(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x).flatten(2)
+            with torch.autocast(device_type="cpu", enabled=False):
+                return torch.bmm(y, y.transpose(1, 2))
+
+    line = inspect.getsourcelines(Gram.forward)[1]
+    with pytest.raises(UnsupportedLayerError, match=rf"^unsupported layer 'bmm' .*"
+                                                    rf"\(in .*Gram\.forward, "
+                                                    rf"test_capture\.py:{line}\)$"):
+        SignedGraph.from_module(Gram(), (3, 6, 6))
+
 def test_complex_values_are_refused_saying_why():
     """A complex value read other than as its parts or magnitude (a phase, a
     complex U-Net) has no real-valued signed graph: one line saying so (it

@@ -19,8 +19,6 @@ shape) and symbolically (node ids), with the values of :mod:`.symbolic`
 from __future__ import annotations
 
 import operator
-import os
-import re
 from typing import Any
 
 import torch
@@ -48,7 +46,7 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
 from .identical import identical_ops, merge_identical_ops, mutates
 from .quiet import quiet_exporter
 from .prune import left_out_row
-from .refusals import REFUSED_OPS
+from .refusals import REFUSED_OPS, source_line
 from .ranges import factor_range, is_gate, is_positive_divisor
 from .spectral import complex_as_real, refuse_complex
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
@@ -122,14 +120,14 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
         # complex_as_real reads)
         if not core and all(_rule(nd.target) not in (None, refuse_complex) for nd in gm.graph.nodes
                             if nd.op == "call_function" and nd.target is not operator.getitem):
-            return _merged(gm), "torch.export"
+            return _placed(_merged(gm), model), "torch.export"
         table = torch.export.default_decompositions()
         for name in KEEP_WHOLE:
             packet = getattr(aten, name, None)
             for overload in packet.overloads() if packet is not None else ():
                 table.pop(getattr(packet, overload), None)
-        return _merged(write_out(complex_as_real(ep.run_decompositions(table).module()))), \
-            "torch.export (core ATen)"
+        gm = write_out(complex_as_real(ep.run_decompositions(table).module()))
+        return _placed(_merged(gm), model), "torch.export (core ATen)"
     except Exception as exc:  # the exporter raises many kinds of errors
         msg = export_failure(exc, model, kwargs)
         raise ExportFailed(msg) from None
@@ -151,15 +149,11 @@ def _opname_packet(target) -> str:
     return getattr(packet, "__name__", "") if packet is not None else ""
 
 
-def _source_line(n) -> str:
-    """``" (model.py:12)"``: the last frame of the model's own code (not
-    torch's, not generated code) in the exporter's stack trace of ``n``; ""
-    where there is none."""
-    frames = re.findall(r'File "([^"]+)", line (\d+)', n.meta.get("stack_trace") or "")
-    torch_dir = os.path.dirname(torch.__file__)
-    own = [(f, line) for f, line in frames if not f.startswith("<") and
-           not os.path.abspath(f).startswith(torch_dir)]
-    return f" ({os.path.basename(own[-1][0])}:{own[-1][1]})" if own else ""
+def _placed(gm, model):
+    """``gm`` knowing the class of each module path of ``model`` (a refusal
+    names the forward an op is in: :func:`.refusals.source_line`)."""
+    gm.meta["module_classes"] = {path: type(m) for path, m in model.named_modules()}
+    return gm
 
 
 def _merged(gm):
@@ -306,7 +300,7 @@ class AtenInterpreter(torch.fx.Interpreter):
     def refused(self, n, what: str, why: str | None = None, product: bool = False) -> Refused:
         """The refusal of op ``n``, carried as a value (:class:`Refused`); the
         line of the model's code that computes it ends the message."""
-        at = _source_line(n)
+        at = source_line(n, self.module.meta.get("module_classes"))
         if why:
             return Refused(f"unsupported layer {self.where(n)!r} ({what}): {why}{at}", product)
         return Refused(f"unsupported layer {self.where(n)!r} (op {what}): "

@@ -4,11 +4,55 @@ what is supported.  Merged into :data:`deepglass.graph.aten.RULES`."""
 
 from __future__ import annotations
 
+import inspect
+import os
+import re
+import sys
+
 import torch
 
-__all__ = ["REFUSED_OPS"]
+__all__ = ["REFUSED_OPS", "source_line"]
 
 aten = torch.ops.aten
+
+
+def source_line(n, classes: dict | None = None) -> str:
+    """``" (model.py:12)"``: the last frame of the model's own code (not
+    torch's, not generated code) in the exporter's stack trace of op ``n``.
+
+    An op traced inside a region torch wraps as a sub-graph (``with
+    torch.autocast(...)``) carries only the generated code's frame; it is then
+    placed by its innermost module of the model's own code,
+    ``" (in LiteMLA.forward, efficientvit.py:412)"``, its class read from
+    ``classes`` (module path -> class) or from the name the exporter records.
+    "" where neither is known."""
+    frames = re.findall(r'File "([^"]+)", line (\d+)', n.meta.get("stack_trace") or "")
+    own = [(f, line) for f, line in frames if not f.startswith("<") and not _torch_file(f)]
+    if own:
+        return f" ({os.path.basename(own[-1][0])}:{own[-1][1]})"
+    for path, cls in reversed(list((n.meta.get("nn_module_stack") or {}).values())):
+        forward = getattr((classes or {}).get(path) or _class(cls), "forward", None)
+        try:
+            where = inspect.getsourcefile(forward), inspect.getsourcelines(forward)[1]
+        except (TypeError, OSError):
+            continue
+        if where[0] and not _torch_file(where[0]):
+            return f" (in {forward.__qualname__}, {os.path.basename(where[0])}:{where[1]})"
+    return ""
+
+
+def _torch_file(path: str) -> bool:
+    return os.path.abspath(path).startswith(os.path.dirname(torch.__file__))
+
+
+def _class(cls):
+    """A module class named in ``nn_module_stack``: the class, or its
+    qualified name (``"timm.models.efficientvit.LiteMLA"``) as the exporter
+    may record it."""
+    if not isinstance(cls, str):
+        return cls
+    module, _, name = cls.rpartition(".")
+    return getattr(sys.modules.get(module), name, None)
 
 
 def _refuse(what, why):
