@@ -1737,27 +1737,51 @@ def test_a_branch_on_the_inputs_values_is_one_quiet_line(capfd):
     assert out == "" and errout == ""
 
 
-def test_dims_read_from_a_tensor_are_one_line_with_a_hint():
-    """A norm over dims read from a tensor's data (``torch.arange(1, h.dim())
-    .tolist()``, a library's global layer norm): the exporter cannot follow
-    it and says what to change; the fx fallback's rule, given no dims, is
-    refused by name in the same line (it was a raw TypeError)."""
-    class Gln(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c, self.d = nn.Conv1d(1, 4, 5), nn.Conv1d(4, 2, 3)
+class _GlobalNorm(nn.Module):
+    """Conv, a per-sample norm over the dims ``dims(h)`` gives, conv."""
 
-        def forward(self, x):
-            h = self.c(x)
-            dims = torch.arange(1, h.dim()).tolist()
-            h = (h - h.mean(dims, keepdim=True)) / (h.var(dims, keepdim=True) + 1e-8).sqrt()
-            return self.d(h)
+    def __init__(self, dims):
+        super().__init__()
+        self.c, self.d = nn.Conv1d(1, 4, 5), nn.Conv1d(4, 2, 3)
+        self.dims = dims
+
+    def forward(self, x):
+        h = self.c(x)
+        dims = self.dims(h)
+        h = (h - h.mean(dims, keepdim=True)) / (h.var(dims, keepdim=True) + 1e-8).sqrt()
+        return self.d(h)
+
+
+def test_dims_read_from_a_constant_tensor_are_its_numbers():
+    """A norm over dims read from a tensor made of numbers
+    (``torch.arange(1, h.dim()).tolist()``, asteroid's global layer norm, the
+    default of its ConvTasNet): the numbers do not depend on the input, so the
+    graph is that of the dims given as numbers (before, refused as
+    data-dependent); ``torch.tensor([...]).tolist()`` and ``.item()`` alike."""
+    torch.manual_seed(0)
+    given = _GlobalNorm(lambda h: (1, 2)).eval()
+    expected = SignedGraph.from_module(given, (1, 16)).to_scipy()
+    for dims in (lambda h: torch.arange(1, h.dim()).tolist(),
+                 lambda h: torch.tensor([1, 2]).tolist(),
+                 lambda h: (int(torch.tensor(1).item()), int(torch.tensor(2).item()))):
+        read = _GlobalNorm(dims).eval()
+        read.load_state_dict(given.state_dict())
+        got = SignedGraph.from_module(read, (1, 16)).to_scipy()
+        assert got.shape == expected.shape and abs(got - expected).max() == 0
+
+
+def test_dims_read_from_a_tensor_are_one_line_with_a_hint():
+    """A norm over dims read from the data of a value computed from the input:
+    the exporter cannot follow it and says what to change, and the fx
+    fallback's refusal follows in the same line."""
+    def from_data(h):
+        return (torch.arange(1, h.dim()) + 0 * h.detach().sum().round().long()).tolist()
 
     with pytest.raises(UnsupportedLayerError) as err:
-        SignedGraph.from_module(Gln().eval(), (1, 16))
+        SignedGraph.from_module(_GlobalNorm(from_data).eval(), (1, 16))
     msg = str(err.value)
     assert "\n" not in msg and "compute it from shapes" in msg
-    assert "rule does not cover this use (TypeError" in msg
+    assert "; the torch.fx fallback (fewer layer rules) stops at: unsupported layer" in msg
 
 
 def test_where_the_exporter_fails_the_fallbacks_refusal_says_why(monkeypatch):

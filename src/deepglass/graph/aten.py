@@ -35,7 +35,7 @@ from .aten_products import (_attention, _bmm, _drop_branch_warnings, _gated, _li
                             gated_by_refused)
 from .aten_scatter import index_put, scatter, write_into_view
 from .rewrites import write_out
-from .model_checks import RANDOM_WHY, data_reads_detach, export_failure, random_draw
+from .model_checks import RANDOM_WHY, constant_reads, data_reads_detach, export_failure, random_draw
 from .batch_axis import BatchAxes, reduces_batch
 from .stat_search import computed_from
 from .norm_gain import apply_gain, gained_stat, pools_gate
@@ -105,7 +105,7 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
     # the input's values, prints the program traced so far) before raising:
     # the one-line error below says it
     try:
-        with quiet_exporter(), data_reads_detach():
+        with quiet_exporter(), data_reads_detach(), constant_reads():
             ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
         gm = write_out(complex_as_real(ep.module()))
         if not core and (_writes_into_view(ep.graph) or

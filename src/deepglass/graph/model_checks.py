@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from ..errors import DeepglassError, UnsupportedLayerError, first_line
 
-__all__ = ["export_failure", "set_mode", "data_reads_detach", "random_draw", "check_finite", "check_weights", "refused_modules", "refuse_called_modules",
+__all__ = ["export_failure", "set_mode", "data_reads_detach", "constant_reads", "random_draw", "check_finite", "check_weights", "refused_modules", "refuse_called_modules",
            "module_mode", "attributes_kept"]
 
 
@@ -240,6 +240,64 @@ def data_reads_detach():
             del torch.Tensor.data
         else:
             torch.Tensor.data = own
+
+
+#: factories whose value is fixed by their Python-number arguments
+_CONSTANT_FACTORIES = ("arange", "linspace", "tensor", "as_tensor")
+
+
+@contextlib.contextmanager
+def constant_reads():
+    """While a capture traces the forward: a tensor made from Python numbers
+    only (``torch.arange(1, x.dim())``, ``torch.tensor([2, 3])``) reads back
+    with ``.tolist()`` / ``.item()`` as its numbers.
+
+    The exporter traces with values unknown, so such a read became an
+    unknown integer and the op it decides (asteroid's global layer norm:
+    ``x.mean(dim=torch.arange(1, x.dim()).tolist())``) was refused as
+    data-dependent; the numbers do not depend on the input, so they are
+    computed once, outside the trace.  A tensor made from a tensor or from a
+    size that is not a number yet is traced as before.  Restored after."""
+    from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
+
+    def numbers(args) -> bool:
+        if isinstance(args, (list, tuple)):
+            return all(numbers(a) for a in args)
+        if isinstance(args, dict):
+            return numbers(list(args.values()))
+        return not isinstance(args, (torch.Tensor, torch.SymInt, torch.SymFloat, torch.SymBool))
+
+    def remembering(factory):
+        def made(*args, **kwargs):
+            out = factory(*args, **kwargs)
+            if isinstance(out, FakeTensor) and numbers(args) and numbers(kwargs):
+                with unset_fake_temporarily():
+                    out._deepglass_value = factory(*args, **kwargs).tolist()
+            return out
+        return made
+
+    def read(method):
+        def value(self):
+            known = getattr(self, "_deepglass_value", None)
+            return method(self) if known is None else known
+        return value
+
+    saved = {name: getattr(torch, name) for name in _CONSTANT_FACTORIES}
+    reads = {name: FakeTensor.__dict__.get(name) for name in ("tolist", "item")}
+    for name, factory in saved.items():
+        setattr(torch, name, remembering(factory))
+    for name in reads:
+        setattr(FakeTensor, name, read(getattr(FakeTensor, name)))
+    try:
+        yield
+    finally:
+        for name, factory in saved.items():
+            setattr(torch, name, factory)
+        for name, method in reads.items():
+            if method is None:
+                delattr(FakeTensor, name)
+            else:
+                setattr(FakeTensor, name, method)
 
 
 def export_failure(exc: Exception, model: nn.Module, kwargs: dict | None) -> str:
