@@ -173,15 +173,18 @@ def active_frustration(sub: SignedGraph, method: str = "auto", replicas: int = 8
 def _exact_on_kept(sub: SignedGraph, **options) -> dict:
     """Certified ``delta_x``: :func:`deepglass.solve.exact.exact` on the couplings
     restricted to the nodes with at least one kept edge."""
+    from ..solve.couplings import per_multiply_term
     from ..solve.exact import exact
 
     t0 = time.perf_counter()
     As = sub.to_scipy_sym(options.pop("limit", None))
     nodes = np.flatnonzero(np.diff(As.indptr) > 0)
     res = exact(As[nodes][:, nodes], **options)
-    return {"delta_x": float(res.energy), "delta_x_mean": float(res.energy),
+    energy, bound = per_multiply_term(np.array([res.energy, res.lower_bound]),
+                                      float(abs(As).sum()), sub.abs_total())
+    return {"delta_x": float(energy), "delta_x_mean": float(energy),
             "local_min": True, "method": "exact", "solve_seconds": time.perf_counter() - t0,
-            "lower_bound": float(res.lower_bound), "optimal": bool(res.optimal)}
+            "lower_bound": float(bound), "optimal": bool(res.optimal)}
 
 
 def active_summary_stats(table: pd.DataFrame, delta: float | None = None) -> dict:

@@ -32,10 +32,15 @@ class SignedGraph:
 
     Edge blocks may overlap only in the corner case of a residual addition whose
     shortcut starts at the very block its other branch reads (``y = f(x) + x``
-    with ``f`` a single layer): the two edges ``i -> j`` are then parallel.  The
-    products and the energy are unaffected (their weights add), but
-    :meth:`to_scipy` sums them into one entry, so ``|A|`` and the edge count of
-    the explicit matrix differ from the matrix-free ones there.
+    with ``f`` a single layer): the two edges ``i -> j`` are then parallel, as
+    are a border node's two edges under reflect padding.  The products are
+    unaffected (their weights add), and so is the ground state; but eps is a
+    fraction of the edges' |weight| (SPEC §2), one edge per multiply term, and
+    :meth:`to_scipy` sums parallel edges into one entry, so ``|A|`` and the
+    edge count of the explicit matrix differ from the matrix-free ones there.
+    The explicit solvers restate their energies on :meth:`abs_total`
+    (:func:`deepglass.solve.couplings.per_multiply_term`): every method
+    reports the same eps of a gauge.
 
     Attributes
     ----------

@@ -36,6 +36,7 @@ import torch
 
 from ..errors import DeepglassError, check_count, check_seed
 from ..graph import SignedGraph
+from .couplings import per_multiply_term
 from .engines import check_device, check_engine
 from .gauges import paper_gauges, random_gauges
 
@@ -280,7 +281,8 @@ def _greedy(graph, s0, *, seed, callback, **options) -> Solved:
                         max_bytes=options.get("max_bytes"))
     As = graph.to_scipy_sym(options.pop("limit", None))
     res = greedy(As, s0, **options)
-    return Solved(res.sigma, res.energies, res.local_min, res.flips)
+    energies = per_multiply_term(res.energies, float(abs(As).sum()), graph.abs_total())
+    return Solved(res.sigma, energies, res.local_min, res.flips)
 
 
 def _exact(graph, s0, *, seed, callback, **options) -> Solved:
@@ -289,8 +291,10 @@ def _exact(graph, s0, *, seed, callback, **options) -> Solved:
     As = graph.to_scipy_sym(options.pop("limit", None))
     res = exact(As, **options)
     sig = np.asarray(res.sigma, dtype=np.int8)[None]
-    return Solved(sig, np.array([res.energy]), np.array([True]), 0, {
-        "lower_bound": float(res.lower_bound), "optimal": bool(res.optimal),
+    energy, bound = per_multiply_term(np.array([res.energy, res.lower_bound]),
+                                      float(abs(As).sum()), graph.abs_total())
+    return Solved(sig, np.array([energy]), np.array([True]), 0, {
+        "lower_bound": float(bound), "optimal": bool(res.optimal),
         "exact_method": res.method})
 
 

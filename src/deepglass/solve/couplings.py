@@ -91,6 +91,24 @@ def energy(As, sigma) -> np.ndarray | float:
     return float(e[0]) if single else e
 
 
+def per_multiply_term(eps, matrix_total: float, graph_total: float):
+    """Energies ``eps`` normalized by the matrix's ``1^T|As|1`` (``matrix_total``)
+    restated on a signed graph's normalizer ``graph_total``, the |weight| of
+    every multiply term (SPEC §1-§2: eps is a fraction of the *edges'* weight).
+
+    They differ only where parallel edges of opposite sign (a border node read
+    twice under reflect padding, ``y = f(x) + x`` with ``f`` one layer) sum
+    into one matrix entry: ``|w1 + w2| < |w1| + |w2|``.  The quadratic form
+    ``sigma^T As sigma`` is the same on both, so the ground state is too;
+    ``eps' = 1/2 - (matrix_total / graph_total) (1/2 - eps)``, increasing in
+    ``eps``, so lower bounds and orderings carry over.  Totals equal to 1e-12
+    relative (rounding of two summation orders) leave ``eps`` as it is.  O(len(eps)).
+    """
+    if abs(graph_total - matrix_total) <= 1e-12 * abs(graph_total) or graph_total == 0:
+        return eps
+    return 0.5 - (matrix_total / graph_total) * (0.5 - np.asarray(eps, dtype=np.float64))
+
+
 def local_fields(As, sigma) -> np.ndarray:
     """Local fields ``h_i = sigma_i (As sigma)_i`` (SPEC §2), shape of ``sigma``."""
     M = sp.csr_matrix(As, dtype=np.float64)
