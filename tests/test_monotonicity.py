@@ -590,3 +590,28 @@ def test_a_module_s_own_train_runs_when_its_mode_is_restored():
     keys = set(net.state_dict())
     deepglass.SignedGraph.from_module(net, (3,))
     assert set(net.state_dict()) == keys and all(m.training for m in net.modules())
+
+
+def test_a_network_with_nan_weights_or_outputs_is_refused():
+    """NaN outputs compare false both ways, so every trial read rho = 0 and
+    gamma = 1, perfect alignment (with a warning that blamed dead units):
+    a NaN weight is refused by name, as the frustration's entry points do,
+    and outputs that overflow name the input (pushed or not)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        net[0].weight[0, 0] = float("nan")
+    with pytest.raises(DeepglassError, match=r"^parameter '0\.weight' has 1 NaN/inf entries"):
+        near_monotonicity(net, np.ones(4), np.ones(3), x, amplitudes=10)
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[2].weight.fill_(1e36)
+    # 6 units of relu(x @ 1) ~ 400 times 1e36 overflow float32 (3.4e38)
+    big = torch.cat([torch.ones(2, 4) * 100.0, torch.zeros(1, 4) - 1.0])
+    with pytest.raises(DeepglassError, match=r"outputs for input '0' hold NaN or infinite"):
+        near_monotonicity(net, np.ones(4), np.ones(3), big, amplitudes=2)
+    with pytest.raises(DeepglassError, match=r"outputs for input '0' pushed along the order "
+                                             r"hold NaN or infinite"):
+        near_monotonicity(net, np.ones(4), np.ones(3), big[2:], amplitudes=4,
+                          amplitude_range=(1e3, 1e4))

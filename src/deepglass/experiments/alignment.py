@@ -61,6 +61,7 @@ from torch import nn
 
 from ..devices import check_device
 from ..errors import DeepglassError, check_count, check_seed, check_type, first_line
+from ..graph.model_checks import check_finite
 
 __all__ = ["near_monotonicity", "MonotonicityResult", "alignment_gamma", "amplitude_grid",
            "check_amplitude_range",
@@ -304,6 +305,16 @@ def _on_device(model: nn.Module, dev: torch.device) -> nn.Module:
     return copy.deepcopy(model).to(dev)
 
 
+def _finite_outputs(y: torch.Tensor, ids, pushed: str) -> None:
+    """Refuse outputs (rows of ``y``, inputs ``ids``) that are NaN or infinite:
+    their comparisons are all false, so rho would read 0 and gamma 1."""
+    bad = ~torch.isfinite(y).all(1)
+    if bool(bad.any()):
+        raise DeepglassError(f"the network's outputs for input {ids[int(bad.nonzero()[0])]!r}"
+                             f"{pushed} hold NaN or infinite values; rho is not defined there "
+                             "(check the weights' and inputs' scale, or lower the amplitudes)")
+
+
 def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=100, *,
                       amplitude_range=DEFAULT_RANGE, amplitude_scale: str = "std", seed: int = 0,
                       batch_size: int | None = None, alpha: float = 0.05, device="cpu",
@@ -376,6 +387,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     """
     check_seed(seed)
     check_type(model, nn.Module, "model")
+    check_finite(model)         # NaN outputs compare false both ways: rho 0, gamma 1
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
             or not 0.0 <= float(alpha) < 1.0:      # before the trials, not after
         raise DeepglassError(f"alpha must be a number in [0, 1), got {alpha!r}")
@@ -441,6 +453,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
                 "(B, *input_shape): one input needs its batch axis (x[None])") from None
         y = torch.cat([first] + [forward(x[i:i + batch_size])
                                  for i in range(batch_size, B, batch_size)])
+        _finite_outputs(y, ids, "")
         m = y.shape[1]
         if m == 1:
             warnings.warn("the output read has a single value, so rho is 0 or 1 in every "
@@ -463,6 +476,8 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
             if not pending:
                 return
             yp = forward(torch.cat([p[2] for p in pending]))
+            _finite_outputs(yp, [ids[p[0]] for p in pending for _ in range(len(p[2]))],
+                            " pushed along the order")
             r = 0
             for i, k0, xp in pending:
                 n = len(xp)
