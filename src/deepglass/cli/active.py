@@ -55,7 +55,8 @@ def active_cmd(
     n: Optional[int] = typer.Option(None, "--n", help="Number of inputs (default: all)."),
     method: str = typer.Option("auto", "--method", help="Solver of each active subgraph: auto "
                                "(greedy up to 2M edges, else descent), descent, anneal, greedy "
-                               "or exact."),
+                               "or exact (which also certifies the whole network's delta up to "
+                               "25 nodes)."),
     replicas: int = typer.Option(8, "--replicas", help="Start gauges per input (and for the "
                                  "whole network when its delta is computed here)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the input subset and start gauges."),
@@ -140,15 +141,19 @@ def active_cmd(
                            force=force, executor=executor, address=address,
                            progress=unit_progress(stack, "inputs", enabled=not as_json),
                            target=ends,
+                           # certified delta_x against a certified delta where it can be
+                           **({"whole_method": "exact"} if method == "exact" else {}),
                            **({"engine": engine} if engine != "auto" else {}),
                            **({"time_limit": time_limit} if time_limit is not None else {}))
     delta = float(table["delta"].iloc[0])
+    source = table.attrs.get("delta_source", "")
     stats = active_summary_stats(table, delta)
     note = certification_note(stats, time_limit)
     seconds = time.perf_counter() - t0
     if as_json:
         print_json({"model": model, "inputs": inputs, "target": target, "nodes": graph.n_nodes,
-                    "edges": graph.n_edges, "delta": delta, "summary": stats,
+                    "edges": graph.n_edges, "delta": delta, "delta_source": source,
+                    "summary": stats,
                     "verdict": verdict(stats),
                     **({"time_limit": time_limit} if time_limit is not None else {}),
                     **({"certification": note} if note else {}),
@@ -158,7 +163,7 @@ def active_cmd(
         return
     t = Table(title=f"{model}: active subnetworks of {len(table)} inputs ({seconds:.1f} s); "
                     f"whole network: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges, "
-                    f"delta = {delta:.4f}")
+                    f"delta = {delta:.4f}" + (f" ({source})" if source else ""))
     exact = exact_rows(table) is not None
     cols = ["input", "pred"] + (["target"] if target == "label" else []) + \
         ["nodes", "edges", "|weight| kept (fraction)", "delta_x"] + \

@@ -31,7 +31,7 @@ from ..store import RunDir
 from ..graph.active import check_target
 from .active import active_subgraph, active_summary_stats, certification_note
 
-__all__ = ["active_table", "whole_delta", "run_active", "ActiveExperiment", "compute_inputs",
+__all__ = ["active_table", "whole_delta", "delta_source", "EXACT_WHOLE_NODES", "run_active", "ActiveExperiment", "compute_inputs",
            "verdict", "KIND", "UNIT_TABLE"]
 
 #: the run kind in a run directory
@@ -40,11 +40,28 @@ KIND = "active"
 UNIT_TABLE = "inputs"
 
 
+#: largest whole network (nodes) whose ``delta`` ``exact`` certifies (brute force)
+EXACT_WHOLE_NODES = 25
+
+
+def delta_source(res, seed: int) -> str:
+    """How the whole network's ``delta`` (a :class:`FrustrationResult`) was found,
+    as reports and the command line say it: certified, or the best of a
+    heuristic's starts (an upper bound on ``delta``)."""
+    if res.method == "exact" and res.info.get("optimal"):
+        return "exact, certified optimal"
+    return (f"{res.method}, {len(res.energies)} start gauges, seed {seed}: the best found, "
+            "an upper bound on delta")
+
+
 def whole_delta(graph: SignedGraph, method: str = "auto", replicas: int = 8, seed: int = 0,
                 **options):
     """Frustration ``delta`` of the whole network (SPEC §2) for comparison with
     ``delta_x``: :func:`deepglass.frustration` with ``method`` (``auto``:
-    Algorithm 1 up to 2 million edges, else matrix-free descent).
+    Algorithm 1 up to 2 million edges, else matrix-free descent).  ``exact``
+    certifies it on networks of at most :data:`EXACT_WHOLE_NODES` nodes (brute
+    force) and runs Algorithm 1 on larger ones, where a certified optimum of a
+    whole network is out of reach (:func:`delta_source` says which).
 
     Returns
     -------
@@ -53,8 +70,8 @@ def whole_delta(graph: SignedGraph, method: str = "auto", replicas: int = 8, see
     from ..solve import frustration
 
     m = choose_method(graph.n_edges, method)
-    if m == "exact":
-        m = "greedy"   # a certified optimum of a whole network is out of reach
+    if m == "exact" and graph.n_nodes > EXACT_WHOLE_NODES:
+        m = "greedy"
     if m != "descent":
         options.pop("engine", None)   # the descent's engine; other methods have none
     return frustration(graph, method=m, replicas=replicas, seed=seed, **options)
@@ -262,6 +279,7 @@ class ActiveExperiment(Experiment):
         table["below_delta"] = table["delta_x"] < float(self.delta)
         # units read back from the run directory (a resumed run), for the CLI to say
         table.attrs["resumed_units"] = stored.resumed
+        table.attrs["delta_source"] = self.delta_source
         if run is not None:
             self._write(run, table)
         return table
@@ -497,7 +515,7 @@ def _whole_network(run, graph, delta, gauge, whole_method, replicas, seed, optio
         return stored["energy"], stored["sigma"], source
     res = whole_delta(graph, whole_method, replicas=replicas, seed=seed,
                       **({"engine": options["engine"]} if "engine" in options else {}))
-    source = f"{res.method}, {len(res.energies)} start gauges, seed {seed}"
+    source = delta_source(res, seed)
     if run is not None:
         settle_gauge(run, res.sigma, res.frustration, "computed by this run")
         save_gauge(run, res.sigma, res.sigma_in, res.sigma_out, res.frustration, weights,
