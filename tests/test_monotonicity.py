@@ -123,6 +123,10 @@ def test_trials_in_which_no_output_moves_have_no_direction_and_are_counted():
         res = near_monotonicity(live, np.ones(6), np.ones(4), torch.rand(3, 6),
                                 amplitudes=np.zeros(3))
     assert (res.trials["rho"] == 0).all() and (res.trials["rho_down"] == 0).all()
+    # a null's trials (the experiment runs them alike) say whose they are
+    with pytest.warns(UserWarning, match="^N3-he: in 15 of 15 trials no output moved"):
+        near_monotonicity(dead, np.ones(6), np.ones(4), torch.rand(3, 6), amplitudes=5,
+                          name="N3-he")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

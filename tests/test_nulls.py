@@ -469,6 +469,9 @@ def test_n3_draws_have_the_standard_variance(kind):
     # the graph-level N3 draws the same weights (keyed by layer name), without batch norm
     g3 = null_model(_graph(net, torch.float32), kind, seed=0)
     assert torch.equal(g3.edge_blocks[0].weight, n3[0].weight.detach())
+    # also on a float64 graph (the stream was the dtype's: another draw, same seed)
+    g3 = null_model(_graph(net, torch.float64), kind, seed=0)
+    assert torch.equal(g3.edge_blocks[0].weight, n3[0].weight.detach().double())
 
 
 # ---- solvers on the nulls ----------------------------------------------------------------

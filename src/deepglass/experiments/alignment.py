@@ -305,6 +305,13 @@ def _on_device(model: nn.Module, dev: torch.device) -> nn.Module:
     return copy.deepcopy(model).to(dev)
 
 
+def _whose(name: str) -> str:
+    """``"N3-he: "``: the model a warning is about, where it is a null's (the
+    experiment runs the real network and its nulls alike; the real network's
+    warnings, and those of a network tested alone, name none)."""
+    return "" if name == "real" else f"{name}: "
+
+
 def _finite_outputs(y: torch.Tensor, ids, pushed: str) -> None:
     """Refuse outputs (rows of ``y``, inputs ``ids``) that are NaN or infinite:
     their comparisons are all false, so rho would read 0 and gamma 1."""
@@ -508,8 +515,8 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
     rho = up / m
     still = (up + down) == 0
     if still.any():
-        warnings.warn(f"in {int(still.sum())} of {still.size} trials no output moved (beyond "
-                      "rounding): rho = 0 there, which gamma counts as decreasing (SPEC §5), "
+        warnings.warn(f"{_whose(name)}in {int(still.sum())} of {still.size} trials no output "
+                      "moved (beyond rounding): rho = 0 there, which gamma counts as decreasing (SPEC §5), "
                       "with direction 0; the outputs do not depend on the input there (dead "
                       "units, saturated gates) or the amplitudes are too small",
                       UserWarning, stacklevel=2)

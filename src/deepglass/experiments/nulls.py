@@ -79,17 +79,20 @@ def _permuted(w: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def _xavier(w: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """A fresh Xavier (Glorot) uniform draw shaped like ``w``: ``U(-a, a)``,
     ``a = sqrt(6 / (fan_in + fan_out))``, PyTorch's fans (``fan_in = size(1) *
-    prod(kernel)``, ``fan_out = size(0) * prod(kernel)``)."""
-    new = torch.empty(w.shape, dtype=w.dtype, device=g.device)
+    prod(kernel)``, ``fan_out = size(0) * prod(kernel)``).  Drawn in float32
+    whatever ``w``'s dtype, so that a module's null and its float64 graph's are
+    the same draw for one seed (the random stream depends on the dtype)."""
+    new = torch.empty(w.shape, dtype=torch.float32, device=g.device)
     nn.init.xavier_uniform_(new, gain=1.0, generator=g)
-    return new.to(w.device)
+    return new.to(device=w.device, dtype=w.dtype)
 
 
 def _he(w: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """A fresh He (Kaiming) normal draw shaped like ``w``: ``N(0, 2 / fan_in)``."""
-    new = torch.empty(w.shape, dtype=w.dtype, device=g.device)
+    """A fresh He (Kaiming) normal draw shaped like ``w``: ``N(0, 2 / fan_in)``
+    (in float32, as :func:`_xavier`)."""
+    new = torch.empty(w.shape, dtype=torch.float32, device=g.device)
     nn.init.kaiming_normal_(new, mode="fan_in", nonlinearity="relu", generator=g)
-    return new.to(w.device)
+    return new.to(device=w.device, dtype=w.dtype)
 
 
 # ---- nulls of a module -----------------------------------------------------------------
