@@ -731,11 +731,11 @@ def test_a_value_s_data_read_in_forward_is_the_value():
 
 
 def test_an_export_failure_names_where_in_the_user_s_code():
-    """A number read from a tensor's data (asteroid's gLN reads its dims with
-    torch.arange(...).tolist()) stops torch.export; the refusal now says where."""
+    """A number read from a tensor's data (here dims that depend on the
+    input's values) stops torch.export; the refusal says where."""
     class GLN(nn.Module):
         def forward(self, x):
-            dims = torch.arange(1, x.dim()).tolist()
+            dims = (torch.arange(1, x.dim()) + 0 * x.detach().sum().round().long()).tolist()
             return x - x.mean(dims, keepdim=True)
 
     net = nn.Sequential(nn.Conv1d(1, 4, 3), GLN(), nn.Conv1d(4, 2, 3)).eval()
