@@ -2984,3 +2984,61 @@ def test_copies_of_a_value_in_a_rescaled_sum_keep_the_factor():
     np.testing.assert_allclose(V, J, atol=1e-12)
     # the two convolutions, the pool's windows (4 x 10 x 10), one copy edge per node
     assert g.n_edges == 2 * 4 * 16 + 4 * 10 * 10 + 64 + 4 * 2 * 16      # (two copies: +64)
+
+
+class _CatAdd(nn.Module):
+    """``cat([a(x), b(x)])`` (a gain ``g`` on it, as a batch norm after it),
+    plus ``x``; ``ghost``: ``b`` reads ``a(x)``, so ``a``'s pre-add value is
+    another layer's input (GhostNet's ghost module)."""
+
+    def __init__(self, ghost=False, gain=False):
+        super().__init__()
+        self.a = nn.Conv2d(4, 2, 3, padding=1, bias=False)
+        self.b = nn.Conv2d(2 if ghost else 4, 2, 3, padding=1, bias=False, groups=2 if ghost else 1)
+        self.ghost = ghost
+        self.g = nn.Parameter(torch.tensor([0.5, -2.0, 3.0, -0.25]).view(1, 4, 1, 1)) \
+            if gain else None
+
+    def forward(self, x):
+        a = self.a(x)
+        y = torch.cat([a, self.b(a if self.ghost else x)], 1)
+        return (y * self.g if self.g is not None else y) + x
+
+
+@pytest.mark.parametrize("gain", [False, True])
+def test_a_sum_onto_a_concatenation_ends_on_the_layers_nodes(gain):
+    """SPEC §1: the add creates no nodes.  ``cat([a(x), b(x)]) + x`` is
+    ``c(x) + x`` with ``c`` the two convs stacked, node for node and edge for
+    edge (a gain on the concatenation folds into each layer's edges).  Before,
+    the sum was a block of its own whose edges were all identities (MixNet's
+    mixed convolutions, GhostNet): 432 nodes for 288, another frustration."""
+    class One(nn.Module):
+        def __init__(self, cat):
+            super().__init__()
+            self.c = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+            with torch.no_grad():
+                self.c.weight.copy_(torch.cat([cat.a.weight, cat.b.weight], 0))
+            self.g = cat.g
+
+        def forward(self, x):
+            y = self.c(x)
+            return (y * self.g if self.g is not None else y) + x
+
+    torch.manual_seed(0)
+    cat = _CatAdd(gain=gain).eval()
+    got = assert_is_jacobian(cat, (4, 6, 6))
+    want = SignedGraph.from_module(One(cat).double().eval(), (4, 6, 6), dtype=torch.float64)
+    assert got.n_nodes == want.n_nodes == 2 * 4 * 36 and got.n_edges == want.n_edges
+    assert abs(got.to_scipy() - want.to_scipy()).max() < 1e-15
+    assert [nb.op for nb in got.node_blocks] == ["input", "add", "add"]
+
+
+def test_a_sum_onto_a_concatenation_keeps_apart_a_value_read_elsewhere():
+    """The ghost module: ``a(x)`` is also ``b``'s input, so its part of the sum
+    is a value of its own (identity edges from ``a`` and ``x``); ``b``'s part
+    ends on ``b``'s nodes.  Path sums are the Jacobian either way."""
+    torch.manual_seed(0)
+    g = assert_is_jacobian(_CatAdd(ghost=True, gain=True), (4, 6, 6))
+    shapes = {nb.name: (nb.op, nb.shape) for nb in g.node_blocks}
+    assert shapes["a"] == ("conv", (2, 6, 6)) and shapes["b"] == ("add", (2, 6, 6))
+    assert g.n_nodes == 4 * 36 + 3 * 2 * 36

@@ -4,13 +4,16 @@ unused add nothing; the branch of a gate taken as a rescaling, SPEC §1b)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from .blocks import EdgeBlock, IdentityBlock, NodeBlock
-from .symbolic import Builder, _opname
+from .symbolic import Builder, Ref, _opname
 
-__all__ = ["prune", "prune_channels", "contract_copies", "left_out_row"]
+__all__ = ["prune", "prune_channels", "contract_copies", "merge_concatenated_copies",
+           "left_out_row"]
 
 
 def prune(builder: Builder, outputs: dict[str, np.ndarray]):
@@ -131,9 +134,13 @@ def _ranges(ids: np.ndarray) -> str:
 
 
 def _drop(builder: Builder, outputs: dict[str, np.ndarray], keep: np.ndarray,
-          drop_edges: frozenset = frozenset()) -> dict[str, np.ndarray]:
+          drop_edges: frozenset = frozenset(), aliases: dict | None = None
+          ) -> dict[str, np.ndarray]:
     """Remove the node blocks not in ``keep``, the edge blocks ending there and
-    those in ``drop_edges`` (indices); renumber nodes, blocks and outputs.  O(n)."""
+    those in ``drop_edges`` (indices); renumber nodes, blocks and outputs.
+    ``aliases``: a block -> (the stop of its old id range, the kept blocks
+    whose nodes, in order, its old nodes become, itself among them where it
+    keeps some); its readers read those.  O(n)."""
     nbs, ebs = builder.node_blocks, builder.edge_blocks
     newid = np.full(builder.n, -1, dtype=np.int64)
     new_blocks, new_index, off = [], {}, 0
@@ -144,13 +151,19 @@ def _drop(builder: Builder, outputs: dict[str, np.ndarray], keep: np.ndarray,
             new_blocks.append(NodeBlock(name=nb.name, shape=nb.shape, offset=off, op=nb.op,
                                         index=len(new_blocks)))
             off += nb.size
+    aliases = aliases or {}
+    for k, (stop, parts) in aliases.items():
+        # (a block kept among its own parts keeps its first nodes, in order)
+        newid[nbs[k].offset:stop] = np.concatenate(
+            [newid[nbs[p].offset:nbs[p].stop] for p in parts])
     lookup = torch.from_numpy(newid)
     kept_edges, kept_reads = [], []
     for k, b in enumerate(ebs):
         if not keep[b.dst] or k in drop_edges:
             continue
         b.dst = new_index[b.dst]
-        b.src_blocks = tuple(new_index[s] for s in b.src_blocks)
+        b.src_blocks = tuple(sorted({new_index[p] for s in b.src_blocks
+                                     for p in (aliases[s][1] if s in aliases else (s,))}))
         if b.src_range is not None:
             b.src_range = (int(newid[b.src_range[0]]), int(newid[b.src_range[1] - 1]) + 1)
         else:
@@ -233,3 +246,151 @@ def left_out_row(n, env, real, name) -> dict | None:
         "dense" if op in ("linear", "addmm", "mm", "matmul", "bmm") else op
     # (at batch 1 the whole value is the sample's, folded or not)
     return {"block": name, "op": op, "nodes": int(real.numel()), "params": params}
+
+
+def _joined(shapes) -> tuple:
+    """The shape of blocks of ``shapes`` concatenated along their first axis,
+    or flat where their other axes differ."""
+    if all(s[1:] == shapes[0][1:] for s in shapes) and all(len(s) for s in shapes):
+        return (sum(s[0] for s in shapes),) + tuple(shapes[0][1:])
+    return (sum(math.prod(s) for s in shapes),)
+
+
+def _piece(builder, i, o, cut, shape) -> Ref:
+    """The source ids (and factors, and recorded value ids) of the part ``cut``
+    (a slice of the flat output, or a list of them) of edge block ``o``
+    (index ``i``), an identity, as a Ref of ``shape``."""
+    cuts = cut if isinstance(cut, list) else [cut]
+
+    def part(t):
+        flat = t.reshape(-1)
+        return torch.cat([flat[c] for c in cuts]).reshape((1,) + tuple(shape))
+
+    src = torch.arange(*o.src_range) if o.src_range is not None else o.src_index
+    scale = None if o.in_scale is None else part(torch.broadcast_to(o.in_scale, o.in_shape))
+    value = exact = None
+    if builder.record:
+        value, exact = (None if bool((t < 0).all()) else part(t) for t in builder.reads[i])
+    return Ref(part(src), scale, value=value, exact=exact)
+
+
+def _factors_moved(copy, parts, merged, nbs, incoming) -> bool:
+    """Move the factors of ``copy`` (a gain on the concatenation, a batch
+    norm after it) onto the edges that end on those of its ``parts`` that
+    are ``merged`` into the sum, each part its slice; False (nothing moved)
+    where a part's layer cannot take them (a factor that varies within a
+    channel of a convolution)."""
+    if copy.in_scale is None:
+        return True
+    scale = torch.broadcast_to(copy.in_scale.double().cpu(), copy.in_shape).reshape(-1)
+    moves, at = [], 0
+    for k, blocks in zip(parts, incoming):
+        piece = scale[at:at + nbs[k].size]
+        at += nbs[k].size
+        if k not in merged or bool((piece == 1).all()):
+            continue
+        per = [b.output_scale_of(piece) for b in blocks]
+        if any(p is None for p in per):
+            return False
+        moves += list(zip(blocks, per))
+    for b, p in moves:
+        b.scale_output(p)
+    return True
+
+
+def merge_concatenated_copies(builder: Builder,
+                              outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A residual addition onto a concatenation of layer outputs
+    (``cat([conv_a(x), conv_b(x)]) + x``: GhostNet's ghost module, MixNet's
+    mixed convolution) ends on the concatenated layers' own nodes, as an add
+    onto one layer's output does (SPEC §1: the add creates no nodes).
+
+    The concatenation made the layers' node blocks, and the sum a block of its
+    own with a plain copy of them; where each of those blocks is read by that
+    copy only, and the sum's other terms are identity shortcuts (split by the
+    blocks' ranges), the shortcuts' parts end on the blocks and the sum's
+    nodes are theirs.  A block read elsewhere too (its pre-add value is
+    another layer's input) keeps the sum apart.  Returns the renumbered outputs.
+
+    Complexity: O(blocks + n) plus one renumbering when anything merges.
+    """
+    nbs, ebs = builder.node_blocks, builder.edge_blocks
+    held = np.zeros(len(nbs), dtype=bool)
+    starts = np.array([nb.offset for nb in nbs])
+    for ids in outputs.values():
+        held[np.unique(np.searchsorted(starts, ids, side="right") - 1)] = True
+    by_offset = {nb.offset: k for k, nb in enumerate(nbs)}
+    readers: dict[int, list[int]] = {}
+    into: dict[int, list[int]] = {}
+    for i, b in enumerate(ebs):
+        into.setdefault(b.dst, []).append(i)
+        for s in b.src_blocks:
+            readers.setdefault(s, []).append(i)
+
+    def plain(b) -> bool:
+        return type(b) is IdentityBlock and b.out_scale is None
+
+    def tiles(r) -> list[int] | None:
+        # the blocks a copy reads, whole and in order (two or more), where one
+        # at least is read by it only (its nodes can be the sum's)
+        parts, at = [], r.src_range[0]
+        while at < r.src_range[1] and at in by_offset:
+            k = by_offset[at]
+            parts.append(k)
+            at = nbs[k].stop
+        ok = at == r.src_range[1] and len(parts) > 1 and any(merges(k, r) for k in parts)
+        return parts if ok else None
+
+    def merges(k, r) -> bool:
+        return nbs[k].op != "input" and not held[k] and bool(into.get(k)) and \
+            readers.get(k) == [id_of[id(r)]]
+
+    id_of = {id(b): i for i, b in enumerate(ebs)}
+    keep = np.ones(len(nbs), dtype=bool)
+    gone: set[int] = set()
+    aliases: dict[int, list[int]] = {}
+    for S, nb in enumerate(nbs):
+        terms = into.get(S, [])
+        if nb.op == "input" or not terms or not all(plain(ebs[i]) for i in terms):
+            continue
+        copy = next((i for i in terms if ebs[i].src_range is not None and
+                     getattr(ebs[i], "copies_nodes", False) and tiles(ebs[i]) is not None),
+                    None)
+        if copy is None:
+            continue
+        r = ebs[copy]
+        parts = tiles(r)
+        merged = [k for k in parts if merges(k, r)]
+        if not _factors_moved(r, parts, merged, nbs, [[ebs[i] for i in into[k]] for k in parts]):
+            continue
+        cuts, at = {}, 0
+        for k in parts:
+            cuts[k] = slice(at, at + nbs[k].size)
+            at += nbs[k].size
+        rest = [k for k in parts if k not in merged]      # the sum keeps their ranges
+        shape = _joined([nbs[k].shape for k in rest]) if rest else None
+        for i in terms:
+            o = ebs[i]
+            pieces = [(k, cuts[k], nbs[k].shape) for k in merged if i != copy]
+            if rest:
+                pieces.append((S, [cuts[k] for k in rest], shape))
+            for k, cut, shp in pieces:
+                blk = IdentityBlock(shp, module=o.module)
+                blk.copies_nodes = getattr(o, "copies_nodes", False)
+                builder.attach(blk, _piece(builder, i, o, cut, shp), k)
+        gone.update(terms)
+        for k in merged:
+            nbs[k].op = "add"
+        if rest:
+            nbs[S] = NodeBlock(name=nb.name, shape=shape, offset=nb.offset, op=nb.op,
+                               index=nb.index)
+        else:
+            keep[S] = False
+        aliases[S] = (nb.stop, [S if k in rest else k for k in parts])
+        nb_readers = readers.get(S, [])
+        for k in merged:       # the sum's readers are the parts' readers now
+            readers[k] = nb_readers
+    if not aliases:
+        return outputs
+    # (a merged sum that is an output: its ids become the parts')
+    return _drop(builder, outputs, keep, frozenset(gone), aliases)

@@ -28,7 +28,7 @@ from .blocks import EdgeBlock, IdentityBlock, NodeBlock
 from .fixed_weights import mark_fixed
 from .model_checks import (DATA_WRITTEN, attributes_kept, check_finite, check_weights,
                            identity_hashes, module_mode, refuse_called_modules)
-from .prune import contract_copies, prune, prune_channels
+from .prune import contract_copies, merge_concatenated_copies, prune, prune_channels
 from .symbolic import (Builder, ForwardError, NonMonotoneActivationWarning, Pending, Ref, Refused,
                        flatten, remap)
 
@@ -527,6 +527,7 @@ def capture_module(model: nn.Module, input_shape, batchnorm: str = "fold",
     # (a layer read only by a refused op, a mask's comparison, never became nodes)
     left_out += [row for v, row in run.unread if not builder.is_materialized(v)]
     outputs = contract_copies(builder, outputs)
+    outputs = merge_concatenated_copies(builder, outputs)
     outputs, dropped = prune_channels(builder, outputs)
     left_out += dropped
     # every block's tensors cast here: the builder mixes float32 weights with
