@@ -4,6 +4,7 @@ directories that resume, one-line errors (tiny settings, seconds)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -71,6 +72,9 @@ def test_meanfield_matrix_json_and_run(tmp_path, cli):
     code, out2, _ = cli(argv)
     assert code == 0 and json.loads(out2)["T_c"] == d["T_c"]
     assert (run / "units" / "criticality-meanfield" / "spectrum" / "spectrum.parquet").stat().st_mtime_ns == stamp
+    # and the terminal says so (it printed what a fresh run prints)
+    code, out3, _ = cli(argv[:-1])
+    assert code == 0 and re.search(rf"wrote {re.escape(str(run))} \(\d+ finished units reused\)", out3)
     # another configuration in the same directory is refused
     code, _, err = cli(argv[:-1] + ["--n-h", "7"])
     assert code == 2 and err.startswith("error:") and "--force" in err

@@ -160,7 +160,8 @@ def meanfield_cmd(
         rows[f"exponent {k}"] = float("nan") if v is None else v
     print_kv(f"mean field of {source}", rows, floatfmt=".8g")
     if out is not None:
-        typer.echo(f"wrote {out}")
+        typer.echo(f"wrote {out}" + (f" ({res.resumed} finished units reused)"
+                                     if res.resumed else ""))
 
 
 # -- powerlaw ----------------------------------------------------------------------------

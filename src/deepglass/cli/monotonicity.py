@@ -138,8 +138,10 @@ def monotonicity_cmd(
     print_gamma_table(exp.gamma, f"{model}: near-monotonicity, {len(batch)} inputs x "
                                  f"{amplitudes} amplitudes ({exp.seconds:.1f} s)")
     if out:
+        resumed = exp.info.get("resumed")
         Console().print(f"run directory: {out} (report.md, figures/rho_hist.png, "
-                        "figures/rho_vs_amplitude.png, figures/gamma.png)")
+                        "figures/rho_vs_amplitude.png, figures/gamma.png)"
+                        + (f"; {resumed} units resumed" if resumed else ""))
 
 
 def _has_gauge(out: str) -> bool:

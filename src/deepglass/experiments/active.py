@@ -128,6 +128,8 @@ def active_frustration(sub: SignedGraph, method: str = "auto", replicas: int = 8
         brute force up to 25 kept nodes, else the certified MILP).
     replicas, seed
         Start gauges (uniform random, seeded).
+    explicit_limit : int
+        Largest subgraph (edges) that ``auto`` solves with Algorithm 1.
     warm_start : ndarray (n,), optional
         A gauge of the whole network (e.g. its best one); used as the first
         start gauge, so ``delta_x`` is at most the energy of that gauge on the

@@ -43,6 +43,8 @@ def anneal(graph: SignedGraph, sigma0: torch.Tensor, *, sweeps: int = 100,
         Seed of the heat-bath random numbers (a torch Generator on the graph's device).
     gamma : float
         Schedule factor of the final descent.
+    callback : callable, optional
+        ``callback(sweep, 0)`` after each temperature's sweep (progress).
 
     Returns
     -------
