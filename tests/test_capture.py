@@ -3042,3 +3042,10 @@ def test_a_sum_onto_a_concatenation_keeps_apart_a_value_read_elsewhere():
     shapes = {nb.name: (nb.op, nb.shape) for nb in g.node_blocks}
     assert shapes["a"] == ("conv", (2, 6, 6)) and shapes["b"] == ("add", (2, 6, 6))
     assert g.n_nodes == 4 * 36 + 3 * 2 * 36
+    # a layer reading the sum reads both parts, the sum's own nodes after b's:
+    # the operator (not only the explicit matrix) is that of its edges
+    net = nn.Sequential(_CatAdd(ghost=True, gain=True), nn.Conv2d(4, 3, 1))
+    g = assert_is_jacobian(net, (4, 6, 6))
+    x = torch.randn(2, g.n_nodes, dtype=torch.float64)
+    A = g.to_scipy()
+    np.testing.assert_allclose(g.sym_matvec(x).numpy(), ((A + A.T) @ x.numpy().T).T, atol=1e-12)

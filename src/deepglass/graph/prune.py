@@ -165,7 +165,12 @@ def _drop(builder: Builder, outputs: dict[str, np.ndarray], keep: np.ndarray,
         b.src_blocks = tuple(sorted({new_index[p] for s in b.src_blocks
                                      for p in (aliases[s][1] if s in aliases else (s,))}))
         if b.src_range is not None:
-            b.src_range = (int(newid[b.src_range[0]]), int(newid[b.src_range[1] - 1]) + 1)
+            ids = newid[b.src_range[0]:b.src_range[1]]
+            if aliases and not bool((np.diff(ids) == 1).all()):
+                # a range over a block whose nodes became others' (not in order)
+                b.src_index, b.src_range = torch.from_numpy(ids.copy()).reshape(b.in_shape), None
+            else:
+                b.src_range = (int(ids[0]), int(ids[-1]) + 1)
         else:
             b.src_index = lookup[b.src_index]
         kept_edges.append(b)
