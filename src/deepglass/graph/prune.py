@@ -181,6 +181,23 @@ def _drop(builder: Builder, outputs: dict[str, np.ndarray], keep: np.ndarray,
     return {k: newid[v] for k, v in outputs.items()}
 
 
+def _uses(builder: Builder, outputs: dict[str, np.ndarray]) -> tuple:
+    """(held, readers, into): which node blocks hold an output, and per node
+    block the edge blocks (indices) that read it and that end on it.  O(blocks + outputs)."""
+    nbs, ebs = builder.node_blocks, builder.edge_blocks
+    held = np.zeros(len(nbs), dtype=bool)
+    starts = np.array([nb.offset for nb in nbs])
+    for ids in outputs.values():
+        held[np.unique(np.searchsorted(starts, ids, side="right") - 1)] = True
+    readers: dict[int, list[int]] = {}
+    into: dict[int, list[int]] = {}
+    for i, b in enumerate(ebs):
+        into.setdefault(b.dst, []).append(i)
+        for s in b.src_blocks:
+            readers.setdefault(s, []).append(i)
+    return held, readers, into
+
+
 def contract_copies(builder: Builder, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Merge a node block whose one reader is a plain copy into a sum (an
     identity shortcut of its own values) into that sum: its incoming edges end
@@ -194,16 +211,7 @@ def contract_copies(builder: Builder, outputs: dict[str, np.ndarray]) -> dict[st
     Complexity: O(blocks + n) plus one renumbering when anything merges.
     """
     nbs, ebs = builder.node_blocks, builder.edge_blocks
-    held = np.zeros(len(nbs), dtype=bool)
-    starts = np.array([nb.offset for nb in nbs])
-    for ids in outputs.values():
-        held[np.unique(np.searchsorted(starts, ids, side="right") - 1)] = True
-    readers: dict[int, list[int]] = {}
-    into: dict[int, list[int]] = {}
-    for i, b in enumerate(ebs):
-        into.setdefault(b.dst, []).append(i)
-        for s in b.src_blocks:
-            readers.setdefault(s, []).append(i)
+    held, readers, into = _uses(builder, outputs)
     keep = np.ones(len(nbs), dtype=bool)
     gone: set[int] = set()
     for k, nb in enumerate(nbs):
@@ -320,17 +328,8 @@ def merge_concatenated_copies(builder: Builder,
     Complexity: O(blocks + n) plus one renumbering when anything merges.
     """
     nbs, ebs = builder.node_blocks, builder.edge_blocks
-    held = np.zeros(len(nbs), dtype=bool)
-    starts = np.array([nb.offset for nb in nbs])
-    for ids in outputs.values():
-        held[np.unique(np.searchsorted(starts, ids, side="right") - 1)] = True
+    held, readers, into = _uses(builder, outputs)
     by_offset = {nb.offset: k for k, nb in enumerate(nbs)}
-    readers: dict[int, list[int]] = {}
-    into: dict[int, list[int]] = {}
-    for i, b in enumerate(ebs):
-        into.setdefault(b.dst, []).append(i)
-        for s in b.src_blocks:
-            readers.setdefault(s, []).append(i)
 
     def plain(b) -> bool:
         return type(b) is IdentityBlock and b.out_scale is None
