@@ -276,3 +276,103 @@ def test_a_copy_into_a_value_leaves_what_was_read_from_it_before():
         J = torch.stack([twin(e.reshape(1, 2, 2, 2)).reshape(-1) - base
                          for e in torch.eye(8, dtype=torch.float64)], 1)
     np.testing.assert_allclose(V[g.outputs["output"]], J.numpy(), rtol=1e-9, atol=1e-12)
+
+
+class _Branches(nn.Module):
+    """A multi-branch block (FastViT's MobileOne / RepMixer): a copy of ``x``
+    rescaled by a batch norm, plus convolutions of ``x``, summed into ``out``
+    in place, then ``x + ls * (out - bn2(x))``; ``x`` is a GELU's output."""
+
+    def __init__(self, inplace):
+        super().__init__()
+        self.inplace = inplace
+        self.stem, self.act = nn.Conv2d(2, 4, 3, padding=1), nn.GELU()
+        self.conv1, self.conv3 = nn.Conv2d(4, 4, 1, groups=4), nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.bn1, self.bn2 = nn.BatchNorm2d(4), nn.BatchNorm2d(4)
+        self.ls = nn.Parameter(torch.tensor([0.5, -1.0, 2.0, 0.25]).view(4, 1, 1))
+        self.head = nn.Conv2d(4, 3, 1)
+        for bn in (self.bn1, self.bn2):
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.data.uniform_(-1.0, 1.0)
+
+    def forward(self, x):
+        x = self.act(self.stem(x))
+        out = self.conv1(x) + self.bn1(x)
+        if self.inplace:
+            out += self.conv3(x)
+        else:
+            out = out + self.conv3(x)
+        return self.head(x + self.ls * (out - self.bn2(x)))
+
+
+def test_copies_of_an_activations_output_add_into_one_rescaling(recwarn):
+    """``x``, ``bn1(x)`` and ``-bn2(x)`` are rescalings of one function of the
+    same nodes (a GELU's output): they add into one identity term of factor
+    ``1 + ls (s1 - s2)`` (README: two rescalings of the same value add into
+    one, no parallel edges), whether ``out`` is summed in place or not.  The
+    sum of two copies lost their function (a copy of ``gelu(y)`` became one of
+    nothing): in place, two parallel identity terms; out of place, a warning
+    that a sum of different functions of ``x`` was taken for an activation."""
+    import warnings
+
+    torch.manual_seed(0)
+    nets = [_Branches(inplace).eval() for inplace in (False, True)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    graphs = []
+    for net in nets:
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            graphs.append(SignedGraph.from_module(net, (2, 5, 5), dtype=torch.float64))
+        assert [str(w.message) for w in got if "sum of elementwise" in str(w.message)] == []
+    for g in graphs:
+        kinds = [b.kind for b in g.edge_blocks if g.node_blocks[b.dst].name != "head"
+                 and b.kind == "identity"]
+        assert len(kinds) == 1
+    assert abs(graphs[0].to_scipy() - graphs[1].to_scipy()).max() < 1e-12
+    # the factor of the copy: 1 + ls (s1 - s2), per channel
+    s1, s2 = (bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+              for bn in (nets[0].bn1, nets[0].bn2))
+    want = 1 + nets[0].ls.detach().double().reshape(-1) * (s1 - s2)
+    ident = next(b for b in graphs[0].edge_blocks if b.kind == "identity")
+    i, j, w = ident.coo()
+    got = np.zeros(4)
+    got[j // 25] = w                  # one weight per node; channel = node // 25
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-12)
+
+
+def test_an_inplace_write_that_nothing_else_reads_is_not_traced_twice(monkeypatch):
+    """``relu_`` / ``out += y`` on values nothing else reads are their
+    out-of-place ops: the program is not functionalized (a second trace, as
+    long as the export: GhostNet's capture took 28 s, 5 s without), and the
+    graph is the out-of-place net's."""
+    calls = []
+    real = torch.export.ExportedProgram.run_decompositions
+
+    def counted(self, *args, **kwargs):
+        calls.append(args)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.export.ExportedProgram, "run_decompositions", counted)
+
+    class Net(nn.Module):
+        def __init__(self, inplace):
+            super().__init__()
+            self.inplace = inplace
+            self.a, self.b = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+            self.pool1, self.pool2 = nn.MaxPool2d(2), nn.MaxPool2d(2)   # identical ops
+            self.relu = nn.ReLU(inplace=inplace)
+
+        def forward(self, x):
+            y = self.relu(self.a(x))
+            z = self.b(y)
+            if self.inplace:
+                z += y
+            else:
+                z = z + y
+            return self.pool1(z) + self.pool2(z)
+
+    torch.manual_seed(0)
+    nets = [Net(inplace).eval() for inplace in (False, True)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    A, B = (SignedGraph.from_module(n, (2, 6, 6)).to_scipy() for n in nets)
+    assert calls == [] and A.shape == B.shape and abs(A - B).max() == 0

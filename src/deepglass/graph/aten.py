@@ -44,6 +44,7 @@ from .aten_rules import (_adaptive, _add, _addcmul, _amax, _avg_pool,
                          interpolation_matrices, _max_pool, _mean, _mul,
                          _neg, _shape_rule, _sum, _upsample, _where)
 from .identical import identical_ops, merge_identical_ops, mutates
+from .inplace import write_out_of_place, writes_into_view
 from .quiet import quiet_exporter
 from .prune import left_out_row
 from .refusals import REFUSED_OPS, source_line
@@ -108,7 +109,8 @@ def export_module(model: torch.nn.Module, inputs: tuple, kwargs: dict | None = N
         with quiet_exporter(), data_reads_detach(), constant_reads():
             ep = torch.export.export(model, tuple(inputs), kwargs=kwargs or None, strict=False)
         gm = write_out(complex_as_real(ep.module()))
-        if not core and (_writes_into_view(ep.graph) or
+        write_out_of_place(gm)     # writes nothing else reads: no second trace for them
+        if not core and (writes_into_view(gm.graph) or
                          (mutates(gm.graph) and identical_ops(gm.graph))):
             # an in-place op on a view (``y[:, 1:].add_(z)``, ``y[:, :2] = z``)
             # changes the viewed value: functionalized, the program says so with
@@ -163,28 +165,6 @@ def _merged(gm):
     if not mutates(gm.graph) and identical_ops(gm.graph):
         merge_identical_ops(gm)
     return gm
-
-
-def _writes_into_view(graph) -> bool:
-    """Whether an in-place op of ``graph`` writes into a view of another value
-    (its first argument is an op's aliasing output: a slice, select, narrow,
-    view ..., or one of the views chunk / split / unbind return), which
-    changes the value viewed as well."""
-    def aliasing(target, write: bool) -> bool:
-        schema = getattr(target, "_schema", None)
-        info = schema.returns[0].alias_info if schema is not None and schema.returns else None
-        return info is not None and bool(info.is_write) == write
-
-    def view(a) -> bool:
-        # a view op's output, or an element of a list of views (chunk, split, unbind)
-        if not isinstance(a, torch.fx.Node) or a.op != "call_function":
-            return False
-        if a.target is operator.getitem:
-            return view(a.args[0])
-        return aliasing(a.target, False)
-
-    return any(nd.op == "call_function" and aliasing(nd.target, True) and nd.args
-               and view(nd.args[0]) for nd in graph.nodes)
 
 
 def _inplace(target) -> bool:

@@ -49,8 +49,10 @@ def add_values(builder, a, b, shape, where, unsupported, judge=None) -> Pending:
         total, gate = factors(a) + factors(b), (1.0, 1.0)
         if gated:
             total, gate = _gated_sum(factors(a), a.gate, factors(b), b.gate, unsupported)
+        # one function of the nodes, rescaled: it stays that function (a copy
+        # of gelu(y) plus a rescaled one is still gelu(y), for sums after it)
         return Ref(a.index, total, value=a.value if same_value else None, gated=gated,
-                   gate=gate)
+                   gate=gate, act=a.act, fn=a.fn, pre=a.pre)
     rows = max(v.index.shape[0] if isinstance(v, Ref) else 1 for v in (a, b))
     if rows > 1 and all(isinstance(v, Ref) for v in (a, b)):
         # one sample's values regrouped as a batch of rows (graph.layers.on_rows):
