@@ -31,6 +31,8 @@ def test_dir_and_help_list_the_lazy_names():
             "for m in (deepglass, c, e):\n"
             "    missing = set(m.__all__) - set(dir(m))\n"
             "    assert not missing, (m.__name__, missing)\n"
+            "    extra = {'annotations', 'lazy_dir', 'lazy_getattr'} & set(dir(m))\n"
+            "    assert not extra, (m.__name__, extra)\n"
             "import pydoc\n"
             "text = pydoc.render_doc(deepglass, renderer=pydoc.plaintext)\n"
             "assert 'near_monotonicity(' in text and 'null_model(' in text\n")

@@ -4,6 +4,7 @@ name's module (torch, numba kernels, ...) is imported on first use; ``dir()``
 
 from __future__ import annotations
 
+import __future__
 import importlib
 import sys
 from typing import Callable, Mapping
@@ -31,6 +32,11 @@ def lazy_dir(package: str, table: Mapping[str, str]) -> Callable[[], list[str]]:
     names of ``table`` (which ``dir()`` and ``help()`` list before first use)."""
 
     def __dir__() -> list[str]:
-        return sorted(set(vars(sys.modules[package])) | set(table))
+        # (not the names the package's own header binds: the future import,
+        # these two helpers)
+        own = {k for k, v in vars(sys.modules[package]).items()
+               if not isinstance(v, __future__._Feature) and v is not lazy_dir
+               and v is not lazy_getattr}
+        return sorted(own | set(table))
 
     return __dir__
