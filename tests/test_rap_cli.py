@@ -121,6 +121,9 @@ def test_phase_cli_writes_a_resumable_run(cli, tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     pts2 = pd.read_parquet(out_dir / "points.parquet")
     pd.testing.assert_frame_equal(pts.reset_index(drop=True), pts2.reset_index(drop=True))
+    # and the terminal says so (it printed what a fresh run prints)
+    code, text, _ = cli(argv[:-1])
+    assert code == 0 and f"wrote {out_dir} (1 finished units reused)" in text
     # another memory budget changes no result: resumed (it was refused)
     code, _, err = cli(argv + ["--max-memory-gb", "2"])
     assert code == 0, err

@@ -244,7 +244,12 @@ def phase_cmd(
     else:
         typer.echo(res.transitions.to_string(index=False))
         if out is not None:
-            typer.echo(f"wrote {out}")
+            typer.echo(f"wrote {out}" + _reused(res))
+
+
+def _reused(res) -> str:
+    """`` (N finished units reused)`` where a run resumed, else ""."""
+    return f" ({res.resumed} finished units reused)" if res.resumed else ""
 
 
 # -- anneal (Fig. 5) ---------------------------------------------------------
@@ -323,7 +328,7 @@ def anneal_cmd(
     else:
         typer.echo(res.annealing_summary.to_string(index=False))
         if out is not None:
-            typer.echo(f"wrote {out}")
+            typer.echo(f"wrote {out}" + _reused(res))
 
 
 # -- student (Fig. 2) ----------------------------------------------------------

@@ -301,6 +301,8 @@ class PhaseResult:
     degrees : pandas.DataFrame
         Degree distributions of the instances (per ``a2``).
     seconds : float
+    resumed : int
+        Units read back from the run directory (a resumed run).
     """
 
     config: PhaseConfig
@@ -309,6 +311,7 @@ class PhaseResult:
     transitions: pd.DataFrame
     degrees: pd.DataFrame
     seconds: float = 0.0
+    resumed: int = 0
 
     def headline(self) -> dict:
         """``summary.json["rap-phase"]``: sizes, time and the transitions."""
@@ -356,7 +359,7 @@ class PhaseScan(Experiment):
         points = stored.table("points")
         res = PhaseResult(self.cfg, points, aggregate_points(points),
                           stored.table("transitions"), stored.table("degrees"),
-                          seconds=stored.seconds)
+                          seconds=stored.seconds, resumed=stored.resumed)
         if run is not None:
             from .reports import write_phase_run
 

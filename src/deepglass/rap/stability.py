@@ -430,6 +430,8 @@ class AnnealStudy:
     annealing_summary : pandas.DataFrame
         :func:`cooling_table` of ``annealing``.
     seconds : float
+    resumed : int
+        Units read back from the run directory (a resumed run).
     """
 
     config: AnnealConfig
@@ -439,6 +441,7 @@ class AnnealStudy:
     temperature_scan: pd.DataFrame
     annealing_summary: pd.DataFrame
     seconds: float = 0.0
+    resumed: int = 0
 
     def first_unconverged(self) -> dict:
         """The smallest ``beta`` at which BP did not converge, per start (None: never)."""
@@ -491,7 +494,7 @@ class AnnealRun(Experiment):
         res = AnnealStudy(self.cfg, self.instance.summary(), finals,
                           stored.table("annealing_traces"), stored.table("temperature_scan"),
                           cooling_table(finals),
-                          seconds=stored.seconds)
+                          seconds=stored.seconds, resumed=stored.resumed)
         if run is not None:
             from .reports import write_anneal_run
 
