@@ -343,8 +343,8 @@ def test_copies_of_an_activations_output_add_into_one_rescaling(recwarn):
 def test_an_inplace_write_that_nothing_else_reads_is_not_traced_twice(monkeypatch):
     """``relu_`` / ``out += y`` on values nothing else reads are their
     out-of-place ops: the program is not functionalized (a second trace, as
-    long as the export: GhostNet's capture took 28 s, 5 s without), and the
-    graph is the out-of-place net's."""
+    long as the export: timm's ghostnet_050 captured in 6.6 s, 3.2 s without,
+    measured side by side), and the graph is the out-of-place net's."""
     calls = []
     real = torch.export.ExportedProgram.run_decompositions
 
