@@ -1225,3 +1225,48 @@ def test_exact_certifies_the_whole_networks_delta_where_brute_force_reaches(tmp_
     res = ar.whole_delta(big, "exact")
     assert res.method == "greedy"
     assert ar.delta_source(res, 0).endswith("the best found, an upper bound on delta")
+
+
+def test_activity_of_sums_merged_into_a_concatenations_layers():
+    """Sums onto a concatenation end on its layers' nodes (all of them, or
+    those not read elsewhere: the ghost module): each node's activity is that
+    of the value it now holds, the sum after its ReLU, element for element;
+    and the kept nodes are the explicit reachability's."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_capture import _CatAdd
+
+    from deepglass.experiments.active import explicit_active_nodes
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c0 = nn.Conv2d(2, 4, 3, padding=1)
+            self.blk, self.blk2 = _CatAdd(ghost=True, gain=True), _CatAdd(gain=True)
+            self.fc = nn.Linear(4 * 36, 5)
+
+        def forward(self, x):
+            y = torch.relu(self.blk(torch.relu(self.c0(x))))
+            return self.fc(torch.relu(self.blk2(y)).flatten(1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    g = SignedGraph.from_module(net, (2, 6, 6))
+    blocks = {nb.name: nb for nb in g.node_blocks}
+    assert [blocks[k].op for k in ("blk.a", "blk.b", "blk:add", "blk2.a", "blk2.b")] == \
+        ["conv", "add", "add", "add", "add"]
+    x = torch.randn(6, 2, 6, 6)
+    subs = active_subgraph(g, net, x)
+    with torch.no_grad():
+        y1 = torch.relu(net.blk(torch.relu(net.c0(x))))
+        y2 = torch.relu(net.blk2(y1))
+    for name, value in (("blk:add", y1[:, :2]), ("blk.b", y1[:, 2:]),
+                        ("blk2.a", y2[:, :2]), ("blk2.b", y2[:, 2:])):
+        nb = blocks[name]
+        np.testing.assert_array_equal(subs.active[:, nb.offset:nb.stop],
+                                      (value != 0).reshape(len(x), -1).numpy(), err_msg=name)
+    for k in range(len(x)):
+        reach, _ = explicit_active_nodes(g, subs.active[k], int(g.output_index[subs.pred[k]]))
+        np.testing.assert_array_equal(reach, subs.keep[k])
