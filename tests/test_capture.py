@@ -3084,3 +3084,41 @@ def test_a_gain_applied_channels_last_folds_into_the_edges_that_end_on_it():
                                               dtype=torch.float64).to_scipy()
     for how in ("first", "last"):
         assert abs(graphs[how] - graphs["bn"]).max() < 1e-12, how
+
+
+def test_a_filter_response_norms_gain_folds_into_the_edges_that_end_on_it():
+    """A filter response norm written out (kornia's, HyNet's: ``x * rsqrt(mean
+    (x ** 2) + eps)``, then ``gamma * x + beta``, then a TLU ``max(x, tau)``)
+    is a per-sample norm: its gain folds into the conv before it, sign
+    included, as GroupNorm's does (SPEC §1b); it landed on the next conv's
+    edges, past the TLU."""
+    class FRN(nn.Module):
+        def __init__(self, gamma):
+            super().__init__()
+            self.weight = nn.Parameter(gamma.view(1, -1, 1, 1).clone())
+            self.bias = nn.Parameter(torch.zeros_like(self.weight))
+
+        def forward(self, x):
+            x = x * torch.rsqrt(x.pow(2).mean(dim=[2, 3], keepdim=True) + 1e-6)
+            return self.weight * x + self.bias
+
+    class Net(nn.Module):
+        def __init__(self, norm):
+            super().__init__()
+            self.c1, self.norm, self.c2 = nn.Conv2d(1, 4, 3, padding=1), norm, nn.Conv2d(4, 2, 3)
+            self.tau = nn.Parameter(torch.zeros(1, 4, 1, 1))
+
+        def forward(self, x):
+            return self.c2(torch.max(self.norm(self.c1(x)), self.tau))
+
+    gamma = torch.tensor([2.0, -1.0, 0.5, -3.0])
+    gn = nn.GroupNorm(4, 4)
+    with torch.no_grad():
+        gn.weight.copy_(gamma)
+    graphs = []
+    for norm in (gn, FRN(gamma)):
+        torch.manual_seed(0)
+        graphs.append(SignedGraph.from_module(Net(norm).double().eval(), (1, 6, 6),
+                                              dtype=torch.float64))
+    assert abs(graphs[0].to_scipy() - graphs[1].to_scipy()).max() < 1e-12
+    assert all(b.in_scale is None for b in graphs[1].edge_blocks)

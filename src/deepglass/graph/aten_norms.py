@@ -112,16 +112,14 @@ def _fold_gain(ip, n, val, s, count=uses, src=None):
     its elements (ConvNeXt's LayerNorm of a permuted convolution output);
     else :func:`~.symbolic.scale` (a factor on the value, which lands on the
     edges of the layers that read it where it cannot fold).  ``count(node)``:
-    the reads of a node that make it read more than once; ``src``: the fx node
-    of ``val`` (default the op's first argument)."""
+    the reads of a node that make it read more than once; ``src``: ``val``'s node (n.args[0])."""
     if isinstance(val, Ref) and val.act == 0 and _into_edges(ip, n, val, s, count, src):
         return val
     return scale(ip.b, val, s)
 
 
 def _into_edges(ip, n, val, s, count=uses, src=None) -> bool:
-    if src is None:
-        src = n.args[0] if n.args else None
+    src = src if src is not None else n.args[0] if n.args else None
     while True:   # back from the norm to the op that made the nodes: each read once
         if not isinstance(src, torch.fx.Node) or count(src) != 1:
             return False

@@ -17,7 +17,8 @@ import torch.fx
 from ..errors import DeepglassError
 from .blocks import ConvTransposeBlock, ResampleBlock
 from .crops import cropped_transpose
-from .aten_norms import Stat, _fold_gain, feeds_normalization
+from .aten_norms import Stat, feeds_normalization
+from .norm_gain import fold_fixed_gain
 from .batch_axis import (batch_axis_removed, check_batched, reduces_batch, stacked_in_front,
                          unsqueezed_in_front)
 from .aten_products import _gated, _product, _same, judge_monotone, of_one_value
@@ -327,11 +328,13 @@ def _scaled(ip, x, c, n=None, src=None):
     of ``x`` (non-negative, its last elementwise function).  Given the op
     ``n`` and the fx node ``src`` of ``x``: a layer's output made nodes
     already and read only here, through moves of its elements (a gain applied
-    channels-last, ``(y.permute(0, 2, 3, 1) * w).permute(0, 3, 1, 2)``), takes
-    the factor on the edges that end on it, as a channels-first gain does
-    (SPEC §1b), not on those of the layers that read it past an activation."""
-    out = _fold_gain(ip, n, x, c, src=src) if n is not None and isinstance(x, Ref) \
-        and torch.as_tensor(c).numel() > 1 else scale(ip.b, x, c)
+    channels-last, ``(y.permute(0, 2, 3, 1) * w).permute(0, 3, 1, 2)``) or a
+    normalization's rescaling (a filter response norm's gain), takes the
+    factor on the edges that end on it, as a channels-first gain or a norm's
+    does (SPEC §1b), not on those of the layers that read it past an
+    activation (:func:`~.norm_gain.fold_fixed_gain`)."""
+    out = fold_fixed_gain(ip, n, x, c, src) if n is not None and isinstance(x, Ref) \
+        else scale(ip.b, x, c)
     if isinstance(out, Ref) and isinstance(x, Ref) and bool((c > 0).all()):
         out = _flag(out, nonneg=x.nonneg, fn=x.fn)
     return out

@@ -13,12 +13,13 @@ any other use of it reads it as a statistic whose sign the input decides.
 from __future__ import annotations
 
 import torch
+import torch.fx
 
 from .aten_norms import Stat, _fold_gain
 from .ranges import is_gate
-from .symbolic import _is_sym
+from .symbolic import _is_sym, scale
 
-__all__ = ["gained_stat", "apply_gain", "pools_gate"]
+__all__ = ["gained_stat", "apply_gain", "fold_fixed_gain", "pools_gate"]
 
 aten = torch.ops.aten
 
@@ -71,6 +72,45 @@ def apply_gain(ip, n, value, stat: Stat, divides: bool):
     # no reads of the value: the norm reads it once
     return _fold_gain(ip, n, value, gain, count=lambda node: sum(
         not _only_statistics(ip, u) for u in node.users))
+
+
+def fold_fixed_gain(ip, n, value, gain, src):
+    """``value`` (fx node ``src``) times a fixed gain at op ``n``, the gain
+    folded into the edges that end on its nodes where they are a layer's
+    output read only here, through moves of its elements or a
+    normalization's rescaling by its statistics (a filter response norm's
+    ``gamma * (x * rsqrt(mean(x ** 2)))``, a gain applied channels-last),
+    as a norm's gain is (SPEC §1b); else the factor on the value
+    (:func:`~.symbolic.scale`), which lands on the edges of its readers.  A
+    single number stays there (``relu(-y)`` reads the negated value), and so
+    does a factor that broadcasts the value to a larger shape (a copy)."""
+    gain = torch.as_tensor(gain)
+    if gain.numel() == 1 or not _within(gain, value.index):
+        return scale(ip.b, value, gain)
+    while isinstance(src, torch.fx.Node) and _name(src.target) in ("mul", "div") and \
+            len(src.args) >= 2 and len(src.users) == 1:
+        syms = [ip.sym.get(a) if isinstance(a, torch.fx.Node) else None for a in src.args[:2]]
+        if isinstance(syms[1], Stat) and _is_sym(syms[0]):
+            src = src.args[0]
+        elif _name(src.target) == "mul" and isinstance(syms[0], Stat) and _is_sym(syms[1]):
+            src = src.args[1]
+        else:
+            break
+    return _fold_gain(ip, n, value, gain, src=src, count=lambda node: sum(
+        not _only_statistics(ip, u) for u in node.users))
+
+
+def _within(c: torch.Tensor, t: torch.Tensor) -> bool:
+    """Whether ``c`` broadcasts to ``t``'s shape without enlarging it."""
+    try:
+        return c.ndim <= t.ndim and torch.broadcast_shapes(t.shape, c.shape) == t.shape
+    except RuntimeError:
+        return False
+
+
+def _name(target) -> str:
+    packet = getattr(target, "overloadpacket", None)
+    return getattr(packet, "__name__", "").rstrip("_")
 
 
 def _only_statistics(ip, u, depth: int = 8) -> bool:
