@@ -137,7 +137,7 @@ def frustration_cmd(
     else:
         cert = None
         title = f"{model}: frustration ({method}, {replicas} replicas, {res.seconds:.2f} s)"
-    t = Table(title=title)
+    t = Table(title=title, min_width=len(title))      # the title on one line where it fits
     t.add_column("quantity")
     t.add_column("value", justify="right")
     # a heuristic's best is an upper bound on delta (its replicas' least energy)
@@ -201,7 +201,7 @@ def print_stats(res, model: str, out: str | None) -> None:
         title = f"{model}: frustration, real ({c['replicas']} replicas)" + (
             f" vs null models ({c['null_instances']} x {c['starts_per_null']} starts)"
             if any_null else "") + f"; {c['method']}"
-    t = Table(title=title)
+    t = Table(title=title, min_width=len(title))      # the title on one line where it fits
     for col in ("kind", "n", "mean", "std", "min", "Welch t", "p"):
         t.add_column(col, justify="left" if col == "kind" else "right")
     for r in res.stats.itertuples():
