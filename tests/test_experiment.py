@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import warnings
 
@@ -249,6 +250,11 @@ def test_demo_writes_one_run_directory(cli, tmp_path, monkeypatch):
     assert res.results["frustration"].info["computed"] == 0
     assert res.headlines["frustration"]["welch_p"] == d["frustration"]["welch_p"]
     assert res.headlines["active"]["delta_x_mean"] == pytest.approx(d["active"]["delta_x_mean"])
+    # the command again: each step says it read its units back (it printed
+    # what a fresh run prints)
+    code, text, err = cli(["demo", "--out", out])
+    assert code == 0, err
+    assert len(re.findall(r"\(\d+ finished units of this step read back from", text)) == 3
     # `deepglass active` with the demo's settings resumes the demo's step (it was
     # refused: it recorded batchnorm's default, the demo no input shape or ids)
     code, text, err = cli(["active", "digits_cnn", "--inputs", "digits", "--n", "6",

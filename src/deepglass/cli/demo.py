@@ -35,6 +35,16 @@ def _print_monotonicity(exp, h: dict, con: Console) -> None:
                                  f"{p['amplitudes']} amplitudes", con)
 
 
+def _resumed(result) -> int:
+    """Units of a step's result read back from the run directory (a resumed
+    demo): ``info["resumed"]`` of the frustration and monotonicity runs, the
+    active table's ``attrs["resumed_units"]``."""
+    info = getattr(result, "info", None)
+    if isinstance(info, dict):
+        return int(info.get("resumed") or 0)
+    return int((getattr(result, "attrs", None) or {}).get("resumed_units") or 0)
+
+
 #: how each step's result is printed
 PRINTERS = {"frustration": _print_frustration, "active": _print_active,
             "monotonicity": _print_monotonicity}
@@ -67,6 +77,8 @@ def demo_cmd(
             bars.close()  # the step's progress bar ends before its numbers
             if not as_json:
                 PRINTERS[name](result, headline, con)
+                if resumed := _resumed(result):
+                    con.print(f"({resumed} finished units of this step read back from {out})")
 
         res = run_demo(out, force=force, model=model,
                        progress=lambda what: unit_progress(bars, what, enabled=not as_json),
