@@ -120,6 +120,11 @@ def _bar(description: str, total: int | None) -> Iterator:
         yield lambda n=1: bar.advance(task, n)
 
 
+def reused_note(resumed: int) -> str:
+    """`` (N finished units reused)`` after ``wrote OUT`` where a run resumed, else ""."""
+    return f" ({resumed} finished units reused)" if resumed else ""
+
+
 def print_kv(title: str, values: dict, floatfmt: str = ".6g") -> None:
     """Print a two-column (key, value) rich table of headline numbers."""
     from rich.table import Table

@@ -25,7 +25,7 @@ from ..errors import DeepglassError
 from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, EXECUTOR_OPTION,
                     FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION, NORM_OPTION, OUT_OPTION,
                     TRUST_PICKLE_OPTION, load_graph, load_network, print_json, print_kv,
-                    resume_hint, shape_record, single_input, unit_progress)
+                    resume_hint, reused_note, shape_record, single_input, unit_progress)
 
 crit_app = typer.Typer(name="criticality", no_args_is_help=True, add_completion=False,
                        help="Mean-field critical temperature and power-law verdicts (SPEC §7).")
@@ -160,8 +160,7 @@ def meanfield_cmd(
         rows[f"exponent {k}"] = float("nan") if v is None else v
     print_kv(f"mean field of {source}", rows, floatfmt=".8g")
     if out is not None:
-        typer.echo(f"wrote {out}" + (f" ({res.resumed} finished units reused)"
-                                     if res.resumed else ""))
+        typer.echo(f"wrote {out}" + reused_note(res.resumed))
 
 
 # -- powerlaw ----------------------------------------------------------------------------
@@ -262,8 +261,7 @@ def powerlaw_cmd(
     cols = ["net", "epoch", "observable", "layer", "verdict", "alpha", "xmin", "n_tail", "p_value"]
     typer.echo(fin[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if out is not None:
-        typer.echo(f"wrote {out}" + (f" ({res.resumed} finished units reused)"
-                                     if res.resumed else ""))
+        typer.echo(f"wrote {out}" + reused_note(res.resumed))
 
 
 def _not_applied(options: list[tuple[str, bool]], what: str) -> None:

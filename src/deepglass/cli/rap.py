@@ -21,7 +21,7 @@ import typer
 from ..errors import DeepglassError
 from ..store import check_out_dir
 from .common import (check_force, ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, JSON_OPTION, OUT_OPTION,
-                    print_json, print_kv, resume_hint, unit_progress)
+                    print_json, print_kv, resume_hint, reused_note, unit_progress)
 
 rap_app = typer.Typer(name="rap", help="Random active path model: BP, Monte Carlo, phase diagram.",
                       no_args_is_help=True, add_completion=False)
@@ -244,12 +244,7 @@ def phase_cmd(
     else:
         typer.echo(res.transitions.to_string(index=False))
         if out is not None:
-            typer.echo(f"wrote {out}" + _reused(res))
-
-
-def _reused(res) -> str:
-    """`` (N finished units reused)`` where a run resumed, else ""."""
-    return f" ({res.resumed} finished units reused)" if res.resumed else ""
+            typer.echo(f"wrote {out}" + reused_note(res.resumed))
 
 
 # -- anneal (Fig. 5) ---------------------------------------------------------
@@ -328,7 +323,7 @@ def anneal_cmd(
     else:
         typer.echo(res.annealing_summary.to_string(index=False))
         if out is not None:
-            typer.echo(f"wrote {out}" + _reused(res))
+            typer.echo(f"wrote {out}" + reused_note(res.resumed))
 
 
 # -- student (Fig. 2) ----------------------------------------------------------

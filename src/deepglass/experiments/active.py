@@ -183,7 +183,7 @@ def _exact_on_kept(sub: SignedGraph, **options) -> dict:
     nodes = np.flatnonzero(np.diff(As.indptr) > 0)
     res = exact(As[nodes][:, nodes], **options)
     energy, bound = per_multiply_term(np.array([res.energy, res.lower_bound]),
-                                      float(abs(As).sum()), sub.abs_total())
+                                      As, sub.abs_total())
     return {"delta_x": float(energy), "delta_x_mean": float(energy),
             "local_min": True, "method": "exact", "solve_seconds": time.perf_counter() - t0,
             "lower_bound": float(bound), "optimal": bool(res.optimal)}

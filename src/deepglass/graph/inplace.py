@@ -17,10 +17,9 @@ import torch
 import torch.fx
 
 from .identical import writes_into_argument
+from .symbolic import base_packet
 
 __all__ = ["write_out_of_place", "writes_into_view"]
-
-aten = torch.ops.aten
 
 
 def _returns_alias(target, write: bool) -> bool:
@@ -53,14 +52,14 @@ def _twin(target):
     """The out-of-place overload of an in-place op that writes only into its
     first argument and returns it (``relu_.default`` -> ``relu.default``), or None."""
     schema = getattr(target, "_schema", None)
-    packet = getattr(getattr(target, "overloadpacket", None), "__name__", "")
-    if schema is None or not packet.endswith("_") or packet.endswith("__") or \
+    packet = base_packet(target)        # as the rules read an in-place op
+    if schema is None or packet is getattr(target, "overloadpacket", None) or \
             not _returns_alias(target, True):
         return None
     written = [a for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
     if len(written) != 1 or written[0] is not schema.arguments[0]:
         return None
-    twin = getattr(getattr(aten, packet[:-1], None), target._overloadname, None)
+    twin = getattr(packet, target._overloadname, None)
     return twin if twin is not None and not writes_into_argument(twin) else None
 
 

@@ -17,7 +17,7 @@ import torch.fx
 
 from .aten_norms import Stat, _fold_gain
 from .ranges import is_gate
-from .symbolic import _is_sym, scale
+from .symbolic import _is_sym, base_packet, scale
 
 __all__ = ["gained_stat", "apply_gain", "fold_fixed_gain", "pools_gate"]
 
@@ -87,12 +87,13 @@ def fold_fixed_gain(ip, n, value, gain, src):
     gain = torch.as_tensor(gain)
     if gain.numel() == 1 or not _within(gain, value.index):
         return scale(ip.b, value, gain)
-    while isinstance(src, torch.fx.Node) and _name(src.target) in ("mul", "div") and \
-            len(src.args) >= 2 and len(src.users) == 1:
+    while isinstance(src, torch.fx.Node) and base_packet(src.target) in (aten.mul, aten.div) \
+            and len(src.args) >= 2 and len(src.users) == 1:
         syms = [ip.sym.get(a) if isinstance(a, torch.fx.Node) else None for a in src.args[:2]]
         if isinstance(syms[1], Stat) and _is_sym(syms[0]):
             src = src.args[0]
-        elif _name(src.target) == "mul" and isinstance(syms[0], Stat) and _is_sym(syms[1]):
+        elif base_packet(src.target) is aten.mul and isinstance(syms[0], Stat) and \
+                _is_sym(syms[1]):
             src = src.args[1]
         else:
             break
@@ -106,11 +107,6 @@ def _within(c: torch.Tensor, t: torch.Tensor) -> bool:
         return c.ndim <= t.ndim and torch.broadcast_shapes(t.shape, c.shape) == t.shape
     except RuntimeError:
         return False
-
-
-def _name(target) -> str:
-    packet = getattr(target, "overloadpacket", None)
-    return getattr(packet, "__name__", "").rstrip("_")
 
 
 def _only_statistics(ip, u, depth: int = 8) -> bool:

@@ -330,6 +330,7 @@ def merge_concatenated_copies(builder: Builder,
     nbs, ebs = builder.node_blocks, builder.edge_blocks
     held, readers, into = _uses(builder, outputs)
     by_offset = {nb.offset: k for k, nb in enumerate(nbs)}
+    id_of = {id(b): i for i, b in enumerate(ebs)}
 
     def plain(b) -> bool:
         return type(b) is IdentityBlock and b.out_scale is None
@@ -349,21 +350,19 @@ def merge_concatenated_copies(builder: Builder,
         return nbs[k].op != "input" and not held[k] and bool(into.get(k)) and \
             readers.get(k) == [id_of[id(r)]]
 
-    id_of = {id(b): i for i, b in enumerate(ebs)}
     keep = np.ones(len(nbs), dtype=bool)
     gone: set[int] = set()
-    aliases: dict[int, list[int]] = {}
+    aliases: dict[int, tuple[int, list[int]]] = {}
     for S, nb in enumerate(nbs):
         terms = into.get(S, [])
         if nb.op == "input" or not terms or not all(plain(ebs[i]) for i in terms):
             continue
-        copy = next((i for i in terms if ebs[i].src_range is not None and
-                     getattr(ebs[i], "copies_nodes", False) and tiles(ebs[i]) is not None),
-                    None)
+        copy, parts = next(((i, p) for i in terms if ebs[i].src_range is not None and
+                            getattr(ebs[i], "copies_nodes", False) and
+                            (p := tiles(ebs[i])) is not None), (None, None))
         if copy is None:
             continue
         r = ebs[copy]
-        parts = tiles(r)
         merged = [k for k in parts if merges(k, r)]
         if not _factors_moved(r, parts, merged, nbs, [[ebs[i] for i in into[k]] for k in parts]):
             continue

@@ -281,7 +281,7 @@ def _greedy(graph, s0, *, seed, callback, **options) -> Solved:
                         max_bytes=options.get("max_bytes"))
     As = graph.to_scipy_sym(options.pop("limit", None))
     res = greedy(As, s0, **options)
-    energies = per_multiply_term(res.energies, float(abs(As).sum()), graph.abs_total())
+    energies = per_multiply_term(res.energies, As, graph.abs_total())
     return Solved(res.sigma, energies, res.local_min, res.flips)
 
 
@@ -292,7 +292,7 @@ def _exact(graph, s0, *, seed, callback, **options) -> Solved:
     res = exact(As, **options)
     sig = np.asarray(res.sigma, dtype=np.int8)[None]
     energy, bound = per_multiply_term(np.array([res.energy, res.lower_bound]),
-                                      float(abs(As).sum()), graph.abs_total())
+                                      As, graph.abs_total())
     return Solved(sig, np.array([energy]), np.array([True]), 0, {
         "lower_bound": float(bound), "optimal": bool(res.optimal),
         "exact_method": res.method})

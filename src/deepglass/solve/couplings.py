@@ -91,8 +91,8 @@ def energy(As, sigma) -> np.ndarray | float:
     return float(e[0]) if single else e
 
 
-def per_multiply_term(eps, matrix_total: float, graph_total: float):
-    """Energies ``eps`` normalized by the matrix's ``1^T|As|1`` (``matrix_total``)
+def per_multiply_term(eps, As, graph_total: float):
+    """Energies ``eps`` normalized by the explicit couplings' ``1^T|As|1``
     restated on a signed graph's normalizer ``graph_total``, the |weight| of
     every multiply term (SPEC §1-§2: eps is a fraction of the *edges'* weight).
 
@@ -102,8 +102,10 @@ def per_multiply_term(eps, matrix_total: float, graph_total: float):
     ``sigma^T As sigma`` is the same on both, so the ground state is too;
     ``eps' = 1/2 - (matrix_total / graph_total) (1/2 - eps)``, increasing in
     ``eps``, so lower bounds and orderings carry over.  Totals equal to 1e-12
-    relative (rounding of two summation orders) leave ``eps`` as it is.  O(len(eps)).
+    relative (rounding of two summation orders) leave ``eps`` as it is.
+    O(nnz + len(eps)).
     """
+    matrix_total = float(abs(As).sum())
     if abs(graph_total - matrix_total) <= 1e-12 * abs(graph_total) or graph_total == 0:
         return eps
     return 0.5 - (matrix_total / graph_total) * (0.5 - np.asarray(eps, dtype=np.float64))
