@@ -276,6 +276,44 @@ def test_a_model_failing_without_a_message_is_named_in_one_line():
     assert str(info.value) == "Silent does not accept input of shape (5,): ValueError"
 
 
+def test_a_user_error_is_a_value_error():
+    """A refused argument is a ``ValueError`` (scikit-learn's convention), so a
+    caller's ``except ValueError`` catches it; the CLI still says it in one line."""
+    import torch
+
+    import deepglass
+
+    with pytest.raises(ValueError, match="input shape"):
+        deepglass.frustration(torch.nn.Linear(4, 2), input_shape=(0,))
+    with pytest.raises(ValueError, match="starts"):
+        deepglass.frustration(torch.nn.Linear(4, 2), input_shape=(4,), starts=0)
+
+
+@pytest.mark.parametrize("capture", ["export", "fx"])
+def test_a_rule_refusing_its_input_keeps_its_message(monkeypatch, capture):
+    """A rule that raises a user error (a ValueError) keeps its own message: the
+    interpreter's net for the ValueErrors of a rule's unforeseen uses ("does not
+    cover this use") lets it through."""
+    import torch
+
+    from deepglass.errors import DeepglassError
+    from deepglass.graph import SignedGraph, aten, fx_capture
+
+    def refuse(*args, **kwargs):
+        raise DeepglassError("a convolution reads a value made only of padding")
+
+    if capture == "export":
+        monkeypatch.setitem(aten.ATEN_OPS, torch.ops.aten.conv2d, refuse)
+    else:
+        monkeypatch.setattr(fx_capture, "conv_op", refuse)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
+    with pytest.raises(DeepglassError) as info:
+        SignedGraph.from_module(net, (1, 5, 5), capture=capture)
+    # (the fx fallback says first which tracer it was)
+    assert str(info.value).endswith(": a convolution reads a value made only of padding") or \
+        str(info.value) == "a convolution reads a value made only of padding"
+
+
 # -- several inputs (--input-shape once per input) ---------------------------------------
 TWO_INPUTS = """
 import torch, torch.nn as nn

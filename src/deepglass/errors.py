@@ -3,14 +3,16 @@
 A :class:`DeepglassError` is a *user* error: bad input, a missing file, an
 unsupported layer.  The command line prints its message on one line and exits
 with status 2, without a traceback.  Anything else is a bug and keeps its
-traceback.
+traceback.  It is a :class:`ValueError` (as scikit-learn's parameter errors
+are), so ``except ValueError`` around a call catches a rejected argument.
 """
 
 from __future__ import annotations
 
 
-class DeepglassError(Exception):
-    """A user-facing error with a one-line message."""
+class DeepglassError(ValueError):
+    """A user-facing error with a one-line message (a :class:`ValueError`:
+    the input given, a model, a shape, a file, a run directory, is refused)."""
 
 
 class UnsupportedLayerError(DeepglassError):

@@ -352,6 +352,8 @@ class AtenInterpreter(torch.fx.Interpreter):
                 if isinstance(self.sym.get(a), Pending):
                     self._skipped_layer(a, self.env.get(a), into=self.unread, value=self.sym[a])
             return Refused(str(exc))
+        except DeepglassError:
+            raise
         except (RuntimeError, IndexError, ValueError, TypeError) as exc:
             # a use of the op its rule does not foresee: refused by name, as
             # an unsupported layer, not a traceback

@@ -176,11 +176,15 @@ class FxInterpreter(torch.fx.Interpreter):
     def run_node(self, n):
         try:
             real = super().run_node(n)
+        except DeepglassError:
+            raise
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
             raise ForwardError(str(exc)) from exc
         self._cur = real
         try:
             sym = self._symbolic(n, real)
+        except DeepglassError:
+            raise
         except (RuntimeError, IndexError, ValueError, TypeError) as exc:
             # a use of the op its rule does not foresee (dims computed by the
             # forward, ...): refused by name, as an unsupported layer
