@@ -1802,6 +1802,13 @@ def test_a_minus_infinity_mask_constant_is_no_damaged_weight():
         net.fc.weight[0, 0] = float("inf")
     with pytest.raises(DeepglassError, match=r"parameter 'fc.weight' has 1 NaN/inf entries"):
         check_finite(net)
+    # read from the file, the damaged weight is named by the file's node too (the
+    # layer names are deepglass's: 'fc_...' is in no file)
+    proto = _export_proto(net, x, False, 17)
+    gemm = next(nd for nd in proto.graph.node if nd.op_type in ("Gemm", "MatMul"))
+    with pytest.raises(DeepglassError, match=rf"parameter '\w+\.weight' \(ONNX node "
+                                             rf"'{re.escape(gemm.name)}'\) has 1 NaN/inf"):
+        check_finite(onnx_to_module(proto, (4, 10)))
 
 
 def test_a_gemm_of_two_constants_is_folded():

@@ -253,3 +253,36 @@ def test_sequence_ops_match_the_onnx_reference():
         np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), want, rtol=1e-6)
     g = SignedGraph.from_module(module, (3, 5))        # (re-indexings: the input's nodes)
     assert sum(len(v) for v in g.outputs.values()) == want.size
+
+
+def test_batchnorm_ignore_on_a_file_whose_batch_norms_were_folded_says_so():
+    """torch.onnx.export in eval mode folds batch norms into the convolutions, so
+    batchnorm="ignore" on the file gives the "fold" graph: a warning says so and how
+    to export the file (it said nothing and recorded "ignore"); exported with
+    TrainingMode.PRESERVE, the file keeps them and gives the module's graph."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 2, 1)).eval()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([1.0, -0.5, 2.0]))
+        net[1].running_var.uniform_(0.5, 2.0)
+    x = torch.randn(1, 2, 6, 6)
+
+    def imported(**kw):
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=17, **kw)
+        return onnx_to_module(onnx.load_from_string(buf.getvalue()))
+
+    ref = SignedGraph.from_module(net, (2, 6, 6), dtype=torch.float64, batchnorm="ignore").to_scipy()
+    with pytest.warns(UserWarning, match=r"batchnorm='ignore' changes nothing.*"
+                                         r"training=torch.onnx.TrainingMode.PRESERVE"):
+        folded = SignedGraph.from_module(imported(), (2, 6, 6), dtype=torch.float64,
+                                         batchnorm="ignore").to_scipy()
+    assert abs(folded - ref).max() > 0.1            # the file's weights are the folded ones
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kept = SignedGraph.from_module(imported(training=torch.onnx.TrainingMode.PRESERVE),
+                                       (2, 6, 6), dtype=torch.float64, batchnorm="ignore").to_scipy()
+        SignedGraph.from_module(net, (2, 6, 6), batchnorm="ignore")   # a module with batch norm
+    assert abs(kept - ref).max() < 1e-6

@@ -704,6 +704,47 @@ def test_a_torchscript_archive_with_group_or_instance_norm(tmp_path, how, norm):
     _archive_matches_module(tmp_path, _NormNet(layer).eval(), how, (3, 6, 6))
 
 
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_torchscript_archive_with_local_response_norm(tmp_path, how):
+    """F.local_response_norm squeezes its pooled square where the input has rank 3: the
+    archive's ONNX form branches on that rank with an If whose branches read the
+    activation (it was refused as 'data-dependent control flow', the zoo's
+    alexnet_caffe and googlenet_bvlc archives with it): the branch the shape takes is
+    converted, and the archive has the module's graph (SPEC §1: no nodes, no edges)."""
+    torch.manual_seed(2)
+    _archive_matches_module(tmp_path, _NormNet(nn.LocalResponseNorm(3)).eval(), how, (3, 6, 6))
+
+
+def test_a_branch_on_values_stays_refused_through_onnx():
+    """An If whose condition is computed from the input's values (not its shape) is
+    still refused as data-dependent control flow."""
+    import io
+    import warnings
+
+    import onnx
+
+    from deepglass.zoo.onnx_import import onnx_to_module
+
+    class Branch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            y = self.c(x)
+            return y if bool(y.sum() > 0) else -y
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(torch.jit.script(Branch()), (torch.randn(1, 2, 4, 4),), buf,
+                          dynamo=False, opset_version=17)
+    model = onnx.load_from_string(buf.getvalue())
+    assert any(n.op_type == "If" for n in model.graph.node)
+    with pytest.raises(DeepglassError, match="data-dependent control flow"):
+        onnx_to_module(model)
+
+
 def test_pickle_needs_trust(tmp_path):
     src = zoo.get("digits_cnn", seed=1)
     path = tmp_path / "whole.pt"

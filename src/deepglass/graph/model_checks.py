@@ -42,7 +42,16 @@ def check_finite(model: nn.Module) -> None:
             bad = int(((~torch.isfinite(t)) if kind == "parameter" else torch.isnan(t)).sum())
             if bad:
                 what = "NaN/inf" if kind == "parameter" else "NaN"
-                raise DeepglassError(f"{kind} {name!r} has {bad} {what} entries of {t.numel()}")
+                raise DeepglassError(f"{kind} {name!r}{_onnx_node(model, name)} has {bad} {what} "
+                                     f"entries of {t.numel()}")
+
+
+def _onnx_node(model: nn.Module, name: str) -> str:
+    """`` (ONNX node '/c2/Conv')`` for a parameter of a module read from an ONNX
+    file (whose layer names are deepglass's, not the file's), else ``""``."""
+    names = getattr(model, "onnx_node_names", None)
+    node = names.get(name.rpartition(".")[0]) if isinstance(names, dict) else None
+    return f" (ONNX node {node!r})" if node else ""
 
 
 def check_weights(model: nn.Module) -> None:

@@ -422,7 +422,39 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
             str(w.message) not in run.builder.retracted]
     for w, message in _one_per_activation(kept):
         warnings.warn_explicit(message, w.category, w.filename, w.lineno)
+    if batchnorm == "ignore" and not _reads_batch_norm(run.program):
+        warnings.warn(_no_batch_norm(model), UserWarning, stacklevel=4)
     return run
+
+
+def _reads_batch_norm(program) -> bool:
+    """Whether the captured program computes a batch norm (an op, a module, or a
+    frozen batch norm's fixed scale)."""
+    from .aten_norms import in_frozen_batch_norm
+    from .fx_capture import BATCHNORM_MODULES
+
+    for nd in program.graph.nodes:
+        if nd.op == "call_function" and "batch_norm" in str(getattr(nd.target, "__name__", nd.target)):
+            return True
+        if nd.op == "call_module" and isinstance(program.get_submodule(nd.target), BATCHNORM_MODULES):
+            return True
+        if in_frozen_batch_norm(nd):
+            return True
+    return False
+
+
+def _no_batch_norm(model) -> str:
+    """batchnorm='ignore' on a network without batch norm: it changes nothing.  An
+    ONNX file exported from PyTorch in eval mode has its batch norms folded into
+    the convolutions before them (both of torch's exporters do it), so the
+    paper's mode cannot be had from the file: say how to export it."""
+    msg = (f"batchnorm='ignore' changes nothing: {type(model).__name__} computes no batch "
+           "norm, so its graph is the batchnorm='fold' one")
+    if getattr(model, "onnx_node_names", None) is not None:
+        msg += ("; an ONNX file exported from PyTorch in eval mode has its batch norms folded "
+                "into the convolutions: export it with "
+                "training=torch.onnx.TrainingMode.PRESERVE to keep them")
+    return msg
 
 
 def _one_per_activation(caught):

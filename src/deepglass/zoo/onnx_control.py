@@ -8,7 +8,9 @@ computes nothing from the input: a ``Loop`` or ``If`` no value of the network
 reads is dropped, and one whose trip count, condition, carried values and the
 outer values its body reads are all constants (shape arithmetic) is run at
 conversion time, body node by body node, with the converter's own op handlers
-(every one of them folds on constants).  Control flow on values computed from
+(every one of them folds on constants).  An ``If`` on a constant condition
+whose branches read the network's values (a squeeze where a rank is 3) has
+its branch taken converted as part of the network.  Control flow on values computed from
 the input has no fixed signed graph and stays refused
 (:mod:`deepglass.zoo.onnx_refusals`).  Cost: the unrolled body's nodes, on
 shape-sized constants.
@@ -69,12 +71,19 @@ class _ControlOps:
     """
 
     def _read_values(self) -> set[str]:
-        """Values some node of the top-level graph (or a subgraph of one) reads, and the outputs."""
+        """Values some node reads, at the top level or inside a subgraph (a value
+        a branch computes and reads itself too), and the graphs' outputs."""
         if getattr(self, "_read_cache", None) is None:
             read = set(self.consumers) | set(self.graph_outputs)
-            for node in self.model.graph.node:
-                for sub in subgraphs(node):
-                    read |= outer_names(sub)
+
+            def inside(graph):
+                for node in graph.node:
+                    read.update(i for i in node.input if i)
+                    for sub in subgraphs(node):
+                        read.update(o.name for o in sub.output)
+                        inside(sub)
+
+            inside(self.model.graph)
             self._read_cache = read
         return self._read_cache
 
@@ -99,8 +108,10 @@ class _ControlOps:
         """A Loop / If whose inputs and whose body's outer reads are all in ``const`` (names)."""
         return control_reads(node) <= const
 
-    def _run_subgraph(self, node, graph, inputs: list[_Value]) -> list[_Value]:
-        """Evaluate ``graph`` on constant ``inputs`` with the op handlers; its outputs (constants)."""
+    def _run_subgraph(self, node, graph, inputs: list[_Value], constant: bool = True) -> list[_Value]:
+        """Evaluate ``graph`` on constant ``inputs`` with the op handlers; its outputs
+        (constants, unless ``constant=False``: an If's branch taken, whose nodes
+        become the network's where it reads the network's values)."""
         for inp, v in zip(graph.input, inputs):
             self.values[inp.name] = v
         for init in graph.initializer:
@@ -110,7 +121,7 @@ class _ControlOps:
         outs = []
         for o in graph.output:
             v = self.values.get(o.name)
-            if v is None or not v.is_const:
+            if v is None or constant and not v.is_const:
                 self.refuse(node, f"its subgraph's output {o.name!r} is not a constant; only control flow on "
                                   "shape values is run at conversion time")
             outs.append(v)
@@ -159,12 +170,15 @@ class _ControlOps:
         self._scoped(node, run)
 
     def op_If(self, node, a):
-        """An If on a constant condition: the branch it takes, evaluated on constants."""
+        """An If on a constant condition: the branch it takes, evaluated on constants,
+        or, where it reads the network's values (TorchScript's
+        ``F.local_response_norm`` squeezes an activation if its rank is 3), made
+        part of the network: the condition is a shape, so the branch is fixed."""
         if self._dead(node):
             return
         cond = self.inp(node, 0)
         if not cond.is_const:
             self.refuse(node, "a branch on a value computed from the input (data-dependent control flow)")
         branch = a["then_branch"] if bool(cond.const.reshape(())) else a["else_branch"]
-        self._scoped(node, lambda: self._run_subgraph(node, branch, []))
+        self._scoped(node, lambda: self._run_subgraph(node, branch, [], constant=False))
 

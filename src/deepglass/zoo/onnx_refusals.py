@@ -85,16 +85,19 @@ class _Refusals:
                 static = True   # the dynamo exporter's nn.Softplus(beta, threshold)
             if self._lerp_part(node):
                 static = True   # torch.lerp's choice between two forms of its value
+            folded = False
             if op in ("Loop", "If") and node.domain in ("", "ai.onnx"):
-                # control flow computing nothing from the input (a shape check): dropped or run now
-                static = self._dead(node) or self._reads_constants(node, const)
+                # control flow computing nothing from the input (a shape check): dropped or run now;
+                # an If on a shape whose branches read activations: the branch taken is converted
+                folded = self._dead(node) or self._reads_constants(node, const)
+                static = folded or op == "If" and bool(node.input) and node.input[0] in const
                 unknown = None if self._dead(node) else self._unknown_body_op(node)
             why = None if static else self._category(node, const)
             if why is not None and first_category is None:
                 first_category = f"ONNX node {_label(node)} ({op}): {why}"
             if first_unknown is None and (unknown is not None or not static and not self._known(node)):
                 first_unknown = unknown or node
-            if op in ("Constant", "Shape", "Size") or static or \
+            if op in ("Constant", "Shape", "Size") or folded or static and op not in ("Loop", "If") or \
                     op not in ("Loop", "If") and all(i in const for i in node.input if i):
                 const.update(o for o in node.output if o)
         if first_category is not None:
