@@ -3,6 +3,7 @@ against its explicit matrix, the bucket shuffle's uniformity, solvers on nulls."
 
 from __future__ import annotations
 
+import copy
 import doctest
 
 import numpy as np
@@ -381,6 +382,9 @@ def _check_unshared(geom, seed, R=3):
     assert int(mask.sum()) * c_out == b.n_edges()
     b0 = UnsharedConvBlock(conv, b.edge_weight * mask[:, None, :])
     assert np.isclose(b0.abs_sum(), np.abs(M).sum())
+    b2 = copy.copy(b0)      # the sum is cached with the weights it was taken of
+    b2.edge_weight = -3 * b0.edge_weight
+    assert np.isclose(b2.abs_sum(), 3 * np.abs(M).sum()) and np.isclose(b0.abs_sum(), np.abs(M).sum())
     assert np.allclose(b0.apply(x).numpy(), b.apply(x).numpy())
     # sparse column updates (the descent's tail)
     idx = torch.randperm(b.in_size)[:5]

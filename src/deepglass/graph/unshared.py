@@ -317,11 +317,13 @@ class UnsharedConvBlock(EdgeBlock):
     def n_params(self):
         return self.n_edges()
 
-    def abs_sum(self) -> float:
-        """``sum |A_b|`` in float64, chunk by chunk (padding slots hold 0)."""
+    def _abs_total(self) -> float:
+        """``sum |A_b|`` in float64, chunk by chunk (padding slots hold 0); the L1
+        norm makes no ``abs()`` copy of a chunk (cached by :meth:`abs_sum`: an
+        N2 draw's weights are as many as its real network's edges)."""
         if self.in_scale is not None or self.out_scale is not None:
-            return super().abs_sum()
-        return float(sum(self.edge_weight[l0:l1].abs().sum(dtype=torch.float64)
+            return super()._abs_total()
+        return float(sum(torch.linalg.vector_norm(self.edge_weight[l0:l1], 1, dtype=torch.float64)
                          for l0, l1 in self._chunks()))
 
     def supports_sparse(self):
@@ -346,6 +348,10 @@ class UnsharedConvBlock(EdgeBlock):
 
     def _device(self):
         return self.edge_weight.device
+
+    def _tensors(self):
+        # (the weights :meth:`abs_sum`'s cache is kept for)
+        return ["edge_weight"]
 
     def to(self, device=None, dtype=None) -> "UnsharedConvBlock":
         """A copy on ``device`` computing in ``dtype``; the stored weights are cast

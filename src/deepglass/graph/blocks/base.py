@@ -264,11 +264,14 @@ class EdgeBlock:
                     if t is not None)
         cached = self.__dict__.get("_abs_sum")
         if cached is None or cached[0] != key:
-            ones = torch.ones((1,) + self.in_shape, dtype=torch.float64,
-                              device=self._device())
-            cached = (key, float(self.to(dtype=torch.float64).apply(ones, absolute=True).sum()))
+            cached = (key, self._abs_total())
             self._abs_sum = cached
         return cached[1]
+
+    def _abs_total(self) -> float:
+        """``sum |A_b|`` computed (:meth:`abs_sum` caches it): ``|A_b|`` applied to ones."""
+        ones = torch.ones((1,) + self.in_shape, dtype=torch.float64, device=self._device())
+        return float(self.to(dtype=torch.float64).apply(ones, absolute=True).sum())
 
     def _device(self) -> torch.device:
         """Where the block's tensors live (the CPU for a block without any)."""
