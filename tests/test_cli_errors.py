@@ -908,3 +908,87 @@ def test_every_option_of_every_command_says_what_it_is():
 
     walk(typer.main.get_command(app), [])
     assert options > 50 and not missing
+
+
+# -- files and folders that cannot be read (permissions) ---------------------------------
+def _denied(path):
+    return PermissionError(13, "Permission denied", str(path))
+
+
+def test_an_unreadable_model_file_is_one_line(cli, tmp_path, monkeypatch):
+    """A weights file that cannot be opened (chmod 000): one line, status 2 (it was a
+    PermissionError traceback; the permissions are simulated, as root reads anything)."""
+    import builtins
+
+    import torch
+
+    from deepglass import zoo
+    from deepglass.zoo import loading
+
+    path = tmp_path / "w.pth"
+    torch.save(zoo.get("digits_cnn").state_dict(), path)
+
+    def locked_open(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise _denied(file)
+        return builtins.open(file, *args, **kwargs)
+
+    monkeypatch.setattr(loading, "open", locked_open, raising=False)
+    code, _, err = cli(["graph", str(path), "--arch", "digits_cnn"])
+    assert code == 2 and err.strip() == f"error: cannot read {path}: Permission denied"
+
+
+def test_a_run_resumed_past_unreadable_files_loses_nothing(cli, tmp_path, monkeypatch):
+    """Resuming a run whose unit file or report cannot be read: the unit is written
+    again (said in a warning) and the report kept aside as report.md.edited (both were
+    PermissionError tracebacks, the report's after the whole computation)."""
+    from deepglass import owned
+
+    out = tmp_path / "run"
+    argv = ["frustration", "digits_cnn", "--replicas", "2", "--out", str(out)]
+    assert cli(argv)[0] == 0
+    digest = owned.file_digest
+
+    def locked(path):
+        if path.suffix == ".parquet" and "units" in path.parts or path.name == "report.md":
+            raise _denied(path)
+        return digest(path)
+
+    monkeypatch.setattr(owned, "file_digest", locked)
+    code, _, err = cli(argv)
+    assert code == 0, err
+    assert "unreadable (Permission denied)" in err
+    assert (out / "report.md.edited").is_file() and (out / "report.md").is_file()
+
+
+def test_an_unreadable_data_folder_is_one_line(tmp_path, monkeypatch):
+    """criticality's image folder and the inputs' folder that cannot be listed: one line
+    naming it (the first was a PermissionError traceback, the second said the folder
+    held no image files)."""
+    import os
+
+    from deepglass.criticality import data
+    from deepglass.errors import DeepglassError
+    from deepglass.inputs import load_inputs
+
+    root = tmp_path / "imgs"
+    (root / "cls").mkdir(parents=True)
+
+    def locked_folder(path):
+        raise _denied(path / "cls")
+
+    monkeypatch.setattr(data, "_load_folder", locked_folder)
+    with pytest.raises(DeepglassError) as info:
+        data.load_dataset(str(root))
+    assert str(info.value) == f"cannot read {root / 'cls'}: Permission denied"
+    scandir = os.scandir
+
+    def locked_scandir(path="."):
+        if str(path) == str(root):
+            raise _denied(path)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", locked_scandir)
+    with pytest.raises(DeepglassError) as info:
+        load_inputs(str(root), (1, 8, 8), n=2)
+    assert str(info.value) == f"cannot read {root}: Permission denied"

@@ -183,9 +183,21 @@ def _zoo_digits(name: str, input_shape, n, seed) -> InputBatch:
 def _folder_files(root: Path, suffixes: Sequence[str]) -> list[Path]:
     """Files of ``root`` (recursive, sorted) with one of ``suffixes``, hidden ones
     and deepglass run directories (figures, tables) below it left out."""
+    import os
+
+    from .files import os_error
     from .manifest import MANIFEST_NAME
 
+    try:        # (rglob says nothing of a folder it cannot list: it finds no files there)
+        with os.scandir(root):
+            pass
+    except OSError as exc:
+        raise os_error(root, exc, "read") from None
     found = list(root.rglob("*"))
+    locked = [p for p in found if p.is_dir() and not os.access(p, os.R_OK | os.X_OK)]
+    if locked:
+        warnings.warn(f"{root}: skipped {len(locked)} folder(s) that cannot be read, e.g. "
+                      f"{locked[0].relative_to(root)}", stacklevel=3)
     runs = {p.parent for p in found if p.name == MANIFEST_NAME and p.parent != root}
     return sorted(p for p in found if p.is_file() and p.suffix.lower() in suffixes
                   and not any(part.startswith(".") for part in p.relative_to(root).parts)

@@ -164,8 +164,11 @@ class OwnedFiles:
                 or rel not in self._manifest.files or not path.is_file() \
                 or self._check_record(rel) is None:
             return
-        if file_digest(path)[0] == self._manifest.files[rel].get("replaces"):
-            return      # deepglass's previous content: a kill fell before the rename
+        try:
+            if file_digest(path)[0] == self._manifest.files[rel].get("replaces"):
+                return      # deepglass's previous content: a kill fell before the rename
+        except OSError:
+            pass            # unreadable (permissions): kept aside, as a changed file is
         k, keep = 1, path.with_name(path.name + ".edited")
         while os.path.lexists(keep):
             k += 1
@@ -207,8 +210,11 @@ class OwnedFiles:
         size = p.stat().st_size
         if size != e.get("bytes"):
             return f"{size} bytes, {e.get('bytes')} written"
-        if file_digest(p)[0] != e.get("sha256"):
-            return "checksum differs from the one written"
+        try:
+            if file_digest(p)[0] != e.get("sha256"):
+                return "checksum differs from the one written"
+        except OSError as exc:      # (its permissions changed): written again
+            return f"unreadable ({exc.strerror or exc})"
         self._verified.add(key)
         return None
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepglassError, first_line
+from ..files import os_error
 
 __all__ = ["ImageData", "load_dataset", "fit_to_input", "PACKAGED", "IMAGE_SUFFIXES"]
 
@@ -239,6 +240,36 @@ def _tensor_data(path: Path, input_shape, seed: int, max_test: int | None) -> Im
     return ImageData(f"tensors:{path}", X[:0], y[:0], X, y, list(b.classes or []))
 
 
+
+def _read_path(path: Path, spec, input_shape, seed, max_test, test_fraction):
+    """A data set at ``path``: tensor data (an :class:`ImageData`, used as is) or
+    ``(X_tr, y_tr, X_te, y_te, classes, name)`` of a CIFAR-10 directory or an
+    image folder."""
+    if not path.exists():
+        raise DeepglassError(f"data set {str(spec)!r} not found: give 'mnist', 'digits', "
+                             "a CIFAR-10 directory or a folder of images (root/*.png or root/class/*.png)")
+    if _is_tensor_source(path):
+        return _tensor_data(path, input_shape, seed, max_test)
+    if not path.is_dir():
+        raise DeepglassError(f"data path {path} is a file; give a CIFAR-10 directory "
+                             "(data_batch_1..5, test_batch) or a folder of images (root/*.png or root/class/*.png)")
+    cd = _cifar_dir(path)
+    if cd is not None:
+        X_tr, y_tr, X_te, y_te, classes = _load_cifar(cd)
+        name = f"cifar10:{cd}"
+    else:
+        got = _load_folder(path)
+        if got is None:
+            raise DeepglassError(f"{path} is neither a CIFAR-10 directory (data_batch_1..5, "
+                                 "test_batch) nor a folder of images (root/*.png or root/class/*.png)")
+        X, y, classes = got
+        if len(X) < 4:
+            raise DeepglassError(f"image folder {path} holds only {len(X)} images")
+        X_tr, X_te, y_tr, y_te = _split(X, y, test_fraction, seed)
+        name = f"folder:{path}"
+    return X_tr, y_tr, X_te, y_te, classes, name
+
+
 def load_dataset(spec: str | os.PathLike = "mnist", *, seed: int = 0, test_fraction: float = 0.2,
                  max_train: int | None = None, max_test: int | None = None,
                  input_shape=None) -> ImageData:
@@ -295,29 +326,14 @@ def load_dataset(spec: str | os.PathLike = "mnist", *, seed: int = 0, test_fract
         classes = [str(i) for i in range(10)]
         name = key
     else:
-        path = Path(spec).expanduser()
-        if not path.exists():
-            raise DeepglassError(f"data set {str(spec)!r} not found: give 'mnist', 'digits', "
-                                 "a CIFAR-10 directory or a folder of images (root/*.png or root/class/*.png)")
-        if _is_tensor_source(path):
-            return _tensor_data(path, input_shape, seed, max_test)
-        if not path.is_dir():
-            raise DeepglassError(f"data path {path} is a file; give a CIFAR-10 directory "
-                                 "(data_batch_1..5, test_batch) or a folder of images (root/*.png or root/class/*.png)")
-        cd = _cifar_dir(path)
-        if cd is not None:
-            X_tr, y_tr, X_te, y_te, classes = _load_cifar(cd)
-            name = f"cifar10:{cd}"
-        else:
-            got = _load_folder(path)
-            if got is None:
-                raise DeepglassError(f"{path} is neither a CIFAR-10 directory (data_batch_1..5, "
-                                     "test_batch) nor a folder of images (root/*.png or root/class/*.png)")
-            X, y, classes = got
-            if len(X) < 4:
-                raise DeepglassError(f"image folder {path} holds only {len(X)} images")
-            X_tr, X_te, y_tr, y_te = _split(X, y, test_fraction, seed)
-            name = f"folder:{path}"
+        try:
+            got = _read_path(Path(spec).expanduser(), spec, input_shape, seed, max_test,
+                             test_fraction)
+        except OSError as exc:      # a folder or file that cannot be read (permissions)
+            raise os_error(Path(exc.filename or spec), exc, "read") from None
+        if isinstance(got, ImageData):
+            return got
+        X_tr, y_tr, X_te, y_te, classes, name = got
     rng = np.random.default_rng(seed)
     X_tr, y_tr = _subsample(X_tr, y_tr, max_train, rng)
     X_te, y_te = _subsample(X_te, y_te, max_test, rng)

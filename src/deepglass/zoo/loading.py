@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import DeepglassError, first_line
+from ..files import os_error
 from ..graph.model_checks import set_mode
 from ..graph.trace import check_finite
 from . import registry
@@ -207,8 +208,11 @@ def _sniff(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return "onnx"
-    with open(path, "rb") as fh:
-        head = fh.read(16)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:      # unreadable (permissions), a directory
+        raise os_error(path, exc, "read") from None
     if suffix == ".safetensors" or (len(head) > 9 and head[8:9] == b"{" and not head.startswith(b"PK")):
         return "safetensors"
     if zipfile.is_zipfile(path):
