@@ -244,6 +244,11 @@ def _timed(g, s, **kw):
 
 
 def alexnet(replicas: int, baseline: bool, matrix_free_replicas: bool) -> None:
+    # the numba kernels compiled (or loaded from the cache) outside the timings:
+    # the first run after installing would time the compilation too (--skip-small)
+    small = SignedGraph.from_module(get("digits_cnn"), (1, 8, 8))
+    for engine in ("compiled", "matrix-free"):
+        deepglass.frustration(small, method="descent", replicas=2, engine=engine)
     t = time.perf_counter()
     g = SignedGraph.from_module(get("alexnet"), (3, 224, 224))
     print(f"\n== AlexNet (random He init): {g.n_nodes:,} nodes, {g.n_edges:,} edges, "
