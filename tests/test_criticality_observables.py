@@ -98,6 +98,23 @@ def test_missing_layer_is_a_one_line_error():
     _one_line(exc)
 
 
+def test_non_finite_inputs_or_threshold_are_refused_and_one_name_is_one_layer():
+    """NaN inputs (or a NaN threshold) made every unit inactive, silently: one pattern
+    for every event, fed to the power-law verdict; a name given as a string was read
+    letter by letter ("no layer 'r', 'e', ...")."""
+    net = _user_net()
+    X = torch.randn(6, 5)
+    assert resolve_layers(net, "1") == resolve_layers(net, ["1"]) == ["1"]
+    base = collect_observables(net, X, layers="1")
+    assert base.layers == ["1"] and base.unit_counts["1"].sum() > 0
+    X[2, 3] = float("nan")
+    with pytest.raises(DeepglassError, match=r"^X holds 1 NaN or infinite values of 30$"):
+        collect_observables(net, X, layers="1")
+    for bad in (float("nan"), float("inf"), "0", None):
+        with pytest.raises(DeepglassError, match="threshold must be a finite number"):
+            collect_observables(net, torch.randn(6, 5), threshold=bad)
+
+
 # -- data ------------------------------------------------------------------------------
 def _write_cifar(root, n=4, protocol=2):
     rng = np.random.default_rng(0)

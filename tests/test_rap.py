@@ -456,6 +456,22 @@ def test_thermodynamic_integration_matches_exact_free_energy():
         assert 0.0 <= ti["entropy"] <= math.log(2) and abs(ti["entropy"] - ex["entropy"]) < 0.1
 
 
+def test_thermodynamic_integration_refuses_a_one_point_grid_and_warns_of_negative_entropy():
+    """1 or 2 points are one point at beta, a single trapezoid from 0: run_mc gave an
+    entropy of -0.54 (exact ~0.11) without a word; a negative entropy, which +-1 weights
+    cannot have, now warns that the grid is too coarse."""
+    m = RAPModel(8, a=(0.5, 0.5), seed=0)
+    for n in (1, 2):
+        with pytest.raises(DeepglassError, match=r"ti_points must be 0 \(no thermodynamic "
+                                                 r"integration\) or >= 3"):
+            run_mc(m, 1.0, sweeps=20, ti_points=n)
+        with pytest.raises(DeepglassError, match="n_points must be 0"):
+            thermodynamic_integration(m, 1.0, n_points=n)
+    with pytest.warns(UserWarning, match=r"negative entropy per weight \(-[0-9.]+\).*too coarse"):
+        ti = thermodynamic_integration(m, 5.0, n_points=3, sweeps_per_point=20, seed=0)
+    assert ti["entropy"] < 0
+
+
 # -- transition finder: continuation and bisection against a brute fine grid ---------------
 def test_continuation_finds_the_crossing_of_a_brute_fine_grid():
     """A 9-point scan with continuation + bisection locates the free-energy
@@ -768,7 +784,7 @@ def test_mc_chains_of_nearby_seeds_and_their_integration_chains_are_independent(
     m = RAPModel(12, a=(0.5, 0.5), p=(0.2, 0, 0), seed=3)
     seen = _recorded_chain_seeds(monkeypatch)
     for s in range(4):
-        run_mc(m, 1.0, sweeps=10, seed=s, ti_points=2, ti_sweeps=4)
+        run_mc(m, 1.0, sweeps=10, seed=s, ti_points=3, ti_sweeps=4)
     assert len(seen) == 8 and len(set(seen)) == 8
     # the quench and the integration of one call start from different configurations
     from deepglass.rap.mc import _Chain

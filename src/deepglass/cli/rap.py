@@ -150,7 +150,7 @@ def mc_cmd(
                                                 help="Discarded sweeps (default: half)."),
     method: str = typer.Option("metropolis", "--method", help="metropolis or heatbath."),
     ti_points: int = typer.Option(20, "--ti-points",
-                                  help="Thermodynamic-integration grid for f and s (0: skip)."),
+                                  help="Thermodynamic-integration grid for f and s (0: skip; else >= 3)."),
     ti_sweeps: int = typer.Option(100, "--ti-sweeps", min=2,
                                   help="Sweeps per integration point, >= 2."),
     construction: str = _CONS, seed: int = _SEED, max_memory_gb: float = _MEM,
@@ -161,6 +161,10 @@ def mc_cmd(
 
     _positive_betas("--beta", [beta])
     _method("--method", method)
+    if ti_points:
+        from ..rap.mc import _check_points
+
+        _check_points(ti_points, "--ti-points")
     if equilibration is not None and equilibration >= sweeps - 1:
         raise DeepglassError(f"--equilibration ({equilibration}) must leave >= 2 sampling sweeps "
                              f"of --sweeps ({sweeps})")

@@ -88,6 +88,8 @@ def resolve_layers(model: nn.Module, layers: Sequence[str] | None = None) -> lis
         model with no layer to observe.
     """
     mods = dict(model.named_modules())
+    if isinstance(layers, str):     # one name, not its letters
+        layers = [layers]
     if layers:
         missing = [l for l in layers if l not in mods or l == ""]
         if missing:
@@ -361,6 +363,9 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
     """
     if n_passes < 1 or batch_size < 1:
         raise DeepglassError("n_passes and batch_size must be positive")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(threshold):
+        raise DeepglassError(f"threshold must be a finite number, got {threshold!r}")
     from ..graph.trace import forward_batch_size
 
     # a module run sample by sample (an ONNX file of batch 1) returns its
@@ -373,6 +378,10 @@ def collect_observables(model: nn.Module, X, layers: Sequence[str] | None = None
     if X.ndim < 2 or len(X) == 0:
         raise DeepglassError(f"need a non-empty batch of inputs, got shape {tuple(X.shape)}")
     X = X.float()
+    if not bool(torch.isfinite(X).all()):
+        # (a NaN output is no unit's "> threshold": every unit would count as inactive)
+        raise DeepglassError(f"X holds {int((~torch.isfinite(X)).sum())} NaN or infinite "
+                             f"values of {X.numel()}")
     mods = dict(model.named_modules())
     stats: dict[str, LayerStats] = {}
     calls: dict[str, int] = {}

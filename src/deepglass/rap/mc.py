@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -372,6 +373,7 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
         raise DeepglassError(f"equilibration ({equilibration}) must leave >= 2 sampling sweeps of {sweeps}")
     ti_points = check_int("ti_points", ti_points, 0)
     if ti_points:
+        ti_points = _check_points(ti_points)
         ti_sweeps = _check_sweeps("ti_sweeps", ti_sweeps, 2)
     nw = model.n_weights
     if nw == 0:
@@ -417,6 +419,14 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
     return res
 
 
+def _check_points(n: int, name: str = "ti_points") -> int:
+    """A thermodynamic integration grid of >= 3 points: 1 or 2 give one point at
+    ``beta``, a single trapezoid from 0 (an entropy of -0.54 where 0.11 is right)."""
+    if n < 3:
+        raise DeepglassError(f"{name} must be 0 (no thermodynamic integration) or >= 3, got {n}")
+    return n
+
+
 def _ti_grid(beta: float, n: int) -> np.ndarray:
     """At most ``n`` sorted values in ``(0, beta]`` ending at ``beta``: ``n - n // 2``
     uniform in ``tanh b``, ``n // 2`` uniform in ``b``."""
@@ -450,7 +460,7 @@ def thermodynamic_integration(model: RAPModel, beta: float, *, n_points: int = 2
     beta : float
         Target inverse temperature, finite and > 0.
     n_points : int, default 20
-        Grid points, >= 1 (``ti_points`` of :func:`run_mc`).
+        Grid points, >= 3 (``ti_points`` of :func:`run_mc`).
     sweeps_per_point : int, default 100
         Sweeps per point, >= 2 (``ti_sweeps`` of :func:`run_mc`).
     method : {"metropolis", "heatbath"}, default "metropolis"
@@ -471,7 +481,7 @@ def thermodynamic_integration(model: RAPModel, beta: float, *, n_points: int = 2
         without active path.
     """
     beta = check_beta(beta)
-    n = _check_sweeps("n_points", n_points, 1)
+    n = _check_points(_check_sweeps("n_points", n_points, 1), "n_points")
     spp = _check_sweeps("sweeps_per_point", sweeps_per_point, 2)
     heat_bath = _check_method(method)
     nw = model.n_weights
@@ -488,4 +498,11 @@ def thermodynamic_integration(model: RAPModel, beta: float, *, n_points: int = 2
     es = np.concatenate([[0.0], es])
     minus_bf = math.log(2.0) - float(np.trapezoid(es, bs))
     f = -minus_bf / beta
-    return {"free_energy": f, "entropy": beta * (es[-1] - f), "betas": bs, "energies": es}
+    s = beta * (es[-1] - f)
+    if s < 0:
+        # the entropy of +-1 weights is >= 0: the integral missed e(b)'s shape
+        warnings.warn(f"thermodynamic integration gave a negative entropy per weight "
+                      f"({s:.3g}), which +-1 weights cannot have: the grid of {n} points or "
+                      f"its {spp} sweeps per point are too coarse at beta = {beta:g} "
+                      "(raise ti_points / ti_sweeps)", stacklevel=2)
+    return {"free_energy": f, "entropy": s, "betas": bs, "energies": es}
