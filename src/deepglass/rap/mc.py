@@ -373,7 +373,7 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
         raise DeepglassError(f"equilibration ({equilibration}) must leave >= 2 sampling sweeps of {sweeps}")
     ti_points = check_int("ti_points", ti_points, 0)
     if ti_points:
-        ti_points = _check_points(ti_points)
+        ti_points = check_ti_points(ti_points)
         ti_sweeps = _check_sweeps("ti_sweeps", ti_sweeps, 2)
     nw = model.n_weights
     if nw == 0:
@@ -419,7 +419,7 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
     return res
 
 
-def _check_points(n: int, name: str = "ti_points") -> int:
+def check_ti_points(n: int, name: str = "ti_points") -> int:
     """A thermodynamic integration grid of >= 3 points: 1 or 2 give one point at
     ``beta``, a single trapezoid from 0 (an entropy of -0.54 where 0.11 is right)."""
     if n < 3:
@@ -481,7 +481,7 @@ def thermodynamic_integration(model: RAPModel, beta: float, *, n_points: int = 2
         without active path.
     """
     beta = check_beta(beta)
-    n = _check_points(_check_sweeps("n_points", n_points, 1), "n_points")
+    n = check_ti_points(_check_sweeps("n_points", n_points, 1), "n_points")
     spp = _check_sweeps("sweeps_per_point", sweeps_per_point, 2)
     heat_bath = _check_method(method)
     nw = model.n_weights
