@@ -171,6 +171,25 @@ def test_powerlaw_user_model_with_layers(tmp_path, cli):
     assert code == 2 and "not found" in err and len(err.strip().splitlines()) == 1
 
 
+def test_powerlaw_reference_layers_are_checked_before_any_net_trains(tmp_path, cli, monkeypatch):
+    """--layers names a layer of one reference net and not of another: refused in one
+    line naming that net, before any net trains or the run directory is made (all
+    trained feedforward and cnn first, and wrote layers = ['nope'] to config.toml, so
+    the corrected command then needed --force)."""
+    from deepglass.criticality import nets
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a net trained before --layers was checked")
+
+    monkeypatch.setattr(nets, "train_reference_net", no_training)
+    out = tmp_path / "run"
+    code, _, err = cli(["criticality", "powerlaw", "all", "--data", "digits", "--layers", "relu1",
+                        "--epochs", "1", "--out", str(out)])
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: reference net 'autoencoder': model has no layer 'relu1'")
+    assert not out.exists()
+
+
 def test_meanfield_without_a_transition(tmp_path, cli):
     # zero couplings (N > 12 went to ARPACK: a 67-line traceback) and W = -1 1^T
     # (exact lambda_max = 0, round-off +2e-33 made a 'transition' whose grid

@@ -416,6 +416,16 @@ def run_powerlaw(cfg: PowerLawConfig, run=None, model=None, data=None, *, execut
     if cfg.user_model:
         # a given network sees the images at its own input size (and channels)
         data = fit_to_input(data, getattr(model, "default_input_shape", None))
+    elif cfg.layers:
+        from .nets import build_reference_net
+        from .observables import resolve_layers
+
+        for net in cfg.nets:    # each net's names, before any trains or a run directory is made
+            try:
+                resolve_layers(build_reference_net(net, data.input_shape, data.n_classes),
+                               cfg.layers)
+            except DeepglassError as exc:
+                raise DeepglassError(f"reference net {net!r}: {exc}") from None
     config = {**cfg.to_dict(), **dict(record or {})}
     # a weights file or a data folder of the same name with other values is another run
     from ..experiments.real_gauge import inputs_digest, weights_digest
