@@ -784,3 +784,81 @@ def test_a_model_file_spelled_another_way_resumes(tmp_path):
     RunDir(tmp_path / "s", {"model": "alexnet", "seed": 0}, kind="frustration")
     with pytest.raises(DeepglassError, match="model: recorded 'alexnet'"):
         RunDir(tmp_path / "s", {"model": "resnet18", "seed": 0}, kind="frustration")
+
+
+@pytest.mark.parametrize("where", ["compaction", "after the record", "in the record"])
+def test_a_kill_at_the_first_file_leaves_a_run_that_starts_again(tmp_path, monkeypatch, where):
+    """Killed while the fresh manifest was compacted (its temporary alone), between
+    config.toml's manifest record and its rename, or while that record was appended
+    (a torn line): the directory holds what deepglass wrote and nothing in place. It was
+    refused, as 'not a deepglass run' and, with --force, as holding 'a manifest.jsonl
+    that deepglass did not write'; it starts afresh."""
+    import json
+
+    from deepglass.manifest import Manifest
+
+    real_replace = os.replace
+
+    def replace(src, dst, *a, **k):
+        if Path(dst).name == {"compaction": "manifest.jsonl"}.get(where, "config.toml"):
+            raise SystemExit("killed")
+        return real_replace(src, dst, *a, **k)
+
+    if where != "in the record":
+        monkeypatch.setattr(os, "replace", replace)
+    else:
+        real_append = Manifest.append
+
+        def torn(self, entry):
+            if "path" not in entry:
+                return real_append(self, entry)
+            line = json.dumps(entry, separators=(",", ":"))
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line[: len(line) // 2])
+            raise SystemExit("killed")
+
+        monkeypatch.setattr(Manifest, "append", torn)
+    monkeypatch.setattr(Path, "unlink", lambda *a, **k: None)   # the process is gone
+    d = tmp_path / "r"
+    with pytest.raises(SystemExit):
+        RunDir(d, {"seed": 0}, kind="frustration")
+    monkeypatch.undo()
+    assert {p.name for p in d.iterdir()} - {"manifest.jsonl"} and not (d / "config.toml").exists()
+    run = RunDir(d, {"seed": 0}, kind="frustration")
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+    assert sorted(p.name for p in d.iterdir()) == ["config.toml", "manifest.jsonl", "units"]
+    del run
+    assert RunDir(d, {"seed": 0}, kind="frustration").finished_units("t") == {"u0"}
+
+
+def test_a_torn_report_record_rewrites_the_report(tmp_path, monkeypatch, caplog):
+    """A kill while report.md's new record was appended (a torn last line) left
+    deepglass's previous report.md, which the next write kept as report.md.edited
+    with a warning that the user had changed it; it is rewritten."""
+    import json
+
+    from deepglass.manifest import Manifest
+
+    d = tmp_path / "r"
+    run = RunDir(d, {"seed": 0}, kind="frustration")
+    run.write_report_section("## Frustration\n\nreal 0.1")
+    real_append = Manifest.append
+
+    def torn(self, entry):
+        if entry.get("path") != "report.md":
+            return real_append(self, entry)
+        line = json.dumps(entry, separators=(",", ":"))
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line[: len(line) // 2])
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(Manifest, "append", torn)
+    with pytest.raises(SystemExit):
+        run.write_report_section("## Frustration\n\nreal 0.2")
+    monkeypatch.undo()
+    del run
+    again = RunDir(d, {"seed": 0}, kind="frustration")
+    with caplog.at_level("WARNING"):
+        again.write_report_section("## Frustration\n\nreal 0.3")
+    assert not list(d.glob("report.md.edited*")) and "was changed" not in caplog.text
+    assert (d / "report.md").read_text().rstrip().endswith("real 0.3")

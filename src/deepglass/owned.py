@@ -162,7 +162,9 @@ class OwnedFiles:
         ``NAME.edited`` (``NAME.edited-2``, ...) with a warning, not overwritten."""
         if not (rel in ("report.md", "summary.json") or rel.startswith("figures/")) \
                 or rel not in self._manifest.files or not path.is_file() \
-                or self._check_record(rel) is None:
+                or self._manifest.files[rel].get("torn") or self._check_record(rel) is None:
+            # (a record cut short by a crash: the file is deepglass's previous one,
+            # rewritten, as README promises, not kept as an edit)
             return
         try:
             if file_digest(path)[0] == self._manifest.files[rel].get("replaces"):

@@ -251,17 +251,27 @@ class RunDir(RunReports, OwnedFiles):
 
     def _interrupted_start(self) -> bool:
         """A run killed while it wrote its first file (its ``config.toml``):
-        nothing but its manifest, which records no file, and the temporaries it
-        names (removed here).  It starts afresh."""
+        nothing but its manifest, which records no file but that ``config.toml``
+        (killed between its record and its rename: not in place), and the
+        temporaries it names (removed here, with the manifest).  It starts afresh."""
         names = {p.name for p in self.path.iterdir()}
+        # (killed while the empty manifest was first compacted: its temporary alone)
+        compacting = {n for n in names if n.startswith(f".{MANIFEST_NAME}.") and n.endswith(".tmp")}
         if MANIFEST_NAME not in names:
-            return False
+            if not compacting or names != compacting:
+                return False
+            for n in compacting:
+                (self.path / n).unlink()
+            return True
         self._manifest.load()
         tmps = {Path(t).name for t in self._manifest.tmps if "/" not in t}
-        if self._manifest.files or self._manifest.unreadable or \
-                not names <= {MANIFEST_NAME} | tmps:
+        if set(self._manifest.files) - {CONFIG_NAME} or self._manifest.unreadable or \
+                not names <= {MANIFEST_NAME} | tmps | compacting:
             return False
         self._remove_stale_tmps()
+        if self._manifest.files:        # the record of a config.toml never put in place
+            (self.path / MANIFEST_NAME).unlink()
+            self._manifest.load()
         return True
 
     def _check_outputs_free(self) -> None:
