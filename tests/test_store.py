@@ -862,3 +862,45 @@ def test_a_torn_report_record_rewrites_the_report(tmp_path, monkeypatch, caplog)
         again.write_report_section("## Frustration\n\nreal 0.3")
     assert not list(d.glob("report.md.edited*")) and "was changed" not in caplog.text
     assert (d / "report.md").read_text().rstrip().endswith("real 0.3")
+
+
+@pytest.mark.parametrize("kind, name", [
+    ("rap-phase", "points.parquet"), ("rap-phase", "figures/phase_beta1_a20.3.png"),
+    ("rap-anneal", "temperature_scan.parquet"), ("rap-student", "figures/activations.png"),
+    ("criticality-meanfield", "meanfield_curves_T.parquet"),
+    ("criticality-powerlaw", "figures/rank_cnn.png"), ("criticality-powerlaw", "checkpoints/cnn_e0002.pt")])
+def test_force_beside_a_file_the_kind_writes_is_refused_at_once(tmp_path, kind, name):
+    """A user's file among those a RAP or criticality run writes: refused when the run
+    is opened, before anything is computed or written (it was refused after the whole
+    computation, leaving config.toml, manifest.jsonl and units/ behind)."""
+    d = tmp_path / "mine"
+    (d / name).parent.mkdir(parents=True, exist_ok=True)
+    (d / name).write_text("the user's")
+    with pytest.raises(DeepglassError, match=r"exists and was not written by deepglass"):
+        RunDir(d, {"seed": 0}, kind=kind, force=True)
+    assert sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) == [name]
+
+
+@pytest.mark.parametrize("argv", [
+    ["rap", "phase", "--N", "20", "--population", "2", "--p-min", "0.5", "--p-max", "0.99",
+     "--n-points", "4", "--beta", "1", "--a2", "0.3", "--samples", "1", "--mc-sweeps", "0"],
+    ["criticality", "meanfield", "{W}", "--n-t", "8", "--t-max", "0.03", "--n-broad", "3",
+     "--n-h", "5", "--fields", "0"]])
+def test_every_file_a_run_writes_is_among_its_kinds_outputs(cli, tmp_path, argv):
+    """The outputs a kind is checked for when it opens (store.KIND_OUTPUTS) are the
+    files it writes: a table or figure added to a kind and not listed there would be
+    refused only after the computation again."""
+    import fnmatch
+
+    from deepglass.store import KIND_OUTPUTS
+
+    np.save(tmp_path / "W.npy", np.full((25, 25), 1.3))
+    out = tmp_path / "run"
+    code, _, err = cli([a.replace("{W}", str(tmp_path / "W.npy")) for a in argv] + ["--out", str(out)])
+    assert code == 0, err
+    kind = "rap-phase" if argv[0] == "rap" else "criticality-meanfield"
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    owned = {n for n in written if not n.startswith(("units/", "reports/", "arrays/" + kind))
+             and n not in ("config.toml", "manifest.jsonl", "report.md", "summary.json")}
+    assert owned and all(any(fnmatch.fnmatch(n, pat) for pat in KIND_OUTPUTS[kind]) for n in owned), \
+        owned

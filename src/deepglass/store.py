@@ -93,6 +93,18 @@ KIND_OUTPUTS = {
                      "monotonicity_gamma.parquet", "figures/rho_hist.png",
                      "figures/rho_vs_amplitude.png", "figures/gamma.png",
                      "arrays/gauge_real.npz"),
+    # (a name with ``*`` stands for those the run's settings name: one figure per
+    # inverse temperature and a2, per network, per checkpoint)
+    "rap-phase": ("points.parquet", "summary.parquet", "transitions.parquet", "degrees.parquet",
+                  "figures/pc.png", "figures/phase_beta*.png"),
+    "rap-anneal": ("annealing.parquet", "annealing_traces.parquet", "temperature_scan.parquet",
+                   "annealing_summary.parquet", "figures/stability.png"),
+    "rap-student": ("activations.parquet", "figures/activations.png"),
+    "criticality-meanfield": ("meanfield_curves_T.parquet", "meanfield_curves_h.parquet",
+                              "meanfield_exponents.parquet", "figures/meanfield_T.png",
+                              "figures/meanfield_h.png"),
+    "criticality-powerlaw": ("powerlaw_verdicts.parquet", "figures/powerlaw_*.png",
+                             "figures/rank_*.png", "figures/checkpoints_*.png", "checkpoints/*.pt"),
 }
 #: configuration keys a kind records after opening (:meth:`RunDir.settle`: the
 #: gauge a run reused or computed); the resume check of the opening skips them
@@ -279,7 +291,9 @@ class RunDir(RunReports, OwnedFiles):
         tables, figures and arrays, its report section, ``report.md``,
         ``summary.json``, its unit files) that exists and is not the run's."""
         names = ["report.md", "summary.json", f"reports/{self.kind}.md",
-                 f"reports/{self.kind}.summary.json", *KIND_OUTPUTS.get(self.kind, ())]
+                 f"reports/{self.kind}.summary.json"]
+        for name in KIND_OUTPUTS.get(self.kind, ()):
+            names += sorted(self._rel(p) for p in self.path.glob(name)) if "*" in name else [name]
         for d in (f"units/{self.kind}", f"arrays/{self.kind}"):
             if (self.path / d).is_dir():
                 names += [self._rel(p) for p in sorted((self.path / d).rglob("*"))
