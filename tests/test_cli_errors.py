@@ -992,3 +992,18 @@ def test_an_unreadable_data_folder_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(DeepglassError) as info:
         load_inputs(str(root), (1, 8, 8), n=2)
     assert str(info.value) == f"cannot read {root}: Permission denied"
+
+
+def test_a_memory_refusal_names_only_options_the_command_has(cli, tmp_path):
+    """The demo has --max-memory-gb alone: its refusal said 'lower --replicas to 37
+    or fewer', an option it has not ('No such option')."""
+    from deepglass.errors import TooLargeError
+    from deepglass.memory import check_fits, options_offered
+
+    code, _, err = cli(["demo", "--max-memory-gb", "0.001", "--out", str(tmp_path / "d")])
+    assert code == 2 and err.strip().endswith("raise --max-memory-gb") and "--replicas" not in err
+    with options_offered("--max-memory-gb"), pytest.raises(TooLargeError) as info:
+        check_fits(2e9, "80 start gauges", "lower --replicas", max_memory_gb=1)
+    assert str(info.value).endswith("; raise --max-memory-gb")
+    with pytest.raises(TooLargeError, match="; lower --replicas$"):     # any command's
+        check_fits(2e9, "80 start gauges", "lower --replicas", max_memory_gb=1)

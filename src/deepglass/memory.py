@@ -20,18 +20,41 @@ holds the budget and the one-line error (:class:`~deepglass.errors.TooLargeError
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Iterator
 
 from .errors import DeepglassError, TooLargeError
 
 __all__ = ["MEMORY_FRACTION", "available_bytes", "budget_bytes", "check_fits", "set_limit",
-           "get_limit", "limit", "format_bytes"]
+           "get_limit", "limit", "format_bytes", "options_offered", "offered"]
 
 #: share of the available memory one step may plan to use when no limit is set
 MEMORY_FRACTION = 0.8
 
 _limit_gb: float | None = None
+
+#: the command-line options the running command has (None: any); a refusal's
+#: hints name only these (the demo's sizes are fixed: it has --max-memory-gb alone)
+_offered: ContextVar[frozenset | None] = ContextVar("options_offered", default=None)
+
+
+@contextmanager
+def options_offered(*options: str) -> Iterator[None]:
+    """Within the block, the hints of memory refusals name only ``options``."""
+    token = _offered.set(frozenset(options))
+    try:
+        yield
+    finally:
+        _offered.reset(token)
+
+
+def offered(hint: str) -> bool:
+    """Whether every option ``hint`` names (``--replicas``) is one the running
+    command has."""
+    allowed = _offered.get()
+    return allowed is None or set(re.findall(r"--[a-z][a-z-]*", hint)) <= allowed
 
 
 def available_bytes() -> int:
@@ -155,6 +178,8 @@ def check_fits(nbytes: float, what: str, hint: str, max_memory_gb: float | None 
         ``"<what> would need ~X GB, more than <budget>; <hint>"`` (one line).
     """
     budget, source = budget_bytes(max_memory_gb)
+    if not offered(hint):
+        hint = "raise --max-memory-gb" if offered("--max-memory-gb") else "free memory"
     if nbytes > budget:
         raise TooLargeError(f"{what} would need ~{format_bytes(nbytes)}, more than {source}; "
                             f"{hint}")

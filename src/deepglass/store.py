@@ -63,6 +63,7 @@ from .errors import DeepglassError
 from .files import (atomic_write_bytes, atomic_write_text, check_out_dir, check_save_path,
                     file_mode, lock_directory, markdown_table, os_error, package_version, plain,
                     unlock_directory)
+from .kind_outputs import KIND_OUTPUTS
 from .manifest import CONFIG_NAME, MANIFEST_NAME, Manifest, read_config
 from .owned import OwnedFiles
 from .run_reports import RunReports
@@ -82,30 +83,6 @@ _OWN_DIRS = ("units", "arrays", "figures", "reports")
 #: files assembled from every kind's parts: one kind's ``force`` rebuilds, never removes them
 SHARED_FILES = (CONFIG_NAME, "report.md", "summary.json")
 
-#: files each kind writes besides its units (``reports/<kind>.*`` too): a file of
-#: these names that the run does not own is refused when the run is opened, not
-#: after the computation
-KIND_OUTPUTS = {
-    "frustration": ("frustration_runs.parquet", "frustration_stats.parquet",
-                    "figures/frustration.png", "arrays/gauge_real.npz"),
-    "active": ("active.parquet", "figures/active_delta_x.png", "arrays/gauge_real.npz"),
-    "monotonicity": ("monotonicity_trials.parquet", "monotonicity_inputs.parquet",
-                     "monotonicity_gamma.parquet", "figures/rho_hist.png",
-                     "figures/rho_vs_amplitude.png", "figures/gamma.png",
-                     "arrays/gauge_real.npz"),
-    # (a name with ``*`` stands for those the run's settings name: one figure per
-    # inverse temperature and a2, per network, per checkpoint)
-    "rap-phase": ("points.parquet", "summary.parquet", "transitions.parquet", "degrees.parquet",
-                  "figures/pc.png", "figures/phase_beta*.png"),
-    "rap-anneal": ("annealing.parquet", "annealing_traces.parquet", "temperature_scan.parquet",
-                   "annealing_summary.parquet", "figures/stability.png"),
-    "rap-student": ("activations.parquet", "figures/activations.png"),
-    "criticality-meanfield": ("meanfield_curves_T.parquet", "meanfield_curves_h.parquet",
-                              "meanfield_exponents.parquet", "figures/meanfield_T.png",
-                              "figures/meanfield_h.png"),
-    "criticality-powerlaw": ("powerlaw_verdicts.parquet", "figures/powerlaw_*.png",
-                             "figures/rank_*.png", "figures/checkpoints_*.png", "checkpoints/*.pt"),
-}
 #: configuration keys a kind records after opening (:meth:`RunDir.settle`: the
 #: gauge a run reused or computed); the resume check of the opening skips them
 SETTLED_KEYS = ("gauge",)

@@ -400,8 +400,9 @@ def choose_engine(graph: SignedGraph, replicas: int, engine: str = "auto",
 def _what_fits(graph, replicas: int, engine: str, est: dict, budget: int, source: str) -> str:
     """What to change when ``replicas`` replicas of ``engine`` do not fit
     ``budget``: the most replicas that do (if any), the other engine where it
-    fits, and more memory.  O(log replicas) estimates."""
-    from ..memory import format_bytes
+    fits, and more memory; those options the running command has.  O(log
+    replicas) estimates."""
+    from ..memory import format_bytes, offered
 
     hints = []
     lo, hi = 0, int(replicas) - 1          # the most replicas that fit, by bisection
@@ -418,7 +419,7 @@ def _what_fits(graph, replicas: int, engine: str, est: dict, budget: int, source
             hints.append(f"use --engine {other} (~{format_bytes(e.bytes)})")
     hints.append("raise --max-memory-gb" if "--max-memory-gb)" in source
                  else "free memory or set --max-memory-gb")
-    return ", or ".join(hints)
+    return ", or ".join(h for h in hints if offered(h)) or "free memory"
 
 
 def batches_draws(method: str, engine: str = "auto", device="cpu") -> bool:
