@@ -904,3 +904,20 @@ def test_every_file_a_run_writes_is_among_its_kinds_outputs(cli, tmp_path, argv)
              and n not in ("config.toml", "manifest.jsonl", "report.md", "summary.json")}
     assert owned and all(any(fnmatch.fnmatch(n, pat) for pat in KIND_OUTPUTS[kind]) for n in owned), \
         owned
+
+
+def test_a_hand_edited_config_is_refused(tmp_path):
+    """config.toml's seed edited from 0 to 1 and the run resumed with seed 1: the
+    seed-0 units were reused and labelled seed 1's. The manifest holds the file's
+    checksum: the edit is refused in one line."""
+    d = tmp_path / "r"
+    run = RunDir(d, {"seed": 0}, kind="frustration")
+    run.write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+    del run
+    cfg = d / "config.toml"
+    cfg.write_text(cfg.read_text().replace("seed = 0", "seed = 1"))
+    with pytest.raises(DeepglassError, match=r"its config.toml was changed since deepglass "
+                                             r"wrote it, so it may not describe the results"):
+        RunDir(d, {"seed": 1}, kind="frustration")
+    cfg.write_text(cfg.read_text().replace("seed = 1", "seed = 0"))        # restored
+    assert RunDir(d, {"seed": 0}, kind="frustration").finished_units("t") == {"u0"}

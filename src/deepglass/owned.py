@@ -13,7 +13,7 @@ from typing import Callable
 
 from .errors import DeepglassError
 from .files import file_digest, file_mode, os_error
-from .manifest import MANIFEST_NAME
+from .manifest import CONFIG_NAME, MANIFEST_NAME
 
 __all__ = ["OwnedFiles"]
 
@@ -73,6 +73,38 @@ class OwnedFiles:
                     p.unlink()
             except OSError:  # left for the next open; it is never read
                 pass
+
+    def _config_edited(self) -> bool:
+        """Whether ``config.toml`` differs from what the manifest recorded of it (a
+        hand edit: ``seed = 0`` made 1 would resume seed-0 units as seed 1's)."""
+        e = self._manifest.files.get(CONFIG_NAME)
+        return bool(e) and not e.get("torn") and "sha256" in e and \
+            self._check_record(CONFIG_NAME) is not None
+
+    def _interrupted_start(self) -> bool:
+        """A run killed while it wrote its first file (its ``config.toml``):
+        nothing but its manifest, which records no file but that ``config.toml``
+        (killed between its record and its rename: not in place), and the
+        temporaries it names (removed here, with the manifest).  It starts afresh."""
+        names = {p.name for p in self.path.iterdir()}
+        # (killed while the empty manifest was first compacted: its temporary alone)
+        compacting = {n for n in names if n.startswith(f".{MANIFEST_NAME}.") and n.endswith(".tmp")}
+        if MANIFEST_NAME not in names:
+            if not compacting or names != compacting:
+                return False
+            for n in compacting:
+                (self.path / n).unlink()
+            return True
+        self._manifest.load()
+        tmps = {Path(t).name for t in self._manifest.tmps if "/" not in t}
+        if set(self._manifest.files) - {CONFIG_NAME} or self._manifest.unreadable or \
+                not names <= {MANIFEST_NAME} | tmps | compacting:
+            return False
+        self._remove_stale_tmps()
+        if self._manifest.files:        # the record of a config.toml never put in place
+            (self.path / MANIFEST_NAME).unlink()
+            self._manifest.load()
+        return True
 
     def _remove_owned(self, keep_if: Callable[[str], bool] | None = None,
                       prefixes: tuple[str, ...] = ("",)) -> None:

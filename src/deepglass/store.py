@@ -185,6 +185,11 @@ class RunDir(RunReports, OwnedFiles):
                         f"{_ELSEWHERE} (or remove the directory to recompute them all)")
                 self._remove_owned(lambda rel: rel != CONFIG_NAME)
                 found = None
+            elif self._config_edited():
+                raise DeepglassError(
+                    f"run directory {self.path}: its config.toml was changed since deepglass "
+                    "wrote it, so it may not describe the results there; restore it, or move "
+                    "the directory away and run again")
             elif kind in runs and _unsettled(runs[kind], self.config) != self.config:
                 if not force:
                     raise DeepglassError(self._mismatch_message(_unsettled(runs[kind],
@@ -237,31 +242,6 @@ class RunDir(RunReports, OwnedFiles):
                 f"others and will neither resume nor --force it; restore {MANIFEST_NAME}, "
                 "or move the directory away (delete it if nothing in it is yours) and run "
                 "again, or choose another --out")
-
-    def _interrupted_start(self) -> bool:
-        """A run killed while it wrote its first file (its ``config.toml``):
-        nothing but its manifest, which records no file but that ``config.toml``
-        (killed between its record and its rename: not in place), and the
-        temporaries it names (removed here, with the manifest).  It starts afresh."""
-        names = {p.name for p in self.path.iterdir()}
-        # (killed while the empty manifest was first compacted: its temporary alone)
-        compacting = {n for n in names if n.startswith(f".{MANIFEST_NAME}.") and n.endswith(".tmp")}
-        if MANIFEST_NAME not in names:
-            if not compacting or names != compacting:
-                return False
-            for n in compacting:
-                (self.path / n).unlink()
-            return True
-        self._manifest.load()
-        tmps = {Path(t).name for t in self._manifest.tmps if "/" not in t}
-        if set(self._manifest.files) - {CONFIG_NAME} or self._manifest.unreadable or \
-                not names <= {MANIFEST_NAME} | tmps | compacting:
-            return False
-        self._remove_stale_tmps()
-        if self._manifest.files:        # the record of a config.toml never put in place
-            (self.path / MANIFEST_NAME).unlink()
-            self._manifest.load()
-        return True
 
     def _check_outputs_free(self) -> None:
         """Refuse, before any computation, a file this kind will write (its
