@@ -63,6 +63,11 @@ BAD = [
     (["rap", "anneal", "--scan-beta-max", "0.05", "--out", "{tmp}/a"],
      "--scan-beta-max (0.05) must exceed --beta-start (0.1)"),
     (["rap", "anneal", "--scan-points", "0"], "--scan-points must be an integer >= 2"),
+    # the option, not the Python argument mc_sweeps
+    (["rap", "phase", "--N", "8", "--mc-sweeps", "1"],
+     "--mc-sweeps must be 0 (no Monte Carlo) or >= 4, got 1"),
+    (["rap", "anneal", "--N", "8", "--mc-sweeps", "1"],
+     "--mc-sweeps must be 0 (no Monte Carlo) or >= 2, got 1"),
     (["rap", "phase", "--bracket-tol", "0"], "--bracket-tol must be > 0"),
     (["criticality", "powerlaw", "cnnn"], "reference nets: all, feedforward, cnn, autoencoder"),
     (["criticality", "meanfield", "{tmp}/garbage.npz"], "garbage.npz is not a NumPy .npz file"),

@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from deepglass.errors import DeepglassError, TooLargeError
-from deepglass.rap import (RAPModel, anneal, beta_schedule, exact_enumeration, paramagnetic,
+from deepglass.rap import (RAPModel, anneal, beta_schedule, bp_temperature_scan,
+                           cooling_table, exact_enumeration, expected_factors, paramagnetic,
                            run_bp, run_mc, thermodynamic_integration)
 from deepglass.rap.bp import _is_oscillating, bethe_observables
 from deepglass.rap.model import _first_distinct, degree_law, path_probability
@@ -744,7 +745,8 @@ def test_api_values_outside_the_model_are_refused():
                       (lambda: paramagnetic(float("nan"), 1.0), "alpha must be a finite"),
                       (lambda: cooling_study(m, [5], beta_start=3.0, beta_end=0.1),
                        "annealing cools"),
-                      (lambda: cooling_study(m, [5], n_temps=1), "annealing cools"),
+                      (lambda: cooling_study(m, [5], n_temps=1),
+                       "n_temps must be an integer >= 2, got 1"),
                       (lambda: cooling_study(m, [2.5]), "sweeps_per_temp must be an integer"),
                       (lambda: cooling_study("m", [5]), "model must be of type RAPModel"),
                       (lambda: anneal("m", [1.0]), "model must be of type RAPModel"),
@@ -878,3 +880,34 @@ def test_temperatures_are_numbers_and_annealing_cools():
     with pytest.raises(DeepglassError, match="betas must not decrease: annealing cools"):
         anneal(m, [2.0, 1.0])
     assert len(beta_schedule(0.5, 0.5, 3)) == 3          # a constant schedule is fine
+
+
+@pytest.mark.parametrize("call,msg", [
+    # refused by their own parameter, not by int() / float() or a later step
+    (lambda m: anneal(m, "abc"), "betas must be a non-empty list of finite values >= 0, got 'abc'"),
+    (lambda m: anneal(m, ["1", "2"]), "betas must be a non-empty list of finite values"),
+    (lambda m: anneal(m, [[1.0], [1.0, 2.0]]), "betas must be a non-empty list of finite"),
+    # bp_temperature_scan named run_mc's own 'sweeps'
+    (lambda m: bp_temperature_scan(m, [1.0], mc_sweeps=1),
+     r"mc_sweeps must be 0 \(no Monte Carlo\) or >= 2, got 1"),
+    (lambda m: cooling_table(pd.DataFrame()),
+     "finals must be cooling_study's finals table .*missing columns: final_energy, "
+     "ground_energy, sweeps_per_temp"),
+    (lambda m: cooling_table("x"),
+     "finals must be cooling_study's finals table"),
+    # accepted before: a negative or fractional count of paths, a text N
+    (lambda m: expected_factors(-1, (0.5, 0.5), (0, 0, 0)),
+     "N must be an integer >= 1, got -1"),
+    (lambda m: expected_factors("8", (0.5, 0.5), (0, 0, 0)),
+     "N must be an integer >= 1, got '8'"),
+    (lambda m: expected_factors(2.5, (0.5, 0.5), (0, 0, 0)),
+     "N must be an integer >= 1, got 2.5"),
+    # one temperature never reaches beta_end (the CLI's --n-temps needs 2)
+    (lambda m: beta_schedule(0.1, 1.0, 1), "n_temps must be an integer >= 2, got 1"),
+])
+def test_api_bad_values_name_their_parameter(call, msg):
+    """Raw errors (a float() of a string, a pandas KeyError), another parameter's
+    name, or a meaningless result: now a one-line error naming the parameter."""
+    m = RAPModel(8, a=(0.5, 0.5), p=(0, 0, 0), seed=0)
+    with pytest.raises(DeepglassError, match=msg):
+        call(m)

@@ -209,7 +209,8 @@ def phase_cmd(
     as_json: bool = JSON_OPTION,
 ):
     """Phase diagram: scan the dilution of one population (paper Figs. 3-4)."""
-    from ..rap.phase import PhaseConfig, p_grid, scan_phase
+    from ..rap.mc import check_mc_sweeps
+    from ..rap.phase import MC_SWEEPS_MIN, PhaseConfig, p_grid, scan_phase
 
     if out is not None:
         check_out_dir(out)
@@ -231,6 +232,7 @@ def phase_cmd(
         _probabilities(a2=v)
     _positive_betas("--beta", beta)
     _method("--mc-method", mc_method)
+    check_mc_sweeps(mc_sweeps, MC_SWEEPS_MIN, "--mc-sweeps")
     if not 0.0 < init_scale <= 1.0:
         raise DeepglassError(f"--init-scale must be in (0, 1], got {init_scale:g}")
     cfg = PhaseConfig(N=N, population=population, scale=scale, bracket_tol=bracket_tol,
@@ -282,6 +284,7 @@ def anneal_cmd(
 ):
     """Fig. 5: annealing energy against cooling rate (vs the ground state) and BP
     stability against beta from the polarized and a random start."""
+    from ..rap.mc import check_mc_sweeps
     from ..rap.stability import STARTS, AnnealConfig, anneal_study
 
     if out is not None:
@@ -312,6 +315,7 @@ def anneal_cmd(
                                  f"--beta-start ({beta_start:g})")
     if min(sweeps) < 1 or repeats < 1:
         raise DeepglassError("--sweeps and --repeats must be >= 1")
+    check_mc_sweeps(mc_sweeps, name="--mc-sweeps")
     cfg = AnnealConfig(N=N, a1=a1, a2=a2, p=[p1, p2, p3], sweeps=list(sweeps),
                        beta_start=beta_start, beta_end=beta_end, n_temps=n_temps,
                        schedule=schedule, repeats=repeats, scan_points=scan_points,

@@ -29,7 +29,7 @@ def beta_schedule(beta_start: float, beta_end: float, n_temps: int,
         First and last inverse temperatures, finite and > 0 (``beta_start = 0``
         allowed for a linear schedule: infinite temperature).
     n_temps : int
-        Number of values, >= 1.
+        Number of values, >= 2 (one value would never reach ``beta_end``).
     kind : {"geometric", "linear"}, default "geometric"
         Constant ratio or constant step.
 
@@ -53,7 +53,7 @@ def beta_schedule(beta_start: float, beta_end: float, n_temps: int,
         b0 = 0.0
     else:
         b0 = check_beta(beta_start)
-    n = _check_sweeps("n_temps", n_temps, 1)
+    n = _check_sweeps("n_temps", n_temps, 2)     # as AnnealConfig and --n-temps
     if b1 < b0:       # (AnnealConfig refuses it too: annealing cools, beta rises)
         raise DeepglassError(f"annealing cools: beta_end ({b1}) must be >= beta_start ({b0})")
     if kind == "geometric":
@@ -117,7 +117,14 @@ def anneal(model: RAPModel, betas: np.ndarray, *, sweeps_per_temp: int = 10,
     check_type(model, RAPModel, "model")
     heat_bath = _check_method(method)
     spt = _check_sweeps("sweeps_per_temp", sweeps_per_temp, 1)
-    betas = np.asarray(betas, dtype=np.float64)
+    try:
+        raw = np.asarray(betas)
+    except ValueError:                  # lists of different lengths
+        raw = np.asarray(None)
+    if raw.dtype.kind not in "iuf":     # a string, strings, bools: float() would parse them
+        raise DeepglassError(f"betas must be a non-empty list of finite values >= 0, "
+                             f"got {betas!r:.60}")
+    betas = raw.astype(np.float64)
     if betas.ndim != 1 or betas.size == 0 or not np.all(np.isfinite(betas)) or np.any(betas < 0):
         raise DeepglassError("betas must be a non-empty list of finite values >= 0")
     if np.any(np.diff(betas) < 0):

@@ -114,16 +114,21 @@ def expected_factors(N: int, a: Sequence[float], p: Sequence[float]) -> float:
     Parameters
     ----------
     N : int
-        Width of the input and hidden layers.
+        Width of the input and hidden layers, an integer >= 1.
     a, p : sequences of float
         ``(a1, a2)`` and ``(p1, p2, p3)`` as in :func:`path_probability` (validated there).
+
+    Raises
+    ------
+    DeepglassError
+        ``N`` not an integer >= 1, or invalid probabilities.
 
     Examples
     --------
     >>> expected_factors(10, (0.5, 0.3), (0.0, 0.0, 0.0))
     150.0
     """
-    return float(N) ** 3 * path_probability(a, p)
+    return float(check_count(N, "N")) ** 3 * path_probability(a, p)
 
 
 def _factors_upper(N: int, a: Sequence[float], p: Sequence[float]) -> float:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from ..errors import DeepglassError, check_seed, check_type
+from ..errors import DeepglassError, check_count, check_seed, check_type
 from .bp import check_beta, check_int
 from .model import RAPModel
 
@@ -313,6 +313,16 @@ class MCResult:
 
 def _check_sweeps(name: str, v: int, minimum: int = 1) -> int:
     return check_int(name, v, minimum)
+
+
+def check_mc_sweeps(v, least: int = 2, name: str = "mc_sweeps") -> int:
+    """``v`` as the sweeps of an optional Monte Carlo quench: 0 (none) or an
+    integer >= ``least``; else one line naming ``name`` (the CLI passes its
+    option, ``--mc-sweeps``)."""
+    v = check_count(v, name, least=0)
+    if 0 < v < least:
+        raise DeepglassError(f"{name} must be 0 (no Monte Carlo) or >= {least}, got {v}")
+    return v
 
 
 def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,

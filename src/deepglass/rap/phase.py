@@ -67,7 +67,7 @@ from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .bp import check_beta, check_number
 from .continuation import Case, case_of, instance_seed, scan_case
-from .mc import METHODS
+from .mc import METHODS, check_mc_sweeps
 from .model import check_parameters, normalize_construction
 from .transitions import aggregate_points, find_transitions
 
@@ -75,6 +75,8 @@ __all__ = ["PhaseConfig", "PhaseResult", "PhaseScan", "scan_phase", "find_transi
            "aggregate_points", "unit_id", "p_grid", "SCALES", "scan_case"]
 
 SCALES = ("linear", "log1m")
+#: fewest sweeps of a point's Monte Carlo quench (0: none)
+MC_SWEEPS_MIN = 4
 
 
 def p_grid(p_min: float, p_max: float, n: int, scale: str = "linear") -> list[float]:
@@ -242,7 +244,7 @@ class PhaseConfig:
         self.seed = check_seed(self.seed)
         self.max_bisect = check_count(self.max_bisect, "max_bisect", least=0)
         self.max_iter = check_count(self.max_iter, "max_iter")
-        self.mc_sweeps = check_count(self.mc_sweeps, "mc_sweeps", least=0)
+        self.mc_sweeps = check_mc_sweeps(self.mc_sweeps, MC_SWEEPS_MIN)
         self.construction = normalize_construction(self.construction)
         if self.scale not in SCALES:
             raise DeepglassError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
@@ -251,8 +253,6 @@ class PhaseConfig:
         self.bracket_tol = check_number("bracket_tol", self.bracket_tol, 0.0, lo_open=True)
         self.tol = check_number("tol", self.tol, 0.0, lo_open=True)
         self.q_threshold = check_number("q_threshold", self.q_threshold, 0.0, 1.0)
-        if self.mc_sweeps != 0 and self.mc_sweeps < 4:
-            raise DeepglassError(f"mc_sweeps must be 0 (no Monte Carlo) or >= 4, got {self.mc_sweeps}")
         if self.mc_method not in METHODS:
             raise DeepglassError(f"mc_method must be one of {', '.join(METHODS)}")
         if self.damping != "auto" and not (isinstance(self.damping, (int, float))

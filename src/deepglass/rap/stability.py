@@ -34,7 +34,7 @@ from ..runner import Experiment, Unit, UnitOutput, run_experiment
 from ..store import RunDir
 from .bp import check_beta, check_number, run_bp
 from .annealing import anneal, beta_schedule
-from .mc import METHODS, point_seed, run_mc
+from .mc import METHODS, check_mc_sweeps, point_seed, run_mc
 from .model import RAPModel, check_parameters
 
 __all__ = ["bp_temperature_scan", "cooling_study", "cooling_table", "anneal_seed", "STARTS",
@@ -102,6 +102,7 @@ def bp_temperature_scan(model: RAPModel, betas: Sequence[float], *,
         raise DeepglassError(f"starts must be among {', '.join(STARTS)}, got {starts!r}")
     if not (0.0 < random_scale <= 1.0):
         raise DeepglassError(f"random_scale must be in (0, 1], got {random_scale!r}")
+    mc_sweeps = check_mc_sweeps(mc_sweeps)     # (run_mc would name its own 'sweeps')
     rows = []
     for b in betas:
         for start in starts:
@@ -141,7 +142,17 @@ def cooling_table(finals: pd.DataFrame) -> pd.DataFrame:
         ``final_energy_std`` (0 for one run), ``final_energy_min``,
         ``ground_energy`` (``-alpha``, the planted configuration) and
         ``excess = mean - ground`` (>= 0).
+
+    Raises
+    ------
+    DeepglassError
+        ``finals`` not a DataFrame with those columns.
     """
+    need = {"sweeps_per_temp", "final_energy", "ground_energy"}
+    if not isinstance(finals, pd.DataFrame) or not need <= set(finals.columns):
+        missing = sorted(need - set(getattr(finals, "columns", ())))
+        raise DeepglassError(f"finals must be cooling_study's finals table (pandas.DataFrame); "
+                             f"missing columns: {', '.join(missing)}")
     g = finals.groupby("sweeps_per_temp")
     out = g["final_energy"].agg(runs="size", final_energy_mean="mean",
                                 final_energy_std="std", final_energy_min="min").reset_index()
@@ -324,8 +335,7 @@ class AnnealConfig:
         if self.method not in METHODS:
             raise DeepglassError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         self.max_iter = check_count(self.max_iter, "max_iter")
-        if check_count(self.mc_sweeps, "mc_sweeps", least=0) == 1:     # run_mc samples >= 2
-            raise DeepglassError("mc_sweeps must be 0 (no Monte Carlo) or >= 2, got 1")
+        self.mc_sweeps = check_mc_sweeps(self.mc_sweeps)     # run_mc samples >= 2
         if len(self.p) != 3:
             raise DeepglassError("p must hold three dilution probabilities")
         check_number("beta_end", self.beta_end, 0.0, lo_open=True)
