@@ -779,6 +779,13 @@ def test_bad_arguments_of_frustration_are_one_line_errors():
             deepglass.frustration(g, replicas=2, **kw)
     with pytest.raises(DeepglassError, match="limit must be a non-negative integer"):
         g.to_scipy(limit=-1)
+    # an explicit solver over the edge limit names the methods that need no matrix
+    # (it said 'use the matrix-free operator or pass a larger limit': no CLI option)
+    for method in ("greedy", "exact"):
+        with pytest.raises(DeepglassError, match=f"method '{method}' needs an explicit matrix: "
+                           r".*\(limit 3 edges\); use method 'descent' or 'auto' \(--method "
+                           r"descent or auto\)"):
+            deepglass.frustration(g, replicas=2, method=method, limit=3)
     # a float16 / bfloat16 graph: a numba or stencil error inside the solver
     for dtype in (torch.float16, torch.bfloat16):
         for kw in ({}, {"engine": "matrix-free"}, {"method": "greedy"}):

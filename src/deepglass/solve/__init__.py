@@ -273,13 +273,30 @@ def _anneal(graph, s0, *, seed, callback, **options) -> Solved:
     return _matrix_free(anneal, graph, s0, callback, seed=seed, **options)
 
 
+def _explicit_sym(graph, method: str, limit) -> Any:
+    """``graph.to_scipy_sym(limit)`` for an explicit solver, a graph over the edge
+    limit refused in the words of a solver call: the method to use instead (the
+    graph's own message speaks of the operator, and of a limit the CLI has not)."""
+    from ..errors import TooLargeError
+    from ..graph import EXPLICIT_EDGE_LIMIT
+
+    lim = EXPLICIT_EDGE_LIMIT if limit is None else limit
+    if isinstance(lim, (int, np.integer)) and not isinstance(lim, bool) and 0 <= lim < graph.n_edges:
+        raise TooLargeError(
+            f"method {method!r} needs an explicit matrix: the graph has {graph.n_edges:,} edges, "
+            f"about {graph.explicit_bytes() / 2**30:.1f} GiB (limit {lim:,} edges); use method "
+            f"'descent' or 'auto' (--method descent or auto), which run matrix-free, or, "
+            f"from Python, a larger limit=")
+    return graph.to_scipy_sym(limit)
+
+
 def _greedy(graph, s0, *, seed, callback, **options) -> Solved:
     from .greedy import check_greedy_memory, greedy
 
     # refuse before building anything: As has 2 entries per edge
     check_greedy_memory(graph.n_nodes, 2 * graph.n_edges, len(s0),
                         max_bytes=options.get("max_bytes"))
-    As = graph.to_scipy_sym(options.pop("limit", None))
+    As = _explicit_sym(graph, "greedy", options.pop("limit", None))
     res = greedy(As, s0, **options)
     energies = per_multiply_term(res.energies, As, graph.abs_total())
     return Solved(res.sigma, energies, res.local_min, res.flips)
@@ -288,7 +305,7 @@ def _greedy(graph, s0, *, seed, callback, **options) -> Solved:
 def _exact(graph, s0, *, seed, callback, **options) -> Solved:
     from .exact import exact
 
-    As = graph.to_scipy_sym(options.pop("limit", None))
+    As = _explicit_sym(graph, "exact", options.pop("limit", None))
     res = exact(As, **options)
     sig = np.asarray(res.sigma, dtype=np.int8)[None]
     energy, bound = per_multiply_term(np.array([res.energy, res.lower_bound]),
