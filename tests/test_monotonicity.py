@@ -513,6 +513,11 @@ def test_frustration_gives_the_gauge_of_the_output_asked_for():
     (dict(batch_size=2.5), "batch_size must be an integer >= 1, got 2.5"),
     (dict(output="logits"), r"^no output 'logits': the network's outputs are output$"),
     (dict(model="not a module"), "model must be of type Module, got str"),
+    # int('a') of the memory estimate; float('1') of the grid took strings
+    (dict(amplitudes="a"), r"amplitudes must be an int, a 1-D array or a \(B, K\) array of "
+                           r"numbers, got 'a'"),
+    (dict(amplitudes=["1", "2"]), "amplitudes must be an int, a 1-D array or a"),
+    (dict(amplitudes=[[1.0], [1.0, 2.0]]), "amplitudes must be an int, a 1-D array or a"),
 ])
 def test_bad_arguments_are_one_line_errors(kw, msg):
     """NaN inputs gave rho = 0 and gamma = 1 for every trial; a negative seed
@@ -520,7 +525,7 @@ def test_bad_arguments_are_one_line_errors(kw, msg):
     net = kw.pop("model", nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)))
     x = kw.pop("x", torch.rand(2, 3))
     with pytest.raises(DeepglassError, match=msg):
-        near_monotonicity(net, [1, 1, 1], [1, 1], x, amplitudes=4, **kw)
+        near_monotonicity(net, [1, 1, 1], [1, 1], x, **{"amplitudes": 4, **kw})
 
 
 def test_every_submodule_keeps_its_own_training_flag():

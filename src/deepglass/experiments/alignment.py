@@ -112,6 +112,28 @@ def check_amplitude_range(amplitude_range, name: str = "amplitude_range") -> tup
     return lo, hi
 
 
+def _amplitude_array(amplitudes) -> np.ndarray:
+    """Given ``amplitudes`` (not a count) as floats, or one line naming them (a
+    string, strings, lists of different lengths: float() would parse or fail)."""
+    try:
+        a = np.asarray(amplitudes)
+    except ValueError:
+        a = np.asarray(None)
+    if a.dtype.kind not in "iuf":
+        raise DeepglassError(f"amplitudes must be an int, a 1-D array or a (B, K) array of "
+                             f"numbers, got {amplitudes!r:.60}")
+    return a.astype(np.float64)
+
+
+def n_amplitudes(amplitudes) -> int:
+    """K, the number of amplitudes per input ``amplitudes`` asks for (before the
+    grid is made: checked as :func:`amplitude_grid` does)."""
+    if isinstance(amplitudes, (int, np.integer)) and not isinstance(amplitudes, bool):
+        return int(amplitudes)
+    a = _amplitude_array(amplitudes)
+    return a.shape[-1] if a.ndim else 1
+
+
 def amplitude_grid(x: torch.Tensor, amplitudes=100, amplitude_range=DEFAULT_RANGE,
                    amplitude_scale: str = "std") -> np.ndarray:
     """The (B, K) amplitudes ``a`` of the trials.
@@ -137,7 +159,7 @@ def amplitude_grid(x: torch.Tensor, amplitudes=100, amplitude_range=DEFAULT_RANG
         else:
             raise DeepglassError(f"amplitude_scale must be 'std' or 'absolute', not {amplitude_scale!r}")
         return scale[:, None] * grid[None, :]
-    a = np.asarray(amplitudes, dtype=np.float64)
+    a = _amplitude_array(amplitudes)
     if a.ndim == 1:
         a = np.broadcast_to(a, (B, a.size))
     if a.ndim != 2 or a.shape[0] != B or a.shape[1] < 1:
@@ -415,8 +437,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
 
     batch_size = forward_batch_size(model, batch_size, hooks=False)
     # refused before the (B, K) grid is made: K alone may be what does not fit
-    check_batch_memory(batch_size, numel, B * (int(amplitudes) if np.ndim(amplitudes) == 0
-                                               else np.shape(amplitudes)[-1]))
+    check_batch_memory(batch_size, numel, B * n_amplitudes(amplitudes))
     amps = amplitude_grid(x, amplitudes, amplitude_range, amplitude_scale)
     K = amps.shape[1]
     ids = ids or [str(first_index + i) for i in range(B)]
