@@ -297,6 +297,14 @@ def test_complex_couplings_are_refused():
     (lambda W: mf.lambda_max(W, seed=-1), "seed must be a non-negative integer"),
     (lambda W: mf.top_eigenpair(W), "C must be Couplings"),
     (lambda W: mf.curie_weiss(2.5), "n must be an integer >= 1, got 2.5"),
+    # float('x'); NaN weights failed inside NumPy's eigensolver; explicit_edges=-1 taken
+    (lambda W: couplings.bipartite_coupling("x"), "^w must be a 2-d matrix of numbers, got str"),
+    (lambda W: mf.lambda_max(couplings.bipartite_coupling(np.full((2, 3), np.nan))),
+     r"^w \(the layer's weights\) contains NaN or infinite entries$"),
+    (lambda W: couplings.bipartite_coupling(scipy.sparse.csr_matrix([[np.inf, 1.0]])),
+     "w .* contains NaN or infinite"),
+    (lambda W: mf.coupling_operator(W, explicit_edges=-1), "explicit_edges must be an integer >= "
+                                                           "0, got -1"),
 ])
 def test_bad_arguments_are_one_line_errors(call, msg):
     # they escaped as ValueError / TypeError from float() and comparisons

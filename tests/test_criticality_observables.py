@@ -322,6 +322,21 @@ def test_reference_nets_shapes_and_layers():
         build_reference_net("resnet", (1, 8, 8))
 
 
+@pytest.mark.parametrize("call,msg", [
+    # int(',') of a string's characters; an AttributeError on the data set's name
+    (lambda: build_reference_net("cnn", "1,28,28"), r"input_shape must be a non-empty sequence "
+                                                    r"of integers >= 1, such as \(1, 28, 28\), "
+                                                    r"got '1,28,28'"),
+    (lambda: build_reference_net("ff", (1, 8.5, 8)), "input_shape must be a non-empty sequence"),
+    (lambda: build_reference_net("ff", 64), "input_shape must be a non-empty sequence"),
+    (lambda: train_reference_net(build_reference_net("ff", (1, 8, 8)), "digits", epochs=1),
+     r"^data must be an ImageData \(load_dataset\), got str$"),
+])
+def test_reference_nets_name_a_bad_argument(call, msg):
+    with pytest.raises(DeepglassError, match=msg):
+        call()
+
+
 def test_training_resumes_exactly_from_a_checkpoint():
     d = load_dataset("digits", max_train=200, max_test=50)
     assert checkpoint_epochs(5, 2) == [0, 2, 4, 5]

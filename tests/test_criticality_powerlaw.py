@@ -133,6 +133,11 @@ def test_table_and_figure():
                        ({"observable": "w", "layer": "fc2"}, PowerLawVerdict("inconclusive", "r"))])
     assert list(t.columns[:4]) == ["observable", "layer", "verdict", "reason"]
     assert len(t) == 2
+    # a string unpacked into (key, verdict) raised ValueError
+    for bad in ("x", [("w", "not a verdict")], [v], 3):
+        with pytest.raises(DeepglassError, match=r"^items must be \{name: PowerLawVerdict\} or "
+                                                 r"a list of \(keys, PowerLawVerdict\) pairs"):
+            verdict_table(bad)
     ax = plot_power_law(x, v, title="pareto")
     assert len(ax.lines) >= 2                      # data and the fit
     plot_power_law(np.ones(3), PowerLawVerdict("inconclusive", "r"))

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import scipy.sparse
 
-from deepglass.criticality.meanfield_run import MeanFieldConfig, run_meanfield
+from deepglass.criticality.meanfield_run import MeanFieldConfig, load_matrix, run_meanfield
 from deepglass.criticality.powerlaw_run import PowerLawConfig, run_powerlaw
 from deepglass.errors import DeepglassError
 
@@ -291,9 +291,17 @@ def test_bad_configurations_are_refused_before_any_data_is_read(tmp_path):
     for kw, msg in (({"seed": -1}, "seed must be a non-negative integer"),
                     ({"seed": 2**63}, "below 2\\^63"),
                     ({"threshold": float("nan")}, "threshold must be a finite number"),
-                    ({"lr": 0.0}, "lr must be a finite number > 0")):
+                    ({"lr": 0.0}, "lr must be a finite number > 0"),
+                    # the reference nets untrained (the CLI refuses --epochs 0)
+                    ({"epochs": 0}, r"epochs must be >= 1 for the reference nets .*, got 0")):
         with pytest.raises(DeepglassError, match=msg):
             run_powerlaw(PowerLawConfig(nets=["feedforward"], **kw))
+    # n_t = 0 gave only NaN exponents (the CLI refuses --n-t 0); a folder was 'not found'
+    with pytest.raises(DeepglassError, match=r"^n_t = 0 puts 0 temperature\(s\) on each side "
+                                             r"of T_c in the exponent fit window"):
+        run_meanfield(np.eye(3), MeanFieldConfig(n_t=0))
+    with pytest.raises(DeepglassError, match=r"matrix file '.*' is a directory, not a \.npy"):
+        load_matrix(tmp_path)
     with pytest.raises(DeepglassError, match="cfg must be of type PowerLawConfig, got dict"):
         run_powerlaw({"nets": ["feedforward"]})
     with pytest.raises(DeepglassError, match="cfg must be of type MeanFieldConfig, got dict"):

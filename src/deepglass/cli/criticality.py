@@ -48,9 +48,7 @@ def _floats(text: str, what: str) -> list[float]:
 
 def _check_meanfield_options(n_t, t_min, t_max, n_broad, fit_t_max, h_max, curves) -> None:
     """The temperature grid and fit window of ``meanfield``, named as typed."""
-    import numpy as np
-
-    from ..criticality.meanfield_run import MeanFieldConfig
+    from ..criticality.meanfield_run import MeanFieldConfig, fit_points
 
     fit_t_min = MeanFieldConfig.fit_t_min
     if not 0 < t_min < t_max < 1:
@@ -66,8 +64,7 @@ def _check_meanfield_options(n_t, t_min, t_max, n_broad, fit_t_max, h_max, curve
     if n_t + n_broad == 0:
         raise DeepglassError("the temperature grid is empty: --n-t and --n-broad are both 0")
     # the exponents are fitted on the log grid's points inside the window
-    t = np.logspace(np.log10(t_min), np.log10(t_max), n_t) if n_t else np.array([])
-    inside = int(np.sum((t >= fit_t_min * (1 - 1e-9)) & (t <= fit_t_max * (1 + 1e-9))))
+    inside = fit_points(n_t, t_min, t_max, fit_t_min, fit_t_max)
     if inside < 3:
         raise DeepglassError(f"--n-t {n_t} puts {inside} temperature(s) on each side of T_c in "
                              f"the exponent fit window {fit_t_min:g} <= |t| <= --fit-t-max "

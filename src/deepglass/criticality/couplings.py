@@ -21,7 +21,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg as spla
 
-from ..errors import DeepglassError, check_count, check_seed
+from ..errors import DeepglassError, check_count, check_seed, first_line
 
 __all__ = ["Couplings", "coupling_operator", "bipartite_coupling", "layer_coupling",
            "lambda_max", "critical_temperature", "curie_weiss", "top_eigenpair"]
@@ -171,12 +171,13 @@ def coupling_operator(W: Any, *, check_symmetric: bool = True,
     ------
     DeepglassError
         For a complex, non-square, empty, non-finite or asymmetric matrix, a
-        torch module or an unreadable object.
+        torch module or an unreadable object; ``explicit_edges`` below 0.
 
     References
     ----------
     SPEC §7 (couplings ``W``; matrix-free for large graphs).
     """
+    check_count(explicit_edges, "explicit_edges", least=0)
     if isinstance(W, Couplings):
         return W
     if is_signed_graph(W):
@@ -303,14 +304,20 @@ def bipartite_coupling(w: Any) -> spla.LinearOperator:
     Raises
     ------
     DeepglassError
-        ``w`` not 2-d or with an empty dimension.
+        ``w`` not a 2-d matrix of finite numbers, or with an empty dimension.
     """
-    if type(w).__module__.startswith("torch"):
+    if type(w).__module__.startswith("torch") and hasattr(w, "detach"):
         w = w.detach().cpu().double().numpy()
     if not scipy.sparse.issparse(w):
-        w = np.asarray(w, dtype=np.float64)
+        try:
+            w = np.asarray(w, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DeepglassError(f"w must be a 2-d matrix of numbers, got {type(w).__name__}: "
+                                 f"{first_line(exc)}") from None
     if w.ndim != 2 or 0 in w.shape:
         raise DeepglassError(f"a layer block needs a 2-d weight matrix, got shape {tuple(w.shape)}")
+    if not np.all(np.isfinite(w.data if scipy.sparse.issparse(w) else w)):
+        raise DeepglassError("w (the layer's weights) contains NaN or infinite entries")
     a, b = w.shape
     wt = w.T
 

@@ -93,6 +93,8 @@ def load_matrix(path: str | Path, symmetrize: bool = False):
     import scipy.sparse
 
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise DeepglassError(f"matrix file {str(path)!r} is a directory, not a .npy or .npz file")
     if not p.is_file():
         raise DeepglassError(f"matrix file {str(path)!r} not found")
     _check_magic(p)
@@ -150,6 +152,13 @@ def coupling_info(W: Any) -> dict:
     return {"kind": "operator", "N": int(shape[0]) if shape else -1, "n_edges": -1}
 
 
+def fit_points(n_t: int, t_min: float, t_max: float, fit_t_min: float, fit_t_max: float) -> int:
+    """How many of the ``n_t`` log-spaced ``|t|`` in ``[t_min, t_max]`` (each side of
+    ``T_c``) fall in the exponent fit window ``[fit_t_min, fit_t_max]``."""
+    t = np.logspace(np.log10(t_min), np.log10(t_max), n_t) if n_t else np.array([])
+    return int(np.sum((t >= fit_t_min * (1 - 1e-9)) & (t <= fit_t_max * (1 + 1e-9))))
+
+
 @dataclass
 class MeanFieldConfig:
     """Settings of a mean-field scan (temperatures and fields relative to ``T_c``).
@@ -162,9 +171,10 @@ class MeanFieldConfig:
         Solve the mean-field equations over (T, h); else only the spectrum.
     n_t, t_min, t_max, n_broad : default 12, 1e-3, 0.3, 12
         Grid of :func:`~deepglass.criticality.curves.default_grid`
-        (``n_t, n_broad >= 0``, not both 0 with ``curves``;
-        ``0 < t_min < t_max < 1``); ``n_t = 0``: only ``max(n_broad, 2)``
-        points linear on ``[0.1 T_c, 2 T_c]``.
+        (``n_t, n_broad >= 0``; ``0 < t_min < t_max < 1``); with ``curves``,
+        at least 3 of the ``n_t`` points in the fit window (the exponents' fits);
+        ``n_t = 0`` (no curves): ``max(n_broad, 2)`` points linear on
+        ``[0.1 T_c, 2 T_c]``.
     fit_t_min, fit_t_max : float, default 1e-3, 0.03
         Window of ``|t| = |T/T_c - 1|`` where the exponents are fitted
         (``0 < fit_t_min < fit_t_max``).
@@ -213,6 +223,11 @@ class MeanFieldConfig:
             raise DeepglassError(f"need 0 < t_min < t_max < 1, got {self.t_min}, {self.t_max}")
         if not 0 < self.fit_t_min < self.fit_t_max:
             raise DeepglassError("need 0 < fit_t_min < fit_t_max")
+        inside = fit_points(self.n_t, self.t_min, self.t_max, self.fit_t_min, self.fit_t_max)
+        if self.curves and inside < 3:      # (n_t = 0 gave only NaN exponents)
+            raise DeepglassError(f"n_t = {self.n_t} puts {inside} temperature(s) on each side "
+                                 f"of T_c in the exponent fit window [fit_t_min, fit_t_max]; the "
+                                 f"fits need 3: raise n_t, or lower t_max or raise fit_t_max")
         if any(not np.isfinite(h) for h in self.fields) or not self.fields:
             raise DeepglassError("fields must be finite numbers (at least one)")
         if any(not (np.isfinite(T) and T > 0) for T in self.field_temps):

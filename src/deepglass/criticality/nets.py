@@ -128,8 +128,8 @@ def build_reference_net(name: str, input_shape: Sequence[int], n_classes: int = 
     Raises
     ------
     DeepglassError
-        An unknown name, an invalid shape (or not 3-d for the cnn), fewer than
-        2 classes.
+        An unknown name, an invalid shape (not integers >= 1, or not 3-d for
+        the cnn), fewer than 2 classes.
 
     References
     ----------
@@ -145,9 +145,15 @@ def build_reference_net(name: str, input_shape: Sequence[int], n_classes: int = 
     key = canonical_name(name)
     if key is None:
         raise DeepglassError(f"unknown reference net {name!r}; choose from {', '.join(REFERENCE_NETS)}")
-    shape = tuple(int(s) for s in input_shape)
-    if not shape or any(s < 1 for s in shape):
-        raise DeepglassError(f"invalid input shape {shape}")
+    try:        # a string's characters (or a float's truncation) are no shape
+        shape = () if isinstance(input_shape, (str, bytes)) else tuple(input_shape)
+    except TypeError:
+        shape = ()
+    if not shape or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1
+                        for s in shape):
+        raise DeepglassError(f"input_shape must be a non-empty sequence of integers >= 1, such "
+                             f"as (1, 28, 28), got {input_shape!r}")
+    shape = tuple(int(s) for s in shape)
     if n_classes < 2:
         raise DeepglassError(f"need at least 2 classes, got {n_classes}")
     with torch.random.fork_rng(devices=[]):
@@ -257,7 +263,7 @@ def train_reference_net(model: nn.Module, data, *, epochs: int = 20, batch_size:
     Raises
     ------
     DeepglassError
-        An invalid setting, or a non-finite training loss (diverged).
+        An invalid setting or ``data``, or a non-finite training loss (diverged).
 
     Notes
     -----
@@ -267,6 +273,8 @@ def train_reference_net(model: nn.Module, data, *, epochs: int = 20, batch_size:
     ``epochs - start epoch`` passes over the training set plus one evaluation
     of the test set per epoch.
     """
+    if not all(hasattr(data, a) for a in ("X_train", "y_train", "X_test", "y_test")):
+        raise DeepglassError(f"data must be an ImageData (load_dataset), got {type(data).__name__}")
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "epochs" else 1):
             raise DeepglassError(f"{name} must be a {'non-negative' if name == 'epochs' else 'positive'} "

@@ -56,7 +56,7 @@ class PowerLawConfig:
         ``mnist``, ``digits``, a CIFAR-10 directory or an image folder
         (:func:`~deepglass.criticality.data.load_dataset`).
     epochs, checkpoint_every, batch_size, lr : default 10, 5, 128, 1e-3
-        Training (Adam) settings: ``epochs >= 0``, ``checkpoint_every >= 1``,
+        Training (Adam) settings: ``epochs >= 1``, ``checkpoint_every >= 1``,
         ``batch_size >= 1``; checkpoints at epoch 0, every
         ``checkpoint_every``-th and the last.
     max_train, max_test : int, optional
@@ -114,6 +114,9 @@ class PowerLawConfig:
                                      "cnn, autoencoder (or all), or give a model file")
             self.nets = [canonical_name(n) for n in self.nets]
         checkpoint_epochs(self.epochs, self.checkpoint_every)
+        if not self.user_model and self.epochs < 1:     # as --epochs: nets that are trained
+            raise DeepglassError(f"epochs must be >= 1 for the reference nets (they are trained; "
+                                 f"epoch 0, the initialization, is judged too), got {self.epochs}")
         for name in ("n_passes", "batch_size", "n_xmin", "max_samples"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:

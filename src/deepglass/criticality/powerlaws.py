@@ -556,7 +556,17 @@ def verdict_table(items: dict[Any, PowerLawVerdict] | list[tuple[dict, PowerLawV
     """
     rows = []
     it = items.items() if isinstance(items, dict) else items
-    for key, v in it:
+    bad = DeepglassError(f"items must be {{name: PowerLawVerdict}} or a list of (keys, "
+                         f"PowerLawVerdict) pairs, got {items!r:.60}")
+    if isinstance(items, (str, bytes)) or not hasattr(it, "__iter__"):
+        raise bad
+    for pair in it:
+        try:
+            key, v = pair
+        except (TypeError, ValueError):
+            raise bad from None
+        if not isinstance(v, PowerLawVerdict):
+            raise bad
         keys = key if isinstance(key, dict) else {"name": key}
         rows.append({**keys, **v.as_dict()})
     return pd.DataFrame(rows)
