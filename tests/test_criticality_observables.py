@@ -37,6 +37,25 @@ def test_activation_patterns_equal_brute_force_count():
         assert got.sum() == 400
 
 
+@pytest.mark.parametrize("bits,value", [([[0.5, 0.5], [0.7, 0.2]], "0.5"), ([[1, 2]], "2"),
+                                        ([[float("nan"), 1.0]], "nan"), ([["a", "b"]], "'a'")])
+def test_activation_patterns_refuse_values_other_than_0_1(bits, value):
+    """Activations (0.5, 0.7) were cast to True: one pattern for everything."""
+    with pytest.raises(DeepglassError, match=r"bits must be booleans or 0 / 1 \(threshold "
+                                             rf"activations first, e.g. h > 0\), got {value}$"):
+        activation_patterns(np.array(bits))
+    assert activation_patterns(np.array([[1.0, 0.0], [1.0, 0.0]])).tolist() == [2]
+
+
+def test_one_layer_name_is_one_layer_not_its_characters():
+    """resolve_layers(net, 'relu1') looked for layers 'r', 'e', 'l', 'u', '1'."""
+    net = build_reference_net("feedforward", (1, 8, 8))
+    assert resolve_layers(net, "relu1") == ["relu1"]
+    assert collect_observables(net, torch.rand(4, 1, 8, 8), "relu2").layers == ["relu2"]
+    with pytest.raises(DeepglassError, match="^model has no layer 'relu9'; layers: fc1, relu1"):
+        resolve_layers(net, "relu9")
+
+
 def _user_net():
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(5, 9), nn.ReLU(), nn.Linear(9, 6), nn.Tanh(), nn.Linear(6, 2))

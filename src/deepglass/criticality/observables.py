@@ -73,9 +73,9 @@ def resolve_layers(model: nn.Module, layers: Sequence[str] | None = None) -> lis
     Parameters
     ----------
     model : torch.nn.Module
-    layers : sequence of str, optional
-        Module paths (``model.named_modules()`` names, not ``""``); empty or
-        None: the defaults.
+    layers : sequence of str, or str, optional
+        Module paths (``model.named_modules()`` names, not ``""``; one string:
+        one path); empty or None: the defaults.
 
     Returns
     -------
@@ -88,8 +88,8 @@ def resolve_layers(model: nn.Module, layers: Sequence[str] | None = None) -> lis
         model with no layer to observe.
     """
     mods = dict(model.named_modules())
-    if isinstance(layers, str):     # one name, not its letters
-        layers = [layers]
+    if isinstance(layers, str):     # one name, not its characters
+        layers = [layers] if layers else None
     if layers:
         missing = [l for l in layers if l not in mods or l == ""]
         if missing:
@@ -117,8 +117,8 @@ def activation_patterns(bits: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    bits : array_like of bool, shape (samples, units)
-        One activation pattern per row (cast to bool).
+    bits : array_like of bool or of 0 / 1, shape (samples, units)
+        One activation pattern per row.
 
     Returns
     -------
@@ -129,7 +129,7 @@ def activation_patterns(bits: np.ndarray) -> np.ndarray:
     Raises
     ------
     DeepglassError
-        ``bits`` not 2-d.
+        ``bits`` not 2-d, or holding values other than 0 / 1.
 
     Notes
     -----
@@ -141,7 +141,13 @@ def activation_patterns(bits: np.ndarray) -> np.ndarray:
     >>> activation_patterns([[1, 0], [1, 0], [0, 1]])
     array([2, 1])
     """
-    bits = np.asarray(bits, dtype=bool)
+    raw = np.asarray(bits)
+    if raw.dtype != bool:           # 0.5 was cast to True: activations, not patterns
+        bad = raw[~np.isin(raw, (0, 1))] if raw.dtype.kind in "iuf" else raw.ravel()
+        if bad.size:
+            raise DeepglassError(f"bits must be booleans or 0 / 1 (threshold activations "
+                                 f"first, e.g. h > 0), got {bad.ravel()[:1].tolist()[0]!r}")
+    bits = raw.astype(bool)
     if bits.ndim != 2:
         raise DeepglassError(f"activation bits must be 2-d (samples x units), got {bits.shape}")
     if bits.shape[0] == 0:
