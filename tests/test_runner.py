@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +96,33 @@ def test_unit_ids_must_be_distinct_file_names():
 
     with pytest.raises(DeepglassError, match="twice"):
         run_experiment(Twice())
+
+
+@pytest.mark.parametrize("kind", ["../../escape", "with space/and slash", "", ".hidden", 3])
+def test_a_kind_that_is_no_plain_file_name_is_refused_before_any_unit(kind, tmp_path):
+    """'../../escape' was refused only after its first unit, as a symbolic link;
+    '' and 'a/b' were taken."""
+    class Escape(Powers):
+        def units(self):
+            raise AssertionError("no unit is made")
+
+    Escape.kind = kind
+    msg = (r"^kind must be a plain file name \(not empty, without '/' or '\\', not starting "
+           rf"with '\.'\), got {re.escape(repr(kind))}$")
+    for run in (None, tmp_path / "r"):
+        with pytest.raises(DeepglassError, match=msg):
+            run_experiment(Escape(), run=run)
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_experiment_and_open_run_name_a_bad_argument(tmp_path):
+    from deepglass.runner import open_run
+
+    # an AttributeError on 3.units, a TypeError inside tomli_w on the kind 3
+    with pytest.raises(DeepglassError, match="^exp must be of type Experiment, got int$"):
+        run_experiment(3)
+    with pytest.raises(DeepglassError, match="^kind must be a plain file name .*, got 3$"):
+        open_run(tmp_path / "r", {}, 3)
 
 
 def test_ray_gives_the_same_tables(ray_executor, tmp_path):

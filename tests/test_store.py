@@ -569,6 +569,17 @@ def test_a_hand_edited_config_that_is_no_runs_table_is_one_line(tmp_path):
         RunDir(d, {"seed": 0}, kind="frustration")
 
 
+@pytest.mark.parametrize("config,kind,msg", [
+    ([1, 2], "k", r"^config must be a mapping \(dict\), got list$"),   # dict([1, 2]): TypeError
+    ({}, "../x", r"^kind must be a plain file name .*, got '\.\./x'$"),
+    ({}, "", "^kind must be a plain file name .*, got ''$"),
+])
+def test_a_bad_config_or_kind_is_one_line_and_creates_nothing(tmp_path, config, kind, msg):
+    with pytest.raises(DeepglassError, match=msg):
+        RunDir(tmp_path / "r", config, kind)
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_kinds_results_along_a_replaced_gauge_are_marked(tmp_path):
     """A later run replaced the shared gauge (``frustration --force``): the
     report said nothing, mixing two gauges' results; the sections and the

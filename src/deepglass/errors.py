@@ -87,3 +87,20 @@ def check_seed(seed) -> int:
     if seed >= 2**63:
         raise DeepglassError(f"seed must be a non-negative integer below 2^63, got {seed!r}")
     return int(seed)
+
+
+def check_name(value, name: str) -> str:
+    """``value`` as a plain file name (a run's ``kind``, which names folders of a
+    run directory): a non-empty string without a path separator, not starting
+    with ``.`` (so not ``..``).
+
+    Raises
+    ------
+    DeepglassError
+        One line naming the parameter and the value.
+    """
+    if not isinstance(value, str) or not value or value.startswith(".") \
+            or any(c in value for c in "/\\\0"):
+        raise DeepglassError(f"{name} must be a plain file name (not empty, without '/' or "
+                             f"'\\', not starting with '.'), got {value!r}")
+    return value

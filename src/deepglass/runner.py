@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import DeepglassError
+from .errors import DeepglassError, check_name, check_type
 from .store import RunDir, plain
 
 __all__ = ["Unit", "UnitOutput", "Experiment", "Stored", "Stages", "run_experiment", "open_run"]
@@ -101,7 +101,8 @@ class UnitOutput:
 class Experiment:
     """The interface :func:`run_experiment` runs (subclass and fill in).
 
-    Class attributes: ``kind`` (the run directory's kind) and ``tables`` (the
+    Class attributes: ``kind`` (the run directory's kind, a plain file name:
+    it names the units' folders) and ``tables`` (the
     unit tables; the first is the *marker*: it is written last, so a unit
     counts as finished once its marker file is recorded).  ``compute`` must
     be a module-level function (Ray ships it by reference).
@@ -304,6 +305,8 @@ def run_experiment(exp: Experiment, run=None, executor=None, *, address: str | N
     from .executors import get_executor
 
     t0 = time.perf_counter()
+    check_type(exp, Experiment, "exp")
+    check_name(exp.kind, "kind")     # before any unit: it names the run's folders
     units = list(exp.units())
     _check_units(units)
     rd = open_run(run, exp.config(), exp.kind, force)

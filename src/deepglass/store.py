@@ -59,7 +59,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .errors import DeepglassError
+from .errors import DeepglassError, check_name
 from .files import (atomic_write_bytes, atomic_write_text, check_out_dir, check_save_path,
                     file_mode, lock_directory, markdown_table, os_error, package_version, plain,
                     unlock_directory)
@@ -145,7 +145,9 @@ class RunDir(RunReports, OwnedFiles):
     def __init__(self, path: str | os.PathLike, config: Mapping[str, Any], kind: str,
                  force: bool = False):
         self.path = Path(path)
-        self.kind = kind
+        self.kind = check_name(kind, "kind")        # it names folders: units/<kind>/...
+        if not isinstance(config, Mapping):
+            raise DeepglassError(f"config must be a mapping (dict), got {type(config).__name__}")
         self.config = plain(dict(config))
         self.force = bool(force)
         self._manifest = Manifest(self.path)
