@@ -1065,6 +1065,13 @@ def test_bad_seed_and_model_arguments_are_one_line_errors():
         zoo.get("digits_cnn", seed=2 ** 70)
     with pytest.raises(DeepglassError, match="expected a torch.nn.Module, got str"):
         zoo.check_finite("x")
+    # a non-empty string was a true pretrained; a plain module was exported as an archive
+    for bad in ("yes", "no", 1):
+        with pytest.raises(DeepglassError, match=f"^pretrained must be of type bool, got "
+                                                 f"{type(bad).__name__}$"):
+            zoo.get("digits_cnn", pretrained=bad)
+    with pytest.raises(DeepglassError, match="^script must be of type ScriptModule, got Linear$"):
+        zoo.torchscript_to_module(nn.Linear(2, 2), (2,))
 
 
 def test_weight_norm_of_every_dim_is_made_plain_and_other_pairs_are_not():

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..errors import DeepglassError
+from ..errors import DeepglassError, check_type
 from . import cache
 from .alexnet import AlexNet, AlexNetCaffe
 from .googlenet import GoogLeNet, GoogLeNetBVLC
@@ -171,6 +171,7 @@ def get(name: str, *, pretrained: bool = False, seed: int = 0, **kwargs) -> nn.M
         ``cached``).
     """
     e = entry(name)
+    check_type(pretrained, bool, "pretrained")      # 'yes' (or 'no') was taken as True
     if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(seed, "__index__") \
             or not 0 <= int(seed) < 2 ** 63:
         raise DeepglassError(f"seed must be an integer in [0, 2^63), got {seed!r}")

@@ -28,7 +28,7 @@ import warnings
 import torch
 from torch import nn
 
-from ..errors import DeepglassError, first_line
+from ..errors import DeepglassError, check_type, first_line
 
 __all__ = ["torchscript_to_module"]
 
@@ -84,8 +84,9 @@ def torchscript_to_module(script: torch.jit.ScriptModule, input_shape, name: str
     DeepglassError
         One line: the ``onnx`` package missing, or the exporter's reason where
         it cannot write the archive (an op without an ONNX form, control flow
-        on values).
+        on values); ``script`` not a ``torch.jit.ScriptModule``.
     """
+    check_type(script, torch.jit.ScriptModule, "script")   # nn.Module: exported as a plain one
     try:
         import onnx
     except ImportError:
