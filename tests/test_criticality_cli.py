@@ -236,3 +236,18 @@ def test_option_errors_name_the_options(tmp_path, cli):
                         "--n-broad", "0", "--n-h", "3", "--fields", "0", "--field-temps", "1.5",
                         "--out", run, "--json"])
     assert code == 0, err
+
+
+def test_meanfield_keeps_to_the_memory_budget(tmp_path, cli):
+    """--max-memory-gb was offered and ignored: AlexNet's mean field took 0.9 GB beyond
+    its graph under a 0.01 GB limit. The estimate is checked before any work."""
+    from deepglass.criticality.couplings import coupling_operator
+    from deepglass.criticality.meanfield_run import meanfield_bytes
+
+    out = tmp_path / "run"
+    code, _, err = cli(["criticality", "meanfield", "digits_cnn", "--max-memory-gb", "0.0001",
+                        "--out", str(out)])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert "the mean-field computation on 1,034 units would need" in err
+    np.save(tmp_path / "W.npy", np.full((30, 30), 0.5))
+    assert meanfield_bytes(coupling_operator(np.load(tmp_path / "W.npy"))) == 40 * 8 * 30
