@@ -533,6 +533,10 @@ def test_a_force_on_another_versions_run_keeps_other_kinds_results(tmp_path):
     before = sorted(p.relative_to(d).as_posix() for p in d.rglob("*"))
     with pytest.raises(DeepglassError, match="holds 'frustration' results besides 'active'"):
         RunDir(d, {"n": 5}, kind="active", force=True)
+    # without --force the refusal does not offer one it would refuse (as the demo's did)
+    with pytest.raises(DeepglassError, match=r"this is \S+; use another run directory "
+                                             r"\(--out, run=\)$"):
+        RunDir(d, {"n": 5}, kind="active")
     assert sorted(p.relative_to(d).as_posix() for p in d.rglob("*")) == before
 
 

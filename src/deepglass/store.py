@@ -173,11 +173,11 @@ class RunDir(RunReports, OwnedFiles):
             version = found["deepglass"]["version"]
             runs = found["runs"]
             if version != package_version():
-                if not force:
-                    raise DeepglassError(f"run directory {self.path}: it was made by deepglass "
-                                         f"{version}, this is {package_version()}; "
-                                         f"{_ELSEWHERE} or {_FORCE}")
                 others = sorted(k for k in runs if k != kind)
+                if not force:   # (--force is offered only where it can replace the results)
+                    raise DeepglassError(f"run directory {self.path}: it was made by deepglass "
+                                         f"{version}, this is {package_version()}; {_ELSEWHERE}"
+                                         + ("" if others else f" or {_FORCE}"))
                 if others:
                     # one kind's --force replaces its own results, never another's
                     raise DeepglassError(
