@@ -879,21 +879,38 @@ def test_a_torn_report_record_rewrites_the_report(tmp_path, monkeypatch, caplog)
     assert (d / "report.md").read_text().rstrip().endswith("real 0.3")
 
 
-@pytest.mark.parametrize("kind, name", [
-    ("rap-phase", "points.parquet"), ("rap-phase", "figures/phase_beta1_a20.3.png"),
-    ("rap-anneal", "temperature_scan.parquet"), ("rap-student", "figures/activations.png"),
-    ("criticality-meanfield", "meanfield_curves_T.parquet"),
-    ("criticality-powerlaw", "figures/rank_cnn.png"), ("criticality-powerlaw", "checkpoints/cnn_e0002.pt")])
-def test_force_beside_a_file_the_kind_writes_is_refused_at_once(tmp_path, kind, name):
-    """A user's file among those a RAP or criticality run writes: refused when the run
-    is opened, before anything is computed or written (it was refused after the whole
-    computation, leaving config.toml, manifest.jsonl and units/ behind)."""
+_PHASE = {"betas": [1.0], "a2s": [0.3]}
+_POWERLAW = {"nets": ["cnn"], "user_model": False, "epochs": 4, "checkpoint_every": 2}
+
+
+@pytest.mark.parametrize("kind, config, name, refused", [
+    ("rap-phase", _PHASE, "points.parquet", True),
+    ("rap-phase", _PHASE, "figures/phase_beta1_a20.3.png", True),
+    ("rap-phase", _PHASE, "figures/phase_beta_sketch.png", False),
+    ("rap-anneal", {}, "temperature_scan.parquet", True),
+    ("rap-student", {}, "figures/activations.png", True),
+    ("criticality-meanfield", {}, "meanfield_curves_T.parquet", True),
+    ("criticality-powerlaw", _POWERLAW, "figures/rank_cnn.png", True),
+    ("criticality-powerlaw", _POWERLAW, "checkpoints/cnn_e0002.pt", True),
+    ("criticality-powerlaw", _POWERLAW, "figures/powerlaw_cnn_weight.png", True),
+    ("criticality-powerlaw", _POWERLAW, "figures/rank_notes.png", False),
+    ("criticality-powerlaw", _POWERLAW, "checkpoints/my_model.pt", False)])
+def test_force_beside_a_file_the_kind_writes_is_refused_at_once(tmp_path, kind, config, name,
+                                                               refused):
+    """A user's file among those a RAP or criticality run writes (the names its
+    configuration gives): refused when the run is opened, before anything is computed
+    or written (it was refused after the whole computation, leaving config.toml,
+    manifest.jsonl and units/ behind); a file of another name stays beside the run."""
     d = tmp_path / "mine"
     (d / name).parent.mkdir(parents=True, exist_ok=True)
     (d / name).write_text("the user's")
-    with pytest.raises(DeepglassError, match=r"exists and was not written by deepglass"):
-        RunDir(d, {"seed": 0}, kind=kind, force=True)
-    assert sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) == [name]
+    if refused:
+        with pytest.raises(DeepglassError, match=r"exists and was not written by deepglass"):
+            RunDir(d, config, kind=kind, force=True)
+        assert sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) == [name]
+    else:
+        RunDir(d, config, kind=kind, force=True)
+        assert (d / name).read_text() == "the user's" and (d / "config.toml").is_file()
 
 
 @pytest.mark.parametrize("argv", [
@@ -902,12 +919,12 @@ def test_force_beside_a_file_the_kind_writes_is_refused_at_once(tmp_path, kind, 
     ["criticality", "meanfield", "{W}", "--n-t", "8", "--t-max", "0.03", "--n-broad", "3",
      "--n-h", "5", "--fields", "0"]])
 def test_every_file_a_run_writes_is_among_its_kinds_outputs(cli, tmp_path, argv):
-    """The outputs a kind is checked for when it opens (store.KIND_OUTPUTS) are the
+    """The outputs a kind is checked for when it opens (kind_outputs.kind_outputs) are the
     files it writes: a table or figure added to a kind and not listed there would be
     refused only after the computation again."""
-    import fnmatch
+    import tomllib
 
-    from deepglass.store import KIND_OUTPUTS
+    from deepglass.store import kind_outputs
 
     np.save(tmp_path / "W.npy", np.full((25, 25), 1.3))
     out = tmp_path / "run"
@@ -917,8 +934,8 @@ def test_every_file_a_run_writes_is_among_its_kinds_outputs(cli, tmp_path, argv)
     written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     owned = {n for n in written if not n.startswith(("units/", "reports/", "arrays/" + kind))
              and n not in ("config.toml", "manifest.jsonl", "report.md", "summary.json")}
-    assert owned and all(any(fnmatch.fnmatch(n, pat) for pat in KIND_OUTPUTS[kind]) for n in owned), \
-        owned
+    config = tomllib.loads((out / "config.toml").read_text())["runs"][kind]
+    assert owned and owned <= set(kind_outputs(kind, config)), owned - set(kind_outputs(kind, config))
 
 
 def test_a_hand_edited_config_is_refused(tmp_path):

@@ -7,7 +7,7 @@ not when it comes to write the file after the computation.
 
 from __future__ import annotations
 
-__all__ = ["KIND_OUTPUTS"]
+__all__ = ["KIND_OUTPUTS", "kind_outputs", "names_outputs"]
 
 #: files each kind writes besides its units (``reports/<kind>.*`` too): a file of
 #: these names that the run does not own is refused when the run is opened, not
@@ -20,16 +20,44 @@ KIND_OUTPUTS = {
                      "monotonicity_gamma.parquet", "figures/rho_hist.png",
                      "figures/rho_vs_amplitude.png", "figures/gamma.png",
                      "arrays/gauge_real.npz"),
-    # (a name with ``*`` stands for those the run's settings name: one figure per
-    # inverse temperature and a2, per network, per checkpoint)
     "rap-phase": ("points.parquet", "summary.parquet", "transitions.parquet", "degrees.parquet",
-                  "figures/pc.png", "figures/phase_beta*.png"),
+                  "figures/pc.png"),
     "rap-anneal": ("annealing.parquet", "annealing_traces.parquet", "temperature_scan.parquet",
                    "annealing_summary.parquet", "figures/stability.png"),
     "rap-student": ("activations.parquet", "figures/activations.png"),
     "criticality-meanfield": ("meanfield_curves_T.parquet", "meanfield_curves_h.parquet",
                               "meanfield_exponents.parquet", "figures/meanfield_T.png",
                               "figures/meanfield_h.png"),
-    "criticality-powerlaw": ("powerlaw_verdicts.parquet", "figures/powerlaw_*.png",
-                             "figures/rank_*.png", "figures/checkpoints_*.png", "checkpoints/*.pt"),
+    "criticality-powerlaw": ("powerlaw_verdicts.parquet",),
 }
+
+
+
+#: kind -> function of the run's configuration giving the outputs it names (one
+#: figure per inverse temperature and a2, per network and checkpoint): registered
+#: by the module that runs the kind (:func:`names_outputs`)
+_NAMED_BY_CONFIG: dict = {}
+
+
+def names_outputs(kind: str):
+    """Register ``fn(config) -> [relative paths]``, the outputs of ``kind`` that its
+    configuration names (a decorator)."""
+    def register(fn):
+        _NAMED_BY_CONFIG[kind] = fn
+        return fn
+    return register
+
+
+#: the modules that register them (imported when such a run is opened)
+_REGISTERED_BY = {"rap-phase": "deepglass.rap.phase",
+                  "criticality-powerlaw": "deepglass.criticality.powerlaw_run"}
+
+
+def kind_outputs(kind: str, config) -> list[str]:
+    """The files run ``kind`` of configuration ``config`` writes beside its units."""
+    if kind in _REGISTERED_BY and kind not in _NAMED_BY_CONFIG:
+        import importlib
+
+        importlib.import_module(_REGISTERED_BY[kind])
+    named = _NAMED_BY_CONFIG.get(kind)
+    return [*KIND_OUTPUTS.get(kind, ()), *(named(config) if named else ())]

@@ -63,7 +63,7 @@ from .errors import DeepglassError, check_name
 from .files import (atomic_write_bytes, atomic_write_text, check_out_dir, check_save_path,
                     file_mode, lock_directory, markdown_table, os_error, package_version, plain,
                     unlock_directory)
-from .kind_outputs import KIND_OUTPUTS
+from .kind_outputs import kind_outputs
 from .manifest import CONFIG_NAME, MANIFEST_NAME, Manifest, read_config
 from .owned import OwnedFiles
 from .run_reports import RunReports
@@ -251,8 +251,7 @@ class RunDir(RunReports, OwnedFiles):
         ``summary.json``, its unit files) that exists and is not the run's."""
         names = ["report.md", "summary.json", f"reports/{self.kind}.md",
                  f"reports/{self.kind}.summary.json"]
-        for name in KIND_OUTPUTS.get(self.kind, ()):
-            names += sorted(self._rel(p) for p in self.path.glob(name)) if "*" in name else [name]
+        names += kind_outputs(self.kind, self.config)
         for d in (f"units/{self.kind}", f"arrays/{self.kind}"):
             if (self.path / d).is_dir():
                 names += [self._rel(p) for p in sorted((self.path / d).rglob("*"))

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DeepglassError, check_seed, check_type
+from ..kind_outputs import names_outputs
 from ..runner import Experiment, Unit, UnitOutput
 
 __all__ = ["PowerLawConfig", "PowerLawResult", "run_powerlaw", "judge_observables",
@@ -142,6 +143,26 @@ class PowerLawConfig:
 
 def unit_id(net: str, epoch: int) -> str:
     return f"{net}_e{epoch:04d}"
+
+
+def figure_names(net: str) -> dict[str, str]:
+    """The figures of one network: one per observable (its name), ``rank`` and
+    ``checkpoints``."""
+    from .observables import OBSERVABLES
+
+    return {**{o: f"powerlaw_{net}_{o}.png" for o in OBSERVABLES},
+            "rank": f"rank_{net}.png", "checkpoints": f"checkpoints_{net}.png"}
+
+
+@names_outputs(KIND_PL)
+def _outputs(config) -> list[str]:
+    from .nets import checkpoint_epochs
+
+    marks = [0] if config.get("user_model") else \
+        checkpoint_epochs(int(config.get("epochs", 0)), int(config.get("checkpoint_every", 1)))
+    return [path for net in config.get("nets", ()) for path in
+            [f"figures/{f}" for f in figure_names(net).values()] +
+            [f"checkpoints/{unit_id(net, e)}.pt" for e in marks]]
 
 
 @dataclass
@@ -499,14 +520,14 @@ def write_powerlaw_outputs(run, cfg: PowerLawConfig, res: PowerLawResult, stored
             if v is not None:
                 by_obs.setdefault(keys["observable"], []).append((keys["layer"], samples, v))
         for name, items in by_obs.items():
-            f = f"powerlaw_{net}_{name}.png"
+            f = figure_names(net)[name]
             run.save_figure(verdict_grid_figure(items, f"{net}, epoch {epoch}: {name}"), f)
             figs.append(f)
-        f = f"rank_{net}.png"
+        f = figure_names(net)["rank"]
         run.save_figure(rank_frequency_figure(obs, f"{net}, epoch {epoch}"), f)
         figs.append(f)
         if res.verdicts[res.verdicts["net"] == net]["epoch"].nunique() > 1:
-            f = f"checkpoints_{net}.png"
+            f = figure_names(net)["checkpoints"]
             run.save_figure(checkpoints_figure(res.verdicts, net), f)
             figs.append(f)
     run.write_report_section(powerlaw_report(cfg, res, figs), title="criticality")

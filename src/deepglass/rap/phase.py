@@ -64,7 +64,9 @@ import pandas as pd
 
 from ..errors import DeepglassError, check_count, check_seed, check_type
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
+from ..kind_outputs import names_outputs
 from ..store import RunDir
+from .reports import phase_figure
 from .bp import check_beta, check_number
 from .continuation import Case, case_of, instance_seed, scan_case
 from .mc import METHODS, check_mc_sweeps
@@ -329,6 +331,12 @@ def _compute_case(cfg: PhaseConfig, case: Case) -> UnitOutput:
     if case.ib == 0:   # the degrees do not depend on beta: stored once per a2
         tables["degrees"] = degrees
     return UnitOutput(tables, info={"compute_seconds": time.perf_counter() - t0})
+
+
+@names_outputs("rap-phase")
+def _phase_figures(config) -> list[str]:
+    return [f"figures/{phase_figure(b, a)}" for b in config.get("betas", ())
+            for a in config.get("a2s", ())]
 
 
 @dataclass

@@ -63,6 +63,11 @@ def phase_report(res, fig_names) -> str:
     return "\n".join(lines)
 
 
+def phase_figure(beta: float, a2: float) -> str:
+    """The phase diagram figure of one inverse temperature and ``a2``."""
+    return f"phase_beta{beta:g}_a2{a2:g}.png"
+
+
 def write_phase_run(run: RunDir, res) -> None:
     """Write a scan's tables, one figure per ``(beta, a2)`` (Fig. 3), ``pc.png``
     (Fig. 4), ``report.md`` and ``summary.json``."""
@@ -78,7 +83,7 @@ def write_phase_run(run: RunDir, res) -> None:
     trans = {(r["beta"], r["a2"]): r for r in res.transitions.to_dict("records")}
     for b in cfg.betas:
         for av in cfg.a2s:
-            name = f"phase_beta{b:g}_a2{av:g}.png"
+            name = phase_figure(b, av)
             run.save_figure(plot_phase(res.summary, trans.get((b, av)), res.degrees, b, av,
                                        cfg.population, cfg.q_threshold, cfg.scale), name)
             figs.append(name)
