@@ -1012,3 +1012,19 @@ def test_a_memory_refusal_names_only_options_the_command_has(cli, tmp_path):
     assert str(info.value).endswith("; raise --max-memory-gb")
     with pytest.raises(TooLargeError, match="; lower --replicas$"):     # any command's
         check_fits(2e9, "80 start gauges", "lower --replicas", max_memory_gb=1)
+    # every command offers its own options (criticality powerlaw said 'lower --n')
+    import typer
+
+    from deepglass.cli.checks import strict
+
+    def command(n_boot: int = typer.Option(10, "--n-boot"), max_test: int = 100):
+        check_fits(2e9, "reading the tensor files", "lower --n", max_memory_gb=1)
+
+    with pytest.raises(TooLargeError, match="; raise --max-memory-gb$"):
+        strict(command)(n_boot=10, max_test=100)
+
+    def command2(n: int = typer.Option(5, "--n")):
+        check_fits(2e9, "reading the tensor files", "lower --n", max_memory_gb=1)
+
+    with pytest.raises(TooLargeError, match="; lower --n$"):
+        strict(command2)(n=5)

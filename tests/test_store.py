@@ -953,3 +953,40 @@ def test_a_hand_edited_config_is_refused(tmp_path):
         RunDir(d, {"seed": 1}, kind="frustration")
     cfg.write_text(cfg.read_text().replace("seed = 1", "seed = 0"))        # restored
     assert RunDir(d, {"seed": 0}, kind="frustration").finished_units("t") == {"u0"}
+
+
+def test_a_kill_while_config_is_rewritten_is_no_hand_edit(tmp_path, monkeypatch):
+    """A second kind added to a run directory, killed between config.toml's new record
+    and its rename: the file is deepglass's previous one (the record says what it
+    replaces), not a hand edit; both kinds open again."""
+    d = tmp_path / "r"
+    RunDir(d, {"seed": 0}, kind="frustration").write_unit("t", "u0", pd.DataFrame({"x": [1]}))
+    real_replace = os.replace
+
+    def replace(src, dst, *a, **k):
+        if Path(dst).name == "config.toml":
+            raise SystemExit("killed")
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(Path, "unlink", lambda *a, **k: None)
+    with pytest.raises(SystemExit):
+        RunDir(d, {"n": 1}, kind="active")
+    monkeypatch.undo()
+    assert RunDir(d, {"seed": 0}, kind="frustration").finished_units("t") == {"u0"}
+    RunDir(d, {"n": 1}, kind="active")
+    assert "active" in (d / "config.toml").read_text()
+
+
+def test_a_users_manifest_jsonl_is_not_taken_for_a_run(tmp_path):
+    """A folder holding only the user's own manifest.jsonl (a data set's JSON lines)
+    was taken for a run killed at its first file, and the file overwritten."""
+    d = tmp_path / "data"
+    d.mkdir()
+    mine = '{"audio_filepath": "a.wav", "duration": 1.5}\n' * 3
+    (d / "manifest.jsonl").write_text(mine)
+    with pytest.raises(DeepglassError, match="is not empty and is not a deepglass run"):
+        RunDir(d, {"seed": 0}, kind="frustration")
+    with pytest.raises(DeepglassError, match="holds a manifest.jsonl that deepglass did not write"):
+        RunDir(d, {"seed": 0}, kind="frustration", force=True)
+    assert (d / "manifest.jsonl").read_text() == mine and sorted(os.listdir(d)) == ["manifest.jsonl"]

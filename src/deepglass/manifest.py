@@ -94,7 +94,10 @@ class Manifest:
                 continue
             named = next((e[k] for k in ("path", "tmp", "removed") if isinstance(e.get(k), str)),
                          None)
-            if named is not None and not plain_relative(named):
+            if named is None:       # no record of deepglass's (a user's manifest.jsonl)
+                self.unreadable += 1
+                continue
+            if not plain_relative(named):
                 outside.append(named)   # never read, written or removed
                 continue
             if isinstance(e.get("path"), str):

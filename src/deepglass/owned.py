@@ -76,10 +76,16 @@ class OwnedFiles:
 
     def _config_edited(self) -> bool:
         """Whether ``config.toml`` differs from what the manifest recorded of it (a
-        hand edit: ``seed = 0`` made 1 would resume seed-0 units as seed 1's)."""
+        hand edit: ``seed = 0`` made 1 would resume seed-0 units as seed 1's),
+        and from the content that record replaced (a kill between a rewrite's
+        record and its rename leaves deepglass's previous file)."""
         e = self._manifest.files.get(CONFIG_NAME)
-        return bool(e) and not e.get("torn") and "sha256" in e and \
-            self._check_record(CONFIG_NAME) is not None
+        if not e or e.get("torn") or "sha256" not in e or self._check_record(CONFIG_NAME) is None:
+            return False
+        try:
+            return file_digest(self.path / CONFIG_NAME)[0] != e.get("replaces")
+        except OSError:
+            return False        # unreadable: read_config has said so already
 
     def _interrupted_start(self) -> bool:
         """A run killed while it wrote its first file (its ``config.toml``):

@@ -111,11 +111,22 @@ def _memory_parameter() -> inspect.Parameter:
                                   "80% of the available memory)."))
 
 
+def _option_names(params: dict) -> list[str]:
+    """The ``--long`` names of a command's options (its typer declarations, else
+    the parameter's name)."""
+    names = []
+    for name, p in params.items():
+        decls = [d for d in getattr(p.default, "param_decls", None) or () if d.startswith("--")]
+        names += decls or ["--" + name.replace("_", "-")]
+    return names
+
+
 def strict(fn: Callable) -> Callable:
     """Wrap a command callback: its numeric options are checked first, and its
     ``--max-memory-gb`` (added where the command has none) becomes the
-    process-wide budget of :mod:`deepglass.memory` while it runs."""
-    from ..memory import limit
+    process-wide budget of :mod:`deepglass.memory` while it runs; a memory
+    refusal's hints name only its options."""
+    from ..memory import limit, options_offered
 
     if getattr(fn, "__deepglass_strict__", False):
         return fn
@@ -125,12 +136,14 @@ def strict(fn: Callable) -> Callable:
     if added:
         params[MEMORY_OPTION] = _memory_parameter()
 
+    offered = _option_names(params)
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         gb = kwargs.pop(MEMORY_OPTION, None) if added else kwargs.get(MEMORY_OPTION)
         bound = sig.bind_partial(*args, **kwargs)
         check_options(params, {**bound.arguments, MEMORY_OPTION: gb})
-        with limit(gb):
+        with limit(gb), options_offered(*offered):
             return fn(*args, **kwargs)
 
     if added:

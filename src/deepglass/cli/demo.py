@@ -69,10 +69,7 @@ def demo_cmd(
     if "test_accuracy" in info:
         con.print(f"{DEMO_MODEL}: test accuracy {info['test_accuracy']:.3f}"
                   f"{' (cached)' if info.get('cached') else ' (trained now)'}")
-    from ..memory import options_offered
-
-    # (the demo's sizes are fixed: a memory refusal can only ask for more memory)
-    with resume_hint(out), ExitStack() as bars, options_offered("--max-memory-gb"):
+    with resume_hint(out), ExitStack() as bars:
         def on_step(i: int, name: str, title: str) -> None:
             con.print(f"\n[bold]step {i}/3[/bold]: {title}")
 
