@@ -801,6 +801,26 @@ def test_a_model_file_spelled_another_way_resumes(tmp_path):
         RunDir(tmp_path / "s", {"model": "resnet18", "seed": 0}, kind="frustration")
 
 
+def _tear_record(monkeypatch, which):
+    """The process killed while it appends a manifest record ``which(entry)`` picks:
+    half the line written, no newline (a torn last line)."""
+    import json
+
+    from deepglass.manifest import Manifest
+
+    real_append = Manifest.append
+
+    def torn(self, entry):
+        if not which(entry):
+            return real_append(self, entry)
+        line = json.dumps(entry, separators=(",", ":"))
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line[: len(line) // 2])
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(Manifest, "append", torn)
+
+
 @pytest.mark.parametrize("where", ["compaction", "after the record", "in the record"])
 def test_a_kill_at_the_first_file_leaves_a_run_that_starts_again(tmp_path, monkeypatch, where):
     """Killed while the fresh manifest was compacted (its temporary alone), between
@@ -808,10 +828,6 @@ def test_a_kill_at_the_first_file_leaves_a_run_that_starts_again(tmp_path, monke
     (a torn line): the directory holds what deepglass wrote and nothing in place. It was
     refused, as 'not a deepglass run' and, with --force, as holding 'a manifest.jsonl
     that deepglass did not write'; it starts afresh."""
-    import json
-
-    from deepglass.manifest import Manifest
-
     real_replace = os.replace
 
     def replace(src, dst, *a, **k):
@@ -822,17 +838,7 @@ def test_a_kill_at_the_first_file_leaves_a_run_that_starts_again(tmp_path, monke
     if where != "in the record":
         monkeypatch.setattr(os, "replace", replace)
     else:
-        real_append = Manifest.append
-
-        def torn(self, entry):
-            if "path" not in entry:
-                return real_append(self, entry)
-            line = json.dumps(entry, separators=(",", ":"))
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(line[: len(line) // 2])
-            raise SystemExit("killed")
-
-        monkeypatch.setattr(Manifest, "append", torn)
+        _tear_record(monkeypatch, lambda entry: "path" in entry)
     monkeypatch.setattr(Path, "unlink", lambda *a, **k: None)   # the process is gone
     d = tmp_path / "r"
     with pytest.raises(SystemExit):
@@ -850,24 +856,10 @@ def test_a_torn_report_record_rewrites_the_report(tmp_path, monkeypatch, caplog)
     """A kill while report.md's new record was appended (a torn last line) left
     deepglass's previous report.md, which the next write kept as report.md.edited
     with a warning that the user had changed it; it is rewritten."""
-    import json
-
-    from deepglass.manifest import Manifest
-
     d = tmp_path / "r"
     run = RunDir(d, {"seed": 0}, kind="frustration")
     run.write_report_section("## Frustration\n\nreal 0.1")
-    real_append = Manifest.append
-
-    def torn(self, entry):
-        if entry.get("path") != "report.md":
-            return real_append(self, entry)
-        line = json.dumps(entry, separators=(",", ":"))
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line[: len(line) // 2])
-        raise SystemExit("killed")
-
-    monkeypatch.setattr(Manifest, "append", torn)
+    _tear_record(monkeypatch, lambda entry: entry.get("path") == "report.md")
     with pytest.raises(SystemExit):
         run.write_report_section("## Frustration\n\nreal 0.2")
     monkeypatch.undo()
