@@ -251,3 +251,25 @@ def test_meanfield_keeps_to_the_memory_budget(tmp_path, cli):
     assert "the mean-field computation on 1,034 units would need" in err
     np.save(tmp_path / "W.npy", np.full((30, 30), 0.5))
     assert meanfield_bytes(coupling_operator(np.load(tmp_path / "W.npy"))) == 40 * 8 * 30
+
+
+def test_meanfield_without_out_says_what_it_computes(tmp_path, cli):
+    """Without --out the curve options were accepted and ignored, a negative lambda_max
+    was printed as a critical temperature with no word (--out refused the same matrix:
+    'no mean-field transition'), and the report named Lanczos where the dense
+    eigensolver answered ('Lanczos, 0 products')."""
+    np.save(tmp_path / "neg.npy", -np.eye(6) - 0.1 * np.ones((6, 6)))
+    np.save(tmp_path / "pos.npy", np.ones((6, 6)))
+    code, _, err = cli(["criticality", "meanfield", str(tmp_path / "pos.npy"), "--n-t", "5",
+                        "--executor", "inprocess"])
+    assert code == 2 and err.startswith("error: --n-t, --executor apply to runs with --out")
+    code, out, _ = cli(["criticality", "meanfield", str(tmp_path / "neg.npy"), "--json"])
+    d = json.loads(out)
+    assert code == 0 and d["lambda_max"] < 0 and d["transition"] is False
+    code, out, _ = cli(["criticality", "meanfield", str(tmp_path / "neg.npy")])
+    assert code == 0 and "no mean-field transition: lambda_max <= 0" in out
+    code, out, _ = cli(["criticality", "meanfield", str(tmp_path / "pos.npy"), "--json"])
+    assert json.loads(out)["transition"] is True
+    run = tmp_path / "run"
+    assert cli(["criticality", "meanfield", str(tmp_path / "pos.npy"), "--out", str(run)])[0] == 0
+    assert "lambda_max(W) = 6 (dense eigensolver, " in (run / "report.md").read_text()

@@ -167,7 +167,8 @@ def test_training_does_not_depend_on_the_thread_count():
 
 def test_bad_executor_is_one_line(tmp_path, cli):
     path = _couplings(tmp_path)
-    code, _, err = cli(["criticality", "meanfield", str(path), "--executor", "mpi"])
+    code, _, err = cli(["criticality", "meanfield", str(path), "--executor", "mpi",
+                        "--out", str(tmp_path / "r")])
     assert code == 2 and err.startswith("error:") and "unknown executor" in err
     assert len(err.strip().splitlines()) == 1
     with pytest.raises(DeepglassError, match="address"):

@@ -13,6 +13,7 @@ Sub-commands:
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from contextlib import ExitStack
@@ -143,12 +144,22 @@ def meanfield_cmd(
                           t_max=t_max, n_broad=n_broad, fit_t_max=fit_t_max, fields=hs,
                           field_temps=temps, h_max=h_max, n_h=n_h, lanczos_tol=lanczos_tol,
                           seed=seed)
+    if out is None:     # the curves and an executor's units are a run directory's
+        defaults = {k: v.default.default for k, v in inspect.signature(meanfield_cmd).parameters.items()
+                    if hasattr(v.default, "default")}
+        given = dict(n_t=n_t, t_min=t_min, t_max=t_max, n_broad=n_broad, fit_t_max=fit_t_max,
+                     fields=fields, field_temps=field_temps, h_max=h_max, n_h=n_h,
+                     executor=executor, address=address)
+        _not_applied([("--" + k.replace("_", "-"), v != defaults[k]) for k, v in given.items()],
+                     "runs with --out (the curves); without it only lambda_max and T_c are computed")
     check_force(force, out)
     with resume_hint(out), ExitStack() as stack:
         res = run_meanfield(W, cfg, run=out, executor=executor, address=address, force=force,
                             record=record,
                             progress=unit_progress(stack, "mean field", enabled=not as_json))
     head = {"source": source, **res.headline()}
+    # SPEC §7: T_c = lambda_max / N is a transition only where lambda_max > 0
+    head["transition"] = bool(head["lambda_max"] > 0)
     if as_json:
         print_json(json.loads(json.dumps(head, default=str)))
         return
@@ -156,6 +167,9 @@ def meanfield_cmd(
     for k, v in head.get("exponents", {}).items():
         rows[f"exponent {k}"] = float("nan") if v is None else v
     print_kv(f"mean field of {source}", rows, floatfmt=".8g")
+    if not head["transition"]:
+        typer.echo("no mean-field transition: lambda_max <= 0, the paramagnet is stable at "
+                   "every temperature (T_c is no critical temperature)")
     if out is not None:
         typer.echo(f"wrote {out}" + reused_note(res.resumed))
 

@@ -388,6 +388,13 @@ class CurvesStage(Experiment):
                      for s in ("T", "h"))
 
 
+def _solver(spectrum) -> str:
+    """How ``lambda_max`` was found: Lanczos's products, or none (the dense
+    eigensolver of small explicit couplings; zero couplings)."""
+    n = int(spectrum["matvecs"])
+    return f"Lanczos, {n} products W x" if n else "dense eigensolver"
+
+
 def meanfield_bytes(C) -> float:
     """Bytes the mean-field computation on couplings ``C`` allocates beyond ``C``:
     40 float64 vectors of ``n`` (Lanczos's basis of 24, GMRES's restart, the
@@ -516,7 +523,7 @@ def meanfield_report(cfg: MeanFieldConfig, res: MeanFieldResult, figures: Sequen
     lines = ["## Mean field (SPEC §7)", "",
              f"Couplings: `{cfg.source}` ({s['kind']}), N = {int(s['N'])}, "
              f"{int(s['n_edges'])} non-zero couplings.", "",
-             f"lambda_max(W) = {s['lambda_max']:.8g} (Lanczos, {int(s['matvecs'])} products W x, "
+             f"lambda_max(W) = {s['lambda_max']:.8g} ({_solver(s)}, "
              f"{s['lanczos_seconds']:.3g} s); **T_c = lambda_max / N = {s['T_c']:.8g}**.", ""]
     if len(res.curves_T):
         conv = bool(res.curves_T["converged"].all() and res.curves_h["converged"].all())
