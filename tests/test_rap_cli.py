@@ -123,7 +123,7 @@ def test_phase_cli_writes_a_resumable_run(cli, tmp_path):
     pd.testing.assert_frame_equal(pts.reset_index(drop=True), pts2.reset_index(drop=True))
     # and the terminal says so (it printed what a fresh run prints)
     code, text, _ = cli(argv[:-1])
-    assert code == 0 and f"wrote {out_dir} (1 finished units reused)" in text
+    assert code == 0 and f"wrote {out_dir} (1 finished unit reused)" in text
     # another memory budget changes no result: resumed (it was refused)
     code, _, err = cli(argv + ["--max-memory-gb", "2"])
     assert code == 0, err
@@ -322,3 +322,21 @@ def test_json_is_strict_where_a_value_is_undefined(cli, capsys):
     assert d["entropy"] is None and d["free_energy"] is None
     print_json({"a": float("nan"), "b": [1.5, np.float64("inf")], "c": np.array([np.nan, 2.0])})
     assert json.loads(capsys.readouterr().out) == {"a": None, "b": [1.5, None], "c": [None, 2.0]}
+
+
+def test_every_run_directory_says_where_it_is_and_what_it_reused(cli, tmp_path):
+    """rap student --out printed nothing of its run directory, and the --json of the
+    RAP and criticality runs held neither 'out' nor 'resumed_units' (frustration,
+    active and monotonicity's did)."""
+    out = tmp_path / "s"
+    argv = ["rap", "student", "--N", "6", "--trials", "2", "--epochs", "1", "--n-train", "32",
+            "--n-test", "32", "--out", str(out)]
+    code, text, _ = cli(argv)
+    assert code == 0 and f"wrote {out}\n" in text
+    code, text, _ = cli(argv)
+    assert code == 0 and f"wrote {out} (2 finished units reused)" in text
+    code, text, _ = cli(argv + ["--json"])
+    assert json.loads(text)["out"] == str(out) and json.loads(text)["resumed_units"] == 2
+    np.save(tmp_path / "W.npy", np.ones((6, 6)))
+    code, text, _ = cli(["criticality", "meanfield", str(tmp_path / "W.npy"), "--json"])
+    assert code == 0 and "out" not in json.loads(text)      # no run directory

@@ -15,7 +15,7 @@ from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION,
                     EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION,
                     JSON_OPTION, NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, build_graph,
                     check_rules, load_network, print_json, resume_hint, single_input,
-                    unit_progress)
+                    unit_progress, reused_note)
 
 #: rows of the per-input table printed on the terminal (all are in active.parquet)
 SHOWN_ROWS = 20
@@ -195,7 +195,7 @@ def active_cmd(
     if out:
         resumed = table.attrs.get("resumed_units", 0)
         con.print(f"run directory: {out} (report.md, active.parquet, figures/active_delta_x.png)"
-                  + (f"; {resumed} units resumed" if resumed else ""))
+                  + reused_note(resumed))
 
 
 def register(app: typer.Typer) -> None:

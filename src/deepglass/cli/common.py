@@ -121,8 +121,15 @@ def _bar(description: str, total: int | None) -> Iterator:
 
 
 def reused_note(resumed: int) -> str:
-    """`` (N finished units reused)`` after ``wrote OUT`` where a run resumed, else ""."""
-    return f" ({resumed} finished units reused)" if resumed else ""
+    """`` (N finished units reused)`` after ``wrote OUT`` where a run resumed, else ""
+    (every command says it so)."""
+    return f" ({resumed} finished unit{'' if resumed == 1 else 's'} reused)" if resumed else ""
+
+
+def out_record(out, resumed: int) -> dict:
+    """The ``--json`` keys of a run directory: where it is and the units reused
+    (none without ``--out``)."""
+    return {} if out is None else {"out": str(out), "resumed_units": int(resumed)}
 
 
 def print_kv(title: str, values: dict, floatfmt: str = ".6g") -> None:

@@ -26,7 +26,7 @@ from ..errors import DeepglassError
 from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, EXECUTOR_OPTION,
                     FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION, NORM_OPTION, OUT_OPTION,
                     TRUST_PICKLE_OPTION, load_graph, load_network, print_json, print_kv,
-                    resume_hint, reused_note, shape_record, single_input, unit_progress)
+                    out_record, resume_hint, reused_note, shape_record, single_input, unit_progress)
 
 crit_app = typer.Typer(name="criticality", no_args_is_help=True, add_completion=False,
                        help="Mean-field critical temperature and power-law verdicts (SPEC §7).")
@@ -160,6 +160,7 @@ def meanfield_cmd(
     head = {"source": source, **res.headline()}
     # SPEC §7: T_c = lambda_max / N is a transition only where lambda_max > 0
     head["transition"] = bool(head["lambda_max"] > 0)
+    head.update(out_record(out, res.resumed))
     if as_json:
         print_json(json.loads(json.dumps(head, default=str)))
         return
@@ -266,7 +267,8 @@ def powerlaw_cmd(
                            record={"model": model, "input_shape": shape_record(input_shape)},
                            progress=unit_progress(stack, "power laws", enabled=not as_json))
     if as_json:
-        print_json(json.loads(json.dumps(res.headline(), default=str)))
+        print_json({**json.loads(json.dumps(res.headline(), default=str)),
+                    **out_record(out, res.resumed)})
         return
     fin = res.final()
     cols = ["net", "epoch", "observable", "layer", "verdict", "alpha", "xmin", "n_tail", "p_value"]

@@ -15,7 +15,7 @@ from ..errors import DeepglassError
 from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
                     EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION, JSON_OPTION,
                     NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, check_rules, load_graph, load_network, print_json, progress,
-                    resume_hint, unit_progress)
+                    resume_hint, unit_progress, reused_note)
 
 
 #: defaults of the experiment's own options (given without --nulls/--out: refused)
@@ -212,8 +212,7 @@ def print_stats(res, model: str, out: str | None) -> None:
     con.print(t)
     con.print(res.verdict)
     if out:
-        extra = f" ({res.info['resumed']} units resumed)" if res.info["resumed"] else ""
-        con.print(f"run directory: {out}{extra}; report: {out}/report.md")
+        con.print(f"run directory: {out}{reused_note(res.info['resumed'])}; report: {out}/report.md")
 
 
 def register(app: typer.Typer) -> None:

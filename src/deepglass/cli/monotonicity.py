@@ -16,7 +16,7 @@ from rich.table import Table
 from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
                     EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION,
                     JSON_OPTION, NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, check_rules,
-                    load_network, print_json, resume_hint, single_input, unit_progress)
+                    load_network, print_json, resume_hint, single_input, unit_progress, reused_note)
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -141,7 +141,7 @@ def monotonicity_cmd(
         resumed = exp.info.get("resumed")
         Console().print(f"run directory: {out} (report.md, figures/rho_hist.png, "
                         "figures/rho_vs_amplitude.png, figures/gamma.png)"
-                        + (f"; {resumed} units resumed" if resumed else ""))
+                        + reused_note(resumed or 0))
 
 
 def _has_gauge(out: str) -> bool:

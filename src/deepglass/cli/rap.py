@@ -21,7 +21,7 @@ import typer
 from ..errors import DeepglassError
 from ..store import check_out_dir
 from .common import (check_force, ADDRESS_OPTION, EXECUTOR_OPTION, FORCE_OPTION, JSON_OPTION, OUT_OPTION,
-                    print_json, print_kv, resume_hint, reused_note, unit_progress)
+                    out_record, print_json, print_kv, resume_hint, reused_note, unit_progress)
 
 rap_app = typer.Typer(name="rap", help="Random active path model: BP, Monte Carlo, phase diagram.",
                       no_args_is_help=True, add_completion=False)
@@ -246,7 +246,8 @@ def phase_cmd(
         res = scan_phase(cfg, run=out, executor=executor, address=address, force=force,
                          progress=unit_progress(stack, "RAP phase diagram", not as_json))
     if as_json:
-        print_json(json.loads(json.dumps(res.headline(), default=str)))
+        print_json({**json.loads(json.dumps(res.headline(), default=str)),
+                    **out_record(out, res.resumed)})
     else:
         typer.echo(res.transitions.to_string(index=False))
         if out is not None:
@@ -327,7 +328,8 @@ def anneal_cmd(
         res = anneal_study(cfg, run=out, executor=executor, address=address, force=force,
                            progress=unit_progress(stack, "RAP annealing", not as_json))
     if as_json:
-        print_json(json.loads(json.dumps(res.headline(), default=str)))
+        print_json({**json.loads(json.dumps(res.headline(), default=str)),
+                    **out_record(out, res.resumed)})
     else:
         typer.echo(res.annealing_summary.to_string(index=False))
         if out is not None:
@@ -365,10 +367,12 @@ def student_cmd(
                             progress=unit_progress(stack, "RAP student", not as_json))
     summary = res.headline()
     if as_json:
-        print_json(summary)
+        print_json({**summary, **out_record(out, res.resumed)})
     else:
         typer.echo(res.activations.to_string(index=False))
         typer.echo(f"median a1 = {summary['a1_median']:.3f}, a2 = {summary['a2_median']:.3f}")
+        if out is not None:
+            typer.echo(f"wrote {out}" + reused_note(res.resumed))
 
 
 def register(app: typer.Typer) -> None:

@@ -185,6 +185,7 @@ class StudentStudy:
 
     activations: pd.DataFrame
     N: int
+    resumed: int = 0        # units read back from the run directory
 
     def headline(self) -> dict:
         """``summary.json["rap-student"]``: medians and spreads of ``a1``, ``a2``."""
@@ -231,7 +232,7 @@ class StudentRun(Experiment):
                 "loss": self.loss}
 
     def finish(self, stored, run) -> StudentStudy:
-        res = StudentStudy(stored.table("activations"), self.N)
+        res = StudentStudy(stored.table("activations"), self.N, resumed=stored.resumed)
         if run is not None:
             from .reports import write_student_run
 
