@@ -213,6 +213,9 @@ def test_cli_json_out_resume_and_refusal(cli, tmp_path):
     # without --nulls / --out: the single computation, as before
     code, text, _ = cli(["frustration", "digits_cnn", "--replicas", "3", "--json"])
     assert code == 0 and len(json.loads(text)["energies"]) == 3
+    # 'delta' is the best value in both modes ('frustration' there holds the means per kind)
+    plain = json.loads(text)
+    assert plain["delta"] == min(plain["energies"]) == plain["frustration"]
     # a run directory without nulls: its title names no null draws (it did, 80 x 2 starts)
     code, text, _ = cli(["frustration", "digits_cnn", "--replicas", "2", "--out",
                          str(tmp_path / "alone")])

@@ -124,9 +124,11 @@ def frustration_cmd(
     if save is not None:
         res.save(save)
     if as_json:
+        # 'delta', the best value found, as an experiment's --json has it (whose
+        # 'frustration' holds the sample means per kind)
         print_json({"model": model, "nodes": g.n_nodes, "edges": g.n_edges,
                     **({"output": g.output_name} if output is not None else {}),
-                    **res.summary()})
+                    **res.summary(), "delta": float(res.frustration)})
         return
     if method == "exact":   # "exact" only where certified
         from ..solve.exact import certificate
