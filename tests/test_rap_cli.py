@@ -340,3 +340,20 @@ def test_every_run_directory_says_where_it_is_and_what_it_reused(cli, tmp_path):
     np.save(tmp_path / "W.npy", np.ones((6, 6)))
     code, text, _ = cli(["criticality", "meanfield", str(tmp_path / "W.npy"), "--json"])
     assert code == 0 and "out" not in json.loads(text)      # no run directory
+
+
+def test_a_scan_over_instances_without_active_path_says_so(cli, tmp_path):
+    """At N = 10 and p_other = 1 no instance has an active path: the polarized branch
+    was recorded 'converged' with NaN energies after a NumPy 'invalid value' warning,
+    and the scan said nothing (rap bp refuses such an instance)."""
+    import warnings
+
+    out = tmp_path / "empty"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)          # no 0 / 0 of NumPy's
+        code, _, err = cli(["rap", "phase", "--N", "10", "--n-points", "2", "--samples", "1",
+                            "--mc-sweeps", "0", "--p-other", "1", "--out", str(out)])
+    assert code == 0 and "2 of 2 grid instances have no active path" in err
+    pts = pd.read_parquet(out / "points.parquet")
+    assert (pts["status"] == "empty").all() and not pts["converged"].any()
+    assert set(pts["branch"]) == {"random", "polarized"}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,6 +126,18 @@ def _row(base: dict, branch: str, r, seconds: float, kind: str) -> dict:
             **{f"q_w{l}": v for l, v in r.q_by_population.items()}}
 
 
+def _empty_row(base: dict, branch: str, kind: str) -> dict:
+    nan = math.nan
+    return {**base, "solver": "bp", "branch": branch, "kind": kind, "energy": nan,
+            "energy_err": nan, "entropy": nan, "free_energy": nan, "q": nan, "m_planted": nan,
+            "converged": False, "status": "empty", "oscillating": False, "iterations": 0,
+            "damping": nan, "seconds": 0.0}
+
+
+#: the "result" of an instance with no active path: not converged, no order
+_NO_PATH = types.SimpleNamespace(converged=False, q=0.0, free_energy=math.nan, messages=None)
+
+
 def _base(cfg, beta, a2, p, s, model, seed) -> dict:
     return {"beta": beta, "a1": cfg.a1, "a2": a2, "population": cfg.population, "p": p,
             "sample": s, "instance_seed": seed, "alpha": model.alpha,
@@ -152,8 +165,7 @@ class _Case:
                 m = fam.model(p)
                 base = _base(cfg, self.beta, self.a2, p, fam.s, m, fam.seed)
                 if m.n_factors == 0:
-                    self.rows.append({**base, "solver": "bp", "branch": "random", "kind": "grid",
-                                      "converged": False, "status": "empty"})
+                    self.rows.append(_empty_row(base, "random", "grid"))
                     out[(fam.s, p)] = None
                     continue
                 start = _carry(m, prev, msgs, self.rng, cfg.init_scale, "random")
@@ -167,13 +179,24 @@ class _Case:
 
     def random_at(self, fam: _Family, p: float):
         m = fam.model(p)
+        if m.n_factors == 0:
+            return self._empty(m, fam, p, "random", "bisection")
         r, dt = _solve(self.cfg, m, self.beta, "random", fam.seed, self.cfg.init_scale)
         self.rows.append(_row(_base(self.cfg, self.beta, self.a2, p, fam.s, m, fam.seed),
                               "random", r, dt, "bisection"))
         return r
 
+    def _empty(self, m, fam: _Family, p: float, branch: str, kind: str):
+        """An instance with no active path: nothing to solve (BP's observables per
+        weight are 0 / 0); recorded as empty, not as a converged branch of NaN."""
+        self.rows.append(_empty_row(_base(self.cfg, self.beta, self.a2, p, fam.s, m, fam.seed),
+                                    branch, kind))
+        return _NO_PATH
+
     def ordered_at(self, fam: _Family, p: float, prev_p: float, msgs, kind: str):
         m = fam.model(p)
+        if m.n_factors == 0:
+            return self._empty(m, fam, p, "polarized", kind)
         start = _carry(m, fam.model(prev_p), msgs, self.rng, 1.0, "polarized") \
             if msgs is not None else "polarized"
         r, dt = _solve(self.cfg, m, self.beta, start, fam.seed)

@@ -78,7 +78,8 @@ def plot_degrees(degrees: pd.DataFrame, title: str = "", *, ax=None):
     ax.set_xlabel("degree (active paths through a weight)")
     ax.set_ylabel("fraction of weights per bin")
     ax.set_title(title or "degree distribution")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:     # (instances with no active path: none drawn)
+        ax.legend(fontsize=8)
     return ax.figure
 
 
@@ -129,7 +130,8 @@ def plot_free_energy_gap(summary: pd.DataFrame, beta: float, a2: float, populati
         sp = transition.get("p_spinodal", math.nan)
         if math.isfinite(sp):
             ax.axvline(sp, color="tab:orange", lw=0.8, ls="--", label="spinodal")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     ax.set_xlabel(f"dilution p{population}")
     ax.set_ylabel("f(polarized) - f(random)")
     ax.set_title("(c) free-energy difference of the BP branches")

@@ -56,6 +56,7 @@ sample.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -365,6 +366,12 @@ class PhaseScan(Experiment):
 
     def finish(self, stored, run) -> PhaseResult:
         points = stored.table("points")
+        grid = points[(points["branch"] == "random") & (points["kind"] == "grid")]
+        empty = int((grid["status"] == "empty").sum())
+        if empty:   # (rap bp / mc refuse such an instance; a scan records it and goes on)
+            warnings.warn(f"{empty} of {len(grid)} grid instances have no active path (no "
+                          "factor at that dilution and N): nothing was solved there; raise "
+                          "N or lower the dilution", stacklevel=2)
         res = PhaseResult(self.cfg, points, aggregate_points(points),
                           stored.table("transitions"), stored.table("degrees"),
                           seconds=stored.seconds, resumed=stored.resumed)
