@@ -357,3 +357,16 @@ def test_a_scan_over_instances_without_active_path_says_so(cli, tmp_path):
     pts = pd.read_parquet(out / "points.parquet")
     assert (pts["status"] == "empty").all() and not pts["converged"].any()
     assert set(pts["branch"]) == {"random", "polarized"}
+
+
+def test_the_monte_carlo_rule_has_one_name_everywhere(cli):
+    """rap phase named it --mc-method, rap mc and rap anneal --method (each refused the
+    other's name); --mc-method is accepted by all three."""
+    argv = ["rap", "mc", "--N", "8", "--sweeps", "20", "--ti-points", "0", "--json"]
+    a = json.loads(cli(argv + ["--method", "heatbath"])[1])
+    b = json.loads(cli(argv + ["--mc-method", "heatbath"])[1])
+    timing = ("seconds", "flips_per_second")
+    assert {k: v for k, v in a.items() if k not in timing} == \
+        {k: v for k, v in b.items() if k not in timing} and a["method"] == "heatbath"
+    code, _, err = cli(["rap", "anneal", "--N", "8", "--mc-method", "gibbs", "--out", "never"])
+    assert code == 2 and "gibbs" in err
