@@ -74,18 +74,25 @@ class OwnedFiles:
             except OSError:  # left for the next open; it is never read
                 pass
 
-    def _config_edited(self) -> bool:
-        """Whether ``config.toml`` differs from what the manifest recorded of it (a
-        hand edit: ``seed = 0`` made 1 would resume seed-0 units as seed 1's),
-        and from the content that record replaced (a kill between a rewrite's
-        record and its rename leaves deepglass's previous file)."""
-        e = self._manifest.files.get(CONFIG_NAME)
-        if not e or e.get("torn") or "sha256" not in e or self._check_record(CONFIG_NAME) is None:
+    def _changed_by_hand(self, rel: str, unreadable: bool) -> bool:
+        """Whether the file ``rel`` is neither what its record says deepglass wrote
+        nor the content that record replaced (a kill between a rewrite's record
+        and its rename leaves deepglass's previous file): a user's change.  Under
+        a record a crash cut short the file is deepglass's previous one; a file
+        that cannot be read counts as ``unreadable``."""
+        e = self._manifest.files.get(rel)
+        if not e or e.get("torn") or "sha256" not in e or not (self.path / rel).is_file() \
+                or self._check_record(rel) is None:
             return False
         try:
-            return file_digest(self.path / CONFIG_NAME)[0] != e.get("replaces")
+            return file_digest(self.path / rel)[0] != e.get("replaces")
         except OSError:
-            return False        # unreadable: read_config has said so already
+            return unreadable
+
+    def _config_edited(self) -> bool:
+        """Whether ``config.toml`` was changed by hand (``seed = 0`` made 1 would
+        resume seed-0 units as seed 1's; unreadable, read_config has said so)."""
+        return self._changed_by_hand(CONFIG_NAME, unreadable=False)
 
     def _interrupted_start(self) -> bool:
         """A run killed while it wrote its first file (its ``config.toml``):
@@ -198,17 +205,10 @@ class OwnedFiles:
         """A report, summary or figure the user changed since deepglass wrote it
         (notes added to ``report.md``) is kept beside the new one as
         ``NAME.edited`` (``NAME.edited-2``, ...) with a warning, not overwritten."""
+        # (an unreadable one, its permissions changed, is kept aside as a changed one)
         if not (rel in ("report.md", "summary.json") or rel.startswith("figures/")) \
-                or rel not in self._manifest.files or not path.is_file() \
-                or self._manifest.files[rel].get("torn") or self._check_record(rel) is None:
-            # (a record cut short by a crash: the file is deepglass's previous one,
-            # rewritten, as README promises, not kept as an edit)
+                or not self._changed_by_hand(rel, unreadable=True):
             return
-        try:
-            if file_digest(path)[0] == self._manifest.files[rel].get("replaces"):
-                return      # deepglass's previous content: a kill fell before the rename
-        except OSError:
-            pass            # unreadable (permissions): kept aside, as a changed file is
         k, keep = 1, path.with_name(path.name + ".edited")
         while os.path.lexists(keep):
             k += 1
