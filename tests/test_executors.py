@@ -32,10 +32,10 @@ def test_in_process_map_and_lookup():
 
 @pytest.mark.parametrize("argv", [
     ["rap", "student", "--N", "4", "--trials", "1", "--epochs", "1"],
-    ["criticality", "meanfield", "digits_cnn"],
+    ["criticality", "meanfield", "digits_cnn", "--out", "{tmp}/mf"],   # (its units: --out)
     ["frustration", "digits_cnn", "--nulls", "N1"],
 ])
-def test_address_alone_picks_ray(cli, monkeypatch, argv):
+def test_address_alone_picks_ray(cli, monkeypatch, argv, tmp_path):
     # --address implies --executor ray (as its help says) on every command
     import deepglass.executors as executors
 
@@ -44,7 +44,8 @@ def test_address_alone_picks_ray(cli, monkeypatch, argv):
             raise DeepglassError(f"ray executor at {address}")
 
     monkeypatch.setattr(executors, "RayExecutor", Reached)
-    code, _, err = cli(argv + ["--address", "10.0.0.1:6379"])
+    code, _, err = cli([a.replace("{tmp}", str(tmp_path)) for a in argv]
+                       + ["--address", "10.0.0.1:6379"])
     assert code == 2 and "error: ray executor at 10.0.0.1:6379" in err, err
 
 
