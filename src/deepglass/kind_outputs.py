@@ -7,7 +7,7 @@ not when it comes to write the file after the computation.
 
 from __future__ import annotations
 
-__all__ = ["KIND_OUTPUTS", "kind_outputs", "names_outputs"]
+__all__ = ["KIND_OUTPUTS", "kind_outputs"]
 
 #: files each kind writes besides its units (``reports/<kind>.*`` too): a file of
 #: these names that the run does not own is refused when the run is opened, not
@@ -33,31 +33,20 @@ KIND_OUTPUTS = {
 
 
 
-#: kind -> function of the run's configuration giving the outputs it names (one
-#: figure per inverse temperature and a2, per network and checkpoint): registered
-#: by the module that runs the kind (:func:`names_outputs`)
-_NAMED_BY_CONFIG: dict = {}
-
-
-def names_outputs(kind: str):
-    """Register ``fn(config) -> [relative paths]``, the outputs of ``kind`` that its
-    configuration names (a decorator)."""
-    def register(fn):
-        _NAMED_BY_CONFIG[kind] = fn
-        return fn
-    return register
-
-
-#: the modules that register them (imported when such a run is opened)
-_REGISTERED_BY = {"rap-phase": "deepglass.rap.phase",
-                  "criticality-powerlaw": "deepglass.criticality.powerlaw_run"}
+#: kind -> the function of its run's configuration giving the outputs the
+#: configuration names (one figure per inverse temperature and a2, per network and
+#: checkpoint), in the module that writes them (imported when such a run opens)
+_NAMED_BY_CONFIG = {"rap-phase": ("deepglass.rap.phase", "phase_outputs"),
+                    "criticality-powerlaw": ("deepglass.criticality.powerlaw_run",
+                                             "powerlaw_outputs")}
 
 
 def kind_outputs(kind: str, config) -> list[str]:
     """The files run ``kind`` of configuration ``config`` writes beside its units."""
-    if kind in _REGISTERED_BY and kind not in _NAMED_BY_CONFIG:
+    named = ()
+    if kind in _NAMED_BY_CONFIG:
         import importlib
 
-        importlib.import_module(_REGISTERED_BY[kind])
-    named = _NAMED_BY_CONFIG.get(kind)
-    return [*KIND_OUTPUTS.get(kind, ()), *(named(config) if named else ())]
+        module, function = _NAMED_BY_CONFIG[kind]
+        named = getattr(importlib.import_module(module), function)(config)
+    return [*KIND_OUTPUTS.get(kind, ()), *named]

@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DeepglassError, check_seed, check_type
-from ..kind_outputs import names_outputs
 from ..runner import Experiment, Unit, UnitOutput
 
 __all__ = ["PowerLawConfig", "PowerLawResult", "run_powerlaw", "judge_observables",
@@ -154,8 +153,9 @@ def figure_names(net: str) -> dict[str, str]:
             "rank": f"rank_{net}.png", "checkpoints": f"checkpoints_{net}.png"}
 
 
-@names_outputs(KIND_PL)
-def _outputs(config) -> list[str]:
+def powerlaw_outputs(config) -> list[str]:
+    """The figures and checkpoints a run of configuration ``config`` (a dict)
+    names, per network (:mod:`deepglass.kind_outputs`)."""
     from .nets import checkpoint_epochs
 
     marks = [0] if config.get("user_model") else \

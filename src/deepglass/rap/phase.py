@@ -65,7 +65,6 @@ import pandas as pd
 
 from ..errors import DeepglassError, check_count, check_seed, check_type
 from ..runner import Experiment, Unit, UnitOutput, run_experiment
-from ..kind_outputs import names_outputs
 from ..store import RunDir
 from .reports import phase_figure
 from .bp import check_beta, check_number
@@ -334,8 +333,9 @@ def _compute_case(cfg: PhaseConfig, case: Case) -> UnitOutput:
     return UnitOutput(tables, info={"compute_seconds": time.perf_counter() - t0})
 
 
-@names_outputs("rap-phase")
-def _phase_figures(config) -> list[str]:
+def phase_outputs(config) -> list[str]:
+    """The figures a scan of configuration ``config`` (a dict) names: one per
+    inverse temperature and ``a2`` (:mod:`deepglass.kind_outputs`)."""
     return [f"figures/{phase_figure(b, a)}" for b in config.get("betas", ())
             for a in config.get("a2s", ())]
 
