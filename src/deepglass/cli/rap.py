@@ -162,10 +162,9 @@ def mc_cmd(
 
     _positive_betas("--beta", [beta])
     _method("--method", method)
-    if ti_points:
-        from ..rap.mc import check_ti_points
+    from ..rap.mc import check_ti_points
 
-        check_ti_points(ti_points, "--ti-points")
+    check_ti_points(ti_points, "--ti-points")
     if equilibration is not None and equilibration >= sweeps - 1:
         raise DeepglassError(f"--equilibration ({equilibration}) must leave >= 2 sampling sweeps "
                              f"of --sweeps ({sweeps})")

@@ -381,9 +381,8 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
         "equilibration", equilibration, 0)
     if equilibration >= sweeps - 1:
         raise DeepglassError(f"equilibration ({equilibration}) must leave >= 2 sampling sweeps of {sweeps}")
-    ti_points = check_int("ti_points", ti_points, 0)
+    ti_points = check_ti_points(ti_points)
     if ti_points:
-        ti_points = check_ti_points(ti_points)
         ti_sweeps = _check_sweeps("ti_sweeps", ti_sweeps, 2)
     nw = model.n_weights
     if nw == 0:
@@ -429,10 +428,13 @@ def run_mc(model: RAPModel, beta: float, *, sweeps: int = 2000,
     return res
 
 
-def check_ti_points(n: int, name: str = "ti_points") -> int:
-    """A thermodynamic integration grid of >= 3 points: 1 or 2 give one point at
-    ``beta``, a single trapezoid from 0 (an entropy of -0.54 where 0.11 is right)."""
-    if n < 3:
+def check_ti_points(n, name: str = "ti_points") -> int:
+    """``n`` as the points of an optional thermodynamic integration grid: 0 (none)
+    or an integer >= 3 (as :func:`check_mc_sweeps` for a quench); 1 or 2 give one
+    point at ``beta``, a single trapezoid from 0 (an entropy of -0.54 where 0.11 is
+    right)."""
+    n = check_int(name, n, 0)
+    if 0 < n < 3:
         raise DeepglassError(f"{name} must be 0 (no thermodynamic integration) or >= 3, got {n}")
     return n
 
