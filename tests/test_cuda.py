@@ -192,3 +192,60 @@ def test_near_monotonicity_on_device_equals_the_cpu():
     assert (cpu.trials["rho"].to_numpy() == dev.trials["rho"].to_numpy()).all()
     assert cpu.gamma == dev.gamma
     net.cpu()
+
+
+def test_active_command_on_device_equals_the_cpu(cli, tmp_path):
+    # `deepglass active --device cuda`: the graph, the forward passes that find
+    # the active nodes and every solve on the device; the same table as the
+    # CPU's with the same (matrix-free) engine
+    import json
+
+    argv = ["active", "digits_cnn", "--inputs", "digits", "--n", "4", "--replicas", "2",
+            "--method", "descent", "--engine", "matrix-free", "--json"]
+    code, out, err = cli(argv)
+    assert code == 0, err
+    code, out_dev, err = cli(argv + ["--device", "cuda", "--out", str(tmp_path / "run")])
+    assert code == 0, err
+    cpu, dev = json.loads(out), json.loads(out_dev)
+    assert dev["delta"] == pytest.approx(cpu["delta"], rel=1e-5)
+    np.testing.assert_allclose([r["delta_x"] for r in dev["table"]],
+                               [r["delta_x"] for r in cpu["table"]], rtol=1e-5)
+    # a run on the device is another configuration than one on the CPU
+    assert '"cuda' in (tmp_path / "run" / "config.toml").read_text().replace("'", '"')
+
+
+@pytest.mark.parametrize("command", [["frustration", "digits_cnn"],
+                                     ["active", "digits_cnn", "--inputs", "digits"],
+                                     ["monotonicity", "digits_cnn", "--inputs", "digits"]])
+def test_compiled_engine_with_a_device_is_one_line(cli, command, tmp_path):
+    # the compiled engine is numba on the CPU: refused with a device before
+    # anything is loaded, in every command that runs a descent
+    code, out, err = cli(command + ["--engine", "compiled", "--device", "cuda",
+                                    "--out", str(tmp_path / "run")])
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == ["error: --engine compiled runs on the CPU; use "
+                                        "--engine matrix-free (or auto) with a device"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_active_units_on_ray_ask_for_the_graphs_device(monkeypatch):
+    # a graph on a CUDA device: the executor is made for that device (with
+    # Ray, each unit then asks for a GPU; test_batched checks the request)
+    import deepglass.executors as executors
+    from deepglass.experiments.active_run import run_active
+
+    asked = []
+    real = executors.get_executor
+
+    def spy(name=None, address=None, device=None, **kwargs):
+        asked.append((name, device))
+        return real("inprocess")      # Ray's GPU scheduling is not emulated
+
+    monkeypatch.setattr(executors, "get_executor", spy)
+    net = _small_net()
+    g = SignedGraph.from_module(net, (3, 15, 15)).to("cuda")
+    x = torch.rand((3, 3, 15, 15), generator=torch.Generator().manual_seed(0))
+    table = run_active(None, net.cuda(), g, x, replicas=2, executor="ray", unit_size=2)
+    net.cpu()
+    assert any(name == "ray" and str(dev).startswith("cuda") for name, dev in asked)
+    assert len(table) == 3

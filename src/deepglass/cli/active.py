@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
-                    EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION,
-                    JSON_OPTION, NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, build_graph,
+from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, DEVICE_OPTION,
+                    ENGINE_OPTION, EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION,
+                    INPUT_SHAPE_OPTION, JSON_OPTION, NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, build_graph,
                     check_rules, load_network, print_json, resume_hint, single_input,
                     unit_progress, reused_note)
 
@@ -72,6 +72,7 @@ def active_cmd(
     executor: Optional[str] = EXECUTOR_OPTION,
     address: Optional[str] = ADDRESS_OPTION,
     engine: str = ENGINE_OPTION,
+    device: str = DEVICE_OPTION,
     time_limit: Optional[float] = typer.Option(
         None, "--time-limit", help="Seconds each input's exact MILP may take (--method exact; "
                                    "default 60); beyond them the best value found, not "
@@ -96,10 +97,13 @@ def active_cmd(
     from ..experiments.active import active_summary_stats, certification_note, exact_rows
     from ..experiments.active_run import run_active, verdict
     from ..inputs import load_inputs
+    from ..solve.engines import check_device, check_engine
 
     if target not in ("pred", "all", "label"):
         raise DeepglassError(f"--target must be pred, all or label, got {target!r}")
     check_rules(batchnorm, norm, gates)
+    check_device(device)
+    check_engine(engine, "descent" if method == "auto" else method, device)
     if time_limit is not None and method != "exact":
         raise DeepglassError("--time-limit applies to --method exact")
     if out:
@@ -109,7 +113,11 @@ def active_cmd(
     t0 = time.perf_counter()
     net, shape = load_network(model, input_shape, arch, trust_pickle)
     single_input(shape, model, "--inputs")      # before the capture
-    graph = build_graph(net, shape, model, batchnorm, output=output, norm=norm, gates=gates)
+    # the graph, the whole network's descent, the forward passes that find
+    # each input's active nodes and the subgraphs' solves: all on the device
+    graph = build_graph(net, shape, model, batchnorm, output=output, norm=norm, gates=gates,
+                        device=device)
+    net.to(graph.device)
     batch = load_inputs(inputs, shape, n=n, seed=seed)
     if target == "label":
         if batch.labels is None:

@@ -48,6 +48,9 @@ TRUST_PICKLE_OPTION = typer.Option(False, "--trust-pickle", help="Allow loading 
 ENGINE_OPTION = typer.Option("auto", "--engine", help="The descent's engine: auto, compiled "
                              "(numba, CPU; one replica per thread) or matrix-free (batched; "
                              "CPU or GPU).")
+#: ``--device``: where the graph is built and the solvers run
+DEVICE_OPTION = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N: where the graph "
+                             "is held and the solvers run.")
 #: ``--json``
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object (no tables, no "
                            "progress bars).")

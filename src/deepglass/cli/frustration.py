@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import DeepglassError
-from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
+from .common import (ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, DEVICE_OPTION, ENGINE_OPTION,
                     EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION, JSON_OPTION,
                     NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, check_rules, load_graph, load_network, print_json, progress,
                     resume_hint, unit_progress, reused_note)
@@ -31,7 +31,7 @@ def frustration_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the start gauges (and of the null "
                              "models with --nulls)."),
     init: str = typer.Option("random", "--init", help="random or paper (10^6 random flips)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = DEVICE_OPTION,
     engine: str = ENGINE_OPTION,
     time_limit: Optional[float] = typer.Option(
         None, "--time-limit", help="Seconds the exact MILP may take (--method exact; default "
@@ -72,8 +72,8 @@ def frustration_cmd(
     from ..solve.engines import check_device, check_engine, check_fits
     from ..store import check_out_dir, check_save_path
 
-    check_engine(engine, method)
     check_device(device)
+    check_engine(engine, method, device)
     check_rules(batchnorm, norm, gates)
     if time_limit is not None and method != "exact":
         raise DeepglassError("--time-limit applies to --method exact")

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, ENGINE_OPTION,
-                    EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION,
+from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, DEVICE_OPTION,
+                    ENGINE_OPTION, EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION,
                     JSON_OPTION, NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, check_rules,
                     load_network, print_json, resume_hint, single_input, unit_progress, reused_note)
 
@@ -67,7 +67,7 @@ def monotonicity_cmd(
     alpha: float = typer.Option(0.05, "--alpha", help="gamma at level 1 - alpha, in [0, 1) (0: the largest)."),
     unit_size: int = typer.Option(100, "--unit-size", help="Inputs per unit."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Forward batch size."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = DEVICE_OPTION,
     engine: str = ENGINE_OPTION,
     input_shape: Optional[List[str]] = INPUT_SHAPE_OPTION,
     batchnorm: str = BATCHNORM_OPTION,
@@ -93,8 +93,8 @@ def monotonicity_cmd(
     from ..inputs import load_inputs
     from ..solve.engines import check_device, check_engine
 
-    check_engine(engine, "descent")
     check_device(device)
+    check_engine(engine, "descent", device)
     amp_range = _range(amplitude_range)
     check_rules(batchnorm, norm, gates)
     if out:

@@ -74,6 +74,7 @@ def whole_delta(graph: SignedGraph, method: str = "auto", replicas: int = 8, see
         m = "greedy"
     if m != "descent":
         options.pop("engine", None)   # the descent's engine; other methods have none
+    options.setdefault("device", str(graph.device))   # solved where the graph is
     return frustration(graph, method=m, replicas=replicas, seed=seed, **options)
 
 
@@ -407,7 +408,7 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
     if method == "descent" or choose_method(graph.n_edges) == "descent":
         from ..solve.engines import check_fits
 
-        check_fits(graph, replicas, "descent", engine)   # the whole network's descent
+        check_fits(graph, replicas, "descent", engine, graph.device)   # the whole network's descent
     from .real_gauge import check_gauge_weights, inputs_digest, weights_digest
 
     weights = weights_digest(model, graph)     # as the frustration run records them
@@ -423,6 +424,8 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
                "warm_start": bool(warm_start), "unit_size": int(unit_size),
                "delta": None if delta is None else float(delta),
                **({"engine": engine} if "engine" in options else {}),
+               # absent on the CPU, so runs made before the option resume
+               **({"device": str(graph.device)} if graph.device.type != "cpu" else {}),
                # the exact solver's limit where not its default (runs made
                # before the option resume; another limit is another configuration)
                **({"time_limit": float(options["time_limit"])}
@@ -444,7 +447,9 @@ def run_active(run, model: nn.Module, graph: SignedGraph, x, ids: Sequence | Non
                    options=dict(options), target=target)
     exp = ActiveExperiment(context=ctx, configuration=cfg, unit_size=int(unit_size),
                            delta=float(delta), delta_source=source, t_start=t0)
-    return run_experiment(exp, run=rd, executor=executor, address=address, progress=progress)
+    # with Ray, a graph on a CUDA device makes each unit ask for a GPU
+    return run_experiment(exp, run=rd, executor=executor, address=address,
+                          device=str(graph.device), progress=progress)
 
 
 def _target_config(target) -> str:
@@ -487,7 +492,8 @@ def _check_inputs(graph, x, ids, unit_size, method, executor, address, options) 
     if "engine" in options:
         from ..solve.engines import check_engine
 
-        check_engine(options["engine"], "descent" if method == "auto" else method)
+        check_engine(options["engine"], "descent" if method == "auto" else method,
+                     graph.device)
     if not isinstance(executor, Executor):
         get_executor(executor, address)   # a bad name or address, before any work
     return ids

@@ -102,19 +102,23 @@ def _replicas(n: int) -> str:
     return f"{n} replica" + ("" if int(n) == 1 else "s")
 
 
-def check_engine(engine: str, method: str = "descent") -> str:
-    """Validate a user's ``engine`` (CLI ``--engine``) for ``method``.
+def check_engine(engine: str, method: str = "descent", device=None) -> str:
+    """Validate a user's ``engine`` (CLI ``--engine``) for ``method`` (and
+    ``device``, where given).
 
     Raises
     ------
     DeepglassError
-        One line: an unknown engine, or a named engine with a method other
-        than ``descent``.
+        One line: an unknown engine, a named engine with a method other
+        than ``descent``, or the compiled engine (CPU only) with a device.
     """
     if engine not in ENGINES:
         raise DeepglassError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if engine != "auto" and method not in ("descent", "auto"):
         raise DeepglassError(f"--engine {engine} applies to --method descent, not {method!r}")
+    if engine == "compiled" and device is not None and check_device(device).type != "cpu":
+        raise DeepglassError("--engine compiled runs on the CPU; use --engine matrix-free "
+                             "(or auto) with a device")
     return engine
 
 
@@ -473,10 +477,7 @@ def check_fits(graph: SignedGraph, replicas: int, method: str = "descent",
     only (a device's allocator reports its own)."""
     if method != "descent":
         return None
-    check_engine(engine, method)
+    check_engine(engine, method, device)
     if check_device(device).type != "cpu":
-        if engine == "compiled":
-            raise DeepglassError("--engine compiled runs on the CPU; use --engine matrix-free "
-                                 "(or auto) with a device")
         return "matrix-free"
     return choose_engine(graph, replicas, engine)
