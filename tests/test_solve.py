@@ -237,6 +237,11 @@ _NETS = {"conv": _integer_conv_net, "wide": _integer_wide_net,
          "concats": lambda seed, dtype: _integer_graph(_Concats(), (2, 6, 6), seed, dtype),
          "prenorm": lambda seed, dtype: _integer_graph(_PreNorm(), (2, 5, 5), seed, dtype),
          "transposed": lambda seed, dtype: _integer_graph(_Transposed(), (2, 5, 7), seed, dtype)}
+# N2 draws of them: every convolution unshared, one integer weight per edge
+# (a permutation of the integer weights), run as per-position stencils
+_NETS.update({f"N2-{name}": (lambda seed, dtype, make=make: deepglass.null_model(
+    make(seed, dtype), "N2", seed=seed)) for name, make in list(_NETS.items())
+    if name in ("conv", "geometries", "volumes", "concats", "prenorm")})
 # the compiled engine keeps its margins in the graph's dtype (float32: the vector path)
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -325,6 +330,38 @@ def test_compiled_engine_on_active_subnetworks_takes_the_same_steps(dtype):
     mf = descent(half, s0, engine="matrix-free", **kw)
     ex = descent(half, s0, engine="compiled", **kw)
     torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("net", ["conv", "geometries", "volumes", "concats", "prenorm"])
+def test_n2_convolutions_run_as_stencils(net):
+    """An N2 draw's unshared convolutions run in the compiled engine as
+    stencils with one weight per edge (a convolution's layout once per output
+    position), not as explicit CSR: it holds no more CSR than the real
+    network (transposed ones aside), and its stencils' weights are exactly
+    the draw's edges."""
+    from deepglass.solve import engines
+    from deepglass.solve.stencils import stencil_kind, stencils
+
+    g = _NETS[net](3, torch.float64)
+    n2 = deepglass.null_model(g, "N2", seed=3)
+    unshared = [b for b in n2.edge_blocks if b.kind == "unshared_conv"]
+    shared = [b for b in g.edge_blocks if b.kind == "conv"]
+    assert unshared and len(unshared) == len(shared)
+    for b, real in zip(unshared, shared):
+        assert stencil_kind(n2, b) == ("unshared_conv" if stencil_kind(g, real) == "conv"
+                                       else None)
+    # (an unshared transposed convolution stays explicit CSR)
+    transposed = sum(b.n_edges() for b in n2.edge_blocks if b.kind == "unshared_conv_transpose")
+    assert engines.csr_edges(n2) == engines.csr_edges(g) + transposed
+    st = stencils(n2)
+    assert st.n_stencil_edges + st.rest.nnz // 2 == n2.n_edges
+    # the stencils' weights (both directions) are the draw's, slot for slot
+    assert st.weights.size == 2 * engines._stencil_params(n2) + 16
+    edges = np.sort(np.concatenate([b.coo()[2] for b in n2.edge_blocks
+                                    if stencil_kind(n2, b) is not None]))
+    held = np.sort(st.weights[:-16])
+    assert np.count_nonzero(held) == 2 * np.count_nonzero(edges)
+    np.testing.assert_array_equal(np.unique(held), np.unique(np.r_[edges, 0.0]))
 
 
 @pytest.mark.parametrize("net", list(_NETS))

@@ -34,7 +34,13 @@ channels that block gives; :func:`~deepglass.solve.stencils._source_parts`);
 scales on its sources or outputs that are constant per channel (a batch norm
 folded forward) fold into the stencil's weights; a transposed convolution is
 the stencil of the convolution from its destination back to its source.
-Edge blocks of other kinds (pooling, identity shortcuts, locally connected
+An unshared convolution (an N2 draw's, one weight per edge:
+:class:`~deepglass.graph.unshared.UnsharedConvBlock`) is a convolution's
+stencil whose weights are laid out once per output position, the kernel
+offsetting them by the position (no kernel-row runs in the forward
+direction: adjacent outputs no longer share weights); its per-edge weights
+are then held twice more, in both directions, where explicit CSR would take
+12 bytes per edge and direction.  Edge blocks of other kinds (pooling, identity shortcuts, locally connected
 layers, sources scaled per position) are small; their couplings are held as
 one symmetric CSR matrix in the internal order.
 

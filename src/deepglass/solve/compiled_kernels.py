@@ -11,7 +11,7 @@ from numba import njit, prange
 from .._numba import LANES, add_scaled_lanes, float_bits, njit_borrowing, njit_parallel
 from .stencils import (_C0, _CB, _CIN, _COUT, _D0, _DB, _DH, _DST, _DW, _DZ, _GROUPS, _HIN,
                        _HOUT, _KH, _KW, _KZ, _PH, _PW, _PZ, _SH, _SRC, _SW, _SZ, _WA, _WF, _WIN,
-                       _WOUT, _ZIN, _ZOUT)
+                       _WOUT, _WP, _ZIN, _ZOUT)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -181,6 +181,8 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
         # the source block has _CB channels, this stencil reads cin of them from
         # _C0; it writes cout of the destination block's db channels from _D0
         db = P[k, _DB]
+        # an unshared convolution's weights: wp per output position (0: shared)
+        wp = P[k, _WP]
         c, z, y, x = _locate(i - P[k, _SRC], P[k, _CB], P[k, _C0], cin, hin, win)
         if c < 0:
             continue
@@ -195,7 +197,7 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
                 continue
             row = P[k, _DST] + (oz * hout + oy) * wout * db + P[k, _D0]
             wrow = P[k, _WF] + ((c * kz + kd) * kh + ky) * kw * cout_g
-            if sw == 1 and dw == 1 and cout_g == cout and cout == db:
+            if wp == 0 and sw == 1 and dw == 1 and cout_g == cout and cout == db:
                 # one run per kernel row: outputs ox = x + pw - kx are adjacent,
                 # and so are their weights, stored with kx reversed (kr = kw-1-kx)
                 ox_lo = max(0, x + pw - kw + 1)
@@ -205,11 +207,13 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
                          wrow + (kw - 1 - x - pw + ox_lo) * cout, d, s, m, Wt, blk_of, head,
                          nxt, prv, bkt, top, bound, up)
                 continue
+            pos = (oz * hout + oy) * wout
             for kx in range(kw):
                 ox = _tap(x, pw, kx, dw, sw, wout)
                 if ox < 0:
                     continue
-                _run(row + ox * db + grp * cout_g, cout_g, wrow + (kw - 1 - kx) * cout_g, d, s,
+                _run(row + ox * db + grp * cout_g, cout_g,
+                     wrow + (pos + ox) * wp + (kw - 1 - kx) * cout_g, d, s,
                      m, Wt, blk_of, head, nxt, prv, bkt, top, bound, up)
     # i is a destination: the inputs of its group under every tap
     for u in range(adj_ptr[b], adj_ptr[b + 1]):
@@ -235,7 +239,8 @@ def _flip(i, s, m, thr, P, Wt, fwd_ptr, fwd, adj_ptr, adj, indptr, indices, data
             if y < 0 or y >= hin:
                 continue
             row = P[k, _SRC] + (z * hin + y) * win * cb + P[k, _C0]
-            wrow = P[k, _WA] + ((co * kz + kd) * kh + ky) * kw * cin_g
+            wrow = P[k, _WA] + ((co * kz + kd) * kh + ky) * kw * cin_g \
+                + ((oz * hout + oy) * wout + ox) * P[k, _WP]
             x0 = ox * sw - pw
             if dw == 1 and cin_g == cin and cin == cb:
                 # one run per kernel row: inputs x = x0 + kx are adjacent, and so

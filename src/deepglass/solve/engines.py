@@ -134,9 +134,9 @@ def csr_edges(graph: SignedGraph) -> int:
 
 
 def _stencil_params(graph: SignedGraph) -> int:
-    from .compiled_descent import stencil_kind
+    from .stencils import stencil_kind, stencil_weights
 
-    return sum(getattr(b, "inner", b).weight.numel() for b in graph.edge_blocks
+    return sum(stencil_weights(b) for b in graph.edge_blocks
                if stencil_kind(graph, b) is not None)
 
 

@@ -23,25 +23,30 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
+from numba import prange
 
-from .._numba import LANES
+from .._numba import LANES, njit_parallel
 from ..graph import SignedGraph
 from ..graph.blocks import ConvBlock, DenseBlock, MaskedBlock
 from ..graph.blocks.conv import ConvTransposeBlock
 from ..graph.blocks.base import ZeroPaddedBlock
+from ..graph.unshared import UnsharedConvBlock
 
 
 # columns of Stencils.params: the 2-d geometry (a 1-d convolution has H = 1), then
 # the depth axis of 3-d convolutions (Z: size in and out, kernel, stride, lo
 # padding, dilation; 1, 1, 1, 1, 0, 1 for fewer dimensions)
 (_SRC, _DST, _CIN, _HIN, _WIN, _COUT, _HOUT, _WOUT, _KH, _KW, _SH, _SW, _PH, _PW, _DH, _DW,
- _GROUPS, _WF, _WA, _ZIN, _ZOUT, _KZ, _SZ, _PZ, _DZ, _CB, _C0, _DB, _D0) = range(29)
-_NPARAMS = 29
+ _GROUPS, _WF, _WA, _ZIN, _ZOUT, _KZ, _SZ, _PZ, _DZ, _CB, _C0, _DB, _D0, _WP) = range(30)
+_NPARAMS = 30
 # (_CB, _C0: the source node block's channel count and the first of its channels
 # the stencil reads, where a convolution reads a concatenation or a channel
 # range: one stencil per part, see _source_parts; _DB, _D0 likewise for the
 # destination block, where a transposed convolution reads a concatenation and
 # its stencil, the convolution back, writes one)
+# (_WP: weights per output position of an unshared convolution, whose stencil
+# holds the layout of a convolution's weights once per output position; 0 for
+# a shared one)
 
 
 @dataclass
@@ -54,7 +59,7 @@ class Stencils:
         ``perm[q]`` is the graph node stored at internal position ``q``.
     inverse : ndarray int64 (n,)
         Internal position of each graph node.
-    params : ndarray int64 (S, 29)
+    params : ndarray int64 (S, 30)
         One row per stencil (a dense layer, a convolution, or the part of a
         convolution that reads one node block of a concatenation): internal
         offsets of its source and destination blocks, their channels and
@@ -62,11 +67,13 @@ class Stencils:
         offsets of its forward and adjoint weights in ``weights``, the depth
         axis of a 3-d convolution (sizes in and out, kernel, stride, lo
         padding, dilation), the source block's channel count and first
-        channel read, and the destination block's channel count and first
-        channel written.
+        channel read, the destination block's channel count and first
+        channel written, and the weights per output position (an unshared
+        convolution; 0 for a shared one).
     weights : ndarray (the graph's float dtype)
         Forward weights ``[C_in, kz, kh, kw (reversed), C_out/groups]`` and adjoint
-        weights ``[C_out, kz, kh, kw, C_in/groups]`` of every stencil.
+        weights ``[C_out, kz, kh, kw, C_in/groups]`` of every stencil (of an
+        unshared convolution, once per output position: ``[L, ...]``).
     fwd_ptr, fwd, adj_ptr, adj : ndarray int64
         Per node block, the stencils it is the source of (``fwd``) and the
         destination of (``adj``), CSR-style.
@@ -122,7 +129,8 @@ def _conv_geometry(b: ConvBlock):
 
 
 def stencil_kind(graph: SignedGraph, b) -> str | None:
-    """``"conv"``, ``"conv_transpose"`` or ``"dense"`` where edge block ``b`` runs as a stencil, else ``None``.
+    """``"conv"``, ``"conv_transpose"``, ``"unshared_conv"`` or ``"dense"`` where edge
+    block ``b`` runs as a stencil, else ``None``.
 
     Stencils need scales that fold into the weights (:func:`_weight_factors`);
     a dense layer, a source that is one whole node block (read flattened); a
@@ -131,7 +139,9 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
     concatenation, a chunk: :func:`_source_parts`); a transposed convolution
     (``"conv_transpose"``), the same sources as a convolution: it runs as the
     convolution from its destination back to its source parts, whose edges it
-    has.  A block restricted to
+    has; an unshared convolution (:class:`~deepglass.graph.unshared.UnsharedConvBlock`,
+    N2's layers: ``"unshared_conv"``), the same sources as a convolution, its
+    weights laid out once per output position.  A block restricted to
     kept nodes (:class:`MaskedBlock`) runs as its whole layer's stencil where
     the graph's masks agree (:func:`pinned_nodes`)."""
     if isinstance(b, MaskedBlock):
@@ -292,10 +302,12 @@ def _weight_factors(b):
 def _layer_kind(graph: SignedGraph, b) -> str | None:
     nbs = graph.node_blocks
     if isinstance(b, ZeroPaddedBlock) \
-            or not isinstance(b, (ConvBlock, DenseBlock, ConvTransposeBlock)) \
+            or not isinstance(b, (ConvBlock, DenseBlock, ConvTransposeBlock, UnsharedConvBlock)) \
             or _weight_factors(b) is None:
         return None
     dst = nbs[b.dst]
+    if isinstance(b, UnsharedConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
+        return "unshared_conv" if _source_parts(graph, b) is not None else None
     if isinstance(b, ConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
         return "conv" if _source_parts(graph, b) is not None else None
     if isinstance(b, ConvTransposeBlock) and b.conv.nd <= 3 and dst.shape == b.out_shape:
@@ -307,6 +319,13 @@ def _layer_kind(graph: SignedGraph, b) -> str | None:
     if isinstance(b, DenseBlock) and src.size == b.in_size and dst.size == dst.shape[0]:
         return "dense"
     return None
+
+
+def stencil_weights(b) -> int:
+    """Weights of one direction of a stencil layer ``b`` (a :class:`MaskedBlock`'s
+    layer): its kernel's, or an unshared convolution's per-edge weights."""
+    b = getattr(b, "inner", b)
+    return (b.edge_weight if isinstance(b, UnsharedConvBlock) else b.weight).numel()
 
 
 def _whole_source(graph: SignedGraph, b):
@@ -341,7 +360,7 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
     # weights past a run)
     layers = [b.inner if isinstance(b, MaskedBlock) and k is not None else b
               for b, k in zip(graph.edge_blocks, kinds)]
-    n_w = sum(2 * b.weight.numel() for b, k in zip(layers, kinds) if k is not None)
+    n_w = sum(2 * stencil_weights(b) for b, k in zip(layers, kinds) if k is not None)
     weights = torch.from_numpy(np.empty(n_w + LANES,
                                         dtype=torch.empty(0, dtype=graph.dtype).numpy().dtype))
     weights[n_w:] = 0
@@ -359,6 +378,10 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
             rest_i.append(inverse[gsrc])
             rest_j.append(inverse[dst.offset + j])
             rest_w.append(w)
+            continue
+        if kind == "unshared_conv":
+            at = _unshared_stencils(graph, b, weights, at, params, fwd, adj)
+            n_stencil_edges += masked_b.n_edges()
             continue
         W = b.weight.detach().cpu()
         f = _weight_factors(b)
@@ -404,7 +427,7 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
                 k = len(params)
                 params.append((src.offset, out.offset) + geom + (at, at + N)
                               + (zin, zout, kz, sz, pz, dz, src.shape[0], cb0,
-                                 out.shape[0], db0))
+                                 out.shape[0], db0, 0))
                 at += 2 * N
                 fwd[src.index].append(k)
                 adj[out.index].append(k)
@@ -420,7 +443,7 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
             k = len(params)
             params.append((src.offset, dst.offset)
                           + (b.in_size, 1, 1, b.out_size, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1)
-                          + (at, at + N) + (1, 1, 1, 1, 0, 1, b.in_size, 0, b.out_size, 0))
+                          + (at, at + N) + (1, 1, 1, 1, 0, 1, b.in_size, 0, b.out_size, 0, 0))
             at += 2 * N
             fwd[src.index].append(k)
             adj[dst.index].append(k)
@@ -451,3 +474,64 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
                   blocks=np.array([[nb.offset, nb.stop] for nb in nbs], dtype=np.int64),
                   n_stencil_edges=n_stencil_edges, pinned=pinned_int)
     return st
+
+
+@njit_parallel
+def _unshared_layout(E, f, chans, groups, kw, wf, wa):
+    """Copy per-edge weights ``E[l, o, c, t]`` (``t`` the kernel tap, C order)
+    times ``f[o, c]`` into the forward layout ``wf[l, g, q, t', o']`` (kernel
+    columns reversed in ``t'``; ``o'`` the output channel within its group)
+    and the adjoint layout ``wa[l, o, t, q]``, for the input channels
+    ``c = chans[q]``: one pass over ``E``, output positions in parallel."""
+    L, cout, _, T = E.shape
+    cout_g = cout // groups
+    for l in prange(L):
+        for o in range(cout):
+            grp = o // cout_g
+            oo = o - grp * cout_g
+            for q in range(chans.shape[0]):
+                c = chans[q]
+                fac = f[o, c]
+                for t in range(T):
+                    w = E[l, o, c, t] * fac
+                    wa[l, o, t, q] = w
+                    wf[l, grp, q, t + kw - 1 - 2 * (t % kw), oo] = w
+
+
+def _unshared_stencils(graph: SignedGraph, b: UnsharedConvBlock, weights: torch.Tensor,
+                       at: int, params: list, fwd: list, adj: list) -> int:
+    """Lay out an unshared convolution (N2's layers) as stencils, one per part of
+    its input (:func:`_source_parts`): a convolution's forward and adjoint
+    layouts once per output position ``l`` (``[L, C_in, kz, kh, kw reversed,
+    C_out/g]``, ``[L, C_out, kz, kh, kw, C_in/g]``), the kernel offsetting a
+    weight by ``l`` times the weights per position (``_WP``).  Per-channel
+    scales fold in as a convolution's (:func:`_weight_factors`).  One
+    parallel pass over the weights (:func:`_unshared_layout`); returns the
+    next free offset of ``weights``."""
+    dst = graph.node_blocks[b.dst]
+    ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
+     (dz, dh, dw)) = _conv_geometry(b.geometry())
+    L, cout, cin_g, g = b.n_positions, b.c_out, b.c_in_g, b.groups
+    T = kz * kh * kw
+    f = _weight_factors(b)
+    f = np.ones((cout, cin_g)) if isinstance(f, float) else np.ascontiguousarray(
+        torch.broadcast_to(f, (cout, cin_g) + (1,) * b.nd).reshape(cout, cin_g).numpy())
+    E = b.edge_weight.detach().cpu().contiguous().numpy().reshape(L, cout, cin_g, T)
+    w = weights.numpy()
+    for src, cb0, chans in _source_parts(graph, b):
+        n = len(chans)
+        cp = n if g == 1 else cin_g
+        per = cout * cp * T
+        N = L * per
+        _unshared_layout(E, f, np.ascontiguousarray(chans if g == 1 else np.arange(cin_g),
+                                                    dtype=np.int64), g, kw,
+                         w[at:at + N].reshape(L, g, cp, T, cout // g),
+                         w[at + N:at + 2 * N].reshape(L, cout, T, cp))
+        k = len(params)
+        params.append((src.offset, dst.offset, n, hin, win, cout, hout, wout, kh, kw, sh, sw,
+                       ph, pw, dh, dw, g, at, at + N, zin, zout, kz, sz, pz, dz, src.shape[0],
+                       cb0, dst.shape[0], 0, per))
+        at += 2 * N
+        fwd[src.index].append(k)
+        adj[dst.index].append(k)
+    return at
