@@ -13,9 +13,9 @@ from rich.table import Table
 
 from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, DEVICE_OPTION,
                     ENGINE_OPTION, EXECUTOR_OPTION, FORCE_OPTION, GATES_OPTION,
-                    INPUT_SHAPE_OPTION, JSON_OPTION, NORM_OPTION, OUT_OPTION, TRUST_PICKLE_OPTION, build_graph,
-                    check_rules, load_network, print_json, resume_hint, single_input,
-                    unit_progress, reused_note)
+                    INPUT_SHAPE_OPTION, JSON_OPTION, NORM_OPTION, OUT_OPTION,
+                    TRUST_PICKLE_OPTION, build_graph, check_rules, load_network, print_json,
+                    resume_hint, single_input, unit_progress, reused_note)
 
 #: rows of the per-input table printed on the terminal (all are in active.parquet)
 SHOWN_ROWS = 20
