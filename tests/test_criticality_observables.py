@@ -252,6 +252,16 @@ def test_image_folder(tmp_path):
     with pytest.warns(UserWarning, match="skipped 1 unreadable image.*broken.png"):
         d = load_dataset(tmp_path, test_fraction=0.2)
     assert len(d.X_train) + len(d.X_test) == 10
+    # a 16-bit image has no fixed pixel range: skipped and named, as --inputs
+    # folders do (converted to 8 bits it clipped to nearly all white)
+    (tmp_path / "dog" / "broken.png").unlink()
+    Image.fromarray(rng.integers(0, 65536, (5, 6)).astype(np.uint16)).save(
+        tmp_path / "cat" / "deep.png")
+    with Image.open(tmp_path / "cat" / "deep.png") as im:
+        assert im.mode.startswith("I")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable image.*deep.png.*mode I"):
+        d = load_dataset(tmp_path, test_fraction=0.2)
+    assert len(d.X_train) + len(d.X_test) == 10
     only = tmp_path / "only"
     only.mkdir()
     (only / "a.png").write_bytes(b"\x89PNG garbage")

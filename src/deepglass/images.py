@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import DeepglassError
 
-__all__ = ["preprocess_image", "IMAGENET_MEAN", "IMAGENET_STD", "SKIMAGE_IMAGES",
+__all__ = ["preprocess_image", "check_pixel_range", "IMAGENET_MEAN", "IMAGENET_STD", "SKIMAGE_IMAGES",
            "IMAGE_SUFFIXES"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -97,9 +97,7 @@ def preprocess_image(img, input_shape: Sequence[int], *, resize: int | None = No
     if not isinstance(img, Image.Image):
         raise DeepglassError(f"img must be a PIL image (PIL.Image.open(path)), not "
                              f"{type(img).__name__}; a tensor or array goes to load_inputs")
-    if img.mode not in _CONVERTIBLE:
-        raise ValueError(f"mode {img.mode} has no fixed pixel range (16-bit or float); "
-                         "save it as 8-bit")
+    check_pixel_range(img)
     img = img.convert("RGB" if c == 3 else "L")
     r = int(resize) if resize is not None else _default_resize(h, w)
     if r < max(h, w):
@@ -123,6 +121,21 @@ def preprocess_image(img, input_shape: Sequence[int], *, resize: int | None = No
                                  f"mean {m.ravel().tolist()}, std {s.ravel().tolist()}")
         a = (a - m) / s
     return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def check_pixel_range(img) -> None:
+    """Refuse a Pillow image whose mode has no fixed pixel range (``I``,
+    ``I;16``, ``F``: 16-bit or float), which no conversion to 8 bits reads
+    faithfully (``convert("L")`` clips a 16-bit image to nearly all white).
+
+    Raises
+    ------
+    ValueError
+        One line naming the mode (an image source skips such a file with it).
+    """
+    if img.mode not in _CONVERTIBLE:
+        raise ValueError(f"mode {img.mode} has no fixed pixel range (16-bit or float); "
+                         "save it as 8-bit")
 
 
 def decode_file(path: Path):

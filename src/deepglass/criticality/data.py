@@ -160,6 +160,8 @@ def _load_cifar(d: Path):
 def _load_folder(root: Path):
     from PIL import Image, UnidentifiedImageError
 
+    from ..images import check_pixel_range, decode_file
+
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = [(c, f) for c in classes for f in sorted((root / c).iterdir())
              if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
@@ -172,14 +174,17 @@ def _load_folder(root: Path):
     imgs, labels, modes, skipped = [], [], set(), []
     for c, f in files:
         try:
-            with Image.open(f) as im:
-                im.load()
-                modes.add("L" if im.mode in ("1", "L", "I;16", "I", "F") else "RGB")
-                imgs.append(im.copy())
-        except (OSError, UnidentifiedImageError) as exc:
+            im = decode_file(f)
+            # (16-bit and float images: skipped, as --inputs folders skip them;
+            # converted to 8 bits they clipped to nearly all white)
+            check_pixel_range(im)
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
             # as --inputs folders: an unreadable file is skipped with a warning
-            skipped.append((f.name, first_line(exc, typed=True, limit=200)))
+            skipped.append((f.name, first_line(exc, typed=not isinstance(exc, ValueError),
+                                               limit=200)))
             continue
+        modes.add("L" if im.mode in ("1", "L") else "RGB")
+        imgs.append(im)
         labels.append(classes.index(c))
     if skipped:
         warnings.warn(f"{root}: skipped {len(skipped)} unreadable image(s), e.g. "
