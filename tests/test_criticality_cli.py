@@ -57,6 +57,9 @@ def test_meanfield_matrix_json_and_run(tmp_path, cli):
     assert code == 0
     d = json.loads(out)
     assert d["N"] == 25 and abs(d["T_c"] - J) < 1e-9 and abs(d["lambda_max"] - 25 * J) < 1e-7
+    # the non-zero couplings, named as such (the key said edges: a graph's
+    # are half of them)
+    assert d["n_couplings"] == 25 * 25 and "n_edges" not in d
     run = tmp_path / "run"
     argv = ["criticality", "meanfield", str(tmp_path / "cw.npy"), "--out", str(run), "--n-t", "8",
             "--t-max", "0.03", "--n-broad", "3", "--n-h", "5", "--fields", "0", "--json"]

@@ -164,7 +164,8 @@ def meanfield_cmd(
     if as_json:
         print_json(json.loads(json.dumps(head, default=str)))
         return
-    rows = {k: head[k] for k in ("N", "n_edges", "lambda_max", "T_c", "matvecs", "lanczos_seconds")}
+    rows = {k: head[k] for k in ("N", "n_couplings", "lambda_max", "T_c", "matvecs",
+                                 "lanczos_seconds")}
     for k, v in head.get("exponents", {}).items():
         rows[f"exponent {k}"] = float("nan") if v is None else v
     print_kv(f"mean field of {source}", rows, floatfmt=".8g")

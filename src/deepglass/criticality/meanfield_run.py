@@ -253,7 +253,8 @@ class MeanFieldResult:
     Attributes
     ----------
     spectrum : dict
-        ``kind, N, n_edges, lambda_max, T_c, matvecs, lanczos_seconds``.
+        ``kind, N, n_edges, lambda_max, T_c, matvecs, lanczos_seconds``
+        (``n_edges``: the non-zero couplings, :func:`coupling_info`).
     curves_T, curves_h : DataFrame
         Temperature sweeps (one per field) and field sweeps (one per
         temperature): ``T_rel, h_rel`` and the columns of
@@ -274,8 +275,13 @@ class MeanFieldResult:
     resumed: int = 0
 
     def headline(self) -> dict:
-        out = {k: self.spectrum[k] for k in ("N", "n_edges", "lambda_max", "T_c", "matvecs",
+        """The spectrum's figures and the exponents, as the command line and
+        ``summary.json`` give them: ``n_couplings`` is the non-zero entries of
+        ``W`` (a graph's ``As``: twice its edges of nonzero weight; stored as
+        ``n_edges`` in the spectrum unit)."""
+        out = {k: self.spectrum[k] for k in ("N", "lambda_max", "T_c", "matvecs",
                                               "lanczos_seconds", "kind")}
+        out["n_couplings"] = self.spectrum["n_edges"]
         if len(self.exponents):
             out["exponents"] = {r["exponent"]: (None if not np.isfinite(r["value"]) else r["value"])
                                 for r in self.exponents.to_dict("records")}
