@@ -364,6 +364,45 @@ def test_n2_convolutions_run_as_stencils(net):
     np.testing.assert_array_equal(np.unique(held), np.unique(np.r_[edges, 0.0]))
 
 
+@pytest.mark.parametrize("dtype", list(_DTYPES))
+def test_compiled_engine_on_active_subnetworks_of_an_n2_draw(dtype):
+    """The real network's active masks on an N2 draw (its unshared
+    convolutions restricted to the kept nodes) run as the whole layers'
+    per-position stencils with the removed nodes pinned, and take the
+    matrix-free engine's steps."""
+    import dataclasses
+
+    from deepglass.experiments.active import active_subgraph
+    from deepglass.graph.blocks import MaskedBlock
+    from deepglass.solve.stencils import stencil_kind, stencils
+
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(3, 4, 3, padding=1, groups=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(64, 6), nn.ReLU(), nn.Linear(6, 3)).double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randint(-4, 5, p.shape).double())
+    g = SignedGraph.from_module(net, (1, 8, 8), dtype=torch.float64)
+    subs = active_subgraph(g, net, torch.randn(3, 1, 8, 8, dtype=torch.float64))
+    n2 = deepglass.null_model(g, "N2", seed=1).to(dtype=_DTYPES[dtype])
+    draw = dataclasses.replace(subs, graph=n2)       # the same kept nodes, the draw's weights
+    kw = dict(gamma=0.9, decay=1.0, threshold="block", tol=0.0)
+    for k in range(3):
+        sub = draw.subgraph(k)
+        masked = [b for b in sub.edge_blocks
+                  if isinstance(b, MaskedBlock) and b.inner.kind == "unshared_conv"]
+        assert masked and all(stencil_kind(sub, b) == "unshared_conv" for b in masked)
+        assert stencils(sub).pinned is not None
+        s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 4, seed=k)).double()
+        mf = descent(sub, s0, engine="matrix-free", **kw)
+        ex = descent(sub, s0, engine="compiled", **kw)
+        torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
+        torch.testing.assert_close(ex.fields, mf.fields, rtol=0, atol=0)
+        np.testing.assert_array_equal(ex.flips, mf.flips.astype(np.int64))
+        torch.testing.assert_close(ex.fields, sub.sym_matvec(ex.sigma))
+
+
 @pytest.mark.parametrize("net", list(_NETS))
 @pytest.mark.parametrize("dtype", list(_DTYPES))
 def test_compiled_kernel_updates_fields_in_place(net, dtype):

@@ -20,7 +20,10 @@ one (:mod:`deepglass.solve.compiled_descent`, ``"auto"``'s choice on CPU when
 its working set fits in memory) runs one replica per thread and updates the
 neighbours of each flipped node in place, reading convolution and dense
 weights as stencils, so a sweep costs only its flips.  With exact arithmetic
-both take identical steps (tested).  Their default ``decay`` differs because
+and ``tol=0`` both take identical steps (tested); with the default ``tol`` a
+field exactly on the threshold ``-tol |As| 1`` (no exact binary value) can
+round to either side in one engine and not the other, so their steps may
+part there, each still ending at a verified local minimum.  Their default ``decay`` differs because
 their tails cost differently: the compiled engine keeps the threshold
 (``decay=1``), the matrix-free one decays it (``0.97``) to end the tail in few
 operator sweeps.
