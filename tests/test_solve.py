@@ -269,6 +269,30 @@ def test_compiled_and_matrix_free_engines_take_the_same_steps(net, dtype, thresh
     torch.testing.assert_close(ex.fields, g.sym_matvec(ex.sigma))
 
 
+def _integer_active_net() -> nn.Module:
+    """A small conv net with integer weights (exact field sums), for active
+    subnetworks: a max pool selects edges, the rest are stencils."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(64, 6), nn.ReLU(), nn.Linear(6, 3)).double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randint(-4, 5, p.shape).double())
+    return net
+
+
+def _same_steps(graph, s0, **kw):
+    """Both engines' descents from ``s0``: identical gauges, fields and flips
+    (exact arithmetic); the compiled one's state."""
+    mf = descent(graph, s0, engine="matrix-free", **kw)
+    ex = descent(graph, s0, engine="compiled", **kw)
+    torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
+    torch.testing.assert_close(ex.fields, mf.fields, rtol=0, atol=0)
+    np.testing.assert_array_equal(ex.flips, mf.flips.astype(np.int64))
+    return ex
+
+
 @pytest.mark.parametrize("dtype", list(_DTYPES))
 def test_compiled_engine_on_active_subnetworks_takes_the_same_steps(dtype):
     """An active subnetwork's masked convolutions and dense layers run as the
@@ -280,13 +304,7 @@ def test_compiled_engine_on_active_subnetworks_takes_the_same_steps(dtype):
     from deepglass.graph.blocks import MaskedBlock
     from deepglass.solve.stencils import pinned_nodes, stencils
 
-    torch.manual_seed(3)
-    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(64, 6), nn.ReLU(), nn.Linear(6, 3)).double().eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randint(-4, 5, p.shape).double())
+    net = _integer_active_net()
     g = SignedGraph.from_module(net, (1, 8, 8), dtype=_DTYPES[dtype])
     subs = active_subgraph(g, net, torch.randn(3, 1, 8, 8, dtype=torch.float64))
     kw = dict(gamma=0.9, decay=1.0, threshold="block", tol=0.0)
@@ -299,11 +317,7 @@ def test_compiled_engine_on_active_subnetworks_takes_the_same_steps(dtype):
         assert st.pinned is not None and st.n_stencil_edges + st.rest.nnz // 2 == sub.n_edges
         assert st.rest.nnz < 2 * 200                # only the max pool's selected edges
         s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 4, seed=k)).double()
-        mf = descent(sub, s0, engine="matrix-free", **kw)
-        ex = descent(sub, s0, engine="compiled", **kw)
-        torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
-        torch.testing.assert_close(ex.fields, mf.fields, rtol=0, atol=0)
-        np.testing.assert_array_equal(ex.flips, mf.flips.astype(np.int64))
+        ex = _same_steps(sub, s0, **kw)
         assert ex.sweeps > 1
         torch.testing.assert_close(ex.sigma[:, removed], s0[:, removed].to(ex.sigma.dtype))
     # masks that do not come from one set of kept nodes: no pinning, explicit CSR
@@ -376,13 +390,7 @@ def test_compiled_engine_on_active_subnetworks_of_an_n2_draw(dtype):
     from deepglass.graph.blocks import MaskedBlock
     from deepglass.solve.stencils import stencil_kind, stencils
 
-    torch.manual_seed(3)
-    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(3, 4, 3, padding=1, groups=1), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(64, 6), nn.ReLU(), nn.Linear(6, 3)).double().eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randint(-4, 5, p.shape).double())
+    net = _integer_active_net()
     g = SignedGraph.from_module(net, (1, 8, 8), dtype=torch.float64)
     subs = active_subgraph(g, net, torch.randn(3, 1, 8, 8, dtype=torch.float64))
     n2 = deepglass.null_model(g, "N2", seed=1).to(dtype=_DTYPES[dtype])
@@ -395,11 +403,7 @@ def test_compiled_engine_on_active_subnetworks_of_an_n2_draw(dtype):
         assert masked and all(stencil_kind(sub, b) == "unshared_conv" for b in masked)
         assert stencils(sub).pinned is not None
         s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 4, seed=k)).double()
-        mf = descent(sub, s0, engine="matrix-free", **kw)
-        ex = descent(sub, s0, engine="compiled", **kw)
-        torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
-        torch.testing.assert_close(ex.fields, mf.fields, rtol=0, atol=0)
-        np.testing.assert_array_equal(ex.flips, mf.flips.astype(np.int64))
+        ex = _same_steps(sub, s0, **kw)
         torch.testing.assert_close(ex.fields, sub.sym_matvec(ex.sigma))
 
 
