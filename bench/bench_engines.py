@@ -2,8 +2,8 @@
 
 For each case (a zoo network at a replica count, a 1.1 B-edge 1-d CNN
 whose strided first convolution and dense head read batch-normed sources,
-which the compiled engine folds into their stencils' weights, and a 1.9 B-edge
-3-d CNN), every engine that is
+which the compiled engine folds into their stencils' weights, a 1.9 B-edge
+3-d CNN, and N2 draws of zoo networks), every engine that is
 asked for runs in a fresh process: the graph is built, numba's kernels are
 warmed up on a small graph, the peak resident set is reset, and
 ``deepglass.frustration`` runs.  Printed per run: the estimate of
@@ -21,6 +21,7 @@ Run::
     python bench/bench_engines.py --cases lenet,resnet18-32
     python bench/bench_engines.py --cases cnn1d --active
     python bench/bench_engines.py --cases cnn3d   # a 1.9 B-edge volumetric net
+    python bench/bench_engines.py --cases lenet-n2-16,resnet18-32-n2,alexnet-n2-1   # N2 draws
     python bench/bench_engines.py --cases all     # every case (about an hour)
 """
 
@@ -61,6 +62,15 @@ CASES = {
     "shufflenet1-4": ("shufflenet_v1", (3, 224, 224), 4, ("compiled", "matrix-free")),
     "cnn1d": ("cnn1d", (8, 1024), 1, ("compiled", "matrix-free")),
     "cnn3d": ("cnn3d", (1, 32, 32, 32), 1, ("compiled", "matrix-free")),
+    # N2 draws (seed 0): every convolution unshared, one weight per edge
+    "lenet-n2-16": ("mnist_lenet+N2", (1, 28, 28), 16, ("compiled", "matrix-free")),
+    "lenet-n2-80": ("mnist_lenet+N2", (1, 28, 28), 80, ("compiled", "matrix-free")),
+    "digits-n2-16": ("digits_cnn+N2", (1, 8, 8), 16, ("compiled", "matrix-free")),
+    "resnet18-32-n2-1": ("resnet18+N2", (3, 32, 32), 1, ("compiled", "matrix-free")),
+    "resnet18-32-n2": ("resnet18+N2", (3, 32, 32), 16, ("compiled", "matrix-free")),
+    "resnet18-64-n2": ("resnet18+N2", (3, 64, 64), 8, ("compiled", "matrix-free")),
+    "alexnet-n2-1": ("alexnet+N2", (3, 224, 224), 1, ("compiled", "matrix-free")),
+    "alexnet-n2-8": ("alexnet+N2", (3, 224, 224), 8, ("compiled", "matrix-free")),
 }
 
 
@@ -146,8 +156,13 @@ def child(case: str, engine: str, active: bool) -> None:
     from bench_frustration import peak_gb, reset_peak, rss_gb
 
     name, shape, R, _ = CASES[case]
+    name, _, null = name.partition("+")
     net = _model(name)
     g = SignedGraph.from_module(net, shape)
+    if null:
+        from deepglass.experiments.nulls import null_model
+
+        g = null_model(g, null, 0)
     # numba kernels compiled outside the measurement
     tiny = SignedGraph.from_module(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3),
                                                        torch.nn.MaxPool2d(2)), (1, 8, 8))

@@ -223,6 +223,46 @@ def test_time_model_sums_blocks_and_scales_with_threads_and_replicas():
     assert kernel[0] == pytest.approx(kernel[1])
 
 
+def test_time_model_charges_an_n2_draws_unshared_convolutions_a_share_of_their_passes():
+    """The matrix-free descent's unshared convolutions read only their nonzero
+    inputs' weights, so the model charges them a share of their full passes
+    that falls with their edges times replicas; the other blocks stay at full
+    passes."""
+    g = _graph()
+    n2 = null_model(g, "N2", 0)
+    unshared = [b for b in n2.edge_blocks if engines._is_unshared(b)]
+    assert len(unshared) == 2 and not any(engines._is_unshared(b) for b in g.edge_blocks)
+    for R in (1, 16, 10**6):
+        passes = engines._MF_PASSES * (R * n2.n_nodes) ** engines._MF_PASS_EXP
+        full = engines.operator_seconds(n2, R, threads=2)
+        cost = sum(engines._block_seconds(b, R) for b in unshared)
+        share = engines.matrix_free_seconds(n2, R, threads=2) / passes - (full - cost)
+        edges = R * sum(b.n_edges() for b in unshared)
+        want = min(1.0, engines._MF_UNSHARED_SHARE * edges ** engines._MF_UNSHARED_EXP)
+        assert share == pytest.approx(want * cost)
+        # the real weights' estimate is the full passes
+        assert engines.matrix_free_seconds(g, R, threads=2) == pytest.approx(
+            engines._MF_PASSES * (R * g.n_nodes) ** engines._MF_PASS_EXP
+            * engines.operator_seconds(g, R, threads=2))
+    assert min(1.0, engines._MF_UNSHARED_SHARE * (10**6 * 400) ** engines._MF_UNSHARED_EXP) < 0.3
+
+
+def test_memory_model_holds_no_copy_of_an_n2_draws_per_edge_weights():
+    """Unshared convolutions take ``|W|`` per element or chunk and sum it chunk
+    by chunk, so neither engine's estimate charges a copy of their weights
+    (AlexNet N2: 2.4 GB) beyond the graph; the compiled one lays them out twice."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(16, 32, 5), nn.ReLU(), nn.Conv2d(32, 8, 5)).eval()
+    g = SignedGraph.from_module(net, (16, 24, 24))
+    n2 = null_model(g, "N2", 0)
+    stored = 4 * sum(b.n_edges() for b in n2.edge_blocks if engines._is_unshared(b))
+    assert stored > 25e6
+    assert engines.matrix_free_bytes(n2, 4) < 0.5 * stored
+    assert 2 * stored <= engines.compiled_bytes(n2, 4, threads=2) < 2.2 * stored
+    # the real weights' |W| are cached: held like the weights themselves
+    assert engines._normalizer_bytes(g, 4)[0] >= 4 * g.n_params
+
+
 def test_time_model_charges_csr_edges():
     """A convolution reading a source scaled per position runs as CSR in the
     compiled engine: its estimate holds the CSR's cost in place of stencil updates."""

@@ -96,6 +96,14 @@ _COMPILED_FIXED_S = 3e-3
 # follows on average (measured / modelled 0.56-1.73)
 _MF_PASSES = 20.2
 _MF_PASS_EXP = 0.206
+# ... but an unshared convolution (an N2 draw's) reads only the weights of its
+# nonzero inputs, so the late sweeps' few flips cost it little: over a
+# descent it costs this share of its full passes, a power law in its edges
+# times replicas fitted on N2 draws of LeNet (1, 16, 80 replicas), the digits
+# CNN, ResNet-18 (3x32 at 1 and 16, 3x64 at 8) and AlexNet (1, 8): a share of
+# 0.06-0.07 at 5e8-5e9 edges x replicas, 0.5-0.7 at 6e6-3e7
+_MF_UNSHARED_SHARE = 499.0
+_MF_UNSHARED_EXP = -0.41
 
 
 def _replicas(n: int) -> str:
@@ -142,7 +150,8 @@ def _stencil_params(graph: SignedGraph) -> int:
 
 def _normalizer_bytes(graph: SignedGraph, replicas: int) -> tuple[int, int]:
     """(held, transient) bytes of the normalizers every run computes: the
-    blocks' cached ``|W|`` (graph dtype, held; for the tolerances ``|As| 1``)
+    blocks' cached ``|W|`` (graph dtype, held; for the tolerances ``|As| 1``;
+    none for unshared convolutions)
     and the convolutions' reordered weights, and ``sum |A_b|`` in float64, one block at a time (its weights cast to
     float64 and their absolute values: 16 bytes per weight of the largest
     block) while two (R, n) tensors are alive."""
@@ -151,9 +160,11 @@ def _normalizer_bytes(graph: SignedGraph, replicas: int) -> tuple[int, int]:
     # reordered to their blocked layout (measured on ResNet-18: ~1x)
     convs = sum(b.n_params() for b in graph.edge_blocks
                 if getattr(b, "weight", None) is not None and b.weight.ndim >= 3)
-    held = item * (graph.n_params + convs)
-    most = max((b.n_params() for b in graph.edge_blocks), default=0)
-    return held, 16 * most + 2 * int(replicas) * graph.n_nodes * item
+    # unshared convolutions (N2 draws) take |W| per element or per chunk and
+    # sum it chunk by chunk: no copy of their weights
+    cached = [b.n_params() for b in graph.edge_blocks if not _is_unshared(b)]
+    held = item * (sum(cached) + convs)
+    return held, 16 * max(cached, default=0) + 2 * int(replicas) * graph.n_nodes * item
 
 
 # operator cost per edge block and pass (forward and adjoint, seconds on 2 AVX2
@@ -294,11 +305,28 @@ def matrix_free_seconds(graph: SignedGraph, replicas: int, threads: int | None =
     """Seconds of a matrix-free descent on the CPU: :func:`operator_seconds` times
     the operator passes a descent takes, a power law in ``R n`` fitted on the
     cases of ``bench/bench_engines.py`` (measured / modelled 0.56-1.73: the
-    sweeps a descent needs are set by its dynamics).  A device is far faster;
+    sweeps a descent needs are set by its dynamics); unshared convolutions
+    (N2 draws) at a share of their full passes that falls with their size
+    (measured / modelled 0.60-1.68 on the N2 draws of ``bench_engines.py``).  A device is far faster;
     ``auto`` has no choice there."""
     R = int(replicas)
     passes = _MF_PASSES * (R * graph.n_nodes) ** _MF_PASS_EXP
-    return passes * operator_seconds(graph, R, threads)
+    full = operator_seconds(graph, R, threads)
+    unshared = [b for b in graph.edge_blocks if _is_unshared(b)]
+    if not unshared:
+        return passes * full
+    threads = torch.get_num_threads() if threads is None else int(threads)
+    cost = sum(_block_seconds(b, R) for b in unshared) * _OP_THREADS / max(1, threads)
+    edges = R * sum(b.n_edges() for b in unshared)
+    share = min(1.0, _MF_UNSHARED_SHARE * edges ** _MF_UNSHARED_EXP)
+    return passes * (full - (1.0 - share) * cost)
+
+
+def _is_unshared(b) -> bool:
+    """Whether edge block ``b`` is an unshared convolution or its adjoint."""
+    from ..graph.unshared import UnsharedConvBlock, UnsharedConvTransposeBlock
+
+    return isinstance(getattr(b, "inner", b), (UnsharedConvBlock, UnsharedConvTransposeBlock))
 
 
 @dataclass(frozen=True)
