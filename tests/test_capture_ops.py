@@ -810,6 +810,21 @@ def test_a_selection_by_value_is_refused_saying_so(how):
         SignedGraph.from_module(Select().eval(), (3, 16))
 
 
+@pytest.mark.parametrize("samples", [False, True])
+def test_fractional_max_pooling_is_refused_saying_so(samples):
+    """Fractional max pooling draws its regions at random (per channel, or from
+    fixed ``_random_samples``): it got a VAE's message about sampling, or the
+    generic list of supported ops."""
+    fixed = torch.rand(1, 4, 2, generator=torch.Generator().manual_seed(0)) if samples else None
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1),
+                        nn.FractionalMaxPool2d(2, output_size=(5, 5), _random_samples=fixed),
+                        nn.Flatten(), nn.Linear(100, 5)).eval()
+    with pytest.raises(UnsupportedLayerError,
+                       match=r"'1' \(fractional max pooling\): its pooling regions are drawn "
+                             r"at random.*AdaptiveMaxPool"):
+        SignedGraph.from_module(net, (3, 8, 8))
+
+
 class _PReLUWrittenOut(nn.Module):
     """A PReLU as TensorFlow's exporters write it: relu(y) + a * relu(-y) (a <= 0
     per channel: slope -a below zero)."""

@@ -47,7 +47,7 @@ from .identical import identical_ops, merge_identical_ops, mutates
 from .inplace import write_out_of_place, writes_into_view
 from .quiet import quiet_exporter
 from .prune import left_out_row
-from .refusals import REFUSED_OPS, source_line
+from .refusals import FRACTIONAL_POOL, REFUSED_OPS, fractional_pool, source_line
 from .ranges import factor_range, is_gate, is_positive_divisor
 from .spectral import complex_as_real, refuse_complex
 from .symbolic import (_SHAPE_ONLY, SUPPORTED, ForwardError, Pending, Ref, Refused, _is_sym,
@@ -336,7 +336,10 @@ class AtenInterpreter(torch.fx.Interpreter):
             return gated if gated is not None else refused[0]
         stats = [v for v in flatten([args, kwargs]) if isinstance(v, Stat)]
         if random_draw(n.target) and _rule(n.target) is None:    # refused where it is used
-            r = self.refused(n, _opname(n.target), RANDOM_WHY)
+            what, why = _opname(n.target), RANDOM_WHY
+            if any(fractional_pool(u.target) for u in n.users):     # its regions' samples
+                what, why = FRACTIONAL_POOL
+            r = self.refused(n, what, why)
             return Refused(r.message, bias=True) if n not in self.input_dependent() else r
         if not stats and not (has_sym(args) or has_sym(kwargs)):
             return None

@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-__all__ = ["REFUSED_OPS", "source_line"]
+__all__ = ["REFUSED_OPS", "FRACTIONAL_POOL", "fractional_pool", "source_line"]
 
 aten = torch.ops.aten
 
@@ -65,6 +65,19 @@ def _ops(names: str, rule) -> dict:
     return {getattr(aten, name): rule for name in names.split() if hasattr(aten, name)}
 
 
+#: (what, why) of fractional max pooling, with samples or without (then the
+#: random draw of its samples is where the capture stops)
+FRACTIONAL_POOL = (
+    "fractional max pooling", "its pooling regions are drawn at random, per call and per "
+    "channel (or per channel from _random_samples): not read yet; a MaxPool or "
+    "AdaptiveMaxPool of the same output size is")
+
+
+def fractional_pool(target) -> bool:
+    """Whether an ATen op is fractional max pooling."""
+    return "fractional_max_pool" in str(getattr(target, "__name__", target))
+
+
 REFUSED_OPS = {
     **_ops("gt ge lt le eq ne", _refuse(
         "comparison", "a mask computed from the input's values chooses per element and per "
@@ -83,6 +96,7 @@ REFUSED_OPS = {
         "cumulative sum of a value", "a prefix sum along an axis (each element the sum of "
         "those before it) is not read as a layer; a cumulative sum of a normalization's "
         "statistic (a causal layer norm) is")),
+    **_ops("fractional_max_pool2d fractional_max_pool3d", _refuse(*FRACTIONAL_POOL)),
     **_ops("grid_sampler grid_sampler_2d grid_sampler_3d", _refuse(
         "resampling at a grid", "F.grid_sample reads the input at the positions a grid "
         "gives: a grid computed from the input (a spatial transformer) makes it a product "
