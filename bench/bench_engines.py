@@ -71,6 +71,8 @@ CASES = {
     "resnet18-64-n2": ("resnet18+N2", (3, 64, 64), 8, ("compiled", "matrix-free")),
     "alexnet-n2-1": ("alexnet+N2", (3, 224, 224), 1, ("compiled", "matrix-free")),
     "alexnet-n2-8": ("alexnet+N2", (3, 224, 224), 8, ("compiled", "matrix-free")),
+    # an encoder-decoder's N2 draw: its transposed convolution unshared too
+    "unet-n2-4": ("unet+N2", (3, 64, 64), 4, ("compiled", "matrix-free")),
 }
 
 
@@ -133,9 +135,37 @@ def cnn3d():
     return net.eval()
 
 
+def unet():
+    """A small U-Net (95 M edges at 3 x 64 x 64, random init): a convolution to
+    32 channels, a strided one to 64 x 32 x 32 and another, a 4 x 4
+    transposed convolution of stride 2 back to 32 x 64 x 64 (33 M edges)
+    concatenated with the first level, and a convolution to 2 classes."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 32, 3, padding=1)
+            self.down = nn.Conv2d(32, 64, 3, stride=2, padding=1)
+            self.mid = nn.Conv2d(64, 64, 3, padding=1)
+            self.up = nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)
+            self.out = nn.Conv2d(64, 2, 3, padding=1)
+
+        def forward(self, x):
+            a = torch.relu(self.c1(x))
+            b = torch.relu(self.mid(torch.relu(self.down(a))))
+            return self.out(torch.cat([torch.relu(self.up(b)), a], 1))
+
+    torch.manual_seed(0)
+    return Net().eval()
+
+
 def _model(name):
     if name == "cnn1d":
         return cnn1d()
+    if name == "unet":
+        return unet()
     if name == "cnn3d":
         return cnn3d()
     from deepglass.zoo import get

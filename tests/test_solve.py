@@ -241,7 +241,7 @@ _NETS = {"conv": _integer_conv_net, "wide": _integer_wide_net,
 # (a permutation of the integer weights), run as per-position stencils
 _NETS.update({f"N2-{name}": (lambda seed, dtype, make=make: deepglass.null_model(
     make(seed, dtype), "N2", seed=seed)) for name, make in list(_NETS.items())
-    if name in ("conv", "geometries", "volumes", "concats", "prenorm")})
+    if name in ("conv", "geometries", "volumes", "concats", "prenorm", "transposed")})
 # the compiled engine keeps its margins in the graph's dtype (float32: the vector path)
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -346,27 +346,27 @@ def test_compiled_engine_on_active_subnetworks_takes_the_same_steps(dtype):
     torch.testing.assert_close(ex.sigma, mf.sigma, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("net", ["conv", "geometries", "volumes", "concats", "prenorm"])
+@pytest.mark.parametrize("net", ["conv", "geometries", "volumes", "concats", "prenorm",
+                                 "transposed"])
 def test_n2_convolutions_run_as_stencils(net):
-    """An N2 draw's unshared convolutions run in the compiled engine as
-    stencils with one weight per edge (a convolution's layout once per output
-    position), not as explicit CSR: it holds no more CSR than the real
-    network (transposed ones aside), and its stencils' weights are exactly
-    the draw's edges."""
+    """An N2 draw's unshared convolutions (transposed ones too) run in the
+    compiled engine as stencils with one weight per edge (a convolution's
+    layout once per output position), not as explicit CSR: it holds no more
+    CSR than the real network, and its stencils' weights are exactly the
+    draw's edges."""
     from deepglass.solve import engines
     from deepglass.solve.stencils import stencil_kind, stencils
 
     g = _NETS[net](3, torch.float64)
     n2 = deepglass.null_model(g, "N2", seed=3)
-    unshared = [b for b in n2.edge_blocks if b.kind == "unshared_conv"]
-    shared = [b for b in g.edge_blocks if b.kind == "conv"]
-    assert unshared and len(unshared) == len(shared)
-    for b, real in zip(unshared, shared):
-        assert stencil_kind(n2, b) == ("unshared_conv" if stencil_kind(g, real) == "conv"
-                                       else None)
-    # (an unshared transposed convolution stays explicit CSR)
-    transposed = sum(b.n_edges() for b in n2.edge_blocks if b.kind == "unshared_conv_transpose")
-    assert engines.csr_edges(n2) == engines.csr_edges(g) + transposed
+    for kind in ("conv", "conv_transpose"):
+        unshared = [b for b in n2.edge_blocks if b.kind == "unshared_" + kind]
+        shared = [b for b in g.edge_blocks if b.kind == kind]
+        assert len(unshared) == len(shared) and (unshared or kind == "conv_transpose")
+        for b, real in zip(unshared, shared):
+            assert stencil_kind(n2, b) == ("unshared_" + kind if stencil_kind(g, real) == kind
+                                           else None)
+    assert engines.csr_edges(n2) == engines.csr_edges(g)
     st = stencils(n2)
     assert st.n_stencil_edges + st.rest.nnz // 2 == n2.n_edges
     # the stencils' weights (both directions) are the draw's, slot for slot
@@ -845,7 +845,7 @@ def test_bad_arguments_of_frustration_are_one_line_errors():
                     ({"sparse_ratio": float("nan")}, "sparse_ratio must be"),
                     ({"max_sweeps": -1}, "max_sweeps must be a non-negative integer"),
                     ({"max_sweeps": 2.5}, "max_sweeps must be"),
-                    ({"seed": 2**64}, "seed must be a non-negative integer below 2\^63")]:
+                    ({"seed": 2**64}, r"seed must be a non-negative integer below 2\^63")]:
         with pytest.raises(DeepglassError, match=msg):
             deepglass.frustration(g, replicas=2, **kw)
     assert deepglass.frustration(g, replicas=2, tol=np.float32(1e-5), max_sweeps=np.int64(50),

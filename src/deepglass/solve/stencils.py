@@ -30,7 +30,7 @@ from ..graph import SignedGraph
 from ..graph.blocks import ConvBlock, DenseBlock, MaskedBlock
 from ..graph.blocks.conv import ConvTransposeBlock
 from ..graph.blocks.base import ZeroPaddedBlock
-from ..graph.unshared import UnsharedConvBlock
+from ..graph.unshared import UnsharedConvBlock, UnsharedConvTransposeBlock
 
 
 # columns of Stencils.params: the 2-d geometry (a 1-d convolution has H = 1), then
@@ -141,7 +141,8 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
     convolution from its destination back to its source parts, whose edges it
     has; an unshared convolution (:class:`~deepglass.graph.unshared.UnsharedConvBlock`,
     N2's layers: ``"unshared_conv"``), the same sources as a convolution, its
-    weights laid out once per output position.  A block restricted to
+    weights laid out once per output position, and an unshared transposed
+    convolution (``"unshared_conv_transpose"``) as a transposed one.  A block restricted to
     kept nodes (:class:`MaskedBlock`) runs as its whole layer's stencil where
     the graph's masks agree (:func:`pinned_nodes`)."""
     if isinstance(b, MaskedBlock):
@@ -209,6 +210,9 @@ def _ends(graph: SignedGraph, b) -> tuple[np.ndarray, np.ndarray]:
     return _source_ids(b), np.arange(dst.offset, dst.stop, dtype=np.int64)
 
 
+#: the transposed convolutions: their stencil is the convolution back to their sources
+_TRANSPOSED = (ConvTransposeBlock, UnsharedConvTransposeBlock)
+
 #: _source_parts' answers, per graph object and block
 _PARTS: "weakref.WeakKeyDictionary[SignedGraph, dict]" = weakref.WeakKeyDictionary()
 
@@ -250,7 +254,7 @@ def _source_parts(graph: SignedGraph, b):
             brk = np.flatnonzero((np.diff(ks) != 0) | (np.diff(cbs) != 1)) + 1
             parts = [(nbs[int(ks[a])], int(cbs[a]), order[a:e])
                      for a, e in zip(np.r_[0, brk], np.r_[brk, C])]
-            groups = b.conv.groups if isinstance(b, ConvTransposeBlock) else b.groups
+            groups = b.conv.groups if isinstance(b, _TRANSPOSED) else b.groups
             if groups > 1 and (len(parts) > 1 or np.any(order != np.arange(C))):
                 parts = None
     cache[id(b)] = parts
@@ -276,7 +280,7 @@ def _weight_factors(b):
         return f
     # a transposed convolution is its convolution's edges reversed: the
     # block's source scale is that convolution's output scale, and back
-    conv, s_in, s_out = ((b.conv, b.out_scale, b.in_scale) if isinstance(b, ConvTransposeBlock)
+    conv, s_in, s_out = ((b.conv, b.out_scale, b.in_scale) if isinstance(b, _TRANSPOSED)
                          else (b, b.in_scale, b.out_scale))
     C, cout, g = conv.in_shape[0], conv.out_shape[0], conv.groups
     ones = (1,) * conv.nd
@@ -302,12 +306,15 @@ def _weight_factors(b):
 def _layer_kind(graph: SignedGraph, b) -> str | None:
     nbs = graph.node_blocks
     if isinstance(b, ZeroPaddedBlock) \
-            or not isinstance(b, (ConvBlock, DenseBlock, ConvTransposeBlock, UnsharedConvBlock)) \
+            or not isinstance(b, (ConvBlock, DenseBlock, UnsharedConvBlock) + _TRANSPOSED) \
             or _weight_factors(b) is None:
         return None
     dst = nbs[b.dst]
     if isinstance(b, UnsharedConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
         return "unshared_conv" if _source_parts(graph, b) is not None else None
+    if isinstance(b, UnsharedConvTransposeBlock) and b.conv.nd <= 3 and dst.shape == b.out_shape:
+        # as a transposed convolution: the unshared convolution back to the sources
+        return "unshared_conv_transpose" if _source_parts(graph, b) is not None else None
     if isinstance(b, ConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
         return "conv" if _source_parts(graph, b) is not None else None
     if isinstance(b, ConvTransposeBlock) and b.conv.nd <= 3 and dst.shape == b.out_shape:
@@ -325,6 +332,8 @@ def stencil_weights(b) -> int:
     """Weights of one direction of a stencil layer ``b`` (a :class:`MaskedBlock`'s
     layer): its kernel's, or an unshared convolution's per-edge weights."""
     b = getattr(b, "inner", b)
+    if isinstance(b, UnsharedConvTransposeBlock):
+        b = b.conv
     return (b.edge_weight if isinstance(b, UnsharedConvBlock) else b.weight).numel()
 
 
@@ -379,7 +388,7 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
             rest_j.append(inverse[dst.offset + j])
             rest_w.append(w)
             continue
-        if kind == "unshared_conv":
+        if kind in ("unshared_conv", "unshared_conv_transpose"):
             at = _unshared_stencils(graph, b, weights, at, params, fwd, adj)
             n_stencil_edges += masked_b.n_edges()
             continue
@@ -477,61 +486,72 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
 
 
 @njit_parallel
-def _unshared_layout(E, f, chans, groups, kw, wf, wa):
+def _unshared_layout(E, f, chans, ochans, groups, kw, wf, wa):
     """Copy per-edge weights ``E[l, o, c, t]`` (``t`` the kernel tap, C order)
-    times ``f[o, c]`` into the forward layout ``wf[l, g, q, t', o']`` (kernel
-    columns reversed in ``t'``; ``o'`` the output channel within its group)
-    and the adjoint layout ``wa[l, o, t, q]``, for the input channels
-    ``c = chans[q]``: one pass over ``E``, output positions in parallel."""
-    L, cout, _, T = E.shape
+    times ``f[o, c]`` into the forward layout ``wf[l, g, q, t', p']`` (kernel
+    columns reversed in ``t'``; ``p'`` the output channel within its group)
+    and the adjoint layout ``wa[l, p, t, q]``, for the input channels
+    ``c = chans[q]`` and the output channels ``o = ochans[p]``: one pass over
+    ``E``, output positions in parallel."""
+    L, T = E.shape[0], E.shape[3]
+    cout = ochans.shape[0]
     cout_g = cout // groups
     for l in prange(L):
-        for o in range(cout):
-            grp = o // cout_g
-            oo = o - grp * cout_g
+        for p in range(cout):
+            o = ochans[p]
+            grp = p // cout_g
+            oo = p - grp * cout_g
             for q in range(chans.shape[0]):
                 c = chans[q]
                 fac = f[o, c]
                 for t in range(T):
                     w = E[l, o, c, t] * fac
-                    wa[l, o, t, q] = w
+                    wa[l, p, t, q] = w
                     wf[l, grp, q, t + kw - 1 - 2 * (t % kw), oo] = w
 
 
-def _unshared_stencils(graph: SignedGraph, b: UnsharedConvBlock, weights: torch.Tensor,
+def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
                        at: int, params: list, fwd: list, adj: list) -> int:
     """Lay out an unshared convolution (N2's layers) as stencils, one per part of
     its input (:func:`_source_parts`): a convolution's forward and adjoint
     layouts once per output position ``l`` (``[L, C_in, kz, kh, kw reversed,
     C_out/g]``, ``[L, C_out, kz, kh, kw, C_in/g]``), the kernel offsetting a
-    weight by ``l`` times the weights per position (``_WP``).  Per-channel
-    scales fold in as a convolution's (:func:`_weight_factors`).  One
-    parallel pass over the weights (:func:`_unshared_layout`); returns the
-    next free offset of ``weights``."""
+    weight by ``l`` times the weights per position (``_WP``).  An unshared
+    transposed convolution runs as its unshared convolution from the block's
+    destination back to each part of its source, with that part's output
+    channels.  Per-channel scales fold in as a convolution's
+    (:func:`_weight_factors`).  One parallel pass over the weights
+    (:func:`_unshared_layout`); returns the next free offset of ``weights``."""
     dst = graph.node_blocks[b.dst]
+    whole = [(dst, 0, np.arange(dst.shape[0]))]
+    conv, ins, outs = ((b.conv, whole, _source_parts(graph, b))
+                       if isinstance(b, UnsharedConvTransposeBlock)
+                       else (b, _source_parts(graph, b), whole))
     ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
-     (dz, dh, dw)) = _conv_geometry(b.geometry())
-    L, cout, cin_g, g = b.n_positions, b.c_out, b.c_in_g, b.groups
+     (dz, dh, dw)) = _conv_geometry(conv.geometry())
+    L, cout_all, cin_g, g = conv.n_positions, conv.c_out, conv.c_in_g, conv.groups
     T = kz * kh * kw
     f = _weight_factors(b)
-    f = np.ones((cout, cin_g)) if isinstance(f, float) else np.ascontiguousarray(
-        torch.broadcast_to(f, (cout, cin_g) + (1,) * b.nd).reshape(cout, cin_g).numpy())
-    E = b.edge_weight.detach().cpu().contiguous().numpy().reshape(L, cout, cin_g, T)
+    f = np.ones((cout_all, cin_g)) if isinstance(f, float) else np.ascontiguousarray(
+        torch.broadcast_to(f, (cout_all, cin_g) + (1,) * conv.nd).reshape(cout_all, cin_g).numpy())
+    E = conv.edge_weight.detach().cpu().contiguous().numpy().reshape(L, cout_all, cin_g, T)
     w = weights.numpy()
-    for src, cb0, chans in _source_parts(graph, b):
-        n = len(chans)
+    for (src, cb0, chans), (out, db0, ochans) in ((i, o) for i in ins for o in outs):
+        # (several parts only without groups: _source_parts)
+        n, cout = len(chans), len(ochans)
         cp = n if g == 1 else cin_g
         per = cout * cp * T
         N = L * per
         _unshared_layout(E, f, np.ascontiguousarray(chans if g == 1 else np.arange(cin_g),
-                                                    dtype=np.int64), g, kw,
+                                                    dtype=np.int64),
+                         np.ascontiguousarray(ochans, dtype=np.int64), g, kw,
                          w[at:at + N].reshape(L, g, cp, T, cout // g),
                          w[at + N:at + 2 * N].reshape(L, cout, T, cp))
         k = len(params)
-        params.append((src.offset, dst.offset, n, hin, win, cout, hout, wout, kh, kw, sh, sw,
+        params.append((src.offset, out.offset, n, hin, win, cout, hout, wout, kh, kw, sh, sw,
                        ph, pw, dh, dw, g, at, at + N, zin, zout, kz, sz, pz, dz, src.shape[0],
-                       cb0, dst.shape[0], 0, per))
+                       cb0, out.shape[0], db0, per))
         at += 2 * N
         fwd[src.index].append(k)
-        adj[dst.index].append(k)
+        adj[out.index].append(k)
     return at
