@@ -210,6 +210,9 @@ def _ends(graph: SignedGraph, b) -> tuple[np.ndarray, np.ndarray]:
     return _source_ids(b), np.arange(dst.offset, dst.stop, dtype=np.int64)
 
 
+#: output channels per tile of :func:`_unshared_layout`'s forward layout (a cache line of float32)
+_TILE = 16
+
 #: the transposed convolutions: their stencil is the convolution back to their sources
 _TRANSPOSED = (ConvTransposeBlock, UnsharedConvTransposeBlock)
 
@@ -491,23 +494,32 @@ def _unshared_layout(E, f, chans, ochans, groups, kw, wf, wa):
     times ``f[o, c]`` into the forward layout ``wf[l, g, q, t', p']`` (kernel
     columns reversed in ``t'``; ``p'`` the output channel within its group)
     and the adjoint layout ``wa[l, p, t, q]``, for the input channels
-    ``c = chans[q]`` and the output channels ``o = ochans[p]``: one pass over
-    ``E``, output positions in parallel."""
+    ``c = chans[q]`` and the output channels ``o = ochans[p]``.  Output
+    positions in parallel; the adjoint layout one output channel's (C_in x
+    T) transpose at a time, the forward one in tiles of :data:`_TILE` output
+    channels, so that both read and write whole cache lines (a position's
+    weights outgrow the L2 cache: written channel by channel, every forward
+    write would fetch a line of its own)."""
     L, T = E.shape[0], E.shape[3]
     cout = ochans.shape[0]
+    ncp = chans.shape[0]
     cout_g = cout // groups
     for l in prange(L):
         for p in range(cout):
             o = ochans[p]
-            grp = p // cout_g
-            oo = p - grp * cout_g
-            for q in range(chans.shape[0]):
+            for q in range(ncp):
                 c = chans[q]
                 fac = f[o, c]
                 for t in range(T):
-                    w = E[l, o, c, t] * fac
-                    wa[l, p, t, q] = w
-                    wf[l, grp, q, t + kw - 1 - 2 * (t % kw), oo] = w
+                    wa[l, p, t, q] = E[l, o, c, t] * fac
+        for grp in range(groups):
+            for p0 in range(grp * cout_g, (grp + 1) * cout_g, _TILE):
+                p1 = min(p0 + _TILE, (grp + 1) * cout_g)
+                for q in range(ncp):
+                    for t in range(T):
+                        tt = t + kw - 1 - 2 * (t % kw)
+                        for p in range(p0, p1):
+                            wf[l, grp, q, tt, p - grp * cout_g] = wa[l, p, t, q]
 
 
 def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
