@@ -307,8 +307,8 @@ def matrix_free_seconds(graph: SignedGraph, replicas: int, threads: int | None =
     cases of ``bench/bench_engines.py`` (measured / modelled 0.56-1.73: the
     sweeps a descent needs are set by its dynamics); unshared convolutions
     (N2 draws) at a share of their full passes that falls with their size
-    (measured / modelled 0.60-1.68 on the N2 draws of ``bench_engines.py``).  A device is far faster;
-    ``auto`` has no choice there."""
+    (measured / modelled 0.60-1.68 on the N2 draws of ``bench_engines.py``).
+    A device is far faster; ``auto`` has no choice there."""
     R = int(replicas)
     passes = _MF_PASSES * (R * graph.n_nodes) ** _MF_PASS_EXP
     full = operator_seconds(graph, R, threads)
