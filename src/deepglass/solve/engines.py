@@ -56,6 +56,7 @@ import torch
 from ..devices import check_device
 from ..errors import DeepglassError, TooLargeError
 from ..graph import SignedGraph
+from ..graph.unshared import UnsharedConvBlock, UnsharedConvTransposeBlock
 
 __all__ = ["ENGINES", "check_engine", "check_device", "batches_draws", "csr_edges", "compiled_bytes", "matrix_free_bytes",
            "compiled_seconds", "matrix_free_seconds", "operator_seconds", "EngineEstimate", "engine_estimates",
@@ -206,14 +207,18 @@ def _block_seconds(b, R: int) -> float:
     return _OP_OTHER_S * E * R
 
 
-def operator_seconds(graph: SignedGraph, replicas: int, threads: int | None = None) -> float:
+def operator_seconds(graph: SignedGraph, replicas: int, threads: int | None = None,
+                     unshared_share: float = 1.0) -> float:
     """Coarse seconds of one ``As x`` (every edge block forward and back) for
     ``replicas`` replicas on the CPU with torch's ``threads``: a model fitted
     per block kind (measured / modelled 0.74-1.28 on the zoo, the 1-d and 3-d
-    CNNs of ``bench/bench_engines.py``).  O(edge blocks)."""
+    CNNs of ``bench/bench_engines.py``), unshared convolutions' work times
+    ``unshared_share`` (the matrix-free descent's, :func:`matrix_free_seconds`).
+    O(edge blocks)."""
     threads = torch.get_num_threads() if threads is None else int(threads)
     R = int(replicas)
-    work = sum(_block_seconds(b, R) for b in graph.edge_blocks) + _OP_NODE_S * R * graph.n_nodes
+    work = sum(_block_seconds(b, R) * (unshared_share if _is_unshared(b) else 1.0)
+               for b in graph.edge_blocks) + _OP_NODE_S * R * graph.n_nodes
     return _OP_CALL_S * len(graph.edge_blocks) + work * _OP_THREADS / max(1, threads)
 
 
@@ -311,21 +316,13 @@ def matrix_free_seconds(graph: SignedGraph, replicas: int, threads: int | None =
     A device is far faster; ``auto`` has no choice there."""
     R = int(replicas)
     passes = _MF_PASSES * (R * graph.n_nodes) ** _MF_PASS_EXP
-    full = operator_seconds(graph, R, threads)
-    unshared = [b for b in graph.edge_blocks if _is_unshared(b)]
-    if not unshared:
-        return passes * full
-    threads = torch.get_num_threads() if threads is None else int(threads)
-    cost = sum(_block_seconds(b, R) for b in unshared) * _OP_THREADS / max(1, threads)
-    edges = R * sum(b.n_edges() for b in unshared)
-    share = min(1.0, _MF_UNSHARED_SHARE * edges ** _MF_UNSHARED_EXP)
-    return passes * (full - (1.0 - share) * cost)
+    edges = R * sum(b.n_edges() for b in graph.edge_blocks if _is_unshared(b))
+    share = min(1.0, _MF_UNSHARED_SHARE * edges ** _MF_UNSHARED_EXP) if edges else 1.0
+    return passes * operator_seconds(graph, R, threads, unshared_share=share)
 
 
 def _is_unshared(b) -> bool:
     """Whether edge block ``b`` is an unshared convolution or its adjoint."""
-    from ..graph.unshared import UnsharedConvBlock, UnsharedConvTransposeBlock
-
     return isinstance(getattr(b, "inner", b), (UnsharedConvBlock, UnsharedConvTransposeBlock))
 
 
