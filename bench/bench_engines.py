@@ -58,7 +58,7 @@ CASES = {
     "shufflenet-4": ("shufflenet_v2_x1_0", (3, 224, 224), 4, ("compiled", "matrix-free")),
     "digits-16": ("digits_cnn", (1, 8, 8), 16, ("compiled", "matrix-free")),
     "squeezenet-4": ("squeezenet1_1", (3, 224, 224), 4, ("compiled", "matrix-free")),
-    # grouped 1x1 convolutions of a channel shuffle: CSR in the compiled engine
+    # grouped 1x1 convolutions of a channel shuffle and of a concatenation: stencils per group
     "shufflenet1-4": ("shufflenet_v1", (3, 224, 224), 4, ("compiled", "matrix-free")),
     "cnn1d": ("cnn1d", (8, 1024), 1, ("compiled", "matrix-free")),
     "cnn3d": ("cnn3d", (1, 32, 32, 32), 1, ("compiled", "matrix-free")),

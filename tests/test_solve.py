@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 
 import numpy as np
 import pandas as pd
@@ -235,13 +236,15 @@ _NETS = {"conv": _integer_conv_net, "wide": _integer_wide_net,
          "geometries": lambda seed, dtype: _integer_graph(_Geometries(), (2, 9, 7), seed, dtype),
          "volumes": lambda seed, dtype: _integer_graph(_Volumes(), (2, 5, 5, 5), seed, dtype),
          "concats": lambda seed, dtype: _integer_graph(_Concats(), (2, 6, 6), seed, dtype),
+         "grouped": lambda seed, dtype: _integer_graph(_GroupedParts(), (2, 5, 5), seed, dtype),
          "prenorm": lambda seed, dtype: _integer_graph(_PreNorm(), (2, 5, 5), seed, dtype),
          "transposed": lambda seed, dtype: _integer_graph(_Transposed(), (2, 5, 7), seed, dtype)}
 # N2 draws of them: every convolution unshared, one integer weight per edge
 # (a permutation of the integer weights), run as per-position stencils
 _NETS.update({f"N2-{name}": (lambda seed, dtype, make=make: deepglass.null_model(
     make(seed, dtype), "N2", seed=seed)) for name, make in list(_NETS.items())
-    if name in ("conv", "geometries", "volumes", "concats", "prenorm", "transposed")})
+    if name in ("conv", "geometries", "volumes", "concats", "grouped", "prenorm",
+                "transposed")})
 # the compiled engine keeps its margins in the graph's dtype (float32: the vector path)
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -376,6 +379,46 @@ def test_n2_convolutions_run_as_stencils(net):
     held = np.sort(st.weights[:-16])
     assert np.count_nonzero(held) == 2 * np.count_nonzero(edges)
     np.testing.assert_array_equal(np.unique(held), np.unique(np.r_[edges, 0.0]))
+
+
+@pytest.mark.parametrize("net", ["grouped", "N2-grouped"])
+def test_grouped_convolutions_of_shuffles_and_concatenations_run_per_group(net):
+    """A grouped convolution whose input is a channel shuffle or a concatenation
+    (ShuffleNet V1) runs as one stencil per group and part of it (a group's
+    channels of one block, in order), not as CSR: the stencils hold every
+    convolution edge once, and the kernel's steps are checked in
+    test_compiled_and_matrix_free_engines_take_the_same_steps.  A depthwise
+    convolution of a shuffle would be a stencil per channel: past
+    MAX_GROUP_PARTS it stays CSR."""
+    from deepglass.solve.stencil_parts import MAX_GROUP_PARTS
+    from deepglass.solve.stencils import stencil_kind, stencils
+
+    g = _NETS[net](3, torch.float64)
+    convs = {b.module: b for b in g.edge_blocks if b.kind != "dense"}
+    assert all(stencil_kind(g, b) is not None for b in convs.values())
+    st = stencils(g)
+    # a, b whole; gconv: (a0 a1 b0) (b1 b2 b3); shuffled_1x1: (y0 y2) (y1 y3);
+    # shuffled_3x3: (z0 z2) (z1 z4) (z3 z5); up: as gconv, on its output side
+    rows = collections.Counter(st.params[:, 1].tolist())      # stencils per destination
+    assert [rows[g.node_blocks[convs[m].dst].offset] for m in ("gconv", "shuffled_1x1",
+                                                               "shuffled_3x3")] == [3, 4, 6]
+    assert len(st.params) == 2 + 3 + 4 + 6 + 3
+    assert st.n_stencil_edges == sum(b.n_edges() for b in convs.values())
+    assert st.rest.nnz // 2 == g.n_edges - st.n_stencil_edges
+
+    class Depthwise(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv1, self.dw = nn.Conv2d(1, c, 1), nn.Conv2d(c, c, 3, padding=1, groups=c)
+
+        def forward(self, x):
+            y = torch.relu(self.conv1(x))
+            return self.dw(y.reshape(-1, 2, y.shape[1] // 2, 3, 3).transpose(1, 2)
+                           .reshape(y.shape))
+
+    for c, kind in ((MAX_GROUP_PARTS, "conv"), (MAX_GROUP_PARTS + 2, None)):
+        d = SignedGraph.from_module(Depthwise(c), (1, 3, 3))
+        assert stencil_kind(d, d.edge_blocks[-1]) == kind
 
 
 @pytest.mark.parametrize("dtype", list(_DTYPES))
@@ -644,6 +687,34 @@ class _Concats(nn.Module):
         shuffled = y.reshape(-1, 2, 2, 6, 6).transpose(1, 2).reshape(-1, 4, 6, 6)
         v = self.shuffle_conv(shuffled)
         return self.fc(torch.cat([z.flatten(1), w.flatten(1), v.flatten(1)], 1))
+
+
+class _GroupedParts(nn.Module):
+    """Grouped convolutions whose input is not one block's channels in order
+    (ShuffleNet V1): a grouped 1x1 convolution and a grouped 3x3 one of a
+    channel shuffle, a grouped one of a concatenation whose first group
+    takes channels of both blocks, and a grouped transposed convolution of a
+    concatenation: stencils split per group (and per part within one)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 2, 3, padding=1)
+        self.b = nn.Conv2d(2, 4, 1)
+        self.gconv = nn.Conv2d(6, 4, 1, groups=2)                  # of a concatenation
+        self.shuffled_1x1 = nn.Conv2d(4, 6, 1, groups=2)
+        self.shuffled_3x3 = nn.Conv2d(6, 3, 3, padding=1, groups=3)
+        self.up = nn.ConvTranspose2d(6, 4, 2, stride=2, groups=2)  # of a concatenation
+        self.fc = nn.Linear(3 * 5 * 5 + 4 * 10 * 10, 3)
+
+    def forward(self, x):
+        a, b = torch.relu(self.a(x)), torch.relu(self.b(x))
+        y = torch.relu(self.gconv(torch.cat([a, b], 1)))                   # 4 x 5 x 5
+        s = y.reshape(-1, 2, 2, 5, 5).transpose(1, 2).reshape(-1, 4, 5, 5)
+        z = torch.relu(self.shuffled_1x1(s))                               # 6 x 5 x 5
+        t = z.reshape(-1, 3, 2, 5, 5).transpose(1, 2).reshape(-1, 6, 5, 5)
+        v = torch.relu(self.shuffled_3x3(t))                               # 3 x 5 x 5
+        u = self.up(torch.cat([a, b], 1))                                  # 4 x 10 x 10
+        return self.fc(torch.cat([v.flatten(1), u.flatten(1)], 1))
 
 
 class _PreNorm(nn.Module):

@@ -31,6 +31,7 @@ from ..graph.blocks import ConvBlock, DenseBlock, MaskedBlock
 from ..graph.blocks.conv import ConvTransposeBlock
 from ..graph.blocks.base import ZeroPaddedBlock
 from ..graph.unshared import UnsharedConvBlock, UnsharedConvTransposeBlock
+from .stencil_parts import TRANSPOSED, layer_parts, source_ids, source_parts
 
 
 # columns of Stencils.params: the 2-d geometry (a 1-d convolution has H = 1), then
@@ -41,7 +42,7 @@ from ..graph.unshared import UnsharedConvBlock, UnsharedConvTransposeBlock
 _NPARAMS = 30
 # (_CB, _C0: the source node block's channel count and the first of its channels
 # the stencil reads, where a convolution reads a concatenation or a channel
-# range: one stencil per part, see _source_parts; _DB, _D0 likewise for the
+# range: one stencil per part, see source_parts; _DB, _D0 likewise for the
 # destination block, where a transposed convolution reads a concatenation and
 # its stencil, the convolution back, writes one)
 # (_WP: weights per output position of an unshared convolution, whose stencil
@@ -136,7 +137,7 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
     a dense layer, a source that is one whole node block (read flattened); a
     convolution (at most three spatial dimensions), sources that are runs of
     channels of node blocks of its spatial shape (a whole block, a
-    concatenation, a chunk: :func:`_source_parts`); a transposed convolution
+    concatenation, a chunk: :func:`source_parts`); a transposed convolution
     (``"conv_transpose"``), the same sources as a convolution: it runs as the
     convolution from its destination back to its source parts, whose edges it
     has; an unshared convolution (:class:`~deepglass.graph.unshared.UnsharedConvBlock`,
@@ -197,72 +198,14 @@ def _mask(t) -> np.ndarray:
     return t.detach().reshape(-1).cpu().numpy() != 0
 
 
-def _source_ids(b) -> np.ndarray:
-    """Graph ids of an edge block's sources, flat, in its input's C order."""
-    if b.src_range is not None:
-        return np.arange(*b.src_range, dtype=np.int64)
-    return b.src_index.reshape(-1).cpu().numpy().astype(np.int64, copy=False)
-
-
 def _ends(graph: SignedGraph, b) -> tuple[np.ndarray, np.ndarray]:
     """Graph ids of a stencil block's sources and destinations (C order)."""
     dst = graph.node_blocks[b.dst]
-    return _source_ids(b), np.arange(dst.offset, dst.stop, dtype=np.int64)
+    return source_ids(b), np.arange(dst.offset, dst.stop, dtype=np.int64)
 
 
 #: output channels per tile of :func:`_unshared_layout`'s forward layout (a cache line of float32)
 _TILE = 16
-
-#: the transposed convolutions: their stencil is the convolution back to their sources
-_TRANSPOSED = (ConvTransposeBlock, UnsharedConvTransposeBlock)
-
-#: _source_parts' answers, per graph object and block
-_PARTS: "weakref.WeakKeyDictionary[SignedGraph, dict]" = weakref.WeakKeyDictionary()
-
-
-def _source_parts(graph: SignedGraph, b):
-    """The parts of a convolution's input that stencils read: ``[(node block,
-    first channel in it, input channels)]``, each a run of consecutive
-    channels of one node block of the input's spatial shape, read by the
-    given input channels (in the run's order); None where the input is not
-    made so (padding or a spatial re-indexing in between), or, under groups,
-    is not one whole run in order.  ``b`` is a convolution or a transposed
-    one (whose input is its stencil's output).
-
-    A convolution of a concatenation is the sum of its parts' convolutions
-    with the matching columns of the weights, so each part is a stencil of
-    its own (DenseNet's, Inception's and U-Nets' concatenations, a chunk of
-    a block's channels, and a channel shuffle: the channels a block gives,
-    wherever the shuffle puts them).  O(input size); cached per graph and block.
-    """
-    cache = _PARTS.setdefault(graph, {})
-    if id(b) in cache:
-        return cache[id(b)]
-    nbs = graph.node_blocks
-    C, spatial = b.in_shape[0], tuple(b.in_shape[1:])
-    P = math.prod(spatial)
-    ids = _source_ids(b).reshape(C, P)
-    first = ids[:, 0]
-    parts = None
-    if P == 1 or np.array_equal(ids, first[:, None] + np.arange(P)):
-        starts = np.array([nb.offset for nb in nbs], dtype=np.int64)
-        k = np.searchsorted(starts, first, side="right") - 1
-        rel = first - starts[k]
-        ok = all(tuple(nbs[j].shape[1:]) == spatial for j in np.unique(k)) \
-            and not np.any(rel % P)
-        if ok:
-            cb = rel // P
-            order = np.lexsort((cb, k))          # by block, then by its channel
-            ks, cbs = k[order], cb[order]
-            brk = np.flatnonzero((np.diff(ks) != 0) | (np.diff(cbs) != 1)) + 1
-            parts = [(nbs[int(ks[a])], int(cbs[a]), order[a:e])
-                     for a, e in zip(np.r_[0, brk], np.r_[brk, C])]
-            groups = b.conv.groups if isinstance(b, _TRANSPOSED) else b.groups
-            if groups > 1 and (len(parts) > 1 or np.any(order != np.arange(C))):
-                parts = None
-    cache[id(b)] = parts
-    return parts
-
 
 def _weight_factors(b):
     """The factors a layer's scales put on its weights, broadcastable to the
@@ -283,7 +226,7 @@ def _weight_factors(b):
         return f
     # a transposed convolution is its convolution's edges reversed: the
     # block's source scale is that convolution's output scale, and back
-    conv, s_in, s_out = ((b.conv, b.out_scale, b.in_scale) if isinstance(b, _TRANSPOSED)
+    conv, s_in, s_out = ((b.conv, b.out_scale, b.in_scale) if isinstance(b, TRANSPOSED)
                          else (b, b.in_scale, b.out_scale))
     C, cout, g = conv.in_shape[0], conv.out_shape[0], conv.groups
     ones = (1,) * conv.nd
@@ -309,20 +252,20 @@ def _weight_factors(b):
 def _layer_kind(graph: SignedGraph, b) -> str | None:
     nbs = graph.node_blocks
     if isinstance(b, ZeroPaddedBlock) \
-            or not isinstance(b, (ConvBlock, DenseBlock, UnsharedConvBlock) + _TRANSPOSED) \
+            or not isinstance(b, (ConvBlock, DenseBlock, UnsharedConvBlock) + TRANSPOSED) \
             or _weight_factors(b) is None:
         return None
     dst = nbs[b.dst]
     if isinstance(b, UnsharedConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
-        return "unshared_conv" if _source_parts(graph, b) is not None else None
+        return "unshared_conv" if source_parts(graph, b) is not None else None
     if isinstance(b, UnsharedConvTransposeBlock) and b.conv.nd <= 3 and dst.shape == b.out_shape:
         # as a transposed convolution: the unshared convolution back to the sources
-        return "unshared_conv_transpose" if _source_parts(graph, b) is not None else None
+        return "unshared_conv_transpose" if source_parts(graph, b) is not None else None
     if isinstance(b, ConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
-        return "conv" if _source_parts(graph, b) is not None else None
+        return "conv" if source_parts(graph, b) is not None else None
     if isinstance(b, ConvTransposeBlock) and b.conv.nd <= 3 and dst.shape == b.out_shape:
         # the convolution from the destination block back to the source parts
-        return "conv_transpose" if _source_parts(graph, b) is not None else None
+        return "conv_transpose" if source_parts(graph, b) is not None else None
     src = _whole_source(graph, b)
     if src is None:
         return None
@@ -400,31 +343,26 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
         if not isinstance(f, float):        # folded scales (per channel, or per element)
             W = (W.double() * f).to(W.dtype)
         if kind in ("conv", "conv_transpose"):
-            whole_dst = [(dst, 0, np.arange(dst.shape[0]))]
-            if kind == "conv":
-                conv, parts, outs = b, _source_parts(graph, b), whole_dst
-            else:
-                # the stencil is the convolution whose adjoint the block is: it reads
-                # the block's destination and writes its source parts (the same edges)
-                conv, parts, outs = b.conv, whole_dst, _source_parts(graph, b)
+            # a transposed convolution's stencil is the convolution whose adjoint
+            # the block is: it reads the block's destination and writes its
+            # source parts (the same edges)
+            conv = b.conv if kind == "conv_transpose" else b
             ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
              (dz, dh, dw)) = _conv_geometry(conv)
             cout_all, cin_g = W.shape[:2]
-            g = conv.groups
             W = W.reshape(cout_all, cin_g, kz, kh, kw)
-            for (src, cb0, chans), (out, db0, ochans) in ((p, o) for p in parts for o in outs):
-                # one stencil per part of the input and of the output (the whole
-                # value, or one block of a concatenation: several parts only
-                # without groups), with the weights of the channels they hold
-                n, cout = len(chans), len(ochans)
+            for src, cb0, chans, out, db0, ochans, g in layer_parts(graph, b):
+                # one stencil per part of the input or the output (the whole value,
+                # or one block of a concatenation, one group of a grouped
+                # convolution of one), with the weights of the channels it holds
+                cp, cout = len(chans), len(ochans)
                 Wp = W
-                if not (g > 1 or np.array_equal(ochans, np.arange(cout_all))):
+                if not np.array_equal(ochans, np.arange(cout_all)):
                     Wp = Wp[torch.from_numpy(ochans)]
-                if not (g > 1 or np.array_equal(chans, np.arange(cin_g))):
+                if not np.array_equal(chans, np.arange(cin_g)):
                     Wp = Wp[:, torch.from_numpy(chans)]
                 N = Wp.numel()
                 wf, wa = weights[at:at + N], weights[at + N:at + 2 * N]
-                cp = n if g == 1 else cin_g
                 # forward [C_in, kz, kh, kw reversed, C_out/g], adjoint [C_out, kz, kh, kw, C_in/g]
                 # the forward stencil reads kernel columns in reverse (see _flip)
                 Wr = Wp.flip(4) if kw > 1 else Wp
@@ -435,7 +373,7 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
                         Wr.reshape(g, cout // g, cp, kz, kh, kw).permute(0, 2, 3, 4, 5, 1))
                 del Wr
                 wa.view(cout, kz, kh, kw, cp).copy_(Wp.permute(0, 2, 3, 4, 1))
-                geom = (n, hin, win, cout, hout, wout, kh, kw, sh, sw, ph, pw, dh, dw, g)
+                geom = (cp * g, hin, win, cout, hout, wout, kh, kw, sh, sw, ph, pw, dh, dw, g)
                 k = len(params)
                 params.append((src.offset, out.offset) + geom + (at, at + N)
                               + (zin, zout, kz, sz, pz, dz, src.shape[0], cb0,
@@ -525,7 +463,7 @@ def _unshared_layout(E, f, chans, ochans, groups, kw, wf, wa):
 def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
                        at: int, params: list, fwd: list, adj: list) -> int:
     """Lay out an unshared convolution (N2's layers) as stencils, one per part of
-    its input (:func:`_source_parts`): a convolution's forward and adjoint
+    its input (:func:`source_parts`): a convolution's forward and adjoint
     layouts once per output position ``l`` (``[L, C_in, kz, kh, kw reversed,
     C_out/g]``, ``[L, C_out, kz, kh, kw, C_in/g]``), the kernel offsetting a
     weight by ``l`` times the weights per position (``_WP``).  An unshared
@@ -534,33 +472,26 @@ def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
     channels.  Per-channel scales fold in as a convolution's
     (:func:`_weight_factors`).  One parallel pass over the weights
     (:func:`_unshared_layout`); returns the next free offset of ``weights``."""
-    dst = graph.node_blocks[b.dst]
-    whole = [(dst, 0, np.arange(dst.shape[0]))]
-    conv, ins, outs = ((b.conv, whole, _source_parts(graph, b))
-                       if isinstance(b, UnsharedConvTransposeBlock)
-                       else (b, _source_parts(graph, b), whole))
+    conv = b.conv if isinstance(b, UnsharedConvTransposeBlock) else b
     ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
      (dz, dh, dw)) = _conv_geometry(conv.geometry())
-    L, cout_all, cin_g, g = conv.n_positions, conv.c_out, conv.c_in_g, conv.groups
+    L, cout_all, cin_g = conv.n_positions, conv.c_out, conv.c_in_g
     T = kz * kh * kw
     f = _weight_factors(b)
     f = np.ones((cout_all, cin_g)) if isinstance(f, float) else np.ascontiguousarray(
         torch.broadcast_to(f, (cout_all, cin_g) + (1,) * conv.nd).reshape(cout_all, cin_g).numpy())
     E = conv.edge_weight.detach().cpu().contiguous().numpy().reshape(L, cout_all, cin_g, T)
     w = weights.numpy()
-    for (src, cb0, chans), (out, db0, ochans) in ((i, o) for i in ins for o in outs):
-        # (several parts only without groups: _source_parts)
-        n, cout = len(chans), len(ochans)
-        cp = n if g == 1 else cin_g
+    for src, cb0, chans, out, db0, ochans, g in layer_parts(graph, b):
+        cp, cout = len(chans), len(ochans)
         per = cout * cp * T
         N = L * per
-        _unshared_layout(E, f, np.ascontiguousarray(chans if g == 1 else np.arange(cin_g),
-                                                    dtype=np.int64),
+        _unshared_layout(E, f, np.ascontiguousarray(chans, dtype=np.int64),
                          np.ascontiguousarray(ochans, dtype=np.int64), g, kw,
                          w[at:at + N].reshape(L, g, cp, T, cout // g),
                          w[at + N:at + 2 * N].reshape(L, cout, T, cp))
         k = len(params)
-        params.append((src.offset, out.offset, n, hin, win, cout, hout, wout, kh, kw, sh, sw,
+        params.append((src.offset, out.offset, cp * g, hin, win, cout, hout, wout, kh, kw, sh, sw,
                        ph, pw, dh, dw, g, at, at + N, zin, zout, kz, sz, pz, dz, src.shape[0],
                        cb0, out.shape[0], db0, per))
         at += 2 * N
