@@ -12,6 +12,7 @@ device is compared with the CPU.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
@@ -414,3 +415,54 @@ def test_zero_padded_reads_on_device(cuda):
         res = deepglass.frustration(dev, replicas=2, seed=0, engine=engine)
         e = g.energy(torch.from_numpy(res.sigmas).to(torch.float64)).numpy()
         np.testing.assert_allclose(res.energies, e, atol=1e-9)
+
+
+def test_meanfield_on_device(cuda, cli, tmp_path):
+    """deepglass criticality meanfield --device cuda: the network's products W x
+    run on the device (the Krylov vectors stay on the host): lambda_max is the
+    CPU's (and the explicit matrix's top eigenvalue), the curves converge, Ray would ask for a
+    GPU, the run records its device, and a matrix file refuses --device."""
+    import json
+
+    import scipy.sparse
+
+    from deepglass.criticality.meanfield_run import MeanFieldConfig, run_meanfield
+
+    _, g = _digits_graph(torch.float64)
+    ref = np.linalg.eigvalsh(g.to_scipy_sym().toarray())[-1]
+    lam = {}
+    for device in ("cpu", "cuda"):
+        code, out, err = cli(["criticality", "meanfield", "digits_cnn", "--device", device,
+                              "--json"])
+        assert code == 0, err
+        lam[device] = json.loads(out)["lambda_max"]
+    assert abs(lam["cuda"] - lam["cpu"]) < 1e-5 * lam["cpu"]
+    run = tmp_path / "mf"
+    argv = ["criticality", "meanfield", "digits_cnn", "--out", str(run), "--n-t", "3",
+            "--n-broad", "0", "--n-h", "3", "--fields", "0", "--field-temps", "0.5",
+            "--fit-t-max", "0.3", "--device", "cuda", "--json"]
+    code, out, err = cli(argv)
+    assert code == 0, err
+    curves = pd.read_parquet(run / "meanfield_curves_T.parquet")
+    assert len(curves) and curves.converged.all()
+    assert 'device = "cuda"' in (run / "config.toml").read_text()
+    code, _, err = cli(argv[:-3] + ["--json"])                 # the CPU: another run
+    assert code == 2 and "--force" in err
+    # the Python API: a device graph's run asks Ray's tasks for a GPU
+    from deepglass import executors
+
+    seen = []
+    real = executors.get_executor
+
+    def spy(name=None, address=None, device=None, **kw):
+        seen.append(str(device))
+        return real(name, address, device=device, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(executors, "get_executor", spy)
+        res = run_meanfield(g.to("cuda"), MeanFieldConfig(curves=False))
+    assert seen[0].startswith("cuda")      # the executor the stages make
+    assert abs(res.spectrum["lambda_max"] - ref) < 1e-9 * ref
+    scipy.sparse.save_npz(tmp_path / "w.npz", scipy.sparse.identity(4, format="csr"))
+    code, _, err = cli(["criticality", "meanfield", str(tmp_path / "w.npz"), "--device", "cuda"])
+    assert code == 2 and "--device" in err and len(err.strip().splitlines()) == 1

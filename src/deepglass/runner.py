@@ -383,13 +383,15 @@ class Stages:
         (:class:`deepglass.store.RunDir`).
     progress : callable, optional
         ``progress(done, total)`` over every stage's units computed in this call.
+    device : str, optional
+        The units' device; with Ray, a CUDA device makes each task ask for a GPU.
 
     Use as a context manager; :meth:`run` runs one stage.
     """
 
     def __init__(self, run, config: Mapping, kind: str, unit_ids: Iterable[tuple[str, list]], *,
                  executor=None, address: str | None = None, force: bool = False,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, device=None):
         from .executors import get_executor
 
         self.rundir = open_run(run, dict(config), kind, force)
@@ -398,7 +400,8 @@ class Stages:
             done = self.rundir.finished_units(table) if self.rundir is not None else set()
             todo += sum(1 for u in ids if u not in done)
         self.total, self._offset, self._progress = todo, 0, progress
-        self.executor = get_executor(executor, address)   # one passed in is itself
+        # one passed in is itself; with Ray, a CUDA device makes each task ask for a GPU
+        self.executor = get_executor(executor, address, device=device)
         self._owned = self.executor is not executor
         self.computed = self.resumed = 0
 

@@ -23,7 +23,9 @@ from typing import List, Optional
 import typer
 
 from ..errors import DeepglassError
-from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, EXECUTOR_OPTION,
+from ..devices import check_device
+from .common import (check_force, ADDRESS_OPTION, ARCH_OPTION, BATCHNORM_OPTION, DEVICE_OPTION,
+                    EXECUTOR_OPTION,
                     FORCE_OPTION, GATES_OPTION, INPUT_SHAPE_OPTION, NORM_OPTION, OUT_OPTION,
                     TRUST_PICKLE_OPTION, load_graph, load_network, print_json, print_kv,
                     out_record, resume_hint, reused_note, shape_record, single_input, unit_progress)
@@ -102,6 +104,7 @@ def meanfield_cmd(
     input_shape: Optional[List[str]] = _SHAPE, arch: Optional[str] = _ARCH,
     trust_pickle: bool = _TRUST, batchnorm: str = BATCHNORM_OPTION,
     norm: str = NORM_OPTION, gates: str = GATES_OPTION,
+    device: str = DEVICE_OPTION,
     executor: Optional[str] = EXECUTOR_OPTION, address: Optional[str] = ADDRESS_OPTION,
     force: bool = FORCE_OPTION, as_json: bool = _JSON,
 ):
@@ -115,12 +118,14 @@ def meanfield_cmd(
         check_out_dir(out)
     _check_meanfield_options(n_t, t_min, t_max, n_broad, fit_t_max, h_max,
                              curves and out is not None)
+    check_device(device)
     # config.toml records what shaped the couplings of this kind of source only
     if Path(source).suffix.lower() in MATRIX_SUFFIXES:
         # a network's options: refused rather than silently ignored
         _not_applied([("--input-shape", bool(input_shape)), ("--arch", arch is not None),
                       ("--trust-pickle", trust_pickle), ("--batchnorm", batchnorm != "fold"),
-                      ("--norm", norm != "fold"), ("--gates", gates != "scale")],
+                      ("--norm", norm != "fold"), ("--gates", gates != "scale"),
+                      ("--device", device != "cpu")],
                      "networks; a matrix file holds the couplings themselves")
         W = load_matrix(source, symmetrize=symmetrize)
         record = {"symmetrize": symmetrize}
@@ -128,12 +133,13 @@ def meanfield_cmd(
         if symmetrize:
             raise DeepglassError("--symmetrize is for matrix files; a model's couplings are As")
         W = load_graph(source, input_shape, batchnorm=batchnorm, arch=arch,
-                       trust_pickle=trust_pickle, norm=norm, gates=gates)[2]
+                       trust_pickle=trust_pickle, norm=norm, gates=gates, device=device)[2]
         # the other capture rules where not the default (runs made before the
         # options resume; other rules are another configuration)
         record = {"batchnorm": batchnorm, "input_shape": shape_record(input_shape),
                   **({"norm": norm} if norm != "fold" else {}),
-                  **({"gates": gates} if gates != "scale" else {})}
+                  **({"gates": gates} if gates != "scale" else {}),
+                  **({"device": device} if device != "cpu" else {})}
     temps = _floats(field_temps, "--field-temps")
     if any(not (math.isfinite(T) and T > 0) for T in temps):
         raise DeepglassError(f"--field-temps must be positive numbers (T / T_c), got {field_temps!r}")

@@ -408,11 +408,20 @@ def meanfield_bytes(C) -> float:
     temporaries of its products (as the descent's matrix-free engine has them;
     AlexNet: 1.1 GB estimated, 0.9 GB measured)."""
     nbytes = 40 * 8 * float(C.n)
-    if C.kind == "graph" and C._explicit is None:
+    if C.kind == "graph" and C._explicit is None and _device(C).type == "cpu":
+        # (a device graph's temporaries are the device's: its allocator reports them)
         from ..solve.engines import matrix_free_bytes
 
         nbytes += matrix_free_bytes(C.source, 4)
     return nbytes
+
+
+def _device(C):
+    """Where the products ``W x`` of couplings ``C`` run: a network graph's device,
+    else the CPU (NumPy / SciPy)."""
+    import torch
+
+    return torch.device(getattr(C.source, "device", "cpu") if C.kind == "graph" else "cpu")
 
 
 def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
@@ -425,7 +434,9 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
     Parameters
     ----------
     W : couplings accepted by :func:`~deepglass.criticality.couplings.coupling_operator`,
-        or the path of a ``.npy`` / ``.npz`` matrix (:func:`load_matrix`).
+        or the path of a ``.npy`` / ``.npz`` matrix (:func:`load_matrix`).  A
+        network's ``SignedGraph`` on a device has its products ``W x`` run
+        there (the Krylov solvers' vectors stay NumPy arrays on the host).
     cfg : MeanFieldConfig
     run : str, Path or RunDir, optional
         Run directory of kind ``criticality-meanfield``: finished units are
@@ -486,7 +497,7 @@ def run_meanfield(W: Any, cfg: MeanFieldConfig, run=None, *, executor=None,
         config["couplings_sha256"] = digest
     ids = [("spectrum", ["spectrum"]), ("curves", [u.id for u in curve_units(cfg)])]
     with Stages(run, config, KIND_MF, ids, executor=executor, address=address, force=force,
-                progress=progress) as st:
+                progress=progress, device=str(_device(C))) as st:
         spectrum, u = st.run(SpectrumStage(C, cfg, config))
         curves_T = curves_h = exps = pd.DataFrame()
         if cfg.curves:
