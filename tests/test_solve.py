@@ -421,6 +421,30 @@ def test_grouped_convolutions_of_shuffles_and_concatenations_run_per_group(net):
         assert stencil_kind(d, d.edge_blocks[-1]) == kind
 
 
+def test_active_subnetworks_of_grouped_convolutions_per_group():
+    """An active subnetwork of those grouped convolutions: the masked layers run
+    as their per-group stencils with the removed nodes pinned, and take the
+    matrix-free engine's steps."""
+    from deepglass.experiments.active import active_subgraph
+    from deepglass.solve.stencils import stencil_kind, stencils
+
+    torch.manual_seed(2)
+    net = _GroupedParts().double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randint(-4, 5, p.shape).double())
+    g = SignedGraph.from_module(net, (2, 5, 5), dtype=torch.float64)
+    subs = active_subgraph(g, net, torch.randn(3, 2, 5, 5, dtype=torch.float64))
+    for k in range(3):
+        sub = subs.subgraph(k)
+        assert all(stencil_kind(sub, b) is not None for b in sub.edge_blocks
+                   if b.inner.kind != "dense")
+        assert stencils(sub).pinned is not None
+        s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 4, seed=k)).double()
+        ex = _same_steps(sub, s0, gamma=0.9, decay=1.0, threshold="block", tol=0.0)
+        torch.testing.assert_close(ex.fields, sub.sym_matvec(ex.sigma))
+
+
 @pytest.mark.parametrize("dtype", list(_DTYPES))
 def test_compiled_engine_on_active_subnetworks_of_an_n2_draw(dtype):
     """The real network's active masks on an N2 draw (its unshared
