@@ -203,4 +203,5 @@ def reduce_op(builder, name, x, real_in, real_out, dims, weight, pool_type="avg"
     x = remap(x, lambda t, fill: t.permute(perm).reshape(1, K, R))
     blk = PoolBlock((K, R), (K, 1), [adaptive_windows(R, 1)], pool_type, weight=weight, module=name)
     op = "maxpool" if pool_type == "max" else "avgpool" if weight is None else "sum"
-    return Pending([(blk, x)], tuple(real_out.shape[1:]), op=op, name=name)
+    shape = tuple(real_out.shape[1:])
+    return Pending([(blk, x)], shape, op=op, name=name, block_shape=shape if shape else None)

@@ -82,6 +82,10 @@ class Pending:
     name: str = ""
     exact: torch.Tensor | None = None  # recording only: value ids of the captured value
     nonneg: bool = False           # non-negative weights of a non-negative value (a gate resampled)
+    # the node block's shape where the value's is not its first term's output
+    # shape (a reduction's flat (kept, 1) windows: the value's own (C, H, W),
+    # so that the layers reading it see an image of channels)
+    block_shape: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,7 @@ class Builder:
 
     def _new_node_block(self, val: Pending) -> Ref:
         first = val.terms[0][0]
-        nb = self.new_block(val.name or first.module, first.out_shape, val.op)
+        nb = self.new_block(val.name or first.module, val.block_shape or first.out_shape, val.op)
         for blk, ref in val.terms:
             if blk.out_size != nb.size:
                 raise DeepglassError(f"addition at {val.name!r} of values with different sizes "

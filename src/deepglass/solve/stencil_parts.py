@@ -56,11 +56,10 @@ def source_parts(graph: SignedGraph, b):
     """The parts of a convolution's input that stencils read: ``[(node block,
     first channel in it, input channels)]``, each a run of consecutive
     channels of one node block of the input's spatial shape, read by the
-    given input channels (in the run's order) of one group; None where the
-    input is not made so (padding or a spatial re-indexing in between), or,
-    under groups, would be split into more than :data:`MAX_GROUP_PARTS`.
-    ``b`` is a convolution or a transposed one (whose input is its stencil's
-    output).  O(input size); cached per graph and block.
+    given input channels (in the run's order); None where the input is not
+    made so (padding or a spatial re-indexing in between).  ``b`` is a
+    convolution or a transposed one (whose input is its stencil's output).
+    O(input size); cached per graph and block.
     """
     cache = _PARTS.setdefault(graph, {})
     if id(b) in cache:
@@ -71,7 +70,6 @@ def source_parts(graph: SignedGraph, b):
     ids = source_ids(b).reshape(C, P)
     first = ids[:, 0]
     parts = None
-    groups = b.conv.groups if isinstance(b, TRANSPOSED) else b.groups
     if P == 1 or np.array_equal(ids, first[:, None] + np.arange(P)):
         starts = np.array([nb.offset for nb in nbs], dtype=np.int64)
         k = np.searchsorted(starts, first, side="right") - 1
@@ -80,34 +78,48 @@ def source_parts(graph: SignedGraph, b):
             and not np.any(rel % P)
         if ok:
             cb = rel // P
-            group = np.arange(C) // (C // groups)
-            # by group (a part holds one group's channels), block, then its channel
-            order = np.lexsort((cb, k, group))
-            gs, ks, cbs = group[order], k[order], cb[order]
-            brk = np.flatnonzero((np.diff(gs) != 0) | (np.diff(ks) != 0)
-                                 | (np.diff(cbs) != 1)) + 1
+            order = np.lexsort((cb, k))          # by block, then by its channel
+            ks, cbs = k[order], cb[order]
+            brk = np.flatnonzero((np.diff(ks) != 0) | (np.diff(cbs) != 1)) + 1
             parts = [(nbs[int(ks[a])], int(cbs[a]), order[a:e])
                      for a, e in zip(np.r_[0, brk], np.r_[brk, C])]
-            if groups > 1 and not _one_run(parts, C) and len(parts) > MAX_GROUP_PARTS:
-                parts = None
     cache[id(b)] = parts
     return parts
 
 
-def _one_run(parts, C) -> bool:
-    """Whether ``parts`` read one block's channels in order (a grouped stencil)."""
-    by_block = {(id(nb), cb0 - int(chans[0])) for nb, cb0, chans in parts}
-    return len(by_block) == 1 and np.array_equal(np.concatenate([c for *_, c in parts]),
-                                                 np.arange(C))
+def _group_runs(parts, per: int):
+    """Split ``parts`` (:func:`source_parts`) so that none spans two groups of
+    ``per`` channels: ``[(node block, first channel, channels, whole)]``,
+    ``whole`` where the piece is whole groups in order (``channels`` a range
+    from a group's start), else the piece lies in one group."""
+    out = []
+    for nb, c0, chans in parts:
+        lo = int(chans[0])
+        if np.array_equal(chans, lo + np.arange(len(chans))):
+            # in order: a partial group, whole groups, a partial group
+            hi = lo + len(chans)
+            cuts = sorted({lo, hi, min(hi, -(-lo // per) * per), max(lo, hi // per * per)})
+            for a, e in zip(cuts[:-1], cuts[1:]):
+                whole = a % per == 0 and e % per == 0
+                out.append((nb, c0 + a - lo, chans[a - lo:e - lo], whole))
+            continue
+        # out of order (a shuffle): pieces of one group each
+        grp = chans // per
+        brk = np.flatnonzero(np.diff(grp) != 0) + 1
+        out += [(nb, c0 + int(a), chans[a:e], False)
+                for a, e in zip(np.r_[0, brk], np.r_[brk, len(chans)])]
+    return out
 
 
-def layer_parts(graph: SignedGraph, b) -> list[Part]:
+def layer_parts(graph: SignedGraph, b) -> list[Part] | None:
     """The stencils of convolution ``b`` (a transposed one, an unshared one),
     one per part of its stencil's input or output (:func:`source_parts`):
-    several only where that is a concatenation, a chunk or a shuffle, and
-    then without groups (a grouped convolution split per group).  A
-    transposed convolution's stencil is the convolution from the block's
-    destination back to its source parts.  None where :func:`source_parts` is."""
+    several where that is a concatenation, a chunk or a shuffle.  Under
+    groups a part is whole groups in order (a grouped stencil of those
+    groups) or lies in one group (that group's convolution, without groups);
+    past :data:`MAX_GROUP_PARTS` of them, None.  A transposed convolution's
+    stencil is the convolution from the block's destination back to its
+    source parts.  None where :func:`source_parts` is."""
     parts = source_parts(graph, b)
     if parts is None:
         return None
@@ -116,22 +128,28 @@ def layer_parts(graph: SignedGraph, b) -> list[Part]:
     conv = b.conv if transposed else b
     g = conv.groups
     cin_g, cout_g = conv.in_shape[0] // g, conv.out_shape[0] // g
-    if g > 1 and _one_run(parts, b.in_shape[0]):
-        # one grouped stencil: the block's channels in order
-        nb, c0, _ = parts[0]
-        parts = [(nb, c0, np.arange(b.in_shape[0]))]
-    elif g > 1:
-        # one stencil without groups per part, each within one group: the group's
-        # weights, and its channels on the other side
+    whole_dst = dst, 0, np.arange(dst.shape[0])
+    if g == 1:
         if transposed:
-            return [Part(dst, k * cin_g, np.arange(cin_g), nb, c0, chans, 1)
-                    for nb, c0, chans in parts for k in [int(chans[0]) // cout_g]]
-        return [Part(nb, c0, chans - k * cin_g, dst, k * cout_g, k * cout_g + np.arange(cout_g), 1)
-                for nb, c0, chans in parts for k in [int(chans[0]) // cin_g]]
-    if transposed:
-        return [Part(dst, 0, np.arange(cin_g), nb, c0, chans, g) for nb, c0, chans in parts]
-    return [Part(nb, c0, chans if g == 1 else np.arange(cin_g), dst, 0,
-                 np.arange(g * cout_g), g) for nb, c0, chans in parts]
+            return [Part(dst, 0, np.arange(cin_g), nb, c0, chans, 1) for nb, c0, chans in parts]
+        return [Part(nb, c0, chans, *whole_dst, 1) for nb, c0, chans in parts]
+    # the groups' channels on the parts' side, and on the other side
+    per, other = (cout_g, cin_g) if transposed else (cin_g, cout_g)
+    pieces = _group_runs(parts, per)
+    if len(pieces) > MAX_GROUP_PARTS:
+        return None
+    out = []
+    for nb, c0, chans, whole in pieces:
+        k0 = int(chans[0]) // per
+        n = len(chans) // per if whole else 1
+        mine = chans - k0 * per                            # a convolution's columns in its group
+        theirs = k0 * other + np.arange(n * other)         # the other side's channels
+        if transposed:      # reads the groups' inputs in the destination, all columns
+            out.append(Part(dst, int(theirs[0]), np.arange(cin_g), nb, c0, chans, n))
+        else:
+            out.append(Part(nb, c0, np.arange(cin_g) if whole else mine, dst, int(theirs[0]),
+                            theirs, n))
+    return out
 
 
 def source_ids(b) -> np.ndarray:

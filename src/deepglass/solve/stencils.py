@@ -31,7 +31,7 @@ from ..graph.blocks import ConvBlock, DenseBlock, MaskedBlock
 from ..graph.blocks.conv import ConvTransposeBlock
 from ..graph.blocks.base import ZeroPaddedBlock
 from ..graph.unshared import UnsharedConvBlock, UnsharedConvTransposeBlock
-from .stencil_parts import TRANSPOSED, layer_parts, source_ids, source_parts
+from .stencil_parts import TRANSPOSED, layer_parts, source_ids
 
 
 # columns of Stencils.params: the 2-d geometry (a 1-d convolution has H = 1), then
@@ -42,7 +42,7 @@ from .stencil_parts import TRANSPOSED, layer_parts, source_ids, source_parts
 _NPARAMS = 30
 # (_CB, _C0: the source node block's channel count and the first of its channels
 # the stencil reads, where a convolution reads a concatenation or a channel
-# range: one stencil per part, see source_parts; _DB, _D0 likewise for the
+# range: one stencil per part, see stencil_parts.layer_parts; _DB, _D0 likewise for the
 # destination block, where a transposed convolution reads a concatenation and
 # its stencil, the convolution back, writes one)
 # (_WP: weights per output position of an unshared convolution, whose stencil
@@ -257,15 +257,15 @@ def _layer_kind(graph: SignedGraph, b) -> str | None:
         return None
     dst = nbs[b.dst]
     if isinstance(b, UnsharedConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
-        return "unshared_conv" if source_parts(graph, b) is not None else None
+        return "unshared_conv" if layer_parts(graph, b) is not None else None
     if isinstance(b, UnsharedConvTransposeBlock) and b.conv.nd <= 3 and dst.shape == b.out_shape:
         # as a transposed convolution: the unshared convolution back to the sources
-        return "unshared_conv_transpose" if source_parts(graph, b) is not None else None
+        return "unshared_conv_transpose" if layer_parts(graph, b) is not None else None
     if isinstance(b, ConvBlock) and b.nd <= 3 and dst.shape == b.out_shape:
-        return "conv" if source_parts(graph, b) is not None else None
+        return "conv" if layer_parts(graph, b) is not None else None
     if isinstance(b, ConvTransposeBlock) and b.conv.nd <= 3 and dst.shape == b.out_shape:
         # the convolution from the destination block back to the source parts
-        return "conv_transpose" if source_parts(graph, b) is not None else None
+        return "conv_transpose" if layer_parts(graph, b) is not None else None
     src = _whole_source(graph, b)
     if src is None:
         return None
