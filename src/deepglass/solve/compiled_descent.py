@@ -30,7 +30,8 @@ and the forward weights are stored with the kernel's columns reversed so
 that theirs are too), which is what makes small-channel layers cheap.
 A convolution that reads a concatenation, a chunk of a block's channels or a
 channel shuffle is one stencil per source block (the weight columns of the
-channels that block gives; :func:`~deepglass.solve.stencil_parts.source_parts`);
+channels that block gives; under groups, per block's run of whole groups or
+per group: :func:`~deepglass.solve.stencil_parts.layer_parts`);
 scales on its sources or outputs that are constant per channel (a batch norm
 folded forward) fold into the stencil's weights; a transposed convolution is
 the stencil of the convolution from its destination back to its source.

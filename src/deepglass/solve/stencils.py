@@ -137,7 +137,9 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
     a dense layer, a source that is one whole node block (read flattened); a
     convolution (at most three spatial dimensions), sources that are runs of
     channels of node blocks of its spatial shape (a whole block, a
-    concatenation, a chunk: :func:`source_parts`); a transposed convolution
+    concatenation, a chunk, a shuffle; under groups at most
+    :data:`~.stencil_parts.MAX_GROUP_PARTS` stencils:
+    :func:`~.stencil_parts.layer_parts`); a transposed convolution
     (``"conv_transpose"``), the same sources as a convolution: it runs as the
     convolution from its destination back to its source parts, whose edges it
     has; an unshared convolution (:class:`~deepglass.graph.unshared.UnsharedConvBlock`,
@@ -463,7 +465,7 @@ def _unshared_layout(E, f, chans, ochans, groups, kw, wf, wa):
 def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
                        at: int, params: list, fwd: list, adj: list) -> int:
     """Lay out an unshared convolution (N2's layers) as stencils, one per part of
-    its input (:func:`source_parts`): a convolution's forward and adjoint
+    its input (:func:`~.stencil_parts.layer_parts`): a convolution's forward and adjoint
     layouts once per output position ``l`` (``[L, C_in, kz, kh, kw reversed,
     C_out/g]``, ``[L, C_out, kz, kh, kw, C_in/g]``), the kernel offsetting a
     weight by ``l`` times the weights per position (``_WP``).  An unshared
