@@ -137,9 +137,11 @@ def _itemsize(graph: SignedGraph) -> int:
 
 def csr_edges(graph: SignedGraph) -> int:
     """Edges the compiled engine holds as explicit CSR (not stencils)."""
-    from .compiled_descent import stencil_kind
+    from .stencils import ring_edges, stencil_kind
 
-    return sum(b.n_edges() for b in graph.edge_blocks if stencil_kind(graph, b) is None)
+    # (a stencil reading its sources through a padding holds the padding's edges as CSR)
+    return sum(b.n_edges() if stencil_kind(graph, b) is None else ring_edges(graph, b)
+               for b in graph.edge_blocks)
 
 
 def _stencil_params(graph: SignedGraph) -> int:

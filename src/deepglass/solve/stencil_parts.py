@@ -15,6 +15,7 @@ convolution without groups that writes its own output channels.
 
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
 from typing import NamedTuple
@@ -55,12 +56,28 @@ class Part(NamedTuple):
 def source_parts(graph: SignedGraph, b):
     """The parts of a convolution's input that stencils read: ``[(node block,
     first channel in it, input channels)]``, each a run of consecutive
-    channels of one node block of the input's spatial shape, read by the
-    given input channels (in the run's order); None where the input is not
-    made so (padding or a spatial re-indexing in between).  ``b`` is a
+    channels of one node block of the input's spatial shape (or, where the
+    input is a spatial padding of such blocks, of the shape inside the
+    padding: :func:`source_pad`), read by the given input channels (in the
+    run's order); None where the input is not made so.  ``b`` is a
     convolution or a transposed one (whose input is its stencil's output).
     O(input size); cached per graph and block.
     """
+    return _parts_and_pad(graph, b)[0]
+
+
+def source_pad(graph: SignedGraph, b):
+    """Where convolution ``b`` reads its source blocks through a spatial padding
+    that repeats their own elements (reflect, replicate, circular: CycleGAN's
+    ``ReflectionPad2d``): ``(lo, inner)``, the padding before the blocks'
+    positions and their spatial shape, per spatial axis; None where it reads
+    them directly.  The stencil is then the convolution of the blocks with
+    ``lo`` more zero padding, and the edges from the padding's elements
+    (:func:`ring_taps`) are explicit."""
+    return _parts_and_pad(graph, b)[1]
+
+
+def _parts_and_pad(graph: SignedGraph, b):
     cache = _PARTS.setdefault(graph, {})
     if id(b) in cache:
         return cache[id(b)]
@@ -68,23 +85,80 @@ def source_parts(graph: SignedGraph, b):
     C, spatial = b.in_shape[0], tuple(b.in_shape[1:])
     P = math.prod(spatial)
     ids = source_ids(b).reshape(C, P)
-    first = ids[:, 0]
+    starts = np.array([nb.offset for nb in nbs], dtype=np.int64)
+    first, pad, inner = ids[:, 0], None, spatial
+    if not (P == 1 or np.array_equal(ids, first[:, None] + np.arange(P))):
+        found = None if isinstance(b, TRANSPOSED) else _padding(ids, spatial, nbs, starts)
+        if found is None:
+            cache[id(b)] = None, None
+            return cache[id(b)]
+        first, pad, inner = found
+    P = math.prod(inner)
     parts = None
-    if P == 1 or np.array_equal(ids, first[:, None] + np.arange(P)):
-        starts = np.array([nb.offset for nb in nbs], dtype=np.int64)
-        k = np.searchsorted(starts, first, side="right") - 1
-        rel = first - starts[k]
-        ok = all(tuple(nbs[j].shape[1:]) == spatial for j in np.unique(k)) \
-            and not np.any(rel % P)
-        if ok:
-            cb = rel // P
-            order = np.lexsort((cb, k))          # by block, then by its channel
-            ks, cbs = k[order], cb[order]
-            brk = np.flatnonzero((np.diff(ks) != 0) | (np.diff(cbs) != 1)) + 1
-            parts = [(nbs[int(ks[a])], int(cbs[a]), order[a:e])
-                     for a, e in zip(np.r_[0, brk], np.r_[brk, C])]
-    cache[id(b)] = parts
-    return parts
+    k = np.searchsorted(starts, first, side="right") - 1
+    rel = first - starts[k]
+    if all(tuple(nbs[j].shape[1:]) == inner for j in np.unique(k)) and not np.any(rel % P):
+        cb = rel // P
+        order = np.lexsort((cb, k))          # by block, then by its channel
+        ks, cbs = k[order], cb[order]
+        brk = np.flatnonzero((np.diff(ks) != 0) | (np.diff(cbs) != 1)) + 1
+        parts = [(nbs[int(ks[a])], int(cbs[a]), order[a:e])
+                 for a, e in zip(np.r_[0, brk], np.r_[brk, C])]
+    cache[id(b)] = parts, (pad, inner) if parts is not None and pad is not None else None
+    return cache[id(b)]
+
+
+def _padding(ids, spatial, nbs, starts):
+    """``(first ids, lo, inner shape)`` where every channel of the input ``ids``
+    (C, P) is, inside a padding of ``lo`` before, the positions of one node
+    block channel in order; else None.  Tries each ``lo`` up to the padding
+    (a few per axis)."""
+    C = ids.shape[0]
+    first = ids.min(axis=1)
+    k = np.searchsorted(starts, first, side="right") - 1
+    inner = tuple(nbs[int(k[0])].shape[1:])
+    if k[0] < 0 or len(inner) != len(spatial) or inner == spatial \
+            or any(i > s for i, s in zip(inner, spatial)):
+        return None
+    grid = ids.reshape((C,) + spatial)
+    want = first[:, None] + np.arange(math.prod(inner))
+    for lo in itertools.product(*(range(s - i + 1) for s, i in zip(spatial, inner))):
+        window = (slice(None),) + tuple(slice(a, a + i) for a, i in zip(lo, inner))
+        if np.array_equal(grid[window].reshape(C, -1), want):
+            return first, lo, inner
+    return None
+
+
+def ring_taps(conv, pad):
+    """The taps of convolution ``conv`` (a :class:`~deepglass.graph.blocks.ConvBlock`
+    geometry) that read the padding around its source blocks (``pad`` =
+    ``(lo, inner)`` of :func:`source_pad`): ``[(t, l, q)]``, per kernel tap
+    ``t`` (flat, C order) the output positions ``l`` and the input positions
+    ``q`` (flat, of the padded input) it reads there.  O(output positions x
+    taps)."""
+    lo, inner = pad
+    spatial, out = tuple(conv.in_shape[1:]), tuple(conv.out_shape[1:])
+    kernel = tuple(conv.weight.shape[2:])
+    per_axis = []
+    for d in range(len(spatial)):
+        o = np.arange(out[d])[:, None]
+        q = o * conv.stride[d] - conv.padding[d][0] + np.arange(kernel[d]) * conv.dilation[d]
+        valid = (q >= 0) & (q < spatial[d])
+        per_axis.append((q, valid, valid & (q >= lo[d]) & (q < lo[d] + inner[d])))
+    taps = []
+    for t, tap in enumerate(itertools.product(*(range(k) for k in kernel))):
+        valid = inside = np.ones(out, dtype=bool)
+        q = np.zeros(out, dtype=np.int64)
+        for d, (qd, vd, idd) in enumerate(per_axis):
+            shape = [1] * len(out)
+            shape[d] = out[d]
+            valid = valid & vd[:, tap[d]].reshape(shape)
+            inside = inside & idd[:, tap[d]].reshape(shape)
+            q = q * spatial[d] + np.where(vd[:, tap[d]], qd[:, tap[d]], 0).reshape(shape)
+        ring = np.flatnonzero(valid & ~inside)
+        if len(ring):
+            taps.append((t, ring, q.reshape(-1)[ring]))
+    return taps
 
 
 def _group_runs(parts, per: int):

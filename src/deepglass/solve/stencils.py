@@ -31,7 +31,7 @@ from ..graph.blocks import ConvBlock, DenseBlock, MaskedBlock
 from ..graph.blocks.conv import ConvTransposeBlock
 from ..graph.blocks.base import ZeroPaddedBlock
 from ..graph.unshared import UnsharedConvBlock, UnsharedConvTransposeBlock
-from .stencil_parts import TRANSPOSED, layer_parts, source_ids
+from .stencil_parts import TRANSPOSED, layer_parts, ring_taps, source_ids, source_pad
 
 
 # columns of Stencils.params: the 2-d geometry (a 1-d convolution has H = 1), then
@@ -119,14 +119,55 @@ def _channels_last(shape) -> np.ndarray:
     return np.arange(size, dtype=np.int64).reshape(C, P).T.ravel()
 
 
-def _conv_geometry(b: ConvBlock):
+def _conv_geometry(b: ConvBlock, pad=None):
     """(Z, H, W) in/out, kernel, stride, lo padding, dilation as 3-d (2-d: Z = 1;
-    1-d: Z = H = 1)."""
+    1-d: Z = H = 1).  With ``pad`` (:func:`~.stencil_parts.source_pad`), of the
+    convolution of the source blocks inside the padding: their shape in, ``lo``
+    more padding."""
     def three(t, fill):
         return (fill,) * (3 - len(t)) + tuple(t)
     k = tuple(b.weight.shape[2:])
-    return (three(b.in_shape[1:], 1), three(b.out_shape[1:], 1), three(k, 1), three(b.stride, 1),
-            three([lo for lo, _ in b.padding], 0), three(b.dilation, 1))
+    lo, spatial = [p for p, _ in b.padding], b.in_shape[1:]
+    if pad is not None:
+        lo, spatial = [p + a for p, a in zip(lo, pad[0])], pad[1]
+    return (three(spatial, 1), three(b.out_shape[1:], 1), three(k, 1), three(b.stride, 1),
+            three(lo, 0), three(b.dilation, 1))
+
+
+def _ring_coo(graph: SignedGraph, b, conv, pad, weight_of):
+    """The edges of convolution ``b`` (geometry ``conv``) that read the padding
+    around its source blocks (:func:`~.stencil_parts.ring_taps`): graph ids of
+    sources and destinations and float64 weights, ``weight_of(t, l)`` giving
+    tap ``t``'s weights at output positions ``l`` as (len(l), C_out, C_in/g).
+    The stencil holds the others.  O(those edges)."""
+    src = source_ids(b).reshape(conv.in_shape[0], -1)
+    dst = graph.node_blocks[b.dst]
+    cout, cin_g = conv.weight.shape[:2]
+    oc = np.arange(cout)[:, None]
+    chan = (oc // (cout // conv.groups)) * cin_g + np.arange(cin_g)[None, :]
+    n_out = math.prod(conv.out_shape[1:])
+    ii, jj, ww = [], [], []
+    for t, l, q in ring_taps(conv, pad):
+        shape = (len(l), cout, cin_g)
+        ii.append(src[chan[None], q[:, None, None]].reshape(-1))
+        jj.append(np.broadcast_to(dst.offset + oc[None] * n_out + l[:, None, None],
+                                  shape).reshape(-1))
+        ww.append(np.broadcast_to(weight_of(t, l), shape).reshape(-1))
+    if not ii:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(ii), np.concatenate(jj), np.concatenate(ww).astype(np.float64)
+
+
+def ring_edges(graph: SignedGraph, b) -> int:
+    """Edges of stencil block ``b`` held explicitly: those reading the padding
+    around its source blocks (0 where it reads them directly)."""
+    b = getattr(b, "inner", b)
+    pad = None if isinstance(b, TRANSPOSED) else source_pad(graph, b)
+    if pad is None:
+        return 0
+    conv = b.geometry() if isinstance(b, UnsharedConvBlock) else b
+    cout, cin_g = conv.weight.shape[:2]
+    return sum(len(l) for _, l, _ in ring_taps(conv, pad)) * cout * cin_g
 
 
 def stencil_kind(graph: SignedGraph, b) -> str | None:
@@ -149,8 +190,10 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
     kept nodes (:class:`MaskedBlock`) runs as its whole layer's stencil where
     the graph's masks agree (:func:`pinned_nodes`)."""
     if isinstance(b, MaskedBlock):
+        # (a padded source's explicit edges would need the masks: the block stays CSR)
         kind = _layer_kind(graph, b.inner)
-        return kind if kind is not None and pinned_nodes(graph) is not None else None
+        return kind if kind is not None and pinned_nodes(graph) is not None \
+            and source_pad(graph, b.inner) is None else None
     return _layer_kind(graph, b)
 
 
@@ -337,8 +380,9 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
             rest_w.append(w)
             continue
         if kind in ("unshared_conv", "unshared_conv_transpose"):
-            at = _unshared_stencils(graph, b, weights, at, params, fwd, adj)
-            n_stencil_edges += masked_b.n_edges()
+            at, ring = _unshared_stencils(graph, b, weights, at, params, fwd, adj,
+                                          (rest_i, rest_j, rest_w), inverse)
+            n_stencil_edges += masked_b.n_edges() - ring
             continue
         W = b.weight.detach().cpu()
         f = _weight_factors(b)
@@ -349,9 +393,19 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
             # the block is: it reads the block's destination and writes its
             # source parts (the same edges)
             conv = b.conv if kind == "conv_transpose" else b
+            pad = source_pad(graph, b) if kind == "conv" else None
             ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
-             (dz, dh, dw)) = _conv_geometry(conv)
+             (dz, dh, dw)) = _conv_geometry(conv, pad)
             cout_all, cin_g = W.shape[:2]
+            if pad is not None:
+                # the edges from the padding's elements: explicit, float64 as the CSR's
+                Wd = b.weight.detach().cpu().double()
+                Wd = (Wd * f if not isinstance(f, float) else Wd).reshape(cout_all, cin_g, -1)
+                i, j, w = _ring_coo(graph, b, conv, pad, lambda t, l: Wd[None, :, :, t].numpy())
+                rest_i.append(inverse[i])
+                rest_j.append(inverse[j])
+                rest_w.append(w)
+                n_stencil_edges -= len(w)
             W = W.reshape(cout_all, cin_g, kz, kh, kw)
             for src, cb0, chans, out, db0, ochans, g in layer_parts(graph, b):
                 # one stencil per part of the input or the output (the whole value,
@@ -463,7 +517,7 @@ def _unshared_layout(E, f, chans, ochans, groups, kw, wf, wa):
 
 
 def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
-                       at: int, params: list, fwd: list, adj: list) -> int:
+                       at: int, params: list, fwd: list, adj: list, rest, inverse):
     """Lay out an unshared convolution (N2's layers) as stencils, one per part of
     its input (:func:`~.stencil_parts.layer_parts`): a convolution's forward and adjoint
     layouts once per output position ``l`` (``[L, C_in, kz, kh, kw reversed,
@@ -473,10 +527,13 @@ def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
     destination back to each part of its source, with that part's output
     channels.  Per-channel scales fold in as a convolution's
     (:func:`_weight_factors`).  One parallel pass over the weights
-    (:func:`_unshared_layout`); returns the next free offset of ``weights``."""
+    (:func:`_unshared_layout`).  Edges from a padding around the sources
+    (:func:`~.stencil_parts.source_pad`) go to ``rest`` (internal ids).
+    Returns the next free offset of ``weights`` and the number of those edges."""
     conv = b.conv if isinstance(b, UnsharedConvTransposeBlock) else b
+    pad = None if isinstance(b, UnsharedConvTransposeBlock) else source_pad(graph, b)
     ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
-     (dz, dh, dw)) = _conv_geometry(conv.geometry())
+     (dz, dh, dw)) = _conv_geometry(conv.geometry(), pad)
     L, cout_all, cin_g = conv.n_positions, conv.c_out, conv.c_in_g
     T = kz * kh * kw
     f = _weight_factors(b)
@@ -484,6 +541,12 @@ def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
         torch.broadcast_to(f, (cout_all, cin_g) + (1,) * conv.nd).reshape(cout_all, cin_g).numpy())
     E = conv.edge_weight.detach().cpu().contiguous().numpy().reshape(L, cout_all, cin_g, T)
     w = weights.numpy()
+    ring = 0
+    if pad is not None:
+        i, j, wr = _ring_coo(graph, b, conv.geometry(), pad, lambda t, l: E[l, :, :, t] * f)
+        for lst, v in zip(rest, (inverse[i], inverse[j], wr)):
+            lst.append(v)
+        ring = len(wr)
     for src, cb0, chans, out, db0, ochans, g in layer_parts(graph, b):
         cp, cout = len(chans), len(ochans)
         per = cout * cp * T
@@ -499,4 +562,4 @@ def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
         at += 2 * N
         fwd[src.index].append(k)
         adj[out.index].append(k)
-    return at
+    return at, ring
