@@ -21,6 +21,7 @@ Run::
     python bench/bench_engines.py --cases lenet,resnet18-32
     python bench/bench_engines.py --cases cnn1d --active
     python bench/bench_engines.py --cases cnn3d   # a 1.9 B-edge volumetric net
+    python bench/bench_engines.py --cases generator-8   # convolutions of reflect-padded values
     python bench/bench_engines.py --cases lenet-n2-16,resnet18-32-n2,alexnet-n2-1   # N2 draws
     python bench/bench_engines.py --cases all     # every case (about an hour)
 """
@@ -71,6 +72,8 @@ CASES = {
     "resnet18-64-n2": ("resnet18+N2", (3, 64, 64), 8, ("compiled", "matrix-free")),
     "alexnet-n2-1": ("alexnet+N2", (3, 224, 224), 1, ("compiled", "matrix-free")),
     "alexnet-n2-8": ("alexnet+N2", (3, 224, 224), 8, ("compiled", "matrix-free")),
+    # reflect padding before every convolution (image-to-image generators)
+    "generator-8": ("generator", (3, 64, 64), 8, ("compiled", "matrix-free")),
     # an encoder-decoder's N2 draw: its transposed convolution unshared too
     "unet-n2-4": ("unet+N2", (3, 64, 64), 4, ("compiled", "matrix-free")),
 }
@@ -161,11 +164,43 @@ def unet():
     return Net().eval()
 
 
+def generator():
+    """A CycleGAN-style ResNet generator (302 M edges at 3 x 64 x 64, random
+    init): reflect padding before every 3x3 and 7x7 convolution (whose
+    stencils read the blocks inside it, the padding's edges as CSR), instance
+    norms, a strided convolution to 64 x 32 x 32, three residual blocks and
+    a transposed convolution back."""
+    import torch
+    from torch import nn
+
+    class Res(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c), nn.ReLU(),
+                nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c))
+
+        def forward(self, x):
+            return x + self.body(x)
+
+    torch.manual_seed(0)
+    c = 32
+    return nn.Sequential(
+        nn.ReflectionPad2d(3), nn.Conv2d(3, c, 7), nn.InstanceNorm2d(c), nn.ReLU(),
+        nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.InstanceNorm2d(2 * c), nn.ReLU(),
+        *[Res(2 * c) for _ in range(3)],
+        nn.ConvTranspose2d(2 * c, c, 3, stride=2, padding=1, output_padding=1),
+        nn.InstanceNorm2d(c), nn.ReLU(), nn.ReflectionPad2d(3), nn.Conv2d(c, 3, 7),
+        nn.Tanh()).eval()
+
+
 def _model(name):
     if name == "cnn1d":
         return cnn1d()
     if name == "unet":
         return unet()
+    if name == "generator":
+        return generator()
     if name == "cnn3d":
         return cnn3d()
     from deepglass.zoo import get
