@@ -473,25 +473,33 @@ def test_convolutions_of_padded_values_run_as_stencils(net):
     assert engines.csr_edges(g) == ring          # (the dense head reads a whole block)
 
 
-def test_active_subnetworks_of_grouped_convolutions_per_group():
-    """An active subnetwork of those grouped convolutions: the masked layers run
-    as their per-group stencils with the removed nodes pinned, and take the
-    matrix-free engine's steps."""
+@pytest.mark.parametrize("net", ["grouped", "padded"])
+def test_active_subnetworks_of_grouped_and_padded_convolutions(net):
+    """An active subnetwork of those grouped convolutions, or of convolutions
+    of padded values: the masked layers run as their stencils with the
+    removed nodes pinned (a padding's explicit edges masked: the removed ones
+    weigh 0), and take the matrix-free engine's steps."""
     from deepglass.experiments.active import active_subgraph
+    from deepglass.solve import engines
     from deepglass.solve.stencils import stencil_kind, stencils
 
+    make, shape = {"grouped": (_GroupedParts, (2, 5, 5)), "padded": (_Padded, (2, 6, 7))}[net]
     torch.manual_seed(2)
-    net = _GroupedParts().double().eval()
+    model = make().double().eval()
     with torch.no_grad():
-        for p in net.parameters():
+        for p in model.parameters():
             p.copy_(torch.randint(-4, 5, p.shape).double())
-    g = SignedGraph.from_module(net, (2, 5, 5), dtype=torch.float64)
-    subs = active_subgraph(g, net, torch.randn(3, 2, 5, 5, dtype=torch.float64))
+    g = SignedGraph.from_module(model, shape, dtype=torch.float64)
+    subs = active_subgraph(g, model, torch.randn((3,) + shape, dtype=torch.float64))
     for k in range(3):
         sub = subs.subgraph(k)
         assert all(stencil_kind(sub, b) is not None for b in sub.edge_blocks
                    if b.inner.kind != "dense")
-        assert stencils(sub).pinned is not None
+        st = stencils(sub)
+        assert st.pinned is not None
+        if net == "padded":       # the padding's kept edges are the CSR's
+            assert 0 < st.rest.count_nonzero() // 2 <= sub.n_edges - st.n_stencil_edges \
+                <= engines.csr_edges(sub)
         s0 = torch.from_numpy(deepglass.solve.start_gauges(g.n_nodes, 4, seed=k)).double()
         ex = _same_steps(sub, s0, gamma=0.9, decay=1.0, threshold="block", tol=0.0)
         torch.testing.assert_close(ex.fields, sub.sym_matvec(ex.sigma))

@@ -134,28 +134,42 @@ def _conv_geometry(b: ConvBlock, pad=None):
             three(lo, 0), three(b.dilation, 1))
 
 
-def _ring_coo(graph: SignedGraph, b, conv, pad, weight_of):
+def _ring_coo(graph: SignedGraph, b, conv, pad, weight_of, masked=None):
     """The edges of convolution ``b`` (geometry ``conv``) that read the padding
     around its source blocks (:func:`~.stencil_parts.ring_taps`): graph ids of
-    sources and destinations and float64 weights, ``weight_of(t, l)`` giving
-    tap ``t``'s weights at output positions ``l`` as (len(l), C_out, C_in/g).
-    The stencil holds the others.  O(those edges)."""
+    sources and destinations, float64 weights and the edges kept (all, or
+    those the masks keep), ``weight_of(t, l)`` giving
+    tap ``t``'s weights at output positions ``l`` as (len(l), C_out, C_in/g),
+    times the masks of ``masked`` (a :class:`MaskedBlock` over ``b``: an
+    active subnetwork's removed edges weigh 0).  The stencil holds the
+    others.  O(those edges)."""
     src = source_ids(b).reshape(conv.in_shape[0], -1)
+    if masked is not None:
+        smask = masked.src_mask.detach().cpu().double().reshape(conv.in_shape[0], -1).numpy()
+        dmask = masked.dst_mask.detach().cpu().double().reshape(conv.out_shape[0], -1).numpy()
     dst = graph.node_blocks[b.dst]
     cout, cin_g = conv.weight.shape[:2]
     oc = np.arange(cout)[:, None]
     chan = (oc // (cout // conv.groups)) * cin_g + np.arange(cin_g)[None, :]
     n_out = math.prod(conv.out_shape[1:])
-    ii, jj, ww = [], [], []
+    ii, jj, ww, kept = [], [], [], 0
     for t, l, q in ring_taps(conv, pad):
         shape = (len(l), cout, cin_g)
         ii.append(src[chan[None], q[:, None, None]].reshape(-1))
         jj.append(np.broadcast_to(dst.offset + oc[None] * n_out + l[:, None, None],
                                   shape).reshape(-1))
-        ww.append(np.broadcast_to(weight_of(t, l), shape).reshape(-1))
+        w = np.broadcast_to(weight_of(t, l), shape)
+        if masked is not None:
+            keep = smask[chan[None], q[:, None, None]] * dmask[oc[None], l[:, None, None]]
+            w = w * keep
+            kept += int(np.count_nonzero(keep))
+        else:
+            kept += w.size
+        ww.append(w.reshape(-1))
     if not ii:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    return np.concatenate(ii), np.concatenate(jj), np.concatenate(ww).astype(np.float64)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), 0
+    return (np.concatenate(ii), np.concatenate(jj), np.concatenate(ww).astype(np.float64),
+            kept)
 
 
 def ring_edges(graph: SignedGraph, b) -> int:
@@ -192,8 +206,7 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
     if isinstance(b, MaskedBlock):
         # (a padded source's explicit edges would need the masks: the block stays CSR)
         kind = _layer_kind(graph, b.inner)
-        return kind if kind is not None and pinned_nodes(graph) is not None \
-            and source_pad(graph, b.inner) is None else None
+        return kind if kind is not None and pinned_nodes(graph) is not None else None
     return _layer_kind(graph, b)
 
 
@@ -381,7 +394,8 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
             continue
         if kind in ("unshared_conv", "unshared_conv_transpose"):
             at, ring = _unshared_stencils(graph, b, weights, at, params, fwd, adj,
-                                          (rest_i, rest_j, rest_w), inverse)
+                                          (rest_i, rest_j, rest_w), inverse,
+                                          masked_b if masked_b is not b else None)
             n_stencil_edges += masked_b.n_edges() - ring
             continue
         W = b.weight.detach().cpu()
@@ -401,11 +415,13 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
                 # the edges from the padding's elements: explicit, float64 as the CSR's
                 Wd = b.weight.detach().cpu().double()
                 Wd = (Wd * f if not isinstance(f, float) else Wd).reshape(cout_all, cin_g, -1)
-                i, j, w = _ring_coo(graph, b, conv, pad, lambda t, l: Wd[None, :, :, t].numpy())
+                i, j, w, kept = _ring_coo(graph, b, conv, pad,
+                                          lambda t, l: Wd[None, :, :, t].numpy(),
+                                          masked_b if masked_b is not b else None)
                 rest_i.append(inverse[i])
                 rest_j.append(inverse[j])
                 rest_w.append(w)
-                n_stencil_edges -= len(w)
+                n_stencil_edges -= kept
             W = W.reshape(cout_all, cin_g, kz, kh, kw)
             for src, cb0, chans, out, db0, ochans, g in layer_parts(graph, b):
                 # one stencil per part of the input or the output (the whole value,
@@ -517,7 +533,8 @@ def _unshared_layout(E, f, chans, ochans, groups, kw, wf, wa):
 
 
 def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
-                       at: int, params: list, fwd: list, adj: list, rest, inverse):
+                       at: int, params: list, fwd: list, adj: list, rest, inverse,
+                       masked=None):
     """Lay out an unshared convolution (N2's layers) as stencils, one per part of
     its input (:func:`~.stencil_parts.layer_parts`): a convolution's forward and adjoint
     layouts once per output position ``l`` (``[L, C_in, kz, kh, kw reversed,
@@ -543,10 +560,10 @@ def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
     w = weights.numpy()
     ring = 0
     if pad is not None:
-        i, j, wr = _ring_coo(graph, b, conv.geometry(), pad, lambda t, l: E[l, :, :, t] * f)
+        i, j, wr, ring = _ring_coo(graph, b, conv.geometry(), pad,
+                                   lambda t, l: E[l, :, :, t] * f, masked)
         for lst, v in zip(rest, (inverse[i], inverse[j], wr)):
             lst.append(v)
-        ring = len(wr)
     for src, cb0, chans, out, db0, ochans, g in layer_parts(graph, b):
         cp, cout = len(chans), len(ochans)
         per = cout * cp * T
