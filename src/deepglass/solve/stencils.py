@@ -194,7 +194,10 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
     channels of node blocks of its spatial shape (a whole block, a
     concatenation, a chunk, a shuffle; under groups at most
     :data:`~.stencil_parts.MAX_GROUP_PARTS` stencils:
-    :func:`~.stencil_parts.layer_parts`); a transposed convolution
+    :func:`~.stencil_parts.layer_parts`), or of the shape inside a padding
+    that repeats their elements (reflect, replicate, circular:
+    :func:`~.stencil_parts.source_pad`; the padding's edges are explicit,
+    :func:`ring_edges`); a transposed convolution
     (``"conv_transpose"``), the same sources as a convolution: it runs as the
     convolution from its destination back to its source parts, whose edges it
     has; an unshared convolution (:class:`~deepglass.graph.unshared.UnsharedConvBlock`,
