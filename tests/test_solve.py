@@ -484,12 +484,8 @@ def test_active_subnetworks_of_grouped_and_padded_convolutions(net):
     from deepglass.solve.stencils import stencil_kind, stencils
 
     make, shape = {"grouped": (_GroupedParts, (2, 5, 5)), "padded": (_Padded, (2, 6, 7))}[net]
-    torch.manual_seed(2)
-    model = make().double().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randint(-4, 5, p.shape).double())
-    g = SignedGraph.from_module(model, shape, dtype=torch.float64)
+    model = make().eval()
+    g = _integer_graph(model, shape, 2)       # (integer weights in the model, made float64)
     subs = active_subgraph(g, model, torch.randn((3,) + shape, dtype=torch.float64))
     for k in range(3):
         sub = subs.subgraph(k)

@@ -216,13 +216,12 @@ def layer_parts(graph: SignedGraph, b) -> list[Part] | None:
     for nb, c0, chans, whole in pieces:
         k0 = int(chans[0]) // per
         n = len(chans) // per if whole else 1
-        mine = chans - k0 * per                            # a convolution's columns in its group
         theirs = k0 * other + np.arange(n * other)         # the other side's channels
         if transposed:      # reads the groups' inputs in the destination, all columns
             out.append(Part(dst, int(theirs[0]), np.arange(cin_g), nb, c0, chans, n))
-        else:
-            out.append(Part(nb, c0, np.arange(cin_g) if whole else mine, dst, int(theirs[0]),
-                            theirs, n))
+        else:               # a part of one group: its columns within the group
+            out.append(Part(nb, c0, np.arange(cin_g) if whole else chans - k0 * per, dst,
+                            int(theirs[0]), theirs, n))
     return out
 
 

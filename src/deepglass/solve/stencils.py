@@ -176,7 +176,7 @@ def ring_edges(graph: SignedGraph, b) -> int:
     """Edges of stencil block ``b`` held explicitly: those reading the padding
     around its source blocks (0 where it reads them directly)."""
     b = getattr(b, "inner", b)
-    pad = None if isinstance(b, TRANSPOSED) else source_pad(graph, b)
+    pad = source_pad(graph, b)
     if pad is None:
         return 0
     conv = b.geometry() if isinstance(b, UnsharedConvBlock) else b
@@ -207,7 +207,6 @@ def stencil_kind(graph: SignedGraph, b) -> str | None:
     kept nodes (:class:`MaskedBlock`) runs as its whole layer's stencil where
     the graph's masks agree (:func:`pinned_nodes`)."""
     if isinstance(b, MaskedBlock):
-        # (a padded source's explicit edges would need the masks: the block stays CSR)
         kind = _layer_kind(graph, b.inner)
         return kind if kind is not None and pinned_nodes(graph) is not None else None
     return _layer_kind(graph, b)
@@ -410,7 +409,7 @@ def stencils(graph: SignedGraph, masked: bool = True) -> Stencils:
             # the block is: it reads the block's destination and writes its
             # source parts (the same edges)
             conv = b.conv if kind == "conv_transpose" else b
-            pad = source_pad(graph, b) if kind == "conv" else None
+            pad = source_pad(graph, b)                  # (None for a transposed one)
             ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
              (dz, dh, dw)) = _conv_geometry(conv, pad)
             cout_all, cin_g = W.shape[:2]
@@ -551,7 +550,7 @@ def _unshared_stencils(graph: SignedGraph, b, weights: torch.Tensor,
     (:func:`~.stencil_parts.source_pad`) go to ``rest`` (internal ids).
     Returns the next free offset of ``weights`` and the number of those edges."""
     conv = b.conv if isinstance(b, UnsharedConvTransposeBlock) else b
-    pad = None if isinstance(b, UnsharedConvTransposeBlock) else source_pad(graph, b)
+    pad = source_pad(graph, b)
     ((zin, hin, win), (zout, hout, wout), (kz, kh, kw), (sz, sh, sw), (pz, ph, pw),
      (dz, dh, dw)) = _conv_geometry(conv.geometry(), pad)
     L, cout_all, cin_g = conv.n_positions, conv.c_out, conv.c_in_g
