@@ -840,3 +840,49 @@ def test_a_pool_held_sparse_is_the_pool_held_dense(monkeypatch):
         x = torch.randn((2,) + b.out_shape, dtype=torch.float64)
         torch.testing.assert_close(a._adjoint(x, False), b._adjoint(x, False))
         assert torch.equal(a.window_table().idx, b.window_table().idx)
+
+
+@pytest.mark.parametrize("nd,groups,cin,cout,k,stride,dilation", [
+    (1, 2, 8, 6, 5, 1, 2), (2, 1, 6, 4, 3, 1, 1), (2, 3, 6, 9, 3, 2, 1), (2, 6, 6, 6, 3, 1, 1),
+    (3, 4, 8, 8, 2, 2, 1)])
+def test_native_convolutions_evaluate_in_pieces_of_input_channels(monkeypatch, nd, groups, cin,
+                                                                  cout, k, stride, dilation):
+    """A float64 convolution on the CPU unfolds its input (im2col); past
+    MAX_COLUMNS values it runs in pieces of its input channels (whole groups,
+    or runs of one group's channels), each within the limit, covering every
+    channel once, and gives the same forward, adjoint and |A| products."""
+    from deepglass.graph.blocks import conv as conv_module
+    from deepglass.graph.blocks.conv import ConvBlock
+
+    torch.manual_seed(nd * 10 + groups)
+    spatial = {1: (30,), 2: (9, 11), 3: (6, 5, 7)}[nd]
+    pad = ((1, 2),) + ((1, 0),) * (nd - 1)
+    padded = [L + lo + hi for L, (lo, hi) in zip(spatial, pad)]
+    out = tuple((P - dilation * (k - 1) - 1) // stride + 1 for P in padded)
+    w = torch.randn((cout, cin // groups) + (k,) * nd, dtype=torch.float64)
+    b = ConvBlock(w, (cin,) + spatial, (cout,) + out, (stride,) * nd, pad, (dilation,) * nd, groups)
+    assert b.unfolds_input(torch.float64) and not b.unfolds_input(torch.float64, "meta")
+    R = 3
+    x = torch.randn((R, cin) + spatial, dtype=torch.float64)
+    y = torch.randn((R, cout) + out, dtype=torch.float64)
+    whole = [(0, groups, 0, cin // groups)]
+    assert b._pieces(R) == whole
+    want = b.apply(x), b.adjoint(y), b.apply(x, absolute=True), b.adjoint(y, absolute=True)
+    per_channel = b.columns(R) // cin
+    kinds = set()
+    for limit in (1, per_channel, 2 * per_channel + 1, (cin // groups) * per_channel,
+                  (2 * cin // groups + 1) * per_channel):
+        monkeypatch.setattr(conv_module, "MAX_COLUMNS", limit)
+        pieces = b._pieces(R)
+        covered = sorted(a * (cin // groups) + c + i for a, n, c, m in pieces
+                         for i in range(m if n == 1 else n * m))
+        assert covered == list(range(cin))
+        assert all((m if n == 1 else n * m) * per_channel <= max(limit, per_channel)
+                   for a, n, c, m in pieces)
+        kinds |= {("groups" if n > 1 else "whole group" if m == cin // groups else "channels")
+                  for a, n, c, m in pieces}
+        got = b.apply(x), b.adjoint(y), b.apply(x, absolute=True), b.adjoint(y, absolute=True)
+        for g_, w_ in zip(got, want):
+            torch.testing.assert_close(g_, w_, rtol=1e-12, atol=1e-12)
+    assert "channels" in kinds or cin // groups == 1
+    assert "groups" in kinds or groups == 1

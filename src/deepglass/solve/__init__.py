@@ -189,11 +189,13 @@ def frustrated_weight(graph: SignedGraph, sigma: np.ndarray) -> pd.DataFrame:
     one matrix-free pass (the residual negative edges of ``S As S``, SPEC §2).
     """
     s = torch.as_tensor(sigma, dtype=torch.float64, device=graph.device)[None]
-    g64 = graph.to(dtype=torch.float64)
     rows = []
-    for b, b64 in zip(graph.edge_blocks, g64.edge_blocks):
-        dst = g64.node_blocks[b.dst]
-        agree = float((g64.block_forward(b64, s) * s[:, dst.offset:dst.stop]).sum())
+    for b in graph.edge_blocks:
+        # one block in float64 at a time: no float64 copy of the whole graph
+        b64 = b if graph.dtype == torch.float64 else b.to(dtype=torch.float64)
+        dst = graph.node_blocks[b.dst]
+        agree = float((graph.block_forward(b64, s) * s[:, dst.offset:dst.stop]).sum())
+        del b64
         total = b.abs_sum()             # float64 and cached on the caller's graph
         rows.append({"module": b.module, "kind": b.kind, "edges": b.n_edges(),
                      "abs_weight": total, "frustrated_weight": max(0.5 * (total - agree), 0.0)})

@@ -56,6 +56,7 @@ import torch
 from ..devices import check_device
 from ..errors import DeepglassError, TooLargeError
 from ..graph import SignedGraph
+from ..graph.blocks.conv import MAX_COLUMNS, ConvBlock
 from ..graph.unshared import UnsharedConvBlock, UnsharedConvTransposeBlock
 
 __all__ = ["ENGINES", "check_engine", "check_device", "batches_draws", "csr_edges", "compiled_bytes", "matrix_free_bytes",
@@ -155,9 +156,11 @@ def _normalizer_bytes(graph: SignedGraph, replicas: int) -> tuple[int, int]:
     """(held, transient) bytes of the normalizers every run computes: the
     blocks' cached ``|W|`` (graph dtype, held; for the tolerances ``|As| 1``;
     none for unshared convolutions)
-    and the convolutions' reordered weights, and ``sum |A_b|`` in float64, one block at a time (its weights cast to
-    float64 and their absolute values: 16 bytes per weight of the largest
-    block) while two (R, n) tensors are alive."""
+    and the convolutions' reordered weights, and ``sum |A_b|`` in float64,
+    one block at a time (its weights cast to float64 and their absolute
+    values: 16 bytes per weight of the largest block, and that block's
+    float64 temporaries, :func:`_block_temporaries`) while two (R, n) tensors
+    are alive; the final frustrated weights take as much."""
     item = _itemsize(graph)
     # + one copy of the convolution weights: the CPU's convolutions keep them
     # reordered to their blocked layout (measured on ResNet-18: ~1x)
@@ -167,7 +170,11 @@ def _normalizer_bytes(graph: SignedGraph, replicas: int) -> tuple[int, int]:
     # sum it chunk by chunk: no copy of their weights
     cached = [b.n_params() for b in graph.edge_blocks if not _is_unshared(b)]
     held = item * (sum(cached) + convs)
-    return held, 16 * max(cached, default=0) + 2 * int(replicas) * graph.n_nodes * item
+    # sum |A_b| and the final frustrated weights evaluate one block at a time
+    # in float64 (native CPU convolutions: their columns, in pieces)
+    f64 = max((_block_temporaries(graph, b, 1, 8, torch.float64) for b in graph.edge_blocks),
+              default=0)
+    return held, 16 * max(cached, default=0) + 2 * int(replicas) * graph.n_nodes * item + f64
 
 
 # operator cost per edge block and pass (forward and adjoint, seconds on 2 AVX2
@@ -245,18 +252,20 @@ def compiled_bytes(graph: SignedGraph, replicas: int, threads: int | None = None
     return int(held + max(weights + csr + state + per_thread, transient))
 
 
-def _block_temporaries(graph: SignedGraph, b, R: int, item: int) -> int:
+def _block_temporaries(graph: SignedGraph, b, R: int, item: int, dtype=None) -> int:
     """Bytes one block's forward and adjoint evaluation allocate for ``R``
-    replicas: the result, a padded copy of the source, and for convolutions the
-    unfolded input (``im2col``: C_in/g * prod(kernel) values per output
-    position and group) that strided and dilated CPU convolutions build."""
-    t = b.in_size + b.out_size
-    w = getattr(b, "weight", None)
-    if w is not None and hasattr(b, "stride") and w.ndim >= 3:
-        out_sp = math.prod(b.out_shape[1:])
-        cols = w.shape[1] * math.prod(w.shape[2:]) * out_sp * getattr(b, "groups", 1)
-        t += b.in_size + cols
-    return R * item * t
+    replicas in ``dtype`` (the graph's; ``item`` bytes per value): the result,
+    for convolutions a padded copy of the source and, where PyTorch's CPU
+    convolution unfolds its input (:meth:`~deepglass.graph.blocks.ConvBlock.unfolds_input`),
+    the columns of one piece of its input channels (at most
+    :data:`~deepglass.graph.blocks.conv.MAX_COLUMNS` values, or one channel's)."""
+    t = R * item * (b.in_size + b.out_size)
+    if isinstance(b, ConvBlock):
+        t += R * item * b.in_size
+        if b.unfolds_input(graph.dtype if dtype is None else dtype):
+            cols = b.columns(R)
+            t += item * min(cols, max(MAX_COLUMNS, cols // b.in_shape[0]))
+    return t
 
 
 def matrix_free_bytes(graph: SignedGraph, replicas: int) -> int:
