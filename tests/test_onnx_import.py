@@ -159,6 +159,45 @@ def test_several_outputs_keep_their_onnx_names():
     assert list(SignedGraph.from_module(numbered, (2, 3, 3)).outputs) == ["0", "1"]
 
 
+def test_a_file_s_one_output_keeps_its_name(cli, tmp_path):
+    """A file with one output returns a tensor; the output's name in the file
+    (``scores``, made an identifier) still names the graph's output, so
+    ``--output scores`` reads it in every command and in near-monotonicity's
+    forward passes, also after pickling; a file whose output is a value id
+    names it ``output``."""
+    import pickle
+
+    import deepglass
+
+    def one_output(name):
+        nodes = [helper.make_node("Conv", ["X", "w"], ["c"], name="conv"),
+                 helper.make_node("Relu", ["c"], [name], name="relu")]
+        return _model(nodes, {"X": [1, 2, 5, 5]}, {name: [1, 3, 3, 3]},
+                      {"w": _rand(3, 2, 3, 3)})
+
+    module = onnx_to_module(one_output("class.scores"))
+    assert module.output_name == "class_scores"
+    g = SignedGraph.from_module(module, (2, 5, 5))
+    assert list(g.outputs) == ["class_scores"] and g.output_name == "class_scores"
+    x = torch.rand(3, 2, 5, 5, generator=torch.Generator().manual_seed(0))
+    sigma = np.ones(g.n_nodes, dtype=np.int8)
+    by_name = deepglass.near_monotonicity(pickle.loads(pickle.dumps(module)), sigma[:50],
+                                          sigma[-27:], x, output="class_scores", amplitudes=4)
+    by_position = deepglass.near_monotonicity(module, sigma[:50], sigma[-27:], x, output=0,
+                                              amplitudes=4)
+    assert by_name.n_outputs == 27
+    np.testing.assert_array_equal(by_name.trials["rho"], by_position.trials["rho"])
+    numbered = onnx_to_module(one_output("17"))
+    assert numbered.output_name is None
+    assert list(SignedGraph.from_module(numbered, (2, 5, 5)).outputs) == ["output"]
+    path = tmp_path / "scores.onnx"
+    onnx.save(one_output("scores"), str(path))
+    code, out, err = cli(["frustration", str(path), "--output", "scores", "--replicas", "2"])
+    assert code == 0, err
+    code, out, err = cli(["graph", str(path)])
+    assert code == 0 and "outputs: scores (27 nodes)" in out, out + err
+
+
 def _batch_folding_model():
     """A file exported with a fixed batch of 1 (as torch's dynamo exporter writes
     ConvNeXt's head): the pooled features are reshaped to ``[-1]`` and back to

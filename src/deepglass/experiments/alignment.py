@@ -446,8 +446,9 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
         dtype = param.dtype if param.is_floating_point() else torch.float32
     except StopIteration:
         dtype = torch.float32
-    from ..graph.trace import module_mode, output_tensor
+    from ..graph.trace import module_mode, output_tensor, single_output_name
 
+    single = single_output_name(model)      # the file's name of an ONNX net's one output
     if dtype in (torch.float16, torch.bfloat16):
         # a float32 copy, as the graph is captured (the widening is exact): in 16
         # bits the smallest pushes round away, and rho reads no move there
@@ -466,7 +467,7 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
 
     def forward(xs: torch.Tensor) -> torch.Tensor:
         # the output read (SPEC §1b): the first unless ``output`` names another
-        out = output_tensor(model(xs.to(device=dev, dtype=dtype)), output)
+        out = output_tensor(model(xs.to(device=dev, dtype=dtype)), output, single)
         return out.reshape(len(xs), -1).to("cpu", torch.float64)
 
     try:

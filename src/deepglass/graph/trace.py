@@ -91,9 +91,11 @@ def _check_dtype_device(dtype, device) -> None:
     check_device(device)
 
 
-def output_names(n: int, spec) -> list[str]:
-    """Names of the flattened outputs: ``output`` for one tensor, else the
-    container keys (``0``, ``1``, ... or a dict's keys)."""
+def output_names(n: int, spec, single: str | None = None) -> list[str]:
+    """Names of the flattened outputs: ``single`` (default ``output``) for one
+    tensor, else the container keys (``0``, ``1``, ... or a dict's keys).  A
+    module names its lone output with an attribute ``output_name`` (an ONNX
+    file's output: :func:`single_output_name`)."""
     import torch.utils._pytree as pytree
 
     if spec is not None:
@@ -108,17 +110,24 @@ def output_names(n: int, spec) -> list[str]:
                     return names
         except Exception:  # a spec we cannot read: fall back to positions
             pass
-    return ["output"] if n == 1 else [str(i) for i in range(n)]
+    return [single or "output"] if n == 1 else [str(i) for i in range(n)]
 
 
-def output_tensor(out, output: str | int | None = None) -> torch.Tensor:
+def single_output_name(model) -> str | None:
+    """The name a module gives its lone tensor output (attribute ``output_name``:
+    an imported ONNX file's), None where it gives none."""
+    name = getattr(model, "output_name", None)
+    return name if isinstance(name, str) and name else None
+
+
+def output_tensor(out, output: str | int | None = None, single: str | None = None) -> torch.Tensor:
     """The output named ``output`` (as in :attr:`SignedGraph.outputs`: ``"output"``
     for one tensor, tuple positions, dict keys; or a position) of a forward
     pass's result ``out``; the first tensor output by default (SPEC §1b)."""
     import torch.utils._pytree as pytree
 
     leaves, spec = pytree.tree_flatten(out)
-    names = output_names(len(leaves), spec)
+    names = output_names(len(leaves), spec, single)
     tensors = [(nm, t) for nm, t in zip(names, leaves) if isinstance(t, torch.Tensor)]
     if not tensors:
         raise DeepglassError("the model returned no tensor")
@@ -210,7 +219,7 @@ def _capture_export(model, inputs, forward_kwargs, builder, rules, core=False):
     interp.run(*pytree.tree_flatten((tuple(inputs), dict(forward_kwargs or {})))[0])
     out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
     leaves = flatten(out)
-    names = output_names(len(leaves), getattr(gm, "_out_spec", None))
+    names = output_names(len(leaves), getattr(gm, "_out_spec", None), single_output_name(model))
     return _Run(builder, leaves, names, interp.gated, how, gm, interp.left_out, interp.where,
                 interp.unread)
 
@@ -234,7 +243,8 @@ def _capture_fx(model, inputs, forward_kwargs, builder):
     real = interp.run(inputs[0], *rest)  # the real output: its structure names the outputs
     out = interp.sym[next(nd for nd in gm.graph.nodes if nd.op == "output")]
     leaves = flatten(out)
-    return _Run(builder, leaves, output_names(len(leaves), pytree.tree_flatten(real)[1]), [],
+    return _Run(builder, leaves, output_names(len(leaves), pytree.tree_flatten(real)[1],
+                                              single_output_name(model)), [],
                 "torch.fx", gm)
 
 

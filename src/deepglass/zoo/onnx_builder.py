@@ -16,7 +16,7 @@ from torch import fx, nn
 from ..errors import DeepglassError, first_line
 from ..graph.fixed_weights import FIXED_PREFIX
 from .onnx_batch import PerSample
-from .onnx_outputs import outputs_tuple
+from .onnx_outputs import field_name, outputs_tuple
 from .onnx_refusals import _Refusals
 from .onnx_values import (_Norm, _Value, _attrs, _drop_unused, _label, _meta, _meta_call,
                           _safe, _to_tensor, _widen)
@@ -291,6 +291,11 @@ class _BuilderBase(_Refusals):
             names = {f"net.{k}": v for k, v in names.items()}
         module.onnx_node_names = names
         module.input_names = list(self.input_names)
+        # one output returns a tensor, not a named tuple: its name, where the
+        # file gives it one, names the graph's output (SignedGraph.outputs)
+        (only,) = self.model.graph.output if len(self.model.graph.output) == 1 else (None,)
+        module.output_name = (field_name(only.name, 0, ()) if only is not None
+                              and outputs_tuple([only.name]) is not None else None)
         module.default_input_shapes = tuple(tuple(s) for s in self.input_shapes)
         module.default_input_shape = (module.default_input_shapes[0] if len(self.input_shapes) == 1
                                       else module.default_input_shapes)
