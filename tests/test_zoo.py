@@ -478,6 +478,67 @@ def test_user_arch_on_the_command_line(cli, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "must be Python literals" in err
 
 
+def test_an_architecture_file_imports_the_modules_beside_it(cli, tmp_path, monkeypatch):
+    """``path/model.py:Net`` runs with its folder first on ``sys.path`` (as
+    ``python path/model.py`` would), from any working directory, and leaves
+    ``sys.path`` as it was; the modules it imported from there pickle by value
+    for Ray's workers, which load the model without the folder."""
+    import pickle
+    import subprocess
+    import sys
+
+    from deepglass.zoo import user_arch
+
+    ray_pickle = pytest.importorskip("ray.cloudpickle")
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    helper = f"dg_sibling_{tmp_path.name.replace('-', '_')}"
+    (code_dir / f"{helper}.py").write_text(
+        "import torch.nn as nn\n"
+        "class Block(nn.Module):\n"
+        "    def __init__(self, c):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv1d(c, c, 3, padding=1)\n"
+        "    def forward(self, x):\n"
+        "        return x + self.conv(x).relu()\n")
+    (code_dir / "model.py").write_text(
+        f"import torch.nn as nn\nfrom {helper} import Block\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, c=2):\n"
+        "        super().__init__()\n"
+        "        self.stem = nn.Conv1d(1, c, 3)\n"
+        "        self.block = Block(c)\n"
+        "        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 6, 3))\n"
+        "    def forward(self, x):\n"
+        "        return self.head(self.block(self.stem(x)))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(user_arch, "SIBLING_MODULES", [])
+    path_before = list(sys.path)
+    net = user_arch.build_user_arch("code/model.py:Net(2)")
+    assert sys.path == path_before
+    assert [m.__name__ for m in user_arch.SIBLING_MODULES] == [helper]
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    code, out, err = cli(["graph", "w.pt", "--arch", "code/model.py:Net(2)", "--input-shape",
+                          "1,8", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["nodes"] == 8 + 3 * (2 * 6) + 3     # stem, block conv, sum, head
+    x = torch.rand(2, 1, 8)
+    for mod in user_arch.SIBLING_MODULES:
+        ray_pickle.register_pickle_by_value(mod)
+    try:
+        blob = ray_pickle.dumps((net, x))
+    finally:
+        for mod in user_arch.SIBLING_MODULES:
+            ray_pickle.unregister_pickle_by_value(mod)
+    code = ("import pickle, sys, torch; net, x = pickle.loads(sys.stdin.buffer.read()); "
+            "sys.stdout.buffer.write(pickle.dumps(net(x).detach()))")
+    res = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True,
+                         cwd=str(tmp_path.parent))
+    assert res.returncode == 0, res.stderr.decode()[-500:]
+    with torch.no_grad():
+        torch.testing.assert_close(pickle.loads(res.stdout), net(x), rtol=0, atol=0)
+
+
 def test_a_class_named_without_weights_is_built_with_random_ones(cli, tmp_path):
     """``MODULE:CLASS(args)`` as the model (no weights file): built seeded, as
     ``timm:NAME`` is; the input shape must be given; with arch= it conflicts."""

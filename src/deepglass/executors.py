@@ -171,6 +171,10 @@ class RayExecutor(Executor):
 
     def map(self, fn, units, shared=None):
         ray = self._ensure()
+        from .zoo.user_arch import SIBLING_MODULES
+
+        for mod in SIBLING_MODULES:     # an architecture file's own imports, by value
+            ray.cloudpickle.register_pickle_by_value(mod)
         remote = ray.remote(**self.task_options())(_call)
         try:
             ref, fn_ref = ray.put(shared), ray.put(fn)

@@ -5,8 +5,10 @@ it (a package's ``models.py``, a research script).  ``arch`` then names that
 class (or any callable returning an ``nn.Module``) the way entry points do:
 
 - ``"package.models:Net"``: imported with :func:`importlib.import_module`;
-- ``"path/to/model.py:Net"``: the file imported by path (its folder is not
-  added to ``sys.path``);
+- ``"path/to/model.py:Net"``: the file imported by path, its folder first on
+  ``sys.path`` while it runs, as ``python path/to/model.py`` would have it
+  (the modules it imports from beside it, :data:`SIBLING_MODULES`, are
+  shipped by value to Ray's workers, which need not have the folder);
 - ``"package.models:Net('tiny', width=2)"``: called with these arguments,
   which must be Python literals (numbers, strings, tuples, lists, dicts,
   ``True`` / ``False`` / ``None``); nothing else is evaluated.
@@ -29,7 +31,11 @@ from torch import nn
 
 from ..errors import DeepglassError, first_line
 
-__all__ = ["is_user_arch", "names_user_code", "build_user_arch"]
+__all__ = ["is_user_arch", "names_user_code", "build_user_arch", "SIBLING_MODULES"]
+
+#: modules that an architecture file imported from its own folder (pickled by
+#: value where work is shipped: :func:`deepglass.executors.RayExecutor`)
+SIBLING_MODULES: list = []
 
 #: MODULE:ATTR[(ARGS)], MODULE a dotted name or a path ending in .py
 _SPEC = re.compile(r"^(?P<module>[^:()]+):(?P<attr>[A-Za-z_][\w.]*)\s*(?P<call>\(.*\))?\s*$",
@@ -80,12 +86,20 @@ def _import(module: str, arch: str):
             spec = importlib.util.spec_from_file_location(name, path)
             mod = importlib.util.module_from_spec(spec)
             sys.modules[name] = mod          # dataclasses look the module up while it runs
+            folder = str(path.resolve().parent)
+            before = set(sys.modules)
+            sys.path.insert(0, folder)
             try:
                 spec.loader.exec_module(mod)
             finally:
+                sys.path.remove(folder)
                 # not importable elsewhere: cloudpickle (Ray) then ships its classes
                 # by value to the workers, which never saw the file's path
                 sys.modules.pop(name, None)
+            SIBLING_MODULES.extend(
+                m for k, m in list(sys.modules.items()) if k not in before
+                and str(Path(getattr(m, "__file__", None) or "/").resolve()).startswith(
+                    folder + "/"))
             return mod
         return importlib.import_module(module)
     except DeepglassError:
