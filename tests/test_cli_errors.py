@@ -92,6 +92,9 @@ BAD = [
     (["frustration", "digits_cnn", "--nulls", "N1", "--out", "{tmp}/foreign", "--force"],
      "config.toml is not a deepglass run's"),
     (["frustration", "digits_cnn", "--method", "magic"], "unknown method 'magic'"),
+    # refused before the network loads (a model that does not exist is not reached)
+    (["active", "no-such-net.pt", "--inputs", "digits", "--method", "magic"],
+     "unknown method 'magic'"),
     (["frustration", "digits_cnn", "--null-instances", "20"],
      "--null-instances applies to experiments (--nulls or --out)"),
     (["frustration", "digits_cnn", "--draws-per-unit", "2", "--force"],

@@ -315,6 +315,16 @@ def test_wrong_input_shape(capture):
         SignedGraph.from_module(nn.Sequential(nn.Linear(4, 2)), (5,), capture=capture)
 
 
+def test_a_shape_of_other_dimensions_names_the_model_s_own():
+    """A model that knows its input shape (the zoo's, an imported file's) says
+    how many dimensions it takes, as the command line does."""
+    from deepglass import zoo
+
+    with pytest.raises(DeepglassError, match=r"DigitsCNN does not accept input of shape "
+                                             r"\(8, 8\) \(it takes 3 dimension\(s\), like 1,8,8\)"):
+        SignedGraph.from_module(zoo.get("digits_cnn"), (8, 8))
+
+
 def test_non_integer_input_shape_refused():
     # 8.5 was truncated to 8 although the message says "positive integers"
     net = nn.Sequential(nn.Conv2d(3, 2, 3))

@@ -321,6 +321,24 @@ def test_unwritable_out_is_one_line(tmp_path):
         ro.chmod(0o755)
 
 
+def test_an_out_directory_where_none_can_be_made_is_refused_up_front(tmp_path, cli):
+    """Permissions do not tell everything (a superuser may write anywhere the
+    permissions allow, but not into /proc): a probe directory is made and
+    removed, so the refusal comes before the network loads, and nothing is
+    left behind where it can be made."""
+    from deepglass.files import check_out_dir
+
+    assert check_out_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert list(tmp_path.iterdir()) == []
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc here")
+    with pytest.raises(DeepglassError, match="cannot create a directory in /proc"):
+        check_out_dir("/proc/deepglass-run")
+    code, out, err = cli(["active", "no-such-model.pt", "--inputs", "digits", "--out",
+                          "/proc/deepglass-run"])
+    assert code == 2 and err.count("\n") == 1 and "cannot create a directory in /proc" in err
+
+
 def test_weight_cache_mode_and_stale_temporaries(tmp_path, monkeypatch):
     import time
 

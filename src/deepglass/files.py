@@ -179,6 +179,13 @@ def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
         raise DeepglassError(f"{option} {path}: {base} is a file, not a directory")
     if not os.access(base, os.W_OK | os.X_OK):
         raise DeepglassError(f"{option} {path}: {base} is not writable")
+    # a probe: permissions do not tell everything (a superuser, a read-only
+    # mount, a pseudo file system such as /proc)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".deepglass-probe-", dir=base))
+    except OSError as exc:
+        raise DeepglassError(f"{option} {path}: cannot create a directory in {base}: "
+                             f"{exc.strerror or exc}") from None
     return path
 
 

@@ -102,6 +102,9 @@ def active_cmd(
     if target not in ("pred", "all", "label"):
         raise DeepglassError(f"--target must be pred, all or label, got {target!r}")
     check_rules(batchnorm, norm, gates)
+    from ..solve import check_method
+
+    check_method(method)                    # before the network loads
     check_device(device)
     check_engine(engine, "descent" if method == "auto" else method, device)
     if time_limit is not None and method != "exact":

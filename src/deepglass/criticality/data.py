@@ -269,7 +269,8 @@ def _read_path(path: Path, spec, input_shape, seed, max_test, test_fraction):
                                  "test_batch) nor a folder of images (root/*.png or root/class/*.png)")
         X, y, classes = got
         if len(X) < 4:
-            raise DeepglassError(f"image folder {path} holds only {len(X)} images")
+            raise DeepglassError(f"image folder {path} holds only {len(X)} image(s); at least 4 "
+                                 "are needed (a training and a test split)")
         X_tr, X_te, y_tr, y_te = _split(X, y, test_fraction, seed)
         name = f"folder:{path}"
     return X_tr, y_tr, X_te, y_te, classes, name

@@ -126,7 +126,7 @@ def _gauges(model, shape, sigma_in, sigma_out, frustration, nulls, run, opts,
     if sigma_in is None:
         from .real_gauge import GAUGE_ARRAYS, load_gauge, save_gauge, settle_gauge
 
-        g, graph, source = None, None, f"arrays/{GAUGE_ARRAYS}.npz of this run"
+        g, graph, source = None, None, f"from arrays/{GAUGE_ARRAYS}.npz of this run"
         if run is not None:
             # the stored gauge is of the whole graph: its order on this output
             from ..graph import SignedGraph

@@ -423,8 +423,14 @@ def _run_capture(model, shapes, forward_kwargs, rules, capture, pool_weight, bat
             if forward_kwargs and "unexpected keyword argument" in msg:
                 raise DeepglassError(f"{type(model).__name__}'s forward does not take the "
                                      f"keyword arguments given (forward_kwargs): {msg}") from None
+            default = getattr(model, "default_input_shape", None)
+            hint = ""
+            if (isinstance(default, tuple) and default and all(isinstance(d, int) for d in default)
+                    and len(inputs) == 1 and len(default) != inputs[0].dim() - 1):
+                hint = (f" (it takes {len(default)} dimension(s), like "
+                        f"{','.join(map(str, default))})")
             raise DeepglassError(f"{type(model).__name__} does not accept input of shape "
-                                 f"{shape_txt}: {msg}") from None
+                                 f"{shape_txt}{hint}: {msg}") from None
     for v in run.leaves:
         if isinstance(v, Refused):     # a value the graph cannot hold reached the output:
             raise UnsupportedLayerError(v.message)   # refused, nothing warned before
