@@ -1035,3 +1035,23 @@ def test_a_memory_refusal_names_only_options_the_command_has(cli, tmp_path):
 
     with pytest.raises(TooLargeError, match="; lower --n$"):
         strict(command2)(n=5)
+
+
+def test_a_solver_s_progress_shows_its_sweep(monkeypatch):
+    """A descent's number of sweeps is set by its dynamics: the progress line
+    shows the sweep reached (a spinner, no total), and nothing before the
+    first sweep."""
+    import io
+
+    from rich.console import Console
+
+    from deepglass.cli import common
+
+    buf = io.StringIO()
+    monkeypatch.setattr(common, "console", Console(file=buf, force_terminal=True, width=80))
+    with common.progress("descent", None) as sweep:
+        assert buf.getvalue() == ""
+        for k in (1, 5, 37):
+            sweep(k)
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", buf.getvalue())
+    assert "descent sweep 37" in text and "/?" not in text

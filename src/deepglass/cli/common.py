@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
 console = Console(stderr=True)
@@ -90,24 +90,28 @@ def progress(description: str, total: int | None, enabled: bool = True) -> Itera
 
     Yields a callable ``advance(n=1)``.  Disabled (a no-op) when ``enabled`` is
     false, e.g. with ``--json`` or when stderr is not a terminal under CI.
-    Without a ``total`` the bar appears at the first ``advance``, so that an
-    error raised before any step is the only line on stderr.
+    Without a ``total`` (a solver's sweeps, whose number the dynamics set)
+    the callable is ``update(sweep)``: a spinner with the sweep reached and
+    the time elapsed, shown from the first update, so that an error raised
+    before any step is the only line on stderr.
     """
     if not enabled:
         yield lambda n=1: None
         return
     if total is None:
-        # no total (e.g. solver sweeps): start at the first step, so that an error
-        # raised before any work is the only line on stderr
         with ExitStack() as stack:
             state: dict = {}
 
-            def advance(n=1):
-                if "advance" not in state:
-                    state["advance"] = stack.enter_context(_bar(description, None))
-                state["advance"](n)
+            def update(sweep):
+                if "bar" not in state:
+                    state["bar"] = bar = stack.enter_context(Progress(
+                        SpinnerColumn(), TextColumn("{task.description}"),
+                        TextColumn("sweep {task.completed:.0f}"), TimeElapsedColumn(),
+                        console=console, transient=False))
+                    state["task"] = bar.add_task(description, total=None)
+                state["bar"].update(state["task"], completed=sweep)
 
-            yield advance
+            yield update
         return
     with _bar(description, total) as advance:
         yield advance

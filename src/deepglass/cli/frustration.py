@@ -118,9 +118,9 @@ def frustration_cmd(
     if output is not None:
         g = g.select_output(output)
     check_fits(g, replicas, method, engine, device)   # before the progress bar
-    with progress(f"{method} progress", None, enabled=not as_json) as advance:
+    with progress(method, None, enabled=not as_json) as sweep:
         res = deepglass.frustration(g, method=method, replicas=replicas, seed=seed, init=init,
-                                    device=device, callback=lambda k, n: advance(), **options)
+                                    device=device, callback=lambda k, n: sweep(k), **options)
     if save is not None:
         res.save(save)
     if as_json:
