@@ -94,7 +94,7 @@ def _check_dtype_device(dtype, device) -> None:
 def output_names(n: int, spec, single: str | None = None) -> list[str]:
     """Names of the flattened outputs: ``single`` (default ``output``) for one
     tensor, else the container keys (``0``, ``1``, ... or a dict's keys).  A
-    module names its lone output with an attribute ``output_name`` (an ONNX
+    module names its lone output with an attribute ``onnx_output_name`` (an ONNX
     file's output: :func:`single_output_name`)."""
     import torch.utils._pytree as pytree
 
@@ -114,9 +114,12 @@ def output_names(n: int, spec, single: str | None = None) -> list[str]:
 
 
 def single_output_name(model) -> str | None:
-    """The name a module gives its lone tensor output (attribute ``output_name``:
+    """The name a module gives its lone tensor output (attribute ``onnx_output_name``:
     an imported ONNX file's), None where it gives none."""
-    name = getattr(model, "output_name", None)
+    name = getattr(model, "onnx_output_name", None)
+    meta = getattr(model, "meta", None)
+    if name is None and isinstance(meta, dict):    # a GraphModule's deepcopy keeps meta only
+        name = meta.get("onnx_output_name")
     return name if isinstance(name, str) and name else None
 
 

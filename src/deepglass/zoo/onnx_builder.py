@@ -294,8 +294,9 @@ class _BuilderBase(_Refusals):
         # one output returns a tensor, not a named tuple: its name, where the
         # file gives it one, names the graph's output (SignedGraph.outputs)
         (only,) = self.model.graph.output if len(self.model.graph.output) == 1 else (None,)
-        module.output_name = (field_name(only.name, 0, ()) if only is not None
-                              and outputs_tuple([only.name]) is not None else None)
+        module.onnx_output_name = gm.meta["onnx_output_name"] = (
+            field_name(only.name, 0, ()) if only is not None
+            and outputs_tuple([only.name]) is not None else None)
         module.default_input_shapes = tuple(tuple(s) for s in self.input_shapes)
         module.default_input_shape = (module.default_input_shapes[0] if len(self.input_shapes) == 1
                                       else module.default_input_shapes)

@@ -96,10 +96,11 @@ def _import(module: str, arch: str):
                 # not importable elsewhere: cloudpickle (Ray) then ships its classes
                 # by value to the workers, which never saw the file's path
                 sys.modules.pop(name, None)
-            SIBLING_MODULES.extend(
-                m for k, m in list(sys.modules.items()) if k not in before
-                and str(Path(getattr(m, "__file__", None) or "/").resolve()).startswith(
-                    folder + "/"))
+            for k, m in list(sys.modules.items()):
+                where = getattr(m, "__file__", None)
+                if k not in before and where and Path(where).resolve().is_relative_to(folder) \
+                        and m not in SIBLING_MODULES:
+                    SIBLING_MODULES.append(m)
             return mod
         return importlib.import_module(module)
     except DeepglassError:
