@@ -1204,7 +1204,7 @@ def test_several_heads_are_read_by_name_downstream():
     """near-monotonicity and active subnetworks read the selected output; one output
     value makes gamma trivially 1, and that is said."""
     from deepglass.experiments.monotonicity import near_monotonicity
-    from deepglass.graph.trace import output_tensor
+    from deepglass.graph.outputs import output_tensor
 
     class Net(nn.Module):
         def __init__(self):

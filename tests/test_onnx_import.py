@@ -131,7 +131,7 @@ def test_several_outputs_keep_their_onnx_names():
     g = SignedGraph.from_module(module, (2, 3, 3))
     assert {k: len(v) for k, v in g.outputs.items()} == {"boxes": 27, "scores": 18}
     assert g.output_name == "boxes" and g.select_output("scores").output_name == "scores"
-    from deepglass.graph.trace import output_tensor
+    from deepglass.graph.outputs import output_tensor
     torch.testing.assert_close(output_tensor(out, "scores"), out.scores)
     # the module pickles (Ray ships it to workers), in a process that never imported it too
     import pickle

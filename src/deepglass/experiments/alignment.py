@@ -446,7 +446,8 @@ def near_monotonicity(model: nn.Module, sigma_in, sigma_out, inputs, amplitudes=
         dtype = param.dtype if param.is_floating_point() else torch.float32
     except StopIteration:
         dtype = torch.float32
-    from ..graph.trace import module_mode, output_tensor, single_output_name
+    from ..graph.outputs import output_tensor, single_output_name
+    from ..graph.trace import module_mode
 
     single = single_output_name(model)      # the file's name of an ONNX net's one output
     if dtype in (torch.float16, torch.bfloat16):
