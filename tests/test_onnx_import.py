@@ -131,8 +131,16 @@ def test_several_outputs_keep_their_onnx_names():
     g = SignedGraph.from_module(module, (2, 3, 3))
     assert {k: len(v) for k, v in g.outputs.items()} == {"boxes": 27, "scores": 18}
     assert g.output_name == "boxes" and g.select_output("scores").output_name == "scores"
+    # a file's own name, made an identifier, selects the same output
+    dotted = SignedGraph.from_module(onnx_to_module(_two_head_model(["boxes", "box.reg"])),
+                                     (2, 3, 3))
+    assert dotted.select_output("box.reg").output_name == "box_reg"
+    with pytest.raises(DeepglassError, match=r"no output 'box-reg.x': the network's outputs are boxes, box_reg"):
+        dotted.select_output("box-reg.x")
     from deepglass.graph.outputs import output_tensor
     torch.testing.assert_close(output_tensor(out, "scores"), out.scores)
+    two = onnx_to_module(_two_head_model(["boxes", "box.reg"]))(torch.from_numpy(x))
+    torch.testing.assert_close(output_tensor(two, "box.reg"), two.box_reg)
     # the module pickles (Ray ships it to workers), in a process that never imported it too
     import pickle
     import subprocess

@@ -5,11 +5,14 @@ and the one tensor an output name or position selects."""
 
 from __future__ import annotations
 
+import keyword
+import re
+
 import torch
 
 from ..errors import DeepglassError
 
-__all__ = ["output_names", "single_output_name", "output_tensor"]
+__all__ = ["output_names", "single_output_name", "output_tensor", "field_name"]
 
 
 def output_names(n: int, spec, single: str | None = None) -> list[str]:
@@ -58,10 +61,26 @@ def output_tensor(out, output: str | int | None = None, single: str | None = Non
     if output is None:
         return tensors[0][1]
     by_name = dict(tensors)
-    if str(output) in by_name:
-        return by_name[str(output)]
+    for key in (str(output), field_name(str(output), 0, ())):   # box.reg is box_reg
+        if key in by_name:
+            return by_name[key]
     try:
         return leaves[int(output)]
     except (ValueError, IndexError):
         raise DeepglassError(f"no output {output!r}: the network's outputs are "
                              f"{', '.join(nm for nm, _ in tensors)}") from None
+
+
+def field_name(name: str, i: int, taken) -> str:
+    """``name`` as a named tuple field not in ``taken``: other characters than
+    letters, digits and ``_`` become ``_`` (leading and trailing ones dropped),
+    a leading digit gets ``output_``, a keyword a trailing ``_``; an empty one
+    is ``output_<i>``."""
+    f = re.sub(r"\W", "_", str(name)).strip("_") or f"output_{i}"
+    if f[0].isdigit():
+        f = f"output_{f}"
+    if keyword.iskeyword(f):
+        f += "_"
+    while f in taken:
+        f += "_"
+    return f

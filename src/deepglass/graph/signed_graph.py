@@ -17,6 +17,7 @@ import torch
 
 from ..errors import DeepglassError, TooLargeError
 from .blocks import EdgeBlock, NodeBlock
+from .outputs import field_name
 
 __all__ = ["NodeBlock", "SignedGraph", "EXPLICIT_EDGE_LIMIT"]
 
@@ -209,6 +210,8 @@ class SignedGraph:
         near-monotonicity read (SPEC §1b)."""
         names = list(self.outputs)
         key = str(output)
+        if key not in self.outputs and field_name(key, 0, ()) in self.outputs:
+            key = field_name(key, 0, ())     # a file's own name (box.reg for box_reg)
         if key not in self.outputs:
             try:
                 key = names[int(output)]

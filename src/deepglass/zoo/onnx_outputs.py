@@ -9,10 +9,10 @@ pickled module (a Ray worker's copy) finds it without the importer having run.
 from __future__ import annotations
 
 import collections
-import keyword
-import re
 
-__all__ = ["outputs_tuple"]
+from ..graph.outputs import field_name
+
+__all__ = ["outputs_tuple", "field_name"]
 
 _PREFIX = "OnnxOutputs_"
 
@@ -29,21 +29,6 @@ def outputs_tuple(names) -> type | None:
     for i, nm in enumerate(names):
         fields.append(field_name(nm, i, fields))
     return __getattr__(_PREFIX + ",".join(fields).encode().hex())
-
-
-def field_name(name: str, i: int, taken) -> str:
-    """``name`` as a named tuple field not in ``taken``: other characters than
-    letters, digits and ``_`` become ``_`` (leading and trailing ones dropped),
-    a leading digit gets ``output_``, a keyword a trailing ``_``; an empty one
-    is ``output_<i>``."""
-    f = re.sub(r"\W", "_", str(name)).strip("_") or f"output_{i}"
-    if f[0].isdigit():
-        f = f"output_{f}"
-    if keyword.iskeyword(f):
-        f += "_"
-    while f in taken:
-        f += "_"
-    return f
 
 
 def __getattr__(name: str):
